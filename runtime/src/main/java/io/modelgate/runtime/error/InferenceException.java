@@ -1,0 +1,58 @@
+package io.modelgate.runtime.error;
+
+import java.util.Objects;
+
+/**
+ * A failure of one request, carrying the {@link ErrorCode} and a message that names what was
+ * expected and what came.
+ *
+ * <p>Errors caused by the client (every code but {@link ErrorCode#INTERNAL}) carry no stack trace:
+ * they are raised on the request path, where filling a stack trace would cost more than the
+ * validation that found the error, and the trace would say nothing the message does not.
+ */
+public final class InferenceException extends RuntimeException {
+  private static final long serialVersionUID = 1L;
+
+  private final ErrorCode code;
+
+  private InferenceException(ErrorCode code, String message, Throwable cause, boolean withTrace) {
+    super(message, cause, false, withTrace);
+    this.code = Objects.requireNonNull(code, "code");
+  }
+
+  public ErrorCode code() {
+    return code;
+  }
+
+  public static InferenceException of(ErrorCode code, String message) {
+    return new InferenceException(code, message, null, code == ErrorCode.INTERNAL);
+  }
+
+  public static InferenceException invalidArgument(String message) {
+    return of(ErrorCode.INVALID_ARGUMENT, message);
+  }
+
+  public static InferenceException notFound(String message) {
+    return of(ErrorCode.NOT_FOUND, message);
+  }
+
+  public static InferenceException unavailable(String message) {
+    return of(ErrorCode.UNAVAILABLE, message);
+  }
+
+  public static InferenceException resourceExhausted(String message) {
+    return of(ErrorCode.RESOURCE_EXHAUSTED, message);
+  }
+
+  public static InferenceException deadlineExceeded(String message) {
+    return of(ErrorCode.DEADLINE_EXCEEDED, message);
+  }
+
+  public static InferenceException cancelled(String message) {
+    return of(ErrorCode.CANCELLED, message);
+  }
+
+  public static InferenceException internal(String message, Throwable cause) {
+    return new InferenceException(ErrorCode.INTERNAL, message, cause, true);
+  }
+}

@@ -1,0 +1,64 @@
+package io.modelgate.runtime.execution;
+
+import java.util.Arrays;
+
+/**
+ * The requests of one ONNX Runtime execution, in the order their rows are laid out.
+ *
+ * <p>Each executor owns one {@code Batch} and reuses it: the batcher fills it only while the
+ * executor is idle, and the executor reads it only while it runs; the hand-off between the two
+ * threads is a blocking-queue transfer, which orders the writes before the reads.
+ */
+public final class Batch {
+  private final InferenceRequest[] requests;
+  private int size;
+  private int rows;
+
+  /** @param capacity the most requests one batch may hold */
+  public Batch(int capacity) {
+    if (capacity < 1) {
+      throw new IllegalArgumentException("capacity: " + capacity + " (expected: >= 1)");
+    }
+    this.requests = new InferenceRequest[capacity];
+  }
+
+  /** A batch holding the given requests, for executors driven directly (tests, benchmarks). */
+  public static Batch of(InferenceRequest... requests) {
+    Batch batch = new Batch(Math.max(1, requests.length));
+    for (InferenceRequest request : requests) {
+      batch.add(request);
+    }
+    return batch;
+  }
+
+  void clear() {
+    Arrays.fill(requests, 0, size, null);
+    size = 0;
+    rows = 0;
+  }
+
+  void add(InferenceRequest request) {
+    requests[size++] = request;
+    rows += Math.max(1, request.decoded().rows());
+  }
+
+  public int size() {
+    return size;
+  }
+
+  public boolean isFull() {
+    return size == requests.length;
+  }
+
+  /** Rows along the batch dimension over all requests (1 per request that does not batch). */
+  public int rows() {
+    return rows;
+  }
+
+  public InferenceRequest get(int index) {
+    if (index >= size) {
+      throw new IndexOutOfBoundsException("index " + index + " (size " + size + ")");
+    }
+    return requests[index];
+  }
+}

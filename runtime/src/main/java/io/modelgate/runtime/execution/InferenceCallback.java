@@ -1,0 +1,14 @@
+package io.modelgate.runtime.execution;
+
+import io.modelgate.runtime.error.InferenceException;
+
+/**
+ * Receives the one answer to one {@link InferenceRequest}. Exactly one method is called, exactly
+ * once, on an executor or batcher thread (or, for a refusal at admission, on the caller's thread).
+ * Implementations must not block: they hand the answer to the transport and return.
+ */
+public interface InferenceCallback {
+  void onSuccess(InferenceResult result);
+
+  void onFailure(InferenceException error);
+}

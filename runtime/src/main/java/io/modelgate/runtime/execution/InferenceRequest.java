@@ -1,0 +1,120 @@
+package io.modelgate.runtime.execution;
+
+import io.modelgate.runtime.error.InferenceException;
+import io.modelgate.runtime.tensor.DecodedRequest;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+import java.util.Objects;
+import java.util.function.BooleanSupplier;
+
+/**
+ * One request on its way through a version's scheduler: the decoded tensors, when it arrived, its
+ * deadline, how to tell that the caller gave up, and where its answer goes.
+ *
+ * <p>Every request is answered exactly once: {@link #succeed} and {@link #fail} race safely, and
+ * only the first call reaches the {@link InferenceCallback}. Fields are immutable; the answered
+ * flag is the only state, and it is atomic.
+ */
+public final class InferenceRequest {
+  private static final VarHandle ANSWERED;
+
+  static {
+    try {
+      ANSWERED =
+          MethodHandles.lookup().findVarHandle(InferenceRequest.class, "answered", boolean.class);
+    } catch (ReflectiveOperationException e) {
+      throw new ExceptionInInitializerError(e);
+    }
+  }
+
+  private static final BooleanSupplier NEVER = () -> false;
+
+  private final DecodedRequest decoded;
+  private final long arrivalNanos;
+  private final long deadlineNanos;
+  private final boolean hasDeadline;
+  private final BooleanSupplier cancelled;
+  private final InferenceCallback callback;
+
+  @SuppressWarnings("unused") // accessed through ANSWERED
+  private volatile boolean answered;
+
+  private InferenceRequest(
+      DecodedRequest decoded,
+      long arrivalNanos,
+      long deadlineNanos,
+      boolean hasDeadline,
+      BooleanSupplier cancelled,
+      InferenceCallback callback) {
+    this.decoded = Objects.requireNonNull(decoded, "decoded");
+    this.arrivalNanos = arrivalNanos;
+    this.deadlineNanos = deadlineNanos;
+    this.hasDeadline = hasDeadline;
+    this.cancelled = cancelled == null ? NEVER : cancelled;
+    this.callback = Objects.requireNonNull(callback, "callback");
+  }
+
+  /**
+   * A request that arrived at {@code arrivalNanos} ({@link System#nanoTime()}) with no deadline.
+   *
+   * @param cancelled reports whether the caller gave up; read from scheduler threads, so it must
+   *     be thread-safe and must not block; null when the caller cannot cancel
+   */
+  public static InferenceRequest of(
+      DecodedRequest decoded,
+      long arrivalNanos,
+      BooleanSupplier cancelled,
+      InferenceCallback callback) {
+    return new InferenceRequest(decoded, arrivalNanos, 0, false, cancelled, callback);
+  }
+
+  /** A request that must be executed before {@code deadlineNanos} ({@link System#nanoTime()}). */
+  public static InferenceRequest withDeadline(
+      DecodedRequest decoded,
+      long arrivalNanos,
+      long deadlineNanos,
+      BooleanSupplier cancelled,
+      InferenceCallback callback) {
+    return new InferenceRequest(decoded, arrivalNanos, deadlineNanos, true, cancelled, callback);
+  }
+
+  public DecodedRequest decoded() {
+    return decoded;
+  }
+
+  /** When the request arrived, in {@link System#nanoTime()} terms. */
+  public long arrivalNanos() {
+    return arrivalNanos;
+  }
+
+  /** Whether the deadline, if any, has passed at {@code nowNanos}. */
+  public boolean isExpired(long nowNanos) {
+    return hasDeadline && nowNanos - deadlineNanos >= 0;
+  }
+
+  public boolean isCancelled() {
+    return cancelled.getAsBoolean();
+  }
+
+  public boolean isAnswered() {
+    return (boolean) ANSWERED.getVolatile(this);
+  }
+
+  /** Delivers the result unless the request was answered already; returns whether it did. */
+  public boolean succeed(InferenceResult result) {
+    if (ANSWERED.compareAndSet(this, false, true)) {
+      callback.onSuccess(result);
+      return true;
+    }
+    return false;
+  }
+
+  /** Delivers the error unless the request was answered already; returns whether it did. */
+  public boolean fail(InferenceException error) {
+    if (ANSWERED.compareAndSet(this, false, true)) {
+      callback.onFailure(error);
+      return true;
+    }
+    return false;
+  }
+}

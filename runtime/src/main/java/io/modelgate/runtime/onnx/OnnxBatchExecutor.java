@@ -1,0 +1,310 @@
+package io.modelgate.runtime.onnx;
+
+import ai.onnxruntime.OnnxTensor;
+import ai.onnxruntime.OnnxValue;
+import ai.onnxruntime.OrtException;
+import ai.onnxruntime.OrtSession;
+import com.google.protobuf.ByteString;
+import com.google.protobuf.UnsafeByteOperations;
+import io.modelgate.runtime.error.InferenceException;
+import io.modelgate.runtime.execution.Batch;
+import io.modelgate.runtime.execution.BatchExecutor;
+import io.modelgate.runtime.execution.InferenceRequest;
+import io.modelgate.runtime.execution.InferenceResult;
+import io.modelgate.runtime.tensor.DataType;
+import io.modelgate.runtime.tensor.InputTensor;
+import io.modelgate.runtime.tensor.ModelSignature;
+import io.modelgate.runtime.tensor.OutputTensor;
+import io.modelgate.runtime.tensor.TensorSpec;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * Runs batches on one {@link OnnxModel}: concatenates each input of the batch's requests along the
+ * first dimension into a direct buffer (the one copy of the request's bytes), calls ONNX Runtime,
+ * and splits each output back by the requests' row counts.
+ *
+ * <p>One instance per executor thread: it owns its direct buffers and reuses them, growing them to
+ * the largest batch seen. Responses are built from the tensors ONNX Runtime returns, not from the
+ * declared output shapes. Every tensor and result is closed, whatever happens.
+ */
+public final class OnnxBatchExecutor implements BatchExecutor {
+  private final OnnxModel model;
+  private final ModelSignature signature;
+  private final String label;
+  private final ByteBuffer[] buffers;
+  private final OnnxTensor[] tensors;
+  private final Map<String, OnnxTensor> feed;
+  private final Set<String> allOutputNames;
+
+  /**
+   * @param label names the version in error messages, e.g. {@code "model 'm' version 1"}
+   */
+  public OnnxBatchExecutor(OnnxModel model, ModelSignature signature, String label) {
+    this.model = model;
+    this.signature = signature;
+    this.label = label;
+    int inputs = signature.inputs().size();
+    this.buffers = new ByteBuffer[inputs];
+    this.tensors = new OnnxTensor[inputs];
+    this.feed = new HashMap<>(inputs * 2);
+    Set<String> names = new LinkedHashSet<>();
+    for (TensorSpec output : signature.outputs()) {
+      names.add(output.name());
+    }
+    this.allOutputNames = Set.copyOf(names);
+  }
+
+  @Override
+  public void execute(Batch batch) {
+    long start = System.nanoTime();
+    try {
+      for (int i = 0; i < tensors.length; i++) {
+        tensors[i] = input(i, batch);
+        feed.put(signature.inputs().get(i).name(), tensors[i]);
+      }
+      try (OrtSession.Result result = model.run(feed, outputNames(batch))) {
+        answer(batch, result, start);
+      }
+    } catch (OrtException e) {
+      failAll(
+          batch,
+          InferenceException.internal(
+              "ONNX Runtime failed running " + label + ": " + e.getMessage(), e));
+    } catch (InferenceException e) {
+      failAll(batch, e);
+    } finally {
+      for (int i = 0; i < tensors.length; i++) {
+        if (tensors[i] != null) {
+          tensors[i].close();
+          tensors[i] = null;
+        }
+      }
+      feed.clear();
+    }
+  }
+
+  private OnnxTensor input(int index, Batch batch) throws OrtException {
+    int n = batch.size();
+    InputTensor first = batch.get(0).decoded().inputs()[index];
+    long[] shape = first.shape();
+    if (n > 1) {
+      shape = shape.clone();
+      shape[0] = batch.rows();
+    }
+    if (first.dataType() == DataType.BYTES) {
+      String[] values = first.strings();
+      if (n > 1) {
+        List<String> all = new ArrayList<>();
+        for (int r = 0; r < n; r++) {
+          all.addAll(List.of(batch.get(r).decoded().inputs()[index].strings()));
+        }
+        values = all.toArray(new String[0]);
+      }
+      return OnnxTensor.createTensor(OnnxModel.environment(), values, shape);
+    }
+    int bytes = 0;
+    for (int r = 0; r < n; r++) {
+      bytes += batch.get(r).decoded().inputs()[index].byteSize();
+    }
+    ByteBuffer buffer = buffer(index, bytes);
+    for (int r = 0; r < n; r++) {
+      batch.get(r).decoded().inputs()[index].copyTo(buffer);
+    }
+    buffer.flip();
+    return OnnxTensor.createTensor(
+        OnnxModel.environment(), buffer, shape, first.dataType().ortType());
+  }
+
+  private ByteBuffer buffer(int index, int bytes) {
+    ByteBuffer buffer = buffers[index];
+    if (buffer == null || buffer.capacity() < bytes) {
+      int capacity = buffer == null ? bytes : Math.max(bytes, buffer.capacity() * 2);
+      buffer = ByteBuffer.allocateDirect(Math.max(capacity, 64)).order(ByteOrder.LITTLE_ENDIAN);
+      buffers[index] = buffer;
+    }
+    buffer.clear();
+    return buffer;
+  }
+
+  private Set<String> outputNames(Batch batch) {
+    int[] first = batch.get(0).decoded().outputs();
+    if (first.length == allOutputNames.size() && batch.size() == 1) {
+      return allOutputNames;
+    }
+    Set<String> names = new LinkedHashSet<>();
+    for (int r = 0; r < batch.size(); r++) {
+      for (int output : batch.get(r).decoded().outputs()) {
+        names.add(signature.outputs().get(output).name());
+      }
+    }
+    return names.size() == allOutputNames.size() ? allOutputNames : names;
+  }
+
+  private void answer(Batch batch, OrtSession.Result result, long start) {
+    int n = batch.size();
+    int outputCount = signature.outputs().size();
+    Encoded[] encoded = new Encoded[outputCount];
+    OutputTensor[][] perRequest = new OutputTensor[n][];
+    for (int r = 0; r < n; r++) {
+      int[] wanted = batch.get(r).decoded().outputs();
+      perRequest[r] = new OutputTensor[wanted.length];
+      for (int o = 0; o < wanted.length; o++) {
+        int index = wanted[o];
+        if (encoded[index] == null) {
+          encoded[index] = encode(signature.outputs().get(index), result);
+        }
+        perRequest[r][o] =
+            n == 1 ? encoded[index].whole() : encoded[index].rows(batch, r, label);
+      }
+    }
+    long end = System.nanoTime();
+    int rows = batch.rows();
+    for (int r = 0; r < n; r++) {
+      InferenceRequest request = batch.get(r);
+      request.succeed(
+          new InferenceResult(perRequest[r], start - request.arrivalNanos(), end - start, rows));
+    }
+  }
+
+  private Encoded encode(TensorSpec spec, OrtSession.Result result) {
+    OnnxValue value =
+        result
+            .get(spec.name())
+            .orElseThrow(
+                () ->
+                    InferenceException.internal(
+                        label + ": ONNX Runtime returned no output '" + spec.name() + "'", null));
+    if (!(value instanceof OnnxTensor)) {
+      throw InferenceException.internal(
+          label + ": output '" + spec.name() + "' is a " + value.getType() + ", not a tensor",
+          null);
+    }
+    OnnxTensor tensor = (OnnxTensor) value;
+    long[] shape = tensor.getInfo().getShape();
+    DataType type = DataType.fromOnnx(tensor.getInfo().onnxType).orElse(spec.dataType());
+    if (type == DataType.BYTES) {
+      return Encoded.strings(spec.name(), shape, flattenStrings(tensor, spec.name()));
+    }
+    ByteBuffer data = tensor.getByteBuffer();
+    return Encoded.fixed(spec.name(), type, shape, data.array());
+  }
+
+  private String[] flattenStrings(OnnxTensor tensor, String name) {
+    try {
+      Object value = tensor.getValue();
+      List<String> out = new ArrayList<>();
+      flatten(value, out);
+      return out.toArray(new String[0]);
+    } catch (OrtException e) {
+      throw InferenceException.internal(
+          label + ": could not read string output '" + name + "': " + e.getMessage(), e);
+    }
+  }
+
+  private static void flatten(Object value, List<String> out) {
+    if (value instanceof String) {
+      out.add((String) value);
+    } else if (value instanceof Object[]) {
+      for (Object element : (Object[]) value) {
+        flatten(element, out);
+      }
+    }
+  }
+
+  private static void failAll(Batch batch, InferenceException error) {
+    for (int r = 0; r < batch.size(); r++) {
+      batch.get(r).fail(error);
+    }
+  }
+
+  @Override
+  public void close() {
+    // Direct buffers are released with this object; sessions belong to the version.
+  }
+
+  /** One output of the whole batch in raw form, ready to be split by rows. */
+  private static final class Encoded {
+    final String name;
+    final DataType type;
+    final long[] shape;
+    final byte[] bytes;
+    /** For BYTES: where each element starts in {@code bytes}, plus the end. */
+    final int[] offsets;
+
+    private Encoded(String name, DataType type, long[] shape, byte[] bytes, int[] offsets) {
+      this.name = name;
+      this.type = type;
+      this.shape = shape;
+      this.bytes = bytes;
+      this.offsets = offsets;
+    }
+
+    static Encoded fixed(String name, DataType type, long[] shape, byte[] bytes) {
+      return new Encoded(name, type, shape, bytes, null);
+    }
+
+    static Encoded strings(String name, long[] shape, String[] values) {
+      int[] offsets = new int[values.length + 1];
+      byte[][] utf8 = new byte[values.length][];
+      int size = 0;
+      for (int i = 0; i < values.length; i++) {
+        utf8[i] = values[i].getBytes(StandardCharsets.UTF_8);
+        offsets[i] = size;
+        size += 4 + utf8[i].length;
+      }
+      offsets[values.length] = size;
+      ByteBuffer out = ByteBuffer.allocate(size).order(ByteOrder.LITTLE_ENDIAN);
+      for (byte[] value : utf8) {
+        out.putInt(value.length).put(value);
+      }
+      return new Encoded(name, DataType.BYTES, shape, out.array(), offsets);
+    }
+
+    OutputTensor whole() {
+      return new OutputTensor(name, type, shape, UnsafeByteOperations.unsafeWrap(bytes));
+    }
+
+    /** The rows of request {@code r} of {@code batch}, which are laid out in request order. */
+    OutputTensor rows(Batch batch, int r, String label) {
+      int total = batch.rows();
+      if (shape.length == 0 || shape[0] != total) {
+        throw InferenceException.internal(
+            label
+                + ": output '"
+                + name
+                + "' has shape "
+                + io.modelgate.runtime.tensor.Shapes.format(shape)
+                + " for a batch of "
+                + total
+                + " rows (expected: the batch size as its first dimension)",
+            null);
+      }
+      int before = 0;
+      for (int i = 0; i < r; i++) {
+        before += batch.get(i).decoded().rows();
+      }
+      int mine = batch.get(r).decoded().rows();
+      long[] part = shape.clone();
+      part[0] = mine;
+      ByteString data;
+      if (offsets == null) {
+        int rowBytes = bytes.length / total;
+        data = UnsafeByteOperations.unsafeWrap(bytes, before * rowBytes, mine * rowBytes);
+      } else {
+        int perRow = (offsets.length - 1) / total;
+        int from = offsets[before * perRow];
+        int to = offsets[(before + mine) * perRow];
+        data = UnsafeByteOperations.unsafeWrap(bytes, from, to - from);
+      }
+      return new OutputTensor(name, type, part, data);
+    }
+  }
+}

@@ -1,0 +1,176 @@
+package io.modelgate.runtime.onnx;
+
+import ai.onnxruntime.MapInfo;
+import ai.onnxruntime.NodeInfo;
+import ai.onnxruntime.OnnxTensor;
+import ai.onnxruntime.OrtEnvironment;
+import ai.onnxruntime.OrtException;
+import ai.onnxruntime.OrtLoggingLevel;
+import ai.onnxruntime.OrtSession;
+import ai.onnxruntime.OrtSession.SessionOptions;
+import ai.onnxruntime.SequenceInfo;
+import ai.onnxruntime.TensorInfo;
+import ai.onnxruntime.ValueInfo;
+import io.modelgate.runtime.error.ModelLoadException;
+import io.modelgate.runtime.tensor.DataType;
+import io.modelgate.runtime.tensor.TensorSpec;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * One ONNX Runtime session and the tensors it takes and returns. Created once per model version;
+ * {@link #run} is thread-safe, so every executor of the version shares the session.
+ */
+public final class OnnxModel implements AutoCloseable {
+  private static final OrtEnvironment ENV =
+      OrtEnvironment.getEnvironment(OrtLoggingLevel.ORT_LOGGING_LEVEL_WARNING, "modelgate");
+
+  private final Path file;
+  private final OrtSession session;
+  private final List<TensorSpec> inputs;
+  private final List<TensorSpec> outputs;
+
+  private OnnxModel(Path file, OrtSession session, List<TensorSpec> inputs, List<TensorSpec> outputs) {
+    this.file = file;
+    this.session = session;
+    this.inputs = inputs;
+    this.outputs = outputs;
+  }
+
+  /** The process-wide ONNX Runtime environment. */
+  public static OrtEnvironment environment() {
+    return ENV;
+  }
+
+  /**
+   * Opens {@code file} with {@code settings}. Fails with a message a user can act on when the file
+   * is missing, is not a model ONNX Runtime can load, or takes or returns something other than
+   * tensors of a type modelgate can pass.
+   */
+  public static OnnxModel open(Path file, SessionSettings settings) throws ModelLoadException {
+    if (ByteOrder.nativeOrder() != ByteOrder.LITTLE_ENDIAN) {
+      // Raw tensor data is little-endian on the wire and handed to ONNX Runtime as it is.
+      throw new ModelLoadException("modelgate requires a little-endian platform");
+    }
+    if (!Files.isRegularFile(file)) {
+      throw new ModelLoadException("missing model file " + file + " (expected: an ONNX model)");
+    }
+    OrtSession session;
+    try (SessionOptions options = new SessionOptions()) {
+      options.setIntraOpNumThreads(settings.intraOpThreads());
+      options.setInterOpNumThreads(settings.interOpThreads());
+      // Idle spinning threads would steal the cores the event loops need.
+      options.addConfigEntry("session.intra_op.allow_spinning", "0");
+      options.addConfigEntry("session.inter_op.allow_spinning", "0");
+      options.setOptimizationLevel(SessionOptions.OptLevel.ALL_OPT);
+      session = ENV.createSession(file.toString(), options);
+    } catch (OrtException e) {
+      throw new ModelLoadException(
+          "ONNX Runtime could not load " + file + ": " + e.getMessage(), e);
+    }
+    try {
+      List<TensorSpec> inputs = specs("input", session.getInputInfo());
+      List<TensorSpec> outputs = specs("output", session.getOutputInfo());
+      if (outputs.isEmpty()) {
+        throw new ModelLoadException("the model has no outputs");
+      }
+      return new OnnxModel(file, session, List.copyOf(inputs), List.copyOf(outputs));
+    } catch (OrtException | ModelLoadException | RuntimeException e) {
+      closeQuietly(session);
+      if (e instanceof ModelLoadException) {
+        throw (ModelLoadException) e;
+      }
+      throw new ModelLoadException(
+          "ONNX Runtime could not describe the tensors of " + file + ": " + e.getMessage(), e);
+    }
+  }
+
+  private static List<TensorSpec> specs(String role, Map<String, NodeInfo> infos)
+      throws ModelLoadException {
+    List<TensorSpec> specs = new ArrayList<>(infos.size());
+    for (NodeInfo node : infos.values()) {
+      ValueInfo info = node.getInfo();
+      if (!(info instanceof TensorInfo)) {
+        throw new ModelLoadException(
+            role
+                + " '"
+                + node.getName()
+                + "' is "
+                + describeNonTensor(info)
+                + "; modelgate serves only tensor "
+                + role
+                + "s (re-export the model without it, e.g. skl2onnx's ZipMap)");
+      }
+      TensorInfo tensor = (TensorInfo) info;
+      DataType type =
+          DataType.fromOnnx(tensor.onnxType)
+              .orElseThrow(
+                  () ->
+                      new ModelLoadException(
+                          role
+                              + " '"
+                              + node.getName()
+                              + "' has element type "
+                              + tensor.onnxType
+                              + ", which modelgate cannot pass to ONNX Runtime's Java API"
+                              + " (supported: "
+                              + DataType.supportedNames()
+                              + ")"));
+      specs.add(new TensorSpec(node.getName(), type, tensor.getShape()));
+    }
+    return specs;
+  }
+
+  private static String describeNonTensor(ValueInfo info) {
+    if (info instanceof SequenceInfo) {
+      SequenceInfo sequence = (SequenceInfo) info;
+      return sequence.isSequenceOfMaps() ? "a sequence of maps" : "a sequence";
+    }
+    if (info instanceof MapInfo) {
+      return "a map";
+    }
+    return "not a tensor (" + info + ")";
+  }
+
+  public Path file() {
+    return file;
+  }
+
+  /** The inputs in the model's order. */
+  public List<TensorSpec> inputs() {
+    return inputs;
+  }
+
+  /** The outputs in the model's order. */
+  public List<TensorSpec> outputs() {
+    return outputs;
+  }
+
+  /**
+   * Runs the model. Thread-safe. The caller owns {@code feed}'s tensors and the result, and must
+   * close both.
+   */
+  public OrtSession.Result run(Map<String, OnnxTensor> feed, Set<String> outputNames)
+      throws OrtException {
+    return session.run(feed, outputNames);
+  }
+
+  /** Releases the session. No {@link #run} may be in progress or follow. */
+  @Override
+  public void close() {
+    closeQuietly(session);
+  }
+
+  private static void closeQuietly(OrtSession session) {
+    try {
+      session.close();
+    } catch (OrtException e) {
+      // Nothing to do: the native session is gone either way.
+    }
+  }
+}

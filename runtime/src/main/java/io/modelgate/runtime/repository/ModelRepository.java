@@ -1,0 +1,245 @@
+package io.modelgate.runtime.repository;
+
+import io.modelgate.runtime.error.ModelLoadException;
+import io.modelgate.runtime.execution.RingScheduler;
+import io.modelgate.runtime.onnx.OnnxBatchExecutor;
+import io.modelgate.runtime.onnx.OnnxModel;
+import io.modelgate.runtime.repository.ModelConfigFile.InvalidConfigException;
+import io.modelgate.runtime.tensor.ModelSignature;
+import io.modelgate.runtime.tensor.TensorSpec;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.TreeMap;
+import java.util.regex.Pattern;
+import java.util.stream.Stream;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The models in a repository folder, laid out as {@code <root>/<model>/<version>/model.onnx} with
+ * an optional {@code <root>/<model>/model.yaml} (see {@link ModelConfigFile}). Versions are
+ * positive integers; other folders are ignored with a warning.
+ *
+ * <p>Every version gets a visible state. One that cannot load — missing or corrupt file, a
+ * non-tensor output, an invalid config — is FAILED with its reason, and the other models load and
+ * serve regardless.
+ *
+ * <p>Thread-safe: loaded once, then read by request threads without locking.
+ */
+public final class ModelRepository {
+  private static final Logger log = LoggerFactory.getLogger(ModelRepository.class);
+  private static final Pattern MODEL_NAME = Pattern.compile("[A-Za-z0-9_][A-Za-z0-9_.-]*");
+  private static final Pattern VERSION = Pattern.compile("[1-9][0-9]{0,17}");
+  public static final String MODEL_FILE = "model.onnx";
+
+  private final Path root;
+  private final Map<String, Model> models;
+
+  private ModelRepository(Path root, Map<String, Model> models) {
+    this.root = root;
+    this.models = Collections.unmodifiableMap(models);
+  }
+
+  /**
+   * Scans {@code root} and loads every version it finds, each under its model's settings over
+   * {@code defaults}. Returns once every version is READY or FAILED.
+   *
+   * @throws IOException when {@code root} is not a readable folder
+   */
+  public static ModelRepository load(Path root, ModelSettings defaults) throws IOException {
+    if (!Files.isDirectory(root)) {
+      throw new IOException("model repository " + root + " is not a folder");
+    }
+    Map<String, Model> models = new TreeMap<>();
+    for (Path dir : list(root)) {
+      String name = dir.getFileName().toString();
+      if (!Files.isDirectory(dir) || name.startsWith(".")) {
+        continue;
+      }
+      if (!MODEL_NAME.matcher(name).matches()) {
+        log.warn("ignoring {}: a model name may hold only letters, digits, '_', '.' and '-'", dir);
+        continue;
+      }
+      models.put(name, loadModel(name, dir, defaults));
+    }
+    return new ModelRepository(root, models);
+  }
+
+  private static Model loadModel(String name, Path dir, ModelSettings defaults) throws IOException {
+    List<ModelVersion> versions = new ArrayList<>();
+    for (Path versionDir : list(dir)) {
+      if (!Files.isDirectory(versionDir)) {
+        continue;
+      }
+      String folder = versionDir.getFileName().toString();
+      if (!VERSION.matcher(folder).matches()) {
+        log.warn(
+            "ignoring {}: a version folder is named by a positive integer, e.g. {}/1", versionDir, dir);
+        continue;
+      }
+      versions.add(new ModelVersion(name, Long.parseLong(folder), versionDir));
+    }
+    if (versions.isEmpty()) {
+      log.warn("model '{}' in {} has no version folders (expected: {}/1/{})", name, dir, dir, MODEL_FILE);
+    }
+    ModelSettings settings;
+    try {
+      settings = ModelConfigFile.read(dir, defaults);
+    } catch (InvalidConfigException e) {
+      for (ModelVersion version : versions) {
+        version.failed(e.getMessage());
+        log.error("{} FAILED: {}", version.label(), e.getMessage());
+      }
+      return new Model(name, versions);
+    }
+    for (ModelVersion version : versions) {
+      loadVersion(version, settings);
+    }
+    return new Model(name, versions);
+  }
+
+  private static void loadVersion(ModelVersion version, ModelSettings settings) {
+    long start = System.nanoTime();
+    OnnxModel onnx = null;
+    try {
+      onnx = OnnxModel.open(version.directory().resolve(MODEL_FILE), settings.session());
+      ModelSignature signature = signature(onnx, settings);
+      ModelSettings effective =
+          new ModelSettings(signature.maxBatchSize(), settings.session(), settings.scheduler());
+      OnnxModel session = onnx;
+      RingScheduler scheduler =
+          new RingScheduler(
+              version.label(),
+              settings.scheduler(),
+              () -> new OnnxBatchExecutor(session, signature, version.label()));
+      version.ready(new LoadedVersion(signature, scheduler, effective, onnx));
+      log.info(
+          "{} READY in {} ms: inputs {}, outputs {}, max_batch_size {}",
+          version.label(),
+          (System.nanoTime() - start) / 1_000_000,
+          signature.inputs(),
+          signature.outputs(),
+          signature.maxBatchSize());
+    } catch (ModelLoadException e) {
+      if (onnx != null) {
+        onnx.close();
+      }
+      version.failed(e.getMessage());
+      log.error("{} FAILED: {}", version.label(), e.getMessage());
+    } catch (RuntimeException e) {
+      if (onnx != null) {
+        onnx.close();
+      }
+      String reason = "unexpected error while loading: " + e;
+      version.failed(reason);
+      log.error("{} FAILED: {}", version.label(), reason, e);
+    }
+  }
+
+  /** The signature with {@code max_batch_size} resolved against what the model allows. */
+  static ModelSignature signature(OnnxModel onnx, ModelSettings settings)
+      throws ModelLoadException {
+    String notBatchable = notBatchableReason(onnx.inputs(), onnx.outputs());
+    Integer configured = settings.maxBatchSize();
+    int maxBatchSize;
+    if (configured == null) {
+      maxBatchSize = notBatchable == null ? ModelSettings.DEFAULT_MAX_BATCH_SIZE : 0;
+    } else if (configured > 0 && notBatchable != null) {
+      throw new ModelLoadException(
+          ModelConfigFile.FILE_NAME
+              + ": max_batch_size: "
+              + configured
+              + ", but "
+              + notBatchable
+              + " (expected: max_batch_size 0 for this model)");
+    } else {
+      maxBatchSize = configured;
+    }
+    return new ModelSignature(onnx.inputs(), onnx.outputs(), maxBatchSize);
+  }
+
+  /** Why the first dimension cannot be a batch dimension, or null when it can. */
+  private static String notBatchableReason(List<TensorSpec> inputs, List<TensorSpec> outputs) {
+    if (inputs.isEmpty()) {
+      return "the model has no inputs";
+    }
+    for (TensorSpec input : inputs) {
+      if (input.rank() == 0 || input.dim(0) != -1) {
+        return "input '"
+            + input.name()
+            + "' has shape "
+            + input.shapeText()
+            + ", whose first dimension is not variable (-1)";
+      }
+    }
+    for (TensorSpec output : outputs) {
+      if (output.rank() == 0) {
+        return "output '" + output.name() + "' is a scalar, which has no batch dimension";
+      }
+    }
+    return null;
+  }
+
+  private static List<Path> list(Path dir) throws IOException {
+    try (Stream<Path> entries = Files.list(dir)) {
+      return entries.sorted().toList();
+    }
+  }
+
+  public Path root() {
+    return root;
+  }
+
+  public Optional<Model> model(String name) {
+    return Optional.ofNullable(models.get(name));
+  }
+
+  /** All models, by name. */
+  public List<Model> models() {
+    return List.copyOf(models.values());
+  }
+
+  /** Whether at least one version of one model is READY. */
+  public boolean anyReady() {
+    for (Model model : models.values()) {
+      if (model.latestReady().isPresent()) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /**
+   * Unloads every version: each stops accepting, completes what it has queued (or answers
+   * UNAVAILABLE once {@code drainTimeout} has passed), then its session is closed. Blocks until
+   * done.
+   */
+  public void close(Duration drainTimeout) {
+    long deadline = System.nanoTime() + drainTimeout.toNanos();
+    record Closing(ModelVersion version, LoadedVersion loaded) {}
+    List<Closing> closing = new ArrayList<>();
+    for (Model model : models.values()) {
+      for (ModelVersion version : model.versions()) {
+        LoadedVersion loaded = version.loaded();
+        if (loaded != null) {
+          version.unloading();
+          closing.add(new Closing(version, loaded));
+        }
+      }
+    }
+    for (Closing c : closing) {
+      long remaining = Math.max(0, deadline - System.nanoTime());
+      c.loaded().scheduler().drain(Duration.ofNanos(remaining));
+      c.loaded().onnx().close();
+      c.version().unavailable("unloaded");
+      log.info("{} unloaded", c.version().label());
+    }
+  }
+}

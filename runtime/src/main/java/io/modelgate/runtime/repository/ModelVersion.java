@@ -1,0 +1,109 @@
+package io.modelgate.runtime.repository;
+
+import io.modelgate.runtime.error.InferenceException;
+import java.nio.file.Path;
+import java.util.Objects;
+
+/**
+ * One version of one model and its state. The state, its reason and what the version serves with
+ * change together, as one immutable snapshot behind a volatile field: a reader sees a READY state
+ * only together with its {@link LoadedVersion}. Only the repository changes the state.
+ */
+public final class ModelVersion {
+  private final String model;
+  private final long number;
+  private final String numberText;
+  private final String label;
+  private final Path directory;
+  private volatile Snapshot snapshot;
+
+  private record Snapshot(VersionState state, String reason, LoadedVersion loaded) {}
+
+  ModelVersion(String model, long number, Path directory) {
+    this.model = Objects.requireNonNull(model, "model");
+    this.number = number;
+    this.numberText = Long.toString(number);
+    this.label = "model '" + model + "' version " + number;
+    this.directory = directory;
+    this.snapshot = new Snapshot(VersionState.LOADING, "", null);
+  }
+
+  public String model() {
+    return model;
+  }
+
+  public long number() {
+    return number;
+  }
+
+  /** The version number as the protocol carries it, e.g. {@code "2"}. */
+  public String numberText() {
+    return numberText;
+  }
+
+  /** {@code model 'm' version 2}, for messages. */
+  public String label() {
+    return label;
+  }
+
+  public Path directory() {
+    return directory;
+  }
+
+  public VersionState state() {
+    return snapshot.state();
+  }
+
+  /** Why the version is in its state; empty when READY. */
+  public String reason() {
+    return snapshot.reason();
+  }
+
+  public boolean isReady() {
+    return snapshot.state() == VersionState.READY;
+  }
+
+  /**
+   * What the version serves with.
+   *
+   * @throws InferenceException UNAVAILABLE, naming the state and its reason, unless READY
+   */
+  public LoadedVersion serving() {
+    Snapshot current = snapshot;
+    if (current.state() != VersionState.READY) {
+      throw InferenceException.unavailable(describeUnavailable(current));
+    }
+    return current.loaded();
+  }
+
+  private String describeUnavailable(Snapshot current) {
+    String text = label + " is " + current.state();
+    return current.reason().isEmpty() ? text : text + ": " + current.reason();
+  }
+
+  /** What it serves with, or null unless READY. */
+  LoadedVersion loaded() {
+    return snapshot.loaded();
+  }
+
+  void ready(LoadedVersion loaded) {
+    snapshot = new Snapshot(VersionState.READY, "", Objects.requireNonNull(loaded));
+  }
+
+  void failed(String reason) {
+    snapshot = new Snapshot(VersionState.FAILED, reason, null);
+  }
+
+  void unloading() {
+    snapshot = new Snapshot(VersionState.UNLOADING, "the server is stopping", null);
+  }
+
+  void unavailable(String reason) {
+    snapshot = new Snapshot(VersionState.UNAVAILABLE, reason, null);
+  }
+
+  @Override
+  public String toString() {
+    return label + " " + state();
+  }
+}

@@ -1,0 +1,208 @@
+package io.modelgate.runtime.repository;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.modelgate.runtime.error.ErrorCode;
+import io.modelgate.runtime.error.InferenceException;
+import io.modelgate.runtime.execution.InferenceRequest;
+import io.modelgate.runtime.onnx.SessionSettings;
+import io.modelgate.runtime.tensor.RequestDecoder;
+import io.modelgate.runtime.testing.Requests;
+import io.modelgate.runtime.testing.TestModels;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class ModelRepositoryTest {
+  @TempDir Path root;
+  private ModelRepository repository;
+
+  @AfterEach
+  void close() {
+    if (repository != null) {
+      repository.close(Duration.ofSeconds(5));
+    }
+  }
+
+  private ModelRepository load() throws IOException {
+    repository = ModelRepository.load(root, ModelSettings.defaults(SessionSettings.DEFAULTS));
+    return repository;
+  }
+
+  private ModelVersion version(String model, long number) {
+    return repository.model(model).orElseThrow().version(number).orElseThrow();
+  }
+
+  @Test
+  void brokenVersions_areFailedWithTheirReasons_whileOthersServe() throws Exception {
+    TestModels.write(root, "good", 1, TestModels.affine());
+    TestModels.write(root, "corrupt", 1, "this is not an ONNX model".getBytes());
+    TestModels.write(root, "zipmap", 1, TestModels.lrMnist());
+    TestModels.write(root, "unsigned", 1, TestModels.uint32Identity());
+    Files.createDirectories(root.resolve("empty/1"));
+
+    load();
+
+    assertThat(version("good", 1).state()).isEqualTo(VersionState.READY);
+    assertThat(version("corrupt", 1).state()).isEqualTo(VersionState.FAILED);
+    assertThat(version("corrupt", 1).reason()).startsWith("ONNX Runtime could not load").contains("corrupt");
+    assertThat(version("zipmap", 1).state()).isEqualTo(VersionState.FAILED);
+    assertThat(version("zipmap", 1).reason())
+        .contains("output 'output_probability' is a sequence of maps")
+        .contains("only tensor outputs");
+    assertThat(version("unsigned", 1).reason()).contains("input 'x'").contains("UINT32");
+    assertThat(version("empty", 1).reason()).startsWith("missing model file").contains("model.onnx");
+
+    // The good model serves despite its broken neighbours.
+    LoadedVersion good = version("good", 1).serving();
+    Requests.Answer answer = new Requests.Answer();
+    good.scheduler()
+        .submit(
+            InferenceRequest.of(
+                RequestDecoder.decode(
+                    Requests.fp32("x", new long[] {1, 3}, 1, 2, 3), good.signature()),
+                System.nanoTime(),
+                null,
+                answer));
+    assertThat(Requests.floats(answer.result.get(10, TimeUnit.SECONDS).outputs()[0].data()))
+        .containsExactly(3, 5, 7);
+  }
+
+  @Test
+  void failedVersion_refusesWithUnavailableNamingTheReason() throws Exception {
+    TestModels.write(root, "corrupt", 3, new byte[] {1, 2, 3});
+    load();
+    assertThatThrownBy(() -> version("corrupt", 3).serving())
+        .isInstanceOfSatisfying(
+            InferenceException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.UNAVAILABLE))
+        .hasMessageStartingWith("model 'corrupt' version 3 is FAILED: ONNX Runtime could not load");
+  }
+
+  @Test
+  void nonNumericVersionFoldersAndFiles_areIgnored() throws Exception {
+    TestModels.write(root, "m", 2, TestModels.affine());
+    Files.createDirectories(root.resolve("m/latest"));
+    Files.createDirectories(root.resolve("m/0"));
+    Files.writeString(root.resolve("m/README"), "notes");
+    load();
+    assertThat(repository.model("m").orElseThrow().versions())
+        .extracting(ModelVersion::number)
+        .containsExactly(2L);
+  }
+
+  @Test
+  void latestReady_isTheHighestReadyVersion() throws Exception {
+    TestModels.write(root, "m", 1, TestModels.affine());
+    TestModels.write(root, "m", 2, TestModels.affine());
+    TestModels.write(root, "m", 3, new byte[] {0});
+    load();
+    Model model = repository.model("m").orElseThrow();
+    assertThat(model.latestReady()).map(ModelVersion::number).contains(2L);
+    assertThat(model.readyVersions()).extracting(ModelVersion::number).containsExactly(1L, 2L);
+    assertThat(model.describeVersions()).contains("1: READY").contains("3: FAILED (ONNX Runtime");
+  }
+
+  @Test
+  void config_setsMaxBatchSizeAndThreads() throws Exception {
+    TestModels.write(root, "m", 1, TestModels.affine());
+    Files.writeString(
+        root.resolve("m/model.yaml"),
+        "max_batch_size: 8\ninstances: 2\nqueue_capacity: 100\nintra_op_threads: 2\n");
+    load();
+    LoadedVersion loaded = version("m", 1).serving();
+    assertThat(loaded.signature().maxBatchSize()).isEqualTo(8);
+    assertThat(loaded.settings().scheduler().instances()).isEqualTo(2);
+    assertThat(loaded.settings().scheduler().ringSize()).isEqualTo(128);
+    assertThat(loaded.settings().session().intraOpThreads()).isEqualTo(2);
+  }
+
+  @Test
+  void maxBatchSize_defaultsFromTheModel() throws Exception {
+    TestModels.write(root, "batchable", 1, TestModels.affine());
+    TestModels.write(root, "fixed", 1, TestModels.reshapeToTwoByTwo());
+    load();
+    assertThat(version("batchable", 1).serving().signature().maxBatchSize())
+        .isEqualTo(ModelSettings.DEFAULT_MAX_BATCH_SIZE);
+    // reshape's output is [2,2] but its input [-1,4] is batchable: the input decides.
+    assertThat(version("fixed", 1).serving().signature().maxBatchSize())
+        .isEqualTo(ModelSettings.DEFAULT_MAX_BATCH_SIZE);
+  }
+
+  @Test
+  void maxBatchSize_onAModelWithoutABatchDimension_failsTheVersion() throws Exception {
+    TestModels.write(root, "unsigned", 1, TestModels.affine());
+    Path dir = root.resolve("fixed/1");
+    Files.createDirectories(dir);
+    Files.write(
+        dir.resolve("model.onnx"),
+        io.modelgate.runtime.onnx.OnnxGraphBuilder.create("fixed", 17)
+            .input("x", io.modelgate.runtime.onnx.OnnxGraphBuilder.FLOAT, 1, 3)
+            .output("y", io.modelgate.runtime.onnx.OnnxGraphBuilder.FLOAT, 1, 3)
+            .node("Identity", java.util.List.of("x"), java.util.List.of("y"))
+            .build());
+    Files.writeString(root.resolve("fixed/model.yaml"), "max_batch_size: 4\n");
+    load();
+    assertThat(version("fixed", 1).reason())
+        .isEqualTo(
+            "model.yaml: max_batch_size: 4, but input 'x' has shape [1,3], whose first dimension"
+                + " is not variable (-1) (expected: max_batch_size 0 for this model)");
+  }
+
+  @Test
+  void invalidConfig_failsEveryVersionWithTheKeyValueAndExpectation() throws Exception {
+    TestModels.write(root, "m", 1, TestModels.affine());
+    TestModels.write(root, "m", 2, TestModels.affine());
+    TestModels.write(root, "other", 1, TestModels.affine());
+    Files.writeString(root.resolve("m/model.yaml"), "max_batch_size: eight\n");
+    load();
+    assertThat(version("m", 1).reason())
+        .isEqualTo("model.yaml: max_batch_size: 'eight' (expected: an integer >= 0)");
+    assertThat(version("m", 2).state()).isEqualTo(VersionState.FAILED);
+    assertThat(version("other", 1).state()).isEqualTo(VersionState.READY);
+  }
+
+  @Test
+  void unknownConfigKey_isAnError() throws Exception {
+    TestModels.write(root, "m", 1, TestModels.affine());
+    Files.writeString(root.resolve("m/model.yaml"), "max_batchsize: 8\n");
+    load();
+    assertThat(version("m", 1).reason())
+        .startsWith("model.yaml: unknown key 'max_batchsize' (expected one of: [")
+        .contains("max_batch_size");
+  }
+
+  @Test
+  void outOfRangeConfigValue_namesTheRange() throws Exception {
+    TestModels.write(root, "m", 1, TestModels.affine());
+    Files.writeString(root.resolve("m/model.yaml"), "instances: 0\n");
+    load();
+    assertThat(version("m", 1).reason()).isEqualTo("model.yaml: instances: 0 (expected: 1 to 64)");
+  }
+
+  @Test
+  void close_unloadsEveryVersion() throws Exception {
+    TestModels.write(root, "m", 1, TestModels.affine());
+    load();
+    ModelVersion version = version("m", 1);
+    repository.close(Duration.ofSeconds(5));
+    repository = null;
+    assertThat(version.state()).isEqualTo(VersionState.UNAVAILABLE);
+    assertThatThrownBy(version::serving).hasMessageContaining("is UNAVAILABLE");
+  }
+
+  @Test
+  void missingRoot_isAnIoError() {
+    assertThatThrownBy(
+            () ->
+                ModelRepository.load(
+                    root.resolve("nope"), ModelSettings.defaults(SessionSettings.DEFAULTS)))
+        .isInstanceOf(IOException.class)
+        .hasMessageContaining("is not a folder");
+  }
+}
