@@ -1,0 +1,337 @@
+package io.modelgate.runtime.execution;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.modelgate.runtime.error.ErrorCode;
+import io.modelgate.runtime.error.InferenceException;
+import io.modelgate.runtime.tensor.DataType;
+import io.modelgate.runtime.tensor.DecodedRequest;
+import io.modelgate.runtime.tensor.ModelSignature;
+import io.modelgate.runtime.tensor.OutputTensor;
+import io.modelgate.runtime.tensor.RequestDecoder;
+import io.modelgate.runtime.tensor.TensorSpec;
+import io.modelgate.runtime.testing.Requests;
+import io.modelgate.runtime.testing.Requests.Answer;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The scheduler on a real Disruptor ring, with an executor that the test holds and releases, so
+ * every admission, deadline, cancellation and drain case is decided by latches, not by timing.
+ */
+class RingSchedulerTest {
+  private static final ModelSignature SIGNATURE =
+      new ModelSignature(
+          List.of(new TensorSpec("x", DataType.FP32, new long[] {-1, 1})),
+          List.of(new TensorSpec("y", DataType.FP32, new long[] {-1, 1})),
+          8);
+
+  private final List<RingScheduler> schedulers = new ArrayList<>();
+
+  @AfterEach
+  void drainAll() {
+    schedulers.forEach(s -> s.drain(Duration.ofSeconds(5)));
+  }
+
+  /** Records each batch it is given and runs it only when the test releases one. */
+  static final class GatedExecutor implements BatchExecutor {
+    final BlockingQueue<CountDownLatch> gates = new LinkedBlockingQueue<>();
+    final BlockingQueue<Integer> started = new LinkedBlockingQueue<>();
+    final AtomicInteger executed = new AtomicInteger();
+    final AtomicBoolean closed = new AtomicBoolean();
+    volatile boolean gated = true;
+    volatile RuntimeException failure;
+
+    @Override
+    public void execute(Batch batch) {
+      started.add(batch.size());
+      if (gated) {
+        try {
+          CountDownLatch gate = new CountDownLatch(1);
+          gates.add(gate);
+          gate.await();
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+          return;
+        }
+      }
+      if (failure != null) {
+        throw failure;
+      }
+      for (int i = 0; i < batch.size(); i++) {
+        executed.incrementAndGet();
+        batch
+            .get(i)
+            .succeed(new InferenceResult(new OutputTensor[0], 0, 0, batch.rows()));
+      }
+    }
+
+    /** Lets the batch that is waiting (or the next one) run. */
+    void release() throws InterruptedException {
+      gates.take().countDown();
+    }
+
+    @Override
+    public void close() {
+      closed.set(true);
+    }
+  }
+
+  private RingScheduler scheduler(int capacity, GatedExecutor executor) {
+    RingScheduler scheduler =
+        new RingScheduler("model 'm' version 1", new SchedulerSettings(capacity, 1), () -> executor);
+    schedulers.add(scheduler);
+    return scheduler;
+  }
+
+  private static DecodedRequest decoded() {
+    return RequestDecoder.decode(Requests.fp32("x", new long[] {1, 1}, 1f), SIGNATURE);
+  }
+
+  private static InferenceRequest request(Answer answer) {
+    return InferenceRequest.of(decoded(), System.nanoTime(), null, answer);
+  }
+
+  private static ErrorCode errorCode(CompletableFuture<?> future) throws InterruptedException {
+    try {
+      future.get(10, TimeUnit.SECONDS);
+      throw new AssertionError("expected a failure, got a result");
+    } catch (ExecutionException e) {
+      return ((InferenceException) e.getCause()).code();
+    } catch (java.util.concurrent.TimeoutException e) {
+      throw new AssertionError("no answer within 10 s", e);
+    }
+  }
+
+  @Test
+  void fullRing_refusesAtOnceWithResourceExhausted() throws Exception {
+    GatedExecutor executor = new GatedExecutor();
+    RingScheduler scheduler = scheduler(2, executor);
+    Answer running = new Answer();
+    scheduler.submit(request(running));
+    assertThat(executor.started.poll(10, TimeUnit.SECONDS)).isEqualTo(1);
+    // The executor is held; the batcher waits for it, so the ring fills.
+    List<Answer> queued = List.of(new Answer(), new Answer());
+    for (Answer answer : queued) {
+      scheduler.submit(request(answer));
+    }
+    Answer refused = new Answer();
+    assertThatThrownBy(() -> scheduler.submit(request(refused)))
+        .isInstanceOfSatisfying(
+            InferenceException.class,
+            e -> assertThat(e.code()).isEqualTo(ErrorCode.RESOURCE_EXHAUSTED))
+        .hasMessage(
+            "model 'm' version 1 is overloaded: its queue of 2 requests is full; retry later or"
+                + " with less concurrency");
+    assertThat(refused.answers()).isZero();
+
+    executor.gated = false;
+    executor.release();
+    running.result.get(10, TimeUnit.SECONDS);
+    for (Answer answer : queued) {
+      answer.result.get(10, TimeUnit.SECONDS);
+      assertThat(answer.answers()).isEqualTo(1);
+    }
+  }
+
+  @Test
+  void expiredWhileQueued_isAnsweredDeadlineExceeded_andNotExecuted() throws Exception {
+    GatedExecutor executor = new GatedExecutor();
+    RingScheduler scheduler = scheduler(8, executor);
+    Answer running = new Answer();
+    scheduler.submit(request(running));
+    executor.started.poll(10, TimeUnit.SECONDS);
+
+    Answer expired = new Answer();
+    long now = System.nanoTime();
+    // Its deadline is already behind it when the batcher takes it.
+    scheduler.submit(InferenceRequest.withDeadline(decoded(), now, now - 1, null, expired));
+    executor.gated = false;
+    executor.release();
+
+    assertThat(errorCode(expired.result)).isEqualTo(ErrorCode.DEADLINE_EXCEEDED);
+    assertThatThrownBy(() -> expired.result.get())
+        .hasMessageContaining("deadline passed after")
+        .hasMessageContaining("the request was not executed");
+    running.result.get(10, TimeUnit.SECONDS);
+    assertThat(executor.executed.get()).isEqualTo(1);
+  }
+
+  @Test
+  void cancelledWhileQueued_isDroppedBeforeExecution() throws Exception {
+    GatedExecutor executor = new GatedExecutor();
+    RingScheduler scheduler = scheduler(8, executor);
+    Answer running = new Answer();
+    scheduler.submit(request(running));
+    executor.started.poll(10, TimeUnit.SECONDS);
+
+    AtomicBoolean cancelled = new AtomicBoolean();
+    Answer dropped = new Answer();
+    scheduler.submit(InferenceRequest.of(decoded(), System.nanoTime(), cancelled::get, dropped));
+    cancelled.set(true);
+    executor.gated = false;
+    executor.release();
+
+    assertThat(errorCode(dropped.result)).isEqualTo(ErrorCode.CANCELLED);
+    running.result.get(10, TimeUnit.SECONDS);
+    assertThat(executor.executed.get()).isEqualTo(1);
+  }
+
+  @Test
+  void executorThatThrows_failsEveryRequestOfTheBatch_andKeepsServing() throws Exception {
+    GatedExecutor executor = new GatedExecutor();
+    executor.gated = false;
+    executor.failure = new IllegalStateException("boom");
+    RingScheduler scheduler = scheduler(8, executor);
+    Answer failed = new Answer();
+    scheduler.submit(request(failed));
+    assertThat(errorCode(failed.result)).isEqualTo(ErrorCode.INTERNAL);
+    assertThatThrownBy(() -> failed.result.get()).hasMessageContaining("boom");
+
+    executor.failure = null;
+    Answer next = new Answer();
+    scheduler.submit(request(next));
+    next.result.get(10, TimeUnit.SECONDS);
+    assertThat(next.answers()).isEqualTo(1);
+  }
+
+  @Test
+  void executorThatForgetsARequest_isAnsweredInternal() throws Exception {
+    RingScheduler scheduler =
+        new RingScheduler(
+            "model 'm' version 1",
+            new SchedulerSettings(8, 1),
+            () ->
+                new BatchExecutor() {
+                  @Override
+                  public void execute(Batch batch) {}
+
+                  @Override
+                  public void close() {}
+                });
+    schedulers.add(scheduler);
+    Answer forgotten = new Answer();
+    scheduler.submit(request(forgotten));
+    assertThat(errorCode(forgotten.result)).isEqualTo(ErrorCode.INTERNAL);
+    assertThat(forgotten.answers()).isEqualTo(1);
+  }
+
+  @Test
+  void drain_completesEverythingQueued_thenRefusesNewRequests() throws Exception {
+    GatedExecutor executor = new GatedExecutor();
+    RingScheduler scheduler = scheduler(16, executor);
+    List<Answer> answers = new ArrayList<>();
+    for (int i = 0; i < 10; i++) {
+      Answer answer = new Answer();
+      answers.add(answer);
+      scheduler.submit(request(answer));
+    }
+    executor.started.poll(10, TimeUnit.SECONDS);
+    Thread releaser =
+        new Thread(
+            () -> {
+              executor.gated = false;
+              try {
+                executor.release();
+              } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+              }
+            });
+    releaser.start();
+    scheduler.drain(Duration.ofSeconds(30));
+    releaser.join();
+
+    for (Answer answer : answers) {
+      assertThat(answer.result).isCompleted();
+      answer.result.get();
+      assertThat(answer.answers()).isEqualTo(1);
+    }
+    assertThat(executor.executed.get()).isEqualTo(10);
+    assertThat(executor.closed).isTrue();
+    assertThatThrownBy(() -> scheduler.submit(request(new Answer())))
+        .isInstanceOfSatisfying(
+            InferenceException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.UNAVAILABLE))
+        .hasMessage("model 'm' version 1 is unloading and accepts no new requests");
+  }
+
+  @Test
+  void drainTimeout_answersWhatIsStillQueuedUnavailable() throws Exception {
+    GatedExecutor executor = new GatedExecutor();
+    RingScheduler scheduler = scheduler(16, executor);
+    Answer running = new Answer();
+    scheduler.submit(request(running));
+    executor.started.poll(10, TimeUnit.SECONDS);
+    List<Answer> queued = new ArrayList<>();
+    for (int i = 0; i < 5; i++) {
+      Answer answer = new Answer();
+      queued.add(answer);
+      scheduler.submit(request(answer));
+    }
+    // The running batch is held past the drain timeout, then let go so drain can finish.
+    Thread drainer = new Thread(() -> scheduler.drain(Duration.ZERO));
+    drainer.start();
+    for (Answer answer : queued) {
+      assertThat(errorCode(answer.result)).isEqualTo(ErrorCode.UNAVAILABLE);
+    }
+    executor.gated = false;
+    executor.release();
+    drainer.join(10_000);
+    assertThat(drainer.isAlive()).isFalse();
+    running.result.get(10, TimeUnit.SECONDS);
+    assertThat(running.answers()).isEqualTo(1);
+    assertThat(executor.executed.get()).isEqualTo(1);
+  }
+
+  @Test
+  void manyProducers_everyRequestAnsweredExactlyOnce() throws Exception {
+    GatedExecutor executor = new GatedExecutor();
+    executor.gated = false;
+    RingScheduler scheduler =
+        new RingScheduler("model 'm' version 1", new SchedulerSettings(64, 3), () -> executor);
+    schedulers.add(scheduler);
+    int threads = 8;
+    int perThread = 500;
+    AtomicInteger refused = new AtomicInteger();
+    List<Answer> answers = java.util.Collections.synchronizedList(new ArrayList<>());
+    List<Thread> producers = new ArrayList<>();
+    for (int t = 0; t < threads; t++) {
+      Thread producer =
+          new Thread(
+              () -> {
+                for (int i = 0; i < perThread; i++) {
+                  Answer answer = new Answer();
+                  try {
+                    scheduler.submit(request(answer));
+                    answers.add(answer);
+                  } catch (InferenceException e) {
+                    assertThat(e.code()).isEqualTo(ErrorCode.RESOURCE_EXHAUSTED);
+                    refused.incrementAndGet();
+                  }
+                }
+              });
+      producers.add(producer);
+      producer.start();
+    }
+    for (Thread producer : producers) {
+      producer.join();
+    }
+    scheduler.drain(Duration.ofSeconds(30));
+    for (Answer answer : answers) {
+      answer.result.get(10, TimeUnit.SECONDS);
+      assertThat(answer.answers()).isEqualTo(1);
+    }
+    assertThat(answers.size() + refused.get()).isEqualTo(threads * perThread);
+  }
+}

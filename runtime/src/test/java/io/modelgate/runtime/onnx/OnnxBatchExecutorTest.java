@@ -1,0 +1,123 @@
+package io.modelgate.runtime.onnx;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.modelgate.proto.inference.ModelInferRequest;
+import io.modelgate.proto.inference.ModelInferRequest.InferRequestedOutputTensor;
+import io.modelgate.runtime.error.ErrorCode;
+import io.modelgate.runtime.error.InferenceException;
+import io.modelgate.runtime.execution.Batch;
+import io.modelgate.runtime.execution.InferenceRequest;
+import io.modelgate.runtime.execution.InferenceResult;
+import io.modelgate.runtime.tensor.DataType;
+import io.modelgate.runtime.tensor.ModelSignature;
+import io.modelgate.runtime.tensor.OutputTensor;
+import io.modelgate.runtime.tensor.RequestDecoder;
+import io.modelgate.runtime.testing.Requests;
+import io.modelgate.runtime.testing.Requests.Answer;
+import io.modelgate.runtime.testing.TestModels;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class OnnxBatchExecutorTest {
+  @TempDir Path dir;
+  private OnnxModel model;
+
+  @AfterEach
+  void close() {
+    if (model != null) {
+      model.close();
+    }
+  }
+
+  private ModelSignature open(byte[] bytes, int maxBatchSize) throws Exception {
+    Path file = Files.write(dir.resolve("model.onnx"), bytes);
+    model = OnnxModel.open(file, SessionSettings.DEFAULTS);
+    return new ModelSignature(model.inputs(), model.outputs(), maxBatchSize);
+  }
+
+  private static InferenceRequest request(ModelInferRequest proto, ModelSignature sig, Answer a) {
+    return InferenceRequest.of(RequestDecoder.decode(proto, sig), System.nanoTime(), null, a);
+  }
+
+  @Test
+  void batchOfSeveralRequests_isConcatenatedAndSplitBackByRows() throws Exception {
+    ModelSignature sig = open(TestModels.affine(), 8);
+    Answer one = new Answer();
+    Answer two = new Answer();
+    Answer three = new Answer();
+    Batch batch =
+        Batch.of(
+            request(Requests.fp32("x", new long[] {1, 3}, 1, 2, 3), sig, one),
+            request(Requests.fp32Raw("x", new long[] {2, 3}, 10, 20, 30, 40, 50, 60), sig, two),
+            request(
+                ModelInferRequest.newBuilder(Requests.fp32("x", new long[] {1, 3}, -1, 0, 1))
+                    .addOutputs(InferRequestedOutputTensor.newBuilder().setName("z"))
+                    .build(),
+                sig,
+                three));
+    try (OnnxBatchExecutor executor = new OnnxBatchExecutor(model, sig, "affine")) {
+      executor.execute(batch);
+    }
+
+    InferenceResult first = one.result.get(5, TimeUnit.SECONDS);
+    assertThat(first.outputs()).extracting(OutputTensor::name).containsExactly("y", "z");
+    assertThat(first.outputs()[0].shape()).containsExactly(1, 3);
+    assertThat(Requests.floats(first.outputs()[0].data())).containsExactly(3, 5, 7);
+    assertThat(Requests.floats(first.outputs()[1].data())).containsExactly(2, 4, 6);
+    assertThat(first.batchRows()).isEqualTo(4);
+
+    InferenceResult second = two.result.get(5, TimeUnit.SECONDS);
+    assertThat(second.outputs()[0].shape()).containsExactly(2, 3);
+    assertThat(Requests.floats(second.outputs()[0].data()))
+        .containsExactly(21, 41, 61, 81, 101, 121);
+
+    InferenceResult third = three.result.get(5, TimeUnit.SECONDS);
+    assertThat(third.outputs()).extracting(OutputTensor::name).containsExactly("z");
+    assertThat(Requests.floats(third.outputs()[0].data())).containsExactly(-2, 0, 2);
+  }
+
+  @Test
+  void onnxRuntimeFailure_isInternalWithItsMessage_andTheExecutorKeepsWorking() throws Exception {
+    ModelSignature sig = open(TestModels.reshapeToTwoByTwo(), 8);
+    try (OnnxBatchExecutor executor = new OnnxBatchExecutor(model, sig, "model 'r' version 1")) {
+      Answer bad = new Answer();
+      executor.execute(
+          Batch.of(request(Requests.fp32("x", new long[] {2, 4}, new float[8]), sig, bad)));
+      assertThatThrownBy(() -> bad.result.get(5, TimeUnit.SECONDS))
+          .isInstanceOf(ExecutionException.class)
+          .cause()
+          .isInstanceOfSatisfying(
+              InferenceException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.INTERNAL))
+          .hasMessageStartingWith("ONNX Runtime failed running model 'r' version 1: ")
+          .hasMessageContaining("Reshape");
+
+      Answer good = new Answer();
+      executor.execute(
+          Batch.of(request(Requests.fp32("x", new long[] {1, 4}, 1, 2, 3, 4), sig, good)));
+      OutputTensor y = good.result.get(5, TimeUnit.SECONDS).outputs()[0];
+      assertThat(y.shape()).containsExactly(2, 2);
+      assertThat(Requests.floats(y.data())).containsExactly(1, 2, 3, 4);
+    }
+  }
+
+  @Test
+  void declaredOutputShapesAreNotTrusted_theRealOnesAreReturned() throws Exception {
+    // The model declares its output [2,2]; it really returns the reshape of the input.
+    ModelSignature sig = open(TestModels.reshapeToTwoByTwo(), 0);
+    assertThat(sig.outputs().get(0).shapeText()).isEqualTo("[2,2]");
+    Answer answer = new Answer();
+    try (OnnxBatchExecutor executor = new OnnxBatchExecutor(model, sig, "r")) {
+      executor.execute(
+          Batch.of(request(Requests.fp32("x", new long[] {1, 4}, 4, 3, 2, 1), sig, answer)));
+    }
+    assertThat(answer.result.get(5, TimeUnit.SECONDS).outputs()[0].dataType())
+        .isEqualTo(DataType.FP32);
+  }
+}
