@@ -217,29 +217,63 @@ public final class ModelRepository {
   }
 
   /**
-   * Unloads every version: each stops accepting, completes what it has queued (or answers
-   * UNAVAILABLE once {@code drainTimeout} has passed), then its session is closed. Blocks until
-   * done.
+   * Unloads every version: {@link #drain} then {@link #closeSessions}. Blocks until done.
    */
   public void close(Duration drainTimeout) {
+    drain(drainTimeout);
+    closeSessions();
+  }
+
+  /**
+   * Moves every READY version to UNLOADING and drains its scheduler: it accepts nothing new,
+   * completes what it has queued, and answers UNAVAILABLE what is still queued once {@code
+   * drainTimeout} has passed. Versions drain in parallel. Blocks until every accepted request is
+   * answered and no execution runs.
+   */
+  public void drain(Duration drainTimeout) {
     long deadline = System.nanoTime() + drainTimeout.toNanos();
-    record Closing(ModelVersion version, LoadedVersion loaded) {}
-    List<Closing> closing = new ArrayList<>();
+    List<LoadedVersion> draining = new ArrayList<>();
     for (Model model : models.values()) {
       for (ModelVersion version : model.versions()) {
         LoadedVersion loaded = version.loaded();
         if (loaded != null) {
-          version.unloading();
-          closing.add(new Closing(version, loaded));
+          version.unloading(loaded);
+          draining.add(loaded);
         }
       }
     }
-    for (Closing c : closing) {
-      long remaining = Math.max(0, deadline - System.nanoTime());
-      c.loaded().scheduler().drain(Duration.ofNanos(remaining));
-      c.loaded().onnx().close();
-      c.version().unavailable("unloaded");
-      log.info("{} unloaded", c.version().label());
+    List<Thread> drainers = new ArrayList<>();
+    for (LoadedVersion loaded : draining) {
+      Duration remaining = Duration.ofNanos(Math.max(0, deadline - System.nanoTime()));
+      Thread drainer = new Thread(() -> loaded.scheduler().drain(remaining), "modelgate-drain");
+      drainer.start();
+      drainers.add(drainer);
+    }
+    boolean interrupted = false;
+    for (Thread drainer : drainers) {
+      while (drainer.isAlive()) {
+        try {
+          drainer.join();
+        } catch (InterruptedException e) {
+          interrupted = true;
+        }
+      }
+    }
+    if (interrupted) {
+      Thread.currentThread().interrupt();
+    }
+  }
+
+  /** Closes the session of every drained version, which becomes UNAVAILABLE. Call after {@link #drain}. */
+  public void closeSessions() {
+    for (Model model : models.values()) {
+      for (ModelVersion version : model.versions()) {
+        LoadedVersion loaded = version.unloaded();
+        if (loaded != null) {
+          loaded.onnx().close();
+          log.info("{} unloaded", version.label());
+        }
+      }
     }
   }
 }

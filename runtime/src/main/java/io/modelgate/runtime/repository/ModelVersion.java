@@ -16,6 +16,7 @@ public final class ModelVersion {
   private final String label;
   private final Path directory;
   private volatile Snapshot snapshot;
+  private LoadedVersion unloading;
 
   private record Snapshot(VersionState state, String reason, LoadedVersion loaded) {}
 
@@ -94,12 +95,20 @@ public final class ModelVersion {
     snapshot = new Snapshot(VersionState.FAILED, reason, null);
   }
 
-  void unloading() {
+  /** READY → UNLOADING; keeps what it served with until {@link #unloaded}. */
+  synchronized void unloading(LoadedVersion loaded) {
     snapshot = new Snapshot(VersionState.UNLOADING, "the server is stopping", null);
+    this.unloading = loaded;
   }
 
-  void unavailable(String reason) {
-    snapshot = new Snapshot(VersionState.UNAVAILABLE, reason, null);
+  /** UNLOADING → UNAVAILABLE; returns what it served with, for closing, or null if not unloading. */
+  synchronized LoadedVersion unloaded() {
+    LoadedVersion loaded = unloading;
+    unloading = null;
+    if (loaded != null) {
+      snapshot = new Snapshot(VersionState.UNAVAILABLE, "unloaded", null);
+    }
+    return loaded;
   }
 
   @Override

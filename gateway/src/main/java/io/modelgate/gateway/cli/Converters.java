@@ -1,0 +1,58 @@
+package io.modelgate.gateway.cli;
+
+import java.time.Duration;
+import java.util.Locale;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import picocli.CommandLine.ITypeConverter;
+import picocli.CommandLine.TypeConversionException;
+
+/** Command-line value converters for sizes and durations. */
+final class Converters {
+  private Converters() {}
+
+  private static final Pattern SIZE = Pattern.compile("(\\d+)\\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?");
+  private static final Pattern DURATION = Pattern.compile("(\\d+)\\s*(ms|s|m)");
+
+  /** {@code 128MiB}, {@code 64m}, {@code 1048576}: a byte count (binary units). */
+  static final class ByteSize implements ITypeConverter<Integer> {
+    @Override
+    public Integer convert(String value) {
+      Matcher m = SIZE.matcher(value.trim().toLowerCase(Locale.ROOT));
+      if (!m.matches()) {
+        throw new TypeConversionException(
+            "'" + value + "' (expected: a size such as 134217728, 128MiB or 1GiB)");
+      }
+      long n = Long.parseLong(m.group(1));
+      String unit = m.group(2) == null ? "b" : m.group(2);
+      long bytes =
+          switch (unit.charAt(0)) {
+            case 'k' -> n << 10;
+            case 'm' -> n << 20;
+            case 'g' -> n << 30;
+            default -> n;
+          };
+      if (bytes > Integer.MAX_VALUE) {
+        throw new TypeConversionException("'" + value + "' (expected: at most 2GiB - 1)");
+      }
+      return (int) bytes;
+    }
+  }
+
+  /** {@code 30s}, {@code 500ms}, {@code 2m}. */
+  static final class TimeSpan implements ITypeConverter<Duration> {
+    @Override
+    public Duration convert(String value) {
+      Matcher m = DURATION.matcher(value.trim().toLowerCase(Locale.ROOT));
+      if (!m.matches()) {
+        throw new TypeConversionException("'" + value + "' (expected: a duration such as 500ms, 30s or 2m)");
+      }
+      long n = Long.parseLong(m.group(1));
+      return switch (m.group(2)) {
+        case "ms" -> Duration.ofMillis(n);
+        case "s" -> Duration.ofSeconds(n);
+        default -> Duration.ofMinutes(n);
+      };
+    }
+  }
+}

@@ -1,0 +1,227 @@
+package io.modelgate.gateway.cli;
+
+import com.google.protobuf.ByteString;
+import io.grpc.ManagedChannel;
+import io.grpc.ManagedChannelBuilder;
+import io.grpc.StatusRuntimeException;
+import io.modelgate.gateway.demo.MnistDigits;
+import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
+import io.modelgate.proto.inference.GRPCInferenceServiceGrpc.GRPCInferenceServiceBlockingStub;
+import io.modelgate.proto.inference.ModelInferRequest;
+import io.modelgate.proto.inference.ModelInferRequest.InferInputTensor;
+import io.modelgate.proto.inference.ModelInferResponse;
+import io.modelgate.proto.inference.ModelInferResponse.InferOutputTensor;
+import io.modelgate.proto.inference.ModelMetadataRequest;
+import io.modelgate.proto.inference.ModelMetadataResponse;
+import io.modelgate.proto.inference.ModelMetadataResponse.TensorMetadata;
+import java.io.PrintWriter;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.util.Random;
+import java.util.concurrent.Callable;
+import java.util.concurrent.TimeUnit;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+/**
+ * {@code modelgate infer}: one ModelInfer call against any KServe v2 server. A model whose single
+ * FP32 input holds 784 values per row (an MNIST image) gets one of the 62 bundled digits; any other
+ * model gets random inputs built from its metadata.
+ */
+@Command(
+    name = "infer",
+    mixinStandardHelpOptions = true,
+    description = "Sends one inference request and prints the outputs and the version that answered.")
+final class InferCommand implements Callable<Integer> {
+  @Spec CommandSpec spec;
+
+  @Option(names = "--target", defaultValue = "localhost:8001", description = "Server address. Default: ${DEFAULT-VALUE}.")
+  String target;
+
+  @Option(names = "--model", required = true, description = "Model name.")
+  String model;
+
+  @Option(names = "--version", defaultValue = "", description = "Model version. Default: the server's choice.")
+  String version;
+
+  @Option(
+      names = "--digit",
+      defaultValue = "0",
+      description = "For MNIST models: which of the 62 bundled digits to send, 0 to 61. Default: ${DEFAULT-VALUE}.")
+  int digit;
+
+  @Option(names = "--seed", defaultValue = "1", description = "Seed for random inputs. Default: ${DEFAULT-VALUE}.")
+  long seed;
+
+  @Option(names = "--id", defaultValue = "modelgate-cli", description = "Request id, echoed by the server.")
+  String id;
+
+  @Option(names = "--timeout", defaultValue = "10s", converter = Converters.TimeSpan.class, description = "Deadline. Default: ${DEFAULT-VALUE}.")
+  java.time.Duration timeout;
+
+  @Override
+  public Integer call() throws InterruptedException {
+    PrintWriter out = spec.commandLine().getOut();
+    PrintWriter err = spec.commandLine().getErr();
+    ManagedChannel channel =
+        ManagedChannelBuilder.forTarget(target).usePlaintext().maxInboundMessageSize(Integer.MAX_VALUE).build();
+    try {
+      GRPCInferenceServiceBlockingStub stub =
+          GRPCInferenceServiceGrpc.newBlockingStub(channel)
+              .withDeadlineAfter(timeout.toMillis(), TimeUnit.MILLISECONDS);
+      ModelMetadataResponse metadata =
+          stub.modelMetadata(ModelMetadataRequest.newBuilder().setName(model).setVersion(version).build());
+      ModelInferRequest.Builder request =
+          ModelInferRequest.newBuilder().setModelName(model).setModelVersion(version).setId(id);
+      Integer label = null;
+      if (isMnist(metadata)) {
+        MnistDigits.Digit sample = MnistDigits.get(digit);
+        label = sample.label();
+        request.addInputs(tensor(metadata.getInputs(0))).addRawInputContents(floats(sample.pixels()));
+      } else {
+        Random random = new Random(seed);
+        for (TensorMetadata input : metadata.getInputsList()) {
+          InferInputTensor.Builder tensor = tensor(input);
+          request.addInputs(tensor).addRawInputContents(random(input.getDatatype(), count(tensor), random));
+        }
+      }
+      long start = System.nanoTime();
+      ModelInferResponse response = stub.modelInfer(request.build());
+      double millis = (System.nanoTime() - start) / 1e6;
+      out.printf(
+          "model %s version %s answered in %.2f ms (id %s)%n",
+          response.getModelName(), response.getModelVersion(), millis, response.getId());
+      for (int i = 0; i < response.getOutputsCount(); i++) {
+        InferOutputTensor output = response.getOutputs(i);
+        ByteString raw = response.getRawOutputContents(i);
+        out.printf(
+            "  %s %s %s: %s%n",
+            output.getName(), output.getDatatype(), output.getShapeList(), format(output.getDatatype(), raw, 10));
+        if (label != null && output.getDatatype().equals("FP32") && raw.size() / 4 == 10) {
+          out.printf("digit #%d: label %d, predicted %d%n", digit, label, argmax(raw));
+        }
+      }
+      out.flush();
+      return 0;
+    } catch (StatusRuntimeException e) {
+      err.printf("modelgate infer: %s: %s%n", e.getStatus().getCode(), e.getStatus().getDescription());
+      err.flush();
+      return 1;
+    } catch (IllegalArgumentException e) {
+      err.printf("modelgate infer: %s%n", e.getMessage());
+      err.flush();
+      return 2;
+    } finally {
+      channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+    }
+  }
+
+  private static boolean isMnist(ModelMetadataResponse metadata) {
+    if (metadata.getInputsCount() != 1 || !metadata.getInputs(0).getDatatype().equals("FP32")) {
+      return false;
+    }
+    long perRow = 1;
+    for (int i = 1; i < metadata.getInputs(0).getShapeCount(); i++) {
+      perRow *= metadata.getInputs(0).getShape(i);
+    }
+    return perRow == MnistDigits.PIXELS;
+  }
+
+  /** The tensor header with every variable dimension set to 1. */
+  private static InferInputTensor.Builder tensor(TensorMetadata input) {
+    InferInputTensor.Builder tensor =
+        InferInputTensor.newBuilder().setName(input.getName()).setDatatype(input.getDatatype());
+    for (long dim : input.getShapeList()) {
+      tensor.addShape(dim < 0 ? 1 : dim);
+    }
+    return tensor;
+  }
+
+  private static int count(InferInputTensor.Builder tensor) {
+    long n = 1;
+    for (long dim : tensor.getShapeList()) {
+      n *= dim;
+    }
+    return Math.toIntExact(n);
+  }
+
+  private static ByteString floats(float[] values) {
+    ByteBuffer buffer = ByteBuffer.allocate(values.length * 4).order(ByteOrder.LITTLE_ENDIAN);
+    for (float value : values) {
+      buffer.putFloat(value);
+    }
+    return ByteString.copyFrom(buffer.array());
+  }
+
+  private static ByteString random(String datatype, int n, Random random) {
+    ByteBuffer buffer = ByteBuffer.allocate(n * 16 + 16).order(ByteOrder.LITTLE_ENDIAN);
+    for (int i = 0; i < n; i++) {
+      switch (datatype) {
+        case "BOOL" -> buffer.put((byte) (random.nextBoolean() ? 1 : 0));
+        case "UINT8", "INT8" -> buffer.put((byte) random.nextInt(100));
+        case "INT16", "FP16", "BF16" -> buffer.putShort((short) random.nextInt(100));
+        case "INT32" -> buffer.putInt(random.nextInt(100));
+        case "INT64" -> buffer.putLong(random.nextInt(100));
+        case "FP32" -> buffer.putFloat(random.nextFloat());
+        case "FP64" -> buffer.putDouble(random.nextDouble());
+        case "BYTES" -> buffer.putInt(9).put("modelgate".getBytes(StandardCharsets.UTF_8));
+        default -> throw new IllegalArgumentException("cannot make random " + datatype + " input");
+      }
+    }
+    buffer.flip();
+    return ByteString.copyFrom(buffer);
+  }
+
+  /** The first {@code limit} elements of a raw tensor, as text. */
+  static String format(String datatype, ByteString raw, int limit) {
+    ByteBuffer buffer = raw.asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN);
+    StringBuilder sb = new StringBuilder("[");
+    int shown = 0;
+    while (buffer.hasRemaining() && shown < limit) {
+      if (shown > 0) {
+        sb.append(", ");
+      }
+      switch (datatype) {
+        case "BOOL" -> sb.append(buffer.get() != 0);
+        case "UINT8" -> sb.append(buffer.get() & 0xFF);
+        case "INT8" -> sb.append(buffer.get());
+        case "INT16" -> sb.append(buffer.getShort());
+        case "INT32" -> sb.append(buffer.getInt());
+        case "INT64" -> sb.append(buffer.getLong());
+        case "FP32" -> sb.append(String.format("%.4f", buffer.getFloat()));
+        case "FP64" -> sb.append(String.format("%.4f", buffer.getDouble()));
+        case "FP16", "BF16" -> sb.append(String.format("0x%04x", buffer.getShort() & 0xFFFF));
+        case "BYTES" -> {
+          byte[] value = new byte[buffer.getInt()];
+          buffer.get(value);
+          sb.append('"').append(new String(value, StandardCharsets.UTF_8)).append('"');
+        }
+        default -> {
+          return "(" + raw.size() + " bytes of " + datatype + ")";
+        }
+      }
+      shown++;
+    }
+    if (buffer.hasRemaining()) {
+      sb.append(", ...");
+    }
+    return sb.append(']').toString();
+  }
+
+  private static int argmax(ByteString raw) {
+    ByteBuffer buffer = raw.asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN);
+    int best = 0;
+    float bestValue = Float.NEGATIVE_INFINITY;
+    for (int i = 0; buffer.hasRemaining(); i++) {
+      float value = buffer.getFloat();
+      if (value > bestValue) {
+        bestValue = value;
+        best = i;
+      }
+    }
+    return best;
+  }
+}

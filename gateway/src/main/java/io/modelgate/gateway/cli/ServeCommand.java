@@ -1,0 +1,215 @@
+package io.modelgate.gateway.cli;
+
+import io.modelgate.gateway.demo.DemoRepository;
+import io.modelgate.gateway.server.GatewayServer;
+import io.modelgate.gateway.server.ServerSettings;
+import io.modelgate.gateway.server.ServerVersion;
+import io.modelgate.runtime.execution.SchedulerSettings;
+import io.modelgate.runtime.onnx.SessionSettings;
+import io.modelgate.runtime.repository.LoadedVersion;
+import io.modelgate.runtime.repository.Model;
+import io.modelgate.runtime.repository.ModelRepository;
+import io.modelgate.runtime.repository.ModelSettings;
+import io.modelgate.runtime.repository.ModelVersion;
+import io.modelgate.runtime.tensor.TensorSpec;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Comparator;
+import java.util.concurrent.Callable;
+import java.util.stream.Collectors;
+import java.util.stream.Stream;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+/** {@code modelgate serve}: loads a model repository and serves it until interrupted. */
+@Command(
+    name = "serve",
+    mixinStandardHelpOptions = true,
+    description = {
+      "Serves a model repository over KServe v2 gRPC, with grpc.health.v1 and reflection on the"
+          + " same port.",
+      "Without --model-repository it serves the embedded demo: cnn_mnist, versions 1 and 2."
+    })
+final class ServeCommand implements Callable<Integer> {
+  @Spec CommandSpec spec;
+
+  @Option(
+      names = "--model-repository",
+      paramLabel = "DIR",
+      description = "Folder laid out as <DIR>/<model>/<version>/model.onnx. Default: the embedded demo.")
+  Path modelRepository;
+
+  @Option(names = "--host", defaultValue = "0.0.0.0", description = "Address to bind. Default: ${DEFAULT-VALUE}.")
+  String host;
+
+  @Option(names = "--grpc-port", defaultValue = "8001", description = "gRPC port. Default: ${DEFAULT-VALUE}.")
+  int grpcPort;
+
+  @Option(
+      names = "--max-inbound-message-size",
+      defaultValue = "128MiB",
+      converter = Converters.ByteSize.class,
+      description = "Largest request message accepted. Default: ${DEFAULT-VALUE}.")
+  int maxInboundMessageSize;
+
+  @Option(
+      names = "--event-loop-threads",
+      description = "Netty event loops. Default: one per two cores, at least one.")
+  Integer eventLoopThreads;
+
+  @Option(
+      names = "--intra-op-threads",
+      defaultValue = "1",
+      description = "ONNX Runtime threads per operator, per version (0: one per core). Default: ${DEFAULT-VALUE}.")
+  int intraOpThreads;
+
+  @Option(
+      names = "--inter-op-threads",
+      defaultValue = "1",
+      description = "ONNX Runtime threads across operators, per version. Default: ${DEFAULT-VALUE}.")
+  int interOpThreads;
+
+  @Option(
+      names = "--instances",
+      defaultValue = "1",
+      description = "Executor threads per version. Default: ${DEFAULT-VALUE}.")
+  int instances;
+
+  @Option(
+      names = "--queue-capacity",
+      defaultValue = "1024",
+      description = "Requests that may wait per version; beyond it RESOURCE_EXHAUSTED. Default: ${DEFAULT-VALUE}.")
+  int queueCapacity;
+
+  @Option(
+      names = "--drain-timeout",
+      defaultValue = "30s",
+      converter = Converters.TimeSpan.class,
+      description = "On shutdown, how long queued requests may still run. Default: ${DEFAULT-VALUE}.")
+  Duration drainTimeout;
+
+  @Override
+  public Integer call() throws Exception {
+    PrintWriter out = spec.commandLine().getOut();
+    ServerSettings settings =
+        new ServerSettings(
+            host,
+            grpcPort,
+            maxInboundMessageSize,
+            eventLoopThreads == null ? ServerSettings.defaultEventLoopThreads() : eventLoopThreads,
+            drainTimeout);
+    ModelSettings defaults =
+        new ModelSettings(
+            null,
+            new SessionSettings(intraOpThreads, interOpThreads),
+            new SchedulerSettings(queueCapacity, instances));
+    Path root = modelRepository;
+    boolean demo = root == null;
+    if (demo) {
+      root = DemoRepository.materialize(Files.createTempDirectory("modelgate-demo-"));
+    }
+    ModelRepository repository = ModelRepository.load(root, defaults);
+    GatewayServer server;
+    try {
+      server = GatewayServer.start(settings, repository);
+    } catch (IOException e) {
+      repository.close(Duration.ZERO);
+      spec.commandLine()
+          .getErr()
+          .println("modelgate: cannot listen on " + host + ":" + grpcPort + ": " + rootCause(e));
+      return 1;
+    }
+    Path demoRoot = demo ? root : null;
+    Runtime.getRuntime()
+        .addShutdownHook(
+            new Thread(
+                () -> {
+                  server.stop();
+                  if (demoRoot != null) {
+                    deleteQuietly(demoRoot);
+                  }
+                },
+                "modelgate-shutdown"));
+    printBanner(out, settings, server.port(), root, demo, repository);
+    server.awaitTermination();
+    return 0;
+  }
+
+  private void printBanner(
+      PrintWriter out,
+      ServerSettings settings,
+      int port,
+      Path root,
+      boolean demo,
+      ModelRepository repository) {
+    out.printf(
+        "modelgate %s serving KServe v2 gRPC on %s:%d (health and reflection on the same port)%n",
+        ServerVersion.current(), settings.host(), port);
+    out.printf("model repository: %s%s%n", root, demo ? " (embedded demo)" : "");
+    out.printf("  %-24s %-8s %-11s %s%n", "MODEL", "VERSION", "STATE", "DETAIL");
+    for (Model model : repository.models()) {
+      if (model.versions().isEmpty()) {
+        out.printf("  %-24s %-8s %-11s %s%n", model.name(), "-", "-", "no version folders");
+      }
+      for (ModelVersion version : model.versions()) {
+        out.printf(
+            "  %-24s %-8s %-11s %s%n",
+            model.name(),
+            version.numberText(),
+            version.state(),
+            version.isReady() ? describe(version.serving()) : version.reason());
+      }
+    }
+    String target = port == ServerSettings.DEFAULT_PORT ? "" : " --target localhost:" + port;
+    Model example =
+        repository.models().stream()
+            .filter(m -> m.latestReady().isPresent())
+            .findFirst()
+            .orElse(null);
+    if (example != null) {
+      out.println("Try it from another terminal:");
+      String digit = demo ? " --digit 7" : "";
+      out.printf("  bin/modelgate infer --model %s%s%s%n", example.name(), digit, target);
+      if (example.readyVersions().size() > 1) {
+        out.printf(
+            "  bin/modelgate infer --model %s --version %s%s%s%n",
+            example.name(), example.readyVersions().get(0).numberText(), digit, target);
+      }
+      out.printf(
+          "  grpcurl -plaintext -d '{\"name\":\"%s\"}' localhost:%d"
+              + " inference.GRPCInferenceService/ModelMetadata%n",
+          example.name(), port);
+    }
+    out.println("Stop with Ctrl-C: queued requests are completed first.");
+    out.flush();
+  }
+
+  private static String describe(LoadedVersion loaded) {
+    return loaded.signature().inputs().stream().map(TensorSpec::toString).collect(Collectors.joining(", "))
+        + " -> "
+        + loaded.signature().outputs().stream().map(TensorSpec::toString).collect(Collectors.joining(", "))
+        + ", max_batch_size "
+        + loaded.signature().maxBatchSize();
+  }
+
+  private static String rootCause(Throwable t) {
+    Throwable cause = t;
+    while (cause.getCause() != null) {
+      cause = cause.getCause();
+    }
+    return cause.getMessage() == null ? cause.toString() : cause.getMessage();
+  }
+
+  private static void deleteQuietly(Path root) {
+    try (Stream<Path> paths = Files.walk(root)) {
+      paths.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+    } catch (IOException e) {
+      // A temporary folder left behind is harmless.
+    }
+  }
+}

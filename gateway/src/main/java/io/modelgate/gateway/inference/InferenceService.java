@@ -1,0 +1,386 @@
+package io.modelgate.gateway.inference;
+
+import io.grpc.Context;
+import io.grpc.Deadline;
+import io.grpc.Status;
+import io.grpc.stub.ServerCallStreamObserver;
+import io.grpc.stub.StreamObserver;
+import io.modelgate.gateway.routing.LatestReadyVersionSelector;
+import io.modelgate.gateway.routing.VersionSelector;
+import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
+import io.modelgate.proto.inference.InferParameter;
+import io.modelgate.proto.inference.ModelConfigRequest;
+import io.modelgate.proto.inference.ModelConfigResponse;
+import io.modelgate.proto.inference.ModelInferRequest;
+import io.modelgate.proto.inference.ModelInferResponse;
+import io.modelgate.proto.inference.ModelMetadataRequest;
+import io.modelgate.proto.inference.ModelMetadataResponse;
+import io.modelgate.proto.inference.ModelReadyRequest;
+import io.modelgate.proto.inference.ModelReadyResponse;
+import io.modelgate.proto.inference.ModelStreamInferResponse;
+import io.modelgate.proto.inference.ServerLiveRequest;
+import io.modelgate.proto.inference.ServerLiveResponse;
+import io.modelgate.proto.inference.ServerMetadataRequest;
+import io.modelgate.proto.inference.ServerMetadataResponse;
+import io.modelgate.proto.inference.ServerReadyRequest;
+import io.modelgate.proto.inference.ServerReadyResponse;
+import io.modelgate.runtime.error.InferenceException;
+import io.modelgate.runtime.execution.InferenceCallback;
+import io.modelgate.runtime.execution.InferenceRequest;
+import io.modelgate.runtime.execution.InferenceResult;
+import io.modelgate.runtime.repository.LoadedVersion;
+import io.modelgate.runtime.repository.Model;
+import io.modelgate.runtime.repository.ModelRepository;
+import io.modelgate.runtime.repository.ModelVersion;
+import io.modelgate.runtime.tensor.DecodedRequest;
+import io.modelgate.runtime.tensor.RequestDecoder;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.function.BooleanSupplier;
+
+/**
+ * The KServe v2 / Open Inference Protocol service.
+ *
+ * <p>Threading: every method runs on a gRPC event loop and never blocks. An inference request is
+ * validated, its version selected, and it is published to that version's scheduler; the event loop
+ * then returns. The answer is written later from the executor thread that ran it (or at once, for a
+ * request refused at admission). Each request gets exactly one answer.
+ */
+public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferenceServiceImplBase {
+  /** The server name in ServerMetadata. */
+  public static final String SERVER_NAME = "modelgate";
+
+  /** Extensions modelgate really implements: ModelConfig. */
+  public static final List<String> EXTENSIONS = List.of("model_configuration");
+
+  /** The response parameter that carries the status code of an in-band stream error. */
+  public static final String ERROR_CODE_PARAMETER = "error_code";
+
+  private static final Runnable IGNORE_CANCEL = () -> {};
+
+  /** The interceptors the service needs on its calls; install them with the service. */
+  public static io.grpc.ServerInterceptor[] interceptors() {
+    return new io.grpc.ServerInterceptor[] {new StreamErrorMode()};
+  }
+
+  private final ModelRepository repository;
+  private final VersionSelector selector;
+  private final BooleanSupplier ready;
+  private final ServerMetadataResponse serverMetadata;
+
+  /**
+   * @param ready whether the server can serve inference now (ServerReady)
+   * @param version the server version reported by ServerMetadata
+   */
+  public InferenceService(
+      ModelRepository repository, VersionSelector selector, BooleanSupplier ready, String version) {
+    this.repository = repository;
+    this.selector = selector;
+    this.ready = ready;
+    this.serverMetadata =
+        ServerMetadataResponse.newBuilder()
+            .setName(SERVER_NAME)
+            .setVersion(version)
+            .addAllExtensions(EXTENSIONS)
+            .build();
+  }
+
+  @Override
+  public void serverLive(ServerLiveRequest request, StreamObserver<ServerLiveResponse> observer) {
+    observer.onNext(ServerLiveResponse.newBuilder().setLive(true).build());
+    observer.onCompleted();
+  }
+
+  @Override
+  public void serverReady(
+      ServerReadyRequest request, StreamObserver<ServerReadyResponse> observer) {
+    observer.onNext(ServerReadyResponse.newBuilder().setReady(ready.getAsBoolean()).build());
+    observer.onCompleted();
+  }
+
+  @Override
+  public void serverMetadata(
+      ServerMetadataRequest request, StreamObserver<ServerMetadataResponse> observer) {
+    observer.onNext(serverMetadata);
+    observer.onCompleted();
+  }
+
+  @Override
+  public void modelReady(ModelReadyRequest request, StreamObserver<ModelReadyResponse> observer) {
+    try {
+      observer.onNext(ModelReadyResponse.newBuilder().setReady(isReady(request)).build());
+      observer.onCompleted();
+    } catch (RuntimeException e) {
+      observer.onError(ErrorStatus.of(e).asRuntimeException());
+    }
+  }
+
+  /** Unknown model or version: not ready, not an error. A malformed version is an error. */
+  private boolean isReady(ModelReadyRequest request) {
+    String version = request.getVersion();
+    long number = version.isEmpty() ? 0 : LatestReadyVersionSelector.parseVersion(version);
+    Model model = repository.model(request.getName()).orElse(null);
+    if (model == null) {
+      return false;
+    }
+    if (number == 0) {
+      return model.latestReady().isPresent();
+    }
+    return model.version(number).map(ModelVersion::isReady).orElse(false);
+  }
+
+  @Override
+  public void modelMetadata(
+      ModelMetadataRequest request, StreamObserver<ModelMetadataResponse> observer) {
+    try {
+      ModelVersion version = selector.select(request.getName(), request.getVersion());
+      List<String> versions =
+          request.getVersion().isEmpty()
+              ? LatestReadyVersionSelector.model(repository, request.getName())
+                  .readyVersions()
+                  .stream()
+                  .map(ModelVersion::numberText)
+                  .toList()
+              : List.of(version.numberText());
+      observer.onNext(ModelDescriptions.metadata(version, version.serving(), versions));
+      observer.onCompleted();
+    } catch (RuntimeException e) {
+      observer.onError(ErrorStatus.of(e).asRuntimeException());
+    }
+  }
+
+  @Override
+  public void modelConfig(
+      ModelConfigRequest request, StreamObserver<ModelConfigResponse> observer) {
+    try {
+      ModelVersion version = selector.select(request.getName(), request.getVersion());
+      observer.onNext(
+          ModelConfigResponse.newBuilder()
+              .setConfig(ModelDescriptions.config(version, version.serving()))
+              .build());
+      observer.onCompleted();
+    } catch (RuntimeException e) {
+      observer.onError(ErrorStatus.of(e).asRuntimeException());
+    }
+  }
+
+  @Override
+  public void modelInfer(ModelInferRequest request, StreamObserver<ModelInferResponse> observer) {
+    long arrival = System.nanoTime();
+    ServerCallStreamObserver<ModelInferResponse> call =
+        (ServerCallStreamObserver<ModelInferResponse>) observer;
+    // With a handler set, writing to a call the client cancelled is a no-op instead of an error.
+    call.setOnCancelHandler(IGNORE_CANCEL);
+    try {
+      ModelVersion version = selector.select(request.getModelName(), request.getModelVersion());
+      submit(request, version, arrival, call::isCancelled, new UnaryAnswer(call, version, request.getId()));
+    } catch (RuntimeException e) {
+      call.onError(ErrorStatus.of(e).asRuntimeException());
+    }
+  }
+
+  /** Decodes against the version's signature and publishes; throws on refusal. */
+  private static void submit(
+      ModelInferRequest request,
+      ModelVersion version,
+      long arrival,
+      BooleanSupplier cancelled,
+      InferenceCallback callback) {
+    LoadedVersion loaded = version.serving();
+    DecodedRequest decoded = RequestDecoder.decode(request, loaded.signature());
+    Deadline deadline = Context.current().getDeadline();
+    InferenceRequest inference =
+        deadline == null
+            ? InferenceRequest.of(decoded, arrival, cancelled, callback)
+            : InferenceRequest.withDeadline(
+                decoded,
+                arrival,
+                System.nanoTime() + deadline.timeRemaining(TimeUnit.NANOSECONDS),
+                cancelled,
+                callback);
+    loaded.scheduler().submit(inference);
+  }
+
+  /** Writes the one answer of a unary call, from whichever thread produces it. */
+  private static final class UnaryAnswer implements InferenceCallback {
+    private final ServerCallStreamObserver<ModelInferResponse> call;
+    private final ModelVersion version;
+    private final String id;
+
+    UnaryAnswer(ServerCallStreamObserver<ModelInferResponse> call, ModelVersion version, String id) {
+      this.call = call;
+      this.version = version;
+      this.id = id;
+    }
+
+    @Override
+    public void onSuccess(InferenceResult result) {
+      if (call.isCancelled()) {
+        return;
+      }
+      call.onNext(ResponseEncoder.encode(version, id, result));
+      call.onCompleted();
+    }
+
+    @Override
+    public void onFailure(InferenceException error) {
+      if (call.isCancelled()) {
+        return;
+      }
+      call.onError(ErrorStatus.of(error).asRuntimeException());
+    }
+  }
+
+  @Override
+  public StreamObserver<ModelInferRequest> modelStreamInfer(
+      StreamObserver<ModelStreamInferResponse> observer) {
+    ServerCallStreamObserver<ModelStreamInferResponse> call =
+        (ServerCallStreamObserver<ModelStreamInferResponse>) observer;
+    call.setOnCancelHandler(IGNORE_CANCEL);
+    return new Stream(call, StreamErrorMode.abortOnError(), Context.current());
+  }
+
+  /**
+   * One ModelStreamInfer call: one response per request, in completion order. A failed request is
+   * answered in-band (error_message set, infer_response carrying its id) and the stream goes on,
+   * unless the client asked with {@code triton_grpc_error: true} that an error end the stream.
+   *
+   * <p>Requests arrive on the event loop; answers come from executor threads, so every write to
+   * the call happens under this object's lock. The stream completes once the client has
+   * half-closed and every request it sent has been answered.
+   */
+  private final class Stream implements StreamObserver<ModelInferRequest> {
+    private final ServerCallStreamObserver<ModelStreamInferResponse> call;
+    private final boolean abortOnError;
+    private final Context context;
+    private int pending;
+    private boolean halfClosed;
+    private boolean closed;
+
+    Stream(
+        ServerCallStreamObserver<ModelStreamInferResponse> call,
+        boolean abortOnError,
+        Context context) {
+      this.call = call;
+      this.abortOnError = abortOnError;
+      this.context = context;
+    }
+
+    @Override
+    public void onNext(ModelInferRequest request) {
+      long arrival = System.nanoTime();
+      synchronized (this) {
+        if (closed) {
+          return;
+        }
+        pending++;
+      }
+      ModelVersion version = null;
+      try {
+        version = selector.select(request.getModelName(), request.getModelVersion());
+        Context previous = context.attach();
+        try {
+          submit(
+              request,
+              version,
+              arrival,
+              call::isCancelled,
+              new StreamAnswer(this, request.getId(), request.getModelName(), version));
+        } finally {
+          context.detach(previous);
+        }
+      } catch (RuntimeException e) {
+        fail(request.getId(), request.getModelName(), version, ErrorStatus.of(e));
+      }
+    }
+
+    void succeed(String id, ModelVersion version, InferenceResult result) {
+      write(
+          ModelStreamInferResponse.newBuilder()
+              .setInferResponse(ResponseEncoder.encode(version, id, result))
+              .build());
+    }
+
+    void fail(String id, String modelName, ModelVersion version, Status status) {
+      if (abortOnError) {
+        synchronized (this) {
+          pending--;
+          if (closed) {
+            return;
+          }
+          closed = true;
+          call.onError(status.asRuntimeException());
+        }
+        return;
+      }
+      ModelInferResponse.Builder response =
+          ModelInferResponse.newBuilder()
+              .setModelName(modelName)
+              .setId(id)
+              .putParameters(
+                  ERROR_CODE_PARAMETER,
+                  InferParameter.newBuilder().setStringParam(status.getCode().name()).build());
+      if (version != null) {
+        response.setModelVersion(version.numberText());
+      }
+      String message = status.getDescription() == null ? status.getCode().name() : status.getDescription();
+      write(
+          ModelStreamInferResponse.newBuilder()
+              .setErrorMessage(message)
+              .setInferResponse(response)
+              .build());
+    }
+
+    private synchronized void write(ModelStreamInferResponse response) {
+      pending--;
+      if (closed || call.isCancelled()) {
+        return;
+      }
+      call.onNext(response);
+      finishIfDone();
+    }
+
+    @Override
+    public synchronized void onError(Throwable t) {
+      // The client cancelled or the transport failed: nothing more can be written.
+      closed = true;
+    }
+
+    @Override
+    public synchronized void onCompleted() {
+      halfClosed = true;
+      finishIfDone();
+    }
+
+    private void finishIfDone() {
+      if (halfClosed && pending == 0 && !closed) {
+        closed = true;
+        call.onCompleted();
+      }
+    }
+  }
+
+  private static final class StreamAnswer implements InferenceCallback {
+    private final Stream stream;
+    private final String id;
+    private final String modelName;
+    private final ModelVersion version;
+
+    StreamAnswer(Stream stream, String id, String modelName, ModelVersion version) {
+      this.stream = stream;
+      this.id = id;
+      this.modelName = modelName;
+      this.version = version;
+    }
+
+    @Override
+    public void onSuccess(InferenceResult result) {
+      stream.succeed(id, version, result);
+    }
+
+    @Override
+    public void onFailure(InferenceException error) {
+      stream.fail(id, modelName, version, ErrorStatus.of(error));
+    }
+  }
+}

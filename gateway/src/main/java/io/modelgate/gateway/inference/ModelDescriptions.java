@@ -1,0 +1,102 @@
+package io.modelgate.gateway.inference;
+
+import io.modelgate.proto.inference.ModelConfig;
+import io.modelgate.proto.inference.ModelInput;
+import io.modelgate.proto.inference.ModelInstanceGroup;
+import io.modelgate.proto.inference.ModelMetadataResponse;
+import io.modelgate.proto.inference.ModelMetadataResponse.TensorMetadata;
+import io.modelgate.proto.inference.ModelOutput;
+import io.modelgate.proto.inference.ModelParameter;
+import io.modelgate.proto.inference.ModelVersionPolicy;
+import io.modelgate.runtime.repository.LoadedVersion;
+import io.modelgate.runtime.repository.ModelVersion;
+import io.modelgate.runtime.tensor.ModelSignature;
+import io.modelgate.runtime.tensor.TensorSpec;
+import java.util.Arrays;
+import java.util.List;
+
+/** Describes a loaded version in the protocol's metadata and model configuration messages. */
+final class ModelDescriptions {
+  /** The platform string of ONNX models served by ONNX Runtime. */
+  static final String PLATFORM = "onnxruntime_onnx";
+
+  static final String BACKEND = "onnxruntime";
+
+  private ModelDescriptions() {}
+
+  /**
+   * ModelMetadata: datatype strings and shapes as ONNX Runtime reports them, -1 for each variable
+   * dimension (for a batching model that includes the leading batch dimension).
+   */
+  static ModelMetadataResponse metadata(
+      ModelVersion version, LoadedVersion loaded, List<String> versions) {
+    ModelSignature signature = loaded.signature();
+    ModelMetadataResponse.Builder response =
+        ModelMetadataResponse.newBuilder()
+            .setName(version.model())
+            .addAllVersions(versions)
+            .setPlatform(PLATFORM);
+    for (TensorSpec input : signature.inputs()) {
+      response.addInputs(tensor(input));
+    }
+    for (TensorSpec output : signature.outputs()) {
+      response.addOutputs(tensor(output));
+    }
+    return response.build();
+  }
+
+  private static TensorMetadata tensor(TensorSpec spec) {
+    TensorMetadata.Builder tensor =
+        TensorMetadata.newBuilder().setName(spec.name()).setDatatype(spec.dataType().wireName());
+    for (long dim : spec.shape()) {
+      tensor.addShape(dim);
+    }
+    return tensor.build();
+  }
+
+  /**
+   * ModelConfig, enough for perf_analyzer: dims leave out the batch dimension when {@code
+   * max_batch_size} is at least 1, as the protocol specifies; the instance group and the {@code
+   * execution_provider} parameter say where the version runs.
+   */
+  static ModelConfig config(ModelVersion version, LoadedVersion loaded) {
+    ModelSignature signature = loaded.signature();
+    int skip = signature.batches() ? 1 : 0;
+    ModelConfig.Builder config =
+        ModelConfig.newBuilder()
+            .setName(version.model())
+            .setPlatform(PLATFORM)
+            .setBackend(BACKEND)
+            .setVersionPolicy(
+                ModelVersionPolicy.newBuilder().setAll(ModelVersionPolicy.All.getDefaultInstance()))
+            .setMaxBatchSize(signature.maxBatchSize())
+            .addInstanceGroup(
+                ModelInstanceGroup.newBuilder()
+                    .setName(version.model())
+                    .setKind(ModelInstanceGroup.Kind.KIND_CPU)
+                    .setCount(loaded.settings().scheduler().instances()))
+            .putParameters(
+                "execution_provider",
+                ModelParameter.newBuilder().setStringValue(loaded.executionProvider()).build());
+    for (TensorSpec input : signature.inputs()) {
+      config.addInput(
+          ModelInput.newBuilder()
+              .setName(input.name())
+              .setDataType(input.dataType().configType())
+              .addAllDims(dims(input, skip)));
+    }
+    for (TensorSpec output : signature.outputs()) {
+      config.addOutput(
+          ModelOutput.newBuilder()
+              .setName(output.name())
+              .setDataType(output.dataType().configType())
+              .addAllDims(dims(output, skip)));
+    }
+    return config.build();
+  }
+
+  private static List<Long> dims(TensorSpec spec, int skip) {
+    long[] shape = spec.shape();
+    return Arrays.stream(shape).skip(Math.min(skip, shape.length)).boxed().toList();
+  }
+}

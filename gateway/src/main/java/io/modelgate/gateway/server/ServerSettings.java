@@ -1,0 +1,65 @@
+package io.modelgate.gateway.server;
+
+import java.time.Duration;
+import java.util.Objects;
+
+/**
+ * How the gRPC server listens and stops. Immutable and validated on construction.
+ *
+ * @param host address to bind, e.g. {@code 0.0.0.0}
+ * @param port TCP port; 0 picks a free one
+ * @param maxInboundMessageBytes largest request message accepted; larger ones are refused with
+ *     RESOURCE_EXHAUSTED by gRPC
+ * @param eventLoopThreads Netty worker event loops; they decode, validate and publish, never run a
+ *     model
+ * @param drainTimeout on shutdown, how long queued requests may still run before they are answered
+ *     UNAVAILABLE
+ */
+public record ServerSettings(
+    String host, int port, int maxInboundMessageBytes, int eventLoopThreads, Duration drainTimeout) {
+  public static final int DEFAULT_PORT = 8001;
+  /** Well above grpc-java's 4 MiB default, for image and embedding batches. */
+  public static final int DEFAULT_MAX_INBOUND_MESSAGE_BYTES = 128 << 20;
+
+  public static final Duration DEFAULT_DRAIN_TIMEOUT = Duration.ofSeconds(30);
+
+  public ServerSettings {
+    Objects.requireNonNull(host, "host");
+    if (port < 0 || port > 65535) {
+      throw new IllegalArgumentException("grpc port: " + port + " (expected: 0 to 65535)");
+    }
+    if (maxInboundMessageBytes < 1024) {
+      throw new IllegalArgumentException(
+          "max inbound message size: " + maxInboundMessageBytes + " bytes (expected: >= 1024)");
+    }
+    if (eventLoopThreads < 1 || eventLoopThreads > 256) {
+      throw new IllegalArgumentException(
+          "event loop threads: " + eventLoopThreads + " (expected: 1 to 256)");
+    }
+    if (drainTimeout.isNegative()) {
+      throw new IllegalArgumentException("drain timeout: " + drainTimeout + " (expected: >= 0)");
+    }
+  }
+
+  /** One event loop per two cores, at least one: the other cores run batchers and models. */
+  public static int defaultEventLoopThreads() {
+    return Math.max(1, Runtime.getRuntime().availableProcessors() / 2);
+  }
+
+  public static ServerSettings defaults() {
+    return new ServerSettings(
+        "0.0.0.0",
+        DEFAULT_PORT,
+        DEFAULT_MAX_INBOUND_MESSAGE_BYTES,
+        defaultEventLoopThreads(),
+        DEFAULT_DRAIN_TIMEOUT);
+  }
+
+  public ServerSettings withPort(int newPort) {
+    return new ServerSettings(host, newPort, maxInboundMessageBytes, eventLoopThreads, drainTimeout);
+  }
+
+  public ServerSettings withHost(String newHost) {
+    return new ServerSettings(newHost, port, maxInboundMessageBytes, eventLoopThreads, drainTimeout);
+  }
+}
