@@ -1,11 +1,20 @@
 package io.modelgate.runtime.repository;
 
+import com.google.protobuf.ByteString;
+import io.modelgate.proto.inference.ModelInferRequest;
+import io.modelgate.runtime.error.InferenceException;
 import io.modelgate.runtime.error.ModelLoadException;
+import io.modelgate.runtime.execution.Batch;
+import io.modelgate.runtime.execution.InferenceCallback;
+import io.modelgate.runtime.execution.InferenceRequest;
+import io.modelgate.runtime.execution.InferenceResult;
 import io.modelgate.runtime.execution.RingScheduler;
 import io.modelgate.runtime.onnx.OnnxBatchExecutor;
 import io.modelgate.runtime.onnx.OnnxModel;
 import io.modelgate.runtime.repository.ModelConfigFile.InvalidConfigException;
+import io.modelgate.runtime.tensor.DecodedRequest;
 import io.modelgate.runtime.tensor.ModelSignature;
+import io.modelgate.runtime.tensor.RequestDecoder;
 import io.modelgate.runtime.tensor.TensorSpec;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -17,6 +26,8 @@ import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.TreeMap;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 import java.util.regex.Pattern;
 import java.util.stream.Stream;
 import org.slf4j.Logger;
@@ -114,6 +125,7 @@ public final class ModelRepository {
       ModelSettings effective =
           new ModelSettings(signature.maxBatchSize(), settings.session(), settings.scheduler());
       OnnxModel session = onnx;
+      warmUp(version, onnx, signature);
       RingScheduler scheduler =
           new RingScheduler(
               version.label(),
@@ -140,6 +152,49 @@ public final class ModelRepository {
       String reason = "unexpected error while loading: " + e;
       version.failed(reason);
       log.error("{} FAILED: {}", version.label(), reason, e);
+    }
+  }
+
+  /**
+   * Runs one request of zeros (empty strings for BYTES), every variable dimension 1, so that the
+   * first client request does not pay for ONNX Runtime's first-run allocations. A model that
+   * rejects zeros still loads; the warning says so.
+   */
+  private static void warmUp(ModelVersion version, OnnxModel onnx, ModelSignature signature) {
+    ModelInferRequest.Builder request = ModelInferRequest.newBuilder();
+    for (TensorSpec input : signature.inputs()) {
+      ModelInferRequest.InferInputTensor.Builder tensor =
+          request.addInputsBuilder().setName(input.name()).setDatatype(input.dataType().wireName());
+      long elements = 1;
+      for (long dim : input.shape()) {
+        long size = dim < 0 ? 1 : dim;
+        tensor.addShape(size);
+        elements *= size;
+      }
+      int bytes =
+          (int) Math.min(Integer.MAX_VALUE, elements * (input.dataType().isVariableSize() ? 4 : input.dataType().elementSize()));
+      request.addRawInputContents(ByteString.copyFrom(new byte[bytes]));
+    }
+    CompletableFuture<InferenceResult> done = new CompletableFuture<>();
+    InferenceCallback callback =
+        new InferenceCallback() {
+          @Override
+          public void onSuccess(InferenceResult result) {
+            done.complete(result);
+          }
+
+          @Override
+          public void onFailure(InferenceException error) {
+            done.completeExceptionally(error);
+          }
+        };
+    try (OnnxBatchExecutor executor = new OnnxBatchExecutor(onnx, signature, version.label())) {
+      DecodedRequest decoded = RequestDecoder.decode(request.build(), signature);
+      executor.execute(Batch.of(InferenceRequest.of(decoded, System.nanoTime(), null, callback)));
+      done.join();
+    } catch (RuntimeException e) {
+      Throwable cause = e instanceof CompletionException && e.getCause() != null ? e.getCause() : e;
+      log.warn("{}: warm-up with zeros failed, serving anyway: {}", version.label(), cause.getMessage());
     }
   }
 

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Starts `bin/modelgate serve` on the embedded demo, sends one request with `bin/modelgate infer`,
+# and stops the server with SIGTERM. Fails if any step does.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+port=18001
+log=$(mktemp)
+bin/modelgate serve --grpc-port "$port" >"$log" 2>&1 &
+pid=$!
+trap 'kill "$pid" 2>/dev/null || true; rm -f "$log"' EXIT
+
+for _ in $(seq 1 120); do
+  grep -q "serving KServe v2 gRPC" "$log" && break
+  if ! kill -0 "$pid" 2>/dev/null; then
+    cat "$log"; echo "smoke: the server exited early" >&2; exit 1
+  fi
+  sleep 0.5
+done
+grep -q "serving KServe v2 gRPC" "$log" || { cat "$log"; echo "smoke: no banner after 60 s" >&2; exit 1; }
+
+out=$(bin/modelgate infer --target "localhost:$port" --model cnn_mnist --digit 7)
+echo "$out"
+grep -q "model cnn_mnist version 2 answered" <<<"$out"
+grep -qE "digit #7: label ([0-9]), predicted \1" <<<"$out"
+
+kill -TERM "$pid"
+wait "$pid" || true
+grep -q "stopped" "$log" || { cat "$log"; echo "smoke: no clean stop" >&2; exit 1; }
+echo "smoke: launcher OK"

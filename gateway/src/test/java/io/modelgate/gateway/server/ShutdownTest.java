@@ -1,0 +1,106 @@
+package io.modelgate.gateway.server;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.grpc.Status;
+import io.grpc.stub.StreamObserver;
+import io.modelgate.gateway.demo.MnistDigits;
+import io.modelgate.gateway.server.GatewayServer.Phase;
+import io.modelgate.gateway.testing.Gateway;
+import io.modelgate.gateway.testing.Tensors;
+import io.modelgate.proto.inference.ModelInferResponse;
+import io.modelgate.runtime.repository.ModelVersion;
+import io.modelgate.runtime.repository.VersionState;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The shutdown order, and that every accepted request gets its one answer across it. */
+class ShutdownTest {
+  @TempDir Path root;
+
+  private static List<CompletableFuture<Status>> fire(Gateway gateway, int n) {
+    List<CompletableFuture<Status>> calls = new ArrayList<>();
+    for (int i = 0; i < n; i++) {
+      CompletableFuture<Status> call = new CompletableFuture<>();
+      calls.add(call);
+      gateway
+          .async()
+          .modelInfer(
+              Tensors.digit(MnistDigits.get(i % 62)).build(),
+              new StreamObserver<ModelInferResponse>() {
+                @Override
+                public void onNext(ModelInferResponse value) {}
+
+                @Override
+                public void onError(Throwable t) {
+                  call.complete(Status.fromThrowable(t));
+                }
+
+                @Override
+                public void onCompleted() {
+                  call.complete(Status.OK);
+                }
+              });
+    }
+    return calls;
+  }
+
+  private static List<Status.Code> outcomes(List<CompletableFuture<Status>> calls) throws Exception {
+    List<Status.Code> codes = new ArrayList<>();
+    for (CompletableFuture<Status> call : calls) {
+      codes.add(call.get(30, TimeUnit.SECONDS).getCode());
+    }
+    return codes;
+  }
+
+  @Test
+  void stop_followsTheOrder_andDrainsEveryQueuedRequest() throws Exception {
+    Gateway gateway = Gateway.inProcess(Gateway.standardRepository(root), Duration.ofSeconds(30));
+    List<ModelVersion> versions = gateway.repository.model("cnn_mnist").orElseThrow().versions();
+    // In-process with a direct executor, each call is queued before fire() returns.
+    List<CompletableFuture<Status>> calls = fire(gateway, 400);
+
+    gateway.server.stop();
+
+    assertThat(gateway.server.phases())
+        .containsExactly(
+            Phase.NOT_SERVING,
+            Phase.STOPPED_ACCEPTING,
+            Phase.DRAINED,
+            Phase.SESSIONS_CLOSED,
+            Phase.TERMINATED);
+    assertThat(outcomes(calls)).containsOnly(Status.Code.OK);
+    assertThat(gateway.server.isReady()).isFalse();
+    assertThat(versions).extracting(ModelVersion::state).containsOnly(VersionState.UNAVAILABLE);
+    gateway.close();
+  }
+
+  @Test
+  void drainTimeout_answersWhatCouldNotRunUnavailable_andLosesNothing() throws Exception {
+    Gateway gateway = Gateway.inProcess(Gateway.standardRepository(root), Duration.ZERO);
+    List<CompletableFuture<Status>> calls = fire(gateway, 400);
+
+    gateway.server.stop();
+
+    // How many ran before the timeout depends on the machine; that each got one answer does not.
+    // (RingSchedulerTest holds an executor to show the UNAVAILABLE answers deterministically.)
+    List<Status.Code> codes = outcomes(calls);
+    assertThat(codes).hasSize(400).containsOnly(Status.Code.OK, Status.Code.UNAVAILABLE);
+    gateway.close();
+  }
+
+  @Test
+  void afterStop_newCallsAreRefused() throws Exception {
+    Gateway gateway = Gateway.inProcess(Gateway.standardRepository(root));
+    gateway.server.stop();
+    List<Status.Code> codes = outcomes(fire(gateway, 1));
+    assertThat(codes).containsExactly(Status.Code.UNAVAILABLE);
+    gateway.close();
+  }
+}

@@ -1,0 +1,165 @@
+package io.modelgate.gateway.testing;
+
+import io.grpc.ManagedChannel;
+import io.grpc.inprocess.InProcessChannelBuilder;
+import io.grpc.inprocess.InProcessServerBuilder;
+import io.modelgate.gateway.demo.DemoRepository;
+import io.modelgate.gateway.server.GatewayServer;
+import io.modelgate.gateway.server.ServerSettings;
+import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
+import io.modelgate.proto.inference.GRPCInferenceServiceGrpc.GRPCInferenceServiceBlockingStub;
+import io.modelgate.proto.inference.GRPCInferenceServiceGrpc.GRPCInferenceServiceStub;
+import io.modelgate.runtime.onnx.OnnxGraphBuilder;
+import io.modelgate.runtime.onnx.SessionSettings;
+import io.modelgate.runtime.repository.ModelRepository;
+import io.modelgate.runtime.repository.ModelSettings;
+import io.modelgate.runtime.tensor.DataType;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * A running gateway for tests, over the in-process transport or real Netty on loopback, with a
+ * repository that holds the demo, small generated models and deliberately broken ones.
+ */
+public final class Gateway implements AutoCloseable {
+  public final Path root;
+  public final ModelRepository repository;
+  public final GatewayServer server;
+  public final ManagedChannel channel;
+
+  private Gateway(Path root, ModelRepository repository, GatewayServer server, ManagedChannel channel) {
+    this.root = root;
+    this.repository = repository;
+    this.server = server;
+    this.channel = channel;
+  }
+
+  /** The standard test repository under {@code root}. */
+  public static Path standardRepository(Path root) {
+    DemoRepository.materialize(root);
+    write(root, "affine", 1, affine());
+    write(root, "strings", 1, stringIdentity());
+    write(root, "reshape", 1, reshapeToTwoByTwo());
+    write(root, "broken", 1, "not an ONNX model".getBytes());
+    write(root, "broken", 2, affine());
+    write(root, "zipmap", 1, resource("/org/tribuo/interop/onnx/lr_mnist.onnx"));
+    return root;
+  }
+
+  public static Gateway inProcess(Path root) throws IOException {
+    return inProcess(root, Duration.ofSeconds(10));
+  }
+
+  public static Gateway inProcess(Path root, Duration drainTimeout) throws IOException {
+    ModelRepository repository = load(root);
+    String name = InProcessServerBuilder.generateName();
+    GatewayServer server =
+        GatewayServer.start(InProcessServerBuilder.forName(name), repository, drainTimeout, () -> {});
+    return new Gateway(root, repository, server, InProcessChannelBuilder.forName(name).directExecutor().build());
+  }
+
+  public static Gateway netty(Path root, int maxInboundMessageBytes) throws IOException {
+    ModelRepository repository = load(root);
+    GatewayServer server =
+        GatewayServer.start(
+            new ServerSettings("127.0.0.1", 0, maxInboundMessageBytes, 1, Duration.ofSeconds(10)),
+            repository);
+    ManagedChannel channel =
+        io.grpc.netty.NettyChannelBuilder.forAddress("127.0.0.1", server.port())
+            .usePlaintext()
+            .maxInboundMessageSize(Integer.MAX_VALUE)
+            .build();
+    return new Gateway(root, repository, server, channel);
+  }
+
+  private static ModelRepository load(Path root) throws IOException {
+    return ModelRepository.load(root, ModelSettings.defaults(SessionSettings.DEFAULTS));
+  }
+
+  public GRPCInferenceServiceBlockingStub blocking() {
+    return GRPCInferenceServiceGrpc.newBlockingStub(channel).withDeadlineAfter(30, TimeUnit.SECONDS);
+  }
+
+  public GRPCInferenceServiceStub async() {
+    return GRPCInferenceServiceGrpc.newStub(channel);
+  }
+
+  @Override
+  public void close() {
+    channel.shutdownNow();
+    try {
+      channel.awaitTermination(5, TimeUnit.SECONDS);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+    server.stop();
+  }
+
+  /** x FP32 [-1,3] → y = 2x + 1 and z = 2x. */
+  public static byte[] affine() {
+    return OnnxGraphBuilder.create("affine", 17)
+        .input("x", OnnxGraphBuilder.FLOAT, -1, 3)
+        .output("y", OnnxGraphBuilder.FLOAT, -1, 3)
+        .output("z", OnnxGraphBuilder.FLOAT, -1, 3)
+        .initializer("two", new float[] {2f})
+        .initializer("one", new float[] {1f})
+        .node("Mul", List.of("x", "two"), List.of("z"))
+        .node("Add", List.of("z", "one"), List.of("y"))
+        .build();
+  }
+
+  /** text BYTES [-1] → same BYTES [-1]. */
+  public static byte[] stringIdentity() {
+    int type = OnnxGraphBuilder.elementType(DataType.BYTES);
+    return OnnxGraphBuilder.create("strings", 17)
+        .input("text", type, -1)
+        .output("echo", type, -1)
+        .node("Identity", List.of("text"), List.of("echo"))
+        .build();
+  }
+
+  /** x FP32 [-1,4] reshaped to [2,2]: ONNX Runtime fails for any batch but 1. */
+  public static byte[] reshapeToTwoByTwo() {
+    return OnnxGraphBuilder.create("reshape", 17)
+        .input("x", OnnxGraphBuilder.FLOAT, -1, 4)
+        .output("y", OnnxGraphBuilder.FLOAT, 2, 2)
+        .initializer("shape", new long[] {2, 2}, 2)
+        .node("Reshape", List.of("x", "shape"), List.of("y"))
+        .build();
+  }
+
+  /** x FP32 [-1,-1] → same: for large messages. */
+  public static byte[] floatIdentity() {
+    return OnnxGraphBuilder.create("big", 17)
+        .input("x", OnnxGraphBuilder.FLOAT, -1, -1)
+        .output("y", OnnxGraphBuilder.FLOAT, -1, -1)
+        .node("Identity", List.of("x"), List.of("y"))
+        .build();
+  }
+
+  public static void write(Path root, String model, int version, byte[] bytes) {
+    try {
+      Path dir = Files.createDirectories(root.resolve(model).resolve(Integer.toString(version)));
+      Files.write(dir.resolve("model.onnx"), bytes);
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  public static byte[] resource(String path) {
+    try (InputStream in = Gateway.class.getResourceAsStream(path)) {
+      if (in == null) {
+        throw new IllegalStateException("missing test resource " + path);
+      }
+      return in.readAllBytes();
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+}
