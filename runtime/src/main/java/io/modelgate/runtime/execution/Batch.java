@@ -42,6 +42,19 @@ public final class Batch {
     rows += Math.max(1, request.decoded().rows());
   }
 
+  /** Keeps the first {@code count} requests. */
+  void truncate(int count) {
+    for (int i = count; i < size; i++) {
+      rows -= Math.max(1, requests[i].decoded().rows());
+      requests[i] = null;
+    }
+    size = Math.min(size, count);
+  }
+
+  public int capacity() {
+    return requests.length;
+  }
+
   public int size() {
     return size;
   }

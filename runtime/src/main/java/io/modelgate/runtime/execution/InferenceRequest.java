@@ -87,6 +87,15 @@ public final class InferenceRequest {
     return arrivalNanos;
   }
 
+  public boolean hasDeadline() {
+    return hasDeadline;
+  }
+
+  /** The deadline in {@link System#nanoTime()} terms; meaningful only if {@link #hasDeadline()}. */
+  public long deadlineNanos() {
+    return deadlineNanos;
+  }
+
   /** Whether the deadline, if any, has passed at {@code nowNanos}. */
   public boolean isExpired(long nowNanos) {
     return hasDeadline && nowNanos - deadlineNanos >= 0;

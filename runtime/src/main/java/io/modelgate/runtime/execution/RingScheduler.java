@@ -1,7 +1,6 @@
 package io.modelgate.runtime.execution;
 
 import com.lmax.disruptor.AlertException;
-import com.lmax.disruptor.BlockingWaitStrategy;
 import com.lmax.disruptor.EventTranslatorOneArg;
 import com.lmax.disruptor.RingBuffer;
 import com.lmax.disruptor.Sequence;
@@ -21,8 +20,8 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * A version's scheduler: an LMAX Disruptor ring that request threads publish into without
- * blocking, one batcher thread that takes requests off the ring, and {@code instances} executor
+ * A version's scheduler and dynamic batcher: an LMAX Disruptor ring that request threads publish
+ * into without blocking, one batcher thread that forms batches, and {@code instances} executor
  * threads that run them.
  *
  * <p>Threads and ownership:
@@ -30,14 +29,19 @@ import org.slf4j.LoggerFactory;
  * <ul>
  *   <li>Request threads (gRPC event loops) call {@link #submit}: {@code tryPublishEvent} on a
  *       multi-producer ring; a full ring is refused at once with {@code RESOURCE_EXHAUSTED}.
- *   <li>The batcher thread is the only consumer of the ring and the single writer of its
- *       sequence. It waits for an idle executor, forms a batch, drops expired or cancelled
- *       requests with their status, and hands the batch over.
+ *   <li>The batcher thread is the ring's only consumer and the single writer of its sequence and
+ *       of the pending list. It waits for an idle executor, then forms a batch: the oldest request
+ *       and the requests after it that may share its execution ({@link
+ *       io.modelgate.runtime.tensor.DecodedRequest#canShareBatchWith}), up to {@code
+ *       maxBatchSize} rows. It runs the batch when it is full, when a preferred size can be
+ *       formed, when {@code maxQueueDelay} has passed since the oldest request arrived, or at once
+ *       when the delay is 0 (the ring's natural batching: whatever queued while the executors were
+ *       busy). Expired and cancelled requests are answered and never run.
  *   <li>Each executor thread owns one {@link BatchExecutor} and one reusable {@link Batch}.
  * </ul>
  *
- * <p>Memory is bounded: at most {@code ringSize} requests wait in the ring, plus one batch per
- * executor.
+ * <p>Memory is bounded: at most {@code ringSize} requests wait in the ring, plus a pending list of
+ * at most twice {@code maxBatchSize} requests in the batcher, plus one batch per executor.
  */
 public final class RingScheduler implements VersionScheduler {
   private static final Logger log = LoggerFactory.getLogger(RingScheduler.class);
@@ -51,7 +55,10 @@ public final class RingScheduler implements VersionScheduler {
   }
 
   private final String name;
+  private final BatchPolicy policy;
+  private final StageRecorder recorder;
   private final RingBuffer<Slot> ring;
+  private final BatcherWaitStrategy wait = new BatcherWaitStrategy();
   private final SequenceBarrier barrier;
   private final Sequence consumed = new Sequence(-1);
   private final BlockingQueue<Worker> idle;
@@ -68,18 +75,33 @@ public final class RingScheduler implements VersionScheduler {
   private volatile boolean abandoned;
   private volatile boolean drained;
 
+  // Batcher thread only.
+  private final InferenceRequest[] pending;
+  private int pendingCount;
+  private final boolean[] chosen;
+  private final boolean[] preferred;
+  private long next;
+  private long available = -1;
+  private boolean stopped;
+
   /**
    * Starts the batcher and executor threads.
    *
-   * @param name names the threads and appears in refusal messages, e.g. {@code "model 'm' version
-   *     1"}
+   * @param name names the threads and appears in messages, e.g. {@code "model 'm' version 1"}
+   * @param policy how batches form; {@link BatchPolicy#UNBATCHED} runs every request alone
    * @param executors creates one executor per executor thread; called {@code instances} times
+   * @param recorder receives queue and compute times; called on executor threads
    */
   public RingScheduler(
-      String name, SchedulerSettings settings, Supplier<? extends BatchExecutor> executors) {
+      String name,
+      SchedulerSettings settings,
+      BatchPolicy policy,
+      Supplier<? extends BatchExecutor> executors,
+      StageRecorder recorder) {
     this.name = Objects.requireNonNull(name, "name");
-    this.ring =
-        RingBuffer.createMultiProducer(Slot::new, settings.ringSize(), new BlockingWaitStrategy());
+    this.policy = Objects.requireNonNull(policy, "policy");
+    this.recorder = Objects.requireNonNull(recorder, "recorder");
+    this.ring = RingBuffer.createMultiProducer(Slot::new, settings.ringSize(), wait);
     this.barrier = ring.newBarrier();
     ring.addGatingSequences(consumed);
     this.refusedFull =
@@ -88,11 +110,19 @@ public final class RingScheduler implements VersionScheduler {
             + settings.ringSize()
             + " requests is full; retry later or with less concurrency";
     this.refusedDraining = name + " is unloading and accepts no new requests";
+    int batchCapacity = Math.max(1, policy.maxBatchSize());
+    this.pending = new InferenceRequest[2 * batchCapacity];
+    this.chosen = new boolean[pending.length];
+    this.preferred = new boolean[policy.maxBatchSize() + 1];
+    for (int size : policy.preferredBatchSizes()) {
+      preferred[size] = true;
+    }
     this.idle = new ArrayBlockingQueue<>(settings.instances());
     this.workers = new ArrayList<>(settings.instances());
     String threadPrefix = "modelgate-" + name.replaceAll("[^A-Za-z0-9_.-]+", "-");
     for (int i = 0; i < settings.instances(); i++) {
-      Worker worker = new Worker(executors.get(), new Batch(1), threadPrefix + "-exec-" + i);
+      Worker worker =
+          new Worker(executors.get(), new Batch(batchCapacity), threadPrefix + "-exec-" + i);
       workers.add(worker);
       idle.add(worker);
     }
@@ -102,6 +132,12 @@ public final class RingScheduler implements VersionScheduler {
       worker.thread.start();
     }
     batcher.start();
+  }
+
+  /** A scheduler that runs every request alone and records nothing. */
+  public RingScheduler(
+      String name, SchedulerSettings settings, Supplier<? extends BatchExecutor> executors) {
+    this(name, settings, BatchPolicy.UNBATCHED, executors, StageRecorder.NONE);
   }
 
   @Override
@@ -126,27 +162,16 @@ public final class RingScheduler implements VersionScheduler {
 
   // ---- batcher thread ----
 
-  private long next;
-  private long available = -1;
-
   private void runBatcher() {
     next = consumed.get() + 1;
     try {
       while (true) {
         Worker worker = idle.take();
-        InferenceRequest first = take();
-        if (first == null) {
+        if (!form(worker.batch)) {
           idle.add(worker);
           return;
         }
-        if (!admit(first, System.nanoTime())) {
-          idle.add(worker);
-          continue;
-        }
-        Batch batch = worker.batch;
-        batch.clear();
-        batch.add(first);
-        worker.handoff.add(batch);
+        worker.handoff.add(worker.batch);
       }
     } catch (InterruptedException e) {
       // The drain timeout passed while every executor was busy: answer what is left.
@@ -158,56 +183,208 @@ public final class RingScheduler implements VersionScheduler {
   }
 
   /**
-   * The next request off the ring, waiting for one; null once draining has consumed everything
-   * published. The slot is cleared and released to producers at once.
+   * Fills {@code batch} with the next batch to run, waiting as the policy says. Returns false once
+   * draining has consumed everything published.
    */
-  private InferenceRequest take() throws InterruptedException {
+  private boolean form(Batch batch) throws InterruptedException {
+    batch.clear();
     while (true) {
-      while (next > available) {
-        try {
-          available = barrier.waitFor(next);
-        } catch (AlertException e) {
-          long last = stopAt;
-          if (next > last) {
-            return null;
-          }
-          available = last;
-        } catch (TimeoutException e) {
-          // The blocking wait strategy does not time out; keep waiting.
+      if (pendingCount == 0 && !refresh(BatcherWaitStrategy.FOREVER)) {
+        if (stopped) {
+          return false;
+        }
+        continue;
+      }
+      refresh(BatcherWaitStrategy.NOW);
+      movePublishedToPending();
+      long now = System.nanoTime();
+      dropAbandoned(now);
+      if (pendingCount == 0) {
+        continue;
+      }
+      if (abandoned) {
+        failPending();
+        continue;
+      }
+      if (!policy.merges()) {
+        batch.add(removePending(0));
+        return true;
+      }
+      InferenceRequest oldest = pending[0];
+      int count = choose(batch);
+      long due = oldest.arrivalNanos() + policy.maxQueueDelayNanos();
+      boolean ready =
+          batch.rows() >= policy.maxBatchSize()
+              || policy.maxQueueDelayNanos() == 0
+              || now - due >= 0
+              || pendingCount == pending.length
+              || stopAt != Long.MAX_VALUE;
+      int preferredCount = preferredPrefix(batch);
+      if (batch.rows() < policy.maxBatchSize() && preferredCount > 0) {
+        batch.truncate(preferredCount);
+        ready = true;
+      }
+      if (ready) {
+        removeChosen(batch.size(), count);
+        return true;
+      }
+      batch.clear();
+      // Wait for more requests, no longer than the oldest one's delay allows, and wake for the
+      // first deadline among the waiting so that it is answered when it passes.
+      long wakeAt = due;
+      for (int i = 0; i < pendingCount; i++) {
+        InferenceRequest request = pending[i];
+        if (request.hasDeadline() && request.deadlineNanos() - wakeAt < 0) {
+          wakeAt = request.deadlineNanos();
         }
       }
+      refresh(wakeAt);
+    }
+  }
+
+  /**
+   * Adds to {@code batch} the oldest pending request and, in arrival order, every later one that
+   * may share its execution while the rows fit. Marks them in {@code chosen}; returns how many
+   * pending requests were examined.
+   */
+  private int choose(Batch batch) {
+    InferenceRequest oldest = pending[0];
+    int limit = policy.maxBatchSize();
+    int examined = 0;
+    java.util.Arrays.fill(chosen, 0, pendingCount, false);
+    for (int i = 0; i < pendingCount && !batch.isFull(); i++) {
+      examined = i + 1;
+      InferenceRequest candidate = pending[i];
+      boolean take =
+          i == 0
+              || (batch.rows() + candidate.decoded().rows() <= limit
+                  && oldest.decoded().canShareBatchWith(candidate.decoded()));
+      chosen[i] = take;
+      if (take) {
+        batch.add(candidate);
+        if (batch.rows() >= limit) {
+          break;
+        }
+      }
+    }
+    return examined;
+  }
+
+  /** The longest prefix of {@code batch} whose rows are a preferred size, or 0. */
+  private int preferredPrefix(Batch batch) {
+    int best = 0;
+    int rows = 0;
+    for (int i = 0; i < batch.size(); i++) {
+      rows += batch.get(i).decoded().rows();
+      if (rows < preferred.length && preferred[rows]) {
+        best = i + 1;
+      }
+    }
+    return best;
+  }
+
+  /** Removes the first {@code taken} chosen requests among the first {@code examined}. */
+  private void removeChosen(int taken, int examined) {
+    int kept = 0;
+    int removed = 0;
+    for (int i = 0; i < pendingCount; i++) {
+      boolean remove = i < examined && chosen[i] && removed < taken;
+      if (remove) {
+        removed++;
+      } else {
+        pending[kept++] = pending[i];
+      }
+      if (i < chosen.length) {
+        chosen[i] = false;
+      }
+    }
+    for (int i = kept; i < pendingCount; i++) {
+      pending[i] = null;
+    }
+    pendingCount = kept;
+  }
+
+  private InferenceRequest removePending(int index) {
+    InferenceRequest request = pending[index];
+    System.arraycopy(pending, index + 1, pending, index, pendingCount - index - 1);
+    pending[--pendingCount] = null;
+    return request;
+  }
+
+  /**
+   * Learns what is published, waiting until {@code deadlineNanos} ({@link BatcherWaitStrategy}
+   * constants allowed) for a sequence not yet taken. Returns whether one is available.
+   */
+  private boolean refresh(long deadlineNanos) throws InterruptedException {
+    if (next <= available) {
+      return true;
+    }
+    if (stopped) {
+      return false;
+    }
+    wait.deadline(deadlineNanos);
+    try {
+      available = barrier.waitFor(next);
+    } catch (TimeoutException e) {
+      return false;
+    } catch (AlertException e) {
+      long last = stopAt;
+      if (next > last) {
+        stopped = true;
+        return false;
+      }
+      available = last;
+    }
+    return next <= available;
+  }
+
+  /** Takes published requests off the ring into the pending list while it has room. */
+  private void movePublishedToPending() {
+    while (next <= available && pendingCount < pending.length) {
       Slot slot = ring.get(next);
-      InferenceRequest request = slot.request;
+      pending[pendingCount++] = slot.request;
       slot.request = null;
       consumed.set(next);
       next++;
-      if (!abandoned) {
-        return request;
-      }
-      request.fail(InferenceException.unavailable(abandonMessage()));
     }
   }
 
-  /** Answers expired and cancelled requests; returns whether the request should run. */
-  private boolean admit(InferenceRequest request, long nowNanos) {
-    if (request.isCancelled()) {
-      request.fail(InferenceException.cancelled("request cancelled by the caller"));
-      return false;
+  /** Answers cancelled and expired pending requests; they never run. */
+  private void dropAbandoned(long nowNanos) {
+    int kept = 0;
+    for (int i = 0; i < pendingCount; i++) {
+      InferenceRequest request = pending[i];
+      if (request.isCancelled()) {
+        request.fail(InferenceException.cancelled("request cancelled by the caller"));
+      } else if (request.isExpired(nowNanos)) {
+        request.fail(
+            InferenceException.deadlineExceeded(
+                "deadline passed after "
+                    + TimeUnit.NANOSECONDS.toMicros(nowNanos - request.arrivalNanos())
+                    + " us in the queue of "
+                    + name
+                    + "; the request was not executed"));
+      } else {
+        pending[kept++] = request;
+      }
     }
-    if (request.isExpired(nowNanos)) {
-      request.fail(
-          InferenceException.deadlineExceeded(
-              "deadline passed after "
-                  + TimeUnit.NANOSECONDS.toMicros(nowNanos - request.arrivalNanos())
-                  + " us in the queue of "
-                  + name
-                  + "; the request was not executed"));
-      return false;
+    for (int i = kept; i < pendingCount; i++) {
+      pending[i] = null;
     }
-    return true;
+    pendingCount = kept;
+  }
+
+  private void failPending() {
+    InferenceException error = InferenceException.unavailable(abandonMessage());
+    for (int i = 0; i < pendingCount; i++) {
+      pending[i].fail(error);
+      pending[i] = null;
+    }
+    pendingCount = 0;
   }
 
   private void failRemaining() {
+    failPending();
     long last = Math.min(stopAt, ring.getCursor());
     InferenceException error = InferenceException.unavailable(abandonMessage());
     for (long seq = next; seq <= last; seq++) {
@@ -313,6 +490,7 @@ public final class RingScheduler implements VersionScheduler {
     }
 
     private void execute(Batch work) {
+      long start = System.nanoTime();
       try {
         executor.execute(work);
       } catch (Throwable t) {
@@ -323,13 +501,17 @@ public final class RingScheduler implements VersionScheduler {
           work.get(i).fail(error);
         }
       }
+      long compute = System.nanoTime() - start;
       for (int i = 0; i < work.size(); i++) {
         InferenceRequest request = work.get(i);
         if (!request.isAnswered()) {
           request.fail(
-              InferenceException.internal(name + ": the executor left this request unanswered", null));
+              InferenceException.internal(
+                  name + ": the executor left this request unanswered", null));
         }
+        recorder.recordRequest(start - request.arrivalNanos(), compute);
       }
+      recorder.recordBatch(work.size(), work.rows(), compute);
     }
   }
 }

@@ -1,15 +1,24 @@
 package io.modelgate.runtime.execution;
 
+import java.util.List;
+
 /**
- * Sizing of one version's scheduler. Immutable and validated on construction.
+ * Sizing and batching policy of one version's scheduler. Immutable and validated on construction;
+ * messages name the {@code model.yaml} key.
  *
  * @param queueCapacity requests that may wait for an executor; rounded up to a power of two for the
  *     ring. Beyond it, requests are refused with RESOURCE_EXHAUSTED.
  * @param instances executor threads running ONNX Runtime calls in parallel for this version
+ * @param maxQueueDelayMicros how long the oldest request of a forming batch may wait for more, in
+ *     microseconds; 0 runs whatever is queued at once
+ * @param preferredBatchSizes batch sizes (in rows) to run as soon as they can be formed; empty for
+ *     none
  */
-public record SchedulerSettings(int queueCapacity, int instances) {
+public record SchedulerSettings(
+    int queueCapacity, int instances, long maxQueueDelayMicros, List<Integer> preferredBatchSizes) {
   public static final int MAX_QUEUE_CAPACITY = 1 << 20;
   public static final int MAX_INSTANCES = 64;
+  public static final long MAX_QUEUE_DELAY_MICROS = 10_000_000;
 
   public SchedulerSettings {
     if (queueCapacity < 1 || queueCapacity > MAX_QUEUE_CAPACITY) {
@@ -20,6 +29,30 @@ public record SchedulerSettings(int queueCapacity, int instances) {
       throw new IllegalArgumentException(
           "instances: " + instances + " (expected: 1 to " + MAX_INSTANCES + ")");
     }
+    if (maxQueueDelayMicros < 0 || maxQueueDelayMicros > MAX_QUEUE_DELAY_MICROS) {
+      throw new IllegalArgumentException(
+          "max_queue_delay_us: "
+              + maxQueueDelayMicros
+              + " (expected: 0 to "
+              + MAX_QUEUE_DELAY_MICROS
+              + ")");
+    }
+    preferredBatchSizes = List.copyOf(preferredBatchSizes);
+    int previous = 0;
+    for (int size : preferredBatchSizes) {
+      if (size <= previous) {
+        throw new IllegalArgumentException(
+            "preferred_batch_sizes: "
+                + preferredBatchSizes
+                + " (expected: positive sizes in increasing order)");
+      }
+      previous = size;
+    }
+  }
+
+  /** No added delay and no preferred sizes. */
+  public SchedulerSettings(int queueCapacity, int instances) {
+    this(queueCapacity, instances, 0, List.of());
   }
 
   /** The ring's size: the capacity rounded up to a power of two. */

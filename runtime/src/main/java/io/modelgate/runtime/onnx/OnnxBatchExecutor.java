@@ -15,6 +15,7 @@ import io.modelgate.runtime.tensor.DataType;
 import io.modelgate.runtime.tensor.InputTensor;
 import io.modelgate.runtime.tensor.ModelSignature;
 import io.modelgate.runtime.tensor.OutputTensor;
+import io.modelgate.runtime.tensor.Shapes;
 import io.modelgate.runtime.tensor.TensorSpec;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -64,14 +65,13 @@ public final class OnnxBatchExecutor implements BatchExecutor {
 
   @Override
   public void execute(Batch batch) {
-    long start = System.nanoTime();
     try {
       for (int i = 0; i < tensors.length; i++) {
         tensors[i] = input(i, batch);
         feed.put(signature.inputs().get(i).name(), tensors[i]);
       }
       try (OrtSession.Result result = model.run(feed, outputNames(batch))) {
-        answer(batch, result, start);
+        answer(batch, result);
       }
     } catch (OrtException e) {
       failAll(
@@ -93,20 +93,33 @@ public final class OnnxBatchExecutor implements BatchExecutor {
 
   private OnnxTensor input(int index, Batch batch) throws OrtException {
     int n = batch.size();
+    int axis = signature.inputAxis(index);
     InputTensor first = batch.get(0).decoded().inputs()[index];
-    long[] shape = first.shape();
-    if (n > 1) {
-      shape = shape.clone();
-      shape[0] = batch.rows();
+    if (n == 1 || axis == ModelSignature.NO_AXIS) {
+      // One request, or an input every request of the batch shares unchanged.
+      if (first.dataType() == DataType.BYTES) {
+        return OnnxTensor.createTensor(OnnxModel.environment(), first.strings(), first.shape());
+      }
+      ByteBuffer buffer = buffer(index, first.byteSize());
+      first.copyTo(buffer);
+      buffer.flip();
+      return OnnxTensor.createTensor(
+          OnnxModel.environment(), buffer, first.shape(), first.dataType().ortType());
     }
+    long[] shape = first.shape().clone();
+    shape[axis] = batch.rows();
+    int outer = (int) product(shape, 0, axis);
+    int inner = (int) product(shape, axis + 1, shape.length);
     if (first.dataType() == DataType.BYTES) {
-      String[] values = first.strings();
-      if (n > 1) {
-        List<String> all = new ArrayList<>();
+      String[] values = new String[(int) product(shape, 0, shape.length)];
+      int at = 0;
+      for (int o = 0; o < outer; o++) {
         for (int r = 0; r < n; r++) {
-          all.addAll(List.of(batch.get(r).decoded().inputs()[index].strings()));
+          InputTensor part = batch.get(r).decoded().inputs()[index];
+          int length = (int) part.shape()[axis] * inner;
+          System.arraycopy(part.strings(), o * length, values, at, length);
+          at += length;
         }
-        values = all.toArray(new String[0]);
       }
       return OnnxTensor.createTensor(OnnxModel.environment(), values, shape);
     }
@@ -115,12 +128,24 @@ public final class OnnxBatchExecutor implements BatchExecutor {
       bytes += batch.get(r).decoded().inputs()[index].byteSize();
     }
     ByteBuffer buffer = buffer(index, bytes);
-    for (int r = 0; r < n; r++) {
-      batch.get(r).decoded().inputs()[index].copyTo(buffer);
+    for (int o = 0; o < outer; o++) {
+      for (int r = 0; r < n; r++) {
+        InputTensor part = batch.get(r).decoded().inputs()[index];
+        int length = (int) part.shape()[axis] * inner;
+        part.copyTo(buffer, o * length, length);
+      }
     }
     buffer.flip();
     return OnnxTensor.createTensor(
         OnnxModel.environment(), buffer, shape, first.dataType().ortType());
+  }
+
+  static long product(long[] shape, int from, int to) {
+    long product = 1;
+    for (int i = from; i < to; i++) {
+      product *= shape[i];
+    }
+    return product;
   }
 
   private ByteBuffer buffer(int index, int bytes) {
@@ -148,7 +173,7 @@ public final class OnnxBatchExecutor implements BatchExecutor {
     return names.size() == allOutputNames.size() ? allOutputNames : names;
   }
 
-  private void answer(Batch batch, OrtSession.Result result, long start) {
+  private void answer(Batch batch, OrtSession.Result result) {
     int n = batch.size();
     int outputCount = signature.outputs().size();
     Encoded[] encoded = new Encoded[outputCount];
@@ -162,15 +187,14 @@ public final class OnnxBatchExecutor implements BatchExecutor {
           encoded[index] = encode(signature.outputs().get(index), result);
         }
         perRequest[r][o] =
-            n == 1 ? encoded[index].whole() : encoded[index].rows(batch, r, label);
+            n == 1
+                ? encoded[index].whole()
+                : encoded[index].rows(batch, r, signature.outputAxis(index), label);
       }
     }
-    long end = System.nanoTime();
     int rows = batch.rows();
     for (int r = 0; r < n; r++) {
-      InferenceRequest request = batch.get(r);
-      request.succeed(
-          new InferenceResult(perRequest[r], start - request.arrivalNanos(), end - start, rows));
+      batch.get(r).succeed(new InferenceResult(perRequest[r], rows));
     }
   }
 
@@ -272,19 +296,28 @@ public final class OnnxBatchExecutor implements BatchExecutor {
       return new OutputTensor(name, type, shape, UnsafeByteOperations.unsafeWrap(bytes));
     }
 
-    /** The rows of request {@code r} of {@code batch}, which are laid out in request order. */
-    OutputTensor rows(Batch batch, int r, String label) {
+    /**
+     * The part of this output that belongs to request {@code r} of {@code batch}: its rows along
+     * {@code axis}, where the batch's requests are laid out in order. An output without a batch
+     * axis goes whole to every request.
+     */
+    OutputTensor rows(Batch batch, int r, int axis, String label) {
+      if (axis == ModelSignature.NO_AXIS) {
+        return whole();
+      }
       int total = batch.rows();
-      if (shape.length == 0 || shape[0] != total) {
+      if (shape.length <= axis || shape[axis] != total) {
         throw InferenceException.internal(
             label
                 + ": output '"
                 + name
                 + "' has shape "
-                + io.modelgate.runtime.tensor.Shapes.format(shape)
+                + Shapes.format(shape)
                 + " for a batch of "
                 + total
-                + " rows (expected: the batch size as its first dimension)",
+                + " rows (expected: the batch size at its batch axis "
+                + axis
+                + ")",
             null);
       }
       int before = 0;
@@ -293,16 +326,30 @@ public final class OnnxBatchExecutor implements BatchExecutor {
       }
       int mine = batch.get(r).decoded().rows();
       long[] part = shape.clone();
-      part[0] = mine;
+      part[axis] = mine;
+      int outer = (int) product(shape, 0, axis);
+      int inner = (int) product(shape, axis + 1, shape.length);
       ByteString data;
       if (offsets == null) {
-        int rowBytes = bytes.length / total;
-        data = UnsafeByteOperations.unsafeWrap(bytes, before * rowBytes, mine * rowBytes);
+        int rowBytes = inner * type.elementSize();
+        if (outer == 1) {
+          data = UnsafeByteOperations.unsafeWrap(bytes, before * rowBytes, mine * rowBytes);
+        } else {
+          byte[] copy = new byte[outer * mine * rowBytes];
+          for (int o = 0; o < outer; o++) {
+            System.arraycopy(
+                bytes, (o * total + before) * rowBytes, copy, o * mine * rowBytes, mine * rowBytes);
+          }
+          data = UnsafeByteOperations.unsafeWrap(copy);
+        }
       } else {
-        int perRow = (offsets.length - 1) / total;
-        int from = offsets[before * perRow];
-        int to = offsets[(before + mine) * perRow];
-        data = UnsafeByteOperations.unsafeWrap(bytes, from, to - from);
+        ByteString.Output out = ByteString.newOutput();
+        for (int o = 0; o < outer; o++) {
+          int from = offsets[(o * total + before) * inner];
+          int to = offsets[(o * total + before + mine) * inner];
+          out.write(bytes, from, to - from);
+        }
+        data = out.toByteString();
       }
       return new OutputTensor(name, type, part, data);
     }

@@ -6,6 +6,7 @@ import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtLoggingLevel;
+import ai.onnxruntime.OrtProvider;
 import ai.onnxruntime.OrtSession;
 import ai.onnxruntime.OrtSession.SessionOptions;
 import ai.onnxruntime.SequenceInfo;
@@ -18,15 +19,19 @@ import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.EnumSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * One ONNX Runtime session and the tensors it takes and returns. Created once per model version;
  * {@link #run} is thread-safe, so every executor of the version shares the session.
  */
 public final class OnnxModel implements AutoCloseable {
+  private static final Logger log = LoggerFactory.getLogger(OnnxModel.class);
   private static final OrtEnvironment ENV =
       OrtEnvironment.getEnvironment(OrtLoggingLevel.ORT_LOGGING_LEVEL_WARNING, "modelgate");
 
@@ -34,12 +39,49 @@ public final class OnnxModel implements AutoCloseable {
   private final OrtSession session;
   private final List<TensorSpec> inputs;
   private final List<TensorSpec> outputs;
+  private final ExecutionProvider provider;
+  private final String fallbackReason;
 
-  private OnnxModel(Path file, OrtSession session, List<TensorSpec> inputs, List<TensorSpec> outputs) {
+  private OnnxModel(
+      Path file,
+      OrtSession session,
+      List<TensorSpec> inputs,
+      List<TensorSpec> outputs,
+      ExecutionProvider provider,
+      String fallbackReason) {
     this.file = file;
     this.session = session;
     this.inputs = inputs;
     this.outputs = outputs;
+    this.provider = provider;
+    this.fallbackReason = fallbackReason;
+  }
+
+  private static OrtSession createSession(Path file, SessionSettings settings, boolean cuda)
+      throws OrtException {
+    try (SessionOptions options = new SessionOptions()) {
+      options.setIntraOpNumThreads(settings.intraOpThreads());
+      options.setInterOpNumThreads(settings.interOpThreads());
+      // Idle spinning threads would steal the cores the event loops need.
+      options.addConfigEntry("session.intra_op.allow_spinning", "0");
+      options.addConfigEntry("session.inter_op.allow_spinning", "0");
+      options.setOptimizationLevel(SessionOptions.OptLevel.ALL_OPT);
+      if (cuda) {
+        options.addCUDA(settings.deviceId());
+      }
+      return ENV.createSession(file.toString(), options);
+    }
+  }
+
+  /** Why CUDA cannot be used in this process, or null when its provider is present. */
+  private static String cudaUnavailable() {
+    EnumSet<OrtProvider> available = OrtEnvironment.getAvailableProviders();
+    if (available.contains(OrtProvider.CUDA)) {
+      return null;
+    }
+    return "this ONNX Runtime build has no CUDA execution provider (available: "
+        + available
+        + "; build with -Pgpu for onnxruntime_gpu, on a machine with CUDA 12)";
   }
 
   /** The process-wide ONNX Runtime environment. */
@@ -60,18 +102,43 @@ public final class OnnxModel implements AutoCloseable {
     if (!Files.isRegularFile(file)) {
       throw new ModelLoadException("missing model file " + file + " (expected: an ONNX model)");
     }
+    ExecutionProvider provider = settings.provider();
+    String fallbackReason = "";
     OrtSession session;
-    try (SessionOptions options = new SessionOptions()) {
-      options.setIntraOpNumThreads(settings.intraOpThreads());
-      options.setInterOpNumThreads(settings.interOpThreads());
-      // Idle spinning threads would steal the cores the event loops need.
-      options.addConfigEntry("session.intra_op.allow_spinning", "0");
-      options.addConfigEntry("session.inter_op.allow_spinning", "0");
-      options.setOptimizationLevel(SessionOptions.OptLevel.ALL_OPT);
-      session = ENV.createSession(file.toString(), options);
-    } catch (OrtException e) {
-      throw new ModelLoadException(
-          "ONNX Runtime could not load " + file + ": " + e.getMessage(), e);
+    if (provider == ExecutionProvider.CUDA) {
+      String unavailable = cudaUnavailable();
+      if (unavailable == null) {
+        try {
+          session = createSession(file, settings, true);
+        } catch (OrtException e) {
+          unavailable =
+              "ONNX Runtime could not use CUDA device " + settings.deviceId() + ": " + e.getMessage();
+          session = null;
+        }
+      } else {
+        session = null;
+      }
+      if (unavailable != null) {
+        if (!settings.allowCpuFallback()) {
+          throw new ModelLoadException(
+              "execution_provider: cuda, but "
+                  + unavailable
+                  + " (set allow_cpu_fallback: true to run on the CPU instead)");
+        }
+        log.warn("{}: {}; running on the CPU (allow_cpu_fallback)", file, unavailable);
+        provider = ExecutionProvider.CPU;
+        fallbackReason = unavailable;
+      }
+    } else {
+      session = null;
+    }
+    if (session == null) {
+      try {
+        session = createSession(file, settings, false);
+      } catch (OrtException e) {
+        throw new ModelLoadException(
+            "ONNX Runtime could not load " + file + ": " + e.getMessage(), e);
+      }
     }
     try {
       List<TensorSpec> inputs = specs("input", session.getInputInfo());
@@ -79,7 +146,8 @@ public final class OnnxModel implements AutoCloseable {
       if (outputs.isEmpty()) {
         throw new ModelLoadException("the model has no outputs");
       }
-      return new OnnxModel(file, session, List.copyOf(inputs), List.copyOf(outputs));
+      return new OnnxModel(
+          file, session, List.copyOf(inputs), List.copyOf(outputs), provider, fallbackReason);
     } catch (OrtException | ModelLoadException | RuntimeException e) {
       closeQuietly(session);
       if (e instanceof ModelLoadException) {
@@ -139,6 +207,16 @@ public final class OnnxModel implements AutoCloseable {
 
   public Path file() {
     return file;
+  }
+
+  /** The provider the session really runs on. */
+  public ExecutionProvider provider() {
+    return provider;
+  }
+
+  /** Why a CUDA version runs on the CPU; empty when it runs where it was asked to. */
+  public String fallbackReason() {
+    return fallbackReason;
   }
 
   /** The inputs in the model's order. */

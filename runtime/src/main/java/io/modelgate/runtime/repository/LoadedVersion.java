@@ -1,6 +1,8 @@
 package io.modelgate.runtime.repository;
 
+import io.modelgate.runtime.execution.BatchPolicy;
 import io.modelgate.runtime.execution.VersionScheduler;
+import io.modelgate.runtime.onnx.ExecutionProvider;
 import io.modelgate.runtime.onnx.OnnxModel;
 import io.modelgate.runtime.tensor.ModelSignature;
 
@@ -12,14 +14,25 @@ public final class LoadedVersion {
   private final ModelSignature signature;
   private final VersionScheduler scheduler;
   private final ModelSettings settings;
+  private final BatchPolicy policy;
   private final OnnxModel onnx;
 
   LoadedVersion(
-      ModelSignature signature, VersionScheduler scheduler, ModelSettings settings, OnnxModel onnx) {
+      ModelSignature signature,
+      VersionScheduler scheduler,
+      ModelSettings settings,
+      BatchPolicy policy,
+      OnnxModel onnx) {
     this.signature = signature;
     this.scheduler = scheduler;
     this.settings = settings;
+    this.policy = policy;
     this.onnx = onnx;
+  }
+
+  /** How its batcher forms batches. */
+  public BatchPolicy batchPolicy() {
+    return policy;
   }
 
   public ModelSignature signature() {
@@ -35,9 +48,14 @@ public final class LoadedVersion {
     return settings;
   }
 
-  /** The execution provider its session runs on. */
-  public String executionProvider() {
-    return "cpu";
+  /** The execution provider its session really runs on. */
+  public ExecutionProvider executionProvider() {
+    return onnx.provider();
+  }
+
+  /** Why a version configured for CUDA runs on the CPU; empty otherwise. */
+  public String fallbackReason() {
+    return onnx.fallbackReason();
   }
 
   OnnxModel onnx() {

@@ -1,12 +1,16 @@
 package io.modelgate.runtime.repository;
 
 import io.modelgate.runtime.execution.SchedulerSettings;
+import io.modelgate.runtime.onnx.ExecutionProvider;
 import io.modelgate.runtime.onnx.SessionSettings;
+import io.modelgate.runtime.tensor.ModelSignature;
 import java.io.IOException;
 import java.io.Reader;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
@@ -17,15 +21,23 @@ import org.yaml.snakeyaml.constructor.SafeConstructor;
 import org.yaml.snakeyaml.error.YAMLException;
 
 /**
- * Reads a model's optional {@code model.yaml}. Keys:
+ * Reads a model's optional {@code model.yaml}. Keys (all optional):
  *
  * <ul>
- *   <li>{@code max_batch_size}: 0 if the model does not batch; otherwise the most rows per
- *       request along the first dimension. Default: {@value ModelSettings#DEFAULT_MAX_BATCH_SIZE}
- *       when every input's first dimension is variable, else 0.
+ *   <li>{@code max_batch_size}: 0 if the model does not batch; otherwise the most rows one
+ *       execution may carry. Default: {@value ModelSettings#DEFAULT_MAX_BATCH_SIZE} when every
+ *       input batches along a variable dimension, else 0.
+ *   <li>{@code max_queue_delay_us}: how long the oldest request of a forming batch may wait for
+ *       more, in microseconds. Default 0: run whatever is queued at once.
+ *   <li>{@code preferred_batch_sizes}: batch sizes, in rows, to run as soon as they can be formed.
+ *   <li>{@code batch_axes}: a mapping from input or output name to its batch axis, or {@code none}
+ *       for a tensor without one (which must then be equal across a batch). Default: axis 0, and
+ *       none for scalars.
  *   <li>{@code queue_capacity}: requests that may wait per version; more are refused with
  *       RESOURCE_EXHAUSTED. Rounded up to a power of two. Default from the server.
  *   <li>{@code instances}: executor threads per version. Default from the server.
+ *   <li>{@code execution_provider}: {@code cpu} or {@code cuda}; {@code device_id} for cuda;
+ *       {@code allow_cpu_fallback}: run on the CPU when CUDA is not available instead of failing.
  *   <li>{@code intra_op_threads}, {@code inter_op_threads}: ONNX Runtime threads per session.
  *       Default from the server.
  * </ul>
@@ -37,7 +49,17 @@ public final class ModelConfigFile {
 
   static final Set<String> KEYS =
       Set.of(
-          "max_batch_size", "queue_capacity", "instances", "intra_op_threads", "inter_op_threads");
+          "max_batch_size",
+          "max_queue_delay_us",
+          "preferred_batch_sizes",
+          "batch_axes",
+          "queue_capacity",
+          "instances",
+          "execution_provider",
+          "device_id",
+          "allow_cpu_fallback",
+          "intra_op_threads",
+          "inter_op_threads");
 
   private ModelConfigFile() {}
 
@@ -83,18 +105,102 @@ public final class ModelConfigFile {
           values.containsKey("max_batch_size")
               ? Integer.valueOf(integer(values, "max_batch_size", 0))
               : defaults.maxBatchSize();
+      SessionSettings base = defaults.session();
       SessionSettings session =
           new SessionSettings(
-              integerOr(values, "intra_op_threads", 0, defaults.session().intraOpThreads()),
-              integerOr(values, "inter_op_threads", 0, defaults.session().interOpThreads()));
+              integerOr(values, "intra_op_threads", 0, base.intraOpThreads()),
+              integerOr(values, "inter_op_threads", 0, base.interOpThreads()),
+              values.containsKey("execution_provider") ? provider(values) : base.provider(),
+              integerOr(values, "device_id", 0, base.deviceId()),
+              values.containsKey("allow_cpu_fallback")
+                  ? bool(values, "allow_cpu_fallback")
+                  : base.allowCpuFallback());
       SchedulerSettings scheduler =
           new SchedulerSettings(
               integerOr(values, "queue_capacity", 1, defaults.scheduler().queueCapacity()),
-              integerOr(values, "instances", 1, defaults.scheduler().instances()));
-      return new ModelSettings(maxBatchSize, session, scheduler);
+              integerOr(values, "instances", 1, defaults.scheduler().instances()),
+              values.containsKey("max_queue_delay_us")
+                  ? integer(values, "max_queue_delay_us", 0)
+                  : defaults.scheduler().maxQueueDelayMicros(),
+              values.containsKey("preferred_batch_sizes")
+                  ? integers(values, "preferred_batch_sizes")
+                  : defaults.scheduler().preferredBatchSizes());
+      Map<String, Integer> axes =
+          values.containsKey("batch_axes") ? axes(values) : defaults.batchAxes();
+      return new ModelSettings(maxBatchSize, session, scheduler, axes);
     } catch (IllegalArgumentException e) {
       throw new InvalidConfigException(FILE_NAME + ": " + e.getMessage());
     }
+  }
+
+  private static ExecutionProvider provider(Map<?, ?> values) throws InvalidConfigException {
+    Object value = values.get("execution_provider");
+    return ExecutionProvider.fromConfigName(String.valueOf(value))
+        .orElseThrow(
+            () ->
+                new InvalidConfigException(
+                    FILE_NAME
+                        + ": execution_provider: "
+                        + describe(value)
+                        + " (expected: cpu or cuda)"));
+  }
+
+  private static boolean bool(Map<?, ?> values, String key) throws InvalidConfigException {
+    Object value = values.get(key);
+    if (!(value instanceof Boolean)) {
+      throw new InvalidConfigException(
+          FILE_NAME + ": " + key + ": " + describe(value) + " (expected: true or false)");
+    }
+    return (Boolean) value;
+  }
+
+  private static List<Integer> integers(Map<?, ?> values, String key)
+      throws InvalidConfigException {
+    Object value = values.get(key);
+    if (value instanceof List) {
+      List<Integer> sizes = new ArrayList<>();
+      for (Object element : (List<?>) value) {
+        if (!(element instanceof Integer)) {
+          sizes = null;
+          break;
+        }
+        sizes.add((Integer) element);
+      }
+      if (sizes != null) {
+        return sizes;
+      }
+    }
+    throw new InvalidConfigException(
+        FILE_NAME + ": " + key + ": " + describe(value) + " (expected: a list of integers, e.g. [8, 16])");
+  }
+
+  private static Map<String, Integer> axes(Map<?, ?> values) throws InvalidConfigException {
+    Object value = values.get("batch_axes");
+    if (!(value instanceof Map)) {
+      throw new InvalidConfigException(
+          FILE_NAME
+              + ": batch_axes: "
+              + describe(value)
+              + " (expected: a mapping of tensor names to an axis or none, e.g. {state: 1})");
+    }
+    Map<String, Integer> axes = new LinkedHashMap<>();
+    for (Map.Entry<?, ?> entry : ((Map<?, ?>) value).entrySet()) {
+      Object axis = entry.getValue();
+      if ("none".equals(axis)) {
+        axes.put(String.valueOf(entry.getKey()), ModelSignature.NO_AXIS);
+      } else if (axis instanceof Integer && (Integer) axis >= 0) {
+        axes.put(String.valueOf(entry.getKey()), (Integer) axis);
+      } else {
+        throw new InvalidConfigException(
+            FILE_NAME
+                + ": batch_axes: "
+                + entry.getKey()
+                + ": "
+                + describe(axis)
+                + " (expected: an axis >= 0, or none)");
+      }
+    }
+    return axes;
   }
 
   private static int integerOr(Map<?, ?> values, String key, int min, int fallback)

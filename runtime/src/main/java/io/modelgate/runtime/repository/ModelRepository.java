@@ -5,10 +5,12 @@ import io.modelgate.proto.inference.ModelInferRequest;
 import io.modelgate.runtime.error.InferenceException;
 import io.modelgate.runtime.error.ModelLoadException;
 import io.modelgate.runtime.execution.Batch;
+import io.modelgate.runtime.execution.BatchPolicy;
 import io.modelgate.runtime.execution.InferenceCallback;
 import io.modelgate.runtime.execution.InferenceRequest;
 import io.modelgate.runtime.execution.InferenceResult;
 import io.modelgate.runtime.execution.RingScheduler;
+import io.modelgate.runtime.execution.StageRecorder;
 import io.modelgate.runtime.onnx.OnnxBatchExecutor;
 import io.modelgate.runtime.onnx.OnnxModel;
 import io.modelgate.runtime.repository.ModelConfigFile.InvalidConfigException;
@@ -65,6 +67,15 @@ public final class ModelRepository {
    * @throws IOException when {@code root} is not a readable folder
    */
   public static ModelRepository load(Path root, ModelSettings defaults) throws IOException {
+    return load(root, defaults, StageRecorder.Factory.NONE);
+  }
+
+  /**
+   * As {@link #load(Path, ModelSettings)}, with each version's scheduler reporting its stage
+   * timings to a recorder from {@code recorders}.
+   */
+  public static ModelRepository load(
+      Path root, ModelSettings defaults, StageRecorder.Factory recorders) throws IOException {
     if (!Files.isDirectory(root)) {
       throw new IOException("model repository " + root + " is not a folder");
     }
@@ -78,12 +89,14 @@ public final class ModelRepository {
         log.warn("ignoring {}: a model name may hold only letters, digits, '_', '.' and '-'", dir);
         continue;
       }
-      models.put(name, loadModel(name, dir, defaults));
+      models.put(name, loadModel(name, dir, defaults, recorders));
     }
     return new ModelRepository(root, models);
   }
 
-  private static Model loadModel(String name, Path dir, ModelSettings defaults) throws IOException {
+  private static Model loadModel(
+      String name, Path dir, ModelSettings defaults, StageRecorder.Factory recorders)
+      throws IOException {
     List<ModelVersion> versions = new ArrayList<>();
     for (Path versionDir : list(dir)) {
       if (!Files.isDirectory(versionDir)) {
@@ -111,34 +124,44 @@ public final class ModelRepository {
       return new Model(name, versions);
     }
     for (ModelVersion version : versions) {
-      loadVersion(version, settings);
+      loadVersion(version, settings, recorders);
     }
     return new Model(name, versions);
   }
 
-  private static void loadVersion(ModelVersion version, ModelSettings settings) {
+  private static void loadVersion(
+      ModelVersion version, ModelSettings settings, StageRecorder.Factory recorders) {
     long start = System.nanoTime();
     OnnxModel onnx = null;
     try {
       onnx = OnnxModel.open(version.directory().resolve(MODEL_FILE), settings.session());
       ModelSignature signature = signature(onnx, settings);
-      ModelSettings effective =
-          new ModelSettings(signature.maxBatchSize(), settings.session(), settings.scheduler());
+      BatchPolicy policy;
+      try {
+        policy = BatchPolicy.of(signature.maxBatchSize(), settings.scheduler());
+      } catch (IllegalArgumentException e) {
+        throw new ModelLoadException(ModelConfigFile.FILE_NAME + ": " + e.getMessage());
+      }
+      ModelSettings effective = settings.withMaxBatchSize(signature.maxBatchSize());
       OnnxModel session = onnx;
       warmUp(version, onnx, signature);
       RingScheduler scheduler =
           new RingScheduler(
               version.label(),
               settings.scheduler(),
-              () -> new OnnxBatchExecutor(session, signature, version.label()));
-      version.ready(new LoadedVersion(signature, scheduler, effective, onnx));
+              policy,
+              () -> new OnnxBatchExecutor(session, signature, version.label()),
+              recorders.create(version.model(), version.number()));
+      version.ready(new LoadedVersion(signature, scheduler, effective, policy, onnx));
       log.info(
-          "{} READY in {} ms: inputs {}, outputs {}, max_batch_size {}",
+          "{} READY in {} ms on {}: inputs {}, outputs {}, max_batch_size {}, max_queue_delay_us {}",
           version.label(),
           (System.nanoTime() - start) / 1_000_000,
+          onnx.provider().configName(),
           signature.inputs(),
           signature.outputs(),
-          signature.maxBatchSize());
+          signature.maxBatchSize(),
+          settings.scheduler().maxQueueDelayMicros());
     } catch (ModelLoadException e) {
       if (onnx != null) {
         onnx.close();
@@ -198,10 +221,28 @@ public final class ModelRepository {
     }
   }
 
-  /** The signature with {@code max_batch_size} resolved against what the model allows. */
+  /**
+   * The signature with batch axes and {@code max_batch_size} resolved against what the model
+   * allows.
+   */
   static ModelSignature signature(OnnxModel onnx, ModelSettings settings)
       throws ModelLoadException {
-    String notBatchable = notBatchableReason(onnx.inputs(), onnx.outputs());
+    for (String name : settings.batchAxes().keySet()) {
+      if (find(onnx.inputs(), name) < 0 && find(onnx.outputs(), name) < 0) {
+        throw new ModelLoadException(
+            ModelConfigFile.FILE_NAME
+                + ": batch_axes: unknown tensor '"
+                + name
+                + "' (expected one of: "
+                + names(onnx.inputs())
+                + ", "
+                + names(onnx.outputs())
+                + ")");
+      }
+    }
+    int[] inputAxes = axes(onnx.inputs(), settings.batchAxes());
+    int[] outputAxes = axes(onnx.outputs(), settings.batchAxes());
+    String notBatchable = notBatchableReason(onnx.inputs(), inputAxes, onnx.outputs(), outputAxes);
     Integer configured = settings.maxBatchSize();
     int maxBatchSize;
     if (configured == null) {
@@ -213,30 +254,76 @@ public final class ModelRepository {
               + configured
               + ", but "
               + notBatchable
-              + " (expected: max_batch_size 0 for this model)");
+              + " (expected: max_batch_size 0 for this model, or batch_axes that name a"
+              + " variable dimension)");
     } else {
       maxBatchSize = configured;
     }
-    return new ModelSignature(onnx.inputs(), onnx.outputs(), maxBatchSize);
+    try {
+      return new ModelSignature(onnx.inputs(), onnx.outputs(), maxBatchSize, inputAxes, outputAxes);
+    } catch (IllegalArgumentException e) {
+      throw new ModelLoadException(ModelConfigFile.FILE_NAME + ": batch_axes: " + e.getMessage());
+    }
   }
 
-  /** Why the first dimension cannot be a batch dimension, or null when it can. */
-  private static String notBatchableReason(List<TensorSpec> inputs, List<TensorSpec> outputs) {
-    if (inputs.isEmpty()) {
-      return "the model has no inputs";
+  private static int[] axes(List<TensorSpec> specs, Map<String, Integer> configured) {
+    int[] axes = new int[specs.size()];
+    for (int i = 0; i < axes.length; i++) {
+      TensorSpec spec = specs.get(i);
+      Integer axis = configured.get(spec.name());
+      axes[i] = axis != null ? axis : spec.rank() == 0 ? ModelSignature.NO_AXIS : 0;
     }
-    for (TensorSpec input : inputs) {
-      if (input.rank() == 0 || input.dim(0) != -1) {
+    return axes;
+  }
+
+  private static int find(List<TensorSpec> specs, String name) {
+    for (int i = 0; i < specs.size(); i++) {
+      if (specs.get(i).name().equals(name)) {
+        return i;
+      }
+    }
+    return -1;
+  }
+
+  private static String names(List<TensorSpec> specs) {
+    return specs.stream().map(TensorSpec::name).collect(java.util.stream.Collectors.joining(", "));
+  }
+
+  /** Why the tensors cannot batch along their axes, or null when they can. */
+  private static String notBatchableReason(
+      List<TensorSpec> inputs, int[] inputAxes, List<TensorSpec> outputs, int[] outputAxes) {
+    boolean anyAxis = false;
+    for (int i = 0; i < inputs.size(); i++) {
+      TensorSpec input = inputs.get(i);
+      int axis = inputAxes[i];
+      if (axis == ModelSignature.NO_AXIS) {
+        continue;
+      }
+      anyAxis = true;
+      if (axis >= input.rank()) {
+        return "input '" + input.name() + "' has shape " + input.shapeText() + ", with no axis " + axis;
+      }
+      if (input.dim(axis) != -1) {
         return "input '"
             + input.name()
             + "' has shape "
             + input.shapeText()
-            + ", whose first dimension is not variable (-1)";
+            + ", whose batch axis "
+            + axis
+            + " is not variable (-1)";
       }
     }
-    for (TensorSpec output : outputs) {
-      if (output.rank() == 0) {
-        return "output '" + output.name() + "' is a scalar, which has no batch dimension";
+    if (!anyAxis) {
+      return "no input has a batch axis";
+    }
+    for (int i = 0; i < outputs.size(); i++) {
+      if (outputAxes[i] != ModelSignature.NO_AXIS && outputAxes[i] >= outputs.get(i).rank()) {
+        return "output '"
+            + outputs.get(i).name()
+            + "' has shape "
+            + outputs.get(i).shapeText()
+            + ", with no axis "
+            + outputAxes[i];
       }
     }
     return null;

@@ -35,4 +35,32 @@ public final class DecodedRequest {
   public int rows() {
     return rows;
   }
+
+  /**
+   * Whether this request and {@code other} may run in one execution: the same signature, the same
+   * dimensions on every input apart from its batch axis, and equal contents on every input that
+   * has no batch axis.
+   */
+  public boolean canShareBatchWith(DecodedRequest other) {
+    if (other.signature != signature || !signature.batches()) {
+      return false;
+    }
+    for (int i = 0; i < inputs.length; i++) {
+      int axis = signature.inputAxis(i);
+      if (axis == ModelSignature.NO_AXIS) {
+        if (!inputs[i].sameContents(other.inputs[i])) {
+          return false;
+        }
+        continue;
+      }
+      long[] a = inputs[i].shape();
+      long[] b = other.inputs[i].shape();
+      for (int d = 0; d < a.length; d++) {
+        if (d != axis && a[d] != b[d]) {
+          return false;
+        }
+      }
+    }
+    return true;
+  }
 }

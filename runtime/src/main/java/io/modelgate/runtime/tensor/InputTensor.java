@@ -85,50 +85,63 @@ public final class InputTensor {
    * {@link #byteSize()}. {@code dst} must be in little-endian order. Not for BYTES inputs.
    */
   public void copyTo(ByteBuffer dst) {
+    copyTo(dst, 0, elementCount);
+  }
+
+  /**
+   * Writes elements {@code from} to {@code from + count - 1} (in row-major order) at {@code dst}'s
+   * position and advances it. {@code dst} must be in little-endian order. Not for BYTES inputs.
+   */
+  public void copyTo(ByteBuffer dst, int from, int count) {
     if (raw != null) {
-      raw.copyTo(dst);
+      int size = spec.dataType().elementSize();
+      if (from == 0 && count == elementCount) {
+        raw.copyTo(dst);
+      } else {
+        raw.substring(from * size, (from + count) * size).copyTo(dst);
+      }
       return;
     }
     InferTensorContents c = typed;
-    int n = elementCount;
+    int end = from + count;
     switch (spec.dataType()) {
       case BOOL:
-        for (int i = 0; i < n; i++) {
+        for (int i = from; i < end; i++) {
           dst.put(c.getBoolContents(i) ? (byte) 1 : (byte) 0);
         }
         break;
       case UINT8:
-        for (int i = 0; i < n; i++) {
+        for (int i = from; i < end; i++) {
           dst.put((byte) c.getUintContents(i));
         }
         break;
       case INT8:
-        for (int i = 0; i < n; i++) {
+        for (int i = from; i < end; i++) {
           dst.put((byte) c.getIntContents(i));
         }
         break;
       case INT16:
-        for (int i = 0; i < n; i++) {
+        for (int i = from; i < end; i++) {
           dst.putShort((short) c.getIntContents(i));
         }
         break;
       case INT32:
-        for (int i = 0; i < n; i++) {
+        for (int i = from; i < end; i++) {
           dst.putInt(c.getIntContents(i));
         }
         break;
       case INT64:
-        for (int i = 0; i < n; i++) {
+        for (int i = from; i < end; i++) {
           dst.putLong(c.getInt64Contents(i));
         }
         break;
       case FP32:
-        for (int i = 0; i < n; i++) {
+        for (int i = from; i < end; i++) {
           dst.putFloat(c.getFp32Contents(i));
         }
         break;
       case FP64:
-        for (int i = 0; i < n; i++) {
+        for (int i = from; i < end; i++) {
           dst.putDouble(c.getFp64Contents(i));
         }
         break;
@@ -136,5 +149,25 @@ public final class InputTensor {
         throw new IllegalStateException(
             "input '" + spec.name() + "': " + spec.dataType() + " has no typed form to copy");
     }
+  }
+
+  /** Whether {@code other} has the same shape and the same elements, whatever their form. */
+  public boolean sameContents(InputTensor other) {
+    if (!java.util.Arrays.equals(shape, other.shape) || spec.dataType() != other.spec.dataType()) {
+      return false;
+    }
+    if (strings != null) {
+      return java.util.Arrays.equals(strings, other.strings);
+    }
+    if (raw != null && other.raw != null) {
+      return raw.equals(other.raw);
+    }
+    return canonical().equals(other.canonical());
+  }
+
+  private ByteBuffer canonical() {
+    ByteBuffer bytes = ByteBuffer.allocate(byteSize()).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+    copyTo(bytes);
+    return bytes.flip();
   }
 }

@@ -9,27 +9,52 @@ import java.util.stream.Collectors;
  * The inputs and outputs of one model version and how it batches. Immutable; built once at load
  * time so that request validation does no work it could have done earlier.
  *
- * <p>When {@link #maxBatchSize()} is at least 1, the first dimension of every input and output is
- * the batch dimension: a request may carry 1 to {@code maxBatchSize} rows, and all its inputs must
- * carry the same number. When it is 0, shapes are used as they are.
+ * <p>When {@link #maxBatchSize()} is at least 1 the model batches: every input and output has a
+ * batch axis (by default its first dimension) or none ({@link #NO_AXIS}). A request carries 1 to
+ * {@code maxBatchSize} rows along its inputs' batch axes, the same number on every such input.
+ * Requests are merged into one execution by concatenating along those axes; inputs without a batch
+ * axis must be equal across the requests of a batch. When it is 0, shapes are used as they are and
+ * every request runs alone.
  */
 public final class ModelSignature {
+  /** The axis of a tensor that has no batch dimension. */
+  public static final int NO_AXIS = -1;
+
   private final List<TensorSpec> inputs;
   private final List<TensorSpec> outputs;
   private final int maxBatchSize;
+  private final int[] inputAxes;
+  private final int[] outputAxes;
   private final Map<String, Integer> inputIndex;
   private final Map<String, Integer> outputIndex;
   private final int[] allOutputs;
   private final String inputNames;
   private final String outputNames;
+  private final boolean firstAxisOnly;
 
+  /** A signature whose tensors batch along their first dimension (rank-0 tensors do not). */
   public ModelSignature(List<TensorSpec> inputs, List<TensorSpec> outputs, int maxBatchSize) {
+    this(inputs, outputs, maxBatchSize, firstAxes(inputs), firstAxes(outputs));
+  }
+
+  /**
+   * @param inputAxes the batch axis of each input, in order, or {@link #NO_AXIS}
+   * @param outputAxes the batch axis of each output, in order, or {@link #NO_AXIS}
+   */
+  public ModelSignature(
+      List<TensorSpec> inputs,
+      List<TensorSpec> outputs,
+      int maxBatchSize,
+      int[] inputAxes,
+      int[] outputAxes) {
     if (maxBatchSize < 0) {
       throw new IllegalArgumentException("maxBatchSize: " + maxBatchSize + " (expected: >= 0)");
     }
     this.inputs = List.copyOf(inputs);
     this.outputs = List.copyOf(outputs);
     this.maxBatchSize = maxBatchSize;
+    this.inputAxes = checkAxes("input", this.inputs, inputAxes);
+    this.outputAxes = checkAxes("output", this.outputs, outputAxes);
     this.inputIndex = index(this.inputs);
     this.outputIndex = index(this.outputs);
     this.allOutputs = new int[this.outputs.size()];
@@ -38,6 +63,45 @@ public final class ModelSignature {
     }
     this.inputNames = names(this.inputs);
     this.outputNames = names(this.outputs);
+    boolean first = true;
+    for (int axis : this.inputAxes) {
+      first &= axis == 0;
+    }
+    for (int axis : this.outputAxes) {
+      first &= axis == 0;
+    }
+    this.firstAxisOnly = first;
+  }
+
+  private static int[] firstAxes(List<TensorSpec> specs) {
+    int[] axes = new int[specs.size()];
+    for (int i = 0; i < axes.length; i++) {
+      axes[i] = specs.get(i).rank() == 0 ? NO_AXIS : 0;
+    }
+    return axes;
+  }
+
+  private static int[] checkAxes(String role, List<TensorSpec> specs, int[] axes) {
+    if (axes.length != specs.size()) {
+      throw new IllegalArgumentException(
+          role + " axes: " + axes.length + " for " + specs.size() + " " + role + "s");
+    }
+    for (int i = 0; i < axes.length; i++) {
+      if (axes[i] != NO_AXIS && (axes[i] < 0 || axes[i] >= specs.get(i).rank())) {
+        throw new IllegalArgumentException(
+            role
+                + " '"
+                + specs.get(i).name()
+                + "': batch axis "
+                + axes[i]
+                + " (expected: 0 to "
+                + (specs.get(i).rank() - 1)
+                + " for shape "
+                + specs.get(i).shapeText()
+                + ", or none)");
+      }
+    }
+    return axes.clone();
   }
 
   private static Map<String, Integer> index(List<TensorSpec> specs) {
@@ -67,6 +131,21 @@ public final class ModelSignature {
 
   public boolean batches() {
     return maxBatchSize > 0;
+  }
+
+  /** The batch axis of input {@code index}, or {@link #NO_AXIS}. */
+  public int inputAxis(int index) {
+    return inputAxes[index];
+  }
+
+  /** The batch axis of output {@code index}, or {@link #NO_AXIS}. */
+  public int outputAxis(int index) {
+    return outputAxes[index];
+  }
+
+  /** Whether every input and output batches along its first dimension, as the protocol assumes. */
+  public boolean batchesOnFirstAxisOnly() {
+    return firstAxisOnly;
   }
 
   /** The position of the named input, or -1. */

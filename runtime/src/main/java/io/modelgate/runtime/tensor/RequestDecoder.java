@@ -269,22 +269,26 @@ public final class RequestDecoder {
   private static int batchRows(ModelSignature signature, InputTensor[] inputs) {
     long rows = -1;
     String first = null;
-    for (InputTensor input : inputs) {
-      long dim = input.shape()[0];
+    for (int i = 0; i < inputs.length; i++) {
+      int axis = signature.inputAxis(i);
+      if (axis == ModelSignature.NO_AXIS) {
+        continue;
+      }
+      long dim = inputs[i].shape()[axis];
       if (rows < 0) {
         rows = dim;
-        first = input.spec().name();
+        first = inputs[i].spec().name();
       } else if (dim != rows) {
         throw invalidArgument(
             "input '"
-                + input.spec().name()
+                + inputs[i].spec().name()
                 + "' has batch size "
                 + dim
                 + " but input '"
                 + first
                 + "' has "
                 + rows
-                + " (expected: the same batch size, the first dimension, for all inputs)");
+                + " (expected: the same batch size on every input's batch axis)");
       }
     }
     if (rows < 1 || rows > signature.maxBatchSize()) {
@@ -293,7 +297,7 @@ public final class RequestDecoder {
               + rows
               + " (expected: 1 to max_batch_size "
               + signature.maxBatchSize()
-              + ", the first dimension of every input)");
+              + ", along every input's batch axis)");
     }
     return (int) rows;
   }

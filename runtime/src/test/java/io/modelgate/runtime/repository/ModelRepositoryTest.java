@@ -150,8 +150,9 @@ class ModelRepositoryTest {
     load();
     assertThat(version("fixed", 1).reason())
         .isEqualTo(
-            "model.yaml: max_batch_size: 4, but input 'x' has shape [1,3], whose first dimension"
-                + " is not variable (-1) (expected: max_batch_size 0 for this model)");
+            "model.yaml: max_batch_size: 4, but input 'x' has shape [1,3], whose batch axis 0 is"
+                + " not variable (-1) (expected: max_batch_size 0 for this model, or batch_axes that"
+                + " name a variable dimension)");
   }
 
   @Test

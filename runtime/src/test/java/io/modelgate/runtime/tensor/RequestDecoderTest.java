@@ -242,8 +242,8 @@ class RequestDecoderTest {
                 .addInputs(input("image", "FP32", 2, 2, 2).setContents(floats(8)))
                 .addInputs(input("mask", "BOOL", 1, 2).setContents(bools(2))))
         .hasMessage(
-            "input 'mask' has batch size 1 but input 'image' has 2 (expected: the same batch size,"
-                + " the first dimension, for all inputs)");
+            "input 'mask' has batch size 1 but input 'image' has 2 (expected: the same batch size"
+                + " on every input's batch axis)");
   }
 
   @Test
@@ -253,7 +253,7 @@ class RequestDecoderTest {
                 .addInputs(input("image", "FP32", 5, 2, 2).setContents(floats(20)))
                 .addInputs(input("mask", "BOOL", 5, 2).setContents(bools(10))))
         .hasMessage(
-            "batch size 5 (expected: 1 to max_batch_size 4, the first dimension of every input)");
+            "batch size 5 (expected: 1 to max_batch_size 4, along every input's batch axis)");
   }
 
   @Test

@@ -38,7 +38,7 @@ import net.jqwik.api.lifecycle.AfterContainer;
  * Every datatype, in typed and in raw form, goes through the decoder, a real ONNX Runtime Identity
  * model and the output encoder, and comes back as exactly the little-endian bytes it stands for.
  */
-class CodecRoundTripProperties {
+class CodecRoundTripPropertiesTest {
   private static final Map<DataType, OnnxModel> MODELS = new EnumMap<>(DataType.class);
 
   private static synchronized OnnxModel identity(DataType type) {

@@ -1,0 +1,44 @@
+package io.modelgate.runtime.execution;
+
+/**
+ * Receives the per-stage timings of one version's scheduler. Implementations are created once per
+ * version at load time and must not allocate or block: they run on the executor threads, between
+ * an execution and the next. With several instances, several executor threads call it at once.
+ */
+public interface StageRecorder {
+  /**
+   * One request that was executed.
+   *
+   * @param queueNanos from its arrival to the start of its execution
+   * @param computeNanos the whole execution it was part of: input copies, ONNX Runtime, outputs
+   */
+  void recordRequest(long queueNanos, long computeNanos);
+
+  /**
+   * One execution.
+   *
+   * @param requests requests merged into it
+   * @param rows rows along the batch axis over all of them (requests when the model does not batch)
+   * @param computeNanos input copies, ONNX Runtime and outputs
+   */
+  void recordBatch(int requests, int rows, long computeNanos);
+
+  /** Creates the recorder of each version when it loads. */
+  @FunctionalInterface
+  interface Factory {
+    StageRecorder create(String model, long version);
+
+    /** Recorders that record nothing. */
+    Factory NONE = (model, version) -> StageRecorder.NONE;
+  }
+
+  /** Records nothing. */
+  StageRecorder NONE =
+      new StageRecorder() {
+        @Override
+        public void recordRequest(long queueNanos, long computeNanos) {}
+
+        @Override
+        public void recordBatch(int requests, int rows, long computeNanos) {}
+      };
+}
