@@ -1,6 +1,7 @@
 package io.modelgate.gateway.inference;
 
 import io.modelgate.proto.inference.ModelConfig;
+import io.modelgate.proto.inference.ModelDynamicBatching;
 import io.modelgate.proto.inference.ModelInput;
 import io.modelgate.proto.inference.ModelInstanceGroup;
 import io.modelgate.proto.inference.ModelMetadataResponse;
@@ -8,6 +9,8 @@ import io.modelgate.proto.inference.ModelMetadataResponse.TensorMetadata;
 import io.modelgate.proto.inference.ModelOutput;
 import io.modelgate.proto.inference.ModelParameter;
 import io.modelgate.proto.inference.ModelVersionPolicy;
+import io.modelgate.runtime.execution.BatchPolicy;
+import io.modelgate.runtime.onnx.ExecutionProvider;
 import io.modelgate.runtime.repository.LoadedVersion;
 import io.modelgate.runtime.repository.ModelVersion;
 import io.modelgate.runtime.tensor.ModelSignature;
@@ -56,12 +59,27 @@ final class ModelDescriptions {
 
   /**
    * ModelConfig, enough for perf_analyzer: dims leave out the batch dimension when {@code
-   * max_batch_size} is at least 1, as the protocol specifies; the instance group and the {@code
-   * execution_provider} parameter say where the version runs.
+   * max_batch_size} is at least 1, as the protocol specifies; {@code dynamic_batching} is present
+   * when requests are merged; the instance group and the {@code execution_provider} parameter say
+   * where the version runs.
+   *
+   * <p>The protocol's {@code max_batch_size} means "the first dimension of every tensor is the
+   * batch". A model configured with other batch axes is described with {@code max_batch_size} 0 and
+   * full shapes, which is what its clients must send; modelgate still merges its requests.
    */
   static ModelConfig config(ModelVersion version, LoadedVersion loaded) {
     ModelSignature signature = loaded.signature();
-    int skip = signature.batches() ? 1 : 0;
+    int reported = signature.batchesOnFirstAxisOnly() ? signature.maxBatchSize() : 0;
+    int skip = reported > 0 ? 1 : 0;
+    boolean cuda = loaded.executionProvider() == ExecutionProvider.CUDA;
+    ModelInstanceGroup.Builder group =
+        ModelInstanceGroup.newBuilder()
+            .setName(version.model())
+            .setKind(cuda ? ModelInstanceGroup.Kind.KIND_GPU : ModelInstanceGroup.Kind.KIND_CPU)
+            .setCount(loaded.settings().scheduler().instances());
+    if (cuda) {
+      group.addGpus(loaded.settings().session().deviceId());
+    }
     ModelConfig.Builder config =
         ModelConfig.newBuilder()
             .setName(version.model())
@@ -69,15 +87,20 @@ final class ModelDescriptions {
             .setBackend(BACKEND)
             .setVersionPolicy(
                 ModelVersionPolicy.newBuilder().setAll(ModelVersionPolicy.All.getDefaultInstance()))
-            .setMaxBatchSize(signature.maxBatchSize())
-            .addInstanceGroup(
-                ModelInstanceGroup.newBuilder()
-                    .setName(version.model())
-                    .setKind(ModelInstanceGroup.Kind.KIND_CPU)
-                    .setCount(loaded.settings().scheduler().instances()))
+            .setMaxBatchSize(reported)
+            .addInstanceGroup(group)
             .putParameters(
                 "execution_provider",
-                ModelParameter.newBuilder().setStringValue(loaded.executionProvider()).build());
+                ModelParameter.newBuilder()
+                    .setStringValue(loaded.executionProvider().configName())
+                    .build());
+    BatchPolicy policy = loaded.batchPolicy();
+    if (reported > 0 && policy.merges()) {
+      config.setDynamicBatching(
+          ModelDynamicBatching.newBuilder()
+              .addAllPreferredBatchSize(policy.preferredBatchSizes())
+              .setMaxQueueDelayMicroseconds(policy.maxQueueDelayNanos() / 1000));
+    }
     for (TensorSpec input : signature.inputs()) {
       config.addInput(
           ModelInput.newBuilder()

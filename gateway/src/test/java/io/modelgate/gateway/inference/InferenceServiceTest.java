@@ -262,7 +262,32 @@ class InferenceServiceTest {
     assertThat(config.getInstanceGroup(0).getKind()).isEqualTo(ModelInstanceGroup.Kind.KIND_CPU);
     assertThat(config.getInstanceGroup(0).getCount()).isEqualTo(1);
     assertThat(config.getParametersMap().get("execution_provider").getStringValue()).isEqualTo("cpu");
-    assertThat(config.hasDynamicBatching()).isFalse();
+    assertThat(config.hasDynamicBatching()).isTrue();
+    assertThat(config.getDynamicBatching().getMaxQueueDelayMicroseconds()).isZero();
+  }
+
+  @Test
+  void modelConfig_showsTheBatchingPolicyAndWhereTheVersionRuns() {
+    ModelConfig tuned =
+        gateway.blocking().modelConfig(ModelConfigRequest.newBuilder().setName("tuned").build()).getConfig();
+    assertThat(tuned.getMaxBatchSize()).isEqualTo(8);
+    assertThat(tuned.getDynamicBatching().getMaxQueueDelayMicroseconds()).isEqualTo(250);
+    assertThat(tuned.getDynamicBatching().getPreferredBatchSizeList()).containsExactly(4, 8);
+    assertThat(tuned.getInstanceGroup(0).getCount()).isEqualTo(2);
+
+    ModelConfig unbatched =
+        gateway.blocking().modelConfig(ModelConfigRequest.newBuilder().setName("unbatched").build()).getConfig();
+    assertThat(unbatched.getMaxBatchSize()).isZero();
+    assertThat(unbatched.hasDynamicBatching()).isFalse();
+    assertThat(unbatched.getInput(0).getDimsList()).containsExactly(-1L, 3L);
+
+    // Configured for CUDA with fallback allowed, on a CPU-only build: it says where it really runs.
+    ModelConfig fallback =
+        gateway.blocking().modelConfig(ModelConfigRequest.newBuilder().setName("fallback").build()).getConfig();
+    String provider = fallback.getParametersMap().get("execution_provider").getStringValue();
+    assertThat(provider).isIn("cpu", "cuda");
+    assertThat(fallback.getInstanceGroup(0).getKind())
+        .isEqualTo(provider.equals("cuda") ? ModelInstanceGroup.Kind.KIND_GPU : ModelInstanceGroup.Kind.KIND_CPU);
   }
 
   @Test

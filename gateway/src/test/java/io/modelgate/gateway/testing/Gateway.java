@@ -49,6 +49,12 @@ public final class Gateway implements AutoCloseable {
     write(root, "broken", 1, "not an ONNX model".getBytes());
     write(root, "broken", 2, affine());
     write(root, "zipmap", 1, resource("/org/tribuo/interop/onnx/lr_mnist.onnx"));
+    write(root, "tuned", 1, affine());
+    config(root, "tuned", "max_batch_size: 8\nmax_queue_delay_us: 250\npreferred_batch_sizes: [4, 8]\ninstances: 2\n");
+    write(root, "unbatched", 1, affine());
+    config(root, "unbatched", "max_batch_size: 0\n");
+    write(root, "fallback", 1, affine());
+    config(root, "fallback", "execution_provider: cuda\nallow_cpu_fallback: true\n");
     return root;
   }
 
@@ -147,6 +153,14 @@ public final class Gateway implements AutoCloseable {
     try {
       Path dir = Files.createDirectories(root.resolve(model).resolve(Integer.toString(version)));
       Files.write(dir.resolve("model.onnx"), bytes);
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  public static void config(Path root, String model, String yaml) {
+    try {
+      Files.writeString(root.resolve(model).resolve("model.yaml"), yaml);
     } catch (IOException e) {
       throw new UncheckedIOException(e);
     }

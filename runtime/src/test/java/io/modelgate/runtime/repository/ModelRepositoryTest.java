@@ -198,6 +198,66 @@ class ModelRepositoryTest {
   }
 
   @Test
+  void batchingKeys_areReadAndValidatedAgainstTheModel() throws Exception {
+    TestModels.write(root, "m", 1, TestModels.affine());
+    Files.writeString(
+        root.resolve("m/model.yaml"),
+        "max_batch_size: 16\nmax_queue_delay_us: 500\npreferred_batch_sizes: [4, 8]\n");
+    TestModels.write(root, "too_big", 1, TestModels.affine());
+    Files.writeString(
+        root.resolve("too_big/model.yaml"), "max_batch_size: 4\npreferred_batch_sizes: [2, 8]\n");
+    TestModels.write(root, "axes", 1, TestModels.affine());
+    Files.writeString(root.resolve("axes/model.yaml"), "batch_axes: {input: 1}\n");
+    TestModels.write(root, "bad_axis", 1, TestModels.affine());
+    Files.writeString(root.resolve("bad_axis/model.yaml"), "batch_axes: {x: 5}\n");
+    TestModels.write(root, "delay", 1, TestModels.affine());
+    Files.writeString(root.resolve("delay/model.yaml"), "max_queue_delay_us: -3\n");
+    load();
+    LoadedVersion m = version("m", 1).serving();
+    assertThat(m.batchPolicy().maxBatchSize()).isEqualTo(16);
+    assertThat(m.batchPolicy().maxQueueDelayNanos()).isEqualTo(500_000);
+    assertThat(m.batchPolicy().preferredBatchSizes()).containsExactly(4, 8);
+    assertThat(version("too_big", 1).reason())
+        .isEqualTo(
+            "model.yaml: preferred_batch_sizes: [2, 8] (expected: increasing sizes from 1 to"
+                + " max_batch_size 4)");
+    assertThat(version("axes", 1).reason())
+        .isEqualTo("model.yaml: batch_axes: unknown tensor 'input' (expected one of: x, y, z)");
+    assertThat(version("bad_axis", 1).reason())
+        .startsWith("model.yaml: ")
+        .contains("input 'x'")
+        .contains("axis 5");
+    assertThat(version("delay", 1).reason())
+        .isEqualTo("model.yaml: max_queue_delay_us: -3 (expected: 0 to 10000000)");
+  }
+
+  @Test
+  void cuda_withoutTheCudaBuild_failsWithAClearReason_orFallsBackWhenAllowed() throws Exception {
+    org.junit.jupiter.api.Assumptions.assumeFalse(
+        ai.onnxruntime.OrtEnvironment.getAvailableProviders()
+            .contains(ai.onnxruntime.OrtProvider.CUDA),
+        "this build has the CUDA provider; the GPU check runs on the device instead");
+    TestModels.write(root, "strict", 1, TestModels.affine());
+    Files.writeString(root.resolve("strict/model.yaml"), "execution_provider: cuda\ndevice_id: 0\n");
+    TestModels.write(root, "lenient", 1, TestModels.affine());
+    Files.writeString(
+        root.resolve("lenient/model.yaml"), "execution_provider: cuda\nallow_cpu_fallback: true\n");
+    TestModels.write(root, "typo", 1, TestModels.affine());
+    Files.writeString(root.resolve("typo/model.yaml"), "execution_provider: gpu\n");
+    load();
+    assertThat(version("strict", 1).state()).isEqualTo(VersionState.FAILED);
+    assertThat(version("strict", 1).reason())
+        .startsWith("execution_provider: cuda, but this ONNX Runtime build has no CUDA execution provider")
+        .contains("-Pgpu")
+        .endsWith("(set allow_cpu_fallback: true to run on the CPU instead)");
+    LoadedVersion lenient = version("lenient", 1).serving();
+    assertThat(lenient.executionProvider()).isEqualTo(io.modelgate.runtime.onnx.ExecutionProvider.CPU);
+    assertThat(lenient.fallbackReason()).contains("no CUDA execution provider");
+    assertThat(version("typo", 1).reason())
+        .isEqualTo("model.yaml: execution_provider: 'gpu' (expected: cpu or cuda)");
+  }
+
+  @Test
   void missingRoot_isAnIoError() {
     assertThatThrownBy(
             () ->

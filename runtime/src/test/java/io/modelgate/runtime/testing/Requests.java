@@ -60,7 +60,7 @@ public final class Requests {
   }
 
   /** Captures the answer; fails the test if there is a second one. */
-  public static final class Answer implements InferenceCallback {
+  public static class Answer implements InferenceCallback {
     public final CompletableFuture<InferenceResult> result = new CompletableFuture<>();
     private int answers;
 

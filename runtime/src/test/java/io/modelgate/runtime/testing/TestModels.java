@@ -71,6 +71,63 @@ public final class TestModels {
         .build();
   }
 
+  /**
+   * A small MLP: x FP32 [-1,8] → Gemm(8x16) → Relu → Gemm(16x4) → y FP32 [-1,4], with weights
+   * drawn from {@code seed}.
+   */
+  public static byte[] mlp(long seed) {
+    java.util.Random random = new java.util.Random(seed);
+    return OnnxGraphBuilder.create("mlp", 17)
+        .input("x", OnnxGraphBuilder.FLOAT, -1, 8)
+        .output("y", OnnxGraphBuilder.FLOAT, -1, 4)
+        .initializer("w1", randoms(random, 8 * 16), 8, 16)
+        .initializer("b1", randoms(random, 16), 16)
+        .initializer("w2", randoms(random, 16 * 4), 16, 4)
+        .initializer("b2", randoms(random, 4), 4)
+        .node("Gemm", List.of("x", "w1", "b1"), List.of("h"))
+        .node("Relu", List.of("h"), List.of("hr"))
+        .node("Gemm", List.of("hr", "w2", "b2"), List.of("y"))
+        .build();
+  }
+
+  /** x FP32 [-1,-1] of any width → sum FP32 [-1,1] (over each row) and tripled FP32 [-1,-1]. */
+  public static byte[] rowSums() {
+    return OnnxGraphBuilder.create("row_sums", 17)
+        .input("x", OnnxGraphBuilder.FLOAT, -1, -1)
+        .output("sum", OnnxGraphBuilder.FLOAT, -1, 1)
+        .output("tripled", OnnxGraphBuilder.FLOAT, -1, -1)
+        .initializer("axes", new long[] {1}, 1)
+        .initializer("three", new float[] {3f})
+        .node("ReduceSum", List.of("x", "axes"), List.of("sum"), Map.of("keepdims", 1))
+        .node("Mul", List.of("x", "three"), List.of("tripled"))
+        .build();
+  }
+
+  /**
+   * A recurrent-style model: state FP32 [2,-1,3] batched on axis 1, and a rank-0 scale shared by
+   * the batch. Outputs: scaled = state * scale [2,-1,3] (batch axis 1) and total FP32 [-1], the sum
+   * of each batch entry's state (batch axis 0).
+   */
+  public static byte[] stateWithScale() {
+    return OnnxGraphBuilder.create("state", 17)
+        .input("state", OnnxGraphBuilder.FLOAT, 2, -1, 3)
+        .input("scale", OnnxGraphBuilder.FLOAT)
+        .output("scaled", OnnxGraphBuilder.FLOAT, 2, -1, 3)
+        .output("total", OnnxGraphBuilder.FLOAT, -1)
+        .initializer("axes", new long[] {0, 2}, 2)
+        .node("Mul", List.of("state", "scale"), List.of("scaled"))
+        .node("ReduceSum", List.of("state", "axes"), List.of("total"), Map.of("keepdims", 0))
+        .build();
+  }
+
+  private static float[] randoms(java.util.Random random, int n) {
+    float[] values = new float[n];
+    for (int i = 0; i < n; i++) {
+      values[i] = (float) random.nextGaussian() * 0.5f;
+    }
+    return values;
+  }
+
   /** Writes {@code model} to {@code <root>/<name>/<version>/model.onnx} and returns the file. */
   public static Path write(Path root, String name, int version, byte[] model) {
     try {
