@@ -1,0 +1,94 @@
+package io.modelgate.bench;
+
+import com.google.protobuf.ByteString;
+import io.modelgate.gateway.demo.DemoRepository;
+import io.modelgate.gateway.demo.MnistDigits;
+import io.modelgate.proto.inference.ModelInferRequest;
+import io.modelgate.proto.inference.ModelInferRequest.InferInputTensor;
+import io.modelgate.runtime.onnx.OnnxGraphBuilder;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.List;
+import java.util.Random;
+
+/** The models the benchmarks run, and one request for each. */
+final class BenchModels {
+  private BenchModels() {}
+
+  /** A benchmark model: its ONNX bytes and a batch-1 request for it. */
+  record BenchModel(String name, byte[] onnx, String input, long[] rowShape, float[] row) {
+    ModelInferRequest request(String modelName) {
+      return batchRequest(modelName, 1);
+    }
+
+    ModelInferRequest batchRequest(String modelName, int rows) {
+      InferInputTensor.Builder tensor =
+          InferInputTensor.newBuilder().setName(input).setDatatype("FP32").addShape(rows);
+      for (long dim : rowShape) {
+        tensor.addShape(dim);
+      }
+      ByteBuffer bytes = ByteBuffer.allocate(rows * row.length * 4).order(ByteOrder.LITTLE_ENDIAN);
+      for (int r = 0; r < rows; r++) {
+        for (float value : row) {
+          bytes.putFloat(value);
+        }
+      }
+      bytes.flip();
+      return ModelInferRequest.newBuilder()
+          .setModelName(modelName)
+          .addInputs(tensor)
+          .addRawInputContents(ByteString.copyFrom(bytes))
+          .build();
+    }
+  }
+
+  static BenchModel byName(String name) {
+    switch (name) {
+      case "mlp":
+        return mlp();
+      case "cnn_mnist":
+        return new BenchModel(
+            "cnn_mnist",
+            DemoRepository.original(),
+            "input_image",
+            new long[] {1, 28, 28},
+            MnistDigits.get(0).pixels());
+      default:
+        throw new IllegalArgumentException("unknown benchmark model '" + name + "' (expected: mlp, cnn_mnist)");
+    }
+  }
+
+  /** MLP 256→1024→1024→16, FP32, ReLU between layers, random weights from a fixed seed. */
+  static BenchModel mlp() {
+    Random random = new Random(20261127);
+    int[] widths = {256, 1024, 1024, 16};
+    OnnxGraphBuilder graph =
+        OnnxGraphBuilder.create("mlp", 17)
+            .input("x", OnnxGraphBuilder.FLOAT, -1, 256)
+            .output("y", OnnxGraphBuilder.FLOAT, -1, 16);
+    String previous = "x";
+    for (int layer = 0; layer < widths.length - 1; layer++) {
+      int in = widths[layer];
+      int out = widths[layer + 1];
+      float scale = (float) Math.sqrt(2.0 / in);
+      graph.initializer("w" + layer, gaussian(random, in * out, scale), in, out);
+      graph.initializer("b" + layer, gaussian(random, out, 0.01f), out);
+      boolean last = layer == widths.length - 2;
+      String gemm = last ? "y" : "h" + layer;
+      graph.node("Gemm", List.of(previous, "w" + layer, "b" + layer), List.of(gemm));
+      if (!last) {
+        graph.node("Relu", List.of(gemm), List.of("r" + layer));
+        previous = "r" + layer;
+      }
+    }
+    return new BenchModel("mlp", graph.build(), "x", new long[] {256}, gaussian(random, 256, 1f));
+  }
+
+  private static float[] gaussian(Random random, int n, float scale) {
+    float[] values = new float[n];
+    for (int i = 0; i < n; i++) {
+      values[i] = (float) random.nextGaussian() * scale;
+    }
+    return values;
+  }
+}
