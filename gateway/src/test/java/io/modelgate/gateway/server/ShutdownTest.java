@@ -91,7 +91,7 @@ class ShutdownTest {
     // How many ran before the timeout depends on the machine; that each got one answer does not.
     // (RingSchedulerTest holds an executor to show the UNAVAILABLE answers deterministically.)
     List<Status.Code> codes = outcomes(calls);
-    assertThat(codes).hasSize(400).containsOnly(Status.Code.OK, Status.Code.UNAVAILABLE);
+    assertThat(codes).hasSize(400).isSubsetOf(Status.Code.OK, Status.Code.UNAVAILABLE);
     gateway.close();
   }
 
