@@ -135,6 +135,22 @@ class ModelRepositoryTest {
   }
 
   @Test
+  void aFixedBatchDimension_meansNoBatching_soRequestsAreNeverMerged() throws Exception {
+    Path dir = Files.createDirectories(root.resolve("fixed/1"));
+    Files.write(
+        dir.resolve("model.onnx"),
+        io.modelgate.runtime.onnx.OnnxGraphBuilder.create("fixed", 17)
+            .input("x", io.modelgate.runtime.onnx.OnnxGraphBuilder.FLOAT, 1, 3)
+            .output("y", io.modelgate.runtime.onnx.OnnxGraphBuilder.FLOAT, 1, 3)
+            .node("Identity", java.util.List.of("x"), java.util.List.of("y"))
+            .build());
+    load();
+    LoadedVersion fixed = version("fixed", 1).serving();
+    assertThat(fixed.signature().maxBatchSize()).isZero();
+    assertThat(fixed.batchPolicy().merges()).isFalse();
+  }
+
+  @Test
   void maxBatchSize_onAModelWithoutABatchDimension_failsTheVersion() throws Exception {
     TestModels.write(root, "unsigned", 1, TestModels.affine());
     Path dir = root.resolve("fixed/1");
