@@ -14,8 +14,8 @@ import io.modelgate.runtime.onnx.SessionSettings;
 import io.modelgate.runtime.repository.ModelRepository;
 import io.modelgate.runtime.repository.ModelSettings;
 import io.modelgate.runtime.tensor.DataType;
+import io.modelgate.runtime.testing.TestModels;
 import java.io.IOException;
-import java.io.InputStream;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -107,17 +107,12 @@ public final class Gateway implements AutoCloseable {
     server.stop();
   }
 
-  /** x FP32 [-1,3] → y = 2x + 1 and z = 2x. */
   public static byte[] affine() {
-    return OnnxGraphBuilder.create("affine", 17)
-        .input("x", OnnxGraphBuilder.FLOAT, -1, 3)
-        .output("y", OnnxGraphBuilder.FLOAT, -1, 3)
-        .output("z", OnnxGraphBuilder.FLOAT, -1, 3)
-        .initializer("two", new float[] {2f})
-        .initializer("one", new float[] {1f})
-        .node("Mul", List.of("x", "two"), List.of("z"))
-        .node("Add", List.of("z", "one"), List.of("y"))
-        .build();
+    return TestModels.affine();
+  }
+
+  public static byte[] reshapeToTwoByTwo() {
+    return TestModels.reshapeToTwoByTwo();
   }
 
   /** text BYTES [-1] → same BYTES [-1]. */
@@ -127,16 +122,6 @@ public final class Gateway implements AutoCloseable {
         .input("text", type, -1)
         .output("echo", type, -1)
         .node("Identity", List.of("text"), List.of("echo"))
-        .build();
-  }
-
-  /** x FP32 [-1,4] reshaped to [2,2]: ONNX Runtime fails for any batch but 1. */
-  public static byte[] reshapeToTwoByTwo() {
-    return OnnxGraphBuilder.create("reshape", 17)
-        .input("x", OnnxGraphBuilder.FLOAT, -1, 4)
-        .output("y", OnnxGraphBuilder.FLOAT, 2, 2)
-        .initializer("shape", new long[] {2, 2}, 2)
-        .node("Reshape", List.of("x", "shape"), List.of("y"))
         .build();
   }
 
@@ -167,13 +152,6 @@ public final class Gateway implements AutoCloseable {
   }
 
   public static byte[] resource(String path) {
-    try (InputStream in = Gateway.class.getResourceAsStream(path)) {
-      if (in == null) {
-        throw new IllegalStateException("missing test resource " + path);
-      }
-      return in.readAllBytes();
-    } catch (IOException e) {
-      throw new UncheckedIOException(e);
-    }
+    return TestModels.resource(path);
   }
 }

@@ -5,36 +5,22 @@ import io.modelgate.gateway.demo.MnistDigits;
 import io.modelgate.proto.inference.InferTensorContents;
 import io.modelgate.proto.inference.ModelInferRequest;
 import io.modelgate.proto.inference.ModelInferRequest.InferInputTensor;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
+import io.modelgate.runtime.testing.Requests;
 
 /** Request builders and raw-tensor readers for gateway tests. */
 public final class Tensors {
   private Tensors() {}
 
   public static InferInputTensor.Builder input(String name, String datatype, long... shape) {
-    InferInputTensor.Builder input = InferInputTensor.newBuilder().setName(name).setDatatype(datatype);
-    for (long dim : shape) {
-      input.addShape(dim);
-    }
-    return input;
+    return Requests.input(name, datatype, shape);
   }
 
   public static ByteString rawFloats(float... values) {
-    ByteBuffer buffer = ByteBuffer.allocate(values.length * 4).order(ByteOrder.LITTLE_ENDIAN);
-    for (float value : values) {
-      buffer.putFloat(value);
-    }
-    return ByteString.copyFrom(buffer.array());
+    return Requests.rawFloats(values);
   }
 
   public static float[] floats(ByteString raw) {
-    ByteBuffer buffer = raw.asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN);
-    float[] values = new float[raw.size() / 4];
-    for (int i = 0; i < values.length; i++) {
-      values[i] = buffer.getFloat();
-    }
-    return values;
+    return Requests.floats(raw);
   }
 
   public static int argmax(float[] values) {
