@@ -2,8 +2,12 @@ package io.modelgate.bench;
 
 import io.grpc.ManagedChannel;
 import io.grpc.netty.NettyChannelBuilder;
+import io.modelgate.gateway.server.AdminSettings;
 import io.modelgate.gateway.server.GatewayServer;
 import io.modelgate.gateway.server.ServerSettings;
+import io.modelgate.gateway.stats.StatsRegistry;
+import io.modelgate.proto.admin.v1.Distribution;
+import io.modelgate.proto.admin.v1.WindowStats;
 import io.modelgate.runtime.execution.SchedulerSettings;
 import io.modelgate.runtime.onnx.SessionSettings;
 import io.modelgate.runtime.repository.ModelRepository;
@@ -13,14 +17,13 @@ import java.io.PrintWriter;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Clock;
 import java.time.Duration;
 import java.time.ZonedDateTime;
 import java.time.format.DateTimeFormatter;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 import java.util.concurrent.Callable;
-import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import org.HdrHistogram.Histogram;
 import picocli.CommandLine.Command;
@@ -80,15 +83,15 @@ final class BatchingBenchmark implements Callable<Integer> {
       String batching,
       int round,
       ClosedLoopLoad.Result result,
-      Histogram rows,
-      Histogram computeMicros,
-      Histogram queueMicros) {}
+      Distribution rows,
+      Distribution computeMs,
+      Distribution queueMs) {}
 
   @Override
   public Integer call() throws Exception {
     PrintWriter console = spec.commandLine().getOut();
     Path root = Files.createTempDirectory("modelgate-bench-batching-");
-    Map<String, BatchStats> stats = new ConcurrentHashMap<>();
+    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
     for (String name : models) {
       BenchModels.BenchModel model = BenchModels.byName(name);
       writeVersion(root, name + "_batched", model.onnx(),
@@ -97,14 +100,15 @@ final class BatchingBenchmark implements Callable<Integer> {
     }
     SessionSettings session = new SessionSettings(intraOpThreads, 1);
     ModelRepository repository =
-        ModelRepository.load(
-            root,
-            new ModelSettings(null, session, new SchedulerSettings(1024, 1)),
-            (model, version) -> stats.computeIfAbsent(model, m -> new BatchStats()));
+        ModelRepository.load(root, new ModelSettings(null, session, new SchedulerSettings(1024, 1)), stats);
     GatewayServer server =
         GatewayServer.start(
             new ServerSettings("127.0.0.1", 0, 64 << 20, eventLoopThreads, Duration.ofSeconds(10)),
-            repository);
+            new AdminSettings(
+                "127.0.0.1", 0, java.util.UUID.randomUUID().toString(), null, "127.0.0.1", -1,
+                root.resolve(".state")),
+            repository,
+            stats);
     List<ManagedChannel> channels = new ArrayList<>();
     for (int i = 0; i < connections; i++) {
       channels.add(
@@ -127,16 +131,15 @@ final class BatchingBenchmark implements Callable<Integer> {
           BenchModels.BenchModel model = BenchModels.byName(name);
           for (String mode : List.of("off", "on")) {
             String served = name + (mode.equals("on") ? "_batched" : "_unbatched");
-            BatchStats serverStats = stats.get(served);
             ClosedLoopLoad load = new ClosedLoopLoad(channels, model.request(served), concurrency);
-            Histogram[][] serverSide = new Histogram[1][];
             ClosedLoopLoad.Result result =
                 load.run(
                     TimeUnit.SECONDS.toNanos(warmupSeconds),
                     TimeUnit.SECONDS.toNanos(durationSeconds),
-                    serverStats::reset,
-                    () -> serverSide[0] = serverStats.snapshot());
-            Row row = new Row(name, mode, round, result, serverSide[0][0], serverSide[0][1], serverSide[0][2]);
+                    stats::rotate,
+                    stats::rotate);
+            WindowStats serverSide = stats.latest(served, 1);
+            Row row = new Row(name, mode, round, result, serverSide.getBatchRows(), serverSide.getComputeMs(), serverSide.getQueueMs());
             rows.add(row);
             console.println(line(row));
             console.flush();
@@ -148,6 +151,7 @@ final class BatchingBenchmark implements Callable<Integer> {
         channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
       }
       server.stop();
+      stats.close();
       deleteTree(root);
     }
     String summary = summary(rows, session);
@@ -202,8 +206,8 @@ final class BatchingBenchmark implements Callable<Integer> {
           row.model(), row.batching(), row.round(), row.result().throughput(),
           h.getValueAtPercentile(50) / 1000.0, h.getValueAtPercentile(90) / 1000.0,
           h.getValueAtPercentile(99) / 1000.0, h.getValueAtPercentile(99.9) / 1000.0,
-          h.getMaxValue() / 1000.0, row.rows().getMean(), row.rows().getMaxValue(),
-          row.computeMicros().getValueAtPercentile(50), row.computeMicros().getValueAtPercentile(99),
+          h.getMaxValue() / 1000.0, row.rows().getMean(), (long) row.rows().getMax(),
+          Math.round(row.computeMs().getP50() * 1000), Math.round(row.computeMs().getP99() * 1000),
           row.result().errors().isEmpty() ? "0" : row.result().errors().toString()));
     }
     md.append("\n| model | throughput on/off | p99 on | max_queue_delay + 2 x batch compute (p99) | p99 target | in-process ORT: batch 1, batch ").append(maxBatchSize).append(" (median µs) |\n");
@@ -223,7 +227,7 @@ final class BatchingBenchmark implements Callable<Integer> {
         } else {
           on += row.result().throughput();
           p99On = Math.max(p99On, row.result().latencyMicros().getValueAtPercentile(99));
-          computeP99 = Math.max(computeP99, row.computeMicros().getValueAtPercentile(99));
+          computeP99 = Math.max(computeP99, Math.round(row.computeMs().getP99() * 1000));
           n++;
         }
       }

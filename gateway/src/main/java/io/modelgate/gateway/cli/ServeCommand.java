@@ -1,9 +1,12 @@
 package io.modelgate.gateway.cli;
 
 import io.modelgate.gateway.demo.DemoRepository;
+import io.modelgate.gateway.server.AdminSettings;
 import io.modelgate.gateway.server.GatewayServer;
 import io.modelgate.gateway.server.ServerSettings;
 import io.modelgate.gateway.server.ServerVersion;
+import io.modelgate.gateway.server.TlsSettings;
+import io.modelgate.gateway.stats.StatsRegistry;
 import io.modelgate.runtime.execution.SchedulerSettings;
 import io.modelgate.runtime.onnx.SessionSettings;
 import io.modelgate.runtime.repository.LoadedVersion;
@@ -87,6 +90,58 @@ final class ServeCommand implements Callable<Integer> {
   int queueCapacity;
 
   @Option(
+      names = "--tls-cert",
+      paramLabel = "PEM",
+      description = "Serve the inference port over TLS with this certificate chain (needs --tls-key).")
+  Path tlsCert;
+
+  @Option(names = "--tls-key", paramLabel = "PEM", description = "PKCS#8 private key for --tls-cert.")
+  Path tlsKey;
+
+  @Option(
+      names = "--tls-client-ca",
+      paramLabel = "PEM",
+      description = "Require client certificates signed by this CA on the inference port (mutual TLS).")
+  Path tlsClientCa;
+
+  @Option(names = "--admin-host", defaultValue = "127.0.0.1", description = "Admin address. Default: ${DEFAULT-VALUE} (local operators only).")
+  String adminHost;
+
+  @Option(names = "--admin-port", defaultValue = "8003", description = "Admin gRPC port. Default: ${DEFAULT-VALUE}.")
+  int adminPort;
+
+  @Option(
+      names = "--admin-token-file",
+      paramLabel = "FILE",
+      description = {
+        "File holding the admin bearer token (also: environment variable MODELGATE_ADMIN_TOKEN).",
+        "Default: <state-dir>/admin-token, created with a random token if missing."
+      })
+  Path adminTokenFile;
+
+  @Option(names = "--admin-tls-cert", paramLabel = "PEM", description = "Serve the admin port over TLS with this certificate chain.")
+  Path adminTlsCert;
+
+  @Option(names = "--admin-tls-key", paramLabel = "PEM", description = "PKCS#8 private key for --admin-tls-cert.")
+  Path adminTlsKey;
+
+  @Option(names = "--admin-tls-client-ca", paramLabel = "PEM", description = "Require admin client certificates signed by this CA.")
+  Path adminTlsClientCa;
+
+  @Option(names = "--metrics-host", defaultValue = "0.0.0.0", description = "Address of the Prometheus /metrics endpoint. Default: ${DEFAULT-VALUE}.")
+  String metricsHost;
+
+  @Option(names = "--metrics-port", defaultValue = "8002", description = "Port of /metrics; -1 turns it off. Default: ${DEFAULT-VALUE}.")
+  int metricsPort;
+
+  @Option(
+      names = "--state-dir",
+      defaultValue = "modelgate-state",
+      paramLabel = "DIR",
+      description = "Routing policies, rollouts, the audit log and the generated admin token. Default: ./${DEFAULT-VALUE}.")
+  Path stateDir;
+
+  @Option(
       names = "--drain-timeout",
       defaultValue = "30s",
       converter = Converters.TimeSpan.class,
@@ -102,7 +157,19 @@ final class ServeCommand implements Callable<Integer> {
             grpcPort,
             maxInboundMessageSize,
             eventLoopThreads == null ? ServerSettings.defaultEventLoopThreads() : eventLoopThreads,
-            drainTimeout);
+            drainTimeout,
+            tls(tlsCert, tlsKey, tlsClientCa, "--tls"));
+    Files.createDirectories(stateDir);
+    AdminToken token = AdminToken.resolve(adminTokenFile, stateDir);
+    AdminSettings admin =
+        new AdminSettings(
+            adminHost,
+            adminPort,
+            token.value(),
+            tls(adminTlsCert, adminTlsKey, adminTlsClientCa, "--admin-tls"),
+            metricsHost,
+            metricsPort,
+            stateDir);
     ModelSettings defaults =
         new ModelSettings(
             null,
@@ -113,12 +180,14 @@ final class ServeCommand implements Callable<Integer> {
     if (demo) {
       root = DemoRepository.materialize(Files.createTempDirectory("modelgate-demo-"));
     }
-    ModelRepository repository = ModelRepository.load(root, defaults);
+    StatsRegistry stats = StatsRegistry.standard();
+    ModelRepository repository = ModelRepository.load(root, defaults, stats);
     GatewayServer server;
     try {
-      server = GatewayServer.start(settings, repository);
+      server = GatewayServer.start(settings, admin, repository, stats);
     } catch (IOException e) {
       repository.close(Duration.ZERO);
+      stats.close();
       spec.commandLine()
           .getErr()
           .println("modelgate: cannot listen on " + host + ":" + grpcPort + ": " + rootCause(e));
@@ -130,12 +199,17 @@ final class ServeCommand implements Callable<Integer> {
             new Thread(
                 () -> {
                   server.stop();
+                  stats.close();
                   if (demoRoot != null) {
                     deleteQuietly(demoRoot);
                   }
                 },
                 "modelgate-shutdown"));
     printBanner(out, settings, server.port(), root, demo, repository);
+    out.printf(
+        "admin API on %s:%d (token: %s); metrics on http://%s:%d/metrics; state in %s%n",
+        adminHost, server.adminPort(), token.source(), metricsHost, server.metricsPort(), stateDir.toAbsolutePath());
+    out.flush();
     server.awaitTermination();
     return 0;
   }
@@ -195,6 +269,18 @@ final class ServeCommand implements Callable<Integer> {
         + loaded.signature().outputs().stream().map(TensorSpec::toString).collect(Collectors.joining(", "))
         + ", max_batch_size "
         + loaded.signature().maxBatchSize();
+  }
+
+  private static TlsSettings tls(Path cert, Path key, Path clientCa, String option) {
+    if (cert == null && key == null && clientCa == null) {
+      return null;
+    }
+    if (cert == null || key == null) {
+      throw new picocli.CommandLine.ParameterException(
+          new picocli.CommandLine(new ServeCommand()),
+          option + "-cert and " + option + "-key go together");
+    }
+    return new TlsSettings(cert, key, clientCa);
   }
 
   private static String rootCause(Throwable t) {

@@ -28,6 +28,10 @@ public final class ErrorStatus {
         return Status.Code.DEADLINE_EXCEEDED;
       case CANCELLED:
         return Status.Code.CANCELLED;
+      case FAILED_PRECONDITION:
+        return Status.Code.FAILED_PRECONDITION;
+      case ABORTED:
+        return Status.Code.ABORTED;
       case INTERNAL:
       default:
         return Status.Code.INTERNAL;

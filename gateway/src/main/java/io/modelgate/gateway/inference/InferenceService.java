@@ -6,6 +6,9 @@ import io.grpc.Status;
 import io.grpc.stub.ServerCallStreamObserver;
 import io.grpc.stub.StreamObserver;
 import io.modelgate.gateway.routing.LatestReadyVersionSelector;
+import io.modelgate.gateway.routing.Route;
+import io.modelgate.gateway.routing.Router;
+import io.modelgate.gateway.stats.VersionStats;
 import io.modelgate.gateway.routing.VersionSelector;
 import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
 import io.modelgate.proto.inference.InferParameter;
@@ -34,6 +37,7 @@ import io.modelgate.runtime.repository.ModelRepository;
 import io.modelgate.runtime.repository.ModelVersion;
 import io.modelgate.runtime.tensor.DecodedRequest;
 import io.modelgate.runtime.tensor.RequestDecoder;
+import java.time.Clock;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.function.BooleanSupplier;
@@ -41,9 +45,10 @@ import java.util.function.BooleanSupplier;
 /**
  * The KServe v2 / Open Inference Protocol service.
  *
- * <p>Threading: every method runs on a gRPC event loop and never blocks. An inference request is
- * validated, its version selected, and it is published to that version's scheduler; the event loop
- * then returns. The answer is written later from the executor thread that ran it (or at once, for a
+ * <p>Threading: every method runs on a gRPC event loop and never blocks. An inference request's
+ * version is picked by the {@link Router}, the request is validated against that version and
+ * published to its scheduler; the event loop then returns. A sampled copy may go to a shadow
+ * version, whose fate never touches the caller's answer. The answer is written later from the executor thread that ran it (or at once, for a
  * request refused at admission). Each request gets exactly one answer.
  */
 public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferenceServiceImplBase {
@@ -59,23 +64,36 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
   private static final Runnable IGNORE_CANCEL = () -> {};
 
   /** The interceptors the service needs on its calls; install them with the service. */
-  public static io.grpc.ServerInterceptor[] interceptors() {
-    return new io.grpc.ServerInterceptor[] {new StreamErrorMode()};
+  public io.grpc.ServerInterceptor[] interceptors() {
+    return new io.grpc.ServerInterceptor[] {new StreamErrorMode(), new RoutingHeaders(router)};
   }
 
   private final ModelRepository repository;
   private final VersionSelector selector;
+  private final Router router;
+  private final Clock clock;
   private final BooleanSupplier ready;
   private final ServerMetadataResponse serverMetadata;
 
   /**
+   * @param selector answers metadata, config and readiness questions (the protocol's default
+   *     version policy)
+   * @param router picks the version of each inference request
+   * @param clock stamps the latency samples recorded for rollout decisions
    * @param ready whether the server can serve inference now (ServerReady)
    * @param version the server version reported by ServerMetadata
    */
   public InferenceService(
-      ModelRepository repository, VersionSelector selector, BooleanSupplier ready, String version) {
+      ModelRepository repository,
+      VersionSelector selector,
+      Router router,
+      Clock clock,
+      BooleanSupplier ready,
+      String version) {
     this.repository = repository;
     this.selector = selector;
+    this.router = router;
+    this.clock = clock;
     this.ready = ready;
     this.serverMetadata =
         ServerMetadataResponse.newBuilder()
@@ -171,22 +189,41 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
         (ServerCallStreamObserver<ModelInferResponse>) observer;
     // With a handler set, writing to a call the client cancelled is a no-op instead of an error.
     call.setOnCancelHandler(IGNORE_CANCEL);
+    VersionStats stats = null;
     try {
-      ModelVersion version = selector.select(request.getModelName(), request.getModelVersion());
-      submit(request, version, arrival, call::isCancelled, new UnaryAnswer(call, version, request.getId()));
+      Route route = router.route(request.getModelName());
+      ModelVersion version = route.select(request);
+      LoadedVersion loaded = version.serving();
+      stats = statsOf(loaded);
+      UnaryAnswer answer = new UnaryAnswer(call, version, request.getId(), stats, arrival, clock);
+      ModelVersion shadow = route.shadow();
+      if (shadow != null && shadow != version) {
+        answer.shadow = new ShadowComparison(statsOf(shadow.loadedOrNull()));
+      }
+      submit(request, loaded, arrival, call::isCancelled, answer);
+      if (answer.shadow != null) {
+        startShadow(request, shadow, answer.shadow);
+      }
     } catch (RuntimeException e) {
-      call.onError(ErrorStatus.of(e).asRuntimeException());
+      Status status = ErrorStatus.of(e);
+      if (stats != null) {
+        stats.recordAnswer(status.getCode(), System.nanoTime() - arrival, clock.millis());
+      }
+      call.onError(status.asRuntimeException());
     }
+  }
+
+  static VersionStats statsOf(LoadedVersion loaded) {
+    return loaded != null && loaded.recorder() instanceof VersionStats ? (VersionStats) loaded.recorder() : null;
   }
 
   /** Decodes against the version's signature and publishes; throws on refusal. */
   private static void submit(
       ModelInferRequest request,
-      ModelVersion version,
+      LoadedVersion loaded,
       long arrival,
       BooleanSupplier cancelled,
       InferenceCallback callback) {
-    LoadedVersion loaded = version.serving();
     DecodedRequest decoded = RequestDecoder.decode(request, loaded.signature());
     Deadline deadline = Context.current().getDeadline();
     InferenceRequest inference =
@@ -201,33 +238,118 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     loaded.scheduler().submit(inference);
   }
 
+  /**
+   * Sends a copy of {@code request} to {@code shadow}. Whatever happens to it — refusal, failure,
+   * slowness — stays with the shadow: it is recorded on the shadow version and never reaches the
+   * caller, whose answer does not wait for it.
+   */
+  private void startShadow(ModelInferRequest request, ModelVersion shadow, ShadowComparison comparison) {
+    long arrival = System.nanoTime();
+    LoadedVersion loaded = shadow.loadedOrNull();
+    VersionStats stats = statsOf(loaded);
+    try {
+      if (loaded == null) {
+        throw InferenceException.unavailable(shadow.label() + " is " + shadow.state());
+      }
+      DecodedRequest decoded =
+          RequestDecoder.decode(
+              request.getModelVersion().isEmpty() ? request : request.toBuilder().clearModelVersion().build(),
+              loaded.signature());
+      loaded.scheduler().submit(
+          InferenceRequest.of(decoded, arrival, null, new ShadowAnswer(comparison, stats, arrival, clock)));
+    } catch (RuntimeException e) {
+      if (stats != null) {
+        stats.recordAnswer(ErrorStatus.of(e).getCode(), System.nanoTime() - arrival, clock.millis());
+      }
+      comparison.shadowFailed();
+    }
+  }
+
   /** Writes the one answer of a unary call, from whichever thread produces it. */
   private static final class UnaryAnswer implements InferenceCallback {
     private final ServerCallStreamObserver<ModelInferResponse> call;
     private final ModelVersion version;
     private final String id;
+    private final VersionStats stats;
+    private final long arrival;
+    private final Clock clock;
+    ShadowComparison shadow;
 
-    UnaryAnswer(ServerCallStreamObserver<ModelInferResponse> call, ModelVersion version, String id) {
+    UnaryAnswer(
+        ServerCallStreamObserver<ModelInferResponse> call,
+        ModelVersion version,
+        String id,
+        VersionStats stats,
+        long arrival,
+        Clock clock) {
       this.call = call;
       this.version = version;
       this.id = id;
+      this.stats = stats;
+      this.arrival = arrival;
+      this.clock = clock;
     }
 
     @Override
     public void onSuccess(InferenceResult result) {
-      if (call.isCancelled()) {
-        return;
+      if (!call.isCancelled()) {
+        call.onNext(ResponseEncoder.encode(version, id, result));
+        call.onCompleted();
       }
-      call.onNext(ResponseEncoder.encode(version, id, result));
-      call.onCompleted();
+      if (stats != null) {
+        stats.recordAnswer(
+            call.isCancelled() ? Status.Code.CANCELLED : Status.Code.OK,
+            System.nanoTime() - arrival,
+            clock.millis());
+      }
+      if (shadow != null) {
+        shadow.primary(result);
+      }
     }
 
     @Override
     public void onFailure(InferenceException error) {
-      if (call.isCancelled()) {
-        return;
+      Status status = ErrorStatus.of(error);
+      if (!call.isCancelled()) {
+        call.onError(status.asRuntimeException());
       }
-      call.onError(ErrorStatus.of(error).asRuntimeException());
+      if (stats != null) {
+        stats.recordAnswer(status.getCode(), System.nanoTime() - arrival, clock.millis());
+      }
+      if (shadow != null) {
+        shadow.primaryFailed();
+      }
+    }
+  }
+
+  /** The answer of a shadow copy: recorded on the shadow version, then compared, never sent. */
+  private static final class ShadowAnswer implements InferenceCallback {
+    private final ShadowComparison comparison;
+    private final VersionStats stats;
+    private final long arrival;
+    private final Clock clock;
+
+    ShadowAnswer(ShadowComparison comparison, VersionStats stats, long arrival, Clock clock) {
+      this.comparison = comparison;
+      this.stats = stats;
+      this.arrival = arrival;
+      this.clock = clock;
+    }
+
+    @Override
+    public void onSuccess(InferenceResult result) {
+      if (stats != null) {
+        stats.recordAnswer(Status.Code.OK, System.nanoTime() - arrival, clock.millis());
+      }
+      comparison.shadow(result);
+    }
+
+    @Override
+    public void onFailure(InferenceException error) {
+      if (stats != null) {
+        stats.recordAnswer(ErrorStatus.of(error).getCode(), System.nanoTime() - arrival, clock.millis());
+      }
+      comparison.shadowFailed();
     }
   }
 
@@ -276,21 +398,33 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
         pending++;
       }
       ModelVersion version = null;
+      VersionStats stats = null;
       try {
-        version = selector.select(request.getModelName(), request.getModelVersion());
+        Route route = router.route(request.getModelName());
+        version = route.select(request);
+        LoadedVersion loaded = version.serving();
+        stats = statsOf(loaded);
+        StreamAnswer answer =
+            new StreamAnswer(this, request.getId(), request.getModelName(), version, stats, arrival, clock);
+        ModelVersion shadow = route.shadow();
+        if (shadow != null && shadow != version) {
+          answer.shadow = new ShadowComparison(statsOf(shadow.loadedOrNull()));
+        }
         Context previous = context.attach();
         try {
-          submit(
-              request,
-              version,
-              arrival,
-              call::isCancelled,
-              new StreamAnswer(this, request.getId(), request.getModelName(), version));
+          submit(request, loaded, arrival, call::isCancelled, answer);
         } finally {
           context.detach(previous);
         }
+        if (answer.shadow != null) {
+          startShadow(request, shadow, answer.shadow);
+        }
       } catch (RuntimeException e) {
-        fail(request.getId(), request.getModelName(), version, ErrorStatus.of(e));
+        Status status = ErrorStatus.of(e);
+        if (stats != null) {
+          stats.recordAnswer(status.getCode(), System.nanoTime() - arrival, clock.millis());
+        }
+        fail(request.getId(), request.getModelName(), version, status);
       }
     }
 
@@ -365,22 +499,49 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     private final String id;
     private final String modelName;
     private final ModelVersion version;
+    private final VersionStats stats;
+    private final long arrival;
+    private final Clock clock;
+    ShadowComparison shadow;
 
-    StreamAnswer(Stream stream, String id, String modelName, ModelVersion version) {
+    StreamAnswer(
+        Stream stream,
+        String id,
+        String modelName,
+        ModelVersion version,
+        VersionStats stats,
+        long arrival,
+        Clock clock) {
       this.stream = stream;
       this.id = id;
       this.modelName = modelName;
       this.version = version;
+      this.stats = stats;
+      this.arrival = arrival;
+      this.clock = clock;
     }
 
     @Override
     public void onSuccess(InferenceResult result) {
       stream.succeed(id, version, result);
+      if (stats != null) {
+        stats.recordAnswer(Status.Code.OK, System.nanoTime() - arrival, clock.millis());
+      }
+      if (shadow != null) {
+        shadow.primary(result);
+      }
     }
 
     @Override
     public void onFailure(InferenceException error) {
-      stream.fail(id, modelName, version, ErrorStatus.of(error));
+      Status status = ErrorStatus.of(error);
+      stream.fail(id, modelName, version, status);
+      if (stats != null) {
+        stats.recordAnswer(status.getCode(), System.nanoTime() - arrival, clock.millis());
+      }
+      if (shadow != null) {
+        shadow.primaryFailed();
+      }
     }
   }
 }

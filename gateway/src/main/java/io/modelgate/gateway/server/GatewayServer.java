@@ -7,8 +7,17 @@ import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
 import io.grpc.netty.NettyServerBuilder;
 import io.grpc.protobuf.services.HealthStatusManager;
 import io.grpc.protobuf.services.ProtoReflectionServiceV1;
+import io.modelgate.gateway.admin.AdminAuth;
+import io.modelgate.gateway.admin.AdminService;
+import io.modelgate.gateway.admin.PolicyStore;
+import io.modelgate.gateway.admin.StateStore;
 import io.modelgate.gateway.inference.InferenceService;
+import io.modelgate.gateway.rollout.RolloutController;
 import io.modelgate.gateway.routing.LatestReadyVersionSelector;
+import io.modelgate.gateway.routing.Router;
+import io.modelgate.gateway.stats.MetricsHttpServer;
+import io.modelgate.gateway.stats.StatsRegistry;
+import io.modelgate.proto.admin.v1.AdminState;
 import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
 import io.modelgate.runtime.repository.ModelRepository;
 import io.netty.channel.EventLoopGroup;
@@ -21,6 +30,7 @@ import io.netty.channel.socket.nio.NioServerSocketChannel;
 import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.CountDownLatch;
@@ -29,12 +39,13 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The gateway process's server: the KServe v2 inference service, {@code grpc.health.v1} health
- * (SERVING only while ready) and server reflection, on one port.
+ * The gateway process's servers: the KServe v2 inference service with {@code grpc.health.v1}
+ * health (SERVING only while ready) and server reflection on the inference port; the admin
+ * service on its own port (never on the inference port); Prometheus metrics over HTTP.
  *
  * <p>{@link #stop()} follows the shutdown order, each phase recorded in {@link #phases()}: health
  * NOT_SERVING → stop accepting new calls → drain every version's queue → close the ONNX Runtime
- * sessions → await termination of the transport.
+ * sessions → await termination of the transports.
  */
 public final class GatewayServer {
   private static final Logger log = LoggerFactory.getLogger(GatewayServer.class);
@@ -48,8 +59,18 @@ public final class GatewayServer {
     TERMINATED
   }
 
+  /** The transports a gateway runs on; Netty in production, in-process in tests. */
+  public record Transports(ServerBuilder<?> inference, ServerBuilder<?> admin, Runnable release) {}
+
   private final Server server;
+  private final Server adminServer;
   private final ModelRepository repository;
+  private final StatsRegistry stats;
+  private final Router router;
+  private final PolicyStore policies;
+  private final RolloutController rollouts;
+  private final AdminService admin;
+  private final MetricsHttpServer metrics;
   private final HealthStatusManager health;
   private final Duration drainTimeout;
   private final Runnable releaseTransport;
@@ -57,94 +78,194 @@ public final class GatewayServer {
   private final CountDownLatch terminated = new CountDownLatch(1);
   private volatile boolean stopping;
 
-  private GatewayServer(
-      Server server,
-      ModelRepository repository,
-      HealthStatusManager health,
-      Duration drainTimeout,
-      Runnable releaseTransport) {
-    this.server = server;
-    this.repository = repository;
-    this.health = health;
-    this.drainTimeout = drainTimeout;
-    this.releaseTransport = releaseTransport;
+  private GatewayServer(Builder b) {
+    this.server = b.server;
+    this.adminServer = b.adminServer;
+    this.repository = b.repository;
+    this.stats = b.stats;
+    this.router = b.router;
+    this.policies = b.policies;
+    this.rollouts = b.rollouts;
+    this.admin = b.admin;
+    this.metrics = b.metrics;
+    this.health = b.health;
+    this.drainTimeout = b.drainTimeout;
+    this.releaseTransport = b.release;
   }
 
-  /** Starts the server on Netty with the native epoll transport where it is available. */
-  public static GatewayServer start(ServerSettings settings, ModelRepository repository)
+  private static final class Builder {
+    Server server;
+    Server adminServer;
+    ModelRepository repository;
+    StatsRegistry stats;
+    Router router;
+    PolicyStore policies;
+    RolloutController rollouts;
+    AdminService admin;
+    MetricsHttpServer metrics;
+    HealthStatusManager health;
+    Duration drainTimeout;
+    Runnable release;
+  }
+
+  /**
+   * Starts the gateway on Netty (native epoll where available): inference on {@code settings},
+   * admin and metrics on {@code admin}. The repository must have been loaded with {@code stats} as
+   * its recorder factory.
+   */
+  public static GatewayServer start(
+      ServerSettings settings, AdminSettings adminSettings, ModelRepository repository, StatsRegistry stats)
       throws IOException {
     boolean epoll = Epoll.isAvailable();
-    EventLoopGroup boss = epoll ? new EpollEventLoopGroup(1) : new NioEventLoopGroup(1);
-    EventLoopGroup workers =
-        epoll
-            ? new EpollEventLoopGroup(settings.eventLoopThreads())
-            : new NioEventLoopGroup(settings.eventLoopThreads());
-    Class<? extends ServerChannel> channel =
-        epoll ? EpollServerSocketChannel.class : NioServerSocketChannel.class;
-    NettyServerBuilder builder =
+    List<EventLoopGroup> groups = new ArrayList<>();
+    EventLoopGroup boss = group(epoll, 1, groups);
+    EventLoopGroup workers = group(epoll, settings.eventLoopThreads(), groups);
+    Class<? extends ServerChannel> channel = epoll ? EpollServerSocketChannel.class : NioServerSocketChannel.class;
+    NettyServerBuilder inference =
         NettyServerBuilder.forAddress(new InetSocketAddress(settings.host(), settings.port()))
             .channelType(channel)
             .bossEventLoopGroup(boss)
             .workerEventLoopGroup(workers)
             .maxInboundMessageSize(settings.maxInboundMessageBytes());
+    if (settings.tls() != null) {
+      inference.sslContext(settings.tls().serverContext());
+    }
+    NettyServerBuilder admin =
+        NettyServerBuilder.forAddress(new InetSocketAddress(adminSettings.host(), adminSettings.port()))
+            .channelType(channel)
+            .bossEventLoopGroup(boss)
+            .workerEventLoopGroup(workers);
+    if (adminSettings.tls() != null) {
+      admin.sslContext(adminSettings.tls().serverContext());
+    }
     Runnable release =
         () -> {
-          boss.shutdownGracefully(0, 1, TimeUnit.SECONDS);
-          workers.shutdownGracefully(0, 1, TimeUnit.SECONDS);
+          for (EventLoopGroup group : groups) {
+            group.shutdownGracefully(0, 1, TimeUnit.SECONDS);
+          }
         };
     try {
-      GatewayServer server = start(builder, repository, settings.drainTimeout(), release);
+      GatewayServer gateway =
+          start(new Transports(inference, admin, release), settings.drainTimeout(), adminSettings, repository, stats);
       log.info(
-          "listening on {}:{} ({} transport, {} event loops)",
-          settings.host(),
-          server.port(),
-          epoll ? "epoll" : "nio",
-          settings.eventLoopThreads());
-      return server;
+          "listening on {}:{} ({}{} transport, {} event loops); admin on {}:{}{}",
+          settings.host(), gateway.port(), epoll ? "epoll" : "nio", settings.tls() == null ? "" : ", TLS",
+          settings.eventLoopThreads(), adminSettings.host(), gateway.adminPort(),
+          adminSettings.tls() == null ? "" : " (TLS)");
+      return gateway;
     } catch (IOException | RuntimeException e) {
       release.run();
       throw e;
     }
   }
 
+  private static EventLoopGroup group(boolean epoll, int threads, List<EventLoopGroup> groups) {
+    EventLoopGroup group = epoll ? new EpollEventLoopGroup(threads) : new NioEventLoopGroup(threads);
+    groups.add(group);
+    return group;
+  }
+
   /**
-   * Starts the services on {@code builder} (Netty, or in-process in tests). Handlers run on the
-   * transport's threads: they never block.
-   *
-   * @param releaseTransport run once the server has terminated, to free what the builder uses
+   * Starts the services on the given transports (Netty, or in-process in tests). Inference handlers
+   * run on the transport's threads and never block; admin calls run on the admin transport's
+   * default executor, where they may.
    */
   public static GatewayServer start(
-      ServerBuilder<?> builder,
-      ModelRepository repository,
+      Transports transports,
       Duration drainTimeout,
-      Runnable releaseTransport)
+      AdminSettings adminSettings,
+      ModelRepository repository,
+      StatsRegistry stats)
       throws IOException {
-    HealthStatusManager health = new HealthStatusManager();
+    Builder b = new Builder();
+    b.repository = repository;
+    b.stats = stats;
+    b.drainTimeout = drainTimeout;
+    b.release = transports.release();
+    b.health = new HealthStatusManager();
+    b.router = new Router(repository);
+    StateStore state = new StateStore(adminSettings.stateDirectory());
+    AdminState saved = state.load();
+    b.policies = new PolicyStore(b.router, state, stats.clock());
+    b.policies.restore(saved);
+    b.rollouts = new RolloutController(b.policies, stats, stats.background());
+    b.rollouts.restore(saved);
+    b.admin = new AdminService(repository, b.policies, b.rollouts, stats, drainTimeout);
     GatewayServer[] self = new GatewayServer[1];
     InferenceService inference =
         new InferenceService(
             repository,
             new LatestReadyVersionSelector(repository),
+            b.router,
+            stats.clock(),
             () -> self[0] != null && self[0].isReady(),
             ServerVersion.current());
-    Server server =
-        builder
-            .directExecutor()
-            .addService(ServerInterceptors.intercept(inference, InferenceService.interceptors()))
-            .addService(health.getHealthService())
-            .addService(ProtoReflectionServiceV1.newInstance())
-            .build()
-            .start();
-    GatewayServer gateway =
-        new GatewayServer(server, repository, health, drainTimeout, releaseTransport);
+    boolean started = false;
+    try {
+      b.server =
+          transports.inference()
+              .directExecutor()
+              .addService(ServerInterceptors.intercept(inference, inference.interceptors()))
+              .addService(b.health.getHealthService())
+              .addService(ProtoReflectionServiceV1.newInstance())
+              .build()
+              .start();
+      b.adminServer =
+          transports.admin()
+              .addService(ServerInterceptors.intercept(b.admin, new AdminAuth(adminSettings.token())))
+              .build()
+              .start();
+      if (adminSettings.metricsPort() >= 0) {
+        b.metrics = MetricsHttpServer.start(adminSettings.metricsHost(), adminSettings.metricsPort(), stats);
+      }
+      started = true;
+    } finally {
+      if (!started) {
+        if (b.server != null) {
+          b.server.shutdownNow();
+        }
+        if (b.adminServer != null) {
+          b.adminServer.shutdownNow();
+        }
+        b.rollouts.close();
+        b.admin.close();
+      }
+    }
+    GatewayServer gateway = new GatewayServer(b);
     self[0] = gateway;
     gateway.publishHealth();
     return gateway;
   }
 
-  /** The port the server listens on (-1 for in-process). */
+  /** The inference port (-1 for in-process). */
   public int port() {
     return server.getPort();
+  }
+
+  /** The admin port (-1 for in-process). */
+  public int adminPort() {
+    return adminServer.getPort();
+  }
+
+  /** The metrics port, or -1 when metrics are off. */
+  public int metricsPort() {
+    return metrics == null ? -1 : metrics.port();
+  }
+
+  public Router router() {
+    return router;
+  }
+
+  public PolicyStore policies() {
+    return policies;
+  }
+
+  public RolloutController rollouts() {
+    return rollouts;
+  }
+
+  public StatsRegistry stats() {
+    return stats;
   }
 
   /** Ready: started, not stopping, and at least one model version is READY. */
@@ -168,6 +289,9 @@ public final class GatewayServer {
     health.enterTerminalState();
     phases.add(Phase.NOT_SERVING);
     server.shutdown();
+    adminServer.shutdown();
+    rollouts.close();
+    admin.close();
     phases.add(Phase.STOPPED_ACCEPTING);
     repository.drain(drainTimeout);
     phases.add(Phase.DRAINED);
@@ -179,10 +303,17 @@ public final class GatewayServer {
         server.shutdownNow();
         server.awaitTermination(5, TimeUnit.SECONDS);
       }
+      if (!adminServer.awaitTermination(2, TimeUnit.SECONDS)) {
+        adminServer.shutdownNow();
+      }
     } catch (InterruptedException e) {
       server.shutdownNow();
+      adminServer.shutdownNow();
       Thread.currentThread().interrupt();
     } finally {
+      if (metrics != null) {
+        metrics.close();
+      }
       releaseTransport.run();
       phases.add(Phase.TERMINATED);
       terminated.countDown();

@@ -14,9 +14,15 @@ import java.util.Objects;
  *     model
  * @param drainTimeout on shutdown, how long queued requests may still run before they are answered
  *     UNAVAILABLE
+ * @param tls null for plaintext
  */
 public record ServerSettings(
-    String host, int port, int maxInboundMessageBytes, int eventLoopThreads, Duration drainTimeout) {
+    String host,
+    int port,
+    int maxInboundMessageBytes,
+    int eventLoopThreads,
+    Duration drainTimeout,
+    TlsSettings tls) {
   public static final int DEFAULT_PORT = 8001;
   /** Well above grpc-java's 4 MiB default, for image and embedding batches. */
   public static final int DEFAULT_MAX_INBOUND_MESSAGE_BYTES = 128 << 20;
@@ -46,20 +52,9 @@ public record ServerSettings(
     return Math.max(1, Runtime.getRuntime().availableProcessors() / 2);
   }
 
-  public static ServerSettings defaults() {
-    return new ServerSettings(
-        "0.0.0.0",
-        DEFAULT_PORT,
-        DEFAULT_MAX_INBOUND_MESSAGE_BYTES,
-        defaultEventLoopThreads(),
-        DEFAULT_DRAIN_TIMEOUT);
-  }
-
-  public ServerSettings withPort(int newPort) {
-    return new ServerSettings(host, newPort, maxInboundMessageBytes, eventLoopThreads, drainTimeout);
-  }
-
-  public ServerSettings withHost(String newHost) {
-    return new ServerSettings(newHost, port, maxInboundMessageBytes, eventLoopThreads, drainTimeout);
+  /** Plaintext. */
+  public ServerSettings(
+      String host, int port, int maxInboundMessageBytes, int eventLoopThreads, Duration drainTimeout) {
+    this(host, port, maxInboundMessageBytes, eventLoopThreads, drainTimeout, null);
   }
 }

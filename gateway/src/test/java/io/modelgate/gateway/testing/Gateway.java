@@ -5,7 +5,10 @@ import io.grpc.inprocess.InProcessChannelBuilder;
 import io.grpc.inprocess.InProcessServerBuilder;
 import io.modelgate.gateway.demo.DemoRepository;
 import io.modelgate.gateway.server.GatewayServer;
+import io.modelgate.gateway.server.AdminSettings;
 import io.modelgate.gateway.server.ServerSettings;
+import io.modelgate.gateway.stats.StatsRegistry;
+import io.modelgate.proto.admin.v1.AdminServiceGrpc;
 import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
 import io.modelgate.proto.inference.GRPCInferenceServiceGrpc.GRPCInferenceServiceBlockingStub;
 import io.modelgate.proto.inference.GRPCInferenceServiceGrpc.GRPCInferenceServiceStub;
@@ -19,6 +22,7 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Clock;
 import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
@@ -28,16 +32,28 @@ import java.util.concurrent.TimeUnit;
  * repository that holds the demo, small generated models and deliberately broken ones.
  */
 public final class Gateway implements AutoCloseable {
+  public static final String ADMIN_TOKEN = "test-admin-token-0123456789";
+
   public final Path root;
   public final ModelRepository repository;
+  public final StatsRegistry stats;
   public final GatewayServer server;
   public final ManagedChannel channel;
+  public final ManagedChannel adminChannel;
 
-  private Gateway(Path root, ModelRepository repository, GatewayServer server, ManagedChannel channel) {
+  private Gateway(
+      Path root,
+      ModelRepository repository,
+      StatsRegistry stats,
+      GatewayServer server,
+      ManagedChannel channel,
+      ManagedChannel adminChannel) {
     this.root = root;
     this.repository = repository;
+    this.stats = stats;
     this.server = server;
     this.channel = channel;
+    this.adminChannel = adminChannel;
   }
 
   /** The standard test repository under {@code root}. */
@@ -63,29 +79,75 @@ public final class Gateway implements AutoCloseable {
   }
 
   public static Gateway inProcess(Path root, Duration drainTimeout) throws IOException {
-    ModelRepository repository = load(root);
+    return inProcess(root, drainTimeout, root.resolve(".state"));
+  }
+
+  /** In-process transports; statistics intervals close only when the test calls rotate(). */
+  public static Gateway inProcess(Path root, Duration drainTimeout, Path stateDir) throws IOException {
+    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
+    ModelRepository repository = load(root, stats);
     String name = InProcessServerBuilder.generateName();
+    String adminName = name + "-admin";
     GatewayServer server =
-        GatewayServer.start(InProcessServerBuilder.forName(name), repository, drainTimeout, () -> {});
-    return new Gateway(root, repository, server, InProcessChannelBuilder.forName(name).directExecutor().build());
+        GatewayServer.start(
+            new GatewayServer.Transports(
+                InProcessServerBuilder.forName(name), InProcessServerBuilder.forName(adminName), () -> {}),
+            drainTimeout,
+            adminSettings(stateDir, -1),
+            repository,
+            stats);
+    return new Gateway(
+        root,
+        repository,
+        stats,
+        server,
+        InProcessChannelBuilder.forName(name).directExecutor().build(),
+        InProcessChannelBuilder.forName(adminName).directExecutor().build());
   }
 
   public static Gateway netty(Path root, int maxInboundMessageBytes) throws IOException {
-    ModelRepository repository = load(root);
+    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
+    ModelRepository repository = load(root, stats);
     GatewayServer server =
         GatewayServer.start(
             new ServerSettings("127.0.0.1", 0, maxInboundMessageBytes, 1, Duration.ofSeconds(10)),
-            repository);
+            adminSettings(root.resolve(".state"), 0),
+            repository,
+            stats);
     ManagedChannel channel =
         io.grpc.netty.NettyChannelBuilder.forAddress("127.0.0.1", server.port())
             .usePlaintext()
             .maxInboundMessageSize(Integer.MAX_VALUE)
             .build();
-    return new Gateway(root, repository, server, channel);
+    ManagedChannel admin =
+        io.grpc.netty.NettyChannelBuilder.forAddress("127.0.0.1", server.adminPort()).usePlaintext().build();
+    return new Gateway(root, repository, stats, server, channel, admin);
   }
 
-  private static ModelRepository load(Path root) throws IOException {
-    return ModelRepository.load(root, ModelSettings.defaults(SessionSettings.DEFAULTS));
+  public static AdminSettings adminSettings(Path stateDir, int metricsPort) {
+    return new AdminSettings("127.0.0.1", 0, ADMIN_TOKEN, null, "127.0.0.1", metricsPort, stateDir);
+  }
+
+  private static ModelRepository load(Path root, StatsRegistry stats) throws IOException {
+    return ModelRepository.load(root, ModelSettings.defaults(SessionSettings.DEFAULTS), stats);
+  }
+
+  /** An admin stub that presents the token. */
+  public AdminServiceGrpc.AdminServiceBlockingStub admin() {
+    return AdminServiceGrpc.newBlockingStub(adminChannel)
+        .withCallCredentials(bearer(ADMIN_TOKEN))
+        .withDeadlineAfter(60, TimeUnit.SECONDS);
+  }
+
+  public static io.grpc.CallCredentials bearer(String token) {
+    return new io.grpc.CallCredentials() {
+      @Override
+      public void applyRequestMetadata(RequestInfo info, java.util.concurrent.Executor executor, MetadataApplier applier) {
+        io.grpc.Metadata headers = new io.grpc.Metadata();
+        headers.put(io.grpc.Metadata.Key.of("authorization", io.grpc.Metadata.ASCII_STRING_MARSHALLER), "Bearer " + token);
+        applier.apply(headers);
+      }
+    };
   }
 
   public GRPCInferenceServiceBlockingStub blocking() {
@@ -99,12 +161,15 @@ public final class Gateway implements AutoCloseable {
   @Override
   public void close() {
     channel.shutdownNow();
+    adminChannel.shutdownNow();
     try {
       channel.awaitTermination(5, TimeUnit.SECONDS);
+      adminChannel.awaitTermination(5, TimeUnit.SECONDS);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     }
     server.stop();
+    stats.close();
   }
 
   public static byte[] affine() {

@@ -17,6 +17,10 @@ public enum ErrorCode {
   DEADLINE_EXCEEDED,
   /** The caller cancelled the request before it was executed. */
   CANCELLED,
+  /** The operation is valid but the state does not allow it now (admin operations). */
+  FAILED_PRECONDITION,
+  /** A concurrent change won: the caller's view is stale (admin operations). */
+  ABORTED,
   /** ONNX Runtime or the server failed; the message carries the cause. */
   INTERNAL
 }

@@ -52,6 +52,14 @@ public final class InferenceException extends RuntimeException {
     return of(ErrorCode.CANCELLED, message);
   }
 
+  public static InferenceException failedPrecondition(String message) {
+    return of(ErrorCode.FAILED_PRECONDITION, message);
+  }
+
+  public static InferenceException aborted(String message) {
+    return of(ErrorCode.ABORTED, message);
+  }
+
   public static InferenceException internal(String message, Throwable cause) {
     return new InferenceException(ErrorCode.INTERNAL, message, cause, true);
   }

@@ -1,6 +1,7 @@
 package io.modelgate.runtime.repository;
 
 import io.modelgate.runtime.execution.BatchPolicy;
+import io.modelgate.runtime.execution.StageRecorder;
 import io.modelgate.runtime.execution.VersionScheduler;
 import io.modelgate.runtime.onnx.ExecutionProvider;
 import io.modelgate.runtime.onnx.OnnxModel;
@@ -15,6 +16,7 @@ public final class LoadedVersion {
   private final VersionScheduler scheduler;
   private final ModelSettings settings;
   private final BatchPolicy policy;
+  private final StageRecorder recorder;
   private final OnnxModel onnx;
 
   LoadedVersion(
@@ -22,12 +24,19 @@ public final class LoadedVersion {
       VersionScheduler scheduler,
       ModelSettings settings,
       BatchPolicy policy,
+      StageRecorder recorder,
       OnnxModel onnx) {
     this.signature = signature;
     this.scheduler = scheduler;
     this.settings = settings;
     this.policy = policy;
+    this.recorder = recorder;
     this.onnx = onnx;
+  }
+
+  /** The recorder its scheduler reports stage timings to (from the repository's factory). */
+  public StageRecorder recorder() {
+    return recorder;
   }
 
   /** How its batcher forms batches. */

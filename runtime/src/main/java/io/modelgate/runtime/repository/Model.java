@@ -13,7 +13,7 @@ import java.util.TreeMap;
  */
 public final class Model {
   private final String name;
-  private final NavigableMap<Long, ModelVersion> versions;
+  private volatile NavigableMap<Long, ModelVersion> versions;
 
   Model(String name, List<ModelVersion> versions) {
     this.name = name;
@@ -22,6 +22,19 @@ public final class Model {
       map.put(version.number(), version);
     }
     this.versions = Collections.unmodifiableNavigableMap(map);
+  }
+
+  /** The version numbered {@code number}, added in state LOADING if it is new. */
+  synchronized ModelVersion versionOrAdd(long number, java.nio.file.Path directory) {
+    ModelVersion existing = versions.get(number);
+    if (existing != null) {
+      return existing;
+    }
+    TreeMap<Long, ModelVersion> copy = new TreeMap<>(versions);
+    ModelVersion added = new ModelVersion(name, number, directory);
+    copy.put(number, added);
+    versions = Collections.unmodifiableNavigableMap(copy);
+    return added;
   }
 
   public String name() {

@@ -54,10 +54,15 @@ public final class ModelRepository {
 
   private final Path root;
   private final Map<String, Model> models;
+  private final ModelSettings defaults;
+  private final StageRecorder.Factory recorders;
 
-  private ModelRepository(Path root, Map<String, Model> models) {
+  private ModelRepository(
+      Path root, Map<String, Model> models, ModelSettings defaults, StageRecorder.Factory recorders) {
     this.root = root;
     this.models = Collections.unmodifiableMap(models);
+    this.defaults = defaults;
+    this.recorders = recorders;
   }
 
   /**
@@ -91,7 +96,7 @@ public final class ModelRepository {
       }
       models.put(name, loadModel(name, dir, defaults, recorders));
     }
-    return new ModelRepository(root, models);
+    return new ModelRepository(root, models, defaults, recorders);
   }
 
   private static Model loadModel(
@@ -145,14 +150,15 @@ public final class ModelRepository {
       ModelSettings effective = settings.withMaxBatchSize(signature.maxBatchSize());
       OnnxModel session = onnx;
       warmUp(version, onnx, signature);
+      StageRecorder recorder = recorders.create(version.model(), version.number());
       RingScheduler scheduler =
           new RingScheduler(
               version.label(),
               settings.scheduler(),
               policy,
               () -> new OnnxBatchExecutor(session, signature, version.label()),
-              recorders.create(version.model(), version.number()));
-      version.ready(new LoadedVersion(signature, scheduler, effective, policy, onnx));
+              recorder);
+      version.ready(new LoadedVersion(signature, scheduler, effective, policy, recorder, onnx));
       log.info(
           "{} READY in {} ms on {}: inputs {}, outputs {}, max_batch_size {}, max_queue_delay_us {}",
           version.label(),
@@ -333,6 +339,80 @@ public final class ModelRepository {
     try (Stream<Path> entries = Files.list(dir)) {
       return entries.sorted().toList();
     }
+  }
+
+  /**
+   * Loads version {@code number} of {@code modelName} from its folder, re-reading the model's
+   * {@code model.yaml}: a new version, or one that was unloaded or failed. A READY version is left
+   * as it is. Blocks while the session loads; never call it on the request path.
+   *
+   * @throws InferenceException NOT_FOUND for an unknown model or a missing folder,
+   *     FAILED_PRECONDITION for a version that is loading or unloading
+   */
+  public ModelVersion loadVersion(String modelName, long number) {
+    Model model = model(modelName).orElseThrow(() -> unknownModel(modelName));
+    Path dir = root.resolve(modelName).resolve(Long.toString(number));
+    synchronized (model) {
+      ModelVersion existing = model.version(number).orElse(null);
+      if (existing == null && !Files.isDirectory(dir)) {
+        throw InferenceException.notFound(
+            "model '" + modelName + "' has no version folder " + dir);
+      }
+      ModelVersion version = existing != null ? existing : model.versionOrAdd(number, dir);
+      VersionState state = version.state();
+      if (state == VersionState.READY) {
+        return version;
+      }
+      if (state == VersionState.UNLOADING || (state == VersionState.LOADING && existing != null)) {
+        throw InferenceException.failedPrecondition(version.label() + " is " + state);
+      }
+      version.loading();
+      try {
+        loadVersion(version, ModelConfigFile.read(root.resolve(modelName), defaults), recorders);
+      } catch (InvalidConfigException e) {
+        version.failed(e.getMessage());
+        log.error("{} FAILED: {}", version.label(), e.getMessage());
+      }
+      return version;
+    }
+  }
+
+  /**
+   * Unloads a READY version: it stops accepting, completes what it has queued (or answers
+   * UNAVAILABLE after {@code drainTimeout}), then its session closes. Blocks until done; never call
+   * it on the request path.
+   *
+   * @throws InferenceException NOT_FOUND for an unknown model or version, FAILED_PRECONDITION for a
+   *     version that is not READY
+   */
+  public ModelVersion unloadVersion(String modelName, long number, Duration drainTimeout) {
+    Model model = model(modelName).orElseThrow(() -> unknownModel(modelName));
+    ModelVersion version;
+    LoadedVersion loaded;
+    synchronized (model) {
+      version =
+          model
+              .version(number)
+              .orElseThrow(
+                  () -> InferenceException.notFound("model '" + modelName + "' has no version " + number));
+      loaded = version.loaded();
+      if (loaded == null) {
+        throw InferenceException.failedPrecondition(
+            version.label() + " is " + version.state() + ", not READY");
+      }
+      version.unloading(loaded);
+    }
+    loaded.scheduler().drain(drainTimeout);
+    LoadedVersion closing = version.unloaded();
+    if (closing != null) {
+      closing.onnx().close();
+    }
+    log.info("{} unloaded", version.label());
+    return version;
+  }
+
+  private static InferenceException unknownModel(String name) {
+    return InferenceException.notFound("unknown model '" + name + "'");
   }
 
   public Path root() {

@@ -87,6 +87,16 @@ public final class ModelVersion {
     return snapshot.loaded();
   }
 
+  /** What it serves with, or null unless READY; for callers that handle absence themselves. */
+  public LoadedVersion loadedOrNull() {
+    return snapshot.loaded();
+  }
+
+  /** Back to LOADING, for a version loaded again after it was unloaded or failed. */
+  synchronized void loading() {
+    snapshot = new Snapshot(VersionState.LOADING, "", null);
+  }
+
   void ready(LoadedVersion loaded) {
     snapshot = new Snapshot(VersionState.READY, "", Objects.requireNonNull(loaded));
   }

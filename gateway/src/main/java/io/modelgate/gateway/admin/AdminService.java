@@ -1,0 +1,242 @@
+package io.modelgate.gateway.admin;
+
+import io.grpc.Status;
+import io.grpc.stub.ServerCallStreamObserver;
+import io.grpc.stub.StreamObserver;
+import io.modelgate.gateway.inference.ErrorStatus;
+import io.modelgate.gateway.rollout.RolloutController;
+import io.modelgate.gateway.routing.Route;
+import io.modelgate.gateway.stats.StatsRegistry;
+import io.modelgate.proto.admin.v1.AbortRolloutRequest;
+import io.modelgate.proto.admin.v1.AdminServiceGrpc;
+import io.modelgate.proto.admin.v1.GetRolloutRequest;
+import io.modelgate.proto.admin.v1.GetRoutingRequest;
+import io.modelgate.proto.admin.v1.GetStatsRequest;
+import io.modelgate.proto.admin.v1.ListModelsRequest;
+import io.modelgate.proto.admin.v1.ListModelsResponse;
+import io.modelgate.proto.admin.v1.LoadVersionRequest;
+import io.modelgate.proto.admin.v1.ModelInfo;
+import io.modelgate.proto.admin.v1.PromoteRequest;
+import io.modelgate.proto.admin.v1.RollbackRequest;
+import io.modelgate.proto.admin.v1.Rollout;
+import io.modelgate.proto.admin.v1.RoutingPolicy;
+import io.modelgate.proto.admin.v1.SetRoutingRequest;
+import io.modelgate.proto.admin.v1.StartRolloutRequest;
+import io.modelgate.proto.admin.v1.StatsResponse;
+import io.modelgate.proto.admin.v1.UnloadVersionRequest;
+import io.modelgate.proto.admin.v1.VersionInfo;
+import io.modelgate.proto.admin.v1.WatchStatsRequest;
+import io.modelgate.runtime.error.InferenceException;
+import io.modelgate.runtime.repository.LoadedVersion;
+import io.modelgate.runtime.repository.Model;
+import io.modelgate.runtime.repository.ModelRepository;
+import io.modelgate.runtime.repository.ModelVersion;
+import java.time.Duration;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledFuture;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Supplier;
+
+/**
+ * The admin API. Its calls run on the admin server's own executor, never on an inference event
+ * loop: they may block (loading a session, draining a version, writing the state directory).
+ * Every change is made through the {@link PolicyStore} or the {@link RolloutController}, which
+ * validate, persist, audit and swap.
+ */
+public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase implements AutoCloseable {
+  private final ModelRepository repository;
+  private final PolicyStore policies;
+  private final RolloutController rollouts;
+  private final StatsRegistry stats;
+  private final Duration drainTimeout;
+  private final ScheduledExecutorService watchers =
+      Executors.newSingleThreadScheduledExecutor(
+          r -> {
+            Thread t = new Thread(r, "modelgate-admin-watch");
+            t.setDaemon(true);
+            return t;
+          });
+
+  public AdminService(
+      ModelRepository repository,
+      PolicyStore policies,
+      RolloutController rollouts,
+      StatsRegistry stats,
+      Duration drainTimeout) {
+    this.repository = repository;
+    this.policies = policies;
+    this.rollouts = rollouts;
+    this.stats = stats;
+    this.drainTimeout = drainTimeout;
+  }
+
+  private static <T> void answer(StreamObserver<T> observer, Supplier<T> action) {
+    T value;
+    try {
+      value = action.get();
+    } catch (RuntimeException e) {
+      observer.onError(ErrorStatus.of(e).asRuntimeException());
+      return;
+    }
+    observer.onNext(value);
+    observer.onCompleted();
+  }
+
+  @Override
+  public void listModels(ListModelsRequest request, StreamObserver<ListModelsResponse> observer) {
+    answer(
+        observer,
+        () -> {
+          ListModelsResponse.Builder response = ListModelsResponse.newBuilder();
+          for (Model model : repository.models()) {
+            ModelInfo.Builder info =
+                response.addModelsBuilder()
+                    .setName(model.name())
+                    .setRouting(policies.router().route(model.name()).policy());
+            for (ModelVersion version : model.versions()) {
+              info.addVersions(info(version));
+            }
+          }
+          return response.build();
+        });
+  }
+
+  static VersionInfo info(ModelVersion version) {
+    VersionInfo.Builder info =
+        VersionInfo.newBuilder()
+            .setModel(version.model())
+            .setVersion(version.number())
+            .setState(version.state().name())
+            .setReason(version.reason());
+    LoadedVersion loaded = version.loadedOrNull();
+    if (loaded != null) {
+      info.setExecutionProvider(loaded.executionProvider().configName())
+          .setMaxBatchSize(loaded.signature().maxBatchSize());
+    }
+    return info.build();
+  }
+
+  @Override
+  public void getRouting(GetRoutingRequest request, StreamObserver<RoutingPolicy> observer) {
+    answer(observer, () -> policies.router().route(request.getModel()).policy());
+  }
+
+  @Override
+  public void setRouting(SetRoutingRequest request, StreamObserver<RoutingPolicy> observer) {
+    answer(
+        observer,
+        () -> {
+          if (!request.hasPolicy() || request.getPolicy().getModel().isEmpty()) {
+            throw InferenceException.invalidArgument("policy.model is empty (expected: a model name)");
+          }
+          return policies.set(
+              request.getPolicy(),
+              request.getExpectedRevision(),
+              AdminAuth.caller(),
+              "SetRouting",
+              request.getPolicy().getReason().isEmpty() ? "set by operator" : request.getPolicy().getReason());
+        });
+  }
+
+  @Override
+  public void promote(PromoteRequest request, StreamObserver<RoutingPolicy> observer) {
+    answer(
+        observer,
+        () -> policies.promote(request.getModel(), request.getVersion(), request.getExpectedRevision(), AdminAuth.caller()));
+  }
+
+  @Override
+  public void rollback(RollbackRequest request, StreamObserver<RoutingPolicy> observer) {
+    answer(observer, () -> policies.rollback(request.getModel(), request.getExpectedRevision(), AdminAuth.caller()));
+  }
+
+  @Override
+  public void loadVersion(LoadVersionRequest request, StreamObserver<VersionInfo> observer) {
+    answer(
+        observer,
+        () -> {
+          ModelVersion version = repository.loadVersion(request.getModel(), request.getVersion());
+          policies.audit(AdminAuth.caller(), "LoadVersion", request.getModel(), request.getVersion(), version.state() + " " + version.reason());
+          return info(version);
+        });
+  }
+
+  @Override
+  public void unloadVersion(UnloadVersionRequest request, StreamObserver<VersionInfo> observer) {
+    answer(
+        observer,
+        () -> {
+          Route route = policies.router().route(request.getModel());
+          long weight = route.weightOf(request.getVersion());
+          if (weight > 0 || route.policy().getShadow().getVersion() == request.getVersion()) {
+            throw InferenceException.failedPrecondition(
+                "version " + request.getVersion() + " of model '" + request.getModel()
+                    + "' still takes traffic under routing revision " + route.policy().getRevision()
+                    + (weight > 0 ? " (weight " + weight + ")" : " (as the shadow)")
+                    + "; move its traffic away first");
+          }
+          ModelVersion version = repository.unloadVersion(request.getModel(), request.getVersion(), drainTimeout);
+          policies.audit(AdminAuth.caller(), "UnloadVersion", request.getModel(), request.getVersion(), "unloaded after draining");
+          return info(version);
+        });
+  }
+
+  @Override
+  public void getStats(GetStatsRequest request, StreamObserver<StatsResponse> observer) {
+    answer(observer, () -> stats.report(request.getModel(), request.getVersion()));
+  }
+
+  @Override
+  public void watchStats(WatchStatsRequest request, StreamObserver<StatsResponse> observer) {
+    ServerCallStreamObserver<StatsResponse> call = (ServerCallStreamObserver<StatsResponse>) observer;
+    long interval = Math.max(500, request.getIntervalMs() == 0 ? 5000 : request.getIntervalMs());
+    ScheduledFuture<?>[] task = new ScheduledFuture<?>[1];
+    call.setOnCancelHandler(() -> {
+      synchronized (task) {
+        if (task[0] != null) {
+          task[0].cancel(false);
+        }
+      }
+    });
+    synchronized (task) {
+      task[0] =
+          watchers.scheduleAtFixedRate(
+              () -> {
+                synchronized (call) {
+                  if (call.isCancelled()) {
+                    return;
+                  }
+                  try {
+                    call.onNext(stats.report(request.getModel(), request.getVersion()));
+                  } catch (RuntimeException e) {
+                    call.onError(Status.INTERNAL.withDescription(e.toString()).asRuntimeException());
+                  }
+                }
+              },
+              0,
+              interval,
+              TimeUnit.MILLISECONDS);
+    }
+  }
+
+  @Override
+  public void startRollout(StartRolloutRequest request, StreamObserver<Rollout> observer) {
+    answer(observer, () -> rollouts.start(request.getSpec(), AdminAuth.caller()));
+  }
+
+  @Override
+  public void getRollout(GetRolloutRequest request, StreamObserver<Rollout> observer) {
+    answer(observer, () -> rollouts.get(request.getModel()));
+  }
+
+  @Override
+  public void abortRollout(AbortRolloutRequest request, StreamObserver<Rollout> observer) {
+    answer(observer, () -> rollouts.abort(request.getModel(), AdminAuth.caller()));
+  }
+
+  @Override
+  public void close() {
+    watchers.shutdownNow();
+  }
+}

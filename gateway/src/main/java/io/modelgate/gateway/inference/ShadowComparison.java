@@ -1,0 +1,148 @@
+package io.modelgate.gateway.inference;
+
+import com.google.protobuf.ByteString;
+import io.modelgate.gateway.stats.VersionStats;
+import io.modelgate.runtime.execution.InferenceResult;
+import io.modelgate.runtime.tensor.DataType;
+import io.modelgate.runtime.tensor.OutputTensor;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+
+/**
+ * Pairs a primary answer with its shadow's and records how they compare on the shadow version:
+ * the largest absolute difference over the float outputs both produced, and whether the argmax of
+ * each row of the first such output agrees. The two answers arrive on any threads, in any order;
+ * the comparison runs once both are in, off the primary's path (the primary's response is written
+ * before it is compared).
+ */
+final class ShadowComparison {
+  private final VersionStats shadowStats;
+  private OutputTensor[] primary;
+  private OutputTensor[] shadow;
+  private boolean over;
+
+  ShadowComparison(VersionStats shadowStats) {
+    this.shadowStats = shadowStats;
+  }
+
+  void primary(InferenceResult result) {
+    OutputTensor[] other;
+    synchronized (this) {
+      if (over) {
+        return;
+      }
+      primary = result.outputs();
+      other = shadow;
+      if (other != null) {
+        over = true;
+      }
+    }
+    if (other != null) {
+      compare(result.outputs(), other);
+    }
+  }
+
+  void shadow(InferenceResult result) {
+    OutputTensor[] other;
+    synchronized (this) {
+      if (over) {
+        return;
+      }
+      shadow = result.outputs();
+      other = primary;
+      if (other != null) {
+        over = true;
+      }
+    }
+    if (other != null) {
+      compare(other, result.outputs());
+    }
+  }
+
+  /** The primary failed: nothing to compare with. */
+  synchronized void primaryFailed() {
+    over = true;
+  }
+
+  void shadowFailed() {
+    synchronized (this) {
+      over = true;
+    }
+    if (shadowStats != null) {
+      shadowStats.recordShadowFailure();
+    }
+  }
+
+  private void compare(OutputTensor[] a, OutputTensor[] b) {
+    if (shadowStats == null) {
+      return;
+    }
+    double maxDiff = 0;
+    boolean agreed = true;
+    boolean compared = false;
+    boolean argmaxDone = false;
+    for (OutputTensor x : a) {
+      OutputTensor y = find(b, x.name());
+      if (y == null || x.dataType() != y.dataType() || x.data().size() != y.data().size()) {
+        continue;
+      }
+      if (x.dataType() != DataType.FP32 && x.dataType() != DataType.FP64) {
+        compared = true;
+        if (!x.data().equals(y.data())) {
+          agreed = false;
+        }
+        continue;
+      }
+      double[] xs = values(x);
+      double[] ys = values(y);
+      compared = true;
+      for (int i = 0; i < xs.length; i++) {
+        maxDiff = Math.max(maxDiff, Math.abs(xs[i] - ys[i]));
+      }
+      if (!argmaxDone && x.shape().length > 0) {
+        argmaxDone = true;
+        int width = (int) Math.max(1, x.shape()[x.shape().length - 1]);
+        for (int row = 0; row + width <= xs.length; row += width) {
+          if (argmax(xs, row, width) != argmax(ys, row, width)) {
+            agreed = false;
+          }
+        }
+      }
+    }
+    if (compared) {
+      shadowStats.recordShadow(agreed, maxDiff);
+    } else {
+      shadowStats.recordShadowFailure();
+    }
+  }
+
+  private static OutputTensor find(OutputTensor[] outputs, String name) {
+    for (OutputTensor output : outputs) {
+      if (output.name().equals(name)) {
+        return output;
+      }
+    }
+    return null;
+  }
+
+  private static double[] values(OutputTensor tensor) {
+    ByteString data = tensor.data();
+    ByteBuffer buffer = data.asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN);
+    boolean single = tensor.dataType() == DataType.FP32;
+    double[] values = new double[data.size() / (single ? 4 : 8)];
+    for (int i = 0; i < values.length; i++) {
+      values[i] = single ? buffer.getFloat() : buffer.getDouble();
+    }
+    return values;
+  }
+
+  private static int argmax(double[] values, int from, int width) {
+    int best = from;
+    for (int i = from + 1; i < from + width; i++) {
+      if (values[i] > values[best]) {
+        best = i;
+      }
+    }
+    return best - from;
+  }
+}

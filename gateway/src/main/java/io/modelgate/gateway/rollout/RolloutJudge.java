@@ -1,0 +1,104 @@
+package io.modelgate.gateway.rollout;
+
+import io.modelgate.gateway.stats.VersionStats;
+import io.modelgate.proto.admin.v1.Evidence;
+import io.modelgate.proto.admin.v1.Thresholds;
+import java.util.Arrays;
+
+/**
+ * Judges one rollout step: the candidate against the baseline over the same time window.
+ *
+ * <ul>
+ *   <li>WAIT while either has fewer than {@code min_samples} answered requests in the window.
+ *   <li>Fail when the candidate's error rate exceeds the baseline's by more than {@code
+ *       max_error_rate_increase}.
+ *   <li>Fail when the candidate is slower in both senses: its p99 exceeds {@code max_p99_ratio}
+ *       times the baseline's, and a one-sided Mann-Whitney U test finds its latencies larger at
+ *       the {@code significance} level. Requiring both keeps a noisy p99 from a small window, and
+ *       a real but negligible slowdown, from failing a rollout.
+ *   <li>Pass otherwise.
+ * </ul>
+ */
+final class RolloutJudge {
+  enum Verdict {
+    WAIT,
+    PASS,
+    FAIL
+  }
+
+  record Judgement(Verdict verdict, String reason, Evidence evidence) {}
+
+  private RolloutJudge() {}
+
+  static Judgement judge(Thresholds thresholds, VersionStats.Samples baseline, VersionStats.Samples candidate) {
+    long[] b = baseline.latenciesMicros().clone();
+    long[] c = candidate.latenciesMicros().clone();
+    Arrays.sort(b);
+    Arrays.sort(c);
+    double baseErrors = rate(baseline.errors(), baseline.total());
+    double candErrors = rate(candidate.errors(), candidate.total());
+    Evidence.Builder evidence =
+        Evidence.newBuilder()
+            .setBaselineSamples(baseline.total())
+            .setCandidateSamples(candidate.total())
+            .setBaselineP50Ms(percentile(b, 50) / 1000.0)
+            .setCandidateP50Ms(percentile(c, 50) / 1000.0)
+            .setBaselineP99Ms(percentile(b, 99) / 1000.0)
+            .setCandidateP99Ms(percentile(c, 99) / 1000.0)
+            .setBaselineErrorRate(baseErrors)
+            .setCandidateErrorRate(candErrors);
+    long min = thresholds.getMinSamples();
+    if (baseline.total() < min || candidate.total() < min) {
+      return new Judgement(
+          Verdict.WAIT,
+          String.format(
+              "waiting for samples: baseline %d/%d, candidate %d/%d",
+              baseline.total(), min, candidate.total(), min),
+          evidence.build());
+    }
+    if (candErrors > baseErrors + thresholds.getMaxErrorRateIncrease()) {
+      return new Judgement(
+          Verdict.FAIL,
+          String.format(
+              "candidate error rate %.2f%% exceeds the baseline's %.2f%% by more than %.2f%%",
+              candErrors * 100, baseErrors * 100, thresholds.getMaxErrorRateIncrease() * 100),
+          evidence.build());
+    }
+    double baseP99 = Math.max(percentile(b, 99), 1);
+    double ratio = percentile(c, 99) / baseP99;
+    MannWhitney.Result test = MannWhitney.secondGreater(b, c);
+    evidence.setP99Ratio(ratio).setMannWhitneyU(test.u()).setZ(test.z()).setPValue(test.pValue());
+    boolean slower = ratio > thresholds.getMaxP99Ratio();
+    boolean significant = test.pValue() < thresholds.getSignificance();
+    if (slower && significant) {
+      return new Judgement(
+          Verdict.FAIL,
+          String.format(
+              "candidate p99 %.3f ms is %.2fx the baseline's %.3f ms (limit %.2fx) and its latencies"
+                  + " are significantly larger (Mann-Whitney p = %.2g < %.2g)",
+              percentile(c, 99) / 1000.0, ratio, baseP99 / 1000.0, thresholds.getMaxP99Ratio(),
+              test.pValue(), thresholds.getSignificance()),
+          evidence.build());
+    }
+    return new Judgement(
+        Verdict.PASS,
+        String.format(
+            "within thresholds: p99 ratio %.2f (limit %.2f), Mann-Whitney p = %.2g, error rates %.2f%%"
+                + " vs %.2f%%",
+            ratio, thresholds.getMaxP99Ratio(), test.pValue(), candErrors * 100, baseErrors * 100),
+        evidence.build());
+  }
+
+  private static double rate(long errors, long total) {
+    return total == 0 ? 0 : errors / (double) total;
+  }
+
+  /** The value at {@code percent} of sorted values (nearest rank), 0 when empty. */
+  static double percentile(long[] sorted, double percent) {
+    if (sorted.length == 0) {
+      return 0;
+    }
+    int index = (int) Math.ceil(percent / 100.0 * sorted.length) - 1;
+    return sorted[Math.min(Math.max(index, 0), sorted.length - 1)];
+  }
+}

@@ -1,0 +1,171 @@
+package io.modelgate.gateway.routing;
+
+import io.grpc.Context;
+import io.grpc.Metadata;
+import io.modelgate.proto.admin.v1.RoutingPolicy;
+import io.modelgate.runtime.error.InferenceException;
+import io.modelgate.runtime.repository.Model;
+import io.modelgate.runtime.repository.ModelRepository;
+import io.modelgate.runtime.repository.ModelVersion;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.regex.Pattern;
+
+/**
+ * Every model's current {@link Route}. Request threads read a route with one map lookup and one
+ * volatile read; the admin path validates a new policy ({@link #compile}) and swaps it in whole
+ * ({@link #install}). Until a policy is set, a model's route is the default: the highest READY
+ * version takes every request.
+ */
+public final class Router {
+  /** The gRPC headers of the current call, present while some policy routes by a header. */
+  public static final Context.Key<Metadata> HEADERS = Context.key("modelgate-headers");
+
+  private static final Pattern HEADER = Pattern.compile("[a-z0-9][a-z0-9._-]*");
+  /** Weights are relative; their sum stays well inside a double's exact integers. */
+  static final long MAX_TOTAL_WEIGHT = 1_000_000_000L;
+
+  private final ModelRepository repository;
+  private final Map<String, Route> routes = new ConcurrentHashMap<>();
+  private volatile boolean routesByHeader;
+
+  public Router(ModelRepository repository) {
+    this.repository = repository;
+    for (Model model : repository.models()) {
+      routes.put(model.name(), Route.latestReady(model));
+    }
+  }
+
+  /**
+   * The route of a model.
+   *
+   * @throws InferenceException INVALID_ARGUMENT for an empty name, NOT_FOUND for an unknown model
+   */
+  public Route route(String model) {
+    Route route = routes.get(model);
+    if (route == null) {
+      // Builds the message listing the models there are.
+      LatestReadyVersionSelector.model(repository, model);
+      throw InferenceException.notFound("unknown model '" + model + "'");
+    }
+    return route;
+  }
+
+  /** The names of the models it routes. */
+  public java.util.Set<String> models() {
+    return java.util.Collections.unmodifiableSet(new java.util.TreeSet<>(routes.keySet()));
+  }
+
+  /** Installs a route restored from the state directory, whatever the current revision. */
+  public synchronized void installRestored(Route route) {
+    routes.put(route.policy().getModel(), route);
+    refreshHeaderFlag();
+  }
+
+  private void refreshHeaderFlag() {
+    boolean byHeader = false;
+    for (Route r : routes.values()) {
+      byHeader |= r.routesByHeader();
+    }
+    routesByHeader = byHeader;
+  }
+
+  /** Whether any policy routes by a gRPC header, so the service must make headers available. */
+  public boolean routesByHeader() {
+    return routesByHeader;
+  }
+
+  /**
+   * Validates {@code policy} against the model's versions as they are now and compiles it.
+   *
+   * <p>Empty weights mean the default: the highest READY version takes every request.
+   *
+   * @throws InferenceException NOT_FOUND for an unknown model, INVALID_ARGUMENT for weights that
+   *     name a version the model lacks, that are all 0, or a malformed sticky or shadow setting,
+   *     FAILED_PRECONDITION for a named version that is not READY
+   */
+  public Route compile(RoutingPolicy policy) {
+    Model model = LatestReadyVersionSelector.model(repository, policy.getModel());
+    ModelVersion shadow = shadow(model, policy);
+    Map<Long, Integer> weights = policy.getWeightsMap();
+    if (weights.isEmpty()) {
+      // No weights: the default, the highest READY version takes every request.
+      return Route.latestReady(model, policy, shadow);
+    }
+    long[] numbers = weights.keySet().stream().mapToLong(Long::longValue).sorted().toArray();
+    ModelVersion[] versions = new ModelVersion[numbers.length];
+    long[] values = new long[numbers.length];
+    long total = 0;
+    for (int i = 0; i < numbers.length; i++) {
+      versions[i] = readyVersion(model, numbers[i], "weights name");
+      values[i] = Integer.toUnsignedLong(weights.get(numbers[i]));
+      total += values[i];
+    }
+    if (total == 0) {
+      throw InferenceException.invalidArgument(
+          "weights for model '" + model.name() + "' are all 0 (expected: at least one > 0)");
+    }
+    if (total > MAX_TOTAL_WEIGHT) {
+      throw InferenceException.invalidArgument(
+          "weights for model '" + model.name() + "' add up to " + total + " (expected: at most " + MAX_TOTAL_WEIGHT + ")");
+    }
+    String parameter = policy.getSticky().getParameter();
+    String header = policy.getSticky().getHeader();
+    if (!parameter.isEmpty() && !header.isEmpty()) {
+      throw InferenceException.invalidArgument(
+          "sticky routing names both parameter '" + parameter + "' and header '" + header + "' (expected: one of them)");
+    }
+    if (!header.isEmpty() && (!HEADER.matcher(header).matches() || header.endsWith("-bin"))) {
+      throw InferenceException.invalidArgument(
+          "sticky header '" + header + "' (expected: a lower-case ASCII gRPC header name, not -bin)");
+    }
+    return Route.weighted(model, policy, versions, values, shadow);
+  }
+
+  private static ModelVersion shadow(Model model, RoutingPolicy policy) {
+    if (!policy.hasShadow() || policy.getShadow().getVersion() == 0) {
+      return null;
+    }
+    double rate = policy.getShadow().getSampleRate();
+    if (!(rate > 0 && rate <= 1)) {
+      throw InferenceException.invalidArgument(
+          "shadow sample_rate " + rate + " (expected: more than 0, at most 1)");
+    }
+    return readyVersion(model, policy.getShadow().getVersion(), "shadow names");
+  }
+
+  private static ModelVersion readyVersion(Model model, long number, String what) {
+    ModelVersion version =
+        model
+            .version(number)
+            .orElseThrow(
+                () ->
+                    InferenceException.invalidArgument(
+                        what + " version " + number + ", which model '" + model.name() + "' does not have (versions: "
+                            + model.versions().stream().map(ModelVersion::numberText).toList() + ")"));
+    if (!version.isReady()) {
+      throw InferenceException.failedPrecondition(
+          what + " version " + number + " of model '" + model.name() + "', which is " + version.state()
+              + (version.reason().isEmpty() ? "" : " (" + version.reason() + ")")
+              + " (expected: a READY version)");
+    }
+    return version;
+  }
+
+  /**
+   * Makes {@code route} its model's route if the current one has {@code expectedRevision}.
+   *
+   * @throws InferenceException ABORTED when another change came first
+   */
+  public synchronized void install(Route route, long expectedRevision) {
+    String model = route.policy().getModel();
+    Route current = route(model);
+    if (current.policy().getRevision() != expectedRevision) {
+      throw InferenceException.aborted(
+          "routing of model '" + model + "' is at revision " + current.policy().getRevision()
+              + ", not " + expectedRevision + "; read it again and retry");
+    }
+    routes.put(model, route);
+    refreshHeaderFlag();
+  }
+}

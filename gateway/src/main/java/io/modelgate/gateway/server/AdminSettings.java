@@ -1,0 +1,37 @@
+package io.modelgate.gateway.server;
+
+import java.nio.file.Path;
+import java.util.Objects;
+
+/**
+ * The admin port, the metrics port and the state directory.
+ *
+ * @param host admin address; loopback by default, so that only local operators reach it
+ * @param port admin port; 0 picks a free one
+ * @param token the bearer token admin calls must present
+ * @param tls null for plaintext
+ * @param metricsHost address of the HTTP {@code /metrics} endpoint
+ * @param metricsPort its port; 0 picks a free one, -1 disables it
+ * @param stateDirectory where routing policies, rollouts and the audit log are kept
+ */
+public record AdminSettings(
+    String host, int port, String token, TlsSettings tls, String metricsHost, int metricsPort, Path stateDirectory) {
+  public static final int DEFAULT_PORT = 8003;
+  public static final int DEFAULT_METRICS_PORT = 8002;
+
+  public AdminSettings {
+    Objects.requireNonNull(host, "admin host");
+    Objects.requireNonNull(token, "admin token");
+    Objects.requireNonNull(metricsHost, "metrics host");
+    Objects.requireNonNull(stateDirectory, "state directory");
+    if (port < 0 || port > 65535) {
+      throw new IllegalArgumentException("admin port: " + port + " (expected: 0 to 65535)");
+    }
+    if (metricsPort < -1 || metricsPort > 65535) {
+      throw new IllegalArgumentException("metrics port: " + metricsPort + " (expected: -1 to 65535)");
+    }
+    if (token.length() < 16) {
+      throw new IllegalArgumentException("admin token: " + token.length() + " characters (expected: at least 16)");
+    }
+  }
+}

@@ -1,0 +1,204 @@
+package io.modelgate.gateway.stats;
+
+import io.grpc.Status;
+import io.micrometer.prometheusmetrics.PrometheusConfig;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
+import io.modelgate.proto.admin.v1.Distribution;
+import io.modelgate.proto.admin.v1.ShadowStats;
+import io.modelgate.proto.admin.v1.StatsResponse;
+import io.modelgate.proto.admin.v1.WindowStats;
+import io.modelgate.runtime.execution.StageRecorder;
+import java.time.Clock;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import org.HdrHistogram.Histogram;
+
+/**
+ * Every version's {@link VersionStats}, the Prometheus registry they export to, and the rotator
+ * that closes their intervals. Versions get their statistics through {@link #create}, the {@link
+ * StageRecorder.Factory} handed to the repository; the same object serves a version across
+ * reloads.
+ */
+public final class StatsRegistry implements StageRecorder.Factory, AutoCloseable {
+  /** The windows reported: name and length. */
+  public static final List<Map.Entry<String, Duration>> WINDOWS =
+      List.of(
+          Map.entry("1m", Duration.ofMinutes(1)),
+          Map.entry("5m", Duration.ofMinutes(5)),
+          Map.entry("15m", Duration.ofMinutes(15)));
+
+  private final PrometheusMeterRegistry prometheus =
+      new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+  private final Map<String, VersionStats> stats = new ConcurrentHashMap<>();
+  private final Duration interval;
+  private final Clock clock;
+  private final ScheduledExecutorService rotator;
+  private final boolean background;
+
+  /**
+   * @param interval how often intervals close; windows are multiples of it
+   * @param background whether time-driven work runs on background threads: closing intervals
+   *     here, and judging rollouts in the {@code RolloutController} that shares this clock. Tests
+   *     pass false and call {@link #rotate} and {@code tick} themselves.
+   */
+  public StatsRegistry(Duration interval, Clock clock, boolean background) {
+    if (interval.toMillis() < 10 || Duration.ofMinutes(1).toMillis() % interval.toMillis() != 0) {
+      throw new IllegalArgumentException(
+          "stats interval: " + interval + " (expected: at least 10 ms, dividing one minute)");
+    }
+    this.interval = interval;
+    this.clock = clock;
+    this.background = background;
+    if (background) {
+      rotator =
+          Executors.newSingleThreadScheduledExecutor(
+              r -> {
+                Thread t = new Thread(r, "modelgate-stats-rotator");
+                t.setDaemon(true);
+                return t;
+              });
+      rotator.scheduleAtFixedRate(this::rotate, interval.toMillis(), interval.toMillis(), TimeUnit.MILLISECONDS);
+    } else {
+      rotator = null;
+    }
+  }
+
+  /** Five-second intervals on the system clock, rotated in the background. */
+  public static StatsRegistry standard() {
+    return new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), true);
+  }
+
+  @Override
+  public VersionStats create(String model, long version) {
+    return stats.computeIfAbsent(
+        key(model, version),
+        k -> new VersionStats(model, version, prometheus, intervalsIn(Duration.ofMinutes(15)), clock.millis()));
+  }
+
+  /** The statistics of a version that has loaded at least once, or null. */
+  public VersionStats find(String model, long version) {
+    return stats.get(key(model, version));
+  }
+
+  private static String key(String model, long version) {
+    return model + '\u0000' + version;
+  }
+
+  public Clock clock() {
+    return clock;
+  }
+
+  /** Whether time-driven work runs on background threads (false in tests). */
+  public boolean background() {
+    return background;
+  }
+
+  public PrometheusMeterRegistry prometheus() {
+    return prometheus;
+  }
+
+  /** The Prometheus text exposition of every meter. */
+  public String scrape() {
+    return prometheus.scrape();
+  }
+
+  /** Closes the current interval of every version. */
+  public void rotate() {
+    long now = clock.millis();
+    for (VersionStats version : stats.values()) {
+      version.rotate(now);
+    }
+  }
+
+  private int intervalsIn(Duration window) {
+    return (int) (window.toMillis() / interval.toMillis());
+  }
+
+  /** Windowed statistics of a model's versions (all models when empty; all versions when 0). */
+  public StatsResponse report(String model, long version) {
+    List<VersionStats> selected = new ArrayList<>();
+    for (VersionStats s : stats.values()) {
+      if ((model.isEmpty() || s.model().equals(model)) && (version == 0 || s.version() == version)) {
+        selected.add(s);
+      }
+    }
+    selected.sort(Comparator.comparing(VersionStats::model).thenComparingLong(VersionStats::version));
+    StatsResponse.Builder response = StatsResponse.newBuilder().setTimeMs(clock.millis());
+    for (VersionStats s : selected) {
+      io.modelgate.proto.admin.v1.VersionStats.Builder v =
+          response.addVersionsBuilder().setModel(s.model()).setVersion(s.version());
+      for (Map.Entry<String, Duration> window : WINDOWS) {
+        v.addWindows(window(window.getKey(), s.window(intervalsIn(window.getValue())), null));
+      }
+      v.addWindows(window("all", s.sinceStart(), s));
+    }
+    return response.build();
+  }
+
+  /** The last closed interval of one version, or null when it never loaded. */
+  public WindowStats latest(String model, long version) {
+    VersionStats s = find(model, version);
+    return s == null ? null : window("latest", s.window(1), null);
+  }
+
+  private static WindowStats window(String name, Windows.Window w, VersionStats shadowSource) {
+    long requests = 0;
+    long errors = 0;
+    WindowStats.Builder out = WindowStats.newBuilder().setWindow(name).setSeconds(w.seconds());
+    for (Status.Code code : Status.Code.values()) {
+      long n = w.answers()[code.value()];
+      requests += n;
+      if (code != Status.Code.OK && n > 0) {
+        errors += n;
+        out.putErrorsByCode(code.name(), n);
+      }
+    }
+    out.setRequests(requests)
+        .setErrors(errors)
+        .setRequestsPerSecond(w.seconds() > 0 ? requests / w.seconds() : 0)
+        .setEndToEndMs(distribution(w.endToEnd(), 1000.0))
+        .setQueueMs(distribution(w.queue(), 1000.0))
+        .setComputeMs(distribution(w.compute(), 1000.0))
+        .setBatchRows(distribution(w.rows(), 1.0));
+    if (shadowSource != null) {
+      out.setShadow(
+          ShadowStats.newBuilder()
+              .setCompared(shadowSource.shadowCompared())
+              .setArgmaxAgreed(shadowSource.shadowAgreed())
+              .setMaxAbsDiff(shadowSource.shadowMaxDiff())
+              .setFailed(shadowSource.shadowFailed()));
+    }
+    return out.build();
+  }
+
+  /** Percentiles of a histogram, divided by {@code scale} (1000 turns µs into ms). */
+  public static Distribution distribution(Histogram h, double scale) {
+    if (h.getTotalCount() == 0) {
+      return Distribution.getDefaultInstance();
+    }
+    return Distribution.newBuilder()
+        .setCount(h.getTotalCount())
+        .setMean(h.getMean() / scale)
+        .setP50(h.getValueAtPercentile(50) / scale)
+        .setP90(h.getValueAtPercentile(90) / scale)
+        .setP99(h.getValueAtPercentile(99) / scale)
+        .setP999(h.getValueAtPercentile(99.9) / scale)
+        .setMax(h.getMaxValue() / scale)
+        .build();
+  }
+
+  @Override
+  public void close() {
+    if (rotator != null) {
+      rotator.shutdownNow();
+    }
+    prometheus.close();
+  }
+}

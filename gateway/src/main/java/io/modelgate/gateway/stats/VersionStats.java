@@ -1,0 +1,248 @@
+package io.modelgate.gateway.stats;
+
+import io.grpc.Status;
+import io.micrometer.core.instrument.Counter;
+import io.micrometer.core.instrument.DistributionSummary;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.Timer;
+import io.modelgate.runtime.execution.StageRecorder;
+import java.time.Duration;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicLongArray;
+import java.util.concurrent.atomic.DoubleAccumulator;
+import java.util.concurrent.atomic.LongAdder;
+import org.HdrHistogram.Histogram;
+import org.HdrHistogram.Recorder;
+
+/**
+ * The statistics of one model version: end-to-end, queue and compute latency, rows per
+ * execution, answers by status code, shadow comparisons, and recent latency samples for rollout
+ * decisions. One instance per (model, version), created the first time the version loads and kept
+ * across reloads.
+ *
+ * <p>Recording ({@link #recordRequest}, {@link #recordBatch}, {@link #recordAnswer}, {@link
+ * #recordShadow}) is called from executor and event-loop threads, concurrently, and allocates
+ * nothing: HdrHistogram {@link Recorder}s, {@link LongAdder}s, Micrometer meters created at load
+ * time, and a fixed ring of samples. Latencies are kept in microseconds.
+ *
+ * <p>Windows: {@link StatsRegistry}'s rotator thread calls {@link #rotate} at a fixed interval;
+ * each call closes one interval. Window queries add up the last intervals, so a window's figures
+ * are at most one interval old.
+ */
+public final class VersionStats implements StageRecorder {
+  static final long MAX_MICROS = TimeUnit.HOURS.toMicros(1);
+  static final long MAX_ROWS = 1 << 20;
+  private static final int CODES = Status.Code.values().length;
+  private static final int SAMPLES = 1 << 14;
+
+  private final String model;
+  private final long version;
+  private final long epochMillis;
+
+  private final Recorder endToEnd = new Recorder(1, MAX_MICROS, 3);
+  private final Recorder queue = new Recorder(1, MAX_MICROS, 3);
+  private final Recorder compute = new Recorder(1, MAX_MICROS, 3);
+  private final Recorder rows = new Recorder(1, MAX_ROWS, 3);
+  private final LongAdder[] answers = new LongAdder[CODES];
+
+  private final LongAdder shadowCompared = new LongAdder();
+  private final LongAdder shadowAgreed = new LongAdder();
+  private final LongAdder shadowFailed = new LongAdder();
+  private final DoubleAccumulator shadowMaxDiff = new DoubleAccumulator(Math::max, 0);
+
+  /** (milliseconds since epochMillis) << 32 | latency micros, or -1 for an error; newest wins. */
+  private final AtomicLongArray samples = new AtomicLongArray(SAMPLES);
+  private final AtomicLong sampleCursor = new AtomicLong();
+
+  private final Timer endToEndTimer;
+  private final Timer queueTimer;
+  private final Timer computeTimer;
+  private final DistributionSummary rowsSummary;
+  private final Counter[] answerCounters = new Counter[CODES];
+
+  private final Windows windows;
+
+  VersionStats(String model, long version, MeterRegistry registry, int intervals, long nowMillis) {
+    this.model = model;
+    this.version = version;
+    this.epochMillis = nowMillis;
+    for (int i = 0; i < CODES; i++) {
+      answers[i] = new LongAdder();
+    }
+    for (int i = 0; i < SAMPLES; i++) {
+      samples.setPlain(i, Long.MIN_VALUE);
+    }
+    String v = Long.toString(version);
+    this.endToEndTimer = timer(registry, model, v, "end_to_end");
+    this.queueTimer = timer(registry, model, v, "queue");
+    this.computeTimer = timer(registry, model, v, "compute");
+    this.rowsSummary =
+        DistributionSummary.builder("modelgate.batch.rows")
+            .description("Rows per ONNX Runtime execution")
+            .tags("model", model, "version", v)
+            .publishPercentileHistogram()
+            .minimumExpectedValue(1.0)
+            .maximumExpectedValue((double) MAX_ROWS)
+            .register(registry);
+    for (Status.Code code : Status.Code.values()) {
+      answerCounters[code.value()] =
+          Counter.builder("modelgate.requests")
+              .description("Inference requests answered, by gRPC status code")
+              .tags("model", model, "version", v, "code", code.name())
+              .register(registry);
+    }
+    this.windows = new Windows(intervals, nowMillis);
+  }
+
+  private static Timer timer(MeterRegistry registry, String model, String version, String stage) {
+    return Timer.builder("modelgate.request.duration")
+        .description("Inference latency by stage: end_to_end, queue (arrival to execution), compute")
+        .tags("model", model, "version", version, "stage", stage)
+        .publishPercentileHistogram()
+        .minimumExpectedValue(Duration.ofNanos(20_000))
+        .maximumExpectedValue(Duration.ofSeconds(60))
+        .register(registry);
+  }
+
+  public String model() {
+    return model;
+  }
+
+  public long version() {
+    return version;
+  }
+
+  // ---- recording (hot path) ----
+
+  @Override
+  public void recordRequest(long queueNanos, long computeNanos) {
+    queue.recordValue(clamp(queueNanos / 1000));
+    queueTimer.record(queueNanos, TimeUnit.NANOSECONDS);
+  }
+
+  @Override
+  public void recordBatch(int requests, int batchRows, long computeNanos) {
+    rows.recordValue(Math.min(Math.max(batchRows, 1), MAX_ROWS));
+    compute.recordValue(clamp(computeNanos / 1000));
+    rowsSummary.record(batchRows);
+    computeTimer.record(computeNanos, TimeUnit.NANOSECONDS);
+  }
+
+  /**
+   * One answered request: its status code and, for OK, its end-to-end latency (from arrival at the
+   * gateway to the response handed to the transport).
+   */
+  public void recordAnswer(Status.Code code, long endToEndNanos, long nowMillis) {
+    answers[code.value()].increment();
+    answerCounters[code.value()].increment();
+    long micros = clamp(endToEndNanos / 1000);
+    long at = (nowMillis - epochMillis) << 32;
+    if (code == Status.Code.OK) {
+      endToEnd.recordValue(micros);
+      endToEndTimer.record(endToEndNanos, TimeUnit.NANOSECONDS);
+      samples.setRelease((int) (sampleCursor.getAndIncrement() & (SAMPLES - 1)), at | micros);
+    } else {
+      samples.setRelease((int) (sampleCursor.getAndIncrement() & (SAMPLES - 1)), at | 0xFFFFFFFFL);
+    }
+  }
+
+  /** A shadow answer compared with its primary: agreement of the argmax and the largest difference. */
+  public void recordShadow(boolean argmaxAgreed, double maxAbsDiff) {
+    shadowCompared.increment();
+    if (argmaxAgreed) {
+      shadowAgreed.increment();
+    }
+    shadowMaxDiff.accumulate(maxAbsDiff);
+  }
+
+  /** A shadow request that failed or could not be compared. */
+  public void recordShadowFailure() {
+    shadowFailed.increment();
+  }
+
+  private static long clamp(long micros) {
+    return Math.min(Math.max(micros, 1), MAX_MICROS);
+  }
+
+  // ---- reading (admin and rotator threads) ----
+
+  /** Answers by status code since the version first loaded, indexed by {@link Status.Code#value()}. */
+  long[] answerCounts() {
+    long[] counts = new long[CODES];
+    for (int i = 0; i < CODES; i++) {
+      counts[i] = answers[i].sum();
+    }
+    return counts;
+  }
+
+  /** Latencies (µs) and errors recorded at or after {@code sinceMillis}, newest first, at most the ring. */
+  public Samples samplesSince(long sinceMillis) {
+    long since = sinceMillis - epochMillis;
+    long end = sampleCursor.get();
+    long start = Math.max(0, end - SAMPLES);
+    long[] latencies = new long[(int) (end - start)];
+    int n = 0;
+    long errors = 0;
+    for (long i = end - 1; i >= start; i--) {
+      long sample = samples.getAcquire((int) (i & (SAMPLES - 1)));
+      if (sample == Long.MIN_VALUE || (sample >>> 32) < since) {
+        continue;
+      }
+      long micros = sample & 0xFFFFFFFFL;
+      if (micros == 0xFFFFFFFFL) {
+        errors++;
+      } else {
+        latencies[n++] = micros;
+      }
+    }
+    return new Samples(java.util.Arrays.copyOf(latencies, n), errors);
+  }
+
+  /** Recent latencies in µs of successful requests, and how many failed, in a time range. */
+  public record Samples(long[] latenciesMicros, long errors) {
+    public long total() {
+      return latenciesMicros.length + errors;
+    }
+  }
+
+  /** Closes the current interval. Rotator thread only. */
+  void rotate(long nowMillis) {
+    windows.close(
+        nowMillis,
+        endToEnd.getIntervalHistogram(),
+        queue.getIntervalHistogram(),
+        compute.getIntervalHistogram(),
+        rows.getIntervalHistogram(),
+        answerCounts());
+  }
+
+  Windows.Window window(int intervals) {
+    return windows.last(intervals);
+  }
+
+  Windows.Window sinceStart() {
+    return windows.total();
+  }
+
+  long shadowCompared() {
+    return shadowCompared.sum();
+  }
+
+  long shadowAgreed() {
+    return shadowAgreed.sum();
+  }
+
+  long shadowFailed() {
+    return shadowFailed.sum();
+  }
+
+  double shadowMaxDiff() {
+    return shadowMaxDiff.get();
+  }
+
+  /** An empty histogram with this class's range, for sums. */
+  static Histogram latencyHistogram() {
+    return new Histogram(1, MAX_MICROS, 3);
+  }
+}
