@@ -73,7 +73,7 @@ public final class AdminAuth implements ServerInterceptor {
       try {
         Certificate[] certificates = session.getPeerCertificates();
         if (certificates.length > 0 && certificates[0] instanceof X509Certificate) {
-          caller.append(" cert=").append(((X509Certificate) certificates[0]).getSubjectX500Principal().getName());
+          caller.append(" cert:").append(((X509Certificate) certificates[0]).getSubjectX500Principal().getName());
         }
       } catch (SSLPeerUnverifiedException e) {
         // TLS without a client certificate.
@@ -81,7 +81,7 @@ public final class AdminAuth implements ServerInterceptor {
     }
     String operator = headers.get(OPERATOR);
     if (operator != null && !operator.isBlank()) {
-      caller.append(" operator=").append(operator.strip());
+      caller.append(" operator:").append(operator.strip());
     }
     return caller.toString();
   }

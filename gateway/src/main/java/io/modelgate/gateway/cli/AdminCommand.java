@@ -1,0 +1,446 @@
+package io.modelgate.gateway.cli;
+
+import io.grpc.StatusRuntimeException;
+import io.modelgate.proto.admin.v1.AbortRolloutRequest;
+import io.modelgate.proto.admin.v1.Decision;
+import io.modelgate.proto.admin.v1.Distribution;
+import io.modelgate.proto.admin.v1.Evidence;
+import io.modelgate.proto.admin.v1.GetRolloutRequest;
+import io.modelgate.proto.admin.v1.GetRoutingRequest;
+import io.modelgate.proto.admin.v1.GetStatsRequest;
+import io.modelgate.proto.admin.v1.ListModelsRequest;
+import io.modelgate.proto.admin.v1.LoadVersionRequest;
+import io.modelgate.proto.admin.v1.ModelInfo;
+import io.modelgate.proto.admin.v1.PromoteRequest;
+import io.modelgate.proto.admin.v1.RollbackRequest;
+import io.modelgate.proto.admin.v1.Rollout;
+import io.modelgate.proto.admin.v1.RolloutSpec;
+import io.modelgate.proto.admin.v1.RoutingPolicy;
+import io.modelgate.proto.admin.v1.SetRoutingRequest;
+import io.modelgate.proto.admin.v1.ShadowRouting;
+import io.modelgate.proto.admin.v1.StartRolloutRequest;
+import io.modelgate.proto.admin.v1.StatsResponse;
+import io.modelgate.proto.admin.v1.StickyRouting;
+import io.modelgate.proto.admin.v1.Thresholds;
+import io.modelgate.proto.admin.v1.UnloadVersionRequest;
+import io.modelgate.proto.admin.v1.VersionInfo;
+import io.modelgate.proto.admin.v1.VersionStats;
+import io.modelgate.proto.admin.v1.WatchStatsRequest;
+import io.modelgate.proto.admin.v1.WindowStats;
+import java.io.PrintWriter;
+import java.time.Instant;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ParentCommand;
+import picocli.CommandLine.Spec;
+
+/** {@code modelgate admin}: routing, versions, statistics and rollouts of a running gateway. */
+@Command(
+    name = "admin",
+    mixinStandardHelpOptions = true,
+    description = "Operate a running gateway through its authenticated admin API (port 8003).",
+    subcommands = {
+      AdminCommand.Models.class,
+      AdminCommand.Routes.class,
+      AdminCommand.Stats.class,
+      AdminCommand.Watch.class,
+      AdminCommand.Promote.class,
+      AdminCommand.Rollback.class,
+      AdminCommand.RolloutCommand.class,
+      AdminCommand.Load.class,
+      AdminCommand.Unload.class
+    })
+final class AdminCommand implements Runnable {
+  @Spec CommandSpec spec;
+  @Mixin AdminConnection connection;
+
+  @Override
+  public void run() {
+    spec.commandLine().usage(spec.commandLine().getOut());
+  }
+
+  /** Runs {@code action} against the admin API; prints gRPC errors as "CODE: message", exit 1. */
+  interface Action {
+    void run(AdminConnection.Client client, PrintWriter out) throws Exception;
+  }
+
+  static int execute(AdminCommand admin, CommandSpec spec, Action action) throws Exception {
+    PrintWriter out = spec.commandLine().getOut();
+    PrintWriter err = spec.commandLine().getErr();
+    try (AdminConnection.Client client = admin.connection.connect()) {
+      action.run(client, out);
+      out.flush();
+      return 0;
+    } catch (StatusRuntimeException e) {
+      err.printf("modelgate admin: %s: %s%n", e.getStatus().getCode(), e.getStatus().getDescription());
+      err.flush();
+      return 1;
+    } catch (java.io.IOException e) {
+      err.printf("modelgate admin: %s%n", e.getMessage());
+      err.flush();
+      return 2;
+    }
+  }
+
+  static String weights(RoutingPolicy policy) {
+    if (policy.getWeightsCount() == 0) {
+      return "default (highest READY version takes 100%)";
+    }
+    long total = policy.getWeightsMap().values().stream().mapToLong(Integer::toUnsignedLong).sum();
+    StringBuilder sb = new StringBuilder();
+    policy.getWeightsMap().entrySet().stream()
+        .sorted(Map.Entry.comparingByKey())
+        .forEach(
+            e -> {
+              if (sb.length() > 0) {
+                sb.append(", ");
+              }
+              sb.append("v").append(e.getKey()).append('=').append(Integer.toUnsignedLong(e.getValue()));
+              sb.append(String.format(" (%.1f%%)", 100.0 * Integer.toUnsignedLong(e.getValue()) / total));
+            });
+    return sb.toString();
+  }
+
+  static void printPolicy(PrintWriter out, RoutingPolicy p) {
+    out.printf("model %s, routing revision %d%n", p.getModel(), p.getRevision());
+    out.printf("  weights: %s%n", weights(p));
+    if (!p.getSticky().getParameter().isEmpty()) {
+      out.printf("  sticky:  by request parameter '%s'%n", p.getSticky().getParameter());
+    } else if (!p.getSticky().getHeader().isEmpty()) {
+      out.printf("  sticky:  by header '%s'%n", p.getSticky().getHeader());
+    }
+    if (p.getShadow().getVersion() != 0) {
+      out.printf("  shadow:  v%d, %.1f%% of requests%n", p.getShadow().getVersion(), p.getShadow().getSampleRate() * 100);
+    }
+    if (p.getRevision() > 0) {
+      out.printf("  changed: %s by %s: %s%n", Instant.ofEpochMilli(p.getUpdatedAtMs()), p.getUpdatedBy(), p.getReason());
+    }
+  }
+
+  @Command(name = "models", mixinStandardHelpOptions = true, description = "Models, versions, states and weights.")
+  static final class Models implements Callable<Integer> {
+    @ParentCommand AdminCommand admin;
+    @Spec CommandSpec spec;
+
+    @Override
+    public Integer call() throws Exception {
+      return execute(admin, spec, (client, out) -> {
+        List<ModelInfo> models = client.call().listModels(ListModelsRequest.getDefaultInstance()).getModelsList();
+        out.printf("%-20s %-8s %-12s %-8s %-9s %-5s %s%n", "MODEL", "VERSION", "STATE", "WEIGHT", "PROVIDER", "MBS", "REASON");
+        for (ModelInfo model : models) {
+          RoutingPolicy policy = model.getRouting();
+          for (VersionInfo v : model.getVersionsList()) {
+            String weight =
+                policy.getWeightsCount() == 0
+                    ? "-"
+                    : Long.toString(Integer.toUnsignedLong(policy.getWeightsOrDefault(v.getVersion(), 0)));
+            out.printf("%-20s %-8d %-12s %-8s %-9s %-5s %s%n", model.getName(), v.getVersion(), v.getState(), weight,
+                v.getExecutionProvider().isEmpty() ? "-" : v.getExecutionProvider(),
+                v.getState().equals("READY") ? Integer.toString(v.getMaxBatchSize()) : "-", v.getReason());
+          }
+          out.printf("%-20s routing revision %d: %s%n", "", policy.getRevision(), weights(policy));
+        }
+      });
+    }
+  }
+
+  @Command(name = "routes", mixinStandardHelpOptions = true, description = "Read or change a model's routing.",
+      subcommands = {Routes.Get.class, Routes.Set.class})
+  static final class Routes implements Runnable {
+    @ParentCommand AdminCommand admin;
+    @Spec CommandSpec spec;
+
+    @Override
+    public void run() {
+      spec.commandLine().usage(spec.commandLine().getOut());
+    }
+
+    @Command(name = "get", mixinStandardHelpOptions = true, description = "Show a model's routing policy.")
+    static final class Get implements Callable<Integer> {
+      @ParentCommand Routes routes;
+      @Spec CommandSpec spec;
+      @Option(names = "--model", required = true) String model;
+
+      @Override
+      public Integer call() throws Exception {
+        return execute(routes.admin, spec, (client, out) ->
+            printPolicy(out, client.call().getRouting(GetRoutingRequest.newBuilder().setModel(model).build())));
+      }
+    }
+
+    @Command(name = "set", mixinStandardHelpOptions = true, description = "Replace a model's routing policy atomically.")
+    static final class Set implements Callable<Integer> {
+      @ParentCommand Routes routes;
+      @Spec CommandSpec spec;
+      @Option(names = "--model", required = true) String model;
+
+      @Option(names = "--weights", required = true, split = ",", paramLabel = "VERSION=WEIGHT",
+          description = "Relative weights, e.g. 1=90,2=10. Empty (\"\") returns to the default.")
+      Map<Long, Integer> weights;
+
+      @Option(names = "--sticky-parameter", description = "Keep requests with the same value of this request parameter on one version.")
+      String stickyParameter;
+
+      @Option(names = "--sticky-header", description = "Keep requests with the same value of this gRPC header on one version.")
+      String stickyHeader;
+
+      @Option(names = "--shadow", description = "Send a sampled copy of traffic to this version; its answers are discarded.")
+      Long shadow;
+
+      @Option(names = "--shadow-rate", defaultValue = "0.1", description = "Share of requests copied to the shadow. Default: ${DEFAULT-VALUE}.")
+      double shadowRate;
+
+      @Option(names = "--revision", description = "The revision this change replaces. Default: the current one.")
+      Long revision;
+
+      @Option(names = "--reason", defaultValue = "", description = "Recorded with the change and in the audit log.")
+      String reason;
+
+      @Override
+      public Integer call() throws Exception {
+        return execute(routes.admin, spec, (client, out) -> {
+          long expected = revision != null ? revision
+              : client.call().getRouting(GetRoutingRequest.newBuilder().setModel(model).build()).getRevision();
+          RoutingPolicy.Builder policy = RoutingPolicy.newBuilder().setModel(model).setReason(reason);
+          if (weights != null) {
+            policy.putAllWeights(weights);
+          }
+          if (stickyParameter != null || stickyHeader != null) {
+            policy.setSticky(StickyRouting.newBuilder()
+                .setParameter(stickyParameter == null ? "" : stickyParameter)
+                .setHeader(stickyHeader == null ? "" : stickyHeader));
+          }
+          if (shadow != null) {
+            policy.setShadow(ShadowRouting.newBuilder().setVersion(shadow).setSampleRate(shadowRate));
+          }
+          printPolicy(out, client.call().setRouting(
+              SetRoutingRequest.newBuilder().setPolicy(policy).setExpectedRevision(expected).build()));
+        });
+      }
+    }
+  }
+
+  static void printStats(PrintWriter out, StatsResponse stats, String window) {
+    out.printf("%-16s %-4s %-6s %9s %9s %7s %9s %9s %9s %9s %9s %10s %10s %6s%n",
+        "MODEL", "VER", "WINDOW", "REQUESTS", "REQ/S", "ERRORS", "P50 MS", "P90 MS", "P99 MS", "P99.9 MS",
+        "MAX MS", "QUEUE P99", "COMPUTE P99", "ROWS");
+    for (VersionStats v : stats.getVersionsList()) {
+      for (WindowStats w : v.getWindowsList()) {
+        if (!window.equals("all-windows") && !w.getWindow().equals(window)) {
+          continue;
+        }
+        Distribution e2e = w.getEndToEndMs();
+        out.printf("%-16s %-4d %-6s %9d %9.1f %7d %9.3f %9.3f %9.3f %9.3f %9.3f %10.3f %10.3f %6.1f%n",
+            v.getModel(), v.getVersion(), w.getWindow(), w.getRequests(), w.getRequestsPerSecond(), w.getErrors(),
+            e2e.getP50(), e2e.getP90(), e2e.getP99(), e2e.getP999(), e2e.getMax(), w.getQueueMs().getP99(),
+            w.getComputeMs().getP99(), w.getBatchRows().getMean());
+        if (w.getErrorsByCodeCount() > 0) {
+          out.printf("%-16s %-4s %-6s errors by code: %s%n", "", "", "", w.getErrorsByCodeMap());
+        }
+        if (w.hasShadow() && (w.getShadow().getCompared() > 0 || w.getShadow().getFailed() > 0)) {
+          out.printf("%-16s %-4s %-6s as shadow: %d compared, %d argmax agreed, max |diff| %.6g, %d failed%n", "", "", "",
+              w.getShadow().getCompared(), w.getShadow().getArgmaxAgreed(), w.getShadow().getMaxAbsDiff(),
+              w.getShadow().getFailed());
+        }
+      }
+    }
+  }
+
+  @Command(name = "stats", mixinStandardHelpOptions = true, description = "Per-version latency, throughput and errors.")
+  static final class Stats implements Callable<Integer> {
+    @ParentCommand AdminCommand admin;
+    @Spec CommandSpec spec;
+    @Option(names = "--model", defaultValue = "") String model;
+    @Option(names = "--version", defaultValue = "0") long version;
+    @Option(names = "--window", defaultValue = "all-windows", description = "1m, 5m, 15m, all, or all-windows. Default: ${DEFAULT-VALUE}.")
+    String window;
+
+    @Override
+    public Integer call() throws Exception {
+      return execute(admin, spec, (client, out) -> {
+        StatsResponse stats = client.call().getStats(GetStatsRequest.newBuilder().setModel(model).setVersion(version).build());
+        printStats(out, stats, window);
+      });
+    }
+  }
+
+  @Command(name = "watch", mixinStandardHelpOptions = true, description = "Print statistics every interval until interrupted.")
+  static final class Watch implements Callable<Integer> {
+    @ParentCommand AdminCommand admin;
+    @Spec CommandSpec spec;
+    @Option(names = "--model", defaultValue = "") String model;
+    @Option(names = "--window", defaultValue = "1m") String window;
+    @Option(names = "--interval", defaultValue = "5s", converter = Converters.TimeSpan.class) java.time.Duration interval;
+    @Option(names = "--count", defaultValue = "0", description = "Stop after this many reports (0: never).") int count;
+
+    @Override
+    public Integer call() throws Exception {
+      return execute(admin, spec, (client, out) -> {
+        Iterator<StatsResponse> reports = client.stub().watchStats(
+            WatchStatsRequest.newBuilder().setModel(model).setIntervalMs((int) interval.toMillis()).build());
+        for (int n = 0; reports.hasNext() && (count == 0 || n < count); n++) {
+          StatsResponse report = reports.next();
+          out.printf("-- %s%n", Instant.ofEpochMilli(report.getTimeMs()));
+          printStats(out, report, window);
+          out.flush();
+        }
+      });
+    }
+  }
+
+  @Command(name = "promote", mixinStandardHelpOptions = true, description = "Send 100% of a model's traffic to one version.")
+  static final class Promote implements Callable<Integer> {
+    @ParentCommand AdminCommand admin;
+    @Spec CommandSpec spec;
+    @Option(names = "--model", required = true) String model;
+    @Option(names = "--version", required = true) long version;
+
+    @Override
+    public Integer call() throws Exception {
+      return execute(admin, spec, (client, out) -> {
+        long revision = client.call().getRouting(GetRoutingRequest.newBuilder().setModel(model).build()).getRevision();
+        printPolicy(out, client.call().promote(
+            PromoteRequest.newBuilder().setModel(model).setVersion(version).setExpectedRevision(revision).build()));
+      });
+    }
+  }
+
+  @Command(name = "rollback", mixinStandardHelpOptions = true, description = "Restore the routing policy the current one replaced.")
+  static final class Rollback implements Callable<Integer> {
+    @ParentCommand AdminCommand admin;
+    @Spec CommandSpec spec;
+    @Option(names = "--model", required = true) String model;
+
+    @Override
+    public Integer call() throws Exception {
+      return execute(admin, spec, (client, out) -> {
+        long revision = client.call().getRouting(GetRoutingRequest.newBuilder().setModel(model).build()).getRevision();
+        printPolicy(out, client.call().rollback(
+            RollbackRequest.newBuilder().setModel(model).setExpectedRevision(revision).build()));
+      });
+    }
+  }
+
+  @Command(name = "load", mixinStandardHelpOptions = true, description = "Load a version from the model repository.")
+  static final class Load implements Callable<Integer> {
+    @ParentCommand AdminCommand admin;
+    @Spec CommandSpec spec;
+    @Option(names = "--model", required = true) String model;
+    @Option(names = "--version", required = true) long version;
+
+    @Override
+    public Integer call() throws Exception {
+      return execute(admin, spec, (client, out) -> {
+        VersionInfo info = client.call().loadVersion(LoadVersionRequest.newBuilder().setModel(model).setVersion(version).build());
+        out.printf("model %s version %d: %s %s%n", info.getModel(), info.getVersion(), info.getState(), info.getReason());
+      });
+    }
+  }
+
+  @Command(name = "unload", mixinStandardHelpOptions = true, description = "Drain, then unload a version that takes no traffic.")
+  static final class Unload implements Callable<Integer> {
+    @ParentCommand AdminCommand admin;
+    @Spec CommandSpec spec;
+    @Option(names = "--model", required = true) String model;
+    @Option(names = "--version", required = true) long version;
+
+    @Override
+    public Integer call() throws Exception {
+      return execute(admin, spec, (client, out) -> {
+        VersionInfo info = client.call().unloadVersion(UnloadVersionRequest.newBuilder().setModel(model).setVersion(version).build());
+        out.printf("model %s version %d: %s %s%n", info.getModel(), info.getVersion(), info.getState(), info.getReason());
+      });
+    }
+  }
+
+  @Command(name = "rollout", mixinStandardHelpOptions = true, description = "Automated canary rollouts.",
+      subcommands = {RolloutCommand.Start.class, RolloutCommand.Status.class, RolloutCommand.Abort.class})
+  static final class RolloutCommand implements Runnable {
+    @ParentCommand AdminCommand admin;
+    @Spec CommandSpec spec;
+
+    @Override
+    public void run() {
+      spec.commandLine().usage(spec.commandLine().getOut());
+    }
+
+    static void print(PrintWriter out, Rollout r) {
+      RolloutSpec s = r.getSpec();
+      out.printf("rollout of model %s: candidate v%d against baseline v%d, %s%n", r.getModel(), s.getCandidate(), s.getBaseline(), r.getState());
+      out.printf("  steps %s%%, %d s each; thresholds: min %d samples, p99 <= %.2fx, error rate <= +%.2f%%, significance %.3g%n",
+          s.getStepsList(), s.getIntervalS(), s.getThresholds().getMinSamples(), s.getThresholds().getMaxP99Ratio(),
+          s.getThresholds().getMaxErrorRateIncrease() * 100, s.getThresholds().getSignificance());
+      if (r.getState().equals("RUNNING")) {
+        out.printf("  now at step %d/%d: %d%% to the candidate%n", r.getStepIndex() + 1, s.getStepsCount(), s.getSteps(r.getStepIndex()));
+      }
+      out.printf("  %-24s %-5s %-9s %s%n", "TIME", "STEP", "VERDICT", "REASON");
+      for (Decision d : r.getDecisionsList()) {
+        out.printf("  %-24s %4d%% %-9s %s%n", Instant.ofEpochMilli(d.getTimeMs()), d.getStepPercent(), d.getVerdict(), d.getReason());
+        if (d.hasEvidence()) {
+          Evidence e = d.getEvidence();
+          out.printf("  %-24s       %-9s samples %d vs %d; p50 %.3f vs %.3f ms; p99 %.3f vs %.3f ms (ratio %.2f); errors %.2f%% vs %.2f%%; U %.0f, z %.2f, p %.3g%n",
+              "", "evidence", e.getBaselineSamples(), e.getCandidateSamples(), e.getBaselineP50Ms(), e.getCandidateP50Ms(),
+              e.getBaselineP99Ms(), e.getCandidateP99Ms(), e.getP99Ratio(), e.getBaselineErrorRate() * 100,
+              e.getCandidateErrorRate() * 100, e.getMannWhitneyU(), e.getZ(), e.getPValue());
+        }
+      }
+    }
+
+    @Command(name = "start", mixinStandardHelpOptions = true, description = "Start moving traffic to a candidate, judging each step.")
+    static final class Start implements Callable<Integer> {
+      @ParentCommand RolloutCommand rollout;
+      @Spec CommandSpec spec;
+      @Option(names = "--model", required = true) String model;
+      @Option(names = "--baseline", required = true) long baseline;
+      @Option(names = "--candidate", required = true) long candidate;
+      @Option(names = "--steps", split = ",", defaultValue = "5,25,50,100", description = "Candidate share per step, percent. Default: ${DEFAULT-VALUE}.") List<Integer> steps;
+      @Option(names = "--interval", defaultValue = "60s", converter = Converters.TimeSpan.class, description = "Length of each step. Default: ${DEFAULT-VALUE}.") java.time.Duration interval;
+      @Option(names = "--min-samples", defaultValue = "200") long minSamples;
+      @Option(names = "--max-p99-ratio", defaultValue = "1.10") double maxP99Ratio;
+      @Option(names = "--max-error-rate-increase", defaultValue = "0.01") double maxErrorRateIncrease;
+      @Option(names = "--significance", defaultValue = "0.01") double significance;
+
+      @Override
+      public Integer call() throws Exception {
+        return execute(rollout.admin, spec, (client, out) -> print(out, client.call().startRollout(
+            StartRolloutRequest.newBuilder().setSpec(RolloutSpec.newBuilder()
+                .setModel(model).setBaseline(baseline).setCandidate(candidate).addAllSteps(steps)
+                .setIntervalS((int) Math.max(1, interval.toSeconds()))
+                .setThresholds(Thresholds.newBuilder().setMinSamples(minSamples).setMaxP99Ratio(maxP99Ratio)
+                    .setMaxErrorRateIncrease(maxErrorRateIncrease).setSignificance(significance))).build())));
+      }
+    }
+
+    @Command(name = "status", mixinStandardHelpOptions = true, description = "A rollout's state and every decision with its evidence.")
+    static final class Status implements Callable<Integer> {
+      @ParentCommand RolloutCommand rollout;
+      @Spec CommandSpec spec;
+      @Option(names = "--model", required = true) String model;
+
+      @Override
+      public Integer call() throws Exception {
+        return execute(rollout.admin, spec, (client, out) ->
+            print(out, client.call().getRollout(GetRolloutRequest.newBuilder().setModel(model).build())));
+      }
+    }
+
+    @Command(name = "abort", mixinStandardHelpOptions = true, description = "Stop a rollout and restore the policy it started from.")
+    static final class Abort implements Callable<Integer> {
+      @ParentCommand RolloutCommand rollout;
+      @Spec CommandSpec spec;
+      @Option(names = "--model", required = true) String model;
+
+      @Override
+      public Integer call() throws Exception {
+        return execute(rollout.admin, spec, (client, out) ->
+            print(out, client.call().abortRollout(AbortRolloutRequest.newBuilder().setModel(model).build())));
+      }
+    }
+  }
+}

@@ -1,0 +1,82 @@
+package io.modelgate.gateway.cli;
+
+import io.grpc.CallCredentials;
+import io.grpc.ManagedChannel;
+import io.grpc.Metadata;
+import io.grpc.netty.GrpcSslContexts;
+import io.grpc.netty.NettyChannelBuilder;
+import io.modelgate.gateway.admin.AdminAuth;
+import io.modelgate.proto.admin.v1.AdminServiceGrpc;
+import io.netty.handler.ssl.SslContextBuilder;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.concurrent.Executor;
+import java.util.concurrent.TimeUnit;
+import picocli.CommandLine.Option;
+
+/** How {@code modelgate admin} reaches the admin port: address, token and TLS. */
+final class AdminConnection {
+  @Option(names = "--target", defaultValue = "localhost:8003", description = "Admin address. Default: ${DEFAULT-VALUE}.")
+  String target;
+
+  @Option(
+      names = "--token-file",
+      paramLabel = "FILE",
+      description = "File with the admin token. Default: $MODELGATE_ADMIN_TOKEN, else <state-dir>/admin-token.")
+  Path tokenFile;
+
+  @Option(names = "--state-dir", defaultValue = "modelgate-state", description = "Where the server keeps its generated token. Default: ./${DEFAULT-VALUE}.")
+  Path stateDir;
+
+  @Option(names = "--tls-ca", paramLabel = "PEM", description = "Use TLS, trusting this CA for the server's certificate.")
+  Path tlsCa;
+
+  @Option(names = "--tls-cert", paramLabel = "PEM", description = "Client certificate, for mutual TLS.")
+  Path tlsCert;
+
+  @Option(names = "--tls-key", paramLabel = "PEM", description = "Client key (PKCS#8), for mutual TLS.")
+  Path tlsKey;
+
+  /** A channel and a stub that presents the token and names the operator. */
+  Client connect() throws IOException {
+    String token = AdminToken.forClient(tokenFile, stateDir);
+    NettyChannelBuilder builder = NettyChannelBuilder.forTarget(target);
+    if (tlsCa != null) {
+      SslContextBuilder ssl = GrpcSslContexts.forClient().trustManager(tlsCa.toFile());
+      if (tlsCert != null && tlsKey != null) {
+        ssl.keyManager(tlsCert.toFile(), tlsKey.toFile());
+      }
+      builder.sslContext(ssl.build());
+    } else {
+      builder.usePlaintext();
+    }
+    ManagedChannel channel = builder.build();
+    String operator = System.getProperty("user.name", "");
+    CallCredentials credentials =
+        new CallCredentials() {
+          @Override
+          public void applyRequestMetadata(RequestInfo info, Executor executor, MetadataApplier applier) {
+            Metadata headers = new Metadata();
+            headers.put(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER), "Bearer " + token);
+            if (!operator.isBlank()) {
+              headers.put(AdminAuth.OPERATOR, operator);
+            }
+            applier.apply(headers);
+          }
+        };
+    return new Client(channel, AdminServiceGrpc.newBlockingStub(channel).withCallCredentials(credentials));
+  }
+
+  /** An open admin connection. */
+  record Client(ManagedChannel channel, AdminServiceGrpc.AdminServiceBlockingStub stub)
+      implements AutoCloseable {
+    AdminServiceGrpc.AdminServiceBlockingStub call() {
+      return stub.withDeadlineAfter(120, TimeUnit.SECONDS);
+    }
+
+    @Override
+    public void close() {
+      channel.shutdownNow();
+    }
+  }
+}
