@@ -7,10 +7,8 @@ import io.modelgate.proto.admin.v1.AuditRecord;
 import io.modelgate.proto.admin.v1.Rollout;
 import io.modelgate.proto.admin.v1.RoutingPolicy;
 import io.modelgate.runtime.error.InferenceException;
-import io.modelgate.runtime.repository.Model;
 import java.time.Clock;
 import java.util.ArrayDeque;
-import java.util.ArrayList;
 import java.util.Deque;
 import java.util.HashMap;
 import java.util.List;
@@ -132,7 +130,7 @@ public final class PolicyStore {
         earlier.pollFirst();
       }
     }
-    persist();
+    persist(next);
     state.audit(
         AuditRecord.newBuilder()
             .setTimeMs(next.getUpdatedAtMs())
@@ -163,33 +161,24 @@ public final class PolicyStore {
 
   /** Writes the current policies, their history and the rollouts to the state directory. */
   public synchronized void persist() {
+    persist(null);
+  }
+
+  /** As {@link #persist()}, with {@code pending} in place of its model's current policy. */
+  private void persist(RoutingPolicy pending) {
     AdminState.Builder saved = AdminState.newBuilder();
-    for (Model model : modelsWithPolicies()) {
-      saved.addPolicies(router.route(model.name()).policy());
+    for (String name : router.models()) {
+      RoutingPolicy policy =
+          pending != null && pending.getModel().equals(name) ? pending : router.route(name).policy();
+      if (policy.getRevision() > 0) {
+        saved.addPolicies(policy);
+      }
     }
     for (Deque<RoutingPolicy> earlier : history.values()) {
       saved.addAllHistory(earlier);
     }
     saved.addAllRollouts(rollouts.get());
     state.save(saved.build());
-  }
-
-  private List<Model> modelsWithPolicies() {
-    List<Model> models = new ArrayList<>();
-    for (Route route : routes()) {
-      if (route.policy().getRevision() > 0) {
-        models.add(route.model());
-      }
-    }
-    return models;
-  }
-
-  private List<Route> routes() {
-    List<Route> routes = new ArrayList<>();
-    for (String name : router.models()) {
-      routes.add(router.route(name));
-    }
-    return routes;
   }
 
   /**

@@ -109,7 +109,11 @@ public final class RolloutController implements AutoCloseable {
           "a rollout of model '" + spec.getModel() + "' is already running (candidate version "
               + existing.getSpec().getCandidate() + "); abort it first");
     }
-    RoutingPolicy baselinePolicy = store.router().route(spec.getModel()).policy();
+    RoutingPolicy current = store.router().route(spec.getModel()).policy();
+    // The policy to come back to. The default (no weights) would send everything to the highest
+    // READY version, which may be the candidate: name the baseline instead.
+    RoutingPolicy baselinePolicy =
+        current.getWeightsCount() > 0 ? current : current.toBuilder().putWeights(spec.getBaseline(), 1).build();
     long now = store.clock().millis();
     Rollout rollout =
         Rollout.newBuilder()
@@ -128,7 +132,7 @@ public final class RolloutController implements AutoCloseable {
                     .setReason("rollout started by " + caller + ": candidate " + spec.getCandidate() + " at "
                         + spec.getSteps(0) + "%, baseline " + spec.getBaseline()))
             .build();
-    RoutingPolicy applied = applyStep(rollout, 0, baselinePolicy.getRevision());
+    RoutingPolicy applied = applyStep(rollout, 0, current.getRevision());
     rollouts.put(spec.getModel(), rollout);
     ownRevision.put(spec.getModel(), applied.getRevision());
     store.audit(caller, "StartRollout", spec.getModel(), spec.getCandidate(), spec.toString().replace('\n', ' '));

@@ -84,7 +84,13 @@ public final class Gateway implements AutoCloseable {
 
   /** In-process transports; statistics intervals close only when the test calls rotate(). */
   public static Gateway inProcess(Path root, Duration drainTimeout, Path stateDir) throws IOException {
-    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
+    return inProcess(root, drainTimeout, stateDir, Clock.systemUTC());
+  }
+
+  /** As above, on {@code clock}; rollouts are judged only when the test calls tick(). */
+  public static Gateway inProcess(Path root, Duration drainTimeout, Path stateDir, Clock clock)
+      throws IOException {
+    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), clock, false);
     ModelRepository repository = load(root, stats);
     String name = InProcessServerBuilder.generateName();
     String adminName = name + "-admin";
@@ -178,6 +184,26 @@ public final class Gateway implements AutoCloseable {
 
   public static byte[] reshapeToTwoByTwo() {
     return TestModels.reshapeToTwoByTwo();
+  }
+
+  /** x FP32 [-1,3] → y and z, like affine, but y goes through many large matrix products. */
+  public static byte[] slowAffine() {
+    OnnxGraphBuilder graph =
+        OnnxGraphBuilder.create("slow", 17)
+            .input("x", OnnxGraphBuilder.FLOAT, -1, 3)
+            .output("y", OnnxGraphBuilder.FLOAT, -1, 3)
+            .output("z", OnnxGraphBuilder.FLOAT, -1, 3)
+            .initializer("up", new float[3 * 512], 3, 512)
+            .initializer("square", new float[512 * 512], 512, 512)
+            .initializer("down", new float[512 * 3], 512, 3)
+            .initializer("two", new float[] {2f})
+            .node("Mul", List.of("x", "two"), List.of("z"))
+            .node("MatMul", List.of("x", "up"), List.of("h0"));
+    int layers = 60;
+    for (int i = 0; i < layers; i++) {
+      graph.node("MatMul", List.of("h" + i, "square"), List.of("h" + (i + 1)));
+    }
+    return graph.node("MatMul", List.of("h" + layers, "down"), List.of("y")).build();
   }
 
   /** text BYTES [-1] → same BYTES [-1]. */

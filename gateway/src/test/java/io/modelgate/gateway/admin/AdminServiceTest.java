@@ -1,0 +1,246 @@
+package io.modelgate.gateway.admin;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.modelgate.gateway.testing.Gateway;
+import io.modelgate.gateway.testing.Tensors;
+import io.modelgate.proto.admin.v1.AdminServiceGrpc;
+import io.modelgate.proto.admin.v1.GetRoutingRequest;
+import io.modelgate.proto.admin.v1.GetStatsRequest;
+import io.modelgate.proto.admin.v1.ListModelsRequest;
+import io.modelgate.proto.admin.v1.ListModelsResponse;
+import io.modelgate.proto.admin.v1.LoadVersionRequest;
+import io.modelgate.proto.admin.v1.PromoteRequest;
+import io.modelgate.proto.admin.v1.RollbackRequest;
+import io.modelgate.proto.admin.v1.RoutingPolicy;
+import io.modelgate.proto.admin.v1.SetRoutingRequest;
+import io.modelgate.proto.admin.v1.StatsResponse;
+import io.modelgate.proto.admin.v1.UnloadVersionRequest;
+import io.modelgate.proto.admin.v1.VersionInfo;
+import io.modelgate.proto.admin.v1.WindowStats;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import org.assertj.core.api.AbstractThrowableAssert;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.function.Executable;
+import org.junit.jupiter.api.io.TempDir;
+
+class AdminServiceTest {
+  @TempDir Path root;
+  Gateway gateway;
+
+  @BeforeEach
+  void start() throws Exception {
+    Gateway.write(root, "m", 1, Gateway.affine());
+    Gateway.write(root, "m", 2, Gateway.affine());
+    Gateway.write(root, "m", 3, "broken".getBytes());
+    gateway = Gateway.inProcess(root);
+  }
+
+  @AfterEach
+  void stop() {
+    if (gateway != null) {
+      gateway.close();
+    }
+  }
+
+  private static AbstractThrowableAssert<?, ?> failsWith(Status.Code code, Executable call) {
+    return assertThatThrownBy(call::execute)
+        .isInstanceOfSatisfying(
+            StatusRuntimeException.class, e -> assertThat(e.getStatus().getCode()).isEqualTo(code));
+  }
+
+  private RoutingPolicy set(long expected, long... versionWeightPairs) {
+    RoutingPolicy.Builder policy = RoutingPolicy.newBuilder().setModel("m");
+    for (int i = 0; i < versionWeightPairs.length; i += 2) {
+      policy.putWeights(versionWeightPairs[i], (int) versionWeightPairs[i + 1]);
+    }
+    return gateway
+        .admin()
+        .setRouting(SetRoutingRequest.newBuilder().setPolicy(policy).setExpectedRevision(expected).build());
+  }
+
+  private String answeringVersion() {
+    return gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()).getModelVersion();
+  }
+
+  @Test
+  void withoutTheToken_orWithAWrongOne_callsAreUnauthenticated() {
+    AdminServiceGrpc.AdminServiceBlockingStub anonymous = AdminServiceGrpc.newBlockingStub(gateway.adminChannel);
+    failsWith(Status.Code.UNAUTHENTICATED, () -> anonymous.listModels(ListModelsRequest.getDefaultInstance()))
+        .hasMessageContaining("authorization: Bearer");
+    failsWith(
+            Status.Code.UNAUTHENTICATED,
+            () ->
+                anonymous
+                    .withCallCredentials(Gateway.bearer("not-the-admin-token-at-all"))
+                    .listModels(ListModelsRequest.getDefaultInstance()))
+        .hasMessageContaining("wrong admin token");
+    assertThat(gateway.admin().listModels(ListModelsRequest.getDefaultInstance()).getModelsCount()).isEqualTo(1);
+  }
+
+  @Test
+  void theInferencePort_doesNotServeAdmin() {
+    failsWith(
+        Status.Code.UNIMPLEMENTED,
+        () ->
+            AdminServiceGrpc.newBlockingStub(gateway.channel)
+                .withCallCredentials(Gateway.bearer(Gateway.ADMIN_TOKEN))
+                .listModels(ListModelsRequest.getDefaultInstance()));
+  }
+
+  @Test
+  void listModels_showsVersionsStatesAndRouting() {
+    ListModelsResponse models = gateway.admin().listModels(ListModelsRequest.getDefaultInstance());
+    assertThat(models.getModels(0).getName()).isEqualTo("m");
+    assertThat(models.getModels(0).getVersionsList())
+        .extracting(VersionInfo::getVersion, VersionInfo::getState)
+        .containsExactly(
+            org.assertj.core.groups.Tuple.tuple(1L, "READY"),
+            org.assertj.core.groups.Tuple.tuple(2L, "READY"),
+            org.assertj.core.groups.Tuple.tuple(3L, "FAILED"));
+    assertThat(models.getModels(0).getVersions(2).getReason()).contains("ONNX Runtime could not load");
+    assertThat(models.getModels(0).getRouting().getRevision()).isZero();
+  }
+
+  @Test
+  void setRouting_changesWhichVersionAnswers_andNamesTheRevisionItReplaces() {
+    assertThat(answeringVersion()).isEqualTo("2");
+    RoutingPolicy one = set(0, 1, 100);
+    assertThat(one.getRevision()).isEqualTo(1);
+    assertThat(one.getUpdatedBy()).isNotBlank();
+    for (int i = 0; i < 20; i++) {
+      assertThat(answeringVersion()).isEqualTo("1");
+    }
+    failsWith(Status.Code.ABORTED, () -> set(0, 2, 100)).hasMessageContaining("at revision 1, not 0");
+    failsWith(Status.Code.FAILED_PRECONDITION, () -> set(1, 3, 100)).hasMessageContaining("which is FAILED");
+    failsWith(Status.Code.INVALID_ARGUMENT, () -> set(1, 1, 0, 2, 0)).hasMessageContaining("all 0");
+    failsWith(Status.Code.INVALID_ARGUMENT, () -> set(1, 7, 1)).hasMessageContaining("does not have");
+    assertThat(gateway.admin().getRouting(GetRoutingRequest.newBuilder().setModel("m").build()).getRevision())
+        .isEqualTo(1);
+  }
+
+  @Test
+  void promoteAndRollback() {
+    set(0, 1, 90, 2, 10);
+    RoutingPolicy promoted =
+        gateway.admin().promote(PromoteRequest.newBuilder().setModel("m").setVersion(2).setExpectedRevision(1).build());
+    assertThat(promoted.getWeightsMap()).containsOnlyKeys(2L);
+    RoutingPolicy back =
+        gateway.admin().rollback(RollbackRequest.newBuilder().setModel("m").setExpectedRevision(2).build());
+    assertThat(back.getRevision()).isEqualTo(3);
+    assertThat(back.getWeightsMap()).containsEntry(1L, 90).containsEntry(2L, 10);
+    RoutingPolicy first =
+        gateway.admin().rollback(RollbackRequest.newBuilder().setModel("m").setExpectedRevision(3).build());
+    assertThat(first.getWeightsMap()).isEmpty();
+    failsWith(
+            Status.Code.FAILED_PRECONDITION,
+            () -> gateway.admin().rollback(RollbackRequest.newBuilder().setModel("m").setExpectedRevision(4).build()))
+        .hasMessageContaining("no earlier routing policy");
+  }
+
+  @Test
+  void unload_isRefusedWhileTheVersionTakesTraffic_thenDrainsAndUnloads_andLoadBringsItBack() {
+    set(0, 1, 50, 2, 50);
+    failsWith(
+            Status.Code.FAILED_PRECONDITION,
+            () -> gateway.admin().unloadVersion(UnloadVersionRequest.newBuilder().setModel("m").setVersion(2).build()))
+        .hasMessageContaining("still takes traffic")
+        .hasMessageContaining("weight 50");
+    set(1, 1, 100);
+    VersionInfo unloaded =
+        gateway.admin().unloadVersion(UnloadVersionRequest.newBuilder().setModel("m").setVersion(2).build());
+    assertThat(unloaded.getState()).isEqualTo("UNAVAILABLE");
+    failsWith(
+            Status.Code.UNAVAILABLE,
+            () -> gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").setModelVersion("2").build()))
+        .hasMessageContaining("is UNAVAILABLE");
+    VersionInfo loaded = gateway.admin().loadVersion(LoadVersionRequest.newBuilder().setModel("m").setVersion(2).build());
+    assertThat(loaded.getState()).isEqualTo("READY");
+    assertThat(
+            gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").setModelVersion("2").build())
+                .getModelVersion())
+        .isEqualTo("2");
+    failsWith(
+        Status.Code.NOT_FOUND,
+        () -> gateway.admin().loadVersion(LoadVersionRequest.newBuilder().setModel("m").setVersion(8).build()));
+  }
+
+  @Test
+  void everyChange_isAuditedWithCallerAndOldAndNewPolicies() throws Exception {
+    set(0, 1, 100);
+    set(1, 2, 100);
+    List<String> lines = Files.readAllLines(root.resolve(".state").resolve(StateStore.AUDIT_FILE));
+    assertThat(lines).hasSize(2);
+    assertThat(lines.get(1))
+        .contains("\"action\":\"SetRouting\"")
+        .contains("\"caller\":")
+        .contains("\"oldPolicy\":{\"model\":\"m\",\"revision\":\"1\",\"weights\":{\"1\":100}")
+        .contains("\"newPolicy\":{\"model\":\"m\",\"revision\":\"2\",\"weights\":{\"2\":100}");
+  }
+
+  @Test
+  void aRestart_comesBackWithTheSameWeights() throws Exception {
+    set(0, 1, 30, 2, 70);
+    gateway.close();
+    gateway = Gateway.inProcess(root);
+    RoutingPolicy restored = gateway.admin().getRouting(GetRoutingRequest.newBuilder().setModel("m").build());
+    assertThat(restored.getRevision()).isEqualTo(1);
+    assertThat(restored.getWeightsMap()).containsEntry(1L, 30).containsEntry(2L, 70);
+    // The history survives too: rollback returns to the default.
+    assertThat(
+            gateway.admin().rollback(RollbackRequest.newBuilder().setModel("m").setExpectedRevision(1).build())
+                .getWeightsMap())
+        .isEmpty();
+  }
+
+  @Test
+  void getStats_reportsPerVersionCountsErrorsAndLatency() {
+    set(0, 1, 100);
+    for (int i = 0; i < 30; i++) {
+      answeringVersion();
+    }
+    assertThatThrownBy(
+        () ->
+            gateway.blocking().modelInfer(
+                io.modelgate.proto.inference.ModelInferRequest.newBuilder().setModelName("m").build()));
+    gateway.stats.rotate();
+    StatsResponse stats = gateway.admin().getStats(GetStatsRequest.newBuilder().setModel("m").setVersion(1).build());
+    assertThat(stats.getVersionsList()).hasSize(1);
+    WindowStats minute = stats.getVersions(0).getWindowsList().stream()
+        .filter(w -> w.getWindow().equals("1m")).findFirst().orElseThrow();
+    assertThat(minute.getRequests()).isEqualTo(31);
+    assertThat(minute.getErrors()).isEqualTo(1);
+    assertThat(minute.getErrorsByCodeMap()).containsEntry("INVALID_ARGUMENT", 1L);
+    assertThat(minute.getEndToEndMs().getCount()).isEqualTo(30);
+    assertThat(minute.getEndToEndMs().getP99()).isPositive();
+    assertThat(minute.getComputeMs().getCount()).isPositive();
+    assertThat(stats.getVersions(0).getWindowsList()).extracting(WindowStats::getWindow)
+        .containsExactly("1m", "5m", "15m", "all");
+  }
+
+  @Test
+  void watchStats_streamsReports() {
+    var reports = io.modelgate.proto.admin.v1.AdminServiceGrpc.newBlockingStub(gateway.adminChannel)
+        .withCallCredentials(Gateway.bearer(Gateway.ADMIN_TOKEN))
+        .withDeadlineAfter(30, java.util.concurrent.TimeUnit.SECONDS)
+        .watchStats(io.modelgate.proto.admin.v1.WatchStatsRequest.newBuilder().setModel("m").setIntervalMs(500).build());
+    assertThat(reports.next().getVersionsCount()).isEqualTo(2);
+    assertThat(reports.next().getTimeMs()).isPositive();
+  }
+
+  @Test
+  void stateFile_isWrittenAtomicallyAsJson() throws Exception {
+    set(0, 2, 1);
+    Path state = root.resolve(".state").resolve(StateStore.STATE_FILE);
+    assertThat(Files.readString(state)).contains("\"policies\"").contains("\"revision\": \"1\"").contains("\"2\": 1");
+    assertThat(root.resolve(".state").resolve(StateStore.STATE_FILE + ".tmp")).doesNotExist();
+  }
+}

@@ -1,0 +1,211 @@
+package io.modelgate.gateway.rollout;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.modelgate.gateway.testing.TestClock;
+import io.modelgate.gateway.testing.Gateway;
+import io.modelgate.gateway.testing.Tensors;
+import io.modelgate.proto.admin.v1.AbortRolloutRequest;
+import io.modelgate.proto.admin.v1.Decision;
+import io.modelgate.proto.admin.v1.Evidence;
+import io.modelgate.proto.admin.v1.GetRolloutRequest;
+import io.modelgate.proto.admin.v1.GetRoutingRequest;
+import io.modelgate.proto.admin.v1.Rollout;
+import io.modelgate.proto.admin.v1.RolloutSpec;
+import io.modelgate.proto.admin.v1.RoutingPolicy;
+import io.modelgate.proto.admin.v1.SetRoutingRequest;
+import io.modelgate.proto.admin.v1.StartRolloutRequest;
+import io.modelgate.proto.admin.v1.Thresholds;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Rollouts judged on real traffic through the gateway. The clock is the test's: a step ends when
+ * the test moves it past the interval and calls tick().
+ */
+class RolloutTest {
+  @TempDir Path root;
+  Gateway gateway;
+  final TestClock clock = new TestClock();
+
+  @AfterEach
+  void stop() {
+    if (gateway != null) {
+      gateway.close();
+    }
+  }
+
+  private void start(byte[] candidate) throws Exception {
+    Gateway.write(root, "m", 1, Gateway.affine());
+    Gateway.write(root, "m", 2, candidate);
+    Files.writeString(root.resolve("m/model.yaml"), "max_batch_size: 0\n");
+    gateway = Gateway.inProcess(root, Duration.ofSeconds(10), root.resolve(".state"), clock);
+  }
+
+  private Rollout startRollout(int... steps) {
+    RolloutSpec.Builder spec =
+        RolloutSpec.newBuilder()
+            .setModel("m")
+            .setBaseline(1)
+            .setCandidate(2)
+            .setIntervalS(60)
+            .setThresholds(
+                Thresholds.newBuilder().setMinSamples(40).setMaxP99Ratio(1.10).setSignificance(1e-6));
+    for (int step : steps) {
+      spec.addSteps(step);
+    }
+    return gateway.admin().startRollout(StartRolloutRequest.newBuilder().setSpec(spec).build());
+  }
+
+  /** Traffic to both versions, pinned so that each gets enough samples whatever the weights. */
+  private void traffic(int perVersion) {
+    for (int i = 0; i < perVersion; i++) {
+      for (String version : List.of("1", "2")) {
+        gateway.blocking().modelInfer(Tensors.affine(i, 1, 2).setModelName("m").setModelVersion(version).build());
+      }
+    }
+  }
+
+  private Rollout endStep() {
+    clock.millis += 61_000;
+    gateway.server.rollouts().tick();
+    return gateway.admin().getRollout(GetRolloutRequest.newBuilder().setModel("m").build());
+  }
+
+  private RoutingPolicy routing() {
+    return gateway.admin().getRouting(GetRoutingRequest.newBuilder().setModel("m").build());
+  }
+
+  @Test
+  void anEqualCandidate_advancesThroughEveryStep_andIsPromoted() throws Exception {
+    start(Gateway.affine());
+    Rollout started = startRollout(25, 100);
+    assertThat(started.getState()).isEqualTo("RUNNING");
+    assertThat(routing().getWeightsMap()).containsEntry(1L, 75).containsEntry(2L, 25);
+
+    traffic(10);
+    Rollout waiting = endStep();
+    assertThat(waiting.getState()).isEqualTo("RUNNING");
+    assertThat(last(waiting).getVerdict()).isEqualTo("WAIT");
+    assertThat(last(waiting).getReason()).contains("waiting for samples");
+
+    traffic(50);
+    Rollout advanced = endStep();
+    assertThat(last(advanced).getVerdict()).as(last(advanced).getReason()).isEqualTo("ADVANCE");
+    assertThat(advanced.getStepIndex()).isEqualTo(1);
+    assertThat(routing().getWeightsMap()).containsOnlyKeys(2L);
+
+    traffic(50);
+    Rollout promoted = endStep();
+    assertThat(promoted.getState()).isEqualTo("PROMOTED");
+    Decision decision = last(promoted);
+    assertThat(decision.getVerdict()).isEqualTo("PROMOTE");
+    Evidence evidence = decision.getEvidence();
+    assertThat(evidence.getBaselineSamples()).isGreaterThanOrEqualTo(40);
+    assertThat(evidence.getCandidateSamples()).isGreaterThanOrEqualTo(40);
+    assertThat(evidence.getPValue()).isGreaterThan(1e-6);
+    assertThat(routing().getWeightsMap()).containsOnlyKeys(2L);
+    assertThat(routing().getUpdatedBy()).isEqualTo("rollout");
+  }
+
+  @Test
+  void aSlowerCandidate_isRolledBack_withItsEvidence() throws Exception {
+    start(Gateway.slowAffine());
+    startRollout(5, 25, 50, 100);
+    traffic(50);
+    Rollout rolledBack = endStep();
+    assertThat(rolledBack.getState()).isEqualTo("ROLLED_BACK");
+    Decision decision = last(rolledBack);
+    assertThat(decision.getVerdict()).isEqualTo("ROLLBACK");
+    assertThat(decision.getReason()).contains("significantly larger").contains("Mann-Whitney");
+    Evidence evidence = decision.getEvidence();
+    assertThat(evidence.getCandidateP99Ms()).isGreaterThan(evidence.getBaselineP99Ms());
+    assertThat(evidence.getP99Ratio()).isGreaterThan(1.10);
+    assertThat(evidence.getPValue()).isLessThan(1e-6);
+    // The baseline takes all traffic again (the default would have picked version 2).
+    assertThat(routing().getWeightsMap()).containsOnlyKeys(1L);
+    assertThat(gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()).getModelVersion())
+        .isEqualTo("1");
+  }
+
+  @Test
+  void aFailingCandidate_isRolledBackOnItsErrorRate() throws Exception {
+    start(io.modelgate.runtime.onnx.OnnxGraphBuilder.create("failing", 17)
+        .input("x", io.modelgate.runtime.onnx.OnnxGraphBuilder.FLOAT, -1, 3)
+        .output("y", io.modelgate.runtime.onnx.OnnxGraphBuilder.FLOAT, 7)
+        .initializer("shape", new long[] {7}, 1)
+        .node("Reshape", List.of("x", "shape"), List.of("y"))
+        .build());
+    startRollout(10, 100);
+    for (int i = 0; i < 50; i++) {
+      gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").setModelVersion("1").build());
+      assertThatThrownBy(() ->
+          gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").setModelVersion("2").build()))
+          .isInstanceOf(StatusRuntimeException.class);
+    }
+    Rollout rolledBack = endStep();
+    assertThat(rolledBack.getState()).isEqualTo("ROLLED_BACK");
+    assertThat(last(rolledBack).getReason()).contains("error rate 100.00%");
+  }
+
+  @Test
+  void anOperatorChange_stopsTheRollout() throws Exception {
+    start(Gateway.affine());
+    startRollout(5, 100);
+    long revision = routing().getRevision();
+    gateway.admin().setRouting(SetRoutingRequest.newBuilder()
+        .setPolicy(RoutingPolicy.newBuilder().setModel("m").putWeights(1, 1)).setExpectedRevision(revision).build());
+    Rollout stopped = endStep();
+    assertThat(stopped.getState()).isEqualTo("ABORTED");
+    assertThat(last(stopped).getReason()).contains("changed outside the rollout");
+    assertThat(routing().getWeightsMap()).containsOnlyKeys(1L);
+  }
+
+  @Test
+  void abort_restoresThePolicyTheRolloutStartedFrom() throws Exception {
+    start(Gateway.affine());
+    startRollout(50, 100);
+    Rollout aborted = gateway.admin().abortRollout(AbortRolloutRequest.newBuilder().setModel("m").build());
+    assertThat(aborted.getState()).isEqualTo("ABORTED");
+    assertThat(routing().getWeightsMap()).containsOnlyKeys(1L);
+  }
+
+  @Test
+  void aRunningRollout_survivesARestart() throws Exception {
+    start(Gateway.affine());
+    startRollout(25, 100);
+    gateway.close();
+    gateway = Gateway.inProcess(root, Duration.ofSeconds(10), root.resolve(".state"), clock);
+    Rollout restored = gateway.admin().getRollout(GetRolloutRequest.newBuilder().setModel("m").build());
+    assertThat(restored.getState()).isEqualTo("RUNNING");
+    assertThat(routing().getWeightsMap()).containsEntry(2L, 25);
+    traffic(50);
+    assertThat(last(endStep()).getVerdict()).isEqualTo("ADVANCE");
+  }
+
+  @Test
+  void invalidSpecs_areRefused() throws Exception {
+    start(Gateway.affine());
+    assertThatThrownBy(() -> startRollout(50, 40, 100))
+        .isInstanceOfSatisfying(StatusRuntimeException.class,
+            e -> assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.INVALID_ARGUMENT))
+        .hasMessageContaining("increasing percentages");
+    startRollout(50, 100);
+    assertThatThrownBy(() -> startRollout(50, 100))
+        .isInstanceOfSatisfying(StatusRuntimeException.class,
+            e -> assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.FAILED_PRECONDITION))
+        .hasMessageContaining("already running");
+  }
+
+  private static Decision last(Rollout rollout) {
+    return rollout.getDecisions(rollout.getDecisionsCount() - 1);
+  }
+}

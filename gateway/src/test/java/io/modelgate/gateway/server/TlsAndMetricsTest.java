@@ -1,0 +1,109 @@
+package io.modelgate.gateway.server;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.grpc.ManagedChannel;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.netty.GrpcSslContexts;
+import io.grpc.netty.NettyChannelBuilder;
+import io.modelgate.gateway.stats.StatsRegistry;
+import io.modelgate.gateway.testing.Gateway;
+import io.modelgate.gateway.testing.TestCertificates;
+import io.modelgate.gateway.testing.Tensors;
+import io.modelgate.proto.admin.v1.AdminServiceGrpc;
+import io.modelgate.proto.admin.v1.ListModelsRequest;
+import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
+import io.modelgate.runtime.onnx.SessionSettings;
+import io.modelgate.runtime.repository.ModelRepository;
+import io.modelgate.runtime.repository.ModelSettings;
+import io.netty.handler.ssl.SslContext;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Clock;
+import java.time.Duration;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** Both ports over TLS, the admin port with mutual TLS, and the Prometheus endpoint, on Netty. */
+class TlsAndMetricsTest {
+  @TempDir Path root;
+  @TempDir Path pki;
+
+  @Test
+  void tlsOnBothPorts_mutualTlsOnAdmin_andMetricsOverHttp() throws Exception {
+    TestCertificates certs = TestCertificates.create(pki);
+    Gateway.write(root, "m", 1, Gateway.affine());
+    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
+    ModelRepository repository =
+        ModelRepository.load(root, ModelSettings.defaults(SessionSettings.DEFAULTS), stats);
+    GatewayServer server =
+        GatewayServer.start(
+            new ServerSettings("127.0.0.1", 0, 1 << 20, 1, Duration.ofSeconds(5),
+                new TlsSettings(certs.serverChain, certs.serverKey, null)),
+            new AdminSettings("127.0.0.1", 0, Gateway.ADMIN_TOKEN,
+                new TlsSettings(certs.serverChain, certs.serverKey, certs.caCert),
+                "127.0.0.1", 0, Files.createDirectories(root.resolve(".state"))),
+            repository,
+            stats);
+    SslContext trusting = GrpcSslContexts.forClient().trustManager(certs.caCert.toFile()).build();
+    SslContext withCertificate =
+        GrpcSslContexts.forClient()
+            .trustManager(certs.caCert.toFile())
+            .keyManager(certs.clientChain.toFile(), certs.clientKey.toFile())
+            .build();
+    ManagedChannel inference = NettyChannelBuilder.forAddress("localhost", server.port()).sslContext(trusting).build();
+    ManagedChannel adminWithoutCert =
+        NettyChannelBuilder.forAddress("localhost", server.adminPort()).sslContext(trusting).build();
+    ManagedChannel admin =
+        NettyChannelBuilder.forAddress("localhost", server.adminPort()).sslContext(withCertificate).build();
+    ManagedChannel plaintext = NettyChannelBuilder.forAddress("127.0.0.1", server.port()).usePlaintext().build();
+    try {
+      assertThat(
+              GRPCInferenceServiceGrpc.newBlockingStub(inference).withDeadlineAfter(30, TimeUnit.SECONDS)
+                  .modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build())
+                  .getModelVersion())
+          .isEqualTo("1");
+      assertThatThrownBy(
+              () -> GRPCInferenceServiceGrpc.newBlockingStub(plaintext).withDeadlineAfter(3, TimeUnit.SECONDS)
+                  .modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()))
+          .isInstanceOf(StatusRuntimeException.class);
+
+      assertThat(
+              AdminServiceGrpc.newBlockingStub(admin).withCallCredentials(Gateway.bearer(Gateway.ADMIN_TOKEN))
+                  .withDeadlineAfter(30, TimeUnit.SECONDS)
+                  .listModels(ListModelsRequest.getDefaultInstance())
+                  .getModelsCount())
+          .isEqualTo(1);
+      // Mutual TLS: no client certificate, no admin, whatever the token.
+      assertThatThrownBy(
+              () -> AdminServiceGrpc.newBlockingStub(adminWithoutCert).withCallCredentials(Gateway.bearer(Gateway.ADMIN_TOKEN))
+                  .withDeadlineAfter(3, TimeUnit.SECONDS)
+                  .listModels(ListModelsRequest.getDefaultInstance()))
+          .isInstanceOfSatisfying(StatusRuntimeException.class,
+              e -> assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.UNAVAILABLE));
+
+      HttpResponse<String> metrics =
+          HttpClient.newHttpClient()
+              .send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + server.metricsPort() + "/metrics")).build(),
+                  HttpResponse.BodyHandlers.ofString());
+      assertThat(metrics.statusCode()).isEqualTo(200);
+      assertThat(metrics.headers().firstValue("Content-Type")).hasValueSatisfying(v -> assertThat(v).startsWith("text/plain"));
+      assertThat(metrics.body())
+          .contains("modelgate_requests_total{code=\"OK\",model=\"m\",version=\"1\"} 1.0")
+          .contains("modelgate_request_duration_seconds_bucket{model=\"m\",stage=\"end_to_end\",version=\"1\"");
+    } finally {
+      for (ManagedChannel channel : new ManagedChannel[] {inference, adminWithoutCert, admin, plaintext}) {
+        channel.shutdownNow();
+      }
+      server.stop();
+      stats.close();
+    }
+  }
+}

@@ -1,0 +1,81 @@
+package io.modelgate.gateway.testing;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.KeyStore;
+import java.security.PrivateKey;
+import java.util.ArrayList;
+import java.util.Base64;
+import java.util.List;
+
+/**
+ * A throw-away PKI for TLS tests, made with the JDK's keytool: a CA, a server certificate for
+ * localhost and 127.0.0.1, and a client certificate, each as PEM files Netty reads.
+ */
+public final class TestCertificates {
+  public final Path caCert;
+  public final Path serverChain;
+  public final Path serverKey;
+  public final Path clientChain;
+  public final Path clientKey;
+
+  private TestCertificates(Path dir) {
+    this.caCert = dir.resolve("ca.pem");
+    this.serverChain = dir.resolve("server.pem");
+    this.serverKey = dir.resolve("server.key");
+    this.clientChain = dir.resolve("client.pem");
+    this.clientKey = dir.resolve("client.key");
+  }
+
+  public static TestCertificates create(Path dir) throws Exception {
+    TestCertificates c = new TestCertificates(dir);
+    keytool(dir, "-genkeypair", "-alias", "ca", "-keyalg", "EC", "-groupname", "secp256r1",
+        "-dname", "CN=modelgate-test-ca", "-ext", "bc:c", "-validity", "2",
+        "-keystore", "ca.p12", "-storetype", "PKCS12", "-storepass", "secret");
+    keytool(dir, "-exportcert", "-rfc", "-alias", "ca", "-keystore", "ca.p12", "-storepass", "secret", "-file", "ca.pem");
+    c.issue(dir, "server", "CN=localhost", "SAN=dns:localhost,ip:127.0.0.1");
+    c.issue(dir, "client", "CN=operator-alice", null);
+    return c;
+  }
+
+  private void issue(Path dir, String name, String subject, String san) throws Exception {
+    keytool(dir, "-genkeypair", "-alias", name, "-keyalg", "EC", "-groupname", "secp256r1",
+        "-dname", subject, "-validity", "2", "-keystore", name + ".p12", "-storetype", "PKCS12",
+        "-storepass", "secret");
+    keytool(dir, "-certreq", "-alias", name, "-keystore", name + ".p12", "-storepass", "secret", "-file", name + ".csr");
+    List<String> gencert = new ArrayList<>(List.of("-gencert", "-rfc", "-alias", "ca", "-keystore", "ca.p12",
+        "-storepass", "secret", "-infile", name + ".csr", "-outfile", name + ".crt", "-validity", "2"));
+    if (san != null) {
+      gencert.addAll(List.of("-ext", san));
+    }
+    keytool(dir, gencert.toArray(new String[0]));
+    Files.writeString(
+        dir.resolve(name + ".pem"),
+        Files.readString(dir.resolve(name + ".crt")) + Files.readString(dir.resolve("ca.pem")));
+    KeyStore store = KeyStore.getInstance("PKCS12");
+    try (var in = Files.newInputStream(dir.resolve(name + ".p12"))) {
+      store.load(in, "secret".toCharArray());
+    }
+    PrivateKey key = (PrivateKey) store.getKey(name, "secret".toCharArray());
+    Files.writeString(
+        dir.resolve(name + ".key"),
+        "-----BEGIN PRIVATE KEY-----\n"
+            + Base64.getMimeEncoder(64, "\n".getBytes(StandardCharsets.US_ASCII)).encodeToString(key.getEncoded())
+            + "\n-----END PRIVATE KEY-----\n");
+  }
+
+  private static void keytool(Path dir, String... args) throws IOException, InterruptedException {
+    List<String> command = new ArrayList<>();
+    command.add(Path.of(System.getProperty("java.home"), "bin", "keytool").toString());
+    // keytool is a JVM of its own; these flags halve its start-up.
+    command.addAll(List.of("-J-XX:TieredStopAtLevel=1", "-J-XX:+UseSerialGC", "-J-Xshare:auto"));
+    command.addAll(List.of(args));
+    Process process = new ProcessBuilder(command).directory(dir.toFile()).redirectErrorStream(true).start();
+    String output = new String(process.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+    if (process.waitFor() != 0) {
+      throw new IOException("keytool " + String.join(" ", args) + " failed: " + output);
+    }
+  }
+}
