@@ -75,6 +75,58 @@ class CliTest {
     assertThat(run.err()).contains("NOT_FOUND: unknown model 'nope'");
   }
 
+  private static String[] admin(String... args) throws Exception {
+    Path token = root.resolve(".state").resolve("cli-token");
+    java.nio.file.Files.writeString(token, Gateway.ADMIN_TOKEN);
+    String[] prefix = {"admin", "--target", "localhost:" + gateway.server.adminPort(), "--token-file", token.toString()};
+    String[] all = java.util.Arrays.copyOf(prefix, prefix.length + args.length);
+    System.arraycopy(args, 0, all, prefix.length, args.length);
+    return all;
+  }
+
+  @Test
+  void admin_models_routes_stats_rollout() throws Exception {
+    Run models = run(admin("models"));
+    assertThat(models.exitCode()).as(models.err()).isZero();
+    assertThat(models.out()).contains("MODEL").contains("cnn_mnist").contains("READY").contains("routing revision");
+
+    Run set = run(admin("routes", "set", "--model", "cnn_mnist", "--weights", "1=80,2=20", "--reason", "canary"));
+    assertThat(set.exitCode()).as(set.err()).isZero();
+    assertThat(set.out()).contains("weights: v1=80 (80.0%), v2=20 (20.0%)").contains("canary");
+
+    Run get = run(admin("routes", "get", "--model", "cnn_mnist"));
+    assertThat(get.out()).contains("v1=80");
+
+    run("infer", "--target", target(), "--model", "cnn_mnist", "--version", "1");
+    gateway.stats.rotate();
+    Run stats = run(admin("stats", "--model", "cnn_mnist", "--window", "1m"));
+    assertThat(stats.exitCode()).as(stats.err()).isZero();
+    assertThat(stats.out()).contains("P99 MS").contains("cnn_mnist        1    1m");
+
+    Run rollout = run(admin("rollout", "start", "--model", "cnn_mnist", "--baseline", "1", "--candidate", "2",
+        "--steps", "10,100", "--interval", "60s"));
+    assertThat(rollout.exitCode()).as(rollout.err()).isZero();
+    assertThat(rollout.out()).contains("RUNNING").contains("START");
+    Run status = run(admin("rollout", "status", "--model", "cnn_mnist"));
+    assertThat(status.out()).contains("now at step 1/2: 10% to the candidate");
+    Run abort = run(admin("rollout", "abort", "--model", "cnn_mnist"));
+    assertThat(abort.out()).contains("ABORTED");
+    Run back = run(admin("rollback", "--model", "cnn_mnist"));
+    assertThat(back.exitCode()).as(back.err()).isZero();
+    // Leave version 2 with all traffic, as the other tests expect.
+    Run promote = run(admin("promote", "--model", "cnn_mnist", "--version", "2"));
+    assertThat(promote.out()).contains("weights: v2=1 (100.0%)");
+  }
+
+  @Test
+  void admin_withAWrongToken_isRefused() throws Exception {
+    Path token = root.resolve(".state").resolve("wrong-token");
+    java.nio.file.Files.writeString(token, "definitely-not-the-token");
+    Run run = run("admin", "--target", "localhost:" + gateway.server.adminPort(), "--token-file", token.toString(), "models");
+    assertThat(run.exitCode()).isEqualTo(1);
+    assertThat(run.err()).contains("UNAUTHENTICATED: wrong admin token");
+  }
+
   @Test
   void serve_help_documentsTheOptions() {
     Run run = run("serve", "--help");
