@@ -9,11 +9,28 @@ import picocli.CommandLine.Command;
     name = "modelgate-bench",
     mixinStandardHelpOptions = true,
     description = "modelgate benchmarks.",
-    subcommands = {BatchingBenchmark.class, CommandLine.HelpCommand.class})
+    subcommands = {
+      BatchingBenchmark.class,
+      RoutingCostBenchmark.class,
+      BenchCli.Jmh.class,
+      CommandLine.HelpCommand.class
+    })
 public final class BenchCli implements Runnable {
   @Override
   public void run() {
     new CommandLine(this).usage(System.out);
+  }
+
+  /** Runs the JMH suites; arguments go to JMH (e.g. a benchmark regex, -f, -wi, -i). */
+  @Command(name = "jmh", description = "Run the JMH suites (RoutingBenchmark, StatsBenchmark); arguments go to JMH.")
+  static final class Jmh implements java.util.concurrent.Callable<Integer> {
+    @picocli.CommandLine.Unmatched java.util.List<String> args = new java.util.ArrayList<>();
+
+    @Override
+    public Integer call() throws Exception {
+      org.openjdk.jmh.Main.main(args.toArray(new String[0]));
+      return 0;
+    }
   }
 
   public static void main(String[] args) {

@@ -5,7 +5,6 @@ import io.modelgate.runtime.repository.Model;
 import io.modelgate.runtime.repository.ModelRepository;
 import io.modelgate.runtime.repository.ModelVersion;
 import java.util.List;
-import java.util.regex.Pattern;
 import java.util.stream.Collectors;
 
 /**
@@ -13,7 +12,6 @@ import java.util.stream.Collectors;
  * means the highest-numbered READY version. Reads only immutable repository snapshots.
  */
 public final class LatestReadyVersionSelector implements VersionSelector {
-  private static final Pattern VERSION = Pattern.compile("[1-9][0-9]{0,17}");
   private static final int NAMES_IN_MESSAGES = 10;
 
   private final ModelRepository repository;
@@ -77,15 +75,23 @@ public final class LatestReadyVersionSelector implements VersionSelector {
                         + ")"));
   }
 
-  /** A version string as a number, or INVALID_ARGUMENT. */
+  /** A version string as a number, or INVALID_ARGUMENT. On the request path: no regex, no allocation. */
   public static long parseVersion(String version) {
-    if (!VERSION.matcher(version).matches()) {
+    int length = version.length();
+    boolean valid = length > 0 && length <= 18 && version.charAt(0) != '0';
+    long number = 0;
+    for (int i = 0; valid && i < length; i++) {
+      char c = version.charAt(i);
+      valid = c >= '0' && c <= '9';
+      number = number * 10 + (c - '0');
+    }
+    if (!valid) {
       throw InferenceException.invalidArgument(
           "model_version '"
               + version
               + "' (expected: a positive integer, or empty for the latest READY version)");
     }
-    return Long.parseLong(version);
+    return number;
   }
 
   private static String names(ModelRepository repository) {

@@ -1,0 +1,154 @@
+package io.modelgate.bench;
+
+import io.grpc.ManagedChannel;
+import io.grpc.netty.NettyChannelBuilder;
+import io.modelgate.gateway.server.AdminSettings;
+import io.modelgate.gateway.server.GatewayServer;
+import io.modelgate.gateway.server.ServerSettings;
+import io.modelgate.gateway.stats.StatsRegistry;
+import io.modelgate.proto.admin.v1.RoutingPolicy;
+import io.modelgate.proto.admin.v1.ShadowRouting;
+import io.modelgate.proto.admin.v1.StickyRouting;
+import io.modelgate.proto.inference.InferParameter;
+import io.modelgate.proto.inference.ModelInferRequest;
+import io.modelgate.runtime.execution.SchedulerSettings;
+import io.modelgate.runtime.onnx.SessionSettings;
+import io.modelgate.runtime.repository.ModelRepository;
+import io.modelgate.runtime.repository.ModelSettings;
+import java.io.PrintWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Clock;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import java.util.concurrent.TimeUnit;
+import org.HdrHistogram.Histogram;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+/**
+ * What routing costs end to end: the same model and load, with requests pinned to a version (the
+ * baseline), left to the default, split by weights, kept by a sticky key, and split with a shadow
+ * copy. Statistics are recorded in every scenario, as in production. Scenarios interleave over
+ * rounds in one gateway.
+ */
+@Command(
+    name = "routing",
+    mixinStandardHelpOptions = true,
+    description = "End-to-end cost of routing (and shadow traffic) against requests pinned to a version.")
+final class RoutingCostBenchmark implements Callable<Integer> {
+  @Spec CommandSpec spec;
+
+  @Option(names = "--model", defaultValue = "cnn_mnist") String model;
+  @Option(names = "--concurrency", defaultValue = "16") int concurrency;
+  @Option(names = "--connections", defaultValue = "2") int connections;
+  @Option(names = "--duration", defaultValue = "8") int durationSeconds;
+  @Option(names = "--warmup", defaultValue = "4") int warmupSeconds;
+  @Option(names = "--rounds", defaultValue = "2") int rounds;
+
+  @Override
+  public Integer call() throws Exception {
+    PrintWriter out = spec.commandLine().getOut();
+    BenchModels.BenchModel bench = BenchModels.byName(model);
+    Path root = Files.createTempDirectory("modelgate-bench-routing-");
+    for (int version = 1; version <= 2; version++) {
+      Path dir = Files.createDirectories(root.resolve("m").resolve(Integer.toString(version)));
+      Files.write(dir.resolve("model.onnx"), bench.onnx());
+    }
+    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
+    ModelRepository repository =
+        ModelRepository.load(
+            root, new ModelSettings(null, new SessionSettings(1, 1), new SchedulerSettings(1024, 1)), stats);
+    GatewayServer server =
+        GatewayServer.start(
+            new ServerSettings("127.0.0.1", 0, 64 << 20, 1, Duration.ofSeconds(10)),
+            new AdminSettings("127.0.0.1", 0, java.util.UUID.randomUUID().toString(), null, "127.0.0.1", -1,
+                root.resolve(".state")),
+            repository,
+            stats);
+    List<ManagedChannel> channels = new ArrayList<>();
+    for (int i = 0; i < connections; i++) {
+      channels.add(NettyChannelBuilder.forAddress("127.0.0.1", server.port()).usePlaintext().directExecutor().build());
+    }
+    ModelInferRequest base = bench.request("m");
+    ModelInferRequest pinned = base.toBuilder().setModelVersion("1").build();
+    ModelInferRequest keyed =
+        base.toBuilder().putParameters("user", InferParameter.newBuilder().setStringParam("user-42").build()).build();
+    RoutingPolicy split = RoutingPolicy.newBuilder().setModel("m").putWeights(1, 90).putWeights(2, 10).build();
+    Map<String, Scenario> scenarios = new LinkedHashMap<>();
+    scenarios.put("pinned v1", new Scenario(pinned, null));
+    scenarios.put("default (highest READY)", new Scenario(base, RoutingPolicy.newBuilder().setModel("m").build()));
+    scenarios.put("weighted 90/10", new Scenario(base, split));
+    scenarios.put("sticky 90/10", new Scenario(keyed,
+        split.toBuilder().setSticky(StickyRouting.newBuilder().setParameter("user")).build()));
+    scenarios.put("weighted 90/10 + 10% shadow", new Scenario(base,
+        split.toBuilder().setShadow(ShadowRouting.newBuilder().setVersion(2).setSampleRate(0.1)).build()));
+    Map<String, List<ClosedLoopLoad.Result>> results = new LinkedHashMap<>();
+    try {
+      out.printf("routing cost: model %s, %d callers over %d connections, %d s warm-up + %d s, %d rounds%n",
+          model, concurrency, connections, warmupSeconds, durationSeconds, rounds);
+      out.flush();
+      for (int round = 1; round <= rounds; round++) {
+        for (Map.Entry<String, Scenario> entry : scenarios.entrySet()) {
+          Scenario scenario = entry.getValue();
+          if (scenario.policy() != null) {
+            long revision = server.router().route("m").policy().getRevision();
+            server.policies().set(scenario.policy(), revision, "bench", "SetRouting", entry.getKey());
+          }
+          ClosedLoopLoad.Result result =
+              new ClosedLoopLoad(channels, scenario.request(), concurrency)
+                  .run(TimeUnit.SECONDS.toNanos(warmupSeconds), TimeUnit.SECONDS.toNanos(durationSeconds), () -> {}, () -> {});
+          results.computeIfAbsent(entry.getKey(), k -> new ArrayList<>()).add(result);
+          out.printf("  round %d %-30s %8.0f calls/s  p50 %.3f ms  p99 %.3f ms  errors %s%n", round, entry.getKey(),
+              result.throughput(), result.latencyMicros().getValueAtPercentile(50) / 1000.0,
+              result.latencyMicros().getValueAtPercentile(99) / 1000.0, result.errors());
+          out.flush();
+        }
+      }
+    } finally {
+      for (ManagedChannel channel : channels) {
+        channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+      }
+      server.stop();
+      stats.close();
+      try (var paths = Files.walk(root)) {
+        paths.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+      }
+    }
+    out.println();
+    out.println("| scenario | calls/s (all rounds) | vs pinned | p50 ms | p99 ms | p99 vs pinned | errors |");
+    out.println("|---|---|---|---|---|---|---|");
+    double baseThroughput = 0;
+    double baseP99 = 0;
+    for (Map.Entry<String, List<ClosedLoopLoad.Result>> entry : results.entrySet()) {
+      long calls = 0;
+      double seconds = 0;
+      Histogram all = new Histogram(3);
+      long errors = 0;
+      for (ClosedLoopLoad.Result r : entry.getValue()) {
+        calls += r.calls();
+        seconds += r.seconds();
+        all.add(r.latencyMicros());
+        errors += r.errors().values().stream().mapToLong(Long::longValue).sum();
+      }
+      double throughput = calls / seconds;
+      double p99 = all.getValueAtPercentile(99) / 1000.0;
+      if (baseThroughput == 0) {
+        baseThroughput = throughput;
+        baseP99 = p99;
+      }
+      out.printf("| %s | %.0f | %.3f | %.3f | %.3f | %.3f | %d |%n", entry.getKey(), throughput,
+          throughput / baseThroughput, all.getValueAtPercentile(50) / 1000.0, p99, p99 / baseP99, errors);
+    }
+    out.flush();
+    return 0;
+  }
+
+  private record Scenario(ModelInferRequest request, RoutingPolicy policy) {}
+}
