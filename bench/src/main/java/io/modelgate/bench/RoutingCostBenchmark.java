@@ -49,8 +49,8 @@ final class RoutingCostBenchmark implements Callable<Integer> {
   @Option(names = "--concurrency", defaultValue = "16") int concurrency;
   @Option(names = "--connections", defaultValue = "2") int connections;
   @Option(names = "--duration", defaultValue = "8") int durationSeconds;
-  @Option(names = "--warmup", defaultValue = "4") int warmupSeconds;
-  @Option(names = "--rounds", defaultValue = "2") int rounds;
+  @Option(names = "--warmup", defaultValue = "6") int warmupSeconds;
+  @Option(names = "--rounds", defaultValue = "3") int rounds;
 
   @Override
   public Integer call() throws Exception {
@@ -80,14 +80,17 @@ final class RoutingCostBenchmark implements Callable<Integer> {
     ModelInferRequest pinned = base.toBuilder().setModelVersion("1").build();
     ModelInferRequest keyed =
         base.toBuilder().putParameters("user", InferParameter.newBuilder().setStringParam("user-42").build()).build();
+    // The first three serve everything from version 1, so that only the routing code differs; the
+    // last two split traffic over both versions, as a canary does.
+    RoutingPolicy onlyOne = RoutingPolicy.newBuilder().setModel("m").putWeights(1, 100).putWeights(2, 0).build();
     RoutingPolicy split = RoutingPolicy.newBuilder().setModel("m").putWeights(1, 90).putWeights(2, 10).build();
     Map<String, Scenario> scenarios = new LinkedHashMap<>();
-    scenarios.put("pinned v1", new Scenario(pinned, null));
-    scenarios.put("default (highest READY)", new Scenario(base, RoutingPolicy.newBuilder().setModel("m").build()));
-    scenarios.put("weighted 90/10", new Scenario(base, split));
-    scenarios.put("sticky 90/10", new Scenario(keyed,
-        split.toBuilder().setSticky(StickyRouting.newBuilder().setParameter("user")).build()));
-    scenarios.put("weighted 90/10 + 10% shadow", new Scenario(base,
+    scenarios.put("pinned v1 (baseline)", new Scenario(pinned, onlyOne));
+    scenarios.put("weighted pick, v1 100%", new Scenario(base, onlyOne));
+    scenarios.put("sticky pick, v1 100%", new Scenario(keyed,
+        onlyOne.toBuilder().setSticky(StickyRouting.newBuilder().setParameter("user")).build()));
+    scenarios.put("canary split 90/10", new Scenario(base, split));
+    scenarios.put("canary 90/10 + 10% shadow", new Scenario(base,
         split.toBuilder().setShadow(ShadowRouting.newBuilder().setVersion(2).setSampleRate(0.1)).build()));
     Map<String, List<ClosedLoopLoad.Result>> results = new LinkedHashMap<>();
     try {

@@ -62,6 +62,16 @@ final class InferCommand implements Callable<Integer> {
   @Option(names = "--timeout", defaultValue = "10s", converter = Converters.TimeSpan.class, description = "Deadline. Default: ${DEFAULT-VALUE}.")
   java.time.Duration timeout;
 
+  @Option(
+      names = "--repeat",
+      defaultValue = "1",
+      description = "Send the request this many times, one after another, and print which versions answered"
+          + " and how fast. Default: ${DEFAULT-VALUE}.")
+  int repeat;
+
+  @Option(names = "--sticky-key", description = "Set this value as the request parameter 'user' (for sticky routing).")
+  String stickyKey;
+
   @Override
   public Integer call() throws InterruptedException {
     PrintWriter out = spec.commandLine().getOut();
@@ -87,6 +97,13 @@ final class InferCommand implements Callable<Integer> {
           InferInputTensor.Builder tensor = tensor(input);
           request.addInputs(tensor).addRawInputContents(random(input.getDatatype(), count(tensor), random));
         }
+      }
+      if (stickyKey != null) {
+        request.putParameters(
+            "user", io.modelgate.proto.inference.InferParameter.newBuilder().setStringParam(stickyKey).build());
+      }
+      if (repeat > 1) {
+        return repeat(out, channel, request.build());
       }
       long start = System.nanoTime();
       ModelInferResponse response = stub.modelInfer(request.build());
@@ -117,6 +134,30 @@ final class InferCommand implements Callable<Integer> {
     } finally {
       channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
     }
+  }
+
+  private int repeat(PrintWriter out, ManagedChannel channel, ModelInferRequest request) {
+    org.HdrHistogram.Histogram latency = new org.HdrHistogram.Histogram(3);
+    java.util.Map<String, Integer> versions = new java.util.TreeMap<>();
+    java.util.Map<String, Integer> errors = new java.util.TreeMap<>();
+    GRPCInferenceServiceBlockingStub stub = GRPCInferenceServiceGrpc.newBlockingStub(channel);
+    for (int i = 0; i < repeat; i++) {
+      long start = System.nanoTime();
+      try {
+        ModelInferResponse response =
+            stub.withDeadlineAfter(timeout.toMillis(), TimeUnit.MILLISECONDS).modelInfer(request);
+        latency.recordValue(Math.max(1, (System.nanoTime() - start) / 1000));
+        versions.merge(response.getModelVersion(), 1, Integer::sum);
+      } catch (StatusRuntimeException e) {
+        errors.merge(e.getStatus().getCode().name(), 1, Integer::sum);
+      }
+    }
+    out.printf("%d requests to %s: answered by version %s; errors %s%n", repeat, model, versions, errors);
+    out.printf("client latency: p50 %.3f ms, p99 %.3f ms, max %.3f ms%n",
+        latency.getValueAtPercentile(50) / 1000.0, latency.getValueAtPercentile(99) / 1000.0,
+        latency.getMaxValue() / 1000.0);
+    out.flush();
+    return errors.isEmpty() ? 0 : 1;
   }
 
   private static boolean isMnist(ModelMetadataResponse metadata) {

@@ -290,17 +290,19 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       this.clock = clock;
     }
 
+    // Statistics are recorded before the answer is sent, so that a client that has its answer
+    // finds it counted; end-to-end time runs to the response built, not to its bytes on the wire.
     @Override
     public void onSuccess(InferenceResult result) {
-      if (!call.isCancelled()) {
-        call.onNext(ResponseEncoder.encode(version, id, result));
-        call.onCompleted();
-      }
+      boolean cancelled = call.isCancelled();
+      ModelInferResponse response = cancelled ? null : ResponseEncoder.encode(version, id, result);
       if (stats != null) {
         stats.recordAnswer(
-            call.isCancelled() ? Status.Code.CANCELLED : Status.Code.OK,
-            System.nanoTime() - arrival,
-            clock.millis());
+            cancelled ? Status.Code.CANCELLED : Status.Code.OK, System.nanoTime() - arrival, clock.millis());
+      }
+      if (!cancelled) {
+        call.onNext(response);
+        call.onCompleted();
       }
       if (shadow != null) {
         shadow.primary(result);
@@ -310,11 +312,11 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     @Override
     public void onFailure(InferenceException error) {
       Status status = ErrorStatus.of(error);
-      if (!call.isCancelled()) {
-        call.onError(status.asRuntimeException());
-      }
       if (stats != null) {
         stats.recordAnswer(status.getCode(), System.nanoTime() - arrival, clock.millis());
+      }
+      if (!call.isCancelled()) {
+        call.onError(status.asRuntimeException());
       }
       if (shadow != null) {
         shadow.primaryFailed();
@@ -523,10 +525,10 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
 
     @Override
     public void onSuccess(InferenceResult result) {
-      stream.succeed(id, version, result);
       if (stats != null) {
         stats.recordAnswer(Status.Code.OK, System.nanoTime() - arrival, clock.millis());
       }
+      stream.succeed(id, version, result);
       if (shadow != null) {
         shadow.primary(result);
       }
@@ -535,10 +537,10 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     @Override
     public void onFailure(InferenceException error) {
       Status status = ErrorStatus.of(error);
-      stream.fail(id, modelName, version, status);
       if (stats != null) {
         stats.recordAnswer(status.getCode(), System.nanoTime() - arrival, clock.millis());
       }
+      stream.fail(id, modelName, version, status);
       if (shadow != null) {
         shadow.primaryFailed();
       }

@@ -25,8 +25,9 @@ import org.slf4j.LoggerFactory;
 /**
  * Drives rollouts: an automated operator that moves a candidate version through weight steps and,
  * at the end of each step, judges it against the baseline over that step's window ({@link
- * RolloutJudge}). Pass: the next step, or promotion after the last. Fail: the policy the rollout
- * started from comes back. Every change goes through the {@link PolicyStore}, like an operator's;
+ * RolloutJudge}). Pass: the next step, or, after the last step below 100%, promotion (the
+ * candidate takes all traffic; with no baseline traffic left there is nothing to judge). Fail: the
+ * policy the rollout started from comes back. Every change goes through the {@link PolicyStore}, like an operator's;
  * every decision is kept with its evidence.
  *
  * <p>A scheduler thread calls {@link #tick} once a second; it never runs on the request path. If
@@ -109,7 +110,16 @@ public final class RolloutController implements AutoCloseable {
           "a rollout of model '" + spec.getModel() + "' is already running (candidate version "
               + existing.getSpec().getCandidate() + "); abort it first");
     }
-    RoutingPolicy current = store.router().route(spec.getModel()).policy();
+    io.modelgate.gateway.routing.Route route = store.router().route(spec.getModel());
+    RoutingPolicy current = route.policy();
+    if (route.weightOf(spec.getBaseline()) == 0 || route.weightOf(spec.getCandidate()) > 0) {
+      throw InferenceException.failedPrecondition(
+          "a rollout starts from a policy in which the baseline (version " + spec.getBaseline()
+              + ") takes traffic and the candidate (version " + spec.getCandidate() + ") takes none;"
+              + " routing revision " + current.getRevision() + " is " + current.getWeightsMap()
+              + (current.getWeightsCount() == 0 ? " (the default: the highest READY version)" : "")
+              + ". Route the traffic to the baseline first");
+    }
     // The policy to come back to. The default (no weights) would send everything to the highest
     // READY version, which may be the candidate: name the baseline instead.
     RoutingPolicy baselinePolicy =
@@ -224,7 +234,9 @@ public final class RolloutController implements AutoCloseable {
       case PASS -> {
         int nextStep = rollout.getStepIndex() + 1;
         long revision = store.router().route(model).policy().getRevision();
-        if (nextStep >= spec.getStepsCount()) {
+        // A step can be judged only while the baseline still takes traffic: passing the last step
+        // below 100% promotes the candidate.
+        if (nextStep >= spec.getStepsCount() || spec.getSteps(nextStep) >= 100) {
           RoutingPolicy promoted = store.promote(model, spec.getCandidate(), revision, CALLER);
           ownRevision.put(model, promoted.getRevision());
           rollouts.put(model, rollout.toBuilder()
@@ -316,9 +328,10 @@ public final class RolloutController implements AutoCloseable {
       }
       previous = step;
     }
-    if (previous != 100) {
+    if (previous != 100 || spec.getSteps(0) == 100) {
       throw InferenceException.invalidArgument(
-          "steps " + spec.getStepsList() + " (expected: the last step 100)");
+          "steps " + spec.getStepsList()
+              + " (expected: one or more steps below 100, where the candidate is judged, then 100)");
     }
     Thresholds t = spec.getThresholds();
     if (t.getMaxP99Ratio() < 1 || t.getSignificance() <= 0 || t.getSignificance() >= 1 || t.getMaxErrorRateIncrease() < 0) {

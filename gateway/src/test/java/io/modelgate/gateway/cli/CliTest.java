@@ -103,6 +103,7 @@ class CliTest {
     assertThat(stats.exitCode()).as(stats.err()).isZero();
     assertThat(stats.out()).contains("P99 MS").contains("cnn_mnist        1    1m");
 
+    run(admin("routes", "set", "--model", "cnn_mnist", "--weights", "1=100"));
     Run rollout = run(admin("rollout", "start", "--model", "cnn_mnist", "--baseline", "1", "--candidate", "2",
         "--steps", "10,100", "--interval", "60s"));
     assertThat(rollout.exitCode()).as(rollout.err()).isZero();

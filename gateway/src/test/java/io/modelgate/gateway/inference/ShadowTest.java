@@ -109,6 +109,11 @@ class ShadowTest {
       ModelInferResponse response = gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build());
       assertThat(response.getModelVersion()).isEqualTo("1");
     }
+    // An answer is recorded just after it is sent; wait for the last one.
+    long deadline = System.nanoTime() + 30_000_000_000L;
+    while (all(1).getRequests() < n && System.nanoTime() < deadline) {
+      Thread.onSpinWait();
+    }
     WindowStats primary = all(1);
     assertThat(primary.getRequests()).isEqualTo(n);
     assertThat(primary.getErrors()).isZero();

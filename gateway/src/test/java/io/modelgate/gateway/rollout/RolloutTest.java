@@ -48,6 +48,9 @@ class RolloutTest {
     Gateway.write(root, "m", 2, candidate);
     Files.writeString(root.resolve("m/model.yaml"), "max_batch_size: 0\n");
     gateway = Gateway.inProcess(root, Duration.ofSeconds(10), root.resolve(".state"), clock);
+    // The default would send everything to version 2; a rollout starts from the baseline serving.
+    gateway.admin().setRouting(SetRoutingRequest.newBuilder()
+        .setPolicy(RoutingPolicy.newBuilder().setModel("m").putWeights(1, 1)).setExpectedRevision(0).build());
   }
 
   private Rollout startRollout(int... steps) {
@@ -97,7 +100,7 @@ class RolloutTest {
     // Both versions run the same model on a shared, busy machine: the p99 limit leaves room for
     // its noise, the significance level for chance; a real slowdown (the next test) fails both.
     traffic(20);
-    Rollout started = startRollout(2.0, 25, 100);
+    Rollout started = startRollout(2.0, 25, 50, 100);
     assertThat(started.getState()).isEqualTo("RUNNING");
     assertThat(routing().getWeightsMap()).containsEntry(1L, 75).containsEntry(2L, 25);
 
@@ -111,7 +114,7 @@ class RolloutTest {
     Rollout advanced = endStep();
     assertThat(last(advanced).getVerdict()).as(last(advanced).getReason()).isEqualTo("ADVANCE");
     assertThat(advanced.getStepIndex()).isEqualTo(1);
-    assertThat(routing().getWeightsMap()).containsOnlyKeys(2L);
+    assertThat(routing().getWeightsMap()).containsEntry(1L, 50).containsEntry(2L, 50);
 
     traffic(50);
     Rollout promoted = endStep();
@@ -140,7 +143,7 @@ class RolloutTest {
     assertThat(evidence.getCandidateP99Ms()).isGreaterThan(evidence.getBaselineP99Ms());
     assertThat(evidence.getP99Ratio()).isGreaterThan(1.10);
     assertThat(evidence.getPValue()).isLessThan(1e-6);
-    // The baseline takes all traffic again (the default would have picked version 2).
+    // The baseline takes all traffic again.
     assertThat(routing().getWeightsMap()).containsOnlyKeys(1L);
     assertThat(gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()).getModelVersion())
         .isEqualTo("1");
@@ -191,7 +194,7 @@ class RolloutTest {
   @Test
   void aRunningRollout_survivesARestart() throws Exception {
     start(Gateway.affine());
-    startRollout(25, 100);
+    startRollout(2.0, 25, 50, 100);
     gateway.close();
     gateway = Gateway.inProcess(root, Duration.ofSeconds(10), root.resolve(".state"), clock);
     Rollout restored = gateway.admin().getRollout(GetRolloutRequest.newBuilder().setModel("m").build());
@@ -202,8 +205,23 @@ class RolloutTest {
   }
 
   @Test
+  void aRolloutMustStartWhereTheBaselineServesAndTheCandidateDoesNot() throws Exception {
+    start(Gateway.affine());
+    gateway.admin().setRouting(SetRoutingRequest.newBuilder()
+        .setPolicy(RoutingPolicy.newBuilder().setModel("m").putWeights(2, 1)).setExpectedRevision(1).build());
+    assertThatThrownBy(() -> startRollout(50, 100))
+        .isInstanceOfSatisfying(StatusRuntimeException.class,
+            e -> assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.FAILED_PRECONDITION))
+        .hasMessageContaining("the baseline (version 1) takes traffic and the candidate (version 2) takes none");
+  }
+
+  @Test
   void invalidSpecs_areRefused() throws Exception {
     start(Gateway.affine());
+    assertThatThrownBy(() -> startRollout(100))
+        .isInstanceOfSatisfying(StatusRuntimeException.class,
+            e -> assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.INVALID_ARGUMENT))
+        .hasMessageContaining("one or more steps below 100");
     assertThatThrownBy(() -> startRollout(50, 40, 100))
         .isInstanceOfSatisfying(StatusRuntimeException.class,
             e -> assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.INVALID_ARGUMENT))

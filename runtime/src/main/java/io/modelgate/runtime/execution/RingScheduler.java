@@ -37,7 +37,9 @@ import org.slf4j.LoggerFactory;
  *       formed, when {@code maxQueueDelay} has passed since the oldest request arrived, or at once
  *       when the delay is 0 (the ring's natural batching: whatever queued while the executors were
  *       busy). Expired and cancelled requests are answered and never run.
- *   <li>Each executor thread owns one {@link BatchExecutor} and one reusable {@link Batch}.
+ *   <li>Each executor thread owns one {@link BatchExecutor} and one reusable {@link Batch}. With a
+ *       single instance there is no executor thread: the batcher runs each batch itself, which
+ *       saves a thread hand-off (and its wake-up) per batch; requests queue in the ring meanwhile.
  * </ul>
  *
  * <p>Memory is bounded: at most {@code ringSize} requests wait in the ring, plus a pending list of
@@ -64,6 +66,7 @@ public final class RingScheduler implements VersionScheduler {
   private final BlockingQueue<Worker> idle;
   private final List<Worker> workers;
   private final Thread batcher;
+  private final boolean inline;
   private final AtomicInteger publishing = new AtomicInteger();
   private final String refusedFull;
   private final String refusedDraining;
@@ -126,10 +129,13 @@ public final class RingScheduler implements VersionScheduler {
       workers.add(worker);
       idle.add(worker);
     }
-    this.batcher = new Thread(this::runBatcher, threadPrefix + "-batcher");
+    this.inline = workers.size() == 1;
+    this.batcher = new Thread(this::runBatcher, threadPrefix + (inline ? "-batcher-exec" : "-batcher"));
     batcher.setDaemon(true);
-    for (Worker worker : workers) {
-      worker.thread.start();
+    if (!inline) {
+      for (Worker worker : workers) {
+        worker.thread.start();
+      }
     }
     batcher.start();
   }
@@ -165,6 +171,10 @@ public final class RingScheduler implements VersionScheduler {
   private void runBatcher() {
     next = consumed.get() + 1;
     try {
+      if (inline) {
+        runInline(workers.get(0));
+        return;
+      }
       while (true) {
         Worker worker = idle.take();
         if (!form(worker.batch)) {
@@ -182,6 +192,17 @@ public final class RingScheduler implements VersionScheduler {
     }
   }
 
+  /** One instance: form a batch, run it here, repeat. */
+  private void runInline(Worker worker) throws InterruptedException {
+    try {
+      while (form(worker.batch)) {
+        worker.execute(worker.batch);
+      }
+    } finally {
+      worker.executor.close();
+    }
+  }
+
   /**
    * Fills {@code batch} with the next batch to run, waiting as the policy says. Returns false once
    * draining has consumed everything published.
@@ -189,6 +210,11 @@ public final class RingScheduler implements VersionScheduler {
   private boolean form(Batch batch) throws InterruptedException {
     batch.clear();
     while (true) {
+      if (abandoned) {
+        failRemaining();
+        stopped = true;
+        return false;
+      }
       if (pendingCount == 0 && !refresh(BatcherWaitStrategy.FOREVER)) {
         if (stopped) {
           return false;
@@ -422,19 +448,25 @@ public final class RingScheduler implements VersionScheduler {
     try {
       if (!joinUntil(batcher, deadline)) {
         abandoned = true;
-        batcher.interrupt();
+        if (!inline) {
+          // It may wait for a busy executor; an inline batcher is running one batch and will see
+          // the flag when it ends (an ONNX Runtime call cannot be abandoned half way).
+          batcher.interrupt();
+        }
         batcher.join();
         log.warn(
             "{}: drain timeout of {} ms passed; queued requests were answered UNAVAILABLE",
             name,
             timeout.toMillis());
       }
-      for (Worker worker : workers) {
-        worker.handoff.add(Worker.STOP);
-      }
-      for (Worker worker : workers) {
-        // An ONNX Runtime call cannot be abandoned half way; wait for it to end.
-        worker.thread.join();
+      if (!inline) {
+        for (Worker worker : workers) {
+          worker.handoff.add(Worker.STOP);
+        }
+        for (Worker worker : workers) {
+          // An ONNX Runtime call cannot be abandoned half way; wait for it to end.
+          worker.thread.join();
+        }
       }
     } catch (InterruptedException e) {
       interrupted = true;

@@ -265,6 +265,8 @@ class BatchingTest {
     Named lone = submit(scheduler, "lone", wide(1, 3));
     assertThat(executor.next()).containsExactly("lone");
     lone.result.get(10, TimeUnit.SECONDS);
+    // The batch is recorded after its requests; wait for it.
+    assertThat(recorder.batchRows.poll(10, TimeUnit.SECONDS)).isEqualTo(1);
     // It waited for company for the whole delay (counted from its arrival), then ran.
     assertThat(recorder.maxQueueNanos.get()).isGreaterThanOrEqualTo(delay.toNanos());
   }

@@ -270,7 +270,43 @@ class RingSchedulerTest {
   }
 
   @Test
-  void drainTimeout_answersWhatIsStillQueuedUnavailable() throws Exception {
+  void drainTimeout_answersWhatIsStillQueuedUnavailable_atOnce_withExecutorThreads() throws Exception {
+    GatedExecutor executor = new GatedExecutor();
+    RingScheduler scheduler =
+        new RingScheduler("model 'm' version 1", new SchedulerSettings(16, 2), () -> executor);
+    schedulers.add(scheduler);
+    List<Answer> running = List.of(new Answer(), new Answer());
+    for (Answer answer : running) {
+      scheduler.submit(request(answer));
+      executor.started.poll(10, TimeUnit.SECONDS);
+    }
+    List<Answer> queued = new ArrayList<>();
+    for (int i = 0; i < 5; i++) {
+      Answer answer = new Answer();
+      queued.add(answer);
+      scheduler.submit(request(answer));
+    }
+    // Both executors are held past the drain timeout: the queued requests are answered at once.
+    Thread drainer = new Thread(() -> scheduler.drain(Duration.ZERO));
+    drainer.start();
+    for (Answer answer : queued) {
+      assertThat(errorCode(answer.result)).isEqualTo(ErrorCode.UNAVAILABLE);
+    }
+    executor.gated = false;
+    executor.release();
+    executor.release();
+    drainer.join(10_000);
+    assertThat(drainer.isAlive()).isFalse();
+    for (Answer answer : running) {
+      answer.result.get(10, TimeUnit.SECONDS);
+      assertThat(answer.answers()).isEqualTo(1);
+    }
+    assertThat(executor.executed.get()).isEqualTo(2);
+  }
+
+  @Test
+  void drainTimeout_withOneInstance_answersTheQueueUnavailableWhenTheRunningBatchEnds()
+      throws Exception {
     GatedExecutor executor = new GatedExecutor();
     RingScheduler scheduler = scheduler(16, executor);
     Answer running = new Answer();
@@ -282,18 +318,20 @@ class RingSchedulerTest {
       queued.add(answer);
       scheduler.submit(request(answer));
     }
-    // The running batch is held past the drain timeout, then let go so drain can finish.
     Thread drainer = new Thread(() -> scheduler.drain(Duration.ZERO));
     drainer.start();
-    for (Answer answer : queued) {
-      assertThat(errorCode(answer.result)).isEqualTo(ErrorCode.UNAVAILABLE);
+    // The drain gives up at once and waits for the batcher, which runs the held batch itself.
+    while (drainer.getState() != Thread.State.WAITING) {
+      Thread.onSpinWait();
     }
     executor.gated = false;
     executor.release();
     drainer.join(10_000);
     assertThat(drainer.isAlive()).isFalse();
     running.result.get(10, TimeUnit.SECONDS);
-    assertThat(running.answers()).isEqualTo(1);
+    for (Answer answer : queued) {
+      assertThat(errorCode(answer.result)).isEqualTo(ErrorCode.UNAVAILABLE);
+    }
     assertThat(executor.executed.get()).isEqualTo(1);
   }
 
