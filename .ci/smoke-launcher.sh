@@ -24,6 +24,13 @@ echo "$out"
 grep -q "model cnn_mnist version 2 answered" <<<"$out"
 grep -qE "digit #7: label ([0-9]), predicted \1" <<<"$out"
 
+# The load generator against the running server, briefly: open loop unary, closed loop streaming.
+bench_out=$(mktemp -d)
+bin/modelgate-bench load --target "localhost:$port" --model cnn_mnist --rate 200 --warmup 1 --duration 2 --out "$bench_out"
+bin/modelgate-bench load --target "localhost:$port" --model cnn_mnist --concurrency 4 --streaming --warmup 1 --duration 2 --out "$bench_out"
+ls "$bench_out"/*.json "$bench_out"/*.hgrm >/dev/null
+rm -rf "$bench_out"
+
 kill -TERM "$pid"
 wait "$pid" || true
 grep -q "stopped" "$log" || { cat "$log"; echo "smoke: no clean stop" >&2; exit 1; }

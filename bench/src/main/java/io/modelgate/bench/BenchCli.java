@@ -10,6 +10,8 @@ import picocli.CommandLine.Command;
     mixinStandardHelpOptions = true,
     description = "modelgate benchmarks.",
     subcommands = {
+      LoadCommand.class,
+      SuiteCommand.class,
       BatchingBenchmark.class,
       RoutingCostBenchmark.class,
       BenchCli.Jmh.class,

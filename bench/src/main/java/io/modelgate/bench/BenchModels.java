@@ -53,8 +53,11 @@ final class BenchModels {
             "input_image",
             new long[] {1, 28, 28},
             MnistDigits.get(0).pixels());
+      case "minilm":
+        return new BenchModel("minilm", minilm(), "input_ids", new long[] {128}, new float[0]);
       default:
-        throw new IllegalArgumentException("unknown benchmark model '" + name + "' (expected: mlp, cnn_mnist)");
+        throw new IllegalArgumentException(
+            "unknown benchmark model '" + name + "' (expected: mlp, cnn_mnist, minilm)");
     }
   }
 
@@ -82,6 +85,32 @@ final class BenchModels {
       }
     }
     return new BenchModel("mlp", graph.build(), "x", new long[] {256}, gaussian(random, 256, 1f));
+  }
+
+  /** all-MiniLM-L6-v2, int8-quantized (from langchain4j's Maven Central artifact, Apache-2.0). */
+  static byte[] minilm() {
+    try (java.io.InputStream in = BenchModels.class.getResourceAsStream("/all-minilm-l6-v2-q.onnx")) {
+      if (in == null) {
+        throw new IllegalStateException("all-minilm-l6-v2-q.onnx is not on the class path");
+      }
+      return in.readAllBytes();
+    } catch (java.io.IOException e) {
+      throw new java.io.UncheckedIOException(e);
+    }
+  }
+
+  /** The shapes of one row of each input, for models whose inputs have variable dimensions. */
+  static java.util.Map<String, long[]> rowShapes(String name, int rows) {
+    if (name.equals("minilm")) {
+      return java.util.Map.of(
+          "input_ids", new long[] {rows, 128},
+          "attention_mask", new long[] {rows, 128},
+          "token_type_ids", new long[] {rows, 128});
+    }
+    if (name.equals("cnn_mnist")) {
+      return java.util.Map.of("input_image", new long[] {rows, 1, 28, 28});
+    }
+    return java.util.Map.of("x", new long[] {rows, 256});
   }
 
   private static float[] gaussian(Random random, int n, float scale) {

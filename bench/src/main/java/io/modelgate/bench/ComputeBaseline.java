@@ -26,12 +26,19 @@ final class ComputeBaseline {
   static double medianMicros(
       BenchModels.BenchModel model, SessionSettings settings, int rows, int iterations)
       throws Exception {
-    Path file = Files.createTempFile("modelgate-bench-" + model.name(), ".onnx");
+    return medianMicros(model.onnx(), model.batchRequest(model.name(), rows), rows, settings, iterations);
+  }
+
+  /** Median microseconds of one execution of {@code request} ({@code rows} rows). */
+  static double medianMicros(
+      byte[] model, io.modelgate.proto.inference.ModelInferRequest request, int rows, SessionSettings settings,
+      int iterations) throws Exception {
+    Path file = Files.createTempFile("modelgate-bench-", ".onnx");
     try {
-      Files.write(file, model.onnx());
+      Files.write(file, model);
       try (OnnxModel onnx = OnnxModel.open(file, settings)) {
         ModelSignature signature = new ModelSignature(onnx.inputs(), onnx.outputs(), Math.max(rows, 1));
-        DecodedRequest decoded = RequestDecoder.decode(model.batchRequest(model.name(), rows), signature);
+        DecodedRequest decoded = RequestDecoder.decode(request, signature);
         InferenceCallback ignore =
             new InferenceCallback() {
               @Override
@@ -42,7 +49,7 @@ final class ComputeBaseline {
                 throw error;
               }
             };
-        try (OnnxBatchExecutor executor = new OnnxBatchExecutor(onnx, signature, model.name())) {
+        try (OnnxBatchExecutor executor = new OnnxBatchExecutor(onnx, signature, "baseline")) {
           for (int i = 0; i < Math.max(20, iterations / 5); i++) {
             executor.execute(Batch.of(InferenceRequest.of(decoded, System.nanoTime(), null, ignore)));
           }

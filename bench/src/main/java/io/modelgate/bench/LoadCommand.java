@@ -1,0 +1,126 @@
+package io.modelgate.bench;
+
+import io.grpc.ManagedChannel;
+import io.grpc.netty.NettyChannelBuilder;
+import io.modelgate.bench.load.Inputs;
+import io.modelgate.bench.load.LoadGenerator;
+import io.modelgate.bench.load.Plots;
+import io.modelgate.bench.load.Reports;
+import io.modelgate.bench.load.Sweep;
+import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
+import io.modelgate.proto.inference.ModelInferRequest;
+import io.modelgate.proto.inference.ModelMetadataRequest;
+import io.modelgate.proto.inference.ModelMetadataResponse;
+import java.io.PrintWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import java.util.concurrent.TimeUnit;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+/** {@code modelgate-bench load}: load any KServe v2 server and report latency honestly. */
+@Command(
+    name = "load",
+    mixinStandardHelpOptions = true,
+    description = {
+      "Loads a KServe v2 gRPC server with ModelInfer (or ModelStreamInfer with --streaming).",
+      "--rate R: open loop at R requests/s, latency from each request's intended start (coordinated"
+          + " omission corrected). --concurrency C: closed loop with C callers.",
+      "--sweep: open loop at rising rates to find the highest rate whose p99 meets --p99-target."
+    })
+final class LoadCommand implements Callable<Integer> {
+  @Spec CommandSpec spec;
+
+  @Option(names = "--target", defaultValue = "localhost:8001", description = "Server. Default: ${DEFAULT-VALUE}.") String target;
+  @Option(names = "--model", required = true) String model;
+  @Option(names = "--version", defaultValue = "", description = "Pinned version. Default: the server's choice.") String version;
+  @Option(names = "--rate", description = "Open loop at this many requests/s.") Double rate;
+  @Option(names = "--concurrency", description = "Closed loop with this many callers (default 16 unless --rate or --sweep).") Integer concurrency;
+  @Option(names = "--connections", defaultValue = "2", description = "HTTP/2 connections. Default: ${DEFAULT-VALUE}.") int connections;
+  @Option(names = "--streaming", description = "Use ModelStreamInfer, one stream per connection.") boolean streaming;
+  @Option(names = "--warmup", defaultValue = "5", description = "Seconds not recorded. Default: ${DEFAULT-VALUE}.") int warmup;
+  @Option(names = "--duration", defaultValue = "20", description = "Seconds recorded. Default: ${DEFAULT-VALUE}.") int duration;
+  @Option(names = "--shape", description = "Shape of an input with variable dimensions, e.g. input_ids:1,128. Repeatable.") List<String> shapes = new ArrayList<>();
+  @Option(names = "--input-file", description = "A ModelInferRequest in protobuf JSON, sent instead of random inputs.") Path inputFile;
+  @Option(names = "--seed", defaultValue = "1") long seed;
+  @Option(names = "--sweep", description = "Find the highest rate meeting --p99-target.") boolean sweep;
+  @Option(names = "--p99-target", defaultValue = "5", description = "Sweep target, ms. Default: ${DEFAULT-VALUE}.") double p99Target;
+  @Option(names = "--sweep-start", defaultValue = "200", description = "First sweep rate, requests/s. Default: ${DEFAULT-VALUE}.") double sweepStart;
+  @Option(names = "--sweep-factor", defaultValue = "1.5", description = "Rate multiplier between sweep steps. Default: ${DEFAULT-VALUE}.") double sweepFactor;
+  @Option(names = "--label", description = "Names the result (files, tables). Default: model and load.") String label;
+  @Option(names = "--out", description = "Folder for JSON, .hgrm and PNG output.") Path out;
+
+  @Override
+  public Integer call() throws Exception {
+    PrintWriter console = spec.commandLine().getOut();
+    List<ManagedChannel> channels = new ArrayList<>();
+    for (int i = 0; i < connections; i++) {
+      channels.add(NettyChannelBuilder.forTarget(target).usePlaintext().directExecutor().maxInboundMessageSize(Integer.MAX_VALUE).build());
+    }
+    try {
+      ModelInferRequest request;
+      if (inputFile != null) {
+        request = Inputs.fromFile(inputFile, model, version);
+      } else {
+        ModelMetadataResponse metadata = GRPCInferenceServiceGrpc.newBlockingStub(channels.get(0))
+            .withDeadlineAfter(30, TimeUnit.SECONDS)
+            .modelMetadata(ModelMetadataRequest.newBuilder().setName(model).setVersion(version).build());
+        Map<String, long[]> given = new HashMap<>();
+        for (String shape : shapes) {
+          Map.Entry<String, long[]> entry = Inputs.parseShape(shape);
+          given.put(entry.getKey(), entry.getValue());
+        }
+        request = Inputs.random(metadata, version, given, seed);
+      }
+      LoadGenerator generator = new LoadGenerator(channels, request);
+      if (out != null) {
+        Files.createDirectories(out);
+      }
+      if (sweep) {
+        Sweep.Outcome outcome = Sweep.run(generator, sweepStart, sweepFactor, p99Target, streaming,
+            Duration.ofSeconds(Math.max(1, warmup / 2)), Duration.ofSeconds(Math.max(2, duration / 2)), 20,
+            line -> { console.println(line); console.flush(); });
+        console.printf("highest rate meeting p99 <= %.3f ms: %s%.0f requests/s%s%n", p99Target,
+            outcome.bounded() ? "" : ">= ", outcome.highestSustainable(),
+            outcome.bounded() ? "" : " (no rate missed within the steps)");
+        if (out != null) {
+          String name = Reports.fileName(label == null ? model + "-sweep" : label);
+          Reports.writeJson(out.resolve(name + ".json"), outcome);
+          Plots.sweep(out.resolve(name + ".png"), "rate sweep: " + model, Map.of(model, outcome.points()), p99Target);
+        }
+        return 0;
+      }
+      LoadGenerator.Options options = rate != null
+          ? LoadGenerator.Options.open(rate, streaming, Duration.ofSeconds(warmup), Duration.ofSeconds(duration))
+          : LoadGenerator.Options.closed(concurrency == null ? 16 : concurrency, streaming,
+              Duration.ofSeconds(warmup), Duration.ofSeconds(duration));
+      console.printf("%s against %s, model %s%s, %d connections, %d s warm-up + %d s%n", options.describe(), target,
+          model, version.isEmpty() ? "" : " version " + version, connections, warmup, duration);
+      console.flush();
+      LoadGenerator.Result result = generator.run(options, line -> { console.println(line); console.flush(); });
+      String name = label == null ? model + " " + options.describe() : label;
+      Reports.Summary summary = Reports.summarize(name, options.describe(), result);
+      console.println();
+      console.print(Reports.header());
+      console.print(Reports.row(summary));
+      if (out != null) {
+        Reports.writeJson(out.resolve(Reports.fileName(name) + ".json"), summary);
+        Reports.writeHgrm(out.resolve(Reports.fileName(name) + ".hgrm"), result.latencyMicros());
+      }
+      console.flush();
+      return result.errorCount() == 0 ? 0 : 1;
+    } finally {
+      for (ManagedChannel channel : channels) {
+        channel.shutdownNow();
+      }
+    }
+  }
+}

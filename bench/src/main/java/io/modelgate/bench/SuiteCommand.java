@@ -1,0 +1,270 @@
+package io.modelgate.bench;
+
+import io.grpc.ManagedChannel;
+import io.grpc.netty.NettyChannelBuilder;
+import io.modelgate.bench.load.Inputs;
+import io.modelgate.bench.load.LoadGenerator;
+import io.modelgate.bench.load.Plots;
+import io.modelgate.bench.load.Reports;
+import io.modelgate.bench.load.Sweep;
+import io.modelgate.bench.load.TransportCeiling;
+import io.modelgate.gateway.server.AdminSettings;
+import io.modelgate.gateway.server.GatewayServer;
+import io.modelgate.gateway.server.ServerSettings;
+import io.modelgate.gateway.stats.StatsRegistry;
+import io.modelgate.proto.admin.v1.RoutingPolicy;
+import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
+import io.modelgate.proto.inference.ModelInferRequest;
+import io.modelgate.proto.inference.ModelInferResponse;
+import io.modelgate.proto.inference.ModelMetadataRequest;
+import io.modelgate.proto.inference.ModelMetadataResponse;
+import io.modelgate.runtime.execution.SchedulerSettings;
+import io.modelgate.runtime.onnx.SessionSettings;
+import io.modelgate.runtime.repository.ModelRepository;
+import io.modelgate.runtime.repository.ModelSettings;
+import java.io.PrintWriter;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Clock;
+import java.time.Duration;
+import java.time.ZonedDateTime;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import java.util.concurrent.TimeUnit;
+import org.HdrHistogram.Histogram;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+/**
+ * The benchmark suite: for each model, in one run and one process, (a) ONNX Runtime in-process,
+ * (b) a bare grpc-java server answering a canned response of the same size (the transport
+ * ceiling), (c) modelgate with batching off, (d) with batching on, and (e) a 90/10 split over two
+ * versions — closed loop at 64 callers and at 1, a rate sweep on (d), and open loop at half the
+ * highest sustainable rate. Writes Markdown, JSON, .hgrm files and PNG plots.
+ */
+@Command(
+    name = "suite",
+    mixinStandardHelpOptions = true,
+    description = "Every scenario and its baselines in one run: tables, JSON, .hgrm and PNG plots.")
+final class SuiteCommand implements Callable<Integer> {
+  @Spec CommandSpec spec;
+
+  @Option(names = "--models", split = ",", defaultValue = "cnn_mnist,mlp", description = "mlp, cnn_mnist, minilm. Default: ${DEFAULT-VALUE}.") List<String> models;
+  @Option(names = "--concurrency", defaultValue = "64") int concurrency;
+  @Option(names = "--connections", defaultValue = "4") int connections;
+  @Option(names = "--warmup", defaultValue = "3", description = "Seconds, per scenario.") int warmup;
+  @Option(names = "--duration", defaultValue = "8", description = "Seconds, per scenario.") int duration;
+  @Option(names = "--p99-target", defaultValue = "5", description = "Rate sweep target, ms. Default: ${DEFAULT-VALUE}.") double p99Target;
+  @Option(names = "--streaming", description = "ModelStreamInfer instead of ModelInfer.") boolean streaming;
+  @Option(names = "--sweep-steps", defaultValue = "12", description = "Most rates the sweep tries before halving. Default: ${DEFAULT-VALUE}.") int sweepSteps;
+  @Option(names = "--out", required = true, description = "Folder for the results.") Path out;
+
+  @Override
+  public Integer call() throws Exception {
+    PrintWriter console = spec.commandLine().getOut();
+    Files.createDirectories(out);
+    StringBuilder md = new StringBuilder();
+    md.append("Run ").append(ZonedDateTime.now()).append(", ").append(Runtime.getRuntime().availableProcessors())
+        .append(" cores, ").append(System.getProperty("java.vm.name")).append(' ').append(System.getProperty("java.version"))
+        .append(", client and servers in one JVM over loopback; ").append(streaming ? "ModelStreamInfer" : "ModelInfer")
+        .append(", ").append(connections).append(" connections, ").append(warmup).append(" s warm-up + ")
+        .append(duration).append(" s per scenario.\n\n");
+    Map<String, Object> json = new LinkedHashMap<>();
+    for (String name : models) {
+      md.append(model(name, console, json));
+    }
+    Files.writeString(out.resolve("suite.md"), md.toString(), StandardCharsets.UTF_8);
+    Reports.writeJson(out.resolve("suite.json"), json);
+    console.println();
+    console.print(md);
+    console.flush();
+    return 0;
+  }
+
+  private String model(String name, PrintWriter console, Map<String, Object> json) throws Exception {
+    BenchModels.BenchModel bench = BenchModels.byName(name);
+    int batchRows = name.equals("minilm") ? 8 : 64;
+    Path root = Files.createTempDirectory("modelgate-suite-");
+    write(root, name + "_unbatched", 1, bench.onnx(), "max_batch_size: 0\n");
+    write(root, name + "_batched", 1, bench.onnx(), "max_batch_size: " + batchRows + "\n");
+    write(root, name + "_split", 1, bench.onnx(), "max_batch_size: " + batchRows + "\n");
+    write(root, name + "_split", 2, bench.onnx(), null);
+    SessionSettings session = new SessionSettings(1, 1);
+    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
+    ModelRepository repository =
+        ModelRepository.load(root, new ModelSettings(null, session, new SchedulerSettings(4096, 1)), stats);
+    GatewayServer gateway =
+        GatewayServer.start(
+            new ServerSettings("127.0.0.1", 0, 64 << 20, 1, Duration.ofSeconds(10)),
+            new AdminSettings("127.0.0.1", 0, java.util.UUID.randomUUID().toString(), null, "127.0.0.1", -1, root.resolve(".state")),
+            repository, stats);
+    gateway.policies().set(
+        RoutingPolicy.newBuilder().setModel(name + "_split").putWeights(1, 90).putWeights(2, 10).build(),
+        0, "bench", "SetRouting", "90/10 split");
+    List<ManagedChannel> toGateway = channels(gateway.port());
+    Map<String, long[]> oneRow = BenchModels.rowShapes(name, 1);
+    ModelMetadataResponse metadata = GRPCInferenceServiceGrpc.newBlockingStub(toGateway.get(0))
+        .withDeadlineAfter(30, TimeUnit.SECONDS)
+        .modelMetadata(ModelMetadataRequest.newBuilder().setName(name + "_batched").build());
+    ModelInferRequest template = Inputs.random(metadata, "", oneRow, 7);
+    ModelInferResponse canned = GRPCInferenceServiceGrpc.newBlockingStub(toGateway.get(0))
+        .withDeadlineAfter(30, TimeUnit.SECONDS)
+        .modelInfer(template.toBuilder().setModelName(name + "_batched").build());
+    TransportCeiling ceiling = new TransportCeiling(canned, 1);
+    List<ManagedChannel> toCeiling = channels(ceiling.port());
+    Map<String, Reports.Summary> results = new LinkedHashMap<>();
+    Map<String, Histogram> closedHistograms = new LinkedHashMap<>();
+    Map<String, Histogram> openHistograms = new LinkedHashMap<>();
+    Map<String, List<Sweep.Point>> sweeps = new LinkedHashMap<>();
+    double highest;
+    boolean bounded;
+    try {
+      console.printf("== %s%n", name);
+      console.flush();
+      LoadGenerator bare = new LoadGenerator(toCeiling, template.toBuilder().setModelName(name).build());
+      LoadGenerator off = new LoadGenerator(toGateway, template.toBuilder().setModelName(name + "_unbatched").build());
+      LoadGenerator on = new LoadGenerator(toGateway, template.toBuilder().setModelName(name + "_batched").build());
+      LoadGenerator split = new LoadGenerator(toGateway, template.toBuilder().setModelName(name + "_split").build());
+      LoadGenerator.Options many = LoadGenerator.Options.closed(concurrency, streaming, Duration.ofSeconds(warmup), Duration.ofSeconds(duration));
+      LoadGenerator.Options one = LoadGenerator.Options.closed(1, streaming, Duration.ofSeconds(warmup), Duration.ofSeconds(duration));
+      run(results, closedHistograms, "(b) transport ceiling", bare, many, console);
+      run(results, closedHistograms, "(c) modelgate, batching off", off, many, console);
+      run(results, closedHistograms, "(d) modelgate, batching on", on, many, console);
+      run(results, closedHistograms, "(e) modelgate, 90/10 split", split, many, console);
+      run(results, null, "(b) transport ceiling, 1 caller", bare, one, console);
+      run(results, null, "(d) modelgate, batching on, 1 caller", on, one, console);
+      double start = Math.max(100, results.get("(d) modelgate, batching on").throughput() * 0.1);
+      Sweep.Outcome sweepOn = Sweep.run(on, start, 1.4, p99Target, streaming, Duration.ofSeconds(Math.min(warmup, 2)),
+          Duration.ofSeconds(Math.max(1, duration / 2)), sweepSteps, line -> { console.println(line); console.flush(); });
+      sweeps.put("(d) modelgate, batching on", sweepOn.points());
+      highest = sweepOn.highestSustainable();
+      bounded = sweepOn.bounded();
+      if (highest > 0) {
+        LoadGenerator.Options half = LoadGenerator.Options.open(highest / 2, streaming, Duration.ofSeconds(warmup), Duration.ofSeconds(duration));
+        run(results, openHistograms, "(d) modelgate, batching on, open loop at half the highest rate", on, half, console);
+        run(results, openHistograms, "(b) transport ceiling, open loop at the same rate", bare, half, console);
+      }
+    } finally {
+      for (ManagedChannel channel : toGateway) {
+        channel.shutdownNow();
+      }
+      for (ManagedChannel channel : toCeiling) {
+        channel.shutdownNow();
+      }
+      ceiling.close();
+      gateway.stop();
+      stats.close();
+    }
+    double b1 = ComputeBaseline.medianMicros(bench.onnx(), template, 1, session, 300);
+    ModelInferRequest batch = Inputs.random(metadata, "", BenchModels.rowShapes(name, batchRows), 7);
+    double bN = ComputeBaseline.medianMicros(bench.onnx(), batch, batchRows, session, name.equals("minilm") ? 10 : 50);
+
+    String prefix = Reports.fileName(name);
+    Plots.percentiles(out.resolve(prefix + "-closed-" + concurrency + ".png"),
+        name + ": latency by percentile, closed loop, " + concurrency + " callers", closedHistograms);
+    if (!openHistograms.isEmpty()) {
+      Plots.percentiles(out.resolve(prefix + "-open-half-rate.png"),
+          name + String.format(": latency by percentile, open loop at %.0f req/s", highest / 2), openHistograms);
+    }
+    Plots.sweep(out.resolve(prefix + "-sweep.png"), name + ": p99 against throughput (open loop)", sweeps, p99Target);
+
+    Reports.Summary bareMany = results.get("(b) transport ceiling");
+    Reports.Summary bestMany = results.get("(d) modelgate, batching on").throughput()
+        >= results.get("(c) modelgate, batching off").throughput()
+        ? results.get("(d) modelgate, batching on") : results.get("(c) modelgate, batching off");
+    double p1 = bestMany.throughput() / bareMany.throughput();
+    double added = (results.get("(d) modelgate, batching on, 1 caller").p50Ms()
+        - results.get("(b) transport ceiling, 1 caller").p50Ms()) * 1000;
+    Reports.Summary atHalf = results.get("(d) modelgate, batching on, open loop at half the highest rate");
+    Map<String, Object> targets = new LinkedHashMap<>();
+    targets.put("P1 throughput at " + concurrency + " callers / transport ceiling", p1);
+    targets.put("P3 added p50 at 1 caller, us", added);
+    targets.put("P3 bound, us (50 + batch-1 compute)", 50 + b1);
+    targets.put("P5 p99.9 at half the highest sustainable rate, ms", atHalf == null ? null : atHalf.p999Ms());
+    targets.put("highest sustainable rate (p99 <= " + p99Target + " ms), req/s", highest);
+    targets.put("highest rate bounded by a miss", bounded);
+    Map<String, Object> modelJson = new LinkedHashMap<>();
+    modelJson.put("results", results.values());
+    modelJson.put("sweep", sweeps);
+    modelJson.put("onnxRuntimeInProcessMicros", Map.of("batch1", b1, "batch" + batchRows, bN));
+    modelJson.put("targets", targets);
+    json.put(name, modelJson);
+    for (Map.Entry<String, Reports.Summary> e : results.entrySet()) {
+      Histogram h = e.getKey().contains("open loop") ? openHistograms.get(e.getKey()) : closedHistograms.get(e.getKey());
+      if (h != null) {
+        Reports.writeHgrm(out.resolve(prefix + "-" + Reports.fileName(e.getKey()) + ".hgrm"), h);
+      }
+    }
+
+    StringBuilder md = new StringBuilder();
+    md.append("### ").append(name).append("\n\n");
+    md.append(String.format("Settings: modelgate with 1 event loop, queue capacity 4096, 1 instance, max_queue_delay 0 "
+            + "(a batch is whatever waits when the executor is free), max_batch_size %d for (d) and (e), 0 for (c); "
+            + "ONNX Runtime CPU, 1 intra-op and 1 inter-op thread; one row per request.%n%n", batchRows));
+    md.append(String.format("(a) ONNX Runtime in-process, same executor code, no gRPC: batch 1 %.1f µs (%.0f items/s), batch %d %.1f µs (%.0f items/s).%n%n",
+        b1, 1e6 / b1, batchRows, bN, batchRows * 1e6 / bN));
+    md.append(Reports.header());
+    for (Reports.Summary s : results.values()) {
+      md.append(Reports.row(s));
+    }
+    md.append("\nSweep of (d), open loop, p99 target ").append(p99Target).append(" ms:\n\n| rate | achieved | p99 ms | p99.9 ms | errors | meets |\n|---|---|---|---|---|---|\n");
+    for (Sweep.Point p : sweeps.values().iterator().next()) {
+      md.append(String.format("| %.0f | %.0f | %.3f | %.3f | %d | %s |%n", p.rate(), p.achieved(), p.p99Ms(), p.p999Ms(), p.errors(), p.meets() ? "yes" : "no"));
+    }
+    md.append(String.format("%nTargets: **P1** %.2f× the transport ceiling at %d callers (target ≥ 0.8×: %s); "
+            + "**P3** added p50 at 1 caller %.0f µs against a bound of %.0f µs (50 µs + batch-1 compute: %s); "
+            + "**P5** p99.9 at half the highest sustainable rate (%.0f req/s%s) %s ms (target ≤ 2 ms: %s).%n%n",
+        p1, concurrency, p1 >= 0.8 ? "met" : "missed", added, 50 + b1, added <= 50 + b1 ? "met" : "missed",
+        highest / 2, bounded ? "" : "; the sweep met every rate it tried, so this is below half the true highest",
+        atHalf == null ? "n/a" : String.format("%.3f", atHalf.p999Ms()),
+        atHalf == null ? "n/a" : atHalf.p999Ms() <= 2 ? "met" : "missed"));
+    md.append("Plots: `").append(prefix).append("-closed-").append(concurrency).append(".png`, `")
+        .append(prefix).append("-open-half-rate.png`, `").append(prefix).append("-sweep.png`.\n\n");
+    deleteTree(root);
+    return md.toString();
+  }
+
+  private void run(Map<String, Reports.Summary> results, Map<String, Histogram> histograms, String label,
+      LoadGenerator generator, LoadGenerator.Options options, PrintWriter console) throws InterruptedException {
+    console.printf("  %s: %s%n", label, options.describe());
+    console.flush();
+    LoadGenerator.Result result = generator.run(options, line -> {});
+    Reports.Summary summary = Reports.summarize(label, options.describe(), result);
+    results.put(label, summary);
+    if (histograms != null) {
+      histograms.put(label, result.latencyMicros());
+    }
+    console.printf("    %.0f req/s, p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, errors %s%n", summary.throughput(),
+        summary.p50Ms(), summary.p99Ms(), summary.p999Ms(), summary.errors());
+    console.flush();
+  }
+
+  private List<ManagedChannel> channels(int port) {
+    List<ManagedChannel> channels = new ArrayList<>();
+    for (int i = 0; i < connections; i++) {
+      channels.add(NettyChannelBuilder.forAddress("127.0.0.1", port).usePlaintext().directExecutor()
+          .maxInboundMessageSize(Integer.MAX_VALUE).build());
+    }
+    return channels;
+  }
+
+  private static void write(Path root, String model, int version, byte[] onnx, String yaml) throws Exception {
+    Path dir = Files.createDirectories(root.resolve(model).resolve(Integer.toString(version)));
+    Files.write(dir.resolve("model.onnx"), onnx);
+    if (yaml != null) {
+      Files.writeString(root.resolve(model).resolve("model.yaml"), yaml);
+    }
+  }
+
+  private static void deleteTree(Path root) throws Exception {
+    try (var paths = Files.walk(root)) {
+      paths.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+    }
+  }
+}

@@ -1,0 +1,433 @@
+package io.modelgate.bench.load;
+
+import io.grpc.ManagedChannel;
+import io.grpc.Status;
+import io.grpc.stub.ClientCallStreamObserver;
+import io.grpc.stub.ClientResponseObserver;
+import io.grpc.stub.StreamObserver;
+import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
+import io.modelgate.proto.inference.ModelInferRequest;
+import io.modelgate.proto.inference.ModelInferResponse;
+import io.modelgate.proto.inference.ModelStreamInferResponse;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.LongAdder;
+import java.util.concurrent.locks.LockSupport;
+import java.util.function.Consumer;
+import org.HdrHistogram.Histogram;
+import org.HdrHistogram.Recorder;
+
+/**
+ * A gRPC load generator for KServe v2 ModelInfer (unary) and ModelStreamInfer (streaming), against
+ * any server.
+ *
+ * <ul>
+ *   <li><b>Open loop</b> at a constant rate: request {@code i} is due at {@code start + i / rate};
+ *       its latency runs from that intended time, not from when it was actually sent, so a stall
+ *       of the server (or of this client) is counted in full rather than hidden (coordinated
+ *       omission corrected, as wrk2 and HdrHistogram prescribe). Requests beyond {@code
+ *       maxOutstanding} in flight are not sent and are counted as {@code CLIENT_BACKLOG}.
+ *   <li><b>Closed loop</b> at a concurrency: each caller sends its next request when the previous
+ *       one is answered; latency runs from the send.
+ * </ul>
+ *
+ * Latencies are recorded in microseconds, overall and per answering version ({@code
+ * model_version} of each response).
+ */
+public final class LoadGenerator {
+  public enum Mode {
+    OPEN,
+    CLOSED
+  }
+
+  /** How to load. Immutable. */
+  public record Options(
+      Mode mode,
+      double rate,
+      int concurrency,
+      boolean streaming,
+      Duration warmup,
+      Duration duration,
+      int maxOutstanding) {
+    public Options {
+      if (mode == Mode.OPEN && !(rate > 0)) {
+        throw new IllegalArgumentException("rate: " + rate + " (expected: > 0 requests/s)");
+      }
+      if (mode == Mode.CLOSED && concurrency < 1) {
+        throw new IllegalArgumentException("concurrency: " + concurrency + " (expected: >= 1)");
+      }
+      if (maxOutstanding < 1) {
+        throw new IllegalArgumentException("max outstanding: " + maxOutstanding + " (expected: >= 1)");
+      }
+    }
+
+    public static Options open(double rate, boolean streaming, Duration warmup, Duration duration) {
+      return new Options(Mode.OPEN, rate, 0, streaming, warmup, duration, 1 << 16);
+    }
+
+    public static Options closed(int concurrency, boolean streaming, Duration warmup, Duration duration) {
+      return new Options(Mode.CLOSED, 0, concurrency, streaming, warmup, duration, 1 << 16);
+    }
+
+    public String describe() {
+      return (mode == Mode.OPEN ? String.format("open loop %.0f req/s", rate) : "closed loop " + concurrency + " callers")
+          + (streaming ? ", streaming" : ", unary");
+    }
+  }
+
+  /** What one run measured. */
+  public record Result(
+      long sent,
+      long completed,
+      double seconds,
+      Histogram latencyMicros,
+      Map<String, Histogram> byVersion,
+      Map<String, Long> errors) {
+    public double throughput() {
+      return completed / seconds;
+    }
+
+    public long errorCount() {
+      return errors.values().stream().mapToLong(Long::longValue).sum();
+    }
+  }
+
+  private final List<ManagedChannel> channels;
+  private final ModelInferRequest request;
+
+  public LoadGenerator(List<ManagedChannel> channels, ModelInferRequest request) {
+    if (channels.isEmpty()) {
+      throw new IllegalArgumentException("at least one channel");
+    }
+    this.channels = channels;
+    this.request = request;
+  }
+
+  /** Runs the warm-up (not recorded) and then the measured period; reports progress each second. */
+  public Result run(Options options, Consumer<String> progress) throws InterruptedException {
+    Run run = new Run(options);
+    Thread reporter = new Thread(() -> run.report(progress), "modelgate-bench-progress");
+    reporter.setDaemon(true);
+    reporter.start();
+    try {
+      if (options.mode() == Mode.OPEN) {
+        run.open();
+      } else {
+        run.closed();
+      }
+    } finally {
+      reporter.interrupt();
+    }
+    return run.result();
+  }
+
+  /** The state of one run, shared by the sender and the response threads. */
+  private final class Run {
+    final Options options;
+    final Recorder all = new Recorder(3);
+    final Map<String, Recorder> versions = new ConcurrentHashMap<>();
+    final Map<String, LongAdder> errors = new ConcurrentHashMap<>();
+    final LongAdder sent = new LongAdder();
+    final LongAdder completed = new LongAdder();
+    final AtomicInteger outstanding = new AtomicInteger();
+    final long startNanos;
+    final long measureFrom;
+    final long endNanos;
+
+    Run(Options options) {
+      this.options = options;
+      this.startNanos = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(20);
+      this.measureFrom = startNanos + options.warmup().toNanos();
+      this.endNanos = measureFrom + options.duration().toNanos();
+    }
+
+    boolean measuring(long intendedNanos) {
+      return intendedNanos >= measureFrom && intendedNanos < endNanos;
+    }
+
+    void succeeded(long intendedNanos, String version) {
+      outstanding.decrementAndGet();
+      if (!measuring(intendedNanos)) {
+        return;
+      }
+      long micros = Math.max(1, (System.nanoTime() - intendedNanos) / 1000);
+      all.recordValue(micros);
+      versions.computeIfAbsent(version, v -> new Recorder(3)).recordValue(micros);
+      completed.increment();
+    }
+
+    void failed(long intendedNanos, String code) {
+      outstanding.decrementAndGet();
+      if (measuring(intendedNanos)) {
+        errors.computeIfAbsent(code, c -> new LongAdder()).increment();
+      }
+    }
+
+    // ---- open loop ----
+
+    void open() throws InterruptedException {
+      double interval = 1e9 / options.rate();
+      List<StreamSender> streams = new ArrayList<>();
+      if (options.streaming()) {
+        for (ManagedChannel channel : channels) {
+          streams.add(new StreamSender(channel, this));
+        }
+      }
+      List<GRPCInferenceServiceGrpc.GRPCInferenceServiceStub> stubs = new ArrayList<>();
+      for (ManagedChannel channel : channels) {
+        stubs.add(GRPCInferenceServiceGrpc.newStub(channel));
+      }
+      for (long i = 0; ; i++) {
+        long intended = startNanos + (long) (i * interval);
+        if (intended >= endNanos) {
+          break;
+        }
+        long wait = intended - System.nanoTime();
+        if (wait > 100_000) {
+          LockSupport.parkNanos(wait - 50_000);
+        }
+        while (System.nanoTime() < intended) {
+          Thread.onSpinWait();
+        }
+        if (outstanding.get() >= options.maxOutstanding()) {
+          if (measuring(intended)) {
+            errors.computeIfAbsent("CLIENT_BACKLOG", c -> new LongAdder()).increment();
+          }
+          continue;
+        }
+        outstanding.incrementAndGet();
+        if (measuring(intended)) {
+          sent.increment();
+        }
+        int connection = (int) (i % channels.size());
+        if (options.streaming()) {
+          streams.get(connection).send(intended);
+        } else {
+          stubs.get(connection).modelInfer(request, new UnaryObserver(this, intended, null));
+        }
+      }
+      awaitDrain();
+      for (StreamSender stream : streams) {
+        stream.close();
+      }
+    }
+
+    // ---- closed loop ----
+
+    void closed() throws InterruptedException {
+      CountDownLatch stopped = new CountDownLatch(options.concurrency());
+      List<StreamSender> streams = new ArrayList<>();
+      if (options.streaming()) {
+        for (ManagedChannel channel : channels) {
+          streams.add(new StreamSender(channel, this));
+        }
+      }
+      while (System.nanoTime() < startNanos) {
+        Thread.onSpinWait();
+      }
+      for (int c = 0; c < options.concurrency(); c++) {
+        int connection = c % channels.size();
+        Caller caller =
+            new Caller(this, GRPCInferenceServiceGrpc.newStub(channels.get(connection)),
+                options.streaming() ? streams.get(connection) : null, stopped);
+        caller.next();
+      }
+      long sleep = endNanos - System.nanoTime();
+      if (sleep > 0) {
+        TimeUnit.NANOSECONDS.sleep(sleep);
+      }
+      stopped.await(60, TimeUnit.SECONDS);
+      for (StreamSender stream : streams) {
+        stream.close();
+      }
+    }
+
+    void awaitDrain() throws InterruptedException {
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+      while (outstanding.get() > 0 && System.nanoTime() < deadline) {
+        TimeUnit.MILLISECONDS.sleep(5);
+      }
+    }
+
+    void report(Consumer<String> progress) {
+      long last = 0;
+      try {
+        while (true) {
+          TimeUnit.SECONDS.sleep(1);
+          long now = System.nanoTime();
+          String phase = now < measureFrom ? "warm-up" : now < endNanos ? "measuring" : "draining";
+          long done = completed.sum();
+          progress.accept(String.format(
+              "  %-9s %5.1f s  completed %d (+%d)  in flight %d  errors %d",
+              phase, (now - startNanos) / 1e9, done, done - last, outstanding.get(),
+              errors.values().stream().mapToLong(LongAdder::sum).sum()));
+          last = done;
+        }
+      } catch (InterruptedException e) {
+        // The run is over.
+      }
+    }
+
+    Result result() {
+      Map<String, Histogram> byVersion = new TreeMap<>();
+      versions.forEach((version, recorder) -> byVersion.put(version, recorder.getIntervalHistogram()));
+      Map<String, Long> errorCounts = new TreeMap<>();
+      errors.forEach((code, n) -> errorCounts.put(code, n.sum()));
+      return new Result(
+          sent.sum(), completed.sum(), options.duration().toNanos() / 1e9, all.getIntervalHistogram(),
+          byVersion, errorCounts);
+    }
+  }
+
+  private static final class UnaryObserver implements StreamObserver<ModelInferResponse> {
+    private final Run run;
+    private final long intended;
+    private final Caller caller;
+    private String version = "";
+
+    UnaryObserver(Run run, long intended, Caller caller) {
+      this.run = run;
+      this.intended = intended;
+      this.caller = caller;
+    }
+
+    @Override
+    public void onNext(ModelInferResponse response) {
+      version = response.getModelVersion();
+    }
+
+    @Override
+    public void onError(Throwable t) {
+      run.failed(intended, Status.fromThrowable(t).getCode().name());
+      if (caller != null) {
+        caller.next();
+      }
+    }
+
+    @Override
+    public void onCompleted() {
+      run.succeeded(intended, version);
+      if (caller != null) {
+        caller.next();
+      }
+    }
+  }
+
+  /** One closed-loop caller: sends the next request when the previous one is answered. */
+  private final class Caller {
+    private final Run run;
+    private final GRPCInferenceServiceGrpc.GRPCInferenceServiceStub stub;
+    private final StreamSender stream;
+    private final CountDownLatch stopped;
+
+    Caller(Run run, GRPCInferenceServiceGrpc.GRPCInferenceServiceStub stub, StreamSender stream, CountDownLatch stopped) {
+      this.run = run;
+      this.stub = stub;
+      this.stream = stream;
+      this.stopped = stopped;
+    }
+
+    void next() {
+      long now = System.nanoTime();
+      if (now >= run.endNanos) {
+        stopped.countDown();
+        return;
+      }
+      run.outstanding.incrementAndGet();
+      if (run.measuring(now)) {
+        run.sent.increment();
+      }
+      if (stream != null) {
+        stream.send(now, this);
+      } else {
+        stub.modelInfer(request, new UnaryObserver(run, now, this));
+      }
+    }
+  }
+
+  /** A streamed request awaiting its answer: when it was meant to go, and who sends the next. */
+  private record Pending(long intended, Caller caller) {}
+
+  /**
+   * One ModelStreamInfer stream: requests carry their sequence number as id, and answers are
+   * matched back to their intended send time through it.
+   */
+  private final class StreamSender implements ClientResponseObserver<ModelInferRequest, ModelStreamInferResponse> {
+    private final Run run;
+    private final Map<Long, Pending> pending = new ConcurrentHashMap<>();
+    private final AtomicLong sequence = new AtomicLong();
+    private final StreamObserver<ModelInferRequest> requests;
+    private final CountDownLatch closed = new CountDownLatch(1);
+
+    StreamSender(ManagedChannel channel, Run run) {
+      this.run = run;
+      this.requests = GRPCInferenceServiceGrpc.newStub(channel).modelStreamInfer(this);
+    }
+
+    @Override
+    public void beforeStart(ClientCallStreamObserver<ModelInferRequest> stream) {}
+
+    void send(long intended) {
+      send(intended, null);
+    }
+
+    void send(long intended, Caller caller) {
+      long id = sequence.getAndIncrement();
+      pending.put(id, new Pending(intended, caller));
+      ModelInferRequest withId = request.toBuilder().setId(Long.toString(id)).build();
+      synchronized (this) {
+        requests.onNext(withId);
+      }
+    }
+
+    @Override
+    public void onNext(ModelStreamInferResponse response) {
+      Pending entry = pending.remove(Long.parseLong(response.getInferResponse().getId()));
+      if (entry == null) {
+        return;
+      }
+      long intended = entry.intended();
+      if (response.getErrorMessage().isEmpty()) {
+        run.succeeded(intended, response.getInferResponse().getModelVersion());
+      } else {
+        String code = response.getInferResponse().getParametersMap().containsKey("error_code")
+            ? response.getInferResponse().getParametersMap().get("error_code").getStringParam()
+            : "STREAM_ERROR";
+        run.failed(intended, code);
+      }
+      if (entry.caller() != null) {
+        entry.caller().next();
+      }
+    }
+
+    @Override
+    public void onError(Throwable t) {
+      String code = Status.fromThrowable(t).getCode().name();
+      for (Pending entry : pending.values()) {
+        run.failed(entry.intended(), code);
+      }
+      pending.clear();
+      closed.countDown();
+    }
+
+    @Override
+    public void onCompleted() {
+      closed.countDown();
+    }
+
+    void close() throws InterruptedException {
+      synchronized (this) {
+        requests.onCompleted();
+      }
+      closed.await(30, TimeUnit.SECONDS);
+    }
+  }
+}

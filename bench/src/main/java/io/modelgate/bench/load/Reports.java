@@ -1,0 +1,86 @@
+package io.modelgate.bench.load;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.HdrHistogram.Histogram;
+
+/** Tables, JSON and HdrHistogram .hgrm files for load results. */
+public final class Reports {
+  private Reports() {}
+
+  /** One labelled result, in the form written to JSON. */
+  public record Summary(
+      String label,
+      String load,
+      long sent,
+      long completed,
+      double seconds,
+      double throughput,
+      double p50Ms,
+      double p90Ms,
+      double p99Ms,
+      double p999Ms,
+      double maxMs,
+      Map<String, Long> errors,
+      Map<String, Map<String, Double>> byVersion) {}
+
+  public static Summary summarize(String label, String load, LoadGenerator.Result r) {
+    Map<String, Map<String, Double>> versions = new LinkedHashMap<>();
+    r.byVersion().forEach((version, h) -> versions.put(version, Map.of(
+        "count", (double) h.getTotalCount(),
+        "p50Ms", h.getValueAtPercentile(50) / 1000.0,
+        "p99Ms", h.getValueAtPercentile(99) / 1000.0,
+        "p999Ms", h.getValueAtPercentile(99.9) / 1000.0)));
+    Histogram h = r.latencyMicros();
+    return new Summary(label, load, r.sent(), r.completed(), r.seconds(), r.throughput(),
+        h.getValueAtPercentile(50) / 1000.0, h.getValueAtPercentile(90) / 1000.0,
+        h.getValueAtPercentile(99) / 1000.0, h.getValueAtPercentile(99.9) / 1000.0,
+        h.getMaxValue() / 1000.0, r.errors(), versions);
+  }
+
+  public static String header() {
+    return String.format("| %s | %s | %s | %s | %s | %s | %s | %s | %s |%n|---|---|---|---|---|---|---|---|---|%n",
+        "scenario", "load", "req/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "errors");
+  }
+
+  public static String row(Summary s) {
+    StringBuilder row = new StringBuilder(String.format("| %s | %s | %.0f | %.3f | %.3f | %.3f | %.3f | %.3f | %s |%n",
+        s.label(), s.load(), s.throughput(), s.p50Ms(), s.p90Ms(), s.p99Ms(), s.p999Ms(), s.maxMs(),
+        s.errors().isEmpty() ? "0" : s.errors().toString()));
+    if (s.byVersion().size() > 1) {
+      s.byVersion().forEach((version, v) -> row.append(String.format(
+          "| &nbsp;&nbsp;version %s | | %.0f answers | %.3f | | %.3f | %.3f | | |%n",
+          version, v.get("count"), v.get("p50Ms"), v.get("p99Ms"), v.get("p999Ms"))));
+    }
+    return row.toString();
+  }
+
+  public static void writeJson(Path file, Object value) throws IOException {
+    new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValue(file.toFile(), value);
+  }
+
+  /** The latency distribution in HdrHistogram's percentile format, in milliseconds. */
+  public static void writeHgrm(Path file, Histogram micros) throws IOException {
+    try (PrintStream out = new PrintStream(Files.newOutputStream(file), false, StandardCharsets.UTF_8)) {
+      micros.outputPercentileDistribution(out, 1000.0);
+    }
+  }
+
+  public static String fileName(String label) {
+    return label.replaceAll("[^A-Za-z0-9._-]+", "-").replaceAll("-+", "-").toLowerCase();
+  }
+
+  /** Convenience for callers collecting several summaries. */
+  public static List<Summary> list() {
+    return new ArrayList<>();
+  }
+}

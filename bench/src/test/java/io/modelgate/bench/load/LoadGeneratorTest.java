@@ -1,0 +1,231 @@
+package io.modelgate.bench.load;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.within;
+
+import io.grpc.ManagedChannel;
+import io.grpc.Server;
+import io.grpc.Status;
+import io.grpc.inprocess.InProcessChannelBuilder;
+import io.grpc.inprocess.InProcessServerBuilder;
+import io.grpc.stub.StreamObserver;
+import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
+import io.modelgate.proto.inference.InferParameter;
+import io.modelgate.proto.inference.ModelInferRequest;
+import io.modelgate.proto.inference.ModelInferResponse;
+import io.modelgate.proto.inference.ModelStreamInferResponse;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import org.HdrHistogram.Histogram;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The load generator against a scripted in-process server: answers alternate between versions 1
+ * and 2, every {@code failEvery}-th call fails with RESOURCE_EXHAUSTED, and call number {@code
+ * stallAt} holds the server for {@code stallMillis}.
+ */
+class LoadGeneratorTest {
+  @TempDir Path dir;
+
+  private Server server;
+  private ManagedChannel channel;
+
+  private LoadGenerator start(long failEvery, long stallAt, long stallMillis) throws Exception {
+    String name = InProcessServerBuilder.generateName();
+    server = InProcessServerBuilder.forName(name).directExecutor()
+        .addService(new ScriptedService(failEvery, stallAt, stallMillis)).build().start();
+    // The channel keeps its own executor: with direct executors on both sides, a closed-loop
+    // caller's next call would start inside the previous call's completion, recursing.
+    channel = InProcessChannelBuilder.forName(name).build();
+    return new LoadGenerator(List.of(channel), ModelInferRequest.newBuilder().setModelName("m").build());
+  }
+
+  @AfterEach
+  void stop() throws InterruptedException {
+    if (channel != null) {
+      channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+      server.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+    }
+  }
+
+  @Test
+  void openLoop_sendsOnScheduleAndBreaksDownByVersion() throws Exception {
+    LoadGenerator generator = start(0, -1, 0);
+
+    LoadGenerator.Result r = generator.run(
+        LoadGenerator.Options.open(400, false, Duration.ZERO, Duration.ofSeconds(1)), s -> {});
+
+    // The schedule, not the clock, decides how many calls fall in the measured second.
+    assertThat((double) r.sent()).isCloseTo(400, within(1.0));
+    assertThat(r.completed()).isEqualTo(r.sent());
+    assertThat(r.errors()).isEmpty();
+    assertThat(r.latencyMicros().getTotalCount()).isEqualTo(r.completed());
+    assertThat(r.byVersion()).containsOnlyKeys("1", "2");
+    assertThat(r.byVersion().values().stream().mapToLong(Histogram::getTotalCount).sum())
+        .isEqualTo(r.completed());
+
+    Path hgrm = dir.resolve("run.hgrm");
+    Reports.writeHgrm(hgrm, r.latencyMicros());
+    assertThat(Files.readString(hgrm)).contains("Value     Percentile TotalCount").contains("#[Max");
+    Path json = dir.resolve("run.json");
+    Reports.writeJson(json, Reports.summarize("label", "load", r));
+    assertThat(Files.readString(json)).contains("\"label\" : \"label\"").contains("\"byVersion\"");
+  }
+
+  @Test
+  void openLoop_countsAStallAgainstEveryCallMeantToGoDuringIt() throws Exception {
+    // Call 50 (about 250 ms in at 200/s) holds the server, and with its direct executor the sending
+    // thread too, for 300 ms. A generator timing from the actual send would see one slow call;
+    // timing from the intended send, every call scheduled in the stall waits out its remainder.
+    LoadGenerator generator = start(0, 50, 300);
+
+    LoadGenerator.Result r = generator.run(
+        LoadGenerator.Options.open(200, false, Duration.ZERO, Duration.ofSeconds(1)), s -> {});
+
+    Histogram h = r.latencyMicros();
+    long atLeast100Ms = h.getTotalCount() - h.getCountBetweenValues(0, 99_999);
+    // Calls meant for the first 200 ms of the stall (40 at 200/s) each waited at least 100 ms.
+    assertThat(atLeast100Ms).isGreaterThanOrEqualTo(35);
+    assertThat(h.getMaxValue()).isGreaterThanOrEqualTo(290_000);
+    assertThat(r.completed()).isEqualTo(r.sent());
+  }
+
+  @Test
+  void closedLoop_reportsErrorsByStatus() throws Exception {
+    LoadGenerator generator = start(5, -1, 0);
+
+    LoadGenerator.Result r = generator.run(
+        LoadGenerator.Options.closed(4, false, Duration.ZERO, Duration.ofMillis(500)), s -> {});
+
+    assertThat(r.errors()).containsOnlyKeys("RESOURCE_EXHAUSTED");
+    long failed = r.errorCount();
+    assertThat(r.completed()).isPositive();
+    // One call in five fails; the window's edges may shift the share by a few calls.
+    assertThat((double) failed / (failed + r.completed())).isCloseTo(0.2, within(0.05));
+  }
+
+  @Test
+  void streaming_matchesAnswersToRequestsAndReadsInBandErrors() throws Exception {
+    LoadGenerator generator = start(4, -1, 0);
+
+    LoadGenerator.Result r = generator.run(
+        LoadGenerator.Options.open(400, true, Duration.ZERO, Duration.ofSeconds(1)), s -> {});
+
+    assertThat((double) r.sent()).isCloseTo(400, within(1.0));
+    assertThat(r.completed() + r.errorCount()).isEqualTo(r.sent());
+    assertThat(r.errors()).containsOnlyKeys("RESOURCE_EXHAUSTED");
+    assertThat((double) r.errorCount()).isCloseTo(100, within(2.0));
+    assertThat(r.byVersion()).containsOnlyKeys("1", "2");
+  }
+
+  @Test
+  void sweep_climbsUntilAMissThenTriesHalfway() throws Exception {
+    Sweep.Outcome outcome = Sweep.search(200, 1.5, 10,
+        rate -> new Sweep.Point(rate, rate, rate / 1000, rate / 500, 0, rate <= 1000));
+
+    assertThat(outcome.points()).extracting(Sweep.Point::rate)
+        .containsExactly(200.0, 300.0, 450.0, 675.0, 1012.5, (675.0 + 1012.5) / 2);
+    assertThat(outcome.highestSustainable()).isEqualTo((675.0 + 1012.5) / 2);
+    assertThat(outcome.bounded()).isTrue();
+  }
+
+  @Test
+  void sweep_thatNeverMeetsFindsNothing() throws Exception {
+    Sweep.Outcome outcome = Sweep.search(200, 2, 10, rate -> new Sweep.Point(rate, 0, 9, 9, 3, false));
+
+    assertThat(outcome.points()).hasSize(1);
+    assertThat(outcome.highestSustainable()).isZero();
+  }
+
+  @Test
+  void sweep_outOfStepsSaysTheHighestIsOnlyALowerBound() throws Exception {
+    Sweep.Outcome outcome = Sweep.search(100, 2, 3, rate -> new Sweep.Point(rate, rate, 1, 1, 0, true));
+
+    assertThat(outcome.points()).extracting(Sweep.Point::rate).containsExactly(100.0, 200.0, 400.0);
+    assertThat(outcome.highestSustainable()).isEqualTo(400.0);
+    assertThat(outcome.bounded()).isFalse();
+  }
+
+  /** Answers versions 1 and 2 in turn; fails and stalls as scripted. */
+  private static final class ScriptedService extends GRPCInferenceServiceGrpc.GRPCInferenceServiceImplBase {
+    private final long failEvery;
+    private final long stallAt;
+    private final long stallMillis;
+    private final AtomicLong calls = new AtomicLong();
+
+    ScriptedService(long failEvery, long stallAt, long stallMillis) {
+      this.failEvery = failEvery;
+      this.stallAt = stallAt;
+      this.stallMillis = stallMillis;
+    }
+
+    /** The next call's number (from 1), after any scripted stall. */
+    private long next() {
+      long n = calls.incrementAndGet();
+      if (n == stallAt) {
+        try {
+          Thread.sleep(stallMillis);
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+        }
+      }
+      return n;
+    }
+
+    private boolean fails(long n) {
+      return failEvery > 0 && n % failEvery == 0;
+    }
+
+    private static ModelInferResponse answer(long n, String id) {
+      return ModelInferResponse.newBuilder().setModelName("m").setModelVersion(n % 2 == 0 ? "2" : "1")
+          .setId(id).build();
+    }
+
+    @Override
+    public void modelInfer(ModelInferRequest request, StreamObserver<ModelInferResponse> observer) {
+      long n = next();
+      if (fails(n)) {
+        observer.onError(Status.RESOURCE_EXHAUSTED.withDescription("scripted").asRuntimeException());
+        return;
+      }
+      observer.onNext(answer(n, request.getId()));
+      observer.onCompleted();
+    }
+
+    @Override
+    public StreamObserver<ModelInferRequest> modelStreamInfer(StreamObserver<ModelStreamInferResponse> observer) {
+      return new StreamObserver<>() {
+        @Override
+        public void onNext(ModelInferRequest request) {
+          long n = next();
+          ModelStreamInferResponse.Builder out = ModelStreamInferResponse.newBuilder();
+          if (fails(n)) {
+            out.setErrorMessage("scripted").setInferResponse(ModelInferResponse.newBuilder().setId(request.getId())
+                .putParameters("error_code", InferParameter.newBuilder().setStringParam("RESOURCE_EXHAUSTED").build()));
+          } else {
+            out.setInferResponse(answer(n, request.getId()));
+          }
+          synchronized (observer) {
+            observer.onNext(out.build());
+          }
+        }
+
+        @Override
+        public void onError(Throwable t) {}
+
+        @Override
+        public void onCompleted() {
+          synchronized (observer) {
+            observer.onCompleted();
+          }
+        }
+      };
+    }
+  }
+}
