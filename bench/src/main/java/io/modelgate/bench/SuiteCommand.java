@@ -46,7 +46,9 @@ import picocli.CommandLine.Spec;
  * (b) a bare grpc-java server answering a canned response of the same size (the transport
  * ceiling), (c) modelgate with batching off, (d) with batching on, and (e) a 90/10 split over two
  * versions — closed loop at 64 callers and at 1, a rate sweep on (d), and open loop at half the
- * highest sustainable rate. Writes Markdown, JSON, .hgrm files and PNG plots.
+ * highest sustainable rate. Closed- and open-loop scenarios run in interleaved rounds whose counts
+ * and histograms are added, so that a slow spell on a shared machine falls on all of them. Writes
+ * Markdown, JSON, .hgrm files and PNG plots.
  */
 @Command(
     name = "suite",
@@ -58,23 +60,33 @@ final class SuiteCommand implements Callable<Integer> {
   @Option(names = "--models", split = ",", defaultValue = "cnn_mnist,mlp", description = "mlp, cnn_mnist, minilm. Default: ${DEFAULT-VALUE}.") List<String> models;
   @Option(names = "--concurrency", defaultValue = "64") int concurrency;
   @Option(names = "--connections", defaultValue = "4") int connections;
+  @Option(names = "--jit-warmup", defaultValue = "20", description = "Seconds of unrecorded load, per model, before the first scenario, so that the JIT has compiled the hot paths of client and servers (short runs otherwise measure the compiler). Default: ${DEFAULT-VALUE}.") int jitWarmup;
   @Option(names = "--warmup", defaultValue = "3", description = "Seconds, per scenario.") int warmup;
   @Option(names = "--duration", defaultValue = "8", description = "Seconds, per scenario.") int duration;
-  @Option(names = "--p99-target", defaultValue = "5", description = "Rate sweep target, ms. Default: ${DEFAULT-VALUE}.") double p99Target;
+  @Option(names = "--p99-target", description = "Rate sweep target, ms. Default: per model, the larger of 5 ms and five times its batch-1 compute time.") Double p99TargetOption;
   @Option(names = "--streaming", description = "ModelStreamInfer instead of ModelInfer.") boolean streaming;
+  @Option(names = "--rounds", defaultValue = "2", description = "Rounds of the closed- and open-loop scenarios, interleaved and added up. Default: ${DEFAULT-VALUE}.") int rounds;
   @Option(names = "--sweep-steps", defaultValue = "12", description = "Most rates the sweep tries before halving. Default: ${DEFAULT-VALUE}.") int sweepSteps;
   @Option(names = "--out", required = true, description = "Folder for the results.") Path out;
 
   @Override
   public Integer call() throws Exception {
+    if (rounds < 1 || warmup < 0 || jitWarmup < 0 || duration < 1 || concurrency < 1 || connections < 1) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(), String.format(
+          "--rounds %d, --warmup %d, --duration %d, --concurrency %d, --connections %d "
+              + "(expected: rounds, duration, concurrency and connections >= 1, warm-up >= 0)",
+          rounds, warmup, duration, concurrency, connections));
+    }
     PrintWriter console = spec.commandLine().getOut();
     Files.createDirectories(out);
     StringBuilder md = new StringBuilder();
     md.append("Run ").append(ZonedDateTime.now()).append(", ").append(Runtime.getRuntime().availableProcessors())
         .append(" cores, ").append(System.getProperty("java.vm.name")).append(' ').append(System.getProperty("java.version"))
         .append(", client and servers in one JVM over loopback; ").append(streaming ? "ModelStreamInfer" : "ModelInfer")
-        .append(", ").append(connections).append(" connections, ").append(warmup).append(" s warm-up + ")
-        .append(duration).append(" s per scenario.\n\n");
+        .append(", ").append(connections).append(" connections, ").append(jitWarmup).append(" s JIT warm-up per model, then ")
+        .append(warmup).append(" s warm-up + ")
+        .append(duration).append(" s per scenario and round, ").append(rounds)
+        .append(rounds == 1 ? " round" : " rounds, interleaved and added up").append(".\n\n");
     Map<String, Object> json = new LinkedHashMap<>();
     for (String name : models) {
       md.append(model(name, console, json));
@@ -116,12 +128,19 @@ final class SuiteCommand implements Callable<Integer> {
     ModelInferResponse canned = GRPCInferenceServiceGrpc.newBlockingStub(toGateway.get(0))
         .withDeadlineAfter(30, TimeUnit.SECONDS)
         .modelInfer(template.toBuilder().setModelName(name + "_batched").build());
+    double b1 = ComputeBaseline.medianMicros(bench.onnx(), template, 1, session, name.equals("minilm") ? 40 : 300);
+    ModelInferRequest batch = Inputs.random(metadata, "", BenchModels.rowShapes(name, batchRows), 7);
+    double bN = ComputeBaseline.medianMicros(bench.onnx(), batch, batchRows, session, name.equals("minilm") ? 10 : 50);
+    double p99Target = p99TargetOption != null ? p99TargetOption : Math.max(5, Math.ceil(5 * b1 / 1000));
     TransportCeiling ceiling = new TransportCeiling(canned, 1);
     List<ManagedChannel> toCeiling = channels(ceiling.port());
-    Map<String, Reports.Summary> results = new LinkedHashMap<>();
-    Map<String, Histogram> closedHistograms = new LinkedHashMap<>();
-    Map<String, Histogram> openHistograms = new LinkedHashMap<>();
+    Map<String, LoadGenerator.Result> raw = new LinkedHashMap<>();
+    Map<String, String> loads = new LinkedHashMap<>();
     Map<String, List<Sweep.Point>> sweeps = new LinkedHashMap<>();
+    List<String> closedMany = List.of(
+        "(b) transport ceiling", "(c) modelgate, batching off", "(d) modelgate, batching on", "(e) modelgate, 90/10 split");
+    List<String> openHalf = List.of(
+        "(d) modelgate, batching on, open loop at half the highest rate", "(b) transport ceiling, open loop at the same rate");
     double highest;
     boolean bounded;
     try {
@@ -133,13 +152,23 @@ final class SuiteCommand implements Callable<Integer> {
       LoadGenerator split = new LoadGenerator(toGateway, template.toBuilder().setModelName(name + "_split").build());
       LoadGenerator.Options many = LoadGenerator.Options.closed(concurrency, streaming, Duration.ofSeconds(warmup), Duration.ofSeconds(duration));
       LoadGenerator.Options one = LoadGenerator.Options.closed(1, streaming, Duration.ofSeconds(warmup), Duration.ofSeconds(duration));
-      run(results, closedHistograms, "(b) transport ceiling", bare, many, console);
-      run(results, closedHistograms, "(c) modelgate, batching off", off, many, console);
-      run(results, closedHistograms, "(d) modelgate, batching on", on, many, console);
-      run(results, closedHistograms, "(e) modelgate, 90/10 split", split, many, console);
-      run(results, null, "(b) transport ceiling, 1 caller", bare, one, console);
-      run(results, null, "(d) modelgate, batching on, 1 caller", on, one, console);
-      double start = Math.max(100, results.get("(d) modelgate, batching on").throughput() * 0.1);
+      if (jitWarmup > 0) {
+        console.printf("  JIT warm-up: %d s unrecorded against (b), (d) and (e)%n", jitWarmup);
+        console.flush();
+        Duration third = Duration.ofMillis(jitWarmup * 1000L / 3);
+        for (LoadGenerator generator : List.of(bare, on, split)) {
+          generator.run(LoadGenerator.Options.closed(concurrency, streaming, third, Duration.ZERO), line -> {});
+        }
+      }
+      for (int round = 1; round <= rounds; round++) {
+        run(raw, loads, round, closedMany.get(0), bare, many, console);
+        run(raw, loads, round, closedMany.get(1), off, many, console);
+        run(raw, loads, round, closedMany.get(2), on, many, console);
+        run(raw, loads, round, closedMany.get(3), split, many, console);
+        run(raw, loads, round, "(b) transport ceiling, 1 caller", bare, one, console);
+        run(raw, loads, round, "(d) modelgate, batching on, 1 caller", on, one, console);
+      }
+      double start = Math.max(1, Math.floor(raw.get(closedMany.get(2)).throughput() * 0.1));
       Sweep.Outcome sweepOn = Sweep.run(on, start, 1.4, p99Target, streaming, Duration.ofSeconds(Math.min(warmup, 2)),
           Duration.ofSeconds(Math.max(1, duration / 2)), sweepSteps, line -> { console.println(line); console.flush(); });
       sweeps.put("(d) modelgate, batching on", sweepOn.points());
@@ -147,8 +176,10 @@ final class SuiteCommand implements Callable<Integer> {
       bounded = sweepOn.bounded();
       if (highest > 0) {
         LoadGenerator.Options half = LoadGenerator.Options.open(highest / 2, streaming, Duration.ofSeconds(warmup), Duration.ofSeconds(duration));
-        run(results, openHistograms, "(d) modelgate, batching on, open loop at half the highest rate", on, half, console);
-        run(results, openHistograms, "(b) transport ceiling, open loop at the same rate", bare, half, console);
+        for (int round = 1; round <= rounds; round++) {
+          run(raw, loads, round, openHalf.get(0), on, half, console);
+          run(raw, loads, round, openHalf.get(1), bare, half, console);
+        }
       }
     } finally {
       for (ManagedChannel channel : toGateway) {
@@ -161,10 +192,12 @@ final class SuiteCommand implements Callable<Integer> {
       gateway.stop();
       stats.close();
     }
-    double b1 = ComputeBaseline.medianMicros(bench.onnx(), template, 1, session, 300);
-    ModelInferRequest batch = Inputs.random(metadata, "", BenchModels.rowShapes(name, batchRows), 7);
-    double bN = ComputeBaseline.medianMicros(bench.onnx(), batch, batchRows, session, name.equals("minilm") ? 10 : 50);
-
+    Map<String, Reports.Summary> results = new LinkedHashMap<>();
+    raw.forEach((label, r) -> results.put(label, Reports.summarize(label, loads.get(label), r)));
+    Map<String, Histogram> closedHistograms = new LinkedHashMap<>();
+    closedMany.forEach(label -> closedHistograms.put(label, raw.get(label).latencyMicros()));
+    Map<String, Histogram> openHistograms = new LinkedHashMap<>();
+    openHalf.stream().filter(raw::containsKey).forEach(label -> openHistograms.put(label, raw.get(label).latencyMicros()));
     String prefix = Reports.fileName(name);
     Plots.percentiles(out.resolve(prefix + "-closed-" + concurrency + ".png"),
         name + ": latency by percentile, closed loop, " + concurrency + " callers", closedHistograms);
@@ -195,18 +228,16 @@ final class SuiteCommand implements Callable<Integer> {
     modelJson.put("onnxRuntimeInProcessMicros", Map.of("batch1", b1, "batch" + batchRows, bN));
     modelJson.put("targets", targets);
     json.put(name, modelJson);
-    for (Map.Entry<String, Reports.Summary> e : results.entrySet()) {
-      Histogram h = e.getKey().contains("open loop") ? openHistograms.get(e.getKey()) : closedHistograms.get(e.getKey());
-      if (h != null) {
-        Reports.writeHgrm(out.resolve(prefix + "-" + Reports.fileName(e.getKey()) + ".hgrm"), h);
-      }
+    for (Map.Entry<String, LoadGenerator.Result> e : raw.entrySet()) {
+      Reports.writeHgrm(out.resolve(prefix + "-" + Reports.fileName(e.getKey()) + ".hgrm"), e.getValue().latencyMicros());
     }
 
     StringBuilder md = new StringBuilder();
     md.append("### ").append(name).append("\n\n");
     md.append(String.format("Settings: modelgate with 1 event loop, queue capacity 4096, 1 instance, max_queue_delay 0 "
             + "(a batch is whatever waits when the executor is free), max_batch_size %d for (d) and (e), 0 for (c); "
-            + "ONNX Runtime CPU, 1 intra-op and 1 inter-op thread; one row per request.%n%n", batchRows));
+            + "ONNX Runtime CPU, 1 intra-op and 1 inter-op thread; one row per request, %s.%n%n", batchRows,
+        shapes(BenchModels.rowShapes(name, 1))));
     md.append(String.format("(a) ONNX Runtime in-process, same executor code, no gRPC: batch 1 %.1f µs (%.0f items/s), batch %d %.1f µs (%.0f items/s).%n%n",
         b1, 1e6 / b1, batchRows, bN, batchRows * 1e6 / bN));
     md.append(Reports.header());
@@ -224,22 +255,22 @@ final class SuiteCommand implements Callable<Integer> {
         highest / 2, bounded ? "" : "; the sweep met every rate it tried, so this is below half the true highest",
         atHalf == null ? "n/a" : String.format("%.3f", atHalf.p999Ms()),
         atHalf == null ? "n/a" : atHalf.p999Ms() <= 2 ? "met" : "missed"));
-    md.append("Plots: `").append(prefix).append("-closed-").append(concurrency).append(".png`, `")
-        .append(prefix).append("-open-half-rate.png`, `").append(prefix).append("-sweep.png`.\n\n");
+    md.append("Plots: `").append(prefix).append("-closed-").append(concurrency).append(".png`, ")
+        .append(openHistograms.isEmpty() ? "" : "`" + prefix + "-open-half-rate.png`, ")
+        .append('`').append(prefix).append("-sweep.png`.\n\n");
     deleteTree(root);
     return md.toString();
   }
 
-  private void run(Map<String, Reports.Summary> results, Map<String, Histogram> histograms, String label,
+  /** Runs one scenario once and adds its result to the scenario's rounds so far. */
+  private void run(Map<String, LoadGenerator.Result> raw, Map<String, String> loads, int round, String label,
       LoadGenerator generator, LoadGenerator.Options options, PrintWriter console) throws InterruptedException {
-    console.printf("  %s: %s%n", label, options.describe());
+    console.printf("  round %d %s: %s%n", round, label, options.describe());
     console.flush();
     LoadGenerator.Result result = generator.run(options, line -> {});
+    raw.merge(label, result, LoadGenerator.Result::plus);
+    loads.put(label, options.describe());
     Reports.Summary summary = Reports.summarize(label, options.describe(), result);
-    results.put(label, summary);
-    if (histograms != null) {
-      histograms.put(label, result.latencyMicros());
-    }
     console.printf("    %.0f req/s, p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, errors %s%n", summary.throughput(),
         summary.p50Ms(), summary.p99Ms(), summary.p999Ms(), summary.errors());
     console.flush();
@@ -260,6 +291,13 @@ final class SuiteCommand implements Callable<Integer> {
     if (yaml != null) {
       Files.writeString(root.resolve(model).resolve("model.yaml"), yaml);
     }
+  }
+
+  private static String shapes(Map<String, long[]> shapes) {
+    StringBuilder text = new StringBuilder();
+    new java.util.TreeMap<>(shapes).forEach((input, shape) -> text.append(text.length() == 0 ? "" : ", ")
+        .append(input).append(' ').append(java.util.Arrays.toString(shape)));
+    return text.toString();
   }
 
   private static void deleteTree(Path root) throws Exception {

@@ -98,6 +98,22 @@ public final class LoadGenerator {
     public long errorCount() {
       return errors.values().stream().mapToLong(Long::longValue).sum();
     }
+
+    /** This run and {@code other} as one: counts, seconds and histograms added. */
+    public Result plus(Result other) {
+      Histogram latency = latencyMicros.copy();
+      latency.add(other.latencyMicros);
+      Map<String, Histogram> versions = new TreeMap<>();
+      byVersion.forEach((v, h) -> versions.put(v, h.copy()));
+      other.byVersion.forEach((v, h) -> versions.merge(v, h.copy(), (a, b) -> {
+        a.add(b);
+        return a;
+      }));
+      Map<String, Long> errorCounts = new TreeMap<>(errors);
+      other.errors.forEach((code, n) -> errorCounts.merge(code, n, Long::sum));
+      return new Result(sent + other.sent, completed + other.completed, seconds + other.seconds, latency,
+          versions, errorCounts);
+    }
   }
 
   private final List<ManagedChannel> channels;

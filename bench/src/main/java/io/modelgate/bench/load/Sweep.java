@@ -8,7 +8,8 @@ import java.util.function.Consumer;
 /**
  * Finds the highest constant rate a server sustains within a p99 target: open-loop runs at rising
  * rates (times {@code factor}) until one misses — p99 above the target, any error, or less than
- * 95% of the rate achieved — then one run halfway between the last good rate and the first miss.
+ * 95% of the rate achieved, in two runs in a row — then tries halfway between the last good rate
+ * and the first miss.
  */
 public final class Sweep {
   public record Point(double rate, double achieved, double p99Ms, double p999Ms, long errors, boolean meets) {}
@@ -45,7 +46,7 @@ public final class Sweep {
 
   /**
    * The search itself: {@code startRate}, times {@code factor} while the probe meets the target
-   * (at most {@code maxSteps} probes), then one probe halfway between the last good and first bad.
+   * (at most {@code maxSteps} rates), then halfway between the last good and first bad rate.
    */
   public static Outcome search(double startRate, double factor, int maxSteps, Probe probe)
       throws InterruptedException {
@@ -59,23 +60,33 @@ public final class Sweep {
     double bad = 0;
     double rate = startRate;
     for (int step = 0; step < maxSteps; step++) {
-      Point point = probe.measure(rate);
-      points.add(point);
-      if (!point.meets()) {
+      if (!meets(probe, rate, points)) {
         bad = rate;
         break;
       }
       good = rate;
       rate *= factor;
     }
-    if (good > 0 && bad > 0) {
-      Point middle = probe.measure((good + bad) / 2);
-      points.add(middle);
-      if (middle.meets()) {
-        good = middle.rate();
-      }
+    if (good > 0 && bad > 0 && meets(probe, (good + bad) / 2, points)) {
+      good = (good + bad) / 2;
     }
     return new Outcome(points, good, bad > 0);
+  }
+
+  /**
+   * Whether {@code rate} meets the target; a miss is measured once more and stands only if the
+   * second run misses too, so that one stall on a shared machine does not end the sweep. Every
+   * run is added to {@code points}.
+   */
+  private static boolean meets(Probe probe, double rate, List<Point> points) throws InterruptedException {
+    Point first = probe.measure(rate);
+    points.add(first);
+    if (first.meets()) {
+      return true;
+    }
+    Point second = probe.measure(rate);
+    points.add(second);
+    return second.meets();
   }
 
   private static Point measure(

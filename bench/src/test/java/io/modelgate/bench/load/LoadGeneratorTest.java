@@ -125,13 +125,38 @@ class LoadGeneratorTest {
   }
 
   @Test
+  void results_addUpAcrossRounds() {
+    Histogram a = new Histogram(3);
+    a.recordValue(100);
+    Histogram a1 = a.copy();
+    Histogram b = new Histogram(3);
+    b.recordValue(300);
+    b.recordValue(500);
+    LoadGenerator.Result first = new LoadGenerator.Result(1, 1, 1.0, a, java.util.Map.of("1", a1),
+        java.util.Map.of("UNAVAILABLE", 2L));
+    LoadGenerator.Result second = new LoadGenerator.Result(3, 2, 2.0, b, java.util.Map.of("2", b.copy()),
+        java.util.Map.of("UNAVAILABLE", 1L, "INTERNAL", 1L));
+
+    LoadGenerator.Result both = first.plus(second);
+
+    assertThat(both.sent()).isEqualTo(4);
+    assertThat(both.throughput()).isEqualTo(1.0);
+    assertThat(both.latencyMicros().getTotalCount()).isEqualTo(3);
+    assertThat(both.latencyMicros().getMaxValue()).isEqualTo(b.getMaxValue());
+    assertThat(both.byVersion()).containsOnlyKeys("1", "2");
+    assertThat(both.errors()).containsExactlyInAnyOrderEntriesOf(java.util.Map.of("UNAVAILABLE", 3L, "INTERNAL", 1L));
+    assertThat(first.latencyMicros().getTotalCount()).as("the parts are left alone").isEqualTo(1);
+  }
+
+  @Test
   void sweep_climbsUntilAMissThenTriesHalfway() throws Exception {
     Sweep.Outcome outcome = Sweep.search(200, 1.5, 10,
         rate -> new Sweep.Point(rate, rate, rate / 1000, rate / 500, 0, rate <= 1000));
 
+    double middle = (675.0 + 1012.5) / 2;
     assertThat(outcome.points()).extracting(Sweep.Point::rate)
-        .containsExactly(200.0, 300.0, 450.0, 675.0, 1012.5, (675.0 + 1012.5) / 2);
-    assertThat(outcome.highestSustainable()).isEqualTo((675.0 + 1012.5) / 2);
+        .containsExactly(200.0, 300.0, 450.0, 675.0, 1012.5, 1012.5, middle);
+    assertThat(outcome.highestSustainable()).isEqualTo(middle);
     assertThat(outcome.bounded()).isTrue();
   }
 
@@ -139,8 +164,23 @@ class LoadGeneratorTest {
   void sweep_thatNeverMeetsFindsNothing() throws Exception {
     Sweep.Outcome outcome = Sweep.search(200, 2, 10, rate -> new Sweep.Point(rate, 0, 9, 9, 3, false));
 
-    assertThat(outcome.points()).hasSize(1);
+    assertThat(outcome.points()).hasSize(2);
     assertThat(outcome.highestSustainable()).isZero();
+  }
+
+  @Test
+  void sweep_aMissThatDoesNotRepeatIsAStallNotTheLimit() throws Exception {
+    int[] probes = {0};
+    // The third probe (at 400/s) misses once; its repeat meets, and the sweep climbs on to 800/s.
+    Sweep.Outcome outcome = Sweep.search(100, 2, 10, rate -> {
+      int n = ++probes[0];
+      boolean meets = n != 3 && rate < 800;
+      return new Sweep.Point(rate, rate, 1, 1, 0, meets);
+    });
+
+    assertThat(outcome.points()).extracting(Sweep.Point::rate)
+        .containsExactly(100.0, 200.0, 400.0, 400.0, 800.0, 800.0, 600.0);
+    assertThat(outcome.highestSustainable()).isEqualTo(600.0);
   }
 
   @Test
