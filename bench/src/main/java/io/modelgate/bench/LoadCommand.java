@@ -40,7 +40,7 @@ final class LoadCommand implements Callable<Integer> {
   @Spec CommandSpec spec;
 
   @Option(names = "--target", defaultValue = "localhost:8001", description = "Server. Default: ${DEFAULT-VALUE}.") String target;
-  @Option(names = "--model", required = true) String model;
+  @Option(names = "--model", required = true, description = "Model name.") String model;
   @Option(names = "--version", defaultValue = "", description = "Pinned version. Default: the server's choice.") String version;
   @Option(names = "--rate", description = "Open loop at this many requests/s.") Double rate;
   @Option(names = "--concurrency", description = "Closed loop with this many callers (default 16 unless --rate or --sweep).") Integer concurrency;
@@ -50,7 +50,7 @@ final class LoadCommand implements Callable<Integer> {
   @Option(names = "--duration", defaultValue = "20", description = "Seconds recorded. Default: ${DEFAULT-VALUE}.") int duration;
   @Option(names = "--shape", description = "Shape of an input with variable dimensions, e.g. input_ids:1,128. Repeatable.") List<String> shapes = new ArrayList<>();
   @Option(names = "--input-file", description = "A ModelInferRequest in protobuf JSON, sent instead of random inputs.") Path inputFile;
-  @Option(names = "--seed", defaultValue = "1") long seed;
+  @Option(names = "--seed", defaultValue = "1", description = "Seed of the random inputs. Default: ${DEFAULT-VALUE}.") long seed;
   @Option(names = "--sweep", description = "Find the highest rate meeting --p99-target.") boolean sweep;
   @Option(names = "--p99-target", defaultValue = "5", description = "Sweep target, ms. Default: ${DEFAULT-VALUE}.") double p99Target;
   @Option(names = "--sweep-start", defaultValue = "200", description = "First sweep rate, requests/s. Default: ${DEFAULT-VALUE}.") double sweepStart;
@@ -61,6 +61,15 @@ final class LoadCommand implements Callable<Integer> {
   @Override
   public Integer call() throws Exception {
     PrintWriter console = spec.commandLine().getOut();
+    if (rate != null && concurrency != null || sweep && (rate != null || concurrency != null)) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(),
+          "--rate, --concurrency and --sweep: one at most (open loop, closed loop or a sweep)");
+    }
+    if (connections < 1 || duration < 1 || warmup < 0) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(), String.format(
+          "--connections %d, --duration %d, --warmup %d (expected: connections and duration >= 1, warm-up >= 0)",
+          connections, duration, warmup));
+    }
     List<ManagedChannel> channels = new ArrayList<>();
     for (int i = 0; i < connections; i++) {
       channels.add(NettyChannelBuilder.forTarget(target).usePlaintext().directExecutor().maxInboundMessageSize(Integer.MAX_VALUE).build());
@@ -102,8 +111,10 @@ final class LoadCommand implements Callable<Integer> {
           ? LoadGenerator.Options.open(rate, streaming, Duration.ofSeconds(warmup), Duration.ofSeconds(duration))
           : LoadGenerator.Options.closed(concurrency == null ? 16 : concurrency, streaming,
               Duration.ofSeconds(warmup), Duration.ofSeconds(duration));
-      console.printf("%s against %s, model %s%s, %d connections, %d s warm-up + %d s%n", options.describe(), target,
-          model, version.isEmpty() ? "" : " version " + version, connections, warmup, duration);
+      String setup = String.format("%s against %s, model %s%s, %d connections, %d s warm-up + %d s; client: %s",
+          options.describe(), target, model, version.isEmpty() ? "" : " version " + version, connections, warmup,
+          duration, environment());
+      console.println(setup);
       console.flush();
       LoadGenerator.Result result = generator.run(options, line -> { console.println(line); console.flush(); });
       String name = label == null ? model + " " + options.describe() : label;
@@ -112,8 +123,17 @@ final class LoadCommand implements Callable<Integer> {
       console.print(Reports.header());
       console.print(Reports.row(summary));
       if (out != null) {
-        Reports.writeJson(out.resolve(Reports.fileName(name) + ".json"), summary);
+        Map<String, Object> json = new java.util.LinkedHashMap<>();
+        json.put("setup", setup);
+        json.put("result", summary);
+        Reports.writeJson(out.resolve(Reports.fileName(name) + ".json"), json);
         Reports.writeHgrm(out.resolve(Reports.fileName(name) + ".hgrm"), result.latencyMicros());
+        Map<String, org.HdrHistogram.Histogram> curves = new java.util.LinkedHashMap<>();
+        curves.put("all answers", result.latencyMicros());
+        if (result.byVersion().size() > 1) {
+          result.byVersion().forEach((v, h) -> curves.put("version " + v, h));
+        }
+        Plots.percentiles(out.resolve(Reports.fileName(name) + ".png"), name + ": latency by percentile", curves);
       }
       console.flush();
       return result.errorCount() == 0 ? 0 : 1;
@@ -122,5 +142,18 @@ final class LoadCommand implements Callable<Integer> {
         channel.shutdownNow();
       }
     }
+  }
+
+  /** The client's JVM and machine, as every result names them. */
+  static String environment() {
+    String cpu = "";
+    try (var lines = Files.lines(java.nio.file.Path.of("/proc/cpuinfo"))) {
+      cpu = lines.filter(l -> l.startsWith("model name")).findFirst()
+          .map(l -> " (" + l.substring(l.indexOf(':') + 1).trim() + ")").orElse("");
+    } catch (java.io.IOException | RuntimeException e) {
+      // Not Linux, or not readable: the core count stands alone.
+    }
+    return String.format("%s %s, %d cores%s, %s %s", System.getProperty("java.vm.name"), System.getProperty("java.version"),
+        Runtime.getRuntime().availableProcessors(), cpu, System.getProperty("os.name"), System.getProperty("os.arch"));
   }
 }

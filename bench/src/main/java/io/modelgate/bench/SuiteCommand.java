@@ -80,8 +80,7 @@ final class SuiteCommand implements Callable<Integer> {
     PrintWriter console = spec.commandLine().getOut();
     Files.createDirectories(out);
     StringBuilder md = new StringBuilder();
-    md.append("Run ").append(ZonedDateTime.now()).append(", ").append(Runtime.getRuntime().availableProcessors())
-        .append(" cores, ").append(System.getProperty("java.vm.name")).append(' ').append(System.getProperty("java.version"))
+    md.append("Run ").append(ZonedDateTime.now()).append(", ").append(LoadCommand.environment())
         .append(", client and servers in one JVM over loopback; ").append(streaming ? "ModelStreamInfer" : "ModelInfer")
         .append(", ").append(connections).append(" connections, ").append(jitWarmup).append(" s JIT warm-up per model, then ")
         .append(warmup).append(" s warm-up + ")
