@@ -2,6 +2,7 @@ package io.modelgate.bench;
 
 import io.grpc.ManagedChannel;
 import io.grpc.netty.NettyChannelBuilder;
+import io.modelgate.bench.load.LoadGenerator;
 import io.modelgate.gateway.server.AdminSettings;
 import io.modelgate.gateway.server.GatewayServer;
 import io.modelgate.gateway.server.ServerSettings;
@@ -82,7 +83,7 @@ final class BatchingBenchmark implements Callable<Integer> {
       String model,
       String batching,
       int round,
-      ClosedLoopLoad.Result result,
+      LoadGenerator.Result result,
       Distribution rows,
       Distribution computeMs,
       Distribution queueMs) {}
@@ -131,13 +132,14 @@ final class BatchingBenchmark implements Callable<Integer> {
           BenchModels.BenchModel model = BenchModels.byName(name);
           for (String mode : List.of("off", "on")) {
             String served = name + (mode.equals("on") ? "_batched" : "_unbatched");
-            ClosedLoopLoad load = new ClosedLoopLoad(channels, model.request(served), concurrency);
-            ClosedLoopLoad.Result result =
-                load.run(
-                    TimeUnit.SECONDS.toNanos(warmupSeconds),
-                    TimeUnit.SECONDS.toNanos(durationSeconds),
-                    stats::rotate,
-                    stats::rotate);
+            LoadGenerator.Result result =
+                new LoadGenerator(channels, model.request(served))
+                    .run(
+                        LoadGenerator.Options.closed(
+                            concurrency, false, Duration.ofSeconds(warmupSeconds), Duration.ofSeconds(durationSeconds)),
+                        line -> {},
+                        stats::rotate,
+                        stats::rotate);
             WindowStats serverSide = stats.latest(served, 1);
             Row row = new Row(name, mode, round, result, serverSide.getBatchRows(), serverSide.getComputeMs(), serverSide.getQueueMs());
             rows.add(row);

@@ -2,6 +2,7 @@ package io.modelgate.bench;
 
 import io.grpc.ManagedChannel;
 import io.grpc.netty.NettyChannelBuilder;
+import io.modelgate.bench.load.LoadGenerator;
 import io.modelgate.gateway.server.AdminSettings;
 import io.modelgate.gateway.server.GatewayServer;
 import io.modelgate.gateway.server.ServerSettings;
@@ -92,7 +93,7 @@ final class RoutingCostBenchmark implements Callable<Integer> {
     scenarios.put("canary split 90/10", new Scenario(base, split));
     scenarios.put("canary 90/10 + 10% shadow", new Scenario(base,
         split.toBuilder().setShadow(ShadowRouting.newBuilder().setVersion(2).setSampleRate(0.1)).build()));
-    Map<String, List<ClosedLoopLoad.Result>> results = new LinkedHashMap<>();
+    Map<String, List<LoadGenerator.Result>> results = new LinkedHashMap<>();
     try {
       out.printf("routing cost: model %s, %d callers over %d connections, %d s warm-up + %d s, %d rounds%n",
           model, concurrency, connections, warmupSeconds, durationSeconds, rounds);
@@ -104,9 +105,10 @@ final class RoutingCostBenchmark implements Callable<Integer> {
             long revision = server.router().route("m").policy().getRevision();
             server.policies().set(scenario.policy(), revision, "bench", "SetRouting", entry.getKey());
           }
-          ClosedLoopLoad.Result result =
-              new ClosedLoopLoad(channels, scenario.request(), concurrency)
-                  .run(TimeUnit.SECONDS.toNanos(warmupSeconds), TimeUnit.SECONDS.toNanos(durationSeconds), () -> {}, () -> {});
+          LoadGenerator.Result result =
+              new LoadGenerator(channels, scenario.request())
+                  .run(LoadGenerator.Options.closed(concurrency, false, Duration.ofSeconds(warmupSeconds),
+                      Duration.ofSeconds(durationSeconds)), line -> {});
           results.computeIfAbsent(entry.getKey(), k -> new ArrayList<>()).add(result);
           out.printf("  round %d %-30s %8.0f calls/s  p50 %.3f ms  p99 %.3f ms  errors %s%n", round, entry.getKey(),
               result.throughput(), result.latencyMicros().getValueAtPercentile(50) / 1000.0,
@@ -129,13 +131,13 @@ final class RoutingCostBenchmark implements Callable<Integer> {
     out.println("|---|---|---|---|---|---|---|");
     double baseThroughput = 0;
     double baseP99 = 0;
-    for (Map.Entry<String, List<ClosedLoopLoad.Result>> entry : results.entrySet()) {
+    for (Map.Entry<String, List<LoadGenerator.Result>> entry : results.entrySet()) {
       long calls = 0;
       double seconds = 0;
       Histogram all = new Histogram(3);
       long errors = 0;
-      for (ClosedLoopLoad.Result r : entry.getValue()) {
-        calls += r.calls();
+      for (LoadGenerator.Result r : entry.getValue()) {
+        calls += r.completed();
         seconds += r.seconds();
         all.add(r.latencyMicros());
         errors += r.errors().values().stream().mapToLong(Long::longValue).sum();

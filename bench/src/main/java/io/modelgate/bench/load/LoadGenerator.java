@@ -129,7 +129,17 @@ public final class LoadGenerator {
 
   /** Runs the warm-up (not recorded) and then the measured period; reports progress each second. */
   public Result run(Options options, Consumer<String> progress) throws InterruptedException {
-    Run run = new Run(options);
+    return run(options, progress, () -> {}, () -> {});
+  }
+
+  /**
+   * As {@link #run(Options, Consumer)}, and calls {@code onMeasure} as the measured period opens
+   * and {@code onMeasured} as it closes (before the calls still in flight are drained), on the
+   * sending thread: for snapshotting server-side statistics over the same window.
+   */
+  public Result run(Options options, Consumer<String> progress, Runnable onMeasure, Runnable onMeasured)
+      throws InterruptedException {
+    Run run = new Run(options, onMeasure, onMeasured);
     Thread reporter = new Thread(() -> run.report(progress), "modelgate-bench-progress");
     reporter.setDaemon(true);
     reporter.start();
@@ -158,8 +168,13 @@ public final class LoadGenerator {
     final long measureFrom;
     final long endNanos;
 
-    Run(Options options) {
+    final Runnable onMeasure;
+    final Runnable onMeasured;
+
+    Run(Options options, Runnable onMeasure, Runnable onMeasured) {
       this.options = options;
+      this.onMeasure = onMeasure;
+      this.onMeasured = onMeasured;
       this.startNanos = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(20);
       this.measureFrom = startNanos + options.warmup().toNanos();
       this.endNanos = measureFrom + options.duration().toNanos();
@@ -201,10 +216,15 @@ public final class LoadGenerator {
       for (ManagedChannel channel : channels) {
         stubs.add(GRPCInferenceServiceGrpc.newStub(channel));
       }
+      boolean opened = false;
       for (long i = 0; ; i++) {
         long intended = startNanos + (long) (i * interval);
         if (intended >= endNanos) {
           break;
+        }
+        if (!opened && intended >= measureFrom) {
+          onMeasure.run();
+          opened = true;
         }
         long wait = intended - System.nanoTime();
         if (wait > 100_000) {
@@ -230,6 +250,11 @@ public final class LoadGenerator {
           stubs.get(connection).modelInfer(request, new UnaryObserver(this, intended, null));
         }
       }
+      if (!opened) {
+        onMeasure.run();
+      }
+      sleepUntil(endNanos);
+      onMeasured.run();
       awaitDrain();
       for (StreamSender stream : streams) {
         stream.close();
@@ -256,13 +281,20 @@ public final class LoadGenerator {
                 options.streaming() ? streams.get(connection) : null, stopped);
         caller.next();
       }
-      long sleep = endNanos - System.nanoTime();
-      if (sleep > 0) {
-        TimeUnit.NANOSECONDS.sleep(sleep);
-      }
+      sleepUntil(measureFrom);
+      onMeasure.run();
+      sleepUntil(endNanos);
+      onMeasured.run();
       stopped.await(60, TimeUnit.SECONDS);
       for (StreamSender stream : streams) {
         stream.close();
+      }
+    }
+
+    void sleepUntil(long nanos) throws InterruptedException {
+      long sleep = nanos - System.nanoTime();
+      if (sleep > 0) {
+        TimeUnit.NANOSECONDS.sleep(sleep);
       }
     }
 

@@ -125,6 +125,21 @@ class LoadGeneratorTest {
   }
 
   @Test
+  void windowHooks_runOnceEachAroundTheMeasuredPeriod() throws Exception {
+    LoadGenerator generator = start(0, -1, 0);
+    for (LoadGenerator.Options options : List.of(
+        LoadGenerator.Options.open(200, false, Duration.ofMillis(200), Duration.ofMillis(300)),
+        LoadGenerator.Options.closed(2, false, Duration.ofMillis(200), Duration.ofMillis(300)))) {
+      List<String> events = new java.util.concurrent.CopyOnWriteArrayList<>();
+
+      LoadGenerator.Result r = generator.run(options, s -> {}, () -> events.add("open"), () -> events.add("close"));
+
+      assertThat(events).as(options.describe()).containsExactly("open", "close");
+      assertThat(r.completed()).as(options.describe()).isPositive();
+    }
+  }
+
+  @Test
   void results_addUpAcrossRounds() {
     Histogram a = new Histogram(3);
     a.recordValue(100);
