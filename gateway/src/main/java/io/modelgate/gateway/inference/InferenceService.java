@@ -189,13 +189,12 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
         (ServerCallStreamObserver<ModelInferResponse>) observer;
     // With a handler set, writing to a call the client cancelled is a no-op instead of an error.
     call.setOnCancelHandler(IGNORE_CANCEL);
-    VersionStats stats = null;
+    UnaryAnswer answer = null;
     try {
       Route route = router.route(request.getModelName());
       ModelVersion version = route.select(request);
       LoadedVersion loaded = version.serving();
-      stats = statsOf(loaded);
-      UnaryAnswer answer = new UnaryAnswer(call, version, request.getId(), stats, arrival, clock);
+      answer = new UnaryAnswer(call, version, request.getId(), statsOf(loaded), arrival, clock);
       ModelVersion shadow = route.shadow();
       if (shadow != null && shadow != version) {
         answer.shadow = new ShadowComparison(statsOf(shadow.loadedOrNull()));
@@ -206,8 +205,8 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       }
     } catch (RuntimeException e) {
       Status status = ErrorStatus.of(e);
-      if (stats != null) {
-        stats.recordAnswer(status.getCode(), System.nanoTime() - arrival, clock.millis());
+      if (answer != null) {
+        answer.record(status.getCode());
       }
       call.onError(status.asRuntimeException());
     }
@@ -246,7 +245,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
   private void startShadow(ModelInferRequest request, ModelVersion shadow, ShadowComparison comparison) {
     long arrival = System.nanoTime();
     LoadedVersion loaded = shadow.loadedOrNull();
-    VersionStats stats = statsOf(loaded);
+    ShadowAnswer answer = new ShadowAnswer(comparison, statsOf(loaded), arrival, clock);
     try {
       if (loaded == null) {
         throw InferenceException.unavailable(shadow.label() + " is " + shadow.state());
@@ -255,24 +254,41 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
           RequestDecoder.decode(
               request.getModelVersion().isEmpty() ? request : request.toBuilder().clearModelVersion().build(),
               loaded.signature());
-      loaded.scheduler().submit(
-          InferenceRequest.of(decoded, arrival, null, new ShadowAnswer(comparison, stats, arrival, clock)));
+      loaded.scheduler().submit(InferenceRequest.of(decoded, arrival, null, answer));
     } catch (RuntimeException e) {
-      if (stats != null) {
-        stats.recordAnswer(ErrorStatus.of(e).getCode(), System.nanoTime() - arrival, clock.millis());
-      }
+      answer.record(ErrorStatus.of(e).getCode());
       comparison.shadowFailed();
     }
   }
 
-  /** Writes the one answer of a unary call, from whichever thread produces it. */
-  private static final class UnaryAnswer implements InferenceCallback {
-    private final ServerCallStreamObserver<ModelInferResponse> call;
-    private final ModelVersion version;
-    private final String id;
+  /**
+   * An answer recorded on its version's statistics: end-to-end time from {@code arrival}
+   * ({@link System#nanoTime()}) to the moment it is recorded. {@code stats} is null for a version
+   * that keeps none.
+   */
+  private abstract static class RecordedAnswer implements InferenceCallback {
     private final VersionStats stats;
     private final long arrival;
     private final Clock clock;
+
+    RecordedAnswer(VersionStats stats, long arrival, Clock clock) {
+      this.stats = stats;
+      this.arrival = arrival;
+      this.clock = clock;
+    }
+
+    final void record(Status.Code code) {
+      if (stats != null) {
+        stats.recordAnswer(code, System.nanoTime() - arrival, clock.millis());
+      }
+    }
+  }
+
+  /** Writes the one answer of a unary call, from whichever thread produces it. */
+  private static final class UnaryAnswer extends RecordedAnswer {
+    private final ServerCallStreamObserver<ModelInferResponse> call;
+    private final ModelVersion version;
+    private final String id;
     ShadowComparison shadow;
 
     UnaryAnswer(
@@ -282,12 +298,10 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
         VersionStats stats,
         long arrival,
         Clock clock) {
+      super(stats, arrival, clock);
       this.call = call;
       this.version = version;
       this.id = id;
-      this.stats = stats;
-      this.arrival = arrival;
-      this.clock = clock;
     }
 
     // Statistics are recorded before the answer is sent, so that a client that has its answer
@@ -296,10 +310,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     public void onSuccess(InferenceResult result) {
       boolean cancelled = call.isCancelled();
       ModelInferResponse response = cancelled ? null : ResponseEncoder.encode(version, id, result);
-      if (stats != null) {
-        stats.recordAnswer(
-            cancelled ? Status.Code.CANCELLED : Status.Code.OK, System.nanoTime() - arrival, clock.millis());
-      }
+      record(cancelled ? Status.Code.CANCELLED : Status.Code.OK);
       if (!cancelled) {
         call.onNext(response);
         call.onCompleted();
@@ -312,9 +323,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     @Override
     public void onFailure(InferenceException error) {
       Status status = ErrorStatus.of(error);
-      if (stats != null) {
-        stats.recordAnswer(status.getCode(), System.nanoTime() - arrival, clock.millis());
-      }
+      record(status.getCode());
       if (!call.isCancelled()) {
         call.onError(status.asRuntimeException());
       }
@@ -325,32 +334,23 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
   }
 
   /** The answer of a shadow copy: recorded on the shadow version, then compared, never sent. */
-  private static final class ShadowAnswer implements InferenceCallback {
+  private static final class ShadowAnswer extends RecordedAnswer {
     private final ShadowComparison comparison;
-    private final VersionStats stats;
-    private final long arrival;
-    private final Clock clock;
 
     ShadowAnswer(ShadowComparison comparison, VersionStats stats, long arrival, Clock clock) {
+      super(stats, arrival, clock);
       this.comparison = comparison;
-      this.stats = stats;
-      this.arrival = arrival;
-      this.clock = clock;
     }
 
     @Override
     public void onSuccess(InferenceResult result) {
-      if (stats != null) {
-        stats.recordAnswer(Status.Code.OK, System.nanoTime() - arrival, clock.millis());
-      }
+      record(Status.Code.OK);
       comparison.shadow(result);
     }
 
     @Override
     public void onFailure(InferenceException error) {
-      if (stats != null) {
-        stats.recordAnswer(ErrorStatus.of(error).getCode(), System.nanoTime() - arrival, clock.millis());
-      }
+      record(ErrorStatus.of(error).getCode());
       comparison.shadowFailed();
     }
   }
@@ -400,14 +400,13 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
         pending++;
       }
       ModelVersion version = null;
-      VersionStats stats = null;
+      StreamAnswer answer = null;
       try {
         Route route = router.route(request.getModelName());
         version = route.select(request);
         LoadedVersion loaded = version.serving();
-        stats = statsOf(loaded);
-        StreamAnswer answer =
-            new StreamAnswer(this, request.getId(), request.getModelName(), version, stats, arrival, clock);
+        answer = new StreamAnswer(this, request.getId(), request.getModelName(), version, statsOf(loaded),
+            arrival, clock);
         ModelVersion shadow = route.shadow();
         if (shadow != null && shadow != version) {
           answer.shadow = new ShadowComparison(statsOf(shadow.loadedOrNull()));
@@ -423,8 +422,8 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
         }
       } catch (RuntimeException e) {
         Status status = ErrorStatus.of(e);
-        if (stats != null) {
-          stats.recordAnswer(status.getCode(), System.nanoTime() - arrival, clock.millis());
+        if (answer != null) {
+          answer.record(status.getCode());
         }
         fail(request.getId(), request.getModelName(), version, status);
       }
@@ -496,14 +495,12 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     }
   }
 
-  private static final class StreamAnswer implements InferenceCallback {
+  /** Writes one answer into its stream, from whichever thread produces it. */
+  private static final class StreamAnswer extends RecordedAnswer {
     private final Stream stream;
     private final String id;
     private final String modelName;
     private final ModelVersion version;
-    private final VersionStats stats;
-    private final long arrival;
-    private final Clock clock;
     ShadowComparison shadow;
 
     StreamAnswer(
@@ -514,20 +511,16 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
         VersionStats stats,
         long arrival,
         Clock clock) {
+      super(stats, arrival, clock);
       this.stream = stream;
       this.id = id;
       this.modelName = modelName;
       this.version = version;
-      this.stats = stats;
-      this.arrival = arrival;
-      this.clock = clock;
     }
 
     @Override
     public void onSuccess(InferenceResult result) {
-      if (stats != null) {
-        stats.recordAnswer(Status.Code.OK, System.nanoTime() - arrival, clock.millis());
-      }
+      record(Status.Code.OK);
       stream.succeed(id, version, result);
       if (shadow != null) {
         shadow.primary(result);
@@ -537,9 +530,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     @Override
     public void onFailure(InferenceException error) {
       Status status = ErrorStatus.of(error);
-      if (stats != null) {
-        stats.recordAnswer(status.getCode(), System.nanoTime() - arrival, clock.millis());
-      }
+      record(status.getCode());
       stream.fail(id, modelName, version, status);
       if (shadow != null) {
         shadow.primaryFailed();
