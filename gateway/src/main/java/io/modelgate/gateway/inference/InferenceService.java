@@ -270,16 +270,18 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     private final VersionStats stats;
     private final long arrival;
     private final Clock clock;
+    private final boolean shadowCopy;
 
-    RecordedAnswer(VersionStats stats, long arrival, Clock clock) {
+    RecordedAnswer(VersionStats stats, long arrival, Clock clock, boolean shadowCopy) {
       this.stats = stats;
       this.arrival = arrival;
       this.clock = clock;
+      this.shadowCopy = shadowCopy;
     }
 
     final void record(Status.Code code) {
       if (stats != null) {
-        stats.recordAnswer(code, System.nanoTime() - arrival, clock.millis());
+        stats.recordAnswer(code, System.nanoTime() - arrival, clock.millis(), shadowCopy);
       }
     }
   }
@@ -298,7 +300,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
         VersionStats stats,
         long arrival,
         Clock clock) {
-      super(stats, arrival, clock);
+      super(stats, arrival, clock, false);
       this.call = call;
       this.version = version;
       this.id = id;
@@ -338,7 +340,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     private final ShadowComparison comparison;
 
     ShadowAnswer(ShadowComparison comparison, VersionStats stats, long arrival, Clock clock) {
-      super(stats, arrival, clock);
+      super(stats, arrival, clock, true);
       this.comparison = comparison;
     }
 
@@ -511,7 +513,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
         VersionStats stats,
         long arrival,
         Clock clock) {
-      super(stats, arrival, clock);
+      super(stats, arrival, clock, false);
       this.stream = stream;
       this.id = id;
       this.modelName = modelName;

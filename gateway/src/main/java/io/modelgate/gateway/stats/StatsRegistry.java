@@ -1,6 +1,8 @@
 package io.modelgate.gateway.stats;
 
 import io.grpc.Status;
+import io.micrometer.core.instrument.Counter;
+import io.micrometer.core.instrument.Gauge;
 import io.micrometer.prometheusmetrics.PrometheusConfig;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import io.modelgate.proto.admin.v1.Distribution;
@@ -19,6 +21,8 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import org.HdrHistogram.Histogram;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * Every version's {@link VersionStats}, the Prometheus registry they export to, and the rotator
@@ -41,6 +45,12 @@ public final class StatsRegistry implements StageRecorder.Factory, AutoCloseable
   private final Clock clock;
   private final ScheduledExecutorService rotator;
   private final boolean background;
+  private final Counter rotationFailures;
+  private volatile long lastFailureLog;
+  /** Runs before each version's rotation; tests make it throw to show that rotation survives. */
+  volatile java.util.function.Consumer<VersionStats> beforeRotate = v -> {};
+  private static final long FAILURE_LOG_INTERVAL_MS = 60_000;
+  private static final Logger log = LoggerFactory.getLogger(StatsRegistry.class);
 
   /**
    * @param interval how often intervals close; windows are multiples of it
@@ -56,6 +66,10 @@ public final class StatsRegistry implements StageRecorder.Factory, AutoCloseable
     this.interval = interval;
     this.clock = clock;
     this.background = background;
+    this.rotationFailures =
+        Counter.builder("modelgate.stats.rotation.failures")
+            .description("Statistics intervals that failed to close (logged; recording goes on)")
+            .register(prometheus);
     if (background) {
       rotator =
           Executors.newSingleThreadScheduledExecutor(
@@ -64,7 +78,8 @@ public final class StatsRegistry implements StageRecorder.Factory, AutoCloseable
                 t.setDaemon(true);
                 return t;
               });
-      rotator.scheduleAtFixedRate(this::rotate, interval.toMillis(), interval.toMillis(), TimeUnit.MILLISECONDS);
+      rotator.scheduleAtFixedRate(
+          this::rotate, interval.toMillis(), interval.toMillis(), TimeUnit.MILLISECONDS);
     } else {
       rotator = null;
     }
@@ -79,7 +94,16 @@ public final class StatsRegistry implements StageRecorder.Factory, AutoCloseable
   public VersionStats create(String model, long version) {
     return stats.computeIfAbsent(
         key(model, version),
-        k -> new VersionStats(model, version, prometheus, intervalsIn(Duration.ofMinutes(15)), clock.millis()));
+        k -> {
+          VersionStats created =
+              new VersionStats(model, version, prometheus, intervalsIn(Duration.ofMinutes(1)), clock.millis());
+          Gauge.builder("modelgate.stats.memory", created, VersionStats::footprintBytes)
+              .description("Bytes held by a version's statistics windows (fixed when it first loads)")
+              .baseUnit("bytes")
+              .tags("model", model, "version", Long.toString(version))
+              .register(prometheus);
+          return created;
+        });
   }
 
   /** The statistics of a version that has loaded at least once, or null. */
@@ -109,11 +133,29 @@ public final class StatsRegistry implements StageRecorder.Factory, AutoCloseable
     return prometheus.scrape();
   }
 
-  /** Closes the current interval of every version. */
+  /**
+   * Closes the current interval of every version. A failure with one version (even an {@link
+   * Error}) is logged and counted in {@code modelgate_stats_rotation_failures_total}, and never
+   * stops the rotation of the others or the next rotation: a scheduled task that throws would
+   * silently never run again.
+   */
   public void rotate() {
     long now = clock.millis();
     for (VersionStats version : stats.values()) {
-      version.rotate(now);
+      try {
+        beforeRotate.accept(version);
+        version.rotate(now);
+      } catch (Throwable t) {
+        rotationFailures.increment();
+        long last = lastFailureLog;
+        if (now - last >= FAILURE_LOG_INTERVAL_MS || last == 0) {
+          lastFailureLog = now;
+          log.error(
+              "statistics of model '{}' version {}: closing an interval failed ({} failures so far);"
+                  + " recording goes on",
+              version.model(), version.version(), (long) rotationFailures.count(), t);
+        }
+      }
     }
   }
 

@@ -33,6 +33,8 @@ import org.HdrHistogram.Recorder;
 public final class VersionStats implements StageRecorder {
   static final long MAX_MICROS = TimeUnit.HOURS.toMicros(1);
   static final long MAX_ROWS = 1 << 20;
+  /** Two significant digits: every value and percentile within 1% (fixed memory, see {@link Windows}). */
+  static final int DIGITS = 2;
   private static final int CODES = Status.Code.values().length;
   private static final int SAMPLES = 1 << 14;
 
@@ -40,10 +42,10 @@ public final class VersionStats implements StageRecorder {
   private final long version;
   private final long epochMillis;
 
-  private final Recorder endToEnd = new Recorder(1, MAX_MICROS, 3);
-  private final Recorder queue = new Recorder(1, MAX_MICROS, 3);
-  private final Recorder compute = new Recorder(1, MAX_MICROS, 3);
-  private final Recorder rows = new Recorder(1, MAX_ROWS, 3);
+  private final Recorder endToEnd = new Recorder(1, MAX_MICROS, DIGITS);
+  private final Recorder queue = new Recorder(1, MAX_MICROS, DIGITS);
+  private final Recorder compute = new Recorder(1, MAX_MICROS, DIGITS);
+  private final Recorder rows = new Recorder(1, MAX_ROWS, DIGITS);
   private final LongAdder[] answers = new LongAdder[CODES];
 
   private final LongAdder shadowCompared = new LongAdder();
@@ -63,7 +65,7 @@ public final class VersionStats implements StageRecorder {
 
   private final Windows windows;
 
-  VersionStats(String model, long version, MeterRegistry registry, int intervals, long nowMillis) {
+  VersionStats(String model, long version, MeterRegistry registry, int intervalsPerMinute, long nowMillis) {
     this.model = model;
     this.version = version;
     this.epochMillis = nowMillis;
@@ -81,9 +83,7 @@ public final class VersionStats implements StageRecorder {
         DistributionSummary.builder("modelgate.batch.rows")
             .description("Rows per ONNX Runtime execution")
             .tags("model", model, "version", v)
-            .publishPercentileHistogram()
-            .minimumExpectedValue(1.0)
-            .maximumExpectedValue((double) MAX_ROWS)
+            .serviceLevelObjectives(ROWS_BUCKETS)
             .register(registry);
     for (Status.Code code : Status.Code.values()) {
       answerCounters[code.value()] =
@@ -92,16 +92,28 @@ public final class VersionStats implements StageRecorder {
               .tags("model", model, "version", v, "code", code.name())
               .register(registry);
     }
-    this.windows = new Windows(intervals, nowMillis);
+    this.windows = new Windows(intervalsPerMinute, CODES, nowMillis);
   }
+
+  /** Latency buckets exported to Prometheus, from 100 µs to 10 s (about 2.5 per decade). */
+  static final Duration[] LATENCY_BUCKETS = {
+    Duration.ofNanos(100_000), Duration.ofNanos(250_000), Duration.ofNanos(500_000),
+    Duration.ofMillis(1), Duration.ofNanos(2_500_000), Duration.ofMillis(5),
+    Duration.ofMillis(10), Duration.ofMillis(25), Duration.ofMillis(50),
+    Duration.ofMillis(100), Duration.ofMillis(250), Duration.ofMillis(500),
+    Duration.ofSeconds(1), Duration.ofMillis(2_500), Duration.ofSeconds(5), Duration.ofSeconds(10)
+  };
+
+  /** Rows-per-execution buckets exported to Prometheus: powers of two to 1024. */
+  static final double[] ROWS_BUCKETS = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
 
   private static Timer timer(MeterRegistry registry, String model, String version, String stage) {
     return Timer.builder("modelgate.request.duration")
-        .description("Inference latency by stage: end_to_end, queue (arrival to execution), compute")
+        .description(
+            "Inference latency by stage: end_to_end (arrival to answer), queue (arrival to the start"
+                + " of its execution), compute (ONNX Runtime's run of the request's batch)")
         .tags("model", model, "version", version, "stage", stage)
-        .publishPercentileHistogram()
-        .minimumExpectedValue(Duration.ofNanos(20_000))
-        .maximumExpectedValue(Duration.ofSeconds(60))
+        .serviceLevelObjectives(LATENCY_BUCKETS)
         .register(registry);
   }
 
@@ -119,32 +131,41 @@ public final class VersionStats implements StageRecorder {
   public void recordRequest(long queueNanos, long computeNanos) {
     queue.recordValue(clamp(queueNanos / 1000));
     queueTimer.record(queueNanos, TimeUnit.NANOSECONDS);
+    compute.recordValue(clamp(computeNanos / 1000));
+    computeTimer.record(computeNanos, TimeUnit.NANOSECONDS);
   }
 
   @Override
   public void recordBatch(int requests, int batchRows, long computeNanos) {
     rows.recordValue(Math.min(Math.max(batchRows, 1), MAX_ROWS));
-    compute.recordValue(clamp(computeNanos / 1000));
     rowsSummary.record(batchRows);
-    computeTimer.record(computeNanos, TimeUnit.NANOSECONDS);
   }
 
   /**
    * One answered request: its status code and, for OK, its end-to-end latency (from arrival at the
    * gateway to the response handed to the transport).
+   *
+   * @param shadowCopy a copy sent to this version as a shadow: counted and timed here, but never a
+   *     sample for rollout decisions ({@link #samplesSince}), which judge live traffic only
    */
-  public void recordAnswer(Status.Code code, long endToEndNanos, long nowMillis) {
+  public void recordAnswer(Status.Code code, long endToEndNanos, long nowMillis, boolean shadowCopy) {
     answers[code.value()].increment();
     answerCounters[code.value()].increment();
     long micros = clamp(endToEndNanos / 1000);
-    long at = (nowMillis - epochMillis) << 32;
     if (code == Status.Code.OK) {
       endToEnd.recordValue(micros);
       endToEndTimer.record(endToEndNanos, TimeUnit.NANOSECONDS);
-      samples.setRelease((int) (sampleCursor.getAndIncrement() & (SAMPLES - 1)), at | micros);
-    } else {
-      samples.setRelease((int) (sampleCursor.getAndIncrement() & (SAMPLES - 1)), at | 0xFFFFFFFFL);
     }
+    if (!shadowCopy) {
+      long at = (nowMillis - epochMillis) << 32;
+      long sample = code == Status.Code.OK ? at | micros : at | 0xFFFFFFFFL;
+      samples.setRelease((int) (sampleCursor.getAndIncrement() & (SAMPLES - 1)), sample);
+    }
+  }
+
+  /** {@link #recordAnswer(Status.Code, long, long, boolean)} for a live (not shadow) request. */
+  public void recordAnswer(Status.Code code, long endToEndNanos, long nowMillis) {
+    recordAnswer(code, endToEndNanos, nowMillis, false);
   }
 
   /** A shadow answer compared with its primary: agreement of the argmax and the largest difference. */
@@ -208,13 +229,33 @@ public final class VersionStats implements StageRecorder {
 
   /** Closes the current interval. Rotator thread only. */
   void rotate(long nowMillis) {
-    windows.close(
-        nowMillis,
-        endToEnd.getIntervalHistogram(),
-        queue.getIntervalHistogram(),
-        compute.getIntervalHistogram(),
-        rows.getIntervalHistogram(),
-        answerCounts());
+    windows.close(nowMillis, this::takeInterval, answerCounts());
+  }
+
+  private Windows.Interval takeInterval(Windows.Interval recycle) {
+    if (recycle == null) {
+      return new Windows.Interval(
+          endToEnd.getIntervalHistogram(),
+          queue.getIntervalHistogram(),
+          compute.getIntervalHistogram(),
+          rows.getIntervalHistogram(),
+          CODES);
+    }
+    recycle.endToEnd = endToEnd.getIntervalHistogram(recycle.endToEnd);
+    recycle.queue = queue.getIntervalHistogram(recycle.queue);
+    recycle.compute = compute.getIntervalHistogram(recycle.compute);
+    recycle.rows = rows.getIntervalHistogram(recycle.rows);
+    return recycle;
+  }
+
+  /**
+   * The bytes this version's statistics hold once every window is full: the windows, the four
+   * recorders (two histograms each) and the sample ring. Fixed at creation; it never grows.
+   */
+  public long footprintBytes() {
+    long recorders = 2L * (3 * latencyHistogram().getEstimatedFootprintInBytes()
+        + rowsHistogram().getEstimatedFootprintInBytes());
+    return windows.footprintBytes() + recorders + 8L * SAMPLES;
   }
 
   Windows.Window window(int intervals) {
@@ -243,6 +284,11 @@ public final class VersionStats implements StageRecorder {
 
   /** An empty histogram with this class's range, for sums. */
   static Histogram latencyHistogram() {
-    return new Histogram(1, MAX_MICROS, 3);
+    return new Histogram(1, MAX_MICROS, DIGITS);
+  }
+
+  /** An empty rows-per-execution histogram with this class's range, for sums. */
+  static Histogram rowsHistogram() {
+    return new Histogram(1, MAX_ROWS, DIGITS);
   }
 }

@@ -3,12 +3,29 @@ package io.modelgate.gateway.stats;
 import org.HdrHistogram.Histogram;
 
 /**
- * The closed intervals of one version's statistics, in a ring, and their running total. Written
- * by the rotator thread; read by admin threads. Both hold this object's lock, briefly: no request
- * thread ever touches it.
+ * The closed intervals of one version's statistics in two fixed rings, and their running total.
+ *
+ * <p>Memory is fixed when the version first loads and never grows: {@code perMinute} fine
+ * intervals (the last minute, e.g. 12 of 5 s), {@link #MINUTES} whole minutes, the minute being
+ * filled, and the total since start, each a set of four histograms ({@link Interval}). Closing an
+ * interval reuses the histograms of the one it evicts, so steady state allocates nothing. The
+ * figures:
+ *
+ * <ul>
+ *   <li>a window of at most one minute is the sum of its last fine intervals, to the interval;
+ *   <li>a longer window is the minute being filled plus as many whole minutes before it as fit:
+ *       it spans between its length less one minute and its length (the report states the exact
+ *       seconds it covers, and rates divide by them).
+ * </ul>
+ *
+ * <p>Threads: written by the rotator thread ({@link #close}), read by admin threads; both hold
+ * this object's lock, briefly. No request thread ever touches it.
  */
 final class Windows {
-  /** Figures over a span of time. */
+  /** Whole minutes kept: the longest window reported is 15 minutes. */
+  static final int MINUTES = 15;
+
+  /** Figures over a span of time; the histograms are copies the caller owns. */
   record Window(
       double seconds,
       Histogram endToEnd,
@@ -17,78 +34,164 @@ final class Windows {
       Histogram rows,
       long[] answers) {}
 
-  private final Interval[] ring;
-  private int closed;
+  /** One span's histograms (latency in µs, rows) and answers by status code. */
+  static final class Interval {
+    Histogram endToEnd;
+    Histogram queue;
+    Histogram compute;
+    Histogram rows;
+    final long[] answers;
+    long millis;
+
+    Interval(Histogram endToEnd, Histogram queue, Histogram compute, Histogram rows, int codes) {
+      this.endToEnd = endToEnd;
+      this.queue = queue;
+      this.compute = compute;
+      this.rows = rows;
+      this.answers = new long[codes];
+    }
+
+    static Interval empty(int codes) {
+      return new Interval(
+          VersionStats.latencyHistogram(),
+          VersionStats.latencyHistogram(),
+          VersionStats.latencyHistogram(),
+          VersionStats.rowsHistogram(),
+          codes);
+    }
+
+    void reset() {
+      endToEnd.reset();
+      queue.reset();
+      compute.reset();
+      rows.reset();
+      java.util.Arrays.fill(answers, 0);
+      millis = 0;
+    }
+
+    void addTo(Interval target) {
+      target.endToEnd.add(endToEnd);
+      target.queue.add(queue);
+      target.compute.add(compute);
+      target.rows.add(rows);
+      for (int i = 0; i < answers.length; i++) {
+        target.answers[i] += answers[i];
+      }
+      target.millis += millis;
+    }
+
+    long footprintBytes() {
+      return endToEnd.getEstimatedFootprintInBytes()
+          + queue.getEstimatedFootprintInBytes()
+          + compute.getEstimatedFootprintInBytes()
+          + rows.getEstimatedFootprintInBytes()
+          + 8L * answers.length;
+    }
+  }
+
+  private final int codes;
+  /** Fine intervals, the newest at {@code (closedFine - 1) % fine.length}; null until first used. */
+  private final Interval[] fine;
+  private int closedFine;
+  /** Whole minutes, the newest at {@code (closedMinutes - 1) % minutes.length}. */
+  private final Interval[] minutes = new Interval[MINUTES];
+  private int closedMinutes;
+  /** The minute being filled: the fine intervals closed since the last whole minute. */
+  private Interval current;
+  private int fineInCurrent;
+  private final Interval total;
+  private final long[] previousAnswers;
   private long lastClose;
-  private final long startMillis;
-  private final Histogram totalEndToEnd = VersionStats.latencyHistogram();
-  private final Histogram totalQueue = VersionStats.latencyHistogram();
-  private final Histogram totalCompute = VersionStats.latencyHistogram();
-  private final Histogram totalRows = new Histogram(1, VersionStats.MAX_ROWS, 3);
-  private long[] previousAnswers;
-  private long[] totalAnswers;
 
-  private record Interval(
-      long millis, Histogram endToEnd, Histogram queue, Histogram compute, Histogram rows, long[] answers) {}
-
-  Windows(int capacity, long nowMillis) {
-    this.ring = new Interval[capacity];
-    this.startMillis = nowMillis;
+  /**
+   * @param perMinute fine intervals per minute (60 s / the rotation interval)
+   */
+  Windows(int perMinute, int codes, long nowMillis) {
+    this.codes = codes;
+    this.fine = new Interval[perMinute];
+    this.current = Interval.empty(codes);
+    this.total = Interval.empty(codes);
+    this.previousAnswers = new long[codes];
     this.lastClose = nowMillis;
   }
 
-  synchronized void close(
-      long nowMillis, Histogram endToEnd, Histogram queue, Histogram compute, Histogram rows, long[] answers) {
-    long[] delta = answers.clone();
-    if (previousAnswers != null) {
-      for (int i = 0; i < delta.length; i++) {
-        delta[i] -= previousAnswers[i];
-      }
-    }
-    previousAnswers = answers;
-    totalAnswers = answers;
-    ring[closed % ring.length] =
-        new Interval(Math.max(1, nowMillis - lastClose), endToEnd, queue, compute, rows, delta);
-    closed++;
-    lastClose = nowMillis;
-    totalEndToEnd.add(endToEnd);
-    totalQueue.add(queue);
-    totalCompute.add(compute);
-    totalRows.add(rows);
+  /** Where a closing interval's histograms come from: the recorders, swapped. */
+  @FunctionalInterface
+  interface Source {
+    /**
+     * The histograms recorded since the last call, in {@code recycle}'s histograms (those of the
+     * fine interval being evicted, already counted in the wider spans) or, while it is null, in
+     * new ones.
+     */
+    Interval take(Interval recycle);
   }
 
-  /** The last {@code intervals} closed intervals (fewer if not that many have closed yet). */
-  synchronized Window last(int intervals) {
-    Histogram endToEnd = VersionStats.latencyHistogram();
-    Histogram queue = VersionStats.latencyHistogram();
-    Histogram compute = VersionStats.latencyHistogram();
-    Histogram rows = new Histogram(1, VersionStats.MAX_ROWS, 3);
-    long[] answers = new long[io.grpc.Status.Code.values().length];
-    long millis = 0;
-    int n = Math.min(Math.min(intervals, closed), ring.length);
-    for (int i = 0; i < n; i++) {
-      Interval interval = ring[(closed - 1 - i) % ring.length];
-      endToEnd.add(interval.endToEnd());
-      queue.add(interval.queue());
-      compute.add(interval.compute());
-      rows.add(interval.rows());
-      for (int c = 0; c < answers.length; c++) {
-        answers[c] += interval.answers()[c];
-      }
-      millis += interval.millis();
+  /** Closes one fine interval: the histograms {@code source} hands over and the answers since start. */
+  synchronized void close(long nowMillis, Source source, long[] answersSinceStart) {
+    Interval closing = source.take(fine[closedFine % fine.length]);
+    for (int i = 0; i < codes; i++) {
+      closing.answers[i] = answersSinceStart[i] - previousAnswers[i];
+      previousAnswers[i] = answersSinceStart[i];
     }
-    return new Window(millis / 1000.0, endToEnd, queue, compute, rows, answers);
+    closing.millis = Math.max(1, nowMillis - lastClose);
+    lastClose = nowMillis;
+    fine[closedFine % fine.length] = closing;
+    closedFine++;
+    closing.addTo(current);
+    closing.addTo(total);
+    if (++fineInCurrent == fine.length) {
+      Interval evicted = minutes[closedMinutes % MINUTES];
+      minutes[closedMinutes % MINUTES] = current;
+      closedMinutes++;
+      if (evicted == null) {
+        current = Interval.empty(codes);
+      } else {
+        evicted.reset();
+        current = evicted;
+      }
+      fineInCurrent = 0;
+    }
+  }
+
+  /**
+   * The last {@code intervals} fine intervals when they fit in the last minute; else the minute
+   * being filled and as many whole minutes before it as keep the span within {@code intervals}
+   * fine intervals.
+   */
+  synchronized Window last(int intervals) {
+    Interval sum = Interval.empty(codes);
+    if (intervals <= fine.length) {
+      int n = Math.min(intervals, Math.min(closedFine, fine.length));
+      for (int i = 0; i < n; i++) {
+        fine[(closedFine - 1 - i) % fine.length].addTo(sum);
+      }
+    } else {
+      current.addTo(sum);
+      int span = fineInCurrent;
+      int n = Math.min(closedMinutes, MINUTES);
+      for (int i = 0; i < n && span + fine.length <= intervals; i++) {
+        minutes[(closedMinutes - 1 - i) % MINUTES].addTo(sum);
+        span += fine.length;
+      }
+    }
+    return window(sum);
   }
 
   /** Everything since the version first loaded, up to the last closed interval. */
   synchronized Window total() {
-    long[] answers = totalAnswers == null ? new long[io.grpc.Status.Code.values().length] : totalAnswers.clone();
-    return new Window(
-        Math.max(0, lastClose - startMillis) / 1000.0,
-        totalEndToEnd.copy(),
-        totalQueue.copy(),
-        totalCompute.copy(),
-        totalRows.copy(),
-        answers);
+    Interval copy = Interval.empty(codes);
+    total.addTo(copy);
+    return window(copy);
+  }
+
+  private static Window window(Interval sum) {
+    return new Window(sum.millis / 1000.0, sum.endToEnd, sum.queue, sum.compute, sum.rows, sum.answers);
+  }
+
+  /** The bytes its histograms and counts take once every ring is full. */
+  synchronized long footprintBytes() {
+    long one = total.footprintBytes();
+    // Fine ring + minutes ring + the minute being filled + the total, whether filled yet or not.
+    return one * (fine.length + MINUTES + 2);
   }
 }

@@ -30,14 +30,14 @@ class VersionStatsTest {
       }
       registry.rotate();
       Distribution e2e = window(registry.report("m", 1), "1m").getEndToEndMs();
-      // Three significant digits: each value within 0.1% of the exact percentile.
+      // Two significant digits: each value within 1% of the exact percentile.
       assertThat(e2e.getCount()).isEqualTo(100_000);
-      assertThat(e2e.getP50()).isCloseTo(5_000, within(5.0));
-      assertThat(e2e.getP90()).isCloseTo(9_000, within(9.0));
-      assertThat(e2e.getP99()).isCloseTo(9_900, within(9.9));
-      assertThat(e2e.getP999()).isCloseTo(9_990, within(10.0));
-      assertThat(e2e.getMax()).isCloseTo(10_000, within(10.0));
-      assertThat(e2e.getMean()).isCloseTo(5_000.05, within(5.0));
+      assertThat(e2e.getP50()).isCloseTo(5_000, within(50.0));
+      assertThat(e2e.getP90()).isCloseTo(9_000, within(90.0));
+      assertThat(e2e.getP99()).isCloseTo(9_900, within(99.0));
+      assertThat(e2e.getP999()).isCloseTo(9_990, within(100.0));
+      assertThat(e2e.getMax()).isCloseTo(10_000, within(100.0));
+      assertThat(e2e.getMean()).isCloseTo(5_000.05, within(50.0));
     }
   }
 
@@ -68,6 +68,109 @@ class VersionStatsTest {
   }
 
   @Test
+  void windows_longerThanAMinute_areTheMinuteBeingFilledPlusWholeMinutes() {
+    TestClock clock = new TestClock();
+    try (StatsRegistry registry = new StatsRegistry(Duration.ofSeconds(5), clock, false)) {
+      VersionStats stats = registry.create("m", 1);
+      // 20 minutes and 15 seconds: one answer per interval.
+      for (int interval = 0; interval < 243; interval++) {
+        stats.recordAnswer(Status.Code.OK, 1_000_000, clock.millis());
+        clock.millis += 5_000;
+        registry.rotate();
+      }
+      StatsResponse report = registry.report("m", 1);
+      assertThat(window(report, "1m").getRequests()).isEqualTo(12);
+      // 15 s being filled + 4 whole minutes: 255 s, the longest span within 5 minutes.
+      assertThat(window(report, "5m").getSeconds()).isEqualTo(255);
+      assertThat(window(report, "5m").getRequests()).isEqualTo(51);
+      assertThat(window(report, "15m").getSeconds()).isEqualTo(855);
+      assertThat(window(report, "all").getRequests()).isEqualTo(243);
+    }
+  }
+
+  @Test
+  void memory_isFixedPerVersion_atMostFiveMegabytes_andDoesNotGrowWithTime() {
+    TestClock clock = new TestClock();
+    try (StatsRegistry registry = new StatsRegistry(Duration.ofSeconds(5), clock, false)) {
+      VersionStats stats = registry.create("m", 1);
+      long atStart = stats.footprintBytes();
+      assertThat(atStart).isLessThanOrEqualTo(5L << 20);
+      // An hour of intervals with values over the whole range.
+      for (int interval = 0; interval < 720; interval++) {
+        for (int i = 0; i < 50; i++) {
+          long micros = 1L << (i % 31);
+          stats.recordAnswer(Status.Code.OK, micros * 1000, clock.millis());
+          stats.recordRequest(micros * 1000, micros * 500);
+          stats.recordBatch(1, 1 << (i % 20), micros * 1000);
+        }
+        clock.millis += 5_000;
+        registry.rotate();
+      }
+      assertThat(stats.footprintBytes()).isEqualTo(atStart);
+    }
+  }
+
+  @Test
+  void memory_tenVersionsOverFifteenMinutes_staysWithinTheirStatedFootprint() {
+    TestClock clock = new TestClock();
+    Runtime runtime = Runtime.getRuntime();
+    long before = usedAfterGc(runtime);
+    try (StatsRegistry registry = new StatsRegistry(Duration.ofSeconds(5), clock, false)) {
+      VersionStats[] versions = new VersionStats[10];
+      for (int v = 0; v < versions.length; v++) {
+        versions[v] = registry.create("m", v + 1);
+      }
+      // Twenty minutes of five-second intervals: every ring is full and has wrapped.
+      for (int interval = 0; interval < 240; interval++) {
+        for (VersionStats stats : versions) {
+          stats.recordAnswer(Status.Code.OK, 1_000_000 + interval * 1000L, clock.millis());
+        }
+        clock.millis += 5_000;
+        registry.rotate();
+      }
+      long used = usedAfterGc(runtime) - before;
+      // Before the fix each version held ~119 MB after 15 minutes (180 intervals × 4 histograms
+      // of three significant digits); now each stays within its stated fixed footprint.
+      assertThat(used).isLessThan(10 * (versions[0].footprintBytes() + (1L << 20)));
+      assertThat(versions[0].footprintBytes()).isLessThanOrEqualTo(5L << 20);
+    }
+  }
+
+  private static long usedAfterGc(Runtime runtime) {
+    for (int i = 0; i < 3; i++) {
+      System.gc();
+    }
+    return runtime.totalMemory() - runtime.freeMemory();
+  }
+
+  @Test
+  void rotation_survivesAFailure_logsAndCountsIt_andKeepsRecording() {
+    TestClock clock = new TestClock();
+    try (StatsRegistry registry = new StatsRegistry(Duration.ofSeconds(5), clock, false)) {
+      VersionStats broken = registry.create("m", 1);
+      VersionStats healthy = registry.create("m", 2);
+      registry.beforeRotate =
+          v -> {
+            if (v == broken) {
+              throw new OutOfMemoryError("simulated");
+            }
+          };
+      broken.recordAnswer(Status.Code.OK, 1_000_000, clock.millis());
+      healthy.recordAnswer(Status.Code.OK, 1_000_000, clock.millis());
+      clock.millis += 5_000;
+      registry.rotate();
+      assertThat(registry.scrape()).contains("modelgate_stats_rotation_failures_total 1.0");
+      assertThat(window(registry.report("m", 2), "1m").getRequests()).isEqualTo(1);
+      // The fault clears: the next rotation closes what was recorded meanwhile.
+      registry.beforeRotate = v -> {};
+      broken.recordAnswer(Status.Code.OK, 1_000_000, clock.millis());
+      clock.millis += 5_000;
+      registry.rotate();
+      assertThat(window(registry.report("m", 1), "1m").getRequests()).isEqualTo(2);
+    }
+  }
+
+  @Test
   void prometheus_exportsHistogramBucketsLabelledByModelAndVersion() {
     try (StatsRegistry registry = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false)) {
       VersionStats stats = registry.create("m", 7);
@@ -79,7 +182,14 @@ class VersionStatsTest {
           .contains("modelgate_request_duration_seconds_bucket{model=\"m\",stage=\"end_to_end\",version=\"7\",le=")
           .contains("modelgate_request_duration_seconds_count{model=\"m\",stage=\"queue\",version=\"7\"} 1")
           .contains("modelgate_requests_total{code=\"OK\",model=\"m\",version=\"7\"} 1.0")
-          .contains("modelgate_batch_rows_bucket{model=\"m\",version=\"7\",le=");
+          .contains("modelgate_batch_rows_bucket{model=\"m\",version=\"7\",le=")
+          .contains("modelgate_request_duration_seconds_count{model=\"m\",stage=\"compute\",version=\"7\"} 1");
+      // A fixed, small set of buckets per histogram: 16 latency bounds and +Inf.
+      long buckets =
+          text.lines()
+              .filter(l -> l.startsWith("modelgate_request_duration_seconds_bucket{model=\"m\",stage=\"end_to_end\""))
+              .count();
+      assertThat(buckets).isEqualTo(17);
     }
   }
 
@@ -96,6 +206,23 @@ class VersionStatsTest {
       VersionStats.Samples samples = stats.samplesSince(since);
       assertThat(samples.latenciesMicros()).containsExactly(2_000);
       assertThat(samples.errors()).isEqualTo(1);
+    }
+  }
+
+  @Test
+  void shadowCopies_areCountedAndTimed_butNeverRolloutSamples() {
+    TestClock clock = new TestClock();
+    try (StatsRegistry registry = new StatsRegistry(Duration.ofSeconds(5), clock, false)) {
+      VersionStats stats = registry.create("m", 2);
+      long since = clock.millis();
+      stats.recordAnswer(Status.Code.OK, 1_000_000, clock.millis(), true);
+      stats.recordAnswer(Status.Code.INTERNAL, 1_000_000, clock.millis(), true);
+      stats.recordAnswer(Status.Code.OK, 3_000_000, clock.millis(), false);
+      VersionStats.Samples samples = stats.samplesSince(since);
+      assertThat(samples.latenciesMicros()).containsExactly(3_000);
+      assertThat(samples.errors()).isZero();
+      registry.rotate();
+      assertThat(window(registry.report("m", 2), "1m").getRequests()).isEqualTo(3);
     }
   }
 }

@@ -13,6 +13,7 @@ public final class Batch {
   private final InferenceRequest[] requests;
   private int size;
   private int rows;
+  private long computeNanos;
 
   /** @param capacity the most requests one batch may hold */
   public Batch(int capacity) {
@@ -35,6 +36,7 @@ public final class Batch {
     Arrays.fill(requests, 0, size, null);
     size = 0;
     rows = 0;
+    computeNanos = 0;
   }
 
   void add(InferenceRequest request) {
@@ -66,6 +68,19 @@ public final class Batch {
   /** Rows along the batch dimension over all requests (1 per request that does not batch). */
   public int rows() {
     return rows;
+  }
+
+  /**
+   * Records how long the model itself ran this batch, in nanoseconds; called by the executor
+   * around its model call. 0 until then (or when the executor does not say).
+   */
+  public void computeNanos(long nanos) {
+    this.computeNanos = nanos;
+  }
+
+  /** How long the model ran this batch, in nanoseconds, as the executor recorded it; else 0. */
+  public long computeNanos() {
+    return computeNanos;
   }
 
   public InferenceRequest get(int index) {

@@ -42,8 +42,15 @@ import org.slf4j.LoggerFactory;
  *       saves a thread hand-off (and its wake-up) per batch; requests queue in the ring meanwhile.
  * </ul>
  *
- * <p>Memory is bounded: at most {@code ringSize} requests wait in the ring, plus a pending list of
- * at most twice {@code maxBatchSize} requests in the batcher, plus one batch per executor.
+ * <p>Admission is one counter: at most {@code queueCapacity} requests wait, counted from their
+ * acceptance until they enter a batch (or are answered without running), whether they are still
+ * in the ring or in the batcher's pending list. A request beyond it is refused at once, on the
+ * request thread. Memory is bounded by that capacity plus one batch per executor.
+ *
+ * <p>A batcher that fails (a defect, or an {@link Error}) does not leave requests waiting for
+ * nothing: the version stops accepting, everything queued is answered {@code UNAVAILABLE} with the
+ * reason, the executors stop, and the {@code onFailure} listener is told (the repository marks the
+ * version FAILED).
  */
 public final class RingScheduler implements VersionScheduler {
   private static final Logger log = LoggerFactory.getLogger(RingScheduler.class);
@@ -68,6 +75,12 @@ public final class RingScheduler implements VersionScheduler {
   private final Thread batcher;
   private final boolean inline;
   private final AtomicInteger publishing = new AtomicInteger();
+  /** Requests accepted and not yet in a batch nor answered: the one admission count. */
+  private final AtomicInteger waiting = new AtomicInteger();
+  private final int capacity;
+  private final java.util.function.Consumer<Throwable> onFailure;
+  /** Why the scheduler stopped serving after its batcher failed; null while it serves. */
+  private volatile String failure;
   private final String refusedFull;
   private final String refusedDraining;
 
@@ -101,7 +114,24 @@ public final class RingScheduler implements VersionScheduler {
       BatchPolicy policy,
       Supplier<? extends BatchExecutor> executors,
       StageRecorder recorder) {
+    this(name, settings, policy, executors, recorder, error -> {});
+  }
+
+  /**
+   * As {@link #RingScheduler(String, SchedulerSettings, BatchPolicy, Supplier, StageRecorder)},
+   * telling {@code onFailure} (on the batcher thread, once every queued request is answered) when
+   * the batcher fails and the scheduler stops serving.
+   */
+  public RingScheduler(
+      String name,
+      SchedulerSettings settings,
+      BatchPolicy policy,
+      Supplier<? extends BatchExecutor> executors,
+      StageRecorder recorder,
+      java.util.function.Consumer<Throwable> onFailure) {
     this.name = Objects.requireNonNull(name, "name");
+    this.onFailure = Objects.requireNonNull(onFailure, "onFailure");
+    this.capacity = settings.queueCapacity();
     this.policy = Objects.requireNonNull(policy, "policy");
     this.recorder = Objects.requireNonNull(recorder, "recorder");
     this.ring = RingBuffer.createMultiProducer(Slot::new, settings.ringSize(), wait);
@@ -110,7 +140,7 @@ public final class RingScheduler implements VersionScheduler {
     this.refusedFull =
         name
             + " is overloaded: its queue of "
-            + settings.ringSize()
+            + settings.queueCapacity()
             + " requests is full; retry later or with less concurrency";
     this.refusedDraining = name + " is unloading and accepts no new requests";
     int batchCapacity = Math.max(1, policy.maxBatchSize());
@@ -151,9 +181,16 @@ public final class RingScheduler implements VersionScheduler {
     publishing.incrementAndGet();
     try {
       if (!accepting) {
-        throw InferenceException.unavailable(refusedDraining);
+        String failed = failure;
+        throw InferenceException.unavailable(failed != null ? failed : refusedDraining);
       }
+      if (waiting.getAndIncrement() >= capacity) {
+        waiting.decrementAndGet();
+        throw InferenceException.resourceExhausted(refusedFull);
+      }
+      // The ring holds at least the capacity, so with the count admitted it has room.
       if (!ring.tryPublishEvent(PUBLISH, request)) {
+        waiting.decrementAndGet();
         throw InferenceException.resourceExhausted(refusedFull);
       }
     } finally {
@@ -161,9 +198,10 @@ public final class RingScheduler implements VersionScheduler {
     }
   }
 
+  /** Requests waiting: accepted, not yet in a batch nor answered. At most the queue capacity. */
   @Override
   public long queuedCount() {
-    return Math.max(0, ring.getCursor() - consumed.get());
+    return waiting.get();
   }
 
   // ---- batcher thread ----
@@ -187,9 +225,46 @@ public final class RingScheduler implements VersionScheduler {
       // The drain timeout passed while every executor was busy: answer what is left.
       failRemaining();
     } catch (Throwable t) {
-      log.error("{}: batcher failed; answering queued requests UNAVAILABLE", name, t);
-      failRemaining();
+      failed(t);
     }
+  }
+
+  /**
+   * The batcher failed: stop accepting, answer everything accepted, stop the executors, and tell
+   * the listener. Runs on the dying batcher thread.
+   */
+  private void failed(Throwable t) {
+    failure = name + " stopped serving: its batcher failed (" + t + ")";
+    accepting = false;
+    log.error("{}: batcher failed; the version stops serving and its queue is answered UNAVAILABLE", name, t);
+    while (publishing.get() != 0) {
+      Thread.onSpinWait();
+    }
+    stopAt = ring.getCursor();
+    failRemaining();
+    stopped = true;
+    if (inline) {
+      // A batch it was forming or running when it failed.
+      Batch batch = workers.get(0).batch;
+      InferenceException error = InferenceException.unavailable(failure);
+      for (int i = 0; i < batch.size(); i++) {
+        batch.get(i).fail(error);
+      }
+    } else {
+      for (Worker worker : workers) {
+        worker.handoff.offer(Worker.STOP);
+      }
+    }
+    try {
+      onFailure.accept(t);
+    } catch (RuntimeException e) {
+      log.error("{}: failure listener failed", name, e);
+    }
+  }
+
+  /** Why the scheduler stopped serving after its batcher failed, or null while it serves. */
+  public String failure() {
+    return failure;
   }
 
   /** One instance: form a batch, run it here, repeat. */
@@ -234,6 +309,7 @@ public final class RingScheduler implements VersionScheduler {
       }
       if (!policy.merges()) {
         batch.add(removePending(0));
+        waiting.decrementAndGet();
         return true;
       }
       InferenceRequest oldest = pending[0];
@@ -252,6 +328,7 @@ public final class RingScheduler implements VersionScheduler {
       }
       if (ready) {
         removeChosen(batch.size(), count);
+        waiting.addAndGet(-batch.size());
         return true;
       }
       batch.clear();
@@ -397,6 +474,7 @@ public final class RingScheduler implements VersionScheduler {
     for (int i = kept; i < pendingCount; i++) {
       pending[i] = null;
     }
+    waiting.addAndGet(kept - pendingCount);
     pendingCount = kept;
   }
 
@@ -406,6 +484,7 @@ public final class RingScheduler implements VersionScheduler {
       pending[i].fail(error);
       pending[i] = null;
     }
+    waiting.addAndGet(-pendingCount);
     pendingCount = 0;
   }
 
@@ -419,6 +498,7 @@ public final class RingScheduler implements VersionScheduler {
       slot.request = null;
       if (request != null) {
         request.fail(error);
+        waiting.decrementAndGet();
       }
       consumed.set(seq);
     }
@@ -426,7 +506,8 @@ public final class RingScheduler implements VersionScheduler {
   }
 
   private String abandonMessage() {
-    return name + " stopped before this request could run";
+    String failed = failure;
+    return failed != null ? failed : name + " stopped before this request could run";
   }
 
   // ---- drain ----
@@ -533,7 +614,9 @@ public final class RingScheduler implements VersionScheduler {
           work.get(i).fail(error);
         }
       }
-      long compute = System.nanoTime() - start;
+      long execution = System.nanoTime() - start;
+      // The model's own run when the executor measured it; else the whole execution.
+      long compute = work.computeNanos() > 0 ? work.computeNanos() : execution;
       for (int i = 0; i < work.size(); i++) {
         InferenceRequest request = work.get(i);
         if (!request.isAnswered()) {
@@ -543,7 +626,7 @@ public final class RingScheduler implements VersionScheduler {
         }
         recorder.recordRequest(start - request.arrivalNanos(), compute);
       }
-      recorder.recordBatch(work.size(), work.rows(), compute);
+      recorder.recordBatch(work.size(), work.rows(), execution);
     }
   }
 }

@@ -10,7 +10,8 @@ public interface StageRecorder {
    * One request that was executed.
    *
    * @param queueNanos from its arrival to the start of its execution
-   * @param computeNanos the whole execution it was part of: input copies, ONNX Runtime, outputs
+   * @param computeNanos the model's run of the batch it was part of (ONNX Runtime's call alone,
+   *     without input copies or answers), as the executor measured it ({@link Batch#computeNanos})
    */
   void recordRequest(long queueNanos, long computeNanos);
 
@@ -19,7 +20,8 @@ public interface StageRecorder {
    *
    * @param requests requests merged into it
    * @param rows rows along the batch axis over all of them (requests when the model does not batch)
-   * @param computeNanos input copies, ONNX Runtime and outputs
+   * @param computeNanos the whole execution: input copies, the model's run, splitting and
+   *     answering
    */
   void recordBatch(int requests, int rows, long computeNanos);
 

@@ -70,7 +70,9 @@ public final class OnnxBatchExecutor implements BatchExecutor {
         tensors[i] = input(i, batch);
         feed.put(signature.inputs().get(i).name(), tensors[i]);
       }
+      long runStart = System.nanoTime();
       try (OrtSession.Result result = model.run(feed, outputNames(batch))) {
+        batch.computeNanos(System.nanoTime() - runStart);
         answer(batch, result);
       }
     } catch (OrtException e) {

@@ -151,14 +151,17 @@ public final class ModelRepository {
       OnnxModel session = onnx;
       warmUp(version, onnx, signature);
       StageRecorder recorder = recorders.create(version.model(), version.number());
+      LoadedVersion[] serving = new LoadedVersion[1];
       RingScheduler scheduler =
           new RingScheduler(
               version.label(),
               settings.scheduler(),
               policy,
               () -> new OnnxBatchExecutor(session, signature, version.label()),
-              recorder);
-      version.ready(new LoadedVersion(signature, scheduler, effective, policy, recorder, onnx));
+              recorder,
+              error -> stoppedServing(version, serving[0], error));
+      serving[0] = new LoadedVersion(signature, scheduler, effective, policy, recorder, onnx);
+      version.ready(serving[0]);
       log.info(
           "{} READY in {} ms on {}: inputs {}, outputs {}, max_batch_size {}, max_queue_delay_us {}",
           version.label(),
@@ -181,6 +184,21 @@ public final class ModelRepository {
       String reason = "unexpected error while loading: " + e;
       version.failed(reason);
       log.error("{} FAILED: {}", version.label(), reason, e);
+    }
+  }
+
+  /**
+   * A READY version's scheduler failed and answered its queue: the version becomes FAILED with the
+   * reason (requests to it get UNAVAILABLE naming it) and its session closes. Runs on the failed
+   * batcher thread; loading the version again through the admin API brings it back.
+   */
+  private static void stoppedServing(ModelVersion version, LoadedVersion loaded, Throwable error) {
+    String reason = "stopped serving after an internal failure of its batcher: " + error;
+    if (version.failedWhileServing(loaded, reason)) {
+      log.error("{} FAILED: {}", version.label(), reason);
+      if (loaded != null) {
+        loaded.onnx().close();
+      }
     }
   }
 

@@ -105,6 +105,20 @@ public final class ModelVersion {
     snapshot = new Snapshot(VersionState.FAILED, reason, null);
   }
 
+  /**
+   * READY with {@code loaded} → FAILED with {@code reason}; returns false (changing nothing) when
+   * the version no longer serves with it (unloading, reloaded). A null {@code loaded} matches a
+   * version that was not READY yet.
+   */
+  synchronized boolean failedWhileServing(LoadedVersion loaded, String reason) {
+    Snapshot current = snapshot;
+    if (current.loaded() != loaded) {
+      return false;
+    }
+    snapshot = new Snapshot(VersionState.FAILED, reason, null);
+    return true;
+  }
+
   /** READY → UNLOADING; keeps what it served with until {@link #unloaded}. */
   synchronized void unloading(LoadedVersion loaded) {
     snapshot = new Snapshot(VersionState.UNLOADING, "the server is stopping", null);

@@ -369,4 +369,51 @@ class BatchingTest {
     assertThat(waiting.result).isCompleted();
     assertThat(waiting.answers()).isEqualTo(1);
   }
+
+  @Test
+  void computeTime_isTheModelRunTheExecutorMeasured_recordedForEveryRequest() throws Exception {
+    BlockingQueue<Long> computes = new LinkedBlockingQueue<>();
+    StageRecorder recorder =
+        new StageRecorder() {
+          @Override
+          public void recordRequest(long queueNanos, long computeNanos) {
+            computes.add(computeNanos);
+          }
+
+          @Override
+          public void recordBatch(int requests, int rows, long computeNanos) {}
+        };
+    RecordingExecutor inner = new RecordingExecutor();
+    BatchExecutor measuring =
+        new BatchExecutor() {
+          @Override
+          public void execute(Batch batch) {
+            batch.computeNanos(4_242);
+            inner.execute(batch);
+          }
+
+          @Override
+          public void close() {}
+        };
+    RingScheduler scheduler =
+        new RingScheduler(
+            "model 'm' version 1",
+            new SchedulerSettings(64, 1),
+            policy(16, Duration.ZERO),
+            () -> measuring,
+            recorder);
+    schedulers.add(scheduler);
+    inner.gated = true;
+    submit(scheduler, "first", wide(1, 3));
+    assertThat(inner.next()).containsExactly("first");
+    submit(scheduler, "a", wide(1, 3));
+    submit(scheduler, "b", wide(1, 3));
+    inner.gated = false;
+    inner.release();
+    assertThat(inner.next()).containsExactly("a", "b");
+    // Once per request (three), each with the model's run alone, not the whole execution.
+    for (int i = 0; i < 3; i++) {
+      assertThat(computes.poll(10, TimeUnit.SECONDS)).isEqualTo(4_242L);
+    }
+  }
 }

@@ -375,4 +375,90 @@ class RingSchedulerTest {
     }
     assertThat(answers.size() + refused.get()).isEqualTo(threads * perThread);
   }
+
+  @Test
+  void queueCapacity_boundsEveryWaitingRequest_includingThoseFormingABatch() throws Exception {
+    GatedExecutor executor = new GatedExecutor();
+    executor.gated = false;
+    // Batches wait an hour for company, so accepted requests sit in the batcher's pending list;
+    // a capacity of 5 (ring of 8) must still admit exactly 5.
+    RingScheduler scheduler =
+        new RingScheduler(
+            "model 'm' version 1",
+            new SchedulerSettings(5, 1),
+            new BatchPolicy(8, Duration.ofHours(1).toNanos(), List.of()),
+            () -> executor,
+            StageRecorder.NONE);
+    schedulers.add(scheduler);
+    List<Answer> accepted = new ArrayList<>();
+    int refused = 0;
+    for (int i = 0; i < 300; i++) {
+      Answer answer = new Answer();
+      try {
+        scheduler.submit(request(answer));
+        accepted.add(answer);
+      } catch (InferenceException e) {
+        assertThat(e.code()).isEqualTo(ErrorCode.RESOURCE_EXHAUSTED);
+        assertThat(e.getMessage()).contains("queue of 5 requests is full");
+        refused++;
+      }
+      // Let the batcher move what it can into its pending list before the next one arrives.
+      Thread.yield();
+    }
+    assertThat(accepted).hasSize(5);
+    assertThat(refused).isEqualTo(295);
+    assertThat(scheduler.queuedCount()).isEqualTo(5);
+    scheduler.drain(Duration.ofSeconds(10));
+    for (Answer answer : accepted) {
+      assertThat(answer.result.get(10, TimeUnit.SECONDS)).isNotNull();
+    }
+    assertThat(scheduler.queuedCount()).isZero();
+  }
+
+  @Test
+  void aFailingBatcher_answersItsQueue_refusesWhatFollows_andTellsItsListener() throws Exception {
+    GatedExecutor executor = new GatedExecutor();
+    CompletableFuture<Throwable> told = new CompletableFuture<>();
+    RingScheduler scheduler =
+        new RingScheduler(
+            "model 'm' version 1",
+            new SchedulerSettings(16, 1),
+            BatchPolicy.UNBATCHED,
+            () -> executor,
+            StageRecorder.NONE,
+            told::complete);
+    schedulers.add(scheduler);
+    Answer running = new Answer();
+    scheduler.submit(request(running));
+    assertThat(executor.started.poll(10, TimeUnit.SECONDS)).isEqualTo(1);
+    // Queued behind the running batch: one whose cancellation check throws (a defect the batcher
+    // meets when it looks at the queue), and two ordinary requests.
+    Answer poisoned = new Answer();
+    scheduler.submit(
+        InferenceRequest.of(
+            decoded(),
+            System.nanoTime(),
+            () -> {
+              throw new IllegalStateException("broken cancellation check");
+            },
+            poisoned));
+    Answer queuedA = new Answer();
+    Answer queuedB = new Answer();
+    scheduler.submit(request(queuedA));
+    scheduler.submit(request(queuedB));
+    executor.release();
+    assertThat(running.result.get(10, TimeUnit.SECONDS)).isNotNull();
+    assertThat(told.get(10, TimeUnit.SECONDS)).hasMessage("broken cancellation check");
+    for (Answer answer : List.of(poisoned, queuedA, queuedB)) {
+      assertThat(errorCode(answer.result)).isEqualTo(ErrorCode.UNAVAILABLE);
+      assertThat(answer.answers()).isEqualTo(1);
+    }
+    assertThat(scheduler.failure()).contains("batcher failed").contains("broken cancellation check");
+    Answer later = new Answer();
+    assertThatThrownBy(() -> scheduler.submit(request(later)))
+        .isInstanceOfSatisfying(
+            InferenceException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.UNAVAILABLE))
+        .hasMessageContaining("batcher failed");
+    assertThat(scheduler.queuedCount()).isZero();
+  }
 }

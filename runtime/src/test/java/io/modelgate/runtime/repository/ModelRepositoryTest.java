@@ -75,6 +75,38 @@ class ModelRepositoryTest {
   }
 
   @Test
+  void aVersionWhoseBatcherFails_becomesFailedWithTheReason_andCanBeLoadedAgain() throws Exception {
+    TestModels.write(root, "good", 1, TestModels.affine());
+    load();
+    LoadedVersion loaded = version("good", 1).serving();
+    Requests.Answer answer = new Requests.Answer();
+    loaded.scheduler()
+        .submit(
+            InferenceRequest.of(
+                RequestDecoder.decode(Requests.fp32("x", new long[] {1, 3}, 1, 2, 3), loaded.signature()),
+                System.nanoTime(),
+                () -> {
+                  throw new IllegalStateException("defect in the batcher's path");
+                },
+                answer));
+    assertThatThrownBy(() -> answer.result.get(10, TimeUnit.SECONDS))
+        .cause()
+        .isInstanceOfSatisfying(
+            InferenceException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.UNAVAILABLE));
+    // The state changes on the batcher thread right after it answered its queue.
+    long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+    while (version("good", 1).state() != VersionState.FAILED && System.nanoTime() < until) {
+      Thread.sleep(5);
+    }
+    assertThat(version("good", 1).state()).isEqualTo(VersionState.FAILED);
+    assertThat(version("good", 1).reason()).contains("batcher").contains("defect in the batcher's path");
+    assertThatThrownBy(() -> version("good", 1).serving())
+        .isInstanceOfSatisfying(
+            InferenceException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.UNAVAILABLE));
+    assertThat(repository.loadVersion("good", 1).state()).isEqualTo(VersionState.READY);
+  }
+
+  @Test
   void failedVersion_refusesWithUnavailableNamingTheReason() throws Exception {
     TestModels.write(root, "corrupt", 3, new byte[] {1, 2, 3});
     load();
