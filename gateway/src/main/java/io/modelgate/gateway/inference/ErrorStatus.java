@@ -38,11 +38,27 @@ public final class ErrorStatus {
     }
   }
 
+  /**
+   * The longest status message sent, in characters. It travels in the {@code grpc-message}
+   * trailer, whose size a client limits (8 KiB by default); a longer one would reach the client as
+   * a transport error instead of its status.
+   */
+  public static final int MAX_MESSAGE = 2048;
+
+  /** {@code message}, cut to {@link #MAX_MESSAGE} characters with a marker when longer. */
+  public static String capped(String message) {
+    if (message == null || message.length() <= MAX_MESSAGE) {
+      return message;
+    }
+    return message.substring(0, MAX_MESSAGE) + "... (message cut at " + MAX_MESSAGE + " of "
+        + message.length() + " characters)";
+  }
+
   /** The status a client gets for {@code failure}. Unexpected failures are logged. */
   public static Status of(Throwable failure) {
     if (failure instanceof InferenceException) {
       InferenceException e = (InferenceException) failure;
-      Status status = Status.fromCode(code(e.code())).withDescription(e.getMessage());
+      Status status = Status.fromCode(code(e.code())).withDescription(capped(e.getMessage()));
       if (e.code() == ErrorCode.INTERNAL) {
         log.warn("internal error answered to a client: {}", e.getMessage(), e.getCause());
         return status.withCause(e.getCause());
@@ -50,12 +66,14 @@ public final class ErrorStatus {
       return status;
     }
     if (failure instanceof StatusRuntimeException) {
-      return ((StatusRuntimeException) failure).getStatus();
+      Status status = ((StatusRuntimeException) failure).getStatus();
+      return status.withDescription(capped(status.getDescription()));
     }
     if (failure instanceof StatusException) {
-      return ((StatusException) failure).getStatus();
+      Status status = ((StatusException) failure).getStatus();
+      return status.withDescription(capped(status.getDescription()));
     }
     log.error("unexpected failure answered INTERNAL", failure);
-    return Status.INTERNAL.withDescription("internal error: " + failure).withCause(failure);
+    return Status.INTERNAL.withDescription(capped("internal error: " + failure)).withCause(failure);
   }
 }

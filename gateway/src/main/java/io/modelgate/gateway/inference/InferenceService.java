@@ -56,16 +56,30 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
   public static final String SERVER_NAME = "modelgate";
 
   /** Extensions modelgate really implements: ModelConfig. */
-  public static final List<String> EXTENSIONS = List.of("model_configuration");
+  public static final List<String> EXTENSIONS = List.of("classification", "model_configuration");
 
   /** The response parameter that carries the status code of an in-band stream error. */
   public static final String ERROR_CODE_PARAMETER = "error_code";
 
   private static final Runnable IGNORE_CANCEL = () -> {};
 
-  /** The interceptors the service needs on its calls; install them with the service. */
-  public io.grpc.ServerInterceptor[] interceptors() {
-    return new io.grpc.ServerInterceptor[] {new StreamErrorMode(), new RoutingHeaders(router)};
+  /**
+   * The service as the server installs it: with the interceptors its calls need, and request
+   * parsing that answers a message that is not valid protobuf {@code INVALID_ARGUMENT} (see
+   * {@link LenientRequests}).
+   */
+  public io.grpc.ServerServiceDefinition definition() {
+    return io.grpc.ServerInterceptors.intercept(
+        LenientRequests.of(bindService()), new StreamErrorMode(), new RoutingHeaders(router));
+  }
+
+  /** Refuses a request whose message could not be parsed. */
+  private static void refuseUnparsed(ModelInferRequest request) {
+    String reason = LenientRequests.invalidReason(request);
+    if (reason != null) {
+      throw InferenceException.invalidArgument(
+          "the request is not a valid inference.ModelInferRequest message: " + reason);
+    }
   }
 
   private final ModelRepository repository;
@@ -191,10 +205,13 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     call.setOnCancelHandler(IGNORE_CANCEL);
     UnaryAnswer answer = null;
     try {
+      refuseUnparsed(request);
       Route route = router.route(request.getModelName());
       ModelVersion version = route.select(request);
       LoadedVersion loaded = version.serving();
       answer = new UnaryAnswer(call, version, request.getId(), statsOf(loaded), arrival, clock);
+      answer.deadline = Context.current().getDeadline();
+      answer.classification = Classification.requested(request, loaded.signature());
       ModelVersion shadow = route.shadow();
       if (shadow != null && shadow != version) {
         answer.shadow = new ShadowComparison(statsOf(shadow.loadedOrNull()));
@@ -279,8 +296,17 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       this.shadowCopy = shadowCopy;
     }
 
+    /** The call's deadline, if any: a call cancelled once it passed counts as DEADLINE_EXCEEDED. */
+    Deadline deadline;
+
+    /** The outputs the request asked classified, or null. */
+    Classification.Plan classification;
+
     final void record(Status.Code code) {
       if (stats != null) {
+        if (code == Status.Code.CANCELLED && deadline != null && deadline.isExpired()) {
+          code = Status.Code.DEADLINE_EXCEEDED;
+        }
         stats.recordAnswer(code, System.nanoTime() - arrival, clock.millis(), shadowCopy);
       }
     }
@@ -311,7 +337,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     @Override
     public void onSuccess(InferenceResult result) {
       boolean cancelled = call.isCancelled();
-      ModelInferResponse response = cancelled ? null : ResponseEncoder.encode(version, id, result);
+      ModelInferResponse response = cancelled ? null : ResponseEncoder.encode(version, id, result, classification);
       record(cancelled ? Status.Code.CANCELLED : Status.Code.OK);
       if (!cancelled) {
         call.onNext(response);
@@ -404,11 +430,14 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       ModelVersion version = null;
       StreamAnswer answer = null;
       try {
+        refuseUnparsed(request);
         Route route = router.route(request.getModelName());
         version = route.select(request);
         LoadedVersion loaded = version.serving();
         answer = new StreamAnswer(this, request.getId(), request.getModelName(), version, statsOf(loaded),
             arrival, clock);
+        answer.deadline = context.getDeadline();
+        answer.classification = Classification.requested(request, loaded.signature());
         ModelVersion shadow = route.shadow();
         if (shadow != null && shadow != version) {
           answer.shadow = new ShadowComparison(statsOf(shadow.loadedOrNull()));
@@ -431,10 +460,10 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       }
     }
 
-    void succeed(String id, ModelVersion version, InferenceResult result) {
+    void succeed(String id, ModelVersion version, InferenceResult result, Classification.Plan classification) {
       write(
           ModelStreamInferResponse.newBuilder()
-              .setInferResponse(ResponseEncoder.encode(version, id, result))
+              .setInferResponse(ResponseEncoder.encode(version, id, result, classification))
               .build());
     }
 
@@ -523,7 +552,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     @Override
     public void onSuccess(InferenceResult result) {
       record(Status.Code.OK);
-      stream.succeed(id, version, result);
+      stream.succeed(id, version, result, classification);
       if (shadow != null) {
         shadow.primary(result);
       }

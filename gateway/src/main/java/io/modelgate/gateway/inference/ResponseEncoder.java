@@ -14,13 +14,20 @@ import io.modelgate.runtime.tensor.OutputTensor;
 final class ResponseEncoder {
   private ResponseEncoder() {}
 
-  static ModelInferResponse encode(ModelVersion version, String id, InferenceResult result) {
+  /**
+   * @param classification what the request asked classified (Triton's classification extension),
+   *     or null
+   */
+  static ModelInferResponse encode(
+      ModelVersion version, String id, InferenceResult result, Classification.Plan classification) {
     ModelInferResponse.Builder response =
         ModelInferResponse.newBuilder()
             .setModelName(version.model())
             .setModelVersion(version.numberText())
             .setId(id);
-    for (OutputTensor output : result.outputs()) {
+    OutputTensor[] outputs = result.outputs();
+    for (int i = 0; i < outputs.length; i++) {
+      OutputTensor output = classification == null ? outputs[i] : classification.apply(i, outputs[i]);
       InferOutputTensor.Builder tensor =
           response.addOutputsBuilder().setName(output.name()).setDatatype(output.dataType().wireName());
       for (long dim : output.shape()) {

@@ -53,7 +53,7 @@ public final class LatestReadyVersionSelector implements VersionSelector {
         .orElseThrow(
             () ->
                 InferenceException.notFound(
-                    "unknown model '" + modelName + "' (available: " + names(repository) + ")"));
+                    "unknown model " + InferenceException.quote(modelName) + " (available: " + names(repository) + ")"));
   }
 
   /** The numbered version of {@code model}, whatever its state. */
@@ -87,9 +87,9 @@ public final class LatestReadyVersionSelector implements VersionSelector {
     }
     if (!valid) {
       throw InferenceException.invalidArgument(
-          "model_version '"
-              + version
-              + "' (expected: a positive integer, or empty for the latest READY version)");
+          "model_version "
+              + InferenceException.quote(version)
+              + " (expected: a positive integer, or empty for the latest READY version)");
     }
     return number;
   }

@@ -46,7 +46,7 @@ public final class Router {
     if (route == null) {
       // Builds the message listing the models there are.
       LatestReadyVersionSelector.model(repository, model);
-      throw InferenceException.notFound("unknown model '" + model + "'");
+      throw InferenceException.notFound("unknown model " + InferenceException.quote(model));
     }
     return route;
   }

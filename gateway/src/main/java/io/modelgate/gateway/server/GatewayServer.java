@@ -205,7 +205,7 @@ public final class GatewayServer {
       b.server =
           transports.inference()
               .directExecutor()
-              .addService(ServerInterceptors.intercept(inference, inference.interceptors()))
+              .addService(inference.definition())
               .addService(b.health.getHealthService())
               .addService(ProtoReflectionServiceV1.newInstance())
               .build()

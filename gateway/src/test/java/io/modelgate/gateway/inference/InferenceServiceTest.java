@@ -88,7 +88,7 @@ class InferenceServiceTest {
         gateway.blocking().serverMetadata(ServerMetadataRequest.getDefaultInstance());
     assertThat(metadata.getName()).isEqualTo("modelgate");
     assertThat(metadata.getVersion()).isNotBlank().isNotEqualTo("unknown");
-    assertThat(metadata.getExtensionsList()).containsExactly("model_configuration");
+    assertThat(metadata.getExtensionsList()).containsExactly("classification", "model_configuration");
   }
 
   @Test
@@ -496,5 +496,63 @@ class InferenceServiceTest {
       assertThat(response.getId()).isEqualTo("call-" + i);
       assertThat(Tensors.floats(response.getRawOutputContents(1))).containsExactly(2f * i, 2f * (i + 1), 2f * (i + 2));
     }
+  }
+
+  private static java.util.List<String> strings(com.google.protobuf.ByteString raw) {
+    java.nio.ByteBuffer buffer = raw.asReadOnlyByteBuffer().order(java.nio.ByteOrder.LITTLE_ENDIAN);
+    java.util.List<String> out = new java.util.ArrayList<>();
+    while (buffer.hasRemaining()) {
+      byte[] text = new byte[buffer.getInt()];
+      buffer.get(text);
+      out.add(new String(text, java.nio.charset.StandardCharsets.UTF_8));
+    }
+    return out;
+  }
+
+  @Test
+  void classification_returnsTheTopKClassesAsTritonDoes() {
+    io.modelgate.gateway.demo.MnistDigits.Digit digit = io.modelgate.gateway.demo.MnistDigits.all().get(0);
+    ModelInferRequest plain = io.modelgate.gateway.testing.Tensors.digit(digit).setModelVersion("1").build();
+    float[] probabilities =
+        io.modelgate.gateway.testing.Tensors.floats(gateway.blocking().modelInfer(plain).getRawOutputContents(0));
+    ModelInferRequest classified =
+        plain.toBuilder()
+            .addOutputs(
+                ModelInferRequest.InferRequestedOutputTensor.newBuilder()
+                    .setName("output_probs")
+                    .putParameters(
+                        "classification", io.modelgate.proto.inference.InferParameter.newBuilder().setInt64Param(3).build()))
+            .build();
+    ModelInferResponse response = gateway.blocking().modelInfer(classified);
+    assertThat(response.getOutputs(0).getDatatype()).isEqualTo("BYTES");
+    assertThat(response.getOutputs(0).getShapeList()).containsExactly(1L, 3L);
+    java.util.List<String> top = strings(response.getRawOutputContents(0));
+    assertThat(top).hasSize(3);
+    int best = io.modelgate.gateway.testing.Tensors.argmax(probabilities);
+    assertThat(top.get(0))
+        .isEqualTo(String.format(java.util.Locale.ROOT, "%f:%d", probabilities[best], best));
+    assertThat(best).isEqualTo(digit.label());
+    // Highest first.
+    double previous = Double.MAX_VALUE;
+    for (String entry : top) {
+      double value = Double.parseDouble(entry.substring(0, entry.indexOf(':')));
+      assertThat(value).isLessThanOrEqualTo(previous);
+      previous = value;
+    }
+  }
+
+  @Test
+  void classification_withABadParameter_isInvalidArgument() {
+    ModelInferRequest request =
+        io.modelgate.gateway.testing.Tensors.digit(io.modelgate.gateway.demo.MnistDigits.all().get(0))
+            .addOutputs(
+                ModelInferRequest.InferRequestedOutputTensor.newBuilder()
+                    .setName("output_probs")
+                    .putParameters(
+                        "classification", io.modelgate.proto.inference.InferParameter.newBuilder().setStringParam("three").build()))
+            .build();
+    failsWith(Status.Code.INVALID_ARGUMENT, () -> gateway.blocking().modelInfer(request))
+        .hasMessageContaining("parameter 'classification'")
+        .hasMessageContaining("expected: a positive int64");
   }
 }

@@ -172,4 +172,131 @@ class NettyLoopbackTest {
       assertThat(Tensors.argmax(Tensors.floats(response.getRawOutputContents(0)))).isEqualTo(digit.label());
     }
   }
+
+  /** Sends and receives raw bytes, so a test can send what no generated client would. */
+  private static final io.grpc.MethodDescriptor.Marshaller<byte[]> BYTES =
+      new io.grpc.MethodDescriptor.Marshaller<>() {
+        @Override
+        public java.io.InputStream stream(byte[] value) {
+          return new java.io.ByteArrayInputStream(value);
+        }
+
+        @Override
+        public byte[] parse(java.io.InputStream stream) {
+          try {
+            return stream.readAllBytes();
+          } catch (IOException e) {
+            throw new java.io.UncheckedIOException(e);
+          }
+        }
+      };
+
+  private static io.grpc.MethodDescriptor<byte[], byte[]> raw(String method, io.grpc.MethodDescriptor.MethodType type) {
+    return io.grpc.MethodDescriptor.<byte[], byte[]>newBuilder(BYTES, BYTES)
+        .setFullMethodName("inference.GRPCInferenceService/" + method)
+        .setType(type)
+        .build();
+  }
+
+  /** 11 bytes that are not a protobuf message: a field 1 string whose length runs past the end. */
+  private static final byte[] GARBAGE = {0x0a, 0x7f, 'n', 'o', 't', ' ', 'p', 'r', 'o', 't', 'o'};
+
+  @Test
+  void aMessageThatIsNotProtobuf_isInvalidArgument_andTheServerServesOn() {
+    assertThatThrownBy(
+            () ->
+                io.grpc.stub.ClientCalls.blockingUnaryCall(
+                    gateway.channel, raw("ModelInfer", io.grpc.MethodDescriptor.MethodType.UNARY),
+                    io.grpc.CallOptions.DEFAULT.withDeadlineAfter(10, TimeUnit.SECONDS), GARBAGE))
+        .isInstanceOfSatisfying(
+            StatusRuntimeException.class,
+            e -> {
+              assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.INVALID_ARGUMENT);
+              assertThat(e.getStatus().getDescription())
+                  .startsWith("the request is not a valid inference.ModelInferRequest message");
+            });
+    assertThat(gateway.blocking().modelInfer(Tensors.digit(MnistDigits.all().get(0)).build()).getModelName())
+        .isEqualTo("cnn_mnist");
+  }
+
+  @Test
+  void aMessageThatIsNotProtobuf_inAStream_endsOnlyThatRequest() throws Exception {
+    io.grpc.ClientCall<byte[], byte[]> call =
+        gateway.channel.newCall(
+            raw("ModelStreamInfer", io.grpc.MethodDescriptor.MethodType.BIDI_STREAMING),
+            io.grpc.CallOptions.DEFAULT.withDeadlineAfter(10, TimeUnit.SECONDS));
+    java.util.concurrent.BlockingQueue<Object> events = new java.util.concurrent.LinkedBlockingQueue<>();
+    call.start(
+        new io.grpc.ClientCall.Listener<>() {
+          @Override
+          public void onMessage(byte[] message) {
+            events.add(message);
+          }
+
+          @Override
+          public void onClose(Status status, io.grpc.Metadata trailers) {
+            events.add(status);
+          }
+        },
+        new io.grpc.Metadata());
+    call.request(10);
+    byte[] good = Tensors.digit(MnistDigits.all().get(0)).setId("good").build().toByteArray();
+    call.sendMessage(good);
+    call.sendMessage(GARBAGE);
+    call.sendMessage(good);
+    call.halfClose();
+    int answered = 0;
+    int refused = 0;
+    for (int i = 0; i < 3; i++) {
+      Object event = events.poll(10, TimeUnit.SECONDS);
+      assertThat(event).as("three answers, then the end of the stream").isInstanceOf(byte[].class);
+      io.modelgate.proto.inference.ModelStreamInferResponse response =
+          io.modelgate.proto.inference.ModelStreamInferResponse.parseFrom((byte[]) event);
+      if (response.getErrorMessage().isEmpty()) {
+        answered++;
+      } else {
+        assertThat(response.getErrorMessage()).startsWith("the request is not a valid");
+        assertThat(response.getInferResponse().getParametersMap().get("error_code").getStringParam())
+            .isEqualTo("INVALID_ARGUMENT");
+        refused++;
+      }
+    }
+    assertThat(answered).isEqualTo(2);
+    assertThat(refused).isEqualTo(1);
+    assertThat(events.poll(10, TimeUnit.SECONDS)).isEqualTo(Status.OK);
+  }
+
+  @Test
+  void overlongNamesVersionsAndShapes_getTheirOwnStatus_withTheEchoCut() {
+    String longName = "m".repeat(20_000);
+    assertThatThrownBy(() -> gateway.blocking().modelInfer(ModelInferRequest.newBuilder().setModelName(longName).build()))
+        .isInstanceOfSatisfying(
+            StatusRuntimeException.class,
+            e -> {
+              assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.NOT_FOUND);
+              assertThat(e.getStatus().getDescription()).contains("(20000 characters)").hasSizeLessThan(2_200);
+            });
+    assertThatThrownBy(
+            () ->
+                gateway.blocking().modelInfer(
+                    Tensors.digit(MnistDigits.all().get(0)).setModelVersion("9".repeat(20_000)).build()))
+        .isInstanceOfSatisfying(
+            StatusRuntimeException.class,
+            e -> assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.INVALID_ARGUMENT));
+    ModelInferRequest.InferInputTensor.Builder input =
+        ModelInferRequest.InferInputTensor.newBuilder().setName("input_image").setDatatype("FP32");
+    for (int i = 0; i < 5_000; i++) {
+      input.addShape(1);
+    }
+    assertThatThrownBy(
+            () ->
+                gateway.blocking().modelInfer(
+                    ModelInferRequest.newBuilder().setModelName("cnn_mnist").addInputs(input).build()))
+        .isInstanceOfSatisfying(
+            StatusRuntimeException.class,
+            e -> {
+              assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.INVALID_ARGUMENT);
+              assertThat(e.getStatus().getDescription()).hasSizeLessThan(2_200);
+            });
+  }
 }

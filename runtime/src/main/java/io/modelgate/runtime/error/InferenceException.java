@@ -24,6 +24,21 @@ public final class InferenceException extends RuntimeException {
     return code;
   }
 
+  /** The most characters of a client's value echoed in a message. */
+  public static final int MAX_ECHO = 128;
+
+  /**
+   * A value the client sent, quoted for a message: at most {@link #MAX_ECHO} characters, the rest
+   * replaced by a marker that says how long it was. Messages travel in a response header, so an
+   * echoed value must never make them large.
+   */
+  public static String quote(String value) {
+    if (value.length() <= MAX_ECHO) {
+      return "'" + value + "'";
+    }
+    return "'" + value.substring(0, MAX_ECHO) + "'... (" + value.length() + " characters)";
+  }
+
   public static InferenceException of(ErrorCode code, String message) {
     return new InferenceException(code, message, null, code == ErrorCode.INTERNAL);
   }

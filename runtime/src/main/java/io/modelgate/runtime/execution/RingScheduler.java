@@ -457,9 +457,9 @@ public final class RingScheduler implements VersionScheduler {
     int kept = 0;
     for (int i = 0; i < pendingCount; i++) {
       InferenceRequest request = pending[i];
-      if (request.isCancelled()) {
-        request.fail(InferenceException.cancelled("request cancelled by the caller"));
-      } else if (request.isExpired(nowNanos)) {
+      // Expiry first: a call whose deadline passed is also cancelled by the transport, and it
+      // must be counted as DEADLINE_EXCEEDED, not as the caller's cancellation.
+      if (request.isExpired(nowNanos)) {
         request.fail(
             InferenceException.deadlineExceeded(
                 "deadline passed after "
@@ -467,6 +467,8 @@ public final class RingScheduler implements VersionScheduler {
                     + " us in the queue of "
                     + name
                     + "; the request was not executed"));
+      } else if (request.isCancelled()) {
+        request.fail(InferenceException.cancelled("request cancelled by the caller"));
       } else {
         pending[kept++] = request;
       }

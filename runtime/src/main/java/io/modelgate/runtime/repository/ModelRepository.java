@@ -374,7 +374,8 @@ public final class ModelRepository {
       ModelVersion existing = model.version(number).orElse(null);
       if (existing == null && !Files.isDirectory(dir)) {
         throw InferenceException.notFound(
-            "model '" + modelName + "' has no version folder " + dir);
+            "model '" + modelName + "' has no version folder " + modelName + "/" + number
+                + " in the repository");
       }
       ModelVersion version = existing != null ? existing : model.versionOrAdd(number, dir);
       VersionState state = version.state();

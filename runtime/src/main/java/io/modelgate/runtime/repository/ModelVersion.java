@@ -102,7 +102,22 @@ public final class ModelVersion {
   }
 
   void failed(String reason) {
-    snapshot = new Snapshot(VersionState.FAILED, reason, null);
+    snapshot = new Snapshot(VersionState.FAILED, withoutServerPaths(reason), null);
+  }
+
+  /**
+   * {@code reason} with the repository's folder taken out of every path in it, so that clients,
+   * who see the reason in their UNAVAILABLE status, learn {@code cnn/1/model.onnx} and not where
+   * the server keeps its files. The server log keeps the full paths.
+   */
+  String withoutServerPaths(String reason) {
+    if (directory == null || directory.getParent() == null || directory.getParent().getParent() == null) {
+      return reason;
+    }
+    Path root = directory.getParent().getParent();
+    String separator = directory.getFileSystem().getSeparator();
+    String cleaned = reason.replace(root.toAbsolutePath().normalize() + separator, "");
+    return cleaned.replace(root + separator, "");
   }
 
   /**
@@ -115,7 +130,7 @@ public final class ModelVersion {
     if (current.loaded() != loaded) {
       return false;
     }
-    snapshot = new Snapshot(VersionState.FAILED, reason, null);
+    snapshot = new Snapshot(VersionState.FAILED, withoutServerPaths(reason), null);
     return true;
   }
 

@@ -1,6 +1,7 @@
 package io.modelgate.runtime.tensor;
 
 import static io.modelgate.runtime.error.InferenceException.invalidArgument;
+import static io.modelgate.runtime.error.InferenceException.quote;
 
 import com.google.protobuf.ByteString;
 import io.modelgate.proto.inference.InferTensorContents;
@@ -39,7 +40,7 @@ public final class RequestDecoder {
       int index = signature.inputIndex(input.getName());
       if (index < 0) {
         throw invalidArgument(
-            "unknown input '" + input.getName() + "' (expected: " + signature.inputNames() + ")");
+            "unknown input " + quote(input.getName()) + " (expected: " + signature.inputNames() + ")");
       }
       if (inputs[index] != null) {
         throw invalidArgument("input '" + input.getName() + "' is given more than once");
@@ -313,7 +314,7 @@ public final class RequestDecoder {
       int index = signature.outputIndex(name);
       if (index < 0) {
         throw invalidArgument(
-            "unknown output '" + name + "' (expected one of: " + signature.outputNames() + ")");
+            "unknown output " + quote(name) + " (expected one of: " + signature.outputNames() + ")");
       }
       for (int j = 0; j < i; j++) {
         if (outputs[j] == index) {

@@ -1,0 +1,127 @@
+package io.modelgate.gateway.inference;
+
+import com.google.protobuf.ByteString;
+import com.google.protobuf.UnknownFieldSet;
+import io.grpc.MethodDescriptor;
+import io.grpc.ServerMethodDefinition;
+import io.grpc.ServerServiceDefinition;
+import io.grpc.ServiceDescriptor;
+import io.modelgate.proto.inference.ModelInferRequest;
+import java.io.InputStream;
+import java.util.concurrent.atomic.AtomicLong;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Makes a ModelInfer or ModelStreamInfer message that is not valid protobuf an ordinary request
+ * error. grpc-java's own marshaller throws while parsing, before the service sees the call, and
+ * the client gets {@code UNKNOWN "Application error processing RPC"} (and, in a stream, loses the
+ * whole stream) while the server logs a stack trace per message. Here the request marshaller
+ * catches the failure and hands the service a request marked with the reason; the service answers
+ * that request {@code INVALID_ARGUMENT}, in-band for a stream, and logs at most once a minute.
+ *
+ * <p>The mark is an unknown field of a number no client uses; checking it costs one lookup in an
+ * empty map for a valid request.
+ */
+final class LenientRequests {
+  private static final Logger log = LoggerFactory.getLogger(LenientRequests.class);
+  /** The unknown field that carries the parse failure (the highest field numbers are unused). */
+  static final int INVALID_FIELD = 536_870_000;
+  private static final long LOG_INTERVAL_NANOS = 60_000_000_000L;
+
+  private static final AtomicLong invalid = new AtomicLong();
+  private static final AtomicLong lastLog = new AtomicLong(System.nanoTime() - LOG_INTERVAL_NANOS);
+
+  private LenientRequests() {}
+
+  /** The request marshaller of {@code method}, made lenient. */
+  private static final class Marshaller implements MethodDescriptor.Marshaller<ModelInferRequest> {
+    private final MethodDescriptor.Marshaller<ModelInferRequest> delegate;
+
+    Marshaller(MethodDescriptor.Marshaller<ModelInferRequest> delegate) {
+      this.delegate = delegate;
+    }
+
+    @Override
+    public InputStream stream(ModelInferRequest value) {
+      return delegate.stream(value);
+    }
+
+    @Override
+    public ModelInferRequest parse(InputStream stream) {
+      try {
+        return delegate.parse(stream);
+      } catch (RuntimeException e) {
+        Throwable cause = e.getCause() != null ? e.getCause() : e;
+        return marked(String.valueOf(cause.getMessage()));
+      }
+    }
+  }
+
+  static ModelInferRequest marked(String reason) {
+    return ModelInferRequest.newBuilder()
+        .setUnknownFields(
+            UnknownFieldSet.newBuilder()
+                .addField(
+                    INVALID_FIELD,
+                    UnknownFieldSet.Field.newBuilder()
+                        .addLengthDelimited(ByteString.copyFromUtf8(reason))
+                        .build())
+                .build())
+        .build();
+  }
+
+  /**
+   * Why {@code request} could not be parsed, or null for a request that parsed. Counts and, at
+   * most once a minute, logs the failures.
+   */
+  static String invalidReason(ModelInferRequest request) {
+    UnknownFieldSet unknown = request.getUnknownFields();
+    if (!unknown.hasField(INVALID_FIELD)) {
+      return null;
+    }
+    String reason = unknown.getField(INVALID_FIELD).getLengthDelimitedList().get(0).toStringUtf8();
+    long count = invalid.incrementAndGet();
+    long now = System.nanoTime();
+    long last = lastLog.get();
+    if (now - last >= LOG_INTERVAL_NANOS && lastLog.compareAndSet(last, now)) {
+      log.warn("a request that is not valid protobuf was refused INVALID_ARGUMENT ({} so far): {}", count, reason);
+    }
+    return reason;
+  }
+
+  /** {@code definition} with lenient request parsing for every method that takes ModelInferRequest. */
+  @SuppressWarnings("unchecked")
+  static ServerServiceDefinition of(ServerServiceDefinition definition) {
+    ServiceDescriptor original = definition.getServiceDescriptor();
+    ServiceDescriptor.Builder service =
+        ServiceDescriptor.newBuilder(original.getName()).setSchemaDescriptor(original.getSchemaDescriptor());
+    java.util.List<ServerMethodDefinition<?, ?>> methods = new java.util.ArrayList<>();
+    for (ServerMethodDefinition<?, ?> method : definition.getMethods()) {
+      MethodDescriptor<?, ?> descriptor = method.getMethodDescriptor();
+      if (descriptor.getRequestMarshaller() instanceof MethodDescriptor.PrototypeMarshaller<?> prototype
+          && prototype.getMessagePrototype() instanceof ModelInferRequest) {
+        methods.add(lenient((ServerMethodDefinition<ModelInferRequest, Object>) method));
+      } else {
+        methods.add(method);
+      }
+    }
+    for (ServerMethodDefinition<?, ?> method : methods) {
+      service.addMethod(method.getMethodDescriptor());
+    }
+    ServerServiceDefinition.Builder rebuilt = ServerServiceDefinition.builder(service.build());
+    for (ServerMethodDefinition<?, ?> method : methods) {
+      rebuilt.addMethod(method);
+    }
+    return rebuilt.build();
+  }
+
+  private static <R> ServerMethodDefinition<ModelInferRequest, R> lenient(
+      ServerMethodDefinition<ModelInferRequest, R> method) {
+    MethodDescriptor<ModelInferRequest, R> descriptor = method.getMethodDescriptor();
+    return ServerMethodDefinition.create(
+        descriptor.toBuilder(new Marshaller(descriptor.getRequestMarshaller()), descriptor.getResponseMarshaller())
+            .build(),
+        method.getServerCallHandler());
+  }
+}
