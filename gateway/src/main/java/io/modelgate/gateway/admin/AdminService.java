@@ -90,10 +90,12 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
         () -> {
           ListModelsResponse.Builder response = ListModelsResponse.newBuilder();
           for (Model model : repository.models()) {
+            Route route = policies.router().route(model.name());
             ModelInfo.Builder info =
-                response.addModelsBuilder()
-                    .setName(model.name())
-                    .setRouting(policies.router().route(model.name()).policy());
+                response.addModelsBuilder().setName(model.name()).setRouting(route.policy());
+            if (route.degraded() != null) {
+              info.setRoutingDegraded(route.degraded());
+            }
             for (ModelVersion version : model.versions()) {
               info.addVersions(info(version));
             }
@@ -157,6 +159,7 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
         observer,
         () -> {
           ModelVersion version = repository.loadVersion(request.getModel(), request.getVersion());
+          policies.refresh(request.getModel());
           policies.audit(AdminAuth.caller(), "LoadVersion", request.getModel(), request.getVersion(), version.state() + " " + version.reason());
           return info(version);
         });

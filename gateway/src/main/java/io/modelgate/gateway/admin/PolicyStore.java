@@ -182,21 +182,49 @@ public final class PolicyStore {
   }
 
   /**
-   * Reinstalls saved policies after a restart. A policy that no longer fits the repository (a
-   * version gone or not READY) is skipped with a warning, and the model keeps the default.
+   * Reinstalls saved policies after a restart. A policy is never dropped because a version it
+   * names is not READY (a corrupt file, a folder removed): it is kept, at its revision, and routes
+   * among the READY versions it names, or refuses requests when none is — traffic never falls
+   * back to another version, so a candidate is not promoted by accident. Each such policy is
+   * logged as an error and shown by {@code admin models}; loading the missing version restores it
+   * whole. Only a policy invalid in itself (or for an unknown model) is skipped.
    */
   public synchronized void restore(AdminState saved) {
     for (RoutingPolicy policy : saved.getPoliciesList()) {
       try {
-        Route compiled = router.compile(policy);
+        Route compiled = router.compileKeeping(policy);
         router.installRestored(compiled);
-        log.info("model '{}' routing restored at revision {}: {}", policy.getModel(), policy.getRevision(), policy.getWeightsMap());
+        if (compiled.degraded() == null) {
+          log.info("model '{}' routing restored at revision {}: {}", policy.getModel(), policy.getRevision(), policy.getWeightsMap());
+        } else {
+          log.error(
+              "model '{}' routing restored at revision {} IN PART: {} {}; traffic goes only to the"
+                  + " READY versions it names (refused UNAVAILABLE when none is) until they load",
+              policy.getModel(), policy.getRevision(), policy.getWeightsMap(), compiled.degraded());
+        }
       } catch (RuntimeException e) {
-        log.warn("model '{}': saved routing revision {} not restored: {}", policy.getModel(), policy.getRevision(), e.getMessage());
+        log.error("model '{}': saved routing revision {} not restored: {}", policy.getModel(), policy.getRevision(), e.getMessage());
       }
     }
     for (RoutingPolicy policy : saved.getHistoryList()) {
       history.computeIfAbsent(policy.getModel(), m -> new ArrayDeque<>()).addLast(policy);
+    }
+  }
+
+  /**
+   * Recompiles the current policy of {@code model} against its versions' states, keeping its
+   * revision: after a version it names was loaded again, the policy serves whole again. A no-op
+   * for a policy that serves whole.
+   */
+  public synchronized void refresh(String model) {
+    Route current = router.route(model);
+    if (current.degraded() == null) {
+      return;
+    }
+    Route compiled = router.compileKeeping(current.policy());
+    router.install(compiled, current.policy().getRevision());
+    if (compiled.degraded() == null) {
+      log.info("model '{}' routing revision {} serves whole again", model, current.policy().getRevision());
     }
   }
 }

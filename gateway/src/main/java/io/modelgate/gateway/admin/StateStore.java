@@ -16,8 +16,10 @@ import java.nio.file.StandardOpenOption;
 
 /**
  * The state directory: routing policies, their history and rollouts in {@code state.json}, written
- * atomically (a temporary file, flushed to disk, then renamed over the old one), and the
- * append-only {@code audit.log}, one JSON record per line. Callers serialize writes.
+ * atomically and durably (a temporary file flushed to disk, renamed over the old one, then the
+ * directory itself flushed so that the rename survives a crash), and the append-only {@code
+ * audit.log}, one JSON record per line, flushed before it returns. A change is acknowledged only
+ * after both calls return. Callers serialize writes.
  */
 public final class StateStore {
   public static final String STATE_FILE = "state.json";
@@ -64,19 +66,39 @@ public final class StateStore {
         channel.force(true);
       }
       Files.move(temporary, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+      forceDirectory();
     } catch (IOException e) {
       throw new UncheckedIOException("cannot save " + file + ": " + e.getMessage(), e);
     }
   }
 
-  /** Appends one audit record and flushes it to disk. */
+  /**
+   * Flushes the directory's entries (a rename, a new file) to disk. Without it a crash right after
+   * a rename may come back with the old file, though the change was acknowledged.
+   */
+  private void forceDirectory() throws IOException {
+    try (FileChannel channel = FileChannel.open(directory, StandardOpenOption.READ)) {
+      channel.force(true);
+    } catch (IOException e) {
+      // Some platforms cannot open a directory for reading; there the rename is all there is.
+      if (!System.getProperty("os.name", "").toLowerCase(java.util.Locale.ROOT).startsWith("windows")) {
+        throw e;
+      }
+    }
+  }
+
+  /** Appends one audit record and flushes it (and, when it creates the file, the directory) to disk. */
   public void audit(AuditRecord record) {
     Path file = directory.resolve(AUDIT_FILE);
+    boolean created = !Files.exists(file);
     try (FileChannel channel =
         FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.APPEND, StandardOpenOption.WRITE)) {
       String line = JsonFormat.printer().omittingInsignificantWhitespace().print(record) + "\n";
       channel.write(ByteBuffer.wrap(line.getBytes(StandardCharsets.UTF_8)));
       channel.force(false);
+      if (created) {
+        forceDirectory();
+      }
     } catch (IOException e) {
       throw new UncheckedIOException("cannot append to " + file + ": " + e.getMessage(), e);
     }

@@ -145,6 +145,9 @@ final class AdminCommand implements Runnable {
                 v.getState().equals("READY") ? Integer.toString(v.getMaxBatchSize()) : "-", v.getReason());
           }
           out.printf("%-20s routing revision %d: %s%n", "", policy.getRevision(), weights(policy));
+          if (!model.getRoutingDegraded().isEmpty()) {
+            out.printf("%-20s ROUTING IN PART, %s%n", "", model.getRoutingDegraded());
+          }
         }
       });
     }

@@ -26,14 +26,22 @@ public final class Route {
   private final Metadata.Key<String> stickyHeader;
   private final ModelVersion shadow;
   private final double shadowRate;
+  /** When set, every request not naming a version is refused UNAVAILABLE with this message. */
+  private final String refusal;
+  /** What the policy names that this route leaves out, or null. */
+  private final String degraded;
 
   private Route(
       Model model,
       RoutingPolicy policy,
       ModelVersion[] versions,
       long[] weights,
-      ModelVersion shadow) {
+      ModelVersion shadow,
+      String refusal,
+      String degraded) {
     this.model = model;
+    this.refusal = refusal;
+    this.degraded = degraded;
     this.policy = policy;
     this.versions = versions;
     if (versions == null) {
@@ -64,13 +72,40 @@ public final class Route {
 
   /** The highest READY version takes every request, under {@code policy} (which has no weights). */
   static Route latestReady(Model model, RoutingPolicy policy, ModelVersion shadow) {
-    return new Route(model, policy, null, null, shadow);
+    return new Route(model, policy, null, null, shadow, null, null);
   }
 
-  /** A compiled explicit policy; the caller validated it. */
+  /**
+   * A compiled explicit policy; the caller validated it.
+   *
+   * @param degraded what the policy names that {@code versions} leave out, or null
+   */
   static Route weighted(
-      Model model, RoutingPolicy policy, ModelVersion[] versions, long[] weights, ModelVersion shadow) {
-    return new Route(model, policy, versions, weights, shadow);
+      Model model,
+      RoutingPolicy policy,
+      ModelVersion[] versions,
+      long[] weights,
+      ModelVersion shadow,
+      String degraded) {
+    return new Route(model, policy, versions, weights, shadow, null, degraded);
+  }
+
+  /** A policy none of whose weighted versions can serve: requests are refused with {@code refusal}. */
+  static Route refusing(Model model, RoutingPolicy policy, ModelVersion shadow, String refusal, String degraded) {
+    return new Route(model, policy, null, null, shadow, refusal, degraded);
+  }
+
+  /** The default route noting what its policy names that is not READY (null: nothing). */
+  static Route latestReady(Model model, RoutingPolicy policy, ModelVersion shadow, String degraded) {
+    return new Route(model, policy, null, null, shadow, null, degraded);
+  }
+
+  /**
+   * What the policy names that this route leaves out because it is not READY (it then routes among
+   * the READY versions the policy names, or refuses), or null when it serves the policy whole.
+   */
+  public String degraded() {
+    return degraded;
   }
 
   public RoutingPolicy policy() {
@@ -87,6 +122,9 @@ public final class Route {
 
   /** Weight of a version under this policy; for the default, 1 for the highest READY version. */
   public long weightOf(long version) {
+    if (refusal != null) {
+      return policy.getWeightsOrDefault(version, 0);
+    }
     if (versions == null) {
       return model.latestReady().map(v -> v.number() == version ? 1L : 0L).orElse(0L);
     }
@@ -107,6 +145,9 @@ public final class Route {
         pinned.serving();
       }
       return pinned;
+    }
+    if (refusal != null) {
+      throw InferenceException.unavailable(refusal);
     }
     if (versions == null) {
       return model

@@ -7,6 +7,8 @@ import io.modelgate.runtime.error.InferenceException;
 import io.modelgate.runtime.repository.Model;
 import io.modelgate.runtime.repository.ModelRepository;
 import io.modelgate.runtime.repository.ModelVersion;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.regex.Pattern;
@@ -95,11 +97,94 @@ public final class Router {
     long[] numbers = weights.keySet().stream().mapToLong(Long::longValue).sorted().toArray();
     ModelVersion[] versions = new ModelVersion[numbers.length];
     long[] values = new long[numbers.length];
-    long total = 0;
     for (int i = 0; i < numbers.length; i++) {
       versions[i] = readyVersion(model, numbers[i], "weights name");
       values[i] = Integer.toUnsignedLong(weights.get(numbers[i]));
-      total += values[i];
+    }
+    validateWeights(model, policy, values);
+    validateSticky(policy);
+    return Route.weighted(model, policy, versions, values, shadow, null);
+  }
+
+  /**
+   * Compiles a policy saved before a restart, or one whose versions changed state since it was
+   * set, without giving up on it: versions it names that are not READY (or are gone) take no
+   * traffic, and the others keep their relative weights. When none of its weighted versions is
+   * READY, the route refuses requests with UNAVAILABLE rather than send them to another version —
+   * a candidate is never promoted by accident. The route says what it left out ({@link
+   * Route#degraded()}).
+   *
+   * @throws InferenceException for a policy that is invalid whatever the versions' states
+   */
+  public Route compileKeeping(RoutingPolicy policy) {
+    Model model = LatestReadyVersionSelector.model(repository, policy.getModel());
+    List<String> missing = new ArrayList<>();
+    ModelVersion shadow = null;
+    if (hasShadow(policy)) {
+      validateShadow(model, policy);
+      shadow = model.version(policy.getShadow().getVersion()).orElse(null);
+      if (shadow == null || !shadow.isReady()) {
+        missing.add("shadow version " + policy.getShadow().getVersion() + " (" + describe(model, policy.getShadow().getVersion()) + ")");
+      }
+    }
+    Map<Long, Integer> weights = policy.getWeightsMap();
+    if (weights.isEmpty()) {
+      return Route.latestReady(model, policy, shadow, note(missing));
+    }
+    long[] numbers = weights.keySet().stream().mapToLong(Long::longValue).sorted().toArray();
+    long[] values = new long[numbers.length];
+    for (int i = 0; i < numbers.length; i++) {
+      values[i] = Integer.toUnsignedLong(weights.get(numbers[i]));
+    }
+    validateWeights(model, policy, values);
+    validateSticky(policy);
+    List<ModelVersion> ready = new ArrayList<>();
+    List<Long> readyWeights = new ArrayList<>();
+    for (int i = 0; i < numbers.length; i++) {
+      ModelVersion version = model.version(numbers[i]).orElse(null);
+      if (version != null && version.isReady()) {
+        if (values[i] > 0) {
+          ready.add(version);
+          readyWeights.add(values[i]);
+        }
+      } else if (values[i] > 0 || version == null) {
+        missing.add("version " + numbers[i] + " (" + describe(model, numbers[i]) + ", weight " + values[i] + ")");
+      }
+    }
+    String note = note(missing);
+    if (ready.isEmpty()) {
+      return Route.refusing(
+          model,
+          policy,
+          shadow,
+          "model '" + model.name() + "': routing revision " + policy.getRevision()
+              + " sends traffic only to versions that are not READY: " + note
+              + "; load them, or set a routing policy that names READY versions",
+          note);
+    }
+    return Route.weighted(
+        model,
+        policy,
+        ready.toArray(new ModelVersion[0]),
+        readyWeights.stream().mapToLong(Long::longValue).toArray(),
+        shadow,
+        note);
+  }
+
+  private static String describe(Model model, long number) {
+    return model.version(number)
+        .map(v -> v.state() + (v.reason().isEmpty() ? "" : ": " + v.reason()))
+        .orElse("no such version");
+  }
+
+  private static String note(List<String> missing) {
+    return missing.isEmpty() ? null : "not READY: " + String.join("; ", missing);
+  }
+
+  private static void validateWeights(Model model, RoutingPolicy policy, long[] values) {
+    long total = 0;
+    for (long value : values) {
+      total += value;
     }
     if (total == 0) {
       throw InferenceException.invalidArgument(
@@ -109,6 +194,9 @@ public final class Router {
       throw InferenceException.invalidArgument(
           "weights for model '" + model.name() + "' add up to " + total + " (expected: at most " + MAX_TOTAL_WEIGHT + ")");
     }
+  }
+
+  private static void validateSticky(RoutingPolicy policy) {
     String parameter = policy.getSticky().getParameter();
     String header = policy.getSticky().getHeader();
     if (!parameter.isEmpty() && !header.isEmpty()) {
@@ -119,19 +207,37 @@ public final class Router {
       throw InferenceException.invalidArgument(
           "sticky header '" + header + "' (expected: a lower-case ASCII gRPC header name, not -bin)");
     }
-    return Route.weighted(model, policy, versions, values, shadow);
+  }
+
+  private static boolean hasShadow(RoutingPolicy policy) {
+    return policy.hasShadow() && policy.getShadow().getVersion() != 0;
   }
 
   private static ModelVersion shadow(Model model, RoutingPolicy policy) {
-    if (!policy.hasShadow() || policy.getShadow().getVersion() == 0) {
+    if (!hasShadow(policy)) {
       return null;
     }
+    validateShadow(model, policy);
+    return readyVersion(model, policy.getShadow().getVersion(), "shadow names");
+  }
+
+  /**
+   * A shadow's rate must be in (0, 1], and the shadow must not also take live traffic: a version
+   * is either live or a shadow, or its figures would mix both.
+   */
+  private static void validateShadow(Model model, RoutingPolicy policy) {
     double rate = policy.getShadow().getSampleRate();
     if (!(rate > 0 && rate <= 1)) {
       throw InferenceException.invalidArgument(
           "shadow sample_rate " + rate + " (expected: more than 0, at most 1)");
     }
-    return readyVersion(model, policy.getShadow().getVersion(), "shadow names");
+    long shadow = policy.getShadow().getVersion();
+    int weight = policy.getWeightsOrDefault(shadow, 0);
+    if (weight != 0) {
+      throw InferenceException.invalidArgument(
+          "shadow version " + shadow + " of model '" + model.name() + "' also has weight " + weight
+              + " (expected: a shadow with no live weight; a version is either live or a shadow)");
+    }
   }
 
   private static ModelVersion readyVersion(Model model, long number, String what) {

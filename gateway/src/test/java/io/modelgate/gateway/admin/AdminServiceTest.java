@@ -202,6 +202,73 @@ class AdminServiceTest {
   }
 
   @Test
+  void aRestart_withAVersionOfThePolicyBroken_keepsThePolicy_andRoutesAmongItsReadyVersions() throws Exception {
+    // 1 live, 2 as a 0-weight entry and a shadow.
+    gateway.admin().setRouting(
+        SetRoutingRequest.newBuilder()
+            .setPolicy(
+                RoutingPolicy.newBuilder()
+                    .setModel("m")
+                    .putWeights(1, 100)
+                    .setShadow(io.modelgate.proto.admin.v1.ShadowRouting.newBuilder().setVersion(2).setSampleRate(0.5)))
+            .build());
+    gateway.close();
+    // Version 2's file is corrupt when the server comes back.
+    Gateway.write(root, "m", 2, "corrupted".getBytes());
+    gateway = Gateway.inProcess(root);
+    RoutingPolicy restored = gateway.admin().getRouting(GetRoutingRequest.newBuilder().setModel("m").build());
+    assertThat(restored.getRevision()).isEqualTo(1);
+    assertThat(restored.getWeightsMap()).containsExactly(java.util.Map.entry(1L, 100));
+    assertThat(restored.getShadow().getVersion()).isEqualTo(2);
+    // Version 1 keeps all traffic: no fallback to the highest READY version.
+    for (int i = 0; i < 20; i++) {
+      assertThat(answeringVersion()).isEqualTo("1");
+    }
+    assertThat(gateway.admin().listModels(ListModelsRequest.getDefaultInstance()).getModels(0).getRoutingDegraded())
+        .contains("shadow version 2").contains("FAILED");
+  }
+
+  @Test
+  void aRestart_withEveryWeightedVersionBroken_refusesRatherThanPromoteAnother() throws Exception {
+    Gateway.write(root, "m", 4, Gateway.affine());
+    gateway.close();
+    gateway = Gateway.inProcess(root);
+    set(0, 1, 100, 4, 0);
+    gateway.close();
+    Gateway.write(root, "m", 1, "corrupted".getBytes());
+    gateway = Gateway.inProcess(root);
+    // Versions 2 and 4 are READY, but the policy sends everything to 1: refuse, never route to 4.
+    failsWith(Status.Code.UNAVAILABLE, this::answeringVersion)
+        .hasMessageContaining("routing revision 1 sends traffic only to versions that are not READY")
+        .hasMessageContaining("version 1 (FAILED");
+    assertThat(gateway.admin().getRouting(GetRoutingRequest.newBuilder().setModel("m").build()).getRevision())
+        .isEqualTo(1);
+    // Once version 1 is fixed and loaded, the policy serves whole again.
+    Gateway.write(root, "m", 1, Gateway.affine());
+    gateway.admin().loadVersion(io.modelgate.proto.admin.v1.LoadVersionRequest.newBuilder().setModel("m").setVersion(1).build());
+    assertThat(answeringVersion()).isEqualTo("1");
+    assertThat(gateway.admin().listModels(ListModelsRequest.getDefaultInstance()).getModels(0).getRoutingDegraded())
+        .isEmpty();
+  }
+
+  @Test
+  void aShadowThatAlsoHasWeight_isRefused() {
+    failsWith(
+            Status.Code.INVALID_ARGUMENT,
+            () ->
+                gateway.admin().setRouting(
+                    SetRoutingRequest.newBuilder()
+                        .setPolicy(
+                            RoutingPolicy.newBuilder()
+                                .setModel("m")
+                                .putWeights(1, 90)
+                                .putWeights(2, 10)
+                                .setShadow(io.modelgate.proto.admin.v1.ShadowRouting.newBuilder().setVersion(2).setSampleRate(1)))
+                        .build()))
+        .hasMessageContaining("shadow version 2 of model 'm' also has weight 10");
+  }
+
+  @Test
   void getStats_reportsPerVersionCountsErrorsAndLatency() {
     set(0, 1, 100);
     for (int i = 0; i < 30; i++) {
