@@ -148,6 +148,16 @@ final class ServeCommand implements Callable<Integer> {
       description = "On shutdown, how long queued requests may still run. Default: ${DEFAULT-VALUE}.")
   Duration drainTimeout;
 
+  @Option(
+      names = "--shutdown-delay",
+      defaultValue = "0s",
+      converter = Converters.TimeSpan.class,
+      description =
+          "On shutdown, how long to report NOT_SERVING (health, /readyz) while still serving, so that"
+              + " load balancers move away before requests are refused. Default: ${DEFAULT-VALUE};"
+              + " in Kubernetes, a little more than the readiness probe's period.")
+  Duration shutdownDelay;
+
   @Override
   public Integer call() throws Exception {
     PrintWriter out = spec.commandLine().getOut();
@@ -158,7 +168,8 @@ final class ServeCommand implements Callable<Integer> {
             maxInboundMessageSize,
             eventLoopThreads == null ? ServerSettings.defaultEventLoopThreads() : eventLoopThreads,
             drainTimeout,
-            tls(tlsCert, tlsKey, tlsClientCa, "--tls"));
+            tls(tlsCert, tlsKey, tlsClientCa, "--tls"),
+            shutdownDelay);
     Files.createDirectories(stateDir);
     AdminToken token = AdminToken.resolve(adminTokenFile, stateDir);
     AdminSettings admin =
@@ -207,7 +218,7 @@ final class ServeCommand implements Callable<Integer> {
                 "modelgate-shutdown"));
     printBanner(out, settings, server.port(), root, demo, repository);
     out.printf(
-        "admin API on %s:%d (token: %s); metrics on http://%s:%d/metrics; state in %s%n",
+        "admin API on %s:%d (token: %s); metrics and health on http://%s:%d/{metrics,livez,readyz}; state in %s%n",
         adminHost, server.adminPort(), token.source(), metricsHost, server.metricsPort(), stateDir.toAbsolutePath());
     out.flush();
     server.awaitTermination();

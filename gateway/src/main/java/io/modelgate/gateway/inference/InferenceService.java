@@ -88,6 +88,8 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
   private final Clock clock;
   private final BooleanSupplier ready;
   private final ServerMetadataResponse serverMetadata;
+  /** The ModelStreamInfer calls still open, so that shutdown can end each once it has answered. */
+  private final java.util.Set<Stream> openStreams = java.util.concurrent.ConcurrentHashMap.newKeySet();
 
   /**
    * @param selector answers metadata, config and readiness questions (the protocol's default
@@ -389,7 +391,20 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     ServerCallStreamObserver<ModelStreamInferResponse> call =
         (ServerCallStreamObserver<ModelStreamInferResponse>) observer;
     call.setOnCancelHandler(IGNORE_CANCEL);
-    return new Stream(call, StreamErrorMode.abortOnError(), Context.current());
+    Stream stream = new Stream(call, StreamErrorMode.abortOnError(), Context.current());
+    openStreams.add(stream);
+    return stream;
+  }
+
+  /**
+   * Ends every open ModelStreamInfer call with UNAVAILABLE and {@code why}, each once every
+   * request it received has been answered (at once when none is pending). For shutdown, after the
+   * versions have drained: the streams end cleanly instead of being reset with answers in flight.
+   */
+  public void endStreams(String why) {
+    for (Stream stream : openStreams) {
+      stream.end(why);
+    }
   }
 
   /**
@@ -408,6 +423,8 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     private int pending;
     private boolean halfClosed;
     private boolean closed;
+    /** Set by {@link #end}: close with this status once nothing is pending. */
+    private Status ending;
 
     Stream(
         ServerCallStreamObserver<ModelStreamInferResponse> call,
@@ -474,7 +491,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
           if (closed) {
             return;
           }
-          closed = true;
+          close();
           call.onError(status.asRuntimeException());
         }
         return;
@@ -509,7 +526,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     @Override
     public synchronized void onError(Throwable t) {
       // The client cancelled or the transport failed: nothing more can be written.
-      closed = true;
+      close();
     }
 
     @Override
@@ -518,11 +535,29 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       finishIfDone();
     }
 
+    synchronized void end(String why) {
+      ending =
+          Status.UNAVAILABLE.withDescription(
+              why + "; every request received on this stream was answered");
+      finishIfDone();
+    }
+
     private void finishIfDone() {
-      if (halfClosed && pending == 0 && !closed) {
-        closed = true;
-        call.onCompleted();
+      if (pending != 0 || closed) {
+        return;
       }
+      if (halfClosed) {
+        close();
+        call.onCompleted();
+      } else if (ending != null) {
+        close();
+        call.onError(ending.asRuntimeException());
+      }
+    }
+
+    private void close() {
+      closed = true;
+      openStreams.remove(this);
     }
   }
 

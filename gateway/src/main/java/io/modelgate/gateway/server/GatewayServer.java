@@ -6,6 +6,7 @@ import io.grpc.ServerInterceptors;
 import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
 import io.grpc.netty.NettyServerBuilder;
 import io.grpc.protobuf.services.HealthStatusManager;
+import io.grpc.protobuf.services.ProtoReflectionService;
 import io.grpc.protobuf.services.ProtoReflectionServiceV1;
 import io.modelgate.gateway.admin.AdminAuth;
 import io.modelgate.gateway.admin.AdminService;
@@ -15,7 +16,6 @@ import io.modelgate.gateway.inference.InferenceService;
 import io.modelgate.gateway.rollout.RolloutController;
 import io.modelgate.gateway.routing.LatestReadyVersionSelector;
 import io.modelgate.gateway.routing.Router;
-import io.modelgate.gateway.stats.MetricsHttpServer;
 import io.modelgate.gateway.stats.StatsRegistry;
 import io.modelgate.proto.admin.v1.AdminState;
 import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
@@ -43,9 +43,16 @@ import org.slf4j.LoggerFactory;
  * health (SERVING only while ready) and server reflection on the inference port; the admin
  * service on its own port (never on the inference port); Prometheus metrics over HTTP.
  *
+ * <p>Health follows readiness continuously: {@code grpc.health.v1} for the whole server ({@code ""}
+ * and {@code inference.GRPCInferenceService}) and for each model by its name, and HTTP {@code
+ * /readyz}, change as soon as a version's state changes (through {@link
+ * io.modelgate.runtime.repository.VersionEvents}); {@code /livez} stays 200 until the process has
+ * stopped.
+ *
  * <p>{@link #stop()} follows the shutdown order, each phase recorded in {@link #phases()}: health
- * NOT_SERVING → stop accepting new calls → drain every version's queue → close the ONNX Runtime
- * sessions → await termination of the transports.
+ * NOT_SERVING → the shutdown delay, still serving → stop accepting new calls → drain every
+ * version's queue → end open streams once each has answered what it received → close the ONNX
+ * Runtime sessions → await termination of the transports.
  */
 public final class GatewayServer {
   private static final Logger log = LoggerFactory.getLogger(GatewayServer.class);
@@ -53,6 +60,7 @@ public final class GatewayServer {
   /** The steps of {@link #stop()}, in order. */
   public enum Phase {
     NOT_SERVING,
+    DELAYED,
     STOPPED_ACCEPTING,
     DRAINED,
     SESSIONS_CLOSED,
@@ -70,9 +78,11 @@ public final class GatewayServer {
   private final PolicyStore policies;
   private final RolloutController rollouts;
   private final AdminService admin;
-  private final MetricsHttpServer metrics;
+  private final HttpEndpoints metrics;
   private final HealthStatusManager health;
+  private final InferenceService inference;
   private final Duration drainTimeout;
+  private final Duration shutdownDelay;
   private final Runnable releaseTransport;
   private final List<Phase> phases = new CopyOnWriteArrayList<>();
   private final CountDownLatch terminated = new CountDownLatch(1);
@@ -89,7 +99,9 @@ public final class GatewayServer {
     this.admin = b.admin;
     this.metrics = b.metrics;
     this.health = b.health;
+    this.inference = b.inference;
     this.drainTimeout = b.drainTimeout;
+    this.shutdownDelay = b.shutdownDelay;
     this.releaseTransport = b.release;
   }
 
@@ -102,9 +114,11 @@ public final class GatewayServer {
     PolicyStore policies;
     RolloutController rollouts;
     AdminService admin;
-    MetricsHttpServer metrics;
+    HttpEndpoints metrics;
     HealthStatusManager health;
+    InferenceService inference;
     Duration drainTimeout;
+    Duration shutdownDelay = Duration.ZERO;
     Runnable release;
   }
 
@@ -146,7 +160,13 @@ public final class GatewayServer {
         };
     try {
       GatewayServer gateway =
-          start(new Transports(inference, admin, release), settings.drainTimeout(), adminSettings, repository, stats);
+          start(
+              new Transports(inference, admin, release),
+              settings.drainTimeout(),
+              settings.shutdownDelay(),
+              adminSettings,
+              repository,
+              stats);
       log.info(
           "listening on {}:{} ({}{} transport, {} event loops); admin on {}:{}{}",
           settings.host(), gateway.port(), epoll ? "epoll" : "nio", settings.tls() == null ? "" : ", TLS",
@@ -177,10 +197,23 @@ public final class GatewayServer {
       ModelRepository repository,
       StatsRegistry stats)
       throws IOException {
+    return start(transports, drainTimeout, Duration.ZERO, adminSettings, repository, stats);
+  }
+
+  /** As above, reporting NOT_SERVING for {@code shutdownDelay} before it stops accepting. */
+  public static GatewayServer start(
+      Transports transports,
+      Duration drainTimeout,
+      Duration shutdownDelay,
+      AdminSettings adminSettings,
+      ModelRepository repository,
+      StatsRegistry stats)
+      throws IOException {
     Builder b = new Builder();
     b.repository = repository;
     b.stats = stats;
     b.drainTimeout = drainTimeout;
+    b.shutdownDelay = shutdownDelay;
     b.release = transports.release();
     b.health = new HealthStatusManager();
     b.router = new Router(repository);
@@ -193,7 +226,7 @@ public final class GatewayServer {
     b.admin = new AdminService(repository, b.policies, b.rollouts, stats, drainTimeout);
     GatewayServer[] self = new GatewayServer[1];
     InferenceService inference =
-        new InferenceService(
+        b.inference = new InferenceService(
             repository,
             new LatestReadyVersionSelector(repository),
             b.router,
@@ -208,6 +241,7 @@ public final class GatewayServer {
               .addService(inference.definition())
               .addService(b.health.getHealthService())
               .addService(ProtoReflectionServiceV1.newInstance())
+              .addService(reflectionV1Alpha())
               .build()
               .start();
       b.adminServer =
@@ -216,7 +250,15 @@ public final class GatewayServer {
               .build()
               .start();
       if (adminSettings.metricsPort() >= 0) {
-        b.metrics = MetricsHttpServer.start(adminSettings.metricsHost(), adminSettings.metricsPort(), stats);
+        b.metrics =
+            HttpEndpoints.start(
+                adminSettings.metricsHost(),
+                adminSettings.metricsPort(),
+                stats::scrape,
+                () -> self[0] == null || !self[0].terminated(),
+                () -> self[0] == null
+                    ? new HttpEndpoints.Readiness(false, "starting")
+                    : self[0].readiness());
       }
       started = true;
     } finally {
@@ -233,8 +275,19 @@ public final class GatewayServer {
     }
     GatewayServer gateway = new GatewayServer(b);
     self[0] = gateway;
+    // Subscribe first, then publish: no change can fall between the two.
+    repository.events().subscribe(version -> gateway.publishHealth());
     gateway.publishHealth();
     return gateway;
+  }
+
+  /**
+   * Server reflection {@code v1alpha}, which older grpcurl, Postman and evans speak, next to
+   * {@code v1}.
+   */
+  @SuppressWarnings("deprecation")
+  private static io.grpc.BindableService reflectionV1Alpha() {
+    return ProtoReflectionService.newInstance();
   }
 
   /** The inference port (-1 for in-process). */
@@ -273,33 +326,92 @@ public final class GatewayServer {
     return !stopping && !server.isShutdown() && repository.anyReady();
   }
 
-  private void publishHealth() {
-    ServingStatus status = isReady() ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
+  /** Whether it is ready, and why not. */
+  HttpEndpoints.Readiness readiness() {
+    if (stopping || server.isShutdown()) {
+      return new HttpEndpoints.Readiness(false, "the server is stopping");
+    }
+    if (!repository.anyReady()) {
+      return new HttpEndpoints.Readiness(false, "no model version is READY");
+    }
+    return new HttpEndpoints.Readiness(true, "");
+  }
+
+  /** Whether {@link #stop()} has finished. */
+  boolean terminated() {
+    return terminated.getCount() == 0;
+  }
+
+  /**
+   * Sets every health status from the current states: the server's, and each model's under its
+   * name (SERVING while it has a READY version and the server is not stopping). Called after every
+   * version state change, on the changing thread; the statuses are a small map, set without
+   * blocking.
+   */
+  private synchronized void publishHealth() {
+    boolean up = !stopping && !server.isShutdown();
+    ServingStatus status = up && repository.anyReady() ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
     health.setStatus(HealthStatusManager.SERVICE_NAME_ALL_SERVICES, status);
     health.setStatus(GRPCInferenceServiceGrpc.SERVICE_NAME, status);
+    for (io.modelgate.runtime.repository.Model model : repository.models()) {
+      health.setStatus(
+          model.name(),
+          up && model.latestReady().isPresent() ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
+    }
   }
 
   /** Stops in the documented order; blocks until done. Idempotent. */
-  public synchronized void stop() {
-    if (stopping) {
+  public void stop() {
+    boolean first;
+    synchronized (this) {
+      first = !stopping;
+      stopping = true;
+    }
+    if (!first) {
+      // Another caller is stopping it: wait for that to finish, as the first caller does.
+      boolean interrupted = false;
+      while (!terminated()) {
+        try {
+          terminated.await();
+        } catch (InterruptedException e) {
+          interrupted = true;
+        }
+      }
+      if (interrupted) {
+        Thread.currentThread().interrupt();
+      }
       return;
     }
-    stopping = true;
-    log.info("stopping: health NOT_SERVING, then draining for up to {} s", drainTimeout.toSeconds());
-    health.enterTerminalState();
+    log.info(
+        "stopping: health NOT_SERVING for {} ms while still serving, then draining for up to {} s",
+        shutdownDelay.toMillis(), drainTimeout.toSeconds());
+    publishHealth();
     phases.add(Phase.NOT_SERVING);
+    // An interrupt cuts the delay short (a second Ctrl-C, say); the stop itself goes on.
+    boolean delayInterrupted = false;
+    if (!shutdownDelay.isZero()) {
+      try {
+        Thread.sleep(shutdownDelay.toMillis());
+      } catch (InterruptedException e) {
+        delayInterrupted = true;
+      }
+    }
+    phases.add(Phase.DELAYED);
+    health.enterTerminalState();
     server.shutdown();
     adminServer.shutdown();
     rollouts.close();
     admin.close();
     phases.add(Phase.STOPPED_ACCEPTING);
     repository.drain(drainTimeout);
+    // Every queued request is answered: end the streams still open, each once it has answered
+    // all it received, instead of resetting them with answers in flight.
+    inference.endStreams("the server is stopping");
     phases.add(Phase.DRAINED);
     repository.closeSessions();
     phases.add(Phase.SESSIONS_CLOSED);
     try {
-      // Open streams whose requests are all answered may stay open; give them a moment.
-      if (!server.awaitTermination(2, TimeUnit.SECONDS)) {
+      if (!server.awaitTermination(5, TimeUnit.SECONDS)) {
         server.shutdownNow();
         server.awaitTermination(5, TimeUnit.SECONDS);
       }
@@ -311,13 +423,16 @@ public final class GatewayServer {
       adminServer.shutdownNow();
       Thread.currentThread().interrupt();
     } finally {
-      if (metrics != null) {
-        metrics.close();
-      }
       releaseTransport.run();
       phases.add(Phase.TERMINATED);
       terminated.countDown();
+      if (metrics != null) {
+        metrics.close();
+      }
       log.info("stopped");
+      if (delayInterrupted) {
+        Thread.currentThread().interrupt();
+      }
     }
   }
 

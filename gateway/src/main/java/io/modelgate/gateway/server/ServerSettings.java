@@ -15,6 +15,9 @@ import java.util.Objects;
  * @param drainTimeout on shutdown, how long queued requests may still run before they are answered
  *     UNAVAILABLE
  * @param tls null for plaintext
+ * @param shutdownDelay on shutdown, how long the gateway reports NOT_SERVING (health, /readyz,
+ *     ServerReady) while it still serves everything, so that load balancers move away before any
+ *     request is refused; then it stops accepting and drains
  */
 public record ServerSettings(
     String host,
@@ -22,7 +25,8 @@ public record ServerSettings(
     int maxInboundMessageBytes,
     int eventLoopThreads,
     Duration drainTimeout,
-    TlsSettings tls) {
+    TlsSettings tls,
+    Duration shutdownDelay) {
   public static final int DEFAULT_PORT = 8001;
   /** Well above grpc-java's 4 MiB default, for image and embedding batches. */
   public static final int DEFAULT_MAX_INBOUND_MESSAGE_BYTES = 128 << 20;
@@ -45,6 +49,21 @@ public record ServerSettings(
     if (drainTimeout.isNegative()) {
       throw new IllegalArgumentException("drain timeout: " + drainTimeout + " (expected: >= 0)");
     }
+    if (shutdownDelay.isNegative() || shutdownDelay.compareTo(Duration.ofMinutes(10)) > 0) {
+      throw new IllegalArgumentException(
+          "shutdown delay: " + shutdownDelay + " (expected: 0 to 10 minutes)");
+    }
+  }
+
+  /** No shutdown delay. */
+  public ServerSettings(
+      String host,
+      int port,
+      int maxInboundMessageBytes,
+      int eventLoopThreads,
+      Duration drainTimeout,
+      TlsSettings tls) {
+    this(host, port, maxInboundMessageBytes, eventLoopThreads, drainTimeout, tls, Duration.ZERO);
   }
 
   /** One event loop per two cores, at least one: the other cores run batchers and models. */

@@ -299,4 +299,34 @@ class NettyLoopbackTest {
               assertThat(e.getStatus().getDescription()).hasSizeLessThan(2_200);
             });
   }
+
+  @SuppressWarnings("deprecation")
+  @Test
+  void reflection_speaksV1alphaAsWellAsV1() throws Exception {
+    java.util.concurrent.CompletableFuture<java.util.List<String>> names = new java.util.concurrent.CompletableFuture<>();
+    io.grpc.stub.StreamObserver<io.grpc.reflection.v1alpha.ServerReflectionRequest> requests =
+        io.grpc.reflection.v1alpha.ServerReflectionGrpc.newStub(gateway.channel)
+            .serverReflectionInfo(
+                new io.grpc.stub.StreamObserver<>() {
+                  @Override
+                  public void onNext(io.grpc.reflection.v1alpha.ServerReflectionResponse response) {
+                    names.complete(
+                        response.getListServicesResponse().getServiceList().stream()
+                            .map(io.grpc.reflection.v1alpha.ServiceResponse::getName)
+                            .toList());
+                  }
+
+                  @Override
+                  public void onError(Throwable t) {
+                    names.completeExceptionally(t);
+                  }
+
+                  @Override
+                  public void onCompleted() {}
+                });
+    requests.onNext(io.grpc.reflection.v1alpha.ServerReflectionRequest.newBuilder().setListServices("").build());
+    requests.onCompleted();
+    assertThat(names.get(10, TimeUnit.SECONDS))
+        .contains("inference.GRPCInferenceService", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection");
+  }
 }

@@ -71,6 +71,7 @@ class ShutdownTest {
     assertThat(gateway.server.phases())
         .containsExactly(
             Phase.NOT_SERVING,
+            Phase.DELAYED,
             Phase.STOPPED_ACCEPTING,
             Phase.DRAINED,
             Phase.SESSIONS_CLOSED,
@@ -101,6 +102,81 @@ class ShutdownTest {
     gateway.server.stop();
     List<Status.Code> codes = outcomes(fire(gateway, 1));
     assertThat(codes).containsExactly(Status.Code.UNAVAILABLE);
+    gateway.close();
+  }
+
+  @Test
+  void shutdownDelay_reportsNotServingFirst_whileStillAnswering() throws Exception {
+    Gateway gateway =
+        Gateway.inProcess(
+            Gateway.standardRepository(root), Duration.ofSeconds(10), Duration.ofSeconds(30),
+            root.resolve(".state"), java.time.Clock.systemUTC());
+    io.grpc.health.v1.HealthGrpc.HealthBlockingStub health = io.grpc.health.v1.HealthGrpc.newBlockingStub(gateway.channel);
+    Thread stopper = new Thread(gateway.server::stop);
+    stopper.start();
+    // Wait for the stop to begin (no timing assumption beyond the 30 s delay itself).
+    long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+    while (!gateway.server.phases().contains(Phase.NOT_SERVING) && System.nanoTime() < until) {
+      Thread.sleep(5);
+    }
+    assertThat(gateway.server.phases()).containsExactly(Phase.NOT_SERVING);
+    assertThat(health.check(io.grpc.health.v1.HealthCheckRequest.getDefaultInstance()).getStatus())
+        .isEqualTo(io.grpc.health.v1.HealthCheckResponse.ServingStatus.NOT_SERVING);
+    assertThat(gateway.blocking().serverReady(io.modelgate.proto.inference.ServerReadyRequest.getDefaultInstance()).getReady())
+        .isFalse();
+    // Still serving inference during the delay.
+    assertThat(outcomes(fire(gateway, 20))).containsOnly(Status.Code.OK);
+    stopper.interrupt();
+    stopper.join(30_000);
+    assertThat(gateway.server.phases()).endsWith(Phase.TERMINATED);
+    gateway.close();
+  }
+
+  @Test
+  void openStreams_areEndedOnceEveryRequestTheySentIsAnswered_notReset() throws Exception {
+    Gateway gateway = Gateway.inProcess(Gateway.standardRepository(root), Duration.ofSeconds(30));
+    List<io.modelgate.proto.inference.ModelStreamInferResponse> answers =
+        java.util.Collections.synchronizedList(new ArrayList<>());
+    CompletableFuture<Status> end = new CompletableFuture<>();
+    StreamObserver<io.modelgate.proto.inference.ModelInferRequest> requests =
+        gateway.async().modelStreamInfer(
+            new StreamObserver<>() {
+              @Override
+              public void onNext(io.modelgate.proto.inference.ModelStreamInferResponse value) {
+                answers.add(value);
+              }
+
+              @Override
+              public void onError(Throwable t) {
+                end.complete(Status.fromThrowable(t));
+              }
+
+              @Override
+              public void onCompleted() {
+                end.complete(Status.OK);
+              }
+            });
+    int sent = 300;
+    for (int i = 0; i < sent; i++) {
+      requests.onNext(Tensors.digit(MnistDigits.get(i % 62)).setId("r" + i).build());
+    }
+    // The client never half-closes: the server must end the stream itself, after answering all.
+    gateway.server.stop();
+    Status status = end.get(30, TimeUnit.SECONDS);
+    assertThat(status.getCode()).isEqualTo(Status.Code.UNAVAILABLE);
+    assertThat(status.getDescription()).contains("the server is stopping").contains("every request received");
+    // Every request sent has its one answer: a result, or (if it reached the server once the
+    // versions were unloading) an in-band UNAVAILABLE.
+    assertThat(answers).hasSize(sent);
+    assertThat(answers.stream().map(a -> a.getInferResponse().getId()).distinct().count()).isEqualTo(sent);
+    assertThat(answers)
+        .allSatisfy(
+            a -> {
+              if (!a.getErrorMessage().isEmpty()) {
+                assertThat(a.getInferResponse().getParametersMap().get("error_code").getStringParam())
+                    .isEqualTo("UNAVAILABLE");
+              }
+            });
     gateway.close();
   }
 }

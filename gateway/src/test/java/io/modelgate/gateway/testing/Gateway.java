@@ -90,6 +90,13 @@ public final class Gateway implements AutoCloseable {
   /** As above, on {@code clock}; rollouts are judged only when the test calls tick(). */
   public static Gateway inProcess(Path root, Duration drainTimeout, Path stateDir, Clock clock)
       throws IOException {
+    return inProcess(root, drainTimeout, Duration.ZERO, stateDir, clock);
+  }
+
+  /** In-process, reporting NOT_SERVING for {@code shutdownDelay} before it stops accepting. */
+  public static Gateway inProcess(
+      Path root, Duration drainTimeout, Duration shutdownDelay, Path stateDir, Clock clock)
+      throws IOException {
     StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), clock, false);
     ModelRepository repository = load(root, stats);
     String name = InProcessServerBuilder.generateName();
@@ -99,6 +106,7 @@ public final class Gateway implements AutoCloseable {
             new GatewayServer.Transports(
                 InProcessServerBuilder.forName(name), InProcessServerBuilder.forName(adminName), () -> {}),
             drainTimeout,
+            shutdownDelay,
             adminSettings(stateDir, -1),
             repository,
             stats);

@@ -14,9 +14,11 @@ import java.util.TreeMap;
 public final class Model {
   private final String name;
   private volatile NavigableMap<Long, ModelVersion> versions;
+  private final VersionEvents events;
 
-  Model(String name, List<ModelVersion> versions) {
+  Model(String name, List<ModelVersion> versions, VersionEvents events) {
     this.name = name;
+    this.events = events;
     TreeMap<Long, ModelVersion> map = new TreeMap<>();
     for (ModelVersion version : versions) {
       map.put(version.number(), version);
@@ -31,7 +33,7 @@ public final class Model {
       return existing;
     }
     TreeMap<Long, ModelVersion> copy = new TreeMap<>(versions);
-    ModelVersion added = new ModelVersion(name, number, directory);
+    ModelVersion added = new ModelVersion(name, number, directory, events);
     copy.put(number, added);
     versions = Collections.unmodifiableNavigableMap(copy);
     return added;

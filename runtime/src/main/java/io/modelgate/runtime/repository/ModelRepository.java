@@ -56,10 +56,16 @@ public final class ModelRepository {
   private final Map<String, Model> models;
   private final ModelSettings defaults;
   private final StageRecorder.Factory recorders;
+  private final VersionEvents events;
 
   private ModelRepository(
-      Path root, Map<String, Model> models, ModelSettings defaults, StageRecorder.Factory recorders) {
+      Path root,
+      Map<String, Model> models,
+      ModelSettings defaults,
+      StageRecorder.Factory recorders,
+      VersionEvents events) {
     this.root = root;
+    this.events = events;
     this.models = Collections.unmodifiableMap(models);
     this.defaults = defaults;
     this.recorders = recorders;
@@ -84,6 +90,10 @@ public final class ModelRepository {
     if (!Files.isDirectory(root)) {
       throw new IOException("model repository " + root + " is not a folder");
     }
+    if (list(root).stream().noneMatch(Files::isDirectory)) {
+      log.warn("model repository {} holds no model folders (expected: {}/<model>/<version>/{})", root, root, MODEL_FILE);
+    }
+    VersionEvents events = new VersionEvents();
     Map<String, Model> models = new TreeMap<>();
     for (Path dir : list(root)) {
       String name = dir.getFileName().toString();
@@ -94,13 +104,13 @@ public final class ModelRepository {
         log.warn("ignoring {}: a model name may hold only letters, digits, '_', '.' and '-'", dir);
         continue;
       }
-      models.put(name, loadModel(name, dir, defaults, recorders));
+      models.put(name, loadModel(name, dir, defaults, recorders, events));
     }
-    return new ModelRepository(root, models, defaults, recorders);
+    return new ModelRepository(root, models, defaults, recorders, events);
   }
 
   private static Model loadModel(
-      String name, Path dir, ModelSettings defaults, StageRecorder.Factory recorders)
+      String name, Path dir, ModelSettings defaults, StageRecorder.Factory recorders, VersionEvents events)
       throws IOException {
     List<ModelVersion> versions = new ArrayList<>();
     for (Path versionDir : list(dir)) {
@@ -113,7 +123,7 @@ public final class ModelRepository {
             "ignoring {}: a version folder is named by a positive integer, e.g. {}/1", versionDir, dir);
         continue;
       }
-      versions.add(new ModelVersion(name, Long.parseLong(folder), versionDir));
+      versions.add(new ModelVersion(name, Long.parseLong(folder), versionDir, events));
     }
     if (versions.isEmpty()) {
       log.warn("model '{}' in {} has no version folders (expected: {}/1/{})", name, dir, dir, MODEL_FILE);
@@ -126,12 +136,12 @@ public final class ModelRepository {
         version.failed(e.getMessage());
         log.error("{} FAILED: {}", version.label(), e.getMessage());
       }
-      return new Model(name, versions);
+      return new Model(name, versions, events);
     }
     for (ModelVersion version : versions) {
       loadVersion(version, settings, recorders);
     }
-    return new Model(name, versions);
+    return new Model(name, versions, events);
   }
 
   private static void loadVersion(
@@ -419,7 +429,7 @@ public final class ModelRepository {
         throw InferenceException.failedPrecondition(
             version.label() + " is " + version.state() + ", not READY");
       }
-      version.unloading(loaded);
+      version.unloading(loaded, "it is being unloaded by an operator");
     }
     loaded.scheduler().drain(drainTimeout);
     LoadedVersion closing = version.unloaded();
@@ -436,6 +446,11 @@ public final class ModelRepository {
 
   public Path root() {
     return root;
+  }
+
+  /** Where version state changes are announced. */
+  public VersionEvents events() {
+    return events;
   }
 
   public Optional<Model> model(String name) {
@@ -478,7 +493,7 @@ public final class ModelRepository {
       for (ModelVersion version : model.versions()) {
         LoadedVersion loaded = version.loaded();
         if (loaded != null) {
-          version.unloading(loaded);
+          version.unloading(loaded, "the server is stopping");
           draining.add(loaded);
         }
       }

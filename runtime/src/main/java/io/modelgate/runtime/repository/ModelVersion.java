@@ -15,12 +15,14 @@ public final class ModelVersion {
   private final String numberText;
   private final String label;
   private final Path directory;
+  private final VersionEvents events;
   private volatile Snapshot snapshot;
   private LoadedVersion unloading;
 
   private record Snapshot(VersionState state, String reason, LoadedVersion loaded) {}
 
-  ModelVersion(String model, long number, Path directory) {
+  ModelVersion(String model, long number, Path directory, VersionEvents events) {
+    this.events = Objects.requireNonNull(events, "events");
     this.model = Objects.requireNonNull(model, "model");
     this.number = number;
     this.numberText = Long.toString(number);
@@ -94,15 +96,20 @@ public final class ModelVersion {
 
   /** Back to LOADING, for a version loaded again after it was unloaded or failed. */
   synchronized void loading() {
-    snapshot = new Snapshot(VersionState.LOADING, "", null);
+    change(new Snapshot(VersionState.LOADING, "", null));
   }
 
   void ready(LoadedVersion loaded) {
-    snapshot = new Snapshot(VersionState.READY, "", Objects.requireNonNull(loaded));
+    change(new Snapshot(VersionState.READY, "", Objects.requireNonNull(loaded)));
   }
 
   void failed(String reason) {
-    snapshot = new Snapshot(VersionState.FAILED, withoutServerPaths(reason), null);
+    change(new Snapshot(VersionState.FAILED, withoutServerPaths(reason), null));
+  }
+
+  private void change(Snapshot next) {
+    snapshot = next;
+    events.changed(this);
   }
 
   /**
@@ -130,14 +137,18 @@ public final class ModelVersion {
     if (current.loaded() != loaded) {
       return false;
     }
-    snapshot = new Snapshot(VersionState.FAILED, withoutServerPaths(reason), null);
+    change(new Snapshot(VersionState.FAILED, withoutServerPaths(reason), null));
     return true;
   }
 
-  /** READY → UNLOADING; keeps what it served with until {@link #unloaded}. */
-  synchronized void unloading(LoadedVersion loaded) {
-    snapshot = new Snapshot(VersionState.UNLOADING, "the server is stopping", null);
+  /**
+   * READY → UNLOADING; keeps what it served with until {@link #unloaded}.
+   *
+   * @param why what requests refused meanwhile are told, e.g. "the server is stopping"
+   */
+  synchronized void unloading(LoadedVersion loaded, String why) {
     this.unloading = loaded;
+    change(new Snapshot(VersionState.UNLOADING, why, null));
   }
 
   /** UNLOADING → UNAVAILABLE; returns what it served with, for closing, or null if not unloading. */
@@ -145,7 +156,7 @@ public final class ModelVersion {
     LoadedVersion loaded = unloading;
     unloading = null;
     if (loaded != null) {
-      snapshot = new Snapshot(VersionState.UNAVAILABLE, "unloaded", null);
+      change(new Snapshot(VersionState.UNAVAILABLE, "unloaded", null));
     }
     return loaded;
   }
