@@ -117,4 +117,84 @@ public class RingBenchmark {
     }
     done.await();
   }
+
+  /** A version whose only executor is held and whose one queue place is taken: every submit is refused. */
+  @State(Scope.Benchmark)
+  public static class FullQueue {
+    final java.util.concurrent.CountDownLatch release = new java.util.concurrent.CountDownLatch(1);
+    RingScheduler scheduler;
+    InferenceRequest request;
+
+    @Setup
+    public void setUp() throws InterruptedException {
+      ModelSignature signature =
+          new ModelSignature(
+              List.of(new TensorSpec("x", DataType.FP32, new long[] {-1, 4})),
+              List.of(new TensorSpec("y", DataType.FP32, new long[] {-1, 4})),
+              64);
+      DecodedRequest decoded =
+          RequestDecoder.decode(
+              ModelInferRequest.newBuilder()
+                  .addInputs(ModelInferRequest.InferInputTensor.newBuilder().setName("x").setDatatype("FP32").addShape(1).addShape(4)
+                      .setContents(InferTensorContents.newBuilder().addFp32Contents(1).addFp32Contents(2).addFp32Contents(3).addFp32Contents(4)))
+                  .build(),
+              signature);
+      CountDownLatch running = new CountDownLatch(1);
+      OutputTensor[] none = new OutputTensor[0];
+      scheduler =
+          new RingScheduler(
+              "bench-full",
+              new SchedulerSettings(1, 1),
+              BatchPolicy.UNBATCHED,
+              () ->
+                  new BatchExecutor() {
+                    @Override
+                    public void execute(Batch batch) {
+                      running.countDown();
+                      try {
+                        release.await();
+                      } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                      }
+                      for (int i = 0; i < batch.size(); i++) {
+                        batch.get(i).succeed(new InferenceResult(none, batch.rows()));
+                      }
+                    }
+
+                    @Override
+                    public void close() {}
+                  },
+              StageRecorder.NONE);
+      InferenceCallback ignore =
+          new InferenceCallback() {
+            @Override
+            public void onSuccess(InferenceResult result) {}
+
+            @Override
+            public void onFailure(InferenceException error) {}
+          };
+      scheduler.submit(InferenceRequest.of(decoded, System.nanoTime(), null, ignore));
+      running.await();
+      scheduler.submit(InferenceRequest.of(decoded, System.nanoTime(), null, ignore));
+      request = InferenceRequest.of(decoded, System.nanoTime(), null, ignore);
+    }
+
+    @TearDown
+    public void tearDown() {
+      release.countDown();
+      scheduler.drain(Duration.ofSeconds(5));
+    }
+  }
+
+  /** What a refusal costs the request thread when the version's queue is full. */
+  @Benchmark
+  public Object refuseWhenFull(FullQueue full) {
+    try {
+      full.scheduler.refuseIfFull();
+      full.scheduler.submit(full.request);
+      return full.request;
+    } catch (InferenceException e) {
+      return e;
+    }
+  }
 }

@@ -83,14 +83,30 @@ public final class LoadGenerator {
     }
   }
 
-  /** What one run measured. */
+  /**
+   * What one run measured.
+   *
+   * @param errorLatencyMicros by status code, how long the failed calls took to be answered (a
+   *     refusal under overload must be fast); from each call's intended send time, as for successes
+   */
   public record Result(
       long sent,
       long completed,
       double seconds,
       Histogram latencyMicros,
       Map<String, Histogram> byVersion,
-      Map<String, Long> errors) {
+      Map<String, Long> errors,
+      Map<String, Histogram> errorLatencyMicros) {
+    public Result(
+        long sent,
+        long completed,
+        double seconds,
+        Histogram latencyMicros,
+        Map<String, Histogram> byVersion,
+        Map<String, Long> errors) {
+      this(sent, completed, seconds, latencyMicros, byVersion, errors, Map.of());
+    }
+
     public double throughput() {
       return completed / seconds;
     }
@@ -111,8 +127,14 @@ public final class LoadGenerator {
       }));
       Map<String, Long> errorCounts = new TreeMap<>(errors);
       other.errors.forEach((code, n) -> errorCounts.merge(code, n, Long::sum));
+      Map<String, Histogram> errorLatency = new TreeMap<>();
+      errorLatencyMicros.forEach((c, h) -> errorLatency.put(c, h.copy()));
+      other.errorLatencyMicros.forEach((c, h) -> errorLatency.merge(c, h.copy(), (a, b) -> {
+        a.add(b);
+        return a;
+      }));
       return new Result(sent + other.sent, completed + other.completed, seconds + other.seconds, latency,
-          versions, errorCounts);
+          versions, errorCounts, errorLatency);
     }
   }
 
@@ -161,6 +183,7 @@ public final class LoadGenerator {
     final Recorder all = new Recorder(3);
     final Map<String, Recorder> versions = new ConcurrentHashMap<>();
     final Map<String, LongAdder> errors = new ConcurrentHashMap<>();
+    final Map<String, Recorder> errorLatency = new ConcurrentHashMap<>();
     final LongAdder sent = new LongAdder();
     final LongAdder completed = new LongAdder();
     final AtomicInteger outstanding = new AtomicInteger();
@@ -199,6 +222,8 @@ public final class LoadGenerator {
       outstanding.decrementAndGet();
       if (measuring(intendedNanos)) {
         errors.computeIfAbsent(code, c -> new LongAdder()).increment();
+        long micros = Math.max(1, (System.nanoTime() - intendedNanos) / 1000);
+        errorLatency.computeIfAbsent(code, c -> new Recorder(3)).recordValue(micros);
       }
     }
 
@@ -329,9 +354,11 @@ public final class LoadGenerator {
       versions.forEach((version, recorder) -> byVersion.put(version, recorder.getIntervalHistogram()));
       Map<String, Long> errorCounts = new TreeMap<>();
       errors.forEach((code, n) -> errorCounts.put(code, n.sum()));
+      Map<String, Histogram> errorLatencies = new TreeMap<>();
+      errorLatency.forEach((code, recorder) -> errorLatencies.put(code, recorder.getIntervalHistogram()));
       return new Result(
           sent.sum(), completed.sum(), options.duration().toNanos() / 1e9, all.getIntervalHistogram(),
-          byVersion, errorCounts);
+          byVersion, errorCounts, errorLatencies);
     }
   }
 

@@ -31,7 +31,8 @@ public final class Reports {
       double p999Ms,
       double maxMs,
       Map<String, Long> errors,
-      Map<String, Map<String, Double>> byVersion) {}
+      Map<String, Map<String, Double>> byVersion,
+      Map<String, Map<String, Double>> errorLatency) {}
 
   public static Summary summarize(String label, String load, LoadGenerator.Result r) {
     Map<String, Map<String, Double>> versions = new LinkedHashMap<>();
@@ -40,11 +41,17 @@ public final class Reports {
         "p50Ms", h.getValueAtPercentile(50) / 1000.0,
         "p99Ms", h.getValueAtPercentile(99) / 1000.0,
         "p999Ms", h.getValueAtPercentile(99.9) / 1000.0)));
+    Map<String, Map<String, Double>> errorLatency = new LinkedHashMap<>();
+    r.errorLatencyMicros().forEach((code, e) -> errorLatency.put(code, Map.of(
+        "count", (double) e.getTotalCount(),
+        "p50Ms", e.getValueAtPercentile(50) / 1000.0,
+        "p99Ms", e.getValueAtPercentile(99) / 1000.0,
+        "p999Ms", e.getValueAtPercentile(99.9) / 1000.0)));
     Histogram h = r.latencyMicros();
     return new Summary(label, load, r.sent(), r.completed(), r.seconds(), r.throughput(),
         h.getValueAtPercentile(50) / 1000.0, h.getValueAtPercentile(90) / 1000.0,
         h.getValueAtPercentile(99) / 1000.0, h.getValueAtPercentile(99.9) / 1000.0,
-        h.getMaxValue() / 1000.0, r.errors(), versions);
+        h.getMaxValue() / 1000.0, r.errors(), versions, errorLatency);
   }
 
   public static String header() {
@@ -61,6 +68,9 @@ public final class Reports {
           "| &nbsp;&nbsp;version %s | | %.0f answers | %.3f | | %.3f | %.3f | | |%n",
           version, v.get("count"), v.get("p50Ms"), v.get("p99Ms"), v.get("p999Ms"))));
     }
+    s.errorLatency().forEach((code, e) -> row.append(String.format(
+        "| &nbsp;&nbsp;%s answers | | %.0f | %.3f | | %.3f | %.3f | | |%n",
+        code, e.get("count"), e.get("p50Ms"), e.get("p99Ms"), e.get("p999Ms"))));
     return row.toString();
   }
 

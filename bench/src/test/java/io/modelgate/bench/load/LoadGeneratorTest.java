@@ -104,6 +104,9 @@ class LoadGeneratorTest {
         LoadGenerator.Options.closed(4, false, Duration.ZERO, Duration.ofMillis(500)), s -> {});
 
     assertThat(r.errors()).containsOnlyKeys("RESOURCE_EXHAUSTED");
+    // Each failure's latency is kept by status, apart from the successes'.
+    assertThat(r.errorLatencyMicros()).containsOnlyKeys("RESOURCE_EXHAUSTED");
+    assertThat(r.errorLatencyMicros().get("RESOURCE_EXHAUSTED").getTotalCount()).isEqualTo(r.errorCount());
     long failed = r.errorCount();
     assertThat(r.completed()).isPositive();
     // One call in five fails; the window's edges may shift the share by a few calls.

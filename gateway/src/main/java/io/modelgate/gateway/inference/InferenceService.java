@@ -242,6 +242,8 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       long arrival,
       BooleanSupplier cancelled,
       InferenceCallback callback) {
+    // Overload is refused before the request's tensors are decoded and copied.
+    loaded.scheduler().refuseIfFull();
     DecodedRequest decoded = RequestDecoder.decode(request, loaded.signature());
     Deadline deadline = Context.current().getDeadline();
     InferenceRequest inference =

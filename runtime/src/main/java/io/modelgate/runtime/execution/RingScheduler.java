@@ -198,6 +198,17 @@ public final class RingScheduler implements VersionScheduler {
     }
   }
 
+  @Override
+  public void refuseIfFull() {
+    if (!accepting) {
+      String failed = failure;
+      throw InferenceException.unavailable(failed != null ? failed : refusedDraining);
+    }
+    if (waiting.get() >= capacity) {
+      throw InferenceException.resourceExhausted(refusedFull);
+    }
+  }
+
   /** Requests waiting: accepted, not yet in a batch nor answered. At most the queue capacity. */
   @Override
   public long queuedCount() {

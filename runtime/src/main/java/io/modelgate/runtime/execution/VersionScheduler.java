@@ -16,6 +16,13 @@ public interface VersionScheduler {
    */
   void submit(InferenceRequest request);
 
+  /**
+   * Refuses at once, before the caller spends anything on the request (decoding, copying), when
+   * {@link #submit} would refuse it now: throws as {@link #submit} does. A moment's answer —
+   * {@link #submit} still decides — so it costs one or two volatile reads and never blocks.
+   */
+  default void refuseIfFull() {}
+
   /** Requests accepted and not yet handed to an executor; a moment's estimate. */
   long queuedCount();
 
