@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 port=18001
+metrics=18002
 log=$(mktemp)
-bin/modelgate serve --grpc-port "$port" >"$log" 2>&1 &
+bin/modelgate serve --grpc-port "$port" --metrics-port "$metrics" --admin-port 18003 --state-dir "$(mktemp -d)" >"$log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; rm -f "$log"' EXIT
 
@@ -23,6 +24,11 @@ out=$(bin/modelgate infer --target "localhost:$port" --model cnn_mnist --digit 7
 echo "$out"
 grep -q "model cnn_mnist version 2 answered" <<<"$out"
 grep -qE "digit #7: label ([0-9]), predicted \1" <<<"$out"
+
+# Health and metrics over HTTP, as a supervisor and a scraper see them.
+curl -sf "http://localhost:$metrics/livez" | grep -q live
+curl -sf "http://localhost:$metrics/readyz" | grep -q ready
+curl -sf "http://localhost:$metrics/metrics" | grep -q 'modelgate_version_state{model="cnn_mnist",state="READY",version="2"} 1.0'
 
 # The load generator against the running server, briefly: open loop unary, closed loop streaming.
 bench_out=$(mktemp -d)

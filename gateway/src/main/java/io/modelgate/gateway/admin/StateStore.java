@@ -26,6 +26,8 @@ public final class StateStore {
   public static final String AUDIT_FILE = "audit.log";
 
   private final Path directory;
+  private volatile boolean healthy = true;
+  private final java.util.concurrent.atomic.AtomicLong failures = new java.util.concurrent.atomic.AtomicLong();
 
   public StateStore(Path directory) throws IOException {
     this.directory = Files.createDirectories(directory);
@@ -33,6 +35,23 @@ public final class StateStore {
 
   public Path directory() {
     return directory;
+  }
+
+  /** Whether the last write succeeded (true before any). */
+  public boolean healthy() {
+    return healthy;
+  }
+
+  /** Writes that failed since start. */
+  public long failures() {
+    return failures.get();
+  }
+
+  private void outcome(boolean ok) {
+    healthy = ok;
+    if (!ok) {
+      failures.incrementAndGet();
+    }
   }
 
   /** The saved state, or an empty one when none was saved. */
@@ -67,7 +86,9 @@ public final class StateStore {
       }
       Files.move(temporary, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
       forceDirectory();
+      outcome(true);
     } catch (IOException e) {
+      outcome(false);
       throw new UncheckedIOException("cannot save " + file + ": " + e.getMessage(), e);
     }
   }
@@ -99,7 +120,9 @@ public final class StateStore {
       if (created) {
         forceDirectory();
       }
+      outcome(true);
     } catch (IOException e) {
+      outcome(false);
       throw new UncheckedIOException("cannot append to " + file + ": " + e.getMessage(), e);
     }
   }

@@ -86,6 +86,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
   private final VersionSelector selector;
   private final Router router;
   private final Clock clock;
+  private final io.modelgate.gateway.stats.StatsRegistry stats;
   private final BooleanSupplier ready;
   private final ServerMetadataResponse serverMetadata;
   /** The ModelStreamInfer calls still open, so that shutdown can end each once it has answered. */
@@ -95,7 +96,8 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
    * @param selector answers metadata, config and readiness questions (the protocol's default
    *     version policy)
    * @param router picks the version of each inference request
-   * @param clock stamps the latency samples recorded for rollout decisions
+   * @param stats counts requests refused before a version is chosen; its clock stamps the latency
+   *     samples recorded for rollout decisions
    * @param ready whether the server can serve inference now (ServerReady)
    * @param version the server version reported by ServerMetadata
    */
@@ -103,13 +105,14 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       ModelRepository repository,
       VersionSelector selector,
       Router router,
-      Clock clock,
+      io.modelgate.gateway.stats.StatsRegistry stats,
       BooleanSupplier ready,
       String version) {
     this.repository = repository;
     this.selector = selector;
     this.router = router;
-    this.clock = clock;
+    this.stats = stats;
+    this.clock = stats.clock();
     this.ready = ready;
     this.serverMetadata =
         ServerMetadataResponse.newBuilder()
@@ -226,6 +229,8 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       Status status = ErrorStatus.of(e);
       if (answer != null) {
         answer.record(status.getCode());
+      } else {
+        stats.recordRejected(status.getCode());
       }
       call.onError(status.asRuntimeException());
     }
@@ -474,6 +479,8 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
         Status status = ErrorStatus.of(e);
         if (answer != null) {
           answer.record(status.getCode());
+        } else {
+          stats.recordRejected(status.getCode());
         }
         fail(request.getId(), request.getModelName(), version, status);
       }

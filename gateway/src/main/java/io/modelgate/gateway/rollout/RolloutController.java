@@ -40,7 +40,8 @@ public final class RolloutController implements AutoCloseable {
 
   private final PolicyStore store;
   private final StatsRegistry stats;
-  private final Map<String, Rollout> rollouts = new TreeMap<>();
+  /** Written under this object's lock; read without it by {@link #current} (metrics). */
+  private final Map<String, Rollout> rollouts = new java.util.concurrent.ConcurrentSkipListMap<>();
   private final Map<String, Long> ownRevision = new TreeMap<>();
   private final ScheduledExecutorService scheduler;
 
@@ -148,6 +149,11 @@ public final class RolloutController implements AutoCloseable {
     store.audit(caller, "StartRollout", spec.getModel(), spec.getCandidate(), spec.toString().replace('\n', ' '));
     store.persist();
     return rollout;
+  }
+
+  /** The rollout of {@code model}, or null; never blocks (for metrics). */
+  public Rollout current(String model) {
+    return rollouts.get(model);
   }
 
   public synchronized Rollout get(String model) {

@@ -81,6 +81,7 @@ public final class GatewayServer {
   private final HttpEndpoints metrics;
   private final HealthStatusManager health;
   private final InferenceService inference;
+  private final GatewayMetrics gatewayMetrics;
   private final Duration drainTimeout;
   private final Duration shutdownDelay;
   private final Runnable releaseTransport;
@@ -100,6 +101,7 @@ public final class GatewayServer {
     this.metrics = b.metrics;
     this.health = b.health;
     this.inference = b.inference;
+    this.gatewayMetrics = b.gatewayMetrics;
     this.drainTimeout = b.drainTimeout;
     this.shutdownDelay = b.shutdownDelay;
     this.releaseTransport = b.release;
@@ -117,6 +119,7 @@ public final class GatewayServer {
     HttpEndpoints metrics;
     HealthStatusManager health;
     InferenceService inference;
+    GatewayMetrics gatewayMetrics;
     Duration drainTimeout;
     Duration shutdownDelay = Duration.ZERO;
     Runnable release;
@@ -223,6 +226,7 @@ public final class GatewayServer {
     b.policies.restore(saved);
     b.rollouts = new RolloutController(b.policies, stats, stats.background());
     b.rollouts.restore(saved);
+    b.gatewayMetrics = new GatewayMetrics(stats.prometheus(), repository, b.router, b.rollouts, state);
     b.admin = new AdminService(repository, b.policies, b.rollouts, stats, drainTimeout);
     GatewayServer[] self = new GatewayServer[1];
     InferenceService inference =
@@ -230,7 +234,7 @@ public final class GatewayServer {
             repository,
             new LatestReadyVersionSelector(repository),
             b.router,
-            stats.clock(),
+            stats,
             () -> self[0] != null && self[0].isReady(),
             ServerVersion.current());
     boolean started = false;
@@ -238,7 +242,7 @@ public final class GatewayServer {
       b.server =
           transports.inference()
               .directExecutor()
-              .addService(inference.definition())
+              .addService(ServerInterceptors.intercept(inference.definition(), grpcMetrics(stats)))
               .addService(b.health.getHealthService())
               .addService(ProtoReflectionServiceV1.newInstance())
               .addService(reflectionV1Alpha())
@@ -246,7 +250,10 @@ public final class GatewayServer {
               .start();
       b.adminServer =
           transports.admin()
-              .addService(ServerInterceptors.intercept(b.admin, new AdminAuth(adminSettings.token())))
+              .addService(
+                  ServerInterceptors.intercept(
+                      ServerInterceptors.intercept(b.admin, new AdminAuth(adminSettings.token())),
+                      grpcMetrics(stats)))
               .build()
               .start();
       if (adminSettings.metricsPort() >= 0) {
@@ -271,6 +278,7 @@ public final class GatewayServer {
         }
         b.rollouts.close();
         b.admin.close();
+        b.gatewayMetrics.close();
       }
     }
     GatewayServer gateway = new GatewayServer(b);
@@ -279,6 +287,16 @@ public final class GatewayServer {
     repository.events().subscribe(version -> gateway.publishHealth());
     gateway.publishHealth();
     return gateway;
+  }
+
+  /**
+   * gRPC server meters per method and status ({@code grpc_server_processing_duration_seconds},
+   * {@code grpc_server_requests_received_messages_total}, {@code
+   * grpc_server_responses_sent_messages_total}); its cost per call is measured in {@code
+   * GrpcMetricsBenchmark}.
+   */
+  private static io.grpc.ServerInterceptor grpcMetrics(StatsRegistry stats) {
+    return new io.micrometer.core.instrument.binder.grpc.MetricCollectingServerInterceptor(stats.prometheus());
   }
 
   /**
@@ -429,6 +447,7 @@ public final class GatewayServer {
       if (metrics != null) {
         metrics.close();
       }
+      gatewayMetrics.close();
       log.info("stopped");
       if (delayInterrupted) {
         Thread.currentThread().interrupt();

@@ -46,6 +46,7 @@ public final class StatsRegistry implements StageRecorder.Factory, AutoCloseable
   private final ScheduledExecutorService rotator;
   private final boolean background;
   private final Counter rotationFailures;
+  private final Counter[] rejected = new Counter[Status.Code.values().length];
   private volatile long lastFailureLog;
   /** Runs before each version's rotation; tests make it throw to show that rotation survives. */
   volatile java.util.function.Consumer<VersionStats> beforeRotate = v -> {};
@@ -70,6 +71,15 @@ public final class StatsRegistry implements StageRecorder.Factory, AutoCloseable
         Counter.builder("modelgate.stats.rotation.failures")
             .description("Statistics intervals that failed to close (logged; recording goes on)")
             .register(prometheus);
+    for (Status.Code code : Status.Code.values()) {
+      rejected[code.value()] =
+          Counter.builder("modelgate.requests.rejected")
+              .description(
+                  "Inference requests answered before any version was chosen (unknown model or"
+                      + " version, malformed request), by gRPC status code")
+              .tags("code", code.name())
+              .register(prometheus);
+    }
     if (background) {
       rotator =
           Executors.newSingleThreadScheduledExecutor(
@@ -104,6 +114,14 @@ public final class StatsRegistry implements StageRecorder.Factory, AutoCloseable
               .register(prometheus);
           return created;
         });
+  }
+
+  /**
+   * Counts a request answered before any version was chosen. No model label: the names come from
+   * clients and would make the series unbounded.
+   */
+  public void recordRejected(Status.Code code) {
+    rejected[code.value()].increment();
   }
 
   /** The statistics of a version that has loaded at least once, or null. */

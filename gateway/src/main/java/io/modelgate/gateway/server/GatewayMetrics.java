@@ -1,0 +1,153 @@
+package io.modelgate.gateway.server;
+
+import io.micrometer.core.instrument.Gauge;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.binder.jvm.ClassLoaderMetrics;
+import io.micrometer.core.instrument.binder.jvm.JvmGcMetrics;
+import io.micrometer.core.instrument.binder.jvm.JvmMemoryMetrics;
+import io.micrometer.core.instrument.binder.jvm.JvmThreadMetrics;
+import io.micrometer.core.instrument.binder.system.FileDescriptorMetrics;
+import io.micrometer.core.instrument.binder.system.ProcessorMetrics;
+import io.micrometer.core.instrument.binder.system.UptimeMetrics;
+import io.modelgate.gateway.admin.StateStore;
+import io.modelgate.gateway.rollout.RolloutController;
+import io.modelgate.gateway.routing.Route;
+import io.modelgate.gateway.routing.Router;
+import io.modelgate.proto.admin.v1.Rollout;
+import io.modelgate.runtime.repository.LoadedVersion;
+import io.modelgate.runtime.repository.Model;
+import io.modelgate.runtime.repository.ModelRepository;
+import io.modelgate.runtime.repository.ModelVersion;
+import io.modelgate.runtime.repository.VersionState;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+
+/**
+ * The gauges that describe the gateway's state rather than its traffic: per version its state,
+ * queue depth and capacity and routing share (for every version, FAILED ones too); per model its
+ * routing revision, whether the policy serves only in part, and its rollout; the state store's
+ * health; and the JVM and process (Micrometer's binders). Per-request meters live in {@link
+ * io.modelgate.gateway.stats.VersionStats}; gRPC server meters in the interceptor the server
+ * installs.
+ *
+ * <p>Every gauge reads a snapshot when scraped (volatile reads, no locks), on the scraping thread.
+ * Versions added at run time get their gauges on their first state change.
+ */
+final class GatewayMetrics implements AutoCloseable {
+  private final MeterRegistry registry;
+  private final ModelRepository repository;
+  private final Router router;
+  private final RolloutController rollouts;
+  private final Set<String> registered = ConcurrentHashMap.newKeySet();
+  private final JvmGcMetrics gc = new JvmGcMetrics();
+
+  GatewayMetrics(
+      MeterRegistry registry,
+      ModelRepository repository,
+      Router router,
+      RolloutController rollouts,
+      StateStore state) {
+    this.registry = registry;
+    this.repository = repository;
+    this.router = router;
+    this.rollouts = rollouts;
+    new JvmMemoryMetrics().bindTo(registry);
+    gc.bindTo(registry);
+    new JvmThreadMetrics().bindTo(registry);
+    new ClassLoaderMetrics().bindTo(registry);
+    new ProcessorMetrics().bindTo(registry);
+    new UptimeMetrics().bindTo(registry);
+    new FileDescriptorMetrics().bindTo(registry);
+    Gauge.builder("modelgate.state.store.healthy", state, s -> s.healthy() ? 1 : 0)
+        .description("1 when the last write of the state directory (routing, rollouts, audit) succeeded")
+        .register(registry);
+    Gauge.builder("modelgate.state.store.failures", state, StateStore::failures)
+        .description("Writes of the state directory that failed since start")
+        .register(registry);
+    for (Model model : repository.models()) {
+      registerModel(model);
+      for (ModelVersion version : model.versions()) {
+        registerVersion(version);
+      }
+    }
+    repository.events().subscribe(this::registerVersion);
+  }
+
+  private void registerModel(Model model) {
+    String name = model.name();
+    Gauge.builder("modelgate.routing.revision", router, r -> r.route(name).policy().getRevision())
+        .description("Revision of the model's routing policy (0: the default, highest READY version)")
+        .tags("model", name)
+        .register(registry);
+    Gauge.builder("modelgate.routing.degraded", router, r -> r.route(name).degraded() == null ? 0 : 1)
+        .description("1 when the routing policy names versions that are not READY and serves only in part")
+        .tags("model", name)
+        .register(registry);
+    Gauge.builder("modelgate.rollout.running", rollouts, c -> running(c.current(name)) ? 1 : 0)
+        .description("1 while a rollout of the model runs")
+        .tags("model", name)
+        .register(registry);
+    Gauge.builder("modelgate.rollout.step.percent", rollouts, c -> stepPercent(c.current(name)))
+        .description("The candidate's share of traffic in the running rollout's current step, in percent")
+        .tags("model", name)
+        .register(registry);
+  }
+
+  private static boolean running(Rollout rollout) {
+    return rollout != null && rollout.getState().equals("RUNNING");
+  }
+
+  private static double stepPercent(Rollout rollout) {
+    return running(rollout) ? rollout.getSpec().getSteps(rollout.getStepIndex()) : 0;
+  }
+
+  private void registerVersion(ModelVersion version) {
+    if (!registered.add(version.model() + '\u0000' + version.number())) {
+      return;
+    }
+    String model = version.model();
+    String number = version.numberText();
+    for (VersionState state : VersionState.values()) {
+      Gauge.builder("modelgate.version.state", version, v -> v.state() == state ? 1 : 0)
+          .description("1 for the version's current state (LOADING, READY, UNLOADING, UNAVAILABLE, FAILED), else 0")
+          .tags("model", model, "version", number, "state", state.name())
+          .register(registry);
+    }
+    Gauge.builder("modelgate.queue.depth", version, GatewayMetrics::queued)
+        .description("Requests waiting for execution (in the queue or a forming batch)")
+        .tags("model", model, "version", number)
+        .register(registry);
+    Gauge.builder("modelgate.queue.capacity", version, GatewayMetrics::capacity)
+        .description("Requests that may wait; more are refused RESOURCE_EXHAUSTED (0 unless READY)")
+        .tags("model", model, "version", number)
+        .register(registry);
+    Gauge.builder("modelgate.routing.weight", version, this::share)
+        .description("The version's share of the model's live traffic under the current routing, 0 to 1")
+        .tags("model", model, "version", number)
+        .register(registry);
+  }
+
+  private static double queued(ModelVersion version) {
+    LoadedVersion loaded = version.loadedOrNull();
+    return loaded == null ? 0 : loaded.scheduler().queuedCount();
+  }
+
+  private static double capacity(ModelVersion version) {
+    LoadedVersion loaded = version.loadedOrNull();
+    return loaded == null ? 0 : loaded.settings().scheduler().queueCapacity();
+  }
+
+  private double share(ModelVersion version) {
+    Route route = router.route(version.model());
+    double total = 0;
+    for (ModelVersion v : route.model().versions()) {
+      total += route.weightOf(v.number());
+    }
+    return total == 0 ? 0 : route.weightOf(version.number()) / total;
+  }
+
+  @Override
+  public void close() {
+    gc.close();
+  }
+}
