@@ -60,14 +60,14 @@ class DeployArtifactsTest {
     } catch (io.grpc.StatusRuntimeException expected) {
       // Counted as rejected before routing.
     }
-    String text =
-        HttpClient.newHttpClient()
-            .send(
-                HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + gateway.server.metricsPort() + "/metrics"))
-                    .timeout(Duration.ofSeconds(10))
-                    .build(),
-                HttpResponse.BodyHandlers.ofString())
-            .body();
+    // jvm_gc_pause_seconds appears with the first collection, reported asynchronously.
+    System.gc();
+    String text = scrapeText();
+    long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+    while (!text.contains("jvm_gc_pause_seconds_count") && System.nanoTime() < until) {
+      Thread.sleep(20);
+      text = scrapeText();
+    }
     exported = new TreeSet<>();
     for (String line : text.lines().toList()) {
       if (!line.isEmpty() && !line.startsWith("#")) {
@@ -75,6 +75,16 @@ class DeployArtifactsTest {
         exported.add(line.substring(0, end >= 0 ? end : line.indexOf(' ')));
       }
     }
+  }
+
+  private static String scrapeText() throws IOException, InterruptedException {
+    return HttpClient.newHttpClient()
+        .send(
+            HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + gateway.server.metricsPort() + "/metrics"))
+                .timeout(Duration.ofSeconds(10))
+                .build(),
+            HttpResponse.BodyHandlers.ofString())
+        .body();
   }
 
   @AfterAll
