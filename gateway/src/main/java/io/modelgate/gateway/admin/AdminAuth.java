@@ -30,16 +30,28 @@ public final class AdminAuth implements ServerInterceptor {
   static final Context.Key<String> CALLER = Context.key("modelgate-admin-caller");
 
   private final byte[] token;
+  /** The full method names it guards; null: every method. */
+  private final java.util.Set<String> guarded;
 
   public AdminAuth(String token) {
+    this(token, null);
+  }
+
+  private AdminAuth(String token, java.util.Set<String> guarded) {
     if (token == null || token.length() < 16) {
       throw new IllegalArgumentException("admin token: at least 16 characters expected");
     }
     this.token = token.getBytes(StandardCharsets.UTF_8);
+    this.guarded = guarded == null ? null : java.util.Set.copyOf(guarded);
+  }
+
+  /** Guards only {@code fullMethodNames} (the repository RPCs on the inference port); others pass. */
+  public static AdminAuth forMethods(String token, java.util.Set<String> fullMethodNames) {
+    return new AdminAuth(token, fullMethodNames);
   }
 
   /** The caller of the current admin call, as the audit log names it. */
-  static String caller() {
+  public static String caller() {
     String caller = CALLER.get();
     return caller == null ? "internal" : caller;
   }
@@ -47,6 +59,9 @@ public final class AdminAuth implements ServerInterceptor {
   @Override
   public <Q, R> ServerCall.Listener<Q> interceptCall(
       ServerCall<Q, R> call, Metadata headers, ServerCallHandler<Q, R> next) {
+    if (guarded != null && !guarded.contains(call.getMethodDescriptor().getFullMethodName())) {
+      return next.startCall(call, headers);
+    }
     String authorization = headers.get(AUTHORIZATION);
     if (authorization == null || !authorization.startsWith("Bearer ")) {
       call.close(

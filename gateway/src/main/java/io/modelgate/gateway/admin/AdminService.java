@@ -31,7 +31,6 @@ import io.modelgate.runtime.repository.LoadedVersion;
 import io.modelgate.runtime.repository.Model;
 import io.modelgate.runtime.repository.ModelRepository;
 import io.modelgate.runtime.repository.ModelVersion;
-import java.time.Duration;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledFuture;
@@ -49,7 +48,7 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
   private final PolicyStore policies;
   private final RolloutController rollouts;
   private final StatsRegistry stats;
-  private final Duration drainTimeout;
+  private final VersionControl versions;
   private final ScheduledExecutorService watchers =
       Executors.newSingleThreadScheduledExecutor(
           r -> {
@@ -63,12 +62,12 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
       PolicyStore policies,
       RolloutController rollouts,
       StatsRegistry stats,
-      Duration drainTimeout) {
+      VersionControl versions) {
     this.repository = repository;
     this.policies = policies;
     this.rollouts = rollouts;
     this.stats = stats;
-    this.drainTimeout = drainTimeout;
+    this.versions = versions;
   }
 
   private static <T> void answer(StreamObserver<T> observer, Supplier<T> action) {
@@ -157,32 +156,17 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
   public void loadVersion(LoadVersionRequest request, StreamObserver<VersionInfo> observer) {
     answer(
         observer,
-        () -> {
-          ModelVersion version = repository.loadVersion(request.getModel(), request.getVersion());
-          policies.refresh(request.getModel());
-          policies.audit(AdminAuth.caller(), "LoadVersion", request.getModel(), request.getVersion(), version.state() + " " + version.reason());
-          return info(version);
-        });
+        () -> info(versions.load(request.getModel(), request.getVersion(), AdminAuth.caller(), "LoadVersion")));
   }
 
   @Override
   public void unloadVersion(UnloadVersionRequest request, StreamObserver<VersionInfo> observer) {
     answer(
         observer,
-        () -> {
-          Route route = policies.router().route(request.getModel());
-          long weight = route.weightOf(request.getVersion());
-          if (weight > 0 || route.policy().getShadow().getVersion() == request.getVersion()) {
-            throw InferenceException.failedPrecondition(
-                "version " + request.getVersion() + " of model '" + request.getModel()
-                    + "' still takes traffic under routing revision " + route.policy().getRevision()
-                    + (weight > 0 ? " (weight " + weight + ")" : " (as the shadow)")
-                    + "; move its traffic away first");
-          }
-          ModelVersion version = repository.unloadVersion(request.getModel(), request.getVersion(), drainTimeout);
-          policies.audit(AdminAuth.caller(), "UnloadVersion", request.getModel(), request.getVersion(), "unloaded after draining");
-          return info(version);
-        });
+        () ->
+            info(
+                versions.unload(
+                    request.getModel(), request.getVersion(), AdminAuth.caller(), "UnloadVersion", false)));
   }
 
   @Override

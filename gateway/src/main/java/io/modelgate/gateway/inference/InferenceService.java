@@ -55,8 +55,15 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
   /** The server name in ServerMetadata. */
   public static final String SERVER_NAME = "modelgate";
 
-  /** Extensions modelgate really implements: ModelConfig. */
-  public static final List<String> EXTENSIONS = List.of("classification", "model_configuration");
+  /** Extensions modelgate really implements, in Triton's order. */
+  public static final List<String> EXTENSIONS =
+      List.of("classification", "model_repository", "model_configuration", "statistics");
+
+  /** The repository RPCs that change what is loaded; they need the admin token. */
+  public static final java.util.Set<String> GUARDED_METHODS =
+      java.util.Set.of(
+          GRPCInferenceServiceGrpc.getRepositoryModelLoadMethod().getFullMethodName(),
+          GRPCInferenceServiceGrpc.getRepositoryModelUnloadMethod().getFullMethodName());
 
   /** The response parameter that carries the status code of an in-band stream error. */
   public static final String ERROR_CODE_PARAMETER = "error_code";
@@ -88,6 +95,8 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
   private final Clock clock;
   private final io.modelgate.gateway.stats.StatsRegistry stats;
   private final BooleanSupplier ready;
+  private final RepositoryControl repositoryControl;
+  private final java.util.function.Supplier<String> caller;
   private final ServerMetadataResponse serverMetadata;
   /** The ModelStreamInfer calls still open, so that shutdown can end each once it has answered. */
   private final java.util.Set<Stream> openStreams = java.util.concurrent.ConcurrentHashMap.newKeySet();
@@ -100,6 +109,8 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
    *     samples recorded for rollout decisions
    * @param ready whether the server can serve inference now (ServerReady)
    * @param version the server version reported by ServerMetadata
+   * @param repositoryControl serves the model repository extension
+   * @param caller names the caller of a guarded repository call, for the audit log
    */
   public InferenceService(
       ModelRepository repository,
@@ -107,7 +118,11 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       Router router,
       io.modelgate.gateway.stats.StatsRegistry stats,
       BooleanSupplier ready,
-      String version) {
+      String version,
+      RepositoryControl repositoryControl,
+      java.util.function.Supplier<String> caller) {
+    this.repositoryControl = repositoryControl;
+    this.caller = caller;
     this.repository = repository;
     this.selector = selector;
     this.router = router;
@@ -199,6 +214,120 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     } catch (RuntimeException e) {
       observer.onError(ErrorStatus.of(e).asRuntimeException());
     }
+  }
+
+  /**
+   * Cumulative statistics (Triton's statistics extension) of every version that has loaded at
+   * least once; {@code name} and {@code version} narrow it down. An unknown model or version is
+   * NOT_FOUND.
+   */
+  @Override
+  public void modelStatistics(
+      io.modelgate.proto.inference.ModelStatisticsRequest request,
+      StreamObserver<io.modelgate.proto.inference.ModelStatisticsResponse> observer) {
+    try {
+      List<Model> models =
+          request.getName().isEmpty()
+              ? repository.models()
+              : List.of(LatestReadyVersionSelector.model(repository, request.getName()));
+      long number = 0;
+      if (!request.getVersion().isEmpty()) {
+        if (request.getName().isEmpty()) {
+          throw InferenceException.invalidArgument("version is set but name is empty (expected: a model name with a version)");
+        }
+        number = LatestReadyVersionSelector.version(models.get(0), request.getVersion()).number();
+      }
+      io.modelgate.proto.inference.ModelStatisticsResponse.Builder response =
+          io.modelgate.proto.inference.ModelStatisticsResponse.newBuilder();
+      for (Model model : models) {
+        for (ModelVersion version : model.versions()) {
+          VersionStats versionStats = stats.find(model.name(), version.number());
+          if ((number == 0 || version.number() == number) && versionStats != null) {
+            response.addModelStats(versionStats.statistics());
+          }
+        }
+      }
+      observer.onNext(response.build());
+      observer.onCompleted();
+    } catch (RuntimeException e) {
+      observer.onError(ErrorStatus.of(e).asRuntimeException());
+    }
+  }
+
+  @Override
+  public void repositoryIndex(
+      io.modelgate.proto.inference.RepositoryIndexRequest request,
+      StreamObserver<io.modelgate.proto.inference.RepositoryIndexResponse> observer) {
+    try {
+      checkRepositoryName(request.getRepositoryName());
+      observer.onNext(repositoryControl.index(request));
+      observer.onCompleted();
+    } catch (RuntimeException e) {
+      observer.onError(ErrorStatus.of(e).asRuntimeException());
+    }
+  }
+
+  /** Loads the model's versions on the repository's own thread; answers when done. */
+  @Override
+  public void repositoryModelLoad(
+      io.modelgate.proto.inference.RepositoryModelLoadRequest request,
+      StreamObserver<io.modelgate.proto.inference.RepositoryModelLoadResponse> observer) {
+    try {
+      checkRepositoryName(request.getRepositoryName());
+      if (!request.getParametersMap().isEmpty()) {
+        throw InferenceException.invalidArgument(
+            "parameters " + request.getParametersMap().keySet()
+                + " (expected: none; modelgate loads a model's files and model.yaml from its repository folder)");
+      }
+      LatestReadyVersionSelector.model(repository, request.getModelName());
+      answerWhenDone(
+          repositoryControl.load(request.getModelName(), caller.get()),
+          io.modelgate.proto.inference.RepositoryModelLoadResponse.getDefaultInstance(),
+          observer);
+    } catch (RuntimeException e) {
+      observer.onError(ErrorStatus.of(e).asRuntimeException());
+    }
+  }
+
+  /** Drains and unloads the model's READY versions on the repository's own thread. */
+  @Override
+  public void repositoryModelUnload(
+      io.modelgate.proto.inference.RepositoryModelUnloadRequest request,
+      StreamObserver<io.modelgate.proto.inference.RepositoryModelUnloadResponse> observer) {
+    try {
+      checkRepositoryName(request.getRepositoryName());
+      LatestReadyVersionSelector.model(repository, request.getModelName());
+      answerWhenDone(
+          repositoryControl.unload(request.getModelName(), caller.get()),
+          io.modelgate.proto.inference.RepositoryModelUnloadResponse.getDefaultInstance(),
+          observer);
+    } catch (RuntimeException e) {
+      observer.onError(ErrorStatus.of(e).asRuntimeException());
+    }
+  }
+
+  /** modelgate serves one repository; a name other than empty is not it. */
+  private static void checkRepositoryName(String name) {
+    if (!name.isEmpty()) {
+      throw InferenceException.notFound(
+          "repository " + InferenceException.quote(name) + " (expected: empty; modelgate serves one repository)");
+    }
+  }
+
+  private static <T> void answerWhenDone(
+      java.util.concurrent.CompletableFuture<Void> done, T response, StreamObserver<T> observer) {
+    done.whenComplete(
+        (ignored, failure) -> {
+          if (failure == null) {
+            observer.onNext(response);
+            observer.onCompleted();
+          } else {
+            Throwable cause = failure instanceof java.util.concurrent.CompletionException && failure.getCause() != null
+                ? failure.getCause()
+                : failure;
+            observer.onError(ErrorStatus.of(cause).asRuntimeException());
+          }
+        });
   }
 
   @Override

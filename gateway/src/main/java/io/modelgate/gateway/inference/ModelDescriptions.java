@@ -65,7 +65,9 @@ final class ModelDescriptions {
    *
    * <p>The protocol's {@code max_batch_size} means "the first dimension of every tensor is the
    * batch". A model configured with other batch axes is described with {@code max_batch_size} 0 and
-   * full shapes, which is what its clients must send; modelgate still merges its requests.
+   * full shapes, which is what its clients must send; what the batcher does is reported all the
+   * same: {@code dynamic_batching} when it merges requests, and the parameters {@code batch_axes}
+   * (each tensor's batch axis, or {@code none}) and {@code max_batch_rows} (rows per execution).
    */
   static ModelConfig config(ModelVersion version, LoadedVersion loaded) {
     ModelSignature signature = loaded.signature();
@@ -95,11 +97,19 @@ final class ModelDescriptions {
                     .setStringValue(loaded.executionProvider().configName())
                     .build());
     BatchPolicy policy = loaded.batchPolicy();
-    if (reported > 0 && policy.merges()) {
+    if (policy.merges()) {
       config.setDynamicBatching(
           ModelDynamicBatching.newBuilder()
               .addAllPreferredBatchSize(policy.preferredBatchSizes())
               .setMaxQueueDelayMicroseconds(policy.maxQueueDelayNanos() / 1000));
+    }
+    if (signature.batches()) {
+      config
+          .putParameters(
+              "max_batch_rows",
+              ModelParameter.newBuilder().setStringValue(Integer.toString(signature.maxBatchSize())).build())
+          .putParameters(
+              "batch_axes", ModelParameter.newBuilder().setStringValue(batchAxes(signature)).build());
     }
     for (TensorSpec input : signature.inputs()) {
       config.addInput(
@@ -116,6 +126,25 @@ final class ModelDescriptions {
               .addAllDims(dims(output, skip)));
     }
     return config.build();
+  }
+
+  /** {@code x:0,state:1,scale:none}: inputs then outputs, in signature order. */
+  private static String batchAxes(ModelSignature signature) {
+    StringBuilder axes = new StringBuilder();
+    for (int i = 0; i < signature.inputs().size(); i++) {
+      appendAxis(axes, signature.inputs().get(i).name(), signature.inputAxis(i));
+    }
+    for (int i = 0; i < signature.outputs().size(); i++) {
+      appendAxis(axes, signature.outputs().get(i).name(), signature.outputAxis(i));
+    }
+    return axes.toString();
+  }
+
+  private static void appendAxis(StringBuilder axes, String name, int axis) {
+    if (axes.length() > 0) {
+      axes.append(',');
+    }
+    axes.append(name).append(':').append(axis == ModelSignature.NO_AXIS ? "none" : Integer.toString(axis));
   }
 
   private static List<Long> dims(TensorSpec spec, int skip) {

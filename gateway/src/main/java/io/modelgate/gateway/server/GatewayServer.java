@@ -82,6 +82,7 @@ public final class GatewayServer {
   private final HealthStatusManager health;
   private final InferenceService inference;
   private final GatewayMetrics gatewayMetrics;
+  private final io.modelgate.gateway.admin.VersionControl versions;
   private final Duration drainTimeout;
   private final Duration shutdownDelay;
   private final Runnable releaseTransport;
@@ -102,6 +103,7 @@ public final class GatewayServer {
     this.health = b.health;
     this.inference = b.inference;
     this.gatewayMetrics = b.gatewayMetrics;
+    this.versions = b.versions;
     this.drainTimeout = b.drainTimeout;
     this.shutdownDelay = b.shutdownDelay;
     this.releaseTransport = b.release;
@@ -120,6 +122,7 @@ public final class GatewayServer {
     HealthStatusManager health;
     InferenceService inference;
     GatewayMetrics gatewayMetrics;
+    io.modelgate.gateway.admin.VersionControl versions;
     Duration drainTimeout;
     Duration shutdownDelay = Duration.ZERO;
     Runnable release;
@@ -227,7 +230,8 @@ public final class GatewayServer {
     b.rollouts = new RolloutController(b.policies, stats, stats.background());
     b.rollouts.restore(saved);
     b.gatewayMetrics = new GatewayMetrics(stats.prometheus(), repository, b.router, b.rollouts, state);
-    b.admin = new AdminService(repository, b.policies, b.rollouts, stats, drainTimeout);
+    b.versions = new io.modelgate.gateway.admin.VersionControl(repository, b.policies, drainTimeout);
+    b.admin = new AdminService(repository, b.policies, b.rollouts, stats, b.versions);
     GatewayServer[] self = new GatewayServer[1];
     InferenceService inference =
         b.inference = new InferenceService(
@@ -236,13 +240,20 @@ public final class GatewayServer {
             b.router,
             stats,
             () -> self[0] != null && self[0].isReady(),
-            ServerVersion.current());
+            ServerVersion.current(),
+            b.versions,
+            AdminAuth::caller);
     boolean started = false;
     try {
       b.server =
           transports.inference()
               .directExecutor()
-              .addService(ServerInterceptors.intercept(inference.definition(), grpcMetrics(stats)))
+              .addService(
+                  ServerInterceptors.intercept(
+                      ServerInterceptors.intercept(
+                          inference.definition(),
+                          AdminAuth.forMethods(adminSettings.token(), InferenceService.GUARDED_METHODS)),
+                      grpcMetrics(stats)))
               .addService(b.health.getHealthService())
               .addService(ProtoReflectionServiceV1.newInstance())
               .addService(reflectionV1Alpha())
@@ -278,6 +289,7 @@ public final class GatewayServer {
         }
         b.rollouts.close();
         b.admin.close();
+        b.versions.close();
         b.gatewayMetrics.close();
       }
     }
@@ -420,6 +432,7 @@ public final class GatewayServer {
     adminServer.shutdown();
     rollouts.close();
     admin.close();
+    versions.close();
     phases.add(Phase.STOPPED_ACCEPTING);
     repository.drain(drainTimeout);
     // Every queued request is answered: end the streams still open, each once it has answered

@@ -65,6 +65,45 @@ public final class VersionStats implements StageRecorder {
 
   private final Windows windows;
 
+  // Cumulative since the version first loaded, as Triton's statistics extension reports them.
+  private final Total success = new Total();
+  private final Total fail = new Total();
+  private final Total queueTotal = new Total();
+  private final Total computeInput = new Total();
+  private final Total computeInfer = new Total();
+  private final Total computeOutput = new Total();
+  private final LongAdder inferenceCount = new LongAdder();
+  private final LongAdder executionCount = new LongAdder();
+  private volatile long lastInferenceMillis;
+  /** By rows per execution; one entry per batch size seen, so at most max_batch_size entries. */
+  private final java.util.concurrent.ConcurrentHashMap<Integer, BatchSize> batchSizes =
+      new java.util.concurrent.ConcurrentHashMap<>();
+
+  /** A count and a total duration, added to from any thread. */
+  private static final class Total {
+    final LongAdder count = new LongAdder();
+    final LongAdder nanos = new LongAdder();
+
+    void add(long times, long totalNanos) {
+      count.add(times);
+      nanos.add(totalNanos);
+    }
+
+    io.modelgate.proto.inference.StatisticDuration proto() {
+      return io.modelgate.proto.inference.StatisticDuration.newBuilder()
+          .setCount(count.sum())
+          .setNs(nanos.sum())
+          .build();
+    }
+  }
+
+  /** The executions of one batch size, by phase. */
+  private static final class BatchSize {
+    final Total input = new Total();
+    final Total infer = new Total();
+    final Total output = new Total();
+  }
+
   VersionStats(String model, long version, MeterRegistry registry, int intervalsPerMinute, long nowMillis) {
     this.model = model;
     this.version = version;
@@ -129,6 +168,7 @@ public final class VersionStats implements StageRecorder {
 
   @Override
   public void recordRequest(long queueNanos, long computeNanos) {
+    queueTotal.add(1, queueNanos);
     queue.recordValue(clamp(queueNanos / 1000));
     queueTimer.record(queueNanos, TimeUnit.NANOSECONDS);
     compute.recordValue(clamp(computeNanos / 1000));
@@ -142,6 +182,63 @@ public final class VersionStats implements StageRecorder {
   }
 
   /**
+   * One execution by phase: rows per execution, and the cumulative figures of {@link
+   * #statistics()} — each request of the batch accrues the batch's phase times, as in Triton.
+   */
+  @Override
+  public void recordExecution(int requests, int batchRows, long inputNanos, long inferNanos, long outputNanos) {
+    recordBatch(requests, batchRows, inputNanos + inferNanos + outputNanos);
+    executionCount.increment();
+    inferenceCount.add(batchRows);
+    computeInput.add(requests, requests * inputNanos);
+    computeInfer.add(requests, requests * inferNanos);
+    computeOutput.add(requests, requests * outputNanos);
+    BatchSize size = batchSizes.get(batchRows);
+    if (size == null) {
+      // Once per batch size: the map holds at most max_batch_size entries.
+      size = batchSizes.computeIfAbsent(batchRows, r -> new BatchSize());
+    }
+    size.input.add(1, inputNanos);
+    size.infer.add(1, inferNanos);
+    size.output.add(1, outputNanos);
+    lastInferenceMillis = System.currentTimeMillis();
+  }
+
+  /**
+   * This version's cumulative statistics in the form of Triton's statistics extension: successful
+   * and failed requests with their total time in the gateway, queue time, the input, infer and
+   * output phases of their executions, rows inferred ({@code inference_count}), executions, and
+   * the same phases per batch size.
+   */
+  public io.modelgate.proto.inference.ModelStatistics statistics() {
+    io.modelgate.proto.inference.ModelStatistics.Builder out =
+        io.modelgate.proto.inference.ModelStatistics.newBuilder()
+            .setName(model)
+            .setVersion(Long.toString(version))
+            .setLastInference(lastInferenceMillis)
+            .setInferenceCount(inferenceCount.sum())
+            .setExecutionCount(executionCount.sum())
+            .setInferenceStats(
+                io.modelgate.proto.inference.InferStatistics.newBuilder()
+                    .setSuccess(success.proto())
+                    .setFail(fail.proto())
+                    .setQueue(queueTotal.proto())
+                    .setComputeInput(computeInput.proto())
+                    .setComputeInfer(computeInfer.proto())
+                    .setComputeOutput(computeOutput.proto()));
+    new java.util.TreeMap<>(batchSizes)
+        .forEach(
+            (rowsPerExecution, size) ->
+                out.addBatchStats(
+                    io.modelgate.proto.inference.InferBatchStatistics.newBuilder()
+                        .setBatchSize(rowsPerExecution)
+                        .setComputeInput(size.input.proto())
+                        .setComputeInfer(size.infer.proto())
+                        .setComputeOutput(size.output.proto())));
+    return out.build();
+  }
+
+  /**
    * One answered request: its status code and, for OK, its end-to-end latency (from arrival at the
    * gateway to the response handed to the transport).
    *
@@ -151,6 +248,7 @@ public final class VersionStats implements StageRecorder {
   public void recordAnswer(Status.Code code, long endToEndNanos, long nowMillis, boolean shadowCopy) {
     answers[code.value()].increment();
     answerCounters[code.value()].increment();
+    (code == Status.Code.OK ? success : fail).add(1, endToEndNanos);
     long micros = clamp(endToEndNanos / 1000);
     if (code == Status.Code.OK) {
       endToEnd.recordValue(micros);

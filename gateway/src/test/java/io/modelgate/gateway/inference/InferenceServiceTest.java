@@ -88,7 +88,8 @@ class InferenceServiceTest {
         gateway.blocking().serverMetadata(ServerMetadataRequest.getDefaultInstance());
     assertThat(metadata.getName()).isEqualTo("modelgate");
     assertThat(metadata.getVersion()).isNotBlank().isNotEqualTo("unknown");
-    assertThat(metadata.getExtensionsList()).containsExactly("classification", "model_configuration");
+    assertThat(metadata.getExtensionsList())
+        .containsExactly("classification", "model_repository", "model_configuration", "statistics");
   }
 
   @Test
@@ -137,7 +138,7 @@ class InferenceServiceTest {
     MethodDescriptor<InputStream, InputStream> statistics =
         MethodDescriptor.<InputStream, InputStream>newBuilder()
             .setType(MethodDescriptor.MethodType.UNARY)
-            .setFullMethodName("inference.GRPCInferenceService/ModelStatistics")
+            .setFullMethodName("inference.GRPCInferenceService/SystemSharedMemoryStatus")
             .setRequestMarshaller(RawMarshaller.INSTANCE)
             .setResponseMarshaller(RawMarshaller.INSTANCE)
             .build();
@@ -288,6 +289,114 @@ class InferenceServiceTest {
     assertThat(provider).isIn("cpu", "cuda");
     assertThat(fallback.getInstanceGroup(0).getKind())
         .isEqualTo(provider.equals("cuda") ? ModelInstanceGroup.Kind.KIND_GPU : ModelInstanceGroup.Kind.KIND_CPU);
+  }
+
+  @Test
+  void modelConfig_ofAModelBatchedOnAnotherAxis_reportsWhatTheBatcherDoes() {
+    ModelConfig state =
+        gateway.blocking().modelConfig(ModelConfigRequest.newBuilder().setName("state").build()).getConfig();
+    // Full shapes (the protocol's max_batch_size would mean "first axis"), and the batching all the same.
+    assertThat(state.getMaxBatchSize()).isZero();
+    assertThat(state.getInput(0).getDimsList()).containsExactly(2L, -1L, 3L);
+    assertThat(state.hasDynamicBatching()).isTrue();
+    assertThat(state.getParametersMap().get("max_batch_rows").getStringValue()).isEqualTo("8");
+    assertThat(state.getParametersMap().get("batch_axes").getStringValue()).isEqualTo("state:1,scale:none,scaled:1,total:0");
+  }
+
+  @Test
+  void modelStatistics_reportsCumulativeFiguresAsTritonDoes() {
+    ModelInferRequest request = Tensors.affine(1, 2, 3).setModelName("affine").build();
+    io.modelgate.proto.inference.ModelStatisticsRequest query =
+        io.modelgate.proto.inference.ModelStatisticsRequest.newBuilder().setName("affine").setVersion("1").build();
+    io.modelgate.proto.inference.ModelStatistics before =
+        gateway.blocking().modelStatistics(query).getModelStats(0);
+    for (int i = 0; i < 5; i++) {
+      gateway.blocking().modelInfer(request);
+    }
+    io.modelgate.proto.inference.ModelStatistics after = gateway.blocking().modelStatistics(query).getModelStats(0);
+    assertThat(after.getName()).isEqualTo("affine");
+    assertThat(after.getVersion()).isEqualTo("1");
+    io.modelgate.proto.inference.InferStatistics s = after.getInferenceStats();
+    io.modelgate.proto.inference.InferStatistics b = before.getInferenceStats();
+    assertThat(s.getSuccess().getCount() - b.getSuccess().getCount()).isEqualTo(5);
+    assertThat(s.getSuccess().getNs()).isGreaterThan(b.getSuccess().getNs());
+    assertThat(s.getQueue().getCount() - b.getQueue().getCount()).isEqualTo(5);
+    assertThat(s.getComputeInfer().getCount() - b.getComputeInfer().getCount()).isEqualTo(5);
+    assertThat(s.getComputeInfer().getNs()).isGreaterThan(b.getComputeInfer().getNs());
+    assertThat(after.getInferenceCount() - before.getInferenceCount()).isEqualTo(5);
+    assertThat(after.getExecutionCount() - before.getExecutionCount()).isBetween(1L, 5L);
+    assertThat(after.getLastInference()).isPositive();
+    assertThat(after.getBatchStatsList()).isNotEmpty();
+    long executionsBySize =
+        after.getBatchStatsList().stream().mapToLong(x -> x.getComputeInfer().getCount()).sum();
+    assertThat(executionsBySize).isEqualTo(after.getExecutionCount());
+    // All models: an entry per loaded version; an unknown one is NOT_FOUND.
+    assertThat(
+            gateway.blocking()
+                .modelStatistics(io.modelgate.proto.inference.ModelStatisticsRequest.getDefaultInstance())
+                .getModelStatsList())
+        .extracting(io.modelgate.proto.inference.ModelStatistics::getName)
+        .contains("affine", "cnn_mnist");
+    failsWith(
+        Status.Code.NOT_FOUND,
+        () ->
+            gateway.blocking().modelStatistics(
+                io.modelgate.proto.inference.ModelStatisticsRequest.newBuilder().setName("nowhere").build()));
+  }
+
+  @Test
+  void repositoryIndex_listsEveryVersionWithItsState() {
+    io.modelgate.proto.inference.RepositoryIndexResponse index =
+        gateway.blocking().repositoryIndex(io.modelgate.proto.inference.RepositoryIndexRequest.getDefaultInstance());
+    assertThat(index.getModelsList())
+        .anySatisfy(m -> {
+          assertThat(m.getName()).isEqualTo("broken");
+          assertThat(m.getVersion()).isEqualTo("1");
+          assertThat(m.getState()).isEqualTo("FAILED");
+          assertThat(m.getReason()).contains("ONNX Runtime could not load");
+        });
+    io.modelgate.proto.inference.RepositoryIndexResponse ready =
+        gateway.blocking().repositoryIndex(
+            io.modelgate.proto.inference.RepositoryIndexRequest.newBuilder().setReady(true).build());
+    assertThat(ready.getModelsList()).allSatisfy(m -> assertThat(m.getState()).isEqualTo("READY"));
+  }
+
+  @Test
+  void repositoryLoadAndUnload_needTheAdminToken() {
+    failsWith(
+            Status.Code.UNAUTHENTICATED,
+            () ->
+                gateway.blocking().repositoryModelUnload(
+                    io.modelgate.proto.inference.RepositoryModelUnloadRequest.newBuilder().setModelName("unbatched").build()))
+        .hasMessageContaining("admin token");
+    failsWith(
+        Status.Code.UNAUTHENTICATED,
+        () ->
+            gateway.blocking().repositoryModelLoad(
+                io.modelgate.proto.inference.RepositoryModelLoadRequest.newBuilder().setModelName("unbatched").build()));
+  }
+
+  @Test
+  void repositoryUnloadThenLoad_takesAModelDownAndBringsItBack() {
+    io.modelgate.proto.inference.GRPCInferenceServiceGrpc.GRPCInferenceServiceBlockingStub operator =
+        gateway.blocking().withCallCredentials(Gateway.bearer(Gateway.ADMIN_TOKEN));
+    ModelInferRequest request = Tensors.affine(1, 2, 3).setModelName("unbatched").build();
+    assertThat(gateway.blocking().modelInfer(request).getModelVersion()).isEqualTo("1");
+    operator.repositoryModelUnload(
+        io.modelgate.proto.inference.RepositoryModelUnloadRequest.newBuilder().setModelName("unbatched").build());
+    failsWith(Status.Code.UNAVAILABLE, () -> gateway.blocking().modelInfer(request));
+    operator.repositoryModelLoad(
+        io.modelgate.proto.inference.RepositoryModelLoadRequest.newBuilder().setModelName("unbatched").build());
+    assertThat(gateway.blocking().modelInfer(request).getModelVersion()).isEqualTo("1");
+    failsWith(
+            Status.Code.INVALID_ARGUMENT,
+            () ->
+                operator.repositoryModelLoad(
+                    io.modelgate.proto.inference.RepositoryModelLoadRequest.newBuilder()
+                        .setModelName("unbatched")
+                        .putParameters("config", io.modelgate.proto.inference.ModelRepositoryParameter.newBuilder().setStringParam("{}").build())
+                        .build()))
+        .hasMessageContaining("expected: none");
   }
 
   @Test

@@ -71,6 +71,8 @@ public final class Gateway implements AutoCloseable {
     config(root, "unbatched", "max_batch_size: 0\n");
     write(root, "fallback", 1, affine());
     config(root, "fallback", "execution_provider: cuda\nallow_cpu_fallback: true\n");
+    write(root, "state", 1, io.modelgate.runtime.testing.TestModels.stateWithScale());
+    config(root, "state", "max_batch_size: 8\nbatch_axes: {state: 1, scaled: 1, scale: none}\n");
     return root;
   }
 

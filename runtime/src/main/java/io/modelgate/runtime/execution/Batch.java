@@ -13,7 +13,8 @@ public final class Batch {
   private final InferenceRequest[] requests;
   private int size;
   private int rows;
-  private long computeNanos;
+  private long computeStart;
+  private long computeEnd;
 
   /** @param capacity the most requests one batch may hold */
   public Batch(int capacity) {
@@ -36,7 +37,8 @@ public final class Batch {
     Arrays.fill(requests, 0, size, null);
     size = 0;
     rows = 0;
-    computeNanos = 0;
+    computeStart = 0;
+    computeEnd = 0;
   }
 
   void add(InferenceRequest request) {
@@ -71,16 +73,28 @@ public final class Batch {
   }
 
   /**
-   * Records how long the model itself ran this batch, in nanoseconds; called by the executor
-   * around its model call. 0 until then (or when the executor does not say).
+   * Records when the model itself started and ended running this batch ({@link System#nanoTime()});
+   * called by the executor around its model call. What came before is input preparation, what
+   * comes after is output handling.
    */
-  public void computeNanos(long nanos) {
-    this.computeNanos = nanos;
+  public void ran(long startNanos, long endNanos) {
+    this.computeStart = startNanos;
+    this.computeEnd = endNanos;
   }
 
-  /** How long the model ran this batch, in nanoseconds, as the executor recorded it; else 0. */
-  public long computeNanos() {
-    return computeNanos;
+  /** Whether the executor recorded the model's run ({@link #ran}). */
+  public boolean hasComputeTimes() {
+    return computeEnd != 0;
+  }
+
+  /** When the model started running this batch; meaningful only if {@link #hasComputeTimes()}. */
+  public long computeStartNanos() {
+    return computeStart;
+  }
+
+  /** When the model ended running this batch; meaningful only if {@link #hasComputeTimes()}. */
+  public long computeEndNanos() {
+    return computeEnd;
   }
 
   public InferenceRequest get(int index) {

@@ -627,9 +627,13 @@ public final class RingScheduler implements VersionScheduler {
           work.get(i).fail(error);
         }
       }
-      long execution = System.nanoTime() - start;
+      long end = System.nanoTime();
+      long execution = end - start;
       // The model's own run when the executor measured it; else the whole execution.
-      long compute = work.computeNanos() > 0 ? work.computeNanos() : execution;
+      boolean timed = work.hasComputeTimes();
+      long compute = timed ? work.computeEndNanos() - work.computeStartNanos() : execution;
+      long input = timed ? work.computeStartNanos() - start : 0;
+      long output = timed ? end - work.computeEndNanos() : 0;
       for (int i = 0; i < work.size(); i++) {
         InferenceRequest request = work.get(i);
         if (!request.isAnswered()) {
@@ -639,7 +643,7 @@ public final class RingScheduler implements VersionScheduler {
         }
         recorder.recordRequest(start - request.arrivalNanos(), compute);
       }
-      recorder.recordBatch(work.size(), work.rows(), execution);
+      recorder.recordExecution(work.size(), work.rows(), input, compute, output);
     }
   }
 }

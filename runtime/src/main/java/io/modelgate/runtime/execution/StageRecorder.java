@@ -25,6 +25,19 @@ public interface StageRecorder {
    */
   void recordBatch(int requests, int rows, long computeNanos);
 
+  /**
+   * One execution, by phase; what the scheduler calls. By default, {@link #recordBatch} with the
+   * three phases added up.
+   *
+   * @param inputNanos from the start of the execution to the model's run (input copies)
+   * @param inferNanos the model's run
+   * @param outputNanos from the end of the model's run to the end of the execution (splitting the
+   *     outputs, answering each request)
+   */
+  default void recordExecution(int requests, int rows, long inputNanos, long inferNanos, long outputNanos) {
+    recordBatch(requests, rows, inputNanos + inferNanos + outputNanos);
+  }
+
   /** Creates the recorder of each version when it loads. */
   @FunctionalInterface
   interface Factory {

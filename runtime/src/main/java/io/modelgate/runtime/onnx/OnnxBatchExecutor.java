@@ -72,7 +72,7 @@ public final class OnnxBatchExecutor implements BatchExecutor {
       }
       long runStart = System.nanoTime();
       try (OrtSession.Result result = model.run(feed, outputNames(batch))) {
-        batch.computeNanos(System.nanoTime() - runStart);
+        batch.ran(runStart, System.nanoTime());
         answer(batch, result);
       }
     } catch (OrtException e) {

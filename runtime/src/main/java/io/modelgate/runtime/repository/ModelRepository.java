@@ -407,6 +407,30 @@ public final class ModelRepository {
   }
 
   /**
+   * The version numbers of {@code modelName} that have a folder in the repository now, lowest
+   * first; folders added since the server started are included.
+   *
+   * @throws InferenceException NOT_FOUND for a model the repository does not have
+   */
+  public List<Long> versionsOnDisk(String modelName) {
+    model(modelName).orElseThrow(() -> unknownModel(modelName));
+    List<Long> numbers = new ArrayList<>();
+    try {
+      for (Path dir : list(root.resolve(modelName))) {
+        String folder = dir.getFileName().toString();
+        if (Files.isDirectory(dir) && VERSION.matcher(folder).matches()) {
+          numbers.add(Long.parseLong(folder));
+        }
+      }
+    } catch (IOException e) {
+      throw InferenceException.unavailable(
+          "cannot list the versions of model '" + modelName + "' in the repository: " + e.getMessage());
+    }
+    numbers.sort(null);
+    return numbers;
+  }
+
+  /**
    * Unloads a READY version: it stops accepting, completes what it has queued (or answers
    * UNAVAILABLE after {@code drainTimeout}), then its session closes. Blocks until done; never call
    * it on the request path.

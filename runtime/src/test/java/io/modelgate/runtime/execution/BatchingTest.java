@@ -388,7 +388,8 @@ class BatchingTest {
         new BatchExecutor() {
           @Override
           public void execute(Batch batch) {
-            batch.computeNanos(4_242);
+            long now = System.nanoTime();
+            batch.ran(now, now + 4_242);
             inner.execute(batch);
           }
 
