@@ -38,6 +38,7 @@ public final class BenchCli implements Runnable {
   public static void main(String[] args) {
     SLF4JBridgeHandler.removeHandlersForRootLogger();
     SLF4JBridgeHandler.install();
-    System.exit(new CommandLine(new BenchCli()).execute(args));
+    System.exit(
+        io.modelgate.gateway.cli.CliErrors.install(new CommandLine(new BenchCli()), "modelgate-bench").execute(args));
   }
 }

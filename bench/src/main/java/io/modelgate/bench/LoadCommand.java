@@ -29,7 +29,6 @@ import picocli.CommandLine.Spec;
 /** {@code modelgate-bench load}: load any KServe v2 server and report latency honestly. */
 @Command(
     name = "load",
-    mixinStandardHelpOptions = true,
     description = {
       "Loads a KServe v2 gRPC server with ModelInfer (or ModelStreamInfer with --streaming).",
       "--rate R: open loop at R requests/s, latency from each request's intended start (coordinated"
@@ -38,6 +37,7 @@ import picocli.CommandLine.Spec;
     })
 final class LoadCommand implements Callable<Integer> {
   @Spec CommandSpec spec;
+  @picocli.CommandLine.Mixin io.modelgate.gateway.cli.HelpOption help;
 
   @Option(names = "--target", defaultValue = "localhost:8001", description = "Server. Default: ${DEFAULT-VALUE}.") String target;
   @Option(names = "--model", required = true, description = "Model name.") String model;
@@ -120,9 +120,10 @@ final class LoadCommand implements Callable<Integer> {
       String name = label == null ? model + " " + options.describe() : label;
       Reports.Summary summary = Reports.summarize(name, options.describe(), result);
       console.println();
-      console.print(Reports.header());
-      console.print(Reports.row(summary));
+      console.print(Reports.text(summary));
       if (out != null) {
+        Files.writeString(out.resolve(Reports.fileName(name) + ".md"),
+            "# " + name + "\n\n" + setup + "\n\n" + Reports.header() + Reports.row(summary));
         Map<String, Object> json = new java.util.LinkedHashMap<>();
         json.put("setup", setup);
         json.put("result", summary);

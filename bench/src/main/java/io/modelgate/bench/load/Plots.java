@@ -47,15 +47,10 @@ public final class Plots {
         title, "percentile (1 / (1 - p): 10 = p90, 100 = p99, 1000 = p99.9)", "latency, ms", data,
         PlotOrientation.VERTICAL, true, false, false);
     XYPlot plot = (XYPlot) chart.getPlot();
-    LogAxis x = new LogAxis("percentile (10 = p90, 100 = p99, 1000 = p99.9)");
-    x.setBase(10);
+    LogAxis x = new RoundLogAxis("percentile (10 = p90, 100 = p99, 1000 = p99.9)");
     x.setSmallestValue(1);
-    x.setNumberFormatOverride(new java.text.DecimalFormat("0.#"));
     plot.setDomainAxis(x);
-    LogAxis y = new LogAxis("latency, ms");
-    y.setBase(10);
-    y.setNumberFormatOverride(new java.text.DecimalFormat("0.###"));
-    plot.setRangeAxis(y);
+    plot.setRangeAxis(new RoundLogAxis("latency, ms"));
     style(plot, false);
     ChartUtils.saveChartAsPNG(png.toFile(), chart, 1000, 600);
   }
@@ -80,12 +75,65 @@ public final class Plots {
         title, "throughput, requests/s", "p99 latency, ms", data, PlotOrientation.VERTICAL, true, false, false);
     XYPlot plot = (XYPlot) chart.getPlot();
     plot.setDomainAxis(new NumberAxis("throughput achieved, requests/s"));
-    LogAxis y = new LogAxis("p99 latency, ms");
-    y.setBase(10);
-    y.setNumberFormatOverride(new java.text.DecimalFormat("0.###"));
-    plot.setRangeAxis(y);
+    plot.setRangeAxis(new RoundLogAxis("p99 latency, ms"));
     style(plot, true);
     ChartUtils.saveChartAsPNG(png.toFile(), chart, 1000, 600);
+  }
+
+  /**
+   * A base-10 log axis whose ticks fall on round values: 1, 2 and 5 times a power of ten (0.1, 0.2,
+   * 0.5, 1, 2, 5, 10, ...), where JFreeChart's own would put them at 1.585, 2.512, 3.981, ...
+   */
+  static final class RoundLogAxis extends LogAxis {
+    private static final long serialVersionUID = 1L;
+
+    RoundLogAxis(String label) {
+      super(label);
+      setBase(10);
+      setNumberFormatOverride(new java.text.DecimalFormat("0.###"));
+    }
+
+    @Override
+    @SuppressWarnings({"rawtypes", "unchecked"})
+    protected List refreshTicksVertical(
+        java.awt.Graphics2D g2, java.awt.geom.Rectangle2D dataArea, org.jfree.chart.ui.RectangleEdge edge) {
+      org.jfree.chart.ui.TextAnchor anchor =
+          edge == org.jfree.chart.ui.RectangleEdge.LEFT
+              ? org.jfree.chart.ui.TextAnchor.CENTER_RIGHT
+              : org.jfree.chart.ui.TextAnchor.CENTER_LEFT;
+      return roundTicks(anchor);
+    }
+
+    @Override
+    @SuppressWarnings({"rawtypes", "unchecked"})
+    protected List refreshTicksHorizontal(
+        java.awt.Graphics2D g2, java.awt.geom.Rectangle2D dataArea, org.jfree.chart.ui.RectangleEdge edge) {
+      org.jfree.chart.ui.TextAnchor anchor =
+          edge == org.jfree.chart.ui.RectangleEdge.TOP
+              ? org.jfree.chart.ui.TextAnchor.BOTTOM_CENTER
+              : org.jfree.chart.ui.TextAnchor.TOP_CENTER;
+      return roundTicks(anchor);
+    }
+
+    /** Values 1, 2, 5 × 10^n within the range, fewer (1 × 10^n only) when the range spans many decades. */
+    List<org.jfree.chart.axis.ValueTick> roundTicks(org.jfree.chart.ui.TextAnchor anchor) {
+      double lower = Math.max(getLowerBound(), 1e-9);
+      double upper = getUpperBound();
+      int first = (int) Math.floor(Math.log10(lower));
+      int last = (int) Math.ceil(Math.log10(upper));
+      double[] mantissas = last - first > 6 ? new double[] {1} : new double[] {1, 2, 5};
+      List<org.jfree.chart.axis.ValueTick> ticks = new java.util.ArrayList<>();
+      for (int e = first; e <= last; e++) {
+        for (double m : mantissas) {
+          double value = m * Math.pow(10, e);
+          if (value >= lower && value <= upper) {
+            ticks.add(new org.jfree.chart.axis.NumberTick(
+                value, getNumberFormatOverride().format(value), anchor, anchor, 0.0));
+          }
+        }
+      }
+      return ticks;
+    }
   }
 
   private static void style(XYPlot plot, boolean shapes) {

@@ -74,6 +74,36 @@ public final class Reports {
     return row.toString();
   }
 
+  /**
+   * A summary for a terminal: aligned columns, no Markdown. The scenario's own line, then one line
+   * per answering version (when several answered) and per error status with its latency.
+   */
+  public static String text(Summary s) {
+    StringBuilder out = new StringBuilder();
+    String format = "%-44s %10s %9s %9s %9s %9s %9s  %s%n";
+    out.append(String.format(format, "", "req/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "errors"));
+    out.append(String.format(format, shorten(s.label(), 44), String.format("%.0f", s.throughput()),
+        ms(s.p50Ms()), ms(s.p90Ms()), ms(s.p99Ms()), ms(s.p999Ms()), ms(s.maxMs()),
+        s.errors().isEmpty() ? "0" : s.errors().toString()));
+    if (s.byVersion().size() > 1) {
+      s.byVersion().forEach((version, v) -> out.append(String.format(format,
+          "  version " + version, String.format("%.0f ans", v.get("count")), ms(v.get("p50Ms")), "",
+          ms(v.get("p99Ms")), ms(v.get("p999Ms")), "", "")));
+    }
+    s.errorLatency().forEach((code, e) -> out.append(String.format(format,
+        "  " + shorten(code, 32), String.format("%.0f ans", e.get("count")), ms(e.get("p50Ms")), "",
+        ms(e.get("p99Ms")), ms(e.get("p999Ms")), "", "")));
+    return out.toString();
+  }
+
+  private static String ms(double value) {
+    return String.format("%.3f", value);
+  }
+
+  private static String shorten(String text, int width) {
+    return text.length() <= width ? text : text.substring(0, width - 3) + "...";
+  }
+
   public static void writeJson(Path file, Object value) throws IOException {
     new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValue(file.toFile(), value);
   }

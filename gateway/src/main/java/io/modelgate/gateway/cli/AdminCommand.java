@@ -65,7 +65,10 @@ final class AdminCommand implements Runnable {
     spec.commandLine().usage(spec.commandLine().getOut());
   }
 
-  /** Runs {@code action} against the admin API; prints gRPC errors as "CODE: message", exit 1. */
+  /**
+   * Runs {@code action} against the admin API; prints a gRPC error as "CODE: message" (exit 1), an
+   * unreachable server or unreadable token as one line (exit 3).
+   */
   interface Action {
     void run(AdminConnection.Client client, PrintWriter out) throws Exception;
   }
@@ -77,14 +80,10 @@ final class AdminCommand implements Runnable {
       action.run(client, out);
       out.flush();
       return 0;
-    } catch (StatusRuntimeException e) {
-      err.printf("modelgate admin: %s: %s%n", e.getStatus().getCode(), e.getStatus().getDescription());
+    } catch (StatusRuntimeException | java.io.IOException e) {
+      err.printf("modelgate admin: %s%n", CliErrors.describe(e));
       err.flush();
-      return 1;
-    } catch (java.io.IOException e) {
-      err.printf("modelgate admin: %s%n", e.getMessage());
-      err.flush();
-      return 2;
+      return CliErrors.exitCode(e);
     }
   }
 
@@ -123,10 +122,11 @@ final class AdminCommand implements Runnable {
     }
   }
 
-  @Command(name = "models", mixinStandardHelpOptions = true, description = "Models, versions, states and weights.")
+  @Command(name = "models", description = "Models, versions, states and weights.")
   static final class Models implements Callable<Integer> {
     @ParentCommand AdminCommand admin;
     @Spec CommandSpec spec;
+    @Mixin HelpOption help;
 
     @Override
     public Integer call() throws Exception {
@@ -153,21 +153,23 @@ final class AdminCommand implements Runnable {
     }
   }
 
-  @Command(name = "routes", mixinStandardHelpOptions = true, description = "Read or change a model's routing.",
+  @Command(name = "routes", description = "Read or change a model's routing.",
       subcommands = {Routes.Get.class, Routes.Set.class})
   static final class Routes implements Runnable {
     @ParentCommand AdminCommand admin;
     @Spec CommandSpec spec;
+    @Mixin HelpOption help;
 
     @Override
     public void run() {
       spec.commandLine().usage(spec.commandLine().getOut());
     }
 
-    @Command(name = "get", mixinStandardHelpOptions = true, description = "Show a model's routing policy.")
+    @Command(name = "get", description = "Show a model's routing policy.")
     static final class Get implements Callable<Integer> {
       @ParentCommand Routes routes;
       @Spec CommandSpec spec;
+      @Mixin HelpOption help;
       @Option(names = "--model", required = true) String model;
 
       @Override
@@ -177,10 +179,11 @@ final class AdminCommand implements Runnable {
       }
     }
 
-    @Command(name = "set", mixinStandardHelpOptions = true, description = "Replace a model's routing policy atomically.")
+    @Command(name = "set", description = "Replace a model's routing policy atomically.")
     static final class Set implements Callable<Integer> {
       @ParentCommand Routes routes;
       @Spec CommandSpec spec;
+      @Mixin HelpOption help;
       @Option(names = "--model", required = true) String model;
 
       @Option(names = "--weights", required = true, split = ",", paramLabel = "VERSION=WEIGHT",
@@ -255,10 +258,11 @@ final class AdminCommand implements Runnable {
     }
   }
 
-  @Command(name = "stats", mixinStandardHelpOptions = true, description = "Per-version latency, throughput and errors.")
+  @Command(name = "stats", description = "Per-version latency, throughput and errors.")
   static final class Stats implements Callable<Integer> {
     @ParentCommand AdminCommand admin;
     @Spec CommandSpec spec;
+    @Mixin HelpOption help;
     @Option(names = "--model", defaultValue = "") String model;
     @Option(names = "--version", defaultValue = "0") long version;
     @Option(names = "--window", defaultValue = "all-windows", description = "1m, 5m, 15m, all, or all-windows. Default: ${DEFAULT-VALUE}.")
@@ -273,10 +277,16 @@ final class AdminCommand implements Runnable {
     }
   }
 
-  @Command(name = "watch", mixinStandardHelpOptions = true, description = "Print statistics every interval until interrupted.")
+  @Command(
+      name = "watch",
+      description = {
+        "Print statistics every interval until interrupted.",
+        "On a terminal each report replaces the last one; piped or redirected, reports are appended."
+      })
   static final class Watch implements Callable<Integer> {
     @ParentCommand AdminCommand admin;
     @Spec CommandSpec spec;
+    @Mixin HelpOption help;
     @Option(names = "--model", defaultValue = "") String model;
     @Option(names = "--window", defaultValue = "1m") String window;
     @Option(names = "--interval", defaultValue = "5s", converter = Converters.TimeSpan.class) java.time.Duration interval;
@@ -287,9 +297,14 @@ final class AdminCommand implements Runnable {
       return execute(admin, spec, (client, out) -> {
         Iterator<StatsResponse> reports = client.stub().watchStats(
             WatchStatsRequest.newBuilder().setModel(model).setIntervalMs((int) interval.toMillis()).build());
+        boolean redraw = System.console() != null;
         for (int n = 0; reports.hasNext() && (count == 0 || n < count); n++) {
           StatsResponse report = reports.next();
-          out.printf("-- %s%n", Instant.ofEpochMilli(report.getTimeMs()));
+          if (redraw) {
+            // Cursor home and clear the screen: the report redraws in place.
+            out.print("\033[H\033[2J");
+          }
+          out.printf("-- %s (every %s, Ctrl-C to stop)%n", Instant.ofEpochMilli(report.getTimeMs()), interval);
           printStats(out, report, window);
           out.flush();
         }
@@ -297,10 +312,11 @@ final class AdminCommand implements Runnable {
     }
   }
 
-  @Command(name = "promote", mixinStandardHelpOptions = true, description = "Send 100% of a model's traffic to one version.")
+  @Command(name = "promote", description = "Send 100%% of a model's traffic to one version.")
   static final class Promote implements Callable<Integer> {
     @ParentCommand AdminCommand admin;
     @Spec CommandSpec spec;
+    @Mixin HelpOption help;
     @Option(names = "--model", required = true) String model;
     @Option(names = "--version", required = true) long version;
 
@@ -314,10 +330,11 @@ final class AdminCommand implements Runnable {
     }
   }
 
-  @Command(name = "rollback", mixinStandardHelpOptions = true, description = "Restore the routing policy the current one replaced.")
+  @Command(name = "rollback", description = "Restore the routing policy the current one replaced.")
   static final class Rollback implements Callable<Integer> {
     @ParentCommand AdminCommand admin;
     @Spec CommandSpec spec;
+    @Mixin HelpOption help;
     @Option(names = "--model", required = true) String model;
 
     @Override
@@ -330,10 +347,11 @@ final class AdminCommand implements Runnable {
     }
   }
 
-  @Command(name = "load", mixinStandardHelpOptions = true, description = "Load a version from the model repository.")
+  @Command(name = "load", description = "Load a version from the model repository.")
   static final class Load implements Callable<Integer> {
     @ParentCommand AdminCommand admin;
     @Spec CommandSpec spec;
+    @Mixin HelpOption help;
     @Option(names = "--model", required = true) String model;
     @Option(names = "--version", required = true) long version;
 
@@ -346,10 +364,11 @@ final class AdminCommand implements Runnable {
     }
   }
 
-  @Command(name = "unload", mixinStandardHelpOptions = true, description = "Drain, then unload a version that takes no traffic.")
+  @Command(name = "unload", description = "Drain, then unload a version that takes no traffic.")
   static final class Unload implements Callable<Integer> {
     @ParentCommand AdminCommand admin;
     @Spec CommandSpec spec;
+    @Mixin HelpOption help;
     @Option(names = "--model", required = true) String model;
     @Option(names = "--version", required = true) long version;
 
@@ -362,11 +381,12 @@ final class AdminCommand implements Runnable {
     }
   }
 
-  @Command(name = "rollout", mixinStandardHelpOptions = true, description = "Automated canary rollouts.",
+  @Command(name = "rollout", description = "Automated canary rollouts.",
       subcommands = {RolloutCommand.Start.class, RolloutCommand.Status.class, RolloutCommand.Abort.class})
   static final class RolloutCommand implements Runnable {
     @ParentCommand AdminCommand admin;
     @Spec CommandSpec spec;
+    @Mixin HelpOption help;
 
     @Override
     public void run() {
@@ -395,10 +415,11 @@ final class AdminCommand implements Runnable {
       }
     }
 
-    @Command(name = "start", mixinStandardHelpOptions = true, description = "Start moving traffic to a candidate, judging each step.")
+    @Command(name = "start", description = "Start moving traffic to a candidate, judging each step.")
     static final class Start implements Callable<Integer> {
       @ParentCommand RolloutCommand rollout;
       @Spec CommandSpec spec;
+      @Mixin HelpOption help;
       @Option(names = "--model", required = true) String model;
       @Option(names = "--baseline", required = true) long baseline;
       @Option(names = "--candidate", required = true) long candidate;
@@ -420,10 +441,11 @@ final class AdminCommand implements Runnable {
       }
     }
 
-    @Command(name = "status", mixinStandardHelpOptions = true, description = "A rollout's state and every decision with its evidence.")
+    @Command(name = "status", description = "A rollout's state and every decision with its evidence.")
     static final class Status implements Callable<Integer> {
       @ParentCommand RolloutCommand rollout;
       @Spec CommandSpec spec;
+      @Mixin HelpOption help;
       @Option(names = "--model", required = true) String model;
 
       @Override
@@ -433,10 +455,11 @@ final class AdminCommand implements Runnable {
       }
     }
 
-    @Command(name = "abort", mixinStandardHelpOptions = true, description = "Stop a rollout and restore the policy it started from.")
+    @Command(name = "abort", description = "Stop a rollout and restore the policy it started from.")
     static final class Abort implements Callable<Integer> {
       @ParentCommand RolloutCommand rollout;
       @Spec CommandSpec spec;
+      @Mixin HelpOption help;
       @Option(names = "--model", required = true) String model;
 
       @Override

@@ -13,28 +13,42 @@ import java.nio.file.Path;
 import java.util.concurrent.Executor;
 import java.util.concurrent.TimeUnit;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.ScopeType;
 
-/** How {@code modelgate admin} reaches the admin port: address, token and TLS. */
+/**
+ * How {@code modelgate admin} reaches the admin port: address, token, TLS and time-out. The options
+ * are inherited: they may stand before or after the subcommand ({@code admin --target h:8003
+ * models} or {@code admin models --target h:8003}).
+ */
 final class AdminConnection {
-  @Option(names = "--target", defaultValue = "localhost:8003", description = "Admin address. Default: ${DEFAULT-VALUE}.")
+  @Option(
+      scope = ScopeType.INHERIT,
+      names = "--timeout",
+      defaultValue = "120s",
+      converter = Converters.TimeSpan.class,
+      description = "How long one admin call may take. Default: ${DEFAULT-VALUE}.")
+  java.time.Duration timeout;
+
+  @Option(scope = ScopeType.INHERIT, names = "--target", defaultValue = "localhost:8003", description = "Admin address. Default: ${DEFAULT-VALUE}.")
   String target;
 
   @Option(
+      scope = ScopeType.INHERIT,
       names = "--token-file",
       paramLabel = "FILE",
       description = "File with the admin token. Default: $MODELGATE_ADMIN_TOKEN, else <state-dir>/admin-token.")
   Path tokenFile;
 
-  @Option(names = "--state-dir", defaultValue = "modelgate-state", description = "Where the server keeps its generated token. Default: ./${DEFAULT-VALUE}.")
+  @Option(scope = ScopeType.INHERIT, names = "--state-dir", defaultValue = "modelgate-state", description = "Where the server keeps its generated token. Default: ./${DEFAULT-VALUE}.")
   Path stateDir;
 
-  @Option(names = "--tls-ca", paramLabel = "PEM", description = "Use TLS, trusting this CA for the server's certificate.")
+  @Option(scope = ScopeType.INHERIT, names = "--tls-ca", paramLabel = "PEM", description = "Use TLS, trusting this CA for the server's certificate.")
   Path tlsCa;
 
-  @Option(names = "--tls-cert", paramLabel = "PEM", description = "Client certificate, for mutual TLS.")
+  @Option(scope = ScopeType.INHERIT, names = "--tls-cert", paramLabel = "PEM", description = "Client certificate, for mutual TLS.")
   Path tlsCert;
 
-  @Option(names = "--tls-key", paramLabel = "PEM", description = "Client key (PKCS#8), for mutual TLS.")
+  @Option(scope = ScopeType.INHERIT, names = "--tls-key", paramLabel = "PEM", description = "Client key (PKCS#8), for mutual TLS.")
   Path tlsKey;
 
   /** A channel and a stub that presents the token and names the operator. */
@@ -64,14 +78,17 @@ final class AdminConnection {
             applier.apply(headers);
           }
         };
-    return new Client(channel, AdminServiceGrpc.newBlockingStub(channel).withCallCredentials(credentials));
+    return new Client(
+        channel, AdminServiceGrpc.newBlockingStub(channel).withCallCredentials(credentials), timeout);
   }
 
   /** An open admin connection. */
-  record Client(ManagedChannel channel, AdminServiceGrpc.AdminServiceBlockingStub stub)
+  record Client(
+      ManagedChannel channel, AdminServiceGrpc.AdminServiceBlockingStub stub, java.time.Duration timeout)
       implements AutoCloseable {
+    /** The stub with the call's deadline ({@code --timeout}). */
     AdminServiceGrpc.AdminServiceBlockingStub call() {
-      return stub.withDeadlineAfter(120, TimeUnit.SECONDS);
+      return stub.withDeadlineAfter(timeout.toMillis(), TimeUnit.MILLISECONDS);
     }
 
     @Override

@@ -33,10 +33,11 @@ import picocli.CommandLine.Spec;
  */
 @Command(
     name = "infer",
-    mixinStandardHelpOptions = true,
+
     description = "Sends one inference request and prints the outputs and the version that answered.")
 final class InferCommand implements Callable<Integer> {
   @Spec CommandSpec spec;
+  @picocli.CommandLine.Mixin HelpOption help;
 
   @Option(names = "--target", defaultValue = "localhost:8001", description = "Server address. Default: ${DEFAULT-VALUE}.")
   String target;
@@ -124,13 +125,13 @@ final class InferCommand implements Callable<Integer> {
       out.flush();
       return 0;
     } catch (StatusRuntimeException e) {
-      err.printf("modelgate infer: %s: %s%n", e.getStatus().getCode(), e.getStatus().getDescription());
+      err.printf("modelgate infer: %s%n", CliErrors.describe(e));
       err.flush();
-      return 1;
+      return CliErrors.exitCode(e);
     } catch (IllegalArgumentException e) {
       err.printf("modelgate infer: %s%n", e.getMessage());
       err.flush();
-      return 2;
+      return CliErrors.USAGE;
     } finally {
       channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
     }

@@ -25,7 +25,7 @@ public final class ModelgateCli implements Runnable {
 
   /** The command line, ready to execute; output goes where the caller's CommandLine says. */
   public static CommandLine commandLine() {
-    return new CommandLine(new ModelgateCli());
+    return CliErrors.install(new CommandLine(new ModelgateCli()), "modelgate");
   }
 
   public static void main(String[] args) {

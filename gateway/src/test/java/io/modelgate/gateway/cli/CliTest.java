@@ -134,4 +134,55 @@ class CliTest {
     assertThat(run.exitCode()).isZero();
     assertThat(run.out()).contains("--model-repository").contains("--grpc-port").contains("--max-inbound-message-size");
   }
+
+  @org.junit.jupiter.params.ParameterizedTest
+  @org.junit.jupiter.params.provider.ValueSource(
+      strings = {
+        "infer", "admin", "admin models", "admin stats", "admin watch", "admin promote", "admin rollback",
+        "admin load", "admin unload", "admin routes", "admin routes get", "admin routes set", "admin rollout",
+        "admin rollout start", "admin rollout status", "admin rollout abort", "serve"
+      })
+  void help_worksOnEveryCommand_withoutWarnings(String command) {
+    String[] words = (command + " --help").split(" ");
+    Run run = run(words);
+    assertThat(run.exitCode()).as(run.err()).isZero();
+    assertThat(run.out()).startsWith("Usage: modelgate " + command);
+    assertThat(run.out() + run.err()).doesNotContain("WARN").doesNotContain("Exception");
+  }
+
+  @Test
+  void adminConnectionFlags_mayFollowTheSubcommand() throws Exception {
+    Path token = root.resolve(".state").resolve("cli-token-after");
+    java.nio.file.Files.writeString(token, Gateway.ADMIN_TOKEN);
+    Run run = run("admin", "models", "--target", "localhost:" + gateway.server.adminPort(), "--token-file",
+        token.toString(), "--timeout", "30s");
+    assertThat(run.exitCode()).as(run.err()).isZero();
+    assertThat(run.out()).contains("cnn_mnist");
+  }
+
+  @Test
+  void userErrors_areOneLine_withTheDocumentedExitCode_andNoStackTrace() throws Exception {
+    Run missing = run("serve", "--model-repository", root.resolve("no-such-folder").toString(), "--grpc-port", "0");
+    assertThat(missing.exitCode()).isEqualTo(CliErrors.UNREACHABLE);
+    assertThat(missing.err().strip()).startsWith("modelgate: model repository").endsWith("is not a folder");
+    assertThat(missing.err().lines().count()).isEqualTo(1);
+
+    int port;
+    try (java.net.ServerSocket free = new java.net.ServerSocket(0)) {
+      port = free.getLocalPort();
+    }
+    Run refused = run("infer", "--target", "localhost:" + port, "--model", "cnn_mnist");
+    assertThat(refused.exitCode()).isEqualTo(CliErrors.UNREACHABLE);
+    assertThat(refused.err()).startsWith("modelgate infer: UNAVAILABLE: cannot reach the server");
+    assertThat(refused.err().lines().count()).isEqualTo(1);
+
+    Run unknown = run(admin("routes", "get", "--model", "nope"));
+    assertThat(unknown.exitCode()).isEqualTo(CliErrors.FAILED);
+    assertThat(unknown.err()).isEqualTo("modelgate admin: NOT_FOUND: unknown model 'nope' (available: "
+        + unknown.err().substring(unknown.err().indexOf("(available: ") + 12));
+    assertThat(unknown.err().lines().count()).isEqualTo(1);
+
+    Run usage = run("admin", "promote", "--model", "x");
+    assertThat(usage.exitCode()).isEqualTo(CliErrors.USAGE);
+  }
 }

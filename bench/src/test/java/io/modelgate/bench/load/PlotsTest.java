@@ -1,0 +1,37 @@
+package io.modelgate.bench.load;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.util.List;
+import org.jfree.chart.axis.ValueTick;
+import org.jfree.chart.ui.TextAnchor;
+import org.junit.jupiter.api.Test;
+
+class PlotsTest {
+  private static List<Double> ticks(double lower, double upper) {
+    Plots.RoundLogAxis axis = new Plots.RoundLogAxis("ms");
+    axis.setRange(lower, upper);
+    return axis.roundTicks(TextAnchor.CENTER_RIGHT).stream().map(ValueTick::getValue).toList();
+  }
+
+  @Test
+  void logAxisTicks_fallOnOneTwoFiveTimesAPowerOfTen() {
+    assertThat(ticks(0.13, 20)).containsExactly(0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0);
+    assertThat(ticks(1, 1000)).containsExactly(1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0);
+  }
+
+  @Test
+  void logAxisTicks_overManyDecades_arePowersOfTen() {
+    assertThat(ticks(0.001, 100_000)).containsExactly(0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10_000.0, 100_000.0);
+  }
+
+  @Test
+  void terminalText_hasNoMarkdown() {
+    LoadGenerator.Result result =
+        new LoadGenerator.Result(10, 9, 1.0, new org.HdrHistogram.Histogram(3), java.util.Map.of(),
+            java.util.Map.of("RESOURCE_EXHAUSTED", 1L),
+            java.util.Map.of("RESOURCE_EXHAUSTED", new org.HdrHistogram.Histogram(3)));
+    String text = Reports.text(Reports.summarize("m closed loop", "closed loop", result));
+    assertThat(text).doesNotContain("|").doesNotContain("&nbsp;").contains("RESOURCE_EXHAUSTED");
+  }
+}
