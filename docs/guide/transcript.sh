@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Regenerates the outputs shown in docs/operators-guide.md and the README's admin block: starts
+# `bin/modelgate serve` on the embedded demo with a fresh state directory, runs the guide's
+# commands in order, and prints each command and its output as the guide shows them ("$ cmd").
+#   docs/guide/transcript.sh > /tmp/transcript.txt
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+
+port=${GUIDE_PORT:-28001}
+admin_port=$((port + 2))
+metrics_port=$((port + 1))
+state=$(mktemp -d)
+log=$(mktemp)
+bin/modelgate serve --grpc-port "$port" --admin-port "$admin_port" --metrics-port "$metrics_port" \
+  --state-dir "$state" >"$log" 2>&1 &
+pid=$!
+trap 'kill "$pid" 2>/dev/null || true; rm -rf "$state" "$log"' EXIT
+for _ in $(seq 1 120); do
+  grep -q "serving KServe v2 gRPC" "$log" && break
+  sleep 0.5
+done
+
+mg() { bin/modelgate "$@"; }
+admin() { bin/modelgate admin --target "localhost:$admin_port" --state-dir "$state" "$@"; }
+show() {
+  # Prints the command as an operator types it (without the test ports), quoting what has spaces.
+  local shown="" arg
+  for arg in "$@"; do
+    if [[ "$arg" == *" "* ]]; then shown+=" \"$arg\""; else shown+=" $arg"; fi
+  done
+  echo "\$ bin/modelgate${shown}"
+}
+run_admin() { show admin "$@"; admin "$@" || true; echo; }
+run_infer() { show infer "$@"; mg infer --target "localhost:$port" "$@" || true; echo; }
+
+echo "## 1. look, then pin"
+run_admin models
+run_admin routes set --model cnn_mnist --weights 1=100 --reason "v1 serves; v2 is the candidate"
+
+echo "## 2. shadow"
+run_admin routes set --model cnn_mnist --weights 1=100 --shadow 2 --shadow-rate 0.5 --reason "shadow v2"
+run_infer --model cnn_mnist --digit 5 --repeat 1000
+sleep 5.5   # one statistics interval closes
+run_admin stats --model cnn_mnist --window 1m
+run_admin stats --model cnn_mnist --version 2 --window all
+
+echo "## 3. canary and rollback"
+run_admin routes set --model cnn_mnist --weights 1=90,2=10 --reason "10% canary"
+run_infer --model cnn_mnist --digit 3 --repeat 2000
+run_admin rollback --model cnn_mnist
+
+echo "## 3b. sticky routing"
+run_admin routes set --model cnn_mnist --weights 1=50,2=50 --sticky-parameter user --reason "sticky 50/50"
+for user in alice bob carol dave; do
+  run_infer --model cnn_mnist --digit 1 --sticky-key "$user" --repeat 20
+done
+run_admin routes set --model cnn_mnist --weights 1=100 --reason "back to v1"
+
+echo "## 4. rollout"
+run_admin rollout start --model cnn_mnist --baseline 1 --candidate 2 --steps 50,100 --interval 10s --min-samples 200
+mg infer --target "localhost:$port" --model cnn_mnist --digit 2 --repeat 6000 >/dev/null || true
+sleep 12
+run_admin rollout status --model cnn_mnist
+run_admin routes get --model cnn_mnist
+
+echo "## 5. metrics"
+echo "\$ curl -s localhost:8002/metrics | grep -E '^modelgate_requests_total\\{code=\"OK\",model=\"cnn_mnist\"'"
+curl -s "localhost:$metrics_port/metrics" | grep -E '^modelgate_requests_total\{code="OK",model="cnn_mnist"' || true
+echo "\$ curl -s localhost:8002/metrics | grep -E '^modelgate_(version_state|routing_weight)\\{model=\"cnn_mnist\"' | grep -v ' 0.0\$'"
+curl -s "localhost:$metrics_port/metrics" | grep -E '^modelgate_(version_state|routing_weight)\{model="cnn_mnist"' | grep -v ' 0.0$' || true
+echo "\$ curl -s localhost:8002/readyz"
+curl -s "localhost:$metrics_port/readyz"
+
+echo "## 6. audit"
+echo "\$ tail -n 1 modelgate-state/audit.log"
+tail -n 1 "$state/audit.log"
