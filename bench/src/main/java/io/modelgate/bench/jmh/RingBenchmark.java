@@ -56,20 +56,24 @@ public class RingBenchmark {
   private RingScheduler scheduler;
   private DecodedRequest decoded;
 
-  @Setup
-  public void setUp() {
+  /** One row of x FP32 [-1, 4], decoded. */
+  static DecodedRequest oneRow() {
     ModelSignature signature =
         new ModelSignature(
             List.of(new TensorSpec("x", DataType.FP32, new long[] {-1, 4})),
             List.of(new TensorSpec("y", DataType.FP32, new long[] {-1, 4})),
             64);
-    decoded =
-        RequestDecoder.decode(
-            ModelInferRequest.newBuilder()
-                .addInputs(ModelInferRequest.InferInputTensor.newBuilder().setName("x").setDatatype("FP32").addShape(1).addShape(4)
-                    .setContents(InferTensorContents.newBuilder().addFp32Contents(1).addFp32Contents(2).addFp32Contents(3).addFp32Contents(4)))
-                .build(),
-            signature);
+    return RequestDecoder.decode(
+        ModelInferRequest.newBuilder()
+            .addInputs(ModelInferRequest.InferInputTensor.newBuilder().setName("x").setDatatype("FP32").addShape(1).addShape(4)
+                .setContents(InferTensorContents.newBuilder().addFp32Contents(1).addFp32Contents(2).addFp32Contents(3).addFp32Contents(4)))
+            .build(),
+        signature);
+  }
+
+  @Setup
+  public void setUp() {
+    decoded = oneRow();
     OutputTensor[] none = new OutputTensor[0];
     scheduler =
         new RingScheduler(
@@ -127,18 +131,7 @@ public class RingBenchmark {
 
     @Setup
     public void setUp() throws InterruptedException {
-      ModelSignature signature =
-          new ModelSignature(
-              List.of(new TensorSpec("x", DataType.FP32, new long[] {-1, 4})),
-              List.of(new TensorSpec("y", DataType.FP32, new long[] {-1, 4})),
-              64);
-      DecodedRequest decoded =
-          RequestDecoder.decode(
-              ModelInferRequest.newBuilder()
-                  .addInputs(ModelInferRequest.InferInputTensor.newBuilder().setName("x").setDatatype("FP32").addShape(1).addShape(4)
-                      .setContents(InferTensorContents.newBuilder().addFp32Contents(1).addFp32Contents(2).addFp32Contents(3).addFp32Contents(4)))
-                  .build(),
-              signature);
+      DecodedRequest decoded = oneRow();
       CountDownLatch running = new CountDownLatch(1);
       OutputTensor[] none = new OutputTensor[0];
       scheduler =

@@ -71,15 +71,7 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
   }
 
   private static <T> void answer(StreamObserver<T> observer, Supplier<T> action) {
-    T value;
-    try {
-      value = action.get();
-    } catch (RuntimeException e) {
-      observer.onError(ErrorStatus.of(e).asRuntimeException());
-      return;
-    }
-    observer.onNext(value);
-    observer.onCompleted();
+    ErrorStatus.answer(observer, action);
   }
 
   @Override

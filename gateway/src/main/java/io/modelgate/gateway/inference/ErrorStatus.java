@@ -54,6 +54,23 @@ public final class ErrorStatus {
         + message.length() + " characters)";
   }
 
+  /**
+   * Answers a unary call with what {@code action} returns, or with the status of what it throws:
+   * the one way the services' request/response RPCs turn results and failures into answers.
+   */
+  public static <T> void answer(
+      io.grpc.stub.StreamObserver<T> observer, java.util.function.Supplier<T> action) {
+    T value;
+    try {
+      value = action.get();
+    } catch (RuntimeException e) {
+      observer.onError(of(e).asRuntimeException());
+      return;
+    }
+    observer.onNext(value);
+    observer.onCompleted();
+  }
+
   /** The status a client gets for {@code failure}. Unexpected failures are logged. */
   public static Status of(Throwable failure) {
     if (failure instanceof InferenceException) {

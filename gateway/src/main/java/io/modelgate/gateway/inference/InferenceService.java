@@ -159,12 +159,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
 
   @Override
   public void modelReady(ModelReadyRequest request, StreamObserver<ModelReadyResponse> observer) {
-    try {
-      observer.onNext(ModelReadyResponse.newBuilder().setReady(isReady(request)).build());
-      observer.onCompleted();
-    } catch (RuntimeException e) {
-      observer.onError(ErrorStatus.of(e).asRuntimeException());
-    }
+    ErrorStatus.answer(observer, () -> ModelReadyResponse.newBuilder().setReady(isReady(request)).build());
   }
 
   /** Unknown model or version: not ready, not an error. A malformed version is an error. */
@@ -184,7 +179,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
   @Override
   public void modelMetadata(
       ModelMetadataRequest request, StreamObserver<ModelMetadataResponse> observer) {
-    try {
+    ErrorStatus.answer(observer, () -> {
       ModelVersion version = selector.select(request.getName(), request.getVersion());
       List<String> versions =
           request.getVersion().isEmpty()
@@ -194,26 +189,19 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
                   .map(ModelVersion::numberText)
                   .toList()
               : List.of(version.numberText());
-      observer.onNext(ModelDescriptions.metadata(version, version.serving(), versions));
-      observer.onCompleted();
-    } catch (RuntimeException e) {
-      observer.onError(ErrorStatus.of(e).asRuntimeException());
-    }
+      return ModelDescriptions.metadata(version, version.serving(), versions);
+    });
   }
 
   @Override
   public void modelConfig(
       ModelConfigRequest request, StreamObserver<ModelConfigResponse> observer) {
-    try {
+    ErrorStatus.answer(observer, () -> {
       ModelVersion version = selector.select(request.getName(), request.getVersion());
-      observer.onNext(
-          ModelConfigResponse.newBuilder()
-              .setConfig(ModelDescriptions.config(version, version.serving()))
-              .build());
-      observer.onCompleted();
-    } catch (RuntimeException e) {
-      observer.onError(ErrorStatus.of(e).asRuntimeException());
-    }
+      return ModelConfigResponse.newBuilder()
+          .setConfig(ModelDescriptions.config(version, version.serving()))
+          .build();
+    });
   }
 
   /**
@@ -225,46 +213,43 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
   public void modelStatistics(
       io.modelgate.proto.inference.ModelStatisticsRequest request,
       StreamObserver<io.modelgate.proto.inference.ModelStatisticsResponse> observer) {
-    try {
-      List<Model> models =
-          request.getName().isEmpty()
-              ? repository.models()
-              : List.of(LatestReadyVersionSelector.model(repository, request.getName()));
-      long number = 0;
-      if (!request.getVersion().isEmpty()) {
-        if (request.getName().isEmpty()) {
-          throw InferenceException.invalidArgument("version is set but name is empty (expected: a model name with a version)");
-        }
-        number = LatestReadyVersionSelector.version(models.get(0), request.getVersion()).number();
+    ErrorStatus.answer(observer, () -> statistics(request));
+  }
+
+  private io.modelgate.proto.inference.ModelStatisticsResponse statistics(
+      io.modelgate.proto.inference.ModelStatisticsRequest request) {
+    List<Model> models =
+        request.getName().isEmpty()
+            ? repository.models()
+            : List.of(LatestReadyVersionSelector.model(repository, request.getName()));
+    long number = 0;
+    if (!request.getVersion().isEmpty()) {
+      if (request.getName().isEmpty()) {
+        throw InferenceException.invalidArgument("version is set but name is empty (expected: a model name with a version)");
       }
-      io.modelgate.proto.inference.ModelStatisticsResponse.Builder response =
-          io.modelgate.proto.inference.ModelStatisticsResponse.newBuilder();
-      for (Model model : models) {
-        for (ModelVersion version : model.versions()) {
-          VersionStats versionStats = stats.find(model.name(), version.number());
-          if ((number == 0 || version.number() == number) && versionStats != null) {
-            response.addModelStats(versionStats.statistics());
-          }
-        }
-      }
-      observer.onNext(response.build());
-      observer.onCompleted();
-    } catch (RuntimeException e) {
-      observer.onError(ErrorStatus.of(e).asRuntimeException());
+      number = LatestReadyVersionSelector.version(models.get(0), request.getVersion()).number();
     }
+    io.modelgate.proto.inference.ModelStatisticsResponse.Builder response =
+        io.modelgate.proto.inference.ModelStatisticsResponse.newBuilder();
+    for (Model model : models) {
+      for (ModelVersion version : model.versions()) {
+        VersionStats versionStats = stats.find(model.name(), version.number());
+        if ((number == 0 || version.number() == number) && versionStats != null) {
+          response.addModelStats(versionStats.statistics());
+        }
+      }
+    }
+    return response.build();
   }
 
   @Override
   public void repositoryIndex(
       io.modelgate.proto.inference.RepositoryIndexRequest request,
       StreamObserver<io.modelgate.proto.inference.RepositoryIndexResponse> observer) {
-    try {
+    ErrorStatus.answer(observer, () -> {
       checkRepositoryName(request.getRepositoryName());
-      observer.onNext(repositoryControl.index(request));
-      observer.onCompleted();
-    } catch (RuntimeException e) {
-      observer.onError(ErrorStatus.of(e).asRuntimeException());
-    }
+      return repositoryControl.index(request);
+    });
   }
 
   /** Loads the model's versions on the repository's own thread; answers when done. */
