@@ -103,7 +103,7 @@ final class RoutingCostBenchmark implements Callable<Integer> {
           Scenario scenario = entry.getValue();
           if (scenario.policy() != null) {
             long revision = server.router().route("m").policy().getRevision();
-            server.policies().set(scenario.policy(), revision, "bench", "SetRouting", entry.getKey());
+            server.control().set(scenario.policy(), revision, "bench", "SetRouting", entry.getKey());
           }
           LoadGenerator.Result result =
               new LoadGenerator(channels, scenario.request())

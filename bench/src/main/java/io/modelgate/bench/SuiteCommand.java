@@ -115,7 +115,7 @@ final class SuiteCommand implements Callable<Integer> {
             new ServerSettings("127.0.0.1", 0, 64 << 20, 1, Duration.ofSeconds(10)),
             new AdminSettings("127.0.0.1", 0, java.util.UUID.randomUUID().toString(), null, "127.0.0.1", -1, root.resolve(".state")),
             repository, stats);
-    gateway.policies().set(
+    gateway.control().set(
         RoutingPolicy.newBuilder().setModel(name + "_split").putWeights(1, 90).putWeights(2, 10).build(),
         0, "bench", "SetRouting", "90/10 split");
     List<ManagedChannel> toGateway = channels(gateway.port());

@@ -3,8 +3,8 @@ package io.modelgate.gateway.admin;
 import io.grpc.Status;
 import io.grpc.stub.ServerCallStreamObserver;
 import io.grpc.stub.StreamObserver;
-import io.modelgate.gateway.inference.ErrorStatus;
-import io.modelgate.gateway.rollout.RolloutController;
+import io.modelgate.gateway.status.ErrorStatus;
+import io.modelgate.gateway.control.ControlPlane;
 import io.modelgate.gateway.routing.Route;
 import io.modelgate.gateway.stats.StatsRegistry;
 import io.modelgate.proto.admin.v1.AbortRolloutRequest;
@@ -40,13 +40,12 @@ import java.util.function.Supplier;
 /**
  * The admin API. Its calls run on the admin server's own executor, never on an inference event
  * loop: they may block (loading a session, draining a version, writing the state directory).
- * Every change is made through the {@link PolicyStore} or the {@link RolloutController}, which
- * validate, persist, audit and swap.
+ * Every change is made through the {@link ControlPlane}, which validates, persists, audits and
+ * swaps.
  */
 public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase implements AutoCloseable {
   private final ModelRepository repository;
-  private final PolicyStore policies;
-  private final RolloutController rollouts;
+  private final ControlPlane control;
   private final StatsRegistry stats;
   private final VersionControl versions;
   private final ScheduledExecutorService watchers =
@@ -59,13 +58,11 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
 
   public AdminService(
       ModelRepository repository,
-      PolicyStore policies,
-      RolloutController rollouts,
+      ControlPlane control,
       StatsRegistry stats,
       VersionControl versions) {
     this.repository = repository;
-    this.policies = policies;
-    this.rollouts = rollouts;
+    this.control = control;
     this.stats = stats;
     this.versions = versions;
   }
@@ -81,7 +78,7 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
         () -> {
           ListModelsResponse.Builder response = ListModelsResponse.newBuilder();
           for (Model model : repository.models()) {
-            Route route = policies.router().route(model.name());
+            Route route = control.router().route(model.name());
             ModelInfo.Builder info =
                 response.addModelsBuilder().setName(model.name()).setRouting(route.policy());
             if (route.degraded() != null) {
@@ -112,7 +109,7 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
 
   @Override
   public void getRouting(GetRoutingRequest request, StreamObserver<RoutingPolicy> observer) {
-    answer(observer, () -> policies.router().route(request.getModel()).policy());
+    answer(observer, () -> control.router().route(request.getModel()).policy());
   }
 
   @Override
@@ -123,7 +120,7 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
           if (!request.hasPolicy() || request.getPolicy().getModel().isEmpty()) {
             throw InferenceException.invalidArgument("policy.model is empty (expected: a model name)");
           }
-          return policies.set(
+          return control.set(
               request.getPolicy(),
               request.getExpectedRevision(),
               AdminAuth.caller(),
@@ -136,12 +133,12 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
   public void promote(PromoteRequest request, StreamObserver<RoutingPolicy> observer) {
     answer(
         observer,
-        () -> policies.promote(request.getModel(), request.getVersion(), request.getExpectedRevision(), AdminAuth.caller()));
+        () -> control.promote(request.getModel(), request.getVersion(), request.getExpectedRevision(), AdminAuth.caller()));
   }
 
   @Override
   public void rollback(RollbackRequest request, StreamObserver<RoutingPolicy> observer) {
-    answer(observer, () -> policies.rollback(request.getModel(), request.getExpectedRevision(), AdminAuth.caller()));
+    answer(observer, () -> control.rollback(request.getModel(), request.getExpectedRevision(), AdminAuth.caller()));
   }
 
   @Override
@@ -201,17 +198,17 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
 
   @Override
   public void startRollout(StartRolloutRequest request, StreamObserver<Rollout> observer) {
-    answer(observer, () -> rollouts.start(request.getSpec(), AdminAuth.caller()));
+    answer(observer, () -> control.startRollout(request.getSpec(), AdminAuth.caller()));
   }
 
   @Override
   public void getRollout(GetRolloutRequest request, StreamObserver<Rollout> observer) {
-    answer(observer, () -> rollouts.get(request.getModel()));
+    answer(observer, () -> control.rollout(request.getModel()));
   }
 
   @Override
   public void abortRollout(AbortRolloutRequest request, StreamObserver<Rollout> observer) {
-    answer(observer, () -> rollouts.abort(request.getModel(), AdminAuth.caller()));
+    answer(observer, () -> control.abortRollout(request.getModel(), AdminAuth.caller()));
   }
 
   @Override

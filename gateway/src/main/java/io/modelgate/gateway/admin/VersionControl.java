@@ -1,5 +1,6 @@
 package io.modelgate.gateway.admin;
 
+import io.modelgate.gateway.control.ControlPlane;
 import io.modelgate.gateway.inference.RepositoryControl;
 import io.modelgate.gateway.routing.Route;
 import io.modelgate.proto.inference.RepositoryIndexRequest;
@@ -26,7 +27,7 @@ import java.util.concurrent.Executors;
  */
 public final class VersionControl implements RepositoryControl, AutoCloseable {
   private final ModelRepository repository;
-  private final PolicyStore policies;
+  private final ControlPlane policies;
   private final Duration drainTimeout;
   private final ExecutorService worker =
       Executors.newSingleThreadExecutor(
@@ -36,7 +37,7 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
             return t;
           });
 
-  public VersionControl(ModelRepository repository, PolicyStore policies, Duration drainTimeout) {
+  public VersionControl(ModelRepository repository, ControlPlane policies, Duration drainTimeout) {
     this.repository = repository;
     this.policies = policies;
     this.drainTimeout = drainTimeout;

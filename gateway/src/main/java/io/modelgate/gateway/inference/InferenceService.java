@@ -1,5 +1,7 @@
 package io.modelgate.gateway.inference;
 
+import io.modelgate.gateway.status.ErrorStatus;
+
 import io.grpc.Context;
 import io.grpc.Deadline;
 import io.grpc.Status;

@@ -19,18 +19,18 @@ import java.util.Arrays;
  *   <li>Pass otherwise.
  * </ul>
  */
-final class RolloutJudge {
-  enum Verdict {
+public final class RolloutJudge {
+  public enum Verdict {
     WAIT,
     PASS,
     FAIL
   }
 
-  record Judgement(Verdict verdict, String reason, Evidence evidence) {}
+  public record Judgement(Verdict verdict, String reason, Evidence evidence) {}
 
   private RolloutJudge() {}
 
-  static Judgement judge(Thresholds thresholds, VersionStats.Samples baseline, VersionStats.Samples candidate) {
+  public static Judgement judge(Thresholds thresholds, VersionStats.Samples baseline, VersionStats.Samples candidate) {
     long[] b = baseline.latenciesMicros().clone();
     long[] c = candidate.latenciesMicros().clone();
     Arrays.sort(b);

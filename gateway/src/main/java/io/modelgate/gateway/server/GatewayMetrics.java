@@ -9,8 +9,8 @@ import io.micrometer.core.instrument.binder.jvm.JvmThreadMetrics;
 import io.micrometer.core.instrument.binder.system.FileDescriptorMetrics;
 import io.micrometer.core.instrument.binder.system.ProcessorMetrics;
 import io.micrometer.core.instrument.binder.system.UptimeMetrics;
-import io.modelgate.gateway.admin.StateStore;
-import io.modelgate.gateway.rollout.RolloutController;
+import io.modelgate.gateway.control.ControlPlane;
+import io.modelgate.gateway.control.StateStore;
 import io.modelgate.gateway.routing.Route;
 import io.modelgate.gateway.routing.Router;
 import io.modelgate.proto.admin.v1.Rollout;
@@ -37,7 +37,7 @@ final class GatewayMetrics implements AutoCloseable {
   private final MeterRegistry registry;
   private final ModelRepository repository;
   private final Router router;
-  private final RolloutController rollouts;
+  private final ControlPlane rollouts;
   private final Set<String> registered = ConcurrentHashMap.newKeySet();
   private final JvmGcMetrics gc = new JvmGcMetrics();
 
@@ -45,7 +45,7 @@ final class GatewayMetrics implements AutoCloseable {
       MeterRegistry registry,
       ModelRepository repository,
       Router router,
-      RolloutController rollouts,
+      ControlPlane rollouts,
       StateStore state) {
     this.registry = registry;
     this.repository = repository;

@@ -10,10 +10,9 @@ import io.grpc.protobuf.services.ProtoReflectionService;
 import io.grpc.protobuf.services.ProtoReflectionServiceV1;
 import io.modelgate.gateway.admin.AdminAuth;
 import io.modelgate.gateway.admin.AdminService;
-import io.modelgate.gateway.admin.PolicyStore;
-import io.modelgate.gateway.admin.StateStore;
+import io.modelgate.gateway.control.StateStore;
 import io.modelgate.gateway.inference.InferenceService;
-import io.modelgate.gateway.rollout.RolloutController;
+import io.modelgate.gateway.control.ControlPlane;
 import io.modelgate.gateway.routing.LatestReadyVersionSelector;
 import io.modelgate.gateway.routing.Router;
 import io.modelgate.gateway.stats.StatsRegistry;
@@ -75,8 +74,7 @@ public final class GatewayServer {
   private final ModelRepository repository;
   private final StatsRegistry stats;
   private final Router router;
-  private final PolicyStore policies;
-  private final RolloutController rollouts;
+  private final ControlPlane control;
   private final AdminService admin;
   private final HttpEndpoints metrics;
   private final HealthStatusManager health;
@@ -96,8 +94,7 @@ public final class GatewayServer {
     this.repository = b.repository;
     this.stats = b.stats;
     this.router = b.router;
-    this.policies = b.policies;
-    this.rollouts = b.rollouts;
+    this.control = b.control;
     this.admin = b.admin;
     this.metrics = b.metrics;
     this.health = b.health;
@@ -115,8 +112,7 @@ public final class GatewayServer {
     ModelRepository repository;
     StatsRegistry stats;
     Router router;
-    PolicyStore policies;
-    RolloutController rollouts;
+    ControlPlane control;
     AdminService admin;
     HttpEndpoints metrics;
     HealthStatusManager health;
@@ -225,13 +221,11 @@ public final class GatewayServer {
     b.router = new Router(repository);
     StateStore state = new StateStore(adminSettings.stateDirectory());
     AdminState saved = state.load();
-    b.policies = new PolicyStore(b.router, state, stats.clock());
-    b.policies.restore(saved);
-    b.rollouts = new RolloutController(b.policies, stats, stats.background());
-    b.rollouts.restore(saved);
-    b.gatewayMetrics = new GatewayMetrics(stats.prometheus(), repository, b.router, b.rollouts, state);
-    b.versions = new io.modelgate.gateway.admin.VersionControl(repository, b.policies, drainTimeout);
-    b.admin = new AdminService(repository, b.policies, b.rollouts, stats, b.versions);
+    b.control = new ControlPlane(b.router, state, stats, stats.clock(), stats.background());
+    b.control.restore(saved);
+    b.gatewayMetrics = new GatewayMetrics(stats.prometheus(), repository, b.router, b.control, state);
+    b.versions = new io.modelgate.gateway.admin.VersionControl(repository, b.control, drainTimeout);
+    b.admin = new AdminService(repository, b.control, stats, b.versions);
     GatewayServer[] self = new GatewayServer[1];
     InferenceService inference =
         b.inference = new InferenceService(
@@ -287,7 +281,7 @@ public final class GatewayServer {
         if (b.adminServer != null) {
           b.adminServer.shutdownNow();
         }
-        b.rollouts.close();
+        b.control.close();
         b.admin.close();
         b.versions.close();
         b.gatewayMetrics.close();
@@ -339,12 +333,9 @@ public final class GatewayServer {
     return router;
   }
 
-  public PolicyStore policies() {
-    return policies;
-  }
-
-  public RolloutController rollouts() {
-    return rollouts;
+  /** The owner of routing policies, rollouts and their persistence. */
+  public ControlPlane control() {
+    return control;
   }
 
   public StatsRegistry stats() {
@@ -430,7 +421,7 @@ public final class GatewayServer {
     health.enterTerminalState();
     server.shutdown();
     adminServer.shutdown();
-    rollouts.close();
+    control.close();
     admin.close();
     versions.close();
     phases.add(Phase.STOPPED_ACCEPTING);

@@ -56,7 +56,7 @@ public final class StatsRegistry implements StageRecorder.Factory, AutoCloseable
   /**
    * @param interval how often intervals close; windows are multiples of it
    * @param background whether time-driven work runs on background threads: closing intervals
-   *     here, and judging rollouts in the {@code RolloutController} that shares this clock. Tests
+   *     here, and judging rollouts in the {@code ControlPlane} that shares this clock. Tests
    *     pass false and call {@link #rotate} and {@code tick} themselves.
    */
   public StatsRegistry(Duration interval, Clock clock, boolean background) {

@@ -177,7 +177,7 @@ class AdminServiceTest {
   void everyChange_isAuditedWithCallerAndOldAndNewPolicies() throws Exception {
     set(0, 1, 100);
     set(1, 2, 100);
-    List<String> lines = Files.readAllLines(root.resolve(".state").resolve(StateStore.AUDIT_FILE));
+    List<String> lines = Files.readAllLines(root.resolve(".state").resolve(io.modelgate.gateway.control.StateStore.AUDIT_FILE));
     assertThat(lines).hasSize(2);
     assertThat(lines.get(1))
         .contains("\"action\":\"SetRouting\"")
@@ -306,8 +306,8 @@ class AdminServiceTest {
   @Test
   void stateFile_isWrittenAtomicallyAsJson() throws Exception {
     set(0, 2, 1);
-    Path state = root.resolve(".state").resolve(StateStore.STATE_FILE);
+    Path state = root.resolve(".state").resolve(io.modelgate.gateway.control.StateStore.STATE_FILE);
     assertThat(Files.readString(state)).contains("\"policies\"").contains("\"revision\": \"1\"").contains("\"2\": 1");
-    assertThat(root.resolve(".state").resolve(StateStore.STATE_FILE + ".tmp")).doesNotExist();
+    assertThat(root.resolve(".state").resolve(io.modelgate.gateway.control.StateStore.STATE_FILE + ".tmp")).doesNotExist();
   }
 }

@@ -86,7 +86,7 @@ class RolloutTest {
 
   private Rollout endStep() {
     clock.millis += 61_000;
-    gateway.server.rollouts().tick();
+    gateway.server.control().tick();
     return gateway.admin().getRollout(GetRolloutRequest.newBuilder().setModel("m").build());
   }
 

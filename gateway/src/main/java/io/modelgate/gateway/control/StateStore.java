@@ -1,4 +1,4 @@
-package io.modelgate.gateway.admin;
+package io.modelgate.gateway.control;
 
 import com.google.protobuf.InvalidProtocolBufferException;
 import com.google.protobuf.util.JsonFormat;

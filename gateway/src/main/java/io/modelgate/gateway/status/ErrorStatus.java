@@ -1,4 +1,4 @@
-package io.modelgate.gateway.inference;
+package io.modelgate.gateway.status;
 
 import io.grpc.Status;
 import io.grpc.StatusException;
