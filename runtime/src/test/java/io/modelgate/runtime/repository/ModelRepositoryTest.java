@@ -111,6 +111,38 @@ class ModelRepositoryTest {
   }
 
   @Test
+  void anOperatorsUnload_tellsClientsSo_andNotThatTheServerIsStopping() throws Exception {
+    TestModels.write(root, "good", 1, TestModels.affine());
+    load();
+    java.util.List<String> unloadingReasons = new java.util.concurrent.CopyOnWriteArrayList<>();
+    repository.events().subscribe(v -> {
+      if (v.state() == VersionState.UNLOADING) {
+        unloadingReasons.add(v.reason());
+      }
+    });
+    repository.unloadVersion("good", 1, Duration.ofSeconds(5));
+    assertThat(unloadingReasons).containsExactly("it is being unloaded by an operator");
+    assertThat(version("good", 1).state()).isEqualTo(VersionState.UNAVAILABLE);
+    repository.loadVersion("good", 1);
+    repository.drain(Duration.ofSeconds(5));
+    assertThat(unloadingReasons).containsExactly("it is being unloaded by an operator", "the server is stopping");
+  }
+
+  @Test
+  void anEmptyRepositoryFolder_warns() throws Exception {
+    java.io.PrintStream original = System.err;
+    java.io.ByteArrayOutputStream captured = new java.io.ByteArrayOutputStream();
+    System.setErr(new java.io.PrintStream(captured, true, java.nio.charset.StandardCharsets.UTF_8));
+    try {
+      load();
+    } finally {
+      System.setErr(original);
+    }
+    assertThat(repository.models()).isEmpty();
+    assertThat(captured.toString(java.nio.charset.StandardCharsets.UTF_8)).contains("holds no model folders");
+  }
+
+  @Test
   void failedVersion_refusesWithUnavailableNamingTheReason() throws Exception {
     TestModels.write(root, "corrupt", 3, new byte[] {1, 2, 3});
     load();
