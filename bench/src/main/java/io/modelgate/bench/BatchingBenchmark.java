@@ -1,7 +1,6 @@
 package io.modelgate.bench;
 
 import io.grpc.ManagedChannel;
-import io.grpc.netty.NettyChannelBuilder;
 import io.modelgate.bench.load.LoadGenerator;
 import io.modelgate.gateway.server.AdminSettings;
 import io.modelgate.gateway.server.GatewayServer;
@@ -110,15 +109,7 @@ final class BatchingBenchmark implements Callable<Integer> {
                 root.resolve(".state")),
             repository,
             stats);
-    List<ManagedChannel> channels = new ArrayList<>();
-    for (int i = 0; i < connections; i++) {
-      channels.add(
-          NettyChannelBuilder.forAddress("127.0.0.1", server.port())
-              .usePlaintext()
-              .directExecutor()
-              .maxInboundMessageSize(64 << 20)
-              .build());
-    }
+    List<ManagedChannel> channels = io.modelgate.bench.load.ClientChannels.open("127.0.0.1:" + server.port(), connections);
     List<Row> rows = new ArrayList<>();
     try {
       console.printf(

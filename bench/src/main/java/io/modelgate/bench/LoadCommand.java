@@ -1,7 +1,6 @@
 package io.modelgate.bench;
 
 import io.grpc.ManagedChannel;
-import io.grpc.netty.NettyChannelBuilder;
 import io.modelgate.bench.load.Inputs;
 import io.modelgate.bench.load.LoadGenerator;
 import io.modelgate.bench.load.Plots;
@@ -70,10 +69,7 @@ final class LoadCommand implements Callable<Integer> {
           "--connections %d, --duration %d, --warmup %d (expected: connections and duration >= 1, warm-up >= 0)",
           connections, duration, warmup));
     }
-    List<ManagedChannel> channels = new ArrayList<>();
-    for (int i = 0; i < connections; i++) {
-      channels.add(NettyChannelBuilder.forTarget(target).usePlaintext().directExecutor().maxInboundMessageSize(Integer.MAX_VALUE).build());
-    }
+    List<ManagedChannel> channels = io.modelgate.bench.load.ClientChannels.open(target, connections);
     try {
       ModelInferRequest request;
       if (inputFile != null) {

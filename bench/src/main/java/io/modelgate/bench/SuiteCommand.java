@@ -1,7 +1,6 @@
 package io.modelgate.bench;
 
 import io.grpc.ManagedChannel;
-import io.grpc.netty.NettyChannelBuilder;
 import io.modelgate.bench.load.Inputs;
 import io.modelgate.bench.load.LoadGenerator;
 import io.modelgate.bench.load.Plots;
@@ -276,12 +275,7 @@ final class SuiteCommand implements Callable<Integer> {
   }
 
   private List<ManagedChannel> channels(int port) {
-    List<ManagedChannel> channels = new ArrayList<>();
-    for (int i = 0; i < connections; i++) {
-      channels.add(NettyChannelBuilder.forAddress("127.0.0.1", port).usePlaintext().directExecutor()
-          .maxInboundMessageSize(Integer.MAX_VALUE).build());
-    }
-    return channels;
+    return io.modelgate.bench.load.ClientChannels.open("127.0.0.1:" + port, connections);
   }
 
   private static void write(Path root, String model, int version, byte[] onnx, String yaml) throws Exception {

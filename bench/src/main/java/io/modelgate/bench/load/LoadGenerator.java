@@ -88,6 +88,9 @@ public final class LoadGenerator {
    *
    * @param errorLatencyMicros by status code, how long the failed calls took to be answered (a
    *     refusal under overload must be fast); from each call's intended send time, as for successes
+   * @param processCpuMicrosPerCall this process's CPU time over the measured period divided by the
+   *     calls sent in it: the client's own cost per call when the server runs in another process
+   *     (in the suite, client and servers share the process, and this is their sum)
    */
   public record Result(
       long sent,
@@ -96,7 +99,8 @@ public final class LoadGenerator {
       Histogram latencyMicros,
       Map<String, Histogram> byVersion,
       Map<String, Long> errors,
-      Map<String, Histogram> errorLatencyMicros) {
+      Map<String, Histogram> errorLatencyMicros,
+      double processCpuMicrosPerCall) {
     public Result(
         long sent,
         long completed,
@@ -104,7 +108,7 @@ public final class LoadGenerator {
         Histogram latencyMicros,
         Map<String, Histogram> byVersion,
         Map<String, Long> errors) {
-      this(sent, completed, seconds, latencyMicros, byVersion, errors, Map.of());
+      this(sent, completed, seconds, latencyMicros, byVersion, errors, Map.of(), 0);
     }
 
     public double throughput() {
@@ -133,13 +137,17 @@ public final class LoadGenerator {
         a.add(b);
         return a;
       }));
+      double cpu = sent + other.sent == 0 ? 0
+          : (processCpuMicrosPerCall * sent + other.processCpuMicrosPerCall * other.sent) / (sent + other.sent);
       return new Result(sent + other.sent, completed + other.completed, seconds + other.seconds, latency,
-          versions, errorCounts, errorLatency);
+          versions, errorCounts, errorLatency, cpu);
     }
   }
 
   private final List<ManagedChannel> channels;
   private final ModelInferRequest request;
+  /** The request serialized once; every unary call writes these bytes. */
+  private final byte[] requestBytes;
 
   public LoadGenerator(List<ManagedChannel> channels, ModelInferRequest request) {
     if (channels.isEmpty()) {
@@ -147,6 +155,19 @@ public final class LoadGenerator {
     }
     this.channels = channels;
     this.request = request;
+    this.requestBytes = request.toByteArray();
+  }
+
+  /** This process's CPU time in nanoseconds, or 0 where the JVM cannot tell. */
+  static long processCpuNanos() {
+    java.lang.management.OperatingSystemMXBean os = java.lang.management.ManagementFactory.getOperatingSystemMXBean();
+    return os instanceof com.sun.management.OperatingSystemMXBean sun ? Math.max(0, sun.getProcessCpuTime()) : 0;
+  }
+
+  /** Sends one unary call on {@code channel}: the pre-serialized request, the answer read lean. */
+  private void send(ManagedChannel channel, UnaryObserver observer) {
+    io.grpc.stub.ClientCalls.asyncUnaryCall(
+        channel.newCall(LeanUnary.METHOD, io.grpc.CallOptions.DEFAULT), requestBytes, observer);
   }
 
   /** Runs the warm-up (not recorded) and then the measured period; reports progress each second. */
@@ -193,6 +214,19 @@ public final class LoadGenerator {
 
     final Runnable onMeasure;
     final Runnable onMeasured;
+    /** This process's CPU time (ns) as the measured period opened and closed. */
+    volatile long cpuStart;
+    volatile long cpuEnd;
+
+    void measureOpens() {
+      cpuStart = processCpuNanos();
+      onMeasure.run();
+    }
+
+    void measureCloses() {
+      cpuEnd = processCpuNanos();
+      onMeasured.run();
+    }
 
     Run(Options options, Runnable onMeasure, Runnable onMeasured) {
       this.options = options;
@@ -237,10 +271,6 @@ public final class LoadGenerator {
           streams.add(new StreamSender(channel, this));
         }
       }
-      List<GRPCInferenceServiceGrpc.GRPCInferenceServiceStub> stubs = new ArrayList<>();
-      for (ManagedChannel channel : channels) {
-        stubs.add(GRPCInferenceServiceGrpc.newStub(channel));
-      }
       boolean opened = false;
       for (long i = 0; ; i++) {
         long intended = startNanos + (long) (i * interval);
@@ -248,15 +278,16 @@ public final class LoadGenerator {
           break;
         }
         if (!opened && intended >= measureFrom) {
-          onMeasure.run();
+          measureOpens();
           opened = true;
         }
+        // Sleep until the call is due; never spin. A spinning sender burns a core that, on a small
+        // machine, the server under test needs. The OS wakes the thread a little late (tens of
+        // µs); every call that fell due meanwhile goes at once, and each one's latency still runs
+        // from its intended time, so the lateness is counted, not hidden.
         long wait = intended - System.nanoTime();
-        if (wait > 100_000) {
-          LockSupport.parkNanos(wait - 50_000);
-        }
-        while (System.nanoTime() < intended) {
-          Thread.onSpinWait();
+        if (wait > 0) {
+          LockSupport.parkNanos(wait);
         }
         if (outstanding.get() >= options.maxOutstanding()) {
           if (measuring(intended)) {
@@ -272,14 +303,14 @@ public final class LoadGenerator {
         if (options.streaming()) {
           streams.get(connection).send(intended);
         } else {
-          stubs.get(connection).modelInfer(request, new UnaryObserver(this, intended, null));
+          send(channels.get(connection), new UnaryObserver(this, intended, null));
         }
       }
       if (!opened) {
-        onMeasure.run();
+        measureOpens();
       }
       sleepUntil(endNanos);
-      onMeasured.run();
+      measureCloses();
       awaitDrain();
       for (StreamSender stream : streams) {
         stream.close();
@@ -302,14 +333,14 @@ public final class LoadGenerator {
       for (int c = 0; c < options.concurrency(); c++) {
         int connection = c % channels.size();
         Caller caller =
-            new Caller(this, GRPCInferenceServiceGrpc.newStub(channels.get(connection)),
+            new Caller(this, channels.get(connection),
                 options.streaming() ? streams.get(connection) : null, stopped);
         caller.next();
       }
       sleepUntil(measureFrom);
-      onMeasure.run();
+      measureOpens();
       sleepUntil(endNanos);
-      onMeasured.run();
+      measureCloses();
       stopped.await(60, TimeUnit.SECONDS);
       for (StreamSender stream : streams) {
         stream.close();
@@ -356,13 +387,16 @@ public final class LoadGenerator {
       errors.forEach((code, n) -> errorCounts.put(code, n.sum()));
       Map<String, Histogram> errorLatencies = new TreeMap<>();
       errorLatency.forEach((code, recorder) -> errorLatencies.put(code, recorder.getIntervalHistogram()));
+      long calls = sent.sum();
+      double cpuPerCall = calls == 0 || cpuEnd <= cpuStart ? 0 : (cpuEnd - cpuStart) / 1000.0 / calls;
       return new Result(
-          sent.sum(), completed.sum(), options.duration().toNanos() / 1e9, all.getIntervalHistogram(),
-          byVersion, errorCounts, errorLatencies);
+          calls, completed.sum(), options.duration().toNanos() / 1e9, all.getIntervalHistogram(),
+          byVersion, errorCounts, errorLatencies, cpuPerCall);
     }
   }
 
-  private static final class UnaryObserver implements StreamObserver<ModelInferResponse> {
+  /** The answer of one unary call: the answering version, or the status it failed with. */
+  private static final class UnaryObserver implements StreamObserver<String> {
     private final Run run;
     private final long intended;
     private final Caller caller;
@@ -375,8 +409,8 @@ public final class LoadGenerator {
     }
 
     @Override
-    public void onNext(ModelInferResponse response) {
-      version = response.getModelVersion();
+    public void onNext(String answeringVersion) {
+      version = answeringVersion;
     }
 
     @Override
@@ -399,13 +433,13 @@ public final class LoadGenerator {
   /** One closed-loop caller: sends the next request when the previous one is answered. */
   private final class Caller {
     private final Run run;
-    private final GRPCInferenceServiceGrpc.GRPCInferenceServiceStub stub;
+    private final ManagedChannel channel;
     private final StreamSender stream;
     private final CountDownLatch stopped;
 
-    Caller(Run run, GRPCInferenceServiceGrpc.GRPCInferenceServiceStub stub, StreamSender stream, CountDownLatch stopped) {
+    Caller(Run run, ManagedChannel channel, StreamSender stream, CountDownLatch stopped) {
       this.run = run;
-      this.stub = stub;
+      this.channel = channel;
       this.stream = stream;
       this.stopped = stopped;
     }
@@ -423,7 +457,7 @@ public final class LoadGenerator {
       if (stream != null) {
         stream.send(now, this);
       } else {
-        stub.modelInfer(request, new UnaryObserver(run, now, this));
+        send(channel, new UnaryObserver(run, now, this));
       }
     }
   }

@@ -30,8 +30,9 @@ class PlotsTest {
     LoadGenerator.Result result =
         new LoadGenerator.Result(10, 9, 1.0, new org.HdrHistogram.Histogram(3), java.util.Map.of(),
             java.util.Map.of("RESOURCE_EXHAUSTED", 1L),
-            java.util.Map.of("RESOURCE_EXHAUSTED", new org.HdrHistogram.Histogram(3)));
+            java.util.Map.of("RESOURCE_EXHAUSTED", new org.HdrHistogram.Histogram(3)), 12.5);
     String text = Reports.text(Reports.summarize("m closed loop", "closed loop", result));
-    assertThat(text).doesNotContain("|").doesNotContain("&nbsp;").contains("RESOURCE_EXHAUSTED");
+    assertThat(text).doesNotContain("|").doesNotContain("&nbsp;").contains("RESOURCE_EXHAUSTED")
+        .contains("process CPU per call sent: 12.5 us");
   }
 }
