@@ -35,6 +35,8 @@ public final class VersionStats implements StageRecorder {
   static final long MAX_ROWS = 1 << 20;
   /** Two significant digits: every value and percentile within 1% (fixed memory, see {@link Windows}). */
   static final int DIGITS = 2;
+  /** The most batch sizes reported one by one in {@link #statistics()}. */
+  static final int MAX_BATCH_SIZES = 1024;
   private static final int CODES = Status.Code.values().length;
   private static final int SAMPLES = 1 << 14;
 
@@ -75,7 +77,10 @@ public final class VersionStats implements StageRecorder {
   private final LongAdder inferenceCount = new LongAdder();
   private final LongAdder executionCount = new LongAdder();
   private volatile long lastInferenceMillis;
-  /** By rows per execution; one entry per batch size seen, so at most max_batch_size entries. */
+  /**
+   * By rows per execution; one entry per batch size seen, at most {@link #MAX_BATCH_SIZES} (sizes
+   * seen after that are counted in the totals only), about 200 bytes each.
+   */
   private final java.util.concurrent.ConcurrentHashMap<Integer, BatchSize> batchSizes =
       new java.util.concurrent.ConcurrentHashMap<>();
 
@@ -194,13 +199,15 @@ public final class VersionStats implements StageRecorder {
     computeInfer.add(requests, requests * inferNanos);
     computeOutput.add(requests, requests * outputNanos);
     BatchSize size = batchSizes.get(batchRows);
-    if (size == null) {
-      // Once per batch size: the map holds at most max_batch_size entries.
+    if (size == null && batchSizes.size() < MAX_BATCH_SIZES) {
+      // Once per batch size, and never more than MAX_BATCH_SIZES of them.
       size = batchSizes.computeIfAbsent(batchRows, r -> new BatchSize());
     }
-    size.input.add(1, inputNanos);
-    size.infer.add(1, inferNanos);
-    size.output.add(1, outputNanos);
+    if (size != null) {
+      size.input.add(1, inputNanos);
+      size.infer.add(1, inferNanos);
+      size.output.add(1, outputNanos);
+    }
     lastInferenceMillis = System.currentTimeMillis();
   }
 
