@@ -5,10 +5,7 @@ import io.grpc.Status;
 import io.grpc.stub.ClientCallStreamObserver;
 import io.grpc.stub.ClientResponseObserver;
 import io.grpc.stub.StreamObserver;
-import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
 import io.modelgate.proto.inference.ModelInferRequest;
-import io.modelgate.proto.inference.ModelInferResponse;
-import io.modelgate.proto.inference.ModelStreamInferResponse;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -148,6 +145,8 @@ public final class LoadGenerator {
   private final ModelInferRequest request;
   /** The request serialized once; every unary call writes these bytes. */
   private final byte[] requestBytes;
+  /** The request without its id, serialized once; each streamed request appends its own id. */
+  private final byte[] streamPrefix;
 
   public LoadGenerator(List<ManagedChannel> channels, ModelInferRequest request) {
     if (channels.isEmpty()) {
@@ -156,6 +155,7 @@ public final class LoadGenerator {
     this.channels = channels;
     this.request = request;
     this.requestBytes = request.toByteArray();
+    this.streamPrefix = request.toBuilder().clearId().build().toByteArray();
   }
 
   /** This process's CPU time in nanoseconds, or 0 where the JVM cannot tell. */
@@ -469,20 +469,22 @@ public final class LoadGenerator {
    * One ModelStreamInfer stream: requests carry their sequence number as id, and answers are
    * matched back to their intended send time through it.
    */
-  private final class StreamSender implements ClientResponseObserver<ModelInferRequest, ModelStreamInferResponse> {
+  private final class StreamSender implements ClientResponseObserver<LeanStream.Numbered, LeanStream.Answer> {
     private final Run run;
     private final Map<Long, Pending> pending = new ConcurrentHashMap<>();
     private final AtomicLong sequence = new AtomicLong();
-    private final StreamObserver<ModelInferRequest> requests;
+    private final StreamObserver<LeanStream.Numbered> requests;
     private final CountDownLatch closed = new CountDownLatch(1);
 
     StreamSender(ManagedChannel channel, Run run) {
       this.run = run;
-      this.requests = GRPCInferenceServiceGrpc.newStub(channel).modelStreamInfer(this);
+      this.requests =
+          io.grpc.stub.ClientCalls.asyncBidiStreamingCall(
+              channel.newCall(LeanStream.METHOD, io.grpc.CallOptions.DEFAULT), this);
     }
 
     @Override
-    public void beforeStart(ClientCallStreamObserver<ModelInferRequest> stream) {}
+    public void beforeStart(ClientCallStreamObserver<LeanStream.Numbered> stream) {}
 
     void send(long intended) {
       send(intended, null);
@@ -491,26 +493,22 @@ public final class LoadGenerator {
     void send(long intended, Caller caller) {
       long id = sequence.getAndIncrement();
       pending.put(id, new Pending(intended, caller));
-      ModelInferRequest withId = request.toBuilder().setId(Long.toString(id)).build();
       synchronized (this) {
-        requests.onNext(withId);
+        requests.onNext(new LeanStream.Numbered(streamPrefix, id));
       }
     }
 
     @Override
-    public void onNext(ModelStreamInferResponse response) {
-      Pending entry = pending.remove(Long.parseLong(response.getInferResponse().getId()));
+    public void onNext(LeanStream.Answer answer) {
+      Pending entry = pending.remove(answer.id());
       if (entry == null) {
         return;
       }
       long intended = entry.intended();
-      if (response.getErrorMessage().isEmpty()) {
-        run.succeeded(intended, response.getInferResponse().getModelVersion());
+      if (answer.errorCode() == null) {
+        run.succeeded(intended, answer.version());
       } else {
-        String code = response.getInferResponse().getParametersMap().containsKey("error_code")
-            ? response.getInferResponse().getParametersMap().get("error_code").getStringParam()
-            : "STREAM_ERROR";
-        run.failed(intended, code);
+        run.failed(intended, answer.errorCode());
       }
       if (entry.caller() != null) {
         entry.caller().next();

@@ -32,4 +32,36 @@ class LeanUnaryTest {
     assertThat(LeanUnary.METHOD.parseResponse(ModelInferResponse.getDefaultInstance().toByteString().newInput()))
         .isEmpty();
   }
+
+  @Test
+  void streamedRequestsCarryTheirOwnId_andAnswersAreReadForIdVersionAndErrorCode() throws Exception {
+    ModelInferRequest request =
+        ModelInferRequest.newBuilder().setModelName("m").setId("ignored")
+            .addRawInputContents(ByteString.copyFrom(new byte[300])).build();
+    byte[] prefix = request.toBuilder().clearId().build().toByteArray();
+    ByteArrayOutputStream sent = new ByteArrayOutputStream();
+    try (var stream = LeanStream.METHOD.streamRequest(new LeanStream.Numbered(prefix, 1234567))) {
+      ((io.grpc.Drainable) stream).drainTo(sent);
+    }
+    assertThat(ModelInferRequest.parseFrom(sent.toByteArray())).isEqualTo(request.toBuilder().setId("1234567").build());
+
+    io.modelgate.proto.inference.ModelStreamInferResponse ok =
+        io.modelgate.proto.inference.ModelStreamInferResponse.newBuilder()
+            .setInferResponse(ModelInferResponse.newBuilder().setModelName("m").setModelVersion("3").setId("42")
+                .addRawOutputContents(ByteString.copyFrom(new byte[40])))
+            .build();
+    assertThat(LeanStream.METHOD.parseResponse(ok.toByteString().newInput()))
+        .isEqualTo(new LeanStream.Answer(42, "3", null));
+
+    io.modelgate.proto.inference.ModelStreamInferResponse refused =
+        io.modelgate.proto.inference.ModelStreamInferResponse.newBuilder()
+            .setErrorMessage("queue full")
+            .setInferResponse(ModelInferResponse.newBuilder().setId("43")
+                .putParameters("other", io.modelgate.proto.inference.InferParameter.newBuilder().setStringParam("x").build())
+                .putParameters("error_code",
+                    io.modelgate.proto.inference.InferParameter.newBuilder().setStringParam("RESOURCE_EXHAUSTED").build()))
+            .build();
+    assertThat(LeanStream.METHOD.parseResponse(refused.toByteString().newInput()))
+        .isEqualTo(new LeanStream.Answer(43, "", "RESOURCE_EXHAUSTED"));
+  }
 }
