@@ -56,6 +56,9 @@ final class LoadCommand implements Callable<Integer> {
   @Option(names = "--sweep-factor", defaultValue = "1.5", description = "Rate multiplier between sweep steps. Default: ${DEFAULT-VALUE}.") double sweepFactor;
   @Option(names = "--label", description = "Names the result (files, tables). Default: model and load.") String label;
   @Option(names = "--out", description = "Folder for JSON, .hgrm and PNG output.") Path out;
+  @Option(names = "--write-grpc-frame", paramLabel = "FILE",
+      description = "Write the request as one length-prefixed gRPC message (for h2load -d FILE) and exit without loading.")
+  Path grpcFrame;
 
   @Override
   public Integer call() throws Exception {
@@ -84,6 +87,16 @@ final class LoadCommand implements Callable<Integer> {
           given.put(entry.getKey(), entry.getValue());
         }
         request = Inputs.random(metadata, version, given, seed);
+      }
+      if (grpcFrame != null) {
+        byte[] body = request.toByteArray();
+        java.nio.ByteBuffer frame = java.nio.ByteBuffer.allocate(5 + body.length);
+        frame.put((byte) 0).putInt(body.length).put(body);
+        Files.write(grpcFrame, frame.array());
+        console.printf("wrote %s: one uncompressed gRPC message of %d bytes (ModelInfer of model %s)%n",
+            grpcFrame, body.length, model);
+        console.flush();
+        return 0;
       }
       LoadGenerator generator = new LoadGenerator(channels, request);
       if (out != null) {
