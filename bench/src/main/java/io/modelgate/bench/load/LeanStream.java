@@ -2,13 +2,10 @@ package io.modelgate.bench.load;
 
 import com.google.protobuf.CodedInputStream;
 import com.google.protobuf.WireFormat;
-import io.grpc.Drainable;
-import io.grpc.KnownLength;
 import io.grpc.MethodDescriptor;
 import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
 import java.io.IOException;
 import java.io.InputStream;
-import java.io.OutputStream;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 
@@ -53,56 +50,12 @@ final class LeanStream {
       suffix[0] = (byte) ((REQUEST_ID << 3) | WireFormat.WIRETYPE_LENGTH_DELIMITED);
       suffix[1] = (byte) id.length;
       System.arraycopy(id, 0, suffix, 2, id.length);
-      return new Parts(value.prefix(), suffix);
+      return new SerializedMessage(value.prefix(), suffix);
     }
 
     @Override
     public Numbered parse(InputStream stream) {
       throw new UnsupportedOperationException("the load generator only sends requests");
-    }
-  }
-
-  /** Two byte arrays as one message: length known, drained in two writes. */
-  private static final class Parts extends InputStream implements KnownLength, Drainable {
-    private final byte[] first;
-    private final byte[] second;
-    private int position;
-
-    Parts(byte[] first, byte[] second) {
-      this.first = first;
-      this.second = second;
-    }
-
-    @Override
-    public int drainTo(OutputStream target) throws IOException {
-      int drained = available();
-      if (position < first.length) {
-        target.write(first, position, first.length - position);
-        target.write(second);
-      } else {
-        int offset = position - first.length;
-        target.write(second, offset, second.length - offset);
-      }
-      position = first.length + second.length;
-      return drained;
-    }
-
-    @Override
-    public int available() {
-      return first.length + second.length - position;
-    }
-
-    @Override
-    public int read() {
-      if (position < first.length) {
-        return first[position++] & 0xff;
-      }
-      int offset = position - first.length;
-      if (offset < second.length) {
-        position++;
-        return second[offset] & 0xff;
-      }
-      return -1;
     }
   }
 

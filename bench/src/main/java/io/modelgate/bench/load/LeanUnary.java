@@ -2,13 +2,10 @@ package io.modelgate.bench.load;
 
 import com.google.protobuf.CodedInputStream;
 import com.google.protobuf.WireFormat;
-import io.grpc.Drainable;
-import io.grpc.KnownLength;
 import io.grpc.MethodDescriptor;
 import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
 import java.io.IOException;
 import java.io.InputStream;
-import java.io.OutputStream;
 import java.io.UncheckedIOException;
 
 /**
@@ -36,51 +33,12 @@ final class LeanUnary {
   private static final class RequestBytes implements MethodDescriptor.Marshaller<byte[]> {
     @Override
     public InputStream stream(byte[] value) {
-      return new Serialized(value);
+      return new SerializedMessage(value);
     }
 
     @Override
     public byte[] parse(InputStream stream) {
       throw new UnsupportedOperationException("the load generator only sends requests");
-    }
-  }
-
-  /** The serialized request as grpc-java writes it: length known, drained in one write. */
-  private static final class Serialized extends InputStream implements KnownLength, Drainable {
-    private final byte[] bytes;
-    private int position;
-
-    Serialized(byte[] bytes) {
-      this.bytes = bytes;
-    }
-
-    @Override
-    public int drainTo(OutputStream target) throws IOException {
-      int length = bytes.length - position;
-      target.write(bytes, position, length);
-      position = bytes.length;
-      return length;
-    }
-
-    @Override
-    public int available() {
-      return bytes.length - position;
-    }
-
-    @Override
-    public int read() {
-      return position < bytes.length ? bytes[position++] & 0xff : -1;
-    }
-
-    @Override
-    public int read(byte[] b, int off, int len) {
-      if (position >= bytes.length) {
-        return -1;
-      }
-      int n = Math.min(len, bytes.length - position);
-      System.arraycopy(bytes, position, b, off, n);
-      position += n;
-      return n;
     }
   }
 
