@@ -76,7 +76,8 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
     answer(
         observer,
         () -> {
-          ListModelsResponse.Builder response = ListModelsResponse.newBuilder();
+          ListModelsResponse.Builder response =
+              ListModelsResponse.newBuilder().setReplica(control.replica()).setControlStore(control.status());
           for (Model model : repository.models()) {
             Route route = control.router().route(model.name());
             ModelInfo.Builder info =
@@ -160,7 +161,11 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
 
   @Override
   public void getStats(GetStatsRequest request, StreamObserver<StatsResponse> observer) {
-    answer(observer, () -> stats.report(request.getModel(), request.getVersion()));
+    answer(observer, () -> report(request.getModel(), request.getVersion()));
+  }
+
+  private StatsResponse report(String model, long version) {
+    return stats.report(model, version).toBuilder().setReplica(control.replica()).build();
   }
 
   @Override
@@ -184,7 +189,7 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
                     return;
                   }
                   try {
-                    call.onNext(stats.report(request.getModel(), request.getVersion()));
+                    call.onNext(report(request.getModel(), request.getVersion()));
                   } catch (RuntimeException e) {
                     call.onError(Status.INTERNAL.withDescription(e.toString()).asRuntimeException());
                   }

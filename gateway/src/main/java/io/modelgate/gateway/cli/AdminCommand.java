@@ -131,7 +131,9 @@ final class AdminCommand implements Runnable {
     @Override
     public Integer call() throws Exception {
       return execute(admin, spec, (client, out) -> {
-        List<ModelInfo> models = client.call().listModels(ListModelsRequest.getDefaultInstance()).getModelsList();
+        io.modelgate.proto.admin.v1.ListModelsResponse response = client.call().listModels(ListModelsRequest.getDefaultInstance());
+        List<ModelInfo> models = response.getModelsList();
+        printControlStore(out, response.getReplica(), response.getControlStore());
         out.printf("%-20s %-8s %-12s %-8s %-9s %-5s %s%n", "MODEL", "VERSION", "STATE", "WEIGHT", "PROVIDER", "MBS", "REASON");
         for (ModelInfo model : models) {
           RoutingPolicy policy = model.getRouting();
@@ -151,6 +153,17 @@ final class AdminCommand implements Runnable {
         }
       });
     }
+  }
+
+  /** Which replica answered, and its control store as that replica sees it. */
+  static void printControlStore(PrintWriter out, String replica, io.modelgate.proto.admin.v1.ControlStoreStatus store) {
+    String state = store.getUp()
+        ? "up"
+        : "DOWN since " + Instant.ofEpochMilli(store.getDownSinceMs()) + " (" + store.getError()
+            + "); changes are refused, traffic keeps routing revision in force";
+    out.printf("replica %s; control store %s %s: %s; applied revision %d; rollouts judged by %s%n",
+        replica, store.getKind(), store.getTarget(), state, store.getAppliedRevision(),
+        store.getJudge().isEmpty() ? "(no replica yet)" : store.getJudge());
   }
 
   @Command(name = "routes", description = "Read or change a model's routing.",
@@ -272,6 +285,7 @@ final class AdminCommand implements Runnable {
     public Integer call() throws Exception {
       return execute(admin, spec, (client, out) -> {
         StatsResponse stats = client.call().getStats(GetStatsRequest.newBuilder().setModel(model).setVersion(version).build());
+        out.printf("replica %s%n", stats.getReplica());
         printStats(out, stats, window);
       });
     }
@@ -304,7 +318,8 @@ final class AdminCommand implements Runnable {
             // Cursor home and clear the screen: the report redraws in place.
             out.print("\033[H\033[2J");
           }
-          out.printf("-- %s (every %s, Ctrl-C to stop)%n", Instant.ofEpochMilli(report.getTimeMs()), interval);
+          out.printf("-- %s from replica %s (every %s, Ctrl-C to stop)%n", Instant.ofEpochMilli(report.getTimeMs()),
+              report.getReplica(), interval);
           printStats(out, report, window);
           out.flush();
         }

@@ -1,5 +1,6 @@
 package io.modelgate.gateway.cli;
 
+import io.modelgate.gateway.control.ControlSettings;
 import io.modelgate.gateway.demo.DemoRepository;
 import io.modelgate.gateway.server.AdminSettings;
 import io.modelgate.gateway.server.GatewayServer;
@@ -142,6 +143,52 @@ final class ServeCommand implements Callable<Integer> {
   Path stateDir;
 
   @Option(
+      names = "--control-store",
+      defaultValue = "file",
+      paramLabel = "STORE",
+      description = {
+        "Where routing policies, rollouts and the audit log live: file (the state directory, one",
+        "process), or etcd://HOST:PORT[,HOST:PORT...] (etcds:// for TLS), shared by a fleet of",
+        "replicas. Default: ${DEFAULT-VALUE}."
+      })
+  String controlStore;
+
+  @Option(
+      names = "--control-prefix",
+      defaultValue = ControlSettings.DEFAULT_PREFIX,
+      paramLabel = "PREFIX",
+      description = "etcd key prefix of this fleet's control state. Default: ${DEFAULT-VALUE}.")
+  String controlPrefix;
+
+  @Option(
+      names = "--replica",
+      paramLabel = "NAME",
+      description = "This replica's name in the audit log, the fleet view and the judge election. Default: host name and process id.")
+  String replica;
+
+  @Option(names = "--etcd-user", paramLabel = "USER", description = "etcd user; the password comes from $MODELGATE_ETCD_PASSWORD or --etcd-password-file.")
+  String etcdUser;
+
+  @Option(names = "--etcd-password-file", paramLabel = "FILE", description = "File holding the etcd password.")
+  Path etcdPasswordFile;
+
+  @Option(names = "--etcd-ca", paramLabel = "PEM", description = "CA certificate that signed etcd's server certificate (etcds://).")
+  Path etcdCa;
+
+  @Option(names = "--etcd-cert", paramLabel = "PEM", description = "Client certificate for etcd's mutual TLS.")
+  Path etcdCert;
+
+  @Option(names = "--etcd-key", paramLabel = "PEM", description = "PKCS#8 private key for --etcd-cert.")
+  Path etcdKey;
+
+  @Option(
+      names = "--judge-lease",
+      defaultValue = "10s",
+      converter = Converters.TimeSpan.class,
+      description = "TTL of the etcd lease by which one replica judges rollouts; another takes over this long after it dies. Default: ${DEFAULT-VALUE}.")
+  Duration judgeLease;
+
+  @Option(
       names = "--drain-timeout",
       defaultValue = "30s",
       converter = Converters.TimeSpan.class,
@@ -180,7 +227,8 @@ final class ServeCommand implements Callable<Integer> {
             tls(adminTlsCert, adminTlsKey, adminTlsClientCa, "--admin-tls"),
             metricsHost,
             metricsPort,
-            stateDir);
+            stateDir,
+            controlSettings());
     ModelSettings defaults =
         new ModelSettings(
             null,
@@ -199,9 +247,9 @@ final class ServeCommand implements Callable<Integer> {
     } catch (IOException e) {
       repository.close(Duration.ZERO);
       stats.close();
-      spec.commandLine()
-          .getErr()
-          .println("modelgate: cannot listen on " + host + ":" + grpcPort + ": " + rootCause(e));
+      String cause = rootCause(e);
+      String message = e.getMessage() == null || e.getMessage().contains(cause) ? cause : e.getMessage() + ": " + cause;
+      spec.commandLine().getErr().println("modelgate: cannot start: " + message);
       return 1;
     }
     Path demoRoot = demo ? root : null;
@@ -219,10 +267,42 @@ final class ServeCommand implements Callable<Integer> {
     printBanner(out, settings, server.port(), root, demo, repository);
     out.printf(
         "admin API on %s:%d (token: %s); metrics and health on http://%s:%d/{metrics,livez,readyz}; state in %s%n",
-        adminHost, server.adminPort(), token.source(), metricsHost, server.metricsPort(), stateDir.toAbsolutePath());
+        adminHost, server.adminPort(), token.source(), metricsHost, server.metricsPort(),
+        admin.control().etcd()
+            ? "etcd " + admin.control().etcdEndpoints() + " under " + admin.control().prefix() + " as replica " + admin.control().replica()
+            : stateDir.toAbsolutePath().toString());
     out.flush();
     server.awaitTermination();
     return 0;
+  }
+
+  private ControlSettings controlSettings() throws IOException {
+    String password = null;
+    if (etcdUser != null) {
+      password = etcdPasswordFile != null
+          ? Files.readString(etcdPasswordFile).strip()
+          : System.getenv("MODELGATE_ETCD_PASSWORD");
+      if (password == null) {
+        throw new picocli.CommandLine.ParameterException(spec.commandLine(),
+            "--etcd-user needs a password: --etcd-password-file FILE or $MODELGATE_ETCD_PASSWORD");
+      }
+    }
+    try {
+      return new ControlSettings(
+          ControlSettings.parseStore(controlStore),
+          controlPrefix,
+          replica == null ? ControlSettings.defaultReplica() : replica,
+          etcdUser,
+          password,
+          etcdCa,
+          etcdCert,
+          etcdKey,
+          judgeLease,
+          Duration.ofSeconds(3),
+          Duration.ofMillis(500));
+    } catch (IllegalArgumentException e) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(), e.getMessage());
+    }
   }
 
   private void printBanner(

@@ -5,9 +5,10 @@ import io.modelgate.gateway.routing.Route;
 import io.modelgate.gateway.routing.Router;
 import io.modelgate.gateway.stats.StatsRegistry;
 import io.modelgate.gateway.stats.VersionStats;
-import io.modelgate.proto.admin.v1.AdminState;
 import io.modelgate.proto.admin.v1.AuditRecord;
+import io.modelgate.proto.admin.v1.ControlStoreStatus;
 import io.modelgate.proto.admin.v1.Decision;
+import io.modelgate.proto.admin.v1.ModelControl;
 import io.modelgate.proto.admin.v1.Rollout;
 import io.modelgate.proto.admin.v1.RolloutSpec;
 import io.modelgate.proto.admin.v1.RoutingPolicy;
@@ -15,11 +16,9 @@ import io.modelgate.proto.admin.v1.Thresholds;
 import io.modelgate.runtime.error.InferenceException;
 import io.modelgate.runtime.repository.Model;
 import io.modelgate.runtime.repository.ModelVersion;
+import java.io.IOException;
 import java.time.Clock;
-import java.util.ArrayDeque;
 import java.util.ArrayList;
-import java.util.Deque;
-import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentSkipListMap;
@@ -31,8 +30,10 @@ import org.slf4j.LoggerFactory;
 
 /**
  * The one owner of the control state: routing policies and their history, rollouts, revisions,
- * persistence and the audit log. Operators (the admin API, the repository RPCs) and rollouts (an
- * automated operator, driven by this component's own scheduler thread) change them only here.
+ * and their writing to the {@link ControlStore} (the state directory, or etcd shared by a fleet)
+ * with the audit log. Operators (the admin API, the repository RPCs) and rollouts (an automated
+ * operator, driven by this component's own scheduler thread) change them only here; changes other
+ * replicas made arrive from the store's watch and are applied here too.
  *
  * <p>Threading: every change and every read of the mutable state holds this object's lock — one
  * lock, taken in one order (this, then the {@link Router}'s, which never calls back) — and this
@@ -41,8 +42,11 @@ import org.slf4j.LoggerFactory;
  * step, called the store: two locks taken in both orders could deadlock. Request threads never
  * take the lock: they read the router's immutable routes; metrics read {@link #current} without it.
  *
- * <p>A change is validated, persisted (the state directory, written durably), audited, and only
- * then swapped in; a change that names a stale revision is ABORTED and changes nothing.
+ * <p>A change is validated, written to the store with its audit records in one compare-and-swap
+ * on the model's record, and only then swapped in. A change that names a stale revision is
+ * ABORTED and changes nothing; so is one that loses the swap to another replica (the record that
+ * won is applied here first). A store that cannot be reached refuses changes with UNAVAILABLE
+ * while traffic keeps the routing last applied.
  */
 public final class ControlPlane implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(ControlPlane.class);
@@ -52,26 +56,33 @@ public final class ControlPlane implements AutoCloseable {
   static final String ROLLOUT_CALLER = "rollout";
 
   private final Router router;
-  private final StateStore state;
+  private final ControlStore store;
   private final StatsRegistry stats;
   private final Clock clock;
-  private final Map<String, Deque<RoutingPolicy>> history = new HashMap<>();
-  /** Written under the lock; read without it only by {@link #current} (metrics). */
-  private final Map<String, Rollout> rollouts = new ConcurrentSkipListMap<>();
-  /** The revision each running rollout last set: another revision means an operator intervened. */
-  private final Map<String, Long> ownRevision = new HashMap<>();
+  private final String replica;
+  /**
+   * Each model's record as last written or applied, with its store revision. Written under the
+   * lock; read without it only by {@link #current} (metrics).
+   */
+  private final Map<String, ControlStore.Stored> records = new ConcurrentSkipListMap<>();
+  /** Since when this replica judges rollouts (-1: it does not); steps are judged on samples since. */
+  private long judgingSinceMs;
   private final ScheduledExecutorService scheduler;
 
   /**
    * @param stats where rollouts read their samples
    * @param schedule whether rollouts are judged by a background thread once a second; tests pass
    *     false and call {@link #tick}
+   * @param replica this replica's name, recorded in audit records
    */
-  public ControlPlane(Router router, StateStore state, StatsRegistry stats, Clock clock, boolean schedule) {
+  public ControlPlane(
+      Router router, ControlStore store, StatsRegistry stats, Clock clock, boolean schedule, String replica) {
     this.router = router;
-    this.state = state;
+    this.store = store;
     this.stats = stats;
     this.clock = clock;
+    this.replica = replica;
+    this.judgingSinceMs = store.judges() ? clock.millis() : -1;
     if (schedule) {
       scheduler =
           Executors.newSingleThreadScheduledExecutor(
@@ -94,9 +105,17 @@ public final class ControlPlane implements AutoCloseable {
     return clock;
   }
 
-  /** Whether the state directory's last write succeeded. */
-  public StateStore store() {
-    return state;
+  public ControlStore store() {
+    return store;
+  }
+
+  public String replica() {
+    return replica;
+  }
+
+  /** The store's state as this replica sees it, with the judging replica. */
+  public ControlStoreStatus status() {
+    return store.status();
   }
 
   // ---- routing ----
@@ -104,22 +123,28 @@ public final class ControlPlane implements AutoCloseable {
   /**
    * Replaces the policy of {@code requested.getModel()}.
    *
-   * @throws InferenceException ABORTED for a stale {@code expectedRevision}; INVALID_ARGUMENT,
-   *     NOT_FOUND or FAILED_PRECONDITION for a policy that does not fit the model
+   * @throws InferenceException ABORTED for a stale {@code expectedRevision} or a change another
+   *     replica made first; INVALID_ARGUMENT, NOT_FOUND or FAILED_PRECONDITION for a policy that
+   *     does not fit the model; UNAVAILABLE when the control store cannot be written
    */
   public synchronized RoutingPolicy set(
       RoutingPolicy requested, long expectedRevision, String caller, String action, String reason) {
-    return apply(requested, expectedRevision, caller, action, reason, true);
+    return apply(requested, expectedRevision, caller, action, reason, Memory.REMEMBER, null, List.of());
   }
 
   /** Sends all weighted traffic to {@code version}, keeping the sticky and shadow settings. */
   public synchronized RoutingPolicy promote(String model, long version, long expectedRevision, String caller) {
+    return apply(promoted(model, version), expectedRevision, caller, "Promote",
+        "promote version " + version + " to 100%", Memory.REMEMBER, null, List.of());
+  }
+
+  private RoutingPolicy promoted(String model, long version) {
     RoutingPolicy current = router.route(model).policy();
     RoutingPolicy.Builder next = current.toBuilder().clearWeights().putWeights(version, 1);
     if (current.getShadow().getVersion() == version) {
       next.clearShadow();
     }
-    return apply(next.build(), expectedRevision, caller, "Promote", "promote version " + version + " to 100%", true);
+    return next.build();
   }
 
   /**
@@ -129,12 +154,12 @@ public final class ControlPlane implements AutoCloseable {
    */
   public synchronized RoutingPolicy rollback(String model, long expectedRevision, String caller) {
     Route current = router.route(model);
-    Deque<RoutingPolicy> earlier = history.get(model);
-    if (earlier == null || earlier.isEmpty()) {
+    List<RoutingPolicy> earlier = record(model).control().getHistoryList();
+    if (earlier.isEmpty()) {
       throw InferenceException.failedPrecondition(
           "model '" + model + "' has no earlier routing policy to roll back to");
     }
-    RoutingPolicy previous = earlier.peekLast();
+    RoutingPolicy previous = earlier.get(earlier.size() - 1);
     RoutingPolicy restored =
         apply(
             previous,
@@ -142,20 +167,39 @@ public final class ControlPlane implements AutoCloseable {
             caller,
             "Rollback",
             "rollback to the policy of revision " + previous.getRevision(),
-            false);
-    earlier.pollLast();
-    persist();
+            Memory.FORGET_LAST,
+            null,
+            List.of());
     log.info("model '{}' rolled back from revision {}", model, current.policy().getRevision());
     return restored;
   }
 
+  /** What a change does to the model's history of policies. */
+  private enum Memory {
+    /** The replaced policy joins the history. */
+    REMEMBER,
+    /** The newest entry of the history leaves it (a rollback restored it). */
+    FORGET_LAST,
+    /** The history stays as it is. */
+    KEEP
+  }
+
+  /**
+   * Validates {@code requested}, writes it (with {@code rolloutAfter}'s rollout, when given, and
+   * the audit records) as one change to the store, then installs it. Under the lock.
+   *
+   * @param rolloutAfter given the policy about to be written, the model's rollout to write with
+   *     it; null keeps the rollout as it is
+   */
   private RoutingPolicy apply(
       RoutingPolicy requested,
       long expectedRevision,
       String caller,
       String action,
       String reason,
-      boolean remember) {
+      Memory memory,
+      java.util.function.Function<RoutingPolicy, Rollout> rolloutAfter,
+      List<AuditRecord> alsoAudit) {
     String model = requested.getModel();
     Route current = router.route(model);
     long revision = current.policy().getRevision();
@@ -172,15 +216,23 @@ public final class ControlPlane implements AutoCloseable {
             .setReason(reason)
             .build();
     Route compiled = router.compile(next);
-    if (remember) {
-      Deque<RoutingPolicy> earlier = history.computeIfAbsent(model, m -> new ArrayDeque<>());
-      earlier.addLast(current.policy());
-      while (earlier.size() > HISTORY) {
-        earlier.pollFirst();
+    ModelControl record = record(model).control();
+    ModelControl.Builder written = record.toBuilder().setModel(model).setPolicy(next);
+    switch (memory) {
+      case REMEMBER -> {
+        written.addHistory(current.policy());
+        while (written.getHistoryCount() > HISTORY) {
+          written.removeHistory(0);
+        }
       }
+      case FORGET_LAST -> written.removeHistory(written.getHistoryCount() - 1);
+      case KEEP -> { }
     }
-    persist(next);
-    state.audit(
+    if (rolloutAfter != null) {
+      written.setRollout(rolloutAfter.apply(next));
+    }
+    List<AuditRecord> audit = new ArrayList<>(alsoAudit.size() + 1);
+    audit.add(
         AuditRecord.newBuilder()
             .setTimeMs(next.getUpdatedAtMs())
             .setCaller(caller)
@@ -190,14 +242,44 @@ public final class ControlPlane implements AutoCloseable {
             .setOldPolicy(current.policy())
             .setNewPolicy(next)
             .build());
+    audit.addAll(alsoAudit);
+    write(written.build(), audit);
     router.install(compiled, revision);
     log.info("model '{}' routing revision {} by {}: {} {}", model, next.getRevision(), caller, reason, next.getWeightsMap());
     return next;
   }
 
-  /** Records an admin action that is not a routing change (load, unload, rollout events). */
+  /**
+   * Writes {@code next} as its model's record, by compare-and-swap on the record this replica
+   * knows. Under the lock. Installs nothing.
+   *
+   * @throws InferenceException ABORTED when another replica changed the record first (its record
+   *     is applied here before this returns); UNAVAILABLE when the store cannot be written
+   */
+  private void write(ModelControl next, List<AuditRecord> audit) {
+    String model = next.getModel();
+    ControlStore.Stored known = record(model);
+    long written;
+    try {
+      written = store.commit(next, known.revision(), audit);
+    } catch (ControlStore.Conflict lost) {
+      adopt(lost.current());
+      throw InferenceException.aborted(
+          "model '" + model + "' was changed on another replica first; routing is at revision "
+              + router.route(model).policy().getRevision() + " now; read it again and retry");
+    }
+    records.put(model, new ControlStore.Stored(next, written));
+  }
+
+  /** The record this replica knows for {@code model} (an empty one at revision 0 when none). */
+  private ControlStore.Stored record(String model) {
+    ControlStore.Stored known = records.get(model);
+    return known != null ? known : new ControlStore.Stored(ModelControl.newBuilder().setModel(model).build(), 0);
+  }
+
+  /** Records an admin action that is not a routing change (load, unload). */
   public synchronized void audit(String caller, String action, String model, long version, String detail) {
-    state.audit(
+    AuditRecord record =
         AuditRecord.newBuilder()
             .setTimeMs(clock.millis())
             .setCaller(caller)
@@ -205,73 +287,81 @@ public final class ControlPlane implements AutoCloseable {
             .setModel(model)
             .setVersion(version)
             .setDetail(detail)
-            .build());
-  }
-
-  /** Writes the current policies, their history and the rollouts to the state directory. Under the lock. */
-  private void persist() {
-    persist(null);
-  }
-
-  /** As {@link #persist()}, with {@code pending} in place of its model's current policy. */
-  private void persist(RoutingPolicy pending) {
-    AdminState.Builder saved = AdminState.newBuilder();
-    for (String name : router.models()) {
-      RoutingPolicy policy =
-          pending != null && pending.getModel().equals(name) ? pending : router.route(name).policy();
-      if (policy.getRevision() > 0) {
-        saved.addPolicies(policy);
-      }
+            .build();
+    try {
+      store.audit(record);
+    } catch (InferenceException e) {
+      // The action (a version loaded on this replica) has happened; say so where it can be read.
+      log.error("audit record not stored ({}): {}", e.getMessage(), record.toString().replace('\n', ' '));
     }
-    for (Deque<RoutingPolicy> earlier : history.values()) {
-      saved.addAllHistory(earlier);
-    }
-    saved.addAllRollouts(rollouts.values());
-    state.save(saved.build());
   }
 
   /**
-   * Reinstalls saved policies, their history and rollouts after a restart. A policy is never
-   * dropped because a version it names is not READY (a corrupt file, a folder removed): it is
-   * kept, at its revision, and routes among the READY versions it names, or refuses requests when
-   * none is — traffic never falls back to another version, so a candidate is not promoted by
-   * accident. Each such policy is logged as an error and shown by {@code admin models}; loading
-   * the missing version restores it whole. Only a policy invalid in itself (or for an unknown
-   * model) is skipped. A RUNNING rollout resumes its current step from now.
+   * Reads every model's record from the store and installs it, then follows the store's changes.
+   * A policy is never dropped because a version it names is not READY (a corrupt file, a folder
+   * removed): it is kept, at its revision, and routes among the READY versions it names, or
+   * refuses requests when none is — traffic never falls back to another version, so a candidate
+   * is not promoted by accident. Each such policy is logged as an error and shown by {@code admin
+   * models}; loading the missing version restores it whole. Only a policy invalid in itself (or
+   * for an unknown model) is skipped. A RUNNING rollout resumes its current step, judged on
+   * samples from the time this replica became its judge.
+   *
+   * @throws IOException when the store cannot be read
    */
-  public synchronized void restore(AdminState saved) {
-    for (RoutingPolicy policy : saved.getPoliciesList()) {
-      try {
-        Route compiled = router.compileKeeping(policy);
-        router.installRestored(compiled);
-        if (compiled.degraded() == null) {
-          log.info("model '{}' routing restored at revision {}: {}", policy.getModel(), policy.getRevision(), policy.getWeightsMap());
-        } else {
-          log.error(
-              "model '{}' routing restored at revision {} IN PART: {} {}; traffic goes only to the"
-                  + " READY versions it names (refused UNAVAILABLE when none is) until they load",
-              policy.getModel(), policy.getRevision(), policy.getWeightsMap(), compiled.degraded());
-        }
-      } catch (RuntimeException e) {
-        log.error("model '{}': saved routing revision {} not restored: {}", policy.getModel(), policy.getRevision(), e.getMessage());
-      }
-    }
-    for (RoutingPolicy policy : saved.getHistoryList()) {
-      history.computeIfAbsent(policy.getModel(), m -> new ArrayDeque<>()).addLast(policy);
-    }
-  
-    long now = clock.millis();
-    for (Rollout rollout : saved.getRolloutsList()) {
-      Rollout restored = rollout;
+  public synchronized void start() throws IOException {
+    for (ControlStore.Stored stored : store.load().values()) {
+      adopt(stored);
+      Rollout rollout = stored.control().getRollout();
       if (rollout.getState().equals("RUNNING")) {
-        restored = rollout.toBuilder().setStepStartedAtMs(now).build();
-        ownRevision.put(rollout.getModel(), router.route(rollout.getModel()).policy().getRevision());
-        log.info("rollout of model '{}' resumed at step {}%", rollout.getModel(),
+        log.info("rollout of model '{}' resumes at step {}%", rollout.getModel(),
             rollout.getSpec().getSteps(rollout.getStepIndex()));
       }
-      rollouts.put(rollout.getModel(), restored);
     }
+    store.watch(this::adoptAll);
+  }
+
+  /** Applies records another replica wrote (from the store's watch thread). */
+  private synchronized void adoptAll(Map<String, ControlStore.Stored> changed) {
+    for (ControlStore.Stored stored : changed.values()) {
+      adopt(stored);
     }
+  }
+
+  /**
+   * Installs a record read from the store unless this replica already has it or a newer one.
+   * Under the lock.
+   */
+  private void adopt(ControlStore.Stored stored) {
+    String model = stored.control().getModel();
+    ControlStore.Stored known = records.get(model);
+    if (stored.revision() == 0) {
+      // The record is gone from the store (deleted by hand): keep the routing in force and write
+      // the next change as a new record.
+      if (known != null) {
+        records.put(model, new ControlStore.Stored(known.control(), 0));
+      }
+      return;
+    }
+    if (known != null && stored.revision() <= known.revision()) {
+      return;
+    }
+    records.put(model, stored);
+    RoutingPolicy policy = stored.control().getPolicy().toBuilder().setModel(model).build();
+    try {
+      Route compiled = router.compileKeeping(policy);
+      router.installRestored(compiled);
+      if (compiled.degraded() == null) {
+        log.info("model '{}' routing at revision {}: {}", model, policy.getRevision(), policy.getWeightsMap());
+      } else {
+        log.error(
+            "model '{}' routing at revision {} IN PART: {} {}; traffic goes only to the"
+                + " READY versions it names (refused UNAVAILABLE when none is) until they load",
+            model, policy.getRevision(), policy.getWeightsMap(), compiled.degraded());
+      }
+    } catch (RuntimeException e) {
+      log.error("model '{}': routing revision {} not applied: {}", model, policy.getRevision(), e.getMessage());
+    }
+  }
 
   /**
    * Recompiles the current policy of {@code model} against its versions' states, keeping its
@@ -334,7 +424,7 @@ public final class ControlPlane implements AutoCloseable {
     Model model = router.route(spec.getModel()).model();
     ready(model, spec.getBaseline(), "baseline");
     ready(model, spec.getCandidate(), "candidate");
-    Rollout existing = rollouts.get(spec.getModel());
+    Rollout existing = current(spec.getModel());
     if (existing != null && existing.getState().equals("RUNNING")) {
       throw InferenceException.failedPrecondition(
           "a rollout of model '" + spec.getModel() + "' is already running (candidate version "
@@ -372,16 +462,21 @@ public final class ControlPlane implements AutoCloseable {
                     .setReason("rollout started by " + caller + ": candidate " + spec.getCandidate() + " at "
                         + spec.getSteps(0) + "%, baseline " + spec.getBaseline()))
             .build();
-    RoutingPolicy applied = applyStep(rollout, 0, current.getRevision());
-    rollouts.put(spec.getModel(), rollout);
-    ownRevision.put(spec.getModel(), applied.getRevision());
-    audit(caller, "StartRollout", spec.getModel(), spec.getCandidate(), spec.toString().replace('\n', ' '));
-    persist();
-    return rollout;
+    AuditRecord started =
+        AuditRecord.newBuilder()
+            .setTimeMs(now)
+            .setCaller(caller)
+            .setAction("StartRollout")
+            .setModel(spec.getModel())
+            .setVersion(spec.getCandidate())
+            .setDetail(spec.toString().replace('\n', ' '))
+            .build();
+    applyStep(rollout, 0, current.getRevision(), List.of(started));
+    return current(spec.getModel());
   }
 
   public synchronized Rollout rollout(String model) {
-    Rollout rollout = rollouts.get(model);
+    Rollout rollout = current(model);
     if (rollout == null) {
       throw InferenceException.notFound("model '" + model + "' has no rollout");
     }
@@ -395,50 +490,71 @@ public final class ControlPlane implements AutoCloseable {
       throw InferenceException.failedPrecondition(
           "the rollout of model '" + model + "' is " + rollout.getState() + ", not RUNNING");
     }
-    Rollout aborted = restoreBaseline(rollout, "ABORTED", "ABORT", "aborted by " + caller, null);
-    audit(caller, "AbortRollout", model, rollout.getSpec().getCandidate(), "aborted");
-    return aborted;
+    AuditRecord aborted =
+        AuditRecord.newBuilder()
+            .setTimeMs(clock.millis())
+            .setCaller(caller)
+            .setAction("AbortRollout")
+            .setModel(model)
+            .setVersion(rollout.getSpec().getCandidate())
+            .setDetail("aborted")
+            .build();
+    return restoreBaseline(rollout, "ABORTED", "ABORT", "aborted by " + caller, null, List.of(aborted));
   }
 
   private void tickQuietly() {
     try {
       tick();
     } catch (RuntimeException e) {
-      log.error("rollout tick failed", e);
+      log.error("rollout tick failed: {}", e.getMessage(), e instanceof InferenceException ? null : e);
     }
   }
 
-  /** Judges every running rollout whose step has lasted its interval. */
+  /**
+   * Judges every running rollout whose step has lasted its interval, when this replica is the
+   * judge (always, with a file store; the elected one in a fleet). A step is judged on samples
+   * from its start, or from when this replica became the judge if later (a judge that took over
+   * lacks the samples the one before it saw).
+   */
   public synchronized void tick() {
     long now = clock.millis();
-    for (Rollout rollout : new ArrayList<>(rollouts.values())) {
+    if (!store.judges()) {
+      judgingSinceMs = -1;
+      return;
+    }
+    if (judgingSinceMs < 0) {
+      judgingSinceMs = now;
+      log.info("this replica ({}) judges rollouts from now on", replica);
+    }
+    for (ControlStore.Stored stored : new ArrayList<>(records.values())) {
+      Rollout rollout = stored.control().getRollout();
       if (!rollout.getState().equals("RUNNING")) {
         continue;
       }
       String model = rollout.getModel();
       long current = router.route(model).policy().getRevision();
-      Long own = ownRevision.get(model);
-      if (own != null && current != own) {
-        rollouts.put(model, rollout.toBuilder()
+      long own = rollout.getPolicyRevision();
+      if (own != 0 && current != own) {
+        Rollout stopped = rollout.toBuilder()
             .setState("ABORTED")
             .addDecisions(decision(now, rollout, "ABORT",
                 "routing was changed outside the rollout (revision " + current + ", rollout set " + own
                     + "); the rollout stops and leaves it as it is", null))
-            .build());
-        persist();
+            .build();
+        write(stored.control().toBuilder().setRollout(stopped).build(), List.of());
         continue;
       }
-      if (now - rollout.getStepStartedAtMs() >= rollout.getSpec().getIntervalS() * 1000L) {
-        evaluate(rollout, now);
+      long since = Math.max(rollout.getStepStartedAtMs(), judgingSinceMs);
+      if (now - since >= rollout.getSpec().getIntervalS() * 1000L) {
+        evaluate(stored.control(), rollout, since, now);
       }
     }
   }
 
-  private void evaluate(Rollout rollout, long now) {
+  private void evaluate(ModelControl record, Rollout rollout, long since, long now) {
     RolloutSpec spec = rollout.getSpec();
     VersionStats baseline = stats.find(spec.getModel(), spec.getBaseline());
     VersionStats candidate = stats.find(spec.getModel(), spec.getCandidate());
-    long since = rollout.getStepStartedAtMs();
     RolloutJudge.Judgement judgement =
         RolloutJudge.judge(
             spec.getThresholds(),
@@ -455,10 +571,10 @@ public final class ControlPlane implements AutoCloseable {
         } else {
           next.addDecisions(wait);
         }
-        rollouts.put(model, next.build());
+        write(record.toBuilder().setRollout(next.build()).build(), List.of());
       }
       case FAIL -> {
-        restoreBaseline(rollout, "ROLLED_BACK", "ROLLBACK", judgement.reason(), judgement);
+        restoreBaseline(rollout, "ROLLED_BACK", "ROLLBACK", judgement.reason(), judgement, List.of());
         log.warn("rollout of model '{}' rolled back: {}", model, judgement.reason());
       }
       case PASS -> {
@@ -467,12 +583,13 @@ public final class ControlPlane implements AutoCloseable {
         // A step can be judged only while the baseline still takes traffic: passing the last step
         // below 100% promotes the candidate.
         if (nextStep >= spec.getStepsCount() || spec.getSteps(nextStep) >= 100) {
-          RoutingPolicy promoted = promote(model, spec.getCandidate(), revision, ROLLOUT_CALLER);
-          ownRevision.put(model, promoted.getRevision());
-          rollouts.put(model, rollout.toBuilder()
+          Rollout done = rollout.toBuilder()
               .setState("PROMOTED")
               .addDecisions(decision(now, rollout, "PROMOTE", judgement.reason(), judgement))
-              .build());
+              .build();
+          apply(promoted(model, spec.getCandidate()), revision, ROLLOUT_CALLER, "Promote",
+              "promote version " + spec.getCandidate() + " to 100%", Memory.REMEMBER,
+              policy -> done.toBuilder().setPolicyRevision(policy.getRevision()).build(), List.of());
           log.info("rollout of model '{}' promoted version {}: {}", model, spec.getCandidate(), judgement.reason());
         } else {
           Rollout advanced = rollout.toBuilder()
@@ -481,40 +598,38 @@ public final class ControlPlane implements AutoCloseable {
               .addDecisions(decision(now, rollout, "ADVANCE",
                   judgement.reason() + "; next step " + spec.getSteps(nextStep) + "%", judgement))
               .build();
-          RoutingPolicy applied = applyStep(advanced, nextStep, revision);
-          ownRevision.put(model, applied.getRevision());
-          rollouts.put(model, advanced);
+          applyStep(advanced, nextStep, revision, List.of());
           log.info("rollout of model '{}' advanced to {}%: {}", model, spec.getSteps(nextStep), judgement.reason());
         }
       }
     }
-    persist();
   }
 
   private Rollout restoreBaseline(
-      Rollout rollout, String state, String verdict, String reason, RolloutJudge.Judgement judgement) {
+      Rollout rollout, String state, String verdict, String reason, RolloutJudge.Judgement judgement,
+      List<AuditRecord> alsoAudit) {
     String model = rollout.getModel();
     long now = clock.millis();
     long revision = router.route(model).policy().getRevision();
-    RoutingPolicy restored =
-        set(
-            rollout.getBaselinePolicy().toBuilder().build(),
-            revision,
-            ROLLOUT_CALLER,
-            "RolloutRestore",
-            "rollout " + state.toLowerCase(java.util.Locale.ROOT) + ": " + reason);
-    ownRevision.put(model, restored.getRevision());
     Rollout done =
         rollout.toBuilder()
             .setState(state)
             .addDecisions(decision(now, rollout, verdict, reason, judgement))
             .build();
-    rollouts.put(model, done);
-    persist();
-    return done;
+    apply(
+        rollout.getBaselinePolicy(),
+        revision,
+        ROLLOUT_CALLER,
+        "RolloutRestore",
+        "rollout " + state.toLowerCase(java.util.Locale.ROOT) + ": " + reason,
+        Memory.REMEMBER,
+        policy -> done.toBuilder().setPolicyRevision(policy.getRevision()).build(),
+        alsoAudit);
+    return current(model);
   }
 
-  private RoutingPolicy applyStep(Rollout rollout, int step, long expectedRevision) {
+  /** Routes the step's share to the candidate and writes {@code rollout} with it, as one change. */
+  private void applyStep(Rollout rollout, int step, long expectedRevision, List<AuditRecord> alsoAudit) {
     RolloutSpec spec = rollout.getSpec();
     int percent = spec.getSteps(step);
     RoutingPolicy.Builder policy =
@@ -522,13 +637,16 @@ public final class ControlPlane implements AutoCloseable {
     if (percent < 100) {
       policy.putWeights(spec.getBaseline(), 100 - percent);
     }
-    return set(
+    apply(
         policy.build(),
         expectedRevision,
         ROLLOUT_CALLER,
         "RolloutStep",
         "rollout step " + (step + 1) + "/" + spec.getStepsCount() + ": candidate " + spec.getCandidate() + " at "
-            + percent + "%");
+            + percent + "%",
+        Memory.REMEMBER,
+        next -> rollout.toBuilder().setPolicyRevision(next.getRevision()).build(),
+        alsoAudit);
   }
 
   private static Decision decision(
@@ -586,7 +704,8 @@ public final class ControlPlane implements AutoCloseable {
 
   /** The rollout of {@code model}, or null; never blocks (for metrics). */
   public Rollout current(String model) {
-    return rollouts.get(model);
+    ControlStore.Stored stored = records.get(model);
+    return stored == null || !stored.control().hasRollout() ? null : stored.control().getRollout();
   }
 
   @Override
@@ -594,5 +713,6 @@ public final class ControlPlane implements AutoCloseable {
     if (scheduler != null) {
       scheduler.shutdownNow();
     }
+    store.close();
   }
 }

@@ -12,10 +12,19 @@ import java.util.Objects;
  * @param tls null for plaintext
  * @param metricsHost address of the HTTP {@code /metrics} endpoint
  * @param metricsPort its port; 0 picks a free one, -1 disables it
- * @param stateDirectory where routing policies, rollouts and the audit log are kept
+ * @param stateDirectory where routing policies, rollouts and the audit log are kept with the
+ *     file control store
+ * @param control the control store (the state directory, or etcd) and this replica's name
  */
 public record AdminSettings(
-    String host, int port, String token, TlsSettings tls, String metricsHost, int metricsPort, Path stateDirectory) {
+    String host,
+    int port,
+    String token,
+    TlsSettings tls,
+    String metricsHost,
+    int metricsPort,
+    Path stateDirectory,
+    io.modelgate.gateway.control.ControlSettings control) {
   public static final int DEFAULT_PORT = 8003;
   public static final int DEFAULT_METRICS_PORT = 8002;
 
@@ -24,6 +33,7 @@ public record AdminSettings(
     Objects.requireNonNull(token, "admin token");
     Objects.requireNonNull(metricsHost, "metrics host");
     Objects.requireNonNull(stateDirectory, "state directory");
+    Objects.requireNonNull(control, "control store settings");
     if (port < 0 || port > 65535) {
       throw new IllegalArgumentException("admin port: " + port + " (expected: 0 to 65535)");
     }
@@ -33,5 +43,12 @@ public record AdminSettings(
     if (token.length() < 16) {
       throw new IllegalArgumentException("admin token: " + token.length() + " characters (expected: at least 16)");
     }
+  }
+
+  /** With the state directory as the control store. */
+  public AdminSettings(
+      String host, int port, String token, TlsSettings tls, String metricsHost, int metricsPort, Path stateDirectory) {
+    this(host, port, token, tls, metricsHost, metricsPort, stateDirectory,
+        io.modelgate.gateway.control.ControlSettings.file(io.modelgate.gateway.control.ControlSettings.defaultReplica()));
   }
 }

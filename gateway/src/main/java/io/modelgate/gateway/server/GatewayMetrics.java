@@ -64,6 +64,23 @@ final class GatewayMetrics implements AutoCloseable {
     Gauge.builder("modelgate.state.store.failures", state, StateStore::failures)
         .description("Writes of the state directory that failed since start")
         .register(registry);
+    String kind = rollouts.status().getKind();
+    Gauge.builder("modelgate.control.store.up", rollouts, c -> c.status().getUp() ? 1 : 0)
+        .description("1 while this replica reaches its control store (file: the last write succeeded; etcd: it answers)")
+        .tags("kind", kind)
+        .register(registry);
+    Gauge.builder("modelgate.control.store.down.since", rollouts, c -> c.status().getDownSinceMs() / 1000.0)
+        .description("When the control store was found unreachable, in seconds since the epoch; 0 while it is up")
+        .baseUnit("seconds")
+        .tags("kind", kind)
+        .register(registry);
+    Gauge.builder("modelgate.control.store.applied.revision", rollouts, c -> c.status().getAppliedRevision())
+        .description("The newest control store revision this replica has applied")
+        .tags("kind", kind)
+        .register(registry);
+    Gauge.builder("modelgate.control.judge", rollouts, c -> c.store().judges() ? 1 : 0)
+        .description("1 on the replica that judges rollouts (always 1 with a file store)")
+        .register(registry);
     for (Model model : repository.models()) {
       registerModel(model);
       for (ModelVersion version : model.versions()) {

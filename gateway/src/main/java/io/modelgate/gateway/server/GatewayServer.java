@@ -10,6 +10,10 @@ import io.grpc.protobuf.services.ProtoReflectionService;
 import io.grpc.protobuf.services.ProtoReflectionServiceV1;
 import io.modelgate.gateway.admin.AdminAuth;
 import io.modelgate.gateway.admin.AdminService;
+import io.modelgate.gateway.control.ControlSettings;
+import io.modelgate.gateway.control.ControlStore;
+import io.modelgate.gateway.control.EtcdControlStore;
+import io.modelgate.gateway.control.FileControlStore;
 import io.modelgate.gateway.control.StateStore;
 import io.modelgate.gateway.inference.InferenceService;
 import io.modelgate.gateway.control.ControlPlane;
@@ -219,10 +223,19 @@ public final class GatewayServer {
     b.release = transports.release();
     b.health = new HealthStatusManager();
     b.router = new Router(repository);
+    ControlSettings controlSettings = adminSettings.control();
     StateStore state = new StateStore(adminSettings.stateDirectory());
-    AdminState saved = state.load();
-    b.control = new ControlPlane(b.router, state, stats, stats.clock(), stats.background());
-    b.control.restore(saved);
+    ControlStore store =
+        controlSettings.etcd()
+            ? new EtcdControlStore(controlSettings)
+            : new FileControlStore(state, controlSettings.replica());
+    b.control = new ControlPlane(b.router, store, stats, stats.clock(), stats.background(), controlSettings.replica());
+    try {
+      b.control.start();
+    } catch (IOException | RuntimeException e) {
+      b.control.close();
+      throw e;
+    }
     b.gatewayMetrics = new GatewayMetrics(stats.prometheus(), repository, b.router, b.control, state);
     b.versions = new io.modelgate.gateway.admin.VersionControl(repository, b.control, drainTimeout);
     b.admin = new AdminService(repository, b.control, stats, b.versions);

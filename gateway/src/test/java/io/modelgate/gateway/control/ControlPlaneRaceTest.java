@@ -123,7 +123,7 @@ class ControlPlaneRaceTest {
       assertThat(finalRevision).isGreaterThanOrEqualTo(applied.get() + rolloutActions.get());
       assertThat(revisions).hasSize(applied.get());
       // And the state directory holds the final policy.
-      assertThat(control.store().load().getPoliciesList())
+      assertThat(new StateStore(root.resolve(".state")).load().getPoliciesList())
           .anySatisfy(p -> assertThat(p.getRevision()).isEqualTo(finalRevision));
     }
   }

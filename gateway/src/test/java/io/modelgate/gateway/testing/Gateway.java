@@ -99,6 +99,21 @@ public final class Gateway implements AutoCloseable {
   public static Gateway inProcess(
       Path root, Duration drainTimeout, Duration shutdownDelay, Path stateDir, Clock clock)
       throws IOException {
+    return inProcess(root, drainTimeout, shutdownDelay, adminSettings(stateDir, -1), clock);
+  }
+
+  /** In-process, with the control store {@code control} (etcd, for a fleet of replicas in one test). */
+  public static Gateway inProcess(Path root, Path stateDir, Clock clock, io.modelgate.gateway.control.ControlSettings control)
+      throws IOException {
+    AdminSettings plain = adminSettings(stateDir, -1);
+    return inProcess(root, Duration.ofSeconds(10), Duration.ZERO,
+        new AdminSettings(plain.host(), plain.port(), plain.token(), plain.tls(), plain.metricsHost(), plain.metricsPort(), stateDir, control),
+        clock);
+  }
+
+  private static Gateway inProcess(
+      Path root, Duration drainTimeout, Duration shutdownDelay, AdminSettings adminSettings, Clock clock)
+      throws IOException {
     StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), clock, false);
     ModelRepository repository = load(root, stats);
     String name = InProcessServerBuilder.generateName();
@@ -109,7 +124,7 @@ public final class Gateway implements AutoCloseable {
                 InProcessServerBuilder.forName(name), InProcessServerBuilder.forName(adminName), () -> {}),
             drainTimeout,
             shutdownDelay,
-            adminSettings(stateDir, -1),
+            adminSettings,
             repository,
             stats);
     return new Gateway(

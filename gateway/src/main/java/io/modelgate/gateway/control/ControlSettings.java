@@ -1,0 +1,126 @@
+package io.modelgate.gateway.control;
+
+import java.lang.management.ManagementFactory;
+import java.net.InetAddress;
+import java.net.URI;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Objects;
+
+/**
+ * Where the control state lives and who this replica is: validated once, immutable.
+ *
+ * @param etcdEndpoints empty for the state directory ({@code --control-store file}); else the etcd
+ *     members, {@code http://} or {@code https://}
+ * @param prefix the etcd key prefix, ending in {@code /}
+ * @param replica this replica's name in the audit log, the fleet view and the judge election
+ * @param user etcd user (null: no authentication)
+ * @param password etcd password, with {@code user}
+ * @param trustedCa CA certificate (PEM) for etcd's TLS; null: the JVM's trust store
+ * @param clientCertificate client certificate (PEM) for etcd's mutual TLS; null: none
+ * @param clientKey its PKCS#8 private key (PEM)
+ * @param judgeLease TTL of the lease by which one replica judges rollouts: when it dies, another
+ *     takes over within this time (plus its next attempt, every {@link #probeInterval})
+ * @param timeout how long one etcd request may take before the store is taken as down
+ * @param probeInterval how often the store's reachability is checked and the judge's lease renewed
+ */
+public record ControlSettings(
+    List<URI> etcdEndpoints,
+    String prefix,
+    String replica,
+    String user,
+    String password,
+    Path trustedCa,
+    Path clientCertificate,
+    Path clientKey,
+    Duration judgeLease,
+    Duration timeout,
+    Duration probeInterval) {
+  public static final String DEFAULT_PREFIX = "/modelgate/";
+
+  public ControlSettings {
+    etcdEndpoints = List.copyOf(etcdEndpoints);
+    Objects.requireNonNull(prefix, "control prefix");
+    Objects.requireNonNull(replica, "replica");
+    Objects.requireNonNull(judgeLease, "judge lease");
+    Objects.requireNonNull(timeout, "timeout");
+    Objects.requireNonNull(probeInterval, "probe interval");
+    if (!prefix.startsWith("/") || !prefix.endsWith("/")) {
+      throw new IllegalArgumentException("control prefix " + prefix + " (expected: starts and ends with /, e.g. " + DEFAULT_PREFIX + ")");
+    }
+    if (replica.isBlank() || replica.length() > 128 || replica.contains("/")) {
+      throw new IllegalArgumentException("replica name '" + replica + "' (expected: 1 to 128 characters, no '/')");
+    }
+    if (judgeLease.compareTo(Duration.ofSeconds(2)) < 0) {
+      throw new IllegalArgumentException("judge lease " + judgeLease.toMillis() + " ms (expected: at least 2 s, etcd's lease granularity is a second)");
+    }
+    if (timeout.isNegative() || timeout.isZero() || probeInterval.isNegative() || probeInterval.isZero()) {
+      throw new IllegalArgumentException("timeout and probe interval must be positive");
+    }
+    if ((user == null) != (password == null)) {
+      throw new IllegalArgumentException("an etcd user needs a password, and a password a user");
+    }
+    if ((clientCertificate == null) != (clientKey == null)) {
+      throw new IllegalArgumentException("an etcd client certificate needs its key, and a key its certificate");
+    }
+  }
+
+  /** The state directory, this process alone. */
+  public static ControlSettings file(String replica) {
+    return new ControlSettings(List.of(), DEFAULT_PREFIX, replica, null, null, null, null, null,
+        Duration.ofSeconds(10), Duration.ofSeconds(3), Duration.ofMillis(500));
+  }
+
+  /**
+   * Parses {@code --control-store}: {@code file}, or {@code etcd://HOST:PORT[,HOST:PORT...]}
+   * (plaintext) or {@code etcds://HOST:PORT[,...]} (TLS).
+   *
+   * @throws IllegalArgumentException with what was expected
+   */
+  public static List<URI> parseStore(String store) {
+    if (store.equals("file")) {
+      return List.of();
+    }
+    String scheme;
+    String rest;
+    if (store.startsWith("etcd://")) {
+      scheme = "http";
+      rest = store.substring("etcd://".length());
+    } else if (store.startsWith("etcds://")) {
+      scheme = "https";
+      rest = store.substring("etcds://".length());
+    } else {
+      throw new IllegalArgumentException(
+          "control store '" + store + "' (expected: file, etcd://HOST:PORT[,HOST:PORT...] or etcds://... for TLS)");
+    }
+    List<URI> endpoints = new ArrayList<>();
+    for (String member : rest.split(",")) {
+      URI uri = URI.create(scheme + "://" + member.trim());
+      if (uri.getHost() == null || uri.getPort() < 1 || (uri.getPath() != null && !uri.getPath().isEmpty())) {
+        throw new IllegalArgumentException(
+            "etcd member '" + member + "' in " + store + " (expected: HOST:PORT, e.g. 127.0.0.1:2379)");
+      }
+      endpoints.add(uri);
+    }
+    return endpoints;
+  }
+
+  public boolean etcd() {
+    return !etcdEndpoints.isEmpty();
+  }
+
+  /** This process's default name: the host name (a pod's name in Kubernetes) and the process id. */
+  public static String defaultReplica() {
+    String host = System.getenv("HOSTNAME");
+    if (host == null || host.isBlank()) {
+      try {
+        host = InetAddress.getLocalHost().getHostName();
+      } catch (java.io.IOException e) {
+        host = "localhost";
+      }
+    }
+    return host + "-" + ManagementFactory.getRuntimeMXBean().getPid();
+  }
+}

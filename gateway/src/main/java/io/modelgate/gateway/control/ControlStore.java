@@ -1,0 +1,76 @@
+package io.modelgate.gateway.control;
+
+import io.modelgate.proto.admin.v1.AuditRecord;
+import io.modelgate.proto.admin.v1.ControlStoreStatus;
+import io.modelgate.proto.admin.v1.ModelControl;
+import java.io.IOException;
+import java.util.List;
+import java.util.Map;
+import java.util.function.Consumer;
+
+/**
+ * Where the control state lives: one {@link ModelControl} record per model (its routing policy,
+ * their history and its rollout), each changed as a unit by compare-and-swap on the record's store
+ * revision, plus an append-only audit log. Two implementations: the state directory of one process
+ * ({@link FileControlStore}, the default) and etcd, shared by a fleet of replicas ({@link
+ * EtcdControlStore}).
+ *
+ * <p>Only the {@link ControlPlane} calls a store, under its lock; a store never calls back into it
+ * except through the listener given to {@link #watch}, from the store's own thread, which must not
+ * be a thread a blocking store call waits on.
+ */
+public interface ControlStore extends AutoCloseable {
+  /** A model's record and the store revision it was written at (0: never written). */
+  record Stored(ModelControl control, long revision) {}
+
+  /**
+   * Every model's record. Called once, before {@link #watch}.
+   *
+   * @throws IOException when the store cannot be read (the server does not start)
+   */
+  Map<String, Stored> load() throws IOException;
+
+  /**
+   * Replaces {@code next.getModel()}'s record if it is still at {@code expectedRevision}, and
+   * appends {@code audit}, in one step.
+   *
+   * @return the record's new store revision
+   * @throws Conflict when the record has changed since (another replica wrote it)
+   * @throws io.modelgate.runtime.error.InferenceException UNAVAILABLE when the store cannot be
+   *     reached or written; nothing was changed then, or the change's outcome is reported as unknown
+   */
+  long commit(ModelControl next, long expectedRevision, List<AuditRecord> audit);
+
+  /** Appends an audit record that changes no model's record (a version loaded, say). */
+  void audit(AuditRecord record);
+
+  /**
+   * Delivers records written by others, and after a reconnection every record again (a full read),
+   * on the store's own thread. A file store has no other writers and never calls it.
+   */
+  void watch(Consumer<Map<String, Stored>> changes);
+
+  /** What the store is, whether it is reachable now, and since when not. Never blocks. */
+  ControlStoreStatus status();
+
+  /** The replica whose judge runs rollouts: a fleet elects one; one process is its own. */
+  boolean judges();
+
+  @Override
+  void close();
+
+  /** A compare-and-swap that lost: the record was changed by someone else. */
+  final class Conflict extends RuntimeException {
+    private final transient Stored current;
+
+    public Conflict(Stored current) {
+      super("changed since", null, false, false);
+      this.current = current;
+    }
+
+    /** The record as it is now. */
+    public Stored current() {
+      return current;
+    }
+  }
+}

@@ -1,0 +1,453 @@
+package io.modelgate.gateway.control;
+
+import com.google.protobuf.InvalidProtocolBufferException;
+import com.google.protobuf.util.JsonFormat;
+import io.etcd.jetcd.ByteSequence;
+import io.etcd.jetcd.Client;
+import io.etcd.jetcd.ClientBuilder;
+import io.etcd.jetcd.KV;
+import io.etcd.jetcd.KeyValue;
+import io.etcd.jetcd.Watch;
+import io.etcd.jetcd.kv.GetResponse;
+import io.etcd.jetcd.kv.TxnResponse;
+import io.etcd.jetcd.op.Cmp;
+import io.etcd.jetcd.op.CmpTarget;
+import io.etcd.jetcd.op.Op;
+import io.etcd.jetcd.options.GetOption;
+import io.etcd.jetcd.options.PutOption;
+import io.etcd.jetcd.options.WatchOption;
+import io.etcd.jetcd.watch.WatchEvent;
+import io.etcd.jetcd.watch.WatchResponse;
+import io.modelgate.proto.admin.v1.AuditRecord;
+import io.modelgate.proto.admin.v1.ControlStoreStatus;
+import io.modelgate.proto.admin.v1.ModelControl;
+import io.modelgate.runtime.error.InferenceException;
+import io.netty.handler.ssl.SslContextBuilder;
+import java.io.IOException;
+import java.net.URI;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Consumer;
+import java.util.stream.Collectors;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The control store of a fleet: etcd, through the jetcd client. Under the prefix ({@code
+ * /modelgate/} by default):
+ *
+ * <ul>
+ *   <li>{@code models/<model>}: the model's {@link ModelControl} record (protobuf). A change is an
+ *       etcd transaction: if the key's mod revision is still the one this replica read, put the
+ *       record and the change's audit records; else read the key (the change lost to another
+ *       replica's).
+ *   <li>{@code audit/<time ms, 13 digits>-<replica>-<n>}: one {@link AuditRecord} each, as JSON, so
+ *       that {@code etcdctl get --prefix /modelgate/audit/} reads the audit log.
+ *   <li>{@code judge}: the name of the replica that judges rollouts, put under that replica's
+ *       lease; it expires when that replica stops renewing it (dies, or loses etcd).
+ * </ul>
+ *
+ * <p>Every replica watches {@code models/} from the revision of its full read. Its own thread
+ * ({@code modelgate-control-store}) delivers the watch's changes, checks every {@code
+ * probeInterval} that etcd answers, renews or campaigns for the judge's key, and after any outage
+ * (or a watch error) reads every record again and watches from that read's revision, so that no
+ * change is missed. While etcd cannot be reached, {@link #status} says so and since when, changes
+ * are refused with UNAVAILABLE, and traffic keeps the routing last applied.
+ */
+public final class EtcdControlStore implements ControlStore {
+  private static final Logger log = LoggerFactory.getLogger(EtcdControlStore.class);
+
+  private final ControlSettings settings;
+  private final Client client;
+  private final KV kv;
+  private final ByteSequence modelsPrefix;
+  private final ByteSequence judgeKey;
+  private final String auditPrefix;
+  private final String target;
+  private final long timeoutMs;
+  private final ScheduledExecutorService thread;
+  private final AtomicLong auditSequence = new AtomicLong();
+
+  private volatile long downSinceMs;
+  private volatile String error = "";
+  /** The newest etcd revision whose changes this replica has delivered. Store thread. */
+  private volatile long appliedRevision;
+  private volatile boolean judge;
+  private volatile String judgeName = "";
+  /** Store thread only from here on. */
+  private Consumer<Map<String, Stored>> listener;
+  private Watch.Watcher watcher;
+  private boolean resync;
+  private long leaseId;
+  private volatile boolean closed;
+
+  public EtcdControlStore(ControlSettings settings) throws IOException {
+    if (!settings.etcd()) {
+      throw new IllegalArgumentException("no etcd endpoints");
+    }
+    this.settings = settings;
+    this.target =
+        settings.etcdEndpoints().stream().map(URI::toString).collect(Collectors.joining(",")) + " prefix " + settings.prefix();
+    this.timeoutMs = settings.timeout().toMillis();
+    ClientBuilder builder =
+        Client.builder()
+            .endpoints(settings.etcdEndpoints().toArray(URI[]::new))
+            .connectTimeout(settings.timeout())
+            .retryMaxDuration(settings.timeout())
+            .keepaliveTime(java.time.Duration.ofSeconds(10))
+            .keepaliveTimeout(settings.timeout())
+            .waitForReady(false);
+    if (settings.user() != null) {
+      builder.user(bytes(settings.user())).password(bytes(settings.password()));
+    }
+    if (settings.etcdEndpoints().get(0).getScheme().equals("https")) {
+      SslContextBuilder tls = io.grpc.netty.GrpcSslContexts.forClient();
+      if (settings.trustedCa() != null) {
+        tls.trustManager(settings.trustedCa().toFile());
+      }
+      if (settings.clientCertificate() != null) {
+        tls.keyManager(settings.clientCertificate().toFile(), settings.clientKey().toFile());
+      }
+      builder.sslContext(tls.build());
+    }
+    this.client = builder.build();
+    this.kv = client.getKVClient();
+    this.modelsPrefix = bytes(settings.prefix() + "models/");
+    this.judgeKey = bytes(settings.prefix() + "judge");
+    this.auditPrefix = settings.prefix() + "audit/";
+    this.thread =
+        Executors.newSingleThreadScheduledExecutor(
+            r -> {
+              Thread t = new Thread(r, "modelgate-control-store");
+              t.setDaemon(true);
+              return t;
+            });
+  }
+
+  private static ByteSequence bytes(String s) {
+    return ByteSequence.from(s, StandardCharsets.UTF_8);
+  }
+
+  private String model(ByteSequence key) {
+    return key.toString(StandardCharsets.UTF_8).substring(settings.prefix().length() + "models/".length());
+  }
+
+  private <T> T await(CompletableFuture<T> future) throws IOException {
+    try {
+      return future.get(timeoutMs, TimeUnit.MILLISECONDS);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      future.cancel(true);
+      throw new IOException("interrupted", e);
+    } catch (TimeoutException e) {
+      future.cancel(true);
+      throw new IOException("no answer from etcd within " + timeoutMs + " ms", e);
+    } catch (ExecutionException e) {
+      Throwable cause = e.getCause() == null ? e : e.getCause();
+      throw new IOException(cause.getMessage() == null ? cause.toString() : cause.getMessage(), cause);
+    }
+  }
+
+  @Override
+  public Map<String, Stored> load() throws IOException {
+    try {
+      return readAll();
+    } catch (IOException e) {
+      throw new IOException("the control store etcd " + target + " cannot be read: " + e.getMessage()
+          + " (a replica starts only with the fleet's routing; start etcd, or check --control-store)", e);
+    }
+  }
+
+  /** Reads every record; the read's revision becomes the applied revision. */
+  private Map<String, Stored> readAll() throws IOException {
+    GetResponse response = await(kv.get(modelsPrefix, GetOption.builder().isPrefix(true).build()));
+    Map<String, Stored> records = new LinkedHashMap<>();
+    for (KeyValue kv : response.getKvs()) {
+      Stored stored = parse(kv);
+      if (stored != null) {
+        records.put(stored.control().getModel(), stored);
+      }
+    }
+    appliedRevision = Math.max(appliedRevision, response.getHeader().getRevision());
+    return records;
+  }
+
+  private Stored parse(KeyValue kv) {
+    String model = model(kv.getKey());
+    try {
+      ModelControl control = ModelControl.parseFrom(kv.getValue().getBytes()).toBuilder().setModel(model).build();
+      return new Stored(control, kv.getModRevision());
+    } catch (InvalidProtocolBufferException e) {
+      log.error("etcd key {} is not a modelgate record ({}); ignored", kv.getKey(), e.getMessage());
+      return null;
+    }
+  }
+
+  @Override
+  public long commit(ModelControl next, long expectedRevision, List<AuditRecord> audit) {
+    ByteSequence key = bytes(settings.prefix() + "models/" + next.getModel());
+    Cmp unchanged =
+        expectedRevision == 0
+            ? new Cmp(key, Cmp.Op.EQUAL, CmpTarget.version(0))
+            : new Cmp(key, Cmp.Op.EQUAL, CmpTarget.modRevision(expectedRevision));
+    List<Op> puts = new ArrayList<>(audit.size() + 1);
+    puts.add(Op.put(key, ByteSequence.from(next.toByteArray()), PutOption.DEFAULT));
+    for (AuditRecord record : audit) {
+      puts.add(auditPut(record));
+    }
+    TxnResponse response;
+    try {
+      response = await(kv.txn().If(unchanged).Then(puts.toArray(Op[]::new)).Else(Op.get(key, GetOption.DEFAULT)).commit());
+    } catch (IOException e) {
+      down(e);
+      throw InferenceException.unavailable(
+          "the control store (etcd " + target + ") cannot be reached: " + e.getMessage()
+              + "; changes are refused until it returns (if this one reached etcd before the failure, it"
+              + " is applied when the store returns: read the routing again before retrying); traffic"
+              + " keeps the routing last applied");
+    }
+    up();
+    if (response.isSucceeded()) {
+      return response.getHeader().getRevision();
+    }
+    List<KeyValue> kvs = response.getGetResponses().get(0).getKvs();
+    Stored current = kvs.isEmpty() ? null : parse(kvs.get(0));
+    throw new Conflict(current != null ? current : new Stored(ModelControl.newBuilder().setModel(next.getModel()).build(), 0));
+  }
+
+  private Op auditPut(AuditRecord record) {
+    AuditRecord stamped = record.toBuilder().setReplica(settings.replica()).build();
+    String key = String.format("%s%013d-%s-%d", auditPrefix, stamped.getTimeMs(), settings.replica(), auditSequence.incrementAndGet());
+    try {
+      return Op.put(bytes(key), bytes(JsonFormat.printer().omittingInsignificantWhitespace().print(stamped)), PutOption.DEFAULT);
+    } catch (InvalidProtocolBufferException e) {
+      throw new IllegalStateException(e);
+    }
+  }
+
+  @Override
+  public void audit(AuditRecord record) {
+    try {
+      await(kv.txn().Then(auditPut(record)).commit());
+      up();
+    } catch (IOException e) {
+      down(e);
+      throw InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage());
+    }
+  }
+
+  @Override
+  public void watch(Consumer<Map<String, Stored>> changes) {
+    thread.execute(() -> {
+      listener = changes;
+      startWatch();
+    });
+    long every = settings.probeInterval().toMillis();
+    thread.scheduleWithFixedDelay(this::probe, every, every, TimeUnit.MILLISECONDS);
+  }
+
+  /** Watches the records from the revision after the last one delivered. Store thread. */
+  private void startWatch() {
+    if (watcher != null) {
+      watcher.close();
+    }
+    WatchOption option = WatchOption.builder().isPrefix(true).withRevision(appliedRevision + 1).build();
+    watcher =
+        client.getWatchClient().watch(modelsPrefix, option, Watch.listener(
+            response -> onStoreThread(() -> deliver(response)),
+            failure -> onStoreThread(() -> {
+              if (!resync) {
+                log.warn("watch of the control store failed ({}); it will be read again whole", failure.toString());
+              }
+              resync = true;
+            })));
+  }
+
+  /** Runs {@code task} on the store's thread, unless the store is closed. */
+  private void onStoreThread(Runnable task) {
+    if (closed) {
+      return;
+    }
+    try {
+      thread.execute(task);
+    } catch (java.util.concurrent.RejectedExecutionException e) {
+      // Closed meanwhile.
+    }
+  }
+
+  /** Hands one watch response's records to the listener. Store thread. */
+  private void deliver(WatchResponse response) {
+    Map<String, Stored> changed = new LinkedHashMap<>();
+    for (WatchEvent event : response.getEvents()) {
+      KeyValue kv = event.getKeyValue();
+      if (kv.getModRevision() <= appliedRevision) {
+        // Delivered already, by a full read.
+        continue;
+      }
+      if (event.getEventType() == WatchEvent.EventType.DELETE) {
+        String model = model(kv.getKey());
+        log.warn("etcd record of model '{}' was deleted; the routing in force stays", model);
+        changed.put(model, new Stored(ModelControl.newBuilder().setModel(model).build(), 0));
+      } else if (event.getEventType() == WatchEvent.EventType.PUT) {
+        Stored stored = parse(kv);
+        if (stored != null) {
+          changed.put(stored.control().getModel(), stored);
+        }
+      }
+      appliedRevision = Math.max(appliedRevision, kv.getModRevision());
+    }
+    if (!changed.isEmpty() && listener != null) {
+      listener.accept(changed);
+    }
+  }
+
+  /**
+   * Checks that etcd answers (reading the judge's key), renews or campaigns for the judge's lease,
+   * and after an outage or a watch error reads everything again and watches anew. Store thread.
+   */
+  private void probe() {
+    if (closed) {
+      return;
+    }
+    try {
+      GetResponse judgeRecord = await(kv.get(judgeKey));
+      boolean wasDown = downSinceMs != 0;
+      up();
+      if (wasDown || resync) {
+        Map<String, Stored> all = readAll();
+        resync = false;
+        startWatch();
+        if (listener != null) {
+          listener.accept(all);
+        }
+        log.info("control store etcd {} reached again: {} records read whole at revision {}", target, all.size(), appliedRevision);
+      }
+      campaign(judgeRecord);
+    } catch (IOException | RuntimeException e) {
+      down(e);
+      judge = false;
+    }
+  }
+
+  /** Takes the judge's key when it is free, renews the lease while holding it. Store thread. */
+  private void campaign(GetResponse judgeRecord) throws IOException {
+    List<KeyValue> holder = judgeRecord.getKvs();
+    if (!holder.isEmpty()) {
+      judgeName = holder.get(0).getValue().toString(StandardCharsets.UTF_8);
+      if (leaseId != 0 && holder.get(0).getLease() == leaseId) {
+        try {
+          await(client.getLeaseClient().keepAliveOnce(leaseId));
+          judge = true;
+        } catch (IOException e) {
+          log.warn("judge lease {} could not be renewed ({}); this replica stops judging", leaseId, e.getMessage());
+          judge = false;
+          leaseId = 0;
+        }
+        return;
+      }
+      if (judge) {
+        log.warn("replica {} judges rollouts now; this replica ({}) stops", judgeName, settings.replica());
+      }
+      judge = false;
+      dropLease();
+      return;
+    }
+    judge = false;
+    dropLease();
+    long lease = await(client.getLeaseClient().grant(settings.judgeLease().toSeconds())).getID();
+    TxnResponse won =
+        await(kv.txn()
+            .If(new Cmp(judgeKey, Cmp.Op.EQUAL, CmpTarget.createRevision(0)))
+            .Then(Op.put(judgeKey, bytes(settings.replica()), PutOption.builder().withLeaseId(lease).build()))
+            .commit());
+    leaseId = lease;
+    if (won.isSucceeded()) {
+      judge = true;
+      judgeName = settings.replica();
+      log.info("this replica ({}) was elected to judge rollouts (lease TTL {} s)", settings.replica(),
+          settings.judgeLease().toSeconds());
+    } else {
+      dropLease();
+    }
+  }
+
+  /** Revokes the lease this replica holds, if any, without waiting. Store thread. */
+  private void dropLease() {
+    if (leaseId != 0) {
+      client.getLeaseClient().revoke(leaseId);
+      leaseId = 0;
+    }
+  }
+
+  private void up() {
+    if (downSinceMs != 0) {
+      log.info("control store etcd {} reachable again after {} ms", target, System.currentTimeMillis() - downSinceMs);
+    }
+    downSinceMs = 0;
+    error = "";
+  }
+
+  private void down(Exception e) {
+    if (closed) {
+      return;
+    }
+    if (downSinceMs == 0) {
+      downSinceMs = System.currentTimeMillis();
+      log.error("control store etcd {} unreachable: {}; changes are refused, traffic keeps the routing last applied",
+          target, e.getMessage());
+    }
+    error = String.valueOf(e.getMessage());
+  }
+
+  @Override
+  public ControlStoreStatus status() {
+    long since = downSinceMs;
+    return ControlStoreStatus.newBuilder()
+        .setKind("etcd")
+        .setTarget(target)
+        .setUp(since == 0)
+        .setDownSinceMs(since)
+        .setError(error)
+        .setAppliedRevision(appliedRevision)
+        .setJudge(judgeName)
+        .build();
+  }
+
+  @Override
+  public boolean judges() {
+    return judge && downSinceMs == 0;
+  }
+
+  /** Gives up the judge's key (so that another replica takes over at once) and disconnects. */
+  @Override
+  public void close() {
+    closed = true;
+    thread.shutdownNow();
+    try {
+      thread.awaitTermination(timeoutMs, TimeUnit.MILLISECONDS);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+    if (watcher != null) {
+      watcher.close();
+    }
+    if (leaseId != 0) {
+      try {
+        client.getLeaseClient().revoke(leaseId).get(timeoutMs, TimeUnit.MILLISECONDS);
+      } catch (Exception e) {
+        log.warn("judge lease not revoked on close ({}); it expires within {} s", e.getMessage(), settings.judgeLease().toSeconds());
+      }
+    }
+    client.close();
+  }
+}

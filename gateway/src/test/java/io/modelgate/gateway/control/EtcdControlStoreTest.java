@@ -1,0 +1,285 @@
+package io.modelgate.gateway.control;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.modelgate.gateway.testing.EtcdServer;
+import io.modelgate.gateway.testing.Gateway;
+import io.modelgate.gateway.testing.TcpProxy;
+import io.modelgate.gateway.testing.Tensors;
+import io.modelgate.proto.admin.v1.ListModelsRequest;
+import io.modelgate.proto.admin.v1.ListModelsResponse;
+import io.modelgate.proto.admin.v1.RoutingPolicy;
+import io.modelgate.proto.admin.v1.SetRoutingRequest;
+import java.net.URI;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Clock;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.CyclicBarrier;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.LockSupport;
+import java.util.function.BooleanSupplier;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Replicas sharing a real etcd (started by the test): compare-and-swap between replicas, changes
+ * applied by every replica through the watch (and how fast), a replica that starts later or was
+ * cut off misses nothing, an etcd outage refuses changes but not traffic, and one judge at a time.
+ * Each test works under its own key prefix.
+ */
+class EtcdControlStoreTest {
+  @TempDir static Path root;
+  static EtcdServer etcd;
+
+  @BeforeAll
+  static void startEtcd() throws Exception {
+    Gateway.write(root, "m", 1, Gateway.affine());
+    Gateway.write(root, "m", 2, Gateway.affine());
+    Files.writeString(root.resolve("m/model.yaml"), "max_batch_size: 0\n");
+    etcd = EtcdServer.start(root.resolve("etcd"));
+  }
+
+  @AfterAll
+  static void stopEtcd() throws Exception {
+    if (etcd != null) {
+      etcd.close();
+    }
+  }
+
+  private static ControlSettings settings(String prefix, String replica, List<URI> endpoints) {
+    return new ControlSettings(endpoints, prefix, replica, null, null, null, null, null,
+        Duration.ofSeconds(2), Duration.ofSeconds(2), Duration.ofMillis(200));
+  }
+
+  private static Gateway replica(String prefix, String name) throws Exception {
+    return replica(prefix, name, etcd.endpoints());
+  }
+
+  private static Gateway replica(String prefix, String name, List<URI> endpoints) throws Exception {
+    return Gateway.inProcess(root, root.resolve("state-" + prefix.replace("/", "") + "-" + name), Clock.systemUTC(),
+        settings(prefix, name, endpoints));
+  }
+
+  private static RoutingPolicy policy(int w1, int w2) {
+    RoutingPolicy.Builder p = RoutingPolicy.newBuilder().setModel("m");
+    if (w1 > 0) {
+      p.putWeights(1, w1);
+    }
+    if (w2 > 0) {
+      p.putWeights(2, w2);
+    }
+    return p.build();
+  }
+
+  private static RoutingPolicy set(Gateway replica, RoutingPolicy policy, long expected) {
+    return replica.admin().setRouting(SetRoutingRequest.newBuilder().setPolicy(policy).setExpectedRevision(expected).build());
+  }
+
+  private static long revision(Gateway replica) {
+    return replica.server.router().route("m").policy().getRevision();
+  }
+
+  /** Waits (bounded: a liveness check, not a timing one) until {@code condition} holds. */
+  private static void eventually(String what, BooleanSupplier condition) throws InterruptedException {
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+    while (!condition.getAsBoolean()) {
+      if (System.nanoTime() > deadline) {
+        throw new AssertionError("not within 30 s: " + what);
+      }
+      Thread.sleep(20);
+    }
+  }
+
+  @Test
+  void twoOperatorsOnTwoReplicas_changingTheSameModel_exactlyOneWins_theOtherIsAbortedWithTheRevision() throws Exception {
+    try (Gateway a = replica("/cas/", "a"); Gateway b = replica("/cas/", "b")) {
+      for (int round = 0; round < 20; round++) {
+        long expected = revision(a);
+        eventually("b at revision " + expected, () -> revision(b) == expected);
+        CyclicBarrier together = new CyclicBarrier(2);
+        ExecutorService two = Executors.newFixedThreadPool(2);
+        int w = round;
+        Future<Object> onA = two.submit(() -> { together.await(); return attempt(a, policy(100 - w, w + 1), expected); });
+        Future<Object> onB = two.submit(() -> { together.await(); return attempt(b, policy(w + 1, 100 - w), expected); });
+        List<Object> outcomes = List.of(onA.get(30, TimeUnit.SECONDS), onB.get(30, TimeUnit.SECONDS));
+        two.shutdown();
+        List<RoutingPolicy> won = outcomes.stream().filter(RoutingPolicy.class::isInstance).map(RoutingPolicy.class::cast).toList();
+        List<StatusRuntimeException> lost =
+            outcomes.stream().filter(StatusRuntimeException.class::isInstance).map(StatusRuntimeException.class::cast).toList();
+        assertThat(won).as("round %d: %s", round, outcomes).hasSize(1);
+        assertThat(lost).hasSize(1);
+        assertThat(lost.get(0).getStatus().getCode()).isEqualTo(Status.Code.ABORTED);
+        assertThat(lost.get(0).getStatus().getDescription()).contains("revision " + (expected + 1));
+        RoutingPolicy winner = won.get(0);
+        assertThat(winner.getRevision()).isEqualTo(expected + 1);
+        // Both replicas route by the winner's policy.
+        eventually("both replicas at the winner's policy",
+            () -> a.server.router().route("m").policy().equals(winner) && b.server.router().route("m").policy().equals(winner));
+      }
+    }
+  }
+
+  private static Object attempt(Gateway replica, RoutingPolicy policy, long expected) {
+    try {
+      return set(replica, policy, expected);
+    } catch (StatusRuntimeException e) {
+      return e;
+    }
+  }
+
+  @Test
+  void everyReplicaAppliesAChange_throughTheWatch_andAReplicaStartingLaterReadsItAll() throws Exception {
+    try (Gateway a = replica("/watch/", "a"); Gateway b = replica("/watch/", "b")) {
+      int changes = 100;
+      long[] micros = new long[changes];
+      for (int i = 0; i < changes; i++) {
+        long expected = revision(a);
+        long started = System.nanoTime();
+        RoutingPolicy next = set(a, policy(100 - i % 100, 1 + i % 50), expected);
+        long deadline = started + TimeUnit.SECONDS.toNanos(30);
+        while (revision(b) < next.getRevision()) {
+          if (System.nanoTime() > deadline) {
+            throw new AssertionError("replica b did not apply revision " + next.getRevision() + " within 30 s");
+          }
+          LockSupport.parkNanos(50_000);
+        }
+        micros[i] = (System.nanoTime() - started) / 1000;
+        assertThat(b.server.router().route("m").policy()).isEqualTo(next);
+      }
+      Arrays.sort(micros);
+      System.out.printf(
+          "watch: %d changes made on replica a, applied by replica b (time from the admin call to b's router): p50 %.1f ms, p99 %.1f ms, max %.1f ms%n",
+          changes, micros[changes / 2] / 1000.0, micros[(int) Math.ceil(changes * 0.99) - 1] / 1000.0, micros[changes - 1] / 1000.0);
+
+      // A replica that starts now reads the full state before it serves.
+      try (Gateway c = replica("/watch/", "c")) {
+        assertThat(c.server.router().route("m").policy()).isEqualTo(a.server.router().route("m").policy());
+        // and follows later changes.
+        RoutingPolicy next = set(a, policy(1, 1), revision(a));
+        eventually("c applies the next change", () -> revision(c) == next.getRevision());
+        // Rollback works from any replica: the history is shared.
+        RoutingPolicy rolledBack = c.admin().rollback(io.modelgate.proto.admin.v1.RollbackRequest.newBuilder()
+            .setModel("m").setExpectedRevision(next.getRevision()).build());
+        assertThat(rolledBack.getWeightsMap()).isEqualTo(policy(100 - 99, 1 + 99 % 50).getWeightsMap());
+        eventually("a applies the rollback", () -> revision(a) == rolledBack.getRevision());
+      }
+    }
+  }
+
+  @Test
+  void aReplicaCutOffFromEtcd_keepsServing_refusesChanges_andCatchesUpOnEveryChangeWhenBack() throws Exception {
+    try (TcpProxy proxy = new TcpProxy(etcd.clientPort());
+        Gateway a = replica("/cut/", "a");
+        Gateway b = replica("/cut/", "b", List.of(URI.create("http://127.0.0.1:" + proxy.port())))) {
+      RoutingPolicy first = set(a, policy(1, 0), 0);
+      eventually("b applies the first change", () -> revision(b) == first.getRevision());
+
+      proxy.cut();
+      eventually("b finds its store down", () -> !b.server.control().status().getUp());
+      ListModelsResponse models = b.admin().listModels(ListModelsRequest.getDefaultInstance());
+      assertThat(models.getReplica()).isEqualTo("b");
+      assertThat(models.getControlStore().getUp()).isFalse();
+      assertThat(models.getControlStore().getDownSinceMs()).isPositive();
+      assertThatThrownBy(() -> set(b, policy(0, 1), first.getRevision()))
+          .isInstanceOfSatisfying(StatusRuntimeException.class, e -> {
+            assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.UNAVAILABLE);
+            assertThat(e.getStatus().getDescription()).contains("cannot be reached").contains("changes are refused");
+          });
+      // Traffic goes on with the routing last applied.
+      for (int i = 0; i < 20; i++) {
+        assertThat(b.blocking().modelInfer(Tensors.affine(i, 1, 2).setModelName("m").build()).getModelVersion()).isEqualTo("1");
+      }
+      // Meanwhile the others change it five times.
+      RoutingPolicy last = first;
+      for (int i = 0; i < 5; i++) {
+        last = set(a, i == 4 ? policy(0, 1) : policy(10 + i, 1), last.getRevision());
+      }
+      assertThat(revision(b)).isEqualTo(first.getRevision());
+
+      proxy.mend();
+      RoutingPolicy expected = last;
+      eventually("b reconnects and applies every change", () -> b.server.router().route("m").policy().equals(expected));
+      eventually("b finds its store up", () -> b.server.control().status().getUp());
+      assertThat(b.blocking().modelInfer(Tensors.affine(1, 1, 2).setModelName("m").build()).getModelVersion()).isEqualTo("2");
+      // and may change it again.
+      RoutingPolicy again = set(b, policy(1, 1), expected.getRevision());
+      eventually("a applies b's change", () -> revision(a) == again.getRevision());
+    }
+  }
+
+  @Test
+  void etcdDownForAWhile_noRequestFails_changesAreRefused_andResumeWhenItReturns() throws Exception {
+    try (Gateway a = replica("/outage/", "a"); Gateway b = replica("/outage/", "b")) {
+      RoutingPolicy first = set(a, policy(1, 0), 0);
+      eventually("b applies the first change", () -> revision(b) == first.getRevision());
+      etcd.kill();
+      try {
+        eventually("both find the store down", () -> !a.server.control().status().getUp() && !b.server.control().status().getUp());
+        assertThatThrownBy(() -> set(a, policy(0, 1), first.getRevision()))
+            .isInstanceOfSatisfying(StatusRuntimeException.class,
+                e -> assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.UNAVAILABLE));
+        int answered = 0;
+        for (int i = 0; i < 50; i++) {
+          for (Gateway replica : List.of(a, b)) {
+            assertThat(replica.blocking().modelInfer(Tensors.affine(i, 1, 2).setModelName("m").build()).getModelVersion())
+                .isEqualTo("1");
+            answered++;
+          }
+        }
+        assertThat(answered).isEqualTo(100);
+      } finally {
+        etcd.start();
+      }
+      eventually("both find the store up", () -> a.server.control().status().getUp() && b.server.control().status().getUp());
+      RoutingPolicy after = set(a, policy(0, 1), first.getRevision());
+      eventually("b applies the change made after the outage", () -> revision(b) == after.getRevision());
+    }
+  }
+
+  @Test
+  void exactlyOneReplicaJudges_andAnotherTakesOverWhenItIsCutOff() throws Exception {
+    try (TcpProxy proxyA = new TcpProxy(etcd.clientPort());
+        TcpProxy proxyB = new TcpProxy(etcd.clientPort());
+        Gateway a = replica("/judge/", "a", List.of(URI.create("http://127.0.0.1:" + proxyA.port())));
+        Gateway b = replica("/judge/", "b", List.of(URI.create("http://127.0.0.1:" + proxyB.port())))) {
+      eventually("a judge is elected", () -> judges(a) || judges(b));
+      // Never two at once, over a while.
+      for (int i = 0; i < 50; i++) {
+        assertThat(judges(a) && judges(b)).isFalse();
+        Thread.sleep(20);
+      }
+      Gateway judge = judges(a) ? a : b;
+      Gateway other = judge == a ? b : a;
+      TcpProxy judgesLink = judge == a ? proxyA : proxyB;
+      eventually("the other knows who judges",
+          () -> other.server.control().status().getJudge().equals(judge.server.control().replica()));
+      long cut = System.nanoTime();
+      judgesLink.cut();
+      eventually("the cut-off judge stops judging", () -> !judges(judge));
+      eventually("the other takes over when the lease expires", () -> judges(other));
+      System.out.printf("judge: replica %s cut off; %s took over after %d ms (lease TTL 2 s)%n",
+          judge.server.control().replica(), other.server.control().replica(), (System.nanoTime() - cut) / 1_000_000);
+      judgesLink.mend();
+      eventually("the first one is back, and knows who judges now",
+          () -> judge.server.control().status().getUp()
+              && judge.server.control().status().getJudge().equals(other.server.control().replica()));
+      assertThat(judges(judge)).isFalse();
+    }
+  }
+
+  private static boolean judges(Gateway replica) {
+    return replica.server.control().store().judges();
+  }
+}

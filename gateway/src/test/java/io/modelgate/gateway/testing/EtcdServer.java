@@ -1,0 +1,140 @@
+package io.modelgate.gateway.testing;
+
+import java.io.IOException;
+import java.net.HttpURLConnection;
+import java.net.ServerSocket;
+import java.net.URI;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Assumptions;
+
+/**
+ * A real etcd member (Debian's {@code etcd-server}, or {@code $ETCD_BIN}) on loopback, with its
+ * data in a test directory; stopped and started again on the same data, as an outage would. When
+ * no etcd is installed the test is skipped, except under CI ({@code CI=true}), where {@code
+ * .ci/run} installs it and a missing one fails.
+ */
+public final class EtcdServer implements AutoCloseable {
+  private final Path dataDir;
+  private final Path log;
+  private final int clientPort;
+  private final int peerPort;
+  private Process process;
+
+  private EtcdServer(Path dataDir, int clientPort, int peerPort) {
+    this.dataDir = dataDir;
+    this.log = dataDir.resolveSibling(dataDir.getFileName() + ".log");
+    this.clientPort = clientPort;
+    this.peerPort = peerPort;
+  }
+
+  /** The etcd binary, or skips the test (fails it under CI) when there is none. */
+  public static String binary() {
+    String configured = System.getenv("ETCD_BIN");
+    if (configured != null && Files.isExecutable(Path.of(configured))) {
+      return configured;
+    }
+    for (String dir : System.getenv().getOrDefault("PATH", "").split(":")) {
+      Path candidate = Path.of(dir, "etcd");
+      if (Files.isExecutable(candidate)) {
+        return candidate.toString();
+      }
+    }
+    if ("true".equals(System.getenv("CI"))) {
+      throw new AssertionError("etcd is not installed (Debian: apt-get install etcd-server); CI requires it");
+    }
+    Assumptions.abort("etcd is not installed (Debian: apt-get install etcd-server)");
+    return null;
+  }
+
+  public static EtcdServer start(Path directory) throws IOException {
+    EtcdServer etcd = new EtcdServer(Files.createDirectories(directory).resolve("etcd-data"), freePort(), freePort());
+    etcd.start();
+    return etcd;
+  }
+
+  private static int freePort() throws IOException {
+    try (ServerSocket socket = new ServerSocket(0)) {
+      return socket.getLocalPort();
+    }
+  }
+
+  public int clientPort() {
+    return clientPort;
+  }
+
+  /** {@code etcd://127.0.0.1:PORT}, as {@code --control-store} takes it. */
+  public String store() {
+    return "etcd://127.0.0.1:" + clientPort;
+  }
+
+  public List<URI> endpoints() {
+    return List.of(URI.create("http://127.0.0.1:" + clientPort));
+  }
+
+  /** Starts (again, on the same data) and waits until it answers its health check. */
+  public void start() throws IOException {
+    String client = "http://127.0.0.1:" + clientPort;
+    String peer = "http://127.0.0.1:" + peerPort;
+    process =
+        new ProcessBuilder(
+                binary(),
+                "--name", "test",
+                "--data-dir", dataDir.toString(),
+                "--listen-client-urls", client,
+                "--advertise-client-urls", client,
+                "--listen-peer-urls", peer,
+                "--initial-advertise-peer-urls", peer,
+                "--initial-cluster", "test=" + peer,
+                "--log-level", "warn")
+            .redirectErrorStream(true)
+            .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile()))
+            .start();
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+    while (System.nanoTime() < deadline) {
+      if (!process.isAlive()) {
+        throw new IOException("etcd exited with " + process.exitValue() + ": " + Files.readString(log));
+      }
+      try {
+        HttpURLConnection health = (HttpURLConnection) URI.create(client + "/health").toURL().openConnection();
+        health.setConnectTimeout(500);
+        health.setReadTimeout(500);
+        if (health.getResponseCode() == 200) {
+          return;
+        }
+      } catch (IOException notYet) {
+        // starting
+      }
+      try {
+        Thread.sleep(50);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new IOException("interrupted", e);
+      }
+    }
+    throw new IOException("etcd did not become healthy within 30 s: " + Files.readString(log));
+  }
+
+  /** Stops it as an outage would (SIGKILL); its data stays for {@link #start}. */
+  public void kill() throws InterruptedException {
+    process.destroyForcibly();
+    process.waitFor(10, TimeUnit.SECONDS);
+  }
+
+  @Override
+  public void close() {
+    if (process != null) {
+      process.destroy();
+      try {
+        if (!process.waitFor(10, TimeUnit.SECONDS)) {
+          process.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
+        }
+      } catch (InterruptedException e) {
+        process.destroyForcibly();
+        Thread.currentThread().interrupt();
+      }
+    }
+  }
+}
