@@ -46,6 +46,7 @@ import java.util.function.Supplier;
 public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase implements AutoCloseable {
   private final ModelRepository repository;
   private final ControlPlane control;
+  private final io.modelgate.gateway.control.Fleet fleet;
   private final StatsRegistry stats;
   private final VersionControl versions;
   private final ScheduledExecutorService watchers =
@@ -59,10 +60,12 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
   public AdminService(
       ModelRepository repository,
       ControlPlane control,
+      io.modelgate.gateway.control.Fleet fleet,
       StatsRegistry stats,
       VersionControl versions) {
     this.repository = repository;
     this.control = control;
+    this.fleet = fleet;
     this.stats = stats;
     this.versions = versions;
   }
@@ -162,6 +165,11 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
   @Override
   public void getStats(GetStatsRequest request, StreamObserver<StatsResponse> observer) {
     answer(observer, () -> report(request.getModel(), request.getVersion()));
+  }
+
+  @Override
+  public void getFleetStats(GetStatsRequest request, StreamObserver<io.modelgate.proto.admin.v1.FleetStatsResponse> observer) {
+    answer(observer, () -> fleet.report(request.getModel(), request.getVersion()));
   }
 
   private StatsResponse report(String model, long version) {

@@ -271,6 +271,26 @@ final class AdminCommand implements Runnable {
     }
   }
 
+  /** The fleet's last minute per version, then each replica's row. */
+  static void printFleetStats(PrintWriter out, io.modelgate.proto.admin.v1.FleetStatsResponse stats) {
+    out.printf("fleet view from replica %s, last minute%n", stats.getReplica());
+    out.printf("%-16s %-4s %-20s %9s %9s %7s %9s %9s %9s %9s %9s%n",
+        "MODEL", "VER", "REPLICA", "REQUESTS", "REQ/S", "ERRORS", "P50 MS", "P90 MS", "P99 MS", "P99.9 MS", "MAX MS");
+    for (io.modelgate.proto.admin.v1.FleetVersionStats v : stats.getVersionsList()) {
+      printFleetRow(out, v.getModel(), v.getVersion(), "(fleet: " + v.getReplicasCount() + ")", v.getFleet());
+      for (io.modelgate.proto.admin.v1.ReplicaWindowStats r : v.getReplicasList()) {
+        printFleetRow(out, "", v.getVersion(), r.getReplica(), r.getWindow());
+      }
+    }
+  }
+
+  private static void printFleetRow(PrintWriter out, String model, long version, String replica, WindowStats w) {
+    Distribution e2e = w.getEndToEndMs();
+    out.printf("%-16s %-4d %-20s %9d %9.1f %7d %9.3f %9.3f %9.3f %9.3f %9.3f%n", model, version, replica,
+        w.getRequests(), w.getRequestsPerSecond(), w.getErrors(), e2e.getP50(), e2e.getP90(), e2e.getP99(),
+        e2e.getP999(), e2e.getMax());
+  }
+
   @Command(name = "stats", description = "Per-version latency, throughput and errors.")
   static final class Stats implements Callable<Integer> {
     @ParentCommand AdminCommand admin;
@@ -280,10 +300,16 @@ final class AdminCommand implements Runnable {
     @Option(names = "--version", defaultValue = "0") long version;
     @Option(names = "--window", defaultValue = "all-windows", description = "1m, 5m, 15m, all, or all-windows. Default: ${DEFAULT-VALUE}.")
     String window;
+    @Option(names = "--fleet", description = "The last minute of every replica sharing the control store, merged, with a row per replica.")
+    boolean fleet;
 
     @Override
     public Integer call() throws Exception {
       return execute(admin, spec, (client, out) -> {
+        if (fleet) {
+          printFleetStats(out, client.call().getFleetStats(GetStatsRequest.newBuilder().setModel(model).setVersion(version).build()));
+          return;
+        }
         StatsResponse stats = client.call().getStats(GetStatsRequest.newBuilder().setModel(model).setVersion(version).build());
         out.printf("replica %s%n", stats.getReplica());
         printStats(out, stats, window);
@@ -305,10 +331,29 @@ final class AdminCommand implements Runnable {
     @Option(names = "--window", defaultValue = "1m") String window;
     @Option(names = "--interval", defaultValue = "5s", converter = Converters.TimeSpan.class) java.time.Duration interval;
     @Option(names = "--count", defaultValue = "0", description = "Stop after this many reports (0: never).") int count;
+    @Option(names = "--fleet", description = "The fleet view (every replica's last minute, merged, and a row per replica).")
+    boolean fleet;
 
     @Override
     public Integer call() throws Exception {
       return execute(admin, spec, (client, out) -> {
+        boolean redrawFleet = System.console() != null;
+        for (int n = 0; fleet && (count == 0 || n < count); n++) {
+          if (n > 0) {
+            Thread.sleep(interval.toMillis());
+          }
+          io.modelgate.proto.admin.v1.FleetStatsResponse report =
+              client.call().getFleetStats(GetStatsRequest.newBuilder().setModel(model).build());
+          if (redrawFleet) {
+            out.print("\033[H\033[2J");
+          }
+          out.printf("-- %s (every %s, Ctrl-C to stop)%n", Instant.ofEpochMilli(report.getTimeMs()), interval);
+          printFleetStats(out, report);
+          out.flush();
+        }
+        if (fleet) {
+          return;
+        }
         Iterator<StatsResponse> reports = client.stub().watchStats(
             WatchStatsRequest.newBuilder().setModel(model).setIntervalMs((int) interval.toMillis()).build());
         boolean redraw = System.console() != null;

@@ -3,12 +3,15 @@ package io.modelgate.gateway.control;
 import io.modelgate.gateway.rollout.RolloutJudge;
 import io.modelgate.gateway.routing.Route;
 import io.modelgate.gateway.routing.Router;
+import io.modelgate.gateway.stats.Histograms;
 import io.modelgate.gateway.stats.StatsRegistry;
 import io.modelgate.gateway.stats.VersionStats;
 import io.modelgate.proto.admin.v1.AuditRecord;
 import io.modelgate.proto.admin.v1.ControlStoreStatus;
 import io.modelgate.proto.admin.v1.Decision;
 import io.modelgate.proto.admin.v1.ModelControl;
+import io.modelgate.proto.admin.v1.ReplicaSnapshot;
+import io.modelgate.proto.admin.v1.StepSamples;
 import io.modelgate.proto.admin.v1.Rollout;
 import io.modelgate.proto.admin.v1.RolloutSpec;
 import io.modelgate.proto.admin.v1.RoutingPolicy;
@@ -544,22 +547,42 @@ public final class ControlPlane implements AutoCloseable {
         write(stored.control().toBuilder().setRollout(stopped).build(), List.of());
         continue;
       }
+      // A judge that took over (or restarted) waits a whole interval of its own.
       long since = Math.max(rollout.getStepStartedAtMs(), judgingSinceMs);
       if (now - since >= rollout.getSpec().getIntervalS() * 1000L) {
-        evaluate(stored.control(), rollout, since, now);
+        evaluate(stored.control(), rollout, now);
       }
     }
   }
 
-  private void evaluate(ModelControl record, Rollout rollout, long since, long now) {
+  private void evaluate(ModelControl record, Rollout rollout, long now) {
     RolloutSpec spec = rollout.getSpec();
-    VersionStats baseline = stats.find(spec.getModel(), spec.getBaseline());
-    VersionStats candidate = stats.find(spec.getModel(), spec.getCandidate());
+    long since = rollout.getStepStartedAtMs();
+    VersionStats.Samples baseline = local(spec.getModel(), spec.getBaseline(), since);
+    VersionStats.Samples candidate = local(spec.getModel(), spec.getCandidate(), since);
+    java.util.Set<String> replicas = new java.util.TreeSet<>(List.of(replica));
+    if (store.shared()) {
+      // The other replicas' samples of the same step, as they last published them.
+      for (ReplicaSnapshot snapshot : store.snapshots(spec.getModel())) {
+        if (snapshot.getReplica().equals(replica) || !snapshot.hasStep() || snapshot.getStep().getSinceMs() != since) {
+          continue;
+        }
+        if (snapshot.getVersion() == spec.getBaseline()) {
+          baseline = plus(baseline, snapshot.getStep());
+        } else if (snapshot.getVersion() == spec.getCandidate()) {
+          candidate = plus(candidate, snapshot.getStep());
+        } else {
+          continue;
+        }
+        replicas.add(snapshot.getReplica());
+      }
+    }
+    RolloutJudge.Judgement judged = RolloutJudge.judge(spec.getThresholds(), baseline, candidate);
     RolloutJudge.Judgement judgement =
-        RolloutJudge.judge(
-            spec.getThresholds(),
-            baseline == null ? new VersionStats.Samples(new long[0], 0) : baseline.samplesSince(since),
-            candidate == null ? new VersionStats.Samples(new long[0], 0) : candidate.samplesSince(since));
+        new RolloutJudge.Judgement(
+            judged.verdict(),
+            judged.reason() + (store.shared() ? " (samples of " + replicas.size() + " replicas: " + String.join(", ", replicas) + ")" : ""),
+            judged.evidence().toBuilder().setReplicas(replicas.size()).build());
     String model = spec.getModel();
     switch (judgement.verdict()) {
       case WAIT -> {
@@ -603,6 +626,19 @@ public final class ControlPlane implements AutoCloseable {
         }
       }
     }
+  }
+
+  private VersionStats.Samples local(String model, long version, long since) {
+    VersionStats stats = this.stats.find(model, version);
+    return stats == null ? new VersionStats.Samples(new long[0], 0) : stats.samplesSince(since);
+  }
+
+  /** {@code samples} and another replica's samples of the same step. */
+  private static VersionStats.Samples plus(VersionStats.Samples samples, StepSamples other) {
+    long[] theirs = Histograms.values(Histograms.decode(other.getLatenciesUs()));
+    long[] both = java.util.Arrays.copyOf(samples.latenciesMicros(), samples.latenciesMicros().length + theirs.length);
+    System.arraycopy(theirs, 0, both, samples.latenciesMicros().length, theirs.length);
+    return new VersionStats.Samples(both, samples.errors() + other.getErrors());
   }
 
   private Rollout restoreBaseline(

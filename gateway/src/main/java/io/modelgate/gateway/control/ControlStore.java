@@ -53,6 +53,25 @@ public interface ControlStore extends AutoCloseable {
   /** What the store is, whether it is reachable now, and since when not. Never blocks. */
   ControlStoreStatus status();
 
+  /**
+   * Publishes this replica's snapshot of one version for the fleet (etcd: under this replica's
+   * lease, so that it goes when the replica does). A file store has no fleet and keeps nothing.
+   *
+   * @throws io.modelgate.runtime.error.InferenceException UNAVAILABLE when the store cannot be reached
+   */
+  void publish(io.modelgate.proto.admin.v1.ReplicaSnapshot snapshot);
+
+  /**
+   * Every live replica's latest snapshot of {@code model}'s versions (every model when empty),
+   * this replica's included once published. Empty for a file store.
+   *
+   * @throws io.modelgate.runtime.error.InferenceException UNAVAILABLE when the store cannot be reached
+   */
+  List<io.modelgate.proto.admin.v1.ReplicaSnapshot> snapshots(String model);
+
+  /** Whether other replicas share this store (and publish snapshots). */
+  boolean shared();
+
   /** The replica whose judge runs rollouts: a fleet elects one; one process is its own. */
   boolean judges();
 

@@ -21,6 +21,7 @@ import io.etcd.jetcd.watch.WatchResponse;
 import io.modelgate.proto.admin.v1.AuditRecord;
 import io.modelgate.proto.admin.v1.ControlStoreStatus;
 import io.modelgate.proto.admin.v1.ModelControl;
+import io.modelgate.proto.admin.v1.ReplicaSnapshot;
 import io.modelgate.runtime.error.InferenceException;
 import io.netty.handler.ssl.SslContextBuilder;
 import java.io.IOException;
@@ -73,6 +74,7 @@ public final class EtcdControlStore implements ControlStore {
   private final ByteSequence modelsPrefix;
   private final ByteSequence judgeKey;
   private final String auditPrefix;
+  private final String statsPrefix;
   private final String target;
   private final long timeoutMs;
   private final ScheduledExecutorService thread;
@@ -89,6 +91,8 @@ public final class EtcdControlStore implements ControlStore {
   private Watch.Watcher watcher;
   private boolean resync;
   private long leaseId;
+  /** This replica's lease for its published snapshots (0: none yet). Written on the store thread. */
+  private volatile long replicaLease;
   private volatile boolean closed;
 
   public EtcdControlStore(ControlSettings settings) throws IOException {
@@ -125,6 +129,7 @@ public final class EtcdControlStore implements ControlStore {
     this.modelsPrefix = bytes(settings.prefix() + "models/");
     this.judgeKey = bytes(settings.prefix() + "judge");
     this.auditPrefix = settings.prefix() + "audit/";
+    this.statsPrefix = settings.prefix() + "stats/";
     this.thread =
         Executors.newSingleThreadScheduledExecutor(
             r -> {
@@ -332,6 +337,7 @@ public final class EtcdControlStore implements ControlStore {
         }
         log.info("control store etcd {} reached again: {} records read whole at revision {}", target, all.size(), appliedRevision);
       }
+      renewReplicaLease();
       campaign(judgeRecord);
     } catch (IOException | RuntimeException e) {
       down(e);
@@ -381,6 +387,25 @@ public final class EtcdControlStore implements ControlStore {
     }
   }
 
+  /**
+   * Keeps this replica's lease alive, or takes a new one when it expired (after an outage longer
+   * than its TTL). Its snapshots expire with it. Store thread.
+   */
+  private void renewReplicaLease() throws IOException {
+    if (replicaLease != 0) {
+      try {
+        await(client.getLeaseClient().keepAliveOnce(replicaLease));
+        return;
+      } catch (IOException e) {
+        if (downSinceMs != 0) {
+          throw e;
+        }
+        log.info("replica lease expired ({}); taking a new one", e.getMessage());
+      }
+    }
+    replicaLease = await(client.getLeaseClient().grant(settings.judgeLease().toSeconds())).getID();
+  }
+
   /** Revokes the lease this replica holds, if any, without waiting. Store thread. */
   private void dropLease() {
     if (leaseId != 0) {
@@ -424,6 +449,47 @@ public final class EtcdControlStore implements ControlStore {
   }
 
   @Override
+  public void publish(ReplicaSnapshot snapshot) {
+    long lease = replicaLease;
+    if (lease == 0) {
+      throw InferenceException.unavailable("no replica lease yet (the control store etcd " + target + " was not reached)");
+    }
+    ByteSequence key = bytes(statsPrefix + snapshot.getModel() + "/" + snapshot.getVersion() + "/" + settings.replica());
+    try {
+      await(kv.put(key, ByteSequence.from(snapshot.toByteArray()), PutOption.builder().withLeaseId(lease).build()));
+    } catch (IOException e) {
+      throw InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage());
+    }
+  }
+
+  @Override
+  public List<ReplicaSnapshot> snapshots(String model) {
+    GetResponse response;
+    try {
+      response = await(kv.get(bytes(statsPrefix + (model.isEmpty() ? "" : model + "/")), GetOption.builder().isPrefix(true).build()));
+    } catch (IOException e) {
+      throw InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage());
+    }
+    List<ReplicaSnapshot> snapshots = new ArrayList<>();
+    for (KeyValue kv : response.getKvs()) {
+      try {
+        ReplicaSnapshot snapshot = ReplicaSnapshot.parseFrom(kv.getValue().getBytes());
+        if (model.isEmpty() || snapshot.getModel().equals(model)) {
+          snapshots.add(snapshot);
+        }
+      } catch (InvalidProtocolBufferException e) {
+        log.warn("etcd key {} is not a replica snapshot; ignored", kv.getKey());
+      }
+    }
+    return snapshots;
+  }
+
+  @Override
+  public boolean shared() {
+    return true;
+  }
+
+  @Override
   public boolean judges() {
     return judge && downSinceMs == 0;
   }
@@ -441,11 +507,13 @@ public final class EtcdControlStore implements ControlStore {
     if (watcher != null) {
       watcher.close();
     }
-    if (leaseId != 0) {
-      try {
-        client.getLeaseClient().revoke(leaseId).get(timeoutMs, TimeUnit.MILLISECONDS);
-      } catch (Exception e) {
-        log.warn("judge lease not revoked on close ({}); it expires within {} s", e.getMessage(), settings.judgeLease().toSeconds());
+    for (long lease : new long[] {leaseId, replicaLease}) {
+      if (lease != 0) {
+        try {
+          client.getLeaseClient().revoke(lease).get(timeoutMs, TimeUnit.MILLISECONDS);
+        } catch (Exception e) {
+          log.warn("lease not revoked on close ({}); it expires within {} s", e.getMessage(), settings.judgeLease().toSeconds());
+        }
       }
     }
     client.close();

@@ -146,6 +146,21 @@ public final class FileControlStore implements ControlStore {
   }
 
   @Override
+  public void publish(io.modelgate.proto.admin.v1.ReplicaSnapshot snapshot) {
+    // One process: nobody to publish to.
+  }
+
+  @Override
+  public List<io.modelgate.proto.admin.v1.ReplicaSnapshot> snapshots(String model) {
+    return List.of();
+  }
+
+  @Override
+  public boolean shared() {
+    return false;
+  }
+
+  @Override
   public boolean judges() {
     return true;
   }

@@ -79,6 +79,7 @@ public final class GatewayServer {
   private final StatsRegistry stats;
   private final Router router;
   private final ControlPlane control;
+  private final io.modelgate.gateway.control.Fleet fleet;
   private final AdminService admin;
   private final HttpEndpoints metrics;
   private final HealthStatusManager health;
@@ -99,6 +100,7 @@ public final class GatewayServer {
     this.stats = b.stats;
     this.router = b.router;
     this.control = b.control;
+    this.fleet = b.fleet;
     this.admin = b.admin;
     this.metrics = b.metrics;
     this.health = b.health;
@@ -117,6 +119,7 @@ public final class GatewayServer {
     StatsRegistry stats;
     Router router;
     ControlPlane control;
+    io.modelgate.gateway.control.Fleet fleet;
     AdminService admin;
     HttpEndpoints metrics;
     HealthStatusManager health;
@@ -238,7 +241,8 @@ public final class GatewayServer {
     }
     b.gatewayMetrics = new GatewayMetrics(stats.prometheus(), repository, b.router, b.control, state);
     b.versions = new io.modelgate.gateway.admin.VersionControl(repository, b.control, drainTimeout);
-    b.admin = new AdminService(repository, b.control, stats, b.versions);
+    b.fleet = new io.modelgate.gateway.control.Fleet(b.control, stats, stats.clock(), stats.background());
+    b.admin = new AdminService(repository, b.control, b.fleet, stats, b.versions);
     GatewayServer[] self = new GatewayServer[1];
     InferenceService inference =
         b.inference = new InferenceService(
@@ -294,6 +298,7 @@ public final class GatewayServer {
         if (b.adminServer != null) {
           b.adminServer.shutdownNow();
         }
+        b.fleet.close();
         b.control.close();
         b.admin.close();
         b.versions.close();
@@ -344,6 +349,11 @@ public final class GatewayServer {
 
   public Router router() {
     return router;
+  }
+
+  /** This replica's publication of its statistics to the fleet, and the fleet view. */
+  public io.modelgate.gateway.control.Fleet fleet() {
+    return fleet;
   }
 
   /** The owner of routing policies, rollouts and their persistence. */
@@ -434,6 +444,7 @@ public final class GatewayServer {
     health.enterTerminalState();
     server.shutdown();
     adminServer.shutdown();
+    fleet.close();
     control.close();
     admin.close();
     versions.close();

@@ -125,6 +125,13 @@ public final class StatsRegistry implements StageRecorder.Factory, AutoCloseable
   }
 
   /** The statistics of a version that has loaded at least once, or null. */
+  /** Every version's statistics, by model and version. */
+  public List<VersionStats> all() {
+    List<VersionStats> all = new ArrayList<>(stats.values());
+    all.sort(Comparator.comparing(VersionStats::model).thenComparingLong(VersionStats::version));
+    return all;
+  }
+
   public VersionStats find(String model, long version) {
     return stats.get(key(model, version));
   }
@@ -206,6 +213,63 @@ public final class StatsRegistry implements StageRecorder.Factory, AutoCloseable
   public WindowStats latest(String model, long version) {
     VersionStats s = find(model, version);
     return s == null ? null : window("latest", s.window(1), null);
+  }
+
+  /**
+   * What this replica publishes of one version for the fleet: its last minute's answers by code and
+   * end-to-end latency histogram. The caller adds the replica, the time and any step samples.
+   */
+  public io.modelgate.proto.admin.v1.ReplicaSnapshot.Builder lastMinute(VersionStats s) {
+    Windows.Window w = s.window(intervalsIn(Duration.ofMinutes(1)));
+    io.modelgate.proto.admin.v1.ReplicaSnapshot.Builder out =
+        io.modelgate.proto.admin.v1.ReplicaSnapshot.newBuilder()
+            .setModel(s.model())
+            .setVersion(s.version())
+            .setSeconds(w.seconds())
+            .setEndToEndUs(Histograms.encode(w.endToEnd()));
+    for (Status.Code code : Status.Code.values()) {
+      long n = w.answers()[code.value()];
+      if (n > 0) {
+        out.putAnswersByCode(code.name(), n);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * One window over several replicas' snapshots of a version: answers summed, latency histograms
+   * added (so its percentiles are the fleet's, not an average of the replicas'), the rate the sum
+   * of the replicas' rates.
+   */
+  public static WindowStats merged(String name, List<io.modelgate.proto.admin.v1.ReplicaSnapshot> snapshots) {
+    Histogram endToEnd = new Histogram(2);
+    long requests = 0;
+    long errors = 0;
+    double rate = 0;
+    double seconds = 0;
+    WindowStats.Builder out = WindowStats.newBuilder().setWindow(name);
+    Map<String, Long> byCode = new java.util.TreeMap<>();
+    for (io.modelgate.proto.admin.v1.ReplicaSnapshot snapshot : snapshots) {
+      endToEnd.add(Histograms.decode(snapshot.getEndToEndUs()));
+      long replicaRequests = 0;
+      for (Map.Entry<String, Long> e : snapshot.getAnswersByCodeMap().entrySet()) {
+        replicaRequests += e.getValue();
+        if (!e.getKey().equals("OK")) {
+          errors += e.getValue();
+          byCode.merge(e.getKey(), e.getValue(), Long::sum);
+        }
+      }
+      requests += replicaRequests;
+      rate += snapshot.getSeconds() > 0 ? replicaRequests / snapshot.getSeconds() : 0;
+      seconds = Math.max(seconds, snapshot.getSeconds());
+    }
+    return out.setSeconds(seconds)
+        .setRequests(requests)
+        .setErrors(errors)
+        .putAllErrorsByCode(byCode)
+        .setRequestsPerSecond(rate)
+        .setEndToEndMs(distribution(endToEnd, 1000.0))
+        .build();
   }
 
   private static WindowStats window(String name, Windows.Window w, VersionStats shadowSource) {

@@ -279,6 +279,63 @@ class EtcdControlStoreTest {
     }
   }
 
+  @Test
+  void theJudge_decidesOnTheSamplesOfEveryReplica_andTheFleetViewMergesThem() throws Exception {
+    io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
+    try (Gateway a = Gateway.inProcess(root, root.resolve("state-fleet-a"), clock, settings("/fleet/", "a", etcd.endpoints()));
+        Gateway b = Gateway.inProcess(root, root.resolve("state-fleet-b"), clock, settings("/fleet/", "b", etcd.endpoints()))) {
+      eventually("a judge is elected", () -> judges(a) || judges(b));
+      Gateway judge = judges(a) ? a : b;
+      Gateway other = judge == a ? b : a;
+      // Its scheduler would do this within a second: it starts judging (steps are judged after a
+      // whole interval of its own).
+      judge.server.control().tick();
+      RoutingPolicy baseline = set(other, policy(1, 0), 0);
+      eventually("the judge applies it", () -> revision(judge) == baseline.getRevision());
+      other.admin().startRollout(io.modelgate.proto.admin.v1.StartRolloutRequest.newBuilder()
+          .setSpec(io.modelgate.proto.admin.v1.RolloutSpec.newBuilder()
+              .setModel("m").setBaseline(1).setCandidate(2).addSteps(50).addSteps(100).setIntervalS(60)
+              .setThresholds(io.modelgate.proto.admin.v1.Thresholds.newBuilder()
+                  .setMinSamples(40).setMaxP99Ratio(100).setSignificance(1e-9)))
+          .build());
+      eventually("the judge sees the rollout",
+          () -> judge.server.control().current("m") != null && judge.server.control().current("m").getState().equals("RUNNING"));
+      // Traffic only on the replica that does not judge: the judge has no samples of its own.
+      for (int i = 0; i < 60; i++) {
+        for (String version : List.of("1", "2")) {
+          other.blocking().modelInfer(Tensors.affine(i, 1, 2).setModelName("m").setModelVersion(version).build());
+        }
+      }
+      other.server.fleet().publish();
+      clock.millis += 61_000;
+      judge.server.control().tick();
+      io.modelgate.proto.admin.v1.Rollout done = judge.server.control().rollout("m");
+      io.modelgate.proto.admin.v1.Decision last = done.getDecisions(done.getDecisionsCount() - 1);
+      assertThat(done.getState()).as(last.getReason()).isEqualTo("PROMOTED");
+      assertThat(last.getEvidence().getReplicas()).isEqualTo(2);
+      assertThat(last.getEvidence().getBaselineSamples()).isEqualTo(60);
+      assertThat(last.getEvidence().getCandidateSamples()).isEqualTo(60);
+      assertThat(last.getReason()).contains("samples of 2 replicas: a, b");
+      eventually("the other replica routes to the promoted candidate",
+          () -> other.server.router().route("m").policy().getWeightsMap().equals(java.util.Map.of(2L, 1)));
+
+      // The fleet view: the judge's own (empty) minute and the other's, merged.
+      a.stats.rotate();
+      b.stats.rotate();
+      other.server.fleet().publish();
+      io.modelgate.proto.admin.v1.FleetStatsResponse fleet =
+          judge.admin().getFleetStats(io.modelgate.proto.admin.v1.GetStatsRequest.newBuilder().setModel("m").build());
+      assertThat(fleet.getReplica()).isEqualTo(judge.server.control().replica());
+      assertThat(fleet.getVersionsList()).extracting(v -> v.getVersion()).containsExactly(1L, 2L);
+      for (io.modelgate.proto.admin.v1.FleetVersionStats v : fleet.getVersionsList()) {
+        assertThat(v.getReplicasList()).extracting(r -> r.getReplica()).containsExactly("a", "b");
+        assertThat(v.getFleet().getRequests()).isEqualTo(60);
+        assertThat(v.getFleet().getEndToEndMs().getCount()).isEqualTo(60);
+        assertThat(v.getReplicasList().stream().mapToLong(r -> r.getWindow().getRequests()).sum()).isEqualTo(60);
+      }
+    }
+  }
+
   private static boolean judges(Gateway replica) {
     return replica.server.control().store().judges();
   }

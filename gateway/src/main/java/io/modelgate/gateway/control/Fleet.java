@@ -1,0 +1,162 @@
+package io.modelgate.gateway.control;
+
+import io.modelgate.gateway.stats.Histograms;
+import io.modelgate.gateway.stats.StatsRegistry;
+import io.modelgate.gateway.stats.VersionStats;
+import io.modelgate.proto.admin.v1.FleetStatsResponse;
+import io.modelgate.proto.admin.v1.FleetVersionStats;
+import io.modelgate.proto.admin.v1.ReplicaSnapshot;
+import io.modelgate.proto.admin.v1.ReplicaWindowStats;
+import io.modelgate.proto.admin.v1.Rollout;
+import io.modelgate.proto.admin.v1.StepSamples;
+import io.modelgate.runtime.error.InferenceException;
+import java.time.Clock;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import org.HdrHistogram.Histogram;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * This replica's part in the fleet's statistics: every {@link #PUBLISH_INTERVAL_MS} it publishes,
+ * per version, its last minute (answers by code, latency histogram) and, for the baseline and
+ * candidate of a running rollout, its live samples since the step started; and it answers the
+ * fleet view by merging every replica's snapshots. With a file store there is no fleet: it
+ * publishes nothing and the view is this replica alone.
+ *
+ * <p>Threading: {@link #publish} runs on its own thread ({@code modelgate-fleet}); {@link #report}
+ * on the admin caller's. It reads the control plane's rollouts without its lock.
+ */
+public final class Fleet implements AutoCloseable {
+  private static final Logger log = LoggerFactory.getLogger(Fleet.class);
+  /** How often a replica publishes its snapshots, in milliseconds. */
+  public static final long PUBLISH_INTERVAL_MS = 2000;
+
+  private final ControlPlane control;
+  private final StatsRegistry stats;
+  private final Clock clock;
+  private final ScheduledExecutorService thread;
+  private volatile long lastFailureLogMs;
+
+  /** @param schedule whether to publish on a background thread (tests call {@link #publish}) */
+  public Fleet(ControlPlane control, StatsRegistry stats, Clock clock, boolean schedule) {
+    this.control = control;
+    this.stats = stats;
+    this.clock = clock;
+    if (schedule && control.store().shared()) {
+      thread =
+          Executors.newSingleThreadScheduledExecutor(
+              r -> {
+                Thread t = new Thread(r, "modelgate-fleet");
+                t.setDaemon(true);
+                return t;
+              });
+      thread.scheduleWithFixedDelay(this::publishQuietly, PUBLISH_INTERVAL_MS, PUBLISH_INTERVAL_MS, TimeUnit.MILLISECONDS);
+    } else {
+      thread = null;
+    }
+  }
+
+  private void publishQuietly() {
+    try {
+      publish();
+    } catch (RuntimeException e) {
+      long now = System.currentTimeMillis();
+      if (now - lastFailureLogMs > 60_000) {
+        lastFailureLogMs = now;
+        log.warn("fleet snapshots not published (logged once a minute): {}", e.getMessage());
+      }
+    }
+  }
+
+  /** Publishes this replica's snapshot of every version (a no-op with a file store). */
+  public void publish() {
+    if (!control.store().shared()) {
+      return;
+    }
+    long now = clock.millis();
+    for (VersionStats version : stats.all()) {
+      control.store().publish(snapshot(version, now));
+    }
+  }
+
+  private ReplicaSnapshot snapshot(VersionStats version, long now) {
+    ReplicaSnapshot.Builder snapshot = stats.lastMinute(version).setReplica(control.replica()).setTimeMs(now);
+    Rollout rollout = control.current(version.model());
+    if (rollout != null
+        && rollout.getState().equals("RUNNING")
+        && (rollout.getSpec().getBaseline() == version.version() || rollout.getSpec().getCandidate() == version.version())) {
+      snapshot.setStep(step(version.samplesSince(rollout.getStepStartedAtMs()), rollout.getStepStartedAtMs()));
+    }
+    return snapshot.build();
+  }
+
+  static StepSamples step(VersionStats.Samples samples, long sinceMs) {
+    Histogram latencies = new Histogram(3);
+    for (long micros : samples.latenciesMicros()) {
+      latencies.recordValue(micros);
+    }
+    return StepSamples.newBuilder()
+        .setSinceMs(sinceMs)
+        .setLatenciesUs(Histograms.encode(latencies))
+        .setErrors(samples.errors())
+        .build();
+  }
+
+  /**
+   * The fleet's last minute per version: every replica's snapshot (this replica's taken now, the
+   * others' as last published), merged, with a row per replica.
+   *
+   * @throws InferenceException UNAVAILABLE when the control store cannot be reached
+   */
+  public FleetStatsResponse report(String model, long version) {
+    long now = clock.millis();
+    Map<String, List<ReplicaSnapshot>> byVersion = new TreeMap<>();
+    for (ReplicaSnapshot snapshot : control.store().snapshots(model)) {
+      if (!snapshot.getReplica().equals(control.replica())) {
+        byVersion.computeIfAbsent(key(snapshot.getModel(), snapshot.getVersion()), k -> new ArrayList<>()).add(snapshot);
+      }
+    }
+    for (VersionStats local : stats.all()) {
+      if (model.isEmpty() || local.model().equals(model)) {
+        byVersion.computeIfAbsent(key(local.model(), local.version()), k -> new ArrayList<>()).add(snapshot(local, now));
+      }
+    }
+    FleetStatsResponse.Builder response = FleetStatsResponse.newBuilder().setTimeMs(now).setReplica(control.replica());
+    for (List<ReplicaSnapshot> snapshots : byVersion.values()) {
+      ReplicaSnapshot first = snapshots.get(0);
+      if (version != 0 && first.getVersion() != version) {
+        continue;
+      }
+      snapshots.sort(java.util.Comparator.comparing(ReplicaSnapshot::getReplica));
+      FleetVersionStats.Builder row =
+          response.addVersionsBuilder()
+              .setModel(first.getModel())
+              .setVersion(first.getVersion())
+              .setFleet(StatsRegistry.merged("1m", snapshots));
+      for (ReplicaSnapshot snapshot : snapshots) {
+        row.addReplicas(ReplicaWindowStats.newBuilder()
+            .setReplica(snapshot.getReplica())
+            .setTimeMs(snapshot.getTimeMs())
+            .setWindow(StatsRegistry.merged("1m", List.of(snapshot))));
+      }
+    }
+    return response.build();
+  }
+
+  private static String key(String model, long version) {
+    return model + "\u0000" + String.format("%020d", version);
+  }
+
+  @Override
+  public void close() {
+    if (thread != null) {
+      thread.shutdownNow();
+    }
+  }
+}
