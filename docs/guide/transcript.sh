@@ -9,27 +9,25 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 port=${GUIDE_PORT:-28001}
 admin_port=$((port + 2))
 metrics_port=$((port + 1))
-state=$(mktemp -d)
-log=$(mktemp)
-bin/modelgate serve --grpc-port "$port" --admin-port "$admin_port" --metrics-port "$metrics_port" \
-  --state-dir "$state" >"$log" 2>&1 &
+# As an operator would: from a working directory of its own, state in ./modelgate-state.
+repo=$(pwd)
+work=$(mktemp -d)
+state=$work/modelgate-state
+log=$work/serve.log
+cd "$work"
+"$repo/bin/modelgate" serve --grpc-port "$port" --admin-port "$admin_port" --metrics-port "$metrics_port" \
+  --replica gw1 >"$log" 2>&1 &
 pid=$!
-trap 'kill "$pid" 2>/dev/null || true; rm -rf "$state" "$log"' EXIT
+trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 1 120); do
   grep -q "serving KServe v2 gRPC" "$log" && break
   sleep 0.5
 done
 
-mg() { bin/modelgate "$@"; }
-admin() { bin/modelgate admin --target "localhost:$admin_port" --state-dir "$state" "$@"; }
-show() {
-  # Prints the command as an operator types it (without the test ports), quoting what has spaces.
-  local shown="" arg
-  for arg in "$@"; do
-    if [[ "$arg" == *" "* ]]; then shown+=" \"$arg\""; else shown+=" $arg"; fi
-  done
-  echo "\$ bin/modelgate${shown}"
-}
+mg() { "$repo/bin/modelgate" "$@"; }
+admin() { "$repo/bin/modelgate" admin --target "localhost:$admin_port" "$@"; }
+# shellcheck source=docs/guide/show.sh
+source "$repo/docs/guide/show.sh"
 run_admin() { show admin "$@"; admin "$@" || true; echo; }
 run_infer() { show infer "$@"; mg infer --target "localhost:$port" "$@" || true; echo; }
 

@@ -160,7 +160,7 @@ final class AdminCommand implements Runnable {
     String state = store.getUp()
         ? "up"
         : "DOWN since " + Instant.ofEpochMilli(store.getDownSinceMs()) + " (" + store.getError()
-            + "); changes are refused, traffic keeps routing revision in force";
+            + "); changes are refused, traffic keeps the routing last applied";
     out.printf("replica %s; control store %s %s: %s; applied revision %d; rollouts judged by %s%n",
         replica, store.getKind(), store.getTarget(), state, store.getAppliedRevision(),
         store.getJudge().isEmpty() ? "(no replica yet)" : store.getJudge());

@@ -14,11 +14,10 @@ import io.grpc.health.v1.HealthCheckResponse;
 import io.grpc.health.v1.HealthGrpc;
 import io.modelgate.gateway.demo.DemoRepository;
 import io.modelgate.gateway.demo.MnistDigits;
+import io.modelgate.gateway.testing.HttpProbe;
 import io.modelgate.gateway.testing.Tensors;
 import java.io.IOException;
-import java.net.HttpURLConnection;
 import java.net.ServerSocket;
-import java.net.URI;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -90,7 +89,7 @@ class ContainerImageTest {
       Path log = work.resolve("container.log");
       process = new ProcessBuilder(command).redirectErrorStream(true).redirectOutput(log.toFile()).start();
       long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(90);
-      while (!ready(metrics)) {
+      while (!HttpProbe.ready(metrics)) {
         assertThat(process.isAlive()).as("the container exited: %s", Files.readString(log)).isTrue();
         assertThat(System.nanoTime()).as("not ready within 90 s: %s", Files.readString(log)).isLessThan(deadline);
         Thread.sleep(200);
@@ -129,7 +128,7 @@ class ContainerImageTest {
       } finally {
         channel.shutdownNow();
       }
-      assertThat(http(metrics, "/metrics")).contains("modelgate_version_state{model=\"cnn_mnist\",state=\"READY\",version=\"2\"} 1.0");
+      assertThat(HttpProbe.get(metrics, "/metrics")).contains("modelgate_version_state{model=\"cnn_mnist\",state=\"READY\",version=\"2\"} 1.0");
 
       process.destroy();
       assertThat(process.waitFor(60, TimeUnit.SECONDS)).isTrue();
@@ -180,19 +179,5 @@ class ContainerImageTest {
     }
   }
 
-  private static boolean ready(int port) {
-    try {
-      HttpURLConnection c = (HttpURLConnection) URI.create("http://127.0.0.1:" + port + "/readyz").toURL().openConnection();
-      c.setConnectTimeout(300);
-      c.setReadTimeout(300);
-      return c.getResponseCode() == 200;
-    } catch (IOException e) {
-      return false;
-    }
-  }
 
-  private static String http(int port, String path) throws IOException {
-    HttpURLConnection c = (HttpURLConnection) URI.create("http://127.0.0.1:" + port + path).toURL().openConnection();
-    return new String(c.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-  }
 }

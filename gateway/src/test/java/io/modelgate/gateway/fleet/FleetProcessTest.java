@@ -25,7 +25,6 @@ import io.modelgate.proto.admin.v1.Thresholds;
 import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
 import io.modelgate.proto.inference.ModelInferRequest;
 import java.io.IOException;
-import java.net.HttpURLConnection;
 import java.net.InetSocketAddress;
 import java.net.ServerSocket;
 import java.net.URI;
@@ -101,14 +100,7 @@ class FleetProcessTest {
     }
 
     boolean ready() {
-      try {
-        HttpURLConnection c = (HttpURLConnection) URI.create("http://127.0.0.1:" + metricsPort + "/readyz").toURL().openConnection();
-        c.setConnectTimeout(300);
-        c.setReadTimeout(300);
-        return c.getResponseCode() == 200;
-      } catch (IOException e) {
-        return false;
-      }
+      return io.modelgate.gateway.testing.HttpProbe.ready(metricsPort);
     }
 
     AdminServiceGrpc.AdminServiceBlockingStub admin() {

@@ -1,7 +1,6 @@
 package io.modelgate.gateway.testing;
 
 import java.io.IOException;
-import java.net.HttpURLConnection;
 import java.net.ServerSocket;
 import java.net.URI;
 import java.nio.file.Files;
@@ -97,15 +96,8 @@ public final class EtcdServer implements AutoCloseable {
       if (!process.isAlive()) {
         throw new IOException("etcd exited with " + process.exitValue() + ": " + Files.readString(log));
       }
-      try {
-        HttpURLConnection health = (HttpURLConnection) URI.create(client + "/health").toURL().openConnection();
-        health.setConnectTimeout(500);
-        health.setReadTimeout(500);
-        if (health.getResponseCode() == 200) {
-          return;
-        }
-      } catch (IOException notYet) {
-        // starting
+      if (HttpProbe.ok(client + "/health")) {
+        return;
       }
       try {
         Thread.sleep(50);

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Regenerates the outputs of the fleet section of docs/operators-guide.md: starts a real etcd and
+# two replicas of `bin/modelgate serve` on the demo sharing it, then runs the section's commands in
+# order and prints each command and its output ("$ cmd"). Needs etcd and etcdctl (Debian:
+# etcd-server, etcd-client).
+#   docs/guide/fleet-transcript.sh > /tmp/fleet.txt
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+
+base=${GUIDE_FLEET_PORT:-38000}
+etcd_port=$((base + 79))
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+start_etcd() {
+  etcd --name guide --data-dir "$work/etcd" --listen-client-urls "http://127.0.0.1:$etcd_port" \
+    --advertise-client-urls "http://127.0.0.1:$etcd_port" --listen-peer-urls "http://127.0.0.1:$((etcd_port + 1))" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$((etcd_port + 1))" \
+    --initial-cluster "guide=http://127.0.0.1:$((etcd_port + 1))" --log-level error >>"$work/etcd.log" 2>&1 &
+  etcd_pid=$!
+  pids+=("$etcd_pid")
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$etcd_port/health" >/dev/null && return; sleep 0.1; done
+  echo "etcd did not start" >&2; cat "$work/etcd.log" >&2; exit 1
+}
+start_etcd
+echo "fleet-transcript-admin-token-0123456789" >"$work/token"
+
+# Replica rN listens on base+10N+1 (gRPC), +2 (metrics), +3 (admin).
+for n in 1 2; do
+  p=$((base + 10 * n))
+  bin/modelgate serve --replica "r$n" --control-store "etcd://127.0.0.1:$etcd_port" --judge-lease 3s \
+    --grpc-port $((p + 1)) --metrics-port $((p + 2)) --admin-port $((p + 3)) \
+    --admin-token-file "$work/token" --state-dir "$work/state-r$n" >"$work/r$n.log" 2>&1 &
+  pids+=("$!")
+done
+for n in 1 2; do
+  for _ in $(seq 1 120); do grep -q "serving KServe v2 gRPC" "$work/r$n.log" && break; sleep 0.5; done
+done
+
+admin() { local n=$1; shift; bin/modelgate admin --target "localhost:$((base + 10 * n + 3))" --token-file "$work/token" "$@"; }
+# shellcheck source=docs/guide/show.sh
+source docs/guide/show.sh
+# run_on N ARGS...: an admin command against replica rN, shown with that replica's admin address.
+run_on() { local n=$1; shift; show admin --target "r$n:8003" "$@"; admin "$n" "$@" 2>&1 || true; echo; }
+
+echo "## fleet 1. every replica, one routing"
+run_on 1 models
+run_on 1 routes set --model cnn_mnist --weights 1=90,2=10 --reason "10% canary, set on r1"
+sleep 0.2
+run_on 2 routes get --model cnn_mnist
+
+echo "## fleet 2. two operators, one revision"
+run_on 1 routes set --model cnn_mnist --weights 1=80,2=20 --revision 1 --reason "20%, on r1"
+run_on 2 routes set --model cnn_mnist --weights 1=100 --revision 1 --reason "back to v1, on r2, from revision 1"
+
+echo "## fleet 3. the fleet's statistics"
+for n in 1 2; do
+  bin/modelgate infer --target "localhost:$((base + 10 * n + 1))" --model cnn_mnist --digit $((n + 3)) --repeat 1500 >/dev/null
+done
+sleep 5.5
+run_on 1 stats --fleet --model cnn_mnist
+
+echo "## fleet 4. etcd down"
+kill "$etcd_pid"; wait "$etcd_pid" 2>/dev/null || true
+sleep 2
+run_on 2 models
+run_on 2 routes set --model cnn_mnist --weights 1=100 --reason "while etcd is down"
+show infer --target r2:8001 --model cnn_mnist --digit 7
+bin/modelgate infer --target "localhost:$((base + 21))" --model cnn_mnist --digit 7
+echo
+start_etcd
+sleep 3
+run_on 2 routes set --model cnn_mnist --weights 1=100 --reason "etcd is back"
+sleep 0.2
+run_on 1 routes get --model cnn_mnist
+
+echo "## fleet 5. the audit log in etcd"
+echo "\$ etcdctl get --prefix /modelgate/audit/ --print-value-only | tail -n 1"
+ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$etcd_port" get --prefix /modelgate/audit/ --print-value-only | tail -n 1
