@@ -245,13 +245,25 @@ class FleetProcessTest {
     }
   }
 
+  /**
+   * Waits (bounded: liveness, not timing) until {@code condition} holds. A replica answering an
+   * error (NOT_FOUND for a rollout it has not seen yet, say) counts as "not yet".
+   */
   private static void eventually(String what, BooleanSupplier condition) throws InterruptedException {
     long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(90);
-    while (!condition.getAsBoolean()) {
+    while (!holds(condition)) {
       if (System.nanoTime() > deadline) {
         throw new AssertionError("not within 90 s: " + what);
       }
       Thread.sleep(25);
+    }
+  }
+
+  private static boolean holds(BooleanSupplier condition) {
+    try {
+      return condition.getAsBoolean();
+    } catch (StatusRuntimeException notYet) {
+      return false;
     }
   }
 
@@ -363,7 +375,10 @@ class FleetProcessTest {
             + " applied by all three", refused, load.counts("etcd-outage"), afterOutage.getRevision());
         assertThat(refused).isEqualTo("UNAVAILABLE");
         assertThat(load.failures("etcd-outage")).isZero();
-        set(r1, Map.of(1L, 1));
+        RoutingPolicy baseline = set(r1, Map.of(1L, 1));
+        for (Replica r : replicas) {
+          eventually(r.name + " applies the baseline policy", () -> routing(r).getRevision() == baseline.getRevision());
+        }
 
         // 2 and 3. An equal candidate, its judge killed mid-way: another judge finishes it.
         Thresholds lenient = Thresholds.newBuilder().setMinSamples(60).setMaxP99Ratio(1.5).setSignificance(1e-4).build();
