@@ -57,7 +57,11 @@ run_admin routes set --model cnn_mnist --weights 1=100 --reason "back to v1"
 echo "## 4. rollout"
 run_admin rollout start --model cnn_mnist --baseline 1 --candidate 2 --steps 50,100 --interval 10s --min-samples 200
 mg infer --target "localhost:$port" --model cnn_mnist --digit 2 --repeat 6000 >/dev/null || true
-sleep 12
+# The step is judged once it has lasted its 10 s (later on a busy machine): wait for the decision.
+for _ in $(seq 1 60); do
+  admin rollout status --model cnn_mnist 2>/dev/null | grep -q "candidate v2 against baseline v1, RUNNING" || break
+  sleep 1
+done
 run_admin rollout status --model cnn_mnist
 run_admin routes get --model cnn_mnist
 
