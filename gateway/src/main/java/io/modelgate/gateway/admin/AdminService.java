@@ -47,6 +47,7 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
   private final ModelRepository repository;
   private final ControlPlane control;
   private final io.modelgate.gateway.control.Fleet fleet;
+  private final io.modelgate.gateway.health.GoldenSets golden;
   private final StatsRegistry stats;
   private final VersionControl versions;
   private final ScheduledExecutorService watchers =
@@ -61,11 +62,13 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
       ModelRepository repository,
       ControlPlane control,
       io.modelgate.gateway.control.Fleet fleet,
+      io.modelgate.gateway.health.GoldenSets golden,
       StatsRegistry stats,
       VersionControl versions) {
     this.repository = repository;
     this.control = control;
     this.fleet = fleet;
+    this.golden = golden;
     this.stats = stats;
     this.versions = versions;
   }
@@ -96,7 +99,7 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
         });
   }
 
-  static VersionInfo info(ModelVersion version) {
+  VersionInfo info(ModelVersion version) {
     VersionInfo.Builder info =
         VersionInfo.newBuilder()
             .setModel(version.model())
@@ -108,6 +111,7 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
       info.setExecutionProvider(loaded.executionProvider().configName())
           .setMaxBatchSize(loaded.signature().maxBatchSize());
     }
+    info.setGolden(golden.result(version));
     return info.build();
   }
 
@@ -211,7 +215,57 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
 
   @Override
   public void startRollout(StartRolloutRequest request, StreamObserver<Rollout> observer) {
-    answer(observer, () -> control.startRollout(request.getSpec(), AdminAuth.caller()));
+    answer(observer, () -> {
+      // Both versions' golden sets first (they run when a version loads; wait for them here, off
+      // the control plane's lock).
+      io.modelgate.runtime.repository.Model model = control.router().route(request.getSpec().getModel()).model();
+      for (long number : new long[] {request.getSpec().getBaseline(), request.getSpec().getCandidate()}) {
+        ModelVersion version = model.version(number).orElse(null);
+        if (version != null && version.isReady()) {
+          try {
+            golden.await(version, GOLDEN_WAIT);
+          } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw io.modelgate.runtime.error.InferenceException.unavailable("interrupted");
+          }
+        }
+      }
+      return control.startRollout(request.getSpec(), AdminAuth.caller());
+    });
+  }
+
+  /** How long a rollout's start waits for the versions' golden sets. */
+  private static final java.time.Duration GOLDEN_WAIT = java.time.Duration.ofSeconds(120);
+
+  @Override
+  public void validate(io.modelgate.proto.admin.v1.ValidateRequest request,
+      StreamObserver<io.modelgate.proto.admin.v1.ValidateResponse> observer) {
+    answer(observer, () -> {
+      io.modelgate.runtime.repository.Model model = control.router().route(request.getModel()).model();
+      if (!golden.hasGoldenSet(model.name())) {
+        throw io.modelgate.runtime.error.InferenceException.failedPrecondition(
+            "model '" + model.name() + "' has no golden set (expected: " + model.name() + "/"
+                + io.modelgate.gateway.health.GoldenSet.DIRECTORY + "/*.jsonl in the model repository)");
+      }
+      io.modelgate.proto.admin.v1.ValidateResponse.Builder response = io.modelgate.proto.admin.v1.ValidateResponse.newBuilder();
+      for (ModelVersion version : model.versions()) {
+        if (request.getVersion() != 0 && version.number() != request.getVersion()) {
+          continue;
+        }
+        if (version.isReady()) {
+          golden.validate(version);
+        } else if (request.getVersion() != 0) {
+          throw io.modelgate.runtime.error.InferenceException.failedPrecondition(
+              version.label() + " is " + version.state() + ", not READY: nothing to validate");
+        }
+        response.addVersions(info(version));
+      }
+      if (response.getVersionsCount() == 0) {
+        throw io.modelgate.runtime.error.InferenceException.notFound(
+            "model '" + model.name() + "' has no version " + request.getVersion());
+      }
+      return response.build();
+    });
   }
 
   @Override

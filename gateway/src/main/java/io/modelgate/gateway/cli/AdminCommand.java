@@ -54,7 +54,8 @@ import picocli.CommandLine.Spec;
       AdminCommand.Rollback.class,
       AdminCommand.RolloutCommand.class,
       AdminCommand.Load.class,
-      AdminCommand.Unload.class
+      AdminCommand.Unload.class,
+      AdminCommand.Validate.class
     })
 final class AdminCommand implements Runnable {
   @Spec CommandSpec spec;
@@ -134,7 +135,7 @@ final class AdminCommand implements Runnable {
         io.modelgate.proto.admin.v1.ListModelsResponse response = client.call().listModels(ListModelsRequest.getDefaultInstance());
         List<ModelInfo> models = response.getModelsList();
         printControlStore(out, response.getReplica(), response.getControlStore());
-        out.printf("%-20s %-8s %-12s %-8s %-9s %-5s %s%n", "MODEL", "VERSION", "STATE", "WEIGHT", "PROVIDER", "MBS", "REASON");
+        out.printf("%-20s %-8s %-12s %-8s %-9s %-5s %-15s %s%n", "MODEL", "VERSION", "STATE", "WEIGHT", "PROVIDER", "MBS", "GOLDEN", "REASON");
         for (ModelInfo model : models) {
           RoutingPolicy policy = model.getRouting();
           for (VersionInfo v : model.getVersionsList()) {
@@ -142,9 +143,9 @@ final class AdminCommand implements Runnable {
                 policy.getWeightsCount() == 0
                     ? "-"
                     : Long.toString(Integer.toUnsignedLong(policy.getWeightsOrDefault(v.getVersion(), 0)));
-            out.printf("%-20s %-8d %-12s %-8s %-9s %-5s %s%n", model.getName(), v.getVersion(), v.getState(), weight,
+            out.printf("%-20s %-8d %-12s %-8s %-9s %-5s %-15s %s%n", model.getName(), v.getVersion(), v.getState(), weight,
                 v.getExecutionProvider().isEmpty() ? "-" : v.getExecutionProvider(),
-                v.getState().equals("READY") ? Integer.toString(v.getMaxBatchSize()) : "-", v.getReason());
+                v.getState().equals("READY") ? Integer.toString(v.getMaxBatchSize()) : "-", golden(v.getGolden()), v.getReason());
           }
           out.printf("%-20s routing revision %d: %s%n", "", policy.getRevision(), weights(policy));
           if (!model.getRoutingDegraded().isEmpty()) {
@@ -153,6 +154,15 @@ final class AdminCommand implements Runnable {
         }
       });
     }
+  }
+
+  /** A version's golden-set result in a column: score (passed/examples), its state, or "-". */
+  static String golden(io.modelgate.proto.admin.v1.GoldenResult g) {
+    return switch (g.getState()) {
+      case "", "NONE" -> "-";
+      case "DONE" -> String.format("%.3f (%d/%d)", g.getScore(), g.getPassed(), g.getExamples());
+      default -> g.getState();
+    };
   }
 
   /** Which replica answered, and its control store as that replica sees it. */
@@ -372,6 +382,39 @@ final class AdminCommand implements Runnable {
     }
   }
 
+  @Command(name = "validate", description = {
+      "Run a model's golden set (<repo>/<model>/golden/*.jsonl) on its READY versions, or one, now:",
+      "each version's score and its first failing examples."})
+  static final class Validate implements Callable<Integer> {
+    @ParentCommand AdminCommand admin;
+    @Spec CommandSpec spec;
+    @Mixin HelpOption help;
+    @Option(names = "--model", required = true) String model;
+    @Option(names = "--version", defaultValue = "0", description = "One version (default: every READY one).") long version;
+
+    @Override
+    public Integer call() throws Exception {
+      return execute(admin, spec, (client, out) -> {
+        io.modelgate.proto.admin.v1.ValidateResponse response = client.call().validate(
+            io.modelgate.proto.admin.v1.ValidateRequest.newBuilder().setModel(model).setVersion(version).build());
+        for (VersionInfo v : response.getVersionsList()) {
+          io.modelgate.proto.admin.v1.GoldenResult g = v.getGolden();
+          out.printf("model %s version %d: %s%s%n", v.getModel(), v.getVersion(), g.getState(),
+              g.getState().equals("DONE")
+                  ? String.format(", score %.4f: %d of %d golden examples as expected, in %.0f ms", g.getScore(), g.getPassed(),
+                      g.getExamples(), g.getSeconds() * 1000)
+                  : g.getError().isEmpty() ? "" : ": " + g.getError());
+          for (String failing : g.getFailingList()) {
+            out.printf("  failing: %s%n", failing);
+          }
+          if (g.getExamples() - g.getPassed() > g.getFailingCount()) {
+            out.printf("  ... and %d more%n", g.getExamples() - g.getPassed() - g.getFailingCount());
+          }
+        }
+      });
+    }
+  }
+
   @Command(name = "promote", description = "Send 100%% of a model's traffic to one version.")
   static final class Promote implements Callable<Integer> {
     @ParentCommand AdminCommand admin;
@@ -453,12 +496,18 @@ final class AdminCommand implements Runnable {
       spec.commandLine().usage(spec.commandLine().getOut());
     }
 
+    private static String golden(double score) {
+      return score < 0 ? "-" : String.format("%.4f", score);
+    }
+
     static void print(PrintWriter out, Rollout r) {
       RolloutSpec s = r.getSpec();
       out.printf("rollout of model %s: candidate v%d against baseline v%d, %s%n", r.getModel(), s.getCandidate(), s.getBaseline(), r.getState());
-      out.printf("  steps %s%%, %d s each; thresholds: min %d samples, p99 <= %.2fx, error rate <= +%.2f%%, significance %.3g%n",
+      out.printf("  steps %s%%, %d s each; thresholds: min %d samples, p99 <= %.2fx, error rate <= +%.2f%%, significance %.3g,"
+              + " golden score >= baseline's - %.4f%n",
           s.getStepsList(), s.getIntervalS(), s.getThresholds().getMinSamples(), s.getThresholds().getMaxP99Ratio(),
-          s.getThresholds().getMaxErrorRateIncrease() * 100, s.getThresholds().getSignificance());
+          s.getThresholds().getMaxErrorRateIncrease() * 100, s.getThresholds().getSignificance(),
+          s.getThresholds().getMaxAccuracyDrop());
       if (r.getState().equals("RUNNING")) {
         out.printf("  now at step %d/%d: %d%% to the candidate%n", r.getStepIndex() + 1, s.getStepsCount(), s.getSteps(r.getStepIndex()));
       }
@@ -471,6 +520,10 @@ final class AdminCommand implements Runnable {
               "", "evidence", e.getBaselineSamples(), e.getCandidateSamples(), e.getBaselineP50Ms(), e.getCandidateP50Ms(),
               e.getBaselineP99Ms(), e.getCandidateP99Ms(), e.getP99Ratio(), e.getBaselineErrorRate() * 100,
               e.getCandidateErrorRate() * 100, e.getMannWhitneyU(), e.getZ(), e.getPValue());
+          if (e.getBaselineGoldenScore() >= 0 || e.getCandidateGoldenScore() >= 0) {
+            out.printf("  %-24s       %-9s golden score %s vs %s%n", "", "", golden(e.getBaselineGoldenScore()),
+                golden(e.getCandidateGoldenScore()));
+          }
         }
       }
     }
@@ -489,6 +542,9 @@ final class AdminCommand implements Runnable {
       @Option(names = "--max-p99-ratio", defaultValue = "1.10") double maxP99Ratio;
       @Option(names = "--max-error-rate-increase", defaultValue = "0.01") double maxErrorRateIncrease;
       @Option(names = "--significance", defaultValue = "0.01") double significance;
+      @Option(names = "--max-accuracy-drop", defaultValue = "0",
+          description = "With a golden set: how far the candidate's score may fall below the baseline's (0 to 1). Default: ${DEFAULT-VALUE}.")
+      double maxAccuracyDrop;
 
       @Override
       public Integer call() throws Exception {
@@ -497,7 +553,8 @@ final class AdminCommand implements Runnable {
                 .setModel(model).setBaseline(baseline).setCandidate(candidate).addAllSteps(steps)
                 .setIntervalS((int) Math.max(1, interval.toSeconds()))
                 .setThresholds(Thresholds.newBuilder().setMinSamples(minSamples).setMaxP99Ratio(maxP99Ratio)
-                    .setMaxErrorRateIncrease(maxErrorRateIncrease).setSignificance(significance))).build())));
+                    .setMaxErrorRateIncrease(maxErrorRateIncrease).setSignificance(significance)
+                    .setMaxAccuracyDrop(maxAccuracyDrop))).build())));
       }
     }
 

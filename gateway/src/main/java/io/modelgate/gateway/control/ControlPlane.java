@@ -9,6 +9,8 @@ import io.modelgate.gateway.stats.VersionStats;
 import io.modelgate.proto.admin.v1.AuditRecord;
 import io.modelgate.proto.admin.v1.ControlStoreStatus;
 import io.modelgate.proto.admin.v1.Decision;
+import io.modelgate.proto.admin.v1.Evidence;
+import io.modelgate.proto.admin.v1.GoldenResult;
 import io.modelgate.proto.admin.v1.ModelControl;
 import io.modelgate.proto.admin.v1.ReplicaSnapshot;
 import io.modelgate.proto.admin.v1.StepSamples;
@@ -61,6 +63,7 @@ public final class ControlPlane implements AutoCloseable {
   private final Router router;
   private final ControlStore store;
   private final StatsRegistry stats;
+  private final io.modelgate.gateway.health.GoldenSets golden;
   private final Clock clock;
   private final String replica;
   /**
@@ -74,15 +77,23 @@ public final class ControlPlane implements AutoCloseable {
 
   /**
    * @param stats where rollouts read their samples
+   * @param golden the versions' golden-set results, which rollouts require the candidate to keep
    * @param schedule whether rollouts are judged by a background thread once a second; tests pass
    *     false and call {@link #tick}
    * @param replica this replica's name, recorded in audit records
    */
   public ControlPlane(
-      Router router, ControlStore store, StatsRegistry stats, Clock clock, boolean schedule, String replica) {
+      Router router,
+      ControlStore store,
+      StatsRegistry stats,
+      io.modelgate.gateway.health.GoldenSets golden,
+      Clock clock,
+      boolean schedule,
+      String replica) {
     this.router = router;
     this.store = store;
     this.stats = stats;
+    this.golden = golden;
     this.clock = clock;
     this.replica = replica;
     this.judgingSinceMs = store.judges() ? clock.millis() : -1;
@@ -443,6 +454,10 @@ public final class ControlPlane implements AutoCloseable {
               + (current.getWeightsCount() == 0 ? " (the default: the highest READY version)" : "")
               + ". Route the traffic to the baseline first");
     }
+    Validity validity = validity(spec, Evidence.newBuilder());
+    if (validity.verdict() != RolloutJudge.Verdict.PASS) {
+      throw InferenceException.failedPrecondition("the rollout does not start: " + validity.reason());
+    }
     // The policy to come back to. The default (no weights) would send everything to the highest
     // READY version, which may be the candidate: name the baseline instead.
     RoutingPolicy baselinePolicy =
@@ -578,11 +593,17 @@ public final class ControlPlane implements AutoCloseable {
       }
     }
     RolloutJudge.Judgement judged = RolloutJudge.judge(spec.getThresholds(), baseline, candidate);
+    Evidence.Builder evidence = judged.evidence().toBuilder().setReplicas(replicas.size());
+    // Predictive validity first: a candidate that answers wrongly fails however fast it is.
+    Validity validity = validity(spec, evidence);
     RolloutJudge.Judgement judgement =
-        new RolloutJudge.Judgement(
-            judged.verdict(),
-            judged.reason() + (store.shared() ? " (samples of " + replicas.size() + " replicas: " + String.join(", ", replicas) + ")" : ""),
-            judged.evidence().toBuilder().setReplicas(replicas.size()).build());
+        validity.verdict() != RolloutJudge.Verdict.PASS
+            ? new RolloutJudge.Judgement(validity.verdict(), validity.reason(), evidence.build())
+            : new RolloutJudge.Judgement(
+                judged.verdict(),
+                judged.reason() + validity.reason()
+                    + (store.shared() ? " (samples of " + replicas.size() + " replicas: " + String.join(", ", replicas) + ")" : ""),
+                evidence.build());
     String model = spec.getModel();
     switch (judgement.verdict()) {
       case WAIT -> {
@@ -626,6 +647,50 @@ public final class ControlPlane implements AutoCloseable {
         }
       }
     }
+  }
+
+  /** Whether the candidate keeps its predictive validity, with a reason (appended to a pass). */
+  private record Validity(RolloutJudge.Verdict verdict, String reason) {}
+
+  /**
+   * The candidate's golden-set score against the baseline's (both into {@code evidence}, -1 when
+   * the model has no golden set): FAIL when it is lower by more than {@code max_accuracy_drop} or
+   * its set could not be run, WAIT while either has not been run on its current load.
+   */
+  private Validity validity(RolloutSpec spec, Evidence.Builder evidence) {
+    Model model = router.route(spec.getModel()).model();
+    GoldenResult b = goldenOf(model, spec.getBaseline());
+    GoldenResult c = goldenOf(model, spec.getCandidate());
+    evidence.setBaselineGoldenScore(b.getState().equals("DONE") ? b.getScore() : -1)
+        .setCandidateGoldenScore(c.getState().equals("DONE") ? c.getScore() : -1);
+    if (b.getState().equals("NONE") && c.getState().equals("NONE")) {
+      return new Validity(RolloutJudge.Verdict.PASS, "");
+    }
+    for (var role : List.of(java.util.Map.entry("candidate", c), java.util.Map.entry("baseline", b))) {
+      GoldenResult r = role.getValue();
+      switch (r.getState()) {
+        case "FAILED" -> {
+          return new Validity(RolloutJudge.Verdict.FAIL, "the golden set could not be run on the " + role.getKey() + ": " + r.getError());
+        }
+        case "PENDING", "RUNNING" -> {
+          return new Validity(RolloutJudge.Verdict.WAIT, "waiting for the golden set of the " + role.getKey() + " (" + r.getState() + ")");
+        }
+        default -> { }
+      }
+    }
+    double drop = spec.getThresholds().getMaxAccuracyDrop();
+    if (c.getScore() < b.getScore() - drop - 1e-12) {
+      return new Validity(RolloutJudge.Verdict.FAIL, String.format(
+          "candidate golden score %.4f (%d/%d) is below the baseline's %.4f (%d/%d) by more than %.4f; first failing: %s",
+          c.getScore(), c.getPassed(), c.getExamples(), b.getScore(), b.getPassed(), b.getExamples(), drop,
+          c.getFailingCount() == 0 ? "-" : String.join("; ", c.getFailingList().subList(0, Math.min(3, c.getFailingCount())))));
+    }
+    return new Validity(RolloutJudge.Verdict.PASS, String.format("; golden scores %.4f vs %.4f (allowed drop %.4f)",
+        c.getScore(), b.getScore(), drop));
+  }
+
+  private GoldenResult goldenOf(Model model, long number) {
+    return model.version(number).map(golden::result).orElse(GoldenResult.newBuilder().setState("NONE").build());
   }
 
   private VersionStats.Samples local(String model, long version, long since) {
@@ -718,10 +783,12 @@ public final class ControlPlane implements AutoCloseable {
               + " (expected: one or more steps below 100, where the candidate is judged, then 100)");
     }
     Thresholds t = spec.getThresholds();
-    if (t.getMaxP99Ratio() < 1 || t.getSignificance() <= 0 || t.getSignificance() >= 1 || t.getMaxErrorRateIncrease() < 0) {
+    if (t.getMaxP99Ratio() < 1 || t.getSignificance() <= 0 || t.getSignificance() >= 1 || t.getMaxErrorRateIncrease() < 0
+        || t.getMaxAccuracyDrop() < 0 || t.getMaxAccuracyDrop() > 1) {
       throw InferenceException.invalidArgument(
           "thresholds " + t.toString().replace('\n', ' ')
-              + " (expected: max_p99_ratio >= 1, 0 < significance < 1, max_error_rate_increase >= 0)");
+              + " (expected: max_p99_ratio >= 1, 0 < significance < 1, max_error_rate_increase >= 0,"
+              + " 0 <= max_accuracy_drop <= 1)");
     }
   }
 

@@ -1,12 +1,8 @@
 package io.modelgate.gateway.inference;
 
-import com.google.protobuf.ByteString;
 import io.modelgate.gateway.stats.VersionStats;
 import io.modelgate.runtime.execution.InferenceResult;
-import io.modelgate.runtime.tensor.DataType;
 import io.modelgate.runtime.tensor.OutputTensor;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 
 /**
  * Pairs a primary answer with its shadow's and records how they compare on the shadow version:
@@ -86,24 +82,24 @@ final class ShadowComparison {
       if (y == null || x.dataType() != y.dataType() || x.data().size() != y.data().size()) {
         continue;
       }
-      if (x.dataType() != DataType.FP32 && x.dataType() != DataType.FP64) {
+      if (!x.isFloatingPoint()) {
         compared = true;
         if (!x.data().equals(y.data())) {
           agreed = false;
         }
         continue;
       }
-      double[] xs = values(x);
-      double[] ys = values(y);
+      double[] xs = x.toDoubles();
+      double[] ys = y.toDoubles();
       compared = true;
       for (int i = 0; i < xs.length; i++) {
         maxDiff = Math.max(maxDiff, Math.abs(xs[i] - ys[i]));
       }
       if (!argmaxDone && x.shape().length > 0) {
         argmaxDone = true;
-        int width = (int) Math.max(1, x.shape()[x.shape().length - 1]);
+        int width = x.rowWidth();
         for (int row = 0; row + width <= xs.length; row += width) {
-          if (argmax(xs, row, width) != argmax(ys, row, width)) {
+          if (OutputTensor.argmax(xs, row, width) != OutputTensor.argmax(ys, row, width)) {
             agreed = false;
           }
         }
@@ -123,26 +119,5 @@ final class ShadowComparison {
       }
     }
     return null;
-  }
-
-  private static double[] values(OutputTensor tensor) {
-    ByteString data = tensor.data();
-    ByteBuffer buffer = data.asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN);
-    boolean single = tensor.dataType() == DataType.FP32;
-    double[] values = new double[data.size() / (single ? 4 : 8)];
-    for (int i = 0; i < values.length; i++) {
-      values[i] = single ? buffer.getFloat() : buffer.getDouble();
-    }
-    return values;
-  }
-
-  private static int argmax(double[] values, int from, int width) {
-    int best = from;
-    for (int i = from + 1; i < from + width; i++) {
-      if (values[i] > values[best]) {
-        best = i;
-      }
-    }
-    return best - from;
   }
 }

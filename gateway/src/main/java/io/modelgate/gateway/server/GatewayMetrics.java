@@ -38,6 +38,7 @@ final class GatewayMetrics implements AutoCloseable {
   private final ModelRepository repository;
   private final Router router;
   private final ControlPlane rollouts;
+  private final io.modelgate.gateway.health.GoldenSets golden;
   private final Set<String> registered = ConcurrentHashMap.newKeySet();
   private final JvmGcMetrics gc = new JvmGcMetrics();
 
@@ -46,8 +47,10 @@ final class GatewayMetrics implements AutoCloseable {
       ModelRepository repository,
       Router router,
       ControlPlane rollouts,
-      StateStore state) {
+      StateStore state,
+      io.modelgate.gateway.health.GoldenSets golden) {
     this.registry = registry;
+    this.golden = golden;
     this.repository = repository;
     this.router = router;
     this.rollouts = rollouts;
@@ -110,6 +113,11 @@ final class GatewayMetrics implements AutoCloseable {
         .register(registry);
   }
 
+  private double goldenScore(ModelVersion version) {
+    io.modelgate.proto.admin.v1.GoldenResult result = golden.result(version);
+    return result.getState().equals("DONE") ? result.getScore() : Double.NaN;
+  }
+
   private static boolean running(Rollout rollout) {
     return rollout != null && rollout.getState().equals("RUNNING");
   }
@@ -130,6 +138,14 @@ final class GatewayMetrics implements AutoCloseable {
           .tags("model", model, "version", number, "state", state.name())
           .register(registry);
     }
+    Gauge.builder("modelgate.golden.score", version, this::goldenScore)
+        .description("Share of the model's golden examples the version's current load answers as expected (NaN until run, or without a golden set)")
+        .tags("model", model, "version", number)
+        .register(registry);
+    Gauge.builder("modelgate.golden.examples", version, v -> golden.result(v).getExamples())
+        .description("Golden examples the version was last scored on (0 until run, or without a golden set)")
+        .tags("model", model, "version", number)
+        .register(registry);
     Gauge.builder("modelgate.queue.depth", version, GatewayMetrics::queued)
         .description("Requests waiting for execution (in the queue or a forming batch)")
         .tags("model", model, "version", number)

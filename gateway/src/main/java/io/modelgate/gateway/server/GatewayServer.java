@@ -80,6 +80,7 @@ public final class GatewayServer {
   private final Router router;
   private final ControlPlane control;
   private final io.modelgate.gateway.control.Fleet fleet;
+  private final io.modelgate.gateway.health.GoldenSets golden;
   private final AdminService admin;
   private final HttpEndpoints metrics;
   private final HealthStatusManager health;
@@ -101,6 +102,7 @@ public final class GatewayServer {
     this.router = b.router;
     this.control = b.control;
     this.fleet = b.fleet;
+    this.golden = b.golden;
     this.admin = b.admin;
     this.metrics = b.metrics;
     this.health = b.health;
@@ -120,6 +122,7 @@ public final class GatewayServer {
     Router router;
     ControlPlane control;
     io.modelgate.gateway.control.Fleet fleet;
+    io.modelgate.gateway.health.GoldenSets golden;
     AdminService admin;
     HttpEndpoints metrics;
     HealthStatusManager health;
@@ -232,17 +235,19 @@ public final class GatewayServer {
         controlSettings.etcd()
             ? new EtcdControlStore(controlSettings)
             : new FileControlStore(state, controlSettings.replica());
-    b.control = new ControlPlane(b.router, store, stats, stats.clock(), stats.background(), controlSettings.replica());
+    b.golden = new io.modelgate.gateway.health.GoldenSets(repository, stats.clock(), stats.background());
+    b.control = new ControlPlane(b.router, store, stats, b.golden, stats.clock(), stats.background(), controlSettings.replica());
     try {
       b.control.start();
     } catch (IOException | RuntimeException e) {
       b.control.close();
+      b.golden.close();
       throw e;
     }
-    b.gatewayMetrics = new GatewayMetrics(stats.prometheus(), repository, b.router, b.control, state);
+    b.gatewayMetrics = new GatewayMetrics(stats.prometheus(), repository, b.router, b.control, state, b.golden);
     b.versions = new io.modelgate.gateway.admin.VersionControl(repository, b.control, drainTimeout);
     b.fleet = new io.modelgate.gateway.control.Fleet(b.control, stats, stats.clock(), stats.background());
-    b.admin = new AdminService(repository, b.control, b.fleet, stats, b.versions);
+    b.admin = new AdminService(repository, b.control, b.fleet, b.golden, stats, b.versions);
     GatewayServer[] self = new GatewayServer[1];
     InferenceService inference =
         b.inference = new InferenceService(
@@ -300,6 +305,7 @@ public final class GatewayServer {
         }
         b.fleet.close();
         b.control.close();
+        b.golden.close();
         b.admin.close();
         b.versions.close();
         b.gatewayMetrics.close();
@@ -349,6 +355,11 @@ public final class GatewayServer {
 
   public Router router() {
     return router;
+  }
+
+  /** The versions' golden-set results. */
+  public io.modelgate.gateway.health.GoldenSets golden() {
+    return golden;
   }
 
   /** This replica's publication of its statistics to the fleet, and the fleet view. */
@@ -446,6 +457,7 @@ public final class GatewayServer {
     adminServer.shutdown();
     fleet.close();
     control.close();
+    golden.close();
     admin.close();
     versions.close();
     phases.add(Phase.STOPPED_ACCEPTING);

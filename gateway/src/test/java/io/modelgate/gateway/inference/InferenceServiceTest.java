@@ -313,12 +313,13 @@ class InferenceServiceTest {
     for (int i = 0; i < 5; i++) {
       gateway.blocking().modelInfer(request);
     }
-    // An execution's phases are recorded once it has answered all its requests: just after the
-    // last answer, on the executor thread. Wait for the fifth.
+    // An execution's phases (and the inferences it ran) are recorded once it has answered all its
+    // requests: just after the last answer, on the executor thread. Wait for the fifth.
     io.modelgate.proto.inference.ModelStatistics after = gateway.blocking().modelStatistics(query).getModelStats(0);
     long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-    while (after.getInferenceStats().getComputeInfer().getCount()
-            - before.getInferenceStats().getComputeInfer().getCount() < 5
+    while ((after.getInferenceStats().getComputeInfer().getCount()
+                - before.getInferenceStats().getComputeInfer().getCount() < 5
+            || after.getInferenceCount() - before.getInferenceCount() < 5)
         && System.nanoTime() < until) {
       Thread.onSpinWait();
       after = gateway.blocking().modelStatistics(query).getModelStats(0);

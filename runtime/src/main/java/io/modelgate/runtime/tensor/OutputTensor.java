@@ -37,4 +37,43 @@ public final class OutputTensor {
   public ByteString data() {
     return data;
   }
+
+  /** Whether its elements are FP32 or FP64, which {@link #toDoubles} reads. */
+  public boolean isFloatingPoint() {
+    return dataType == DataType.FP32 || dataType == DataType.FP64;
+  }
+
+  /**
+   * Its FP32 or FP64 elements as doubles, in order (a copy).
+   *
+   * @throws IllegalStateException for another element type
+   */
+  public double[] toDoubles() {
+    if (!isFloatingPoint()) {
+      throw new IllegalStateException(name + " is " + dataType.wireName() + ", not FP32 or FP64");
+    }
+    java.nio.ByteBuffer buffer = data.asReadOnlyByteBuffer().order(java.nio.ByteOrder.LITTLE_ENDIAN);
+    boolean single = dataType == DataType.FP32;
+    double[] values = new double[data.size() / (single ? 4 : 8)];
+    for (int i = 0; i < values.length; i++) {
+      values[i] = single ? buffer.getFloat() : buffer.getDouble();
+    }
+    return values;
+  }
+
+  /** The index, from 0, of the largest of {@code width} values starting at {@code from} (the first of ties). */
+  public static int argmax(double[] values, int from, int width) {
+    int best = from;
+    for (int i = from + 1; i < from + width; i++) {
+      if (values[i] > values[best]) {
+        best = i;
+      }
+    }
+    return best - from;
+  }
+
+  /** The length of the last axis: the classes of a classifier's output (1 for a scalar). */
+  public int rowWidth() {
+    return (int) Math.max(1, shape.length == 0 ? 1 : shape[shape.length - 1]);
+  }
 }

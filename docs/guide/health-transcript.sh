@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Regenerates the outputs of the model-health section of docs/operators-guide.md: writes the demo
+# repository with a faulty version 3 (`modelgate demo --faulty-version 3`), serves it, and runs the
+# section's commands in order, printing each command and its output ("$ cmd").
+#   docs/guide/health-transcript.sh > /tmp/health.txt
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+repo=$(pwd)
+port=${GUIDE_HEALTH_PORT:-48001}
+work=$(mktemp -d)
+pid=""
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
+# shellcheck source=docs/guide/show.sh
+source docs/guide/show.sh
+cd "$work"
+
+show demo models --faulty-version 3
+"$repo/bin/modelgate" demo models --faulty-version 3
+echo
+"$repo/bin/modelgate" serve --model-repository models --replica gw1 --grpc-port "$port" \
+  --metrics-port $((port + 1)) --admin-port $((port + 2)) >serve.log 2>&1 &
+pid=$!
+for _ in $(seq 1 120); do grep -q "serving KServe v2 gRPC" serve.log && break; sleep 0.5; done
+admin() { "$repo/bin/modelgate" admin --target "localhost:$((port + 2))" "$@"; }
+# Each version runs the golden set once it is READY: wait until all three have their score.
+for _ in $(seq 1 60); do
+  admin models 2>/dev/null | grep -qE "PENDING|RUNNING" || break
+  sleep 1
+done
+
+run_admin() { show admin "$@"; admin "$@" 2>&1 || true; echo; }
+
+echo "## health 1. every version's golden score"
+run_admin models
+run_admin validate --model cnn_mnist --version 3
+
+echo "## health 2. a rollout to a less accurate candidate"
+run_admin routes set --model cnn_mnist --weights 1=100 --reason "v1 serves; v3 is the candidate"
+run_admin rollout start --model cnn_mnist --baseline 1 --candidate 3 --steps 10,50,100 --interval 60s
+
+echo "## health 3. metrics"
+echo "\$ curl -s localhost:8002/metrics | grep '^modelgate_golden'"
+curl -s "localhost:$((port + 1))/metrics" | grep '^modelgate_golden' | sort

@@ -1,0 +1,299 @@
+package io.modelgate.gateway.health;
+
+import io.modelgate.proto.admin.v1.GoldenResult;
+import io.modelgate.proto.health.v1.GoldenExample;
+import io.modelgate.runtime.error.ErrorCode;
+import io.modelgate.runtime.error.InferenceException;
+import io.modelgate.runtime.execution.InferenceCallback;
+import io.modelgate.runtime.execution.InferenceRequest;
+import io.modelgate.runtime.execution.InferenceResult;
+import io.modelgate.runtime.repository.LoadedVersion;
+import io.modelgate.runtime.repository.ModelRepository;
+import io.modelgate.runtime.repository.ModelVersion;
+import io.modelgate.runtime.tensor.OutputTensor;
+import io.modelgate.runtime.tensor.RequestDecoder;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.time.Clock;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Predictive validity per version: each version of a model with a golden set runs it when it
+ * becomes READY (on this component's thread, {@code modelgate-golden}, one version at a time) and
+ * on {@link #validate}; the result belongs to that load of the version (a reload runs it again).
+ *
+ * <p>The examples go through the version's own queue and batcher, as requests do, a few at a time,
+ * so that serving traffic keeps its share; they are not counted as requests in its statistics.
+ *
+ * <p>Threading: results are immutable values in a concurrent map; {@link #result} never blocks.
+ */
+public final class GoldenSets implements AutoCloseable {
+  private static final Logger log = LoggerFactory.getLogger(GoldenSets.class);
+  /** Examples in flight at once per validation. */
+  static final int IN_FLIGHT = 8;
+  /** Failing examples listed in a result. */
+  static final int LISTED_FAILURES = 20;
+  private static final Duration EXAMPLE_TIMEOUT = Duration.ofSeconds(60);
+
+  private final ModelRepository repository;
+  private final Clock clock;
+  private final Map<String, Entry> results = new ConcurrentHashMap<>();
+  private final ExecutorService thread;
+
+  /** A result and the load of the version it was computed on. */
+  private record Entry(LoadedVersion loaded, GoldenResult result) {}
+
+  /**
+   * @param background whether versions are validated when they become READY (tests call {@link
+   *     #validate})
+   */
+  public GoldenSets(ModelRepository repository, Clock clock, boolean background) {
+    this.repository = repository;
+    this.clock = clock;
+    if (background) {
+      thread =
+          Executors.newSingleThreadExecutor(
+              r -> {
+                Thread t = new Thread(r, "modelgate-golden");
+                t.setDaemon(true);
+                return t;
+              });
+      repository.events().subscribe(this::onStateChange);
+      for (var model : repository.models()) {
+        for (ModelVersion version : model.versions()) {
+          onStateChange(version);
+        }
+      }
+    } else {
+      thread = null;
+    }
+  }
+
+  private void onStateChange(ModelVersion version) {
+    if (version.isReady() && hasGoldenSet(version.model()) && !thread.isShutdown()) {
+      thread.execute(() -> {
+        try {
+          validate(version);
+        } catch (RuntimeException e) {
+          log.warn("{}: golden set not run: {}", version.label(), e.getMessage());
+        }
+      });
+    }
+  }
+
+  private Path modelDirectory(String model) {
+    return repository.root().resolve(model);
+  }
+
+  public boolean hasGoldenSet(String model) {
+    return GoldenSet.exists(modelDirectory(model));
+  }
+
+  private static String key(ModelVersion version) {
+    return version.model() + "\u0000" + version.number();
+  }
+
+  /** The version's result on its current load; never blocks. */
+  public GoldenResult result(ModelVersion version) {
+    if (!hasGoldenSet(version.model())) {
+      return GoldenResult.newBuilder().setState("NONE").build();
+    }
+    Entry entry = results.get(key(version));
+    LoadedVersion loaded = version.loadedOrNull();
+    if (entry == null || loaded == null || entry.loaded() != loaded) {
+      return GoldenResult.newBuilder().setState("PENDING").build();
+    }
+    return entry.result();
+  }
+
+  /**
+   * Runs the golden set on {@code version} now, on the calling thread, and keeps the result.
+   *
+   * @throws InferenceException FAILED_PRECONDITION when the version is not READY
+   */
+  public GoldenResult validate(ModelVersion version) {
+    LoadedVersion loaded = version.serving();
+    if (!hasGoldenSet(version.model())) {
+      return GoldenResult.newBuilder().setState("NONE").build();
+    }
+    long started = System.nanoTime();
+    results.put(key(version), new Entry(loaded, GoldenResult.newBuilder().setState("RUNNING").setTimeMs(clock.millis()).build()));
+    GoldenResult result;
+    try {
+      result = run(GoldenSet.read(modelDirectory(version.model())), loaded, started);
+    } catch (IOException e) {
+      result = GoldenResult.newBuilder()
+          .setState("FAILED")
+          .setTimeMs(clock.millis())
+          .setError("the golden set of model '" + version.model() + "' cannot be read: " + e.getMessage())
+          .build();
+    }
+    results.put(key(version), new Entry(loaded, result));
+    if (result.getState().equals("DONE")) {
+      log.info("{}: golden set {}/{} passed ({}) in {} ms", version.label(), result.getPassed(), result.getExamples(),
+          String.format("%.4f", result.getScore()), Math.round(result.getSeconds() * 1000));
+    } else {
+      log.error("{}: golden set FAILED: {}", version.label(), result.getError());
+    }
+    return result;
+  }
+
+  /**
+   * Waits (up to {@code timeout}) for the background validation of the version's current load,
+   * running it on the calling thread when none has been started; the result as it stands then.
+   */
+  public GoldenResult await(ModelVersion version, Duration timeout) throws InterruptedException {
+    long deadline = System.nanoTime() + timeout.toNanos();
+    GoldenResult result = result(version);
+    if (result.getState().equals("PENDING") && thread == null) {
+      return validate(version);
+    }
+    while ((result.getState().equals("PENDING") || result.getState().equals("RUNNING")) && System.nanoTime() < deadline) {
+      Thread.sleep(20);
+      result = result(version);
+    }
+    return result;
+  }
+
+  private GoldenResult run(GoldenSet set, LoadedVersion loaded, long started) {
+    List<GoldenExample> examples = set.examples();
+    List<String> failing = new ArrayList<>();
+    int passed = 0;
+    for (int from = 0; from < examples.size(); from += IN_FLIGHT) {
+      int to = Math.min(examples.size(), from + IN_FLIGHT);
+      List<CompletableFuture<InferenceResult>> answers = new ArrayList<>(to - from);
+      for (int i = from; i < to; i++) {
+        answers.add(submit(examples.get(i), loaded));
+      }
+      for (int i = from; i < to; i++) {
+        GoldenExample example = examples.get(i);
+        String failure;
+        try {
+          failure = check(example, answers.get(i - from).get(EXAMPLE_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS), loaded);
+        } catch (ExecutionException e) {
+          failure = "answered " + (e.getCause() == null ? e : e.getCause()).getMessage();
+        } catch (TimeoutException e) {
+          failure = "no answer within " + EXAMPLE_TIMEOUT.toSeconds() + " s";
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+          throw InferenceException.unavailable("golden validation interrupted");
+        }
+        if (failure == null) {
+          passed++;
+        } else if (failing.size() < LISTED_FAILURES) {
+          failing.add(example.getName() + ": " + failure);
+        }
+      }
+    }
+    return GoldenResult.newBuilder()
+        .setState("DONE")
+        .setExamples(examples.size())
+        .setPassed(passed)
+        .setScore(passed / (double) examples.size())
+        .addAllFailing(failing)
+        .setTimeMs(clock.millis())
+        .setSeconds((System.nanoTime() - started) / 1e9)
+        .build();
+  }
+
+  /** Submits one example to the version's queue, retrying while the queue is full. */
+  private static CompletableFuture<InferenceResult> submit(GoldenExample example, LoadedVersion loaded) {
+    CompletableFuture<InferenceResult> answer = new CompletableFuture<>();
+    InferenceCallback callback =
+        new InferenceCallback() {
+          @Override
+          public void onSuccess(InferenceResult result) {
+            answer.complete(result);
+          }
+
+          @Override
+          public void onFailure(InferenceException error) {
+            answer.completeExceptionally(error);
+          }
+        };
+    long deadline = System.nanoTime() + EXAMPLE_TIMEOUT.toNanos();
+    while (true) {
+      try {
+        loaded.scheduler().submit(InferenceRequest.of(RequestDecoder.decode(example.getRequest(), loaded.signature()), System.nanoTime(), null, callback));
+        return answer;
+      } catch (InferenceException e) {
+        if (e.code() != ErrorCode.RESOURCE_EXHAUSTED || System.nanoTime() > deadline) {
+          answer.completeExceptionally(e);
+          return answer;
+        }
+        try {
+          Thread.sleep(5);
+        } catch (InterruptedException interrupted) {
+          Thread.currentThread().interrupt();
+          answer.completeExceptionally(InferenceException.unavailable("golden validation interrupted"));
+          return answer;
+        }
+      }
+    }
+  }
+
+  /** Null when {@code result} meets the example's expectation, else what went wrong. */
+  static String check(GoldenExample example, InferenceResult result, LoadedVersion loaded) {
+    String name = example.getOutput().isEmpty() ? loaded.signature().outputs().get(0).name() : example.getOutput();
+    OutputTensor output = null;
+    for (OutputTensor o : result.outputs()) {
+      if (o.name().equals(name)) {
+        output = o;
+      }
+    }
+    if (output == null) {
+      return "no output '" + name + "'";
+    }
+    if (!output.isFloatingPoint()) {
+      return "output '" + name + "' is " + output.dataType().wireName() + ", not FP32 or FP64";
+    }
+    double[] values = output.toDoubles();
+    switch (example.getExpectationCase()) {
+      case LABEL -> {
+        int width = output.rowWidth();
+        for (int row = 0; row + width <= values.length; row += width) {
+          int got = OutputTensor.argmax(values, row, width);
+          if (got != example.getLabel()) {
+            return "expected class " + example.getLabel() + ", got " + got;
+          }
+        }
+        return null;
+      }
+      case EXPECTED -> {
+        List<Double> expected = example.getExpected().getValuesList();
+        if (expected.size() != values.length) {
+          return "expected " + expected.size() + " values, got " + values.length;
+        }
+        double tolerance = example.getExpected().getTolerance();
+        for (int i = 0; i < values.length; i++) {
+          if (!(Math.abs(values[i] - expected.get(i)) <= tolerance)) {
+            return String.format("value %d is %.6g, expected %.6g within %.3g", i, values[i], expected.get(i), tolerance);
+          }
+        }
+        return null;
+      }
+      default -> {
+        return "no expectation";
+      }
+    }
+  }
+
+  @Override
+  public void close() {
+    if (thread != null) {
+      thread.shutdownNow();
+    }
+  }
+}
