@@ -38,6 +38,21 @@ echo "## health 2. a rollout to a less accurate candidate"
 run_admin routes set --model cnn_mnist --weights 1=100 --reason "v1 serves; v3 is the candidate"
 run_admin rollout start --model cnn_mnist --baseline 1 --candidate 3 --steps 10,50,100 --interval 60s
 
-echo "## health 3. metrics"
-echo "\$ curl -s localhost:8002/metrics | grep '^modelgate_golden'"
-curl -s "localhost:$((port + 1))/metrics" | grep '^modelgate_golden' | sort
+echo "## health 3. a shadow phase"
+run_admin rollout start --model cnn_mnist --baseline 1 --candidate 3 --steps 10,50,100 --interval 10s --min-samples 100 \
+  --max-accuracy-drop 0.2 --shadow-agreement 0.99
+show infer --model cnn_mnist --digit 8 --repeat 20
+"$repo/bin/modelgate" infer --target "localhost:$port" --model cnn_mnist --digit 8 --repeat 20 | tail -n 2
+show infer --model cnn_mnist --digit 7 --repeat 100
+"$repo/bin/modelgate" infer --target "localhost:$port" --model cnn_mnist --digit 7 --repeat 100 | tail -n 2
+echo
+for _ in $(seq 1 60); do
+  admin rollout status --model cnn_mnist 2>/dev/null | grep -q "baseline v1, RUNNING" || break
+  sleep 1
+done
+run_admin rollout status --model cnn_mnist
+run_admin stats --model cnn_mnist --version 3 --window 1m
+
+echo "## health 4. metrics"
+echo "\$ curl -s localhost:8002/metrics | grep -E '^modelgate_(golden|shadow_comparisons)' | grep -v ' 0.0\$'"
+curl -s "localhost:$((port + 1))/metrics" | grep -E '^modelgate_(golden|shadow_comparisons)' | grep -v ' 0.0$' | sort

@@ -273,8 +273,10 @@ final class AdminCommand implements Runnable {
           out.printf("%-16s %-4s %-6s errors by code: %s%n", "", "", "", w.getErrorsByCodeMap());
         }
         if (w.hasShadow() && (w.getShadow().getCompared() > 0 || w.getShadow().getFailed() > 0)) {
-          out.printf("%-16s %-4s %-6s as shadow: %d compared, %d argmax agreed, max |diff| %.6g, %d failed%n", "", "", "",
-              w.getShadow().getCompared(), w.getShadow().getArgmaxAgreed(), w.getShadow().getMaxAbsDiff(),
+          out.printf("%-16s %-4s %-6s as shadow: %d compared, %d argmax agreed (%.2f%%)%s, %d failed%n", "", "", "",
+              w.getShadow().getCompared(), w.getShadow().getArgmaxAgreed(),
+              w.getShadow().getCompared() == 0 ? 0.0 : 100.0 * w.getShadow().getArgmaxAgreed() / w.getShadow().getCompared(),
+              w.getWindow().equals("all") ? String.format(", max |diff| %.6g", w.getShadow().getMaxAbsDiff()) : "",
               w.getShadow().getFailed());
         }
       }
@@ -508,7 +510,13 @@ final class AdminCommand implements Runnable {
           s.getStepsList(), s.getIntervalS(), s.getThresholds().getMinSamples(), s.getThresholds().getMaxP99Ratio(),
           s.getThresholds().getMaxErrorRateIncrease() * 100, s.getThresholds().getSignificance(),
           s.getThresholds().getMaxAccuracyDrop());
-      if (r.getState().equals("RUNNING")) {
+      if (s.getThresholds().getMinShadowAgreement() > 0) {
+        out.printf("  shadow phase first: %.0f%% of requests copied to the candidate; live once %.2f%% of %d copies agree%n",
+            s.getShadowRate() * 100, s.getThresholds().getMinShadowAgreement() * 100, s.getThresholds().getMinSamples());
+      }
+      if (r.getState().equals("RUNNING") && r.getShadowPhase()) {
+        out.printf("  now in the shadow phase: the candidate gets copies, no traffic%n");
+      } else if (r.getState().equals("RUNNING")) {
         out.printf("  now at step %d/%d: %d%% to the candidate%n", r.getStepIndex() + 1, s.getStepsCount(), s.getSteps(r.getStepIndex()));
       }
       out.printf("  %-24s %-5s %-9s %s%n", "TIME", "STEP", "VERDICT", "REASON");
@@ -516,12 +524,20 @@ final class AdminCommand implements Runnable {
         out.printf("  %-24s %4d%% %-9s %s%n", Instant.ofEpochMilli(d.getTimeMs()), d.getStepPercent(), d.getVerdict(), d.getReason());
         if (d.hasEvidence()) {
           Evidence e = d.getEvidence();
-          out.printf("  %-24s       %-9s samples %d vs %d; p50 %.3f vs %.3f ms; p99 %.3f vs %.3f ms (ratio %.2f); errors %.2f%% vs %.2f%%; U %.0f, z %.2f, p %.3g%n",
-              "", "evidence", e.getBaselineSamples(), e.getCandidateSamples(), e.getBaselineP50Ms(), e.getCandidateP50Ms(),
-              e.getBaselineP99Ms(), e.getCandidateP99Ms(), e.getP99Ratio(), e.getBaselineErrorRate() * 100,
-              e.getCandidateErrorRate() * 100, e.getMannWhitneyU(), e.getZ(), e.getPValue());
+          String label = "evidence";
+          if (e.getBaselineSamples() + e.getCandidateSamples() > 0 || e.getShadowCompared() == 0) {
+            out.printf("  %-24s       %-9s samples %d vs %d; p50 %.3f vs %.3f ms; p99 %.3f vs %.3f ms (ratio %.2f); errors %.2f%% vs %.2f%%; U %.0f, z %.2f, p %.3g%n",
+                "", label, e.getBaselineSamples(), e.getCandidateSamples(), e.getBaselineP50Ms(), e.getCandidateP50Ms(),
+                e.getBaselineP99Ms(), e.getCandidateP99Ms(), e.getP99Ratio(), e.getBaselineErrorRate() * 100,
+                e.getCandidateErrorRate() * 100, e.getMannWhitneyU(), e.getZ(), e.getPValue());
+            label = "";
+          }
+          if (e.getShadowCompared() > 0) {
+            out.printf("  %-24s       %-9s shadow copies compared %d, argmax agreed %d (%.2f%%)%n", "", label,
+                e.getShadowCompared(), e.getShadowAgreed(), 100.0 * e.getShadowAgreed() / e.getShadowCompared());
+          }
           if (e.getBaselineGoldenScore() >= 0 || e.getCandidateGoldenScore() >= 0) {
-            out.printf("  %-24s       %-9s golden score %s vs %s%n", "", "", golden(e.getBaselineGoldenScore()),
+            out.printf("  %-24s       %-9s golden score: baseline %s, candidate %s%n", "", e.getShadowCompared() > 0 ? "" : label, golden(e.getBaselineGoldenScore()),
                 golden(e.getCandidateGoldenScore()));
           }
         }
@@ -545,6 +561,12 @@ final class AdminCommand implements Runnable {
       @Option(names = "--max-accuracy-drop", defaultValue = "0",
           description = "With a golden set: how far the candidate's score may fall below the baseline's (0 to 1). Default: ${DEFAULT-VALUE}.")
       double maxAccuracyDrop;
+      @Option(names = "--shadow-agreement", defaultValue = "0", paramLabel = "SHARE",
+          description = {"Above 0: start with a shadow phase, the candidate getting copies of the baseline's traffic;",
+              "it goes live only if at least this share of --min-samples copies agree with the primary's argmax. Default: ${DEFAULT-VALUE}."})
+      double shadowAgreement;
+      @Option(names = "--shadow-rate", defaultValue = "1", description = "Share of requests copied in the shadow phase. Default: ${DEFAULT-VALUE}.")
+      double shadowRate;
 
       @Override
       public Integer call() throws Exception {
@@ -552,9 +574,10 @@ final class AdminCommand implements Runnable {
             StartRolloutRequest.newBuilder().setSpec(RolloutSpec.newBuilder()
                 .setModel(model).setBaseline(baseline).setCandidate(candidate).addAllSteps(steps)
                 .setIntervalS((int) Math.max(1, interval.toSeconds()))
+                .setShadowRate(shadowAgreement > 0 ? shadowRate : 0)
                 .setThresholds(Thresholds.newBuilder().setMinSamples(minSamples).setMaxP99Ratio(maxP99Ratio)
                     .setMaxErrorRateIncrease(maxErrorRateIncrease).setSignificance(significance)
-                    .setMaxAccuracyDrop(maxAccuracyDrop))).build())));
+                    .setMaxAccuracyDrop(maxAccuracyDrop).setMinShadowAgreement(shadowAgreement))).build())));
       }
     }
 

@@ -17,6 +17,7 @@ import io.modelgate.proto.admin.v1.StepSamples;
 import io.modelgate.proto.admin.v1.Rollout;
 import io.modelgate.proto.admin.v1.RolloutSpec;
 import io.modelgate.proto.admin.v1.RoutingPolicy;
+import io.modelgate.proto.admin.v1.ShadowRouting;
 import io.modelgate.proto.admin.v1.Thresholds;
 import io.modelgate.runtime.error.InferenceException;
 import io.modelgate.runtime.repository.Model;
@@ -423,6 +424,9 @@ public final class ControlPlane implements AutoCloseable {
     if (spec.getIntervalS() == 0) {
       b.setIntervalS(60);
     }
+    if (spec.getShadowRate() == 0 && spec.getThresholds().getMinShadowAgreement() > 0) {
+      b.setShadowRate(1.0);
+    }
     return b.setThresholds(withDefaults(spec.getThresholds())).build();
   }
 
@@ -463,22 +467,30 @@ public final class ControlPlane implements AutoCloseable {
     RoutingPolicy baselinePolicy =
         current.getWeightsCount() > 0 ? current : current.toBuilder().putWeights(spec.getBaseline(), 1).build();
     long now = clock.millis();
+    boolean shadowPhase = spec.getThresholds().getMinShadowAgreement() > 0;
     Rollout rollout =
         Rollout.newBuilder()
             .setModel(spec.getModel())
             .setSpec(spec)
             .setState("RUNNING")
             .setStepIndex(0)
+            .setShadowPhase(shadowPhase)
             .setStartedAtMs(now)
             .setStepStartedAtMs(now)
             .setBaselinePolicy(baselinePolicy)
             .addDecisions(
                 Decision.newBuilder()
                     .setTimeMs(now)
-                    .setStepPercent(spec.getSteps(0))
+                    .setStepPercent(shadowPhase ? 0 : spec.getSteps(0))
                     .setVerdict("START")
-                    .setReason("rollout started by " + caller + ": candidate " + spec.getCandidate() + " at "
-                        + spec.getSteps(0) + "%, baseline " + spec.getBaseline()))
+                    .setReason("rollout started by " + caller + ": "
+                        + (shadowPhase
+                            ? String.format("shadow phase, candidate %d gets a copy of %.0f%% of requests and goes live at %d%%"
+                                    + " if at least %.2f%% of %d copies agree with the primary answer",
+                                spec.getCandidate(), spec.getShadowRate() * 100, spec.getSteps(0),
+                                spec.getThresholds().getMinShadowAgreement() * 100, spec.getThresholds().getMinSamples())
+                            : "candidate " + spec.getCandidate() + " at " + spec.getSteps(0) + "%")
+                        + ", baseline " + spec.getBaseline()))
             .build();
     AuditRecord started =
         AuditRecord.newBuilder()
@@ -489,7 +501,16 @@ public final class ControlPlane implements AutoCloseable {
             .setVersion(spec.getCandidate())
             .setDetail(spec.toString().replace('\n', ' '))
             .build();
-    applyStep(rollout, 0, current.getRevision(), List.of(started));
+    if (shadowPhase) {
+      RoutingPolicy shadowed = baselinePolicy.toBuilder()
+          .setShadow(ShadowRouting.newBuilder().setVersion(spec.getCandidate()).setSampleRate(spec.getShadowRate()))
+          .build();
+      apply(shadowed, current.getRevision(), ROLLOUT_CALLER, "RolloutShadow",
+          "rollout shadow phase: candidate " + spec.getCandidate() + " as the shadow", Memory.REMEMBER,
+          next -> rollout.toBuilder().setPolicyRevision(next.getRevision()).build(), List.of(started));
+    } else {
+      applyStep(rollout, 0, current.getRevision(), List.of(started));
+    }
     return current(spec.getModel());
   }
 
@@ -592,7 +613,10 @@ public final class ControlPlane implements AutoCloseable {
         replicas.add(snapshot.getReplica());
       }
     }
-    RolloutJudge.Judgement judged = RolloutJudge.judge(spec.getThresholds(), baseline, candidate);
+    RolloutJudge.Judgement judged =
+        rollout.getShadowPhase()
+            ? judgeShadow(spec, shadowAgreement(spec, since, replicas))
+            : RolloutJudge.judge(spec.getThresholds(), baseline, candidate);
     Evidence.Builder evidence = judged.evidence().toBuilder().setReplicas(replicas.size());
     // Predictive validity first: a candidate that answers wrongly fails however fast it is.
     Validity validity = validity(spec, evidence);
@@ -622,6 +646,18 @@ public final class ControlPlane implements AutoCloseable {
         log.warn("rollout of model '{}' rolled back: {}", model, judgement.reason());
       }
       case PASS -> {
+        if (rollout.getShadowPhase()) {
+          Rollout live = rollout.toBuilder()
+              .setShadowPhase(false)
+              .setStepIndex(0)
+              .setStepStartedAtMs(now)
+              .addDecisions(decision(now, rollout, "ADVANCE",
+                  judgement.reason() + "; first live step " + spec.getSteps(0) + "%", judgement))
+              .build();
+          applyStep(live, 0, router.route(model).policy().getRevision(), List.of());
+          log.info("rollout of model '{}' leaves its shadow phase for {}%: {}", model, spec.getSteps(0), judgement.reason());
+          return;
+        }
         int nextStep = rollout.getStepIndex() + 1;
         long revision = router.route(model).policy().getRevision();
         // A step can be judged only while the baseline still takes traffic: passing the last step
@@ -685,12 +721,55 @@ public final class ControlPlane implements AutoCloseable {
           c.getScore(), c.getPassed(), c.getExamples(), b.getScore(), b.getPassed(), b.getExamples(), drop,
           c.getFailingCount() == 0 ? "-" : String.join("; ", c.getFailingList().subList(0, Math.min(3, c.getFailingCount())))));
     }
-    return new Validity(RolloutJudge.Verdict.PASS, String.format("; golden scores %.4f vs %.4f (allowed drop %.4f)",
-        c.getScore(), b.getScore(), drop));
+    return new Validity(RolloutJudge.Verdict.PASS, String.format("; golden scores: baseline %.4f, candidate %.4f (allowed drop %.4f)",
+        b.getScore(), c.getScore(), drop));
   }
 
   private GoldenResult goldenOf(Model model, long number) {
     return model.version(number).map(golden::result).orElse(GoldenResult.newBuilder().setState("NONE").build());
+  }
+
+  /**
+   * The candidate's shadow comparisons since the step started: this replica's, and in a fleet the
+   * others' as last published (their replicas added to {@code replicas}).
+   */
+  private VersionStats.ShadowAgreement shadowAgreement(RolloutSpec spec, long since, java.util.Set<String> replicas) {
+    VersionStats candidate = stats.find(spec.getModel(), spec.getCandidate());
+    VersionStats.ShadowAgreement mine = candidate == null ? new VersionStats.ShadowAgreement(0, 0) : candidate.shadowSince(since);
+    long compared = mine.compared();
+    long agreed = mine.agreed();
+    if (store.shared()) {
+      for (ReplicaSnapshot snapshot : store.snapshots(spec.getModel())) {
+        if (!snapshot.getReplica().equals(replica) && snapshot.getVersion() == spec.getCandidate()
+            && snapshot.hasStep() && snapshot.getStep().getSinceMs() == since) {
+          compared += snapshot.getStep().getShadowCompared();
+          agreed += snapshot.getStep().getShadowAgreed();
+          replicas.add(snapshot.getReplica());
+        }
+      }
+    }
+    return new VersionStats.ShadowAgreement(compared, agreed);
+  }
+
+  /** The shadow phase's verdict: WAIT for min_samples comparisons, then PASS at or above the agreement required. */
+  private static RolloutJudge.Judgement judgeShadow(RolloutSpec spec, VersionStats.ShadowAgreement agreement) {
+    Thresholds t = spec.getThresholds();
+    Evidence evidence = Evidence.newBuilder()
+        .setShadowCompared(agreement.compared())
+        .setShadowAgreed(agreement.agreed())
+        .build();
+    if (agreement.compared() < t.getMinSamples()) {
+      return new RolloutJudge.Judgement(RolloutJudge.Verdict.WAIT,
+          String.format("waiting for shadow comparisons: %d/%d", agreement.compared(), t.getMinSamples()), evidence);
+    }
+    String measured = String.format("shadow agreement %.2f%% (%d of %d copies had the primary's argmax)",
+        agreement.rate() * 100, agreement.agreed(), agreement.compared());
+    if (agreement.rate() < t.getMinShadowAgreement()) {
+      return new RolloutJudge.Judgement(RolloutJudge.Verdict.FAIL,
+          measured + String.format(" is below the %.2f%% required", t.getMinShadowAgreement() * 100), evidence);
+    }
+    return new RolloutJudge.Judgement(RolloutJudge.Verdict.PASS,
+        measured + String.format(", at least %.2f%% required", t.getMinShadowAgreement() * 100), evidence);
   }
 
   private VersionStats.Samples local(String model, long version, long since) {
@@ -755,7 +834,7 @@ public final class ControlPlane implements AutoCloseable {
     Decision.Builder decision =
         Decision.newBuilder()
             .setTimeMs(now)
-            .setStepPercent(rollout.getSpec().getSteps(rollout.getStepIndex()))
+            .setStepPercent(rollout.getShadowPhase() ? 0 : rollout.getSpec().getSteps(rollout.getStepIndex()))
             .setVerdict(verdict)
             .setReason(reason);
     if (judgement != null) {
@@ -784,11 +863,14 @@ public final class ControlPlane implements AutoCloseable {
     }
     Thresholds t = spec.getThresholds();
     if (t.getMaxP99Ratio() < 1 || t.getSignificance() <= 0 || t.getSignificance() >= 1 || t.getMaxErrorRateIncrease() < 0
-        || t.getMaxAccuracyDrop() < 0 || t.getMaxAccuracyDrop() > 1) {
+        || t.getMaxAccuracyDrop() < 0 || t.getMaxAccuracyDrop() > 1
+        || t.getMinShadowAgreement() < 0 || t.getMinShadowAgreement() > 1
+        || spec.getShadowRate() < 0 || spec.getShadowRate() > 1
+        || (t.getMinShadowAgreement() > 0 && spec.getShadowRate() == 0)) {
       throw InferenceException.invalidArgument(
           "thresholds " + t.toString().replace('\n', ' ')
               + " (expected: max_p99_ratio >= 1, 0 < significance < 1, max_error_rate_increase >= 0,"
-              + " 0 <= max_accuracy_drop <= 1)");
+              + " 0 <= max_accuracy_drop <= 1, 0 <= min_shadow_agreement <= 1, 0 < shadow_rate <= 1)");
     }
   }
 

@@ -91,7 +91,10 @@ public final class Fleet implements AutoCloseable {
     if (rollout != null
         && rollout.getState().equals("RUNNING")
         && (rollout.getSpec().getBaseline() == version.version() || rollout.getSpec().getCandidate() == version.version())) {
-      snapshot.setStep(step(version.samplesSince(rollout.getStepStartedAtMs()), rollout.getStepStartedAtMs()));
+      VersionStats.ShadowAgreement shadow = version.shadowSince(rollout.getStepStartedAtMs());
+      snapshot.setStep(step(version.samplesSince(rollout.getStepStartedAtMs()), rollout.getStepStartedAtMs()).toBuilder()
+          .setShadowCompared(shadow.compared())
+          .setShadowAgreed(shadow.agreed()));
     }
     return snapshot.build();
   }

@@ -334,9 +334,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       answer.deadline = Context.current().getDeadline();
       answer.classification = Classification.requested(request, loaded.signature());
       ModelVersion shadow = route.shadow();
-      if (shadow != null && shadow != version) {
-        answer.shadow = new ShadowComparison(statsOf(shadow.loadedOrNull()));
-      }
+      answer.shadow = ShadowComparison.of(shadow, version, clock);
       submit(request, loaded, arrival, call::isCancelled, answer);
       if (answer.shadow != null) {
         startShadow(request, shadow, answer.shadow);
@@ -579,9 +577,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
         answer.deadline = context.getDeadline();
         answer.classification = Classification.requested(request, loaded.signature());
         ModelVersion shadow = route.shadow();
-        if (shadow != null && shadow != version) {
-          answer.shadow = new ShadowComparison(statsOf(shadow.loadedOrNull()));
-        }
+        answer.shadow = ShadowComparison.of(shadow, version, clock);
         Context previous = context.attach();
         try {
           submit(request, loaded, arrival, call::isCancelled, answer);

@@ -13,12 +13,28 @@ import io.modelgate.runtime.tensor.OutputTensor;
  */
 final class ShadowComparison {
   private final VersionStats shadowStats;
+  private final long primaryVersion;
+  private final java.time.Clock clock;
   private OutputTensor[] primary;
   private OutputTensor[] shadow;
   private boolean over;
 
-  ShadowComparison(VersionStats shadowStats) {
+  private ShadowComparison(VersionStats shadowStats, long primaryVersion, java.time.Clock clock) {
     this.shadowStats = shadowStats;
+    this.primaryVersion = primaryVersion;
+    this.clock = clock;
+  }
+
+  /**
+   * The comparison of {@code primary}'s answer with {@code shadow}'s (the route's shadow for this
+   * request, or null when it is not sampled), or null when there is nothing to compare.
+   */
+  static ShadowComparison of(io.modelgate.runtime.repository.ModelVersion shadow,
+      io.modelgate.runtime.repository.ModelVersion primary, java.time.Clock clock) {
+    if (shadow == null || shadow == primary) {
+      return null;
+    }
+    return new ShadowComparison(InferenceService.statsOf(shadow.loadedOrNull()), primary.number(), clock);
   }
 
   void primary(InferenceResult result) {
@@ -65,7 +81,7 @@ final class ShadowComparison {
       over = true;
     }
     if (shadowStats != null) {
-      shadowStats.recordShadowFailure();
+      shadowStats.recordShadowFailure(primaryVersion);
     }
   }
 
@@ -106,9 +122,9 @@ final class ShadowComparison {
       }
     }
     if (compared) {
-      shadowStats.recordShadow(agreed, maxDiff);
+      shadowStats.recordShadow(primaryVersion, agreed, maxDiff, clock.millis());
     } else {
-      shadowStats.recordShadowFailure();
+      shadowStats.recordShadowFailure(primaryVersion);
     }
   }
 

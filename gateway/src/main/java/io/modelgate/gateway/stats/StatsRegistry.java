@@ -291,13 +291,22 @@ public final class StatsRegistry implements StageRecorder.Factory, AutoCloseable
         .setQueueMs(distribution(w.queue(), 1000.0))
         .setComputeMs(distribution(w.compute(), 1000.0))
         .setBatchRows(distribution(w.rows(), 1.0));
+    long compared = w.answers()[VersionStats.SHADOW_COMPARED];
+    long failed = w.answers()[VersionStats.SHADOW_FAILED];
     if (shadowSource != null) {
+      // Since the version loaded: the largest difference too.
       out.setShadow(
           ShadowStats.newBuilder()
               .setCompared(shadowSource.shadowCompared())
               .setArgmaxAgreed(shadowSource.shadowAgreed())
               .setMaxAbsDiff(shadowSource.shadowMaxDiff())
               .setFailed(shadowSource.shadowFailed()));
+    } else if (compared > 0 || failed > 0) {
+      out.setShadow(
+          ShadowStats.newBuilder()
+              .setCompared(compared)
+              .setArgmaxAgreed(w.answers()[VersionStats.SHADOW_AGREED])
+              .setFailed(failed));
     }
     return out.build();
   }

@@ -38,6 +38,15 @@ public final class VersionStats implements StageRecorder {
   /** The most batch sizes reported one by one in {@link #statistics()}. */
   static final int MAX_BATCH_SIZES = 1024;
   private static final int CODES = Status.Code.values().length;
+  /**
+   * The counts each statistics interval keeps: answers by status code (indexed by {@link
+   * Status.Code#value()}), then, recorded on a shadow version, its comparisons, those whose argmax
+   * agreed, and the copies that failed.
+   */
+  static final int COUNTS = CODES + 3;
+  static final int SHADOW_COMPARED = CODES;
+  static final int SHADOW_AGREED = CODES + 1;
+  static final int SHADOW_FAILED = CODES + 2;
   private static final int SAMPLES = 1 << 14;
 
   private final String model;
@@ -51,6 +60,13 @@ public final class VersionStats implements StageRecorder {
   private final LongAdder[] answers = new LongAdder[CODES];
 
   private final LongAdder shadowCompared = new LongAdder();
+  private final MeterRegistry registry;
+  /** Per primary version: (agreed, disagreed, failed) counters for Prometheus. */
+  private final java.util.concurrent.ConcurrentHashMap<Long, Counter[]> pairs = new java.util.concurrent.ConcurrentHashMap<>();
+  /** Recent shadow comparisons: (ms since {@code epochMillis}) << 1 | agreed. */
+  private static final int SHADOW_SAMPLES = 1 << 12;
+  private final AtomicLongArray shadowSamples = new AtomicLongArray(SHADOW_SAMPLES);
+  private final java.util.concurrent.atomic.AtomicLong shadowCursor = new java.util.concurrent.atomic.AtomicLong();
   private final LongAdder shadowAgreed = new LongAdder();
   private final LongAdder shadowFailed = new LongAdder();
   private final DoubleAccumulator shadowMaxDiff = new DoubleAccumulator(Math::max, 0);
@@ -136,7 +152,11 @@ public final class VersionStats implements StageRecorder {
               .tags("model", model, "version", v, "code", code.name())
               .register(registry);
     }
-    this.windows = new Windows(intervalsPerMinute, CODES, nowMillis);
+    this.windows = new Windows(intervalsPerMinute, COUNTS, nowMillis);
+    this.registry = registry;
+    for (int i = 0; i < SHADOW_SAMPLES; i++) {
+      shadowSamples.setPlain(i, Long.MIN_VALUE);
+    }
   }
 
   /** Latency buckets exported to Prometheus, from 100 µs to 10 s (about 2.5 per decade). */
@@ -273,18 +293,75 @@ public final class VersionStats implements StageRecorder {
     recordAnswer(code, endToEndNanos, nowMillis, false);
   }
 
-  /** A shadow answer compared with its primary: agreement of the argmax and the largest difference. */
-  public void recordShadow(boolean argmaxAgreed, double maxAbsDiff) {
+  /**
+   * A shadow answer of this version compared with the answer of {@code primary}: whether their
+   * argmax agreed, and their largest difference. Counted per (primary, shadow) pair for
+   * Prometheus, in this version's windows, and kept with its time for rollouts ({@link
+   * #shadowSince}).
+   */
+  public void recordShadow(long primary, boolean argmaxAgreed, double maxAbsDiff, long nowMillis) {
     shadowCompared.increment();
     if (argmaxAgreed) {
       shadowAgreed.increment();
     }
     shadowMaxDiff.accumulate(maxAbsDiff);
+    pair(primary)[argmaxAgreed ? 0 : 1].increment();
+    long at = (nowMillis - epochMillis) << 1;
+    shadowSamples.setRelease((int) (shadowCursor.getAndIncrement() & (SHADOW_SAMPLES - 1)), argmaxAgreed ? at | 1 : at);
   }
 
-  /** A shadow request that failed or could not be compared. */
-  public void recordShadowFailure() {
+  /** A shadow copy of a request to {@code primary} that failed or could not be compared. */
+  public void recordShadowFailure(long primary) {
     shadowFailed.increment();
+    pair(primary)[2].increment();
+  }
+
+  /** The pair's counters (agreed, disagreed, failed), made on its first comparison. */
+  private Counter[] pair(long primary) {
+    Counter[] counters = pairs.get(primary);
+    if (counters == null) {
+      counters = pairs.computeIfAbsent(primary, p -> {
+        Counter[] made = new Counter[3];
+        String[] outcomes = {"agreed", "disagreed", "failed"};
+        for (int i = 0; i < 3; i++) {
+          made[i] = Counter.builder("modelgate.shadow.comparisons")
+              .description("Shadow copies compared with their primary answer, by (primary, shadow) pair and outcome"
+                  + " (agreed: the same argmax)")
+              .tags("model", model, "primary", Long.toString(p), "shadow", Long.toString(version), "outcome", outcomes[i])
+              .register(registry);
+        }
+        return made;
+      });
+    }
+    return counters;
+  }
+
+  /** Shadow comparisons of this version since {@code sinceMillis}: how many, and how many agreed. */
+  public record ShadowAgreement(long compared, long agreed) {
+    public double rate() {
+      return compared == 0 ? 0 : agreed / (double) compared;
+    }
+  }
+
+  /**
+   * The most recent shadow comparisons (up to {@value #SHADOW_SAMPLES}) since {@code sinceMillis}:
+   * what a rollout's shadow phase is judged on.
+   */
+  public ShadowAgreement shadowSince(long sinceMillis) {
+    long since = sinceMillis - epochMillis;
+    long end = shadowCursor.get();
+    long start = Math.max(0, end - SHADOW_SAMPLES);
+    long compared = 0;
+    long agreed = 0;
+    for (long i = end - 1; i >= start; i--) {
+      long sample = shadowSamples.getAcquire((int) (i & (SHADOW_SAMPLES - 1)));
+      if (sample == Long.MIN_VALUE || (sample >> 1) < since) {
+        continue;
+      }
+      compared++;
+      agreed += sample & 1;
+    }
+    return new ShadowAgreement(compared, agreed);
   }
 
   private static long clamp(long micros) {
@@ -295,7 +372,10 @@ public final class VersionStats implements StageRecorder {
 
   /** Answers by status code since the version first loaded, indexed by {@link Status.Code#value()}. */
   long[] answerCounts() {
-    long[] counts = new long[CODES];
+    long[] counts = new long[COUNTS];
+    counts[SHADOW_COMPARED] = shadowCompared.sum();
+    counts[SHADOW_AGREED] = shadowAgreed.sum();
+    counts[SHADOW_FAILED] = shadowFailed.sum();
     for (int i = 0; i < CODES; i++) {
       counts[i] = answers[i].sum();
     }
@@ -344,7 +424,7 @@ public final class VersionStats implements StageRecorder {
           queue.getIntervalHistogram(),
           compute.getIntervalHistogram(),
           rows.getIntervalHistogram(),
-          CODES);
+          COUNTS);
     }
     recycle.endToEnd = endToEnd.getIntervalHistogram(recycle.endToEnd);
     recycle.queue = queue.getIntervalHistogram(recycle.queue);
@@ -360,7 +440,7 @@ public final class VersionStats implements StageRecorder {
   public long footprintBytes() {
     long recorders = 2L * (3 * latencyHistogram().getEstimatedFootprintInBytes()
         + rowsHistogram().getEstimatedFootprintInBytes());
-    return windows.footprintBytes() + recorders + 8L * SAMPLES;
+    return windows.footprintBytes() + recorders + 8L * SAMPLES + 8L * SHADOW_SAMPLES;
   }
 
   Windows.Window window(int intervals) {

@@ -92,6 +92,15 @@ class ShadowTest {
     assertThat(shadowSide.getShadow().getArgmaxAgreed()).isEqualTo(20);
     assertThat(shadowSide.getShadow().getMaxAbsDiff()).isZero();
     assertThat(shadowSide.getRequests()).isEqualTo(20);
+    // The same over the last minute (the interval just closed), and per (primary, shadow) pair on /metrics.
+    WindowStats minute = gateway.stats.report("m", 2).getVersions(0).getWindowsList().stream()
+        .filter(w -> w.getWindow().equals("1m")).findFirst().orElseThrow();
+    assertThat(minute.getShadow().getCompared()).isEqualTo(20);
+    assertThat(minute.getShadow().getArgmaxAgreed()).isEqualTo(20);
+    assertThat(gateway.stats.scrape())
+        .contains("modelgate_shadow_comparisons_total{model=\"m\",outcome=\"agreed\",primary=\"1\",shadow=\"2\"} 20.0")
+        .contains("modelgate_shadow_comparisons_total{model=\"m\",outcome=\"disagreed\",primary=\"1\",shadow=\"2\"} 0.0");
+    assertThat(two.shadowSince(0).compared()).isEqualTo(20);
   }
 
   @Test
