@@ -17,6 +17,11 @@ cd "$work"
 show demo models --faulty-version 3
 "$repo/bin/modelgate" demo models --faulty-version 3
 echo
+# A payload log of one request in ten, without the images.
+printf 'payload_log:\n  sample_rate: 0.1\n  drop: [input_image]\n' >>models/cnn_mnist/model.yaml
+echo "\$ cat models/cnn_mnist/model.yaml"
+cat models/cnn_mnist/model.yaml
+echo
 "$repo/bin/modelgate" serve --model-repository models --replica gw1 --grpc-port "$port" \
   --metrics-port $((port + 1)) --admin-port $((port + 2)) >serve.log 2>&1 &
 pid=$!
@@ -53,6 +58,13 @@ done
 run_admin rollout status --model cnn_mnist
 run_admin stats --model cnn_mnist --version 3 --window 1m
 
-echo "## health 4. metrics"
-echo "\$ curl -s localhost:8002/metrics | grep -E '^modelgate_(golden|shadow_comparisons)' | grep -v ' 0.0\$'"
-curl -s "localhost:$((port + 1))/metrics" | grep -E '^modelgate_(golden|shadow_comparisons)' | grep -v ' 0.0$' | sort
+echo "## health 4. payload log"
+echo "\$ ls modelgate-state/payloads/cnn_mnist/ && wc -l < modelgate-state/payloads/cnn_mnist/payloads.jsonl"
+ls modelgate-state/payloads/cnn_mnist/ && wc -l <modelgate-state/payloads/cnn_mnist/payloads.jsonl
+echo "\$ tail -n 1 modelgate-state/payloads/cnn_mnist/payloads.jsonl"
+tail -n 1 modelgate-state/payloads/cnn_mnist/payloads.jsonl
+echo
+
+echo "## health 5. metrics"
+echo "\$ curl -s localhost:8002/metrics | grep -E '^modelgate_(golden|shadow_comparisons|payload_log)' | grep -v ' 0.0\$'"
+curl -s "localhost:$((port + 1))/metrics" | grep -E '^modelgate_(golden|shadow_comparisons|payload_log)' | grep -v ' 0.0$' | sort

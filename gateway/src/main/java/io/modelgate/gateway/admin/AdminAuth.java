@@ -28,39 +28,64 @@ public final class AdminAuth implements ServerInterceptor {
       Metadata.Key.of("x-modelgate-operator", Metadata.ASCII_STRING_MARSHALLER);
 
   static final Context.Key<String> CALLER = Context.key("modelgate-admin-caller");
+  /** The call itself, for an unguarded method: who called is worked out only if it is asked. */
+  static final Context.Key<ServerCall<?, ?>> CALL = Context.key("modelgate-call");
 
   private final byte[] token;
   /** The full method names it guards; null: every method. */
   private final java.util.Set<String> guarded;
+  /** For the methods it does not guard: whether to keep the call (for its caller) in the context. */
+  private final java.util.function.BooleanSupplier keepCalls;
 
   public AdminAuth(String token) {
-    this(token, null);
+    this(token, null, () -> false);
   }
 
-  private AdminAuth(String token, java.util.Set<String> guarded) {
+  private AdminAuth(String token, java.util.Set<String> guarded, java.util.function.BooleanSupplier keepCalls) {
     if (token == null || token.length() < 16) {
       throw new IllegalArgumentException("admin token: at least 16 characters expected");
     }
     this.token = token.getBytes(StandardCharsets.UTF_8);
     this.guarded = guarded == null ? null : java.util.Set.copyOf(guarded);
+    this.keepCalls = keepCalls;
   }
 
   /** Guards only {@code fullMethodNames} (the repository RPCs on the inference port); others pass. */
   public static AdminAuth forMethods(String token, java.util.Set<String> fullMethodNames) {
-    return new AdminAuth(token, fullMethodNames);
+    return new AdminAuth(token, fullMethodNames, () -> false);
   }
 
-  /** The caller of the current admin call, as the audit log names it. */
+  /**
+   * As {@link #forMethods(String, java.util.Set)}; while {@code keepCalls} holds, other calls keep
+   * their {@code ServerCall} in the context, so that {@link #caller} can name who made them (one
+   * context per call; nothing while it does not hold).
+   */
+  public static AdminAuth forMethods(String token, java.util.Set<String> fullMethodNames, java.util.function.BooleanSupplier keepCalls) {
+    return new AdminAuth(token, fullMethodNames, keepCalls);
+  }
+
+  /**
+   * The caller of the current call: for an admin call as the audit log names it; for an inference
+   * call its peer address and, under mutual TLS, its certificate's subject.
+   */
   public static String caller() {
     String caller = CALLER.get();
-    return caller == null ? "internal" : caller;
+    if (caller != null) {
+      return caller;
+    }
+    ServerCall<?, ?> call = CALL.get();
+    return call == null ? "internal" : describe(call, null);
   }
 
   @Override
   public <Q, R> ServerCall.Listener<Q> interceptCall(
       ServerCall<Q, R> call, Metadata headers, ServerCallHandler<Q, R> next) {
     if (guarded != null && !guarded.contains(call.getMethodDescriptor().getFullMethodName())) {
-      return next.startCall(call, headers);
+      if (!keepCalls.getAsBoolean()) {
+        return next.startCall(call, headers);
+      }
+      // Inference: keep the call, so that a request drawn for a payload log can name its caller.
+      return Contexts.interceptCall(Context.current().withValue(CALL, call), call, headers, next);
     }
     String authorization = headers.get(AUTHORIZATION);
     if (authorization == null || !authorization.startsWith("Bearer ")) {
@@ -94,7 +119,7 @@ public final class AdminAuth implements ServerInterceptor {
         // TLS without a client certificate.
       }
     }
-    String operator = headers.get(OPERATOR);
+    String operator = headers == null ? null : headers.get(OPERATOR);
     if (operator != null && !operator.isBlank()) {
       caller.append(" operator:").append(operator.strip());
     }

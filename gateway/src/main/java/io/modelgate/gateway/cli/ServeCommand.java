@@ -143,6 +143,12 @@ final class ServeCommand implements Callable<Integer> {
   Path stateDir;
 
   @Option(
+      names = "--payload-log-dir",
+      paramLabel = "DIR",
+      description = "Where models with payload_log in their model.yaml write their sampled requests, a folder per model. Default: <state-dir>/payloads.")
+  Path payloadLogDir;
+
+  @Option(
       names = "--control-store",
       defaultValue = "file",
       paramLabel = "STORE",
@@ -228,7 +234,8 @@ final class ServeCommand implements Callable<Integer> {
             metricsHost,
             metricsPort,
             stateDir,
-            controlSettings());
+            controlSettings(),
+            payloadLogDir == null ? stateDir.resolve("payloads") : payloadLogDir);
     ModelSettings defaults =
         new ModelSettings(
             null,

@@ -98,6 +98,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
   private final io.modelgate.gateway.stats.StatsRegistry stats;
   private final BooleanSupplier ready;
   private final RepositoryControl repositoryControl;
+  private final io.modelgate.gateway.health.PayloadLog payloadLog;
   private final java.util.function.Supplier<String> caller;
   private final ServerMetadataResponse serverMetadata;
   /** The ModelStreamInfer calls still open, so that shutdown can end each once it has answered. */
@@ -112,7 +113,9 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
    * @param ready whether the server can serve inference now (ServerReady)
    * @param version the server version reported by ServerMetadata
    * @param repositoryControl serves the model repository extension
-   * @param caller names the caller of a guarded repository call, for the audit log
+   * @param caller names the caller of a guarded repository call, for the audit log, and of a
+   *     request drawn for a payload log
+   * @param payloadLog where sampled requests of models with a {@code payload_log} go
    */
   public InferenceService(
       ModelRepository repository,
@@ -122,9 +125,11 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       BooleanSupplier ready,
       String version,
       RepositoryControl repositoryControl,
-      java.util.function.Supplier<String> caller) {
+      java.util.function.Supplier<String> caller,
+      io.modelgate.gateway.health.PayloadLog payloadLog) {
     this.repositoryControl = repositoryControl;
     this.caller = caller;
+    this.payloadLog = payloadLog;
     this.repository = repository;
     this.selector = selector;
     this.router = router;
@@ -331,6 +336,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       ModelVersion version = route.select(request);
       LoadedVersion loaded = version.serving();
       answer = new UnaryAnswer(call, version, request.getId(), statsOf(loaded), arrival, clock);
+      answer.payload(payloadLog, payloadLog.sample(loaded, request, caller));
       answer.deadline = Context.current().getDeadline();
       answer.classification = Classification.requested(request, loaded.signature());
       ModelVersion shadow = route.shadow();
@@ -343,6 +349,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       Status status = ErrorStatus.of(e);
       if (answer != null) {
         answer.record(status.getCode());
+        answer.logPayload(answer.version, null, status);
       } else {
         stats.recordRejected(status.getCode());
       }
@@ -425,6 +432,26 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     /** The outputs the request asked classified, or null. */
     Classification.Plan classification;
 
+    private io.modelgate.gateway.health.PayloadLog payloadLog;
+    private io.modelgate.gateway.health.PayloadLog.Sample payload;
+
+    /** Draws this request into its model's payload log (when {@code sample} is not null). */
+    final void payload(io.modelgate.gateway.health.PayloadLog log, io.modelgate.gateway.health.PayloadLog.Sample sample) {
+      this.payloadLog = log;
+      this.payload = sample;
+    }
+
+    final boolean logsPayload() {
+      return payload != null;
+    }
+
+    /** Hands the answer of a request drawn for the payload log to its writer; a no-op otherwise. */
+    final void logPayload(ModelVersion version, ModelInferResponse response, Status status) {
+      if (payload != null) {
+        payloadLog.offer(payload, version.model(), version.numberText(), response, status, System.nanoTime() - arrival);
+      }
+    }
+
     final void record(Status.Code code) {
       if (stats != null) {
         if (code == Status.Code.CANCELLED && deadline != null && deadline.isExpired()) {
@@ -466,6 +493,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
         call.onNext(response);
         call.onCompleted();
       }
+      logPayload(version, response, cancelled ? Status.CANCELLED : Status.OK);
       if (shadow != null) {
         shadow.primary(result);
       }
@@ -478,6 +506,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       if (!call.isCancelled()) {
         call.onError(status.asRuntimeException());
       }
+      logPayload(version, null, status);
       if (shadow != null) {
         shadow.primaryFailed();
       }
@@ -574,6 +603,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
         LoadedVersion loaded = version.serving();
         answer = new StreamAnswer(this, request.getId(), request.getModelName(), version, statsOf(loaded),
             arrival, clock);
+        answer.payload(payloadLog, payloadLog.sample(loaded, request, caller));
         answer.deadline = context.getDeadline();
         answer.classification = Classification.requested(request, loaded.signature());
         ModelVersion shadow = route.shadow();
@@ -709,6 +739,9 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     public void onSuccess(InferenceResult result) {
       record(Status.Code.OK);
       stream.succeed(id, version, result, classification);
+      if (logsPayload()) {
+        logPayload(version, ResponseEncoder.encode(version, id, result, classification), Status.OK);
+      }
       if (shadow != null) {
         shadow.primary(result);
       }
@@ -719,6 +752,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       Status status = ErrorStatus.of(error);
       record(status.getCode());
       stream.fail(id, modelName, version, status);
+      logPayload(version, null, status);
       if (shadow != null) {
         shadow.primaryFailed();
       }

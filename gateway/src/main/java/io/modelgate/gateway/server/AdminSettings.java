@@ -15,6 +15,7 @@ import java.util.Objects;
  * @param stateDirectory where routing policies, rollouts and the audit log are kept with the
  *     file control store
  * @param control the control store (the state directory, or etcd) and this replica's name
+ * @param payloadLogDirectory where models' sampled payload logs are written (a folder per model)
  */
 public record AdminSettings(
     String host,
@@ -24,7 +25,8 @@ public record AdminSettings(
     String metricsHost,
     int metricsPort,
     Path stateDirectory,
-    io.modelgate.gateway.control.ControlSettings control) {
+    io.modelgate.gateway.control.ControlSettings control,
+    Path payloadLogDirectory) {
   public static final int DEFAULT_PORT = 8003;
   public static final int DEFAULT_METRICS_PORT = 8002;
 
@@ -34,6 +36,7 @@ public record AdminSettings(
     Objects.requireNonNull(metricsHost, "metrics host");
     Objects.requireNonNull(stateDirectory, "state directory");
     Objects.requireNonNull(control, "control store settings");
+    Objects.requireNonNull(payloadLogDirectory, "payload log directory");
     if (port < 0 || port > 65535) {
       throw new IllegalArgumentException("admin port: " + port + " (expected: 0 to 65535)");
     }
@@ -45,10 +48,17 @@ public record AdminSettings(
     }
   }
 
-  /** With the state directory as the control store. */
+  /** With the state directory as the control store, payload logs under it. */
   public AdminSettings(
       String host, int port, String token, TlsSettings tls, String metricsHost, int metricsPort, Path stateDirectory) {
     this(host, port, token, tls, metricsHost, metricsPort, stateDirectory,
         io.modelgate.gateway.control.ControlSettings.file(io.modelgate.gateway.control.ControlSettings.defaultReplica()));
+  }
+
+  /** With payload logs under the state directory ({@code payloads/}). */
+  public AdminSettings(
+      String host, int port, String token, TlsSettings tls, String metricsHost, int metricsPort, Path stateDirectory,
+      io.modelgate.gateway.control.ControlSettings control) {
+    this(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, stateDirectory.resolve("payloads"));
   }
 }

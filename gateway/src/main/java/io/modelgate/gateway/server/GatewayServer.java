@@ -81,6 +81,7 @@ public final class GatewayServer {
   private final ControlPlane control;
   private final io.modelgate.gateway.control.Fleet fleet;
   private final io.modelgate.gateway.health.GoldenSets golden;
+  private final io.modelgate.gateway.health.PayloadLog payloadLog;
   private final AdminService admin;
   private final HttpEndpoints metrics;
   private final HealthStatusManager health;
@@ -103,6 +104,7 @@ public final class GatewayServer {
     this.control = b.control;
     this.fleet = b.fleet;
     this.golden = b.golden;
+    this.payloadLog = b.payloadLog;
     this.admin = b.admin;
     this.metrics = b.metrics;
     this.health = b.health;
@@ -123,6 +125,7 @@ public final class GatewayServer {
     ControlPlane control;
     io.modelgate.gateway.control.Fleet fleet;
     io.modelgate.gateway.health.GoldenSets golden;
+    io.modelgate.gateway.health.PayloadLog payloadLog;
     AdminService admin;
     HttpEndpoints metrics;
     HealthStatusManager health;
@@ -236,12 +239,15 @@ public final class GatewayServer {
             ? new EtcdControlStore(controlSettings)
             : new FileControlStore(state, controlSettings.replica());
     b.golden = new io.modelgate.gateway.health.GoldenSets(repository, stats.clock(), stats.background());
+    b.payloadLog = new io.modelgate.gateway.health.PayloadLog(adminSettings.payloadLogDirectory(), stats.prometheus(), stats.clock())
+        .follow(repository);
     b.control = new ControlPlane(b.router, store, stats, b.golden, stats.clock(), stats.background(), controlSettings.replica());
     try {
       b.control.start();
     } catch (IOException | RuntimeException e) {
       b.control.close();
       b.golden.close();
+      b.payloadLog.close();
       throw e;
     }
     b.gatewayMetrics = new GatewayMetrics(stats.prometheus(), repository, b.router, b.control, state, b.golden);
@@ -258,7 +264,8 @@ public final class GatewayServer {
             () -> self[0] != null && self[0].isReady(),
             ServerVersion.current(),
             b.versions,
-            AdminAuth::caller);
+            AdminAuth::caller,
+            b.payloadLog);
     boolean started = false;
     try {
       b.server =
@@ -268,7 +275,7 @@ public final class GatewayServer {
                   ServerInterceptors.intercept(
                       ServerInterceptors.intercept(
                           inference.definition(),
-                          AdminAuth.forMethods(adminSettings.token(), InferenceService.GUARDED_METHODS)),
+                          AdminAuth.forMethods(adminSettings.token(), InferenceService.GUARDED_METHODS, b.payloadLog::active)),
                       grpcMetrics(stats)))
               .addService(b.health.getHealthService())
               .addService(ProtoReflectionServiceV1.newInstance())
@@ -306,6 +313,7 @@ public final class GatewayServer {
         b.fleet.close();
         b.control.close();
         b.golden.close();
+        b.payloadLog.close();
         b.admin.close();
         b.versions.close();
         b.gatewayMetrics.close();
@@ -466,6 +474,8 @@ public final class GatewayServer {
     // all it received, instead of resetting them with answers in flight.
     inference.endStreams("the server is stopping");
     phases.add(Phase.DRAINED);
+    // Every answer is in: what the payload log has queued is written now.
+    payloadLog.close();
     repository.closeSessions();
     phases.add(Phase.SESSIONS_CLOSED);
     try {

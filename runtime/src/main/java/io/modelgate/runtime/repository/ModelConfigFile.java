@@ -40,6 +40,10 @@ import org.yaml.snakeyaml.error.YAMLException;
  *       {@code allow_cpu_fallback}: run on the CPU when CUDA is not available instead of failing.
  *   <li>{@code intra_op_threads}, {@code inter_op_threads}: ONNX Runtime threads per session.
  *       Default from the server.
+ *   <li>{@code payload_log}: a mapping: {@code sample_rate} (0 to 1, required), {@code tensors}
+ *       (the tensors whose data is logged; default all), {@code drop} (tensors never logged),
+ *       {@code max_file_kb} (default 65536), {@code max_files} (default 10). See {@link
+ *       PayloadLogSettings}.
  * </ul>
  *
  * Unknown keys are errors, so that a misspelt key is not silently ignored.
@@ -59,7 +63,10 @@ public final class ModelConfigFile {
           "device_id",
           "allow_cpu_fallback",
           "intra_op_threads",
-          "inter_op_threads");
+          "inter_op_threads",
+          "payload_log");
+
+  static final Set<String> PAYLOAD_LOG_KEYS = Set.of("sample_rate", "tensors", "drop", "max_file_kb", "max_files");
 
   private ModelConfigFile() {}
 
@@ -127,7 +134,9 @@ public final class ModelConfigFile {
                   : defaults.scheduler().preferredBatchSizes());
       Map<String, Integer> axes =
           values.containsKey("batch_axes") ? axes(values) : defaults.batchAxes();
-      return new ModelSettings(maxBatchSize, session, scheduler, axes);
+      PayloadLogSettings payloadLog =
+          values.containsKey("payload_log") ? payloadLog(values.get("payload_log")) : defaults.payloadLog();
+      return new ModelSettings(maxBatchSize, session, scheduler, axes, payloadLog);
     } catch (IllegalArgumentException e) {
       throw new InvalidConfigException(FILE_NAME + ": " + e.getMessage());
     }
@@ -143,6 +152,44 @@ public final class ModelConfigFile {
                         + ": execution_provider: "
                         + describe(value)
                         + " (expected: cpu or cuda)"));
+  }
+
+  private static PayloadLogSettings payloadLog(Object value) throws InvalidConfigException {
+    if (!(value instanceof Map<?, ?> map)) {
+      throw new InvalidConfigException(FILE_NAME + ": payload_log: expected a mapping, got " + describe(value));
+    }
+    for (Object key : map.keySet()) {
+      if (!PAYLOAD_LOG_KEYS.contains(String.valueOf(key))) {
+        throw new InvalidConfigException(FILE_NAME + ": payload_log: unknown key '" + key + "' (expected one of: "
+            + new TreeSet<>(PAYLOAD_LOG_KEYS) + ")");
+      }
+    }
+    Object rate = map.get("sample_rate");
+    if (!(rate instanceof Number)) {
+      throw new InvalidConfigException(FILE_NAME + ": payload_log.sample_rate: expected a number from 0 to 1, got "
+          + (rate == null ? "nothing" : describe(rate)));
+    }
+    return new PayloadLogSettings(
+        ((Number) rate).doubleValue(),
+        names(map, "tensors"),
+        names(map, "drop"),
+        map.containsKey("max_file_kb") ? 1024L * integer(map, "max_file_kb", 1) : PayloadLogSettings.DEFAULT_MAX_FILE_BYTES,
+        map.containsKey("max_files") ? integer(map, "max_files", 1) : PayloadLogSettings.DEFAULT_MAX_FILES);
+  }
+
+  private static List<String> names(Map<?, ?> values, String key) throws InvalidConfigException {
+    Object value = values.get(key);
+    if (value == null) {
+      return List.of();
+    }
+    if (!(value instanceof List<?> list)) {
+      throw new InvalidConfigException(FILE_NAME + ": payload_log." + key + ": expected a list of tensor names, got " + describe(value));
+    }
+    List<String> names = new ArrayList<>();
+    for (Object name : list) {
+      names.add(String.valueOf(name));
+    }
+    return names;
   }
 
   private static boolean bool(Map<?, ?> values, String key) throws InvalidConfigException {

@@ -15,12 +15,14 @@ import java.util.Objects;
  * @param scheduler queue capacity, executor count and batching policy
  * @param batchAxes the batch axis of inputs and outputs that do not batch along their first
  *     dimension, by name; {@link io.modelgate.runtime.tensor.ModelSignature#NO_AXIS} for none
+ * @param payloadLog the sampled payload log, or null when off
  */
 public record ModelSettings(
     Integer maxBatchSize,
     SessionSettings session,
     SchedulerSettings scheduler,
-    Map<String, Integer> batchAxes) {
+    Map<String, Integer> batchAxes,
+    PayloadLogSettings payloadLog) {
   /**
    * {@code max_batch_size} of a model whose every input batches along a variable dimension and
    * whose config does not say otherwise.
@@ -40,7 +42,12 @@ public record ModelSettings(
   }
 
   public ModelSettings(Integer maxBatchSize, SessionSettings session, SchedulerSettings scheduler) {
-    this(maxBatchSize, session, scheduler, Map.of());
+    this(maxBatchSize, session, scheduler, Map.of(), null);
+  }
+
+  public ModelSettings(
+      Integer maxBatchSize, SessionSettings session, SchedulerSettings scheduler, Map<String, Integer> batchAxes) {
+    this(maxBatchSize, session, scheduler, batchAxes, null);
   }
 
   /** Server-wide defaults: batch size from the model, one executor, a queue of 1024. */
@@ -49,10 +56,10 @@ public record ModelSettings(
   }
 
   public ModelSettings withMaxBatchSize(int resolved) {
-    return new ModelSettings(resolved, session, scheduler, batchAxes);
+    return new ModelSettings(resolved, session, scheduler, batchAxes, payloadLog);
   }
 
   public ModelSettings withSession(SessionSettings newSession) {
-    return new ModelSettings(maxBatchSize, newSession, scheduler, batchAxes);
+    return new ModelSettings(maxBatchSize, newSession, scheduler, batchAxes, payloadLog);
   }
 }
