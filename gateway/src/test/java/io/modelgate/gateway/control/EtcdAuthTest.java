@@ -17,7 +17,11 @@ import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-/** A replica against an etcd with authentication on: the right password works, a wrong one stops it starting, clearly. */
+/**
+ * A replica against an etcd that authenticates: with a password (the right one works, a wrong one
+ * stops it starting, clearly) and with mutual TLS (the CA and a client certificate work; without
+ * the certificate it does not start).
+ */
 class EtcdAuthTest {
   @TempDir Path root;
 
@@ -54,6 +58,30 @@ class EtcdAuthTest {
           .isInstanceOf(IOException.class)
           .hasMessageContaining("cannot be read")
           .satisfies(e -> assertThat(e.getMessage()).doesNotContain("wrong"));
+    }
+  }
+
+  @Test
+  void overMutualTls_withTheCaAndAClientCertificate_changesGoThrough_withoutTheCertificate_theReplicaDoesNotStart() throws Exception {
+    Gateway.write(root, "m", 1, Gateway.affine());
+    Files.writeString(root.resolve("m/model.yaml"), "max_batch_size: 0\n");
+    io.modelgate.gateway.testing.TestCertificates certs =
+        io.modelgate.gateway.testing.TestCertificates.create(Files.createDirectories(root.resolve("certs")));
+    try (EtcdServer etcd = EtcdServer.startTls(root.resolve("etcd"), certs)) {
+      assertThat(etcd.endpoints().get(0).getScheme()).isEqualTo("https");
+      ControlSettings withCertificate = new ControlSettings(etcd.endpoints(), "/tls/", "a", null, null,
+          certs.caCert, certs.clientChain, certs.clientKey, Duration.ofSeconds(2), Duration.ofSeconds(5), Duration.ofMillis(200));
+      try (Gateway a = Gateway.inProcess(root, root.resolve("state-tls-a"), Clock.systemUTC(), withCertificate)) {
+        RoutingPolicy set = a.admin().setRouting(SetRoutingRequest.newBuilder()
+            .setPolicy(RoutingPolicy.newBuilder().setModel("m").putWeights(1, 1)).setExpectedRevision(0).build());
+        assertThat(set.getRevision()).isEqualTo(1);
+        assertThat(a.server.control().status().getTarget()).startsWith("https://127.0.0.1:");
+      }
+      ControlSettings withoutCertificate = new ControlSettings(etcd.endpoints(), "/tls/", "b", null, null,
+          certs.caCert, null, null, Duration.ofSeconds(2), Duration.ofSeconds(2), Duration.ofMillis(200));
+      assertThatThrownBy(() -> Gateway.inProcess(root, root.resolve("state-tls-b"), Clock.systemUTC(), withoutCertificate))
+          .isInstanceOf(IOException.class)
+          .hasMessageContaining("cannot be read");
     }
   }
 }

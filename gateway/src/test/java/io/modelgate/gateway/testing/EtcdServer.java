@@ -20,9 +20,12 @@ public final class EtcdServer implements AutoCloseable {
   private final Path log;
   private final int clientPort;
   private final int peerPort;
+  /** Null for plaintext; else etcd serves clients over TLS and requires their certificates. */
+  private final TestCertificates tls;
   private Process process;
 
-  private EtcdServer(Path dataDir, int clientPort, int peerPort) {
+  private EtcdServer(Path dataDir, int clientPort, int peerPort, TestCertificates tls) {
+    this.tls = tls;
     this.dataDir = dataDir;
     this.log = dataDir.resolveSibling(dataDir.getFileName() + ".log");
     this.clientPort = clientPort;
@@ -49,7 +52,14 @@ public final class EtcdServer implements AutoCloseable {
   }
 
   public static EtcdServer start(Path directory) throws IOException {
-    EtcdServer etcd = new EtcdServer(Files.createDirectories(directory).resolve("etcd-data"), freePort(), freePort());
+    EtcdServer etcd = new EtcdServer(Files.createDirectories(directory).resolve("etcd-data"), freePort(), freePort(), null);
+    etcd.start();
+    return etcd;
+  }
+
+  /** An etcd serving clients over TLS with {@code certs}' server certificate, requiring client certificates from its CA. */
+  public static EtcdServer startTls(Path directory, TestCertificates certs) throws IOException {
+    EtcdServer etcd = new EtcdServer(Files.createDirectories(directory).resolve("etcd-data"), freePort(), freePort(), certs);
     etcd.start();
     return etcd;
   }
@@ -70,24 +80,32 @@ public final class EtcdServer implements AutoCloseable {
   }
 
   public List<URI> endpoints() {
-    return List.of(URI.create("http://127.0.0.1:" + clientPort));
+    return List.of(URI.create((tls == null ? "http" : "https") + "://127.0.0.1:" + clientPort));
   }
 
   /** Starts (again, on the same data) and waits until it answers its health check. */
   public void start() throws IOException {
-    String client = "http://127.0.0.1:" + clientPort;
+    String client = (tls == null ? "http" : "https") + "://127.0.0.1:" + clientPort;
     String peer = "http://127.0.0.1:" + peerPort;
+    List<String> command = new java.util.ArrayList<>(List.of(
+        binary(),
+        "--name", "test",
+        "--data-dir", dataDir.toString(),
+        "--listen-client-urls", client,
+        "--advertise-client-urls", client,
+        "--listen-peer-urls", peer,
+        "--initial-advertise-peer-urls", peer,
+        "--initial-cluster", "test=" + peer,
+        "--log-level", "warn"));
+    if (tls != null) {
+      command.addAll(List.of(
+          "--cert-file", tls.serverChain.toString(),
+          "--key-file", tls.serverKey.toString(),
+          "--client-cert-auth",
+          "--trusted-ca-file", tls.caCert.toString()));
+    }
     process =
-        new ProcessBuilder(
-                binary(),
-                "--name", "test",
-                "--data-dir", dataDir.toString(),
-                "--listen-client-urls", client,
-                "--advertise-client-urls", client,
-                "--listen-peer-urls", peer,
-                "--initial-advertise-peer-urls", peer,
-                "--initial-cluster", "test=" + peer,
-                "--log-level", "warn")
+        new ProcessBuilder(command)
             .redirectErrorStream(true)
             .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile()))
             .start();
@@ -96,7 +114,7 @@ public final class EtcdServer implements AutoCloseable {
       if (!process.isAlive()) {
         throw new IOException("etcd exited with " + process.exitValue() + ": " + Files.readString(log));
       }
-      if (HttpProbe.ok(client + "/health")) {
+      if (tls == null ? HttpProbe.ok(client + "/health") : listening()) {
         return;
       }
       try {
@@ -107,6 +125,15 @@ public final class EtcdServer implements AutoCloseable {
       }
     }
     throw new IOException("etcd did not become healthy within 30 s: " + Files.readString(log));
+  }
+
+  private boolean listening() {
+    try (java.net.Socket socket = new java.net.Socket()) {
+      socket.connect(new java.net.InetSocketAddress("127.0.0.1", clientPort), 300);
+      return true;
+    } catch (IOException e) {
+      return false;
+    }
   }
 
   /** Stops it as an outage would (SIGKILL); its data stays for {@link #start}. */
