@@ -50,6 +50,8 @@ public final class PayloadLog implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(PayloadLog.class);
   /** Records waiting for the writer; more are dropped. */
   static final int QUEUE = 4096;
+  /** Bytes of requests and responses waiting for the writer; more are dropped (large tensors). */
+  static final long MAX_QUEUED_BYTES = 64L << 20;
   public static final String CURRENT = "payloads.jsonl";
   private static final DateTimeFormatter ROTATED =
       DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss-SSS").withZone(ZoneOffset.UTC);
@@ -58,6 +60,7 @@ public final class PayloadLog implements AutoCloseable {
   private final MeterRegistry registry;
   private final Clock clock;
   private final BlockingQueue<Entry> queue = new ArrayBlockingQueue<>(QUEUE);
+  private final java.util.concurrent.atomic.AtomicLong queuedBytes = new java.util.concurrent.atomic.AtomicLong();
   private final Map<String, Counter[]> counters = new ConcurrentHashMap<>();
   /** Writer thread only. */
   private final Map<String, ModelFile> files = new HashMap<>();
@@ -81,7 +84,7 @@ public final class PayloadLog implements AutoCloseable {
   }
 
   private record Entry(Sample sample, String model, String version, ModelInferResponse response, Status status,
-      long latencyNanos, long timeMillis) {}
+      long latencyNanos, long timeMillis, long bytes) {}
 
   private static final class ModelFile {
     OutputStream out;
@@ -143,9 +146,15 @@ public final class PayloadLog implements AutoCloseable {
     return new Sample(settings, request, caller.get());
   }
 
-  /** Hands a sampled request's answer to the writer; drops it when the writer is behind. Never blocks. */
+  /**
+   * Hands a sampled request's answer to the writer; drops it when the writer is behind (4,096
+   * records or 64 MiB of requests and responses waiting). Never blocks.
+   */
   public void offer(Sample sample, String model, String version, ModelInferResponse response, Status status, long latencyNanos) {
-    if (closed || !queue.offer(new Entry(sample, model, version, response, status, latencyNanos, clock.millis()))) {
+    long bytes = sample.request.getSerializedSize() + (response == null ? 0 : response.getSerializedSize());
+    if (closed || queuedBytes.addAndGet(bytes) > MAX_QUEUED_BYTES
+        || !queue.offer(new Entry(sample, model, version, response, status, latencyNanos, clock.millis(), bytes))) {
+      queuedBytes.addAndGet(-bytes);
       counter(model, 1).increment();
     }
   }
@@ -180,6 +189,7 @@ public final class PayloadLog implements AutoCloseable {
       if (entry == null) {
         continue;
       }
+      queuedBytes.addAndGet(-entry.bytes());
       try {
         byte[] line = (printer.print(record(entry)) + "\n").getBytes(StandardCharsets.UTF_8);
         append(entry.model(), entry.sample().settings, line);
