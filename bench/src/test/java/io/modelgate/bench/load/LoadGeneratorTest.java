@@ -202,6 +202,59 @@ class LoadGeneratorTest {
   }
 
   @Test
+  void sweep_stopsAtTheClientsOwnLimit_andSaysSo() throws Exception {
+    // The client holds up to 400/s against the bare server; at 800/s it cannot: the server is not
+    // measured there, and no higher rate is tried.
+    Sweep.Outcome outcome = Sweep.search(100, 2, 10,
+        rate -> rate >= 800 ? new Sweep.Point(rate, 610, 9, 9, 0, false, true) : new Sweep.Point(rate, rate, 1, 1, 0, true));
+
+    assertThat(outcome.points()).extracting(Sweep.Point::rate).containsExactly(100.0, 200.0, 400.0, 800.0);
+    assertThat(outcome.points().get(3).clientBound()).isTrue();
+    assertThat(outcome.highestSustainable()).isEqualTo(400.0);
+    assertThat(outcome.clientLimit()).isEqualTo(800.0);
+    assertThat(outcome.bounded()).as("no rate of the server missed").isFalse();
+  }
+
+  @Test
+  void sweep_calibratesEachRateAgainstTheBareServer_andStopsWhereTheClientCannotHoldIt() throws Exception {
+    io.modelgate.proto.inference.ModelInferResponse canned =
+        io.modelgate.proto.inference.ModelInferResponse.newBuilder().setModelName("m").setModelVersion("1").build();
+    TransportCeiling bare = new TransportCeiling(canned, 1);
+    java.util.List<io.grpc.ManagedChannel> toBare = ClientChannels.open("127.0.0.1:" + bare.port(), 1);
+    // A calibration the client can never pass: nothing listens there, every call fails.
+    int closed;
+    try (java.net.ServerSocket socket = new java.net.ServerSocket(0)) {
+      closed = socket.getLocalPort();
+    }
+    java.util.List<io.grpc.ManagedChannel> toNothing = ClientChannels.open("127.0.0.1:" + closed, 1);
+    try {
+      io.modelgate.proto.inference.ModelInferRequest request =
+          io.modelgate.proto.inference.ModelInferRequest.newBuilder().setModelName("m").build();
+      LoadGenerator server = new LoadGenerator(toBare, request);
+      java.util.List<String> lines = new java.util.ArrayList<>();
+
+      // The client fails against its calibration at the first rate: the server is not measured.
+      Sweep.Outcome stopped = Sweep.run(server, new LoadGenerator(toNothing, request), 200, 2, 1000, false,
+          java.time.Duration.ZERO, java.time.Duration.ofMillis(300), 4, lines::add);
+      assertThat(stopped.points()).extracting(Sweep.Point::clientBound).containsExactly(true);
+      assertThat(stopped.clientLimit()).isEqualTo(200.0);
+      assertThat(stopped.highestSustainable()).isZero();
+      assertThat(lines).singleElement().asString().contains("the client itself cannot hold it against the bare server");
+
+      // Calibrated against the bare server itself at 200/s (a lenient 1 s p99): it holds, and the
+      // server is measured.
+      Sweep.Outcome measured = Sweep.run(server, server, 200, 2, 1000, false,
+          java.time.Duration.ZERO, java.time.Duration.ofMillis(300), 1, line -> {});
+      assertThat(measured.points()).extracting(Sweep.Point::clientBound).containsExactly(false);
+      assertThat(measured.clientLimit()).isZero();
+    } finally {
+      toBare.forEach(io.grpc.ManagedChannel::shutdownNow);
+      toNothing.forEach(io.grpc.ManagedChannel::shutdownNow);
+      bare.close();
+    }
+  }
+
+  @Test
   void sweep_outOfStepsSaysTheHighestIsOnlyALowerBound() throws Exception {
     Sweep.Outcome outcome = Sweep.search(100, 2, 3, rate -> new Sweep.Point(rate, rate, 1, 1, 0, true));
 
