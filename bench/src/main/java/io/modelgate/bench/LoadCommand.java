@@ -45,6 +45,10 @@ final class LoadCommand implements Callable<Integer> {
   @Option(names = "--concurrency", description = "Closed loop with this many callers (default 16 unless --rate or --sweep).") Integer concurrency;
   @Option(names = "--connections", defaultValue = "2", description = "HTTP/2 connections. Default: ${DEFAULT-VALUE}.") int connections;
   @Option(names = "--streaming", description = "Use ModelStreamInfer, one stream per connection.") boolean streaming;
+  @Option(names = "--check", description = {
+      "Checking mode (unary): parse every answer whole and check it against the request (model, id,",
+      "outputs present, raw contents as long as shape and datatype say); failures count as CHECK_FAILED.",
+      "It costs client CPU: measure peak rates without it."}) boolean check;
   @Option(names = "--warmup", defaultValue = "5", description = "Seconds not recorded. Default: ${DEFAULT-VALUE}.") int warmup;
   @Option(names = "--duration", defaultValue = "20", description = "Seconds recorded. Default: ${DEFAULT-VALUE}.") int duration;
   @Option(names = "--shape", description = "Shape of an input with variable dimensions, e.g. input_ids:1,128. Repeatable.") List<String> shapes = new ArrayList<>();
@@ -98,7 +102,10 @@ final class LoadCommand implements Callable<Integer> {
         console.flush();
         return 0;
       }
-      LoadGenerator generator = new LoadGenerator(channels, request);
+      if (check && streaming) {
+        throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--check applies to unary calls, not --streaming");
+      }
+      LoadGenerator generator = new LoadGenerator(channels, request, check);
       if (out != null) {
         Files.createDirectories(out);
       }

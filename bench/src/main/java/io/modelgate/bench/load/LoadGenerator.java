@@ -143,17 +143,29 @@ public final class LoadGenerator {
 
   private final List<ManagedChannel> channels;
   private final ModelInferRequest request;
+  /** Lean (the answering version only) or checked (the whole answer parsed and checked). */
+  private final io.grpc.MethodDescriptor<byte[], String> method;
   /** The request serialized once; every unary call writes these bytes. */
   private final byte[] requestBytes;
   /** The request without its id, serialized once; each streamed request appends its own id. */
   private final byte[] streamPrefix;
 
   public LoadGenerator(List<ManagedChannel> channels, ModelInferRequest request) {
+    this(channels, request, false);
+  }
+
+  /**
+   * @param check parse every unary answer whole and check it against the request (the checking
+   *     mode: failures count as {@code CHECK_FAILED}; it costs the client CPU, so not for peak
+   *     figures)
+   */
+  public LoadGenerator(List<ManagedChannel> channels, ModelInferRequest request, boolean check) {
     if (channels.isEmpty()) {
       throw new IllegalArgumentException("at least one channel");
     }
     this.channels = channels;
     this.request = request;
+    this.method = check ? LeanUnary.checked(request) : LeanUnary.METHOD;
     this.requestBytes = request.toByteArray();
     this.streamPrefix = request.toBuilder().clearId().build().toByteArray();
   }
@@ -167,7 +179,7 @@ public final class LoadGenerator {
   /** Sends one unary call on {@code channel}: the pre-serialized request, the answer read lean. */
   private void send(ManagedChannel channel, UnaryObserver observer) {
     io.grpc.stub.ClientCalls.asyncUnaryCall(
-        channel.newCall(LeanUnary.METHOD, io.grpc.CallOptions.DEFAULT), requestBytes, observer);
+        channel.newCall(method, io.grpc.CallOptions.DEFAULT), requestBytes, observer);
   }
 
   /** Runs the warm-up (not recorded) and then the measured period; reports progress each second. */
@@ -361,11 +373,24 @@ public final class LoadGenerator {
       }
     }
 
+    /** The first failed check of the run (checking mode), until it is reported. */
+    private final java.util.concurrent.atomic.AtomicReference<String> checkFailure = new java.util.concurrent.atomic.AtomicReference<>();
+    private volatile boolean checkFailureReported;
+
+    void checkFailed(String reason) {
+      checkFailure.compareAndSet(null, reason);
+    }
+
     void report(Consumer<String> progress) {
       long last = 0;
       try {
         while (true) {
           TimeUnit.SECONDS.sleep(1);
+          String failure = checkFailure.get();
+          if (failure != null && !checkFailureReported) {
+            checkFailureReported = true;
+            progress.accept("  check failed: " + failure + " (the first; every failed check counts as CHECK_FAILED)");
+          }
           long now = System.nanoTime();
           String phase = now < measureFrom ? "warm-up" : now < endNanos ? "measuring" : "draining";
           long done = completed.sum();
@@ -423,7 +448,12 @@ public final class LoadGenerator {
 
     @Override
     public void onCompleted() {
-      run.succeeded(intended, version);
+      if (version.startsWith(LeanUnary.CHECK_FAILED)) {
+        run.failed(intended, "CHECK_FAILED");
+        run.checkFailed(version.substring(LeanUnary.CHECK_FAILED.length()));
+      } else {
+        run.succeeded(intended, version);
+      }
       if (caller != null) {
         caller.next();
       }

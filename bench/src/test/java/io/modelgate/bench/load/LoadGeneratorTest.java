@@ -167,6 +167,44 @@ class LoadGeneratorTest {
   }
 
   @Test
+  void checkingMode_parsesEveryAnswerWhole_andCountsWrongOnesAsCheckFailed() throws Exception {
+    // The scripted server's answers carry no outputs: the lean reader counts them as answered,
+    // the checking mode as CHECK_FAILED, and says why once.
+    start(0, -1, 0);
+    ModelInferRequest request = ModelInferRequest.newBuilder().setModelName("m").build();
+    LoadGenerator.Options options = LoadGenerator.Options.closed(2, false, Duration.ZERO, Duration.ofMillis(1200));
+    LoadGenerator.Result lean = new LoadGenerator(List.of(channel), request).run(options, s -> {});
+    assertThat(lean.errors()).isEmpty();
+    assertThat(lean.completed()).isPositive();
+    List<String> progress = new java.util.concurrent.CopyOnWriteArrayList<>();
+    LoadGenerator.Result checked = new LoadGenerator(List.of(channel), request, true).run(options, progress::add);
+    assertThat(checked.errors()).containsOnlyKeys("CHECK_FAILED");
+    assertThat(checked.completed()).isZero();
+    assertThat(progress).anyMatch(line -> line.contains("check failed: no outputs"));
+
+    // A right answer passes: the transport ceiling answers a canned response with a real output.
+    ModelInferResponse canned = ModelInferResponse.newBuilder().setModelName("m").setModelVersion("1")
+        .addOutputs(ModelInferResponse.InferOutputTensor.newBuilder().setName("y").setDatatype("FP32").addShape(1).addShape(3))
+        .addRawOutputContents(com.google.protobuf.ByteString.copyFrom(new byte[12]))
+        .build();
+    TransportCeiling bare = new TransportCeiling(canned, 1);
+    List<ManagedChannel> toBare = ClientChannels.open("127.0.0.1:" + bare.port(), 1);
+    try {
+      LoadGenerator.Result right = new LoadGenerator(toBare, request, true).run(options, s -> {});
+      assertThat(right.errors()).isEmpty();
+      assertThat(right.completed()).isPositive();
+      // and a wrong size does not.
+      assertThat(LeanUnary.problem(request, canned.toBuilder().setRawOutputContents(0, com.google.protobuf.ByteString.copyFrom(new byte[8])).build()))
+          .isEqualTo("output 'y' FP32 [1, 3] has 8 bytes, expected 12");
+      assertThat(LeanUnary.problem(request, canned.toBuilder().setModelName("other").build()))
+          .isEqualTo("answered for model 'other', asked 'm'");
+    } finally {
+      toBare.forEach(ManagedChannel::shutdownNow);
+      bare.close();
+    }
+  }
+
+  @Test
   void sweep_climbsUntilAMissThenTriesHalfway() throws Exception {
     Sweep.Outcome outcome = Sweep.search(200, 1.5, 10,
         rate -> new Sweep.Point(rate, rate, rate / 1000, rate / 500, 0, rate <= 1000));
