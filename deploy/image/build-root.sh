@@ -28,7 +28,7 @@ fi
 # Java binding extracts its own copy from the jar into /tmp.
 ort_dir=$(mktemp -d)
 trap 'rm -rf "$ort_dir"' EXIT
-(cd "$ort_dir" && unzip -q -o "$ort_jar" 'ai/onnxruntime/native/linux-x64/*')
+(cd "$ort_dir" && "$java_home/bin/jar" xf "$ort_jar" ai/onnxruntime/native/linux-x64/)
 
 # Every shared library the runtime's binaries and ONNX Runtime load, with the dynamic linker,
 # at the paths the linker looks for them.
