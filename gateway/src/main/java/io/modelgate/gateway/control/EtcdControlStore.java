@@ -342,6 +342,14 @@ public final class EtcdControlStore implements ControlStore {
     } catch (IOException | RuntimeException e) {
       down(e);
       judge = false;
+    } catch (Error e) {
+      // A scheduled task that throws is never run again: keep probing unless the JVM is failing.
+      if (e instanceof VirtualMachineError) {
+        throw e;
+      }
+      log.error("control store probe failed", e);
+      down(new IOException(e.toString(), e));
+      judge = false;
     }
   }
 

@@ -31,15 +31,23 @@ public final class TcpProxy implements AutoCloseable {
     return port;
   }
 
-  private void listen(ServerSocket socket) {
+  private synchronized void listen(ServerSocket socket) {
     server = socket;
     Thread acceptor = new Thread(() -> {
       while (!socket.isClosed()) {
         try {
           Socket client = socket.accept();
           Socket upstream = new Socket(InetAddress.getLoopbackAddress(), targetPort);
-          open.add(client);
-          open.add(upstream);
+          synchronized (this) {
+            // A connection accepted while the proxy was being cut must not survive the cut.
+            if (server != socket) {
+              quietly(client);
+              quietly(upstream);
+              continue;
+            }
+            open.add(client);
+            open.add(upstream);
+          }
           pump(client, upstream);
           pump(upstream, client);
         } catch (IOException e) {
@@ -80,8 +88,10 @@ public final class TcpProxy implements AutoCloseable {
   }
 
   /** Closes every relayed connection and refuses new ones. */
-  public void cut() throws IOException {
-    server.close();
+  public synchronized void cut() throws IOException {
+    ServerSocket listening = server;
+    server = null;
+    listening.close();
     for (Socket socket : open) {
       quietly(socket);
     }
@@ -101,6 +111,8 @@ public final class TcpProxy implements AutoCloseable {
   @Override
   public void close() throws IOException {
     closed = true;
-    cut();
+    if (server != null) {
+      cut();
+    }
   }
 }
