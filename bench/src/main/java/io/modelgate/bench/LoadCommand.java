@@ -110,7 +110,7 @@ final class LoadCommand implements Callable<Integer> {
         Files.createDirectories(out);
       }
       if (sweep) {
-        Sweep.Outcome outcome = Sweep.run(generator, sweepStart, sweepFactor, p99Target, streaming,
+        Sweep.Outcome outcome = Sweep.run(generator, null, sweepStart, sweepFactor, p99Target, streaming,
             Duration.ofSeconds(Math.max(1, warmup / 2)), Duration.ofSeconds(Math.max(2, duration / 2)), 20,
             line -> { console.println(line); console.flush(); });
         console.printf("highest rate meeting p99 <= %.3f ms: %s%.0f requests/s%s%n", p99Target,

@@ -47,24 +47,10 @@ public final class Sweep {
     Point measure(double rate) throws InterruptedException;
   }
 
-  /** Sweeps {@code generator} with open-loop runs of {@code warmup} + {@code duration} each. */
-  public static Outcome run(
-      LoadGenerator generator,
-      double startRate,
-      double factor,
-      double p99TargetMs,
-      boolean streaming,
-      Duration warmup,
-      Duration duration,
-      int maxSteps,
-      Consumer<String> progress)
-      throws InterruptedException {
-    return run(generator, null, startRate, factor, p99TargetMs, streaming, warmup, duration, maxSteps, progress);
-  }
-
   /**
-   * As above; each rate is first run against {@code calibration} (the same client against a bare
-   * server; null: none), and the sweep stops where the client cannot hold the rate there.
+   * Sweeps {@code generator} with open-loop runs of {@code warmup} + {@code duration} each; each
+   * rate is first run against {@code calibration} (the same client against a bare server; null:
+   * none), and the sweep stops where the client cannot hold the rate there.
    */
   public static Outcome run(
       LoadGenerator generator,

@@ -211,18 +211,7 @@ public final class GoldenSets implements AutoCloseable {
   /** Submits one example to the version's queue, retrying while the queue is full. */
   private static CompletableFuture<InferenceResult> submit(GoldenExample example, LoadedVersion loaded) {
     CompletableFuture<InferenceResult> answer = new CompletableFuture<>();
-    InferenceCallback callback =
-        new InferenceCallback() {
-          @Override
-          public void onSuccess(InferenceResult result) {
-            answer.complete(result);
-          }
-
-          @Override
-          public void onFailure(InferenceException error) {
-            answer.completeExceptionally(error);
-          }
-        };
+    InferenceCallback callback = InferenceCallback.completing(answer);
     long deadline = System.nanoTime() + EXAMPLE_TIMEOUT.toNanos();
     while (true) {
       try {

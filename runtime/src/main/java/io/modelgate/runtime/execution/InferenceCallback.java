@@ -11,4 +11,19 @@ public interface InferenceCallback {
   void onSuccess(InferenceResult result);
 
   void onFailure(InferenceException error);
+
+  /** A callback that completes {@code answer} with the result, or exceptionally with the failure. */
+  static InferenceCallback completing(java.util.concurrent.CompletableFuture<InferenceResult> answer) {
+    return new InferenceCallback() {
+      @Override
+      public void onSuccess(InferenceResult result) {
+        answer.complete(result);
+      }
+
+      @Override
+      public void onFailure(InferenceException error) {
+        answer.completeExceptionally(error);
+      }
+    };
+  }
 }

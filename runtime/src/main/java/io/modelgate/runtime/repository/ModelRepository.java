@@ -233,18 +233,7 @@ public final class ModelRepository {
       request.addRawInputContents(ByteString.copyFrom(new byte[bytes]));
     }
     CompletableFuture<InferenceResult> done = new CompletableFuture<>();
-    InferenceCallback callback =
-        new InferenceCallback() {
-          @Override
-          public void onSuccess(InferenceResult result) {
-            done.complete(result);
-          }
-
-          @Override
-          public void onFailure(InferenceException error) {
-            done.completeExceptionally(error);
-          }
-        };
+    InferenceCallback callback = InferenceCallback.completing(done);
     try (OnnxBatchExecutor executor = new OnnxBatchExecutor(onnx, signature, version.label())) {
       DecodedRequest decoded = RequestDecoder.decode(request.build(), signature);
       executor.execute(Batch.of(InferenceRequest.of(decoded, System.nanoTime(), null, callback)));
