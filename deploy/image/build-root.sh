@@ -8,7 +8,8 @@
 set -euo pipefail
 out=$1
 java_home=$2
-ort_jar=$(ls "$3"/onnxruntime*.jar | head -1)
+ort_jars=("$3"/onnxruntime*.jar)
+ort_jar=${ort_jars[0]}
 
 # The modules `jdeps --print-module-deps --recursive` finds over the runtime classpath, plus TLS
 # with elliptic curves (jdk.crypto.ec) and the JNDI DNS provider (jdk.naming.dns).
