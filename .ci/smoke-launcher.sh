@@ -26,9 +26,9 @@ grep -q "model cnn_mnist version 2 answered" <<<"$out"
 grep -qE "digit #7: label ([0-9]), predicted \1" <<<"$out"
 
 # Health and metrics over HTTP, as a supervisor and a scraper see them.
-curl -sf "http://localhost:$metrics/livez" | grep -q live
-curl -sf "http://localhost:$metrics/readyz" | grep -q ready
-curl -sf "http://localhost:$metrics/metrics" | grep -q 'modelgate_version_state{model="cnn_mnist",state="READY",version="2"} 1.0'
+curl -sf "http://localhost:$metrics/livez" | grep live >/dev/null
+curl -sf "http://localhost:$metrics/readyz" | grep ready >/dev/null
+curl -sf "http://localhost:$metrics/metrics" | grep 'modelgate_version_state{model="cnn_mnist",state="READY",version="2"} 1.0' >/dev/null
 
 # The load generator against the running server, briefly: open loop unary, closed loop streaming.
 bench_out=$(mktemp -d)

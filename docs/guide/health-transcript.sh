@@ -29,7 +29,7 @@ for _ in $(seq 1 120); do grep -q "serving KServe v2 gRPC" serve.log && break; s
 admin() { "$repo/bin/modelgate" admin --target "localhost:$((port + 2))" "$@"; }
 # Each version runs the golden set once it is READY: wait until all three have their score.
 for _ in $(seq 1 60); do
-  admin models 2>/dev/null | grep -qE "PENDING|RUNNING" || break
+  admin models 2>/dev/null | grep -E "PENDING|RUNNING" >/dev/null || break
   sleep 1
 done
 
@@ -52,7 +52,7 @@ show infer --model cnn_mnist --digit 7 --repeat 100
 "$repo/bin/modelgate" infer --target "localhost:$port" --model cnn_mnist --digit 7 --repeat 100 | tail -n 2
 echo
 for _ in $(seq 1 60); do
-  admin rollout status --model cnn_mnist 2>/dev/null | grep -q "baseline v1, RUNNING" || break
+  admin rollout status --model cnn_mnist 2>/dev/null | grep "baseline v1, RUNNING" >/dev/null || break
   sleep 1
 done
 run_admin rollout status --model cnn_mnist

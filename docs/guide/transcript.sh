@@ -59,7 +59,7 @@ run_admin rollout start --model cnn_mnist --baseline 1 --candidate 2 --steps 50,
 mg infer --target "localhost:$port" --model cnn_mnist --digit 2 --repeat 6000 >/dev/null || true
 # The step is judged once it has lasted its 10 s (later on a busy machine): wait for the decision.
 for _ in $(seq 1 60); do
-  admin rollout status --model cnn_mnist 2>/dev/null | grep -q "candidate v2 against baseline v1, RUNNING" || break
+  admin rollout status --model cnn_mnist 2>/dev/null | grep "candidate v2 against baseline v1, RUNNING" >/dev/null || break
   sleep 1
 done
 run_admin rollout status --model cnn_mnist
