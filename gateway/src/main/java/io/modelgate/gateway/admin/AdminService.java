@@ -48,6 +48,7 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
   private final ControlPlane control;
   private final io.modelgate.gateway.control.Fleet fleet;
   private final io.modelgate.gateway.health.GoldenSets golden;
+  private final io.modelgate.gateway.health.Drift drift;
   private final StatsRegistry stats;
   private final VersionControl versions;
   private final ScheduledExecutorService watchers =
@@ -63,8 +64,10 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
       ControlPlane control,
       io.modelgate.gateway.control.Fleet fleet,
       io.modelgate.gateway.health.GoldenSets golden,
+      io.modelgate.gateway.health.Drift drift,
       StatsRegistry stats,
       VersionControl versions) {
+    this.drift = drift;
     this.repository = repository;
     this.control = control;
     this.fleet = fleet;
@@ -266,6 +269,67 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
       }
       return response.build();
     });
+  }
+
+  /** How long a drift call waits for the drift thread. */
+  private static final java.time.Duration DRIFT_WAIT = java.time.Duration.ofSeconds(10);
+
+  @Override
+  public void getDrift(io.modelgate.proto.admin.v1.GetDriftRequest request,
+      StreamObserver<io.modelgate.proto.admin.v1.DriftReport> observer) {
+    answer(observer, () -> {
+      io.modelgate.runtime.repository.Model model = control.router().route(request.getModel()).model();
+      return awaitDrift(drift.report(model.name(), request.getVersion()));
+    });
+  }
+
+  @Override
+  public void setDriftBaseline(io.modelgate.proto.admin.v1.SetDriftBaselineRequest request,
+      StreamObserver<io.modelgate.proto.admin.v1.DriftReport> observer) {
+    answer(observer, () -> {
+      io.modelgate.runtime.repository.Model model = control.router().route(request.getModel()).model();
+      ModelVersion version = model.versions().stream()
+          .filter(v -> v.number() == request.getVersion())
+          .findFirst()
+          .orElseThrow(() -> io.modelgate.runtime.error.InferenceException.notFound(
+              "model '" + model.name() + "' has no version " + request.getVersion()));
+      if (request.getGolden()) {
+        if (!golden.hasGoldenSet(model.name())) {
+          throw io.modelgate.runtime.error.InferenceException.failedPrecondition(
+              "model '" + model.name() + "' has no golden set to take a drift reference from");
+        }
+        if (version.serving().settings().drift() == null) {
+          throw io.modelgate.runtime.error.InferenceException.failedPrecondition("model '" + model.name()
+              + "' has no drift profiling (add drift to its model.yaml)");
+        }
+        // The golden run forms the reference (Drift observes it); the report is made after it.
+        drift.takeReferenceFromNextGoldenRun(version);
+        golden.validate(version);
+        return awaitDrift(drift.report(model.name(), version.number()));
+      }
+      String window = request.getWindow().isEmpty() ? "15m" : request.getWindow();
+      io.modelgate.proto.admin.v1.DriftReport report = awaitDrift(drift.baseline(version, window));
+      org.slf4j.LoggerFactory.getLogger(AdminService.class)
+          .info("{}: drift reference set by {} from its {} window", version.label(), AdminAuth.caller(), window);
+      return report;
+    });
+  }
+
+  private static <T> T awaitDrift(java.util.concurrent.CompletableFuture<T> answer) {
+    try {
+      return answer.get(DRIFT_WAIT.toMillis(), java.util.concurrent.TimeUnit.MILLISECONDS);
+    } catch (java.util.concurrent.ExecutionException e) {
+      if (e.getCause() instanceof RuntimeException cause) {
+        throw cause;
+      }
+      throw io.modelgate.runtime.error.InferenceException.internal("drift report failed", e.getCause());
+    } catch (java.util.concurrent.TimeoutException e) {
+      throw io.modelgate.runtime.error.InferenceException.unavailable(
+          "the drift profiler did not answer within " + DRIFT_WAIT.toSeconds() + " s");
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw io.modelgate.runtime.error.InferenceException.unavailable("interrupted");
+    }
   }
 
   @Override

@@ -55,7 +55,8 @@ import picocli.CommandLine.Spec;
       AdminCommand.RolloutCommand.class,
       AdminCommand.Load.class,
       AdminCommand.Unload.class,
-      AdminCommand.Validate.class
+      AdminCommand.Validate.class,
+      AdminCommand.DriftCommand.class
     })
 final class AdminCommand implements Runnable {
   @Spec CommandSpec spec;
@@ -414,6 +415,110 @@ final class AdminCommand implements Runnable {
           }
         }
       });
+    }
+  }
+
+  @Command(name = "drift", description = {
+      "How far what each version sees and answers has drifted from its reference: the most drifted features first.",
+      "ks: Kolmogorov-Smirnov statistic (0 to 1) of a numeric feature; psi: population stability index of the predicted classes.",
+      "A score marked * is over its threshold (and, for ks, significant at p = 0.001); - : too few requests in the window."},
+      subcommands = {DriftCommand.Baseline.class})
+  static final class DriftCommand implements Callable<Integer> {
+    @ParentCommand AdminCommand admin;
+    @Spec CommandSpec spec;
+    @Mixin HelpOption help;
+    @Option(names = "--model", description = "The model (required).") String model;
+    @Option(names = "--version", defaultValue = "0", description = "One version (default: every loaded one).") long version;
+    @Option(names = "--all", description = "Every feature (default: the 10 most drifted of each version).") boolean all;
+
+    @Override
+    public Integer call() throws Exception {
+      if (model == null) {
+        throw new picocli.CommandLine.ParameterException(spec.commandLine(), "Missing required option: '--model=<model>'");
+      }
+      return execute(admin, spec, (client, out) -> print(out, client.call().getDrift(
+          io.modelgate.proto.admin.v1.GetDriftRequest.newBuilder().setModel(model).setVersion(version).build()), all ? Integer.MAX_VALUE : 10));
+    }
+
+    static void print(PrintWriter out, io.modelgate.proto.admin.v1.DriftReport report, int most) {
+      for (io.modelgate.proto.admin.v1.VersionDrift v : report.getVersionsList()) {
+        out.printf("model %s version %d: drift %s", report.getModel(), v.getVersion(), v.getState());
+        if (v.getState().equals("OFF")) {
+          out.printf(" (no drift in its model.yaml)%n");
+          continue;
+        }
+        out.printf(", sampling %s%% of requests: %d profiled, %d dropped%n", trim(v.getSampleRate() * 100), v.getProfiled(), v.getDropped());
+        if (!v.getReference().isEmpty()) {
+          out.printf("  reference: %s, %d requests%n", v.getReference(), v.getReferenceSamples());
+        }
+        if (!v.getForming().isEmpty()) {
+          out.printf("  forming a reference from %s%n", v.getForming());
+        }
+        if (v.getFeaturesCount() == 0) {
+          continue;
+        }
+        String alerting = v.getWindow();
+        java.util.List<io.modelgate.proto.admin.v1.FeatureDrift> features = new java.util.ArrayList<>(v.getFeaturesList());
+        features.sort(java.util.Comparator.comparingDouble(
+            (io.modelgate.proto.admin.v1.FeatureDrift f) -> -relative(f, alerting)));
+        out.printf("  %-16s %-12s %-4s %9s  %-10s %-10s %-10s (samples %s)%n", "TENSOR", "FEATURE", "STAT", "THRESHOLD",
+            "1m", "5m", "15m", samples(features.get(0)));
+        for (int i = 0; i < Math.min(most, features.size()); i++) {
+          io.modelgate.proto.admin.v1.FeatureDrift f = features.get(i);
+          out.printf("  %-16s %-12s %-4s %9.3f ", f.getTensor(), f.getFeature(), f.getStatistic(), f.getThreshold());
+          for (String window : java.util.List.of("1m", "5m", "15m")) {
+            out.printf(" %-10s", f.getWindowsList().stream().filter(w -> w.getWindow().equals(window)).findFirst()
+                .map(w -> !w.getScored() ? "-" : String.format("%.3f%s", w.getScore(), w.getDrifted() ? "*" : ""))
+                .orElse("-"));
+          }
+          out.println();
+        }
+        if (features.size() > most) {
+          out.printf("  ... and %d more features (--all)%n", features.size() - most);
+        }
+        out.printf("  alerting window: %s%n", alerting);
+      }
+    }
+
+    /** A feature's score over its threshold in the alerting window; -1 when unscored. */
+    private static double relative(io.modelgate.proto.admin.v1.FeatureDrift feature, String window) {
+      return feature.getWindowsList().stream()
+          .filter(w -> w.getWindow().equals(window) && w.getScored())
+          .mapToDouble(w -> w.getScore() / feature.getThreshold())
+          .findFirst()
+          .orElse(-1);
+    }
+
+    private static String samples(io.modelgate.proto.admin.v1.FeatureDrift feature) {
+      StringBuilder text = new StringBuilder();
+      for (io.modelgate.proto.admin.v1.WindowDrift w : feature.getWindowsList()) {
+        text.append(text.length() == 0 ? "" : " / ").append(w.getSamples());
+      }
+      return text.toString();
+    }
+
+    private static String trim(double value) {
+      return value == Math.rint(value) ? String.valueOf((long) value) : String.valueOf(value);
+    }
+
+    @Command(name = "baseline", description = {
+        "Make a version's recent traffic (or its golden set) its drift reference.",
+        "Scores compare every window with the reference from then on."})
+    static final class Baseline implements Callable<Integer> {
+      @ParentCommand DriftCommand drift;
+      @Spec CommandSpec spec;
+      @Mixin HelpOption help;
+      @Option(names = "--model", required = true) String model;
+      @Option(names = "--version", required = true) long version;
+      @Option(names = "--window", defaultValue = "15m", description = "The window taken: 1m, 5m or 15m. Default: ${DEFAULT-VALUE}.") String window;
+      @Option(names = "--golden", description = "Run the golden set again and take it instead of a window.") boolean golden;
+
+      @Override
+      public Integer call() throws Exception {
+        return execute(drift.admin, spec, (client, out) -> print(out, client.call().setDriftBaseline(
+            io.modelgate.proto.admin.v1.SetDriftBaselineRequest.newBuilder()
+                .setModel(model).setVersion(version).setWindow(window).setGolden(golden).build()), 10));
+      }
     }
   }
 

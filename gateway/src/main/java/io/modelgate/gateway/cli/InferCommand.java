@@ -54,6 +54,21 @@ final class InferCommand implements Callable<Integer> {
       description = "For MNIST models: which of the 62 bundled digits to send, 0 to 61. Default: ${DEFAULT-VALUE}.")
   int digit;
 
+  @Option(
+      names = "--every-digit",
+      description = "For MNIST models, with --repeat: send the 62 bundled digits in turn, from --digit on.")
+  boolean everyDigit;
+
+  @Option(names = "--invert", description = "For MNIST models: send the digit inverted (255 - pixel), as a drifted input.")
+  boolean invert;
+
+  @Option(
+      names = "--shift",
+      defaultValue = "0",
+      description = "For MNIST models: move the digit this many pixels right and down (0 to 27), as a drifted input."
+          + " Default: ${DEFAULT-VALUE}.")
+  int shift;
+
   @Option(names = "--seed", defaultValue = "1", description = "Seed for random inputs. Default: ${DEFAULT-VALUE}.")
   long seed;
 
@@ -75,6 +90,9 @@ final class InferCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws InterruptedException {
+    if (shift < 0 || shift >= 28) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--shift: " + shift + " (expected: 0 to 27)");
+    }
     PrintWriter out = spec.commandLine().getOut();
     PrintWriter err = spec.commandLine().getErr();
     ManagedChannel channel =
@@ -88,10 +106,18 @@ final class InferCommand implements Callable<Integer> {
       ModelInferRequest.Builder request =
           ModelInferRequest.newBuilder().setModelName(model).setModelVersion(version).setId(id);
       Integer label = null;
+      java.util.List<ModelInferRequest> cycle = null;
       if (isMnist(metadata)) {
         MnistDigits.Digit sample = MnistDigits.get(digit);
         label = sample.label();
-        request.addInputs(tensor(metadata.getInputs(0))).addRawInputContents(floats(sample.pixels()));
+        request.addInputs(tensor(metadata.getInputs(0))).addRawInputContents(floats(pixels(sample)));
+        if (everyDigit) {
+          cycle = new java.util.ArrayList<>();
+          for (int i = 0; i < MnistDigits.all().size(); i++) {
+            MnistDigits.Digit next = MnistDigits.get((digit + i) % MnistDigits.all().size());
+            cycle.add(request.clone().setRawInputContents(0, floats(pixels(next))).build());
+          }
+        }
       } else {
         Random random = new Random(seed);
         for (TensorMetadata input : metadata.getInputsList()) {
@@ -104,7 +130,7 @@ final class InferCommand implements Callable<Integer> {
             "user", io.modelgate.proto.inference.InferParameter.newBuilder().setStringParam(stickyKey).build());
       }
       if (repeat > 1) {
-        return repeat(out, channel, request.build());
+        return repeat(out, channel, cycle == null ? java.util.List.of(request.build()) : cycle);
       }
       long start = System.nanoTime();
       ModelInferResponse response = stub.modelInfer(request.build());
@@ -137,7 +163,17 @@ final class InferCommand implements Callable<Integer> {
     }
   }
 
-  private int repeat(PrintWriter out, ManagedChannel channel, ModelInferRequest request) {
+  /** A digit's pixels, inverted and shifted as asked. */
+  private float[] pixels(MnistDigits.Digit digit) {
+    float[] pixels = digit.pixels();
+    if (shift != 0) {
+      pixels = MnistDigits.shifted(pixels, shift);
+    }
+    return invert ? MnistDigits.inverted(pixels) : pixels;
+  }
+
+  /** Sends {@code requests} in turn, {@link #repeat} in all. */
+  private int repeat(PrintWriter out, ManagedChannel channel, java.util.List<ModelInferRequest> requests) {
     org.HdrHistogram.Histogram latency = new org.HdrHistogram.Histogram(3);
     java.util.Map<String, Integer> versions = new java.util.TreeMap<>();
     java.util.Map<String, Integer> errors = new java.util.TreeMap<>();
@@ -146,7 +182,7 @@ final class InferCommand implements Callable<Integer> {
       long start = System.nanoTime();
       try {
         ModelInferResponse response =
-            stub.withDeadlineAfter(timeout.toMillis(), TimeUnit.MILLISECONDS).modelInfer(request);
+            stub.withDeadlineAfter(timeout.toMillis(), TimeUnit.MILLISECONDS).modelInfer(requests.get(i % requests.size()));
         latency.recordValue(Math.max(1, (System.nanoTime() - start) / 1000));
         versions.merge(response.getModelVersion(), 1, Integer::sum);
       } catch (StatusRuntimeException e) {

@@ -40,7 +40,12 @@ public final class DemoRepository {
       "# The embedded demo: cnn_mnist from Tribuo's test resources (Apache-2.0).\n"
           + "# Version 1 is the published model. Version 2 divides its logits by a temperature\n"
           + "# of 2.0 before LogSoftmax: the same predictions, softer probabilities.\n"
-          + "max_batch_size: 64\n";
+          + "max_batch_size: 64\n"
+          + "# Drift: every request profiled and compared with the golden set's profile; the demo\n"
+          + "# alerts on the last minute so that a drifted input shows at once.\n"
+          + "drift:\n"
+          + "  sample_rate: 1.0\n"
+          + "  window: 1m\n";
 
   private DemoRepository() {}
 

@@ -35,6 +35,30 @@ public final class MnistDigits {
     return DIGITS.get(index);
   }
 
+  /** The image inverted: each pixel p (0 to 255) becomes 255 − p (a new array). */
+  public static float[] inverted(float[] pixels) {
+    float[] out = new float[pixels.length];
+    for (int i = 0; i < pixels.length; i++) {
+      out[i] = 255f - pixels[i];
+    }
+    return out;
+  }
+
+  /**
+   * The 28×28 image moved {@code by} pixels right and down, what leaves the frame dropped and the
+   * uncovered pixels 0 (a new array).
+   */
+  public static float[] shifted(float[] pixels, int by) {
+    int side = 28;
+    float[] out = new float[pixels.length];
+    for (int y = 0; y + by < side; y++) {
+      for (int x = 0; x + by < side; x++) {
+        out[(y + by) * side + x + by] = pixels[y * side + x];
+      }
+    }
+    return out;
+  }
+
   private static List<Digit> load() {
     try (InputStream in = MnistDigits.class.getResourceAsStream("mnist_test_head.libsvm")) {
       if (in == null) {

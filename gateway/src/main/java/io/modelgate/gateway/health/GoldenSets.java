@@ -56,10 +56,48 @@ public final class GoldenSets implements AutoCloseable {
   private record Entry(LoadedVersion loaded, GoldenResult result) {}
 
   /**
+   * Sees each golden run's examples as they are answered (drift takes its reference from them).
+   * Called on the thread that runs the golden set; must not block.
+   */
+  public interface Observer {
+    void goldenStarted(ModelVersion version, LoadedVersion loaded, int examples);
+
+    void goldenExample(ModelVersion version, LoadedVersion loaded, io.modelgate.runtime.tensor.DecodedRequest request,
+        InferenceResult result);
+
+    /** @param complete whether the set was read and run to its end */
+    void goldenFinished(ModelVersion version, LoadedVersion loaded, int examples, boolean complete);
+  }
+
+  private static final Observer NO_OBSERVER = new Observer() {
+    @Override
+    public void goldenStarted(ModelVersion version, LoadedVersion loaded, int examples) {}
+
+    @Override
+    public void goldenExample(ModelVersion version, LoadedVersion loaded, io.modelgate.runtime.tensor.DecodedRequest request,
+        InferenceResult result) {}
+
+    @Override
+    public void goldenFinished(ModelVersion version, LoadedVersion loaded, int examples, boolean complete) {}
+  };
+
+  private final Observer observer;
+
+  /**
    * @param background whether versions are validated when they become READY (tests call {@link
    *     #validate})
    */
   public GoldenSets(ModelRepository repository, Clock clock, boolean background) {
+    this(repository, clock, background, null);
+  }
+
+  /**
+   * @param background whether versions are validated when they become READY (tests call {@link
+   *     #validate})
+   * @param observer sees every golden run's answers, or null
+   */
+  public GoldenSets(ModelRepository repository, Clock clock, boolean background, Observer observer) {
+    this.observer = observer == null ? NO_OBSERVER : observer;
     this.repository = repository;
     this.clock = clock;
     if (background) {
@@ -132,8 +170,9 @@ public final class GoldenSets implements AutoCloseable {
     results.put(key(version), new Entry(loaded, GoldenResult.newBuilder().setState("RUNNING").setTimeMs(clock.millis()).build()));
     GoldenResult result;
     try {
-      result = run(GoldenSet.read(modelDirectory(version.model())), loaded, started);
+      result = run(GoldenSet.read(modelDirectory(version.model())), version, loaded, started);
     } catch (IOException e) {
+      observer.goldenFinished(version, loaded, 0, false);
       result = GoldenResult.newBuilder()
           .setState("FAILED")
           .setTimeMs(clock.millis())
@@ -167,35 +206,28 @@ public final class GoldenSets implements AutoCloseable {
     return result;
   }
 
-  private GoldenResult run(GoldenSet set, LoadedVersion loaded, long started) {
+  private GoldenResult run(GoldenSet set, ModelVersion version, LoadedVersion loaded, long started) {
     List<GoldenExample> examples = set.examples();
     List<String> failing = new ArrayList<>();
     int passed = 0;
-    for (int from = 0; from < examples.size(); from += IN_FLIGHT) {
-      int to = Math.min(examples.size(), from + IN_FLIGHT);
-      List<CompletableFuture<InferenceResult>> answers = new ArrayList<>(to - from);
-      for (int i = from; i < to; i++) {
-        answers.add(submit(examples.get(i), loaded));
-      }
-      for (int i = from; i < to; i++) {
-        GoldenExample example = examples.get(i);
-        String failure;
-        try {
-          failure = check(example, answers.get(i - from).get(EXAMPLE_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS), loaded);
-        } catch (ExecutionException e) {
-          failure = "answered " + (e.getCause() == null ? e : e.getCause()).getMessage();
-        } catch (TimeoutException e) {
-          failure = "no answer within " + EXAMPLE_TIMEOUT.toSeconds() + " s";
-        } catch (InterruptedException e) {
-          Thread.currentThread().interrupt();
-          throw InferenceException.unavailable("golden validation interrupted");
+    observer.goldenStarted(version, loaded, examples.size());
+    boolean complete = false;
+    try {
+      for (int from = 0; from < examples.size(); from += IN_FLIGHT) {
+        int to = Math.min(examples.size(), from + IN_FLIGHT);
+        List<Submitted> answers = new ArrayList<>(to - from);
+        for (int i = from; i < to; i++) {
+          answers.add(submit(examples.get(i), loaded));
         }
-        if (failure == null) {
-          passed++;
-        } else if (failing.size() < LISTED_FAILURES) {
-          failing.add(example.getName() + ": " + failure);
+        for (int i = from; i < to; i++) {
+          if (check(examples.get(i), answers.get(i - from), version, loaded, failing)) {
+            passed++;
+          }
         }
       }
+      complete = true;
+    } finally {
+      observer.goldenFinished(version, loaded, examples.size(), complete);
     }
     return GoldenResult.newBuilder()
         .setState("DONE")
@@ -208,26 +240,53 @@ public final class GoldenSets implements AutoCloseable {
         .build();
   }
 
+  /** An example handed to the version: its decoded request (null when refused) and its answer. */
+  private record Submitted(io.modelgate.runtime.tensor.DecodedRequest request, CompletableFuture<InferenceResult> answer) {}
+
+  /** Waits for one example's answer and checks it: whether it passed; lists it in {@code failing} if not. */
+  private boolean check(GoldenExample example, Submitted submitted, ModelVersion version, LoadedVersion loaded,
+      List<String> failing) {
+        String failure;
+        try {
+          InferenceResult result = submitted.answer().get(EXAMPLE_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+          observer.goldenExample(version, loaded, submitted.request(), result);
+          failure = check(example, result, loaded);
+        } catch (ExecutionException e) {
+          failure = "answered " + (e.getCause() == null ? e : e.getCause()).getMessage();
+        } catch (TimeoutException e) {
+          failure = "no answer within " + EXAMPLE_TIMEOUT.toSeconds() + " s";
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+          throw InferenceException.unavailable("golden validation interrupted");
+        }
+        if (failure != null && failing.size() < LISTED_FAILURES) {
+          failing.add(example.getName() + ": " + failure);
+        }
+        return failure == null;
+  }
+
   /** Submits one example to the version's queue, retrying while the queue is full. */
-  private static CompletableFuture<InferenceResult> submit(GoldenExample example, LoadedVersion loaded) {
+  private static Submitted submit(GoldenExample example, LoadedVersion loaded) {
     CompletableFuture<InferenceResult> answer = new CompletableFuture<>();
     InferenceCallback callback = InferenceCallback.completing(answer);
     long deadline = System.nanoTime() + EXAMPLE_TIMEOUT.toNanos();
+    io.modelgate.runtime.tensor.DecodedRequest decoded = null;
     while (true) {
       try {
-        loaded.scheduler().submit(InferenceRequest.of(RequestDecoder.decode(example.getRequest(), loaded.signature()), System.nanoTime(), null, callback));
-        return answer;
+        decoded = RequestDecoder.decode(example.getRequest(), loaded.signature());
+        loaded.scheduler().submit(InferenceRequest.of(decoded, System.nanoTime(), null, callback));
+        return new Submitted(decoded, answer);
       } catch (InferenceException e) {
         if (e.code() != ErrorCode.RESOURCE_EXHAUSTED || System.nanoTime() > deadline) {
           answer.completeExceptionally(e);
-          return answer;
+          return new Submitted(decoded, answer);
         }
         try {
           Thread.sleep(5);
         } catch (InterruptedException interrupted) {
           Thread.currentThread().interrupt();
           answer.completeExceptionally(InferenceException.unavailable("golden validation interrupted"));
-          return answer;
+          return new Submitted(decoded, answer);
         }
       }
     }

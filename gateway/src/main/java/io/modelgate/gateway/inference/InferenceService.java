@@ -99,6 +99,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
   private final BooleanSupplier ready;
   private final RepositoryControl repositoryControl;
   private final io.modelgate.gateway.health.PayloadLog payloadLog;
+  private final io.modelgate.gateway.health.Drift drift;
   private final java.util.function.Supplier<String> caller;
   private final ServerMetadataResponse serverMetadata;
   /** The ModelStreamInfer calls still open, so that shutdown can end each once it has answered. */
@@ -116,6 +117,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
    * @param caller names the caller of a guarded repository call, for the audit log, and of a
    *     request drawn for a payload log
    * @param payloadLog where sampled requests of models with a {@code payload_log} go
+   * @param drift where sampled requests of models with {@code drift} are profiled
    */
   public InferenceService(
       ModelRepository repository,
@@ -126,7 +128,9 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       String version,
       RepositoryControl repositoryControl,
       java.util.function.Supplier<String> caller,
-      io.modelgate.gateway.health.PayloadLog payloadLog) {
+      io.modelgate.gateway.health.PayloadLog payloadLog,
+      io.modelgate.gateway.health.Drift drift) {
+    this.drift = drift;
     this.repositoryControl = repositoryControl;
     this.caller = caller;
     this.payloadLog = payloadLog;
@@ -337,6 +341,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       LoadedVersion loaded = version.serving();
       answer = new UnaryAnswer(call, version, request.getId(), statsOf(loaded), arrival, clock);
       answer.payload(payloadLog, payloadLog.sample(loaded, request, caller));
+      answer.drift(drift, version, loaded);
       answer.deadline = Context.current().getDeadline();
       answer.classification = Classification.requested(request, loaded.signature());
       ModelVersion shadow = route.shadow();
@@ -367,10 +372,11 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       LoadedVersion loaded,
       long arrival,
       BooleanSupplier cancelled,
-      InferenceCallback callback) {
+      RecordedAnswer callback) {
     // Overload is refused before the request's tensors are decoded and copied.
     loaded.scheduler().refuseIfFull();
     DecodedRequest decoded = RequestDecoder.decode(request, loaded.signature());
+    callback.decoded(decoded);
     Deadline deadline = Context.current().getDeadline();
     InferenceRequest inference =
         deadline == null
@@ -441,6 +447,35 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       this.payload = sample;
     }
 
+    private io.modelgate.gateway.health.Drift drift;
+    private ModelVersion driftVersion;
+    private LoadedVersion driftLoaded;
+    /** The inputs of a request drawn for drift profiling, set before it is queued; else null. */
+    private io.modelgate.runtime.tensor.InputTensor[] driftInputs;
+
+    /** Draws this request for drift profiling (when the version's model profiles drift). */
+    final void drift(io.modelgate.gateway.health.Drift monitor, ModelVersion version, LoadedVersion loaded) {
+      if (monitor.sampled(loaded)) {
+        this.drift = monitor;
+        this.driftVersion = version;
+        this.driftLoaded = loaded;
+      }
+    }
+
+    /** Called with the decoded request before it is queued (so before any answer). */
+    final void decoded(DecodedRequest decoded) {
+      if (drift != null) {
+        driftInputs = decoded.inputs();
+      }
+    }
+
+    /** Hands an answered request drawn for drift profiling to the profiler; a no-op otherwise. */
+    final void profile(InferenceResult result) {
+      if (driftInputs != null) {
+        drift.offer(driftVersion, driftLoaded, driftInputs, result.outputs());
+      }
+    }
+
     final boolean logsPayload() {
       return payload != null;
     }
@@ -494,6 +529,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
         call.onCompleted();
       }
       logPayload(version, response, cancelled ? Status.CANCELLED : Status.OK);
+      profile(result);
       if (shadow != null) {
         shadow.primary(result);
       }
@@ -604,6 +640,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
         answer = new StreamAnswer(this, request.getId(), request.getModelName(), version, statsOf(loaded),
             arrival, clock);
         answer.payload(payloadLog, payloadLog.sample(loaded, request, caller));
+        answer.drift(drift, version, loaded);
         answer.deadline = context.getDeadline();
         answer.classification = Classification.requested(request, loaded.signature());
         ModelVersion shadow = route.shadow();
@@ -742,6 +779,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       if (logsPayload()) {
         logPayload(version, ResponseEncoder.encode(version, id, result, classification), Status.OK);
       }
+      profile(result);
       if (shadow != null) {
         shadow.primary(result);
       }

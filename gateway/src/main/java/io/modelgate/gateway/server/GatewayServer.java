@@ -82,6 +82,7 @@ public final class GatewayServer {
   private final io.modelgate.gateway.control.Fleet fleet;
   private final io.modelgate.gateway.health.GoldenSets golden;
   private final io.modelgate.gateway.health.PayloadLog payloadLog;
+  private final io.modelgate.gateway.health.Drift drift;
   private final AdminService admin;
   private final HttpEndpoints metrics;
   private final HealthStatusManager health;
@@ -105,6 +106,7 @@ public final class GatewayServer {
     this.fleet = b.fleet;
     this.golden = b.golden;
     this.payloadLog = b.payloadLog;
+    this.drift = b.drift;
     this.admin = b.admin;
     this.metrics = b.metrics;
     this.health = b.health;
@@ -126,6 +128,7 @@ public final class GatewayServer {
     io.modelgate.gateway.control.Fleet fleet;
     io.modelgate.gateway.health.GoldenSets golden;
     io.modelgate.gateway.health.PayloadLog payloadLog;
+    io.modelgate.gateway.health.Drift drift;
     AdminService admin;
     HttpEndpoints metrics;
     HealthStatusManager health;
@@ -238,7 +241,8 @@ public final class GatewayServer {
         controlSettings.etcd()
             ? new EtcdControlStore(controlSettings)
             : new FileControlStore(state, controlSettings.replica());
-    b.golden = new io.modelgate.gateway.health.GoldenSets(repository, stats.clock(), stats.background());
+    b.drift = new io.modelgate.gateway.health.Drift(repository, stats.prometheus(), stats.clock(), controlSettings.replica());
+    b.golden = new io.modelgate.gateway.health.GoldenSets(repository, stats.clock(), stats.background(), b.drift);
     b.payloadLog = new io.modelgate.gateway.health.PayloadLog(adminSettings.payloadLogDirectory(), stats.prometheus(), stats.clock())
         .follow(repository);
     b.control = new ControlPlane(b.router, store, stats, b.golden, stats.clock(), stats.background(), controlSettings.replica());
@@ -248,12 +252,13 @@ public final class GatewayServer {
       b.control.close();
       b.golden.close();
       b.payloadLog.close();
+      b.drift.close();
       throw e;
     }
     b.gatewayMetrics = new GatewayMetrics(stats.prometheus(), repository, b.router, b.control, state, b.golden);
     b.versions = new io.modelgate.gateway.admin.VersionControl(repository, b.control, drainTimeout);
     b.fleet = new io.modelgate.gateway.control.Fleet(b.control, stats, stats.clock(), stats.background());
-    b.admin = new AdminService(repository, b.control, b.fleet, b.golden, stats, b.versions);
+    b.admin = new AdminService(repository, b.control, b.fleet, b.golden, b.drift, stats, b.versions);
     GatewayServer[] self = new GatewayServer[1];
     InferenceService inference =
         b.inference = new InferenceService(
@@ -265,7 +270,8 @@ public final class GatewayServer {
             ServerVersion.current(),
             b.versions,
             AdminAuth::caller,
-            b.payloadLog);
+            b.payloadLog,
+            b.drift);
     boolean started = false;
     try {
       b.server =
@@ -314,6 +320,7 @@ public final class GatewayServer {
         b.control.close();
         b.golden.close();
         b.payloadLog.close();
+        b.drift.close();
         b.admin.close();
         b.versions.close();
         b.gatewayMetrics.close();
@@ -366,6 +373,10 @@ public final class GatewayServer {
   }
 
   /** The versions' golden-set results. */
+  public io.modelgate.gateway.health.Drift drift() {
+    return drift;
+  }
+
   public io.modelgate.gateway.health.GoldenSets golden() {
     return golden;
   }
@@ -476,6 +487,7 @@ public final class GatewayServer {
     phases.add(Phase.DRAINED);
     // Every answer is in: what the payload log has queued is written now.
     payloadLog.close();
+    drift.close();
     repository.closeSessions();
     phases.add(Phase.SESSIONS_CLOSED);
     try {

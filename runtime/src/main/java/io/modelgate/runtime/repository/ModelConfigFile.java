@@ -44,6 +44,12 @@ import org.yaml.snakeyaml.error.YAMLException;
  *       (the tensors whose data is logged; default all), {@code drop} (tensors never logged),
  *       {@code max_file_kb} (default 65536), {@code max_files} (default 10). See {@link
  *       PayloadLogSettings}.
+ *   <li>{@code drift}: a mapping: {@code sample_rate} (0 to 1, required), {@code reference}
+ *       ({@code golden} or {@code requests}; default golden when the model has a golden set),
+ *       {@code reference_requests} (default 1000), {@code window} ({@code 1m}, {@code 5m} or {@code
+ *       15m}; default 5m), {@code ks_threshold} (default 0.2), {@code psi_threshold} (default 0.2),
+ *       {@code max_features} (default 32), {@code min_samples} (default 100). See {@link
+ *       DriftSettings}.
  * </ul>
  *
  * Unknown keys are errors, so that a misspelt key is not silently ignored.
@@ -64,7 +70,11 @@ public final class ModelConfigFile {
           "allow_cpu_fallback",
           "intra_op_threads",
           "inter_op_threads",
-          "payload_log");
+          "payload_log",
+          "drift");
+
+  static final Set<String> DRIFT_KEYS = Set.of("sample_rate", "reference", "reference_requests", "window",
+      "ks_threshold", "psi_threshold", "max_features", "min_samples");
 
   static final Set<String> PAYLOAD_LOG_KEYS = Set.of("sample_rate", "tensors", "drop", "max_file_kb", "max_files");
 
@@ -136,7 +146,8 @@ public final class ModelConfigFile {
           values.containsKey("batch_axes") ? axes(values) : defaults.batchAxes();
       PayloadLogSettings payloadLog =
           values.containsKey("payload_log") ? payloadLog(values.get("payload_log")) : defaults.payloadLog();
-      return new ModelSettings(maxBatchSize, session, scheduler, axes, payloadLog);
+      DriftSettings drift = values.containsKey("drift") ? drift(values.get("drift")) : defaults.drift();
+      return new ModelSettings(maxBatchSize, session, scheduler, axes, payloadLog, drift);
     } catch (IllegalArgumentException e) {
       throw new InvalidConfigException(FILE_NAME + ": " + e.getMessage());
     }
@@ -175,6 +186,50 @@ public final class ModelConfigFile {
         names(map, "drop"),
         map.containsKey("max_file_kb") ? 1024L * integer(map, "max_file_kb", 1) : PayloadLogSettings.DEFAULT_MAX_FILE_BYTES,
         map.containsKey("max_files") ? integer(map, "max_files", 1) : PayloadLogSettings.DEFAULT_MAX_FILES);
+  }
+
+  private static DriftSettings drift(Object value) throws InvalidConfigException {
+    if (!(value instanceof Map<?, ?> map)) {
+      throw new InvalidConfigException(FILE_NAME + ": drift: expected a mapping, got " + describe(value));
+    }
+    for (Object key : map.keySet()) {
+      if (!DRIFT_KEYS.contains(String.valueOf(key))) {
+        throw new InvalidConfigException(FILE_NAME + ": drift: unknown key '" + key + "' (expected one of: "
+            + new TreeSet<>(DRIFT_KEYS) + ")");
+      }
+    }
+    DriftSettings.Reference reference = null;
+    if (map.containsKey("reference")) {
+      Object named = map.get("reference");
+      reference = java.util.Arrays.stream(DriftSettings.Reference.values())
+          .filter(r -> r.configName().equals(String.valueOf(named)))
+          .findFirst()
+          .orElseThrow(() -> new InvalidConfigException(
+              FILE_NAME + ": drift.reference: " + describe(named) + " (expected: golden or requests)"));
+    }
+    Object window = map.containsKey("window") ? map.get("window") : DriftSettings.DEFAULT_WINDOW;
+    return new DriftSettings(
+        number(map, "drift.sample_rate", "sample_rate", null),
+        reference,
+        map.containsKey("reference_requests") ? integer(map, "reference_requests", 1) : DriftSettings.DEFAULT_REFERENCE_REQUESTS,
+        String.valueOf(window),
+        number(map, "drift.ks_threshold", "ks_threshold", DriftSettings.DEFAULT_KS_THRESHOLD),
+        number(map, "drift.psi_threshold", "psi_threshold", DriftSettings.DEFAULT_PSI_THRESHOLD),
+        map.containsKey("max_features") ? integer(map, "max_features", 0) : DriftSettings.DEFAULT_MAX_FEATURES,
+        map.containsKey("min_samples") ? integer(map, "min_samples", 1) : DriftSettings.DEFAULT_MIN_SAMPLES);
+  }
+
+  /** A number under {@code key}; {@code fallback} when absent (null: required). */
+  private static double number(Map<?, ?> map, String label, String key, Double fallback) throws InvalidConfigException {
+    Object value = map.get(key);
+    if (value == null && fallback != null && !map.containsKey(key)) {
+      return fallback;
+    }
+    if (!(value instanceof Number)) {
+      throw new InvalidConfigException(FILE_NAME + ": " + label + ": expected a number, got "
+          + (value == null ? "nothing" : describe(value)));
+    }
+    return ((Number) value).doubleValue();
   }
 
   private static List<String> names(Map<?, ?> values, String key) throws InvalidConfigException {

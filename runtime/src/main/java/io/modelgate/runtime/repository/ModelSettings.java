@@ -16,13 +16,15 @@ import java.util.Objects;
  * @param batchAxes the batch axis of inputs and outputs that do not batch along their first
  *     dimension, by name; {@link io.modelgate.runtime.tensor.ModelSignature#NO_AXIS} for none
  * @param payloadLog the sampled payload log, or null when off
+ * @param drift drift profiling, or null when off
  */
 public record ModelSettings(
     Integer maxBatchSize,
     SessionSettings session,
     SchedulerSettings scheduler,
     Map<String, Integer> batchAxes,
-    PayloadLogSettings payloadLog) {
+    PayloadLogSettings payloadLog,
+    DriftSettings drift) {
   /**
    * {@code max_batch_size} of a model whose every input batches along a variable dimension and
    * whose config does not say otherwise.
@@ -42,12 +44,12 @@ public record ModelSettings(
   }
 
   public ModelSettings(Integer maxBatchSize, SessionSettings session, SchedulerSettings scheduler) {
-    this(maxBatchSize, session, scheduler, Map.of(), null);
+    this(maxBatchSize, session, scheduler, Map.of(), null, null);
   }
 
   public ModelSettings(
       Integer maxBatchSize, SessionSettings session, SchedulerSettings scheduler, Map<String, Integer> batchAxes) {
-    this(maxBatchSize, session, scheduler, batchAxes, null);
+    this(maxBatchSize, session, scheduler, batchAxes, null, null);
   }
 
   /** Server-wide defaults: batch size from the model, one executor, a queue of 1024. */
@@ -56,10 +58,15 @@ public record ModelSettings(
   }
 
   public ModelSettings withMaxBatchSize(int resolved) {
-    return new ModelSettings(resolved, session, scheduler, batchAxes, payloadLog);
+    return new ModelSettings(resolved, session, scheduler, batchAxes, payloadLog, drift);
+  }
+
+  /** These settings with {@code newDrift} (null: drift off). */
+  public ModelSettings withDrift(DriftSettings newDrift) {
+    return new ModelSettings(maxBatchSize, session, scheduler, batchAxes, payloadLog, newDrift);
   }
 
   public ModelSettings withSession(SessionSettings newSession) {
-    return new ModelSettings(maxBatchSize, newSession, scheduler, batchAxes, payloadLog);
+    return new ModelSettings(maxBatchSize, newSession, scheduler, batchAxes, payloadLog, drift);
   }
 }

@@ -1,0 +1,545 @@
+package io.modelgate.gateway.health;
+
+import io.micrometer.core.instrument.Counter;
+import io.micrometer.core.instrument.Gauge;
+import io.micrometer.core.instrument.Meter;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.Tags;
+import io.modelgate.proto.admin.v1.DriftReport;
+import io.modelgate.proto.admin.v1.FeatureDrift;
+import io.modelgate.proto.admin.v1.VersionDrift;
+import io.modelgate.proto.admin.v1.WindowDrift;
+import io.modelgate.runtime.error.InferenceException;
+import io.modelgate.runtime.execution.InferenceResult;
+import io.modelgate.runtime.repository.DriftSettings;
+import io.modelgate.runtime.repository.LoadedVersion;
+import io.modelgate.runtime.repository.ModelRepository;
+import io.modelgate.runtime.repository.ModelVersion;
+import io.modelgate.runtime.tensor.DecodedRequest;
+import io.modelgate.runtime.tensor.InputTensor;
+import io.modelgate.runtime.tensor.OutputTensor;
+import java.time.Clock;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Drift while serving: for each loaded version of a model whose {@code model.yaml} has {@code
+ * drift}, a {@link DriftProfile} of a sample of what it sees and answers, compared with a reference
+ * profile over the 1m, 5m and 15m windows; exported as {@code modelgate_drift_*} and read by {@code
+ * admin drift}.
+ *
+ * <p>Off the request path: the request thread only draws the sample ({@link #sampled}, no
+ * allocation when not drawn); the answering thread hands the request's decoded inputs and its
+ * outputs (immutable views, no copy) to a bounded queue, dropping and counting when it is full
+ * ({@link #QUEUE} observations or {@link #MAX_QUEUED_BYTES}). One thread, {@code modelgate-drift},
+ * owns every profile: it profiles, rotates the windows, scores every {@link #SCORE_MILLIS} and
+ * answers the admin calls, which reach it as commands.
+ *
+ * <p>The reference of a version comes from its golden set (this is a {@link GoldenSets.Observer}:
+ * each golden run of a version forms its reference), from its first {@code reference_requests}
+ * profiled requests, or from an operator's {@link #baseline}.
+ */
+public final class Drift implements GoldenSets.Observer, AutoCloseable {
+  private static final Logger log = LoggerFactory.getLogger(Drift.class);
+  /** Observations waiting for the drift thread; more are dropped. */
+  static final int QUEUE = 4096;
+  /** Bytes of inputs and outputs waiting for the drift thread; more are dropped. */
+  static final long MAX_QUEUED_BYTES = 32L << 20;
+  /** How often scores and gauges are brought up to date. */
+  static final long SCORE_MILLIS = 5_000;
+
+  private final ModelRepository repository;
+  private final MeterRegistry registry;
+  private final Clock clock;
+  private final String replica;
+  private final BlockingQueue<Observation> queue = new ArrayBlockingQueue<>(QUEUE);
+  private final AtomicLong queuedBytes = new AtomicLong();
+  private final ConcurrentLinkedQueue<Runnable> commands = new ConcurrentLinkedQueue<>();
+  /** (profiled, dropped) counters per load; any thread. */
+  private final Map<LoadedVersion, Counter[]> counters = new ConcurrentHashMap<>();
+  /** Drift thread only. */
+  private final Map<LoadedVersion, Entry> entries = new HashMap<>();
+  private final Thread thread;
+  private volatile boolean closed;
+  private long lastFailureLog;
+  private long nextScore;
+
+  private record Observation(ModelVersion version, LoadedVersion loaded, InputTensor[] inputs, OutputTensor[] outputs, long bytes) {}
+
+  /** A load's profile, with what is exported of it. Drift thread only. */
+  private static final class Entry {
+    final ModelVersion version;
+    final LoadedVersion loaded;
+    final DriftSettings settings;
+    final boolean goldenReference;
+    DriftProfile profile;
+    /** Golden examples seen before the first request laid the profile out. */
+    List<Observation> earlyGolden = new ArrayList<>();
+    boolean goldenRunning;
+    /** The next golden run forms the reference whatever the model's reference source (an operator asked). */
+    boolean goldenOnce;
+    final Map<DriftProfile.Feature, Exported> exported = new HashMap<>();
+    final List<Meter> meters = new ArrayList<>();
+
+    Entry(ModelVersion version, LoadedVersion loaded, DriftSettings settings, boolean goldenReference) {
+      this.version = version;
+      this.loaded = loaded;
+      this.settings = settings;
+      this.goldenReference = goldenReference;
+    }
+  }
+
+  /** A feature's score in the exported window, read by the gauges. */
+  private static final class Exported {
+    volatile double score = Double.NaN;
+    volatile double drifted;
+  }
+
+  /**
+   * @param replica named in reports
+   */
+  public Drift(ModelRepository repository, MeterRegistry registry, Clock clock, String replica) {
+    this.repository = repository;
+    this.registry = registry;
+    this.clock = clock;
+    this.replica = replica;
+    this.thread = new Thread(this::run, "modelgate-drift");
+    thread.setDaemon(true);
+    thread.start();
+    repository.events().subscribe(version -> commands.add(this::forgetUnloaded));
+  }
+
+  // ---- the request side (any thread, never blocks) ----
+
+  /**
+   * Whether this request of {@code loaded} is profiled: false (most of the time, when the model has
+   * no drift profiling or the draw says no). Request thread.
+   */
+  public boolean sampled(LoadedVersion loaded) {
+    DriftSettings settings = loaded.settings().drift();
+    if (settings == null || settings.sampleRate() <= 0) {
+      return false;
+    }
+    return settings.sampleRate() >= 1 || ThreadLocalRandom.current().nextDouble() < settings.sampleRate();
+  }
+
+  /**
+   * Hands a sampled request's inputs and its outputs to the drift thread; drops them (counted)
+   * when it is behind. Never blocks.
+   */
+  public void offer(ModelVersion version, LoadedVersion loaded, InputTensor[] inputs, OutputTensor[] outputs) {
+    long bytes = 64;
+    for (InputTensor input : inputs) {
+      bytes += input == null ? 0 : input.byteSize();
+    }
+    for (OutputTensor output : outputs) {
+      bytes += output.data().size();
+    }
+    if (closed || queuedBytes.addAndGet(bytes) > MAX_QUEUED_BYTES
+        || !queue.offer(new Observation(version, loaded, inputs, outputs, bytes))) {
+      queuedBytes.addAndGet(-bytes);
+      counters(version, loaded)[1].increment();
+    }
+  }
+
+  private Counter[] counters(ModelVersion version, LoadedVersion loaded) {
+    return counters.computeIfAbsent(loaded, l -> {
+      Counter[] made = new Counter[2];
+      String[] outcomes = {"profiled", "dropped"};
+      for (int i = 0; i < 2; i++) {
+        made[i] = Counter.builder("modelgate.drift.samples")
+            .description("Sampled requests for drift profiling: profiled, or dropped because the profiler was behind")
+            .tags("model", version.model(), "version", version.numberText(), "outcome", outcomes[i])
+            .register(registry);
+      }
+      return made;
+    });
+  }
+
+  // ---- golden runs (GoldenSets' thread or an admin thread) ----
+
+  @Override
+  public void goldenStarted(ModelVersion version, LoadedVersion loaded, int examples) {
+    commands.add(() -> {
+      Entry entry = entry(version, loaded);
+      if (entry != null && (entry.goldenReference || entry.goldenOnce)) {
+        entry.goldenRunning = true;
+        entry.earlyGolden.clear();
+        if (entry.profile != null) {
+          entry.profile.referenceFromGolden("the golden set (" + examples + " examples)");
+        }
+      }
+    });
+  }
+
+  @Override
+  public void goldenExample(ModelVersion version, LoadedVersion loaded, DecodedRequest request, InferenceResult result) {
+    Observation observation = new Observation(version, loaded, request.inputs(), result.outputs(), 0);
+    commands.add(() -> {
+      Entry entry = entry(version, loaded);
+      if (entry == null || !entry.goldenRunning) {
+        return;
+      }
+      if (entry.profile == null) {
+        entry.earlyGolden.add(observation);
+      } else {
+        entry.profile.observeReference(observation.inputs(), observation.outputs());
+      }
+    });
+  }
+
+  @Override
+  public void goldenFinished(ModelVersion version, LoadedVersion loaded, int examples, boolean complete) {
+    commands.add(() -> {
+      Entry entry = entry(version, loaded);
+      if (entry == null || !entry.goldenRunning) {
+        return;
+      }
+      entry.goldenRunning = false;
+      entry.goldenOnce = false;
+      if (!complete) {
+        entry.earlyGolden.clear();
+        if (entry.profile != null) {
+          entry.profile.abandonReference();
+        }
+        return;
+      }
+      if (entry.profile == null && !entry.earlyGolden.isEmpty()) {
+        Observation first = entry.earlyGolden.get(0);
+        layOut(entry, first.inputs(), first.outputs());
+        entry.profile.referenceFromGolden("the golden set (" + examples + " examples)");
+        for (Observation o : entry.earlyGolden) {
+          entry.profile.observeReference(o.inputs(), o.outputs());
+        }
+        entry.earlyGolden.clear();
+      }
+      if (entry.profile != null) {
+        entry.profile.completeReference();
+        log.info("{}: drift reference set from the golden set ({} examples)", version.label(), examples);
+      }
+    });
+  }
+
+  // ---- admin (any thread; answered by the drift thread) ----
+
+  /** The drift of {@code model}'s loaded versions ({@code version} 0: all). */
+  public CompletableFuture<DriftReport> report(String model, long version) {
+    CompletableFuture<DriftReport> answer = new CompletableFuture<>();
+    command(answer, () -> answer.complete(build(model, version)));
+    return answer;
+  }
+
+  /**
+   * Makes {@code window} of {@code version} its reference.
+   *
+   * @throws InferenceException (in the future) FAILED_PRECONDITION when the model has no drift
+   *     profiling or the window has no request
+   */
+  public CompletableFuture<DriftReport> baseline(ModelVersion version, String window) {
+    if (!DriftSettings.WINDOWS.contains(window)) {
+      throw InferenceException.invalidArgument("window " + InferenceException.quote(window) + " (expected one of: " + DriftSettings.WINDOWS + ")");
+    }
+    LoadedVersion loaded = version.serving();
+    CompletableFuture<DriftReport> answer = new CompletableFuture<>();
+    command(answer, () -> {
+      Entry entry = entry(version, loaded);
+      if (entry == null) {
+        throw InferenceException.failedPrecondition("model " + InferenceException.quote(version.model())
+            + " has no drift profiling (add drift to its model.yaml)");
+      }
+      DriftProfile.Sketches sketches = entry.profile == null ? null : entry.profile.window(window, clock.millis());
+      if (sketches == null || sketches.count == 0) {
+        throw InferenceException.failedPrecondition(version.label() + " has profiled no request in the last " + window);
+      }
+      entry.profile.setReference(sketches, "the " + window + " window set by an operator at " + java.time.Instant.ofEpochMilli(clock.millis()));
+      log.info("{}: drift reference set from its {} window ({} requests)", version.label(), window, sketches.count);
+      score(entry, clock.millis());
+      answer.complete(build(version.model(), version.number()));
+    });
+    return answer;
+  }
+
+  /**
+   * Makes the next golden run of {@code version} (which the caller starts after this call) form its
+   * reference, whatever the model's {@code drift.reference} says.
+   */
+  public void takeReferenceFromNextGoldenRun(ModelVersion version) {
+    LoadedVersion loaded = version.serving();
+    commands.add(() -> {
+      Entry entry = entry(version, loaded);
+      if (entry != null) {
+        entry.goldenOnce = true;
+      }
+    });
+  }
+
+  /** Completes once every observation handed over before this call has been profiled, and scores. */
+  public CompletableFuture<Void> flush() {
+    CompletableFuture<Void> done = new CompletableFuture<>();
+    command(done, () -> {
+      drain(Integer.MAX_VALUE);
+      long now = clock.millis();
+      for (Entry entry : entries.values()) {
+        score(entry, now);
+      }
+      done.complete(null);
+    });
+    return done;
+  }
+
+  /** Runs {@code task} on the drift thread, between observations (tests hold the thread with it). */
+  void onDriftThread(Runnable task) {
+    commands.add(task);
+  }
+
+  private void command(CompletableFuture<?> answer, Runnable command) {
+    if (closed) {
+      answer.completeExceptionally(InferenceException.unavailable("the server is stopping"));
+      return;
+    }
+    commands.add(() -> {
+      try {
+        command.run();
+      } catch (RuntimeException e) {
+        answer.completeExceptionally(e);
+      }
+    });
+  }
+
+  // ---- the drift thread ----
+
+  private void run() {
+    while (!closed) {
+      try {
+        Observation first = queue.poll(100, TimeUnit.MILLISECONDS);
+        if (first != null) {
+          profile(first);
+          drain(QUEUE);
+        }
+        for (Runnable command; (command = commands.poll()) != null; ) {
+          command.run();
+        }
+        long now = clock.millis();
+        if (now >= nextScore) {
+          nextScore = now + SCORE_MILLIS;
+          for (Entry entry : entries.values()) {
+            score(entry, now);
+          }
+        }
+      } catch (InterruptedException e) {
+        if (closed) {
+          break;
+        }
+      } catch (Throwable e) {
+        long now = System.currentTimeMillis();
+        if (now - lastFailureLog > 60_000) {
+          lastFailureLog = now;
+          log.warn("drift profiling failed (it goes on; logged once a minute)", e);
+        }
+      }
+    }
+    for (Entry entry : entries.values()) {
+      removeMeters(entry);
+    }
+  }
+
+  private void drain(int most) {
+    for (int i = 0; i < most; i++) {
+      Observation next = queue.poll();
+      if (next == null) {
+        return;
+      }
+      profile(next);
+    }
+  }
+
+  private void profile(Observation o) {
+    queuedBytes.addAndGet(-o.bytes());
+    Entry entry = entry(o.version(), o.loaded());
+    if (entry == null) {
+      return;
+    }
+    if (entry.profile == null) {
+      layOut(entry, o.inputs(), o.outputs());
+    }
+    entry.profile.observe(o.inputs(), o.outputs(), clock.millis());
+    counters(o.version(), o.loaded())[0].increment();
+  }
+
+  /** The entry of a load, made on first use; null when the model has no drift profiling or it is not loaded now. */
+  private Entry entry(ModelVersion version, LoadedVersion loaded) {
+    Entry entry = entries.get(loaded);
+    if (entry != null) {
+      return entry;
+    }
+    DriftSettings settings = loaded.settings().drift();
+    if (settings == null || version.loadedOrNull() != loaded) {
+      return null;
+    }
+    boolean golden = settings.reference() == DriftSettings.Reference.GOLDEN
+        || (settings.reference() == null && GoldenSet.exists(repository.root().resolve(version.model())));
+    entry = new Entry(version, loaded, settings, golden);
+    entries.put(loaded, entry);
+    return entry;
+  }
+
+  /** Lays the profile out from the shapes of its first observation and registers its gauges. */
+  private void layOut(Entry entry, InputTensor[] inputs, OutputTensor[] outputs) {
+    entry.profile = new DriftProfile(entry.settings, entry.loaded.signature(), inputs, outputs);
+    if (!entry.goldenReference) {
+      entry.profile.referenceFromRequests(entry.settings.referenceRequests());
+    } else if (entry.goldenRunning) {
+      entry.profile.referenceFromGolden("the golden set");
+      for (Observation o : entry.earlyGolden) {
+        entry.profile.observeReference(o.inputs(), o.outputs());
+      }
+      entry.earlyGolden.clear();
+    }
+    for (DriftProfile.Feature feature : entry.profile.features) {
+      Exported exported = new Exported();
+      entry.exported.put(feature, exported);
+      Tags tags = Tags.of("model", entry.version.model(), "version", entry.version.numberText(),
+          "tensor", feature.tensor(), "feature", feature.name(), "statistic", feature.statistic());
+      entry.meters.add(Gauge.builder("modelgate.drift.score", exported, e -> e.score)
+          .description("Drift of a feature against the version's reference over the model's drift window: Kolmogorov-Smirnov statistic (ks) or population stability index (psi); NaN while unscored")
+          .tags(tags)
+          .register(registry));
+      entry.meters.add(Gauge.builder("modelgate.drift.drifted", exported, e -> e.drifted)
+          .description("1 while the feature's drift score is over its threshold (and, for ks, significant)")
+          .tags(tags)
+          .register(registry));
+      entry.meters.add(Gauge.builder("modelgate.drift.threshold", entry.settings,
+              s -> feature.classes() ? s.psiThreshold() : s.ksThreshold())
+          .description("The threshold of a feature's drift score, from model.yaml")
+          .tags(tags)
+          .register(registry));
+    }
+  }
+
+  private void score(Entry entry, long now) {
+    if (entry.profile == null) {
+      return;
+    }
+    List<DriftProfile.Score> scores = entry.profile.scores(entry.settings.window(), now);
+    for (DriftProfile.Score score : scores) {
+      Exported exported = entry.exported.get(score.feature());
+      exported.score = score.score();
+      exported.drifted = score.drifted() ? 1 : 0;
+    }
+  }
+
+  private void forgetUnloaded() {
+    var gone = entries.values().stream().filter(e -> e.version.loadedOrNull() != e.loaded).toList();
+    for (Entry entry : gone) {
+      entries.remove(entry.loaded);
+      removeMeters(entry);
+      Counter[] made = counters.remove(entry.loaded);
+      if (made != null) {
+        for (Counter c : made) {
+          registry.remove(c);
+        }
+      }
+    }
+  }
+
+  private void removeMeters(Entry entry) {
+    for (Meter meter : entry.meters) {
+      registry.remove(meter);
+    }
+    entry.meters.clear();
+  }
+
+  private DriftReport build(String model, long number) {
+    var found = io.modelgate.gateway.routing.LatestReadyVersionSelector.model(repository, model);
+    DriftReport.Builder report = DriftReport.newBuilder().setModel(model).setReplica(replica);
+    long now = clock.millis();
+    for (ModelVersion version : found.versions()) {
+      LoadedVersion loaded = version.loadedOrNull();
+      if ((number != 0 && version.number() != number) || loaded == null) {
+        continue;
+      }
+      report.addVersions(versionDrift(version, loaded, now));
+    }
+    if (number != 0 && report.getVersionsCount() == 0) {
+      throw InferenceException.notFound("model " + InferenceException.quote(model) + " has no loaded version " + number);
+    }
+    return report.build();
+  }
+
+  private VersionDrift versionDrift(ModelVersion version, LoadedVersion loaded, long now) {
+    VersionDrift.Builder out = VersionDrift.newBuilder().setVersion(version.number());
+    Entry entry = entry(version, loaded);
+    if (entry == null) {
+      return out.setState("OFF").build();
+    }
+    Counter[] made = counters(version, loaded);
+    out.setSampleRate(entry.settings.sampleRate())
+        .setWindow(entry.settings.window())
+        .setProfiled((long) made[0].count())
+        .setDropped((long) made[1].count());
+    DriftProfile profile = entry.profile;
+    if (profile == null) {
+      return out.setState("WAITING").build();
+    }
+    out.setMemoryBytes(profile.bytes())
+        .setReference(profile.referenceSource())
+        .setReferenceSamples(profile.referenceSamples())
+        .setForming(profile.formingSource());
+    if (!profile.hasReference()) {
+      return out.setState("FORMING").build();
+    }
+    out.setState("READY");
+    Map<DriftProfile.Feature, FeatureDrift.Builder> features = new java.util.LinkedHashMap<>();
+    for (DriftProfile.Feature feature : profile.features) {
+      features.put(feature, FeatureDrift.newBuilder()
+          .setTensor(feature.tensor())
+          .setFeature(feature.name())
+          .setStatistic(feature.statistic())
+          .setThreshold(feature.classes() ? entry.settings.psiThreshold() : entry.settings.ksThreshold()));
+    }
+    for (String window : DriftSettings.WINDOWS) {
+      for (DriftProfile.Score score : profile.scores(window, now)) {
+        WindowDrift.Builder w = WindowDrift.newBuilder()
+            .setWindow(window)
+            .setSamples(score.samples())
+            .setScored(!Double.isNaN(score.score()))
+            .setDrifted(score.drifted());
+        if (!Double.isNaN(score.score())) {
+          w.setScore(score.score());
+        }
+        if (!Double.isNaN(score.significant())) {
+          w.setSignificant(score.significant());
+        }
+        features.get(score.feature()).addWindows(w);
+      }
+    }
+    for (FeatureDrift.Builder feature : features.values()) {
+      out.addFeatures(feature);
+    }
+    return out.build();
+  }
+
+  /** Stops the drift thread (what is queued is dropped) and removes the gauges. */
+  @Override
+  public void close() {
+    closed = true;
+    thread.interrupt();
+    try {
+      thread.join(5000);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+  }
+}

@@ -1,0 +1,263 @@
+package io.modelgate.gateway.health;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.modelgate.gateway.demo.DemoRepository;
+import io.modelgate.gateway.demo.MnistDigits;
+import io.modelgate.gateway.testing.Gateway;
+import io.modelgate.gateway.testing.TestClock;
+import io.modelgate.gateway.testing.Tensors;
+import io.modelgate.proto.admin.v1.DriftReport;
+import io.modelgate.proto.admin.v1.FeatureDrift;
+import io.modelgate.proto.admin.v1.GetDriftRequest;
+import io.modelgate.proto.admin.v1.SetDriftBaselineRequest;
+import io.modelgate.proto.admin.v1.ValidateRequest;
+import io.modelgate.proto.admin.v1.VersionDrift;
+import io.modelgate.proto.admin.v1.WindowDrift;
+import io.modelgate.proto.inference.ModelInferRequest;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import java.util.concurrent.TimeUnit;
+import java.util.function.UnaryOperator;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Drift while serving, on the demo model (cnn_mnist; its model.yaml profiles every request and
+ * alerts on the last minute) with its golden set as the reference. Traffic runs at 3,000 requests
+ * a minute of the test's clock (500 every 10 s), so that the 1m window holds 3,000 requests.
+ *
+ * <ul>
+ *   <li>10,000 requests drawn from the golden digits: no feature of any window ever drifts;
+ *   <li>the same digits inverted (255 − pixel), or moved 4 pixels: the input's features drift
+ *       within 2,000 requests, and for inverted digits the predicted classes as well.
+ * </ul>
+ */
+class DriftTest {
+  @TempDir Path root;
+
+  /** Requests every 10 s of the test's clock. */
+  private static final int PER_INTERVAL = 500;
+
+  private Gateway demo(TestClock clock) throws Exception {
+    DemoRepository.materialize(root);
+    Gateway gateway = Gateway.inProcess(root, Duration.ofSeconds(10), root.resolve(".state"), clock);
+    // The golden run forms each version's reference (the background run is off in tests).
+    gateway.admin().validate(ValidateRequest.newBuilder().setModel("cnn_mnist").build());
+    return gateway;
+  }
+
+  private static ModelInferRequest digit(float[] pixels) {
+    return ModelInferRequest.newBuilder()
+        .setModelName("cnn_mnist")
+        .setModelVersion("1")
+        .addInputs(Tensors.input("input_image", "FP32", 1, 1, 28, 28))
+        .addRawInputContents(Tensors.rawFloats(pixels))
+        .build();
+  }
+
+  /** Sends {@code count} random golden digits, transformed, advancing the clock 10 s every 500. */
+  private static void send(Gateway gateway, TestClock clock, Random random, int count, UnaryOperator<float[]> transform) {
+    for (int i = 0; i < count; i++) {
+      if (i > 0 && i % PER_INTERVAL == 0) {
+        clock.millis += 10_000;
+      }
+      gateway.blocking().modelInfer(digit(transform.apply(MnistDigits.get(random.nextInt(62)).pixels())));
+    }
+    clock.millis += 10_000;
+  }
+
+  private static VersionDrift drift(Gateway gateway) throws Exception {
+    gateway.server.drift().flush().get(10, TimeUnit.SECONDS);
+    DriftReport report = gateway.admin().getDrift(GetDriftRequest.newBuilder().setModel("cnn_mnist").setVersion(1).build());
+    return report.getVersions(0);
+  }
+
+  private static WindowDrift window(FeatureDrift feature, String name) {
+    return feature.getWindowsList().stream().filter(w -> w.getWindow().equals(name)).findFirst().orElseThrow();
+  }
+
+  private static List<String> drifted(VersionDrift drift, String windowName) {
+    List<String> drifted = new ArrayList<>();
+    for (FeatureDrift feature : drift.getFeaturesList()) {
+      if (window(feature, windowName).getDrifted()) {
+        drifted.add(feature.getTensor() + "." + feature.getFeature());
+      }
+    }
+    return drifted;
+  }
+
+  @Test
+  void goldenDigits_raiseNoAlarm_over10000Requests_invertedDigits_driftTheInputAndTheClassesWithin2000() throws Exception {
+    TestClock clock = new TestClock();
+    Random random = new Random(7);
+    try (Gateway gateway = demo(clock)) {
+      // The reference is there before any request: every window is still unscored.
+      VersionDrift start = drift(gateway);
+      assertThat(start.getState()).isEqualTo("READY");
+      assertThat(start.getFeaturesList()).allSatisfy(f -> assertThat(f.getWindowsList()).noneMatch(WindowDrift::getScored));
+
+      double highest = 0;
+      for (int round = 0; round < 20; round++) {
+        send(gateway, clock, random, PER_INTERVAL, UnaryOperator.identity());
+        VersionDrift drift = drift(gateway);
+        assertThat(drift.getState()).isEqualTo("READY");
+        for (String w : List.of("1m", "5m", "15m")) {
+          assertThat(drifted(drift, w)).as("after %d requests, window %s", (round + 1) * PER_INTERVAL, w).isEmpty();
+        }
+        for (FeatureDrift feature : drift.getFeaturesList()) {
+          highest = Math.max(highest, window(feature, "1m").getScore() / feature.getThreshold());
+        }
+      }
+      VersionDrift calm = drift(gateway);
+      assertThat(calm.getReference()).isEqualTo("the golden set (62 examples)");
+      assertThat(calm.getReferenceSamples()).isEqualTo(62);
+      assertThat(calm.getProfiled() + calm.getDropped()).isEqualTo(10_000);
+      assertThat(calm.getProfiled()).isGreaterThan(9_000);
+      // Every summary feature of the image and both output features are profiled.
+      assertThat(calm.getFeaturesList()).extracting(f -> f.getTensor() + "." + f.getFeature() + "/" + f.getStatistic())
+          .containsExactly("input_image.mean/ks", "input_image.std/ks", "input_image.min/ks", "input_image.max/ks",
+              "input_image.l2_norm/ks", "input_image.centroid_y/ks", "input_image.centroid_x/ks",
+              "output_probs.class/psi", "output_probs.top_score/ks");
+      System.out.printf("golden digits: highest 1m score over its threshold in 10,000 requests: %.2f%n", highest);
+
+      int sent = 0;
+      List<String> inputDrift = List.of();
+      List<String> classDrift = List.of();
+      int inputAt = -1;
+      int classAt = -1;
+      while (sent < 2_000) {
+        send(gateway, clock, random, 250, MnistDigits::inverted);
+        clock.millis -= 5_000;
+        sent += 250;
+        VersionDrift drift = drift(gateway);
+        List<String> now = drifted(drift, "1m");
+        if (inputAt < 0 && now.contains("input_image.mean")) {
+          inputAt = sent;
+          inputDrift = now;
+        }
+        if (classAt < 0 && now.contains("output_probs.class")) {
+          classAt = sent;
+          classDrift = now;
+        }
+      }
+      System.out.printf("inverted digits: the input's mean drifted after %d requests (%s), the classes after %d%n",
+          inputAt, inputDrift, classAt);
+      assertThat(inputAt).isBetween(1, 2_000);
+      assertThat(classAt).isBetween(1, 2_000);
+
+      // Exported for Prometheus in the model's window (1m), with the threshold.
+      String scrape = gateway.stats.prometheus().scrape();
+      assertThat(scrape).containsPattern(
+          "modelgate_drift_drifted\\{feature=\"mean\",model=\"cnn_mnist\",statistic=\"ks\",tensor=\"input_image\",version=\"1\"} 1.0");
+      assertThat(scrape).contains(
+          "modelgate_drift_threshold{feature=\"class\",model=\"cnn_mnist\",statistic=\"psi\",tensor=\"output_probs\",version=\"1\"} 0.2");
+      assertThat(scrape).containsPattern("modelgate_drift_samples_total\\{model=\"cnn_mnist\",outcome=\"profiled\",version=\"1\"} \\d+");
+    }
+  }
+
+  @Test
+  void digitsMovedFourPixels_driftTheImagesCentroidWithin2000Requests() throws Exception {
+    TestClock clock = new TestClock();
+    Random random = new Random(11);
+    try (Gateway gateway = demo(clock)) {
+      send(gateway, clock, random, 3_000, UnaryOperator.identity());
+      assertThat(drifted(drift(gateway), "1m")).isEmpty();
+      int sent = 0;
+      int at = -1;
+      List<String> seen = List.of();
+      while (sent < 2_000 && at < 0) {
+        send(gateway, clock, random, 250, pixels -> MnistDigits.shifted(pixels, 4));
+        clock.millis -= 5_000;
+        sent += 250;
+        seen = drifted(drift(gateway), "1m");
+        if (seen.contains("input_image.centroid_x") && seen.contains("input_image.centroid_y")) {
+          at = sent;
+        }
+      }
+      System.out.printf("digits moved 4 pixels: drifted after %d requests: %s%n", at, seen);
+      assertThat(at).isBetween(1, 2_000);
+    }
+  }
+
+  @Test
+  void anOperatorsBaseline_makesTheCurrentTrafficTheReference() throws Exception {
+    TestClock clock = new TestClock();
+    Random random = new Random(3);
+    try (Gateway gateway = demo(clock)) {
+      send(gateway, clock, random, 1_000, MnistDigits::inverted);
+      assertThat(drifted(drift(gateway), "1m")).contains("input_image.mean");
+
+      DriftReport report = gateway.admin().setDriftBaseline(
+          SetDriftBaselineRequest.newBuilder().setModel("cnn_mnist").setVersion(1).setWindow("1m").build());
+      VersionDrift set = report.getVersions(0);
+      assertThat(set.getReference()).startsWith("the 1m window set by an operator at ");
+      assertThat(set.getReferenceSamples()).isEqualTo(1_000);
+      send(gateway, clock, random, 1_000, MnistDigits::inverted);
+      assertThat(drifted(drift(gateway), "1m")).isEmpty();
+
+      // Back to the golden set: the inverted digits drift again.
+      gateway.admin().setDriftBaseline(
+          SetDriftBaselineRequest.newBuilder().setModel("cnn_mnist").setVersion(1).setGolden(true).build());
+      VersionDrift golden = drift(gateway);
+      assertThat(golden.getReference()).isEqualTo("the golden set (62 examples)");
+      assertThat(drifted(golden, "1m")).contains("input_image.mean");
+
+      assertThatThrownBy(() -> gateway.admin().setDriftBaseline(
+              SetDriftBaselineRequest.newBuilder().setModel("cnn_mnist").setVersion(1).setWindow("2h").build()))
+          .isInstanceOfSatisfying(StatusRuntimeException.class,
+              e -> assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.INVALID_ARGUMENT));
+      assertThatThrownBy(() -> gateway.admin().setDriftBaseline(
+              SetDriftBaselineRequest.newBuilder().setModel("cnn_mnist").setVersion(9).build()))
+          .isInstanceOfSatisfying(StatusRuntimeException.class,
+              e -> assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.NOT_FOUND));
+    }
+  }
+
+  @Test
+  void aModelWithoutGoldenSet_takesItsFirstRequestsAsReference_elementByElement() throws Exception {
+    Gateway.write(root, "affine", 1, Gateway.affine());
+    Gateway.config(root, "affine", "max_batch_size: 0\ndrift:\n  sample_rate: 1.0\n  reference_requests: 200\n  window: 1m\n");
+    Gateway.write(root, "plain", 1, Gateway.affine());
+    TestClock clock = new TestClock();
+    Random random = new Random(5);
+    try (Gateway gateway = Gateway.inProcess(root, Duration.ofSeconds(10), root.resolve(".state"), clock)) {
+      for (int i = 0; i < 150; i++) {
+        gateway.blocking().modelInfer(Tensors.affine((float) random.nextGaussian(), 1, 2).build());
+      }
+      gateway.server.drift().flush().get(10, TimeUnit.SECONDS);
+      VersionDrift forming = gateway.admin().getDrift(GetDriftRequest.newBuilder().setModel("affine").build()).getVersions(0);
+      assertThat(forming.getState()).isEqualTo("FORMING");
+      assertThat(forming.getForming()).isEqualTo("the first 200 profiled requests (150 so far)");
+      for (int i = 0; i < 350; i++) {
+        gateway.blocking().modelInfer(Tensors.affine((float) random.nextGaussian(), 1, 2).build());
+      }
+      gateway.server.drift().flush().get(10, TimeUnit.SECONDS);
+      VersionDrift ready = gateway.admin().getDrift(GetDriftRequest.newBuilder().setModel("affine").build()).getVersions(0);
+      assertThat(ready.getState()).isEqualTo("READY");
+      assertThat(ready.getReferenceSamples()).isEqualTo(200);
+      assertThat(ready.getFeaturesList()).extracting(f -> f.getTensor() + "." + f.getFeature())
+          .contains("x.[0]", "x.[1]", "x.[2]");
+      assertThat(drifted(ready, "1m")).isEmpty();
+
+      // The first element moves by two standard deviations: it drifts, the others do not.
+      for (int i = 0; i < 300; i++) {
+        gateway.blocking().modelInfer(Tensors.affine((float) random.nextGaussian() + 2, 1, 2).build());
+      }
+      gateway.server.drift().flush().get(10, TimeUnit.SECONDS);
+      VersionDrift moved = gateway.admin().getDrift(GetDriftRequest.newBuilder().setModel("affine").build()).getVersions(0);
+      assertThat(drifted(moved, "1m")).contains("x.[0]").doesNotContain("x.[1]", "x.[2]");
+
+      // A model without drift in its model.yaml is not profiled.
+      gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("plain").build());
+      assertThat(gateway.admin().getDrift(GetDriftRequest.newBuilder().setModel("plain").build()).getVersions(0).getState())
+          .isEqualTo("OFF");
+    }
+  }
+}
