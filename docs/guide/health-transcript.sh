@@ -65,6 +65,15 @@ echo "\$ tail -n 1 modelgate-state/payloads/cnn_mnist/payloads.jsonl"
 tail -n 1 modelgate-state/payloads/cnn_mnist/payloads.jsonl
 echo
 
-echo "## health 5. metrics"
-echo "\$ curl -s localhost:8002/metrics | grep -E '^modelgate_(golden|shadow_comparisons|payload_log)' | grep -v ' 0.0\$'"
-curl -s "localhost:$((port + 1))/metrics" | grep -E '^modelgate_(golden|shadow_comparisons|payload_log)' | grep -v ' 0.0$' | sort
+echo "## health 5. drift"
+infer() { show infer --model cnn_mnist "$@"; "$repo/bin/modelgate" infer --target "localhost:$port" --model cnn_mnist "$@" | tail -n 2; echo; }
+# Version 2 takes no traffic so far: what it sees now is all its 1m window holds.
+infer --version 2 --every-digit --repeat 620
+run_admin drift --model cnn_mnist --version 2
+infer --version 2 --every-digit --invert --repeat 620
+run_admin drift --model cnn_mnist --version 2
+run_admin drift baseline --model cnn_mnist --version 2 --window 1m
+
+echo "## health 6. metrics"
+echo "\$ curl -s localhost:8002/metrics | grep -E '^modelgate_(golden|shadow_comparisons|payload_log|drift_drifted)' | grep -v ' 0.0\$'"
+curl -s "localhost:$((port + 1))/metrics" | grep -E '^modelgate_(golden|shadow_comparisons|payload_log|drift_drifted)' | grep -v ' 0.0$' | sort

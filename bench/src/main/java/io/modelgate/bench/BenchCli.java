@@ -14,6 +14,7 @@ import picocli.CommandLine.Command;
       SuiteCommand.class,
       BatchingBenchmark.class,
       RoutingCostBenchmark.class,
+      DriftCostBenchmark.class,
       BenchCli.Jmh.class,
       CommandLine.HelpCommand.class
     })

@@ -26,7 +26,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
-import org.HdrHistogram.Histogram;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
@@ -122,32 +121,7 @@ final class RoutingCostBenchmark implements Callable<Integer> {
         paths.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
       }
     }
-    out.println();
-    out.println("| scenario | calls/s (all rounds) | vs pinned | p50 ms | p99 ms | p99 vs pinned | errors |");
-    out.println("|---|---|---|---|---|---|---|");
-    double baseThroughput = 0;
-    double baseP99 = 0;
-    for (Map.Entry<String, List<LoadGenerator.Result>> entry : results.entrySet()) {
-      long calls = 0;
-      double seconds = 0;
-      Histogram all = new Histogram(3);
-      long errors = 0;
-      for (LoadGenerator.Result r : entry.getValue()) {
-        calls += r.completed();
-        seconds += r.seconds();
-        all.add(r.latencyMicros());
-        errors += r.errors().values().stream().mapToLong(Long::longValue).sum();
-      }
-      double throughput = calls / seconds;
-      double p99 = all.getValueAtPercentile(99) / 1000.0;
-      if (baseThroughput == 0) {
-        baseThroughput = throughput;
-        baseP99 = p99;
-      }
-      out.printf("| %s | %.0f | %.3f | %.3f | %.3f | %.3f | %d |%n", entry.getKey(), throughput,
-          throughput / baseThroughput, all.getValueAtPercentile(50) / 1000.0, p99, p99 / baseP99, errors);
-    }
-    out.flush();
+    ScenarioTable.print(out, results, "pinned");
     return 0;
   }
 

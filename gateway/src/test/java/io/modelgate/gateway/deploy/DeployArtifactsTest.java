@@ -52,6 +52,7 @@ class DeployArtifactsTest {
   @BeforeAll
   static void scrape() throws Exception {
     Gateway.write(root, "good", 1, Gateway.affine());
+    Gateway.config(root, "good", "drift:\n  sample_rate: 1.0\n  reference: requests\n");
     Gateway.write(root, "broken", 1, "not a model".getBytes(StandardCharsets.UTF_8));
     gateway = Gateway.netty(root, 1 << 20);
     gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("good").build());
@@ -60,6 +61,8 @@ class DeployArtifactsTest {
     } catch (io.grpc.StatusRuntimeException expected) {
       // Counted as rejected before routing.
     }
+    // The drift gauges appear once the profiler has seen the first request.
+    gateway.server.drift().flush().get(10, TimeUnit.SECONDS);
     // jvm_gc_pause_seconds appears with the first collection, reported asynchronously.
     System.gc();
     String text = scrapeText();
@@ -141,6 +144,10 @@ class DeployArtifactsTest {
             "modelgate_requests_rejected_total",
             "modelgate_stats_memory_bytes",
             "modelgate_stats_rotation_failures_total",
+            "modelgate_drift_score",
+            "modelgate_drift_drifted",
+            "modelgate_drift_threshold",
+            "modelgate_drift_samples_total",
             "jvm_memory_used_bytes",
             "process_cpu_usage",
             "grpc_server_processing_duration_seconds_count");

@@ -1,0 +1,125 @@
+package io.modelgate.bench;
+
+import io.grpc.ManagedChannel;
+import io.modelgate.bench.load.LoadGenerator;
+import io.modelgate.gateway.server.AdminSettings;
+import io.modelgate.gateway.server.GatewayServer;
+import io.modelgate.gateway.server.ServerSettings;
+import io.modelgate.gateway.stats.StatsRegistry;
+import io.modelgate.proto.admin.v1.VersionDrift;
+import io.modelgate.proto.inference.ModelInferRequest;
+import io.modelgate.runtime.execution.SchedulerSettings;
+import io.modelgate.runtime.onnx.SessionSettings;
+import io.modelgate.runtime.repository.ModelRepository;
+import io.modelgate.runtime.repository.ModelSettings;
+import java.io.PrintWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Clock;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import java.util.concurrent.TimeUnit;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+/**
+ * What drift profiling costs end to end: one gateway serving the same model twice, once without
+ * drift (the baseline) and once profiling a share of its requests; the scenarios interleave over
+ * rounds, so that both see the same machine. Reports throughput and p99 as ratios, and how many
+ * sampled requests the profiler dropped (a profiler that drops costs less and sees less).
+ */
+@Command(
+    name = "drift",
+    mixinStandardHelpOptions = true,
+    description = "End-to-end cost of drift profiling, against the same model without it.")
+final class DriftCostBenchmark implements Callable<Integer> {
+  @Spec CommandSpec spec;
+
+  @Option(names = "--model", defaultValue = "cnn_mnist") String model;
+  @Option(names = "--concurrency", defaultValue = "64") int concurrency;
+  @Option(names = "--connections", defaultValue = "2") int connections;
+  @Option(names = "--duration", defaultValue = "8") int durationSeconds;
+  @Option(names = "--warmup", defaultValue = "6") int warmupSeconds;
+  @Option(names = "--rounds", defaultValue = "3") int rounds;
+  @Option(names = "--sample-rates", split = ",", defaultValue = "1.0,0.1",
+      description = "The drift.sample_rate of each profiled scenario. Default: ${DEFAULT-VALUE}.")
+  List<Double> sampleRates;
+
+  @Override
+  public Integer call() throws Exception {
+    PrintWriter out = spec.commandLine().getOut();
+    BenchModels.BenchModel bench = BenchModels.byName(model);
+    Path root = Files.createTempDirectory("modelgate-bench-drift-");
+    Map<String, String> models = new LinkedHashMap<>();
+    models.put("drift off (baseline)", "off");
+    for (int i = 0; i < sampleRates.size(); i++) {
+      models.put(String.format("drift on, sample_rate %s", sampleRates.get(i)), "on" + i);
+    }
+    for (String name : models.values()) {
+      Path dir = Files.createDirectories(root.resolve(name).resolve("1"));
+      Files.write(dir.resolve("model.onnx"), bench.onnx());
+      if (name.startsWith("on")) {
+        double rate = sampleRates.get(Integer.parseInt(name.substring(2)));
+        Files.writeString(root.resolve(name).resolve("model.yaml"),
+            "drift:\n  sample_rate: " + rate + "\n  reference: requests\n  window: 1m\n");
+      }
+    }
+    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), true);
+    ModelRepository repository =
+        ModelRepository.load(
+            root, new ModelSettings(null, new SessionSettings(1, 1), new SchedulerSettings(1024, 1)), stats);
+    GatewayServer server =
+        GatewayServer.start(
+            new ServerSettings("127.0.0.1", 0, 64 << 20, 1, Duration.ofSeconds(10)),
+            new AdminSettings("127.0.0.1", 0, java.util.UUID.randomUUID().toString(), null, "127.0.0.1", -1,
+                root.resolve(".state")),
+            repository,
+            stats);
+    List<ManagedChannel> channels = io.modelgate.bench.load.ClientChannels.open("127.0.0.1:" + server.port(), connections);
+    Map<String, List<LoadGenerator.Result>> results = new LinkedHashMap<>();
+    try {
+      out.printf("drift cost: model %s, %d callers over %d connections, %d s warm-up + %d s, %d rounds%n",
+          model, concurrency, connections, warmupSeconds, durationSeconds, rounds);
+      out.flush();
+      for (int round = 1; round <= rounds; round++) {
+        for (Map.Entry<String, String> entry : models.entrySet()) {
+          ModelInferRequest request = bench.request(entry.getValue());
+          LoadGenerator.Result result =
+              new LoadGenerator(channels, request)
+                  .run(LoadGenerator.Options.closed(concurrency, false, Duration.ofSeconds(warmupSeconds),
+                      Duration.ofSeconds(durationSeconds)), line -> {});
+          results.computeIfAbsent(entry.getKey(), k -> new ArrayList<>()).add(result);
+          out.printf("  round %d %-32s %8.0f calls/s  p50 %.3f ms  p99 %.3f ms  errors %s%n", round, entry.getKey(),
+              result.throughput(), result.latencyMicros().getValueAtPercentile(50) / 1000.0,
+              result.latencyMicros().getValueAtPercentile(99) / 1000.0, result.errors());
+          out.flush();
+        }
+      }
+      server.drift().flush().get(30, TimeUnit.SECONDS);
+      for (Map.Entry<String, String> entry : models.entrySet()) {
+        if (entry.getValue().startsWith("on")) {
+          VersionDrift drift = server.drift().report(entry.getValue(), 1).get(30, TimeUnit.SECONDS).getVersions(0);
+          out.printf("  %s: %d requests profiled, %d dropped, %d features, reference %s%n", entry.getKey(),
+              drift.getProfiled(), drift.getDropped(), drift.getFeaturesCount(), drift.getReference());
+        }
+      }
+    } finally {
+      for (ManagedChannel channel : channels) {
+        channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+      }
+      server.stop();
+      stats.close();
+      try (var paths = Files.walk(root)) {
+        paths.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+      }
+    }
+    ScenarioTable.print(out, results, "off");
+    return 0;
+  }
+}
