@@ -46,7 +46,10 @@ final class DriftCostBenchmark implements Callable<Integer> {
   @Option(names = "--connections", defaultValue = "2") int connections;
   @Option(names = "--duration", defaultValue = "8") int durationSeconds;
   @Option(names = "--warmup", defaultValue = "6") int warmupSeconds;
-  @Option(names = "--rounds", defaultValue = "3") int rounds;
+  @Option(names = "--rounds", defaultValue = "5") int rounds;
+  @Option(names = "--jit-warmup", defaultValue = "20",
+      description = "Seconds of unrecorded load over every scenario before the first round. Default: ${DEFAULT-VALUE}.")
+  int jitWarmupSeconds;
   @Option(names = "--sample-rates", split = ",", defaultValue = "1.0,0.1",
       description = "The drift.sample_rate of each profiled scenario. Default: ${DEFAULT-VALUE}.")
   List<Double> sampleRates;
@@ -84,17 +87,31 @@ final class DriftCostBenchmark implements Callable<Integer> {
     List<ManagedChannel> channels = io.modelgate.bench.load.ClientChannels.open("127.0.0.1:" + server.port(), connections);
     Map<String, List<LoadGenerator.Result>> results = new LinkedHashMap<>();
     try {
-      out.printf("drift cost: model %s, %d callers over %d connections, %d s warm-up + %d s, %d rounds%n",
-          model, concurrency, connections, warmupSeconds, durationSeconds, rounds);
+      out.printf("drift cost: model %s, %d callers over %d connections, %d s JIT warm-up, then %d rounds of %d s warm-up + %d s"
+          + " per scenario, in rotating order%n", model, concurrency, connections, jitWarmupSeconds, rounds, warmupSeconds,
+          durationSeconds);
       out.flush();
+      long processStart = ((com.sun.management.OperatingSystemMXBean)
+          java.lang.management.ManagementFactory.getOperatingSystemMXBean()).getProcessCpuTime();
+      List<Map.Entry<String, String>> order = new ArrayList<>(models.entrySet());
+      for (Map.Entry<String, String> entry : order) {
+        new LoadGenerator(channels, bench.request(entry.getValue()))
+            .run(LoadGenerator.Options.closed(concurrency, false, Duration.ZERO,
+                Duration.ofSeconds(Math.max(1, jitWarmupSeconds / order.size()))), line -> {});
+      }
+      for (String name : models.keySet()) {
+        results.put(name, new ArrayList<>());
+      }
       for (int round = 1; round <= rounds; round++) {
-        for (Map.Entry<String, String> entry : models.entrySet()) {
+        // Each round starts with another scenario, so that none is always first after a pause.
+        java.util.Collections.rotate(order, 1);
+        for (Map.Entry<String, String> entry : order) {
           ModelInferRequest request = bench.request(entry.getValue());
           LoadGenerator.Result result =
               new LoadGenerator(channels, request)
                   .run(LoadGenerator.Options.closed(concurrency, false, Duration.ofSeconds(warmupSeconds),
                       Duration.ofSeconds(durationSeconds)), line -> {});
-          results.computeIfAbsent(entry.getKey(), k -> new ArrayList<>()).add(result);
+          results.get(entry.getKey()).add(result);
           out.printf("  round %d %-32s %8.0f calls/s  p50 %.3f ms  p99 %.3f ms  errors %s%n", round, entry.getKey(),
               result.throughput(), result.latencyMicros().getValueAtPercentile(50) / 1000.0,
               result.latencyMicros().getValueAtPercentile(99) / 1000.0, result.errors());
@@ -102,6 +119,18 @@ final class DriftCostBenchmark implements Callable<Integer> {
         }
       }
       server.drift().flush().get(30, TimeUnit.SECONDS);
+      long profilerNanos = profilerCpuNanos();
+      long processNanos = ((com.sun.management.OperatingSystemMXBean)
+          java.lang.management.ManagementFactory.getOperatingSystemMXBean()).getProcessCpuTime() - processStart;
+      long profiledTotal = 0;
+      for (Map.Entry<String, String> entry : models.entrySet()) {
+        if (entry.getValue().startsWith("on")) {
+          profiledTotal += server.drift().report(entry.getValue(), 1).get(30, TimeUnit.SECONDS).getVersions(0).getProfiled();
+        }
+      }
+      out.printf("  profiler thread CPU: %.2f s in all, %.2f us per profiled request, %.2f%% of the process's CPU"
+          + " (server and load generator)%n", profilerNanos / 1e9, profilerNanos / 1e3 / Math.max(1, profiledTotal),
+          100.0 * profilerNanos / Math.max(1, processNanos));
       for (Map.Entry<String, String> entry : models.entrySet()) {
         if (entry.getValue().startsWith("on")) {
           VersionDrift drift = server.drift().report(entry.getValue(), 1).get(30, TimeUnit.SECONDS).getVersions(0);
@@ -120,6 +149,17 @@ final class DriftCostBenchmark implements Callable<Integer> {
       }
     }
     ScenarioTable.print(out, results, "off");
+    return 0;
+  }
+
+  /** CPU time of the drift profiler's thread so far. */
+  private static long profilerCpuNanos() {
+    java.lang.management.ThreadMXBean threads = java.lang.management.ManagementFactory.getThreadMXBean();
+    for (Thread thread : Thread.getAllStackTraces().keySet()) {
+      if (thread.getName().equals("modelgate-drift")) {
+        return threads.getThreadCpuTime(thread.getId());
+      }
+    }
     return 0;
   }
 }

@@ -57,6 +57,10 @@ public final class Drift implements GoldenSets.Observer, AutoCloseable {
   static final int QUEUE = 4096;
   /** Bytes of inputs and outputs waiting for the drift thread; more are dropped. */
   static final long MAX_QUEUED_BYTES = 32L << 20;
+  /** Observations taken from the queue at once. */
+  private static final int BATCH = 256;
+  private static final long MIN_IDLE_NANOS = 1_000_000;
+  private static final long MAX_IDLE_NANOS = 50_000_000;
   /** How often scores and gauges are brought up to date. */
   static final long SCORE_MILLIS = 5_000;
 
@@ -91,6 +95,7 @@ public final class Drift implements GoldenSets.Observer, AutoCloseable {
     /** The next golden run forms the reference whatever the model's reference source (an operator asked). */
     boolean goldenOnce;
     final Map<DriftProfile.Feature, Exported> exported = new HashMap<>();
+    Counter profiled;
     final List<Meter> meters = new ArrayList<>();
 
     Entry(ModelVersion version, LoadedVersion loaded, DriftSettings settings, boolean goldenReference) {
@@ -320,16 +325,25 @@ public final class Drift implements GoldenSets.Observer, AutoCloseable {
 
   // ---- the drift thread ----
 
+  /**
+   * The drift thread's loop. It never blocks on the queue: it takes what is there in batches and,
+   * when there is nothing, sleeps a little (1 ms, growing to 50 ms while idle), so that handing a
+   * sample over never has to wake it (a wake-up per request would cost more than profiling it).
+   */
   private void run() {
+    List<Observation> batch = new ArrayList<>(BATCH);
+    long idleNanos = MIN_IDLE_NANOS;
     while (!closed) {
       try {
-        Observation first = queue.poll(100, TimeUnit.MILLISECONDS);
-        if (first != null) {
-          profile(first);
-          drain(QUEUE);
+        int taken = queue.drainTo(batch, BATCH);
+        for (int i = 0; i < taken; i++) {
+          profile(batch.get(i));
         }
+        batch.clear();
+        boolean worked = taken > 0;
         for (Runnable command; (command = commands.poll()) != null; ) {
           command.run();
+          worked = true;
         }
         long now = clock.millis();
         if (now >= nextScore) {
@@ -338,11 +352,14 @@ public final class Drift implements GoldenSets.Observer, AutoCloseable {
             score(entry, now);
           }
         }
-      } catch (InterruptedException e) {
-        if (closed) {
-          break;
+        if (worked) {
+          idleNanos = MIN_IDLE_NANOS;
+        } else {
+          java.util.concurrent.locks.LockSupport.parkNanos(idleNanos);
+          idleNanos = Math.min(MAX_IDLE_NANOS, idleNanos * 2);
         }
       } catch (Throwable e) {
+        batch.clear();
         long now = System.currentTimeMillis();
         if (now - lastFailureLog > 60_000) {
           lastFailureLog = now;
@@ -375,7 +392,7 @@ public final class Drift implements GoldenSets.Observer, AutoCloseable {
       layOut(entry, o.inputs(), o.outputs());
     }
     entry.profile.observe(o.inputs(), o.outputs(), clock.millis());
-    counters(o.version(), o.loaded())[0].increment();
+    entry.profiled.increment();
   }
 
   /** The entry of a load, made on first use; null when the model has no drift profiling or it is not loaded now. */
@@ -391,6 +408,7 @@ public final class Drift implements GoldenSets.Observer, AutoCloseable {
     boolean golden = settings.reference() == DriftSettings.Reference.GOLDEN
         || (settings.reference() == null && GoldenSet.exists(repository.root().resolve(version.model())));
     entry = new Entry(version, loaded, settings, golden);
+    entry.profiled = counters(version, loaded)[0];
     entries.put(loaded, entry);
     return entry;
   }
@@ -535,7 +553,7 @@ public final class Drift implements GoldenSets.Observer, AutoCloseable {
   @Override
   public void close() {
     closed = true;
-    thread.interrupt();
+    java.util.concurrent.locks.LockSupport.unpark(thread);
     try {
       thread.join(5000);
     } catch (InterruptedException e) {

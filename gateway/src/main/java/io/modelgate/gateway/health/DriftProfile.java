@@ -297,18 +297,43 @@ final class DriftProfile {
     }
   }
 
+  /**
+   * The summary features of one row, in one pass without divisions: mean, standard deviation,
+   * minimum, maximum, L2 norm and, laid out as images of {@code h} × {@code w}, the centroid of |x|.
+   */
   private void summarize(Sketches target, Plan plan, double[] x, int from, int h, int w) {
     int width = plan.width();
     double sum = 0;
     double squares = 0;
     double min = Double.POSITIVE_INFINITY;
     double max = Double.NEGATIVE_INFINITY;
-    for (int i = from; i < from + width; i++) {
-      double v = x[i];
-      sum += v;
-      squares += v * v;
-      min = Math.min(min, v);
-      max = Math.max(max, v);
+    boolean images = plan.mode() == Mode.SUMMARY_2D && h > 0 && w > 0 && width % (h * w) == 0;
+    double mass = 0;
+    double ys = 0;
+    double xs = 0;
+    int i = from;
+    int end = from + width;
+    while (i < end) {
+      // One image row (or the whole row when it is not laid out as images).
+      int rowEnd = images ? i + w : end;
+      int y = images ? ((i - from) / w) % h : 0;
+      double rowMass = 0;
+      for (int col = 0; i < rowEnd; i++, col++) {
+        double v = x[i];
+        sum += v;
+        squares += v * v;
+        if (v < min) {
+          min = v;
+        }
+        if (v > max) {
+          max = v;
+        }
+        double m = v < 0 ? -v : v;
+        rowMass += m;
+        xs += m * col;
+      }
+      mass += rowMass;
+      ys += rowMass * y;
     }
     double mean = sum / width;
     int slot = plan.firstSlot();
@@ -317,17 +342,7 @@ final class DriftProfile {
     target.numeric[slot + 2].update(min);
     target.numeric[slot + 3].update(max);
     target.numeric[slot + 4].update(Math.sqrt(squares));
-    if (plan.mode() == Mode.SUMMARY_2D && (long) h * w > 0 && width % (h * w) == 0) {
-      double mass = 0;
-      double ys = 0;
-      double xs = 0;
-      for (int i = 0; i < width; i++) {
-        double m = Math.abs(x[from + i]);
-        int pixel = i % (h * w);
-        mass += m;
-        ys += m * (pixel / w);
-        xs += m * (pixel % w);
-      }
+    if (images) {
       target.numeric[slot + 5].update(mass == 0 ? 0.5 : ys / mass / Math.max(1, h - 1));
       target.numeric[slot + 6].update(mass == 0 ? 0.5 : xs / mass / Math.max(1, w - 1));
     }
@@ -367,8 +382,12 @@ final class DriftProfile {
     double[] out = n <= elementBuffer.length ? elementBuffer : (elementBuffer = new double[n]);
     switch (input.dataType()) {
       case FP32 -> {
+        if (floats.length < n) {
+          floats = new float[n];
+        }
+        scratch.asFloatBuffer().get(floats, 0, n);
         for (int i = 0; i < n; i++) {
-          out[i] = scratch.getFloat();
+          out[i] = floats[i];
         }
       }
       case FP64 -> {
@@ -407,6 +426,7 @@ final class DriftProfile {
   }
 
   private double[] elementBuffer = new double[1024];
+  private float[] floats = new float[1024];
 
   // ---- time ----
 
