@@ -260,4 +260,23 @@ class DriftTest {
           .isEqualTo("OFF");
     }
   }
+
+  @Test
+  void anUnloadedVersion_leavesNoGaugesBehind_andAReloadStartsAFreshProfile() throws Exception {
+    TestClock clock = new TestClock();
+    try (Gateway gateway = demo(clock)) {
+      send(gateway, clock, new Random(1), 200, UnaryOperator.identity());
+      gateway.server.drift().flush().get(10, TimeUnit.SECONDS);
+      assertThat(gateway.stats.prometheus().scrape()).contains("modelgate_drift_score{feature=\"mean\",model=\"cnn_mnist\",statistic=\"ks\",tensor=\"input_image\",version=\"1\"}");
+      gateway.admin().unloadVersion(io.modelgate.proto.admin.v1.UnloadVersionRequest.newBuilder().setModel("cnn_mnist").setVersion(1).build());
+      gateway.server.drift().flush().get(10, TimeUnit.SECONDS);
+      assertThat(gateway.stats.prometheus().scrape()).doesNotContainPattern("modelgate_drift_\\w+\\{[^}]*version=\"1\"");
+      gateway.admin().loadVersion(io.modelgate.proto.admin.v1.LoadVersionRequest.newBuilder().setModel("cnn_mnist").setVersion(1).build());
+      gateway.admin().validate(ValidateRequest.newBuilder().setModel("cnn_mnist").setVersion(1).build());
+      VersionDrift fresh = drift(gateway);
+      assertThat(fresh.getProfiled()).isZero();
+      assertThat(fresh.getReference()).isEqualTo("the golden set (62 examples)");
+    }
+  }
 }
+
