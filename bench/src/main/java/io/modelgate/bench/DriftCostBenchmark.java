@@ -2,20 +2,12 @@ package io.modelgate.bench;
 
 import io.grpc.ManagedChannel;
 import io.modelgate.bench.load.LoadGenerator;
-import io.modelgate.gateway.server.AdminSettings;
 import io.modelgate.gateway.server.GatewayServer;
-import io.modelgate.gateway.server.ServerSettings;
-import io.modelgate.gateway.stats.StatsRegistry;
 import io.modelgate.proto.admin.v1.VersionDrift;
 import io.modelgate.proto.inference.ModelInferRequest;
-import io.modelgate.runtime.execution.SchedulerSettings;
-import io.modelgate.runtime.onnx.SessionSettings;
-import io.modelgate.runtime.repository.ModelRepository;
-import io.modelgate.runtime.repository.ModelSettings;
 import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.time.Clock;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -73,18 +65,9 @@ final class DriftCostBenchmark implements Callable<Integer> {
             "drift:\n  sample_rate: " + rate + "\n  reference: requests\n  window: 1m\n");
       }
     }
-    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), true);
-    ModelRepository repository =
-        ModelRepository.load(
-            root, new ModelSettings(null, new SessionSettings(1, 1), new SchedulerSettings(1024, 1)), stats);
-    GatewayServer server =
-        GatewayServer.start(
-            new ServerSettings("127.0.0.1", 0, 64 << 20, 1, Duration.ofSeconds(10)),
-            new AdminSettings("127.0.0.1", 0, java.util.UUID.randomUUID().toString(), null, "127.0.0.1", -1,
-                root.resolve(".state")),
-            repository,
-            stats);
-    List<ManagedChannel> channels = io.modelgate.bench.load.ClientChannels.open("127.0.0.1:" + server.port(), connections);
+    BenchGateway gateway = BenchGateway.start(root, connections, true);
+    GatewayServer server = gateway.server();
+    List<ManagedChannel> channels = gateway.channels();
     Map<String, List<LoadGenerator.Result>> results = new LinkedHashMap<>();
     try {
       out.printf("drift cost: model %s, %d callers over %d connections, %d s JIT warm-up, then %d rounds of %d s warm-up + %d s"
@@ -112,10 +95,7 @@ final class DriftCostBenchmark implements Callable<Integer> {
                   .run(LoadGenerator.Options.closed(concurrency, false, Duration.ofSeconds(warmupSeconds),
                       Duration.ofSeconds(durationSeconds)), line -> {});
           results.get(entry.getKey()).add(result);
-          out.printf("  round %d %-32s %8.0f calls/s  p50 %.3f ms  p99 %.3f ms  errors %s%n", round, entry.getKey(),
-              result.throughput(), result.latencyMicros().getValueAtPercentile(50) / 1000.0,
-              result.latencyMicros().getValueAtPercentile(99) / 1000.0, result.errors());
-          out.flush();
+          ScenarioTable.printRound(out, round, entry.getKey(), result);
         }
       }
       server.drift().flush().get(30, TimeUnit.SECONDS);
@@ -139,14 +119,7 @@ final class DriftCostBenchmark implements Callable<Integer> {
         }
       }
     } finally {
-      for (ManagedChannel channel : channels) {
-        channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
-      }
-      server.stop();
-      stats.close();
-      try (var paths = Files.walk(root)) {
-        paths.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
-      }
+      gateway.close();
     }
     ScenarioTable.print(out, results, "off");
     return 0;

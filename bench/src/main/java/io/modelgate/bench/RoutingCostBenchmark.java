@@ -2,23 +2,15 @@ package io.modelgate.bench;
 
 import io.grpc.ManagedChannel;
 import io.modelgate.bench.load.LoadGenerator;
-import io.modelgate.gateway.server.AdminSettings;
 import io.modelgate.gateway.server.GatewayServer;
-import io.modelgate.gateway.server.ServerSettings;
-import io.modelgate.gateway.stats.StatsRegistry;
 import io.modelgate.proto.admin.v1.RoutingPolicy;
 import io.modelgate.proto.admin.v1.ShadowRouting;
 import io.modelgate.proto.admin.v1.StickyRouting;
 import io.modelgate.proto.inference.InferParameter;
 import io.modelgate.proto.inference.ModelInferRequest;
-import io.modelgate.runtime.execution.SchedulerSettings;
-import io.modelgate.runtime.onnx.SessionSettings;
-import io.modelgate.runtime.repository.ModelRepository;
-import io.modelgate.runtime.repository.ModelSettings;
 import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.time.Clock;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -60,24 +52,16 @@ final class RoutingCostBenchmark implements Callable<Integer> {
       Path dir = Files.createDirectories(root.resolve("m").resolve(Integer.toString(version)));
       Files.write(dir.resolve("model.onnx"), bench.onnx());
     }
-    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
-    ModelRepository repository =
-        ModelRepository.load(
-            root, new ModelSettings(null, new SessionSettings(1, 1), new SchedulerSettings(1024, 1)), stats);
-    GatewayServer server =
-        GatewayServer.start(
-            new ServerSettings("127.0.0.1", 0, 64 << 20, 1, Duration.ofSeconds(10)),
-            new AdminSettings("127.0.0.1", 0, java.util.UUID.randomUUID().toString(), null, "127.0.0.1", -1,
-                root.resolve(".state")),
-            repository,
-            stats);
-    List<ManagedChannel> channels = io.modelgate.bench.load.ClientChannels.open("127.0.0.1:" + server.port(), connections);
+    BenchGateway gateway = BenchGateway.start(root, connections, false);
+    GatewayServer server = gateway.server();
+    List<ManagedChannel> channels = gateway.channels();
     ModelInferRequest base = bench.request("m");
     ModelInferRequest pinned = base.toBuilder().setModelVersion("1").build();
     ModelInferRequest keyed =
         base.toBuilder().putParameters("user", InferParameter.newBuilder().setStringParam("user-42").build()).build();
     // The first three serve everything from version 1, so that only the routing code differs; the
-    // last two split traffic over both versions, as a canary does.
+    // fourth splits traffic over both versions, as a canary does; the last copies 10% of version
+    // 1's traffic to version 2 as a shadow (a shadow takes no live traffic).
     RoutingPolicy onlyOne = RoutingPolicy.newBuilder().setModel("m").putWeights(1, 100).putWeights(2, 0).build();
     RoutingPolicy split = RoutingPolicy.newBuilder().setModel("m").putWeights(1, 90).putWeights(2, 10).build();
     Map<String, Scenario> scenarios = new LinkedHashMap<>();
@@ -86,8 +70,8 @@ final class RoutingCostBenchmark implements Callable<Integer> {
     scenarios.put("sticky pick, v1 100%", new Scenario(keyed,
         onlyOne.toBuilder().setSticky(StickyRouting.newBuilder().setParameter("user")).build()));
     scenarios.put("canary split 90/10", new Scenario(base, split));
-    scenarios.put("canary 90/10 + 10% shadow", new Scenario(base,
-        split.toBuilder().setShadow(ShadowRouting.newBuilder().setVersion(2).setSampleRate(0.1)).build()));
+    scenarios.put("v1 100% + 10% shadow to v2", new Scenario(base,
+        onlyOne.toBuilder().setShadow(ShadowRouting.newBuilder().setVersion(2).setSampleRate(0.1)).build()));
     Map<String, List<LoadGenerator.Result>> results = new LinkedHashMap<>();
     try {
       out.printf("routing cost: model %s, %d callers over %d connections, %d s warm-up + %d s, %d rounds%n",
@@ -105,21 +89,11 @@ final class RoutingCostBenchmark implements Callable<Integer> {
                   .run(LoadGenerator.Options.closed(concurrency, false, Duration.ofSeconds(warmupSeconds),
                       Duration.ofSeconds(durationSeconds)), line -> {});
           results.computeIfAbsent(entry.getKey(), k -> new ArrayList<>()).add(result);
-          out.printf("  round %d %-30s %8.0f calls/s  p50 %.3f ms  p99 %.3f ms  errors %s%n", round, entry.getKey(),
-              result.throughput(), result.latencyMicros().getValueAtPercentile(50) / 1000.0,
-              result.latencyMicros().getValueAtPercentile(99) / 1000.0, result.errors());
-          out.flush();
+          ScenarioTable.printRound(out, round, entry.getKey(), result);
         }
       }
     } finally {
-      for (ManagedChannel channel : channels) {
-        channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
-      }
-      server.stop();
-      stats.close();
-      try (var paths = Files.walk(root)) {
-        paths.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
-      }
+      gateway.close();
     }
     ScenarioTable.print(out, results, "pinned");
     return 0;

@@ -10,6 +10,14 @@ import org.HdrHistogram.Histogram;
 final class ScenarioTable {
   private ScenarioTable() {}
 
+  /** Prints one scenario's result in one round, as it comes. */
+  static void printRound(PrintWriter out, int round, String scenario, LoadGenerator.Result result) {
+    out.printf("  round %d %-32s %8.0f calls/s  p50 %.3f ms  p99 %.3f ms  errors %s%n", round, scenario,
+        result.throughput(), result.latencyMicros().getValueAtPercentile(50) / 1000.0,
+        result.latencyMicros().getValueAtPercentile(99) / 1000.0, result.errors());
+    out.flush();
+  }
+
   /**
    * Prints one row per scenario: all its rounds together, throughput and p99 as ratios to the first
    * scenario's, which is the baseline named {@code baseline} in the header.

@@ -1,0 +1,64 @@
+package io.modelgate.bench;
+
+import io.grpc.ManagedChannel;
+import io.modelgate.gateway.server.AdminSettings;
+import io.modelgate.gateway.server.GatewayServer;
+import io.modelgate.gateway.server.ServerSettings;
+import io.modelgate.gateway.stats.StatsRegistry;
+import io.modelgate.runtime.execution.SchedulerSettings;
+import io.modelgate.runtime.onnx.SessionSettings;
+import io.modelgate.runtime.repository.ModelRepository;
+import io.modelgate.runtime.repository.ModelSettings;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Clock;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * A gateway on a loopback port serving a temporary model repository, with client channels to it,
+ * for the end-to-end cost benchmarks; closing it stops everything and deletes the repository.
+ */
+record BenchGateway(Path root, StatsRegistry stats, GatewayServer server, List<ManagedChannel> channels)
+    implements AutoCloseable {
+
+  /**
+   * Serves {@code root} (one ONNX Runtime thread per session, queues of 1,024) and opens {@code
+   * connections} channels to it.
+   *
+   * @param background whether statistics rotate and rollouts are judged on their own threads
+   */
+  static BenchGateway start(Path root, int connections, boolean background) throws IOException {
+    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), background);
+    ModelRepository repository =
+        ModelRepository.load(
+            root, new ModelSettings(null, new SessionSettings(1, 1), new SchedulerSettings(1024, 1)), stats);
+    GatewayServer server =
+        GatewayServer.start(
+            new ServerSettings("127.0.0.1", 0, 64 << 20, 1, Duration.ofSeconds(10)),
+            new AdminSettings("127.0.0.1", 0, java.util.UUID.randomUUID().toString(), null, "127.0.0.1", -1,
+                root.resolve(".state")),
+            repository,
+            stats);
+    return new BenchGateway(root, stats, server,
+        io.modelgate.bench.load.ClientChannels.open("127.0.0.1:" + server.port(), connections));
+  }
+
+  @Override
+  public void close() throws IOException {
+    for (ManagedChannel channel : channels) {
+      try {
+        channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
+    }
+    server.stop();
+    stats.close();
+    try (var paths = Files.walk(root)) {
+      paths.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+    }
+  }
+}
