@@ -49,6 +49,7 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
   private final io.modelgate.gateway.control.Fleet fleet;
   private final io.modelgate.gateway.health.GoldenSets golden;
   private final io.modelgate.gateway.health.Drift drift;
+  private final io.modelgate.gateway.usage.Usage usage;
   private final StatsRegistry stats;
   private final VersionControl versions;
   private final ScheduledExecutorService watchers =
@@ -65,9 +66,11 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
       io.modelgate.gateway.control.Fleet fleet,
       io.modelgate.gateway.health.GoldenSets golden,
       io.modelgate.gateway.health.Drift drift,
+      io.modelgate.gateway.usage.Usage usage,
       StatsRegistry stats,
       VersionControl versions) {
     this.drift = drift;
+    this.usage = usage;
     this.repository = repository;
     this.control = control;
     this.fleet = fleet;
@@ -313,6 +316,34 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
           .info("{}: drift reference set by {} from its {} window", version.label(), AdminAuth.caller(), window);
       return report;
     });
+  }
+
+  @Override
+  public void getUsage(io.modelgate.proto.admin.v1.GetUsageRequest request,
+      StreamObserver<io.modelgate.proto.admin.v1.UsageReport> observer) {
+    answer(observer, () -> {
+      java.time.Instant now = java.time.Instant.now(stats.clock());
+      java.time.Instant since = request.getSince().isEmpty() ? now.minus(java.time.Duration.ofDays(1))
+          : instant(request.getSince(), "since");
+      java.time.Instant until = request.getUntil().isEmpty() ? now : instant(request.getUntil(), "until");
+      if (!until.isAfter(since)) {
+        throw io.modelgate.runtime.error.InferenceException.invalidArgument(
+            "until " + until + " is not after since " + since);
+      }
+      return usage.report(since, until, request.getTenant(), request.getModel());
+    });
+  }
+
+  /** An RFC 3339 instant, or a date (its midnight, UTC). */
+  private static java.time.Instant instant(String text, String field) {
+    try {
+      return text.length() == 10
+          ? java.time.LocalDate.parse(text).atStartOfDay(java.time.ZoneOffset.UTC).toInstant()
+          : java.time.OffsetDateTime.parse(text).toInstant();
+    } catch (java.time.format.DateTimeParseException e) {
+      throw io.modelgate.runtime.error.InferenceException.invalidArgument(field + ": "
+          + io.modelgate.runtime.error.InferenceException.quote(text) + " (expected a date such as 2026-12-01, or an instant such as 2026-12-01T10:00:00Z)");
+    }
   }
 
   private static <T> T awaitDrift(java.util.concurrent.CompletableFuture<T> answer) {

@@ -56,7 +56,8 @@ import picocli.CommandLine.Spec;
       AdminCommand.Load.class,
       AdminCommand.Unload.class,
       AdminCommand.Validate.class,
-      AdminCommand.DriftCommand.class
+      AdminCommand.DriftCommand.class,
+      AdminCommand.UsageCommand.class
     })
 final class AdminCommand implements Runnable {
   @Spec CommandSpec spec;
@@ -519,6 +520,56 @@ final class AdminCommand implements Runnable {
             io.modelgate.proto.admin.v1.SetDriftBaselineRequest.newBuilder()
                 .setModel(model).setVersion(version).setWindow(window).setGolden(golden).build()), 10));
       }
+    }
+  }
+
+  @Command(name = "usage", description = {
+      "Usage for chargeback: per tenant, model and version, requests, errors, rows, bytes and compute seconds",
+      "(each request's share of its batch's run of the model, by rows), over whole hours (UTC) of this replica's ledger."})
+  static final class UsageCommand implements Callable<Integer> {
+    @ParentCommand AdminCommand admin;
+    @Spec CommandSpec spec;
+    @Mixin HelpOption help;
+    @Option(names = "--since", description = "A date (2026-12-01) or an instant (2026-12-01T10:00:00Z). Default: a day ago.")
+    String since = "";
+    @Option(names = "--until", description = "Same forms. Default: now.") String until = "";
+    @Option(names = "--tenant", description = "One tenant (default: all).") String tenant = "";
+    @Option(names = "--model", description = "One model (default: all).") String model = "";
+    @Option(names = "--format", defaultValue = "table", description = "table, csv or json. Default: ${DEFAULT-VALUE}.")
+    String format;
+
+    @Override
+    public Integer call() throws Exception {
+      if (!java.util.List.of("table", "csv", "json").contains(format)) {
+        throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--format: '" + format + "' (expected: table, csv or json)");
+      }
+      return execute(admin, spec, (client, out) -> {
+        io.modelgate.proto.admin.v1.UsageReport report = client.call().getUsage(io.modelgate.proto.admin.v1.GetUsageRequest
+            .newBuilder().setSince(since).setUntil(until).setTenant(tenant).setModel(model).build());
+        switch (format) {
+          case "json" -> out.println(com.google.protobuf.util.JsonFormat.printer().preservingProtoFieldNames().print(report));
+          case "csv" -> {
+            out.println("since,until,replica,tenant,model,version,requests,errors,rows,bytes_in,bytes_out,compute_seconds");
+            for (io.modelgate.proto.admin.v1.UsageRecord r : report.getRecordsList()) {
+              out.printf("%s,%s,%s,%s,%s,%s,%d,%d,%d,%d,%d,%.6f%n", report.getSince(), report.getUntil(), report.getReplica(),
+                  r.getTenant(), r.getModel(), r.getVersion(), r.getRequests(), r.getErrorCount(), r.getRows(), r.getBytesIn(),
+                  r.getBytesOut(), r.getComputeSeconds());
+            }
+          }
+          default -> {
+            out.printf("usage on replica %s from %s:00 to %s:00 UTC%n", report.getReplica(), report.getSince(), report.getUntil());
+            out.printf("%-16s %-16s %-4s %10s %8s %10s %12s %12s %12s%n", "TENANT", "MODEL", "VER", "REQUESTS", "ERRORS",
+                "ROWS", "BYTES IN", "BYTES OUT", "COMPUTE S");
+            for (io.modelgate.proto.admin.v1.UsageRecord r : report.getRecordsList()) {
+              out.printf("%-16s %-16s %-4s %10d %8d %10d %12d %12d %12.3f%n", r.getTenant(), r.getModel(), r.getVersion(),
+                  r.getRequests(), r.getErrorCount(), r.getRows(), r.getBytesIn(), r.getBytesOut(), r.getComputeSeconds());
+              if (!r.getErrorsMap().isEmpty()) {
+                out.printf("%-38s errors: %s%n", "", new java.util.TreeMap<>(r.getErrorsMap()));
+              }
+            }
+          }
+        }
+      });
     }
   }
 

@@ -14,7 +14,8 @@ import picocli.CommandLine.Spec;
     mixinStandardHelpOptions = true,
     versionProvider = ModelgateCli.Version.class,
     description = "A low-latency KServe v2 gRPC inference gateway for ONNX models.",
-    subcommands = {ServeCommand.class, InferCommand.class, AdminCommand.class, DemoCommand.class, CommandLine.HelpCommand.class})
+    subcommands = {ServeCommand.class, InferCommand.class, AdminCommand.class, DemoCommand.class, CallersCommand.class,
+      CommandLine.HelpCommand.class})
 public final class ModelgateCli implements Runnable {
   @Spec CommandSpec spec;
 

@@ -149,6 +149,14 @@ final class ServeCommand implements Callable<Integer> {
   Path payloadLogDir;
 
   @Option(
+      names = "--callers",
+      paramLabel = "FILE",
+      description = "Callers file (YAML): the tenants that may call the inference port, how each proves who it is"
+          + " (client certificate, API key, JWT, trusted proxy header) and the models each may use; read again"
+          + " when it changes. Default: none, the inference port is open.")
+  Path callersFile;
+
+  @Option(
       names = "--control-store",
       defaultValue = "file",
       paramLabel = "STORE",
@@ -235,7 +243,8 @@ final class ServeCommand implements Callable<Integer> {
             metricsPort,
             stateDir,
             controlSettings(),
-            payloadLogDir == null ? stateDir.resolve("payloads") : payloadLogDir);
+            payloadLogDir == null ? stateDir.resolve("payloads") : payloadLogDir,
+            callersFile);
     ModelSettings defaults =
         new ModelSettings(
             null,

@@ -8,6 +8,7 @@ import io.grpc.Status;
 import io.grpc.stub.ServerCallStreamObserver;
 import io.grpc.stub.StreamObserver;
 import io.modelgate.gateway.routing.LatestReadyVersionSelector;
+import io.modelgate.gateway.callers.CallerAuth;
 import io.modelgate.gateway.routing.Route;
 import io.modelgate.gateway.routing.Router;
 import io.modelgate.gateway.stats.VersionStats;
@@ -67,6 +68,20 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
           GRPCInferenceServiceGrpc.getRepositoryModelLoadMethod().getFullMethodName(),
           GRPCInferenceServiceGrpc.getRepositoryModelUnloadMethod().getFullMethodName());
 
+  /**
+   * The calls that need a caller when the server has a callers file: everything about models; the
+   * server's liveness, readiness and metadata stay open (probes use them).
+   */
+  public static final java.util.Set<String> CALLER_METHODS =
+      java.util.Set.of(
+          GRPCInferenceServiceGrpc.getModelReadyMethod().getFullMethodName(),
+          GRPCInferenceServiceGrpc.getModelMetadataMethod().getFullMethodName(),
+          GRPCInferenceServiceGrpc.getModelConfigMethod().getFullMethodName(),
+          GRPCInferenceServiceGrpc.getModelStatisticsMethod().getFullMethodName(),
+          GRPCInferenceServiceGrpc.getModelInferMethod().getFullMethodName(),
+          GRPCInferenceServiceGrpc.getModelStreamInferMethod().getFullMethodName(),
+          GRPCInferenceServiceGrpc.getRepositoryIndexMethod().getFullMethodName());
+
   /** The response parameter that carries the status code of an in-band stream error. */
   public static final String ERROR_CODE_PARAMETER = "error_code";
 
@@ -100,6 +115,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
   private final RepositoryControl repositoryControl;
   private final io.modelgate.gateway.health.PayloadLog payloadLog;
   private final io.modelgate.gateway.health.Drift drift;
+  private final io.modelgate.gateway.usage.Usage usage;
   private final java.util.function.Supplier<String> caller;
   private final ServerMetadataResponse serverMetadata;
   /** The ModelStreamInfer calls still open, so that shutdown can end each once it has answered. */
@@ -118,6 +134,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
    *     request drawn for a payload log
    * @param payloadLog where sampled requests of models with a {@code payload_log} go
    * @param drift where sampled requests of models with {@code drift} are profiled
+   * @param usage where every answered request is counted for its tenant
    */
   public InferenceService(
       ModelRepository repository,
@@ -129,8 +146,10 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       RepositoryControl repositoryControl,
       java.util.function.Supplier<String> caller,
       io.modelgate.gateway.health.PayloadLog payloadLog,
-      io.modelgate.gateway.health.Drift drift) {
+      io.modelgate.gateway.health.Drift drift,
+      io.modelgate.gateway.usage.Usage usage) {
     this.drift = drift;
+    this.usage = usage;
     this.repositoryControl = repositoryControl;
     this.caller = caller;
     this.payloadLog = payloadLog;
@@ -170,7 +189,10 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
 
   @Override
   public void modelReady(ModelReadyRequest request, StreamObserver<ModelReadyResponse> observer) {
-    ErrorStatus.answer(observer, () -> ModelReadyResponse.newBuilder().setReady(isReady(request)).build());
+    ErrorStatus.answer(observer, () -> {
+      CallerAuth.requireModel(CallerAuth.current(), request.getName());
+      return ModelReadyResponse.newBuilder().setReady(isReady(request)).build();
+    });
   }
 
   /** Unknown model or version: not ready, not an error. A malformed version is an error. */
@@ -191,6 +213,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
   public void modelMetadata(
       ModelMetadataRequest request, StreamObserver<ModelMetadataResponse> observer) {
     ErrorStatus.answer(observer, () -> {
+      CallerAuth.requireModel(CallerAuth.current(), request.getName());
       ModelVersion version = selector.select(request.getName(), request.getVersion());
       List<String> versions =
           request.getVersion().isEmpty()
@@ -208,6 +231,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
   public void modelConfig(
       ModelConfigRequest request, StreamObserver<ModelConfigResponse> observer) {
     ErrorStatus.answer(observer, () -> {
+      CallerAuth.requireModel(CallerAuth.current(), request.getName());
       ModelVersion version = selector.select(request.getName(), request.getVersion());
       return ModelConfigResponse.newBuilder()
           .setConfig(ModelDescriptions.config(version, version.serving()))
@@ -229,9 +253,13 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
 
   private io.modelgate.proto.inference.ModelStatisticsResponse statistics(
       io.modelgate.proto.inference.ModelStatisticsRequest request) {
+    CallerAuth.Caller caller = CallerAuth.current();
+    if (!request.getName().isEmpty()) {
+      CallerAuth.requireModel(caller, request.getName());
+    }
     List<Model> models =
         request.getName().isEmpty()
-            ? repository.models()
+            ? repository.models().stream().filter(m -> caller.entry() == null || caller.entry().allows(m.name())).toList()
             : List.of(LatestReadyVersionSelector.model(repository, request.getName()));
     long number = 0;
     if (!request.getVersion().isEmpty()) {
@@ -336,12 +364,15 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     UnaryAnswer answer = null;
     try {
       refuseUnparsed(request);
+      CallerAuth.Caller tenant = CallerAuth.current();
+      CallerAuth.requireModel(tenant, request.getModelName());
       Route route = router.route(request.getModelName());
       ModelVersion version = route.select(request);
       LoadedVersion loaded = version.serving();
       answer = new UnaryAnswer(call, version, request.getId(), statsOf(loaded), arrival, clock);
       answer.payload(payloadLog, payloadLog.sample(loaded, request, caller));
       answer.drift(drift, version, loaded);
+      answer.usage(usage, tenant.tenant(), version, request.getSerializedSize());
       answer.deadline = Context.current().getDeadline();
       answer.classification = Classification.requested(request, loaded.signature());
       ModelVersion shadow = route.shadow();
@@ -354,6 +385,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       Status status = ErrorStatus.of(e);
       if (answer != null) {
         answer.record(status.getCode());
+        answer.account(status.getCode(), null);
         answer.logPayload(answer.version, null, status);
       } else {
         stats.recordRejected(status.getCode());
@@ -462,10 +494,34 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       }
     }
 
+    private io.modelgate.gateway.usage.Usage usage;
+    private String tenant;
+    private ModelVersion usageVersion;
+    private long bytesIn;
+    private int rows = 1;
+
+    /** Counts this request for {@code tenant} when it is answered. */
+    final void usage(io.modelgate.gateway.usage.Usage counter, String tenant, ModelVersion version, long bytesIn) {
+      this.usage = counter;
+      this.tenant = tenant;
+      this.usageVersion = version;
+      this.bytesIn = bytesIn;
+    }
+
     /** Called with the decoded request before it is queued (so before any answer). */
     final void decoded(DecodedRequest decoded) {
+      rows = Math.max(1, decoded.rows());
       if (drift != null) {
         driftInputs = decoded.inputs();
+      }
+    }
+
+    /** Counts the answer for the request's tenant ({@code result} null: not executed). */
+    final void account(Status.Code code, InferenceResult result) {
+      if (usage != null) {
+        usage.record(tenant, usageVersion.model(), usageVersion.numberText(), code, rows,
+            result == null ? 0 : result.batchRows(), result == null ? 0 : result.computeNanos(), bytesIn,
+            result == null ? 0 : result.outputBytes());
       }
     }
 
@@ -524,6 +580,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       boolean cancelled = call.isCancelled();
       ModelInferResponse response = cancelled ? null : ResponseEncoder.encode(version, id, result, classification);
       record(cancelled ? Status.Code.CANCELLED : Status.Code.OK);
+      account(cancelled ? Status.Code.CANCELLED : Status.Code.OK, result);
       if (!cancelled) {
         call.onNext(response);
         call.onCompleted();
@@ -539,6 +596,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     public void onFailure(InferenceException error) {
       Status status = ErrorStatus.of(error);
       record(status.getCode());
+      account(status.getCode(), null);
       if (!call.isCancelled()) {
         call.onError(status.asRuntimeException());
       }
@@ -634,6 +692,8 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       StreamAnswer answer = null;
       try {
         refuseUnparsed(request);
+        CallerAuth.Caller tenant = CallerAuth.CALLER_OF.apply(context);
+        CallerAuth.requireModel(tenant, request.getModelName());
         Route route = router.route(request.getModelName());
         version = route.select(request);
         LoadedVersion loaded = version.serving();
@@ -641,6 +701,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
             arrival, clock);
         answer.payload(payloadLog, payloadLog.sample(loaded, request, caller));
         answer.drift(drift, version, loaded);
+        answer.usage(usage, tenant.tenant(), version, request.getSerializedSize());
         answer.deadline = context.getDeadline();
         answer.classification = Classification.requested(request, loaded.signature());
         ModelVersion shadow = route.shadow();
@@ -658,6 +719,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
         Status status = ErrorStatus.of(e);
         if (answer != null) {
           answer.record(status.getCode());
+          answer.account(status.getCode(), null);
         } else {
           stats.recordRejected(status.getCode());
         }
@@ -775,6 +837,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     @Override
     public void onSuccess(InferenceResult result) {
       record(Status.Code.OK);
+      account(Status.Code.OK, result);
       stream.succeed(id, version, result, classification);
       if (logsPayload()) {
         logPayload(version, ResponseEncoder.encode(version, id, result, classification), Status.OK);
@@ -789,6 +852,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     public void onFailure(InferenceException error) {
       Status status = ErrorStatus.of(error);
       record(status.getCode());
+      account(status.getCode(), null);
       stream.fail(id, modelName, version, status);
       logPayload(version, null, status);
       if (shadow != null) {

@@ -16,6 +16,8 @@ import java.util.Objects;
  *     file control store
  * @param control the control store (the state directory, or etcd) and this replica's name
  * @param payloadLogDirectory where models' sampled payload logs are written (a folder per model)
+ * @param callersFile the callers file: who may call the inference port (see {@link
+ *     io.modelgate.gateway.callers.CallerPolicy}); null: anyone, as the tenant {@code anonymous}
  */
 public record AdminSettings(
     String host,
@@ -26,7 +28,8 @@ public record AdminSettings(
     int metricsPort,
     Path stateDirectory,
     io.modelgate.gateway.control.ControlSettings control,
-    Path payloadLogDirectory) {
+    Path payloadLogDirectory,
+    Path callersFile) {
   public static final int DEFAULT_PORT = 8003;
   public static final int DEFAULT_METRICS_PORT = 8002;
 
@@ -60,5 +63,17 @@ public record AdminSettings(
       String host, int port, String token, TlsSettings tls, String metricsHost, int metricsPort, Path stateDirectory,
       io.modelgate.gateway.control.ControlSettings control) {
     this(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, stateDirectory.resolve("payloads"));
+  }
+
+  /** Without a callers file: the inference port is open. */
+  public AdminSettings(
+      String host, int port, String token, TlsSettings tls, String metricsHost, int metricsPort, Path stateDirectory,
+      io.modelgate.gateway.control.ControlSettings control, Path payloadLogDirectory) {
+    this(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory, null);
+  }
+
+  /** These settings with {@code file} as the callers file. */
+  public AdminSettings withCallers(Path file) {
+    return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory, file);
   }
 }

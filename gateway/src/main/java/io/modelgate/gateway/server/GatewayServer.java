@@ -83,6 +83,8 @@ public final class GatewayServer {
   private final io.modelgate.gateway.health.GoldenSets golden;
   private final io.modelgate.gateway.health.PayloadLog payloadLog;
   private final io.modelgate.gateway.health.Drift drift;
+  private final io.modelgate.gateway.callers.CallerPolicyFile callers;
+  private final io.modelgate.gateway.usage.Usage usage;
   private final AdminService admin;
   private final HttpEndpoints metrics;
   private final HealthStatusManager health;
@@ -107,6 +109,8 @@ public final class GatewayServer {
     this.golden = b.golden;
     this.payloadLog = b.payloadLog;
     this.drift = b.drift;
+    this.callers = b.callers;
+    this.usage = b.usage;
     this.admin = b.admin;
     this.metrics = b.metrics;
     this.health = b.health;
@@ -129,6 +133,8 @@ public final class GatewayServer {
     io.modelgate.gateway.health.GoldenSets golden;
     io.modelgate.gateway.health.PayloadLog payloadLog;
     io.modelgate.gateway.health.Drift drift;
+    io.modelgate.gateway.callers.CallerPolicyFile callers;
+    io.modelgate.gateway.usage.Usage usage;
     AdminService admin;
     HttpEndpoints metrics;
     HealthStatusManager health;
@@ -232,6 +238,13 @@ public final class GatewayServer {
     b.stats = stats;
     b.drainTimeout = drainTimeout;
     b.shutdownDelay = shutdownDelay;
+    if (adminSettings.callersFile() != null) {
+      try {
+        b.callers = io.modelgate.gateway.callers.CallerPolicyFile.open(adminSettings.callersFile());
+      } catch (io.modelgate.gateway.callers.CallerPolicy.InvalidCallersException e) {
+        throw new IOException("callers file " + e.getMessage(), e);
+      }
+    }
     b.release = transports.release();
     b.health = new HealthStatusManager();
     b.router = new Router(repository);
@@ -241,6 +254,8 @@ public final class GatewayServer {
         controlSettings.etcd()
             ? new EtcdControlStore(controlSettings)
             : new FileControlStore(state, controlSettings.replica());
+    b.usage = new io.modelgate.gateway.usage.Usage(stats.prometheus(), stats.clock(), controlSettings.replica(),
+        adminSettings.stateDirectory().resolve("usage"));
     b.drift = new io.modelgate.gateway.health.Drift(repository, stats.prometheus(), stats.clock(), controlSettings.replica());
     b.golden = new io.modelgate.gateway.health.GoldenSets(repository, stats.clock(), stats.background(), b.drift);
     b.payloadLog = new io.modelgate.gateway.health.PayloadLog(adminSettings.payloadLogDirectory(), stats.prometheus(), stats.clock())
@@ -253,12 +268,16 @@ public final class GatewayServer {
       b.golden.close();
       b.payloadLog.close();
       b.drift.close();
+      b.usage.close();
+      if (b.callers != null) {
+        b.callers.close();
+      }
       throw e;
     }
     b.gatewayMetrics = new GatewayMetrics(stats.prometheus(), repository, b.router, b.control, state, b.golden);
     b.versions = new io.modelgate.gateway.admin.VersionControl(repository, b.control, drainTimeout);
     b.fleet = new io.modelgate.gateway.control.Fleet(b.control, stats, stats.clock(), stats.background());
-    b.admin = new AdminService(repository, b.control, b.fleet, b.golden, b.drift, stats, b.versions);
+    b.admin = new AdminService(repository, b.control, b.fleet, b.golden, b.drift, b.usage, stats, b.versions);
     GatewayServer[] self = new GatewayServer[1];
     InferenceService inference =
         b.inference = new InferenceService(
@@ -271,7 +290,8 @@ public final class GatewayServer {
             b.versions,
             AdminAuth::caller,
             b.payloadLog,
-            b.drift);
+            b.drift,
+            b.usage);
     boolean started = false;
     try {
       b.server =
@@ -280,7 +300,10 @@ public final class GatewayServer {
               .addService(
                   ServerInterceptors.intercept(
                       ServerInterceptors.intercept(
-                          inference.definition(),
+                          b.callers == null
+                              ? inference.definition()
+                              : ServerInterceptors.intercept(inference.definition(),
+                                  new io.modelgate.gateway.callers.CallerAuth(b.callers, InferenceService.CALLER_METHODS)),
                           AdminAuth.forMethods(adminSettings.token(), InferenceService.GUARDED_METHODS, b.payloadLog::active)),
                       grpcMetrics(stats)))
               .addService(b.health.getHealthService())
@@ -321,6 +344,10 @@ public final class GatewayServer {
         b.golden.close();
         b.payloadLog.close();
         b.drift.close();
+        b.usage.close();
+        if (b.callers != null) {
+          b.callers.close();
+        }
         b.admin.close();
         b.versions.close();
         b.gatewayMetrics.close();
@@ -373,6 +400,15 @@ public final class GatewayServer {
   }
 
   /** The versions' golden-set results. */
+  /** The callers file in force, or null when the inference port is open. */
+  public io.modelgate.gateway.callers.CallerPolicyFile callers() {
+    return callers;
+  }
+
+  public io.modelgate.gateway.usage.Usage usage() {
+    return usage;
+  }
+
   public io.modelgate.gateway.health.Drift drift() {
     return drift;
   }
@@ -488,6 +524,11 @@ public final class GatewayServer {
     // Every answer is in: what the payload log has queued is written now.
     payloadLog.close();
     drift.close();
+    // Every answer is counted: the ledger is written one last time.
+    usage.close();
+    if (callers != null) {
+      callers.close();
+    }
     repository.closeSessions();
     phases.add(Phase.SESSIONS_CLOSED);
     try {

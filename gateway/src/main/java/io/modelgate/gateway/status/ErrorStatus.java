@@ -32,6 +32,10 @@ public final class ErrorStatus {
         return Status.Code.FAILED_PRECONDITION;
       case ABORTED:
         return Status.Code.ABORTED;
+      case UNAUTHENTICATED:
+        return Status.Code.UNAUTHENTICATED;
+      case PERMISSION_DENIED:
+        return Status.Code.PERMISSION_DENIED;
       case INTERNAL:
       default:
         return Status.Code.INTERNAL;

@@ -136,6 +136,12 @@ public final class Gateway implements AutoCloseable {
         InProcessChannelBuilder.forName(adminName).directExecutor().build());
   }
 
+  /** In-process, with {@code callersFile} deciding who may call the inference port. */
+  public static Gateway inProcessWithCallers(Path root, Path callersFile, Clock clock) throws IOException {
+    return inProcess(root, Duration.ofSeconds(10), Duration.ZERO, adminSettings(root.resolve(".state"), -1).withCallers(callersFile),
+        clock);
+  }
+
   public static Gateway netty(Path root, int maxInboundMessageBytes) throws IOException {
     StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
     ModelRepository repository = load(root, stats);
@@ -183,6 +189,11 @@ public final class Gateway implements AutoCloseable {
 
   public GRPCInferenceServiceBlockingStub blocking() {
     return GRPCInferenceServiceGrpc.newBlockingStub(channel).withDeadlineAfter(30, TimeUnit.SECONDS);
+  }
+
+  /** A blocking stub that presents {@code apiKey} (a tenant's key, with a callers file). */
+  public GRPCInferenceServiceBlockingStub blockingAs(String apiKey) {
+    return blocking().withCallCredentials(bearer(apiKey));
   }
 
   public GRPCInferenceServiceStub async() {

@@ -21,6 +21,10 @@ public enum ErrorCode {
   FAILED_PRECONDITION,
   /** A concurrent change won: the caller's view is stale (admin operations). */
   ABORTED,
+  /** The caller did not prove who it is (inference with caller identity on). */
+  UNAUTHENTICATED,
+  /** The caller is known but not allowed this model. */
+  PERMISSION_DENIED,
   /** ONNX Runtime or the server failed; the message carries the cause. */
   INTERNAL
 }

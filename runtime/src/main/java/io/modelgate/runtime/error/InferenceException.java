@@ -67,6 +67,14 @@ public final class InferenceException extends RuntimeException {
     return of(ErrorCode.CANCELLED, message);
   }
 
+  public static InferenceException permissionDenied(String message) {
+    return of(ErrorCode.PERMISSION_DENIED, message);
+  }
+
+  public static InferenceException unauthenticated(String message) {
+    return of(ErrorCode.UNAUTHENTICATED, message);
+  }
+
   public static InferenceException failedPrecondition(String message) {
     return of(ErrorCode.FAILED_PRECONDITION, message);
   }

@@ -9,14 +9,36 @@ import io.modelgate.runtime.tensor.OutputTensor;
 public final class InferenceResult {
   private final OutputTensor[] outputs;
   private final int batchRows;
+  private final long computeNanos;
 
   /**
    * @param outputs the outputs in response order; the array is taken, not copied
    * @param batchRows rows in the execution that computed this result (1 when not batched)
+   * @param computeNanos that execution's run of the model (ONNX Runtime's call), for all its rows
    */
-  public InferenceResult(OutputTensor[] outputs, int batchRows) {
+  public InferenceResult(OutputTensor[] outputs, int batchRows, long computeNanos) {
     this.outputs = outputs;
     this.batchRows = batchRows;
+    this.computeNanos = computeNanos;
+  }
+
+  /** A result whose execution time is not known (0). */
+  public InferenceResult(OutputTensor[] outputs, int batchRows) {
+    this(outputs, batchRows, 0);
+  }
+
+  /** The run of the model of the execution that computed this result, for all its rows, in ns. */
+  public long computeNanos() {
+    return computeNanos;
+  }
+
+  /** Bytes of the output tensors. */
+  public long outputBytes() {
+    long bytes = 0;
+    for (OutputTensor output : outputs) {
+      bytes += output.data().size();
+    }
+    return bytes;
   }
 
   /** The outputs. Shared: callers must not modify the array. */

@@ -195,8 +195,9 @@ public final class OnnxBatchExecutor implements BatchExecutor {
       }
     }
     int rows = batch.rows();
+    long compute = batch.hasComputeTimes() ? batch.computeEndNanos() - batch.computeStartNanos() : 0;
     for (int r = 0; r < n; r++) {
-      batch.get(r).succeed(new InferenceResult(perRequest[r], rows));
+      batch.get(r).succeed(new InferenceResult(perRequest[r], rows, compute));
     }
   }
 

@@ -1,0 +1,437 @@
+package io.modelgate.gateway.callers;
+
+import com.nimbusds.jose.JWSAlgorithm;
+import com.nimbusds.jose.jwk.JWKSet;
+import com.nimbusds.jose.jwk.source.ImmutableJWKSet;
+import com.nimbusds.jose.proc.JWSVerificationKeySelector;
+import com.nimbusds.jose.proc.SecurityContext;
+import com.nimbusds.jwt.JWTClaimsSet;
+import com.nimbusds.jwt.proc.DefaultJWTClaimsVerifier;
+import com.nimbusds.jwt.proc.DefaultJWTProcessor;
+import java.io.IOException;
+import java.io.Reader;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.net.SocketAddress;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.text.ParseException;
+import java.util.ArrayList;
+import java.util.HexFormat;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeSet;
+import org.yaml.snakeyaml.LoaderOptions;
+import org.yaml.snakeyaml.Yaml;
+import org.yaml.snakeyaml.constructor.SafeConstructor;
+
+/**
+ * Who may call the inference port, from a callers file ({@code --callers FILE}, YAML): the tenants,
+ * how each proves who it is, and the models each may use. Immutable and validated; {@link
+ * CallerPolicyFile} reads it again when the file changes.
+ *
+ * <pre>
+ * identify: [certificate, api_key, jwt, proxy]   # the methods tried, in this order
+ * tenants:
+ *   fraud:
+ *     api_keys: [sha256:9f86d0...]     # SHA-256 of each key, hex (modelgate callers new-key)
+ *     certificates: ["CN=fraud-svc,O=Example"]
+ *     models: [cnn_mnist]              # default: every model
+ * jwt:                                 # signed tokens, verified against a local JWKS file
+ *   jwks: jwks.json                    # relative to this file
+ *   issuer: https://login.example
+ *   audience: modelgate
+ *   tenant_claim: tenant               # default: sub
+ * proxy:                               # a tenant header set by a trusted front proxy
+ *   header: x-modelgate-tenant
+ *   trusted: [127.0.0.1, 10.0.0.0/8]
+ * </pre>
+ *
+ * <p>Every tenant a token or a proxy names must be listed under {@code tenants} (an unknown one is
+ * PERMISSION_DENIED), so that the file is the one list of who may call.
+ */
+public final class CallerPolicy {
+  /** How a caller proves who it is. */
+  public enum Method {
+    CERTIFICATE("certificate"),
+    API_KEY("api_key"),
+    JWT("jwt"),
+    PROXY("proxy");
+
+    final String configName;
+
+    Method(String configName) {
+      this.configName = configName;
+    }
+
+    static Method named(String name) throws InvalidCallersException {
+      for (Method m : values()) {
+        if (m.configName.equals(name)) {
+          return m;
+        }
+      }
+      throw new InvalidCallersException("identify: '" + name + "' (expected: certificate, api_key, jwt or proxy)");
+    }
+  }
+
+  /** One tenant: its key hashes, certificate subjects and the models it may use (empty: all). */
+  public record Tenant(String name, List<byte[]> keyHashes, Set<String> certificates, Set<String> models) {
+    public boolean allows(String model) {
+      return models.isEmpty() || models.contains(model);
+    }
+  }
+
+  /** What a caller presented, for {@link #identify}. */
+  public record Presented(String bearer, String apiKeyHeader, String certificateSubject, SocketAddress peer,
+      String proxyTenant) {}
+
+  /** The outcome of identifying a caller: a tenant, or why not (a message that echoes no secret). */
+  public record Identity(Tenant tenant, Method method, String refusal, boolean denied) {
+    static Identity of(Tenant tenant, Method method) {
+      return new Identity(tenant, method, null, false);
+    }
+
+    static Identity unauthenticated(String why) {
+      return new Identity(null, null, why, false);
+    }
+
+    static Identity denied(String why) {
+      return new Identity(null, null, why, true);
+    }
+  }
+
+  private final List<Method> identify;
+  private final Map<String, Tenant> tenants;
+  private final DefaultJWTProcessor<SecurityContext> jwt;
+  private final String tenantClaim;
+  private final String proxyHeader;
+  private final List<Cidr> trusted;
+
+  private CallerPolicy(List<Method> identify, Map<String, Tenant> tenants, DefaultJWTProcessor<SecurityContext> jwt,
+      String tenantClaim, String proxyHeader, List<Cidr> trusted) {
+    this.identify = List.copyOf(identify);
+    this.tenants = Map.copyOf(tenants);
+    this.jwt = jwt;
+    this.tenantClaim = tenantClaim;
+    this.proxyHeader = proxyHeader;
+    this.trusted = List.copyOf(trusted);
+  }
+
+  public List<Method> methods() {
+    return identify;
+  }
+
+  public Map<String, Tenant> tenants() {
+    return tenants;
+  }
+
+  /** The header a trusted proxy names the tenant in, or null. */
+  public String proxyHeader() {
+    return proxyHeader;
+  }
+
+  /** The SHA-256 of an API key, as the callers file writes it ({@code sha256:<hex>}). */
+  public static String hash(String key) {
+    return "sha256:" + HexFormat.of().formatHex(sha256(key));
+  }
+
+  private static byte[] sha256(String key) {
+    try {
+      return MessageDigest.getInstance("SHA-256").digest(key.getBytes(StandardCharsets.UTF_8));
+    } catch (NoSuchAlgorithmException e) {
+      throw new IllegalStateException("SHA-256 is part of every Java runtime", e);
+    }
+  }
+
+  /**
+   * Identifies a caller by the first of the configured methods it presented credentials for. A
+   * method whose credentials are present but wrong refuses (it does not fall through to the next).
+   */
+  public Identity identify(Presented presented) {
+    for (Method method : identify) {
+      switch (method) {
+        case CERTIFICATE -> {
+          if (presented.certificateSubject() != null) {
+            for (Tenant tenant : tenants.values()) {
+              if (tenant.certificates().contains(presented.certificateSubject())) {
+                return Identity.of(tenant, method);
+              }
+            }
+            return Identity.denied("client certificate " + presented.certificateSubject() + " is not a known tenant's");
+          }
+        }
+        case API_KEY -> {
+          String key = presented.apiKeyHeader() != null ? presented.apiKeyHeader()
+              : presented.bearer() != null && !looksLikeJwt(presented.bearer()) ? presented.bearer() : null;
+          if (key != null) {
+            Tenant found = byKey(key);
+            return found != null ? Identity.of(found, method) : Identity.unauthenticated("unknown API key");
+          }
+        }
+        case JWT -> {
+          if (jwt != null && presented.bearer() != null && looksLikeJwt(presented.bearer())) {
+            return byToken(presented.bearer());
+          }
+        }
+        case PROXY -> {
+          if (proxyHeader != null && presented.proxyTenant() != null && trusted(presented.peer())) {
+            Tenant tenant = tenants.get(presented.proxyTenant().strip());
+            return tenant != null ? Identity.of(tenant, method)
+                : Identity.denied("tenant named by the proxy is not in the callers file");
+          }
+        }
+        default -> throw new IllegalStateException(method.name());
+      }
+    }
+    return Identity.unauthenticated("inference calls need credentials: " + expected());
+  }
+
+  private String expected() {
+    List<String> ways = new ArrayList<>();
+    for (Method method : identify) {
+      ways.add(switch (method) {
+        case CERTIFICATE -> "a client certificate (mutual TLS)";
+        case API_KEY -> "an API key (authorization: Bearer <key>, or x-api-key: <key>)";
+        case JWT -> "a signed token (authorization: Bearer <JWT>)";
+        case PROXY -> "the header " + proxyHeader + " from a trusted proxy";
+      });
+    }
+    return String.join(", or ", ways);
+  }
+
+  private static boolean looksLikeJwt(String token) {
+    int first = token.indexOf('.');
+    return first > 0 && token.indexOf('.', first + 1) > first + 1;
+  }
+
+  /** The tenant whose key hashes to {@code key}'s; every hash is compared, in constant time each. */
+  private Tenant byKey(String key) {
+    byte[] hash = sha256(key);
+    Tenant found = null;
+    for (Tenant tenant : tenants.values()) {
+      for (byte[] known : tenant.keyHashes()) {
+        if (MessageDigest.isEqual(hash, known)) {
+          found = tenant;
+        }
+      }
+    }
+    return found;
+  }
+
+  private Identity byToken(String token) {
+    JWTClaimsSet claims;
+    try {
+      claims = jwt.process(token, null);
+    } catch (ParseException | com.nimbusds.jose.proc.BadJOSEException | com.nimbusds.jose.JOSEException e) {
+      return Identity.unauthenticated("the token is not valid: " + e.getMessage());
+    }
+    Object named = claims.getClaim(tenantClaim);
+    if (!(named instanceof String name)) {
+      return Identity.unauthenticated("the token has no string claim '" + tenantClaim + "' naming the tenant");
+    }
+    Tenant tenant = tenants.get(name);
+    return tenant != null ? Identity.of(tenant, Method.JWT)
+        : Identity.denied("tenant '" + name + "' of the token is not in the callers file");
+  }
+
+  private boolean trusted(SocketAddress peer) {
+    if (!(peer instanceof InetSocketAddress address) || address.getAddress() == null) {
+      return false;
+    }
+    for (Cidr cidr : trusted) {
+      if (cidr.contains(address.getAddress())) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // ---- reading ----
+
+  /** Reads and validates a callers file. */
+  public static CallerPolicy read(Path file) throws IOException, InvalidCallersException {
+    Object document;
+    try (Reader reader = Files.newBufferedReader(file, StandardCharsets.UTF_8)) {
+      document = new Yaml(new SafeConstructor(new LoaderOptions())).load(reader);
+    } catch (org.yaml.snakeyaml.error.YAMLException e) {
+      throw new InvalidCallersException("cannot be read as YAML: " + e.getMessage());
+    }
+    if (!(document instanceof Map<?, ?> map)) {
+      throw new InvalidCallersException("expected a mapping with tenants");
+    }
+    known(map, "", Set.of("identify", "tenants", "jwt", "proxy"));
+    Map<String, Tenant> tenants = new LinkedHashMap<>();
+    if (!(map.get("tenants") instanceof Map<?, ?> listed) || listed.isEmpty()) {
+      throw new InvalidCallersException("tenants: expected a mapping of tenant names to their credentials");
+    }
+    for (Map.Entry<?, ?> entry : listed.entrySet()) {
+      String name = String.valueOf(entry.getKey());
+      Map<?, ?> fields = entry.getValue() == null ? Map.of() : mapping(entry.getValue(), "tenants." + name);
+      known(fields, "tenants." + name + ".", Set.of("api_keys", "certificates", "models"));
+      List<byte[]> hashes = new ArrayList<>();
+      for (String hash : strings(fields, "api_keys", "tenants." + name)) {
+        if (!hash.matches("sha256:[0-9a-fA-F]{64}")) {
+          throw new InvalidCallersException("tenants." + name + ".api_keys: expected sha256:<64 hex digits> (the hash, "
+              + "never the key: modelgate callers new-key makes both)");
+        }
+        hashes.add(HexFormat.of().parseHex(hash.substring("sha256:".length())));
+      }
+      tenants.put(name, new Tenant(name, List.copyOf(hashes),
+          Set.copyOf(strings(fields, "certificates", "tenants." + name)),
+          Set.copyOf(strings(fields, "models", "tenants." + name))));
+    }
+    DefaultJWTProcessor<SecurityContext> jwt = null;
+    String tenantClaim = "sub";
+    if (map.containsKey("jwt")) {
+      Map<?, ?> fields = mapping(map.get("jwt"), "jwt");
+      known(fields, "jwt.", Set.of("jwks", "issuer", "audience", "tenant_claim"));
+      Object jwksName = fields.get("jwks");
+      if (!(jwksName instanceof String)) {
+        throw new InvalidCallersException("jwt.jwks: expected the path of a JWKS file");
+      }
+      Path jwks = file.toAbsolutePath().getParent().resolve((String) jwksName);
+      JWKSet keys;
+      try {
+        keys = JWKSet.load(jwks.toFile());
+      } catch (IOException | ParseException e) {
+        throw new InvalidCallersException("jwt.jwks: " + jwksName + " cannot be read as a JWK set: " + e.getMessage());
+      }
+      if (fields.get("tenant_claim") != null) {
+        tenantClaim = String.valueOf(fields.get("tenant_claim"));
+      }
+      jwt = new DefaultJWTProcessor<>();
+      jwt.setJWSKeySelector(new JWSVerificationKeySelector<>(
+          Set.of(JWSAlgorithm.RS256, JWSAlgorithm.RS384, JWSAlgorithm.RS512, JWSAlgorithm.PS256, JWSAlgorithm.ES256,
+              JWSAlgorithm.ES384, JWSAlgorithm.EdDSA),
+          new ImmutableJWKSet<>(keys)));
+      JWTClaimsSet.Builder exact = new JWTClaimsSet.Builder();
+      if (fields.get("issuer") != null) {
+        exact.issuer(String.valueOf(fields.get("issuer")));
+      }
+      Object audience = fields.get("audience");
+      jwt.setJWTClaimsSetVerifier(new DefaultJWTClaimsVerifier<>(
+          audience == null ? null : String.valueOf(audience), exact.build(), Set.of("exp", tenantClaim)));
+    }
+    String proxyHeader = null;
+    List<Cidr> trusted = new ArrayList<>();
+    if (map.containsKey("proxy")) {
+      Map<?, ?> fields = mapping(map.get("proxy"), "proxy");
+      known(fields, "proxy.", Set.of("header", "trusted"));
+      if (!(fields.get("header") instanceof String header) || header.isBlank()) {
+        throw new InvalidCallersException("proxy.header: expected the name of the header the proxy sets");
+      }
+      proxyHeader = header.strip().toLowerCase(java.util.Locale.ROOT);
+      for (String cidr : strings(fields, "trusted", "proxy")) {
+        trusted.add(Cidr.parse(cidr));
+      }
+      if (trusted.isEmpty()) {
+        throw new InvalidCallersException("proxy.trusted: expected the addresses of the proxies (e.g. [10.0.0.0/8])");
+      }
+    }
+    List<Method> identify = new ArrayList<>();
+    if (map.containsKey("identify")) {
+      for (String name : strings(map, "identify", "")) {
+        identify.add(Method.named(name));
+      }
+    } else {
+      identify.addAll(List.of(Method.CERTIFICATE, Method.API_KEY));
+      if (jwt != null) {
+        identify.add(Method.JWT);
+      }
+      if (proxyHeader != null) {
+        identify.add(Method.PROXY);
+      }
+    }
+    if (identify.contains(Method.JWT) && jwt == null) {
+      throw new InvalidCallersException("identify: jwt needs a jwt mapping (jwks, issuer, audience)");
+    }
+    if (identify.contains(Method.PROXY) && proxyHeader == null) {
+      throw new InvalidCallersException("identify: proxy needs a proxy mapping (header, trusted)");
+    }
+    return new CallerPolicy(identify, tenants, jwt, tenantClaim, proxyHeader, trusted);
+  }
+
+  private static Map<?, ?> mapping(Object value, String key) throws InvalidCallersException {
+    if (!(value instanceof Map<?, ?> map)) {
+      throw new InvalidCallersException(key + ": expected a mapping");
+    }
+    return map;
+  }
+
+  private static void known(Map<?, ?> map, String prefix, Set<String> keys) throws InvalidCallersException {
+    for (Object key : map.keySet()) {
+      if (!keys.contains(String.valueOf(key))) {
+        throw new InvalidCallersException(prefix + key + ": unknown key (expected one of: " + new TreeSet<>(keys) + ")");
+      }
+    }
+  }
+
+  private static List<String> strings(Map<?, ?> map, String key, String where) throws InvalidCallersException {
+    Object value = map.get(key);
+    if (value == null) {
+      return List.of();
+    }
+    if (!(value instanceof List<?> list)) {
+      throw new InvalidCallersException((where.isEmpty() ? "" : where + ".") + key + ": expected a list");
+    }
+    List<String> out = new ArrayList<>();
+    for (Object element : list) {
+      out.add(String.valueOf(element));
+    }
+    return out;
+  }
+
+  /** An address range: an address and a prefix length. */
+  record Cidr(byte[] network, int bits) {
+    static Cidr parse(String text) throws InvalidCallersException {
+      int slash = text.indexOf('/');
+      String host = slash < 0 ? text : text.substring(0, slash);
+      try {
+        if (!host.matches("[0-9a-fA-F:.]+")) {
+          throw new IllegalArgumentException();
+        }
+        byte[] address = InetAddress.getByName(host).getAddress();
+        int bits = slash < 0 ? address.length * 8 : Integer.parseInt(text.substring(slash + 1));
+        if (bits < 0 || bits > address.length * 8) {
+          throw new IllegalArgumentException();
+        }
+        return new Cidr(address, bits);
+      } catch (IOException | IllegalArgumentException e) {
+        throw new InvalidCallersException("proxy.trusted: '" + text + "' (expected an address or a range such as 10.0.0.0/8)");
+      }
+    }
+
+    boolean contains(InetAddress address) {
+      byte[] bytes = address.getAddress();
+      if (bytes.length != network.length) {
+        return false;
+      }
+      int full = bits / 8;
+      for (int i = 0; i < full; i++) {
+        if (bytes[i] != network[i]) {
+          return false;
+        }
+      }
+      int rest = bits % 8;
+      if (rest == 0) {
+        return true;
+      }
+      int mask = (0xff << (8 - rest)) & 0xff;
+      return (bytes[full] & mask) == (network[full] & mask);
+    }
+  }
+
+  /** A callers file that cannot be used; the message names the key and what was expected. */
+  public static final class InvalidCallersException extends Exception {
+    private static final long serialVersionUID = 1L;
+
+    public InvalidCallersException(String message) {
+      super(message);
+    }
+  }
+}

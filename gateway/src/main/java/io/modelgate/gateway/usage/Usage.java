@@ -1,0 +1,323 @@
+package io.modelgate.gateway.usage;
+
+import com.google.protobuf.util.JsonFormat;
+import io.grpc.Status;
+import io.micrometer.core.instrument.FunctionCounter;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.Tags;
+import io.modelgate.proto.admin.v1.UsageRecord;
+import io.modelgate.proto.admin.v1.UsageReport;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.time.Clock;
+import java.time.Instant;
+import java.time.ZoneOffset;
+import java.time.format.DateTimeFormatter;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.DoubleAdder;
+import java.util.concurrent.atomic.LongAdder;
+import java.util.stream.Stream;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Usage for chargeback: per tenant, model and version, the requests (by status code), rows, bytes
+ * in and out, and compute time — each request's share of its batch's run of the model, by its
+ * share of the batch's rows, so that the shares of a batch add up to its measured time.
+ *
+ * <p>Kept twice: as Prometheus counters since start ({@code modelgate_usage_*}; the tenant label
+ * takes the tenants of the callers file, {@code anonymous} without one, and at most {@link
+ * #MAX_TENANT_LABELS} values, the rest as {@code other}), and as a ledger of hourly buckets (UTC),
+ * written every {@link #FLUSH_SECONDS} s and on close to {@code <state>/usage/<hour>.jsonl}, one
+ * {@link UsageRecord} per line, and read back at start: a restart loses at most the last seconds.
+ * Each record names the replica that served it, so the ledgers of a fleet add up.
+ *
+ * <p>Threads: {@link #record} runs on the answering threads and only adds to counters (no lock,
+ * no I/O); one thread, {@code modelgate-usage}, writes the ledger.
+ */
+public final class Usage implements AutoCloseable {
+  private static final Logger log = LoggerFactory.getLogger(Usage.class);
+  static final int MAX_TENANT_LABELS = 100;
+  static final long FLUSH_SECONDS = 10;
+  static final DateTimeFormatter HOUR = DateTimeFormatter.ofPattern("yyyy-MM-dd'T'HH").withZone(ZoneOffset.UTC);
+  private static final Status.Code[] CODES = Status.Code.values();
+
+  private final MeterRegistry registry;
+  private final Clock clock;
+  private final String replica;
+  private final Path directory;
+  /** Hourly buckets: hour (epoch hours) → key → cell. */
+  private final Map<Long, Map<Key, Cell>> hours = new ConcurrentHashMap<>();
+  /** Since start, for Prometheus. */
+  private final Map<Key, Cell> totals = new ConcurrentHashMap<>();
+  private final Map<String, String> tenantLabels = new ConcurrentHashMap<>();
+  private final ScheduledExecutorService writer;
+  /** Hours written at least once since they last changed; the writer's own. */
+  private final Map<Long, Long> written = new ConcurrentHashMap<>();
+
+  record Key(String tenant, String model, String version) {}
+
+  /** One tenant's use of one version, over an hour or since start. */
+  static final class Cell {
+    final LongAdder[] requests = new LongAdder[CODES.length];
+    final LongAdder rows = new LongAdder();
+    final LongAdder bytesIn = new LongAdder();
+    final LongAdder bytesOut = new LongAdder();
+    final DoubleAdder computeNanos = new DoubleAdder();
+    final LongAdder changes = new LongAdder();
+
+    Cell() {
+      for (int i = 0; i < requests.length; i++) {
+        requests[i] = new LongAdder();
+      }
+    }
+
+    long requests() {
+      long sum = 0;
+      for (LongAdder adder : requests) {
+        sum += adder.sum();
+      }
+      return sum;
+    }
+  }
+
+  /**
+   * @param directory where the ledger is kept ({@code <state>/usage}); null keeps none
+   */
+  public Usage(MeterRegistry registry, Clock clock, String replica, Path directory) {
+    this.registry = registry;
+    this.clock = clock;
+    this.replica = replica;
+    this.directory = directory;
+    if (directory != null) {
+      load();
+      writer = Executors.newSingleThreadScheduledExecutor(r -> {
+        Thread t = new Thread(r, "modelgate-usage");
+        t.setDaemon(true);
+        return t;
+      });
+      writer.scheduleWithFixedDelay(this::flushQuietly, FLUSH_SECONDS, FLUSH_SECONDS, TimeUnit.SECONDS);
+    } else {
+      writer = null;
+    }
+  }
+
+  /**
+   * Records one answered (or refused) request. Never blocks.
+   *
+   * @param rows the request's rows (1 for a model that does not batch)
+   * @param batchRows rows of the execution it was part of (0: not executed)
+   * @param batchComputeNanos that execution's run of the model (0: not executed)
+   * @param bytesIn the request message's size
+   * @param bytesOut the bytes of the output tensors answered
+   */
+  public void record(String tenant, String model, String version, Status.Code code, int rows, int batchRows,
+      long batchComputeNanos, long bytesIn, long bytesOut) {
+    double share = batchRows > 0 ? batchComputeNanos * (double) rows / batchRows : 0;
+    Key key = new Key(tenant, model, version);
+    long hour = Math.floorDiv(clock.millis(), 3_600_000L);
+    add(hours.computeIfAbsent(hour, h -> new ConcurrentHashMap<>()).computeIfAbsent(key, k -> new Cell()),
+        code, rows, share, bytesIn, bytesOut);
+    add(totals.computeIfAbsent(key, this::exported), code, rows, share, bytesIn, bytesOut);
+  }
+
+  private static void add(Cell cell, Status.Code code, int rows, double share, long bytesIn, long bytesOut) {
+    cell.requests[code.ordinal()].increment();
+    if (code == Status.Code.OK) {
+      cell.rows.add(rows);
+    }
+    cell.bytesIn.add(bytesIn);
+    cell.bytesOut.add(bytesOut);
+    if (share > 0) {
+      cell.computeNanos.add(share);
+    }
+    cell.changes.increment();
+  }
+
+  /** A new total cell and its Prometheus counters. */
+  private Cell exported(Key key) {
+    Cell cell = new Cell();
+    Tags tags = Tags.of("tenant", tenantLabel(key.tenant()), "model", key.model(), "version", key.version());
+    for (Status.Code code : List.of(Status.Code.OK, Status.Code.INVALID_ARGUMENT, Status.Code.RESOURCE_EXHAUSTED,
+        Status.Code.DEADLINE_EXCEEDED, Status.Code.UNAVAILABLE, Status.Code.INTERNAL, Status.Code.CANCELLED,
+        Status.Code.NOT_FOUND, Status.Code.PERMISSION_DENIED)) {
+      FunctionCounter.builder("modelgate.usage.requests", cell.requests[code.ordinal()], LongAdder::sum)
+          .description("Requests per tenant, model, version and status code, for chargeback")
+          .tags(tags.and("code", code.name()))
+          .register(registry);
+    }
+    FunctionCounter.builder("modelgate.usage.rows", cell.rows, LongAdder::sum)
+        .description("Rows answered per tenant, model and version")
+        .tags(tags).register(registry);
+    FunctionCounter.builder("modelgate.usage.compute", cell.computeNanos, a -> a.sum() / 1e9)
+        .description("Seconds of the model's run per tenant, model and version: each request's share of its batch by rows")
+        .baseUnit("seconds").tags(tags).register(registry);
+    FunctionCounter.builder("modelgate.usage.bytes", cell.bytesIn, LongAdder::sum)
+        .description("Bytes per tenant, model and version: in (request messages) and out (output tensors)")
+        .tags(tags.and("direction", "in")).register(registry);
+    FunctionCounter.builder("modelgate.usage.bytes", cell.bytesOut, LongAdder::sum)
+        .description("Bytes per tenant, model and version: in (request messages) and out (output tensors)")
+        .tags(tags.and("direction", "out")).register(registry);
+    return cell;
+  }
+
+  /** The tenant's label value: itself while fewer than the limit are labelled, else {@code other}. */
+  private String tenantLabel(String tenant) {
+    String label = tenantLabels.get(tenant);
+    if (label != null) {
+      return label;
+    }
+    synchronized (tenantLabels) {
+      return tenantLabels.computeIfAbsent(tenant, t -> tenantLabels.size() < MAX_TENANT_LABELS ? t : "other");
+    }
+  }
+
+  // ---- the report ----
+
+  /**
+   * Usage between {@code since} (inclusive) and {@code until} (exclusive), whole hours, per tenant,
+   * model and version; {@code tenant} and {@code model} narrow it down when not empty.
+   */
+  public UsageReport report(Instant since, Instant until, String tenant, String model) {
+    long from = Math.floorDiv(since.toEpochMilli(), 3_600_000L);
+    long to = Math.floorDiv(until.toEpochMilli() + 3_600_000L - 1, 3_600_000L);
+    Map<Key, UsageRecord.Builder> sums = new TreeMap<>(java.util.Comparator.comparing(Key::tenant)
+        .thenComparing(Key::model).thenComparing(Key::version));
+    for (Map.Entry<Long, Map<Key, Cell>> hour : hours.entrySet()) {
+      if (hour.getKey() < from || hour.getKey() >= to) {
+        continue;
+      }
+      for (Map.Entry<Key, Cell> entry : hour.getValue().entrySet()) {
+        Key key = entry.getKey();
+        if ((!tenant.isEmpty() && !tenant.equals(key.tenant())) || (!model.isEmpty() && !model.equals(key.model()))) {
+          continue;
+        }
+        merge(sums.computeIfAbsent(key, k -> UsageRecord.newBuilder().setTenant(k.tenant()).setModel(k.model())
+            .setVersion(k.version())), entry.getValue());
+      }
+    }
+    UsageReport.Builder report = UsageReport.newBuilder()
+        .setSince(HOUR.format(Instant.ofEpochMilli(from * 3_600_000L)))
+        .setUntil(HOUR.format(Instant.ofEpochMilli(to * 3_600_000L)))
+        .setReplica(replica);
+    sums.values().forEach(report::addRecords);
+    return report.build();
+  }
+
+  private static void merge(UsageRecord.Builder record, Cell cell) {
+    long errors = 0;
+    for (Status.Code code : CODES) {
+      long n = cell.requests[code.ordinal()].sum();
+      if (n > 0 && code != Status.Code.OK) {
+        record.putErrors(code.name(), record.getErrorsOrDefault(code.name(), 0) + n);
+        errors += n;
+      }
+    }
+    record.setRequests(record.getRequests() + cell.requests())
+        .setErrorCount(record.getErrorCount() + errors)
+        .setRows(record.getRows() + cell.rows.sum())
+        .setBytesIn(record.getBytesIn() + cell.bytesIn.sum())
+        .setBytesOut(record.getBytesOut() + cell.bytesOut.sum())
+        .setComputeSeconds(record.getComputeSeconds() + cell.computeNanos.sum() / 1e9);
+  }
+
+  // ---- the ledger ----
+
+  private void flushQuietly() {
+    try {
+      flush();
+    } catch (IOException | RuntimeException e) {
+      log.warn("usage ledger not written (it is tried again in {} s): {}", FLUSH_SECONDS, e.toString());
+    }
+  }
+
+  /** Writes every hour that changed since it was last written. */
+  public synchronized void flush() throws IOException {
+    if (directory == null) {
+      return;
+    }
+    Files.createDirectories(directory);
+    JsonFormat.Printer printer = JsonFormat.printer().omittingInsignificantWhitespace().preservingProtoFieldNames();
+    for (Map.Entry<Long, Map<Key, Cell>> hour : hours.entrySet()) {
+      long changes = 0;
+      for (Cell cell : hour.getValue().values()) {
+        changes += cell.changes.sum();
+      }
+      if (written.getOrDefault(hour.getKey(), -1L) == changes) {
+        continue;
+      }
+      String name = HOUR.format(Instant.ofEpochMilli(hour.getKey() * 3_600_000L));
+      StringBuilder lines = new StringBuilder();
+      for (Map.Entry<Key, Cell> entry : hour.getValue().entrySet()) {
+        UsageRecord.Builder record = UsageRecord.newBuilder().setHour(name).setReplica(replica)
+            .setTenant(entry.getKey().tenant()).setModel(entry.getKey().model()).setVersion(entry.getKey().version());
+        merge(record, entry.getValue());
+        lines.append(printer.print(record)).append('\n');
+      }
+      Path file = directory.resolve(name + "-" + replica + ".jsonl");
+      Path temporary = directory.resolve("." + file.getFileName() + ".tmp");
+      Files.writeString(temporary, lines, StandardCharsets.UTF_8);
+      Files.move(temporary, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+      written.put(hour.getKey(), changes);
+    }
+  }
+
+  /** Reads this replica's ledger back into the hourly buckets (at start). */
+  private void load() {
+    if (!Files.isDirectory(directory)) {
+      return;
+    }
+    String suffix = "-" + replica + ".jsonl";
+    int read = 0;
+    try (Stream<Path> files = Files.list(directory)) {
+      for (Path file : files.filter(f -> f.getFileName().toString().endsWith(suffix)).sorted().toList()) {
+        for (String line : Files.readAllLines(file, StandardCharsets.UTF_8)) {
+          if (line.isBlank()) {
+            continue;
+          }
+          UsageRecord.Builder record = UsageRecord.newBuilder();
+          JsonFormat.parser().merge(line, record);
+          long hour = Instant.from(HOUR.parse(record.getHour())).toEpochMilli() / 3_600_000L;
+          Cell cell = hours.computeIfAbsent(hour, h -> new ConcurrentHashMap<>())
+              .computeIfAbsent(new Key(record.getTenant(), record.getModel(), record.getVersion()), k -> new Cell());
+          long errors = 0;
+          for (Map.Entry<String, Long> error : record.getErrorsMap().entrySet()) {
+            cell.requests[Status.Code.valueOf(error.getKey()).ordinal()].add(error.getValue());
+            errors += error.getValue();
+          }
+          cell.requests[Status.Code.OK.ordinal()].add(record.getRequests() - errors);
+          cell.rows.add(record.getRows());
+          cell.bytesIn.add(record.getBytesIn());
+          cell.bytesOut.add(record.getBytesOut());
+          cell.computeNanos.add(record.getComputeSeconds() * 1e9);
+          read++;
+        }
+      }
+    } catch (IOException | RuntimeException e) {
+      log.error("usage ledger in {} cannot be read back (usage from before this start is missing from reports): {}",
+          directory, e.toString());
+    }
+    if (read > 0) {
+      log.info("usage ledger: {} records read back from {}", read, directory);
+    }
+  }
+
+  /** Writes the ledger one last time and stops its writer. */
+  @Override
+  public void close() {
+    if (writer != null) {
+      writer.shutdownNow();
+      flushQuietly();
+    }
+  }
+}

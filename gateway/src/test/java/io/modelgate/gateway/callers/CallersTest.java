@@ -1,0 +1,191 @@
+package io.modelgate.gateway.callers;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import com.nimbusds.jose.JWSAlgorithm;
+import com.nimbusds.jose.JWSHeader;
+import com.nimbusds.jose.crypto.RSASSASigner;
+import com.nimbusds.jose.jwk.JWKSet;
+import com.nimbusds.jose.jwk.RSAKey;
+import com.nimbusds.jose.jwk.gen.RSAKeyGenerator;
+import com.nimbusds.jwt.JWTClaimsSet;
+import com.nimbusds.jwt.SignedJWT;
+import io.grpc.Metadata;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.stub.MetadataUtils;
+import io.modelgate.gateway.testing.Gateway;
+import io.modelgate.gateway.testing.Tensors;
+import io.modelgate.proto.inference.GRPCInferenceServiceGrpc.GRPCInferenceServiceBlockingStub;
+import io.modelgate.proto.inference.ModelInferRequest;
+import io.modelgate.proto.inference.ModelMetadataRequest;
+import io.modelgate.proto.inference.ServerLiveRequest;
+import java.net.InetSocketAddress;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Clock;
+import java.time.Instant;
+import java.util.Date;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Caller identity on the inference port, end to end in process: API keys (hashed, reloaded on
+ * change), signed tokens against a local JWKS, model allow-lists; and, on the policy itself, client
+ * certificates and a trusted proxy's header.
+ */
+class CallersTest {
+  @TempDir Path root;
+
+  private static final String KEY_A = "mgk_key-of-tenant-a-0123456789abcdef";
+  private static final String KEY_B = "mgk_key-of-tenant-b-0123456789abcdef";
+
+  private Path callers(String yaml) throws Exception {
+    Path file = root.resolve("callers.yaml");
+    Files.writeString(file, yaml);
+    return file;
+  }
+
+  private Gateway gateway(Path callers) throws Exception {
+    Gateway.write(root, "alpha", 1, Gateway.affine());
+    Gateway.write(root, "beta", 1, Gateway.affine());
+    return Gateway.inProcessWithCallers(root, callers, Clock.systemUTC());
+  }
+
+  private static GRPCInferenceServiceBlockingStub with(Gateway gateway, String header, String value) {
+    Metadata headers = new Metadata();
+    headers.put(Metadata.Key.of(header, Metadata.ASCII_STRING_MARSHALLER), value);
+    return gateway.blocking().withInterceptors(MetadataUtils.newAttachHeadersInterceptor(headers));
+  }
+
+  private static ModelInferRequest request(String model) {
+    return Tensors.affine(1, 2, 3).setModelName(model).build();
+  }
+
+  private static void refused(Runnable call, Status.Code code, String message) {
+    assertThatThrownBy(call::run).isInstanceOfSatisfying(StatusRuntimeException.class, e -> {
+      assertThat(e.getStatus().getCode()).isEqualTo(code);
+      assertThat(e.getStatus().getDescription()).contains(message);
+    });
+  }
+
+  @Test
+  void apiKeys_identifyTenants_theirModelsAreEnforced_andSecretsAreNeverEchoed() throws Exception {
+    Path file = callers("tenants:\n"
+        + "  a:\n    api_keys: [" + CallerPolicy.hash(KEY_A) + "]\n    models: [alpha]\n"
+        + "  b:\n    api_keys: [" + CallerPolicy.hash(KEY_B) + "]\n");
+    try (Gateway gateway = gateway(file)) {
+      // Probes stay open.
+      assertThat(gateway.blocking().serverLive(ServerLiveRequest.getDefaultInstance()).getLive()).isTrue();
+      refused(() -> gateway.blocking().modelInfer(request("alpha")), Status.Code.UNAUTHENTICATED,
+          "inference calls need credentials: a client certificate (mutual TLS), or an API key (authorization: Bearer <key>, or x-api-key: <key>)");
+      refused(() -> with(gateway, "authorization", "Bearer mgk_wrong-secret-value").modelInfer(request("alpha")),
+          Status.Code.UNAUTHENTICATED, "unknown API key");
+      assertThatThrownBy(() -> with(gateway, "authorization", "Bearer mgk_wrong-secret-value").modelInfer(request("alpha")))
+          .hasMessageNotContaining("mgk_wrong-secret-value");
+
+      assertThat(with(gateway, "authorization", "Bearer " + KEY_A).modelInfer(request("alpha")).getModelName()).isEqualTo("alpha");
+      assertThat(with(gateway, "x-api-key", KEY_B).modelInfer(request("beta")).getModelName()).isEqualTo("beta");
+      refused(() -> with(gateway, "authorization", "Bearer " + KEY_A).modelInfer(request("beta")), Status.Code.PERMISSION_DENIED,
+          "tenant 'a' may not use model 'beta' (its models in the callers file: [alpha])");
+      refused(() -> with(gateway, "authorization", "Bearer " + KEY_A).modelMetadata(
+          ModelMetadataRequest.newBuilder().setName("beta").build()), Status.Code.PERMISSION_DENIED, "may not use model 'beta'");
+
+      // Usage names the tenant.
+      var usage = gateway.server.usage().report(Instant.now().minusSeconds(3600), Instant.now().plusSeconds(3600), "", "");
+      assertThat(usage.getRecordsList()).extracting(r -> r.getTenant() + "/" + r.getModel() + ":" + r.getRequests())
+          .containsExactly("a/alpha:1", "b/beta:1");
+
+      // Revoking a key and adding one take effect when the file is read again, without a restart.
+      String keyC = "mgk_key-of-tenant-c-0123456789abcdef";
+      Files.writeString(file, "tenants:\n  b:\n    api_keys: [" + CallerPolicy.hash(KEY_B) + "]\n"
+          + "  c:\n    api_keys: [" + CallerPolicy.hash(keyC) + "]\n");
+      Files.setLastModifiedTime(file, java.nio.file.attribute.FileTime.fromMillis(System.currentTimeMillis() + 5000));
+      assertThat(gateway.server.callers().reload()).isTrue();
+      refused(() -> with(gateway, "authorization", "Bearer " + KEY_A).modelInfer(request("alpha")),
+          Status.Code.UNAUTHENTICATED, "unknown API key");
+      assertThat(with(gateway, "authorization", "Bearer " + keyC).modelInfer(request("alpha")).getModelName()).isEqualTo("alpha");
+
+      // A change that does not parse keeps the policy in force.
+      Files.writeString(file, "tenants: [nonsense\n");
+      Files.setLastModifiedTime(file, java.nio.file.attribute.FileTime.fromMillis(System.currentTimeMillis() + 10000));
+      assertThat(gateway.server.callers().reload()).isFalse();
+      assertThat(with(gateway, "authorization", "Bearer " + keyC).modelInfer(request("alpha")).getModelName()).isEqualTo("alpha");
+    }
+  }
+
+  @Test
+  void signedTokens_areVerifiedAgainstTheJwks_theirTenantMustBeKnown() throws Exception {
+    RSAKey key = new RSAKeyGenerator(2048).keyID("k1").generate();
+    Files.writeString(root.resolve("jwks.json"), new JWKSet(key.toPublicJWK()).toString());
+    Path file = callers("tenants:\n  fraud:\n    models: [alpha]\n"
+        + "jwt:\n  jwks: jwks.json\n  issuer: https://login.example\n  audience: modelgate\n  tenant_claim: tenant\n");
+    try (Gateway gateway = gateway(file)) {
+      String good = token(key, "fraud", "https://login.example", "modelgate", 600);
+      assertThat(with(gateway, "authorization", "Bearer " + good).modelInfer(request("alpha")).getModelName()).isEqualTo("alpha");
+      refused(() -> with(gateway, "authorization", "Bearer " + good).modelInfer(request("beta")), Status.Code.PERMISSION_DENIED,
+          "tenant 'fraud' may not use model 'beta'");
+      String expired = token(key, "fraud", "https://login.example", "modelgate", -60);
+      refused(() -> with(gateway, "authorization", "Bearer " + expired).modelInfer(request("alpha")),
+          Status.Code.UNAUTHENTICATED, "the token is not valid: Expired JWT");
+      String otherIssuer = token(key, "fraud", "https://evil.example", "modelgate", 600);
+      refused(() -> with(gateway, "authorization", "Bearer " + otherIssuer).modelInfer(request("alpha")),
+          Status.Code.UNAUTHENTICATED, "the token is not valid");
+      String unknownTenant = token(key, "someone", "https://login.example", "modelgate", 600);
+      refused(() -> with(gateway, "authorization", "Bearer " + unknownTenant).modelInfer(request("alpha")),
+          Status.Code.PERMISSION_DENIED, "tenant 'someone' of the token is not in the callers file");
+      String forged = token(new RSAKeyGenerator(2048).keyID("k1").generate(), "fraud", "https://login.example", "modelgate", 600);
+      refused(() -> with(gateway, "authorization", "Bearer " + forged).modelInfer(request("alpha")),
+          Status.Code.UNAUTHENTICATED, "the token is not valid");
+    }
+  }
+
+  private static String token(RSAKey key, String tenant, String issuer, String audience, long expiresInSeconds) throws Exception {
+    SignedJWT jwt = new SignedJWT(new JWSHeader.Builder(JWSAlgorithm.RS256).keyID(key.getKeyID()).build(),
+        new JWTClaimsSet.Builder().claim("tenant", tenant).issuer(issuer).audience(audience)
+            .expirationTime(Date.from(Instant.now().plusSeconds(expiresInSeconds))).build());
+    jwt.sign(new RSASSASigner(key));
+    return jwt.serialize();
+  }
+
+  @Test
+  void certificatesAndTrustedProxies_identifyOnlyWhatTheyShould() throws Exception {
+    Path file = callers("identify: [certificate, proxy, api_key]\n"
+        + "tenants:\n  svc:\n    certificates: [\"CN=svc,O=Example\"]\n  web:\n    api_keys: [" + CallerPolicy.hash(KEY_A) + "]\n"
+        + "proxy:\n  header: X-Tenant\n  trusted: [127.0.0.1, 10.0.0.0/8]\n");
+    CallerPolicy policy = CallerPolicy.read(file);
+    InetSocketAddress local = new InetSocketAddress("127.0.0.1", 5000);
+    InetSocketAddress inside = new InetSocketAddress("10.1.2.3", 5000);
+    InetSocketAddress outside = new InetSocketAddress("192.0.2.7", 5000);
+    assertThat(policy.identify(new CallerPolicy.Presented(null, null, "CN=svc,O=Example", outside, null)).tenant().name())
+        .isEqualTo("svc");
+    CallerPolicy.Identity stranger = policy.identify(new CallerPolicy.Presented(null, null, "CN=stranger", outside, null));
+    assertThat(stranger.denied()).isTrue();
+    assertThat(policy.identify(new CallerPolicy.Presented(null, null, null, inside, "web")).tenant().name()).isEqualTo("web");
+    assertThat(policy.identify(new CallerPolicy.Presented(null, null, null, local, "svc")).method())
+        .isEqualTo(CallerPolicy.Method.PROXY);
+    // The header from an address that is not a trusted proxy is ignored: no credentials.
+    CallerPolicy.Identity spoofed = policy.identify(new CallerPolicy.Presented(null, null, null, outside, "web"));
+    assertThat(spoofed.tenant()).isNull();
+    assertThat(spoofed.denied()).isFalse();
+    assertThat(spoofed.refusal()).contains("the header x-tenant from a trusted proxy");
+    assertThat(policy.identify(new CallerPolicy.Presented(null, null, null, inside, "nobody")).denied()).isTrue();
+    assertThat(policy.identify(new CallerPolicy.Presented(KEY_A, null, null, outside, null)).tenant().name()).isEqualTo("web");
+  }
+
+  @Test
+  void aCallersFileThatCannotBeUsed_saysWhy() throws Exception {
+    assertThatThrownBy(() -> CallerPolicy.read(callers("tenants:\n  a:\n    api_keys: [" + KEY_A + "]\n")))
+        .hasMessageContaining("tenants.a.api_keys: expected sha256:<64 hex digits> (the hash, never the key")
+        .hasMessageNotContaining(KEY_A);
+    assertThatThrownBy(() -> CallerPolicy.read(callers("tenants:\n  a:\n    keys: []\n")))
+        .hasMessage("tenants.a.keys: unknown key (expected one of: [api_keys, certificates, models])");
+    assertThatThrownBy(() -> CallerPolicy.read(callers("tenants:\n  a: {}\nproxy:\n  header: x-t\n  trusted: [example.com]\n")))
+        .hasMessage("proxy.trusted: 'example.com' (expected an address or a range such as 10.0.0.0/8)");
+    assertThatThrownBy(() -> CallerPolicy.read(callers("identify: [jwt]\ntenants:\n  a: {}\n")))
+        .hasMessage("identify: jwt needs a jwt mapping (jwks, issuer, audience)");
+    assertThatThrownBy(() -> gateway(callers("tenants: {}\n"))).hasMessageContaining(
+        "callers file callers.yaml: tenants: expected a mapping of tenant names to their credentials");
+  }
+}

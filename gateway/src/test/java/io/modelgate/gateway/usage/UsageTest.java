@@ -1,0 +1,138 @@
+package io.modelgate.gateway.usage;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.within;
+
+import io.grpc.Metadata;
+import io.grpc.stub.MetadataUtils;
+import io.modelgate.gateway.callers.CallerPolicy;
+import io.modelgate.gateway.demo.DemoRepository;
+import io.modelgate.gateway.demo.MnistDigits;
+import io.modelgate.gateway.testing.Gateway;
+import io.modelgate.gateway.testing.Tensors;
+import io.modelgate.proto.admin.v1.GetUsageRequest;
+import io.modelgate.proto.admin.v1.UsageRecord;
+import io.modelgate.proto.admin.v1.UsageReport;
+import io.modelgate.proto.inference.ModelInferRequest;
+import io.modelgate.proto.inference.ModelStatisticsRequest;
+import io.modelgate.proto.inference.ModelStatisticsResponse;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Clock;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.stream.Collectors;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Usage for chargeback on the demo model, three tenants sending at once so that their requests
+ * share batches: requests and rows match what the clients sent exactly; the compute shares add up
+ * to the executions' measured time; the ledger survives a restart.
+ */
+class UsageTest {
+  @TempDir Path root;
+
+  /** Tenant, key, requests, rows per request. */
+  private record Sender(String tenant, String key, int requests, int rows) {}
+
+  private static final List<Sender> SENDERS = List.of(
+      new Sender("a", "mgk_usage-key-a-0123456789abcdef", 300, 1),
+      new Sender("b", "mgk_usage-key-b-0123456789abcdef", 200, 2),
+      new Sender("c", "mgk_usage-key-c-0123456789abcdef", 100, 4));
+
+  private static ModelInferRequest digits(int rows) {
+    float[] pixels = new float[rows * MnistDigits.PIXELS];
+    for (int r = 0; r < rows; r++) {
+      System.arraycopy(MnistDigits.get(r).pixels(), 0, pixels, r * MnistDigits.PIXELS, MnistDigits.PIXELS);
+    }
+    return ModelInferRequest.newBuilder().setModelName("cnn_mnist")
+        .addInputs(Tensors.input("input_image", "FP32", rows, 1, 28, 28))
+        .addRawInputContents(Tensors.rawFloats(pixels)).build();
+  }
+
+  /** The executions' measured run of the model so far, over every batch size, in ns. */
+  private static long executionNanos(Gateway gateway) {
+    ModelStatisticsResponse stats = gateway.blockingAs(SENDERS.get(0).key())
+        .modelStatistics(ModelStatisticsRequest.newBuilder().setName("cnn_mnist").setVersion("2").build());
+    return stats.getModelStats(0).getBatchStatsList().stream().mapToLong(b -> b.getComputeInfer().getNs()).sum();
+  }
+
+  @Test
+  void threeTenants_areCountedExactly_computeSharesAddUpToTheExecutions_andTheLedgerSurvivesARestart() throws Exception {
+    DemoRepository.materialize(root);
+    StringBuilder yaml = new StringBuilder("tenants:\n");
+    for (Sender s : SENDERS) {
+      yaml.append("  ").append(s.tenant()).append(":\n    api_keys: [").append(CallerPolicy.hash(s.key())).append("]\n");
+    }
+    Path callers = root.resolve("callers.yaml");
+    Files.writeString(callers, yaml);
+    UsageReport before;
+    try (Gateway gateway = Gateway.inProcessWithCallers(root, callers, Clock.systemUTC())) {
+      long executedBefore = executionNanos(gateway);
+      ExecutorService threads = Executors.newFixedThreadPool(12);
+      List<Future<?>> sent = new ArrayList<>();
+      Map<String, AtomicLong> answered = new java.util.concurrent.ConcurrentHashMap<>();
+      for (Sender s : SENDERS) {
+        ModelInferRequest request = digits(s.rows());
+        for (int t = 0; t < 4; t++) {
+          sent.add(threads.submit(() -> {
+            for (int i = 0; i < s.requests() / 4; i++) {
+              gateway.blockingAs(s.key()).modelInfer(request);
+              answered.computeIfAbsent(s.tenant(), k -> new AtomicLong()).incrementAndGet();
+            }
+            return null;
+          }));
+        }
+      }
+      for (Future<?> f : sent) {
+        f.get(120, TimeUnit.SECONDS);
+      }
+      threads.shutdown();
+      long executed = executionNanos(gateway) - executedBefore;
+
+      before = gateway.admin().getUsage(GetUsageRequest.newBuilder().setSince("2000-01-01").build());
+      Map<String, UsageRecord> byTenant = before.getRecordsList().stream()
+          .collect(Collectors.toMap(UsageRecord::getTenant, r -> r));
+      assertThat(byTenant).containsOnlyKeys("a", "b", "c");
+      for (Sender s : SENDERS) {
+        UsageRecord record = byTenant.get(s.tenant());
+        assertThat(record.getModel()).isEqualTo("cnn_mnist");
+        assertThat(record.getVersion()).isEqualTo("2");
+        assertThat(record.getRequests()).as(s.tenant()).isEqualTo(answered.get(s.tenant()).get()).isEqualTo(s.requests());
+        assertThat(record.getRows()).as(s.tenant()).isEqualTo((long) s.requests() * s.rows());
+        assertThat(record.getErrorCount()).isZero();
+        assertThat(record.getBytesIn()).isEqualTo((long) s.requests() * digits(s.rows()).getSerializedSize());
+        assertThat(record.getBytesOut()).isEqualTo((long) s.requests() * s.rows() * 10 * 4);
+      }
+      double shares = before.getRecordsList().stream().mapToDouble(UsageRecord::getComputeSeconds).sum();
+      System.out.printf("compute: tenants' shares %.6f s, executions %.6f s; per tenant %s%n", shares, executed / 1e9,
+          before.getRecordsList().stream().map(r -> r.getTenant() + "=" + String.format("%.4f", r.getComputeSeconds())).toList());
+      assertThat(shares).isCloseTo(executed / 1e9, within(executed / 1e9 * 0.01));
+      // More rows, more compute: c's 400 rows in 100 requests cost about what b's 400 rows in 200 do.
+      assertThat(byTenant.get("c").getComputeSeconds()).isGreaterThan(byTenant.get("a").getComputeSeconds() * 0.5);
+
+      String scrape = gateway.stats.prometheus().scrape();
+      assertThat(scrape).contains("modelgate_usage_requests_total{code=\"OK\",model=\"cnn_mnist\",tenant=\"b\",version=\"2\"} 200.0");
+      assertThat(scrape).contains("modelgate_usage_rows_total{model=\"cnn_mnist\",tenant=\"c\",version=\"2\"} 400.0");
+    }
+    // The ledger is written on stop and read back on start.
+    try (Gateway again = Gateway.inProcessWithCallers(root, callers, Clock.systemUTC())) {
+      UsageReport after = again.admin().getUsage(GetUsageRequest.newBuilder().setSince("2000-01-01").build());
+      assertThat(after.getRecordsList()).extracting(r -> r.getTenant() + ":" + r.getRequests() + ":" + r.getRows())
+          .containsExactlyElementsOf(before.getRecordsList().stream()
+              .map(r -> r.getTenant() + ":" + r.getRequests() + ":" + r.getRows()).toList());
+      assertThat(after.getRecordsList().stream().mapToDouble(UsageRecord::getComputeSeconds).sum())
+          .isCloseTo(before.getRecordsList().stream().mapToDouble(UsageRecord::getComputeSeconds).sum(), within(1e-6));
+      // A tenant narrows the report.
+      assertThat(again.admin().getUsage(GetUsageRequest.newBuilder().setSince("2000-01-01").setTenant("b").build())
+          .getRecordsList()).extracting(UsageRecord::getTenant).containsExactly("b");
+    }
+  }
+}
