@@ -42,6 +42,7 @@ import org.yaml.snakeyaml.constructor.SafeConstructor;
  *     api_keys: [sha256:9f86d0...]     # SHA-256 of each key, hex (modelgate callers new-key)
  *     certificates: ["CN=fraud-svc,O=Example"]
  *     models: [cnn_mnist]              # default: every model
+ *     quota: {requests_per_second: 100, rows_per_second: 2000, in_flight: 32}
  * jwt:                                 # signed tokens, verified against a local JWKS file
  *   jwks: jwks.json                    # relative to this file
  *   issuer: https://login.example
@@ -79,8 +80,23 @@ public final class CallerPolicy {
     }
   }
 
-  /** One tenant: its key hashes, certificate subjects and the models it may use (empty: all). */
-  public record Tenant(String name, List<byte[]> keyHashes, Set<String> certificates, Set<String> models) {
+  /**
+   * A tenant's limits; 0: none.
+   *
+   * @param requestsPerSecond requests a second, as a token bucket holding one second's worth
+   * @param rowsPerSecond rows a second, likewise
+   * @param inFlight requests admitted and not yet answered
+   */
+  public record Quota(double requestsPerSecond, double rowsPerSecond, int inFlight) {
+    public static final Quota NONE = new Quota(0, 0, 0);
+
+    public boolean limits() {
+      return requestsPerSecond > 0 || rowsPerSecond > 0 || inFlight > 0;
+    }
+  }
+
+  /** One tenant: its key hashes, certificate subjects, the models it may use (empty: all), its quota. */
+  public record Tenant(String name, List<byte[]> keyHashes, Set<String> certificates, Set<String> models, Quota quota) {
     public boolean allows(String model) {
       return models.isEmpty() || models.contains(model);
     }
@@ -272,7 +288,7 @@ public final class CallerPolicy {
     for (Map.Entry<?, ?> entry : listed.entrySet()) {
       String name = String.valueOf(entry.getKey());
       Map<?, ?> fields = entry.getValue() == null ? Map.of() : mapping(entry.getValue(), "tenants." + name);
-      known(fields, "tenants." + name + ".", Set.of("api_keys", "certificates", "models"));
+      known(fields, "tenants." + name + ".", Set.of("api_keys", "certificates", "models", "quota"));
       List<byte[]> hashes = new ArrayList<>();
       for (String hash : strings(fields, "api_keys", "tenants." + name)) {
         if (!hash.matches("sha256:[0-9a-fA-F]{64}")) {
@@ -283,7 +299,8 @@ public final class CallerPolicy {
       }
       tenants.put(name, new Tenant(name, List.copyOf(hashes),
           Set.copyOf(strings(fields, "certificates", "tenants." + name)),
-          Set.copyOf(strings(fields, "models", "tenants." + name))));
+          Set.copyOf(strings(fields, "models", "tenants." + name)),
+          fields.containsKey("quota") ? quota(fields.get("quota"), "tenants." + name + ".quota") : Quota.NONE));
     }
     DefaultJWTProcessor<SecurityContext> jwt = null;
     String tenantClaim = "sub";
@@ -354,6 +371,29 @@ public final class CallerPolicy {
       throw new InvalidCallersException("identify: proxy needs a proxy mapping (header, trusted)");
     }
     return new CallerPolicy(identify, tenants, jwt, tenantClaim, proxyHeader, trusted);
+  }
+
+  private static Quota quota(Object value, String where) throws InvalidCallersException {
+    Map<?, ?> fields = mapping(value, where);
+    known(fields, where + ".", Set.of("requests_per_second", "rows_per_second", "in_flight"));
+    double requests = positive(fields, "requests_per_second", where);
+    double rows = positive(fields, "rows_per_second", where);
+    double inFlight = positive(fields, "in_flight", where);
+    if (inFlight != Math.rint(inFlight)) {
+      throw new InvalidCallersException(where + ".in_flight: " + inFlight + " (expected: a whole number)");
+    }
+    return new Quota(requests, rows, (int) inFlight);
+  }
+
+  private static double positive(Map<?, ?> fields, String key, String where) throws InvalidCallersException {
+    Object value = fields.get(key);
+    if (value == null) {
+      return 0;
+    }
+    if (!(value instanceof Number number) || !(number.doubleValue() > 0)) {
+      throw new InvalidCallersException(where + "." + key + ": " + value + " (expected: a number above 0)");
+    }
+    return number.doubleValue();
   }
 
   private static Map<?, ?> mapping(Object value, String key) throws InvalidCallersException {

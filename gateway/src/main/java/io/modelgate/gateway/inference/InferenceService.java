@@ -116,6 +116,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
   private final io.modelgate.gateway.health.PayloadLog payloadLog;
   private final io.modelgate.gateway.health.Drift drift;
   private final io.modelgate.gateway.usage.Usage usage;
+  private final io.modelgate.gateway.callers.Quotas quotas;
   private final java.util.function.Supplier<String> caller;
   private final ServerMetadataResponse serverMetadata;
   /** The ModelStreamInfer calls still open, so that shutdown can end each once it has answered. */
@@ -135,6 +136,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
    * @param payloadLog where sampled requests of models with a {@code payload_log} go
    * @param drift where sampled requests of models with {@code drift} are profiled
    * @param usage where every answered request is counted for its tenant
+   * @param quotas the tenants' quotas, checked before a request is queued
    */
   public InferenceService(
       ModelRepository repository,
@@ -147,9 +149,11 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       java.util.function.Supplier<String> caller,
       io.modelgate.gateway.health.PayloadLog payloadLog,
       io.modelgate.gateway.health.Drift drift,
-      io.modelgate.gateway.usage.Usage usage) {
+      io.modelgate.gateway.usage.Usage usage,
+      io.modelgate.gateway.callers.Quotas quotas) {
     this.drift = drift;
     this.usage = usage;
+    this.quotas = quotas;
     this.repositoryControl = repositoryControl;
     this.caller = caller;
     this.payloadLog = payloadLog;
@@ -373,6 +377,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       answer.payload(payloadLog, payloadLog.sample(loaded, request, caller));
       answer.drift(drift, version, loaded);
       answer.usage(usage, tenant.tenant(), version, request.getSerializedSize());
+      answer.admit(quotas, tenant, request);
       answer.deadline = Context.current().getDeadline();
       answer.classification = Classification.requested(request, loaded.signature());
       ModelVersion shadow = route.shadow();
@@ -390,7 +395,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       } else {
         stats.recordRejected(status.getCode());
       }
-      call.onError(status.asRuntimeException());
+      call.onError(ErrorStatus.exception(e, status));
     }
   }
 
@@ -516,8 +521,26 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       }
     }
 
-    /** Counts the answer for the request's tenant ({@code result} null: not executed). */
+    private io.modelgate.gateway.callers.Quotas.Admission admission;
+
+    /**
+     * Admits the request under its tenant's quota (rows: the first input's first dimension when the
+     * model batches, else 1), or throws RESOURCE_EXHAUSTED; released when it is answered.
+     */
+    final void admit(io.modelgate.gateway.callers.Quotas quotas, CallerAuth.Caller caller, ModelInferRequest request) {
+      int requestRows = 1;
+      if (request.getInputsCount() > 0 && request.getInputs(0).getShapeCount() > 0) {
+        requestRows = (int) Math.max(1, Math.min(Integer.MAX_VALUE, request.getInputs(0).getShape(0)));
+      }
+      admission = quotas.admit(caller, requestRows);
+    }
+
+    /** Counts the answer for the request's tenant ({@code result} null: not executed), and frees its quota. */
     final void account(Status.Code code, InferenceResult result) {
+      if (admission != null) {
+        admission.release();
+        admission = null;
+      }
       if (usage != null) {
         usage.record(tenant, usageVersion.model(), usageVersion.numberText(), code, rows,
             result == null ? 0 : result.batchRows(), result == null ? 0 : result.computeNanos(), bytesIn,
@@ -702,6 +725,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
         answer.payload(payloadLog, payloadLog.sample(loaded, request, caller));
         answer.drift(drift, version, loaded);
         answer.usage(usage, tenant.tenant(), version, request.getSerializedSize());
+        answer.admit(quotas, tenant, request);
         answer.deadline = context.getDeadline();
         answer.classification = Classification.requested(request, loaded.signature());
         ModelVersion shadow = route.shadow();

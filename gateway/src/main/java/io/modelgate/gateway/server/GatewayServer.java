@@ -291,7 +291,8 @@ public final class GatewayServer {
             AdminAuth::caller,
             b.payloadLog,
             b.drift,
-            b.usage);
+            b.usage,
+            new io.modelgate.gateway.callers.Quotas(stats.clock()));
     boolean started = false;
     try {
       b.server =

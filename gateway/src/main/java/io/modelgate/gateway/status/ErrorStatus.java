@@ -75,6 +75,27 @@ public final class ErrorStatus {
     observer.onCompleted();
   }
 
+  /**
+   * {@code status} (which {@link #of} made of {@code failure}) as the exception a call ends with:
+   * a refusal over a quota carries a {@code google.rpc.RetryInfo} in its status details, saying
+   * when a retry can succeed.
+   */
+  public static StatusRuntimeException exception(Throwable failure, Status status) {
+    if (failure instanceof InferenceException e && e.retryAfter() != null) {
+      java.time.Duration retry = e.retryAfter();
+      com.google.rpc.Status details = com.google.rpc.Status.newBuilder()
+          .setCode(status.getCode().value())
+          .setMessage(status.getDescription() == null ? "" : status.getDescription())
+          .addDetails(com.google.protobuf.Any.pack(com.google.rpc.RetryInfo.newBuilder()
+              .setRetryDelay(com.google.protobuf.Duration.newBuilder()
+                  .setSeconds(retry.getSeconds()).setNanos(retry.getNano()))
+              .build()))
+          .build();
+      return io.grpc.protobuf.StatusProto.toStatusRuntimeException(details);
+    }
+    return status.asRuntimeException();
+  }
+
   /** The status a client gets for {@code failure}. Unexpected failures are logged. */
   public static Status of(Throwable failure) {
     if (failure instanceof InferenceException) {

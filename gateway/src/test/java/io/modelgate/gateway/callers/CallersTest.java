@@ -180,7 +180,9 @@ class CallersTest {
         .hasMessageContaining("tenants.a.api_keys: expected sha256:<64 hex digits> (the hash, never the key")
         .hasMessageNotContaining(KEY_A);
     assertThatThrownBy(() -> CallerPolicy.read(callers("tenants:\n  a:\n    keys: []\n")))
-        .hasMessage("tenants.a.keys: unknown key (expected one of: [api_keys, certificates, models])");
+        .hasMessage("tenants.a.keys: unknown key (expected one of: [api_keys, certificates, models, quota])");
+    assertThatThrownBy(() -> CallerPolicy.read(callers("tenants:\n  a:\n    quota: {requests_per_second: -1}\n")))
+        .hasMessage("tenants.a.quota.requests_per_second: -1 (expected: a number above 0)");
     assertThatThrownBy(() -> CallerPolicy.read(callers("tenants:\n  a: {}\nproxy:\n  header: x-t\n  trusted: [example.com]\n")))
         .hasMessage("proxy.trusted: 'example.com' (expected an address or a range such as 10.0.0.0/8)");
     assertThatThrownBy(() -> CallerPolicy.read(callers("identify: [jwt]\ntenants:\n  a: {}\n")))

@@ -14,14 +14,31 @@ public final class InferenceException extends RuntimeException {
   private static final long serialVersionUID = 1L;
 
   private final ErrorCode code;
+  /** When a retry can succeed (a quota refills), or null. */
+  private final transient java.time.Duration retryAfter;
 
   private InferenceException(ErrorCode code, String message, Throwable cause, boolean withTrace) {
+    this(code, message, cause, withTrace, null);
+  }
+
+  private InferenceException(ErrorCode code, String message, Throwable cause, boolean withTrace, java.time.Duration retryAfter) {
     super(message, cause, false, withTrace);
     this.code = Objects.requireNonNull(code, "code");
+    this.retryAfter = retryAfter;
   }
 
   public ErrorCode code() {
     return code;
+  }
+
+  /** When a retry can succeed, for RESOURCE_EXHAUSTED over a quota; null otherwise. */
+  public java.time.Duration retryAfter() {
+    return retryAfter;
+  }
+
+  /** RESOURCE_EXHAUSTED over a quota, with when a retry can succeed. */
+  public static InferenceException overQuota(String message, java.time.Duration retryAfter) {
+    return new InferenceException(ErrorCode.RESOURCE_EXHAUSTED, message, null, false, Objects.requireNonNull(retryAfter));
   }
 
   /** The most characters of a client's value echoed in a message. */

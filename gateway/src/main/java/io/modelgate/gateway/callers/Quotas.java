@@ -1,0 +1,128 @@
+package io.modelgate.gateway.callers;
+
+import io.github.bucket4j.Bandwidth;
+import io.github.bucket4j.Bucket;
+import io.github.bucket4j.ConsumptionProbe;
+import io.github.bucket4j.TimeMeter;
+import io.modelgate.runtime.error.InferenceException;
+import java.time.Clock;
+import java.time.Duration;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * Each tenant's quota from the callers file: requests and rows a second (Bucket4j token buckets
+ * holding one second's worth) and requests in flight. Over a limit, a request is refused at once
+ * with RESOURCE_EXHAUSTED and the time after which a retry can succeed ({@link
+ * InferenceException#retryAfter}), sent to the client as a {@code google.rpc.RetryInfo}.
+ *
+ * <p>Threads: request threads call {@link #admit}, answering threads {@link Admission#release};
+ * the buckets are lock-free. A tenant's buckets are made again when its quota changes in the file.
+ */
+public final class Quotas {
+  private final TimeMeter time;
+  private final Map<String, State> states = new ConcurrentHashMap<>();
+
+  /** A tenant's buckets for one quota. */
+  private static final class State {
+    final CallerPolicy.Quota quota;
+    final Bucket requests;
+    final Bucket rows;
+    final AtomicInteger inFlight = new AtomicInteger();
+
+    State(CallerPolicy.Quota quota, TimeMeter time) {
+      this.quota = quota;
+      this.requests = quota.requestsPerSecond() > 0 ? bucket(quota.requestsPerSecond(), time) : null;
+      this.rows = quota.rowsPerSecond() > 0 ? bucket(quota.rowsPerSecond(), time) : null;
+    }
+
+    /** A bucket of {@code perSecond} tokens, refilled continuously; precise to a thousandth of a token. */
+    private static Bucket bucket(double perSecond, TimeMeter time) {
+      long milliTokens = Math.max(1, Math.round(perSecond * 1000));
+      return Bucket.builder()
+          .addLimit(Bandwidth.builder().capacity(milliTokens).refillGreedy(milliTokens, Duration.ofSeconds(1)).build())
+          .withCustomTimePrecision(time)
+          .build();
+    }
+  }
+
+  /** A request admitted under its tenant's quota; released exactly once, when it is answered. */
+  public static final class Admission {
+    static final Admission FREE = new Admission(null);
+    private final AtomicInteger inFlight;
+
+    Admission(AtomicInteger inFlight) {
+      this.inFlight = inFlight;
+    }
+
+    public void release() {
+      if (inFlight != null) {
+        inFlight.decrementAndGet();
+      }
+    }
+  }
+
+  public Quotas(Clock clock) {
+    this.time = new TimeMeter() {
+      @Override
+      public long currentTimeNanos() {
+        return clock.millis() * 1_000_000L;
+      }
+
+      @Override
+      public boolean isWallClockBased() {
+        return true;
+      }
+    };
+  }
+
+  /**
+   * Admits one request of {@code rows} rows for {@code caller}, or refuses it.
+   *
+   * @throws InferenceException RESOURCE_EXHAUSTED with {@link InferenceException#retryAfter} when a
+   *     limit is reached; nothing is taken then
+   */
+  public Admission admit(CallerAuth.Caller caller, int rows) {
+    if (caller.entry() == null || !caller.entry().quota().limits()) {
+      return Admission.FREE;
+    }
+    CallerPolicy.Quota quota = caller.entry().quota();
+    State state = states.compute(caller.tenant(), (tenant, old) -> old != null && old.quota.equals(quota) ? old : new State(quota, time));
+    if (quota.inFlight() > 0 && state.inFlight.incrementAndGet() > quota.inFlight()) {
+      state.inFlight.decrementAndGet();
+      throw InferenceException.overQuota("tenant '" + caller.tenant() + "' has " + quota.inFlight()
+          + " requests in flight, its quota; retry when one is answered", Duration.ofMillis(10));
+    }
+    if (state.requests != null) {
+      ConsumptionProbe probe = state.requests.tryConsumeAndReturnRemaining(1000);
+      if (!probe.isConsumed()) {
+        refuse(state, quota, caller, "requests", quota.requestsPerSecond(), probe);
+      }
+    }
+    if (state.rows != null) {
+      ConsumptionProbe probe = state.rows.tryConsumeAndReturnRemaining(1000L * rows);
+      if (!probe.isConsumed()) {
+        if (state.requests != null) {
+          state.requests.addTokens(1000);
+        }
+        refuse(state, quota, caller, "rows", quota.rowsPerSecond(), probe);
+      }
+    }
+    return quota.inFlight() > 0 ? new Admission(state.inFlight) : Admission.FREE;
+  }
+
+  private static void refuse(State state, CallerPolicy.Quota quota, CallerAuth.Caller caller, String what, double perSecond,
+      ConsumptionProbe probe) {
+    if (quota.inFlight() > 0) {
+      state.inFlight.decrementAndGet();
+    }
+    Duration retry = Duration.ofNanos(Math.max(1_000_000, probe.getNanosToWaitForRefill()));
+    throw InferenceException.overQuota(String.format("tenant '%s' is over its quota of %s %s a second; retry in %d ms",
+        caller.tenant(), trim(perSecond), what, retry.toMillis()), retry);
+  }
+
+  private static String trim(double value) {
+    return value == Math.rint(value) ? String.valueOf((long) value) : String.valueOf(value);
+  }
+}

@@ -1,0 +1,125 @@
+package io.modelgate.gateway.callers;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import com.google.rpc.RetryInfo;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.protobuf.StatusProto;
+import io.modelgate.gateway.testing.Gateway;
+import io.modelgate.gateway.testing.TestClock;
+import io.modelgate.gateway.testing.Tensors;
+import io.modelgate.proto.admin.v1.GetUsageRequest;
+import io.modelgate.proto.inference.ModelInferRequest;
+import io.modelgate.runtime.error.ErrorCode;
+import io.modelgate.runtime.error.InferenceException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Set;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** Tenants' quotas: requests and rows a second, requests in flight; refusals say when to retry. */
+class QuotasTest {
+  @TempDir Path root;
+
+  private static final String KEY = "mgk_quota-key-0123456789abcdef0123";
+
+  private static ModelInferRequest rows(int n) {
+    float[] values = new float[n * 3];
+    return ModelInferRequest.newBuilder().setModelName("batching")
+        .addInputs(Tensors.input("x", "FP32", n, 3)).addRawInputContents(Tensors.rawFloats(values)).build();
+  }
+
+  private static long retryMillis(StatusRuntimeException e) {
+    com.google.rpc.Status status = StatusProto.fromThrowable(e);
+    assertThat(status).isNotNull();
+    for (com.google.protobuf.Any detail : status.getDetailsList()) {
+      if (detail.is(RetryInfo.class)) {
+        try {
+          com.google.protobuf.Duration delay = detail.unpack(RetryInfo.class).getRetryDelay();
+          return delay.getSeconds() * 1000 + delay.getNanos() / 1_000_000;
+        } catch (com.google.protobuf.InvalidProtocolBufferException ex) {
+          throw new AssertionError(ex);
+        }
+      }
+    }
+    throw new AssertionError("no RetryInfo in " + status);
+  }
+
+  @Test
+  void aTenantOverItsRate_isRefusedAtOnce_withWhenToRetry_andOthersAreNotAffected() throws Exception {
+    Gateway.write(root, "batching", 1, Gateway.slowAffine());
+    Files.writeString(root.resolve("callers.yaml"), "tenants:\n"
+        + "  limited:\n    api_keys: [" + CallerPolicy.hash(KEY) + "]\n    quota: {requests_per_second: 10, rows_per_second: 16}\n"
+        + "  free:\n    api_keys: [" + CallerPolicy.hash(KEY + "-free") + "]\n");
+    TestClock clock = new TestClock();
+    try (Gateway gateway = Gateway.inProcessWithCallers(root, root.resolve("callers.yaml"), clock)) {
+      // 16 rows a second: four requests of 4 rows, then the fifth is refused.
+      for (int i = 0; i < 4; i++) {
+        gateway.blockingAs(KEY).modelInfer(rows(4));
+      }
+      assertThatThrownBy(() -> gateway.blockingAs(KEY).modelInfer(rows(4)))
+          .isInstanceOfSatisfying(StatusRuntimeException.class, e -> {
+            assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.RESOURCE_EXHAUSTED);
+            assertThat(e.getStatus().getDescription()).startsWith("tenant 'limited' is over its quota of 16 rows a second; retry in ");
+            // An empty bucket refills 4 rows in a quarter of a second.
+            assertThat(retryMillis(e)).isEqualTo(250);
+          });
+      // Another tenant is not affected.
+      for (int i = 0; i < 20; i++) {
+        gateway.blockingAs(KEY + "-free").modelInfer(rows(4));
+      }
+      // A quarter of a second later the retry succeeds.
+      clock.millis += 250;
+      gateway.blockingAs(KEY).modelInfer(rows(4));
+
+      // 10 requests a second: after a second's refill, 1-row requests run into that limit.
+      clock.millis += 1000;
+      int admitted = 0;
+      for (int i = 0; i < 15; i++) {
+        try {
+          gateway.blockingAs(KEY).modelInfer(rows(1));
+          admitted++;
+        } catch (StatusRuntimeException e) {
+          assertThat(e.getStatus().getDescription()).contains("over its quota of 10 requests a second");
+          assertThat(retryMillis(e)).isEqualTo(100);
+        }
+      }
+      assertThat(admitted).isEqualTo(10);
+
+      // Refusals are counted for the tenant as RESOURCE_EXHAUSTED.
+      var record = gateway.admin().getUsage(GetUsageRequest.newBuilder().setSince("2000-01-01").setTenant("limited").build())
+          .getRecords(0);
+      assertThat(record.getRequests()).isEqualTo(4 + 1 + 1 + 15);
+      assertThat(record.getErrorsMap()).containsEntry("RESOURCE_EXHAUSTED", 6L);
+    }
+  }
+
+  @Test
+  void requestsInFlight_areCappedAndFreedWhenAnswered() {
+    TestClock clock = new TestClock();
+    Quotas quotas = new Quotas(clock);
+    CallerPolicy.Tenant tenant = new CallerPolicy.Tenant("t", List.of(), Set.of(), Set.of(), new CallerPolicy.Quota(0, 0, 2));
+    CallerAuth.Caller caller = new CallerAuth.Caller("t", "api_key", tenant);
+    Quotas.Admission first = quotas.admit(caller, 1);
+    Quotas.Admission second = quotas.admit(caller, 1);
+    assertThatThrownBy(() -> quotas.admit(caller, 1)).isInstanceOfSatisfying(InferenceException.class, e -> {
+      assertThat(e.code()).isEqualTo(ErrorCode.RESOURCE_EXHAUSTED);
+      assertThat(e.getMessage()).isEqualTo("tenant 't' has 2 requests in flight, its quota; retry when one is answered");
+      assertThat(e.retryAfter()).isNotNull();
+    });
+    first.release();
+    Quotas.Admission third = quotas.admit(caller, 1);
+    second.release();
+    third.release();
+    // Without a quota, nothing is counted.
+    CallerAuth.Caller free = new CallerAuth.Caller("f", "api_key",
+        new CallerPolicy.Tenant("f", List.of(), Set.of(), Set.of(), CallerPolicy.Quota.NONE));
+    for (int i = 0; i < 1000; i++) {
+      quotas.admit(free, 1);
+    }
+  }
+}
