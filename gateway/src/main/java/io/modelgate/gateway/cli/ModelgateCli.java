@@ -30,6 +30,7 @@ public final class ModelgateCli implements Runnable {
   }
 
   public static void main(String[] args) {
+    Logging.configure("text");
     // grpc-java logs through java.util.logging; send it where everything else goes.
     SLF4JBridgeHandler.removeHandlersForRootLogger();
     SLF4JBridgeHandler.install();

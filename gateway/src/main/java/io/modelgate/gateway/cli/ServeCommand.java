@@ -157,6 +157,20 @@ final class ServeCommand implements Callable<Integer> {
   Path callersFile;
 
   @Option(
+      names = "--log-format",
+      defaultValue = "text",
+      description = "Log lines on standard error as text or json (one JSON object per line: timestamp, level,"
+          + " logger, message and key-value pairs such as an access line's tenant). Default: ${DEFAULT-VALUE}.")
+  String logFormat;
+
+  @Option(
+      names = "--access-log-rate",
+      defaultValue = "0.01",
+      description = "Share of requests written to the access log (logger modelgate.access: id, tenant, model,"
+          + " version, status, latency, rows, bytes), 0 to 1. Default: ${DEFAULT-VALUE}.")
+  double accessLogRate;
+
+  @Option(
       names = "--control-store",
       defaultValue = "file",
       paramLabel = "STORE",
@@ -222,6 +236,13 @@ final class ServeCommand implements Callable<Integer> {
   @Override
   public Integer call() throws Exception {
     PrintWriter out = spec.commandLine().getOut();
+    if (!logFormat.equals("text") && !logFormat.equals("json")) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--log-format: '" + logFormat + "' (expected: text or json)");
+    }
+    if (!(accessLogRate >= 0 && accessLogRate <= 1)) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--access-log-rate: " + accessLogRate + " (expected: 0 to 1)");
+    }
+    Logging.configure(logFormat);
     ServerSettings settings =
         new ServerSettings(
             host,
@@ -244,7 +265,8 @@ final class ServeCommand implements Callable<Integer> {
             stateDir,
             controlSettings(),
             payloadLogDir == null ? stateDir.resolve("payloads") : payloadLogDir,
-            callersFile);
+            callersFile,
+            accessLogRate);
     ModelSettings defaults =
         new ModelSettings(
             null,

@@ -376,7 +376,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       answer = new UnaryAnswer(call, version, request.getId(), statsOf(loaded), arrival, clock);
       answer.payload(payloadLog, payloadLog.sample(loaded, request, caller));
       answer.drift(drift, version, loaded);
-      answer.usage(usage, tenant.tenant(), version, request.getSerializedSize());
+      answer.usage(usage, tenant.tenant(), version, request.getSerializedSize(), request.getId());
       answer.admit(quotas, tenant, request);
       answer.deadline = Context.current().getDeadline();
       answer.classification = Classification.requested(request, loaded.signature());
@@ -504,9 +504,11 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     private ModelVersion usageVersion;
     private long bytesIn;
     private int rows = 1;
+    private String requestId;
 
     /** Counts this request for {@code tenant} when it is answered. */
-    final void usage(io.modelgate.gateway.usage.Usage counter, String tenant, ModelVersion version, long bytesIn) {
+    final void usage(io.modelgate.gateway.usage.Usage counter, String tenant, ModelVersion version, long bytesIn, String id) {
+      this.requestId = id;
       this.usage = counter;
       this.tenant = tenant;
       this.usageVersion = version;
@@ -544,7 +546,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       if (usage != null) {
         usage.record(tenant, usageVersion.model(), usageVersion.numberText(), code, rows,
             result == null ? 0 : result.batchRows(), result == null ? 0 : result.computeNanos(), bytesIn,
-            result == null ? 0 : result.outputBytes());
+            result == null ? 0 : result.outputBytes(), requestId, System.nanoTime() - arrival);
       }
     }
 
@@ -724,7 +726,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
             arrival, clock);
         answer.payload(payloadLog, payloadLog.sample(loaded, request, caller));
         answer.drift(drift, version, loaded);
-        answer.usage(usage, tenant.tenant(), version, request.getSerializedSize());
+        answer.usage(usage, tenant.tenant(), version, request.getSerializedSize(), request.getId());
         answer.admit(quotas, tenant, request);
         answer.deadline = context.getDeadline();
         answer.classification = Classification.requested(request, loaded.signature());

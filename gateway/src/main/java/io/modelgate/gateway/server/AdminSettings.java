@@ -18,6 +18,8 @@ import java.util.Objects;
  * @param payloadLogDirectory where models' sampled payload logs are written (a folder per model)
  * @param callersFile the callers file: who may call the inference port (see {@link
  *     io.modelgate.gateway.callers.CallerPolicy}); null: anyone, as the tenant {@code anonymous}
+ * @param accessLogRate the share of requests written to the access log (logger {@code
+ *     modelgate.access}), 0 to 1
  */
 public record AdminSettings(
     String host,
@@ -29,7 +31,8 @@ public record AdminSettings(
     Path stateDirectory,
     io.modelgate.gateway.control.ControlSettings control,
     Path payloadLogDirectory,
-    Path callersFile) {
+    Path callersFile,
+    double accessLogRate) {
   public static final int DEFAULT_PORT = 8003;
   public static final int DEFAULT_METRICS_PORT = 8002;
 
@@ -45,6 +48,9 @@ public record AdminSettings(
     }
     if (metricsPort < -1 || metricsPort > 65535) {
       throw new IllegalArgumentException("metrics port: " + metricsPort + " (expected: -1 to 65535)");
+    }
+    if (!(accessLogRate >= 0 && accessLogRate <= 1)) {
+      throw new IllegalArgumentException("access log rate: " + accessLogRate + " (expected: 0 to 1)");
     }
     if (token.length() < 16) {
       throw new IllegalArgumentException("admin token: " + token.length() + " characters (expected: at least 16)");
@@ -69,11 +75,19 @@ public record AdminSettings(
   public AdminSettings(
       String host, int port, String token, TlsSettings tls, String metricsHost, int metricsPort, Path stateDirectory,
       io.modelgate.gateway.control.ControlSettings control, Path payloadLogDirectory) {
-    this(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory, null);
+    this(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory, null,
+        io.modelgate.gateway.usage.AccessLog.DEFAULT_RATE);
   }
 
   /** These settings with {@code file} as the callers file. */
   public AdminSettings withCallers(Path file) {
-    return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory, file);
+    return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory, file,
+        accessLogRate);
+  }
+
+  /** These settings with {@code rate} of requests in the access log. */
+  public AdminSettings withAccessLog(double rate) {
+    return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
+        callersFile, rate);
   }
 }

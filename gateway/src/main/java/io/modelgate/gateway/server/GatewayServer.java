@@ -255,7 +255,7 @@ public final class GatewayServer {
             ? new EtcdControlStore(controlSettings)
             : new FileControlStore(state, controlSettings.replica());
     b.usage = new io.modelgate.gateway.usage.Usage(stats.prometheus(), stats.clock(), controlSettings.replica(),
-        adminSettings.stateDirectory().resolve("usage"));
+        adminSettings.stateDirectory().resolve("usage"), new io.modelgate.gateway.usage.AccessLog(adminSettings.accessLogRate()));
     b.drift = new io.modelgate.gateway.health.Drift(repository, stats.prometheus(), stats.clock(), controlSettings.replica());
     b.golden = new io.modelgate.gateway.health.GoldenSets(repository, stats.clock(), stats.background(), b.drift);
     b.payloadLog = new io.modelgate.gateway.health.PayloadLog(adminSettings.payloadLogDirectory(), stats.prometheus(), stats.clock())

@@ -56,6 +56,7 @@ public final class Usage implements AutoCloseable {
   private final Clock clock;
   private final String replica;
   private final Path directory;
+  private final AccessLog access;
   /** Hourly buckets: hour (epoch hours) → key → cell. */
   private final Map<Long, Map<Key, Cell>> hours = new ConcurrentHashMap<>();
   /** Since start, for Prometheus. */
@@ -95,6 +96,15 @@ public final class Usage implements AutoCloseable {
    * @param directory where the ledger is kept ({@code <state>/usage}); null keeps none
    */
   public Usage(MeterRegistry registry, Clock clock, String replica, Path directory) {
+    this(registry, clock, replica, directory, AccessLog.off());
+  }
+
+  /**
+   * @param directory where the ledger is kept ({@code <state>/usage}); null keeps none
+   * @param access the access log, which sees every request recorded here
+   */
+  public Usage(MeterRegistry registry, Clock clock, String replica, Path directory, AccessLog access) {
+    this.access = access;
     this.registry = registry;
     this.clock = clock;
     this.replica = replica;
@@ -120,9 +130,14 @@ public final class Usage implements AutoCloseable {
    * @param batchComputeNanos that execution's run of the model (0: not executed)
    * @param bytesIn the request message's size
    * @param bytesOut the bytes of the output tensors answered
+   * @param id the request's id, for the access log
+   * @param latencyNanos from its arrival to its answer, for the access log
    */
   public void record(String tenant, String model, String version, Status.Code code, int rows, int batchRows,
-      long batchComputeNanos, long bytesIn, long bytesOut) {
+      long batchComputeNanos, long bytesIn, long bytesOut, String id, long latencyNanos) {
+    if (access.sampled()) {
+      access.log(id, tenant, model, version, code, latencyNanos, rows, bytesIn, bytesOut);
+    }
     double share = batchRows > 0 ? batchComputeNanos * (double) rows / batchRows : 0;
     Key key = new Key(tenant, model, version);
     long hour = Math.floorDiv(clock.millis(), 3_600_000L);

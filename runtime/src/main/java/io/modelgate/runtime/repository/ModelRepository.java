@@ -47,6 +47,9 @@ import org.slf4j.LoggerFactory;
  * <p>Thread-safe: loaded once, then read by request threads without locking.
  */
 public final class ModelRepository {
+  /** Folders of a model that are not versions: its golden set. */
+  public static final java.util.Set<String> MODEL_FOLDERS = java.util.Set.of("golden");
+
   private static final Logger log = LoggerFactory.getLogger(ModelRepository.class);
   private static final Pattern MODEL_NAME = Pattern.compile("[A-Za-z0-9_][A-Za-z0-9_.-]*");
   private static final Pattern VERSION = Pattern.compile("[1-9][0-9]{0,17}");
@@ -118,6 +121,9 @@ public final class ModelRepository {
         continue;
       }
       String folder = versionDir.getFileName().toString();
+      if (MODEL_FOLDERS.contains(folder)) {
+        continue;
+      }
       if (!VERSION.matcher(folder).matches()) {
         log.warn(
             "ignoring {}: a version folder is named by a positive integer, e.g. {}/1", versionDir, dir);

@@ -1,0 +1,69 @@
+package io.modelgate.gateway.cli;
+
+import ch.qos.logback.classic.Level;
+import ch.qos.logback.classic.LoggerContext;
+import ch.qos.logback.classic.encoder.JsonEncoder;
+import ch.qos.logback.classic.encoder.PatternLayoutEncoder;
+import ch.qos.logback.classic.spi.ILoggingEvent;
+import ch.qos.logback.core.ConsoleAppender;
+import ch.qos.logback.core.encoder.Encoder;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Where the command line's log lines go: standard error, one line per event, as text (the
+ * default: time, level, logger, message and its key-value pairs such as an access line's tenant)
+ * or as JSON (Logback's {@link JsonEncoder}: one object per line with timestamp, level, logger,
+ * message, key-value pairs and the throwable). gRPC and Netty log warnings only.
+ */
+final class Logging {
+  static final String TEXT_PATTERN = "%d{yyyy-MM-dd'T'HH:mm:ss.SSSZ} %-5level %logger{0} - %msg %kvp%n";
+
+  private Logging() {}
+
+  /** Replaces whatever configuration there is with {@code format} ({@code text} or {@code json}). */
+  static void configure(String format) {
+    if (!(LoggerFactory.getILoggerFactory() instanceof LoggerContext context)) {
+      return;
+    }
+    context.reset();
+    Encoder<ILoggingEvent> encoder;
+    if (format.equals("json")) {
+      JsonEncoder json = new JsonEncoder();
+      json.setWithSequenceNumber(false);
+      json.setWithNanoseconds(false);
+      json.setWithContext(false);
+      json.setWithArguments(false);
+      json.setWithMessage(false);
+      json.setWithFormattedMessage(true);
+      encoder = json;
+    } else {
+      PatternLayoutEncoder text = new PatternLayoutEncoder();
+      text.setPattern(TEXT_PATTERN);
+      encoder = text;
+    }
+    encoder.setContext(context);
+    encoder.start();
+    ConsoleAppender<ILoggingEvent> console = new ConsoleAppender<>();
+    console.setContext(context);
+    console.setName("console");
+    console.setTarget("System.err");
+    console.setEncoder(encoder);
+    console.start();
+    // Lines reach the console from a queue: a full one drops lines rather than blocking a thread
+    // that answers requests (warnings and errors are never dropped while there is room).
+    ch.qos.logback.classic.AsyncAppender async = new ch.qos.logback.classic.AsyncAppender();
+    async.setContext(context);
+    async.setName("async");
+    async.setQueueSize(8192);
+    async.setNeverBlock(true);
+    async.addAppender(console);
+    async.start();
+    ch.qos.logback.classic.Logger root = context.getLogger(org.slf4j.Logger.ROOT_LOGGER_NAME);
+    root.setLevel(Level.INFO);
+    root.addAppender(async);
+    context.getLogger("io.grpc").setLevel(Level.WARN);
+    context.getLogger("io.netty").setLevel(Level.WARN);
+    context.getLogger("io.etcd").setLevel(Level.WARN);
+    context.getLogger("io.vertx").setLevel(Level.WARN);
+  }
+}
