@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
-# Starts `bin/modelgate serve` on the embedded demo, sends one request with `bin/modelgate infer`,
-# and stops the server with SIGTERM. Fails if any step does.
+# Starts `bin/modelgate serve` on the embedded demo (JSON logs, every request in the access log),
+# sends one request with `bin/modelgate infer`, and stops the server with SIGTERM. Fails if any
+# step does.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 port=18001
 metrics=18002
 log=$(mktemp)
-bin/modelgate serve --grpc-port "$port" --metrics-port "$metrics" --admin-port 18003 --state-dir "$(mktemp -d)" >"$log" 2>&1 &
+logs=$(mktemp)
+bin/modelgate serve --grpc-port "$port" --metrics-port "$metrics" --admin-port 18003 --state-dir "$(mktemp -d)" \
+  --log-format json --access-log-rate 1 >"$log" 2>"$logs" &
 pid=$!
-trap 'kill "$pid" 2>/dev/null || true; rm -f "$log"' EXIT
+trap 'kill "$pid" 2>/dev/null || true; rm -f "$log" "$logs"' EXIT
 
 for _ in $(seq 1 120); do
   grep -q "serving KServe v2 gRPC" "$log" && break
   if ! kill -0 "$pid" 2>/dev/null; then
-    cat "$log"; echo "smoke: the server exited early" >&2; exit 1
+    cat "$log" "$logs"; echo "smoke: the server exited early" >&2; exit 1
   fi
   sleep 0.5
 done
@@ -39,5 +42,12 @@ rm -rf "$bench_out"
 
 kill -TERM "$pid"
 wait "$pid" || true
-grep -q "stopped" "$log" || { cat "$log"; echo "smoke: no clean stop" >&2; exit 1; }
+grep -q '"formattedMessage":"stopped"' "$logs" || { cat "$log" "$logs"; echo "smoke: no clean stop" >&2; exit 1; }
+# --log-format json: every line one JSON object; the request is in the access log.
+if grep -v '^{.*}$' "$logs"; then echo "smoke: a log line is not a JSON object" >&2; exit 1; fi
+if command -v python3 >/dev/null; then
+  python3 -c 'import json, sys; [json.loads(line) for line in open(sys.argv[1])]' "$logs"
+fi
+grep '"loggerName":"modelgate.access"' "$logs" | grep '"tenant":"anonymous"' | grep '"status":"OK"' >/dev/null ||
+  { cat "$logs"; echo "smoke: no access log line for the request" >&2; exit 1; }
 echo "smoke: launcher OK"

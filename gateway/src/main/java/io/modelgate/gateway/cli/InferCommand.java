@@ -85,6 +85,10 @@ final class InferCommand implements Callable<Integer> {
           + " and how fast. Default: ${DEFAULT-VALUE}.")
   int repeat;
 
+  @Option(names = "--api-key", paramLabel = "KEY",
+      description = "Send this API key (authorization: Bearer KEY), for a server with a callers file.")
+  String apiKey;
+
   @Option(names = "--sticky-key", description = "Set this value as the request parameter 'user' (for sticky routing).")
   String stickyKey;
 
@@ -99,7 +103,7 @@ final class InferCommand implements Callable<Integer> {
         ManagedChannelBuilder.forTarget(target).usePlaintext().maxInboundMessageSize(Integer.MAX_VALUE).build();
     try {
       GRPCInferenceServiceBlockingStub stub =
-          GRPCInferenceServiceGrpc.newBlockingStub(channel)
+          GRPCInferenceServiceGrpc.newBlockingStub(calls(channel))
               .withDeadlineAfter(timeout.toMillis(), TimeUnit.MILLISECONDS);
       ModelMetadataResponse metadata =
           stub.modelMetadata(ModelMetadataRequest.newBuilder().setName(model).setVersion(version).build());
@@ -130,7 +134,7 @@ final class InferCommand implements Callable<Integer> {
             "user", io.modelgate.proto.inference.InferParameter.newBuilder().setStringParam(stickyKey).build());
       }
       if (repeat > 1) {
-        return repeat(out, channel, cycle == null ? java.util.List.of(request.build()) : cycle);
+        return repeat(out, calls(channel), cycle == null ? java.util.List.of(request.build()) : cycle);
       }
       long start = System.nanoTime();
       ModelInferResponse response = stub.modelInfer(request.build());
@@ -173,7 +177,17 @@ final class InferCommand implements Callable<Integer> {
   }
 
   /** Sends {@code requests} in turn, {@link #repeat} in all. */
-  private int repeat(PrintWriter out, ManagedChannel channel, java.util.List<ModelInferRequest> requests) {
+  /** The channel the calls go through: with the API key, when one is given. */
+  private io.grpc.Channel calls(ManagedChannel channel) {
+    if (apiKey == null) {
+      return channel;
+    }
+    io.grpc.Metadata headers = new io.grpc.Metadata();
+    headers.put(io.grpc.Metadata.Key.of("authorization", io.grpc.Metadata.ASCII_STRING_MARSHALLER), "Bearer " + apiKey);
+    return io.grpc.ClientInterceptors.intercept(channel, io.grpc.stub.MetadataUtils.newAttachHeadersInterceptor(headers));
+  }
+
+  private int repeat(PrintWriter out, io.grpc.Channel channel, java.util.List<ModelInferRequest> requests) {
     org.HdrHistogram.Histogram latency = new org.HdrHistogram.Histogram(3);
     java.util.Map<String, Integer> versions = new java.util.TreeMap<>();
     java.util.Map<String, Integer> errors = new java.util.TreeMap<>();

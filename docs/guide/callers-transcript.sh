@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Regenerates the outputs of the "callers and chargeback" section of docs/operators-guide.md: makes
+# two API keys, writes a callers file (a tenant limited to one model and 20 requests a second,
+# another without limits), serves the demo with it, and runs the section's commands in order,
+# printing each command and its output ("$ cmd").
+#   docs/guide/callers-transcript.sh > /tmp/callers.txt
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+repo=$(pwd)
+port=${GUIDE_CALLERS_PORT:-49001}
+work=$(mktemp -d)
+pid=""
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
+# shellcheck source=docs/guide/show.sh
+source docs/guide/show.sh
+cd "$work"
+
+echo "## callers 1. keys and the callers file"
+show callers new-key --tenant fraud
+"$repo/bin/modelgate" callers new-key --tenant fraud | tee fraud.txt
+echo
+"$repo/bin/modelgate" callers new-key --tenant search >search.txt
+fraud_key=$(sed -n 's/^key: *//p' fraud.txt)
+search_key=$(sed -n 's/^key: *//p' search.txt)
+cat >callers.yaml <<YAML
+# Who may call the inference port; read again when it changes.
+tenants:
+  fraud:
+    api_keys: [$(sed -n 's/^hash: *//p' fraud.txt)]
+    models: [cnn_mnist]
+    quota: {requests_per_second: 20}
+  search:
+    api_keys: [$(sed -n 's/^hash: *//p' search.txt)]
+YAML
+echo "\$ cat callers.yaml"
+cat callers.yaml
+echo
+"$repo/bin/modelgate" serve --callers callers.yaml --replica gw1 --access-log-rate 0.05 --grpc-port "$port" --metrics-port $((port + 1)) \
+  --admin-port $((port + 2)) --state-dir state >serve.log 2>&1 &
+pid=$!
+for _ in $(seq 1 120); do grep -q "serving KServe v2 gRPC" serve.log && break; sleep 0.5; done
+infer() { show infer "$@"; "$repo/bin/modelgate" infer --target "localhost:$port" "$@" 2>&1 | sed "s/$fraud_key/\$FRAUD_KEY/g; s/$search_key/\$SEARCH_KEY/g" || true; echo; }
+
+echo "## callers 2. who may call"
+infer --model cnn_mnist --digit 7
+echo "\$ bin/modelgate infer --model cnn_mnist --digit 7 --api-key wrong-key"
+"$repo/bin/modelgate" infer --target "localhost:$port" --model cnn_mnist --digit 7 --api-key wrong-key 2>&1 || true
+echo
+echo "\$ bin/modelgate infer --model cnn_mnist --digit 7 --api-key \$FRAUD_KEY"
+"$repo/bin/modelgate" infer --target "localhost:$port" --model cnn_mnist --digit 7 --api-key "$fraud_key" 2>&1 | tail -n 1
+echo
+
+echo "## callers 3. a quota"
+echo "\$ bin/modelgate infer --model cnn_mnist --every-digit --repeat 100 --api-key \$FRAUD_KEY"
+"$repo/bin/modelgate" infer --target "localhost:$port" --model cnn_mnist --every-digit --repeat 100 --api-key "$fraud_key" 2>&1 | tail -n 2 || true
+echo "\$ bin/modelgate infer --model cnn_mnist --every-digit --repeat 300 --api-key \$SEARCH_KEY"
+"$repo/bin/modelgate" infer --target "localhost:$port" --model cnn_mnist --every-digit --repeat 300 --api-key "$search_key" 2>&1 | tail -n 2
+echo
+
+echo "## callers 4. usage"
+admin() { show admin "$@"; "$repo/bin/modelgate" admin --target "localhost:$((port + 2))" --state-dir state "$@" 2>&1 || true; echo; }
+admin usage --since "$(date -u +%Y-%m-%d)"
+admin usage --since "$(date -u +%Y-%m-%d)" --format csv
+echo "\$ curl -s localhost:8002/metrics | grep -E '^modelgate_usage_(requests|rows|compute)' | grep -v ' 0.0\$'"
+curl -s "localhost:$((port + 1))/metrics" | grep -E '^modelgate_usage_(requests|rows|compute)' | grep -v ' 0.0$' | sort
+echo "\$ ls state/usage/"
+ls state/usage/
+echo "\$ grep ' access - ' serve.log | tail -n 2"
+grep ' access - ' serve.log | tail -n 2 || true
