@@ -148,6 +148,10 @@ class DeployArtifactsTest {
             "modelgate_drift_drifted",
             "modelgate_drift_threshold",
             "modelgate_drift_samples_total",
+            "modelgate_usage_requests_total",
+            "modelgate_usage_rows_total",
+            "modelgate_usage_compute_seconds_total",
+            "modelgate_usage_bytes_total",
             "jvm_memory_used_bytes",
             "process_cpu_usage",
             "grpc_server_processing_duration_seconds_count");
