@@ -35,7 +35,11 @@ YAML
 echo "\$ cat callers.yaml"
 cat callers.yaml
 echo
-"$repo/bin/modelgate" serve --callers callers.yaml --replica gw1 --access-log-rate 0.05 --grpc-port "$port" --metrics-port $((port + 1)) \
+# A read-only admin token for a dashboard.
+"$repo/bin/modelgate" callers new-key --tenant grafana --admin-role viewer >grafana.txt
+sed -n 's/^key: *//p' grafana.txt >grafana.token
+printf 'tokens:\n  grafana: {hash: %s, role: viewer}\n' "$(sed -n 's/^hash: *//p' grafana.txt)" >admin-tokens.yaml
+"$repo/bin/modelgate" serve --callers callers.yaml --admin-tokens admin-tokens.yaml --replica gw1 --access-log-rate 0.05 --grpc-port "$port" --metrics-port $((port + 1)) \
   --admin-port $((port + 2)) --state-dir state >serve.log 2>&1 &
 pid=$!
 for _ in $(seq 1 120); do grep -q "serving KServe v2 gRPC" serve.log && break; sleep 0.5; done
@@ -61,6 +65,15 @@ echo "## callers 4. usage"
 admin() { show admin "$@"; "$repo/bin/modelgate" admin --target "localhost:$((port + 2))" --state-dir state "$@" 2>&1 || true; echo; }
 admin usage --since "$(date -u +%Y-%m-%d)"
 admin usage --since "$(date -u +%Y-%m-%d)" --format csv
+show admin access
+"$repo/bin/modelgate" admin --target "localhost:$((port + 2))" --state-dir state access 2>&1 | sed "s|$work/||" || true
+echo
+show admin --token-file grafana.token usage --since "$(date -u +%Y-%m-%d)" --tenant search
+"$repo/bin/modelgate" admin --target "localhost:$((port + 2))" --token-file grafana.token usage --since "$(date -u +%Y-%m-%d)" --tenant search 2>&1 || true
+echo
+show admin --token-file grafana.token routes set --model cnn_mnist --weights 1=100
+"$repo/bin/modelgate" admin --target "localhost:$((port + 2))" --token-file grafana.token routes set --model cnn_mnist --weights 1=100 2>&1 || true
+echo
 echo "\$ curl -s localhost:8002/metrics | grep -E '^modelgate_usage_(requests|rows|compute)' | grep -v ' 0.0\$'"
 curl -s "localhost:$((port + 1))/metrics" | grep -E '^modelgate_usage_(requests|rows|compute)' | grep -v ' 0.0$' | sort
 echo "\$ ls state/usage/"

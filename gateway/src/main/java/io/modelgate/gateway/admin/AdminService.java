@@ -50,6 +50,7 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
   private final io.modelgate.gateway.health.GoldenSets golden;
   private final io.modelgate.gateway.health.Drift drift;
   private final io.modelgate.gateway.usage.Usage usage;
+  private final java.util.function.Supplier<io.modelgate.proto.admin.v1.AccessReport> access;
   private final StatsRegistry stats;
   private final VersionControl versions;
   private final ScheduledExecutorService watchers =
@@ -67,10 +68,12 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
       io.modelgate.gateway.health.GoldenSets golden,
       io.modelgate.gateway.health.Drift drift,
       io.modelgate.gateway.usage.Usage usage,
+      java.util.function.Supplier<io.modelgate.proto.admin.v1.AccessReport> access,
       StatsRegistry stats,
       VersionControl versions) {
     this.drift = drift;
     this.usage = usage;
+    this.access = access;
     this.repository = repository;
     this.control = control;
     this.fleet = fleet;
@@ -332,6 +335,12 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
       }
       return usage.report(since, until, request.getTenant(), request.getModel());
     });
+  }
+
+  @Override
+  public void getAccess(io.modelgate.proto.admin.v1.GetAccessRequest request,
+      StreamObserver<io.modelgate.proto.admin.v1.AccessReport> observer) {
+    answer(observer, access);
   }
 
   /** An RFC 3339 instant, or a date (its midnight, UTC). */

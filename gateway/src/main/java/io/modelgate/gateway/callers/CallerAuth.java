@@ -30,13 +30,13 @@ public final class CallerAuth implements ServerInterceptor {
   static final Metadata.Key<String> API_KEY = Metadata.Key.of("x-api-key", Metadata.ASCII_STRING_MARSHALLER);
   static final Context.Key<Caller> CALLER = Context.key("modelgate-caller");
 
-  private final CallerPolicyFile file;
+  private final java.util.function.Supplier<CallerPolicy> file;
   private final Set<String> guarded;
 
   /**
    * @param guarded the full names of the methods that need a caller
    */
-  public CallerAuth(CallerPolicyFile file, Set<String> guarded) {
+  public CallerAuth(java.util.function.Supplier<CallerPolicy> file, Set<String> guarded) {
     this.file = file;
     this.guarded = Set.copyOf(guarded);
   }
@@ -75,7 +75,7 @@ public final class CallerAuth implements ServerInterceptor {
     if (!guarded.contains(call.getMethodDescriptor().getFullMethodName())) {
       return next.startCall(call, headers);
     }
-    CallerPolicy policy = file.policy();
+    CallerPolicy policy = file.get();
     String authorization = headers.get(AUTHORIZATION);
     String bearer = authorization != null && authorization.regionMatches(true, 0, "Bearer ", 0, 7)
         ? authorization.substring(7).strip() : null;

@@ -33,7 +33,7 @@ import org.yaml.snakeyaml.constructor.SafeConstructor;
 /**
  * Who may call the inference port, from a callers file ({@code --callers FILE}, YAML): the tenants,
  * how each proves who it is, and the models each may use. Immutable and validated; {@link
- * CallerPolicyFile} reads it again when the file changes.
+ * io.modelgate.gateway.config.WatchedFile} reads it again when the file changes.
  *
  * <pre>
  * identify: [certificate, api_key, jwt, proxy]   # the methods tried, in this order
@@ -467,11 +467,16 @@ public final class CallerPolicy {
   }
 
   /** A callers file that cannot be used; the message names the key and what was expected. */
-  public static final class InvalidCallersException extends Exception {
+  public static final class InvalidCallersException extends io.modelgate.gateway.config.WatchedFile.InvalidFileException {
     private static final long serialVersionUID = 1L;
 
     public InvalidCallersException(String message) {
       super(message);
     }
+  }
+
+  @Override
+  public String toString() {
+    return tenants.size() + " tenants, identified by " + identify;
   }
 }

@@ -57,7 +57,8 @@ import picocli.CommandLine.Spec;
       AdminCommand.Unload.class,
       AdminCommand.Validate.class,
       AdminCommand.DriftCommand.class,
-      AdminCommand.UsageCommand.class
+      AdminCommand.UsageCommand.class,
+      AdminCommand.Access.class
     })
 final class AdminCommand implements Runnable {
   @Spec CommandSpec spec;
@@ -567,6 +568,48 @@ final class AdminCommand implements Runnable {
                 out.printf("%-38s errors: %s%n", "", new java.util.TreeMap<>(r.getErrorsMap()));
               }
             }
+          }
+        }
+      });
+    }
+  }
+
+  @Command(name = "access", description = "Who has access: admin tokens with their roles, tenants with their models and quotas (role admin).")
+  static final class Access implements Callable<Integer> {
+    @ParentCommand AdminCommand admin;
+    @Spec CommandSpec spec;
+    @Mixin HelpOption help;
+
+    @Override
+    public Integer call() throws Exception {
+      return execute(admin, spec, (client, out) -> {
+        io.modelgate.proto.admin.v1.AccessReport report =
+            client.call().getAccess(io.modelgate.proto.admin.v1.GetAccessRequest.getDefaultInstance());
+        out.printf("admin tokens%s:%n", report.getTokensFile().isEmpty() ? "" : " (" + report.getTokensFile() + ")");
+        for (io.modelgate.proto.admin.v1.AccessToken token : report.getTokensList()) {
+          out.printf("  %-20s %s%n", token.getName(), token.getRole());
+        }
+        if (report.getCallersFile().isEmpty()) {
+          out.println("callers: none (the inference port is open)");
+          return;
+        }
+        out.printf("callers (%s), identified by %s:%n", report.getCallersFile(), String.join(", ", report.getIdentifyList()));
+        out.printf("  %-16s %-8s %-24s %s%n", "TENANT", "KEYS", "MODELS", "QUOTA");
+        for (io.modelgate.proto.admin.v1.AccessTenant t : report.getTenantsList()) {
+          java.util.List<String> quota = new java.util.ArrayList<>();
+          if (t.getRequestsPerSecond() > 0) {
+            quota.add(t.getRequestsPerSecond() + " requests/s");
+          }
+          if (t.getRowsPerSecond() > 0) {
+            quota.add(t.getRowsPerSecond() + " rows/s");
+          }
+          if (t.getInFlight() > 0) {
+            quota.add(t.getInFlight() + " in flight");
+          }
+          out.printf("  %-16s %-8d %-24s %s%n", t.getName(), t.getApiKeys(),
+              t.getModelsCount() == 0 ? "all" : String.join(",", t.getModelsList()), quota.isEmpty() ? "none" : String.join(", ", quota));
+          for (String certificate : t.getCertificatesList()) {
+            out.printf("  %-16s certificate %s%n", "", certificate);
           }
         }
       });

@@ -30,6 +30,8 @@ final class CallersCommand implements Runnable {
   static final class NewKey implements Runnable {
     @Spec CommandSpec spec;
     @Option(names = "--tenant", defaultValue = "<tenant>", description = "The tenant, for the printed line.") String tenant;
+    @Option(names = "--admin-role", description = "Print the line for the admin tokens file (--admin-tokens) instead,"
+        + " for a token named by --tenant with this role: viewer, operator or admin.") String adminRole;
 
     @Override
     public void run() {
@@ -39,8 +41,17 @@ final class CallersCommand implements Runnable {
       PrintWriter out = spec.commandLine().getOut();
       out.printf("key:  %s%n", key);
       out.printf("hash: %s%n", CallerPolicy.hash(key));
-      out.printf("in the callers file:%n  tenants:%n    %s:%n      api_keys: [%s]%n", tenant, CallerPolicy.hash(key));
-      out.printf("the tenant sends it as: authorization: Bearer %s (or x-api-key: %s)%n", key, key);
+      if (adminRole != null) {
+        if (!java.util.List.of("viewer", "operator", "admin").contains(adminRole)) {
+          throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--admin-role: '" + adminRole
+              + "' (expected: viewer, operator or admin)");
+        }
+        out.printf("in the admin tokens file:%n  tokens:%n    %s: {hash: %s, role: %s}%n", tenant, CallerPolicy.hash(key), adminRole);
+        out.printf("the operator sends it as: authorization: Bearer %s (modelgate admin --token-file FILE)%n", key);
+      } else {
+        out.printf("in the callers file:%n  tenants:%n    %s:%n      api_keys: [%s]%n", tenant, CallerPolicy.hash(key));
+        out.printf("the tenant sends it as: authorization: Bearer %s (or x-api-key: %s)%n", key, key);
+      }
       out.flush();
     }
   }

@@ -157,6 +157,14 @@ final class ServeCommand implements Callable<Integer> {
   Path callersFile;
 
   @Option(
+      names = "--admin-tokens",
+      paramLabel = "FILE",
+      description = "Admin tokens file (YAML): more tokens for the admin API, each with a name and a role (viewer,"
+          + " operator, admin), kept as SHA-256 hashes; read again when it changes. The server's own token stays"
+          + " the role admin.")
+  Path adminTokensFile;
+
+  @Option(
       names = "--log-format",
       defaultValue = "text",
       description = "Log lines on standard error as text or json (one JSON object per line: timestamp, level,"
@@ -266,7 +274,8 @@ final class ServeCommand implements Callable<Integer> {
             controlSettings(),
             payloadLogDir == null ? stateDir.resolve("payloads") : payloadLogDir,
             callersFile,
-            accessLogRate);
+            accessLogRate,
+            adminTokensFile);
     ModelSettings defaults =
         new ModelSettings(
             null,

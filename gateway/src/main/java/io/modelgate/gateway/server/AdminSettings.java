@@ -20,6 +20,8 @@ import java.util.Objects;
  *     io.modelgate.gateway.callers.CallerPolicy}); null: anyone, as the tenant {@code anonymous}
  * @param accessLogRate the share of requests written to the access log (logger {@code
  *     modelgate.access}), 0 to 1
+ * @param tokensFile more admin tokens, with roles (see {@link
+ *     io.modelgate.gateway.admin.AdminTokens}); null: only {@code token}, as {@code admin}
  */
 public record AdminSettings(
     String host,
@@ -32,7 +34,8 @@ public record AdminSettings(
     io.modelgate.gateway.control.ControlSettings control,
     Path payloadLogDirectory,
     Path callersFile,
-    double accessLogRate) {
+    double accessLogRate,
+    Path tokensFile) {
   public static final int DEFAULT_PORT = 8003;
   public static final int DEFAULT_METRICS_PORT = 8002;
 
@@ -76,18 +79,24 @@ public record AdminSettings(
       String host, int port, String token, TlsSettings tls, String metricsHost, int metricsPort, Path stateDirectory,
       io.modelgate.gateway.control.ControlSettings control, Path payloadLogDirectory) {
     this(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory, null,
-        io.modelgate.gateway.usage.AccessLog.DEFAULT_RATE);
+        io.modelgate.gateway.usage.AccessLog.DEFAULT_RATE, null);
+  }
+
+  /** These settings with the admin tokens of {@code file} besides the server's own. */
+  public AdminSettings withAdminTokens(Path file) {
+    return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
+        callersFile, accessLogRate, file);
   }
 
   /** These settings with {@code file} as the callers file. */
   public AdminSettings withCallers(Path file) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory, file,
-        accessLogRate);
+        accessLogRate, tokensFile);
   }
 
   /** These settings with {@code rate} of requests in the access log. */
   public AdminSettings withAccessLog(double rate) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
-        callersFile, rate);
+        callersFile, rate, tokensFile);
   }
 }

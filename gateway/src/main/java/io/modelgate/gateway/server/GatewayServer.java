@@ -83,8 +83,9 @@ public final class GatewayServer {
   private final io.modelgate.gateway.health.GoldenSets golden;
   private final io.modelgate.gateway.health.PayloadLog payloadLog;
   private final io.modelgate.gateway.health.Drift drift;
-  private final io.modelgate.gateway.callers.CallerPolicyFile callers;
+  private final io.modelgate.gateway.config.WatchedFile<io.modelgate.gateway.callers.CallerPolicy> callers;
   private final io.modelgate.gateway.usage.Usage usage;
+  private final io.modelgate.gateway.config.WatchedFile<io.modelgate.gateway.admin.AdminTokens> adminTokens;
   private final AdminService admin;
   private final HttpEndpoints metrics;
   private final HealthStatusManager health;
@@ -111,6 +112,7 @@ public final class GatewayServer {
     this.drift = b.drift;
     this.callers = b.callers;
     this.usage = b.usage;
+    this.adminTokens = b.adminTokens;
     this.admin = b.admin;
     this.metrics = b.metrics;
     this.health = b.health;
@@ -133,7 +135,8 @@ public final class GatewayServer {
     io.modelgate.gateway.health.GoldenSets golden;
     io.modelgate.gateway.health.PayloadLog payloadLog;
     io.modelgate.gateway.health.Drift drift;
-    io.modelgate.gateway.callers.CallerPolicyFile callers;
+    io.modelgate.gateway.config.WatchedFile<io.modelgate.gateway.callers.CallerPolicy> callers;
+    io.modelgate.gateway.config.WatchedFile<io.modelgate.gateway.admin.AdminTokens> adminTokens;
     io.modelgate.gateway.usage.Usage usage;
     AdminService admin;
     HttpEndpoints metrics;
@@ -240,9 +243,21 @@ public final class GatewayServer {
     b.shutdownDelay = shutdownDelay;
     if (adminSettings.callersFile() != null) {
       try {
-        b.callers = io.modelgate.gateway.callers.CallerPolicyFile.open(adminSettings.callersFile());
-      } catch (io.modelgate.gateway.callers.CallerPolicy.InvalidCallersException e) {
-        throw new IOException("callers file " + e.getMessage(), e);
+        b.callers = io.modelgate.gateway.config.WatchedFile.open("callers file", adminSettings.callersFile(),
+            io.modelgate.gateway.callers.CallerPolicy::read);
+      } catch (io.modelgate.gateway.config.WatchedFile.InvalidFileException e) {
+        throw new IOException(e.getMessage(), e);
+      }
+    }
+    if (adminSettings.tokensFile() != null) {
+      try {
+        b.adminTokens = io.modelgate.gateway.config.WatchedFile.open("admin tokens file", adminSettings.tokensFile(),
+            file -> io.modelgate.gateway.admin.AdminTokens.read(adminSettings.token(), file));
+      } catch (io.modelgate.gateway.config.WatchedFile.InvalidFileException e) {
+        if (b.callers != null) {
+          b.callers.close();
+        }
+        throw new IOException(e.getMessage(), e);
       }
     }
     b.release = transports.release();
@@ -272,12 +287,16 @@ public final class GatewayServer {
       if (b.callers != null) {
         b.callers.close();
       }
+      if (b.adminTokens != null) {
+        b.adminTokens.close();
+      }
       throw e;
     }
     b.gatewayMetrics = new GatewayMetrics(stats.prometheus(), repository, b.router, b.control, state, b.golden);
     b.versions = new io.modelgate.gateway.admin.VersionControl(repository, b.control, drainTimeout);
     b.fleet = new io.modelgate.gateway.control.Fleet(b.control, stats, stats.clock(), stats.background());
-    b.admin = new AdminService(repository, b.control, b.fleet, b.golden, b.drift, b.usage, stats, b.versions);
+    b.admin = new AdminService(repository, b.control, b.fleet, b.golden, b.drift, b.usage,
+        () -> access(adminSettings, b.adminTokens, b.callers), stats, b.versions);
     GatewayServer[] self = new GatewayServer[1];
     InferenceService inference =
         b.inference = new InferenceService(
@@ -293,6 +312,13 @@ public final class GatewayServer {
             b.drift,
             b.usage,
             new io.modelgate.gateway.callers.Quotas(stats.clock()));
+    io.modelgate.gateway.admin.AdminTokens primaryOnly = io.modelgate.gateway.admin.AdminTokens.primary(adminSettings.token());
+    java.util.function.Supplier<io.modelgate.gateway.admin.AdminTokens> tokens =
+        b.adminTokens != null ? b.adminTokens : () -> primaryOnly;
+    ControlPlane control = b.control;
+    // A call refused for its role is audited, off the transport's thread (the store may be etcd).
+    java.util.function.BiConsumer<String, String> denied = (caller, what) ->
+        java.util.concurrent.CompletableFuture.runAsync(() -> control.audit(caller, "PermissionDenied", "", 0, what));
     boolean started = false;
     try {
       b.server =
@@ -305,7 +331,7 @@ public final class GatewayServer {
                               ? inference.definition()
                               : ServerInterceptors.intercept(inference.definition(),
                                   new io.modelgate.gateway.callers.CallerAuth(b.callers, InferenceService.CALLER_METHODS)),
-                          AdminAuth.forMethods(adminSettings.token(), InferenceService.GUARDED_METHODS, b.payloadLog::active)),
+                          AdminAuth.forMethods(tokens, InferenceService.GUARDED_METHODS, b.payloadLog::active, denied)),
                       grpcMetrics(stats)))
               .addService(b.health.getHealthService())
               .addService(ProtoReflectionServiceV1.newInstance())
@@ -316,7 +342,7 @@ public final class GatewayServer {
           transports.admin()
               .addService(
                   ServerInterceptors.intercept(
-                      ServerInterceptors.intercept(b.admin, new AdminAuth(adminSettings.token())),
+                      ServerInterceptors.intercept(b.admin, new AdminAuth(tokens, denied)),
                       grpcMetrics(stats)))
               .build()
               .start();
@@ -348,6 +374,9 @@ public final class GatewayServer {
         b.usage.close();
         if (b.callers != null) {
           b.callers.close();
+        }
+        if (b.adminTokens != null) {
+          b.adminTokens.close();
         }
         b.admin.close();
         b.versions.close();
@@ -402,8 +431,45 @@ public final class GatewayServer {
 
   /** The versions' golden-set results. */
   /** The callers file in force, or null when the inference port is open. */
-  public io.modelgate.gateway.callers.CallerPolicyFile callers() {
+  public io.modelgate.gateway.config.WatchedFile<io.modelgate.gateway.callers.CallerPolicy> callers() {
     return callers;
+  }
+
+  /** Who has access: the admin tokens and the callers file's tenants, without a secret. */
+  private static io.modelgate.proto.admin.v1.AccessReport access(AdminSettings settings,
+      io.modelgate.gateway.config.WatchedFile<io.modelgate.gateway.admin.AdminTokens> tokens,
+      io.modelgate.gateway.config.WatchedFile<io.modelgate.gateway.callers.CallerPolicy> callers) {
+    io.modelgate.proto.admin.v1.AccessReport.Builder report = io.modelgate.proto.admin.v1.AccessReport.newBuilder();
+    io.modelgate.gateway.admin.AdminTokens known =
+        tokens != null ? tokens.get() : io.modelgate.gateway.admin.AdminTokens.primary(settings.token());
+    for (io.modelgate.gateway.admin.AdminTokens.Token token : known.tokens()) {
+      report.addTokens(io.modelgate.proto.admin.v1.AccessToken.newBuilder()
+          .setName(token.name()).setRole(token.role().configName()));
+    }
+    if (tokens != null) {
+      report.setTokensFile(tokens.file().toString());
+    }
+    if (callers != null) {
+      io.modelgate.gateway.callers.CallerPolicy policy = callers.get();
+      report.setCallersFile(callers.file().toString());
+      policy.methods().forEach(m -> report.addIdentify(m.name().toLowerCase(java.util.Locale.ROOT)));
+      for (io.modelgate.gateway.callers.CallerPolicy.Tenant tenant : new java.util.TreeMap<>(policy.tenants()).values()) {
+        report.addTenants(io.modelgate.proto.admin.v1.AccessTenant.newBuilder()
+            .setName(tenant.name())
+            .addAllModels(new java.util.TreeSet<>(tenant.models()))
+            .setApiKeys(tenant.keyHashes().size())
+            .addAllCertificates(new java.util.TreeSet<>(tenant.certificates()))
+            .setRequestsPerSecond(tenant.quota().requestsPerSecond())
+            .setRowsPerSecond(tenant.quota().rowsPerSecond())
+            .setInFlight(tenant.quota().inFlight()));
+      }
+    }
+    return report.build();
+  }
+
+  /** The admin tokens file in force, or null when only the server's own token is. */
+  public io.modelgate.gateway.config.WatchedFile<io.modelgate.gateway.admin.AdminTokens> adminTokens() {
+    return adminTokens;
   }
 
   public io.modelgate.gateway.usage.Usage usage() {
@@ -529,6 +595,9 @@ public final class GatewayServer {
     usage.close();
     if (callers != null) {
       callers.close();
+    }
+    if (adminTokens != null) {
+      adminTokens.close();
     }
     repository.closeSessions();
     phases.add(Phase.SESSIONS_CLOSED);

@@ -136,6 +136,17 @@ public final class Gateway implements AutoCloseable {
         InProcessChannelBuilder.forName(adminName).directExecutor().build());
   }
 
+  /** In-process, with more admin tokens, with roles, from {@code tokensFile}. */
+  public static Gateway inProcessWithAdminTokens(Path root, Path tokensFile) throws IOException {
+    return inProcess(root, Duration.ofSeconds(10), Duration.ZERO,
+        adminSettings(root.resolve(".state"), -1).withAdminTokens(tokensFile), Clock.systemUTC());
+  }
+
+  /** An admin stub that presents {@code token}. */
+  public AdminServiceGrpc.AdminServiceBlockingStub adminAs(String token) {
+    return AdminServiceGrpc.newBlockingStub(adminChannel).withCallCredentials(bearer(token)).withDeadlineAfter(60, TimeUnit.SECONDS);
+  }
+
   /** In-process, with {@code callersFile} deciding who may call the inference port. */
   public static Gateway inProcessWithCallers(Path root, Path callersFile, Clock clock) throws IOException {
     return inProcess(root, Duration.ofSeconds(10), Duration.ZERO, adminSettings(root.resolve(".state"), -1).withCallers(callersFile),
