@@ -378,12 +378,21 @@ public final class CallerPolicy {
     known(fields, where + ".", Set.of("requests_per_second", "rows_per_second", "in_flight"));
     double requests = positive(fields, "requests_per_second", where);
     double rows = positive(fields, "rows_per_second", where);
+    for (String key : List.of("requests_per_second", "rows_per_second")) {
+      if (positive(fields, key, where) > MAX_RATE) {
+        throw new InvalidCallersException(where + "." + key + ": " + fields.get(key) + " (expected: at most 1000000; "
+            + "leave it out for no limit)");
+      }
+    }
     double inFlight = positive(fields, "in_flight", where);
     if (inFlight != Math.rint(inFlight)) {
       throw new InvalidCallersException(where + ".in_flight: " + inFlight + " (expected: a whole number)");
     }
     return new Quota(requests, rows, (int) inFlight);
   }
+
+  /** The highest rate a quota may set, a second (the token buckets count thousandths of a token). */
+  static final double MAX_RATE = 1_000_000;
 
   private static double positive(Map<?, ?> fields, String key, String where) throws InvalidCallersException {
     Object value = fields.get(key);

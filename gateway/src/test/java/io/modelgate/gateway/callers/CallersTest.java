@@ -183,6 +183,8 @@ class CallersTest {
         .hasMessage("tenants.a.keys: unknown key (expected one of: [api_keys, certificates, models, quota])");
     assertThatThrownBy(() -> CallerPolicy.read(callers("tenants:\n  a:\n    quota: {requests_per_second: -1}\n")))
         .hasMessage("tenants.a.quota.requests_per_second: -1 (expected: a number above 0)");
+    assertThatThrownBy(() -> CallerPolicy.read(callers("tenants:\n  a:\n    quota: {rows_per_second: 5000000}\n")))
+        .hasMessage("tenants.a.quota.rows_per_second: 5000000 (expected: at most 1000000; leave it out for no limit)");
     assertThatThrownBy(() -> CallerPolicy.read(callers("tenants:\n  a: {}\nproxy:\n  header: x-t\n  trusted: [example.com]\n")))
         .hasMessage("proxy.trusted: 'example.com' (expected an address or a range such as 10.0.0.0/8)");
     assertThatThrownBy(() -> CallerPolicy.read(callers("identify: [jwt]\ntenants:\n  a: {}\n")))
