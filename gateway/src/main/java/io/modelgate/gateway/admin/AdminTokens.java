@@ -6,10 +6,7 @@ import java.io.Reader;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.security.MessageDigest;
-import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
-import java.util.HexFormat;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -62,7 +59,7 @@ public final class AdminTokens {
 
   /** Only the server's own token, as {@code admin}. */
   public static AdminTokens primary(String secret) {
-    return new AdminTokens(List.of(new Token("admin", sha256(secret), Role.ADMIN)));
+    return new AdminTokens(List.of(new Token("admin", io.modelgate.gateway.config.Secrets.sha256(secret), Role.ADMIN)));
   }
 
   /** The server's own token and those of {@code file}. */
@@ -95,11 +92,7 @@ public final class AdminTokens {
           throw new WatchedFile.InvalidFileException("tokens." + name + "." + key + ": unknown key (expected one of: [hash, role])");
         }
       }
-      String hash = String.valueOf(fields.get("hash"));
-      if (!hash.matches("sha256:[0-9a-fA-F]{64}")) {
-        throw new WatchedFile.InvalidFileException("tokens." + name + ".hash: expected sha256:<64 hex digits> (the hash, never the "
-            + "token: modelgate callers new-key makes both)");
-      }
+      byte[] hash = io.modelgate.gateway.config.Secrets.parseHash(String.valueOf(fields.get("hash")), "tokens." + name + ".hash");
       Role role = null;
       for (Role r : Role.values()) {
         if (r.configName().equals(String.valueOf(fields.get("role")))) {
@@ -109,17 +102,17 @@ public final class AdminTokens {
       if (role == null) {
         throw new WatchedFile.InvalidFileException("tokens." + name + ".role: " + fields.get("role") + " (expected: viewer, operator or admin)");
       }
-      tokens.add(new Token(name, HexFormat.of().parseHex(hash.substring("sha256:".length())), role));
+      tokens.add(new Token(name, hash, role));
     }
     return new AdminTokens(tokens);
   }
 
   /** The token whose secret is {@code presented}, or null; every hash is compared, in constant time each. */
   public Token find(String presented) {
-    byte[] hash = sha256(presented);
+    byte[] hash = io.modelgate.gateway.config.Secrets.sha256(presented);
     Token found = null;
     for (Token token : tokens) {
-      if (MessageDigest.isEqual(hash, token.hash())) {
+      if (io.modelgate.gateway.config.Secrets.matchesAny(hash, List.of(token.hash()))) {
         found = token;
       }
     }
@@ -129,14 +122,6 @@ public final class AdminTokens {
   /** Names and roles, for {@code admin access}; never a hash. */
   public List<Token> tokens() {
     return tokens;
-  }
-
-  private static byte[] sha256(String secret) {
-    try {
-      return MessageDigest.getInstance("SHA-256").digest(secret.getBytes(StandardCharsets.UTF_8));
-    } catch (NoSuchAlgorithmException e) {
-      throw new IllegalStateException("SHA-256 is part of every Java runtime", e);
-    }
   }
 
   @Override

@@ -16,11 +16,8 @@ import java.net.SocketAddress;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.security.MessageDigest;
-import java.security.NoSuchAlgorithmException;
 import java.text.ParseException;
 import java.util.ArrayList;
-import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -153,15 +150,7 @@ public final class CallerPolicy {
 
   /** The SHA-256 of an API key, as the callers file writes it ({@code sha256:<hex>}). */
   public static String hash(String key) {
-    return "sha256:" + HexFormat.of().formatHex(sha256(key));
-  }
-
-  private static byte[] sha256(String key) {
-    try {
-      return MessageDigest.getInstance("SHA-256").digest(key.getBytes(StandardCharsets.UTF_8));
-    } catch (NoSuchAlgorithmException e) {
-      throw new IllegalStateException("SHA-256 is part of every Java runtime", e);
-    }
+    return io.modelgate.gateway.config.Secrets.hash(key);
   }
 
   /**
@@ -227,13 +216,11 @@ public final class CallerPolicy {
 
   /** The tenant whose key hashes to {@code key}'s; every hash is compared, in constant time each. */
   private Tenant byKey(String key) {
-    byte[] hash = sha256(key);
+    byte[] hash = io.modelgate.gateway.config.Secrets.sha256(key);
     Tenant found = null;
     for (Tenant tenant : tenants.values()) {
-      for (byte[] known : tenant.keyHashes()) {
-        if (MessageDigest.isEqual(hash, known)) {
-          found = tenant;
-        }
+      if (io.modelgate.gateway.config.Secrets.matchesAny(hash, tenant.keyHashes())) {
+        found = tenant;
       }
     }
     return found;
@@ -291,11 +278,11 @@ public final class CallerPolicy {
       known(fields, "tenants." + name + ".", Set.of("api_keys", "certificates", "models", "quota"));
       List<byte[]> hashes = new ArrayList<>();
       for (String hash : strings(fields, "api_keys", "tenants." + name)) {
-        if (!hash.matches("sha256:[0-9a-fA-F]{64}")) {
-          throw new InvalidCallersException("tenants." + name + ".api_keys: expected sha256:<64 hex digits> (the hash, "
-              + "never the key: modelgate callers new-key makes both)");
+        try {
+          hashes.add(io.modelgate.gateway.config.Secrets.parseHash(hash, "tenants." + name + ".api_keys"));
+        } catch (io.modelgate.gateway.config.WatchedFile.InvalidFileException e) {
+          throw new InvalidCallersException(e.getMessage());
         }
-        hashes.add(HexFormat.of().parseHex(hash.substring("sha256:".length())));
       }
       tenants.put(name, new Tenant(name, List.copyOf(hashes),
           Set.copyOf(strings(fields, "certificates", "tenants." + name)),

@@ -177,7 +177,7 @@ class CallersTest {
   @Test
   void aCallersFileThatCannotBeUsed_saysWhy() throws Exception {
     assertThatThrownBy(() -> CallerPolicy.read(callers("tenants:\n  a:\n    api_keys: [" + KEY_A + "]\n")))
-        .hasMessageContaining("tenants.a.api_keys: expected sha256:<64 hex digits> (the hash, never the key")
+        .hasMessageContaining("tenants.a.api_keys: expected sha256:<64 hex digits> (the hash, never the secret")
         .hasMessageNotContaining(KEY_A);
     assertThatThrownBy(() -> CallerPolicy.read(callers("tenants:\n  a:\n    keys: []\n")))
         .hasMessage("tenants.a.keys: unknown key (expected one of: [api_keys, certificates, models, quota])");
