@@ -27,6 +27,7 @@ import java.nio.file.Path;
 import java.time.Clock;
 import java.time.Instant;
 import java.util.Date;
+import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -112,6 +113,64 @@ class CallersTest {
       Files.setLastModifiedTime(file, java.nio.file.attribute.FileTime.fromMillis(System.currentTimeMillis() + 10000));
       assertThat(gateway.server.callers().reload()).isFalse();
       assertThat(with(gateway, "authorization", "Bearer " + keyC).modelInfer(request("alpha")).getModelName()).isEqualTo("alpha");
+    }
+  }
+
+  @Test
+  void aStream_carriesItsCallersTenant_perRequest() throws Exception {
+    Path file = callers("tenants:\n  a:\n    api_keys: [" + CallerPolicy.hash(KEY_A) + "]\n    models: [alpha]\n");
+    try (Gateway gateway = gateway(file)) {
+      java.util.concurrent.LinkedBlockingQueue<io.modelgate.proto.inference.ModelStreamInferResponse> answers =
+          new java.util.concurrent.LinkedBlockingQueue<>();
+      java.util.concurrent.CompletableFuture<Status> end = new java.util.concurrent.CompletableFuture<>();
+      io.grpc.stub.StreamObserver<ModelInferRequest> requests = gateway.async().withCallCredentials(Gateway.bearer(KEY_A))
+          .modelStreamInfer(new io.grpc.stub.StreamObserver<>() {
+            @Override
+            public void onNext(io.modelgate.proto.inference.ModelStreamInferResponse value) {
+              answers.add(value);
+            }
+
+            @Override
+            public void onError(Throwable t) {
+              end.complete(Status.fromThrowable(t));
+            }
+
+            @Override
+            public void onCompleted() {
+              end.complete(Status.OK);
+            }
+          });
+      requests.onNext(request("alpha"));
+      requests.onNext(request("beta"));
+      requests.onNext(request("alpha"));
+      requests.onCompleted();
+      List<io.modelgate.proto.inference.ModelStreamInferResponse> got = new java.util.ArrayList<>();
+      for (int i = 0; i < 3; i++) {
+        got.add(answers.poll(30, java.util.concurrent.TimeUnit.SECONDS));
+      }
+      assertThat(end.get(30, java.util.concurrent.TimeUnit.SECONDS).getCode()).isEqualTo(Status.Code.OK);
+      // The refused request is answered in band; the others are served.
+      assertThat(got).extracting(r -> r.getErrorMessage().isEmpty() ? "ok" : r.getErrorMessage())
+          .containsExactlyInAnyOrder("ok", "ok", "tenant 'a' may not use model 'beta' (its models in the callers file: [alpha])");
+      var usage = gateway.server.usage().report(Instant.now().minusSeconds(3600), Instant.now().plusSeconds(3600), "a", "");
+      assertThat(usage.getRecordsList()).extracting(r -> r.getModel() + ":" + r.getRequests() + ":" + r.getRows())
+          .containsExactly("alpha:2:2");
+      // Without credentials the stream does not open.
+      io.grpc.stub.StreamObserver<ModelInferRequest> refused = gateway.async().modelStreamInfer(new io.grpc.stub.StreamObserver<>() {
+        @Override
+        public void onNext(io.modelgate.proto.inference.ModelStreamInferResponse value) {}
+
+        @Override
+        public void onError(Throwable t) {
+          answers.add(io.modelgate.proto.inference.ModelStreamInferResponse.newBuilder()
+              .setErrorMessage(Status.fromThrowable(t).getCode().name()).build());
+        }
+
+        @Override
+        public void onCompleted() {}
+      });
+      refused.onNext(request("alpha"));
+      assertThat(answers.poll(30, java.util.concurrent.TimeUnit.SECONDS).getErrorMessage()).isEqualTo("UNAUTHENTICATED");
     }
   }
 
