@@ -333,7 +333,21 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
         throw io.modelgate.runtime.error.InferenceException.invalidArgument(
             "until " + until + " is not after since " + since);
       }
-      return usage.report(since, until, request.getTenant(), request.getModel());
+      if (!request.getFleet()) {
+        return usage.report(since, until, request.getTenant(), request.getModel());
+      }
+      if (!control.store().shared()) {
+        throw io.modelgate.runtime.error.InferenceException.failedPrecondition(
+            "this replica has no fleet (its control store is its state directory): ask without --fleet");
+      }
+      try {
+        usage.flush();
+      } catch (java.io.IOException e) {
+        throw io.modelgate.runtime.error.InferenceException.unavailable("this replica's usage cannot be written: " + e.getMessage());
+      }
+      return io.modelgate.gateway.usage.Usage.fleetReport(
+          control.store().usage(io.modelgate.gateway.usage.Usage.hour(since, false), io.modelgate.gateway.usage.Usage.hour(until, true)),
+          since, until, request.getTenant(), request.getModel());
     });
   }
 

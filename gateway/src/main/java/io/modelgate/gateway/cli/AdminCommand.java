@@ -538,6 +538,8 @@ final class AdminCommand implements Runnable {
     @Option(names = "--model", description = "One model (default: all).") String model = "";
     @Option(names = "--format", defaultValue = "table", description = "table, csv or json. Default: ${DEFAULT-VALUE}.")
     String format;
+    @Option(names = "--fleet", description = "Every replica's usage, as shared in the fleet's etcd, instead of this replica's ledger.")
+    boolean fleet;
 
     @Override
     public Integer call() throws Exception {
@@ -546,7 +548,7 @@ final class AdminCommand implements Runnable {
       }
       return execute(admin, spec, (client, out) -> {
         io.modelgate.proto.admin.v1.UsageReport report = client.call().getUsage(io.modelgate.proto.admin.v1.GetUsageRequest
-            .newBuilder().setSince(since).setUntil(until).setTenant(tenant).setModel(model).build());
+            .newBuilder().setSince(since).setUntil(until).setTenant(tenant).setModel(model).setFleet(fleet).build());
         switch (format) {
           case "json" -> out.println(com.google.protobuf.util.JsonFormat.printer().preservingProtoFieldNames().print(report));
           case "csv" -> {
@@ -558,7 +560,8 @@ final class AdminCommand implements Runnable {
             }
           }
           default -> {
-            out.printf("usage on replica %s from %s:00 to %s:00 UTC%n", report.getReplica(), report.getSince(), report.getUntil());
+            out.printf("usage %s %s from %s:00 to %s:00 UTC%n", fleet ? "of the" : "on replica", report.getReplica(),
+                report.getSince(), report.getUntil());
             out.printf("%-16s %-16s %-4s %10s %8s %10s %12s %12s %12s%n", "TENANT", "MODEL", "VER", "REQUESTS", "ERRORS",
                 "ROWS", "BYTES IN", "BYTES OUT", "COMPUTE S");
             for (io.modelgate.proto.admin.v1.UsageRecord r : report.getRecordsList()) {

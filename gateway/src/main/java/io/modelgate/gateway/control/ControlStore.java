@@ -69,6 +69,23 @@ public interface ControlStore extends AutoCloseable {
    */
   List<io.modelgate.proto.admin.v1.ReplicaSnapshot> snapshots(String model);
 
+  /**
+   * Keeps this replica's usage of one hour for the fleet ({@code report}: its records, that hour;
+   * etcd: {@code usage/<hour>/<replica>}, without a lease: usage outlives the replica). A file store
+   * keeps nothing (the ledger in the state directory is the record).
+   *
+   * @throws io.modelgate.runtime.error.InferenceException UNAVAILABLE when the store cannot be reached
+   */
+  void putUsage(String hour, io.modelgate.proto.admin.v1.UsageReport report);
+
+  /**
+   * Every replica's usage of the hours from {@code fromHour} (inclusive) to {@code toHour}
+   * (exclusive), {@code yyyy-MM-ddTHH}; empty for a file store.
+   *
+   * @throws io.modelgate.runtime.error.InferenceException UNAVAILABLE when the store cannot be reached
+   */
+  List<io.modelgate.proto.admin.v1.UsageReport> usage(String fromHour, String toHour);
+
   /** Whether other replicas share this store (and publish snapshots). */
   boolean shared();
 

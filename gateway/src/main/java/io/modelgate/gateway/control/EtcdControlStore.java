@@ -75,6 +75,7 @@ public final class EtcdControlStore implements ControlStore {
   private final ByteSequence judgeKey;
   private final String auditPrefix;
   private final String statsPrefix;
+  private final String usagePrefix;
   private final String target;
   private final long timeoutMs;
   private final ScheduledExecutorService thread;
@@ -130,6 +131,7 @@ public final class EtcdControlStore implements ControlStore {
     this.judgeKey = bytes(settings.prefix() + "judge");
     this.auditPrefix = settings.prefix() + "audit/";
     this.statsPrefix = settings.prefix() + "stats/";
+    this.usagePrefix = settings.prefix() + "usage/";
     this.thread =
         Executors.newSingleThreadScheduledExecutor(
             r -> {
@@ -468,6 +470,35 @@ public final class EtcdControlStore implements ControlStore {
     } catch (IOException e) {
       throw InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage());
     }
+  }
+
+  @Override
+  public void putUsage(String hour, io.modelgate.proto.admin.v1.UsageReport report) {
+    try {
+      await(kv.put(bytes(usagePrefix + hour + "/" + settings.replica()), ByteSequence.from(report.toByteArray())));
+    } catch (IOException e) {
+      throw InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage());
+    }
+  }
+
+  @Override
+  public List<io.modelgate.proto.admin.v1.UsageReport> usage(String fromHour, String toHour) {
+    GetResponse response;
+    try {
+      // Keys sort by hour: the range [usage/<from>, usage/<to>) holds exactly those hours.
+      response = await(kv.get(bytes(usagePrefix + fromHour), GetOption.builder().withRange(bytes(usagePrefix + toHour)).build()));
+    } catch (IOException e) {
+      throw InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage());
+    }
+    List<io.modelgate.proto.admin.v1.UsageReport> reports = new ArrayList<>();
+    for (KeyValue kv : response.getKvs()) {
+      try {
+        reports.add(io.modelgate.proto.admin.v1.UsageReport.parseFrom(kv.getValue().getBytes()));
+      } catch (InvalidProtocolBufferException e) {
+        log.warn("etcd key {} is not a usage report; ignored", kv.getKey());
+      }
+    }
+    return reports;
   }
 
   @Override

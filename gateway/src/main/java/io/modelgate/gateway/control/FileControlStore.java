@@ -146,6 +146,16 @@ public final class FileControlStore implements ControlStore {
   }
 
   @Override
+  public void putUsage(String hour, io.modelgate.proto.admin.v1.UsageReport report) {
+    // One process: the ledger in the state directory is the record.
+  }
+
+  @Override
+  public List<io.modelgate.proto.admin.v1.UsageReport> usage(String fromHour, String toHour) {
+    return List.of();
+  }
+
+  @Override
   public void publish(io.modelgate.proto.admin.v1.ReplicaSnapshot snapshot) {
     // One process: nobody to publish to.
   }

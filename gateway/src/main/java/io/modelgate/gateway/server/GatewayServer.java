@@ -292,6 +292,10 @@ public final class GatewayServer {
       }
       throw e;
     }
+    if (store.shared()) {
+      // A fleet's usage adds up in etcd: each replica shares its hours as it writes its ledger.
+      b.usage.shareWith(store::putUsage);
+    }
     b.gatewayMetrics = new GatewayMetrics(stats.prometheus(), repository, b.router, b.control, state, b.golden);
     b.versions = new io.modelgate.gateway.admin.VersionControl(repository, b.control, drainTimeout);
     b.fleet = new io.modelgate.gateway.control.Fleet(b.control, stats, stats.clock(), stats.background());

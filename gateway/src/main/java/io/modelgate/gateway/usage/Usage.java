@@ -57,6 +57,10 @@ public final class Usage implements AutoCloseable {
   private final String replica;
   private final Path directory;
   private final AccessLog access;
+  /** Hands each hour that changed to the fleet's store (etcd), or does nothing. Writer thread. */
+  private volatile java.util.function.BiConsumer<String, UsageReport> fleet = (hour, report) -> {};
+  /** Hours handed to the fleet since they last changed; the writer's own. */
+  private final Map<Long, Long> published = new ConcurrentHashMap<>();
   /** Hourly buckets: hour (epoch hours) → key → cell. */
   private final Map<Long, Map<Key, Cell>> hours = new ConcurrentHashMap<>();
   /** Since start, for Prometheus. */
@@ -197,6 +201,55 @@ public final class Usage implements AutoCloseable {
     }
   }
 
+  /**
+   * Hands every hour that changes to {@code publish} too, from the writer thread (for a fleet: the
+   * control store); a failure is logged and the hour handed again at the next write.
+   */
+  public void shareWith(java.util.function.BiConsumer<String, UsageReport> publish) {
+    this.fleet = publish;
+  }
+
+  /**
+   * The usage of every replica of a fleet: the hourly reports they shared ({@link #shareWith}),
+   * added up per tenant, model and version, over the hours between {@code since} and {@code until}.
+   */
+  public static UsageReport fleetReport(List<UsageReport> hours, Instant since, Instant until, String tenant, String model) {
+    long from = Math.floorDiv(since.toEpochMilli(), 3_600_000L);
+    long to = Math.floorDiv(until.toEpochMilli() + 3_600_000L - 1, 3_600_000L);
+    Map<Key, UsageRecord.Builder> sums = new TreeMap<>(java.util.Comparator.comparing(Key::tenant)
+        .thenComparing(Key::model).thenComparing(Key::version));
+    java.util.Set<String> replicas = new java.util.TreeSet<>();
+    for (UsageReport hour : hours) {
+      for (UsageRecord r : hour.getRecordsList()) {
+        if ((!tenant.isEmpty() && !tenant.equals(r.getTenant())) || (!model.isEmpty() && !model.equals(r.getModel()))) {
+          continue;
+        }
+        replicas.add(r.getReplica());
+        UsageRecord.Builder sum = sums.computeIfAbsent(new Key(r.getTenant(), r.getModel(), r.getVersion()),
+            k -> UsageRecord.newBuilder().setTenant(k.tenant()).setModel(k.model()).setVersion(k.version()));
+        r.getErrorsMap().forEach((code, n) -> sum.putErrors(code, sum.getErrorsOrDefault(code, 0) + n));
+        sum.setRequests(sum.getRequests() + r.getRequests())
+            .setErrorCount(sum.getErrorCount() + r.getErrorCount())
+            .setRows(sum.getRows() + r.getRows())
+            .setBytesIn(sum.getBytesIn() + r.getBytesIn())
+            .setBytesOut(sum.getBytesOut() + r.getBytesOut())
+            .setComputeSeconds(sum.getComputeSeconds() + r.getComputeSeconds());
+      }
+    }
+    UsageReport.Builder report = UsageReport.newBuilder()
+        .setSince(HOUR.format(Instant.ofEpochMilli(from * 3_600_000L)))
+        .setUntil(HOUR.format(Instant.ofEpochMilli(to * 3_600_000L)))
+        .setReplica("fleet of " + replicas.size() + ": " + String.join(", ", replicas));
+    sums.values().forEach(report::addRecords);
+    return report.build();
+  }
+
+  /** The hour (yyyy-MM-ddTHH) holding {@code instant}, rounded up when {@code up} and not on the hour. */
+  public static String hour(Instant instant, boolean up) {
+    long h = up ? Math.floorDiv(instant.toEpochMilli() + 3_600_000L - 1, 3_600_000L) : Math.floorDiv(instant.toEpochMilli(), 3_600_000L);
+    return HOUR.format(Instant.ofEpochMilli(h * 3_600_000L));
+  }
+
   // ---- the report ----
 
   /**
@@ -268,16 +321,26 @@ public final class Usage implements AutoCloseable {
       for (Cell cell : hour.getValue().values()) {
         changes += cell.changes.sum();
       }
-      if (written.getOrDefault(hour.getKey(), -1L) == changes) {
+      if (written.getOrDefault(hour.getKey(), -1L) == changes && published.getOrDefault(hour.getKey(), -1L) == changes) {
         continue;
       }
       String name = HOUR.format(Instant.ofEpochMilli(hour.getKey() * 3_600_000L));
       StringBuilder lines = new StringBuilder();
+      UsageReport.Builder shared = UsageReport.newBuilder().setSince(name).setReplica(replica);
       for (Map.Entry<Key, Cell> entry : hour.getValue().entrySet()) {
         UsageRecord.Builder record = UsageRecord.newBuilder().setHour(name).setReplica(replica)
             .setTenant(entry.getKey().tenant()).setModel(entry.getKey().model()).setVersion(entry.getKey().version());
         merge(record, entry.getValue());
         lines.append(printer.print(record)).append('\n');
+        shared.addRecords(record);
+      }
+      if (published.getOrDefault(hour.getKey(), -1L) != changes) {
+        try {
+          fleet.accept(name, shared.build());
+          published.put(hour.getKey(), changes);
+        } catch (RuntimeException e) {
+          log.warn("usage of {} not shared with the fleet (tried again in {} s): {}", name, FLUSH_SECONDS, e.getMessage());
+        }
       }
       Path file = directory.resolve(name + "-" + replica + ".jsonl");
       Path temporary = directory.resolve("." + file.getFileName() + ".tmp");

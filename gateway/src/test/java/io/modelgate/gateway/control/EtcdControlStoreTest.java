@@ -103,6 +103,32 @@ class EtcdControlStoreTest {
   }
 
   @Test
+  void aFleetsUsage_addsUpEveryReplicasLedger_andOutlivesAReplica() throws Exception {
+    io.modelgate.proto.admin.v1.GetUsageRequest fleet = io.modelgate.proto.admin.v1.GetUsageRequest.newBuilder()
+        .setSince("2000-01-01").setFleet(true).build();
+    try (Gateway a = replica("/usage/", "a")) {
+      try (Gateway b = replica("/usage/", "b")) {
+        for (int i = 0; i < 30; i++) {
+          a.blocking().modelInfer(io.modelgate.gateway.testing.Tensors.affine(1, 2, 3).setModelName("m").build());
+        }
+        for (int i = 0; i < 20; i++) {
+          b.blocking().modelInfer(io.modelgate.gateway.testing.Tensors.affine(1, 2, 3).setModelName("m").build());
+        }
+        // b shares what it wrote; a writes its own as it answers the fleet report.
+        b.server.usage().flush();
+        io.modelgate.proto.admin.v1.UsageReport both = a.admin().getUsage(fleet);
+        assertThat(both.getReplica()).isEqualTo("fleet of 2: a, b");
+        assertThat(both.getRecordsList()).extracting(r -> r.getTenant() + "/" + r.getModel() + ":" + r.getRequests() + ":" + r.getRows())
+            .containsExactly("anonymous/m:50:50");
+        // Without --fleet, a replica's own ledger.
+        assertThat(a.admin().getUsage(fleet.toBuilder().setFleet(false).build()).getRecords(0).getRequests()).isEqualTo(30);
+      }
+      // b is gone; what it served is still counted.
+      assertThat(a.admin().getUsage(fleet).getRecords(0).getRequests()).isEqualTo(50);
+    }
+  }
+
+  @Test
   void twoOperatorsOnTwoReplicas_changingTheSameModel_exactlyOneWins_theOtherIsAbortedWithTheRevision() throws Exception {
     try (Gateway a = replica("/cas/", "a"); Gateway b = replica("/cas/", "b")) {
       for (int round = 0; round < 20; round++) {
