@@ -75,11 +75,13 @@ public final class PayloadLog implements AutoCloseable {
     final PayloadLogSettings settings;
     final ModelInferRequest request;
     final String caller;
+    final String tenant;
 
-    Sample(PayloadLogSettings settings, ModelInferRequest request, String caller) {
+    Sample(PayloadLogSettings settings, ModelInferRequest request, String caller, String tenant) {
       this.settings = settings;
       this.request = request;
       this.caller = caller;
+      this.tenant = tenant;
     }
   }
 
@@ -138,12 +140,12 @@ public final class PayloadLog implements AutoCloseable {
    * Draws whether this request of {@code loaded} is logged: null (most of the time, allocating
    * nothing) or a sample to complete with {@link #offer}. Request thread.
    */
-  public Sample sample(LoadedVersion loaded, ModelInferRequest request, java.util.function.Supplier<String> caller) {
+  public Sample sample(LoadedVersion loaded, ModelInferRequest request, java.util.function.Supplier<String> caller, String tenant) {
     PayloadLogSettings settings = loaded.settings().payloadLog();
     if (settings == null || settings.sampleRate() <= 0 || ThreadLocalRandom.current().nextDouble() >= settings.sampleRate()) {
       return null;
     }
-    return new Sample(settings, request, caller.get());
+    return new Sample(settings, request, caller.get(), tenant);
   }
 
   /**
@@ -228,6 +230,7 @@ public final class PayloadLog implements AutoCloseable {
         .setModel(entry.model())
         .setVersion(entry.version())
         .setCaller(entry.sample().caller)
+        .setTenant(entry.sample().tenant)
         .setLatencyMs(entry.latencyNanos() / 1e6)
         .setStatus(entry.status().getCode().name())
         .setRequest(redacted(entry.sample().request, entry.sample().settings));

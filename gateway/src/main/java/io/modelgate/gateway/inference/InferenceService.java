@@ -374,7 +374,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       ModelVersion version = route.select(request);
       LoadedVersion loaded = version.serving();
       answer = new UnaryAnswer(call, version, request.getId(), statsOf(loaded), arrival, clock);
-      answer.payload(payloadLog, payloadLog.sample(loaded, request, caller));
+      answer.payload(payloadLog, payloadLog.sample(loaded, request, caller, tenant.tenant()));
       answer.drift(drift, version, loaded);
       answer.usage(usage, tenant.tenant(), version, request.getSerializedSize(), request.getId());
       answer.admit(quotas, tenant, request);
@@ -724,7 +724,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
         LoadedVersion loaded = version.serving();
         answer = new StreamAnswer(this, request.getId(), request.getModelName(), version, statsOf(loaded),
             arrival, clock);
-        answer.payload(payloadLog, payloadLog.sample(loaded, request, caller));
+        answer.payload(payloadLog, payloadLog.sample(loaded, request, caller, tenant.tenant()));
         answer.drift(drift, version, loaded);
         answer.usage(usage, tenant.tenant(), version, request.getSerializedSize(), request.getId());
         answer.admit(quotas, tenant, request);

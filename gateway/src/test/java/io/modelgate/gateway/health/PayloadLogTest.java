@@ -81,6 +81,7 @@ class PayloadLogTest {
     assertThat(first.getTime()).isNotEmpty();
     // The caller is the peer (in-process here), not the server itself.
     assertThat(first.getCaller()).isNotEmpty().isNotEqualTo("internal");
+    assertThat(first.getTenant()).isEqualTo("anonymous");
     assertThat(first.getRequest().getInputs(0).getContents().getFp32ContentsList()).containsExactly(3f, 4f, 5f);
     assertThat(Tensors.floats(first.getResponse().getRawOutputContents(0))).hasSize(3);
     assertThat(first.getResponse().getOutputsList()).extracting(o -> o.getName()).containsExactlyInAnyOrder("y", "z");
