@@ -38,8 +38,9 @@ import org.slf4j.LoggerFactory;
  * <p>Kept twice: as Prometheus counters since start ({@code modelgate_usage_*}; the tenant label
  * takes the tenants of the callers file, {@code anonymous} without one, and at most {@link
  * #MAX_TENANT_LABELS} values, the rest as {@code other}), and as a ledger of hourly buckets (UTC),
- * written every {@link #FLUSH_SECONDS} s and on close to {@code <state>/usage/<hour>.jsonl}, one
- * {@link UsageRecord} per line, and read back at start: a restart loses at most the last seconds.
+ * written every {@link #FLUSH_SECONDS} s and on close to {@code <state>/usage/<hour>-<replica>.jsonl},
+ * one {@link UsageRecord} per line: a restart loses at most the last seconds. Memory holds the last
+ * {@link #LIVE_HOURS} hours; a report reads older ones from the files.
  * Each record names the replica that served it, so the ledgers of a fleet add up.
  *
  * <p>Threads: {@link #record} runs on the answering threads and only adds to counters (no lock,
@@ -49,6 +50,8 @@ public final class Usage implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(Usage.class);
   static final int MAX_TENANT_LABELS = 100;
   static final long FLUSH_SECONDS = 10;
+  /** Hours kept in memory (the current one and those before it); older ones are read from the ledger. */
+  static final int LIVE_HOURS = 3;
   static final DateTimeFormatter HOUR = DateTimeFormatter.ofPattern("yyyy-MM-dd'T'HH").withZone(ZoneOffset.UTC);
   private static final Status.Code[] CODES = Status.Code.values();
 
@@ -147,7 +150,7 @@ public final class Usage implements AutoCloseable {
     long hour = Math.floorDiv(clock.millis(), 3_600_000L);
     add(hours.computeIfAbsent(hour, h -> new ConcurrentHashMap<>()).computeIfAbsent(key, k -> new Cell()),
         code, rows, share, bytesIn, bytesOut);
-    add(totals.computeIfAbsent(key, this::exported), code, rows, share, bytesIn, bytesOut);
+    add(totals.computeIfAbsent(new Key(tenantLabel(tenant), model, version), this::exported), code, rows, share, bytesIn, bytesOut);
   }
 
   private static void add(Cell cell, Status.Code code, int rows, double share, long bytesIn, long bytesOut) {
@@ -166,7 +169,7 @@ public final class Usage implements AutoCloseable {
   /** A new total cell and its Prometheus counters. */
   private Cell exported(Key key) {
     Cell cell = new Cell();
-    Tags tags = Tags.of("tenant", tenantLabel(key.tenant()), "model", key.model(), "version", key.version());
+    Tags tags = Tags.of("tenant", key.tenant(), "model", key.model(), "version", key.version());
     for (Status.Code code : List.of(Status.Code.OK, Status.Code.INVALID_ARGUMENT, Status.Code.RESOURCE_EXHAUSTED,
         Status.Code.DEADLINE_EXCEEDED, Status.Code.UNAVAILABLE, Status.Code.INTERNAL, Status.Code.CANCELLED,
         Status.Code.NOT_FOUND, Status.Code.PERMISSION_DENIED)) {
@@ -261,10 +264,33 @@ public final class Usage implements AutoCloseable {
     long to = Math.floorDiv(until.toEpochMilli() + 3_600_000L - 1, 3_600_000L);
     Map<Key, UsageRecord.Builder> sums = new TreeMap<>(java.util.Comparator.comparing(Key::tenant)
         .thenComparing(Key::model).thenComparing(Key::version));
+    // Recent hours are in memory; older ones in the ledger files only.
+    Map<Long, Map<Key, Cell>> inRange = new TreeMap<>();
     for (Map.Entry<Long, Map<Key, Cell>> hour : hours.entrySet()) {
-      if (hour.getKey() < from || hour.getKey() >= to) {
-        continue;
+      if (hour.getKey() >= from && hour.getKey() < to) {
+        inRange.put(hour.getKey(), hour.getValue());
       }
+    }
+    if (directory != null && Files.isDirectory(directory)) {
+      String suffix = "-" + replica + ".jsonl";
+      try (Stream<Path> files = Files.list(directory)) {
+        for (Path file : files.filter(f -> f.getFileName().toString().endsWith(suffix)).toList()) {
+          String name = file.getFileName().toString();
+          long hour;
+          try {
+            hour = Instant.from(HOUR.parse(name.substring(0, name.length() - suffix.length()))).toEpochMilli() / 3_600_000L;
+          } catch (java.time.DateTimeException e) {
+            continue;
+          }
+          if (hour >= from && hour < to && !inRange.containsKey(hour)) {
+            inRange.put(hour, readHour(hour));
+          }
+        }
+      } catch (IOException e) {
+        log.error("usage ledger in {} cannot be listed (older hours are missing from this report): {}", directory, e.toString());
+      }
+    }
+    for (Map.Entry<Long, Map<Key, Cell>> hour : inRange.entrySet()) {
       for (Map.Entry<Key, Cell> entry : hour.getValue().entrySet()) {
         Key key = entry.getKey();
         if ((!tenant.isEmpty() && !tenant.equals(key.tenant())) || (!model.isEmpty() && !model.equals(key.model()))) {
@@ -348,46 +374,77 @@ public final class Usage implements AutoCloseable {
       Files.move(temporary, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
       written.put(hour.getKey(), changes);
     }
-  }
-
-  /** Reads this replica's ledger back into the hourly buckets (at start). */
-  private void load() {
-    if (!Files.isDirectory(directory)) {
-      return;
-    }
-    String suffix = "-" + replica + ".jsonl";
-    int read = 0;
-    try (Stream<Path> files = Files.list(directory)) {
-      for (Path file : files.filter(f -> f.getFileName().toString().endsWith(suffix)).sorted().toList()) {
-        for (String line : Files.readAllLines(file, StandardCharsets.UTF_8)) {
-          if (line.isBlank()) {
-            continue;
-          }
-          UsageRecord.Builder record = UsageRecord.newBuilder();
-          JsonFormat.parser().merge(line, record);
-          long hour = Instant.from(HOUR.parse(record.getHour())).toEpochMilli() / 3_600_000L;
-          Cell cell = hours.computeIfAbsent(hour, h -> new ConcurrentHashMap<>())
-              .computeIfAbsent(new Key(record.getTenant(), record.getModel(), record.getVersion()), k -> new Cell());
-          long errors = 0;
-          for (Map.Entry<String, Long> error : record.getErrorsMap().entrySet()) {
-            cell.requests[Status.Code.valueOf(error.getKey()).ordinal()].add(error.getValue());
-            errors += error.getValue();
-          }
-          cell.requests[Status.Code.OK.ordinal()].add(record.getRequests() - errors);
-          cell.rows.add(record.getRows());
-          cell.bytesIn.add(record.getBytesIn());
-          cell.bytesOut.add(record.getBytesOut());
-          cell.computeNanos.add(record.getComputeSeconds() * 1e9);
-          read++;
+    // Memory stays bounded: an hour that is over, written and shared lives on in its file only.
+    long now = Math.floorDiv(clock.millis(), 3_600_000L);
+    for (Long hour : List.copyOf(hours.keySet())) {
+      if (hour <= now - LIVE_HOURS) {
+        long changes = 0;
+        for (Cell cell : hours.get(hour).values()) {
+          changes += cell.changes.sum();
+        }
+        if (written.getOrDefault(hour, -1L) == changes && published.getOrDefault(hour, -1L) == changes) {
+          hours.remove(hour);
+          written.remove(hour);
+          published.remove(hour);
         }
       }
-    } catch (IOException | RuntimeException e) {
-      log.error("usage ledger in {} cannot be read back (usage from before this start is missing from reports): {}",
-          directory, e.toString());
+    }
+  }
+
+  /** Reads this replica's recent hours of the ledger back into the hourly buckets (at start). */
+  private void load() {
+    long now = Math.floorDiv(clock.millis(), 3_600_000L);
+    int read = 0;
+    for (long hour = now - LIVE_HOURS + 1; hour <= now; hour++) {
+      Map<Key, Cell> cells = readHour(hour);
+      if (!cells.isEmpty()) {
+        hours.put(hour, new ConcurrentHashMap<>(cells));
+        read += cells.size();
+      }
     }
     if (read > 0) {
-      log.info("usage ledger: {} records read back from {}", read, directory);
+      log.info("usage ledger: {} records of the last {} hours read back from {}", read, LIVE_HOURS, directory);
     }
+  }
+
+  /** This replica's ledger file of {@code hour}, as cells; empty when there is none (or no ledger). */
+  private Map<Key, Cell> readHour(long hour) {
+    Map<Key, Cell> cells = new java.util.HashMap<>();
+    if (directory == null) {
+      return cells;
+    }
+    Path file = directory.resolve(HOUR.format(Instant.ofEpochMilli(hour * 3_600_000L)) + "-" + replica + ".jsonl");
+    if (!Files.isRegularFile(file)) {
+      return cells;
+    }
+    try {
+      for (String line : Files.readAllLines(file, StandardCharsets.UTF_8)) {
+        if (line.isBlank()) {
+          continue;
+        }
+        UsageRecord.Builder record = UsageRecord.newBuilder();
+        JsonFormat.parser().merge(line, record);
+        Cell cell = cells.computeIfAbsent(new Key(record.getTenant(), record.getModel(), record.getVersion()), k -> new Cell());
+        long errors = 0;
+        for (Map.Entry<String, Long> error : record.getErrorsMap().entrySet()) {
+          cell.requests[Status.Code.valueOf(error.getKey()).ordinal()].add(error.getValue());
+          errors += error.getValue();
+        }
+        cell.requests[Status.Code.OK.ordinal()].add(record.getRequests() - errors);
+        cell.rows.add(record.getRows());
+        cell.bytesIn.add(record.getBytesIn());
+        cell.bytesOut.add(record.getBytesOut());
+        cell.computeNanos.add(record.getComputeSeconds() * 1e9);
+      }
+    } catch (IOException | RuntimeException e) {
+      log.error("usage ledger file {} cannot be read (its hour is missing from reports): {}", file, e.toString());
+    }
+    return cells;
+  }
+
+  /** Hours held in memory (for tests of the bound). */
+  int hoursInMemory() {
+    return hours.size();
   }
 
   /** Writes the ledger one last time and stops its writer. */

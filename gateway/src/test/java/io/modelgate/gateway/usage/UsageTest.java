@@ -135,4 +135,33 @@ class UsageTest {
           .getRecordsList()).extracting(UsageRecord::getTenant).containsExactly("b");
     }
   }
+
+  @Test
+  void memoryHoldsTheLastHoursOnly_olderHoursAreReportedFromTheLedger() throws Exception {
+    io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
+    Path ledger = root.resolve("usage");
+    Usage usage = new Usage(new io.micrometer.prometheusmetrics.PrometheusMeterRegistry(
+        io.micrometer.prometheusmetrics.PrometheusConfig.DEFAULT), clock, "r1", ledger);
+    try {
+      java.time.Instant start = java.time.Instant.ofEpochMilli(clock.millis());
+      for (int hour = 0; hour < 30; hour++) {
+        for (int i = 0; i <= hour; i++) {
+          usage.record("t", "m", "1", io.grpc.Status.Code.OK, 2, 2, 1000, 10, 20, "id", 1);
+        }
+        usage.flush();
+        clock.millis += 3_600_000L;
+      }
+      usage.flush();
+      assertThat(usage.hoursInMemory()).isLessThanOrEqualTo(Usage.LIVE_HOURS);
+      // Every hour is still in the report: 1 + 2 + ... + 30 requests.
+      UsageReport all = usage.report(start, java.time.Instant.ofEpochMilli(clock.millis()), "", "");
+      assertThat(all.getRecords(0).getRequests()).isEqualTo(30 * 31 / 2);
+      assertThat(all.getRecords(0).getRows()).isEqualTo(30 * 31);
+      // An hour in the middle, from its file.
+      UsageReport tenth = usage.report(start.plusSeconds(9 * 3600), start.plusSeconds(10 * 3600), "", "");
+      assertThat(tenth.getRecords(0).getRequests()).isEqualTo(10);
+    } finally {
+      usage.close();
+    }
+  }
 }
