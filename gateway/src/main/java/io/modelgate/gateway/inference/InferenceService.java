@@ -117,6 +117,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
   private final io.modelgate.gateway.health.Drift drift;
   private final io.modelgate.gateway.usage.Usage usage;
   private final io.modelgate.gateway.callers.Quotas quotas;
+  private final io.modelgate.gateway.callers.FairShare fairShare = new io.modelgate.gateway.callers.FairShare();
   private final java.util.function.Supplier<String> caller;
   private final ServerMetadataResponse serverMetadata;
   /** The ModelStreamInfer calls still open, so that shutdown can end each once it has answered. */
@@ -377,7 +378,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       answer.payload(payloadLog, payloadLog.sample(loaded, request, caller, tenant.tenant()));
       answer.drift(drift, version, loaded);
       answer.usage(usage, tenant.tenant(), version, request.getSerializedSize(), request.getId());
-      answer.admit(quotas, tenant, request);
+      answer.admit(quotas, fairShare, tenant, version, loaded, request);
       answer.deadline = Context.current().getDeadline();
       answer.classification = Classification.requested(request, loaded.signature());
       ModelVersion shadow = route.shadow();
@@ -524,17 +525,27 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     }
 
     private io.modelgate.gateway.callers.Quotas.Admission admission;
+    private io.modelgate.gateway.callers.FairShare.Place place;
 
     /**
      * Admits the request under its tenant's quota (rows: the first input's first dimension when the
-     * model batches, else 1), or throws RESOURCE_EXHAUSTED; released when it is answered.
+     * model batches, else 1) and its fair share of the version's queue, or throws
+     * RESOURCE_EXHAUSTED; both are released when it is answered.
      */
-    final void admit(io.modelgate.gateway.callers.Quotas quotas, CallerAuth.Caller caller, ModelInferRequest request) {
+    final void admit(io.modelgate.gateway.callers.Quotas quotas, io.modelgate.gateway.callers.FairShare fairShare,
+        CallerAuth.Caller caller, ModelVersion version, LoadedVersion loaded, ModelInferRequest request) {
       int requestRows = 1;
       if (request.getInputsCount() > 0 && request.getInputs(0).getShapeCount() > 0) {
         requestRows = (int) Math.max(1, Math.min(Integer.MAX_VALUE, request.getInputs(0).getShape(0)));
       }
       admission = quotas.admit(caller, requestRows);
+      try {
+        place = fairShare.admit(caller, version, loaded);
+      } catch (InferenceException e) {
+        admission.release();
+        admission = null;
+        throw e;
+      }
     }
 
     /** Counts the answer for the request's tenant ({@code result} null: not executed), and frees its quota. */
@@ -542,6 +553,10 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       if (admission != null) {
         admission.release();
         admission = null;
+      }
+      if (place != null) {
+        place.release();
+        place = null;
       }
       if (usage != null) {
         usage.record(tenant, usageVersion.model(), usageVersion.numberText(), code, rows,
@@ -727,7 +742,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
         answer.payload(payloadLog, payloadLog.sample(loaded, request, caller, tenant.tenant()));
         answer.drift(drift, version, loaded);
         answer.usage(usage, tenant.tenant(), version, request.getSerializedSize(), request.getId());
-        answer.admit(quotas, tenant, request);
+        answer.admit(quotas, fairShare, tenant, version, loaded, request);
         answer.deadline = context.getDeadline();
         answer.classification = Classification.requested(request, loaded.signature());
         ModelVersion shadow = route.shadow();

@@ -1,0 +1,86 @@
+package io.modelgate.gateway.callers;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.grpc.Status;
+import io.grpc.stub.StreamObserver;
+import io.modelgate.gateway.testing.Gateway;
+import io.modelgate.gateway.testing.Tensors;
+import io.modelgate.proto.inference.ModelInferRequest;
+import io.modelgate.proto.inference.ModelInferResponse;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Clock;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Fair admission: a tenant flooding a slow version with more than its queue holds is refused once
+ * it holds its share, and a tenant arriving afterwards still gets in (without fair shares the
+ * flood fills the queue and refuses everyone).
+ */
+class FairShareTest {
+  @TempDir Path root;
+
+  private static final String BIG = "mgk_fair-big-0123456789abcdef0123";
+  private static final String SMALL = "mgk_fair-small-0123456789abcdef01";
+
+  @Test
+  void aFloodGetsItsShare_andALaterTenantIsStillAdmitted() throws Exception {
+    Gateway.write(root, "slow", 1, Gateway.slowAffine());
+    Files.writeString(root.resolve("slow/model.yaml"), "max_batch_size: 1\nqueue_capacity: 16\n");
+    Files.writeString(root.resolve("callers.yaml"), "tenants:\n"
+        + "  big:\n    api_keys: [" + CallerPolicy.hash(BIG) + "]\n"
+        + "  small:\n    api_keys: [" + CallerPolicy.hash(SMALL) + "]\n");
+    try (Gateway gateway = Gateway.inProcessWithCallers(root, root.resolve("callers.yaml"), Clock.systemUTC())) {
+      ModelInferRequest request = ModelInferRequest.newBuilder().setModelName("slow")
+          .addInputs(Tensors.input("x", "FP32", 1, 3)).addRawInputContents(Tensors.rawFloats(1, 2, 3)).build();
+      Map<String, List<Status>> answers = new ConcurrentHashMap<>();
+      int flood = 40;
+      CountDownLatch done = new CountDownLatch(flood + 2);
+      for (int i = 0; i < flood; i++) {
+        send(gateway, BIG, "big", request, answers, done);
+      }
+      for (int i = 0; i < 2; i++) {
+        send(gateway, SMALL, "small", request, answers, done);
+      }
+      assertThat(done.await(120, TimeUnit.SECONDS)).isTrue();
+      List<Status> big = answers.get("big");
+      long bigServed = big.stream().filter(Status::isOk).count();
+      List<Status> refused = big.stream().filter(s -> !s.isOk()).toList();
+      System.out.printf("flood of %d: %d served, %d refused; small: %s%n", flood, bigServed, refused.size(), answers.get("small"));
+      assertThat(answers.get("small")).hasSize(2).allMatch(Status::isOk);
+      assertThat(bigServed).isGreaterThanOrEqualTo(12).isLessThan(flood);
+      assertThat(refused).allSatisfy(s -> {
+        assertThat(s.getCode()).isEqualTo(Status.Code.RESOURCE_EXHAUSTED);
+        assertThat(s.getDescription()).startsWith("tenant 'big' holds its fair share of model 'slow' version 1 (");
+      });
+    }
+  }
+
+  private static void send(Gateway gateway, String key, String tenant, ModelInferRequest request, Map<String, List<Status>> answers,
+      CountDownLatch done) {
+    gateway.async().withCallCredentials(Gateway.bearer(key)).modelInfer(request, new StreamObserver<>() {
+      @Override
+      public void onNext(ModelInferResponse value) {}
+
+      @Override
+      public void onError(Throwable t) {
+        answers.computeIfAbsent(tenant, k -> new CopyOnWriteArrayList<>()).add(Status.fromThrowable(t));
+        done.countDown();
+      }
+
+      @Override
+      public void onCompleted() {
+        answers.computeIfAbsent(tenant, k -> new CopyOnWriteArrayList<>()).add(Status.OK);
+        done.countDown();
+      }
+    });
+  }
+}
