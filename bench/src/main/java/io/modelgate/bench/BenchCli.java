@@ -15,6 +15,7 @@ import picocli.CommandLine.Command;
       BatchingBenchmark.class,
       RoutingCostBenchmark.class,
       DriftCostBenchmark.class,
+      FairnessBenchmark.class,
       BenchCli.Jmh.class,
       CommandLine.HelpCommand.class
     })

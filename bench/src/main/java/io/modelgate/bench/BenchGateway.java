@@ -31,6 +31,11 @@ record BenchGateway(Path root, StatsRegistry stats, GatewayServer server, List<M
    * @param background whether statistics rotate and rollouts are judged on their own threads
    */
   static BenchGateway start(Path root, int connections, boolean background) throws IOException {
+    return start(root, connections, background, null);
+  }
+
+  /** As {@link #start(Path, int, boolean)}, with {@code callersFile} (null: none) deciding who may call. */
+  static BenchGateway start(Path root, int connections, boolean background, Path callersFile) throws IOException {
     StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), background);
     ModelRepository repository =
         ModelRepository.load(
@@ -39,7 +44,7 @@ record BenchGateway(Path root, StatsRegistry stats, GatewayServer server, List<M
         GatewayServer.start(
             new ServerSettings("127.0.0.1", 0, 64 << 20, 1, Duration.ofSeconds(10)),
             new AdminSettings("127.0.0.1", 0, java.util.UUID.randomUUID().toString(), null, "127.0.0.1", -1,
-                root.resolve(".state")),
+                root.resolve(".state")).withCallers(callersFile),
             repository,
             stats);
     return new BenchGateway(root, stats, server,

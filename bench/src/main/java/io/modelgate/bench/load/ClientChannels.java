@@ -32,6 +32,14 @@ public final class ClientChannels {
 
   /** {@code connections} channels (HTTP/2 connections) to {@code target}, e.g. {@code localhost:8001}. */
   public static List<ManagedChannel> open(String target, int connections) {
+    return open(target, connections, null);
+  }
+
+  /**
+   * As {@link #open(String, int)}, each call sending {@code apiKey} ({@code authorization: Bearer}),
+   * for a server with a callers file; null sends none.
+   */
+  public static List<ManagedChannel> open(String target, int connections, String apiKey) {
     List<ManagedChannel> channels = new ArrayList<>(connections);
     for (int i = 0; i < connections; i++) {
       NettyChannelBuilder builder =
@@ -41,6 +49,11 @@ public final class ClientChannels {
               .maxInboundMessageSize(Integer.MAX_VALUE);
       if (Epoll.isAvailable()) {
         builder.channelType(EpollSocketChannel.class).eventLoopGroup(group());
+      }
+      if (apiKey != null) {
+        io.grpc.Metadata headers = new io.grpc.Metadata();
+        headers.put(io.grpc.Metadata.Key.of("authorization", io.grpc.Metadata.ASCII_STRING_MARSHALLER), "Bearer " + apiKey);
+        builder.intercept(io.grpc.stub.MetadataUtils.newAttachHeadersInterceptor(headers));
       }
       channels.add(builder.build());
     }

@@ -1,0 +1,105 @@
+package io.modelgate.bench;
+
+import io.grpc.ManagedChannel;
+import io.modelgate.bench.load.ClientChannels;
+import io.modelgate.bench.load.LoadGenerator;
+import io.modelgate.gateway.callers.CallerPolicy;
+import io.modelgate.proto.inference.ModelInferRequest;
+import java.io.PrintWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.Callable;
+import java.util.concurrent.TimeUnit;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+/**
+ * Fair admission under a flood: one version, two tenants of a callers file. Measures the
+ * version's capacity (closed loop), then a small tenant alone at a tenth of it (open loop), then
+ * the same small tenant while a big one floods with many callers; reports the small tenant's
+ * latency and refusals in both, and the flood's served and refused requests.
+ */
+@Command(
+    name = "fairness",
+    mixinStandardHelpOptions = true,
+    description = "A small tenant's latency and refusals alone and under another tenant's flood (fair admission).")
+final class FairnessBenchmark implements Callable<Integer> {
+  @Spec CommandSpec spec;
+
+  @Option(names = "--model", defaultValue = "cnn_mnist") String model;
+  @Option(names = "--flood-callers", defaultValue = "512", description = "Closed-loop callers of the flooding tenant.") int floodCallers;
+  @Option(names = "--small-share", defaultValue = "0.1", description = "The small tenant's rate, as a share of capacity.") double smallShare;
+  @Option(names = "--duration", defaultValue = "10") int durationSeconds;
+  @Option(names = "--warmup", defaultValue = "5") int warmupSeconds;
+
+  @Override
+  public Integer call() throws Exception {
+    PrintWriter out = spec.commandLine().getOut();
+    BenchModels.BenchModel bench = BenchModels.byName(model);
+    Path root = Files.createTempDirectory("modelgate-bench-fairness-");
+    Path dir = Files.createDirectories(root.resolve("m").resolve("1"));
+    Files.write(dir.resolve("model.onnx"), bench.onnx());
+    String big = "mgk_bench-big-" + java.util.UUID.randomUUID();
+    String small = "mgk_bench-small-" + java.util.UUID.randomUUID();
+    Files.writeString(root.resolve("callers.yaml"), "tenants:\n  big:\n    api_keys: [" + CallerPolicy.hash(big) + "]\n"
+        + "  small:\n    api_keys: [" + CallerPolicy.hash(small) + "]\n");
+    ModelInferRequest request = bench.request("m");
+    Duration warmup = Duration.ofSeconds(warmupSeconds);
+    Duration duration = Duration.ofSeconds(durationSeconds);
+    try (BenchGateway gateway = BenchGateway.start(root, 2, true, root.resolve("callers.yaml"))) {
+      String target = "127.0.0.1:" + gateway.server().port();
+      List<ManagedChannel> bigChannels = ClientChannels.open(target, 2, big);
+      List<ManagedChannel> smallChannels = ClientChannels.open(target, 1, small);
+      try {
+        LoadGenerator.Result capacity = new LoadGenerator(bigChannels, request)
+            .run(LoadGenerator.Options.closed(64, false, warmup, duration), line -> {});
+        double rate = capacity.throughput() * smallShare;
+        out.printf("fairness: model %s, capacity %.0f calls/s (64 closed-loop callers), small tenant at %.0f calls/s, flood of %d callers%n",
+            model, capacity.throughput(), rate, floodCallers);
+        LoadGenerator.Result alone = new LoadGenerator(smallChannels, request)
+            .run(LoadGenerator.Options.open(rate, false, warmup, duration), line -> {});
+        CompletableFuture<LoadGenerator.Result> flood = CompletableFuture.supplyAsync(() -> {
+          try {
+            return new LoadGenerator(bigChannels, request)
+                .run(LoadGenerator.Options.closed(floodCallers, false, Duration.ZERO, warmup.plus(duration).plusSeconds(2)), line -> {});
+          } catch (Exception e) {
+            throw new IllegalStateException(e);
+          }
+        });
+        Thread.sleep(1000);
+        LoadGenerator.Result under = new LoadGenerator(smallChannels, request)
+            .run(LoadGenerator.Options.open(rate, false, warmup, duration), line -> {});
+        LoadGenerator.Result flooded = flood.get(5, TimeUnit.MINUTES);
+        out.println();
+        out.println("| run | tenant | calls/s | p50 ms | p99 ms | p99.9 ms | errors |");
+        out.println("|---|---|---|---|---|---|---|");
+        row(out, "capacity", "big, 64 callers", capacity);
+        row(out, "alone", "small", alone);
+        row(out, "under the flood", "small", under);
+        row(out, "under the flood", "big, " + floodCallers + " callers", flooded);
+        out.printf("%nsmall tenant's p99 under the flood / alone: %.2f%n",
+            under.latencyMicros().getValueAtPercentile(99) / (double) Math.max(1, alone.latencyMicros().getValueAtPercentile(99)));
+        out.flush();
+      } finally {
+        for (ManagedChannel channel : bigChannels) {
+          channel.shutdownNow();
+        }
+        for (ManagedChannel channel : smallChannels) {
+          channel.shutdownNow();
+        }
+      }
+    }
+    return 0;
+  }
+
+  private static void row(PrintWriter out, String run, String tenant, LoadGenerator.Result r) {
+    out.printf("| %s | %s | %.0f | %.3f | %.3f | %.3f | %s |%n", run, tenant, r.throughput(),
+        r.latencyMicros().getValueAtPercentile(50) / 1000.0, r.latencyMicros().getValueAtPercentile(99) / 1000.0,
+        r.latencyMicros().getValueAtPercentile(99.9) / 1000.0, r.errors());
+  }
+}
