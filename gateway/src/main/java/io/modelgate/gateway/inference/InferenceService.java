@@ -368,64 +368,99 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     call.setOnCancelHandler(IGNORE_CANCEL);
     UnaryAnswer answer = null;
     try {
-      refuseUnparsed(request);
       CallerAuth.Caller tenant = CallerAuth.current();
-      CallerAuth.requireModel(tenant, request.getModelName());
-      Route route = router.route(request.getModelName());
-      ModelVersion version = route.select(request);
-      LoadedVersion loaded = version.serving();
-      answer = new UnaryAnswer(call, version, request.getId(), statsOf(loaded), arrival, clock);
-      answer.payload(payloadLog, payloadLog.sample(loaded, request, caller, tenant.tenant()));
-      answer.drift(drift, version, loaded);
-      answer.usage(usage, tenant.tenant(), version, request.getSerializedSize(), request.getId());
-      answer.admit(quotas, fairShare, tenant, version, loaded, request);
-      answer.deadline = Context.current().getDeadline();
-      answer.classification = Classification.requested(request, loaded.signature());
-      ModelVersion shadow = route.shadow();
-      answer.shadow = ShadowComparison.of(shadow, version, clock);
-      submit(request, loaded, arrival, call::isCancelled, answer);
-      if (answer.shadow != null) {
-        startShadow(request, shadow, answer.shadow);
-      }
+      Target target = target(request, tenant);
+      answer = new UnaryAnswer(call, target.version(), request.getId(), target.stats(), arrival, clock);
+      enqueue(request, tenant, target, answer, arrival, call::isCancelled, Context.current().getDeadline());
     } catch (RuntimeException e) {
-      Status status = ErrorStatus.of(e);
-      if (answer != null) {
-        answer.record(status.getCode());
-        answer.account(status.getCode(), null);
-        answer.logPayload(answer.version, null, status);
-      } else {
-        stats.recordRejected(status.getCode());
-      }
-      call.onError(ErrorStatus.exception(e, status));
+      call.onError(ErrorStatus.exception(e, refused(answer, e)));
     }
+  }
+
+  /** A request's version, chosen by its route, with what serving it needs; and its shadow, if any. */
+  private record Target(ModelVersion version, LoadedVersion loaded, VersionStats stats, ModelVersion shadow) {}
+
+  /**
+   * The first half of the one admission path of unary and streaming inference: checks that the
+   * message parsed and that the caller may use the model, then routes it (once).
+   *
+   * @throws RuntimeException the refusal, before any answer exists
+   */
+  private Target target(ModelInferRequest request, CallerAuth.Caller tenant) {
+    refuseUnparsed(request);
+    CallerAuth.requireModel(tenant, request.getModelName());
+    Route route = router.route(request.getModelName());
+    ModelVersion version = route.select(request);
+    LoadedVersion loaded = version.serving();
+    return new Target(version, loaded, statsOf(loaded), route.shadow());
+  }
+
+  /**
+   * The second half of the admission path: draws the request for the payload log and drift,
+   * counts it for its tenant, admits it under the tenant's quota and fair share, decodes it and
+   * publishes it to the version's scheduler in the tenant's lane, and sends the shadow copy.
+   *
+   * @throws RuntimeException the refusal; the caller answers it after {@link #refused}
+   */
+  private void enqueue(
+      ModelInferRequest request,
+      CallerAuth.Caller tenant,
+      Target target,
+      RecordedAnswer answer,
+      long arrival,
+      BooleanSupplier cancelled,
+      Deadline deadline) {
+    answer.payload(payloadLog, payloadLog.sample(target.loaded(), request, caller, tenant.tenant()));
+    answer.drift(drift, target.version(), target.loaded());
+    answer.usage(usage, tenant.tenant(), target.version(), request.getSerializedSize(), request.getId());
+    answer.admit(quotas, fairShare, tenant, target.version(), target.loaded(), request);
+    answer.deadline = deadline;
+    answer.classification = Classification.requested(request, target.loaded().signature());
+    answer.shadow = ShadowComparison.of(target.shadow(), target.version(), clock);
+    // Without a callers file every request waits in the one shared lane.
+    String lane = tenant.entry() == null ? null : tenant.tenant();
+    submit(request, target.loaded(), arrival, cancelled, deadline, lane, answer);
+    if (answer.shadow != null) {
+      startShadow(request, target.shadow(), answer.shadow);
+    }
+  }
+
+  /**
+   * Records a refused request — on its answer's version when it got that far, else as refused
+   * before routing — and returns the status to answer it with.
+   */
+  private Status refused(RecordedAnswer answer, RuntimeException e) {
+    Status status = ErrorStatus.of(e);
+    if (answer != null) {
+      answer.record(status.getCode());
+      answer.account(status.getCode(), null);
+      answer.logPayload(status);
+    } else {
+      stats.recordRejected(status.getCode());
+    }
+    return status;
   }
 
   static VersionStats statsOf(LoadedVersion loaded) {
     return loaded != null && loaded.recorder() instanceof VersionStats ? (VersionStats) loaded.recorder() : null;
   }
 
-  /** Decodes against the version's signature and publishes; throws on refusal. */
+  /** Decodes against the version's signature and publishes in {@code lane}; throws on refusal. */
   private static void submit(
       ModelInferRequest request,
       LoadedVersion loaded,
       long arrival,
       BooleanSupplier cancelled,
+      Deadline deadline,
+      String lane,
       RecordedAnswer callback) {
     // Overload is refused before the request's tensors are decoded and copied.
     loaded.scheduler().refuseIfFull();
     DecodedRequest decoded = RequestDecoder.decode(request, loaded.signature());
     callback.decoded(decoded);
-    Deadline deadline = Context.current().getDeadline();
-    InferenceRequest inference =
-        deadline == null
-            ? InferenceRequest.of(decoded, arrival, cancelled, callback)
-            : InferenceRequest.withDeadline(
-                decoded,
-                arrival,
-                System.nanoTime() + deadline.timeRemaining(TimeUnit.NANOSECONDS),
-                cancelled,
-                callback);
-    loaded.scheduler().submit(inference);
+    long deadlineNanos =
+        deadline == null ? Long.MAX_VALUE : System.nanoTime() + deadline.timeRemaining(TimeUnit.NANOSECONDS);
+    loaded.scheduler().submit(InferenceRequest.inLane(lane, decoded, arrival, deadlineNanos, cancelled, callback));
   }
 
   /**
@@ -441,10 +476,8 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       if (loaded == null) {
         throw InferenceException.unavailable(shadow.label() + " is " + shadow.state());
       }
-      DecodedRequest decoded =
-          RequestDecoder.decode(
-              request.getModelVersion().isEmpty() ? request : request.toBuilder().clearModelVersion().build(),
-              loaded.signature());
+      // The decoder reads only the inputs, so the request's model_version does not matter here.
+      DecodedRequest decoded = RequestDecoder.decode(request, loaded.signature());
       loaded.scheduler().submit(InferenceRequest.of(decoded, arrival, null, answer));
     } catch (RuntimeException e) {
       answer.record(ErrorStatus.of(e).getCode());
@@ -475,6 +508,9 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
 
     /** The outputs the request asked classified, or null. */
     Classification.Plan classification;
+
+    /** The comparison with the shadow copy of this request, or null when none was sent. */
+    ShadowComparison shadow;
 
     private io.modelgate.gateway.health.PayloadLog payloadLog;
     private io.modelgate.gateway.health.PayloadLog.Sample payload;
@@ -576,6 +612,13 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       return payload != null;
     }
 
+    /** Logs a request refused at admission when it was drawn for the payload log. */
+    final void logPayload(Status status) {
+      if (usageVersion != null) {
+        logPayload(usageVersion, null, status);
+      }
+    }
+
     /** Hands the answer of a request drawn for the payload log to its writer; a no-op otherwise. */
     final void logPayload(ModelVersion version, ModelInferResponse response, Status status) {
       if (payload != null) {
@@ -598,7 +641,6 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     private final ServerCallStreamObserver<ModelInferResponse> call;
     private final ModelVersion version;
     private final String id;
-    ShadowComparison shadow;
 
     UnaryAnswer(
         ServerCallStreamObserver<ModelInferResponse> call,
@@ -728,43 +770,16 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
         }
         pending++;
       }
-      ModelVersion version = null;
       StreamAnswer answer = null;
       try {
-        refuseUnparsed(request);
         CallerAuth.Caller tenant = CallerAuth.CALLER_OF.apply(context);
-        CallerAuth.requireModel(tenant, request.getModelName());
-        Route route = router.route(request.getModelName());
-        version = route.select(request);
-        LoadedVersion loaded = version.serving();
-        answer = new StreamAnswer(this, request.getId(), request.getModelName(), version, statsOf(loaded),
+        Target target = target(request, tenant);
+        answer = new StreamAnswer(this, request.getId(), request.getModelName(), target.version(), target.stats(),
             arrival, clock);
-        answer.payload(payloadLog, payloadLog.sample(loaded, request, caller, tenant.tenant()));
-        answer.drift(drift, version, loaded);
-        answer.usage(usage, tenant.tenant(), version, request.getSerializedSize(), request.getId());
-        answer.admit(quotas, fairShare, tenant, version, loaded, request);
-        answer.deadline = context.getDeadline();
-        answer.classification = Classification.requested(request, loaded.signature());
-        ModelVersion shadow = route.shadow();
-        answer.shadow = ShadowComparison.of(shadow, version, clock);
-        Context previous = context.attach();
-        try {
-          submit(request, loaded, arrival, call::isCancelled, answer);
-        } finally {
-          context.detach(previous);
-        }
-        if (answer.shadow != null) {
-          startShadow(request, shadow, answer.shadow);
-        }
+        enqueue(request, tenant, target, answer, arrival, call::isCancelled, context.getDeadline());
       } catch (RuntimeException e) {
-        Status status = ErrorStatus.of(e);
-        if (answer != null) {
-          answer.record(status.getCode());
-          answer.account(status.getCode(), null);
-        } else {
-          stats.recordRejected(status.getCode());
-        }
-        fail(request.getId(), request.getModelName(), version, status);
+        Status status = refused(answer, e);
+        fail(request.getId(), request.getModelName(), answer == null ? null : answer.version, status);
       }
     }
 
@@ -858,7 +873,6 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     private final String id;
     private final String modelName;
     private final ModelVersion version;
-    ShadowComparison shadow;
 
     StreamAnswer(
         Stream stream,

@@ -9,7 +9,8 @@ import java.util.function.BooleanSupplier;
 
 /**
  * One request on its way through a version's scheduler: the decoded tensors, when it arrived, its
- * deadline, how to tell that the caller gave up, and where its answer goes.
+ * deadline, how to tell that the caller gave up, where its answer goes, and the lane (tenant) it
+ * waits in.
  *
  * <p>Every request is answered exactly once: {@link #succeed} and {@link #fail} race safely, and
  * only the first call reaches the {@link InferenceCallback}. Fields are immutable; the answered
@@ -35,6 +36,7 @@ public final class InferenceRequest {
   private final boolean hasDeadline;
   private final BooleanSupplier cancelled;
   private final InferenceCallback callback;
+  private final String lane;
 
   @SuppressWarnings("unused") // accessed through ANSWERED
   private volatile boolean answered;
@@ -45,13 +47,15 @@ public final class InferenceRequest {
       long deadlineNanos,
       boolean hasDeadline,
       BooleanSupplier cancelled,
-      InferenceCallback callback) {
+      InferenceCallback callback,
+      String lane) {
     this.decoded = Objects.requireNonNull(decoded, "decoded");
     this.arrivalNanos = arrivalNanos;
     this.deadlineNanos = deadlineNanos;
     this.hasDeadline = hasDeadline;
     this.cancelled = cancelled == null ? NEVER : cancelled;
     this.callback = Objects.requireNonNull(callback, "callback");
+    this.lane = lane;
   }
 
   /**
@@ -65,7 +69,26 @@ public final class InferenceRequest {
       long arrivalNanos,
       BooleanSupplier cancelled,
       InferenceCallback callback) {
-    return new InferenceRequest(decoded, arrivalNanos, 0, false, cancelled, callback);
+    return new InferenceRequest(decoded, arrivalNanos, 0, false, cancelled, callback, null);
+  }
+
+  /**
+   * A request that waits in {@code lane} (the caller's tenant; null for the shared lane): when
+   * requests of several lanes wait for a version, each batch is shared fairly among the lanes.
+   *
+   * @param deadlineNanos when it must be executed by ({@link System#nanoTime()}), or {@code
+   *     Long.MAX_VALUE} for no deadline
+   */
+  public static InferenceRequest inLane(
+      String lane,
+      DecodedRequest decoded,
+      long arrivalNanos,
+      long deadlineNanos,
+      BooleanSupplier cancelled,
+      InferenceCallback callback) {
+    boolean hasDeadline = deadlineNanos != Long.MAX_VALUE;
+    return new InferenceRequest(
+        decoded, arrivalNanos, hasDeadline ? deadlineNanos : 0, hasDeadline, cancelled, callback, lane);
   }
 
   /** A request that must be executed before {@code deadlineNanos} ({@link System#nanoTime()}). */
@@ -75,7 +98,12 @@ public final class InferenceRequest {
       long deadlineNanos,
       BooleanSupplier cancelled,
       InferenceCallback callback) {
-    return new InferenceRequest(decoded, arrivalNanos, deadlineNanos, true, cancelled, callback);
+    return new InferenceRequest(decoded, arrivalNanos, deadlineNanos, true, cancelled, callback, null);
+  }
+
+  /** The lane the request waits in (its caller's tenant), or null for the shared lane. */
+  public String lane() {
+    return lane;
   }
 
   public DecodedRequest decoded() {

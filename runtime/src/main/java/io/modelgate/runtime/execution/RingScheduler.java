@@ -8,11 +8,7 @@ import com.lmax.disruptor.SequenceBarrier;
 import com.lmax.disruptor.TimeoutException;
 import io.modelgate.runtime.error.InferenceException;
 import java.time.Duration;
-import java.util.ArrayList;
-import java.util.List;
 import java.util.Objects;
-import java.util.concurrent.ArrayBlockingQueue;
-import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Supplier;
@@ -20,26 +16,24 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * A version's scheduler and dynamic batcher: an LMAX Disruptor ring that request threads publish
- * into without blocking, one batcher thread that forms batches, and {@code instances} executor
- * threads that run them.
+ * A version's scheduler: an LMAX Disruptor ring that request threads publish into without
+ * blocking, and one batcher thread that takes requests off it, forms batches ({@link
+ * PendingRequests}) and runs them on the version's executors ({@link ExecutorPool}).
  *
  * <p>Threads and ownership:
  *
  * <ul>
  *   <li>Request threads (gRPC event loops) call {@link #submit}: {@code tryPublishEvent} on a
- *       multi-producer ring; a full ring is refused at once with {@code RESOURCE_EXHAUSTED}.
+ *       multi-producer ring; a full queue is refused at once with {@code RESOURCE_EXHAUSTED}.
  *   <li>The batcher thread is the ring's only consumer and the single writer of its sequence and
  *       of the pending list. It waits for an idle executor, then forms a batch: the oldest request
- *       and the requests after it that may share its execution ({@link
- *       io.modelgate.runtime.tensor.DecodedRequest#canShareBatchWith}), up to {@code
- *       maxBatchSize} rows. It runs the batch when it is full, when a preferred size can be
- *       formed, when {@code maxQueueDelay} has passed since the oldest request arrived, or at once
- *       when the delay is 0 (the ring's natural batching: whatever queued while the executors were
- *       busy). Expired and cancelled requests are answered and never run.
- *   <li>Each executor thread owns one {@link BatchExecutor} and one reusable {@link Batch}. With a
- *       single instance there is no executor thread: the batcher runs each batch itself, which
- *       saves a thread hand-off (and its wake-up) per batch; requests queue in the ring meanwhile.
+ *       and the requests that may share its execution, up to {@code maxBatchSize} rows, shared
+ *       fairly among lanes (tenants) when several wait. It runs the batch when it is full, when a
+ *       preferred size can be formed, when {@code maxQueueDelay} has passed since the oldest
+ *       request arrived, or at once when the delay is 0 (the ring's natural batching: whatever
+ *       queued while the executors were busy). Expired and cancelled requests are answered and
+ *       never run.
+ *   <li>Executors run the batches: on their own threads, or on the batcher's with one instance.
  * </ul>
  *
  * <p>Admission is one counter: at most {@code queueCapacity} requests wait, counted from their
@@ -65,15 +59,12 @@ public final class RingScheduler implements VersionScheduler {
 
   private final String name;
   private final BatchPolicy policy;
-  private final StageRecorder recorder;
   private final RingBuffer<Slot> ring;
   private final BatcherWaitStrategy wait = new BatcherWaitStrategy();
   private final SequenceBarrier barrier;
   private final Sequence consumed = new Sequence(-1);
-  private final BlockingQueue<Worker> idle;
-  private final List<Worker> workers;
+  private final ExecutorPool executors;
   private final Thread batcher;
-  private final boolean inline;
   private final AtomicInteger publishing = new AtomicInteger();
   /** Requests accepted and not yet in a batch nor answered: the one admission count. */
   private final AtomicInteger waiting = new AtomicInteger();
@@ -92,10 +83,7 @@ public final class RingScheduler implements VersionScheduler {
   private volatile boolean drained;
 
   // Batcher thread only.
-  private final InferenceRequest[] pending;
-  private int pendingCount;
-  private final boolean[] chosen;
-  private final boolean[] preferred;
+  private final PendingRequests pending;
   private long next;
   private long available = -1;
   private boolean stopped;
@@ -133,7 +121,6 @@ public final class RingScheduler implements VersionScheduler {
     this.onFailure = Objects.requireNonNull(onFailure, "onFailure");
     this.capacity = settings.queueCapacity();
     this.policy = Objects.requireNonNull(policy, "policy");
-    this.recorder = Objects.requireNonNull(recorder, "recorder");
     this.ring = RingBuffer.createMultiProducer(Slot::new, settings.ringSize(), wait);
     this.barrier = ring.newBarrier();
     ring.addGatingSequences(consumed);
@@ -144,29 +131,14 @@ public final class RingScheduler implements VersionScheduler {
             + " requests is full; retry later or with less concurrency";
     this.refusedDraining = name + " is unloading and accepts no new requests";
     int batchCapacity = Math.max(1, policy.maxBatchSize());
-    this.pending = new InferenceRequest[2 * batchCapacity];
-    this.chosen = new boolean[pending.length];
-    this.preferred = new boolean[policy.maxBatchSize() + 1];
-    for (int size : policy.preferredBatchSizes()) {
-      preferred[size] = true;
-    }
-    this.idle = new ArrayBlockingQueue<>(settings.instances());
-    this.workers = new ArrayList<>(settings.instances());
+    this.pending = new PendingRequests(policy, batchCapacity, capacity);
     String threadPrefix = "modelgate-" + name.replaceAll("[^A-Za-z0-9_.-]+", "-");
-    for (int i = 0; i < settings.instances(); i++) {
-      Worker worker =
-          new Worker(executors.get(), new Batch(batchCapacity), threadPrefix + "-exec-" + i);
-      workers.add(worker);
-      idle.add(worker);
-    }
-    this.inline = workers.size() == 1;
-    this.batcher = new Thread(this::runBatcher, threadPrefix + (inline ? "-batcher-exec" : "-batcher"));
+    this.executors =
+        new ExecutorPool(name, threadPrefix, settings.instances(), batchCapacity, executors, recorder);
+    this.batcher =
+        new Thread(this::runBatcher, threadPrefix + (this.executors.inline() ? "-batcher-exec" : "-batcher"));
     batcher.setDaemon(true);
-    if (!inline) {
-      for (Worker worker : workers) {
-        worker.thread.start();
-      }
-    }
+    this.executors.start();
     batcher.start();
   }
 
@@ -220,23 +192,35 @@ public final class RingScheduler implements VersionScheduler {
   private void runBatcher() {
     next = consumed.get() + 1;
     try {
-      if (inline) {
-        runInline(workers.get(0));
+      if (executors.inline()) {
+        runInline();
         return;
       }
       while (true) {
-        Worker worker = idle.take();
+        ExecutorPool.Worker worker = executors.awaitIdle();
         if (!form(worker.batch)) {
-          idle.add(worker);
+          executors.putBack(worker);
           return;
         }
-        worker.handoff.add(worker.batch);
+        executors.hand(worker);
       }
     } catch (InterruptedException e) {
       // The drain timeout passed while every executor was busy: answer what is left.
       failRemaining();
     } catch (Throwable t) {
       failed(t);
+    }
+  }
+
+  /** One instance: form a batch, run it here, repeat. */
+  private void runInline() throws InterruptedException {
+    try {
+      Batch batch = executors.inlineBatch();
+      while (form(batch)) {
+        executors.runInline();
+      }
+    } finally {
+      executors.closeInline();
     }
   }
 
@@ -254,17 +238,11 @@ public final class RingScheduler implements VersionScheduler {
     stopAt = ring.getCursor();
     failRemaining();
     stopped = true;
-    if (inline) {
+    if (executors.inline()) {
       // A batch it was forming or running when it failed.
-      Batch batch = workers.get(0).batch;
-      InferenceException error = InferenceException.unavailable(failure);
-      for (int i = 0; i < batch.size(); i++) {
-        batch.get(i).fail(error);
-      }
+      executors.failInlineBatch(InferenceException.unavailable(failure));
     } else {
-      for (Worker worker : workers) {
-        worker.handoff.offer(Worker.STOP);
-      }
+      executors.stop();
     }
     try {
       onFailure.accept(t);
@@ -276,17 +254,6 @@ public final class RingScheduler implements VersionScheduler {
   /** Why the scheduler stopped serving after its batcher failed, or null while it serves. */
   public String failure() {
     return failure;
-  }
-
-  /** One instance: form a batch, run it here, repeat. */
-  private void runInline(Worker worker) throws InterruptedException {
-    try {
-      while (form(worker.batch)) {
-        worker.execute(worker.batch);
-      }
-    } finally {
-      worker.executor.close();
-    }
   }
 
   /**
@@ -301,7 +268,7 @@ public final class RingScheduler implements VersionScheduler {
         stopped = true;
         return false;
       }
-      if (pendingCount == 0 && !refresh(BatcherWaitStrategy.FOREVER)) {
+      if (pending.isEmpty() && !refresh(BatcherWaitStrategy.FOREVER)) {
         if (stopped) {
           return false;
         }
@@ -310,119 +277,36 @@ public final class RingScheduler implements VersionScheduler {
       refresh(BatcherWaitStrategy.NOW);
       movePublishedToPending();
       long now = System.nanoTime();
-      dropAbandoned(now);
-      if (pendingCount == 0) {
+      waiting.addAndGet(-pending.dropAbandoned(now, name));
+      if (pending.isEmpty()) {
         continue;
       }
       if (abandoned) {
-        failPending();
+        waiting.addAndGet(-pending.failAll(InferenceException.unavailable(abandonMessage())));
         continue;
       }
-      if (!policy.merges()) {
-        batch.add(removePending(0));
-        waiting.decrementAndGet();
-        return true;
-      }
-      InferenceRequest oldest = pending[0];
-      int count = choose(batch);
-      long due = oldest.arrivalNanos() + policy.maxQueueDelayNanos();
+      long due = pending.oldest().arrivalNanos() + policy.maxQueueDelayNanos();
+      pending.choose(batch);
       boolean ready =
-          batch.rows() >= policy.maxBatchSize()
+          !policy.merges()
+              || batch.rows() >= policy.maxBatchSize()
               || policy.maxQueueDelayNanos() == 0
               || now - due >= 0
-              || pendingCount == pending.length
+              || pending.isFull()
               || stopAt != Long.MAX_VALUE;
-      int preferredCount = preferredPrefix(batch);
-      if (batch.rows() < policy.maxBatchSize() && preferredCount > 0) {
-        batch.truncate(preferredCount);
+      if (pending.keepPreferredPrefix(batch)) {
         ready = true;
       }
       if (ready) {
-        removeChosen(batch.size(), count);
+        pending.take(batch);
         waiting.addAndGet(-batch.size());
         return true;
       }
-      batch.clear();
+      pending.release(batch);
       // Wait for more requests, no longer than the oldest one's delay allows, and wake for the
       // first deadline among the waiting so that it is answered when it passes.
-      long wakeAt = due;
-      for (int i = 0; i < pendingCount; i++) {
-        InferenceRequest request = pending[i];
-        if (request.hasDeadline() && request.deadlineNanos() - wakeAt < 0) {
-          wakeAt = request.deadlineNanos();
-        }
-      }
-      refresh(wakeAt);
+      refresh(pending.wakeAt(due));
     }
-  }
-
-  /**
-   * Adds to {@code batch} the oldest pending request and, in arrival order, every later one that
-   * may share its execution while the rows fit. Marks them in {@code chosen}; returns how many
-   * pending requests were examined.
-   */
-  private int choose(Batch batch) {
-    InferenceRequest oldest = pending[0];
-    int limit = policy.maxBatchSize();
-    int examined = 0;
-    java.util.Arrays.fill(chosen, 0, pendingCount, false);
-    for (int i = 0; i < pendingCount && !batch.isFull(); i++) {
-      examined = i + 1;
-      InferenceRequest candidate = pending[i];
-      boolean take =
-          i == 0
-              || (batch.rows() + candidate.decoded().rows() <= limit
-                  && oldest.decoded().canShareBatchWith(candidate.decoded()));
-      chosen[i] = take;
-      if (take) {
-        batch.add(candidate);
-        if (batch.rows() >= limit) {
-          break;
-        }
-      }
-    }
-    return examined;
-  }
-
-  /** The longest prefix of {@code batch} whose rows are a preferred size, or 0. */
-  private int preferredPrefix(Batch batch) {
-    int best = 0;
-    int rows = 0;
-    for (int i = 0; i < batch.size(); i++) {
-      rows += batch.get(i).decoded().rows();
-      if (rows < preferred.length && preferred[rows]) {
-        best = i + 1;
-      }
-    }
-    return best;
-  }
-
-  /** Removes the first {@code taken} chosen requests among the first {@code examined}. */
-  private void removeChosen(int taken, int examined) {
-    int kept = 0;
-    int removed = 0;
-    for (int i = 0; i < pendingCount; i++) {
-      boolean remove = i < examined && chosen[i] && removed < taken;
-      if (remove) {
-        removed++;
-      } else {
-        pending[kept++] = pending[i];
-      }
-      if (i < chosen.length) {
-        chosen[i] = false;
-      }
-    }
-    for (int i = kept; i < pendingCount; i++) {
-      pending[i] = null;
-    }
-    pendingCount = kept;
-  }
-
-  private InferenceRequest removePending(int index) {
-    InferenceRequest request = pending[index];
-    System.arraycopy(pending, index + 1, pending, index, pendingCount - index - 1);
-    pending[--pendingCount] = null;
-    return request;
   }
 
   /**
@@ -454,57 +338,19 @@ public final class RingScheduler implements VersionScheduler {
 
   /** Takes published requests off the ring into the pending list while it has room. */
   private void movePublishedToPending() {
-    while (next <= available && pendingCount < pending.length) {
+    while (next <= available && pending.hasRoom()) {
       Slot slot = ring.get(next);
-      pending[pendingCount++] = slot.request;
+      pending.add(slot.request);
       slot.request = null;
       consumed.set(next);
       next++;
     }
   }
 
-  /** Answers cancelled and expired pending requests; they never run. */
-  private void dropAbandoned(long nowNanos) {
-    int kept = 0;
-    for (int i = 0; i < pendingCount; i++) {
-      InferenceRequest request = pending[i];
-      // Expiry first: a call whose deadline passed is also cancelled by the transport, and it
-      // must be counted as DEADLINE_EXCEEDED, not as the caller's cancellation.
-      if (request.isExpired(nowNanos)) {
-        request.fail(
-            InferenceException.deadlineExceeded(
-                "deadline passed after "
-                    + TimeUnit.NANOSECONDS.toMicros(nowNanos - request.arrivalNanos())
-                    + " us in the queue of "
-                    + name
-                    + "; the request was not executed"));
-      } else if (request.isCancelled()) {
-        request.fail(InferenceException.cancelled("request cancelled by the caller"));
-      } else {
-        pending[kept++] = request;
-      }
-    }
-    for (int i = kept; i < pendingCount; i++) {
-      pending[i] = null;
-    }
-    waiting.addAndGet(kept - pendingCount);
-    pendingCount = kept;
-  }
-
-  private void failPending() {
-    InferenceException error = InferenceException.unavailable(abandonMessage());
-    for (int i = 0; i < pendingCount; i++) {
-      pending[i].fail(error);
-      pending[i] = null;
-    }
-    waiting.addAndGet(-pendingCount);
-    pendingCount = 0;
-  }
-
   private void failRemaining() {
-    failPending();
-    long last = Math.min(stopAt, ring.getCursor());
     InferenceException error = InferenceException.unavailable(abandonMessage());
+    waiting.addAndGet(-pending.failAll(error));
+    long last = Math.min(stopAt, ring.getCursor());
     for (long seq = next; seq <= last; seq++) {
       Slot slot = ring.get(seq);
       InferenceRequest request = slot.request;
@@ -542,7 +388,7 @@ public final class RingScheduler implements VersionScheduler {
     try {
       if (!joinUntil(batcher, deadline)) {
         abandoned = true;
-        if (!inline) {
+        if (!executors.inline()) {
           // It may wait for a busy executor; an inline batcher is running one batch and will see
           // the flag when it ends (an ONNX Runtime call cannot be abandoned half way).
           batcher.interrupt();
@@ -553,15 +399,8 @@ public final class RingScheduler implements VersionScheduler {
             name,
             timeout.toMillis());
       }
-      if (!inline) {
-        for (Worker worker : workers) {
-          worker.handoff.add(Worker.STOP);
-        }
-        for (Worker worker : workers) {
-          // An ONNX Runtime call cannot be abandoned half way; wait for it to end.
-          worker.thread.join();
-        }
-      }
+      executors.stop();
+      executors.join();
     } catch (InterruptedException e) {
       interrupted = true;
     } finally {
@@ -578,72 +417,5 @@ public final class RingScheduler implements VersionScheduler {
       TimeUnit.NANOSECONDS.timedJoin(thread, remaining);
     }
     return !thread.isAlive();
-  }
-
-  // ---- executors ----
-
-  private final class Worker implements Runnable {
-    static final Batch STOP = new Batch(1);
-
-    final BatchExecutor executor;
-    final Batch batch;
-    final BlockingQueue<Batch> handoff = new ArrayBlockingQueue<>(2);
-    final Thread thread;
-
-    Worker(BatchExecutor executor, Batch batch, String threadName) {
-      this.executor = Objects.requireNonNull(executor, "executor");
-      this.batch = batch;
-      this.thread = new Thread(this, threadName);
-      thread.setDaemon(true);
-    }
-
-    @Override
-    public void run() {
-      try {
-        while (true) {
-          Batch work = handoff.take();
-          if (work == STOP) {
-            return;
-          }
-          execute(work);
-          idle.add(this);
-        }
-      } catch (InterruptedException e) {
-        Thread.currentThread().interrupt();
-      } finally {
-        executor.close();
-      }
-    }
-
-    private void execute(Batch work) {
-      long start = System.nanoTime();
-      try {
-        executor.execute(work);
-      } catch (Throwable t) {
-        log.error("{}: execution of a batch of {} failed", name, work.size(), t);
-        InferenceException error =
-            InferenceException.internal("execution failed in " + name + ": " + t, t);
-        for (int i = 0; i < work.size(); i++) {
-          work.get(i).fail(error);
-        }
-      }
-      long end = System.nanoTime();
-      long execution = end - start;
-      // The model's own run when the executor measured it; else the whole execution.
-      boolean timed = work.hasComputeTimes();
-      long compute = timed ? work.computeEndNanos() - work.computeStartNanos() : execution;
-      long input = timed ? work.computeStartNanos() - start : 0;
-      long output = timed ? end - work.computeEndNanos() : 0;
-      for (int i = 0; i < work.size(); i++) {
-        InferenceRequest request = work.get(i);
-        if (!request.isAnswered()) {
-          request.fail(
-              InferenceException.internal(
-                  name + ": the executor left this request unanswered", null));
-        }
-        recorder.recordRequest(start - request.arrivalNanos(), compute);
-      }
-      recorder.recordExecution(work.size(), work.rows(), input, compute, output);
-    }
   }
 }

@@ -40,8 +40,16 @@ class RingSchedulerTest {
 
   private final List<RingScheduler> schedulers = new ArrayList<>();
 
+  /** Every gated executor made, so that a failed test's held batches are let go before draining. */
+  private static final List<GatedExecutor> EXECUTORS = new java.util.concurrent.CopyOnWriteArrayList<>();
+
   @AfterEach
   void drainAll() {
+    for (GatedExecutor executor : EXECUTORS) {
+      executor.gated = false;
+      executor.gates.forEach(CountDownLatch::countDown);
+    }
+    EXECUTORS.clear();
     schedulers.forEach(s -> s.drain(Duration.ofSeconds(5)));
   }
 
@@ -53,6 +61,10 @@ class RingSchedulerTest {
     final AtomicBoolean closed = new AtomicBoolean();
     volatile boolean gated = true;
     volatile RuntimeException failure;
+
+    GatedExecutor() {
+      EXECUTORS.add(this);
+    }
 
     @Override
     public void execute(Batch batch) {
@@ -377,11 +389,10 @@ class RingSchedulerTest {
   }
 
   @Test
-  void queueCapacity_boundsEveryWaitingRequest_includingThoseFormingABatch() throws Exception {
+  void queueCapacity_boundsEveryWaitingRequest_andAFullQueueRunsWithoutWaitingForCompany()
+      throws Exception {
     GatedExecutor executor = new GatedExecutor();
-    executor.gated = false;
-    // Batches wait an hour for company, so accepted requests sit in the batcher's pending list;
-    // a capacity of 5 (ring of 8) must still admit exactly 5.
+    // Batches wait an hour for company; a capacity of 5 (ring of 8) must still admit exactly 5.
     RingScheduler scheduler =
         new RingScheduler(
             "model 'm' version 1",
@@ -391,6 +402,14 @@ class RingSchedulerTest {
             StageRecorder.NONE);
     schedulers.add(scheduler);
     List<Answer> accepted = new ArrayList<>();
+    for (int i = 0; i < 5; i++) {
+      Answer answer = new Answer();
+      scheduler.submit(request(answer));
+      accepted.add(answer);
+    }
+    // With the whole queue pending nothing more can join: the batch runs now, not in an hour.
+    assertThat(executor.started.take()).isEqualTo(5);
+    // While it runs, five more wait (in the ring or the pending list) and the rest are refused.
     int refused = 0;
     for (int i = 0; i < 300; i++) {
       Answer answer = new Answer();
@@ -402,17 +421,121 @@ class RingSchedulerTest {
         assertThat(e.getMessage()).contains("queue of 5 requests is full");
         refused++;
       }
-      // Let the batcher move what it can into its pending list before the next one arrives.
       Thread.yield();
     }
-    assertThat(accepted).hasSize(5);
+    assertThat(accepted).hasSize(10);
     assertThat(refused).isEqualTo(295);
     assertThat(scheduler.queuedCount()).isEqualTo(5);
-    scheduler.drain(Duration.ofSeconds(10));
+    executor.release();
+    assertThat(executor.started.take()).isEqualTo(5);
+    executor.release();
     for (Answer answer : accepted) {
       assertThat(answer.result.get(10, TimeUnit.SECONDS)).isNotNull();
     }
     assertThat(scheduler.queuedCount()).isZero();
+  }
+
+  private static InferenceRequest request(String lane, Answer answer) {
+    return InferenceRequest.inLane(lane, decoded(), System.nanoTime(), Long.MAX_VALUE, null, answer);
+  }
+
+  @Test
+  void lanes_shareEachBatch_soThatAQuietLaneIsInTheNextBatchBehindAFlood() throws Exception {
+    GatedExecutor executor = new GatedExecutor();
+    RingScheduler scheduler =
+        new RingScheduler(
+            "model 'm' version 1",
+            new SchedulerSettings(64, 1),
+            new BatchPolicy(4, 0, List.of()),
+            () -> executor,
+            StageRecorder.NONE);
+    schedulers.add(scheduler);
+    Answer first = new Answer();
+    scheduler.submit(request("flood", first));
+    assertThat(executor.started.take()).isEqualTo(1);
+    // While that batch runs, the flood queues 20 and then a quiet tenant sends one.
+    List<Answer> flood = new ArrayList<>();
+    for (int i = 0; i < 20; i++) {
+      Answer answer = new Answer();
+      scheduler.submit(request("flood", answer));
+      flood.add(answer);
+    }
+    Answer quiet = new Answer();
+    scheduler.submit(request("quiet", quiet));
+    executor.release();
+    // The next batch: half its rows for each lane with requests waiting, the rest to the oldest.
+    assertThat(executor.started.take()).isEqualTo(4);
+    executor.release();
+    assertThat(executor.started.take()).isEqualTo(4);
+    assertThat(quiet.result.get(10, TimeUnit.SECONDS)).isNotNull();
+    assertThat(flood.stream().filter(a -> a.result.isDone()).count()).isEqualTo(3);
+    executor.gated = false;
+    while (!executor.gates.isEmpty()) {
+      executor.release();
+    }
+    for (Answer answer : flood) {
+      assertThat(answer.result.get(10, TimeUnit.SECONDS)).isNotNull();
+    }
+  }
+
+  @Test
+  void lanes_withoutLanes_theSameQueueIsFirstInFirstOut() throws Exception {
+    GatedExecutor executor = new GatedExecutor();
+    RingScheduler scheduler =
+        new RingScheduler(
+            "model 'm' version 1",
+            new SchedulerSettings(64, 1),
+            new BatchPolicy(4, 0, List.of()),
+            () -> executor,
+            StageRecorder.NONE);
+    schedulers.add(scheduler);
+    scheduler.submit(request(new Answer()));
+    assertThat(executor.started.take()).isEqualTo(1);
+    for (int i = 0; i < 20; i++) {
+      scheduler.submit(request(new Answer()));
+    }
+    Answer last = new Answer();
+    scheduler.submit(request(last));
+    executor.release();
+    assertThat(executor.started.take()).isEqualTo(4);
+    executor.release();
+    assertThat(executor.started.take()).isEqualTo(4);
+    assertThat(last.result).isNotDone();
+    executor.gated = false;
+    while (!executor.gates.isEmpty()) {
+      executor.release();
+    }
+    assertThat(last.result.get(10, TimeUnit.SECONDS)).isNotNull();
+  }
+
+  @Test
+  void lanes_takeTurnsWhenEveryRequestRunsAlone() throws Exception {
+    GatedExecutor executor = new GatedExecutor();
+    RingScheduler scheduler = scheduler(64, executor);
+    scheduler.submit(request("flood", new Answer()));
+    assertThat(executor.started.take()).isEqualTo(1);
+    List<Answer> flood = new ArrayList<>();
+    for (int i = 0; i < 5; i++) {
+      Answer answer = new Answer();
+      scheduler.submit(request("flood", answer));
+      flood.add(answer);
+    }
+    Answer quiet = new Answer();
+    scheduler.submit(request("quiet", quiet));
+    executor.release();
+    assertThat(executor.started.take()).isEqualTo(1);
+    executor.release();
+    assertThat(executor.started.take()).isEqualTo(1);
+    // The flood was served last, so the quiet lane's request ran second, ahead of five older ones.
+    assertThat(quiet.result.get(10, TimeUnit.SECONDS)).isNotNull();
+    assertThat(flood.stream().filter(a -> a.result.isDone()).count()).isZero();
+    executor.gated = false;
+    while (!executor.gates.isEmpty()) {
+      executor.release();
+    }
+    for (Answer answer : flood) {
+      assertThat(answer.result.get(10, TimeUnit.SECONDS)).isNotNull();
+    }
   }
 
   @Test

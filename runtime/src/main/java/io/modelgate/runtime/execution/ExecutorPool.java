@@ -1,0 +1,193 @@
+package io.modelgate.runtime.execution;
+
+import io.modelgate.runtime.error.InferenceException;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Objects;
+import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.BlockingQueue;
+import java.util.function.Supplier;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A version's executors: {@code instances} {@link BatchExecutor}s, each with one reusable {@link
+ * Batch}, and what running a batch means — execute it, answer whatever the executor left
+ * unanswered, record its queue and compute times.
+ *
+ * <p>Threads: with several instances, each executor has its own thread; the batcher takes an idle
+ * one ({@link #awaitIdle}), fills its batch and hands it over ({@link #hand}); the executor returns
+ * itself to the idle queue when the batch is done. The blocking-queue transfers order the batch's
+ * writes before its reads. With a single instance there is no executor thread: the batcher runs
+ * each batch itself ({@link #runInline}), which saves a hand-off and a wake-up per batch.
+ */
+final class ExecutorPool {
+  private static final Logger log = LoggerFactory.getLogger(ExecutorPool.class);
+
+  private final String name;
+  private final StageRecorder recorder;
+  private final BlockingQueue<Worker> idle;
+  private final List<Worker> workers;
+  private final boolean inline;
+
+  /**
+   * @param name the version, for messages
+   * @param threadPrefix names the executor threads
+   * @param executors called {@code instances} times, once per executor
+   */
+  ExecutorPool(
+      String name,
+      String threadPrefix,
+      int instances,
+      int batchCapacity,
+      Supplier<? extends BatchExecutor> executors,
+      StageRecorder recorder) {
+    this.name = Objects.requireNonNull(name, "name");
+    this.recorder = Objects.requireNonNull(recorder, "recorder");
+    this.idle = new ArrayBlockingQueue<>(instances);
+    this.workers = new ArrayList<>(instances);
+    for (int i = 0; i < instances; i++) {
+      Worker worker =
+          new Worker(executors.get(), new Batch(batchCapacity), threadPrefix + "-exec-" + i);
+      workers.add(worker);
+      idle.add(worker);
+    }
+    this.inline = instances == 1;
+  }
+
+  /** Whether the batcher runs the batches itself (one instance, no executor thread). */
+  boolean inline() {
+    return inline;
+  }
+
+  /** Starts the executor threads (none when inline). */
+  void start() {
+    if (!inline) {
+      for (Worker worker : workers) {
+        worker.thread.start();
+      }
+    }
+  }
+
+  /** Waits for an idle executor; the batcher fills its {@link Worker#batch} and calls {@link #hand}. */
+  Worker awaitIdle() throws InterruptedException {
+    return idle.take();
+  }
+
+  /** Gives back an executor taken by {@link #awaitIdle} without running anything. */
+  void putBack(Worker worker) {
+    idle.add(worker);
+  }
+
+  /** Hands the executor its filled batch; it runs on the executor's thread. */
+  void hand(Worker worker) {
+    worker.handoff.add(worker.batch);
+  }
+
+  /** The single executor's batch, for the inline batcher to fill. */
+  Batch inlineBatch() {
+    return workers.get(0).batch;
+  }
+
+  /** Runs the single executor's batch on the calling (batcher) thread. */
+  void runInline() {
+    workers.get(0).execute(workers.get(0).batch);
+  }
+
+  /** Closes the single executor; the inline batcher calls it as it ends. */
+  void closeInline() {
+    workers.get(0).executor.close();
+  }
+
+  /** Answers {@code error} to whatever the inline batch holds (a batcher that failed mid-batch). */
+  void failInlineBatch(InferenceException error) {
+    Batch batch = workers.get(0).batch;
+    for (int i = 0; i < batch.size(); i++) {
+      batch.get(i).fail(error);
+    }
+  }
+
+  /** Tells every executor thread to stop once its current batch ends; never blocks. */
+  void stop() {
+    if (!inline) {
+      for (Worker worker : workers) {
+        worker.handoff.offer(Worker.STOP);
+      }
+    }
+  }
+
+  /** Waits for the executor threads to end (an ONNX Runtime call cannot be abandoned half way). */
+  void join() throws InterruptedException {
+    if (!inline) {
+      for (Worker worker : workers) {
+        worker.thread.join();
+      }
+    }
+  }
+
+  final class Worker implements Runnable {
+    static final Batch STOP = new Batch(1);
+
+    final BatchExecutor executor;
+    final Batch batch;
+    /** Holds at most a batch and STOP. */
+    final BlockingQueue<Batch> handoff = new ArrayBlockingQueue<>(2);
+    final Thread thread;
+
+    Worker(BatchExecutor executor, Batch batch, String threadName) {
+      this.executor = Objects.requireNonNull(executor, "executor");
+      this.batch = batch;
+      this.thread = new Thread(this, threadName);
+      thread.setDaemon(true);
+    }
+
+    @Override
+    public void run() {
+      try {
+        while (true) {
+          Batch work = handoff.take();
+          if (work == STOP) {
+            return;
+          }
+          execute(work);
+          idle.add(this);
+        }
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      } finally {
+        executor.close();
+      }
+    }
+
+    void execute(Batch work) {
+      long start = System.nanoTime();
+      try {
+        executor.execute(work);
+      } catch (Throwable t) {
+        log.error("{}: execution of a batch of {} failed", name, work.size(), t);
+        InferenceException error =
+            InferenceException.internal("execution failed in " + name + ": " + t, t);
+        for (int i = 0; i < work.size(); i++) {
+          work.get(i).fail(error);
+        }
+      }
+      long end = System.nanoTime();
+      long execution = end - start;
+      // The model's own run when the executor measured it; else the whole execution.
+      boolean timed = work.hasComputeTimes();
+      long compute = timed ? work.computeEndNanos() - work.computeStartNanos() : execution;
+      long input = timed ? work.computeStartNanos() - start : 0;
+      long output = timed ? end - work.computeEndNanos() : 0;
+      for (int i = 0; i < work.size(); i++) {
+        InferenceRequest request = work.get(i);
+        if (!request.isAnswered()) {
+          request.fail(
+              InferenceException.internal(
+                  name + ": the executor left this request unanswered", null));
+        }
+        recorder.recordRequest(start - request.arrivalNanos(), compute);
+      }
+      recorder.recordExecution(work.size(), work.rows(), input, compute, output);
+    }
+  }
+}

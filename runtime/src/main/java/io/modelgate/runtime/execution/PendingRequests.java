@@ -1,0 +1,315 @@
+package io.modelgate.runtime.execution;
+
+import io.modelgate.runtime.error.InferenceException;
+import java.util.Arrays;
+import java.util.Objects;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * The batcher's pending list: the requests it has taken off the ring and not yet placed in a batch,
+ * in arrival order, and how the next batch is chosen among them.
+ *
+ * <p>A batch starts with the oldest request and adds, in arrival order, requests that may share its
+ * execution ({@link io.modelgate.runtime.tensor.DecodedRequest#canShareBatchWith}) while the rows
+ * fit. When requests of more than one lane (tenant) wait, the batch is shared max-min fairly: in a
+ * first pass each lane may place up to an equal share of the batch's rows, and a second pass gives
+ * the rows no lane claimed to the oldest of the rest. A tenant with one request waiting is thus in
+ * the next batch however many requests another tenant has queued. Without batching (one request
+ * per execution), the lanes take turns: the next request is the oldest of a lane other than the one
+ * served last, when there is one.
+ *
+ * <p>Threads: the batcher thread only. The list grows on demand up to the queue capacity (the
+ * scheduler's admission count bounds what can be pending), so memory follows the backlog.
+ */
+final class PendingRequests {
+  /** Lanes told apart in one batch; beyond this, the rest share the last slot. */
+  static final int MAX_LANES = 32;
+
+  private final BatchPolicy policy;
+  private final int maxLength;
+  private InferenceRequest[] pending;
+  private boolean[] taken;
+  private int count;
+  /** Pending requests with a lane (not the shared one); 0 means one lane and no fair pass. */
+  private int laned;
+
+  // The batch being chosen: the pending index of each of its requests, and how many were chosen.
+  private final int[] batchIndex;
+  private int chosen;
+  private final boolean[] preferred;
+
+  private final String[] lanes = new String[MAX_LANES];
+  private final int[] laneRows = new int[MAX_LANES];
+  private int laneCount;
+  private String servedLast;
+
+  /**
+   * @param batchCapacity the most requests one batch holds
+   * @param maxLength the most requests that can be pending (the queue capacity)
+   */
+  PendingRequests(BatchPolicy policy, int batchCapacity, int maxLength) {
+    this.policy = Objects.requireNonNull(policy, "policy");
+    int initial = Math.min(Math.max(2 * batchCapacity, 16), Math.max(maxLength, 1));
+    this.maxLength = Math.max(initial, maxLength);
+    this.pending = new InferenceRequest[initial];
+    this.taken = new boolean[initial];
+    this.batchIndex = new int[batchCapacity];
+    this.preferred = new boolean[policy.maxBatchSize() + 1];
+    for (int size : policy.preferredBatchSizes()) {
+      preferred[size] = true;
+    }
+  }
+
+  int size() {
+    return count;
+  }
+
+  boolean isEmpty() {
+    return count == 0;
+  }
+
+  /** Whether another request fits, growing the list when it may. */
+  boolean hasRoom() {
+    if (count < pending.length) {
+      return true;
+    }
+    if (pending.length >= maxLength) {
+      return false;
+    }
+    int length = (int) Math.min(maxLength, 2L * pending.length);
+    pending = Arrays.copyOf(pending, length);
+    taken = Arrays.copyOf(taken, length);
+    return true;
+  }
+
+  /** Whether no request more can be taken: the batch should run with what it has. */
+  boolean isFull() {
+    return count == maxLength;
+  }
+
+  /** Appends a request; the caller checked {@link #hasRoom()}. */
+  void add(InferenceRequest request) {
+    pending[count++] = request;
+    if (request.lane() != null) {
+      laned++;
+    }
+  }
+
+  InferenceRequest oldest() {
+    return pending[0];
+  }
+
+  /**
+   * Answers the cancelled and expired requests; they never run. Returns how many were answered.
+   *
+   * @param name the version, for the message
+   */
+  int dropAbandoned(long nowNanos, String name) {
+    int kept = 0;
+    for (int i = 0; i < count; i++) {
+      InferenceRequest request = pending[i];
+      // Expiry first: a call whose deadline passed is also cancelled by the transport, and it
+      // must be counted as DEADLINE_EXCEEDED, not as the caller's cancellation.
+      if (request.isExpired(nowNanos)) {
+        request.fail(
+            InferenceException.deadlineExceeded(
+                "deadline passed after "
+                    + TimeUnit.NANOSECONDS.toMicros(nowNanos - request.arrivalNanos())
+                    + " us in the queue of "
+                    + name
+                    + "; the request was not executed"));
+        forget(request);
+      } else if (request.isCancelled()) {
+        request.fail(InferenceException.cancelled("request cancelled by the caller"));
+        forget(request);
+      } else {
+        pending[kept++] = request;
+      }
+    }
+    int dropped = count - kept;
+    Arrays.fill(pending, kept, count, null);
+    count = kept;
+    return dropped;
+  }
+
+  /** Answers every pending request with {@code error}; returns how many. */
+  int failAll(InferenceException error) {
+    int failed = count;
+    for (int i = 0; i < count; i++) {
+      pending[i].fail(error);
+      pending[i] = null;
+    }
+    count = 0;
+    laned = 0;
+    return failed;
+  }
+
+  /** The earliest of {@code dueNanos} and the pending requests' deadlines. */
+  long wakeAt(long dueNanos) {
+    long wakeAt = dueNanos;
+    for (int i = 0; i < count; i++) {
+      InferenceRequest request = pending[i];
+      if (request.hasDeadline() && request.deadlineNanos() - wakeAt < 0) {
+        wakeAt = request.deadlineNanos();
+      }
+    }
+    return wakeAt;
+  }
+
+  // ---- choosing a batch ----
+
+  /**
+   * Fills the cleared {@code batch} with the next batch as the class describes, leaving the
+   * requests pending until {@link #take} (or {@link #release}).
+   */
+  void choose(Batch batch) {
+    batch.clear();
+    chosen = 0;
+    if (count == 0) {
+      return;
+    }
+    if (!policy.merges()) {
+      pick(batch, nextInTurn());
+      return;
+    }
+    int limit = policy.maxBatchSize();
+    if (laned == 0 || countLanes() <= 1) {
+      fill(batch, limit, Integer.MAX_VALUE);
+    } else {
+      fill(batch, limit, Math.max(1, (limit + laneCount - 1) / laneCount));
+      fill(batch, limit, Integer.MAX_VALUE);
+    }
+  }
+
+  /**
+   * Keeps the longest prefix of the chosen batch whose rows are a preferred size; returns whether
+   * there was one (the batch should run now).
+   */
+  boolean keepPreferredPrefix(Batch batch) {
+    if (batch.rows() >= policy.maxBatchSize()) {
+      return false;
+    }
+    int best = 0;
+    int rows = 0;
+    for (int i = 0; i < batch.size(); i++) {
+      rows += batch.get(i).decoded().rows();
+      if (rows < preferred.length && preferred[rows]) {
+        best = i + 1;
+      }
+    }
+    if (best > 0) {
+      batch.truncate(best);
+    }
+    return best > 0;
+  }
+
+  /** Removes the requests left in the chosen {@code batch} from the pending list. */
+  void take(Batch batch) {
+    for (int j = batch.size(); j < chosen; j++) {
+      taken[batchIndex[j]] = false;
+    }
+    int kept = 0;
+    for (int i = 0; i < count; i++) {
+      if (taken[i]) {
+        taken[i] = false;
+        forget(pending[i]);
+      } else {
+        pending[kept++] = pending[i];
+      }
+    }
+    Arrays.fill(pending, kept, count, null);
+    count = kept;
+    chosen = 0;
+    if (batch.size() > 0) {
+      servedLast = batch.get(0).lane();
+    }
+  }
+
+  /** Gives the chosen requests back to the pending list and clears {@code batch}. */
+  void release(Batch batch) {
+    for (int j = 0; j < chosen; j++) {
+      taken[batchIndex[j]] = false;
+    }
+    chosen = 0;
+    batch.clear();
+  }
+
+  /** Adds the pending request at {@code index} to the batch. */
+  private void pick(Batch batch, int index) {
+    taken[index] = true;
+    batchIndex[chosen++] = index;
+    batch.add(pending[index]);
+  }
+
+  /** Without batching: the oldest request of a lane other than the one served last, if any. */
+  private int nextInTurn() {
+    if (laned == 0 || !Objects.equals(pending[0].lane(), servedLast)) {
+      return 0;
+    }
+    for (int i = 1; i < count; i++) {
+      if (!Objects.equals(pending[i].lane(), servedLast)) {
+        return i;
+      }
+    }
+    return 0;
+  }
+
+  /**
+   * One pass in arrival order: adds every request not yet chosen that fits the rows, may share the
+   * first one's execution and, with {@code share} below {@code Integer.MAX_VALUE}, keeps its lane
+   * within {@code share} rows (a lane's first request is always allowed).
+   */
+  private void fill(Batch batch, int limit, int share) {
+    for (int i = 0; i < count && !batch.isFull() && batch.rows() < limit; i++) {
+      if (taken[i]) {
+        continue;
+      }
+      InferenceRequest candidate = pending[i];
+      int rows = candidate.decoded().rows();
+      if (batch.size() > 0
+          && (batch.rows() + rows > limit
+              || !batch.get(0).decoded().canShareBatchWith(candidate.decoded()))) {
+        continue;
+      }
+      if (share != Integer.MAX_VALUE) {
+        int lane = laneOf(candidate.lane());
+        if (laneRows[lane] > 0 && laneRows[lane] + rows > share) {
+          continue;
+        }
+        laneRows[lane] += rows;
+      }
+      pick(batch, i);
+    }
+  }
+
+  /** Counts the lanes among the pending requests, and zeroes their rows for a fair pass. */
+  private int countLanes() {
+    laneCount = 0;
+    for (int i = 0; i < count; i++) {
+      laneOf(pending[i].lane());
+    }
+    Arrays.fill(laneRows, 0, laneCount, 0);
+    return laneCount;
+  }
+
+  /** The slot of {@code lane}, adding it while there is room; the last slot takes the overflow. */
+  private int laneOf(String lane) {
+    for (int i = 0; i < laneCount; i++) {
+      if (Objects.equals(lanes[i], lane)) {
+        return i;
+      }
+    }
+    if (laneCount < MAX_LANES) {
+      lanes[laneCount] = lane;
+      laneRows[laneCount] = 0;
+      return laneCount++;
+    }
+    return MAX_LANES - 1;
+  }
+
+  private void forget(InferenceRequest request) {
+    if (request.lane() != null) {
+      laned--;
+    }
+  }
+}
