@@ -46,8 +46,12 @@ final class FairnessBenchmark implements Callable<Integer> {
     Files.write(dir.resolve("model.onnx"), bench.onnx());
     String big = "mgk_bench-big-" + java.util.UUID.randomUUID();
     String small = "mgk_bench-small-" + java.util.UUID.randomUUID();
+    String quiet = "mgk_bench-quiet-" + java.util.UUID.randomUUID();
+    // Two tenants alike at the small rate, one alone and one under the flood, so that the server's
+    // per-tenant latency of each run is its own.
     Files.writeString(root.resolve("callers.yaml"), "tenants:\n  big:\n    api_keys: [" + CallerPolicy.hash(big) + "]\n"
-        + "  small:\n    api_keys: [" + CallerPolicy.hash(small) + "]\n");
+        + "  small:\n    api_keys: [" + CallerPolicy.hash(small) + "]\n"
+        + "  quiet:\n    api_keys: [" + CallerPolicy.hash(quiet) + "]\n");
     ModelInferRequest request = bench.request("m");
     Duration warmup = Duration.ofSeconds(warmupSeconds);
     Duration duration = Duration.ofSeconds(durationSeconds);
@@ -55,6 +59,7 @@ final class FairnessBenchmark implements Callable<Integer> {
       String target = "127.0.0.1:" + gateway.server().port();
       List<ManagedChannel> bigChannels = ClientChannels.open(target, 2, big);
       List<ManagedChannel> smallChannels = ClientChannels.open(target, 1, small);
+      List<ManagedChannel> quietChannels = ClientChannels.open(target, 1, quiet);
       try {
         LoadGenerator.Result capacity = new LoadGenerator(bigChannels, request)
             .run(LoadGenerator.Options.closed(64, false, warmup, duration), line -> {});
@@ -66,24 +71,33 @@ final class FairnessBenchmark implements Callable<Integer> {
         CompletableFuture<LoadGenerator.Result> flood = CompletableFuture.supplyAsync(() -> {
           try {
             return new LoadGenerator(bigChannels, request)
-                .run(LoadGenerator.Options.closed(floodCallers, false, Duration.ZERO, warmup.plus(duration).plusSeconds(2)), line -> {});
+                .run(LoadGenerator.Options.closed(floodCallers, false, Duration.ZERO, warmup.plus(duration).plusSeconds(2)).backingOff(), line -> {});
           } catch (Exception e) {
             throw new IllegalStateException(e);
           }
         });
         Thread.sleep(1000);
-        LoadGenerator.Result under = new LoadGenerator(smallChannels, request)
+        var before = gateway.stats().find("m", 1).statistics();
+        LoadGenerator.Result under = new LoadGenerator(quietChannels, request)
             .run(LoadGenerator.Options.open(rate, false, warmup, duration), line -> {});
+        var after = gateway.stats().find("m", 1).statistics();
         LoadGenerator.Result flooded = flood.get(5, TimeUnit.MINUTES);
         out.println();
-        out.println("| run | tenant | calls/s | p50 ms | p99 ms | p99.9 ms | errors |");
-        out.println("|---|---|---|---|---|---|---|");
-        row(out, "capacity", "big, 64 callers", capacity);
-        row(out, "alone", "small", alone);
-        row(out, "under the flood", "small", under);
-        row(out, "under the flood", "big, " + floodCallers + " callers", flooded);
-        out.printf("%nsmall tenant's p99 under the flood / alone: %.2f%n",
-            under.latencyMicros().getValueAtPercentile(99) / (double) Math.max(1, alone.latencyMicros().getValueAtPercentile(99)));
+        out.println("| run | tenant | calls/s | p50 ms | p99 ms | p99.9 ms | errors | server p50 ms | server p99 ms |");
+        out.println("|---|---|---|---|---|---|---|---|---|");
+        var usage = gateway.server().usage();
+        row(out, "capacity", "big, 64 callers", capacity, null);
+        row(out, "alone", "small", alone, usage.latency("small", "m", "1"));
+        row(out, "under the flood", "quiet (as small)", under, usage.latency("quiet", "m", "1"));
+        row(out, "under the flood", "big, " + floodCallers + " callers", flooded, null);
+        out.printf("%nsmall tenant's p99 under the flood / alone: %.2f at the client, %.2f at the server%n",
+            under.latencyMicros().getValueAtPercentile(99) / (double) Math.max(1, alone.latencyMicros().getValueAtPercentile(99)),
+            p99(usage.latency("quiet", "m", "1")) / Math.max(1e-9, p99(usage.latency("small", "m", "1"))));
+        long executions = after.getExecutionCount() - before.getExecutionCount();
+        long rows = after.getInferenceCount() - before.getInferenceCount();
+        double computeNanos = after.getInferenceStats().getComputeInfer().getNs() - before.getInferenceStats().getComputeInfer().getNs();
+        out.printf("during the flood: %d executions, %.1f rows and %.3f ms of the model's run each on average%n",
+            executions, rows / (double) Math.max(1, executions), computeNanos / Math.max(1, executions) / 1e6);
         out.flush();
       } finally {
         for (ManagedChannel channel : bigChannels) {
@@ -92,14 +106,36 @@ final class FairnessBenchmark implements Callable<Integer> {
         for (ManagedChannel channel : smallChannels) {
           channel.shutdownNow();
         }
+        for (ManagedChannel channel : quietChannels) {
+          channel.shutdownNow();
+        }
       }
     }
     return 0;
   }
 
-  private static void row(PrintWriter out, String run, String tenant, LoadGenerator.Result r) {
-    out.printf("| %s | %s | %.0f | %.3f | %.3f | %.3f | %s |%n", run, tenant, r.throughput(),
+  private static void row(PrintWriter out, String run, String tenant, LoadGenerator.Result r,
+      io.micrometer.core.instrument.distribution.HistogramSnapshot server) {
+    out.printf("| %s | %s | %.0f | %.3f | %.3f | %.3f | %s | %s | %s |%n", run, tenant, r.throughput(),
         r.latencyMicros().getValueAtPercentile(50) / 1000.0, r.latencyMicros().getValueAtPercentile(99) / 1000.0,
-        r.latencyMicros().getValueAtPercentile(99.9) / 1000.0, r.errors());
+        r.latencyMicros().getValueAtPercentile(99.9) / 1000.0, r.errors(),
+        server == null ? "" : String.format("%.3f", percentile(server, 0.5) * 1000),
+        server == null ? "" : String.format("%.3f", percentile(server, 0.99) * 1000));
+  }
+
+  /** The server's percentile in seconds, or NaN. */
+  private static double percentile(io.micrometer.core.instrument.distribution.HistogramSnapshot snapshot, double p) {
+    if (snapshot != null) {
+      for (var value : snapshot.percentileValues()) {
+        if (value.percentile() == p) {
+          return value.value(java.util.concurrent.TimeUnit.SECONDS);
+        }
+      }
+    }
+    return Double.NaN;
+  }
+
+  private static double p99(io.micrometer.core.instrument.distribution.HistogramSnapshot snapshot) {
+    return percentile(snapshot, 0.99);
   }
 }

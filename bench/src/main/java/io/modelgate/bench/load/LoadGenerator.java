@@ -53,7 +53,8 @@ public final class LoadGenerator {
       boolean streaming,
       Duration warmup,
       Duration duration,
-      int maxOutstanding) {
+      int maxOutstanding,
+      boolean backOff) {
     public Options {
       if (mode == Mode.OPEN && !(rate > 0)) {
         throw new IllegalArgumentException("rate: " + rate + " (expected: > 0 requests/s)");
@@ -67,11 +68,20 @@ public final class LoadGenerator {
     }
 
     public static Options open(double rate, boolean streaming, Duration warmup, Duration duration) {
-      return new Options(Mode.OPEN, rate, 0, streaming, warmup, duration, 1 << 16);
+      return new Options(Mode.OPEN, rate, 0, streaming, warmup, duration, 1 << 16, false);
     }
 
     public static Options closed(int concurrency, boolean streaming, Duration warmup, Duration duration) {
-      return new Options(Mode.CLOSED, 0, concurrency, streaming, warmup, duration, 1 << 16);
+      return new Options(Mode.CLOSED, 0, concurrency, streaming, warmup, duration, 1 << 16, false);
+    }
+
+    /**
+     * Closed-loop callers that wait, after a RESOURCE_EXHAUSTED answer carrying a {@code
+     * google.rpc.RetryInfo}, the delay it asks before their next request (as a well-behaved client
+     * does); unary calls only.
+     */
+    public Options backingOff() {
+      return new Options(mode, rate, concurrency, streaming, warmup, duration, maxOutstanding, true);
     }
 
     public String describe() {
@@ -440,9 +450,15 @@ public final class LoadGenerator {
 
     @Override
     public void onError(Throwable t) {
-      run.failed(intended, Status.fromThrowable(t).getCode().name());
+      Status.Code code = Status.fromThrowable(t).getCode();
+      run.failed(intended, code.name());
       if (caller != null) {
-        caller.next();
+        long delay = code == Status.Code.RESOURCE_EXHAUSTED && run.options.backOff() ? retryDelayNanos(t) : 0;
+        if (delay > 0) {
+          BACKOFF.schedule(caller::next, delay, TimeUnit.NANOSECONDS);
+        } else {
+          caller.next();
+        }
       }
     }
 
@@ -458,6 +474,32 @@ public final class LoadGenerator {
         caller.next();
       }
     }
+  }
+
+  /** Runs the next request of a caller that backs off. */
+  private static final java.util.concurrent.ScheduledExecutorService BACKOFF =
+      java.util.concurrent.Executors.newSingleThreadScheduledExecutor(r -> {
+        Thread thread = new Thread(r, "load-backoff");
+        thread.setDaemon(true);
+        return thread;
+      });
+
+  /** The delay a refusal's {@code google.rpc.RetryInfo} asks, in nanoseconds; 0 without one. */
+  static long retryDelayNanos(Throwable t) {
+    com.google.rpc.Status status = io.grpc.protobuf.StatusProto.fromThrowable(t);
+    if (status != null) {
+      for (com.google.protobuf.Any detail : status.getDetailsList()) {
+        if (detail.is(com.google.rpc.RetryInfo.class)) {
+          try {
+            com.google.protobuf.Duration delay = detail.unpack(com.google.rpc.RetryInfo.class).getRetryDelay();
+            return delay.getSeconds() * 1_000_000_000L + delay.getNanos();
+          } catch (com.google.protobuf.InvalidProtocolBufferException e) {
+            return 0;
+          }
+        }
+      }
+    }
+    return 0;
   }
 
   /** One closed-loop caller: sends the next request when the previous one is answered. */

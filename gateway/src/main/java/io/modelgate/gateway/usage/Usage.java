@@ -13,6 +13,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.time.Clock;
+import java.time.Duration;
 import java.time.Instant;
 import java.time.ZoneOffset;
 import java.time.format.DateTimeFormatter;
@@ -83,6 +84,8 @@ public final class Usage implements AutoCloseable {
     final LongAdder bytesOut = new LongAdder();
     final DoubleAdder computeNanos = new DoubleAdder();
     final LongAdder changes = new LongAdder();
+    /** Answered requests' latency, in the exported (total) cells only; null in hourly cells. */
+    io.micrometer.core.instrument.Timer latency;
 
     Cell() {
       for (int i = 0; i < requests.length; i++) {
@@ -138,7 +141,7 @@ public final class Usage implements AutoCloseable {
    * @param bytesIn the request message's size
    * @param bytesOut the bytes of the output tensors answered
    * @param id the request's id, for the access log
-   * @param latencyNanos from its arrival to its answer, for the access log
+   * @param latencyNanos from its arrival to its answer, for the access log and the tenant's latency
    */
   public void record(String tenant, String model, String version, Status.Code code, int rows, int batchRows,
       long batchComputeNanos, long bytesIn, long bytesOut, String id, long latencyNanos) {
@@ -150,7 +153,21 @@ public final class Usage implements AutoCloseable {
     long hour = Math.floorDiv(clock.millis(), 3_600_000L);
     add(hours.computeIfAbsent(hour, h -> new ConcurrentHashMap<>()).computeIfAbsent(key, k -> new Cell()),
         code, rows, share, bytesIn, bytesOut);
-    add(totals.computeIfAbsent(new Key(tenantLabel(tenant), model, version), this::exported), code, rows, share, bytesIn, bytesOut);
+    Cell total = totals.computeIfAbsent(new Key(tenantLabel(tenant), model, version), this::exported);
+    add(total, code, rows, share, bytesIn, bytesOut);
+    if (code == Status.Code.OK) {
+      total.latency.record(latencyNanos, java.util.concurrent.TimeUnit.NANOSECONDS);
+    }
+  }
+
+  /**
+   * The latency of {@code tenant}'s answered requests to {@code version} of {@code model}: the
+   * time from arrival to answer as the server sees it (not the network's), over the last minute.
+   * Null before its first request.
+   */
+  public io.micrometer.core.instrument.distribution.HistogramSnapshot latency(String tenant, String model, String version) {
+    Cell cell = totals.get(new Key(tenantLabel(tenant), model, version));
+    return cell == null ? null : cell.latency.takeSnapshot();
   }
 
   private static void add(Cell cell, Status.Code code, int rows, double share, long bytesIn, long bytesOut) {
@@ -178,6 +195,16 @@ public final class Usage implements AutoCloseable {
           .tags(tags.and("code", code.name()))
           .register(registry);
     }
+    // Percentiles per tenant (not mergeable across replicas): whether one tenant waits while
+    // another floods shows here first. A rolling minute, so a past storm does not linger.
+    cell.latency = io.micrometer.core.instrument.Timer.builder("modelgate.usage.latency")
+        .description("Server-side latency of answered requests per tenant, model and version (arrival to answer)")
+        .tags(tags)
+        .publishPercentiles(0.5, 0.99, 0.999)
+        .percentilePrecision(2)
+        .distributionStatisticExpiry(Duration.ofMinutes(1))
+        .distributionStatisticBufferLength(3)
+        .register(registry);
     FunctionCounter.builder("modelgate.usage.rows", cell.rows, LongAdder::sum)
         .description("Rows answered per tenant, model and version")
         .tags(tags).register(registry);

@@ -11,12 +11,20 @@ import java.util.concurrent.TimeUnit;
  *
  * <p>A batch starts with the oldest request and adds, in arrival order, requests that may share its
  * execution ({@link io.modelgate.runtime.tensor.DecodedRequest#canShareBatchWith}) while the rows
- * fit. When requests of more than one lane (tenant) wait, the batch is shared max-min fairly: in a
- * first pass each lane may place up to an equal share of the batch's rows, and a second pass gives
- * the rows no lane claimed to the oldest of the rest. A tenant with one request waiting is thus in
- * the next batch however many requests another tenant has queued. Without batching (one request
- * per execution), the lanes take turns: the next request is the oldest of a lane other than the one
- * served last, when there is one.
+ * fit. When requests of more than one lane (tenant) wait, the lanes take turns and share:
+ *
+ * <ul>
+ *   <li>Light lanes go first: when some lanes have no more rows pending than an equal share of a
+ *       batch and others have more (a backlog), the light lanes' requests run as a batch of their
+ *       own. The batch after it serves everyone, so a backlog is never starved.
+ *   <li>Otherwise the batch starts with the oldest request of a lane other than the one that
+ *       started the previous batch, each lane may place up to an equal share of the batch's rows,
+ *       and a last pass gives the rows no lane claimed to the oldest of the rest.
+ * </ul>
+ *
+ * A tenant sending within its share thus waits for the batch being run and its own small one, not
+ * for another tenant's backlog; the cost is at most one extra execution for every batch of the
+ * backlog, and only while a light lane has requests waiting.
  *
  * <p>Threads: the batcher thread only. The list grows on demand up to the queue capacity (the
  * scheduler's admission count bounds what can be pending), so memory follows the backlog.
@@ -39,7 +47,14 @@ final class PendingRequests {
   private final boolean[] preferred;
 
   private final String[] lanes = new String[MAX_LANES];
+  /** Rows a lane has placed in the batch being chosen. */
   private final int[] laneRows = new int[MAX_LANES];
+  /** Rows a lane has pending. */
+  private final int[] lanePending = new int[MAX_LANES];
+  /** The pending rows within which a lane is light, for the batch being chosen. */
+  private int lightRows;
+  /** Whether the last batch held only light lanes: the next one must serve the heavy ones. */
+  private boolean lightLast;
   private int laneCount;
   private String servedLast;
 
@@ -174,11 +189,24 @@ final class PendingRequests {
     }
     int limit = policy.maxBatchSize();
     if (laned == 0 || countLanes() <= 1) {
-      fill(batch, limit, Integer.MAX_VALUE);
-    } else {
-      fill(batch, limit, Math.max(1, (limit + laneCount - 1) / laneCount));
-      fill(batch, limit, Integer.MAX_VALUE);
+      lightLast = false;
+      pick(batch, 0);
+      fill(batch, limit, Integer.MAX_VALUE, false);
+      return;
     }
+    int share = Math.max(1, (limit + laneCount - 1) / laneCount);
+    if (!lightLast && hasLightAndHeavy(share)) {
+      // The lanes within their share run on their own, ahead of the heavy ones' backlog.
+      lightLast = true;
+      fill(batch, limit, Integer.MAX_VALUE, true);
+      return;
+    }
+    lightLast = false;
+    int first = nextInTurn();
+    laneRows[laneOf(pending[first].lane())] += pending[first].decoded().rows();
+    pick(batch, first);
+    fill(batch, limit, share, false);
+    fill(batch, limit, Integer.MAX_VALUE, false);
   }
 
   /**
@@ -257,9 +285,10 @@ final class PendingRequests {
   /**
    * One pass in arrival order: adds every request not yet chosen that fits the rows, may share the
    * first one's execution and, with {@code share} below {@code Integer.MAX_VALUE}, keeps its lane
-   * within {@code share} rows (a lane's first request is always allowed).
+   * within {@code share} rows (a lane's first request is always allowed). With {@code lightOnly},
+   * only requests of light lanes ({@link #hasLightAndHeavy}).
    */
-  private void fill(Batch batch, int limit, int share) {
+  private void fill(Batch batch, int limit, int share, boolean lightOnly) {
     for (int i = 0; i < count && !batch.isFull() && batch.rows() < limit; i++) {
       if (taken[i]) {
         continue;
@@ -271,22 +300,49 @@ final class PendingRequests {
               || !batch.get(0).decoded().canShareBatchWith(candidate.decoded()))) {
         continue;
       }
-      if (share != Integer.MAX_VALUE) {
+      if (share != Integer.MAX_VALUE || lightOnly) {
         int lane = laneOf(candidate.lane());
-        if (laneRows[lane] > 0 && laneRows[lane] + rows > share) {
+        if (lightOnly && lanePending[lane] > lightRows) {
           continue;
         }
-        laneRows[lane] += rows;
+        if (share != Integer.MAX_VALUE) {
+          if (laneRows[lane] > 0 && laneRows[lane] + rows > share) {
+            continue;
+          }
+          laneRows[lane] += rows;
+        }
       }
       pick(batch, i);
     }
   }
 
-  /** Counts the lanes among the pending requests, and zeroes their rows for a fair pass. */
+  /**
+   * Whether some lanes are light — their pending rows within {@code share}, an equal share of a
+   * batch — while others are heavy (beyond it). Remembers the bound for {@link #fill}.
+   */
+  private boolean hasLightAndHeavy(int share) {
+    boolean light = false;
+    boolean heavy = false;
+    for (int i = 0; i < laneCount; i++) {
+      if (lanePending[i] <= share) {
+        light = true;
+      } else {
+        heavy = true;
+      }
+    }
+    lightRows = share;
+    return light && heavy;
+  }
+
+  /**
+   * Counts the lanes among the pending requests and the rows each has pending, and zeroes their
+   * rows placed for a fair pass.
+   */
   private int countLanes() {
     laneCount = 0;
+    Arrays.fill(lanePending, 0);
     for (int i = 0; i < count; i++) {
-      laneOf(pending[i].lane());
+      lanePending[laneOf(pending[i].lane())] += Math.max(1, pending[i].decoded().rows());
     }
     Arrays.fill(laneRows, 0, laneCount, 0);
     return laneCount;

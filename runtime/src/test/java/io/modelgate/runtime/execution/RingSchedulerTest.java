@@ -440,7 +440,7 @@ class RingSchedulerTest {
   }
 
   @Test
-  void lanes_shareEachBatch_soThatAQuietLaneIsInTheNextBatchBehindAFlood() throws Exception {
+  void lanes_aQuietLaneRunsAheadOfAFlood_andBackloggedLanesShareEachBatch() throws Exception {
     GatedExecutor executor = new GatedExecutor();
     RingScheduler scheduler =
         new RingScheduler(
@@ -463,12 +463,27 @@ class RingSchedulerTest {
     Answer quiet = new Answer();
     scheduler.submit(request("quiet", quiet));
     executor.release();
-    // The next batch: half its rows for each lane with requests waiting, the rest to the oldest.
-    assertThat(executor.started.take()).isEqualTo(4);
+    // The quiet lane is within its share of a batch, the flood beyond: the quiet one runs on its own.
+    assertThat(executor.started.take()).isEqualTo(1);
     executor.release();
+    // Then the flood gets a full batch: a light lane never starves a backlog.
     assertThat(executor.started.take()).isEqualTo(4);
     assertThat(quiet.result.get(10, TimeUnit.SECONDS)).isNotNull();
-    assertThat(flood.stream().filter(a -> a.result.isDone()).count()).isEqualTo(3);
+    assertThat(flood.stream().filter(a -> a.result.isDone()).count()).isZero();
+    // Two lanes with a backlog each share every batch, half its rows each.
+    List<Answer> second = new ArrayList<>();
+    for (int i = 0; i < 8; i++) {
+      Answer answer = new Answer();
+      scheduler.submit(request("second", answer));
+      second.add(answer);
+    }
+    executor.release();
+    assertThat(executor.started.take()).isEqualTo(4);
+    assertThat(flood.stream().filter(a -> a.result.isDone()).count()).isEqualTo(4);
+    executor.release();
+    assertThat(executor.started.take()).isEqualTo(4);
+    assertThat(flood.stream().filter(a -> a.result.isDone()).count()).isEqualTo(6);
+    assertThat(second.stream().filter(a -> a.result.isDone()).count()).isEqualTo(2);
     executor.gated = false;
     while (!executor.gates.isEmpty()) {
       executor.release();
@@ -508,10 +523,18 @@ class RingSchedulerTest {
     assertThat(last.result.get(10, TimeUnit.SECONDS)).isNotNull();
   }
 
-  @Test
-  void lanes_takeTurnsWhenEveryRequestRunsAlone() throws Exception {
+  @org.junit.jupiter.params.ParameterizedTest(name = "max batch size {0}")
+  @org.junit.jupiter.params.provider.ValueSource(ints = {0, 1})
+  void lanes_takeTurnsWhenEveryRequestRunsAlone(int maxBatchSize) throws Exception {
     GatedExecutor executor = new GatedExecutor();
-    RingScheduler scheduler = scheduler(64, executor);
+    RingScheduler scheduler =
+        new RingScheduler(
+            "model 'm' version 1",
+            new SchedulerSettings(64, 1),
+            new BatchPolicy(maxBatchSize, 0, List.of()),
+            () -> executor,
+            StageRecorder.NONE);
+    schedulers.add(scheduler);
     scheduler.submit(request("flood", new Answer()));
     assertThat(executor.started.take()).isEqualTo(1);
     List<Answer> flood = new ArrayList<>();
