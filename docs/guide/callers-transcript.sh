@@ -80,3 +80,20 @@ echo "\$ ls state/usage/"
 ls state/usage/
 echo "\$ grep ' access - ' serve.log | tail -n 2"
 grep ' access - ' serve.log | tail -n 2 || true
+echo
+
+echo "## callers 5. access through the admin API"
+admin quota set fraud --requests-per-second 50 --in-flight 8
+show admin token create ci-bot --role operator
+"$repo/bin/modelgate" admin --target "localhost:$((port + 2))" --state-dir state token create ci-bot --role operator 2>&1 \
+  | sed -E 's/mga_[A-Za-z0-9_-]+/mga_(secret, shown once)/' | tee token.txt || true
+echo
+show admin token revoke ci-bot
+"$repo/bin/modelgate" admin --target "localhost:$((port + 2))" --state-dir state token revoke ci-bot 2>&1 | sed "s|$work/||" || true
+echo
+admin quota clear fraud
+show admin --token-file grafana.token token create sneaky --role admin
+"$repo/bin/modelgate" admin --target "localhost:$((port + 2))" --token-file grafana.token token create sneaky --role admin 2>&1 || true
+echo
+echo "\$ grep -E 'CreateToken|RevokeToken|SetQuota' state/audit.log | cut -c1-160"
+grep -E 'CreateToken|RevokeToken|SetQuota' state/audit.log | cut -c1-160

@@ -50,7 +50,7 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
   private final io.modelgate.gateway.health.GoldenSets golden;
   private final io.modelgate.gateway.health.Drift drift;
   private final io.modelgate.gateway.usage.Usage usage;
-  private final java.util.function.Supplier<io.modelgate.proto.admin.v1.AccessReport> access;
+  private final AccessControl access;
   private final StatsRegistry stats;
   private final VersionControl versions;
   private final ScheduledExecutorService watchers =
@@ -68,7 +68,7 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
       io.modelgate.gateway.health.GoldenSets golden,
       io.modelgate.gateway.health.Drift drift,
       io.modelgate.gateway.usage.Usage usage,
-      java.util.function.Supplier<io.modelgate.proto.admin.v1.AccessReport> access,
+      AccessControl access,
       StatsRegistry stats,
       VersionControl versions) {
     this.drift = drift;
@@ -354,7 +354,25 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
   @Override
   public void getAccess(io.modelgate.proto.admin.v1.GetAccessRequest request,
       StreamObserver<io.modelgate.proto.admin.v1.AccessReport> observer) {
-    answer(observer, access);
+    answer(observer, access::report);
+  }
+
+  @Override
+  public void createToken(io.modelgate.proto.admin.v1.CreateTokenRequest request,
+      StreamObserver<io.modelgate.proto.admin.v1.CreatedToken> observer) {
+    answer(observer, () -> access.createToken(request.getName(), request.getRole(), AdminAuth.caller()));
+  }
+
+  @Override
+  public void revokeToken(io.modelgate.proto.admin.v1.RevokeTokenRequest request,
+      StreamObserver<io.modelgate.proto.admin.v1.AccessReport> observer) {
+    answer(observer, () -> access.revokeToken(request.getName(), AdminAuth.caller()));
+  }
+
+  @Override
+  public void setQuota(io.modelgate.proto.admin.v1.SetQuotaRequest request,
+      StreamObserver<io.modelgate.proto.admin.v1.AccessReport> observer) {
+    answer(observer, () -> access.setQuota(request, AdminAuth.caller()));
   }
 
   /** An RFC 3339 instant, or a date (its midnight, UTC). */

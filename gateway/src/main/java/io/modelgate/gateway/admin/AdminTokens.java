@@ -46,6 +46,16 @@ public final class AdminTokens {
     public boolean allows(Role needed) {
       return compareTo(needed) >= 0;
     }
+
+    /** The role of this configuration name ({@code viewer}, {@code operator}, {@code admin}), or null. */
+    public static Role named(String name) {
+      for (Role role : values()) {
+        if (role.configName().equals(name)) {
+          return role;
+        }
+      }
+      return null;
+    }
   }
 
   /** A token: its name (in the audit log), the hash of its secret, its role. */
@@ -105,6 +115,13 @@ public final class AdminTokens {
       tokens.add(new Token(name, hash, role));
     }
     return new AdminTokens(tokens);
+  }
+
+  /** These tokens and {@code more} (the admin API's), as one set. */
+  public AdminTokens with(List<Token> more) {
+    List<Token> all = new ArrayList<>(tokens);
+    all.addAll(more);
+    return new AdminTokens(all);
   }
 
   /** The token whose secret is {@code presented}, or null; every hash is compared, in constant time each. */

@@ -379,7 +379,7 @@ public final class CallerPolicy {
   }
 
   /** The highest rate a quota may set, a second (the token buckets count thousandths of a token). */
-  static final double MAX_RATE = 1_000_000;
+  public static final double MAX_RATE = 1_000_000;
 
   private static double positive(Map<?, ?> fields, String key, String where) throws InvalidCallersException {
     Object value = fields.get(key);

@@ -12,17 +12,18 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
- * Each tenant's quota from the callers file: requests and rows a second (Bucket4j token buckets
+ * Each tenant's quota — set through the admin API, else the callers file's: requests and rows a second (Bucket4j token buckets
  * holding one second's worth) and requests in flight. Over a limit, a request is refused at once
  * with RESOURCE_EXHAUSTED and the time after which a retry can succeed ({@link
  * InferenceException#retryAfter}), sent to the client as a {@code google.rpc.RetryInfo}.
  *
  * <p>Threads: request threads call {@link #admit}, answering threads {@link Admission#release};
- * the buckets are lock-free. A tenant's buckets are made again when its quota changes in the file.
+ * the buckets are lock-free. A tenant's buckets are made again when its quota changes.
  */
 public final class Quotas {
   private final TimeMeter time;
   private final Map<String, State> states = new ConcurrentHashMap<>();
+  private final java.util.function.Function<String, CallerPolicy.Quota> overrides;
 
   /** A tenant's buckets for one quota. */
   private static final class State {
@@ -63,7 +64,17 @@ public final class Quotas {
     }
   }
 
+  /** No quota is set through the admin API. */
   public Quotas(Clock clock) {
+    this(clock, tenant -> null);
+  }
+
+  /**
+   * @param overrides the quota set through the admin API for a tenant, in place of the callers
+   *     file's, or null; called on request threads, so it must not block
+   */
+  public Quotas(Clock clock, java.util.function.Function<String, CallerPolicy.Quota> overrides) {
+    this.overrides = overrides;
     this.time = new TimeMeter() {
       @Override
       public long currentTimeNanos() {
@@ -84,10 +95,14 @@ public final class Quotas {
    *     limit is reached; nothing is taken then
    */
   public Admission admit(CallerAuth.Caller caller, int rows) {
-    if (caller.entry() == null || !caller.entry().quota().limits()) {
+    if (caller.entry() == null) {
       return Admission.FREE;
     }
-    CallerPolicy.Quota quota = caller.entry().quota();
+    CallerPolicy.Quota override = overrides.apply(caller.tenant());
+    CallerPolicy.Quota quota = override != null ? override : caller.entry().quota();
+    if (!quota.limits()) {
+      return Admission.FREE;
+    }
     State state = states.compute(caller.tenant(), (tenant, old) -> old != null && old.quota.equals(quota) ? old : new State(quota, time));
     if (quota.inFlight() > 0 && state.inFlight.incrementAndGet() > quota.inFlight()) {
       state.inFlight.decrementAndGet();

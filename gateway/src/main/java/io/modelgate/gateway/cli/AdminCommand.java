@@ -37,6 +37,7 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
 import picocli.CommandLine.ParentCommand;
 import picocli.CommandLine.Spec;
 
@@ -58,7 +59,9 @@ import picocli.CommandLine.Spec;
       AdminCommand.Validate.class,
       AdminCommand.DriftCommand.class,
       AdminCommand.UsageCommand.class,
-      AdminCommand.Access.class
+      AdminCommand.Access.class,
+      AdminCommand.TokenCommand.class,
+      AdminCommand.QuotaCommand.class
     })
 final class AdminCommand implements Runnable {
   @Spec CommandSpec spec;
@@ -585,37 +588,142 @@ final class AdminCommand implements Runnable {
 
     @Override
     public Integer call() throws Exception {
-      return execute(admin, spec, (client, out) -> {
-        io.modelgate.proto.admin.v1.AccessReport report =
-            client.call().getAccess(io.modelgate.proto.admin.v1.GetAccessRequest.getDefaultInstance());
-        out.printf("admin tokens%s:%n", report.getTokensFile().isEmpty() ? "" : " (" + report.getTokensFile() + ")");
-        for (io.modelgate.proto.admin.v1.AccessToken token : report.getTokensList()) {
-          out.printf("  %-20s %s%n", token.getName(), token.getRole());
-        }
-        if (report.getCallersFile().isEmpty()) {
-          out.println("callers: none (the inference port is open)");
-          return;
-        }
-        out.printf("callers (%s), identified by %s:%n", report.getCallersFile(), String.join(", ", report.getIdentifyList()));
-        out.printf("  %-16s %-8s %-24s %s%n", "TENANT", "KEYS", "MODELS", "QUOTA");
-        for (io.modelgate.proto.admin.v1.AccessTenant t : report.getTenantsList()) {
-          java.util.List<String> quota = new java.util.ArrayList<>();
-          if (t.getRequestsPerSecond() > 0) {
-            quota.add(t.getRequestsPerSecond() + " requests/s");
-          }
-          if (t.getRowsPerSecond() > 0) {
-            quota.add(t.getRowsPerSecond() + " rows/s");
-          }
-          if (t.getInFlight() > 0) {
-            quota.add(t.getInFlight() + " in flight");
-          }
-          out.printf("  %-16s %-8d %-24s %s%n", t.getName(), t.getApiKeys(),
-              t.getModelsCount() == 0 ? "all" : String.join(",", t.getModelsList()), quota.isEmpty() ? "none" : String.join(", ", quota));
-          for (String certificate : t.getCertificatesList()) {
-            out.printf("  %-16s certificate %s%n", "", certificate);
-          }
-        }
+      return execute(admin, spec, (client, out) ->
+          printAccess(out, client.call().getAccess(io.modelgate.proto.admin.v1.GetAccessRequest.getDefaultInstance())));
+    }
+  }
+
+  static void printAccess(PrintWriter out, io.modelgate.proto.admin.v1.AccessReport report) {
+    out.printf("admin tokens%s:%n", report.getTokensFile().isEmpty() ? "" : " (file " + report.getTokensFile() + ")");
+    for (io.modelgate.proto.admin.v1.AccessToken token : report.getTokensList()) {
+      out.printf("  %-20s %-9s %s%n", token.getName(), token.getRole(), switch (token.getSource()) {
+        case "server" -> "the server's own";
+        case "file" -> "tokens file";
+        case "api" -> "admin API, by " + token.getCreatedBy() + " at " + Instant.ofEpochMilli(token.getCreatedAtMs());
+        default -> token.getSource();
       });
+    }
+    if (report.getCallersFile().isEmpty()) {
+      out.println("callers: none (the inference port is open)");
+      return;
+    }
+    out.printf("callers (%s), identified by %s:%n", report.getCallersFile(), String.join(", ", report.getIdentifyList()));
+    out.printf("  %-16s %-8s %-24s %s%n", "TENANT", "KEYS", "MODELS", "QUOTA");
+    for (io.modelgate.proto.admin.v1.AccessTenant t : report.getTenantsList()) {
+      java.util.List<String> quota = new java.util.ArrayList<>();
+      if (t.getRequestsPerSecond() > 0) {
+        quota.add(trim(t.getRequestsPerSecond()) + " requests/s");
+      }
+      if (t.getRowsPerSecond() > 0) {
+        quota.add(trim(t.getRowsPerSecond()) + " rows/s");
+      }
+      if (t.getInFlight() > 0) {
+        quota.add(t.getInFlight() + " in flight");
+      }
+      String text = quota.isEmpty() ? "none" : String.join(", ", quota);
+      if (t.getQuotaSource().equals("api")) {
+        text += " (set through the admin API)";
+      }
+      out.printf("  %-16s %-8d %-24s %s%n", t.getName(), t.getApiKeys(),
+          t.getModelsCount() == 0 ? "all" : String.join(",", t.getModelsList()), text);
+      for (String certificate : t.getCertificatesList()) {
+        out.printf("  %-16s certificate %s%n", "", certificate);
+      }
+    }
+  }
+
+  private static String trim(double value) {
+    return value == Math.rint(value) ? String.valueOf((long) value) : String.valueOf(value);
+  }
+
+  @Command(name = "token", description = "Make or revoke admin tokens (role admin); they are kept in the control store.",
+      subcommands = {TokenCommand.Create.class, TokenCommand.Revoke.class})
+  static final class TokenCommand implements Runnable {
+    @ParentCommand AdminCommand admin;
+    @Spec CommandSpec spec;
+    @Mixin HelpOption help;
+
+    @Override
+    public void run() {
+      spec.commandLine().usage(spec.commandLine().getOut());
+    }
+
+    @Command(name = "create", description = "Make a token with a role; prints its secret, which is shown only once.")
+    static final class Create implements Callable<Integer> {
+      @ParentCommand TokenCommand parent;
+      @Spec CommandSpec spec;
+      @Mixin HelpOption help;
+      @Parameters(index = "0", paramLabel = "NAME", description = "Names the token in the audit log.") String name;
+      @Option(names = "--role", required = true, description = "viewer, operator or admin.") String role;
+
+      @Override
+      public Integer call() throws Exception {
+        return execute(parent.admin, spec, (client, out) -> {
+          io.modelgate.proto.admin.v1.CreatedToken token = client.call().createToken(
+              io.modelgate.proto.admin.v1.CreateTokenRequest.newBuilder().setName(name).setRole(role).build());
+          out.printf("token %s (%s): %s%n", token.getName(), token.getRole(), token.getToken());
+          out.println("keep it now: the server keeps only its SHA-256");
+        });
+      }
+    }
+
+    @Command(name = "revoke", description = "Revoke a token made with 'admin token create'.")
+    static final class Revoke implements Callable<Integer> {
+      @ParentCommand TokenCommand parent;
+      @Spec CommandSpec spec;
+      @Mixin HelpOption help;
+      @Parameters(index = "0", paramLabel = "NAME") String name;
+
+      @Override
+      public Integer call() throws Exception {
+        return execute(parent.admin, spec, (client, out) -> printAccess(out, client.call().revokeToken(
+            io.modelgate.proto.admin.v1.RevokeTokenRequest.newBuilder().setName(name).build())));
+      }
+    }
+  }
+
+  @Command(name = "quota", description = "Set or clear a tenant's quota in place of the callers file's (role admin).",
+      subcommands = {QuotaCommand.Set.class, QuotaCommand.Clear.class})
+  static final class QuotaCommand implements Runnable {
+    @ParentCommand AdminCommand admin;
+    @Spec CommandSpec spec;
+    @Mixin HelpOption help;
+
+    @Override
+    public void run() {
+      spec.commandLine().usage(spec.commandLine().getOut());
+    }
+
+    @Command(name = "set", description = "Set a tenant's limits; a limit left out is none.")
+    static final class Set implements Callable<Integer> {
+      @ParentCommand QuotaCommand parent;
+      @Spec CommandSpec spec;
+      @Mixin HelpOption help;
+      @Parameters(index = "0", paramLabel = "TENANT") String tenant;
+      @Option(names = "--requests-per-second", defaultValue = "0") double requests;
+      @Option(names = "--rows-per-second", defaultValue = "0") double rows;
+      @Option(names = "--in-flight", defaultValue = "0") int inFlight;
+
+      @Override
+      public Integer call() throws Exception {
+        return execute(parent.admin, spec, (client, out) -> printAccess(out, client.call().setQuota(
+            io.modelgate.proto.admin.v1.SetQuotaRequest.newBuilder().setTenant(tenant).setRequestsPerSecond(requests)
+                .setRowsPerSecond(rows).setInFlight(inFlight).build())));
+      }
+    }
+
+    @Command(name = "clear", description = "Clear the quota set through the admin API; the callers file's applies again.")
+    static final class Clear implements Callable<Integer> {
+      @ParentCommand QuotaCommand parent;
+      @Spec CommandSpec spec;
+      @Mixin HelpOption help;
+      @Parameters(index = "0", paramLabel = "TENANT") String tenant;
+
+      @Override
+      public Integer call() throws Exception {
+        return execute(parent.admin, spec, (client, out) -> printAccess(out, client.call().setQuota(
+            io.modelgate.proto.admin.v1.SetQuotaRequest.newBuilder().setTenant(tenant).setClear(true).build())));
+      }
     }
   }
 

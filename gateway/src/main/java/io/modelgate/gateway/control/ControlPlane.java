@@ -292,6 +292,28 @@ public final class ControlPlane implements AutoCloseable {
     return known != null ? known : new ControlStore.Stored(ModelControl.newBuilder().setModel(model).build(), 0);
   }
 
+  /** The access the admin API manages, as the store has it (one owner of the store: this). */
+  public synchronized ControlStore.StoredAccess access() {
+    return store.access();
+  }
+
+  /**
+   * Replaces the managed access by compare-and-swap, audited as {@code action} by {@code caller}.
+   *
+   * @throws ControlStore.AccessConflict when another change came first
+   */
+  public synchronized long commitAccess(io.modelgate.proto.admin.v1.ManagedAccess next, long expectedRevision,
+      String caller, String action, String detail) {
+    AuditRecord record =
+        AuditRecord.newBuilder()
+            .setTimeMs(clock.millis())
+            .setCaller(caller)
+            .setAction(action)
+            .setDetail(detail)
+            .build();
+    return store.commitAccess(next, expectedRevision, record);
+  }
+
   /** Records an admin action that is not a routing change (load, unload). */
   public synchronized void audit(String caller, String action, String model, long version, String detail) {
     AuditRecord record =

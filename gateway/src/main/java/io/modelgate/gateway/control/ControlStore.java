@@ -86,6 +86,37 @@ public interface ControlStore extends AutoCloseable {
    */
   List<io.modelgate.proto.admin.v1.UsageReport> usage(String fromHour, String toHour);
 
+  /** The access the admin API manages (tokens, quotas) and its store revision (0: never written). */
+  record StoredAccess(io.modelgate.proto.admin.v1.ManagedAccess access, long revision) {
+    public static final StoredAccess NONE =
+        new StoredAccess(io.modelgate.proto.admin.v1.ManagedAccess.getDefaultInstance(), 0);
+  }
+
+  /**
+   * The access the admin API manages, as last committed by any replica.
+   *
+   * @throws io.modelgate.runtime.error.InferenceException UNAVAILABLE when the store cannot be read
+   */
+  StoredAccess access();
+
+  /**
+   * Replaces the managed access if it is still at {@code expectedRevision}, with its audit record.
+   * Returns the new revision.
+   *
+   * @throws AccessConflict when another change came first
+   * @throws io.modelgate.runtime.error.InferenceException UNAVAILABLE when the store cannot be written
+   */
+  long commitAccess(io.modelgate.proto.admin.v1.ManagedAccess next, long expectedRevision, AuditRecord audit);
+
+  /** A compare-and-swap of the managed access that lost: someone else changed it first. */
+  final class AccessConflict extends RuntimeException {
+    private static final long serialVersionUID = 1L;
+
+    public AccessConflict() {
+      super("the managed access changed since it was read", null, false, false);
+    }
+  }
+
   /** Whether other replicas share this store (and publish snapshots). */
   boolean shared();
 

@@ -76,6 +76,7 @@ public final class EtcdControlStore implements ControlStore {
   private final String auditPrefix;
   private final String statsPrefix;
   private final String usagePrefix;
+  private final ByteSequence accessKey;
   private final String target;
   private final long timeoutMs;
   private final ScheduledExecutorService thread;
@@ -132,6 +133,7 @@ public final class EtcdControlStore implements ControlStore {
     this.auditPrefix = settings.prefix() + "audit/";
     this.statsPrefix = settings.prefix() + "stats/";
     this.usagePrefix = settings.prefix() + "usage/";
+    this.accessKey = bytes(settings.prefix() + "access");
     this.thread =
         Executors.newSingleThreadScheduledExecutor(
             r -> {
@@ -470,6 +472,48 @@ public final class EtcdControlStore implements ControlStore {
     } catch (IOException e) {
       throw InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage());
     }
+  }
+
+  @Override
+  public StoredAccess access() {
+    GetResponse response;
+    try {
+      response = await(kv.get(accessKey));
+    } catch (IOException e) {
+      throw InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage());
+    }
+    if (response.getKvs().isEmpty()) {
+      return StoredAccess.NONE;
+    }
+    KeyValue value = response.getKvs().get(0);
+    try {
+      return new StoredAccess(io.modelgate.proto.admin.v1.ManagedAccess.parseFrom(value.getValue().getBytes()),
+          value.getModRevision());
+    } catch (InvalidProtocolBufferException e) {
+      throw InferenceException.internal("etcd key " + accessKey + " is not modelgate's managed access: " + e.getMessage(), e);
+    }
+  }
+
+  @Override
+  public long commitAccess(io.modelgate.proto.admin.v1.ManagedAccess next, long expectedRevision, AuditRecord audit) {
+    Cmp unchanged = expectedRevision == 0
+        ? new Cmp(accessKey, Cmp.Op.EQUAL, CmpTarget.version(0))
+        : new Cmp(accessKey, Cmp.Op.EQUAL, CmpTarget.modRevision(expectedRevision));
+    TxnResponse response;
+    try {
+      response = await(kv.txn().If(unchanged)
+          .Then(Op.put(accessKey, ByteSequence.from(next.toByteArray()), PutOption.DEFAULT), auditPut(audit))
+          .commit());
+    } catch (IOException e) {
+      down(e);
+      throw InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached, so the change"
+          + " was not made: " + e.getMessage());
+    }
+    up();
+    if (!response.isSucceeded()) {
+      throw new AccessConflict();
+    }
+    return response.getHeader().getRevision();
   }
 
   @Override

@@ -30,6 +30,8 @@ public final class FileControlStore implements ControlStore {
   private volatile long downSinceMs;
   private volatile String error = "";
   private volatile long revision;
+  /** Written under the caller's lock; the revision is this process's count of access changes. */
+  private volatile StoredAccess access = StoredAccess.NONE;
 
   public FileControlStore(StateStore files, String replica) {
     this.files = files;
@@ -52,6 +54,9 @@ public final class FileControlStore implements ControlStore {
     }
     for (Rollout rollout : saved.getRolloutsList()) {
       models.computeIfAbsent(rollout.getModel(), m -> ModelControl.newBuilder().setModel(m)).setRollout(rollout);
+    }
+    if (saved.hasAccess()) {
+      access = new StoredAccess(saved.getAccess(), 1);
     }
     records.clear();
     for (Map.Entry<String, ModelControl.Builder> e : models.entrySet()) {
@@ -88,8 +93,39 @@ public final class FileControlStore implements ControlStore {
     return written.revision();
   }
 
+  @Override
+  public StoredAccess access() {
+    return access;
+  }
+
+  @Override
+  public long commitAccess(io.modelgate.proto.admin.v1.ManagedAccess next, long expectedRevision, AuditRecord audit) {
+    {
+      StoredAccess current = access;
+      if (current.revision() != expectedRevision) {
+        throw new AccessConflict();
+      }
+      access = new StoredAccess(next, current.revision() + 1);
+      try {
+        files.save(state());
+        files.audit(audit.toBuilder().setReplica(replica).build());
+        up();
+      } catch (UncheckedIOException e) {
+        access = current;
+        down(e);
+        throw InferenceException.unavailable(
+            "the state directory cannot be written, so the change was not made: " + e.getMessage());
+      }
+      return current.revision() + 1;
+    }
+  }
+
   private AdminState state() {
     AdminState.Builder state = AdminState.newBuilder();
+    StoredAccess managed = access;
+    if (managed.revision() > 0) {
+      state.setAccess(managed.access());
+    }
     for (Stored stored : records.values()) {
       ModelControl control = stored.control();
       if (control.getPolicy().getRevision() > 0) {

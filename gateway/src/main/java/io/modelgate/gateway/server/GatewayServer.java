@@ -86,6 +86,7 @@ public final class GatewayServer {
   private final io.modelgate.gateway.config.WatchedFile<io.modelgate.gateway.callers.CallerPolicy> callers;
   private final io.modelgate.gateway.usage.Usage usage;
   private final io.modelgate.gateway.config.WatchedFile<io.modelgate.gateway.admin.AdminTokens> adminTokens;
+  private final io.modelgate.gateway.admin.AccessControl access;
   private final AdminService admin;
   private final HttpEndpoints metrics;
   private final HealthStatusManager health;
@@ -114,6 +115,7 @@ public final class GatewayServer {
     this.usage = b.usage;
     this.adminTokens = b.adminTokens;
     this.admin = b.admin;
+    this.access = b.access;
     this.metrics = b.metrics;
     this.health = b.health;
     this.inference = b.inference;
@@ -137,6 +139,7 @@ public final class GatewayServer {
     io.modelgate.gateway.health.Drift drift;
     io.modelgate.gateway.config.WatchedFile<io.modelgate.gateway.callers.CallerPolicy> callers;
     io.modelgate.gateway.config.WatchedFile<io.modelgate.gateway.admin.AdminTokens> adminTokens;
+    io.modelgate.gateway.admin.AccessControl access;
     io.modelgate.gateway.usage.Usage usage;
     AdminService admin;
     HttpEndpoints metrics;
@@ -278,6 +281,8 @@ public final class GatewayServer {
     b.control = new ControlPlane(b.router, store, stats, b.golden, stats.clock(), stats.background(), controlSettings.replica());
     try {
       b.control.start();
+      b.access = new io.modelgate.gateway.admin.AccessControl(adminSettings.token(), b.adminTokens, b.callers, b.control,
+          stats.clock()).start(store.shared());
     } catch (IOException | RuntimeException e) {
       b.control.close();
       b.golden.close();
@@ -299,8 +304,7 @@ public final class GatewayServer {
     b.gatewayMetrics = new GatewayMetrics(stats.prometheus(), repository, b.router, b.control, state, b.golden);
     b.versions = new io.modelgate.gateway.admin.VersionControl(repository, b.control, drainTimeout);
     b.fleet = new io.modelgate.gateway.control.Fleet(b.control, stats, stats.clock(), stats.background());
-    b.admin = new AdminService(repository, b.control, b.fleet, b.golden, b.drift, b.usage,
-        () -> access(adminSettings, b.adminTokens, b.callers), stats, b.versions);
+    b.admin = new AdminService(repository, b.control, b.fleet, b.golden, b.drift, b.usage, b.access, stats, b.versions);
     GatewayServer[] self = new GatewayServer[1];
     InferenceService inference =
         b.inference = new InferenceService(
@@ -315,10 +319,8 @@ public final class GatewayServer {
             b.payloadLog,
             b.drift,
             b.usage,
-            new io.modelgate.gateway.callers.Quotas(stats.clock()));
-    io.modelgate.gateway.admin.AdminTokens primaryOnly = io.modelgate.gateway.admin.AdminTokens.primary(adminSettings.token());
-    java.util.function.Supplier<io.modelgate.gateway.admin.AdminTokens> tokens =
-        b.adminTokens != null ? b.adminTokens : () -> primaryOnly;
+            new io.modelgate.gateway.callers.Quotas(stats.clock(), b.access::quota));
+    java.util.function.Supplier<io.modelgate.gateway.admin.AdminTokens> tokens = b.access::tokens;
     ControlPlane control = b.control;
     // A call refused for its role is audited, off the transport's thread (the store may be etcd).
     java.util.function.BiConsumer<String, String> denied = (caller, what) ->
@@ -383,6 +385,7 @@ public final class GatewayServer {
           b.adminTokens.close();
         }
         b.admin.close();
+        b.access.close();
         b.versions.close();
         b.gatewayMetrics.close();
       }
@@ -437,38 +440,6 @@ public final class GatewayServer {
   /** The callers file in force, or null when the inference port is open. */
   public io.modelgate.gateway.config.WatchedFile<io.modelgate.gateway.callers.CallerPolicy> callers() {
     return callers;
-  }
-
-  /** Who has access: the admin tokens and the callers file's tenants, without a secret. */
-  private static io.modelgate.proto.admin.v1.AccessReport access(AdminSettings settings,
-      io.modelgate.gateway.config.WatchedFile<io.modelgate.gateway.admin.AdminTokens> tokens,
-      io.modelgate.gateway.config.WatchedFile<io.modelgate.gateway.callers.CallerPolicy> callers) {
-    io.modelgate.proto.admin.v1.AccessReport.Builder report = io.modelgate.proto.admin.v1.AccessReport.newBuilder();
-    io.modelgate.gateway.admin.AdminTokens known =
-        tokens != null ? tokens.get() : io.modelgate.gateway.admin.AdminTokens.primary(settings.token());
-    for (io.modelgate.gateway.admin.AdminTokens.Token token : known.tokens()) {
-      report.addTokens(io.modelgate.proto.admin.v1.AccessToken.newBuilder()
-          .setName(token.name()).setRole(token.role().configName()));
-    }
-    if (tokens != null) {
-      report.setTokensFile(tokens.file().toString());
-    }
-    if (callers != null) {
-      io.modelgate.gateway.callers.CallerPolicy policy = callers.get();
-      report.setCallersFile(callers.file().toString());
-      policy.methods().forEach(m -> report.addIdentify(m.name().toLowerCase(java.util.Locale.ROOT)));
-      for (io.modelgate.gateway.callers.CallerPolicy.Tenant tenant : new java.util.TreeMap<>(policy.tenants()).values()) {
-        report.addTenants(io.modelgate.proto.admin.v1.AccessTenant.newBuilder()
-            .setName(tenant.name())
-            .addAllModels(new java.util.TreeSet<>(tenant.models()))
-            .setApiKeys(tenant.keyHashes().size())
-            .addAllCertificates(new java.util.TreeSet<>(tenant.certificates()))
-            .setRequestsPerSecond(tenant.quota().requestsPerSecond())
-            .setRowsPerSecond(tenant.quota().rowsPerSecond())
-            .setInFlight(tenant.quota().inFlight()));
-      }
-    }
-    return report.build();
   }
 
   /** The admin tokens file in force, or null when only the server's own token is. */
@@ -603,6 +574,7 @@ public final class GatewayServer {
     if (adminTokens != null) {
       adminTokens.close();
     }
+    access.close();
     repository.closeSessions();
     phases.add(Phase.SESSIONS_CLOSED);
     try {

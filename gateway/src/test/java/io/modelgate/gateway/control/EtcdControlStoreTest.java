@@ -129,6 +129,42 @@ class EtcdControlStoreTest {
   }
 
   @Test
+  void aTokenMadeOnOneReplica_admitsOnEvery_andItsRevocationToo() throws Exception {
+    try (Gateway a = replica("/access/", "a"); Gateway b = replica("/access/", "b")) {
+      String secret = a.admin().createToken(io.modelgate.proto.admin.v1.CreateTokenRequest.newBuilder()
+          .setName("dashboards").setRole("viewer").build()).getToken();
+      // b reads the fleet's access again every 2 s.
+      eventually("b admits the token made on a", () -> {
+        try {
+          return b.adminAs(secret).listModels(io.modelgate.proto.admin.v1.ListModelsRequest.getDefaultInstance())
+              .getModelsCount() > 0;
+        } catch (io.grpc.StatusRuntimeException e) {
+          return false;
+        }
+      });
+      // Two replicas making tokens at once: compare-and-swap keeps both.
+      java.util.concurrent.CompletableFuture<?> one = java.util.concurrent.CompletableFuture.runAsync(() ->
+          a.admin().createToken(io.modelgate.proto.admin.v1.CreateTokenRequest.newBuilder().setName("one").setRole("viewer").build()));
+      java.util.concurrent.CompletableFuture<?> two = java.util.concurrent.CompletableFuture.runAsync(() ->
+          b.admin().createToken(io.modelgate.proto.admin.v1.CreateTokenRequest.newBuilder().setName("two").setRole("viewer").build()));
+      one.get(30, TimeUnit.SECONDS);
+      two.get(30, TimeUnit.SECONDS);
+      b.admin().revokeToken(io.modelgate.proto.admin.v1.RevokeTokenRequest.newBuilder().setName("dashboards").build());
+      eventually("a refuses the token revoked on b", () -> {
+        try {
+          a.adminAs(secret).listModels(io.modelgate.proto.admin.v1.ListModelsRequest.getDefaultInstance());
+          return false;
+        } catch (io.grpc.StatusRuntimeException e) {
+          return e.getStatus().getCode() == io.grpc.Status.Code.UNAUTHENTICATED;
+        }
+      });
+      assertThat(a.admin().getAccess(io.modelgate.proto.admin.v1.GetAccessRequest.getDefaultInstance()).getTokensList())
+          .extracting(t -> t.getName() + ":" + t.getSource())
+          .containsExactly("admin:server", "one:api", "two:api");
+    }
+  }
+
+  @Test
   void twoOperatorsOnTwoReplicas_changingTheSameModel_exactlyOneWins_theOtherIsAbortedWithTheRevision() throws Exception {
     try (Gateway a = replica("/cas/", "a"); Gateway b = replica("/cas/", "b")) {
       for (int round = 0; round < 20; round++) {

@@ -111,7 +111,7 @@ public final class Gateway implements AutoCloseable {
         clock);
   }
 
-  private static Gateway inProcess(
+  public static Gateway inProcess(
       Path root, Duration drainTimeout, Duration shutdownDelay, AdminSettings adminSettings, Clock clock)
       throws IOException {
     StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), clock, false);
