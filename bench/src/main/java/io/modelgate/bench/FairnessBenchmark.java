@@ -33,6 +33,7 @@ final class FairnessBenchmark implements Callable<Integer> {
 
   @Option(names = "--model", defaultValue = "cnn_mnist") String model;
   @Option(names = "--flood-callers", defaultValue = "512", description = "Closed-loop callers of the flooding tenant.") int floodCallers;
+  @Option(names = "--flood-rows", defaultValue = "1", description = "Rows in each of the flood's requests.") int floodRows;
   @Option(names = "--small-share", defaultValue = "0.1", description = "The small tenant's rate, as a share of capacity.") double smallShare;
   @Option(names = "--duration", defaultValue = "10") int durationSeconds;
   @Option(names = "--warmup", defaultValue = "5") int warmupSeconds;
@@ -64,13 +65,13 @@ final class FairnessBenchmark implements Callable<Integer> {
         LoadGenerator.Result capacity = new LoadGenerator(bigChannels, request)
             .run(LoadGenerator.Options.closed(64, false, warmup, duration), line -> {});
         double rate = capacity.throughput() * smallShare;
-        out.printf("fairness: model %s, capacity %.0f calls/s (64 closed-loop callers), small tenant at %.0f calls/s, flood of %d callers%n",
-            model, capacity.throughput(), rate, floodCallers);
+        out.printf("fairness: model %s, capacity %.0f calls/s (64 closed-loop callers), small tenant at %.0f calls/s, flood of %d callers sending %d row(s) a request%n",
+            model, capacity.throughput(), rate, floodCallers, floodRows);
         LoadGenerator.Result alone = new LoadGenerator(smallChannels, request)
             .run(LoadGenerator.Options.open(rate, false, warmup, duration), line -> {});
         CompletableFuture<LoadGenerator.Result> flood = CompletableFuture.supplyAsync(() -> {
           try {
-            return new LoadGenerator(bigChannels, request)
+            return new LoadGenerator(bigChannels, floodRows == 1 ? request : bench.batchRequest("m", floodRows))
                 .run(LoadGenerator.Options.closed(floodCallers, false, Duration.ZERO, warmup.plus(duration).plusSeconds(2)).backingOff(), line -> {});
           } catch (Exception e) {
             throw new IllegalStateException(e);
