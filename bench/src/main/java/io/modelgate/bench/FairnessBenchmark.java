@@ -87,13 +87,13 @@ final class FairnessBenchmark implements Callable<Integer> {
         out.println("| run | tenant | calls/s | p50 ms | p99 ms | p99.9 ms | errors | server p50 ms | server p99 ms |");
         out.println("|---|---|---|---|---|---|---|---|---|");
         var usage = gateway.server().usage();
-        row(out, "capacity", "big, 64 callers", capacity, null);
-        row(out, "alone", "small", alone, usage.latency("small", "m", "1"));
-        row(out, "under the flood", "quiet (as small)", under, usage.latency("quiet", "m", "1"));
-        row(out, "under the flood", "big, " + floodCallers + " callers", flooded, null);
+        row(out, "capacity", "big, 64 callers", capacity, null, null);
+        row(out, "alone", "small", alone, usage, "small");
+        row(out, "under the flood", "quiet (as small)", under, usage, "quiet");
+        row(out, "under the flood", "big, " + floodCallers + " callers", flooded, null, null);
         out.printf("%nsmall tenant's p99 under the flood / alone: %.2f at the client, %.2f at the server%n",
             under.latencyMicros().getValueAtPercentile(99) / (double) Math.max(1, alone.latencyMicros().getValueAtPercentile(99)),
-            p99(usage.latency("quiet", "m", "1")) / Math.max(1e-9, p99(usage.latency("small", "m", "1"))));
+            usage.latency("quiet", "m", "1", 0.99) / Math.max(1e-9, usage.latency("small", "m", "1", 0.99)));
         long executions = after.getExecutionCount() - before.getExecutionCount();
         long rows = after.getInferenceCount() - before.getInferenceCount();
         double computeNanos = after.getInferenceStats().getComputeInfer().getNs() - before.getInferenceStats().getComputeInfer().getNs();
@@ -116,27 +116,11 @@ final class FairnessBenchmark implements Callable<Integer> {
   }
 
   private static void row(PrintWriter out, String run, String tenant, LoadGenerator.Result r,
-      io.micrometer.core.instrument.distribution.HistogramSnapshot server) {
+      io.modelgate.gateway.usage.Usage usage, String server) {
     out.printf("| %s | %s | %.0f | %.3f | %.3f | %.3f | %s | %s | %s |%n", run, tenant, r.throughput(),
         r.latencyMicros().getValueAtPercentile(50) / 1000.0, r.latencyMicros().getValueAtPercentile(99) / 1000.0,
         r.latencyMicros().getValueAtPercentile(99.9) / 1000.0, r.errors(),
-        server == null ? "" : String.format("%.3f", percentile(server, 0.5) * 1000),
-        server == null ? "" : String.format("%.3f", percentile(server, 0.99) * 1000));
-  }
-
-  /** The server's percentile in seconds, or NaN. */
-  private static double percentile(io.micrometer.core.instrument.distribution.HistogramSnapshot snapshot, double p) {
-    if (snapshot != null) {
-      for (var value : snapshot.percentileValues()) {
-        if (value.percentile() == p) {
-          return value.value(java.util.concurrent.TimeUnit.SECONDS);
-        }
-      }
-    }
-    return Double.NaN;
-  }
-
-  private static double p99(io.micrometer.core.instrument.distribution.HistogramSnapshot snapshot) {
-    return percentile(snapshot, 0.99);
+        server == null ? "" : String.format("%.3f", usage.latency(server, "m", "1", 0.5) * 1000),
+        server == null ? "" : String.format("%.3f", usage.latency(server, "m", "1", 0.99) * 1000));
   }
 }

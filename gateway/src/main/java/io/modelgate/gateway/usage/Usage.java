@@ -85,7 +85,7 @@ public final class Usage implements AutoCloseable {
     final DoubleAdder computeNanos = new DoubleAdder();
     final LongAdder changes = new LongAdder();
     /** Answered requests' latency, in the exported (total) cells only; null in hourly cells. */
-    io.micrometer.core.instrument.Timer latency;
+    LatencyWindow latency;
 
     Cell() {
       for (int i = 0; i < requests.length; i++) {
@@ -156,18 +156,18 @@ public final class Usage implements AutoCloseable {
     Cell total = totals.computeIfAbsent(new Key(tenantLabel(tenant), model, version), this::exported);
     add(total, code, rows, share, bytesIn, bytesOut);
     if (code == Status.Code.OK) {
-      total.latency.record(latencyNanos, java.util.concurrent.TimeUnit.NANOSECONDS);
+      total.latency.record(latencyNanos);
     }
   }
 
   /**
-   * The latency of {@code tenant}'s answered requests to {@code version} of {@code model}: the
-   * time from arrival to answer as the server sees it (not the network's), over the last minute.
-   * Null before its first request.
+   * The {@code quantile} (0 to 1) of {@code tenant}'s latency to {@code version} of {@code model}
+   * in seconds: arrival to answer as the server sees it (not the network's), over the last minute.
+   * NaN before its first answer.
    */
-  public io.micrometer.core.instrument.distribution.HistogramSnapshot latency(String tenant, String model, String version) {
+  public double latency(String tenant, String model, String version, double quantile) {
     Cell cell = totals.get(new Key(tenantLabel(tenant), model, version));
-    return cell == null ? null : cell.latency.takeSnapshot();
+    return cell == null ? Double.NaN : cell.latency.quantileSeconds(quantile);
   }
 
   private static void add(Cell cell, Status.Code code, int rows, double share, long bytesIn, long bytesOut) {
@@ -196,15 +196,16 @@ public final class Usage implements AutoCloseable {
           .register(registry);
     }
     // Percentiles per tenant (not mergeable across replicas): whether one tenant waits while
-    // another floods shows here first. A rolling minute, so a past storm does not linger.
-    cell.latency = io.micrometer.core.instrument.Timer.builder("modelgate.usage.latency")
-        .description("Server-side latency of answered requests per tenant, model and version (arrival to answer)")
-        .tags(tags)
-        .publishPercentiles(0.5, 0.99, 0.999)
-        .percentilePrecision(2)
-        .distributionStatisticExpiry(Duration.ofMinutes(1))
-        .distributionStatisticBufferLength(3)
-        .register(registry);
+    // another floods shows here first. The last minute, so a past storm does not linger.
+    cell.latency = new LatencyWindow(clock);
+    for (double quantile : new double[] {0.5, 0.99, 0.999}) {
+      io.micrometer.core.instrument.Gauge.builder("modelgate.usage.latency", cell.latency, w -> w.quantileSeconds(quantile))
+          .description("Server-side latency of answered requests per tenant, model and version over the last minute"
+              + " (arrival to answer)")
+          .baseUnit("seconds")
+          .tags(tags.and("quantile", String.valueOf(quantile)))
+          .register(registry);
+    }
     FunctionCounter.builder("modelgate.usage.rows", cell.rows, LongAdder::sum)
         .description("Rows answered per tenant, model and version")
         .tags(tags).register(registry);

@@ -164,4 +164,36 @@ class UsageTest {
       usage.close();
     }
   }
+
+  @Test
+  void eachTenantsLatency_isInPrometheus_overTheLastMinute() throws Exception {
+    io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
+    io.micrometer.prometheusmetrics.PrometheusMeterRegistry registry = new io.micrometer.prometheusmetrics.PrometheusMeterRegistry(
+        io.micrometer.prometheusmetrics.PrometheusConfig.DEFAULT);
+    Usage usage = new Usage(registry, clock, "r1", null);
+    try {
+      // quiet: 99 answers in 1 ms and one in 50 ms; busy: every answer in 20 ms; errors do not count.
+      for (int i = 0; i < 99; i++) {
+        usage.record("quiet", "m", "1", io.grpc.Status.Code.OK, 1, 1, 1000, 10, 20, "id", 1_000_000);
+      }
+      usage.record("quiet", "m", "1", io.grpc.Status.Code.OK, 1, 1, 1000, 10, 20, "id", 50_000_000);
+      usage.record("quiet", "m", "1", io.grpc.Status.Code.RESOURCE_EXHAUSTED, 1, 0, 0, 10, 0, "id", 900_000_000);
+      for (int i = 0; i < 10; i++) {
+        usage.record("busy", "m", "1", io.grpc.Status.Code.OK, 1, 1, 1000, 10, 20, "id", 20_000_000);
+      }
+      assertThat(usage.latency("quiet", "m", "1", 0.5)).isCloseTo(0.001, org.assertj.core.data.Offset.offset(0.00002));
+      assertThat(usage.latency("quiet", "m", "1", 0.999)).isCloseTo(0.050, org.assertj.core.data.Offset.offset(0.001));
+      assertThat(usage.latency("busy", "m", "1", 0.5)).isCloseTo(0.020, org.assertj.core.data.Offset.offset(0.0004));
+      String scrape = registry.scrape();
+      assertThat(scrape).containsPattern(
+          "modelgate_usage_latency_seconds\\{model=\"m\",quantile=\"0\\.5\",tenant=\"busy\",version=\"1\"} 0\\.020");
+      // A minute later the window has moved on.
+      clock.millis += 61_000;
+      assertThat(usage.latency("quiet", "m", "1", 0.5)).isNaN();
+      usage.record("quiet", "m", "1", io.grpc.Status.Code.OK, 1, 1, 1000, 10, 20, "id", 3_000_000);
+      assertThat(usage.latency("quiet", "m", "1", 0.999)).isCloseTo(0.003, org.assertj.core.data.Offset.offset(0.0001));
+    } finally {
+      usage.close();
+    }
+  }
 }
