@@ -442,7 +442,8 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
   }
 
   static VersionStats statsOf(LoadedVersion loaded) {
-    return loaded != null && loaded.recorder() instanceof VersionStats ? (VersionStats) loaded.recorder() : null;
+    // The server checked at start that the repository records to its statistics.
+    return loaded == null ? null : loaded.recorder(VersionStats.class);
   }
 
   /** Decodes against the version's signature and publishes in {@code lane}; throws on refusal. */

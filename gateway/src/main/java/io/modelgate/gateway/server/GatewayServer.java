@@ -239,6 +239,10 @@ public final class GatewayServer {
       ModelRepository repository,
       StatsRegistry stats)
       throws IOException {
+    if (repository.recorders() != stats) {
+      throw new IllegalArgumentException("the repository records to " + repository.recorders()
+          + ", not to this server's statistics: load it with ModelRepository.load(root, defaults, stats)");
+    }
     Builder b = new Builder();
     b.repository = repository;
     b.stats = stats;

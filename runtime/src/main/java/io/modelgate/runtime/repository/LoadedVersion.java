@@ -39,6 +39,21 @@ public final class LoadedVersion {
     return recorder;
   }
 
+  /**
+   * Its recorder as {@code type} (the statistics the server made for it through the repository's
+   * factory).
+   *
+   * @throws IllegalStateException when it records to something else: the repository was loaded
+   *     with another factory, and its statistics would be lost
+   */
+  public <R extends StageRecorder> R recorder(Class<R> type) {
+    if (!type.isInstance(recorder)) {
+      throw new IllegalStateException("this version records to " + recorder.getClass().getName() + ", not "
+          + type.getName() + ": the repository was loaded without the server's statistics");
+    }
+    return type.cast(recorder);
+  }
+
   /** How its batcher forms batches. */
   public BatchPolicy batchPolicy() {
     return policy;

@@ -1,0 +1,253 @@
+package io.modelgate.runtime.repository;
+
+import com.google.protobuf.ByteString;
+import io.modelgate.proto.inference.ModelInferRequest;
+import io.modelgate.runtime.error.ModelLoadException;
+import io.modelgate.runtime.execution.Batch;
+import io.modelgate.runtime.execution.BatchPolicy;
+import io.modelgate.runtime.execution.InferenceCallback;
+import io.modelgate.runtime.execution.InferenceRequest;
+import io.modelgate.runtime.execution.InferenceResult;
+import io.modelgate.runtime.execution.RingScheduler;
+import io.modelgate.runtime.execution.StageRecorder;
+import io.modelgate.runtime.onnx.OnnxBatchExecutor;
+import io.modelgate.runtime.onnx.OnnxModel;
+import io.modelgate.runtime.tensor.DecodedRequest;
+import io.modelgate.runtime.tensor.ModelSignature;
+import io.modelgate.runtime.tensor.RequestDecoder;
+import io.modelgate.runtime.tensor.TensorSpec;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Loads one version: its ONNX Runtime session, its signature and batch policy resolved against its
+ * {@code model.yaml}, a warm-up run, and its scheduler with a statistics recorder from the
+ * repository's factory. Also what happens when a READY version's scheduler stops serving.
+ *
+ * <p>Threads: whichever loads (startup, or the admin executor); one load per version at a time,
+ * which the repository ensures.
+ */
+final class VersionLoader {
+  private static final Logger log = LoggerFactory.getLogger(VersionLoader.class);
+
+  private final StageRecorder.Factory recorders;
+
+  VersionLoader(StageRecorder.Factory recorders) {
+    this.recorders = recorders;
+  }
+
+  /**
+   * Opens the version's session, resolves its signature and batch policy, warms it up and starts
+   * its scheduler; the version becomes READY, or FAILED with the reason. Never throws.
+   */
+  void load(ModelVersion version, ModelSettings settings) {
+    long start = System.nanoTime();
+    OnnxModel onnx = null;
+    try {
+      onnx = OnnxModel.open(version.directory().resolve(ModelRepository.MODEL_FILE), settings.session());
+      ModelSignature signature = signature(onnx, settings);
+      BatchPolicy policy;
+      try {
+        policy = BatchPolicy.of(signature.maxBatchSize(), settings.scheduler());
+      } catch (IllegalArgumentException e) {
+        throw new ModelLoadException(ModelConfigFile.FILE_NAME + ": " + e.getMessage());
+      }
+      ModelSettings effective = settings.withMaxBatchSize(signature.maxBatchSize());
+      OnnxModel session = onnx;
+      warmUp(version, onnx, signature);
+      StageRecorder recorder = recorders.create(version.model(), version.number());
+      LoadedVersion[] serving = new LoadedVersion[1];
+      RingScheduler scheduler =
+          new RingScheduler(
+              version.label(),
+              settings.scheduler(),
+              policy,
+              () -> new OnnxBatchExecutor(session, signature, version.label()),
+              recorder,
+              error -> stoppedServing(version, serving[0], error));
+      serving[0] = new LoadedVersion(signature, scheduler, effective, policy, recorder, onnx);
+      version.ready(serving[0]);
+      log.info(
+          "{} READY in {} ms on {}: inputs {}, outputs {}, max_batch_size {}, max_queue_delay_us {}",
+          version.label(),
+          (System.nanoTime() - start) / 1_000_000,
+          onnx.provider().configName(),
+          signature.inputs(),
+          signature.outputs(),
+          signature.maxBatchSize(),
+          settings.scheduler().maxQueueDelayMicros());
+    } catch (ModelLoadException e) {
+      if (onnx != null) {
+        onnx.close();
+      }
+      version.failed(e.getMessage());
+      log.error("{} FAILED: {}", version.label(), e.getMessage());
+    } catch (RuntimeException e) {
+      if (onnx != null) {
+        onnx.close();
+      }
+      String reason = "unexpected error while loading: " + e;
+      version.failed(reason);
+      log.error("{} FAILED: {}", version.label(), reason, e);
+    }
+  }
+
+  /**
+   * A READY version's scheduler failed and answered its queue: the version becomes FAILED with the
+   * reason (requests to it get UNAVAILABLE naming it) and its session closes. Runs on the failed
+   * batcher thread; loading the version again through the admin API brings it back.
+   */
+  private static void stoppedServing(ModelVersion version, LoadedVersion loaded, Throwable error) {
+    String reason = "stopped serving after an internal failure of its batcher: " + error;
+    if (version.failedWhileServing(loaded, reason)) {
+      log.error("{} FAILED: {}", version.label(), reason);
+      if (loaded != null) {
+        loaded.onnx().close();
+      }
+    }
+  }
+
+  /**
+   * Runs one request of zeros (empty strings for BYTES), every variable dimension 1, so that the
+   * first client request does not pay for ONNX Runtime's first-run allocations. A model that
+   * rejects zeros still loads; the warning says so.
+   */
+  private static void warmUp(ModelVersion version, OnnxModel onnx, ModelSignature signature) {
+    ModelInferRequest.Builder request = ModelInferRequest.newBuilder();
+    for (TensorSpec input : signature.inputs()) {
+      ModelInferRequest.InferInputTensor.Builder tensor =
+          request.addInputsBuilder().setName(input.name()).setDatatype(input.dataType().wireName());
+      long elements = 1;
+      for (long dim : input.shape()) {
+        long size = dim < 0 ? 1 : dim;
+        tensor.addShape(size);
+        elements *= size;
+      }
+      int bytes =
+          (int) Math.min(Integer.MAX_VALUE, elements * (input.dataType().isVariableSize() ? 4 : input.dataType().elementSize()));
+      request.addRawInputContents(ByteString.copyFrom(new byte[bytes]));
+    }
+    CompletableFuture<InferenceResult> done = new CompletableFuture<>();
+    InferenceCallback callback = InferenceCallback.completing(done);
+    try (OnnxBatchExecutor executor = new OnnxBatchExecutor(onnx, signature, version.label())) {
+      DecodedRequest decoded = RequestDecoder.decode(request.build(), signature);
+      executor.execute(Batch.of(InferenceRequest.of(decoded, System.nanoTime(), null, callback)));
+      done.join();
+    } catch (RuntimeException e) {
+      Throwable cause = e instanceof CompletionException && e.getCause() != null ? e.getCause() : e;
+      log.warn("{}: warm-up with zeros failed, serving anyway: {}", version.label(), cause.getMessage());
+    }
+  }
+
+  /**
+   * The signature with batch axes and {@code max_batch_size} resolved against what the model
+   * allows.
+   */
+  static ModelSignature signature(OnnxModel onnx, ModelSettings settings)
+      throws ModelLoadException {
+    for (String name : settings.batchAxes().keySet()) {
+      if (find(onnx.inputs(), name) < 0 && find(onnx.outputs(), name) < 0) {
+        throw new ModelLoadException(
+            ModelConfigFile.FILE_NAME
+                + ": batch_axes: unknown tensor '"
+                + name
+                + "' (expected one of: "
+                + names(onnx.inputs())
+                + ", "
+                + names(onnx.outputs())
+                + ")");
+      }
+    }
+    int[] inputAxes = axes(onnx.inputs(), settings.batchAxes());
+    int[] outputAxes = axes(onnx.outputs(), settings.batchAxes());
+    String notBatchable = notBatchableReason(onnx.inputs(), inputAxes, onnx.outputs(), outputAxes);
+    Integer configured = settings.maxBatchSize();
+    int maxBatchSize;
+    if (configured == null) {
+      maxBatchSize = notBatchable == null ? ModelSettings.DEFAULT_MAX_BATCH_SIZE : 0;
+    } else if (configured > 0 && notBatchable != null) {
+      throw new ModelLoadException(
+          ModelConfigFile.FILE_NAME
+              + ": max_batch_size: "
+              + configured
+              + ", but "
+              + notBatchable
+              + " (expected: max_batch_size 0 for this model, or batch_axes that name a"
+              + " variable dimension)");
+    } else {
+      maxBatchSize = configured;
+    }
+    try {
+      return new ModelSignature(onnx.inputs(), onnx.outputs(), maxBatchSize, inputAxes, outputAxes);
+    } catch (IllegalArgumentException e) {
+      throw new ModelLoadException(ModelConfigFile.FILE_NAME + ": batch_axes: " + e.getMessage());
+    }
+  }
+
+  private static int[] axes(List<TensorSpec> specs, Map<String, Integer> configured) {
+    int[] axes = new int[specs.size()];
+    for (int i = 0; i < axes.length; i++) {
+      TensorSpec spec = specs.get(i);
+      Integer axis = configured.get(spec.name());
+      axes[i] = axis != null ? axis : spec.rank() == 0 ? ModelSignature.NO_AXIS : 0;
+    }
+    return axes;
+  }
+
+  private static int find(List<TensorSpec> specs, String name) {
+    for (int i = 0; i < specs.size(); i++) {
+      if (specs.get(i).name().equals(name)) {
+        return i;
+      }
+    }
+    return -1;
+  }
+
+  private static String names(List<TensorSpec> specs) {
+    return specs.stream().map(TensorSpec::name).collect(java.util.stream.Collectors.joining(", "));
+  }
+
+  /** Why the tensors cannot batch along their axes, or null when they can. */
+  private static String notBatchableReason(
+      List<TensorSpec> inputs, int[] inputAxes, List<TensorSpec> outputs, int[] outputAxes) {
+    boolean anyAxis = false;
+    for (int i = 0; i < inputs.size(); i++) {
+      TensorSpec input = inputs.get(i);
+      int axis = inputAxes[i];
+      if (axis == ModelSignature.NO_AXIS) {
+        continue;
+      }
+      anyAxis = true;
+      if (axis >= input.rank()) {
+        return "input '" + input.name() + "' has shape " + input.shapeText() + ", with no axis " + axis;
+      }
+      if (input.dim(axis) != -1) {
+        return "input '"
+            + input.name()
+            + "' has shape "
+            + input.shapeText()
+            + ", whose batch axis "
+            + axis
+            + " is not variable (-1)";
+      }
+    }
+    if (!anyAxis) {
+      return "no input has a batch axis";
+    }
+    for (int i = 0; i < outputs.size(); i++) {
+      if (outputAxes[i] != ModelSignature.NO_AXIS && outputAxes[i] >= outputs.get(i).rank()) {
+        return "output '"
+            + outputs.get(i).name()
+            + "' has shape "
+            + outputs.get(i).shapeText()
+            + ", with no axis "
+            + outputAxes[i];
+      }
+    }
+    return null;
+  }
+}
