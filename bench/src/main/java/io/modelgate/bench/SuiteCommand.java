@@ -11,6 +11,7 @@ import io.modelgate.gateway.server.AdminSettings;
 import io.modelgate.gateway.server.GatewayServer;
 import io.modelgate.gateway.server.ServerSettings;
 import io.modelgate.gateway.stats.StatsRegistry;
+import io.modelgate.gateway.stats.VersionStats;
 import io.modelgate.proto.admin.v1.RoutingPolicy;
 import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
 import io.modelgate.proto.inference.ModelInferRequest;
@@ -46,8 +47,9 @@ import picocli.CommandLine.Spec;
  * ceiling), (c) modelgate with batching off, (d) with batching on, and (e) a 90/10 split over two
  * versions — closed loop at 64 callers and at 1, a rate sweep on (d), and open loop at half the
  * highest sustainable rate. Closed- and open-loop scenarios run in interleaved rounds whose counts
- * and histograms are added, so that a slow spell on a shared machine falls on all of them. Writes
- * Markdown, JSON, .hgrm files and PNG plots.
+ * and histograms are added, so that a slow spell on a shared machine falls on all of them. Prints
+ * the machine's bound B (cores over the transport's CPU per call plus compute per row at the batch
+ * size reached) and (d)'s throughput against it. Writes Markdown, JSON, .hgrm files and PNG plots.
  */
 @Command(
     name = "suite",
@@ -142,6 +144,9 @@ final class SuiteCommand implements Callable<Integer> {
     double highest;
     boolean bounded;
     double clientLimit;
+    // (d) at many callers: its executions and rows, for the batch size it reached.
+    long executionsOn = 0;
+    long rowsOn = 0;
     try {
       console.printf("== %s%n", name);
       console.flush();
@@ -159,10 +164,15 @@ final class SuiteCommand implements Callable<Integer> {
           generator.run(LoadGenerator.Options.closed(concurrency, streaming, third, Duration.ZERO), line -> {});
         }
       }
+      VersionStats batched = stats.find(name + "_batched", 1);
       for (int round = 1; round <= rounds; round++) {
         run(raw, loads, round, closedMany.get(0), bare, many, console);
         run(raw, loads, round, closedMany.get(1), off, many, console);
+        io.modelgate.proto.inference.ModelStatistics before = batched.statistics();
         run(raw, loads, round, closedMany.get(2), on, many, console);
+        io.modelgate.proto.inference.ModelStatistics after = batched.statistics();
+        executionsOn += after.getExecutionCount() - before.getExecutionCount();
+        rowsOn += after.getInferenceCount() - before.getInferenceCount();
         run(raw, loads, round, closedMany.get(3), split, many, console);
         run(raw, loads, round, "(b) transport ceiling, 1 caller", bare, one, console);
         run(raw, loads, round, "(d) modelgate, batching on, 1 caller", on, one, console);
@@ -225,7 +235,22 @@ final class SuiteCommand implements Callable<Integer> {
     if (halfClientBound) {
       atHalf = null;
     }
+    // The machine's bound: every call costs the transport's CPU (the bare server's and the
+    // client's, measured in this process while (b) ran) and its row's share of a model run at the
+    // batch size (d) reached; the cores can do no more than that.
+    int reached = (int) Math.max(1, Math.min(batchRows, Math.round(rowsOn / (double) Math.max(1, executionsOn))));
+    double computePerRow = reached == 1 ? b1
+        : ComputeBaseline.medianMicros(bench.onnx(), Inputs.random(metadata, "", BenchModels.rowShapes(name, reached), 7),
+            reached, session, name.equals("minilm") ? 10 : 50) / reached;
+    double transportPerCall = raw.get("(b) transport ceiling").processCpuMicrosPerCall();
+    int cores = Runtime.getRuntime().availableProcessors();
+    double bound = transportPerCall > 0 ? cores * 1e6 / (transportPerCall + computePerRow) : Double.NaN;
+    double ofBound = results.get("(d) modelgate, batching on").throughput() / bound;
     Map<String, Object> targets = new LinkedHashMap<>();
+    targets.put("machine bound B, calls/s", bound);
+    targets.put("B's terms: cores, transport CPU per call us (bare server and client), compute per row us, batch rows reached",
+        List.of(cores, transportPerCall, computePerRow, reached));
+    targets.put("(d) throughput at " + concurrency + " callers / B", ofBound);
     targets.put("P1 throughput at " + concurrency + " callers / transport ceiling", p1);
     targets.put("P3 added p50 at 1 caller, us", added);
     targets.put("P3 bound, us (50 + batch-1 compute)", 50 + b1);
@@ -267,6 +292,11 @@ final class SuiteCommand implements Callable<Integer> {
       md.append(String.format("%nThe sweep stopped at the client's own limit: at %.0f req/s the client could not hold the rate"
           + " against the bare server, so the highest rate of modelgate is at least %.0f req/s, not measured beyond.%n", clientLimit, highest));
     }
+    md.append(String.format("%nMachine bound: B = %d cores / (%.1f µs of CPU per call for the transport — the bare server"
+            + " and the client, measured while (b) ran — + %.1f µs of compute per row at the %d rows a batch (d) reached)"
+            + " = %.0f calls/s; (d) at %d callers made %.0f calls/s, **%.2f × B** (target ≥ 0.8 × B: %s).%n",
+        cores, transportPerCall, computePerRow, reached, bound, concurrency,
+        results.get("(d) modelgate, batching on").throughput(), ofBound, ofBound >= 0.8 ? "met" : "missed"));
     md.append(String.format("%nTargets: **P1** %.2f× the transport ceiling at %d callers (target ≥ 0.8×: %s); "
             + "**P3** added p50 at 1 caller %.0f µs against a bound of %.0f µs (50 µs + batch-1 compute: %s); "
             + "**P5** p99.9 at half the highest sustainable rate (%.0f req/s%s) %s ms (target ≤ 2 ms: %s).%n%n",
