@@ -304,27 +304,23 @@ public final class ControlPlane implements AutoCloseable {
    */
   public synchronized long commitAccess(io.modelgate.proto.admin.v1.ManagedAccess next, long expectedRevision,
       String caller, String action, String detail) {
-    AuditRecord record =
-        AuditRecord.newBuilder()
-            .setTimeMs(clock.millis())
-            .setCaller(caller)
-            .setAction(action)
-            .setDetail(detail)
-            .build();
-    return store.commitAccess(next, expectedRevision, record);
+    return store.commitAccess(next, expectedRevision, auditRecord(caller, action, "", 0, detail));
+  }
+
+  private AuditRecord auditRecord(String caller, String action, String model, long version, String detail) {
+    return AuditRecord.newBuilder()
+        .setTimeMs(clock.millis())
+        .setCaller(caller)
+        .setAction(action)
+        .setModel(model)
+        .setVersion(version)
+        .setDetail(detail)
+        .build();
   }
 
   /** Records an admin action that is not a routing change (load, unload). */
   public synchronized void audit(String caller, String action, String model, long version, String detail) {
-    AuditRecord record =
-        AuditRecord.newBuilder()
-            .setTimeMs(clock.millis())
-            .setCaller(caller)
-            .setAction(action)
-            .setModel(model)
-            .setVersion(version)
-            .setDetail(detail)
-            .build();
+    AuditRecord record = auditRecord(caller, action, model, version, detail);
     try {
       store.audit(record);
     } catch (InferenceException e) {
