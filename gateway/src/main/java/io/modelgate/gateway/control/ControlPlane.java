@@ -292,8 +292,12 @@ public final class ControlPlane implements AutoCloseable {
     return known != null ? known : new ControlStore.Stored(ModelControl.newBuilder().setModel(model).build(), 0);
   }
 
-  /** The access the admin API manages, as the store has it (one owner of the store: this). */
-  public synchronized ControlStore.StoredAccess access() {
+  /**
+   * The access the admin API manages, as the store has it. Not under this object's lock: a
+   * store's {@code access()} is thread-safe (a volatile read, or one etcd read), and a replica
+   * polling it while etcd is down must not hold up routing changes and the watch.
+   */
+  public ControlStore.StoredAccess access() {
     return store.access();
   }
 

@@ -15,7 +15,8 @@ import java.util.function.Consumer;
  * ({@link FileControlStore}, the default) and etcd, shared by a fleet of replicas ({@link
  * EtcdControlStore}).
  *
- * <p>Only the {@link ControlPlane} calls a store, under its lock; a store never calls back into it
+ * <p>Only the {@link ControlPlane} calls a store, under its lock (except {@link #access}, which is
+ * thread-safe); a store never calls back into it
  * except through the listener given to {@link #watch}, from the store's own thread, which must not
  * be a thread a blocking store call waits on.
  */
@@ -93,7 +94,8 @@ public interface ControlStore extends AutoCloseable {
   }
 
   /**
-   * The access the admin API manages, as last committed by any replica.
+   * The access the admin API manages, as last committed by any replica. Thread-safe: called
+   * without the control plane's lock.
    *
    * @throws io.modelgate.runtime.error.InferenceException UNAVAILABLE when the store cannot be read
    */
