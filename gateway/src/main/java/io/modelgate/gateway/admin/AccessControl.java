@@ -104,11 +104,20 @@ public final class AccessControl implements AutoCloseable {
         thread.setDaemon(true);
         return thread;
       });
+      boolean[] failing = new boolean[1];
       refresher.scheduleWithFixedDelay(() -> {
         try {
           refresh();
+          if (failing[0]) {
+            failing[0] = false;
+            log.info("managed access read again from the control store");
+          }
         } catch (RuntimeException e) {
-          log.warn("managed access not read again ({}); the last read stays in force", e.getMessage());
+          // Once per outage, not every 2 s.
+          if (!failing[0]) {
+            failing[0] = true;
+            log.warn("managed access cannot be read ({}); the last read stays in force until it can", e.getMessage());
+          }
         }
       }, REFRESH_SECONDS, REFRESH_SECONDS, TimeUnit.SECONDS);
     }
