@@ -132,9 +132,14 @@ public final class AccessControl implements AutoCloseable {
     }
   }
 
+  /** The server's own token and the tokens file's (the ones the admin API does not manage). */
+  private AdminTokens fileTokens() {
+    return tokensFile != null ? tokensFile.get() : primaryOnly;
+  }
+
   /** Every admin token in force: the server's own, the tokens file's, the admin API's. */
   public AdminTokens tokens() {
-    AdminTokens files = tokensFile != null ? tokensFile.get() : primaryOnly;
+    AdminTokens files = fileTokens();
     List<AdminTokens.Token> managed = current.tokens();
     return managed.isEmpty() ? files : files.with(managed);
   }
@@ -158,7 +163,7 @@ public final class AccessControl implements AutoCloseable {
       throw InferenceException.invalidArgument("role: " + InferenceException.quote(roleName)
           + " (expected: viewer, operator or admin)");
     }
-    AdminTokens files = tokensFile != null ? tokensFile.get() : primaryOnly;
+    AdminTokens files = fileTokens();
     for (AdminTokens.Token token : files.tokens()) {
       if (token.name().equals(name)) {
         throw InferenceException.failedPrecondition("token '" + name + "' exists in "
@@ -187,7 +192,7 @@ public final class AccessControl implements AutoCloseable {
   public AccessReport revokeToken(String name, String caller) {
     change(caller, "RevokeToken", "token " + name, access -> {
       if (!access.containsTokens(name)) {
-        AdminTokens files = tokensFile != null ? tokensFile.get() : primaryOnly;
+        AdminTokens files = fileTokens();
         for (AdminTokens.Token token : files.tokens()) {
           if (token.name().equals(name)) {
             throw InferenceException.failedPrecondition("token '" + name + "' is "
@@ -277,7 +282,7 @@ public final class AccessControl implements AutoCloseable {
   /** Who has access: tokens (never a hash or secret) and tenants, with where each comes from. */
   public AccessReport report() {
     AccessReport.Builder report = AccessReport.newBuilder();
-    AdminTokens files = tokensFile != null ? tokensFile.get() : primaryOnly;
+    AdminTokens files = fileTokens();
     for (AdminTokens.Token token : files.tokens()) {
       report.addTokens(AccessToken.newBuilder().setName(token.name()).setRole(token.role().configName())
           .setSource(token.name().equals("admin") ? "server" : "file"));
