@@ -1,6 +1,5 @@
 package io.modelgate.bench;
 
-import io.grpc.ManagedChannel;
 import io.modelgate.bench.load.LoadGenerator;
 import io.modelgate.gateway.server.AdminSettings;
 import io.modelgate.gateway.server.GatewayServer;
@@ -109,7 +108,7 @@ final class BatchingBenchmark implements Callable<Integer> {
                 root.resolve(".state")),
             repository,
             stats);
-    List<ManagedChannel> channels = io.modelgate.bench.load.ClientChannels.open("127.0.0.1:" + server.port(), connections);
+    io.modelgate.bench.load.Connections channels = io.modelgate.bench.load.Connections.open("127.0.0.1:" + server.port(), connections);
     List<Row> rows = new ArrayList<>();
     try {
       console.printf(
@@ -140,9 +139,7 @@ final class BatchingBenchmark implements Callable<Integer> {
         }
       }
     } finally {
-      for (ManagedChannel channel : channels) {
-        channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
-      }
+      channels.close();
       server.stop();
       stats.close();
       deleteTree(root);

@@ -1,6 +1,5 @@
 package io.modelgate.bench;
 
-import io.grpc.ManagedChannel;
 import io.modelgate.gateway.server.AdminSettings;
 import io.modelgate.gateway.server.GatewayServer;
 import io.modelgate.gateway.server.ServerSettings;
@@ -21,12 +20,12 @@ import java.util.concurrent.TimeUnit;
  * A gateway on a loopback port serving a temporary model repository, with client channels to it,
  * for the end-to-end cost benchmarks; closing it stops everything and deletes the repository.
  */
-record BenchGateway(Path root, StatsRegistry stats, GatewayServer server, List<ManagedChannel> channels)
+record BenchGateway(Path root, StatsRegistry stats, GatewayServer server, io.modelgate.bench.load.Connections channels)
     implements AutoCloseable {
 
   /**
    * Serves {@code root} (one ONNX Runtime thread per session, queues of 1,024) and opens {@code
-   * connections} channels to it.
+   * connections} connections to it.
    *
    * @param background whether statistics rotate and rollouts are judged on their own threads
    */
@@ -48,18 +47,12 @@ record BenchGateway(Path root, StatsRegistry stats, GatewayServer server, List<M
             repository,
             stats);
     return new BenchGateway(root, stats, server,
-        io.modelgate.bench.load.ClientChannels.open("127.0.0.1:" + server.port(), connections));
+        io.modelgate.bench.load.Connections.open("127.0.0.1:" + server.port(), connections));
   }
 
   @Override
   public void close() throws IOException {
-    for (ManagedChannel channel : channels) {
-      try {
-        channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
-      } catch (InterruptedException e) {
-        Thread.currentThread().interrupt();
-      }
-    }
+    channels.close();
     server.stop();
     stats.close();
     try (var paths = Files.walk(root)) {

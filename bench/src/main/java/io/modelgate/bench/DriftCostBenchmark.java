@@ -1,6 +1,5 @@
 package io.modelgate.bench;
 
-import io.grpc.ManagedChannel;
 import io.modelgate.bench.load.LoadGenerator;
 import io.modelgate.gateway.server.GatewayServer;
 import io.modelgate.proto.admin.v1.VersionDrift;
@@ -67,7 +66,7 @@ final class DriftCostBenchmark implements Callable<Integer> {
     }
     BenchGateway gateway = BenchGateway.start(root, connections, true);
     GatewayServer server = gateway.server();
-    List<ManagedChannel> channels = gateway.channels();
+    io.modelgate.bench.load.Connections channels = gateway.channels();
     Map<String, List<LoadGenerator.Result>> results = new LinkedHashMap<>();
     try {
       out.printf("drift cost: model %s, %d callers over %d connections, %d s JIT warm-up, then %d rounds of %d s warm-up + %d s"

@@ -1,7 +1,6 @@
 package io.modelgate.bench;
 
-import io.grpc.ManagedChannel;
-import io.modelgate.bench.load.ClientChannels;
+import io.modelgate.bench.load.Connections;
 import io.modelgate.bench.load.LoadGenerator;
 import io.modelgate.gateway.callers.CallerPolicy;
 import io.modelgate.proto.inference.ModelInferRequest;
@@ -58,9 +57,9 @@ final class FairnessBenchmark implements Callable<Integer> {
     Duration duration = Duration.ofSeconds(durationSeconds);
     try (BenchGateway gateway = BenchGateway.start(root, 2, true, root.resolve("callers.yaml"))) {
       String target = "127.0.0.1:" + gateway.server().port();
-      List<ManagedChannel> bigChannels = ClientChannels.open(target, 2, big);
-      List<ManagedChannel> smallChannels = ClientChannels.open(target, 1, small);
-      List<ManagedChannel> quietChannels = ClientChannels.open(target, 1, quiet);
+      Connections bigChannels = Connections.open(target, 2, big);
+      Connections smallChannels = Connections.open(target, 1, small);
+      Connections quietChannels = Connections.open(target, 1, quiet);
       try {
         LoadGenerator.Result capacity = new LoadGenerator(bigChannels, request)
             .run(LoadGenerator.Options.closed(64, false, warmup, duration), line -> {});
@@ -101,15 +100,9 @@ final class FairnessBenchmark implements Callable<Integer> {
             executions, rows / (double) Math.max(1, executions), computeNanos / Math.max(1, executions) / 1e6);
         out.flush();
       } finally {
-        for (ManagedChannel channel : bigChannels) {
-          channel.shutdownNow();
-        }
-        for (ManagedChannel channel : smallChannels) {
-          channel.shutdownNow();
-        }
-        for (ManagedChannel channel : quietChannels) {
-          channel.shutdownNow();
-        }
+        bigChannels.close();
+        smallChannels.close();
+        quietChannels.close();
       }
     }
     return 0;

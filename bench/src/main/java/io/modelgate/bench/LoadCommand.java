@@ -76,13 +76,13 @@ final class LoadCommand implements Callable<Integer> {
           "--connections %d, --duration %d, --warmup %d (expected: connections and duration >= 1, warm-up >= 0)",
           connections, duration, warmup));
     }
-    List<ManagedChannel> channels = io.modelgate.bench.load.ClientChannels.open(target, connections);
+    io.modelgate.bench.load.Connections channels = io.modelgate.bench.load.Connections.open(target, connections);
     try {
       ModelInferRequest request;
       if (inputFile != null) {
         request = Inputs.fromFile(inputFile, model, version);
       } else {
-        ModelMetadataResponse metadata = GRPCInferenceServiceGrpc.newBlockingStub(channels.get(0))
+        ModelMetadataResponse metadata = GRPCInferenceServiceGrpc.newBlockingStub(channels.channels().get(0))
             .withDeadlineAfter(30, TimeUnit.SECONDS)
             .modelMetadata(ModelMetadataRequest.newBuilder().setName(model).setVersion(version).build());
         Map<String, long[]> given = new HashMap<>();
@@ -155,9 +155,7 @@ final class LoadCommand implements Callable<Integer> {
       console.flush();
       return result.errorCount() == 0 ? 0 : 1;
     } finally {
-      for (ManagedChannel channel : channels) {
-        channel.shutdownNow();
-      }
+      channels.close();
     }
   }
 

@@ -1,6 +1,5 @@
 package io.modelgate.bench;
 
-import io.grpc.ManagedChannel;
 import io.modelgate.bench.load.LoadGenerator;
 import io.modelgate.gateway.server.GatewayServer;
 import io.modelgate.proto.admin.v1.RoutingPolicy;
@@ -54,7 +53,7 @@ final class RoutingCostBenchmark implements Callable<Integer> {
     }
     BenchGateway gateway = BenchGateway.start(root, connections, false);
     GatewayServer server = gateway.server();
-    List<ManagedChannel> channels = gateway.channels();
+    io.modelgate.bench.load.Connections channels = gateway.channels();
     ModelInferRequest base = bench.request("m");
     ModelInferRequest pinned = base.toBuilder().setModelVersion("1").build();
     ModelInferRequest keyed =

@@ -1,6 +1,5 @@
 package io.modelgate.bench;
 
-import io.grpc.ManagedChannel;
 import io.modelgate.bench.load.Inputs;
 import io.modelgate.bench.load.LoadGenerator;
 import io.modelgate.bench.load.Plots;
@@ -119,13 +118,13 @@ final class SuiteCommand implements Callable<Integer> {
     gateway.control().set(
         RoutingPolicy.newBuilder().setModel(name + "_split").putWeights(1, 90).putWeights(2, 10).build(),
         0, "bench", "SetRouting", "90/10 split");
-    List<ManagedChannel> toGateway = channels(gateway.port());
+    io.modelgate.bench.load.Connections toGateway = channels(gateway.port());
     Map<String, long[]> oneRow = BenchModels.rowShapes(name, 1);
-    ModelMetadataResponse metadata = GRPCInferenceServiceGrpc.newBlockingStub(toGateway.get(0))
+    ModelMetadataResponse metadata = GRPCInferenceServiceGrpc.newBlockingStub(toGateway.channels().get(0))
         .withDeadlineAfter(30, TimeUnit.SECONDS)
         .modelMetadata(ModelMetadataRequest.newBuilder().setName(name + "_batched").build());
     ModelInferRequest template = Inputs.random(metadata, "", oneRow, 7);
-    ModelInferResponse canned = GRPCInferenceServiceGrpc.newBlockingStub(toGateway.get(0))
+    ModelInferResponse canned = GRPCInferenceServiceGrpc.newBlockingStub(toGateway.channels().get(0))
         .withDeadlineAfter(30, TimeUnit.SECONDS)
         .modelInfer(template.toBuilder().setModelName(name + "_batched").build());
     double b1 = ComputeBaseline.medianMicros(bench.onnx(), template, 1, session, name.equals("minilm") ? 40 : 300);
@@ -133,7 +132,7 @@ final class SuiteCommand implements Callable<Integer> {
     double bN = ComputeBaseline.medianMicros(bench.onnx(), batch, batchRows, session, name.equals("minilm") ? 10 : 50);
     double p99Target = p99TargetOption != null ? p99TargetOption : Math.max(5, Math.ceil(5 * b1 / 1000));
     TransportCeiling ceiling = new TransportCeiling(canned, 1);
-    List<ManagedChannel> toCeiling = channels(ceiling.port());
+    io.modelgate.bench.load.Connections toCeiling = channels(ceiling.port());
     Map<String, LoadGenerator.Result> raw = new LinkedHashMap<>();
     Map<String, String> loads = new LinkedHashMap<>();
     Map<String, List<Sweep.Point>> sweeps = new LinkedHashMap<>();
@@ -194,12 +193,8 @@ final class SuiteCommand implements Callable<Integer> {
         }
       }
     } finally {
-      for (ManagedChannel channel : toGateway) {
-        channel.shutdownNow();
-      }
-      for (ManagedChannel channel : toCeiling) {
-        channel.shutdownNow();
-      }
+      toGateway.close();
+      toCeiling.close();
       ceiling.close();
       gateway.stop();
       stats.close();
@@ -326,8 +321,8 @@ final class SuiteCommand implements Callable<Integer> {
     console.flush();
   }
 
-  private List<ManagedChannel> channels(int port) {
-    return io.modelgate.bench.load.ClientChannels.open("127.0.0.1:" + port, connections);
+  private io.modelgate.bench.load.Connections channels(int port) {
+    return io.modelgate.bench.load.Connections.open("127.0.0.1:" + port, connections);
   }
 
   private static void write(Path root, String model, int version, byte[] onnx, String yaml) throws Exception {

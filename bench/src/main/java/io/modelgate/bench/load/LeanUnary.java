@@ -1,31 +1,19 @@
 package io.modelgate.bench.load;
 
-import com.google.protobuf.CodedInputStream;
-import com.google.protobuf.WireFormat;
-import io.grpc.MethodDescriptor;
-import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
+import io.modelgate.proto.inference.ModelInferRequest;
+import io.modelgate.proto.inference.ModelInferResponse;
+import io.netty.buffer.ByteBuf;
 import java.io.IOException;
-import java.io.InputStream;
-import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
 
 /**
- * ModelInfer as the load generator sends it, without protobuf on its hot path: the request is
- * serialized once and its bytes are written straight into the transport for every call ({@link
- * Drainable}, no copy into an intermediate buffer), and an answer is read only as far as the
- * figures need — its {@code model_version} — skipping the rest without building a message. The
- * wire format is the protocol's, so any KServe v2 server sees an ordinary call.
+ * How the load generator reads a ModelInfer answer ({@link WireConnection.Reader}): lean, only as
+ * far as the figures need — its {@code model_version}, found by walking the message's fields
+ * without building it, the version's text made once and reused while it repeats — or, in the
+ * checking mode, parsed whole and checked against the request.
  */
 final class LeanUnary {
   private LeanUnary() {}
-
-  /** {@code inference.GRPCInferenceService/ModelInfer}: serialized request in, answering version out. */
-  static final MethodDescriptor<byte[], String> METHOD =
-      MethodDescriptor.<byte[], String>newBuilder()
-          .setType(MethodDescriptor.MethodType.UNARY)
-          .setFullMethodName(GRPCInferenceServiceGrpc.getModelInferMethod().getFullMethodName())
-          .setRequestMarshaller(new RequestBytes())
-          .setResponseMarshaller(new VersionOnly())
-          .build();
 
   /** ModelInferResponse field 2: model_version. */
   private static final int MODEL_VERSION = 2;
@@ -33,43 +21,105 @@ final class LeanUnary {
   /** What a checked answer carries instead of its version when the check failed. */
   static final String CHECK_FAILED = "\u0000check failed: ";
 
-  /**
-   * ModelInfer for the checking mode: the same request bytes, each answer parsed whole and checked
-   * against {@code request} — the model it names, the id, at least one output, and every output's
-   * raw contents as long as its shape and datatype say. A failed check comes back as {@link
-   * #CHECK_FAILED} and the reason instead of a version.
-   */
-  static MethodDescriptor<byte[], String> checked(io.modelgate.proto.inference.ModelInferRequest request) {
-    return METHOD.toBuilder(new RequestBytes(), new Checked(request)).build();
+  /** The answering version as text ("" when the answer names none). Thread-safe. */
+  static WireConnection.Reader version() {
+    return new VersionOnly();
   }
 
-  private static final class Checked implements MethodDescriptor.Marshaller<String> {
-    private final io.modelgate.proto.inference.ModelInferRequest request;
-
-    Checked(io.modelgate.proto.inference.ModelInferRequest request) {
-      this.request = request;
-    }
-
-    @Override
-    public InputStream stream(String value) {
-      throw new UnsupportedOperationException("the load generator only reads responses");
-    }
-
-    @Override
-    public String parse(InputStream stream) {
-      io.modelgate.proto.inference.ModelInferResponse response;
+  /**
+   * The whole answer parsed and checked against {@code request}: the model it names, the id, at
+   * least one output, and every output's raw contents as long as its shape and datatype say. A
+   * failed check comes back as {@link #CHECK_FAILED} and the reason instead of a version.
+   */
+  static WireConnection.Reader checked(ModelInferRequest request) {
+    return message -> {
+      ModelInferResponse response;
       try {
-        response = io.modelgate.proto.inference.ModelInferResponse.parseFrom(stream);
+        response = ModelInferResponse.parseFrom(message.nioBuffer());
       } catch (IOException e) {
         return CHECK_FAILED + "not a ModelInferResponse: " + e.getMessage();
       }
       String problem = problem(request, response);
       return problem == null ? response.getModelVersion() : CHECK_FAILED + problem;
+    };
+  }
+
+  /** Walks the top-level fields for model_version; every other field is skipped unread. */
+  private static final class VersionOnly implements WireConnection.Reader {
+    /** The last version read, as bytes and as text; replaced when another one comes. */
+    private volatile Known last = new Known(new byte[0], "");
+
+    private record Known(byte[] bytes, String text) {}
+
+    @Override
+    public Object read(ByteBuf message) {
+      int at = message.readerIndex();
+      int end = message.writerIndex();
+      while (at < end) {
+        long tag = varint(message, at, end);
+        at = (int) (tag >>> 32);
+        int key = (int) tag;
+        int wireType = key & 7;
+        switch (wireType) {
+          case 0 -> at = (int) (varint(message, at, end) >>> 32);
+          case 1 -> at += 8;
+          case 5 -> at += 4;
+          case 2 -> {
+            long length = varint(message, at, end);
+            at = (int) (length >>> 32);
+            int size = (int) length;
+            if (size < 0 || at + size > end) {
+              throw new IllegalArgumentException("not a ModelInferResponse: a field runs past the message");
+            }
+            if (key >>> 3 == MODEL_VERSION) {
+              return text(message, at, size);
+            }
+            at += size;
+          }
+          default -> throw new IllegalArgumentException("not a ModelInferResponse: wire type " + wireType);
+        }
+      }
+      return "";
+    }
+
+    private String text(ByteBuf message, int at, int size) {
+      Known known = last;
+      byte[] bytes = known.bytes();
+      boolean same = bytes.length == size;
+      for (int i = 0; same && i < size; i++) {
+        same = message.getByte(at + i) == bytes[i];
+      }
+      if (same) {
+        return known.text();
+      }
+      byte[] copy = new byte[size];
+      message.getBytes(at, copy);
+      String text = new String(copy, StandardCharsets.UTF_8);
+      last = new Known(copy, text);
+      return text;
+    }
+
+    /** The varint at {@code at}: its value in the low 32 bits, the index after it in the high 32. */
+    private static long varint(ByteBuf message, int at, int end) {
+      int value = 0;
+      for (int shift = 0; shift < 64; shift += 7) {
+        if (at >= end) {
+          throw new IllegalArgumentException("not a ModelInferResponse: a varint runs past the message");
+        }
+        byte b = message.getByte(at++);
+        if (shift < 32) {
+          value |= (b & 0x7f) << shift;
+        }
+        if (b >= 0) {
+          return ((long) at << 32) | (value & 0xffffffffL);
+        }
+      }
+      throw new IllegalArgumentException("not a ModelInferResponse: a varint of more than 10 bytes");
     }
   }
 
   /** What is wrong with {@code response} as the answer to {@code request}, or null. */
-  static String problem(io.modelgate.proto.inference.ModelInferRequest request, io.modelgate.proto.inference.ModelInferResponse response) {
+  static String problem(ModelInferRequest request, ModelInferResponse response) {
     if (!response.getModelName().equals(request.getModelName())) {
       return "answered for model '" + response.getModelName() + "', asked '" + request.getModelName() + "'";
     }
@@ -98,44 +148,5 @@ final class LeanUnary {
       }
     }
     return null;
-  }
-
-  private static final class RequestBytes implements MethodDescriptor.Marshaller<byte[]> {
-    @Override
-    public InputStream stream(byte[] value) {
-      return new SerializedMessage(value);
-    }
-
-    @Override
-    public byte[] parse(InputStream stream) {
-      throw new UnsupportedOperationException("the load generator only sends requests");
-    }
-  }
-
-  /** Reads {@code model_version} and skips every other field. */
-  private static final class VersionOnly implements MethodDescriptor.Marshaller<String> {
-    @Override
-    public InputStream stream(String value) {
-      throw new UnsupportedOperationException("the load generator only reads responses");
-    }
-
-    @Override
-    public String parse(InputStream stream) {
-      try {
-        CodedInputStream in = CodedInputStream.newInstance(stream);
-        String version = "";
-        for (int tag = in.readTag(); tag != 0; tag = in.readTag()) {
-          if (WireFormat.getTagFieldNumber(tag) == MODEL_VERSION
-              && WireFormat.getTagWireType(tag) == WireFormat.WIRETYPE_LENGTH_DELIMITED) {
-            version = in.readString();
-          } else if (!in.skipField(tag)) {
-            break;
-          }
-        }
-        return version;
-      } catch (IOException e) {
-        throw new UncheckedIOException("not a ModelInferResponse: " + e.getMessage(), e);
-      }
-    }
   }
 }

@@ -27,8 +27,9 @@ import org.HdrHistogram.Recorder;
  * any server.
  *
  * <ul>
- *   <li><b>Open loop</b> at a constant rate: request {@code i} is due at {@code start + i / rate};
- *       its latency runs from that intended time, not from when it was actually sent, so a stall
+ *   <li><b>Open loop</b> at a constant rate: request {@code i} is due at {@code start + i / rate}
+ *       (after a warm-up whose first half climbs to the rate: {@link #dueSeconds}); its latency
+ *       runs from that intended time, not from when it was actually sent, so a stall
  *       of the server (or of this client) is counted in full rather than hidden (coordinated
  *       omission corrected, as wrk2 and HdrHistogram prescribe). Requests beyond {@code
  *       maxOutstanding} in flight are not sent and are counted as {@code CLIENT_BACKLOG}.
@@ -38,6 +39,12 @@ import org.HdrHistogram.Recorder;
  *
  * Latencies are recorded in microseconds, overall and per answering version ({@code
  * model_version} of each response).
+ *
+ * <p>Unary calls go over {@link WireConnection}s (no grpc-java on the client's hot path; the
+ * request serialized once; answers read for their version only, or whole in the checking mode),
+ * streams over grpc-java channels with lean marshallers ({@link LeanStream}). Calls are paced,
+ * sent and answered on the client's event loops; every result carries the process's CPU per
+ * call, so a client that is itself the limit shows it.
  */
 public final class LoadGenerator {
   public enum Mode {
@@ -98,6 +105,10 @@ public final class LoadGenerator {
    * @param processCpuMicrosPerCall this process's CPU time over the measured period divided by the
    *     calls sent in it: the client's own cost per call when the server runs in another process
    *     (in the suite, client and servers share the process, and this is their sum)
+   * @param sendLagMicros open loop: how late each measured call was sent after its intended time
+   *     (µs; 0 on time, recorded as 1): the client's own lateness, which its latencies include.
+   *     A lag near the latencies says the client, not the server, was the limit. Empty in a
+   *     closed loop.
    */
   public record Result(
       long sent,
@@ -107,7 +118,8 @@ public final class LoadGenerator {
       Map<String, Histogram> byVersion,
       Map<String, Long> errors,
       Map<String, Histogram> errorLatencyMicros,
-      double processCpuMicrosPerCall) {
+      double processCpuMicrosPerCall,
+      Histogram sendLagMicros) {
     public Result(
         long sent,
         long completed,
@@ -115,7 +127,7 @@ public final class LoadGenerator {
         Histogram latencyMicros,
         Map<String, Histogram> byVersion,
         Map<String, Long> errors) {
-      this(sent, completed, seconds, latencyMicros, byVersion, errors, Map.of(), 0);
+      this(sent, completed, seconds, latencyMicros, byVersion, errors, Map.of(), 0, new Histogram(3));
     }
 
     public double throughput() {
@@ -146,22 +158,24 @@ public final class LoadGenerator {
       }));
       double cpu = sent + other.sent == 0 ? 0
           : (processCpuMicrosPerCall * sent + other.processCpuMicrosPerCall * other.sent) / (sent + other.sent);
+      Histogram lag = sendLagMicros.copy();
+      lag.add(other.sendLagMicros);
       return new Result(sent + other.sent, completed + other.completed, seconds + other.seconds, latency,
-          versions, errorCounts, errorLatency, cpu);
+          versions, errorCounts, errorLatency, cpu, lag);
     }
   }
 
-  private final List<ManagedChannel> channels;
+  private final Connections connections;
   private final ModelInferRequest request;
+  /** The request as one gRPC message, serialized once; every unary call sends it. */
+  private final io.netty.buffer.ByteBuf message;
   /** Lean (the answering version only) or checked (the whole answer parsed and checked). */
-  private final io.grpc.MethodDescriptor<byte[], String> method;
-  /** The request serialized once; every unary call writes these bytes. */
-  private final byte[] requestBytes;
+  private final WireConnection.Reader reader;
   /** The request without its id, serialized once; each streamed request appends its own id. */
   private final byte[] streamPrefix;
 
-  public LoadGenerator(List<ManagedChannel> channels, ModelInferRequest request) {
-    this(channels, request, false);
+  public LoadGenerator(Connections connections, ModelInferRequest request) {
+    this(connections, request, false);
   }
 
   /**
@@ -169,14 +183,11 @@ public final class LoadGenerator {
    *     mode: failures count as {@code CHECK_FAILED}; it costs the client CPU, so not for peak
    *     figures)
    */
-  public LoadGenerator(List<ManagedChannel> channels, ModelInferRequest request, boolean check) {
-    if (channels.isEmpty()) {
-      throw new IllegalArgumentException("at least one channel");
-    }
-    this.channels = channels;
+  public LoadGenerator(Connections connections, ModelInferRequest request, boolean check) {
+    this.connections = connections;
     this.request = request;
-    this.method = check ? LeanUnary.checked(request) : LeanUnary.METHOD;
-    this.requestBytes = request.toByteArray();
+    this.message = WireConnection.message(request.toByteArray());
+    this.reader = check ? LeanUnary.checked(request) : LeanUnary.version();
     this.streamPrefix = request.toBuilder().clearId().build().toByteArray();
   }
 
@@ -184,12 +195,6 @@ public final class LoadGenerator {
   static long processCpuNanos() {
     java.lang.management.OperatingSystemMXBean os = java.lang.management.ManagementFactory.getOperatingSystemMXBean();
     return os instanceof com.sun.management.OperatingSystemMXBean sun ? Math.max(0, sun.getProcessCpuTime()) : 0;
-  }
-
-  /** Sends one unary call on {@code channel}: the pre-serialized request, the answer read lean. */
-  private void send(ManagedChannel channel, UnaryObserver observer) {
-    io.grpc.stub.ClientCalls.asyncUnaryCall(
-        channel.newCall(method, io.grpc.CallOptions.DEFAULT), requestBytes, observer);
   }
 
   /** Runs the warm-up (not recorded) and then the measured period; reports progress each second. */
@@ -224,6 +229,7 @@ public final class LoadGenerator {
   private final class Run {
     final Options options;
     final Recorder all = new Recorder(3);
+    final Recorder sendLag = new Recorder(3);
     final Map<String, Recorder> versions = new ConcurrentHashMap<>();
     final Map<String, LongAdder> errors = new ConcurrentHashMap<>();
     final Map<String, Recorder> errorLatency = new ConcurrentHashMap<>();
@@ -259,6 +265,11 @@ public final class LoadGenerator {
       this.endNanos = measureFrom + options.duration().toNanos();
     }
 
+    /** Open loop: when call {@code i} of the schedule is due, in System.nanoTime() terms. */
+    long due(long i) {
+      return startNanos + (long) (dueSeconds(i, options.rate(), options.warmup().toNanos() / 2e9) * 1e9);
+    }
+
     boolean measuring(long intendedNanos) {
       return intendedNanos >= measureFrom && intendedNanos < endNanos;
     }
@@ -285,57 +296,59 @@ public final class LoadGenerator {
 
     // ---- open loop ----
 
+    /**
+     * The schedule is paced on the client's event loops, as wrk2 does: one pacer per loop, taking
+     * every P-th call of the schedule (P loops), sending each call on the loop that owns its
+     * connection, so no sending thread hands calls over and a call's answer comes back on the
+     * thread that sent it. This thread only opens and closes the measured window.
+     */
     void open() throws InterruptedException {
-      double interval = 1e9 / options.rate();
       List<StreamSender> streams = new ArrayList<>();
       if (options.streaming()) {
-        for (ManagedChannel channel : channels) {
+        for (ManagedChannel channel : connections.channels()) {
           streams.add(new StreamSender(channel, this));
         }
       }
-      boolean opened = false;
-      for (long i = 0; ; i++) {
-        long intended = startNanos + (long) (i * interval);
-        if (intended >= endNanos) {
-          break;
-        }
-        if (!opened && intended >= measureFrom) {
-          measureOpens();
-          opened = true;
-        }
-        // Sleep until the call is due; never spin. A spinning sender burns a core that, on a small
-        // machine, the server under test needs. The OS wakes the thread a little late (tens of
-        // µs); every call that fell due meanwhile goes at once, and each one's latency still runs
-        // from its intended time, so the lateness is counted, not hidden.
-        long wait = intended - System.nanoTime();
-        if (wait > 0) {
-          LockSupport.parkNanos(wait);
-        }
-        if (outstanding.get() >= options.maxOutstanding()) {
-          if (measuring(intended)) {
-            errors.computeIfAbsent("CLIENT_BACKLOG", c -> new LongAdder()).increment();
-          }
-          continue;
-        }
-        outstanding.incrementAndGet();
-        if (measuring(intended)) {
-          sent.increment();
-        }
-        int connection = (int) (i % channels.size());
-        if (options.streaming()) {
-          streams.get(connection).send(intended);
-        } else {
-          send(channels.get(connection), new UnaryObserver(this, intended, null));
-        }
+      Map<io.netty.channel.EventLoop, List<Integer>> byLoop = new java.util.LinkedHashMap<>();
+      for (int k = 0; k < connections.count(); k++) {
+        byLoop.computeIfAbsent(connections.loop(k), loop -> new ArrayList<>()).add(k);
       }
-      if (!opened) {
-        measureOpens();
+      CountDownLatch paced = new CountDownLatch(byLoop.size());
+      int p = 0;
+      for (Map.Entry<io.netty.channel.EventLoop, List<Integer>> loop : byLoop.entrySet()) {
+        new Pacer(this, loop.getKey(), loop.getValue(), p++, byLoop.size(), streams, paced).schedule();
       }
+      sleepUntil(measureFrom);
+      measureOpens();
       sleepUntil(endNanos);
       measureCloses();
+      paced.await(60, TimeUnit.SECONDS);
       awaitDrain();
       for (StreamSender stream : streams) {
         stream.close();
+      }
+    }
+
+    /**
+     * Sends the call due at {@code intended} on connection {@code k} (at {@code now}, by the
+     * pacer's clock), unless over the backlog.
+     */
+    void sendScheduled(long intended, long now, int k, StreamSender stream) {
+      if (outstanding.get() >= options.maxOutstanding()) {
+        if (measuring(intended)) {
+          errors.computeIfAbsent("CLIENT_BACKLOG", c -> new LongAdder()).increment();
+        }
+        return;
+      }
+      outstanding.incrementAndGet();
+      if (measuring(intended)) {
+        sent.increment();
+        sendLag.recordValue(Math.max(1, (now - intended) / 1000));
+      }
+      if (stream != null) {
+        stream.send(intended);
+      } else {
+        connections.unary(k).write(new UnaryCall(this, intended, null, k));
       }
     }
 
@@ -345,18 +358,14 @@ public final class LoadGenerator {
       CountDownLatch stopped = new CountDownLatch(options.concurrency());
       List<StreamSender> streams = new ArrayList<>();
       if (options.streaming()) {
-        for (ManagedChannel channel : channels) {
+        for (ManagedChannel channel : connections.channels()) {
           streams.add(new StreamSender(channel, this));
         }
       }
-      while (System.nanoTime() < startNanos) {
-        Thread.onSpinWait();
-      }
+      sleepUntil(startNanos);
       for (int c = 0; c < options.concurrency(); c++) {
-        int connection = c % channels.size();
-        Caller caller =
-            new Caller(this, channels.get(connection),
-                options.streaming() ? streams.get(connection) : null, stopped);
+        int connection = c % connections.count();
+        Caller caller = new Caller(this, connection, options.streaming() ? streams.get(connection) : null, stopped);
         caller.next();
       }
       sleepUntil(measureFrom);
@@ -426,67 +435,136 @@ public final class LoadGenerator {
       double cpuPerCall = calls == 0 || cpuEnd <= cpuStart ? 0 : (cpuEnd - cpuStart) / 1000.0 / calls;
       return new Result(
           calls, completed.sum(), options.duration().toNanos() / 1e9, all.getIntervalHistogram(),
-          byVersion, errorCounts, errorLatencies, cpuPerCall);
+          byVersion, errorCounts, errorLatencies, cpuPerCall, sendLag.getIntervalHistogram());
     }
   }
 
-  /** The answer of one unary call: the answering version, or the status it failed with. */
-  private static final class UnaryObserver implements StreamObserver<String> {
+  /**
+   * Paces one event loop's share of an open-loop schedule (every {@code pacers}-th call, from
+   * call {@code first}). Each time it runs it sends every call that has fallen due, all on one of
+   * the loop's connections (the next one each time, so that calls due together go out in one write
+   * and every connection is used), flushes once, and sleeps until the next call is due. The
+   * loop's timer wakes it a little late at times; the calls that fell due meanwhile go at once, and
+   * each one's latency still runs from its intended time, so the lateness is counted, not hidden.
+   * Event loop only.
+   */
+  private final class Pacer implements Runnable {
+    private final Run run;
+    private final io.netty.channel.EventLoop loop;
+    private final int[] owned;
+    private final int pacers;
+    private final List<StreamSender> streams;
+    private final CountDownLatch done;
+    private long i;
+    private int turn;
+
+    Pacer(Run run, io.netty.channel.EventLoop loop, List<Integer> owned, int first, int pacers,
+        List<StreamSender> streams, CountDownLatch done) {
+      this.run = run;
+      this.loop = loop;
+      this.owned = owned.stream().mapToInt(Integer::intValue).toArray();
+      this.pacers = pacers;
+      this.streams = streams;
+      this.done = done;
+      this.i = first;
+    }
+
+    private long due() {
+      return run.due(i);
+    }
+
+    void schedule() {
+      loop.schedule(this, Math.max(0, due() - System.nanoTime()), TimeUnit.NANOSECONDS);
+    }
+
+    @Override
+    public void run() {
+      long now = System.nanoTime();
+      long intended = due();
+      int k = owned[turn++ % owned.length];
+      StreamSender stream = streams.isEmpty() ? null : streams.get(k);
+      while (intended <= now && intended < run.endNanos) {
+        run.sendScheduled(intended, now, k, stream);
+        i += pacers;
+        intended = due();
+      }
+      if (stream == null) {
+        connections.unary(k).flush();
+      }
+      if (intended >= run.endNanos) {
+        done.countDown();
+      } else {
+        loop.schedule(this, intended - now, TimeUnit.NANOSECONDS);
+      }
+    }
+  }
+
+  /**
+   * When call {@code i} (from 0) of an open-loop schedule at {@code rate} calls/s is due, in
+   * seconds from its start: over the first {@code rampSeconds} the rate climbs linearly from a
+   * tenth of {@code rate} to {@code rate}, then holds. A cold client and server (JIT, caches)
+   * warm up on the climb instead of building a backlog at the full rate that would spill into the
+   * measured period; the warm-up's second half runs at the full rate, so the measured period
+   * starts from a steady state. No ramp when {@code rampSeconds} is 0.
+   */
+  static double dueSeconds(long i, double rate, double rampSeconds) {
+    if (rampSeconds <= 0) {
+      return i / rate;
+    }
+    double from = rate / 10;
+    double inRamp = (from + rate) / 2 * rampSeconds;
+    if (i >= inRamp) {
+      return rampSeconds + (i - inRamp) / rate;
+    }
+    // i = from t + a t^2 / 2, with a = (rate - from) / rampSeconds, solved for t.
+    double a = (rate - from) / rampSeconds;
+    return (-from + Math.sqrt(from * from + 2 * a * i)) / a;
+  }
+
+  /** One unary call: answered with the answering version, or the status it failed with. */
+  private final class UnaryCall extends WireConnection.Call {
     private final Run run;
     private final long intended;
     private final Caller caller;
-    private String version = "";
+    private final int connection;
 
-    UnaryObserver(Run run, long intended, Caller caller) {
+    UnaryCall(Run run, long intended, Caller caller, int connection) {
+      super(message, reader);
       this.run = run;
       this.intended = intended;
       this.caller = caller;
+      this.connection = connection;
     }
 
     @Override
-    public void onNext(String answeringVersion) {
-      version = answeringVersion;
-    }
-
-    @Override
-    public void onError(Throwable t) {
-      Status.Code code = Status.fromThrowable(t).getCode();
-      run.failed(intended, code.name());
-      if (caller != null) {
-        long delay = code == Status.Code.RESOURCE_EXHAUSTED && run.options.backOff() ? retryDelayNanos(t) : 0;
-        if (delay > 0) {
-          BACKOFF.schedule(caller::next, delay, TimeUnit.NANOSECONDS);
+    void answered(int code, Object read, io.netty.handler.codec.http2.Http2Headers trailers) {
+      if (code == 0) {
+        String version = (String) read;
+        if (version.startsWith(LeanUnary.CHECK_FAILED)) {
+          run.failed(intended, "CHECK_FAILED");
+          run.checkFailed(version.substring(LeanUnary.CHECK_FAILED.length()));
         } else {
+          run.succeeded(intended, version);
+        }
+        if (caller != null) {
           caller.next();
         }
+        return;
       }
-    }
-
-    @Override
-    public void onCompleted() {
-      if (version.startsWith(LeanUnary.CHECK_FAILED)) {
-        run.failed(intended, "CHECK_FAILED");
-        run.checkFailed(version.substring(LeanUnary.CHECK_FAILED.length()));
-      } else {
-        run.succeeded(intended, version);
+      run.failed(intended, code == WireConnection.UNREADABLE ? "UNREADABLE_ANSWER" : Status.fromCodeValue(code).getCode().name());
+      if (caller == null) {
+        return;
       }
-      if (caller != null) {
-        caller.next();
-      }
+      long delay = code == WireConnection.RESOURCE_EXHAUSTED && run.options.backOff()
+          ? retryDelayNanos(WireConnection.details(trailers)) : 0;
+      // Later on the loop, not from inside this answer: a call that fails as it is sent (no
+      // connection) answers at once, and the next one must not recurse into it.
+      connections.loop(connection).schedule(caller::next, delay, TimeUnit.NANOSECONDS);
     }
   }
 
-  /** Runs the next request of a caller that backs off. */
-  private static final java.util.concurrent.ScheduledExecutorService BACKOFF =
-      java.util.concurrent.Executors.newSingleThreadScheduledExecutor(r -> {
-        Thread thread = new Thread(r, "load-backoff");
-        thread.setDaemon(true);
-        return thread;
-      });
-
   /** The delay a refusal's {@code google.rpc.RetryInfo} asks, in nanoseconds; 0 without one. */
-  static long retryDelayNanos(Throwable t) {
-    com.google.rpc.Status status = io.grpc.protobuf.StatusProto.fromThrowable(t);
+  static long retryDelayNanos(com.google.rpc.Status status) {
     if (status != null) {
       for (com.google.protobuf.Any detail : status.getDetailsList()) {
         if (detail.is(com.google.rpc.RetryInfo.class)) {
@@ -505,13 +583,13 @@ public final class LoadGenerator {
   /** One closed-loop caller: sends the next request when the previous one is answered. */
   private final class Caller {
     private final Run run;
-    private final ManagedChannel channel;
+    private final int connection;
     private final StreamSender stream;
     private final CountDownLatch stopped;
 
-    Caller(Run run, ManagedChannel channel, StreamSender stream, CountDownLatch stopped) {
+    Caller(Run run, int connection, StreamSender stream, CountDownLatch stopped) {
       this.run = run;
-      this.channel = channel;
+      this.connection = connection;
       this.stream = stream;
       this.stopped = stopped;
     }
@@ -529,7 +607,7 @@ public final class LoadGenerator {
       if (stream != null) {
         stream.send(now, this);
       } else {
-        send(channel, new UnaryObserver(run, now, this));
+        connections.unary(connection).send(new UnaryCall(run, now, this, connection));
       }
     }
   }

@@ -33,7 +33,9 @@ public final class Reports {
       Map<String, Long> errors,
       Map<String, Map<String, Double>> byVersion,
       Map<String, Map<String, Double>> errorLatency,
-      double processCpuMicrosPerCall) {}
+      double processCpuMicrosPerCall,
+      double sendLagP99Ms,
+      double sendLagP999Ms) {}
 
   public static Summary summarize(String label, String load, LoadGenerator.Result r) {
     Map<String, Map<String, Double>> versions = new LinkedHashMap<>();
@@ -52,7 +54,8 @@ public final class Reports {
     return new Summary(label, load, r.sent(), r.completed(), r.seconds(), r.throughput(),
         h.getValueAtPercentile(50) / 1000.0, h.getValueAtPercentile(90) / 1000.0,
         h.getValueAtPercentile(99) / 1000.0, h.getValueAtPercentile(99.9) / 1000.0,
-        h.getMaxValue() / 1000.0, r.errors(), versions, errorLatency, r.processCpuMicrosPerCall());
+        h.getMaxValue() / 1000.0, r.errors(), versions, errorLatency, r.processCpuMicrosPerCall(),
+        r.sendLagMicros().getValueAtPercentile(99) / 1000.0, r.sendLagMicros().getValueAtPercentile(99.9) / 1000.0);
   }
 
   public static String header() {
@@ -82,7 +85,9 @@ public final class Reports {
   public static String text(Summary s) {
     StringBuilder out = new StringBuilder();
     String format = "%-44s %10s %9s %9s %9s %9s %9s  %s%n";
-    out.append(String.format("process CPU per call sent: %.1f us%n", s.processCpuMicrosPerCall()));
+    out.append(String.format("process CPU per call sent: %.1f us%s%n", s.processCpuMicrosPerCall(),
+        s.sendLagP99Ms() > 0 ? String.format("; calls sent late by the client: p99 %.3f ms, p99.9 %.3f ms",
+            s.sendLagP99Ms(), s.sendLagP999Ms()) : ""));
     out.append(String.format(format, "", "req/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "errors"));
     out.append(String.format(format, shorten(s.label(), 44), String.format("%.0f", s.throughput()),
         ms(s.p50Ms()), ms(s.p90Ms()), ms(s.p99Ms()), ms(s.p999Ms()), ms(s.maxMs()),

@@ -7,22 +7,15 @@ import java.io.InputStream;
 import java.io.OutputStream;
 
 /**
- * A serialized message as the load generator hands it to grpc-java: one or two byte arrays (the
- * request serialized once, and what a call appends to it), its length known and drained into the
+ * A serialized message as the load generator hands it to grpc-java on a stream: two byte arrays
+ * (the request serialized once, and what a call appends to it: its id), its length known and drained into the
  * transport in one or two writes, with no copy into an intermediate buffer. Read once, by one
  * thread.
  */
 final class SerializedMessage extends InputStream implements KnownLength, Drainable {
-  private static final byte[] NONE = new byte[0];
-
   private final byte[] first;
   private final byte[] second;
   private int position;
-
-  /** One array as the whole message. */
-  SerializedMessage(byte[] whole) {
-    this(whole, NONE);
-  }
 
   SerializedMessage(byte[] first, byte[] second) {
     this.first = first;

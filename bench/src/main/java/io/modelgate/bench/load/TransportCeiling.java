@@ -27,12 +27,18 @@ public final class TransportCeiling implements AutoCloseable {
   private final EventLoopGroup boss;
   private final EventLoopGroup workers;
 
+  /** On a free loopback port. */
   public TransportCeiling(ModelInferResponse canned, int eventLoops) throws IOException {
+    this(canned, 0, eventLoops);
+  }
+
+  /** On loopback {@code port} (0: a free one). */
+  public TransportCeiling(ModelInferResponse canned, int port, int eventLoops) throws IOException {
     boolean epoll = Epoll.isAvailable();
     boss = epoll ? new EpollEventLoopGroup(1) : new NioEventLoopGroup(1);
     workers = epoll ? new EpollEventLoopGroup(eventLoops) : new NioEventLoopGroup(eventLoops);
     server =
-        NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", 0))
+        NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", port))
             .channelType(epoll ? EpollServerSocketChannel.class : NioServerSocketChannel.class)
             .bossEventLoopGroup(boss)
             .workerEventLoopGroup(workers)

@@ -3,11 +3,8 @@ package io.modelgate.bench.load;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.within;
 
-import io.grpc.ManagedChannel;
 import io.grpc.Server;
 import io.grpc.Status;
-import io.grpc.inprocess.InProcessChannelBuilder;
-import io.grpc.inprocess.InProcessServerBuilder;
 import io.grpc.stub.StreamObserver;
 import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
 import io.modelgate.proto.inference.InferParameter;
@@ -34,22 +31,23 @@ class LoadGeneratorTest {
   @TempDir Path dir;
 
   private Server server;
-  private ManagedChannel channel;
+  private Connections channel;
 
+  /**
+   * The scripted server on a loopback port, answering on its event loop (a stall holds every
+   * call of the connection, as a pause of a real server does), and one connection to it.
+   */
   private LoadGenerator start(long failEvery, long stallAt, long stallMillis) throws Exception {
-    String name = InProcessServerBuilder.generateName();
-    server = InProcessServerBuilder.forName(name).directExecutor()
+    server = io.grpc.netty.NettyServerBuilder.forAddress(new java.net.InetSocketAddress("127.0.0.1", 0)).directExecutor()
         .addService(new ScriptedService(failEvery, stallAt, stallMillis)).build().start();
-    // The channel keeps its own executor: with direct executors on both sides, a closed-loop
-    // caller's next call would start inside the previous call's completion, recursing.
-    channel = InProcessChannelBuilder.forName(name).build();
-    return new LoadGenerator(List.of(channel), ModelInferRequest.newBuilder().setModelName("m").build());
+    channel = Connections.open("127.0.0.1:" + server.getPort(), 1);
+    return new LoadGenerator(channel, ModelInferRequest.newBuilder().setModelName("m").build());
   }
 
   @AfterEach
   void stop() throws InterruptedException {
     if (channel != null) {
-      channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+      channel.close();
       server.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
     }
   }
@@ -80,8 +78,7 @@ class LoadGeneratorTest {
 
   @Test
   void openLoop_countsAStallAgainstEveryCallMeantToGoDuringIt() throws Exception {
-    // Call 50 (about 250 ms in at 200/s) holds the server, and with its direct executor the sending
-    // thread too, for 300 ms. A generator timing from the actual send would see one slow call;
+    // Call 50 (about 250 ms in at 200/s) holds the server for 300 ms. A generator timing from the actual send would see one slow call;
     // timing from the intended send, every call scheduled in the stall waits out its remainder.
     LoadGenerator generator = start(0, 50, 300);
 
@@ -143,6 +140,25 @@ class LoadGeneratorTest {
   }
 
   @Test
+  void openLoop_theWarmUpClimbsToTheRate_thenHoldsIt() {
+    double rate = 1000;
+    // Without a warm-up: evenly spaced from the start.
+    assertThat(LoadGenerator.dueSeconds(500, rate, 0)).isEqualTo(0.5);
+    // A 2 s warm-up ramps over its first second from 100/s to 1000/s: 550 calls in that second.
+    assertThat(LoadGenerator.dueSeconds(0, rate, 1)).isZero();
+    assertThat(LoadGenerator.dueSeconds(550, rate, 1)).isCloseTo(1.0, within(1e-9));
+    // The first calls go at about a tenth of the rate, the last of the climb at about the rate.
+    assertThat(LoadGenerator.dueSeconds(1, rate, 1)).isCloseTo(0.01, within(0.0005));
+    assertThat(LoadGenerator.dueSeconds(550, rate, 1) - LoadGenerator.dueSeconds(549, rate, 1)).isCloseTo(0.001, within(0.00002));
+    // Then exactly the rate: the measured period (from 2 s) holds 1000 calls a second.
+    assertThat(LoadGenerator.dueSeconds(1550, rate, 1)).isCloseTo(2.0, within(1e-9));
+    assertThat(LoadGenerator.dueSeconds(2550, rate, 1)).isCloseTo(3.0, within(1e-9));
+    for (long i = 1; i < 3000; i++) {
+      assertThat(LoadGenerator.dueSeconds(i, rate, 1)).isGreaterThan(LoadGenerator.dueSeconds(i - 1, rate, 1));
+    }
+  }
+
+  @Test
   void results_addUpAcrossRounds() {
     Histogram a = new Histogram(3);
     a.recordValue(100);
@@ -173,11 +189,11 @@ class LoadGeneratorTest {
     start(0, -1, 0);
     ModelInferRequest request = ModelInferRequest.newBuilder().setModelName("m").build();
     LoadGenerator.Options options = LoadGenerator.Options.closed(2, false, Duration.ZERO, Duration.ofMillis(1200));
-    LoadGenerator.Result lean = new LoadGenerator(List.of(channel), request).run(options, s -> {});
+    LoadGenerator.Result lean = new LoadGenerator(channel, request).run(options, s -> {});
     assertThat(lean.errors()).isEmpty();
     assertThat(lean.completed()).isPositive();
     List<String> progress = new java.util.concurrent.CopyOnWriteArrayList<>();
-    LoadGenerator.Result checked = new LoadGenerator(List.of(channel), request, true).run(options, progress::add);
+    LoadGenerator.Result checked = new LoadGenerator(channel, request, true).run(options, progress::add);
     assertThat(checked.errors()).containsOnlyKeys("CHECK_FAILED");
     assertThat(checked.completed()).isZero();
     assertThat(progress).anyMatch(line -> line.contains("check failed: no outputs"));
@@ -188,7 +204,7 @@ class LoadGeneratorTest {
         .addRawOutputContents(com.google.protobuf.ByteString.copyFrom(new byte[12]))
         .build();
     TransportCeiling bare = new TransportCeiling(canned, 1);
-    List<ManagedChannel> toBare = ClientChannels.open("127.0.0.1:" + bare.port(), 1);
+    Connections toBare = Connections.open("127.0.0.1:" + bare.port(), 1);
     try {
       LoadGenerator.Result right = new LoadGenerator(toBare, request, true).run(options, s -> {});
       assertThat(right.errors()).isEmpty();
@@ -199,7 +215,7 @@ class LoadGeneratorTest {
       assertThat(LeanUnary.problem(request, canned.toBuilder().setModelName("other").build()))
           .isEqualTo("answered for model 'other', asked 'm'");
     } finally {
-      toBare.forEach(ManagedChannel::shutdownNow);
+      toBare.close();
       bare.close();
     }
   }
@@ -258,13 +274,13 @@ class LoadGeneratorTest {
     io.modelgate.proto.inference.ModelInferResponse canned =
         io.modelgate.proto.inference.ModelInferResponse.newBuilder().setModelName("m").setModelVersion("1").build();
     TransportCeiling bare = new TransportCeiling(canned, 1);
-    java.util.List<io.grpc.ManagedChannel> toBare = ClientChannels.open("127.0.0.1:" + bare.port(), 1);
+    Connections toBare = Connections.open("127.0.0.1:" + bare.port(), 1);
     // A calibration the client can never pass: nothing listens there, every call fails.
     int closed;
     try (java.net.ServerSocket socket = new java.net.ServerSocket(0)) {
       closed = socket.getLocalPort();
     }
-    java.util.List<io.grpc.ManagedChannel> toNothing = ClientChannels.open("127.0.0.1:" + closed, 1);
+    Connections toNothing = Connections.open("127.0.0.1:" + closed, 1);
     try {
       io.modelgate.proto.inference.ModelInferRequest request =
           io.modelgate.proto.inference.ModelInferRequest.newBuilder().setModelName("m").build();
@@ -286,8 +302,8 @@ class LoadGeneratorTest {
       assertThat(measured.points()).extracting(Sweep.Point::clientBound).containsExactly(false);
       assertThat(measured.clientLimit()).isZero();
     } finally {
-      toBare.forEach(io.grpc.ManagedChannel::shutdownNow);
-      toNothing.forEach(io.grpc.ManagedChannel::shutdownNow);
+      toBare.close();
+      toNothing.close();
       bare.close();
     }
   }

@@ -25,14 +25,20 @@ class PlotsTest {
     assertThat(ticks(0.001, 100_000)).containsExactly(0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10_000.0, 100_000.0);
   }
 
+  private static org.HdrHistogram.Histogram lag(long micros) {
+    org.HdrHistogram.Histogram h = new org.HdrHistogram.Histogram(3);
+    h.recordValue(micros);
+    return h;
+  }
+
   @Test
   void terminalText_hasNoMarkdown() {
     LoadGenerator.Result result =
         new LoadGenerator.Result(10, 9, 1.0, new org.HdrHistogram.Histogram(3), java.util.Map.of(),
             java.util.Map.of("RESOURCE_EXHAUSTED", 1L),
-            java.util.Map.of("RESOURCE_EXHAUSTED", new org.HdrHistogram.Histogram(3)), 12.5);
+            java.util.Map.of("RESOURCE_EXHAUSTED", new org.HdrHistogram.Histogram(3)), 12.5, lag(1_500));
     String text = Reports.text(Reports.summarize("m closed loop", "closed loop", result));
     assertThat(text).doesNotContain("|").doesNotContain("&nbsp;").contains("RESOURCE_EXHAUSTED")
-        .contains("process CPU per call sent: 12.5 us");
+        .contains("process CPU per call sent: 12.5 us; calls sent late by the client: p99 1.500 ms");
   }
 }
