@@ -10,9 +10,9 @@ import java.util.concurrent.TimeUnit;
 /**
  * The load generator's connections to one server: {@code count} lean HTTP/2 connections for unary
  * ModelInfer ({@link WireConnection}, opened at once), and as many grpc-java channels, opened on
- * first use, for streams and other RPCs (metadata). Connection {@code k} of both kinds lives on
- * the same event loop of the client's one small group ({@link ClientChannels}), and so does
- * whatever paces the calls sent on it. Plaintext. Thread-safe; close once.
+ * first use, for streams and other RPCs (metadata). All run on the client's one small event-loop
+ * group ({@link ClientChannels}); a lean connection's calls are paced, sent and answered on its
+ * loop. Plaintext. Thread-safe; close once.
  */
 public final class Connections implements AutoCloseable {
   /** The unary method every lean connection calls. */
