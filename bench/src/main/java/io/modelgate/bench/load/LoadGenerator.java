@@ -551,7 +551,11 @@ public final class LoadGenerator {
         }
         return;
       }
-      run.failed(intended, code == WireConnection.UNREADABLE ? "UNREADABLE_ANSWER" : Status.fromCodeValue(code).getCode().name());
+      run.failed(intended, switch (code) {
+        case WireConnection.UNREADABLE -> "UNREADABLE_ANSWER";
+        case WireConnection.STREAM_LIMIT -> "CLIENT_STREAM_LIMIT";
+        default -> Status.fromCodeValue(code).getCode().name();
+      });
       if (caller == null) {
         return;
       }

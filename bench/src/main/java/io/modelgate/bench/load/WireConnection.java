@@ -50,7 +50,8 @@ import java.util.concurrent.TimeUnit;
  * {@link Call} is answered on it, exactly once: with the call's status when its trailers arrive,
  * or UNAVAILABLE / CANCELLED / INTERNAL when its stream is reset or the connection closes first.
  * A connection that is closed or refused by the server's GOAWAY fails calls at once with
- * UNAVAILABLE and starts one new connection in the background.
+ * UNAVAILABLE and starts one new connection in the background (at most one attempt per 100 ms); a
+ * call beyond the server's limit of concurrent streams is not sent ({@link #STREAM_LIMIT}).
  */
 final class WireConnection implements AutoCloseable {
   /** gRPC status codes this class sets itself. */
@@ -64,6 +65,11 @@ final class WireConnection implements AutoCloseable {
   static final int UNIMPLEMENTED = 12;
   /** Not a gRPC status: the answer was OK but its message could not be read. */
   static final int UNREADABLE = -1;
+  /**
+   * Not a gRPC status: the call was not sent, the connection having as many calls in flight as
+   * the server allows ({@code SETTINGS_MAX_CONCURRENT_STREAMS}).
+   */
+  static final int STREAM_LIMIT = -2;
 
   private static final AsciiString GRPC_STATUS = AsciiString.cached("grpc-status");
   private static final AsciiString GRPC_MESSAGE = AsciiString.cached("grpc-message");
@@ -216,11 +222,16 @@ final class WireConnection implements AutoCloseable {
     Handler handler = current;
     boolean dead = handler == null || handler.ctx == null || !handler.ctx.channel().isActive()
         || handler.connection().goAwayReceived();
-    if (dead || !handler.connection().local().canOpenStream()) {
-      if (dead && !reconnecting && System.nanoTime() - nextConnectNanos >= 0) {
+    if (dead) {
+      if (!reconnecting && System.nanoTime() - nextConnectNanos >= 0) {
         connect();
       }
       finish(call, UNAVAILABLE, null, null);
+      return;
+    }
+    if (!handler.connection().local().canOpenStream()) {
+      // As many calls in flight on this connection as the server's SETTINGS allow.
+      finish(call, STREAM_LIMIT, null, null);
       return;
     }
     handler.start(call);

@@ -213,6 +213,34 @@ class WireConnectionTest {
   }
 
   @Test
+  void aCallBeyondTheServersStreamLimit_isNotSent_andSaysSo() throws Exception {
+    // The server allows 2 calls at once per connection; it answers the first call and holds the rest.
+    AtomicInteger calls = new AtomicInteger();
+    List<StreamObserver<ModelInferResponse>> held = new java.util.concurrent.CopyOnWriteArrayList<>();
+    WireConnection wire = serve((request, observer) -> {
+          if (calls.incrementAndGet() == 1) {
+            observer.onNext(ModelInferResponse.newBuilder().setModelVersion("1").build());
+            observer.onCompleted();
+          } else {
+            held.add(observer);
+          }
+        },
+        NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", 0)).maxConcurrentCallsPerConnection(2));
+    // The first answer comes after the server's SETTINGS, so the client knows the limit.
+    assertThat(call(wire, LeanUnary.version()).code()).isZero();
+    Recorded second = new Recorded(LeanUnary.version());
+    Recorded third = new Recorded(LeanUnary.version());
+    wire.send(second);
+    wire.send(third);
+    Recorded fourth = new Recorded(LeanUnary.version());
+    wire.send(fourth);
+
+    assertThat(fourth.answer.get(10, TimeUnit.SECONDS).code()).isEqualTo(WireConnection.STREAM_LIMIT);
+    assertThat(second.answer).isNotDone();
+    assertThat(third.answer).isNotDone();
+  }
+
+  @Test
   void anApiKey_goesAsABearerToken_onEveryCall() throws Exception {
     List<String> seen = new java.util.concurrent.CopyOnWriteArrayList<>();
     io.grpc.Metadata.Key<String> authorization = io.grpc.Metadata.Key.of("authorization", io.grpc.Metadata.ASCII_STRING_MARSHALLER);
