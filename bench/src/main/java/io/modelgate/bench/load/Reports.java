@@ -100,7 +100,20 @@ public final class Reports {
     s.errorLatency().forEach((code, e) -> out.append(String.format(format,
         "  " + shorten(code, 32), String.format("%.0f ans", e.get("count")), ms(e.get("p50Ms")), "",
         ms(e.get("p99Ms")), ms(e.get("p999Ms")), "", "")));
+    if (clientLate(s)) {
+      out.append(String.format("the client itself was late: it sent 1%% of the calls %.3f ms or more after their time, "
+          + "against a p99 latency of %.3f ms, so these latencies are partly its own (give it more CPU, or lower the rate)%n",
+          s.sendLagP99Ms(), s.p99Ms()));
+    }
     return out.toString();
+  }
+
+  /**
+   * Whether the client's own lateness explains a good part of the tail: its send lag's p99 at
+   * least 1 ms and at least a quarter of the latency's p99.
+   */
+  public static boolean clientLate(Summary s) {
+    return s.sendLagP99Ms() >= 1.0 && s.sendLagP99Ms() >= 0.25 * s.p99Ms();
   }
 
   private static String ms(double value) {

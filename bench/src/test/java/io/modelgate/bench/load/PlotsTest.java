@@ -41,4 +41,21 @@ class PlotsTest {
     assertThat(text).doesNotContain("|").doesNotContain("&nbsp;").contains("RESOURCE_EXHAUSTED")
         .contains("process CPU per call sent: 12.5 us; calls sent late by the client: p99 1.500 ms");
   }
+
+  @Test
+  void aClientThatSentLate_saysItsFiguresArePartlyItsOwn() {
+    org.HdrHistogram.Histogram latency = new org.HdrHistogram.Histogram(3);
+    for (int i = 0; i < 100; i++) {
+      latency.recordValue(2_000);
+    }
+    LoadGenerator.Result late = new LoadGenerator.Result(100, 100, 1.0, latency, java.util.Map.of(), java.util.Map.of(),
+        java.util.Map.of(), 10, lag(1_500));
+    LoadGenerator.Result onTime = new LoadGenerator.Result(100, 100, 1.0, latency, java.util.Map.of(), java.util.Map.of(),
+        java.util.Map.of(), 10, lag(200));
+
+    // 1.5 ms late against a 2 ms p99: the client's share is too large to ignore.
+    assertThat(Reports.text(Reports.summarize("late", "open loop", late)))
+        .contains("the client itself was late: it sent 1% of the calls 1.500 ms or more after their time, against a p99 latency of 2.000 ms");
+    assertThat(Reports.text(Reports.summarize("on time", "open loop", onTime))).doesNotContain("the client itself was late");
+  }
 }
