@@ -94,7 +94,32 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
    */
   public io.grpc.ServerServiceDefinition definition() {
     return io.grpc.ServerInterceptors.intercept(
-        LenientRequests.of(bindService()), new StreamErrorMode(), new RoutingHeaders(router));
+        LenientRequests.of(ServiceDefinitions.map(bindService(), this::encodedAnswers)),
+        new StreamErrorMode(),
+        new RoutingHeaders(router));
+  }
+
+  /**
+   * ModelInfer and ModelStreamInfer bound to {@link #infer} and {@link #streamInfer}, which answer
+   * with {@link EncodedResponse}s written straight into the transport; the other methods as bound.
+   */
+  private io.grpc.ServerMethodDefinition<?, ?> encodedAnswers(io.grpc.ServerMethodDefinition<?, ?> method) {
+    io.grpc.MethodDescriptor<?, ?> descriptor = method.getMethodDescriptor();
+    io.grpc.MethodDescriptor<ModelInferRequest, ModelInferResponse> unary = GRPCInferenceServiceGrpc.getModelInferMethod();
+    io.grpc.MethodDescriptor<ModelInferRequest, ModelStreamInferResponse> stream =
+        GRPCInferenceServiceGrpc.getModelStreamInferMethod();
+    if (descriptor.getFullMethodName().equals(unary.getFullMethodName())) {
+      return io.grpc.ServerMethodDefinition.create(
+          unary.toBuilder(unary.getRequestMarshaller(), EncodedResponse.MARSHALLER).build(),
+          io.grpc.stub.ServerCalls.asyncUnaryCall(this::infer));
+    }
+    if (descriptor.getFullMethodName().equals(stream.getFullMethodName())) {
+      return io.grpc.ServerMethodDefinition.create(
+          stream.toBuilder(stream.getRequestMarshaller(), EncodedResponse.streamMarshaller(stream.getResponseMarshaller()))
+              .build(),
+          io.grpc.stub.ServerCalls.asyncBidiStreamingCall(this::streamInfer));
+    }
+    return method;
   }
 
   /** Refuses a request whose message could not be parsed. */
@@ -359,11 +384,10 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
         });
   }
 
-  @Override
-  public void modelInfer(ModelInferRequest request, StreamObserver<ModelInferResponse> observer) {
+  /** ModelInfer, as {@link #definition} binds it. */
+  private void infer(ModelInferRequest request, StreamObserver<EncodedResponse> observer) {
     long arrival = System.nanoTime();
-    ServerCallStreamObserver<ModelInferResponse> call =
-        (ServerCallStreamObserver<ModelInferResponse>) observer;
+    ServerCallStreamObserver<EncodedResponse> call = (ServerCallStreamObserver<EncodedResponse>) observer;
     // With a handler set, writing to a call the client cancelled is a no-op instead of an error.
     call.setOnCancelHandler(IGNORE_CANCEL);
     UnaryAnswer answer = null;
@@ -432,8 +456,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
   private Status refused(RecordedAnswer answer, RuntimeException e) {
     Status status = ErrorStatus.of(e);
     if (answer != null) {
-      answer.record(status.getCode());
-      answer.account(status.getCode(), null);
+      answer.answered(status.getCode(), null);
       answer.logPayload(status);
     } else {
       stats.recordRejected(status.getCode());
@@ -481,7 +504,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       DecodedRequest decoded = RequestDecoder.decode(request, loaded.signature());
       loaded.scheduler().submit(InferenceRequest.of(decoded, arrival, null, answer));
     } catch (RuntimeException e) {
-      answer.record(ErrorStatus.of(e).getCode());
+      answer.answered(ErrorStatus.of(e).getCode(), null);
       comparison.shadowFailed();
     }
   }
@@ -585,8 +608,21 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       }
     }
 
-    /** Counts the answer for the request's tenant ({@code result} null: not executed), and frees its quota. */
-    final void account(Status.Code code, InferenceResult result) {
+    /** End-to-end time (ns) as {@link #answered} took it; -1 before. */
+    private long latencyNanos = -1;
+
+    /**
+     * The request is answered with {@code code} ({@code result} null: not executed): records it on
+     * its version's statistics, counts it for its tenant and frees its quota, all with one reading
+     * of the clock.
+     */
+    final void answered(Status.Code code, InferenceResult result) {
+      latencyNanos = System.nanoTime() - arrival;
+      record(code);
+      account(code, result);
+    }
+
+    private void account(Status.Code code, InferenceResult result) {
       if (admission != null) {
         admission.release();
         admission = null;
@@ -598,7 +634,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       if (usage != null) {
         usage.record(tenant, usageVersion.model(), usageVersion.numberText(), code, rows,
             result == null ? 0 : result.batchRows(), result == null ? 0 : result.computeNanos(), bytesIn,
-            result == null ? 0 : result.outputBytes(), requestId, System.nanoTime() - arrival);
+            result == null ? 0 : result.outputBytes(), requestId, latencyNanos);
       }
     }
 
@@ -607,6 +643,19 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       if (driftInputs != null) {
         drift.offer(driftVersion, driftLoaded, driftInputs, result.outputs());
       }
+    }
+
+    /** The result's outputs as answered: classified where the request asked it. */
+    final io.modelgate.runtime.tensor.OutputTensor[] outputs(InferenceResult result) {
+      io.modelgate.runtime.tensor.OutputTensor[] outputs = result.outputs();
+      if (classification == null) {
+        return outputs;
+      }
+      io.modelgate.runtime.tensor.OutputTensor[] classified = new io.modelgate.runtime.tensor.OutputTensor[outputs.length];
+      for (int i = 0; i < outputs.length; i++) {
+        classified[i] = classification.apply(i, outputs[i]);
+      }
+      return classified;
     }
 
     final boolean logsPayload() {
@@ -623,28 +672,29 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     /** Hands the answer of a request drawn for the payload log to its writer; a no-op otherwise. */
     final void logPayload(ModelVersion version, ModelInferResponse response, Status status) {
       if (payload != null) {
-        payloadLog.offer(payload, version.model(), version.numberText(), response, status, System.nanoTime() - arrival);
+        payloadLog.offer(payload, version.model(), version.numberText(), response, status,
+            latencyNanos >= 0 ? latencyNanos : System.nanoTime() - arrival);
       }
     }
 
-    final void record(Status.Code code) {
+    private void record(Status.Code code) {
       if (stats != null) {
         if (code == Status.Code.CANCELLED && deadline != null && deadline.isExpired()) {
           code = Status.Code.DEADLINE_EXCEEDED;
         }
-        stats.recordAnswer(code, System.nanoTime() - arrival, clock.millis(), shadowCopy);
+        stats.recordAnswer(code, latencyNanos, clock.millis(), shadowCopy);
       }
     }
   }
 
   /** Writes the one answer of a unary call, from whichever thread produces it. */
   private static final class UnaryAnswer extends RecordedAnswer {
-    private final ServerCallStreamObserver<ModelInferResponse> call;
+    private final ServerCallStreamObserver<EncodedResponse> call;
     private final ModelVersion version;
     private final String id;
 
     UnaryAnswer(
-        ServerCallStreamObserver<ModelInferResponse> call,
+        ServerCallStreamObserver<EncodedResponse> call,
         ModelVersion version,
         String id,
         VersionStats stats,
@@ -661,14 +711,16 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     @Override
     public void onSuccess(InferenceResult result) {
       boolean cancelled = call.isCancelled();
-      ModelInferResponse response = cancelled ? null : ResponseEncoder.encode(version, id, result, classification);
-      record(cancelled ? Status.Code.CANCELLED : Status.Code.OK);
-      account(cancelled ? Status.Code.CANCELLED : Status.Code.OK, result);
+      EncodedResponse response =
+          cancelled ? null : EncodedResponse.of(version.model(), version.numberText(), id, outputs(result));
+      answered(cancelled ? Status.Code.CANCELLED : Status.Code.OK, result);
       if (!cancelled) {
         call.onNext(response);
         call.onCompleted();
       }
-      logPayload(version, response, cancelled ? Status.CANCELLED : Status.OK);
+      if (logsPayload()) {
+        logPayload(version, response == null ? null : response.toMessage(), cancelled ? Status.CANCELLED : Status.OK);
+      }
       profile(result);
       if (shadow != null) {
         shadow.primary(result);
@@ -678,8 +730,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     @Override
     public void onFailure(InferenceException error) {
       Status status = ErrorStatus.of(error);
-      record(status.getCode());
-      account(status.getCode(), null);
+      answered(status.getCode(), null);
       if (!call.isCancelled()) {
         call.onError(status.asRuntimeException());
       }
@@ -701,22 +752,23 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
 
     @Override
     public void onSuccess(InferenceResult result) {
-      record(Status.Code.OK);
+      answered(Status.Code.OK, result);
       comparison.shadow(result);
     }
 
     @Override
     public void onFailure(InferenceException error) {
-      record(ErrorStatus.of(error).getCode());
+      answered(ErrorStatus.of(error).getCode(), null);
       comparison.shadowFailed();
     }
   }
 
-  @Override
-  public StreamObserver<ModelInferRequest> modelStreamInfer(
-      StreamObserver<ModelStreamInferResponse> observer) {
-    ServerCallStreamObserver<ModelStreamInferResponse> call =
-        (ServerCallStreamObserver<ModelStreamInferResponse>) observer;
+  /**
+   * ModelStreamInfer, as {@link #definition} binds it: answers are {@link EncodedResponse}s
+   * (successes) or {@link ModelStreamInferResponse}s (in-band errors).
+   */
+  private StreamObserver<ModelInferRequest> streamInfer(StreamObserver<Object> observer) {
+    ServerCallStreamObserver<Object> call = (ServerCallStreamObserver<Object>) observer;
     call.setOnCancelHandler(IGNORE_CANCEL);
     Stream stream = new Stream(call, StreamErrorMode.abortOnError(), Context.current());
     openStreams.add(stream);
@@ -744,7 +796,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
    * half-closed and every request it sent has been answered.
    */
   private final class Stream implements StreamObserver<ModelInferRequest> {
-    private final ServerCallStreamObserver<ModelStreamInferResponse> call;
+    private final ServerCallStreamObserver<Object> call;
     private final boolean abortOnError;
     private final Context context;
     private int pending;
@@ -754,7 +806,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     private Status ending;
 
     Stream(
-        ServerCallStreamObserver<ModelStreamInferResponse> call,
+        ServerCallStreamObserver<Object> call,
         boolean abortOnError,
         Context context) {
       this.call = call;
@@ -784,11 +836,11 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       }
     }
 
-    void succeed(String id, ModelVersion version, InferenceResult result, Classification.Plan classification) {
-      write(
-          ModelStreamInferResponse.newBuilder()
-              .setInferResponse(ResponseEncoder.encode(version, id, result, classification))
-              .build());
+    /** Writes a successful answer and returns it. */
+    EncodedResponse succeed(String id, ModelVersion version, io.modelgate.runtime.tensor.OutputTensor[] outputs) {
+      EncodedResponse answer = EncodedResponse.streamed(version.model(), version.numberText(), id, outputs);
+      write(answer);
+      return answer;
     }
 
     void fail(String id, String modelName, ModelVersion version, Status status) {
@@ -821,7 +873,8 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
               .build());
     }
 
-    private synchronized void write(ModelStreamInferResponse response) {
+    /** Writes an {@link EncodedResponse} or a {@link ModelStreamInferResponse}. */
+    private synchronized void write(Object response) {
       pending--;
       if (closed || call.isCancelled()) {
         return;
@@ -892,11 +945,10 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
 
     @Override
     public void onSuccess(InferenceResult result) {
-      record(Status.Code.OK);
-      account(Status.Code.OK, result);
-      stream.succeed(id, version, result, classification);
+      answered(Status.Code.OK, result);
+      EncodedResponse answer = stream.succeed(id, version, outputs(result));
       if (logsPayload()) {
-        logPayload(version, ResponseEncoder.encode(version, id, result, classification), Status.OK);
+        logPayload(version, answer.toMessage(), Status.OK);
       }
       profile(result);
       if (shadow != null) {
@@ -907,8 +959,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     @Override
     public void onFailure(InferenceException error) {
       Status status = ErrorStatus.of(error);
-      record(status.getCode());
-      account(status.getCode(), null);
+      answered(status.getCode(), null);
       stream.fail(id, modelName, version, status);
       logPayload(version, null, status);
       if (shadow != null) {

@@ -1,12 +1,16 @@
 package io.modelgate.gateway.inference;
 
 import com.google.protobuf.ByteString;
+import com.google.protobuf.CodedInputStream;
+import com.google.protobuf.UnsafeByteOperations;
+import io.grpc.HasByteBuffer;
+import io.grpc.KnownLength;
 import com.google.protobuf.UnknownFieldSet;
 import io.grpc.MethodDescriptor;
 import io.grpc.ServerMethodDefinition;
 import io.grpc.ServerServiceDefinition;
-import io.grpc.ServiceDescriptor;
 import io.modelgate.proto.inference.ModelInferRequest;
+import java.io.IOException;
 import java.io.InputStream;
 import java.util.concurrent.atomic.AtomicLong;
 import org.slf4j.Logger;
@@ -35,7 +39,7 @@ final class LenientRequests {
   private LenientRequests() {}
 
   /** The request marshaller of {@code method}, made lenient. */
-  private static final class Marshaller implements MethodDescriptor.Marshaller<ModelInferRequest> {
+  static final class Marshaller implements MethodDescriptor.Marshaller<ModelInferRequest> {
     private final MethodDescriptor.Marshaller<ModelInferRequest> delegate;
 
     Marshaller(MethodDescriptor.Marshaller<ModelInferRequest> delegate) {
@@ -50,12 +54,39 @@ final class LenientRequests {
     @Override
     public ModelInferRequest parse(InputStream stream) {
       try {
-        return delegate.parse(stream);
+        return stream instanceof HasByteBuffer && stream instanceof KnownLength ? aliased(stream) : delegate.parse(stream);
+      } catch (IOException e) {
+        return marked(String.valueOf(e.getMessage()));
       } catch (RuntimeException e) {
         Throwable cause = e.getCause() != null ? e.getCause() : e;
         return marked(String.valueOf(cause.getMessage()));
       }
     }
+  }
+
+  /**
+   * A message read from the transport's buffers (Netty's): copied once into an array of its own
+   * and parsed with its {@code bytes} fields — {@code raw_input_contents} above all — as views of
+   * that array instead of copies out of it. grpc-java's marshaller copies twice: into a reused
+   * buffer, then each field out of it. The array is the request's own and never written again, so
+   * the views stay valid as long as anything holds them (the batch copies them into the model's
+   * input; the payload log, drift and a shadow may hold them longer).
+   */
+  private static ModelInferRequest aliased(InputStream stream) throws IOException {
+    byte[] message = new byte[stream.available()];
+    int read = 0;
+    while (read < message.length) {
+      int n = stream.read(message, read, message.length - read);
+      if (n < 0) {
+        throw new IOException("the message ended after " + read + " of its " + message.length + " bytes");
+      }
+      read += n;
+    }
+    CodedInputStream in = UnsafeByteOperations.unsafeWrap(message).newCodedInput();
+    in.enableAliasing(true);
+    ModelInferRequest request = ModelInferRequest.parser().parseFrom(in);
+    in.checkLastTagWas(0);
+    return request;
   }
 
   static ModelInferRequest marked(String reason) {
@@ -93,27 +124,11 @@ final class LenientRequests {
   /** {@code definition} with lenient request parsing for every method that takes ModelInferRequest. */
   @SuppressWarnings("unchecked")
   static ServerServiceDefinition of(ServerServiceDefinition definition) {
-    ServiceDescriptor original = definition.getServiceDescriptor();
-    ServiceDescriptor.Builder service =
-        ServiceDescriptor.newBuilder(original.getName()).setSchemaDescriptor(original.getSchemaDescriptor());
-    java.util.List<ServerMethodDefinition<?, ?>> methods = new java.util.ArrayList<>();
-    for (ServerMethodDefinition<?, ?> method : definition.getMethods()) {
-      MethodDescriptor<?, ?> descriptor = method.getMethodDescriptor();
-      if (descriptor.getRequestMarshaller() instanceof MethodDescriptor.PrototypeMarshaller<?> prototype
-          && prototype.getMessagePrototype() instanceof ModelInferRequest) {
-        methods.add(lenient((ServerMethodDefinition<ModelInferRequest, Object>) method));
-      } else {
-        methods.add(method);
-      }
-    }
-    for (ServerMethodDefinition<?, ?> method : methods) {
-      service.addMethod(method.getMethodDescriptor());
-    }
-    ServerServiceDefinition.Builder rebuilt = ServerServiceDefinition.builder(service.build());
-    for (ServerMethodDefinition<?, ?> method : methods) {
-      rebuilt.addMethod(method);
-    }
-    return rebuilt.build();
+    return ServiceDefinitions.map(definition, method ->
+        method.getMethodDescriptor().getRequestMarshaller() instanceof MethodDescriptor.PrototypeMarshaller<?> prototype
+                && prototype.getMessagePrototype() instanceof ModelInferRequest
+            ? lenient((ServerMethodDefinition<ModelInferRequest, Object>) method)
+            : method);
   }
 
   private static <R> ServerMethodDefinition<ModelInferRequest, R> lenient(

@@ -150,12 +150,12 @@ public final class Route {
       throw InferenceException.unavailable(refusal);
     }
     if (versions == null) {
-      return model
-          .latestReady()
-          .orElseThrow(
-              () ->
-                  InferenceException.unavailable(
-                      "model '" + model.name() + "' has no READY version (" + model.describeVersions() + ")"));
+      ModelVersion latest = model.latestReadyOrNull();
+      if (latest == null) {
+        throw InferenceException.unavailable(
+            "model '" + model.name() + "' has no READY version (" + model.describeVersions() + ")");
+      }
+      return latest;
     }
     String key = stickyKey(request);
     ModelVersion chosen = versions[key == null ? choice.pick() : rendezvous.pick(key)];

@@ -153,7 +153,9 @@ public final class Usage implements AutoCloseable {
     long hour = Math.floorDiv(clock.millis(), 3_600_000L);
     add(hours.computeIfAbsent(hour, h -> new ConcurrentHashMap<>()).computeIfAbsent(key, k -> new Cell()),
         code, rows, share, bytesIn, bytesOut);
-    Cell total = totals.computeIfAbsent(new Key(tenantLabel(tenant), model, version), this::exported);
+    String label = tenantLabel(tenant);
+    // Tenants beyond the exported limit share one label; all others are their own (one key for both maps).
+    Cell total = totals.computeIfAbsent(label.equals(tenant) ? key : new Key(label, model, version), this::exported);
     add(total, code, rows, share, bytesIn, bytesOut);
     if (code == Status.Code.OK) {
       total.latency.record(latencyNanos);

@@ -13,8 +13,16 @@ import java.util.TreeMap;
  */
 public final class Model {
   private final String name;
-  private volatile NavigableMap<Long, ModelVersion> versions;
+  private volatile Snapshot snapshot;
   private final VersionEvents events;
+
+  /** The versions by number, and the same newest first (for the lookup every routed request makes). */
+  private record Snapshot(NavigableMap<Long, ModelVersion> byNumber, ModelVersion[] newestFirst) {
+    static Snapshot of(TreeMap<Long, ModelVersion> versions) {
+      return new Snapshot(Collections.unmodifiableNavigableMap(versions),
+          versions.descendingMap().values().toArray(new ModelVersion[0]));
+    }
+  }
 
   Model(String name, List<ModelVersion> versions, VersionEvents events) {
     this.name = name;
@@ -23,19 +31,19 @@ public final class Model {
     for (ModelVersion version : versions) {
       map.put(version.number(), version);
     }
-    this.versions = Collections.unmodifiableNavigableMap(map);
+    this.snapshot = Snapshot.of(map);
   }
 
   /** The version numbered {@code number}, added in state LOADING if it is new. */
   synchronized ModelVersion versionOrAdd(long number, java.nio.file.Path directory) {
-    ModelVersion existing = versions.get(number);
+    ModelVersion existing = snapshot.byNumber().get(number);
     if (existing != null) {
       return existing;
     }
-    TreeMap<Long, ModelVersion> copy = new TreeMap<>(versions);
+    TreeMap<Long, ModelVersion> copy = new TreeMap<>(snapshot.byNumber());
     ModelVersion added = new ModelVersion(name, number, directory, events);
     copy.put(number, added);
-    versions = Collections.unmodifiableNavigableMap(copy);
+    snapshot = Snapshot.of(copy);
     return added;
   }
 
@@ -45,27 +53,32 @@ public final class Model {
 
   /** All versions, lowest number first. */
   public List<ModelVersion> versions() {
-    return List.copyOf(versions.values());
+    return List.copyOf(snapshot.byNumber().values());
   }
 
   public Optional<ModelVersion> version(long number) {
-    return Optional.ofNullable(versions.get(number));
+    return Optional.ofNullable(snapshot.byNumber().get(number));
   }
 
   /** The highest-numbered READY version, if any. */
   public Optional<ModelVersion> latestReady() {
-    for (ModelVersion version : versions.descendingMap().values()) {
+    return Optional.ofNullable(latestReadyOrNull());
+  }
+
+  /** The highest-numbered READY version, or null: {@link #latestReady} without allocating. */
+  public ModelVersion latestReadyOrNull() {
+    for (ModelVersion version : snapshot.newestFirst()) {
       if (version.isReady()) {
-        return Optional.of(version);
+        return version;
       }
     }
-    return Optional.empty();
+    return null;
   }
 
   /** READY versions, lowest number first. */
   public List<ModelVersion> readyVersions() {
     List<ModelVersion> ready = new ArrayList<>();
-    for (ModelVersion version : versions.values()) {
+    for (ModelVersion version : snapshot.byNumber().values()) {
       if (version.isReady()) {
         ready.add(version);
       }
@@ -75,6 +88,7 @@ public final class Model {
 
   /** {@code 1: READY, 2: FAILED (reason)}, for messages. */
   public String describeVersions() {
+    NavigableMap<Long, ModelVersion> versions = snapshot.byNumber();
     if (versions.isEmpty()) {
       return "no versions";
     }
