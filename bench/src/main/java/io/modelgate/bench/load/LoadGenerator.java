@@ -105,6 +105,10 @@ public final class LoadGenerator {
    * @param processCpuMicrosPerCall this process's CPU time over the measured period divided by the
    *     calls sent in it: the client's own cost per call when the server runs in another process
    *     (in the suite, client and servers share the process, and this is their sum)
+   * @param processHeapBytesPerCall the heap this process's threads allocated over the measured
+   *     period divided by the calls sent in it (threads that ended meanwhile are not counted; 0
+   *     where the JVM cannot tell): like the CPU figure, the client's alone or, in the suite,
+   *     client and server together
    * @param sendLagMicros open loop: how late each measured call was sent after its intended time
    *     (µs; 0 on time, recorded as 1): the client's own lateness, which its latencies include.
    *     A lag near the latencies says the client, not the server, was the limit. Empty in a
@@ -119,6 +123,7 @@ public final class LoadGenerator {
       Map<String, Long> errors,
       Map<String, Histogram> errorLatencyMicros,
       double processCpuMicrosPerCall,
+      double processHeapBytesPerCall,
       Histogram sendLagMicros) {
     public Result(
         long sent,
@@ -127,7 +132,7 @@ public final class LoadGenerator {
         Histogram latencyMicros,
         Map<String, Histogram> byVersion,
         Map<String, Long> errors) {
-      this(sent, completed, seconds, latencyMicros, byVersion, errors, Map.of(), 0, new Histogram(3));
+      this(sent, completed, seconds, latencyMicros, byVersion, errors, Map.of(), 0, 0, new Histogram(3));
     }
 
     public double throughput() {
@@ -158,10 +163,12 @@ public final class LoadGenerator {
       }));
       double cpu = sent + other.sent == 0 ? 0
           : (processCpuMicrosPerCall * sent + other.processCpuMicrosPerCall * other.sent) / (sent + other.sent);
+      double heap = sent + other.sent == 0 ? 0
+          : (processHeapBytesPerCall * sent + other.processHeapBytesPerCall * other.sent) / (sent + other.sent);
       Histogram lag = sendLagMicros.copy();
       lag.add(other.sendLagMicros);
       return new Result(sent + other.sent, completed + other.completed, seconds + other.seconds, latency,
-          versions, errorCounts, errorLatency, cpu, lag);
+          versions, errorCounts, errorLatency, cpu, heap, lag);
     }
   }
 
@@ -195,6 +202,39 @@ public final class LoadGenerator {
   static long processCpuNanos() {
     java.lang.management.OperatingSystemMXBean os = java.lang.management.ManagementFactory.getOperatingSystemMXBean();
     return os instanceof com.sun.management.OperatingSystemMXBean sun ? Math.max(0, sun.getProcessCpuTime()) : 0;
+  }
+
+  /**
+   * The heap bytes each live thread of this process has allocated so far, by thread id, or null
+   * where the JVM cannot tell (HotSpot can).
+   */
+  static Map<Long, Long> threadHeapBytes() {
+    java.lang.management.ThreadMXBean threads = java.lang.management.ManagementFactory.getThreadMXBean();
+    if (!(threads instanceof com.sun.management.ThreadMXBean sun)
+        || !sun.isThreadAllocatedMemorySupported() || !sun.isThreadAllocatedMemoryEnabled()) {
+      return null;
+    }
+    long[] ids = sun.getAllThreadIds();
+    long[] bytes = sun.getThreadAllocatedBytes(ids);
+    Map<Long, Long> byThread = new java.util.HashMap<>();
+    for (int i = 0; i < ids.length; i++) {
+      if (bytes[i] >= 0) {
+        byThread.put(ids[i], bytes[i]);
+      }
+    }
+    return byThread;
+  }
+
+  /** The heap allocated between two {@link #threadHeapBytes} readings by the threads alive at the second. */
+  static long heapBytesBetween(Map<Long, Long> start, Map<Long, Long> end) {
+    if (start == null || end == null) {
+      return 0;
+    }
+    long total = 0;
+    for (Map.Entry<Long, Long> thread : end.entrySet()) {
+      total += thread.getValue() - start.getOrDefault(thread.getKey(), 0L);
+    }
+    return total;
   }
 
   /** Runs the warm-up (not recorded) and then the measured period; reports progress each second. */
@@ -245,14 +285,19 @@ public final class LoadGenerator {
     /** This process's CPU time (ns) as the measured period opened and closed. */
     volatile long cpuStart;
     volatile long cpuEnd;
+    /** The heap each thread had allocated as the measured period opened and closed. */
+    volatile Map<Long, Long> heapStart;
+    volatile Map<Long, Long> heapEnd;
 
     void measureOpens() {
+      heapStart = threadHeapBytes();
       cpuStart = processCpuNanos();
       onMeasure.run();
     }
 
     void measureCloses() {
       cpuEnd = processCpuNanos();
+      heapEnd = threadHeapBytes();
       onMeasured.run();
     }
 
@@ -433,9 +478,10 @@ public final class LoadGenerator {
       errorLatency.forEach((code, recorder) -> errorLatencies.put(code, recorder.getIntervalHistogram()));
       long calls = sent.sum();
       double cpuPerCall = calls == 0 || cpuEnd <= cpuStart ? 0 : (cpuEnd - cpuStart) / 1000.0 / calls;
+      double heapPerCall = calls == 0 ? 0 : Math.max(0, heapBytesBetween(heapStart, heapEnd)) / (double) calls;
       return new Result(
           calls, completed.sum(), options.duration().toNanos() / 1e9, all.getIntervalHistogram(),
-          byVersion, errorCounts, errorLatencies, cpuPerCall, sendLag.getIntervalHistogram());
+          byVersion, errorCounts, errorLatencies, cpuPerCall, heapPerCall, sendLag.getIntervalHistogram());
     }
   }
 

@@ -34,6 +34,7 @@ public final class Reports {
       Map<String, Map<String, Double>> byVersion,
       Map<String, Map<String, Double>> errorLatency,
       double processCpuMicrosPerCall,
+      double processHeapBytesPerCall,
       double sendLagP99Ms,
       double sendLagP999Ms) {}
 
@@ -54,7 +55,7 @@ public final class Reports {
     return new Summary(label, load, r.sent(), r.completed(), r.seconds(), r.throughput(),
         h.getValueAtPercentile(50) / 1000.0, h.getValueAtPercentile(90) / 1000.0,
         h.getValueAtPercentile(99) / 1000.0, h.getValueAtPercentile(99.9) / 1000.0,
-        h.getMaxValue() / 1000.0, r.errors(), versions, errorLatency, r.processCpuMicrosPerCall(),
+        h.getMaxValue() / 1000.0, r.errors(), versions, errorLatency, r.processCpuMicrosPerCall(), r.processHeapBytesPerCall(),
         r.sendLagMicros().getValueAtPercentile(99) / 1000.0, r.sendLagMicros().getValueAtPercentile(99.9) / 1000.0);
   }
 
@@ -85,7 +86,8 @@ public final class Reports {
   public static String text(Summary s) {
     StringBuilder out = new StringBuilder();
     String format = "%-44s %10s %9s %9s %9s %9s %9s  %s%n";
-    out.append(String.format("process CPU per call sent: %.1f us%s%n", s.processCpuMicrosPerCall(),
+    out.append(String.format("process CPU per call sent: %.1f us, heap allocated per call: %.0f bytes%s%n",
+        s.processCpuMicrosPerCall(), s.processHeapBytesPerCall(),
         s.sendLagP99Ms() > 0 ? String.format("; calls sent late by the client: p99 %.3f ms, p99.9 %.3f ms",
             s.sendLagP99Ms(), s.sendLagP999Ms()) : ""));
     out.append(String.format(format, "", "req/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "errors"));

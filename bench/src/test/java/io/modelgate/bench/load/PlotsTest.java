@@ -36,10 +36,10 @@ class PlotsTest {
     LoadGenerator.Result result =
         new LoadGenerator.Result(10, 9, 1.0, new org.HdrHistogram.Histogram(3), java.util.Map.of(),
             java.util.Map.of("RESOURCE_EXHAUSTED", 1L),
-            java.util.Map.of("RESOURCE_EXHAUSTED", new org.HdrHistogram.Histogram(3)), 12.5, lag(1_500));
+            java.util.Map.of("RESOURCE_EXHAUSTED", new org.HdrHistogram.Histogram(3)), 12.5, 2048, lag(1_500));
     String text = Reports.text(Reports.summarize("m closed loop", "closed loop", result));
     assertThat(text).doesNotContain("|").doesNotContain("&nbsp;").contains("RESOURCE_EXHAUSTED")
-        .contains("process CPU per call sent: 12.5 us; calls sent late by the client: p99 1.500 ms");
+        .contains("process CPU per call sent: 12.5 us, heap allocated per call: 2048 bytes; calls sent late by the client: p99 1.500 ms");
   }
 
   @Test
@@ -49,9 +49,9 @@ class PlotsTest {
       latency.recordValue(2_000);
     }
     LoadGenerator.Result late = new LoadGenerator.Result(100, 100, 1.0, latency, java.util.Map.of(), java.util.Map.of(),
-        java.util.Map.of(), 10, lag(1_500));
+        java.util.Map.of(), 10, 0, lag(1_500));
     LoadGenerator.Result onTime = new LoadGenerator.Result(100, 100, 1.0, latency, java.util.Map.of(), java.util.Map.of(),
-        java.util.Map.of(), 10, lag(200));
+        java.util.Map.of(), 10, 0, lag(200));
 
     // 1.5 ms late against a 2 ms p99: the client's share is too large to ignore.
     assertThat(Reports.text(Reports.summarize("late", "open loop", late)))
