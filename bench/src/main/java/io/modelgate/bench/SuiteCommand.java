@@ -254,6 +254,14 @@ final class SuiteCommand implements Callable<Integer> {
     double gatewayHeap = raw.get("(d) modelgate, batching on").processHeapBytesPerCall();
     targets.put("heap allocated per call, bytes: (b) bare server + client, (d) modelgate + client, (d) - (b)",
         List.of(bareHeap, gatewayHeap, gatewayHeap - bareHeap));
+    // The hot path's latency targets, against the bare server in the same run: p50 at one caller
+    // within its p50 + batch-1 compute + 20 us; p99.9 at half the highest rate within 1.5x its own.
+    double bareP50 = results.get("(b) transport ceiling, 1 caller").p50Ms() * 1000;
+    double p50Bound = bareP50 + b1 + 20;
+    double gatewayP50 = results.get("(d) modelgate, batching on, 1 caller").p50Ms() * 1000;
+    Double tailRatio = atHalf == null || bareHalf == null || bareHalf.p999Ms() <= 0 ? null : atHalf.p999Ms() / bareHalf.p999Ms();
+    targets.put("p50 at 1 caller, us, and its bound (bare p50 + batch-1 compute + 20 us)", List.of(gatewayP50, p50Bound));
+    targets.put("p99.9 at half the highest rate / the bare server's at the same rate (target <= 1.5)", tailRatio);
     targets.put("P1 throughput at " + concurrency + " callers / transport ceiling", p1);
     targets.put("P3 added p50 at 1 caller, us", added);
     targets.put("P3 bound, us (50 + batch-1 compute)", 50 + b1);
@@ -304,6 +312,12 @@ final class SuiteCommand implements Callable<Integer> {
     md.append(String.format("%nHeap allocated per call at %d callers (this process: client and server): (b) %.0f bytes,"
             + " (d) %.0f bytes; modelgate allocates **%.0f bytes** per call beyond the bare server (target ≤ 1 KB: %s).%n",
         concurrency, bareHeap, gatewayHeap, gatewayHeap - bareHeap, gatewayHeap - bareHeap <= 1024 ? "met" : "missed"));
+    md.append(String.format("%nLatency against the bare server: p50 at 1 caller %.0f µs against %.0f µs (its p50 %.0f µs"
+            + " + batch-1 compute %.0f µs + 20 µs: %s); p99.9 at half the highest rate %s the bare server's at the same rate"
+            + " (target ≤ 1.5×: %s).%n",
+        gatewayP50, p50Bound, bareP50, b1, gatewayP50 <= p50Bound ? "met" : "missed",
+        tailRatio == null ? "n/a" : String.format("%.2f ×", tailRatio),
+        tailRatio == null ? "not measured" : tailRatio <= 1.5 ? "met" : "missed"));
     md.append(String.format("%nTargets: **P1** %.2f× the transport ceiling at %d callers (target ≥ 0.8×: %s); "
             + "**P3** added p50 at 1 caller %.0f µs against a bound of %.0f µs (50 µs + batch-1 compute: %s); "
             + "**P5** p99.9 at half the highest sustainable rate (%.0f req/s%s) %s ms (target ≤ 2 ms: %s).%n%n",
