@@ -253,6 +253,15 @@ class NettyLoopbackTest {
       io.modelgate.proto.inference.ModelStreamInferResponse response =
           io.modelgate.proto.inference.ModelStreamInferResponse.parseFrom((byte[]) event);
       if (response.getErrorMessage().isEmpty()) {
+        // The encoded answer, whole: id, model, version, the output's header and its data.
+        io.modelgate.proto.inference.ModelInferResponse answer = response.getInferResponse();
+        assertThat(answer.getId()).isEqualTo("good");
+        assertThat(answer.getModelName()).isEqualTo("cnn_mnist");
+        assertThat(answer.getModelVersion()).isNotEmpty();
+        assertThat(answer.getOutputs(0).getShapeList()).containsExactly(1L, 10L);
+        assertThat(answer.getOutputs(0).getDatatype()).isEqualTo("FP32");
+        assertThat(Tensors.argmax(Tensors.floats(answer.getRawOutputContents(0))))
+            .isEqualTo(MnistDigits.all().get(0).label());
         answered++;
       } else {
         assertThat(response.getErrorMessage()).startsWith("the request is not a valid");
