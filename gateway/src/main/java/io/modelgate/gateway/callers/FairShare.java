@@ -17,28 +17,46 @@ import java.util.concurrent.atomic.AtomicInteger;
  *
  * <p>Counts run from admission to the answer. Threads: request threads admit, answering threads
  * release; counters are atomic, the per-version table is looked up under a short lock (only with
- * a callers file).
+ * a callers file). Admission costs the same with ten tenants or ten thousand: each version counts
+ * its tenants with requests waiting as they come and go.
  */
 public final class FairShare {
   /** Share of a version's queue kept free for tenants with nothing waiting. */
   static final double RESERVE = 0.25;
 
-  /** Per load of a version: tenant → requests admitted and not answered. */
-  private final Map<LoadedVersion, Map<String, AtomicInteger>> versions = new WeakHashMap<>();
+  /** Per load of a version: its tenants' shares. */
+  private final Map<LoadedVersion, Shares> versions = new WeakHashMap<>();
+
+  /** One version's tenants: requests admitted and not answered, by tenant, and how many tenants have any. */
+  private static final class Shares {
+    final Map<String, AtomicInteger> held = new ConcurrentHashMap<>();
+    /** Tenants holding at least one place: changed only as a tenant's count leaves or reaches 0. */
+    final AtomicInteger active = new AtomicInteger();
+  }
 
   /** An admitted request's place in its tenant's share; released once, when it is answered. */
   public static final class Place {
-    static final Place NONE = new Place(null);
+    static final Place NONE = new Place(null, null);
     private final AtomicInteger count;
+    private final AtomicInteger active;
 
-    Place(AtomicInteger count) {
+    Place(AtomicInteger count, AtomicInteger active) {
       this.count = count;
+      this.active = active;
     }
 
     public void release() {
-      if (count != null) {
-        count.decrementAndGet();
+      if (count != null && count.decrementAndGet() == 0) {
+        active.decrementAndGet();
       }
+    }
+  }
+
+  /** How many tenants hold places in {@code loaded}'s queue now (for tests). */
+  int activeTenants(LoadedVersion loaded) {
+    synchronized (versions) {
+      Shares shares = versions.get(loaded);
+      return shares == null ? 0 : shares.active.get();
     }
   }
 
@@ -52,25 +70,26 @@ public final class FairShare {
     if (caller.entry() == null) {
       return Place.NONE;
     }
-    Map<String, AtomicInteger> tenants;
+    Shares shares;
     synchronized (versions) {
-      tenants = versions.computeIfAbsent(loaded, l -> new ConcurrentHashMap<>());
+      shares = versions.computeIfAbsent(loaded, l -> new Shares());
     }
-    AtomicInteger mine = tenants.computeIfAbsent(caller.tenant(), t -> new AtomicInteger());
-    int active = 0;
-    for (AtomicInteger count : tenants.values()) {
-      if (count.get() > 0 || count == mine) {
-        active++;
-      }
-    }
+    AtomicInteger mine = shares.held.computeIfAbsent(caller.tenant(), t -> new AtomicInteger());
+    // This tenant counts among the active whether or not it holds a place yet.
+    int active = Math.max(1, shares.active.get() + (mine.get() == 0 ? 1 : 0));
     int capacity = loaded.settings().scheduler().queueCapacity();
     int share = Math.max(1, (int) (capacity * (1 - RESERVE) / active));
-    if (mine.incrementAndGet() > share) {
-      mine.decrementAndGet();
+    Place place = new Place(mine, shares.active);
+    int held = mine.incrementAndGet();
+    if (held == 1) {
+      shares.active.incrementAndGet();
+    }
+    if (held > share) {
+      place.release();
       throw InferenceException.overQuota(String.format(
           "tenant '%s' holds its fair share of %s (%d of %d places, shared by %d tenants with requests waiting); retry shortly",
           caller.tenant(), version.label(), share, capacity, active), Duration.ofMillis(10));
     }
-    return new Place(mine);
+    return place;
   }
 }

@@ -64,6 +64,44 @@ class FairShareTest {
     }
   }
 
+  @Test
+  void thousandsOfTenants_shareTheQueue_andTheActiveCountFollowsTheirPlaces() throws Exception {
+    Gateway.write(root, "slow", 1, Gateway.slowAffine());
+    Files.writeString(root.resolve("slow/model.yaml"), "max_batch_size: 1\nqueue_capacity: 4000\n");
+    try (Gateway gateway = Gateway.inProcess(root)) {
+      io.modelgate.runtime.repository.ModelVersion version = gateway.repository.model("slow").orElseThrow().version(1).orElseThrow();
+      io.modelgate.runtime.repository.LoadedVersion loaded = version.serving();
+      FairShare fair = new FairShare();
+      List<FairShare.Place> places = new java.util.ArrayList<>();
+      // 3,000 tenants with one request each: 3,000 places of the 3,000 that fair shares leave.
+      for (int t = 0; t < 3000; t++) {
+        places.add(fair.admit(caller("t" + t), version, loaded));
+      }
+      assertThat(fair.activeTenants(loaded)).isEqualTo(3000);
+      // With 3,001 tenants waiting each may hold max(1, 3000 / 3001) = 1: a second request is refused.
+      org.assertj.core.api.Assertions.assertThatThrownBy(() -> fair.admit(caller("t7"), version, loaded))
+          .hasMessageContaining("holds its fair share")
+          .hasMessageContaining("shared by 3000 tenants");
+      assertThat(fair.activeTenants(loaded)).isEqualTo(3000);
+      // Half of them answered: the other half may now hold two each.
+      for (int t = 0; t < 1500; t++) {
+        places.get(t).release();
+      }
+      assertThat(fair.activeTenants(loaded)).isEqualTo(1500);
+      places.add(fair.admit(caller("t2000"), version, loaded));
+      assertThat(fair.activeTenants(loaded)).isEqualTo(1500);
+      for (int t = 1500; t < places.size(); t++) {
+        places.get(t).release();
+      }
+      assertThat(fair.activeTenants(loaded)).isZero();
+    }
+  }
+
+  private static CallerAuth.Caller caller(String tenant) {
+    return new CallerAuth.Caller(tenant, "api_key",
+        new CallerPolicy.Tenant(tenant, List.of(), java.util.Set.of(), java.util.Set.of(), null));
+  }
+
   private static void send(Gateway gateway, String key, String tenant, ModelInferRequest request, Map<String, List<Status>> answers,
       CountDownLatch done) {
     gateway.async().withCallCredentials(Gateway.bearer(key)).modelInfer(request, new StreamObserver<>() {
