@@ -53,6 +53,10 @@ import java.util.function.BooleanSupplier;
  * published to its scheduler; the event loop then returns. A sampled copy may go to a shadow
  * version, whose fate never touches the caller's answer. The answer is written later from the executor thread that ran it (or at once, for a
  * request refused at admission). Each request gets exactly one answer.
+ *
+ * <p>Install {@link #definition()}, not {@link #bindService()}: the definition binds ModelInfer
+ * and ModelStreamInfer to handlers that answer with {@link EncodedResponse}s (the generated
+ * {@code modelInfer} and {@code modelStreamInfer} are not overridden and answer UNIMPLEMENTED).
  */
 public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferenceServiceImplBase {
   /** The server name in ServerMetadata. */
