@@ -68,6 +68,7 @@ final class SuiteCommand implements Callable<Integer> {
   @Option(names = "--rounds", defaultValue = "2", description = "Rounds of the closed- and open-loop scenarios, interleaved and added up. Default: ${DEFAULT-VALUE}.") int rounds;
   @Option(names = "--sweep-steps", defaultValue = "12", description = "Most rates the sweep tries before halving. Default: ${DEFAULT-VALUE}.") int sweepSteps;
   @Option(names = "--instances", defaultValue = "1", description = "Executors per version of modelgate (model.yaml's instances): batches run on this many threads at once. Default: ${DEFAULT-VALUE}.") int instances;
+  @Option(names = "--intra-op", defaultValue = "1", description = "ONNX Runtime intra-op threads of modelgate's sessions (the compute baselines (a) and B's compute per row always use one, the CPU a row costs). Default: ${DEFAULT-VALUE}.") int intraOp;
   @Option(names = "--out", required = true, description = "Folder for the results.") Path out;
 
   @Override
@@ -110,7 +111,7 @@ final class SuiteCommand implements Callable<Integer> {
     SessionSettings session = new SessionSettings(1, 1);
     StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
     ModelRepository repository =
-        ModelRepository.load(root, new ModelSettings(null, session, new SchedulerSettings(4096, instances)), stats);
+        ModelRepository.load(root, new ModelSettings(null, new SessionSettings(intraOp, 1), new SchedulerSettings(4096, instances)), stats);
     GatewayServer gateway =
         GatewayServer.start(
             new ServerSettings("127.0.0.1", 0, 64 << 20, 1, Duration.ofSeconds(10)),
@@ -284,8 +285,8 @@ final class SuiteCommand implements Callable<Integer> {
     md.append("### ").append(name).append("\n\n");
     md.append(String.format("Settings: modelgate with 1 event loop, queue capacity 4096, %d instance%s, max_queue_delay 0 "
             + "(a batch is whatever waits when an executor is free), max_batch_size %d for (d) and (e), 0 for (c); "
-            + "ONNX Runtime CPU, 1 intra-op and 1 inter-op thread; one row per request, %s.%n%n",
-        instances, instances == 1 ? "" : "s", batchRows,
+            + "ONNX Runtime CPU, %d intra-op and 1 inter-op thread; one row per request, %s.%n%n",
+        instances, instances == 1 ? "" : "s", batchRows, intraOp,
         shapes(BenchModels.rowShapes(name, 1))));
     md.append(String.format("(a) ONNX Runtime in-process, same executor code, no gRPC: batch 1 %.1f µs (%.0f items/s), batch %d %.1f µs (%.0f items/s).%n%n",
         b1, 1e6 / b1, batchRows, bN, batchRows * 1e6 / bN));
