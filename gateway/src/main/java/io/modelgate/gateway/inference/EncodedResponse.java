@@ -28,9 +28,10 @@ import java.io.OutputStream;
  * <p>It is the {@link InputStream} gRPC's marshaller hands the transport ({@link Drainable},
  * {@link KnownLength}): gRPC drains it once, on the thread that sends the answer. {@link #read}
  * works too (the in-process transport and compression read it), from a copy made on first use.
- * Not thread-safe: one answer, one sending thread.
+ * Not thread-safe: one answer, one sending thread. Public for the benchmarks
+ * ({@code AnswerEncodingBenchmark}); the server makes them in {@link InferenceService}.
  */
-final class EncodedResponse extends InputStream implements Drainable, KnownLength {
+public final class EncodedResponse extends InputStream implements Drainable, KnownLength {
   // Tags: field number << 3 | wire type 2 (length-delimited).
   private static final int MODEL_NAME = 1 << 3 | 2;
   private static final int MODEL_VERSION = 2 << 3 | 2;
@@ -102,17 +103,17 @@ final class EncodedResponse extends InputStream implements Drainable, KnownLengt
   }
 
   /** The unary answer: a {@code ModelInferResponse}. */
-  static EncodedResponse of(String model, String version, String id, OutputTensor[] outputs) {
+  public static EncodedResponse of(String model, String version, String id, OutputTensor[] outputs) {
     return new EncodedResponse(model, version, id, outputs, false);
   }
 
   /** The streamed answer: a {@code ModelStreamInferResponse} with this answer as {@code infer_response}. */
-  static EncodedResponse streamed(String model, String version, String id, OutputTensor[] outputs) {
+  public static EncodedResponse streamed(String model, String version, String id, OutputTensor[] outputs) {
     return new EncodedResponse(model, version, id, outputs, true);
   }
 
   /** Its length in bytes on the wire (before gRPC's 5-byte message prefix). */
-  int size() {
+  public int size() {
     return size;
   }
 
