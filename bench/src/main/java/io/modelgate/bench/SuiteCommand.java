@@ -55,12 +55,16 @@ import picocli.CommandLine.Spec;
     mixinStandardHelpOptions = true,
     description = "Every scenario and its baselines in one run: tables, JSON, .hgrm and PNG plots.")
 final class SuiteCommand implements Callable<Integer> {
+  /** The compilers' busy share of a warm-up slice under which the JIT counts as settled, percent. */
+  static final int JIT_QUIET_PERCENT = 3;
+
   @Spec CommandSpec spec;
 
   @Option(names = "--models", split = ",", defaultValue = "cnn_mnist,mlp", description = "mlp, cnn_mnist, minilm. Default: ${DEFAULT-VALUE}.") List<String> models;
   @Option(names = "--concurrency", defaultValue = "64") int concurrency;
   @Option(names = "--connections", defaultValue = "4") int connections;
   @Option(names = "--jit-warmup", defaultValue = "20", description = "Seconds of unrecorded load, per model, before the first scenario, so that the JIT has compiled the hot paths of client and servers (short runs otherwise measure the compiler). Default: ${DEFAULT-VALUE}.") int jitWarmup;
+  @Option(names = "--jit-settle", defaultValue = "120", description = "After --jit-warmup, most seconds of further unrecorded load, in slices, until the JIT compilers were busy under " + JIT_QUIET_PERCENT + "%% of a slice; the result says whether they settled. 0: the fixed warm-up only. Default: ${DEFAULT-VALUE}.") int jitSettle;
   @Option(names = "--warmup", defaultValue = "3", description = "Seconds, per scenario.") int warmup;
   @Option(names = "--duration", defaultValue = "8", description = "Seconds, per scenario.") int duration;
   @Option(names = "--p99-target", description = "Rate sweep target, ms. Default: per model, the larger of 5 ms and five times its batch-1 compute time.") Double p99TargetOption;
@@ -73,7 +77,7 @@ final class SuiteCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
-    if (rounds < 1 || warmup < 0 || jitWarmup < 0 || duration < 1 || concurrency < 1 || connections < 1) {
+    if (rounds < 1 || warmup < 0 || jitWarmup < 0 || jitSettle < 0 || duration < 1 || concurrency < 1 || connections < 1) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(), String.format(
           "--rounds %d, --warmup %d, --duration %d, --concurrency %d, --connections %d "
               + "(expected: rounds, duration, concurrency and connections >= 1, warm-up >= 0)",
@@ -84,7 +88,8 @@ final class SuiteCommand implements Callable<Integer> {
     StringBuilder md = new StringBuilder();
     md.append("Run ").append(ZonedDateTime.now()).append(", ").append(LoadCommand.environment())
         .append(", client and servers in one JVM over loopback; ").append(streaming ? "ModelStreamInfer" : "ModelInfer")
-        .append(", ").append(connections).append(" connections, ").append(jitWarmup).append(" s JIT warm-up per model, then ")
+        .append(", ").append(connections).append(" connections, ").append(jitWarmup).append(" s JIT warm-up per model")
+        .append(jitSettle > 0 ? " and up to " + jitSettle + " s more until the compilers are quiet" : "").append(", then ")
         .append(warmup).append(" s warm-up + ")
         .append(duration).append(" s per scenario and round, ").append(rounds)
         .append(rounds == 1 ? " round" : " rounds, interleaved and added up").append(".\n\n");
@@ -145,6 +150,7 @@ final class SuiteCommand implements Callable<Integer> {
     double highest;
     boolean bounded;
     double clientLimit;
+    JitSettling.Outcome jit;
     // (d) at many callers: its executions and rows, for the batch size it reached.
     long executionsOn = 0;
     long rowsOn = 0;
@@ -164,6 +170,15 @@ final class SuiteCommand implements Callable<Integer> {
         for (LoadGenerator generator : List.of(bare, on, split)) {
           generator.run(LoadGenerator.Options.closed(concurrency, streaming, third, Duration.ZERO), line -> {});
         }
+      }
+      jit = JitSettling.settle(() -> {
+        for (LoadGenerator generator : List.of(bare, on, split)) {
+          generator.run(LoadGenerator.Options.closed(concurrency, streaming, Duration.ofSeconds(1), Duration.ZERO), line -> {});
+        }
+      }, Duration.ofSeconds(jitSettle), JIT_QUIET_PERCENT / 100.0);
+      if (jitSettle > 0) {
+        console.printf("  %s%n", jit.describe(JIT_QUIET_PERCENT / 100.0));
+        console.flush();
       }
       VersionStats batched = stats.find(name + "_batched", 1);
       for (int round = 1; round <= rounds; round++) {
@@ -271,7 +286,12 @@ final class SuiteCommand implements Callable<Integer> {
     targets.put("highest rate bounded by a miss", bounded);
     targets.put("client limit: the rate the client could not hold against the bare server, req/s (0: not reached)", clientLimit);
     targets.put("P5 client-bound (the client could not hold half the highest rate against the bare server)", halfClientBound);
+    Map<String, Object> jitJson = new LinkedHashMap<>();
+    jitJson.put("settled", jit.settled());
+    jitJson.put("furtherWarmupSeconds", jit.spent().toMillis() / 1000.0);
+    jitJson.put("compilersBusyLastSlice", Double.isNaN(jit.lastBusy()) ? null : jit.lastBusy());
     Map<String, Object> modelJson = new LinkedHashMap<>();
+    modelJson.put("jit", jitJson);
     modelJson.put("results", results.values());
     modelJson.put("sweep", sweeps);
     modelJson.put("onnxRuntimeInProcessMicros", Map.of("batch1", b1, "batch" + batchRows, bN));
@@ -288,6 +308,9 @@ final class SuiteCommand implements Callable<Integer> {
             + "ONNX Runtime CPU, %d intra-op and 1 inter-op thread; one row per request, %s.%n%n",
         instances, instances == 1 ? "" : "s", batchRows, intraOp,
         shapes(BenchModels.rowShapes(name, 1))));
+    if (jitSettle > 0) {
+      md.append(jit.describe(JIT_QUIET_PERCENT / 100.0)).append(".\n\n");
+    }
     md.append(String.format("(a) ONNX Runtime in-process, same executor code, no gRPC: batch 1 %.1f µs (%.0f items/s), batch %d %.1f µs (%.0f items/s).%n%n",
         b1, 1e6 / b1, batchRows, bN, batchRows * 1e6 / bN));
     md.append(Reports.header());
