@@ -1,0 +1,201 @@
+package io.modelgate.gateway.inference;
+
+import io.grpc.Deadline;
+import io.grpc.Status;
+import io.modelgate.gateway.callers.CallerAuth;
+import io.modelgate.gateway.stats.VersionStats;
+import io.modelgate.proto.inference.ModelInferRequest;
+import io.modelgate.proto.inference.ModelInferResponse;
+import io.modelgate.runtime.error.InferenceException;
+import io.modelgate.runtime.execution.InferenceCallback;
+import io.modelgate.runtime.execution.InferenceResult;
+import io.modelgate.runtime.repository.LoadedVersion;
+import io.modelgate.runtime.repository.ModelVersion;
+import io.modelgate.runtime.tensor.DecodedRequest;
+import java.time.Clock;
+
+/**
+ * An answer recorded on its version's statistics: end-to-end time from {@code arrival}
+ * ({@link System#nanoTime()}) to the moment it is recorded. {@code stats} is null for a version
+ * that keeps none. Besides statistics it carries what the request drew at admission — payload log,
+ * drift profiling, usage, quota and fair-share places, classification, shadow comparison — and
+ * settles each when the request is answered. Subclasses write the answer: {@link UnaryAnswer},
+ * {@link StreamAnswer}, and {@link ShadowAnswer} for a shadow copy, which writes nothing.
+ *
+ * <p>Threading: made and filled on the event loop that admitted the request, before it is
+ * published to the scheduler (which publishes it to the executor); then exactly one of
+ * {@code onSuccess} or {@code onFailure} runs, on the executor thread that ran the request — or
+ * {@link #answered} runs on the event loop when admission refused it.
+ */
+abstract class RecordedAnswer implements InferenceCallback {
+  private final VersionStats stats;
+  private final long arrival;
+  private final Clock clock;
+  private final boolean shadowCopy;
+
+  RecordedAnswer(VersionStats stats, long arrival, Clock clock, boolean shadowCopy) {
+    this.stats = stats;
+    this.arrival = arrival;
+    this.clock = clock;
+    this.shadowCopy = shadowCopy;
+  }
+
+  /** The call's deadline, if any: a call cancelled once it passed counts as DEADLINE_EXCEEDED. */
+  Deadline deadline;
+
+  /** The outputs the request asked classified, or null. */
+  Classification.Plan classification;
+
+  /** The comparison with the shadow copy of this request, or null when none was sent. */
+  ShadowComparison shadow;
+
+  private io.modelgate.gateway.health.PayloadLog payloadLog;
+  private io.modelgate.gateway.health.PayloadLog.Sample payload;
+
+  /** Draws this request into its model's payload log (when {@code sample} is not null). */
+  final void payload(io.modelgate.gateway.health.PayloadLog log, io.modelgate.gateway.health.PayloadLog.Sample sample) {
+    this.payloadLog = log;
+    this.payload = sample;
+  }
+
+  private io.modelgate.gateway.health.Drift drift;
+  private ModelVersion driftVersion;
+  private LoadedVersion driftLoaded;
+  /** The inputs of a request drawn for drift profiling, set before it is queued; else null. */
+  private io.modelgate.runtime.tensor.InputTensor[] driftInputs;
+
+  /** Draws this request for drift profiling (when the version's model profiles drift). */
+  final void drift(io.modelgate.gateway.health.Drift monitor, ModelVersion version, LoadedVersion loaded) {
+    if (monitor.sampled(loaded)) {
+      this.drift = monitor;
+      this.driftVersion = version;
+      this.driftLoaded = loaded;
+    }
+  }
+
+  private io.modelgate.gateway.usage.Usage usage;
+  private String tenant;
+  private ModelVersion usageVersion;
+  private long bytesIn;
+  private int rows = 1;
+  private String requestId;
+
+  /** Counts this request for {@code tenant} when it is answered. */
+  final void usage(io.modelgate.gateway.usage.Usage counter, String tenant, ModelVersion version, long bytesIn, String id) {
+    this.requestId = id;
+    this.usage = counter;
+    this.tenant = tenant;
+    this.usageVersion = version;
+    this.bytesIn = bytesIn;
+  }
+
+  /** Called with the decoded request before it is queued (so before any answer). */
+  final void decoded(DecodedRequest decoded) {
+    rows = Math.max(1, decoded.rows());
+    if (drift != null) {
+      driftInputs = decoded.inputs();
+    }
+  }
+
+  private io.modelgate.gateway.callers.Quotas.Admission admission;
+  private io.modelgate.gateway.callers.FairShare.Place place;
+
+  /**
+   * Admits the request under its tenant's quota (rows: the first input's first dimension when the
+   * model batches, else 1) and its fair share of the version's queue, or throws
+   * RESOURCE_EXHAUSTED; both are released when it is answered.
+   */
+  final void admit(io.modelgate.gateway.callers.Quotas quotas, io.modelgate.gateway.callers.FairShare fairShare,
+      CallerAuth.Caller caller, ModelVersion version, LoadedVersion loaded, ModelInferRequest request) {
+    int requestRows = 1;
+    if (request.getInputsCount() > 0 && request.getInputs(0).getShapeCount() > 0) {
+      requestRows = (int) Math.max(1, Math.min(Integer.MAX_VALUE, request.getInputs(0).getShape(0)));
+    }
+    admission = quotas.admit(caller, requestRows);
+    try {
+      place = fairShare.admit(caller, version, loaded);
+    } catch (InferenceException e) {
+      admission.release();
+      admission = null;
+      throw e;
+    }
+  }
+
+  /** End-to-end time (ns) as {@link #answered} took it; -1 before. */
+  private long latencyNanos = -1;
+
+  /**
+   * The request is answered with {@code code} ({@code result} null: not executed): records it on
+   * its version's statistics, counts it for its tenant and frees its quota, all with one reading
+   * of the clock.
+   */
+  final void answered(Status.Code code, InferenceResult result) {
+    latencyNanos = System.nanoTime() - arrival;
+    record(code);
+    account(code, result);
+  }
+
+  private void account(Status.Code code, InferenceResult result) {
+    if (admission != null) {
+      admission.release();
+      admission = null;
+    }
+    if (place != null) {
+      place.release();
+      place = null;
+    }
+    if (usage != null) {
+      usage.record(tenant, usageVersion.model(), usageVersion.numberText(), code, rows,
+          result == null ? 0 : result.batchRows(), result == null ? 0 : result.computeNanos(), bytesIn,
+          result == null ? 0 : result.outputBytes(), requestId, latencyNanos);
+    }
+  }
+
+  /** Hands an answered request drawn for drift profiling to the profiler; a no-op otherwise. */
+  final void profile(InferenceResult result) {
+    if (driftInputs != null) {
+      drift.offer(driftVersion, driftLoaded, driftInputs, result.outputs());
+    }
+  }
+
+  /** The result's outputs as answered: classified where the request asked it. */
+  final io.modelgate.runtime.tensor.OutputTensor[] outputs(InferenceResult result) {
+    io.modelgate.runtime.tensor.OutputTensor[] outputs = result.outputs();
+    if (classification == null) {
+      return outputs;
+    }
+    io.modelgate.runtime.tensor.OutputTensor[] classified = new io.modelgate.runtime.tensor.OutputTensor[outputs.length];
+    for (int i = 0; i < outputs.length; i++) {
+      classified[i] = classification.apply(i, outputs[i]);
+    }
+    return classified;
+  }
+
+  final boolean logsPayload() {
+    return payload != null;
+  }
+
+  /** Logs a request refused at admission when it was drawn for the payload log. */
+  final void logPayload(Status status) {
+    if (usageVersion != null) {
+      logPayload(usageVersion, null, status);
+    }
+  }
+
+  /** Hands the answer of a request drawn for the payload log to its writer; a no-op otherwise. */
+  final void logPayload(ModelVersion version, ModelInferResponse response, Status status) {
+    if (payload != null) {
+      payloadLog.offer(payload, version.model(), version.numberText(), response, status,
+          latencyNanos >= 0 ? latencyNanos : System.nanoTime() - arrival);
+    }
+  }
+
+  private void record(Status.Code code) {
+    if (stats != null) {
+      if (code == Status.Code.CANCELLED && deadline != null && deadline.isExpired()) {
+        code = Status.Code.DEADLINE_EXCEEDED;
+      }
+      stats.recordAnswer(code, latencyNanos, clock.millis(), shadowCopy);
+    }
+  }
+}

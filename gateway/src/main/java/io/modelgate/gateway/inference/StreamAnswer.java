@@ -1,0 +1,56 @@
+package io.modelgate.gateway.inference;
+
+import io.grpc.Status;
+import io.modelgate.gateway.stats.VersionStats;
+import io.modelgate.gateway.status.ErrorStatus;
+import io.modelgate.runtime.error.InferenceException;
+import io.modelgate.runtime.execution.InferenceResult;
+import io.modelgate.runtime.repository.ModelVersion;
+import java.time.Clock;
+
+/** Writes one answer into its stream, from whichever thread produces it. */
+final class StreamAnswer extends RecordedAnswer {
+  private final InferenceService.Stream stream;
+  private final String id;
+  private final String modelName;
+  final ModelVersion version;
+
+  StreamAnswer(
+      InferenceService.Stream stream,
+      String id,
+      String modelName,
+      ModelVersion version,
+      VersionStats stats,
+      long arrival,
+      Clock clock) {
+    super(stats, arrival, clock, false);
+    this.stream = stream;
+    this.id = id;
+    this.modelName = modelName;
+    this.version = version;
+  }
+
+  @Override
+  public void onSuccess(InferenceResult result) {
+    answered(Status.Code.OK, result);
+    EncodedResponse answer = stream.succeed(id, version, outputs(result));
+    if (logsPayload()) {
+      logPayload(version, answer.toMessage(), Status.OK);
+    }
+    profile(result);
+    if (shadow != null) {
+      shadow.primary(result);
+    }
+  }
+
+  @Override
+  public void onFailure(InferenceException error) {
+    Status status = ErrorStatus.of(error);
+    answered(status.getCode(), null);
+    stream.fail(id, modelName, version, status);
+    logPayload(version, null, status);
+    if (shadow != null) {
+      shadow.primaryFailed();
+    }
+  }
+}
