@@ -152,7 +152,7 @@ abstract class RecordedAnswer implements InferenceCallback {
   }
 
   /** Hands an answered request drawn for drift profiling to the profiler; a no-op otherwise. */
-  final void profile(InferenceResult result) {
+  private void profile(InferenceResult result) {
     if (driftInputs != null) {
       drift.offer(driftVersion, driftLoaded, driftInputs, result.outputs());
     }
@@ -171,8 +171,25 @@ abstract class RecordedAnswer implements InferenceCallback {
     return classified;
   }
 
-  final boolean logsPayload() {
-    return payload != null;
+  /**
+   * What follows a primary request's answer once it is written (or refused as cancelled): its
+   * payload log entry, its drift profile and its side of the shadow comparison. {@code response}
+   * is null when none was written; {@code result} is null when the request failed.
+   */
+  final void afterAnswer(ModelVersion version, EncodedResponse response, Status status, InferenceResult result) {
+    if (payload != null) {
+      logPayload(version, response == null ? null : response.toMessage(), status);
+    }
+    if (result != null) {
+      profile(result);
+    }
+    if (shadow != null) {
+      if (result != null) {
+        shadow.primary(result);
+      } else {
+        shadow.primaryFailed();
+      }
+    }
   }
 
   /** Logs a request refused at admission when it was drawn for the payload log. */
@@ -183,7 +200,7 @@ abstract class RecordedAnswer implements InferenceCallback {
   }
 
   /** Hands the answer of a request drawn for the payload log to its writer; a no-op otherwise. */
-  final void logPayload(ModelVersion version, ModelInferResponse response, Status status) {
+  private void logPayload(ModelVersion version, ModelInferResponse response, Status status) {
     if (payload != null) {
       payloadLog.offer(payload, version.model(), version.numberText(), response, status,
           latencyNanos >= 0 ? latencyNanos : System.nanoTime() - arrival);

@@ -34,13 +34,7 @@ final class StreamAnswer extends RecordedAnswer {
   public void onSuccess(InferenceResult result) {
     answered(Status.Code.OK, result);
     EncodedResponse answer = stream.succeed(id, version, outputs(result));
-    if (logsPayload()) {
-      logPayload(version, answer.toMessage(), Status.OK);
-    }
-    profile(result);
-    if (shadow != null) {
-      shadow.primary(result);
-    }
+    afterAnswer(version, answer, Status.OK, result);
   }
 
   @Override
@@ -48,9 +42,6 @@ final class StreamAnswer extends RecordedAnswer {
     Status status = ErrorStatus.of(error);
     answered(status.getCode(), null);
     stream.fail(id, modelName, version, status);
-    logPayload(version, null, status);
-    if (shadow != null) {
-      shadow.primaryFailed();
-    }
+    afterAnswer(version, null, status, null);
   }
 }

@@ -40,13 +40,7 @@ final class UnaryAnswer extends RecordedAnswer {
       call.onNext(response);
       call.onCompleted();
     }
-    if (logsPayload()) {
-      logPayload(version, response == null ? null : response.toMessage(), cancelled ? Status.CANCELLED : Status.OK);
-    }
-    profile(result);
-    if (shadow != null) {
-      shadow.primary(result);
-    }
+    afterAnswer(version, response, cancelled ? Status.CANCELLED : Status.OK, result);
   }
 
   @Override
@@ -56,9 +50,6 @@ final class UnaryAnswer extends RecordedAnswer {
     if (!call.isCancelled()) {
       call.onError(status.asRuntimeException());
     }
-    logPayload(version, null, status);
-    if (shadow != null) {
-      shadow.primaryFailed();
-    }
+    afterAnswer(version, null, status, null);
   }
 }

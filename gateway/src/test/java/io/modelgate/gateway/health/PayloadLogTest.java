@@ -106,6 +106,52 @@ class PayloadLogTest {
   }
 
   @Test
+  void streamedAnswers_areLoggedAsUnaryOnesAre_failuresWithTheirStatus() throws Exception {
+    model("streamed", "  sample_rate: 1.0\n");
+    try (Gateway gateway = Gateway.inProcess(root)) {
+      java.util.concurrent.CopyOnWriteArrayList<io.modelgate.proto.inference.ModelStreamInferResponse> answers =
+          new java.util.concurrent.CopyOnWriteArrayList<>();
+      java.util.concurrent.CompletableFuture<io.grpc.Status> end = new java.util.concurrent.CompletableFuture<>();
+      io.grpc.stub.StreamObserver<ModelInferRequest> requests = gateway.async().modelStreamInfer(
+          new io.grpc.stub.StreamObserver<>() {
+            @Override
+            public void onNext(io.modelgate.proto.inference.ModelStreamInferResponse value) {
+              answers.add(value);
+            }
+
+            @Override
+            public void onError(Throwable t) {
+              end.complete(io.grpc.Status.fromThrowable(t));
+            }
+
+            @Override
+            public void onCompleted() {
+              end.complete(io.grpc.Status.OK);
+            }
+          });
+      for (int i = 0; i < 5; i++) {
+        requests.onNext(request("streamed", i));
+      }
+      requests.onNext(ModelInferRequest.newBuilder().setModelName("streamed").setId("bad")
+          .addInputs(Tensors.input("x", "FP32", 1, 4)).addRawInputContents(Tensors.rawFloats(1, 2, 3, 4)).build());
+      requests.onCompleted();
+      assertThat(end.get(30, java.util.concurrent.TimeUnit.SECONDS).isOk()).isTrue();
+      assertThat(answers).hasSize(6);
+    }
+    List<PayloadRecord> logged = records(logs("streamed"));
+    assertThat(logged).hasSize(6);
+    PayloadRecord ok = logged.stream().filter(r -> r.getId().equals("r2")).findFirst().orElseThrow();
+    assertThat(ok.getStatus()).isEqualTo("OK");
+    assertThat(ok.getRequest().getInputs(0).getContents().getFp32ContentsList()).containsExactly(2f, 3f, 4f);
+    assertThat(ok.getResponse().getId()).isEqualTo("r2");
+    assertThat(ok.getResponse().getOutputsList()).extracting(o -> o.getName()).containsExactlyInAnyOrder("y", "z");
+    assertThat(Tensors.floats(ok.getResponse().getRawOutputContents(0))).hasSize(3);
+    PayloadRecord bad = logged.stream().filter(r -> r.getId().equals("bad")).findFirst().orElseThrow();
+    assertThat(bad.getStatus()).isEqualTo("INVALID_ARGUMENT");
+    assertThat(bad.hasResponse()).isFalse();
+  }
+
+  @Test
   void theSampleRateHolds() throws Exception {
     model("quarter", "  sample_rate: 0.25\n");
     int requests = 2000;
