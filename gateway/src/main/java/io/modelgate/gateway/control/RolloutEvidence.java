@@ -1,0 +1,184 @@
+package io.modelgate.gateway.control;
+
+import io.modelgate.gateway.health.GoldenSets;
+import io.modelgate.gateway.rollout.RolloutJudge;
+import io.modelgate.gateway.routing.Router;
+import io.modelgate.gateway.stats.Histograms;
+import io.modelgate.gateway.stats.StatsRegistry;
+import io.modelgate.gateway.stats.VersionStats;
+import io.modelgate.proto.admin.v1.Evidence;
+import io.modelgate.proto.admin.v1.GoldenResult;
+import io.modelgate.proto.admin.v1.ReplicaSnapshot;
+import io.modelgate.proto.admin.v1.Rollout;
+import io.modelgate.proto.admin.v1.RolloutSpec;
+import io.modelgate.proto.admin.v1.StepSamples;
+import io.modelgate.proto.admin.v1.Thresholds;
+import io.modelgate.runtime.repository.Model;
+import java.util.List;
+
+/**
+ * What a rollout's step is judged on, and the judgement: both versions' latencies and errors since
+ * the step started — this replica's, and in a fleet the other replicas' samples of the same step
+ * as they last published them — or, in a shadow phase, the candidate's shadow agreement; then
+ * both versions' golden-set scores, which fail a candidate that answers wrongly however fast it
+ * is. The {@link ControlPlane} acts on the verdict (wait, roll back, advance, promote).
+ *
+ * <p>Threading: called by the control plane under its lock; reads statistics, the store's
+ * published snapshots, golden-set results and routes, each safe to read from any thread, and
+ * never calls back into the control plane, so it adds no lock of its own and no lock order.
+ */
+final class RolloutEvidence {
+  private final Router router;
+  private final ControlStore store;
+  private final StatsRegistry stats;
+  private final GoldenSets golden;
+  private final String replica;
+
+  RolloutEvidence(Router router, ControlStore store, StatsRegistry stats, GoldenSets golden, String replica) {
+    this.router = router;
+    this.store = store;
+    this.stats = stats;
+    this.golden = golden;
+    this.replica = replica;
+  }
+
+  /** Judges {@code rollout}'s current step (or its shadow phase) on the samples since it started. */
+  RolloutJudge.Judgement judge(Rollout rollout) {
+    RolloutSpec spec = rollout.getSpec();
+    long since = rollout.getStepStartedAtMs();
+    VersionStats.Samples baseline = local(spec.getModel(), spec.getBaseline(), since);
+    VersionStats.Samples candidate = local(spec.getModel(), spec.getCandidate(), since);
+    java.util.Set<String> replicas = new java.util.TreeSet<>(List.of(replica));
+    if (store.shared()) {
+      // The other replicas' samples of the same step, as they last published them.
+      for (ReplicaSnapshot snapshot : store.snapshots(spec.getModel())) {
+        if (snapshot.getReplica().equals(replica) || !snapshot.hasStep() || snapshot.getStep().getSinceMs() != since) {
+          continue;
+        }
+        if (snapshot.getVersion() == spec.getBaseline()) {
+          baseline = plus(baseline, snapshot.getStep());
+        } else if (snapshot.getVersion() == spec.getCandidate()) {
+          candidate = plus(candidate, snapshot.getStep());
+        } else {
+          continue;
+        }
+        replicas.add(snapshot.getReplica());
+      }
+    }
+    RolloutJudge.Judgement judged =
+        rollout.getShadowPhase()
+            ? judgeShadow(spec, shadowAgreement(spec, since, replicas))
+            : RolloutJudge.judge(spec.getThresholds(), baseline, candidate);
+    Evidence.Builder evidence = judged.evidence().toBuilder().setReplicas(replicas.size());
+    // Predictive validity first: a candidate that answers wrongly fails however fast it is.
+    Validity validity = validity(spec, evidence);
+    return
+        validity.verdict() != RolloutJudge.Verdict.PASS
+            ? new RolloutJudge.Judgement(validity.verdict(), validity.reason(), evidence.build())
+            : new RolloutJudge.Judgement(
+                judged.verdict(),
+                judged.reason() + validity.reason()
+                    + (store.shared() ? " (samples of " + replicas.size() + " replicas: " + String.join(", ", replicas) + ")" : ""),
+                evidence.build());
+  }
+
+  /** Whether the candidate keeps its predictive validity, with a reason (appended to a pass). */
+  record Validity(RolloutJudge.Verdict verdict, String reason) {}
+
+  /**
+   * The candidate's golden-set score against the baseline's (both into {@code evidence}, -1 when
+   * the model has no golden set): FAIL when it is lower by more than {@code max_accuracy_drop} or
+   * its set could not be run, WAIT while either has not been run on its current load.
+   */
+  Validity validity(RolloutSpec spec, Evidence.Builder evidence) {
+    Model model = router.route(spec.getModel()).model();
+    GoldenResult b = goldenOf(model, spec.getBaseline());
+    GoldenResult c = goldenOf(model, spec.getCandidate());
+    evidence.setBaselineGoldenScore(b.getState().equals("DONE") ? b.getScore() : -1)
+        .setCandidateGoldenScore(c.getState().equals("DONE") ? c.getScore() : -1);
+    if (b.getState().equals("NONE") && c.getState().equals("NONE")) {
+      return new Validity(RolloutJudge.Verdict.PASS, "");
+    }
+    for (var role : List.of(java.util.Map.entry("candidate", c), java.util.Map.entry("baseline", b))) {
+      GoldenResult r = role.getValue();
+      switch (r.getState()) {
+        case "FAILED" -> {
+          return new Validity(RolloutJudge.Verdict.FAIL, "the golden set could not be run on the " + role.getKey() + ": " + r.getError());
+        }
+        case "PENDING", "RUNNING" -> {
+          return new Validity(RolloutJudge.Verdict.WAIT, "waiting for the golden set of the " + role.getKey() + " (" + r.getState() + ")");
+        }
+        default -> { }
+      }
+    }
+    double drop = spec.getThresholds().getMaxAccuracyDrop();
+    if (c.getScore() < b.getScore() - drop - 1e-12) {
+      return new Validity(RolloutJudge.Verdict.FAIL, String.format(
+          "candidate golden score %.4f (%d/%d) is below the baseline's %.4f (%d/%d) by more than %.4f; first failing: %s",
+          c.getScore(), c.getPassed(), c.getExamples(), b.getScore(), b.getPassed(), b.getExamples(), drop,
+          c.getFailingCount() == 0 ? "-" : String.join("; ", c.getFailingList().subList(0, Math.min(3, c.getFailingCount())))));
+    }
+    return new Validity(RolloutJudge.Verdict.PASS, String.format("; golden scores: baseline %.4f, candidate %.4f (allowed drop %.4f)",
+        b.getScore(), c.getScore(), drop));
+  }
+
+  private GoldenResult goldenOf(Model model, long number) {
+    return model.version(number).map(golden::result).orElse(GoldenResult.newBuilder().setState("NONE").build());
+  }
+
+  /**
+   * The candidate's shadow comparisons since the step started: this replica's, and in a fleet the
+   * others' as last published (their replicas added to {@code replicas}).
+   */
+  private VersionStats.ShadowAgreement shadowAgreement(RolloutSpec spec, long since, java.util.Set<String> replicas) {
+    VersionStats candidate = stats.find(spec.getModel(), spec.getCandidate());
+    VersionStats.ShadowAgreement mine = candidate == null ? new VersionStats.ShadowAgreement(0, 0) : candidate.shadowSince(since);
+    long compared = mine.compared();
+    long agreed = mine.agreed();
+    if (store.shared()) {
+      for (ReplicaSnapshot snapshot : store.snapshots(spec.getModel())) {
+        if (!snapshot.getReplica().equals(replica) && snapshot.getVersion() == spec.getCandidate()
+            && snapshot.hasStep() && snapshot.getStep().getSinceMs() == since) {
+          compared += snapshot.getStep().getShadowCompared();
+          agreed += snapshot.getStep().getShadowAgreed();
+          replicas.add(snapshot.getReplica());
+        }
+      }
+    }
+    return new VersionStats.ShadowAgreement(compared, agreed);
+  }
+
+  /** The shadow phase's verdict: WAIT for min_samples comparisons, then PASS at or above the agreement required. */
+  private static RolloutJudge.Judgement judgeShadow(RolloutSpec spec, VersionStats.ShadowAgreement agreement) {
+    Thresholds t = spec.getThresholds();
+    Evidence evidence = Evidence.newBuilder()
+        .setShadowCompared(agreement.compared())
+        .setShadowAgreed(agreement.agreed())
+        .build();
+    if (agreement.compared() < t.getMinSamples()) {
+      return new RolloutJudge.Judgement(RolloutJudge.Verdict.WAIT,
+          String.format("waiting for shadow comparisons: %d/%d", agreement.compared(), t.getMinSamples()), evidence);
+    }
+    String measured = String.format("shadow agreement %.2f%% (%d of %d copies had the primary's argmax)",
+        agreement.rate() * 100, agreement.agreed(), agreement.compared());
+    if (agreement.rate() < t.getMinShadowAgreement()) {
+      return new RolloutJudge.Judgement(RolloutJudge.Verdict.FAIL,
+          measured + String.format(" is below the %.2f%% required", t.getMinShadowAgreement() * 100), evidence);
+    }
+    return new RolloutJudge.Judgement(RolloutJudge.Verdict.PASS,
+        measured + String.format(", at least %.2f%% required", t.getMinShadowAgreement() * 100), evidence);
+  }
+
+  private VersionStats.Samples local(String model, long version, long since) {
+    VersionStats stats = this.stats.find(model, version);
+    return stats == null ? new VersionStats.Samples(new long[0], 0) : stats.samplesSince(since);
+  }
+
+  /** {@code samples} and another replica's samples of the same step. */
+  private static VersionStats.Samples plus(VersionStats.Samples samples, StepSamples other) {
+    long[] theirs = Histograms.values(Histograms.decode(other.getLatenciesUs()));
+    long[] both = java.util.Arrays.copyOf(samples.latenciesMicros(), samples.latenciesMicros().length + theirs.length);
+    System.arraycopy(theirs, 0, both, samples.latenciesMicros().length, theirs.length);
+    return new VersionStats.Samples(both, samples.errors() + other.getErrors());
+  }
+}
