@@ -198,9 +198,9 @@ public final class GatewayServer {
               repository,
               stats);
       log.info(
-          "listening on {}:{} ({}{} transport, {} event loops); admin on {}:{}{}",
+          "listening on {}:{} ({}{} transport, {} event loop{}); admin on {}:{}{}",
           settings.host(), gateway.port(), epoll ? "epoll" : "nio", settings.tls() == null ? "" : ", TLS",
-          settings.eventLoopThreads(), adminSettings.host(), gateway.adminPort(),
+          settings.eventLoopThreads(), settings.eventLoopThreads() == 1 ? "" : "s", adminSettings.host(), gateway.adminPort(),
           adminSettings.tls() == null ? "" : " (TLS)");
       return gateway;
     } catch (IOException | RuntimeException e) {
