@@ -20,6 +20,17 @@ final class Logging {
 
   private Logging() {}
 
+  /**
+   * Writes out the lines still queued for the console (waiting up to a second) and stops logging:
+   * the last step of shutdown, so that the JVM does not exit with the final lines — "stopped" among
+   * them — still in the queue.
+   */
+  static void flush() {
+    if (LoggerFactory.getILoggerFactory() instanceof LoggerContext context) {
+      context.stop();
+    }
+  }
+
   /** Replaces whatever configuration there is with {@code format} ({@code text} or {@code json}). */
   static void configure(String format) {
     if (!(LoggerFactory.getILoggerFactory() instanceof LoggerContext context)) {

@@ -309,6 +309,7 @@ final class ServeCommand implements Callable<Integer> {
                   if (demoRoot != null) {
                     deleteQuietly(demoRoot);
                   }
+                  Logging.flush();
                 },
                 "modelgate-shutdown"));
     printBanner(out, settings, server.port(), root, demo, repository);
