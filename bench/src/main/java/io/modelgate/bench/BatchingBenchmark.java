@@ -56,6 +56,8 @@ final class BatchingBenchmark implements Callable<Integer> {
   @Option(names = "--duration", defaultValue = "10", description = "Seconds measured per scenario. Default: ${DEFAULT-VALUE}.")
   int durationSeconds;
 
+  @picocli.CommandLine.Mixin JitSettleOption jitSettle;
+
   @Option(names = "--warmup", defaultValue = "5", description = "Seconds of unrecorded load before each scenario. Default: ${DEFAULT-VALUE}.")
   int warmupSeconds;
 
@@ -117,6 +119,14 @@ final class BatchingBenchmark implements Callable<Integer> {
           models, concurrency, connections, warmupSeconds, durationSeconds, rounds, maxBatchSize,
           maxQueueDelayMicros);
       console.flush();
+      jitSettle.settle(() -> {
+        for (String name : models) {
+          for (String served : List.of(name + "_unbatched", name + "_batched")) {
+            new LoadGenerator(channels, BenchModels.byName(name).request(served))
+                .run(LoadGenerator.Options.closed(concurrency, false, Duration.ofSeconds(1), Duration.ZERO), line -> {});
+          }
+        }
+      }, console);
       for (int round = 1; round <= rounds; round++) {
         for (String name : models) {
           BenchModels.BenchModel model = BenchModels.byName(name);

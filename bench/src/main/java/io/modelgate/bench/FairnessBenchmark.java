@@ -35,6 +35,7 @@ final class FairnessBenchmark implements Callable<Integer> {
   @Option(names = "--flood-rows", defaultValue = "1", description = "Rows in each of the flood's requests.") int floodRows;
   @Option(names = "--small-share", defaultValue = "0.1", description = "The small tenant's rate, as a share of capacity.") double smallShare;
   @Option(names = "--duration", defaultValue = "10") int durationSeconds;
+  @picocli.CommandLine.Mixin JitSettleOption jitSettle;
   @Option(names = "--warmup", defaultValue = "5") int warmupSeconds;
 
   @Override
@@ -61,8 +62,11 @@ final class FairnessBenchmark implements Callable<Integer> {
       Connections smallChannels = Connections.open(target, 1, small);
       Connections quietChannels = Connections.open(target, 1, quiet);
       try {
-        LoadGenerator.Result capacity = new LoadGenerator(bigChannels, request)
-            .run(LoadGenerator.Options.closed(64, false, warmup, duration), line -> {});
+        LoadGenerator capacityLoad = new LoadGenerator(bigChannels, request);
+        jitSettle.settle(
+            () -> capacityLoad.run(LoadGenerator.Options.closed(64, false, Duration.ofSeconds(1), Duration.ZERO), line -> {}),
+            out);
+        LoadGenerator.Result capacity = capacityLoad.run(LoadGenerator.Options.closed(64, false, warmup, duration), line -> {});
         double rate = capacity.throughput() * smallShare;
         out.printf("fairness: model %s, capacity %.0f calls/s (64 closed-loop callers), small tenant at %.0f calls/s, flood of %d callers sending %d row(s) a request%n",
             model, capacity.throughput(), rate, floodCallers, floodRows);

@@ -55,16 +55,13 @@ import picocli.CommandLine.Spec;
     mixinStandardHelpOptions = true,
     description = "Every scenario and its baselines in one run: tables, JSON, .hgrm and PNG plots.")
 final class SuiteCommand implements Callable<Integer> {
-  /** The compilers' busy share of a warm-up slice under which the JIT counts as settled, percent. */
-  static final int JIT_QUIET_PERCENT = 3;
-
   @Spec CommandSpec spec;
 
   @Option(names = "--models", split = ",", defaultValue = "cnn_mnist,mlp", description = "mlp, cnn_mnist, minilm. Default: ${DEFAULT-VALUE}.") List<String> models;
   @Option(names = "--concurrency", defaultValue = "64") int concurrency;
   @Option(names = "--connections", defaultValue = "4") int connections;
   @Option(names = "--jit-warmup", defaultValue = "20", description = "Seconds of unrecorded load, per model, before the first scenario, so that the JIT has compiled the hot paths of client and servers (short runs otherwise measure the compiler). Default: ${DEFAULT-VALUE}.") int jitWarmup;
-  @Option(names = "--jit-settle", defaultValue = "120", description = "After --jit-warmup, most seconds of further unrecorded load, in slices, until the JIT compilers were busy under " + JIT_QUIET_PERCENT + "%% of a slice; the result says whether they settled. 0: the fixed warm-up only. Default: ${DEFAULT-VALUE}.") int jitSettle;
+  @picocli.CommandLine.Mixin JitSettleOption jitSettle;
   @Option(names = "--warmup", defaultValue = "3", description = "Seconds, per scenario.") int warmup;
   @Option(names = "--duration", defaultValue = "8", description = "Seconds, per scenario.") int duration;
   @Option(names = "--p99-target", description = "Rate sweep target, ms. Default: per model, the larger of 5 ms and five times its batch-1 compute time.") Double p99TargetOption;
@@ -77,7 +74,7 @@ final class SuiteCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
-    if (rounds < 1 || warmup < 0 || jitWarmup < 0 || jitSettle < 0 || duration < 1 || concurrency < 1 || connections < 1) {
+    if (rounds < 1 || warmup < 0 || jitWarmup < 0 || jitSettle.seconds < 0 || duration < 1 || concurrency < 1 || connections < 1) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(), String.format(
           "--rounds %d, --warmup %d, --duration %d, --concurrency %d, --connections %d "
               + "(expected: rounds, duration, concurrency and connections >= 1, warm-up >= 0)",
@@ -89,7 +86,7 @@ final class SuiteCommand implements Callable<Integer> {
     md.append("Run ").append(ZonedDateTime.now()).append(", ").append(LoadCommand.environment())
         .append(", client and servers in one JVM over loopback; ").append(streaming ? "ModelStreamInfer" : "ModelInfer")
         .append(", ").append(connections).append(" connections, ").append(jitWarmup).append(" s JIT warm-up per model")
-        .append(jitSettle > 0 ? " and up to " + jitSettle + " s more until the compilers are quiet" : "").append(", then ")
+        .append(jitSettle.enabled() ? " and up to " + jitSettle.seconds + " s more until the compilers are quiet" : "").append(", then ")
         .append(warmup).append(" s warm-up + ")
         .append(duration).append(" s per scenario and round, ").append(rounds)
         .append(rounds == 1 ? " round" : " rounds, interleaved and added up").append(".\n\n");
@@ -171,15 +168,11 @@ final class SuiteCommand implements Callable<Integer> {
           generator.run(LoadGenerator.Options.closed(concurrency, streaming, third, Duration.ZERO), line -> {});
         }
       }
-      jit = JitSettling.settle(() -> {
+      jit = jitSettle.settle(() -> {
         for (LoadGenerator generator : List.of(bare, on, split)) {
           generator.run(LoadGenerator.Options.closed(concurrency, streaming, Duration.ofSeconds(1), Duration.ZERO), line -> {});
         }
-      }, Duration.ofSeconds(jitSettle), JIT_QUIET_PERCENT / 100.0);
-      if (jitSettle > 0) {
-        console.printf("  %s%n", jit.describe(JIT_QUIET_PERCENT / 100.0));
-        console.flush();
-      }
+      }, console);
       VersionStats batched = stats.find(name + "_batched", 1);
       for (int round = 1; round <= rounds; round++) {
         run(raw, loads, round, closedMany.get(0), bare, many, console);
@@ -308,8 +301,8 @@ final class SuiteCommand implements Callable<Integer> {
             + "ONNX Runtime CPU, %d intra-op and 1 inter-op thread; one row per request, %s.%n%n",
         instances, instances == 1 ? "" : "s", batchRows, intraOp,
         shapes(BenchModels.rowShapes(name, 1))));
-    if (jitSettle > 0) {
-      md.append(jit.describe(JIT_QUIET_PERCENT / 100.0)).append(".\n\n");
+    if (jitSettle.enabled()) {
+      md.append(jitSettle.describe(jit)).append(".\n\n");
     }
     md.append(String.format("(a) ONNX Runtime in-process, same executor code, no gRPC: batch 1 %.1f µs (%.0f items/s), batch %d %.1f µs (%.0f items/s).%n%n",
         b1, 1e6 / b1, batchRows, bN, batchRows * 1e6 / bN));
