@@ -38,6 +38,8 @@ final class DriftCostBenchmark implements Callable<Integer> {
   @Option(names = "--duration", defaultValue = "8") int durationSeconds;
   @Option(names = "--warmup", defaultValue = "6") int warmupSeconds;
   @Option(names = "--rounds", defaultValue = "5") int rounds;
+  @picocli.CommandLine.Mixin JitSettleOption jitSettle;
+
   @Option(names = "--jit-warmup", defaultValue = "20",
       description = "Seconds of unrecorded load over every scenario before the first round. Default: ${DEFAULT-VALUE}.")
   int jitWarmupSeconds;
@@ -81,6 +83,12 @@ final class DriftCostBenchmark implements Callable<Integer> {
             .run(LoadGenerator.Options.closed(concurrency, false, Duration.ZERO,
                 Duration.ofSeconds(Math.max(1, jitWarmupSeconds / order.size()))), line -> {});
       }
+      jitSettle.settle(() -> {
+        for (Map.Entry<String, String> entry : order) {
+          new LoadGenerator(channels, bench.request(entry.getValue()))
+              .run(LoadGenerator.Options.closed(concurrency, false, Duration.ofSeconds(1), Duration.ZERO), line -> {});
+        }
+      }, out);
       for (String name : models.keySet()) {
         results.put(name, new ArrayList<>());
       }

@@ -39,6 +39,7 @@ final class RoutingCostBenchmark implements Callable<Integer> {
   @Option(names = "--concurrency", defaultValue = "16") int concurrency;
   @Option(names = "--connections", defaultValue = "2") int connections;
   @Option(names = "--duration", defaultValue = "8") int durationSeconds;
+  @picocli.CommandLine.Mixin JitSettleOption jitSettle;
   @Option(names = "--warmup", defaultValue = "6") int warmupSeconds;
   @Option(names = "--rounds", defaultValue = "3") int rounds;
 
@@ -76,13 +77,17 @@ final class RoutingCostBenchmark implements Callable<Integer> {
       out.printf("routing cost: model %s, %d callers over %d connections, %d s warm-up + %d s, %d rounds%n",
           model, concurrency, connections, warmupSeconds, durationSeconds, rounds);
       out.flush();
+      jitSettle.settle(() -> {
+        for (Map.Entry<String, Scenario> entry : scenarios.entrySet()) {
+          route(server, entry.getKey(), entry.getValue());
+          new LoadGenerator(channels, entry.getValue().request())
+              .run(LoadGenerator.Options.closed(concurrency, false, Duration.ofSeconds(1), Duration.ZERO), line -> {});
+        }
+      }, out);
       for (int round = 1; round <= rounds; round++) {
         for (Map.Entry<String, Scenario> entry : scenarios.entrySet()) {
           Scenario scenario = entry.getValue();
-          if (scenario.policy() != null) {
-            long revision = server.router().route("m").policy().getRevision();
-            server.control().set(scenario.policy(), revision, "bench", "SetRouting", entry.getKey());
-          }
+          route(server, entry.getKey(), scenario);
           LoadGenerator.Result result =
               new LoadGenerator(channels, scenario.request())
                   .run(LoadGenerator.Options.closed(concurrency, false, Duration.ofSeconds(warmupSeconds),
@@ -96,6 +101,14 @@ final class RoutingCostBenchmark implements Callable<Integer> {
     }
     ScenarioTable.print(out, results, "pinned");
     return 0;
+  }
+
+  /** Sets the scenario's routing policy, when it has one. */
+  private static void route(GatewayServer server, String name, Scenario scenario) {
+    if (scenario.policy() != null) {
+      long revision = server.router().route("m").policy().getRevision();
+      server.control().set(scenario.policy(), revision, "bench", "SetRouting", name);
+    }
   }
 
   private record Scenario(ModelInferRequest request, RoutingPolicy policy) {}
