@@ -2,7 +2,10 @@ package io.modelgate.bench;
 
 import java.io.PrintWriter;
 import java.time.Duration;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.ParameterException;
+import picocli.CommandLine.Spec;
 
 /**
  * {@code --jit-settle}, for the benchmarks that measure servers and clients inside this JVM: before
@@ -15,13 +18,18 @@ final class JitSettleOption {
   @Option(names = "--jit-settle", defaultValue = "120", description = "Before measuring, most seconds of unrecorded load, in slices, until the JIT compilers were busy under " + QUIET_PERCENT + "%% of a slice; the output says whether they settled. 0: none. Default: ${DEFAULT-VALUE}.")
   int seconds;
 
+  /** The command this option is mixed into, for its usage errors. */
+  @Spec(Spec.Target.MIXEE) CommandSpec command;
+
   /**
    * Runs {@code slice} until the compilers are quiet or {@code --jit-settle} has passed, and
    * prints how it ended (nothing when the option is 0).
    */
   JitSettling.Outcome settle(JitSettling.Slice slice, PrintWriter out) throws InterruptedException {
-    JitSettling.Outcome outcome =
-        JitSettling.settle(slice, Duration.ofSeconds(Math.max(0, seconds)), QUIET_PERCENT / 100.0);
+    if (seconds < 0) {
+      throw new ParameterException(command.commandLine(), "--jit-settle " + seconds + " (expected: seconds >= 0)");
+    }
+    JitSettling.Outcome outcome = JitSettling.settle(slice, Duration.ofSeconds(seconds), QUIET_PERCENT / 100.0);
     if (seconds > 0) {
       out.printf("  %s%n", describe(outcome));
       out.flush();

@@ -74,7 +74,7 @@ final class SuiteCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
-    if (rounds < 1 || warmup < 0 || jitWarmup < 0 || jitSettle.seconds < 0 || duration < 1 || concurrency < 1 || connections < 1) {
+    if (rounds < 1 || warmup < 0 || jitWarmup < 0 || duration < 1 || concurrency < 1 || connections < 1) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(), String.format(
           "--rounds %d, --warmup %d, --duration %d, --concurrency %d, --connections %d "
               + "(expected: rounds, duration, concurrency and connections >= 1, warm-up >= 0)",
