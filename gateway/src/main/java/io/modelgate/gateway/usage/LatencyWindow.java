@@ -10,15 +10,23 @@ import org.HdrHistogram.Recorder;
  * answering threads (an HdrHistogram {@link Recorder}), read — by a Prometheus scrape or a report —
  * under this object's lock. What was recorded since the last read counts in the current 10-s slot
  * of six, so a read is at most one read interval off the true minute (scrapes come every 15–30 s).
- * Packed histograms with two significant digits: memory follows the distinct values recorded,
- * a few kilobytes.
+ * Two significant digits, 1 µs to an hour (longer latencies count as an hour).
+ *
+ * <p>Memory: the recorder's two concurrent histograms of fixed size, about 50 KB, and seven packed
+ * histograms (the slots and their merge, written under the lock), which follow the distinct values
+ * recorded, a few KB. The recorder is deliberately not packed: HdrHistogram's packed concurrent
+ * histogram livelocks when two threads record while its array grows ({@code LatencyWindowTest}),
+ * and an answering thread that spins there never answers again.
  */
 final class LatencyWindow {
   private static final int SLOTS = 6;
   private static final long SLOT_MILLIS = 10_000;
 
   private final Clock clock;
-  private final Recorder recorder = new Recorder(2, true);
+  /** The longest latency told apart, µs. */
+  static final long MAX_MICROS = 3_600_000_000L;
+
+  private final Recorder recorder = new Recorder(1, MAX_MICROS, 2);
   // Under this object's lock.
   private final Histogram[] slots = new Histogram[SLOTS];
   private final long[] epochs = new long[SLOTS];
@@ -35,7 +43,7 @@ final class LatencyWindow {
 
   /** Records one answer's latency; wait-free, never allocates. Any thread. */
   void record(long nanos) {
-    recorder.recordValue(Math.max(1, nanos / 1000));
+    recorder.recordValue(Math.min(Math.max(1, nanos / 1000), MAX_MICROS));
   }
 
   /** The {@code quantile} (0 to 1) of the last minute in seconds, or NaN when nothing was answered. */
