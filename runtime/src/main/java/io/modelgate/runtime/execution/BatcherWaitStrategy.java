@@ -15,7 +15,8 @@ import java.util.concurrent.locks.ReentrantLock;
  * take the lock to signal only while the batcher is waiting, so an idle-free ring costs them one
  * volatile read per publish.
  *
- * <p>Only the batcher thread waits, and only it sets the deadline; any thread may publish.
+ * <p>Only the batcher thread waits, and only it sets the deadline; any thread may publish, and any
+ * thread may {@link #wake} the batcher (an executor going idle, when executors are reserved).
  */
 final class BatcherWaitStrategy implements WaitStrategy {
   /** Wait until something is published. */
@@ -27,11 +28,27 @@ final class BatcherWaitStrategy implements WaitStrategy {
   private final ReentrantLock lock = new ReentrantLock();
   private final Condition published = lock.newCondition();
   private volatile boolean waiting;
+  /** Set by {@link #wake}; the batcher's next or current wait ends at once. */
+  private volatile boolean woken;
   /** Batcher thread only. */
   private long deadlineNanos = FOREVER;
 
   void deadline(long deadlineNanos) {
     this.deadlineNanos = deadlineNanos;
+  }
+
+  /** Whether the batcher is blocked waiting for a request (or its deadline, or a wake). */
+  boolean isWaiting() {
+    return waiting;
+  }
+
+  /**
+   * Ends the batcher's current wait, or its next one, as if its deadline had passed: something
+   * other than a request changed what it may run. Any thread.
+   */
+  void wake() {
+    woken = true;
+    signalAllWhenBlocking();
   }
 
   @Override
@@ -46,6 +63,11 @@ final class BatcherWaitStrategy implements WaitStrategy {
         waiting = true;
         while (cursor.get() < sequence) {
           barrier.checkAlert();
+          // After `waiting` is set: a wake() that saw it unset wrote `woken` first.
+          if (woken) {
+            woken = false;
+            throw TimeoutException.INSTANCE;
+          }
           if (deadlineNanos == FOREVER) {
             published.await();
           } else {

@@ -6,6 +6,7 @@ import java.util.List;
 import java.util.Objects;
 import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Supplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -29,11 +30,16 @@ final class ExecutorPool {
   private final BlockingQueue<Worker> idle;
   private final List<Worker> workers;
   private final boolean inline;
+  private final Runnable onIdle;
+  /** Executors running a batch handed without the reservation's restriction. */
+  private final AtomicInteger unrestricted = new AtomicInteger();
 
   /**
    * @param name the version, for messages
    * @param threadPrefix names the executor threads
    * @param executors called {@code instances} times, once per executor
+   * @param onIdle called on an executor's thread each time it has become idle after a batch handed
+   *     unrestricted ({@link #hand})
    */
   ExecutorPool(
       String name,
@@ -41,9 +47,11 @@ final class ExecutorPool {
       int instances,
       int batchCapacity,
       Supplier<? extends BatchExecutor> executors,
-      StageRecorder recorder) {
+      StageRecorder recorder,
+      Runnable onIdle) {
     this.name = Objects.requireNonNull(name, "name");
     this.recorder = Objects.requireNonNull(recorder, "recorder");
+    this.onIdle = Objects.requireNonNull(onIdle, "onIdle");
     this.idle = new ArrayBlockingQueue<>(instances);
     this.workers = new ArrayList<>(instances);
     for (int i = 0; i < instances; i++) {
@@ -74,13 +82,30 @@ final class ExecutorPool {
     return idle.take();
   }
 
+  /**
+   * Executors running a batch that was handed unrestricted: one that may hold requests of a lane
+   * with a backlog. Any thread.
+   */
+  int runningUnrestricted() {
+    return unrestricted.get();
+  }
+
   /** Gives back an executor taken by {@link #awaitIdle} without running anything. */
   void putBack(Worker worker) {
     idle.add(worker);
   }
 
-  /** Hands the executor its filled batch; it runs on the executor's thread. */
-  void hand(Worker worker) {
+  /**
+   * Hands the executor its filled batch; it runs on the executor's thread.
+   *
+   * @param restricted whether the batch was formed for a reserved executor (lanes without a
+   *     backlog only); unrestricted batches are counted ({@link #runningUnrestricted}) until done
+   */
+  void hand(Worker worker, boolean restricted) {
+    worker.restricted = restricted;
+    if (!restricted) {
+      unrestricted.incrementAndGet();
+    }
     worker.handoff.add(worker.batch);
   }
 
@@ -133,6 +158,8 @@ final class ExecutorPool {
     /** Holds at most a batch and STOP. */
     final BlockingQueue<Batch> handoff = new ArrayBlockingQueue<>(2);
     final Thread thread;
+    /** Set by the batcher before each hand-off; read after it on the executor's thread. */
+    boolean restricted;
 
     Worker(BatchExecutor executor, Batch batch, String threadName) {
       this.executor = Objects.requireNonNull(executor, "executor");
@@ -150,7 +177,15 @@ final class ExecutorPool {
             return;
           }
           execute(work);
+          // Read before going idle: the batcher sets it again for the next batch.
+          boolean wake = !restricted;
+          if (wake) {
+            unrestricted.decrementAndGet();
+          }
           idle.add(this);
+          if (wake) {
+            onIdle.run();
+          }
         }
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();

@@ -24,7 +24,8 @@ import java.util.concurrent.TimeUnit;
  *
  * A tenant sending within its share thus waits for the batch being run and its own small one, not
  * for another tenant's backlog; the cost is at most one extra execution for every batch of the
- * backlog, and only while a light lane has requests waiting.
+ * backlog, and only while a light lane has requests waiting. With executors reserved for light
+ * lanes ({@link #chooseWithoutBacklog}), it does not wait for the backlog's batch either.
  *
  * <p>Threads: the batcher thread only. The list grows on demand up to the queue capacity (the
  * scheduler's admission count bounds what can be pending), so memory follows the backlog.
@@ -207,6 +208,37 @@ final class PendingRequests {
     pick(batch, first);
     fill(batch, limit, share, false);
     fill(batch, limit, Integer.MAX_VALUE, false);
+  }
+
+  /**
+   * As {@link #choose}, for an executor reserved for tenants without a backlog: only requests of
+   * lanes whose pending rows are within an equal share of a batch (a lane alone: within a whole
+   * batch), oldest first. The batch stays empty when every lane waiting has a backlog. Without
+   * lanes there is no backlog to keep apart from: as {@link #choose}.
+   */
+  void chooseWithoutBacklog(Batch batch) {
+    if (laned == 0) {
+      choose(batch);
+      return;
+    }
+    batch.clear();
+    chosen = 0;
+    if (count == 0) {
+      return;
+    }
+    int limit = Math.max(1, policy.maxBatchSize());
+    int lanes = countLanes();
+    lightRows = Math.max(1, (limit + lanes - 1) / lanes);
+    if (!policy.merges()) {
+      for (int i = 0; i < count; i++) {
+        if (lanePending[laneOf(pending[i].lane())] <= lightRows) {
+          pick(batch, i);
+          return;
+        }
+      }
+      return;
+    }
+    fill(batch, limit, Integer.MAX_VALUE, true);
   }
 
   /**

@@ -28,7 +28,9 @@ import org.slf4j.LoggerFactory;
  *   <li>The batcher thread is the ring's only consumer and the single writer of its sequence and
  *       of the pending list. It waits for an idle executor, then forms a batch: the oldest request
  *       and the requests that may share its execution, up to {@code maxBatchSize} rows, shared
- *       fairly among lanes (tenants) when several wait. It runs the batch when it is full, when a
+ *       fairly among lanes (tenants) when several wait; with executors reserved ({@link
+ *       SchedulerSettings#reservedInstances}), only the others run batches that may hold a lane's
+ *       backlog, and a reserved one takes lanes without one. It runs the batch when it is full, when a
  *       preferred size can be formed, when {@code maxQueueDelay} has passed since the oldest
  *       request arrived, or at once when the delay is 0 (the ring's natural batching: whatever
  *       queued while the executors were busy). Expired and cancelled requests are answered and
@@ -69,6 +71,10 @@ public final class RingScheduler implements VersionScheduler {
   /** Requests accepted and not yet in a batch nor answered: the one admission count. */
   private final AtomicInteger waiting = new AtomicInteger();
   private final int capacity;
+  /** Executors kept for lanes without a backlog ({@link SchedulerSettings#reservedInstances}). */
+  private final int reserved;
+  /** Executors that may run batches holding a backlog: instances minus reserved. */
+  private final int unreservedInstances;
   private final java.util.function.Consumer<Throwable> onFailure;
   /** Why the scheduler stopped serving after its batcher failed; null while it serves. */
   private volatile String failure;
@@ -87,6 +93,8 @@ public final class RingScheduler implements VersionScheduler {
   private long next;
   private long available = -1;
   private boolean stopped;
+  /** Whether the batch {@link #form} returned last was formed for a reserved executor. */
+  private boolean formedRestricted;
 
   /**
    * Starts the batcher and executor threads.
@@ -133,8 +141,11 @@ public final class RingScheduler implements VersionScheduler {
     int batchCapacity = Math.max(1, policy.maxBatchSize());
     this.pending = new PendingRequests(policy, batchCapacity, capacity);
     String threadPrefix = "modelgate-" + name.replaceAll("[^A-Za-z0-9_.-]+", "-");
+    this.reserved = settings.reservedInstances();
+    this.unreservedInstances = settings.instances() - reserved;
     this.executors =
-        new ExecutorPool(name, threadPrefix, settings.instances(), batchCapacity, executors, recorder);
+        new ExecutorPool(name, threadPrefix, settings.instances(), batchCapacity, executors, recorder,
+            reserved > 0 ? wait::wake : () -> {});
     this.batcher =
         new Thread(this::runBatcher, threadPrefix + (this.executors.inline() ? "-batcher-exec" : "-batcher"));
     batcher.setDaemon(true);
@@ -181,6 +192,14 @@ public final class RingScheduler implements VersionScheduler {
     }
   }
 
+  /**
+   * Whether the batcher is blocked waiting for the ring (a request, a deadline, or a reserved
+   * executor's wake), rather than running, forming or waiting for an idle executor. For tests.
+   */
+  boolean batcherWaitsForRequests() {
+    return wait.isWaiting();
+  }
+
   /** Requests waiting: accepted, not yet in a batch nor answered. At most the queue capacity. */
   @Override
   public long queuedCount() {
@@ -202,7 +221,7 @@ public final class RingScheduler implements VersionScheduler {
           executors.putBack(worker);
           return;
         }
-        executors.hand(worker);
+        executors.hand(worker, formedRestricted);
       }
     } catch (InterruptedException e) {
       // The drain timeout passed while every executor was busy: answer what is left.
@@ -286,7 +305,19 @@ public final class RingScheduler implements VersionScheduler {
         continue;
       }
       long due = pending.oldest().arrivalNanos() + policy.maxQueueDelayNanos();
-      pending.choose(batch);
+      formedRestricted = reserving();
+      if (formedRestricted) {
+        pending.chooseWithoutBacklog(batch);
+        if (batch.size() == 0) {
+          // Only lanes with a backlog wait: keep this executor for the others until a request
+          // arrives, a deadline passes or an unrestricted batch ends (its executor wakes the wait).
+          refresh(pending.wakeAt(BatcherWaitStrategy.FOREVER));
+          continue;
+        }
+        due = batch.get(0).arrivalNanos() + policy.maxQueueDelayNanos();
+      } else {
+        pending.choose(batch);
+      }
       boolean ready =
           !policy.merges()
               || batch.rows() >= policy.maxBatchSize()
@@ -307,6 +338,16 @@ public final class RingScheduler implements VersionScheduler {
       // first deadline among the waiting so that it is answered when it passes.
       refresh(pending.wakeAt(due));
     }
+  }
+
+  /**
+   * Whether the executor being filled is one of those reserved for lanes without a backlog: as many
+   * executors as may run a backlog's batches already run unrestricted ones. Never while draining.
+   */
+  private boolean reserving() {
+    return reserved > 0
+        && stopAt == Long.MAX_VALUE
+        && executors.runningUnrestricted() >= unreservedInstances;
   }
 
   /**

@@ -13,9 +13,18 @@ import java.util.List;
  *     microseconds; 0 runs whatever is queued at once
  * @param preferredBatchSizes batch sizes (in rows) to run as soon as they can be formed; empty for
  *     none
+ * @param reservedInstances executors kept for tenants without a backlog: while requests of several
+ *     tenants are served, a batch holding requests of a tenant with more rows waiting than its
+ *     share of a batch starts only while more than this many executors are idle, so such tenants
+ *     occupy at most {@code instances - reservedInstances} executors and another tenant's request
+ *     does not wait for their batches. 0 (the default) reserves none; below {@code instances}.
  */
 public record SchedulerSettings(
-    int queueCapacity, int instances, long maxQueueDelayMicros, List<Integer> preferredBatchSizes) {
+    int queueCapacity,
+    int instances,
+    long maxQueueDelayMicros,
+    List<Integer> preferredBatchSizes,
+    int reservedInstances) {
   public static final int MAX_QUEUE_CAPACITY = 1 << 20;
   public static final int MAX_INSTANCES = 64;
   public static final long MAX_QUEUE_DELAY_MICROS = 10_000_000;
@@ -37,6 +46,14 @@ public record SchedulerSettings(
               + MAX_QUEUE_DELAY_MICROS
               + ")");
     }
+    if (reservedInstances < 0 || reservedInstances > 0 && reservedInstances >= instances) {
+      throw new IllegalArgumentException(
+          "reserved_instances: "
+              + reservedInstances
+              + " (expected: 0 to instances - 1 = "
+              + (instances - 1)
+              + "; at least one executor must be free to serve a tenant with a backlog)");
+    }
     preferredBatchSizes = List.copyOf(preferredBatchSizes);
     int previous = 0;
     for (int size : preferredBatchSizes) {
@@ -50,7 +67,13 @@ public record SchedulerSettings(
     }
   }
 
-  /** No added delay and no preferred sizes. */
+  /** No executor reserved. */
+  public SchedulerSettings(
+      int queueCapacity, int instances, long maxQueueDelayMicros, List<Integer> preferredBatchSizes) {
+    this(queueCapacity, instances, maxQueueDelayMicros, preferredBatchSizes, 0);
+  }
+
+  /** No added delay, no preferred sizes, no executor reserved. */
   public SchedulerSettings(int queueCapacity, int instances) {
     this(queueCapacity, instances, 0, List.of());
   }

@@ -36,6 +36,9 @@ import org.yaml.snakeyaml.error.YAMLException;
  *   <li>{@code queue_capacity}: requests that may wait per version; more are refused with
  *       RESOURCE_EXHAUSTED. Rounded up to a power of two. Default from the server.
  *   <li>{@code instances}: executor threads per version. Default from the server.
+ *   <li>{@code reserved_instances}: executors kept for tenants without a backlog while another
+ *       tenant has one (see {@link SchedulerSettings#reservedInstances()}). Default from the
+ *       server (0).
  *   <li>{@code execution_provider}: {@code cpu} or {@code cuda}; {@code device_id} for cuda;
  *       {@code allow_cpu_fallback}: run on the CPU when CUDA is not available instead of failing.
  *   <li>{@code intra_op_threads}, {@code inter_op_threads}: ONNX Runtime threads per session.
@@ -65,6 +68,7 @@ public final class ModelConfigFile {
           "batch_axes",
           "queue_capacity",
           "instances",
+          "reserved_instances",
           "execution_provider",
           "device_id",
           "allow_cpu_fallback",
@@ -141,7 +145,8 @@ public final class ModelConfigFile {
                   : defaults.scheduler().maxQueueDelayMicros(),
               values.containsKey("preferred_batch_sizes")
                   ? integers(values, "preferred_batch_sizes")
-                  : defaults.scheduler().preferredBatchSizes());
+                  : defaults.scheduler().preferredBatchSizes(),
+              integerOr(values, "reserved_instances", 0, defaults.scheduler().reservedInstances()));
       Map<String, Integer> axes =
           values.containsKey("batch_axes") ? axes(values) : defaults.batchAxes();
       PayloadLogSettings payloadLog =

@@ -43,8 +43,12 @@ class RingSchedulerTest {
   /** Every gated executor made, so that a failed test's held batches are let go before draining. */
   private static final List<GatedExecutor> EXECUTORS = new java.util.concurrent.CopyOnWriteArrayList<>();
 
+  /** Gates a test took out of an executor's queue to release one batch of several. */
+  private final List<CountDownLatch> heldGates = new ArrayList<>();
+
   @AfterEach
   void drainAll() {
+    heldGates.forEach(CountDownLatch::countDown);
     for (GatedExecutor executor : EXECUTORS) {
       executor.gated = false;
       executor.gates.forEach(CountDownLatch::countDown);
@@ -57,6 +61,8 @@ class RingSchedulerTest {
   static final class GatedExecutor implements BatchExecutor {
     final BlockingQueue<CountDownLatch> gates = new LinkedBlockingQueue<>();
     final BlockingQueue<Integer> started = new LinkedBlockingQueue<>();
+    /** The lane of each started batch's first request ("null" for none), in start order. */
+    final BlockingQueue<String> startedLanes = new LinkedBlockingQueue<>();
     final AtomicInteger executed = new AtomicInteger();
     final AtomicBoolean closed = new AtomicBoolean();
     volatile boolean gated = true;
@@ -73,6 +79,7 @@ class RingSchedulerTest {
         gate = new CountDownLatch(1);
         gates.add(gate);
       }
+      startedLanes.add(String.valueOf(batch.get(0).lane()));
       started.add(batch.size());
       if (gate != null) {
         try {
@@ -491,6 +498,74 @@ class RingSchedulerTest {
     for (Answer answer : flood) {
       assertThat(answer.result.get(10, TimeUnit.SECONDS)).isNotNull();
     }
+  }
+
+  @Test
+  void reservedExecutor_servesALaneWithoutBacklog_whileTheBacklogsBatchRunsOnTheOther() throws Exception {
+    GatedExecutor executor = new GatedExecutor(); // both executors: batches start and wait here
+    RingScheduler scheduler =
+        new RingScheduler(
+            "model 'm' version 1",
+            new SchedulerSettings(64, 2, 0, List.of(), 1),
+            new BatchPolicy(4, 0, List.of()),
+            () -> executor,
+            StageRecorder.NONE);
+    schedulers.add(scheduler);
+    // One flood request runs on one executor (unrestricted); a quiet one on the other (reserved).
+    scheduler.submit(request("flood", new Answer()));
+    assertThat(executor.started.take()).isEqualTo(1);
+    CountDownLatch floodGate = executor.gates.take();
+    scheduler.submit(request("quiet", new Answer()));
+    assertThat(executor.started.take()).isEqualTo(1);
+    CountDownLatch quietGate = executor.gates.take();
+    // Gates taken out of the queue: let go by the drain after a failure too.
+    heldGates.add(floodGate);
+    heldGates.add(quietGate);
+    assertThat(executor.startedLanes).containsExactly("flood", "quiet");
+    executor.startedLanes.clear();
+    // Both busy: the flood queues a backlog of 20 rows, five batches.
+    List<Answer> flood = new ArrayList<>();
+    for (int i = 0; i < 20; i++) {
+      Answer answer = new Answer();
+      scheduler.submit(request("flood", answer));
+      flood.add(answer);
+    }
+    // The quiet batch ends while the flood's runs: that executor is kept for lanes without a
+    // backlog, so the batcher waits for requests with the backlog pending (it would otherwise have
+    // handed the executor a flood batch and waited for an idle executor instead)...
+    quietGate.countDown();
+    long giveUp = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+    while (!scheduler.batcherWaitsForRequests()) {
+      assertThat(System.nanoTime() - giveUp).as("the batcher never waited with an executor free").isNegative();
+      Thread.onSpinWait();
+    }
+    assertThat(executor.started).as("no flood batch took the reserved executor").isEmpty();
+    // ...and the quiet tenant's next request runs on it at once.
+    Answer quiet = new Answer();
+    scheduler.submit(request("quiet", quiet));
+    assertThat(executor.started.take()).isEqualTo(1);
+    assertThat(executor.startedLanes.take()).isEqualTo("quiet");
+    // The flood's batch ending lets the backlog's next batch run.
+    floodGate.countDown();
+    assertThat(executor.started.take()).isEqualTo(4);
+    assertThat(executor.startedLanes.take()).isEqualTo("flood");
+    executor.release(); // the quiet batch
+    assertThat(quiet.result.get(10, TimeUnit.SECONDS)).isNotNull();
+    executor.gated = false;
+    while (!executor.gates.isEmpty()) {
+      executor.release();
+    }
+    for (Answer answer : flood) {
+      assertThat(answer.result.get(10, TimeUnit.SECONDS)).isNotNull();
+    }
+  }
+
+  @Test
+  void reservedInstances_mustLeaveAnExecutorForTheBacklog() {
+    assertThatThrownBy(() -> new SchedulerSettings(64, 2, 0, List.of(), 2))
+        .hasMessage("reserved_instances: 2 (expected: 0 to instances - 1 = 1; at least one executor must be free to"
+            + " serve a tenant with a backlog)");
+    assertThatThrownBy(() -> new SchedulerSettings(64, 2, 0, List.of(), -1)).hasMessageStartingWith("reserved_instances: -1");
   }
 
   @Test

@@ -296,7 +296,15 @@ class ModelRepositoryTest {
     Files.writeString(root.resolve("bad_axis/model.yaml"), "batch_axes: {x: 5}\n");
     TestModels.write(root, "delay", 1, TestModels.affine());
     Files.writeString(root.resolve("delay/model.yaml"), "max_queue_delay_us: -3\n");
+    TestModels.write(root, "reserve", 1, TestModels.affine());
+    Files.writeString(root.resolve("reserve/model.yaml"), "instances: 3\nreserved_instances: 1\n");
+    TestModels.write(root, "reserve_all", 1, TestModels.affine());
+    Files.writeString(root.resolve("reserve_all/model.yaml"), "instances: 2\nreserved_instances: 2\n");
     load();
+    assertThat(version("reserve", 1).serving().settings().scheduler().reservedInstances()).isEqualTo(1);
+    assertThat(version("reserve_all", 1).reason())
+        .isEqualTo("model.yaml: reserved_instances: 2 (expected: 0 to instances - 1 = 1; at least one executor"
+            + " must be free to serve a tenant with a backlog)");
     LoadedVersion m = version("m", 1).serving();
     assertThat(m.batchPolicy().maxBatchSize()).isEqualTo(16);
     assertThat(m.batchPolicy().maxQueueDelayNanos()).isEqualTo(500_000);
