@@ -35,10 +35,15 @@ record BenchGateway(Path root, StatsRegistry stats, GatewayServer server, io.mod
 
   /** As {@link #start(Path, int, boolean)}, with {@code callersFile} (null: none) deciding who may call. */
   static BenchGateway start(Path root, int connections, boolean background, Path callersFile) throws IOException {
+    return start(root, connections, background, callersFile, new SchedulerSettings(1024, 1));
+  }
+
+  /** As {@link #start(Path, int, boolean, Path)}, every version scheduled with {@code scheduler}. */
+  static BenchGateway start(Path root, int connections, boolean background, Path callersFile,
+      SchedulerSettings scheduler) throws IOException {
     StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), background);
     ModelRepository repository =
-        ModelRepository.load(
-            root, new ModelSettings(null, new SessionSettings(1, 1), new SchedulerSettings(1024, 1)), stats);
+        ModelRepository.load(root, new ModelSettings(null, new SessionSettings(1, 1), scheduler), stats);
     GatewayServer server =
         GatewayServer.start(
             new ServerSettings("127.0.0.1", 0, 64 << 20, 1, Duration.ofSeconds(10)),

@@ -2,6 +2,7 @@ package io.modelgate.bench;
 
 import io.modelgate.bench.load.Connections;
 import io.modelgate.bench.load.LoadGenerator;
+import io.modelgate.bench.load.Reports;
 import io.modelgate.gateway.callers.CallerPolicy;
 import io.modelgate.proto.inference.ModelInferRequest;
 import java.io.PrintWriter;
@@ -35,6 +36,19 @@ final class FairnessBenchmark implements Callable<Integer> {
   @Option(names = "--flood-rows", defaultValue = "1", description = "Rows in each of the flood's requests.") int floodRows;
   @Option(names = "--small-share", defaultValue = "0.1", description = "The small tenant's rate, as a share of capacity.") double smallShare;
   @Option(names = "--duration", defaultValue = "10") int durationSeconds;
+  @Option(names = "--flood-process", negatable = true, defaultValue = "true", fallbackValue = "true",
+      description = "Run the flood's load generator in a JVM of its own (the default), as a flood from other"
+          + " machines would be; --no-flood-process runs it in this JVM, sharing the client's event loop and the"
+          + " heap with the measured tenant's client and the server.")
+  boolean floodProcess;
+  @Option(names = "--flood-nice", defaultValue = "0",
+      description = "With --flood-process: run the flood under nice -n N (Linux), so that on a small machine its"
+          + " client takes the cores only when the server and the measured tenant leave them. Default: ${DEFAULT-VALUE}.")
+  int floodNice;
+  @Option(names = "--instances", defaultValue = "1", description = "Executors of the version. Default: ${DEFAULT-VALUE}.") int instances;
+  @Option(names = "--reserved-instances", defaultValue = "0",
+      description = "Executors kept for tenants without a backlog (model.yaml reserved_instances). Default: ${DEFAULT-VALUE}.")
+  int reservedInstances;
   @picocli.CommandLine.Mixin JitSettleOption jitSettle;
   @Option(names = "--warmup", defaultValue = "5") int warmupSeconds;
 
@@ -48,19 +62,29 @@ final class FairnessBenchmark implements Callable<Integer> {
     String big = "mgk_bench-big-" + java.util.UUID.randomUUID();
     String small = "mgk_bench-small-" + java.util.UUID.randomUUID();
     String quiet = "mgk_bench-quiet-" + java.util.UUID.randomUUID();
+    String warm = "mgk_bench-warm-" + java.util.UUID.randomUUID();
     // Two tenants alike at the small rate, one alone and one under the flood, so that the server's
     // per-tenant latency of each run is its own.
     Files.writeString(root.resolve("callers.yaml"), "tenants:\n  big:\n    api_keys: [" + CallerPolicy.hash(big) + "]\n"
         + "  small:\n    api_keys: [" + CallerPolicy.hash(small) + "]\n"
-        + "  quiet:\n    api_keys: [" + CallerPolicy.hash(quiet) + "]\n");
+        + "  quiet:\n    api_keys: [" + CallerPolicy.hash(quiet) + "]\n"
+        + "  warm:\n    api_keys: [" + CallerPolicy.hash(warm) + "]\n");
     ModelInferRequest request = bench.request("m");
     Duration warmup = Duration.ofSeconds(warmupSeconds);
     Duration duration = Duration.ofSeconds(durationSeconds);
-    try (BenchGateway gateway = BenchGateway.start(root, 2, true, root.resolve("callers.yaml"))) {
+    io.modelgate.runtime.execution.SchedulerSettings scheduler;
+    try {
+      scheduler = new io.modelgate.runtime.execution.SchedulerSettings(1024, instances, 0, List.of(), reservedInstances);
+    } catch (IllegalArgumentException e) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--instances " + instances
+          + ", --reserved-instances " + reservedInstances + ": " + e.getMessage());
+    }
+    try (BenchGateway gateway = BenchGateway.start(root, 2, true, root.resolve("callers.yaml"), scheduler)) {
       String target = "127.0.0.1:" + gateway.server().port();
       Connections bigChannels = Connections.open(target, 2, big);
       Connections smallChannels = Connections.open(target, 1, small);
       Connections quietChannels = Connections.open(target, 1, quiet);
+      Connections warmChannels = Connections.open(target, 1, warm);
       try {
         LoadGenerator capacityLoad = new LoadGenerator(bigChannels, request);
         jitSettle.settle(
@@ -68,31 +92,70 @@ final class FairnessBenchmark implements Callable<Integer> {
             out);
         LoadGenerator.Result capacity = capacityLoad.run(LoadGenerator.Options.closed(64, false, warmup, duration), line -> {});
         double rate = capacity.throughput() * smallShare;
-        out.printf("fairness: model %s, capacity %.0f calls/s (64 closed-loop callers), small tenant at %.0f calls/s, flood of %d callers sending %d row(s) a request%n",
-            model, capacity.throughput(), rate, floodCallers, floodRows);
-        LoadGenerator.Result alone = new LoadGenerator(smallChannels, request)
-            .run(LoadGenerator.Options.open(rate, false, warmup, duration), line -> {});
-        CompletableFuture<LoadGenerator.Result> flood = CompletableFuture.supplyAsync(() -> {
+        out.printf("fairness: model %s (%d executor(s), %d reserved), capacity %.0f calls/s (64 closed-loop callers), small tenant at %.0f calls/s, flood of %d callers sending %d row(s) a request, %s%n",
+            model, instances, reservedInstances, capacity.throughput(), rate, floodCallers, floodRows,
+            !floodProcess ? "from this JVM" : "from a JVM of its own" + (floodNice > 0 ? " under nice -n " + floodNice : ""));
+        ModelInferRequest floodRequest = floodRows == 1 ? request : bench.batchRequest("m", floodRows);
+        // The flood takes paths the capacity run did not (refusals, lanes, the light tenant's own
+        // batches): the JIT settles on them too before anything is measured.
+        LoadGenerator settleFlood = new LoadGenerator(bigChannels, floodRequest);
+        LoadGenerator settleQuiet = new LoadGenerator(warmChannels, request); // a tenant of its own: no figure counts it
+        jitSettle.settle(() -> {
+          CompletableFuture<LoadGenerator.Result> slice = CompletableFuture.supplyAsync(() -> {
+            try {
+              return settleFlood.run(LoadGenerator.Options.closed(floodCallers, false, Duration.ofSeconds(1), Duration.ZERO).backingOff(), line -> {});
+            } catch (Exception e) {
+              throw new IllegalStateException(e);
+            }
+          });
           try {
-            return new LoadGenerator(bigChannels, floodRows == 1 ? request : bench.batchRequest("m", floodRows))
-                .run(LoadGenerator.Options.closed(floodCallers, false, Duration.ZERO, warmup.plus(duration).plusSeconds(2)).backingOff(), line -> {});
+            settleQuiet.run(LoadGenerator.Options.open(rate, false, Duration.ofSeconds(1), Duration.ZERO), line -> {});
+            slice.join();
+          } catch (InterruptedException e) {
+            throw e;
           } catch (Exception e) {
             throw new IllegalStateException(e);
           }
-        });
-        Thread.sleep(1000);
+        }, out);
+        LoadGenerator.Result alone = new LoadGenerator(smallChannels, request)
+            .run(LoadGenerator.Options.open(rate, false, warmup, duration), line -> {});
+        Duration floodLength = warmup.plus(duration).plusSeconds(floodProcess ? 6 : 2);
+        FloodProcess floodChild = null;
+        CompletableFuture<LoadGenerator.Result> flood = null;
+        if (floodProcess) {
+          floodChild = FloodProcess.start(root, target, big, floodRequest, floodCallers, 2,
+              (int) floodLength.toSeconds(), floodNice);
+          Thread.sleep(5000); // its JIT's first seconds
+        } else {
+          flood = CompletableFuture.supplyAsync(() -> {
+            try {
+              return new LoadGenerator(bigChannels, floodRequest)
+                  .run(LoadGenerator.Options.closed(floodCallers, false, Duration.ZERO, floodLength).backingOff(), line -> {});
+            } catch (Exception e) {
+              throw new IllegalStateException(e);
+            }
+          });
+          Thread.sleep(1000);
+        }
         var before = gateway.stats().find("m", 1).statistics();
         LoadGenerator.Result under = new LoadGenerator(quietChannels, request)
             .run(LoadGenerator.Options.open(rate, false, warmup, duration), line -> {});
         var after = gateway.stats().find("m", 1).statistics();
-        LoadGenerator.Result flooded = flood.get(5, TimeUnit.MINUTES);
+        Reports.Summary flooded;
+        if (floodChild != null) {
+          try (FloodProcess child = floodChild) {
+            flooded = child.finish(Duration.ofMinutes(2));
+          }
+        } else {
+          flooded = Reports.summarize("flood", "", flood.get(5, TimeUnit.MINUTES));
+        }
         out.println();
         out.println("| run | tenant | calls/s | p50 ms | p99 ms | p99.9 ms | errors | server p50 ms | server p99 ms |");
         out.println("|---|---|---|---|---|---|---|---|---|");
         var usage = gateway.server().usage();
-        row(out, "capacity", "big, 64 callers", capacity, null, null);
-        row(out, "alone", "small", alone, usage, "small");
-        row(out, "under the flood", "quiet (as small)", under, usage, "quiet");
+        row(out, "capacity", "big, 64 callers", Reports.summarize("capacity", "", capacity), null, null);
+        row(out, "alone", "small", Reports.summarize("alone", "", alone), usage, "small");
+        row(out, "under the flood", "quiet (as small)", Reports.summarize("quiet", "", under), usage, "quiet");
         row(out, "under the flood", "big, " + floodCallers + " callers", flooded, null, null);
         out.printf("%nsmall tenant's p99 under the flood / alone: %.2f at the client, %.2f at the server%n",
             under.latencyMicros().getValueAtPercentile(99) / (double) Math.max(1, alone.latencyMicros().getValueAtPercentile(99)),
@@ -110,16 +173,16 @@ final class FairnessBenchmark implements Callable<Integer> {
         bigChannels.close();
         smallChannels.close();
         quietChannels.close();
+        warmChannels.close();
       }
     }
     return 0;
   }
 
-  private static void row(PrintWriter out, String run, String tenant, LoadGenerator.Result r,
+  private static void row(PrintWriter out, String run, String tenant, Reports.Summary r,
       io.modelgate.gateway.usage.Usage usage, String server) {
     out.printf("| %s | %s | %.0f | %.3f | %.3f | %.3f | %s | %s | %s |%n", run, tenant, r.throughput(),
-        r.latencyMicros().getValueAtPercentile(50) / 1000.0, r.latencyMicros().getValueAtPercentile(99) / 1000.0,
-        r.latencyMicros().getValueAtPercentile(99.9) / 1000.0, r.errors(),
+        r.p50Ms(), r.p99Ms(), r.p999Ms(), r.errors(),
         server == null ? "" : String.format("%.3f", usage.latency(server, "m", "1", 0.5) * 1000),
         server == null ? "" : String.format("%.3f", usage.latency(server, "m", "1", 0.99) * 1000));
   }

@@ -43,6 +43,13 @@ final class LoadCommand implements Callable<Integer> {
   @Option(names = "--version", defaultValue = "", description = "Pinned version. Default: the server's choice.") String version;
   @Option(names = "--rate", description = "Open loop at this many requests/s.") Double rate;
   @Option(names = "--concurrency", description = "Closed loop with this many callers (default 16 unless --rate or --sweep).") Integer concurrency;
+  @Option(names = "--api-key", defaultValue = "${env:MODELGATE_API_KEY}",
+      description = "API key sent with every call (authorization: Bearer), for a server with a callers file."
+          + " Default: the environment's MODELGATE_API_KEY, if set.")
+  String apiKey;
+  @Option(names = "--back-off", description = "Closed loop: after RESOURCE_EXHAUSTED with a RetryInfo, a caller waits"
+      + " the delay it asks before its next call, as a well-behaved client does (unary calls).")
+  boolean backOff;
   @Option(names = "--connections", defaultValue = "2", description = "HTTP/2 connections. Default: ${DEFAULT-VALUE}.") int connections;
   @Option(names = "--streaming", description = "Use ModelStreamInfer, one stream per connection.") boolean streaming;
   @Option(names = "--check", description = {
@@ -76,7 +83,12 @@ final class LoadCommand implements Callable<Integer> {
           "--connections %d, --duration %d, --warmup %d (expected: connections and duration >= 1, warm-up >= 0)",
           connections, duration, warmup));
     }
-    io.modelgate.bench.load.Connections channels = io.modelgate.bench.load.Connections.open(target, connections);
+    if (backOff && (rate != null || sweep || streaming)) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(),
+          "--back-off applies to closed-loop unary calls (--concurrency), not to --rate, --sweep or --streaming");
+    }
+    String key = apiKey == null || apiKey.isEmpty() ? null : apiKey;
+    io.modelgate.bench.load.Connections channels = io.modelgate.bench.load.Connections.open(target, connections, key);
     try {
       ModelInferRequest request;
       if (inputFile != null) {
@@ -127,6 +139,9 @@ final class LoadCommand implements Callable<Integer> {
           ? LoadGenerator.Options.open(rate, streaming, Duration.ofSeconds(warmup), Duration.ofSeconds(duration))
           : LoadGenerator.Options.closed(concurrency == null ? 16 : concurrency, streaming,
               Duration.ofSeconds(warmup), Duration.ofSeconds(duration));
+      if (backOff) {
+        options = options.backingOff();
+      }
       String setup = String.format("%s against %s, model %s%s, %d connections, %d s warm-up + %d s; client: %s",
           options.describe(), target, model, version.isEmpty() ? "" : " version " + version, connections, warmup,
           duration, environment());

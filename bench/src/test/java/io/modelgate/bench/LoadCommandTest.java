@@ -36,4 +36,47 @@ class LoadCommandTest {
     assertThat(request.getModelName()).isEqualTo("m");
     assertThat(request.getInputs(0).getShapeList()).containsExactly(1L, 2L);
   }
+
+  @Test
+  void apiKey_isSentWithEveryCall_andAServerWithACallersFileRefusesCallsWithoutOne() throws Exception {
+    BenchModels.BenchModel bench = BenchModels.byName("cnn_mnist");
+    Path root = dir.resolve("models");
+    Files.createDirectories(root.resolve("m").resolve("1"));
+    Files.write(root.resolve("m").resolve("1").resolve("model.onnx"), bench.onnx());
+    String key = "mgk_test-" + java.util.UUID.randomUUID();
+    Path callers = dir.resolve("callers.yaml");
+    Files.writeString(callers, "tenants:\n  team:\n    api_keys: [" + io.modelgate.gateway.callers.CallerPolicy.hash(key) + "]\n");
+    Path json = dir.resolve("row.json");
+    Files.writeString(json, com.google.protobuf.util.JsonFormat.printer().print(bench.request("m")));
+    try (BenchGateway gateway = BenchGateway.start(root, 1, false, callers)) {
+      String target = "127.0.0.1:" + gateway.server().port();
+      String[] load = {"--target", target, "--model", "m", "--input-file", json.toString(), "--concurrency", "2",
+          "--warmup", "0", "--duration", "1"};
+
+      StringWriter with = new StringWriter();
+      CommandLine cli = new CommandLine(new LoadCommand());
+      cli.setOut(new PrintWriter(with));
+      String[] withKey = Arrays.copyOf(load, load.length + 2);
+      withKey[load.length] = "--api-key";
+      withKey[load.length + 1] = key;
+      assertThat(cli.execute(withKey)).as(with.toString()).isZero();
+      assertThat(gateway.server().usage().latency("team", "m", "1", 0.5)).as("the tenant's calls were counted").isPositive();
+
+      StringWriter without = new StringWriter();
+      cli = new CommandLine(new LoadCommand());
+      cli.setOut(new PrintWriter(without));
+      assertThat(cli.execute(load)).isEqualTo(1);
+      assertThat(without.toString()).contains("UNAUTHENTICATED");
+    }
+  }
+
+  @Test
+  void backOff_isRefusedOutsideClosedLoopUnaryCalls() {
+    StringWriter err = new StringWriter();
+    CommandLine cli = new CommandLine(new LoadCommand());
+    cli.setErr(new PrintWriter(err));
+    int code = cli.execute("--model", "m", "--rate", "100", "--back-off");
+    assertThat(code).isEqualTo(2);
+    assertThat(err.toString()).contains("--back-off applies to closed-loop unary calls");
+  }
 }

@@ -93,7 +93,7 @@ public final class LoadGenerator {
 
     public String describe() {
       return (mode == Mode.OPEN ? String.format("open loop %.0f req/s", rate) : "closed loop " + concurrency + " callers")
-          + (streaming ? ", streaming" : ", unary");
+          + (streaming ? ", streaming" : ", unary") + (backOff ? ", backing off" : "");
     }
   }
 

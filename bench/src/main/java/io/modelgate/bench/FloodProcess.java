@@ -1,0 +1,98 @@
+package io.modelgate.bench;
+
+import com.fasterxml.jackson.databind.DeserializationFeature;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.google.protobuf.util.JsonFormat;
+import io.modelgate.bench.load.Reports;
+import io.modelgate.proto.inference.ModelInferRequest;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * A flooding tenant's load generator in a JVM of its own: {@code modelgate-bench load} in closed
+ * loop, backing off as each refusal's RetryInfo asks, optionally under {@code nice}. On one
+ * machine, this is the nearest thing to a flood from other machines: the flood's client has its own
+ * event loop, heap and collector, and (niced) takes the cores only when the server and the measured
+ * tenant leave them.
+ *
+ * <p>Threads: started and finished by one thread.
+ */
+final class FloodProcess implements AutoCloseable {
+  private final Process process;
+  private final Path log;
+  private final Path out;
+
+  private FloodProcess(Process process, Path log, Path out) {
+    this.process = process;
+    this.log = log;
+    this.out = out;
+  }
+
+  /**
+   * Starts the flood and returns once its connections are open (its setup line printed).
+   *
+   * @param dir a folder of this run's own, for the request, the log and the result
+   * @param seconds how long the flood records, warm-up none
+   * @param nice the {@code nice -n} increment, 0 for none
+   */
+  static FloodProcess start(Path dir, String target, String apiKey, ModelInferRequest request,
+      int callers, int connections, int seconds, int nice) throws IOException, InterruptedException {
+    Path input = dir.resolve("flood-request.json");
+    Files.writeString(input, JsonFormat.printer().print(request));
+    Path out = dir.resolve("flood-out");
+    Path log = dir.resolve("flood.log");
+    List<String> command = new ArrayList<>();
+    if (nice > 0) {
+      command.addAll(List.of("nice", "-n", Integer.toString(nice)));
+    }
+    command.add(ProcessHandle.current().info().command().orElse("java"));
+    command.addAll(List.of("-Xms512m", "-Xmx512m", "-cp", System.getProperty("java.class.path"),
+        BenchCli.class.getName(), "load", "--target", target, "--model", request.getModelName(),
+        "--input-file", input.toString(), "--concurrency", Integer.toString(callers), "--back-off",
+        "--connections", Integer.toString(connections), "--warmup", "0", "--duration", Integer.toString(seconds),
+        "--label", "flood", "--out", out.toString()));
+    ProcessBuilder builder = new ProcessBuilder(command).redirectErrorStream(true).redirectOutput(log.toFile());
+    // The key travels in the environment, not on a command line that any local user can list.
+    builder.environment().put("MODELGATE_API_KEY", apiKey);
+    FloodProcess flood = new FloodProcess(builder.start(), log, out);
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+    while (!Files.readString(log).contains(" against ")) {
+      if (!flood.process.isAlive() || System.nanoTime() - deadline > 0) {
+        flood.close();
+        throw new IllegalStateException("the flood's load generator did not start: " + flood.tail());
+      }
+      Thread.sleep(50);
+    }
+    return flood;
+  }
+
+  /** Waits for the flood to end and returns what it measured. */
+  Reports.Summary finish(Duration timeout) throws IOException, InterruptedException {
+    if (!process.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS)) {
+      close();
+      throw new IllegalStateException("the flood's load generator did not end in " + timeout + ": " + tail());
+    }
+    Path result = out.resolve("flood.json");
+    if (!Files.exists(result)) {
+      throw new IllegalStateException("the flood's load generator ended (exit " + process.exitValue()
+          + ") without a result: " + tail());
+    }
+    return new ObjectMapper().configure(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES, false)
+        .treeToValue(new ObjectMapper().readTree(result.toFile()).get("result"), Reports.Summary.class);
+  }
+
+  private String tail() throws IOException {
+    String text = Files.exists(log) ? Files.readString(log) : "";
+    return text.length() > 2000 ? text.substring(text.length() - 2000) : text;
+  }
+
+  @Override
+  public void close() {
+    process.destroyForcibly();
+  }
+}
