@@ -48,7 +48,7 @@ final class UnaryAnswer extends RecordedAnswer {
     Status status = ErrorStatus.of(error);
     answered(status.getCode(), null);
     if (!call.isCancelled()) {
-      call.onError(status.asRuntimeException());
+      call.onError(ErrorStatus.exception(error, status));
     }
     afterAnswer(version, null, status, null);
   }
