@@ -133,8 +133,10 @@ public final class Quotas {
       state.inFlight.decrementAndGet();
     }
     Duration retry = Duration.ofNanos(Math.max(1_000_000, probe.getNanosToWaitForRefill()));
-    throw InferenceException.overQuota(String.format("tenant '%s' is over its quota of %s %s a second; retry in %d ms",
-        caller.tenant(), trim(perSecond), what, retry.toMillis()), retry);
+    // Concatenated, not String.format: a refusal under a flood should not build a Formatter and
+    // its locale's number symbols each time.
+    throw InferenceException.overQuota("tenant '" + caller.tenant() + "' is over its quota of " + trim(perSecond)
+        + " " + what + " a second; retry in " + retry.toMillis() + " ms", retry);
   }
 
   private static String trim(double value) {
