@@ -100,6 +100,14 @@ class RingSchedulerTest {
       }
     }
 
+    /** Lets every batch waiting run, and every later one run at once. */
+    void ungateAndRunAll() throws InterruptedException {
+      gated = false;
+      while (!gates.isEmpty()) {
+        release();
+      }
+    }
+
     /** Lets the batch that is waiting (or the next one) run. */
     void release() throws InterruptedException {
       gates.take().countDown();
@@ -442,6 +450,17 @@ class RingSchedulerTest {
     assertThat(scheduler.queuedCount()).isZero();
   }
 
+  /** Submits {@code count} one-row requests in {@code lane}; returns their answers. */
+  private static List<Answer> submit(RingScheduler scheduler, String lane, int count) {
+    List<Answer> answers = new ArrayList<>();
+    for (int i = 0; i < count; i++) {
+      Answer answer = new Answer();
+      scheduler.submit(request(lane, answer));
+      answers.add(answer);
+    }
+    return answers;
+  }
+
   private static InferenceRequest request(String lane, Answer answer) {
     return InferenceRequest.inLane(lane, decoded(), System.nanoTime(), Long.MAX_VALUE, null, answer);
   }
@@ -461,12 +480,7 @@ class RingSchedulerTest {
     scheduler.submit(request("flood", first));
     assertThat(executor.started.take()).isEqualTo(1);
     // While that batch runs, the flood queues 20 and then a quiet tenant sends one.
-    List<Answer> flood = new ArrayList<>();
-    for (int i = 0; i < 20; i++) {
-      Answer answer = new Answer();
-      scheduler.submit(request("flood", answer));
-      flood.add(answer);
-    }
+    List<Answer> flood = submit(scheduler, "flood", 20);
     Answer quiet = new Answer();
     scheduler.submit(request("quiet", quiet));
     executor.release();
@@ -478,12 +492,7 @@ class RingSchedulerTest {
     assertThat(quiet.result.get(10, TimeUnit.SECONDS)).isNotNull();
     assertThat(flood.stream().filter(a -> a.result.isDone()).count()).isZero();
     // Two lanes with a backlog each share every batch, half its rows each.
-    List<Answer> second = new ArrayList<>();
-    for (int i = 0; i < 8; i++) {
-      Answer answer = new Answer();
-      scheduler.submit(request("second", answer));
-      second.add(answer);
-    }
+    List<Answer> second = submit(scheduler, "second", 8);
     executor.release();
     assertThat(executor.started.take()).isEqualTo(4);
     assertThat(flood.stream().filter(a -> a.result.isDone()).count()).isEqualTo(4);
@@ -491,10 +500,7 @@ class RingSchedulerTest {
     assertThat(executor.started.take()).isEqualTo(4);
     assertThat(flood.stream().filter(a -> a.result.isDone()).count()).isEqualTo(6);
     assertThat(second.stream().filter(a -> a.result.isDone()).count()).isEqualTo(2);
-    executor.gated = false;
-    while (!executor.gates.isEmpty()) {
-      executor.release();
-    }
+    executor.ungateAndRunAll();
     for (Answer answer : flood) {
       assertThat(answer.result.get(10, TimeUnit.SECONDS)).isNotNull();
     }
@@ -524,12 +530,7 @@ class RingSchedulerTest {
     assertThat(executor.startedLanes).containsExactly("flood", "quiet");
     executor.startedLanes.clear();
     // Both busy: the flood queues a backlog of 20 rows, five batches.
-    List<Answer> flood = new ArrayList<>();
-    for (int i = 0; i < 20; i++) {
-      Answer answer = new Answer();
-      scheduler.submit(request("flood", answer));
-      flood.add(answer);
-    }
+    List<Answer> flood = submit(scheduler, "flood", 20);
     // The quiet batch ends while the flood's runs: that executor is kept for lanes without a
     // backlog, so the batcher waits for requests with the backlog pending (it would otherwise have
     // handed the executor a flood batch and waited for an idle executor instead)...
@@ -551,10 +552,7 @@ class RingSchedulerTest {
     assertThat(executor.startedLanes.take()).isEqualTo("flood");
     executor.release(); // the quiet batch
     assertThat(quiet.result.get(10, TimeUnit.SECONDS)).isNotNull();
-    executor.gated = false;
-    while (!executor.gates.isEmpty()) {
-      executor.release();
-    }
+    executor.ungateAndRunAll();
     for (Answer answer : flood) {
       assertThat(answer.result.get(10, TimeUnit.SECONDS)).isNotNull();
     }
@@ -612,12 +610,7 @@ class RingSchedulerTest {
     schedulers.add(scheduler);
     scheduler.submit(request("flood", new Answer()));
     assertThat(executor.started.take()).isEqualTo(1);
-    List<Answer> flood = new ArrayList<>();
-    for (int i = 0; i < 5; i++) {
-      Answer answer = new Answer();
-      scheduler.submit(request("flood", answer));
-      flood.add(answer);
-    }
+    List<Answer> flood = submit(scheduler, "flood", 5);
     Answer quiet = new Answer();
     scheduler.submit(request("quiet", quiet));
     executor.release();
@@ -627,10 +620,7 @@ class RingSchedulerTest {
     // The flood was served last, so the quiet lane's request ran second, ahead of five older ones.
     assertThat(quiet.result.get(10, TimeUnit.SECONDS)).isNotNull();
     assertThat(flood.stream().filter(a -> a.result.isDone()).count()).isZero();
-    executor.gated = false;
-    while (!executor.gates.isEmpty()) {
-      executor.release();
-    }
+    executor.ungateAndRunAll();
     for (Answer answer : flood) {
       assertThat(answer.result.get(10, TimeUnit.SECONDS)).isNotNull();
     }
