@@ -72,6 +72,9 @@ final class FairnessBenchmark implements Callable<Integer> {
     ModelInferRequest request = bench.request("m");
     Duration warmup = Duration.ofSeconds(warmupSeconds);
     Duration duration = Duration.ofSeconds(durationSeconds);
+    if (floodNice < 0 || floodNice > 19) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--flood-nice " + floodNice + " (expected: 0 to 19)");
+    }
     io.modelgate.runtime.execution.SchedulerSettings scheduler;
     try {
       scheduler = new io.modelgate.runtime.execution.SchedulerSettings(1024, instances, 0, List.of(), reservedInstances);
@@ -85,6 +88,7 @@ final class FairnessBenchmark implements Callable<Integer> {
       Connections smallChannels = Connections.open(target, 1, small);
       Connections quietChannels = Connections.open(target, 1, quiet);
       Connections warmChannels = Connections.open(target, 1, warm);
+      FloodProcess floodChild = null;
       try {
         LoadGenerator capacityLoad = new LoadGenerator(bigChannels, request);
         jitSettle.settle(
@@ -119,8 +123,8 @@ final class FairnessBenchmark implements Callable<Integer> {
         }, out);
         LoadGenerator.Result alone = new LoadGenerator(smallChannels, request)
             .run(LoadGenerator.Options.open(rate, false, warmup, duration), line -> {});
-        Duration floodLength = warmup.plus(duration).plusSeconds(floodProcess ? 6 : 2);
-        FloodProcess floodChild = null;
+        // The flood outlasts the measured tenant's run: its own start (below) and a margin.
+        Duration floodLength = warmup.plus(duration).plusSeconds(floodProcess ? 5 + 5 : 1 + 2);
         CompletableFuture<LoadGenerator.Result> flood = null;
         if (floodProcess) {
           floodChild = FloodProcess.start(root, target, big, floodRequest, floodCallers, 2,
@@ -143,9 +147,7 @@ final class FairnessBenchmark implements Callable<Integer> {
         var after = gateway.stats().find("m", 1).statistics();
         Reports.Summary flooded;
         if (floodChild != null) {
-          try (FloodProcess child = floodChild) {
-            flooded = child.finish(Duration.ofMinutes(2));
-          }
+          flooded = floodChild.finish(Duration.ofMinutes(2));
         } else {
           flooded = Reports.summarize("flood", "", flood.get(5, TimeUnit.MINUTES));
         }
@@ -174,6 +176,9 @@ final class FairnessBenchmark implements Callable<Integer> {
         smallChannels.close();
         quietChannels.close();
         warmChannels.close();
+        if (floodChild != null) {
+          floodChild.close(); // ended already, unless this run failed first
+        }
       }
     }
     return 0;
