@@ -3,7 +3,6 @@ package io.modelgate.bench.load;
 import io.netty.bootstrap.Bootstrap;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.ByteBufAllocator;
-import io.netty.buffer.CompositeByteBuf;
 import io.netty.buffer.Unpooled;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFuture;
@@ -14,44 +13,54 @@ import io.netty.channel.EventLoop;
 import io.netty.channel.epoll.EpollEventLoop;
 import io.netty.channel.epoll.EpollSocketChannel;
 import io.netty.channel.socket.nio.NioSocketChannel;
-import io.netty.handler.codec.http2.DefaultHttp2Connection;
-import io.netty.handler.codec.http2.DefaultHttp2ConnectionDecoder;
-import io.netty.handler.codec.http2.DefaultHttp2ConnectionEncoder;
-import io.netty.handler.codec.http2.DefaultHttp2FrameReader;
-import io.netty.handler.codec.http2.DefaultHttp2FrameWriter;
+import io.netty.handler.codec.ByteToMessageDecoder;
 import io.netty.handler.codec.http2.DefaultHttp2Headers;
 import io.netty.handler.codec.http2.DefaultHttp2HeadersDecoder;
-import io.netty.handler.codec.http2.Http2Connection;
-import io.netty.handler.codec.http2.Http2ConnectionAdapter;
-import io.netty.handler.codec.http2.Http2ConnectionDecoder;
-import io.netty.handler.codec.http2.Http2ConnectionEncoder;
-import io.netty.handler.codec.http2.Http2ConnectionHandler;
-import io.netty.handler.codec.http2.Http2Error;
-import io.netty.handler.codec.http2.Http2FrameAdapter;
+import io.netty.handler.codec.http2.DefaultHttp2HeadersEncoder;
+import io.netty.handler.codec.http2.Http2Exception;
 import io.netty.handler.codec.http2.Http2Headers;
-import io.netty.handler.codec.http2.Http2Settings;
-import io.netty.handler.codec.http2.Http2Stream;
 import io.netty.util.AsciiString;
+import io.netty.util.collection.IntObjectHashMap;
+import io.netty.util.collection.IntObjectMap;
 import java.net.InetSocketAddress;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
 import java.util.concurrent.TimeUnit;
 
 /**
  * One HTTP/2 connection that speaks gRPC unary calls of one method with one request, without
- * grpc-java: the load generator's unary transport. What grpc-java's client does per call (a call
- * object, context, deadline and executor bookkeeping, marshaller streams, a listener chain) costs
- * tens of µs of CPU, as much as the server under test spends; here a call is a HEADERS frame
- * encoded from one immutable header block, a DATA frame that shares one pre-built gRPC message
- * (length prefix and the serialized request, {@link ByteBuf#retainedDuplicate}), and an answer read
- * as far as the caller's {@link Reader} needs. The wire is ordinary gRPC over HTTP/2 (prior
- * knowledge, plaintext), so any KServe v2 server sees an ordinary call.
+ * grpc-java and without Netty's HTTP/2 connection machinery: the load generator's unary transport.
+ * What grpc-java's client does per call (a call object, context, deadline and executor
+ * bookkeeping, marshaller streams, a listener chain) costs tens of µs of CPU, as much as the
+ * server under test spends; Netty's {@code Http2ConnectionHandler} still allocates about 2 KB a
+ * call (stream objects, promises, flow-control state, a header map). Here a call is:
+ * <ul>
+ *   <li>a HEADERS frame whose HPACK block is encoded by a real encoder until two encodings come
+ *       out the same, and from then on copied as those bytes (every call sends the same headers,
+ *       so once they are in the server's dynamic table the block no longer changes; a new table
+ *       size from the server starts encoding again);
+ *   <li>DATA frames carrying one pre-built gRPC message (length prefix and the serialized
+ *       request), copied into the write buffer when small, sent as slices of the shared message
+ *       when large, within the server's flow-control windows (a call waits for WINDOW_UPDATEs);
+ *   <li>an answer read as its frames arrive: a message that fits one DATA frame (the usual case)
+ *       is handed to the caller's {@link Reader} in place, a larger one gathered first; the
+ *       trailers decoded by Netty's HPACK decoder into one header map reused by the connection.
+ * </ul>
+ * The wire is ordinary gRPC over HTTP/2 (prior knowledge, plaintext, RFC 9113): SETTINGS and
+ * their acknowledgement, PING answered, GOAWAY followed, CONTINUATION and padding read, windows
+ * returned as answers are consumed. Any KServe v2 server sees an ordinary call.
  *
  * <p><b>Threading.</b> A connection is pinned to one event loop for its life, reconnections
- * included. {@link #send} runs on that loop (from any other thread it is handed over); every
- * {@link Call} is answered on it, exactly once: with the call's status when its trailers arrive,
- * or UNAVAILABLE / CANCELLED / INTERNAL when its stream is reset or the connection closes first.
- * A connection that is closed or refused by the server's GOAWAY fails calls at once with
- * UNAVAILABLE and starts one new connection in the background (at most one attempt per 100 ms); a
- * call beyond the server's limit of concurrent streams is not sent ({@link #STREAM_LIMIT}).
+ * included; all its state is that loop's. {@link #send} runs on that loop (from any other thread it
+ * is handed over); every {@link Call} is answered on it, exactly once: with the call's status when
+ * its trailers arrive, or UNAVAILABLE / CANCELLED / INTERNAL when its stream is reset or the
+ * connection closes first. A connection that is closed, or told by the server's GOAWAY to take no
+ * more calls, fails new calls at once with UNAVAILABLE and starts one new connection in the
+ * background (at most one attempt per 100 ms); a call beyond the server's limit of concurrent
+ * streams is not sent ({@link #STREAM_LIMIT}).
  */
 final class WireConnection implements AutoCloseable {
   /** gRPC status codes this class sets itself. */
@@ -75,11 +84,46 @@ final class WireConnection implements AutoCloseable {
   private static final AsciiString GRPC_MESSAGE = AsciiString.cached("grpc-message");
   private static final AsciiString GRPC_DETAILS = AsciiString.cached("grpc-status-details-bin");
 
+  private static final byte[] PREFACE = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".getBytes(StandardCharsets.US_ASCII);
+  // Frame types and flags (RFC 9113, section 6).
+  private static final int DATA = 0;
+  private static final int HEADERS = 1;
+  private static final int RST_STREAM = 3;
+  private static final int SETTINGS = 4;
+  private static final int PUSH_PROMISE = 5;
+  private static final int PING = 6;
+  private static final int GOAWAY = 7;
+  private static final int WINDOW_UPDATE = 8;
+  private static final int CONTINUATION = 9;
+  private static final int END_STREAM = 0x1;
+  private static final int ACK = 0x1;
+  private static final int END_HEADERS = 0x4;
+  private static final int PADDED = 0x8;
+  private static final int PRIORITY = 0x20;
+  // Settings.
+  private static final int HEADER_TABLE_SIZE = 1;
+  private static final int ENABLE_PUSH = 2;
+  private static final int MAX_CONCURRENT_STREAMS = 3;
+  private static final int INITIAL_WINDOW_SIZE = 4;
+  private static final int MAX_FRAME_SIZE = 5;
+  /** Error codes of RST_STREAM and GOAWAY. */
+  private static final int REFUSED_STREAM = 7;
+  private static final int CANCEL = 8;
+  /** HTTP/2's starting windows and frame size, before SETTINGS change them. */
+  private static final int DEFAULT_WINDOW = 65_535;
+  private static final int DEFAULT_MAX_FRAME = 16_384;
+  /** What this client lets the server send before it returns the bytes: per stream, and per connection. */
+  static final int STREAM_WINDOW = 1 << 20;
+  static final int CONNECTION_WINDOW = 1 << 24;
+  /** A DATA frame at most this large is copied into the write buffer; a larger one is a slice of the message. */
+  private static final int COPY_LIMIT = 4096;
+
   /** How the answer's message is read: lean (a field or two) or whole (checking). */
   interface Reader {
     /**
      * Reads the answer's protobuf message, {@code message} positioned on its first byte (empty
-     * when the answer carried none). Called on the event loop; {@code message} is valid only
+     * when the answer carried none). Called on the event loop, possibly before the call's status
+     * is known (what it returns is dropped if the call fails); {@code message} is valid only
      * during the call. Returns what {@link Call#answered} receives.
      */
     Object read(ByteBuf message);
@@ -92,8 +136,19 @@ final class WireConnection implements AutoCloseable {
   abstract static class Call {
     private final ByteBuf message;
     private final Reader reader;
-    /** The answer's body so far (HTTP/2 DATA frames), or null. */
+    private int streamId;
+    /** Bytes of {@link #message} sent so far, and what the stream's send window allows now. */
+    private int sent;
+    private long window;
+    private boolean waitingForWindow;
+    /** The answer's body so far, gathered when its message spans DATA frames; null until then. */
     private ByteBuf body;
+    /** Whether the message was read (in place, from one DATA frame); what the reader made of it. */
+    private boolean read;
+    private Object readResult;
+    private boolean unreadable;
+    /** Bytes received on this stream and not yet returned to the server. */
+    private int unreturned;
     private boolean done;
 
     /**
@@ -109,7 +164,8 @@ final class WireConnection implements AutoCloseable {
      * The call ended with gRPC status {@code code} (0: OK). {@code read} is what the {@link
      * Reader} made of the answer's message when OK, otherwise null; {@code trailers} carry
      * {@code grpc-message} and {@code grpc-status-details-bin} when the server sent them (null
-     * where the stream or the connection ended without trailers).
+     * where the stream or the connection ended without trailers). {@code trailers} are valid only
+     * during this call: the connection decodes the next answer's into the same map.
      */
     abstract void answered(int code, Object read, Http2Headers trailers);
   }
@@ -141,7 +197,7 @@ final class WireConnection implements AutoCloseable {
   /**
    * {@code request} (a serialized message) as one uncompressed gRPC message, to be shared by every
    * call that sends it: the 5-byte length prefix and the bytes, in one direct buffer that is never
-   * released (calls send duplicates of it).
+   * released (calls read it, never consume it).
    */
   static ByteBuf message(byte[] request) {
     java.nio.ByteBuffer frame = java.nio.ByteBuffer.allocateDirect(5 + request.length);
@@ -170,7 +226,7 @@ final class WireConnection implements AutoCloseable {
 
   /** Event loop only: a new TCP connection, which becomes {@link #current}. */
   private ChannelFuture connect() {
-    Handler handler = newHandler();
+    Handler handler = new Handler();
     current = handler;
     reconnecting = true;
     nextConnectNanos = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(100);
@@ -220,16 +276,14 @@ final class WireConnection implements AutoCloseable {
       return;
     }
     Handler handler = current;
-    boolean dead = handler == null || handler.ctx == null || !handler.ctx.channel().isActive()
-        || handler.connection().goAwayReceived();
-    if (dead) {
+    if (handler == null || !handler.open()) {
       if (!reconnecting && System.nanoTime() - nextConnectNanos >= 0) {
         connect();
       }
       finish(call, UNAVAILABLE, null, null);
       return;
     }
-    if (!handler.connection().local().canOpenStream()) {
+    if (handler.calls.size() >= handler.maxConcurrent) {
       // As many calls in flight on this connection as the server's SETTINGS allow.
       finish(call, STREAM_LIMIT, null, null);
       return;
@@ -241,12 +295,12 @@ final class WireConnection implements AutoCloseable {
   void flush() {
     Handler handler = current;
     if (handler != null && handler.ctx != null) {
-      handler.flush(handler.ctx);
+      handler.flushNow();
     }
   }
 
   /** Ends {@code call} with {@code code}, once; releases what it held. */
-  private void finish(Call call, int code, Http2Headers trailers, Object read) {
+  private static void finish(Call call, int code, Http2Headers trailers, Object read) {
     if (call.done) {
       return;
     }
@@ -268,20 +322,6 @@ final class WireConnection implements AutoCloseable {
     });
   }
 
-  private Handler newHandler() {
-    Http2Connection connection = new DefaultHttp2Connection(false);
-    // Every stream sends one small message at once: no priorities to weigh, so the cheapest
-    // distributor of the connection's window.
-    connection.remote().flowController(
-        new io.netty.handler.codec.http2.DefaultHttp2RemoteFlowController(connection,
-            new io.netty.handler.codec.http2.UniformStreamByteDistributor(connection)));
-    Http2ConnectionEncoder encoder = new DefaultHttp2ConnectionEncoder(connection, new DefaultHttp2FrameWriter());
-    Http2ConnectionDecoder decoder = new DefaultHttp2ConnectionDecoder(connection, encoder,
-        new DefaultHttp2FrameReader(new DefaultHttp2HeadersDecoder(false)));
-    Http2Settings settings = new Http2Settings().initialWindowSize(1 << 20).pushEnabled(false);
-    return new Handler(decoder, encoder, settings);
-  }
-
   /** The gRPC status an HTTP status means when an answer carries none (gRPC's HTTP mapping). */
   static int statusOfHttp(int http) {
     return switch (http) {
@@ -294,33 +334,99 @@ final class WireConnection implements AutoCloseable {
     };
   }
 
-  /** One TCP connection's HTTP/2 state; also the listener of its frames and streams. */
-  private final class Handler extends Http2ConnectionHandler {
-    private final Http2Connection.PropertyKey callKey;
+  /** Netty's HPACK decoder, decoding every header block of a connection into one reused map. */
+  private static final class ReusingDecoder extends DefaultHttp2HeadersDecoder {
+    private final DefaultHttp2Headers reused = new DefaultHttp2Headers(false);
+
+    ReusingDecoder() {
+      // No validation (the answer is only read for a few headers), and no limit on the list's
+      // size below 1 MB: this client announces none, so the server may send any.
+      super(false, 1 << 20);
+    }
+
+    @Override
+    protected Http2Headers newHeaders() {
+      reused.clear();
+      return reused;
+    }
+  }
+
+  /** A violation of HTTP/2 by the server: the connection is closed. */
+  private static final class ProtocolError extends Exception {
+    ProtocolError(String message) {
+      super(message, null, false, false);
+    }
+  }
+
+  /**
+   * One TCP connection: its HTTP/2 framing, streams, windows and header compression. Event loop
+   * only.
+   */
+  private final class Handler extends ByteToMessageDecoder {
     private ChannelHandlerContext ctx;
+    /** Calls sent and not answered, by stream id. */
+    private final IntObjectMap<Call> calls = new IntObjectHashMap<>();
+    /** Calls with message bytes held back by a flow-control window, oldest first. */
+    private final ArrayDeque<Call> waiting = new ArrayDeque<>();
+    private final DefaultHttp2HeadersEncoder encoder = new DefaultHttp2HeadersEncoder();
+    private final ReusingDecoder decoder = new ReusingDecoder();
+    /** The request's header block once it no longer changes; the last one encoded until then. */
+    private byte[] steadyBlock;
+    private byte[] lastBlock;
+    /** A header block being received (HEADERS, then CONTINUATION until END_HEADERS). */
+    private final ByteBuf block = Unpooled.buffer(256);
+    private int blockStream;
+    private boolean blockEndsStream;
+    private boolean inBlock;
+    /** Frames written since the last flush, gathered into one buffer; null when none. */
+    private ByteBuf pending;
+    private boolean prefaceSent;
     /** Whether a read is under way (its completion flushes what was written meanwhile). */
     private boolean reading;
+    private int nextStreamId = 1;
+    private boolean goAway;
+    // What the server's SETTINGS allow.
+    private long maxConcurrent = Long.MAX_VALUE;
+    private long initialWindow = DEFAULT_WINDOW;
+    private int maxFrame = DEFAULT_MAX_FRAME;
+    /** What the server's connection window allows this client to send now. */
+    private long connectionWindow = DEFAULT_WINDOW;
+    /** Bytes received on the connection and not yet returned to the server. */
+    private int unreturned;
 
-    Handler(Http2ConnectionDecoder decoder, Http2ConnectionEncoder encoder, Http2Settings settings) {
-      super(decoder, encoder, settings);
-      callKey = connection().newKey();
-      decoder.frameListener(new Frames());
-      connection().addListener(new Http2ConnectionAdapter() {
-        @Override
-        public void onStreamClosed(Http2Stream stream) {
-          Call call = stream.getProperty(callKey);
-          if (call != null) {
-            // Reset or cut off before its trailers: the call never got a status from the server.
-            finish(call, UNAVAILABLE, null, null);
-          }
-        }
-      });
+    /** Whether new calls can go on this connection. */
+    boolean open() {
+      // nextStreamId turns negative once stream ids are used up.
+      return ctx != null && prefaceSent && !goAway && nextStreamId > 0 && ctx.channel().isActive();
     }
 
     @Override
     public void handlerAdded(ChannelHandlerContext ctx) throws Exception {
       this.ctx = ctx;
       super.handlerAdded(ctx);
+    }
+
+    @Override
+    protected void handlerRemoved0(ChannelHandlerContext ctx) {
+      if (pending != null) {
+        pending.release();
+        pending = null;
+      }
+      block.release();
+    }
+
+    @Override
+    public void channelActive(ChannelHandlerContext ctx) throws Exception {
+      ByteBuf out = out();
+      out.writeBytes(PREFACE);
+      frameHeader(out, 12, SETTINGS, 0, 0);
+      out.writeShort(ENABLE_PUSH).writeInt(0);
+      out.writeShort(INITIAL_WINDOW_SIZE).writeInt(STREAM_WINDOW);
+      // A large connection window, so that many answers in flight are never held by flow control.
+      windowUpdate(0, CONNECTION_WINDOW - DEFAULT_WINDOW);
+      prefaceSent = true;
+      flushNow();
+      super.channelActive(ctx);
     }
 
     @Override
@@ -332,115 +438,413 @@ final class WireConnection implements AutoCloseable {
     @Override
     public void channelReadComplete(ChannelHandlerContext ctx) throws Exception {
       reading = false;
+      flushNow();
       super.channelReadComplete(ctx);
     }
 
     @Override
-    public void channelActive(ChannelHandlerContext ctx) throws Exception {
-      super.channelActive(ctx);
-      // A large connection window, so that many answers in flight are never held by flow control.
-      connection().local().flowController().incrementWindowSize(connection().connectionStream(), (1 << 24) - 65_535);
-      flush(ctx);
+    public void channelInactive(ChannelHandlerContext ctx) throws Exception {
+      super.channelInactive(ctx);
+      failAll(UNAVAILABLE);
     }
 
-    /** Opens a stream for {@code call} and writes its headers and message (not flushed). */
-    void start(Call call) {
-      int id = connection().local().incrementAndGetNextStreamId();
-      encoder().writeHeaders(ctx, id, headers, 0, false, ctx.newPromise());
-      Http2Stream stream = connection().stream(id);
-      if (stream == null) {
-        finish(call, UNAVAILABLE, null, null);
+    @Override
+    public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+      ctx.close();
+    }
+
+    /** Every call still open ends with {@code code} (cut off before its trailers). */
+    private void failAll(int code) {
+      waiting.clear();
+      if (calls.isEmpty()) {
         return;
       }
-      stream.setProperty(callKey, call);
-      encoder().writeData(ctx, id, call.message.retainedDuplicate(), 0, true, ctx.newPromise());
+      List<Call> left = new ArrayList<>(calls.values());
+      calls.clear();
+      for (Call call : left) {
+        finish(call, code, null, null);
+      }
     }
 
-    /** The stream's call, taken off it when {@code last} (no other frame will end it). */
-    private Call call(int streamId, boolean last) {
-      Http2Stream stream = connection().stream(streamId);
-      if (stream == null) {
-        return null;
+    /** Opens a stream for {@code call} and writes its headers and as much of its message as the windows allow (not flushed). */
+    void start(Call call) {
+      int id = nextStreamId;
+      nextStreamId += 2;
+      call.streamId = id;
+      call.window = initialWindow;
+      calls.put(id, call);
+      try {
+        writeHeaders(id);
+      } catch (Http2Exception e) {
+        calls.remove(id);
+        finish(call, INTERNAL, null, null);
+        ctx.close();
+        return;
       }
-      return last ? stream.removeProperty(callKey) : stream.getProperty(callKey);
+      writeData(call);
     }
 
-    private final class Frames extends Http2FrameAdapter {
-      @Override
-      public int onDataRead(ChannelHandlerContext ctx, int streamId, ByteBuf data, int padding, boolean endOfStream) {
-        int processed = data.readableBytes() + padding;
-        Call call = call(streamId, endOfStream);
-        if (call != null) {
-          if (call.body == null) {
-            call.body = data.retainedSlice();
-          } else {
-            CompositeByteBuf both = call.body instanceof CompositeByteBuf c ? c : ctx.alloc().compositeBuffer().addComponent(true, call.body);
-            both.addComponent(true, data.retainedSlice());
-            call.body = both;
-          }
-          if (endOfStream) {
-            // A body without trailers: gRPC requires them.
-            finish(call, INTERNAL, null, null);
-          }
+    private void writeHeaders(int id) throws Http2Exception {
+      byte[] encoded = steadyBlock;
+      if (encoded == null) {
+        ByteBuf buf = Unpooled.buffer(256);
+        encoder.encodeHeaders(id, headers, buf);
+        encoded = new byte[buf.readableBytes()];
+        buf.readBytes(encoded);
+        if (Arrays.equals(lastBlock, encoded)) {
+          steadyBlock = encoded;
         }
-        return processed;
+        lastBlock = encoded;
       }
+      ByteBuf out = out();
+      int first = Math.min(encoded.length, maxFrame);
+      frameHeader(out, first, HEADERS, first == encoded.length ? END_HEADERS : 0, id);
+      out.writeBytes(encoded, 0, first);
+      for (int at = first; at < encoded.length; ) {
+        int part = Math.min(encoded.length - at, maxFrame);
+        frameHeader(out, part, CONTINUATION, at + part == encoded.length ? END_HEADERS : 0, id);
+        out.writeBytes(encoded, at, part);
+        at += part;
+      }
+    }
 
-      @Override
-      public void onHeadersRead(ChannelHandlerContext ctx, int streamId, Http2Headers headers, int padding, boolean endOfStream) {
-        Call call = call(streamId, endOfStream);
-        if (call == null) {
-          return;
-        }
-        CharSequence status = headers.get(GRPC_STATUS);
-        if (!endOfStream) {
-          // The answer's leading headers: an HTTP error without a gRPC status ends the call now.
-          CharSequence http = headers.status();
-          if (status == null && http != null && !AsciiString.contentEquals(http, "200")) {
-            call(streamId, true);
-            finish(call, statusOfHttp(Integer.parseInt(http.toString())), headers, null);
+    /** Writes what the windows allow of {@code call}'s message; the rest waits for a WINDOW_UPDATE. */
+    private void writeData(Call call) {
+      ByteBuf message = call.message;
+      int total = message.readableBytes();
+      while (call.sent < total) {
+        int part = (int) Math.min(Math.min(call.window, connectionWindow), Math.min(maxFrame, total - call.sent));
+        if (part <= 0) {
+          if (!call.waitingForWindow) {
+            call.waitingForWindow = true;
+            waiting.add(call);
           }
           return;
         }
-        int code;
-        if (status != null) {
-          code = parseIntOr(status, UNKNOWN);
+        boolean last = call.sent + part == total;
+        ByteBuf out = out();
+        frameHeader(out, part, DATA, last ? END_STREAM : 0, call.streamId);
+        if (part <= COPY_LIMIT) {
+          out.writeBytes(message, message.readerIndex() + call.sent, part);
         } else {
-          // Trailers without a gRPC status, or a headers-only HTTP error.
-          int http = parseIntOr(headers.status(), 200);
-          code = http == 200 ? INTERNAL : statusOfHttp(http);
+          writePending();
+          ctx.write(message.retainedSlice(message.readerIndex() + call.sent, part), ctx.voidPromise());
         }
-        Object read = null;
-        if (code == 0) {
-          ByteBuf body = call.body;
-          try {
-            if (body == null || body.readableBytes() < 5) {
-              read = call.reader.read(Unpooled.EMPTY_BUFFER);
-            } else {
-              int length = body.getInt(body.readerIndex() + 1);
-              read = call.reader.read(body.slice(body.readerIndex() + 5, Math.min(length, body.readableBytes() - 5)));
-            }
-          } catch (RuntimeException e) {
-            code = UNREADABLE;
+        call.sent += part;
+        call.window -= part;
+        connectionWindow -= part;
+      }
+    }
+
+    /** Writes the messages held back by the windows, as far as the windows now allow, oldest first. */
+    private void writeWaiting() {
+      for (int n = waiting.size(); n > 0; n--) {
+        Call call = waiting.poll();
+        call.waitingForWindow = false;
+        if (!call.done) {
+          writeData(call);
+        }
+      }
+    }
+
+    private ByteBuf out() {
+      if (pending == null) {
+        pending = ctx.alloc().directBuffer(8192);
+      }
+      return pending;
+    }
+
+    private void writePending() {
+      if (pending != null) {
+        ctx.write(pending, ctx.voidPromise());
+        pending = null;
+      }
+    }
+
+    void flushNow() {
+      writePending();
+      ctx.flush();
+    }
+
+    private void frameHeader(ByteBuf out, int length, int type, int flags, int stream) {
+      out.writeMedium(length).writeByte(type).writeByte(flags).writeInt(stream);
+    }
+
+    private void windowUpdate(int stream, int increment) {
+      frameHeader(out(), 4, WINDOW_UPDATE, 0, stream);
+      pending.writeInt(increment);
+    }
+
+    @Override
+    protected void decode(ChannelHandlerContext ctx, ByteBuf in, List<Object> unused) {
+      try {
+        while (in.readableBytes() >= 9 && ctx.channel().isActive()) {
+          int at = in.readerIndex();
+          int length = in.getUnsignedMedium(at);
+          if (length > DEFAULT_MAX_FRAME) {
+            // This client never raises SETTINGS_MAX_FRAME_SIZE.
+            throw new ProtocolError("a frame of " + length + " bytes");
+          }
+          if (in.readableBytes() < 9 + length) {
+            return;
+          }
+          int type = in.getUnsignedByte(at + 3);
+          int flags = in.getUnsignedByte(at + 4);
+          int stream = in.getInt(at + 5) & 0x7fffffff;
+          in.skipBytes(9 + length);
+          frame(in, at + 9, length, type, flags, stream);
+        }
+      } catch (ProtocolError | Http2Exception e) {
+        in.skipBytes(in.readableBytes());
+        failAll(UNAVAILABLE);
+        ctx.close();
+      }
+    }
+
+    private void frame(ByteBuf in, int at, int length, int type, int flags, int stream) throws ProtocolError, Http2Exception {
+      if (inBlock && type != CONTINUATION) {
+        throw new ProtocolError("a header block interrupted");
+      }
+      switch (type) {
+        case DATA -> data(in, at, length, flags, stream);
+        case HEADERS -> {
+          int start = at;
+          int end = at + length;
+          if ((flags & PADDED) != 0) {
+            end -= length > 0 ? in.getUnsignedByte(start++) : 0;
+          }
+          if ((flags & PRIORITY) != 0) {
+            start += 5;
+          }
+          if (end < start) {
+            throw new ProtocolError("HEADERS padding beyond its frame");
+          }
+          block.clear().writeBytes(in, start, end - start);
+          blockStream = stream;
+          blockEndsStream = (flags & END_STREAM) != 0;
+          inBlock = (flags & END_HEADERS) == 0;
+          if (!inBlock) {
+            headers();
           }
         }
-        finish(call, code, headers, read);
-      }
-
-      @Override
-      public void onHeadersRead(ChannelHandlerContext ctx, int streamId, Http2Headers headers, int streamDependency,
-          short weight, boolean exclusive, int padding, boolean endOfStream) {
-        onHeadersRead(ctx, streamId, headers, padding, endOfStream);
-      }
-
-      @Override
-      public void onRstStreamRead(ChannelHandlerContext ctx, int streamId, long errorCode) {
-        Call call = call(streamId, true);
-        if (call != null) {
-          finish(call, errorCode == Http2Error.CANCEL.code() ? CANCELLED
-              : errorCode == Http2Error.REFUSED_STREAM.code() ? UNAVAILABLE : INTERNAL, null, null);
+        case CONTINUATION -> {
+          if (!inBlock || stream != blockStream) {
+            throw new ProtocolError("CONTINUATION without its HEADERS");
+          }
+          block.writeBytes(in, at, length);
+          inBlock = (flags & END_HEADERS) == 0;
+          if (!inBlock) {
+            headers();
+          }
+        }
+        case RST_STREAM -> {
+          Call call = calls.remove(stream);
+          if (call != null) {
+            long error = in.getUnsignedInt(at);
+            finish(call, error == CANCEL ? CANCELLED : error == REFUSED_STREAM ? UNAVAILABLE : INTERNAL, null, null);
+            closeIfDrained();
+          }
+        }
+        case SETTINGS -> {
+          if ((flags & ACK) == 0) {
+            settings(in, at, length);
+          }
+        }
+        case PING -> {
+          if ((flags & ACK) == 0) {
+            frameHeader(out(), 8, PING, ACK, 0);
+            pending.writeBytes(in, at, 8);
+            if (!reading) {
+              flushNow();
+            }
+          }
+        }
+        case GOAWAY -> goAway((int) (in.getUnsignedInt(at) & 0x7fffffff));
+        case WINDOW_UPDATE -> {
+          long increment = in.getUnsignedInt(at) & 0x7fffffff;
+          if (stream == 0) {
+            connectionWindow += increment;
+          } else {
+            Call call = calls.get(stream);
+            if (call != null) {
+              call.window += increment;
+            }
+          }
+          writeWaiting();
+        }
+        case PUSH_PROMISE -> throw new ProtocolError("PUSH_PROMISE, though push is disabled");
+        default -> {
+          // PRIORITY and unknown frame types are ignored (RFC 9113, 4.1 and 5.3.2).
         }
       }
+    }
+
+    private void data(ByteBuf in, int at, int length, int flags, int stream) throws ProtocolError {
+      int start = at;
+      int end = at + length;
+      if ((flags & PADDED) != 0 && length > 0) {
+        end -= in.getUnsignedByte(start++);
+        if (end < start) {
+          throw new ProtocolError("DATA padding beyond its frame");
+        }
+      }
+      // The whole frame counts against the windows, padding included.
+      unreturned += length;
+      if (unreturned >= CONNECTION_WINDOW / 2) {
+        windowUpdate(0, unreturned);
+        unreturned = 0;
+      }
+      Call call = calls.get(stream);
+      if (call == null) {
+        return;
+      }
+      take(call, in, start, end - start);
+      if ((flags & END_STREAM) != 0) {
+        // A body without trailers: gRPC requires them.
+        calls.remove(stream);
+        finish(call, INTERNAL, null, null);
+        return;
+      }
+      call.unreturned += length;
+      if (call.unreturned >= STREAM_WINDOW / 2) {
+        windowUpdate(stream, call.unreturned);
+        call.unreturned = 0;
+      }
+    }
+
+    /** Takes {@code length} bytes of {@code call}'s answer: read in place when they hold its whole message, else gathered. */
+    private void take(Call call, ByteBuf in, int at, int length) {
+      if (length == 0 || call.read) {
+        return;
+      }
+      if (call.body == null && length >= 5) {
+        int size = in.getInt(at + 1);
+        if (size >= 0 && size <= length - 5) {
+          read(call, in.slice(at + 5, size));
+          return;
+        }
+      }
+      if (call.body == null) {
+        call.body = ctx.alloc().heapBuffer(Math.max(length, 256));
+      }
+      call.body.writeBytes(in, at, length);
+      ByteBuf body = call.body;
+      if (body.readableBytes() >= 5) {
+        int size = body.getInt(body.readerIndex() + 1);
+        if (size >= 0 && size <= body.readableBytes() - 5) {
+          read(call, body.slice(body.readerIndex() + 5, size));
+        }
+      }
+    }
+
+    private void read(Call call, ByteBuf message) {
+      call.read = true;
+      try {
+        call.readResult = call.reader.read(message);
+      } catch (RuntimeException e) {
+        call.unreadable = true;
+      }
+    }
+
+    /** A whole header block arrived: decoded (always, to keep HPACK's table in step), then applied to its call. */
+    private void headers() throws Http2Exception {
+      Http2Headers answer = decoder.decodeHeaders(blockStream, block);
+      Call call = calls.get(blockStream);
+      if (call == null) {
+        return;
+      }
+      CharSequence status = answer.get(GRPC_STATUS);
+      if (!blockEndsStream) {
+        // The answer's leading headers: an HTTP error without a gRPC status ends the call now.
+        CharSequence http = answer.status();
+        if (status == null && http != null && !AsciiString.contentEquals(http, "200")) {
+          calls.remove(blockStream);
+          finish(call, statusOfHttp(parseIntOr(http, 0)), answer, null);
+        }
+        return;
+      }
+      calls.remove(blockStream);
+      int code;
+      if (status != null) {
+        code = parseIntOr(status, UNKNOWN);
+      } else {
+        // Trailers without a gRPC status, or a headers-only HTTP error.
+        int http = parseIntOr(answer.status(), 200);
+        code = http == 200 ? INTERNAL : statusOfHttp(http);
+      }
+      Object result = null;
+      if (code == 0) {
+        if (!call.read) {
+          ByteBuf body = call.body;
+          read(call, body == null || body.readableBytes() < 5 ? Unpooled.EMPTY_BUFFER
+              : body.slice(body.readerIndex() + 5, Math.min(body.getInt(body.readerIndex() + 1), body.readableBytes() - 5)));
+        }
+        if (call.unreadable) {
+          code = UNREADABLE;
+        } else {
+          result = call.readResult;
+        }
+      }
+      finish(call, code, answer, result);
+      closeIfDrained();
+    }
+
+    /** A connection the server is going away from closes once its last call is answered. */
+    private void closeIfDrained() {
+      if (goAway && calls.isEmpty()) {
+        ctx.close();
+      }
+    }
+
+    private void settings(ByteBuf in, int at, int length) throws ProtocolError, Http2Exception {
+      if (length % 6 != 0) {
+        throw new ProtocolError("SETTINGS of " + length + " bytes");
+      }
+      for (int i = at; i < at + length; i += 6) {
+        int id = in.getUnsignedShort(i);
+        long value = in.getUnsignedInt(i + 2);
+        switch (id) {
+          case HEADER_TABLE_SIZE -> {
+            // The encoder signals the new size in its next block; encode again until steady.
+            encoder.maxHeaderTableSize(value);
+            steadyBlock = null;
+            lastBlock = null;
+          }
+          case MAX_CONCURRENT_STREAMS -> maxConcurrent = value;
+          case INITIAL_WINDOW_SIZE -> {
+            long delta = value - initialWindow;
+            initialWindow = value;
+            for (Call call : calls.values()) {
+              call.window += delta;
+            }
+          }
+          case MAX_FRAME_SIZE -> maxFrame = (int) Math.min(value, (1 << 24) - 1);
+          default -> {
+            // Others (push, header list size) do not change what this client sends.
+          }
+        }
+      }
+      frameHeader(out(), 0, SETTINGS, ACK, 0);
+      writeWaiting();
+      if (!reading) {
+        flushNow();
+      }
+    }
+
+    /** The server takes no stream above {@code last}: those calls fail, the rest may still be answered. */
+    private void goAway(int last) {
+      goAway = true;
+      List<Call> refused = new ArrayList<>();
+      for (IntObjectMap.PrimitiveEntry<Call> entry : calls.entries()) {
+        if (entry.key() > last) {
+          refused.add(entry.value());
+        }
+      }
+      for (Call call : refused) {
+        calls.remove(call.streamId);
+        finish(call, UNAVAILABLE, null, null);
+      }
+      closeIfDrained();
     }
   }
 
@@ -449,7 +853,7 @@ final class WireConnection implements AutoCloseable {
       return otherwise;
     }
     try {
-      return Integer.parseInt(text.toString());
+      return text instanceof AsciiString ascii ? ascii.parseInt() : Integer.parseInt(text.toString());
     } catch (NumberFormatException e) {
       return otherwise;
     }

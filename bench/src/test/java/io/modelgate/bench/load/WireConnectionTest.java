@@ -65,13 +65,18 @@ class WireConnectionTest {
     final AtomicInteger answers = new AtomicInteger();
 
     Recorded(WireConnection.Reader reader) {
-      super(WireConnection.message(REQUEST.toByteArray()), reader);
+      this(WireConnection.message(REQUEST.toByteArray()), reader);
+    }
+
+    Recorded(io.netty.buffer.ByteBuf message, WireConnection.Reader reader) {
+      super(message, reader);
     }
 
     @Override
     void answered(int code, Object read, Http2Headers trailers) {
       answers.incrementAndGet();
-      answer.complete(new Answer(code, read, trailers));
+      // The trailers are the connection's to reuse once this returns: kept as a copy.
+      answer.complete(new Answer(code, read, trailers == null ? null : new io.netty.handler.codec.http2.DefaultHttp2Headers(false).add(trailers)));
     }
   }
 
@@ -97,6 +102,202 @@ class WireConnectionTest {
     assertThat(checked.code()).isZero();
     assertThat(checked.read()).isEqualTo("4");
     assertThat(call(wire, LeanUnary.version()).read()).isEqualTo("4");
+  }
+
+  @Test
+  void requestsLargerThanTheServersWindows_goOutAsTheWindowsOpen_andArriveWhole() throws Exception {
+    // The server grants 64 KB per stream and per connection; twenty 200 KB requests at once must
+    // each wait for WINDOW_UPDATEs, and none may be cut or mixed with another.
+    WireConnection wire = serve((request, observer) -> {
+          byte[] bytes = request.getRawInputContents(0).toByteArray();
+          boolean whole = bytes.length == 200_000;
+          for (int i = 0; whole && i < bytes.length; i++) {
+            whole = bytes[i] == (byte) (i * 31 + request.getId().hashCode());
+          }
+          observer.onNext(ModelInferResponse.newBuilder().setModelVersion(whole ? "whole" : "broken").build());
+          observer.onCompleted();
+        },
+        NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", 0)).flowControlWindow(65_535));
+    List<Recorded> calls = new ArrayList<>();
+    for (int k = 0; k < 20; k++) {
+      String id = "big-" + k;
+      byte[] bytes = new byte[200_000];
+      for (int i = 0; i < bytes.length; i++) {
+        bytes[i] = (byte) (i * 31 + id.hashCode());
+      }
+      ModelInferRequest big = REQUEST.toBuilder().setId(id).addRawInputContents(ByteString.copyFrom(bytes)).build();
+      calls.add(new Recorded(WireConnection.message(big.toByteArray()), LeanUnary.version()));
+    }
+    wire.eventLoop().execute(() -> {
+      calls.forEach(wire::write);
+      wire.flush();
+    });
+    for (Recorded call : calls) {
+      Answer answer = call.answer.get(20, TimeUnit.SECONDS);
+      assertThat(answer.code()).isZero();
+      assertThat(answer.read()).isEqualTo("whole");
+    }
+  }
+
+  /** One HTTP/2 frame as a scripted server reads or writes it. */
+  private record Frame(int type, int flags, int stream, byte[] payload) {}
+
+  private static Frame readFrame(java.io.DataInputStream in) throws java.io.IOException {
+    int length = (in.readUnsignedByte() << 16) | in.readUnsignedShort();
+    int type = in.readUnsignedByte();
+    int flags = in.readUnsignedByte();
+    int stream = in.readInt() & 0x7fffffff;
+    byte[] payload = new byte[length];
+    in.readFully(payload);
+    return new Frame(type, flags, stream, payload);
+  }
+
+  private static void writeFrame(java.io.OutputStream out, int type, int flags, int stream, byte[] payload) throws java.io.IOException {
+    java.nio.ByteBuffer header = java.nio.ByteBuffer.allocate(9);
+    header.put((byte) (payload.length >>> 16)).putShort((short) payload.length).put((byte) type).put((byte) flags).putInt(stream);
+    out.write(header.array());
+    out.write(payload);
+    out.flush();
+  }
+
+  /** The next frame of {@code type} from the client, skipping others (WINDOW_UPDATE, SETTINGS ACK...) into {@code seen}. */
+  private static Frame next(java.io.DataInputStream in, int type, List<Frame> seen) throws java.io.IOException {
+    while (true) {
+      Frame frame = readFrame(in);
+      seen.add(frame);
+      if (frame.type() == type) {
+        return frame;
+      }
+    }
+  }
+
+  private static byte[] encode(io.netty.handler.codec.http2.DefaultHttp2HeadersEncoder encoder, Http2Headers headers) throws Exception {
+    io.netty.buffer.ByteBuf buf = io.netty.buffer.Unpooled.buffer();
+    encoder.encodeHeaders(1, headers, buf);
+    byte[] bytes = new byte[buf.readableBytes()];
+    buf.readBytes(bytes);
+    return bytes;
+  }
+
+  @Test
+  void theFramingDetails_againstAScriptedServer_pingsSettingsContinuationPaddingAndATableOfSizeZero() throws Exception {
+    // A server written frame by frame: it shrinks the client's header table to nothing, pings,
+    // and answers with headers split over CONTINUATION frames and a padded DATA frame.
+    try (java.net.ServerSocket listening = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
+      connection = WireConnection.open(ClientChannels.group().next(),
+          new InetSocketAddress("127.0.0.1", listening.getLocalPort()), Connections.MODEL_INFER, "k-9");
+      try (java.net.Socket socket = listening.accept()) {
+        socket.setSoTimeout(10_000);
+        var in = new java.io.DataInputStream(new java.io.BufferedInputStream(socket.getInputStream()));
+        var out = socket.getOutputStream();
+        byte[] preface = new byte[24];
+        in.readFully(preface);
+        assertThat(new String(preface, java.nio.charset.StandardCharsets.US_ASCII)).isEqualTo("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        List<Frame> seen = new ArrayList<>();
+        Frame settings = next(in, 4, seen);
+        assertThat(settings.flags()).isZero();
+        // SETTINGS_HEADER_TABLE_SIZE = 0, then a PING.
+        writeFrame(out, 4, 0, 0, new byte[] {0, 1, 0, 0, 0, 0});
+        writeFrame(out, 6, 0, 0, new byte[] {1, 2, 3, 4, 5, 6, 7, 8});
+        Frame pong = next(in, 6, seen);
+        assertThat(pong.flags()).isEqualTo(1);
+        assertThat(pong.payload()).containsExactly(1, 2, 3, 4, 5, 6, 7, 8);
+        assertThat(seen).anySatisfy(f -> assertThat(f.type() == 4 && f.flags() == 1).isTrue());
+
+        // The server's decoder holds no dynamic table: the client's blocks must not index into one.
+        var decoder = new io.netty.handler.codec.http2.DefaultHttp2HeadersDecoder(false);
+        decoder.maxHeaderTableSize(0);
+        var encoder = new io.netty.handler.codec.http2.DefaultHttp2HeadersEncoder();
+        for (int call = 1; call <= 4; call++) {
+          Recorded recorded = new Recorded(LeanUnary.version());
+          connection.send(recorded);
+          Frame headers = next(in, 1, seen);
+          assertThat(headers.flags() & 0x4).isEqualTo(0x4);
+          Http2Headers request = decoder.decodeHeaders(headers.stream(), io.netty.buffer.Unpooled.wrappedBuffer(headers.payload()));
+          assertThat(request.path().toString()).isEqualTo(Connections.MODEL_INFER);
+          assertThat(request.get("authorization").toString()).isEqualTo("Bearer k-9");
+          Frame data = next(in, 0, seen);
+          assertThat(data.flags() & 1).isEqualTo(1);
+          assertThat(data.stream()).isEqualTo(headers.stream());
+          assertThat(ModelInferRequest.parseFrom(java.util.Arrays.copyOfRange(data.payload(), 5, data.payload().length))).isEqualTo(REQUEST);
+
+          // Leading headers in a HEADERS frame and a CONTINUATION; the message in a padded DATA
+          // frame; the trailers.
+          byte[] leading = encode(encoder, new io.netty.handler.codec.http2.DefaultHttp2Headers().status("200").add("content-type", "application/grpc"));
+          int half = leading.length / 2;
+          writeFrame(out, 1, 0, headers.stream(), java.util.Arrays.copyOfRange(leading, 0, half));
+          writeFrame(out, 9, 0x4, headers.stream(), java.util.Arrays.copyOfRange(leading, half, leading.length));
+          byte[] answer = ModelInferResponse.newBuilder().setModelVersion("v" + call).build().toByteArray();
+          java.nio.ByteBuffer padded = java.nio.ByteBuffer.allocate(1 + 5 + answer.length + 3);
+          padded.put((byte) 3).put((byte) 0).putInt(answer.length).put(answer).put(new byte[] {9, 9, 9});
+          writeFrame(out, 0, 0x8, headers.stream(), padded.array());
+          writeFrame(out, 1, 0x5, headers.stream(), encode(encoder, new io.netty.handler.codec.http2.DefaultHttp2Headers().add("grpc-status", "0")));
+
+          Answer got = recorded.answer.get(10, TimeUnit.SECONDS);
+          assertThat(got.code()).isZero();
+          assertThat(got.read()).isEqualTo("v" + call);
+        }
+      }
+    }
+  }
+
+  @Test
+  void aMessageBeyondTheStreamsWindow_waitsForItsWindowUpdate() throws Exception {
+    // The scripted server gives each stream 1,000 bytes; a 5,000-byte request must stop there
+    // until the server returns more.
+    ModelInferRequest large = REQUEST.toBuilder().addRawInputContents(ByteString.copyFrom(new byte[5_000])).build();
+    int size = 5 + large.getSerializedSize();
+    try (java.net.ServerSocket listening = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
+      connection = WireConnection.open(ClientChannels.group().next(),
+          new InetSocketAddress("127.0.0.1", listening.getLocalPort()), Connections.MODEL_INFER, null);
+      try (java.net.Socket socket = listening.accept()) {
+        socket.setSoTimeout(10_000);
+        var in = new java.io.DataInputStream(new java.io.BufferedInputStream(socket.getInputStream()));
+        var out = socket.getOutputStream();
+        in.readFully(new byte[24]);
+        List<Frame> seen = new ArrayList<>();
+        next(in, 4, seen);
+        // SETTINGS_INITIAL_WINDOW_SIZE = 1000; the client acknowledges it before anything else.
+        writeFrame(out, 4, 0, 0, new byte[] {0, 4, 0, 0, 0x03, (byte) 0xe8});
+        assertThat(next(in, 4, seen).flags()).isEqualTo(1);
+
+        Recorded recorded = new Recorded(WireConnection.message(large.toByteArray()), LeanUnary.version());
+        connection.send(recorded);
+        int stream = next(in, 1, seen).stream();
+        int received = 0;
+        while (received < 1_000) {
+          Frame data = next(in, 0, seen);
+          assertThat(data.flags() & 1).as("no END_STREAM within the window").isZero();
+          received += data.payload().length;
+        }
+        assertThat(received).isEqualTo(1_000);
+        // Nothing more may come before the window opens: the next frame is the answer to a ping.
+        writeFrame(out, 6, 0, 0, new byte[8]);
+        Frame after = readFrame(in);
+        while (after.type() == 8) {
+          after = readFrame(in);
+        }
+        assertThat(after.type()).as("the frame after the window is spent").isEqualTo(6);
+
+        writeFrame(out, 8, 0, stream, java.nio.ByteBuffer.allocate(4).putInt(size).array());
+        java.io.ByteArrayOutputStream body = new java.io.ByteArrayOutputStream();
+        while (received < size) {
+          Frame data = next(in, 0, seen);
+          received += data.payload().length;
+          if (received == size) {
+            assertThat(data.flags() & 1).isEqualTo(1);
+          }
+          body.write(data.payload());
+        }
+        assertThat(received).isEqualTo(size);
+        var encoder = new io.netty.handler.codec.http2.DefaultHttp2HeadersEncoder();
+        writeFrame(out, 1, 0x5, stream, encode(encoder,
+            new io.netty.handler.codec.http2.DefaultHttp2Headers().status("200").add("grpc-status", "8").add("grpc-message", "full")));
+        Answer got = recorded.answer.get(10, TimeUnit.SECONDS);
+        assertThat(got.code()).isEqualTo(WireConnection.RESOURCE_EXHAUSTED);
+        assertThat(WireConnection.message(got.trailers())).isEqualTo("full");
+      }
+    }
   }
 
   @Test
@@ -263,9 +464,12 @@ class WireConnectionTest {
     connection = WireConnection.open(ClientChannels.group().next(),
         new InetSocketAddress("127.0.0.1", server.getPort()), Connections.MODEL_INFER, "k-123");
 
-    assertThat(call(connection, LeanUnary.version()).code()).isZero();
-    assertThat(call(connection, LeanUnary.version()).code()).isZero();
-    assertThat(seen).containsExactly("Bearer k-123", "Bearer k-123");
+    // The first calls' header blocks are encoded; from the third on, the block that no longer
+    // changes is sent as bytes: the server must read the same headers from both.
+    for (int i = 0; i < 5; i++) {
+      assertThat(call(connection, LeanUnary.version()).code()).isZero();
+    }
+    assertThat(seen).containsExactly("Bearer k-123", "Bearer k-123", "Bearer k-123", "Bearer k-123", "Bearer k-123");
   }
 
   @Test
