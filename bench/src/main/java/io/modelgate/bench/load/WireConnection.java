@@ -115,6 +115,8 @@ final class WireConnection implements AutoCloseable {
   /** What this client lets the server send before it returns the bytes: per stream, and per connection. */
   static final int STREAM_WINDOW = 1 << 20;
   static final int CONNECTION_WINDOW = 1 << 24;
+  /** The largest header block read (HEADERS and its CONTINUATIONs), as the decoder's limit on the header list. */
+  private static final int MAX_HEADER_BLOCK = 1 << 20;
   /** A DATA frame at most this large is copied into the write buffer; a larger one is a slice of the message. */
   private static final int COPY_LIMIT = 4096;
 
@@ -341,7 +343,7 @@ final class WireConnection implements AutoCloseable {
     ReusingDecoder() {
       // No validation (the answer is only read for a few headers), and no limit on the list's
       // size below 1 MB: this client announces none, so the server may send any.
-      super(false, 1 << 20);
+      super(false, MAX_HEADER_BLOCK);
     }
 
     @Override
@@ -631,6 +633,9 @@ final class WireConnection implements AutoCloseable {
           if (!inBlock || stream != blockStream) {
             throw new ProtocolError("CONTINUATION without its HEADERS");
           }
+          if (block.readableBytes() + length > MAX_HEADER_BLOCK) {
+            throw new ProtocolError("a header block of more than " + MAX_HEADER_BLOCK + " bytes");
+          }
           block.writeBytes(in, at, length);
           inBlock = (flags & END_HEADERS) == 0;
           if (!inBlock) {
@@ -652,11 +657,9 @@ final class WireConnection implements AutoCloseable {
         }
         case PING -> {
           if ((flags & ACK) == 0) {
+            // Sent as this read completes, with everything else it wrote.
             frameHeader(out(), 8, PING, ACK, 0);
             pending.writeBytes(in, at, 8);
-            if (!reading) {
-              flushNow();
-            }
           }
         }
         case GOAWAY -> goAway((int) (in.getUnsignedInt(at) & 0x7fffffff));
@@ -826,9 +829,6 @@ final class WireConnection implements AutoCloseable {
       }
       frameHeader(out(), 0, SETTINGS, ACK, 0);
       writeWaiting();
-      if (!reading) {
-        flushNow();
-      }
     }
 
     /** The server takes no stream above {@code last}: those calls fail, the rest may still be answered. */
