@@ -720,24 +720,27 @@ final class WireConnection implements AutoCloseable {
       if (length == 0 || call.read) {
         return;
       }
-      if (call.body == null && length >= 5) {
-        int size = in.getInt(at + 1);
-        if (size >= 0 && size <= length - 5) {
-          read(call, in.slice(at + 5, size));
-          return;
-        }
+      if (call.body == null && readIfWhole(call, in, at, length)) {
+        return;
       }
       if (call.body == null) {
         call.body = ctx.alloc().heapBuffer(Math.max(length, 256));
       }
       call.body.writeBytes(in, at, length);
-      ByteBuf body = call.body;
-      if (body.readableBytes() >= 5) {
-        int size = body.getInt(body.readerIndex() + 1);
-        if (size >= 0 && size <= body.readableBytes() - 5) {
-          read(call, body.slice(body.readerIndex() + 5, size));
-        }
+      readIfWhole(call, call.body, call.body.readerIndex(), call.body.readableBytes());
+    }
+
+    /** Reads the message in {@code length} bytes of {@code buf} from {@code at} if they hold all of it. */
+    private boolean readIfWhole(Call call, ByteBuf buf, int at, int length) {
+      if (length < 5) {
+        return false;
       }
+      int size = buf.getInt(at + 1);
+      if (size < 0 || size > length - 5) {
+        return false;
+      }
+      read(call, buf.slice(at + 5, size));
+      return true;
     }
 
     private void read(Call call, ByteBuf message) {
@@ -763,6 +766,7 @@ final class WireConnection implements AutoCloseable {
         if (status == null && http != null && !AsciiString.contentEquals(http, "200")) {
           calls.remove(blockStream);
           finish(call, statusOfHttp(parseIntOr(http, 0)), answer, null);
+          closeIfDrained();
         }
         return;
       }
