@@ -39,6 +39,7 @@ public final class BenchCli implements Runnable {
   }
 
   public static void main(String[] args) {
+    io.modelgate.gateway.server.NettyDefaults.apply();
     SLF4JBridgeHandler.removeHandlersForRootLogger();
     SLF4JBridgeHandler.install();
     System.exit(

@@ -1,5 +1,6 @@
 package io.modelgate.gateway.cli;
 
+import io.modelgate.gateway.server.NettyDefaults;
 import io.modelgate.gateway.server.ServerVersion;
 import org.slf4j.bridge.SLF4JBridgeHandler;
 import picocli.CommandLine;
@@ -30,6 +31,7 @@ public final class ModelgateCli implements Runnable {
   }
 
   public static void main(String[] args) {
+    NettyDefaults.apply();
     Logging.configure("text");
     // grpc-java logs through java.util.logging; send it where everything else goes.
     SLF4JBridgeHandler.removeHandlersForRootLogger();
