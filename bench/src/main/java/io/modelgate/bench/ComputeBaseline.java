@@ -13,7 +13,6 @@ import io.modelgate.runtime.tensor.ModelSignature;
 import io.modelgate.runtime.tensor.RequestDecoder;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -22,11 +21,7 @@ import java.util.concurrent.CyclicBarrier;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
-import java.util.List;
-import java.util.concurrent.CyclicBarrier;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
 
 /**
  * ONNX Runtime in-process, through the same executor the gateway uses (input copy, run, output
@@ -49,7 +44,8 @@ final class ComputeBaseline {
     Path file = Files.createTempFile("modelgate-bench-", ".onnx");
     try {
       Files.write(file, model);
-      try (Session session = new Session(file, request, rows, settings, iterations)) {
+      try (Session session = new Session(file, request, rows, settings)) {
+        session.warm(Math.max(20, iterations / 5));
         long[] nanos = new long[iterations];
         for (int i = 0; i < iterations; i++) {
           nanos[i] = session.execute();
@@ -82,18 +78,19 @@ final class ComputeBaseline {
       List<Future<Double>> runs = new ArrayList<>();
       for (int t = 0; t < threads; t++) {
         runs.add(pool.submit(() -> {
-          try (Session session = new Session(file, request, rows, settings, 20)) {
+          try (Session session = new Session(file, request, rows, settings)) {
             for (long end = System.nanoTime() + warmup.toNanos(); System.nanoTime() < end; ) {
               session.execute();
             }
-            start.await();
+            // A thread that failed to open its session never arrives: the others give up.
+            start.await(warmup.toSeconds() + 60, TimeUnit.SECONDS);
             long end = System.nanoTime() + measured.toNanos();
             long nanos = 0;
             long executions = 0;
-            while (System.nanoTime() < end) {
+            do {
               nanos += session.execute();
               executions++;
-            }
+            } while (System.nanoTime() < end);
             return nanos / 1000.0 / executions / rows;
           }
         }));
@@ -126,9 +123,8 @@ final class ComputeBaseline {
     private final OnnxBatchExecutor executor;
     private final DecodedRequest decoded;
 
-    /** Opens the model and runs {@code warmup} executions (at least 20) unmeasured. */
-    Session(Path file, io.modelgate.proto.inference.ModelInferRequest request, int rows, SessionSettings settings,
-        int warmup) throws Exception {
+    Session(Path file, io.modelgate.proto.inference.ModelInferRequest request, int rows, SessionSettings settings)
+        throws Exception {
       onnx = OnnxModel.open(file, settings);
       try {
         ModelSignature signature = new ModelSignature(onnx.inputs(), onnx.outputs(), Math.max(rows, 1));
@@ -138,7 +134,11 @@ final class ComputeBaseline {
         onnx.close();
         throw e;
       }
-      for (int i = 0; i < Math.max(20, warmup / 5); i++) {
+    }
+
+    /** Runs {@code executions} executions unmeasured. */
+    void warm(int executions) {
+      for (int i = 0; i < executions; i++) {
         execute();
       }
     }
