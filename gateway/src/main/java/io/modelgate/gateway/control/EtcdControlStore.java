@@ -70,6 +70,7 @@ public final class EtcdControlStore implements ControlStore {
 
   private final ControlSettings settings;
   private final Client client;
+  private final EtcdReconnect reconnect;
   private final KV kv;
   private final ByteSequence modelsPrefix;
   private final ByteSequence judgeKey;
@@ -127,6 +128,7 @@ public final class EtcdControlStore implements ControlStore {
       builder.sslContext(tls.build());
     }
     this.client = builder.build();
+    this.reconnect = EtcdReconnect.of(client);
     this.kv = client.getKVClient();
     this.modelsPrefix = bytes(settings.prefix() + "models/");
     this.judgeKey = bytes(settings.prefix() + "judge");
@@ -215,6 +217,7 @@ public final class EtcdControlStore implements ControlStore {
       puts.add(auditPut(record));
     }
     TxnResponse response;
+    reconnectIfDown();
     try {
       response = await(kv.txn().If(unchanged).Then(puts.toArray(Op[]::new)).Else(Op.get(key, GetOption.DEFAULT)).commit());
     } catch (IOException e) {
@@ -246,6 +249,7 @@ public final class EtcdControlStore implements ControlStore {
 
   @Override
   public void audit(AuditRecord record) {
+    reconnectIfDown();
     try {
       await(kv.txn().Then(auditPut(record)).commit());
       up();
@@ -328,6 +332,7 @@ public final class EtcdControlStore implements ControlStore {
     if (closed) {
       return;
     }
+    reconnectIfDown();
     try {
       GetResponse judgeRecord = await(kv.get(judgeKey));
       boolean wasDown = downSinceMs != 0;
@@ -426,6 +431,17 @@ public final class EtcdControlStore implements ControlStore {
     }
   }
 
+  /**
+   * While etcd is found down, every probe and every change tries to connect at once (see {@link
+   * EtcdReconnect}): a replica finds etcd back at its next probe, or at the operator's next change,
+   * however long the outage was. Any thread.
+   */
+  private void reconnectIfDown() {
+    if (downSinceMs != 0) {
+      reconnect.now();
+    }
+  }
+
   private void up() {
     if (downSinceMs != 0) {
       log.info("control store etcd {} reachable again after {} ms", target, System.currentTimeMillis() - downSinceMs);
@@ -500,6 +516,7 @@ public final class EtcdControlStore implements ControlStore {
         ? new Cmp(accessKey, Cmp.Op.EQUAL, CmpTarget.version(0))
         : new Cmp(accessKey, Cmp.Op.EQUAL, CmpTarget.modRevision(expectedRevision));
     TxnResponse response;
+    reconnectIfDown();
     try {
       response = await(kv.txn().If(unchanged)
           .Then(Op.put(accessKey, ByteSequence.from(next.toByteArray()), PutOption.DEFAULT), auditPut(audit))

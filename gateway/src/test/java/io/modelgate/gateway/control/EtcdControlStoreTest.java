@@ -310,6 +310,45 @@ class EtcdControlStoreTest {
     }
   }
 
+  /**
+   * After a long outage gRPC waits seconds between connection attempts (up to two minutes), and a
+   * call made meanwhile fails without trying; the store makes the channel try at once while etcd
+   * is down, so the operator's first change after etcd returns goes through. Without that, this
+   * fails in most runs (the channel's next attempt is 5-8 s away when etcd returns).
+   */
+  @Test
+  void afterALongOutage_theFirstChangeOnceEtcdIsBack_isAccepted() throws Exception {
+    try (Gateway a = replica("/long-outage/", "a")) {
+      RoutingPolicy first = set(a, policy(1, 0), 0);
+      etcd.kill();
+      try {
+        eventually("the store is found down", () -> !a.server.control().status().getUp());
+        // Long enough for gRPC's connection backoff to grow past 5 s between attempts.
+        Thread.sleep(15_000);
+      } finally {
+        etcd.start();
+      }
+      RoutingPolicy after = set(a, policy(0, 1), first.getRevision());
+      assertThat(after.getRevision()).isGreaterThan(first.getRevision());
+      assertThat(a.server.control().status().getUp()).isTrue();
+    }
+  }
+
+  @Test
+  void theClientsChannel_isReachable_soThatItCanReconnectAtOnce() throws Exception {
+    try (io.etcd.jetcd.Client client = io.etcd.jetcd.Client.builder().endpoints(etcd.endpoints().toArray(URI[]::new)).build()) {
+      client.getKVClient().get(io.etcd.jetcd.ByteSequence.from("/reach/", java.nio.charset.StandardCharsets.UTF_8))
+          .get(10, TimeUnit.SECONDS);
+
+      EtcdReconnect reconnect = EtcdReconnect.of(client);
+
+      assertThat(reconnect.available()).as("jetcd's channel found by type").isTrue();
+      assertThat(reconnect.channel()).isNotNull();
+      reconnect.now();
+      assertThat(reconnect.channel().isShutdown()).isFalse();
+    }
+  }
+
   @Test
   void exactlyOneReplicaJudges_andAnotherTakesOverWhenItIsCutOff() throws Exception {
     try (TcpProxy proxyA = new TcpProxy(etcd.clientPort());

@@ -1,0 +1,103 @@
+package io.modelgate.gateway.control;
+
+import io.etcd.jetcd.Client;
+import io.grpc.ManagedChannel;
+import java.lang.reflect.Field;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Makes a jetcd {@link Client} try to connect now instead of when gRPC's backoff says.
+ *
+ * <p>After a failed connection the gRPC channel inside the client waits longer before each
+ * attempt, up to grpc-java's fixed cap of two minutes, and calls made meanwhile fail at once
+ * without trying. So after an etcd outage of a few minutes a replica would go on refusing changes
+ * for up to two minutes more. {@link ManagedChannel#resetConnectBackoff} ends the wait, but jetcd
+ * (0.8) keeps its channel private and offers no way to shorten it (jetcd issue 1616). This class
+ * reaches the channel by reflection, finding the fields by type: the client's connection manager,
+ * and the manager's channel. Where a jetcd version has neither, {@link #available} is false,
+ * {@link #now} does nothing and reconnection follows gRPC's backoff, as it would without this
+ * class; a warning says so once.
+ *
+ * <p>Thread-safe: any thread may call {@link #now}.
+ */
+final class EtcdReconnect {
+  private static final Logger log = LoggerFactory.getLogger(EtcdReconnect.class);
+
+  private final Object manager;
+  private final Field channel;
+
+  private EtcdReconnect(Object manager, Field channel) {
+    this.manager = manager;
+    this.channel = channel;
+  }
+
+  /** The reconnect of {@code client}; one that does nothing when its channel cannot be reached. */
+  static EtcdReconnect of(Client client) {
+    try {
+      Field managerField = fieldNamedByType(client.getClass(), "ClientConnectionManager");
+      if (managerField != null) {
+        Object manager = managerField.get(client);
+        Field channel = manager == null ? null : fieldOfType(manager.getClass(), ManagedChannel.class);
+        if (channel != null) {
+          return new EtcdReconnect(manager, channel);
+        }
+      }
+    } catch (ReflectiveOperationException | RuntimeException e) {
+      log.warn("the etcd client's channel cannot be reached ({}); after an outage it reconnects when gRPC's"
+          + " backoff allows, up to two minutes after etcd returns", e.toString());
+      return new EtcdReconnect(null, null);
+    }
+    log.warn("the etcd client ({}) has no channel this version of modelgate can reach; after an outage it"
+        + " reconnects when gRPC's backoff allows, up to two minutes after etcd returns", client.getClass().getName());
+    return new EtcdReconnect(null, null);
+  }
+
+  /** Whether {@link #now} reaches the client's channel. */
+  boolean available() {
+    return channel != null;
+  }
+
+  /**
+   * Ends the channel's wait before its next connection attempt, if it is waiting; a channel
+   * connected, connecting or not created yet is left as it is.
+   */
+  void now() {
+    if (channel == null) {
+      return;
+    }
+    try {
+      ManagedChannel current = (ManagedChannel) channel.get(manager);
+      if (current != null) {
+        current.resetConnectBackoff();
+      }
+    } catch (IllegalAccessException e) {
+      throw new IllegalStateException(e);
+    }
+  }
+
+  /** The client's channel, for tests; null when not created yet or not reachable. */
+  ManagedChannel channel() throws IllegalAccessException {
+    return channel == null ? null : (ManagedChannel) channel.get(manager);
+  }
+
+  private static Field fieldNamedByType(Class<?> type, String simpleName) {
+    for (Field field : type.getDeclaredFields()) {
+      if (field.getType().getSimpleName().equals(simpleName)) {
+        field.setAccessible(true);
+        return field;
+      }
+    }
+    return null;
+  }
+
+  private static Field fieldOfType(Class<?> type, Class<?> fieldType) {
+    for (Field field : type.getDeclaredFields()) {
+      if (fieldType.isAssignableFrom(field.getType())) {
+        field.setAccessible(true);
+        return field;
+      }
+    }
+    return null;
+  }
+}
