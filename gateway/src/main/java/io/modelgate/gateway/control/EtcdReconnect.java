@@ -63,22 +63,23 @@ final class EtcdReconnect {
    * connected, connecting or not created yet is left as it is.
    */
   void now() {
-    if (channel == null) {
-      return;
-    }
-    try {
-      ManagedChannel current = (ManagedChannel) channel.get(manager);
-      if (current != null) {
-        current.resetConnectBackoff();
-      }
-    } catch (IllegalAccessException e) {
-      throw new IllegalStateException(e);
+    ManagedChannel current = channel();
+    if (current != null) {
+      current.resetConnectBackoff();
     }
   }
 
-  /** The client's channel, for tests; null when not created yet or not reachable. */
-  ManagedChannel channel() throws IllegalAccessException {
-    return channel == null ? null : (ManagedChannel) channel.get(manager);
+  /** The client's channel; null when not created yet or not reachable. */
+  ManagedChannel channel() {
+    if (channel == null) {
+      return null;
+    }
+    try {
+      return (ManagedChannel) channel.get(manager);
+    } catch (IllegalAccessException e) {
+      // The field was made accessible when found.
+      throw new IllegalStateException(e);
+    }
   }
 
   private static Field fieldNamedByType(Class<?> type, String simpleName) {
