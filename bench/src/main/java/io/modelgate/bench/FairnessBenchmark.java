@@ -123,13 +123,16 @@ final class FairnessBenchmark implements Callable<Integer> {
         }, out);
         LoadGenerator.Result alone = new LoadGenerator(smallChannels, request)
             .run(LoadGenerator.Options.open(rate, false, warmup, duration), line -> {});
-        // The flood outlasts the measured tenant's run: its own start (below) and a margin.
-        Duration floodLength = warmup.plus(duration).plusSeconds(floodProcess ? 5 + 5 : 1 + 2);
+        // The flood outlasts the measured tenant's run: its start (below) and a margin.
+        Duration floodLength = warmup.plus(duration).plusSeconds(floodProcess ? 5 : 1 + 2);
         CompletableFuture<LoadGenerator.Result> flood = null;
         if (floodProcess) {
           floodChild = FloodProcess.start(root, target, big, floodRequest, floodCallers, 2,
-              (int) floodLength.toSeconds(), floodNice);
-          Thread.sleep(5000); // its JIT's first seconds
+              (int) floodLength.toSeconds(), jitSettle.seconds, floodNice); // returns flooding, its JIT settled
+          if (jitSettle.enabled()) {
+            out.printf("  the flood's load generator: %s%n", floodChild.settling());
+            out.flush();
+          }
         } else {
           flood = CompletableFuture.supplyAsync(() -> {
             try {

@@ -34,14 +34,18 @@ final class FloodProcess implements AutoCloseable {
   }
 
   /**
-   * Starts the flood and returns once its connections are open (its setup line printed).
+   * Starts the flood and returns once it floods with its JIT settled: its own compilers busy under
+   * {@link JitSettleOption#QUIET_PERCENT} of a second, or {@code settleSeconds} passed. A load
+   * generator started fresh compiles for tens of seconds on a small machine, on the cores the
+   * server needs: measured on 2 cores, its C2 thread took half a core 8 s into the flood.
    *
    * @param dir a folder of this run's own, for the request, the log and the result
-   * @param seconds how long the flood records, warm-up none
+   * @param seconds how long the flood records once settled, warm-up none
+   * @param settleSeconds the most its settling may take ({@code load --jit-settle}); 0: none
    * @param nice the {@code nice -n} increment, 0 for none
    */
   static FloodProcess start(Path dir, String target, String apiKey, ModelInferRequest request,
-      int callers, int connections, int seconds, int nice) throws IOException, InterruptedException {
+      int callers, int connections, int seconds, int settleSeconds, int nice) throws IOException, InterruptedException {
     Path input = dir.resolve("flood-request.json");
     Files.writeString(input, JsonFormat.printer().print(request));
     Path out = dir.resolve("flood-out");
@@ -54,21 +58,30 @@ final class FloodProcess implements AutoCloseable {
     command.addAll(List.of("-Xms512m", "-Xmx512m", "-cp", System.getProperty("java.class.path"),
         BenchCli.class.getName(), "load", "--target", target, "--model", request.getModelName(),
         "--input-file", input.toString(), "--concurrency", Integer.toString(callers), "--back-off",
-        "--connections", Integer.toString(connections), "--warmup", "0", "--duration", Integer.toString(seconds),
+        "--connections", Integer.toString(connections), "--jit-settle", Integer.toString(settleSeconds),
+        "--warmup", "0", "--duration", Integer.toString(seconds),
         "--label", "flood", "--out", out.toString()));
     ProcessBuilder builder = new ProcessBuilder(command).redirectErrorStream(true).redirectOutput(log.toFile());
     // The key travels in the environment, not on a command line that any local user can list.
     builder.environment().put("MODELGATE_API_KEY", apiKey);
     FloodProcess flood = new FloodProcess(builder.start(), log, out);
-    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
-    while (!Files.readString(log).contains(" against ")) {
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60 + settleSeconds);
+    // Without settling the load generator starts its recorded run at once, after its setup line.
+    while (settleSeconds > 0 ? flood.settling().isEmpty() : !Files.readString(log).contains(" against ")) {
       if (!flood.process.isAlive() || System.nanoTime() - deadline > 0) {
         flood.close();
-        throw new IllegalStateException("the flood's load generator did not start: " + flood.tail());
+        throw new IllegalStateException("the flood's load generator did not start and settle: " + flood.tail());
       }
       Thread.sleep(50);
     }
     return flood;
+  }
+
+  /** How the flood's JIT settling ended, as its load generator said it; empty until it has. */
+  String settling() throws IOException {
+    return Files.readString(log).lines().filter(line -> line.contains(LoadCommand.SETTLING_ENDED))
+        .map(line -> line.substring(line.indexOf(LoadCommand.SETTLING_ENDED) + LoadCommand.SETTLING_ENDED.length()))
+        .findFirst().orElse("");
   }
 
   /** Waits for the flood to end and returns what it measured. */

@@ -35,6 +35,9 @@ import picocli.CommandLine.Spec;
       "--sweep: open loop at rising rates to find the highest rate whose p99 meets --p99-target."
     })
 final class LoadCommand implements Callable<Integer> {
+  /** Begins the line printed when {@code --jit-settle} has ended, settled or not (what a parent process waits for). */
+  static final String SETTLING_ENDED = "client's JIT settling ended: ";
+
   @Spec CommandSpec spec;
   @picocli.CommandLine.Mixin io.modelgate.gateway.cli.HelpOption help;
 
@@ -57,6 +60,11 @@ final class LoadCommand implements Callable<Integer> {
       "outputs present, raw contents as long as shape and datatype say); failures count as CHECK_FAILED.",
       "It costs client CPU: measure peak rates without it."}) boolean check;
   @Option(names = "--warmup", defaultValue = "5", description = "Seconds not recorded. Default: ${DEFAULT-VALUE}.") int warmup;
+  @Option(names = "--jit-settle", defaultValue = "0", paramLabel = "SECONDS", description = {
+      "Before the warm-up, at most this many seconds of the same load, unrecorded, in 1 s slices, until this",
+      "client's own JIT compilers were busy under " + JitSettleOption.QUIET_PERCENT + "%% of a slice (a freshly started client",
+      "compiles for tens of seconds on a small machine, on the cores it shares with a local server). 0: none.",
+      "Default: ${DEFAULT-VALUE}."}) int jitSettle;
   @Option(names = "--duration", defaultValue = "20", description = "Seconds recorded. Default: ${DEFAULT-VALUE}.") int duration;
   @Option(names = "--shape", description = "Shape of an input with variable dimensions, e.g. input_ids:1,128. Repeatable.") List<String> shapes = new ArrayList<>();
   @Option(names = "--input-file", description = "A ModelInferRequest in protobuf JSON, sent instead of random inputs.") Path inputFile;
@@ -77,6 +85,10 @@ final class LoadCommand implements Callable<Integer> {
     if (rate != null && concurrency != null || sweep && (rate != null || concurrency != null)) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(),
           "--rate, --concurrency and --sweep: one at most (open loop, closed loop or a sweep)");
+    }
+    if (jitSettle < 0 || jitSettle > 0 && sweep) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--jit-settle " + jitSettle
+          + (sweep ? ": not with --sweep (each of its rates has a warm-up of its own)" : " (expected: seconds >= 0)"));
     }
     if (connections < 1 || duration < 1 || warmup < 0) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(), String.format(
@@ -147,6 +159,13 @@ final class LoadCommand implements Callable<Integer> {
           duration, environment());
       console.println(setup);
       console.flush();
+      if (jitSettle > 0) {
+        LoadGenerator.Options slice = options.timed(Duration.ofSeconds(1), Duration.ZERO);
+        JitSettling.Outcome settled = JitSettling.settle(
+            () -> generator.run(slice, line -> {}), Duration.ofSeconds(jitSettle), JitSettleOption.QUIET_PERCENT / 100.0);
+        console.println("  " + SETTLING_ENDED + settled.describe(JitSettleOption.QUIET_PERCENT / 100.0));
+        console.flush();
+      }
       LoadGenerator.Result result = generator.run(options, line -> { console.println(line); console.flush(); });
       String name = label == null ? model + " " + options.describe() : label;
       Reports.Summary summary = Reports.summarize(name, options.describe(), result);

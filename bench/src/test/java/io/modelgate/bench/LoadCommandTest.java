@@ -71,6 +71,42 @@ class LoadCommandTest {
   }
 
   @Test
+  void jitSettle_runsTheSameLoadUnrecordedFirst_andSaysHowItEnded() throws Exception {
+    BenchModels.BenchModel bench = BenchModels.byName("cnn_mnist");
+    Path root = dir.resolve("models");
+    Files.createDirectories(root.resolve("m").resolve("1"));
+    Files.write(root.resolve("m").resolve("1").resolve("model.onnx"), bench.onnx());
+    Path json = dir.resolve("row.json");
+    Files.writeString(json, com.google.protobuf.util.JsonFormat.printer().print(bench.request("m")));
+    Path results = dir.resolve("out");
+    try (BenchGateway gateway = BenchGateway.start(root, 1, false)) {
+      StringWriter out = new StringWriter();
+      CommandLine cli = new CommandLine(new LoadCommand());
+      cli.setOut(new PrintWriter(out));
+      int code = cli.execute("--target", "127.0.0.1:" + gateway.server().port(), "--model", "m", "--input-file",
+          json.toString(), "--concurrency", "2", "--jit-settle", "1", "--warmup", "0", "--duration", "1",
+          "--label", "settled", "--out", results.toString());
+      assertThat(code).as(out.toString()).isZero();
+      assertThat(out.toString()).containsPattern(java.util.regex.Pattern.quote(LoadCommand.SETTLING_ENDED)
+          + "JIT (settled|NOT settled) after \\d+ s of further warm-up \\((\\d+) slices?");
+      long sent = new com.fasterxml.jackson.databind.ObjectMapper().readTree(results.resolve("settled.json").toFile())
+          .get("result").get("sent").asLong();
+      long served = gateway.stats().find("m", 1).statistics().getInferenceCount();
+      assertThat(served - sent).as("calls of the unrecorded slice (%d served, %d recorded)", served, sent)
+          .isGreaterThanOrEqualTo(50);
+    }
+  }
+
+  @Test
+  void jitSettle_isRefusedWithASweep_whoseRatesWarmUpEachOnItsOwn() {
+    StringWriter err = new StringWriter();
+    CommandLine cli = new CommandLine(new LoadCommand());
+    cli.setErr(new PrintWriter(err));
+    assertThat(cli.execute("--model", "m", "--sweep", "--jit-settle", "10")).isEqualTo(2);
+    assertThat(err.toString()).contains("--jit-settle 10: not with --sweep");
+  }
+
+  @Test
   void backOff_isRefusedOutsideClosedLoopUnaryCalls() {
     StringWriter err = new StringWriter();
     CommandLine cli = new CommandLine(new LoadCommand());

@@ -91,6 +91,11 @@ public final class LoadGenerator {
       return new Options(mode, rate, concurrency, streaming, warmup, duration, maxOutstanding, true);
     }
 
+    /** The same load over other times: for unrecorded slices of it ({@code duration} may be zero). */
+    public Options timed(Duration warmup, Duration duration) {
+      return new Options(mode, rate, concurrency, streaming, warmup, duration, maxOutstanding, backOff);
+    }
+
     public String describe() {
       return (mode == Mode.OPEN ? String.format("open loop %.0f req/s", rate) : "closed loop " + concurrency + " callers")
           + (streaming ? ", streaming" : ", unary") + (backOff ? ", backing off" : "");
