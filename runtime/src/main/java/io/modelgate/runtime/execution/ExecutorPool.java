@@ -20,7 +20,8 @@ import org.slf4j.LoggerFactory;
  * one ({@link #awaitIdle}), fills its batch and hands it over ({@link #hand}); the executor returns
  * itself to the idle queue when the batch is done. The blocking-queue transfers order the batch's
  * writes before its reads. With a single instance there is no executor thread: the batcher runs
- * each batch itself ({@link #runInline}), which saves a hand-off and a wake-up per batch.
+ * each batch itself ({@link #runInline}), which saves a hand-off and a wake-up per batch; with
+ * several, the batcher may run a batch on an idle executor itself ({@link #runHere}).
  */
 final class ExecutorPool {
   private static final Logger log = LoggerFactory.getLogger(ExecutorPool.class);
@@ -107,6 +108,16 @@ final class ExecutorPool {
       unrestricted.incrementAndGet();
     }
     worker.handoff.add(worker.batch);
+  }
+
+  /**
+   * Runs the filled batch of {@code worker} (taken by {@link #awaitIdle}) on the calling batcher
+   * thread instead of the executor's own, then makes the executor idle again: for a batch formed
+   * for a reserved executor. It is not counted as unrestricted and wakes nothing when done.
+   */
+  void runHere(Worker worker) {
+    worker.execute(worker.batch);
+    idle.add(worker);
   }
 
   /** The single executor's batch, for the inline batcher to fill. */

