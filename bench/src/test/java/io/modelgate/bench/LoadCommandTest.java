@@ -16,6 +16,21 @@ import picocli.CommandLine;
 class LoadCommandTest {
   @TempDir Path dir;
 
+  /** A repository serving cnn_mnist as model {@code m}, version 1; returns its root. */
+  private Path cnnMnistAsModelM() throws Exception {
+    Path root = dir.resolve("models");
+    Files.createDirectories(root.resolve("m").resolve("1"));
+    Files.write(root.resolve("m").resolve("1").resolve("model.onnx"), BenchModels.byName("cnn_mnist").onnx());
+    return root;
+  }
+
+  /** One cnn_mnist row for model {@code m}, in protobuf JSON (for {@code --input-file}). */
+  private Path cnnMnistRow() throws Exception {
+    Path json = dir.resolve("row.json");
+    Files.writeString(json, com.google.protobuf.util.JsonFormat.printer().print(BenchModels.byName("cnn_mnist").request("m")));
+    return json;
+  }
+
   @Test
   void writeGrpcFrame_writesOneLengthPrefixedMessage_forH2load() throws Exception {
     Path json = dir.resolve("row.json");
@@ -39,15 +54,11 @@ class LoadCommandTest {
 
   @Test
   void apiKey_isSentWithEveryCall_andAServerWithACallersFileRefusesCallsWithoutOne() throws Exception {
-    BenchModels.BenchModel bench = BenchModels.byName("cnn_mnist");
-    Path root = dir.resolve("models");
-    Files.createDirectories(root.resolve("m").resolve("1"));
-    Files.write(root.resolve("m").resolve("1").resolve("model.onnx"), bench.onnx());
+    Path root = cnnMnistAsModelM();
+    Path json = cnnMnistRow();
     String key = "mgk_test-" + java.util.UUID.randomUUID();
     Path callers = dir.resolve("callers.yaml");
     Files.writeString(callers, "tenants:\n  team:\n    api_keys: [" + io.modelgate.gateway.callers.CallerPolicy.hash(key) + "]\n");
-    Path json = dir.resolve("row.json");
-    Files.writeString(json, com.google.protobuf.util.JsonFormat.printer().print(bench.request("m")));
     try (BenchGateway gateway = BenchGateway.start(root, 1, false, callers)) {
       String target = "127.0.0.1:" + gateway.server().port();
       String[] load = {"--target", target, "--model", "m", "--input-file", json.toString(), "--concurrency", "2",
@@ -72,12 +83,8 @@ class LoadCommandTest {
 
   @Test
   void jitSettle_runsTheSameLoadUnrecordedFirst_andSaysHowItEnded() throws Exception {
-    BenchModels.BenchModel bench = BenchModels.byName("cnn_mnist");
-    Path root = dir.resolve("models");
-    Files.createDirectories(root.resolve("m").resolve("1"));
-    Files.write(root.resolve("m").resolve("1").resolve("model.onnx"), bench.onnx());
-    Path json = dir.resolve("row.json");
-    Files.writeString(json, com.google.protobuf.util.JsonFormat.printer().print(bench.request("m")));
+    Path root = cnnMnistAsModelM();
+    Path json = cnnMnistRow();
     Path results = dir.resolve("out");
     try (BenchGateway gateway = BenchGateway.start(root, 1, false)) {
       StringWriter out = new StringWriter();
