@@ -123,7 +123,8 @@ final class FairnessBenchmark implements Callable<Integer> {
         }, out);
         LoadGenerator.Result alone = new LoadGenerator(smallChannels, request)
             .run(LoadGenerator.Options.open(rate, false, warmup, duration), line -> {});
-        // The flood outlasts the measured tenant's run: its start (below) and a margin.
+        // The flood outlasts the measured tenant's run, which starts once the flood floods (and,
+        // from its own JVM, has settled its JIT): by a margin, and in this JVM by its first second.
         Duration floodLength = warmup.plus(duration).plusSeconds(floodProcess ? 5 : 1 + 2);
         CompletableFuture<LoadGenerator.Result> flood = null;
         if (floodProcess) {
