@@ -77,6 +77,13 @@ public final class RingScheduler implements VersionScheduler {
   private final int reserved;
   /** Executors that may run batches holding a backlog: instances minus reserved. */
   private final int unreservedInstances;
+  /**
+   * Whether the batcher runs the reserved executor's batches itself: with exactly one reserved, at
+   * most one such batch runs at a time anyway, so running it on the batcher's thread (which its
+   * request has just woken) loses no parallelism and saves waking a second thread. With more
+   * reserved they go to executor threads, to run side by side.
+   */
+  private final boolean runsReservedBatchesItself;
   private final java.util.function.Consumer<Throwable> onFailure;
   /** Why the scheduler stopped serving after its batcher failed; null while it serves. */
   private volatile String failure;
@@ -145,6 +152,7 @@ public final class RingScheduler implements VersionScheduler {
     String threadPrefix = "modelgate-" + name.replaceAll("[^A-Za-z0-9_.-]+", "-");
     this.reserved = settings.reservedInstances();
     this.unreservedInstances = settings.instances() - reserved;
+    this.runsReservedBatchesItself = reserved == 1;
     this.executors =
         new ExecutorPool(name, threadPrefix, settings.instances(), batchCapacity, executors, recorder,
             reserved > 0 ? wait::wake : () -> {});
@@ -223,12 +231,10 @@ public final class RingScheduler implements VersionScheduler {
           executors.putBack(worker);
           return;
         }
-        if (formedRestricted && reserved == 1) {
-          // The one batch for lanes without a backlog that may run at a time: run here, where the
-          // request that formed it has just woken this thread, rather than wake an executor's
-          // thread, which on busy cores waits for one (a quiet tenant's p99 under a flood fell by
-          // about 40% on 2 cores). The backlog's next batch waits for it to end, as the executor
-          // it would have run on is busy meanwhile anyway.
+        if (formedRestricted && runsReservedBatchesItself) {
+          // An executor's thread would wait for a core on busy cores (a quiet tenant's p99 under a
+          // flood fell by about 40% on 2 cores with this). The backlog's next batch waits for this
+          // one to end; the executor it would run on is busy meanwhile anyway.
           executors.runHere(worker);
         } else {
           executors.hand(worker, formedRestricted);
