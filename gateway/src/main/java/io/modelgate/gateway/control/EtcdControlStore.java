@@ -217,7 +217,7 @@ public final class EtcdControlStore implements ControlStore {
       puts.add(auditPut(record));
     }
     TxnResponse response;
-    reconnectIfDown();
+    reconnectBeforeChange();
     try {
       response = await(kv.txn().If(unchanged).Then(puts.toArray(Op[]::new)).Else(Op.get(key, GetOption.DEFAULT)).commit());
     } catch (IOException e) {
@@ -249,7 +249,7 @@ public final class EtcdControlStore implements ControlStore {
 
   @Override
   public void audit(AuditRecord record) {
-    reconnectIfDown();
+    reconnectBeforeChange();
     try {
       await(kv.txn().Then(auditPut(record)).commit());
       up();
@@ -432,13 +432,29 @@ public final class EtcdControlStore implements ControlStore {
   }
 
   /**
-   * While etcd is found down, every probe and every change tries to connect at once (see {@link
-   * EtcdReconnect}): a replica finds etcd back at its next probe, or at the operator's next change,
-   * however long the outage was. Any thread.
+   * While etcd is found down, every probe tries to connect at once (see {@link EtcdReconnect}): a
+   * replica finds etcd back at its next probe however long the outage was. Store thread.
    */
   private void reconnectIfDown() {
     if (downSinceMs != 0) {
       reconnect.now();
+    }
+  }
+
+  /**
+   * While etcd is found down, an operator's change tries to connect at once and waits for the
+   * connection, at most the store's timeout, before it is sent: without the wait a change made
+   * moments after etcd returns, before the channel has connected, would be refused without trying.
+   * While etcd stays down the change is refused after that wait. Admin threads (they already wait
+   * up to the timeout for etcd's answer).
+   */
+  private void reconnectBeforeChange() {
+    if (downSinceMs != 0) {
+      try {
+        reconnect.nowAndAwaitConnected(timeoutMs);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
     }
   }
 
@@ -516,7 +532,7 @@ public final class EtcdControlStore implements ControlStore {
         ? new Cmp(accessKey, Cmp.Op.EQUAL, CmpTarget.version(0))
         : new Cmp(accessKey, Cmp.Op.EQUAL, CmpTarget.modRevision(expectedRevision));
     TxnResponse response;
-    reconnectIfDown();
+    reconnectBeforeChange();
     try {
       response = await(kv.txn().If(unchanged)
           .Then(Op.put(accessKey, ByteSequence.from(next.toByteArray()), PutOption.DEFAULT), auditPut(audit))

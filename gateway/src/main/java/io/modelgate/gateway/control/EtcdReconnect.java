@@ -1,8 +1,11 @@
 package io.modelgate.gateway.control;
 
 import io.etcd.jetcd.Client;
+import io.grpc.ConnectivityState;
 import io.grpc.ManagedChannel;
 import java.lang.reflect.Field;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -19,7 +22,7 @@ import org.slf4j.LoggerFactory;
  * {@link #now} does nothing and reconnection follows gRPC's backoff, as it would without this
  * class; a warning says so once.
  *
- * <p>Thread-safe: any thread may call {@link #now}.
+ * <p>Thread-safe: any thread may call {@link #now} and {@link #nowAndAwaitConnected}.
  */
 final class EtcdReconnect {
   private static final Logger log = LoggerFactory.getLogger(EtcdReconnect.class);
@@ -67,6 +70,35 @@ final class EtcdReconnect {
     if (current != null) {
       current.resetConnectBackoff();
     }
+  }
+
+  /**
+   * Ends the channel's wait as {@link #now} does, then waits, at most {@code timeoutMs}, until it
+   * is connected. A call made right after {@link #now} fails without trying when the channel has
+   * not connected yet: gRPC's channel reports the failure of its last attempt until the next one
+   * succeeds. Blocks the calling thread; never call it on an event loop.
+   *
+   * @param timeoutMs the longest wait, milliseconds
+   * @return whether the channel is connected; false at once when the channel is not reachable
+   */
+  boolean nowAndAwaitConnected(long timeoutMs) throws InterruptedException {
+    ManagedChannel current = channel();
+    if (current == null) {
+      return false;
+    }
+    current.resetConnectBackoff();
+    long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(timeoutMs);
+    ConnectivityState state = current.getState(true);
+    while (state != ConnectivityState.READY) {
+      CountDownLatch changed = new CountDownLatch(1);
+      current.notifyWhenStateChanged(state, changed::countDown);
+      long left = deadline - System.nanoTime();
+      if (left <= 0 || !changed.await(left, TimeUnit.NANOSECONDS)) {
+        return false;
+      }
+      state = current.getState(false);
+    }
+    return true;
   }
 
   /** The client's channel; null when not created yet or not reachable. */

@@ -313,16 +313,24 @@ class EtcdControlStoreTest {
   /**
    * After a long outage gRPC waits seconds between connection attempts (up to two minutes), and a
    * call made meanwhile fails without trying; the store makes the channel try at once while etcd
-   * is down, so the operator's first change after etcd returns goes through. Without that, this
-   * fails in most runs (the channel's next attempt is 5-8 s away when etcd returns).
+   * is down, and waits for it to connect, so the operator's first change after etcd returns goes
+   * through. The replica's probes are an hour apart here, so that only the change itself can
+   * reconnect: without the reconnection the channel's next attempt is 5-8 s away when etcd
+   * returns; without the wait the change is sent before the channel has connected. Either way the
+   * change is refused.
    */
   @Test
   void afterALongOutage_theFirstChangeOnceEtcdIsBack_isAccepted() throws Exception {
-    try (Gateway a = replica("/long-outage/", "a")) {
+    ControlSettings noProbes = new ControlSettings(etcd.endpoints(), "/long-outage/", "a", null, null, null, null, null,
+        Duration.ofSeconds(2), Duration.ofSeconds(2), Duration.ofHours(1));
+    try (Gateway a = Gateway.inProcess(root, root.resolve("state-long-outage-a"), Clock.systemUTC(), noProbes)) {
       RoutingPolicy first = set(a, policy(1, 0), 0);
       etcd.kill();
       try {
-        eventually("the store is found down", () -> !a.server.control().status().getUp());
+        assertThatThrownBy(() -> set(a, policy(0, 1), first.getRevision()))
+            .isInstanceOfSatisfying(StatusRuntimeException.class,
+                e -> assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.UNAVAILABLE));
+        assertThat(a.server.control().status().getUp()).as("found down by the refused change").isFalse();
         // Long enough for gRPC's connection backoff to grow past 5 s between attempts.
         Thread.sleep(15_000);
       } finally {
