@@ -64,6 +64,9 @@ class ContainerImageTest {
       run(List.of("tar", "-xzf", blob(oci, layer.getAsJsonObject()).toString(), "-C", rootfs.toString()));
     }
     assertThat(config.get("User").getAsString()).isEqualTo("10001:10001");
+    // The collector setting the launcher passes too (README, JVM options); the JVM refuses to
+    // start below if the image's runtime does not take it.
+    assertThat(strings(config.getAsJsonArray("Entrypoint"))).contains("-XX:MaxTenuringThreshold=2");
     assertThat(config.getAsJsonObject("ExposedPorts").keySet()).containsExactlyInAnyOrder("8001/tcp", "8002/tcp", "8003/tcp");
     assertThat(config.getAsJsonObject("Volumes").keySet()).contains("/models");
     // Nothing but the runtime, its libraries, the application and a user: no shell, no package manager.
