@@ -74,31 +74,30 @@ final class EtcdReconnect {
 
   /**
    * Ends the channel's wait as {@link #now} does, then waits, at most {@code timeoutMs}, until it
-   * is connected. A call made right after {@link #now} fails without trying when the channel has
-   * not connected yet: gRPC's channel reports the failure of its last attempt until the next one
-   * succeeds. Blocks the calling thread; never call it on an event loop.
+   * is connected or shut down. A call made right after {@link #now} fails without trying when the
+   * channel has not connected yet: gRPC's channel reports the failure of its last attempt until
+   * the next one succeeds. Returns at once when the channel is not reachable. Blocks the calling
+   * thread; never call it on an event loop.
    *
    * @param timeoutMs the longest wait, milliseconds
-   * @return whether the channel is connected; false at once when the channel is not reachable
    */
-  boolean nowAndAwaitConnected(long timeoutMs) throws InterruptedException {
+  void nowAndAwaitConnected(long timeoutMs) throws InterruptedException {
     ManagedChannel current = channel();
     if (current == null) {
-      return false;
+      return;
     }
     current.resetConnectBackoff();
     long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(timeoutMs);
     ConnectivityState state = current.getState(true);
-    while (state != ConnectivityState.READY) {
+    while (state != ConnectivityState.READY && state != ConnectivityState.SHUTDOWN) {
       CountDownLatch changed = new CountDownLatch(1);
       current.notifyWhenStateChanged(state, changed::countDown);
       long left = deadline - System.nanoTime();
       if (left <= 0 || !changed.await(left, TimeUnit.NANOSECONDS)) {
-        return false;
+        return;
       }
       state = current.getState(false);
     }
-    return true;
   }
 
   /** The client's channel; null when not created yet or not reachable. */
