@@ -58,9 +58,12 @@ class EtcdControlStoreTest {
     }
   }
 
-  private static ControlSettings settings(String prefix, String replica, List<URI> endpoints) {
+  /** How often a replica probes etcd in these tests (a fifth of a second, to find outages soon). */
+  private static final Duration PROBES = Duration.ofMillis(200);
+
+  private static ControlSettings settings(String prefix, String replica, List<URI> endpoints, Duration probeInterval) {
     return new ControlSettings(endpoints, prefix, replica, null, null, null, null, null,
-        Duration.ofSeconds(2), Duration.ofSeconds(2), Duration.ofMillis(200));
+        Duration.ofSeconds(2), Duration.ofSeconds(2), probeInterval);
   }
 
   private static Gateway replica(String prefix, String name) throws Exception {
@@ -68,8 +71,12 @@ class EtcdControlStoreTest {
   }
 
   private static Gateway replica(String prefix, String name, List<URI> endpoints) throws Exception {
+    return replica(prefix, name, endpoints, PROBES);
+  }
+
+  private static Gateway replica(String prefix, String name, List<URI> endpoints, Duration probeInterval) throws Exception {
     return Gateway.inProcess(root, root.resolve("state-" + prefix.replace("/", "") + "-" + name), Clock.systemUTC(),
-        settings(prefix, name, endpoints));
+        settings(prefix, name, endpoints, probeInterval));
   }
 
   private static RoutingPolicy policy(int w1, int w2) {
@@ -321,9 +328,7 @@ class EtcdControlStoreTest {
    */
   @Test
   void afterALongOutage_theFirstChangeOnceEtcdIsBack_isAccepted() throws Exception {
-    ControlSettings noProbes = new ControlSettings(etcd.endpoints(), "/long-outage/", "a", null, null, null, null, null,
-        Duration.ofSeconds(2), Duration.ofSeconds(2), Duration.ofHours(1));
-    try (Gateway a = Gateway.inProcess(root, root.resolve("state-long-outage-a"), Clock.systemUTC(), noProbes)) {
+    try (Gateway a = replica("/long-outage/", "a", etcd.endpoints(), Duration.ofHours(1))) {
       RoutingPolicy first = set(a, policy(1, 0), 0);
       etcd.kill();
       try {
@@ -391,8 +396,8 @@ class EtcdControlStoreTest {
   @Test
   void theJudge_decidesOnTheSamplesOfEveryReplica_andTheFleetViewMergesThem() throws Exception {
     io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
-    try (Gateway a = Gateway.inProcess(root, root.resolve("state-fleet-a"), clock, settings("/fleet/", "a", etcd.endpoints()));
-        Gateway b = Gateway.inProcess(root, root.resolve("state-fleet-b"), clock, settings("/fleet/", "b", etcd.endpoints()))) {
+    try (Gateway a = Gateway.inProcess(root, root.resolve("state-fleet-a"), clock, settings("/fleet/", "a", etcd.endpoints(), PROBES));
+        Gateway b = Gateway.inProcess(root, root.resolve("state-fleet-b"), clock, settings("/fleet/", "b", etcd.endpoints(), PROBES))) {
       eventually("a judge is elected", () -> judges(a) || judges(b));
       Gateway judge = judges(a) ? a : b;
       Gateway other = judge == a ? b : a;
