@@ -71,7 +71,7 @@ public final class OnnxBatchExecutor implements BatchExecutor {
         feed.put(signature.inputs().get(i).name(), tensors[i]);
       }
       long runStart = System.nanoTime();
-      try (OrtSession.Result result = model.run(feed, outputNames(batch))) {
+      try (OrtSession.Result result = model.run(feed, outputNames(batch), batch.rows())) {
         batch.ran(runStart, System.nanoTime());
         answer(batch, result);
       }

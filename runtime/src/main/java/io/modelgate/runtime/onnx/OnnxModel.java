@@ -23,12 +23,16 @@ import java.util.EnumSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.concurrent.atomic.LongAdder;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * One ONNX Runtime session and the tensors it takes and returns. Created once per model version;
- * {@link #run} is thread-safe, so every executor of the version shares the session.
+ * One ONNX Runtime session and the tensors it takes and returns — and, where the settings ask for
+ * it ({@link SessionSettings#largeBatches()}), a second session of the same model with more
+ * intra-op threads for batches of {@link SessionSettings#largeBatchRows()} rows or more. Created
+ * once per model version; {@link #run} is thread-safe, so every executor of the version shares the
+ * sessions.
  */
 public final class OnnxModel implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(OnnxModel.class);
@@ -37,6 +41,10 @@ public final class OnnxModel implements AutoCloseable {
 
   private final Path file;
   private final OrtSession session;
+  /** The session for batches of {@link #largeBatchRows} or more; null when there is none. */
+  private final OrtSession large;
+  private final int largeBatchRows;
+  private final LongAdder largeRuns = new LongAdder();
   private final List<TensorSpec> inputs;
   private final List<TensorSpec> outputs;
   private final ExecutionProvider provider;
@@ -45,22 +53,26 @@ public final class OnnxModel implements AutoCloseable {
   private OnnxModel(
       Path file,
       OrtSession session,
+      OrtSession large,
+      int largeBatchRows,
       List<TensorSpec> inputs,
       List<TensorSpec> outputs,
       ExecutionProvider provider,
       String fallbackReason) {
     this.file = file;
     this.session = session;
+    this.large = large;
+    this.largeBatchRows = large == null ? 0 : largeBatchRows;
     this.inputs = inputs;
     this.outputs = outputs;
     this.provider = provider;
     this.fallbackReason = fallbackReason;
   }
 
-  private static OrtSession createSession(Path file, SessionSettings settings, boolean cuda)
-      throws OrtException {
+  private static OrtSession createSession(
+      Path file, SessionSettings settings, int intraOpThreads, boolean cuda) throws OrtException {
     try (SessionOptions options = new SessionOptions()) {
-      options.setIntraOpNumThreads(settings.intraOpThreads());
+      options.setIntraOpNumThreads(intraOpThreads);
       options.setInterOpNumThreads(settings.interOpThreads());
       // Idle spinning threads would steal the cores the event loops need.
       options.addConfigEntry("session.intra_op.allow_spinning", "0");
@@ -109,7 +121,7 @@ public final class OnnxModel implements AutoCloseable {
       String unavailable = cudaUnavailable();
       if (unavailable == null) {
         try {
-          session = createSession(file, settings, true);
+          session = createSession(file, settings, settings.intraOpThreads(), true);
         } catch (OrtException e) {
           unavailable =
               "ONNX Runtime could not use CUDA device " + settings.deviceId() + ": " + e.getMessage();
@@ -134,22 +146,36 @@ public final class OnnxModel implements AutoCloseable {
     }
     if (session == null) {
       try {
-        session = createSession(file, settings, false);
+        session = createSession(file, settings, settings.intraOpThreads(), false);
       } catch (OrtException e) {
         throw new ModelLoadException(
             "ONNX Runtime could not load " + file + ": " + e.getMessage(), e);
       }
     }
+    OrtSession large = null;
     try {
       List<TensorSpec> inputs = specs("input", session.getInputInfo());
       List<TensorSpec> outputs = specs("output", session.getOutputInfo());
       if (outputs.isEmpty()) {
         throw new ModelLoadException("the model has no outputs");
       }
+      if (settings.largeBatches() && provider == ExecutionProvider.CPU) {
+        large = createSession(file, settings, settings.largeBatchIntraOpThreads(), false);
+      }
       return new OnnxModel(
-          file, session, List.copyOf(inputs), List.copyOf(outputs), provider, fallbackReason);
+          file,
+          session,
+          large,
+          settings.largeBatchRows(),
+          List.copyOf(inputs),
+          List.copyOf(outputs),
+          provider,
+          fallbackReason);
     } catch (OrtException | ModelLoadException | RuntimeException e) {
       closeQuietly(session);
+      if (large != null) {
+        closeQuietly(large);
+      }
       if (e instanceof ModelLoadException) {
         throw (ModelLoadException) e;
       }
@@ -230,18 +256,39 @@ public final class OnnxModel implements AutoCloseable {
   }
 
   /**
-   * Runs the model. Thread-safe. The caller owns {@code feed}'s tensors and the result, and must
-   * close both.
+   * The rows from which a batch runs on the second session with more intra-op threads; 0 when
+   * there is none (not asked for, or a CUDA version).
    */
-  public OrtSession.Result run(Map<String, OnnxTensor> feed, Set<String> outputNames)
+  public int largeBatchRows() {
+    return largeBatchRows;
+  }
+
+  /** How many runs the second session has made (for tests and diagnostics). */
+  public long largeBatchRuns() {
+    return largeRuns.sum();
+  }
+
+  /**
+   * Runs the model on a batch of {@code rows} rows: on the second session when there is one and
+   * the batch has at least {@link #largeBatchRows} rows, else on the first. Thread-safe. The caller
+   * owns {@code feed}'s tensors and the result, and must close both.
+   */
+  public OrtSession.Result run(Map<String, OnnxTensor> feed, Set<String> outputNames, int rows)
       throws OrtException {
+    if (large != null && rows >= largeBatchRows) {
+      largeRuns.increment();
+      return large.run(feed, outputNames);
+    }
     return session.run(feed, outputNames);
   }
 
-  /** Releases the session. No {@link #run} may be in progress or follow. */
+  /** Releases the sessions. No {@link #run} may be in progress or follow. */
   @Override
   public void close() {
     closeQuietly(session);
+    if (large != null) {
+      closeQuietly(large);
+    }
   }
 
   private static void closeQuietly(OrtSession session) {

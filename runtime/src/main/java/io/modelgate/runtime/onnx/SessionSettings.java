@@ -12,13 +12,20 @@ import java.util.Objects;
  * @param deviceId the CUDA device, for {@link ExecutionProvider#CUDA}
  * @param allowCpuFallback whether a CUDA version that cannot get CUDA runs on the CPU instead of
  *     failing to load
+ * @param largeBatchRows batches of at least this many rows run on a second session with {@code
+ *     largeBatchIntraOpThreads} intra-op threads; 0 (with {@code largeBatchIntraOpThreads} 0): one
+ *     session for every batch
+ * @param largeBatchIntraOpThreads the second session's intra-op threads, more than {@code
+ *     intraOpThreads}; 0 when {@code largeBatchRows} is 0
  */
 public record SessionSettings(
     int intraOpThreads,
     int interOpThreads,
     ExecutionProvider provider,
     int deviceId,
-    boolean allowCpuFallback) {
+    boolean allowCpuFallback,
+    int largeBatchRows,
+    int largeBatchIntraOpThreads) {
   public static final int MAX_THREADS = 256;
 
   /** One thread each on the CPU: right for the small machines modelgate is measured on. */
@@ -37,10 +44,75 @@ public record SessionSettings(
     if (deviceId < 0 || deviceId > 255) {
       throw new IllegalArgumentException("device_id: " + deviceId + " (expected: 0 to 255)");
     }
+    if (largeBatchRows < 0 || largeBatchIntraOpThreads < 0) {
+      throw new IllegalArgumentException(
+          "large_batch_rows: "
+              + largeBatchRows
+              + ", large_batch_intra_op_threads: "
+              + largeBatchIntraOpThreads
+              + " (expected: both 0, or rows >= 2 and threads above intra_op_threads)");
+    }
+    if ((largeBatchRows == 0) != (largeBatchIntraOpThreads == 0)) {
+      throw new IllegalArgumentException(
+          "large_batch_rows and large_batch_intra_op_threads go together (got "
+              + largeBatchRows
+              + " and "
+              + largeBatchIntraOpThreads
+              + "; set both, or neither)");
+    }
+    if (largeBatchRows > 0) {
+      if (largeBatchRows < 2) {
+        throw new IllegalArgumentException(
+            "large_batch_rows: " + largeBatchRows + " (expected: at least 2 rows)");
+      }
+      if (provider != ExecutionProvider.CPU) {
+        throw new IllegalArgumentException(
+            "large_batch_rows: a second session with more threads is for the cpu execution"
+                + " provider, not "
+                + provider.configName());
+      }
+      if (intraOpThreads == 0) {
+        throw new IllegalArgumentException(
+            "large_batch_intra_op_threads: "
+                + largeBatchIntraOpThreads
+                + " with intra_op_threads 0 (one per core already; expected: intra_op_threads >= 1)");
+      }
+      if (largeBatchIntraOpThreads <= intraOpThreads || largeBatchIntraOpThreads > MAX_THREADS) {
+        throw new IllegalArgumentException(
+            "large_batch_intra_op_threads: "
+                + largeBatchIntraOpThreads
+                + " (expected: more than intra_op_threads "
+                + intraOpThreads
+                + ", at most "
+                + MAX_THREADS
+                + ")");
+      }
+    }
   }
 
-  /** CPU execution with the given threads. */
+  /** One session for every batch. */
+  public SessionSettings(
+      int intraOpThreads,
+      int interOpThreads,
+      ExecutionProvider provider,
+      int deviceId,
+      boolean allowCpuFallback) {
+    this(intraOpThreads, interOpThreads, provider, deviceId, allowCpuFallback, 0, 0);
+  }
+
+  /** Whether batches of {@link #largeBatchRows} or more run on a second session. */
+  public boolean largeBatches() {
+    return largeBatchRows > 0;
+  }
+
+  /** These settings with batches of {@code rows} or more on a second session of {@code threads}. */
+  public SessionSettings withLargeBatches(int rows, int threads) {
+    return new SessionSettings(
+        intraOpThreads, interOpThreads, provider, deviceId, allowCpuFallback, rows, threads);
+  }
+
+  /** CPU execution with the given threads, one session for every batch. */
   public SessionSettings(int intraOpThreads, int interOpThreads) {
-    this(intraOpThreads, interOpThreads, ExecutionProvider.CPU, 0, false);
+    this(intraOpThreads, interOpThreads, ExecutionProvider.CPU, 0, false, 0, 0);
   }
 }

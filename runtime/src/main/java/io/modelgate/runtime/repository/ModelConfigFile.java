@@ -43,6 +43,9 @@ import org.yaml.snakeyaml.error.YAMLException;
  *       {@code allow_cpu_fallback}: run on the CPU when CUDA is not available instead of failing.
  *   <li>{@code intra_op_threads}, {@code inter_op_threads}: ONNX Runtime threads per session.
  *       Default from the server.
+ *   <li>{@code large_batch_rows}, {@code large_batch_intra_op_threads} (together, cpu only): batches
+ *       of at least that many rows run on a second session of the model with that many intra-op
+ *       threads (more than {@code intra_op_threads}); smaller ones on the first. Default: off.
  *   <li>{@code payload_log}: a mapping: {@code sample_rate} (0 to 1, required), {@code tensors}
  *       (the tensors whose data is logged; default all), {@code drop} (tensors never logged),
  *       {@code max_file_kb} (default 65536), {@code max_files} (default 10). See {@link
@@ -74,6 +77,8 @@ public final class ModelConfigFile {
           "allow_cpu_fallback",
           "intra_op_threads",
           "inter_op_threads",
+          "large_batch_rows",
+          "large_batch_intra_op_threads",
           "payload_log",
           "drift");
 
@@ -135,7 +140,9 @@ public final class ModelConfigFile {
               integerOr(values, "device_id", 0, base.deviceId()),
               values.containsKey("allow_cpu_fallback")
                   ? bool(values, "allow_cpu_fallback")
-                  : base.allowCpuFallback());
+                  : base.allowCpuFallback(),
+              integerOr(values, "large_batch_rows", 0, base.largeBatchRows()),
+              integerOr(values, "large_batch_intra_op_threads", 0, base.largeBatchIntraOpThreads()));
       SchedulerSettings scheduler =
           new SchedulerSettings(
               integerOr(values, "queue_capacity", 1, defaults.scheduler().queueCapacity()),

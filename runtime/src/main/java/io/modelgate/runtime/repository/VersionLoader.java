@@ -56,9 +56,23 @@ final class VersionLoader {
       } catch (IllegalArgumentException e) {
         throw new ModelLoadException(ModelConfigFile.FILE_NAME + ": " + e.getMessage());
       }
+      if (onnx.largeBatchRows() > signature.maxBatchSize()) {
+        throw new ModelLoadException(
+            ModelConfigFile.FILE_NAME
+                + ": large_batch_rows: "
+                + onnx.largeBatchRows()
+                + " is above the version's max_batch_size "
+                + signature.maxBatchSize()
+                + ", so no batch would run on the second session (expected: at most "
+                + signature.maxBatchSize()
+                + ", or neither large_batch key)");
+      }
       ModelSettings effective = settings.withMaxBatchSize(signature.maxBatchSize());
       OnnxModel session = onnx;
-      warmUp(version, onnx, signature);
+      warmUp(version, onnx, signature, 1);
+      if (onnx.largeBatchRows() > 0) {
+        warmUp(version, onnx, signature, onnx.largeBatchRows());
+      }
       StageRecorder recorder = recorders.create(version.model(), version.number());
       LoadedVersion[] serving = new LoadedVersion[1];
       RingScheduler scheduler =
@@ -72,14 +86,21 @@ final class VersionLoader {
       serving[0] = new LoadedVersion(signature, scheduler, effective, policy, recorder, onnx);
       version.ready(serving[0]);
       log.info(
-          "{} READY in {} ms on {}: inputs {}, outputs {}, max_batch_size {}, max_queue_delay_us {}",
+          "{} READY in {} ms on {}: inputs {}, outputs {}, max_batch_size {}, max_queue_delay_us {}{}",
           version.label(),
           (System.nanoTime() - start) / 1_000_000,
           onnx.provider().configName(),
           signature.inputs(),
           signature.outputs(),
           signature.maxBatchSize(),
-          settings.scheduler().maxQueueDelayMicros());
+          settings.scheduler().maxQueueDelayMicros(),
+          onnx.largeBatchRows() == 0
+              ? ""
+              : ", batches of "
+                  + onnx.largeBatchRows()
+                  + " rows or more on a second session of "
+                  + settings.session().largeBatchIntraOpThreads()
+                  + " intra-op threads");
     } catch (ModelLoadException e) {
       if (onnx != null) {
         onnx.close();
@@ -112,11 +133,12 @@ final class VersionLoader {
   }
 
   /**
-   * Runs one request of zeros (empty strings for BYTES), every variable dimension 1, so that the
-   * first client request does not pay for ONNX Runtime's first-run allocations. A model that
-   * rejects zeros still loads; the warning says so.
+   * Runs a batch of {@code copies} requests of zeros (empty strings for BYTES), every variable
+   * dimension 1, so that the first client request does not pay for ONNX Runtime's first-run
+   * allocations (a batch of {@link OnnxModel#largeBatchRows} warms the second session). A model
+   * that rejects zeros still loads; the warning says so.
    */
-  private static void warmUp(ModelVersion version, OnnxModel onnx, ModelSignature signature) {
+  private static void warmUp(ModelVersion version, OnnxModel onnx, ModelSignature signature, int copies) {
     ModelInferRequest.Builder request = ModelInferRequest.newBuilder();
     for (TensorSpec input : signature.inputs()) {
       ModelInferRequest.InferInputTensor.Builder tensor =
@@ -131,12 +153,18 @@ final class VersionLoader {
           (int) Math.min(Integer.MAX_VALUE, elements * (input.dataType().isVariableSize() ? 4 : input.dataType().elementSize()));
       request.addRawInputContents(ByteString.copyFrom(new byte[bytes]));
     }
-    CompletableFuture<InferenceResult> done = new CompletableFuture<>();
-    InferenceCallback callback = InferenceCallback.completing(done);
     try (OnnxBatchExecutor executor = new OnnxBatchExecutor(onnx, signature, version.label())) {
-      DecodedRequest decoded = RequestDecoder.decode(request.build(), signature);
-      executor.execute(Batch.of(InferenceRequest.of(decoded, System.nanoTime(), null, callback)));
-      done.join();
+      ModelInferRequest built = request.build();
+      InferenceRequest[] requests = new InferenceRequest[copies];
+      CompletableFuture<?>[] done = new CompletableFuture<?>[copies];
+      for (int i = 0; i < copies; i++) {
+        CompletableFuture<InferenceResult> answer = new CompletableFuture<>();
+        done[i] = answer;
+        DecodedRequest decoded = RequestDecoder.decode(built, signature);
+        requests[i] = InferenceRequest.of(decoded, System.nanoTime(), null, InferenceCallback.completing(answer));
+      }
+      executor.execute(Batch.of(requests));
+      CompletableFuture.allOf(done).join();
     } catch (RuntimeException e) {
       Throwable cause = e instanceof CompletionException && e.getCause() != null ? e.getCause() : e;
       log.warn("{}: warm-up with zeros failed, serving anyway: {}", version.label(), cause.getMessage());

@@ -84,6 +84,48 @@ class OnnxBatchExecutorTest {
   }
 
   @Test
+  void largeBatches_runOnTheSecondSession_smallOnesOnTheFirst_withTheSameAnswers() throws Exception {
+    Path file = Files.write(dir.resolve("model.onnx"), TestModels.affine());
+    model = OnnxModel.open(file, SessionSettings.DEFAULTS.withLargeBatches(3, 2));
+    ModelSignature sig = new ModelSignature(model.inputs(), model.outputs(), 8);
+    assertThat(model.largeBatchRows()).isEqualTo(3);
+    try (OnnxBatchExecutor executor = new OnnxBatchExecutor(model, sig, "affine")) {
+      // Two rows: the first session.
+      Answer small = new Answer();
+      executor.execute(Batch.of(request(Requests.fp32("x", new long[] {2, 3}, 1, 2, 3, 4, 5, 6), sig, small)));
+      assertThat(Requests.floats(small.result.get(5, TimeUnit.SECONDS).outputs()[0].data()))
+          .containsExactly(3, 5, 7, 9, 11, 13);
+      assertThat(model.largeBatchRuns()).isZero();
+
+      // Three rows from two requests: the second session, each answer its own rows.
+      Answer one = new Answer();
+      Answer two = new Answer();
+      executor.execute(
+          Batch.of(
+              request(Requests.fp32("x", new long[] {1, 3}, 1, 2, 3), sig, one),
+              request(Requests.fp32Raw("x", new long[] {2, 3}, 10, 20, 30, 40, 50, 60), sig, two)));
+      assertThat(model.largeBatchRuns()).isEqualTo(1);
+      assertThat(Requests.floats(one.result.get(5, TimeUnit.SECONDS).outputs()[0].data()))
+          .containsExactly(3, 5, 7);
+      assertThat(Requests.floats(two.result.get(5, TimeUnit.SECONDS).outputs()[0].data()))
+          .containsExactly(21, 41, 61, 81, 101, 121);
+    }
+  }
+
+  @Test
+  void withoutLargeBatches_everyBatchRunsOnTheOneSession() throws Exception {
+    ModelSignature sig = open(TestModels.affine(), 64);
+    assertThat(model.largeBatchRows()).isZero();
+    Answer answer = new Answer();
+    float[] rows = new float[64 * 3];
+    try (OnnxBatchExecutor executor = new OnnxBatchExecutor(model, sig, "affine")) {
+      executor.execute(Batch.of(request(Requests.fp32("x", new long[] {64, 3}, rows), sig, answer)));
+    }
+    assertThat(answer.result.get(5, TimeUnit.SECONDS).outputs()[0].shape()).containsExactly(64, 3);
+    assertThat(model.largeBatchRuns()).isZero();
+  }
+
+  @Test
   void onnxRuntimeFailure_isInternalWithItsMessage_andTheExecutorKeepsWorking() throws Exception {
     ModelSignature sig = open(TestModels.reshapeToTwoByTwo(), 8);
     try (OnnxBatchExecutor executor = new OnnxBatchExecutor(model, sig, "model 'r' version 1")) {

@@ -10,7 +10,10 @@ import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-/** model.yaml's drift mapping: defaults, every key, and errors that name the key and what was expected. */
+/**
+ * model.yaml's drift mapping and large-batch session: defaults, every key, and errors that name the
+ * key and what was expected.
+ */
 class ModelConfigFileTest {
   @TempDir Path dir;
 
@@ -62,5 +65,42 @@ class ModelConfigFileTest {
         .hasMessage("model.yaml: drift.ks_threshold: 1.5 (expected: above 0 and below 1)");
     assertThatThrownBy(() -> read("drift:\n  sample_rate: 1\n  max_features: 1000\n"))
         .hasMessage("model.yaml: drift.max_features: 1000 (expected: 0 to 256)");
+  }
+
+  @Test
+  void largeBatches_areOffWithoutTheKeys_andReadTogether() throws Exception {
+    assertThat(read("max_batch_size: 8\n").session().largeBatches()).isFalse();
+    SessionSettings session = read("large_batch_rows: 16\nlarge_batch_intra_op_threads: 2\n").session();
+    assertThat(session.largeBatches()).isTrue();
+    assertThat(session.largeBatchRows()).isEqualTo(16);
+    assertThat(session.largeBatchIntraOpThreads()).isEqualTo(2);
+    assertThat(session.intraOpThreads()).isEqualTo(1);
+  }
+
+  @Test
+  void largeBatches_errorsNameTheKeyAndWhatWasExpected() {
+    assertThatThrownBy(() -> read("large_batch_rows: 16\n"))
+        .hasMessage("model.yaml: large_batch_rows and large_batch_intra_op_threads go together"
+            + " (got 16 and 0; set both, or neither)");
+    assertThatThrownBy(() -> read("large_batch_intra_op_threads: 2\n"))
+        .hasMessage("model.yaml: large_batch_rows and large_batch_intra_op_threads go together"
+            + " (got 0 and 2; set both, or neither)");
+    assertThatThrownBy(() -> read("large_batch_rows: 1\nlarge_batch_intra_op_threads: 2\n"))
+        .hasMessage("model.yaml: large_batch_rows: 1 (expected: at least 2 rows)");
+    assertThatThrownBy(() -> read("large_batch_rows: 16\nlarge_batch_intra_op_threads: 1\n"))
+        .hasMessage("model.yaml: large_batch_intra_op_threads: 1 (expected: more than intra_op_threads 1,"
+            + " at most 256)");
+    assertThatThrownBy(() -> read("intra_op_threads: 2\nlarge_batch_rows: 16\nlarge_batch_intra_op_threads: 2\n"))
+        .hasMessage("model.yaml: large_batch_intra_op_threads: 2 (expected: more than intra_op_threads 2,"
+            + " at most 256)");
+    assertThatThrownBy(() -> read("intra_op_threads: 0\nlarge_batch_rows: 16\nlarge_batch_intra_op_threads: 2\n"))
+        .hasMessage("model.yaml: large_batch_intra_op_threads: 2 with intra_op_threads 0 (one per core"
+            + " already; expected: intra_op_threads >= 1)");
+    assertThatThrownBy(() -> read("execution_provider: cuda\nlarge_batch_rows: 16\nlarge_batch_intra_op_threads: 2\n"))
+        .hasMessage("model.yaml: large_batch_rows: a second session with more threads is for the cpu"
+            + " execution provider, not cuda");
+    assertThatThrownBy(() -> read("large_batch_rows: -1\nlarge_batch_intra_op_threads: 2\n"))
+        .hasMessage("model.yaml: large_batch_rows: -1, large_batch_intra_op_threads: 2 (expected: both 0,"
+            + " or rows >= 2 and threads above intra_op_threads)");
   }
 }

@@ -191,6 +191,29 @@ class ModelRepositoryTest {
   }
 
   @Test
+  void config_largeBatches_openASecondSessionWarmedUp_orFailWhereNoBatchCouldUseIt() throws Exception {
+    String large = "large_batch_rows: %d\nlarge_batch_intra_op_threads: 2\n";
+    TestModels.write(root, "large", 1, TestModels.affine());
+    Files.writeString(root.resolve("large/model.yaml"), "max_batch_size: 8\n" + large.formatted(4));
+    TestModels.write(root, "above", 1, TestModels.affine());
+    Files.writeString(root.resolve("above/model.yaml"), "max_batch_size: 8\n" + large.formatted(16));
+    TestModels.write(root, "unbatched", 1, TestModels.affine());
+    Files.writeString(root.resolve("unbatched/model.yaml"), "max_batch_size: 0\n" + large.formatted(2));
+    load();
+    LoadedVersion loaded = version("large", 1).serving();
+    assertThat(loaded.onnx().largeBatchRows()).isEqualTo(4);
+    // Warmed up with a batch of 4 rows, so that the first large batch pays no first-run cost.
+    assertThat(loaded.onnx().largeBatchRuns()).isEqualTo(1);
+    assertThat(loaded.settings().session().largeBatchIntraOpThreads()).isEqualTo(2);
+    assertThat(version("above", 1).state()).isEqualTo(VersionState.FAILED);
+    assertThat(version("above", 1).reason())
+        .isEqualTo("model.yaml: large_batch_rows: 16 is above the version's max_batch_size 8, so no batch"
+            + " would run on the second session (expected: at most 8, or neither large_batch key)");
+    assertThat(version("unbatched", 1).state()).isEqualTo(VersionState.FAILED);
+    assertThat(version("unbatched", 1).reason()).contains("max_batch_size 0");
+  }
+
+  @Test
   void maxBatchSize_defaultsFromTheModel() throws Exception {
     TestModels.write(root, "batchable", 1, TestModels.affine());
     TestModels.write(root, "fixed", 1, TestModels.reshapeToTwoByTwo());
