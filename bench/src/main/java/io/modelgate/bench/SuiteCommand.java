@@ -69,6 +69,8 @@ final class SuiteCommand implements Callable<Integer> {
   @Option(names = "--rounds", defaultValue = "2", description = "Rounds of the closed- and open-loop scenarios, interleaved and added up. Default: ${DEFAULT-VALUE}.") int rounds;
   @Option(names = "--sweep-steps", defaultValue = "12", description = "Most rates the sweep tries before halving. Default: ${DEFAULT-VALUE}.") int sweepSteps;
   @Option(names = "--instances", defaultValue = "1", description = "Executors per version of modelgate (model.yaml's instances): batches run on this many threads at once. Default: ${DEFAULT-VALUE}.") int instances;
+  @Option(names = "--large-batch-rows", defaultValue = "0", description = "With --large-batch-intra-op: batches of at least this many rows run on a second session with that many intra-op threads (model.yaml's large_batch_rows). Default: ${DEFAULT-VALUE} (one session).") int largeBatchRows;
+  @Option(names = "--large-batch-intra-op", defaultValue = "0", description = "The second session's intra-op threads (model.yaml's large_batch_intra_op_threads). Default: ${DEFAULT-VALUE}.") int largeBatchIntraOp;
   @Option(names = "--intra-op", defaultValue = "1", description = "ONNX Runtime intra-op threads of modelgate's sessions (the compute baselines (a) and B's compute per row always use one, the CPU a row costs). Default: ${DEFAULT-VALUE}.") int intraOp;
   @Option(names = "--out", required = true, description = "Folder for the results.") Path out;
 
@@ -107,8 +109,10 @@ final class SuiteCommand implements Callable<Integer> {
     int batchRows = name.equals("minilm") ? 8 : 64;
     Path root = Files.createTempDirectory("modelgate-suite-");
     write(root, name + "_unbatched", 1, bench.onnx(), "max_batch_size: 0\n");
-    write(root, name + "_batched", 1, bench.onnx(), "max_batch_size: " + batchRows + "\n");
-    write(root, name + "_split", 1, bench.onnx(), "max_batch_size: " + batchRows + "\n");
+    String large = largeBatchRows == 0 && largeBatchIntraOp == 0 ? ""
+        : "large_batch_rows: " + largeBatchRows + "\nlarge_batch_intra_op_threads: " + largeBatchIntraOp + "\n";
+    write(root, name + "_batched", 1, bench.onnx(), "max_batch_size: " + batchRows + "\n" + large);
+    write(root, name + "_split", 1, bench.onnx(), "max_batch_size: " + batchRows + "\n" + large);
     write(root, name + "_split", 2, bench.onnx(), null);
     SessionSettings session = new SessionSettings(1, 1);
     StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
@@ -312,8 +316,10 @@ final class SuiteCommand implements Callable<Integer> {
     md.append("### ").append(name).append("\n\n");
     md.append(String.format("Settings: modelgate with 1 event loop, queue capacity 4096, %d instance%s, max_queue_delay 0 "
             + "(a batch is whatever waits when an executor is free), max_batch_size %d for (d) and (e), 0 for (c); "
-            + "ONNX Runtime CPU, %d intra-op and 1 inter-op thread; one row per request, %s.%n%n",
+            + "ONNX Runtime CPU, %d intra-op and 1 inter-op thread%s; one row per request, %s.%n%n",
         instances, instances == 1 ? "" : "s", batchRows, intraOp,
+        largeBatchRows == 0 ? "" : " (batches of " + largeBatchRows + " rows or more on a second session of "
+            + largeBatchIntraOp + " intra-op threads)",
         shapes(BenchModels.rowShapes(name, 1))));
     if (jitSettle.enabled()) {
       md.append(jitSettle.describe(jit)).append(".\n\n");
