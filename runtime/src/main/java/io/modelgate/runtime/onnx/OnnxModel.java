@@ -159,8 +159,19 @@ public final class OnnxModel implements AutoCloseable {
       if (outputs.isEmpty()) {
         throw new ModelLoadException("the model has no outputs");
       }
-      if (settings.largeBatches() && provider == ExecutionProvider.CPU) {
-        large = createSession(file, settings, settings.largeBatchIntraOpThreads(), false);
+      if (settings.largeBatches()) {
+        try {
+          large = createSession(file, settings, settings.largeBatchIntraOpThreads(), false);
+        } catch (OrtException e) {
+          throw new ModelLoadException(
+              "ONNX Runtime could not open the second session of "
+                  + file
+                  + " (large_batch_intra_op_threads "
+                  + settings.largeBatchIntraOpThreads()
+                  + "): "
+                  + e.getMessage(),
+              e);
+        }
       }
       return new OnnxModel(
           file,
@@ -257,7 +268,7 @@ public final class OnnxModel implements AutoCloseable {
 
   /**
    * The rows from which a batch runs on the second session with more intra-op threads; 0 when
-   * there is none (not asked for, or a CUDA version).
+   * the settings ask for none.
    */
   public int largeBatchRows() {
     return largeBatchRows;
