@@ -179,6 +179,15 @@ final class ServeCommand implements Callable<Integer> {
   double accessLogRate;
 
   @Option(
+      names = "--warmup-rounds",
+      defaultValue = "200",
+      paramLabel = "N",
+      description = "Before reporting ready, call the gateway's own admin API (read-only) and HTTP endpoints N"
+          + " times, at most 10 s, so that the first scrape or admin call under load does not stall"
+          + " inference while the JIT compiles its path. 0: none. Default: ${DEFAULT-VALUE}.")
+  int warmupRounds;
+
+  @Option(
       names = "--control-store",
       defaultValue = "file",
       paramLabel = "STORE",
@@ -250,6 +259,10 @@ final class ServeCommand implements Callable<Integer> {
     if (!(accessLogRate >= 0 && accessLogRate <= 1)) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--access-log-rate: " + accessLogRate + " (expected: 0 to 1)");
     }
+    if (warmupRounds < 0 || warmupRounds > AdminSettings.MAX_WARMUP_ROUNDS) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(),
+          "--warmup-rounds: " + warmupRounds + " (expected: 0 to " + AdminSettings.MAX_WARMUP_ROUNDS + ")");
+    }
     Logging.configure(logFormat);
     ServerSettings settings =
         new ServerSettings(
@@ -275,7 +288,8 @@ final class ServeCommand implements Callable<Integer> {
             payloadLogDir == null ? stateDir.resolve("payloads") : payloadLogDir,
             callersFile,
             accessLogRate,
-            adminTokensFile);
+            adminTokensFile,
+            warmupRounds);
     ModelSettings defaults =
         new ModelSettings(
             null,

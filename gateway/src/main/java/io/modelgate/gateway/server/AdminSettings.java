@@ -22,6 +22,8 @@ import java.util.Objects;
  *     modelgate.access}), 0 to 1
  * @param tokensFile more admin tokens, with roles (see {@link
  *     io.modelgate.gateway.admin.AdminTokens}); null: only {@code token}, as {@code admin}
+ * @param warmupRounds rounds of calls to its own admin API and HTTP endpoints before the server
+ *     reports ready (see {@link StartupWarmup}); 0: none
  */
 public record AdminSettings(
     String host,
@@ -35,8 +37,11 @@ public record AdminSettings(
     Path payloadLogDirectory,
     Path callersFile,
     double accessLogRate,
-    Path tokensFile) {
+    Path tokensFile,
+    int warmupRounds) {
   public static final int DEFAULT_PORT = 8003;
+  /** The most warm-up rounds. */
+  public static final int MAX_WARMUP_ROUNDS = 100_000;
   public static final int DEFAULT_METRICS_PORT = 8002;
 
   public AdminSettings {
@@ -54,6 +59,9 @@ public record AdminSettings(
     }
     if (!(accessLogRate >= 0 && accessLogRate <= 1)) {
       throw new IllegalArgumentException("access log rate: " + accessLogRate + " (expected: 0 to 1)");
+    }
+    if (warmupRounds < 0 || warmupRounds > MAX_WARMUP_ROUNDS) {
+      throw new IllegalArgumentException("warm-up rounds: " + warmupRounds + " (expected: 0 to " + MAX_WARMUP_ROUNDS + ")");
     }
     if (token.length() < 16) {
       throw new IllegalArgumentException("admin token: " + token.length() + " characters (expected: at least 16)");
@@ -79,24 +87,30 @@ public record AdminSettings(
       String host, int port, String token, TlsSettings tls, String metricsHost, int metricsPort, Path stateDirectory,
       io.modelgate.gateway.control.ControlSettings control, Path payloadLogDirectory) {
     this(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory, null,
-        io.modelgate.gateway.usage.AccessLog.DEFAULT_RATE, null);
+        io.modelgate.gateway.usage.AccessLog.DEFAULT_RATE, null, 0);
   }
 
   /** These settings with the admin tokens of {@code file} besides the server's own. */
   public AdminSettings withAdminTokens(Path file) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
-        callersFile, accessLogRate, file);
+        callersFile, accessLogRate, file, warmupRounds);
   }
 
   /** These settings with {@code file} as the callers file. */
   public AdminSettings withCallers(Path file) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory, file,
-        accessLogRate, tokensFile);
+        accessLogRate, tokensFile, warmupRounds);
   }
 
   /** These settings with {@code rate} of requests in the access log. */
   public AdminSettings withAccessLog(double rate) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
-        callersFile, rate, tokensFile);
+        callersFile, rate, tokensFile, warmupRounds);
+  }
+
+  /** These settings with {@code rounds} of start-up warm-up (0: none). */
+  public AdminSettings withWarmup(int rounds) {
+    return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
+        callersFile, accessLogRate, tokensFile, rounds);
   }
 }

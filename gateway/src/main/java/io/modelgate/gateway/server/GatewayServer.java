@@ -58,6 +58,8 @@ import org.slf4j.LoggerFactory;
  * Runtime sessions → await termination of the transports.
  */
 public final class GatewayServer {
+  /** The longest a start-up warm-up may take. */
+  static final Duration WARMUP_BUDGET = Duration.ofSeconds(10);
   private static final Logger log = LoggerFactory.getLogger(GatewayServer.class);
 
   /** The steps of {@link #stop()}, in order. */
@@ -99,6 +101,8 @@ public final class GatewayServer {
   private final List<Phase> phases = new CopyOnWriteArrayList<>();
   private final CountDownLatch terminated = new CountDownLatch(1);
   private volatile boolean stopping;
+  /** Set once by {@link #start}, before the server is published; read by tests. */
+  private StartupWarmup.Summary warmup;
 
   private GatewayServer(Builder b) {
     this.server = b.server;
@@ -269,6 +273,8 @@ public final class GatewayServer {
     }
     b.release = transports.release();
     b.health = new HealthStatusManager();
+    // Not serving until started (and warmed up): HealthStatusManager starts "" as SERVING.
+    b.health.setStatus(HealthStatusManager.SERVICE_NAME_ALL_SERVICES, ServingStatus.NOT_SERVING);
     b.router = new Router(repository);
     ControlSettings controlSettings = adminSettings.control();
     StateStore state = new StateStore(adminSettings.stateDirectory());
@@ -330,6 +336,7 @@ public final class GatewayServer {
     java.util.function.BiConsumer<String, String> denied = (caller, what) ->
         java.util.concurrent.CompletableFuture.runAsync(() -> control.audit(caller, "PermissionDenied", "", 0, what));
     boolean started = false;
+    io.grpc.ServerServiceDefinition adminDefinition = null;
     try {
       b.server =
           transports.inference()
@@ -348,12 +355,10 @@ public final class GatewayServer {
               .addService(reflectionV1Alpha())
               .build()
               .start();
+      adminDefinition = ServerInterceptors.intercept(b.admin, new AdminAuth(tokens, denied));
       b.adminServer =
           transports.admin()
-              .addService(
-                  ServerInterceptors.intercept(
-                      ServerInterceptors.intercept(b.admin, new AdminAuth(tokens, denied)),
-                      grpcMetrics(stats)))
+              .addService(ServerInterceptors.intercept(adminDefinition, grpcMetrics(stats)))
               .build()
               .start();
       if (adminSettings.metricsPort() >= 0) {
@@ -395,11 +400,72 @@ public final class GatewayServer {
       }
     }
     GatewayServer gateway = new GatewayServer(b);
+    if (adminSettings.warmupRounds() > 0) {
+      gateway.warmup = warmUp(adminSettings, adminDefinition, gateway.adminPort(), gateway.metricsPort(), repository);
+    }
     self[0] = gateway;
     // Subscribe first, then publish: no change can fall between the two.
     repository.events().subscribe(version -> gateway.publishHealth());
     gateway.publishHealth();
     return gateway;
+  }
+
+  /**
+   * Runs {@link StartupWarmup} while the server still reports "starting": over loopback to the
+   * admin port when it is plaintext (the path an operator's call takes), else in-process.
+   */
+  private static StartupWarmup.Summary warmUp(
+      AdminSettings settings, io.grpc.ServerServiceDefinition admin, int adminPort, int metricsPort,
+      ModelRepository repository) {
+    InetSocketAddress metrics = metricsPort > 0 ? local(settings.metricsHost(), metricsPort) : null;
+    List<String> models = new ArrayList<>();
+    for (io.modelgate.runtime.repository.Model model : repository.models()) {
+      models.add(model.name());
+    }
+    io.grpc.ManagedChannel channel;
+    io.grpc.Server inProcess = null;
+    InetSocketAddress adminAddress = settings.tls() == null && adminPort > 0 ? local(settings.host(), adminPort) : null;
+    try {
+      if (adminAddress != null) {
+        channel = io.grpc.netty.NettyChannelBuilder.forAddress(adminAddress).usePlaintext().build();
+      } else {
+        String name = "modelgate-warmup-" + System.identityHashCode(admin);
+        inProcess = io.grpc.inprocess.InProcessServerBuilder.forName(name).addService(admin).build().start();
+        channel = io.grpc.inprocess.InProcessChannelBuilder.forName(name).build();
+      }
+    } catch (IOException | RuntimeException e) {
+      log.warn("start-up warm-up skipped: {}", e.toString());
+      return new StartupWarmup.Summary(0, 0, "a failure: " + e);
+    }
+    try {
+      StartupWarmup.Summary summary =
+          StartupWarmup.run(settings.warmupRounds(), channel, settings.token(), metrics, models, WARMUP_BUDGET);
+      log.info("start-up warm-up: {} of {} rounds of {} admin{} calls in {} ms{}", summary.rounds(), settings.warmupRounds(),
+          adminAddress != null ? "loopback" : "in-process", metrics == null ? "" : " and HTTP", summary.millis(),
+          summary.stoppedBy().isEmpty() ? "" : ", stopped by " + summary.stoppedBy());
+      return summary;
+    } finally {
+      channel.shutdownNow();
+      if (inProcess != null) {
+        inProcess.shutdownNow();
+      }
+    }
+  }
+
+  /** {@code host:port}, with a wildcard host replaced by loopback; null when it does not resolve. */
+  private static InetSocketAddress local(String host, int port) {
+    try {
+      java.net.InetAddress address = java.net.InetAddress.getByName(host);
+      return new InetSocketAddress(address.isAnyLocalAddress() ? java.net.InetAddress.getLoopbackAddress() : address, port);
+    } catch (java.net.UnknownHostException e) {
+      log.warn("start-up warm-up: cannot resolve {}, leaving it out", host);
+      return null;
+    }
+  }
+
+  /** What the start-up warm-up did, or null when there was none. */
+  StartupWarmup.Summary warmup() {
+    return warmup;
   }
 
   /**

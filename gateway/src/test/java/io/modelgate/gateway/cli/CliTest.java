@@ -184,5 +184,9 @@ class CliTest {
 
     Run usage = run("admin", "promote", "--model", "x");
     assertThat(usage.exitCode()).isEqualTo(CliErrors.USAGE);
+
+    Run warmup = run("serve", "--warmup-rounds", "-1", "--grpc-port", "0");
+    assertThat(warmup.exitCode()).isEqualTo(CliErrors.USAGE);
+    assertThat(warmup.err()).contains("--warmup-rounds: -1 (expected: 0 to 100000)");
   }
 }

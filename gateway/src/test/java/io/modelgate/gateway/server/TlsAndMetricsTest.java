@@ -49,9 +49,12 @@ class TlsAndMetricsTest {
                 new TlsSettings(certs.serverChain, certs.serverKey, null)),
             new AdminSettings("127.0.0.1", 0, Gateway.ADMIN_TOKEN,
                 new TlsSettings(certs.serverChain, certs.serverKey, certs.caCert),
-                "127.0.0.1", 0, Files.createDirectories(root.resolve(".state"))),
+                "127.0.0.1", 0, Files.createDirectories(root.resolve(".state"))).withWarmup(3),
             repository,
             stats);
+    // With mutual TLS on the admin port the start-up warm-up goes in-process, and completes.
+    assertThat(server.warmup().rounds()).isEqualTo(3);
+    assertThat(server.warmup().stoppedBy()).isEmpty();
     SslContext trusting = GrpcSslContexts.forClient().trustManager(certs.caCert.toFile()).build();
     SslContext withCertificate =
         GrpcSslContexts.forClient()
