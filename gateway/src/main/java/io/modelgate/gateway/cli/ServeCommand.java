@@ -3,6 +3,7 @@ package io.modelgate.gateway.cli;
 import io.modelgate.gateway.control.ControlSettings;
 import io.modelgate.gateway.demo.DemoRepository;
 import io.modelgate.gateway.server.AdminSettings;
+import io.modelgate.gateway.server.InferenceWarmup;
 import io.modelgate.gateway.server.GatewayServer;
 import io.modelgate.gateway.server.ServerSettings;
 import io.modelgate.gateway.server.ServerVersion;
@@ -188,6 +189,16 @@ final class ServeCommand implements Callable<Integer> {
   int warmupRounds;
 
   @Option(
+      names = "--warmup-inference",
+      defaultValue = "10s",
+      converter = Converters.TimeSpan.class,
+      paramLabel = "DURATION",
+      description = "Before loading the repository, serve the embedded demo model to itself on loopback for this"
+          + " long (a throwaway gateway, nothing of it kept), so that the serving path is compiled before the"
+          + " first caller arrives. 0s: none; at most 1m. Default: ${DEFAULT-VALUE}.")
+  Duration warmupInference;
+
+  @Option(
       names = "--control-store",
       defaultValue = "file",
       paramLabel = "STORE",
@@ -250,6 +261,9 @@ final class ServeCommand implements Callable<Integer> {
               + " in Kubernetes, a little more than the readiness probe's period.")
   Duration shutdownDelay;
 
+  /** Calls the inference warm-up keeps outstanding: what the suite's closed loop runs. */
+  static final int WARMUP_IN_FLIGHT = 64;
+
   @Override
   public Integer call() throws Exception {
     PrintWriter out = spec.commandLine().getOut();
@@ -262,6 +276,10 @@ final class ServeCommand implements Callable<Integer> {
     if (warmupRounds < 0 || warmupRounds > AdminSettings.MAX_WARMUP_ROUNDS) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(),
           "--warmup-rounds: " + warmupRounds + " (expected: 0 to " + AdminSettings.MAX_WARMUP_ROUNDS + ")");
+    }
+    if (warmupInference.isNegative() || warmupInference.compareTo(InferenceWarmup.MAX_DURATION) > 0) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(),
+          "--warmup-inference: " + warmupInference + " (expected: 0s to 1m)");
     }
     Logging.configure(logFormat);
     ServerSettings settings =
@@ -302,6 +320,16 @@ final class ServeCommand implements Callable<Integer> {
     }
     StatsRegistry stats = StatsRegistry.standard();
     ModelRepository repository = ModelRepository.load(root, defaults, stats);
+    if (!warmupInference.isZero()) {
+      try {
+        InferenceWarmup.Summary warm = InferenceWarmup.run(warmupInference, settings.eventLoopThreads(), WARMUP_IN_FLIGHT);
+        org.slf4j.LoggerFactory.getLogger(ServeCommand.class).info(
+            "inference warm-up: {} calls answered ({} failed) by a throwaway gateway in {} ms", warm.answered(),
+            warm.failed(), warm.millis());
+      } catch (IOException | RuntimeException e) {
+        org.slf4j.LoggerFactory.getLogger(ServeCommand.class).warn("inference warm-up skipped: {}", e.toString());
+      }
+    }
     GatewayServer server;
     try {
       server = GatewayServer.start(settings, admin, repository, stats);

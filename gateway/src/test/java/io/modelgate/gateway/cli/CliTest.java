@@ -188,5 +188,9 @@ class CliTest {
     Run warmup = run("serve", "--warmup-rounds", "-1", "--grpc-port", "0");
     assertThat(warmup.exitCode()).isEqualTo(CliErrors.USAGE);
     assertThat(warmup.err()).contains("--warmup-rounds: -1 (expected: 0 to 100000)");
+
+    Run inference = run("serve", "--warmup-inference", "2m", "--grpc-port", "0");
+    assertThat(inference.exitCode()).isEqualTo(CliErrors.USAGE);
+    assertThat(inference.err()).contains("--warmup-inference: PT2M (expected: 0s to 1m)");
   }
 }

@@ -89,6 +89,8 @@ class FleetProcessTest {
                   "--judge-lease", "3s",
                   "--drain-timeout", "5s",
                   "--shutdown-delay", "1500ms",
+                  // A short inference warm-up: the path runs in every replica, at a second of test time each.
+                  "--warmup-inference", "1s",
                   "--intra-op-threads", "1")
               .redirectErrorStream(true)
               .redirectOutput(ProcessBuilder.Redirect.appendTo(dir.resolve(name + ".log").toFile()))
