@@ -324,8 +324,8 @@ final class ServeCommand implements Callable<Integer> {
       try {
         InferenceWarmup.Summary warm = InferenceWarmup.run(warmupInference, settings.eventLoopThreads(), WARMUP_IN_FLIGHT);
         org.slf4j.LoggerFactory.getLogger(ServeCommand.class).info(
-            "inference warm-up: {} calls answered ({} failed) by a throwaway gateway in {} ms", warm.answered(),
-            warm.failed(), warm.millis());
+            "inference warm-up: {} calls answered, {} refused by a full queue as meant, {} failed, by a throwaway"
+                + " gateway in {} ms", warm.answered(), warm.refused(), warm.failed(), warm.millis());
       } catch (IOException | RuntimeException e) {
         org.slf4j.LoggerFactory.getLogger(ServeCommand.class).warn("inference warm-up skipped: {}", e.toString());
       }

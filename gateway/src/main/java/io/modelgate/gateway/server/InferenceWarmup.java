@@ -29,7 +29,9 @@ import org.slf4j.LoggerFactory;
 /**
  * Compiles the serving path before the real server exists: a throwaway gateway on loopback serves
  * the embedded demo model (cnn_mnist version 1, batches up to 64) to a loopback client keeping
- * {@code inFlight} calls outstanding for a few seconds, then everything is closed and deleted.
+ * {@code inFlight} calls outstanding for a few seconds, then everything is closed and deleted. A
+ * quarter of the calls go to a copy of the model behind a tiny queue, so that refusals are compiled
+ * as well as answers.
  *
  * <p>Why it works: the JIT compiles code per class, not per instance. The throwaway runs the same
  * classes the real server will (Netty's event loop and HTTP/2 codec, gRPC's server, the inference
@@ -49,8 +51,21 @@ public final class InferenceWarmup {
   /** Most that {@link #run} accepts. */
   public static final Duration MAX_DURATION = Duration.ofMinutes(1);
 
-  /** What a warm-up did: calls answered OK, calls that failed, and how long it took in ms. */
-  public record Summary(long answered, long failed, long millis) {}
+  /**
+   * The second model: the same ONNX file behind a queue of {@value #REFUSING_QUEUE}, which every
+   * {@value #REFUSING_EVERY}th call goes to, so that refusing ({@code RESOURCE_EXHAUSTED}) is compiled
+   * too and the first full queue of the real server does not send its serving path back to the
+   * interpreter.
+   */
+  static final String REFUSING = DemoRepository.MODEL + "_small_queue";
+  static final int REFUSING_QUEUE = 2;
+  static final int REFUSING_EVERY = 4;
+
+  /**
+   * What a warm-up did: calls answered OK, calls refused {@code RESOURCE_EXHAUSTED} (meant to happen),
+   * calls that failed otherwise, and how long it took in ms.
+   */
+  public record Summary(long answered, long refused, long failed, long millis) {}
 
   private InferenceWarmup() {}
 
@@ -82,9 +97,8 @@ public final class InferenceWarmup {
     ManagedChannel channel = null;
     try {
       Path root = Files.createDirectories(folder.resolve("models"));
-      Path model = Files.createDirectories(root.resolve(DemoRepository.MODEL).resolve("1"));
-      Files.write(model.resolve("model.onnx"), DemoRepository.original());
-      Files.writeString(root.resolve(DemoRepository.MODEL).resolve("model.yaml"), "max_batch_size: 64\n");
+      write(root, DemoRepository.MODEL, "max_batch_size: 64\n");
+      write(root, REFUSING, "max_batch_size: 64\nqueue_capacity: " + REFUSING_QUEUE + "\n");
       stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
       repository = ModelRepository.load(root, ModelSettings.defaults(SessionSettings.DEFAULTS), stats);
       String token = "warmup-" + java.util.UUID.randomUUID();
@@ -97,7 +111,7 @@ public final class InferenceWarmup {
               stats);
       channel = io.grpc.netty.NettyChannelBuilder.forAddress("127.0.0.1", server.port()).usePlaintext().build();
       long[] counts = drive(channel, duration, inFlight);
-      return new Summary(counts[0], counts[1], TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - start));
+      return new Summary(counts[0], counts[1], counts[2], TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - start));
     } finally {
       if (channel != null) {
         channel.shutdownNow();
@@ -115,7 +129,13 @@ public final class InferenceWarmup {
     }
   }
 
-  /** Keeps {@code inFlight} unary calls outstanding until {@code duration} has passed; returns (ok, failed). */
+  private static void write(Path root, String name, String config) throws IOException {
+    Path version = Files.createDirectories(root.resolve(name).resolve("1"));
+    Files.write(version.resolve("model.onnx"), DemoRepository.original());
+    Files.writeString(root.resolve(name).resolve("model.yaml"), config);
+  }
+
+  /** Keeps {@code inFlight} unary calls outstanding until {@code duration} has passed; returns (ok, refused, failed). */
   private static long[] drive(ManagedChannel channel, Duration duration, int inFlight) throws IOException {
     ModelInferRequest request =
         ModelInferRequest.newBuilder()
@@ -127,9 +147,12 @@ public final class InferenceWarmup {
                     .addAllShape(List.of(1L, 1L, 28L, 28L)))
             .addRawInputContents(ByteString.copyFrom(new byte[28 * 28 * Float.BYTES]))
             .build();
+    ModelInferRequest refusing = request.toBuilder().setModelName(REFUSING).build();
     GRPCInferenceServiceGrpc.GRPCInferenceServiceStub stub = GRPCInferenceServiceGrpc.newStub(channel);
+    long sent = 0;
     Semaphore permits = new Semaphore(inFlight);
     AtomicLong answered = new AtomicLong();
+    AtomicLong refused = new AtomicLong();
     AtomicLong failed = new AtomicLong();
     long deadline = System.nanoTime() + duration.toNanos();
     try {
@@ -137,13 +160,16 @@ public final class InferenceWarmup {
         if (!permits.tryAcquire(1, TimeUnit.SECONDS)) {
           continue;
         }
-        stub.withDeadlineAfter(10, TimeUnit.SECONDS).modelInfer(request, new StreamObserver<ModelInferResponse>() {
+        stub.withDeadlineAfter(10, TimeUnit.SECONDS).modelInfer(sent++ % REFUSING_EVERY == 0 ? refusing : request,
+            new StreamObserver<ModelInferResponse>() {
           @Override
           public void onNext(ModelInferResponse response) {}
 
           @Override
           public void onError(Throwable t) {
-            if (failed.getAndIncrement() == 0) {
+            if (io.grpc.Status.fromThrowable(t).getCode() == io.grpc.Status.Code.RESOURCE_EXHAUSTED) {
+              refused.incrementAndGet();
+            } else if (failed.getAndIncrement() == 0) {
               log.warn("inference warm-up: a call failed: {}", t.toString());
             }
             permits.release();
@@ -164,7 +190,7 @@ public final class InferenceWarmup {
       Thread.currentThread().interrupt();
       throw new IOException("interrupted during the inference warm-up", e);
     }
-    return new long[] {answered.get(), failed.get()};
+    return new long[] {answered.get(), refused.get(), failed.get()};
   }
 
   private static void delete(Path folder) {

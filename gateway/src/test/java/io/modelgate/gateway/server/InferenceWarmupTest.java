@@ -15,8 +15,9 @@ class InferenceWarmupTest {
   @TempDir Path parent;
 
   @Test
-  void theThrowawayGatewayAnswersEveryCall_andItsFolderIsGone() throws Exception {
+  void theThrowawayGatewayAnswersOrRefusesEveryCall_andItsFolderIsGone() throws Exception {
     InferenceWarmup.Summary summary = InferenceWarmup.run(Duration.ofMillis(300), 1, 8, parent);
+    // Both models answer; whether the small queue refused some depends on timing, so it is not asserted.
     assertThat(summary.answered()).isPositive();
     assertThat(summary.failed()).isZero();
     try (Stream<Path> left = Files.list(parent)) {
