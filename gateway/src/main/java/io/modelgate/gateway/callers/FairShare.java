@@ -2,7 +2,6 @@ package io.modelgate.gateway.callers;
 
 import io.modelgate.runtime.error.InferenceException;
 import io.modelgate.runtime.repository.LoadedVersion;
-import java.time.Duration;
 import java.util.Map;
 import java.util.WeakHashMap;
 import java.util.concurrent.ConcurrentHashMap;
@@ -23,8 +22,6 @@ import java.util.concurrent.atomic.AtomicInteger;
 public final class FairShare {
   /** Share of a version's queue kept free for tenants with nothing waiting. */
   static final double RESERVE = 0.25;
-  /** The retry a refusal over the fair share asks for: places free as batches run. */
-  private static final Duration RETRY_SHORTLY = Duration.ofMillis(10);
 
   /** Per load of a version: its tenants' shares. */
   private final Map<LoadedVersion, Shares> versions = new WeakHashMap<>();
@@ -88,10 +85,13 @@ public final class FairShare {
     }
     if (held > share) {
       place.release();
+      // Retry once the version has served the share this tenant holds, its lane getting one turn
+      // in `active`.
+      java.time.Duration retry = loaded.scheduler().retryAfter((long) share * active);
       // Concatenated, not String.format: refused under a flood, many times a second.
       throw InferenceException.overQuota("tenant '" + caller.tenant() + "' holds its fair share of " + version.label()
           + " (" + share + " of " + capacity + " places, shared by " + active
-          + " tenants with requests waiting); retry shortly", RETRY_SHORTLY);
+          + " tenants with requests waiting); retry shortly", retry);
     }
     return place;
   }

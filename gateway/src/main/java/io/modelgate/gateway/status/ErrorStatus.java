@@ -82,9 +82,18 @@ public final class ErrorStatus {
           io.grpc.protobuf.ProtoUtils.metadataMarshaller(com.google.rpc.Status.getDefaultInstance()));
 
   /**
+   * gRPC's own retry hint (gRFC A6): a client whose retry policy lists the status waits this many
+   * milliseconds before its next attempt.
+   */
+  private static final Metadata.Key<String> RETRY_PUSHBACK_MS =
+      Metadata.Key.of("grpc-retry-pushback-ms", Metadata.ASCII_STRING_MARSHALLER);
+
+  /**
    * {@code status} (which {@link #of} made of {@code failure}) as the exception a call ends with:
-   * a refusal over a quota carries a {@code google.rpc.RetryInfo} in its status details, saying
-   * when a retry can succeed. The exception has no stack trace: it only carries the answer to the
+   * a refusal that knows when a retry can succeed (over a quota or a fair share, or a full queue)
+   * says so twice: a {@code google.rpc.RetryInfo} in its status details, and the trailer {@code
+   * grpc-retry-pushback-ms} (whole milliseconds, rounded up) that gRPC clients with a retry policy
+   * for the status obey. The exception has no stack trace: it only carries the answer to the
    * transport, and a refusal under overload should not pay for one (about 5 µs on a gRPC event
    * loop's stack).
    */
@@ -100,6 +109,8 @@ public final class ErrorStatus {
                   .setSeconds(retry.getSeconds()).setNanos(retry.getNano()))
               .build()))
           .build());
+      long millis = retry.toMillis() + (retry.toNanosPart() % 1_000_000 == 0 ? 0 : 1);
+      trailers.put(RETRY_PUSHBACK_MS, Long.toString(millis));
     }
     return new Answer(status, trailers);
   }

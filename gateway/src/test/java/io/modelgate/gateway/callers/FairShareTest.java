@@ -97,6 +97,38 @@ class FairShareTest {
     }
   }
 
+  @Test
+  void aRefusalAtTheShare_asksToRetryOnceTheVersionHasServedTheShare_atItsRecentPace() throws Exception {
+    Gateway.write(root, "slow", 1, Gateway.slowAffine());
+    Files.writeString(root.resolve("slow/model.yaml"), "max_batch_size: 1\nqueue_capacity: 16\n");
+    try (Gateway gateway = Gateway.inProcess(root)) {
+      ModelInferRequest request = ModelInferRequest.newBuilder().setModelName("slow")
+          .addInputs(Tensors.input("x", "FP32", 1, 3)).addRawInputContents(Tensors.rawFloats(1, 2, 3)).build();
+      for (int i = 0; i < 3; i++) {
+        gateway.blocking().modelInfer(request);
+      }
+      io.modelgate.runtime.repository.ModelVersion version = gateway.repository.model("slow").orElseThrow().version(1).orElseThrow();
+      io.modelgate.runtime.repository.LoadedVersion loaded = version.serving();
+      // The pace is recorded just after each answer: wait for it rather than for a time.
+      for (int i = 0; i < 1_000 && loaded.scheduler().nanosPerRequest() == 0; i++) {
+        Thread.sleep(10);
+      }
+      assertThat(loaded.scheduler().nanosPerRequest()).isPositive();
+      FairShare fair = new FairShare();
+      // One tenant waiting: its share is 16 x 3/4 = 12 places; the 13th request is refused.
+      for (int i = 0; i < 12; i++) {
+        fair.admit(caller("a"), version, loaded);
+      }
+      // The last answer's pace may still be recorded meanwhile: the hint is the one before or after.
+      java.time.Duration before = loaded.scheduler().retryAfter(12);
+      io.modelgate.runtime.error.InferenceException refusal = org.junit.jupiter.api.Assertions.assertThrows(
+          io.modelgate.runtime.error.InferenceException.class, () -> fair.admit(caller("a"), version, loaded));
+      java.time.Duration after = loaded.scheduler().retryAfter(12);
+      assertThat(refusal.getMessage()).contains("(12 of 16 places, shared by 1 tenants");
+      assertThat(refusal.retryAfter()).isIn(before, after);
+    }
+  }
+
   private static CallerAuth.Caller caller(String tenant) {
     return new CallerAuth.Caller(tenant, "api_key",
         new CallerPolicy.Tenant(tenant, List.of(), java.util.Set.of(), java.util.Set.of(), null));

@@ -20,7 +20,10 @@ import org.junit.jupiter.api.io.TempDir;
 class OverloadTest {
   @TempDir Path root;
 
-  record Outcome(Status status, boolean answeredDuringTheCall, Thread thread) {}
+  record Outcome(Status status, boolean answeredDuringTheCall, Thread thread, Throwable error) {}
+
+  private static final io.grpc.Metadata.Key<String> PUSHBACK =
+      io.grpc.Metadata.Key.of("grpc-retry-pushback-ms", io.grpc.Metadata.ASCII_STRING_MARSHALLER);
 
   @Test
   void aFullQueue_refusesOnTheRequestThread_beforeTheCallReturns() throws Exception {
@@ -46,12 +49,12 @@ class OverloadTest {
 
               @Override
               public void onError(Throwable t) {
-                outcome.complete(new Outcome(Status.fromThrowable(t), inCall[0], Thread.currentThread()));
+                outcome.complete(new Outcome(Status.fromThrowable(t), inCall[0], Thread.currentThread(), t));
               }
 
               @Override
               public void onCompleted() {
-                outcome.complete(new Outcome(Status.OK, inCall[0], Thread.currentThread()));
+                outcome.complete(new Outcome(Status.OK, inCall[0], Thread.currentThread(), null));
               }
             });
         inCall[0] = false;
@@ -66,6 +69,12 @@ class OverloadTest {
           assertThat(o.answeredDuringTheCall()).as("refused before the call returned").isTrue();
           assertThat(o.thread()).isSameAs(Thread.currentThread());
           assertThat(o.status().getDescription()).contains("queue of 2 requests is full");
+          // It says when to retry, both ways a client may read it.
+          com.google.rpc.RetryInfo retry = io.grpc.protobuf.StatusProto.fromThrowable(o.error()).getDetails(0)
+              .unpack(com.google.rpc.RetryInfo.class);
+          assertThat(retry.getRetryDelay().getSeconds() * 1_000_000_000L + retry.getRetryDelay().getNanos())
+              .isBetween(1_000_000L, 10_000_000_000L);
+          assertThat(Long.parseLong(Status.trailersFromThrowable(o.error()).get(PUSHBACK))).isBetween(1L, 10_000L);
         } else {
           assertThat(o.status().getCode()).isEqualTo(Status.Code.OK);
           ok++;
@@ -76,6 +85,77 @@ class OverloadTest {
       assertThat(refused).isPositive();
       assertThat(ok).isGreaterThanOrEqualTo(3);
       assertThat(refused + ok).isEqualTo(200);
+    }
+  }
+
+  /**
+   * A stock grpc-java client whose retry policy lists RESOURCE_EXHAUSTED, and nothing else of
+   * ours, gets through a full queue: each refusal carries {@code grpc-retry-pushback-ms}, which the
+   * client obeys instead of its own backoff (set here to 20 s, past the calls' deadline, so only
+   * pushback can retry them in time).
+   */
+  @Test
+  void aStockClientWithARetryPolicy_retriesWhenTheRefusalSays_andEveryCallIsServed() throws Exception {
+    Gateway.write(root, "slow", 1, Gateway.slowAffine());
+    Gateway.config(root, "slow", "max_batch_size: 0\nqueue_capacity: 1\n");
+    try (Gateway gateway = Gateway.netty(root, 64 << 20)) {
+      ModelInferRequest request = ModelInferRequest.newBuilder().setModelName("slow")
+          .addInputs(Tensors.input("x", "FP32", 1, 3)).addRawInputContents(Tensors.rawFloats(1, 2, 3)).build();
+      // One call first, so that the version's pace is known and the hint is the queue's time.
+      gateway.blocking().modelInfer(request);
+      java.util.Map<String, Object> retryPolicy = java.util.Map.of(
+          "maxAttempts", 5.0, "initialBackoff", "20s", "maxBackoff", "20s", "backoffMultiplier", 1.0,
+          "retryableStatusCodes", List.of("RESOURCE_EXHAUSTED"));
+      java.util.Map<String, Object> serviceConfig = java.util.Map.of("methodConfig", List.of(java.util.Map.of(
+          "name", List.of(java.util.Map.of("service", "inference.GRPCInferenceService", "method", "ModelInfer")),
+          "retryPolicy", retryPolicy)));
+      io.grpc.ManagedChannel retrying = io.grpc.netty.NettyChannelBuilder.forAddress("127.0.0.1", gateway.server.port())
+          .usePlaintext().defaultServiceConfig(serviceConfig).enableRetry().build();
+      try {
+        java.util.concurrent.atomic.AtomicInteger refusedAttempts = new java.util.concurrent.atomic.AtomicInteger();
+        java.util.Set<String> pushbacks = java.util.concurrent.ConcurrentHashMap.newKeySet();
+        io.grpc.ClientStreamTracer.Factory attempts = new io.grpc.ClientStreamTracer.Factory() {
+          @Override
+          public io.grpc.ClientStreamTracer newClientStreamTracer(io.grpc.ClientStreamTracer.StreamInfo info,
+              io.grpc.Metadata headers) {
+            return new io.grpc.ClientStreamTracer() {
+              @Override
+              public void inboundTrailers(io.grpc.Metadata trailers) {
+                String pushback = trailers.get(PUSHBACK);
+                if (pushback != null) {
+                  refusedAttempts.incrementAndGet();
+                  pushbacks.add(pushback);
+                }
+              }
+            };
+          }
+        };
+        io.modelgate.proto.inference.GRPCInferenceServiceGrpc.GRPCInferenceServiceFutureStub stub =
+            io.modelgate.proto.inference.GRPCInferenceServiceGrpc.newFutureStub(retrying)
+                .withInterceptors(new io.grpc.ClientInterceptor() {
+                  @Override
+                  public <Q, R> io.grpc.ClientCall<Q, R> interceptCall(io.grpc.MethodDescriptor<Q, R> method,
+                      io.grpc.CallOptions options, io.grpc.Channel next) {
+                    return next.newCall(method, options.withStreamTracerFactory(attempts));
+                  }
+                })
+                .withDeadlineAfter(15, TimeUnit.SECONDS);
+        // One runs and one waits; the rest are refused at first, more than once some of them.
+        List<com.google.common.util.concurrent.ListenableFuture<ModelInferResponse>> calls = new ArrayList<>();
+        for (int round = 0; round < 3 && refusedAttempts.get() == 0; round++) {
+          calls.clear();
+          for (int i = 0; i < 4; i++) {
+            calls.add(stub.modelInfer(request));
+          }
+          for (var call : calls) {
+            assertThat(call.get(30, TimeUnit.SECONDS).getOutputsCount()).isEqualTo(2);
+          }
+        }
+        assertThat(refusedAttempts.get()).as("attempts refused, then retried").isPositive();
+        assertThat(pushbacks).allSatisfy(ms -> assertThat(Long.parseLong(ms)).isBetween(1L, 10_000L));
+      } finally {
+        retrying.shutdownNow();
+      }
     }
   }
 }

@@ -14,7 +14,7 @@ public final class InferenceException extends RuntimeException {
   private static final long serialVersionUID = 1L;
 
   private final ErrorCode code;
-  /** When a retry can succeed (a quota refills), or null. */
+  /** When a retry can succeed (a quota refills, a queue drains), or null. */
   private final transient java.time.Duration retryAfter;
 
   private InferenceException(ErrorCode code, String message, Throwable cause, boolean withTrace) {
@@ -31,7 +31,10 @@ public final class InferenceException extends RuntimeException {
     return code;
   }
 
-  /** When a retry can succeed, for RESOURCE_EXHAUSTED over a quota; null otherwise. */
+  /**
+   * When a retry can succeed, for RESOURCE_EXHAUSTED refusals (over a quota, a fair share, or a
+   * full queue); null otherwise.
+   */
   public java.time.Duration retryAfter() {
     return retryAfter;
   }
@@ -72,8 +75,9 @@ public final class InferenceException extends RuntimeException {
     return of(ErrorCode.UNAVAILABLE, message);
   }
 
-  public static InferenceException resourceExhausted(String message) {
-    return of(ErrorCode.RESOURCE_EXHAUSTED, message);
+  /** RESOURCE_EXHAUSTED because a queue is full, with when a retry can find room. */
+  public static InferenceException resourceExhausted(String message, java.time.Duration retryAfter) {
+    return new InferenceException(ErrorCode.RESOURCE_EXHAUSTED, message, null, false, Objects.requireNonNull(retryAfter));
   }
 
   public static InferenceException deadlineExceeded(String message) {

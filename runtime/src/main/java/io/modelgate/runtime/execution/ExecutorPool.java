@@ -69,6 +69,34 @@ final class ExecutorPool {
     return inline;
   }
 
+  /**
+   * The executors' recent service time per request, all of them working: each executor's smoothed
+   * time per request ({@link Worker#nanosPerRequest}) taken as a rate, the rates added; 0 before
+   * any batch has run. Any thread: one volatile read per executor, no allocation.
+   */
+  long nanosPerRequest() {
+    double perNano = 0;
+    for (int i = 0; i < workers.size(); i++) {
+      long t = workers.get(i).nanosPerRequest;
+      if (t > 0) {
+        perNano += 1.0 / t;
+      }
+    }
+    return perNano == 0 ? 0 : Math.max(1, (long) (1 / perNano));
+  }
+
+  /**
+   * The next smoothed time per request after a batch that took {@code sample} ns a request: an
+   * exponentially weighted mean, each batch weighing {@code 1 / }{@value #SMOOTHING}; the first
+   * sample is taken whole.
+   */
+  static long smoothed(long previous, long sample) {
+    return previous <= 0 ? Math.max(1, sample) : Math.max(1, previous + (sample - previous) / SMOOTHING);
+  }
+
+  /** Batches over which {@link #smoothed} averages, roughly. */
+  static final int SMOOTHING = 8;
+
   /** Starts the executor threads (none when inline). */
   void start() {
     if (!inline) {
@@ -171,6 +199,12 @@ final class ExecutorPool {
     final Thread thread;
     /** Set by the batcher before each hand-off; read after it on the executor's thread. */
     boolean restricted;
+    /**
+     * Smoothed wall time of this executor's batches per request they held, ns ({@link #smoothed});
+     * 0 before its first. Written only by the thread running this executor's batch (one at a time:
+     * the idle and hand-off queues order them), read by any ({@link ExecutorPool#nanosPerRequest}).
+     */
+    volatile long nanosPerRequest;
 
     Worker(BatchExecutor executor, Batch batch, String threadName) {
       this.executor = Objects.requireNonNull(executor, "executor");
@@ -234,6 +268,9 @@ final class ExecutorPool {
         recorder.recordRequest(start - request.arrivalNanos(), compute);
       }
       recorder.recordExecution(work.size(), work.rows(), input, compute, output);
+      if (work.size() > 0) {
+        nanosPerRequest = smoothed(nanosPerRequest, execution / work.size());
+      }
     }
   }
 }

@@ -179,12 +179,12 @@ public final class RingScheduler implements VersionScheduler {
       }
       if (waiting.getAndIncrement() >= capacity) {
         waiting.decrementAndGet();
-        throw InferenceException.resourceExhausted(refusedFull);
+        throw InferenceException.resourceExhausted(refusedFull, retryAfter(capacity));
       }
       // The ring holds at least the capacity, so with the count admitted it has room.
       if (!ring.tryPublishEvent(PUBLISH, request)) {
         waiting.decrementAndGet();
-        throw InferenceException.resourceExhausted(refusedFull);
+        throw InferenceException.resourceExhausted(refusedFull, retryAfter(capacity));
       }
     } finally {
       publishing.decrementAndGet();
@@ -198,7 +198,7 @@ public final class RingScheduler implements VersionScheduler {
       throw InferenceException.unavailable(failed != null ? failed : refusedDraining);
     }
     if (waiting.get() >= capacity) {
-      throw InferenceException.resourceExhausted(refusedFull);
+      throw InferenceException.resourceExhausted(refusedFull, retryAfter(capacity));
     }
   }
 
@@ -214,6 +214,11 @@ public final class RingScheduler implements VersionScheduler {
   @Override
   public long queuedCount() {
     return waiting.get();
+  }
+
+  @Override
+  public long nanosPerRequest() {
+    return executors.nanosPerRequest();
   }
 
   // ---- batcher thread ----

@@ -27,6 +27,40 @@ public interface VersionScheduler {
   long queuedCount();
 
   /**
+   * The version's recent service time per request, in nanoseconds: how long its executors, all
+   * working, take for one more request of what they have been running lately (a smoothed mean
+   * over recent batches of each executor's time per request, combined as rates). 0 before any
+   * batch has run. Any thread; a few volatile reads.
+   */
+  default long nanosPerRequest() {
+    return 0;
+  }
+
+  /** The retry hint before anything is known of the version's pace: {@value #UNKNOWN_PACE_RETRY_MS} ms. */
+  long UNKNOWN_PACE_RETRY_MS = 10;
+  /** The shortest retry hint: {@value #MIN_RETRY_MS} ms. */
+  long MIN_RETRY_MS = 1;
+  /** The longest retry hint: {@value #MAX_RETRY_MS} ms. */
+  long MAX_RETRY_MS = 10_000;
+
+  /**
+   * When a request refused now could find room: the time the version takes to serve {@code
+   * requests} more at its recent pace ({@link #nanosPerRequest}), between {@value #MIN_RETRY_MS}
+   * ms and {@value #MAX_RETRY_MS} ms; {@value #UNKNOWN_PACE_RETRY_MS} ms before any batch has
+   * run. Sent to the client as a {@code google.rpc.RetryInfo}: a queue refused full asks for the
+   * time to serve the queue, a tenant refused at its fair share for the time to serve its share.
+   */
+  default java.time.Duration retryAfter(long requests) {
+    long perRequest = nanosPerRequest();
+    if (perRequest <= 0) {
+      return java.time.Duration.ofMillis(UNKNOWN_PACE_RETRY_MS);
+    }
+    double nanos = (double) Math.max(1, requests) * perRequest;
+    double clamped = Math.max(MIN_RETRY_MS * 1e6, Math.min(MAX_RETRY_MS * 1e6, nanos));
+    return java.time.Duration.ofNanos((long) clamped);
+  }
+
+  /**
    * Stops accepting, completes what is queued, and releases the executors. Requests still queued
    * when {@code timeout} passes are answered {@code UNAVAILABLE} instead of executed. Blocks the
    * caller until every accepted request has its answer and no execution is running. Idempotent.

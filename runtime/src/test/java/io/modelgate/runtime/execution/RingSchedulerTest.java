@@ -167,7 +167,10 @@ class RingSchedulerTest {
             e -> assertThat(e.code()).isEqualTo(ErrorCode.RESOURCE_EXHAUSTED))
         .hasMessage(
             "model 'm' version 1 is overloaded: its queue of 2 requests is full; retry later or"
-                + " with less concurrency");
+                + " with less concurrency")
+        // No batch has ended yet: the version's pace is unknown, so the hint is the default.
+        .satisfies(e -> assertThat(((InferenceException) e).retryAfter())
+            .isEqualTo(Duration.ofMillis(VersionScheduler.UNKNOWN_PACE_RETRY_MS)));
     assertThat(refused.answers()).isZero();
 
     executor.gated = false;
@@ -177,6 +180,77 @@ class RingSchedulerTest {
       answer.result.get(10, TimeUnit.SECONDS);
       assertThat(answer.answers()).isEqualTo(1);
     }
+  }
+
+  @Test
+  void fullRing_asksARetryAfterTheTimeItsQueueTakes_atTheVersionsRecentPace() throws Exception {
+    GatedExecutor executor = new GatedExecutor();
+    RingScheduler scheduler = scheduler(3, executor);
+    assertThat(scheduler.nanosPerRequest()).as("before any batch").isZero();
+    // One batch of one request held for at least 30 ms: the pace is then at least 30 ms a request.
+    Answer first = new Answer();
+    scheduler.submit(request(first));
+    assertThat(executor.started.poll(10, TimeUnit.SECONDS)).isEqualTo(1);
+    Thread.sleep(30);
+    executor.release();
+    first.result.get(10, TimeUnit.SECONDS);
+    long paced = Duration.ofMillis(30).toNanos();
+    // The pace is recorded after the answer: wait for it rather than for a time.
+    for (int i = 0; i < 1_000 && scheduler.nanosPerRequest() == 0; i++) {
+      Thread.sleep(10);
+    }
+    assertThat(scheduler.nanosPerRequest()).isGreaterThanOrEqualTo(paced);
+
+    Answer running = new Answer();
+    scheduler.submit(request(running));
+    assertThat(executor.started.poll(10, TimeUnit.SECONDS)).isEqualTo(1);
+    for (int i = 0; i < 3; i++) {
+      scheduler.submit(request(new Answer()));
+    }
+    // Three waiting at 30 ms or more each: retry in 90 ms or more, never past the longest hint.
+    for (Runnable refusal : List.<Runnable>of(() -> scheduler.submit(request(new Answer())), scheduler::refuseIfFull)) {
+      assertThatThrownBy(refusal::run).isInstanceOfSatisfying(InferenceException.class, e -> {
+        assertThat(e.code()).isEqualTo(ErrorCode.RESOURCE_EXHAUSTED);
+        assertThat(e.retryAfter()).isBetween(Duration.ofNanos(3 * paced), Duration.ofMillis(VersionScheduler.MAX_RETRY_MS));
+      });
+    }
+    executor.ungateAndRunAll();
+  }
+
+  @Test
+  void retryHint_isTheTimeToServeTheRequestsAtThePace_withinItsBounds() {
+    VersionScheduler paced = new VersionScheduler() {
+      @Override
+      public void submit(InferenceRequest request) {}
+
+      @Override
+      public long queuedCount() {
+        return 0;
+      }
+
+      @Override
+      public void drain(Duration timeout) {}
+
+      @Override
+      public long nanosPerRequest() {
+        return 25_000;
+      }
+    };
+    assertThat(paced.retryAfter(1024)).isEqualTo(Duration.ofNanos(1024 * 25_000L));
+    assertThat(paced.retryAfter(1)).as("at least").isEqualTo(Duration.ofMillis(VersionScheduler.MIN_RETRY_MS));
+    assertThat(paced.retryAfter(1L << 40)).as("at most").isEqualTo(Duration.ofMillis(VersionScheduler.MAX_RETRY_MS));
+  }
+
+  @Test
+  void pace_isAWeightedMeanOfRecentBatches_andTheExecutorsRatesAdd() {
+    assertThat(ExecutorPool.smoothed(0, 800)).as("the first batch taken whole").isEqualTo(800);
+    assertThat(ExecutorPool.smoothed(800, 1_600)).isEqualTo(800 + 800 / ExecutorPool.SMOOTHING);
+    long pace = 0;
+    for (int i = 0; i < 200; i++) {
+      pace = ExecutorPool.smoothed(pace, 40_000);
+    }
+    assertThat(pace).as("settles on a steady pace").isBetween(39_000L, 40_000L);
+    assertThat(ExecutorPool.smoothed(5, 0)).as("never 0 once a batch ran").isPositive();
   }
 
   @Test
