@@ -97,3 +97,19 @@ show admin --token-file grafana.token token create sneaky --role admin
 echo
 echo "\$ grep -E 'CreateToken|RevokeToken|SetQuota' state/audit.log | cut -c1-160"
 grep -E 'CreateToken|RevokeToken|SetQuota' state/audit.log | cut -c1-160
+echo
+
+echo "## callers 6. when to retry"
+admin quota set fraud --requests-per-second 5
+"$repo/bin/modelgate-bench" load --target "localhost:$port" --model cnn_mnist --api-key "$search_key" --write-grpc-frame row.grpc >/dev/null 2>&1
+echo "\$ bin/modelgate-bench load --model cnn_mnist --api-key \$SEARCH_KEY --write-grpc-frame row.grpc   # one request, framed for curl"
+echo "\$ for i in \$(seq 20); do curl -s -v --http2-prior-knowledge -H 'content-type: application/grpc' -H 'te: trailers' \\"
+echo "    -H \"authorization: Bearer \$FRAUD_KEY\" --data-binary @row.grpc \\"
+echo "    http://localhost:8001/inference.GRPCInferenceService/ModelInfer -o /dev/null 2>&1 | grep -E '^< grpc-(status|message|retry)'; done | grep -m1 -A2 retry"
+for _ in $(seq 20); do
+  curl -s -v --http2-prior-knowledge -H 'content-type: application/grpc' -H 'te: trailers' -H "authorization: Bearer $fraud_key" \
+    --data-binary @row.grpc "http://localhost:$port/inference.GRPCInferenceService/ModelInfer" -o /dev/null 2>&1 \
+    | grep -E '^< grpc-(status|message|retry)' || true
+done | grep -m1 -A2 retry || true
+echo
+admin quota clear fraud
