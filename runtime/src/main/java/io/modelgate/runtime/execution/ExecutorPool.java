@@ -71,13 +71,22 @@ final class ExecutorPool {
 
   /**
    * The executors' recent service time per request, all of them working: each executor's smoothed
-   * time per request ({@link Worker#nanosPerRequest}) taken as a rate, the rates added; 0 before
-   * any batch has run. Any thread: one volatile read per executor, no allocation.
+   * time per request ({@link Worker#nanosPerRequest}), or the time per request its running batch
+   * has taken so far when that is longer, taken as a rate, the rates added; 0 before any batch has
+   * run. Any thread: a few volatile reads per executor, no allocation.
    */
   long nanosPerRequest() {
     double perNano = 0;
+    long now = 0;
     for (int i = 0; i < workers.size(); i++) {
-      long t = workers.get(i).nanosPerRequest;
+      Worker worker = workers.get(i);
+      long t = worker.nanosPerRequest;
+      long since = worker.runningSince;
+      if (since != 0) {
+        // A batch running longer than the pace says (a slow or stuck model) slows the pace now.
+        now = now == 0 ? System.nanoTime() : now;
+        t = Math.max(t, (now - since) / Math.max(1, worker.runningRequests));
+      }
       if (t > 0) {
         perNano += 1.0 / t;
       }
@@ -205,6 +214,10 @@ final class ExecutorPool {
      * the idle and hand-off queues order them), read by any ({@link ExecutorPool#nanosPerRequest}).
      */
     volatile long nanosPerRequest;
+    /** When the running batch started ({@link System#nanoTime}), 0 while idle; same writer. */
+    volatile long runningSince;
+    /** Requests in the running batch, written before {@link #runningSince}. */
+    volatile int runningRequests;
 
     Worker(BatchExecutor executor, Batch batch, String threadName) {
       this.executor = Objects.requireNonNull(executor, "executor");
@@ -241,6 +254,8 @@ final class ExecutorPool {
 
     void execute(Batch work) {
       long start = System.nanoTime();
+      runningRequests = work.size();
+      runningSince = start == 0 ? 1 : start;
       try {
         executor.execute(work);
       } catch (Throwable t) {
@@ -271,6 +286,7 @@ final class ExecutorPool {
       if (work.size() > 0) {
         nanosPerRequest = smoothed(nanosPerRequest, execution / work.size());
       }
+      runningSince = 0;
     }
   }
 }

@@ -168,9 +168,9 @@ class RingSchedulerTest {
         .hasMessage(
             "model 'm' version 1 is overloaded: its queue of 2 requests is full; retry later or"
                 + " with less concurrency")
-        // No batch has ended yet: the version's pace is unknown, so the hint is the default.
+        // No batch has ended: the pace is the running batch's so far, the hint within its bounds.
         .satisfies(e -> assertThat(((InferenceException) e).retryAfter())
-            .isEqualTo(Duration.ofMillis(VersionScheduler.UNKNOWN_PACE_RETRY_MS)));
+            .isBetween(Duration.ofMillis(VersionScheduler.MIN_RETRY_MS), Duration.ofMillis(VersionScheduler.MAX_RETRY_MS)));
     assertThat(refused.answers()).isZero();
 
     executor.gated = false;
@@ -218,6 +218,24 @@ class RingSchedulerTest {
   }
 
   @Test
+  void aBatchRunningLongerThanThePace_slowsTheHint() throws Exception {
+    GatedExecutor executor = new GatedExecutor();
+    RingScheduler scheduler = scheduler(2, executor);
+    Answer running = new Answer();
+    scheduler.submit(request(running));
+    assertThat(executor.started.poll(10, TimeUnit.SECONDS)).isEqualTo(1);
+    // A model stuck on its first batch: the pace is at least the time it has run so far.
+    Thread.sleep(50);
+    for (int i = 0; i < 2; i++) {
+      scheduler.submit(request(new Answer()));
+    }
+    assertThatThrownBy(scheduler::refuseIfFull).isInstanceOfSatisfying(InferenceException.class,
+        e -> assertThat(e.retryAfter()).isGreaterThanOrEqualTo(Duration.ofMillis(2 * 50)));
+    executor.ungateAndRunAll();
+    running.result.get(10, TimeUnit.SECONDS);
+  }
+
+  @Test
   void retryHint_isTheTimeToServeTheRequestsAtThePace_withinItsBounds() {
     VersionScheduler paced = new VersionScheduler() {
       @Override
@@ -239,6 +257,19 @@ class RingSchedulerTest {
     assertThat(paced.retryAfter(1024)).isEqualTo(Duration.ofNanos(1024 * 25_000L));
     assertThat(paced.retryAfter(1)).as("at least").isEqualTo(Duration.ofMillis(VersionScheduler.MIN_RETRY_MS));
     assertThat(paced.retryAfter(1L << 40)).as("at most").isEqualTo(Duration.ofMillis(VersionScheduler.MAX_RETRY_MS));
+    VersionScheduler unknown = new VersionScheduler() {
+      @Override
+      public void submit(InferenceRequest request) {}
+
+      @Override
+      public long queuedCount() {
+        return 0;
+      }
+
+      @Override
+      public void drain(Duration timeout) {}
+    };
+    assertThat(unknown.retryAfter(1024)).as("before any batch").isEqualTo(Duration.ofMillis(VersionScheduler.UNKNOWN_PACE_RETRY_MS));
   }
 
   @Test
