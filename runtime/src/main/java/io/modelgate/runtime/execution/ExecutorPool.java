@@ -268,6 +268,10 @@ final class ExecutorPool {
       }
       long end = System.nanoTime();
       long execution = end - start;
+      if (work.size() > 0) {
+        nanosPerRequest = smoothed(nanosPerRequest, execution / work.size());
+      }
+      runningSince = 0;
       // The model's own run when the executor measured it; else the whole execution.
       boolean timed = work.hasComputeTimes();
       long compute = timed ? work.computeEndNanos() - work.computeStartNanos() : execution;
@@ -283,10 +287,6 @@ final class ExecutorPool {
         recorder.recordRequest(start - request.arrivalNanos(), compute);
       }
       recorder.recordExecution(work.size(), work.rows(), input, compute, output);
-      if (work.size() > 0) {
-        nanosPerRequest = smoothed(nanosPerRequest, execution / work.size());
-      }
-      runningSince = 0;
     }
   }
 }
