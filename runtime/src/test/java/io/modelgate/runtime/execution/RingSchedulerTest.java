@@ -237,7 +237,17 @@ class RingSchedulerTest {
 
   @Test
   void retryHint_isTheTimeToServeTheRequestsAtThePace_withinItsBounds() {
-    VersionScheduler paced = new VersionScheduler() {
+    VersionScheduler paced = atPace(25_000);
+    assertThat(paced.retryAfter(1024)).isEqualTo(Duration.ofNanos(1024 * 25_000L));
+    assertThat(paced.retryAfter(1)).as("at least").isEqualTo(Duration.ofMillis(VersionScheduler.MIN_RETRY_MS));
+    assertThat(paced.retryAfter(1L << 40)).as("at most").isEqualTo(Duration.ofMillis(VersionScheduler.MAX_RETRY_MS));
+    assertThat(atPace(0).retryAfter(1024)).as("before any batch")
+        .isEqualTo(Duration.ofMillis(VersionScheduler.UNKNOWN_PACE_RETRY_MS));
+  }
+
+  /** A scheduler whose only behaviour is its pace, {@code nanos} per request (0: unknown). */
+  private static VersionScheduler atPace(long nanos) {
+    return new VersionScheduler() {
       @Override
       public void submit(InferenceRequest request) {}
 
@@ -251,25 +261,9 @@ class RingSchedulerTest {
 
       @Override
       public long nanosPerRequest() {
-        return 25_000;
+        return nanos;
       }
     };
-    assertThat(paced.retryAfter(1024)).isEqualTo(Duration.ofNanos(1024 * 25_000L));
-    assertThat(paced.retryAfter(1)).as("at least").isEqualTo(Duration.ofMillis(VersionScheduler.MIN_RETRY_MS));
-    assertThat(paced.retryAfter(1L << 40)).as("at most").isEqualTo(Duration.ofMillis(VersionScheduler.MAX_RETRY_MS));
-    VersionScheduler unknown = new VersionScheduler() {
-      @Override
-      public void submit(InferenceRequest request) {}
-
-      @Override
-      public long queuedCount() {
-        return 0;
-      }
-
-      @Override
-      public void drain(Duration timeout) {}
-    };
-    assertThat(unknown.retryAfter(1024)).as("before any batch").isEqualTo(Duration.ofMillis(VersionScheduler.UNKNOWN_PACE_RETRY_MS));
   }
 
   @Test
