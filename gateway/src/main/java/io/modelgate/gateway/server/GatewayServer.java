@@ -412,7 +412,9 @@ public final class GatewayServer {
 
   /**
    * Runs {@link StartupWarmup} while the server still reports "starting": over loopback to the
-   * admin port when it is plaintext (the path an operator's call takes), else in-process.
+   * admin port (the path an operator's call takes), with TLS trusting only the server's own
+   * certificate when the port has server-only TLS; in-process when the port asks clients for a
+   * certificate (mutual TLS).
    */
   private static StartupWarmup.Summary warmUp(
       AdminSettings settings, io.grpc.ServerServiceDefinition admin, int adminPort, int metricsPort,
@@ -424,10 +426,13 @@ public final class GatewayServer {
     }
     io.grpc.ManagedChannel channel;
     io.grpc.Server inProcess = null;
-    InetSocketAddress adminAddress = settings.tls() == null && adminPort > 0 ? local(settings.host(), adminPort) : null;
+    TlsSettings tls = settings.tls();
+    InetSocketAddress adminAddress =
+        (tls == null || tls.clientCa() == null) && adminPort > 0 ? local(settings.host(), adminPort) : null;
     try {
       if (adminAddress != null) {
-        channel = io.grpc.netty.NettyChannelBuilder.forAddress(adminAddress).usePlaintext().build();
+        io.grpc.netty.NettyChannelBuilder loopback = io.grpc.netty.NettyChannelBuilder.forAddress(adminAddress);
+        channel = (tls == null ? loopback.usePlaintext() : loopback.sslContext(tls.selfClientContext())).build();
       } else {
         String name = "modelgate-warmup-" + System.identityHashCode(admin);
         inProcess = io.grpc.inprocess.InProcessServerBuilder.forName(name).addService(admin).build().start();
@@ -441,7 +446,7 @@ public final class GatewayServer {
       StartupWarmup.Summary summary =
           StartupWarmup.run(settings.warmupRounds(), channel, settings.token(), metrics, models, WARMUP_BUDGET);
       log.info("start-up warm-up: {} of {} rounds of {} admin{} calls in {} ms{}", summary.rounds(), settings.warmupRounds(),
-          adminAddress != null ? "loopback" : "in-process", metrics == null ? "" : " and HTTP", summary.millis(),
+          adminAddress == null ? "in-process" : tls == null ? "loopback" : "loopback TLS", metrics == null ? "" : " and HTTP", summary.millis(),
           summary.stoppedBy().isEmpty() ? "" : ", stopped by " + summary.stoppedBy());
       return summary;
     } finally {

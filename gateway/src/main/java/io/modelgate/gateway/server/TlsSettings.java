@@ -34,4 +34,81 @@ public record TlsSettings(Path certificateChain, Path privateKey, Path clientCa)
     }
     return builder.build();
   }
+
+  /**
+   * A client context for the server's calls to itself over loopback (the start-up warm-up): it
+   * trusts exactly this server's own certificate, the first of its chain, and no other; so it
+   * needs no CA and checks no host name. Server-only TLS: with a client CA the server would ask
+   * for a client certificate this context does not have.
+   */
+  SslContext selfClientContext() throws IOException {
+    java.security.cert.X509Certificate own;
+    try (java.io.InputStream in = Files.newInputStream(certificateChain)) {
+      java.util.Iterator<? extends java.security.cert.Certificate> chain =
+          java.security.cert.CertificateFactory.getInstance("X.509").generateCertificates(in).iterator();
+      if (!chain.hasNext()) {
+        throw new IOException("no certificate in " + certificateChain);
+      }
+      own = (java.security.cert.X509Certificate) chain.next();
+    } catch (java.security.cert.CertificateException e) {
+      throw new IOException("cannot read the certificate chain " + certificateChain + ": " + e.getMessage(), e);
+    }
+    return GrpcSslContexts.forClient().trustManager(new OwnCertificate(own)).build();
+  }
+
+  /** Trusts a server only when it presents {@code own} itself; never a client. */
+  private static final class OwnCertificate extends javax.net.ssl.X509ExtendedTrustManager {
+    private final java.security.cert.X509Certificate own;
+
+    OwnCertificate(java.security.cert.X509Certificate own) {
+      this.own = own;
+    }
+
+    private void check(java.security.cert.X509Certificate[] chain) throws java.security.cert.CertificateException {
+      if (chain == null || chain.length == 0 || !own.equals(chain[0])) {
+        throw new java.security.cert.CertificateException("the peer is not this server (its certificate differs)");
+      }
+    }
+
+    @Override
+    public void checkServerTrusted(java.security.cert.X509Certificate[] chain, String authType)
+        throws java.security.cert.CertificateException {
+      check(chain);
+    }
+
+    @Override
+    public void checkServerTrusted(java.security.cert.X509Certificate[] chain, String authType, java.net.Socket socket)
+        throws java.security.cert.CertificateException {
+      check(chain);
+    }
+
+    @Override
+    public void checkServerTrusted(java.security.cert.X509Certificate[] chain, String authType, javax.net.ssl.SSLEngine engine)
+        throws java.security.cert.CertificateException {
+      check(chain);
+    }
+
+    @Override
+    public void checkClientTrusted(java.security.cert.X509Certificate[] chain, String authType)
+        throws java.security.cert.CertificateException {
+      throw new java.security.cert.CertificateException("trusts no client");
+    }
+
+    @Override
+    public void checkClientTrusted(java.security.cert.X509Certificate[] chain, String authType, java.net.Socket socket)
+        throws java.security.cert.CertificateException {
+      throw new java.security.cert.CertificateException("trusts no client");
+    }
+
+    @Override
+    public void checkClientTrusted(java.security.cert.X509Certificate[] chain, String authType, javax.net.ssl.SSLEngine engine)
+        throws java.security.cert.CertificateException {
+      throw new java.security.cert.CertificateException("trusts no client");
+    }
+
+    @Override
+    public java.security.cert.X509Certificate[] getAcceptedIssuers() {
+      return new java.security.cert.X509Certificate[0];
+    }
+  }
 }

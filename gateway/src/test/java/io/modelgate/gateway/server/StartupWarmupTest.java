@@ -80,6 +80,56 @@ class StartupWarmupTest {
   }
 
   @Test
+  void anAdminPortWithServerOnlyTls_isWarmedOverLoopbackTls_trustingOnlyTheServersOwnCertificate() throws Exception {
+    io.modelgate.gateway.testing.TestCertificates certs =
+        io.modelgate.gateway.testing.TestCertificates.create(Files.createDirectories(root.resolve("pki")));
+    Gateway.write(root, "a", 1, Gateway.affine());
+    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
+    ModelRepository repository = ModelRepository.load(root, ModelSettings.defaults(SessionSettings.DEFAULTS), stats);
+    TlsSettings tls = new TlsSettings(certs.serverChain, certs.serverKey, null);
+    GatewayServer server =
+        GatewayServer.start(
+            new ServerSettings("127.0.0.1", 0, 1 << 20, 1, Duration.ofSeconds(10)),
+            new AdminSettings("127.0.0.1", 0, Gateway.ADMIN_TOKEN, tls, "127.0.0.1", 0,
+                Files.createDirectories(root.resolve(".state"))).withWarmup(5),
+            repository,
+            stats);
+    try {
+      assertThat(server.warmup().rounds()).isEqualTo(5);
+      assertThat(server.warmup().stoppedBy()).isEmpty();
+      // Over the TLS port itself, not in-process: its gRPC meters counted the calls.
+      String scrape = io.modelgate.gateway.testing.HttpProbe.get(server.metricsPort(), "/metrics");
+      assertThat(scrape).containsPattern("grpc_server_processing_duration_seconds_count\\{[^}]*method=\"ListModels\"[^}]*} 5");
+      // The warm-up's client context trusts this certificate alone: a server presenting another
+      // (here the client's) is refused at the handshake.
+      io.grpc.Server impostor = io.grpc.netty.NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", 0))
+          .sslContext(io.grpc.netty.GrpcSslContexts.forServer(certs.clientChain.toFile(), certs.clientKey.toFile()).build())
+          .addService(new AdminServiceGrpc.AdminServiceImplBase() {})
+          .build().start();
+      io.grpc.ManagedChannel toImpostor = io.grpc.netty.NettyChannelBuilder.forAddress("127.0.0.1", impostor.getPort())
+          .sslContext(tls.selfClientContext()).build();
+      io.grpc.ManagedChannel toItself = io.grpc.netty.NettyChannelBuilder.forAddress("127.0.0.1", server.adminPort())
+          .sslContext(tls.selfClientContext()).build();
+      try {
+        org.assertj.core.api.Assertions.assertThatThrownBy(() -> AdminServiceGrpc.newBlockingStub(toImpostor)
+                .withCallCredentials(Gateway.bearer(Gateway.ADMIN_TOKEN)).getStats(GetStatsRequest.getDefaultInstance()))
+            .isInstanceOfSatisfying(io.grpc.StatusRuntimeException.class,
+                e -> assertThat(e.getStatus().getCode()).isEqualTo(io.grpc.Status.Code.UNAVAILABLE));
+        assertThat(AdminServiceGrpc.newBlockingStub(toItself).withCallCredentials(Gateway.bearer(Gateway.ADMIN_TOKEN))
+            .getStats(GetStatsRequest.getDefaultInstance()).getVersionsList()).hasSize(1);
+      } finally {
+        toImpostor.shutdownNow();
+        toItself.shutdownNow();
+        impostor.shutdownNow();
+      }
+    } finally {
+      server.stop();
+      repository.close(Duration.ZERO);
+      stats.close();
+    }
+  }
+
+  @Test
   void aFailingCallEndsTheWarmupNotTheCaller() throws Exception {
     StartupWarmup.Summary summary =
         withUnimplementedAdmin(c -> StartupWarmup.run(50, c, "any-token-of-16-chars", null, List.of("a"), Duration.ofSeconds(10)));
