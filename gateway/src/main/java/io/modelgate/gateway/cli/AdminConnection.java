@@ -3,11 +3,9 @@ package io.modelgate.gateway.cli;
 import io.grpc.CallCredentials;
 import io.grpc.ManagedChannel;
 import io.grpc.Metadata;
-import io.grpc.netty.GrpcSslContexts;
 import io.grpc.netty.NettyChannelBuilder;
 import io.modelgate.gateway.admin.AdminAuth;
 import io.modelgate.proto.admin.v1.AdminServiceGrpc;
-import io.netty.handler.ssl.SslContextBuilder;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.concurrent.Executor;
@@ -54,17 +52,12 @@ final class AdminConnection {
   /** A channel and a stub that presents the token and names the operator. */
   Client connect() throws IOException {
     String token = AdminToken.forClient(tokenFile, stateDir);
-    NettyChannelBuilder builder = NettyChannelBuilder.forTarget(target);
-    if (tlsCa != null) {
-      SslContextBuilder ssl = GrpcSslContexts.forClient().trustManager(tlsCa.toFile());
-      if (tlsCert != null && tlsKey != null) {
-        ssl.keyManager(tlsCert.toFile(), tlsKey.toFile());
-      }
-      builder.sslContext(ssl.build());
-    } else {
-      builder.usePlaintext();
+    ManagedChannel channel;
+    try {
+      channel = ClientTls.apply(NettyChannelBuilder.forTarget(target), tlsCa, tlsCert, tlsKey).build();
+    } catch (IllegalArgumentException e) {
+      throw new IOException(e.getMessage(), e);
     }
-    ManagedChannel channel = builder.build();
     String operator = System.getProperty("user.name", "");
     CallCredentials credentials =
         new CallCredentials() {

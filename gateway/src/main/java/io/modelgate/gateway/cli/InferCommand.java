@@ -2,7 +2,6 @@ package io.modelgate.gateway.cli;
 
 import com.google.protobuf.ByteString;
 import io.grpc.ManagedChannel;
-import io.grpc.ManagedChannelBuilder;
 import io.grpc.StatusRuntimeException;
 import io.modelgate.gateway.demo.MnistDigits;
 import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
@@ -89,6 +88,15 @@ final class InferCommand implements Callable<Integer> {
       description = "Send this API key (authorization: Bearer KEY), for a server with a callers file.")
   String apiKey;
 
+  @Option(names = "--tls-ca", paramLabel = "PEM", description = "Use TLS, trusting this CA for the server's certificate.")
+  java.nio.file.Path tlsCa;
+
+  @Option(names = "--tls-cert", paramLabel = "PEM", description = "Client certificate, for mutual TLS (and callers identified by it).")
+  java.nio.file.Path tlsCert;
+
+  @Option(names = "--tls-key", paramLabel = "PEM", description = "Client key (PKCS#8), for mutual TLS.")
+  java.nio.file.Path tlsKey;
+
   @Option(names = "--sticky-key", description = "Set this value as the request parameter 'user' (for sticky routing).")
   String stickyKey;
 
@@ -99,8 +107,13 @@ final class InferCommand implements Callable<Integer> {
     }
     PrintWriter out = spec.commandLine().getOut();
     PrintWriter err = spec.commandLine().getErr();
-    ManagedChannel channel =
-        ManagedChannelBuilder.forTarget(target).usePlaintext().maxInboundMessageSize(Integer.MAX_VALUE).build();
+    ManagedChannel channel;
+    try {
+      channel = ClientTls.apply(io.grpc.netty.NettyChannelBuilder.forTarget(target), tlsCa, tlsCert, tlsKey)
+          .maxInboundMessageSize(Integer.MAX_VALUE).build();
+    } catch (IllegalArgumentException | java.io.IOException e) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(), e.getMessage());
+    }
     try {
       GRPCInferenceServiceBlockingStub stub =
           GRPCInferenceServiceGrpc.newBlockingStub(calls(channel))

@@ -429,16 +429,21 @@ final class ServeCommand implements Callable<Integer> {
     if (example != null) {
       out.println("Try it from another terminal:");
       String digit = demo ? " --digit 7" : "";
-      out.printf("  bin/modelgate infer --model %s%s%s%n", example.name(), digit, target);
+      // With TLS, the hints name the CA that signed --tls-cert (and, with mutual TLS, a client's own).
+      TlsSettings tls = settings.tls();
+      String tlsFlags = tls == null ? "" : " --tls-ca CA.pem" + (tls.clientCa() == null ? "" : " --tls-cert CLIENT.pem --tls-key CLIENT-KEY.pem");
+      out.printf("  bin/modelgate infer --model %s%s%s%s%n", example.name(), digit, target, tlsFlags);
       if (example.readyVersions().size() > 1) {
         out.printf(
-            "  bin/modelgate infer --model %s --version %s%s%s%n",
-            example.name(), example.readyVersions().get(0).numberText(), digit, target);
+            "  bin/modelgate infer --model %s --version %s%s%s%s%n",
+            example.name(), example.readyVersions().get(0).numberText(), digit, target, tlsFlags);
       }
+      String grpcurlTls = tls == null ? "-plaintext"
+          : "-cacert CA.pem" + (tls.clientCa() == null ? "" : " -cert CLIENT.pem -key CLIENT-KEY.pem");
       out.printf(
-          "  grpcurl -plaintext -d '{\"name\":\"%s\"}' localhost:%d"
+          "  grpcurl %s -d '{\"name\":\"%s\"}' localhost:%d"
               + " inference.GRPCInferenceService/ModelMetadata%n",
-          example.name(), port);
+          grpcurlTls, example.name(), port);
     }
     out.println("Stop with Ctrl-C: queued requests are completed first.");
     out.flush();

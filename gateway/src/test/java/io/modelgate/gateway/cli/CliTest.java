@@ -56,6 +56,60 @@ class CliTest {
   }
 
   @Test
+  void infer_overMutualTls_withTheCaAndAClientCertificate_andClearErrorsWithout() throws Exception {
+    io.modelgate.gateway.testing.TestCertificates certs =
+        io.modelgate.gateway.testing.TestCertificates.create(java.nio.file.Files.createDirectories(root.resolve("pki")));
+    Path repo = java.nio.file.Files.createDirectories(root.resolve("tls-repo"));
+    Gateway.write(repo, "affine", 1, Gateway.affine());
+    io.modelgate.gateway.stats.StatsRegistry stats =
+        new io.modelgate.gateway.stats.StatsRegistry(java.time.Duration.ofSeconds(5), java.time.Clock.systemUTC(), false);
+    io.modelgate.runtime.repository.ModelRepository repository = io.modelgate.runtime.repository.ModelRepository.load(
+        repo, io.modelgate.runtime.repository.ModelSettings.defaults(io.modelgate.runtime.onnx.SessionSettings.DEFAULTS), stats);
+    io.modelgate.gateway.server.GatewayServer server = io.modelgate.gateway.server.GatewayServer.start(
+        new io.modelgate.gateway.server.ServerSettings("127.0.0.1", 0, 1 << 20, 1, java.time.Duration.ofSeconds(5),
+            new io.modelgate.gateway.server.TlsSettings(certs.serverChain, certs.serverKey, certs.caCert)),
+        new io.modelgate.gateway.server.AdminSettings("127.0.0.1", 0, Gateway.ADMIN_TOKEN,
+            new io.modelgate.gateway.server.TlsSettings(certs.serverChain, certs.serverKey, certs.caCert),
+            "127.0.0.1", -1, java.nio.file.Files.createDirectories(repo.resolve(".state"))).withWarmup(0),
+        repository, stats);
+    try {
+      String target = "localhost:" + server.port();
+      Run ok = run("infer", "--target", target, "--model", "affine", "--tls-ca", certs.caCert.toString(),
+          "--tls-cert", certs.clientChain.toString(), "--tls-key", certs.clientKey.toString());
+      assertThat(ok.exitCode()).as(ok.err()).isZero();
+      assertThat(ok.out()).contains("model affine version 1");
+      // Plaintext to a TLS port, or TLS without the client certificate it asks for: UNAVAILABLE.
+      Run plaintext = run("infer", "--target", target, "--model", "affine", "--timeout", "5s");
+      assertThat(plaintext.exitCode()).isNotZero();
+      assertThat(plaintext.err()).contains("UNAVAILABLE");
+      Run noCertificate = run("infer", "--target", target, "--model", "affine", "--tls-ca", certs.caCert.toString(),
+          "--timeout", "5s");
+      assertThat(noCertificate.exitCode()).isNotZero();
+      assertThat(noCertificate.err()).contains("UNAVAILABLE");
+      // The admin CLI goes the same way to the admin port's mutual TLS.
+      Path token = java.nio.file.Files.writeString(repo.resolve("admin-token"), Gateway.ADMIN_TOKEN);
+      Run admin = run("admin", "--target", "localhost:" + server.adminPort(), "--token-file", token.toString(),
+          "--tls-ca", certs.caCert.toString(), "--tls-cert", certs.clientChain.toString(), "--tls-key", certs.clientKey.toString(),
+          "models");
+      assertThat(admin.exitCode()).as(admin.err()).isZero();
+      assertThat(admin.out()).contains("affine");
+      Run adminHalf = run("admin", "--target", "localhost:" + server.adminPort(), "--token-file", token.toString(),
+          "--tls-ca", certs.caCert.toString(), "--tls-key", certs.clientKey.toString(), "models");
+      assertThat(adminHalf.exitCode()).isNotZero();
+      assertThat(adminHalf.err()).contains("--tls-cert and --tls-key go together");
+      // A certificate without its key is a usage error, before anything is sent.
+      Run half = run("infer", "--target", target, "--model", "affine", "--tls-ca", certs.caCert.toString(),
+          "--tls-cert", certs.clientChain.toString());
+      assertThat(half.exitCode()).isEqualTo(2);
+      assertThat(half.err()).contains("--tls-cert and --tls-key go together");
+    } finally {
+      server.stop();
+      repository.close(java.time.Duration.ZERO);
+      stats.close();
+    }
+  }
+
+  @Test
   void infer_aNamedVersion() {
     Run run = run("infer", "--target", target(), "--model", "cnn_mnist", "--version", "1");
     assertThat(run.out()).contains("model cnn_mnist version 1 answered in");
