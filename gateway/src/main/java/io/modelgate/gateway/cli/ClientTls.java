@@ -18,7 +18,8 @@ final class ClientTls {
    * and {@code key} when both are given), else for plaintext.
    *
    * @throws IllegalArgumentException a client certificate without its key, or the reverse, or
-   *     either without {@code ca}
+   *     either without {@code ca}; a file that holds no PEM certificate or key
+   * @throws java.nio.file.NoSuchFileException a file that cannot be read
    */
   static NettyChannelBuilder apply(NettyChannelBuilder builder, Path ca, Path cert, Path key) throws IOException {
     if ((cert == null) != (key == null)) {
@@ -29,6 +30,11 @@ final class ClientTls {
         throw new IllegalArgumentException("--tls-cert needs --tls-ca (the CA of the server's certificate)");
       }
       return builder.usePlaintext();
+    }
+    for (Path file : new Path[] {ca, cert, key}) {
+      if (file != null && !java.nio.file.Files.isReadable(file)) {
+        throw new java.nio.file.NoSuchFileException(file.toString());
+      }
     }
     SslContextBuilder ssl = GrpcSslContexts.forClient().trustManager(ca.toFile());
     if (cert != null) {

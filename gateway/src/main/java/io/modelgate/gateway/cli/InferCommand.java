@@ -111,8 +111,14 @@ final class InferCommand implements Callable<Integer> {
     try {
       channel = ClientTls.apply(io.grpc.netty.NettyChannelBuilder.forTarget(target), tlsCa, tlsCert, tlsKey)
           .maxInboundMessageSize(Integer.MAX_VALUE).build();
-    } catch (IllegalArgumentException | java.io.IOException e) {
-      throw new picocli.CommandLine.ParameterException(spec.commandLine(), e.getMessage());
+    } catch (IllegalArgumentException e) {
+      err.printf("modelgate infer: %s%n", e.getMessage());
+      err.flush();
+      return CliErrors.USAGE;
+    } catch (java.io.IOException e) {
+      err.printf("modelgate infer: %s%n", CliErrors.describe(e));
+      err.flush();
+      return CliErrors.exitCode(e);
     }
     try {
       GRPCInferenceServiceBlockingStub stub =

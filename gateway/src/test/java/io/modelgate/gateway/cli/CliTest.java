@@ -102,6 +102,9 @@ class CliTest {
           "--tls-cert", certs.clientChain.toString());
       assertThat(half.exitCode()).isEqualTo(2);
       assertThat(half.err()).contains("--tls-cert and --tls-key go together");
+      // An unreadable CA is a local file that could not be read.
+      Run noCa = run("infer", "--target", target, "--model", "affine", "--tls-ca", root.resolve("missing.pem").toString());
+      assertThat(noCa.exitCode()).as(noCa.err()).isEqualTo(3);
     } finally {
       server.stop();
       repository.close(java.time.Duration.ZERO);
