@@ -87,6 +87,13 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
   /** The response parameter that carries the status code of an in-band stream error. */
   public static final String ERROR_CODE_PARAMETER = "error_code";
 
+  /**
+   * The response parameter (int64, milliseconds, rounded up) of an in-band stream error that
+   * knows when a retry can succeed: what a unary call's {@code grpc-retry-pushback-ms} trailer and
+   * {@code RetryInfo} say.
+   */
+  public static final String RETRY_AFTER_MS_PARAMETER = "retry_after_ms";
+
   private static final Runnable IGNORE_CANCEL = () -> {};
 
   /**
@@ -580,7 +587,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
         enqueue(request, tenant, target, answer, arrival, call::isCancelled, context.getDeadline());
       } catch (RuntimeException e) {
         Status status = refused(answer, e);
-        fail(request.getId(), request.getModelName(), answer == null ? null : answer.version, status);
+        fail(request.getId(), request.getModelName(), answer == null ? null : answer.version, e, status);
       }
     }
 
@@ -591,7 +598,13 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       return answer;
     }
 
-    void fail(String id, String modelName, ModelVersion version, Status status) {
+    /**
+     * Answers one request with {@code status}, made of {@code failure}: in-band, with the code in
+     * {@link #ERROR_CODE_PARAMETER} and any retry hint in {@link #RETRY_AFTER_MS_PARAMETER}; or,
+     * when the client asked that errors end the stream, by ending it with the status and the same
+     * trailers a unary call's refusal has.
+     */
+    void fail(String id, String modelName, ModelVersion version, Throwable failure, Status status) {
       if (abortOnError) {
         synchronized (this) {
           pending--;
@@ -599,7 +612,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
             return;
           }
           close();
-          call.onError(status.asRuntimeException());
+          call.onError(ErrorStatus.exception(failure, status));
         }
         return;
       }
@@ -610,6 +623,11 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
               .putParameters(
                   ERROR_CODE_PARAMETER,
                   InferParameter.newBuilder().setStringParam(status.getCode().name()).build());
+      java.time.Duration retry = ErrorStatus.retryAfter(failure);
+      if (retry != null) {
+        response.putParameters(
+            RETRY_AFTER_MS_PARAMETER, InferParameter.newBuilder().setInt64Param(ErrorStatus.millis(retry)).build());
+      }
       if (version != null) {
         response.setModelVersion(version.numberText());
       }

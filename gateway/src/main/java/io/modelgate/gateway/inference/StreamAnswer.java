@@ -41,7 +41,7 @@ final class StreamAnswer extends RecordedAnswer {
   public void onFailure(InferenceException error) {
     Status status = ErrorStatus.of(error);
     answered(status.getCode(), null);
-    stream.fail(id, modelName, version, status);
+    stream.fail(id, modelName, version, error, status);
     afterAnswer(version, null, status, null);
   }
 }

@@ -99,8 +99,8 @@ public final class ErrorStatus {
    */
   public static StatusRuntimeException exception(Throwable failure, Status status) {
     Metadata trailers = new Metadata();
-    if (failure instanceof InferenceException e && e.retryAfter() != null) {
-      java.time.Duration retry = e.retryAfter();
+    java.time.Duration retry = retryAfter(failure);
+    if (retry != null) {
       trailers.put(STATUS_DETAILS, com.google.rpc.Status.newBuilder()
           .setCode(status.getCode().value())
           .setMessage(status.getDescription() == null ? "" : status.getDescription())
@@ -109,10 +109,22 @@ public final class ErrorStatus {
                   .setSeconds(retry.getSeconds()).setNanos(retry.getNano()))
               .build()))
           .build());
-      long millis = retry.toMillis() + (retry.toNanosPart() % 1_000_000 == 0 ? 0 : 1);
-      trailers.put(RETRY_PUSHBACK_MS, Long.toString(millis));
+      trailers.put(RETRY_PUSHBACK_MS, Long.toString(millis(retry)));
     }
     return new Answer(status, trailers);
+  }
+
+  /**
+   * When a retry of what {@code failure} refused can succeed, or null when it does not say (it is
+   * not a refusal over a quota, a fair share or a full queue).
+   */
+  public static java.time.Duration retryAfter(Throwable failure) {
+    return failure instanceof InferenceException e ? e.retryAfter() : null;
+  }
+
+  /** {@code retry} in whole milliseconds, rounded up: never sooner than asked. */
+  public static long millis(java.time.Duration retry) {
+    return retry.toMillis() + (retry.toNanosPart() % 1_000_000 == 0 ? 0 : 1);
   }
 
   /** A call's answer as an exception, without the stack trace nobody reads. */

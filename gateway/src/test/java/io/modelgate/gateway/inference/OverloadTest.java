@@ -158,4 +158,94 @@ class OverloadTest {
       }
     }
   }
+
+  /**
+   * A stream's refusals say when to retry too: in-band, in the {@code retry_after_ms} response
+   * parameter; and, when the client asked that errors end the stream, in the same trailers a unary
+   * refusal has.
+   */
+  @Test
+  void aStreamsRefusals_sayWhenToRetry_inBandAndWhenTheErrorEndsTheStream() throws Exception {
+    Gateway.write(root, "slow", 1, Gateway.slowAffine());
+    Gateway.config(root, "slow", "max_batch_size: 0\nqueue_capacity: 2\n");
+    try (Gateway gateway = Gateway.inProcess(root)) {
+      ModelInferRequest.Builder request = ModelInferRequest.newBuilder().setModelName("slow")
+          .addInputs(Tensors.input("x", "FP32", 1, 3)).addRawInputContents(Tensors.rawFloats(1, 2, 3));
+      java.util.concurrent.BlockingQueue<io.modelgate.proto.inference.ModelStreamInferResponse> responses =
+          new java.util.concurrent.LinkedBlockingQueue<>();
+      CompletableFuture<Status> end = new CompletableFuture<>();
+      StreamObserver<ModelInferRequest> stream = gateway.async().modelStreamInfer(observer(responses, end));
+      for (int i = 0; i < 50; i++) {
+        stream.onNext(request.setId("r" + i).build());
+      }
+      stream.onCompleted();
+      assertThat(end.get(60, TimeUnit.SECONDS).getCode()).isEqualTo(Status.Code.OK);
+      int refused = 0;
+      for (io.modelgate.proto.inference.ModelStreamInferResponse response : responses) {
+        ModelInferResponse answer = response.getInferResponse();
+        if (response.getErrorMessage().isEmpty()) {
+          assertThat(answer.getParametersMap()).doesNotContainKey(InferenceService.RETRY_AFTER_MS_PARAMETER);
+          continue;
+        }
+        refused++;
+        assertThat(response.getErrorMessage()).contains("queue of 2 requests is full");
+        assertThat(answer.getParametersOrThrow(InferenceService.ERROR_CODE_PARAMETER).getStringParam())
+            .isEqualTo("RESOURCE_EXHAUSTED");
+        assertThat(answer.getParametersOrThrow(InferenceService.RETRY_AFTER_MS_PARAMETER).getInt64Param())
+            .isBetween(1L, 10_000L);
+      }
+      assertThat(responses).hasSize(50);
+      assertThat(refused).isPositive();
+
+      io.grpc.Metadata headers = new io.grpc.Metadata();
+      headers.put(io.grpc.Metadata.Key.of("triton_grpc_error", io.grpc.Metadata.ASCII_STRING_MARSHALLER), "true");
+      CompletableFuture<Status> aborted = new CompletableFuture<>();
+      java.util.concurrent.atomic.AtomicReference<Throwable> error = new java.util.concurrent.atomic.AtomicReference<>();
+      StreamObserver<ModelInferRequest> strict = gateway.async()
+          .withInterceptors(io.grpc.stub.MetadataUtils.newAttachHeadersInterceptor(headers))
+          .modelStreamInfer(new StreamObserver<>() {
+            @Override
+            public void onNext(io.modelgate.proto.inference.ModelStreamInferResponse value) {}
+
+            @Override
+            public void onError(Throwable t) {
+              error.set(t);
+              aborted.complete(Status.fromThrowable(t));
+            }
+
+            @Override
+            public void onCompleted() {
+              aborted.complete(Status.OK);
+            }
+          });
+      for (int i = 0; i < 50 && !aborted.isDone(); i++) {
+        strict.onNext(request.setId("s" + i).build());
+      }
+      assertThat(aborted.get(60, TimeUnit.SECONDS).getCode()).isEqualTo(Status.Code.RESOURCE_EXHAUSTED);
+      assertThat(Long.parseLong(Status.trailersFromThrowable(error.get()).get(PUSHBACK))).isBetween(1L, 10_000L);
+      assertThat(io.grpc.protobuf.StatusProto.fromThrowable(error.get()).getDetails(0)
+          .is(com.google.rpc.RetryInfo.class)).isTrue();
+    }
+  }
+
+  private static StreamObserver<io.modelgate.proto.inference.ModelStreamInferResponse> observer(
+      java.util.Collection<io.modelgate.proto.inference.ModelStreamInferResponse> responses,
+      CompletableFuture<Status> end) {
+    return new StreamObserver<>() {
+      @Override
+      public void onNext(io.modelgate.proto.inference.ModelStreamInferResponse value) {
+        responses.add(value);
+      }
+
+      @Override
+      public void onError(Throwable t) {
+        end.complete(Status.fromThrowable(t));
+      }
+
+      @Override
+      public void onCompleted() {
+        end.complete(Status.OK);
+      }
+    };
+  }
 }
