@@ -10,6 +10,8 @@ out=$1
 java_home=$2
 ort_jars=("$3"/onnxruntime*.jar)
 ort_jar=${ort_jars[0]}
+tls_jars=("$3"/netty-tcnative-boringssl-static-*-linux-x86_64.jar)
+tls_jar=${tls_jars[0]}
 
 # The modules `jdeps --print-module-deps --recursive` finds over the runtime classpath, plus TLS
 # with elliptic curves (jdk.crypto.ec) and the JNDI DNS provider (jdk.naming.dns).
@@ -25,11 +27,12 @@ if [ -L "$out/opt/java/lib/security/cacerts" ] || [ ! -s "$out/opt/java/lib/secu
     mv -f "$out/opt/java/lib/security/cacerts.real" "$out/opt/java/lib/security/cacerts"
 fi
 
-# ONNX Runtime's native library, only to ask the dynamic linker what it needs; at run time the
-# Java binding extracts its own copy from the jar into /tmp.
+# ONNX Runtime's and BoringSSL's (TLS) native libraries, only to ask the dynamic linker what they
+# need; at run time ONNX Runtime's binding and Netty extract their own copies from the jars into /tmp.
 ort_dir=$(mktemp -d)
 trap 'rm -rf "$ort_dir"' EXIT
-(cd "$ort_dir" && "$java_home/bin/jar" xf "$ort_jar" ai/onnxruntime/native/linux-x64/)
+(cd "$ort_dir" && "$java_home/bin/jar" xf "$ort_jar" ai/onnxruntime/native/linux-x64/ \
+  && "$java_home/bin/jar" xf "$tls_jar" META-INF/native/)
 
 # Every shared library the runtime's binaries and ONNX Runtime load, with the dynamic linker,
 # at the paths the linker looks for them.

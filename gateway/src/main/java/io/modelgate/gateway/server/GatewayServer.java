@@ -202,10 +202,11 @@ public final class GatewayServer {
               repository,
               stats);
       log.info(
-          "listening on {}:{} ({}{} transport, {} event loop{}); admin on {}:{}{}",
+          "listening on {}:{} ({}{} transport, {} event loop{}); admin on {}:{}{}{}",
           settings.host(), gateway.port(), epoll ? "epoll" : "nio", settings.tls() == null ? "" : ", TLS",
           settings.eventLoopThreads(), settings.eventLoopThreads() == 1 ? "" : "s", adminSettings.host(), gateway.adminPort(),
-          adminSettings.tls() == null ? "" : " (TLS)");
+          adminSettings.tls() == null ? "" : " (TLS)",
+          settings.tls() == null && adminSettings.tls() == null ? "" : "; TLS through " + TlsSettings.engine());
       return gateway;
     } catch (IOException | RuntimeException e) {
       release.run();

@@ -26,6 +26,20 @@ public record TlsSettings(Path certificateChain, Path privateKey, Path clientCa)
     }
   }
 
+  /**
+   * Which TLS implementation the ports' contexts use, for the start-up log: BoringSSL through
+   * Netty's OpenSSL engine when its native library loads on this platform (chosen by gRPC's
+   * {@link GrpcSslContexts}), else the JDK's own, with the reason. The JVM option {@code
+   * -Dio.netty.handler.ssl.noOpenSsl=true} asks for the JDK's.
+   */
+  public static String engine() {
+    if (io.netty.handler.ssl.OpenSsl.isAvailable()) {
+      return io.netty.handler.ssl.OpenSsl.versionString();
+    }
+    Throwable why = io.netty.handler.ssl.OpenSsl.unavailabilityCause();
+    return "the JDK's TLS" + (why == null ? "" : " (no OpenSSL engine: " + why.getMessage() + ")");
+  }
+
   SslContext serverContext() throws IOException {
     SslContextBuilder builder =
         GrpcSslContexts.forServer(certificateChain.toFile(), privateKey.toFile());

@@ -8,7 +8,6 @@ import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
 import inference.GrpcPredictV2;
 import io.grpc.ManagedChannel;
-import io.grpc.ManagedChannelBuilder;
 import io.grpc.health.v1.HealthCheckRequest;
 import io.grpc.health.v1.HealthCheckResponse;
 import io.grpc.health.v1.HealthGrpc;
@@ -74,6 +73,15 @@ class ContainerImageTest {
     assertThat(rootfs.resolve("models")).isEmptyDirectory();
 
     DemoRepository.materialize(rootfs.resolve("models"));
+    // The inference port serves TLS, with a certificate mounted as an operator would mount one.
+    io.modelgate.gateway.testing.TestCertificates certs =
+        io.modelgate.gateway.testing.TestCertificates.create(Files.createDirectories(work.resolve("pki")));
+    Path tls = Files.createDirectories(rootfs.resolve("etc/modelgate-tls"));
+    Files.copy(certs.serverChain, tls.resolve("server.pem"));
+    Files.copy(certs.serverKey, tls.resolve("server.key"));
+    for (Path file : new Path[] {tls.resolve("server.pem"), tls.resolve("server.key")}) {
+      Files.setPosixFilePermissions(file, java.nio.file.attribute.PosixFilePermissions.fromString("rw-r--r--"));
+    }
     Files.createDirectories(rootfs.resolve("proc"));
     Files.createDirectories(rootfs.resolve("dev"));
     int grpc = freePort();
@@ -82,7 +90,8 @@ class ContainerImageTest {
     List<String> command = new ArrayList<>(List.of("env", "-i", "JAVA_TOOL_OPTIONS=-Xmx512m", onPath("chroot"), "--userspec=10001:10001", rootfs.toString()));
     command.addAll(strings(config.getAsJsonArray("Entrypoint")));
     command.addAll(strings(config.getAsJsonArray("Cmd")));
-    command.addAll(List.of("--grpc-port", Integer.toString(grpc), "--metrics-port", Integer.toString(metrics), "--admin-port", Integer.toString(admin)));
+    command.addAll(List.of("--grpc-port", Integer.toString(grpc), "--metrics-port", Integer.toString(metrics), "--admin-port", Integer.toString(admin),
+        "--tls-cert", "/etc/modelgate-tls/server.pem", "--tls-key", "/etc/modelgate-tls/server.key"));
     Process process = null;
     run(List.of("mount", "-t", "proc", "proc", rootfs.resolve("proc").toString()));
     try {
@@ -101,8 +110,11 @@ class ContainerImageTest {
       String status = Files.readString(Path.of("/proc", Long.toString(process.pid()), "status"));
       assertThat(status).containsPattern("Uid:\\s+10001\\s");
       assertThat(Files.readString(log)).contains("Picked up JAVA_TOOL_OPTIONS: -Xmx512m");
+      // TLS runs on BoringSSL: its native library and what it links load from the image.
+      assertThat(Files.readString(log)).contains("TLS through BoringSSL");
 
-      ManagedChannel channel = ManagedChannelBuilder.forAddress("127.0.0.1", grpc).usePlaintext().build();
+      ManagedChannel channel = io.grpc.Grpc.newChannelBuilderForAddress("localhost", grpc,
+          io.grpc.TlsChannelCredentials.newBuilder().trustManager(certs.caCert.toFile()).build()).build();
       try {
         assertThat(HealthGrpc.newBlockingStub(channel).withDeadlineAfter(10, TimeUnit.SECONDS)
                 .check(HealthCheckRequest.newBuilder().setService("").build()).getStatus())

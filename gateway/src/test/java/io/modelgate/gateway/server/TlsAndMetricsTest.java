@@ -109,4 +109,69 @@ class TlsAndMetricsTest {
       stats.close();
     }
   }
+
+  /**
+   * The ports' TLS runs on BoringSSL where its native library is packaged (Linux and macOS on
+   * x86-64 and ARM, Windows on x86-64), and clients of either engine, the JDK's or OpenSSL's, with
+   * or without a client certificate, reach it.
+   */
+  @Test
+  void tlsRunsOnBoringSsl_andClientsOfEitherEngineConnect() throws Exception {
+    String os = System.getProperty("os.name").toLowerCase(java.util.Locale.ROOT);
+    String arch = System.getProperty("os.arch");
+    boolean packaged = (os.startsWith("linux") || os.startsWith("mac")) && java.util.Set.of("amd64", "x86_64", "aarch64").contains(arch)
+        || os.startsWith("windows") && java.util.Set.of("amd64", "x86_64").contains(arch);
+    org.junit.jupiter.api.Assumptions.assumeTrue(packaged, "BoringSSL is packaged for this platform");
+    assertThat(io.netty.handler.ssl.OpenSsl.isAvailable())
+        .as("BoringSSL loads: %s", io.netty.handler.ssl.OpenSsl.unavailabilityCause()).isTrue();
+    assertThat(TlsSettings.engine()).startsWith("BoringSSL");
+
+    TestCertificates certs = TestCertificates.create(pki);
+    TlsSettings mutual = new TlsSettings(certs.serverChain, certs.serverKey, certs.caCert);
+    SslContext context = mutual.serverContext();
+    try {
+      assertThat(context).isInstanceOf(io.netty.handler.ssl.OpenSslContext.class);
+    } finally {
+      io.netty.util.ReferenceCountUtil.release(context);
+    }
+    Gateway.write(root, "m", 1, Gateway.affine());
+    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
+    ModelRepository repository =
+        ModelRepository.load(root, ModelSettings.defaults(SessionSettings.DEFAULTS), stats);
+    GatewayServer server =
+        GatewayServer.start(
+            new ServerSettings("127.0.0.1", 0, 1 << 20, 1, Duration.ofSeconds(5), mutual),
+            new AdminSettings("127.0.0.1", 0, Gateway.ADMIN_TOKEN, null,
+                "127.0.0.1", 0, Files.createDirectories(root.resolve(".state"))),
+            repository,
+            stats);
+    java.util.List<ManagedChannel> channels = new java.util.ArrayList<>();
+    try {
+      for (io.netty.handler.ssl.SslProvider engine : new io.netty.handler.ssl.SslProvider[] {
+          io.netty.handler.ssl.SslProvider.JDK, io.netty.handler.ssl.SslProvider.OPENSSL}) {
+        SslContext client = GrpcSslContexts.configure(io.netty.handler.ssl.SslContextBuilder.forClient(), engine)
+            .trustManager(certs.caCert.toFile())
+            .keyManager(certs.clientChain.toFile(), certs.clientKey.toFile())
+            .build();
+        ManagedChannel channel = NettyChannelBuilder.forAddress("localhost", server.port()).sslContext(client).build();
+        channels.add(channel);
+        assertThat(GRPCInferenceServiceGrpc.newBlockingStub(channel).withDeadlineAfter(30, TimeUnit.SECONDS)
+                .modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()).getModelVersion())
+            .as("a client on %s", engine).isEqualTo("1");
+        // Without a certificate, mutual TLS turns it away at the handshake, on either engine.
+        SslContext anonymous = GrpcSslContexts.configure(io.netty.handler.ssl.SslContextBuilder.forClient(), engine)
+            .trustManager(certs.caCert.toFile()).build();
+        ManagedChannel refused = NettyChannelBuilder.forAddress("localhost", server.port()).sslContext(anonymous).build();
+        channels.add(refused);
+        assertThatThrownBy(() -> GRPCInferenceServiceGrpc.newBlockingStub(refused).withDeadlineAfter(10, TimeUnit.SECONDS)
+                .modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()))
+            .isInstanceOfSatisfying(StatusRuntimeException.class,
+                e -> assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.UNAVAILABLE));
+      }
+    } finally {
+      channels.forEach(ManagedChannel::shutdownNow);
+      server.stop();
+      stats.close();
+    }
+  }
 }
