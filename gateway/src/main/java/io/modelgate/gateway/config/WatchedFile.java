@@ -3,7 +3,8 @@ package io.modelgate.gateway.config;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.attribute.FileTime;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
@@ -12,15 +13,16 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * A configuration file and the value read from it, read again when the file changes (checked
- * every 2 seconds, and on {@link #reload}): the callers file and the admin tokens file, whose keys
- * are added or revoked without a restart. A change that cannot be used is logged and the value in
- * force stays.
+ * A configuration file (or files read together) and the value read from it, read again when a
+ * file changes (checked every 2 seconds, and on {@link #reload}): the callers file and the admin
+ * tokens file, whose keys are added or revoked without a restart, and a port's TLS certificate, key
+ * and client CAs, renewed without one. A change that cannot be used is logged, counted ({@link
+ * #failures}) and the value in force stays; a file is read again once it changes again.
  *
  * <p>Threads: the value is immutable, behind a volatile field; request threads only read it. One
- * thread per file, {@code modelgate-watch-<what>}, checks it.
+ * thread per watched value, {@code modelgate-watch-<what>}, checks the files.
  *
- * @param <T> the immutable value a file holds
+ * @param <T> the immutable value the files hold
  */
 public final class WatchedFile<T> implements Supplier<T>, AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(WatchedFile.class);
@@ -32,6 +34,12 @@ public final class WatchedFile<T> implements Supplier<T>, AutoCloseable {
     T read(Path file) throws IOException, InvalidFileException;
   }
 
+  /** Reads a value from several files at once; throws with a message saying what is wrong. */
+  @FunctionalInterface
+  public interface Loader<T> {
+    T load() throws IOException, InvalidFileException;
+  }
+
   /** A file that cannot be used; the message says why. */
   public static class InvalidFileException extends Exception {
     private static final long serialVersionUID = 1L;
@@ -39,23 +47,27 @@ public final class WatchedFile<T> implements Supplier<T>, AutoCloseable {
     public InvalidFileException(String message) {
       super(message);
     }
+
+    public InvalidFileException(String message, Throwable cause) {
+      super(message, cause);
+    }
   }
 
   private final String what;
-  private final Path file;
-  private final Reader<T> reader;
+  private final List<Path> files;
+  private final Loader<T> loader;
   private final ScheduledExecutorService checker;
   private volatile T value;
-  private FileTime read;
-  private long size;
+  /** Each file's modification time and size when last read (by the checker, under this lock). */
+  private List<Object> read;
+  private volatile long failures;
 
-  private WatchedFile(String what, Path file, Reader<T> reader, T value, FileTime read, long size) {
+  private WatchedFile(String what, List<Path> files, Loader<T> loader, T value, List<Object> read) {
     this.what = what;
-    this.file = file;
-    this.reader = reader;
+    this.files = files;
+    this.loader = loader;
     this.value = value;
     this.read = read;
-    this.size = size;
     this.checker = Executors.newSingleThreadScheduledExecutor(r -> {
       Thread t = new Thread(r, "modelgate-watch-" + what.replace(' ', '-'));
       t.setDaemon(true);
@@ -71,16 +83,42 @@ public final class WatchedFile<T> implements Supplier<T>, AutoCloseable {
    * @throws InvalidFileException naming the file, the key and what was expected
    */
   public static <T> WatchedFile<T> open(String what, Path file, Reader<T> reader) throws IOException, InvalidFileException {
-    FileTime modified = Files.getLastModifiedTime(file);
-    long size = Files.size(file);
+    return open(what, what + " " + file.getFileName(), List.of(file), () -> reader.read(file));
+  }
+
+  /**
+   * Reads {@code files} together now, with {@code loader} (the server does not start without a
+   * valid value), and again whenever any of them changes.
+   *
+   * @param what names the value in messages and in the checker thread's name
+   * @throws InvalidFileException prefixed with {@code what}
+   */
+  public static <T> WatchedFile<T> open(String what, List<Path> files, Loader<T> loader)
+      throws IOException, InvalidFileException {
+    return open(what, what, files, loader);
+  }
+
+  private static <T> WatchedFile<T> open(String what, String label, List<Path> files, Loader<T> loader)
+      throws IOException, InvalidFileException {
+    List<Object> stamp = stamp(files);
     T value;
     try {
-      value = reader.read(file);
+      value = loader.load();
     } catch (InvalidFileException e) {
-      throw new InvalidFileException(what + " " + file.getFileName() + ": " + e.getMessage());
+      throw new InvalidFileException(label + ": " + e.getMessage(), e);
     }
-    log.info("{} {} read: {}", what, file, value);
-    return new WatchedFile<>(what, file, reader, value, modified, size);
+    log.info("{} {} read: {}", what, files, value);
+    return new WatchedFile<>(what, List.copyOf(files), loader, value, stamp);
+  }
+
+  /** Each file's modification time and size, in order. */
+  private static List<Object> stamp(List<Path> files) throws IOException {
+    List<Object> stamp = new ArrayList<>(2 * files.size());
+    for (Path file : files) {
+      stamp.add(Files.getLastModifiedTime(file));
+      stamp.add(Files.size(file));
+    }
+    return stamp;
   }
 
   @Override
@@ -88,25 +126,42 @@ public final class WatchedFile<T> implements Supplier<T>, AutoCloseable {
     return value;
   }
 
+  /** The first file watched (the only one, for a single file). */
   public Path file() {
-    return file;
+    return files.get(0);
   }
 
-  /** Reads the file again if it changed since it was last read; true when a new value is in force. */
+  /**
+   * Exports {@link #failures} as {@code modelgate_config_reload_failures_total{file="<what>"}}: an
+   * operator's change that is not in force.
+   */
+  public WatchedFile<T> countFailures(io.micrometer.core.instrument.MeterRegistry registry) {
+    io.micrometer.core.instrument.FunctionCounter.builder("modelgate.config.reload.failures", this, WatchedFile::failures)
+        .description("Changes to a watched configuration file that could not be used (the value read before stays in force)")
+        .tag("file", what)
+        .register(registry);
+    return this;
+  }
+
+  /** Changes read that could not be used, since this was opened. */
+  public long failures() {
+    return failures;
+  }
+
+  /** Reads the files again if any changed since they were last read; true when a new value is in force. */
   public synchronized boolean reload() {
     try {
-      FileTime modified = Files.getLastModifiedTime(file);
-      long length = Files.size(file);
-      if (modified.equals(read) && length == size) {
+      List<Object> stamp = stamp(files);
+      if (stamp.equals(read)) {
         return false;
       }
-      read = modified;
-      size = length;
-      value = reader.read(file);
-      log.info("{} {} read again: {}", what, file, value);
+      read = stamp;
+      value = loader.load();
+      log.info("{} {} read again: {}", what, files, value);
       return true;
     } catch (IOException | InvalidFileException e) {
-      log.error("{} {} changed but cannot be used ({}); the one read before stays in force", what, file, e.getMessage());
+      failures++;
+      log.error("{} {} changed but cannot be used ({}); the one read before stays in force", what, files, e.getMessage());
       return false;
     }
   }

@@ -175,23 +175,33 @@ public final class GatewayServer {
             .bossEventLoopGroup(boss)
             .workerEventLoopGroup(workers)
             .maxInboundMessageSize(settings.maxInboundMessageBytes());
-    if (settings.tls() != null) {
-      inference.sslContext(settings.tls().serverContext());
-    }
     NettyServerBuilder admin =
         NettyServerBuilder.forAddress(new InetSocketAddress(adminSettings.host(), adminSettings.port()))
             .channelType(channel)
             .bossEventLoopGroup(boss)
             .workerEventLoopGroup(workers);
-    if (adminSettings.tls() != null) {
-      admin.sslContext(adminSettings.tls().serverContext());
-    }
+    // Each TLS port follows its certificate, key and client CA files (renewed without a restart).
+    List<ReloadingSslContext> tls = new ArrayList<>();
     Runnable release =
         () -> {
+          tls.forEach(ReloadingSslContext::close);
           for (EventLoopGroup group : groups) {
             group.shutdownGracefully(0, 1, TimeUnit.SECONDS);
           }
         };
+    try {
+      if (settings.tls() != null) {
+        tls.add(ReloadingSslContext.open("inference", settings.tls(), stats.clock()).bindTo(stats.prometheus()));
+        inference.sslContext(tls.get(tls.size() - 1));
+      }
+      if (adminSettings.tls() != null) {
+        tls.add(ReloadingSslContext.open("admin", adminSettings.tls(), stats.clock()).bindTo(stats.prometheus()));
+        admin.sslContext(tls.get(tls.size() - 1));
+      }
+    } catch (IOException | RuntimeException e) {
+      release.run();
+      throw e;
+    }
     try {
       GatewayServer gateway =
           start(
@@ -256,7 +266,7 @@ public final class GatewayServer {
     if (adminSettings.callersFile() != null) {
       try {
         b.callers = io.modelgate.gateway.config.WatchedFile.open("callers file", adminSettings.callersFile(),
-            io.modelgate.gateway.callers.CallerPolicy::read);
+            io.modelgate.gateway.callers.CallerPolicy::read).countFailures(stats.prometheus());
       } catch (io.modelgate.gateway.config.WatchedFile.InvalidFileException e) {
         throw new IOException(e.getMessage(), e);
       }
@@ -264,7 +274,7 @@ public final class GatewayServer {
     if (adminSettings.tokensFile() != null) {
       try {
         b.adminTokens = io.modelgate.gateway.config.WatchedFile.open("admin tokens file", adminSettings.tokensFile(),
-            file -> io.modelgate.gateway.admin.AdminTokens.read(adminSettings.token(), file));
+            file -> io.modelgate.gateway.admin.AdminTokens.read(adminSettings.token(), file)).countFailures(stats.prometheus());
       } catch (io.modelgate.gateway.config.WatchedFile.InvalidFileException e) {
         if (b.callers != null) {
           b.callers.close();

@@ -1,9 +1,7 @@
 package io.modelgate.gateway.server;
 
 import io.grpc.netty.GrpcSslContexts;
-import io.netty.handler.ssl.ClientAuth;
 import io.netty.handler.ssl.SslContext;
-import io.netty.handler.ssl.SslContextBuilder;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -11,7 +9,8 @@ import java.util.Objects;
 
 /**
  * TLS for one port: a PEM certificate chain and its PKCS#8 PEM key; with a client CA, mutual TLS
- * (clients must present a certificate that CA signed).
+ * (clients must present a certificate that CA signed). The port reads these files again when they
+ * change ({@link ReloadingSslContext}).
  *
  * @param clientCa null for server-only TLS
  */
@@ -38,15 +37,6 @@ public record TlsSettings(Path certificateChain, Path privateKey, Path clientCa)
     }
     Throwable why = io.netty.handler.ssl.OpenSsl.unavailabilityCause();
     return "the JDK's TLS" + (why == null ? "" : " (no OpenSSL engine: " + why.getMessage() + ")");
-  }
-
-  SslContext serverContext() throws IOException {
-    SslContextBuilder builder =
-        GrpcSslContexts.forServer(certificateChain.toFile(), privateKey.toFile());
-    if (clientCa != null) {
-      builder.trustManager(clientCa.toFile()).clientAuth(ClientAuth.REQUIRE);
-    }
-    return builder.build();
   }
 
   /**

@@ -54,7 +54,9 @@ class DeployArtifactsTest {
     Gateway.write(root, "good", 1, Gateway.affine());
     Gateway.config(root, "good", "drift:\n  sample_rate: 1.0\n  reference: requests\n");
     Gateway.write(root, "broken", 1, "not a model".getBytes(StandardCharsets.UTF_8));
-    gateway = Gateway.netty(root, 1 << 20);
+    // The admin port with TLS, so that the certificate's expiry and its file's reload failures are exported.
+    gateway = Gateway.netty(root, 1 << 20,
+        io.modelgate.gateway.testing.TestCertificates.create(Files.createDirectories(root.resolve("pki"))));
     gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("good").build());
     try {
       gateway.blocking().modelInfer(ModelInferRequest.newBuilder().setModelName("nowhere").build());
@@ -152,6 +154,8 @@ class DeployArtifactsTest {
             "modelgate_usage_rows_total",
             "modelgate_usage_compute_seconds_total",
             "modelgate_usage_bytes_total",
+            "modelgate_tls_certificate_expiry_timestamp_seconds",
+            "modelgate_config_reload_failures_total",
             "jvm_memory_used_bytes",
             "process_cpu_usage",
             "grpc_server_processing_duration_seconds_count");

@@ -128,7 +128,7 @@ class TlsAndMetricsTest {
 
     TestCertificates certs = TestCertificates.create(pki);
     TlsSettings mutual = new TlsSettings(certs.serverChain, certs.serverKey, certs.caCert);
-    SslContext context = mutual.serverContext();
+    SslContext context = TlsCredentials.read(mutual, java.time.Instant.now()).serverContext();
     try {
       assertThat(context).isInstanceOf(io.netty.handler.ssl.OpenSslContext.class);
     } finally {

@@ -154,12 +154,22 @@ public final class Gateway implements AutoCloseable {
   }
 
   public static Gateway netty(Path root, int maxInboundMessageBytes) throws IOException {
+    return netty(root, maxInboundMessageBytes, null);
+  }
+
+  /** On Netty, the admin port with server-only TLS from {@code adminTls} when not null. */
+  public static Gateway netty(Path root, int maxInboundMessageBytes, TestCertificates adminTls) throws IOException {
     StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
     ModelRepository repository = load(root, stats);
+    AdminSettings admin = adminTls == null
+        ? adminSettings(root.resolve(".state"), 0)
+        : new AdminSettings("127.0.0.1", 0, ADMIN_TOKEN,
+            new io.modelgate.gateway.server.TlsSettings(adminTls.serverChain, adminTls.serverKey, null),
+            "127.0.0.1", 0, root.resolve(".state"));
     GatewayServer server =
         GatewayServer.start(
             new ServerSettings("127.0.0.1", 0, maxInboundMessageBytes, 1, Duration.ofSeconds(10)),
-            adminSettings(root.resolve(".state"), 0),
+            admin,
             repository,
             stats);
     ManagedChannel channel =
@@ -167,9 +177,13 @@ public final class Gateway implements AutoCloseable {
             .usePlaintext()
             .maxInboundMessageSize(Integer.MAX_VALUE)
             .build();
-    ManagedChannel admin =
-        io.grpc.netty.NettyChannelBuilder.forAddress("127.0.0.1", server.adminPort()).usePlaintext().build();
-    return new Gateway(root, repository, stats, server, channel, admin);
+    io.grpc.netty.NettyChannelBuilder adminChannel = io.grpc.netty.NettyChannelBuilder.forAddress("127.0.0.1", server.adminPort());
+    if (adminTls == null) {
+      adminChannel.usePlaintext();
+    } else {
+      adminChannel.sslContext(io.grpc.netty.GrpcSslContexts.forClient().trustManager(adminTls.caCert.toFile()).build());
+    }
+    return new Gateway(root, repository, stats, server, channel, adminChannel.build());
   }
 
   public static AdminSettings adminSettings(Path stateDir, int metricsPort) {

@@ -40,7 +40,20 @@ public final class TestCertificates {
     return c;
   }
 
+  /**
+   * A server certificate for localhost from this CA that expired a week ago ({@code name}.pem, its
+   * key {@code name}.key, in the CA's directory).
+   */
+  public Path[] expiredServer(String name) throws Exception {
+    issue(caCert.getParent(), name, "CN=localhost", "SAN=dns:localhost,ip:127.0.0.1", "-9d");
+    return new Path[] {caCert.resolveSibling(name + ".pem"), caCert.resolveSibling(name + ".key")};
+  }
+
   private void issue(Path dir, String name, String subject, String san) throws Exception {
+    issue(dir, name, subject, san, null);
+  }
+
+  private void issue(Path dir, String name, String subject, String san, String start) throws Exception {
     keytool(dir, "-genkeypair", "-alias", name, "-keyalg", "EC", "-groupname", "secp256r1",
         "-dname", subject, "-validity", "2", "-keystore", name + ".p12", "-storetype", "PKCS12",
         "-storepass", "secret");
@@ -49,6 +62,9 @@ public final class TestCertificates {
         "-storepass", "secret", "-infile", name + ".csr", "-outfile", name + ".crt", "-validity", "2"));
     if (san != null) {
       gencert.addAll(List.of("-ext", san));
+    }
+    if (start != null) {
+      gencert.addAll(List.of("-startdate", start));
     }
     keytool(dir, gencert.toArray(new String[0]));
     Files.writeString(

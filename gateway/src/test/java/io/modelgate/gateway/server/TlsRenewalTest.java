@@ -1,0 +1,185 @@
+package io.modelgate.gateway.server;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.grpc.ManagedChannel;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.netty.GrpcSslContexts;
+import io.grpc.netty.NettyChannelBuilder;
+import io.micrometer.core.instrument.FunctionCounter;
+import io.modelgate.gateway.stats.StatsRegistry;
+import io.modelgate.gateway.testing.Gateway;
+import io.modelgate.gateway.testing.HttpProbe;
+import io.modelgate.gateway.testing.Tensors;
+import io.modelgate.gateway.testing.TestCertificates;
+import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
+import io.modelgate.runtime.onnx.SessionSettings;
+import io.modelgate.runtime.repository.ModelRepository;
+import io.modelgate.runtime.repository.ModelSettings;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.time.Clock;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.function.BooleanSupplier;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * A TLS port's certificate, key and client CAs are renewed by writing their files, as cert-manager
+ * or an operator does, without a restart: new connections get the new material within seconds,
+ * open ones keep theirs, and a renewal that cannot be used (half written, expired) is refused,
+ * counted, and leaves the material in force serving.
+ */
+class TlsRenewalTest {
+  @TempDir Path root;
+  @TempDir Path pki;
+
+  private final List<ManagedChannel> channels = new ArrayList<>();
+
+  @Test
+  void renewedFiles_reachNewConnections_openOnesKeepTheirs_andUnusableOnesAreRefused() throws Exception {
+    TestCertificates a = TestCertificates.create(Files.createDirectories(pki.resolve("a")));
+    TestCertificates b = TestCertificates.create(Files.createDirectories(pki.resolve("b")));
+    Path live = Files.createDirectories(pki.resolve("live"));
+    Path chain = live.resolve("tls.crt");
+    Path key = live.resolve("tls.key");
+    Path clientCa = live.resolve("ca.crt");
+    write(a.serverChain, chain);
+    write(a.serverKey, key);
+    write(a.caCert, clientCa);
+
+    Gateway.write(root, "m", 1, Gateway.affine());
+    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
+    ModelRepository repository = ModelRepository.load(root, ModelSettings.defaults(SessionSettings.DEFAULTS), stats);
+    GatewayServer server = GatewayServer.start(
+        new ServerSettings("127.0.0.1", 0, 1 << 20, 1, Duration.ofSeconds(5), new TlsSettings(chain, key, clientCa)),
+        new AdminSettings("127.0.0.1", 0, Gateway.ADMIN_TOKEN, null, "127.0.0.1", 0,
+            Files.createDirectories(root.resolve(".state"))),
+        repository,
+        stats);
+    try {
+      // Before: A's server certificate, and clients of A's CA.
+      ManagedChannel open = channel(server, a, a);
+      assertThat(answers(open)).isTrue();
+      assertThat(answers(channel(server, b, a))).as("a client that trusts only B's CA").isFalse();
+      double expiryA = expiry(stats);
+      assertThat(expiryA).isEqualTo(notAfter(a.serverChain));
+
+      // Half a renewal: B's certificate with A's key. Refused and counted; A's material serves on.
+      write(b.serverChain, chain);
+      await(() -> failures(stats) >= 1, "the mismatched key was not noticed");
+      assertThat(answers(channel(server, a, a))).isTrue();
+      assertThat(expiry(stats)).isEqualTo(expiryA);
+
+      // The rest of it: B's key, then B's client CA. New connections get B's material.
+      write(b.serverKey, key);
+      write(b.caCert, clientCa);
+      await(() -> answers(channel(server, b, b)), "B's certificate and client CA were not taken");
+      assertThat(answers(channel(server, a, a))).as("A's server certificate and client certificate").isFalse();
+      assertThat(answers(channel(server, b, a))).as("a client certificate A's CA signed").isFalse();
+      // The connection opened before the renewal keeps the certificate it began with.
+      assertThat(answers(open)).isTrue();
+      assertThat(expiry(stats)).isEqualTo(notAfter(b.serverChain));
+      assertThat(HttpProbe.get(server.metricsPort(), "/metrics"))
+          .contains("modelgate_tls_certificate_expiry_timestamp_seconds{port=\"inference\"}")
+          .contains("modelgate_config_reload_failures_total{file=\"inference TLS\"} 1.0");
+
+      // An expired certificate (with its own key) is refused too.
+      Path[] expired = b.expiredServer("expired");
+      write(expired[0], chain);
+      write(expired[1], key);
+      await(() -> failures(stats) >= 2, "the expired certificate was not refused");
+      assertThat(answers(channel(server, b, b))).isTrue();
+      assertThat(expiry(stats)).isEqualTo(notAfter(b.serverChain));
+    } finally {
+      channels.forEach(ManagedChannel::shutdownNow);
+      server.stop();
+      stats.close();
+    }
+  }
+
+  @Test
+  void aPortDoesNotStart_onAKeyOfAnotherCertificate_orAnExpiredCertificate_andSaysWhich() throws Exception {
+    TestCertificates a = TestCertificates.create(Files.createDirectories(pki.resolve("a")));
+    // The client's key is another certificate's.
+    assertThatThrownBy(() -> ReloadingSslContext.open("inference", new TlsSettings(a.serverChain, a.clientKey, null), Clock.systemUTC()))
+        .isInstanceOf(IOException.class)
+        .hasMessageContaining("inference TLS: the private key " + a.clientKey + " does not belong to the certificate 'CN=localhost'");
+    Path[] expired = a.expiredServer("expired");
+    assertThatThrownBy(() -> ReloadingSslContext.open("admin", new TlsSettings(expired[0], expired[1], null), Clock.systemUTC()))
+        .isInstanceOf(IOException.class)
+        .hasMessageContaining("admin TLS: the certificate 'CN=localhost' in " + expired[0] + " expired at");
+    Path notAKey = Files.writeString(pki.resolve("not-a-key.pem"), Files.readString(a.serverChain));
+    assertThatThrownBy(() -> ReloadingSslContext.open("inference", new TlsSettings(a.serverChain, notAKey, null), Clock.systemUTC()))
+        .isInstanceOf(IOException.class)
+        .hasMessageContaining("inference TLS:")
+        .hasMessageContaining(notAKey.toString());
+  }
+
+  /** Replaces {@code target} at once, as a renewal's rename does. */
+  private static void write(Path source, Path target) throws IOException {
+    Path next = target.resolveSibling(target.getFileName() + ".next");
+    Files.copy(source, next, StandardCopyOption.REPLACE_EXISTING);
+    Files.move(next, target, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+  }
+
+  /** A new connection that trusts {@code trusted}'s CA and presents {@code client}'s client certificate. */
+  private ManagedChannel channel(GatewayServer server, TestCertificates trusted, TestCertificates client) {
+    ManagedChannel channel;
+    try {
+      channel = NettyChannelBuilder.forAddress("localhost", server.port())
+          .sslContext(GrpcSslContexts.forClient()
+              .trustManager(trusted.caCert.toFile())
+              .keyManager(client.clientChain.toFile(), client.clientKey.toFile())
+              .build())
+          .build();
+    } catch (IOException e) {
+      throw new java.io.UncheckedIOException(e);
+    }
+    channels.add(channel);
+    return channel;
+  }
+
+  /** Whether an inference call on {@code channel} is answered; false when TLS turns it away. */
+  private static boolean answers(ManagedChannel channel) {
+    try {
+      GRPCInferenceServiceGrpc.newBlockingStub(channel).withDeadlineAfter(10, TimeUnit.SECONDS)
+          .modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build());
+      return true;
+    } catch (StatusRuntimeException e) {
+      assertThat(e.getStatus().getCode()).as("%s", e.getStatus()).isEqualTo(Status.Code.UNAVAILABLE);
+      return false;
+    }
+  }
+
+  private static double failures(StatsRegistry stats) {
+    FunctionCounter counter = stats.prometheus().find("modelgate.config.reload.failures").tag("file", "inference TLS").functionCounter();
+    return counter == null ? 0 : counter.count();
+  }
+
+  private static double expiry(StatsRegistry stats) {
+    return stats.prometheus().get("modelgate.tls.certificate.expiry.timestamp").tag("port", "inference").gauge().value();
+  }
+
+  private static double notAfter(Path chain) throws Exception {
+    try (var in = Files.newInputStream(chain)) {
+      return io.grpc.util.CertificateUtils.getX509Certificates(in)[0].getNotAfter().toInstant().getEpochSecond();
+    }
+  }
+
+  /** Waits for what the watching thread does every 2 s; fails after 30 s. */
+  private static void await(BooleanSupplier condition, String otherwise) throws InterruptedException {
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+    while (!condition.getAsBoolean()) {
+      assertThat(System.nanoTime()).as(otherwise).isLessThan(deadline);
+      Thread.sleep(100);
+    }
+  }
+}
