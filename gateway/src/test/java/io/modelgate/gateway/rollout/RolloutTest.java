@@ -131,11 +131,14 @@ class RolloutTest {
 
   @Test
   void aSlowerCandidate_isRolledBack_withItsEvidence() throws Exception {
-    start(Gateway.slowAffine());
+    // About 5.6 ms a call: well past the stalls of a busy 2-core machine.
+    start(Gateway.slowAffine(240));
     // Warm both versions first, and take enough samples that a few pauses (JIT, GC, a busy
     // neighbour) on this shared machine cannot make the baseline's p99: with 200 samples each, p99
     // is the third slowest call, and three 3 ms stalls of the baseline once passed the step (a CI
-    // run); with 600, it takes seven.
+    // run); with 600, it takes seven. With a candidate of 1.4 ms a call, seven stalls of the
+    // baseline over 2 ms on a machine busy with other tests once made it pass the step; the
+    // candidate now takes four times as long.
     traffic(20);
     startRollout(5, 25, 50, 100);
     traffic(600);
