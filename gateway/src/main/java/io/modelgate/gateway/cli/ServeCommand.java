@@ -7,6 +7,7 @@ import io.modelgate.gateway.server.InferenceWarmup;
 import io.modelgate.gateway.server.GatewayServer;
 import io.modelgate.gateway.server.ServerSettings;
 import io.modelgate.gateway.server.ServerVersion;
+import io.modelgate.gateway.server.ConnectionSettings;
 import io.modelgate.gateway.server.TlsSettings;
 import io.modelgate.gateway.stats.StatsRegistry;
 import io.modelgate.runtime.execution.SchedulerSettings;
@@ -261,6 +262,42 @@ final class ServeCommand implements Callable<Integer> {
               + " in Kubernetes, a little more than the readiness probe's period.")
   Duration shutdownDelay;
 
+  @Option(
+      names = "--max-connection-age",
+      defaultValue = "0s",
+      converter = Converters.TimeSpan.class,
+      description =
+          "Ask clients to reconnect (GOAWAY) once an inference connection is this old, give or take 10%, so that"
+              + " clients balancing over a fleet find replicas added since they connected; no call is lost."
+              + " 0s: never. Default: ${DEFAULT-VALUE}; in a fleet, a few minutes.")
+  Duration maxConnectionAge;
+
+  @Option(
+      names = "--max-connection-age-grace",
+      converter = Converters.TimeSpan.class,
+      description =
+          "How long calls and streams in flight on a connection past --max-connection-age may still take."
+              + " Default: as long as they take.")
+  Duration maxConnectionAgeGrace;
+
+  @Option(
+      names = "--keepalive-time",
+      defaultValue = "1m",
+      converter = Converters.TimeSpan.class,
+      description =
+          "Ping an inference connection idle this long, and close it after 20 s without an answer (a client"
+              + " gone behind a NAT or load balancer). At least 10s. Default: ${DEFAULT-VALUE}.")
+  Duration keepAliveTime;
+
+  @Option(
+      names = "--permit-keepalive-time",
+      defaultValue = "10s",
+      converter = Converters.TimeSpan.class,
+      description =
+          "The shortest interval at which clients may ping the inference port, with or without calls in flight;"
+              + " one pinging more often is told GOAWAY (too_many_pings). Default: ${DEFAULT-VALUE}.")
+  Duration permitKeepAliveTime;
+
   /** Calls the inference warm-up keeps outstanding: what the suite's closed loop runs. */
   static final int WARMUP_IN_FLIGHT = 64;
 
@@ -281,6 +318,12 @@ final class ServeCommand implements Callable<Integer> {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(),
           "--warmup-inference: " + warmupInference + " (expected: 0s to 1m)");
     }
+    ConnectionSettings connections;
+    try {
+      connections = new ConnectionSettings(maxConnectionAge, maxConnectionAgeGrace, keepAliveTime, permitKeepAliveTime);
+    } catch (IllegalArgumentException e) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(), e.getMessage());
+    }
     Logging.configure(logFormat);
     ServerSettings settings =
         new ServerSettings(
@@ -290,7 +333,8 @@ final class ServeCommand implements Callable<Integer> {
             eventLoopThreads == null ? ServerSettings.defaultEventLoopThreads() : eventLoopThreads,
             drainTimeout,
             tls(tlsCert, tlsKey, tlsClientCa, "--tls"),
-            shutdownDelay);
+            shutdownDelay,
+            connections);
     Files.createDirectories(stateDir);
     AdminToken token = AdminToken.resolve(adminTokenFile, stateDir);
     AdminSettings admin =

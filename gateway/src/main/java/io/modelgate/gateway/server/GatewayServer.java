@@ -175,6 +175,19 @@ public final class GatewayServer {
             .bossEventLoopGroup(boss)
             .workerEventLoopGroup(workers)
             .maxInboundMessageSize(settings.maxInboundMessageBytes());
+    ConnectionSettings connections = settings.connections();
+    if (!connections.maxAge().isZero()) {
+      inference.maxConnectionAge(connections.maxAge().toNanos(), TimeUnit.NANOSECONDS);
+      if (connections.maxAgeGrace() != null) {
+        inference.maxConnectionAgeGrace(connections.maxAgeGrace().toNanos(), TimeUnit.NANOSECONDS);
+      }
+    }
+    inference
+        .keepAliveTime(connections.keepAliveTime().toNanos(), TimeUnit.NANOSECONDS)
+        .keepAliveTimeout(ConnectionSettings.KEEPALIVE_TIMEOUT.toNanos(), TimeUnit.NANOSECONDS)
+        .permitKeepAliveTime(connections.permitKeepAliveTime().toNanos(), TimeUnit.NANOSECONDS)
+        .permitKeepAliveWithoutCalls(true)
+        .addTransportFilter(new ConnectionCount("inference").bindTo(stats.prometheus()));
     NettyServerBuilder admin =
         NettyServerBuilder.forAddress(new InetSocketAddress(adminSettings.host(), adminSettings.port()))
             .channelType(channel)

@@ -18,6 +18,7 @@ import java.util.Objects;
  * @param shutdownDelay on shutdown, how long the gateway reports NOT_SERVING (health, /readyz,
  *     ServerReady) while it still serves everything, so that load balancers move away before any
  *     request is refused; then it stops accepting and drains
+ * @param connections the inference port's connections over their life: maximum age, keepalive
  */
 public record ServerSettings(
     String host,
@@ -26,7 +27,8 @@ public record ServerSettings(
     int eventLoopThreads,
     Duration drainTimeout,
     TlsSettings tls,
-    Duration shutdownDelay) {
+    Duration shutdownDelay,
+    ConnectionSettings connections) {
   public static final int DEFAULT_PORT = 8001;
   /** Well above grpc-java's 4 MiB default, for image and embedding batches. */
   public static final int DEFAULT_MAX_INBOUND_MESSAGE_BYTES = 128 << 20;
@@ -53,6 +55,24 @@ public record ServerSettings(
       throw new IllegalArgumentException(
           "shutdown delay: " + shutdownDelay + " (expected: 0 to 10 minutes)");
     }
+    Objects.requireNonNull(connections, "connections");
+  }
+
+  /** The default connection settings. */
+  public ServerSettings(
+      String host,
+      int port,
+      int maxInboundMessageBytes,
+      int eventLoopThreads,
+      Duration drainTimeout,
+      TlsSettings tls,
+      Duration shutdownDelay) {
+    this(host, port, maxInboundMessageBytes, eventLoopThreads, drainTimeout, tls, shutdownDelay, ConnectionSettings.DEFAULTS);
+  }
+
+  /** These settings with {@code connections}. */
+  public ServerSettings withConnections(ConnectionSettings connections) {
+    return new ServerSettings(host, port, maxInboundMessageBytes, eventLoopThreads, drainTimeout, tls, shutdownDelay, connections);
   }
 
   /** No shutdown delay. */

@@ -249,5 +249,12 @@ class CliTest {
     Run inference = run("serve", "--warmup-inference", "2m", "--grpc-port", "0");
     assertThat(inference.exitCode()).isEqualTo(CliErrors.USAGE);
     assertThat(inference.err()).contains("--warmup-inference: PT2M (expected: 0s to 1m)");
+
+    Run age = run("serve", "--max-connection-age", "500ms", "--grpc-port", "0");
+    assertThat(age.exitCode()).isEqualTo(CliErrors.USAGE);
+    assertThat(age.err()).contains("max connection age: PT0.5S (expected: 0 for no limit, or at least 1s)");
+    Run keepalive = run("serve", "--keepalive-time", "5s", "--grpc-port", "0");
+    assertThat(keepalive.exitCode()).isEqualTo(CliErrors.USAGE);
+    assertThat(keepalive.err()).contains("keepalive time: PT5S (expected: at least 10s)");
   }
 }

@@ -155,6 +155,8 @@ class DeployArtifactsTest {
             "modelgate_usage_compute_seconds_total",
             "modelgate_usage_bytes_total",
             "modelgate_tls_certificate_expiry_timestamp_seconds",
+            "modelgate_connections_opened_total",
+            "modelgate_connections_open",
             "modelgate_config_reload_failures_total",
             "jvm_memory_used_bytes",
             "process_cpu_usage",

@@ -110,6 +110,10 @@ class KubernetesManifestsTest {
     assertThat(ControlSettings.parseStore(store)).hasSize(3);
     Duration delay = Duration.parse("PT" + flag(args, "--shutdown-delay").toUpperCase());
     Duration drain = Duration.parse("PT" + flag(args, "--drain-timeout").toUpperCase());
+    // Connections end after a few minutes, so that clients find replicas added since (deploy/README.md).
+    Duration age = Duration.parse("PT" + flag(args, "--max-connection-age").toUpperCase());
+    assertThat(new io.modelgate.gateway.server.ConnectionSettings(age, null, Duration.ofMinutes(1), Duration.ofSeconds(10)).maxAge())
+        .isBetween(Duration.ofMinutes(1), Duration.ofMinutes(30));
     int preStop = (Integer) at(container, "lifecycle", "preStop", "sleep", "seconds");
     int grace = (Integer) at(pod, "terminationGracePeriodSeconds");
     assertThat(grace).as("grace period covers preStop, shutdown delay and drain").isGreaterThan(preStop + (int) delay.toSeconds() + (int) drain.toSeconds());

@@ -1,0 +1,51 @@
+package io.modelgate.gateway.server;
+
+import java.time.Duration;
+import java.util.Objects;
+
+/**
+ * How the inference port treats its HTTP/2 connections over their life. Immutable and validated.
+ *
+ * <p>gRPC clients keep one connection per server for as long as it works, so a client that
+ * balances over a fleet's addresses (a headless Service's DNS records) learns of a replica added
+ * since it connected only when one of its connections ends. A maximum age ends each connection
+ * after a while (gRPC adds ±10% jitter so that a fleet's clients do not all reconnect at once): the
+ * server sends GOAWAY, the client opens a new connection and looks the addresses up again, and no
+ * call is lost: those in flight finish on the old connection, for at most the grace.
+ *
+ * @param maxAge how long a connection may live before GOAWAY; {@link Duration#ZERO} for no limit
+ * @param maxAgeGrace how long the calls in flight on a connection past its age may still take
+ *     (streams included); null for as long as they take
+ * @param keepAliveTime how long a connection may be idle before the server pings it to learn
+ *     whether the client is still there (a connection whose client vanished, behind a NAT or a
+ *     load balancer, is closed after 20 s without an answer)
+ * @param permitKeepAliveTime the shortest interval at which the server lets a client ping it, with
+ *     or without calls in flight; a client pinging more often is told GOAWAY ({@code
+ *     too_many_pings})
+ */
+public record ConnectionSettings(Duration maxAge, Duration maxAgeGrace, Duration keepAliveTime, Duration permitKeepAliveTime) {
+  /** No age limit; the server pings idle connections every minute; clients may ping every 10 s. */
+  public static final ConnectionSettings DEFAULTS =
+      new ConnectionSettings(Duration.ZERO, null, Duration.ofMinutes(1), Duration.ofSeconds(10));
+
+  /** How long the server waits for the answer to its ping before it closes the connection. */
+  public static final Duration KEEPALIVE_TIMEOUT = Duration.ofSeconds(20);
+
+  public ConnectionSettings {
+    Objects.requireNonNull(maxAge, "max connection age");
+    Objects.requireNonNull(keepAliveTime, "keepalive time");
+    Objects.requireNonNull(permitKeepAliveTime, "permitted keepalive time");
+    if (maxAge.isNegative() || (!maxAge.isZero() && maxAge.compareTo(Duration.ofSeconds(1)) < 0)) {
+      throw new IllegalArgumentException("max connection age: " + maxAge + " (expected: 0 for no limit, or at least 1s)");
+    }
+    if (maxAgeGrace != null && maxAgeGrace.isNegative()) {
+      throw new IllegalArgumentException("max connection age grace: " + maxAgeGrace + " (expected: >= 0)");
+    }
+    if (keepAliveTime.compareTo(Duration.ofSeconds(10)) < 0) {
+      throw new IllegalArgumentException("keepalive time: " + keepAliveTime + " (expected: at least 10s)");
+    }
+    if (permitKeepAliveTime.isNegative()) {
+      throw new IllegalArgumentException("permitted keepalive time: " + permitKeepAliveTime + " (expected: >= 0)");
+    }
+  }
+}
