@@ -120,26 +120,11 @@ class CallersTest {
   void aStream_carriesItsCallersTenant_perRequest() throws Exception {
     Path file = callers("tenants:\n  a:\n    api_keys: [" + CallerPolicy.hash(KEY_A) + "]\n    models: [alpha]\n");
     try (Gateway gateway = gateway(file)) {
-      java.util.concurrent.LinkedBlockingQueue<io.modelgate.proto.inference.ModelStreamInferResponse> answers =
-          new java.util.concurrent.LinkedBlockingQueue<>();
-      java.util.concurrent.CompletableFuture<Status> end = new java.util.concurrent.CompletableFuture<>();
+      io.modelgate.gateway.testing.StreamCollector collector = new io.modelgate.gateway.testing.StreamCollector();
+      java.util.concurrent.BlockingQueue<io.modelgate.proto.inference.ModelStreamInferResponse> answers = collector.responses;
+      java.util.concurrent.CompletableFuture<Status> end = collector.end;
       io.grpc.stub.StreamObserver<ModelInferRequest> requests = gateway.async().withCallCredentials(Gateway.bearer(KEY_A))
-          .modelStreamInfer(new io.grpc.stub.StreamObserver<>() {
-            @Override
-            public void onNext(io.modelgate.proto.inference.ModelStreamInferResponse value) {
-              answers.add(value);
-            }
-
-            @Override
-            public void onError(Throwable t) {
-              end.complete(Status.fromThrowable(t));
-            }
-
-            @Override
-            public void onCompleted() {
-              end.complete(Status.OK);
-            }
-          });
+          .modelStreamInfer(collector);
       requests.onNext(request("alpha"));
       requests.onNext(request("beta"));
       requests.onNext(request("alpha"));

@@ -171,10 +171,10 @@ class OverloadTest {
     try (Gateway gateway = Gateway.inProcess(root)) {
       ModelInferRequest.Builder request = ModelInferRequest.newBuilder().setModelName("slow")
           .addInputs(Tensors.input("x", "FP32", 1, 3)).addRawInputContents(Tensors.rawFloats(1, 2, 3));
-      java.util.concurrent.BlockingQueue<io.modelgate.proto.inference.ModelStreamInferResponse> responses =
-          new java.util.concurrent.LinkedBlockingQueue<>();
-      CompletableFuture<Status> end = new CompletableFuture<>();
-      StreamObserver<ModelInferRequest> stream = gateway.async().modelStreamInfer(observer(responses, end));
+      io.modelgate.gateway.testing.StreamCollector collector = new io.modelgate.gateway.testing.StreamCollector();
+      java.util.Collection<io.modelgate.proto.inference.ModelStreamInferResponse> responses = collector.responses;
+      CompletableFuture<Status> end = collector.end;
+      StreamObserver<ModelInferRequest> stream = gateway.async().modelStreamInfer(collector);
       for (int i = 0; i < 50; i++) {
         stream.onNext(request.setId("r" + i).build());
       }
@@ -226,26 +226,5 @@ class OverloadTest {
       assertThat(io.grpc.protobuf.StatusProto.fromThrowable(error.get()).getDetails(0)
           .is(com.google.rpc.RetryInfo.class)).isTrue();
     }
-  }
-
-  private static StreamObserver<io.modelgate.proto.inference.ModelStreamInferResponse> observer(
-      java.util.Collection<io.modelgate.proto.inference.ModelStreamInferResponse> responses,
-      CompletableFuture<Status> end) {
-    return new StreamObserver<>() {
-      @Override
-      public void onNext(io.modelgate.proto.inference.ModelStreamInferResponse value) {
-        responses.add(value);
-      }
-
-      @Override
-      public void onError(Throwable t) {
-        end.complete(Status.fromThrowable(t));
-      }
-
-      @Override
-      public void onCompleted() {
-        end.complete(Status.OK);
-      }
-    };
   }
 }

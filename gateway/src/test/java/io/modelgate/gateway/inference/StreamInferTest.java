@@ -8,6 +8,7 @@ import io.grpc.StatusRuntimeException;
 import io.grpc.stub.MetadataUtils;
 import io.grpc.stub.StreamObserver;
 import io.modelgate.gateway.testing.Gateway;
+import io.modelgate.gateway.testing.StreamCollector;
 import io.modelgate.gateway.testing.Tensors;
 import io.modelgate.proto.inference.ModelInferRequest;
 import io.modelgate.proto.inference.ModelStreamInferResponse;
@@ -37,33 +38,6 @@ class StreamInferTest {
     gateway.close();
   }
 
-  /** Collects a stream's responses and how it ended. */
-  static final class Collector implements StreamObserver<ModelStreamInferResponse> {
-    final BlockingQueue<ModelStreamInferResponse> responses = new LinkedBlockingQueue<>();
-    final CompletableFuture<Status> end = new CompletableFuture<>();
-
-    @Override
-    public void onNext(ModelStreamInferResponse value) {
-      responses.add(value);
-    }
-
-    @Override
-    public void onError(Throwable t) {
-      end.complete(Status.fromThrowable(t));
-    }
-
-    @Override
-    public void onCompleted() {
-      end.complete(Status.OK);
-    }
-
-    ModelStreamInferResponse next() throws InterruptedException {
-      ModelStreamInferResponse response = responses.poll(30, TimeUnit.SECONDS);
-      assertThat(response).as("a response within 30 s").isNotNull();
-      return response;
-    }
-  }
-
   private static ModelInferRequest bad(String id) {
     return ModelInferRequest.newBuilder()
         .setModelName("affine")
@@ -75,7 +49,7 @@ class StreamInferTest {
 
   @Test
   void goodBadGood_theFailureIsInBand_andTheStreamStaysOpen() throws Exception {
-    Collector collector = new Collector();
+    StreamCollector collector = new StreamCollector();
     StreamObserver<ModelInferRequest> requests = gateway.async().modelStreamInfer(collector);
 
     requests.onNext(Tensors.affine(1, 2, 3).setId("first").build());
@@ -108,7 +82,7 @@ class StreamInferTest {
 
   @Test
   void manyRequestsInFlight_allAnswered_thenTheStreamCompletes() throws Exception {
-    Collector collector = new Collector();
+    StreamCollector collector = new StreamCollector();
     StreamObserver<ModelInferRequest> requests = gateway.async().modelStreamInfer(collector);
     int n = 300;
     for (int i = 0; i < n; i++) {
@@ -132,7 +106,7 @@ class StreamInferTest {
 
   @Test
   void unknownModelInAStream_isReportedInBand() throws Exception {
-    Collector collector = new Collector();
+    StreamCollector collector = new StreamCollector();
     StreamObserver<ModelInferRequest> requests = gateway.async().modelStreamInfer(collector);
     requests.onNext(Tensors.affine(1, 2, 3).setModelName("nope").setId("x").build());
     ModelStreamInferResponse response = collector.next();
@@ -148,7 +122,7 @@ class StreamInferTest {
   void tritonGrpcErrorHeader_endsTheStreamWithTheStatus() throws Exception {
     Metadata headers = new Metadata();
     headers.put(Metadata.Key.of("triton_grpc_error", Metadata.ASCII_STRING_MARSHALLER), "true");
-    Collector collector = new Collector();
+    StreamCollector collector = new StreamCollector();
     StreamObserver<ModelInferRequest> requests =
         gateway
             .async()

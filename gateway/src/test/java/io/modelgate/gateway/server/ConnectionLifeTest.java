@@ -1,5 +1,6 @@
 package io.modelgate.gateway.server;
 
+import static io.modelgate.gateway.testing.Eventually.eventually;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import io.grpc.ManagedChannel;
@@ -8,6 +9,7 @@ import io.grpc.netty.NettyChannelBuilder;
 import io.grpc.stub.StreamObserver;
 import io.modelgate.gateway.stats.StatsRegistry;
 import io.modelgate.gateway.testing.Gateway;
+import io.modelgate.gateway.testing.StreamCollector;
 import io.modelgate.gateway.testing.Tensors;
 import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
 import io.modelgate.proto.inference.ModelInferRequest;
@@ -21,9 +23,7 @@ import java.time.Clock;
 import java.time.Duration;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
-import java.util.function.BooleanSupplier;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -52,9 +52,10 @@ class ConnectionLifeTest {
     ManagedChannel channel = NettyChannelBuilder.forAddress("127.0.0.1", server.port()).usePlaintext().build();
     try {
       GRPCInferenceServiceGrpc.GRPCInferenceServiceBlockingStub stub = GRPCInferenceServiceGrpc.newBlockingStub(channel);
-      BlockingQueue<ModelStreamInferResponse> answers = new LinkedBlockingQueue<>();
-      CompletableFuture<Status> streamEnd = new CompletableFuture<>();
-      StreamObserver<ModelInferRequest> stream = GRPCInferenceServiceGrpc.newStub(channel).modelStreamInfer(observer(answers, streamEnd));
+      StreamCollector collector = new StreamCollector();
+      BlockingQueue<ModelStreamInferResponse> answers = collector.responses;
+      CompletableFuture<Status> streamEnd = collector.end;
+      StreamObserver<ModelInferRequest> stream = GRPCInferenceServiceGrpc.newStub(channel).modelStreamInfer(collector);
       stream.onNext(Tensors.affine(1, 2, 3).setModelName("m").setId("before").build());
       assertThat(answers.poll(30, TimeUnit.SECONDS).getInferResponse().getId()).isEqualTo("before");
 
@@ -79,7 +80,7 @@ class ConnectionLifeTest {
     } finally {
       channel.shutdownNow().awaitTermination(10, TimeUnit.SECONDS);
     }
-    await(() -> open(stats) == 0, "connections still counted open after the client closed them");
+    eventually("connections still counted open after the client closed them", () -> open(stats) == 0);
     server.stop();
     stats.close();
   }
@@ -90,9 +91,10 @@ class ConnectionLifeTest {
     GatewayServer server = start(stats, new ConnectionSettings(Duration.ofSeconds(1), Duration.ofSeconds(1), Duration.ofMinutes(1), Duration.ofSeconds(10)));
     ManagedChannel channel = NettyChannelBuilder.forAddress("127.0.0.1", server.port()).usePlaintext().build();
     try {
-      BlockingQueue<ModelStreamInferResponse> answers = new LinkedBlockingQueue<>();
-      CompletableFuture<Status> streamEnd = new CompletableFuture<>();
-      StreamObserver<ModelInferRequest> stream = GRPCInferenceServiceGrpc.newStub(channel).modelStreamInfer(observer(answers, streamEnd));
+      StreamCollector collector = new StreamCollector();
+      BlockingQueue<ModelStreamInferResponse> answers = collector.responses;
+      CompletableFuture<Status> streamEnd = collector.end;
+      StreamObserver<ModelInferRequest> stream = GRPCInferenceServiceGrpc.newStub(channel).modelStreamInfer(collector);
       stream.onNext(Tensors.affine(1, 2, 3).setModelName("m").setId("first").build());
       assertThat(answers.poll(30, TimeUnit.SECONDS).getInferResponse().getId()).isEqualTo("first");
       // Age and grace pass (about 2 s): the connection, and the stream on it, end.
@@ -114,33 +116,5 @@ class ConnectionLifeTest {
 
   private static double open(StatsRegistry stats) {
     return stats.prometheus().get("modelgate.connections.open").tag("port", "inference").gauge().value();
-  }
-
-  private static StreamObserver<ModelStreamInferResponse> observer(
-      BlockingQueue<ModelStreamInferResponse> answers, CompletableFuture<Status> end) {
-    return new StreamObserver<>() {
-      @Override
-      public void onNext(ModelStreamInferResponse value) {
-        answers.add(value);
-      }
-
-      @Override
-      public void onError(Throwable t) {
-        end.complete(Status.fromThrowable(t));
-      }
-
-      @Override
-      public void onCompleted() {
-        end.complete(Status.OK);
-      }
-    };
-  }
-
-  private static void await(BooleanSupplier condition, String otherwise) throws InterruptedException {
-    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
-    while (!condition.getAsBoolean()) {
-      assertThat(System.nanoTime()).as(otherwise).isLessThan(deadline);
-      Thread.sleep(50);
-    }
   }
 }

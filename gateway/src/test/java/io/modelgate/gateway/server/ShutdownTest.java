@@ -135,27 +135,10 @@ class ShutdownTest {
   @Test
   void openStreams_areEndedOnceEveryRequestTheySentIsAnswered_notReset() throws Exception {
     Gateway gateway = Gateway.inProcess(Gateway.standardRepository(root), Duration.ofSeconds(30));
-    List<io.modelgate.proto.inference.ModelStreamInferResponse> answers =
-        java.util.Collections.synchronizedList(new ArrayList<>());
-    CompletableFuture<Status> end = new CompletableFuture<>();
-    StreamObserver<io.modelgate.proto.inference.ModelInferRequest> requests =
-        gateway.async().modelStreamInfer(
-            new StreamObserver<>() {
-              @Override
-              public void onNext(io.modelgate.proto.inference.ModelStreamInferResponse value) {
-                answers.add(value);
-              }
-
-              @Override
-              public void onError(Throwable t) {
-                end.complete(Status.fromThrowable(t));
-              }
-
-              @Override
-              public void onCompleted() {
-                end.complete(Status.OK);
-              }
-            });
+    io.modelgate.gateway.testing.StreamCollector collector = new io.modelgate.gateway.testing.StreamCollector();
+    java.util.Collection<io.modelgate.proto.inference.ModelStreamInferResponse> answers = collector.responses;
+    CompletableFuture<Status> end = collector.end;
+    StreamObserver<io.modelgate.proto.inference.ModelInferRequest> requests = gateway.async().modelStreamInfer(collector);
     int sent = 300;
     for (int i = 0; i < sent; i++) {
       requests.onNext(Tensors.digit(MnistDigits.get(i % 62)).setId("r" + i).build());

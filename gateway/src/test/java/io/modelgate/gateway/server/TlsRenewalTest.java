@@ -1,5 +1,6 @@
 package io.modelgate.gateway.server;
 
+import static io.modelgate.gateway.testing.Eventually.eventually;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -27,7 +28,6 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
-import java.util.function.BooleanSupplier;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -74,14 +74,14 @@ class TlsRenewalTest {
 
       // Half a renewal: B's certificate with A's key. Refused and counted; A's material serves on.
       write(b.serverChain, chain);
-      await(() -> failures(stats) >= 1, "the mismatched key was not noticed");
+      eventually("the mismatched key was not noticed", () -> failures(stats) >= 1);
       assertThat(answers(channel(server, a, a))).isTrue();
       assertThat(expiry(stats)).isEqualTo(expiryA);
 
       // The rest of it: B's key, then B's client CA. New connections get B's material.
       write(b.serverKey, key);
       write(b.caCert, clientCa);
-      await(() -> answers(channel(server, b, b)), "B's certificate and client CA were not taken");
+      eventually("B's certificate and client CA were not taken", () -> answers(channel(server, b, b)));
       assertThat(answers(channel(server, a, a))).as("A's server certificate and client certificate").isFalse();
       assertThat(answers(channel(server, b, a))).as("a client certificate A's CA signed").isFalse();
       // The connection opened before the renewal keeps the certificate it began with.
@@ -95,7 +95,7 @@ class TlsRenewalTest {
       Path[] expired = b.expiredServer("expired");
       write(expired[0], chain);
       write(expired[1], key);
-      await(() -> failures(stats) >= 2, "the expired certificate was not refused");
+      eventually("the expired certificate was not refused", () -> failures(stats) >= 2);
       assertThat(answers(channel(server, b, b))).isTrue();
       assertThat(expiry(stats)).isEqualTo(notAfter(b.serverChain));
     } finally {
@@ -171,15 +171,6 @@ class TlsRenewalTest {
   private static double notAfter(Path chain) throws Exception {
     try (var in = Files.newInputStream(chain)) {
       return io.grpc.util.CertificateUtils.getX509Certificates(in)[0].getNotAfter().toInstant().getEpochSecond();
-    }
-  }
-
-  /** Waits for what the watching thread does every 2 s; fails after 30 s. */
-  private static void await(BooleanSupplier condition, String otherwise) throws InterruptedException {
-    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
-    while (!condition.getAsBoolean()) {
-      assertThat(System.nanoTime()).as(otherwise).isLessThan(deadline);
-      Thread.sleep(100);
     }
   }
 }
