@@ -57,10 +57,14 @@ import java.util.concurrent.TimeUnit;
  * included; all its state is that loop's. {@link #send} runs on that loop (from any other thread it
  * is handed over); every {@link Call} is answered on it, exactly once: with the call's status when
  * its trailers arrive, or UNAVAILABLE / CANCELLED / INTERNAL when its stream is reset or the
- * connection closes first. A connection that is closed, or told by the server's GOAWAY to take no
- * more calls, fails new calls at once with UNAVAILABLE and starts one new connection in the
- * background (at most one attempt per 100 ms); a call beyond the server's limit of concurrent
- * streams is not sent ({@link #STREAM_LIMIT}).
+ * connection closes first. A server's GOAWAY (a connection past its maximum age, a server going
+ * away) is followed as gRPC clients follow it: a new connection is opened at once, calls made
+ * meanwhile wait for it (at most {@value #MAX_PARKED}), and the calls the server says it did not
+ * take (above its last stream) go out again on it, once; those it took are answered on the old
+ * connection, which closes when they are. A connection that is closed under its calls fails them,
+ * and new calls at once, with UNAVAILABLE while one new connection is tried in the background (at
+ * most one attempt per 100 ms; calls made during an attempt wait for it). A call beyond the
+ * server's limit of concurrent streams is not sent ({@link #STREAM_LIMIT}).
  */
 final class WireConnection implements AutoCloseable {
   /** gRPC status codes this class sets itself. */
@@ -152,6 +156,8 @@ final class WireConnection implements AutoCloseable {
     /** Bytes received on this stream and not yet returned to the server. */
     private int unreturned;
     private boolean done;
+    /** Whether the call went out again after a GOAWAY said the server never took it. */
+    private boolean retried;
 
     /**
      * @param message the request as one gRPC message ({@link #message(byte[])}), shared by calls
@@ -160,6 +166,22 @@ final class WireConnection implements AutoCloseable {
     Call(ByteBuf message, Reader reader) {
       this.message = message;
       this.reader = reader;
+    }
+
+    /** Back to unsent, for a new stream: the server never took the last one. */
+    private void restart() {
+      streamId = 0;
+      sent = 0;
+      window = 0;
+      waitingForWindow = false;
+      if (body != null) {
+        body.release();
+        body = null;
+      }
+      read = false;
+      readResult = null;
+      unreadable = false;
+      unreturned = 0;
     }
 
     /**
@@ -178,6 +200,10 @@ final class WireConnection implements AutoCloseable {
   /** The current connection's handler; replaced by a reconnection. Event loop only. */
   private Handler current;
   private boolean reconnecting;
+  /** Calls made while a new connection is on its way, sent when it is open. Event loop only. */
+  private final ArrayDeque<Call> parked = new ArrayDeque<>();
+  /** The most calls that wait for a new connection; beyond, they fail UNAVAILABLE at once. */
+  static final int MAX_PARKED = 1 << 16;
   /** When a failed connection may next be tried again (System.nanoTime()). Event loop only. */
   private long nextConnectNanos;
   private volatile boolean closed;
@@ -244,8 +270,29 @@ final class WireConnection implements AutoCloseable {
           }
         })
         .connect(address);
-    future.addListener(f -> reconnecting = false);
+    future.addListener(f -> {
+      reconnecting = false;
+      if (!f.isSuccess()) {
+        failParked();
+      }
+    });
     return future;
+  }
+
+  /** Event loop only: {@code call} waits for the connection being made. */
+  private void park(Call call) {
+    if (parked.size() >= MAX_PARKED) {
+      finish(call, UNAVAILABLE, null, null);
+    } else {
+      parked.add(call);
+    }
+  }
+
+  /** Event loop only: the waiting calls fail, their connection having failed. */
+  private void failParked() {
+    for (Call call; (call = parked.poll()) != null; ) {
+      finish(call, UNAVAILABLE, null, null);
+    }
   }
 
   /**
@@ -279,7 +326,12 @@ final class WireConnection implements AutoCloseable {
     }
     Handler handler = current;
     if (handler == null || !handler.open()) {
-      if (!reconnecting && System.nanoTime() - nextConnectNanos >= 0) {
+      if (reconnecting) {
+        // A new connection is on its way (after a GOAWAY, or a retry): the call waits for it.
+        park(call);
+        return;
+      }
+      if (System.nanoTime() - nextConnectNanos >= 0) {
         connect();
       }
       finish(call, UNAVAILABLE, null, null);
@@ -427,6 +479,14 @@ final class WireConnection implements AutoCloseable {
       // A large connection window, so that many answers in flight are never held by flow control.
       windowUpdate(0, CONNECTION_WINDOW - DEFAULT_WINDOW);
       prefaceSent = true;
+      if (this == current) {
+        // The calls that waited for this connection go out with its preface.
+        for (Call call; open() && (call = parked.poll()) != null; ) {
+          if (!call.done) {
+            start(call);
+          }
+        }
+      }
       flushNow();
       super.channelActive(ctx);
     }
@@ -448,6 +508,9 @@ final class WireConnection implements AutoCloseable {
     public void channelInactive(ChannelHandlerContext ctx) throws Exception {
       super.channelInactive(ctx);
       failAll(UNAVAILABLE);
+      if (this == current) {
+        failParked();
+      }
     }
 
     @Override
@@ -835,9 +898,17 @@ final class WireConnection implements AutoCloseable {
       writeWaiting();
     }
 
-    /** The server takes no stream above {@code last}: those calls fail, the rest may still be answered. */
+    /**
+     * The server takes no new stream, and none above {@code last}: a new connection is opened at
+     * once (new calls wait for it), the calls above {@code last}, which the server never saw, go
+     * out again on it (once), and the rest may still be answered here.
+     */
     private void goAway(int last) {
+      boolean first = !goAway;
       goAway = true;
+      if (first && this == current && !closed) {
+        connect();
+      }
       List<Call> refused = new ArrayList<>();
       for (IntObjectMap.PrimitiveEntry<Call> entry : calls.entries()) {
         if (entry.key() > last) {
@@ -846,8 +917,18 @@ final class WireConnection implements AutoCloseable {
       }
       for (Call call : refused) {
         calls.remove(call.streamId);
-        finish(call, UNAVAILABLE, null, null);
+        if (call.waitingForWindow) {
+          waiting.remove(call);
+        }
+        if (call.retried || call.done) {
+          finish(call, UNAVAILABLE, null, null);
+        } else {
+          call.retried = true;
+          call.restart();
+          write(call);
+        }
       }
+      flush();
       closeIfDrained();
     }
   }
