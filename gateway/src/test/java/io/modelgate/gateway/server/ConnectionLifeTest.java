@@ -14,10 +14,6 @@ import io.modelgate.gateway.testing.Tensors;
 import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
 import io.modelgate.proto.inference.ModelInferRequest;
 import io.modelgate.proto.inference.ModelStreamInferResponse;
-import io.modelgate.runtime.onnx.SessionSettings;
-import io.modelgate.runtime.repository.ModelRepository;
-import io.modelgate.runtime.repository.ModelSettings;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Clock;
 import java.time.Duration;
@@ -37,12 +33,18 @@ class ConnectionLifeTest {
 
   private GatewayServer start(StatsRegistry stats, ConnectionSettings connections) throws Exception {
     Gateway.write(root, "m", 1, Gateway.affine());
-    ModelRepository repository = ModelRepository.load(root, ModelSettings.defaults(SessionSettings.DEFAULTS), stats);
-    return GatewayServer.start(
+    return Gateway.server(root, stats,
         new ServerSettings("127.0.0.1", 0, 1 << 20, 1, Duration.ofSeconds(5)).withConnections(connections),
-        new AdminSettings("127.0.0.1", 0, Gateway.ADMIN_TOKEN, null, "127.0.0.1", 0, Files.createDirectories(root.resolve(".state"))),
-        repository,
-        stats);
+        Gateway.adminSettings(root.resolve(".state"), 0));
+  }
+
+  /** A stream on {@code channel}, its first request ({@code id}) answered. */
+  private static StreamObserver<ModelInferRequest> openStream(ManagedChannel channel, StreamCollector collector, String id)
+      throws InterruptedException {
+    StreamObserver<ModelInferRequest> stream = GRPCInferenceServiceGrpc.newStub(channel).modelStreamInfer(collector);
+    stream.onNext(Tensors.affine(1, 2, 3).setModelName("m").setId(id).build());
+    assertThat(collector.next().getInferResponse().getId()).isEqualTo(id);
+    return stream;
   }
 
   @Test
@@ -55,9 +57,7 @@ class ConnectionLifeTest {
       StreamCollector collector = new StreamCollector();
       BlockingQueue<ModelStreamInferResponse> answers = collector.responses;
       CompletableFuture<Status> streamEnd = collector.end;
-      StreamObserver<ModelInferRequest> stream = GRPCInferenceServiceGrpc.newStub(channel).modelStreamInfer(collector);
-      stream.onNext(Tensors.affine(1, 2, 3).setModelName("m").setId("before").build());
-      assertThat(answers.poll(30, TimeUnit.SECONDS).getInferResponse().getId()).isEqualTo("before");
+      StreamObserver<ModelInferRequest> stream = openStream(channel, collector, "before");
 
       // Calls one after another on one channel, until the server has had three connections.
       int calls = 0;
@@ -92,13 +92,9 @@ class ConnectionLifeTest {
     ManagedChannel channel = NettyChannelBuilder.forAddress("127.0.0.1", server.port()).usePlaintext().build();
     try {
       StreamCollector collector = new StreamCollector();
-      BlockingQueue<ModelStreamInferResponse> answers = collector.responses;
-      CompletableFuture<Status> streamEnd = collector.end;
-      StreamObserver<ModelInferRequest> stream = GRPCInferenceServiceGrpc.newStub(channel).modelStreamInfer(collector);
-      stream.onNext(Tensors.affine(1, 2, 3).setModelName("m").setId("first").build());
-      assertThat(answers.poll(30, TimeUnit.SECONDS).getInferResponse().getId()).isEqualTo("first");
+      openStream(channel, collector, "first");
       // Age and grace pass (about 2 s): the connection, and the stream on it, end.
-      assertThat(streamEnd.get(60, TimeUnit.SECONDS).getCode()).isNotEqualTo(Status.Code.OK);
+      assertThat(collector.end.get(60, TimeUnit.SECONDS).getCode()).isNotEqualTo(Status.Code.OK);
       // The channel reconnects for the next call.
       assertThat(GRPCInferenceServiceGrpc.newBlockingStub(channel).withDeadlineAfter(30, TimeUnit.SECONDS)
           .modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()).getModelVersion()).isEqualTo("1");

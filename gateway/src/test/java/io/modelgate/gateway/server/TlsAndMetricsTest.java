@@ -15,9 +15,6 @@ import io.modelgate.gateway.testing.Tensors;
 import io.modelgate.proto.admin.v1.AdminServiceGrpc;
 import io.modelgate.proto.admin.v1.ListModelsRequest;
 import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
-import io.modelgate.runtime.onnx.SessionSettings;
-import io.modelgate.runtime.repository.ModelRepository;
-import io.modelgate.runtime.repository.ModelSettings;
 import io.netty.handler.ssl.SslContext;
 import java.net.URI;
 import java.net.http.HttpClient;
@@ -41,17 +38,13 @@ class TlsAndMetricsTest {
     TestCertificates certs = TestCertificates.create(pki);
     Gateway.write(root, "m", 1, Gateway.affine());
     StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
-    ModelRepository repository =
-        ModelRepository.load(root, ModelSettings.defaults(SessionSettings.DEFAULTS), stats);
     GatewayServer server =
-        GatewayServer.start(
+        Gateway.server(root, stats,
             new ServerSettings("127.0.0.1", 0, 1 << 20, 1, Duration.ofSeconds(5),
                 new TlsSettings(certs.serverChain, certs.serverKey, null)),
             new AdminSettings("127.0.0.1", 0, Gateway.ADMIN_TOKEN,
                 new TlsSettings(certs.serverChain, certs.serverKey, certs.caCert),
-                "127.0.0.1", 0, Files.createDirectories(root.resolve(".state"))).withWarmup(3),
-            repository,
-            stats);
+                "127.0.0.1", 0, Files.createDirectories(root.resolve(".state"))).withWarmup(3));
     // With mutual TLS on the admin port the start-up warm-up goes in-process, and completes.
     assertThat(server.warmup().rounds()).isEqualTo(3);
     assertThat(server.warmup().stoppedBy()).isEmpty();
@@ -136,15 +129,8 @@ class TlsAndMetricsTest {
     }
     Gateway.write(root, "m", 1, Gateway.affine());
     StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
-    ModelRepository repository =
-        ModelRepository.load(root, ModelSettings.defaults(SessionSettings.DEFAULTS), stats);
-    GatewayServer server =
-        GatewayServer.start(
-            new ServerSettings("127.0.0.1", 0, 1 << 20, 1, Duration.ofSeconds(5), mutual),
-            new AdminSettings("127.0.0.1", 0, Gateway.ADMIN_TOKEN, null,
-                "127.0.0.1", 0, Files.createDirectories(root.resolve(".state"))),
-            repository,
-            stats);
+    GatewayServer server = Gateway.server(root, stats,
+        new ServerSettings("127.0.0.1", 0, 1 << 20, 1, Duration.ofSeconds(5), mutual), Gateway.adminSettings(root.resolve(".state"), 0));
     java.util.List<ManagedChannel> channels = new java.util.ArrayList<>();
     try {
       for (io.netty.handler.ssl.SslProvider engine : new io.netty.handler.ssl.SslProvider[] {

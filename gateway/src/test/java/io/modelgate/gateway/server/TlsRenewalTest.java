@@ -16,9 +16,6 @@ import io.modelgate.gateway.testing.HttpProbe;
 import io.modelgate.gateway.testing.Tensors;
 import io.modelgate.gateway.testing.TestCertificates;
 import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
-import io.modelgate.runtime.onnx.SessionSettings;
-import io.modelgate.runtime.repository.ModelRepository;
-import io.modelgate.runtime.repository.ModelSettings;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -57,13 +54,9 @@ class TlsRenewalTest {
 
     Gateway.write(root, "m", 1, Gateway.affine());
     StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
-    ModelRepository repository = ModelRepository.load(root, ModelSettings.defaults(SessionSettings.DEFAULTS), stats);
-    GatewayServer server = GatewayServer.start(
+    GatewayServer server = Gateway.server(root, stats,
         new ServerSettings("127.0.0.1", 0, 1 << 20, 1, Duration.ofSeconds(5), new TlsSettings(chain, key, clientCa)),
-        new AdminSettings("127.0.0.1", 0, Gateway.ADMIN_TOKEN, null, "127.0.0.1", 0,
-            Files.createDirectories(root.resolve(".state"))),
-        repository,
-        stats);
+        Gateway.adminSettings(root.resolve(".state"), 0));
     try {
       // Before: A's server certificate, and clients of A's CA.
       ManagedChannel open = channel(server, a, a);

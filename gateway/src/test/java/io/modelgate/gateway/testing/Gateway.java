@@ -186,6 +186,11 @@ public final class Gateway implements AutoCloseable {
     return new Gateway(root, repository, stats, server, channel, adminChannel.build());
   }
 
+  /** A server on Netty with {@code settings} and {@code admin}, serving {@code root}'s models, recording to {@code stats}. */
+  public static GatewayServer server(Path root, StatsRegistry stats, ServerSettings settings, AdminSettings admin) throws IOException {
+    return GatewayServer.start(settings, admin, load(root, stats), stats);
+  }
+
   public static AdminSettings adminSettings(Path stateDir, int metricsPort) {
     return new AdminSettings("127.0.0.1", 0, ADMIN_TOKEN, null, "127.0.0.1", metricsPort, stateDir);
   }
