@@ -8,7 +8,7 @@ import io.modelgate.gateway.server.GatewayServer;
 import io.modelgate.gateway.server.ServerSettings;
 import io.modelgate.gateway.server.ServerVersion;
 import io.modelgate.gateway.server.ConnectionSettings;
-import io.modelgate.gateway.server.TlsSettings;
+import io.modelgate.gateway.tls.TlsSettings;
 import io.modelgate.gateway.stats.StatsRegistry;
 import io.modelgate.runtime.execution.SchedulerSettings;
 import io.modelgate.runtime.onnx.SessionSettings;
@@ -229,10 +229,10 @@ final class ServeCommand implements Callable<Integer> {
   @Option(names = "--etcd-password-file", paramLabel = "FILE", description = "File holding the etcd password.")
   Path etcdPasswordFile;
 
-  @Option(names = "--etcd-ca", paramLabel = "PEM", description = "CA certificate that signed etcd's server certificate (etcds://).")
+  @Option(names = "--etcd-ca", paramLabel = "PEM", description = "CA certificate that signed etcd's server certificate (etcds://). Read again when it changes.")
   Path etcdCa;
 
-  @Option(names = "--etcd-cert", paramLabel = "PEM", description = "Client certificate for etcd's mutual TLS.")
+  @Option(names = "--etcd-cert", paramLabel = "PEM", description = "Client certificate for etcd's mutual TLS. Read again when it changes, and used from the next connection to etcd.")
   Path etcdCert;
 
   @Option(names = "--etcd-key", paramLabel = "PEM", description = "PKCS#8 private key for --etcd-cert.")

@@ -18,15 +18,17 @@ import io.etcd.jetcd.options.PutOption;
 import io.etcd.jetcd.options.WatchOption;
 import io.etcd.jetcd.watch.WatchEvent;
 import io.etcd.jetcd.watch.WatchResponse;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.modelgate.gateway.tls.ReloadingSslContext;
 import io.modelgate.proto.admin.v1.AuditRecord;
 import io.modelgate.proto.admin.v1.ControlStoreStatus;
 import io.modelgate.proto.admin.v1.ModelControl;
 import io.modelgate.proto.admin.v1.ReplicaSnapshot;
 import io.modelgate.runtime.error.InferenceException;
-import io.netty.handler.ssl.SslContextBuilder;
 import java.io.IOException;
 import java.net.URI;
 import java.nio.charset.StandardCharsets;
+import java.time.Clock;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -81,6 +83,8 @@ public final class EtcdControlStore implements ControlStore {
   private final String target;
   private final long timeoutMs;
   private final ScheduledExecutorService thread;
+  /** The TLS context that follows the CA and client certificate files; null without those. */
+  private final ReloadingSslContext tls;
   private final AtomicLong auditSequence = new AtomicLong();
 
   private volatile long downSinceMs;
@@ -98,7 +102,16 @@ public final class EtcdControlStore implements ControlStore {
   private volatile long replicaLease;
   private volatile boolean closed;
 
-  public EtcdControlStore(ControlSettings settings) throws IOException {
+  /**
+   * Connects (lazily: the first request connects) to {@code settings}' etcd. Over TLS with a CA
+   * or client certificate file, those files are followed: a renewed certificate, key or CA is
+   * checked and used for every connection to etcd from then on (the connection open then keeps
+   * its handshake until it ends), and {@code registry} gets its expiry and reload failures under
+   * the port label {@code etcd}.
+   *
+   * @throws IOException when those files cannot be read or used, naming the file
+   */
+  public EtcdControlStore(ControlSettings settings, MeterRegistry registry, Clock clock) throws IOException {
     if (!settings.etcd()) {
       throw new IllegalArgumentException("no etcd endpoints");
     }
@@ -117,15 +130,15 @@ public final class EtcdControlStore implements ControlStore {
     if (settings.user() != null) {
       builder.user(bytes(settings.user())).password(bytes(settings.password()));
     }
-    if (settings.etcdEndpoints().get(0).getScheme().equals("https")) {
-      SslContextBuilder tls = io.grpc.netty.GrpcSslContexts.forClient();
-      if (settings.trustedCa() != null) {
-        tls.trustManager(settings.trustedCa().toFile());
-      }
-      if (settings.clientCertificate() != null) {
-        tls.keyManager(settings.clientCertificate().toFile(), settings.clientKey().toFile());
-      }
-      builder.sslContext(tls.build());
+    boolean https = settings.etcdEndpoints().get(0).getScheme().equals("https");
+    this.tls = https && (settings.trustedCa() != null || settings.clientCertificate() != null)
+        ? ReloadingSslContext.openClient("etcd", settings.trustedCa(), settings.clientCertificate(), settings.clientKey(), clock)
+            .bindTo(registry)
+        : null;
+    if (tls != null) {
+      builder.sslContext(tls);
+    } else if (https) {
+      builder.sslContext(io.grpc.netty.GrpcSslContexts.forClient().build());
     }
     this.client = builder.build();
     this.reconnect = EtcdReconnect.of(client);
@@ -633,5 +646,8 @@ public final class EtcdControlStore implements ControlStore {
       }
     }
     client.close();
+    if (tls != null) {
+      tls.close();
+    }
   }
 }

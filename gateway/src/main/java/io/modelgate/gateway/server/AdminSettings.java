@@ -1,5 +1,6 @@
 package io.modelgate.gateway.server;
 
+import io.modelgate.gateway.tls.TlsSettings;
 import java.nio.file.Path;
 import java.util.Objects;
 

@@ -10,16 +10,18 @@ import io.grpc.protobuf.services.ProtoReflectionService;
 import io.grpc.protobuf.services.ProtoReflectionServiceV1;
 import io.modelgate.gateway.admin.AdminAuth;
 import io.modelgate.gateway.admin.AdminService;
+import io.modelgate.gateway.control.ControlPlane;
 import io.modelgate.gateway.control.ControlSettings;
 import io.modelgate.gateway.control.ControlStore;
 import io.modelgate.gateway.control.EtcdControlStore;
 import io.modelgate.gateway.control.FileControlStore;
 import io.modelgate.gateway.control.StateStore;
 import io.modelgate.gateway.inference.InferenceService;
-import io.modelgate.gateway.control.ControlPlane;
 import io.modelgate.gateway.routing.LatestReadyVersionSelector;
 import io.modelgate.gateway.routing.Router;
 import io.modelgate.gateway.stats.StatsRegistry;
+import io.modelgate.gateway.tls.ReloadingSslContext;
+import io.modelgate.gateway.tls.TlsSettings;
 import io.modelgate.proto.admin.v1.AdminState;
 import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
 import io.modelgate.runtime.repository.ModelRepository;
@@ -304,7 +306,7 @@ public final class GatewayServer {
     StateStore state = new StateStore(adminSettings.stateDirectory());
     ControlStore store =
         controlSettings.etcd()
-            ? new EtcdControlStore(controlSettings)
+            ? new EtcdControlStore(controlSettings, stats.prometheus(), stats.clock())
             : new FileControlStore(state, controlSettings.replica());
     b.usage = new io.modelgate.gateway.usage.Usage(stats.prometheus(), stats.clock(), controlSettings.replica(),
         adminSettings.stateDirectory().resolve("usage"), new io.modelgate.gateway.usage.AccessLog(adminSettings.accessLogRate()));

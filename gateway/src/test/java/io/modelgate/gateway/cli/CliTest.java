@@ -67,9 +67,9 @@ class CliTest {
         repo, io.modelgate.runtime.repository.ModelSettings.defaults(io.modelgate.runtime.onnx.SessionSettings.DEFAULTS), stats);
     io.modelgate.gateway.server.GatewayServer server = io.modelgate.gateway.server.GatewayServer.start(
         new io.modelgate.gateway.server.ServerSettings("127.0.0.1", 0, 1 << 20, 1, java.time.Duration.ofSeconds(5),
-            new io.modelgate.gateway.server.TlsSettings(certs.serverChain, certs.serverKey, certs.caCert)),
+            new io.modelgate.gateway.tls.TlsSettings(certs.serverChain, certs.serverKey, certs.caCert)),
         new io.modelgate.gateway.server.AdminSettings("127.0.0.1", 0, Gateway.ADMIN_TOKEN,
-            new io.modelgate.gateway.server.TlsSettings(certs.serverChain, certs.serverKey, certs.caCert),
+            new io.modelgate.gateway.tls.TlsSettings(certs.serverChain, certs.serverKey, certs.caCert),
             "127.0.0.1", -1, java.nio.file.Files.createDirectories(repo.resolve(".state"))).withWarmup(0),
         repository, stats);
     try {

@@ -1,10 +1,12 @@
 package io.modelgate.gateway.control;
 
+import static io.modelgate.gateway.testing.Eventually.eventually;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.modelgate.gateway.testing.EtcdServer;
 import io.modelgate.gateway.testing.Gateway;
+import io.modelgate.gateway.testing.TestCertificates;
 import io.modelgate.proto.admin.v1.RoutingPolicy;
 import io.modelgate.proto.admin.v1.SetRoutingRequest;
 import java.io.IOException;
@@ -20,7 +22,7 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * A replica against an etcd that authenticates: with a password (the right one works, a wrong one
  * stops it starting, clearly) and with mutual TLS (the CA and a client certificate work; without
- * the certificate it does not start).
+ * the certificate it does not start; renewed files are used without a restart).
  */
 class EtcdAuthTest {
   @TempDir Path root;
@@ -83,5 +85,63 @@ class EtcdAuthTest {
           .isInstanceOf(IOException.class)
           .hasMessageContaining("cannot be read");
     }
+  }
+
+  /**
+   * etcd's CA is rotated: the replica's CA, client certificate and key files are renewed in place
+   * (half first: refused and counted), etcd restarts with the new CA's certificates, and the replica
+   * reconnects with the renewed material and takes changes again, without a restart.
+   */
+  @Test
+  void overMutualTls_renewedCaAndClientCertificate_areUsedWhenEtcdComesBackWithThem_withoutARestart() throws Exception {
+    Gateway.write(root, "m", 1, Gateway.affine());
+    Files.writeString(root.resolve("m/model.yaml"), "max_batch_size: 0\n");
+    TestCertificates a = TestCertificates.create(Files.createDirectories(root.resolve("certs-a")));
+    TestCertificates b = TestCertificates.create(Files.createDirectories(root.resolve("certs-b")));
+    Path live = Files.createDirectories(root.resolve("etcd-client"));
+    Path ca = live.resolve("ca.crt");
+    Path chain = live.resolve("tls.crt");
+    Path key = live.resolve("tls.key");
+    TestCertificates.renew(a.caCert, ca);
+    TestCertificates.renew(a.clientChain, chain);
+    TestCertificates.renew(a.clientKey, key);
+    try (EtcdServer etcd = EtcdServer.startTls(root.resolve("etcd"), a)) {
+      ControlSettings settings = new ControlSettings(etcd.endpoints(), "/rotate/", "a", null, null,
+          ca, chain, key, Duration.ofSeconds(2), Duration.ofSeconds(5), Duration.ofMillis(200));
+      try (Gateway gateway = Gateway.inProcess(root, root.resolve("state-rotate"), Clock.systemUTC(), settings)) {
+        assertThat(setWeights(gateway, 0).getRevision()).isEqualTo(1);
+        assertThat(expiry(gateway)).isEqualTo(TestCertificates.notAfter(a.clientChain));
+
+        // Half a renewal: B's certificate with A's key. Refused and counted; A's material stays.
+        TestCertificates.renew(b.clientChain, chain);
+        eventually("the mismatched key was not noticed", () -> failures(gateway) >= 1);
+        // The rest: B's key and B's CA. Then etcd comes back with B's CA only.
+        TestCertificates.renew(b.clientKey, key);
+        TestCertificates.renew(b.caCert, ca);
+        double expiryB = TestCertificates.notAfter(b.clientChain);
+        eventually("B's client certificate was not taken", () -> expiry(gateway) == expiryB && failures(gateway) == 1);
+        etcd.kill();
+        eventually("the outage was not noticed", () -> !gateway.server.control().status().getUp());
+        etcd.startWith(b);
+        eventually("the replica did not reconnect with B's material", () -> gateway.server.control().status().getUp());
+        assertThat(setWeights(gateway, 1).getRevision()).isEqualTo(2);
+        assertThat(gateway.stats.prometheus().scrape())
+            .contains("modelgate_tls_certificate_expiry_timestamp_seconds{port=\"etcd\"}")
+            .contains("modelgate_config_reload_failures_total{file=\"etcd TLS\"} 1.0");
+      }
+    }
+  }
+
+  private static RoutingPolicy setWeights(Gateway gateway, long expectedRevision) {
+    return gateway.admin().setRouting(SetRoutingRequest.newBuilder()
+        .setPolicy(RoutingPolicy.newBuilder().setModel("m").putWeights(1, 1)).setExpectedRevision(expectedRevision).build());
+  }
+
+  private static double expiry(Gateway gateway) {
+    return gateway.stats.prometheus().get("modelgate.tls.certificate.expiry.timestamp").tag("port", "etcd").gauge().value();
+  }
+
+  private static double failures(Gateway gateway) {
+    return gateway.stats.prometheus().get("modelgate.config.reload.failures").tag("file", "etcd TLS").functionCounter().count();
   }
 }

@@ -4,13 +4,14 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import io.modelgate.gateway.stats.StatsRegistry;
 import io.modelgate.gateway.testing.Gateway;
+import io.modelgate.gateway.tls.TlsSettings;
 import io.modelgate.proto.admin.v1.AdminServiceGrpc;
 import io.modelgate.proto.admin.v1.GetStatsRequest;
 import io.modelgate.proto.admin.v1.GetUsageRequest;
 import io.modelgate.proto.admin.v1.StatsResponse;
+import io.modelgate.runtime.onnx.SessionSettings;
 import io.modelgate.runtime.repository.ModelRepository;
 import io.modelgate.runtime.repository.ModelSettings;
-import io.modelgate.runtime.onnx.SessionSettings;
 import java.net.InetSocketAddress;
 import java.nio.file.Files;
 import java.nio.file.Path;

@@ -10,8 +10,10 @@ import io.grpc.netty.GrpcSslContexts;
 import io.grpc.netty.NettyChannelBuilder;
 import io.modelgate.gateway.stats.StatsRegistry;
 import io.modelgate.gateway.testing.Gateway;
-import io.modelgate.gateway.testing.TestCertificates;
 import io.modelgate.gateway.testing.Tensors;
+import io.modelgate.gateway.testing.TestCertificates;
+import io.modelgate.gateway.tls.ReloadingSslContext;
+import io.modelgate.gateway.tls.TlsSettings;
 import io.modelgate.proto.admin.v1.AdminServiceGrpc;
 import io.modelgate.proto.admin.v1.ListModelsRequest;
 import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
@@ -121,11 +123,13 @@ class TlsAndMetricsTest {
 
     TestCertificates certs = TestCertificates.create(pki);
     TlsSettings mutual = new TlsSettings(certs.serverChain, certs.serverKey, certs.caCert);
-    SslContext context = TlsCredentials.read(mutual, java.time.Instant.now()).serverContext();
-    try {
-      assertThat(context).isInstanceOf(io.netty.handler.ssl.OpenSslContext.class);
-    } finally {
-      io.netty.util.ReferenceCountUtil.release(context);
+    try (ReloadingSslContext context = ReloadingSslContext.open("inference", mutual, Clock.systemUTC())) {
+      javax.net.ssl.SSLEngine engine = context.newEngine(io.netty.buffer.ByteBufAllocator.DEFAULT);
+      try {
+        assertThat(engine).isInstanceOf(io.netty.handler.ssl.ReferenceCountedOpenSslEngine.class);
+      } finally {
+        io.netty.util.ReferenceCountUtil.release(engine);
+      }
     }
     Gateway.write(root, "m", 1, Gateway.affine());
     StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);

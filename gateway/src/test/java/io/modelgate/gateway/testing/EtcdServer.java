@@ -21,7 +21,7 @@ public final class EtcdServer implements AutoCloseable {
   private final int clientPort;
   private final int peerPort;
   /** Null for plaintext; else etcd serves clients over TLS and requires their certificates. */
-  private final TestCertificates tls;
+  private TestCertificates tls;
   private Process process;
 
   private EtcdServer(Path dataDir, int clientPort, int peerPort, TestCertificates tls) {
@@ -125,6 +125,18 @@ public final class EtcdServer implements AutoCloseable {
       }
     }
     throw new IOException("etcd did not become healthy within 30 s: " + Files.readString(log));
+  }
+
+  /**
+   * Starts again on the same data and port with other certificates (a rotated CA): serves {@code
+   * certs}' server certificate and takes only client certificates its CA signed. TLS only.
+   */
+  public void startWith(TestCertificates certs) throws IOException {
+    if (tls == null) {
+      throw new IllegalStateException("a plaintext etcd stays plaintext");
+    }
+    tls = certs;
+    start();
   }
 
   private boolean listening() {

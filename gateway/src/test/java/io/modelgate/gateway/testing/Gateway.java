@@ -164,7 +164,7 @@ public final class Gateway implements AutoCloseable {
     AdminSettings admin = adminTls == null
         ? adminSettings(root.resolve(".state"), 0)
         : new AdminSettings("127.0.0.1", 0, ADMIN_TOKEN,
-            new io.modelgate.gateway.server.TlsSettings(adminTls.serverChain, adminTls.serverKey, null),
+            new io.modelgate.gateway.tls.TlsSettings(adminTls.serverChain, adminTls.serverKey, null),
             "127.0.0.1", 0, root.resolve(".state"));
     GatewayServer server =
         GatewayServer.start(

@@ -82,6 +82,23 @@ public final class TestCertificates {
             + "\n-----END PRIVATE KEY-----\n");
   }
 
+  /**
+   * Replaces {@code target} with a copy of {@code source} at once, as a renewal tool that writes
+   * beside the file and renames over it does (a watcher never reads half a file).
+   */
+  public static void renew(Path source, Path target) throws IOException {
+    Path next = target.resolveSibling(target.getFileName() + ".next");
+    Files.copy(source, next, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+    Files.move(next, target, java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+  }
+
+  /** When the first certificate of the PEM chain {@code chain} expires, as Unix seconds. */
+  public static double notAfter(Path chain) throws Exception {
+    try (var in = Files.newInputStream(chain)) {
+      return io.grpc.util.CertificateUtils.getX509Certificates(in)[0].getNotAfter().toInstant().getEpochSecond();
+    }
+  }
+
   private static void keytool(Path dir, String... args) throws IOException, InterruptedException {
     List<String> command = new ArrayList<>();
     command.add(Path.of(System.getProperty("java.home"), "bin", "keytool").toString());

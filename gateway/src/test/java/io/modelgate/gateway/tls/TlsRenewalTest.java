@@ -1,4 +1,4 @@
-package io.modelgate.gateway.server;
+package io.modelgate.gateway.tls;
 
 import static io.modelgate.gateway.testing.Eventually.eventually;
 import static org.assertj.core.api.Assertions.assertThat;
@@ -10,6 +10,8 @@ import io.grpc.StatusRuntimeException;
 import io.grpc.netty.GrpcSslContexts;
 import io.grpc.netty.NettyChannelBuilder;
 import io.micrometer.core.instrument.FunctionCounter;
+import io.modelgate.gateway.server.GatewayServer;
+import io.modelgate.gateway.server.ServerSettings;
 import io.modelgate.gateway.stats.StatsRegistry;
 import io.modelgate.gateway.testing.Gateway;
 import io.modelgate.gateway.testing.HttpProbe;
@@ -19,7 +21,6 @@ import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.time.Clock;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -48,9 +49,9 @@ class TlsRenewalTest {
     Path chain = live.resolve("tls.crt");
     Path key = live.resolve("tls.key");
     Path clientCa = live.resolve("ca.crt");
-    write(a.serverChain, chain);
-    write(a.serverKey, key);
-    write(a.caCert, clientCa);
+    TestCertificates.renew(a.serverChain, chain);
+    TestCertificates.renew(a.serverKey, key);
+    TestCertificates.renew(a.caCert, clientCa);
 
     Gateway.write(root, "m", 1, Gateway.affine());
     StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
@@ -63,34 +64,34 @@ class TlsRenewalTest {
       assertThat(answers(open)).isTrue();
       assertThat(answers(channel(server, b, a))).as("a client that trusts only B's CA").isFalse();
       double expiryA = expiry(stats);
-      assertThat(expiryA).isEqualTo(notAfter(a.serverChain));
+      assertThat(expiryA).isEqualTo(TestCertificates.notAfter(a.serverChain));
 
       // Half a renewal: B's certificate with A's key. Refused and counted; A's material serves on.
-      write(b.serverChain, chain);
+      TestCertificates.renew(b.serverChain, chain);
       eventually("the mismatched key was not noticed", () -> failures(stats) >= 1);
       assertThat(answers(channel(server, a, a))).isTrue();
       assertThat(expiry(stats)).isEqualTo(expiryA);
 
       // The rest of it: B's key, then B's client CA. New connections get B's material.
-      write(b.serverKey, key);
-      write(b.caCert, clientCa);
+      TestCertificates.renew(b.serverKey, key);
+      TestCertificates.renew(b.caCert, clientCa);
       eventually("B's certificate and client CA were not taken", () -> answers(channel(server, b, b)));
       assertThat(answers(channel(server, a, a))).as("A's server certificate and client certificate").isFalse();
       assertThat(answers(channel(server, b, a))).as("a client certificate A's CA signed").isFalse();
       // The connection opened before the renewal keeps the certificate it began with.
       assertThat(answers(open)).isTrue();
-      assertThat(expiry(stats)).isEqualTo(notAfter(b.serverChain));
+      assertThat(expiry(stats)).isEqualTo(TestCertificates.notAfter(b.serverChain));
       assertThat(HttpProbe.get(server.metricsPort(), "/metrics"))
           .contains("modelgate_tls_certificate_expiry_timestamp_seconds{port=\"inference\"}")
           .contains("modelgate_config_reload_failures_total{file=\"inference TLS\"} 1.0");
 
       // An expired certificate (with its own key) is refused too.
       Path[] expired = b.expiredServer("expired");
-      write(expired[0], chain);
-      write(expired[1], key);
+      TestCertificates.renew(expired[0], chain);
+      TestCertificates.renew(expired[1], key);
       eventually("the expired certificate was not refused", () -> failures(stats) >= 2);
       assertThat(answers(channel(server, b, b))).isTrue();
-      assertThat(expiry(stats)).isEqualTo(notAfter(b.serverChain));
+      assertThat(expiry(stats)).isEqualTo(TestCertificates.notAfter(b.serverChain));
     } finally {
       channels.forEach(ManagedChannel::shutdownNow);
       server.stop();
@@ -114,13 +115,6 @@ class TlsRenewalTest {
         .isInstanceOf(IOException.class)
         .hasMessageContaining("inference TLS:")
         .hasMessageContaining(notAKey.toString());
-  }
-
-  /** Replaces {@code target} at once, as a renewal's rename does. */
-  private static void write(Path source, Path target) throws IOException {
-    Path next = target.resolveSibling(target.getFileName() + ".next");
-    Files.copy(source, next, StandardCopyOption.REPLACE_EXISTING);
-    Files.move(next, target, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
   }
 
   /** A new connection that trusts {@code trusted}'s CA and presents {@code client}'s client certificate. */
@@ -159,11 +153,5 @@ class TlsRenewalTest {
 
   private static double expiry(StatsRegistry stats) {
     return stats.prometheus().get("modelgate.tls.certificate.expiry.timestamp").tag("port", "inference").gauge().value();
-  }
-
-  private static double notAfter(Path chain) throws Exception {
-    try (var in = Files.newInputStream(chain)) {
-      return io.grpc.util.CertificateUtils.getX509Certificates(in)[0].getNotAfter().toInstant().getEpochSecond();
-    }
   }
 }

@@ -1,4 +1,4 @@
-package io.modelgate.gateway.server;
+package io.modelgate.gateway.tls;
 
 import io.grpc.netty.GrpcSslContexts;
 import io.netty.handler.ssl.SslContext;
@@ -45,7 +45,7 @@ public record TlsSettings(Path certificateChain, Path privateKey, Path clientCa)
    * needs no CA and checks no host name. Server-only TLS: with a client CA the server would ask
    * for a client certificate this context does not have.
    */
-  SslContext selfClientContext() throws IOException {
+  public SslContext selfClientContext() throws IOException {
     java.security.cert.X509Certificate own;
     try (java.io.InputStream in = Files.newInputStream(certificateChain)) {
       java.util.Iterator<? extends java.security.cert.Certificate> chain =
