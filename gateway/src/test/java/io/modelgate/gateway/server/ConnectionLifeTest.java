@@ -3,7 +3,11 @@ package io.modelgate.gateway.server;
 import static io.modelgate.gateway.testing.Eventually.eventually;
 import static org.assertj.core.api.Assertions.assertThat;
 
+import io.grpc.EquivalentAddressGroup;
 import io.grpc.ManagedChannel;
+import io.grpc.NameResolver;
+import io.grpc.NameResolverProvider;
+import io.grpc.NameResolverRegistry;
 import io.grpc.Status;
 import io.grpc.netty.NettyChannelBuilder;
 import io.grpc.stub.StreamObserver;
@@ -14,9 +18,13 @@ import io.modelgate.gateway.testing.Tensors;
 import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
 import io.modelgate.proto.inference.ModelInferRequest;
 import io.modelgate.proto.inference.ModelStreamInferResponse;
+import java.net.InetSocketAddress;
+import java.net.URI;
 import java.nio.file.Path;
 import java.time.Clock;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
@@ -25,8 +33,8 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * The inference port's connections over their life: past their maximum age clients are asked to
- * reconnect and lose no call, a stream keeps its connection for the grace, and the port counts its
- * connections.
+ * reconnect and lose no call, a stream keeps its connection for the grace, a replica that joins
+ * the fleet gets calls from clients already connected, and the port counts its connections.
  */
 class ConnectionLifeTest {
   @TempDir Path root;
@@ -103,6 +111,129 @@ class ConnectionLifeTest {
       channel.shutdownNow().awaitTermination(10, TimeUnit.SECONDS);
       server.stop();
       stats.close();
+    }
+  }
+
+  /**
+   * A scale-out reaches clients already connected. A round_robin channel, whose resolver (like
+   * grpc-java's DNS resolver) looks the fleet up again only when a connection ends, calls two
+   * replicas; a third joins the fleet. With a maximum connection age the replicas' GOAWAYs make the
+   * channel look again, and the third replica gets calls; no call fails meanwhile.
+   */
+  @Test
+  void afterAScaleOut_theNewReplicaGetsCallsFromClientsAlreadyConnected_noCallFails() throws Exception {
+    Gateway.write(root, "m", 1, Gateway.affine());
+    ConnectionSettings aged = new ConnectionSettings(Duration.ofSeconds(1), null, Duration.ofMinutes(1), Duration.ofSeconds(10));
+    List<StatsRegistry> stats = new ArrayList<>();
+    List<GatewayServer> replicas = new ArrayList<>();
+    Fleet fleet = new Fleet("modelgate-test-fleet-" + System.nanoTime());
+    NameResolverRegistry.getDefaultRegistry().register(fleet);
+    ManagedChannel channel = null;
+    try {
+      for (String name : List.of("a", "b", "c")) {
+        StatsRegistry registry = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
+        stats.add(registry);
+        replicas.add(Gateway.server(root, registry,
+            new ServerSettings("127.0.0.1", 0, 1 << 20, 1, Duration.ofSeconds(5)).withConnections(aged),
+            Gateway.adminSettings(root.resolve(".state-" + name), 0)));
+      }
+      fleet.set(replicas.get(0).port(), replicas.get(1).port());
+      channel = NettyChannelBuilder.forTarget(fleet.getScheme() + ":///m").usePlaintext()
+          .defaultLoadBalancingPolicy("round_robin").build();
+      GRPCInferenceServiceGrpc.GRPCInferenceServiceBlockingStub stub = GRPCInferenceServiceGrpc.newBlockingStub(channel);
+      ModelInferRequest request = Tensors.affine(1, 2, 3).setModelName("m").build();
+      Runnable call = () -> assertThat(stub.withDeadlineAfter(30, TimeUnit.SECONDS).modelInfer(request).getModelVersion()).isEqualTo("1");
+      while (served(stats.get(0)) == 0 || served(stats.get(1)) == 0) {
+        call.run();
+      }
+      // The third replica joins: the next lookup finds it, but nothing looks until a connection ends.
+      fleet.set(replicas.get(0).port(), replicas.get(1).port(), replicas.get(2).port());
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+      while (served(stats.get(2)) < 10) {
+        assertThat(System.nanoTime()).as("the new replica got no calls").isLessThan(deadline);
+        call.run();
+        Thread.sleep(5);
+      }
+    } finally {
+      if (channel != null) {
+        channel.shutdownNow().awaitTermination(10, TimeUnit.SECONDS);
+      }
+      NameResolverRegistry.getDefaultRegistry().deregister(fleet);
+      replicas.forEach(GatewayServer::stop);
+      stats.forEach(StatsRegistry::close);
+    }
+  }
+
+  /** Requests model m's version 1 answered OK on the replica of {@code stats}. */
+  private static double served(StatsRegistry stats) {
+    var counter = stats.prometheus().find("modelgate.requests").tag("model", "m").tag("code", "OK").counter();
+    return counter == null ? 0 : counter.count();
+  }
+
+  /**
+   * A fleet's addresses, looked up as grpc-java's DNS resolver looks a name up: when the channel
+   * starts and again whenever it asks (a connection ended), never on its own.
+   */
+  private static final class Fleet extends NameResolverProvider {
+    private final String scheme;
+    private volatile List<EquivalentAddressGroup> addresses = List.of();
+
+    Fleet(String scheme) {
+      this.scheme = scheme;
+    }
+
+    void set(int... ports) {
+      List<EquivalentAddressGroup> groups = new ArrayList<>();
+      for (int port : ports) {
+        groups.add(new EquivalentAddressGroup(new InetSocketAddress("127.0.0.1", port)));
+      }
+      addresses = List.copyOf(groups);
+    }
+
+    @Override
+    public NameResolver newNameResolver(URI target, NameResolver.Args args) {
+      if (!scheme.equals(target.getScheme())) {
+        return null;
+      }
+      return new NameResolver() {
+        private Listener2 listener;
+
+        @Override
+        public void start(Listener2 listener) {
+          this.listener = listener;
+          refresh();
+        }
+
+        @Override
+        public void refresh() {
+          NameResolver.ResolutionResult result = NameResolver.ResolutionResult.newBuilder()
+              .setAddressesOrError(io.grpc.StatusOr.fromValue(addresses)).build();
+          args.getSynchronizationContext().execute(() -> listener.onResult2(result));
+        }
+
+        @Override
+        public String getServiceAuthority() {
+          return "fleet";
+        }
+
+        @Override
+        public void shutdown() {}
+      };
+    }
+
+    @Override
+    public String getDefaultScheme() {
+      return scheme;
+    }
+
+    @Override
+    protected boolean isAvailable() {
+      return true;
+    }
+
+    @Override
+    protected int priority() {
+      return 5;
     }
   }
 
