@@ -50,6 +50,12 @@ final class LoadCommand implements Callable<Integer> {
       description = "API key sent with every call (authorization: Bearer), for a server with a callers file."
           + " Default: the environment's MODELGATE_API_KEY, if set.")
   String apiKey;
+  @Option(names = "--tls-ca", paramLabel = "PEM", description = "Use TLS, trusting this CA for the server's certificate.")
+  Path tlsCa;
+  @Option(names = "--tls-cert", paramLabel = "PEM", description = "With --tls-ca: this client certificate (PEM chain), for mutual TLS.")
+  Path tlsCert;
+  @Option(names = "--tls-key", paramLabel = "PEM", description = "With --tls-cert: its PKCS#8 private key.")
+  Path tlsKey;
   @Option(names = "--back-off", description = "Closed loop: after RESOURCE_EXHAUSTED with a RetryInfo, a caller waits"
       + " the delay it asks before its next call, as a well-behaved client does (unary calls).")
   boolean backOff;
@@ -100,7 +106,13 @@ final class LoadCommand implements Callable<Integer> {
           "--back-off applies to closed-loop unary calls (--concurrency), not to --rate, --sweep or --streaming");
     }
     String key = apiKey == null || apiKey.isEmpty() ? null : apiKey;
-    io.modelgate.bench.load.Connections channels = io.modelgate.bench.load.Connections.open(target, connections, key);
+    io.netty.handler.ssl.SslContext tls;
+    try {
+      tls = io.modelgate.gateway.tls.ClientTls.context(tlsCa, tlsCert, tlsKey);
+    } catch (IllegalArgumentException | java.io.IOException e) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(), "TLS: " + e.getMessage());
+    }
+    io.modelgate.bench.load.Connections channels = io.modelgate.bench.load.Connections.open(target, connections, key, tls);
     try {
       ModelInferRequest request;
       if (inputFile != null) {

@@ -82,6 +82,54 @@ class LoadCommandTest {
   }
 
   @Test
+  void overTls_callsAreAnswered_andAMutualTlsPortRefusesAClientWithoutItsCertificate() throws Exception {
+    Path root = cnnMnistAsModelM();
+    Path json = cnnMnistRow();
+    io.modelgate.gateway.testing.TestCertificates certs =
+        io.modelgate.gateway.testing.TestCertificates.create(Files.createDirectories(dir.resolve("pki")));
+    io.modelgate.gateway.stats.StatsRegistry stats =
+        new io.modelgate.gateway.stats.StatsRegistry(java.time.Duration.ofSeconds(5), java.time.Clock.systemUTC(), false);
+    io.modelgate.gateway.server.GatewayServer server = io.modelgate.gateway.testing.Gateway.server(root, stats,
+        new io.modelgate.gateway.server.ServerSettings("127.0.0.1", 0, 1 << 20, 1, java.time.Duration.ofSeconds(5),
+            new io.modelgate.gateway.tls.TlsSettings(certs.serverChain, certs.serverKey, certs.caCert)),
+        io.modelgate.gateway.testing.Gateway.adminSettings(dir.resolve(".state"), 0));
+    try {
+      String target = "127.0.0.1:" + server.port();
+      // Mutual TLS: the lean unary connections and, for the model's metadata, a grpc-java channel.
+      StringWriter mutual = new StringWriter();
+      CommandLine cli = new CommandLine(new LoadCommand());
+      cli.setOut(new PrintWriter(mutual));
+      assertThat(cli.execute("--target", target, "--model", "m", "--concurrency", "2", "--warmup", "0", "--duration", "1",
+          "--tls-ca", certs.caCert.toString(), "--tls-cert", certs.clientChain.toString(), "--tls-key", certs.clientKey.toString()))
+          .as(mutual.toString()).isZero();
+      assertThat(mutual.toString()).doesNotContain("UNAVAILABLE");
+      double served = stats.prometheus().get("modelgate.requests").tag("model", "m").tag("code", "OK").counter().count();
+      assertThat(served).as("calls answered over TLS").isPositive();
+
+      // Without the client certificate the port takes no call.
+      StringWriter without = new StringWriter();
+      cli = new CommandLine(new LoadCommand());
+      cli.setOut(new PrintWriter(without));
+      assertThat(cli.execute("--target", target, "--model", "m", "--input-file", json.toString(), "--concurrency", "2",
+          "--warmup", "0", "--duration", "1", "--tls-ca", certs.caCert.toString())).isEqualTo(1);
+      assertThat(without.toString()).contains("UNAVAILABLE");
+      assertThat(stats.prometheus().get("modelgate.requests").tag("model", "m").tag("code", "OK").counter().count())
+          .isEqualTo(served);
+
+      // A client certificate without its key is a usage error, said before any call.
+      StringWriter half = new StringWriter();
+      cli = new CommandLine(new LoadCommand());
+      cli.setErr(new PrintWriter(half));
+      assertThat(cli.execute("--target", target, "--model", "m", "--tls-ca", certs.caCert.toString(),
+          "--tls-cert", certs.clientChain.toString())).isEqualTo(2);
+      assertThat(half.toString()).contains("--tls-cert and --tls-key go together");
+    } finally {
+      server.stop();
+      stats.close();
+    }
+  }
+
+  @Test
   void jitSettle_runsTheSameLoadUnrecordedFirst_andSaysHowItEnded() throws Exception {
     Path root = cnnMnistAsModelM();
     Path json = cnnMnistRow();

@@ -2,6 +2,7 @@ package io.modelgate.bench.load;
 
 import io.grpc.ManagedChannel;
 import io.netty.channel.EventLoop;
+import io.netty.handler.ssl.SslContext;
 import java.net.InetSocketAddress;
 import java.util.ArrayList;
 import java.util.List;
@@ -12,7 +13,7 @@ import java.util.concurrent.TimeUnit;
  * ModelInfer ({@link WireConnection}, opened at once), and as many grpc-java channels, opened on
  * first use, for streams and other RPCs (metadata). All run on the client's one small event-loop
  * group ({@link ClientChannels}); a lean connection's calls are paced, sent and answered on its
- * loop. Plaintext. Thread-safe; close once.
+ * loop. Plaintext, or TLS with a client context ({@code ClientTls}). Thread-safe; close once.
  */
 public final class Connections implements AutoCloseable {
   /** The unary method every lean connection calls. */
@@ -20,12 +21,14 @@ public final class Connections implements AutoCloseable {
 
   private final String target;
   private final String apiKey;
+  private final SslContext tls;
   private final List<WireConnection> unary;
   private List<ManagedChannel> channels;
 
-  private Connections(String target, String apiKey, List<WireConnection> unary) {
+  private Connections(String target, String apiKey, SslContext tls, List<WireConnection> unary) {
     this.target = target;
     this.apiKey = apiKey;
+    this.tls = tls;
     this.unary = unary;
   }
 
@@ -40,6 +43,14 @@ public final class Connections implements AutoCloseable {
    * is not an error here: its calls fail UNAVAILABLE, and the connections keep trying.
    */
   public static Connections open(String target, int count, String apiKey) {
+    return open(target, count, apiKey, null);
+  }
+
+  /**
+   * As {@link #open(String, int, String)}, over TLS with {@code tls} (a gRPC client context:
+   * ALPN h2, the server's CA, a client certificate for mutual TLS) unless null.
+   */
+  public static Connections open(String target, int count, String apiKey, SslContext tls) {
     if (count < 1) {
       throw new IllegalArgumentException("connections: " + count + " (expected: >= 1)");
     }
@@ -55,14 +66,14 @@ public final class Connections implements AutoCloseable {
     List<WireConnection> unary = new ArrayList<>(count);
     try {
       for (int k = 0; k < count; k++) {
-        unary.add(WireConnection.open(ClientChannels.group().next(), address, MODEL_INFER, apiKey));
+        unary.add(WireConnection.open(ClientChannels.group().next(), address, MODEL_INFER, apiKey, tls));
       }
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       unary.forEach(WireConnection::close);
       throw new IllegalStateException("interrupted while connecting to " + target, e);
     }
-    return new Connections(target, apiKey, List.copyOf(unary));
+    return new Connections(target, apiKey, tls, List.copyOf(unary));
   }
 
   /** How many connections (of each kind). */
@@ -83,7 +94,7 @@ public final class Connections implements AutoCloseable {
   /** grpc-java channels to the same server, one per connection, opened on first use. */
   public synchronized List<ManagedChannel> channels() {
     if (channels == null) {
-      channels = ClientChannels.open(target, unary.size(), apiKey);
+      channels = ClientChannels.open(target, unary.size(), apiKey, tls);
     }
     return channels;
   }

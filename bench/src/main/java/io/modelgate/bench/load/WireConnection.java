@@ -19,6 +19,8 @@ import io.netty.handler.codec.http2.DefaultHttp2HeadersDecoder;
 import io.netty.handler.codec.http2.DefaultHttp2HeadersEncoder;
 import io.netty.handler.codec.http2.Http2Exception;
 import io.netty.handler.codec.http2.Http2Headers;
+import io.netty.handler.ssl.SslContext;
+import io.netty.handler.ssl.SslHandler;
 import io.netty.util.AsciiString;
 import io.netty.util.collection.IntObjectHashMap;
 import io.netty.util.collection.IntObjectMap;
@@ -49,7 +51,8 @@ import java.util.concurrent.TimeUnit;
  *       is handed to the caller's {@link Reader} in place, a larger one gathered first; the
  *       trailers decoded by Netty's HPACK decoder into one header map reused by the connection.
  * </ul>
- * The wire is ordinary gRPC over HTTP/2 (prior knowledge, plaintext, RFC 9113): SETTINGS and
+ * The wire is ordinary gRPC over HTTP/2 (RFC 9113; plaintext with prior knowledge, or TLS whose
+ * ALPN agrees on h2, the frames then going through Netty's {@code SslHandler}): SETTINGS and
  * their acknowledgement, PING answered, GOAWAY followed, CONTINUATION and padding read, windows
  * returned as answers are consumed. Any KServe v2 server sees an ordinary call.
  *
@@ -196,6 +199,8 @@ final class WireConnection implements AutoCloseable {
 
   private final EventLoop loop;
   private final InetSocketAddress address;
+  /** Null for plaintext. */
+  private final SslContext tls;
   private final Http2Headers headers;
   /** The current connection's handler; replaced by a reconnection. Event loop only. */
   private Handler current;
@@ -208,11 +213,12 @@ final class WireConnection implements AutoCloseable {
   private long nextConnectNanos;
   private volatile boolean closed;
 
-  private WireConnection(EventLoop loop, InetSocketAddress address, String path, String apiKey) {
+  private WireConnection(EventLoop loop, InetSocketAddress address, String path, String apiKey, SslContext tls) {
     this.loop = loop;
     this.address = address;
+    this.tls = tls;
     DefaultHttp2Headers h = new DefaultHttp2Headers(false);
-    h.method("POST").scheme("http").path(path).authority(address.getHostString() + ":" + address.getPort());
+    h.method("POST").scheme(tls == null ? "http" : "https").path(path).authority(address.getHostString() + ":" + address.getPort());
     h.add(AsciiString.cached("content-type"), AsciiString.cached("application/grpc"));
     h.add(AsciiString.cached("te"), AsciiString.cached("trailers"));
     h.add(AsciiString.cached("user-agent"), AsciiString.cached("modelgate-bench"));
@@ -236,12 +242,14 @@ final class WireConnection implements AutoCloseable {
   /**
    * A connection to {@code address} on {@code loop} (epoll or NIO, as the loop is), calling
    * {@code path} (e.g. {@code /inference.GRPCInferenceService/ModelInfer}) with {@code
-   * authorization: Bearer apiKey} unless null. Waits up to 10 s for the TCP connection; one that
-   * fails leaves the connection trying again on the next call.
+   * authorization: Bearer apiKey} unless null, over TLS with {@code tls} (a client context whose
+   * ALPN offers h2) unless null. Waits up to 10 s for the TCP connection; one that fails leaves the
+   * connection trying again on the next call. Calls sent before the TLS handshake ends wait for it
+   * in the {@code SslHandler}; a handshake that fails closes the connection and fails them.
    */
-  static WireConnection open(EventLoop loop, InetSocketAddress address, String path, String apiKey)
+  static WireConnection open(EventLoop loop, InetSocketAddress address, String path, String apiKey, SslContext tls)
       throws InterruptedException {
-    WireConnection connection = new WireConnection(loop, address, path, apiKey);
+    WireConnection connection = new WireConnection(loop, address, path, apiKey, tls);
     ChannelFuture connected = loop.submit(connection::connect).syncUninterruptibly().getNow();
     connected.await(10, TimeUnit.SECONDS);
     return connection;
@@ -266,6 +274,14 @@ final class WireConnection implements AutoCloseable {
         .handler(new ChannelInitializer<Channel>() {
           @Override
           protected void initChannel(Channel channel) {
+            if (tls != null) {
+              // The server's certificate must name the host, as gRPC clients check it.
+              SslHandler ssl = tls.newHandler(channel.alloc(), address.getHostString(), address.getPort());
+              javax.net.ssl.SSLParameters parameters = ssl.engine().getSSLParameters();
+              parameters.setEndpointIdentificationAlgorithm("HTTPS");
+              ssl.engine().setSSLParameters(parameters);
+              channel.pipeline().addLast(ssl);
+            }
             channel.pipeline().addLast(handler);
           }
         })
@@ -345,10 +361,16 @@ final class WireConnection implements AutoCloseable {
     handler.start(call);
   }
 
-  /** Event loop only: sends what {@link #write} wrote since the last flush. */
+  /**
+   * Event loop only: sends what {@link #write} wrote since the last flush. Not before the
+   * connection is made: a flush then would reach TLS's {@code SslHandler} before its channel is
+   * active, make its engine produce the ClientHello into a channel that cannot send it (dropped),
+   * and leave the handshake waiting for an answer to a hello never sent. What the calls wrote
+   * meanwhile goes out with the preface ({@code channelActive}).
+   */
   void flush() {
     Handler handler = current;
-    if (handler != null && handler.ctx != null) {
+    if (handler != null && handler.ctx != null && handler.ctx.channel().isActive()) {
       handler.flushNow();
     }
   }

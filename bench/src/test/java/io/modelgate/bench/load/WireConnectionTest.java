@@ -49,7 +49,7 @@ class WireConnectionTest {
         })
         .build().start();
     connection = WireConnection.open(ClientChannels.group().next(),
-        new InetSocketAddress("127.0.0.1", server.getPort()), Connections.MODEL_INFER, null);
+        new InetSocketAddress("127.0.0.1", server.getPort()), Connections.MODEL_INFER, null, null);
     return connection;
   }
 
@@ -84,6 +84,49 @@ class WireConnectionTest {
     Recorded call = new Recorded(reader);
     connection.send(call);
     return call.answer.get(10, TimeUnit.SECONDS);
+  }
+
+  /**
+   * Over TLS (a server that asks for a client certificate), before and after the server listens:
+   * calls fail UNAVAILABLE while nothing listens, and are answered once the server is up, as over
+   * plaintext.
+   */
+  @Test
+  void overMutualTls_aServerThatStartsLate_isReachedOnceItListens() throws Exception {
+    java.nio.file.Path pki = java.nio.file.Files.createTempDirectory("wire-tls");
+    io.modelgate.gateway.testing.TestCertificates certs = io.modelgate.gateway.testing.TestCertificates.create(pki);
+    int port;
+    try (java.net.ServerSocket probe = new java.net.ServerSocket(0)) {
+      port = probe.getLocalPort();
+    }
+    io.netty.handler.ssl.SslContext client = io.modelgate.gateway.tls.ClientTls.context(certs.caCert, certs.clientChain, certs.clientKey);
+    connection = WireConnection.open(ClientChannels.group().next(),
+        new InetSocketAddress("127.0.0.1", port), Connections.MODEL_INFER, null, client);
+    assertThat(call(connection, LeanUnary.version()).code()).isEqualTo(Status.Code.UNAVAILABLE.value());
+
+    server = NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", port))
+        .sslContext(io.grpc.netty.GrpcSslContexts.forServer(certs.serverChain.toFile(), certs.serverKey.toFile())
+            .trustManager(certs.caCert.toFile()).clientAuth(io.netty.handler.ssl.ClientAuth.REQUIRE).build())
+        .directExecutor()
+        .addService(new GRPCInferenceServiceGrpc.GRPCInferenceServiceImplBase() {
+          @Override
+          public void modelInfer(ModelInferRequest request, StreamObserver<ModelInferResponse> observer) {
+            observer.onNext(ModelInferResponse.newBuilder().setModelVersion("3").build());
+            observer.onCompleted();
+          }
+        })
+        .build().start();
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+    Answer answer;
+    do {
+      assertThat(System.nanoTime()).as("no call answered since the server listens").isLessThan(deadline);
+      Thread.sleep(20);
+      answer = call(connection, LeanUnary.version());
+    } while (answer.code() != 0);
+    assertThat(answer.read()).isEqualTo("3");
+    for (int i = 0; i < 20; i++) {
+      assertThat(call(connection, LeanUnary.version()).read()).isEqualTo("3");
+    }
   }
 
   @Test
@@ -185,7 +228,7 @@ class WireConnectionTest {
     // and answers with headers split over CONTINUATION frames and a padded DATA frame.
     try (java.net.ServerSocket listening = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
       connection = WireConnection.open(ClientChannels.group().next(),
-          new InetSocketAddress("127.0.0.1", listening.getLocalPort()), Connections.MODEL_INFER, "k-9");
+          new InetSocketAddress("127.0.0.1", listening.getLocalPort()), Connections.MODEL_INFER, "k-9", null);
       try (java.net.Socket socket = listening.accept()) {
         socket.setSoTimeout(10_000);
         var in = new java.io.DataInputStream(new java.io.BufferedInputStream(socket.getInputStream()));
@@ -249,7 +292,7 @@ class WireConnectionTest {
     int size = 5 + large.getSerializedSize();
     try (java.net.ServerSocket listening = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
       connection = WireConnection.open(ClientChannels.group().next(),
-          new InetSocketAddress("127.0.0.1", listening.getLocalPort()), Connections.MODEL_INFER, null);
+          new InetSocketAddress("127.0.0.1", listening.getLocalPort()), Connections.MODEL_INFER, null, null);
       try (java.net.Socket socket = listening.accept()) {
         socket.setSoTimeout(10_000);
         var in = new java.io.DataInputStream(new java.io.BufferedInputStream(socket.getInputStream()));
@@ -415,7 +458,7 @@ class WireConnectionTest {
     try (java.net.ServerSocket listening = new java.net.ServerSocket(0, 2, java.net.InetAddress.getLoopbackAddress())) {
       listening.setSoTimeout(10_000);
       connection = WireConnection.open(ClientChannels.group().next(),
-          new InetSocketAddress("127.0.0.1", listening.getLocalPort()), Connections.MODEL_INFER, null);
+          new InetSocketAddress("127.0.0.1", listening.getLocalPort()), Connections.MODEL_INFER, null, null);
       var encoder = new io.netty.handler.codec.http2.DefaultHttp2HeadersEncoder();
       try (java.net.Socket first = listening.accept()) {
         first.setSoTimeout(10_000);
@@ -522,7 +565,7 @@ class WireConnectionTest {
         }))
         .build().start();
     connection = WireConnection.open(ClientChannels.group().next(),
-        new InetSocketAddress("127.0.0.1", server.getPort()), Connections.MODEL_INFER, "k-123");
+        new InetSocketAddress("127.0.0.1", server.getPort()), Connections.MODEL_INFER, "k-123", null);
 
     // The first calls' header blocks are encoded; from the third on, the block that no longer
     // changes is sent as bytes: the server must read the same headers from both.

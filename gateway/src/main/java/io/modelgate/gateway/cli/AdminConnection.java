@@ -5,6 +5,7 @@ import io.grpc.ManagedChannel;
 import io.grpc.Metadata;
 import io.grpc.netty.NettyChannelBuilder;
 import io.modelgate.gateway.admin.AdminAuth;
+import io.modelgate.gateway.tls.ClientTls;
 import io.modelgate.proto.admin.v1.AdminServiceGrpc;
 import java.io.IOException;
 import java.nio.file.Path;

@@ -1,27 +1,30 @@
-package io.modelgate.gateway.cli;
+package io.modelgate.gateway.tls;
 
 import io.grpc.netty.GrpcSslContexts;
 import io.grpc.netty.NettyChannelBuilder;
+import io.netty.handler.ssl.SslContext;
 import io.netty.handler.ssl.SslContextBuilder;
 import java.io.IOException;
 import java.nio.file.Path;
 
 /**
- * How the CLI's clients ({@code modelgate admin}, {@code modelgate infer}) reach a port: plaintext,
- * or TLS trusting a CA's PEM certificate, with a client certificate and PKCS#8 key for mutual TLS.
+ * How the command-line clients ({@code modelgate admin}, {@code modelgate infer}, {@code
+ * modelgate-bench load}) reach a port: plaintext, or TLS trusting a CA's PEM certificate, with a
+ * client certificate and PKCS#8 key for mutual TLS. One set of checks and one context for every
+ * client, so that the options mean the same everywhere.
  */
-final class ClientTls {
+public final class ClientTls {
   private ClientTls() {}
 
   /**
-   * {@code builder} set up for TLS when {@code ca} is given (trusting it; presenting {@code cert}
-   * and {@code key} when both are given), else for plaintext.
+   * A gRPC client context (ALPN h2, on the engine gRPC picks) when {@code ca} is given, trusting
+   * it and presenting {@code cert} and {@code key} when both are given; null for plaintext.
    *
    * @throws IllegalArgumentException a client certificate without its key, or the reverse, or
    *     either without {@code ca}; a file that holds no PEM certificate or key
    * @throws java.nio.file.NoSuchFileException a file that cannot be read
    */
-  static NettyChannelBuilder apply(NettyChannelBuilder builder, Path ca, Path cert, Path key) throws IOException {
+  public static SslContext context(Path ca, Path cert, Path key) throws IOException {
     if ((cert == null) != (key == null)) {
       throw new IllegalArgumentException("--tls-cert and --tls-key go together (mutual TLS)");
     }
@@ -29,7 +32,7 @@ final class ClientTls {
       if (cert != null) {
         throw new IllegalArgumentException("--tls-cert needs --tls-ca (the CA of the server's certificate)");
       }
-      return builder.usePlaintext();
+      return null;
     }
     for (Path file : new Path[] {ca, cert, key}) {
       if (file != null && !java.nio.file.Files.isReadable(file)) {
@@ -40,6 +43,12 @@ final class ClientTls {
     if (cert != null) {
       ssl.keyManager(cert.toFile(), key.toFile());
     }
-    return builder.sslContext(ssl.build());
+    return ssl.build();
+  }
+
+  /** {@code builder} set up for TLS with {@link #context} when {@code ca} is given, else for plaintext. */
+  public static NettyChannelBuilder apply(NettyChannelBuilder builder, Path ca, Path cert, Path key) throws IOException {
+    SslContext context = context(ca, cert, key);
+    return context == null ? builder.usePlaintext() : builder.sslContext(context);
   }
 }
