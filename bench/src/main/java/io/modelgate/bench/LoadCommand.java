@@ -41,7 +41,7 @@ final class LoadCommand implements Callable<Integer> {
   @Spec CommandSpec spec;
   @picocli.CommandLine.Mixin io.modelgate.gateway.cli.HelpOption help;
 
-  @Option(names = "--target", defaultValue = "localhost:8001", description = "Server. Default: ${DEFAULT-VALUE}.") String target;
+  @Option(names = "--target", defaultValue = "localhost:8001", description = {"Server: HOST:PORT, or several separated by commas (a fleet). Every address a host name resolves to is a server (a headless Service: its pods); connections go round them. Default: ${DEFAULT-VALUE}."}) String target;
   @Option(names = "--model", required = true, description = "Model name.") String model;
   @Option(names = "--version", defaultValue = "", description = "Pinned version. Default: the server's choice.") String version;
   @Option(names = "--rate", description = "Open loop at this many requests/s.") Double rate;
@@ -112,7 +112,20 @@ final class LoadCommand implements Callable<Integer> {
     } catch (IllegalArgumentException | java.io.IOException e) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(), "TLS: " + e.getMessage());
     }
-    io.modelgate.bench.load.Connections channels = io.modelgate.bench.load.Connections.open(target, connections, key, tls);
+    io.modelgate.bench.load.Connections channels;
+    try {
+      channels = io.modelgate.bench.load.Connections.open(target, connections, key, tls);
+    } catch (IllegalArgumentException e) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--target: " + e.getMessage());
+    }
+    java.util.List<java.net.InetSocketAddress> servers = channels.addresses();
+    if (servers.size() > 1) {
+      console.printf("%d connections over %d servers: %s%s%n", connections, servers.size(),
+          servers.stream().map(a -> a.getHostString() + " (" + a.getAddress().getHostAddress() + "):" + a.getPort())
+              .collect(java.util.stream.Collectors.joining(", ")),
+          connections < servers.size() ? "; fewer connections than servers, so some get none (raise --connections)" : "");
+      console.flush();
+    }
     try {
       ModelInferRequest request;
       if (inputFile != null) {

@@ -10,6 +10,7 @@ import io.netty.channel.nio.NioEventLoopGroup;
 import io.netty.channel.socket.nio.NioSocketChannel;
 import io.netty.handler.ssl.SslContext;
 import io.netty.util.concurrent.DefaultThreadFactory;
+import java.net.InetSocketAddress;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -34,20 +35,16 @@ final class ClientChannels {
     return group;
   }
 
-  /** {@code connections} channels (HTTP/2 connections) to {@code target}, e.g. {@code localhost:8001}. */
-  static List<ManagedChannel> open(String target, int connections) {
-    return open(target, connections, null, null);
-  }
-
   /**
-   * As {@link #open(String, int)}, each call sending {@code apiKey} ({@code authorization: Bearer}),
-   * for a server with a callers file (null sends none), over TLS with {@code tls} unless null.
+   * One channel (HTTP/2 connection) to each of {@code servers}, each call sending {@code apiKey}
+   * ({@code authorization: Bearer}) for a server with a callers file (null sends none), over TLS
+   * with {@code tls} unless null (the server's name checked, as the address holds it).
    */
-  static List<ManagedChannel> open(String target, int connections, String apiKey, SslContext tls) {
-    List<ManagedChannel> channels = new ArrayList<>(connections);
-    for (int i = 0; i < connections; i++) {
+  static List<ManagedChannel> open(List<InetSocketAddress> servers, String apiKey, SslContext tls) {
+    List<ManagedChannel> channels = new ArrayList<>(servers.size());
+    for (InetSocketAddress server : servers) {
       NettyChannelBuilder builder =
-          NettyChannelBuilder.forTarget(target)
+          NettyChannelBuilder.forAddress(server)
               .directExecutor()
               .maxInboundMessageSize(Integer.MAX_VALUE);
       if (tls == null) {

@@ -93,6 +93,42 @@ class LoadGeneratorTest {
     assertThat(r.completed()).isEqualTo(r.sent());
   }
 
+  /**
+   * A target of several servers (a fleet): the connections go round the addresses, so every
+   * server gets calls, and the streams' channels (metadata, --streaming) go round them too.
+   */
+  @Test
+  void aTargetOfSeveralServers_spreadsTheConnectionsOverThemAll() throws Exception {
+    ScriptedService first = new ScriptedService(0, -1, 0);
+    ScriptedService second = new ScriptedService(0, -1, 0);
+    Server other = io.grpc.netty.NettyServerBuilder.forAddress(new java.net.InetSocketAddress("127.0.0.1", 0)).directExecutor()
+        .addService(second).build().start();
+    server = io.grpc.netty.NettyServerBuilder.forAddress(new java.net.InetSocketAddress("127.0.0.1", 0)).directExecutor()
+        .addService(first).build().start();
+    try {
+      channel = Connections.open("127.0.0.1:" + server.getPort() + ", 127.0.0.1:" + other.getPort(), 4);
+      assertThat(channel.addresses()).extracting(java.net.InetSocketAddress::getPort).containsExactly(server.getPort(), other.getPort());
+      LoadGenerator.Result r = new LoadGenerator(channel, ModelInferRequest.newBuilder().setModelName("m").build())
+          .run(LoadGenerator.Options.closed(4, false, Duration.ZERO, Duration.ofMillis(500)), s -> {});
+      assertThat(r.errors()).isEmpty();
+      assertThat(first.calls.get()).as("calls on the first server").isPositive();
+      assertThat(channel.channels()).hasSize(4);
+      assertThat(channel.channels().get(1).authority()).isEqualTo("127.0.0.1:" + other.getPort());
+      assertThat(channel.channels().get(2).authority()).isEqualTo("127.0.0.1:" + server.getPort());
+      assertThat(second.calls.get()).as("calls on the second server").isPositive();
+    } finally {
+      other.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+    }
+  }
+
+  @Test
+  void aTargetThatIsNotHostAndPort_isRefusedClearly() {
+    org.assertj.core.api.Assertions.assertThatThrownBy(() -> Connections.resolve("127.0.0.1"))
+        .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("expected: host:port");
+    org.assertj.core.api.Assertions.assertThatThrownBy(() -> Connections.resolve("127.0.0.1:1,no-such-host.invalid:2"))
+        .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("does not resolve");
+  }
+
   @Test
   void closedLoop_reportsErrorsByStatus() throws Exception {
     LoadGenerator generator = start(5, -1, 0);
