@@ -82,7 +82,7 @@ class LoadCommandTest {
   }
 
   @Test
-  void overTls_callsAreAnswered_andAMutualTlsPortRefusesAClientWithoutItsCertificate() throws Exception {
+  void overTls_callsAreAnswered_throughGoaways_andAMutualTlsPortRefusesAClientWithoutItsCertificate() throws Exception {
     Path root = cnnMnistAsModelM();
     Path json = cnnMnistRow();
     io.modelgate.gateway.testing.TestCertificates certs =
@@ -91,7 +91,10 @@ class LoadCommandTest {
         new io.modelgate.gateway.stats.StatsRegistry(java.time.Duration.ofSeconds(5), java.time.Clock.systemUTC(), false);
     io.modelgate.gateway.server.GatewayServer server = io.modelgate.gateway.testing.Gateway.server(root, stats,
         new io.modelgate.gateway.server.ServerSettings("127.0.0.1", 0, 1 << 20, 1, java.time.Duration.ofSeconds(5),
-            new io.modelgate.gateway.tls.TlsSettings(certs.serverChain, certs.serverKey, certs.caCert)),
+            new io.modelgate.gateway.tls.TlsSettings(certs.serverChain, certs.serverKey, certs.caCert))
+            // Connections past a second are asked to go (GOAWAY): the client reconnects over TLS, losing no call.
+            .withConnections(new io.modelgate.gateway.server.ConnectionSettings(java.time.Duration.ofSeconds(1), null,
+                java.time.Duration.ofMinutes(1), java.time.Duration.ofSeconds(10))),
         io.modelgate.gateway.testing.Gateway.adminSettings(dir.resolve(".state"), 0));
     try {
       String target = "127.0.0.1:" + server.port();
@@ -99,10 +102,12 @@ class LoadCommandTest {
       StringWriter mutual = new StringWriter();
       CommandLine cli = new CommandLine(new LoadCommand());
       cli.setOut(new PrintWriter(mutual));
-      assertThat(cli.execute("--target", target, "--model", "m", "--concurrency", "2", "--warmup", "0", "--duration", "1",
+      assertThat(cli.execute("--target", target, "--model", "m", "--concurrency", "2", "--warmup", "0", "--duration", "3",
           "--tls-ca", certs.caCert.toString(), "--tls-cert", certs.clientChain.toString(), "--tls-key", certs.clientKey.toString()))
           .as(mutual.toString()).isZero();
       assertThat(mutual.toString()).doesNotContain("UNAVAILABLE");
+      assertThat(stats.prometheus().get("modelgate.connections.opened").tag("port", "inference").functionCounter().count())
+          .as("TLS connections, reconnections after GOAWAY included").isGreaterThanOrEqualTo(4);
       double served = stats.prometheus().get("modelgate.requests").tag("model", "m").tag("code", "OK").counter().count();
       assertThat(served).as("calls answered over TLS").isPositive();
 
