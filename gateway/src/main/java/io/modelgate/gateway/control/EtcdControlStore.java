@@ -140,7 +140,14 @@ public final class EtcdControlStore implements ControlStore {
     } else if (https) {
       builder.sslContext(io.grpc.netty.GrpcSslContexts.forClient().build());
     }
-    this.client = builder.build();
+    try {
+      this.client = builder.build();
+    } catch (RuntimeException e) {
+      if (tls != null) {
+        tls.close();
+      }
+      throw e;
+    }
     this.reconnect = EtcdReconnect.of(client);
     this.kv = client.getKVClient();
     this.modelsPrefix = bytes(settings.prefix() + "models/");
