@@ -2,14 +2,12 @@ package io.modelgate.gateway.fleet;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.grpc.EquivalentAddressGroup;
 import io.grpc.ManagedChannel;
 import io.grpc.ManagedChannelBuilder;
-import io.grpc.NameResolver;
-import io.grpc.NameResolverProvider;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.modelgate.gateway.testing.EtcdServer;
+import io.modelgate.gateway.testing.FleetResolver;
 import io.modelgate.gateway.testing.Gateway;
 import io.modelgate.gateway.testing.Tensors;
 import io.modelgate.proto.admin.v1.AdminServiceGrpc;
@@ -27,7 +25,6 @@ import io.modelgate.proto.inference.ModelInferRequest;
 import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.net.ServerSocket;
-import java.net.URI;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -126,57 +123,9 @@ class FleetProcessTest {
     }
   }
 
-  /** A name resolver for a fixed list of addresses, the client-side balancing a headless Service gives. */
-  private static final class StaticAddresses extends NameResolverProvider {
-    private final List<InetSocketAddress> addresses;
-
-    private final String scheme;
-
-    StaticAddresses(List<InetSocketAddress> addresses, String scheme) {
-      this.addresses = addresses;
-      this.scheme = scheme;
-    }
-
-    @Override
-    public NameResolver newNameResolver(URI target, NameResolver.Args args) {
-      return new NameResolver() {
-        @Override
-        public String getServiceAuthority() {
-          return "fleet";
-        }
-
-        @Override
-        public void start(Listener2 listener) {
-          List<EquivalentAddressGroup> groups = new ArrayList<>();
-          for (InetSocketAddress address : addresses) {
-            groups.add(new EquivalentAddressGroup(address));
-          }
-          listener.onResult(ResolutionResult.newBuilder().setAddressesOrError(io.grpc.StatusOr.fromValue(groups)).build());
-        }
-
-        @Override
-        public void shutdown() {}
-      };
-    }
-
-    @Override
-    protected boolean isAvailable() {
-      return true;
-    }
-
-    @Override
-    protected int priority() {
-      return 5;
-    }
-
-    @Override
-    public String getDefaultScheme() {
-      return scheme;
-    }
-  }
-
   /** Steady load through the balancing client, outcomes counted per phase. */
   private static final class Load implements AutoCloseable {
+    final FleetResolver fleet;
     final ManagedChannel channel;
     final Map<String, Map<String, AtomicLong>> outcomes = new ConcurrentHashMap<>();
     volatile String phase = "start";
@@ -188,10 +137,9 @@ class FleetProcessTest {
           Map.of(
               "loadBalancingConfig", List.of(Map.of("round_robin", Map.of())),
               "healthCheckConfig", Map.of("serviceName", ""));
-      String scheme = "fleet" + Long.toHexString(System.nanoTime());
-      io.grpc.NameResolverRegistry.getDefaultRegistry().register(new StaticAddresses(replicas, scheme));
+      fleet = FleetResolver.register(replicas);
       channel =
-          ManagedChannelBuilder.forTarget(scheme + ":///modelgate")
+          ManagedChannelBuilder.forTarget(fleet.target())
               .defaultServiceConfig(serviceConfig)
               .usePlaintext()
               .build();
@@ -244,6 +192,7 @@ class FleetProcessTest {
         Thread.currentThread().interrupt();
       }
       channel.shutdownNow();
+      fleet.close();
     }
   }
 

@@ -3,23 +3,18 @@ package io.modelgate.gateway.server;
 import static io.modelgate.gateway.testing.Eventually.eventually;
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.grpc.EquivalentAddressGroup;
 import io.grpc.ManagedChannel;
-import io.grpc.NameResolver;
-import io.grpc.NameResolverProvider;
-import io.grpc.NameResolverRegistry;
 import io.grpc.Status;
 import io.grpc.netty.NettyChannelBuilder;
 import io.grpc.stub.StreamObserver;
 import io.modelgate.gateway.stats.StatsRegistry;
+import io.modelgate.gateway.testing.FleetResolver;
 import io.modelgate.gateway.testing.Gateway;
 import io.modelgate.gateway.testing.StreamCollector;
 import io.modelgate.gateway.testing.Tensors;
 import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
 import io.modelgate.proto.inference.ModelInferRequest;
 import io.modelgate.proto.inference.ModelStreamInferResponse;
-import java.net.InetSocketAddress;
-import java.net.URI;
 import java.nio.file.Path;
 import java.time.Clock;
 import java.time.Duration;
@@ -115,8 +110,8 @@ class ConnectionLifeTest {
   }
 
   /**
-   * A scale-out reaches clients already connected. A round_robin channel, whose resolver (like
-   * grpc-java's DNS resolver) looks the fleet up again only when a connection ends, calls two
+   * A scale-out reaches clients already connected. A round_robin channel, whose resolver ({@link
+   * FleetResolver}, like grpc-java's DNS resolver) looks the fleet up again only when a connection ends, calls two
    * replicas; a third joins the fleet. With a maximum connection age the replicas' GOAWAYs make the
    * channel look again, and the third replica gets calls; no call fails meanwhile.
    */
@@ -126,8 +121,7 @@ class ConnectionLifeTest {
     ConnectionSettings aged = new ConnectionSettings(Duration.ofSeconds(1), null, Duration.ofMinutes(1), Duration.ofSeconds(10));
     List<StatsRegistry> stats = new ArrayList<>();
     List<GatewayServer> replicas = new ArrayList<>();
-    Fleet fleet = new Fleet("modelgate-test-fleet-" + System.nanoTime());
-    NameResolverRegistry.getDefaultRegistry().register(fleet);
+    FleetResolver fleet = FleetResolver.register(List.of());
     ManagedChannel channel = null;
     try {
       for (String name : List.of("a", "b", "c")) {
@@ -138,7 +132,7 @@ class ConnectionLifeTest {
             Gateway.adminSettings(root.resolve(".state-" + name), 0)));
       }
       fleet.set(replicas.get(0).port(), replicas.get(1).port());
-      channel = NettyChannelBuilder.forTarget(fleet.getScheme() + ":///m").usePlaintext()
+      channel = NettyChannelBuilder.forTarget(fleet.target()).usePlaintext()
           .defaultLoadBalancingPolicy("round_robin").build();
       GRPCInferenceServiceGrpc.GRPCInferenceServiceBlockingStub stub = GRPCInferenceServiceGrpc.newBlockingStub(channel);
       ModelInferRequest request = Tensors.affine(1, 2, 3).setModelName("m").build();
@@ -158,7 +152,7 @@ class ConnectionLifeTest {
       if (channel != null) {
         channel.shutdownNow().awaitTermination(10, TimeUnit.SECONDS);
       }
-      NameResolverRegistry.getDefaultRegistry().deregister(fleet);
+      fleet.close();
       replicas.forEach(GatewayServer::stop);
       stats.forEach(StatsRegistry::close);
     }
@@ -168,73 +162,6 @@ class ConnectionLifeTest {
   private static double served(StatsRegistry stats) {
     var counter = stats.prometheus().find("modelgate.requests").tag("model", "m").tag("code", "OK").counter();
     return counter == null ? 0 : counter.count();
-  }
-
-  /**
-   * A fleet's addresses, looked up as grpc-java's DNS resolver looks a name up: when the channel
-   * starts and again whenever it asks (a connection ended), never on its own.
-   */
-  private static final class Fleet extends NameResolverProvider {
-    private final String scheme;
-    private volatile List<EquivalentAddressGroup> addresses = List.of();
-
-    Fleet(String scheme) {
-      this.scheme = scheme;
-    }
-
-    void set(int... ports) {
-      List<EquivalentAddressGroup> groups = new ArrayList<>();
-      for (int port : ports) {
-        groups.add(new EquivalentAddressGroup(new InetSocketAddress("127.0.0.1", port)));
-      }
-      addresses = List.copyOf(groups);
-    }
-
-    @Override
-    public NameResolver newNameResolver(URI target, NameResolver.Args args) {
-      if (!scheme.equals(target.getScheme())) {
-        return null;
-      }
-      return new NameResolver() {
-        private Listener2 listener;
-
-        @Override
-        public void start(Listener2 listener) {
-          this.listener = listener;
-          refresh();
-        }
-
-        @Override
-        public void refresh() {
-          NameResolver.ResolutionResult result = NameResolver.ResolutionResult.newBuilder()
-              .setAddressesOrError(io.grpc.StatusOr.fromValue(addresses)).build();
-          args.getSynchronizationContext().execute(() -> listener.onResult2(result));
-        }
-
-        @Override
-        public String getServiceAuthority() {
-          return "fleet";
-        }
-
-        @Override
-        public void shutdown() {}
-      };
-    }
-
-    @Override
-    public String getDefaultScheme() {
-      return scheme;
-    }
-
-    @Override
-    protected boolean isAvailable() {
-      return true;
-    }
-
-    @Override
-    protected int priority() {
-      return 5;
-    }
   }
 
   private static double opened(StatsRegistry stats) {
