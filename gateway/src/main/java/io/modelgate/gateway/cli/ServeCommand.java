@@ -226,7 +226,7 @@ final class ServeCommand implements Callable<Integer> {
   @Option(names = "--etcd-user", paramLabel = "USER", description = "etcd user; the password comes from $MODELGATE_ETCD_PASSWORD or --etcd-password-file.")
   String etcdUser;
 
-  @Option(names = "--etcd-password-file", paramLabel = "FILE", description = "File holding the etcd password.")
+  @Option(names = "--etcd-password-file", paramLabel = "FILE", description = "File holding the etcd password; read again when it changes (checked every 2 s), the new password used once etcd accepts it.")
   Path etcdPasswordFile;
 
   @Option(names = "--etcd-ca", paramLabel = "PEM", description = "CA certificate that signed etcd's server certificate (etcds://). Read again when it changes.")
@@ -412,10 +412,8 @@ final class ServeCommand implements Callable<Integer> {
 
   private ControlSettings controlSettings() throws IOException {
     String password = null;
-    if (etcdUser != null) {
-      password = etcdPasswordFile != null
-          ? Files.readString(etcdPasswordFile).strip()
-          : System.getenv("MODELGATE_ETCD_PASSWORD");
+    if (etcdUser != null && etcdPasswordFile == null) {
+      password = System.getenv("MODELGATE_ETCD_PASSWORD");
       if (password == null) {
         throw new picocli.CommandLine.ParameterException(spec.commandLine(),
             "--etcd-user needs a password: --etcd-password-file FILE or $MODELGATE_ETCD_PASSWORD");
@@ -428,6 +426,7 @@ final class ServeCommand implements Callable<Integer> {
           replica == null ? ControlSettings.defaultReplica() : replica,
           etcdUser,
           password,
+          etcdPasswordFile,
           etcdCa,
           etcdCert,
           etcdKey,

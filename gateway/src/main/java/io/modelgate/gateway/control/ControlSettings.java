@@ -17,7 +17,11 @@ import java.util.Objects;
  * @param prefix the etcd key prefix, ending in {@code /}
  * @param replica this replica's name in the audit log, the fleet view and the judge election
  * @param user etcd user (null: no authentication)
- * @param password etcd password, with {@code user}
+ * @param password etcd password, with {@code user}, fixed for the process's life; null where {@code
+ *     passwordFile} holds it
+ * @param passwordFile file holding the etcd password, with {@code user}: read at start and again
+ *     whenever it changes (a rotated password is used without a restart); null where {@code
+ *     password} is given
  * @param trustedCa CA certificate (PEM) for etcd's TLS; null: the JVM's trust store
  * @param clientCertificate client certificate (PEM) for etcd's mutual TLS; null: none
  * @param clientKey its PKCS#8 private key (PEM)
@@ -32,6 +36,7 @@ public record ControlSettings(
     String replica,
     String user,
     String password,
+    Path passwordFile,
     Path trustedCa,
     Path clientCertificate,
     Path clientKey,
@@ -59,8 +64,11 @@ public record ControlSettings(
     if (timeout.isNegative() || timeout.isZero() || probeInterval.isNegative() || probeInterval.isZero()) {
       throw new IllegalArgumentException("timeout and probe interval must be positive");
     }
-    if ((user == null) != (password == null)) {
+    if ((user == null) != (password == null && passwordFile == null)) {
       throw new IllegalArgumentException("an etcd user needs a password, and a password a user");
+    }
+    if (password != null && passwordFile != null) {
+      throw new IllegalArgumentException("an etcd password is given, or read from a file: not both");
     }
     if ((clientCertificate == null) != (clientKey == null)) {
       throw new IllegalArgumentException("an etcd client certificate needs its key, and a key its certificate");
@@ -69,7 +77,7 @@ public record ControlSettings(
 
   /** The state directory, this process alone. */
   public static ControlSettings file(String replica) {
-    return new ControlSettings(List.of(), DEFAULT_PREFIX, replica, null, null, null, null, null,
+    return new ControlSettings(List.of(), DEFAULT_PREFIX, replica, null, null, null, null, null, null,
         Duration.ofSeconds(10), Duration.ofSeconds(3), Duration.ofMillis(500));
   }
 

@@ -18,7 +18,9 @@ import io.etcd.jetcd.options.PutOption;
 import io.etcd.jetcd.options.WatchOption;
 import io.etcd.jetcd.watch.WatchEvent;
 import io.etcd.jetcd.watch.WatchResponse;
+import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
+import io.modelgate.gateway.config.WatchedFile;
 import io.modelgate.gateway.tls.ReloadingSslContext;
 import io.modelgate.proto.admin.v1.AuditRecord;
 import io.modelgate.proto.admin.v1.ControlStoreStatus;
@@ -28,6 +30,8 @@ import io.modelgate.runtime.error.InferenceException;
 import java.io.IOException;
 import java.net.URI;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.time.Clock;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -64,16 +68,27 @@ import org.slf4j.LoggerFactory;
  * ({@code modelgate-control-store}) delivers the watch's changes, checks every {@code
  * probeInterval} that etcd answers, renews or campaigns for the judge's key, and after any outage
  * (or a watch error) reads every record again and watches from that read's revision, so that no
- * change is missed. While etcd cannot be reached, {@link #status} says so and since when, changes
+ * change is missed. The same thread tries a password newly read from the password file and, once
+ * etcd accepts it, replaces the client: other threads read the client in use (a volatile field)
+ * once per operation. While etcd cannot be reached, {@link #status} says so and since when, changes
  * are refused with UNAVAILABLE, and traffic keeps the routing last applied.
  */
 public final class EtcdControlStore implements ControlStore {
   private static final Logger log = LoggerFactory.getLogger(EtcdControlStore.class);
 
   private final ControlSettings settings;
-  private final Client client;
-  private final EtcdReconnect reconnect;
-  private final KV kv;
+  /** Where connections are made: the endpoints, timeouts and TLS; the password set per connection. */
+  private final ClientBuilder builder;
+  /** The password file followed, null where the password is fixed. */
+  private final WatchedFile<Password> passwordFile;
+  /** The client every operation uses: replaced (on the store thread) once a new password works. */
+  private volatile Connection connection;
+  /** A client with a password newly read, tried at every probe until etcd accepts it. Store thread. */
+  private Connection pending;
+  /** Whether {@link #pending} is set, for the gauge. */
+  private volatile boolean passwordPending;
+  /** The client replaced last, closed once the operations begun on it have ended. Store thread. */
+  private Connection retired;
   private final ByteSequence modelsPrefix;
   private final ByteSequence judgeKey;
   private final String auditPrefix;
@@ -102,12 +117,30 @@ public final class EtcdControlStore implements ControlStore {
   private volatile long replicaLease;
   private volatile boolean closed;
 
+  /** A password; its text is never shown (the file watcher logs what it reads). */
+  private record Password(String text) {
+    @Override
+    public String toString() {
+      return "a password (not shown)";
+    }
+  }
+
+  /** One jetcd client and what hangs off it, made with one password. */
+  private record Connection(Client client, KV kv, EtcdReconnect reconnect, Password password) {
+    void close() {
+      client.close();
+    }
+  }
+
   /**
    * Connects (lazily: the first request connects) to {@code settings}' etcd. Over TLS with a CA
    * or client certificate file, those files are followed: a renewed certificate, key or CA is
    * checked and used for every connection to etcd from then on (the connection open then keeps
    * its handshake until it ends), and {@code registry} gets its expiry and reload failures under
-   * the port label {@code etcd}.
+   * the port label {@code etcd}. A password file is followed too: a new password is tried at every
+   * probe and used by every operation from the moment etcd accepts it (until then the one in use
+   * stays), and an unreadable or empty file is counted as {@code
+   * modelgate_config_reload_failures_total{file="etcd password"}}.
    *
    * @throws IOException when those files cannot be read or used, naming the file
    */
@@ -128,7 +161,7 @@ public final class EtcdControlStore implements ControlStore {
             .keepaliveTimeout(settings.timeout())
             .waitForReady(false);
     if (settings.user() != null) {
-      builder.user(bytes(settings.user())).password(bytes(settings.password()));
+      builder.user(bytes(settings.user()));
     }
     boolean https = settings.etcdEndpoints().get(0).getScheme().equals("https");
     this.tls = https && (settings.trustedCa() != null || settings.clientCertificate() != null)
@@ -140,16 +173,34 @@ public final class EtcdControlStore implements ControlStore {
     } else if (https) {
       builder.sslContext(io.grpc.netty.GrpcSslContexts.forClient().build());
     }
+    this.builder = builder;
+    WatchedFile<Password> followed = null;
     try {
-      this.client = builder.build();
-    } catch (RuntimeException e) {
+      if (settings.passwordFile() != null) {
+        followed = WatchedFile.open("etcd password", settings.passwordFile(), EtcdControlStore::readPassword)
+            .countFailures(registry);
+        Gauge.builder("modelgate.control.store.password.pending", this, s -> s.passwordPending ? 1 : 0)
+            .description("1 while a password newly read from the etcd password file waits for etcd to accept it"
+                + " (the one in use stays meanwhile), 0 otherwise")
+            .tag("kind", "etcd")
+            .register(registry);
+      }
+      this.connection = connect(followed != null ? followed.get()
+          : settings.password() != null ? new Password(settings.password()) : null);
+    } catch (WatchedFile.InvalidFileException | IOException | RuntimeException e) {
+      if (followed != null) {
+        followed.close();
+      }
       if (tls != null) {
         tls.close();
       }
-      throw e;
+      if (e instanceof RuntimeException runtime) {
+        throw runtime;
+      }
+      throw new IOException(e instanceof WatchedFile.InvalidFileException ? e.getMessage()
+          : "etcd password file " + settings.passwordFile() + " cannot be read: " + e, e);
     }
-    this.reconnect = EtcdReconnect.of(client);
-    this.kv = client.getKVClient();
+    this.passwordFile = followed;
     this.modelsPrefix = bytes(settings.prefix() + "models/");
     this.judgeKey = bytes(settings.prefix() + "judge");
     this.auditPrefix = settings.prefix() + "audit/";
@@ -163,6 +214,24 @@ public final class EtcdControlStore implements ControlStore {
               t.setDaemon(true);
               return t;
             });
+  }
+
+  private static Password readPassword(Path file) throws IOException, WatchedFile.InvalidFileException {
+    String text = Files.readString(file).strip();
+    if (text.isEmpty()) {
+      throw new WatchedFile.InvalidFileException("empty (expected: the etcd password)");
+    }
+    return new Password(text);
+  }
+
+  /** A client with {@code password} (null: none); it connects at its first request. */
+  private Connection connect(Password password) {
+    ClientBuilder copy = builder.copy();
+    if (password != null) {
+      copy.password(bytes(password.text()));
+    }
+    Client client = copy.build();
+    return new Connection(client, client.getKVClient(), EtcdReconnect.of(client), password);
   }
 
   private static ByteSequence bytes(String s) {
@@ -185,7 +254,12 @@ public final class EtcdControlStore implements ControlStore {
       throw new IOException("no answer from etcd within " + timeoutMs + " ms", e);
     } catch (ExecutionException e) {
       Throwable cause = e.getCause() == null ? e : e.getCause();
-      throw new IOException(cause.getMessage() == null ? cause.toString() : cause.getMessage(), cause);
+      String message = cause.getMessage() == null ? cause.toString() : cause.getMessage();
+      if (message.startsWith("UNAUTHENTICATED") && settings.user() != null) {
+        message += ": etcd refuses user '" + settings.user() + "' with this password"
+            + (settings.passwordFile() != null ? " (from " + settings.passwordFile() + ")" : "");
+      }
+      throw new IOException(message, cause);
     }
   }
 
@@ -201,7 +275,7 @@ public final class EtcdControlStore implements ControlStore {
 
   /** Reads every record; the read's revision becomes the applied revision. */
   private Map<String, Stored> readAll() throws IOException {
-    GetResponse response = await(kv.get(modelsPrefix, GetOption.builder().isPrefix(true).build()));
+    GetResponse response = await(connection.kv().get(modelsPrefix, GetOption.builder().isPrefix(true).build()));
     Map<String, Stored> records = new LinkedHashMap<>();
     for (KeyValue kv : response.getKvs()) {
       Stored stored = parse(kv);
@@ -239,7 +313,7 @@ public final class EtcdControlStore implements ControlStore {
     TxnResponse response;
     reconnectBeforeChange();
     try {
-      response = await(kv.txn().If(unchanged).Then(puts.toArray(Op[]::new)).Else(Op.get(key, GetOption.DEFAULT)).commit());
+      response = await(connection.kv().txn().If(unchanged).Then(puts.toArray(Op[]::new)).Else(Op.get(key, GetOption.DEFAULT)).commit());
     } catch (IOException e) {
       down(e);
       throw InferenceException.unavailable(
@@ -271,7 +345,7 @@ public final class EtcdControlStore implements ControlStore {
   public void audit(AuditRecord record) {
     reconnectBeforeChange();
     try {
-      await(kv.txn().Then(auditPut(record)).commit());
+      await(connection.kv().txn().Then(auditPut(record)).commit());
       up();
     } catch (IOException e) {
       down(e);
@@ -296,7 +370,7 @@ public final class EtcdControlStore implements ControlStore {
     }
     WatchOption option = WatchOption.builder().isPrefix(true).withRevision(appliedRevision + 1).build();
     watcher =
-        client.getWatchClient().watch(modelsPrefix, option, Watch.listener(
+        connection.client().getWatchClient().watch(modelsPrefix, option, Watch.listener(
             response -> onStoreThread(() -> deliver(response)),
             failure -> onStoreThread(() -> {
               if (!resync) {
@@ -352,9 +426,10 @@ public final class EtcdControlStore implements ControlStore {
     if (closed) {
       return;
     }
+    tryNewPassword();
     reconnectIfDown();
     try {
-      GetResponse judgeRecord = await(kv.get(judgeKey));
+      GetResponse judgeRecord = await(connection.kv().get(judgeKey));
       boolean wasDown = downSinceMs != 0;
       up();
       if (wasDown || resync) {
@@ -382,6 +457,61 @@ public final class EtcdControlStore implements ControlStore {
     }
   }
 
+  /**
+   * When the password file holds a password other than the one in use, tries it (a read that
+   * authenticates a client made with it) and, once etcd accepts it, makes every operation use it
+   * and closes the client before, after the longest an operation begun on it waits. Until then the
+   * client in use stays: a password file can be changed before or after the password in etcd.
+   * Store thread.
+   */
+  private void tryNewPassword() {
+    if (passwordFile == null) {
+      return;
+    }
+    Password read = passwordFile.get();
+    if (pending != null && !pending.password().equals(read)) {
+      pending.close();
+      pending = null;
+    }
+    if (read.equals(connection.password())) {
+      passwordPending = false;
+      return;
+    }
+    boolean first = pending == null;
+    passwordPending = true;
+    if (first) {
+      pending = connect(read);
+    }
+    try {
+      await(pending.kv().get(judgeKey));
+    } catch (IOException e) {
+      if (first) {
+        log.warn("the etcd password file {} holds a new password, which etcd refuses for now ({}); the password in"
+            + " use stays until etcd accepts the new one (tried every {} ms)", passwordFile.file(), e.getMessage(),
+            settings.probeInterval().toMillis());
+      }
+      return;
+    }
+    if (retired != null) {
+      retired.close();
+    }
+    retired = connection;
+    connection = pending;
+    pending = null;
+    passwordPending = false;
+    log.info("etcd accepted the new password from {}; every request to etcd uses it from now on", passwordFile.file());
+    if (listener != null) {
+      startWatch();
+    }
+    Connection before = retired;
+    thread.schedule(() -> {
+      if (retired == before) {
+        retired = null;
+        before.close();
+      }
+    }, 2 * timeoutMs, TimeUnit.MILLISECONDS);
+  }
+
   /** Takes the judge's key when it is free, renews the lease while holding it. Store thread. */
   private void campaign(GetResponse judgeRecord) throws IOException {
     List<KeyValue> holder = judgeRecord.getKvs();
@@ -389,7 +519,7 @@ public final class EtcdControlStore implements ControlStore {
       judgeName = holder.get(0).getValue().toString(StandardCharsets.UTF_8);
       if (leaseId != 0 && holder.get(0).getLease() == leaseId) {
         try {
-          await(client.getLeaseClient().keepAliveOnce(leaseId));
+          await(connection.client().getLeaseClient().keepAliveOnce(leaseId));
           judge = true;
         } catch (IOException e) {
           log.warn("judge lease {} could not be renewed ({}); this replica stops judging", leaseId, e.getMessage());
@@ -407,9 +537,9 @@ public final class EtcdControlStore implements ControlStore {
     }
     judge = false;
     dropLease();
-    long lease = await(client.getLeaseClient().grant(settings.judgeLease().toSeconds())).getID();
+    long lease = await(connection.client().getLeaseClient().grant(settings.judgeLease().toSeconds())).getID();
     TxnResponse won =
-        await(kv.txn()
+        await(connection.kv().txn()
             .If(new Cmp(judgeKey, Cmp.Op.EQUAL, CmpTarget.createRevision(0)))
             .Then(Op.put(judgeKey, bytes(settings.replica()), PutOption.builder().withLeaseId(lease).build()))
             .commit());
@@ -431,7 +561,7 @@ public final class EtcdControlStore implements ControlStore {
   private void renewReplicaLease() throws IOException {
     if (replicaLease != 0) {
       try {
-        await(client.getLeaseClient().keepAliveOnce(replicaLease));
+        await(connection.client().getLeaseClient().keepAliveOnce(replicaLease));
         return;
       } catch (IOException e) {
         if (downSinceMs != 0) {
@@ -440,13 +570,13 @@ public final class EtcdControlStore implements ControlStore {
         log.info("replica lease expired ({}); taking a new one", e.getMessage());
       }
     }
-    replicaLease = await(client.getLeaseClient().grant(settings.judgeLease().toSeconds())).getID();
+    replicaLease = await(connection.client().getLeaseClient().grant(settings.judgeLease().toSeconds())).getID();
   }
 
   /** Revokes the lease this replica holds, if any, without waiting. Store thread. */
   private void dropLease() {
     if (leaseId != 0) {
-      client.getLeaseClient().revoke(leaseId);
+      connection.client().getLeaseClient().revoke(leaseId);
       leaseId = 0;
     }
   }
@@ -457,7 +587,7 @@ public final class EtcdControlStore implements ControlStore {
    */
   private void reconnectIfDown() {
     if (downSinceMs != 0) {
-      reconnect.now();
+      connection.reconnect().now();
     }
   }
 
@@ -471,7 +601,7 @@ public final class EtcdControlStore implements ControlStore {
   private void reconnectBeforeChange() {
     if (downSinceMs != 0) {
       try {
-        reconnect.nowAndAwaitConnected(timeoutMs);
+        connection.reconnect().nowAndAwaitConnected(timeoutMs);
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
       }
@@ -520,7 +650,7 @@ public final class EtcdControlStore implements ControlStore {
     }
     ByteSequence key = bytes(statsPrefix + snapshot.getModel() + "/" + snapshot.getVersion() + "/" + settings.replica());
     try {
-      await(kv.put(key, ByteSequence.from(snapshot.toByteArray()), PutOption.builder().withLeaseId(lease).build()));
+      await(connection.kv().put(key, ByteSequence.from(snapshot.toByteArray()), PutOption.builder().withLeaseId(lease).build()));
     } catch (IOException e) {
       throw InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage());
     }
@@ -530,7 +660,7 @@ public final class EtcdControlStore implements ControlStore {
   public StoredAccess access() {
     GetResponse response;
     try {
-      response = await(kv.get(accessKey));
+      response = await(connection.kv().get(accessKey));
     } catch (IOException e) {
       throw InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage());
     }
@@ -554,7 +684,7 @@ public final class EtcdControlStore implements ControlStore {
     TxnResponse response;
     reconnectBeforeChange();
     try {
-      response = await(kv.txn().If(unchanged)
+      response = await(connection.kv().txn().If(unchanged)
           .Then(Op.put(accessKey, ByteSequence.from(next.toByteArray()), PutOption.DEFAULT), auditPut(audit))
           .commit());
     } catch (IOException e) {
@@ -572,7 +702,7 @@ public final class EtcdControlStore implements ControlStore {
   @Override
   public void putUsage(String hour, io.modelgate.proto.admin.v1.UsageReport report) {
     try {
-      await(kv.put(bytes(usagePrefix + hour + "/" + settings.replica()), ByteSequence.from(report.toByteArray())));
+      await(connection.kv().put(bytes(usagePrefix + hour + "/" + settings.replica()), ByteSequence.from(report.toByteArray())));
     } catch (IOException e) {
       throw InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage());
     }
@@ -583,7 +713,7 @@ public final class EtcdControlStore implements ControlStore {
     GetResponse response;
     try {
       // Keys sort by hour: the range [usage/<from>, usage/<to>) holds exactly those hours.
-      response = await(kv.get(bytes(usagePrefix + fromHour), GetOption.builder().withRange(bytes(usagePrefix + toHour)).build()));
+      response = await(connection.kv().get(bytes(usagePrefix + fromHour), GetOption.builder().withRange(bytes(usagePrefix + toHour)).build()));
     } catch (IOException e) {
       throw InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage());
     }
@@ -602,7 +732,7 @@ public final class EtcdControlStore implements ControlStore {
   public List<ReplicaSnapshot> snapshots(String model) {
     GetResponse response;
     try {
-      response = await(kv.get(bytes(statsPrefix + (model.isEmpty() ? "" : model + "/")), GetOption.builder().isPrefix(true).build()));
+      response = await(connection.kv().get(bytes(statsPrefix + (model.isEmpty() ? "" : model + "/")), GetOption.builder().isPrefix(true).build()));
     } catch (IOException e) {
       throw InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage());
     }
@@ -646,13 +776,20 @@ public final class EtcdControlStore implements ControlStore {
     for (long lease : new long[] {leaseId, replicaLease}) {
       if (lease != 0) {
         try {
-          client.getLeaseClient().revoke(lease).get(timeoutMs, TimeUnit.MILLISECONDS);
+          connection.client().getLeaseClient().revoke(lease).get(timeoutMs, TimeUnit.MILLISECONDS);
         } catch (Exception e) {
           log.warn("lease not revoked on close ({}); it expires within {} s", e.getMessage(), settings.judgeLease().toSeconds());
         }
       }
     }
-    client.close();
+    for (Connection open : new Connection[] {connection, pending, retired}) {
+      if (open != null) {
+        open.close();
+      }
+    }
+    if (passwordFile != null) {
+      passwordFile.close();
+    }
     if (tls != null) {
       tls.close();
     }

@@ -4,18 +4,22 @@ import static io.modelgate.gateway.testing.Eventually.eventually;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import io.etcd.jetcd.ByteSequence;
+import io.etcd.jetcd.Client;
 import io.modelgate.gateway.testing.EtcdServer;
 import io.modelgate.gateway.testing.Gateway;
 import io.modelgate.gateway.testing.TestCertificates;
 import io.modelgate.proto.admin.v1.RoutingPolicy;
 import io.modelgate.proto.admin.v1.SetRoutingRequest;
 import java.io.IOException;
+import java.net.URI;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Clock;
 import java.time.Duration;
 import java.util.List;
+import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -39,7 +43,7 @@ class EtcdAuthTest {
   }
 
   private ControlSettings settings(EtcdServer etcd, String name, String password) {
-    return new ControlSettings(etcd.endpoints(), "/auth/", name, "root", password, null, null, null,
+    return new ControlSettings(etcd.endpoints(), "/auth/", name, "root", password, null, null, null, null,
         Duration.ofSeconds(2), Duration.ofSeconds(2), Duration.ofMillis(200));
   }
 
@@ -71,7 +75,7 @@ class EtcdAuthTest {
         io.modelgate.gateway.testing.TestCertificates.create(Files.createDirectories(root.resolve("certs")));
     try (EtcdServer etcd = EtcdServer.startTls(root.resolve("etcd"), certs)) {
       assertThat(etcd.endpoints().get(0).getScheme()).isEqualTo("https");
-      ControlSettings withCertificate = new ControlSettings(etcd.endpoints(), "/tls/", "a", null, null,
+      ControlSettings withCertificate = new ControlSettings(etcd.endpoints(), "/tls/", "a", null, null, null,
           certs.caCert, certs.clientChain, certs.clientKey, Duration.ofSeconds(2), Duration.ofSeconds(5), Duration.ofMillis(200));
       try (Gateway a = Gateway.inProcess(root, root.resolve("state-tls-a"), Clock.systemUTC(), withCertificate)) {
         RoutingPolicy set = a.admin().setRouting(SetRoutingRequest.newBuilder()
@@ -79,7 +83,7 @@ class EtcdAuthTest {
         assertThat(set.getRevision()).isEqualTo(1);
         assertThat(a.server.control().status().getTarget()).startsWith("https://127.0.0.1:");
       }
-      ControlSettings withoutCertificate = new ControlSettings(etcd.endpoints(), "/tls/", "b", null, null,
+      ControlSettings withoutCertificate = new ControlSettings(etcd.endpoints(), "/tls/", "b", null, null, null,
           certs.caCert, null, null, Duration.ofSeconds(2), Duration.ofSeconds(2), Duration.ofMillis(200));
       assertThatThrownBy(() -> Gateway.inProcess(root, root.resolve("state-tls-b"), Clock.systemUTC(), withoutCertificate))
           .isInstanceOf(IOException.class)
@@ -106,7 +110,7 @@ class EtcdAuthTest {
     TestCertificates.renew(a.clientChain, chain);
     TestCertificates.renew(a.clientKey, key);
     try (EtcdServer etcd = EtcdServer.startTls(root.resolve("etcd"), a)) {
-      ControlSettings settings = new ControlSettings(etcd.endpoints(), "/rotate/", "a", null, null,
+      ControlSettings settings = new ControlSettings(etcd.endpoints(), "/rotate/", "a", null, null, null,
           ca, chain, key, Duration.ofSeconds(2), Duration.ofSeconds(5), Duration.ofMillis(200));
       try (Gateway gateway = Gateway.inProcess(root, root.resolve("state-rotate"), Clock.systemUTC(), settings)) {
         assertThat(setWeights(gateway, 0).getRevision()).isEqualTo(1);
@@ -129,6 +133,80 @@ class EtcdAuthTest {
             .contains("modelgate_tls_certificate_expiry_timestamp_seconds{port=\"etcd\"}")
             .contains("modelgate_config_reload_failures_total{file=\"etcd TLS\"} 1.0");
       }
+    }
+  }
+
+  /**
+   * The password rotated both ways round, without a restart: the file first (the replica keeps the
+   * password in use, says a new one is pending, and switches when etcd changes it), then etcd first
+   * (the replica loses etcd until the file has the new password).
+   */
+  @Test
+  void aRotatedPassword_isUsedWithoutARestart_whetherTheFileOrEtcdChangesFirst() throws Exception {
+    Gateway.write(root, "m", 1, Gateway.affine());
+    Files.writeString(root.resolve("m/model.yaml"), "max_batch_size: 0\n");
+    Path passwordFile = root.resolve("etcd-password");
+    Files.writeString(passwordFile, "first-pass\n");
+    try (EtcdServer etcd = EtcdServer.start(root.resolve("etcd"))) {
+      etcdctl(etcd, "user", "add", "root:first-pass");
+      etcdctl(etcd, "auth", "enable");
+      ControlSettings settings = new ControlSettings(etcd.endpoints(), "/passwd/", "a", "root", null, passwordFile,
+          null, null, null, Duration.ofSeconds(2), Duration.ofSeconds(2), Duration.ofMillis(200));
+      try (Gateway gateway = Gateway.inProcess(root, root.resolve("state-passwd"), Clock.systemUTC(), settings)) {
+        assertThat(setWeights(gateway, 0).getRevision()).isEqualTo(1);
+        assertThat(pending(gateway)).isZero();
+
+        // The file first: etcd refuses the new password for now, the one in use goes on working.
+        Files.writeString(passwordFile, "second-pass\n");
+        eventually("the new password was not read", () -> pending(gateway) == 1);
+        assertThat(setWeights(gateway, 1).getRevision()).isEqualTo(2);
+        assertThat(gateway.server.control().status().getUp()).isTrue();
+        // etcd's password changed: its tokens for the old one end, and the new one is taken.
+        changePassword(etcd, "first-pass", "second-pass");
+        eventually("the new password was not taken", () -> pending(gateway) == 0);
+        eventually("changes did not go through with the new password", () -> trySetWeights(gateway, 2));
+
+        // etcd first: the replica loses etcd until the file holds the password etcd has.
+        changePassword(etcd, "second-pass", "third-pass");
+        eventually("the refused password was not noticed", () -> !trySetWeights(gateway, 3)
+            && !gateway.server.control().status().getUp());
+        assertThat(gateway.server.control().status().getError())
+            .contains("etcd refuses user 'root' with this password (from " + passwordFile + ")")
+            .doesNotContain("second-pass").doesNotContain("third-pass");
+        Files.writeString(passwordFile, "third-pass\n");
+        eventually("the replica did not come back with the new password", () -> trySetWeights(gateway, 3));
+        eventually("the store was not found up", () -> gateway.server.control().status().getUp());
+        assertThat(pending(gateway)).isZero();
+
+        // A file that cannot be used is counted, and the password in use stays.
+        Files.writeString(passwordFile, "\n");
+        eventually("the empty file was not counted", () -> gateway.stats.prometheus()
+            .get("modelgate.config.reload.failures").tag("file", "etcd password").functionCounter().count() == 1);
+        assertThat(setWeights(gateway, 4).getRevision()).isEqualTo(5);
+      }
+    }
+  }
+
+  /** Changes root's password in etcd, as {@code etcdctl user passwd} does. */
+  private static void changePassword(EtcdServer etcd, String from, String to) throws Exception {
+    ByteSequence root = ByteSequence.from("root", StandardCharsets.UTF_8);
+    try (Client admin = Client.builder().endpoints(etcd.endpoints().toArray(URI[]::new))
+        .user(root).password(ByteSequence.from(from, StandardCharsets.UTF_8)).build()) {
+      admin.getAuthClient().userChangePassword(root, ByteSequence.from(to, StandardCharsets.UTF_8)).get(10, TimeUnit.SECONDS);
+    }
+  }
+
+  private static double pending(Gateway gateway) {
+    return gateway.stats.prometheus().get("modelgate.control.store.password.pending").gauge().value();
+  }
+
+  /** Sets the weights expecting {@code expectedRevision}; false when the change is refused. */
+  private static boolean trySetWeights(Gateway gateway, long expectedRevision) {
+    try {
+      setWeights(gateway, expectedRevision);
+      return true;
+    } catch (io.grpc.StatusRuntimeException e) {
+      return false;
     }
   }
 

@@ -62,7 +62,7 @@ class EtcdControlStoreTest {
   private static final Duration PROBES = Duration.ofMillis(200);
 
   private static ControlSettings settings(String prefix, String replica, List<URI> endpoints, Duration probeInterval) {
-    return new ControlSettings(endpoints, prefix, replica, null, null, null, null, null,
+    return new ControlSettings(endpoints, prefix, replica, null, null, null, null, null, null,
         Duration.ofSeconds(2), Duration.ofSeconds(2), probeInterval);
   }
 
