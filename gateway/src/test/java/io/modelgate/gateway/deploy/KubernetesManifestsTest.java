@@ -150,6 +150,41 @@ class KubernetesManifestsTest {
     }
   }
 
+  @Test
+  void theAutoscaler_scalesTheDeployment_withinWhatTheBudgetAndTheStopSequenceNeed() {
+    Map<String, Object> deployment = object("Deployment", "modelgate");
+    Map<String, Object> autoscaler = object("HorizontalPodAutoscaler", "modelgate");
+    Object pod = at(deployment, "spec", "template", "spec");
+
+    // It scales this Deployment, which leaves its replica count to it (an apply would reset it).
+    assertThat(at(autoscaler, "spec", "scaleTargetRef", "kind")).isEqualTo("Deployment");
+    assertThat(at(autoscaler, "spec", "scaleTargetRef", "apiVersion")).isEqualTo(deployment.get("apiVersion"));
+    assertThat(at(autoscaler, "spec", "scaleTargetRef", "name")).isEqualTo(at(deployment, "metadata", "name"));
+    assertThat(map(deployment.get("spec"))).doesNotContainKey("replicas");
+
+    // A voluntary disruption at the minimum still leaves replicas serving.
+    int min = (Integer) at(autoscaler, "spec", "minReplicas");
+    int maxUnavailable = (Integer) at(object("PodDisruptionBudget", "modelgate"), "spec", "maxUnavailable");
+    assertThat(min).isGreaterThan(maxUnavailable + 1);
+    assertThat((Integer) at(autoscaler, "spec", "maxReplicas")).isGreaterThan(min);
+
+    // On CPU utilisation, which needs the container's CPU request.
+    Object metric = at(autoscaler, "spec", "metrics", 0);
+    assertThat(at(metric, "resource", "name")).isEqualTo("cpu");
+    assertThat((Integer) at(metric, "resource", "target", "averageUtilization")).isBetween(50, 90);
+    assertThat(resources(at(pod, "containers", 0))).containsKey("cpu");
+
+    // Scale-down takes one replica at a time, and the next only once the one before has had its
+    // whole grace period to drain.
+    int grace = (Integer) at(pod, "terminationGracePeriodSeconds");
+    List<Object> down = list(at(autoscaler, "spec", "behavior", "scaleDown", "policies"));
+    assertThat(down).allSatisfy(policy -> {
+      assertThat(at(policy, "type")).isEqualTo("Pods");
+      assertThat(at(policy, "value")).isEqualTo(1);
+      assertThat((Integer) at(policy, "periodSeconds")).isGreaterThanOrEqualTo(grace);
+    });
+  }
+
   private static Map<String, Object> resources(Object container) {
     return map(at(container, "resources", "requests"));
   }
