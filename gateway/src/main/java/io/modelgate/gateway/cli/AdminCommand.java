@@ -527,9 +527,20 @@ final class AdminCommand implements Runnable {
     }
   }
 
+  /**
+   * One CSV field (RFC 4180): as it is, or quoted, with its quotes doubled, when it holds a comma, a
+   * quote or a line break (a fleet's replica list does).
+   */
+  static String csv(String field) {
+    if (field.indexOf(',') < 0 && field.indexOf('"') < 0 && field.indexOf('\n') < 0 && field.indexOf('\r') < 0) {
+      return field;
+    }
+    return '"' + field.replace("\"", "\"\"") + '"';
+  }
+
   @Command(name = "usage", description = {
       "Usage for chargeback: per tenant, model and version, requests, errors, rows, bytes and compute seconds",
-      "(each request's share of its batch's run of the model, by rows), over whole hours (UTC) of this replica's ledger."})
+      "(each request's share of its batch's run of the model, by rows), over whole hours (UTC) of the ledger in this replica's state directory."})
   static final class UsageCommand implements Callable<Integer> {
     @ParentCommand AdminCommand admin;
     @Spec CommandSpec spec;
@@ -557,14 +568,19 @@ final class AdminCommand implements Runnable {
           case "csv" -> {
             out.println("since,until,replica,tenant,model,version,requests,errors,rows,bytes_in,bytes_out,compute_seconds");
             for (io.modelgate.proto.admin.v1.UsageRecord r : report.getRecordsList()) {
-              out.printf("%s,%s,%s,%s,%s,%s,%d,%d,%d,%d,%d,%.6f%n", report.getSince(), report.getUntil(), report.getReplica(),
-                  r.getTenant(), r.getModel(), r.getVersion(), r.getRequests(), r.getErrorCount(), r.getRows(), r.getBytesIn(),
+              out.printf("%s,%s,%s,%s,%s,%s,%d,%d,%d,%d,%d,%.6f%n", csv(report.getSince()), csv(report.getUntil()),
+                  csv(report.getReplica()), csv(r.getTenant()), csv(r.getModel()), csv(r.getVersion()), r.getRequests(),
+                  r.getErrorCount(), r.getRows(), r.getBytesIn(),
                   r.getBytesOut(), r.getComputeSeconds());
             }
           }
           default -> {
             out.printf("usage %s %s from %s:00 to %s:00 UTC%n", fleet ? "of the" : "on replica", report.getReplica(),
                 report.getSince(), report.getUntil());
+            if (report.getLedgersCount() > 1) {
+              out.printf("(its state directory's ledger, also kept under %s)%n",
+                  String.join(", ", report.getLedgersList().subList(1, report.getLedgersCount())));
+            }
             out.printf("%-16s %-16s %-4s %10s %8s %10s %12s %12s %12s%n", "TENANT", "MODEL", "VER", "REQUESTS", "ERRORS",
                 "ROWS", "BYTES IN", "BYTES OUT", "COMPUTE S");
             for (io.modelgate.proto.admin.v1.UsageRecord r : report.getRecordsList()) {

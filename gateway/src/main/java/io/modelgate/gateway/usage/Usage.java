@@ -294,34 +294,32 @@ public final class Usage implements AutoCloseable {
     long to = Math.floorDiv(until.toEpochMilli() + 3_600_000L - 1, 3_600_000L);
     Map<Key, UsageRecord.Builder> sums = new TreeMap<>(java.util.Comparator.comparing(Key::tenant)
         .thenComparing(Key::model).thenComparing(Key::version));
-    // Recent hours are in memory; older ones in the ledger files only.
-    Map<Long, Map<Key, Cell>> inRange = new TreeMap<>();
+    // This process's recent hours are in memory; the rest is in the ledger files: its own older
+    // hours, and those of the processes that kept this state directory under other names before
+    // it (a restart without --replica takes a new name).
+    List<Map<Key, Cell>> inRange = new ArrayList<>();
+    java.util.Set<Long> inMemory = new java.util.HashSet<>();
     for (Map.Entry<Long, Map<Key, Cell>> hour : hours.entrySet()) {
       if (hour.getKey() >= from && hour.getKey() < to) {
-        inRange.put(hour.getKey(), hour.getValue());
+        inRange.add(hour.getValue());
+        inMemory.add(hour.getKey());
       }
     }
-    if (directory != null && Files.isDirectory(directory)) {
-      String suffix = "-" + replica + ".jsonl";
-      try (Stream<Path> files = Files.list(directory)) {
-        for (Path file : files.filter(f -> f.getFileName().toString().endsWith(suffix)).toList()) {
-          String name = file.getFileName().toString();
-          long hour;
-          try {
-            hour = Instant.from(HOUR.parse(name.substring(0, name.length() - suffix.length()))).toEpochMilli() / 3_600_000L;
-          } catch (java.time.DateTimeException e) {
-            continue;
-          }
-          if (hour >= from && hour < to && !inRange.containsKey(hour)) {
-            inRange.put(hour, readHour(hour));
+    java.util.SortedSet<String> ledgers = new java.util.TreeSet<>();
+    for (LedgerFile file : ledgerFiles()) {
+      boolean own = file.replica().equals(replica);
+      if (file.hour() >= from && file.hour() < to && !(own && inMemory.contains(file.hour()))) {
+        Map<Key, Cell> cells = readFile(file.path());
+        if (!cells.isEmpty()) {
+          inRange.add(cells);
+          if (!own) {
+            ledgers.add(file.replica());
           }
         }
-      } catch (IOException e) {
-        log.error("usage ledger in {} cannot be listed (older hours are missing from this report): {}", directory, e.toString());
       }
     }
-    for (Map.Entry<Long, Map<Key, Cell>> hour : inRange.entrySet()) {
-      for (Map.Entry<Key, Cell> entry : hour.getValue().entrySet()) {
+    for (Map<Key, Cell> hour : inRange) {
+      for (Map.Entry<Key, Cell> entry : hour.entrySet()) {
         Key key = entry.getKey();
         if ((!tenant.isEmpty() && !tenant.equals(key.tenant())) || (!model.isEmpty() && !model.equals(key.model()))) {
           continue;
@@ -333,7 +331,9 @@ public final class Usage implements AutoCloseable {
     UsageReport.Builder report = UsageReport.newBuilder()
         .setSince(HOUR.format(Instant.ofEpochMilli(from * 3_600_000L)))
         .setUntil(HOUR.format(Instant.ofEpochMilli(to * 3_600_000L)))
-        .setReplica(replica);
+        .setReplica(replica)
+        .addLedgers(replica)
+        .addAllLedgers(ledgers);
     sums.values().forEach(report::addRecords);
     return report.build();
   }
@@ -437,13 +437,49 @@ public final class Usage implements AutoCloseable {
     }
   }
 
+  /** One file of the ledger: {@code <hour>-<replica>.jsonl}, the hour in epoch hours. */
+  record LedgerFile(Path path, long hour, String replica) {}
+
+  /**
+   * Every file of the ledger in the state directory, whichever replica name wrote it; none without
+   * a ledger. Files of other names than the ledger's are left out.
+   */
+  List<LedgerFile> ledgerFiles() {
+    List<LedgerFile> found = new ArrayList<>();
+    if (directory == null || !Files.isDirectory(directory)) {
+      return found;
+    }
+    int hourLength = "yyyy-MM-ddTHH".length();
+    try (Stream<Path> files = Files.list(directory)) {
+      for (Path file : files.toList()) {
+        String name = file.getFileName().toString();
+        if (!name.endsWith(".jsonl") || name.length() <= hourLength + 1 + ".jsonl".length() || name.charAt(hourLength) != '-') {
+          continue;
+        }
+        try {
+          long hour = Instant.from(HOUR.parse(name.substring(0, hourLength))).toEpochMilli() / 3_600_000L;
+          found.add(new LedgerFile(file, hour, name.substring(hourLength + 1, name.length() - ".jsonl".length())));
+        } catch (java.time.DateTimeException e) {
+          // Not a ledger file.
+        }
+      }
+    } catch (IOException e) {
+      log.error("usage ledger in {} cannot be listed (its hours are missing from this report): {}", directory, e.toString());
+    }
+    return found;
+  }
+
   /** This replica's ledger file of {@code hour}, as cells; empty when there is none (or no ledger). */
   private Map<Key, Cell> readHour(long hour) {
-    Map<Key, Cell> cells = new java.util.HashMap<>();
     if (directory == null) {
-      return cells;
+      return new java.util.HashMap<>();
     }
-    Path file = directory.resolve(HOUR.format(Instant.ofEpochMilli(hour * 3_600_000L)) + "-" + replica + ".jsonl");
+    return readFile(directory.resolve(HOUR.format(Instant.ofEpochMilli(hour * 3_600_000L)) + "-" + replica + ".jsonl"));
+  }
+
+  /** A ledger file, as cells; empty when there is none. */
+  private Map<Key, Cell> readFile(Path file) {
+    Map<Key, Cell> cells = new java.util.HashMap<>();
     if (!Files.isRegularFile(file)) {
       return cells;
     }

@@ -7,6 +7,7 @@ import io.modelgate.gateway.testing.Gateway;
 import java.io.PrintWriter;
 import java.io.StringWriter;
 import java.nio.file.Path;
+import java.util.List;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -174,6 +175,21 @@ class CliTest {
     // Leave version 2 with all traffic, as the other tests expect.
     Run promote = run(admin("promote", "--model", "cnn_mnist", "--version", "2"));
     assertThat(promote.out()).contains("weights: v2=1 (100.0%)");
+  }
+
+  @Test
+  void admin_usage_asCsv_quotesAFieldThatHoldsACommaOrAQuote() throws Exception {
+    run("infer", "--target", target(), "--model", "cnn_mnist", "--digit", "3");
+    Run usage = run(admin("usage", "--since", "2000-01-01", "--format", "csv"));
+    assertThat(usage.exitCode()).as(usage.err()).isZero();
+    List<String> lines = usage.out().lines().toList();
+    assertThat(lines.get(0)).isEqualTo("since,until,replica,tenant,model,version,requests,errors,rows,bytes_in,bytes_out,compute_seconds");
+    assertThat(lines).anySatisfy(line -> assertThat(line).contains(",anonymous,cnn_mnist,"));
+    assertThat(lines).allSatisfy(line -> assertThat(line.split(",")).hasSize(12));
+    // A fleet's report names its replicas with commas: one field, quoted.
+    assertThat(AdminCommand.csv("fleet of 2: r1, r2")).isEqualTo("\"fleet of 2: r1, r2\"");
+    assertThat(AdminCommand.csv("say \"hi\"")).isEqualTo("\"say \"\"hi\"\"\"");
+    assertThat(AdminCommand.csv("r1")).isEqualTo("r1");
   }
 
   @Test

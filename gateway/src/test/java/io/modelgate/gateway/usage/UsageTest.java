@@ -165,6 +165,47 @@ class UsageTest {
     }
   }
 
+  /**
+   * A process restarted without --replica takes a new name (host and process id); the hours its
+   * earlier names wrote to the same state directory, the current hour included, stay in its report.
+   */
+  @Test
+  void aRestartUnderANewName_keepsTheHoursTheEarlierNamesWrote() throws Exception {
+    io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
+    Path ledger = root.resolve("usage");
+    java.time.Instant start = java.time.Instant.ofEpochMilli(clock.millis());
+    for (String name : List.of("host-100", "host-200")) {
+      Usage usage = new Usage(new io.micrometer.prometheusmetrics.PrometheusMeterRegistry(
+          io.micrometer.prometheusmetrics.PrometheusConfig.DEFAULT), clock, name, ledger);
+      for (int i = 0; i < 3; i++) {
+        usage.record("t", "m", "1", io.grpc.Status.Code.OK, 2, 2, 1000, 10, 20, "id", 1);
+      }
+      usage.close();
+      clock.millis += 60_000;
+    }
+    // A third, in the same hour and an hour later, reports all of it.
+    Usage third = new Usage(new io.micrometer.prometheusmetrics.PrometheusMeterRegistry(
+        io.micrometer.prometheusmetrics.PrometheusConfig.DEFAULT), clock, "host-300", ledger);
+    try {
+      third.record("t", "m", "1", io.grpc.Status.Code.UNAVAILABLE, 1, 0, 0, 10, 0, "id", 1);
+      UsageReport report = third.report(start, start.plusSeconds(7200), "", "");
+      assertThat(report.getRecordsCount()).isEqualTo(1);
+      assertThat(report.getRecords(0).getRequests()).isEqualTo(7);
+      assertThat(report.getRecords(0).getRows()).isEqualTo(12);
+      assertThat(report.getRecords(0).getErrorsMap()).containsExactly(Map.entry("UNAVAILABLE", 1L));
+      assertThat(report.getReplica()).isEqualTo("host-300");
+      assertThat(report.getLedgersList()).containsExactly("host-300", "host-100", "host-200");
+      // Its own hour is counted once, whether from memory or from its file.
+      third.flush();
+      assertThat(third.report(start, start.plusSeconds(7200), "", "").getRecords(0).getRequests()).isEqualTo(7);
+      clock.millis += 3_600_000L;
+      third.flush();
+      assertThat(third.report(start, start.plusSeconds(7200), "", "").getRecords(0).getRequests()).isEqualTo(7);
+    } finally {
+      third.close();
+    }
+  }
+
   @Test
   void eachTenantsLatency_isInPrometheus_overTheLastMinute() throws Exception {
     io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
