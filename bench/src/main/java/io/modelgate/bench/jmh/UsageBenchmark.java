@@ -43,7 +43,7 @@ public class UsageBenchmark {
   @Setup
   public void setUp() {
     usage = new Usage(new PrometheusMeterRegistry(PrometheusConfig.DEFAULT), Clock.systemUTC(), "bench", null,
-        new AccessLog(AccessLog.DEFAULT_RATE));
+        new AccessLog(AccessLog.DEFAULT_RATE), java.time.Duration.ZERO);
     quotas = new Quotas(Clock.systemUTC());
     limited = new CallerAuth.Caller("t", "api_key", new CallerPolicy.Tenant("t", List.of(), Set.of(), Set.of(),
         new CallerPolicy.Quota(1e6, 1e6, 1_000_000)));

@@ -174,6 +174,15 @@ final class ServeCommand implements Callable<Integer> {
   String logFormat;
 
   @Option(
+      names = "--usage-retention",
+      defaultValue = "400d",
+      converter = Converters.TimeSpan.class,
+      paramLabel = "DURATION",
+      description = "How long the usage ledger keeps an hour: its files in the state directory and, in a fleet,"
+          + " its keys in etcd are deleted after this (checked hourly). 0 keeps every hour. Default: ${DEFAULT-VALUE}.")
+  java.time.Duration usageRetention;
+
+  @Option(
       names = "--access-log-rate",
       defaultValue = "0.01",
       description = "Share of requests written to the access log (logger modelgate.access: id, tenant, model,"
@@ -310,6 +319,10 @@ final class ServeCommand implements Callable<Integer> {
     if (!(accessLogRate >= 0 && accessLogRate <= 1)) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--access-log-rate: " + accessLogRate + " (expected: 0 to 1)");
     }
+    if (usageRetention.isNegative() || (!usageRetention.isZero() && usageRetention.compareTo(java.time.Duration.ofHours(1)) < 0)) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(),
+          "--usage-retention: " + usageRetention + " (expected: at least 1h, or 0 to keep every hour)");
+    }
     if (warmupRounds < 0 || warmupRounds > AdminSettings.MAX_WARMUP_ROUNDS) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(),
           "--warmup-rounds: " + warmupRounds + " (expected: 0 to " + AdminSettings.MAX_WARMUP_ROUNDS + ")");
@@ -351,7 +364,8 @@ final class ServeCommand implements Callable<Integer> {
             callersFile,
             accessLogRate,
             adminTokensFile,
-            warmupRounds);
+            warmupRounds,
+            usageRetention);
     ModelSettings defaults =
         new ModelSettings(
             null,

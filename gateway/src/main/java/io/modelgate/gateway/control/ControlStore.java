@@ -87,6 +87,16 @@ public interface ControlStore extends AutoCloseable {
    */
   List<io.modelgate.proto.admin.v1.UsageReport> usage(String fromHour, String toHour);
 
+  /**
+   * Deletes every replica's usage of the hours before {@code hour} ({@code yyyy-MM-ddTHH},
+   * exclusive), for the ledger's retention; returns how many hours of replicas were deleted (0 for
+   * a file store, which keeps none). Any replica may call it: deleting what is gone already deletes
+   * nothing.
+   *
+   * @throws io.modelgate.runtime.error.InferenceException UNAVAILABLE when the store cannot be reached
+   */
+  long deleteUsageBefore(String hour);
+
   /** The access the admin API manages (tokens, quotas) and its store revision (0: never written). */
   record StoredAccess(io.modelgate.proto.admin.v1.ManagedAccess access, long revision) {
     public static final StoredAccess NONE =

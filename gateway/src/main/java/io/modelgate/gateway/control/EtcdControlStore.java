@@ -709,6 +709,17 @@ public final class EtcdControlStore implements ControlStore {
   }
 
   @Override
+  public long deleteUsageBefore(String hour) {
+    try {
+      // Keys sort by hour: the range [usage/, usage/<hour>) holds exactly the hours before it.
+      return await(connection.kv().delete(bytes(usagePrefix),
+          io.etcd.jetcd.options.DeleteOption.builder().withRange(bytes(usagePrefix + hour)).build())).getDeleted();
+    } catch (IOException e) {
+      throw InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage());
+    }
+  }
+
+  @Override
   public List<io.modelgate.proto.admin.v1.UsageReport> usage(String fromHour, String toHour) {
     GetResponse response;
     try {

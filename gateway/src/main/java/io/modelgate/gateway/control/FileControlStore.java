@@ -192,6 +192,11 @@ public final class FileControlStore implements ControlStore {
   }
 
   @Override
+  public long deleteUsageBefore(String hour) {
+    return 0;
+  }
+
+  @Override
   public void publish(io.modelgate.proto.admin.v1.ReplicaSnapshot snapshot) {
     // One process: nobody to publish to.
   }

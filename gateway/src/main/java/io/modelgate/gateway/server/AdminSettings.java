@@ -25,6 +25,8 @@ import java.util.Objects;
  *     io.modelgate.gateway.admin.AdminTokens}); null: only {@code token}, as {@code admin}
  * @param warmupRounds rounds of calls to its own admin API and HTTP endpoints before the server
  *     reports ready (see {@link StartupWarmup}); 0: none
+ * @param usageRetention how long the usage ledger keeps an hour, in the state directory and, in a
+ *     fleet, in etcd; zero keeps every hour (the ledger then grows without bound)
  */
 public record AdminSettings(
     String host,
@@ -39,11 +41,14 @@ public record AdminSettings(
     Path callersFile,
     double accessLogRate,
     Path tokensFile,
-    int warmupRounds) {
+    int warmupRounds,
+    java.time.Duration usageRetention) {
   public static final int DEFAULT_PORT = 8003;
   /** The most warm-up rounds. */
   public static final int MAX_WARMUP_ROUNDS = 100_000;
   public static final int DEFAULT_METRICS_PORT = 8002;
+  /** The usage ledger's retention by default: 400 days, a year and a month to compare it with. */
+  public static final java.time.Duration DEFAULT_USAGE_RETENTION = java.time.Duration.ofDays(400);
 
   public AdminSettings {
     Objects.requireNonNull(host, "admin host");
@@ -52,6 +57,10 @@ public record AdminSettings(
     Objects.requireNonNull(stateDirectory, "state directory");
     Objects.requireNonNull(control, "control store settings");
     Objects.requireNonNull(payloadLogDirectory, "payload log directory");
+    Objects.requireNonNull(usageRetention, "usage retention");
+    if (usageRetention.isNegative() || (!usageRetention.isZero() && usageRetention.compareTo(java.time.Duration.ofHours(1)) < 0)) {
+      throw new IllegalArgumentException("usage retention: " + usageRetention + " (expected: at least an hour, or 0 to keep every hour)");
+    }
     if (port < 0 || port > 65535) {
       throw new IllegalArgumentException("admin port: " + port + " (expected: 0 to 65535)");
     }
@@ -88,30 +97,36 @@ public record AdminSettings(
       String host, int port, String token, TlsSettings tls, String metricsHost, int metricsPort, Path stateDirectory,
       io.modelgate.gateway.control.ControlSettings control, Path payloadLogDirectory) {
     this(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory, null,
-        io.modelgate.gateway.usage.AccessLog.DEFAULT_RATE, null, 0);
+        io.modelgate.gateway.usage.AccessLog.DEFAULT_RATE, null, 0, DEFAULT_USAGE_RETENTION);
   }
 
   /** These settings with the admin tokens of {@code file} besides the server's own. */
   public AdminSettings withAdminTokens(Path file) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
-        callersFile, accessLogRate, file, warmupRounds);
+        callersFile, accessLogRate, file, warmupRounds, usageRetention);
   }
 
   /** These settings with {@code file} as the callers file. */
   public AdminSettings withCallers(Path file) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory, file,
-        accessLogRate, tokensFile, warmupRounds);
+        accessLogRate, tokensFile, warmupRounds, usageRetention);
   }
 
   /** These settings with {@code rate} of requests in the access log. */
   public AdminSettings withAccessLog(double rate) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
-        callersFile, rate, tokensFile, warmupRounds);
+        callersFile, rate, tokensFile, warmupRounds, usageRetention);
   }
 
   /** These settings with {@code rounds} of start-up warm-up (0: none). */
   public AdminSettings withWarmup(int rounds) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
-        callersFile, accessLogRate, tokensFile, rounds);
+        callersFile, accessLogRate, tokensFile, rounds, usageRetention);
+  }
+
+  /** These settings with the usage ledger keeping each hour for {@code retention} (zero: for ever). */
+  public AdminSettings withUsageRetention(java.time.Duration retention) {
+    return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
+        callersFile, accessLogRate, tokensFile, warmupRounds, retention);
   }
 }

@@ -309,7 +309,8 @@ public final class GatewayServer {
             ? new EtcdControlStore(controlSettings, stats.prometheus(), stats.clock())
             : new FileControlStore(state, controlSettings.replica());
     b.usage = new io.modelgate.gateway.usage.Usage(stats.prometheus(), stats.clock(), controlSettings.replica(),
-        adminSettings.stateDirectory().resolve("usage"), new io.modelgate.gateway.usage.AccessLog(adminSettings.accessLogRate()));
+        adminSettings.stateDirectory().resolve("usage"), new io.modelgate.gateway.usage.AccessLog(adminSettings.accessLogRate()),
+        adminSettings.usageRetention());
     b.drift = new io.modelgate.gateway.health.Drift(repository, stats.prometheus(), stats.clock(), controlSettings.replica());
     b.golden = new io.modelgate.gateway.health.GoldenSets(repository, stats.clock(), stats.background(), b.drift);
     b.payloadLog = new io.modelgate.gateway.health.PayloadLog(adminSettings.payloadLogDirectory(), stats.prometheus(), stats.clock())
@@ -335,7 +336,7 @@ public final class GatewayServer {
     }
     if (store.shared()) {
       // A fleet's usage adds up in etcd: each replica shares its hours as it writes its ledger.
-      b.usage.shareWith(store::putUsage);
+      b.usage.shareWith(store::putUsage, store::deleteUsageBefore);
     }
     b.gatewayMetrics = new GatewayMetrics(stats.prometheus(), repository, b.router, b.control, state, b.golden);
     b.versions = new io.modelgate.gateway.admin.VersionControl(repository, b.control, drainTimeout);

@@ -63,6 +63,12 @@ public final class Usage implements AutoCloseable {
   private final AccessLog access;
   /** Hands each hour that changed to the fleet's store (etcd), or does nothing. Writer thread. */
   private volatile java.util.function.BiConsumer<String, UsageReport> fleet = (hour, report) -> {};
+  /** Deletes the fleet's hours before the one given (etcd), returning how many; or does nothing. Writer thread. */
+  private volatile java.util.function.ToLongFunction<String> fleetDelete = hour -> 0;
+  /** How long an hour is kept; zero: for ever. */
+  private final Duration retention;
+  /** The hour (epoch hours) whose retention has been applied; the writer's own. */
+  private long retainedAt = Long.MIN_VALUE;
   /** Hours handed to the fleet since they last changed; the writer's own. */
   private final Map<Long, Long> published = new ConcurrentHashMap<>();
   /** Hourly buckets: hour (epoch hours) → key → cell. */
@@ -106,15 +112,19 @@ public final class Usage implements AutoCloseable {
    * @param directory where the ledger is kept ({@code <state>/usage}); null keeps none
    */
   public Usage(MeterRegistry registry, Clock clock, String replica, Path directory) {
-    this(registry, clock, replica, directory, AccessLog.off());
+    this(registry, clock, replica, directory, AccessLog.off(), Duration.ZERO);
   }
 
   /**
    * @param directory where the ledger is kept ({@code <state>/usage}); null keeps none
    * @param access the access log, which sees every request recorded here
+   * @param retention how long the ledger keeps an hour (checked once an hour, by the writer): its
+   *     files, of whatever replica name, and the fleet's keys ({@link #shareWith}); zero keeps every
+   *     hour
    */
-  public Usage(MeterRegistry registry, Clock clock, String replica, Path directory, AccessLog access) {
+  public Usage(MeterRegistry registry, Clock clock, String replica, Path directory, AccessLog access, Duration retention) {
     this.access = access;
+    this.retention = java.util.Objects.requireNonNull(retention, "retention");
     this.registry = registry;
     this.clock = clock;
     this.replica = replica;
@@ -238,8 +248,10 @@ public final class Usage implements AutoCloseable {
    * Hands every hour that changes to {@code publish} too, from the writer thread (for a fleet: the
    * control store); a failure is logged and the hour handed again at the next write.
    */
-  public void shareWith(java.util.function.BiConsumer<String, UsageReport> publish) {
+  public void shareWith(java.util.function.BiConsumer<String, UsageReport> publish,
+      java.util.function.ToLongFunction<String> deleteBefore) {
     this.fleet = publish;
+    this.fleetDelete = deleteBefore;
   }
 
   /**
@@ -404,6 +416,7 @@ public final class Usage implements AutoCloseable {
       Files.move(temporary, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
       written.put(hour.getKey(), changes);
     }
+    retain();
     // Memory stays bounded: an hour that is over, written and shared lives on in its file only.
     long now = Math.floorDiv(clock.millis(), 3_600_000L);
     for (Long hour : List.copyOf(hours.keySet())) {
@@ -418,6 +431,43 @@ public final class Usage implements AutoCloseable {
           published.remove(hour);
         }
       }
+    }
+  }
+
+  /**
+   * Once an hour, deletes the ledger's hours older than the retention: the files in the state
+   * directory, whichever replica name wrote them, and the fleet's keys. A failure is logged and
+   * tried again at the next write. Writer thread (under the flush's lock).
+   */
+  private void retain() {
+    long now = Math.floorDiv(clock.millis(), 3_600_000L);
+    if (retention.isZero() || retainedAt == now) {
+      return;
+    }
+    long keepFrom = now - Math.max(1, retention.toHours());
+    String cutoff = HOUR.format(Instant.ofEpochMilli(keepFrom * 3_600_000L));
+    int files = 0;
+    for (LedgerFile file : ledgerFiles()) {
+      if (file.hour() < keepFrom) {
+        try {
+          Files.deleteIfExists(file.path());
+          files++;
+        } catch (IOException e) {
+          log.warn("usage ledger file {} is past its retention but cannot be deleted: {}", file.path(), e.toString());
+        }
+      }
+    }
+    long keys;
+    try {
+      keys = fleetDelete.applyAsLong(cutoff);
+    } catch (RuntimeException e) {
+      log.warn("the fleet's usage before {} not deleted (tried again in {} s): {}", cutoff, FLUSH_SECONDS, e.getMessage());
+      return;
+    }
+    retainedAt = now;
+    if (files > 0 || keys > 0) {
+      log.info("usage ledger: {} files and {} fleet hours of replicas before {} deleted (retention {} h)", files, keys, cutoff,
+          retention.toHours());
     }
   }
 

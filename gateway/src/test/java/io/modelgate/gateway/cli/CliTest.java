@@ -272,5 +272,12 @@ class CliTest {
     Run keepalive = run("serve", "--keepalive-time", "5s", "--grpc-port", "0");
     assertThat(keepalive.exitCode()).isEqualTo(CliErrors.USAGE);
     assertThat(keepalive.err()).contains("keepalive time: PT5S (expected: at least 10s)");
+
+    Run retention = run("serve", "--usage-retention", "30m", "--grpc-port", "0");
+    assertThat(retention.exitCode()).isEqualTo(CliErrors.USAGE);
+    assertThat(retention.err()).contains("--usage-retention: PT30M (expected: at least 1h, or 0 to keep every hour)");
+    assertThat(new Converters.TimeSpan().convert("400d")).isEqualTo(java.time.Duration.ofDays(400));
+    assertThat(new Converters.TimeSpan().convert("12h")).isEqualTo(java.time.Duration.ofHours(12));
+    assertThat(new Converters.TimeSpan().convert("0")).isZero();
   }
 }

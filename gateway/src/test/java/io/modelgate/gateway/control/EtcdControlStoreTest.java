@@ -125,6 +125,27 @@ class EtcdControlStoreTest {
   }
 
   @Test
+  void theFleetsUsage_beforeAnHour_isDeleted_byAnyReplica_theHoursFromItOnStay() throws Exception {
+    java.time.Instant base = java.time.Instant.now().truncatedTo(java.time.temporal.ChronoUnit.HOURS).minus(Duration.ofDays(3));
+    List<String> hours = List.of(0, 1, 2).stream().map(h -> io.modelgate.gateway.usage.Usage.hour(base.plusSeconds(h * 3600L), false)).toList();
+    try (Gateway a = replica("/retain/", "a"); Gateway b = replica("/retain/", "b")) {
+      for (Gateway replica : List.of(a, b)) {
+        for (String hour : hours) {
+          replica.server.control().store().putUsage(hour, io.modelgate.proto.admin.v1.UsageReport.newBuilder().setSince(hour)
+              .addRecords(io.modelgate.proto.admin.v1.UsageRecord.newBuilder().setTenant("t").setModel("m").setVersion("1").setRequests(1))
+              .build());
+        }
+      }
+      ControlStore store = b.server.control().store();
+      assertThat(store.deleteUsageBefore(hours.get(1))).isEqualTo(2);
+      assertThat(store.deleteUsageBefore(hours.get(1))).isZero();
+      assertThat(a.server.control().store().usage(hours.get(0), "2100-01-01T00"))
+          .extracting(io.modelgate.proto.admin.v1.UsageReport::getSince)
+          .containsExactlyInAnyOrder(hours.get(1), hours.get(1), hours.get(2), hours.get(2));
+    }
+  }
+
+  @Test
   void aTokenMadeOnOneReplica_admitsOnEvery_andItsRevocationToo() throws Exception {
     try (Gateway a = replica("/access/", "a"); Gateway b = replica("/access/", "b")) {
       String secret = a.admin().createToken(io.modelgate.proto.admin.v1.CreateTokenRequest.newBuilder()

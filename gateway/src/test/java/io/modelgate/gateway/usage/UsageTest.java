@@ -206,6 +206,60 @@ class UsageTest {
     }
   }
 
+  /**
+   * With a retention of a day, each hour's write deletes the ledger's hours older than a day: the
+   * files of every replica name and, once an hour, the fleet's; a fleet that cannot be reached is
+   * tried again at the next write.
+   */
+  @Test
+  void hoursPastTheRetention_areDeleted_fromTheFilesOfEveryName_andFromTheFleet() throws Exception {
+    io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
+    Path ledger = root.resolve("usage");
+    Usage earlier = new Usage(new io.micrometer.prometheusmetrics.PrometheusMeterRegistry(
+        io.micrometer.prometheusmetrics.PrometheusConfig.DEFAULT), clock, "old-name", ledger);
+    earlier.record("t", "m", "1", io.grpc.Status.Code.OK, 1, 1, 1000, 10, 20, "id", 1);
+    earlier.close();
+    java.time.Instant start = java.time.Instant.ofEpochMilli(clock.millis());
+    clock.millis += 3_600_000L;
+
+    List<String> cutoffs = new ArrayList<>();
+    AtomicLong failuresLeft = new AtomicLong(1);
+    Usage usage = new Usage(new io.micrometer.prometheusmetrics.PrometheusMeterRegistry(
+        io.micrometer.prometheusmetrics.PrometheusConfig.DEFAULT), clock, "r1", ledger, AccessLog.off(), java.time.Duration.ofDays(1));
+    usage.shareWith((hour, report) -> {}, cutoff -> {
+      cutoffs.add(cutoff);
+      if (failuresLeft.getAndDecrement() > 0) {
+        throw io.modelgate.runtime.error.InferenceException.unavailable("etcd down");
+      }
+      return 2;
+    });
+    try {
+      // The first write of an hour meets a fleet that cannot be reached: the next write tries again,
+      // and the one after does not (done for this hour).
+      usage.flush();
+      usage.flush();
+      usage.flush();
+      assertThat(cutoffs).hasSize(2).allSatisfy(c -> assertThat(c).isEqualTo(Usage.HOUR.format(start.minusSeconds(23 * 3600))));
+      // Thirty hours, a request in each, a write at each.
+      for (int hour = 1; hour <= 30; hour++) {
+        usage.record("t", "m", "1", io.grpc.Status.Code.OK, 1, 1, 1000, 10, 20, "id", 1);
+        usage.flush();
+        clock.millis += 3_600_000L;
+      }
+      usage.flush();
+      java.time.Instant now = java.time.Instant.ofEpochMilli(clock.millis());
+      assertThat(cutoffs).hasSize(2 + 30).last().isEqualTo(Usage.HOUR.format(now.minusSeconds(24 * 3600)));
+      // The files left: this name's last 24 hours; the old name's hour went with the others.
+      assertThat(usage.ledgerFiles()).hasSize(24).allSatisfy(f -> {
+        assertThat(f.replica()).isEqualTo("r1");
+        assertThat(f.hour() * 3_600_000L).isGreaterThanOrEqualTo(now.minusSeconds(24 * 3600).toEpochMilli());
+      });
+      assertThat(usage.report(start.minusSeconds(3600), now, "", "").getRecords(0).getRequests()).isEqualTo(24);
+    } finally {
+      usage.close();
+    }
+  }
+
   @Test
   void eachTenantsLatency_isInPrometheus_overTheLastMinute() throws Exception {
     io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
