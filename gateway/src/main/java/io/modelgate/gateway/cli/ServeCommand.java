@@ -319,10 +319,6 @@ final class ServeCommand implements Callable<Integer> {
     if (!(accessLogRate >= 0 && accessLogRate <= 1)) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--access-log-rate: " + accessLogRate + " (expected: 0 to 1)");
     }
-    if (usageRetention.isNegative() || (!usageRetention.isZero() && usageRetention.compareTo(java.time.Duration.ofHours(1)) < 0)) {
-      throw new picocli.CommandLine.ParameterException(spec.commandLine(),
-          "--usage-retention: " + usageRetention + " (expected: at least 1h, or 0 to keep every hour)");
-    }
     if (warmupRounds < 0 || warmupRounds > AdminSettings.MAX_WARMUP_ROUNDS) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(),
           "--warmup-rounds: " + warmupRounds + " (expected: 0 to " + AdminSettings.MAX_WARMUP_ROUNDS + ")");
@@ -350,22 +346,26 @@ final class ServeCommand implements Callable<Integer> {
             connections);
     Files.createDirectories(stateDir);
     AdminToken token = AdminToken.resolve(adminTokenFile, stateDir);
-    AdminSettings admin =
-        new AdminSettings(
-            adminHost,
-            adminPort,
-            token.value(),
-            tls(adminTlsCert, adminTlsKey, adminTlsClientCa, "--admin-tls"),
-            metricsHost,
-            metricsPort,
-            stateDir,
-            controlSettings(),
-            payloadLogDir == null ? stateDir.resolve("payloads") : payloadLogDir,
-            callersFile,
-            accessLogRate,
-            adminTokensFile,
-            warmupRounds,
-            usageRetention);
+    AdminSettings admin;
+    try {
+      admin = new AdminSettings(
+          adminHost,
+          adminPort,
+          token.value(),
+          tls(adminTlsCert, adminTlsKey, adminTlsClientCa, "--admin-tls"),
+          metricsHost,
+          metricsPort,
+          stateDir,
+          controlSettings(),
+          payloadLogDir == null ? stateDir.resolve("payloads") : payloadLogDir,
+          callersFile,
+          accessLogRate,
+          adminTokensFile,
+          warmupRounds,
+          usageRetention);
+    } catch (IllegalArgumentException e) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(), e.getMessage());
+    }
     ModelSettings defaults =
         new ModelSettings(
             null,

@@ -275,7 +275,7 @@ class CliTest {
 
     Run retention = run("serve", "--usage-retention", "30m", "--grpc-port", "0");
     assertThat(retention.exitCode()).isEqualTo(CliErrors.USAGE);
-    assertThat(retention.err()).contains("--usage-retention: PT30M (expected: at least 1h, or 0 to keep every hour)");
+    assertThat(retention.err()).contains("usage retention: PT30M (expected: at least an hour, or 0 to keep every hour)");
     assertThat(new Converters.TimeSpan().convert("400d")).isEqualTo(java.time.Duration.ofDays(400));
     assertThat(new Converters.TimeSpan().convert("12h")).isEqualTo(java.time.Duration.ofHours(12));
     assertThat(new Converters.TimeSpan().convert("0")).isZero();
