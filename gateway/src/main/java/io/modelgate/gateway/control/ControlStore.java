@@ -97,6 +97,14 @@ public interface ControlStore extends AutoCloseable {
    */
   long deleteUsageBefore(String hour);
 
+  /**
+   * Whether a password newly read from the etcd password file waits for etcd to accept it (the
+   * one in use stays meanwhile); false for a store without one. Any thread.
+   */
+  default boolean passwordPending() {
+    return false;
+  }
+
   /** The access the admin API manages (tokens, quotas) and its store revision (0: never written). */
   record StoredAccess(io.modelgate.proto.admin.v1.ManagedAccess access, long revision) {
     public static final StoredAccess NONE =

@@ -18,7 +18,6 @@ import io.etcd.jetcd.options.PutOption;
 import io.etcd.jetcd.options.WatchOption;
 import io.etcd.jetcd.watch.WatchEvent;
 import io.etcd.jetcd.watch.WatchResponse;
-import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.modelgate.gateway.config.WatchedFile;
 import io.modelgate.gateway.tls.ReloadingSslContext;
@@ -85,7 +84,7 @@ public final class EtcdControlStore implements ControlStore {
   private volatile Connection connection;
   /** A client with a password newly read, tried at every probe until etcd accepts it. Store thread. */
   private Connection pending;
-  /** Whether {@link #pending} is set, for the gauge. */
+  /** Whether {@link #pending} is set, for {@link #passwordPending()}. */
   private volatile boolean passwordPending;
   /** The client replaced last, closed once the operations begun on it have ended. Store thread. */
   private Connection retired;
@@ -179,11 +178,6 @@ public final class EtcdControlStore implements ControlStore {
       if (settings.passwordFile() != null) {
         followed = WatchedFile.open("etcd password", settings.passwordFile(), EtcdControlStore::readPassword)
             .countFailures(registry);
-        Gauge.builder("modelgate.control.store.password.pending", this, s -> s.passwordPending ? 1 : 0)
-            .description("1 while a password newly read from the etcd password file waits for etcd to accept it"
-                + " (the one in use stays meanwhile), 0 otherwise")
-            .tag("kind", "etcd")
-            .register(registry);
       }
       this.connection = connect(followed != null ? followed.get()
           : settings.password() != null ? new Password(settings.password()) : null);
@@ -759,6 +753,11 @@ public final class EtcdControlStore implements ControlStore {
       }
     }
     return snapshots;
+  }
+
+  @Override
+  public boolean passwordPending() {
+    return passwordPending;
   }
 
   @Override

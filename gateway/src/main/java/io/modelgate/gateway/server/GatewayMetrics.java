@@ -81,6 +81,11 @@ final class GatewayMetrics implements AutoCloseable {
         .description("The newest control store revision this replica has applied")
         .tags("kind", kind)
         .register(registry);
+    Gauge.builder("modelgate.control.store.password.pending", rollouts, c -> c.store().passwordPending() ? 1 : 0)
+        .description("1 while a password newly read from the etcd password file waits for etcd to accept it"
+            + " (the one in use stays meanwhile), 0 otherwise")
+        .tags("kind", kind)
+        .register(registry);
     Gauge.builder("modelgate.control.judge", rollouts, c -> c.store().judges() ? 1 : 0)
         .description("1 on the replica that judges rollouts (always 1 with a file store)")
         .register(registry);
