@@ -196,6 +196,15 @@ final class LoadCommand implements Callable<Integer> {
       Reports.Summary summary = Reports.summarize(name, options.describe(), result);
       console.println();
       console.print(Reports.text(summary));
+      // Connections made again during the run (a server's GOAWAY) looked the target up again.
+      java.util.List<java.net.InetSocketAddress> now = channels.current();
+      java.util.Set<java.net.InetSocketAddress> before = new java.util.HashSet<>(servers);
+      java.util.Set<java.net.InetSocketAddress> after = new java.util.LinkedHashSet<>(now);
+      if (!before.equals(after)) {
+        console.printf("the target looked up again as connections were made again: the connections end on %d servers: %s%n",
+            after.size(), after.stream().map(a -> a.getHostString() + " (" + a.getAddress().getHostAddress() + "):" + a.getPort())
+                .collect(java.util.stream.Collectors.joining(", ")));
+      }
       if (out != null) {
         Files.writeString(out.resolve(Reports.fileName(name) + ".md"),
             "# " + name + "\n\n" + setup + "\n\n" + Reports.header() + Reports.row(summary));

@@ -16,7 +16,10 @@ import java.util.concurrent.TimeUnit;
  * channels, opened on first use, for streams and other RPCs (metadata). A target names one or more
  * servers ({@code host:port[,host:port...]}); every address each host name resolves to is a server
  * of its own (a headless Kubernetes Service resolves to its pods), and connection {@code k} goes to
- * address {@code k mod n}, so that {@code count >= n} connections reach every one. All run on the
+ * address {@code k mod n}, so that {@code count >= n} connections reach every one. A lean
+ * connection made again (after a server's GOAWAY, as {@code --max-connection-age} sends, or a
+ * failure) looks the target up again and goes to address {@code k mod n} of what it finds: as gRPC
+ * clients do, it finds servers added by a scale-out when its connection ends. All run on the
  * client's one small event-loop group ({@link ClientChannels}); a lean connection's calls are paced,
  * sent and answered on its loop. Plaintext, or TLS with a client context ({@code ClientTls}).
  * Thread-safe; close once.
@@ -60,14 +63,29 @@ public final class Connections implements AutoCloseable {
    *     host name that does not resolve
    */
   public static Connections open(String target, int count, String apiKey, SslContext tls) {
+    return open(target, count, apiKey, tls, Connections::resolve);
+  }
+
+  /** As {@link #open(String, int, String, SslContext)}, looking the target up with {@code resolver}. */
+  static Connections open(String target, int count, String apiKey, SslContext tls,
+      java.util.function.Function<String, List<InetSocketAddress>> resolver) {
     if (count < 1) {
       throw new IllegalArgumentException("connections: " + count + " (expected: >= 1)");
     }
-    List<InetSocketAddress> addresses = resolve(target);
+    List<InetSocketAddress> addresses = resolver.apply(target);
+    if (addresses.isEmpty()) {
+      throw new IllegalArgumentException("target '" + target + "': no address");
+    }
     List<WireConnection> unary = new ArrayList<>(count);
     try {
       for (int k = 0; k < count; k++) {
-        unary.add(WireConnection.open(ClientChannels.group().next(), addresses.get(k % addresses.size()), MODEL_INFER, apiKey, tls));
+        int index = k;
+        WireConnection.Destination again = () -> {
+          List<InetSocketAddress> now = resolver.apply(target);
+          return now.isEmpty() ? null : now.get(index % now.size());
+        };
+        unary.add(WireConnection.open(ClientChannels.group().next(), addresses.get(k % addresses.size()), again, MODEL_INFER,
+            apiKey, tls));
       }
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
@@ -112,9 +130,21 @@ public final class Connections implements AutoCloseable {
     return addresses;
   }
 
-  /** The servers' addresses the connections go to, connection {@code k} to address {@code k mod n}. */
+  /**
+   * The servers' addresses the connections went to when opened, connection {@code k} to address
+   * {@code k mod n} (a connection made again since may have gone elsewhere: {@link #current}).
+   */
   public List<InetSocketAddress> addresses() {
     return addresses;
+  }
+
+  /** The address each lean connection goes to now, in order. Any thread; waits for each connection's loop. */
+  public List<InetSocketAddress> current() {
+    List<InetSocketAddress> now = new ArrayList<>(unary.size());
+    for (WireConnection connection : unary) {
+      now.add(connection.eventLoop().submit(connection::address).syncUninterruptibly().getNow());
+    }
+    return now;
   }
 
   /** How many connections (of each kind). */

@@ -66,8 +66,11 @@ import java.util.concurrent.TimeUnit;
  * take (above its last stream) go out again on it, once; those it took are answered on the old
  * connection, which closes when they are. A connection that is closed under its calls fails them,
  * and new calls at once, with UNAVAILABLE while one new connection is tried in the background (at
- * most one attempt per 100 ms; calls made during an attempt wait for it). A call beyond the
- * server's limit of concurrent streams is not sent ({@link #STREAM_LIMIT}).
+ * most one attempt per 100 ms; calls made during an attempt wait for it). Given a {@link
+ * Destination}, each new connection first asks it where to go, off the event loop (a host name
+ * looked up again, as gRPC clients re-resolve when a connection ends, so that a scale-out is
+ * found); calls made meanwhile wait as they do for the connection. A call beyond the server's
+ * limit of concurrent streams is not sent ({@link #STREAM_LIMIT}).
  */
 final class WireConnection implements AutoCloseable {
   /** gRPC status codes this class sets itself. */
@@ -197,8 +200,29 @@ final class WireConnection implements AutoCloseable {
     abstract void answered(int code, Object read, Http2Headers trailers);
   }
 
+  /**
+   * Where a connection goes when it is made again: looked up on a thread of its own (it may block,
+   * on DNS), never on the event loop. A failure keeps the address before.
+   */
+  @FunctionalInterface
+  interface Destination {
+    InetSocketAddress next();
+  }
+
+  /** The thread that looks destinations up, shared by every connection; started on first use. */
+  private static final class Lookups {
+    static final java.util.concurrent.ExecutorService THREAD = java.util.concurrent.Executors.newSingleThreadExecutor(r -> {
+      Thread t = new Thread(r, "modelgate-bench-lookup");
+      t.setDaemon(true);
+      return t;
+    });
+  }
+
   private final EventLoop loop;
-  private final InetSocketAddress address;
+  /** Where the current or next connection goes. Event loop only, after construction. */
+  private InetSocketAddress address;
+  /** Null: always {@link #address}. */
+  private final Destination destination;
   /** Null for plaintext. */
   private final SslContext tls;
   private final Http2Headers headers;
@@ -213,9 +237,11 @@ final class WireConnection implements AutoCloseable {
   private long nextConnectNanos;
   private volatile boolean closed;
 
-  private WireConnection(EventLoop loop, InetSocketAddress address, String path, String apiKey, SslContext tls) {
+  private WireConnection(EventLoop loop, InetSocketAddress address, Destination destination, String path, String apiKey,
+      SslContext tls) {
     this.loop = loop;
     this.address = address;
+    this.destination = destination;
     this.tls = tls;
     DefaultHttp2Headers h = new DefaultHttp2Headers(false);
     h.method("POST").scheme(tls == null ? "http" : "https").path(path).authority(address.getHostString() + ":" + address.getPort());
@@ -249,7 +275,17 @@ final class WireConnection implements AutoCloseable {
    */
   static WireConnection open(EventLoop loop, InetSocketAddress address, String path, String apiKey, SslContext tls)
       throws InterruptedException {
-    WireConnection connection = new WireConnection(loop, address, path, apiKey, tls);
+    return open(loop, address, null, path, apiKey, tls);
+  }
+
+  /**
+   * As {@link #open(EventLoop, InetSocketAddress, String, String, SslContext)}, the first
+   * connection to {@code address} and every later one where {@code destination} says (null: to
+   * {@code address} again).
+   */
+  static WireConnection open(EventLoop loop, InetSocketAddress address, Destination destination, String path, String apiKey,
+      SslContext tls) throws InterruptedException {
+    WireConnection connection = new WireConnection(loop, address, destination, path, apiKey, tls);
     ChannelFuture connected = loop.submit(connection::connect).syncUninterruptibly().getNow();
     connected.await(10, TimeUnit.SECONDS);
     return connection;
@@ -260,7 +296,37 @@ final class WireConnection implements AutoCloseable {
     return loop;
   }
 
-  /** Event loop only: a new TCP connection, which becomes {@link #current}. */
+  /** The address the current (or next) connection goes to. Event loop only. */
+  InetSocketAddress address() {
+    return address;
+  }
+
+  /**
+   * Event loop only: a new connection, where the {@link Destination} says (looked up first, off
+   * the loop; calls wait meanwhile as they do for the connection), or to the same address.
+   */
+  private void reconnect() {
+    if (destination == null) {
+      connect();
+      return;
+    }
+    reconnecting = true;
+    nextConnectNanos = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(100);
+    java.util.concurrent.CompletableFuture.supplyAsync(destination::next, Lookups.THREAD)
+        .whenComplete((next, failure) -> loop.execute(() -> {
+          if (next != null) {
+            address = next;
+          }
+          if (closed) {
+            reconnecting = false;
+            failParked();
+          } else {
+            connect();
+          }
+        }));
+  }
+
+  /** Event loop only: a new TCP connection to {@link #address}, which becomes {@link #current}. */
   private ChannelFuture connect() {
     Handler handler = new Handler();
     current = handler;
@@ -348,7 +414,7 @@ final class WireConnection implements AutoCloseable {
         return;
       }
       if (System.nanoTime() - nextConnectNanos >= 0) {
-        connect();
+        reconnect();
       }
       finish(call, UNAVAILABLE, null, null);
       return;
@@ -530,7 +596,9 @@ final class WireConnection implements AutoCloseable {
     public void channelInactive(ChannelHandlerContext ctx) throws Exception {
       super.channelInactive(ctx);
       failAll(UNAVAILABLE);
-      if (this == current) {
+      // While the next connection's destination is looked up this one is still current; the calls
+      // waiting for the next one go on waiting.
+      if (this == current && !reconnecting) {
         failParked();
       }
     }
@@ -929,7 +997,7 @@ final class WireConnection implements AutoCloseable {
       boolean first = !goAway;
       goAway = true;
       if (first && this == current && !closed) {
-        connect();
+        reconnect();
       }
       List<Call> refused = new ArrayList<>();
       for (IntObjectMap.PrimitiveEntry<Call> entry : calls.entries()) {

@@ -121,6 +121,44 @@ class LoadGeneratorTest {
     }
   }
 
+  /**
+   * A scale-out seen as gRPC clients see it: the target resolves to one server, then to two; the
+   * servers end connections after a second (as --max-connection-age does), and each connection
+   * made again looks the target up again, so the second server gets calls and no call fails.
+   */
+  @Test
+  void aConnectionMadeAgain_looksTheTargetUpAgain_andFindsAServerAddedSince() throws Exception {
+    ScriptedService first = new ScriptedService(0, -1, 0);
+    ScriptedService second = new ScriptedService(0, -1, 0);
+    server = io.grpc.netty.NettyServerBuilder.forAddress(new java.net.InetSocketAddress("127.0.0.1", 0)).directExecutor()
+        .maxConnectionAge(1, TimeUnit.SECONDS).addService(first).build().start();
+    Server other = io.grpc.netty.NettyServerBuilder.forAddress(new java.net.InetSocketAddress("127.0.0.1", 0)).directExecutor()
+        .maxConnectionAge(1, TimeUnit.SECONDS).addService(second).build().start();
+    java.net.InetSocketAddress one = new java.net.InetSocketAddress("127.0.0.1", server.getPort());
+    java.net.InetSocketAddress two = new java.net.InetSocketAddress("127.0.0.1", other.getPort());
+    java.util.concurrent.atomic.AtomicReference<List<java.net.InetSocketAddress>> dns =
+        new java.util.concurrent.atomic.AtomicReference<>(List.of(one));
+    try {
+      channel = Connections.open("fleet.example:8001", 2, null, null, name -> dns.get());
+      LoadGenerator generator = new LoadGenerator(channel, ModelInferRequest.newBuilder().setModelName("m").build());
+      LoadGenerator.Result before = generator.run(LoadGenerator.Options.closed(4, false, Duration.ZERO, Duration.ofMillis(300)), s -> {});
+      assertThat(before.errors()).isEmpty();
+      assertThat(second.calls.get()).isZero();
+
+      dns.set(List.of(one, two));
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+      while (second.calls.get() == 0 && System.nanoTime() < deadline) {
+        LoadGenerator.Result r = generator.run(LoadGenerator.Options.closed(4, false, Duration.ZERO, Duration.ofMillis(500)), s -> {});
+        assertThat(r.errors()).as("calls through the servers' GOAWAYs").isEmpty();
+      }
+      assertThat(second.calls.get()).as("calls on the server added since").isPositive();
+      // Connection 1 goes to address 1 of the two.
+      assertThat(channel.current()).element(1).isEqualTo(two);
+    } finally {
+      other.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+    }
+  }
+
   @Test
   void aTargetThatIsNotHostAndPort_isRefusedClearly() {
     org.assertj.core.api.Assertions.assertThatThrownBy(() -> Connections.resolve("127.0.0.1"))
