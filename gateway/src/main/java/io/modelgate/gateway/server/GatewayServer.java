@@ -156,6 +156,46 @@ public final class GatewayServer {
     Duration drainTimeout;
     Duration shutdownDelay = Duration.ZERO;
     Runnable release;
+    /** The control store, until the control plane owns it (which closes it). */
+    ControlStore store;
+
+    /**
+     * Closes whatever has been made, in the order a stop closes it: the one way out of a start that
+     * fails part-way. The transports are released by whoever made them.
+     */
+    void closeMade() {
+      if (server != null) {
+        server.shutdownNow();
+      }
+      if (adminServer != null) {
+        adminServer.shutdownNow();
+      }
+      if (fleet != null) {
+        fleet.close();
+      }
+      if (control != null) {
+        control.close();
+      } else if (store != null) {
+        store.close();
+      }
+      Runnable[] rest = {
+        golden == null ? null : golden::close,
+        payloadLog == null ? null : payloadLog::close,
+        drift == null ? null : drift::close,
+        usage == null ? null : usage::close,
+        callers == null ? null : callers::close,
+        adminTokens == null ? null : adminTokens::close,
+        admin == null ? null : admin::close,
+        access == null ? null : access::close,
+        versions == null ? null : versions::close,
+        gatewayMetrics == null ? null : gatewayMetrics::close,
+      };
+      for (Runnable close : rest) {
+        if (close != null) {
+          close.run();
+        }
+      }
+    }
   }
 
   /**
@@ -278,6 +318,19 @@ public final class GatewayServer {
     b.stats = stats;
     b.drainTimeout = drainTimeout;
     b.shutdownDelay = shutdownDelay;
+    try {
+      return start(b, transports, adminSettings);
+    } catch (IOException | RuntimeException e) {
+      b.closeMade();
+      throw e;
+    }
+  }
+
+  /** {@link #start(Transports, Duration, Duration, AdminSettings, ModelRepository, StatsRegistry)}'s parts, made into {@code b}. */
+  private static GatewayServer start(Builder b, Transports transports, AdminSettings adminSettings) throws IOException {
+    ModelRepository repository = b.repository;
+    StatsRegistry stats = b.stats;
+    Duration drainTimeout = b.drainTimeout;
     if (adminSettings.callersFile() != null) {
       try {
         b.callers = io.modelgate.gateway.config.WatchedFile.open("callers file", adminSettings.callersFile(),
@@ -291,9 +344,6 @@ public final class GatewayServer {
         b.adminTokens = io.modelgate.gateway.config.WatchedFile.open("admin tokens file", adminSettings.tokensFile(),
             file -> io.modelgate.gateway.admin.AdminTokens.read(adminSettings.token(), file)).countFailures(stats.prometheus());
       } catch (io.modelgate.gateway.config.WatchedFile.InvalidFileException e) {
-        if (b.callers != null) {
-          b.callers.close();
-        }
         throw new IOException(e.getMessage(), e);
       }
     }
@@ -304,7 +354,7 @@ public final class GatewayServer {
     b.router = new Router(repository);
     ControlSettings controlSettings = adminSettings.control();
     StateStore state = new StateStore(adminSettings.stateDirectory());
-    ControlStore store =
+    ControlStore store = b.store =
         controlSettings.etcd()
             ? new EtcdControlStore(controlSettings, stats.prometheus(), stats.clock())
             : new FileControlStore(state, controlSettings.replica());
@@ -316,24 +366,9 @@ public final class GatewayServer {
     b.payloadLog = new io.modelgate.gateway.health.PayloadLog(adminSettings.payloadLogDirectory(), stats.prometheus(), stats.clock())
         .follow(repository);
     b.control = new ControlPlane(b.router, store, stats, b.golden, stats.clock(), stats.background(), controlSettings.replica());
-    try {
-      b.control.start();
-      b.access = new io.modelgate.gateway.admin.AccessControl(adminSettings.token(), b.adminTokens, b.callers, b.control,
-          stats.clock()).start(store.shared());
-    } catch (IOException | RuntimeException e) {
-      b.control.close();
-      b.golden.close();
-      b.payloadLog.close();
-      b.drift.close();
-      b.usage.close();
-      if (b.callers != null) {
-        b.callers.close();
-      }
-      if (b.adminTokens != null) {
-        b.adminTokens.close();
-      }
-      throw e;
-    }
+    b.control.start();
+    b.access = new io.modelgate.gateway.admin.AccessControl(adminSettings.token(), b.adminTokens, b.callers, b.control,
+        stats.clock()).start(store.shared());
     if (store.shared()) {
       // A fleet's usage adds up in etcd: each replica shares its hours as it writes its ledger.
       b.usage.shareWith(store::putUsage, store::deleteUsageBefore);
@@ -362,69 +397,40 @@ public final class GatewayServer {
     // A call refused for its role is audited, off the transport's thread (the store may be etcd).
     java.util.function.BiConsumer<String, String> denied = (caller, what) ->
         java.util.concurrent.CompletableFuture.runAsync(() -> control.audit(caller, "PermissionDenied", "", 0, what));
-    boolean started = false;
-    io.grpc.ServerServiceDefinition adminDefinition = null;
-    try {
-      b.server =
-          transports.inference()
-              .directExecutor()
-              .addService(
-                  ServerInterceptors.intercept(
-                      ServerInterceptors.intercept(
-                          b.callers == null
-                              ? inference.definition()
-                              : ServerInterceptors.intercept(inference.definition(),
-                                  new io.modelgate.gateway.callers.CallerAuth(b.callers, InferenceService.CALLER_METHODS)),
-                          AdminAuth.forMethods(tokens, InferenceService.GUARDED_METHODS, b.payloadLog::active, denied)),
-                      grpcMetrics(stats)))
-              .addService(b.health.getHealthService())
-              .addService(ProtoReflectionServiceV1.newInstance())
-              .addService(reflectionV1Alpha())
-              .build()
-              .start();
-      adminDefinition = ServerInterceptors.intercept(b.admin, new AdminAuth(tokens, denied));
-      b.adminServer =
-          transports.admin()
-              .addService(ServerInterceptors.intercept(adminDefinition, grpcMetrics(stats)))
-              .build()
-              .start();
-      if (adminSettings.metricsPort() >= 0) {
-        b.metrics =
-            HttpEndpoints.start(
-                adminSettings.metricsHost(),
-                adminSettings.metricsPort(),
-                stats::scrape,
-                () -> self[0] == null || !self[0].terminated(),
-                () -> self[0] == null
-                    ? new HttpEndpoints.Readiness(false, "starting")
-                    : self[0].readiness());
-      }
-      started = true;
-    } finally {
-      if (!started) {
-        if (b.server != null) {
-          b.server.shutdownNow();
-        }
-        if (b.adminServer != null) {
-          b.adminServer.shutdownNow();
-        }
-        b.fleet.close();
-        b.control.close();
-        b.golden.close();
-        b.payloadLog.close();
-        b.drift.close();
-        b.usage.close();
-        if (b.callers != null) {
-          b.callers.close();
-        }
-        if (b.adminTokens != null) {
-          b.adminTokens.close();
-        }
-        b.admin.close();
-        b.access.close();
-        b.versions.close();
-        b.gatewayMetrics.close();
-      }
+    io.grpc.ServerServiceDefinition adminDefinition;
+    b.server =
+        transports.inference()
+            .directExecutor()
+            .addService(
+                ServerInterceptors.intercept(
+                    ServerInterceptors.intercept(
+                        b.callers == null
+                            ? inference.definition()
+                            : ServerInterceptors.intercept(inference.definition(),
+                                new io.modelgate.gateway.callers.CallerAuth(b.callers, InferenceService.CALLER_METHODS)),
+                        AdminAuth.forMethods(tokens, InferenceService.GUARDED_METHODS, b.payloadLog::active, denied)),
+                    grpcMetrics(stats)))
+            .addService(b.health.getHealthService())
+            .addService(ProtoReflectionServiceV1.newInstance())
+            .addService(reflectionV1Alpha())
+            .build()
+            .start();
+    adminDefinition = ServerInterceptors.intercept(b.admin, new AdminAuth(tokens, denied));
+    b.adminServer =
+        transports.admin()
+            .addService(ServerInterceptors.intercept(adminDefinition, grpcMetrics(stats)))
+            .build()
+            .start();
+    if (adminSettings.metricsPort() >= 0) {
+      b.metrics =
+          HttpEndpoints.start(
+              adminSettings.metricsHost(),
+              adminSettings.metricsPort(),
+              stats::scrape,
+              () -> self[0] == null || !self[0].terminated(),
+              () -> self[0] == null
+                  ? new HttpEndpoints.Readiness(false, "starting")
+                  : self[0].readiness());
     }
     GatewayServer gateway = new GatewayServer(b);
     if (adminSettings.warmupRounds() > 0) {
