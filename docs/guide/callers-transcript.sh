@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 repo=$(pwd)
-port=${GUIDE_CALLERS_PORT:-49001}
+port=${GUIDE_CALLERS_PORT:-26001}
 work=$(mktemp -d)
 pid=""
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
@@ -42,7 +42,8 @@ printf 'tokens:\n  grafana: {hash: %s, role: viewer}\n' "$(sed -n 's/^hash: *//p
 "$repo/bin/modelgate" serve --callers callers.yaml --admin-tokens admin-tokens.yaml --replica gw1 --access-log-rate 0.05 --grpc-port "$port" --metrics-port $((port + 1)) \
   --admin-port $((port + 2)) --state-dir state >serve.log 2>&1 &
 pid=$!
-for _ in $(seq 1 120); do grep -q "serving KServe v2 gRPC" serve.log && break; sleep 0.5; done
+for _ in $(seq 1 240); do grep -q "serving KServe v2 gRPC" serve.log && break; sleep 0.5; done
+grep -q "serving KServe v2 gRPC" serve.log || { echo "the server did not start within 120 s:" >&2; tail -n 30 serve.log >&2; exit 1; }
 infer() { show infer "$@"; "$repo/bin/modelgate" infer --target "localhost:$port" "$@" 2>&1 | sed "s/$fraud_key/\$FRAUD_KEY/g; s/$search_key/\$SEARCH_KEY/g" || true; echo; }
 
 echo "## callers 2. who may call"

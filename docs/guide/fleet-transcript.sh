@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
-base=${GUIDE_FLEET_PORT:-38000}
+base=${GUIDE_FLEET_PORT:-24000}
 etcd_port=$((base + 79))
 work=$(mktemp -d)
 pids=()
@@ -40,7 +40,8 @@ for n in 1 2; do
   pids+=("$!")
 done
 for n in 1 2; do
-  for _ in $(seq 1 120); do grep -q "serving KServe v2 gRPC" "$work/r$n.log" && break; sleep 0.5; done
+  for _ in $(seq 1 240); do grep -q "serving KServe v2 gRPC" "$work/r$n.log" && break; sleep 0.5; done
+  grep -q "serving KServe v2 gRPC" "$work/r$n.log" || { echo "replica r$n did not start within 120 s:" >&2; tail -n 30 "$work/r$n.log" >&2; exit 1; }
 done
 
 admin() { local n=$1; shift; bin/modelgate admin --target "localhost:$((base + 10 * n + 3))" --token-file "$work/token" "$@"; }

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 repo=$(pwd)
-port=${GUIDE_TLS_PORT:-49101}
+port=${GUIDE_TLS_PORT:-26101}
 work=$(mktemp -d)
 pid=""
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
@@ -33,7 +33,8 @@ cp current.key tls/tls.key
 "$repo/bin/modelgate" serve --tls-cert tls/tls.crt --tls-key tls/tls.key --grpc-port "$port" --metrics-port $((port + 1)) \
   --admin-port $((port + 2)) --state-dir state >serve.log 2>&1 &
 pid=$!
-for _ in $(seq 1 120); do grep -q "serving KServe v2 gRPC" serve.log && break; sleep 0.5; done
+for _ in $(seq 1 240); do grep -q "serving KServe v2 gRPC" serve.log && break; sleep 0.5; done
+grep -q "serving KServe v2 gRPC" serve.log || { echo "the server did not start within 120 s:" >&2; tail -n 30 serve.log >&2; exit 1; }
 expiry() {
   echo "\$ curl -s localhost:8002/metrics | grep tls_certificate_expiry"
   curl -s "localhost:$((port + 1))/metrics" | grep '^modelgate_tls_certificate_expiry'
