@@ -86,8 +86,8 @@ public final class FairShare {
     if (held > share) {
       place.release();
       // Retry once the version has served the share this tenant holds, its lane getting one turn
-      // in `active`.
-      java.time.Duration retry = loaded.scheduler().retryAfter((long) share * active);
+      // in `active`, at the pace of the executors that serve a backlog.
+      java.time.Duration retry = loaded.scheduler().backlogRetryAfter((long) share * active);
       // Concatenated, not String.format: refused under a flood, many times a second.
       throw InferenceException.overQuota("tenant '" + caller.tenant() + "' holds its fair share of " + version.label()
           + " (" + share + " of " + capacity + " places, shared by " + active

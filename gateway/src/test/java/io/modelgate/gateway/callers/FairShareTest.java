@@ -125,7 +125,7 @@ class FairShareTest {
       io.modelgate.runtime.error.InferenceException refusal = org.junit.jupiter.api.Assertions.assertThrows(
           io.modelgate.runtime.error.InferenceException.class, () -> fair.admit(caller("a"), version, loaded));
       assertThat(refusal.getMessage()).contains("(12 of 16 places, shared by 1 tenants");
-      assertThat(refusal.retryAfter()).isEqualTo(loaded.scheduler().retryAfter(12))
+      assertThat(refusal.retryAfter()).isEqualTo(loaded.scheduler().backlogRetryAfter(12))
           .isGreaterThanOrEqualTo(java.time.Duration.ofNanos(Math.min(12 * pace, 10_000_000_000L)));
     }
   }

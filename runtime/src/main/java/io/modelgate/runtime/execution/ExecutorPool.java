@@ -80,18 +80,51 @@ final class ExecutorPool {
     long now = 0;
     for (int i = 0; i < workers.size(); i++) {
       Worker worker = workers.get(i);
-      long t = worker.nanosPerRequest;
       long since = worker.runningSince;
-      if (since != 0) {
-        // A batch running longer than the pace says (a slow or stuck model) slows the pace now.
-        now = now == 0 ? System.nanoTime() : now;
-        t = Math.max(t, (now - since) / Math.max(1, worker.runningRequests));
-      }
-      if (t > 0) {
-        perNano += 1.0 / t;
-      }
+      now = since != 0 && now == 0 ? System.nanoTime() : now;
+      perNano += rate(worker.nanosPerRequest, since, worker.runningRequests, now);
     }
     return perNano == 0 ? 0 : Math.max(1, (long) (1 / perNano));
+  }
+
+  /**
+   * The recent service time per request of a lane with a backlog: what {@code backlogExecutors}
+   * executors take, each at the mean rate of the batches that could hold a backlog (handed
+   * unrestricted, {@link Worker#backlogNanosPerRequest}; a running one counted as in {@link
+   * #nanosPerRequest}). With executors reserved, a backlog is served by the others only, so the
+   * whole pool's pace would promise it too much. {@link #nanosPerRequest} before any such batch.
+   * Any thread: a few volatile reads per executor, no allocation.
+   *
+   * @param backlogExecutors the executors that may run a backlog's batches at once
+   */
+  long backlogNanosPerRequest(int backlogExecutors) {
+    double perNano = 0;
+    int measured = 0;
+    long now = 0;
+    for (int i = 0; i < workers.size(); i++) {
+      Worker worker = workers.get(i);
+      long since = worker.runningBacklog ? worker.runningSince : 0;
+      now = since != 0 && now == 0 ? System.nanoTime() : now;
+      double rate = rate(worker.backlogNanosPerRequest, since, worker.runningRequests, now);
+      if (rate > 0) {
+        perNano += rate;
+        measured++;
+      }
+    }
+    return measured == 0 ? nanosPerRequest() : Math.max(1, (long) (measured / (perNano * backlogExecutors)));
+  }
+
+  /**
+   * One executor's rate, requests per ns: from its smoothed {@code pace}, or from the batch running
+   * since {@code since} (0: none) when that has taken longer per request; 0 when neither is known.
+   */
+  private static double rate(long pace, long since, int runningRequests, long now) {
+    long t = pace;
+    if (since != 0) {
+      // A batch running longer than the pace says (a slow or stuck model) slows the pace now.
+      t = Math.max(t, (now - since) / Math.max(1, runningRequests));
+    }
+    return t > 0 ? 1.0 / t : 0;
   }
 
   /**
@@ -153,7 +186,7 @@ final class ExecutorPool {
    * for a reserved executor. It is not counted as unrestricted and wakes nothing when done.
    */
   void runHere(Worker worker) {
-    worker.execute(worker.batch);
+    worker.execute(worker.batch, false);
     idle.add(worker);
   }
 
@@ -164,7 +197,7 @@ final class ExecutorPool {
 
   /** Runs the single executor's batch on the calling (batcher) thread. */
   void runInline() {
-    workers.get(0).execute(workers.get(0).batch);
+    workers.get(0).execute(workers.get(0).batch, true);
   }
 
   /** Closes the single executor; the inline batcher calls it as it ends. */
@@ -214,10 +247,17 @@ final class ExecutorPool {
      * the idle and hand-off queues order them), read by any ({@link ExecutorPool#nanosPerRequest}).
      */
     volatile long nanosPerRequest;
+    /**
+     * As {@link #nanosPerRequest}, over only the batches that could hold a lane's backlog (handed
+     * unrestricted, or run inline); same writer.
+     */
+    volatile long backlogNanosPerRequest;
     /** When the running batch started ({@link System#nanoTime}), 0 while idle; same writer. */
     volatile long runningSince;
     /** Requests in the running batch, written before {@link #runningSince}. */
     volatile int runningRequests;
+    /** Whether the running batch could hold a backlog, written before {@link #runningSince}. */
+    volatile boolean runningBacklog;
 
     Worker(BatchExecutor executor, Batch batch, String threadName) {
       this.executor = Objects.requireNonNull(executor, "executor");
@@ -234,9 +274,9 @@ final class ExecutorPool {
           if (work == STOP) {
             return;
           }
-          execute(work);
           // Read before going idle: the batcher sets it again for the next batch.
           boolean wake = !restricted;
+          execute(work, wake);
           if (wake) {
             unrestricted.decrementAndGet();
           }
@@ -252,9 +292,16 @@ final class ExecutorPool {
       }
     }
 
-    void execute(Batch work) {
+    /**
+     * Runs {@code work} on the calling thread.
+     *
+     * @param mayHoldBacklog whether the batch was formed without the reservation's restriction, so
+     *     that its pace counts for a backlog too ({@link #backlogNanosPerRequest})
+     */
+    void execute(Batch work, boolean mayHoldBacklog) {
       long start = System.nanoTime();
       runningRequests = work.size();
+      runningBacklog = mayHoldBacklog;
       runningSince = start == 0 ? 1 : start;
       try {
         executor.execute(work);
@@ -270,6 +317,9 @@ final class ExecutorPool {
       long execution = end - start;
       if (work.size() > 0) {
         nanosPerRequest = smoothed(nanosPerRequest, execution / work.size());
+        if (mayHoldBacklog) {
+          backlogNanosPerRequest = smoothed(backlogNanosPerRequest, execution / work.size());
+        }
       }
       runningSince = 0;
       // The model's own run when the executor measured it; else the whole execution.

@@ -221,6 +221,11 @@ public final class RingScheduler implements VersionScheduler {
     return executors.nanosPerRequest();
   }
 
+  @Override
+  public long backlogNanosPerRequest() {
+    return executors.backlogNanosPerRequest(unreservedInstances);
+  }
+
   // ---- batcher thread ----
 
   private void runBatcher() {

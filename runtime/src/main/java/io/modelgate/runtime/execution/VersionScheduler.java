@@ -36,6 +36,15 @@ public interface VersionScheduler {
     return 0;
   }
 
+  /**
+   * The recent service time per request of a lane with a backlog, in nanoseconds: as {@link
+   * #nanosPerRequest}, counting only the executors that may run a backlog's batches (with executors
+   * reserved for tenants without one, the others). Any thread; a few volatile reads.
+   */
+  default long backlogNanosPerRequest() {
+    return nanosPerRequest();
+  }
+
   /** The retry hint before anything is known of the version's pace: {@value #UNKNOWN_PACE_RETRY_MS} ms. */
   long UNKNOWN_PACE_RETRY_MS = 10;
   /** The shortest retry hint: {@value #MIN_RETRY_MS} ms. */
@@ -48,10 +57,22 @@ public interface VersionScheduler {
    * requests} more at its recent pace ({@link #nanosPerRequest}), between {@value #MIN_RETRY_MS}
    * ms and {@value #MAX_RETRY_MS} ms; {@value #UNKNOWN_PACE_RETRY_MS} ms before any batch has
    * run. Sent to the client as a {@code google.rpc.RetryInfo}: a queue refused full asks for the
-   * time to serve the queue, a tenant refused at its fair share for the time to serve its share.
+   * time to serve the queue.
    */
   default java.time.Duration retryAfter(long requests) {
-    long perRequest = nanosPerRequest();
+    return retryAfter(requests, nanosPerRequest());
+  }
+
+  /**
+   * As {@link #retryAfter}, at the pace of a lane with a backlog ({@link #backlogNanosPerRequest}):
+   * a tenant refused at its fair share asks for the time to serve the shares ahead of its next
+   * turn.
+   */
+  default java.time.Duration backlogRetryAfter(long requests) {
+    return retryAfter(requests, backlogNanosPerRequest());
+  }
+
+  private static java.time.Duration retryAfter(long requests, long perRequest) {
     if (perRequest <= 0) {
       return java.time.Duration.ofMillis(UNKNOWN_PACE_RETRY_MS);
     }

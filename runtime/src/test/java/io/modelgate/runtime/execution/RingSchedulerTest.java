@@ -667,6 +667,52 @@ class RingSchedulerTest {
   }
 
   @Test
+  void aBacklogsPace_countsOnlyTheExecutorsThatMayServeIt_notTheOneReservedForOthers() throws Exception {
+    GatedExecutor executor = new GatedExecutor();
+    RingScheduler scheduler =
+        new RingScheduler(
+            "model 'm' version 1",
+            new SchedulerSettings(64, 2, 0, List.of(), 1),
+            new BatchPolicy(4, 0, List.of()),
+            () -> executor,
+            StageRecorder.NONE);
+    schedulers.add(scheduler);
+    assertThat(scheduler.backlogNanosPerRequest()).as("before any batch").isZero();
+    // The flood's request on one executor (unrestricted), the quiet one on the reserved one.
+    Answer flood = new Answer();
+    scheduler.submit(request("flood", flood));
+    assertThat(executor.started.take()).isEqualTo(1);
+    CountDownLatch floodGate = executor.gates.take();
+    heldGates.add(floodGate);
+    Answer quiet = new Answer();
+    scheduler.submit(request("quiet", quiet));
+    assertThat(executor.started.take()).isEqualTo(1);
+    CountDownLatch quietGate = executor.gates.take();
+    heldGates.add(quietGate);
+    assertThat(executor.startedLanes).containsExactly("flood", "quiet");
+    // The quiet batch ends at once, and its pace is recorded before the batcher (which ran it) waits.
+    quietGate.countDown();
+    assertThat(quiet.result.get(10, TimeUnit.SECONDS)).isNotNull();
+    long giveUp = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+    while (!scheduler.batcherWaitsForRequests()) {
+      assertThat(System.nanoTime() - giveUp).as("the batcher never went back to waiting").isNegative();
+      Thread.onSpinWait();
+    }
+    // The flood's batch takes at least 40 ms for its one request.
+    Thread.sleep(40);
+    floodGate.countDown();
+    assertThat(flood.result.get(10, TimeUnit.SECONDS)).isNotNull();
+    long paced = Duration.ofMillis(40).toNanos();
+    // Running or recorded, the flood's batch counts at 40 ms or more a request; the pool's pace adds
+    // the reserved executor's quick batch, which a backlog does not get.
+    long backlog = scheduler.backlogNanosPerRequest();
+    assertThat(backlog).isGreaterThanOrEqualTo(paced);
+    assertThat(scheduler.nanosPerRequest()).isPositive().isLessThan(paced);
+    assertThat(scheduler.backlogRetryAfter(3)).isGreaterThanOrEqualTo(Duration.ofNanos(3 * paced))
+        .isGreaterThan(scheduler.retryAfter(3));
+  }
+
+  @Test
   void reservedInstances_mustLeaveAnExecutorForTheBacklog() {
     assertThatThrownBy(() -> new SchedulerSettings(64, 2, 0, List.of(), 2))
         .hasMessage("reserved_instances: 2 (expected: 0 to instances - 1 = 1; at least one executor must be free to"
