@@ -38,8 +38,29 @@ public final class BenchCli implements Runnable {
     }
   }
 
-  public static void main(String[] args) {
+  /**
+   * How long, in seconds, this JVM keeps a host name's addresses unless the user set {@code
+   * networkaddress.cache.ttl} (a security property) or {@code sun.net.inetaddr.ttl}: a load
+   * generator looks its target up again when a connection is made again, to find a scale-out's new
+   * replicas, and the JVM's default of 30 s would hide them that long.
+   */
+  static final String ADDRESS_CACHE_SECONDS = "1";
+
+  /**
+   * Sets what must be set before anything in this JVM looks a name up or opens a channel: Netty's
+   * defaults, and the address cache ({@link #ADDRESS_CACHE_SECONDS}). The JVM reads the cache's
+   * setting at its first lookup, so this runs first in {@link #main}.
+   */
+  static void configureJvm() {
     io.modelgate.gateway.server.NettyDefaults.apply();
+    if (java.security.Security.getProperty("networkaddress.cache.ttl") == null
+        && System.getProperty("sun.net.inetaddr.ttl") == null) {
+      java.security.Security.setProperty("networkaddress.cache.ttl", ADDRESS_CACHE_SECONDS);
+    }
+  }
+
+  public static void main(String[] args) {
+    configureJvm();
     SLF4JBridgeHandler.removeHandlersForRootLogger();
     SLF4JBridgeHandler.install();
     System.exit(
