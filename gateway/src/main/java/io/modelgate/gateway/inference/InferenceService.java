@@ -525,8 +525,13 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
   private StreamObserver<ModelInferRequest> streamInfer(StreamObserver<Object> observer) {
     ServerCallStreamObserver<Object> call = (ServerCallStreamObserver<Object>) observer;
     call.setOnCancelHandler(IGNORE_CANCEL);
+    // Requests are read only while the client reads answers (Stream#readNext): otherwise answers
+    // to a client that sends without reading would pile up in memory without bound.
+    call.disableAutoRequest();
     Stream stream = new Stream(call, StreamErrorMode.abortOnError(), Context.current());
+    call.setOnReadyHandler(stream::onReady);
     openStreams.add(stream);
+    call.request(1);
     return stream;
   }
 
@@ -549,6 +554,12 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
    * <p>Requests arrive on the event loop; answers come from executor threads, so every write to
    * the call happens under this object's lock. The stream completes once the client has
    * half-closed and every request it sent has been answered.
+   *
+   * <p>Flow control: the next request is read only while the transport takes answers without
+   * buffering them ({@code isReady}); when it does not (a client that sends without reading), the
+   * stream stops reading until it does ({@link #onReady}), so the client's sends wait in its own
+   * HTTP/2 window instead of answers piling up here. Accepted requests are bounded by the versions'
+   * queues as for unary calls.
    */
   final class Stream implements StreamObserver<ModelInferRequest> {
     private final ServerCallStreamObserver<Object> call;
@@ -559,6 +570,11 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     private boolean closed;
     /** Set by {@link #end}: close with this status once nothing is pending. */
     private Status ending;
+    /**
+     * Whether reading stopped because the transport was not ready for answers; the transport's
+     * thread only (requests and readiness arrive there).
+     */
+    private boolean readingPaused;
 
     Stream(
         ServerCallStreamObserver<Object> call,
@@ -588,6 +604,24 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       } catch (RuntimeException e) {
         Status status = refused(answer, e);
         fail(request.getId(), request.getModelName(), answer == null ? null : answer.version, e, status);
+      }
+      readNext();
+    }
+
+    /** Reads the next request if the transport takes answers now, else once it does. Transport thread. */
+    private void readNext() {
+      if (call.isReady()) {
+        call.request(1);
+      } else {
+        readingPaused = true;
+      }
+    }
+
+    /** The transport takes answers again: read on if reading stopped for it. Transport thread. */
+    void onReady() {
+      if (readingPaused && call.isReady()) {
+        readingPaused = false;
+        call.request(1);
       }
     }
 
