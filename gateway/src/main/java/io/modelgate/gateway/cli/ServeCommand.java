@@ -307,6 +307,15 @@ final class ServeCommand implements Callable<Integer> {
               + " one pinging more often is told GOAWAY (too_many_pings). Default: ${DEFAULT-VALUE}.")
   Duration permitKeepAliveTime;
 
+  @Option(
+      names = "--max-concurrent-streams",
+      defaultValue = "" + ConnectionSettings.DEFAULT_MAX_CONCURRENT_STREAMS,
+      description =
+          "The most calls an inference connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS);"
+              + " a gRPC client holds further calls until one ends. Bounds the answers the server keeps for a client"
+              + " that stops reading. Default: ${DEFAULT-VALUE}.")
+  int maxConcurrentStreams;
+
   /** Calls the inference warm-up keeps outstanding: what the suite's closed loop runs. */
   static final int WARMUP_IN_FLIGHT = 64;
 
@@ -329,7 +338,8 @@ final class ServeCommand implements Callable<Integer> {
     }
     ConnectionSettings connections;
     try {
-      connections = new ConnectionSettings(maxConnectionAge, maxConnectionAgeGrace, keepAliveTime, permitKeepAliveTime);
+      connections = new ConnectionSettings(maxConnectionAge, maxConnectionAgeGrace, keepAliveTime, permitKeepAliveTime,
+          maxConcurrentStreams);
     } catch (IllegalArgumentException e) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(), e.getMessage());
     }

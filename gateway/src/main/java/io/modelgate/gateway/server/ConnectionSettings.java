@@ -22,9 +22,20 @@ import java.util.Objects;
  * @param permitKeepAliveTime the shortest interval at which the server lets a client ping it, with
  *     or without calls in flight; a client pinging more often is told GOAWAY ({@code
  *     too_many_pings})
+ * @param maxConcurrentStreams the most calls a connection may have open at once (HTTP/2's {@code
+ *     SETTINGS_MAX_CONCURRENT_STREAMS}); a gRPC client holds further calls until one ends. Each open
+ *     call holds its answer until the client reads it, so this bounds what a connection whose
+ *     client stops reading can make the server keep
  */
-public record ConnectionSettings(Duration maxAge, Duration maxAgeGrace, Duration keepAliveTime, Duration permitKeepAliveTime) {
-  /** No age limit; the server pings idle connections every minute; clients may ping every 10 s. */
+public record ConnectionSettings(
+    Duration maxAge, Duration maxAgeGrace, Duration keepAliveTime, Duration permitKeepAliveTime, int maxConcurrentStreams) {
+  /** {@value} calls open at once on a connection. */
+  public static final int DEFAULT_MAX_CONCURRENT_STREAMS = 1024;
+
+  /**
+   * No age limit; the server pings idle connections every minute; clients may ping every 10 s;
+   * {@value #DEFAULT_MAX_CONCURRENT_STREAMS} calls open at once on a connection.
+   */
   public static final ConnectionSettings DEFAULTS =
       new ConnectionSettings(Duration.ZERO, null, Duration.ofMinutes(1), Duration.ofSeconds(10));
 
@@ -47,5 +58,18 @@ public record ConnectionSettings(Duration maxAge, Duration maxAgeGrace, Duration
     if (permitKeepAliveTime.isNegative()) {
       throw new IllegalArgumentException("permitted keepalive time: " + permitKeepAliveTime + " (expected: >= 0)");
     }
+    if (maxConcurrentStreams < 1) {
+      throw new IllegalArgumentException("max concurrent streams: " + maxConcurrentStreams + " (expected: at least 1)");
+    }
+  }
+
+  /** With {@value #DEFAULT_MAX_CONCURRENT_STREAMS} calls open at once on a connection. */
+  public ConnectionSettings(Duration maxAge, Duration maxAgeGrace, Duration keepAliveTime, Duration permitKeepAliveTime) {
+    this(maxAge, maxAgeGrace, keepAliveTime, permitKeepAliveTime, DEFAULT_MAX_CONCURRENT_STREAMS);
+  }
+
+  /** These settings with {@code streams} calls open at once on a connection. */
+  public ConnectionSettings withMaxConcurrentStreams(int streams) {
+    return new ConnectionSettings(maxAge, maxAgeGrace, keepAliveTime, permitKeepAliveTime, streams);
   }
 }

@@ -229,6 +229,7 @@ public final class GatewayServer {
         .keepAliveTimeout(ConnectionSettings.KEEPALIVE_TIMEOUT.toNanos(), TimeUnit.NANOSECONDS)
         .permitKeepAliveTime(connections.permitKeepAliveTime().toNanos(), TimeUnit.NANOSECONDS)
         .permitKeepAliveWithoutCalls(true)
+        .maxConcurrentCallsPerConnection(connections.maxConcurrentStreams())
         .addTransportFilter(new ConnectionCount("inference").bindTo(stats.prometheus()));
     NettyServerBuilder admin =
         NettyServerBuilder.forAddress(new InetSocketAddress(adminSettings.host(), adminSettings.port()))

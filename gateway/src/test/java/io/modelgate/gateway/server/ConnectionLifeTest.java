@@ -51,6 +51,31 @@ class ConnectionLifeTest {
   }
 
   @Test
+  void aConnectionHoldsAtMostItsStreams_andACallBeyondWaitsForOneToEnd() throws Exception {
+    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
+    GatewayServer server = start(stats, ConnectionSettings.DEFAULTS.withMaxConcurrentStreams(2));
+    ManagedChannel channel = NettyChannelBuilder.forAddress("127.0.0.1", server.port()).usePlaintext().build();
+    try {
+      StreamCollector first = new StreamCollector();
+      StreamObserver<ModelInferRequest> firstStream = openStream(channel, first, "a");
+      StreamCollector second = new StreamCollector();
+      openStream(channel, second, "b");
+      // A third call on the connection: the client holds it, as the server allows two.
+      StreamCollector third = new StreamCollector();
+      StreamObserver<ModelInferRequest> thirdStream = GRPCInferenceServiceGrpc.newStub(channel).modelStreamInfer(third);
+      thirdStream.onNext(Tensors.affine(1, 2, 3).setModelName("m").setId("c").build());
+      assertThat(third.responses.poll(500, TimeUnit.MILLISECONDS)).as("answered while two streams were open").isNull();
+      // The first ends: the third goes through.
+      firstStream.onCompleted();
+      assertThat(first.end.get(10, TimeUnit.SECONDS).isOk()).isTrue();
+      assertThat(third.next().getInferResponse().getId()).isEqualTo("c");
+    } finally {
+      channel.shutdownNow().awaitTermination(10, TimeUnit.SECONDS);
+      server.stop();
+    }
+  }
+
+  @Test
   void pastItsAge_aConnectionIsReplaced_noCallIsLost_andAStreamKeepsItsConnection() throws Exception {
     StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
     GatewayServer server = start(stats, new ConnectionSettings(Duration.ofSeconds(1), null, Duration.ofMinutes(1), Duration.ofSeconds(10)));
