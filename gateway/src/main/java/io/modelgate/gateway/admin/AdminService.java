@@ -201,17 +201,21 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
         }
       }
     });
+    boolean[] ended = new boolean[1];
     synchronized (task) {
       task[0] =
           watchers.scheduleAtFixedRate(
               () -> {
                 synchronized (call) {
-                  if (call.isCancelled()) {
+                  // A watcher that has not read what was sent gets nothing more until it has: the
+                  // reports would pile up in memory; when it reads again, the next is the latest.
+                  if (ended[0] || call.isCancelled() || !call.isReady()) {
                     return;
                   }
                   try {
                     call.onNext(report(request.getModel(), request.getVersion()));
                   } catch (RuntimeException e) {
+                    ended[0] = true;
                     call.onError(Status.INTERNAL.withDescription(e.toString()).asRuntimeException());
                   }
                 }

@@ -304,6 +304,46 @@ class AdminServiceTest {
   }
 
   @Test
+  void watchStats_aWatcherThatDoesNotRead_isSentNothingMore_untilItReadsAgain() throws Exception {
+    java.util.concurrent.atomic.AtomicReference<io.grpc.stub.ClientCallStreamObserver<?>> call =
+        new java.util.concurrent.atomic.AtomicReference<>();
+    java.util.concurrent.atomic.AtomicInteger received = new java.util.concurrent.atomic.AtomicInteger();
+    io.modelgate.proto.admin.v1.AdminServiceGrpc.newStub(gateway.adminChannel)
+        .withCallCredentials(Gateway.bearer(Gateway.ADMIN_TOKEN))
+        .watchStats(io.modelgate.proto.admin.v1.WatchStatsRequest.newBuilder().setModel("m").setIntervalMs(500).build(),
+            new io.grpc.stub.ClientResponseObserver<io.modelgate.proto.admin.v1.WatchStatsRequest, StatsResponse>() {
+              @Override
+              public void beforeStart(io.grpc.stub.ClientCallStreamObserver<io.modelgate.proto.admin.v1.WatchStatsRequest> stream) {
+                stream.disableAutoRequestWithInitial(0);
+                call.set(stream);
+              }
+
+              @Override
+              public void onNext(StatsResponse value) {
+                received.incrementAndGet();
+              }
+
+              @Override
+              public void onError(Throwable t) {}
+
+              @Override
+              public void onCompleted() {}
+            });
+    try {
+      // Six reports' time without reading any: a server that sent them regardless holds them all.
+      Thread.sleep(3_000);
+      call.get().request(Integer.MAX_VALUE);
+      Thread.sleep(300);
+      assertThat(received.get()).as("reports waiting when the watcher read again").isLessThanOrEqualTo(2);
+      // Reading, it gets reports again.
+      int before = received.get();
+      io.modelgate.gateway.testing.Eventually.eventually("no report after the watcher read again", () -> received.get() > before);
+    } finally {
+      call.get().cancel("done", null);
+    }
+  }
+
+  @Test
   void stateFile_isWrittenAtomicallyAsJson() throws Exception {
     set(0, 2, 1);
     Path state = root.resolve(".state").resolve(io.modelgate.gateway.control.StateStore.STATE_FILE);
