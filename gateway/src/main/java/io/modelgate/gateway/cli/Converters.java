@@ -18,25 +18,52 @@ final class Converters {
   static final class ByteSize implements ITypeConverter<Integer> {
     @Override
     public Integer convert(String value) {
-      Matcher m = SIZE.matcher(value.trim().toLowerCase(Locale.ROOT));
-      if (!m.matches()) {
-        throw new TypeConversionException(
-            "'" + value + "' (expected: a size such as 134217728, 128MiB or 1GiB)");
-      }
-      long n = Long.parseLong(m.group(1));
-      String unit = m.group(2) == null ? "b" : m.group(2);
-      long bytes =
-          switch (unit.charAt(0)) {
-            case 'k' -> n << 10;
-            case 'm' -> n << 20;
-            case 'g' -> n << 30;
-            default -> n;
-          };
+      long bytes = bytes(value);
       if (bytes > Integer.MAX_VALUE) {
         throw new TypeConversionException("'" + value + "' (expected: at most 2GiB - 1)");
       }
       return (int) bytes;
     }
+  }
+
+  /**
+   * A byte count as {@link ByteSize} takes it, without its 2 GiB bound, or a share of the JVM's
+   * heap ({@code 25%}: a quarter of {@code -Xmx}).
+   */
+  static final class HeapShare implements ITypeConverter<Long> {
+    @Override
+    public Long convert(String value) {
+      String trimmed = value.trim();
+      if (trimmed.endsWith("%")) {
+        long percent;
+        try {
+          percent = Long.parseLong(trimmed.substring(0, trimmed.length() - 1).trim());
+        } catch (NumberFormatException e) {
+          percent = -1;
+        }
+        if (percent < 1 || percent > 100) {
+          throw new TypeConversionException("'" + value + "' (expected: a share of the heap from 1% to 100%, or a size such as 512MiB)");
+        }
+        return Runtime.getRuntime().maxMemory() / 100 * percent;
+      }
+      return bytes(value);
+    }
+  }
+
+  private static long bytes(String value) {
+    Matcher m = SIZE.matcher(value.trim().toLowerCase(Locale.ROOT));
+    if (!m.matches() || m.group(1).length() > 15) {
+      throw new TypeConversionException(
+          "'" + value + "' (expected: a size such as 134217728, 128MiB or 1GiB)");
+    }
+    long n = Long.parseLong(m.group(1));
+    String unit = m.group(2) == null ? "b" : m.group(2);
+    return switch (unit.charAt(0)) {
+      case 'k' -> n << 10;
+      case 'm' -> n << 20;
+      case 'g' -> n << 30;
+      default -> n;
+    };
   }
 
   /** {@code 30s}, {@code 500ms}, {@code 2m}, {@code 12h}, {@code 400d}. */

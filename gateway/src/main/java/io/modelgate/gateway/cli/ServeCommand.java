@@ -183,6 +183,16 @@ final class ServeCommand implements Callable<Integer> {
   java.time.Duration usageRetention;
 
   @Option(
+      names = "--request-memory",
+      defaultValue = "25%",
+      converter = Converters.HeapShare.class,
+      paramLabel = "SIZE|PERCENT",
+      description = "The most bytes of request messages held at once, from admission to answer, across every version:"
+          + " a size (512MiB, 2GiB) or a share of the JVM's heap (25%). Past it a request is refused RESOURCE_EXHAUSTED"
+          + " before it is decoded. Default: ${DEFAULT-VALUE}.")
+  long requestMemory;
+
+  @Option(
       names = "--access-log-rate",
       defaultValue = "0.01",
       description = "Share of requests written to the access log (logger modelgate.access: id, tenant, model,"
@@ -344,6 +354,11 @@ final class ServeCommand implements Callable<Integer> {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(), e.getMessage());
     }
     Logging.configure(logFormat);
+    if (requestMemory < maxInboundMessageSize) {
+      org.slf4j.LoggerFactory.getLogger(ServeCommand.class).warn(
+          "--request-memory ({} bytes) is below --max-inbound-message-size ({} bytes): a request larger than the first is"
+              + " refused RESOURCE_EXHAUSTED even when nothing else is held", requestMemory, maxInboundMessageSize);
+    }
     ServerSettings settings =
         new ServerSettings(
             host,
@@ -372,7 +387,8 @@ final class ServeCommand implements Callable<Integer> {
           accessLogRate,
           adminTokensFile,
           warmupRounds,
-          usageRetention);
+          usageRetention,
+          requestMemory);
     } catch (IllegalArgumentException e) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(), e.getMessage());
     }

@@ -151,6 +151,8 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
   private final io.modelgate.gateway.health.Drift drift;
   private final io.modelgate.gateway.usage.Usage usage;
   private final io.modelgate.gateway.callers.Quotas quotas;
+  /** Bytes of requests admitted and not yet answered, across versions, and their limit. */
+  private final RequestMemory requestMemory;
   private final io.modelgate.gateway.callers.FairShare fairShare = new io.modelgate.gateway.callers.FairShare();
   private final java.util.function.Supplier<String> caller;
   private final ServerMetadataResponse serverMetadata;
@@ -185,7 +187,9 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       io.modelgate.gateway.health.PayloadLog payloadLog,
       io.modelgate.gateway.health.Drift drift,
       io.modelgate.gateway.usage.Usage usage,
-      io.modelgate.gateway.callers.Quotas quotas) {
+      io.modelgate.gateway.callers.Quotas quotas,
+      RequestMemory requestMemory) {
+    this.requestMemory = java.util.Objects.requireNonNull(requestMemory, "request memory");
     this.drift = drift;
     this.usage = usage;
     this.quotas = quotas;
@@ -430,7 +434,8 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
 
   /**
    * The second half of the admission path: draws the request for the payload log and drift,
-   * counts it for its tenant, admits it under the tenant's quota and fair share, decodes it and
+   * counts it for its tenant, admits it under the tenant's quota and fair share and the server's
+   * request memory, decodes it and
    * publishes it to the version's scheduler in the tenant's lane, and sends the shadow copy.
    *
    * @throws RuntimeException the refusal; the caller answers it after {@link #refused}
@@ -447,6 +452,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     answer.drift(drift, target.version(), target.loaded());
     answer.usage(usage, tenant.tenant(), target.version(), request.getSerializedSize(), request.getId());
     answer.admit(quotas, fairShare, tenant, target.version(), target.loaded(), request);
+    answer.hold(requestMemory, request.getSerializedSize(), target.loaded());
     answer.deadline = deadline;
     answer.classification = Classification.requested(request, target.loaded().signature());
     answer.shadow = ShadowComparison.of(target.shadow(), target.version(), clock);
@@ -509,6 +515,8 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       if (loaded == null) {
         throw InferenceException.unavailable(shadow.label() + " is " + shadow.state());
       }
+      // The copy holds the request's bytes as long as the primary does, and may outlive it.
+      answer.hold(requestMemory, request.getSerializedSize(), loaded);
       // The decoder reads only the inputs, so the request's model_version does not matter here.
       DecodedRequest decoded = RequestDecoder.decode(request, loaded.signature());
       loaded.scheduler().submit(InferenceRequest.of(decoded, arrival, null, answer));

@@ -18,7 +18,8 @@ import java.time.Clock;
  * An answer recorded on its version's statistics: end-to-end time from {@code arrival}
  * ({@link System#nanoTime()}) to the moment it is recorded. {@code stats} is null for a version
  * that keeps none. Besides statistics it carries what the request drew at admission — payload log,
- * drift profiling, usage, quota and fair-share places, classification, shadow comparison — and
+ * drift profiling, usage, quota and fair-share places, its bytes in the server's request memory,
+ * classification, shadow comparison — and
  * settles each when the request is answered. Subclasses write the answer: {@link UnaryAnswer},
  * {@link StreamAnswer}, and {@link ShadowAnswer} for a shadow copy, which writes nothing.
  *
@@ -121,13 +122,26 @@ abstract class RecordedAnswer implements InferenceCallback {
     }
   }
 
+  private RequestMemory memory;
+  private long heldBytes;
+
+  /**
+   * Holds the request's {@code bytes} in {@code memory} until it is answered, or throws
+   * RESOURCE_EXHAUSTED (asking for a retry at {@code loaded}'s pace) when that would pass the limit.
+   */
+  final void hold(RequestMemory memory, long bytes, LoadedVersion loaded) {
+    memory.acquire(bytes, loaded.scheduler());
+    this.memory = memory;
+    this.heldBytes = bytes;
+  }
+
   /** End-to-end time (ns) as {@link #answered} took it; -1 before. */
   private long latencyNanos = -1;
 
   /**
    * The request is answered with {@code code} ({@code result} null: not executed): records it on
-   * its version's statistics, counts it for its tenant and frees its quota, all with one reading
-   * of the clock.
+   * its version's statistics, counts it for its tenant and frees its quota and its bytes, all with
+   * one reading of the clock.
    */
   final void answered(Status.Code code, InferenceResult result) {
     latencyNanos = System.nanoTime() - arrival;
@@ -136,6 +150,10 @@ abstract class RecordedAnswer implements InferenceCallback {
   }
 
   private void account(Status.Code code, InferenceResult result) {
+    if (memory != null) {
+      memory.release(heldBytes);
+      memory = null;
+    }
     if (admission != null) {
       admission.release();
       admission = null;

@@ -27,6 +27,8 @@ import java.util.Objects;
  *     reports ready (see {@link StartupWarmup}); 0: none
  * @param usageRetention how long the usage ledger keeps an hour, in the state directory and, in a
  *     fleet, in etcd; zero keeps every hour (the ledger then grows without bound)
+ * @param requestMemoryBytes the most bytes of request messages held at once, from admission to
+ *     answer, across versions (see {@link io.modelgate.gateway.inference.RequestMemory})
  */
 public record AdminSettings(
     String host,
@@ -42,7 +44,8 @@ public record AdminSettings(
     double accessLogRate,
     Path tokensFile,
     int warmupRounds,
-    java.time.Duration usageRetention) {
+    java.time.Duration usageRetention,
+    long requestMemoryBytes) {
   public static final int DEFAULT_PORT = 8003;
   /** The most warm-up rounds. */
   public static final int MAX_WARMUP_ROUNDS = 100_000;
@@ -73,6 +76,9 @@ public record AdminSettings(
     if (warmupRounds < 0 || warmupRounds > MAX_WARMUP_ROUNDS) {
       throw new IllegalArgumentException("warm-up rounds: " + warmupRounds + " (expected: 0 to " + MAX_WARMUP_ROUNDS + ")");
     }
+    if (requestMemoryBytes < 1) {
+      throw new IllegalArgumentException("request memory: " + requestMemoryBytes + " bytes (expected: at least 1)");
+    }
     if (token.length() < 16) {
       throw new IllegalArgumentException("admin token: " + token.length() + " characters (expected: at least 16)");
     }
@@ -97,36 +103,43 @@ public record AdminSettings(
       String host, int port, String token, TlsSettings tls, String metricsHost, int metricsPort, Path stateDirectory,
       io.modelgate.gateway.control.ControlSettings control, Path payloadLogDirectory) {
     this(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory, null,
-        io.modelgate.gateway.usage.AccessLog.DEFAULT_RATE, null, 0, DEFAULT_USAGE_RETENTION);
+        io.modelgate.gateway.usage.AccessLog.DEFAULT_RATE, null, 0, DEFAULT_USAGE_RETENTION,
+        io.modelgate.gateway.inference.RequestMemory.defaultLimit());
   }
 
   /** These settings with the admin tokens of {@code file} besides the server's own. */
   public AdminSettings withAdminTokens(Path file) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
-        callersFile, accessLogRate, file, warmupRounds, usageRetention);
+        callersFile, accessLogRate, file, warmupRounds, usageRetention, requestMemoryBytes);
   }
 
   /** These settings with {@code file} as the callers file. */
   public AdminSettings withCallers(Path file) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory, file,
-        accessLogRate, tokensFile, warmupRounds, usageRetention);
+        accessLogRate, tokensFile, warmupRounds, usageRetention, requestMemoryBytes);
   }
 
   /** These settings with {@code rate} of requests in the access log. */
   public AdminSettings withAccessLog(double rate) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
-        callersFile, rate, tokensFile, warmupRounds, usageRetention);
+        callersFile, rate, tokensFile, warmupRounds, usageRetention, requestMemoryBytes);
   }
 
   /** These settings with {@code rounds} of start-up warm-up (0: none). */
   public AdminSettings withWarmup(int rounds) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
-        callersFile, accessLogRate, tokensFile, rounds, usageRetention);
+        callersFile, accessLogRate, tokensFile, rounds, usageRetention, requestMemoryBytes);
   }
 
   /** These settings with the usage ledger keeping each hour for {@code retention} (zero: for ever). */
   public AdminSettings withUsageRetention(java.time.Duration retention) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
-        callersFile, accessLogRate, tokensFile, warmupRounds, retention);
+        callersFile, accessLogRate, tokensFile, warmupRounds, retention, requestMemoryBytes);
+  }
+
+  /** These settings with at most {@code bytes} of request messages held at once, across versions. */
+  public AdminSettings withRequestMemory(long bytes) {
+    return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
+        callersFile, accessLogRate, tokensFile, warmupRounds, usageRetention, bytes);
   }
 }

@@ -151,6 +151,7 @@ public final class GatewayServer {
     HttpEndpoints metrics;
     HealthStatusManager health;
     InferenceService inference;
+    io.modelgate.gateway.inference.RequestMemory requestMemory;
     GatewayMetrics gatewayMetrics;
     io.modelgate.gateway.admin.VersionControl versions;
     Duration drainTimeout;
@@ -378,6 +379,8 @@ public final class GatewayServer {
     b.versions = new io.modelgate.gateway.admin.VersionControl(repository, b.control, drainTimeout);
     b.fleet = new io.modelgate.gateway.control.Fleet(b.control, stats, stats.clock(), stats.background());
     b.admin = new AdminService(repository, b.control, b.fleet, b.golden, b.drift, b.usage, b.access, stats, b.versions);
+    b.requestMemory = new io.modelgate.gateway.inference.RequestMemory(adminSettings.requestMemoryBytes())
+        .bindTo(stats.prometheus());
     GatewayServer[] self = new GatewayServer[1];
     InferenceService inference =
         b.inference = new InferenceService(
@@ -392,7 +395,8 @@ public final class GatewayServer {
             b.payloadLog,
             b.drift,
             b.usage,
-            new io.modelgate.gateway.callers.Quotas(stats.clock(), b.access::quota));
+            new io.modelgate.gateway.callers.Quotas(stats.clock(), b.access::quota),
+            b.requestMemory);
     java.util.function.Supplier<io.modelgate.gateway.admin.AdminTokens> tokens = b.access::tokens;
     ControlPlane control = b.control;
     // A call refused for its role is audited, off the transport's thread (the store may be etcd).

@@ -227,4 +227,60 @@ class OverloadTest {
           .is(com.google.rpc.RetryInfo.class)).isTrue();
     }
   }
+
+  @Test
+  void requestsPastTheServersRequestMemory_areRefusedAtOnce_andTheirBytesAreLetGoWhenAnswered() throws Exception {
+    Gateway.write(root, "slow", 1, Gateway.slowAffine(300));
+    Gateway.config(root, "slow", "max_batch_size: 0\nqueue_capacity: 64\n");
+    ModelInferRequest request = ModelInferRequest.newBuilder().setModelName("slow")
+        .addInputs(Tensors.input("x", "FP32", 1, 3)).addRawInputContents(Tensors.rawFloats(1, 2, 3)).build();
+    int size = request.getSerializedSize();
+    // Room for two such requests at once, and the queue room for 64.
+    io.modelgate.gateway.server.AdminSettings admin =
+        Gateway.adminSettings(root.resolve(".state"), -1).withRequestMemory(2L * size + size / 2);
+    try (Gateway gateway = Gateway.inProcess(root, java.time.Duration.ofSeconds(10), java.time.Duration.ZERO, admin,
+        java.time.Clock.systemUTC())) {
+      List<CompletableFuture<Status>> outcomes = new ArrayList<>();
+      for (int i = 0; i < 20; i++) {
+        CompletableFuture<Status> outcome = new CompletableFuture<>();
+        gateway.async().modelInfer(request, new StreamObserver<ModelInferResponse>() {
+          @Override
+          public void onNext(ModelInferResponse value) {}
+
+          @Override
+          public void onError(Throwable t) {
+            outcome.complete(Status.fromThrowable(t));
+          }
+
+          @Override
+          public void onCompleted() {
+            outcome.complete(Status.OK);
+          }
+        });
+        outcomes.add(outcome);
+      }
+      int ok = 0;
+      int refused = 0;
+      for (CompletableFuture<Status> outcome : outcomes) {
+        Status status = outcome.get(60, TimeUnit.SECONDS);
+        if (status.isOk()) {
+          ok++;
+        } else {
+          assertThat(status.getCode()).isEqualTo(Status.Code.RESOURCE_EXHAUSTED);
+          assertThat(status.getDescription()).contains("would pass its limit of " + (2 * size + size / 2) + " bytes (--request-memory)");
+          refused++;
+        }
+      }
+      // The first two are held while the model runs (tens of ms a call); the queue alone would
+      // have taken all twenty.
+      assertThat(ok).isGreaterThanOrEqualTo(2);
+      assertThat(refused).isPositive();
+      assertThat(ok + refused).isEqualTo(20);
+      io.modelgate.gateway.testing.Eventually.eventually("request bytes still held after every answer",
+          () -> gateway.stats.scrape().contains("modelgate_request_memory_held_bytes 0.0"));
+      assertThat(gateway.stats.scrape()).contains("modelgate_request_memory_limit_bytes " + (2 * size + size / 2) + ".0");
+      // Let go, the bytes make room again.
+      assertThat(gateway.blocking().modelInfer(request).getModelVersion()).isEqualTo("1");
+    }
+  }
 }

@@ -1,0 +1,59 @@
+package io.modelgate.gateway.inference;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.modelgate.runtime.error.ErrorCode;
+import io.modelgate.runtime.error.InferenceException;
+import io.modelgate.runtime.execution.InferenceRequest;
+import io.modelgate.runtime.execution.VersionScheduler;
+import java.time.Duration;
+import org.junit.jupiter.api.Test;
+
+class RequestMemoryTest {
+  /** A version that has 40 requests waiting, served at 1 ms each. */
+  private static final VersionScheduler VERSION = new VersionScheduler() {
+    @Override
+    public void submit(InferenceRequest request) {}
+
+    @Override
+    public long queuedCount() {
+      return 40;
+    }
+
+    @Override
+    public long nanosPerRequest() {
+      return 1_000_000;
+    }
+
+    @Override
+    public void drain(Duration timeout) {}
+  };
+
+  @Test
+  void holdsUpToItsLimit_refusesPastIt_andLetsGo() {
+    RequestMemory memory = new RequestMemory(10 << 20);
+    memory.acquire(6 << 20, VERSION);
+    memory.acquire(4 << 20, VERSION);
+    assertThat(memory.held()).isEqualTo(10 << 20);
+    assertThatThrownBy(() -> memory.acquire(1, VERSION)).isInstanceOfSatisfying(InferenceException.class, e -> {
+      assertThat(e.code()).isEqualTo(ErrorCode.RESOURCE_EXHAUSTED);
+      assertThat(e.getMessage()).isEqualTo("the server holds 10 MiB of requests not yet answered, and this one's 1 bytes"
+          + " would pass its limit of 10 MiB (--request-memory); retry later or send smaller requests");
+      // Once the version has served what waits: 40 requests at 1 ms.
+      assertThat(e.retryAfter()).isEqualTo(Duration.ofMillis(40));
+    });
+    assertThat(memory.held()).as("a refusal holds nothing").isEqualTo(10 << 20);
+    memory.release(4 << 20);
+    memory.acquire(3 << 20, VERSION);
+    assertThat(memory.held()).isEqualTo(9 << 20);
+  }
+
+  @Test
+  void aRequestLargerThanTheLimit_isRefusedEvenWithNothingHeld() {
+    RequestMemory memory = new RequestMemory(1 << 20);
+    assertThatThrownBy(() -> memory.acquire(2 << 20, VERSION)).hasMessageContaining("this one's 2048 KiB");
+    assertThat(memory.held()).isZero();
+    assertThatThrownBy(() -> new RequestMemory(0)).hasMessage("request memory: 0 bytes (expected: at least 1)");
+  }
+}
