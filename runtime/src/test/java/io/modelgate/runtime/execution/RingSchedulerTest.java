@@ -611,14 +611,7 @@ class RingSchedulerTest {
   @Test
   void reservedExecutor_servesALaneWithoutBacklog_whileTheBacklogsBatchRunsOnTheOther() throws Exception {
     GatedExecutor executor = new GatedExecutor(); // both executors: batches start and wait here
-    RingScheduler scheduler =
-        new RingScheduler(
-            "model 'm' version 1",
-            new SchedulerSettings(64, 2, 0, List.of(), 1),
-            new BatchPolicy(4, 0, List.of()),
-            () -> executor,
-            StageRecorder.NONE);
-    schedulers.add(scheduler);
+    RingScheduler scheduler = reservedScheduler(executor);
     // One flood request runs on one executor (unrestricted); a quiet one on the other (reserved).
     scheduler.submit(request("flood", new Answer()));
     assertThat(executor.started.take()).isEqualTo(1);
@@ -669,14 +662,7 @@ class RingSchedulerTest {
   @Test
   void aBacklogsPace_countsOnlyTheExecutorsThatMayServeIt_notTheOneReservedForOthers() throws Exception {
     GatedExecutor executor = new GatedExecutor();
-    RingScheduler scheduler =
-        new RingScheduler(
-            "model 'm' version 1",
-            new SchedulerSettings(64, 2, 0, List.of(), 1),
-            new BatchPolicy(4, 0, List.of()),
-            () -> executor,
-            StageRecorder.NONE);
-    schedulers.add(scheduler);
+    RingScheduler scheduler = reservedScheduler(executor);
     assertThat(scheduler.backlogNanosPerRequest()).as("before any batch").isZero();
     // The flood's request on one executor (unrestricted), the quiet one on the reserved one.
     Answer flood = new Answer();
@@ -710,6 +696,19 @@ class RingSchedulerTest {
     assertThat(scheduler.nanosPerRequest()).isPositive().isLessThan(paced);
     assertThat(scheduler.backlogRetryAfter(3)).isGreaterThanOrEqualTo(Duration.ofNanos(3 * paced))
         .isGreaterThan(scheduler.retryAfter(3));
+  }
+
+  /** Two executors running {@code executor}, one reserved for lanes without a backlog; batches of 4 rows. */
+  private RingScheduler reservedScheduler(GatedExecutor executor) {
+    RingScheduler scheduler =
+        new RingScheduler(
+            "model 'm' version 1",
+            new SchedulerSettings(64, 2, 0, List.of(), 1),
+            new BatchPolicy(4, 0, List.of()),
+            () -> executor,
+            StageRecorder.NONE);
+    schedulers.add(scheduler);
+    return scheduler;
   }
 
   @Test
