@@ -20,8 +20,11 @@ import java.util.concurrent.atomic.AtomicInteger;
  * its tenants with requests waiting as they come and go.
  */
 public final class FairShare {
-  /** Share of a version's queue kept free for tenants with nothing waiting. */
-  static final double RESERVE = 0.25;
+  /**
+   * Share of a version's queue kept free for tenants with nothing waiting; the server's request
+   * memory keeps the same share of its bytes for them.
+   */
+  public static final double RESERVE = 0.25;
 
   /** Per load of a version: its tenants' shares. */
   private final Map<LoadedVersion, Shares> versions = new WeakHashMap<>();
@@ -35,13 +38,23 @@ public final class FairShare {
 
   /** An admitted request's place in its tenant's share; released once, when it is answered. */
   public static final class Place {
-    static final Place NONE = new Place(null, null);
+    static final Place NONE = new Place(null, null, true);
     private final AtomicInteger count;
     private final AtomicInteger active;
+    private final boolean first;
 
-    Place(AtomicInteger count, AtomicInteger active) {
+    Place(AtomicInteger count, AtomicInteger active, boolean first) {
       this.count = count;
       this.active = active;
+      this.first = first;
+    }
+
+    /**
+     * Whether the request may use what is kept for tenants with nothing waiting: its tenant had no
+     * other request waiting for the version when it was admitted, or callers are not identified.
+     */
+    public boolean mayUseReserve() {
+      return first;
     }
 
     public void release() {
@@ -78,8 +91,8 @@ public final class FairShare {
     int active = Math.max(1, shares.active.get() + (mine.get() == 0 ? 1 : 0));
     int capacity = loaded.settings().scheduler().queueCapacity();
     int share = Math.max(1, (int) (capacity * (1 - RESERVE) / active));
-    Place place = new Place(mine, shares.active);
     int held = mine.incrementAndGet();
+    Place place = new Place(mine, shares.active, held == 1);
     if (held == 1) {
       shares.active.incrementAndGet();
     }

@@ -127,10 +127,12 @@ abstract class RecordedAnswer implements InferenceCallback {
 
   /**
    * Holds the request's {@code bytes} in {@code memory} until it is answered, or throws
-   * RESOURCE_EXHAUSTED (asking for a retry at {@code loaded}'s pace) when that would pass the limit.
+   * RESOURCE_EXHAUSTED (asking for a retry at {@code loaded}'s pace) when that would pass the limit
+   * — the whole of it for a tenant with nothing else waiting for the version ({@link #admit} first),
+   * three quarters for the others.
    */
   final void hold(RequestMemory memory, long bytes, LoadedVersion loaded) {
-    memory.acquire(bytes, loaded.scheduler());
+    memory.acquire(bytes, loaded.scheduler(), place == null || place.mayUseReserve());
     this.memory = memory;
     this.heldBytes = bytes;
   }

@@ -8,7 +8,10 @@ import java.util.concurrent.atomic.AtomicLong;
  * every version, and their limit. A version's queue bounds how many requests wait, not how large
  * they are: a model with a dimension of any length takes messages up to the inbound limit (128 MiB
  * by default), so a full queue of them would hold far more than the heap. Past the limit a request
- * is refused {@code RESOURCE_EXHAUSTED} at once, before it is decoded.
+ * is refused {@code RESOURCE_EXHAUSTED} at once, before it is decoded. As fair admission keeps a
+ * quarter of each queue, a quarter of the bytes is kept for a tenant with nothing waiting for the
+ * version it calls ({@link io.modelgate.gateway.callers.FairShare#RESERVE}): one tenant's large
+ * requests cannot take all of it.
  *
  * <p>Threads: {@link #acquire} on the event loop that admits a request, {@link #release} on the
  * thread that answers it; one atomic counter, no lock.
@@ -20,6 +23,8 @@ public final class RequestMemory {
   }
 
   private final long limit;
+  /** What requests that may not use the reserve can fill: the limit less its reserved share. */
+  private final long unreserved;
   private final AtomicLong held = new AtomicLong();
 
   /** @param limit bytes of request messages held at once, at least 1 */
@@ -28,6 +33,7 @@ public final class RequestMemory {
       throw new IllegalArgumentException("request memory: " + limit + " bytes (expected: at least 1)");
     }
     this.limit = limit;
+    this.unreserved = (long) (limit * (1 - io.modelgate.gateway.callers.FairShare.RESERVE));
   }
 
   /**
@@ -36,16 +42,22 @@ public final class RequestMemory {
    *
    * @param scheduler the request's version: a refusal asks for a retry once it has served what
    *     waits
+   * @param mayUseReserve whether the whole limit is open to the request, or only the part not
+   *     kept for tenants with nothing waiting ({@link
+   *     io.modelgate.gateway.callers.FairShare.Place#mayUseReserve})
    * @throws InferenceException RESOURCE_EXHAUSTED, with that hint
    */
-  void acquire(long bytes, io.modelgate.runtime.execution.VersionScheduler scheduler) {
+  void acquire(long bytes, io.modelgate.runtime.execution.VersionScheduler scheduler, boolean mayUseReserve) {
+    long open = mayUseReserve ? limit : unreserved;
     long now = held.addAndGet(bytes);
-    if (now > limit) {
+    if (now > open) {
       held.addAndGet(-bytes);
       // Concatenated, not String.format: refused under load, many times a second.
       throw InferenceException.resourceExhausted("the server holds " + mebibytes(now - bytes)
-          + " of requests not yet answered, and this one's " + mebibytes(bytes) + " would pass its limit of "
-          + mebibytes(limit) + " (--request-memory); retry later or send smaller requests", scheduler.retryAfter(scheduler.queuedCount()));
+          + " of requests not yet answered, and this one's " + mebibytes(bytes) + " would pass "
+          + (mayUseReserve ? "its limit of " + mebibytes(limit)
+              : mebibytes(unreserved) + ", the part of its limit of " + mebibytes(limit) + " not kept for tenants with nothing waiting")
+          + " (--request-memory); retry later or send smaller requests", scheduler.retryAfter(scheduler.queuedCount()));
     }
   }
 

@@ -65,6 +65,41 @@ class FairShareTest {
   }
 
   @Test
+  void aTenantWithLargeRequestsWaiting_leavesAQuarterOfTheRequestMemory_forATenantWithNone() throws Exception {
+    Gateway.write(root, "slow", 1, Gateway.slowAffine(300));
+    Files.writeString(root.resolve("slow/model.yaml"), "max_batch_size: 1\nqueue_capacity: 64\n");
+    Files.writeString(root.resolve("callers.yaml"), "tenants:\n"
+        + "  big:\n    api_keys: [" + CallerPolicy.hash(BIG) + "]\n"
+        + "  small:\n    api_keys: [" + CallerPolicy.hash(SMALL) + "]\n");
+    ModelInferRequest request = ModelInferRequest.newBuilder().setModelName("slow")
+        .addInputs(Tensors.input("x", "FP32", 1, 3)).addRawInputContents(Tensors.rawFloats(1, 2, 3)).build();
+    int size = request.getSerializedSize();
+    // Room for four requests: three for a tenant with requests waiting, the fourth kept.
+    io.modelgate.gateway.server.AdminSettings admin = Gateway.adminSettings(root.resolve(".state"), -1)
+        .withCallers(root.resolve("callers.yaml")).withRequestMemory(4L * size + size / 2);
+    try (Gateway gateway = Gateway.inProcess(root, java.time.Duration.ofSeconds(10), java.time.Duration.ZERO, admin,
+        Clock.systemUTC())) {
+      Map<String, List<Status>> answers = new ConcurrentHashMap<>();
+      int flood = 10;
+      CountDownLatch done = new CountDownLatch(flood + 1);
+      for (int i = 0; i < flood; i++) {
+        send(gateway, BIG, "big", request, answers, done);
+      }
+      // While the flood's first requests run (tens of ms each), the small tenant's one comes.
+      send(gateway, SMALL, "small", request, answers, done);
+      assertThat(done.await(120, TimeUnit.SECONDS)).isTrue();
+      assertThat(answers.get("small")).containsExactly(Status.OK);
+      List<Status> big = answers.get("big");
+      assertThat(big.stream().filter(Status::isOk).count()).isGreaterThanOrEqualTo(3);
+      List<Status> refused = big.stream().filter(s -> !s.isOk()).toList();
+      assertThat(refused).isNotEmpty().allSatisfy(s -> {
+        assertThat(s.getCode()).isEqualTo(Status.Code.RESOURCE_EXHAUSTED);
+        assertThat(s.getDescription()).contains("not kept for tenants with nothing waiting (--request-memory)");
+      });
+    }
+  }
+
+  @Test
   void thousandsOfTenants_shareTheQueue_andTheActiveCountFollowsTheirPlaces() throws Exception {
     Gateway.write(root, "slow", 1, Gateway.slowAffine());
     Files.writeString(root.resolve("slow/model.yaml"), "max_batch_size: 1\nqueue_capacity: 4000\n");

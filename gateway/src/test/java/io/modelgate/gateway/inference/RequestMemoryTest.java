@@ -33,10 +33,10 @@ class RequestMemoryTest {
   @Test
   void holdsUpToItsLimit_refusesPastIt_andLetsGo() {
     RequestMemory memory = new RequestMemory(10 << 20);
-    memory.acquire(6 << 20, VERSION);
-    memory.acquire(4 << 20, VERSION);
+    memory.acquire(6 << 20, VERSION, true);
+    memory.acquire(4 << 20, VERSION, true);
     assertThat(memory.held()).isEqualTo(10 << 20);
-    assertThatThrownBy(() -> memory.acquire(1, VERSION)).isInstanceOfSatisfying(InferenceException.class, e -> {
+    assertThatThrownBy(() -> memory.acquire(1, VERSION, true)).isInstanceOfSatisfying(InferenceException.class, e -> {
       assertThat(e.code()).isEqualTo(ErrorCode.RESOURCE_EXHAUSTED);
       assertThat(e.getMessage()).isEqualTo("the server holds 10 MiB of requests not yet answered, and this one's 1 bytes"
           + " would pass its limit of 10 MiB (--request-memory); retry later or send smaller requests");
@@ -45,15 +45,29 @@ class RequestMemoryTest {
     });
     assertThat(memory.held()).as("a refusal holds nothing").isEqualTo(10 << 20);
     memory.release(4 << 20);
-    memory.acquire(3 << 20, VERSION);
+    memory.acquire(3 << 20, VERSION, true);
     assertThat(memory.held()).isEqualTo(9 << 20);
   }
 
   @Test
   void aRequestLargerThanTheLimit_isRefusedEvenWithNothingHeld() {
     RequestMemory memory = new RequestMemory(1 << 20);
-    assertThatThrownBy(() -> memory.acquire(2 << 20, VERSION)).hasMessageContaining("this one's 2048 KiB");
+    assertThatThrownBy(() -> memory.acquire(2 << 20, VERSION, true)).hasMessageContaining("this one's 2048 KiB");
     assertThat(memory.held()).isZero();
     assertThatThrownBy(() -> new RequestMemory(0)).hasMessage("request memory: 0 bytes (expected: at least 1)");
+  }
+
+  @Test
+  void aQuarterIsKeptForTenantsWithNothingWaiting() {
+    RequestMemory memory = new RequestMemory(40 << 20);
+    memory.acquire(20 << 20, VERSION, false);
+    memory.acquire(10 << 20, VERSION, false);
+    // 30 of 40 MiB held: a tenant with requests waiting gets no more...
+    assertThatThrownBy(() -> memory.acquire(1 << 20, VERSION, false)).hasMessage("the server holds 30 MiB of requests not yet"
+        + " answered, and this one's 1024 KiB would pass 30 MiB, the part of its limit of 40 MiB not kept for tenants with"
+        + " nothing waiting (--request-memory); retry later or send smaller requests");
+    // ...one with nothing waiting gets the rest.
+    memory.acquire(10 << 20, VERSION, true);
+    assertThat(memory.held()).isEqualTo(40 << 20);
   }
 }
