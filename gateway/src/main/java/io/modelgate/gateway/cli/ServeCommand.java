@@ -188,7 +188,7 @@ final class ServeCommand implements Callable<Integer> {
       converter = Converters.HeapShare.class,
       paramLabel = "SIZE|PERCENT",
       description = "The most bytes of request messages held at once, from admission to answer, across every version:"
-          + " a size (512MiB, 2GiB) or a share of the JVM's heap (25%). Past it a request is refused RESOURCE_EXHAUSTED"
+          + " a size (512MiB, 2GiB) or a share of the JVM's heap (25%%). Past it a request is refused RESOURCE_EXHAUSTED"
           + " before it is decoded. Default: ${DEFAULT-VALUE}.")
   long requestMemory;
 
@@ -286,7 +286,7 @@ final class ServeCommand implements Callable<Integer> {
       defaultValue = "0s",
       converter = Converters.TimeSpan.class,
       description =
-          "Ask clients to reconnect (GOAWAY) once an inference connection is this old, give or take 10%, so that"
+          "Ask clients to reconnect (GOAWAY) once an inference connection is this old, give or take 10%%, so that"
               + " clients balancing over a fleet find replicas added since they connected; no call is lost."
               + " 0s: never. Default: ${DEFAULT-VALUE}; in a fleet, a few minutes.")
   Duration maxConnectionAge;
