@@ -73,6 +73,11 @@ final class Logging {
     root.setLevel(Level.INFO);
     root.addAppender(async);
     context.getLogger("io.grpc").setLevel(Level.WARN);
+    // grpc-java warns once per stream it fails while gathering a message: one over the inbound
+    // limit, refused by the request memory, or malformed. Each is the client's error, answered with
+    // its status and counted in the metrics; a line for each would flood the log under the very
+    // overload it reports.
+    context.getLogger("io.grpc.netty.NettyServerStream").setLevel(Level.ERROR);
     context.getLogger("io.netty").setLevel(Level.WARN);
     context.getLogger("io.etcd").setLevel(Level.WARN);
     context.getLogger("io.vertx").setLevel(Level.WARN);

@@ -187,7 +187,7 @@ final class ServeCommand implements Callable<Integer> {
       defaultValue = "25%",
       converter = Converters.HeapShare.class,
       paramLabel = "SIZE|PERCENT",
-      description = "The most bytes of request messages held at once, from admission to answer, across every version:"
+      description = "The most bytes of request messages held at once, from their first byte received to their answer, across every version:"
           + " a size (512MiB, 2GiB) or a share of the JVM's heap (25%%). Past it a request is refused RESOURCE_EXHAUSTED"
           + " before it is decoded. Default: ${DEFAULT-VALUE}.")
   long requestMemory;
@@ -354,10 +354,12 @@ final class ServeCommand implements Callable<Integer> {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(), e.getMessage());
     }
     Logging.configure(logFormat);
-    if (requestMemory < maxInboundMessageSize) {
+    long arrivingLimit = io.modelgate.gateway.inference.RequestMemory.unreserved(requestMemory);
+    if (arrivingLimit < maxInboundMessageSize) {
       org.slf4j.LoggerFactory.getLogger(ServeCommand.class).warn(
-          "--request-memory ({} bytes) is below --max-inbound-message-size ({} bytes): a request larger than the first is"
-              + " refused RESOURCE_EXHAUSTED even when nothing else is held", requestMemory, maxInboundMessageSize);
+          "--request-memory ({} bytes) lets a message fill {} bytes while it arrives (the part not kept for tenants with"
+              + " nothing waiting), below --max-inbound-message-size ({} bytes): a larger request is refused"
+              + " RESOURCE_EXHAUSTED even when nothing else is held", requestMemory, arrivingLimit, maxInboundMessageSize);
     }
     ServerSettings settings =
         new ServerSettings(

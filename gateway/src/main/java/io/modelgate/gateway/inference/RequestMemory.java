@@ -13,8 +13,17 @@ import java.util.concurrent.atomic.AtomicLong;
  * version it calls ({@link io.modelgate.gateway.callers.FairShare#RESERVE}): one tenant's large
  * requests cannot take all of it.
  *
+ * <p>The limit also covers a message while it arrives ({@link #arrivals}): grpc-java gathers each
+ * request message whole, up to the inbound limit, before the service sees it, so without this a
+ * client could make the server hold its calls per connection times 128 MiB before any admission.
+ * The bytes of a message being received count from its first body byte to its last, and are then
+ * handed to admission, which holds the decoded request's size; a message that would pass the part
+ * of the limit not kept for tenants with nothing waiting is refused {@code RESOURCE_EXHAUSTED} as
+ * its bytes arrive (the tenant is not known before the request is decoded).
+ *
  * <p>Threads: {@link #acquire} on the event loop that admits a request, {@link #release} on the
- * thread that answers it; one atomic counter, no lock.
+ * thread that answers it, the arrivals' counting on the event loop that receives the message; one
+ * atomic counter, no lock.
  */
 public final class RequestMemory {
   /** The default limit: a quarter of the JVM's heap ({@code -Xmx}). */
@@ -22,10 +31,26 @@ public final class RequestMemory {
     return Runtime.getRuntime().maxMemory() / 4;
   }
 
+  /**
+   * The part of {@code limit} not kept for tenants with nothing waiting: what requests with a
+   * backlog, and every message while it arrives, may fill.
+   */
+  public static long unreserved(long limit) {
+    return (long) (limit * (1 - io.modelgate.gateway.callers.FairShare.RESERVE));
+  }
+
   private final long limit;
   /** What requests that may not use the reserve can fill: the limit less its reserved share. */
   private final long unreserved;
   private final AtomicLong held = new AtomicLong();
+  private final java.util.concurrent.atomic.LongAdder refusedArriving = new java.util.concurrent.atomic.LongAdder();
+  private final io.grpc.ServerStreamTracer.Factory arrivals =
+      new io.grpc.ServerStreamTracer.Factory() {
+        @Override
+        public io.grpc.ServerStreamTracer newServerStreamTracer(String fullMethodName, io.grpc.Metadata headers) {
+          return new Arrival();
+        }
+      };
 
   /** @param limit bytes of request messages held at once, at least 1 */
   public RequestMemory(long limit) {
@@ -33,7 +58,7 @@ public final class RequestMemory {
       throw new IllegalArgumentException("request memory: " + limit + " bytes (expected: at least 1)");
     }
     this.limit = limit;
-    this.unreserved = (long) (limit * (1 - io.modelgate.gateway.callers.FairShare.RESERVE));
+    this.unreserved = unreserved(limit);
   }
 
   /**
@@ -67,19 +92,121 @@ public final class RequestMemory {
   }
 
   /**
-   * Exports {@code modelgate_request_memory_held_bytes} and {@code
-   * modelgate_request_memory_limit_bytes}; returns this.
+   * Counts each request message's bytes in this memory while it arrives, for a server's {@code
+   * addStreamTracerFactory}: every method of the port, since any message may be as large as the
+   * inbound limit.
+   */
+  public io.grpc.ServerStreamTracer.Factory arrivals() {
+    return arrivals;
+  }
+
+  /**
+   * One stream's message while it arrives. grpc-java calls {@link #inboundWireSize} as the body's
+   * bytes reach the message being gathered, {@link #inboundMessageRead} when it is whole (before
+   * the service decodes it) and {@link #streamClosed} once at the end, whole or not. A refusal is
+   * thrown from {@link #inboundWireSize}: grpc-java fails the stream as for a message over the
+   * inbound limit, with the status sent to the client in trailers and the stream reset (the
+   * gathered bytes freed), which {@code RequestMemoryTest} checks against a real server.
+   *
+   * <p>Threads: the stream's event loop; {@link #streamClosed} may come from another thread, so the
+   * bytes held move by atomic exchange.
+   */
+  private final class Arrival extends io.grpc.ServerStreamTracer {
+    private static final java.lang.invoke.VarHandle ARRIVING;
+
+    static {
+      try {
+        ARRIVING = java.lang.invoke.MethodHandles.lookup().findVarHandle(Arrival.class, "arriving", long.class);
+      } catch (ReflectiveOperationException e) {
+        throw new ExceptionInInitializerError(e);
+      }
+    }
+
+    /** Bytes of the message gathered so far and held in the memory. */
+    @SuppressWarnings("unused") // through ARRIVING
+    private volatile long arriving;
+
+    /** Set once the message is refused: grpc-java may pass more of its bytes before the reset. */
+    private Refused refused;
+
+    @Override
+    public void inboundWireSize(long bytes) {
+      if (refused != null) {
+        throw refused;
+      }
+      if (bytes <= 0) {
+        return;
+      }
+      long now = held.addAndGet(bytes);
+      if (now > unreserved) {
+        held.addAndGet(-bytes);
+        refusedArriving.increment();
+        long before = (long) ARRIVING.getVolatile(this);
+        throw refused = new Refused(io.grpc.Status.RESOURCE_EXHAUSTED.withDescription("the server holds " + mebibytes(now - bytes)
+            + " of requests arriving or not yet answered (this message's first " + mebibytes(before) + " among them), and "
+            + mebibytes(bytes) + " more would pass " + mebibytes(unreserved) + ", the part of its limit of " + mebibytes(limit)
+            + " a message may fill while it arrives (--request-memory); retry later or send smaller requests"));
+      }
+      ARRIVING.getAndAdd(this, bytes);
+    }
+
+    @Override
+    public void inboundMessageRead(int seqNo, long optionalWireSize, long optionalUncompressedSize) {
+      letGo();
+    }
+
+    @Override
+    public void streamClosed(io.grpc.Status status) {
+      letGo();
+    }
+
+    private void letGo() {
+      long bytes = (long) ARRIVING.getAndSet(this, 0L);
+      if (bytes != 0) {
+        held.addAndGet(-bytes);
+      }
+    }
+  }
+
+  /** A refusal while a message arrives: no stack trace (it may come many times a second). */
+  private static final class Refused extends io.grpc.StatusRuntimeException {
+    private static final long serialVersionUID = 1L;
+
+    Refused(io.grpc.Status status) {
+      super(status);
+    }
+
+    @Override
+    public synchronized Throwable fillInStackTrace() {
+      return this;
+    }
+  }
+
+  /**
+   * Exports {@code modelgate_request_memory_held_bytes}, {@code
+   * modelgate_request_memory_limit_bytes} and {@code
+   * modelgate_request_memory_arriving_refused_total}; returns this.
    */
   public RequestMemory bindTo(io.micrometer.core.instrument.MeterRegistry registry) {
     io.micrometer.core.instrument.Gauge.builder("modelgate.request.memory.held", this, RequestMemory::held)
-        .description("Bytes of request messages admitted and not yet answered, across versions")
+        .description("Bytes of request messages arriving, or admitted and not yet answered, across versions")
         .baseUnit("bytes")
         .register(registry);
     io.micrometer.core.instrument.Gauge.builder("modelgate.request.memory.limit", this, RequestMemory::limit)
         .description("The most bytes of request messages held at once (--request-memory); past it requests are refused")
         .baseUnit("bytes")
         .register(registry);
+    io.micrometer.core.instrument.FunctionCounter.builder("modelgate.request.memory.arriving.refused", refusedArriving,
+            java.util.concurrent.atomic.LongAdder::sum)
+        .description("Request messages refused while they arrived, for passing the part of the request memory a message may"
+            + " fill before it is decoded")
+        .register(registry);
     return this;
+  }
+
+  /** Request messages refused while they arrived. */
+  public long refusedArriving() {
+    return refusedArriving.sum();
   }
 
   /** Bytes held now. */

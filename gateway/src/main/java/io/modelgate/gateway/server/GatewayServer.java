@@ -406,6 +406,7 @@ public final class GatewayServer {
     b.server =
         transports.inference()
             .directExecutor()
+            .addStreamTracerFactory(b.requestMemory.arrivals())
             .addService(
                 ServerInterceptors.intercept(
                     ServerInterceptors.intercept(

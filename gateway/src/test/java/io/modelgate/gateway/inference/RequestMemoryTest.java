@@ -70,4 +70,36 @@ class RequestMemoryTest {
     memory.acquire(10 << 20, VERSION, true);
     assertThat(memory.held()).isEqualTo(40 << 20);
   }
+
+  @Test
+  void aMessageArriving_holdsItsBytesUntilWhole_andIsRefusedOncePastTheUnreservedPart() {
+    RequestMemory memory = new RequestMemory(40 << 20);
+    io.grpc.ServerStreamTracer first = memory.arrivals().newServerStreamTracer("m", new io.grpc.Metadata());
+    io.grpc.ServerStreamTracer second = memory.arrivals().newServerStreamTracer("m", new io.grpc.Metadata());
+    first.inboundWireSize(20 << 20);
+    second.inboundWireSize(8 << 20);
+    assertThat(memory.held()).isEqualTo(28 << 20);
+    // 30 MiB is what a message may fill while it arrives: 3 MiB more is refused, and stays so.
+    assertThatThrownBy(() -> second.inboundWireSize(3 << 20)).isInstanceOfSatisfying(io.grpc.StatusRuntimeException.class, e -> {
+      assertThat(e.getStatus().getCode()).isEqualTo(io.grpc.Status.Code.RESOURCE_EXHAUSTED);
+      assertThat(e.getStatus().getDescription()).isEqualTo("the server holds 28 MiB of requests arriving or not yet answered"
+          + " (this message's first 8192 KiB among them), and 3072 KiB more would pass 30 MiB, the part of its limit of 40 MiB a"
+          + " message may fill while it arrives (--request-memory); retry later or send smaller requests");
+      assertThat(e.getStackTrace()).isEmpty();
+    });
+    assertThatThrownBy(() -> second.inboundWireSize(1)).isInstanceOf(io.grpc.StatusRuntimeException.class);
+    assertThat(memory.refusedArriving()).isEqualTo(1);
+    assertThat(memory.held()).isEqualTo(28 << 20);
+    // Whole, the first message's bytes are handed on to admission; the refused one's go at its reset.
+    first.inboundMessageRead(1, 20 << 20, -1);
+    assertThat(memory.held()).isEqualTo(8 << 20);
+    second.streamClosed(io.grpc.Status.RESOURCE_EXHAUSTED);
+    assertThat(memory.held()).isZero();
+    // A stream that ends part way through a message lets go of what it gathered, once.
+    io.grpc.ServerStreamTracer third = memory.arrivals().newServerStreamTracer("m", new io.grpc.Metadata());
+    third.inboundWireSize(5 << 20);
+    third.streamClosed(io.grpc.Status.CANCELLED);
+    third.streamClosed(io.grpc.Status.CANCELLED);
+    assertThat(memory.held()).isZero();
+  }
 }

@@ -1,0 +1,248 @@
+package io.modelgate.gateway.inference;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import com.google.protobuf.ByteString;
+import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
+import io.modelgate.proto.inference.ModelInferRequest;
+import io.modelgate.proto.inference.ModelInferResponse;
+import io.grpc.ManagedChannel;
+import io.grpc.Status;
+import io.grpc.stub.StreamObserver;
+import io.modelgate.gateway.server.AdminSettings;
+import io.modelgate.gateway.server.GatewayServer;
+import io.modelgate.gateway.server.ServerSettings;
+import io.modelgate.gateway.stats.StatsRegistry;
+import io.modelgate.gateway.testing.Gateway;
+import io.modelgate.gateway.testing.Tensors;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.InetAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.nio.file.Path;
+import java.time.Clock;
+import java.time.Duration;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import java.util.function.LongSupplier;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The request memory while messages arrive, on a real Netty server: grpc-java gathers a message
+ * whole before the service sees it, and those bytes count. A proxy between client and server
+ * stops passing the client's bytes part way through a message, so the server holds a message
+ * still arriving, as it would from a slow or malicious client.
+ */
+class ArrivingMessagesTest {
+  private static final int MIB = 1 << 20;
+
+  @TempDir Path root;
+
+  @Test
+  void aMessageStillArriving_countsInTheRequestMemory_andAnotherThatWouldPassItIsRefusedAsItArrives() throws Exception {
+    Gateway.standardRepository(root);
+    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
+    // 8 MiB of request memory: a message may fill 6 MiB of it while it arrives.
+    AdminSettings admin = Gateway.adminSettings(root.resolve(".state"), -1).withRequestMemory(8L * MIB);
+    GatewayServer server = Gateway.server(root, stats, new ServerSettings("127.0.0.1", 0, 128 * MIB, 1, Duration.ofSeconds(5)), admin);
+    LongSupplier held = () -> (long) stats.prometheus().get("modelgate.request.memory.held").gauge().value();
+    try (StallingProxy proxy = new StallingProxy(server.port(), 3L * MIB)) {
+      ManagedChannel slow = channel(proxy.port());
+      ManagedChannel direct = channel(server.port());
+      try {
+        // 5 MiB, of which the proxy passes about 3: the server holds what it gathered.
+        CompletableFuture<Status> first = call(slow, 5 * MIB);
+        waitFor(() -> held.getAsLong() >= 2L * MIB, "the first message's bytes gathered");
+        assertThat(held.getAsLong()).isLessThanOrEqualTo(3L * MIB);
+
+        // 4 MiB more would pass 6 MiB: refused while it arrives, before any admission.
+        Status second = call(direct, 4 * MIB).get(60, TimeUnit.SECONDS);
+        assertThat(second.getCode()).isEqualTo(Status.Code.RESOURCE_EXHAUSTED);
+        assertThat(second.getDescription())
+            .startsWith("the server holds ")
+            .contains(" of requests arriving or not yet answered (this message's first ")
+            .endsWith(" more would pass 6144 KiB, the part of its limit of 8192 KiB a message may fill while it arrives"
+                + " (--request-memory); retry later or send smaller requests");
+        assertThat(stats.prometheus().get("modelgate.request.memory.arriving.refused").functionCounter().count()).isEqualTo(1);
+        assertThat(first).isNotDone();
+
+        // The rest of the first message arrives: it is admitted (5 MiB of 8) and answered; a
+        // small request on the refused client's connection is served.
+        proxy.passEverything();
+        Status firstStatus = first.get(60, TimeUnit.SECONDS);
+        assertThat(firstStatus.getCode()).as("%s", firstStatus).isEqualTo(Status.Code.INVALID_ARGUMENT);
+        assertThat(firstStatus.getDescription()).doesNotContain("request-memory");
+        ModelInferResponse answer = GRPCInferenceServiceGrpc.newBlockingStub(direct)
+            .modelInfer(Tensors.affine(1, 2, 3).setModelName("affine").build());
+        assertThat(answer.getModelName()).isEqualTo("affine");
+        waitFor(() -> held.getAsLong() == 0, "every byte let go once answered");
+      } finally {
+        slow.shutdownNow();
+        direct.shutdownNow();
+      }
+    } finally {
+      server.stop();
+    }
+  }
+
+  @Test
+  void aConnectionLostPartWayThroughAMessage_letsGoOfWhatItGathered() throws Exception {
+    Gateway.standardRepository(root);
+    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
+    AdminSettings admin = Gateway.adminSettings(root.resolve(".state"), -1).withRequestMemory(64L * MIB);
+    GatewayServer server = Gateway.server(root, stats, new ServerSettings("127.0.0.1", 0, 128 * MIB, 1, Duration.ofSeconds(5)), admin);
+    LongSupplier held = () -> (long) stats.prometheus().get("modelgate.request.memory.held").gauge().value();
+    try {
+      StallingProxy proxy = new StallingProxy(server.port(), 2L * MIB);
+      ManagedChannel slow = channel(proxy.port());
+      try {
+        CompletableFuture<Status> call = call(slow, 5 * MIB);
+        waitFor(() -> held.getAsLong() >= MIB, "the message's bytes gathered");
+        proxy.close();
+        assertThat(call.get(60, TimeUnit.SECONDS).getCode()).isEqualTo(Status.Code.UNAVAILABLE);
+        waitFor(() -> held.getAsLong() == 0, "the lost stream's bytes let go");
+      } finally {
+        slow.shutdownNow();
+      }
+    } finally {
+      server.stop();
+    }
+  }
+
+  private static ManagedChannel channel(int port) {
+    return io.grpc.netty.NettyChannelBuilder.forAddress("127.0.0.1", port).usePlaintext().build();
+  }
+
+  /** A request for {@code affine} whose input carries {@code bytes} bytes, too many for its shape. */
+  private static CompletableFuture<Status> call(ManagedChannel channel, int bytes) {
+    ModelInferRequest request = ModelInferRequest.newBuilder().setModelName("affine")
+        .addInputs(Tensors.input("x", "FP32", 1, 3)).addRawInputContents(ByteString.copyFrom(new byte[bytes])).build();
+    CompletableFuture<Status> outcome = new CompletableFuture<>();
+    GRPCInferenceServiceGrpc.newStub(channel).modelInfer(request, new StreamObserver<>() {
+      @Override
+      public void onNext(ModelInferResponse value) {}
+
+      @Override
+      public void onError(Throwable t) {
+        outcome.complete(Status.fromThrowable(t));
+      }
+
+      @Override
+      public void onCompleted() {
+        outcome.complete(Status.OK);
+      }
+    });
+    return outcome;
+  }
+
+  /** Waits, as long as a slow machine may need, for {@code condition}. */
+  private static void waitFor(java.util.function.BooleanSupplier condition, String what) throws InterruptedException {
+    long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+    while (!condition.getAsBoolean()) {
+      if (System.nanoTime() > end) {
+        throw new AssertionError("not seen within 60 s: " + what);
+      }
+      Thread.sleep(10);
+    }
+  }
+
+  /**
+   * One TCP connection passed between a client and a server: the server's bytes all, the client's
+   * only the first {@code allowed} until {@link #passEverything}.
+   */
+  private static final class StallingProxy implements AutoCloseable {
+    private final ServerSocket listening;
+    private final int target;
+    private final Object lock = new Object();
+    private long allowed;
+    private volatile Socket client;
+    private volatile Socket upstream;
+
+    StallingProxy(int target, long allowed) throws IOException {
+      this.listening = new ServerSocket(0, 1, InetAddress.getLoopbackAddress());
+      this.target = target;
+      this.allowed = allowed;
+      Thread accept = new Thread(this::serve, "stalling-proxy");
+      accept.setDaemon(true);
+      accept.start();
+    }
+
+    int port() {
+      return listening.getLocalPort();
+    }
+
+    void passEverything() {
+      synchronized (lock) {
+        allowed = Long.MAX_VALUE;
+        lock.notifyAll();
+      }
+    }
+
+    private void serve() {
+      try {
+        client = listening.accept();
+        upstream = new Socket(InetAddress.getLoopbackAddress(), target);
+        Thread back = new Thread(() -> pump(upstream, client, false), "stalling-proxy-back");
+        back.setDaemon(true);
+        back.start();
+        pump(client, upstream, true);
+      } catch (IOException | RuntimeException e) {
+        // closed
+      }
+    }
+
+    private void pump(Socket from, Socket to, boolean limited) {
+      byte[] buffer = new byte[16 * 1024];
+      try (InputStream in = from.getInputStream(); OutputStream out = to.getOutputStream()) {
+        while (true) {
+          int want = buffer.length;
+          if (limited) {
+            synchronized (lock) {
+              while (allowed == 0) {
+                lock.wait();
+              }
+              want = (int) Math.min(want, allowed);
+            }
+          }
+          int n = in.read(buffer, 0, want);
+          if (n < 0) {
+            return;
+          }
+          if (limited) {
+            synchronized (lock) {
+              allowed -= n;
+            }
+          }
+          out.write(buffer, 0, n);
+          out.flush();
+        }
+      } catch (IOException | InterruptedException e) {
+        // closed
+      } finally {
+        closeQuietly(from);
+        closeQuietly(to);
+      }
+    }
+
+    @Override
+    public void close() throws IOException {
+      listening.close();
+      closeQuietly(client);
+      closeQuietly(upstream);
+      passEverything();
+    }
+
+    private static void closeQuietly(Socket socket) {
+      if (socket != null) {
+        try {
+          socket.close();
+        } catch (IOException ignored) {
+          // closing
+        }
+      }
+    }
+  }
+}
