@@ -112,6 +112,33 @@ class ArrivingMessagesTest {
     }
   }
 
+  @Test
+  void aClientThatStallsPartWayThroughAMessage_holdsItsBytesOnlyUntilItsConnectionsAgeAndGraceEnd() throws Exception {
+    Gateway.standardRepository(root);
+    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
+    AdminSettings admin = Gateway.adminSettings(root.resolve(".state"), -1).withRequestMemory(64L * MIB);
+    // Connections asked to go after 1 s, closed 1 s later with whatever is still open on them.
+    ServerSettings settings = new ServerSettings("127.0.0.1", 0, 128 * MIB, 1, Duration.ofSeconds(5))
+        .withConnections(new io.modelgate.gateway.server.ConnectionSettings(
+            Duration.ofSeconds(1), Duration.ofSeconds(1), Duration.ofMinutes(1), Duration.ofSeconds(10)));
+    GatewayServer server = Gateway.server(root, stats, settings, admin);
+    LongSupplier held = () -> (long) stats.prometheus().get("modelgate.request.memory.held").gauge().value();
+    try (StallingProxy proxy = new StallingProxy(server.port(), 2L * MIB)) {
+      ManagedChannel slow = channel(proxy.port());
+      try {
+        // The proxy never passes the rest: the server closes the connection and lets go.
+        CompletableFuture<Status> call = call(slow, 5 * MIB);
+        waitFor(() -> held.getAsLong() >= MIB, "the message's bytes gathered");
+        waitFor(() -> held.getAsLong() == 0, "the stalled message's bytes let go when its connection closed");
+        assertThat(call.get(60, TimeUnit.SECONDS).getCode()).isIn(Status.Code.UNAVAILABLE, Status.Code.CANCELLED);
+      } finally {
+        slow.shutdownNow();
+      }
+    } finally {
+      server.stop();
+    }
+  }
+
   private static ManagedChannel channel(int port) {
     return io.grpc.netty.NettyChannelBuilder.forAddress("127.0.0.1", port).usePlaintext().build();
   }
