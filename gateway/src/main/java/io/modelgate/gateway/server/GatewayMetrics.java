@@ -19,8 +19,8 @@ import io.modelgate.runtime.repository.Model;
 import io.modelgate.runtime.repository.ModelRepository;
 import io.modelgate.runtime.repository.ModelVersion;
 import io.modelgate.runtime.repository.VersionState;
-import java.util.Set;
-import java.util.concurrent.ConcurrentHashMap;
+import java.util.ArrayList;
+import java.util.List;
 
 /**
  * The gauges that describe the gateway's state rather than its traffic: per version its state,
@@ -39,7 +39,8 @@ final class GatewayMetrics implements AutoCloseable {
   private final Router router;
   private final ControlPlane rollouts;
   private final io.modelgate.gateway.health.GoldenSets golden;
-  private final Set<String> registered = ConcurrentHashMap.newKeySet();
+  /** Each version's gauges, by model and number; guarded by this. */
+  private final java.util.Map<String, List<io.micrometer.core.instrument.Meter>> registered = new java.util.HashMap<>();
   private final JvmGcMetrics gc = new JvmGcMetrics();
 
   GatewayMetrics(
@@ -131,38 +132,57 @@ final class GatewayMetrics implements AutoCloseable {
     return running(rollout) ? rollout.getSpec().getSteps(rollout.getStepIndex()) : 0;
   }
 
-  private void registerVersion(ModelVersion version) {
-    if (!registered.add(version.model() + '\u0000' + version.number())) {
+  private synchronized void registerVersion(ModelVersion version) {
+    String key = version.model() + '\u0000' + version.number();
+    if (registered.containsKey(key)) {
       return;
     }
+    List<io.micrometer.core.instrument.Meter> meters = new ArrayList<>();
+    registered.put(key, meters);
     String model = version.model();
     String number = version.numberText();
     for (VersionState state : VersionState.values()) {
-      Gauge.builder("modelgate.version.state", version, v -> v.state() == state ? 1 : 0)
+      meters.add(Gauge.builder("modelgate.version.state", version, v -> v.state() == state ? 1 : 0)
           .description("1 for the version's current state (LOADING, READY, UNLOADING, UNAVAILABLE, FAILED), else 0")
           .tags("model", model, "version", number, "state", state.name())
-          .register(registry);
+          .register(registry));
     }
-    Gauge.builder("modelgate.golden.score", version, this::goldenScore)
+    meters.add(Gauge.builder("modelgate.golden.score", version, this::goldenScore)
         .description("Share of the model's golden examples the version's current load answers as expected (NaN until run, or without a golden set)")
         .tags("model", model, "version", number)
-        .register(registry);
-    Gauge.builder("modelgate.golden.examples", version, v -> golden.result(v).getExamples())
+        .register(registry));
+    meters.add(Gauge.builder("modelgate.golden.examples", version, v -> golden.result(v).getExamples())
         .description("Golden examples the version was last scored on (0 until run, or without a golden set)")
         .tags("model", model, "version", number)
-        .register(registry);
-    Gauge.builder("modelgate.queue.depth", version, GatewayMetrics::queued)
+        .register(registry));
+    meters.add(Gauge.builder("modelgate.queue.depth", version, GatewayMetrics::queued)
         .description("Requests waiting for execution (in the queue or a forming batch)")
         .tags("model", model, "version", number)
-        .register(registry);
-    Gauge.builder("modelgate.queue.capacity", version, GatewayMetrics::capacity)
+        .register(registry));
+    meters.add(Gauge.builder("modelgate.queue.capacity", version, GatewayMetrics::capacity)
         .description("Requests that may wait; more are refused RESOURCE_EXHAUSTED (0 unless READY)")
         .tags("model", model, "version", number)
-        .register(registry);
-    Gauge.builder("modelgate.routing.weight", version, this::share)
+        .register(registry));
+    meters.add(Gauge.builder("modelgate.routing.weight", version, this::share)
         .description("The version's share of the model's live traffic under the current routing, 0 to 1")
         .tags("model", model, "version", number)
-        .register(registry);
+        .register(registry));
+  }
+
+  /**
+   * Takes the gauges of {@code version} from the registry when {@code gone} still holds (checked
+   * under the same lock as their registration, which a version's next state change makes again).
+   */
+  synchronized void retire(ModelVersion version, java.util.function.BooleanSupplier gone) {
+    String key = version.model() + '\u0000' + version.number();
+    List<io.micrometer.core.instrument.Meter> meters = registered.get(key);
+    if (meters == null || !gone.getAsBoolean()) {
+      return;
+    }
+    registered.remove(key);
+    for (io.micrometer.core.instrument.Meter meter : meters) {
+      registry.remove(meter);
+    }
   }
 
   private static double queued(ModelVersion version) {

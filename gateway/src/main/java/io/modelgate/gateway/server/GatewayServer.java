@@ -376,6 +376,7 @@ public final class GatewayServer {
       b.usage.shareWith(store::putUsage, store::deleteUsageBefore);
     }
     b.gatewayMetrics = new GatewayMetrics(stats.prometheus(), repository, b.router, b.control, state, b.golden);
+    new VersionRetirement(stats, b.usage, b.gatewayMetrics, VersionRetirement.AFTER).start(repository);
     b.versions = new io.modelgate.gateway.admin.VersionControl(repository, b.control, drainTimeout);
     b.fleet = new io.modelgate.gateway.control.Fleet(b.control, stats, stats.clock(), stats.background());
     b.admin = new AdminService(repository, b.control, b.fleet, b.golden, b.drift, b.usage, b.access, stats, b.versions);

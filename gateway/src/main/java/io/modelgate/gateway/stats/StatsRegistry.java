@@ -41,6 +41,7 @@ public final class StatsRegistry implements StageRecorder.Factory, AutoCloseable
   private final PrometheusMeterRegistry prometheus =
       new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
   private final Map<String, VersionStats> stats = new ConcurrentHashMap<>();
+  private final List<Runnable> afterRotation = new java.util.concurrent.CopyOnWriteArrayList<>();
   private final Duration interval;
   private final Clock clock;
   private final ScheduledExecutorService rotator;
@@ -107,13 +108,45 @@ public final class StatsRegistry implements StageRecorder.Factory, AutoCloseable
         k -> {
           VersionStats created =
               new VersionStats(model, version, prometheus, intervalsIn(Duration.ofMinutes(1)), clock.millis());
-          Gauge.builder("modelgate.stats.memory", created, VersionStats::footprintBytes)
+          created.own(Gauge.builder("modelgate.stats.memory", created, VersionStats::footprintBytes)
               .description("Bytes held by a version's statistics windows (fixed when it first loads)")
               .baseUnit("bytes")
               .tags("model", model, "version", Long.toString(version))
-              .register(prometheus);
+              .register(prometheus));
           return created;
         });
+  }
+
+  /**
+   * Forgets the statistics of {@code version} of {@code model} and takes its meters from the
+   * registry, when {@code gone} still holds: checked atomically with {@link #create}, so a version
+   * loading again at the same moment keeps its statistics, or gets new ones. Statistics are made
+   * when a version loads and would otherwise stay for the process's life (a few MB each, and some
+   * 150 series), however many versions come and go; {@code VersionRetirement} calls this once a
+   * version has been out of memory longer than the longest window.
+   *
+   * @return whether they were forgotten
+   */
+  public boolean retire(String model, long version, java.util.function.BooleanSupplier gone) {
+    boolean[] retired = {false};
+    stats.computeIfPresent(key(model, version), (k, existing) -> {
+      if (!gone.getAsBoolean()) {
+        return existing;
+      }
+      existing.removeMeters();
+      retired[0] = true;
+      return null;
+    });
+    return retired[0];
+  }
+
+  /**
+   * Runs {@code task} after each rotation, on the rotating thread (in tests, in {@link #rotate}):
+   * for periodic upkeep that must follow the same clock. A throw is logged, and the task runs again
+   * next time.
+   */
+  public void afterEachRotation(Runnable task) {
+    afterRotation.add(task);
   }
 
   /**
@@ -180,6 +213,13 @@ public final class StatsRegistry implements StageRecorder.Factory, AutoCloseable
                   + " recording goes on",
               version.model(), version.version(), (long) rotationFailures.count(), t);
         }
+      }
+    }
+    for (Runnable task : afterRotation) {
+      try {
+        task.run();
+      } catch (RuntimeException e) {
+        log.error("upkeep after closing statistics intervals failed; it runs again next time", e);
       }
     }
   }

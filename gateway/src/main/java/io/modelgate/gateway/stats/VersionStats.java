@@ -7,6 +7,7 @@ import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
 import io.modelgate.runtime.execution.StageRecorder;
 import java.time.Duration;
+import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicLongArray;
@@ -61,6 +62,8 @@ public final class VersionStats implements StageRecorder {
 
   private final LongAdder shadowCompared = new LongAdder();
   private final MeterRegistry registry;
+  /** The meters registered for this version, removed when it is retired. */
+  private final List<io.micrometer.core.instrument.Meter> owned = new java.util.concurrent.CopyOnWriteArrayList<>();
   /** Per primary version: (agreed, disagreed, failed) counters for Prometheus. */
   private final java.util.concurrent.ConcurrentHashMap<Long, Counter[]> pairs = new java.util.concurrent.ConcurrentHashMap<>();
   /** Recent shadow comparisons: (ms since {@code epochMillis}) << 1 | agreed. */
@@ -154,6 +157,8 @@ public final class VersionStats implements StageRecorder {
     }
     this.windows = new Windows(intervalsPerMinute, COUNTS, nowMillis);
     this.registry = registry;
+    owned.addAll(List.of(endToEndTimer, queueTimer, computeTimer, rowsSummary));
+    owned.addAll(List.of(answerCounters));
     for (int i = 0; i < SHADOW_SAMPLES; i++) {
       shadowSamples.setPlain(i, Long.MIN_VALUE);
     }
@@ -183,6 +188,22 @@ public final class VersionStats implements StageRecorder {
 
   public String model() {
     return model;
+  }
+
+  /** Counts {@code meter} among this version's, to be taken from the registry with them. */
+  void own(io.micrometer.core.instrument.Meter meter) {
+    owned.add(meter);
+  }
+
+  /**
+   * Takes every meter of this version from the registry: it has been retired ({@link
+   * StatsRegistry#retire}). Recording afterwards still works but is exported nowhere.
+   */
+  void removeMeters() {
+    for (io.micrometer.core.instrument.Meter meter : owned) {
+      registry.remove(meter);
+    }
+    owned.clear();
   }
 
   public long version() {
@@ -329,6 +350,7 @@ public final class VersionStats implements StageRecorder {
                   + " (agreed: the same argmax)")
               .tags("model", model, "primary", Long.toString(p), "shadow", Long.toString(version), "outcome", outcomes[i])
               .register(registry);
+          owned.add(made[i]);
         }
         return made;
       });

@@ -92,6 +92,8 @@ public final class Usage implements AutoCloseable {
     final LongAdder changes = new LongAdder();
     /** Answered requests' latency, in the exported (total) cells only; null in hourly cells. */
     LatencyWindow latency;
+    /** The exported (total) cell's meters; empty in hourly cells. */
+    final List<io.micrometer.core.instrument.Meter> meters = new ArrayList<>();
 
     Cell() {
       for (int i = 0; i < requests.length; i++) {
@@ -202,35 +204,52 @@ public final class Usage implements AutoCloseable {
     for (Status.Code code : List.of(Status.Code.OK, Status.Code.INVALID_ARGUMENT, Status.Code.RESOURCE_EXHAUSTED,
         Status.Code.DEADLINE_EXCEEDED, Status.Code.UNAVAILABLE, Status.Code.INTERNAL, Status.Code.CANCELLED,
         Status.Code.NOT_FOUND, Status.Code.PERMISSION_DENIED)) {
-      FunctionCounter.builder("modelgate.usage.requests", cell.requests[code.ordinal()], LongAdder::sum)
+      cell.meters.add(FunctionCounter.builder("modelgate.usage.requests", cell.requests[code.ordinal()], LongAdder::sum)
           .description("Requests per tenant, model, version and status code, for chargeback")
           .tags(tags.and("code", code.name()))
-          .register(registry);
+          .register(registry));
     }
     // Percentiles per tenant (not mergeable across replicas): whether one tenant waits while
     // another floods shows here first. The last minute, so a past storm does not linger.
     cell.latency = new LatencyWindow(clock);
     for (double quantile : new double[] {0.5, 0.99, 0.999}) {
-      io.micrometer.core.instrument.Gauge.builder("modelgate.usage.latency", cell.latency, w -> w.quantileSeconds(quantile))
+      cell.meters.add(io.micrometer.core.instrument.Gauge.builder("modelgate.usage.latency", cell.latency, w -> w.quantileSeconds(quantile))
           .description("Server-side latency of answered requests per tenant, model and version over the last minute"
               + " (arrival to answer)")
           .baseUnit("seconds")
           .tags(tags.and("quantile", String.valueOf(quantile)))
-          .register(registry);
+          .register(registry));
     }
-    FunctionCounter.builder("modelgate.usage.rows", cell.rows, LongAdder::sum)
+    cell.meters.add(FunctionCounter.builder("modelgate.usage.rows", cell.rows, LongAdder::sum)
         .description("Rows answered per tenant, model and version")
-        .tags(tags).register(registry);
-    FunctionCounter.builder("modelgate.usage.compute", cell.computeNanos, a -> a.sum() / 1e9)
+        .tags(tags).register(registry));
+    cell.meters.add(FunctionCounter.builder("modelgate.usage.compute", cell.computeNanos, a -> a.sum() / 1e9)
         .description("Seconds of the model's run per tenant, model and version: each request's share of its batch by rows")
-        .baseUnit("seconds").tags(tags).register(registry);
-    FunctionCounter.builder("modelgate.usage.bytes", cell.bytesIn, LongAdder::sum)
+        .baseUnit("seconds").tags(tags).register(registry));
+    cell.meters.add(FunctionCounter.builder("modelgate.usage.bytes", cell.bytesIn, LongAdder::sum)
         .description("Bytes per tenant, model and version: in (request messages) and out (output tensors)")
-        .tags(tags.and("direction", "in")).register(registry);
-    FunctionCounter.builder("modelgate.usage.bytes", cell.bytesOut, LongAdder::sum)
+        .tags(tags.and("direction", "in")).register(registry));
+    cell.meters.add(FunctionCounter.builder("modelgate.usage.bytes", cell.bytesOut, LongAdder::sum)
         .description("Bytes per tenant, model and version: in (request messages) and out (output tensors)")
-        .tags(tags.and("direction", "out")).register(registry);
+        .tags(tags.and("direction", "out")).register(registry));
     return cell;
+  }
+
+  /**
+   * Forgets the exported totals of {@code version} of {@code model} and takes their meters from the
+   * registry: the version has been out of memory long enough ({@code VersionRetirement}). The
+   * ledger's hours keep its usage; a request recorded against it later starts new totals.
+   */
+  public void retire(String model, String version) {
+    totals.entrySet().removeIf(entry -> {
+      if (!entry.getKey().model().equals(model) || !entry.getKey().version().equals(version)) {
+        return false;
+      }
+      for (io.micrometer.core.instrument.Meter meter : entry.getValue().meters) {
+        registry.remove(meter);
+      }
+      return true;
+    });
   }
 
   /** The tenant's label value: itself while fewer than the limit are labelled, else {@code other}. */

@@ -1,0 +1,97 @@
+package io.modelgate.gateway.server;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.modelgate.gateway.stats.VersionStats;
+import io.modelgate.gateway.testing.Gateway;
+import io.modelgate.gateway.testing.TestClock;
+import io.modelgate.gateway.testing.Tensors;
+import io.modelgate.runtime.repository.VersionState;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * A version out of memory for the longest statistics window is forgotten: its statistics and every
+ * series that names it. The clock is the test's; statistics rotate (and retirement sweeps) when the
+ * test says.
+ */
+class VersionRetirementTest {
+  @TempDir Path root;
+
+  /** The scrape's series that name version 1 of affine. */
+  private static List<String> series(Gateway gateway) {
+    return gateway.stats.scrape().lines()
+        .filter(line -> !line.startsWith("#") && line.contains("model=\"affine\"") && line.contains("version=\"1\""))
+        .toList();
+  }
+
+  private static void call(Gateway gateway) {
+    assertThat(gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("affine").setModelVersion("1").build())
+        .getModelVersion()).isEqualTo("1");
+  }
+
+  @Test
+  void aVersionUnloadedForTheLongestWindow_isForgotten_andLoadingItAgainStartsAfresh() throws Exception {
+    Gateway.standardRepository(root);
+    TestClock clock = new TestClock();
+    try (Gateway gateway = Gateway.inProcess(root, Duration.ofSeconds(10), root.resolve(".state"), clock)) {
+      call(gateway);
+      VersionStats before = gateway.stats.find("affine", 1);
+      assertThat(before).isNotNull();
+      assertThat(series(gateway)).anyMatch(line -> line.startsWith("modelgate_requests_total{code=\"OK\""))
+          .anyMatch(line -> line.startsWith("modelgate_request_duration_seconds_bucket"))
+          .anyMatch(line -> line.startsWith("modelgate_version_state"))
+          .anyMatch(line -> line.startsWith("modelgate_usage_requests_total"))
+          .anyMatch(line -> line.startsWith("modelgate_stats_memory_bytes"));
+
+      gateway.repository.unloadVersion("affine", 1, Duration.ofSeconds(5));
+      // One second short of the longest window: all still there.
+      clock.millis += VersionRetirement.AFTER.toMillis() - 1_000;
+      gateway.stats.rotate();
+      assertThat(gateway.stats.find("affine", 1)).isSameAs(before);
+      assertThat(series(gateway)).isNotEmpty();
+
+      clock.millis += 1_000;
+      gateway.stats.rotate();
+      assertThat(gateway.stats.find("affine", 1)).isNull();
+      assertThat(series(gateway)).isEmpty();
+      // The model still lists it, with its state; the other versions and models keep theirs.
+      assertThat(gateway.repository.model("affine").orElseThrow().version(1).orElseThrow().state())
+          .isEqualTo(VersionState.UNAVAILABLE);
+      assertThat(gateway.stats.find("cnn_mnist", 2)).isNotNull();
+
+      // Loaded again: new statistics and series, counted from zero.
+      gateway.repository.loadVersion("affine", 1);
+      call(gateway);
+      VersionStats after = gateway.stats.find("affine", 1);
+      assertThat(after).isNotNull().isNotSameAs(before);
+      assertThat(series(gateway)).contains("modelgate_requests_total{code=\"OK\",model=\"affine\",version=\"1\"} 1.0");
+    }
+  }
+
+  @Test
+  void aVersionLoadedAgainInTime_keepsItsStatistics_andIsForgottenOnlyAfterItLeavesAgainForTheWholeWindow() throws Exception {
+    Gateway.standardRepository(root);
+    TestClock clock = new TestClock();
+    try (Gateway gateway = Gateway.inProcess(root, Duration.ofSeconds(10), root.resolve(".state"), clock)) {
+      call(gateway);
+      VersionStats kept = gateway.stats.find("affine", 1);
+      gateway.repository.unloadVersion("affine", 1, Duration.ofSeconds(5));
+      clock.millis += VersionRetirement.AFTER.toMillis() / 2;
+      gateway.repository.loadVersion("affine", 1);
+      gateway.repository.unloadVersion("affine", 1, Duration.ofSeconds(5));
+      // The whole window since the first unload, but not since the second.
+      clock.millis += VersionRetirement.AFTER.toMillis() / 2 + 1_000;
+      gateway.stats.rotate();
+      assertThat(gateway.stats.find("affine", 1)).isSameAs(kept);
+      assertThat(series(gateway)).contains("modelgate_requests_total{code=\"OK\",model=\"affine\",version=\"1\"} 1.0");
+      clock.millis += VersionRetirement.AFTER.toMillis() / 2;
+      gateway.stats.rotate();
+      assertThat(gateway.stats.find("affine", 1)).isNull();
+      assertThat(series(gateway)).isEmpty();
+    }
+  }
+}
