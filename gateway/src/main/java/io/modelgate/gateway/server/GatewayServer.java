@@ -97,6 +97,7 @@ public final class GatewayServer {
   private final InferenceService inference;
   private final GatewayMetrics gatewayMetrics;
   private final io.modelgate.gateway.admin.VersionControl versions;
+  private final io.modelgate.gateway.admin.DeniedAudit deniedAudit;
   private final Duration drainTimeout;
   private final Duration shutdownDelay;
   private final Runnable releaseTransport;
@@ -127,6 +128,7 @@ public final class GatewayServer {
     this.inference = b.inference;
     this.gatewayMetrics = b.gatewayMetrics;
     this.versions = b.versions;
+    this.deniedAudit = b.deniedAudit;
     this.drainTimeout = b.drainTimeout;
     this.shutdownDelay = b.shutdownDelay;
     this.releaseTransport = b.release;
@@ -154,6 +156,7 @@ public final class GatewayServer {
     io.modelgate.gateway.inference.RequestMemory requestMemory;
     GatewayMetrics gatewayMetrics;
     io.modelgate.gateway.admin.VersionControl versions;
+    io.modelgate.gateway.admin.DeniedAudit deniedAudit;
     Duration drainTimeout;
     Duration shutdownDelay = Duration.ZERO;
     Runnable release;
@@ -187,6 +190,7 @@ public final class GatewayServer {
         callers == null ? null : callers::close,
         adminTokens == null ? null : adminTokens::close,
         admin == null ? null : admin::close,
+        deniedAudit == null ? null : deniedAudit::close,
         access == null ? null : access::close,
         versions == null ? null : versions::close,
         gatewayMetrics == null ? null : gatewayMetrics::close,
@@ -400,9 +404,10 @@ public final class GatewayServer {
             b.requestMemory);
     java.util.function.Supplier<io.modelgate.gateway.admin.AdminTokens> tokens = b.access::tokens;
     ControlPlane control = b.control;
-    // A call refused for its role is audited, off the transport's thread (the store may be etcd).
-    java.util.function.BiConsumer<String, String> denied = (caller, what) ->
-        java.util.concurrent.CompletableFuture.runAsync(() -> control.audit(caller, "PermissionDenied", "", 0, what));
+    // A call refused for its role is audited, off the transport's thread (the store may be etcd),
+    // at a bounded rate.
+    io.modelgate.gateway.admin.DeniedAudit denied = b.deniedAudit = new io.modelgate.gateway.admin.DeniedAudit(
+        (caller, what) -> control.audit(caller, "PermissionDenied", "", 0, what), stats.clock()).bindTo(stats.prometheus());
     io.grpc.ServerServiceDefinition adminDefinition;
     b.server =
         transports.inference()
@@ -668,6 +673,7 @@ public final class GatewayServer {
     server.shutdown();
     adminServer.shutdown();
     fleet.close();
+    deniedAudit.close();
     control.close();
     golden.close();
     admin.close();
