@@ -407,7 +407,9 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     try {
       CallerAuth.Caller tenant = CallerAuth.current();
       Target target = target(request, tenant);
-      answer = new UnaryAnswer(call, target.version(), request.getId(), target.stats(), arrival, clock);
+      answer = new UnaryAnswer(call, target.version(), request.getId(), target.stats(), arrival, clock, requestMemory);
+      call.setOnCancelHandler(answer);
+      call.setOnCloseHandler(answer);
       enqueue(request, tenant, target, answer, arrival, call::isCancelled, Context.current().getDeadline());
     } catch (RuntimeException e) {
       call.onError(ErrorStatus.exception(e, refused(answer, e)));

@@ -86,7 +86,16 @@ public final class RequestMemory {
     }
   }
 
-  /** Lets go of {@code bytes} that {@link #acquire} held. */
+  /**
+   * Holds an answer's {@code bytes} until the transport has sent them ({@link UnaryAnswer}):
+   * never refused, since the work is done, but a client that does not read its answers fills the
+   * memory, and new requests are refused until they are read.
+   */
+  void holdAnswer(long bytes) {
+    held.addAndGet(bytes);
+  }
+
+  /** Lets go of {@code bytes} that {@link #acquire} or {@link #holdAnswer} held. */
   void release(long bytes) {
     held.addAndGet(-bytes);
   }

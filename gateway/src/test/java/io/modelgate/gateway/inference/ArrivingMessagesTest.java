@@ -31,10 +31,12 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * The request memory while messages arrive, on a real Netty server: grpc-java gathers a message
- * whole before the service sees it, and those bytes count. A proxy between client and server
- * stops passing the client's bytes part way through a message, so the server holds a message
- * still arriving, as it would from a slow or malicious client.
+ * The request memory at both ends of a call, on a real Netty server: grpc-java gathers a message
+ * whole before the service sees it, and those bytes count; an answer counts until the transport
+ * has sent it. A proxy between client and server stops passing the client's bytes part way through
+ * a message (the server holds a message still arriving), or the server's part way through an
+ * answer (the server holds an answer its client does not read), as a slow or malicious client
+ * would.
  */
 class ArrivingMessagesTest {
   private static final int MIB = 1 << 20;
@@ -139,14 +141,66 @@ class ArrivingMessagesTest {
     }
   }
 
+  @Test
+  void anAnswerTheClientDoesNotRead_staysInTheRequestMemoryUntilSent_andRequestsThatWouldPassItAreRefusedMeanwhile()
+      throws Exception {
+    Gateway.standardRepository(root);
+    Gateway.write(root, "big", 1, Gateway.floatIdentity());
+    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
+    // 32 MiB of request memory: 24 MiB for messages while they arrive.
+    AdminSettings admin = Gateway.adminSettings(root.resolve(".state"), -1).withRequestMemory(32L * MIB);
+    GatewayServer server = Gateway.server(root, stats, new ServerSettings("127.0.0.1", 0, 128 * MIB, 1, Duration.ofSeconds(5)), admin);
+    LongSupplier held = () -> (long) stats.prometheus().get("modelgate.request.memory.held").gauge().value();
+    // The server's first 256 KiB reach the client, then nothing until the test lets them.
+    try (StallingProxy proxy = new StallingProxy(server.port(), Long.MAX_VALUE, 256 * 1024)) {
+      ManagedChannel slow = channel(proxy.port());
+      ManagedChannel direct = channel(server.port());
+      try {
+        CompletableFuture<Status> unread = echo(slow, 8 * MIB);
+        // Answered (counted before it is sent), and its 8 MiB held while the client does not read.
+        waitFor(() -> stats.scrape().contains("modelgate_requests_total{code=\"OK\",model=\"big\",version=\"1\"} 1.0")
+            && held.getAsLong() >= 8L * MIB, "the answer held while its client does not read it");
+
+        // 20 MiB more would pass the 24 MiB a message may fill while it arrives.
+        Status refused = echo(direct, 20 * MIB).get(60, TimeUnit.SECONDS);
+        assertThat(refused.getCode()).isEqualTo(Status.Code.RESOURCE_EXHAUSTED);
+        assertThat(refused.getDescription()).contains("(--request-memory)");
+        assertThat(unread).isNotDone();
+
+        // Read at last: the answer is whole, its bytes let go, and the same request is served.
+        proxy.passEverything();
+        assertThat(unread.get(60, TimeUnit.SECONDS)).isEqualTo(Status.OK);
+        waitFor(() -> held.getAsLong() == 0, "the answer's bytes let go once sent");
+        assertThat(echo(direct, 20 * MIB).get(60, TimeUnit.SECONDS)).isEqualTo(Status.OK);
+        waitFor(() -> held.getAsLong() == 0, "every byte let go");
+      } finally {
+        slow.shutdownNow();
+        direct.shutdownNow();
+      }
+    } finally {
+      server.stop();
+    }
+  }
+
   private static ManagedChannel channel(int port) {
-    return io.grpc.netty.NettyChannelBuilder.forAddress("127.0.0.1", port).usePlaintext().build();
+    return io.grpc.netty.NettyChannelBuilder.forAddress("127.0.0.1", port).usePlaintext()
+        .maxInboundMessageSize(64 * MIB).build();
+  }
+
+  /** A request for {@code big}, which answers its input: {@code bytes} bytes each way. */
+  private static CompletableFuture<Status> echo(ManagedChannel channel, int bytes) {
+    ModelInferRequest request = ModelInferRequest.newBuilder().setModelName("big")
+        .addInputs(Tensors.input("x", "FP32", 1, bytes / 4)).addRawInputContents(ByteString.copyFrom(new byte[bytes])).build();
+    return send(channel, request);
   }
 
   /** A request for {@code affine} whose input carries {@code bytes} bytes, too many for its shape. */
   private static CompletableFuture<Status> call(ManagedChannel channel, int bytes) {
-    ModelInferRequest request = ModelInferRequest.newBuilder().setModelName("affine")
-        .addInputs(Tensors.input("x", "FP32", 1, 3)).addRawInputContents(ByteString.copyFrom(new byte[bytes])).build();
+    return send(channel, ModelInferRequest.newBuilder().setModelName("affine")
+        .addInputs(Tensors.input("x", "FP32", 1, 3)).addRawInputContents(ByteString.copyFrom(new byte[bytes])).build());
+  }
+
+  private static CompletableFuture<Status> send(ManagedChannel channel, ModelInferRequest request) {
     CompletableFuture<Status> outcome = new CompletableFuture<>();
     GRPCInferenceServiceGrpc.newStub(channel).modelInfer(request, new StreamObserver<>() {
       @Override
@@ -177,21 +231,27 @@ class ArrivingMessagesTest {
   }
 
   /**
-   * One TCP connection passed between a client and a server: the server's bytes all, the client's
-   * only the first {@code allowed} until {@link #passEverything}.
+   * One TCP connection passed between a client and a server, each direction up to a budget of
+   * bytes and then held until {@link #passEverything}: the client's first {@code allowed}, the
+   * server's first {@code allowedBack}.
    */
   private static final class StallingProxy implements AutoCloseable {
     private final ServerSocket listening;
     private final int target;
-    private final Object lock = new Object();
-    private long allowed;
+    private final Budget forward;
+    private final Budget back;
     private volatile Socket client;
     private volatile Socket upstream;
 
     StallingProxy(int target, long allowed) throws IOException {
+      this(target, allowed, Long.MAX_VALUE);
+    }
+
+    StallingProxy(int target, long allowed, long allowedBack) throws IOException {
       this.listening = new ServerSocket(0, 1, InetAddress.getLoopbackAddress());
       this.target = target;
-      this.allowed = allowed;
+      this.forward = new Budget(allowed);
+      this.back = new Budget(allowedBack);
       Thread accept = new Thread(this::serve, "stalling-proxy");
       accept.setDaemon(true);
       accept.start();
@@ -202,47 +262,32 @@ class ArrivingMessagesTest {
     }
 
     void passEverything() {
-      synchronized (lock) {
-        allowed = Long.MAX_VALUE;
-        lock.notifyAll();
-      }
+      forward.open();
+      back.open();
     }
 
     private void serve() {
       try {
         client = listening.accept();
         upstream = new Socket(InetAddress.getLoopbackAddress(), target);
-        Thread back = new Thread(() -> pump(upstream, client, false), "stalling-proxy-back");
-        back.setDaemon(true);
-        back.start();
-        pump(client, upstream, true);
+        Thread backward = new Thread(() -> pump(upstream, client, back), "stalling-proxy-back");
+        backward.setDaemon(true);
+        backward.start();
+        pump(client, upstream, forward);
       } catch (IOException | RuntimeException e) {
         // closed
       }
     }
 
-    private void pump(Socket from, Socket to, boolean limited) {
+    private static void pump(Socket from, Socket to, Budget budget) {
       byte[] buffer = new byte[16 * 1024];
       try (InputStream in = from.getInputStream(); OutputStream out = to.getOutputStream()) {
         while (true) {
-          int want = buffer.length;
-          if (limited) {
-            synchronized (lock) {
-              while (allowed == 0) {
-                lock.wait();
-              }
-              want = (int) Math.min(want, allowed);
-            }
-          }
-          int n = in.read(buffer, 0, want);
+          int n = in.read(buffer, 0, budget.await(buffer.length));
           if (n < 0) {
             return;
           }
-          if (limited) {
-            synchronized (lock) {
-              allowed -= n;
-            }
-          }
+          budget.spend(n);
           out.write(buffer, 0, n);
           out.flush();
         }
@@ -270,6 +315,32 @@ class ArrivingMessagesTest {
           // closing
         }
       }
+    }
+  }
+
+  /** Bytes one direction of a {@link StallingProxy} may still pass. */
+  private static final class Budget {
+    private long allowed;
+
+    Budget(long allowed) {
+      this.allowed = allowed;
+    }
+
+    /** Waits until some bytes may pass; how many to read, at most {@code most}. */
+    synchronized int await(int most) throws InterruptedException {
+      while (allowed == 0) {
+        wait();
+      }
+      return (int) Math.min(most, allowed);
+    }
+
+    synchronized void spend(int n) {
+      allowed -= n;
+    }
+
+    synchronized void open() {
+      allowed = Long.MAX_VALUE;
+      notifyAll();
     }
   }
 }
