@@ -1,5 +1,6 @@
 package io.modelgate.gateway.inference;
 
+import static io.modelgate.gateway.testing.Eventually.eventually;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import com.google.protobuf.ByteString;
@@ -8,12 +9,12 @@ import io.modelgate.proto.inference.ModelInferRequest;
 import io.modelgate.proto.inference.ModelInferResponse;
 import io.grpc.ManagedChannel;
 import io.grpc.Status;
-import io.grpc.stub.StreamObserver;
 import io.modelgate.gateway.server.AdminSettings;
 import io.modelgate.gateway.server.GatewayServer;
 import io.modelgate.gateway.server.ServerSettings;
 import io.modelgate.gateway.stats.StatsRegistry;
 import io.modelgate.gateway.testing.Gateway;
+import io.modelgate.gateway.testing.Outcome;
 import io.modelgate.gateway.testing.Tensors;
 import java.io.IOException;
 import java.io.InputStream;
@@ -41,23 +42,31 @@ import org.junit.jupiter.api.io.TempDir;
 class ArrivingMessagesTest {
   private static final int MIB = 1 << 20;
 
+  private static final ServerSettings SETTINGS = new ServerSettings("127.0.0.1", 0, 128 * MIB, 1, Duration.ofSeconds(5));
+
   @TempDir Path root;
+  private final StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
+  /** Bytes the server's request memory holds now. */
+  private final LongSupplier held = () -> (long) stats.prometheus().get("modelgate.request.memory.held").gauge().value();
+
+  /** The gateway on Netty with {@code requestMemory} bytes of request memory. */
+  private GatewayServer start(long requestMemory, ServerSettings settings) throws IOException {
+    AdminSettings admin = Gateway.adminSettings(root.resolve(".state"), -1).withRequestMemory(requestMemory);
+    return Gateway.server(root, stats, settings, admin);
+  }
 
   @Test
   void aMessageStillArriving_countsInTheRequestMemory_andAnotherThatWouldPassItIsRefusedAsItArrives() throws Exception {
     Gateway.standardRepository(root);
-    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
     // 8 MiB of request memory: a message may fill 6 MiB of it while it arrives.
-    AdminSettings admin = Gateway.adminSettings(root.resolve(".state"), -1).withRequestMemory(8L * MIB);
-    GatewayServer server = Gateway.server(root, stats, new ServerSettings("127.0.0.1", 0, 128 * MIB, 1, Duration.ofSeconds(5)), admin);
-    LongSupplier held = () -> (long) stats.prometheus().get("modelgate.request.memory.held").gauge().value();
+    GatewayServer server = start(8L * MIB, SETTINGS);
     try (StallingProxy proxy = new StallingProxy(server.port(), 3L * MIB)) {
       ManagedChannel slow = channel(proxy.port());
       ManagedChannel direct = channel(server.port());
       try {
         // 5 MiB, of which the proxy passes about 3: the server holds what it gathered.
         CompletableFuture<Status> first = call(slow, 5 * MIB);
-        waitFor(() -> held.getAsLong() >= 2L * MIB, "the first message's bytes gathered");
+        eventually("the first message's bytes gathered", () -> held.getAsLong() >= 2L * MIB);
         assertThat(held.getAsLong()).isLessThanOrEqualTo(3L * MIB);
 
         // 4 MiB more would pass 6 MiB: refused while it arrives, before any admission.
@@ -80,7 +89,7 @@ class ArrivingMessagesTest {
         ModelInferResponse answer = GRPCInferenceServiceGrpc.newBlockingStub(direct)
             .modelInfer(Tensors.affine(1, 2, 3).setModelName("affine").build());
         assertThat(answer.getModelName()).isEqualTo("affine");
-        waitFor(() -> held.getAsLong() == 0, "every byte let go once answered");
+        eventually("every byte let go once answered", () -> held.getAsLong() == 0);
       } finally {
         slow.shutdownNow();
         direct.shutdownNow();
@@ -93,19 +102,16 @@ class ArrivingMessagesTest {
   @Test
   void aConnectionLostPartWayThroughAMessage_letsGoOfWhatItGathered() throws Exception {
     Gateway.standardRepository(root);
-    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
-    AdminSettings admin = Gateway.adminSettings(root.resolve(".state"), -1).withRequestMemory(64L * MIB);
-    GatewayServer server = Gateway.server(root, stats, new ServerSettings("127.0.0.1", 0, 128 * MIB, 1, Duration.ofSeconds(5)), admin);
-    LongSupplier held = () -> (long) stats.prometheus().get("modelgate.request.memory.held").gauge().value();
+    GatewayServer server = start(64L * MIB, SETTINGS);
     try {
       StallingProxy proxy = new StallingProxy(server.port(), 2L * MIB);
       ManagedChannel slow = channel(proxy.port());
       try {
         CompletableFuture<Status> call = call(slow, 5 * MIB);
-        waitFor(() -> held.getAsLong() >= MIB, "the message's bytes gathered");
+        eventually("the message's bytes gathered", () -> held.getAsLong() >= MIB);
         proxy.close();
         assertThat(call.get(60, TimeUnit.SECONDS).getCode()).isEqualTo(Status.Code.UNAVAILABLE);
-        waitFor(() -> held.getAsLong() == 0, "the lost stream's bytes let go");
+        eventually("the lost stream's bytes let go", () -> held.getAsLong() == 0);
       } finally {
         slow.shutdownNow();
       }
@@ -117,21 +123,16 @@ class ArrivingMessagesTest {
   @Test
   void aClientThatStallsPartWayThroughAMessage_holdsItsBytesOnlyUntilItsConnectionsAgeAndGraceEnd() throws Exception {
     Gateway.standardRepository(root);
-    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
-    AdminSettings admin = Gateway.adminSettings(root.resolve(".state"), -1).withRequestMemory(64L * MIB);
     // Connections asked to go after 1 s, closed 1 s later with whatever is still open on them.
-    ServerSettings settings = new ServerSettings("127.0.0.1", 0, 128 * MIB, 1, Duration.ofSeconds(5))
-        .withConnections(new io.modelgate.gateway.server.ConnectionSettings(
-            Duration.ofSeconds(1), Duration.ofSeconds(1), Duration.ofMinutes(1), Duration.ofSeconds(10)));
-    GatewayServer server = Gateway.server(root, stats, settings, admin);
-    LongSupplier held = () -> (long) stats.prometheus().get("modelgate.request.memory.held").gauge().value();
+    GatewayServer server = start(64L * MIB, SETTINGS.withConnections(new io.modelgate.gateway.server.ConnectionSettings(
+            Duration.ofSeconds(1), Duration.ofSeconds(1), Duration.ofMinutes(1), Duration.ofSeconds(10))));
     try (StallingProxy proxy = new StallingProxy(server.port(), 2L * MIB)) {
       ManagedChannel slow = channel(proxy.port());
       try {
         // The proxy never passes the rest: the server closes the connection and lets go.
         CompletableFuture<Status> call = call(slow, 5 * MIB);
-        waitFor(() -> held.getAsLong() >= MIB, "the message's bytes gathered");
-        waitFor(() -> held.getAsLong() == 0, "the stalled message's bytes let go when its connection closed");
+        eventually("the message's bytes gathered", () -> held.getAsLong() >= MIB);
+        eventually("the stalled message's bytes let go when its connection closed", () -> held.getAsLong() == 0);
         assertThat(call.get(60, TimeUnit.SECONDS).getCode()).isIn(Status.Code.UNAVAILABLE, Status.Code.CANCELLED);
       } finally {
         slow.shutdownNow();
@@ -146,11 +147,8 @@ class ArrivingMessagesTest {
       throws Exception {
     Gateway.standardRepository(root);
     Gateway.write(root, "big", 1, Gateway.floatIdentity());
-    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
     // 32 MiB of request memory: 24 MiB for messages while they arrive.
-    AdminSettings admin = Gateway.adminSettings(root.resolve(".state"), -1).withRequestMemory(32L * MIB);
-    GatewayServer server = Gateway.server(root, stats, new ServerSettings("127.0.0.1", 0, 128 * MIB, 1, Duration.ofSeconds(5)), admin);
-    LongSupplier held = () -> (long) stats.prometheus().get("modelgate.request.memory.held").gauge().value();
+    GatewayServer server = start(32L * MIB, SETTINGS);
     // The server's first 256 KiB reach the client, then nothing until the test lets them.
     try (StallingProxy proxy = new StallingProxy(server.port(), Long.MAX_VALUE, 256 * 1024)) {
       ManagedChannel slow = channel(proxy.port());
@@ -158,8 +156,9 @@ class ArrivingMessagesTest {
       try {
         CompletableFuture<Status> unread = echo(slow, 8 * MIB);
         // Answered (counted before it is sent), and its 8 MiB held while the client does not read.
-        waitFor(() -> stats.scrape().contains("modelgate_requests_total{code=\"OK\",model=\"big\",version=\"1\"} 1.0")
-            && held.getAsLong() >= 8L * MIB, "the answer held while its client does not read it");
+        eventually("the answer held while its client does not read it",
+            () -> stats.scrape().contains("modelgate_requests_total{code=\"OK\",model=\"big\",version=\"1\"} 1.0")
+                && held.getAsLong() >= 8L * MIB);
 
         // 20 MiB more would pass the 24 MiB a message may fill while it arrives.
         Status refused = echo(direct, 20 * MIB).get(60, TimeUnit.SECONDS);
@@ -170,9 +169,9 @@ class ArrivingMessagesTest {
         // Read at last: the answer is whole, its bytes let go, and the same request is served.
         proxy.passEverything();
         assertThat(unread.get(60, TimeUnit.SECONDS)).isEqualTo(Status.OK);
-        waitFor(() -> held.getAsLong() == 0, "the answer's bytes let go once sent");
+        eventually("the answer's bytes let go once sent", () -> held.getAsLong() == 0);
         assertThat(echo(direct, 20 * MIB).get(60, TimeUnit.SECONDS)).isEqualTo(Status.OK);
-        waitFor(() -> held.getAsLong() == 0, "every byte let go");
+        eventually("every byte let go", () -> held.getAsLong() == 0);
       } finally {
         slow.shutdownNow();
         direct.shutdownNow();
@@ -201,33 +200,9 @@ class ArrivingMessagesTest {
   }
 
   private static CompletableFuture<Status> send(ManagedChannel channel, ModelInferRequest request) {
-    CompletableFuture<Status> outcome = new CompletableFuture<>();
-    GRPCInferenceServiceGrpc.newStub(channel).modelInfer(request, new StreamObserver<>() {
-      @Override
-      public void onNext(ModelInferResponse value) {}
-
-      @Override
-      public void onError(Throwable t) {
-        outcome.complete(Status.fromThrowable(t));
-      }
-
-      @Override
-      public void onCompleted() {
-        outcome.complete(Status.OK);
-      }
-    });
-    return outcome;
-  }
-
-  /** Waits, as long as a slow machine may need, for {@code condition}. */
-  private static void waitFor(java.util.function.BooleanSupplier condition, String what) throws InterruptedException {
-    long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
-    while (!condition.getAsBoolean()) {
-      if (System.nanoTime() > end) {
-        throw new AssertionError("not seen within 60 s: " + what);
-      }
-      Thread.sleep(10);
-    }
+    Outcome<ModelInferResponse> outcome = new Outcome<>();
+    GRPCInferenceServiceGrpc.newStub(channel).modelInfer(request, outcome);
+    return outcome.status;
   }
 
   /**

@@ -242,22 +242,9 @@ class OverloadTest {
         java.time.Clock.systemUTC())) {
       List<CompletableFuture<Status>> outcomes = new ArrayList<>();
       for (int i = 0; i < 20; i++) {
-        CompletableFuture<Status> outcome = new CompletableFuture<>();
-        gateway.async().modelInfer(request, new StreamObserver<ModelInferResponse>() {
-          @Override
-          public void onNext(ModelInferResponse value) {}
-
-          @Override
-          public void onError(Throwable t) {
-            outcome.complete(Status.fromThrowable(t));
-          }
-
-          @Override
-          public void onCompleted() {
-            outcome.complete(Status.OK);
-          }
-        });
-        outcomes.add(outcome);
+        io.modelgate.gateway.testing.Outcome<ModelInferResponse> outcome = new io.modelgate.gateway.testing.Outcome<>();
+        gateway.async().modelInfer(request, outcome);
+        outcomes.add(outcome.status);
       }
       int ok = 0;
       int refused = 0;
