@@ -321,9 +321,9 @@ final class ServeCommand implements Callable<Integer> {
       names = "--max-concurrent-streams",
       defaultValue = "" + ConnectionSettings.DEFAULT_MAX_CONCURRENT_STREAMS,
       description =
-          "The most calls an inference connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS);"
-              + " a gRPC client holds further calls until one ends. Bounds the answers the server keeps for a client"
-              + " that stops reading. Default: ${DEFAULT-VALUE}.")
+          "The most calls a connection to the inference or admin port may have open at once (HTTP/2"
+              + " SETTINGS_MAX_CONCURRENT_STREAMS); a gRPC client holds further calls until one ends. Bounds the answers"
+              + " the server keeps for a client that stops reading. Default: ${DEFAULT-VALUE}.")
   int maxConcurrentStreams;
 
   /** Calls the inference warm-up keeps outstanding: what the suite's closed loop runs. */

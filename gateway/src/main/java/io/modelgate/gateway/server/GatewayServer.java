@@ -240,7 +240,9 @@ public final class GatewayServer {
         NettyServerBuilder.forAddress(new InetSocketAddress(adminSettings.host(), adminSettings.port()))
             .channelType(channel)
             .bossEventLoopGroup(boss)
-            .workerEventLoopGroup(workers);
+            .workerEventLoopGroup(workers)
+            // Admin calls run on threads of their own, which a client's open calls (watches) hold.
+            .maxConcurrentCallsPerConnection(connections.maxConcurrentStreams());
     // Each TLS port follows its certificate, key and client CA files (renewed without a restart).
     List<ReloadingSslContext> tls = new ArrayList<>();
     Runnable release =

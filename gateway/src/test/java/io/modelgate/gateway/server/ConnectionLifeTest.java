@@ -51,6 +51,52 @@ class ConnectionLifeTest {
   }
 
   @Test
+  void bothPorts_advertiseTheStreamLimit_inTheirFirstSettings() throws Exception {
+    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
+    GatewayServer server = start(stats, ConnectionSettings.DEFAULTS.withMaxConcurrentStreams(7));
+    try {
+      assertThat(advertisedStreams(server.port())).isEqualTo(7);
+      assertThat(advertisedStreams(server.adminPort())).isEqualTo(7);
+    } finally {
+      server.stop();
+    }
+  }
+
+  /**
+   * SETTINGS_MAX_CONCURRENT_STREAMS in the server's preface on a new connection to {@code port}
+   * (-1 when it sets none).
+   */
+  private static long advertisedStreams(int port) throws java.io.IOException {
+    try (java.net.Socket socket = new java.net.Socket(java.net.InetAddress.getLoopbackAddress(), port)) {
+      socket.setSoTimeout(10_000);
+      java.io.OutputStream out = socket.getOutputStream();
+      out.write("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".getBytes(java.nio.charset.StandardCharsets.US_ASCII));
+      out.write(new byte[] {0, 0, 0, 4, 0, 0, 0, 0, 0});
+      out.flush();
+      java.io.DataInputStream in = new java.io.DataInputStream(socket.getInputStream());
+      while (true) {
+        int length = (in.readUnsignedByte() << 16) | in.readUnsignedShort();
+        int type = in.readUnsignedByte();
+        int flags = in.readUnsignedByte();
+        in.readInt();
+        byte[] payload = new byte[length];
+        in.readFully(payload);
+        if (type == 4 && (flags & 1) == 0) {
+          java.nio.ByteBuffer settings = java.nio.ByteBuffer.wrap(payload);
+          while (settings.remaining() >= 6) {
+            int id = settings.getShort() & 0xffff;
+            long value = settings.getInt() & 0xffffffffL;
+            if (id == 3) {
+              return value;
+            }
+          }
+          return -1;
+        }
+      }
+    }
+  }
+
+  @Test
   void aConnectionHoldsAtMostItsStreams_andACallBeyondWaitsForOneToEnd() throws Exception {
     StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
     GatewayServer server = start(stats, ConnectionSettings.DEFAULTS.withMaxConcurrentStreams(2));
