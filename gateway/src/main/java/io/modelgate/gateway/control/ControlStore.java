@@ -63,6 +63,15 @@ public interface ControlStore extends AutoCloseable {
   void publish(io.modelgate.proto.admin.v1.ReplicaSnapshot snapshot);
 
   /**
+   * Withdraws this replica's snapshot of {@code version} of {@code model}, which it no longer
+   * keeps statistics for (etcd: deletes its key, which would otherwise stay while the replica
+   * lives). A file store keeps none.
+   *
+   * @throws io.modelgate.runtime.error.InferenceException UNAVAILABLE when the store cannot be reached
+   */
+  void unpublish(String model, long version);
+
+  /**
    * Every live replica's latest snapshot of {@code model}'s versions (every model when empty),
    * this replica's included once published. Empty for a file store.
    *

@@ -642,12 +642,26 @@ public final class EtcdControlStore implements ControlStore {
     if (lease == 0) {
       throw InferenceException.unavailable("no replica lease yet (the control store etcd " + target + " was not reached)");
     }
-    ByteSequence key = bytes(statsPrefix + snapshot.getModel() + "/" + snapshot.getVersion() + "/" + settings.replica());
     try {
-      await(connection.kv().put(key, ByteSequence.from(snapshot.toByteArray()), PutOption.builder().withLeaseId(lease).build()));
+      await(connection.kv().put(snapshotKey(snapshot.getModel(), snapshot.getVersion()),
+          ByteSequence.from(snapshot.toByteArray()), PutOption.builder().withLeaseId(lease).build()));
     } catch (IOException e) {
       throw InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage());
     }
+  }
+
+  @Override
+  public void unpublish(String model, long version) {
+    try {
+      await(connection.kv().delete(snapshotKey(model, version)));
+    } catch (IOException e) {
+      throw InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage());
+    }
+  }
+
+  /** This replica's snapshot of {@code version} of {@code model}. */
+  private ByteSequence snapshotKey(String model, long version) {
+    return bytes(statsPrefix + model + "/" + version + "/" + settings.replica());
   }
 
   @Override

@@ -202,6 +202,11 @@ public final class FileControlStore implements ControlStore {
   }
 
   @Override
+  public void unpublish(String model, long version) {
+    // Nothing published.
+  }
+
+  @Override
   public List<io.modelgate.proto.admin.v1.ReplicaSnapshot> snapshots(String model) {
     return List.of();
   }

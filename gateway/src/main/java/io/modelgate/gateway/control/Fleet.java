@@ -12,8 +12,10 @@ import io.modelgate.proto.admin.v1.StepSamples;
 import io.modelgate.runtime.error.InferenceException;
 import java.time.Clock;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.TreeMap;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
@@ -74,14 +76,43 @@ public final class Fleet implements AutoCloseable {
     }
   }
 
-  /** Publishes this replica's snapshot of every version (a no-op with a file store). */
-  public void publish() {
+  /** A version this replica has published a snapshot of. */
+  private record Published(String model, long version) {}
+
+  /** Written by {@link #publish} alone (one thread at a time). */
+  private Set<Published> published = Set.of();
+
+  /**
+   * Publishes this replica's snapshot of every version it keeps statistics for, and withdraws
+   * those of versions it no longer does (forgotten once out of memory): their keys would stay, at
+   * their last minute, as long as the replica lives. A withdrawal that fails is tried again next
+   * time. A no-op with a file store.
+   */
+  public synchronized void publish() {
     if (!control.store().shared()) {
       return;
     }
     long now = clock.millis();
+    Set<Published> kept = new HashSet<>();
     for (VersionStats version : stats.all()) {
       control.store().publish(snapshot(version, now));
+      kept.add(new Published(version.model(), version.version()));
+    }
+    Set<Published> next = new HashSet<>(kept);
+    RuntimeException failed = null;
+    for (Published gone : published) {
+      if (!kept.contains(gone)) {
+        try {
+          control.store().unpublish(gone.model(), gone.version());
+        } catch (RuntimeException e) {
+          next.add(gone);
+          failed = failed == null ? e : failed;
+        }
+      }
+    }
+    published = next;
+    if (failed != null) {
+      throw failed;
     }
   }
 

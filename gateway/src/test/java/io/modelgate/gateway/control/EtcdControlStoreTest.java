@@ -460,6 +460,27 @@ class EtcdControlStoreTest {
     }
   }
 
+  @Test
+  void aVersionAReplicaForgets_leavesTheFleetsSnapshots_whileTheReplicaLives() throws Exception {
+    io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
+    try (Gateway a = Gateway.inProcess(root, root.resolve("state-forget-a"), clock, settings("/forget/", "a", etcd.endpoints(), PROBES));
+        Gateway b = Gateway.inProcess(root, root.resolve("state-forget-b"), clock, settings("/forget/", "b", etcd.endpoints(), PROBES))) {
+      eventually("a has its replica lease", () -> a.server.control().status().getUp());
+      a.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").setModelVersion("1").build());
+      a.server.fleet().publish();
+      assertThat(b.server.control().store().snapshots("m")).extracting(s -> s.getReplica() + "/" + s.getVersion())
+          .contains("a/1", "a/2");
+
+      // Unloaded on a and forgotten there after the longest window: its snapshot goes from etcd.
+      a.repository.unloadVersion("m", 1, Duration.ofSeconds(5));
+      clock.millis += io.modelgate.gateway.server.VersionRetirement.AFTER.toMillis();
+      a.stats.rotate();
+      a.server.fleet().publish();
+      assertThat(b.server.control().store().snapshots("m")).extracting(s -> s.getReplica() + "/" + s.getVersion())
+          .doesNotContain("a/1").contains("a/2");
+    }
+  }
+
   private static boolean judges(Gateway replica) {
     return replica.server.control().store().judges();
   }
