@@ -465,9 +465,16 @@ class EtcdControlStoreTest {
     io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
     try (Gateway a = Gateway.inProcess(root, root.resolve("state-forget-a"), clock, settings("/forget/", "a", etcd.endpoints(), PROBES));
         Gateway b = Gateway.inProcess(root, root.resolve("state-forget-b"), clock, settings("/forget/", "b", etcd.endpoints(), PROBES))) {
-      eventually("a has its replica lease", () -> a.server.control().status().getUp());
       a.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").setModelVersion("1").build());
-      a.server.fleet().publish();
+      // Published once a has its replica lease.
+      eventually("a publishes", () -> {
+        try {
+          a.server.fleet().publish();
+          return true;
+        } catch (io.modelgate.runtime.error.InferenceException e) {
+          return false;
+        }
+      });
       assertThat(b.server.control().store().snapshots("m")).extracting(s -> s.getReplica() + "/" + s.getVersion())
           .contains("a/1", "a/2");
 
