@@ -137,6 +137,14 @@ public final class StatsRegistry implements StageRecorder.Factory, AutoCloseable
       retired[0] = true;
       return null;
     });
+    if (retired[0]) {
+      // Shadows of the model compared with it: their series naming it as primary go too.
+      for (VersionStats other : stats.values()) {
+        if (other.model().equals(model)) {
+          other.forgetPrimary(version);
+        }
+      }
+    }
     return retired[0];
   }
 

@@ -196,6 +196,20 @@ public final class VersionStats implements StageRecorder {
   }
 
   /**
+   * Takes from the registry the comparison counters of this shadow with {@code primary}, a version
+   * that has been forgotten; a comparison with it later makes them again.
+   */
+  void forgetPrimary(long primary) {
+    Counter[] counters = pairs.remove(primary);
+    if (counters != null) {
+      for (Counter counter : counters) {
+        owned.remove(counter);
+        registry.remove(counter);
+      }
+    }
+  }
+
+  /**
    * Takes every meter of this version from the registry: it has been retired ({@link
    * StatsRegistry#retire}). Recording afterwards still works but is exported nowhere.
    */

@@ -94,4 +94,34 @@ class VersionRetirementTest {
       assertThat(series(gateway)).isEmpty();
     }
   }
+
+  @Test
+  void aForgottenPrimary_takesTheShadowsComparisonSeriesNamingIt_theShadowKeepsItsOwn() throws Exception {
+    Gateway.standardRepository(root);
+    Gateway.write(root, "m", 1, Gateway.affine());
+    Gateway.write(root, "m", 2, Gateway.affine());
+    TestClock clock = new TestClock();
+    try (Gateway gateway = Gateway.inProcess(root, Duration.ofSeconds(10), root.resolve(".state"), clock)) {
+      gateway.admin().setRouting(io.modelgate.proto.admin.v1.SetRoutingRequest.newBuilder()
+          .setPolicy(io.modelgate.proto.admin.v1.RoutingPolicy.newBuilder().setModel("m").putWeights(1, 1)
+              .setShadow(io.modelgate.proto.admin.v1.ShadowRouting.newBuilder().setVersion(2).setSampleRate(1.0)))
+          .setExpectedRevision(0).build());
+      for (int i = 0; i < 5; i++) {
+        gateway.blocking().modelInfer(Tensors.affine(i, 1, 2).setModelName("m").build());
+      }
+      String pair = "modelgate_shadow_comparisons_total{model=\"m\",outcome=\"agreed\",primary=\"1\",shadow=\"2\"} 5.0";
+      io.modelgate.gateway.testing.Eventually.eventually("five shadow copies compared", () -> gateway.stats.scrape().contains(pair));
+
+      // Version 2 takes the traffic; version 1 goes, and is forgotten after the window.
+      gateway.admin().setRouting(io.modelgate.proto.admin.v1.SetRoutingRequest.newBuilder()
+          .setPolicy(io.modelgate.proto.admin.v1.RoutingPolicy.newBuilder().setModel("m").putWeights(2, 1))
+          .setExpectedRevision(1).build());
+      gateway.repository.unloadVersion("m", 1, Duration.ofSeconds(5));
+      clock.millis += VersionRetirement.AFTER.toMillis();
+      gateway.stats.rotate();
+      String scrape = gateway.stats.scrape();
+      assertThat(scrape).doesNotContain("primary=\"1\"").doesNotContain("model=\"m\",version=\"1\"")
+          .contains("modelgate_requests_total{code=\"OK\",model=\"m\",version=\"2\"} 5.0");
+    }
+  }
 }
