@@ -100,6 +100,7 @@ public final class GoldenSets implements AutoCloseable {
     this.observer = observer == null ? NO_OBSERVER : observer;
     this.repository = repository;
     this.clock = clock;
+    repository.events().subscribe(this::forgetStale);
     if (background) {
       thread =
           Executors.newSingleThreadExecutor(
@@ -117,6 +118,21 @@ public final class GoldenSets implements AutoCloseable {
     } else {
       thread = null;
     }
+  }
+
+  /**
+   * Drops the version's result if it was computed on a load that is no longer the version's
+   * (unloaded, or loaded again): {@link #result} would not show it, and it kept that load — its
+   * batch buffers and rings — from being collected.
+   */
+  private void forgetStale(ModelVersion version) {
+    LoadedVersion current = version.loadedOrNull();
+    results.computeIfPresent(key(version), (k, entry) -> entry.loaded() == current ? entry : null);
+  }
+
+  /** Whether a result of {@code version} is kept (tests). */
+  boolean keeps(ModelVersion version) {
+    return results.containsKey(key(version));
   }
 
   private void onStateChange(ModelVersion version) {
@@ -180,6 +196,8 @@ public final class GoldenSets implements AutoCloseable {
           .build();
     }
     results.put(key(version), new Entry(loaded, result));
+    // Unloaded while it ran: its result goes with the load.
+    forgetStale(version);
     if (result.getState().equals("DONE")) {
       log.info("{}: golden set {}/{} passed ({}) in {} ms", version.label(), result.getPassed(), result.getExamples(),
           String.format("%.4f", result.getScore()), Math.round(result.getSeconds() * 1000));

@@ -101,6 +101,22 @@ class GoldenSetTest {
   }
 
   @Test
+  void aScoreGoesWithItsLoad_soAnUnloadedVersionIsNotKeptAlive_andALoadAgainIsScoredAfresh() throws Exception {
+    try (Gateway gateway = demoWithSwappedVersion3(new TestClock())) {
+      var three = gateway.repository.model("cnn_mnist").orElseThrow().version(3).orElseThrow();
+      gateway.admin().validate(ValidateRequest.newBuilder().setModel("cnn_mnist").setVersion(3).build());
+      assertThat(gateway.server.golden().keeps(three)).isTrue();
+      // Its result held the load (buffers, rings) it was computed on: unloaded, the result goes.
+      gateway.repository.unloadVersion("cnn_mnist", 3, Duration.ofSeconds(5));
+      assertThat(gateway.server.golden().keeps(three)).isFalse();
+      gateway.repository.loadVersion("cnn_mnist", 3);
+      assertThat(golden(gateway).get(3L).getState()).isEqualTo("PENDING");
+      gateway.admin().validate(ValidateRequest.newBuilder().setModel("cnn_mnist").setVersion(3).build());
+      assertThat(golden(gateway).get(3L).getState()).isEqualTo("DONE");
+    }
+  }
+
+  @Test
   void aRolloutToTheSwappedVersion_isRefused_withBothScores_unlessTheDropIsAllowed() throws Exception {
     try (Gateway gateway = demoWithSwappedVersion3(new TestClock())) {
       gateway.admin().setRouting(SetRoutingRequest.newBuilder()
