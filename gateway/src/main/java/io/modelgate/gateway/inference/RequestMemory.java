@@ -21,9 +21,12 @@ import java.util.concurrent.atomic.AtomicLong;
  * of the limit not kept for tenants with nothing waiting is refused {@code RESOURCE_EXHAUSTED} as
  * its bytes arrive (the tenant is not known before the request is decoded).
  *
+ * <p>Unary answers count as well, from when they are written until the transport has sent them
+ * ({@link #holdAnswer}): a client that does not read its answers fills the memory, not the heap.
+ *
  * <p>Threads: {@link #acquire} on the event loop that admits a request, {@link #release} on the
- * thread that answers it, the arrivals' counting on the event loop that receives the message; one
- * atomic counter, no lock.
+ * thread that answers it (or, for an answer, the event loop that sent it), the arrivals' counting
+ * on the event loop that receives the message; one atomic counter, no lock.
  */
 public final class RequestMemory {
   /** The default limit: a quarter of the JVM's heap ({@code -Xmx}). */
@@ -115,10 +118,11 @@ public final class RequestMemory {
    * the service decodes it) and {@link #streamClosed} once at the end, whole or not. A refusal is
    * thrown from {@link #inboundWireSize}: grpc-java fails the stream as for a message over the
    * inbound limit, with the status sent to the client in trailers and the stream reset (the
-   * gathered bytes freed), which {@code RequestMemoryTest} checks against a real server.
+   * gathered bytes freed), which {@code ArrivingMessagesTest} checks against a real server.
    *
-   * <p>Threads: the stream's event loop; {@link #streamClosed} may come from another thread, so the
-   * bytes held move by atomic exchange.
+   * <p>Threads: grpc-java calls all three on the stream's transport thread (its event loop); the
+   * bytes held move by atomic exchange all the same, so that a close seen from elsewhere would
+   * still let go of them once.
    */
   private final class Arrival extends io.grpc.ServerStreamTracer {
     private static final java.lang.invoke.VarHandle ARRIVING;
