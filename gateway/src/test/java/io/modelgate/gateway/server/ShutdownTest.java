@@ -27,26 +27,9 @@ class ShutdownTest {
   private static List<CompletableFuture<Status>> fire(Gateway gateway, int n) {
     List<CompletableFuture<Status>> calls = new ArrayList<>();
     for (int i = 0; i < n; i++) {
-      CompletableFuture<Status> call = new CompletableFuture<>();
-      calls.add(call);
-      gateway
-          .async()
-          .modelInfer(
-              Tensors.digit(MnistDigits.get(i % 62)).build(),
-              new StreamObserver<ModelInferResponse>() {
-                @Override
-                public void onNext(ModelInferResponse value) {}
-
-                @Override
-                public void onError(Throwable t) {
-                  call.complete(Status.fromThrowable(t));
-                }
-
-                @Override
-                public void onCompleted() {
-                  call.complete(Status.OK);
-                }
-              });
+      io.modelgate.gateway.testing.Outcome<ModelInferResponse> call = new io.modelgate.gateway.testing.Outcome<>();
+      calls.add(call.status);
+      gateway.async().modelInfer(Tensors.digit(MnistDigits.get(i % 62)).build(), call);
     }
     return calls;
   }
