@@ -66,7 +66,8 @@ class FairShareTest {
 
   @Test
   void aTenantWithLargeRequestsWaiting_leavesAQuarterOfTheRequestMemory_forATenantWithNone() throws Exception {
-    Gateway.write(root, "slow", 1, Gateway.slowAffine(300));
+    // A run of about a tenth of a second or more: the flood's refusals all come while its first request runs.
+    Gateway.write(root, "slow", 1, Gateway.slowAffine(1500));
     Files.writeString(root.resolve("slow/model.yaml"), "max_batch_size: 1\nqueue_capacity: 64\n");
     Files.writeString(root.resolve("callers.yaml"), "tenants:\n"
         + "  big:\n    api_keys: [" + CallerPolicy.hash(BIG) + "]\n"
@@ -85,7 +86,10 @@ class FairShareTest {
       for (int i = 0; i < flood; i++) {
         send(gateway, BIG, "big", request, answers, done);
       }
-      // While the flood's first requests run (tens of ms each), the small tenant's one comes.
+      // Three of the flood's requests held, the other seven refused; then, while the first runs, the
+      // small tenant's one comes (sent earlier, it could overtake the flood's third).
+      io.modelgate.gateway.testing.Eventually.eventually("the flood's seven refusals",
+          () -> answers.getOrDefault("big", List.of()).size() >= 7);
       send(gateway, SMALL, "small", request, answers, done);
       assertThat(done.await(120, TimeUnit.SECONDS)).isTrue();
       assertThat(answers.get("small")).containsExactly(Status.OK);
