@@ -193,6 +193,26 @@ final class ServeCommand implements Callable<Integer> {
   long requestMemory;
 
   @Option(
+      names = "--receive-timeout",
+      defaultValue = "30s",
+      converter = Converters.TimeSpan.class,
+      paramLabel = "DURATION",
+      description = "How long a request message of 64 KiB or more, once begun, may go without gaining --receive-min-rate"
+          + " bytes a second: one slower (a client stalled part way through it, or sending it a few bytes at a time) is"
+          + " cancelled, its stream reset and what it gathered freed from --request-memory. 0s: never."
+          + " Default: ${DEFAULT-VALUE}.")
+  java.time.Duration receiveTimeout;
+
+  @Option(
+      names = "--receive-min-rate",
+      defaultValue = "16KiB",
+      converter = Converters.ByteSize.class,
+      paramLabel = "SIZE",
+      description = "The bytes a second a request message of 64 KiB or more must gain over each --receive-timeout"
+          + " while it arrives. 0: any byte at all. Default: ${DEFAULT-VALUE}.")
+  int receiveMinRate;
+
+  @Option(
       names = "--access-log-rate",
       defaultValue = "0.01",
       description = "Share of requests written to the access log (logger modelgate.access: id, tenant, model,"
@@ -346,6 +366,12 @@ final class ServeCommand implements Callable<Integer> {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(),
           "--warmup-inference: " + warmupInference + " (expected: 0s to 1m)");
     }
+    io.modelgate.gateway.inference.ReceiveTimeout receive;
+    try {
+      receive = new io.modelgate.gateway.inference.ReceiveTimeout(receiveTimeout, receiveMinRate);
+    } catch (IllegalArgumentException e) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(), e.getMessage());
+    }
     ConnectionSettings connections;
     try {
       connections = new ConnectionSettings(maxConnectionAge, maxConnectionAgeGrace, keepAliveTime, permitKeepAliveTime,
@@ -390,7 +416,8 @@ final class ServeCommand implements Callable<Integer> {
           adminTokensFile,
           warmupRounds,
           usageRetention,
-          requestMemory);
+          requestMemory,
+          receive);
     } catch (IllegalArgumentException e) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(), e.getMessage());
     }

@@ -21,14 +21,27 @@ import java.util.concurrent.atomic.AtomicLong;
  * of the limit not kept for tenants with nothing waiting is refused {@code RESOURCE_EXHAUSTED} as
  * its bytes arrive (the tenant is not known before the request is decoded).
  *
+ * <p>A message that arrives too slowly is cancelled ({@link ReceiveTimeout}): once {@value
+ * ReceiveTimeout#WATCHED_FROM} bytes of it are held it is watched, and one that gains fewer than
+ * the timeout's bytes in a window has its stream reset, so that a client stalled part way through a
+ * large message holds its bytes for a window, not for its connection's life.
+ *
  * <p>Unary answers count as well, from when they are written until the transport has sent them
  * ({@link #holdAnswer}): a client that does not read its answers fills the memory, not the heap.
  *
  * <p>Threads: {@link #acquire} on the event loop that admits a request, {@link #release} on the
  * thread that answers it (or, for an answer, the event loop that sent it), the arrivals' counting
- * on the event loop that receives the message; one atomic counter, no lock.
+ * on the event loop that receives the message; one atomic counter, no lock. The watched messages
+ * are a concurrent map: the event loop adds and removes its own, and one sweeping thread ({@link
+ * #startSweeping}) moves their checkpoints on and cancels the slow ones, each by a conditional
+ * replace or remove, so that a message that ended (or a next one on the same stream) meanwhile is
+ * left alone.
  */
-public final class RequestMemory {
+public final class RequestMemory implements AutoCloseable {
+  private static final org.slf4j.Logger log = org.slf4j.LoggerFactory.getLogger(RequestMemory.class);
+  /** At most one warning about slow messages in this long, nanoseconds. */
+  private static final long LOG_EVERY_NANOS = java.util.concurrent.TimeUnit.SECONDS.toNanos(10);
+
   /** The default limit: a quarter of the JVM's heap ({@code -Xmx}). */
   public static long defaultLimit() {
     return Runtime.getRuntime().maxMemory() / 4;
@@ -51,18 +64,122 @@ public final class RequestMemory {
       new io.grpc.ServerStreamTracer.Factory() {
         @Override
         public io.grpc.ServerStreamTracer newServerStreamTracer(String fullMethodName, io.grpc.Metadata headers) {
-          return new Arrival();
+          return new Arrival(fullMethodName);
         }
       };
+  private final ReceiveTimeout receiveTimeout;
+  private final java.util.function.LongSupplier nanoTime;
+  /** The messages being watched, with where each stood at its window's start; null when none are. */
+  private final java.util.concurrent.ConcurrentHashMap<Arrival, Checkpoint> watched;
+  private final java.util.concurrent.atomic.LongAdder cancelledSlow = new java.util.concurrent.atomic.LongAdder();
+  private java.util.concurrent.ScheduledExecutorService sweeper;
+  // The sweeping thread's own: slow messages cancelled since its last warning, and when that was.
+  private long unlogged;
+  private long loggedAt;
 
-  /** @param limit bytes of request messages held at once, at least 1 */
+  /** @param limit bytes of request messages held at once, at least 1; messages may arrive as slowly as they do */
   public RequestMemory(long limit) {
+    this(limit, ReceiveTimeout.OFF, System::nanoTime);
+  }
+
+  /**
+   * @param limit bytes of request messages held at once, at least 1
+   * @param receiveTimeout how slowly a message may arrive; {@link #startSweeping} cancels those
+   *     slower
+   * @param nanoTime the clock the windows are measured by, nanoseconds
+   */
+  public RequestMemory(long limit, ReceiveTimeout receiveTimeout, java.util.function.LongSupplier nanoTime) {
     if (limit < 1) {
       throw new IllegalArgumentException("request memory: " + limit + " bytes (expected: at least 1)");
     }
     this.limit = limit;
     this.unreserved = unreserved(limit);
+    this.receiveTimeout = java.util.Objects.requireNonNull(receiveTimeout, "receive timeout");
+    this.nanoTime = nanoTime;
+    this.watched = receiveTimeout.enabled() ? new java.util.concurrent.ConcurrentHashMap<>() : null;
+    this.loggedAt = nanoTime.getAsLong() - LOG_EVERY_NANOS;
   }
+
+  /**
+   * Starts the thread that cancels messages arriving too slowly, looking every second (every
+   * quarter of the window, if shorter); nothing when the receive timeout is off. Returns this.
+   */
+  public synchronized RequestMemory startSweeping() {
+    if (watched != null && sweeper == null) {
+      long every = Math.max(100, Math.min(1000, receiveTimeout.window().toMillis() / 4));
+      sweeper = java.util.concurrent.Executors.newSingleThreadScheduledExecutor(r -> {
+        Thread thread = new Thread(r, "modelgate-receive-timeouts");
+        thread.setDaemon(true);
+        return thread;
+      });
+      sweeper.scheduleWithFixedDelay(this::sweepQuietly, every, every, java.util.concurrent.TimeUnit.MILLISECONDS);
+    }
+    return this;
+  }
+
+  /** Stops the sweeping thread. */
+  @Override
+  public synchronized void close() {
+    if (sweeper != null) {
+      sweeper.shutdownNow();
+      sweeper = null;
+    }
+  }
+
+  private void sweepQuietly() {
+    try {
+      sweep();
+    } catch (RuntimeException e) {
+      log.warn("looking for request messages arriving too slowly failed", e);
+    }
+  }
+
+  /**
+   * Looks at every watched message once: one whose window has passed moves its checkpoint on if
+   * it gained the timeout's bytes in it, and is cancelled if not. On the sweeping thread (tests:
+   * the test's).
+   *
+   * @return the messages cancelled
+   */
+  int sweep() {
+    if (watched == null) {
+      return 0;
+    }
+    long now = nanoTime.getAsLong();
+    long window = receiveTimeout.window().toNanos();
+    long least = receiveTimeout.leastBytesPerWindow();
+    int cancelled = 0;
+    Arrival last = null;
+    for (java.util.Map.Entry<Arrival, Checkpoint> entry : watched.entrySet()) {
+      Arrival arrival = entry.getKey();
+      Checkpoint since = entry.getValue();
+      if (now - since.nanos() < window) {
+        continue;
+      }
+      long bytes = arrival.arriving();
+      if (bytes - since.bytes() >= least) {
+        watched.replace(arrival, since, new Checkpoint(now, bytes));
+      } else if (watched.remove(arrival, since)) {
+        arrival.cancel(bytes, bytes - since.bytes(), now - since.nanos());
+        cancelledSlow.increment();
+        cancelled++;
+        last = arrival;
+      }
+    }
+    unlogged += cancelled;
+    if (unlogged > 0 && now - loggedAt >= LOG_EVERY_NANOS) {
+      log.warn("{} request message(s) cancelled in the last {} s for arriving too slowly (less than {} bytes a second over"
+              + " {} s: --receive-timeout, --receive-min-rate){}", unlogged, java.util.concurrent.TimeUnit.NANOSECONDS.toSeconds(now - loggedAt),
+          receiveTimeout.minBytesPerSecond(), receiveTimeout.window().toSeconds(),
+          last == null ? "" : "; the last from " + last.remote + " on " + last.method);
+      unlogged = 0;
+      loggedAt = now;
+    }
+    return cancelled;
+  }
+
+  /** Where a watched message stood when its window began: then, nanoseconds; bytes gathered by then. */
+  private record Checkpoint(long nanos, long bytes) {}
 
   /**
    * Holds {@code bytes} for a request until {@link #release}, or refuses it when that would pass
@@ -120,12 +237,23 @@ public final class RequestMemory {
    * inbound limit, with the status sent to the client in trailers and the stream reset (the
    * gathered bytes freed), which {@code ArrivingMessagesTest} checks against a real server.
    *
-   * <p>Threads: grpc-java calls all three on the stream's transport thread (its event loop); the
-   * bytes held move by atomic exchange all the same, so that a close seen from elsewhere would
-   * still let go of them once.
+   * <p>Threads: grpc-java calls every method on the stream's transport thread (its event loop),
+   * the context and the client's address before any message; the sweeping thread reads the
+   * bytes gathered and cancels the context, both seen through the watched map, into which the
+   * event loop puts the message after those are set. The bytes held move by atomic exchange, so
+   * that a close seen from elsewhere would still let go of them once.
    */
   private final class Arrival extends io.grpc.ServerStreamTracer {
     private static final java.lang.invoke.VarHandle ARRIVING;
+    private final String method;
+    /** The stream's own context, which cancelling resets the stream; null unless messages are watched. */
+    private io.grpc.Context.CancellableContext context;
+    /** The client's address, for the log; null unless messages are watched. */
+    private java.net.SocketAddress remote;
+
+    Arrival(String method) {
+      this.method = method;
+    }
 
     static {
       try {
@@ -160,7 +288,31 @@ public final class RequestMemory {
             + mebibytes(bytes) + " more would pass " + mebibytes(unreserved) + ", the part of its limit of " + mebibytes(limit)
             + " a message may fill while it arrives (--request-memory); retry later or send smaller requests"));
       }
-      ARRIVING.getAndAdd(this, bytes);
+      long after = (long) ARRIVING.getAndAdd(this, bytes) + bytes;
+      if (watched != null && after >= ReceiveTimeout.WATCHED_FROM && after - bytes < ReceiveTimeout.WATCHED_FROM) {
+        watched.put(this, new Checkpoint(nanoTime.getAsLong(), after));
+      }
+    }
+
+    /**
+     * With messages watched, the stream runs in a context of its own (grpc-java's call context
+     * descends from it), so that the sweeping thread can end it: grpc-java resets a stream whose
+     * context is cancelled with {@code DEADLINE_EXCEEDED}. Without, the context as it is: nothing
+     * added to a call.
+     */
+    @Override
+    public io.grpc.Context filterContext(io.grpc.Context context) {
+      if (watched == null) {
+        return context;
+      }
+      return this.context = context.withCancellation();
+    }
+
+    @Override
+    public void serverCallStarted(io.grpc.ServerStreamTracer.ServerCallInfo<?, ?> callInfo) {
+      if (watched != null) {
+        remote = callInfo.getAttributes().get(io.grpc.Grpc.TRANSPORT_ATTR_REMOTE_ADDR);
+      }
     }
 
     @Override
@@ -177,11 +329,29 @@ public final class RequestMemory {
       long bytes = (long) ARRIVING.getAndSet(this, 0L);
       if (bytes != 0) {
         held.addAndGet(-bytes);
+        if (watched != null && bytes >= ReceiveTimeout.WATCHED_FROM) {
+          watched.remove(this);
+        }
+      }
+    }
+
+    long arriving() {
+      return (long) ARRIVING.getVolatile(this);
+    }
+
+    /** Ends the stream: its message gained {@code gained} of its {@code bytes} in {@code nanos}. On the sweeping thread. */
+    void cancel(long bytes, long gained, long nanos) {
+      io.grpc.Context.CancellableContext own = context;
+      if (own != null) {
+        own.cancel(new Refused(io.grpc.Status.DEADLINE_EXCEEDED.withDescription("the request message arrived too slowly: "
+            + mebibytes(gained) + " in the last " + java.util.concurrent.TimeUnit.NANOSECONDS.toSeconds(nanos)
+            + " s, against at least " + receiveTimeout.minBytesPerSecond() + " bytes a second (--receive-timeout,"
+            + " --receive-min-rate), with " + mebibytes(bytes) + " of it gathered")));
       }
     }
   }
 
-  /** A refusal while a message arrives: no stack trace (it may come many times a second). */
+  /** A refusal while a message arrives, or a slow one's end: no stack trace (it may come many times a second). */
   private static final class Refused extends io.grpc.StatusRuntimeException {
     private static final long serialVersionUID = 1L;
 
@@ -197,8 +367,9 @@ public final class RequestMemory {
 
   /**
    * Exports {@code modelgate_request_memory_held_bytes}, {@code
-   * modelgate_request_memory_limit_bytes} and {@code
-   * modelgate_request_memory_arriving_refused_total}; returns this.
+   * modelgate_request_memory_limit_bytes}, {@code
+   * modelgate_request_memory_arriving_refused_total} and {@code
+   * modelgate_request_receive_timeouts_total}; returns this.
    */
   public RequestMemory bindTo(io.micrometer.core.instrument.MeterRegistry registry) {
     io.micrometer.core.instrument.Gauge.builder("modelgate.request.memory.held", this, RequestMemory::held)
@@ -214,7 +385,17 @@ public final class RequestMemory {
         .description("Request messages refused while they arrived, for passing the part of the request memory a message may"
             + " fill before it is decoded")
         .register(registry);
+    io.micrometer.core.instrument.FunctionCounter.builder("modelgate.request.receive.timeouts", cancelledSlow,
+            java.util.concurrent.atomic.LongAdder::sum)
+        .description("Request messages cancelled for arriving too slowly (--receive-timeout, --receive-min-rate): a client"
+            + " stalled part way through a large message, or sending it a few bytes at a time")
+        .register(registry);
     return this;
+  }
+
+  /** Request messages cancelled for arriving too slowly. */
+  public long receiveTimeouts() {
+    return cancelledSlow.sum();
   }
 
   /** Request messages refused while they arrived. */

@@ -29,6 +29,8 @@ import java.util.Objects;
  *     fleet, in etcd; zero keeps every hour (the ledger then grows without bound)
  * @param requestMemoryBytes the most bytes of request messages held at once, from admission to
  *     answer, across versions (see {@link io.modelgate.gateway.inference.RequestMemory})
+ * @param receiveTimeout how slowly a request message may arrive on the inference port before it is
+ *     cancelled and what it gathered freed
  */
 public record AdminSettings(
     String host,
@@ -45,7 +47,8 @@ public record AdminSettings(
     Path tokensFile,
     int warmupRounds,
     java.time.Duration usageRetention,
-    long requestMemoryBytes) {
+    long requestMemoryBytes,
+    io.modelgate.gateway.inference.ReceiveTimeout receiveTimeout) {
   public static final int DEFAULT_PORT = 8003;
   /** The most warm-up rounds. */
   public static final int MAX_WARMUP_ROUNDS = 100_000;
@@ -61,6 +64,7 @@ public record AdminSettings(
     Objects.requireNonNull(control, "control store settings");
     Objects.requireNonNull(payloadLogDirectory, "payload log directory");
     Objects.requireNonNull(usageRetention, "usage retention");
+    Objects.requireNonNull(receiveTimeout, "receive timeout");
     if (usageRetention.isNegative() || (!usageRetention.isZero() && usageRetention.compareTo(java.time.Duration.ofHours(1)) < 0)) {
       throw new IllegalArgumentException("usage retention: " + usageRetention + " (expected: at least an hour, or 0 to keep every hour)");
     }
@@ -104,42 +108,48 @@ public record AdminSettings(
       io.modelgate.gateway.control.ControlSettings control, Path payloadLogDirectory) {
     this(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory, null,
         io.modelgate.gateway.usage.AccessLog.DEFAULT_RATE, null, 0, DEFAULT_USAGE_RETENTION,
-        io.modelgate.gateway.inference.RequestMemory.defaultLimit());
+        io.modelgate.gateway.inference.RequestMemory.defaultLimit(), io.modelgate.gateway.inference.ReceiveTimeout.DEFAULT);
   }
 
   /** These settings with the admin tokens of {@code file} besides the server's own. */
   public AdminSettings withAdminTokens(Path file) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
-        callersFile, accessLogRate, file, warmupRounds, usageRetention, requestMemoryBytes);
+        callersFile, accessLogRate, file, warmupRounds, usageRetention, requestMemoryBytes, receiveTimeout);
   }
 
   /** These settings with {@code file} as the callers file. */
   public AdminSettings withCallers(Path file) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory, file,
-        accessLogRate, tokensFile, warmupRounds, usageRetention, requestMemoryBytes);
+        accessLogRate, tokensFile, warmupRounds, usageRetention, requestMemoryBytes, receiveTimeout);
   }
 
   /** These settings with {@code rate} of requests in the access log. */
   public AdminSettings withAccessLog(double rate) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
-        callersFile, rate, tokensFile, warmupRounds, usageRetention, requestMemoryBytes);
+        callersFile, rate, tokensFile, warmupRounds, usageRetention, requestMemoryBytes, receiveTimeout);
   }
 
   /** These settings with {@code rounds} of start-up warm-up (0: none). */
   public AdminSettings withWarmup(int rounds) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
-        callersFile, accessLogRate, tokensFile, rounds, usageRetention, requestMemoryBytes);
+        callersFile, accessLogRate, tokensFile, rounds, usageRetention, requestMemoryBytes, receiveTimeout);
   }
 
   /** These settings with the usage ledger keeping each hour for {@code retention} (zero: for ever). */
   public AdminSettings withUsageRetention(java.time.Duration retention) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
-        callersFile, accessLogRate, tokensFile, warmupRounds, retention, requestMemoryBytes);
+        callersFile, accessLogRate, tokensFile, warmupRounds, retention, requestMemoryBytes, receiveTimeout);
   }
 
   /** These settings with at most {@code bytes} of request messages held at once, across versions. */
   public AdminSettings withRequestMemory(long bytes) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
-        callersFile, accessLogRate, tokensFile, warmupRounds, usageRetention, bytes);
+        callersFile, accessLogRate, tokensFile, warmupRounds, usageRetention, bytes, receiveTimeout);
+  }
+
+  /** These settings with request messages on the inference port cancelled when they arrive slower than {@code timeout}. */
+  public AdminSettings withReceiveTimeout(io.modelgate.gateway.inference.ReceiveTimeout timeout) {
+    return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
+        callersFile, accessLogRate, tokensFile, warmupRounds, usageRetention, requestMemoryBytes, timeout);
   }
 }

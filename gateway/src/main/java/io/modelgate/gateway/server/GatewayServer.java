@@ -98,6 +98,7 @@ public final class GatewayServer {
   private final GatewayMetrics gatewayMetrics;
   private final io.modelgate.gateway.admin.VersionControl versions;
   private final io.modelgate.gateway.admin.DeniedAudit deniedAudit;
+  private final io.modelgate.gateway.inference.RequestMemory requestMemory;
   private final Duration drainTimeout;
   private final Duration shutdownDelay;
   private final Runnable releaseTransport;
@@ -129,6 +130,7 @@ public final class GatewayServer {
     this.gatewayMetrics = b.gatewayMetrics;
     this.versions = b.versions;
     this.deniedAudit = b.deniedAudit;
+    this.requestMemory = b.requestMemory;
     this.drainTimeout = b.drainTimeout;
     this.shutdownDelay = b.shutdownDelay;
     this.releaseTransport = b.release;
@@ -192,6 +194,7 @@ public final class GatewayServer {
         admin == null ? null : admin::close,
         deniedAudit == null ? null : deniedAudit::close,
         access == null ? null : access::close,
+        requestMemory == null ? null : requestMemory::close,
         versions == null ? null : versions::close,
         gatewayMetrics == null ? null : gatewayMetrics::close,
       };
@@ -386,8 +389,9 @@ public final class GatewayServer {
     b.versions = new io.modelgate.gateway.admin.VersionControl(repository, b.control, drainTimeout);
     b.fleet = new io.modelgate.gateway.control.Fleet(b.control, stats, stats.clock(), stats.background());
     b.admin = new AdminService(repository, b.control, b.fleet, b.golden, b.drift, b.usage, b.access, stats, b.versions);
-    b.requestMemory = new io.modelgate.gateway.inference.RequestMemory(adminSettings.requestMemoryBytes())
-        .bindTo(stats.prometheus());
+    b.requestMemory = new io.modelgate.gateway.inference.RequestMemory(adminSettings.requestMemoryBytes(),
+            adminSettings.receiveTimeout(), System::nanoTime)
+        .bindTo(stats.prometheus()).startSweeping();
     GatewayServer[] self = new GatewayServer[1];
     InferenceService inference =
         b.inference = new InferenceService(
@@ -720,6 +724,8 @@ public final class GatewayServer {
         metrics.close();
       }
       gatewayMetrics.close();
+      // Messages still arriving went with the transport.
+      requestMemory.close();
       log.info("stopped");
       if (delayInterrupted) {
         Thread.currentThread().interrupt();

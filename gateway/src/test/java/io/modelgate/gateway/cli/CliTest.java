@@ -283,6 +283,10 @@ class CliTest {
     assertThat(keepalive.exitCode()).isEqualTo(CliErrors.USAGE);
     assertThat(keepalive.err()).contains("keepalive time: PT5S (expected: at least 10s)");
 
+    Run receive = run("serve", "--receive-timeout", "2h", "--grpc-port", "0");
+    assertThat(receive.exitCode()).isEqualTo(CliErrors.USAGE);
+    assertThat(receive.err()).contains("receive timeout: PT2H (expected: 0 for none, or 1s to 1h)");
+
     Run retention = run("serve", "--usage-retention", "30m", "--grpc-port", "0");
     assertThat(retention.exitCode()).isEqualTo(CliErrors.USAGE);
     assertThat(retention.err()).contains("usage retention: PT30M (expected: at least an hour, or 0 to keep every hour)");

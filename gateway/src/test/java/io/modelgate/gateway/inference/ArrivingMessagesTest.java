@@ -146,6 +146,38 @@ class ArrivingMessagesTest {
   }
 
   @Test
+  void aClientThatStallsPartWayThroughAMessage_hasItCancelledOnceItFallsBelowTheReceiveRate_andKeepsItsConnection()
+      throws Exception {
+    Gateway.standardRepository(root);
+    // No connection age: without the receive timeout the stalled message would be held for good.
+    AdminSettings admin = Gateway.adminSettings(root.resolve(".state"), -1).withRequestMemory(64L * MIB)
+        .withReceiveTimeout(new ReceiveTimeout(Duration.ofSeconds(1), 64 * 1024));
+    GatewayServer server = Gateway.server(root, stats, SETTINGS, admin);
+    try (StallingProxy proxy = new StallingProxy(server.port(), 2L * MIB)) {
+      ManagedChannel slow = channel(proxy.port());
+      try {
+        CompletableFuture<Status> call = call(slow, 5 * MIB);
+        eventually("the message's bytes gathered", () -> held.getAsLong() >= MIB);
+        eventually("the stalled message cancelled and its bytes let go", () -> held.getAsLong() == 0);
+        assertThat(stats.prometheus().get("modelgate.request.receive.timeouts").functionCounter().count()).isEqualTo(1);
+        // The server resets the stream: the client learns its call was cancelled.
+        Status status = call.get(60, TimeUnit.SECONDS);
+        assertThat(status.getCode()).as("%s", status).isEqualTo(Status.Code.CANCELLED);
+        // Only the call ended: its connection serves the next one.
+        proxy.passEverything();
+        ModelInferResponse answer = GRPCInferenceServiceGrpc.newBlockingStub(slow)
+            .modelInfer(Tensors.affine(1, 2, 3).setModelName("affine").build());
+        assertThat(answer.getModelName()).isEqualTo("affine");
+        assertThat(server.isReady()).isTrue();
+      } finally {
+        slow.shutdownNow();
+      }
+    } finally {
+      server.stop();
+    }
+  }
+
+  @Test
   void anAnswerTheClientDoesNotRead_staysInTheRequestMemoryUntilSent_andRequestsThatWouldPassItAreRefusedMeanwhile()
       throws Exception {
     Gateway.standardRepository(root);

@@ -102,4 +102,111 @@ class RequestMemoryTest {
     third.streamClosed(io.grpc.Status.CANCELLED);
     assertThat(memory.held()).isZero();
   }
+
+  /** 10 s windows, 1 KiB a second: a watched message must gain 10 KiB in every 10 s. */
+  private static final ReceiveTimeout SLOW = new ReceiveTimeout(Duration.ofSeconds(10), 1024);
+
+  private final long[] nanos = {1_000_000_000L};
+
+  private void advance(Duration by) {
+    nanos[0] += by.toNanos();
+  }
+
+  /** A stream's tracer as grpc-java drives it: its context filtered first. */
+  private static io.grpc.Context.CancellableContext open(RequestMemory memory, io.grpc.ServerStreamTracer[] tracer) {
+    tracer[0] = memory.arrivals().newServerStreamTracer("inference.GRPCInferenceService/ModelInfer", new io.grpc.Metadata());
+    return (io.grpc.Context.CancellableContext) tracer[0].filterContext(io.grpc.Context.ROOT);
+  }
+
+  @Test
+  void aLargeMessageThatStopsArriving_isCancelledAfterAWindowWithoutItsBytes_andTheClockCountsFromItsWatching() {
+    RequestMemory memory = new RequestMemory(40 << 20, SLOW, () -> nanos[0]);
+    io.grpc.ServerStreamTracer[] tracer = new io.grpc.ServerStreamTracer[1];
+    io.grpc.Context.CancellableContext context = open(memory, tracer);
+    tracer[0].inboundWireSize(60 * 1024);
+    advance(Duration.ofSeconds(60));
+    // Below 64 KiB nothing is watched, however long it takes.
+    assertThat(memory.sweep()).isZero();
+    // Watched from its 64th KiB: a window from then.
+    tracer[0].inboundWireSize(8 * 1024);
+    advance(Duration.ofSeconds(9));
+    assertThat(memory.sweep()).isZero();
+    assertThat(context.isCancelled()).isFalse();
+    // 9 KiB more in the window is short of its 10 KiB.
+    tracer[0].inboundWireSize(9 * 1024);
+    advance(Duration.ofSeconds(1));
+    assertThat(memory.sweep()).isEqualTo(1);
+    assertThat(context.isCancelled()).isTrue();
+    io.grpc.Status status = io.grpc.Contexts.statusFromCancelled(context);
+    // grpc-java resets a stream whose context ends with DEADLINE_EXCEEDED.
+    assertThat(status.getCode()).isEqualTo(io.grpc.Status.Code.DEADLINE_EXCEEDED);
+    assertThat(status.getDescription()).isEqualTo("the request message arrived too slowly: 9216 bytes in the last 10 s, against"
+        + " at least 1024 bytes a second (--receive-timeout, --receive-min-rate), with 77 KiB of it gathered");
+    assertThat(memory.receiveTimeouts()).isEqualTo(1);
+    // Cancelled once; the reset lets go of what it gathered.
+    advance(Duration.ofSeconds(10));
+    assertThat(memory.sweep()).isZero();
+    assertThat(memory.held()).isEqualTo(77 * 1024);
+    tracer[0].streamClosed(status);
+    assertThat(memory.held()).isZero();
+  }
+
+  @Test
+  void aMessageThatKeepsItsRate_isLeftAlone_windowAfterWindow_untilItStalls() {
+    RequestMemory memory = new RequestMemory(40 << 20, SLOW, () -> nanos[0]);
+    io.grpc.ServerStreamTracer[] tracer = new io.grpc.ServerStreamTracer[1];
+    io.grpc.Context.CancellableContext context = open(memory, tracer);
+    tracer[0].inboundWireSize(64 * 1024);
+    for (int window = 0; window < 5; window++) {
+      tracer[0].inboundWireSize(10 * 1024);
+      advance(Duration.ofSeconds(10));
+      assertThat(memory.sweep()).as("window %d", window).isZero();
+    }
+    // A window with no byte at all.
+    advance(Duration.ofSeconds(10));
+    assertThat(memory.sweep()).isEqualTo(1);
+    assertThat(context.isCancelled()).isTrue();
+  }
+
+  @Test
+  void aMessageWholeBeforeItsWindowEnds_isNoLongerWatched_andTheStreamsNextMessageGetsAWindowOfItsOwn() {
+    RequestMemory memory = new RequestMemory(40 << 20, SLOW, () -> nanos[0]);
+    io.grpc.ServerStreamTracer[] tracer = new io.grpc.ServerStreamTracer[1];
+    io.grpc.Context.CancellableContext context = open(memory, tracer);
+    tracer[0].inboundWireSize(100 * 1024);
+    advance(Duration.ofSeconds(9));
+    tracer[0].inboundMessageRead(1, 100 * 1024, -1);
+    advance(Duration.ofSeconds(5));
+    assertThat(memory.sweep()).isZero();
+    // A stream's second message (a streaming call), watched from its own 64th KiB.
+    tracer[0].inboundWireSize(70 * 1024);
+    advance(Duration.ofSeconds(9));
+    assertThat(memory.sweep()).isZero();
+    advance(Duration.ofSeconds(1));
+    assertThat(memory.sweep()).isEqualTo(1);
+    assertThat(context.isCancelled()).isTrue();
+  }
+
+  @Test
+  void withoutAReceiveTimeout_noMessageIsWatched_andACallKeepsItsContext() {
+    RequestMemory memory = new RequestMemory(40 << 20, ReceiveTimeout.OFF, () -> nanos[0]);
+    io.grpc.ServerStreamTracer tracer = memory.arrivals().newServerStreamTracer("m", new io.grpc.Metadata());
+    assertThat(tracer.filterContext(io.grpc.Context.ROOT)).isSameAs(io.grpc.Context.ROOT);
+    tracer.inboundWireSize(1 << 20);
+    advance(Duration.ofHours(1));
+    assertThat(memory.sweep()).isZero();
+    assertThat(memory.startSweeping()).isSameAs(memory);
+    memory.close();
+  }
+
+  @Test
+  void aReceiveTimeoutIsValidated() {
+    assertThatThrownBy(() -> new ReceiveTimeout(Duration.ofMillis(500), 1))
+        .hasMessage("receive timeout: PT0.5S (expected: 0 for none, or 1s to 1h)");
+    assertThatThrownBy(() -> new ReceiveTimeout(Duration.ofSeconds(1), -1))
+        .hasMessage("receive min rate: -1 bytes a second (expected: 0 to 2147483647)");
+    assertThat(new ReceiveTimeout(Duration.ofSeconds(30), 0).leastBytesPerWindow()).isEqualTo(1);
+    assertThat(ReceiveTimeout.DEFAULT.leastBytesPerWindow()).isEqualTo(30 * 16 * 1024);
+    assertThat(ReceiveTimeout.OFF.enabled()).isFalse();
+  }
 }
