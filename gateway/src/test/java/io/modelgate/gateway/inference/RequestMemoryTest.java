@@ -112,32 +112,39 @@ class RequestMemoryTest {
     nanos[0] += by.toNanos();
   }
 
-  /** A stream's tracer as grpc-java drives it: its context filtered first. */
-  private static io.grpc.Context.CancellableContext open(RequestMemory memory, io.grpc.ServerStreamTracer[] tracer) {
-    tracer[0] = memory.arrivals().newServerStreamTracer("inference.GRPCInferenceService/ModelInfer", new io.grpc.Metadata());
-    return (io.grpc.Context.CancellableContext) tracer[0].filterContext(io.grpc.Context.ROOT);
+  /** A stream's tracer, and the context it gave the stream. */
+  private record Stream(io.grpc.ServerStreamTracer tracer, io.grpc.Context.CancellableContext context) {}
+
+  /** A stream's tracer as grpc-java drives it, its context filtered first, in a memory watching with {@link #SLOW}. */
+  private Stream open() {
+    RequestMemory memory = new RequestMemory(40 << 20, SLOW, () -> nanos[0]);
+    this.memory = memory;
+    io.grpc.ServerStreamTracer tracer =
+        memory.arrivals().newServerStreamTracer("inference.GRPCInferenceService/ModelInfer", new io.grpc.Metadata());
+    return new Stream(tracer, (io.grpc.Context.CancellableContext) tracer.filterContext(io.grpc.Context.ROOT));
   }
+
+  /** The memory {@link #open} made. */
+  private RequestMemory memory;
 
   @Test
   void aLargeMessageThatStopsArriving_isCancelledAfterAWindowWithoutItsBytes_andTheClockCountsFromItsWatching() {
-    RequestMemory memory = new RequestMemory(40 << 20, SLOW, () -> nanos[0]);
-    io.grpc.ServerStreamTracer[] tracer = new io.grpc.ServerStreamTracer[1];
-    io.grpc.Context.CancellableContext context = open(memory, tracer);
-    tracer[0].inboundWireSize(60 * 1024);
+    Stream stream = open();
+    stream.tracer().inboundWireSize(60 * 1024);
     advance(Duration.ofSeconds(60));
     // Below 64 KiB nothing is watched, however long it takes.
     assertThat(memory.sweep()).isZero();
     // Watched from its 64th KiB: a window from then.
-    tracer[0].inboundWireSize(8 * 1024);
+    stream.tracer().inboundWireSize(8 * 1024);
     advance(Duration.ofSeconds(9));
     assertThat(memory.sweep()).isZero();
-    assertThat(context.isCancelled()).isFalse();
+    assertThat(stream.context().isCancelled()).isFalse();
     // 9 KiB more in the window is short of its 10 KiB.
-    tracer[0].inboundWireSize(9 * 1024);
+    stream.tracer().inboundWireSize(9 * 1024);
     advance(Duration.ofSeconds(1));
     assertThat(memory.sweep()).isEqualTo(1);
-    assertThat(context.isCancelled()).isTrue();
-    io.grpc.Status status = io.grpc.Contexts.statusFromCancelled(context);
+    assertThat(stream.context().isCancelled()).isTrue();
+    io.grpc.Status status = io.grpc.Contexts.statusFromCancelled(stream.context());
     // grpc-java resets a stream whose context ends with DEADLINE_EXCEEDED.
     assertThat(status.getCode()).isEqualTo(io.grpc.Status.Code.DEADLINE_EXCEEDED);
     assertThat(status.getDescription()).isEqualTo("the request message arrived too slowly: 9216 bytes in the last 10 s, against"
@@ -147,44 +154,40 @@ class RequestMemoryTest {
     advance(Duration.ofSeconds(10));
     assertThat(memory.sweep()).isZero();
     assertThat(memory.held()).isEqualTo(77 * 1024);
-    tracer[0].streamClosed(status);
+    stream.tracer().streamClosed(status);
     assertThat(memory.held()).isZero();
   }
 
   @Test
   void aMessageThatKeepsItsRate_isLeftAlone_windowAfterWindow_untilItStalls() {
-    RequestMemory memory = new RequestMemory(40 << 20, SLOW, () -> nanos[0]);
-    io.grpc.ServerStreamTracer[] tracer = new io.grpc.ServerStreamTracer[1];
-    io.grpc.Context.CancellableContext context = open(memory, tracer);
-    tracer[0].inboundWireSize(64 * 1024);
+    Stream stream = open();
+    stream.tracer().inboundWireSize(64 * 1024);
     for (int window = 0; window < 5; window++) {
-      tracer[0].inboundWireSize(10 * 1024);
+      stream.tracer().inboundWireSize(10 * 1024);
       advance(Duration.ofSeconds(10));
       assertThat(memory.sweep()).as("window %d", window).isZero();
     }
     // A window with no byte at all.
     advance(Duration.ofSeconds(10));
     assertThat(memory.sweep()).isEqualTo(1);
-    assertThat(context.isCancelled()).isTrue();
+    assertThat(stream.context().isCancelled()).isTrue();
   }
 
   @Test
   void aMessageWholeBeforeItsWindowEnds_isNoLongerWatched_andTheStreamsNextMessageGetsAWindowOfItsOwn() {
-    RequestMemory memory = new RequestMemory(40 << 20, SLOW, () -> nanos[0]);
-    io.grpc.ServerStreamTracer[] tracer = new io.grpc.ServerStreamTracer[1];
-    io.grpc.Context.CancellableContext context = open(memory, tracer);
-    tracer[0].inboundWireSize(100 * 1024);
+    Stream stream = open();
+    stream.tracer().inboundWireSize(100 * 1024);
     advance(Duration.ofSeconds(9));
-    tracer[0].inboundMessageRead(1, 100 * 1024, -1);
+    stream.tracer().inboundMessageRead(1, 100 * 1024, -1);
     advance(Duration.ofSeconds(5));
     assertThat(memory.sweep()).isZero();
     // A stream's second message (a streaming call), watched from its own 64th KiB.
-    tracer[0].inboundWireSize(70 * 1024);
+    stream.tracer().inboundWireSize(70 * 1024);
     advance(Duration.ofSeconds(9));
     assertThat(memory.sweep()).isZero();
     advance(Duration.ofSeconds(1));
     assertThat(memory.sweep()).isEqualTo(1);
-    assertThat(context.isCancelled()).isTrue();
+    assertThat(stream.context().isCancelled()).isTrue();
   }
 
   @Test
