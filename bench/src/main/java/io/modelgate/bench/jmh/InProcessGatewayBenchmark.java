@@ -26,6 +26,7 @@ import org.openjdk.jmh.annotations.Fork;
 import org.openjdk.jmh.annotations.Measurement;
 import org.openjdk.jmh.annotations.Mode;
 import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Param;
 import org.openjdk.jmh.annotations.Scope;
 import org.openjdk.jmh.annotations.Setup;
 import org.openjdk.jmh.annotations.State;
@@ -34,7 +35,10 @@ import org.openjdk.jmh.annotations.Warmup;
 
 /**
  * One ModelInfer through the whole gateway over the in-process transport (no sockets): routing,
- * decoding, the ring, ONNX Runtime on a 4-wide Identity model, statistics, the response.
+ * decoding, the ring, ONNX Runtime on a 4-wide Identity model, statistics, the response. With
+ * {@code access=callers}, the server has a callers file and each call an API key: the caller is
+ * identified (a SHA-256 of the key), admitted under its tenant's quota and fair share of the queue
+ * and of the request memory, and counted in the usage ledger.
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.AverageTime)
@@ -43,6 +47,11 @@ import org.openjdk.jmh.annotations.Warmup;
 @Measurement(iterations = 5, time = 1)
 @Fork(1)
 public class InProcessGatewayBenchmark {
+  /** {@code open}: no callers file; {@code callers}: a callers file, one tenant, calls with its API key. */
+  @Param({"open", "callers"})
+  public String access;
+
+  private static final String KEY = "jmh-tenant-key-0123456789";
   private Path root;
   private StatsRegistry stats;
   private GatewayServer server;
@@ -62,14 +71,27 @@ public class InProcessGatewayBenchmark {
             .build());
     stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
     ModelRepository repository = ModelRepository.load(root, ModelSettings.defaults(SessionSettings.DEFAULTS), stats);
+    AdminSettings admin =
+        new AdminSettings("127.0.0.1", 0, java.util.UUID.randomUUID().toString(), null, "127.0.0.1", -1, root.resolve(".state"));
+    if (access.equals("callers")) {
+      Files.writeString(root.resolve("callers.yaml"),
+          "tenants:\n  jmh:\n    api_keys: [" + io.modelgate.gateway.callers.CallerPolicy.hash(KEY) + "]\n");
+      admin = admin.withCallers(root.resolve("callers.yaml"));
+    } else if (!access.equals("open")) {
+      throw new IllegalArgumentException("access: " + access + " (expected: open or callers)");
+    }
     String name = InProcessServerBuilder.generateName();
     server = GatewayServer.start(
         new GatewayServer.Transports(InProcessServerBuilder.forName(name), InProcessServerBuilder.forName(name + "-admin"), () -> {}),
         Duration.ofSeconds(5),
-        new AdminSettings("127.0.0.1", 0, java.util.UUID.randomUUID().toString(), null, "127.0.0.1", -1, root.resolve(".state")),
-        repository, stats);
+        admin, repository, stats);
     channel = InProcessChannelBuilder.forName(name).directExecutor().build();
     stub = GRPCInferenceServiceGrpc.newBlockingStub(channel);
+    if (access.equals("callers")) {
+      io.grpc.Metadata headers = new io.grpc.Metadata();
+      headers.put(io.grpc.Metadata.Key.of("x-api-key", io.grpc.Metadata.ASCII_STRING_MARSHALLER), KEY);
+      stub = stub.withInterceptors(io.grpc.stub.MetadataUtils.newAttachHeadersInterceptor(headers));
+    }
     request = ModelInferRequest.newBuilder().setModelName("identity")
         .addInputs(ModelInferRequest.InferInputTensor.newBuilder().setName("x").setDatatype("FP32").addShape(1).addShape(4)
             .setContents(InferTensorContents.newBuilder().addFp32Contents(1).addFp32Contents(2).addFp32Contents(3).addFp32Contents(4)))
