@@ -112,6 +112,7 @@ abstract class RecordedAnswer implements InferenceCallback {
     if (request.getInputsCount() > 0 && request.getInputs(0).getShapeCount() > 0) {
       requestRows = (int) Math.max(1, Math.min(Integer.MAX_VALUE, request.getInputs(0).getShape(0)));
     }
+    memoryTenant = caller.entry() == null ? null : caller.tenant();
     admission = quotas.admit(caller, requestRows);
     try {
       place = fairShare.admit(caller, version, loaded);
@@ -122,18 +123,23 @@ abstract class RecordedAnswer implements InferenceCallback {
     }
   }
 
+  /** The tenant whose share of the request memory the request counts in ({@link #admit}); null: none. */
+  private String memoryTenant;
   private RequestMemory memory;
+  private RequestMemory.Tenant heldFor;
   private long heldBytes;
 
   /**
    * Holds the request's {@code bytes} in {@code memory} until it is answered, or throws
    * RESOURCE_EXHAUSTED (asking for a retry at {@code loaded}'s pace) when that would pass the limit
-   * — the whole of it for a tenant with nothing else waiting for the version ({@link #admit} first),
-   * three quarters for the others.
+   * — the whole of it for a tenant with nothing else waiting for the version ({@link #admit} first)
+   * or within its share of the rest, three quarters for the others.
    */
   final void hold(RequestMemory memory, long bytes, LoadedVersion loaded) {
-    memory.acquire(bytes, loaded.scheduler(), place == null || place.mayUseReserve());
+    RequestMemory.Tenant tenant = memoryTenant == null ? null : memory.tenant(memoryTenant);
+    memory.acquire(bytes, loaded.scheduler(), place == null || place.mayUseReserve(), tenant);
     this.memory = memory;
+    this.heldFor = tenant;
     this.heldBytes = bytes;
   }
 
@@ -153,8 +159,9 @@ abstract class RecordedAnswer implements InferenceCallback {
 
   private void account(Status.Code code, InferenceResult result) {
     if (memory != null) {
-      memory.release(heldBytes);
+      memory.release(heldBytes, heldFor);
       memory = null;
+      heldFor = null;
     }
     if (admission != null) {
       admission.release();

@@ -10,8 +10,10 @@ import java.util.concurrent.atomic.AtomicLong;
  * by default), so a full queue of them would hold far more than the heap. Past the limit a request
  * is refused {@code RESOURCE_EXHAUSTED} at once, before it is decoded. As fair admission keeps a
  * quarter of each queue, a quarter of the bytes is kept for a tenant with nothing waiting for the
- * version it calls ({@link io.modelgate.gateway.callers.FairShare#RESERVE}): one tenant's large
- * requests cannot take all of it.
+ * version it calls ({@link io.modelgate.gateway.callers.FairShare#RESERVE}), or for one still within
+ * its equal share of the rest ({@link #acquire(long, io.modelgate.runtime.execution.VersionScheduler,
+ * boolean, Tenant)}): one tenant's large requests cannot take all of it, nor hold another tenant to
+ * one request at a time.
  *
  * <p>The limit also covers a message while it arrives ({@link #arrivals}): grpc-java gathers each
  * request message whole, up to the inbound limit, before the service sees it, so without this a
@@ -59,6 +61,9 @@ public final class RequestMemory implements AutoCloseable {
   /** What requests that may not use the reserve can fill: the limit less its reserved share. */
   private final long unreserved;
   private final AtomicLong held = new AtomicLong();
+  private final java.util.concurrent.ConcurrentHashMap<String, Tenant> tenants = new java.util.concurrent.ConcurrentHashMap<>();
+  /** Tenants with bytes held: changed only as a tenant's bytes leave or reach 0. */
+  private final java.util.concurrent.atomic.AtomicInteger tenantsHolding = new java.util.concurrent.atomic.AtomicInteger();
   private final java.util.concurrent.atomic.LongAdder refusedArriving = new java.util.concurrent.atomic.LongAdder();
   private final io.grpc.ServerStreamTracer.Factory arrivals =
       new io.grpc.ServerStreamTracer.Factory() {
@@ -184,25 +189,97 @@ public final class RequestMemory implements AutoCloseable {
   /**
    * Holds {@code bytes} for a request until {@link #release}, or refuses it when that would pass
    * the limit. A request larger than the whole limit is refused even when nothing else is held.
+   * As {@link #acquire(long, io.modelgate.runtime.execution.VersionScheduler, boolean, Tenant)}
+   * for a request of no identified tenant.
+   */
+  void acquire(long bytes, io.modelgate.runtime.execution.VersionScheduler scheduler, boolean mayUseReserve) {
+    acquire(bytes, scheduler, mayUseReserve, null);
+  }
+
+  /**
+   * Holds {@code bytes} for a request of {@code tenant} until {@link #release(long, Tenant)}, or
+   * refuses it when that would pass the part of the limit open to it: the whole limit for a tenant
+   * with nothing else waiting for the version, or one still within its equal share of the part
+   * not kept in reserve (that part divided among the tenants holding requests, itself counted);
+   * that part alone for a tenant past its share. So a tenant whose large requests fill what is not
+   * kept cannot keep another tenant, holding little, to one request at a time: the other's backlog
+   * uses the reserve.
    *
    * @param scheduler the request's version: a refusal asks for a retry once it has served what
    *     waits
-   * @param mayUseReserve whether the whole limit is open to the request, or only the part not
-   *     kept for tenants with nothing waiting ({@link
-   *     io.modelgate.gateway.callers.FairShare.Place#mayUseReserve})
+   * @param nothingWaiting whether the tenant has nothing else waiting for the version ({@link
+   *     io.modelgate.gateway.callers.FairShare.Place#mayUseReserve}), or callers are not identified
+   * @param tenant the request's tenant ({@link #tenant}); null when callers are not identified
    * @throws InferenceException RESOURCE_EXHAUSTED, with that hint
    */
-  void acquire(long bytes, io.modelgate.runtime.execution.VersionScheduler scheduler, boolean mayUseReserve) {
+  void acquire(long bytes, io.modelgate.runtime.execution.VersionScheduler scheduler, boolean nothingWaiting, Tenant tenant) {
+    boolean mayUseReserve = nothingWaiting;
+    long mine = 0;
+    int sharing = 0;
+    if (tenant != null) {
+      mine = tenant.held.addAndGet(bytes);
+      if (mine == bytes) {
+        tenantsHolding.incrementAndGet();
+      }
+      if (!mayUseReserve) {
+        sharing = Math.max(1, tenantsHolding.get());
+        mayUseReserve = mine <= unreserved / sharing;
+      }
+    }
     long open = mayUseReserve ? limit : unreserved;
     long now = held.addAndGet(bytes);
     if (now > open) {
       held.addAndGet(-bytes);
+      if (tenant != null) {
+        tenant.release(bytes);
+      }
       // Concatenated, not String.format: refused under load, many times a second.
       throw InferenceException.resourceExhausted("the server holds " + mebibytes(now - bytes)
           + " of requests not yet answered, and this one's " + mebibytes(bytes) + " would pass "
           + (mayUseReserve ? "its limit of " + mebibytes(limit)
-              : mebibytes(unreserved) + ", the part of its limit of " + mebibytes(limit) + " not kept for tenants with nothing waiting")
+              : mebibytes(unreserved) + ", the part of its limit of " + mebibytes(limit) + " not kept for tenants with nothing waiting"
+                  + (tenant == null ? "" : " or within their share (tenant '" + tenant.name + "' would hold " + mebibytes(mine)
+                      + ", past its share of " + mebibytes(unreserved / sharing) + ": that part divided among " + sharing
+                      + " tenant" + (sharing == 1 ? "" : "s") + " holding requests)"))
           + " (--request-memory); retry later or send smaller requests", scheduler.retryAfter(scheduler.queuedCount()));
+    }
+  }
+
+  /**
+   * A tenant's bytes of requests held, for its share of the memory. One per tenant named in the
+   * callers file, kept for the server's life (a few dozen bytes each).
+   */
+  final class Tenant {
+    private final String name;
+    private final AtomicLong held = new AtomicLong();
+
+    private Tenant(String name) {
+      this.name = name;
+    }
+
+    private void release(long bytes) {
+      if (held.addAndGet(-bytes) == 0) {
+        tenantsHolding.decrementAndGet();
+      }
+    }
+  }
+
+  /** {@code name}'s bytes in this memory. Any thread. */
+  Tenant tenant(String name) {
+    Tenant tenant = tenants.get(name);
+    return tenant != null ? tenant : tenants.computeIfAbsent(name, Tenant::new);
+  }
+
+  /** Tenants holding requests now. */
+  int tenantsHolding() {
+    return tenantsHolding.get();
+  }
+
+  /** Lets go of {@code bytes} that {@link #acquire(long, io.modelgate.runtime.execution.VersionScheduler, boolean, Tenant)} held for {@code tenant} (null: none). */
+  void release(long bytes, Tenant tenant) {
+    held.addAndGet(-bytes);
+    if (tenant != null) {
+      tenant.release(bytes);
     }
   }
 

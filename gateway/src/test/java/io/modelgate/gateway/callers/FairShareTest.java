@@ -98,8 +98,43 @@ class FairShareTest {
       List<Status> refused = big.stream().filter(s -> !s.isOk()).toList();
       assertThat(refused).isNotEmpty().allSatisfy(s -> {
         assertThat(s.getCode()).isEqualTo(Status.Code.RESOURCE_EXHAUSTED);
-        assertThat(s.getDescription()).contains("not kept for tenants with nothing waiting (--request-memory)");
+        assertThat(s.getDescription()).contains("not kept for tenants with nothing waiting or within their share (tenant 'big'");
       });
+    }
+  }
+
+  @Test
+  void aTenantWithABacklog_holdingLittle_usesTheReserve_whileAnotherTenantsLargeRequestsFillTheRest() throws Exception {
+    // A run of about a tenth of a second or more: the flood's refusals all come while its first request runs.
+    Gateway.write(root, "slow", 1, Gateway.slowAffine(1500));
+    Files.writeString(root.resolve("slow/model.yaml"), "max_batch_size: 1\nqueue_capacity: 64\n");
+    Files.writeString(root.resolve("callers.yaml"), "tenants:\n"
+        + "  big:\n    api_keys: [" + CallerPolicy.hash(BIG) + "]\n"
+        + "  small:\n    api_keys: [" + CallerPolicy.hash(SMALL) + "]\n");
+    ModelInferRequest request = ModelInferRequest.newBuilder().setModelName("slow")
+        .addInputs(Tensors.input("x", "FP32", 1, 3)).addRawInputContents(Tensors.rawFloats(1, 2, 3)).build();
+    int size = request.getSerializedSize();
+    // Room for six and a half requests: 4.875 not kept in reserve.
+    io.modelgate.gateway.server.AdminSettings admin = Gateway.adminSettings(root.resolve(".state"), -1)
+        .withCallers(root.resolve("callers.yaml")).withRequestMemory(6L * size + size / 2);
+    try (Gateway gateway = Gateway.inProcess(root, java.time.Duration.ofSeconds(10), java.time.Duration.ZERO, admin,
+        Clock.systemUTC())) {
+      Map<String, List<Status>> answers = new ConcurrentHashMap<>();
+      int flood = 10;
+      CountDownLatch done = new CountDownLatch(flood + 2);
+      for (int i = 0; i < flood; i++) {
+        send(gateway, BIG, "big", request, answers, done);
+      }
+      // The flood holds four (all the unreserved part), the other six refused.
+      io.modelgate.gateway.testing.Eventually.eventually("the flood's six refusals",
+          () -> answers.getOrDefault("big", List.of()).size() >= 6);
+      // Two from the small tenant: the second has the first waiting, and is within the small
+      // tenant's share (half of the unreserved part), so it may use the reserve.
+      send(gateway, SMALL, "small", request, answers, done);
+      send(gateway, SMALL, "small", request, answers, done);
+      assertThat(done.await(120, TimeUnit.SECONDS)).isTrue();
+      assertThat(answers.get("small")).containsExactly(Status.OK, Status.OK);
+      assertThat(answers.get("big").stream().filter(Status::isOk).count()).isEqualTo(4);
     }
   }
 

@@ -103,6 +103,39 @@ class RequestMemoryTest {
     assertThat(memory.held()).isZero();
   }
 
+  @Test
+  void aTenantWithABacklog_withinItsShareOfTheUnreservedPart_mayUseTheReserve_oneBeyondItMayNot() {
+    RequestMemory memory = new RequestMemory(40 << 20);
+    RequestMemory.Tenant a = memory.tenant("a");
+    RequestMemory.Tenant b = memory.tenant("b");
+    assertThat(memory.tenant("a")).isSameAs(a);
+    // Tenant a, alone, with requests waiting: its share is the whole unreserved 30 MiB.
+    memory.acquire(10 << 20, VERSION, true, a);
+    memory.acquire(10 << 20, VERSION, false, a);
+    memory.acquire(10 << 20, VERSION, false, a);
+    assertThatThrownBy(() -> memory.acquire(1 << 20, VERSION, false, a)).hasMessageContaining("would pass 30 MiB");
+    assertThat(memory.tenantsHolding()).isEqualTo(1);
+    // Tenant b, with requests waiting too, holds far less than half of 30 MiB: the reserve is open to it.
+    memory.acquire(5 << 20, VERSION, false, b);
+    memory.acquire(5 << 20, VERSION, false, b);
+    assertThat(memory.held()).isEqualTo(40 << 20);
+    assertThat(memory.tenantsHolding()).isEqualTo(2);
+    assertThatThrownBy(() -> memory.acquire(1, VERSION, false, b)).hasMessageContaining("would pass its limit of 40 MiB");
+    // a, past its 15 MiB share now that two tenants hold requests, keeps to the unreserved part.
+    memory.release(10 << 20, a);
+    assertThatThrownBy(() -> memory.acquire(10 << 20, VERSION, false, a)).hasMessage("the server holds 30 MiB of requests"
+        + " not yet answered, and this one's 10 MiB would pass 30 MiB, the part of its limit of 40 MiB not kept for tenants with"
+        + " nothing waiting or within their share (tenant 'a' would hold 30 MiB, past its share of 15 MiB: that part divided"
+        + " among 2 tenants holding requests) (--request-memory); retry later or send smaller requests");
+    assertThat(memory.held()).as("a refusal holds nothing").isEqualTo(30 << 20);
+    // Everything answered: no tenant holds anything.
+    memory.release(20 << 20, a);
+    memory.release(5 << 20, b);
+    memory.release(5 << 20, b);
+    assertThat(memory.held()).isZero();
+    assertThat(memory.tenantsHolding()).isZero();
+  }
+
   /** 10 s windows, 1 KiB a second: a watched message must gain 10 KiB in every 10 s. */
   private static final ReceiveTimeout SLOW = new ReceiveTimeout(Duration.ofSeconds(10), 1024);
 
