@@ -430,7 +430,8 @@ class EtcdControlStoreTest {
           other.blocking().modelInfer(Tensors.affine(i, 1, 2).setModelName("m").setModelVersion(version).build());
         }
       }
-      other.server.fleet().publish();
+      // Published once the other replica has its lease (its first probe may come after the judge's election).
+      eventually("the other replica publishes its samples", () -> publishes(other));
       clock.millis += 61_000;
       judge.server.control().tick();
       io.modelgate.proto.admin.v1.Rollout done = judge.server.control().rollout("m");
@@ -467,14 +468,7 @@ class EtcdControlStoreTest {
         Gateway b = Gateway.inProcess(root, root.resolve("state-forget-b"), clock, settings("/forget/", "b", etcd.endpoints(), PROBES))) {
       a.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").setModelVersion("1").build());
       // Published once a has its replica lease.
-      eventually("a publishes", () -> {
-        try {
-          a.server.fleet().publish();
-          return true;
-        } catch (io.modelgate.runtime.error.InferenceException e) {
-          return false;
-        }
-      });
+      eventually("a publishes", () -> publishes(a));
       assertThat(b.server.control().store().snapshots("m")).extracting(s -> s.getReplica() + "/" + s.getVersion())
           .contains("a/1", "a/2");
 
@@ -485,6 +479,16 @@ class EtcdControlStoreTest {
       a.server.fleet().publish();
       assertThat(b.server.control().store().snapshots("m")).extracting(s -> s.getReplica() + "/" + s.getVersion())
           .doesNotContain("a/1").contains("a/2");
+    }
+  }
+
+  /** Whether {@code replica} published its snapshots: false until it holds its replica lease. */
+  private static boolean publishes(Gateway replica) {
+    try {
+      replica.server.fleet().publish();
+      return true;
+    } catch (io.modelgate.runtime.error.InferenceException e) {
+      return false;
     }
   }
 
