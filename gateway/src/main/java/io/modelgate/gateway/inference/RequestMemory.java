@@ -26,7 +26,9 @@ import java.util.concurrent.atomic.AtomicLong;
  * <p>A message that arrives too slowly is cancelled ({@link ReceiveTimeout}): once {@value
  * ReceiveTimeout#WATCHED_FROM} bytes of it are held it is watched, and one that gains fewer than
  * the timeout's bytes in a window has its stream reset, so that a client stalled part way through a
- * large message holds its bytes for a window, not for its connection's life.
+ * large message holds its bytes for a window, not for its connection's life. A watched message
+ * holds at least 64 KiB of the limit, so at most one watched entry (a few dozen bytes) exists per
+ * 64 KiB of it.
  *
  * <p>Unary answers count as well, from when they are written until the transport has sent them
  * ({@link #holdAnswer}): a client that does not read its answers fills the memory, not the heap.

@@ -66,75 +66,61 @@ class FairShareTest {
 
   @Test
   void aTenantWithLargeRequestsWaiting_leavesAQuarterOfTheRequestMemory_forATenantWithNone() throws Exception {
-    // A run of about a tenth of a second or more: the flood's refusals all come while its first request runs.
-    Gateway.write(root, "slow", 1, Gateway.slowAffine(1500));
-    Files.writeString(root.resolve("slow/model.yaml"), "max_batch_size: 1\nqueue_capacity: 64\n");
-    Files.writeString(root.resolve("callers.yaml"), "tenants:\n"
-        + "  big:\n    api_keys: [" + CallerPolicy.hash(BIG) + "]\n"
-        + "  small:\n    api_keys: [" + CallerPolicy.hash(SMALL) + "]\n");
-    ModelInferRequest request = ModelInferRequest.newBuilder().setModelName("slow")
-        .addInputs(Tensors.input("x", "FP32", 1, 3)).addRawInputContents(Tensors.rawFloats(1, 2, 3)).build();
-    int size = request.getSerializedSize();
-    // Room for four requests: three for a tenant with requests waiting, the fourth kept.
-    io.modelgate.gateway.server.AdminSettings admin = Gateway.adminSettings(root.resolve(".state"), -1)
-        .withCallers(root.resolve("callers.yaml")).withRequestMemory(4L * size + size / 2);
-    try (Gateway gateway = Gateway.inProcess(root, java.time.Duration.ofSeconds(10), java.time.Duration.ZERO, admin,
-        Clock.systemUTC())) {
-      Map<String, List<Status>> answers = new ConcurrentHashMap<>();
-      int flood = 10;
-      CountDownLatch done = new CountDownLatch(flood + 1);
-      for (int i = 0; i < flood; i++) {
-        send(gateway, BIG, "big", request, answers, done);
-      }
-      // Three of the flood's requests held, the other seven refused; then, while the first runs, the
-      // small tenant's one comes (sent earlier, it could overtake the flood's third).
-      io.modelgate.gateway.testing.Eventually.eventually("the flood's seven refusals",
-          () -> answers.getOrDefault("big", List.of()).size() >= 7);
-      send(gateway, SMALL, "small", request, answers, done);
-      assertThat(done.await(120, TimeUnit.SECONDS)).isTrue();
-      assertThat(answers.get("small")).containsExactly(Status.OK);
-      List<Status> big = answers.get("big");
-      assertThat(big.stream().filter(Status::isOk).count()).isGreaterThanOrEqualTo(3);
-      List<Status> refused = big.stream().filter(s -> !s.isOk()).toList();
-      assertThat(refused).isNotEmpty().allSatisfy(s -> {
-        assertThat(s.getCode()).isEqualTo(Status.Code.RESOURCE_EXHAUSTED);
-        assertThat(s.getDescription()).contains("not kept for tenants with nothing waiting or within their share (tenant 'big'");
-      });
-    }
+    // Room for four and a half requests: three for a tenant with requests waiting, the rest kept.
+    Map<String, List<Status>> answers = floodThenSmall(4.5, 7, 1);
+    assertThat(answers.get("small")).containsExactly(Status.OK);
+    List<Status> big = answers.get("big");
+    assertThat(big.stream().filter(Status::isOk).count()).isEqualTo(3);
+    assertThat(big.stream().filter(s -> !s.isOk()).toList()).hasSize(7).allSatisfy(s -> {
+      assertThat(s.getCode()).isEqualTo(Status.Code.RESOURCE_EXHAUSTED);
+      assertThat(s.getDescription()).contains("not kept for tenants with nothing waiting or within their share (tenant 'big'");
+    });
   }
 
   @Test
   void aTenantWithABacklog_holdingLittle_usesTheReserve_whileAnotherTenantsLargeRequestsFillTheRest() throws Exception {
-    // A run of about a tenth of a second or more: the flood's refusals all come while its first request runs.
-    Gateway.write(root, "slow", 1, Gateway.slowAffine(1500));
+    // Room for six and a half requests, 4.875 not kept: the flood holds four. The small tenant's
+    // second has its first waiting, and is within its share (half of the 4.875), so it may use the
+    // reserve.
+    Map<String, List<Status>> answers = floodThenSmall(6.5, 6, 2);
+    assertThat(answers.get("small")).containsExactly(Status.OK, Status.OK);
+    assertThat(answers.get("big").stream().filter(Status::isOk).count()).isEqualTo(4);
+  }
+
+  /**
+   * Ten requests of the tenant {@code big} at once to a version that runs one at a time for a
+   * half a second or more, with request memory for {@code room} of them; once {@code refused} of
+   * them are refused (while its first runs), {@code small} requests of the tenant {@code small} at
+   * once (sent earlier, they could overtake the flood's last held ones).
+   *
+   * @return every answer, by tenant
+   */
+  private Map<String, List<Status>> floodThenSmall(double room, int refused, int small) throws Exception {
+    // Half a second or more a run: the flood's ten are all admitted or refused while its first runs.
+    Gateway.write(root, "slow", 1, Gateway.slowAffine(5000));
     Files.writeString(root.resolve("slow/model.yaml"), "max_batch_size: 1\nqueue_capacity: 64\n");
     Files.writeString(root.resolve("callers.yaml"), "tenants:\n"
         + "  big:\n    api_keys: [" + CallerPolicy.hash(BIG) + "]\n"
         + "  small:\n    api_keys: [" + CallerPolicy.hash(SMALL) + "]\n");
     ModelInferRequest request = ModelInferRequest.newBuilder().setModelName("slow")
         .addInputs(Tensors.input("x", "FP32", 1, 3)).addRawInputContents(Tensors.rawFloats(1, 2, 3)).build();
-    int size = request.getSerializedSize();
-    // Room for six and a half requests: 4.875 not kept in reserve.
     io.modelgate.gateway.server.AdminSettings admin = Gateway.adminSettings(root.resolve(".state"), -1)
-        .withCallers(root.resolve("callers.yaml")).withRequestMemory(6L * size + size / 2);
+        .withCallers(root.resolve("callers.yaml")).withRequestMemory((long) (room * request.getSerializedSize()));
     try (Gateway gateway = Gateway.inProcess(root, java.time.Duration.ofSeconds(10), java.time.Duration.ZERO, admin,
         Clock.systemUTC())) {
       Map<String, List<Status>> answers = new ConcurrentHashMap<>();
       int flood = 10;
-      CountDownLatch done = new CountDownLatch(flood + 2);
+      CountDownLatch done = new CountDownLatch(flood + small);
       for (int i = 0; i < flood; i++) {
         send(gateway, BIG, "big", request, answers, done);
       }
-      // The flood holds four (all the unreserved part), the other six refused.
-      io.modelgate.gateway.testing.Eventually.eventually("the flood's six refusals",
-          () -> answers.getOrDefault("big", List.of()).size() >= 6);
-      // Two from the small tenant: the second has the first waiting, and is within the small
-      // tenant's share (half of the unreserved part), so it may use the reserve.
-      send(gateway, SMALL, "small", request, answers, done);
-      send(gateway, SMALL, "small", request, answers, done);
+      io.modelgate.gateway.testing.Eventually.eventually("the flood's refusals",
+          () -> answers.getOrDefault("big", List.of()).stream().filter(s -> !s.isOk()).count() >= refused);
+      for (int i = 0; i < small; i++) {
+        send(gateway, SMALL, "small", request, answers, done);
+      }
       assertThat(done.await(120, TimeUnit.SECONDS)).isTrue();
-      assertThat(answers.get("small")).containsExactly(Status.OK, Status.OK);
-      assertThat(answers.get("big").stream().filter(Status::isOk).count()).isEqualTo(4);
+      return answers;
     }
   }
 
