@@ -37,6 +37,7 @@ public final class InferenceRequest {
   private final BooleanSupplier cancelled;
   private final InferenceCallback callback;
   private final String lane;
+  private final int laneWeight;
 
   @SuppressWarnings("unused") // accessed through ANSWERED
   private volatile boolean answered;
@@ -48,7 +49,11 @@ public final class InferenceRequest {
       boolean hasDeadline,
       BooleanSupplier cancelled,
       InferenceCallback callback,
-      String lane) {
+      String lane,
+      int laneWeight) {
+    if (laneWeight < 1) {
+      throw new IllegalArgumentException("lane weight must be at least 1, got " + laneWeight);
+    }
     this.decoded = Objects.requireNonNull(decoded, "decoded");
     this.arrivalNanos = arrivalNanos;
     this.deadlineNanos = deadlineNanos;
@@ -56,6 +61,7 @@ public final class InferenceRequest {
     this.cancelled = cancelled == null ? NEVER : cancelled;
     this.callback = Objects.requireNonNull(callback, "callback");
     this.lane = lane;
+    this.laneWeight = laneWeight;
   }
 
   /**
@@ -69,7 +75,7 @@ public final class InferenceRequest {
       long arrivalNanos,
       BooleanSupplier cancelled,
       InferenceCallback callback) {
-    return new InferenceRequest(decoded, arrivalNanos, 0, false, cancelled, callback, null);
+    return new InferenceRequest(decoded, arrivalNanos, 0, false, cancelled, callback, null, 1);
   }
 
   /**
@@ -86,9 +92,27 @@ public final class InferenceRequest {
       long deadlineNanos,
       BooleanSupplier cancelled,
       InferenceCallback callback) {
+    return inLane(lane, 1, decoded, arrivalNanos, deadlineNanos, cancelled, callback);
+  }
+
+  /**
+   * As {@link #inLane(String, DecodedRequest, long, long, BooleanSupplier, InferenceCallback)}, in
+   * a lane of {@code weight}: lanes waiting together share each batch in proportion to their
+   * weights (a lane of weight 2 places up to twice the rows of one of weight 1).
+   *
+   * @param weight the lane's weight, at least 1; every request of one lane should carry the same
+   */
+  public static InferenceRequest inLane(
+      String lane,
+      int weight,
+      DecodedRequest decoded,
+      long arrivalNanos,
+      long deadlineNanos,
+      BooleanSupplier cancelled,
+      InferenceCallback callback) {
     boolean hasDeadline = deadlineNanos != Long.MAX_VALUE;
     return new InferenceRequest(
-        decoded, arrivalNanos, hasDeadline ? deadlineNanos : 0, hasDeadline, cancelled, callback, lane);
+        decoded, arrivalNanos, hasDeadline ? deadlineNanos : 0, hasDeadline, cancelled, callback, lane, weight);
   }
 
   /** A request that must be executed before {@code deadlineNanos} ({@link System#nanoTime()}). */
@@ -98,12 +122,17 @@ public final class InferenceRequest {
       long deadlineNanos,
       BooleanSupplier cancelled,
       InferenceCallback callback) {
-    return new InferenceRequest(decoded, arrivalNanos, deadlineNanos, true, cancelled, callback, null);
+    return new InferenceRequest(decoded, arrivalNanos, deadlineNanos, true, cancelled, callback, null, 1);
   }
 
   /** The lane the request waits in (its caller's tenant), or null for the shared lane. */
   public String lane() {
     return lane;
+  }
+
+  /** The weight of its lane's share of a batch, at least 1 (1 for the shared lane). */
+  public int laneWeight() {
+    return laneWeight;
   }
 
   public DecodedRequest decoded() {

@@ -11,15 +11,17 @@ import java.util.concurrent.TimeUnit;
  *
  * <p>A batch starts with the oldest request and adds, in arrival order, requests that may share its
  * execution ({@link io.modelgate.runtime.tensor.DecodedRequest#canShareBatchWith}) while the rows
- * fit. When requests of more than one lane (tenant) wait, the lanes take turns and share:
+ * fit. When requests of more than one lane (tenant) wait, the lanes take turns and share. A lane's
+ * share of a batch is its weight's part of the weights of the lanes waiting ({@link
+ * InferenceRequest#laneWeight}; equal weights: an equal share), rounded up, at least one row:
  *
  * <ul>
- *   <li>Light lanes go first: when some lanes have no more rows pending than an equal share of a
+ *   <li>Light lanes go first: when some lanes have no more rows pending than their share of a
  *       batch and others have more (a backlog), the light lanes' requests run as a batch of their
  *       own. The batch after it serves everyone, so a backlog is never starved.
  *   <li>Otherwise the batch starts with the oldest request of a lane other than the one that
- *       started the previous batch, each lane may place up to an equal share of the batch's rows,
- *       and a last pass gives the rows no lane claimed to the oldest of the rest.
+ *       started the previous batch, each lane may place up to its share of the batch's rows, and a
+ *       last pass gives the rows no lane claimed to the oldest of the rest.
  * </ul>
  *
  * A tenant sending within its share thus waits for the batch being run and its own small one, not
@@ -52,8 +54,13 @@ final class PendingRequests {
   private final int[] laneRows = new int[MAX_LANES];
   /** Rows a lane has pending. */
   private final int[] lanePending = new int[MAX_LANES];
-  /** The pending rows within which a lane is light, for the batch being chosen. */
-  private int lightRows;
+  /** A lane's weight (that of the first of its requests counted; the last slot: of its first). */
+  private final int[] laneWeight = new int[MAX_LANES];
+  /**
+   * A lane's share of the batch being chosen, in rows: the most it places in a fair pass, and the
+   * pending rows within which it is light.
+   */
+  private final int[] laneShare = new int[MAX_LANES];
   /** Whether the last batch held only light lanes: the next one must serve the heavy ones. */
   private boolean lightLast;
   private int laneCount;
@@ -189,30 +196,29 @@ final class PendingRequests {
       return;
     }
     int limit = policy.maxBatchSize();
-    if (laned == 0 || countLanes() <= 1) {
+    if (laned == 0 || countLanes(limit) <= 1) {
       lightLast = false;
       pick(batch, 0);
-      fill(batch, limit, Integer.MAX_VALUE, false);
+      fill(batch, limit, false, false);
       return;
     }
-    int share = Math.max(1, (limit + laneCount - 1) / laneCount);
-    if (!lightLast && hasLightAndHeavy(share)) {
+    if (!lightLast && hasLightAndHeavy()) {
       // The lanes within their share run on their own, ahead of the heavy ones' backlog.
       lightLast = true;
-      fill(batch, limit, Integer.MAX_VALUE, true);
+      fill(batch, limit, false, true);
       return;
     }
     lightLast = false;
     int first = nextInTurn();
-    laneRows[laneOf(pending[first].lane())] += pending[first].decoded().rows();
+    laneRows[laneOf(pending[first])] += pending[first].decoded().rows();
     pick(batch, first);
-    fill(batch, limit, share, false);
-    fill(batch, limit, Integer.MAX_VALUE, false);
+    fill(batch, limit, true, false);
+    fill(batch, limit, false, false);
   }
 
   /**
    * As {@link #choose}, for an executor reserved for tenants without a backlog: only requests of
-   * lanes whose pending rows are within an equal share of a batch (a lane alone: within a whole
+   * lanes whose pending rows are within their share of a batch (a lane alone: within a whole
    * batch), oldest first. The batch stays empty when every lane waiting has a backlog. Without
    * lanes there is no backlog to keep apart from: as {@link #choose}.
    */
@@ -227,18 +233,18 @@ final class PendingRequests {
       return;
     }
     int limit = Math.max(1, policy.maxBatchSize());
-    int lanes = countLanes();
-    lightRows = Math.max(1, (limit + lanes - 1) / lanes);
+    countLanes(limit);
     if (!policy.merges()) {
       for (int i = 0; i < count; i++) {
-        if (lanePending[laneOf(pending[i].lane())] <= lightRows) {
+        int lane = laneOf(pending[i]);
+        if (lanePending[lane] <= laneShare[lane]) {
           pick(batch, i);
           return;
         }
       }
       return;
     }
-    fill(batch, limit, Integer.MAX_VALUE, true);
+    fill(batch, limit, false, true);
   }
 
   /**
@@ -316,11 +322,11 @@ final class PendingRequests {
 
   /**
    * One pass in arrival order: adds every request not yet chosen that fits the rows, may share the
-   * first one's execution and, with {@code share} below {@code Integer.MAX_VALUE}, keeps its lane
-   * within {@code share} rows (a lane's first request is always allowed). With {@code lightOnly},
-   * only requests of light lanes ({@link #hasLightAndHeavy}).
+   * first one's execution and, with {@code fair}, keeps its lane within the lane's share of the
+   * batch (a lane's first request is always allowed). With {@code lightOnly}, only requests of
+   * light lanes ({@link #hasLightAndHeavy}). The lanes' shares are those {@link #countLanes} set.
    */
-  private void fill(Batch batch, int limit, int share, boolean lightOnly) {
+  private void fill(Batch batch, int limit, boolean fair, boolean lightOnly) {
     for (int i = 0; i < count && !batch.isFull() && batch.rows() < limit; i++) {
       if (taken[i]) {
         continue;
@@ -332,13 +338,13 @@ final class PendingRequests {
               || !batch.get(0).decoded().canShareBatchWith(candidate.decoded()))) {
         continue;
       }
-      if (share != Integer.MAX_VALUE || lightOnly) {
-        int lane = laneOf(candidate.lane());
-        if (lightOnly && lanePending[lane] > lightRows) {
+      if (fair || lightOnly) {
+        int lane = laneOf(candidate);
+        if (lightOnly && lanePending[lane] > laneShare[lane]) {
           continue;
         }
-        if (share != Integer.MAX_VALUE) {
-          if (laneRows[lane] > 0 && laneRows[lane] + rows > share) {
+        if (fair) {
+          if (laneRows[lane] > 0 && laneRows[lane] + rows > laneShare[lane]) {
             continue;
           }
           laneRows[lane] += rows;
@@ -349,39 +355,49 @@ final class PendingRequests {
   }
 
   /**
-   * Whether some lanes are light — their pending rows within {@code share}, an equal share of a
-   * batch — while others are heavy (beyond it). Remembers the bound for {@link #fill}.
+   * Whether some lanes are light — their pending rows within their share of a batch — while others
+   * are heavy (beyond it).
    */
-  private boolean hasLightAndHeavy(int share) {
+  private boolean hasLightAndHeavy() {
     boolean light = false;
     boolean heavy = false;
     for (int i = 0; i < laneCount; i++) {
-      if (lanePending[i] <= share) {
+      if (lanePending[i] <= laneShare[i]) {
         light = true;
       } else {
         heavy = true;
       }
     }
-    lightRows = share;
     return light && heavy;
   }
 
   /**
-   * Counts the lanes among the pending requests and the rows each has pending, and zeroes their
-   * rows placed for a fair pass.
+   * Counts the lanes among the pending requests, the rows each has pending and each one's share of
+   * a batch of {@code limit} rows, and zeroes their rows placed for a fair pass.
    */
-  private int countLanes() {
+  private int countLanes(int limit) {
     laneCount = 0;
     Arrays.fill(lanePending, 0);
     for (int i = 0; i < count; i++) {
-      lanePending[laneOf(pending[i].lane())] += Math.max(1, pending[i].decoded().rows());
+      lanePending[laneOf(pending[i])] += Math.max(1, pending[i].decoded().rows());
+    }
+    long weights = 0;
+    for (int i = 0; i < laneCount; i++) {
+      weights += laneWeight[i];
+    }
+    for (int i = 0; i < laneCount; i++) {
+      laneShare[i] = (int) Math.max(1, (limit * (long) laneWeight[i] + weights - 1) / weights);
     }
     Arrays.fill(laneRows, 0, laneCount, 0);
     return laneCount;
   }
 
-  /** The slot of {@code lane}, adding it while there is room; the last slot takes the overflow. */
-  private int laneOf(String lane) {
+  /**
+   * The slot of {@code request}'s lane, adding it (with the request's weight) while there is room;
+   * the last slot takes the overflow.
+   */
+  private int laneOf(InferenceRequest request) {
+    String lane = request.lane();
     for (int i = 0; i < laneCount; i++) {
       if (Objects.equals(lanes[i], lane)) {
         return i;
@@ -390,6 +406,7 @@ final class PendingRequests {
     if (laneCount < MAX_LANES) {
       lanes[laneCount] = lane;
       laneRows[laneCount] = 0;
+      laneWeight[laneCount] = request.laneWeight();
       return laneCount++;
     }
     return MAX_LANES - 1;

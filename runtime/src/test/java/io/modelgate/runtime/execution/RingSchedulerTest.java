@@ -567,6 +567,83 @@ class RingSchedulerTest {
     return InferenceRequest.inLane(lane, decoded(), System.nanoTime(), Long.MAX_VALUE, null, answer);
   }
 
+  /** Submits {@code count} one-row requests in {@code lane} of {@code weight}; returns their answers. */
+  private static List<Answer> submit(RingScheduler scheduler, String lane, int weight, int count) {
+    List<Answer> answers = new ArrayList<>();
+    for (int i = 0; i < count; i++) {
+      Answer answer = new Answer();
+      scheduler.submit(InferenceRequest.inLane(lane, weight, decoded(), System.nanoTime(), Long.MAX_VALUE, null, answer));
+      answers.add(answer);
+    }
+    return answers;
+  }
+
+  private static long done(List<Answer> answers) {
+    return answers.stream().filter(a -> a.result.isDone()).count();
+  }
+
+  @Test
+  void lanes_withBacklogs_shareEachBatchInProportionToTheirWeights() throws Exception {
+    GatedExecutor executor = new GatedExecutor();
+    RingScheduler scheduler =
+        new RingScheduler(
+            "model 'm' version 1", new SchedulerSettings(64, 1), new BatchPolicy(8, 0, List.of()), () -> executor,
+            StageRecorder.NONE);
+    schedulers.add(scheduler);
+    List<Answer> first = submit(scheduler, "bronze", 1, 1);
+    assertThat(executor.started.take()).isEqualTo(1);
+    // While that batch runs, both lanes queue a backlog: gold (weight 3) and bronze (weight 1).
+    List<Answer> gold = submit(scheduler, "gold", 3, 20);
+    List<Answer> bronze = submit(scheduler, "bronze", 1, 20);
+    executor.release();
+    // Each batch of 8 rows: gold places ceil(8 * 3/4) = 6, bronze ceil(8 * 1/4) = 2.
+    assertThat(executor.started.take()).isEqualTo(8);
+    assertThat(executor.startedLanes.poll(10, TimeUnit.SECONDS)).isEqualTo("bronze");
+    assertThat(executor.startedLanes.poll(10, TimeUnit.SECONDS)).isEqualTo("gold");
+    executor.release();
+    assertThat(executor.started.take()).isEqualTo(8);
+    assertThat(first.get(0).result.get(10, TimeUnit.SECONDS)).isNotNull();
+    assertThat(done(gold)).isEqualTo(6);
+    assertThat(done(bronze)).isEqualTo(2);
+    // The next batch starts with bronze's turn and shares the same way (both lanes still beyond
+    // their shares: a lane within its share would run on its own first).
+    assertThat(executor.startedLanes.poll(10, TimeUnit.SECONDS)).isEqualTo("bronze");
+    executor.release();
+    assertThat(executor.started.take()).isEqualTo(8);
+    assertThat(done(gold)).isEqualTo(12);
+    assertThat(done(bronze)).isEqualTo(4);
+    executor.ungateAndRunAll();
+    for (Answer answer : bronze) {
+      assertThat(answer.result.get(10, TimeUnit.SECONDS)).isNotNull();
+    }
+  }
+
+  @Test
+  void lanes_aLaneIsLightWithinItsWeightedShare_andRunsAheadOfTheBacklog() throws Exception {
+    GatedExecutor executor = new GatedExecutor();
+    RingScheduler scheduler =
+        new RingScheduler(
+            "model 'm' version 1", new SchedulerSettings(64, 1), new BatchPolicy(8, 0, List.of()), () -> executor,
+            StageRecorder.NONE);
+    schedulers.add(scheduler);
+    submit(scheduler, "flood", 1, 1);
+    assertThat(executor.started.take()).isEqualTo(1);
+    submit(scheduler, "flood", 1, 20);
+    // Five rows pending: beyond an equal share of a batch of 8 (4), within gold's weighted one (6).
+    List<Answer> gold = submit(scheduler, "gold", 3, 5);
+    executor.release();
+    assertThat(executor.started.take()).isEqualTo(5);
+    assertThat(executor.startedLanes.poll(10, TimeUnit.SECONDS)).isEqualTo("flood");
+    assertThat(executor.startedLanes.poll(10, TimeUnit.SECONDS)).isEqualTo("gold");
+    executor.release();
+    // Then the flood gets a whole batch.
+    assertThat(executor.started.take()).isEqualTo(8);
+    for (Answer answer : gold) {
+      assertThat(answer.result.get(10, TimeUnit.SECONDS)).isNotNull();
+    }
+    executor.ungateAndRunAll();
+  }
+
   @Test
   void lanes_aQuietLaneRunsAheadOfAFlood_andBackloggedLanesShareEachBatch() throws Exception {
     GatedExecutor executor = new GatedExecutor();
