@@ -309,7 +309,8 @@ public final class AccessControl implements AutoCloseable {
             .setRequestsPerSecond(quota.requestsPerSecond())
             .setRowsPerSecond(quota.rowsPerSecond())
             .setInFlight(quota.inFlight())
-            .setQuotaSource(api != null ? "api" : tenant.quota().limits() ? "file" : ""));
+            .setQuotaSource(api != null ? "api" : tenant.quota().limits() ? "file" : "")
+            .setWeight(tenant.weight()));
       }
     }
     return report.build();

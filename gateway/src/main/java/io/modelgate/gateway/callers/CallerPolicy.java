@@ -40,6 +40,7 @@ import org.yaml.snakeyaml.constructor.SafeConstructor;
  *     certificates: ["CN=fraud-svc,O=Example"]
  *     models: [cnn_mnist]              # default: every model
  *     quota: {requests_per_second: 100, rows_per_second: 2000, in_flight: 32}
+ *     weight: 3                        # its share when tenants contend, against 1 (default)
  * jwt:                                 # signed tokens, verified against a local JWKS file
  *   jwks: jwks.json                    # relative to this file
  *   issuer: https://login.example
@@ -92,8 +93,28 @@ public final class CallerPolicy {
     }
   }
 
-  /** One tenant: its key hashes, certificate subjects, the models it may use (empty: all), its quota. */
-  public record Tenant(String name, List<byte[]> keyHashes, Set<String> certificates, Set<String> models, Quota quota) {
+  /** The highest weight a tenant may have. */
+  public static final int MAX_WEIGHT = 1000;
+
+  /**
+   * One tenant: its key hashes, certificate subjects, the models it may use (empty: all), its
+   * quota, and its weight: when tenants contend for a version, each one's share of the queue's
+   * places, of each batch's rows and of the request memory is its weight's part of the weights of
+   * the tenants contending (1 to {@link #MAX_WEIGHT}; all 1: equal shares).
+   */
+  public record Tenant(String name, List<byte[]> keyHashes, Set<String> certificates, Set<String> models, Quota quota,
+      int weight) {
+    public Tenant {
+      if (weight < 1 || weight > MAX_WEIGHT) {
+        throw new IllegalArgumentException("weight " + weight + " is outside 1.." + MAX_WEIGHT);
+      }
+    }
+
+    /** A tenant of weight 1. */
+    public Tenant(String name, List<byte[]> keyHashes, Set<String> certificates, Set<String> models, Quota quota) {
+      this(name, keyHashes, certificates, models, quota, 1);
+    }
+
     public boolean allows(String model) {
       return models.isEmpty() || models.contains(model);
     }
@@ -275,7 +296,7 @@ public final class CallerPolicy {
     for (Map.Entry<?, ?> entry : listed.entrySet()) {
       String name = String.valueOf(entry.getKey());
       Map<?, ?> fields = entry.getValue() == null ? Map.of() : mapping(entry.getValue(), "tenants." + name);
-      known(fields, "tenants." + name + ".", Set.of("api_keys", "certificates", "models", "quota"));
+      known(fields, "tenants." + name + ".", Set.of("api_keys", "certificates", "models", "quota", "weight"));
       List<byte[]> hashes = new ArrayList<>();
       for (String hash : strings(fields, "api_keys", "tenants." + name)) {
         try {
@@ -287,7 +308,8 @@ public final class CallerPolicy {
       tenants.put(name, new Tenant(name, List.copyOf(hashes),
           Set.copyOf(strings(fields, "certificates", "tenants." + name)),
           Set.copyOf(strings(fields, "models", "tenants." + name)),
-          fields.containsKey("quota") ? quota(fields.get("quota"), "tenants." + name + ".quota") : Quota.NONE));
+          fields.containsKey("quota") ? quota(fields.get("quota"), "tenants." + name + ".quota") : Quota.NONE,
+          weight(fields.get("weight"), "tenants." + name + ".weight")));
     }
     DefaultJWTProcessor<SecurityContext> jwt = null;
     String tenantClaim = "sub";
@@ -376,6 +398,17 @@ public final class CallerPolicy {
       throw new InvalidCallersException(where + ".in_flight: " + inFlight + " (expected: a whole number)");
     }
     return new Quota(requests, rows, (int) inFlight);
+  }
+
+  private static int weight(Object value, String where) throws InvalidCallersException {
+    if (value == null) {
+      return 1;
+    }
+    if (!(value instanceof Integer weight) || weight < 1 || weight > MAX_WEIGHT) {
+      throw new InvalidCallersException(where + ": " + value + " (expected: a whole number from 1 to " + MAX_WEIGHT
+          + "; leave it out for 1)");
+    }
+    return weight;
   }
 
   /** The highest rate a quota may set, a second (the token buckets count thousandths of a token). */

@@ -9,8 +9,9 @@ import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * Fair admission to a version's queue among tenants: with caller identity on, the tenants that
- * have requests waiting for a version share its queue ({@code queue_capacity}) equally, and a
- * quarter of it is always kept free for a tenant that has none waiting. A tenant flooding a
+ * have requests waiting for a version share its queue ({@code queue_capacity}) in proportion to
+ * their weights ({@link CallerPolicy.Tenant#weight}; equally when all are 1), and a quarter of it is
+ * always kept free for a tenant that has none waiting. A tenant flooding a
  * version is refused (RESOURCE_EXHAUSTED, with a retry hint) once it holds its share, instead of
  * filling the queue and getting everyone else refused; a tenant within its share is admitted.
  *
@@ -29,22 +30,39 @@ public final class FairShare {
   /** Per load of a version: its tenants' shares. */
   private final Map<LoadedVersion, Shares> versions = new WeakHashMap<>();
 
-  /** One version's tenants: requests admitted and not answered, by tenant, and how many tenants have any. */
+  /**
+   * One version's tenants: requests admitted and not answered, by tenant, and the weights of the
+   * tenants that have any.
+   */
   private static final class Shares {
-    final Map<String, AtomicInteger> held = new ConcurrentHashMap<>();
-    /** Tenants holding at least one place: changed only as a tenant's count leaves or reaches 0. */
+    final Map<String, Held> held = new ConcurrentHashMap<>();
+    /** Sum of the weights of the tenants holding at least one place: changed only as a count leaves or reaches 0. */
     final AtomicInteger active = new AtomicInteger();
+  }
+
+  /**
+   * A tenant's places in one version's queue, counted at one weight. A callers file read again with
+   * another weight for the tenant starts a new count; requests admitted before release into the one
+   * they were counted in, so the active weights stay exact.
+   */
+  private static final class Held {
+    final AtomicInteger count = new AtomicInteger();
+    final int weight;
+
+    Held(int weight) {
+      this.weight = weight;
+    }
   }
 
   /** An admitted request's place in its tenant's share; released once, when it is answered. */
   public static final class Place {
     static final Place NONE = new Place(null, null, true);
-    private final AtomicInteger count;
+    private final Held held;
     private final AtomicInteger active;
     private final boolean first;
 
-    Place(AtomicInteger count, AtomicInteger active, boolean first) {
-      this.count = count;
+    Place(Held held, AtomicInteger active, boolean first) {
+      this.held = held;
       this.active = active;
       this.first = first;
     }
@@ -58,13 +76,13 @@ public final class FairShare {
     }
 
     public void release() {
-      if (count != null && count.decrementAndGet() == 0) {
-        active.decrementAndGet();
+      if (held != null && held.count.decrementAndGet() == 0) {
+        active.addAndGet(-held.weight);
       }
     }
   }
 
-  /** How many tenants hold places in {@code loaded}'s queue now (for tests). */
+  /** The weights of the tenants holding places in {@code loaded}'s queue now, summed (for tests). */
   int activeTenants(LoadedVersion loaded) {
     synchronized (versions) {
       Shares shares = versions.get(loaded);
@@ -86,25 +104,31 @@ public final class FairShare {
     synchronized (versions) {
       shares = versions.computeIfAbsent(loaded, l -> new Shares());
     }
-    AtomicInteger mine = shares.held.computeIfAbsent(caller.tenant(), t -> new AtomicInteger());
+    int weight = caller.entry().weight();
+    Held mine = shares.held.get(caller.tenant());
+    if (mine == null || mine.weight != weight) {
+      // The weight changed (the callers file was read again): a new count from here on.
+      Held counted = mine;
+      mine = shares.held.compute(caller.tenant(), (t, h) -> h != null && h != counted && h.weight == weight ? h : new Held(weight));
+    }
     // This tenant counts among the active whether or not it holds a place yet.
-    int active = Math.max(1, shares.active.get() + (mine.get() == 0 ? 1 : 0));
+    int active = Math.max(weight, shares.active.get() + (mine.count.get() == 0 ? weight : 0));
     int capacity = loaded.settings().scheduler().queueCapacity();
-    int share = Math.max(1, (int) (capacity * (1 - RESERVE) / active));
-    int held = mine.incrementAndGet();
+    int share = Math.max(1, (int) (capacity * (1 - RESERVE) * weight / active));
+    int held = mine.count.incrementAndGet();
     Place place = new Place(mine, shares.active, held == 1);
     if (held == 1) {
-      shares.active.incrementAndGet();
+      shares.active.addAndGet(weight);
     }
     if (held > share) {
       place.release();
       // Retry once the version has served the share this tenant holds, its lane getting one turn
-      // in `active`, at the pace of the executors that serve a backlog.
-      java.time.Duration retry = loaded.scheduler().backlogRetryAfter((long) share * active);
+      // among the tenants waiting (all their shares), at the pace of the executors that serve a backlog.
+      java.time.Duration retry = loaded.scheduler().backlogRetryAfter((long) share * active / weight);
       // Concatenated, not String.format: refused under a flood, many times a second.
       throw InferenceException.overQuota("tenant '" + caller.tenant() + "' holds its fair share of " + version.label()
-          + " (" + share + " of " + capacity + " places, shared by " + active
-          + " tenants with requests waiting); retry shortly", retry);
+          + " (" + share + " of " + capacity + " places: its weight " + weight + " of " + active
+          + ", the weights of the tenants with requests waiting); retry shortly", retry);
     }
     return place;
   }

@@ -624,7 +624,7 @@ final class AdminCommand implements Runnable {
       return;
     }
     out.printf("callers (%s), identified by %s:%n", report.getCallersFile(), String.join(", ", report.getIdentifyList()));
-    out.printf("  %-16s %-8s %-24s %s%n", "TENANT", "KEYS", "MODELS", "QUOTA");
+    out.printf("  %-16s %-8s %-6s %-24s %s%n", "TENANT", "KEYS", "WEIGHT", "MODELS", "QUOTA");
     for (io.modelgate.proto.admin.v1.AccessTenant t : report.getTenantsList()) {
       java.util.List<String> quota = new java.util.ArrayList<>();
       if (t.getRequestsPerSecond() > 0) {
@@ -640,7 +640,7 @@ final class AdminCommand implements Runnable {
       if (t.getQuotaSource().equals("api")) {
         text += " (set through the admin API)";
       }
-      out.printf("  %-16s %-8d %-24s %s%n", t.getName(), t.getApiKeys(),
+      out.printf("  %-16s %-8d %-6d %-24s %s%n", t.getName(), t.getApiKeys(), Math.max(1, t.getWeight()),
           t.getModelsCount() == 0 ? "all" : String.join(",", t.getModelsList()), text);
       for (String certificate : t.getCertificatesList()) {
         out.printf("  %-16s certificate %s%n", "", certificate);

@@ -460,7 +460,8 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     answer.shadow = ShadowComparison.of(target.shadow(), target.version(), clock);
     // Without a callers file every request waits in the one shared lane.
     String lane = tenant.entry() == null ? null : tenant.tenant();
-    submit(request, target.loaded(), arrival, cancelled, deadline, lane, answer);
+    int weight = tenant.entry() == null ? 1 : tenant.entry().weight();
+    submit(request, target.loaded(), arrival, cancelled, deadline, lane, weight, answer);
     if (answer.shadow != null) {
       startShadow(request, target.shadow(), answer.shadow);
     }
@@ -494,6 +495,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       BooleanSupplier cancelled,
       Deadline deadline,
       String lane,
+      int weight,
       RecordedAnswer callback) {
     // Overload is refused before the request's tensors are decoded and copied.
     loaded.scheduler().refuseIfFull();
@@ -501,7 +503,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     callback.decoded(decoded);
     long deadlineNanos =
         deadline == null ? Long.MAX_VALUE : System.nanoTime() + deadline.timeRemaining(TimeUnit.NANOSECONDS);
-    loaded.scheduler().submit(InferenceRequest.inLane(lane, decoded, arrival, deadlineNanos, cancelled, callback));
+    loaded.scheduler().submit(InferenceRequest.inLane(lane, weight, decoded, arrival, deadlineNanos, cancelled, callback));
   }
 
   /**

@@ -112,7 +112,7 @@ abstract class RecordedAnswer implements InferenceCallback {
     if (request.getInputsCount() > 0 && request.getInputs(0).getShapeCount() > 0) {
       requestRows = (int) Math.max(1, Math.min(Integer.MAX_VALUE, request.getInputs(0).getShape(0)));
     }
-    memoryTenant = caller.entry() == null ? null : caller.tenant();
+    memoryTenant = caller.entry();
     admission = quotas.admit(caller, requestRows);
     try {
       place = fairShare.admit(caller, version, loaded);
@@ -124,7 +124,7 @@ abstract class RecordedAnswer implements InferenceCallback {
   }
 
   /** The tenant whose share of the request memory the request counts in ({@link #admit}); null: none. */
-  private String memoryTenant;
+  private io.modelgate.gateway.callers.CallerPolicy.Tenant memoryTenant;
   private RequestMemory memory;
   private RequestMemory.Tenant heldFor;
   private long heldBytes;
@@ -136,7 +136,7 @@ abstract class RecordedAnswer implements InferenceCallback {
    * or within its share of the rest, three quarters for the others.
    */
   final void hold(RequestMemory memory, long bytes, LoadedVersion loaded) {
-    RequestMemory.Tenant tenant = memoryTenant == null ? null : memory.tenant(memoryTenant);
+    RequestMemory.Tenant tenant = memoryTenant == null ? null : memory.tenant(memoryTenant.name(), memoryTenant.weight());
     memory.acquire(bytes, loaded.scheduler(), place == null || place.mayUseReserve(), tenant);
     this.memory = memory;
     this.heldFor = tenant;

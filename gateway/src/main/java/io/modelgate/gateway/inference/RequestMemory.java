@@ -11,7 +11,7 @@ import java.util.concurrent.atomic.AtomicLong;
  * is refused {@code RESOURCE_EXHAUSTED} at once, before it is decoded. As fair admission keeps a
  * quarter of each queue, a quarter of the bytes is kept for a tenant with nothing waiting for the
  * version it calls ({@link io.modelgate.gateway.callers.FairShare#RESERVE}), or for one still within
- * its equal share of the rest ({@link #acquire(long, io.modelgate.runtime.execution.VersionScheduler,
+ * its share of the rest (its weight's part of the weights of the tenants holding requests) ({@link #acquire(long, io.modelgate.runtime.execution.VersionScheduler,
  * boolean, Tenant)}): one tenant's large requests cannot take all of it, nor hold another tenant to
  * one request at a time.
  *
@@ -64,7 +64,7 @@ public final class RequestMemory implements AutoCloseable {
   private final long unreserved;
   private final AtomicLong held = new AtomicLong();
   private final java.util.concurrent.ConcurrentHashMap<String, Tenant> tenants = new java.util.concurrent.ConcurrentHashMap<>();
-  /** Tenants with bytes held: changed only as a tenant's bytes leave or reach 0. */
+  /** The weights of the tenants with bytes held, summed: changed only as a tenant's bytes leave or reach 0. */
   private final java.util.concurrent.atomic.AtomicInteger tenantsHolding = new java.util.concurrent.atomic.AtomicInteger();
   private final java.util.concurrent.atomic.LongAdder refusedArriving = new java.util.concurrent.atomic.LongAdder();
   private final io.grpc.ServerStreamTracer.Factory arrivals =
@@ -201,8 +201,9 @@ public final class RequestMemory implements AutoCloseable {
   /**
    * Holds {@code bytes} for a request of {@code tenant} until {@link #release(long, Tenant)}, or
    * refuses it when that would pass the part of the limit open to it: the whole limit for a tenant
-   * with nothing else waiting for the version, or one still within its equal share of the part
-   * not kept in reserve (that part divided among the tenants holding requests, itself counted);
+   * with nothing else waiting for the version, or one still within its share of the part not kept
+   * in reserve (that part in proportion to the weights of the tenants holding requests, itself
+   * counted; equal shares when all weigh 1);
    * that part alone for a tenant past its share. So a tenant whose large requests fill what is not
    * kept cannot keep another tenant, holding little, to one request at a time: the other's backlog
    * uses the reserve.
@@ -221,11 +222,11 @@ public final class RequestMemory implements AutoCloseable {
     if (tenant != null) {
       mine = tenant.held.addAndGet(bytes);
       if (mine == bytes) {
-        tenantsHolding.incrementAndGet();
+        tenantsHolding.addAndGet(tenant.weight);
       }
       if (!mayUseReserve) {
-        sharing = Math.max(1, tenantsHolding.get());
-        mayUseReserve = mine <= unreserved / sharing;
+        sharing = Math.max(tenant.weight, tenantsHolding.get());
+        mayUseReserve = mine <= share(tenant, sharing);
       }
     }
     long open = mayUseReserve ? limit : unreserved;
@@ -241,38 +242,50 @@ public final class RequestMemory implements AutoCloseable {
           + (mayUseReserve ? "its limit of " + mebibytes(limit)
               : mebibytes(unreserved) + ", the part of its limit of " + mebibytes(limit) + " not kept for tenants with nothing waiting"
                   + (tenant == null ? "" : " or within their share (tenant '" + tenant.name + "' would hold " + mebibytes(mine)
-                      + ", past its share of " + mebibytes(unreserved / sharing) + ": that part divided among " + sharing
-                      + " tenant" + (sharing == 1 ? "" : "s") + " holding requests)"))
+                      + ", past its share of " + mebibytes(share(tenant, sharing)) + ": that part divided among the tenants"
+                      + " holding requests, its weight " + tenant.weight + " of " + sharing + ")"))
           + " (--request-memory); retry later or send smaller requests", scheduler.retryAfter(scheduler.queuedCount()));
     }
   }
 
+  /** {@code tenant}'s part of what is not kept in reserve, when the tenants holding requests weigh {@code sharing}. */
+  private long share(Tenant tenant, int sharing) {
+    return (long) ((double) unreserved * tenant.weight / sharing);
+  }
+
   /**
-   * A tenant's bytes of requests held, for its share of the memory. One per tenant named in the
-   * callers file, kept for the server's life (a few dozen bytes each).
+   * A tenant's bytes of requests held, counted at one weight, for its share of the memory. One per
+   * tenant named in the callers file, kept for the server's life (a few dozen bytes each); a
+   * callers file read again with another weight for the tenant starts a new one, and requests held
+   * before release into the one they were counted in, so the weights summed stay exact.
    */
   final class Tenant {
     private final String name;
+    private final int weight;
     private final AtomicLong held = new AtomicLong();
 
-    private Tenant(String name) {
+    private Tenant(String name, int weight) {
       this.name = name;
+      this.weight = weight;
     }
 
     private void release(long bytes) {
       if (held.addAndGet(-bytes) == 0) {
-        tenantsHolding.decrementAndGet();
+        tenantsHolding.addAndGet(-weight);
       }
     }
   }
 
-  /** {@code name}'s bytes in this memory. Any thread. */
-  Tenant tenant(String name) {
+  /** {@code name}'s bytes in this memory, at {@code weight} (at least 1). Any thread. */
+  Tenant tenant(String name, int weight) {
     Tenant tenant = tenants.get(name);
-    return tenant != null ? tenant : tenants.computeIfAbsent(name, Tenant::new);
+    if (tenant != null && tenant.weight == weight) {
+      return tenant;
+    }
+    return tenants.compute(name, (n, t) -> t != null && t.weight == weight ? t : new Tenant(n, weight));
   }
 
-  /** Tenants holding requests now. */
+  /** The weights of the tenants holding requests now, summed (each tenant's weight 1: how many). */
   int tenantsHolding() {
     return tenantsHolding.get();
   }

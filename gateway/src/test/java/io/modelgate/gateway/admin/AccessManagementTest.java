@@ -118,7 +118,7 @@ class AccessManagementTest {
     Gateway.write(root, "m", 1, Gateway.affine());
     // The file gives the tenant 2 requests a second; the clock stands still, so buckets never refill.
     Files.writeString(root.resolve("callers.yaml"), "tenants:\n  team:\n    api_keys: [" + CallerPolicy.hash(KEY) + "]\n"
-        + "    quota: {requests_per_second: 2}\n");
+        + "    quota: {requests_per_second: 2}\n    weight: 2\n");
     Files.writeString(root.resolve("tokens.yaml"), "tokens: {}\n");
     TestClock clock = new TestClock();
     try (Gateway gateway = start(clock)) {
@@ -127,6 +127,7 @@ class AccessManagementTest {
       AccessTenant team = report.getTenants(0);
       assertThat(team.getRequestsPerSecond()).isEqualTo(1);
       assertThat(team.getQuotaSource()).isEqualTo("api");
+      assertThat(team.getWeight()).as("the file's weight, reported beside the quota").isEqualTo(2);
       gateway.blockingAs(KEY).modelInfer(request());
       refused(() -> gateway.blockingAs(KEY).modelInfer(request()), Status.Code.RESOURCE_EXHAUSTED,
           "tenant 'team' is over its quota of 1 requests a second");

@@ -224,7 +224,14 @@ class CallersTest {
         .hasMessageContaining("tenants.a.api_keys: expected sha256:<64 hex digits> (the hash, never the secret")
         .hasMessageNotContaining(KEY_A);
     assertThatThrownBy(() -> CallerPolicy.read(callers("tenants:\n  a:\n    keys: []\n")))
-        .hasMessage("tenants.a.keys: unknown key (expected one of: [api_keys, certificates, models, quota])");
+        .hasMessage("tenants.a.keys: unknown key (expected one of: [api_keys, certificates, models, quota, weight])");
+    assertThatThrownBy(() -> CallerPolicy.read(callers("tenants:\n  a:\n    weight: 0\n")))
+        .hasMessage("tenants.a.weight: 0 (expected: a whole number from 1 to 1000; leave it out for 1)");
+    assertThatThrownBy(() -> CallerPolicy.read(callers("tenants:\n  a:\n    weight: 1.5\n")))
+        .hasMessage("tenants.a.weight: 1.5 (expected: a whole number from 1 to 1000; leave it out for 1)");
+    CallerPolicy weighted = CallerPolicy.read(callers("tenants:\n  a:\n    weight: 3\n  b: {}\n"));
+    assertThat(weighted.tenants().get("a").weight()).isEqualTo(3);
+    assertThat(weighted.tenants().get("b").weight()).isEqualTo(1);
     assertThatThrownBy(() -> CallerPolicy.read(callers("tenants:\n  a:\n    quota: {requests_per_second: -1}\n")))
         .hasMessage("tenants.a.quota.requests_per_second: -1 (expected: a number above 0)");
     assertThatThrownBy(() -> CallerPolicy.read(callers("tenants:\n  a:\n    quota: {rows_per_second: 5000000}\n")))

@@ -141,7 +141,7 @@ class FairShareTest {
       // With 3,001 tenants waiting each may hold max(1, 3000 / 3001) = 1: a second request is refused.
       org.assertj.core.api.Assertions.assertThatThrownBy(() -> fair.admit(caller("t7"), version, loaded))
           .hasMessageContaining("holds its fair share")
-          .hasMessageContaining("shared by 3000 tenants");
+          .hasMessageContaining("(1 of 4000 places: its weight 1 of 3000, the weights of the tenants with requests waiting)");
       assertThat(fair.activeTenants(loaded)).isEqualTo(3000);
       // Half of them answered: the other half may now hold two each.
       for (int t = 0; t < 1500; t++) {
@@ -184,15 +184,56 @@ class FairShareTest {
       }
       io.modelgate.runtime.error.InferenceException refusal = org.junit.jupiter.api.Assertions.assertThrows(
           io.modelgate.runtime.error.InferenceException.class, () -> fair.admit(caller("a"), version, loaded));
-      assertThat(refusal.getMessage()).contains("(12 of 16 places, shared by 1 tenants");
+      assertThat(refusal.getMessage()).contains("(12 of 16 places: its weight 1 of 1,");
       assertThat(refusal.retryAfter()).isEqualTo(loaded.scheduler().backlogRetryAfter(12))
           .isGreaterThanOrEqualTo(java.time.Duration.ofNanos(Math.min(12 * pace, 10_000_000_000L)));
     }
   }
 
+  @Test
+  void tenantsShareTheQueueInProportionToTheirWeights() throws Exception {
+    Gateway.write(root, "slow", 1, Gateway.slowAffine());
+    Files.writeString(root.resolve("slow/model.yaml"), "max_batch_size: 1\nqueue_capacity: 16\n");
+    try (Gateway gateway = Gateway.inProcess(root)) {
+      io.modelgate.runtime.repository.ModelVersion version = gateway.repository.model("slow").orElseThrow().version(1).orElseThrow();
+      io.modelgate.runtime.repository.LoadedVersion loaded = version.serving();
+      FairShare fair = new FairShare();
+      List<FairShare.Place> places = new java.util.ArrayList<>();
+      places.add(fair.admit(caller("bronze", 1), version, loaded));
+      // Gold (weight 3) and bronze (1) waiting: of the 12 places fair shares leave, gold may hold
+      // 12 x 3/4 = 9 (an equal share would be 6) and bronze 12 x 1/4 = 3.
+      for (int i = 0; i < 9; i++) {
+        places.add(fair.admit(caller("gold", 3), version, loaded));
+      }
+      assertThat(fair.activeTenants(loaded)).isEqualTo(4);
+      io.modelgate.runtime.error.InferenceException refusal = org.junit.jupiter.api.Assertions.assertThrows(
+          io.modelgate.runtime.error.InferenceException.class, () -> fair.admit(caller("gold", 3), version, loaded));
+      assertThat(refusal.getMessage()).contains("tenant 'gold' holds its fair share of model 'slow' version 1 (9 of 16"
+          + " places: its weight 3 of 4, the weights of the tenants with requests waiting)");
+      // Its retry waits for one turn of every tenant's share: 9 x 4/3 = 12 requests served.
+      assertThat(refusal.retryAfter()).isEqualTo(loaded.scheduler().backlogRetryAfter(12));
+      places.add(fair.admit(caller("bronze", 1), version, loaded));
+      places.add(fair.admit(caller("bronze", 1), version, loaded));
+      org.assertj.core.api.Assertions.assertThatThrownBy(() -> fair.admit(caller("bronze", 1), version, loaded))
+          .hasMessageContaining("(3 of 16 places: its weight 1 of 4,");
+      // The callers file read again with gold at weight 1: a new count beside the old one's 9
+      // places, which still count at weight 3 until answered.
+      places.add(fair.admit(caller("gold", 1), version, loaded));
+      assertThat(fair.activeTenants(loaded)).isEqualTo(5);
+      for (FairShare.Place place : places) {
+        place.release();
+      }
+      assertThat(fair.activeTenants(loaded)).isZero();
+    }
+  }
+
   private static CallerAuth.Caller caller(String tenant) {
+    return caller(tenant, 1);
+  }
+
+  private static CallerAuth.Caller caller(String tenant, int weight) {
     return new CallerAuth.Caller(tenant, "api_key",
-        new CallerPolicy.Tenant(tenant, List.of(), java.util.Set.of(), java.util.Set.of(), null));
+        new CallerPolicy.Tenant(tenant, List.of(), java.util.Set.of(), java.util.Set.of(), null, weight));
   }
 
   private static void send(Gateway gateway, String key, String tenant, ModelInferRequest request, Map<String, List<Status>> answers,

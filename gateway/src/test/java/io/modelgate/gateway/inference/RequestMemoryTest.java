@@ -106,9 +106,9 @@ class RequestMemoryTest {
   @Test
   void aTenantWithABacklog_withinItsShareOfTheUnreservedPart_mayUseTheReserve_oneBeyondItMayNot() {
     RequestMemory memory = new RequestMemory(40 << 20);
-    RequestMemory.Tenant a = memory.tenant("a");
-    RequestMemory.Tenant b = memory.tenant("b");
-    assertThat(memory.tenant("a")).isSameAs(a);
+    RequestMemory.Tenant a = memory.tenant("a", 1);
+    RequestMemory.Tenant b = memory.tenant("b", 1);
+    assertThat(memory.tenant("a", 1)).isSameAs(a);
     // Tenant a, alone, with requests waiting: its share is the whole unreserved 30 MiB.
     memory.acquire(10 << 20, VERSION, true, a);
     memory.acquire(10 << 20, VERSION, false, a);
@@ -126,12 +126,43 @@ class RequestMemoryTest {
     assertThatThrownBy(() -> memory.acquire(10 << 20, VERSION, false, a)).hasMessage("the server holds 30 MiB of requests"
         + " not yet answered, and this one's 10 MiB would pass 30 MiB, the part of its limit of 40 MiB not kept for tenants with"
         + " nothing waiting or within their share (tenant 'a' would hold 30 MiB, past its share of 15 MiB: that part divided"
-        + " among 2 tenants holding requests) (--request-memory); retry later or send smaller requests");
+        + " among the tenants holding requests, its weight 1 of 2) (--request-memory); retry later or send smaller requests");
     assertThat(memory.held()).as("a refusal holds nothing").isEqualTo(30 << 20);
     // Everything answered: no tenant holds anything.
     memory.release(20 << 20, a);
     memory.release(5 << 20, b);
     memory.release(5 << 20, b);
+    assertThat(memory.held()).isZero();
+    assertThat(memory.tenantsHolding()).isZero();
+  }
+
+  @Test
+  void aTenantsShareOfTheUnreservedPart_followsItsWeight() {
+    RequestMemory memory = new RequestMemory(40 << 20);
+    RequestMemory.Tenant gold = memory.tenant("gold", 3);
+    RequestMemory.Tenant bronze = memory.tenant("bronze", 1);
+    // Bronze, alone with requests waiting, holds 20 MiB of the unreserved 30.
+    memory.acquire(20 << 20, VERSION, false, bronze);
+    // Gold's share with both holding is 3/4 of 30 MiB (22.5 MiB; an equal share would be 15):
+    // at 18 MiB it is within it and may use the reserve past the unreserved 30 MiB.
+    memory.acquire(10 << 20, VERSION, false, gold);
+    memory.acquire(8 << 20, VERSION, false, gold);
+    assertThat(memory.held()).isEqualTo(38 << 20);
+    assertThat(memory.tenantsHolding()).isEqualTo(4);
+    // Past its share, each keeps to the unreserved part.
+    assertThatThrownBy(() -> memory.acquire(5 << 20, VERSION, false, gold)).hasMessageContaining(
+        "tenant 'gold' would hold 23 MiB, past its share of 22 MiB: that part divided among the tenants holding"
+            + " requests, its weight 3 of 4)");
+    assertThatThrownBy(() -> memory.acquire(1 << 20, VERSION, false, bronze)).hasMessageContaining(
+        "tenant 'bronze' would hold 21 MiB, past its share of 7680 KiB: that part divided among the tenants holding"
+            + " requests, its weight 1 of 4)");
+    assertThat(memory.held()).as("refusals hold nothing").isEqualTo(38 << 20);
+    // A callers file read again with another weight: a new count; what was held releases into its own.
+    RequestMemory.Tenant reweighed = memory.tenant("gold", 1);
+    assertThat(reweighed).isNotSameAs(gold);
+    assertThat(memory.tenant("gold", 1)).isSameAs(reweighed);
+    memory.release(18 << 20, gold);
+    memory.release(20 << 20, bronze);
     assertThat(memory.held()).isZero();
     assertThat(memory.tenantsHolding()).isZero();
   }
