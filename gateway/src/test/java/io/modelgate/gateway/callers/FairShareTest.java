@@ -126,10 +126,8 @@ class FairShareTest {
 
   @Test
   void thousandsOfTenants_shareTheQueue_andTheActiveCountFollowsTheirPlaces() throws Exception {
-    Gateway.write(root, "slow", 1, Gateway.slowAffine());
-    Files.writeString(root.resolve("slow/model.yaml"), "max_batch_size: 1\nqueue_capacity: 4000\n");
-    try (Gateway gateway = Gateway.inProcess(root)) {
-      io.modelgate.runtime.repository.ModelVersion version = gateway.repository.model("slow").orElseThrow().version(1).orElseThrow();
+    try (Gateway gateway = slowModel(4000)) {
+      io.modelgate.runtime.repository.ModelVersion version = slowVersion(gateway);
       io.modelgate.runtime.repository.LoadedVersion loaded = version.serving();
       FairShare fair = new FairShare();
       List<FairShare.Place> places = new java.util.ArrayList<>();
@@ -159,15 +157,13 @@ class FairShareTest {
 
   @Test
   void aRefusalAtTheShare_asksToRetryOnceTheVersionHasServedTheShare_atItsRecentPace() throws Exception {
-    Gateway.write(root, "slow", 1, Gateway.slowAffine());
-    Files.writeString(root.resolve("slow/model.yaml"), "max_batch_size: 1\nqueue_capacity: 16\n");
-    try (Gateway gateway = Gateway.inProcess(root)) {
+    try (Gateway gateway = slowModel(16)) {
       ModelInferRequest request = ModelInferRequest.newBuilder().setModelName("slow")
           .addInputs(Tensors.input("x", "FP32", 1, 3)).addRawInputContents(Tensors.rawFloats(1, 2, 3)).build();
       for (int i = 0; i < 3; i++) {
         gateway.blocking().modelInfer(request);
       }
-      io.modelgate.runtime.repository.ModelVersion version = gateway.repository.model("slow").orElseThrow().version(1).orElseThrow();
+      io.modelgate.runtime.repository.ModelVersion version = slowVersion(gateway);
       io.modelgate.runtime.repository.LoadedVersion loaded = version.serving();
       // The pace is recorded just after each answer, and moves while a batch runs: wait until it
       // holds still (the last batch recorded) rather than for a time.
@@ -192,10 +188,8 @@ class FairShareTest {
 
   @Test
   void tenantsShareTheQueueInProportionToTheirWeights() throws Exception {
-    Gateway.write(root, "slow", 1, Gateway.slowAffine());
-    Files.writeString(root.resolve("slow/model.yaml"), "max_batch_size: 1\nqueue_capacity: 16\n");
-    try (Gateway gateway = Gateway.inProcess(root)) {
-      io.modelgate.runtime.repository.ModelVersion version = gateway.repository.model("slow").orElseThrow().version(1).orElseThrow();
+    try (Gateway gateway = slowModel(16)) {
+      io.modelgate.runtime.repository.ModelVersion version = slowVersion(gateway);
       io.modelgate.runtime.repository.LoadedVersion loaded = version.serving();
       FairShare fair = new FairShare();
       List<FairShare.Place> places = new java.util.ArrayList<>();
@@ -225,6 +219,17 @@ class FairShareTest {
       }
       assertThat(fair.activeTenants(loaded)).isZero();
     }
+  }
+
+  /** An in-process gateway serving model 'slow', one row a batch, with a queue of {@code capacity}. */
+  private Gateway slowModel(int capacity) throws Exception {
+    Gateway.write(root, "slow", 1, Gateway.slowAffine());
+    Files.writeString(root.resolve("slow/model.yaml"), "max_batch_size: 1\nqueue_capacity: " + capacity + "\n");
+    return Gateway.inProcess(root);
+  }
+
+  private static io.modelgate.runtime.repository.ModelVersion slowVersion(Gateway gateway) {
+    return gateway.repository.model("slow").orElseThrow().version(1).orElseThrow();
   }
 
   private static CallerAuth.Caller caller(String tenant) {

@@ -552,19 +552,25 @@ class RingSchedulerTest {
     assertThat(scheduler.queuedCount()).isZero();
   }
 
+  /** Lets every batch run, now and later, and waits for each of {@code answers}. */
+  private static void runAll(GatedExecutor executor, List<Answer> answers) throws Exception {
+    executor.ungateAndRunAll();
+    for (Answer answer : answers) {
+      assertThat(answer.result.get(10, TimeUnit.SECONDS)).isNotNull();
+    }
+  }
+
   /** Submits {@code count} one-row requests in {@code lane}; returns their answers. */
   private static List<Answer> submit(RingScheduler scheduler, String lane, int count) {
-    List<Answer> answers = new ArrayList<>();
-    for (int i = 0; i < count; i++) {
-      Answer answer = new Answer();
-      scheduler.submit(request(lane, answer));
-      answers.add(answer);
-    }
-    return answers;
+    return submit(scheduler, lane, 1, count);
   }
 
   private static InferenceRequest request(String lane, Answer answer) {
-    return InferenceRequest.inLane(lane, decoded(), System.nanoTime(), Long.MAX_VALUE, null, answer);
+    return request(lane, 1, answer);
+  }
+
+  private static InferenceRequest request(String lane, int weight, Answer answer) {
+    return InferenceRequest.inLane(lane, weight, decoded(), System.nanoTime(), Long.MAX_VALUE, null, answer);
   }
 
   /** Submits {@code count} one-row requests in {@code lane} of {@code weight}; returns their answers. */
@@ -572,7 +578,7 @@ class RingSchedulerTest {
     List<Answer> answers = new ArrayList<>();
     for (int i = 0; i < count; i++) {
       Answer answer = new Answer();
-      scheduler.submit(InferenceRequest.inLane(lane, weight, decoded(), System.nanoTime(), Long.MAX_VALUE, null, answer));
+      scheduler.submit(request(lane, weight, answer));
       answers.add(answer);
     }
     return answers;
@@ -582,14 +588,20 @@ class RingSchedulerTest {
     return answers.stream().filter(a -> a.result.isDone()).count();
   }
 
-  @Test
-  void lanes_withBacklogs_shareEachBatchInProportionToTheirWeights() throws Exception {
-    GatedExecutor executor = new GatedExecutor();
+  /** A scheduler of one executor, a queue of 64 and batches of up to 8 rows, run at once. */
+  private RingScheduler batchesOf8(GatedExecutor executor) {
     RingScheduler scheduler =
         new RingScheduler(
             "model 'm' version 1", new SchedulerSettings(64, 1), new BatchPolicy(8, 0, List.of()), () -> executor,
             StageRecorder.NONE);
     schedulers.add(scheduler);
+    return scheduler;
+  }
+
+  @Test
+  void lanes_withBacklogs_shareEachBatchInProportionToTheirWeights() throws Exception {
+    GatedExecutor executor = new GatedExecutor();
+    RingScheduler scheduler = batchesOf8(executor);
     List<Answer> first = submit(scheduler, "bronze", 1, 1);
     assertThat(executor.started.take()).isEqualTo(1);
     // While that batch runs, both lanes queue a backlog: gold (weight 3) and bronze (weight 1).
@@ -612,20 +624,13 @@ class RingSchedulerTest {
     assertThat(executor.started.take()).isEqualTo(8);
     assertThat(done(gold)).isEqualTo(12);
     assertThat(done(bronze)).isEqualTo(4);
-    executor.ungateAndRunAll();
-    for (Answer answer : bronze) {
-      assertThat(answer.result.get(10, TimeUnit.SECONDS)).isNotNull();
-    }
+    runAll(executor, bronze);
   }
 
   @Test
   void lanes_aLaneIsLightWithinItsWeightedShare_andRunsAheadOfTheBacklog() throws Exception {
     GatedExecutor executor = new GatedExecutor();
-    RingScheduler scheduler =
-        new RingScheduler(
-            "model 'm' version 1", new SchedulerSettings(64, 1), new BatchPolicy(8, 0, List.of()), () -> executor,
-            StageRecorder.NONE);
-    schedulers.add(scheduler);
+    RingScheduler scheduler = batchesOf8(executor);
     submit(scheduler, "flood", 1, 1);
     assertThat(executor.started.take()).isEqualTo(1);
     submit(scheduler, "flood", 1, 20);
@@ -679,10 +684,7 @@ class RingSchedulerTest {
     assertThat(executor.started.take()).isEqualTo(4);
     assertThat(flood.stream().filter(a -> a.result.isDone()).count()).isEqualTo(6);
     assertThat(second.stream().filter(a -> a.result.isDone()).count()).isEqualTo(2);
-    executor.ungateAndRunAll();
-    for (Answer answer : flood) {
-      assertThat(answer.result.get(10, TimeUnit.SECONDS)).isNotNull();
-    }
+    runAll(executor, flood);
   }
 
   @Test
@@ -730,10 +732,7 @@ class RingSchedulerTest {
     assertThat(executor.started.take()).isEqualTo(4);
     assertThat(executor.startedLanes.take()).isEqualTo("flood");
     assertThat(executor.startedThreads.take()).contains("-exec-");
-    executor.ungateAndRunAll();
-    for (Answer answer : flood) {
-      assertThat(answer.result.get(10, TimeUnit.SECONDS)).isNotNull();
-    }
+    runAll(executor, flood);
   }
 
   @Test
@@ -850,10 +849,7 @@ class RingSchedulerTest {
     // The flood was served last, so the quiet lane's request ran second, ahead of five older ones.
     assertThat(quiet.result.get(10, TimeUnit.SECONDS)).isNotNull();
     assertThat(flood.stream().filter(a -> a.result.isDone()).count()).isZero();
-    executor.ungateAndRunAll();
-    for (Answer answer : flood) {
-      assertThat(answer.result.get(10, TimeUnit.SECONDS)).isNotNull();
-    }
+    runAll(executor, flood);
   }
 
   @Test
