@@ -126,7 +126,7 @@ public final class FairShare {
       // among the tenants waiting (all their shares), at the pace of the executors that serve a backlog.
       java.time.Duration retry = loaded.scheduler().backlogRetryAfter((long) share * active / weight);
       // Concatenated, not String.format: refused under a flood, many times a second.
-      throw InferenceException.overQuota("tenant '" + caller.tenant() + "' holds its fair share of " + version.label()
+      throw InferenceException.overFairShare("tenant '" + caller.tenant() + "' holds its fair share of " + version.label()
           + " (" + share + " of " + capacity + " places: its weight " + weight + " of " + active
           + ", the weights of the tenants with requests waiting); retry shortly", retry);
     }

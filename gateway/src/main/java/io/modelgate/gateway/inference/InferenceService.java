@@ -474,6 +474,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
   private Status refused(RecordedAnswer answer, RuntimeException e) {
     Status status = ErrorStatus.of(e);
     if (answer != null) {
+      answer.refusedFor(e);
       answer.answered(status.getCode(), null);
       answer.logPayload(status);
     } else {

@@ -143,6 +143,14 @@ abstract class RecordedAnswer implements InferenceCallback {
     this.heldBytes = bytes;
   }
 
+  /** Why the request was refused RESOURCE_EXHAUSTED ({@link #refusedFor}), or null. */
+  private io.modelgate.runtime.error.Refusal refusal;
+
+  /** The request is being refused with {@code error}: its reason reaches the usage counts. */
+  final void refusedFor(RuntimeException error) {
+    refusal = error instanceof io.modelgate.runtime.error.InferenceException e ? e.refusal() : null;
+  }
+
   /** End-to-end time (ns) as {@link #answered} took it; -1 before. */
   private long latencyNanos = -1;
 
@@ -172,7 +180,7 @@ abstract class RecordedAnswer implements InferenceCallback {
       place = null;
     }
     if (usage != null) {
-      usage.record(tenant, usageVersion.model(), usageVersion.numberText(), code, rows,
+      usage.record(tenant, usageVersion.model(), usageVersion.numberText(), code, refusal, rows,
           result == null ? 0 : result.batchRows(), result == null ? 0 : result.computeNanos(), bytesIn,
           result == null ? 0 : result.outputBytes(), requestId, latencyNanos);
     }

@@ -237,7 +237,7 @@ public final class RequestMemory implements AutoCloseable {
         tenant.release(bytes);
       }
       // Concatenated, not String.format: refused under load, many times a second.
-      throw InferenceException.resourceExhausted("the server holds " + mebibytes(now - bytes)
+      throw InferenceException.overRequestMemory("the server holds " + mebibytes(now - bytes)
           + " of requests not yet answered, and this one's " + mebibytes(bytes) + " would pass "
           + (mayUseReserve ? "its limit of " + mebibytes(limit)
               : mebibytes(unreserved) + ", the part of its limit of " + mebibytes(limit) + " not kept for tenants with nothing waiting"

@@ -92,6 +92,11 @@ public final class Usage implements AutoCloseable {
     final LongAdder changes = new LongAdder();
     /** Answered requests' latency, in the exported (total) cells only; null in hourly cells. */
     LatencyWindow latency;
+    /**
+     * RESOURCE_EXHAUSTED refusals by {@link io.modelgate.runtime.error.Refusal}, in the exported
+     * (total) cells only; null in hourly cells (the ledger counts them by code).
+     */
+    LongAdder[] refused;
     /** The exported (total) cell's meters; empty in hourly cells. */
     final List<io.micrometer.core.instrument.Meter> meters = new ArrayList<>();
 
@@ -157,6 +162,16 @@ public final class Usage implements AutoCloseable {
    */
   public void record(String tenant, String model, String version, Status.Code code, int rows, int batchRows,
       long batchComputeNanos, long bytesIn, long bytesOut, String id, long latencyNanos) {
+    record(tenant, model, version, code, null, rows, batchRows, batchComputeNanos, bytesIn, bytesOut, id, latencyNanos);
+  }
+
+  /**
+   * As {@link #record(String, String, String, Status.Code, int, int, long, long, long, String, long)},
+   * for a request refused for {@code refusal} (null: not refused, or for another reason).
+   */
+  public void record(String tenant, String model, String version, Status.Code code,
+      io.modelgate.runtime.error.Refusal refusal, int rows, int batchRows, long batchComputeNanos, long bytesIn,
+      long bytesOut, String id, long latencyNanos) {
     if (access.sampled()) {
       access.log(id, tenant, model, version, code, latencyNanos, rows, bytesIn, bytesOut);
     }
@@ -171,6 +186,8 @@ public final class Usage implements AutoCloseable {
     add(total, code, rows, share, bytesIn, bytesOut);
     if (code == Status.Code.OK) {
       total.latency.record(latencyNanos);
+    } else if (refusal != null) {
+      total.refused[refusal.ordinal()].increment();
     }
   }
 
@@ -218,6 +235,16 @@ public final class Usage implements AutoCloseable {
               + " (arrival to answer)")
           .baseUnit("seconds")
           .tags(tags.and("quantile", String.valueOf(quantile)))
+          .register(registry));
+    }
+    cell.refused = new LongAdder[io.modelgate.runtime.error.Refusal.values().length];
+    for (io.modelgate.runtime.error.Refusal refusal : io.modelgate.runtime.error.Refusal.values()) {
+      LongAdder count = new LongAdder();
+      cell.refused[refusal.ordinal()] = count;
+      cell.meters.add(FunctionCounter.builder("modelgate.usage.refused", count, LongAdder::sum)
+          .description("Requests refused RESOURCE_EXHAUSTED per tenant, model and version, by reason: quota, fair_share,"
+              + " queue_full, request_memory")
+          .tags(tags.and("reason", refusal.label()))
           .register(registry));
     }
     cell.meters.add(FunctionCounter.builder("modelgate.usage.rows", cell.rows, LongAdder::sum)

@@ -61,6 +61,11 @@ class FairShareTest {
         assertThat(s.getCode()).isEqualTo(Status.Code.RESOURCE_EXHAUSTED);
         assertThat(s.getDescription()).startsWith("tenant 'big' holds its fair share of model 'slow' version 1 (");
       });
+      // Each refusal is counted with its reason, for the operator to tell a share from a full server.
+      String scrape = gateway.stats.prometheus().scrape();
+      assertThat(scrape).contains("modelgate_usage_refused_total{model=\"slow\",reason=\"fair_share\",tenant=\"big\",version=\"1\"} "
+          + refused.size() + ".0");
+      assertThat(scrape).contains("modelgate_usage_refused_total{model=\"slow\",reason=\"queue_full\",tenant=\"big\",version=\"1\"} 0.0");
     }
   }
 
@@ -75,6 +80,10 @@ class FairShareTest {
       assertThat(s.getCode()).isEqualTo(Status.Code.RESOURCE_EXHAUSTED);
       assertThat(s.getDescription()).contains("not kept for tenants with nothing waiting or within their share (tenant 'big'");
     });
+    assertThat(scrape).contains(
+        "modelgate_usage_refused_total{model=\"slow\",reason=\"request_memory\",tenant=\"big\",version=\"1\"} 7.0");
+    assertThat(scrape).contains(
+        "modelgate_usage_refused_total{model=\"slow\",reason=\"fair_share\",tenant=\"big\",version=\"1\"} 0.0");
   }
 
   @Test
@@ -120,9 +129,13 @@ class FairShareTest {
         send(gateway, SMALL, "small", request, answers, done);
       }
       assertThat(done.await(120, TimeUnit.SECONDS)).isTrue();
+      scrape = gateway.stats.prometheus().scrape();
       return answers;
     }
   }
+
+  /** The metrics of {@link #floodThenSmall}'s server once every answer came. */
+  private String scrape;
 
   @Test
   void thousandsOfTenants_shareTheQueue_andTheActiveCountFollowsTheirPlaces() throws Exception {

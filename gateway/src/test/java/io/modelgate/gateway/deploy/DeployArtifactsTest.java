@@ -151,6 +151,7 @@ class DeployArtifactsTest {
             "modelgate_drift_threshold",
             "modelgate_drift_samples_total",
             "modelgate_usage_requests_total",
+            "modelgate_usage_refused_total",
             "modelgate_usage_rows_total",
             "modelgate_usage_compute_seconds_total",
             "modelgate_usage_bytes_total",

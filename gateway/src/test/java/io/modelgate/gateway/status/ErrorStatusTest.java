@@ -37,6 +37,7 @@ class ErrorStatusTest {
     assertThat(retry.getRetryDelay().getSeconds()).isZero();
     assertThat(retry.getRetryDelay().getNanos()).isEqualTo(1_200_001);
     assertThat(answer.getTrailers().get(PUSHBACK)).isEqualTo("2");
+    assertThat(full.refusal()).as("counted by reason in usage").isEqualTo(io.modelgate.runtime.error.Refusal.QUEUE_FULL);
     InferenceException slow = InferenceException.resourceExhausted("queue full", Duration.ofSeconds(3));
     assertThat(ErrorStatus.exception(slow, ErrorStatus.of(slow)).getTrailers().get(PUSHBACK)).isEqualTo("3000");
   }
@@ -44,6 +45,7 @@ class ErrorStatusTest {
   @Test
   void otherFailures_carryTheirStatusAlone() {
     InferenceException draining = InferenceException.unavailable("unloading");
+    assertThat(draining.refusal()).isNull();
     StatusRuntimeException answer = ErrorStatus.exception(draining, ErrorStatus.of(draining));
     assertThat(answer.getStatus().getCode()).isEqualTo(Status.Code.UNAVAILABLE);
     com.google.rpc.Status details = StatusProto.fromThrowable(answer);

@@ -261,6 +261,36 @@ class UsageTest {
   }
 
   @Test
+  void refusals_areCountedByReason_inPrometheus() throws Exception {
+    io.micrometer.prometheusmetrics.PrometheusMeterRegistry registry = new io.micrometer.prometheusmetrics.PrometheusMeterRegistry(
+        io.micrometer.prometheusmetrics.PrometheusConfig.DEFAULT);
+    Usage usage = new Usage(registry, new io.modelgate.gateway.testing.TestClock(), "r1", null);
+    try {
+      io.grpc.Status.Code exhausted = io.grpc.Status.Code.RESOURCE_EXHAUSTED;
+      usage.record("t", "m", "1", exhausted, io.modelgate.runtime.error.Refusal.QUOTA, 1, 0, 0, 10, 0, "id", 1000);
+      usage.record("t", "m", "1", exhausted, io.modelgate.runtime.error.Refusal.QUOTA, 1, 0, 0, 10, 0, "id", 1000);
+      usage.record("t", "m", "1", exhausted, io.modelgate.runtime.error.Refusal.FAIR_SHARE, 1, 0, 0, 10, 0, "id", 1000);
+      usage.record("t", "m", "1", exhausted, io.modelgate.runtime.error.Refusal.REQUEST_MEMORY, 1, 0, 0, 10, 0, "id", 1000);
+      // Without a reason (a refusal of another kind), and answers, count by code only.
+      usage.record("t", "m", "1", exhausted, null, 1, 0, 0, 10, 0, "id", 1000);
+      usage.record("t", "m", "1", io.grpc.Status.Code.OK, 1, 1, 1000, 10, 20, "id", 1000);
+      String scrape = registry.scrape();
+      assertThat(scrape).contains("modelgate_usage_refused_total{model=\"m\",reason=\"quota\",tenant=\"t\",version=\"1\"} 2.0");
+      assertThat(scrape).contains("modelgate_usage_refused_total{model=\"m\",reason=\"fair_share\",tenant=\"t\",version=\"1\"} 1.0");
+      assertThat(scrape).contains("modelgate_usage_refused_total{model=\"m\",reason=\"queue_full\",tenant=\"t\",version=\"1\"} 0.0");
+      assertThat(scrape).contains(
+          "modelgate_usage_refused_total{model=\"m\",reason=\"request_memory\",tenant=\"t\",version=\"1\"} 1.0");
+      assertThat(scrape).contains(
+          "modelgate_usage_requests_total{code=\"RESOURCE_EXHAUSTED\",model=\"m\",tenant=\"t\",version=\"1\"} 5.0");
+      // Retired with the version's other series.
+      usage.retire("m", "1");
+      assertThat(registry.scrape()).doesNotContain("modelgate_usage_refused_total{");
+    } finally {
+      usage.close();
+    }
+  }
+
+  @Test
   void eachTenantsLatency_isInPrometheus_overTheLastMinute() throws Exception {
     io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
     io.micrometer.prometheusmetrics.PrometheusMeterRegistry registry = new io.micrometer.prometheusmetrics.PrometheusMeterRegistry(

@@ -16,15 +16,25 @@ public final class InferenceException extends RuntimeException {
   private final ErrorCode code;
   /** When a retry can succeed (a quota refills, a queue drains), or null. */
   private final transient java.time.Duration retryAfter;
+  /** Why a RESOURCE_EXHAUSTED refusal was made, or null. */
+  private final Refusal refusal;
 
   private InferenceException(ErrorCode code, String message, Throwable cause, boolean withTrace) {
-    this(code, message, cause, withTrace, null);
+    this(code, message, cause, withTrace, null, null);
   }
 
-  private InferenceException(ErrorCode code, String message, Throwable cause, boolean withTrace, java.time.Duration retryAfter) {
+  private InferenceException(ErrorCode code, String message, Throwable cause, boolean withTrace, java.time.Duration retryAfter,
+      Refusal refusal) {
     super(message, cause, false, withTrace);
     this.code = Objects.requireNonNull(code, "code");
     this.retryAfter = retryAfter;
+    this.refusal = refusal;
+  }
+
+  /** A RESOURCE_EXHAUSTED refusal for {@code refusal}, with when a retry can succeed. */
+  private static InferenceException refused(Refusal refusal, String message, java.time.Duration retryAfter) {
+    return new InferenceException(ErrorCode.RESOURCE_EXHAUSTED, message, null, false, Objects.requireNonNull(retryAfter),
+        refusal);
   }
 
   public ErrorCode code() {
@@ -39,9 +49,24 @@ public final class InferenceException extends RuntimeException {
     return retryAfter;
   }
 
+  /** Why a RESOURCE_EXHAUSTED refusal was made; null for any other failure. */
+  public Refusal refusal() {
+    return refusal;
+  }
+
   /** RESOURCE_EXHAUSTED over a quota, with when a retry can succeed. */
   public static InferenceException overQuota(String message, java.time.Duration retryAfter) {
-    return new InferenceException(ErrorCode.RESOURCE_EXHAUSTED, message, null, false, Objects.requireNonNull(retryAfter));
+    return refused(Refusal.QUOTA, message, retryAfter);
+  }
+
+  /** RESOURCE_EXHAUSTED at a tenant's fair share of a version's queue, with when a retry can succeed. */
+  public static InferenceException overFairShare(String message, java.time.Duration retryAfter) {
+    return refused(Refusal.FAIR_SHARE, message, retryAfter);
+  }
+
+  /** RESOURCE_EXHAUSTED for want of room in the server's request memory, with when a retry can succeed. */
+  public static InferenceException overRequestMemory(String message, java.time.Duration retryAfter) {
+    return refused(Refusal.REQUEST_MEMORY, message, retryAfter);
   }
 
   /** The most characters of a client's value echoed in a message. */
@@ -77,7 +102,7 @@ public final class InferenceException extends RuntimeException {
 
   /** RESOURCE_EXHAUSTED because a queue is full, with when a retry can find room. */
   public static InferenceException resourceExhausted(String message, java.time.Duration retryAfter) {
-    return new InferenceException(ErrorCode.RESOURCE_EXHAUSTED, message, null, false, Objects.requireNonNull(retryAfter));
+    return refused(Refusal.QUEUE_FULL, message, retryAfter);
   }
 
   public static InferenceException deadlineExceeded(String message) {
