@@ -41,8 +41,8 @@ import org.slf4j.LoggerFactory;
  * a fleet reads it (each checks for changes every {@link #REFRESH_SECONDS} s). The files stay the
  * operator's: the server never writes them.
  *
- * <p>Threads: the admin executor changes access; request threads read {@link #tokens} and {@link
- * #quota}, which read a volatile snapshot and never block.
+ * <p>Threads: the admin executor changes access; request threads read {@link #tokens}, {@link
+ * #quota} and {@link #weight}, which read a volatile snapshot and never block.
  */
 public final class AccessControl implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(AccessControl.class);
@@ -53,7 +53,7 @@ public final class AccessControl implements AutoCloseable {
 
   /** The managed access as last read, with what request threads need from it. */
   private record Snapshot(ControlStore.StoredAccess stored, List<AdminTokens.Token> tokens,
-      Map<String, CallerPolicy.Quota> quotas) {
+      Map<String, CallerPolicy.Quota> quotas, Map<String, Integer> weights) {
     static Snapshot of(ControlStore.StoredAccess stored) {
       List<AdminTokens.Token> tokens = new ArrayList<>();
       for (Map.Entry<String, ManagedToken> e : new TreeMap<>(stored.access().getTokensMap()).entrySet()) {
@@ -63,9 +63,14 @@ public final class AccessControl implements AutoCloseable {
         }
       }
       Map<String, CallerPolicy.Quota> quotas = new HashMap<>();
-      stored.access().getQuotasMap().forEach((tenant, q) ->
-          quotas.put(tenant, new CallerPolicy.Quota(q.getRequestsPerSecond(), q.getRowsPerSecond(), q.getInFlight())));
-      return new Snapshot(stored, List.copyOf(tokens), Map.copyOf(quotas));
+      Map<String, Integer> weights = new HashMap<>();
+      stored.access().getQuotasMap().forEach((tenant, q) -> {
+        quotas.put(tenant, new CallerPolicy.Quota(q.getRequestsPerSecond(), q.getRowsPerSecond(), q.getInFlight()));
+        if (q.getWeight() > 0) {
+          weights.put(tenant, Math.min(q.getWeight(), CallerPolicy.MAX_WEIGHT));
+        }
+      });
+      return new Snapshot(stored, List.copyOf(tokens), Map.copyOf(quotas), Map.copyOf(weights));
     }
   }
 
@@ -150,6 +155,12 @@ public final class AccessControl implements AutoCloseable {
     return quotas.isEmpty() ? null : quotas.get(tenant);
   }
 
+  /** The weight set through the admin API for {@code tenant}, or null (the callers file's applies). */
+  public Integer weight(String tenant) {
+    Map<String, Integer> weights = current.weights();
+    return weights.isEmpty() ? null : weights.get(tenant);
+  }
+
   // ---- changes (admin executor) ----
 
   /** Makes a token; returns its secret, which is not kept. */
@@ -219,8 +230,9 @@ public final class AccessControl implements AutoCloseable {
           + new java.util.TreeSet<>(callers.get().tenants().keySet()) + ")");
     }
     if (request.getClear()) {
-      if (request.getRequestsPerSecond() != 0 || request.getRowsPerSecond() != 0 || request.getInFlight() != 0) {
-        throw InferenceException.invalidArgument("clear: a quota to clear takes no limits");
+      if (request.getRequestsPerSecond() != 0 || request.getRowsPerSecond() != 0 || request.getInFlight() != 0
+          || request.getWeight() != 0) {
+        throw InferenceException.invalidArgument("clear: a quota to clear takes no limits and no weight");
       }
       if (current.stored().access().containsQuotas(tenant) || control.access().access().containsQuotas(tenant)) {
         change(caller, "SetQuota", "tenant " + tenant + ": cleared (the callers file's applies)",
@@ -233,15 +245,22 @@ public final class AccessControl implements AutoCloseable {
     if (request.getInFlight() < 0) {
       throw InferenceException.invalidArgument("in_flight: " + request.getInFlight() + " (expected: 0 for none, or more)");
     }
+    if (request.getWeight() < 0 || request.getWeight() > CallerPolicy.MAX_WEIGHT) {
+      throw InferenceException.invalidArgument("weight: " + request.getWeight() + " (expected: 1 to " + CallerPolicy.MAX_WEIGHT
+          + ", or 0 for the callers file's)");
+    }
     ManagedQuota quota = ManagedQuota.newBuilder()
         .setRequestsPerSecond(request.getRequestsPerSecond())
         .setRowsPerSecond(request.getRowsPerSecond())
         .setInFlight(request.getInFlight())
+        .setWeight(request.getWeight())
         .setSetBy(caller)
         .setSetAtMs(clock.millis())
         .build();
-    change(caller, "SetQuota", String.format(Locale.ROOT, "tenant %s: %s requests/s, %s rows/s, %d in flight (0: no limit)",
-            tenant, trim(quota.getRequestsPerSecond()), trim(quota.getRowsPerSecond()), quota.getInFlight()),
+    change(caller, "SetQuota", String.format(Locale.ROOT,
+            "tenant %s: %s requests/s, %s rows/s, %d in flight (0: no limit), weight %s", tenant,
+            trim(quota.getRequestsPerSecond()), trim(quota.getRowsPerSecond()), quota.getInFlight(),
+            quota.getWeight() == 0 ? "the callers file's" : String.valueOf(quota.getWeight())),
         access -> access.toBuilder().putQuotas(tenant, quota).build());
     return report();
   }
@@ -310,7 +329,7 @@ public final class AccessControl implements AutoCloseable {
             .setRowsPerSecond(quota.rowsPerSecond())
             .setInFlight(quota.inFlight())
             .setQuotaSource(api != null ? "api" : tenant.quota().limits() ? "file" : "")
-            .setWeight(tenant.weight()));
+            .setWeight(weight(tenant.name()) != null ? weight(tenant.name()) : tenant.weight()));
       }
     }
     return report.build();

@@ -94,9 +94,11 @@ public final class FairShare {
    * Admits a request of {@code caller} to {@code loaded}'s queue, or refuses it when the tenant
    * already holds its share. Anonymous callers (no callers file) are not counted.
    *
+   * @param weight the tenant's weight ({@link Quotas#weight}: the admin API's, else the file's)
    * @throws InferenceException RESOURCE_EXHAUSTED with a retry hint
    */
-  public Place admit(CallerAuth.Caller caller, io.modelgate.runtime.repository.ModelVersion version, LoadedVersion loaded) {
+  public Place admit(CallerAuth.Caller caller, int weight, io.modelgate.runtime.repository.ModelVersion version,
+      LoadedVersion loaded) {
     if (caller.entry() == null) {
       return Place.NONE;
     }
@@ -104,7 +106,6 @@ public final class FairShare {
     synchronized (versions) {
       shares = versions.computeIfAbsent(loaded, l -> new Shares());
     }
-    int weight = caller.entry().weight();
     Held mine = shares.held.get(caller.tenant());
     if (mine == null || mine.weight != weight) {
       // The weight changed (the callers file was read again): a new count from here on.

@@ -12,7 +12,7 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
- * Each tenant's quota — set through the admin API, else the callers file's: requests and rows a second (Bucket4j token buckets
+ * Each tenant's quota and weight — set through the admin API, else the callers file's. The quota: requests and rows a second (Bucket4j token buckets
  * holding one second's worth) and requests in flight. Over a limit, a request is refused at once
  * with RESOURCE_EXHAUSTED and the time after which a retry can succeed ({@link
  * InferenceException#retryAfter}), sent to the client as a {@code google.rpc.RetryInfo}.
@@ -24,6 +24,7 @@ public final class Quotas {
   private final TimeMeter time;
   private final Map<String, State> states = new ConcurrentHashMap<>();
   private final java.util.function.Function<String, CallerPolicy.Quota> overrides;
+  private final java.util.function.Function<String, Integer> weights;
 
   /** A tenant's buckets for one quota. */
   private static final class State {
@@ -66,15 +67,18 @@ public final class Quotas {
 
   /** No quota is set through the admin API. */
   public Quotas(Clock clock) {
-    this(clock, tenant -> null);
+    this(clock, tenant -> null, tenant -> null);
   }
 
   /**
    * @param overrides the quota set through the admin API for a tenant, in place of the callers
    *     file's, or null; called on request threads, so it must not block
+   * @param weights likewise, the weight set through the admin API for a tenant, or null
    */
-  public Quotas(Clock clock, java.util.function.Function<String, CallerPolicy.Quota> overrides) {
+  public Quotas(Clock clock, java.util.function.Function<String, CallerPolicy.Quota> overrides,
+      java.util.function.Function<String, Integer> weights) {
     this.overrides = overrides;
+    this.weights = weights;
     this.time = new TimeMeter() {
       @Override
       public long currentTimeNanos() {
@@ -86,6 +90,18 @@ public final class Quotas {
         return true;
       }
     };
+  }
+
+  /**
+   * {@code caller}'s weight where tenants contend for a version ({@link CallerPolicy.Tenant#weight}):
+   * the one set through the admin API, else the callers file's; 1 for an anonymous caller.
+   */
+  public int weight(CallerAuth.Caller caller) {
+    if (caller.entry() == null) {
+      return 1;
+    }
+    Integer override = weights.apply(caller.tenant());
+    return override != null ? override : caller.entry().weight();
   }
 
   /**

@@ -710,7 +710,8 @@ final class AdminCommand implements Runnable {
       spec.commandLine().usage(spec.commandLine().getOut());
     }
 
-    @Command(name = "set", description = "Set a tenant's limits; a limit left out is none.")
+    @Command(name = "set", description = "Set a tenant's limits, and its weight, in place of the callers file's; a limit left out is"
+        + " none, a weight left out the file's.")
     static final class Set implements Callable<Integer> {
       @ParentCommand QuotaCommand parent;
       @Spec CommandSpec spec;
@@ -719,12 +720,14 @@ final class AdminCommand implements Runnable {
       @Option(names = "--requests-per-second", defaultValue = "0") double requests;
       @Option(names = "--rows-per-second", defaultValue = "0") double rows;
       @Option(names = "--in-flight", defaultValue = "0") int inFlight;
+      @Option(names = "--weight", defaultValue = "0",
+          description = "Its weight where tenants contend for a version, 1 to 1000 (0: the callers file's).") int weight;
 
       @Override
       public Integer call() throws Exception {
         return execute(parent.admin, spec, (client, out) -> printAccess(out, client.call().setQuota(
             io.modelgate.proto.admin.v1.SetQuotaRequest.newBuilder().setTenant(tenant).setRequestsPerSecond(requests)
-                .setRowsPerSecond(rows).setInFlight(inFlight).build())));
+                .setRowsPerSecond(rows).setInFlight(inFlight).setWeight(weight).build())));
       }
     }
 

@@ -460,8 +460,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     answer.shadow = ShadowComparison.of(target.shadow(), target.version(), clock);
     // Without a callers file every request waits in the one shared lane.
     String lane = tenant.entry() == null ? null : tenant.tenant();
-    int weight = tenant.entry() == null ? 1 : tenant.entry().weight();
-    submit(request, target.loaded(), arrival, cancelled, deadline, lane, weight, answer);
+    submit(request, target.loaded(), arrival, cancelled, deadline, lane, answer.weight(), answer);
     if (answer.shadow != null) {
       startShadow(request, target.shadow(), answer.shadow);
     }

@@ -103,8 +103,8 @@ abstract class RecordedAnswer implements InferenceCallback {
 
   /**
    * Admits the request under its tenant's quota (rows: the first input's first dimension when the
-   * model batches, else 1) and its fair share of the version's queue, or throws
-   * RESOURCE_EXHAUSTED; both are released when it is answered.
+   * model batches, else 1) and its fair share of the version's queue at its tenant's weight ({@link
+   * #weight}), or throws RESOURCE_EXHAUSTED; both are released when it is answered.
    */
   final void admit(io.modelgate.gateway.callers.Quotas quotas, io.modelgate.gateway.callers.FairShare fairShare,
       CallerAuth.Caller caller, ModelVersion version, LoadedVersion loaded, ModelInferRequest request) {
@@ -112,10 +112,11 @@ abstract class RecordedAnswer implements InferenceCallback {
     if (request.getInputsCount() > 0 && request.getInputs(0).getShapeCount() > 0) {
       requestRows = (int) Math.max(1, Math.min(Integer.MAX_VALUE, request.getInputs(0).getShape(0)));
     }
-    memoryTenant = caller.entry();
+    memoryTenant = caller.entry() == null ? null : caller.tenant();
+    weight = quotas.weight(caller);
     admission = quotas.admit(caller, requestRows);
     try {
-      place = fairShare.admit(caller, version, loaded);
+      place = fairShare.admit(caller, weight, version, loaded);
     } catch (InferenceException e) {
       admission.release();
       admission = null;
@@ -124,7 +125,14 @@ abstract class RecordedAnswer implements InferenceCallback {
   }
 
   /** The tenant whose share of the request memory the request counts in ({@link #admit}); null: none. */
-  private io.modelgate.gateway.callers.CallerPolicy.Tenant memoryTenant;
+  private String memoryTenant;
+  /** Its tenant's weight where tenants contend ({@link #admit}; 1 before, or for no tenant). */
+  private int weight = 1;
+
+  /** The request's tenant's weight where tenants contend, as admitted (1 for no tenant). */
+  final int weight() {
+    return weight;
+  }
   private RequestMemory memory;
   private RequestMemory.Tenant heldFor;
   private long heldBytes;
@@ -136,7 +144,7 @@ abstract class RecordedAnswer implements InferenceCallback {
    * or within its share of the rest, three quarters for the others.
    */
   final void hold(RequestMemory memory, long bytes, LoadedVersion loaded) {
-    RequestMemory.Tenant tenant = memoryTenant == null ? null : memory.tenant(memoryTenant.name(), memoryTenant.weight());
+    RequestMemory.Tenant tenant = memoryTenant == null ? null : memory.tenant(memoryTenant, weight);
     memory.acquire(bytes, loaded.scheduler(), place == null || place.mayUseReserve(), tenant);
     this.memory = memory;
     this.heldFor = tenant;

@@ -406,7 +406,7 @@ public final class GatewayServer {
             b.payloadLog,
             b.drift,
             b.usage,
-            new io.modelgate.gateway.callers.Quotas(stats.clock(), b.access::quota),
+            new io.modelgate.gateway.callers.Quotas(stats.clock(), b.access::quota, b.access::weight),
             b.requestMemory);
     java.util.function.Supplier<io.modelgate.gateway.admin.AdminTokens> tokens = b.access::tokens;
     ControlPlane control = b.control;

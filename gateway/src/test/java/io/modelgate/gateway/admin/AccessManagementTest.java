@@ -127,7 +127,13 @@ class AccessManagementTest {
       AccessTenant team = report.getTenants(0);
       assertThat(team.getRequestsPerSecond()).isEqualTo(1);
       assertThat(team.getQuotaSource()).isEqualTo("api");
-      assertThat(team.getWeight()).as("the file's weight, reported beside the quota").isEqualTo(2);
+      assertThat(team.getWeight()).as("the file's weight, while the API's quota sets none").isEqualTo(2);
+      refused(() -> gateway.admin().setQuota(SetQuotaRequest.newBuilder().setTenant("team").setWeight(1001).build()),
+          Status.Code.INVALID_ARGUMENT, "weight: 1001 (expected: 1 to 1000, or 0 for the callers file's)");
+      AccessTenant weighted = gateway.admin().setQuota(
+          SetQuotaRequest.newBuilder().setTenant("team").setRequestsPerSecond(1).setWeight(5).build()).getTenants(0);
+      assertThat(weighted.getWeight()).as("the API's weight, in place of the file's").isEqualTo(5);
+      assertThat(Files.readString(root.resolve(".state/audit.log"))).contains("weight 5");
       gateway.blockingAs(KEY).modelInfer(request());
       refused(() -> gateway.blockingAs(KEY).modelInfer(request()), Status.Code.RESOURCE_EXHAUSTED,
           "tenant 'team' is over its quota of 1 requests a second");
@@ -136,6 +142,7 @@ class AccessManagementTest {
       team = gateway.admin().setQuota(SetQuotaRequest.newBuilder().setTenant("team").setClear(true).build()).getTenants(0);
       assertThat(team.getRequestsPerSecond()).isEqualTo(2);
       assertThat(team.getQuotaSource()).isEqualTo("file");
+      assertThat(team.getWeight()).as("the file's again").isEqualTo(2);
       gateway.blockingAs(KEY).modelInfer(request());
       gateway.blockingAs(KEY).modelInfer(request());
       refused(() -> gateway.blockingAs(KEY).modelInfer(request()), Status.Code.RESOURCE_EXHAUSTED,

@@ -70,6 +70,28 @@ class FairShareTest {
   }
 
   @Test
+  void aWeightSetThroughTheAdminApi_isTheOneAdmissionUses() throws Exception {
+    Gateway.write(root, "slow", 1, Gateway.slowAffine(5000));
+    Files.writeString(root.resolve("slow/model.yaml"), "max_batch_size: 1\nqueue_capacity: 4\n");
+    Files.writeString(root.resolve("callers.yaml"), "tenants:\n  big:\n    api_keys: [" + CallerPolicy.hash(BIG) + "]\n");
+    try (Gateway gateway = Gateway.inProcessWithCallers(root, root.resolve("callers.yaml"), Clock.systemUTC())) {
+      gateway.admin().setQuota(io.modelgate.proto.admin.v1.SetQuotaRequest.newBuilder().setTenant("big").setWeight(7).build());
+      ModelInferRequest request = ModelInferRequest.newBuilder().setModelName("slow")
+          .addInputs(Tensors.input("x", "FP32", 1, 3)).addRawInputContents(Tensors.rawFloats(1, 2, 3)).build();
+      Map<String, List<Status>> answers = new ConcurrentHashMap<>();
+      CountDownLatch done = new CountDownLatch(6);
+      for (int i = 0; i < 6; i++) {
+        send(gateway, BIG, "big", request, answers, done);
+      }
+      assertThat(done.await(120, TimeUnit.SECONDS)).isTrue();
+      // Alone, the tenant holds the 3 places fair shares leave whatever its weight; the refusal
+      // names the weight admission used: the API's 7, not the file's 1.
+      assertThat(answers.get("big")).filteredOn(s -> !s.isOk()).isNotEmpty().allSatisfy(s ->
+          assertThat(s.getDescription()).contains("(3 of 4 places: its weight 7 of 7,"));
+    }
+  }
+
+  @Test
   void aTenantWithLargeRequestsWaiting_leavesAQuarterOfTheRequestMemory_forATenantWithNone() throws Exception {
     // Room for four and a half requests: three for a tenant with requests waiting, the rest kept.
     Map<String, List<Status>> answers = floodThenSmall(4.5, 7, 1);
@@ -146,11 +168,11 @@ class FairShareTest {
       List<FairShare.Place> places = new java.util.ArrayList<>();
       // 3,000 tenants with one request each: 3,000 places of the 3,000 that fair shares leave.
       for (int t = 0; t < 3000; t++) {
-        places.add(fair.admit(caller("t" + t), version, loaded));
+        places.add(admit(fair, caller("t" + t), version, loaded));
       }
       assertThat(fair.activeTenants(loaded)).isEqualTo(3000);
       // With 3,001 tenants waiting each may hold max(1, 3000 / 3001) = 1: a second request is refused.
-      org.assertj.core.api.Assertions.assertThatThrownBy(() -> fair.admit(caller("t7"), version, loaded))
+      org.assertj.core.api.Assertions.assertThatThrownBy(() -> admit(fair, caller("t7"), version, loaded))
           .hasMessageContaining("holds its fair share")
           .hasMessageContaining("(1 of 4000 places: its weight 1 of 3000, the weights of the tenants with requests waiting)");
       assertThat(fair.activeTenants(loaded)).isEqualTo(3000);
@@ -159,7 +181,7 @@ class FairShareTest {
         places.get(t).release();
       }
       assertThat(fair.activeTenants(loaded)).isEqualTo(1500);
-      places.add(fair.admit(caller("t2000"), version, loaded));
+      places.add(admit(fair, caller("t2000"), version, loaded));
       assertThat(fair.activeTenants(loaded)).isEqualTo(1500);
       for (int t = 1500; t < places.size(); t++) {
         places.get(t).release();
@@ -189,10 +211,10 @@ class FairShareTest {
       FairShare fair = new FairShare();
       // One tenant waiting: its share is 16 x 3/4 = 12 places; the 13th request is refused.
       for (int i = 0; i < 12; i++) {
-        fair.admit(caller("a"), version, loaded);
+        admit(fair, caller("a"), version, loaded);
       }
       io.modelgate.runtime.error.InferenceException refusal = org.junit.jupiter.api.Assertions.assertThrows(
-          io.modelgate.runtime.error.InferenceException.class, () -> fair.admit(caller("a"), version, loaded));
+          io.modelgate.runtime.error.InferenceException.class, () -> admit(fair, caller("a"), version, loaded));
       assertThat(refusal.getMessage()).contains("(12 of 16 places: its weight 1 of 1,");
       assertThat(refusal.retryAfter()).isEqualTo(loaded.scheduler().backlogRetryAfter(12))
           .isGreaterThanOrEqualTo(java.time.Duration.ofNanos(Math.min(12 * pace, 10_000_000_000L)));
@@ -206,26 +228,26 @@ class FairShareTest {
       io.modelgate.runtime.repository.LoadedVersion loaded = version.serving();
       FairShare fair = new FairShare();
       List<FairShare.Place> places = new java.util.ArrayList<>();
-      places.add(fair.admit(caller("bronze", 1), version, loaded));
+      places.add(admit(fair, caller("bronze", 1), version, loaded));
       // Gold (weight 3) and bronze (1) waiting: of the 12 places fair shares leave, gold may hold
       // 12 x 3/4 = 9 (an equal share would be 6) and bronze 12 x 1/4 = 3.
       for (int i = 0; i < 9; i++) {
-        places.add(fair.admit(caller("gold", 3), version, loaded));
+        places.add(admit(fair, caller("gold", 3), version, loaded));
       }
       assertThat(fair.activeTenants(loaded)).isEqualTo(4);
       io.modelgate.runtime.error.InferenceException refusal = org.junit.jupiter.api.Assertions.assertThrows(
-          io.modelgate.runtime.error.InferenceException.class, () -> fair.admit(caller("gold", 3), version, loaded));
+          io.modelgate.runtime.error.InferenceException.class, () -> admit(fair, caller("gold", 3), version, loaded));
       assertThat(refusal.getMessage()).contains("tenant 'gold' holds its fair share of model 'slow' version 1 (9 of 16"
           + " places: its weight 3 of 4, the weights of the tenants with requests waiting)");
       // Its retry waits for one turn of every tenant's share: 9 x 4/3 = 12 requests served.
       assertThat(refusal.retryAfter()).isEqualTo(loaded.scheduler().backlogRetryAfter(12));
-      places.add(fair.admit(caller("bronze", 1), version, loaded));
-      places.add(fair.admit(caller("bronze", 1), version, loaded));
-      org.assertj.core.api.Assertions.assertThatThrownBy(() -> fair.admit(caller("bronze", 1), version, loaded))
+      places.add(admit(fair, caller("bronze", 1), version, loaded));
+      places.add(admit(fair, caller("bronze", 1), version, loaded));
+      org.assertj.core.api.Assertions.assertThatThrownBy(() -> admit(fair, caller("bronze", 1), version, loaded))
           .hasMessageContaining("(3 of 16 places: its weight 1 of 4,");
       // The callers file read again with gold at weight 1: a new count beside the old one's 9
       // places, which still count at weight 3 until answered.
-      places.add(fair.admit(caller("gold", 1), version, loaded));
+      places.add(admit(fair, caller("gold", 1), version, loaded));
       assertThat(fair.activeTenants(loaded)).isEqualTo(5);
       for (FairShare.Place place : places) {
         place.release();
@@ -243,6 +265,12 @@ class FairShareTest {
 
   private static io.modelgate.runtime.repository.ModelVersion slowVersion(Gateway gateway) {
     return gateway.repository.model("slow").orElseThrow().version(1).orElseThrow();
+  }
+
+  /** Admits at the weight of the caller's callers-file entry. */
+  private static FairShare.Place admit(FairShare fair, CallerAuth.Caller caller, io.modelgate.runtime.repository.ModelVersion version,
+      io.modelgate.runtime.repository.LoadedVersion loaded) {
+    return fair.admit(caller, caller.entry().weight(), version, loaded);
   }
 
   private static CallerAuth.Caller caller(String tenant) {

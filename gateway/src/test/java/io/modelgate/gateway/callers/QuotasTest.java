@@ -122,4 +122,18 @@ class QuotasTest {
       quotas.admit(free, 1);
     }
   }
+
+  @Test
+  void aTenantsWeight_isTheAdminApis_elseTheCallersFiles() {
+    java.util.Map<String, Integer> api = new java.util.concurrent.ConcurrentHashMap<>();
+    Quotas quotas = new Quotas(new TestClock(), tenant -> null, api::get);
+    CallerAuth.Caller gold = new CallerAuth.Caller("gold", "api_key",
+        new CallerPolicy.Tenant("gold", List.of(), Set.of(), Set.of(), CallerPolicy.Quota.NONE, 3));
+    assertThat(quotas.weight(gold)).isEqualTo(3);
+    api.put("gold", 5);
+    assertThat(quotas.weight(gold)).isEqualTo(5);
+    api.remove("gold");
+    assertThat(quotas.weight(gold)).isEqualTo(3);
+    assertThat(quotas.weight(CallerAuth.Caller.ANONYMOUS)).as("no callers file").isEqualTo(1);
+  }
 }
