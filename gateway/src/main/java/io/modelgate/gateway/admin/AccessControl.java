@@ -320,6 +320,7 @@ public final class AccessControl implements AutoCloseable {
       for (CallerPolicy.Tenant tenant : new TreeMap<>(policy.tenants()).values()) {
         CallerPolicy.Quota api = quota(tenant.name());
         CallerPolicy.Quota quota = api != null ? api : tenant.quota();
+        Integer apiWeight = weight(tenant.name());
         report.addTenants(AccessTenant.newBuilder()
             .setName(tenant.name())
             .addAllModels(new java.util.TreeSet<>(tenant.models()))
@@ -329,7 +330,7 @@ public final class AccessControl implements AutoCloseable {
             .setRowsPerSecond(quota.rowsPerSecond())
             .setInFlight(quota.inFlight())
             .setQuotaSource(api != null ? "api" : tenant.quota().limits() ? "file" : "")
-            .setWeight(weight(tenant.name()) != null ? weight(tenant.name()) : tenant.weight()));
+            .setWeight(apiWeight != null ? apiWeight : tenant.weight()));
       }
     }
     return report.build();
