@@ -12,6 +12,7 @@ import io.modelgate.proto.admin.v1.CreatedToken;
 import io.modelgate.proto.admin.v1.ManagedAccess;
 import io.modelgate.proto.admin.v1.ManagedQuota;
 import io.modelgate.proto.admin.v1.ManagedToken;
+import io.modelgate.proto.admin.v1.QuotaMeasure;
 import io.modelgate.proto.admin.v1.SetQuotaRequest;
 import io.modelgate.runtime.error.InferenceException;
 import java.security.SecureRandom;
@@ -53,7 +54,7 @@ public final class AccessControl implements AutoCloseable {
 
   /** The managed access as last read, with what request threads need from it. */
   private record Snapshot(ControlStore.StoredAccess stored, List<AdminTokens.Token> tokens,
-      Map<String, CallerPolicy.Quota> quotas, Map<String, Integer> weights) {
+      Map<String, CallerPolicy.QuotaOverride> quotas, Map<String, Integer> weights) {
     static Snapshot of(ControlStore.StoredAccess stored) {
       List<AdminTokens.Token> tokens = new ArrayList<>();
       for (Map.Entry<String, ManagedToken> e : new TreeMap<>(stored.access().getTokensMap()).entrySet()) {
@@ -62,10 +63,13 @@ public final class AccessControl implements AutoCloseable {
           tokens.add(new AdminTokens.Token(e.getKey(), e.getValue().getSha256().toByteArray(), role));
         }
       }
-      Map<String, CallerPolicy.Quota> quotas = new HashMap<>();
+      Map<String, CallerPolicy.QuotaOverride> quotas = new HashMap<>();
       Map<String, Integer> weights = new HashMap<>();
       stored.access().getQuotasMap().forEach((tenant, q) -> {
-        quotas.put(tenant, new CallerPolicy.Quota(q.getRequestsPerSecond(), q.getRowsPerSecond(), q.getInFlight()));
+        CallerPolicy.QuotaOverride override = override(q);
+        if (override.setsAny()) {
+          quotas.put(tenant, override);
+        }
         if (q.getWeight() > 0) {
           weights.put(tenant, Math.min(q.getWeight(), CallerPolicy.MAX_WEIGHT));
         }
@@ -149,9 +153,22 @@ public final class AccessControl implements AutoCloseable {
     return managed.isEmpty() ? files : files.with(managed);
   }
 
-  /** The quota set through the admin API for {@code tenant}, or null (the callers file's applies). */
-  public CallerPolicy.Quota quota(String tenant) {
-    Map<String, CallerPolicy.Quota> quotas = current.quotas();
+  /** A stored quota as request threads apply it. */
+  private static CallerPolicy.QuotaOverride override(ManagedQuota q) {
+    List<QuotaMeasure> fromFile = q.getFromFileList();
+    return new CallerPolicy.QuotaOverride(
+        new CallerPolicy.Quota(q.getRequestsPerSecond(), q.getRowsPerSecond(), q.getInFlight()),
+        fromFile.contains(QuotaMeasure.QUOTA_MEASURE_REQUESTS_PER_SECOND),
+        fromFile.contains(QuotaMeasure.QUOTA_MEASURE_ROWS_PER_SECOND),
+        fromFile.contains(QuotaMeasure.QUOTA_MEASURE_IN_FLIGHT));
+  }
+
+  /**
+   * The quota set through the admin API for {@code tenant}, measure by measure, or null where it
+   * sets no measure (the callers file's quota applies).
+   */
+  public CallerPolicy.QuotaOverride quota(String tenant) {
+    Map<String, CallerPolicy.QuotaOverride> quotas = current.quotas();
     return quotas.isEmpty() ? null : quotas.get(tenant);
   }
 
@@ -231,8 +248,8 @@ public final class AccessControl implements AutoCloseable {
     }
     if (request.getClear()) {
       if (request.getRequestsPerSecond() != 0 || request.getRowsPerSecond() != 0 || request.getInFlight() != 0
-          || request.getWeight() != 0) {
-        throw InferenceException.invalidArgument("clear: a quota to clear takes no limits and no weight");
+          || request.getWeight() != 0 || request.getFromFileCount() != 0) {
+        throw InferenceException.invalidArgument("clear: a quota to clear takes no limits, no weight and no from_file");
       }
       if (current.stored().access().containsQuotas(tenant) || control.access().access().containsQuotas(tenant)) {
         change(caller, "SetQuota", "tenant " + tenant + ": cleared (the callers file's applies)",
@@ -249,20 +266,46 @@ public final class AccessControl implements AutoCloseable {
       throw InferenceException.invalidArgument("weight: " + request.getWeight() + " (expected: 1 to " + CallerPolicy.MAX_WEIGHT
           + ", or 0 for the callers file's)");
     }
+    java.util.EnumSet<QuotaMeasure> fromFile = java.util.EnumSet.noneOf(QuotaMeasure.class);
+    for (QuotaMeasure measure : request.getFromFileList()) {
+      if (measure == QuotaMeasure.QUOTA_MEASURE_UNSPECIFIED || measure == QuotaMeasure.UNRECOGNIZED) {
+        throw InferenceException.invalidArgument("from_file: " + measure
+            + " (expected: QUOTA_MEASURE_REQUESTS_PER_SECOND, QUOTA_MEASURE_ROWS_PER_SECOND or QUOTA_MEASURE_IN_FLIGHT)");
+      }
+      fromFile.add(measure);
+    }
+    fromFileIsZero(fromFile, QuotaMeasure.QUOTA_MEASURE_REQUESTS_PER_SECOND, request.getRequestsPerSecond(), "requests_per_second");
+    fromFileIsZero(fromFile, QuotaMeasure.QUOTA_MEASURE_ROWS_PER_SECOND, request.getRowsPerSecond(), "rows_per_second");
+    fromFileIsZero(fromFile, QuotaMeasure.QUOTA_MEASURE_IN_FLIGHT, request.getInFlight(), "in_flight");
+    if (fromFile.size() == 3 && request.getWeight() == 0) {
+      throw InferenceException.invalidArgument("nothing to set: every measure is left to the callers file and no weight"
+          + " is given (to return to the callers file's quota and weight, clear the tenant's)");
+    }
     ManagedQuota quota = ManagedQuota.newBuilder()
         .setRequestsPerSecond(request.getRequestsPerSecond())
         .setRowsPerSecond(request.getRowsPerSecond())
         .setInFlight(request.getInFlight())
         .setWeight(request.getWeight())
+        .addAllFromFile(fromFile)
         .setSetBy(caller)
         .setSetAtMs(clock.millis())
         .build();
+    String theFiles = "the callers file's";
     change(caller, "SetQuota", String.format(Locale.ROOT,
-            "tenant %s: %s requests/s, %s rows/s, %d in flight (0: no limit), weight %s", tenant,
-            trim(quota.getRequestsPerSecond()), trim(quota.getRowsPerSecond()), quota.getInFlight(),
-            quota.getWeight() == 0 ? "the callers file's" : String.valueOf(quota.getWeight())),
+            "tenant %s: requests/s %s, rows/s %s, in flight %s (0: no limit), weight %s", tenant,
+            fromFile.contains(QuotaMeasure.QUOTA_MEASURE_REQUESTS_PER_SECOND) ? theFiles : trim(quota.getRequestsPerSecond()),
+            fromFile.contains(QuotaMeasure.QUOTA_MEASURE_ROWS_PER_SECOND) ? theFiles : trim(quota.getRowsPerSecond()),
+            fromFile.contains(QuotaMeasure.QUOTA_MEASURE_IN_FLIGHT) ? theFiles : String.valueOf(quota.getInFlight()),
+            quota.getWeight() == 0 ? theFiles : String.valueOf(quota.getWeight())),
         access -> access.toBuilder().putQuotas(tenant, quota).build());
     return report();
+  }
+
+  private static void fromFileIsZero(java.util.Set<QuotaMeasure> fromFile, QuotaMeasure measure, double value, String field) {
+    if (value != 0 && fromFile.contains(measure)) {
+      throw InferenceException.invalidArgument(field + ": " + trim(value) + ", and " + measure
+          + " in from_file (expected: one or the other)");
+    }
   }
 
   private static void check(double rate, String field) {
@@ -318,9 +361,21 @@ public final class AccessControl implements AutoCloseable {
       report.setCallersFile(callers.file().toString());
       policy.methods().forEach(m -> report.addIdentify(m.name().toLowerCase(Locale.ROOT)));
       for (CallerPolicy.Tenant tenant : new TreeMap<>(policy.tenants()).values()) {
-        CallerPolicy.Quota api = quota(tenant.name());
-        CallerPolicy.Quota quota = api != null ? api : tenant.quota();
+        CallerPolicy.QuotaOverride api = quota(tenant.name());
+        CallerPolicy.Quota quota = api != null ? api.over(tenant.quota()) : tenant.quota();
         Integer apiWeight = weight(tenant.name());
+        List<QuotaMeasure> setThroughApi = new ArrayList<>();
+        if (api != null) {
+          if (!api.requestsFromFile()) {
+            setThroughApi.add(QuotaMeasure.QUOTA_MEASURE_REQUESTS_PER_SECOND);
+          }
+          if (!api.rowsFromFile()) {
+            setThroughApi.add(QuotaMeasure.QUOTA_MEASURE_ROWS_PER_SECOND);
+          }
+          if (!api.inFlightFromFile()) {
+            setThroughApi.add(QuotaMeasure.QUOTA_MEASURE_IN_FLIGHT);
+          }
+        }
         report.addTenants(AccessTenant.newBuilder()
             .setName(tenant.name())
             .addAllModels(new java.util.TreeSet<>(tenant.models()))
@@ -330,7 +385,9 @@ public final class AccessControl implements AutoCloseable {
             .setRowsPerSecond(quota.rowsPerSecond())
             .setInFlight(quota.inFlight())
             .setQuotaSource(api != null ? "api" : tenant.quota().limits() ? "file" : "")
-            .setWeight(apiWeight != null ? apiWeight : tenant.weight()));
+            .addAllSetThroughApi(setThroughApi)
+            .setWeight(apiWeight != null ? apiWeight : tenant.weight())
+            .setWeightSetThroughApi(apiWeight != null));
       }
     }
     return report.build();

@@ -93,6 +93,32 @@ public final class CallerPolicy {
     }
   }
 
+  /**
+   * A tenant's quota as set through the admin API: each measure either set there ({@code set}'s,
+   * 0 meaning no limit) or left to the callers file's.
+   */
+  public record QuotaOverride(Quota set, boolean requestsFromFile, boolean rowsFromFile, boolean inFlightFromFile) {
+    /** Every measure set through the API. */
+    public static QuotaOverride of(Quota set) {
+      return new QuotaOverride(set, false, false, false);
+    }
+
+    /** Sets at least one measure (else it leaves the quota to the file entirely). */
+    public boolean setsAny() {
+      return !(requestsFromFile && rowsFromFile && inFlightFromFile);
+    }
+
+    /** The quota in force over {@code file}'s: {@link #set} itself when every measure is set here. */
+    public Quota over(Quota file) {
+      if (!requestsFromFile && !rowsFromFile && !inFlightFromFile) {
+        return set;
+      }
+      return new Quota(requestsFromFile ? file.requestsPerSecond() : set.requestsPerSecond(),
+          rowsFromFile ? file.rowsPerSecond() : set.rowsPerSecond(),
+          inFlightFromFile ? file.inFlight() : set.inFlight());
+    }
+  }
+
   /** The highest weight a tenant may have. */
   public static final int MAX_WEIGHT = 1000;
 

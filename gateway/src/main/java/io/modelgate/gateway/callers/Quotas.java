@@ -12,31 +12,55 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
- * Each tenant's quota and weight — set through the admin API, else the callers file's. The quota: requests and rows a second (Bucket4j token buckets
- * holding one second's worth) and requests in flight. Over a limit, a request is refused at once
+ * Each tenant's quota and weight — set through the admin API, else the callers file's (the quota
+ * measure by measure: those the API leaves to the file stay the file's). The quota: requests and
+ * rows a second (Bucket4j token buckets holding one second's worth) and requests in flight. Over a limit, a request is refused at once
  * with RESOURCE_EXHAUSTED and the time after which a retry can succeed ({@link
  * InferenceException#retryAfter}), sent to the client as a {@code google.rpc.RetryInfo}.
  *
  * <p>Threads: request threads call {@link #admit}, answering threads {@link Admission#release};
- * the buckets are lock-free. A tenant's buckets are made again when its quota changes.
+ * the buckets are lock-free. A tenant's buckets are made again when its quota in force changes (a
+ * new file or API quota that comes to the same limits keeps them).
  */
 public final class Quotas {
   private final TimeMeter time;
   private final Map<String, State> states = new ConcurrentHashMap<>();
-  private final java.util.function.Function<String, CallerPolicy.Quota> overrides;
+  private final java.util.function.Function<String, CallerPolicy.QuotaOverride> overrides;
   private final java.util.function.Function<String, Integer> weights;
 
-  /** A tenant's buckets for one quota. */
+  /**
+   * A tenant's buckets for one quota in force, with the file's quota and the API's override it was
+   * resolved from (compared by identity, so that a request finds it without resolving again).
+   */
   private static final class State {
     final CallerPolicy.Quota quota;
+    final CallerPolicy.Quota file;
+    final CallerPolicy.QuotaOverride override;
     final Bucket requests;
     final Bucket rows;
-    final AtomicInteger inFlight = new AtomicInteger();
+    final AtomicInteger inFlight;
 
-    State(CallerPolicy.Quota quota, TimeMeter time) {
+    State(CallerPolicy.Quota quota, CallerPolicy.Quota file, CallerPolicy.QuotaOverride override, TimeMeter time) {
       this.quota = quota;
+      this.file = file;
+      this.override = override;
       this.requests = quota.requestsPerSecond() > 0 ? bucket(quota.requestsPerSecond(), time) : null;
       this.rows = quota.rowsPerSecond() > 0 ? bucket(quota.rowsPerSecond(), time) : null;
+      this.inFlight = new AtomicInteger();
+    }
+
+    /** The same buckets and count, resolved from another file quota or override to the same limits. */
+    private State(State same, CallerPolicy.Quota file, CallerPolicy.QuotaOverride override) {
+      this.quota = same.quota;
+      this.file = file;
+      this.override = override;
+      this.requests = same.requests;
+      this.rows = same.rows;
+      this.inFlight = same.inFlight;
+    }
+
+    boolean resolvedFrom(CallerPolicy.Quota file, CallerPolicy.QuotaOverride override) {
+      return this.file == file && this.override == override;
     }
 
     /** A bucket of {@code perSecond} tokens, refilled continuously; precise to a thousandth of a token. */
@@ -72,10 +96,10 @@ public final class Quotas {
 
   /**
    * @param overrides the quota set through the admin API for a tenant, in place of the callers
-   *     file's, or null; called on request threads, so it must not block
+   *     file's measure by measure, or null; called on request threads, so it must not block
    * @param weights likewise, the weight set through the admin API for a tenant, or null
    */
-  public Quotas(Clock clock, java.util.function.Function<String, CallerPolicy.Quota> overrides,
+  public Quotas(Clock clock, java.util.function.Function<String, CallerPolicy.QuotaOverride> overrides,
       java.util.function.Function<String, Integer> weights) {
     this.overrides = overrides;
     this.weights = weights;
@@ -114,12 +138,19 @@ public final class Quotas {
     if (caller.entry() == null) {
       return Admission.FREE;
     }
-    CallerPolicy.Quota override = overrides.apply(caller.tenant());
-    CallerPolicy.Quota quota = override != null ? override : caller.entry().quota();
+    CallerPolicy.QuotaOverride override = overrides.apply(caller.tenant());
+    CallerPolicy.Quota file = caller.entry().quota();
+    if (override == null && !file.limits()) {
+      return Admission.FREE;
+    }
+    State state = states.get(caller.tenant());
+    if (state == null || !state.resolvedFrom(file, override)) {
+      state = resolve(caller.tenant(), file, override);
+    }
+    CallerPolicy.Quota quota = state.quota;
     if (!quota.limits()) {
       return Admission.FREE;
     }
-    State state = states.compute(caller.tenant(), (tenant, old) -> old != null && old.quota.equals(quota) ? old : new State(quota, time));
     if (quota.inFlight() > 0 && state.inFlight.incrementAndGet() > quota.inFlight()) {
       state.inFlight.decrementAndGet();
       throw InferenceException.overQuota("tenant '" + caller.tenant() + "' has " + quota.inFlight()
@@ -141,6 +172,14 @@ public final class Quotas {
       }
     }
     return quota.inFlight() > 0 ? new Admission(state.inFlight) : Admission.FREE;
+  }
+
+  /** The tenant's state for the quota {@code override} over {@code file}: the same buckets when its limits are the same. */
+  private State resolve(String tenant, CallerPolicy.Quota file, CallerPolicy.QuotaOverride override) {
+    CallerPolicy.Quota quota = override != null ? override.over(file) : file;
+    return states.compute(tenant, (name, old) -> old != null && old.quota.equals(quota)
+        ? (old.resolvedFrom(file, override) ? old : new State(old, file, override))
+        : new State(quota, file, override, time));
   }
 
   private static void refuse(State state, CallerPolicy.Quota quota, CallerAuth.Caller caller, String what, double perSecond,

@@ -12,6 +12,7 @@ import io.modelgate.proto.admin.v1.ListModelsRequest;
 import io.modelgate.proto.admin.v1.LoadVersionRequest;
 import io.modelgate.proto.admin.v1.ModelInfo;
 import io.modelgate.proto.admin.v1.PromoteRequest;
+import io.modelgate.proto.admin.v1.QuotaMeasure;
 import io.modelgate.proto.admin.v1.RollbackRequest;
 import io.modelgate.proto.admin.v1.Rollout;
 import io.modelgate.proto.admin.v1.RolloutSpec;
@@ -627,24 +628,33 @@ final class AdminCommand implements Runnable {
     out.printf("  %-16s %-8s %-6s %-24s %s%n", "TENANT", "KEYS", "WEIGHT", "MODELS", "QUOTA");
     for (io.modelgate.proto.admin.v1.AccessTenant t : report.getTenantsList()) {
       java.util.List<String> quota = new java.util.ArrayList<>();
-      if (t.getRequestsPerSecond() > 0) {
-        quota.add(trim(t.getRequestsPerSecond()) + " requests/s");
-      }
-      if (t.getRowsPerSecond() > 0) {
-        quota.add(trim(t.getRowsPerSecond()) + " rows/s");
-      }
-      if (t.getInFlight() > 0) {
-        quota.add(t.getInFlight() + " in flight");
+      java.util.List<String> api = new java.util.ArrayList<>();
+      measure(t, QuotaMeasure.QUOTA_MEASURE_REQUESTS_PER_SECOND, t.getRequestsPerSecond(), "requests/s", quota, api);
+      measure(t, QuotaMeasure.QUOTA_MEASURE_ROWS_PER_SECOND, t.getRowsPerSecond(), "rows/s", quota, api);
+      measure(t, QuotaMeasure.QUOTA_MEASURE_IN_FLIGHT, t.getInFlight(), "in flight", quota, api);
+      if (t.getWeightSetThroughApi()) {
+        api.add("weight");
       }
       String text = quota.isEmpty() ? "none" : String.join(", ", quota);
-      if (t.getQuotaSource().equals("api")) {
-        text += " (set through the admin API)";
+      if (!api.isEmpty()) {
+        text += " (set through the admin API: " + String.join(", ", api) + ")";
       }
       out.printf("  %-16s %-8d %-6d %-24s %s%n", t.getName(), t.getApiKeys(), Math.max(1, t.getWeight()),
           t.getModelsCount() == 0 ? "all" : String.join(",", t.getModelsList()), text);
       for (String certificate : t.getCertificatesList()) {
         out.printf("  %-16s certificate %s%n", "", certificate);
       }
+    }
+  }
+
+  /** Adds a measure of a tenant's quota to the text where it limits, and to {@code api} where the admin API set it. */
+  private static void measure(io.modelgate.proto.admin.v1.AccessTenant t, QuotaMeasure measure, double value, String unit,
+      java.util.List<String> quota, java.util.List<String> api) {
+    if (value > 0) {
+      quota.add(trim(value) + " " + unit);
+    }
+    if (t.getSetThroughApiList().contains(measure)) {
+      api.add(unit);
     }
   }
 
@@ -710,24 +720,41 @@ final class AdminCommand implements Runnable {
       spec.commandLine().usage(spec.commandLine().getOut());
     }
 
-    @Command(name = "set", description = "Set a tenant's limits, and its weight, in place of the callers file's; a limit left out is"
-        + " none, a weight left out the file's.")
+    @Command(name = "set", description = "Set a tenant's limits, and its weight, in place of the callers file's, each on its own:"
+        + " a limit or weight left out stays the file's, 0 sets no limit.")
     static final class Set implements Callable<Integer> {
       @ParentCommand QuotaCommand parent;
       @Spec CommandSpec spec;
       @Mixin HelpOption help;
       @Parameters(index = "0", paramLabel = "TENANT") String tenant;
-      @Option(names = "--requests-per-second", defaultValue = "0") double requests;
-      @Option(names = "--rows-per-second", defaultValue = "0") double rows;
-      @Option(names = "--in-flight", defaultValue = "0") int inFlight;
+      @Option(names = "--requests-per-second", description = "Requests a second (0: no limit; left out: the callers file's).")
+      Double requests;
+      @Option(names = "--rows-per-second", description = "Rows a second (0: no limit; left out: the callers file's).")
+      Double rows;
+      @Option(names = "--in-flight", description = "Requests in flight (0: no limit; left out: the callers file's).")
+      Integer inFlight;
       @Option(names = "--weight", defaultValue = "0",
-          description = "Its weight where tenants contend for a version, 1 to 1000 (0: the callers file's).") int weight;
+          description = "Its weight where tenants contend for a version, 1 to 1000 (0 or left out: the callers file's).") int weight;
 
       @Override
       public Integer call() throws Exception {
-        return execute(parent.admin, spec, (client, out) -> printAccess(out, client.call().setQuota(
-            io.modelgate.proto.admin.v1.SetQuotaRequest.newBuilder().setTenant(tenant).setRequestsPerSecond(requests)
-                .setRowsPerSecond(rows).setInFlight(inFlight).setWeight(weight).build())));
+        var request = io.modelgate.proto.admin.v1.SetQuotaRequest.newBuilder().setTenant(tenant).setWeight(weight);
+        if (requests != null) {
+          request.setRequestsPerSecond(requests);
+        } else {
+          request.addFromFile(QuotaMeasure.QUOTA_MEASURE_REQUESTS_PER_SECOND);
+        }
+        if (rows != null) {
+          request.setRowsPerSecond(rows);
+        } else {
+          request.addFromFile(QuotaMeasure.QUOTA_MEASURE_ROWS_PER_SECOND);
+        }
+        if (inFlight != null) {
+          request.setInFlight(inFlight);
+        } else {
+          request.addFromFile(QuotaMeasure.QUOTA_MEASURE_IN_FLIGHT);
+        }
+        return execute(parent.admin, spec, (client, out) -> printAccess(out, client.call().setQuota(request.build())));
       }
     }
 

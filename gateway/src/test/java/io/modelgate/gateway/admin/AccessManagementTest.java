@@ -15,12 +15,14 @@ import io.modelgate.proto.admin.v1.CreateTokenRequest;
 import io.modelgate.proto.admin.v1.CreatedToken;
 import io.modelgate.proto.admin.v1.GetAccessRequest;
 import io.modelgate.proto.admin.v1.ListModelsRequest;
+import io.modelgate.proto.admin.v1.QuotaMeasure;
 import io.modelgate.proto.admin.v1.RevokeTokenRequest;
 import io.modelgate.proto.admin.v1.SetQuotaRequest;
 import io.modelgate.proto.inference.ModelInferRequest;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -154,9 +156,67 @@ class AccessManagementTest {
           Status.Code.INVALID_ARGUMENT, "rows_per_second: -1.0 (expected: 0 for no limit, up to 1000000)");
       refused(() -> gateway.admin().setQuota(SetQuotaRequest.newBuilder().setTenant("team").setClear(true).setInFlight(3).build()),
           Status.Code.INVALID_ARGUMENT, "clear: a quota to clear takes no limits");
+      refused(() -> gateway.admin().setQuota(SetQuotaRequest.newBuilder().setTenant("team").setClear(true)
+              .addFromFile(QuotaMeasure.QUOTA_MEASURE_IN_FLIGHT).build()),
+          Status.Code.INVALID_ARGUMENT, "clear: a quota to clear takes no limits, no weight and no from_file");
       assertThat(Files.readString(root.resolve(".state/audit.log")))
-          .contains("SetQuota").contains("tenant team: 1 requests/s, 0 rows/s, 0 in flight (0: no limit)")
+          .contains("SetQuota").contains("tenant team: requests/s 1, rows/s 0, in flight 0 (0: no limit), weight the callers file\\u0027s")
           .contains("tenant team: cleared (the callers file\\u0027s applies)");
+    }
+  }
+  @Test
+  void measuresLeftToTheFile_stayTheFiles_soAWeightAloneKeepsTheFilesLimits() throws Exception {
+    Gateway.write(root, "m", 1, Gateway.affine());
+    // The file: 2 requests a second and 4 in flight, weight 2. The clock stands still.
+    Files.writeString(root.resolve("callers.yaml"), "tenants:\n  team:\n    api_keys: [" + CallerPolicy.hash(KEY) + "]\n"
+        + "    quota: {requests_per_second: 2, in_flight: 4}\n    weight: 2\n");
+    Files.writeString(root.resolve("tokens.yaml"), "tokens: {}\n");
+    TestClock clock = new TestClock();
+    List<QuotaMeasure> all = List.of(QuotaMeasure.QUOTA_MEASURE_REQUESTS_PER_SECOND,
+        QuotaMeasure.QUOTA_MEASURE_ROWS_PER_SECOND, QuotaMeasure.QUOTA_MEASURE_IN_FLIGHT);
+    try (Gateway gateway = start(clock)) {
+      // A weight alone: every limit stays the file's.
+      AccessTenant team = gateway.admin().setQuota(
+          SetQuotaRequest.newBuilder().setTenant("team").setWeight(5).addAllFromFile(all).build()).getTenants(0);
+      assertThat(team.getWeight()).isEqualTo(5);
+      assertThat(team.getWeightSetThroughApi()).isTrue();
+      assertThat(team.getRequestsPerSecond()).isEqualTo(2);
+      assertThat(team.getInFlight()).isEqualTo(4);
+      assertThat(team.getQuotaSource()).isEqualTo("file");
+      assertThat(team.getSetThroughApiList()).isEmpty();
+      gateway.blockingAs(KEY).modelInfer(request());
+      gateway.blockingAs(KEY).modelInfer(request());
+      refused(() -> gateway.blockingAs(KEY).modelInfer(request()), Status.Code.RESOURCE_EXHAUSTED,
+          "tenant 'team' is over its quota of 2 requests a second");
+
+      // No rate limit set through the API (0), in flight still the file's, weight the file's again.
+      team = gateway.admin().setQuota(SetQuotaRequest.newBuilder().setTenant("team").setRequestsPerSecond(0)
+          .addFromFile(QuotaMeasure.QUOTA_MEASURE_ROWS_PER_SECOND)
+          .addFromFile(QuotaMeasure.QUOTA_MEASURE_IN_FLIGHT).build()).getTenants(0);
+      assertThat(team.getRequestsPerSecond()).isZero();
+      assertThat(team.getInFlight()).isEqualTo(4);
+      assertThat(team.getQuotaSource()).isEqualTo("api");
+      assertThat(team.getSetThroughApiList()).containsExactly(QuotaMeasure.QUOTA_MEASURE_REQUESTS_PER_SECOND);
+      assertThat(team.getWeight()).isEqualTo(2);
+      assertThat(team.getWeightSetThroughApi()).isFalse();
+      for (int i = 0; i < 5; i++) {
+        gateway.blockingAs(KEY).modelInfer(request());
+      }
+      assertThat(Files.readString(root.resolve(".state/audit.log"))).contains(
+          "tenant team: requests/s the callers file\\u0027s, rows/s the callers file\\u0027s, in flight the callers"
+              + " file\\u0027s (0: no limit), weight 5",
+          "tenant team: requests/s 0, rows/s the callers file\\u0027s, in flight the callers file\\u0027s (0: no limit),"
+              + " weight the callers file\\u0027s");
+
+      refused(() -> gateway.admin().setQuota(SetQuotaRequest.newBuilder().setTenant("team").setRequestsPerSecond(3)
+              .addFromFile(QuotaMeasure.QUOTA_MEASURE_REQUESTS_PER_SECOND).build()),
+          Status.Code.INVALID_ARGUMENT,
+          "requests_per_second: 3, and QUOTA_MEASURE_REQUESTS_PER_SECOND in from_file (expected: one or the other)");
+      refused(() -> gateway.admin().setQuota(SetQuotaRequest.newBuilder().setTenant("team").addAllFromFile(all).build()),
+          Status.Code.INVALID_ARGUMENT, "nothing to set: every measure is left to the callers file and no weight is given");
+      refused(() -> gateway.admin().setQuota(SetQuotaRequest.newBuilder().setTenant("team")
+              .addFromFile(QuotaMeasure.QUOTA_MEASURE_UNSPECIFIED).build()),
+          Status.Code.INVALID_ARGUMENT, "from_file: QUOTA_MEASURE_UNSPECIFIED (expected: QUOTA_MEASURE_REQUESTS_PER_SECOND");
     }
   }
 }

@@ -123,6 +123,50 @@ class QuotasTest {
     }
   }
 
+  private static void overQuota(Quotas quotas, CallerAuth.Caller caller, String message) {
+    assertThatThrownBy(() -> quotas.admit(caller, 1)).isInstanceOfSatisfying(InferenceException.class,
+        e -> assertThat(e.getMessage()).startsWith(message));
+  }
+
+  @Test
+  void theAdminApisQuota_replacesTheFilesMeasureByMeasure_andKeepsBucketsWhileTheLimitsStayTheSame() {
+    java.util.Map<String, CallerPolicy.QuotaOverride> api = new java.util.concurrent.ConcurrentHashMap<>();
+    // The clock stands still: buckets never refill.
+    Quotas quotas = new Quotas(new TestClock(), api::get, tenant -> null);
+    CallerPolicy.Tenant file = new CallerPolicy.Tenant("t", List.of(), Set.of(), Set.of(), new CallerPolicy.Quota(2, 0, 5));
+    CallerAuth.Caller caller = new CallerAuth.Caller("t", "api_key", file);
+    quotas.admit(caller, 1);
+    quotas.admit(caller, 1);
+    overQuota(quotas, caller, "tenant 't' is over its quota of 2 requests a second");
+
+    // The API sets the same rate and leaves in flight to the file: the limits in force are the
+    // same, so the emptied bucket is kept (a change that comes to the same quota grants nothing).
+    api.put("t", new CallerPolicy.QuotaOverride(new CallerPolicy.Quota(2, 0, 0), false, true, true));
+    overQuota(quotas, caller, "tenant 't' is over its quota of 2 requests a second");
+
+    // No rate (0 set through the API) over the file's 2 a second; in flight stays the file's 5.
+    api.put("t", new CallerPolicy.QuotaOverride(CallerPolicy.Quota.NONE, false, true, true));
+    List<Quotas.Admission> held = new java.util.ArrayList<>();
+    for (int i = 0; i < 5; i++) {
+      held.add(quotas.admit(caller, 1));
+    }
+    overQuota(quotas, caller, "tenant 't' has 5 requests in flight, its quota");
+    held.forEach(Quotas.Admission::release);
+
+    // Every measure set through the API: in flight 0 is no limit, whatever the file says.
+    api.put("t", CallerPolicy.QuotaOverride.of(new CallerPolicy.Quota(0, 3, 0)));
+    for (int i = 0; i < 3; i++) {
+      held.add(quotas.admit(caller, 1));
+    }
+    overQuota(quotas, caller, "tenant 't' is over its quota of 3 rows a second");
+
+    // Cleared: the file's again, a new bucket of its own for its 2 a second.
+    api.remove("t");
+    quotas.admit(caller, 1);
+    quotas.admit(caller, 1);
+    overQuota(quotas, caller, "tenant 't' is over its quota of 2 requests a second");
+  }
+
   @Test
   void aTenantsWeight_isTheAdminApis_elseTheCallersFiles() {
     java.util.Map<String, Integer> api = new java.util.concurrent.ConcurrentHashMap<>();
