@@ -85,6 +85,8 @@ echo
 
 echo "## callers 5. access through the admin API"
 admin quota set fraud --requests-per-second 50 --in-flight 8
+admin quota set fraud --weight 3
+admin quota set fraud --requests-per-second 0 --weight 3
 show admin token create ci-bot --role operator
 "$repo/bin/modelgate" admin --target "localhost:$((port + 2))" --state-dir state token create ci-bot --role operator 2>&1 \
   | sed -E 's/mga_[A-Za-z0-9_-]+/mga_(secret, shown once)/' | tee token.txt || true
