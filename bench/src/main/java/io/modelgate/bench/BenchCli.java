@@ -16,6 +16,7 @@ import picocli.CommandLine.Command;
       RoutingCostBenchmark.class,
       DriftCostBenchmark.class,
       FairnessBenchmark.class,
+      SoakCommand.class,
       CeilingCommand.class,
       BenchCli.Jmh.class,
       CommandLine.HelpCommand.class

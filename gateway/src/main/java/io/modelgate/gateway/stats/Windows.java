@@ -5,11 +5,12 @@ import org.HdrHistogram.Histogram;
 /**
  * The closed intervals of one version's statistics in two fixed rings, and their running total.
  *
- * <p>Memory is fixed when the version first loads and never grows: {@code perMinute} fine
- * intervals (the last minute, e.g. 12 of 5 s), {@link #MINUTES} whole minutes, the minute being
- * filled, and the total since start, each a set of four histograms ({@link Interval}). Closing an
- * interval reuses the histograms of the one it evicts, so steady state allocates nothing. The
- * figures:
+ * <p>Memory is bounded from the version's first load: {@code perMinute} fine intervals (the last
+ * minute, e.g. 12 of 5 s), {@link #MINUTES} whole minutes, the minute being filled, and the total
+ * since start, each a set of four histograms ({@link Interval}). The rings fill during the
+ * version's first {@link #MINUTES} minutes (an interval a minute until then) and never grow after:
+ * closing an interval reuses the histograms of the one it evicts, so steady state allocates
+ * nothing. The figures:
  *
  * <ul>
  *   <li>a window of at most one minute is the sum of its last fine intervals, to the interval;

@@ -1,0 +1,433 @@
+package io.modelgate.bench;
+
+import io.grpc.CallCredentials;
+import io.grpc.ManagedChannel;
+import io.grpc.Metadata;
+import io.modelgate.bench.load.Connections;
+import io.modelgate.bench.load.Inputs;
+import io.modelgate.bench.load.LoadGenerator;
+import io.modelgate.gateway.callers.CallerPolicy;
+import io.modelgate.proto.admin.v1.AdminServiceGrpc;
+import io.modelgate.proto.admin.v1.RoutingPolicy;
+import io.modelgate.proto.admin.v1.SetQuotaRequest;
+import io.modelgate.proto.admin.v1.SetRoutingRequest;
+import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
+import io.modelgate.proto.inference.ModelInferRequest;
+import io.modelgate.proto.inference.ModelMetadataRequest;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.Executor;
+import java.util.concurrent.TimeUnit;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+/**
+ * A long run against the demo served by {@code modelgate serve} in a JVM of its own, under the
+ * load and the changes a production server sees: a tenant at a steady rate (the measured probe), a
+ * streaming tenant whose connections are made anew every window, a flooding tenant every other
+ * window (refused at its fair share and its quota), and at the start of each window a routing
+ * change, a quota set or cleared through the admin API and the callers file rewritten (read again).
+ * After each window, with the load stopped, it forces a full collection in the server and reads
+ * what the server holds: the heap after it, the process's resident memory, direct buffers,
+ * threads, open files and the request memory still counted as held (0 when every request was
+ * answered and released). Whether a long-running server degrades is then the slope of those over
+ * the run, and the probe's latency window by window.
+ *
+ * <p>Threads: the command's thread drives the windows; each window's three loads run on threads
+ * of their own and are joined before the window is sampled.
+ */
+@Command(
+    name = "soak",
+    mixinStandardHelpOptions = true,
+    description = "The demo in a server JVM of its own, under steady, streaming and flooding tenants and admin changes for a"
+        + " long run: whether its memory, threads, open files and latency stay level.")
+final class SoakCommand implements Callable<Integer> {
+  @Spec CommandSpec spec;
+
+  @Option(names = "--duration", defaultValue = "600", description = "Seconds of load in all. Default: ${DEFAULT-VALUE}.")
+  int durationSeconds;
+  @Option(names = "--window", defaultValue = "60", description = "Seconds a window; the server is sampled after each. Default: ${DEFAULT-VALUE}.")
+  int windowSeconds;
+  @Option(names = "--settle-windows", defaultValue = "1",
+      description = "First windows left out of the slopes (JIT compilation, pools and caches filling). Default: ${DEFAULT-VALUE}.")
+  int settleWindows;
+  @Option(names = "--rate", defaultValue = "500", description = "The probe tenant's calls a second (open loop). Default: ${DEFAULT-VALUE}.")
+  double rate;
+  @Option(names = "--stream-rate", defaultValue = "2000",
+      description = "The streaming tenant's calls a second (open loop, on connections made anew each window). Default: ${DEFAULT-VALUE}.")
+  double streamRate;
+  @Option(names = "--flood-callers", defaultValue = "256",
+      description = "The flooding tenant's closed-loop callers, every other window for a third of it. Default: ${DEFAULT-VALUE}.")
+  int floodCallers;
+  @Option(names = "--server-heap", defaultValue = "512m", description = "The server's -Xms and -Xmx. Default: ${DEFAULT-VALUE}.")
+  String serverHeap;
+
+  /** What the server holds after a window, with its load stopped and a full collection done. */
+  record Sample(double heapMiB, double rssMiB, double directMiB, int threads, int openFiles, double heldBytes) {}
+
+  @Override
+  public Integer call() throws Exception {
+    PrintWriter out = spec.commandLine().getOut();
+    if (windowSeconds < 3 || durationSeconds < windowSeconds || settleWindows < 0) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--window " + windowSeconds + ", --duration "
+          + durationSeconds + ", --settle-windows " + settleWindows
+          + " (expected: a window of 3 s or more, a duration of a window or more, settle windows 0 or more)");
+    }
+    int windows = durationSeconds / windowSeconds;
+    Path root = Files.createTempDirectory("modelgate-bench-soak-");
+    String probeKey = "mgk_soak-probe-" + java.util.UUID.randomUUID();
+    String streamKey = "mgk_soak-stream-" + java.util.UUID.randomUUID();
+    String floodKey = "mgk_soak-flood-" + java.util.UUID.randomUUID();
+    Path callers = root.resolve("callers.yaml");
+    String callersText = "tenants:\n"
+        + "  probe:\n    api_keys: [" + CallerPolicy.hash(probeKey) + "]\n"
+        + "  stream:\n    api_keys: [" + CallerPolicy.hash(streamKey) + "]\n"
+        + "  flood:\n    api_keys: [" + CallerPolicy.hash(floodKey) + "]\n    quota: {in_flight: " + Math.max(1, floodCallers / 2) + "}\n";
+    Files.writeString(callers, callersText);
+
+    try (ServerProcess server = ServerProcess.start(root, callers, serverHeap)) {
+      out.printf("soak: the demo (cnn_mnist, versions 1 and 2) served by a JVM of its own (pid %d, -Xmx%s), %d windows of %d s;"
+              + " probe %.0f calls/s, streams %.0f calls/s on new connections each window, a flood of %d callers every other"
+              + " window; each window a routing change, a quota change and the callers file rewritten%n",
+          server.pid(), serverHeap, windows, windowSeconds, rate, streamRate, floodCallers);
+      out.println();
+      out.println("| window | probe calls/s | p50 ms | p99 ms | p99.9 ms | probe errors | streamed /s | flood served /s | flood refused"
+          + " | heap after GC MiB | RSS MiB | direct MiB | threads | open files | held at idle B |");
+      out.println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+      out.flush();
+      String target = "127.0.0.1:" + server.grpcPort;
+      ManagedChannel admin = io.grpc.netty.NettyChannelBuilder.forAddress("127.0.0.1", server.adminPort).usePlaintext().build();
+      Connections probeChannels = Connections.open(target, 1, probeKey);
+      Connections floodChannels = Connections.open(target, 2, floodKey);
+      List<Sample> samples = new ArrayList<>();
+      List<Double> p99s = new ArrayList<>();
+      int adminFailures = 0;
+      try {
+        var adminStub = AdminServiceGrpc.newBlockingStub(admin).withCallCredentials(bearer(server.adminToken()));
+        ModelInferRequest request = Inputs.random(GRPCInferenceServiceGrpc.newBlockingStub(probeChannels.channels().get(0))
+            .withDeadlineAfter(30, TimeUnit.SECONDS)
+            .modelMetadata(ModelMetadataRequest.newBuilder().setName("cnn_mnist").build()), "", Map.of(), 1);
+        LoadGenerator probe = new LoadGenerator(probeChannels, request);
+        LoadGenerator flood = new LoadGenerator(floodChannels, request);
+        Duration window = Duration.ofSeconds(windowSeconds);
+        for (int w = 1; w <= windows; w++) {
+          adminFailures += change(adminStub, callers, callersText, w);
+          boolean flooding = w % 2 == 0;
+          CompletableFuture<LoadGenerator.Result> streamed = CompletableFuture.supplyAsync(() -> {
+            try (Connections fresh = Connections.open(target, 2, streamKey)) {
+              return new LoadGenerator(fresh, request).run(LoadGenerator.Options.open(streamRate, true, Duration.ZERO, window), line -> {});
+            } catch (InterruptedException e) {
+              Thread.currentThread().interrupt();
+              throw new IllegalStateException(e);
+            }
+          });
+          CompletableFuture<LoadGenerator.Result> flooded = !flooding ? null : CompletableFuture.supplyAsync(() -> {
+            try {
+              return flood.run(LoadGenerator.Options.closed(floodCallers, false, Duration.ZERO,
+                  Duration.ofSeconds(Math.max(1, windowSeconds / 3))).backingOff(), line -> {});
+            } catch (InterruptedException e) {
+              Thread.currentThread().interrupt();
+              throw new IllegalStateException(e);
+            }
+          });
+          LoadGenerator.Result probed = probe.run(LoadGenerator.Options.open(rate, false, Duration.ZERO, window), line -> {});
+          LoadGenerator.Result stream = streamed.get(windowSeconds + 60L, TimeUnit.SECONDS);
+          LoadGenerator.Result floodResult = flooded == null ? null : flooded.get(windowSeconds + 60L, TimeUnit.SECONDS);
+          Sample sample = server.sample();
+          samples.add(sample);
+          double p99 = probed.latencyMicros().getValueAtPercentile(99) / 1000.0;
+          p99s.add(p99);
+          out.printf(Locale.ROOT, "| %d%s | %.0f | %.3f | %.3f | %.3f | %d | %.0f | %s | %s | %.1f | %.1f | %.1f | %d | %d | %.0f |%n",
+              w, w <= settleWindows ? " (settling)" : "", probed.throughput(),
+              probed.latencyMicros().getValueAtPercentile(50) / 1000.0, p99,
+              probed.latencyMicros().getValueAtPercentile(99.9) / 1000.0, probed.errorCount(), stream.throughput(),
+              floodResult == null ? "–" : String.format(Locale.ROOT, "%.0f", floodResult.throughput()),
+              floodResult == null ? "–" : String.valueOf(floodResult.errorCount()),
+              sample.heapMiB(), sample.rssMiB(), sample.directMiB(), sample.threads(), sample.openFiles(), sample.heldBytes());
+          out.flush();
+        }
+      } finally {
+        probeChannels.close();
+        floodChannels.close();
+        admin.shutdownNow();
+      }
+      summarize(out, samples, p99s, adminFailures);
+      out.flush();
+    }
+    return 0;
+  }
+
+  /** Bearer credentials for the admin API. */
+  private static CallCredentials bearer(String token) {
+    return new CallCredentials() {
+      @Override
+      public void applyRequestMetadata(RequestInfo info, Executor executor, MetadataApplier applier) {
+        Metadata headers = new Metadata();
+        headers.put(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER), "Bearer " + token);
+        applier.apply(headers);
+      }
+    };
+  }
+
+  /**
+   * Window {@code w}'s changes: routing between the two versions and all on version 2 in turn, the
+   * streaming tenant's quota set and cleared in turn, the callers file rewritten (to be read again).
+   *
+   * @return the changes that failed (each said on the error stream)
+   */
+  private int change(AdminServiceGrpc.AdminServiceBlockingStub admin, Path callers, String callersText, int w) throws IOException {
+    int failed = 0;
+    RoutingPolicy.Builder policy = RoutingPolicy.newBuilder().setModel("cnn_mnist").setReason("soak window " + w);
+    if (w % 2 == 1) {
+      policy.putWeights(1, 50).putWeights(2, 50);
+    } else {
+      policy.putWeights(2, 1);
+    }
+    try {
+      // Compare-and-swap on the revision in force, as an operator's tool would.
+      long revision = admin.withDeadlineAfter(30, TimeUnit.SECONDS)
+          .getRouting(io.modelgate.proto.admin.v1.GetRoutingRequest.newBuilder().setModel("cnn_mnist").build()).getRevision();
+      admin.withDeadlineAfter(30, TimeUnit.SECONDS).setRouting(
+          SetRoutingRequest.newBuilder().setPolicy(policy).setExpectedRevision(revision).build());
+    } catch (io.grpc.StatusRuntimeException e) {
+      failed++;
+      spec.commandLine().getErr().println("soak: window " + w + ": routing change failed: " + e.getStatus());
+    }
+    SetQuotaRequest.Builder quota = SetQuotaRequest.newBuilder().setTenant("stream");
+    if (w % 2 == 1) {
+      quota.setRequestsPerSecond(streamRate * 10).setWeight(2);
+    } else {
+      quota.setClear(true);
+    }
+    try {
+      admin.withDeadlineAfter(30, TimeUnit.SECONDS).setQuota(quota.build());
+    } catch (io.grpc.StatusRuntimeException e) {
+      failed++;
+      spec.commandLine().getErr().println("soak: window " + w + ": quota change failed: " + e.getStatus());
+    }
+    Files.writeString(callers, callersText + "# window " + w + "\n");
+    return failed;
+  }
+
+  /**
+   * The run in a few lines: each measure from the first window after settling to the last, with
+   * its least-squares slope an hour (one window's noise does not make a trend; a leak does).
+   */
+  private void summarize(PrintWriter out, List<Sample> samples, List<Double> p99s, int adminFailures) {
+    out.println();
+    int from = Math.min(settleWindows, samples.size());
+    List<Sample> counted = samples.subList(from, samples.size());
+    if (counted.size() < 2) {
+      out.printf("too few windows after the %d settling one(s) for a trend: %d%n", settleWindows, counted.size());
+    } else {
+      double perHour = 3600.0 / windowSeconds;
+      Sample first = counted.get(0);
+      Sample last = counted.get(counted.size() - 1);
+      out.printf(Locale.ROOT, "windows %d to %d (%d s):%n", from + 1, samples.size(), counted.size() * windowSeconds);
+      trend(out, "heap after a full GC", "MiB", counted.stream().map(Sample::heapMiB).toList(), perHour);
+      trend(out, "resident memory (RSS)", "MiB", counted.stream().map(Sample::rssMiB).toList(), perHour);
+      trend(out, "direct buffers", "MiB", counted.stream().map(Sample::directMiB).toList(), perHour);
+      out.printf(Locale.ROOT, "  threads %d -> %d, open files %d -> %d%n", first.threads(), last.threads(),
+          first.openFiles(), last.openFiles());
+      // The flood comes every other window: the probe's latency is compared among windows alike.
+      List<Double> calm = new ArrayList<>();
+      List<Double> flooded = new ArrayList<>();
+      for (int i = from; i < p99s.size(); i++) {
+        ((i + 1) % 2 == 0 ? flooded : calm).add(p99s.get(i));
+      }
+      if (calm.size() >= 2) {
+        trend(out, "the probe's p99 in the windows without the flood", "ms", calm, perHour / 2);
+      }
+      if (flooded.size() >= 2) {
+        trend(out, "the probe's p99 in the windows with the flood", "ms", flooded, perHour / 2);
+      }
+    }
+    out.printf(Locale.ROOT, "request memory held at idle, the most after any window: %.0f B%n",
+        samples.stream().mapToDouble(Sample::heldBytes).max().orElse(0));
+    out.printf(Locale.ROOT, "admin changes that failed: %d%n", adminFailures);
+  }
+
+  private static void trend(PrintWriter out, String what, String unit, List<Double> values, double stepsPerHour) {
+    out.printf(Locale.ROOT, "  %s %.1f -> %.1f %s (%+.1f %s an hour, least squares)%n", what, values.get(0),
+        values.get(values.size() - 1), unit, slope(values) * stepsPerHour, unit);
+  }
+
+  /** Least-squares slope of {@code values} over their index, per index step. */
+  static double slope(List<Double> values) {
+    int n = values.size();
+    if (n < 2) {
+      return 0;
+    }
+    double meanX = (n - 1) / 2.0;
+    double meanY = values.stream().mapToDouble(Double::doubleValue).average().orElse(0);
+    double num = 0;
+    double den = 0;
+    for (int i = 0; i < n; i++) {
+      num += (i - meanX) * (values.get(i) - meanY);
+      den += (i - meanX) * (i - meanX);
+    }
+    return num / den;
+  }
+
+  /**
+   * {@code modelgate serve} on the embedded demo in a JVM of its own, on free ports, with a
+   * callers file; sampled from outside as an operator would: {@code jcmd} for a full collection,
+   * its {@code /metrics}, and {@code /proc} for the resident memory and open files.
+   */
+  static final class ServerProcess implements AutoCloseable {
+    private final Process process;
+    private final Path dir;
+    private final Path log;
+    final int grpcPort;
+    final int adminPort;
+    final int metricsPort;
+    private final HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(5)).build();
+
+    private ServerProcess(Process process, Path dir, Path log, int grpcPort, int adminPort, int metricsPort) {
+      this.process = process;
+      this.dir = dir;
+      this.log = log;
+      this.grpcPort = grpcPort;
+      this.adminPort = adminPort;
+      this.metricsPort = metricsPort;
+    }
+
+    static ServerProcess start(Path dir, Path callers, String heap) throws IOException, InterruptedException {
+      int[] ports = freePorts(3);
+      Path log = dir.resolve("server.log");
+      List<String> command = new ArrayList<>(List.of(ProcessHandle.current().info().command().orElse("java"),
+          // Every page of the heap made resident at start: the resident memory's changes are then
+          // the server's native memory, not G1 touching heap regions for the first time.
+          "-Xms" + heap, "-Xmx" + heap, "-XX:+AlwaysPreTouch", "-XX:MaxTenuringThreshold=2",
+          "-cp", System.getProperty("java.class.path"),
+          io.modelgate.gateway.cli.ModelgateCli.class.getName(), "serve",
+          "--grpc-port", Integer.toString(ports[0]), "--admin-port", Integer.toString(ports[1]),
+          "--metrics-port", Integer.toString(ports[2]), "--callers", callers.toString(),
+          "--state-dir", dir.resolve("state").toString()));
+      Process process = new ProcessBuilder(command).directory(dir.toFile()).redirectErrorStream(true)
+          .redirectOutput(log.toFile()).start();
+      ServerProcess server = new ServerProcess(process, dir, log, ports[0], ports[1], ports[2]);
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(180);
+      while (!server.ready()) {
+        if (!process.isAlive() || System.nanoTime() - deadline > 0) {
+          server.close();
+          throw new IllegalStateException("the server did not become ready: " + server.tail());
+        }
+        Thread.sleep(200);
+      }
+      return server;
+    }
+
+    private static int[] freePorts(int n) throws IOException {
+      int[] ports = new int[n];
+      List<java.net.ServerSocket> sockets = new ArrayList<>();
+      try {
+        for (int i = 0; i < n; i++) {
+          java.net.ServerSocket socket = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress());
+          sockets.add(socket);
+          ports[i] = socket.getLocalPort();
+        }
+      } finally {
+        for (java.net.ServerSocket socket : sockets) {
+          socket.close();
+        }
+      }
+      return ports;
+    }
+
+    long pid() {
+      return process.pid();
+    }
+
+    String adminToken() throws IOException {
+      return Files.readString(dir.resolve("state").resolve("admin-token")).trim();
+    }
+
+    private boolean ready() {
+      try {
+        return http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + metricsPort + "/readyz"))
+            .timeout(Duration.ofSeconds(5)).build(), HttpResponse.BodyHandlers.discarding()).statusCode() == 200;
+      } catch (IOException e) {
+        return false;
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        return false;
+      }
+    }
+
+    /** A full collection in the server, then what it holds. */
+    Sample sample() throws IOException, InterruptedException {
+      String java = ProcessHandle.current().info().command().orElse("java");
+      Path jcmd = Path.of(java).resolveSibling("jcmd");
+      Process gc = new ProcessBuilder(Files.isExecutable(jcmd) ? jcmd.toString() : "jcmd", Long.toString(process.pid()), "GC.run")
+          .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+      if (!gc.waitFor(60, TimeUnit.SECONDS) || gc.exitValue() != 0) {
+        gc.destroyForcibly();
+        throw new IllegalStateException("jcmd " + process.pid() + " GC.run did not succeed");
+      }
+      String metrics = http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + metricsPort + "/metrics"))
+          .timeout(Duration.ofSeconds(10)).build(), HttpResponse.BodyHandlers.ofString()).body();
+      double heap = sum(metrics, "jvm_memory_used_bytes{area=\"heap\"");
+      double direct = sum(metrics, "jvm_buffer_memory_used_bytes{id=\"direct\"");
+      double held = sum(metrics, "modelgate_request_memory_held_bytes");
+      Path proc = Path.of("/proc", Long.toString(process.pid()));
+      double rss = Double.NaN;
+      int threads = (int) sum(metrics, "jvm_threads_live_threads");
+      int files = (int) sum(metrics, "process_files_open_files");
+      if (Files.isReadable(proc.resolve("status"))) {
+        for (String line : Files.readAllLines(proc.resolve("status"))) {
+          if (line.startsWith("VmRSS:")) {
+            rss = Double.parseDouble(line.replaceAll("[^0-9]", "")) / 1024.0;
+          }
+        }
+      }
+      return new Sample(heap / (1 << 20), rss, direct / (1 << 20), threads, files, held);
+    }
+
+    /** The sum of the samples of the series whose line starts with {@code prefix} (a name, or a name and its first labels). */
+    static double sum(String metrics, String prefix) {
+      double total = 0;
+      for (String line : metrics.split("\n")) {
+        if (line.startsWith(prefix) && (line.charAt(prefix.length()) == ' ' || line.charAt(prefix.length()) == ','
+            || line.charAt(prefix.length()) == '}' || line.charAt(prefix.length()) == '{')) {
+          total += Double.parseDouble(line.substring(line.lastIndexOf(' ') + 1));
+        }
+      }
+      return total;
+    }
+
+    String tail() throws IOException {
+      String text = Files.exists(log) ? Files.readString(log) : "";
+      return text.length() > 3000 ? text.substring(text.length() - 3000) : text;
+    }
+
+    /** Stops the server as an operator would (SIGTERM: it drains), forcibly after 60 s. */
+    @Override
+    public void close() {
+      process.destroy();
+      try {
+        if (!process.waitFor(60, TimeUnit.SECONDS)) {
+          process.destroyForcibly();
+        }
+      } catch (InterruptedException e) {
+        process.destroyForcibly();
+        Thread.currentThread().interrupt();
+      }
+    }
+  }
+}
