@@ -106,9 +106,9 @@ final class SoakCommand implements Callable<Integer> {
               + " window; each window a routing change, a quota change and the callers file rewritten%n",
           server.pid(), serverHeap, windows, windowSeconds, rate, streamRate, floodCallers);
       out.println();
-      out.println("| window | probe calls/s | p50 ms | p99 ms | p99.9 ms | probe errors | streamed /s | flood served /s | flood refused"
-          + " | heap after GC MiB | RSS MiB | direct MiB | threads | open files | held at idle B |");
-      out.println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+      out.println("| window | probe calls/s | p50 ms | p99 ms | p99.9 ms | probe errors | server p99 ms | streamed /s | flood served /s"
+          + " | flood refused | heap after GC MiB | RSS MiB | direct MiB | threads | open files | held at idle B |");
+      out.println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
       out.flush();
       String target = "127.0.0.1:" + server.grpcPort;
       ManagedChannel admin = io.grpc.netty.NettyChannelBuilder.forAddress("127.0.0.1", server.adminPort).usePlaintext().build();
@@ -116,6 +116,7 @@ final class SoakCommand implements Callable<Integer> {
       Connections floodChannels = Connections.open(target, 2, floodKey);
       List<Sample> samples = new ArrayList<>();
       List<Double> p99s = new ArrayList<>();
+      List<Double> serverP99s = new ArrayList<>();
       int adminFailures = 0;
       try {
         var adminStub = AdminServiceGrpc.newBlockingStub(admin).withCallCredentials(bearer(server.adminToken()));
@@ -152,10 +153,12 @@ final class SoakCommand implements Callable<Integer> {
           samples.add(sample);
           double p99 = probed.latencyMicros().getValueAtPercentile(99) / 1000.0;
           p99s.add(p99);
-          out.printf(Locale.ROOT, "| %d%s | %.0f | %.3f | %.3f | %.3f | %d | %.0f | %s | %s | %.1f | %.1f | %.1f | %d | %d | %.0f |%n",
+          double serverP99 = serverP99(adminStub);
+          serverP99s.add(serverP99);
+          out.printf(Locale.ROOT, "| %d%s | %.0f | %.3f | %.3f | %.3f | %d | %.3f | %.0f | %s | %s | %.1f | %.1f | %.1f | %d | %d | %.0f |%n",
               w, w <= settleWindows ? " (settling)" : "", probed.throughput(),
               probed.latencyMicros().getValueAtPercentile(50) / 1000.0, p99,
-              probed.latencyMicros().getValueAtPercentile(99.9) / 1000.0, probed.errorCount(), stream.throughput(),
+              probed.latencyMicros().getValueAtPercentile(99.9) / 1000.0, probed.errorCount(), serverP99, stream.throughput(),
               floodResult == null ? "–" : String.format(Locale.ROOT, "%.0f", floodResult.throughput()),
               floodResult == null ? "–" : String.valueOf(floodResult.errorCount()),
               sample.heapMiB(), sample.rssMiB(), sample.directMiB(), sample.threads(), sample.openFiles(), sample.heldBytes());
@@ -166,10 +169,27 @@ final class SoakCommand implements Callable<Integer> {
         floodChannels.close();
         admin.shutdownNow();
       }
-      summarize(out, samples, p99s, adminFailures);
+      summarize(out, samples, p99s, serverP99s, adminFailures);
       out.flush();
     }
     return 0;
+  }
+
+  /**
+   * The server's own p99 over its last minute (every tenant's requests, from arrival to answer),
+   * of the version that answered slower; with windows of a minute, the window just run.
+   */
+  private static double serverP99(AdminServiceGrpc.AdminServiceBlockingStub admin) {
+    double p99 = 0;
+    for (io.modelgate.proto.admin.v1.VersionStats version : admin.withDeadlineAfter(30, TimeUnit.SECONDS)
+        .getStats(io.modelgate.proto.admin.v1.GetStatsRequest.newBuilder().setModel("cnn_mnist").build()).getVersionsList()) {
+      for (io.modelgate.proto.admin.v1.WindowStats window : version.getWindowsList()) {
+        if (window.getWindow().equals("1m") && window.getRequests() > 0) {
+          p99 = Math.max(p99, window.getEndToEndMs().getP99());
+        }
+      }
+    }
+    return p99;
   }
 
   /** Bearer credentials for the admin API. */
@@ -228,7 +248,7 @@ final class SoakCommand implements Callable<Integer> {
    * The run in a few lines: each measure from the first window after settling to the last, with
    * its least-squares slope an hour (one window's noise does not make a trend; a leak does).
    */
-  private void summarize(PrintWriter out, List<Sample> samples, List<Double> p99s, int adminFailures) {
+  private void summarize(PrintWriter out, List<Sample> samples, List<Double> p99s, List<Double> serverP99s, int adminFailures) {
     out.println();
     int from = Math.min(settleWindows, samples.size());
     List<Sample> counted = samples.subList(from, samples.size());
@@ -244,22 +264,28 @@ final class SoakCommand implements Callable<Integer> {
       trend(out, "direct buffers", "MiB", counted.stream().map(Sample::directMiB).toList(), perHour);
       out.printf(Locale.ROOT, "  threads %d -> %d, open files %d -> %d%n", first.threads(), last.threads(),
           first.openFiles(), last.openFiles());
-      // The flood comes every other window: the probe's latency is compared among windows alike.
-      List<Double> calm = new ArrayList<>();
-      List<Double> flooded = new ArrayList<>();
-      for (int i = from; i < p99s.size(); i++) {
-        ((i + 1) % 2 == 0 ? flooded : calm).add(p99s.get(i));
-      }
-      if (calm.size() >= 2) {
-        trend(out, "the probe's p99 in the windows without the flood", "ms", calm, perHour / 2);
-      }
-      if (flooded.size() >= 2) {
-        trend(out, "the probe's p99 in the windows with the flood", "ms", flooded, perHour / 2);
-      }
+      // The flood comes every other window: latency is compared among windows alike.
+      alike(out, "the probe's p99 at the client", p99s, from, perHour);
+      alike(out, "the server's p99", serverP99s, from, perHour);
     }
     out.printf(Locale.ROOT, "request memory held at idle, the most after any window: %.0f B%n",
         samples.stream().mapToDouble(Sample::heldBytes).max().orElse(0));
     out.printf(Locale.ROOT, "admin changes that failed: %d%n", adminFailures);
+  }
+
+  /** Trends of {@code values} among the windows without the flood (odd) and with it (even). */
+  private static void alike(PrintWriter out, String what, List<Double> values, int from, double perHour) {
+    List<Double> calm = new ArrayList<>();
+    List<Double> flooded = new ArrayList<>();
+    for (int i = from; i < values.size(); i++) {
+      ((i + 1) % 2 == 0 ? flooded : calm).add(values.get(i));
+    }
+    if (calm.size() >= 2) {
+      trend(out, what + " in the windows without the flood", "ms", calm, perHour / 2);
+    }
+    if (flooded.size() >= 2) {
+      trend(out, what + " in the windows with the flood", "ms", flooded, perHour / 2);
+    }
   }
 
   private static void trend(PrintWriter out, String what, String unit, List<Double> values, double stepsPerHour) {
