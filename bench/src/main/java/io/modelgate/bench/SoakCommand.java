@@ -76,9 +76,36 @@ final class SoakCommand implements Callable<Integer> {
   int floodCallers;
   @Option(names = "--server-heap", defaultValue = "512m", description = "The server's -Xms and -Xmx. Default: ${DEFAULT-VALUE}.")
   String serverHeap;
+  @Option(names = "--native-memory",
+      description = "Run the server with the JVM's native memory tracking (-XX:NativeMemoryTracking=summary, a few per cent"
+          + " of its CPU) and read it after each window: the JVM's own native memory by category, and the resident memory"
+          + " beyond it (ONNX Runtime's, the C allocator's arenas).")
+  boolean nativeMemory;
+  @Option(names = "--server-java-option", paramLabel = "OPTION",
+      description = "A further option for the server's JVM (repeatable), after the command's own.")
+  List<String> serverJavaOptions = new ArrayList<>();
 
-  /** What the server holds after a window, with its load stopped and a full collection done. */
-  record Sample(double heapMiB, double rssMiB, double directMiB, int threads, int openFiles, double heldBytes) {}
+  /**
+   * What the server holds after a window, with its load stopped and a full collection done.
+   *
+   * @param nativeMiB the JVM's native memory tracking, committed MiB by category (in its order,
+   *     "Total" first); empty without {@code --native-memory}
+   */
+  record Sample(double heapMiB, double rssMiB, double directMiB, int threads, int openFiles, double heldBytes,
+      Map<String, Double> nativeMiB) {
+    /** The JVM's native memory beyond the heap (MiB); NaN without tracking. */
+    double jvmNativeMiB() {
+      return nativeMiB.isEmpty() ? Double.NaN : nativeMiB.get(TOTAL) - nativeMiB.getOrDefault("Java Heap", 0.0);
+    }
+
+    /** Resident memory the JVM does not track (MiB): ONNX Runtime's, the C allocator's; NaN without tracking. */
+    double untrackedMiB() {
+      return nativeMiB.isEmpty() ? Double.NaN : rssMiB - nativeMiB.get(TOTAL);
+    }
+  }
+
+  /** The native memory tracking's name for the sum of its categories. */
+  static final String TOTAL = "Total";
 
   @Override
   public Integer call() throws Exception {
@@ -100,15 +127,20 @@ final class SoakCommand implements Callable<Integer> {
         + "  flood:\n    api_keys: [" + CallerPolicy.hash(floodKey) + "]\n    quota: {in_flight: " + Math.max(1, floodCallers / 2) + "}\n";
     Files.writeString(callers, callersText);
 
-    try (ServerProcess server = ServerProcess.start(root, callers, serverHeap)) {
+    List<String> javaOptions = new ArrayList<>(serverJavaOptions);
+    if (nativeMemory) {
+      javaOptions.add(0, "-XX:NativeMemoryTracking=summary");
+    }
+    try (ServerProcess server = ServerProcess.start(root, callers, serverHeap, javaOptions)) {
       out.printf("soak: the demo (cnn_mnist, versions 1 and 2) served by a JVM of its own (pid %d, -Xmx%s), %d windows of %d s;"
               + " probe %.0f calls/s, streams %.0f calls/s on new connections each window, a flood of %d callers every other"
               + " window; each window a routing change, a quota change and the callers file rewritten%n",
           server.pid(), serverHeap, windows, windowSeconds, rate, streamRate, floodCallers);
       out.println();
       out.println("| window | probe calls/s | p50 ms | p99 ms | p99.9 ms | probe errors | server p99 ms | streamed /s | flood served /s"
-          + " | flood refused | heap after GC MiB | RSS MiB | direct MiB | threads | open files | held at idle B |");
-      out.println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+          + " | flood refused | heap after GC MiB | RSS MiB | direct MiB | threads | open files | held at idle B"
+          + (nativeMemory ? " | JVM native MiB | RSS beyond the JVM's MiB |" : " |"));
+      out.println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + (nativeMemory ? "---|---|" : ""));
       out.flush();
       String target = "127.0.0.1:" + server.grpcPort;
       ManagedChannel admin = io.grpc.netty.NettyChannelBuilder.forAddress("127.0.0.1", server.adminPort).usePlaintext().build();
@@ -149,19 +181,20 @@ final class SoakCommand implements Callable<Integer> {
           LoadGenerator.Result probed = probe.run(LoadGenerator.Options.open(rate, false, Duration.ZERO, window), line -> {});
           LoadGenerator.Result stream = streamed.get(windowSeconds + 60L, TimeUnit.SECONDS);
           LoadGenerator.Result floodResult = flooded == null ? null : flooded.get(windowSeconds + 60L, TimeUnit.SECONDS);
-          Sample sample = server.sample();
+          Sample sample = server.sample(nativeMemory);
           samples.add(sample);
           double p99 = probed.latencyMicros().getValueAtPercentile(99) / 1000.0;
           p99s.add(p99);
           double serverP99 = serverP99(adminStub);
           serverP99s.add(serverP99);
-          out.printf(Locale.ROOT, "| %d%s | %.0f | %.3f | %.3f | %.3f | %d | %.3f | %.0f | %s | %s | %.1f | %.1f | %.1f | %d | %d | %.0f |%n",
+          out.printf(Locale.ROOT, "| %d%s | %.0f | %.3f | %.3f | %.3f | %d | %.3f | %.0f | %s | %s | %.1f | %.1f | %.1f | %d | %d | %.0f |%s%n",
               w, w <= settleWindows ? " (settling)" : "", probed.throughput(),
               probed.latencyMicros().getValueAtPercentile(50) / 1000.0, p99,
               probed.latencyMicros().getValueAtPercentile(99.9) / 1000.0, probed.errorCount(), serverP99, stream.throughput(),
               floodResult == null ? "–" : String.format(Locale.ROOT, "%.0f", floodResult.throughput()),
               floodResult == null ? "–" : String.valueOf(floodResult.errorCount()),
-              sample.heapMiB(), sample.rssMiB(), sample.directMiB(), sample.threads(), sample.openFiles(), sample.heldBytes());
+              sample.heapMiB(), sample.rssMiB(), sample.directMiB(), sample.threads(), sample.openFiles(), sample.heldBytes(),
+              nativeMemory ? String.format(Locale.ROOT, " %.1f | %.1f |", sample.jvmNativeMiB(), sample.untrackedMiB()) : "");
           out.flush();
         }
       } finally {
@@ -262,6 +295,21 @@ final class SoakCommand implements Callable<Integer> {
       trend(out, "heap after a full GC", "MiB", counted.stream().map(Sample::heapMiB).toList(), perHour);
       trend(out, "resident memory (RSS)", "MiB", counted.stream().map(Sample::rssMiB).toList(), perHour);
       trend(out, "direct buffers", "MiB", counted.stream().map(Sample::directMiB).toList(), perHour);
+      if (!first.nativeMiB().isEmpty()) {
+        trend(out, "the JVM's native memory (tracked, committed; heap left out)", "MiB",
+            counted.stream().map(Sample::jvmNativeMiB).toList(), perHour);
+        for (String category : first.nativeMiB().keySet()) {
+          if (category.equals(TOTAL) || category.equals("Java Heap")) {
+            continue;
+          }
+          List<Double> series = counted.stream().map(s -> s.nativeMiB().getOrDefault(category, 0.0)).toList();
+          if (Math.abs(series.get(series.size() - 1) - series.get(0)) >= 0.5) {
+            trend(out, "  of which " + category, "MiB", series, perHour);
+          }
+        }
+        trend(out, "resident memory beyond the JVM's tracking (RSS minus tracked committed: ONNX Runtime, the C allocator)",
+            "MiB", counted.stream().map(Sample::untrackedMiB).toList(), perHour);
+      }
       out.printf(Locale.ROOT, "  threads %d -> %d, open files %d -> %d%n", first.threads(), last.threads(),
           first.openFiles(), last.openFiles());
       // The flood comes every other window: latency is compared among windows alike.
@@ -333,14 +381,16 @@ final class SoakCommand implements Callable<Integer> {
       this.metricsPort = metricsPort;
     }
 
-    static ServerProcess start(Path dir, Path callers, String heap) throws IOException, InterruptedException {
+    static ServerProcess start(Path dir, Path callers, String heap, List<String> javaOptions)
+        throws IOException, InterruptedException {
       int[] ports = freePorts(3);
       Path log = dir.resolve("server.log");
       List<String> command = new ArrayList<>(List.of(ProcessHandle.current().info().command().orElse("java"),
           // Every page of the heap made resident at start: the resident memory's changes are then
           // the server's native memory, not G1 touching heap regions for the first time.
-          "-Xms" + heap, "-Xmx" + heap, "-XX:+AlwaysPreTouch", "-XX:MaxTenuringThreshold=2",
-          "-cp", System.getProperty("java.class.path"),
+          "-Xms" + heap, "-Xmx" + heap, "-XX:+AlwaysPreTouch", "-XX:MaxTenuringThreshold=2"));
+      command.addAll(javaOptions);
+      command.addAll(List.of("-cp", System.getProperty("java.class.path"),
           io.modelgate.gateway.cli.ModelgateCli.class.getName(), "serve",
           "--grpc-port", Integer.toString(ports[0]), "--admin-port", Integer.toString(ports[1]),
           "--metrics-port", Integer.toString(ports[2]), "--callers", callers.toString(),
@@ -396,16 +446,29 @@ final class SoakCommand implements Callable<Integer> {
       }
     }
 
-    /** A full collection in the server, then what it holds. */
-    Sample sample() throws IOException, InterruptedException {
-      String java = ProcessHandle.current().info().command().orElse("java");
-      Path jcmd = Path.of(java).resolveSibling("jcmd");
-      Process gc = new ProcessBuilder(Files.isExecutable(jcmd) ? jcmd.toString() : "jcmd", Long.toString(process.pid()), "GC.run")
-          .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
-      if (!gc.waitFor(60, TimeUnit.SECONDS) || gc.exitValue() != 0) {
-        gc.destroyForcibly();
-        throw new IllegalStateException("jcmd " + process.pid() + " GC.run did not succeed");
+    /** {@code jcmd PID COMMAND...}; its output. */
+    private String jcmd(String... command) throws IOException, InterruptedException {
+      Path jcmd = Path.of(ProcessHandle.current().info().command().orElse("java")).resolveSibling("jcmd");
+      List<String> line = new ArrayList<>(List.of(Files.isExecutable(jcmd) ? jcmd.toString() : "jcmd", Long.toString(process.pid())));
+      line.addAll(List.of(command));
+      Process run = new ProcessBuilder(line).redirectErrorStream(true).start();
+      // Read before waiting: a full pipe would stall jcmd.
+      String output = new String(run.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+      if (!run.waitFor(60, TimeUnit.SECONDS) || run.exitValue() != 0) {
+        run.destroyForcibly();
+        throw new IllegalStateException("jcmd " + process.pid() + " " + String.join(" ", command) + " did not succeed: " + output);
       }
+      return output;
+    }
+
+    /**
+     * A full collection in the server, then what it holds.
+     *
+     * @param nativeMemory whether to read the server's native memory tracking (it must run with it)
+     */
+    Sample sample(boolean nativeMemory) throws IOException, InterruptedException {
+      jcmd("GC.run");
+      Map<String, Double> nativeMiB = nativeMemory ? nativeCommitted(jcmd("VM.native_memory", "summary")) : Map.of();
       String metrics = http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + metricsPort + "/metrics"))
           .timeout(Duration.ofSeconds(10)).build(), HttpResponse.BodyHandlers.ofString()).body();
       double heap = sum(metrics, "jvm_memory_used_bytes{area=\"heap\"");
@@ -422,7 +485,32 @@ final class SoakCommand implements Callable<Integer> {
           }
         }
       }
-      return new Sample(heap / (1 << 20), rss, direct / (1 << 20), threads, files, held);
+      return new Sample(heap / (1 << 20), rss, direct / (1 << 20), threads, files, held, nativeMiB);
+    }
+
+    private static final java.util.regex.Pattern NATIVE_TOTAL =
+        java.util.regex.Pattern.compile("^Total: reserved=(\\d+)KB, committed=(\\d+)KB", java.util.regex.Pattern.MULTILINE);
+    private static final java.util.regex.Pattern NATIVE_CATEGORY =
+        java.util.regex.Pattern.compile("^-\\s+(.+?) \\(reserved=(\\d+)KB, committed=(\\d+)KB\\)", java.util.regex.Pattern.MULTILINE);
+
+    /**
+     * Committed MiB by category from {@code jcmd PID VM.native_memory summary}, "Total" first.
+     *
+     * @throws IllegalStateException when the output has no total (the JVM runs without tracking)
+     */
+    static Map<String, Double> nativeCommitted(String summary) {
+      java.util.regex.Matcher total = NATIVE_TOTAL.matcher(summary);
+      if (!total.find()) {
+        throw new IllegalStateException("no native memory summary in the server's answer: "
+            + summary.substring(0, Math.min(300, summary.length())));
+      }
+      Map<String, Double> committed = new java.util.LinkedHashMap<>();
+      committed.put(TOTAL, Long.parseLong(total.group(2)) / 1024.0);
+      java.util.regex.Matcher category = NATIVE_CATEGORY.matcher(summary);
+      while (category.find()) {
+        committed.put(category.group(1), Long.parseLong(category.group(3)) / 1024.0);
+      }
+      return committed;
     }
 
     /** The sum of the samples of the series whose line starts with {@code prefix} (a name, or a name and its first labels). */
