@@ -23,10 +23,14 @@ import java.util.concurrent.atomic.AtomicLong;
  * of the limit not kept for tenants with nothing waiting is refused {@code RESOURCE_EXHAUSTED} as
  * its bytes arrive (the tenant is not known before the request is decoded).
  *
- * <p>A message that arrives too slowly is cancelled ({@link ReceiveTimeout}): once {@value
+ * <p>A message that arrives too slowly is ended ({@link ReceiveTimeout}): once {@value
  * ReceiveTimeout#WATCHED_FROM} bytes of it are held it is watched, and one that gains fewer than
- * the timeout's bytes in a window has its stream reset, so that a client stalled part way through a
- * large message holds its bytes for a window, not for its connection's life. A watched message
+ * the timeout's bytes in a window is given up. If more of its bytes arrive, the stream ends there
+ * with {@code DEADLINE_EXCEEDED} and a message saying why (a client sending slowly learns what
+ * happened); if none arrive by the sweeping thread's next look, the stream is reset (the client
+ * sees {@code CANCELLED}; a client that has stalled is not reading either). Either way a client
+ * stalled part way through a large message holds its bytes for a window, not for its connection's
+ * life. A watched message
  * holds at least 64 KiB of the limit, so at most one watched entry (a few dozen bytes) exists per
  * 64 KiB of it.
  *
@@ -37,9 +41,10 @@ import java.util.concurrent.atomic.AtomicLong;
  * thread that answers it (or, for an answer, the event loop that sent it), the arrivals' counting
  * on the event loop that receives the message; one atomic counter, no lock. The watched messages
  * are a concurrent map: the event loop adds and removes its own, and one sweeping thread ({@link
- * #startSweeping}) moves their checkpoints on and cancels the slow ones, each by a conditional
- * replace or remove, so that a message that ended (or a next one on the same stream) meanwhile is
- * left alone.
+ * #startSweeping}) moves their checkpoints on, marks the slow ones given up and resets those still
+ * there at its next look, each by a conditional replace or remove, so that a message that ended
+ * (or a next one on the same stream) meanwhile is left alone; the event loop reads a mark from the
+ * map, so no mark outlives its message.
  */
 public final class RequestMemory implements AutoCloseable {
   private static final org.slf4j.Logger log = org.slf4j.LoggerFactory.getLogger(RequestMemory.class);
@@ -78,9 +83,11 @@ public final class RequestMemory implements AutoCloseable {
   private final java.util.function.LongSupplier nanoTime;
   /** The messages being watched, with where each stood at its window's start; null when none are. */
   private final java.util.concurrent.ConcurrentHashMap<Arrival, Checkpoint> watched;
-  private final java.util.concurrent.atomic.LongAdder cancelledSlow = new java.util.concurrent.atomic.LongAdder();
+  private final java.util.concurrent.atomic.LongAdder endedSlow = new java.util.concurrent.atomic.LongAdder();
+  /** How often the sweeping thread looks, and how long a message given up has to show it is still sending, nanoseconds. */
+  private final long sweepEveryNanos;
   private java.util.concurrent.ScheduledExecutorService sweeper;
-  // The sweeping thread's own: slow messages cancelled since its last warning, and when that was.
+  // The sweeping thread's own: slow messages given up since its last warning, and when that was.
   private long unlogged;
   private long loggedAt;
 
@@ -91,7 +98,7 @@ public final class RequestMemory implements AutoCloseable {
 
   /**
    * @param limit bytes of request messages held at once, at least 1
-   * @param receiveTimeout how slowly a message may arrive; {@link #startSweeping} cancels those
+   * @param receiveTimeout how slowly a message may arrive; {@link #startSweeping} ends those
    *     slower
    * @param nanoTime the clock the windows are measured by, nanoseconds
    */
@@ -104,16 +111,18 @@ public final class RequestMemory implements AutoCloseable {
     this.receiveTimeout = java.util.Objects.requireNonNull(receiveTimeout, "receive timeout");
     this.nanoTime = nanoTime;
     this.watched = receiveTimeout.enabled() ? new java.util.concurrent.ConcurrentHashMap<>() : null;
+    this.sweepEveryNanos = java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(
+        Math.max(100, Math.min(1000, receiveTimeout.window().toMillis() / 4)));
     this.loggedAt = nanoTime.getAsLong() - LOG_EVERY_NANOS;
   }
 
   /**
-   * Starts the thread that cancels messages arriving too slowly, looking every second (every
+   * Starts the thread that ends messages arriving too slowly, looking every second (every
    * quarter of the window, if shorter); nothing when the receive timeout is off. Returns this.
    */
   public synchronized RequestMemory startSweeping() {
     if (watched != null && sweeper == null) {
-      long every = Math.max(100, Math.min(1000, receiveTimeout.window().toMillis() / 4));
+      long every = java.util.concurrent.TimeUnit.NANOSECONDS.toMillis(sweepEveryNanos);
       sweeper = java.util.concurrent.Executors.newSingleThreadScheduledExecutor(r -> {
         Thread thread = new Thread(r, "modelgate-receive-timeouts");
         thread.setDaemon(true);
@@ -143,10 +152,11 @@ public final class RequestMemory implements AutoCloseable {
 
   /**
    * Looks at every watched message once: one whose window has passed moves its checkpoint on if
-   * it gained the timeout's bytes in it, and is cancelled if not. On the sweeping thread (tests:
-   * the test's).
+   * it gained the timeout's bytes in it, and is given up if not (its next bytes end the stream with
+   * the reason); one given up at least a look ago that is still there has its stream reset. On the
+   * sweeping thread (tests: the test's).
    *
-   * @return the messages cancelled
+   * @return the messages given up
    */
   int sweep() {
     if (watched == null) {
@@ -155,38 +165,56 @@ public final class RequestMemory implements AutoCloseable {
     long now = nanoTime.getAsLong();
     long window = receiveTimeout.window().toNanos();
     long least = receiveTimeout.leastBytesPerWindow();
-    int cancelled = 0;
+    int givenUp = 0;
     Arrival last = null;
     for (java.util.Map.Entry<Arrival, Checkpoint> entry : watched.entrySet()) {
       Arrival arrival = entry.getKey();
       Checkpoint since = entry.getValue();
+      if (since.ending() != null) {
+        // Given up, and no byte came to end it with its reason: reset.
+        if (now - since.nanos() >= sweepEveryNanos && watched.remove(arrival, since)) {
+          arrival.reset(since.ending());
+        }
+        continue;
+      }
       if (now - since.nanos() < window) {
         continue;
       }
       long bytes = arrival.arriving();
       if (bytes - since.bytes() >= least) {
-        watched.replace(arrival, since, new Checkpoint(now, bytes));
-      } else if (watched.remove(arrival, since)) {
-        arrival.cancel(bytes, bytes - since.bytes(), now - since.nanos());
-        cancelledSlow.increment();
-        cancelled++;
+        watched.replace(arrival, since, new Checkpoint(now, bytes, null));
+      } else if (watched.replace(arrival, since, new Checkpoint(now, bytes, tooSlow(bytes, bytes - since.bytes(), now - since.nanos())))) {
+        endedSlow.increment();
+        givenUp++;
         last = arrival;
       }
     }
-    unlogged += cancelled;
+    unlogged += givenUp;
     if (unlogged > 0 && now - loggedAt >= LOG_EVERY_NANOS) {
-      log.warn("{} request message(s) cancelled in the last {} s for arriving too slowly (less than {} bytes a second over"
+      log.warn("{} request message(s) ended in the last {} s for arriving too slowly (less than {} bytes a second over"
               + " {} s: --receive-timeout, --receive-min-rate){}", unlogged, java.util.concurrent.TimeUnit.NANOSECONDS.toSeconds(now - loggedAt),
           receiveTimeout.minBytesPerSecond(), receiveTimeout.window().toSeconds(),
           last == null ? "" : "; the last from " + last.remote + " on " + last.method);
       unlogged = 0;
       loggedAt = now;
     }
-    return cancelled;
+    return givenUp;
   }
 
-  /** Where a watched message stood when its window began: then, nanoseconds; bytes gathered by then. */
-  private record Checkpoint(long nanos, long bytes) {}
+  /** The status a message given up ends with: it gained {@code gained} of its {@code bytes} in {@code nanos}. */
+  private Refused tooSlow(long bytes, long gained, long nanos) {
+    return new Refused(io.grpc.Status.DEADLINE_EXCEEDED.withDescription("the request message arrived too slowly: "
+        + mebibytes(gained) + " in the last " + java.util.concurrent.TimeUnit.NANOSECONDS.toSeconds(nanos)
+        + " s, against at least " + receiveTimeout.minBytesPerSecond() + " bytes a second (--receive-timeout,"
+        + " --receive-min-rate), with " + mebibytes(bytes) + " of it gathered"));
+  }
+
+  /**
+   * Where a watched message stood when its window began: then, nanoseconds; bytes gathered by then;
+   * and, once it is given up, the status it ends with (null until then; {@code nanos} is then when
+   * it was given up).
+   */
+  private record Checkpoint(long nanos, long bytes, Refused ending) {}
 
   /**
    * Holds {@code bytes} for a request until {@link #release}, or refuses it when that would pass
@@ -331,7 +359,8 @@ public final class RequestMemory implements AutoCloseable {
    *
    * <p>Threads: grpc-java calls every method on the stream's transport thread (its event loop),
    * the context and the client's address before any message; the sweeping thread reads the
-   * bytes gathered and cancels the context, both seen through the watched map, into which the
+   * bytes gathered, marks a message given up in the watched map (which the event loop reads as
+   * the next bytes arrive) and cancels the context, each seen through the watched map, into which the
    * event loop puts the message after those are set. The bytes held move by atomic exchange, so
    * that a close seen from elsewhere would still let go of them once.
    */
@@ -370,6 +399,13 @@ public final class RequestMemory implements AutoCloseable {
       if (bytes <= 0) {
         return;
       }
+      if (watched != null && (long) ARRIVING.getVolatile(this) >= ReceiveTimeout.WATCHED_FROM) {
+        // Watched: given up for arriving too slowly? It ends here, with its reason.
+        Checkpoint at = watched.get(this);
+        if (at != null && at.ending() != null) {
+          throw refused = at.ending();
+        }
+      }
       long now = held.addAndGet(bytes);
       if (now > unreserved) {
         held.addAndGet(-bytes);
@@ -382,14 +418,14 @@ public final class RequestMemory implements AutoCloseable {
       }
       long after = (long) ARRIVING.getAndAdd(this, bytes) + bytes;
       if (watched != null && after >= ReceiveTimeout.WATCHED_FROM && after - bytes < ReceiveTimeout.WATCHED_FROM) {
-        watched.put(this, new Checkpoint(nanoTime.getAsLong(), after));
+        watched.put(this, new Checkpoint(nanoTime.getAsLong(), after, null));
       }
     }
 
     /**
      * With messages watched, the stream runs in a context of its own (grpc-java's call context
-     * descends from it), so that the sweeping thread can end it: grpc-java resets a stream whose
-     * context is cancelled with {@code DEADLINE_EXCEEDED}. Without, the context as it is: nothing
+     * descends from it), so that the sweeping thread can end one given up that sends nothing more:
+     * grpc-java resets a stream whose context is cancelled. Without, the context as it is: nothing
      * added to a call.
      */
     @Override
@@ -431,14 +467,11 @@ public final class RequestMemory implements AutoCloseable {
       return (long) ARRIVING.getVolatile(this);
     }
 
-    /** Ends the stream: its message gained {@code gained} of its {@code bytes} in {@code nanos}. On the sweeping thread. */
-    void cancel(long bytes, long gained, long nanos) {
+    /** Resets the stream, its message given up with {@code ending} and no byte since. On the sweeping thread. */
+    void reset(Refused ending) {
       io.grpc.Context.CancellableContext own = context;
       if (own != null) {
-        own.cancel(new Refused(io.grpc.Status.DEADLINE_EXCEEDED.withDescription("the request message arrived too slowly: "
-            + mebibytes(gained) + " in the last " + java.util.concurrent.TimeUnit.NANOSECONDS.toSeconds(nanos)
-            + " s, against at least " + receiveTimeout.minBytesPerSecond() + " bytes a second (--receive-timeout,"
-            + " --receive-min-rate), with " + mebibytes(bytes) + " of it gathered")));
+        own.cancel(ending);
       }
     }
   }
@@ -477,17 +510,17 @@ public final class RequestMemory implements AutoCloseable {
         .description("Request messages refused while they arrived, for passing the part of the request memory a message may"
             + " fill before it is decoded")
         .register(registry);
-    io.micrometer.core.instrument.FunctionCounter.builder("modelgate.request.receive.timeouts", cancelledSlow,
+    io.micrometer.core.instrument.FunctionCounter.builder("modelgate.request.receive.timeouts", endedSlow,
             java.util.concurrent.atomic.LongAdder::sum)
-        .description("Request messages cancelled for arriving too slowly (--receive-timeout, --receive-min-rate): a client"
+        .description("Request messages ended for arriving too slowly (--receive-timeout, --receive-min-rate): a client"
             + " stalled part way through a large message, or sending it a few bytes at a time")
         .register(registry);
     return this;
   }
 
-  /** Request messages cancelled for arriving too slowly. */
+  /** Request messages given up for arriving too slowly. */
   public long receiveTimeouts() {
-    return cancelledSlow.sum();
+    return endedSlow.sum();
   }
 
   /** Request messages refused while they arrived. */

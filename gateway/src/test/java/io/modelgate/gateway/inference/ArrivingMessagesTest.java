@@ -160,7 +160,8 @@ class ArrivingMessagesTest {
         eventually("the message's bytes gathered", () -> held.getAsLong() >= MIB);
         eventually("the stalled message cancelled and its bytes let go", () -> held.getAsLong() == 0);
         assertThat(stats.prometheus().get("modelgate.request.receive.timeouts").functionCounter().count()).isEqualTo(1);
-        // The server resets the stream: the client learns its call was cancelled.
+        // No byte came after it was given up: the server resets the stream, and the client learns
+        // its call was cancelled.
         Status status = call.get(60, TimeUnit.SECONDS);
         assertThat(status.getCode()).as("%s", status).isEqualTo(Status.Code.CANCELLED);
         // Only the call ended: its connection serves the next one.
@@ -169,6 +170,51 @@ class ArrivingMessagesTest {
             .modelInfer(Tensors.affine(1, 2, 3).setModelName("affine").build());
         assertThat(answer.getModelName()).isEqualTo("affine");
         assertThat(server.isReady()).isTrue();
+      } finally {
+        slow.shutdownNow();
+      }
+    } finally {
+      server.stop();
+    }
+  }
+
+  @Test
+  void aClientSendingAMessageTooSlowly_isAnsweredDeadlineExceededWithTheReason_andKeepsItsConnection() throws Exception {
+    Gateway.standardRepository(root);
+    AdminSettings admin = Gateway.adminSettings(root.resolve(".state"), -1).withRequestMemory(64L * MIB)
+        .withReceiveTimeout(new ReceiveTimeout(Duration.ofSeconds(1), 64 * 1024));
+    GatewayServer server = Gateway.server(root, stats, SETTINGS, admin);
+    try (StallingProxy proxy = new StallingProxy(server.port(), 2L * MIB)) {
+      ManagedChannel slow = channel(proxy.port());
+      try {
+        CompletableFuture<Status> call = call(slow, 5 * MIB);
+        eventually("the message's first bytes gathered", () -> held.getAsLong() >= MIB);
+        // Then 1 KiB every 50 ms (20 KiB a second at best, less on a busy machine, whose sleeps
+        // run long; the timeout asks at least 64 KiB a second): still sending, too slowly.
+        CompletableFuture<Void> trickle = CompletableFuture.runAsync(() -> {
+          while (!call.isDone()) {
+            proxy.allow(1024);
+            try {
+              Thread.sleep(50);
+            } catch (InterruptedException e) {
+              return;
+            }
+          }
+        });
+        Status status = call.get(60, TimeUnit.SECONDS);
+        trickle.get(60, TimeUnit.SECONDS);
+        assertThat(status.getCode()).as("%s", status).isEqualTo(Status.Code.DEADLINE_EXCEEDED);
+        assertThat(status.getDescription()).startsWith("the request message arrived too slowly: ")
+            .contains(" in the last 1 s, against at least 65536 bytes a second (--receive-timeout, --receive-min-rate), with ")
+            .endsWith(" of it gathered");
+        assertThat(stats.prometheus().get("modelgate.request.receive.timeouts").functionCounter().count()).isEqualTo(1);
+        eventually("the slow message's bytes let go", () -> held.getAsLong() == 0);
+        // Only the call ended: its connection serves the next one, once the proxy passes the
+        // rest of what the client had written.
+        proxy.passEverything();
+        ModelInferResponse answer = GRPCInferenceServiceGrpc.newBlockingStub(slow)
+            .modelInfer(Tensors.affine(1, 2, 3).setModelName("affine").build());
+        assertThat(answer.getModelName()).isEqualTo("affine");
       } finally {
         slow.shutdownNow();
       }
@@ -276,6 +322,11 @@ class ArrivingMessagesTest {
       back.open();
     }
 
+    /** Lets {@code bytes} more of the client's pass. */
+    void allow(long bytes) {
+      forward.add(bytes);
+    }
+
     private void serve() {
       try {
         client = listening.accept();
@@ -346,6 +397,11 @@ class ArrivingMessagesTest {
 
     synchronized void spend(int n) {
       allowed -= n;
+    }
+
+    synchronized void add(long bytes) {
+      allowed = allowed > Long.MAX_VALUE - bytes ? Long.MAX_VALUE : allowed + bytes;
+      notifyAll();
     }
 
     synchronized void open() {

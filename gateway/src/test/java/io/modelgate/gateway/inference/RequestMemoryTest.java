@@ -192,7 +192,7 @@ class RequestMemoryTest {
   private RequestMemory memory;
 
   @Test
-  void aLargeMessageThatStopsArriving_isCancelledAfterAWindowWithoutItsBytes_andTheClockCountsFromItsWatching() {
+  void aLargeMessageArrivingTooSlowly_isGivenUpAfterAWindowWithoutItsBytes_andItsNextBytesEndItWithTheReason() {
     Stream stream = open();
     stream.tracer().inboundWireSize(60 * 1024);
     advance(Duration.ofSeconds(60));
@@ -203,23 +203,69 @@ class RequestMemoryTest {
     advance(Duration.ofSeconds(9));
     assertThat(memory.sweep()).isZero();
     assertThat(stream.context().isCancelled()).isFalse();
-    // 9 KiB more in the window is short of its 10 KiB.
+    // 9 KiB more in the window is short of its 10 KiB: given up, the stream left as it is.
     stream.tracer().inboundWireSize(9 * 1024);
     advance(Duration.ofSeconds(1));
     assertThat(memory.sweep()).isEqualTo(1);
-    assertThat(stream.context().isCancelled()).isTrue();
-    io.grpc.Status status = io.grpc.Contexts.statusFromCancelled(stream.context());
-    // grpc-java resets a stream whose context ends with DEADLINE_EXCEEDED.
-    assertThat(status.getCode()).isEqualTo(io.grpc.Status.Code.DEADLINE_EXCEEDED);
-    assertThat(status.getDescription()).isEqualTo("the request message arrived too slowly: 9216 bytes in the last 10 s, against"
-        + " at least 1024 bytes a second (--receive-timeout, --receive-min-rate), with 77 KiB of it gathered");
     assertThat(memory.receiveTimeouts()).isEqualTo(1);
-    // Cancelled once; the reset lets go of what it gathered.
+    assertThat(stream.context().isCancelled()).isFalse();
+    // Its next bytes end it: grpc-java sends the status thrown from the tracer in trailers.
+    assertThatThrownBy(() -> stream.tracer().inboundWireSize(512))
+        .isInstanceOfSatisfying(io.grpc.StatusRuntimeException.class, e -> {
+          assertThat(e.getStatus().getCode()).isEqualTo(io.grpc.Status.Code.DEADLINE_EXCEEDED);
+          assertThat(e.getStatus().getDescription()).isEqualTo("the request message arrived too slowly: 9216 bytes in the"
+              + " last 10 s, against at least 1024 bytes a second (--receive-timeout, --receive-min-rate), with 77 KiB of it"
+              + " gathered");
+        });
+    // The bytes that ended it were not taken; the close lets go of what it gathered.
+    assertThat(memory.held()).isEqualTo(77 * 1024);
+    stream.tracer().streamClosed(io.grpc.Status.DEADLINE_EXCEEDED);
+    assertThat(memory.held()).isZero();
+    // Ended once: nothing is left to reset or count again.
     advance(Duration.ofSeconds(10));
     assertThat(memory.sweep()).isZero();
-    assertThat(memory.held()).isEqualTo(77 * 1024);
+    assertThat(stream.context().isCancelled()).isFalse();
+    assertThat(memory.receiveTimeouts()).isEqualTo(1);
+  }
+
+  @Test
+  void aMessageGivenUpThatSendsNothingMore_hasItsStreamResetAtTheNextLook_notBefore() {
+    Stream stream = open();
+    stream.tracer().inboundWireSize(70 * 1024);
+    advance(Duration.ofSeconds(10));
+    assertThat(memory.sweep()).isEqualTo(1);
+    // A look sooner than the sweeping interval (a second here) leaves it its chance.
+    advance(Duration.ofMillis(500));
+    assertThat(memory.sweep()).isZero();
+    assertThat(stream.context().isCancelled()).isFalse();
+    advance(Duration.ofMillis(500));
+    assertThat(memory.sweep()).isZero();
+    assertThat(stream.context().isCancelled()).isTrue();
+    // grpc-java resets a stream whose context is cancelled; the context carries the reason.
+    io.grpc.Status status = io.grpc.Contexts.statusFromCancelled(stream.context());
+    assertThat(status.getCode()).isEqualTo(io.grpc.Status.Code.DEADLINE_EXCEEDED);
+    assertThat(status.getDescription()).startsWith("the request message arrived too slowly: 0 bytes in the last 10 s");
+    assertThat(memory.receiveTimeouts()).isEqualTo(1);
     stream.tracer().streamClosed(status);
     assertThat(memory.held()).isZero();
+  }
+
+  @Test
+  void aMessageWholeJustAfterItWasGivenUp_leavesNoMarkForTheStreamsNextMessage() {
+    Stream stream = open();
+    stream.tracer().inboundWireSize(70 * 1024);
+    advance(Duration.ofSeconds(10));
+    assertThat(memory.sweep()).isEqualTo(1);
+    // Its last bytes were already on their way: whole, it goes to the service as any other.
+    stream.tracer().inboundMessageRead(1, 70 * 1024, -1);
+    assertThat(memory.held()).isZero();
+    // A streaming call's next message is not refused for the last one, nor reset.
+    stream.tracer().inboundWireSize(100 * 1024);
+    advance(Duration.ofSeconds(1));
+    assertThat(memory.sweep()).isZero();
+    stream.tracer().inboundWireSize(1024);
+    assertThat(stream.context().isCancelled()).isFalse();
+    assertThat(memory.held()).isEqualTo(101 * 1024);
   }
 
   @Test
@@ -231,9 +277,11 @@ class RequestMemoryTest {
       advance(Duration.ofSeconds(10));
       assertThat(memory.sweep()).as("window %d", window).isZero();
     }
-    // A window with no byte at all.
+    // A window with no byte at all, and none by the next look.
     advance(Duration.ofSeconds(10));
     assertThat(memory.sweep()).isEqualTo(1);
+    advance(Duration.ofSeconds(1));
+    memory.sweep();
     assertThat(stream.context().isCancelled()).isTrue();
   }
 
@@ -251,6 +299,8 @@ class RequestMemoryTest {
     assertThat(memory.sweep()).isZero();
     advance(Duration.ofSeconds(1));
     assertThat(memory.sweep()).isEqualTo(1);
+    advance(Duration.ofSeconds(1));
+    memory.sweep();
     assertThat(stream.context().isCancelled()).isTrue();
   }
 
