@@ -13,7 +13,8 @@ import java.util.concurrent.TimeUnit;
  * execution ({@link io.modelgate.runtime.tensor.DecodedRequest#canShareBatchWith}) while the rows
  * fit. When requests of more than one lane (tenant) wait, the lanes take turns and share. A lane's
  * share of a batch is its weight's part of the weights of the lanes waiting ({@link
- * InferenceRequest#laneWeight}; equal weights: an equal share), rounded up, at least one row:
+ * InferenceRequest#laneWeight}; equal weights: an equal share), rounded down, at least one row —
+ * so that the shares fit in the batch and no lane's share is taken by those counted before it:
  *
  * <ul>
  *   <li>Light lanes go first: when some lanes have no more rows pending than their share of a
@@ -29,12 +30,16 @@ import java.util.concurrent.TimeUnit;
  * backlog, and only while a light lane has requests waiting. With executors reserved for light
  * lanes ({@link #chooseWithoutBacklog}), it does not wait for the backlog's batch either.
  *
+ * <p>Every lane waiting is told apart, however many: the lanes' table starts small and grows with
+ * the lanes waiting at once, which the pending requests bound.
+ *
  * <p>Threads: the batcher thread only. The list grows on demand up to the queue capacity (the
- * scheduler's admission count bounds what can be pending), so memory follows the backlog.
+ * scheduler's admission count bounds what can be pending), and the lanes' table with it, so memory
+ * follows the backlog; nothing is allocated per batch once they have grown.
  */
 final class PendingRequests {
-  /** Lanes told apart in one batch; beyond this, the rest share the last slot. */
-  static final int MAX_LANES = 32;
+  /** Lanes the table holds before it first grows. */
+  static final int INITIAL_LANES = 16;
 
   private final BatchPolicy policy;
   private final int maxLength;
@@ -49,18 +54,28 @@ final class PendingRequests {
   private int chosen;
   private final boolean[] preferred;
 
-  private final String[] lanes = new String[MAX_LANES];
+  // The lanes among the pending requests, by slot in the order first counted ({@link #countLanes}).
+  private String[] lanes = new String[INITIAL_LANES];
   /** Rows a lane has placed in the batch being chosen. */
-  private final int[] laneRows = new int[MAX_LANES];
+  private int[] laneRows = new int[INITIAL_LANES];
   /** Rows a lane has pending. */
-  private final int[] lanePending = new int[MAX_LANES];
-  /** A lane's weight (that of the first of its requests counted; the last slot: of its first). */
-  private final int[] laneWeight = new int[MAX_LANES];
+  private int[] lanePending = new int[INITIAL_LANES];
+  /** A lane's weight (that of the first of its requests counted). */
+  private int[] laneWeight = new int[INITIAL_LANES];
   /**
    * A lane's share of the batch being chosen, in rows: the most it places in a fair pass, and the
    * pending rows within which it is light.
    */
-  private final int[] laneShare = new int[MAX_LANES];
+  private int[] laneShare = new int[INITIAL_LANES];
+  // A lane's slot by its name: open addressing over twice as many places as slots, each place
+  // valid only while its count is the current one, so that a new count clears it all at once.
+  private int[] indexSlot = new int[2 * INITIAL_LANES];
+  private int[] indexCount = new int[2 * INITIAL_LANES];
+  /** The current count of lanes (never 0, which marks a place never used). */
+  private int lanesCounted = 1;
+  /** The slot of the lane without a name (requests without a tenant), valid while {@link #nullCounted} is current. */
+  private int nullSlot;
+  private int nullCounted;
   /** Whether the last batch held only light lanes: the next one must serve the heavy ones. */
   private boolean lightLast;
   private int laneCount;
@@ -210,7 +225,8 @@ final class PendingRequests {
     }
     lightLast = false;
     int first = nextInTurn();
-    laneRows[laneOf(pending[first])] += pending[first].decoded().rows();
+    int lane = laneOf(pending[first]);
+    laneRows[lane] += pending[first].decoded().rows();
     pick(batch, first);
     fill(batch, limit, true, false);
     fill(batch, limit, false, false);
@@ -377,39 +393,97 @@ final class PendingRequests {
    */
   private int countLanes(int limit) {
     laneCount = 0;
-    Arrays.fill(lanePending, 0);
+    if (++lanesCounted == 0) {
+      // Wrapped round after 2^32 counts: clear the places once, so that none looks current.
+      Arrays.fill(indexCount, 0);
+      nullCounted = 0;
+      lanesCounted = 1;
+    }
     for (int i = 0; i < count; i++) {
-      lanePending[laneOf(pending[i])] += Math.max(1, pending[i].decoded().rows());
+      // The slot first: counting a new lane may grow the table (Java reads an array before the index).
+      int lane = laneOf(pending[i]);
+      lanePending[lane] += Math.max(1, pending[i].decoded().rows());
     }
     long weights = 0;
     for (int i = 0; i < laneCount; i++) {
       weights += laneWeight[i];
     }
     for (int i = 0; i < laneCount; i++) {
-      laneShare[i] = (int) Math.max(1, (limit * (long) laneWeight[i] + weights - 1) / weights);
+      laneShare[i] = (int) Math.max(1, limit * (long) laneWeight[i] / weights);
     }
     Arrays.fill(laneRows, 0, laneCount, 0);
     return laneCount;
   }
 
   /**
-   * The slot of {@code request}'s lane, adding it (with the request's weight) while there is room;
-   * the last slot takes the overflow.
+   * The slot of {@code request}'s lane in the current count, adding it (with the request's weight)
+   * when it is new to the count; the table grows when it is full.
    */
   private int laneOf(InferenceRequest request) {
     String lane = request.lane();
-    for (int i = 0; i < laneCount; i++) {
-      if (Objects.equals(lanes[i], lane)) {
-        return i;
+    if (lane == null) {
+      if (nullCounted != lanesCounted) {
+        nullSlot = addLane(null, request.laneWeight());
+        nullCounted = lanesCounted;
+      }
+      return nullSlot;
+    }
+    int mask = indexSlot.length - 1;
+    int place = spread(lane.hashCode()) & mask;
+    while (indexCount[place] == lanesCounted) {
+      int slot = indexSlot[place];
+      if (lane.equals(lanes[slot])) {
+        return slot;
+      }
+      place = (place + 1) & mask;
+    }
+    if (laneCount == lanes.length) {
+      growLanes();
+      return laneOf(request);
+    }
+    int slot = addLane(lane, request.laneWeight());
+    indexSlot[place] = slot;
+    indexCount[place] = lanesCounted;
+    return slot;
+  }
+
+  /** A new slot for {@code lane}; the caller indexes it (a named lane) and made room. */
+  private int addLane(String lane, int weight) {
+    if (laneCount == lanes.length) {
+      growLanes();
+    }
+    lanes[laneCount] = lane;
+    laneRows[laneCount] = 0;
+    lanePending[laneCount] = 0;
+    laneWeight[laneCount] = weight;
+    return laneCount++;
+  }
+
+  /** Doubles the lanes' table, keeping the current count's slots, and indexes them again. */
+  private void growLanes() {
+    int length = 2 * lanes.length;
+    lanes = Arrays.copyOf(lanes, length);
+    laneRows = Arrays.copyOf(laneRows, length);
+    lanePending = Arrays.copyOf(lanePending, length);
+    laneWeight = Arrays.copyOf(laneWeight, length);
+    laneShare = Arrays.copyOf(laneShare, length);
+    indexSlot = new int[2 * length];
+    indexCount = new int[2 * length];
+    int mask = indexSlot.length - 1;
+    for (int slot = 0; slot < laneCount; slot++) {
+      if (lanes[slot] != null) {
+        int place = spread(lanes[slot].hashCode()) & mask;
+        while (indexCount[place] == lanesCounted) {
+          place = (place + 1) & mask;
+        }
+        indexSlot[place] = slot;
+        indexCount[place] = lanesCounted;
       }
     }
-    if (laneCount < MAX_LANES) {
-      lanes[laneCount] = lane;
-      laneRows[laneCount] = 0;
-      laneWeight[laneCount] = request.laneWeight();
-      return laneCount++;
-    }
-    return MAX_LANES - 1;
+  }
+
+  private static int spread(int hash) {
+    return hash ^ (hash >>> 16);
   }
 
   private void forget(InferenceRequest request) {

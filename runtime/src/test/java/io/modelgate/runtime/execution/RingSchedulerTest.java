@@ -608,7 +608,7 @@ class RingSchedulerTest {
     List<Answer> gold = submit(scheduler, "gold", 3, 20);
     List<Answer> bronze = submit(scheduler, "bronze", 1, 20);
     executor.release();
-    // Each batch of 8 rows: gold places ceil(8 * 3/4) = 6, bronze ceil(8 * 1/4) = 2.
+    // Each batch of 8 rows: gold places 8 * 3/4 = 6, bronze 8 * 1/4 = 2.
     assertThat(executor.started.take()).isEqualTo(8);
     assertThat(executor.startedLanes.poll(10, TimeUnit.SECONDS)).isEqualTo("bronze");
     assertThat(executor.startedLanes.poll(10, TimeUnit.SECONDS)).isEqualTo("gold");
