@@ -39,7 +39,9 @@ import org.openjdk.jmh.annotations.Warmup;
 /**
  * The scheduler alone: publish requests into a version's ring, let the batcher form batches and an
  * executor that computes nothing complete them, and wait for every answer. Measures the cost per
- * request of the ring, the batcher and the hand-offs, with batching off and on.
+ * request of the ring, the batcher and the hand-offs, with batching off and on, and with the
+ * requests in tenants' lanes (each burst's requests dealt out among {@code lanes} of them; 0: no
+ * lanes, as without a callers file).
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.AverageTime)
@@ -52,6 +54,11 @@ public class RingBenchmark {
 
   @Param({"0", "64"})
   public int maxBatchSize;
+
+  @Param({"0"})
+  public int lanes;
+
+  private String[] laneNames;
 
   private RingScheduler scheduler;
   private DecodedRequest decoded;
@@ -74,6 +81,10 @@ public class RingBenchmark {
   @Setup
   public void setUp() {
     decoded = oneRow();
+    laneNames = new String[Math.max(1, lanes)];
+    for (int i = 0; i < laneNames.length; i++) {
+      laneNames[i] = lanes == 0 ? null : "tenant-" + i;
+    }
     OutputTensor[] none = new OutputTensor[0];
     scheduler =
         new RingScheduler(
@@ -117,7 +128,8 @@ public class RingBenchmark {
           }
         };
     for (int i = 0; i < BURST; i++) {
-      scheduler.submit(InferenceRequest.of(decoded, System.nanoTime(), null, callback));
+      scheduler.submit(lanes == 0 ? InferenceRequest.of(decoded, System.nanoTime(), null, callback)
+          : InferenceRequest.inLane(laneNames[i % lanes], decoded, System.nanoTime(), Long.MAX_VALUE, null, callback));
     }
     done.await();
   }
