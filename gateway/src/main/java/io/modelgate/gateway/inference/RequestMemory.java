@@ -30,9 +30,8 @@ import java.util.concurrent.atomic.AtomicLong;
  * happened); if none arrive by the sweeping thread's next look, the stream is reset (the client
  * sees {@code CANCELLED}; a client that has stalled is not reading either). Either way a client
  * stalled part way through a large message holds its bytes for a window, not for its connection's
- * life. A watched message
- * holds at least 64 KiB of the limit, so at most one watched entry (a few dozen bytes) exists per
- * 64 KiB of it.
+ * life. A watched message holds at least 64 KiB of the limit, so at most one watched entry (a few
+ * dozen bytes) exists per 64 KiB of it.
  *
  * <p>Unary answers count as well, from when they are written until the transport has sent them
  * ({@link #holdAnswer}): a client that does not read its answers fills the memory, not the heap.
