@@ -90,9 +90,11 @@ final class SoakCommand implements Callable<Integer> {
    *
    * @param nativeMiB the JVM's native memory tracking, committed MiB by category (in its order,
    *     "Total" first); empty without {@code --native-memory}
+   * @param cpuSeconds the server's CPU time since it started (every thread, user and system)
+   * @param served the inference requests it answered OK since it started
    */
   record Sample(double heapMiB, double rssMiB, double directMiB, int threads, int openFiles, double heldBytes,
-      Map<String, Double> nativeMiB) {
+      Map<String, Double> nativeMiB, double cpuSeconds, double served) {
     /** The JVM's native memory beyond the heap (MiB); NaN without tracking. */
     double jvmNativeMiB() {
       return nativeMiB.isEmpty() ? Double.NaN : nativeMiB.get(TOTAL) - nativeMiB.getOrDefault("Java Heap", 0.0);
@@ -138,9 +140,9 @@ final class SoakCommand implements Callable<Integer> {
           server.pid(), serverHeap, windows, windowSeconds, rate, streamRate, floodCallers);
       out.println();
       out.println("| window | probe calls/s | p50 ms | p99 ms | p99.9 ms | probe errors | server p99 ms | streamed /s | flood served /s"
-          + " | flood refused | heap after GC MiB | RSS MiB | direct MiB | threads | open files | held at idle B"
-          + (nativeMemory ? " | JVM native MiB | RSS beyond the JVM's MiB |" : " |"));
-      out.println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + (nativeMemory ? "---|---|" : ""));
+          + " | server CPU µs a served call | flood refused | heap after GC MiB | RSS MiB | direct MiB | threads | open files"
+          + " | held at idle B" + (nativeMemory ? " | JVM native MiB | RSS beyond the JVM's MiB |" : " |"));
+      out.println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + (nativeMemory ? "---|---|" : ""));
       out.flush();
       String target = "127.0.0.1:" + server.grpcPort;
       ManagedChannel admin = io.grpc.netty.NettyChannelBuilder.forAddress("127.0.0.1", server.adminPort).usePlaintext().build();
@@ -149,6 +151,8 @@ final class SoakCommand implements Callable<Integer> {
       List<Sample> samples = new ArrayList<>();
       List<Double> p99s = new ArrayList<>();
       List<Double> serverP99s = new ArrayList<>();
+      List<Double> cpuPerCall = new ArrayList<>();
+      double[] before = server.counters();
       int adminFailures = 0;
       try {
         var adminStub = AdminServiceGrpc.newBlockingStub(admin).withCallCredentials(bearer(server.adminToken()));
@@ -187,11 +191,16 @@ final class SoakCommand implements Callable<Integer> {
           p99s.add(p99);
           double serverP99 = serverP99(adminStub);
           serverP99s.add(serverP99);
-          out.printf(Locale.ROOT, "| %d%s | %.0f | %.3f | %.3f | %.3f | %d | %.3f | %.0f | %s | %s | %.1f | %.1f | %.1f | %d | %d | %.0f |%s%n",
+          // The server's CPU over the window (its load, refusals and admin calls, the collection
+          // forced after it) for each call it answered OK.
+          double micros = (sample.cpuSeconds() - before[0]) * 1e6 / Math.max(1, sample.served() - before[1]);
+          before = new double[] {sample.cpuSeconds(), sample.served()};
+          cpuPerCall.add(micros);
+          out.printf(Locale.ROOT, "| %d%s | %.0f | %.3f | %.3f | %.3f | %d | %.3f | %.0f | %s | %.1f | %s | %.1f | %.1f | %.1f | %d | %d | %.0f |%s%n",
               w, w <= settleWindows ? " (settling)" : "", probed.throughput(),
               probed.latencyMicros().getValueAtPercentile(50) / 1000.0, p99,
               probed.latencyMicros().getValueAtPercentile(99.9) / 1000.0, probed.errorCount(), serverP99, stream.throughput(),
-              floodResult == null ? "–" : String.format(Locale.ROOT, "%.0f", floodResult.throughput()),
+              floodResult == null ? "–" : String.format(Locale.ROOT, "%.0f", floodResult.throughput()), micros,
               floodResult == null ? "–" : String.valueOf(floodResult.errorCount()),
               sample.heapMiB(), sample.rssMiB(), sample.directMiB(), sample.threads(), sample.openFiles(), sample.heldBytes(),
               nativeMemory ? String.format(Locale.ROOT, " %.1f | %.1f |", sample.jvmNativeMiB(), sample.untrackedMiB()) : "");
@@ -202,7 +211,7 @@ final class SoakCommand implements Callable<Integer> {
         floodChannels.close();
         admin.shutdownNow();
       }
-      summarize(out, samples, p99s, serverP99s, adminFailures);
+      summarize(out, samples, p99s, serverP99s, cpuPerCall, adminFailures);
       out.flush();
     }
     return 0;
@@ -281,7 +290,8 @@ final class SoakCommand implements Callable<Integer> {
    * The run in a few lines: each measure from the first window after settling to the last, with
    * its least-squares slope an hour (one window's noise does not make a trend; a leak does).
    */
-  private void summarize(PrintWriter out, List<Sample> samples, List<Double> p99s, List<Double> serverP99s, int adminFailures) {
+  private void summarize(PrintWriter out, List<Sample> samples, List<Double> p99s, List<Double> serverP99s,
+      List<Double> cpuPerCall, int adminFailures) {
     out.println();
     int from = Math.min(settleWindows, samples.size());
     List<Sample> counted = samples.subList(from, samples.size());
@@ -313,8 +323,10 @@ final class SoakCommand implements Callable<Integer> {
       out.printf(Locale.ROOT, "  threads %d -> %d, open files %d -> %d%n", first.threads(), last.threads(),
           first.openFiles(), last.openFiles());
       // The flood comes every other window: latency is compared among windows alike.
-      alike(out, "the probe's p99 at the client", p99s, from, perHour);
-      alike(out, "the server's p99", serverP99s, from, perHour);
+      alike(out, "the probe's p99 at the client", "ms", p99s, from, perHour);
+      alike(out, "the server's p99", "ms", serverP99s, from, perHour);
+      // Work that grows with time (a list scanned per request, say) shows here before in latency.
+      alike(out, "the server's CPU a served call", "µs", cpuPerCall, from, perHour);
     }
     out.printf(Locale.ROOT, "request memory held at idle, the most after any window: %.0f B%n",
         samples.stream().mapToDouble(Sample::heldBytes).max().orElse(0));
@@ -322,17 +334,17 @@ final class SoakCommand implements Callable<Integer> {
   }
 
   /** Trends of {@code values} among the windows without the flood (odd) and with it (even). */
-  private static void alike(PrintWriter out, String what, List<Double> values, int from, double perHour) {
+  private static void alike(PrintWriter out, String what, String unit, List<Double> values, int from, double perHour) {
     List<Double> calm = new ArrayList<>();
     List<Double> flooded = new ArrayList<>();
     for (int i = from; i < values.size(); i++) {
       ((i + 1) % 2 == 0 ? flooded : calm).add(values.get(i));
     }
     if (calm.size() >= 2) {
-      trend(out, what + " in the windows without the flood", "ms", calm, perHour / 2);
+      trend(out, what + " in the windows without the flood", unit, calm, perHour / 2);
     }
     if (flooded.size() >= 2) {
-      trend(out, what + " in the windows with the flood", "ms", flooded, perHour / 2);
+      trend(out, what + " in the windows with the flood", unit, flooded, perHour / 2);
     }
   }
 
@@ -469,8 +481,7 @@ final class SoakCommand implements Callable<Integer> {
     Sample sample(boolean nativeMemory) throws IOException, InterruptedException {
       jcmd("GC.run");
       Map<String, Double> nativeMiB = nativeMemory ? nativeCommitted(jcmd("VM.native_memory", "summary")) : Map.of();
-      String metrics = http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + metricsPort + "/metrics"))
-          .timeout(Duration.ofSeconds(10)).build(), HttpResponse.BodyHandlers.ofString()).body();
+      String metrics = scrape();
       double heap = sum(metrics, "jvm_memory_used_bytes{area=\"heap\"");
       double direct = sum(metrics, "jvm_buffer_memory_used_bytes{id=\"direct\"");
       double held = sum(metrics, "modelgate_request_memory_held_bytes");
@@ -485,7 +496,23 @@ final class SoakCommand implements Callable<Integer> {
           }
         }
       }
-      return new Sample(heap / (1 << 20), rss, direct / (1 << 20), threads, files, held, nativeMiB);
+      return new Sample(heap / (1 << 20), rss, direct / (1 << 20), threads, files, held, nativeMiB,
+          sum(metrics, CPU) / 1e9, sum(metrics, SERVED));
+    }
+
+    /** The server's CPU time a call and its calls answered OK are read from these series. */
+    private static final String CPU = "process_cpu_time_ns_total";
+    private static final String SERVED = "modelgate_requests_total{code=\"OK\"";
+
+    /** The server's CPU seconds and calls answered OK so far, without a collection. */
+    double[] counters() throws IOException, InterruptedException {
+      String metrics = scrape();
+      return new double[] {sum(metrics, CPU) / 1e9, sum(metrics, SERVED)};
+    }
+
+    private String scrape() throws IOException, InterruptedException {
+      return http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + metricsPort + "/metrics"))
+          .timeout(Duration.ofSeconds(10)).build(), HttpResponse.BodyHandlers.ofString()).body();
     }
 
     private static final java.util.regex.Pattern NATIVE_TOTAL =

@@ -28,10 +28,15 @@ class SoakCommandTest {
         "jvm_memory_used_bytes{area=\"nonheap\",id=\"Metaspace\"} 9.9E7",
         "modelgate_request_memory_held_bytes 0.0",
         "modelgate_request_memory_held_bytes_max 5.0",
-        "jvm_threads_live_threads 61.0");
+        "jvm_threads_live_threads 61.0",
+        "modelgate_requests_total{code=\"OK\",model=\"cnn_mnist\",version=\"1\"} 100.0",
+        "modelgate_requests_total{code=\"OK\",model=\"cnn_mnist\",version=\"2\"} 300.0",
+        "modelgate_requests_total{code=\"RESOURCE_EXHAUSTED\",model=\"cnn_mnist\",version=\"2\"} 7.0");
     assertThat(SoakCommand.ServerProcess.sum(scrape, "jvm_memory_used_bytes{area=\"heap\"")).isEqualTo(3145728.0);
     assertThat(SoakCommand.ServerProcess.sum(scrape, "modelgate_request_memory_held_bytes")).isZero();
     assertThat(SoakCommand.ServerProcess.sum(scrape, "jvm_threads_live_threads")).isEqualTo(61.0);
+    // The calls answered OK, over every version, and no other code.
+    assertThat(SoakCommand.ServerProcess.sum(scrape, "modelgate_requests_total{code=\"OK\"")).isEqualTo(400.0);
   }
 
   @Test
@@ -62,10 +67,10 @@ class SoakCommandTest {
     assertThat(committed.keySet()).containsExactly("Total", "Java Heap", "Class", "Thread", "Native Memory Tracking");
     assertThat(committed.get("Total")).isCloseTo(484749 / 1024.0, within(1e-9));
     assertThat(committed.get("Class")).isCloseTo(1361 / 1024.0, within(1e-9));
-    SoakCommand.Sample sample = new SoakCommand.Sample(20, 600, 12, 22, 115, 0, committed);
+    SoakCommand.Sample sample = new SoakCommand.Sample(20, 600, 12, 22, 115, 0, committed, 1, 1);
     assertThat(sample.jvmNativeMiB()).isCloseTo((484749 - 397312) / 1024.0, within(1e-9));
     assertThat(sample.untrackedMiB()).isCloseTo(600 - 484749 / 1024.0, within(1e-9));
-    assertThat(new SoakCommand.Sample(20, 600, 12, 22, 115, 0, Map.of()).untrackedMiB()).isNaN();
+    assertThat(new SoakCommand.Sample(20, 600, 12, 22, 115, 0, Map.of(), 1, 1).untrackedMiB()).isNaN();
     assertThatThrownBy(() -> SoakCommand.ServerProcess.nativeCommitted("Native memory tracking is not enabled"))
         .isInstanceOf(IllegalStateException.class).hasMessageContaining("not enabled");
   }
