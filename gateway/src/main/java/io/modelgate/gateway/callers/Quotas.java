@@ -21,12 +21,20 @@ import java.util.concurrent.atomic.AtomicInteger;
  * <p>Threads: request threads call {@link #admit}, answering threads {@link Admission#release};
  * the buckets are lock-free. A tenant's buckets are made again when its quota in force changes (a
  * new file or API quota that comes to the same limits keeps them).
+ *
+ * <p>Memory: one entry (two buckets and a counter) per tenant of the callers file with a quota
+ * that has been called. When the file is read again, the first request resolved under it lets go
+ * of the entries of tenants it no longer names.
  */
 public final class Quotas {
   private final TimeMeter time;
   private final Map<String, State> states = new ConcurrentHashMap<>();
   private final java.util.function.Function<String, CallerPolicy.QuotaOverride> overrides;
   private final java.util.function.Function<String, Integer> weights;
+  /** The callers file's tenants in force (the same map until the file is read again), or null. */
+  private final java.util.function.Supplier<? extends Map<String, ?>> fileTenants;
+  /** The tenants' map the entries were last pruned for. */
+  private volatile Map<String, ?> prunedFor;
 
   /**
    * A tenant's buckets for one quota in force, with the file's quota and the API's override it was
@@ -101,8 +109,21 @@ public final class Quotas {
    */
   public Quotas(Clock clock, java.util.function.Function<String, CallerPolicy.QuotaOverride> overrides,
       java.util.function.Function<String, Integer> weights) {
+    this(clock, overrides, weights, () -> null);
+  }
+
+  /**
+   * As {@link #Quotas(Clock, java.util.function.Function, java.util.function.Function)}, letting go
+   * of the entries of tenants the callers file no longer names.
+   *
+   * @param fileTenants the callers file's tenants in force ({@link CallerPolicy#tenants}: the same
+   *     map until the file is read again), or null; called when a tenant's quota is resolved again
+   */
+  public Quotas(Clock clock, java.util.function.Function<String, CallerPolicy.QuotaOverride> overrides,
+      java.util.function.Function<String, Integer> weights, java.util.function.Supplier<? extends Map<String, ?>> fileTenants) {
     this.overrides = overrides;
     this.weights = weights;
+    this.fileTenants = fileTenants;
     this.time = new TimeMeter() {
       @Override
       public long currentTimeNanos() {
@@ -176,10 +197,21 @@ public final class Quotas {
 
   /** The tenant's state for the quota {@code override} over {@code file}: the same buckets when its limits are the same. */
   private State resolve(String tenant, CallerPolicy.Quota file, CallerPolicy.QuotaOverride override) {
+    Map<String, ?> named = fileTenants.get();
+    if (named != null && named != prunedFor) {
+      // The file was read again: forget the tenants it no longer names (once per reading).
+      prunedFor = named;
+      states.keySet().removeIf(name -> !named.containsKey(name));
+    }
     CallerPolicy.Quota quota = override != null ? override.over(file) : file;
     return states.compute(tenant, (name, old) -> old != null && old.quota.equals(quota)
         ? (old.resolvedFrom(file, override) ? old : new State(old, file, override))
         : new State(quota, file, override, time));
+  }
+
+  /** Tenants with an entry (for tests). */
+  int tenantsKept() {
+    return states.size();
   }
 
   private static void refuse(State state, CallerPolicy.Quota quota, CallerAuth.Caller caller, String what, double perSecond,

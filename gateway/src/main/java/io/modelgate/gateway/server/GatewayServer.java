@@ -393,6 +393,7 @@ public final class GatewayServer {
             adminSettings.receiveTimeout(), System::nanoTime)
         .bindTo(stats.prometheus()).startSweeping();
     GatewayServer[] self = new GatewayServer[1];
+    io.modelgate.gateway.config.WatchedFile<io.modelgate.gateway.callers.CallerPolicy> callersFile = b.callers;
     InferenceService inference =
         b.inference = new InferenceService(
             repository,
@@ -406,7 +407,8 @@ public final class GatewayServer {
             b.payloadLog,
             b.drift,
             b.usage,
-            new io.modelgate.gateway.callers.Quotas(stats.clock(), b.access::quota, b.access::weight),
+            new io.modelgate.gateway.callers.Quotas(stats.clock(), b.access::quota, b.access::weight,
+                callersFile == null ? () -> null : () -> callersFile.get().tenants()),
             b.requestMemory);
     java.util.function.Supplier<io.modelgate.gateway.admin.AdminTokens> tokens = b.access::tokens;
     ControlPlane control = b.control;

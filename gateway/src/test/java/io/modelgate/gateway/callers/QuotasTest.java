@@ -168,6 +168,35 @@ class QuotasTest {
   }
 
   @Test
+  void tenantsTheCallersFileNoLongerNames_areLetGo_whenAQuotaIsFirstResolvedUnderTheNewFile() {
+    CallerPolicy.Quota twoASecond = new CallerPolicy.Quota(2, 0, 0);
+    CallerPolicy.Tenant a = new CallerPolicy.Tenant("a", List.of(), Set.of(), Set.of(), twoASecond);
+    CallerPolicy.Tenant b = new CallerPolicy.Tenant("b", List.of(), Set.of(), Set.of(), twoASecond);
+    java.util.concurrent.atomic.AtomicReference<java.util.Map<String, CallerPolicy.Tenant>> file =
+        new java.util.concurrent.atomic.AtomicReference<>(java.util.Map.of("a", a, "b", b));
+    Quotas quotas = new Quotas(new TestClock(), tenant -> null, tenant -> null, file::get);
+    quotas.admit(new CallerAuth.Caller("a", "api_key", a), 1);
+    quotas.admit(new CallerAuth.Caller("b", "api_key", b), 1);
+    assertThat(quotas.tenantsKept()).isEqualTo(2);
+
+    // Read again without "a", and "b" with a new entry (as every reading makes): b's first request
+    // resolves its quota again, and a's entry goes.
+    CallerPolicy.Tenant bAgain = new CallerPolicy.Tenant("b", List.of(), Set.of(), Set.of(), new CallerPolicy.Quota(2, 0, 0));
+    file.set(java.util.Map.of("b", bAgain));
+    CallerAuth.Caller caller = new CallerAuth.Caller("b", "api_key", bAgain);
+    // The same limits: b keeps its bucket (one token left of two), and only b is kept.
+    quotas.admit(caller, 1);
+    assertThat(quotas.tenantsKept()).isEqualTo(1);
+    overQuota(quotas, caller, "tenant 'b' is over its quota of 2 requests a second");
+
+    // Without a callers file to go by, nothing is let go.
+    Quotas unpruned = new Quotas(new TestClock(), tenant -> null, tenant -> null);
+    unpruned.admit(new CallerAuth.Caller("a", "api_key", a), 1);
+    unpruned.admit(new CallerAuth.Caller("b", "api_key", bAgain), 1);
+    assertThat(unpruned.tenantsKept()).isEqualTo(2);
+  }
+
+  @Test
   void aTenantsWeight_isTheAdminApis_elseTheCallersFiles() {
     java.util.Map<String, Integer> api = new java.util.concurrent.ConcurrentHashMap<>();
     Quotas quotas = new Quotas(new TestClock(), tenant -> null, api::get);
