@@ -52,7 +52,15 @@ import org.yaml.snakeyaml.constructor.SafeConstructor;
  * </pre>
  *
  * <p>Every tenant a token or a proxy names must be listed under {@code tenants} (an unknown one is
- * PERMISSION_DENIED), so that the file is the one list of who may call.
+ * PERMISSION_DENIED), so that the file is the one list of who may call. An API key or a
+ * certificate belongs to one tenant: one listed for two is refused when the file is read.
+ *
+ * <p>Identifying a caller costs the same however many tenants the file lists: an API key is looked
+ * up by its SHA-256 (the lookup's timing depends only on the hash of what the caller sent, which
+ * tells nothing of any key kept), a certificate by its subject. A signed token is verified once and
+ * then looked up by its SHA-256 until it expires ({@link #TOKENS_KEPT} at most, for {@link
+ * #TOKEN_KEPT_FOR} at most), so that a client sending the same token on every call pays for the
+ * signature's check once; reading the file again starts with none kept.
  */
 public final class CallerPolicy {
   /** How a caller proves who it is. */
@@ -165,17 +173,49 @@ public final class CallerPolicy {
     }
   }
 
+  /** Verified tokens kept at most, per reading of the file (about 200 bytes each). */
+  static final int TOKENS_KEPT = 10_000;
+  /** A verified token is checked again after this long at most, even before it expires. */
+  static final java.time.Duration TOKEN_KEPT_FOR = java.time.Duration.ofMinutes(10);
+
   private final List<Method> identify;
   private final Map<String, Tenant> tenants;
+  /** Each API key's tenant, by the key's SHA-256. */
+  private final Map<java.nio.ByteBuffer, Tenant> byKeyHash;
+  /** Each client certificate subject's tenant. */
+  private final Map<String, Tenant> byCertificate;
+  /** Tokens verified, by their SHA-256, with their tenant and when they expire; null without jwt. */
+  private final com.google.common.cache.Cache<java.nio.ByteBuffer, Verified> verified;
+
+  /** A token verified: its caller, and when the token expires (milliseconds since the epoch). */
+  private record Verified(Identity identity, long expiresMillis) {}
   private final DefaultJWTProcessor<SecurityContext> jwt;
+  /** The JWKS file the tokens are verified against, or null. */
+  private final Path jwks;
   private final String tenantClaim;
   private final String proxyHeader;
   private final List<Cidr> trusted;
 
   private CallerPolicy(List<Method> identify, Map<String, Tenant> tenants, DefaultJWTProcessor<SecurityContext> jwt,
-      String tenantClaim, String proxyHeader, List<Cidr> trusted) {
+      Path jwks, String tenantClaim, String proxyHeader, List<Cidr> trusted) {
+    this.jwks = jwks;
     this.identify = List.copyOf(identify);
     this.tenants = Map.copyOf(tenants);
+    Map<java.nio.ByteBuffer, Tenant> keys = new java.util.HashMap<>();
+    Map<String, Tenant> certificates = new java.util.HashMap<>();
+    for (Tenant tenant : tenants.values()) {
+      for (byte[] hash : tenant.keyHashes()) {
+        keys.put(java.nio.ByteBuffer.wrap(hash.clone()), tenant);
+      }
+      for (String subject : tenant.certificates()) {
+        certificates.put(subject, tenant);
+      }
+    }
+    this.byKeyHash = Map.copyOf(keys);
+    this.byCertificate = Map.copyOf(certificates);
+    this.verified = jwt == null ? null
+        : com.google.common.cache.CacheBuilder.newBuilder().maximumSize(TOKENS_KEPT).expireAfterWrite(TOKEN_KEPT_FOR)
+            .<java.nio.ByteBuffer, Verified>build();
     this.jwt = jwt;
     this.tenantClaim = tenantClaim;
     this.proxyHeader = proxyHeader;
@@ -188,6 +228,15 @@ public final class CallerPolicy {
 
   public Map<String, Tenant> tenants() {
     return tenants;
+  }
+
+  /**
+   * The files this policy was read from besides the callers file: its JWKS file, if any. The
+   * server watches them too ({@link io.modelgate.gateway.config.WatchedFile#alsoWatching}), so that
+   * keys rotated in the JWKS file are in force without touching the callers file.
+   */
+  public List<Path> alsoRead() {
+    return jwks == null ? List.of() : List.of(jwks);
   }
 
   /** The header a trusted proxy names the tenant in, or null. */
@@ -209,10 +258,9 @@ public final class CallerPolicy {
       switch (method) {
         case CERTIFICATE -> {
           if (presented.certificateSubject() != null) {
-            for (Tenant tenant : tenants.values()) {
-              if (tenant.certificates().contains(presented.certificateSubject())) {
-                return Identity.of(tenant, method);
-              }
+            Tenant tenant = byCertificate.get(presented.certificateSubject());
+            if (tenant != null) {
+              return Identity.of(tenant, method);
             }
             return Identity.denied("client certificate " + presented.certificateSubject() + " is not a known tenant's");
           }
@@ -261,19 +309,21 @@ public final class CallerPolicy {
     return first > 0 && token.indexOf('.', first + 1) > first + 1;
   }
 
-  /** The tenant whose key hashes to {@code key}'s; every hash is compared, in constant time each. */
+  /** The tenant whose key hashes to {@code key}'s, or null: looked up by the hash. */
   private Tenant byKey(String key) {
-    byte[] hash = io.modelgate.gateway.config.Secrets.sha256(key);
-    Tenant found = null;
-    for (Tenant tenant : tenants.values()) {
-      if (io.modelgate.gateway.config.Secrets.matchesAny(hash, tenant.keyHashes())) {
-        found = tenant;
-      }
-    }
-    return found;
+    return byKeyHash.get(java.nio.ByteBuffer.wrap(io.modelgate.gateway.config.Secrets.sha256(key)));
   }
 
+  /** The tenant a signed token names: verified once, then looked up by its hash until it expires. */
   private Identity byToken(String token) {
+    java.nio.ByteBuffer hash = java.nio.ByteBuffer.wrap(io.modelgate.gateway.config.Secrets.sha256(token));
+    Verified known = verified.getIfPresent(hash);
+    if (known != null) {
+      if (System.currentTimeMillis() < known.expiresMillis()) {
+        return known.identity();
+      }
+      verified.invalidate(hash);
+    }
     JWTClaimsSet claims;
     try {
       claims = jwt.process(token, null);
@@ -285,8 +335,13 @@ public final class CallerPolicy {
       return Identity.unauthenticated("the token has no string claim '" + tenantClaim + "' naming the tenant");
     }
     Tenant tenant = tenants.get(name);
-    return tenant != null ? Identity.of(tenant, Method.JWT)
-        : Identity.denied("tenant '" + name + "' of the token is not in the callers file");
+    if (tenant == null) {
+      return Identity.denied("tenant '" + name + "' of the token is not in the callers file");
+    }
+    Identity identity = Identity.of(tenant, Method.JWT);
+    // The processor requires "exp": kept until then, the verifier's leeway for clocks not counted.
+    verified.put(hash, new Verified(identity, claims.getExpirationTime().getTime()));
+    return identity;
   }
 
   private boolean trusted(SocketAddress peer) {
@@ -316,6 +371,8 @@ public final class CallerPolicy {
     }
     known(map, "", Set.of("identify", "tenants", "jwt", "proxy"));
     Map<String, Tenant> tenants = new LinkedHashMap<>();
+    Map<java.nio.ByteBuffer, String> keyOwners = new java.util.HashMap<>();
+    Map<String, String> certificateOwners = new java.util.HashMap<>();
     if (!(map.get("tenants") instanceof Map<?, ?> listed) || listed.isEmpty()) {
       throw new InvalidCallersException("tenants: expected a mapping of tenant names to their credentials");
     }
@@ -331,6 +388,20 @@ public final class CallerPolicy {
           throw new InvalidCallersException(e.getMessage());
         }
       }
+      for (byte[] hash : hashes) {
+        String other = keyOwners.putIfAbsent(java.nio.ByteBuffer.wrap(hash), name);
+        if (other != null && !other.equals(name)) {
+          throw new InvalidCallersException("tenants." + name + ".api_keys: a key also listed for tenant '" + other
+              + "' (expected: each key for one tenant)");
+        }
+      }
+      for (String subject : strings(fields, "certificates", "tenants." + name)) {
+        String other = certificateOwners.putIfAbsent(subject, name);
+        if (other != null && !other.equals(name)) {
+          throw new InvalidCallersException("tenants." + name + ".certificates: " + subject + " is also listed for tenant '"
+              + other + "' (expected: each certificate for one tenant)");
+        }
+      }
       tenants.put(name, new Tenant(name, List.copyOf(hashes),
           Set.copyOf(strings(fields, "certificates", "tenants." + name)),
           Set.copyOf(strings(fields, "models", "tenants." + name)),
@@ -338,6 +409,7 @@ public final class CallerPolicy {
           weight(fields.get("weight"), "tenants." + name + ".weight")));
     }
     DefaultJWTProcessor<SecurityContext> jwt = null;
+    Path jwksFile = null;
     String tenantClaim = "sub";
     if (map.containsKey("jwt")) {
       Map<?, ?> fields = mapping(map.get("jwt"), "jwt");
@@ -346,7 +418,7 @@ public final class CallerPolicy {
       if (!(jwksName instanceof String)) {
         throw new InvalidCallersException("jwt.jwks: expected the path of a JWKS file");
       }
-      Path jwks = file.toAbsolutePath().getParent().resolve((String) jwksName);
+      Path jwks = jwksFile = file.toAbsolutePath().getParent().resolve((String) jwksName);
       JWKSet keys;
       try {
         keys = JWKSet.load(jwks.toFile());
@@ -405,7 +477,7 @@ public final class CallerPolicy {
     if (identify.contains(Method.PROXY) && proxyHeader == null) {
       throw new InvalidCallersException("identify: proxy needs a proxy mapping (header, trusted)");
     }
-    return new CallerPolicy(identify, tenants, jwt, tenantClaim, proxyHeader, trusted);
+    return new CallerPolicy(identify, tenants, jwt, jwksFile, tenantClaim, proxyHeader, trusted);
   }
 
   private static Quota quota(Object value, String where) throws InvalidCallersException {

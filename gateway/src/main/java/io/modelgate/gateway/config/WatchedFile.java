@@ -16,8 +16,10 @@ import org.slf4j.LoggerFactory;
  * A configuration file (or files read together) and the value read from it, read again when a
  * file changes (checked every 2 seconds, and on {@link #reload}): the callers file and the admin
  * tokens file, whose keys are added or revoked without a restart, and a port's TLS certificate, key
- * and client CAs, renewed without one. A change that cannot be used is logged, counted ({@link
- * #failures}) and the value in force stays; a file is read again once it changes again.
+ * and client CAs, renewed without one. A value may name further files it was read from (the JWKS a
+ * callers file names: {@link #alsoWatching}); a change to one of those reads the whole value again
+ * too. A change that cannot be used is logged, counted ({@link #failures}) and the value in force
+ * stays; a file is read again once it changes again.
  *
  * <p>Threads: the value is immutable, behind a volatile field; request threads only read it. One
  * thread per watched value, {@code modelgate-watch-<what>}, checks the files.
@@ -61,6 +63,8 @@ public final class WatchedFile<T> implements Supplier<T>, AutoCloseable {
   /** Each file's modification time and size when last read (by the checker, under this lock). */
   private List<Object> read;
   private volatile long failures;
+  /** The further files a value was read from, found in it; watched as the files themselves are. */
+  private java.util.function.Function<? super T, List<Path>> alsoRead = value -> List.of();
 
   private WatchedFile(String what, List<Path> files, Loader<T> loader, T value, List<Object> read) {
     this.what = what;
@@ -126,6 +130,32 @@ public final class WatchedFile<T> implements Supplier<T>, AutoCloseable {
     return value;
   }
 
+  /**
+   * Watches, besides the files opened, those each value names ({@code alsoRead}: the JWKS file a
+   * callers file names, say), so that a change to one of them reads the value again; returns this.
+   */
+  public synchronized WatchedFile<T> alsoWatching(java.util.function.Function<? super T, List<Path>> alsoRead) {
+    this.alsoRead = java.util.Objects.requireNonNull(alsoRead, "alsoRead");
+    try {
+      read = stamp(watched(value));
+    } catch (IOException e) {
+      // Unreadable now: the next check finds a change and reads the value again, or says why not.
+      read = List.of();
+    }
+    return this;
+  }
+
+  /** The files opened and those {@code current} names. */
+  private List<Path> watched(T current) {
+    List<Path> more = alsoRead.apply(current);
+    if (more.isEmpty()) {
+      return files;
+    }
+    List<Path> all = new ArrayList<>(files);
+    all.addAll(more);
+    return all;
+  }
+
   /** The first file watched (the only one, for a single file). */
   public Path file() {
     return files.get(0);
@@ -151,13 +181,20 @@ public final class WatchedFile<T> implements Supplier<T>, AutoCloseable {
   /** Reads the files again if any changed since they were last read; true when a new value is in force. */
   public synchronized boolean reload() {
     try {
-      List<Object> stamp = stamp(files);
+      List<Path> paths = watched(value);
+      List<Object> stamp = stamp(paths);
       if (stamp.equals(read)) {
         return false;
       }
       read = stamp;
-      value = loader.load();
-      log.info("{} {} read again: {}", what, files, value);
+      T next = loader.load();
+      List<Path> nextPaths = watched(next);
+      if (!nextPaths.equals(paths)) {
+        // The value names other files now: watch those from here on.
+        read = stamp(nextPaths);
+      }
+      value = next;
+      log.info("{} {} read again: {}", what, nextPaths, value);
       return true;
     } catch (IOException | InvalidFileException e) {
       failures++;

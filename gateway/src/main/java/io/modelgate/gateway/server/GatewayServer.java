@@ -345,7 +345,8 @@ public final class GatewayServer {
     if (adminSettings.callersFile() != null) {
       try {
         b.callers = io.modelgate.gateway.config.WatchedFile.open("callers file", adminSettings.callersFile(),
-            io.modelgate.gateway.callers.CallerPolicy::read).countFailures(stats.prometheus());
+            io.modelgate.gateway.callers.CallerPolicy::read).countFailures(stats.prometheus())
+            .alsoWatching(io.modelgate.gateway.callers.CallerPolicy::alsoRead);
       } catch (io.modelgate.gateway.config.WatchedFile.InvalidFileException e) {
         throw new IOException(e.getMessage(), e);
       }

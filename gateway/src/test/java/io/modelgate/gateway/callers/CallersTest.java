@@ -182,7 +182,74 @@ class CallersTest {
       String forged = token(new RSAKeyGenerator(2048).keyID("k1").generate(), "fraud", "https://login.example", "modelgate", 600);
       refused(() -> with(gateway, "authorization", "Bearer " + forged).modelInfer(request("alpha")),
           Status.Code.UNAUTHENTICATED, "the token is not valid");
+
+      // The keys rotated in the JWKS file alone (the callers file untouched): read again, the new
+      // key's tokens are served and the old key's refused, though the old one's was verified before.
+      RSAKey next = new RSAKeyGenerator(2048).keyID("k2").generate();
+      Files.writeString(root.resolve("jwks.json"), new JWKSet(next.toPublicJWK()).toString());
+      Files.setLastModifiedTime(root.resolve("jwks.json"),
+          java.nio.file.attribute.FileTime.fromMillis(System.currentTimeMillis() + 5000));
+      assertThat(gateway.server.callers().reload()).isTrue();
+      refused(() -> with(gateway, "authorization", "Bearer " + good).modelInfer(request("alpha")),
+          Status.Code.UNAUTHENTICATED, "the token is not valid");
+      String rotated = token(next, "fraud", "https://login.example", "modelgate", 600);
+      assertThat(with(gateway, "authorization", "Bearer " + rotated).modelInfer(request("alpha")).getModelName())
+          .isEqualTo("alpha");
+      // Nothing changed since: not read again.
+      assertThat(gateway.server.callers().reload()).isFalse();
     }
+  }
+
+  @Test
+  void aTokenVerifiedOnce_isKnownUntilItExpires_butNotByAFileReadAgainWithOtherKeys() throws Exception {
+    RSAKey first = new RSAKeyGenerator(2048).keyID("k1").generate();
+    Files.writeString(root.resolve("jwks.json"), new JWKSet(first.toPublicJWK()).toString());
+    String yaml = "tenants:\n  fraud: {}\n  web: {}\n"
+        + "jwt:\n  jwks: jwks.json\n  issuer: https://login.example\n  audience: modelgate\n  tenant_claim: tenant\n";
+    CallerPolicy policy = CallerPolicy.read(callers(yaml));
+    InetSocketAddress peer = new InetSocketAddress("127.0.0.1", 5000);
+    String fraud = token(first, "fraud", "https://login.example", "modelgate", 600);
+    String web = token(first, "web", "https://login.example", "modelgate", 600);
+    // Each token, again and again, is its own tenant's: kept by the hash of all its bytes.
+    for (int i = 0; i < 3; i++) {
+      assertThat(policy.identify(new CallerPolicy.Presented(fraud, null, null, peer, null)).tenant().name()).isEqualTo("fraud");
+      assertThat(policy.identify(new CallerPolicy.Presented(web, null, null, peer, null)).tenant().name()).isEqualTo("web");
+    }
+    // The same claims signed by a key the file does not trust: not the token kept.
+    String forged = token(new RSAKeyGenerator(2048).keyID("k1").generate(), "fraud", "https://login.example", "modelgate", 600);
+    assertThat(policy.identify(new CallerPolicy.Presented(forged, null, null, peer, null)).refusal())
+        .startsWith("the token is not valid");
+    // The keys rotated: the file read again trusts only the new key, and the token signed by the
+    // old one is refused although the old reading had it kept.
+    RSAKey second = new RSAKeyGenerator(2048).keyID("k2").generate();
+    Files.writeString(root.resolve("jwks.json"), new JWKSet(second.toPublicJWK()).toString());
+    CallerPolicy rotated = CallerPolicy.read(callers(yaml));
+    assertThat(rotated.identify(new CallerPolicy.Presented(fraud, null, null, peer, null)).refusal())
+        .startsWith("the token is not valid");
+    assertThat(rotated.identify(new CallerPolicy.Presented(token(second, "fraud", "https://login.example", "modelgate", 600),
+        null, null, peer, null)).tenant().name()).isEqualTo("fraud");
+  }
+
+  @Test
+  void manyTenants_eachKeyAndCertificateIdentifiesItsOwn() throws Exception {
+    StringBuilder yaml = new StringBuilder("tenants:\n");
+    for (int i = 0; i < 500; i++) {
+      yaml.append("  t").append(i).append(":\n    api_keys: [").append(CallerPolicy.hash("mgk_key-" + i + "-0123456789abcdef"))
+          .append(", ").append(CallerPolicy.hash("mgk_second-" + i + "-0123456789abcdef")).append("]\n")
+          .append("    certificates: [\"CN=svc-").append(i).append(",O=Example\"]\n");
+    }
+    CallerPolicy policy = CallerPolicy.read(callers(yaml.toString()));
+    InetSocketAddress peer = new InetSocketAddress("127.0.0.1", 5000);
+    for (int i = 0; i < 500; i += 7) {
+      assertThat(policy.identify(new CallerPolicy.Presented(null, "mgk_key-" + i + "-0123456789abcdef", null, peer, null))
+          .tenant().name()).isEqualTo("t" + i);
+      assertThat(policy.identify(new CallerPolicy.Presented("mgk_second-" + i + "-0123456789abcdef", null, null, peer, null))
+          .tenant().name()).isEqualTo("t" + i);
+      assertThat(policy.identify(new CallerPolicy.Presented(null, null, "CN=svc-" + i + ",O=Example", peer, null))
+          .tenant().name()).isEqualTo("t" + i);
+    }
+    assertThat(policy.identify(new CallerPolicy.Presented(null, "mgk_key-500-0123456789abcdef", null, peer, null)).refusal())
+        .isEqualTo("unknown API key");
   }
 
   private static String token(RSAKey key, String tenant, String issuer, String audience, long expiresInSeconds) throws Exception {
@@ -238,6 +305,15 @@ class CallersTest {
         .hasMessage("tenants.a.quota.rows_per_second: 5000000 (expected: at most 1000000; leave it out for no limit)");
     assertThatThrownBy(() -> CallerPolicy.read(callers("tenants:\n  a: {}\nproxy:\n  header: x-t\n  trusted: [example.com]\n")))
         .hasMessage("proxy.trusted: 'example.com' (expected an address or a range such as 10.0.0.0/8)");
+    // A key or a certificate belongs to one tenant (listed twice for one is harmless).
+    assertThatThrownBy(() -> CallerPolicy.read(callers("tenants:\n  a:\n    api_keys: [" + CallerPolicy.hash(KEY_A) + "]\n"
+        + "  b:\n    api_keys: [" + CallerPolicy.hash(KEY_B) + ", " + CallerPolicy.hash(KEY_A) + "]\n")))
+        .hasMessage("tenants.b.api_keys: a key also listed for tenant 'a' (expected: each key for one tenant)");
+    assertThatThrownBy(() -> CallerPolicy.read(callers("tenants:\n  a:\n    certificates: [\"CN=svc\"]\n"
+        + "  b:\n    certificates: [\"CN=svc\"]\n")))
+        .hasMessage("tenants.b.certificates: CN=svc is also listed for tenant 'a' (expected: each certificate for one tenant)");
+    assertThat(CallerPolicy.read(callers("tenants:\n  a:\n    api_keys: [" + CallerPolicy.hash(KEY_A) + ", "
+        + CallerPolicy.hash(KEY_A) + "]\n")).tenants()).containsOnlyKeys("a");
     assertThatThrownBy(() -> CallerPolicy.read(callers("identify: [jwt]\ntenants:\n  a: {}\n")))
         .hasMessage("identify: jwt needs a jwt mapping (jwks, issuer, audience)");
     assertThatThrownBy(() -> gateway(callers("tenants: {}\n"))).hasMessageContaining(
