@@ -335,11 +335,12 @@ public final class CallerPolicy {
       return Identity.unauthenticated("the token has no string claim '" + tenantClaim + "' naming the tenant");
     }
     Tenant tenant = tenants.get(name);
-    if (tenant == null) {
-      return Identity.denied("tenant '" + name + "' of the token is not in the callers file");
-    }
-    Identity identity = Identity.of(tenant, Method.JWT);
-    // The processor requires "exp": kept until then, the verifier's leeway for clocks not counted.
+    // A genuine token is kept whatever tenant it names (one the file does not name is refused from
+    // the cache, until a new reading); a token that fails verification is never kept, so that bad
+    // tokens cannot push good ones out. The processor requires "exp": kept until then, the
+    // verifier's leeway for clocks not counted.
+    Identity identity = tenant != null ? Identity.of(tenant, Method.JWT)
+        : Identity.denied("tenant '" + name + "' of the token is not in the callers file");
     verified.put(hash, new Verified(identity, claims.getExpirationTime().getTime()));
     return identity;
   }

@@ -215,6 +215,13 @@ class CallersTest {
       assertThat(policy.identify(new CallerPolicy.Presented(fraud, null, null, peer, null)).tenant().name()).isEqualTo("fraud");
       assertThat(policy.identify(new CallerPolicy.Presented(web, null, null, peer, null)).tenant().name()).isEqualTo("web");
     }
+    // A genuine token naming a tenant the file does not list is refused each time it comes.
+    String stranger = token(first, "stranger", "https://login.example", "modelgate", 600);
+    for (int i = 0; i < 2; i++) {
+      CallerPolicy.Identity refused = policy.identify(new CallerPolicy.Presented(stranger, null, null, peer, null));
+      assertThat(refused.denied()).isTrue();
+      assertThat(refused.refusal()).isEqualTo("tenant 'stranger' of the token is not in the callers file");
+    }
     // The same claims signed by a key the file does not trust: not the token kept.
     String forged = token(new RSAKeyGenerator(2048).keyID("k1").generate(), "fraud", "https://login.example", "modelgate", 600);
     assertThat(policy.identify(new CallerPolicy.Presented(forged, null, null, peer, null)).refusal())
