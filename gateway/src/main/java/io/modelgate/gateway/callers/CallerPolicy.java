@@ -187,7 +187,7 @@ public final class CallerPolicy {
   /** Tokens verified, by their SHA-256, with their tenant and when they expire; null without jwt. */
   private final com.google.common.cache.Cache<java.nio.ByteBuffer, Verified> verified;
 
-  /** A token verified: its caller, and when the token expires (milliseconds since the epoch). */
+  /** A token verified: its caller (or why it is refused), and when it expires (milliseconds since the epoch). */
   private record Verified(Identity identity, long expiresMillis) {}
   private final DefaultJWTProcessor<SecurityContext> jwt;
   /** The JWKS file the tokens are verified against, or null. */
