@@ -79,8 +79,7 @@ public final class CallerAuth implements ServerInterceptor {
     String authorization = headers.get(AUTHORIZATION);
     String bearer = authorization != null && authorization.regionMatches(true, 0, "Bearer ", 0, 7)
         ? authorization.substring(7).strip() : null;
-    String proxy = policy.proxyHeader() == null ? null
-        : headers.get(Metadata.Key.of(policy.proxyHeader(), Metadata.ASCII_STRING_MARSHALLER));
+    String proxy = policy.proxyHeaderKey() == null ? null : headers.get(policy.proxyHeaderKey());
     CallerPolicy.Identity identity = policy.identify(new CallerPolicy.Presented(
         bearer, headers.get(API_KEY), certificateSubject(call), call.getAttributes().get(Grpc.TRANSPORT_ATTR_REMOTE_ADDR),
         proxy));

@@ -194,6 +194,8 @@ public final class CallerPolicy {
   private final Path jwks;
   private final String tenantClaim;
   private final String proxyHeader;
+  /** The proxy's header as a gRPC metadata key, made once; null without a proxy. */
+  private final io.grpc.Metadata.Key<String> proxyHeaderKey;
   private final List<Cidr> trusted;
 
   private CallerPolicy(List<Method> identify, Map<String, Tenant> tenants, DefaultJWTProcessor<SecurityContext> jwt,
@@ -219,6 +221,7 @@ public final class CallerPolicy {
     this.jwt = jwt;
     this.tenantClaim = tenantClaim;
     this.proxyHeader = proxyHeader;
+    this.proxyHeaderKey = proxyHeader == null ? null : io.grpc.Metadata.Key.of(proxyHeader, io.grpc.Metadata.ASCII_STRING_MARSHALLER);
     this.trusted = List.copyOf(trusted);
   }
 
@@ -242,6 +245,11 @@ public final class CallerPolicy {
   /** The header a trusted proxy names the tenant in, or null. */
   public String proxyHeader() {
     return proxyHeader;
+  }
+
+  /** The header a trusted proxy names the tenant in, as a metadata key; null without a proxy. */
+  public io.grpc.Metadata.Key<String> proxyHeaderKey() {
+    return proxyHeaderKey;
   }
 
   /** The SHA-256 of an API key, as the callers file writes it ({@code sha256:<hex>}). */

@@ -293,6 +293,39 @@ class CallersTest {
   }
 
   @Test
+  void aTrustedProxysHeader_namesTheTenant_overARealConnection() throws Exception {
+    Gateway.write(root, "alpha", 1, Gateway.affine());
+    Path file = callers("identify: [proxy]\ntenants:\n  web:\n    models: [alpha]\n"
+        + "proxy:\n  header: X-Tenant\n  trusted: [127.0.0.1]\n");
+    io.modelgate.gateway.stats.StatsRegistry stats =
+        new io.modelgate.gateway.stats.StatsRegistry(java.time.Duration.ofSeconds(5), Clock.systemUTC(), false);
+    io.modelgate.gateway.server.GatewayServer server = Gateway.server(root, stats,
+        new io.modelgate.gateway.server.ServerSettings("127.0.0.1", 0, 4 << 20, 1, java.time.Duration.ofSeconds(5)),
+        Gateway.adminSettings(root.resolve(".state"), -1).withCallers(file));
+    io.grpc.ManagedChannel channel = io.grpc.netty.NettyChannelBuilder.forAddress("127.0.0.1", server.port()).usePlaintext().build();
+    try {
+      Metadata headers = new Metadata();
+      headers.put(Metadata.Key.of("x-tenant", Metadata.ASCII_STRING_MARSHALLER), "web");
+      GRPCInferenceServiceBlockingStub web = io.modelgate.proto.inference.GRPCInferenceServiceGrpc.newBlockingStub(channel)
+          .withInterceptors(MetadataUtils.newAttachHeadersInterceptor(headers));
+      assertThat(web.modelInfer(request("alpha")).getModelName()).isEqualTo("alpha");
+      var usage = server.usage().report(Instant.now().minusSeconds(3600), Instant.now().plusSeconds(3600), "", "");
+      assertThat(usage.getRecordsList()).extracting(r -> r.getTenant() + "/" + r.getModel() + ":" + r.getRequests())
+          .containsExactly("web/alpha:1");
+      Metadata stranger = new Metadata();
+      stranger.put(Metadata.Key.of("x-tenant", Metadata.ASCII_STRING_MARSHALLER), "nobody");
+      refused(() -> io.modelgate.proto.inference.GRPCInferenceServiceGrpc.newBlockingStub(channel)
+              .withInterceptors(MetadataUtils.newAttachHeadersInterceptor(stranger)).modelInfer(request("alpha")),
+          Status.Code.PERMISSION_DENIED, "tenant named by the proxy is not in the callers file");
+      refused(() -> io.modelgate.proto.inference.GRPCInferenceServiceGrpc.newBlockingStub(channel).modelInfer(request("alpha")),
+          Status.Code.UNAUTHENTICATED, "the header x-tenant from a trusted proxy");
+    } finally {
+      channel.shutdownNow();
+      server.stop();
+    }
+  }
+
+  @Test
   void aCallersFileThatCannotBeUsed_saysWhy() throws Exception {
     assertThatThrownBy(() -> CallerPolicy.read(callers("tenants:\n  a:\n    api_keys: [" + KEY_A + "]\n")))
         .hasMessageContaining("tenants.a.api_keys: expected sha256:<64 hex digits> (the hash, never the secret")
