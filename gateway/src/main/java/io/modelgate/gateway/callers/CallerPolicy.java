@@ -29,7 +29,8 @@ import org.yaml.snakeyaml.constructor.SafeConstructor;
 
 /**
  * Who may call the inference port, from a callers file ({@code --callers FILE}, YAML): the tenants,
- * how each proves who it is, and the models each may use. Immutable and validated; {@link
+ * how each proves who it is, and the models each may use. Validated, and immutable but for the
+ * tokens it has verified (a thread-safe cache; any request thread identifies callers); {@link
  * io.modelgate.gateway.config.WatchedFile} reads it again when the file changes.
  *
  * <pre>
