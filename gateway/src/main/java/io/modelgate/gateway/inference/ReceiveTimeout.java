@@ -11,7 +11,7 @@ import java.util.Objects;
  * a message have arrived, it must gain at least {@code minBytesPerSecond × window} bytes in every
  * {@code window} until it is whole; one that does not is ended, as a request body's read timeout
  * with a minimum rate works in HTTP servers: at its next bytes with {@code DEADLINE_EXCEEDED} and
- * the reason, or, if none come by the server's next look, by resetting its stream; what it gathered
+ * the reason, or, if none come within another window, by resetting its stream; what it gathered
  * is freed either way ({@link RequestMemory}).
  * Smaller messages are not watched: they hold little, and watching costs a little on every call.
  * Immutable and validated.

@@ -27,10 +27,11 @@ import java.util.concurrent.atomic.AtomicLong;
  * ReceiveTimeout#WATCHED_FROM} bytes of it are held it is watched, and one that gains fewer than
  * the timeout's bytes in a window is given up. If more of its bytes arrive, the stream ends there
  * with {@code DEADLINE_EXCEEDED} and a message saying why (a client sending slowly learns what
- * happened); if none arrive by the sweeping thread's next look, the stream is reset (the client
- * sees {@code CANCELLED}; a client that has stalled is not reading either). Either way a client
- * stalled part way through a large message holds its bytes for a window, not for its connection's
- * life. A watched message holds at least 64 KiB of the limit, so at most one watched entry (a few
+ * happened); if none arrive within another window, the stream is reset (the client sees {@code
+ * CANCELLED}; a client that has stalled is not reading either). A slow client's bytes reach the
+ * server a whole HTTP/2 frame at a time (16 KiB), so a client sending below the rate may show
+ * nothing for seconds: the second window is its chance to learn why. Either way a client stalled
+ * part way through a large message holds its bytes for two windows, not for its connection's life. A watched message holds at least 64 KiB of the limit, so at most one watched entry (a few
  * dozen bytes) exists per 64 KiB of it.
  *
  * <p>Unary answers count as well, from when they are written until the transport has sent them
@@ -83,8 +84,6 @@ public final class RequestMemory implements AutoCloseable {
   /** The messages being watched, with where each stood at its window's start; null when none are. */
   private final java.util.concurrent.ConcurrentHashMap<Arrival, Checkpoint> watched;
   private final java.util.concurrent.atomic.LongAdder endedSlow = new java.util.concurrent.atomic.LongAdder();
-  /** How often the sweeping thread looks, and how long a message given up has to show it is still sending, nanoseconds. */
-  private final long sweepEveryNanos;
   private java.util.concurrent.ScheduledExecutorService sweeper;
   // The sweeping thread's own: slow messages given up since its last warning, and when that was.
   private long unlogged;
@@ -110,8 +109,6 @@ public final class RequestMemory implements AutoCloseable {
     this.receiveTimeout = java.util.Objects.requireNonNull(receiveTimeout, "receive timeout");
     this.nanoTime = nanoTime;
     this.watched = receiveTimeout.enabled() ? new java.util.concurrent.ConcurrentHashMap<>() : null;
-    this.sweepEveryNanos = java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(
-        Math.max(100, Math.min(1000, receiveTimeout.window().toMillis() / 4)));
     this.loggedAt = nanoTime.getAsLong() - LOG_EVERY_NANOS;
   }
 
@@ -121,7 +118,7 @@ public final class RequestMemory implements AutoCloseable {
    */
   public synchronized RequestMemory startSweeping() {
     if (watched != null && sweeper == null) {
-      long every = java.util.concurrent.TimeUnit.NANOSECONDS.toMillis(sweepEveryNanos);
+      long every = Math.max(100, Math.min(1000, receiveTimeout.window().toMillis() / 4));
       sweeper = java.util.concurrent.Executors.newSingleThreadScheduledExecutor(r -> {
         Thread thread = new Thread(r, "modelgate-receive-timeouts");
         thread.setDaemon(true);
@@ -152,8 +149,8 @@ public final class RequestMemory implements AutoCloseable {
   /**
    * Looks at every watched message once: one whose window has passed moves its checkpoint on if
    * it gained the timeout's bytes in it, and is given up if not (its next bytes end the stream with
-   * the reason); one given up at least a look ago that is still there has its stream reset. On the
-   * sweeping thread (tests: the test's).
+   * the reason); one given up a window ago or more that is still there has its stream reset. On
+   * the sweeping thread (tests: the test's).
    *
    * @return the messages given up
    */
@@ -170,8 +167,8 @@ public final class RequestMemory implements AutoCloseable {
       Arrival arrival = entry.getKey();
       Checkpoint since = entry.getValue();
       if (since.ending() != null) {
-        // Given up, and no byte came to end it with its reason: reset.
-        if (now - since.nanos() >= sweepEveryNanos && watched.remove(arrival, since)) {
+        // Given up, and no byte came in another window to end it with its reason: reset.
+        if (now - since.nanos() >= window && watched.remove(arrival, since)) {
           arrival.reset(since.ending());
         }
         continue;
