@@ -148,11 +148,8 @@ class ArrivingMessagesTest {
   @Test
   void aClientThatStallsPartWayThroughAMessage_hasItCancelledOnceItFallsBelowTheReceiveRate_andKeepsItsConnection()
       throws Exception {
-    Gateway.standardRepository(root);
     // No connection age: without the receive timeout the stalled message would be held for good.
-    AdminSettings admin = Gateway.adminSettings(root.resolve(".state"), -1).withRequestMemory(64L * MIB)
-        .withReceiveTimeout(new ReceiveTimeout(Duration.ofSeconds(1), 64 * 1024));
-    GatewayServer server = Gateway.server(root, stats, SETTINGS, admin);
+    GatewayServer server = startWatching(Duration.ofSeconds(1));
     try (StallingProxy proxy = new StallingProxy(server.port(), 2L * MIB)) {
       ManagedChannel slow = channel(proxy.port());
       try {
@@ -180,11 +177,8 @@ class ArrivingMessagesTest {
 
   @Test
   void aClientSendingAMessageTooSlowly_isAnsweredDeadlineExceededWithTheReason_andKeepsItsConnection() throws Exception {
-    Gateway.standardRepository(root);
     // 2 s windows: a message must gain 128 KiB in each.
-    AdminSettings admin = Gateway.adminSettings(root.resolve(".state"), -1).withRequestMemory(64L * MIB)
-        .withReceiveTimeout(new ReceiveTimeout(Duration.ofSeconds(2), 64 * 1024));
-    GatewayServer server = Gateway.server(root, stats, SETTINGS, admin);
+    GatewayServer server = startWatching(Duration.ofSeconds(2));
     try (StallingProxy proxy = new StallingProxy(server.port(), 2L * MIB)) {
       ManagedChannel slow = channel(proxy.port());
       try {
@@ -264,7 +258,15 @@ class ArrivingMessagesTest {
     }
   }
 
-  private static ManagedChannel channel(int port) {
+  /** The standard repository on Netty, 64 MiB of request memory, messages to gain 64 KiB a second over each {@code window}. */
+  private GatewayServer startWatching(Duration window) throws IOException {
+    Gateway.standardRepository(root);
+    AdminSettings admin = Gateway.adminSettings(root.resolve(".state"), -1).withRequestMemory(64L * MIB)
+        .withReceiveTimeout(new ReceiveTimeout(window, 64 * 1024));
+    return Gateway.server(root, stats, SETTINGS, admin);
+  }
+
+    private static ManagedChannel channel(int port) {
     return io.grpc.netty.NettyChannelBuilder.forAddress("127.0.0.1", port).usePlaintext()
         .maxInboundMessageSize(64 * MIB).build();
   }
