@@ -23,6 +23,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeSet;
+import javax.security.auth.x500.X500Principal;
 import org.yaml.snakeyaml.LoaderOptions;
 import org.yaml.snakeyaml.Yaml;
 import org.yaml.snakeyaml.constructor.SafeConstructor;
@@ -54,7 +55,11 @@ import org.yaml.snakeyaml.constructor.SafeConstructor;
  *
  * <p>Every tenant a token or a proxy names must be listed under {@code tenants} (an unknown one is
  * PERMISSION_DENIED), so that the file is the one list of who may call. An API key or a
- * certificate belongs to one tenant: one listed for two is refused when the file is read.
+ * certificate belongs to one tenant: one listed for two is refused when the file is read. A
+ * certificate is named by its subject's distinguished name, matched as X.500 compares names (RFC
+ * 5280: attribute types and values without regard to case or the spaces around separators), so
+ * that {@code "CN=svc, O=Example"} in the file is the certificate whose subject is {@code
+ * CN=svc,O=Example}; a subject that is not a distinguished name is refused when the file is read.
  *
  * <p>Identifying a caller costs the same however many tenants the file lists: an API key is looked
  * up by its SHA-256 (the lookup's timing depends only on the hash of what the caller sent, which
@@ -155,8 +160,15 @@ public final class CallerPolicy {
     }
   }
 
-  /** What a caller presented, for {@link #identify}. */
-  public record Presented(String bearer, String apiKeyHeader, String certificateSubject, SocketAddress peer,
+  /**
+   * What a caller presented, for {@link #identify}.
+   *
+   * @param certificateSubject the subject of the client certificate of its TLS connection, or null;
+   *     the same object for every call of a connection ({@link CallerAuth#PEER_SUBJECTS}), so that the
+   *     canonical form {@link #identify} looks it up by is computed once per connection (the JDK keeps
+   *     it in the name)
+   */
+  public record Presented(String bearer, String apiKeyHeader, X500Principal certificateSubject, SocketAddress peer,
       String proxyTenant) {}
 
   /** The outcome of identifying a caller: a tenant, or why not (a message that echoes no secret). */
@@ -183,7 +195,7 @@ public final class CallerPolicy {
   private final Map<String, Tenant> tenants;
   /** Each API key's tenant, by the key's SHA-256. */
   private final Map<java.nio.ByteBuffer, Tenant> byKeyHash;
-  /** Each client certificate subject's tenant. */
+  /** Each client certificate subject's tenant, by the subject's canonical form ({@link X500Principal#CANONICAL}). */
   private final Map<String, Tenant> byCertificate;
   /** Tokens verified, by their SHA-256, with their tenant and when they expire; null without jwt. */
   private final com.google.common.cache.Cache<java.nio.ByteBuffer, Verified> verified;
@@ -211,7 +223,7 @@ public final class CallerPolicy {
         keys.put(java.nio.ByteBuffer.wrap(hash.clone()), tenant);
       }
       for (String subject : tenant.certificates()) {
-        certificates.put(subject, tenant);
+        certificates.put(canonicalSubject(subject), tenant);
       }
     }
     this.byKeyHash = Map.copyOf(keys);
@@ -253,6 +265,15 @@ public final class CallerPolicy {
     return proxyHeaderKey;
   }
 
+  /**
+   * A certificate subject's canonical form, as {@link #identify} compares subjects.
+   *
+   * @throws IllegalArgumentException when {@code subject} is not a distinguished name
+   */
+  static String canonicalSubject(String subject) {
+    return new X500Principal(subject).getName(X500Principal.CANONICAL);
+  }
+
   /** The SHA-256 of an API key, as the callers file writes it ({@code sha256:<hex>}). */
   public static String hash(String key) {
     return io.modelgate.gateway.config.Secrets.hash(key);
@@ -267,11 +288,12 @@ public final class CallerPolicy {
       switch (method) {
         case CERTIFICATE -> {
           if (presented.certificateSubject() != null) {
-            Tenant tenant = byCertificate.get(presented.certificateSubject());
+            Tenant tenant = byCertificate.get(presented.certificateSubject().getName(X500Principal.CANONICAL));
             if (tenant != null) {
               return Identity.of(tenant, method);
             }
-            return Identity.denied("client certificate " + presented.certificateSubject() + " is not a known tenant's");
+            return Identity.denied("client certificate " + presented.certificateSubject().getName()
+                + " is not a known tenant's");
           }
         }
         case API_KEY -> {
@@ -406,7 +428,17 @@ public final class CallerPolicy {
         }
       }
       for (String subject : strings(fields, "certificates", "tenants." + name)) {
-        String other = certificateOwners.putIfAbsent(subject, name);
+        String canonical;
+        try {
+          canonical = subject.isBlank() ? null : canonicalSubject(subject);
+        } catch (IllegalArgumentException e) {
+          canonical = null;
+        }
+        if (canonical == null) {
+          throw new InvalidCallersException("tenants." + name + ".certificates: '" + subject + "'"
+              + " is not a distinguished name (expected a certificate's subject, e.g. CN=fraud-svc,O=Example)");
+        }
+        String other = certificateOwners.putIfAbsent(canonical, name);
         if (other != null && !other.equals(name)) {
           throw new InvalidCallersException("tenants." + name + ".certificates: " + subject + " is also listed for tenant '"
               + other + "' (expected: each certificate for one tenant)");

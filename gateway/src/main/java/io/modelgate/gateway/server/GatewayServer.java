@@ -10,6 +10,7 @@ import io.grpc.protobuf.services.ProtoReflectionService;
 import io.grpc.protobuf.services.ProtoReflectionServiceV1;
 import io.modelgate.gateway.admin.AdminAuth;
 import io.modelgate.gateway.admin.AdminService;
+import io.modelgate.gateway.callers.CallerAuth;
 import io.modelgate.gateway.control.ControlPlane;
 import io.modelgate.gateway.control.ControlSettings;
 import io.modelgate.gateway.control.ControlStore;
@@ -238,7 +239,8 @@ public final class GatewayServer {
         .permitKeepAliveTime(connections.permitKeepAliveTime().toNanos(), TimeUnit.NANOSECONDS)
         .permitKeepAliveWithoutCalls(true)
         .maxConcurrentCallsPerConnection(connections.maxConcurrentStreams())
-        .addTransportFilter(new ConnectionCount("inference").bindTo(stats.prometheus()));
+        .addTransportFilter(new ConnectionCount("inference").bindTo(stats.prometheus()))
+        .addTransportFilter(CallerAuth.PEER_SUBJECTS);
     NettyServerBuilder admin =
         NettyServerBuilder.forAddress(new InetSocketAddress(adminSettings.host(), adminSettings.port()))
             .channelType(channel)

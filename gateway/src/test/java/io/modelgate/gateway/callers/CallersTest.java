@@ -28,6 +28,7 @@ import java.time.Clock;
 import java.time.Instant;
 import java.util.Date;
 import java.util.List;
+import javax.security.auth.x500.X500Principal;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -252,7 +253,7 @@ class CallersTest {
           .tenant().name()).isEqualTo("t" + i);
       assertThat(policy.identify(new CallerPolicy.Presented("mgk_second-" + i + "-0123456789abcdef", null, null, peer, null))
           .tenant().name()).isEqualTo("t" + i);
-      assertThat(policy.identify(new CallerPolicy.Presented(null, null, "CN=svc-" + i + ",O=Example", peer, null))
+      assertThat(policy.identify(new CallerPolicy.Presented(null, null, new X500Principal("CN=svc-" + i + ",O=Example"), peer, null))
           .tenant().name()).isEqualTo("t" + i);
     }
     assertThat(policy.identify(new CallerPolicy.Presented(null, "mgk_key-500-0123456789abcdef", null, peer, null)).refusal())
@@ -276,9 +277,9 @@ class CallersTest {
     InetSocketAddress local = new InetSocketAddress("127.0.0.1", 5000);
     InetSocketAddress inside = new InetSocketAddress("10.1.2.3", 5000);
     InetSocketAddress outside = new InetSocketAddress("192.0.2.7", 5000);
-    assertThat(policy.identify(new CallerPolicy.Presented(null, null, "CN=svc,O=Example", outside, null)).tenant().name())
+    assertThat(policy.identify(new CallerPolicy.Presented(null, null, new X500Principal("CN=svc,O=Example"), outside, null)).tenant().name())
         .isEqualTo("svc");
-    CallerPolicy.Identity stranger = policy.identify(new CallerPolicy.Presented(null, null, "CN=stranger", outside, null));
+    CallerPolicy.Identity stranger = policy.identify(new CallerPolicy.Presented(null, null, new X500Principal("CN=stranger"), outside, null));
     assertThat(stranger.denied()).isTrue();
     assertThat(policy.identify(new CallerPolicy.Presented(null, null, null, inside, "web")).tenant().name()).isEqualTo("web");
     assertThat(policy.identify(new CallerPolicy.Presented(null, null, null, local, "svc")).method())
@@ -325,6 +326,62 @@ class CallersTest {
     }
   }
 
+  /**
+   * Over a real mutual-TLS connection (BoringSSL where packaged), the client certificate's subject
+   * names the tenant, matched as X.500 compares names whatever the case and spacing the file uses;
+   * a certificate the file does not list is PERMISSION_DENIED with its subject, and comes before an
+   * API key sent on the same call (the file's order).
+   */
+  @Test
+  void aClientCertificate_namesTheTenant_overMutualTls() throws Exception {
+    Path pki = Files.createDirectories(root.resolve("pki"));
+    io.modelgate.gateway.testing.TestCertificates certs = io.modelgate.gateway.testing.TestCertificates.create(pki);
+    Path[] stranger = certs.client("stranger", "CN=stranger, O=Elsewhere");
+    Gateway.write(root, "alpha", 1, Gateway.affine());
+    Path file = callers("identify: [certificate, api_key]\ntenants:\n"
+        + "  alice:\n    certificates: [\"cn = Operator-Alice\"]\n    models: [alpha]\n"
+        + "  web:\n    api_keys: [" + CallerPolicy.hash(KEY_A) + "]\n");
+    io.modelgate.gateway.stats.StatsRegistry stats =
+        new io.modelgate.gateway.stats.StatsRegistry(java.time.Duration.ofSeconds(5), Clock.systemUTC(), false);
+    io.modelgate.gateway.tls.TlsSettings mutual =
+        new io.modelgate.gateway.tls.TlsSettings(certs.serverChain, certs.serverKey, certs.caCert);
+    io.modelgate.gateway.server.GatewayServer server = Gateway.server(root, stats,
+        new io.modelgate.gateway.server.ServerSettings("127.0.0.1", 0, 4 << 20, 1, java.time.Duration.ofSeconds(5), mutual),
+        Gateway.adminSettings(root.resolve(".state"), -1).withCallers(file));
+    List<io.grpc.ManagedChannel> channels = new java.util.ArrayList<>();
+    java.util.function.BiFunction<Path, Path, GRPCInferenceServiceBlockingStub> client = (chain, key) -> {
+      try {
+        io.grpc.ManagedChannel channel = io.grpc.netty.NettyChannelBuilder.forAddress("localhost", server.port())
+            .sslContext(io.grpc.netty.GrpcSslContexts.forClient().trustManager(certs.caCert.toFile())
+                .keyManager(chain.toFile(), key.toFile()).build())
+            .build();
+        channels.add(channel);
+        return io.modelgate.proto.inference.GRPCInferenceServiceGrpc.newBlockingStub(channel)
+            .withDeadlineAfter(30, java.util.concurrent.TimeUnit.SECONDS);
+      } catch (javax.net.ssl.SSLException e) {
+        throw new IllegalStateException(e);
+      }
+    };
+    try {
+      GRPCInferenceServiceBlockingStub alice = client.apply(certs.clientChain, certs.clientKey);
+      assertThat(alice.modelInfer(request("alpha")).getModelName()).isEqualTo("alpha");
+      assertThat(alice.modelInfer(request("alpha")).getModelName()).isEqualTo("alpha");
+      var usage = server.usage().report(Instant.now().minusSeconds(3600), Instant.now().plusSeconds(3600), "", "");
+      assertThat(usage.getRecordsList()).extracting(r -> r.getTenant() + "/" + r.getModel() + ":" + r.getRequests())
+          .containsExactly("alice/alpha:2");
+      Metadata withKey = new Metadata();
+      withKey.put(Metadata.Key.of("x-api-key", Metadata.ASCII_STRING_MARSHALLER), KEY_A);
+      GRPCInferenceServiceBlockingStub strangerWithKey = client.apply(stranger[0], stranger[1])
+          .withInterceptors(MetadataUtils.newAttachHeadersInterceptor(withKey));
+      refused(() -> strangerWithKey.modelInfer(request("alpha")), Status.Code.PERMISSION_DENIED,
+          "client certificate CN=stranger,O=Elsewhere is not a known tenant's");
+    } finally {
+      channels.forEach(io.grpc.ManagedChannel::shutdownNow);
+      server.stop();
+      stats.close();
+    }
+  }
+
   @Test
   void aCallersFileThatCannotBeUsed_saysWhy() throws Exception {
     assertThatThrownBy(() -> CallerPolicy.read(callers("tenants:\n  a:\n    api_keys: [" + KEY_A + "]\n")))
@@ -352,6 +409,15 @@ class CallersTest {
     assertThatThrownBy(() -> CallerPolicy.read(callers("tenants:\n  a:\n    certificates: [\"CN=svc\"]\n"
         + "  b:\n    certificates: [\"CN=svc\"]\n")))
         .hasMessage("tenants.b.certificates: CN=svc is also listed for tenant 'a' (expected: each certificate for one tenant)");
+    // Subjects are names compared as X.500 compares them: written otherwise, the same certificate.
+    assertThatThrownBy(() -> CallerPolicy.read(callers("tenants:\n  a:\n    certificates: [\"CN=svc,O=Example\"]\n"
+        + "  b:\n    certificates: [\"cn=SVC, o=example\"]\n")))
+        .hasMessage("tenants.b.certificates: cn=SVC, o=example is also listed for tenant 'a' (expected: each certificate for one tenant)");
+    assertThatThrownBy(() -> CallerPolicy.read(callers("tenants:\n  a:\n    certificates: [fraud-svc]\n")))
+        .hasMessage("tenants.a.certificates: 'fraud-svc' is not a distinguished name (expected a certificate's subject, "
+            + "e.g. CN=fraud-svc,O=Example)");
+    assertThatThrownBy(() -> CallerPolicy.read(callers("tenants:\n  a:\n    certificates: [\"\"]\n")))
+        .hasMessageStartingWith("tenants.a.certificates: '' is not a distinguished name");
     assertThat(CallerPolicy.read(callers("tenants:\n  a:\n    api_keys: [" + CallerPolicy.hash(KEY_A) + ", "
         + CallerPolicy.hash(KEY_A) + "]\n")).tenants()).containsOnlyKeys("a");
     assertThatThrownBy(() -> CallerPolicy.read(callers("identify: [jwt]\ntenants:\n  a: {}\n")))

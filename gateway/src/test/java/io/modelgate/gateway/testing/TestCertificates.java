@@ -49,6 +49,15 @@ public final class TestCertificates {
     return new Path[] {caCert.resolveSibling(name + ".pem"), caCert.resolveSibling(name + ".key")};
   }
 
+  /**
+   * Another client certificate from this CA, with the subject {@code subject}: its PEM chain and
+   * its key ({@code name}.pem and {@code name}.key in the CA's directory).
+   */
+  public Path[] client(String name, String subject) throws Exception {
+    issue(caCert.getParent(), name, subject, null);
+    return new Path[] {caCert.resolveSibling(name + ".pem"), caCert.resolveSibling(name + ".key")};
+  }
+
   private void issue(Path dir, String name, String subject, String san) throws Exception {
     issue(dir, name, subject, san, null);
   }
