@@ -28,7 +28,7 @@ public final class BenchCli implements Runnable {
   }
 
   /** Runs the JMH suites; arguments go to JMH (e.g. a benchmark regex, -f, -wi, -i). */
-  @Command(name = "jmh", description = "Run the JMH suites (RoutingBenchmark, StatsBenchmark); arguments go to JMH.")
+  @Command(name = "jmh", description = "Run the JMH suites (-l lists them); arguments go to JMH.")
   static final class Jmh implements java.util.concurrent.Callable<Integer> {
     @picocli.CommandLine.Unmatched java.util.List<String> args = new java.util.ArrayList<>();
 
