@@ -1,6 +1,8 @@
 package io.modelgate.bench.jmh;
 
 import io.modelgate.gateway.callers.CallerAuth;
+import io.modelgate.gateway.callers.PeerCertificate;
+import io.modelgate.gateway.callers.PeerCertificate;
 import io.modelgate.gateway.callers.CallerPolicy;
 import io.netty.buffer.ByteBufAllocator;
 import io.netty.handler.ssl.ClientAuth;
@@ -21,7 +23,6 @@ import javax.net.ssl.KeyManagerFactory;
 import javax.net.ssl.SSLEngine;
 import javax.net.ssl.SSLEngineResult.HandshakeStatus;
 import javax.net.ssl.SSLSession;
-import javax.security.auth.x500.X500Principal;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
 import org.openjdk.jmh.annotations.Fork;
@@ -35,10 +36,11 @@ import org.openjdk.jmh.annotations.TearDown;
 import org.openjdk.jmh.annotations.Warmup;
 
 /**
- * What a caller identified by its client certificate costs a call: reading the subject from the
- * connection's TLS session ({@link CallerAuth#peerSubject}, which every call did before the server
- * read it once per connection) against identifying by the subject kept in the connection's
- * attributes ({@link CallerPolicy#identify}, what each call does now). The session is a real one:
+ * What a caller identified by its client certificate costs a call: reading the certificate's
+ * names from the connection's TLS session ({@link PeerCertificate#of}, which every call did before
+ * the server read them once per connection, {@link CallerAuth#PEER_CERTIFICATES}) against
+ * identifying by the names kept in the connection's attributes ({@link CallerPolicy#identify}, what
+ * each call does now). The session is a real one:
  * a mutual-TLS handshake between two engines of the server's own kind (BoringSSL where it is
  * packaged, else the JDK's), driven in memory, with certificates made by the JDK's keytool.
  */
@@ -71,7 +73,7 @@ public class PeerCertificateBenchmark {
     Files.writeString(dir.resolve("callers.yaml"), "identify: [certificate]\ntenants:\n"
         + "  fraud:\n    certificates: [\"CN=fraud-svc,O=Example\"]\n");
     policy = CallerPolicy.read(dir.resolve("callers.yaml"));
-    kept = new CallerPolicy.Presented(null, null, CallerAuth.peerSubject(session), peer, null);
+    kept = new CallerPolicy.Presented(null, null, PeerCertificate.of(session), peer, null);
     if (perCall() == null || perConnection() == null) {
       throw new IllegalStateException("the benchmark's certificate was not identified");
     }
@@ -83,13 +85,13 @@ public class PeerCertificateBenchmark {
     ReferenceCountUtil.release(client);
   }
 
-  /** Every call reading the subject from the TLS session, then identifying by it. */
+  /** Every call reading the certificate from the TLS session, then identifying by it. */
   @Benchmark
   public CallerPolicy.Tenant perCall() {
-    return policy.identify(new CallerPolicy.Presented(null, null, CallerAuth.peerSubject(session), peer, null)).tenant();
+    return policy.identify(new CallerPolicy.Presented(null, null, PeerCertificate.of(session), peer, null)).tenant();
   }
 
-  /** Every call identifying by the subject its connection read once. */
+  /** Every call identifying by the certificate its connection read once. */
   @Benchmark
   public CallerPolicy.Tenant perConnection() {
     return policy.identify(kept).tenant();

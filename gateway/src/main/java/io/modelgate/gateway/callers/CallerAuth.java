@@ -11,12 +11,7 @@ import io.grpc.ServerInterceptor;
 import io.grpc.ServerTransportFilter;
 import io.grpc.Status;
 import io.modelgate.runtime.error.InferenceException;
-import java.security.cert.Certificate;
-import java.security.cert.X509Certificate;
 import java.util.Set;
-import javax.net.ssl.SSLPeerUnverifiedException;
-import javax.net.ssl.SSLSession;
-import javax.security.auth.x500.X500Principal;
 
 /**
  * Caller identity on the inference port: for the methods it guards, identifies the caller by the
@@ -26,8 +21,8 @@ import javax.security.auth.x500.X500Principal;
  * for is checked by the service ({@link #requireModel}), which knows the model.
  *
  * <p>Without a callers file, nothing is checked and every call is the tenant {@link
- * Caller#ANONYMOUS}. A client certificate's subject comes from the connection's attributes, where
- * {@link #PEER_SUBJECTS} put it when the connection's handshake was done.
+ * Caller#ANONYMOUS}. A client certificate comes from the connection's attributes, where
+ * {@link #PEER_CERTIFICATES} put it when the connection's handshake was done.
  */
 public final class CallerAuth implements ServerInterceptor {
   static final Metadata.Key<String> AUTHORIZATION = Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER);
@@ -85,7 +80,7 @@ public final class CallerAuth implements ServerInterceptor {
         ? authorization.substring(7).strip() : null;
     String proxy = policy.proxyHeaderKey() == null ? null : headers.get(policy.proxyHeaderKey());
     CallerPolicy.Identity identity = policy.identify(new CallerPolicy.Presented(
-        bearer, headers.get(API_KEY), call.getAttributes().get(PEER_SUBJECT), call.getAttributes().get(Grpc.TRANSPORT_ATTR_REMOTE_ADDR),
+        bearer, headers.get(API_KEY), call.getAttributes().get(PEER_CERTIFICATE), call.getAttributes().get(Grpc.TRANSPORT_ATTR_REMOTE_ADDR),
         proxy));
     if (identity.tenant() == null) {
       Status status = identity.denied() ? Status.PERMISSION_DENIED : Status.UNAUTHENTICATED;
@@ -96,42 +91,23 @@ public final class CallerAuth implements ServerInterceptor {
     return Contexts.interceptCall(Context.current().withValue(CALLER, caller), call, headers, next);
   }
 
-  /** The subject of a TLS connection's client certificate, put in its attributes by {@link #PEER_SUBJECTS}. */
-  static final Attributes.Key<X500Principal> PEER_SUBJECT = Attributes.Key.create("modelgate.peer-subject");
+  /** A TLS connection's client certificate, put in its attributes by {@link #PEER_CERTIFICATES}. */
+  static final Attributes.Key<PeerCertificate> PEER_CERTIFICATE = Attributes.Key.create("modelgate.peer-certificate");
 
   /**
-   * Reads the client certificate's subject once per connection, when its handshake is done, into
-   * the transport's attributes, where every call of the connection finds it: a call then costs one
-   * attribute lookup rather than the TLS session's certificate chain copied and its name built. The
-   * inference port's server carries it ({@code addTransportFilter}); a connection without TLS or
-   * without a client certificate gets nothing.
+   * Reads the client certificate's subject and alternative names once per connection, when its
+   * handshake is done, into the transport's attributes, where every call of the connection finds
+   * them: a call then costs one attribute lookup rather than the TLS session's certificate chain
+   * copied and its names read. The inference port's server carries it ({@code addTransportFilter});
+   * a connection without TLS or without a client certificate gets nothing.
    *
    * <p>Threads: called by event loops, once a connection.
    */
-  public static final ServerTransportFilter PEER_SUBJECTS = new ServerTransportFilter() {
+  public static final ServerTransportFilter PEER_CERTIFICATES = new ServerTransportFilter() {
     @Override
     public Attributes transportReady(Attributes attributes) {
-      X500Principal subject = peerSubject(attributes.get(Grpc.TRANSPORT_ATTR_SSL_SESSION));
-      return subject == null ? attributes : attributes.toBuilder().set(PEER_SUBJECT, subject).build();
+      PeerCertificate certificate = PeerCertificate.of(attributes.get(Grpc.TRANSPORT_ATTR_SSL_SESSION));
+      return certificate == null ? attributes : attributes.toBuilder().set(PEER_CERTIFICATE, certificate).build();
     }
   };
-
-  /** The subject of the session's client certificate, or null (no session, or no client certificate). */
-  public static X500Principal peerSubject(SSLSession session) {
-    if (session == null) {
-      return null;
-    }
-    try {
-      Certificate[] certificates = session.getPeerCertificates();
-      if (certificates.length > 0 && certificates[0] instanceof X509Certificate x509) {
-        X500Principal subject = x509.getSubjectX500Principal();
-        // The canonical form is made now, on the handshake's thread, and kept by the name.
-        subject.getName(X500Principal.CANONICAL);
-        return subject;
-      }
-    } catch (SSLPeerUnverifiedException e) {
-      // TLS without a client certificate.
-    }
-    return null;
-  }
 }

@@ -39,7 +39,7 @@ import org.yaml.snakeyaml.constructor.SafeConstructor;
  * tenants:
  *   fraud:
  *     api_keys: [sha256:9f86d0...]     # SHA-256 of each key, hex (modelgate callers new-key)
- *     certificates: ["CN=fraud-svc,O=Example"]
+ *     certificates: ["CN=fraud-svc,O=Example", "uri:spiffe://example.org/ns/fraud/sa/scorer"]
  *     models: [cnn_mnist]              # default: every model
  *     quota: {requests_per_second: 100, rows_per_second: 2000, in_flight: 32}
  *     weight: 3                        # its share when tenants contend, against 1 (default)
@@ -59,7 +59,10 @@ import org.yaml.snakeyaml.constructor.SafeConstructor;
  * certificate is named by its subject's distinguished name, matched as X.500 compares names (RFC
  * 5280: attribute types and values without regard to case or the spaces around separators), so
  * that {@code "CN=svc, O=Example"} in the file is the certificate whose subject is {@code
- * CN=svc,O=Example}; a subject that is not a distinguished name is refused when the file is read.
+ * CN=svc,O=Example}; or by one of its subject alternative names, {@code uri:} (exactly, as a
+ * service mesh's SPIFFE ID) or {@code dns:} (without regard to case). A certificate is its subject's
+ * tenant if the file lists the subject, else the tenant of the first of its URIs, then of its DNS
+ * names, that the file lists. An entry that is none of these is refused when the file is read.
  *
  * <p>Identifying a caller costs the same however many tenants the file lists: an API key is looked
  * up by its SHA-256 (the lookup's timing depends only on the hash of what the caller sent, which
@@ -163,12 +166,10 @@ public final class CallerPolicy {
   /**
    * What a caller presented, for {@link #identify}.
    *
-   * @param certificateSubject the subject of the client certificate of its TLS connection, or null;
-   *     the same object for every call of a connection ({@link CallerAuth#PEER_SUBJECTS}), so that the
-   *     canonical form {@link #identify} looks it up by is computed once per connection (the JDK keeps
-   *     it in the name)
+   * @param certificate the client certificate of its TLS connection, or null; read once per
+   *     connection ({@link CallerAuth#PEER_CERTIFICATES})
    */
-  public record Presented(String bearer, String apiKeyHeader, X500Principal certificateSubject, SocketAddress peer,
+  public record Presented(String bearer, String apiKeyHeader, PeerCertificate certificate, SocketAddress peer,
       String proxyTenant) {}
 
   /** The outcome of identifying a caller: a tenant, or why not (a message that echoes no secret). */
@@ -196,7 +197,11 @@ public final class CallerPolicy {
   /** Each API key's tenant, by the key's SHA-256. */
   private final Map<java.nio.ByteBuffer, Tenant> byKeyHash;
   /** Each client certificate subject's tenant, by the subject's canonical form ({@link X500Principal#CANONICAL}). */
-  private final Map<String, Tenant> byCertificate;
+  private final Map<String, Tenant> bySubject;
+  /** Each client certificate URI alternative name's tenant. */
+  private final Map<String, Tenant> byUri;
+  /** Each client certificate DNS alternative name's tenant, by the name in lower case. */
+  private final Map<String, Tenant> byDnsName;
   /** Tokens verified, by their SHA-256, with their tenant and when they expire; null without jwt. */
   private final com.google.common.cache.Cache<java.nio.ByteBuffer, Verified> verified;
 
@@ -217,17 +222,23 @@ public final class CallerPolicy {
     this.identify = List.copyOf(identify);
     this.tenants = Map.copyOf(tenants);
     Map<java.nio.ByteBuffer, Tenant> keys = new java.util.HashMap<>();
-    Map<String, Tenant> certificates = new java.util.HashMap<>();
+    Map<String, Tenant> subjects = new java.util.HashMap<>();
+    Map<String, Tenant> uris = new java.util.HashMap<>();
+    Map<String, Tenant> dnsNames = new java.util.HashMap<>();
     for (Tenant tenant : tenants.values()) {
       for (byte[] hash : tenant.keyHashes()) {
         keys.put(java.nio.ByteBuffer.wrap(hash.clone()), tenant);
       }
-      for (String subject : tenant.certificates()) {
-        certificates.put(canonicalSubject(subject), tenant);
+      for (String entry : tenant.certificates()) {
+        CertificateName name = CertificateName.parse(entry);
+        (name.kind() == CertificateName.Kind.URI ? uris : name.kind() == CertificateName.Kind.DNS ? dnsNames : subjects)
+            .put(name.value(), tenant);
       }
     }
     this.byKeyHash = Map.copyOf(keys);
-    this.byCertificate = Map.copyOf(certificates);
+    this.bySubject = Map.copyOf(subjects);
+    this.byUri = Map.copyOf(uris);
+    this.byDnsName = Map.copyOf(dnsNames);
     this.verified = jwt == null ? null
         : com.google.common.cache.CacheBuilder.newBuilder().maximumSize(TOKENS_KEPT).expireAfterWrite(TOKEN_KEPT_FOR)
             .<java.nio.ByteBuffer, Verified>build();
@@ -265,13 +276,46 @@ public final class CallerPolicy {
     return proxyHeaderKey;
   }
 
+  /** The tenant a client certificate names: by its subject, else its first URI, else its first DNS name listed. */
+  private Tenant byCertificate(PeerCertificate certificate) {
+    Tenant tenant = bySubject.get(certificate.subject().getName(X500Principal.CANONICAL));
+    for (int i = 0; tenant == null && i < certificate.uris().size(); i++) {
+      tenant = byUri.get(certificate.uris().get(i));
+    }
+    for (int i = 0; tenant == null && i < certificate.dnsNames().size(); i++) {
+      tenant = byDnsName.get(certificate.dnsNames().get(i));
+    }
+    return tenant;
+  }
+
   /**
-   * A certificate subject's canonical form, as {@link #identify} compares subjects.
-   *
-   * @throws IllegalArgumentException when {@code subject} is not a distinguished name
+   * An entry of a tenant's {@code certificates}, as it is compared: a subject in canonical form, a
+   * URI alternative name as written, or a DNS alternative name in lower case.
    */
-  static String canonicalSubject(String subject) {
-    return new X500Principal(subject).getName(X500Principal.CANONICAL);
+  record CertificateName(Kind kind, String value) {
+    enum Kind { SUBJECT, URI, DNS }
+
+    /** Parses an entry; null when it is none of the three. */
+    static CertificateName parse(String entry) {
+      String text = entry.strip();
+      if (text.regionMatches(true, 0, "uri:", 0, 4)) {
+        String uri = text.substring(4).strip();
+        try {
+          return !uri.isEmpty() && new java.net.URI(uri).isAbsolute() ? new CertificateName(Kind.URI, uri) : null;
+        } catch (java.net.URISyntaxException e) {
+          return null;
+        }
+      }
+      if (text.regionMatches(true, 0, "dns:", 0, 4)) {
+        String dns = text.substring(4).strip().toLowerCase(java.util.Locale.ROOT);
+        return dns.isEmpty() || dns.chars().anyMatch(Character::isWhitespace) ? null : new CertificateName(Kind.DNS, dns);
+      }
+      try {
+        return text.isEmpty() ? null : new CertificateName(Kind.SUBJECT, new X500Principal(text).getName(X500Principal.CANONICAL));
+      } catch (IllegalArgumentException e) {
+        return null;
+      }
+    }
   }
 
   /** The SHA-256 of an API key, as the callers file writes it ({@code sha256:<hex>}). */
@@ -287,13 +331,12 @@ public final class CallerPolicy {
     for (Method method : identify) {
       switch (method) {
         case CERTIFICATE -> {
-          if (presented.certificateSubject() != null) {
-            Tenant tenant = byCertificate.get(presented.certificateSubject().getName(X500Principal.CANONICAL));
+          if (presented.certificate() != null) {
+            Tenant tenant = byCertificate(presented.certificate());
             if (tenant != null) {
               return Identity.of(tenant, method);
             }
-            return Identity.denied("client certificate " + presented.certificateSubject().getName()
-                + " is not a known tenant's");
+            return Identity.denied("client certificate " + presented.certificate().describe() + " is not a known tenant's");
           }
         }
         case API_KEY -> {
@@ -428,17 +471,13 @@ public final class CallerPolicy {
         }
       }
       for (String subject : strings(fields, "certificates", "tenants." + name)) {
-        String canonical;
-        try {
-          canonical = subject.isBlank() ? null : canonicalSubject(subject);
-        } catch (IllegalArgumentException e) {
-          canonical = null;
-        }
-        if (canonical == null) {
+        CertificateName parsed = CertificateName.parse(subject);
+        if (parsed == null) {
           throw new InvalidCallersException("tenants." + name + ".certificates: '" + subject + "'"
-              + " is not a distinguished name (expected a certificate's subject, e.g. CN=fraud-svc,O=Example)");
+              + " is not a distinguished name, uri: or dns: name (expected a certificate's subject, e.g. "
+              + "CN=fraud-svc,O=Example, or one of its alternative names, e.g. uri:spiffe://example.org/ns/fraud/sa/scorer)");
         }
-        String other = certificateOwners.putIfAbsent(canonical, name);
+        String other = certificateOwners.putIfAbsent(parsed.kind() + " " + parsed.value(), name);
         if (other != null && !other.equals(name)) {
           throw new InvalidCallersException("tenants." + name + ".certificates: " + subject + " is also listed for tenant '"
               + other + "' (expected: each certificate for one tenant)");

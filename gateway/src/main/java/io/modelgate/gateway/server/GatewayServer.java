@@ -240,7 +240,7 @@ public final class GatewayServer {
         .permitKeepAliveWithoutCalls(true)
         .maxConcurrentCallsPerConnection(connections.maxConcurrentStreams())
         .addTransportFilter(new ConnectionCount("inference").bindTo(stats.prometheus()))
-        .addTransportFilter(CallerAuth.PEER_SUBJECTS);
+        .addTransportFilter(CallerAuth.PEER_CERTIFICATES);
     NettyServerBuilder admin =
         NettyServerBuilder.forAddress(new InetSocketAddress(adminSettings.host(), adminSettings.port()))
             .channelType(channel)

@@ -253,7 +253,7 @@ class CallersTest {
           .tenant().name()).isEqualTo("t" + i);
       assertThat(policy.identify(new CallerPolicy.Presented("mgk_second-" + i + "-0123456789abcdef", null, null, peer, null))
           .tenant().name()).isEqualTo("t" + i);
-      assertThat(policy.identify(new CallerPolicy.Presented(null, null, new X500Principal("CN=svc-" + i + ",O=Example"), peer, null))
+      assertThat(policy.identify(new CallerPolicy.Presented(null, null, PeerCertificate.subject("CN=svc-" + i + ",O=Example"), peer, null))
           .tenant().name()).isEqualTo("t" + i);
     }
     assertThat(policy.identify(new CallerPolicy.Presented(null, "mgk_key-500-0123456789abcdef", null, peer, null)).refusal())
@@ -277,9 +277,9 @@ class CallersTest {
     InetSocketAddress local = new InetSocketAddress("127.0.0.1", 5000);
     InetSocketAddress inside = new InetSocketAddress("10.1.2.3", 5000);
     InetSocketAddress outside = new InetSocketAddress("192.0.2.7", 5000);
-    assertThat(policy.identify(new CallerPolicy.Presented(null, null, new X500Principal("CN=svc,O=Example"), outside, null)).tenant().name())
+    assertThat(policy.identify(new CallerPolicy.Presented(null, null, PeerCertificate.subject("CN=svc,O=Example"), outside, null)).tenant().name())
         .isEqualTo("svc");
-    CallerPolicy.Identity stranger = policy.identify(new CallerPolicy.Presented(null, null, new X500Principal("CN=stranger"), outside, null));
+    CallerPolicy.Identity stranger = policy.identify(new CallerPolicy.Presented(null, null, PeerCertificate.subject("CN=stranger"), outside, null));
     assertThat(stranger.denied()).isTrue();
     assertThat(policy.identify(new CallerPolicy.Presented(null, null, null, inside, "web")).tenant().name()).isEqualTo("web");
     assertThat(policy.identify(new CallerPolicy.Presented(null, null, null, local, "svc")).method())
@@ -291,6 +291,37 @@ class CallersTest {
     assertThat(spoofed.refusal()).contains("the header x-tenant from a trusted proxy");
     assertThat(policy.identify(new CallerPolicy.Presented(null, null, null, inside, "nobody")).denied()).isTrue();
     assertThat(policy.identify(new CallerPolicy.Presented(KEY_A, null, null, outside, null)).tenant().name()).isEqualTo("web");
+  }
+
+  /**
+   * A certificate names its tenant by its subject, else by the first of its URI alternative names,
+   * then of its DNS names, that the file lists (a mesh's workload certificate, with an empty
+   * subject and a SPIFFE ID); one naming no tenant is refused with all its names.
+   */
+  @Test
+  void aCertificatesAlternativeNames_nameItsTenant_afterItsSubject() throws Exception {
+    CallerPolicy policy = CallerPolicy.read(callers("identify: [certificate]\ntenants:\n"
+        + "  legacy:\n    certificates: [\"CN=scorer,O=Example\"]\n"
+        + "  fraud:\n    certificates: [\"uri:spiffe://example.org/ns/fraud/sa/scorer\"]\n"
+        + "  search:\n    certificates: [\"dns:Ranker.Search.svc\"]\n"));
+    InetSocketAddress peer = new InetSocketAddress("10.1.2.3", 5000);
+    java.util.function.Function<PeerCertificate, String> tenant = certificate -> {
+      CallerPolicy.Identity identity = policy.identify(new CallerPolicy.Presented(null, null, certificate, peer, null));
+      return identity.tenant() != null ? identity.tenant().name() : identity.refusal();
+    };
+    assertThat(tenant.apply(new PeerCertificate(new X500Principal(""),
+        List.of("spiffe://example.org/ns/fraud/sa/scorer"), List.of()))).isEqualTo("fraud");
+    assertThat(tenant.apply(new PeerCertificate(new X500Principal("CN=scorer, O=Example"),
+        List.of("spiffe://example.org/ns/fraud/sa/scorer"), List.of()))).isEqualTo("legacy");
+    assertThat(tenant.apply(new PeerCertificate(new X500Principal("CN=other"),
+        List.of("spiffe://example.org/ns/other/sa/x", "spiffe://example.org/ns/fraud/sa/scorer"), List.of("ranker.search.svc"))))
+        .isEqualTo("fraud");
+    assertThat(tenant.apply(new PeerCertificate(new X500Principal("CN=other"), List.of(), List.of("RANKER.search.svc"))))
+        .isEqualTo("search");
+    // A URI is compared exactly: a SPIFFE ID's path is case-sensitive.
+    assertThat(tenant.apply(new PeerCertificate(new X500Principal(""), List.of("spiffe://example.org/ns/Fraud/sa/scorer"),
+        List.of()))).isEqualTo("client certificate with an empty subject (uri:spiffe://example.org/ns/Fraud/sa/scorer) "
+            + "is not a known tenant's");
   }
 
   @Test
@@ -328,18 +359,21 @@ class CallersTest {
 
   /**
    * Over a real mutual-TLS connection (BoringSSL where packaged), the client certificate's subject
-   * names the tenant, matched as X.500 compares names whatever the case and spacing the file uses;
-   * a certificate the file does not list is PERMISSION_DENIED with its subject, and comes before an
+   * names the tenant, matched as X.500 compares names whatever the case and spacing the file uses,
+   * and so does a workload certificate's SPIFFE ID (a URI alternative name); a certificate the file
+   * does not list is PERMISSION_DENIED with its subject, and comes before an
    * API key sent on the same call (the file's order).
    */
   @Test
   void aClientCertificate_namesTheTenant_overMutualTls() throws Exception {
     Path pki = Files.createDirectories(root.resolve("pki"));
     io.modelgate.gateway.testing.TestCertificates certs = io.modelgate.gateway.testing.TestCertificates.create(pki);
-    Path[] stranger = certs.client("stranger", "CN=stranger, O=Elsewhere");
+    Path[] stranger = certs.client("stranger", "CN=stranger, O=Elsewhere", null);
+    Path[] workload = certs.client("workload", "O=SPIRE", "SAN=uri:spiffe://example.org/ns/fraud/sa/scorer");
     Gateway.write(root, "alpha", 1, Gateway.affine());
     Path file = callers("identify: [certificate, api_key]\ntenants:\n"
         + "  alice:\n    certificates: [\"cn = Operator-Alice\"]\n    models: [alpha]\n"
+        + "  fraud:\n    certificates: [\"uri:spiffe://example.org/ns/fraud/sa/scorer\"]\n"
         + "  web:\n    api_keys: [" + CallerPolicy.hash(KEY_A) + "]\n");
     io.modelgate.gateway.stats.StatsRegistry stats =
         new io.modelgate.gateway.stats.StatsRegistry(java.time.Duration.ofSeconds(5), Clock.systemUTC(), false);
@@ -366,9 +400,11 @@ class CallersTest {
       GRPCInferenceServiceBlockingStub alice = client.apply(certs.clientChain, certs.clientKey);
       assertThat(alice.modelInfer(request("alpha")).getModelName()).isEqualTo("alpha");
       assertThat(alice.modelInfer(request("alpha")).getModelName()).isEqualTo("alpha");
+      // A mesh's workload certificate: its SPIFFE ID, a URI alternative name, names the tenant.
+      assertThat(client.apply(workload[0], workload[1]).modelInfer(request("alpha")).getModelName()).isEqualTo("alpha");
       var usage = server.usage().report(Instant.now().minusSeconds(3600), Instant.now().plusSeconds(3600), "", "");
       assertThat(usage.getRecordsList()).extracting(r -> r.getTenant() + "/" + r.getModel() + ":" + r.getRequests())
-          .containsExactly("alice/alpha:2");
+          .containsExactlyInAnyOrder("alice/alpha:2", "fraud/alpha:1");
       Metadata withKey = new Metadata();
       withKey.put(Metadata.Key.of("x-api-key", Metadata.ASCII_STRING_MARSHALLER), KEY_A);
       GRPCInferenceServiceBlockingStub strangerWithKey = client.apply(stranger[0], stranger[1])
@@ -414,10 +450,19 @@ class CallersTest {
         + "  b:\n    certificates: [\"cn=SVC, o=example\"]\n")))
         .hasMessage("tenants.b.certificates: cn=SVC, o=example is also listed for tenant 'a' (expected: each certificate for one tenant)");
     assertThatThrownBy(() -> CallerPolicy.read(callers("tenants:\n  a:\n    certificates: [fraud-svc]\n")))
-        .hasMessage("tenants.a.certificates: 'fraud-svc' is not a distinguished name (expected a certificate's subject, "
-            + "e.g. CN=fraud-svc,O=Example)");
-    assertThatThrownBy(() -> CallerPolicy.read(callers("tenants:\n  a:\n    certificates: [\"\"]\n")))
-        .hasMessageStartingWith("tenants.a.certificates: '' is not a distinguished name");
+        .hasMessage("tenants.a.certificates: 'fraud-svc' is not a distinguished name, uri: or dns: name (expected a "
+            + "certificate's subject, e.g. CN=fraud-svc,O=Example, or one of its alternative names, e.g. "
+            + "uri:spiffe://example.org/ns/fraud/sa/scorer)");
+    for (String invalid : List.of("\"\"", "\"uri:\"", "\"uri:not a uri\"", "\"uri:relative/path\"", "\"dns:\"", "\"dns:a b\"")) {
+      assertThatThrownBy(() -> CallerPolicy.read(callers("tenants:\n  a:\n    certificates: [" + invalid + "]\n")))
+          .as(invalid).hasMessageContaining("is not a distinguished name, uri: or dns: name");
+    }
+    assertThatThrownBy(() -> CallerPolicy.read(callers("tenants:\n  a:\n    certificates: [\"uri:spiffe://example.org/ns/a/sa/x\"]\n"
+        + "  b:\n    certificates: [\"URI: spiffe://example.org/ns/a/sa/x\"]\n")))
+        .hasMessageContaining("tenants.b.certificates: URI: spiffe://example.org/ns/a/sa/x is also listed for tenant 'a'");
+    assertThatThrownBy(() -> CallerPolicy.read(callers("tenants:\n  a:\n    certificates: [\"dns:Scorer.Fraud.svc\"]\n"
+        + "  b:\n    certificates: [\"dns:scorer.fraud.svc\"]\n")))
+        .hasMessageContaining("tenants.b.certificates: dns:scorer.fraud.svc is also listed for tenant 'a'");
     assertThat(CallerPolicy.read(callers("tenants:\n  a:\n    api_keys: [" + CallerPolicy.hash(KEY_A) + ", "
         + CallerPolicy.hash(KEY_A) + "]\n")).tenants()).containsOnlyKeys("a");
     assertThatThrownBy(() -> CallerPolicy.read(callers("identify: [jwt]\ntenants:\n  a: {}\n")))

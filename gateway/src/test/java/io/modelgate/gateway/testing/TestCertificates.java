@@ -50,11 +50,12 @@ public final class TestCertificates {
   }
 
   /**
-   * Another client certificate from this CA, with the subject {@code subject}: its PEM chain and
-   * its key ({@code name}.pem and {@code name}.key in the CA's directory).
+   * Another client certificate from this CA, with the subject {@code subject} and, unless null,
+   * keytool's extension {@code san} (for example {@code SAN=uri:spiffe://example.org/ns/a/sa/b}):
+   * its PEM chain and its key ({@code name}.pem and {@code name}.key in the CA's directory).
    */
-  public Path[] client(String name, String subject) throws Exception {
-    issue(caCert.getParent(), name, subject, null);
+  public Path[] client(String name, String subject, String san) throws Exception {
+    issue(caCert.getParent(), name, subject, san);
     return new Path[] {caCert.resolveSibling(name + ".pem"), caCert.resolveSibling(name + ".key")};
   }
 
