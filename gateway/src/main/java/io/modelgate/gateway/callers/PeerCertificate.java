@@ -33,7 +33,7 @@ public record PeerCertificate(X500Principal subject, List<String> uris, List<Str
   }
 
   /** A certificate with a subject and no alternative names. */
-  public static PeerCertificate subject(String distinguishedName) {
+  public static PeerCertificate withSubject(String distinguishedName) {
     return new PeerCertificate(new X500Principal(distinguishedName), List.of(), List.of());
   }
 

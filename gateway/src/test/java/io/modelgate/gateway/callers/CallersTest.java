@@ -253,7 +253,7 @@ class CallersTest {
           .tenant().name()).isEqualTo("t" + i);
       assertThat(policy.identify(new CallerPolicy.Presented("mgk_second-" + i + "-0123456789abcdef", null, null, peer, null))
           .tenant().name()).isEqualTo("t" + i);
-      assertThat(policy.identify(new CallerPolicy.Presented(null, null, PeerCertificate.subject("CN=svc-" + i + ",O=Example"), peer, null))
+      assertThat(policy.identify(new CallerPolicy.Presented(null, null, PeerCertificate.withSubject("CN=svc-" + i + ",O=Example"), peer, null))
           .tenant().name()).isEqualTo("t" + i);
     }
     assertThat(policy.identify(new CallerPolicy.Presented(null, "mgk_key-500-0123456789abcdef", null, peer, null)).refusal())
@@ -277,9 +277,9 @@ class CallersTest {
     InetSocketAddress local = new InetSocketAddress("127.0.0.1", 5000);
     InetSocketAddress inside = new InetSocketAddress("10.1.2.3", 5000);
     InetSocketAddress outside = new InetSocketAddress("192.0.2.7", 5000);
-    assertThat(policy.identify(new CallerPolicy.Presented(null, null, PeerCertificate.subject("CN=svc,O=Example"), outside, null)).tenant().name())
+    assertThat(policy.identify(new CallerPolicy.Presented(null, null, PeerCertificate.withSubject("CN=svc,O=Example"), outside, null)).tenant().name())
         .isEqualTo("svc");
-    CallerPolicy.Identity stranger = policy.identify(new CallerPolicy.Presented(null, null, PeerCertificate.subject("CN=stranger"), outside, null));
+    CallerPolicy.Identity stranger = policy.identify(new CallerPolicy.Presented(null, null, PeerCertificate.withSubject("CN=stranger"), outside, null));
     assertThat(stranger.denied()).isTrue();
     assertThat(policy.identify(new CallerPolicy.Presented(null, null, null, inside, "web")).tenant().name()).isEqualTo("web");
     assertThat(policy.identify(new CallerPolicy.Presented(null, null, null, local, "svc")).method())
