@@ -54,9 +54,16 @@ final class ConnectionCount extends ServerTransportFilter {
     return attributes.toBuilder().set(COUNTED, Boolean.TRUE).build();
   }
 
+  /**
+   * {@code attributes} is null for a connection that ended before its handshake was done (a TCP
+   * health check on a TLS port, a client whose certificate or protocol was refused): grpc-java
+   * then calls no {@code transportReady}. Throwing here would stop grpc-java before it lets go of
+   * the connection's transport, which it would then keep for the server's life and wait for when
+   * stopping.
+   */
   @Override
   public void transportTerminated(Attributes attributes) {
-    if (Boolean.TRUE.equals(attributes.get(COUNTED))) {
+    if (attributes != null && Boolean.TRUE.equals(attributes.get(COUNTED))) {
       closed.increment();
     }
   }

@@ -235,6 +235,75 @@ class ConnectionLifeTest {
     return counter == null ? 0 : counter.count();
   }
 
+  /**
+   * Connections that end before their handshake — a load balancer's TCP health check on a TLS
+   * port, a client speaking plaintext to it — leave nothing behind: the server lets go of each
+   * one's transport (grpc-java's channelz lists none once they are closed) and counts none of them,
+   * and a TLS client is served after them. The port's connection counter once threw for them, and
+   * grpc-java then kept every such transport for the server's life.
+   */
+  @Test
+  void connectionsEndingBeforeTheirHandshake_leaveNoTransportBehind() throws Exception {
+    io.modelgate.gateway.testing.TestCertificates certs =
+        io.modelgate.gateway.testing.TestCertificates.create(java.nio.file.Files.createDirectories(root.resolve("pki")));
+    Gateway.write(root, "m", 1, Gateway.affine());
+    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
+    GatewayServer server = Gateway.server(root, stats,
+        new ServerSettings("127.0.0.1", 0, 1 << 20, 1, Duration.ofSeconds(5),
+            new io.modelgate.gateway.tls.TlsSettings(certs.serverChain, certs.serverKey, null)),
+        Gateway.adminSettings(root.resolve(".state"), 0));
+    List<ManagedChannel> channels = new ArrayList<>();
+    try {
+      for (int i = 0; i < 5; i++) {
+        try (java.net.Socket probe = new java.net.Socket(java.net.InetAddress.getLoopbackAddress(), server.port())) {
+          probe.getOutputStream().flush();
+        }
+      }
+      for (int i = 0; i < 3; i++) {
+        ManagedChannel plaintext = NettyChannelBuilder.forAddress("127.0.0.1", server.port()).usePlaintext().build();
+        channels.add(plaintext);
+        org.assertj.core.api.Assertions.assertThatThrownBy(() -> GRPCInferenceServiceGrpc.newBlockingStub(plaintext)
+                .withDeadlineAfter(10, TimeUnit.SECONDS).modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()))
+            .isInstanceOfSatisfying(io.grpc.StatusRuntimeException.class,
+                e -> assertThat(e.getStatus().getCode()).isIn(Status.Code.UNAVAILABLE, Status.Code.INTERNAL));
+        plaintext.shutdownNow();
+      }
+      eventually("the transports of connections that ended before their handshake let go",
+          () -> transports(server.port()) == 0);
+      ManagedChannel tls = NettyChannelBuilder.forAddress("localhost", server.port())
+          .sslContext(io.grpc.netty.GrpcSslContexts.forClient().trustManager(certs.caCert.toFile()).build()).build();
+      channels.add(tls);
+      assertThat(GRPCInferenceServiceGrpc.newBlockingStub(tls).withDeadlineAfter(30, TimeUnit.SECONDS)
+          .modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()).getModelName()).isEqualTo("m");
+      assertThat(transports(server.port())).isEqualTo(1);
+      assertThat(opened(stats)).isEqualTo(1.0);
+      assertThat(open(stats)).isEqualTo(1.0);
+    } finally {
+      channels.forEach(ManagedChannel::shutdownNow);
+      server.stop();
+      stats.close();
+    }
+  }
+
+  /** The transports grpc-java holds for the server listening on {@code port}, from its channelz. */
+  private static int transports(int port) {
+    io.grpc.InternalChannelz channelz = io.grpc.InternalChannelz.instance();
+    try {
+      for (io.grpc.InternalInstrumented<io.grpc.InternalChannelz.ServerStats> listed : channelz.getServers(0, 1000).servers) {
+        for (io.grpc.InternalInstrumented<io.grpc.InternalChannelz.SocketStats> listen
+            : listed.getStats().get(10, TimeUnit.SECONDS).listenSockets) {
+          if (listen.getStats().get(10, TimeUnit.SECONDS).local instanceof java.net.InetSocketAddress local
+              && local.getPort() == port) {
+            return channelz.getServerSockets(io.grpc.InternalChannelz.id(listed), 0, 1000).sockets.size();
+          }
+        }
+      }
+    } catch (Exception e) {
+      throw new IllegalStateException(e);
+    }
+    throw new AssertionError("no server in channelz listens on " + port);
+  }
+
   private static double opened(StatsRegistry stats) {
     return stats.prometheus().get("modelgate.connections.opened").tag("port", "inference").functionCounter().count();
   }
