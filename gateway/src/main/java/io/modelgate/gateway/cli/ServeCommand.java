@@ -107,6 +107,16 @@ final class ServeCommand implements Callable<Integer> {
       description = "Require client certificates signed by this CA on the inference port (mutual TLS).")
   Path tlsClientCa;
 
+  @Option(
+      names = "--tls-client-auth",
+      paramLabel = "require|optional",
+      defaultValue = "require",
+      description = {
+        "With --tls-client-ca: whether every client must present a certificate (require), or a client may connect",
+        "without one (optional: the callers file then identifies it by API key, token or proxy). Default: ${DEFAULT-VALUE}."
+      })
+  String tlsClientAuth;
+
   @Option(names = "--admin-host", defaultValue = "127.0.0.1", description = "Admin address. Default: ${DEFAULT-VALUE} (local operators only).")
   String adminHost;
 
@@ -394,7 +404,7 @@ final class ServeCommand implements Callable<Integer> {
             maxInboundMessageSize,
             eventLoopThreads == null ? ServerSettings.defaultEventLoopThreads() : eventLoopThreads,
             drainTimeout,
-            tls(tlsCert, tlsKey, tlsClientCa, "--tls"),
+            tls(tlsCert, tlsKey, tlsClientCa, "--tls", clientCertificateOptional()),
             shutdownDelay,
             connections);
     Files.createDirectories(stateDir);
@@ -405,7 +415,7 @@ final class ServeCommand implements Callable<Integer> {
           adminHost,
           adminPort,
           token.value(),
-          tls(adminTlsCert, adminTlsKey, adminTlsClientCa, "--admin-tls"),
+          tls(adminTlsCert, adminTlsKey, adminTlsClientCa, "--admin-tls", false),
           metricsHost,
           metricsPort,
           stateDir,
@@ -569,16 +579,31 @@ final class ServeCommand implements Callable<Integer> {
         + loaded.signature().maxBatchSize();
   }
 
-  private static TlsSettings tls(Path cert, Path key, Path clientCa, String option) {
+  /** Whether {@code --tls-client-auth} lets inference clients connect without a certificate. */
+  private boolean clientCertificateOptional() {
+    return switch (tlsClientAuth) {
+      case "require" -> false;
+      case "optional" -> true;
+      default -> throw new picocli.CommandLine.ParameterException(
+          spec.commandLine(),
+          "--tls-client-auth: '" + tlsClientAuth + "' (expected require or optional)");
+    };
+  }
+
+  private TlsSettings tls(Path cert, Path key, Path clientCa, String option, boolean clientOptional) {
+    if (clientOptional && clientCa == null) {
+      throw new picocli.CommandLine.ParameterException(
+          spec.commandLine(), option + "-client-auth optional needs " + option + "-client-ca");
+    }
     if (cert == null && key == null && clientCa == null) {
       return null;
     }
     if (cert == null || key == null) {
       throw new picocli.CommandLine.ParameterException(
-          new picocli.CommandLine(new ServeCommand()),
+          spec.commandLine(),
           option + "-cert and " + option + "-key go together");
     }
-    return new TlsSettings(cert, key, clientCa);
+    return new TlsSettings(cert, key, clientCa, clientOptional);
   }
 
   private static String rootCause(Throwable t) {

@@ -38,11 +38,14 @@ final class TlsCredentials {
   private final PrivateKey key;
   /** Null for a server that asks for no client certificate, or a client that trusts the JVM's store. */
   private final X509Certificate[] trusted;
+  /** A server's: with {@code trusted}, a client may also connect without a certificate. */
+  private final boolean clientOptional;
 
-  private TlsCredentials(X509Certificate[] chain, PrivateKey key, X509Certificate[] trusted) {
+  private TlsCredentials(X509Certificate[] chain, PrivateKey key, X509Certificate[] trusted, boolean clientOptional) {
     this.chain = chain;
     this.key = key;
     this.trusted = trusted;
+    this.clientOptional = clientOptional;
   }
 
   /**
@@ -57,7 +60,7 @@ final class TlsCredentials {
     X509Certificate[] chain = certificates(settings.certificateChain(), "certificate chain");
     PrivateKey key = key(settings.privateKey(), settings.certificateChain(), chain[0], now);
     X509Certificate[] cas = settings.clientCa() == null ? null : certificates(settings.clientCa(), "client CA file");
-    return new TlsCredentials(chain, key, cas);
+    return new TlsCredentials(chain, key, cas, settings.clientCertificateOptional());
   }
 
   /**
@@ -72,10 +75,10 @@ final class TlsCredentials {
       throws IOException, InvalidFileException {
     X509Certificate[] cas = trustedCa == null ? null : certificates(trustedCa, "CA file");
     if (certificateChain == null) {
-      return new TlsCredentials(null, null, cas);
+      return new TlsCredentials(null, null, cas, false);
     }
     X509Certificate[] chain = certificates(certificateChain, "client certificate chain");
-    return new TlsCredentials(chain, key(privateKey, certificateChain, chain[0], now), cas);
+    return new TlsCredentials(chain, key(privateKey, certificateChain, chain[0], now), cas, false);
   }
 
   /** Reads the key of {@code leaf} and checks that it belongs to it and that {@code leaf} is in date. */
@@ -160,7 +163,7 @@ final class TlsCredentials {
   SslContext serverContext() throws SSLException {
     SslContextBuilder builder = GrpcSslContexts.configure(SslContextBuilder.forServer(key, chain));
     if (trusted != null) {
-      builder.trustManager(trusted).clientAuth(ClientAuth.REQUIRE);
+      builder.trustManager(trusted).clientAuth(clientOptional ? ClientAuth.OPTIONAL : ClientAuth.REQUIRE);
     }
     return builder.build();
   }

@@ -9,15 +9,26 @@ import java.util.Objects;
 
 /**
  * TLS for one port: a PEM certificate chain and its PKCS#8 PEM key; with a client CA, mutual TLS
- * (clients must present a certificate that CA signed). The port reads these files again when they
- * change ({@link ReloadingSslContext}).
+ * (clients must present a certificate that CA signed, or, where client certificates are optional,
+ * may present none). The port reads these files again when they change ({@link
+ * ReloadingSslContext}).
  *
  * @param clientCa null for server-only TLS
+ * @param clientCertificateOptional with a client CA: a client may connect without a certificate (one
+ *     it presents must still be signed by the CA); the callers file then identifies it otherwise
  */
-public record TlsSettings(Path certificateChain, Path privateKey, Path clientCa) {
+public record TlsSettings(Path certificateChain, Path privateKey, Path clientCa, boolean clientCertificateOptional) {
+  /** Server-only TLS, or mutual TLS with client certificates required. */
+  public TlsSettings(Path certificateChain, Path privateKey, Path clientCa) {
+    this(certificateChain, privateKey, clientCa, false);
+  }
+
   public TlsSettings {
     Objects.requireNonNull(certificateChain, "certificate chain");
     Objects.requireNonNull(privateKey, "private key");
+    if (clientCertificateOptional && clientCa == null) {
+      throw new IllegalArgumentException("optional client certificates need a client CA to check those presented");
+    }
     for (Path file : new Path[] {certificateChain, privateKey, clientCa}) {
       if (file != null && !Files.isReadable(file)) {
         throw new IllegalArgumentException("TLS file " + file + " is not readable");

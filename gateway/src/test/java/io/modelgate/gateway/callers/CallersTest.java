@@ -370,51 +370,156 @@ class CallersTest {
     io.modelgate.gateway.testing.TestCertificates certs = io.modelgate.gateway.testing.TestCertificates.create(pki);
     Path[] stranger = certs.client("stranger", "CN=stranger, O=Elsewhere", null);
     Path[] workload = certs.client("workload", "O=SPIRE", "SAN=uri:spiffe://example.org/ns/fraud/sa/scorer");
-    Gateway.write(root, "alpha", 1, Gateway.affine());
     Path file = callers("identify: [certificate, api_key]\ntenants:\n"
         + "  alice:\n    certificates: [\"cn = Operator-Alice\"]\n    models: [alpha]\n"
         + "  fraud:\n    certificates: [\"uri:spiffe://example.org/ns/fraud/sa/scorer\"]\n"
         + "  web:\n    api_keys: [" + CallerPolicy.hash(KEY_A) + "]\n");
-    io.modelgate.gateway.stats.StatsRegistry stats =
+    try (TlsGateway gateway = new TlsGateway(certs, false, file)) {
+      GRPCInferenceServiceBlockingStub alice = gateway.client(certs.clientChain, certs.clientKey);
+      assertThat(alice.modelInfer(request("alpha")).getModelName()).isEqualTo("alpha");
+      assertThat(alice.modelInfer(request("alpha")).getModelName()).isEqualTo("alpha");
+      // A mesh's workload certificate: its SPIFFE ID, a URI alternative name, names the tenant.
+      assertThat(gateway.client(workload[0], workload[1]).modelInfer(request("alpha")).getModelName()).isEqualTo("alpha");
+      assertThat(gateway.usage()).containsExactlyInAnyOrder("alice/alpha:2", "fraud/alpha:1");
+      refused(() -> gateway.client(stranger[0], stranger[1], KEY_A).modelInfer(request("alpha")), Status.Code.PERMISSION_DENIED,
+          "client certificate CN=stranger,O=Elsewhere is not a known tenant's");
+    }
+  }
+
+  /**
+   * With client certificates optional on the port ({@code --tls-client-auth optional}), a client
+   * without one connects and is identified by its API key, one with a certificate by the
+   * certificate, and one with neither is told what is expected; a certificate the client CA did
+   * not sign, naming a known tenant's subject, is still turned away at the handshake.
+   */
+  @Test
+  void optionalClientCertificates_letCallersWithoutOneUseTheirKeys() throws Exception {
+    Path pki = Files.createDirectories(root.resolve("pki"));
+    io.modelgate.gateway.testing.TestCertificates certs = io.modelgate.gateway.testing.TestCertificates.create(pki);
+    Path[] forged = certs.selfSigned("forged", "CN=operator-alice");
+    Path file = callers("tenants:\n  alice:\n    certificates: [\"CN=operator-alice\"]\n"
+        + "  web:\n    api_keys: [" + CallerPolicy.hash(KEY_A) + "]\n");
+    try (TlsGateway gateway = new TlsGateway(certs, true, file)) {
+      assertThat(gateway.client(null, null, KEY_A).modelInfer(request("alpha")).getModelName()).isEqualTo("alpha");
+      assertThat(gateway.client(certs.clientChain, certs.clientKey).modelInfer(request("alpha")).getModelName())
+          .isEqualTo("alpha");
+      assertThat(gateway.usage()).containsExactlyInAnyOrder("web/alpha:1", "alice/alpha:1");
+      refused(() -> gateway.client(null, null).modelInfer(request("alpha")), Status.Code.UNAUTHENTICATED,
+          "inference calls need credentials: a client certificate (mutual TLS), or an API key");
+      // A certificate with alice's subject that the client CA did not sign: turned away at the handshake.
+      // A client that presents a certificate with alice's subject that the client CA did not sign
+      // (a client's key manager would not offer it, so this one insists): refused at the handshake;
+      // the same client presenting alice's own certificate is alice.
+      assertThat(gateway.insisting(certs.clientChain, certs.clientKey).modelInfer(request("alpha")).getModelName())
+          .isEqualTo("alpha");
+      refused(() -> gateway.insisting(forged[0], forged[1]).modelInfer(request("alpha")),
+          Status.Code.UNAVAILABLE, "");
+      assertThat(gateway.usage()).containsExactlyInAnyOrder("web/alpha:1", "alice/alpha:2");
+    }
+  }
+
+  /** A gateway serving {@code alpha} over mutual TLS with a callers file, and its clients. */
+  private final class TlsGateway implements AutoCloseable {
+    private final io.modelgate.gateway.testing.TestCertificates certs;
+    private final io.modelgate.gateway.stats.StatsRegistry stats =
         new io.modelgate.gateway.stats.StatsRegistry(java.time.Duration.ofSeconds(5), Clock.systemUTC(), false);
-    io.modelgate.gateway.tls.TlsSettings mutual =
-        new io.modelgate.gateway.tls.TlsSettings(certs.serverChain, certs.serverKey, certs.caCert);
-    io.modelgate.gateway.server.GatewayServer server = Gateway.server(root, stats,
-        new io.modelgate.gateway.server.ServerSettings("127.0.0.1", 0, 4 << 20, 1, java.time.Duration.ofSeconds(5), mutual),
-        Gateway.adminSettings(root.resolve(".state"), -1).withCallers(file));
-    List<io.grpc.ManagedChannel> channels = new java.util.ArrayList<>();
-    java.util.function.BiFunction<Path, Path, GRPCInferenceServiceBlockingStub> client = (chain, key) -> {
+    private final io.modelgate.gateway.server.GatewayServer server;
+    private final List<io.grpc.ManagedChannel> channels = new java.util.ArrayList<>();
+
+    TlsGateway(io.modelgate.gateway.testing.TestCertificates certs, boolean clientOptional, Path callers) throws Exception {
+      this.certs = certs;
+      Gateway.write(root, "alpha", 1, Gateway.affine());
+      io.modelgate.gateway.tls.TlsSettings mutual =
+          new io.modelgate.gateway.tls.TlsSettings(certs.serverChain, certs.serverKey, certs.caCert, clientOptional);
+      server = Gateway.server(root, stats,
+          new io.modelgate.gateway.server.ServerSettings("127.0.0.1", 0, 4 << 20, 1, java.time.Duration.ofSeconds(5), mutual),
+          Gateway.adminSettings(root.resolve(".state"), -1).withCallers(callers));
+    }
+
+    GRPCInferenceServiceBlockingStub client(Path chain, Path key) {
+      return client(chain, key, null);
+    }
+
+    /** A client with this certificate (none when null), sending this API key (none when null). */
+    GRPCInferenceServiceBlockingStub client(Path chain, Path key, String apiKey) {
+      io.grpc.ManagedChannel channel;
       try {
+        io.netty.handler.ssl.SslContextBuilder tls = io.grpc.netty.GrpcSslContexts.forClient().trustManager(certs.caCert.toFile());
+        if (chain != null) {
+          tls.keyManager(chain.toFile(), key.toFile());
+        }
+        channel = io.grpc.netty.NettyChannelBuilder.forAddress("localhost", server.port()).sslContext(tls.build()).build();
+      } catch (javax.net.ssl.SSLException e) {
+        throw new IllegalStateException(e);
+      }
+      channels.add(channel);
+      GRPCInferenceServiceBlockingStub stub = io.modelgate.proto.inference.GRPCInferenceServiceGrpc.newBlockingStub(channel)
+          .withDeadlineAfter(30, java.util.concurrent.TimeUnit.SECONDS);
+      if (apiKey == null) {
+        return stub;
+      }
+      Metadata headers = new Metadata();
+      headers.put(Metadata.Key.of("x-api-key", Metadata.ASCII_STRING_MARSHALLER), apiKey);
+      return stub.withInterceptors(MetadataUtils.newAttachHeadersInterceptor(headers));
+    }
+
+    /**
+     * A client that presents the certificate {@code chain} (PEM, with its PKCS#8 PEM {@code key})
+     * whatever CAs the server names (a client's key manager otherwise offers only a certificate one
+     * of them signed).
+     */
+    GRPCInferenceServiceBlockingStub insisting(Path chain, Path key) {
+      String alias = "insisting";
+      try {
+        java.security.cert.X509Certificate[] certificates;
+        try (var in = Files.newInputStream(chain)) {
+          certificates = io.grpc.util.CertificateUtils.getX509Certificates(in);
+        }
+        String pem = Files.readString(key).replaceAll("-----[A-Z ]+-----|\\s", "");
+        java.security.PrivateKey privateKey = java.security.KeyFactory.getInstance("EC")
+            .generatePrivate(new java.security.spec.PKCS8EncodedKeySpec(java.util.Base64.getDecoder().decode(pem)));
+        java.security.KeyStore store = java.security.KeyStore.getInstance("PKCS12");
+        store.load(null, null);
+        store.setKeyEntry(alias, privateKey, "secret".toCharArray(), certificates);
+        javax.net.ssl.KeyManagerFactory factory =
+            javax.net.ssl.KeyManagerFactory.getInstance(javax.net.ssl.KeyManagerFactory.getDefaultAlgorithm());
+        factory.init(store, "secret".toCharArray());
+        javax.net.ssl.X509ExtendedKeyManager keys = (javax.net.ssl.X509ExtendedKeyManager) factory.getKeyManagers()[0];
+        javax.net.ssl.X509ExtendedKeyManager insist = new javax.net.ssl.X509ExtendedKeyManager() {
+          @Override public String[] getClientAliases(String type, java.security.Principal[] issuers) { return new String[] {alias}; }
+          @Override public String chooseClientAlias(String[] type, java.security.Principal[] issuers, java.net.Socket s) { return alias; }
+          @Override public String chooseEngineClientAlias(String[] type, java.security.Principal[] issuers,
+              javax.net.ssl.SSLEngine engine) { return alias; }
+          @Override public String[] getServerAliases(String type, java.security.Principal[] issuers) { return null; }
+          @Override public String chooseServerAlias(String type, java.security.Principal[] issuers, java.net.Socket s) { return null; }
+          @Override public java.security.cert.X509Certificate[] getCertificateChain(String name) { return keys.getCertificateChain(name); }
+          @Override public java.security.PrivateKey getPrivateKey(String name) { return keys.getPrivateKey(name); }
+        };
         io.grpc.ManagedChannel channel = io.grpc.netty.NettyChannelBuilder.forAddress("localhost", server.port())
-            .sslContext(io.grpc.netty.GrpcSslContexts.forClient().trustManager(certs.caCert.toFile())
-                .keyManager(chain.toFile(), key.toFile()).build())
+            .sslContext(io.grpc.netty.GrpcSslContexts.forClient().trustManager(certs.caCert.toFile()).keyManager(insist).build())
             .build();
         channels.add(channel);
         return io.modelgate.proto.inference.GRPCInferenceServiceGrpc.newBlockingStub(channel)
             .withDeadlineAfter(30, java.util.concurrent.TimeUnit.SECONDS);
-      } catch (javax.net.ssl.SSLException e) {
+      } catch (Exception e) {
         throw new IllegalStateException(e);
       }
-    };
-    try {
-      GRPCInferenceServiceBlockingStub alice = client.apply(certs.clientChain, certs.clientKey);
-      assertThat(alice.modelInfer(request("alpha")).getModelName()).isEqualTo("alpha");
-      assertThat(alice.modelInfer(request("alpha")).getModelName()).isEqualTo("alpha");
-      // A mesh's workload certificate: its SPIFFE ID, a URI alternative name, names the tenant.
-      assertThat(client.apply(workload[0], workload[1]).modelInfer(request("alpha")).getModelName()).isEqualTo("alpha");
-      var usage = server.usage().report(Instant.now().minusSeconds(3600), Instant.now().plusSeconds(3600), "", "");
-      assertThat(usage.getRecordsList()).extracting(r -> r.getTenant() + "/" + r.getModel() + ":" + r.getRequests())
-          .containsExactlyInAnyOrder("alice/alpha:2", "fraud/alpha:1");
-      Metadata withKey = new Metadata();
-      withKey.put(Metadata.Key.of("x-api-key", Metadata.ASCII_STRING_MARSHALLER), KEY_A);
-      GRPCInferenceServiceBlockingStub strangerWithKey = client.apply(stranger[0], stranger[1])
-          .withInterceptors(MetadataUtils.newAttachHeadersInterceptor(withKey));
-      refused(() -> strangerWithKey.modelInfer(request("alpha")), Status.Code.PERMISSION_DENIED,
-          "client certificate CN=stranger,O=Elsewhere is not a known tenant's");
-    } finally {
+    }
+
+    /** Requests recorded in the usage ledger, as tenant/model:requests. */
+    List<String> usage() {
+      return server.usage().report(Instant.now().minusSeconds(3600), Instant.now().plusSeconds(3600), "", "")
+          .getRecordsList().stream().map(r -> r.getTenant() + "/" + r.getModel() + ":" + r.getRequests()).toList();
+    }
+
+    @Override
+    public void close() {
       channels.forEach(io.grpc.ManagedChannel::shutdownNow);
-      server.stop();
-      stats.close();
+      try {
+        server.stop();
+      } finally {
+        stats.close();
+      }
     }
   }
 

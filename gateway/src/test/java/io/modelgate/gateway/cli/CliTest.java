@@ -287,6 +287,16 @@ class CliTest {
     assertThat(receive.exitCode()).isEqualTo(CliErrors.USAGE);
     assertThat(receive.err()).contains("receive timeout: PT2H (expected: 0 for none, or 1s to 1h)");
 
+    Run clientAuth = run("serve", "--tls-client-auth", "sometimes", "--grpc-port", "0");
+    assertThat(clientAuth.exitCode()).isEqualTo(CliErrors.USAGE);
+    assertThat(clientAuth.err()).contains("--tls-client-auth: 'sometimes' (expected require or optional)");
+    Run optionalAlone = run("serve", "--tls-client-auth", "optional", "--grpc-port", "0");
+    assertThat(optionalAlone.exitCode()).isEqualTo(CliErrors.USAGE);
+    assertThat(optionalAlone.err()).contains("--tls-client-auth optional needs --tls-client-ca");
+    Run certificateAlone = run("serve", "--tls-cert", "server.pem", "--grpc-port", "0");
+    assertThat(certificateAlone.exitCode()).isEqualTo(CliErrors.USAGE);
+    assertThat(certificateAlone.err()).contains("--tls-cert and --tls-key go together");
+
     Run retention = run("serve", "--usage-retention", "30m", "--grpc-port", "0");
     assertThat(retention.exitCode()).isEqualTo(CliErrors.USAGE);
     assertThat(retention.err()).contains("usage retention: PT30M (expected: at least an hour, or 0 to keep every hour)");

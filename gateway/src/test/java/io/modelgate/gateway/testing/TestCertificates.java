@@ -59,6 +59,21 @@ public final class TestCertificates {
     return new Path[] {caCert.resolveSibling(name + ".pem"), caCert.resolveSibling(name + ".key")};
   }
 
+  /**
+   * A certificate that signs itself, no CA's, with the subject {@code subject}: its PEM certificate
+   * and key ({@code name}.pem and {@code name}.key in the CA's directory). A server trusting this
+   * CA must turn it away.
+   */
+  public Path[] selfSigned(String name, String subject) throws Exception {
+    Path dir = caCert.getParent();
+    keytool(dir, "-genkeypair", "-alias", name, "-keyalg", "EC", "-groupname", "secp256r1",
+        "-dname", subject, "-validity", "2", "-keystore", name + ".p12", "-storetype", "PKCS12", "-storepass", "secret");
+    keytool(dir, "-exportcert", "-rfc", "-alias", name, "-keystore", name + ".p12", "-storepass", "secret",
+        "-file", name + ".pem");
+    writeKey(dir, name);
+    return new Path[] {dir.resolve(name + ".pem"), dir.resolve(name + ".key")};
+  }
+
   private void issue(Path dir, String name, String subject, String san) throws Exception {
     issue(dir, name, subject, san, null);
   }
@@ -80,6 +95,11 @@ public final class TestCertificates {
     Files.writeString(
         dir.resolve(name + ".pem"),
         Files.readString(dir.resolve(name + ".crt")) + Files.readString(dir.resolve("ca.pem")));
+    writeKey(dir, name);
+  }
+
+  /** Writes the key of {@code name}.p12 as {@code name}.key, PKCS#8 PEM. */
+  private static void writeKey(Path dir, String name) throws Exception {
     KeyStore store = KeyStore.getInstance("PKCS12");
     try (var in = Files.newInputStream(dir.resolve(name + ".p12"))) {
       store.load(in, "secret".toCharArray());
