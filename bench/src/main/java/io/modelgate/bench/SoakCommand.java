@@ -46,7 +46,9 @@ import picocli.CommandLine.Spec;
  * what the server holds: the heap after it, the process's resident memory, direct buffers,
  * threads, open files and the request memory still counted as held (0 when every request was
  * answered and released). Whether a long-running server degrades is then the slope of those over
- * the run, and the probe's latency window by window.
+ * the run, and the probe's latency window by window. Connections that end without a call (health
+ * checks, clients that fail TLS) come every window too: what a server keeps of each would show as a
+ * heap growing window by window. With {@code --tls} all of it runs over TLS.
  *
  * <p>Threads: the command's thread drives the windows; each window's three loads run on threads
  * of their own and are joined before the window is sampled.
@@ -84,6 +86,15 @@ final class SoakCommand implements Callable<Integer> {
   @Option(names = "--server-java-option", paramLabel = "OPTION",
       description = "A further option for the server's JVM (repeatable), after the command's own.")
   List<String> serverJavaOptions = new ArrayList<>();
+  @Option(names = "--tls",
+      description = "Serve the inference port over TLS (a certificate made for the run by keytool, signed by itself) and"
+          + " make every client's connections over TLS, as a production port is.")
+  boolean tls;
+  @Option(names = "--failed-connections", defaultValue = "20",
+      description = "Connections a window that end without a call, spread over it: half closed as soon as made (a load"
+          + " balancer's TCP health check), half sending a plaintext HTTP/2 preface and closing (on a TLS port, a"
+          + " handshake that fails). Default: ${DEFAULT-VALUE}.")
+  int failedConnections;
 
   /**
    * What the server holds after a window, with its load stopped and a full collection done.
@@ -133,11 +144,21 @@ final class SoakCommand implements Callable<Integer> {
     if (nativeMemory) {
       javaOptions.add(0, "-XX:NativeMemoryTracking=summary");
     }
-    try (ServerProcess server = ServerProcess.start(root, callers, serverHeap, javaOptions)) {
+    List<String> serveOptions = new ArrayList<>();
+    io.netty.handler.ssl.SslContext clientTls = null;
+    if (tls) {
+      Keytool.selfSigned(root, "server", "CN=localhost", "SAN=dns:localhost,ip:127.0.0.1");
+      Path[] pem = Keytool.pem(root, "server");
+      serveOptions.addAll(List.of("--tls-cert", pem[0].toString(), "--tls-key", pem[1].toString()));
+      clientTls = io.modelgate.gateway.tls.ClientTls.context(pem[0], null, null);
+    }
+    try (ServerProcess server = ServerProcess.start(root, callers, serverHeap, javaOptions, serveOptions)) {
       out.printf("soak: the demo (cnn_mnist, versions 1 and 2) served by a JVM of its own (pid %d, -Xmx%s), %d windows of %d s;"
               + " probe %.0f calls/s, streams %.0f calls/s on new connections each window, a flood of %d callers every other"
-              + " window; each window a routing change, a quota change and the callers file rewritten%n",
-          server.pid(), serverHeap, windows, windowSeconds, rate, streamRate, floodCallers);
+              + " window, %d connections ending without a call; each window a routing change, a quota change and the callers"
+              + " file rewritten; %s%n",
+          server.pid(), serverHeap, windows, windowSeconds, rate, streamRate, floodCallers, failedConnections,
+          tls ? "every connection over TLS" : "plaintext");
       out.println();
       out.println("| window | probe calls/s | p50 ms | p99 ms | p99.9 ms | probe errors | server p99 ms | streamed /s | flood served /s"
           + " | server CPU µs a served call | flood refused | heap after GC MiB | RSS MiB | direct MiB | threads | open files"
@@ -146,8 +167,9 @@ final class SoakCommand implements Callable<Integer> {
       out.flush();
       String target = "127.0.0.1:" + server.grpcPort;
       ManagedChannel admin = io.grpc.netty.NettyChannelBuilder.forAddress("127.0.0.1", server.adminPort).usePlaintext().build();
-      Connections probeChannels = Connections.open(target, 1, probeKey);
-      Connections floodChannels = Connections.open(target, 2, floodKey);
+      io.netty.handler.ssl.SslContext overTls = clientTls;
+      Connections probeChannels = Connections.open(target, 1, probeKey, overTls);
+      Connections floodChannels = Connections.open(target, 2, floodKey, overTls);
       List<Sample> samples = new ArrayList<>();
       List<Double> p99s = new ArrayList<>();
       List<Double> serverP99s = new ArrayList<>();
@@ -166,7 +188,7 @@ final class SoakCommand implements Callable<Integer> {
           adminFailures += change(adminStub, callers, callersText, w);
           boolean flooding = w % 2 == 0;
           CompletableFuture<LoadGenerator.Result> streamed = CompletableFuture.supplyAsync(() -> {
-            try (Connections fresh = Connections.open(target, 2, streamKey)) {
+            try (Connections fresh = Connections.open(target, 2, streamKey, overTls)) {
               return new LoadGenerator(fresh, request).run(LoadGenerator.Options.open(streamRate, true, Duration.ZERO, window), line -> {});
             } catch (InterruptedException e) {
               Thread.currentThread().interrupt();
@@ -182,9 +204,11 @@ final class SoakCommand implements Callable<Integer> {
               throw new IllegalStateException(e);
             }
           });
+          CompletableFuture<Void> failing = CompletableFuture.runAsync(() -> failConnections(server.grpcPort, window));
           LoadGenerator.Result probed = probe.run(LoadGenerator.Options.open(rate, false, Duration.ZERO, window), line -> {});
           LoadGenerator.Result stream = streamed.get(windowSeconds + 60L, TimeUnit.SECONDS);
           LoadGenerator.Result floodResult = flooded == null ? null : flooded.get(windowSeconds + 60L, TimeUnit.SECONDS);
+          failing.get(windowSeconds + 60L, TimeUnit.SECONDS);
           Sample sample = server.sample(nativeMemory);
           samples.add(sample);
           double p99 = probed.latencyMicros().getValueAtPercentile(99) / 1000.0;
@@ -215,6 +239,36 @@ final class SoakCommand implements Callable<Integer> {
       out.flush();
     }
     return 0;
+  }
+
+  /**
+   * {@link #failedConnections} connections to {@code port} spread over {@code window}, each ending
+   * without a call: every other one closed as soon as it is made, the others after sending a
+   * plaintext HTTP/2 preface (which a TLS port cannot read: its handshake fails).
+   */
+  private void failConnections(int port, Duration window) {
+    byte[] preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".getBytes(java.nio.charset.StandardCharsets.US_ASCII);
+    long pause = failedConnections == 0 ? 0 : window.toMillis() / (failedConnections + 1);
+    try {
+      for (int i = 0; i < failedConnections; i++) {
+        Thread.sleep(pause);
+        try (java.net.Socket socket = new java.net.Socket(java.net.InetAddress.getLoopbackAddress(), port)) {
+          if (i % 2 == 1) {
+            socket.setSoTimeout(500);
+            socket.getOutputStream().write(preface);
+            socket.getOutputStream().flush();
+            // Until the server ends it (a TLS port, at once) or half a second (a plaintext port).
+            while (socket.getInputStream().read(new byte[512]) >= 0) {
+              // what the server sends is not looked at
+            }
+          }
+        } catch (IOException e) {
+          // A connection the server ended or refused is what this is for.
+        }
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
   }
 
   /**
@@ -393,7 +447,7 @@ final class SoakCommand implements Callable<Integer> {
       this.metricsPort = metricsPort;
     }
 
-    static ServerProcess start(Path dir, Path callers, String heap, List<String> javaOptions)
+    static ServerProcess start(Path dir, Path callers, String heap, List<String> javaOptions, List<String> serveOptions)
         throws IOException, InterruptedException {
       int[] ports = freePorts(3);
       Path log = dir.resolve("server.log");
@@ -407,6 +461,7 @@ final class SoakCommand implements Callable<Integer> {
           "--grpc-port", Integer.toString(ports[0]), "--admin-port", Integer.toString(ports[1]),
           "--metrics-port", Integer.toString(ports[2]), "--callers", callers.toString(),
           "--state-dir", dir.resolve("state").toString()));
+      command.addAll(serveOptions);
       Process process = new ProcessBuilder(command).directory(dir.toFile()).redirectErrorStream(true)
           .redirectOutput(log.toFile()).start();
       ServerProcess server = new ServerProcess(process, dir, log, ports[0], ports[1], ports[2]);

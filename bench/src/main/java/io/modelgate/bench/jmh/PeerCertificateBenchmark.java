@@ -1,5 +1,6 @@
 package io.modelgate.bench.jmh;
 
+import io.modelgate.bench.Keytool;
 import io.modelgate.gateway.callers.CallerAuth;
 import io.modelgate.gateway.callers.PeerCertificate;
 import io.modelgate.gateway.callers.PeerCertificate;
@@ -10,14 +11,10 @@ import io.netty.handler.ssl.SslContextBuilder;
 import io.netty.handler.ssl.SslProvider;
 import io.netty.handler.ssl.util.InsecureTrustManagerFactory;
 import io.netty.util.ReferenceCountUtil;
-import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.nio.ByteBuffer;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.security.KeyStore;
-import java.util.List;
 import java.util.concurrent.TimeUnit;
 import javax.net.ssl.KeyManagerFactory;
 import javax.net.ssl.SSLEngine;
@@ -98,21 +95,8 @@ public class PeerCertificateBenchmark {
   }
 
   private static KeyManagerFactory keys(Path dir, String name, String subject) throws Exception {
-    Path store = dir.resolve(name + ".p12");
-    List<String> command = List.of(Path.of(System.getProperty("java.home"), "bin", "keytool").toString(),
-        "-genkeypair", "-alias", name, "-keyalg", "EC", "-groupname", "secp256r1", "-dname", subject,
-        "-validity", "2", "-keystore", store.toString(), "-storetype", "PKCS12", "-storepass", "secret");
-    Process process = new ProcessBuilder(command).redirectErrorStream(true).start();
-    String output = new String(process.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-    if (process.waitFor() != 0) {
-      throw new IOException("keytool failed: " + output);
-    }
-    KeyStore keys = KeyStore.getInstance("PKCS12");
-    try (var in = Files.newInputStream(store)) {
-      keys.load(in, "secret".toCharArray());
-    }
     KeyManagerFactory factory = KeyManagerFactory.getInstance(KeyManagerFactory.getDefaultAlgorithm());
-    factory.init(keys, "secret".toCharArray());
+    factory.init(Keytool.store(Keytool.selfSigned(dir, name, subject, null)), Keytool.PASSWORD.toCharArray());
     return factory;
   }
 
