@@ -47,8 +47,9 @@ import picocli.CommandLine.Spec;
  * threads, open files and the request memory still counted as held (0 when every request was
  * answered and released). Whether a long-running server degrades is then the slope of those over
  * the run, and the probe's latency window by window. Connections that end without a call (health
- * checks, clients that fail TLS) come every window too: what a server keeps of each would show as a
- * heap growing window by window. With {@code --tls} all of it runs over TLS.
+ * checks, clients that fail TLS) come every window too, and calls whose client goes away before
+ * their answer: what a server keeps of either would show as a heap growing window by window, or as
+ * request memory still held. With {@code --tls} all of it runs over TLS.
  *
  * <p>Threads: the command's thread drives the windows; each window's three loads run on threads
  * of their own and are joined before the window is sampled.
@@ -95,6 +96,10 @@ final class SoakCommand implements Callable<Integer> {
           + " balancer's TCP health check), half sending a plaintext HTTP/2 preface and closing (on a TLS port, a"
           + " handshake that fails). Default: ${DEFAULT-VALUE}.")
   int failedConnections;
+  @Option(names = "--abandoned-calls", defaultValue = "50",
+      description = "Calls a window whose client goes away before the answer: sent on a connection of their own, which is"
+          + " closed at once (the server answers into a connection that is gone). Default: ${DEFAULT-VALUE}.")
+  int abandonedCalls;
 
   /**
    * What the server holds after a window, with its load stopped and a full collection done.
@@ -155,9 +160,9 @@ final class SoakCommand implements Callable<Integer> {
     try (ServerProcess server = ServerProcess.start(root, callers, serverHeap, javaOptions, serveOptions)) {
       out.printf("soak: the demo (cnn_mnist, versions 1 and 2) served by a JVM of its own (pid %d, -Xmx%s), %d windows of %d s;"
               + " probe %.0f calls/s, streams %.0f calls/s on new connections each window, a flood of %d callers every other"
-              + " window, %d connections ending without a call; each window a routing change, a quota change and the callers"
-              + " file rewritten; %s%n",
-          server.pid(), serverHeap, windows, windowSeconds, rate, streamRate, floodCallers, failedConnections,
+              + " window, %d connections ending without a call, %d calls abandoned by their client; each window a routing"
+              + " change, a quota change and the callers file rewritten; %s%n",
+          server.pid(), serverHeap, windows, windowSeconds, rate, streamRate, floodCallers, failedConnections, abandonedCalls,
           tls ? "every connection over TLS" : "plaintext");
       out.println();
       out.println("| window | probe calls/s | p50 ms | p99 ms | p99.9 ms | probe errors | server p99 ms | streamed /s | flood served /s"
@@ -205,6 +210,7 @@ final class SoakCommand implements Callable<Integer> {
             }
           });
           CompletableFuture<Void> failing = CompletableFuture.runAsync(() -> failConnections(server.grpcPort, window));
+          abandonCalls(server.grpcPort, overTls, streamKey, request);
           LoadGenerator.Result probed = probe.run(LoadGenerator.Options.open(rate, false, Duration.ZERO, window), line -> {});
           LoadGenerator.Result stream = streamed.get(windowSeconds + 60L, TimeUnit.SECONDS);
           LoadGenerator.Result floodResult = flooded == null ? null : flooded.get(windowSeconds + 60L, TimeUnit.SECONDS);
@@ -239,6 +245,41 @@ final class SoakCommand implements Callable<Integer> {
       out.flush();
     }
     return 0;
+  }
+
+  /**
+   * Sends {@link #abandonedCalls} calls on a connection of their own and closes it at once, before
+   * their answers; the server must answer into a connection that is gone and keep nothing of them.
+   */
+  private void abandonCalls(int port, io.netty.handler.ssl.SslContext tls, String apiKey, ModelInferRequest request)
+      throws InterruptedException {
+    if (abandonedCalls == 0) {
+      return;
+    }
+    io.grpc.netty.NettyChannelBuilder builder = io.grpc.netty.NettyChannelBuilder.forAddress("localhost", port);
+    ManagedChannel channel = (tls == null ? builder.usePlaintext() : builder.sslContext(tls)).build();
+    try {
+      Metadata headers = new Metadata();
+      headers.put(Metadata.Key.of("x-api-key", Metadata.ASCII_STRING_MARSHALLER), apiKey);
+      var stub = GRPCInferenceServiceGrpc.newStub(channel)
+          .withInterceptors(io.grpc.stub.MetadataUtils.newAttachHeadersInterceptor(headers));
+      // The connection first, so that the calls go out together and are in the server when it closes.
+      channel.getState(true);
+      for (int i = 0; i < 200 && channel.getState(false) != io.grpc.ConnectivityState.READY; i++) {
+        Thread.sleep(10);
+      }
+      io.grpc.stub.StreamObserver<io.modelgate.proto.inference.ModelInferResponse> ignored = new io.grpc.stub.StreamObserver<>() {
+        @Override public void onNext(io.modelgate.proto.inference.ModelInferResponse value) {}
+        @Override public void onError(Throwable t) {}
+        @Override public void onCompleted() {}
+      };
+      for (int i = 0; i < abandonedCalls; i++) {
+        stub.modelInfer(request, ignored);
+      }
+    } finally {
+      // At once: the calls are on their way or in the server, not answered.
+      channel.shutdownNow();
+    }
   }
 
   /**
