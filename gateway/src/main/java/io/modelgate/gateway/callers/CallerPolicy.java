@@ -60,9 +60,11 @@ import org.yaml.snakeyaml.constructor.SafeConstructor;
  * 5280: attribute types and values without regard to case or the spaces around separators), so
  * that {@code "CN=svc, O=Example"} in the file is the certificate whose subject is {@code
  * CN=svc,O=Example}; or by one of its subject alternative names, {@code uri:} (exactly, as a
- * service mesh's SPIFFE ID) or {@code dns:} (without regard to case). A certificate is its subject's
- * tenant if the file lists the subject, else the tenant of the first of its URIs, then of its DNS
- * names, that the file lists. An entry that is none of these is refused when the file is read.
+ * service mesh's SPIFFE ID; or, ending in {@code /*}, every URI below that path: {@code
+ * uri:spiffe://example.org/ns/fraud/*} for a namespace's workloads) or {@code dns:} (without regard
+ * to case). A certificate is its subject's tenant if the file lists the subject, else the tenant of
+ * the first of its URIs the file lists, else of the longest prefix of its URIs, else of its first DNS
+ * name listed. An entry that is none of these is refused when the file is read.
  *
  * <p>Identifying a caller costs the same however many tenants the file lists: an API key is looked
  * up by its SHA-256 (the lookup's timing depends only on the hash of what the caller sent, which
@@ -200,6 +202,8 @@ public final class CallerPolicy {
   private final Map<String, Tenant> bySubject;
   /** Each client certificate URI alternative name's tenant. */
   private final Map<String, Tenant> byUri;
+  /** Each {@code uri:.../*} entry's tenant, by the URI's prefix up to and with its last {@code /}. */
+  private final Map<String, Tenant> byUriPrefix;
   /** Each client certificate DNS alternative name's tenant, by the name in lower case. */
   private final Map<String, Tenant> byDnsName;
   /** Tokens verified, by their SHA-256, with their tenant and when they expire; null without jwt. */
@@ -224,6 +228,7 @@ public final class CallerPolicy {
     Map<java.nio.ByteBuffer, Tenant> keys = new java.util.HashMap<>();
     Map<String, Tenant> subjects = new java.util.HashMap<>();
     Map<String, Tenant> uris = new java.util.HashMap<>();
+    Map<String, Tenant> uriPrefixes = new java.util.HashMap<>();
     Map<String, Tenant> dnsNames = new java.util.HashMap<>();
     for (Tenant tenant : tenants.values()) {
       for (byte[] hash : tenant.keyHashes()) {
@@ -231,13 +236,18 @@ public final class CallerPolicy {
       }
       for (String entry : tenant.certificates()) {
         CertificateName name = CertificateName.parse(entry);
-        (name.kind() == CertificateName.Kind.URI ? uris : name.kind() == CertificateName.Kind.DNS ? dnsNames : subjects)
-            .put(name.value(), tenant);
+        (switch (name.kind()) {
+          case SUBJECT -> subjects;
+          case URI -> uris;
+          case URI_PREFIX -> uriPrefixes;
+          case DNS -> dnsNames;
+        }).put(name.value(), tenant);
       }
     }
     this.byKeyHash = Map.copyOf(keys);
     this.bySubject = Map.copyOf(subjects);
     this.byUri = Map.copyOf(uris);
+    this.byUriPrefix = Map.copyOf(uriPrefixes);
     this.byDnsName = Map.copyOf(dnsNames);
     this.verified = jwt == null ? null
         : com.google.common.cache.CacheBuilder.newBuilder().maximumSize(TOKENS_KEPT).expireAfterWrite(TOKEN_KEPT_FOR)
@@ -276,11 +286,19 @@ public final class CallerPolicy {
     return proxyHeaderKey;
   }
 
-  /** The tenant a client certificate names: by its subject, else its first URI, else its first DNS name listed. */
+  /**
+   * The tenant a client certificate names: by its subject, else its first URI listed, else the
+   * longest prefix of its URIs that a {@code uri:.../*} entry lists, else its first DNS name
+   * listed. Map lookups only, as many as the certificate has names and path segments, however
+   * many tenants the file lists.
+   */
   private Tenant byCertificate(PeerCertificate certificate) {
     Tenant tenant = bySubject.get(certificate.subject().getName(X500Principal.CANONICAL));
     for (int i = 0; tenant == null && i < certificate.uris().size(); i++) {
       tenant = byUri.get(certificate.uris().get(i));
+    }
+    for (int i = 0; tenant == null && !byUriPrefix.isEmpty() && i < certificate.uriPrefixes().size(); i++) {
+      tenant = byUriPrefix.get(certificate.uriPrefixes().get(i));
     }
     for (int i = 0; tenant == null && i < certificate.dnsNames().size(); i++) {
       tenant = byDnsName.get(certificate.dnsNames().get(i));
@@ -290,21 +308,32 @@ public final class CallerPolicy {
 
   /**
    * An entry of a tenant's {@code certificates}, as it is compared: a subject in canonical form, a
-   * URI alternative name as written, or a DNS alternative name in lower case.
+   * URI alternative name as written, a URI prefix ({@code uri:spiffe://example.org/ns/fraud/*}:
+   * every URI below {@code spiffe://example.org/ns/fraud/}, kept with its last {@code /}), or a DNS
+   * alternative name in lower case.
    */
   record CertificateName(Kind kind, String value) {
-    enum Kind { SUBJECT, URI, DNS }
+    enum Kind { SUBJECT, URI, URI_PREFIX, DNS }
 
-    /** Parses an entry; null when it is none of the three. */
+    /** Parses an entry; null when it is none of these. */
     static CertificateName parse(String entry) {
       String text = entry.strip();
       if (text.regionMatches(true, 0, "uri:", 0, 4)) {
         String uri = text.substring(4).strip();
+        boolean prefix = uri.endsWith("/*");
+        String name = prefix ? uri.substring(0, uri.length() - 1) : uri;
+        if (name.isEmpty() || name.indexOf('*') >= 0) {
+          return null;
+        }
         try {
-          return !uri.isEmpty() && new java.net.URI(uri).isAbsolute() ? new CertificateName(Kind.URI, uri) : null;
+          java.net.URI parsed = new java.net.URI(name);
+          if (!parsed.isAbsolute() || prefix && (parsed.getRawAuthority() == null || parsed.getRawPath().isEmpty())) {
+            return null;
+          }
         } catch (java.net.URISyntaxException e) {
           return null;
         }
+        return new CertificateName(prefix ? Kind.URI_PREFIX : Kind.URI, name);
       }
       if (text.regionMatches(true, 0, "dns:", 0, 4)) {
         String dns = text.substring(4).strip().toLowerCase(java.util.Locale.ROOT);

@@ -20,8 +20,13 @@ import javax.security.auth.x500.X500Principal;
  * @param subject the subject, its canonical form already made (the JDK keeps it in the name)
  * @param uris the URI alternative names, as written in the certificate
  * @param dnsNames the DNS alternative names, lower case
+ * @param uriPrefixes each URI's prefixes that end with a {@code /} after its authority, longest
+ *     first, the URIs in their order: what a callers file's {@code uri:.../*} entries are looked up
+ *     by ({@code spiffe://example.org/ns/fraud/sa/scorer} gives {@code
+ *     spiffe://example.org/ns/fraud/sa/}, {@code .../ns/fraud/}, {@code .../ns/} and {@code
+ *     spiffe://example.org/}), made once per connection so that a call allocates nothing
  */
-public record PeerCertificate(X500Principal subject, List<String> uris, List<String> dnsNames) {
+public record PeerCertificate(X500Principal subject, List<String> uris, List<String> dnsNames, List<String> uriPrefixes) {
   /** The type numbers of {@link X509Certificate#getSubjectAlternativeNames}: DNS name and URI. */
   private static final int DNS = 2;
   private static final int URI = 6;
@@ -30,6 +35,28 @@ public record PeerCertificate(X500Principal subject, List<String> uris, List<Str
     subject.getName(X500Principal.CANONICAL);
     uris = List.copyOf(uris);
     dnsNames = dnsNames.stream().map(name -> name.toLowerCase(Locale.ROOT)).toList();
+    uriPrefixes = List.copyOf(uriPrefixes);
+  }
+
+  /** A certificate with these names, its URIs' prefixes made from them. */
+  public PeerCertificate(X500Principal subject, List<String> uris, List<String> dnsNames) {
+    this(subject, uris, dnsNames, prefixes(uris));
+  }
+
+  /** Each URI's prefixes ending with {@code /} after {@code scheme://authority}, longest first. */
+  static List<String> prefixes(List<String> uris) {
+    List<String> prefixes = new ArrayList<>();
+    for (String uri : uris) {
+      int scheme = uri.indexOf("://");
+      int authority = scheme < 0 ? -1 : uri.indexOf('/', scheme + 3);
+      if (authority < 0) {
+        continue;
+      }
+      for (int slash = uri.lastIndexOf('/'); slash >= authority; slash = uri.lastIndexOf('/', slash - 1)) {
+        prefixes.add(uri.substring(0, slash + 1));
+      }
+    }
+    return prefixes;
   }
 
   /** A certificate with a subject and no alternative names. */

@@ -324,6 +324,35 @@ class CallersTest {
             + "is not a known tenant's");
   }
 
+  /**
+   * An entry ending in {@code /*} names every URI below its path (a namespace's workloads); an
+   * exact entry comes first, then the longest prefix, and a prefix ends at a {@code /}, so {@code
+   * ns/fraud/*} does not name {@code ns/fraudulent/...}.
+   */
+  @Test
+  void aUriPrefix_namesTheWorkloadsBelowIt_theLongestFirst_afterExactNames() throws Exception {
+    CallerPolicy policy = CallerPolicy.read(callers("identify: [certificate]\ntenants:\n"
+        + "  fraud:\n    certificates: [\"uri:spiffe://example.org/ns/fraud/*\"]\n"
+        + "  scorer:\n    certificates: [\"uri:spiffe://example.org/ns/fraud/sa/scorer\"]\n"
+        + "  platform:\n    certificates: [\"uri:spiffe://example.org/*\"]\n"
+        + "  other-domain:\n    certificates: [\"uri:spiffe://other.example/ns/fraud/*\"]\n"));
+    InetSocketAddress peer = new InetSocketAddress("10.1.2.3", 5000);
+    java.util.function.Function<String, String> tenant = uri -> {
+      CallerPolicy.Identity identity = policy.identify(new CallerPolicy.Presented(null, null,
+          new PeerCertificate(new X500Principal(""), List.of(uri), List.of()), peer, null));
+      return identity.tenant() != null ? identity.tenant().name() : identity.refusal();
+    };
+    assertThat(tenant.apply("spiffe://example.org/ns/fraud/sa/ranker")).isEqualTo("fraud");
+    assertThat(tenant.apply("spiffe://example.org/ns/fraud/sa/scorer")).isEqualTo("scorer");
+    assertThat(tenant.apply("spiffe://example.org/ns/fraudulent/sa/x")).isEqualTo("platform");
+    assertThat(tenant.apply("spiffe://example.org/ns/fraud")).isEqualTo("platform");
+    assertThat(tenant.apply("spiffe://other.example/ns/fraud/sa/x")).isEqualTo("other-domain");
+    assertThat(tenant.apply("spiffe://third.example/ns/fraud/sa/x")).startsWith("client certificate with an empty subject");
+    assertThat(PeerCertificate.prefixes(List.of("spiffe://example.org/ns/fraud/sa/scorer", "spiffe://example.org")))
+        .containsExactly("spiffe://example.org/ns/fraud/sa/", "spiffe://example.org/ns/fraud/", "spiffe://example.org/ns/",
+            "spiffe://example.org/");
+  }
+
   @Test
   void aTrustedProxysHeader_namesTheTenant_overARealConnection() throws Exception {
     Gateway.write(root, "alpha", 1, Gateway.affine());
@@ -551,7 +580,8 @@ class CallersTest {
     // URI exactly, a DNS name in any case): written otherwise, the same certificate.
     for (List<String> twice : List.of(List.of("CN=svc", "CN=svc"), List.of("CN=svc,O=Example", "cn=SVC, o=example"),
         List.of("uri:spiffe://example.org/ns/a/sa/x", "URI: spiffe://example.org/ns/a/sa/x"),
-        List.of("dns:Scorer.Fraud.svc", "dns:scorer.fraud.svc"))) {
+        List.of("dns:Scorer.Fraud.svc", "dns:scorer.fraud.svc"),
+        List.of("uri:spiffe://example.org/ns/a/*", "uri: spiffe://example.org/ns/a/*"))) {
       assertThatThrownBy(() -> CallerPolicy.read(callers("tenants:\n  a:\n    certificates: [\"" + twice.get(0) + "\"]\n"
           + "  b:\n    certificates: [\"" + twice.get(1) + "\"]\n")))
           .hasMessage("tenants.b.certificates: " + twice.get(1) + " is also listed for tenant 'a' (expected: each certificate"
@@ -561,7 +591,8 @@ class CallersTest {
         .hasMessage("tenants.a.certificates: 'fraud-svc' is not a distinguished name, uri: or dns: name (expected a "
             + "certificate's subject, e.g. CN=fraud-svc,O=Example, or one of its alternative names, e.g. "
             + "uri:spiffe://example.org/ns/fraud/sa/scorer)");
-    for (String invalid : List.of("\"\"", "\"uri:\"", "\"uri:not a uri\"", "\"uri:relative/path\"", "\"dns:\"", "\"dns:a b\"")) {
+    for (String invalid : List.of("\"\"", "\"uri:\"", "\"uri:not a uri\"", "\"uri:relative/path\"", "\"dns:\"", "\"dns:a b\"",
+        "\"uri:spiffe://example.org/ns/a*\"", "\"uri:spiffe://example.org/*/sa/x\"", "\"uri:urn:example:a/*\"", "\"uri:*\"")) {
       assertThatThrownBy(() -> CallerPolicy.read(callers("tenants:\n  a:\n    certificates: [" + invalid + "]\n")))
           .as(invalid).hasMessageContaining("is not a distinguished name, uri: or dns: name");
     }
