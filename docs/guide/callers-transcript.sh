@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates the outputs of the "callers and chargeback" section of docs/operators-guide.md: makes
 # two API keys, writes a callers file (a tenant limited to one model and 20 requests a second,
-# another without limits), serves the demo with it, and runs the section's commands in order,
+# another without limits), serves the demo with it, runs the section's commands in order, then serves
+# it again over TLS with optional client certificates and names a mesh namespace's workloads a tenant,
 # printing each command and its output ("$ cmd").
 #   docs/guide/callers-transcript.sh > /tmp/callers.txt
 set -euo pipefail
@@ -116,3 +117,42 @@ for _ in $(seq 20); do
 done | grep -m1 -A2 retry || true
 echo
 admin quota clear fraud
+
+echo "## callers 7. services named by their certificates"
+kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; pid=""
+# A mesh's CA; the gateway's certificate; a workload's, named by its SPIFFE ID (subject O=SPIRE, as
+# SPIRE issues them); and one from the same CA that the callers file does not list.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 2 \
+  -subj /CN=example-mesh-ca 2>/dev/null
+issue() {  # issue NAME SUBJECT SUBJECT-ALT-NAME
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1.key" -out "$1.csr" -subj "$2" 2>/dev/null
+  printf 'subjectAltName=%s\n' "$3" >"$1.ext"
+  openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile "$1.ext" -out "$1.pem" 2>/dev/null
+}
+issue server /CN=localhost DNS:localhost,IP:127.0.0.1
+issue scorer /O=SPIRE URI:spiffe://example.org/ns/fraud/sa/scorer
+issue stranger "/O=Elsewhere/CN=stranger" URI:spiffe://other.example/ns/x/sa/y
+cat >>callers.yaml <<YAML
+  risk:
+    certificates: ["uri:spiffe://example.org/ns/fraud/*"]   # every workload of the mesh's fraud namespace
+YAML
+echo "\$ tail -n 2 callers.yaml"
+tail -n 2 callers.yaml
+echo "\$ openssl x509 -in scorer.pem -noout -subject -nameopt RFC2253 -ext subjectAltName"
+openssl x509 -in scorer.pem -noout -subject -nameopt RFC2253 -ext subjectAltName
+"$repo/bin/modelgate" serve --callers callers.yaml --tls-cert server.pem --tls-key server.key --tls-client-ca ca.pem \
+  --tls-client-auth optional --replica gw1 --grpc-port "$port" --metrics-port $((port + 1)) --admin-port $((port + 2)) --state-dir state \
+  >serve-tls.log 2>&1 &
+pid=$!
+for _ in $(seq 1 240); do grep -q "serving KServe v2 gRPC" serve-tls.log && break; sleep 0.5; done
+grep -q "serving KServe v2 gRPC" serve-tls.log || { echo "the server did not start within 120 s:" >&2; tail -n 30 serve-tls.log >&2; exit 1; }
+echo "\$ bin/modelgate serve --callers callers.yaml --tls-cert server.pem --tls-key server.key --tls-client-ca ca.pem --tls-client-auth optional --replica gw1"
+echo
+tls_infer() { show infer --tls-ca ca.pem "$@"; "$repo/bin/modelgate" infer --target "localhost:$port" --tls-ca ca.pem "$@" 2>&1 || true; echo; }
+tls_infer --tls-cert scorer.pem --tls-key scorer.key --model cnn_mnist --digit 7
+tls_infer --tls-cert stranger.pem --tls-key stranger.key --model cnn_mnist --digit 7
+echo "\$ bin/modelgate infer --tls-ca ca.pem --api-key \$SEARCH_KEY --model cnn_mnist --digit 7   # no certificate"
+"$repo/bin/modelgate" infer --target "localhost:$port" --tls-ca ca.pem --api-key "$search_key" --model cnn_mnist --digit 7 2>&1 \
+  | tail -n 1 || true
+echo
+admin usage --since "$(date -u +%Y-%m-%d)" --tenant risk
