@@ -63,8 +63,9 @@ import org.yaml.snakeyaml.constructor.SafeConstructor;
  * service mesh's SPIFFE ID; or, ending in {@code /*}, every URI below that path: {@code
  * uri:spiffe://example.org/ns/fraud/*} for a namespace's workloads) or {@code dns:} (without regard
  * to case). A certificate is its subject's tenant if the file lists the subject, else the tenant of
- * the first of its URIs the file lists, else of the longest prefix of its URIs, else of its first DNS
- * name listed. An entry that is none of these is refused when the file is read.
+ * the first of its URIs the file lists, else of the longest listed prefix of its URI (of its first
+ * URI that has one, where it has several: a SPIFFE certificate has one), else of its first DNS name
+ * listed. An entry that is none of these is refused when the file is read.
  *
  * <p>Identifying a caller costs the same however many tenants the file lists: an API key is looked
  * up by its SHA-256 (the lookup's timing depends only on the hash of what the caller sent, which
@@ -288,8 +289,8 @@ public final class CallerPolicy {
 
   /**
    * The tenant a client certificate names: by its subject, else its first URI listed, else the
-   * longest prefix of its URIs that a {@code uri:.../*} entry lists, else its first DNS name
-   * listed. Map lookups only, as many as the certificate has names and path segments, however
+   * longest prefix of its first URI that has one a {@code uri:.../*} entry lists, else its first DNS
+   * name listed. Map lookups only, as many as the certificate has names and path segments, however
    * many tenants the file lists.
    */
   private Tenant byCertificate(PeerCertificate certificate) {
