@@ -88,6 +88,11 @@ public final class CallerPolicy {
       this.configName = configName;
     }
 
+    /** Its name in the callers file's {@code identify}. */
+    public String configName() {
+      return configName;
+    }
+
     static Method named(String name) throws InvalidCallersException {
       for (Method m : values()) {
         if (m.configName.equals(name)) {

@@ -304,4 +304,27 @@ class CliTest {
     assertThat(new Converters.TimeSpan().convert("12h")).isEqualTo(java.time.Duration.ofHours(12));
     assertThat(new Converters.TimeSpan().convert("0")).isZero();
   }
+
+  /**
+   * {@code modelgate callers check}: a file a server would take is summarized, tenant by tenant,
+   * exit 0; one it would not, the reason, exit 1; a file that is not there, exit 3.
+   */
+  @Test
+  void callersCheck_summarizesAFileAServerWouldTake_andSaysWhyItWouldNotTakeAnother() throws Exception {
+    java.nio.file.Path good = java.nio.file.Files.writeString(root.resolve("checked-callers.yaml"), "identify: [certificate, api_key]\n"
+        + "tenants:\n  fraud:\n    api_keys: [" + io.modelgate.gateway.callers.CallerPolicy.hash("mgk_a") + "]\n"
+        + "    models: [cnn_mnist]\n    quota: {requests_per_second: 2.5, in_flight: 8}\n    weight: 3\n"
+        + "  risk:\n    certificates: [\"uri:spiffe://example.org/ns/fraud/*\"]\n");
+    Run check = run("callers", "check", good.toString());
+    assertThat(check.exitCode()).as(check.err()).isZero();
+    assertThat(check.out()).isEqualTo(good + ": 2 tenants, identified by certificate, api_key\n"
+        + "  fraud: 1 API keys, certificates [], models [cnn_mnist], quota 2.5 requests/s, 8 in flight, weight 3\n"
+        + "  risk: 0 API keys, certificates [uri:spiffe://example.org/ns/fraud/*], models all, quota none, weight 1\n");
+    java.nio.file.Path bad = java.nio.file.Files.writeString(root.resolve("checked-bad.yaml"), "tenants:\n  a:\n    certificates: [fraud-svc]\n");
+    Run refused = run("callers", "check", bad.toString());
+    assertThat(refused.exitCode()).isEqualTo(CliErrors.FAILED);
+    assertThat(refused.err()).startsWith("modelgate callers: " + bad + ": tenants.a.certificates: 'fraud-svc' is not a"
+        + " distinguished name");
+    assertThat(run("callers", "check", root.resolve("missing.yaml").toString()).exitCode()).isEqualTo(CliErrors.UNREACHABLE);
+  }
 }
