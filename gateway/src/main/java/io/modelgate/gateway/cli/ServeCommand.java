@@ -356,6 +356,25 @@ final class ServeCommand implements Callable<Integer> {
               + " the server keeps for a client that stops reading. Default: ${DEFAULT-VALUE}.")
   int maxConcurrentStreams;
 
+  @Option(
+      names = "--max-connections",
+      defaultValue = "" + ConnectionSettings.DEFAULT_MAX_CONNECTIONS,
+      description =
+          "The most connections the inference, admin, and metrics and health ports each hold at once, counted from their"
+              + " acceptance; one more is closed as it is accepted (its client sees UNAVAILABLE and reconnects after its"
+              + " back-off), and modelgate_connections_refused_total counts it. Default: ${DEFAULT-VALUE}.")
+  int maxConnections;
+
+  @Option(
+      names = "--handshake-timeout",
+      defaultValue = "10s",
+      converter = Converters.TimeSpan.class,
+      description =
+          "How long a new connection may take to finish its TLS handshake and send HTTP/2's preface before it is"
+              + " closed, so that connections that never speak do not hold places under --max-connections. At least"
+              + " 100ms. Default: ${DEFAULT-VALUE}.")
+  Duration handshakeTimeout;
+
   /** Calls the inference warm-up keeps outstanding: what the suite's closed loop runs. */
   static final int WARMUP_IN_FLIGHT = 64;
 
@@ -385,7 +404,7 @@ final class ServeCommand implements Callable<Integer> {
     ConnectionSettings connections;
     try {
       connections = new ConnectionSettings(maxConnectionAge, maxConnectionAgeGrace, keepAliveTime, permitKeepAliveTime,
-          maxConcurrentStreams);
+          maxConcurrentStreams, maxConnections, handshakeTimeout);
     } catch (IllegalArgumentException e) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(), e.getMessage());
     }

@@ -26,15 +26,34 @@ import java.util.Objects;
  *     SETTINGS_MAX_CONCURRENT_STREAMS}); a gRPC client holds further calls until one ends. Each open
  *     call holds its answer until the client reads it, so this bounds what a connection whose
  *     client stops reading can make the server keep
+ * @param maxConnections the most connections each port (inference, admin, metrics) holds at once, counted
+ *     from their acceptance, handshake or not; one more is closed as it is accepted (see {@link
+ *     ConnectionLimit})
+ * @param handshakeTimeout how long a new connection may take to finish its TLS handshake and send
+ *     HTTP/2's preface before it is closed, so that connections that never speak do not hold places
+ *     under {@code maxConnections}
  */
 public record ConnectionSettings(
-    Duration maxAge, Duration maxAgeGrace, Duration keepAliveTime, Duration permitKeepAliveTime, int maxConcurrentStreams) {
+    Duration maxAge,
+    Duration maxAgeGrace,
+    Duration keepAliveTime,
+    Duration permitKeepAliveTime,
+    int maxConcurrentStreams,
+    int maxConnections,
+    Duration handshakeTimeout) {
   /** {@value} calls open at once on a connection. */
   public static final int DEFAULT_MAX_CONCURRENT_STREAMS = 1024;
 
+  /** {@value} connections held at once on a port. */
+  public static final int DEFAULT_MAX_CONNECTIONS = 10_000;
+
+  /** Ten seconds for a connection's handshake: Netty's own for TLS. */
+  public static final Duration DEFAULT_HANDSHAKE_TIMEOUT = Duration.ofSeconds(10);
+
   /**
    * No age limit; the server pings idle connections every minute; clients may ping every 10 s;
-   * {@value #DEFAULT_MAX_CONCURRENT_STREAMS} calls open at once on a connection.
+   * {@value #DEFAULT_MAX_CONCURRENT_STREAMS} calls open at once on a connection; {@value
+   * #DEFAULT_MAX_CONNECTIONS} connections on a port, each with 10 s for its handshake.
    */
   public static final ConnectionSettings DEFAULTS =
       new ConnectionSettings(Duration.ZERO, null, Duration.ofMinutes(1), Duration.ofSeconds(10));
@@ -61,15 +80,33 @@ public record ConnectionSettings(
     if (maxConcurrentStreams < 1) {
       throw new IllegalArgumentException("max concurrent streams: " + maxConcurrentStreams + " (expected: at least 1)");
     }
+    if (maxConnections < 1) {
+      throw new IllegalArgumentException("max connections: " + maxConnections + " (expected: at least 1)");
+    }
+    Objects.requireNonNull(handshakeTimeout, "handshake timeout");
+    if (handshakeTimeout.compareTo(Duration.ofMillis(100)) < 0) {
+      throw new IllegalArgumentException("handshake timeout: " + handshakeTimeout + " (expected: at least 100ms)");
+    }
   }
 
-  /** With {@value #DEFAULT_MAX_CONCURRENT_STREAMS} calls open at once on a connection. */
+  /**
+   * With {@value #DEFAULT_MAX_CONCURRENT_STREAMS} calls open at once on a connection, {@value
+   * #DEFAULT_MAX_CONNECTIONS} connections on a port and {@link #DEFAULT_HANDSHAKE_TIMEOUT}.
+   */
   public ConnectionSettings(Duration maxAge, Duration maxAgeGrace, Duration keepAliveTime, Duration permitKeepAliveTime) {
-    this(maxAge, maxAgeGrace, keepAliveTime, permitKeepAliveTime, DEFAULT_MAX_CONCURRENT_STREAMS);
+    this(maxAge, maxAgeGrace, keepAliveTime, permitKeepAliveTime, DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_CONNECTIONS,
+        DEFAULT_HANDSHAKE_TIMEOUT);
   }
 
   /** These settings with {@code streams} calls open at once on a connection. */
   public ConnectionSettings withMaxConcurrentStreams(int streams) {
-    return new ConnectionSettings(maxAge, maxAgeGrace, keepAliveTime, permitKeepAliveTime, streams);
+    return new ConnectionSettings(maxAge, maxAgeGrace, keepAliveTime, permitKeepAliveTime, streams, maxConnections,
+        handshakeTimeout);
+  }
+
+  /** These settings with at most {@code connections} on a port and {@code handshake} to finish a handshake in. */
+  public ConnectionSettings withConnectionLimit(int connections, Duration handshake) {
+    return new ConnectionSettings(maxAge, maxAgeGrace, keepAliveTime, permitKeepAliveTime, maxConcurrentStreams,
+        connections, handshake);
   }
 }

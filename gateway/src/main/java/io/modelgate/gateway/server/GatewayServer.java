@@ -75,8 +75,17 @@ public final class GatewayServer {
     TERMINATED
   }
 
-  /** The transports a gateway runs on; Netty in production, in-process in tests. */
-  public record Transports(ServerBuilder<?> inference, ServerBuilder<?> admin, Runnable release) {}
+  /**
+   * The transports a gateway runs on; Netty in production, in-process in tests.
+   *
+   * @param metricsConnections the most connections the metrics and health port holds at once
+   */
+  public record Transports(ServerBuilder<?> inference, ServerBuilder<?> admin, Runnable release, int metricsConnections) {
+    /** With {@link ConnectionSettings#DEFAULT_MAX_CONNECTIONS} on the metrics port. */
+    public Transports(ServerBuilder<?> inference, ServerBuilder<?> admin, Runnable release) {
+      this(inference, admin, release, ConnectionSettings.DEFAULT_MAX_CONNECTIONS);
+    }
+  }
 
   private final Server server;
   private final Server adminServer;
@@ -220,13 +229,16 @@ public final class GatewayServer {
     EventLoopGroup boss = group(epoll, 1, groups);
     EventLoopGroup workers = group(epoll, settings.eventLoopThreads(), groups);
     Class<? extends ServerChannel> channel = epoll ? EpollServerSocketChannel.class : NioServerSocketChannel.class;
+    ConnectionSettings connections = settings.connections();
+    // Each port holds at most its connections; one that does not finish its handshake in time ends.
     NettyServerBuilder inference =
         NettyServerBuilder.forAddress(new InetSocketAddress(settings.host(), settings.port()))
-            .channelType(channel)
+            .channelFactory(new ConnectionLimit("inference", connections.maxConnections()).bindTo(stats.prometheus())
+                .factory(channel))
             .bossEventLoopGroup(boss)
             .workerEventLoopGroup(workers)
+            .handshakeTimeout(connections.handshakeTimeout().toNanos(), TimeUnit.NANOSECONDS)
             .maxInboundMessageSize(settings.maxInboundMessageBytes());
-    ConnectionSettings connections = settings.connections();
     if (!connections.maxAge().isZero()) {
       inference.maxConnectionAge(connections.maxAge().toNanos(), TimeUnit.NANOSECONDS);
       if (connections.maxAgeGrace() != null) {
@@ -243,9 +255,11 @@ public final class GatewayServer {
         .addTransportFilter(CallerAuth.PEER_CERTIFICATES);
     NettyServerBuilder admin =
         NettyServerBuilder.forAddress(new InetSocketAddress(adminSettings.host(), adminSettings.port()))
-            .channelType(channel)
+            .channelFactory(new ConnectionLimit("admin", connections.maxConnections()).bindTo(stats.prometheus())
+                .factory(channel))
             .bossEventLoopGroup(boss)
             .workerEventLoopGroup(workers)
+            .handshakeTimeout(connections.handshakeTimeout().toNanos(), TimeUnit.NANOSECONDS)
             // Admin calls run on threads of their own, which a client's open calls (watches) hold.
             .maxConcurrentCallsPerConnection(connections.maxConcurrentStreams());
     // Each TLS port follows its certificate, key and client CA files (renewed without a restart).
@@ -273,7 +287,7 @@ public final class GatewayServer {
     try {
       GatewayServer gateway =
           start(
-              new Transports(inference, admin, release),
+              new Transports(inference, admin, release, connections.maxConnections()),
               settings.drainTimeout(),
               settings.shutdownDelay(),
               adminSettings,
@@ -453,7 +467,8 @@ public final class GatewayServer {
               () -> self[0] == null || !self[0].terminated(),
               () -> self[0] == null
                   ? new HttpEndpoints.Readiness(false, "starting")
-                  : self[0].readiness());
+                  : self[0].readiness(),
+              new ConnectionLimit("metrics", transports.metricsConnections()).bindTo(stats.prometheus()));
     }
     GatewayServer gateway = new GatewayServer(b);
     if (adminSettings.warmupRounds() > 0) {

@@ -74,6 +74,12 @@ public final class HttpEndpoints implements AutoCloseable {
   public static HttpEndpoints start(
       String host, int port, Supplier<String> metrics, Supplier<Boolean> live, Supplier<Readiness> readiness)
       throws IOException {
+    return start(host, port, metrics, live, readiness, new ConnectionLimit("metrics", ConnectionSettings.DEFAULT_MAX_CONNECTIONS));
+  }
+
+  /** Listens as above, holding at most the connections {@code limit} allows. */
+  static HttpEndpoints start(String host, int port, Supplier<String> metrics, Supplier<Boolean> live,
+      Supplier<Readiness> readiness, ConnectionLimit limit) throws IOException {
     EventLoopGroup group =
         new NioEventLoopGroup(
             1,
@@ -87,6 +93,7 @@ public final class HttpEndpoints implements AutoCloseable {
           new ServerBootstrap()
               .group(group)
               .channel(NioServerSocketChannel.class)
+              .handler(limit)
               .childHandler(
                   new ChannelInitializer<SocketChannel>() {
                     @Override

@@ -282,6 +282,12 @@ class CliTest {
     Run keepalive = run("serve", "--keepalive-time", "5s", "--grpc-port", "0");
     assertThat(keepalive.exitCode()).isEqualTo(CliErrors.USAGE);
     assertThat(keepalive.err()).contains("keepalive time: PT5S (expected: at least 10s)");
+    Run connections = run("serve", "--max-connections", "0", "--grpc-port", "0");
+    assertThat(connections.exitCode()).isEqualTo(CliErrors.USAGE);
+    assertThat(connections.err()).contains("max connections: 0 (expected: at least 1)");
+    Run handshake = run("serve", "--handshake-timeout", "50ms", "--grpc-port", "0");
+    assertThat(handshake.exitCode()).isEqualTo(CliErrors.USAGE);
+    assertThat(handshake.err()).contains("handshake timeout: PT0.05S (expected: at least 100ms)");
 
     Run receive = run("serve", "--receive-timeout", "2h", "--grpc-port", "0");
     assertThat(receive.exitCode()).isEqualTo(CliErrors.USAGE);

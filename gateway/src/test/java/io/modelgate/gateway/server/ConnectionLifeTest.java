@@ -285,6 +285,141 @@ class ConnectionLifeTest {
     }
   }
 
+  /**
+   * A port holds at most its connections, counted from their acceptance: one more is closed at
+   * once and counted, without a handshake; the other port keeps its own count; a place comes back
+   * when a connection ends; and the connections held are served.
+   */
+  @Test
+  void aPortHoldsAtMostItsConnections_oneMoreIsClosedAtOnce_andAPlaceComesBackWhenOneEnds() throws Exception {
+    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
+    GatewayServer server = start(stats, ConnectionSettings.DEFAULTS.withConnectionLimit(2, Duration.ofMinutes(1)));
+    List<java.net.Socket> sockets = new ArrayList<>();
+    ManagedChannel channel = null;
+    try {
+      for (int i = 0; i < 2; i++) {
+        sockets.add(speak(server.port()));
+        assertThat(answersPreface(sockets.get(i))).as("connection %d, within the limit", i + 1).isTrue();
+      }
+      java.net.Socket third = speak(server.port());
+      sockets.add(third);
+      assertThat(answersPreface(third)).as("a third connection, beyond the limit of two").isFalse();
+      assertThat(refused(stats, "inference")).isEqualTo(1.0);
+      // The admin port counts its own connections.
+      java.net.Socket admin = speak(server.adminPort());
+      sockets.add(admin);
+      assertThat(answersPreface(admin)).as("a connection to the admin port").isTrue();
+      assertThat(refused(stats, "admin")).isZero();
+      // So does the metrics and health port.
+      for (int i = 0; i < 2; i++) {
+        java.net.Socket probe = new java.net.Socket(java.net.InetAddress.getLoopbackAddress(), server.metricsPort());
+        sockets.add(probe);
+        assertThat(answersLivez(probe)).as("HTTP connection %d, within the limit", i + 1).isTrue();
+      }
+      java.net.Socket thirdProbe = new java.net.Socket(java.net.InetAddress.getLoopbackAddress(), server.metricsPort());
+      sockets.add(thirdProbe);
+      assertThat(answersLivez(thirdProbe)).as("a third HTTP connection").isFalse();
+      assertThat(refused(stats, "metrics")).isEqualTo(1.0);
+      // One ends: its place comes back, and a gRPC client is served on it.
+      sockets.get(0).close();
+      channel = NettyChannelBuilder.forAddress("127.0.0.1", server.port()).usePlaintext().build();
+      ManagedChannel client = channel;
+      eventually("a connection served once one of the two ended", () -> {
+        try {
+          return GRPCInferenceServiceGrpc.newBlockingStub(client).withDeadlineAfter(10, TimeUnit.SECONDS)
+              .modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()).getModelName().equals("m");
+        } catch (io.grpc.StatusRuntimeException e) {
+          assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.UNAVAILABLE);
+          return false;
+        }
+      });
+      assertThat(refused(stats, "inference")).isGreaterThanOrEqualTo(1.0);
+    } finally {
+      for (java.net.Socket socket : sockets) {
+        socket.close();
+      }
+      if (channel != null) {
+        channel.shutdownNow().awaitTermination(10, TimeUnit.SECONDS);
+      }
+      server.stop();
+      stats.close();
+    }
+  }
+
+  /**
+   * A connection that sends nothing is closed once the handshake timeout has passed, and gives its
+   * place back: with a limit of one, the port serves again after it.
+   */
+  @Test
+  void aConnectionThatNeverSpeaks_isClosedAfterTheHandshakeTimeout_andGivesItsPlaceBack() throws Exception {
+    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
+    GatewayServer server = start(stats, ConnectionSettings.DEFAULTS.withConnectionLimit(1, Duration.ofMillis(500)));
+    ManagedChannel channel = NettyChannelBuilder.forAddress("127.0.0.1", server.port()).usePlaintext().build();
+    try (java.net.Socket silent = new java.net.Socket(java.net.InetAddress.getLoopbackAddress(), server.port())) {
+      silent.setSoTimeout(30_000);
+      java.io.InputStream in = silent.getInputStream();
+      try {
+        while (in.read() >= 0) {
+          // the server's own preface, then the end of the connection
+        }
+      } catch (java.net.SocketException reset) {
+        // closed by the server: as good as an end
+      }
+      eventually("a connection served once the silent one was closed", () -> {
+        try {
+          return GRPCInferenceServiceGrpc.newBlockingStub(channel).withDeadlineAfter(10, TimeUnit.SECONDS)
+              .modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()).getModelName().equals("m");
+        } catch (io.grpc.StatusRuntimeException e) {
+          assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.UNAVAILABLE);
+          return false;
+        }
+      });
+    } finally {
+      channel.shutdownNow().awaitTermination(10, TimeUnit.SECONDS);
+      server.stop();
+      stats.close();
+    }
+  }
+
+  /** A connection to {@code port} that has sent HTTP/2's preface and an empty SETTINGS frame. */
+  private static java.net.Socket speak(int port) throws java.io.IOException {
+    java.net.Socket socket = new java.net.Socket(java.net.InetAddress.getLoopbackAddress(), port);
+    socket.setSoTimeout(30_000);
+    java.io.OutputStream out = socket.getOutputStream();
+    out.write("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".getBytes(java.nio.charset.StandardCharsets.US_ASCII));
+    out.write(new byte[] {0, 0, 0, 4, 0, 0, 0, 0, 0});
+    out.flush();
+    return socket;
+  }
+
+  /** Whether the server answered {@code socket}'s preface with its SETTINGS; false when it closed the connection. */
+  private static boolean answersPreface(java.net.Socket socket) throws java.io.IOException {
+    byte[] header = new byte[9];
+    try {
+      new java.io.DataInputStream(socket.getInputStream()).readFully(header);
+    } catch (java.io.EOFException | java.net.SocketException closed) {
+      return false;
+    }
+    return header[3] == 4;
+  }
+
+  /** Whether the server answered {@code socket}'s {@code GET /livez}, the connection kept; false when it closed it. */
+  private static boolean answersLivez(java.net.Socket socket) throws java.io.IOException {
+    socket.setSoTimeout(30_000);
+    socket.getOutputStream().write("GET /livez HTTP/1.1\r\nHost: localhost\r\n\r\n".getBytes(java.nio.charset.StandardCharsets.US_ASCII));
+    byte[] status = new byte[12];
+    try {
+      new java.io.DataInputStream(socket.getInputStream()).readFully(status);
+    } catch (java.io.EOFException | java.net.SocketException closed) {
+      return false;
+    }
+    return new String(status, java.nio.charset.StandardCharsets.US_ASCII).equals("HTTP/1.1 200");
+  }
+
+  private static double refused(StatsRegistry stats, String port) {
+    return stats.prometheus().get("modelgate.connections.refused").tag("port", port).functionCounter().count();
+  }
+
   /** The transports grpc-java holds for the server listening on {@code port}, from its channelz. */
   private static int transports(int port) {
     io.grpc.InternalChannelz channelz = io.grpc.InternalChannelz.instance();
