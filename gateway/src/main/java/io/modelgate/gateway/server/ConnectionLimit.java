@@ -1,6 +1,7 @@
 package io.modelgate.gateway.server;
 
 import io.micrometer.core.instrument.FunctionCounter;
+import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFactory;
@@ -20,8 +21,10 @@ import java.util.concurrent.atomic.LongAdder;
  * its handshake finishes, so that connections that never speak (a TCP check, a client stuck before
  * its TLS handshake) count too, until the handshake timeout ends them.
  *
- * <p>{@code modelgate_connections_refused_total{port}} counts the refusals; the log tells of the
- * first at once and of those after it at most every {@value #LOG_EVERY_SECONDS} s.
+ * <p>{@code modelgate_connections_held{port}} and {@code modelgate_connections_limit{port}} show how
+ * near a port is to its limit; {@code modelgate_connections_refused_total{port}} counts the
+ * refusals; the log tells of the first at once and of those after it at most every {@value
+ * #LOG_EVERY_SECONDS} s.
  *
  * <p>The handler sits in the port's listening channel, ahead of Netty's acceptor: {@link #factory}
  * makes listening channels that carry it.
@@ -58,6 +61,14 @@ final class ConnectionLimit extends ChannelInboundHandlerAdapter {
   ConnectionLimit bindTo(MeterRegistry registry) {
     FunctionCounter.builder("modelgate.connections.refused", refused, LongAdder::sum)
         .description("Connections closed as they were accepted because the port held its most (--max-connections)")
+        .tag("port", port)
+        .register(registry);
+    Gauge.builder("modelgate.connections.held", held, AtomicInteger::get)
+        .description("Connections a port holds, from their acceptance to their end, handshake finished or not")
+        .tag("port", port)
+        .register(registry);
+    Gauge.builder("modelgate.connections.limit", this, limit -> limit.limit)
+        .description("The most connections a port holds at once (--max-connections)")
         .tag("port", port)
         .register(registry);
     return this;

@@ -155,6 +155,7 @@ class ConnectionLifeTest {
       channel.shutdownNow().awaitTermination(10, TimeUnit.SECONDS);
     }
     eventually("connections still counted open after the client closed them", () -> open(stats) == 0);
+    eventually("connections ended by age or by the client still hold places", () -> held(stats, "inference") == 0);
     server.stop();
     stats.close();
   }
@@ -276,6 +277,7 @@ class ConnectionLifeTest {
       assertThat(GRPCInferenceServiceGrpc.newBlockingStub(tls).withDeadlineAfter(30, TimeUnit.SECONDS)
           .modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()).getModelName()).isEqualTo("m");
       assertThat(transports(server.port())).isEqualTo(1);
+      eventually("connections ended before their handshake still hold places", () -> held(stats, "inference") == 1);
       assertThat(opened(stats)).isEqualTo(1.0);
       assertThat(open(stats)).isEqualTo(1.0);
     } finally {
@@ -305,6 +307,8 @@ class ConnectionLifeTest {
       sockets.add(third);
       assertThat(answersPreface(third)).as("a third connection, beyond the limit of two").isFalse();
       assertThat(refused(stats, "inference")).isEqualTo(1.0);
+      assertThat(held(stats, "inference")).isEqualTo(2.0);
+      assertThat(stats.prometheus().get("modelgate.connections.limit").tag("port", "inference").gauge().value()).isEqualTo(2.0);
       // The admin port counts its own connections.
       java.net.Socket admin = speak(server.adminPort());
       sockets.add(admin);
@@ -334,6 +338,14 @@ class ConnectionLifeTest {
         }
       });
       assertThat(refused(stats, "inference")).isGreaterThanOrEqualTo(1.0);
+      // Every place comes back once the clients have gone.
+      for (java.net.Socket socket : sockets) {
+        socket.close();
+      }
+      channel.shutdownNow().awaitTermination(10, TimeUnit.SECONDS);
+      for (String port : List.of("inference", "admin", "metrics")) {
+        eventually("the " + port + " port holds no connection once its clients have gone", () -> held(stats, port) == 0);
+      }
     } finally {
       for (java.net.Socket socket : sockets) {
         socket.close();
@@ -414,6 +426,10 @@ class ConnectionLifeTest {
       return false;
     }
     return new String(status, java.nio.charset.StandardCharsets.US_ASCII).equals("HTTP/1.1 200");
+  }
+
+  private static double held(StatsRegistry stats, String port) {
+    return stats.prometheus().get("modelgate.connections.held").tag("port", port).gauge().value();
   }
 
   private static double refused(StatsRegistry stats, String port) {
