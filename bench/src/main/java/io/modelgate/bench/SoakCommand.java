@@ -109,8 +109,8 @@ final class SoakCommand implements Callable<Integer> {
    * @param cpuSeconds the server's CPU time since it started (every thread, user and system)
    * @param served the inference requests it answered OK since it started
    */
-  record Sample(double heapMiB, double rssMiB, double directMiB, int threads, int openFiles, double heldBytes,
-      Map<String, Double> nativeMiB, double cpuSeconds, double served) {
+  record Sample(double heapMiB, double rssMiB, double directMiB, int threads, int openFiles, int connections,
+      double heldBytes, Map<String, Double> nativeMiB, double cpuSeconds, double served) {
     /** The JVM's native memory beyond the heap (MiB); NaN without tracking. */
     double jvmNativeMiB() {
       return nativeMiB.isEmpty() ? Double.NaN : nativeMiB.get(TOTAL) - nativeMiB.getOrDefault("Java Heap", 0.0);
@@ -415,8 +415,8 @@ final class SoakCommand implements Callable<Integer> {
         trend(out, "resident memory beyond the JVM's tracking (RSS minus tracked committed: ONNX Runtime, the C allocator)",
             "MiB", counted.stream().map(Sample::untrackedMiB).toList(), perHour);
       }
-      out.printf(Locale.ROOT, "  threads %d -> %d, open files %d -> %d%n", first.threads(), last.threads(),
-          first.openFiles(), last.openFiles());
+      out.printf(Locale.ROOT, "  threads %d -> %d, open files %d -> %d, connections the inference port holds %d -> %d%n",
+          first.threads(), last.threads(), first.openFiles(), last.openFiles(), first.connections(), last.connections());
       // The flood comes every other window: latency is compared among windows alike.
       alike(out, "the probe's p99 at the client", "ms", p99s, from, perHour);
       alike(out, "the server's p99", "ms", serverP99s, from, perHour);
@@ -585,6 +585,7 @@ final class SoakCommand implements Callable<Integer> {
       double rss = Double.NaN;
       int threads = (int) sum(metrics, "jvm_threads_live_threads");
       int files = (int) sum(metrics, "process_files_open_files");
+      int connections = (int) sum(metrics, "modelgate_connections_held{port=\"inference\"");
       if (Files.isReadable(proc.resolve("status"))) {
         for (String line : Files.readAllLines(proc.resolve("status"))) {
           if (line.startsWith("VmRSS:")) {
@@ -592,7 +593,7 @@ final class SoakCommand implements Callable<Integer> {
           }
         }
       }
-      return new Sample(heap / (1 << 20), rss, direct / (1 << 20), threads, files, held, nativeMiB,
+      return new Sample(heap / (1 << 20), rss, direct / (1 << 20), threads, files, connections, held, nativeMiB,
           sum(metrics, CPU) / 1e9, sum(metrics, SERVED));
     }
 
