@@ -366,6 +366,15 @@ final class ServeCommand implements Callable<Integer> {
   int maxConnections;
 
   @Option(
+      names = "--max-connection-rate",
+      defaultValue = "" + ConnectionSettings.DEFAULT_MAX_CONNECTION_RATE,
+      description =
+          "The most new connections each port takes a second (a bucket of one second's worth); more are closed as they"
+              + " are accepted, so that a storm of connections (a client reconnecting in a loop) cannot take the event"
+              + " loops from the calls they serve. 0: any. Default: ${DEFAULT-VALUE}.")
+  int maxConnectionRate;
+
+  @Option(
       names = "--handshake-timeout",
       defaultValue = "10s",
       converter = Converters.TimeSpan.class,
@@ -404,7 +413,7 @@ final class ServeCommand implements Callable<Integer> {
     ConnectionSettings connections;
     try {
       connections = new ConnectionSettings(maxConnectionAge, maxConnectionAgeGrace, keepAliveTime, permitKeepAliveTime,
-          maxConcurrentStreams, maxConnections, handshakeTimeout);
+          maxConcurrentStreams, maxConnections, maxConnectionRate, handshakeTimeout);
     } catch (IllegalArgumentException e) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(), e.getMessage());
     }

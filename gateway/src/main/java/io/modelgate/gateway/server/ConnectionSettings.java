@@ -29,6 +29,8 @@ import java.util.Objects;
  * @param maxConnections the most connections each port (inference, admin, metrics) holds at once, counted
  *     from their acceptance, handshake or not; one more is closed as it is accepted (see {@link
  *     ConnectionLimit})
+ * @param maxConnectionRate the most new connections each port takes a second (a token bucket of
+ *     one second's worth); more are closed as they are accepted. 0: no limit
  * @param handshakeTimeout how long a new connection may take to finish its TLS handshake and send
  *     HTTP/2's preface before it is closed, so that connections that never speak do not hold places
  *     under {@code maxConnections}
@@ -40,6 +42,7 @@ public record ConnectionSettings(
     Duration permitKeepAliveTime,
     int maxConcurrentStreams,
     int maxConnections,
+    int maxConnectionRate,
     Duration handshakeTimeout) {
   /** {@value} calls open at once on a connection. */
   public static final int DEFAULT_MAX_CONCURRENT_STREAMS = 1024;
@@ -47,13 +50,17 @@ public record ConnectionSettings(
   /** {@value} connections held at once on a port. */
   public static final int DEFAULT_MAX_CONNECTIONS = 10_000;
 
+  /** {@value} new connections a second on a port. */
+  public static final int DEFAULT_MAX_CONNECTION_RATE = 1000;
+
   /** Ten seconds for a connection's handshake: Netty's own for TLS. */
   public static final Duration DEFAULT_HANDSHAKE_TIMEOUT = Duration.ofSeconds(10);
 
   /**
    * No age limit; the server pings idle connections every minute; clients may ping every 10 s;
    * {@value #DEFAULT_MAX_CONCURRENT_STREAMS} calls open at once on a connection; {@value
-   * #DEFAULT_MAX_CONNECTIONS} connections on a port, each with 10 s for its handshake.
+   * #DEFAULT_MAX_CONNECTIONS} connections on a port, {@value #DEFAULT_MAX_CONNECTION_RATE} new ones a
+   * second, each with 10 s for its handshake.
    */
   public static final ConnectionSettings DEFAULTS =
       new ConnectionSettings(Duration.ZERO, null, Duration.ofMinutes(1), Duration.ofSeconds(10));
@@ -83,6 +90,9 @@ public record ConnectionSettings(
     if (maxConnections < 1) {
       throw new IllegalArgumentException("max connections: " + maxConnections + " (expected: at least 1)");
     }
+    if (maxConnectionRate < 0) {
+      throw new IllegalArgumentException("max connection rate: " + maxConnectionRate + " (expected: 0 for none, or at least 1)");
+    }
     Objects.requireNonNull(handshakeTimeout, "handshake timeout");
     if (handshakeTimeout.compareTo(Duration.ofMillis(100)) < 0) {
       throw new IllegalArgumentException("handshake timeout: " + handshakeTimeout + " (expected: at least 100ms)");
@@ -95,18 +105,21 @@ public record ConnectionSettings(
    */
   public ConnectionSettings(Duration maxAge, Duration maxAgeGrace, Duration keepAliveTime, Duration permitKeepAliveTime) {
     this(maxAge, maxAgeGrace, keepAliveTime, permitKeepAliveTime, DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_CONNECTIONS,
-        DEFAULT_HANDSHAKE_TIMEOUT);
+        DEFAULT_MAX_CONNECTION_RATE, DEFAULT_HANDSHAKE_TIMEOUT);
   }
 
   /** These settings with {@code streams} calls open at once on a connection. */
   public ConnectionSettings withMaxConcurrentStreams(int streams) {
     return new ConnectionSettings(maxAge, maxAgeGrace, keepAliveTime, permitKeepAliveTime, streams, maxConnections,
-        handshakeTimeout);
+        maxConnectionRate, handshakeTimeout);
   }
 
-  /** These settings with at most {@code connections} on a port and {@code handshake} to finish a handshake in. */
-  public ConnectionSettings withConnectionLimit(int connections, Duration handshake) {
+  /**
+   * These settings with at most {@code connections} on a port, {@code rate} new ones a second (0:
+   * any) and {@code handshake} to finish a handshake in.
+   */
+  public ConnectionSettings withConnectionLimit(int connections, int rate, Duration handshake) {
     return new ConnectionSettings(maxAge, maxAgeGrace, keepAliveTime, permitKeepAliveTime, maxConcurrentStreams,
-        connections, handshake);
+        connections, rate, handshake);
   }
 }

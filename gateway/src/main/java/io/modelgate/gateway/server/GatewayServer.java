@@ -79,11 +79,13 @@ public final class GatewayServer {
    * The transports a gateway runs on; Netty in production, in-process in tests.
    *
    * @param metricsConnections the most connections the metrics and health port holds at once
+   * @param metricsConnectionRate the most new connections it takes a second; 0 for any
    */
-  public record Transports(ServerBuilder<?> inference, ServerBuilder<?> admin, Runnable release, int metricsConnections) {
-    /** With {@link ConnectionSettings#DEFAULT_MAX_CONNECTIONS} on the metrics port. */
+  public record Transports(ServerBuilder<?> inference, ServerBuilder<?> admin, Runnable release, int metricsConnections,
+      int metricsConnectionRate) {
+    /** With the default connection limits on the metrics port. */
     public Transports(ServerBuilder<?> inference, ServerBuilder<?> admin, Runnable release) {
-      this(inference, admin, release, ConnectionSettings.DEFAULT_MAX_CONNECTIONS);
+      this(inference, admin, release, ConnectionSettings.DEFAULT_MAX_CONNECTIONS, ConnectionSettings.DEFAULT_MAX_CONNECTION_RATE);
     }
   }
 
@@ -233,7 +235,7 @@ public final class GatewayServer {
     // Each port holds at most its connections; one that does not finish its handshake in time ends.
     NettyServerBuilder inference =
         NettyServerBuilder.forAddress(new InetSocketAddress(settings.host(), settings.port()))
-            .channelFactory(new ConnectionLimit("inference", connections.maxConnections()).bindTo(stats.prometheus())
+            .channelFactory(new ConnectionLimit("inference", connections.maxConnections(), connections.maxConnectionRate()).bindTo(stats.prometheus())
                 .factory(channel))
             .bossEventLoopGroup(boss)
             .workerEventLoopGroup(workers)
@@ -255,7 +257,7 @@ public final class GatewayServer {
         .addTransportFilter(CallerAuth.PEER_CERTIFICATES);
     NettyServerBuilder admin =
         NettyServerBuilder.forAddress(new InetSocketAddress(adminSettings.host(), adminSettings.port()))
-            .channelFactory(new ConnectionLimit("admin", connections.maxConnections()).bindTo(stats.prometheus())
+            .channelFactory(new ConnectionLimit("admin", connections.maxConnections(), connections.maxConnectionRate()).bindTo(stats.prometheus())
                 .factory(channel))
             .bossEventLoopGroup(boss)
             .workerEventLoopGroup(workers)
@@ -287,7 +289,7 @@ public final class GatewayServer {
     try {
       GatewayServer gateway =
           start(
-              new Transports(inference, admin, release, connections.maxConnections()),
+              new Transports(inference, admin, release, connections.maxConnections(), connections.maxConnectionRate()),
               settings.drainTimeout(),
               settings.shutdownDelay(),
               adminSettings,
@@ -468,7 +470,7 @@ public final class GatewayServer {
               () -> self[0] == null
                   ? new HttpEndpoints.Readiness(false, "starting")
                   : self[0].readiness(),
-              new ConnectionLimit("metrics", transports.metricsConnections()).bindTo(stats.prometheus()));
+              new ConnectionLimit("metrics", transports.metricsConnections(), transports.metricsConnectionRate()).bindTo(stats.prometheus()));
     }
     GatewayServer gateway = new GatewayServer(b);
     if (adminSettings.warmupRounds() > 0) {

@@ -74,7 +74,8 @@ public final class HttpEndpoints implements AutoCloseable {
   public static HttpEndpoints start(
       String host, int port, Supplier<String> metrics, Supplier<Boolean> live, Supplier<Readiness> readiness)
       throws IOException {
-    return start(host, port, metrics, live, readiness, new ConnectionLimit("metrics", ConnectionSettings.DEFAULT_MAX_CONNECTIONS));
+    return start(host, port, metrics, live, readiness, new ConnectionLimit("metrics", ConnectionSettings.DEFAULT_MAX_CONNECTIONS,
+        ConnectionSettings.DEFAULT_MAX_CONNECTION_RATE));
   }
 
   /** Listens as above, holding at most the connections {@code limit} allows. */

@@ -285,6 +285,9 @@ class CliTest {
     Run connections = run("serve", "--max-connections", "0", "--grpc-port", "0");
     assertThat(connections.exitCode()).isEqualTo(CliErrors.USAGE);
     assertThat(connections.err()).contains("max connections: 0 (expected: at least 1)");
+    Run rate = run("serve", "--max-connection-rate", "-1", "--grpc-port", "0");
+    assertThat(rate.exitCode()).isEqualTo(CliErrors.USAGE);
+    assertThat(rate.err()).contains("max connection rate: -1 (expected: 0 for none, or at least 1)");
     Run handshake = run("serve", "--handshake-timeout", "50ms", "--grpc-port", "0");
     assertThat(handshake.exitCode()).isEqualTo(CliErrors.USAGE);
     assertThat(handshake.err()).contains("handshake timeout: PT0.05S (expected: at least 100ms)");

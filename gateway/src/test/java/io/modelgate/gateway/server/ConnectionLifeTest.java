@@ -295,7 +295,7 @@ class ConnectionLifeTest {
   @Test
   void aPortHoldsAtMostItsConnections_oneMoreIsClosedAtOnce_andAPlaceComesBackWhenOneEnds() throws Exception {
     StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
-    GatewayServer server = start(stats, ConnectionSettings.DEFAULTS.withConnectionLimit(2, Duration.ofMinutes(1)));
+    GatewayServer server = start(stats, ConnectionSettings.DEFAULTS.withConnectionLimit(2, 0, Duration.ofMinutes(1)));
     List<java.net.Socket> sockets = new ArrayList<>();
     ManagedChannel channel = null;
     try {
@@ -365,7 +365,7 @@ class ConnectionLifeTest {
   @Test
   void aConnectionThatNeverSpeaks_isClosedAfterTheHandshakeTimeout_andGivesItsPlaceBack() throws Exception {
     StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
-    GatewayServer server = start(stats, ConnectionSettings.DEFAULTS.withConnectionLimit(1, Duration.ofMillis(500)));
+    GatewayServer server = start(stats, ConnectionSettings.DEFAULTS.withConnectionLimit(1, 0, Duration.ofMillis(500)));
     ManagedChannel channel = NettyChannelBuilder.forAddress("127.0.0.1", server.port()).usePlaintext().build();
     try (java.net.Socket silent = new java.net.Socket(java.net.InetAddress.getLoopbackAddress(), server.port())) {
       silent.setSoTimeout(30_000);
@@ -433,7 +433,7 @@ class ConnectionLifeTest {
   }
 
   private static double refused(StatsRegistry stats, String port) {
-    return stats.prometheus().get("modelgate.connections.refused").tag("port", port).functionCounter().count();
+    return stats.prometheus().get("modelgate.connections.refused").tags("port", port, "reason", "limit").functionCounter().count();
   }
 
   /** The transports grpc-java holds for the server listening on {@code port}, from its channelz. */

@@ -1,0 +1,115 @@
+package io.modelgate.gateway.server;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.micrometer.prometheusmetrics.PrometheusConfig;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
+import io.netty.channel.Channel;
+import io.netty.channel.embedded.EmbeddedChannel;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The limit in a listening channel's pipeline, fed accepted connections as Netty's acceptor is:
+ * what it passes on, what it closes, and what it counts, on a clock the test moves.
+ */
+class ConnectionLimitTest {
+  private final AtomicLong now = new AtomicLong(1_000_000_000L);
+  private final PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+
+  /** A listening channel carrying {@code limit}; what it passes on is read back with {@code readInbound}. */
+  private EmbeddedChannel listening(ConnectionLimit limit) {
+    return new EmbeddedChannel(limit.bindTo(registry));
+  }
+
+  /** {@code count} connections accepted now; each returned open if passed on, closed if refused. */
+  private static List<Channel> accept(EmbeddedChannel listening, int count) {
+    List<Channel> connections = new ArrayList<>();
+    for (int i = 0; i < count; i++) {
+      EmbeddedChannel connection = new EmbeddedChannel();
+      listening.writeInbound(connection);
+      connections.add(connection);
+    }
+    return connections;
+  }
+
+  private static long passedOn(EmbeddedChannel listening) {
+    long passed = 0;
+    while (listening.readInbound() != null) {
+      passed++;
+    }
+    return passed;
+  }
+
+  private double refused(String reason) {
+    return registry.get("modelgate.connections.refused").tags("port", "inference", "reason", reason).functionCounter().count();
+  }
+
+  @Test
+  void atTheLimit_aConnectionIsClosed_andAPlaceComesBackWhenOneEnds() {
+    ConnectionLimit limit = new ConnectionLimit("inference", 2, 0, now::get);
+    EmbeddedChannel listening = listening(limit);
+    List<Channel> connections = accept(listening, 3);
+    assertThat(passedOn(listening)).isEqualTo(2);
+    assertThat(connections.get(0).isOpen()).isTrue();
+    assertThat(connections.get(1).isOpen()).isTrue();
+    assertThat(connections.get(2).isOpen()).as("the third, beyond the limit").isFalse();
+    assertThat(limit.held()).isEqualTo(2);
+    assertThat(refused("limit")).isEqualTo(1.0);
+    assertThat(refused("rate")).isZero();
+    assertThat(registry.get("modelgate.connections.held").tag("port", "inference").gauge().value()).isEqualTo(2.0);
+
+    connections.get(0).close();
+    assertThat(limit.held()).isEqualTo(1);
+    List<Channel> next = accept(listening, 2);
+    assertThat(passedOn(listening)).isEqualTo(1);
+    assertThat(next.get(0).isOpen()).isTrue();
+    assertThat(next.get(1).isOpen()).isFalse();
+    assertThat(refused("limit")).isEqualTo(2.0);
+  }
+
+  @Test
+  void pastTheRate_connectionsAreClosed_untilTheBucketRefills_andItHoldsOneSecondsWorth() {
+    ConnectionLimit limit = new ConnectionLimit("inference", 1000, 4, now::get);
+    EmbeddedChannel listening = listening(limit);
+    // A full bucket: four at once, the fifth refused.
+    List<Channel> burst = accept(listening, 5);
+    assertThat(passedOn(listening)).isEqualTo(4);
+    assertThat(burst.get(4).isOpen()).isFalse();
+    assertThat(refused("rate")).isEqualTo(1.0);
+    // A quarter of a second later, one more.
+    now.addAndGet(TimeUnit.MILLISECONDS.toNanos(250));
+    accept(listening, 2);
+    assertThat(passedOn(listening)).isEqualTo(1);
+    assertThat(refused("rate")).isEqualTo(2.0);
+    // A minute idle fills the bucket to one second's worth, no more.
+    now.addAndGet(TimeUnit.MINUTES.toNanos(1));
+    accept(listening, 6);
+    assertThat(passedOn(listening)).isEqualTo(4);
+    assertThat(refused("rate")).isEqualTo(4.0);
+    assertThat(refused("limit")).isZero();
+    // Connections refused for the rate never held a place.
+    assertThat(limit.held()).isEqualTo(9);
+  }
+
+  @Test
+  void withoutARate_anyNumberAMomentIsTaken_upToTheLimit() {
+    ConnectionLimit limit = new ConnectionLimit("inference", 500, 0, now::get);
+    EmbeddedChannel listening = listening(limit);
+    accept(listening, 501);
+    assertThat(passedOn(listening)).isEqualTo(500);
+    assertThat(refused("limit")).isEqualTo(1.0);
+    assertThat(refused("rate")).isZero();
+  }
+
+  @Test
+  void limitsOutOfRange_areRefused() {
+    assertThatThrownBy(() -> new ConnectionLimit("inference", 0, 0)).hasMessage("max connections: 0 (expected: at least 1)");
+    assertThatThrownBy(() -> new ConnectionLimit("inference", 1, -1))
+        .hasMessage("max connection rate: -1 (expected: 0 for none, or at least 1)");
+  }
+}
