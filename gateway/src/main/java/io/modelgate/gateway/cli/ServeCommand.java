@@ -358,12 +358,13 @@ final class ServeCommand implements Callable<Integer> {
 
   @Option(
       names = "--max-connections",
-      defaultValue = "" + ConnectionSettings.DEFAULT_MAX_CONNECTIONS,
       description =
           "The most connections the inference, admin, and metrics and health ports each hold at once, counted from their"
               + " acceptance; one more is closed as it is accepted (its client sees UNAVAILABLE and reconnects after its"
-              + " back-off), and modelgate_connections_refused_total counts it. Default: ${DEFAULT-VALUE}.")
-  int maxConnections;
+              + " back-off), and modelgate_connections_refused_total counts it. Default: "
+              + ConnectionSettings.DEFAULT_MAX_CONNECTIONS + ", or a quarter of the process's open-file limit where that"
+              + " is fewer.")
+  Integer maxConnections;
 
   @Option(
       names = "--max-connection-rate",
@@ -413,7 +414,9 @@ final class ServeCommand implements Callable<Integer> {
     ConnectionSettings connections;
     try {
       connections = new ConnectionSettings(maxConnectionAge, maxConnectionAgeGrace, keepAliveTime, permitKeepAliveTime,
-          maxConcurrentStreams, maxConnections, maxConnectionRate, handshakeTimeout);
+          maxConcurrentStreams,
+          maxConnections != null ? maxConnections : ConnectionSettings.defaultMaxConnections(ConnectionSettings.maxOpenFiles()),
+          maxConnectionRate, handshakeTimeout);
     } catch (IllegalArgumentException e) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(), e.getMessage());
     }

@@ -50,6 +50,27 @@ public record ConnectionSettings(
   /** {@value} connections held at once on a port. */
   public static final int DEFAULT_MAX_CONNECTIONS = 10_000;
 
+  /**
+   * The default count of connections a port holds for a process that may have {@code maxOpenFiles}
+   * files open at once: {@value #DEFAULT_MAX_CONNECTIONS}, or a quarter of the files where that is
+   * fewer (three ports then take at most three quarters of them, and models, logs and etcd keep the
+   * rest), but at least 16. {@code maxOpenFiles} of 0 or less: not known, the plain default.
+   */
+  public static int defaultMaxConnections(long maxOpenFiles) {
+    if (maxOpenFiles <= 0) {
+      return DEFAULT_MAX_CONNECTIONS;
+    }
+    return (int) Math.max(16, Math.min(DEFAULT_MAX_CONNECTIONS, maxOpenFiles / 4));
+  }
+
+  /** The files this process may have open at once (its {@code RLIMIT_NOFILE}), or -1 where the JVM does not say. */
+  public static long maxOpenFiles() {
+    return java.lang.management.ManagementFactory.getOperatingSystemMXBean()
+            instanceof com.sun.management.UnixOperatingSystemMXBean unix
+        ? unix.getMaxFileDescriptorCount()
+        : -1;
+  }
+
   /** {@value} new connections a second on a port. */
   public static final int DEFAULT_MAX_CONNECTION_RATE = 1000;
 

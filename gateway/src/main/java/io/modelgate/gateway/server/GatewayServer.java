@@ -296,9 +296,10 @@ public final class GatewayServer {
               repository,
               stats);
       log.info(
-          "listening on {}:{} ({}{} transport, {} event loop{}); admin on {}:{}{}{}",
+          "listening on {}:{} ({}{} transport, {} event loop{}; at most {} connections a port, {} new a second); admin on {}:{}{}{}",
           settings.host(), gateway.port(), epoll ? "epoll" : "nio", settings.tls() == null ? "" : ", TLS",
-          settings.eventLoopThreads(), settings.eventLoopThreads() == 1 ? "" : "s", adminSettings.host(), gateway.adminPort(),
+          settings.eventLoopThreads(), settings.eventLoopThreads() == 1 ? "" : "s", connections.maxConnections(),
+          connections.maxConnectionRate() == 0 ? "any" : connections.maxConnectionRate(), adminSettings.host(), gateway.adminPort(),
           adminSettings.tls() == null ? "" : " (TLS)",
           settings.tls() == null && adminSettings.tls() == null ? "" : "; TLS through " + TlsSettings.engine());
       return gateway;
