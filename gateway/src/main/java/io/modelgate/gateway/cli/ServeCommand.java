@@ -376,6 +376,15 @@ final class ServeCommand implements Callable<Integer> {
   int maxConnectionRate;
 
   @Option(
+      names = "--max-stream-resets",
+      defaultValue = "" + ConnectionSettings.DEFAULT_MAX_STREAM_RESETS,
+      description =
+          "The most calls a client may reset (HTTP/2 RST_STREAM) on one connection in 10 s; past it the connection is"
+              + " ended (GOAWAY ENHANCE_YOUR_CALM, too_many_rststreams), which bounds HTTP/2 \"rapid reset\" (a client"
+              + " opening and resetting calls without end: CVE-2023-44487). 0: any. Default: ${DEFAULT-VALUE}.")
+  int maxStreamResets;
+
+  @Option(
       names = "--handshake-timeout",
       defaultValue = "10s",
       converter = Converters.TimeSpan.class,
@@ -416,7 +425,7 @@ final class ServeCommand implements Callable<Integer> {
       connections = new ConnectionSettings(maxConnectionAge, maxConnectionAgeGrace, keepAliveTime, permitKeepAliveTime,
           maxConcurrentStreams,
           maxConnections != null ? maxConnections : ConnectionSettings.defaultMaxConnections(ConnectionSettings.maxOpenFiles()),
-          maxConnectionRate, handshakeTimeout);
+          maxConnectionRate, maxStreamResets, handshakeTimeout);
     } catch (IllegalArgumentException e) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(), e.getMessage());
     }

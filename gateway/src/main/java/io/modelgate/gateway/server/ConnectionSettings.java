@@ -31,6 +31,12 @@ import java.util.Objects;
  *     ConnectionLimit})
  * @param maxConnectionRate the most new connections each port takes a second (a token bucket of
  *     one second's worth); more are closed as they are accepted. 0: no limit
+ * @param maxStreamResets the most calls a client may reset (HTTP/2 {@code RST_STREAM}) on one
+ *     connection in {@link #STREAM_RESET_WINDOW}; past it the server ends the connection (GOAWAY
+ *     {@code ENHANCE_YOUR_CALM}, {@code too_many_rststreams}). A reset frees its stream's place
+ *     under {@code maxConcurrentStreams} at once, so without this a client could make the server
+ *     start calls without bound by resetting each as it opens it (HTTP/2 "rapid reset",
+ *     CVE-2023-44487). 0: any
  * @param handshakeTimeout how long a new connection may take to finish its TLS handshake and send
  *     HTTP/2's preface before it is closed, so that connections that never speak do not hold places
  *     under {@code maxConnections}
@@ -43,6 +49,7 @@ public record ConnectionSettings(
     int maxConcurrentStreams,
     int maxConnections,
     int maxConnectionRate,
+    int maxStreamResets,
     Duration handshakeTimeout) {
   /** {@value} calls open at once on a connection. */
   public static final int DEFAULT_MAX_CONCURRENT_STREAMS = 1024;
@@ -73,6 +80,12 @@ public record ConnectionSettings(
 
   /** {@value} new connections a second on a port. */
   public static final int DEFAULT_MAX_CONNECTION_RATE = 1000;
+
+  /** The window {@code maxStreamResets} counts in. */
+  public static final Duration STREAM_RESET_WINDOW = Duration.ofSeconds(10);
+
+  /** {@value} calls reset on a connection in {@link #STREAM_RESET_WINDOW}. */
+  public static final int DEFAULT_MAX_STREAM_RESETS = 1_000;
 
   /** Ten seconds for a connection's handshake: Netty's own for TLS. */
   public static final Duration DEFAULT_HANDSHAKE_TIMEOUT = Duration.ofSeconds(10);
@@ -114,6 +127,9 @@ public record ConnectionSettings(
     if (maxConnectionRate < 0) {
       throw new IllegalArgumentException("max connection rate: " + maxConnectionRate + " (expected: 0 for none, or at least 1)");
     }
+    if (maxStreamResets < 0) {
+      throw new IllegalArgumentException("max stream resets: " + maxStreamResets + " (expected: 0 for any, or at least 1)");
+    }
     Objects.requireNonNull(handshakeTimeout, "handshake timeout");
     if (handshakeTimeout.compareTo(Duration.ofMillis(100)) < 0) {
       throw new IllegalArgumentException("handshake timeout: " + handshakeTimeout + " (expected: at least 100ms)");
@@ -126,13 +142,13 @@ public record ConnectionSettings(
    */
   public ConnectionSettings(Duration maxAge, Duration maxAgeGrace, Duration keepAliveTime, Duration permitKeepAliveTime) {
     this(maxAge, maxAgeGrace, keepAliveTime, permitKeepAliveTime, DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_CONNECTIONS,
-        DEFAULT_MAX_CONNECTION_RATE, DEFAULT_HANDSHAKE_TIMEOUT);
+        DEFAULT_MAX_CONNECTION_RATE, DEFAULT_MAX_STREAM_RESETS, DEFAULT_HANDSHAKE_TIMEOUT);
   }
 
   /** These settings with {@code streams} calls open at once on a connection. */
   public ConnectionSettings withMaxConcurrentStreams(int streams) {
     return new ConnectionSettings(maxAge, maxAgeGrace, keepAliveTime, permitKeepAliveTime, streams, maxConnections,
-        maxConnectionRate, handshakeTimeout);
+        maxConnectionRate, maxStreamResets, handshakeTimeout);
   }
 
   /**
@@ -141,6 +157,12 @@ public record ConnectionSettings(
    */
   public ConnectionSettings withConnectionLimit(int connections, int rate, Duration handshake) {
     return new ConnectionSettings(maxAge, maxAgeGrace, keepAliveTime, permitKeepAliveTime, maxConcurrentStreams,
-        connections, rate, handshake);
+        connections, rate, maxStreamResets, handshake);
+  }
+
+  /** These settings with at most {@code resets} calls reset on a connection in {@link #STREAM_RESET_WINDOW} (0: any). */
+  public ConnectionSettings withMaxStreamResets(int resets) {
+    return new ConnectionSettings(maxAge, maxAgeGrace, keepAliveTime, permitKeepAliveTime, maxConcurrentStreams,
+        maxConnections, maxConnectionRate, resets, handshakeTimeout);
   }
 }

@@ -232,6 +232,8 @@ public final class GatewayServer {
     EventLoopGroup workers = group(epoll, settings.eventLoopThreads(), groups);
     Class<? extends ServerChannel> channel = epoll ? EpollServerSocketChannel.class : NioServerSocketChannel.class;
     ConnectionSettings connections = settings.connections();
+    // grpc-java takes any count as a positive one, Integer.MAX_VALUE for none.
+    int resets = connections.maxStreamResets() == 0 ? Integer.MAX_VALUE : connections.maxStreamResets();
     // Each port holds at most its connections; one that does not finish its handshake in time ends.
     NettyServerBuilder inference =
         NettyServerBuilder.forAddress(new InetSocketAddress(settings.host(), settings.port()))
@@ -253,6 +255,7 @@ public final class GatewayServer {
         .permitKeepAliveTime(connections.permitKeepAliveTime().toNanos(), TimeUnit.NANOSECONDS)
         .permitKeepAliveWithoutCalls(true)
         .maxConcurrentCallsPerConnection(connections.maxConcurrentStreams())
+        .maxRstFramesPerWindow(resets, (int) ConnectionSettings.STREAM_RESET_WINDOW.toSeconds())
         .addTransportFilter(new ConnectionCount("inference").bindTo(stats.prometheus()))
         .addTransportFilter(CallerAuth.PEER_CERTIFICATES);
     NettyServerBuilder admin =
@@ -263,7 +266,8 @@ public final class GatewayServer {
             .workerEventLoopGroup(workers)
             .handshakeTimeout(connections.handshakeTimeout().toNanos(), TimeUnit.NANOSECONDS)
             // Admin calls run on threads of their own, which a client's open calls (watches) hold.
-            .maxConcurrentCallsPerConnection(connections.maxConcurrentStreams());
+            .maxConcurrentCallsPerConnection(connections.maxConcurrentStreams())
+            .maxRstFramesPerWindow(resets, (int) ConnectionSettings.STREAM_RESET_WINDOW.toSeconds());
     // Each TLS port follows its certificate, key and client CA files (renewed without a restart).
     List<ReloadingSslContext> tls = new ArrayList<>();
     Runnable release =

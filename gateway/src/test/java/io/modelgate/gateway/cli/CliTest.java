@@ -288,6 +288,9 @@ class CliTest {
     Run rate = run("serve", "--max-connection-rate", "-1", "--grpc-port", "0");
     assertThat(rate.exitCode()).isEqualTo(CliErrors.USAGE);
     assertThat(rate.err()).contains("max connection rate: -1 (expected: 0 for none, or at least 1)");
+    Run resets = run("serve", "--max-stream-resets", "-5", "--grpc-port", "0");
+    assertThat(resets.exitCode()).isEqualTo(CliErrors.USAGE);
+    assertThat(resets.err()).contains("max stream resets: -5 (expected: 0 for any, or at least 1)");
     Run handshake = run("serve", "--handshake-timeout", "50ms", "--grpc-port", "0");
     assertThat(handshake.exitCode()).isEqualTo(CliErrors.USAGE);
     assertThat(handshake.err()).contains("handshake timeout: PT0.05S (expected: at least 100ms)");

@@ -393,6 +393,84 @@ class ConnectionLifeTest {
     }
   }
 
+  /**
+   * A client that opens calls and resets each at once ("rapid reset") has its connection ended
+   * past the limit, with GOAWAY {@code ENHANCE_YOUR_CALM}; one that stays within it keeps its
+   * connection (its PING is answered after its resets).
+   */
+  @Test
+  void aClientResettingCallsPastTheLimit_hasItsConnectionEnded_andOneWithinItKeepsIt() throws Exception {
+    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
+    GatewayServer server = start(stats, ConnectionSettings.DEFAULTS.withMaxStreamResets(20));
+    try {
+      assertThat(resetCalls(server.port(), 20)).as("20 calls reset, the limit").isEqualTo(-1);
+      assertThat(resetCalls(server.port(), 100)).as("100 calls reset").isEqualTo(0xb);
+      assertThat(resetCalls(server.adminPort(), 100)).as("100 admin calls reset").isEqualTo(0xb);
+    } finally {
+      server.stop();
+      stats.close();
+    }
+  }
+
+  /**
+   * Opens {@code calls} calls on a new connection to {@code port}, resetting each as it opens it,
+   * then pings: the GOAWAY error code the server ends the connection with, or -1 when it answers
+   * the ping instead.
+   */
+  private static int resetCalls(int port, int calls) throws java.io.IOException {
+    try (java.net.Socket socket = speak(port)) {
+      java.io.ByteArrayOutputStream frames = new java.io.ByteArrayOutputStream();
+      byte[] path = "/inference.GRPCInferenceService/ModelInfer".getBytes(java.nio.charset.StandardCharsets.US_ASCII);
+      java.io.ByteArrayOutputStream block = new java.io.ByteArrayOutputStream();
+      block.write(new byte[] {(byte) 0x83, (byte) 0x86, 0x04, (byte) path.length}); // POST, http, :path
+      block.write(path);
+      block.write(literal("content-type", "application/grpc"));
+      block.write(literal("te", "trailers"));
+      for (int i = 0; i < calls; i++) {
+        int stream = 1 + 2 * i;
+        writeFrame(frames, 1, 4, stream, block.toByteArray()); // HEADERS, END_HEADERS
+        writeFrame(frames, 3, 0, stream, new byte[] {0, 0, 0, 8}); // RST_STREAM, CANCEL
+      }
+      writeFrame(frames, 6, 0, 0, new byte[8]); // PING
+      socket.getOutputStream().write(frames.toByteArray());
+      socket.getOutputStream().flush();
+      java.io.DataInputStream in = new java.io.DataInputStream(socket.getInputStream());
+      while (true) {
+        int length = (in.readUnsignedByte() << 16) | in.readUnsignedShort();
+        int type = in.readUnsignedByte();
+        int flags = in.readUnsignedByte();
+        in.readInt();
+        byte[] payload = new byte[length];
+        in.readFully(payload);
+        if (type == 7) { // GOAWAY: last stream id, error code
+          return java.nio.ByteBuffer.wrap(payload).getInt(4);
+        }
+        if (type == 6 && (flags & 1) != 0) {
+          return -1;
+        }
+      }
+    }
+  }
+
+  /** An HPACK literal header field without indexing, with a new name and no Huffman coding. */
+  private static byte[] literal(String name, String value) {
+    byte[] n = name.getBytes(java.nio.charset.StandardCharsets.US_ASCII);
+    byte[] v = value.getBytes(java.nio.charset.StandardCharsets.US_ASCII);
+    java.nio.ByteBuffer field = java.nio.ByteBuffer.allocate(3 + n.length + v.length);
+    field.put((byte) 0).put((byte) n.length).put(n).put((byte) v.length).put(v);
+    return field.array();
+  }
+
+  private static void writeFrame(java.io.ByteArrayOutputStream out, int type, int flags, int stream, byte[] payload) {
+    out.write(payload.length >>> 16);
+    out.write(payload.length >>> 8);
+    out.write(payload.length);
+    out.write(type);
+    out.write(flags);
+    out.writeBytes(java.nio.ByteBuffer.allocate(4).putInt(stream).array());
+    out.writeBytes(payload);
+  }
+
   /** A connection to {@code port} that has sent HTTP/2's preface and an empty SETTINGS frame. */
   private static java.net.Socket speak(int port) throws java.io.IOException {
     java.net.Socket socket = new java.net.Socket(java.net.InetAddress.getLoopbackAddress(), port);
