@@ -327,16 +327,7 @@ class ConnectionLifeTest {
       // One ends: its place comes back, and a gRPC client is served on it.
       sockets.get(0).close();
       channel = NettyChannelBuilder.forAddress("127.0.0.1", server.port()).usePlaintext().build();
-      ManagedChannel client = channel;
-      eventually("a connection served once one of the two ended", () -> {
-        try {
-          return GRPCInferenceServiceGrpc.newBlockingStub(client).withDeadlineAfter(10, TimeUnit.SECONDS)
-              .modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()).getModelName().equals("m");
-        } catch (io.grpc.StatusRuntimeException e) {
-          assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.UNAVAILABLE);
-          return false;
-        }
-      });
+      eventuallyServed(channel, "a connection served once one of the two ended");
       assertThat(refused(stats, "inference")).isGreaterThanOrEqualTo(1.0);
       // Every place comes back once the clients have gone.
       for (java.net.Socket socket : sockets) {
@@ -377,15 +368,7 @@ class ConnectionLifeTest {
       } catch (java.net.SocketException reset) {
         // closed by the server: as good as an end
       }
-      eventually("a connection served once the silent one was closed", () -> {
-        try {
-          return GRPCInferenceServiceGrpc.newBlockingStub(channel).withDeadlineAfter(10, TimeUnit.SECONDS)
-              .modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()).getModelName().equals("m");
-        } catch (io.grpc.StatusRuntimeException e) {
-          assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.UNAVAILABLE);
-          return false;
-        }
-      });
+      eventuallyServed(channel, "a connection served once the silent one was closed");
     } finally {
       channel.shutdownNow().awaitTermination(10, TimeUnit.SECONDS);
       server.stop();
@@ -469,6 +452,19 @@ class ConnectionLifeTest {
     out.write(flags);
     out.writeBytes(java.nio.ByteBuffer.allocate(4).putInt(stream).array());
     out.writeBytes(payload);
+  }
+
+  /** Waits until a call on {@code channel} is served, its connections refused ({@code UNAVAILABLE}) meanwhile. */
+  private static void eventuallyServed(ManagedChannel channel, String what) throws InterruptedException {
+    eventually(what, () -> {
+      try {
+        return GRPCInferenceServiceGrpc.newBlockingStub(channel).withDeadlineAfter(10, TimeUnit.SECONDS)
+            .modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()).getModelName().equals("m");
+      } catch (io.grpc.StatusRuntimeException e) {
+        assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.UNAVAILABLE);
+        return false;
+      }
+    });
   }
 
   /** A connection to {@code port} that has sent HTTP/2's preface and an empty SETTINGS frame. */
