@@ -385,6 +385,16 @@ final class ServeCommand implements Callable<Integer> {
   int maxStreamResets;
 
   @Option(
+      names = "--max-connection-idle",
+      defaultValue = "1h",
+      converter = Converters.TimeSpan.class,
+      description =
+          "Ask a client to go (GOAWAY, graceful; it reconnects when it next calls) once its connection to the inference"
+              + " or admin port has had no call open this long, so that unused connections do not hold places under"
+              + " --max-connections for good. 0s: never. Default: ${DEFAULT-VALUE}.")
+  Duration maxConnectionIdle;
+
+  @Option(
       names = "--handshake-timeout",
       defaultValue = "10s",
       converter = Converters.TimeSpan.class,
@@ -425,7 +435,7 @@ final class ServeCommand implements Callable<Integer> {
       connections = new ConnectionSettings(maxConnectionAge, maxConnectionAgeGrace, keepAliveTime, permitKeepAliveTime,
           maxConcurrentStreams,
           maxConnections != null ? maxConnections : ConnectionSettings.defaultMaxConnections(ConnectionSettings.maxOpenFiles()),
-          maxConnectionRate, maxStreamResets, handshakeTimeout);
+          maxConnectionRate, maxStreamResets, maxConnectionIdle, handshakeTimeout);
     } catch (IllegalArgumentException e) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(), e.getMessage());
     }

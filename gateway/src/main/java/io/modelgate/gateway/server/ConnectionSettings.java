@@ -37,6 +37,10 @@ import java.util.Objects;
  *     under {@code maxConcurrentStreams} at once, so without this a client could make the server
  *     start calls without bound by resetting each as it opens it (HTTP/2 "rapid reset",
  *     CVE-2023-44487). 0: any
+ * @param maxIdle how long a connection may go without a call open before the server asks its client
+ *     to go (GOAWAY, graceful: the client reconnects when it next calls), so that connections a
+ *     client keeps without using them do not hold places under {@code maxConnections} for good;
+ *     {@link Duration#ZERO} for no limit
  * @param handshakeTimeout how long a new connection may take to finish its TLS handshake and send
  *     HTTP/2's preface before it is closed, so that connections that never speak do not hold places
  *     under {@code maxConnections}
@@ -50,6 +54,7 @@ public record ConnectionSettings(
     int maxConnections,
     int maxConnectionRate,
     int maxStreamResets,
+    Duration maxIdle,
     Duration handshakeTimeout) {
   /** {@value} calls open at once on a connection. */
   public static final int DEFAULT_MAX_CONCURRENT_STREAMS = 1024;
@@ -86,6 +91,9 @@ public record ConnectionSettings(
 
   /** {@value} calls reset on a connection in {@link #STREAM_RESET_WINDOW}. */
   public static final int DEFAULT_MAX_STREAM_RESETS = 1_000;
+
+  /** An hour without a call open ends a connection. */
+  public static final Duration DEFAULT_MAX_IDLE = Duration.ofHours(1);
 
   /** Ten seconds for a connection's handshake: Netty's own for TLS. */
   public static final Duration DEFAULT_HANDSHAKE_TIMEOUT = Duration.ofSeconds(10);
@@ -130,6 +138,10 @@ public record ConnectionSettings(
     if (maxStreamResets < 0) {
       throw new IllegalArgumentException("max stream resets: " + maxStreamResets + " (expected: 0 for any, or at least 1)");
     }
+    Objects.requireNonNull(maxIdle, "max connection idle");
+    if (maxIdle.isNegative() || (!maxIdle.isZero() && maxIdle.compareTo(Duration.ofSeconds(1)) < 0)) {
+      throw new IllegalArgumentException("max connection idle: " + maxIdle + " (expected: 0 for no limit, or at least 1s)");
+    }
     Objects.requireNonNull(handshakeTimeout, "handshake timeout");
     if (handshakeTimeout.compareTo(Duration.ofMillis(100)) < 0) {
       throw new IllegalArgumentException("handshake timeout: " + handshakeTimeout + " (expected: at least 100ms)");
@@ -142,13 +154,13 @@ public record ConnectionSettings(
    */
   public ConnectionSettings(Duration maxAge, Duration maxAgeGrace, Duration keepAliveTime, Duration permitKeepAliveTime) {
     this(maxAge, maxAgeGrace, keepAliveTime, permitKeepAliveTime, DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_CONNECTIONS,
-        DEFAULT_MAX_CONNECTION_RATE, DEFAULT_MAX_STREAM_RESETS, DEFAULT_HANDSHAKE_TIMEOUT);
+        DEFAULT_MAX_CONNECTION_RATE, DEFAULT_MAX_STREAM_RESETS, DEFAULT_MAX_IDLE, DEFAULT_HANDSHAKE_TIMEOUT);
   }
 
   /** These settings with {@code streams} calls open at once on a connection. */
   public ConnectionSettings withMaxConcurrentStreams(int streams) {
     return new ConnectionSettings(maxAge, maxAgeGrace, keepAliveTime, permitKeepAliveTime, streams, maxConnections,
-        maxConnectionRate, maxStreamResets, handshakeTimeout);
+        maxConnectionRate, maxStreamResets, maxIdle, handshakeTimeout);
   }
 
   /**
@@ -157,12 +169,18 @@ public record ConnectionSettings(
    */
   public ConnectionSettings withConnectionLimit(int connections, int rate, Duration handshake) {
     return new ConnectionSettings(maxAge, maxAgeGrace, keepAliveTime, permitKeepAliveTime, maxConcurrentStreams,
-        connections, rate, maxStreamResets, handshake);
+        connections, rate, maxStreamResets, maxIdle, handshake);
   }
 
   /** These settings with at most {@code resets} calls reset on a connection in {@link #STREAM_RESET_WINDOW} (0: any). */
   public ConnectionSettings withMaxStreamResets(int resets) {
     return new ConnectionSettings(maxAge, maxAgeGrace, keepAliveTime, permitKeepAliveTime, maxConcurrentStreams,
-        maxConnections, maxConnectionRate, resets, handshakeTimeout);
+        maxConnections, maxConnectionRate, resets, maxIdle, handshakeTimeout);
+  }
+
+  /** These settings with connections ended after {@code idle} without a call open ({@link Duration#ZERO}: never). */
+  public ConnectionSettings withMaxIdle(Duration idle) {
+    return new ConnectionSettings(maxAge, maxAgeGrace, keepAliveTime, permitKeepAliveTime, maxConcurrentStreams,
+        maxConnections, maxConnectionRate, maxStreamResets, idle, handshakeTimeout);
   }
 }

@@ -249,6 +249,9 @@ public final class GatewayServer {
         inference.maxConnectionAgeGrace(connections.maxAgeGrace().toNanos(), TimeUnit.NANOSECONDS);
       }
     }
+    if (!connections.maxIdle().isZero()) {
+      inference.maxConnectionIdle(connections.maxIdle().toNanos(), TimeUnit.NANOSECONDS);
+    }
     inference
         .keepAliveTime(connections.keepAliveTime().toNanos(), TimeUnit.NANOSECONDS)
         .keepAliveTimeout(ConnectionSettings.KEEPALIVE_TIMEOUT.toNanos(), TimeUnit.NANOSECONDS)
@@ -268,6 +271,9 @@ public final class GatewayServer {
             // Admin calls run on threads of their own, which a client's open calls (watches) hold.
             .maxConcurrentCallsPerConnection(connections.maxConcurrentStreams())
             .maxRstFramesPerWindow(resets, (int) ConnectionSettings.STREAM_RESET_WINDOW.toSeconds());
+    if (!connections.maxIdle().isZero()) {
+      admin.maxConnectionIdle(connections.maxIdle().toNanos(), TimeUnit.NANOSECONDS);
+    }
     // Each TLS port follows its certificate, key and client CA files (renewed without a restart).
     List<ReloadingSslContext> tls = new ArrayList<>();
     Runnable release =

@@ -291,6 +291,9 @@ class CliTest {
     Run resets = run("serve", "--max-stream-resets", "-5", "--grpc-port", "0");
     assertThat(resets.exitCode()).isEqualTo(CliErrors.USAGE);
     assertThat(resets.err()).contains("max stream resets: -5 (expected: 0 for any, or at least 1)");
+    Run idle = run("serve", "--max-connection-idle", "500ms", "--grpc-port", "0");
+    assertThat(idle.exitCode()).isEqualTo(CliErrors.USAGE);
+    assertThat(idle.err()).contains("max connection idle: PT0.5S (expected: 0 for no limit, or at least 1s)");
     Run handshake = run("serve", "--handshake-timeout", "50ms", "--grpc-port", "0");
     assertThat(handshake.exitCode()).isEqualTo(CliErrors.USAGE);
     assertThat(handshake.err()).contains("handshake timeout: PT0.05S (expected: at least 100ms)");

@@ -417,21 +417,7 @@ class ConnectionLifeTest {
       writeFrame(frames, 6, 0, 0, new byte[8]); // PING
       socket.getOutputStream().write(frames.toByteArray());
       socket.getOutputStream().flush();
-      java.io.DataInputStream in = new java.io.DataInputStream(socket.getInputStream());
-      while (true) {
-        int length = (in.readUnsignedByte() << 16) | in.readUnsignedShort();
-        int type = in.readUnsignedByte();
-        int flags = in.readUnsignedByte();
-        in.readInt();
-        byte[] payload = new byte[length];
-        in.readFully(payload);
-        if (type == 7) { // GOAWAY: last stream id, error code
-          return java.nio.ByteBuffer.wrap(payload).getInt(4);
-        }
-        if (type == 6 && (flags & 1) != 0) {
-          return -1;
-        }
-      }
+      return goAwayCode(socket);
     }
   }
 
@@ -452,6 +438,53 @@ class ConnectionLifeTest {
     out.write(flags);
     out.writeBytes(java.nio.ByteBuffer.allocate(4).putInt(stream).array());
     out.writeBytes(payload);
+  }
+
+  /**
+   * A connection without a call open for longer than the idle limit is asked to go (GOAWAY,
+   * NO_ERROR); one with a call open the whole time keeps serving it.
+   */
+  @Test
+  void aConnectionIdlePastTheLimit_isAskedToGo_andOneWithACallOpenIsKept() throws Exception {
+    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
+    GatewayServer server = start(stats, ConnectionSettings.DEFAULTS.withMaxIdle(Duration.ofSeconds(1)));
+    ManagedChannel channel = NettyChannelBuilder.forAddress("127.0.0.1", server.port()).usePlaintext().build();
+    try {
+      StreamCollector collector = new StreamCollector();
+      StreamObserver<ModelInferRequest> stream = openStream(channel, collector, "before");
+      try (java.net.Socket idle = speak(server.port())) {
+        assertThat(goAwayCode(idle)).as("the GOAWAY error code on the idle connection").isZero();
+      }
+      // The stream's connection had its call open all that time: still served.
+      stream.onNext(Tensors.affine(1, 2, 3).setModelName("m").setId("after").build());
+      assertThat(collector.next().getInferResponse().getId()).isEqualTo("after");
+      assertThat(collector.end).isNotDone();
+      stream.onCompleted();
+      assertThat(collector.end.get(30, TimeUnit.SECONDS).isOk()).isTrue();
+    } finally {
+      channel.shutdownNow().awaitTermination(10, TimeUnit.SECONDS);
+      server.stop();
+      stats.close();
+    }
+  }
+
+  /** Reads {@code socket}'s frames until GOAWAY, its error code, or a PING's answer, -1. */
+  private static int goAwayCode(java.net.Socket socket) throws java.io.IOException {
+    java.io.DataInputStream in = new java.io.DataInputStream(socket.getInputStream());
+    while (true) {
+      int length = (in.readUnsignedByte() << 16) | in.readUnsignedShort();
+      int type = in.readUnsignedByte();
+      int flags = in.readUnsignedByte();
+      in.readInt();
+      byte[] payload = new byte[length];
+      in.readFully(payload);
+      if (type == 7) { // GOAWAY: last stream id, error code
+        return java.nio.ByteBuffer.wrap(payload).getInt(4);
+      }
+      if (type == 6 && (flags & 1) != 0) {
+        return -1;
+      }
+    }
   }
 
   /** Waits until a call on {@code channel} is served, its connections refused ({@code UNAVAILABLE}) meanwhile. */
