@@ -4,7 +4,10 @@ import java.time.Duration;
 import java.util.Objects;
 
 /**
- * How the inference port treats its HTTP/2 connections over their life. Immutable and validated.
+ * How the gateway's ports treat their connections over their life: the inference port's age and
+ * keepalive; how many each port holds, how fast it takes them, and how long one may go without a
+ * handshake or a call, or keep resetting calls (the metrics port takes the count and the rate).
+ * Immutable and validated.
  *
  * <p>gRPC clients keep one connection per server for as long as it works, so a client that
  * balances over a fleet's addresses (a headless Service's DNS records) learns of a replica added
