@@ -9,6 +9,7 @@ import io.netty.channel.ChannelHandler;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.channel.ServerChannel;
+import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.LongAdder;
@@ -91,16 +92,13 @@ final class ConnectionLimit extends ChannelInboundHandlerAdapter {
   }
 
   ConnectionLimit bindTo(MeterRegistry registry) {
-    FunctionCounter.builder("modelgate.connections.refused", refusedAtLimit, LongAdder::sum)
-        .description("Connections closed as they were accepted: the port held its most (--max-connections), or took"
-            + " new ones faster than --max-connection-rate")
-        .tags("port", port, "reason", "limit")
-        .register(registry);
-    FunctionCounter.builder("modelgate.connections.refused", refusedForRate, LongAdder::sum)
-        .description("Connections closed as they were accepted: the port held its most (--max-connections), or took"
-            + " new ones faster than --max-connection-rate")
-        .tags("port", port, "reason", "rate")
-        .register(registry);
+    for (var reason : Map.of("limit", refusedAtLimit, "rate", refusedForRate).entrySet()) {
+      FunctionCounter.builder("modelgate.connections.refused", reason.getValue(), LongAdder::sum)
+          .description("Connections closed as they were accepted: the port held its most (--max-connections), or took"
+              + " new ones faster than --max-connection-rate")
+          .tags("port", port, "reason", reason.getKey())
+          .register(registry);
+    }
     Gauge.builder("modelgate.connections.held", held, AtomicInteger::get)
         .description("Connections a port holds, from their acceptance to their end, handshake finished or not")
         .tag("port", port)
