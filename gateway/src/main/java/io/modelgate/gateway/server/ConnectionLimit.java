@@ -17,9 +17,13 @@ import java.util.concurrent.atomic.LongAdder;
 /**
  * Bounds the connections a port holds, and how fast it takes new ones: a connection accepted while
  * the port already holds {@code limit}, or beyond {@code ratePerSecond} new connections a second
- * (a token bucket holding one second's worth), is closed at once, before any TLS or HTTP/2 work is
- * spent on it. Its client sees the connection closed ({@code UNAVAILABLE} in gRPC) and reconnects
- * after its back-off, to this replica or another. Every connection is counted from its acceptance
+ * (a token bucket holding one second's worth), is refused. On a plaintext port its client is told
+ * why in the port's protocol ({@link RefusalReply}: a gRPC client's calls end {@code UNAVAILABLE}
+ * naming the limit, an HTTP client gets 503), for up to {@value #REPLIES_PER_SECOND} refused
+ * connections a second; the others, and every one on a TLS port, are closed at once, before any TLS
+ * or HTTP/2 work is spent on them (their gRPC clients see {@code UNAVAILABLE: Network closed for
+ * unknown reason}). Either way the client reconnects after its back-off, to this replica or another.
+ * Every connection is counted from its acceptance
  * to its end, whether or not its handshake finishes, so that connections that never speak (a TCP
  * check, a client stuck before its TLS handshake) count too, until the handshake timeout ends
  * them. The rate bounds the work a storm of connections (a client reconnecting in a loop, a
@@ -35,8 +39,9 @@ import java.util.concurrent.atomic.LongAdder;
  * makes listening channels that carry it.
  *
  * <p>Threads: {@link #channelRead} runs on the port's acceptor thread (the boss event loop) only,
- * once per connection accepted, and owns the token bucket and the log's state; a connection's end
- * is counted on its own event loop. Nothing runs per call.
+ * once per connection accepted, and owns the token buckets and the log's state; a connection's end
+ * is counted on its own event loop, and a refused connection that is told why is served by the
+ * acceptor's event loop too. Nothing runs per call.
  */
 @ChannelHandler.Sharable
 final class ConnectionLimit extends ChannelInboundHandlerAdapter {
@@ -44,6 +49,8 @@ final class ConnectionLimit extends ChannelInboundHandlerAdapter {
   static final int LOG_EVERY_SECONDS = 10;
   private static final long LOG_EVERY_NANOS = TimeUnit.SECONDS.toNanos(LOG_EVERY_SECONDS);
   private static final long SECOND = TimeUnit.SECONDS.toNanos(1);
+  /** Refused connections told why, at most, a second; the rest are closed without a word. */
+  static final int REPLIES_PER_SECOND = 100;
 
   private final String port;
   private final int limit;
@@ -53,13 +60,14 @@ final class ConnectionLimit extends ChannelInboundHandlerAdapter {
   private final AtomicInteger held = new AtomicInteger();
   private final LongAdder refusedAtLimit = new LongAdder();
   private final LongAdder refusedForRate = new LongAdder();
-  /**
-   * The token bucket, in nanoseconds of refill: a connection takes {@code SECOND / ratePerSecond};
-   * the bucket holds one second. The acceptor thread's only, as is the log's state below.
-   */
   private final java.util.function.LongSupplier nanoTime;
-  private long bucketNanos = SECOND;
-  private long filledAt;
+  /** New connections' tokens (null with no rate), and refusals' replies'. The acceptor thread's only, as is the log's state below. */
+  private final TokenBucket connections;
+  private final TokenBucket replies;
+  /** What a refused connection is told, and why: at the limit, for the rate. */
+  private final RefusalReply reply;
+  private final String atLimit;
+  private final String forRate;
   /** Refusals not yet logged by reason (limit, rate), the last one's client, when the log last told of any, and whether it will again. */
   private long unloggedAtLimit;
   private long unloggedForRate;
@@ -72,11 +80,26 @@ final class ConnectionLimit extends ChannelInboundHandlerAdapter {
   }
 
   ConnectionLimit(String port, int limit, int ratePerSecond) {
-    this(port, limit, ratePerSecond, System::nanoTime);
+    this(port, limit, ratePerSecond, RefusalReply.NONE);
+  }
+
+  /**
+   * @param port the port's name in metrics and messages
+   * @param limit the most connections it holds at once
+   * @param ratePerSecond the most new connections it takes a second; 0 for no limit
+   * @param reply what a refused connection is told: {@link RefusalReply#NONE} on a TLS port
+   */
+  ConnectionLimit(String port, int limit, int ratePerSecond, RefusalReply reply) {
+    this(port, limit, ratePerSecond, reply, System::nanoTime);
   }
 
   /** With {@code nanoTime} for the clock (tests). */
   ConnectionLimit(String port, int limit, int ratePerSecond, java.util.function.LongSupplier nanoTime) {
+    this(port, limit, ratePerSecond, RefusalReply.NONE, nanoTime);
+  }
+
+  /** With {@code nanoTime} for the clock (tests). */
+  ConnectionLimit(String port, int limit, int ratePerSecond, RefusalReply reply, java.util.function.LongSupplier nanoTime) {
     if (limit < 1) {
       throw new IllegalArgumentException("max connections: " + limit + " (expected: at least 1)");
     }
@@ -87,8 +110,14 @@ final class ConnectionLimit extends ChannelInboundHandlerAdapter {
     this.limit = limit;
     this.ratePerSecond = ratePerSecond;
     this.nanoTime = nanoTime;
-    this.filledAt = nanoTime.getAsLong();
-    this.loggedAt = filledAt - LOG_EVERY_NANOS;
+    this.connections = ratePerSecond == 0 ? null : new TokenBucket(ratePerSecond, nanoTime.getAsLong());
+    this.replies = new TokenBucket(REPLIES_PER_SECOND, nanoTime.getAsLong());
+    this.reply = reply;
+    this.atLimit = RefusalReply.checked("modelgate: the " + port + " port holds " + limit
+        + " connections, its most (--max-connections); try again after a back-off, or another replica");
+    this.forRate = RefusalReply.checked("modelgate: the " + port + " port takes at most " + ratePerSecond
+        + " new connections a second (--max-connection-rate); try again after a back-off");
+    this.loggedAt = nanoTime.getAsLong() - LOG_EVERY_NANOS;
   }
 
   ConnectionLimit bindTo(MeterRegistry registry) {
@@ -139,7 +168,7 @@ final class ConnectionLimit extends ChannelInboundHandlerAdapter {
   @Override
   public void channelRead(ChannelHandlerContext ctx, Object msg) {
     Channel connection = (Channel) msg;
-    boolean withinRate = takeToken();
+    boolean withinRate = connections == null || connections.take(nanoTime.getAsLong());
     if (!withinRate || held.incrementAndGet() > limit) {
       if (withinRate) {
         held.decrementAndGet();
@@ -150,8 +179,7 @@ final class ConnectionLimit extends ChannelInboundHandlerAdapter {
         unloggedForRate++;
       }
       lastRefused = connection.remoteAddress();
-      // What Netty's acceptor does with a connection it cannot take: closed before it is registered.
-      connection.unsafe().closeForcibly();
+      refuse(ctx, connection, withinRate ? atLimit : forRate);
       if (!logScheduled) {
         long wait = loggedAt + LOG_EVERY_NANOS - nanoTime.getAsLong();
         if (wait <= 0) {
@@ -171,20 +199,49 @@ final class ConnectionLimit extends ChannelInboundHandlerAdapter {
     ctx.fireChannelRead(msg);
   }
 
-  /** Whether a new connection is within the rate, taking its token if so; always with no rate. */
-  private boolean takeToken() {
-    if (ratePerSecond == 0) {
+  /**
+   * Tells {@code connection} {@code reason} where the port speaks in plaintext and a reply's token
+   * is left, on the acceptor's own event loop (the refused connection is never handed to the
+   * loops that serve calls); else closes it at once, unregistered, as Netty's acceptor closes a
+   * connection it cannot take.
+   */
+  private void refuse(ChannelHandlerContext ctx, Channel connection, String reason) {
+    if (reply == RefusalReply.NONE || !replies.take(nanoTime.getAsLong())) {
+      connection.unsafe().closeForcibly();
+      return;
+    }
+    reply.install(connection.pipeline(), reason);
+    ctx.channel().eventLoop().register(connection).addListener(registered -> {
+      if (!registered.isSuccess()) {
+        connection.unsafe().closeForcibly();
+      }
+    });
+  }
+
+  /**
+   * A token bucket holding one second's worth of {@code perSecond} tokens, in nanoseconds of refill.
+   * One thread's only.
+   */
+  private static final class TokenBucket {
+    private final long cost;
+    private long nanos = SECOND;
+    private long filledAt;
+
+    TokenBucket(int perSecond, long now) {
+      this.cost = SECOND / perSecond;
+      this.filledAt = now;
+    }
+
+    /** Whether a token is left at {@code now}, taking it if so. */
+    boolean take(long now) {
+      nanos = Math.min(SECOND, nanos + (now - filledAt));
+      filledAt = now;
+      if (nanos < cost) {
+        return false;
+      }
+      nanos -= cost;
       return true;
     }
-    long now = nanoTime.getAsLong();
-    bucketNanos = Math.min(SECOND, bucketNanos + (now - filledAt));
-    filledAt = now;
-    long cost = SECOND / ratePerSecond;
-    if (bucketNanos < cost) {
-      return false;
-    }
-    bucketNanos -= cost;
-    return true;
   }
 
   private void logRefusals() {

@@ -237,7 +237,8 @@ public final class GatewayServer {
     // Each port holds at most its connections; one that does not finish its handshake in time ends.
     NettyServerBuilder inference =
         NettyServerBuilder.forAddress(new InetSocketAddress(settings.host(), settings.port()))
-            .channelFactory(new ConnectionLimit("inference", connections.maxConnections(), connections.maxConnectionRate()).bindTo(stats.prometheus())
+            .channelFactory(new ConnectionLimit("inference", connections.maxConnections(), connections.maxConnectionRate(),
+                    settings.tls() == null ? RefusalReply.GRPC : RefusalReply.NONE).bindTo(stats.prometheus())
                 .factory(channel))
             .bossEventLoopGroup(boss)
             .workerEventLoopGroup(workers)
@@ -263,7 +264,8 @@ public final class GatewayServer {
         .addTransportFilter(CallerAuth.PEER_CERTIFICATES);
     NettyServerBuilder admin =
         NettyServerBuilder.forAddress(new InetSocketAddress(adminSettings.host(), adminSettings.port()))
-            .channelFactory(new ConnectionLimit("admin", connections.maxConnections(), connections.maxConnectionRate()).bindTo(stats.prometheus())
+            .channelFactory(new ConnectionLimit("admin", connections.maxConnections(), connections.maxConnectionRate(),
+                    adminSettings.tls() == null ? RefusalReply.GRPC : RefusalReply.NONE).bindTo(stats.prometheus())
                 .factory(channel))
             .bossEventLoopGroup(boss)
             .workerEventLoopGroup(workers)
@@ -481,7 +483,8 @@ public final class GatewayServer {
               () -> self[0] == null
                   ? new HttpEndpoints.Readiness(false, "starting")
                   : self[0].readiness(),
-              new ConnectionLimit("metrics", transports.metricsConnections(), transports.metricsConnectionRate()).bindTo(stats.prometheus()));
+              new ConnectionLimit("metrics", transports.metricsConnections(), transports.metricsConnectionRate(), RefusalReply.HTTP)
+                  .bindTo(stats.prometheus()));
     }
     GatewayServer gateway = new GatewayServer(b);
     if (adminSettings.warmupRounds() > 0) {

@@ -75,7 +75,7 @@ public final class HttpEndpoints implements AutoCloseable {
       String host, int port, Supplier<String> metrics, Supplier<Boolean> live, Supplier<Readiness> readiness)
       throws IOException {
     return start(host, port, metrics, live, readiness, new ConnectionLimit("metrics", ConnectionSettings.DEFAULT_MAX_CONNECTIONS,
-        ConnectionSettings.DEFAULT_MAX_CONNECTION_RATE));
+        ConnectionSettings.DEFAULT_MAX_CONNECTION_RATE, RefusalReply.HTTP));
   }
 
   /** Listens as above, holding at most the connections {@code limit} allows. */

@@ -2,6 +2,7 @@ package io.modelgate.gateway.server;
 
 import static io.modelgate.gateway.testing.Eventually.eventually;
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.grpc.ManagedChannel;
 import io.grpc.Status;
@@ -288,9 +289,10 @@ class ConnectionLifeTest {
   }
 
   /**
-   * A port holds at most its connections, counted from their acceptance: one more is closed at
-   * once and counted, without a handshake; the other port keeps its own count; a place comes back
-   * when a connection ends; and the connections held are served.
+   * A port holds at most its connections, counted from their acceptance: one more is refused and
+   * counted, its client told why (a gRPC call {@code UNAVAILABLE} naming the limit, an HTTP request
+   * 503); the other port keeps its own count; a place comes back when a connection ends; and the
+   * connections held are served.
    */
   @Test
   void aPortHoldsAtMostItsConnections_oneMoreIsClosedAtOnce_andAPlaceComesBackWhenOneEnds() throws Exception {
@@ -303,9 +305,19 @@ class ConnectionLifeTest {
         sockets.add(speak(server.port()));
         assertThat(answersPreface(sockets.get(i))).as("connection %d, within the limit", i + 1).isTrue();
       }
-      java.net.Socket third = speak(server.port());
-      sockets.add(third);
-      assertThat(answersPreface(third)).as("a third connection, beyond the limit of two").isFalse();
+      ManagedChannel third = NettyChannelBuilder.forAddress("127.0.0.1", server.port()).usePlaintext().build();
+      try {
+        assertThatThrownBy(() -> GRPCInferenceServiceGrpc.newBlockingStub(third).withDeadlineAfter(10, TimeUnit.SECONDS)
+                .modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()))
+            .as("a call on a third connection, beyond the limit of two")
+            .isInstanceOfSatisfying(io.grpc.StatusRuntimeException.class, e -> {
+              assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.UNAVAILABLE);
+              assertThat(e.getStatus().getDescription()).isEqualTo("modelgate: the inference port holds 2 connections, its most"
+                  + " (--max-connections); try again after a back-off, or another replica");
+            });
+      } finally {
+        third.shutdownNow().awaitTermination(10, TimeUnit.SECONDS);
+      }
       assertThat(refused(stats, "inference")).isEqualTo(1.0);
       assertThat(held(stats, "inference")).isEqualTo(2.0);
       assertThat(stats.prometheus().get("modelgate.connections.limit").tag("port", "inference").gauge().value()).isEqualTo(2.0);
@@ -320,9 +332,15 @@ class ConnectionLifeTest {
         sockets.add(probe);
         assertThat(answersLivez(probe)).as("HTTP connection %d, within the limit", i + 1).isTrue();
       }
-      java.net.Socket thirdProbe = new java.net.Socket(java.net.InetAddress.getLoopbackAddress(), server.metricsPort());
-      sockets.add(thirdProbe);
-      assertThat(answersLivez(thirdProbe)).as("a third HTTP connection").isFalse();
+      try (java.net.Socket thirdProbe = new java.net.Socket(java.net.InetAddress.getLoopbackAddress(), server.metricsPort())) {
+        thirdProbe.setSoTimeout(30_000);
+        thirdProbe.getOutputStream().write("GET /livez HTTP/1.1\r\nHost: localhost\r\n\r\n".getBytes(java.nio.charset.StandardCharsets.US_ASCII));
+        assertThat(new String(thirdProbe.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.US_ASCII))
+            .as("a third HTTP connection, read to its end")
+            .startsWith("HTTP/1.1 503 Service Unavailable\r\n")
+            .endsWith("modelgate: the metrics port holds 2 connections, its most (--max-connections);"
+                + " try again after a back-off, or another replica\n");
+      }
       assertThat(refused(stats, "metrics")).isEqualTo(1.0);
       // One ends: its place comes back, and a gRPC client is served on it.
       sockets.get(0).close();

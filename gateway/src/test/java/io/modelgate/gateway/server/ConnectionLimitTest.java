@@ -46,7 +46,11 @@ class ConnectionLimitTest {
   }
 
   private double refused(String reason) {
-    return registry.get("modelgate.connections.refused").tags("port", "inference", "reason", reason).functionCounter().count();
+    return refused(reason, "inference");
+  }
+
+  private double refused(String reason, String port) {
+    return registry.get("modelgate.connections.refused").tags("port", port, "reason", reason).functionCounter().count();
   }
 
   @Test
@@ -104,6 +108,70 @@ class ConnectionLimitTest {
     assertThat(passedOn(listening)).isEqualTo(500);
     assertThat(refused("limit")).isEqualTo(1.0);
     assertThat(refused("rate")).isZero();
+  }
+
+  /**
+   * On a plaintext port a refused connection is told why, in its protocol, on the acceptor's event
+   * loop, and closed within {@link RefusalReply#TIMEOUT_MILLIS}; a hundred a second are told, the
+   * rest closed at once; and a TLS port's refusals say nothing.
+   */
+  @Test
+  void onAPlaintextPort_aRefusedConnectionIsToldWhy_aHundredASecond_theRestClosedAtOnce() {
+    ConnectionLimit limit = new ConnectionLimit("metrics", 1000, 2, RefusalReply.HTTP, now::get);
+    EmbeddedChannel listening = listening(limit);
+    listening.freezeTime();
+    accept(listening, 2);
+    assertThat(passedOn(listening)).isEqualTo(2);
+    // Refused for the rate, in a burst: each unregistered, as Netty's acceptor hands them over.
+    List<EmbeddedChannel> refused = new ArrayList<>();
+    for (int i = 0; i < ConnectionLimit.REPLIES_PER_SECOND + 5; i++) {
+      EmbeddedChannel connection = new EmbeddedChannel(false, false);
+      listening.writeInbound(connection);
+      refused.add(connection);
+    }
+    assertThat(passedOn(listening)).isZero();
+    assertThat(refused("rate", "metrics")).isEqualTo(ConnectionLimit.REPLIES_PER_SECOND + 5.0);
+    assertThat(refused.stream().filter(Channel::isOpen).count()).as("told why").isEqualTo(ConnectionLimit.REPLIES_PER_SECOND);
+    EmbeddedChannel told = refused.get(0);
+    assertThat(told.eventLoop()).as("on the acceptor's loop").isSameAs(listening.eventLoop());
+    told.writeInbound(io.netty.buffer.Unpooled.copiedBuffer(
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n", java.nio.charset.StandardCharsets.US_ASCII));
+    StringBuilder answer = new StringBuilder();
+    for (io.netty.buffer.ByteBuf out; (out = told.readOutbound()) != null; out.release()) {
+      answer.append(out.toString(java.nio.charset.StandardCharsets.US_ASCII));
+    }
+    assertThat(answer.toString())
+        .startsWith("HTTP/1.1 503 Service Unavailable\r\n")
+        .contains("retry-after: 1\r\n", "connection: close\r\n")
+        .endsWith("\r\n\r\nmodelgate: the metrics port takes at most 2 new connections a second (--max-connection-rate);"
+            + " try again after a back-off\n");
+    assertThat(told.isOpen()).as("closed once answered").isFalse();
+    // One that says nothing is closed when its time is up.
+    EmbeddedChannel silent = refused.get(1);
+    listening.advanceTimeBy(RefusalReply.TIMEOUT_MILLIS - 1, TimeUnit.MILLISECONDS);
+    listening.runScheduledPendingTasks();
+    assertThat(silent.isOpen()).isTrue();
+    listening.advanceTimeBy(1, TimeUnit.MILLISECONDS);
+    listening.runScheduledPendingTasks();
+    assertThat(silent.isOpen()).as("after %d ms", RefusalReply.TIMEOUT_MILLIS).isFalse();
+    // A second later (the rate's two taken again), the next refused is told why again.
+    now.addAndGet(TimeUnit.SECONDS.toNanos(1));
+    accept(listening, 2);
+    assertThat(passedOn(listening)).isEqualTo(2);
+    EmbeddedChannel next = new EmbeddedChannel(false, false);
+    listening.writeInbound(next);
+    assertThat(passedOn(listening)).isZero();
+    assertThat(next.isOpen()).isTrue();
+    assertThat(limit.held()).as("refused connections hold no place").isEqualTo(4);
+
+    // A TLS port's refusals are closed at once.
+    ConnectionLimit tls = new ConnectionLimit("inference", 1, 0, RefusalReply.NONE, now::get);
+    EmbeddedChannel tlsListening = listening(tls);
+    accept(tlsListening, 1);
+    EmbeddedChannel beyond = new EmbeddedChannel(false, false);
+    tlsListening.writeInbound(beyond);
+    assertThat(beyond.isOpen()).isFalse();
+    assertThat(refused("limit")).isEqualTo(1.0);
   }
 
   @Test
