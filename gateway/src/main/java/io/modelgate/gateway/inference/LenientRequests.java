@@ -31,10 +31,9 @@ final class LenientRequests {
   private static final Logger log = LoggerFactory.getLogger(LenientRequests.class);
   /** The unknown field that carries the parse failure (the highest field numbers are unused). */
   static final int INVALID_FIELD = 536_870_000;
-  private static final long LOG_INTERVAL_NANOS = 60_000_000_000L;
-
   private static final AtomicLong invalid = new AtomicLong();
-  private static final AtomicLong lastLog = new AtomicLong(System.nanoTime() - LOG_INTERVAL_NANOS);
+  private static final io.modelgate.gateway.status.LogThrottle invalidLog =
+      new io.modelgate.gateway.status.LogThrottle(java.time.Duration.ofMinutes(1));
 
   private LenientRequests() {}
 
@@ -113,9 +112,7 @@ final class LenientRequests {
     }
     String reason = unknown.getField(INVALID_FIELD).getLengthDelimitedList().get(0).toStringUtf8();
     long count = invalid.incrementAndGet();
-    long now = System.nanoTime();
-    long last = lastLog.get();
-    if (now - last >= LOG_INTERVAL_NANOS && lastLog.compareAndSet(last, now)) {
+    if (invalidLog.pass() >= 0) {
       log.warn("a request that is not valid protobuf was refused INVALID_ARGUMENT ({} so far): {}", count, reason);
     }
     return reason;

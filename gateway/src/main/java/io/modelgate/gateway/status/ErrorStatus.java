@@ -12,6 +12,11 @@ import org.slf4j.LoggerFactory;
 /** Maps failures to gRPC status: the one place where internal errors become what clients see. */
 public final class ErrorStatus {
   private static final Logger log = LoggerFactory.getLogger(ErrorStatus.class);
+  /**
+   * Internal errors are logged at most every 10 s: a model that fails every request would otherwise
+   * write a stack trace per call. {@code modelgate_requests_total} counts each by code.
+   */
+  private static final LogThrottle internalLog = new LogThrottle(java.time.Duration.ofSeconds(10));
 
   private ErrorStatus() {}
 
@@ -141,13 +146,16 @@ public final class ErrorStatus {
     }
   }
 
-  /** The status a client gets for {@code failure}. Unexpected failures are logged. */
+  /** The status a client gets for {@code failure}. Internal and unexpected failures are logged, at most every 10 s. */
   public static Status of(Throwable failure) {
     if (failure instanceof InferenceException) {
       InferenceException e = (InferenceException) failure;
       Status status = Status.fromCode(code(e.code())).withDescription(capped(e.getMessage()));
       if (e.code() == ErrorCode.INTERNAL) {
-        log.warn("internal error answered to a client: {}", e.getMessage(), e.getCause());
+        long heldBack = internalLog.pass();
+        if (heldBack >= 0) {
+          log.warn("internal error answered to a client{}: {}", LogThrottle.since(heldBack), e.getMessage(), e.getCause());
+        }
         return status.withCause(e.getCause());
       }
       return status;
@@ -160,7 +168,10 @@ public final class ErrorStatus {
       Status status = ((StatusException) failure).getStatus();
       return status.withDescription(capped(status.getDescription()));
     }
-    log.error("unexpected failure answered INTERNAL", failure);
+    long heldBack = internalLog.pass();
+    if (heldBack >= 0) {
+      log.error("unexpected failure answered INTERNAL{}", LogThrottle.since(heldBack), failure);
+    }
     return Status.INTERNAL.withDescription(capped("internal error: " + failure)).withCause(failure);
   }
 }

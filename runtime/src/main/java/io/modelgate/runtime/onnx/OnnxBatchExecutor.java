@@ -32,6 +32,13 @@ import java.util.Set;
  * first dimension into a direct buffer (the one copy of the request's bytes), calls ONNX Runtime,
  * and splits each output back by the requests' row counts.
  *
+ * <p>One request's values can make a whole batch fail (an index past the end of a table the model
+ * looks it up in, a shape the model takes alone but not beside others). So a batch of several
+ * requests that fails is run again one request at a time, and only the requests that fail alone
+ * fail, each with its own error; the others are answered. Where every request of such a batch
+ * fails alone too, the fault is the model's rather than a request's, and for the next
+ * {@link #WHOLE_FAILURES_MILLIS} ms failing batches fail whole, without being run again.
+ *
  * <p>One instance per executor thread: it owns its direct buffers and reuses them, growing them to
  * the largest batch seen. Responses are built from the tensors ONNX Runtime returns, not from the
  * declared output shapes. Every tensor and result is closed, whatever happens.
@@ -44,11 +51,24 @@ public final class OnnxBatchExecutor implements BatchExecutor {
   private final OnnxTensor[] tensors;
   private final Map<String, OnnxTensor> feed;
   private final Set<String> allOutputNames;
+  /** How long failing batches fail whole once one failed request by request, in milliseconds. */
+  static final long WHOLE_FAILURES_MILLIS = 1_000;
+
+  private final java.util.function.LongSupplier nanoTime;
+  /** Until when (nanoTime) a failing batch fails whole; this executor's thread only. */
+  private long failWholeUntil;
+  private boolean failingWhole;
 
   /**
    * @param label names the version in error messages, e.g. {@code "model 'm' version 1"}
    */
   public OnnxBatchExecutor(OnnxModel model, ModelSignature signature, String label) {
+    this(model, signature, label, System::nanoTime);
+  }
+
+  /** With {@code nanoTime} for the clock (tests). */
+  OnnxBatchExecutor(OnnxModel model, ModelSignature signature, String label, java.util.function.LongSupplier nanoTime) {
+    this.nanoTime = nanoTime;
     this.model = model;
     this.signature = signature;
     this.label = label;
@@ -65,6 +85,31 @@ public final class OnnxBatchExecutor implements BatchExecutor {
 
   @Override
   public void execute(Batch batch) {
+    InferenceException failure = run(batch);
+    if (failure == null) {
+      return;
+    }
+    if (batch.size() == 1 || (failingWhole && nanoTime.getAsLong() - failWholeUntil < 0)) {
+      failAll(batch, failure);
+      return;
+    }
+    int failed = 0;
+    for (int r = 0; r < batch.size(); r++) {
+      InferenceRequest request = batch.get(r);
+      InferenceException alone = run(Batch.of(request));
+      if (alone != null) {
+        request.fail(alone);
+        failed++;
+      }
+    }
+    failingWhole = failed == batch.size();
+    if (failingWhole) {
+      failWholeUntil = nanoTime.getAsLong() + java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(WHOLE_FAILURES_MILLIS);
+    }
+  }
+
+  /** Runs {@code batch} and answers every request of it; or answers none and returns why. */
+  private InferenceException run(Batch batch) {
     try {
       for (int i = 0; i < tensors.length; i++) {
         tensors[i] = input(i, batch);
@@ -75,13 +120,11 @@ public final class OnnxBatchExecutor implements BatchExecutor {
         batch.ran(runStart, System.nanoTime());
         answer(batch, result);
       }
+      return null;
     } catch (OrtException e) {
-      failAll(
-          batch,
-          InferenceException.internal(
-              "ONNX Runtime failed running " + label + ": " + e.getMessage(), e));
+      return InferenceException.internal("ONNX Runtime failed running " + label + ": " + e.getMessage(), e);
     } catch (InferenceException e) {
-      failAll(batch, e);
+      return e;
     } finally {
       for (int i = 0; i < tensors.length; i++) {
         if (tensors[i] != null) {

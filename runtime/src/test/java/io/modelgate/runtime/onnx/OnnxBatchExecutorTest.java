@@ -149,6 +149,93 @@ class OnnxBatchExecutorTest {
     }
   }
 
+  /** A request for ids, INT64 [n,1]. */
+  private static ModelInferRequest ids(long... ids) {
+    ModelInferRequest.InferInputTensor.Builder input = Requests.input("ids", "INT64", ids.length, 1);
+    io.modelgate.proto.inference.InferTensorContents.Builder contents = io.modelgate.proto.inference.InferTensorContents.newBuilder();
+    for (long id : ids) {
+      contents.addInt64Contents(id);
+    }
+    return ModelInferRequest.newBuilder().addInputs(input.setContents(contents)).build();
+  }
+
+  /**
+   * One request whose values the model refuses (an id past the end of its table) fails alone, with
+   * ONNX Runtime's message: the requests batched with it are answered, each with its own rows.
+   */
+  @Test
+  void aRequestWhoseValuesFailTheModel_failsAlone_andTheOthersOfItsBatchAreAnswered() throws Exception {
+    ModelSignature sig = open(TestModels.lookup(), 8);
+    Answer first = new Answer();
+    Answer bad = new Answer();
+    Answer last = new Answer();
+    try (OnnxBatchExecutor executor = new OnnxBatchExecutor(model, sig, "model 'lookup' version 1")) {
+      executor.execute(Batch.of(request(ids(1, 2), sig, first), request(ids(99), sig, bad), request(ids(3), sig, last)));
+    }
+    assertThat(Requests.floats(first.result.get(5, TimeUnit.SECONDS).outputs()[0].data())).containsExactly(1, 10, 2, 20);
+    InferenceResult lastResult = last.result.get(5, TimeUnit.SECONDS);
+    assertThat(lastResult.outputs()[0].shape()).containsExactly(1, 1, 2);
+    assertThat(Requests.floats(lastResult.outputs()[0].data())).containsExactly(3, 30);
+    assertThat(lastResult.batchRows()).as("it ran alone").isEqualTo(1);
+    assertThatThrownBy(() -> bad.result.get(5, TimeUnit.SECONDS))
+        .cause()
+        .isInstanceOfSatisfying(InferenceException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.INTERNAL))
+        .hasMessageStartingWith("ONNX Runtime failed running model 'lookup' version 1: ")
+        .hasMessageContaining("99");
+    for (Answer answer : new Answer[] {first, bad, last}) {
+      assertThat(answer.answers()).isEqualTo(1);
+    }
+  }
+
+  /**
+   * Requests a model takes alone but not together (its batch axis is not one) are each answered;
+   * and where every request of a failing batch fails alone too, failing batches then fail whole
+   * for a while, without being run again request by request.
+   */
+  @Test
+  void requestsThatFailOnlyTogether_areAnswered_andBatchesThatFailRequestByRequest_thenFailWhole() throws Exception {
+    ModelSignature sig = open(TestModels.reshapeToTwoByTwo(), 8);
+    java.util.concurrent.atomic.AtomicLong now = new java.util.concurrent.atomic.AtomicLong();
+    try (OnnxBatchExecutor executor = new OnnxBatchExecutor(model, sig, "r", now::get)) {
+      Answer one = new Answer();
+      Answer two = new Answer();
+      executor.execute(Batch.of(request(Requests.fp32("x", new long[] {1, 4}, 1, 2, 3, 4), sig, one),
+          request(Requests.fp32("x", new long[] {1, 4}, 5, 6, 7, 8), sig, two)));
+      assertThat(Requests.floats(one.result.get(5, TimeUnit.SECONDS).outputs()[0].data())).containsExactly(1, 2, 3, 4);
+      assertThat(Requests.floats(two.result.get(5, TimeUnit.SECONDS).outputs()[0].data())).containsExactly(5, 6, 7, 8);
+
+      // Two requests of two rows each: each fails alone too.
+      Answer[] bad = runTwoRowPairs(executor, sig);
+      for (Answer answer : bad) {
+        assertThat(answer.result).isCompletedExceptionally();
+      }
+      // Within the pause a batch that fails fails whole: two rows and one row, the one-row request not run alone.
+      now.addAndGet(java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(OnnxBatchExecutor.WHOLE_FAILURES_MILLIS - 1));
+      Answer wouldPassAlone = new Answer();
+      Answer twoRows = new Answer();
+      executor.execute(Batch.of(request(Requests.fp32("x", new long[] {1, 4}, 1, 2, 3, 4), sig, wouldPassAlone),
+          request(Requests.fp32("x", new long[] {2, 4}, new float[8]), sig, twoRows)));
+      assertThat(wouldPassAlone.result).as("failed with its batch").isCompletedExceptionally();
+      assertThat(twoRows.result).isCompletedExceptionally();
+      // After it, request by request again.
+      now.addAndGet(java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(1));
+      Answer passesAlone = new Answer();
+      Answer failsAlone = new Answer();
+      executor.execute(Batch.of(request(Requests.fp32("x", new long[] {1, 4}, 1, 2, 3, 4), sig, passesAlone),
+          request(Requests.fp32("x", new long[] {2, 4}, new float[8]), sig, failsAlone)));
+      assertThat(passesAlone.result.get(5, TimeUnit.SECONDS).outputs()[0].shape()).containsExactly(2, 2);
+      assertThat(failsAlone.result).isCompletedExceptionally();
+    }
+  }
+
+  private Answer[] runTwoRowPairs(OnnxBatchExecutor executor, ModelSignature sig) {
+    Answer a = new Answer();
+    Answer b = new Answer();
+    executor.execute(Batch.of(request(Requests.fp32("x", new long[] {2, 4}, new float[8]), sig, a),
+        request(Requests.fp32("x", new long[] {2, 4}, new float[8]), sig, b)));
+    return new Answer[] {a, b};
+  }
+
   @Test
   void declaredOutputShapesAreNotTrusted_theRealOnesAreReturned() throws Exception {
     // The model declares its output [2,2]; it really returns the reshape of the input.

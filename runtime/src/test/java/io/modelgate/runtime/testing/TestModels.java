@@ -58,6 +58,24 @@ public final class TestModels {
         .build();
   }
 
+  /**
+   * A table of 10 rows looked up by index: ids INT64 [-1,1] → y FP32 [-1,1,2], row i being [i,
+   * 10i]. An id outside 0 to 9 fails inside ONNX Runtime (Gather), and with it the batch it is in.
+   */
+  public static byte[] lookup() {
+    float[] table = new float[20];
+    for (int i = 0; i < 10; i++) {
+      table[2 * i] = i;
+      table[2 * i + 1] = 10 * i;
+    }
+    return OnnxGraphBuilder.create("lookup", 17)
+        .input("ids", OnnxGraphBuilder.INT64, -1, 1)
+        .output("y", OnnxGraphBuilder.FLOAT, -1, 1, 2)
+        .initializer("table", table, 10, 2)
+        .node("Gather", List.of("table", "ids"), List.of("y"), Map.of("axis", 0L))
+        .build();
+  }
+
   /** y = x * 2 + 1 elementwise, FP32 [-1,3]; two outputs, y and z = x * 2. */
   public static byte[] affine() {
     return OnnxGraphBuilder.create("affine", 17)

@@ -1,0 +1,82 @@
+package io.modelgate.gateway.inference;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.grpc.Status;
+import io.grpc.stub.StreamObserver;
+import io.modelgate.gateway.testing.Gateway;
+import io.modelgate.proto.inference.InferTensorContents;
+import io.modelgate.proto.inference.ModelInferRequest;
+import io.modelgate.proto.inference.ModelInferResponse;
+import io.modelgate.runtime.testing.TestModels;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Requests whose values the model refuses, sent among good ones to a batching version: only they
+ * fail, and the good requests batched with them are answered.
+ */
+class FailingRequestTest {
+  @TempDir Path root;
+
+  private static ModelInferRequest lookup(long id) {
+    return ModelInferRequest.newBuilder()
+        .setModelName("lookup")
+        .addInputs(ModelInferRequest.InferInputTensor.newBuilder().setName("ids").setDatatype("INT64").addShape(1).addShape(1)
+            .setContents(InferTensorContents.newBuilder().addInt64Contents(id)))
+        .build();
+  }
+
+  @Test
+  void requestsTheModelRefuses_failAlone_andTheGoodRequestsOfTheirBatchesAreAnswered() throws Exception {
+    Gateway.write(root, "lookup", 1, TestModels.lookup());
+    // Batches of up to 64 rows, gathered for up to 20 ms: 200 calls at once form a few.
+    Gateway.config(root, "lookup", "max_batch_size: 64\nmax_queue_delay_us: 20000\n");
+    try (Gateway gateway = Gateway.inProcess(root)) {
+      List<CompletableFuture<ModelInferResponse>> calls = new ArrayList<>();
+      for (int i = 0; i < 200; i++) {
+        CompletableFuture<ModelInferResponse> call = new CompletableFuture<>();
+        calls.add(call);
+        gateway.async().modelInfer(lookup(i % 5 == 4 ? 1000 + i : i % 10), new StreamObserver<>() {
+          @Override
+          public void onNext(ModelInferResponse value) {
+            call.complete(value);
+          }
+
+          @Override
+          public void onError(Throwable t) {
+            call.completeExceptionally(t);
+          }
+
+          @Override
+          public void onCompleted() {}
+        });
+      }
+      for (int i = 0; i < 200; i++) {
+        CompletableFuture<ModelInferResponse> call = calls.get(i);
+        if (i % 5 == 4) {
+          int id = 1000 + i;
+          org.assertj.core.api.Assertions.assertThatThrownBy(() -> call.get(30, TimeUnit.SECONDS))
+              .as("call %d, id %d", i, id)
+              .cause()
+              .satisfies(e -> assertThat(Status.fromThrowable(e).getCode()).isEqualTo(Status.Code.INTERNAL))
+              .hasMessageContaining("ONNX Runtime failed running model 'lookup' version 1")
+              .hasMessageContaining(String.valueOf(id));
+        } else {
+          ByteBuffer y = call.get(30, TimeUnit.SECONDS).getRawOutputContents(0).asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN);
+          int id = i % 10;
+          assertThat(new float[] {y.getFloat(), y.getFloat()}).as("call %d, id %d", i, id).containsExactly(id, 10 * id);
+        }
+      }
+      double executions = gateway.stats.prometheus().get("modelgate.batch.rows").tags("model", "lookup", "version", "1").summary().count();
+      assertThat(executions).as("batches formed, so good and bad requests shared them").isLessThan(200);
+    }
+  }
+}
