@@ -34,10 +34,13 @@ import java.util.Set;
  *
  * <p>One request's values can make a whole batch fail (an index past the end of a table the model
  * looks it up in, a shape the model takes alone but not beside others). So a batch of several
- * requests that fails is run again one request at a time, and only the requests that fail alone
- * fail, each with its own error; the others are answered. Where every request of such a batch
- * fails alone too, the fault is the model's rather than a request's, and for the next
- * {@link #WHOLE_FAILURES_MILLIS} ms failing batches fail whole, without being run again.
+ * requests that fails is run again in halves, and each half that fails in halves again, down to
+ * single requests: only the requests that fail alone fail, each with its own error; the others are
+ * answered. Where every request of such a batch
+ * fails alone too, the fault may be the model's rather than a request's: until this executor next
+ * answers a request, for at most {@link #WHOLE_FAILURES_MILLIS} ms, failing batches fail whole,
+ * without being run again. (A model that fails whatever it is given costs one run a batch, not one
+ * a request; bad requests among good ones keep being found, since a good batch ends the pause.)
  *
  * <p>One instance per executor thread: it owns its direct buffers and reuses them, growing them to
  * the largest batch seen. Responses are built from the tensors ONNX Runtime returns, not from the
@@ -51,13 +54,13 @@ public final class OnnxBatchExecutor implements BatchExecutor {
   private final OnnxTensor[] tensors;
   private final Map<String, OnnxTensor> feed;
   private final Set<String> allOutputNames;
-  /** How long failing batches fail whole once one failed request by request, in milliseconds. */
+  /** How long at most failing batches fail whole once every request of one failed alone, in milliseconds. */
   static final long WHOLE_FAILURES_MILLIS = 1_000;
 
   private final java.util.function.LongSupplier nanoTime;
-  /** Until when (nanoTime) a failing batch fails whole; this executor's thread only. */
-  private long failWholeUntil;
+  /** Whether failing batches fail whole, until when (nanoTime) at the latest; this executor's thread only. */
   private boolean failingWhole;
+  private long failWholeUntil;
 
   /**
    * @param label names the version in error messages, e.g. {@code "model 'm' version 1"}
@@ -87,25 +90,43 @@ public final class OnnxBatchExecutor implements BatchExecutor {
   public void execute(Batch batch) {
     InferenceException failure = run(batch);
     if (failure == null) {
+      failingWhole = false;
       return;
     }
     if (batch.size() == 1 || (failingWhole && nanoTime.getAsLong() - failWholeUntil < 0)) {
       failAll(batch, failure);
       return;
     }
-    int failed = 0;
-    for (int r = 0; r < batch.size(); r++) {
-      InferenceRequest request = batch.get(r);
-      InferenceException alone = run(Batch.of(request));
-      if (alone != null) {
-        request.fail(alone);
-        failed++;
-      }
-    }
+    int failed = split(batch, 0, batch.size(), failure);
+    // Every one failed alone: the model's fault, perhaps, until a request is answered.
     failingWhole = failed == batch.size();
     if (failingWhole) {
       failWholeUntil = nanoTime.getAsLong() + java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(WHOLE_FAILURES_MILLIS);
     }
+  }
+
+  /**
+   * Runs the requests {@code [from, to)} of {@code batch}, which failed together with {@code
+   * failure}, again in two halves, and each half that fails in two again, down to single requests,
+   * which fail with their own error: one bad request among n costs about 2 log2(n) runs of shrinking
+   * size, the good part of each half answered in one. Returns how many requests failed.
+   */
+  private int split(Batch batch, int from, int to, InferenceException failure) {
+    if (to - from == 1) {
+      batch.get(from).fail(failure);
+      return 1;
+    }
+    int middle = (from + to) >>> 1;
+    return retry(batch, from, middle) + retry(batch, middle, to);
+  }
+
+  private int retry(Batch batch, int from, int to) {
+    InferenceRequest[] part = new InferenceRequest[to - from];
+    for (int i = 0; i < part.length; i++) {
+      part[i] = batch.get(from + i);
+    }
+    InferenceException failure = run(Batch.of(part));
+    return failure == null ? 0 : split(batch, from, to, failure);
   }
 
   /** Runs {@code batch} and answers every request of it; or answers none and returns why. */

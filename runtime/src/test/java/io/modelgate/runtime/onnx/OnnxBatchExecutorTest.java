@@ -185,12 +185,33 @@ class OnnxBatchExecutorTest {
     for (Answer answer : new Answer[] {first, bad, last}) {
       assertThat(answer.answers()).isEqualTo(1);
     }
+
+    // Eight requests, the sixth bad: run again in halves, the good half answered in one run.
+    Answer[] eight = new Answer[8];
+    InferenceRequest[] requests = new InferenceRequest[8];
+    for (int i = 0; i < 8; i++) {
+      eight[i] = new Answer();
+      requests[i] = request(ids(i == 5 ? -100 : i), sig, eight[i]);
+    }
+    try (OnnxBatchExecutor executor = new OnnxBatchExecutor(model, sig, "model 'lookup' version 1")) {
+      executor.execute(Batch.of(requests));
+    }
+    for (int i = 0; i < 8; i++) {
+      if (i == 5) {
+        assertThat(eight[i].result).isCompletedExceptionally();
+        continue;
+      }
+      InferenceResult result = eight[i].result.get(5, TimeUnit.SECONDS);
+      assertThat(Requests.floats(result.outputs()[0].data())).as("request %d", i).containsExactly(i, 10 * i);
+      // The halves: 0-3 together; then 4-5 fails, 6-7 together; then 4 alone.
+      assertThat(result.batchRows()).as("rows of the run that answered request %d", i).isEqualTo(i < 4 ? 4 : i == 4 ? 1 : 2);
+    }
   }
 
   /**
    * Requests a model takes alone but not together (its batch axis is not one) are each answered;
-   * and where every request of a failing batch fails alone too, failing batches then fail whole
-   * for a while, without being run again request by request.
+   * and where every request of a failing batch fails alone too, failing batches then fail whole,
+   * without being run again request by request, until a request is answered or the pause is over.
    */
   @Test
   void requestsThatFailOnlyTogether_areAnswered_andBatchesThatFailRequestByRequest_thenFailWhole() throws Exception {
@@ -219,13 +240,24 @@ class OnnxBatchExecutorTest {
       assertThat(twoRows.result).isCompletedExceptionally();
       // After it, request by request again.
       now.addAndGet(java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(1));
-      Answer passesAlone = new Answer();
-      Answer failsAlone = new Answer();
-      executor.execute(Batch.of(request(Requests.fp32("x", new long[] {1, 4}, 1, 2, 3, 4), sig, passesAlone),
-          request(Requests.fp32("x", new long[] {2, 4}, new float[8]), sig, failsAlone)));
-      assertThat(passesAlone.result.get(5, TimeUnit.SECONDS).outputs()[0].shape()).containsExactly(2, 2);
-      assertThat(failsAlone.result).isCompletedExceptionally();
+      assertFailingBatchIsRunRequestByRequest(executor, sig);
+
+      // A request answered ends the pause at once.
+      runTwoRowPairs(executor, sig);
+      Answer served = new Answer();
+      executor.execute(Batch.of(request(Requests.fp32("x", new long[] {1, 4}, 1, 2, 3, 4), sig, served)));
+      assertThat(served.result.get(5, TimeUnit.SECONDS).outputs()[0].shape()).containsExactly(2, 2);
+      assertFailingBatchIsRunRequestByRequest(executor, sig);
     }
+  }
+
+  private void assertFailingBatchIsRunRequestByRequest(OnnxBatchExecutor executor, ModelSignature sig) throws Exception {
+    Answer passesAlone = new Answer();
+    Answer failsAlone = new Answer();
+    executor.execute(Batch.of(request(Requests.fp32("x", new long[] {1, 4}, 1, 2, 3, 4), sig, passesAlone),
+        request(Requests.fp32("x", new long[] {2, 4}, new float[8]), sig, failsAlone)));
+    assertThat(passesAlone.result.get(5, TimeUnit.SECONDS).outputs()[0].shape()).containsExactly(2, 2);
+    assertThat(failsAlone.result).isCompletedExceptionally();
   }
 
   private Answer[] runTwoRowPairs(OnnxBatchExecutor executor, ModelSignature sig) {
