@@ -3,8 +3,8 @@ package io.modelgate.gateway.inference;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import io.grpc.Status;
-import io.grpc.stub.StreamObserver;
 import io.modelgate.gateway.testing.Gateway;
+import io.modelgate.gateway.testing.Outcome;
 import io.modelgate.proto.inference.InferTensorContents;
 import io.modelgate.proto.inference.ModelInferRequest;
 import io.modelgate.proto.inference.ModelInferResponse;
@@ -42,22 +42,9 @@ class FailingRequestTest {
     try (Gateway gateway = Gateway.inProcess(root)) {
       List<CompletableFuture<ModelInferResponse>> calls = new ArrayList<>();
       for (int i = 0; i < 200; i++) {
-        CompletableFuture<ModelInferResponse> call = new CompletableFuture<>();
-        calls.add(call);
-        gateway.async().modelInfer(lookup(i % 5 == 4 ? 1000 + i : i % 10), new StreamObserver<>() {
-          @Override
-          public void onNext(ModelInferResponse value) {
-            call.complete(value);
-          }
-
-          @Override
-          public void onError(Throwable t) {
-            call.completeExceptionally(t);
-          }
-
-          @Override
-          public void onCompleted() {}
-        });
+        Outcome<ModelInferResponse> call = new Outcome<>();
+        calls.add(call.answer);
+        gateway.async().modelInfer(lookup(i % 5 == 4 ? 1000 + i : i % 10), call);
       }
       for (int i = 0; i < 200; i++) {
         CompletableFuture<ModelInferResponse> call = calls.get(i);

@@ -589,26 +589,9 @@ class InferenceServiceTest {
   void modelInfer_manyConcurrentCalls_eachGetsItsOwnAnswer() throws Exception {
     List<CompletableFuture<ModelInferResponse>> futures = new ArrayList<>();
     for (int i = 0; i < 200; i++) {
-      CompletableFuture<ModelInferResponse> future = new CompletableFuture<>();
-      futures.add(future);
-      gateway
-          .async()
-          .modelInfer(
-              Tensors.affine(i, i + 1, i + 2).setId("call-" + i).build(),
-              new StreamObserver<>() {
-                @Override
-                public void onNext(ModelInferResponse value) {
-                  future.complete(value);
-                }
-
-                @Override
-                public void onError(Throwable t) {
-                  future.completeExceptionally(t);
-                }
-
-                @Override
-                public void onCompleted() {}
-              });
+      io.modelgate.gateway.testing.Outcome<ModelInferResponse> outcome = new io.modelgate.gateway.testing.Outcome<>();
+      futures.add(outcome.answer);
+      gateway.async().modelInfer(Tensors.affine(i, i + 1, i + 2).setId("call-" + i).build(), outcome);
     }
     for (int i = 0; i < futures.size(); i++) {
       ModelInferResponse response = futures.get(i).get(30, TimeUnit.SECONDS);
