@@ -21,7 +21,7 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * Requests whose values the model refuses, sent among good ones to a batching version: only they
- * fail, and the good requests batched with them are answered.
+ * fail, {@code INVALID_ARGUMENT}, and the good requests batched with them are answered.
  */
 class FailingRequestTest {
   @TempDir Path root;
@@ -53,8 +53,8 @@ class FailingRequestTest {
           org.assertj.core.api.Assertions.assertThatThrownBy(() -> call.get(30, TimeUnit.SECONDS))
               .as("call %d, id %d", i, id)
               .cause()
-              .satisfies(e -> assertThat(Status.fromThrowable(e).getCode()).isEqualTo(Status.Code.INTERNAL))
-              .hasMessageContaining("ONNX Runtime failed running model 'lookup' version 1")
+              .satisfies(e -> assertThat(Status.fromThrowable(e).getCode()).isEqualTo(Status.Code.INVALID_ARGUMENT))
+              .hasMessageContaining("ONNX Runtime refused the inputs of model 'lookup' version 1")
               .hasMessageContaining(String.valueOf(id));
         } else {
           ByteBuffer y = call.get(30, TimeUnit.SECONDS).getRawOutputContents(0).asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN);

@@ -33,7 +33,9 @@ import java.util.Set;
  * and splits each output back by the requests' row counts.
  *
  * <p>One request's values can make a whole batch fail (an index past the end of a table the model
- * looks it up in, a shape the model takes alone but not beside others). So a batch of several
+ * looks it up in, a shape the model takes alone but not beside others). A request ONNX Runtime
+ * fails as an invalid argument is answered {@code INVALID_ARGUMENT}, any other failure {@code
+ * INTERNAL}, each with ONNX Runtime's message. A batch of several
  * requests that fails is run again in halves, and each half that fails in halves again, down to
  * single requests: only the requests that fail alone fail, each with its own error; the others are
  * answered. Where every request of such a batch
@@ -143,6 +145,10 @@ public final class OnnxBatchExecutor implements BatchExecutor {
       }
       return null;
     } catch (OrtException e) {
+      if (e.getCode() == OrtException.OrtErrorCode.ORT_INVALID_ARGUMENT) {
+        // ONNX Runtime's own verdict on the values it was given: the request's fault once it fails alone.
+        return InferenceException.invalidArgument("ONNX Runtime refused the inputs of " + label + ": " + e.getMessage());
+      }
       return InferenceException.internal("ONNX Runtime failed running " + label + ": " + e.getMessage(), e);
     } catch (InferenceException e) {
       return e;

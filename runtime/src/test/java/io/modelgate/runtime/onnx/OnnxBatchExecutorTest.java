@@ -160,8 +160,9 @@ class OnnxBatchExecutorTest {
   }
 
   /**
-   * One request whose values the model refuses (an id past the end of its table) fails alone, with
-   * ONNX Runtime's message: the requests batched with it are answered, each with its own rows.
+   * One request whose values the model refuses (an id past the end of its table) fails alone,
+   * {@code INVALID_ARGUMENT} as ONNX Runtime calls it, with its message: the requests batched with
+   * it are answered, each with its own rows.
    */
   @Test
   void aRequestWhoseValuesFailTheModel_failsAlone_andTheOthersOfItsBatchAreAnswered() throws Exception {
@@ -179,8 +180,8 @@ class OnnxBatchExecutorTest {
     assertThat(lastResult.batchRows()).as("it ran alone").isEqualTo(1);
     assertThatThrownBy(() -> bad.result.get(5, TimeUnit.SECONDS))
         .cause()
-        .isInstanceOfSatisfying(InferenceException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.INTERNAL))
-        .hasMessageStartingWith("ONNX Runtime failed running model 'lookup' version 1: ")
+        .isInstanceOfSatisfying(InferenceException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.INVALID_ARGUMENT))
+        .hasMessageStartingWith("ONNX Runtime refused the inputs of model 'lookup' version 1: ")
         .hasMessageContaining("99");
     for (Answer answer : new Answer[] {first, bad, last}) {
       assertThat(answer.answers()).isEqualTo(1);
