@@ -360,7 +360,7 @@ final class ServeCommand implements Callable<Integer> {
       names = "--max-connections",
       description =
           "The most connections the inference, admin, and metrics and health ports each hold at once, counted from their"
-              + " acceptance; one more is closed as it is accepted (its client sees UNAVAILABLE and reconnects after its"
+              + " acceptance; one more is refused as it is accepted (its client sees UNAVAILABLE and reconnects after its"
               + " back-off), and modelgate_connections_refused_total counts it. Default: "
               + ConnectionSettings.DEFAULT_MAX_CONNECTIONS + ", or a quarter of the process's open-file limit where that"
               + " is fewer.")
@@ -374,6 +374,16 @@ final class ServeCommand implements Callable<Integer> {
               + " are accepted, so that a storm of connections (a client reconnecting in a loop) cannot take the event"
               + " loops from the calls they serve. 0: any. Default: ${DEFAULT-VALUE}.")
   int maxConnectionRate;
+
+  @Option(
+      names = "--max-connections-per-address",
+      defaultValue = "0",
+      description =
+          "The most connections the inference and admin ports each hold from one client address (its IP, whatever its"
+              + " port); one more is refused as it is accepted, so that one client leaking connections cannot take"
+              + " --max-connections from the others. Only where clients connect directly: behind a proxy, a sidecar or"
+              + " a NAT every client shares an address. 0: no limit. Default: ${DEFAULT-VALUE}.")
+  int maxConnectionsPerAddress;
 
   @Option(
       names = "--max-stream-resets",
@@ -435,7 +445,7 @@ final class ServeCommand implements Callable<Integer> {
       connections = new ConnectionSettings(maxConnectionAge, maxConnectionAgeGrace, keepAliveTime, permitKeepAliveTime,
           maxConcurrentStreams,
           maxConnections != null ? maxConnections : ConnectionSettings.defaultMaxConnections(ConnectionSettings.maxOpenFiles()),
-          maxConnectionRate, maxStreamResets, maxConnectionIdle, handshakeTimeout);
+          maxConnectionRate, maxStreamResets, maxConnectionIdle, handshakeTimeout, maxConnectionsPerAddress);
     } catch (IllegalArgumentException e) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(), e.getMessage());
     }

@@ -9,7 +9,6 @@ import io.netty.channel.ChannelHandler;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.channel.ServerChannel;
-import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.LongAdder;
@@ -17,7 +16,8 @@ import java.util.concurrent.atomic.LongAdder;
 /**
  * Bounds the connections a port holds, and how fast it takes new ones: a connection accepted while
  * the port already holds {@code limit}, or beyond {@code ratePerSecond} new connections a second
- * (a token bucket holding one second's worth), is refused. On a plaintext port its client is told
+ * (a token bucket holding one second's worth), or while its client's address (its IP) holds {@code
+ * perAddress} on the port already, is refused. On a plaintext port its client is told
  * why in the port's protocol ({@link RefusalReply}: a gRPC client's calls end {@code UNAVAILABLE}
  * naming the limit, an HTTP client gets 503), for up to {@value #REPLIES_PER_SECOND} refused
  * connections a second; the others, and every one on a TLS port, are closed at once, before any TLS
@@ -32,7 +32,7 @@ import java.util.concurrent.atomic.LongAdder;
  *
  * <p>{@code modelgate_connections_held{port}} and {@code modelgate_connections_limit{port}} show how
  * near a port is to its limit; {@code modelgate_connections_refused_total{port,reason}} counts the
- * refusals ({@code reason}: {@code limit} or {@code rate}); the log tells of the first at once and
+ * refusals ({@code reason}: {@code limit}, {@code rate} or {@code address}); the log tells of the first at once and
  * of those after it at most every {@value #LOG_EVERY_SECONDS} s.
  *
  * <p>The handler sits in the port's listening channel, ahead of Netty's acceptor: {@link #factory}
@@ -52,25 +52,43 @@ final class ConnectionLimit extends ChannelInboundHandlerAdapter {
   /** Refused connections told why, at most, a second; the rest are closed without a word. */
   static final int REPLIES_PER_SECOND = 100;
 
+  /** Why a connection is refused; its name in lower case is the counter's {@code reason} label. */
+  enum Reason {
+    /** The port held its most connections. */
+    LIMIT,
+    /** Faster than the rate. */
+    RATE,
+    /** The client's address held its most connections on the port. */
+    ADDRESS
+  }
+
+  private static final Reason[] REASONS = Reason.values();
+
   private final String port;
   private final int limit;
   /** New connections a second; 0 for no limit. */
   private final int ratePerSecond;
+  /** Connections one client address may hold; 0 for no limit. */
+  private final int perAddress;
   /** Connections accepted and not yet ended. */
   private final AtomicInteger held = new AtomicInteger();
-  private final LongAdder refusedAtLimit = new LongAdder();
-  private final LongAdder refusedForRate = new LongAdder();
+  /**
+   * Connections held by each client address (its IP; any port), while it holds any: incremented on
+   * the acceptor thread, decremented on the connections' event loops, each by an atomic step on its
+   * key; absent when {@code perAddress} is 0.
+   */
+  private final java.util.concurrent.ConcurrentHashMap<Object, Integer> byAddress;
+  /** Refusals by reason, in {@link Reason} order. */
+  private final LongAdder[] refused = new LongAdder[REASONS.length];
   private final java.util.function.LongSupplier nanoTime;
   /** New connections' tokens (null with no rate), and refusals' replies'. The acceptor thread's only, as is the log's state below. */
   private final TokenBucket connections;
   private final TokenBucket replies;
-  /** What a refused connection is told, and why: at the limit, for the rate. */
+  /** What a refused connection is told, and why, by reason. */
   private final RefusalReply reply;
-  private final String atLimit;
-  private final String forRate;
-  /** Refusals not yet logged by reason (limit, rate), the last one's client, when the log last told of any, and whether it will again. */
-  private long unloggedAtLimit;
-  private long unloggedForRate;
+  private final String[] reasons = new String[REASONS.length];
+  /** Refusals not yet logged by reason, the last one's client, when the log last told of any, and whether it will again. */
+  private final long[] unlogged = new long[REASONS.length];
   private java.net.SocketAddress lastRefused;
   private long loggedAt;
   private boolean logScheduled;
@@ -90,42 +108,63 @@ final class ConnectionLimit extends ChannelInboundHandlerAdapter {
    * @param reply what a refused connection is told: {@link RefusalReply#NONE} on a TLS port
    */
   ConnectionLimit(String port, int limit, int ratePerSecond, RefusalReply reply) {
-    this(port, limit, ratePerSecond, reply, System::nanoTime);
+    this(port, limit, ratePerSecond, 0, reply, System::nanoTime);
+  }
+
+  /**
+   * As {@link #ConnectionLimit(String, int, int, RefusalReply)}, and at most {@code perAddress}
+   * connections from one client address (its IP, whatever its port; 0 for no limit).
+   */
+  ConnectionLimit(String port, int limit, int ratePerSecond, int perAddress, RefusalReply reply) {
+    this(port, limit, ratePerSecond, perAddress, reply, System::nanoTime);
   }
 
   /** With {@code nanoTime} for the clock (tests). */
   ConnectionLimit(String port, int limit, int ratePerSecond, java.util.function.LongSupplier nanoTime) {
-    this(port, limit, ratePerSecond, RefusalReply.NONE, nanoTime);
+    this(port, limit, ratePerSecond, 0, RefusalReply.NONE, nanoTime);
   }
 
   /** With {@code nanoTime} for the clock (tests). */
-  ConnectionLimit(String port, int limit, int ratePerSecond, RefusalReply reply, java.util.function.LongSupplier nanoTime) {
+  ConnectionLimit(String port, int limit, int ratePerSecond, int perAddress, RefusalReply reply,
+      java.util.function.LongSupplier nanoTime) {
     if (limit < 1) {
       throw new IllegalArgumentException("max connections: " + limit + " (expected: at least 1)");
     }
     if (ratePerSecond < 0) {
       throw new IllegalArgumentException("max connection rate: " + ratePerSecond + " (expected: 0 for none, or at least 1)");
     }
+    if (perAddress < 0) {
+      throw new IllegalArgumentException("max connections per address: " + perAddress + " (expected: 0 for none, or at least 1)");
+    }
     this.port = port;
     this.limit = limit;
     this.ratePerSecond = ratePerSecond;
+    this.perAddress = perAddress;
+    this.byAddress = perAddress == 0 ? null : new java.util.concurrent.ConcurrentHashMap<>();
+    for (int i = 0; i < refused.length; i++) {
+      refused[i] = new LongAdder();
+    }
     this.nanoTime = nanoTime;
     this.connections = ratePerSecond == 0 ? null : new TokenBucket(ratePerSecond, nanoTime.getAsLong());
     this.replies = new TokenBucket(REPLIES_PER_SECOND, nanoTime.getAsLong());
     this.reply = reply;
-    this.atLimit = RefusalReply.checked("modelgate: the " + port + " port holds " + limit
+    reasons[Reason.LIMIT.ordinal()] = RefusalReply.checked("modelgate: the " + port + " port holds " + limit
         + " connections, its most (--max-connections); try again after a back-off, or another replica");
-    this.forRate = RefusalReply.checked("modelgate: the " + port + " port takes at most " + ratePerSecond
+    reasons[Reason.RATE.ordinal()] = RefusalReply.checked("modelgate: the " + port + " port takes at most " + ratePerSecond
         + " new connections a second (--max-connection-rate); try again after a back-off");
+    reasons[Reason.ADDRESS.ordinal()] = RefusalReply.checked("modelgate: the " + port + " port holds " + perAddress
+        + " connections from your address, its most for one (--max-connections-per-address); use fewer connections,"
+        + " or try again once some have closed");
     this.loggedAt = nanoTime.getAsLong() - LOG_EVERY_NANOS;
   }
 
   ConnectionLimit bindTo(MeterRegistry registry) {
-    for (var reason : Map.of("limit", refusedAtLimit, "rate", refusedForRate).entrySet()) {
-      FunctionCounter.builder("modelgate.connections.refused", reason.getValue(), LongAdder::sum)
-          .description("Connections closed as they were accepted: the port held its most (--max-connections), or took"
-              + " new ones faster than --max-connection-rate")
-          .tags("port", port, "reason", reason.getKey())
+    for (Reason reason : REASONS) {
+      FunctionCounter.builder("modelgate.connections.refused", refused[reason.ordinal()], LongAdder::sum)
+          .description("Connections refused as they were accepted: the port held its most (--max-connections), took"
+              + " new ones faster than --max-connection-rate, or held the most from the client's address"
+              + " (--max-connections-per-address)")
+          .tags("port", port, "reason", reason.name().toLowerCase(java.util.Locale.ROOT))
           .register(registry);
     }
     Gauge.builder("modelgate.connections.held", held, AtomicInteger::get)
@@ -168,18 +207,23 @@ final class ConnectionLimit extends ChannelInboundHandlerAdapter {
   @Override
   public void channelRead(ChannelHandlerContext ctx, Object msg) {
     Channel connection = (Channel) msg;
-    boolean withinRate = connections == null || connections.take(nanoTime.getAsLong());
-    if (!withinRate || held.incrementAndGet() > limit) {
-      if (withinRate) {
-        held.decrementAndGet();
-        refusedAtLimit.increment();
-        unloggedAtLimit++;
-      } else {
-        refusedForRate.increment();
-        unloggedForRate++;
-      }
+    Object address = byAddress == null ? null : address(connection);
+    Reason refusal = null;
+    if (connections != null && !connections.take(nanoTime.getAsLong())) {
+      refusal = Reason.RATE;
+    } else if (held.incrementAndGet() > limit) {
+      held.decrementAndGet();
+      refusal = Reason.LIMIT;
+    } else if (address != null && byAddress.merge(address, 1, Integer::sum) > perAddress) {
+      releaseAddress(address);
+      held.decrementAndGet();
+      refusal = Reason.ADDRESS;
+    }
+    if (refusal != null) {
+      refused[refusal.ordinal()].increment();
+      unlogged[refusal.ordinal()]++;
       lastRefused = connection.remoteAddress();
-      refuse(ctx, connection, withinRate ? atLimit : forRate);
+      refuse(ctx, connection, reasons[refusal.ordinal()]);
       if (!logScheduled) {
         long wait = loggedAt + LOG_EVERY_NANOS - nanoTime.getAsLong();
         if (wait <= 0) {
@@ -195,8 +239,24 @@ final class ConnectionLimit extends ChannelInboundHandlerAdapter {
       }
       return;
     }
-    connection.pipeline().addFirst(new Release());
+    connection.pipeline().addFirst(new Release(address));
     ctx.fireChannelRead(msg);
+  }
+
+  /** What a connection's client address counts under: its IP, whatever its port (the address itself where it has none). */
+  private static Object address(Channel connection) {
+    java.net.SocketAddress remote = connection.remoteAddress();
+    return remote instanceof java.net.InetSocketAddress inet && inet.getAddress() != null ? inet.getAddress() : remote;
+  }
+
+  /** One connection fewer from {@code address}; the key goes with its last. */
+  private void releaseAddress(Object address) {
+    byAddress.computeIfPresent(address, (key, count) -> count == 1 ? null : count - 1);
+  }
+
+  /** Client addresses holding connections now (tests). */
+  int addresses() {
+    return byAddress == null ? 0 : byAddress.size();
   }
 
   /**
@@ -245,29 +305,44 @@ final class ConnectionLimit extends ChannelInboundHandlerAdapter {
   }
 
   private void logRefusals() {
-    if (unloggedAtLimit > 0) {
+    long atLimit = unlogged[Reason.LIMIT.ordinal()];
+    long forRate = unlogged[Reason.RATE.ordinal()];
+    long forAddress = unlogged[Reason.ADDRESS.ordinal()];
+    if (atLimit > 0) {
       log.warn("{} connection(s) to the {} port refused as it held {}, its most (--max-connections); the last from {}",
-          unloggedAtLimit, port, limit, lastRefused);
+          atLimit, port, limit, lastRefused);
     }
-    if (unloggedForRate > 0) {
+    if (forRate > 0) {
       log.warn("{} connection(s) to the {} port refused for coming faster than {} a second (--max-connection-rate);"
-          + " the last from {}", unloggedForRate, port, ratePerSecond, lastRefused);
+          + " the last from {}", forRate, port, ratePerSecond, lastRefused);
     }
-    unloggedAtLimit = 0;
-    unloggedForRate = 0;
+    if (forAddress > 0) {
+      log.warn("{} connection(s) to the {} port refused as their address held {}, its most for one"
+          + " (--max-connections-per-address); the last from {}", forAddress, port, perAddress, lastRefused);
+    }
+    java.util.Arrays.fill(unlogged, 0);
     lastRefused = null;
     loggedAt = nanoTime.getAsLong();
   }
 
   /** Gives a connection's place back when it ends (its pipeline is taken down after it closes). */
   private final class Release extends ChannelInboundHandlerAdapter {
+    /** The client address it counts under; null where addresses are not counted. */
+    private final Object address;
     private boolean released;
+
+    Release(Object address) {
+      this.address = address;
+    }
 
     @Override
     public void handlerRemoved(ChannelHandlerContext ctx) {
       if (!released) {
         released = true;
         held.decrementAndGet();
+        if (address != null) {
+          releaseAddress(address);
+        }
       }
     }
   }

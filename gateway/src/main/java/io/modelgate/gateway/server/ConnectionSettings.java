@@ -47,6 +47,10 @@ import java.util.Objects;
  * @param handshakeTimeout how long a new connection may take to finish its TLS handshake and send
  *     HTTP/2's preface before it is closed, so that connections that never speak do not hold places
  *     under {@code maxConnections}
+ * @param maxConnectionsPerAddress the most connections the inference and admin ports each hold from
+ *     one client address (its IP, whatever its port), so that one client leaking connections cannot
+ *     take a port's {@code maxConnections} from the others; one more is refused as it is accepted.
+ *     0: no limit (the default: behind a proxy, a sidecar or a NAT every client shares one address)
  */
 public record ConnectionSettings(
     Duration maxAge,
@@ -58,7 +62,8 @@ public record ConnectionSettings(
     int maxConnectionRate,
     int maxStreamResets,
     Duration maxIdle,
-    Duration handshakeTimeout) {
+    Duration handshakeTimeout,
+    int maxConnectionsPerAddress) {
   /** {@value} calls open at once on a connection. */
   public static final int DEFAULT_MAX_CONCURRENT_STREAMS = 1024;
 
@@ -149,6 +154,10 @@ public record ConnectionSettings(
     if (handshakeTimeout.compareTo(Duration.ofMillis(100)) < 0) {
       throw new IllegalArgumentException("handshake timeout: " + handshakeTimeout + " (expected: at least 100ms)");
     }
+    if (maxConnectionsPerAddress < 0) {
+      throw new IllegalArgumentException(
+          "max connections per address: " + maxConnectionsPerAddress + " (expected: 0 for no limit, or at least 1)");
+    }
   }
 
   /**
@@ -157,13 +166,13 @@ public record ConnectionSettings(
    */
   public ConnectionSettings(Duration maxAge, Duration maxAgeGrace, Duration keepAliveTime, Duration permitKeepAliveTime) {
     this(maxAge, maxAgeGrace, keepAliveTime, permitKeepAliveTime, DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_CONNECTIONS,
-        DEFAULT_MAX_CONNECTION_RATE, DEFAULT_MAX_STREAM_RESETS, DEFAULT_MAX_IDLE, DEFAULT_HANDSHAKE_TIMEOUT);
+        DEFAULT_MAX_CONNECTION_RATE, DEFAULT_MAX_STREAM_RESETS, DEFAULT_MAX_IDLE, DEFAULT_HANDSHAKE_TIMEOUT, 0);
   }
 
   /** These settings with {@code streams} calls open at once on a connection. */
   public ConnectionSettings withMaxConcurrentStreams(int streams) {
     return new ConnectionSettings(maxAge, maxAgeGrace, keepAliveTime, permitKeepAliveTime, streams, maxConnections,
-        maxConnectionRate, maxStreamResets, maxIdle, handshakeTimeout);
+        maxConnectionRate, maxStreamResets, maxIdle, handshakeTimeout, maxConnectionsPerAddress);
   }
 
   /**
@@ -172,18 +181,24 @@ public record ConnectionSettings(
    */
   public ConnectionSettings withConnectionLimit(int connections, int rate, Duration handshake) {
     return new ConnectionSettings(maxAge, maxAgeGrace, keepAliveTime, permitKeepAliveTime, maxConcurrentStreams,
-        connections, rate, maxStreamResets, maxIdle, handshake);
+        connections, rate, maxStreamResets, maxIdle, handshake, maxConnectionsPerAddress);
   }
 
   /** These settings with at most {@code resets} calls reset on a connection in {@link #STREAM_RESET_WINDOW} (0: any). */
   public ConnectionSettings withMaxStreamResets(int resets) {
     return new ConnectionSettings(maxAge, maxAgeGrace, keepAliveTime, permitKeepAliveTime, maxConcurrentStreams,
-        maxConnections, maxConnectionRate, resets, maxIdle, handshakeTimeout);
+        maxConnections, maxConnectionRate, resets, maxIdle, handshakeTimeout, maxConnectionsPerAddress);
   }
 
   /** These settings with connections ended after {@code idle} without a call open ({@link Duration#ZERO}: never). */
   public ConnectionSettings withMaxIdle(Duration idle) {
     return new ConnectionSettings(maxAge, maxAgeGrace, keepAliveTime, permitKeepAliveTime, maxConcurrentStreams,
-        maxConnections, maxConnectionRate, maxStreamResets, idle, handshakeTimeout);
+        maxConnections, maxConnectionRate, maxStreamResets, idle, handshakeTimeout, maxConnectionsPerAddress);
+  }
+
+  /** These settings with at most {@code connections} from one client address on the inference and admin ports (0: any). */
+  public ConnectionSettings withMaxConnectionsPerAddress(int connections) {
+    return new ConnectionSettings(maxAge, maxAgeGrace, keepAliveTime, permitKeepAliveTime, maxConcurrentStreams,
+        maxConnections, maxConnectionRate, maxStreamResets, maxIdle, handshakeTimeout, connections);
   }
 }

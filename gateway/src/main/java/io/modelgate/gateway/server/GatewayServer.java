@@ -238,7 +238,8 @@ public final class GatewayServer {
     NettyServerBuilder inference =
         NettyServerBuilder.forAddress(new InetSocketAddress(settings.host(), settings.port()))
             .channelFactory(new ConnectionLimit("inference", connections.maxConnections(), connections.maxConnectionRate(),
-                    settings.tls() == null ? RefusalReply.GRPC : RefusalReply.NONE).bindTo(stats.prometheus())
+                    connections.maxConnectionsPerAddress(), settings.tls() == null ? RefusalReply.GRPC : RefusalReply.NONE)
+                    .bindTo(stats.prometheus())
                 .factory(channel))
             .bossEventLoopGroup(boss)
             .workerEventLoopGroup(workers)
@@ -265,7 +266,8 @@ public final class GatewayServer {
     NettyServerBuilder admin =
         NettyServerBuilder.forAddress(new InetSocketAddress(adminSettings.host(), adminSettings.port()))
             .channelFactory(new ConnectionLimit("admin", connections.maxConnections(), connections.maxConnectionRate(),
-                    adminSettings.tls() == null ? RefusalReply.GRPC : RefusalReply.NONE).bindTo(stats.prometheus())
+                    connections.maxConnectionsPerAddress(), adminSettings.tls() == null ? RefusalReply.GRPC : RefusalReply.NONE)
+                    .bindTo(stats.prometheus())
                 .factory(channel))
             .bossEventLoopGroup(boss)
             .workerEventLoopGroup(workers)
@@ -308,10 +310,12 @@ public final class GatewayServer {
               repository,
               stats);
       log.info(
-          "listening on {}:{} ({}{} transport, {} event loop{}; at most {} connections a port, {} new a second); admin on {}:{}{}{}",
+          "listening on {}:{} ({}{} transport, {} event loop{}; at most {} connections a port, {} new a second, {} from an"
+              + " address); admin on {}:{}{}{}",
           settings.host(), gateway.port(), epoll ? "epoll" : "nio", settings.tls() == null ? "" : ", TLS",
           settings.eventLoopThreads(), settings.eventLoopThreads() == 1 ? "" : "s", connections.maxConnections(),
-          connections.maxConnectionRate() == 0 ? "any" : connections.maxConnectionRate(), adminSettings.host(), gateway.adminPort(),
+          connections.maxConnectionRate() == 0 ? "any" : connections.maxConnectionRate(),
+          connections.maxConnectionsPerAddress() == 0 ? "any" : connections.maxConnectionsPerAddress(), adminSettings.host(), gateway.adminPort(),
           adminSettings.tls() == null ? "" : " (TLS)",
           settings.tls() == null && adminSettings.tls() == null ? "" : "; TLS through " + TlsSettings.engine());
       return gateway;

@@ -297,6 +297,9 @@ class CliTest {
     Run handshake = run("serve", "--handshake-timeout", "50ms", "--grpc-port", "0");
     assertThat(handshake.exitCode()).isEqualTo(CliErrors.USAGE);
     assertThat(handshake.err()).contains("handshake timeout: PT0.05S (expected: at least 100ms)");
+    Run perAddress = run("serve", "--max-connections-per-address", "-1", "--grpc-port", "0");
+    assertThat(perAddress.exitCode()).isEqualTo(CliErrors.USAGE);
+    assertThat(perAddress.err()).contains("max connections per address: -1 (expected: 0 for no limit, or at least 1)");
 
     Run receive = run("serve", "--receive-timeout", "2h", "--grpc-port", "0");
     assertThat(receive.exitCode()).isEqualTo(CliErrors.USAGE);

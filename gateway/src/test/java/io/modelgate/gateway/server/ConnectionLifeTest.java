@@ -368,6 +368,60 @@ class ConnectionLifeTest {
   }
 
   /**
+   * With at most two connections from one address, a third from it is refused (its client told why)
+   * while another address is served; and a place comes back when one of the first address's ends.
+   */
+  @Test
+  void perAddress_aThirdFromOneAddressIsRefused_anotherAddressIsServed() throws Exception {
+    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
+    GatewayServer server = start(stats, ConnectionSettings.DEFAULTS.withMaxConnectionsPerAddress(2));
+    List<java.net.Socket> sockets = new ArrayList<>();
+    try {
+      for (int i = 0; i < 2; i++) {
+        sockets.add(speak(server.port()));
+        assertThat(answersPreface(sockets.get(i))).as("connection %d from 127.0.0.1", i + 1).isTrue();
+      }
+      ManagedChannel third = NettyChannelBuilder.forAddress("127.0.0.1", server.port()).usePlaintext().build();
+      try {
+        assertThatThrownBy(() -> GRPCInferenceServiceGrpc.newBlockingStub(third).withDeadlineAfter(10, TimeUnit.SECONDS)
+                .modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()))
+            .isInstanceOfSatisfying(io.grpc.StatusRuntimeException.class, e -> {
+              assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.UNAVAILABLE);
+              assertThat(e.getStatus().getDescription()).isEqualTo("modelgate: the inference port holds 2 connections from"
+                  + " your address, its most for one (--max-connections-per-address); use fewer connections, or try again"
+                  + " once some have closed");
+            });
+      } finally {
+        third.shutdownNow().awaitTermination(10, TimeUnit.SECONDS);
+      }
+      assertThat(stats.prometheus().get("modelgate.connections.refused").tags("port", "inference", "reason", "address")
+          .functionCounter().count()).isEqualTo(1.0);
+      // Another address (loopback's 127.0.0.2) is served.
+      java.net.Socket other = new java.net.Socket(java.net.InetAddress.getLoopbackAddress(), server.port(),
+          java.net.InetAddress.getByName("127.0.0.2"), 0);
+      sockets.add(other);
+      other.getOutputStream().write("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".getBytes(java.nio.charset.StandardCharsets.US_ASCII));
+      other.getOutputStream().write(new byte[] {0, 0, 0, 4, 0, 0, 0, 0, 0});
+      other.setSoTimeout(30_000);
+      assertThat(answersPreface(other)).as("a connection from 127.0.0.2").isTrue();
+      // One of the first address's ends: a gRPC client from it is served.
+      sockets.get(0).close();
+      ManagedChannel channel = NettyChannelBuilder.forAddress("127.0.0.1", server.port()).usePlaintext().build();
+      try {
+        eventuallyServed(channel, "a client from 127.0.0.1 once one of its two connections ended");
+      } finally {
+        channel.shutdownNow().awaitTermination(10, TimeUnit.SECONDS);
+      }
+    } finally {
+      for (java.net.Socket socket : sockets) {
+        socket.close();
+      }
+      server.stop();
+      stats.close();
+    }
+  }
+
+  /**
    * A connection that sends nothing is closed once the handshake timeout has passed, and gives its
    * place back: with a limit of one, the port serves again after it.
    */

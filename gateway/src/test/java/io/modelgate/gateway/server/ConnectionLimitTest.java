@@ -117,7 +117,7 @@ class ConnectionLimitTest {
    */
   @Test
   void onAPlaintextPort_aRefusedConnectionIsToldWhy_aHundredASecond_theRestClosedAtOnce() {
-    ConnectionLimit limit = new ConnectionLimit("metrics", 1000, 2, RefusalReply.HTTP, now::get);
+    ConnectionLimit limit = new ConnectionLimit("metrics", 1000, 2, 0, RefusalReply.HTTP, now::get);
     EmbeddedChannel listening = listening(limit);
     listening.freezeTime();
     accept(listening, 2);
@@ -165,7 +165,7 @@ class ConnectionLimitTest {
     assertThat(limit.held()).as("refused connections hold no place").isEqualTo(4);
 
     // A TLS port's refusals are closed at once.
-    ConnectionLimit tls = new ConnectionLimit("inference", 1, 0, RefusalReply.NONE, now::get);
+    ConnectionLimit tls = new ConnectionLimit("inference", 1, 0, 0, RefusalReply.NONE, now::get);
     EmbeddedChannel tlsListening = listening(tls);
     accept(tlsListening, 1);
     EmbeddedChannel beyond = new EmbeddedChannel(false, false);
@@ -174,10 +174,51 @@ class ConnectionLimitTest {
     assertThat(refused("limit")).isEqualTo(1.0);
   }
 
+  /**
+   * With a limit per client address, one more from an address holding its most is refused (its own
+   * reason), holds no place, and the address's place comes back when one of its connections ends;
+   * the address is forgotten with its last connection. (Embedded channels all come from one address.)
+   */
+  @Test
+  void perAddress_oneMoreFromAnAddressIsRefused_andItsPlacesComeBack() {
+    ConnectionLimit limit = new ConnectionLimit("inference", 100, 0, 2, RefusalReply.NONE, now::get);
+    EmbeddedChannel listening = listening(limit);
+    List<Channel> connections = accept(listening, 3);
+    assertThat(passedOn(listening)).isEqualTo(2);
+    assertThat(connections.get(2).isOpen()).as("the third from one address").isFalse();
+    assertThat(refused("address")).isEqualTo(1.0);
+    assertThat(refused("limit")).isZero();
+    assertThat(limit.held()).isEqualTo(2);
+    assertThat(limit.addresses()).isEqualTo(1);
+
+    connections.get(0).close();
+    List<Channel> next = accept(listening, 2);
+    assertThat(passedOn(listening)).isEqualTo(1);
+    assertThat(next.get(0).isOpen()).isTrue();
+    assertThat(next.get(1).isOpen()).isFalse();
+    assertThat(refused("address")).isEqualTo(2.0);
+
+    connections.get(1).close();
+    next.get(0).close();
+    assertThat(limit.held()).isZero();
+    assertThat(limit.addresses()).as("forgotten with its last connection").isZero();
+
+    // The port's own limit is checked first: a refusal at it takes no place from the address.
+    ConnectionLimit small = new ConnectionLimit("admin", 1, 0, 5, RefusalReply.NONE, now::get);
+    EmbeddedChannel smallListening = listening(small);
+    accept(smallListening, 2);
+    assertThat(passedOn(smallListening)).isEqualTo(1);
+    assertThat(registry.get("modelgate.connections.refused").tags("port", "admin", "reason", "limit").functionCounter().count())
+        .isEqualTo(1.0);
+    assertThat(small.addresses()).isEqualTo(1);
+  }
+
   @Test
   void limitsOutOfRange_areRefused() {
     assertThatThrownBy(() -> new ConnectionLimit("inference", 0, 0)).hasMessage("max connections: 0 (expected: at least 1)");
     assertThatThrownBy(() -> new ConnectionLimit("inference", 1, -1))
         .hasMessage("max connection rate: -1 (expected: 0 for none, or at least 1)");
+    assertThatThrownBy(() -> new ConnectionLimit("inference", 1, 0, -1, RefusalReply.NONE))
+        .hasMessage("max connections per address: -1 (expected: 0 for none, or at least 1)");
   }
 }
