@@ -305,19 +305,8 @@ class ConnectionLifeTest {
         sockets.add(speak(server.port()));
         assertThat(answersPreface(sockets.get(i))).as("connection %d, within the limit", i + 1).isTrue();
       }
-      ManagedChannel third = NettyChannelBuilder.forAddress("127.0.0.1", server.port()).usePlaintext().build();
-      try {
-        assertThatThrownBy(() -> GRPCInferenceServiceGrpc.newBlockingStub(third).withDeadlineAfter(10, TimeUnit.SECONDS)
-                .modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()))
-            .as("a call on a third connection, beyond the limit of two")
-            .isInstanceOfSatisfying(io.grpc.StatusRuntimeException.class, e -> {
-              assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.UNAVAILABLE);
-              assertThat(e.getStatus().getDescription()).isEqualTo("modelgate: the inference port holds 2 connections, its most"
-                  + " (--max-connections); try again after a back-off, or another replica");
-            });
-      } finally {
-        third.shutdownNow().awaitTermination(10, TimeUnit.SECONDS);
-      }
+      assertCallRefused(server.port(), "modelgate: the inference port holds 2 connections, its most"
+          + " (--max-connections); try again after a back-off, or another replica");
       assertThat(refused(stats, "inference")).isEqualTo(1.0);
       assertThat(held(stats, "inference")).isEqualTo(2.0);
       assertThat(stats.prometheus().get("modelgate.connections.limit").tag("port", "inference").gauge().value()).isEqualTo(2.0);
@@ -381,28 +370,13 @@ class ConnectionLifeTest {
         sockets.add(speak(server.port()));
         assertThat(answersPreface(sockets.get(i))).as("connection %d from 127.0.0.1", i + 1).isTrue();
       }
-      ManagedChannel third = NettyChannelBuilder.forAddress("127.0.0.1", server.port()).usePlaintext().build();
-      try {
-        assertThatThrownBy(() -> GRPCInferenceServiceGrpc.newBlockingStub(third).withDeadlineAfter(10, TimeUnit.SECONDS)
-                .modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()))
-            .isInstanceOfSatisfying(io.grpc.StatusRuntimeException.class, e -> {
-              assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.UNAVAILABLE);
-              assertThat(e.getStatus().getDescription()).isEqualTo("modelgate: the inference port holds 2 connections from"
-                  + " your address, its most for one (--max-connections-per-address); use fewer connections, or try again"
-                  + " once some have closed");
-            });
-      } finally {
-        third.shutdownNow().awaitTermination(10, TimeUnit.SECONDS);
-      }
+      assertCallRefused(server.port(), "modelgate: the inference port holds 2 connections from your address, its most"
+          + " for one (--max-connections-per-address); use fewer connections, or try again once some have closed");
       assertThat(stats.prometheus().get("modelgate.connections.refused").tags("port", "inference", "reason", "address")
           .functionCounter().count()).isEqualTo(1.0);
       // Another address (loopback's 127.0.0.2) is served.
-      java.net.Socket other = new java.net.Socket(java.net.InetAddress.getLoopbackAddress(), server.port(),
-          java.net.InetAddress.getByName("127.0.0.2"), 0);
+      java.net.Socket other = speak(server.port(), java.net.InetAddress.getByName("127.0.0.2"));
       sockets.add(other);
-      other.getOutputStream().write("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".getBytes(java.nio.charset.StandardCharsets.US_ASCII));
-      other.getOutputStream().write(new byte[] {0, 0, 0, 4, 0, 0, 0, 0, 0});
-      other.setSoTimeout(30_000);
       assertThat(answersPreface(other)).as("a connection from 127.0.0.2").isTrue();
       // One of the first address's ends: a gRPC client from it is served.
       sockets.get(0).close();
@@ -572,9 +546,29 @@ class ConnectionLifeTest {
     });
   }
 
+  /** A call on a new gRPC client to {@code port} fails {@code UNAVAILABLE} with {@code description}: its connection refused. */
+  private static void assertCallRefused(int port, String description) throws InterruptedException {
+    ManagedChannel channel = NettyChannelBuilder.forAddress("127.0.0.1", port).usePlaintext().build();
+    try {
+      assertThatThrownBy(() -> GRPCInferenceServiceGrpc.newBlockingStub(channel).withDeadlineAfter(10, TimeUnit.SECONDS)
+              .modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()))
+          .isInstanceOfSatisfying(io.grpc.StatusRuntimeException.class, e -> {
+            assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.UNAVAILABLE);
+            assertThat(e.getStatus().getDescription()).isEqualTo(description);
+          });
+    } finally {
+      channel.shutdownNow().awaitTermination(10, TimeUnit.SECONDS);
+    }
+  }
+
   /** A connection to {@code port} that has sent HTTP/2's preface and an empty SETTINGS frame. */
   private static java.net.Socket speak(int port) throws java.io.IOException {
-    java.net.Socket socket = new java.net.Socket(java.net.InetAddress.getLoopbackAddress(), port);
+    return speak(port, null);
+  }
+
+  /** As {@link #speak(int)}, from {@code local} (null: any loopback address). */
+  private static java.net.Socket speak(int port, java.net.InetAddress local) throws java.io.IOException {
+    java.net.Socket socket = new java.net.Socket(java.net.InetAddress.getLoopbackAddress(), port, local, 0);
     socket.setSoTimeout(30_000);
     java.io.OutputStream out = socket.getOutputStream();
     try {
