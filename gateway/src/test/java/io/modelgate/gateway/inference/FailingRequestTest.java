@@ -66,4 +66,36 @@ class FailingRequestTest {
       assertThat(executions).as("batches formed, so good and bad requests shared them").isLessThan(200);
     }
   }
+
+  /** On a stream the same: each bad request answered in-band with its error, each good one with its rows. */
+  @Test
+  void onAStream_eachBadRequestIsAnsweredWithItsError_andEachGoodOneWithItsRows() throws Exception {
+    Gateway.write(root, "lookup", 1, TestModels.lookup());
+    Gateway.config(root, "lookup", "max_batch_size: 64\nmax_queue_delay_us: 20000\n");
+    try (Gateway gateway = Gateway.inProcess(root)) {
+      io.modelgate.gateway.testing.StreamCollector collector = new io.modelgate.gateway.testing.StreamCollector();
+      io.grpc.stub.StreamObserver<ModelInferRequest> stream = gateway.async().modelStreamInfer(collector);
+      for (int i = 0; i < 100; i++) {
+        stream.onNext(lookup(i % 4 == 3 ? -50 : i % 10).toBuilder().setId("r" + i).build());
+      }
+      java.util.Map<String, io.modelgate.proto.inference.ModelStreamInferResponse> answers = new java.util.HashMap<>();
+      for (int i = 0; i < 100; i++) {
+        io.modelgate.proto.inference.ModelStreamInferResponse answer = collector.next();
+        // A failed request's id comes back with its error, as a served one's with its outputs.
+        answers.put(answer.getInferResponse().getId(), answer);
+      }
+      stream.onCompleted();
+      for (int i = 0; i < 100; i++) {
+        io.modelgate.proto.inference.ModelStreamInferResponse answer = answers.get("r" + i);
+        assertThat(answer).as("request r%d answered", i).isNotNull();
+        if (i % 4 == 3) {
+          assertThat(answer.getErrorMessage()).as("r%d", i).contains("ONNX Runtime refused the inputs of model 'lookup' version 1");
+        } else {
+          assertThat(answer.getErrorMessage()).as("r%d", i).isEmpty();
+          ByteBuffer y = answer.getInferResponse().getRawOutputContents(0).asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN);
+          assertThat(new float[] {y.getFloat(), y.getFloat()}).as("r%d", i).containsExactly(i % 10, 10 * (i % 10));
+        }
+      }
+    }
+  }
 }
