@@ -38,11 +38,12 @@ import java.util.Set;
  * INTERNAL}, each with ONNX Runtime's message. A batch of several
  * requests that fails is run again in halves, and each half that fails in halves again, down to
  * single requests: only the requests that fail alone fail, each with its own error; the others are
- * answered. Where every request of such a batch
- * fails alone too, the fault may be the model's rather than a request's: until this executor next
- * answers a request, for at most {@link #WHOLE_FAILURES_MILLIS} ms, failing batches fail whole,
- * without being run again. (A model that fails whatever it is given costs one run a batch, not one
- * a request; bad requests among good ones keep being found, since a good batch ends the pause.)
+ * answered. Where every request of {@value #WHOLE_FAILURES_AFTER} such batches in a row fails
+ * alone too, with no request answered between them, the fault is likely the model's rather than a
+ * request's: until this executor next answers a request, for at most {@link
+ * #WHOLE_FAILURES_MILLIS} ms, failing batches fail whole, without being run again. (A model that
+ * fails whatever it is given then costs one run a batch, not about two a request; bad requests
+ * among good ones keep being found, since a good batch between them ends the count.)
  *
  * <p>One instance per executor thread: it owns its direct buffers and reuses them, growing them to
  * the largest batch seen. Responses are built from the tensors ONNX Runtime returns, not from the
@@ -56,12 +57,19 @@ public final class OnnxBatchExecutor implements BatchExecutor {
   private final OnnxTensor[] tensors;
   private final Map<String, OnnxTensor> feed;
   private final Set<String> allOutputNames;
-  /** How long at most failing batches fail whole once every request of one failed alone, in milliseconds. */
+  /** How long at most failing batches fail whole once they do, in milliseconds. */
   static final long WHOLE_FAILURES_MILLIS = 1_000;
 
   private final java.util.function.LongSupplier nanoTime;
-  /** Whether failing batches fail whole, until when (nanoTime) at the latest; this executor's thread only. */
-  private boolean failingWhole;
+  /** Batches in a row whose every request failed alone, with none answered since, before failing batches fail whole. */
+  static final int WHOLE_FAILURES_AFTER = 2;
+
+  /**
+   * Batches in a row whose every request failed alone, with no request answered since; and until
+   * when (nanoTime) failing batches fail whole once they reach {@link #WHOLE_FAILURES_AFTER}. This
+   * executor's thread only.
+   */
+  private int failedWhole;
   private long failWholeUntil;
 
   /**
@@ -92,17 +100,17 @@ public final class OnnxBatchExecutor implements BatchExecutor {
   public void execute(Batch batch) {
     InferenceException failure = run(batch);
     if (failure == null) {
-      failingWhole = false;
+      failedWhole = 0;
       return;
     }
-    if (batch.size() == 1 || (failingWhole && nanoTime.getAsLong() - failWholeUntil < 0)) {
+    if (batch.size() == 1 || (failedWhole >= WHOLE_FAILURES_AFTER && nanoTime.getAsLong() - failWholeUntil < 0)) {
       failAll(batch, failure);
       return;
     }
     int failed = split(batch, 0, batch.size(), failure);
-    // Every one failed alone: the model's fault, perhaps, until a request is answered.
-    failingWhole = failed == batch.size();
-    if (failingWhole) {
+    // Every one failed alone: the model's fault, perhaps, if the next does too before a request is answered.
+    failedWhole = failed == batch.size() ? failedWhole + 1 : 0;
+    if (failedWhole >= WHOLE_FAILURES_AFTER) {
       failWholeUntil = nanoTime.getAsLong() + java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(WHOLE_FAILURES_MILLIS);
     }
   }

@@ -211,8 +211,8 @@ class OnnxBatchExecutorTest {
 
   /**
    * Requests a model takes alone but not together (its batch axis is not one) are each answered;
-   * and where every request of a failing batch fails alone too, failing batches then fail whole,
-   * without being run again request by request, until a request is answered or the pause is over.
+   * and where every request of two failing batches in a row fails alone too, failing batches then
+   * fail whole, without being run again, until a request is answered or the pause is over.
    */
   @Test
   void requestsThatFailOnlyTogether_areAnswered_andBatchesThatFailRequestByRequest_thenFailWhole() throws Exception {
@@ -226,11 +226,14 @@ class OnnxBatchExecutorTest {
       assertThat(Requests.floats(one.result.get(5, TimeUnit.SECONDS).outputs()[0].data())).containsExactly(1, 2, 3, 4);
       assertThat(Requests.floats(two.result.get(5, TimeUnit.SECONDS).outputs()[0].data())).containsExactly(5, 6, 7, 8);
 
-      // Two requests of two rows each: each fails alone too.
-      Answer[] bad = runTwoRowPairs(executor, sig);
-      for (Answer answer : bad) {
+      // Two requests of two rows each: each fails alone too. Once is not enough to pause.
+      for (Answer answer : runTwoRowPairs(executor, sig)) {
         assertThat(answer.result).isCompletedExceptionally();
       }
+      assertFailingBatchIsRunRequestByRequest(executor, sig);
+      // Twice in a row, no request answered between: the pause.
+      runTwoRowPairs(executor, sig);
+      runTwoRowPairs(executor, sig);
       // Within the pause a batch that fails fails whole: two rows and one row, the one-row request not run alone.
       now.addAndGet(java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(OnnxBatchExecutor.WHOLE_FAILURES_MILLIS - 1));
       Answer wouldPassAlone = new Answer();
@@ -244,6 +247,7 @@ class OnnxBatchExecutorTest {
       assertFailingBatchIsRunRequestByRequest(executor, sig);
 
       // A request answered ends the pause at once.
+      runTwoRowPairs(executor, sig);
       runTwoRowPairs(executor, sig);
       Answer served = new Answer();
       executor.execute(Batch.of(request(Requests.fp32("x", new long[] {1, 4}, 1, 2, 3, 4), sig, served)));
