@@ -68,22 +68,13 @@ class ConnectionLifeTest {
    * (-1 when it sets none).
    */
   private static long advertisedStreams(int port) throws java.io.IOException {
-    try (java.net.Socket socket = new java.net.Socket(java.net.InetAddress.getLoopbackAddress(), port)) {
+    try (java.net.Socket socket = speak(port)) {
       socket.setSoTimeout(10_000);
-      java.io.OutputStream out = socket.getOutputStream();
-      out.write("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".getBytes(java.nio.charset.StandardCharsets.US_ASCII));
-      out.write(new byte[] {0, 0, 0, 4, 0, 0, 0, 0, 0});
-      out.flush();
       java.io.DataInputStream in = new java.io.DataInputStream(socket.getInputStream());
       while (true) {
-        int length = (in.readUnsignedByte() << 16) | in.readUnsignedShort();
-        int type = in.readUnsignedByte();
-        int flags = in.readUnsignedByte();
-        in.readInt();
-        byte[] payload = new byte[length];
-        in.readFully(payload);
-        if (type == 4 && (flags & 1) == 0) {
-          java.nio.ByteBuffer settings = java.nio.ByteBuffer.wrap(payload);
+        Frame frame = Frame.read(in);
+        if (frame.type() == 4 && (frame.flags() & 1) == 0) {
+          java.nio.ByteBuffer settings = java.nio.ByteBuffer.wrap(frame.payload());
           while (settings.remaining() >= 6) {
             int id = settings.getShort() & 0xffff;
             long value = settings.getInt() & 0xffffffffL;
@@ -518,18 +509,26 @@ class ConnectionLifeTest {
   private static int goAwayCode(java.net.Socket socket) throws java.io.IOException {
     java.io.DataInputStream in = new java.io.DataInputStream(socket.getInputStream());
     while (true) {
+      Frame frame = Frame.read(in);
+      if (frame.type() == 7) { // GOAWAY: last stream id, error code
+        return java.nio.ByteBuffer.wrap(frame.payload()).getInt(4);
+      }
+      if (frame.type() == 6 && (frame.flags() & 1) != 0) {
+        return -1;
+      }
+    }
+  }
+
+  /** One HTTP/2 frame as the server wrote it: its type, flags and payload (its stream id read and dropped). */
+  private record Frame(int type, int flags, byte[] payload) {
+    static Frame read(java.io.DataInputStream in) throws java.io.IOException {
       int length = (in.readUnsignedByte() << 16) | in.readUnsignedShort();
       int type = in.readUnsignedByte();
       int flags = in.readUnsignedByte();
       in.readInt();
       byte[] payload = new byte[length];
       in.readFully(payload);
-      if (type == 7) { // GOAWAY: last stream id, error code
-        return java.nio.ByteBuffer.wrap(payload).getInt(4);
-      }
-      if (type == 6 && (flags & 1) != 0) {
-        return -1;
-      }
+      return new Frame(type, flags, payload);
     }
   }
 
