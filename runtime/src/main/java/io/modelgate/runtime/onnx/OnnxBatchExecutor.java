@@ -6,6 +6,7 @@ import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
 import com.google.protobuf.ByteString;
 import com.google.protobuf.UnsafeByteOperations;
+import io.modelgate.runtime.error.ErrorCode;
 import io.modelgate.runtime.error.InferenceException;
 import io.modelgate.runtime.execution.Batch;
 import io.modelgate.runtime.execution.BatchExecutor;
@@ -39,11 +40,13 @@ import java.util.Set;
  * requests that fails is run again in halves, and each half that fails in halves again, down to
  * single requests: only the requests that fail alone fail, each with its own error; the others are
  * answered. Where every request of {@value #WHOLE_FAILURES_AFTER} such batches in a row fails
- * alone too, with no request answered between them, the fault is likely the model's rather than a
- * request's: until this executor next answers a request, for at most {@link
- * #WHOLE_FAILURES_MILLIS} ms, failing batches fail whole, without being run again. (A model that
- * fails whatever it is given then costs one run a batch, not about two a request; bad requests
- * among good ones keep being found, since a good batch between them ends the count.)
+ * alone too, with no request answered between them and none refused as an invalid argument, the
+ * fault is likely the model's rather than a request's: until this executor next answers a request,
+ * for at most {@link #WHOLE_FAILURES_MILLIS} ms, batches that fail other than as an invalid argument
+ * fail whole, without being run again. (A model that fails whatever it is given then costs one run
+ * a batch, not about two a request.) A failure ONNX Runtime calls an invalid argument is a verdict
+ * on a request's values, not on the model: such batches are always run again in halves, so that a
+ * client sending bursts of bad values never makes the good requests batched with them fail.
  *
  * <p>One instance per executor thread: it owns its direct buffers and reuses them, growing them to
  * the largest batch seen. Responses are built from the tensors ONNX Runtime returns, not from the
@@ -103,13 +106,17 @@ public final class OnnxBatchExecutor implements BatchExecutor {
       failedWhole = 0;
       return;
     }
-    if (batch.size() == 1 || (failedWhole >= WHOLE_FAILURES_AFTER && nanoTime.getAsLong() - failWholeUntil < 0)) {
+    if (batch.size() == 1
+        || (failure.code() != ErrorCode.INVALID_ARGUMENT
+            && failedWhole >= WHOLE_FAILURES_AFTER
+            && nanoTime.getAsLong() - failWholeUntil < 0)) {
       failAll(batch, failure);
       return;
     }
-    int failed = split(batch, 0, batch.size(), failure);
-    // Every one failed alone: the model's fault, perhaps, if the next does too before a request is answered.
-    failedWhole = failed == batch.size() ? failedWhole + 1 : 0;
+    int failedByModel = split(batch, 0, batch.size(), failure);
+    // Every one failed alone, none refused as an invalid argument: the model's fault, perhaps, if
+    // the next does too before a request is answered.
+    failedWhole = failedByModel == batch.size() ? failedWhole + 1 : 0;
     if (failedWhole >= WHOLE_FAILURES_AFTER) {
       failWholeUntil = nanoTime.getAsLong() + java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(WHOLE_FAILURES_MILLIS);
     }
@@ -119,12 +126,14 @@ public final class OnnxBatchExecutor implements BatchExecutor {
    * Runs the requests {@code [from, to)} of {@code batch}, which failed together with {@code
    * failure}, again in two halves, and each half that fails in two again, down to single requests,
    * which fail with their own error: one bad request among n costs about 2 log2(n) runs of shrinking
-   * size, the good part of each half answered in one. Returns how many requests failed.
+   * size, the good part of each half answered in one. Returns how many requests failed with an
+   * error other than {@code INVALID_ARGUMENT} (a failure ONNX Runtime puts on the request's values
+   * says nothing against the model).
    */
   private int split(Batch batch, int from, int to, InferenceException failure) {
     if (to - from == 1) {
       batch.get(from).fail(failure);
-      return 1;
+      return failure.code() == ErrorCode.INVALID_ARGUMENT ? 0 : 1;
     }
     int middle = (from + to) >>> 1;
     return retry(batch, from, middle) + retry(batch, middle, to);

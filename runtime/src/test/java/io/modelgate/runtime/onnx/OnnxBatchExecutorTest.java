@@ -210,6 +210,36 @@ class OnnxBatchExecutorTest {
   }
 
   /**
+   * Bad values in bursts — batches whose every request fails alone as an invalid argument, again
+   * and again — never make the executor fail batches whole: a good request batched with a bad one
+   * right after is still answered.
+   */
+  @Test
+  void burstsOfBadValues_neverPause_theGoodRequestBatchedWithThemIsAnswered() throws Exception {
+    ModelSignature sig = open(TestModels.lookup(), 8);
+    java.util.concurrent.atomic.AtomicLong now = new java.util.concurrent.atomic.AtomicLong();
+    try (OnnxBatchExecutor executor = new OnnxBatchExecutor(model, sig, "model 'lookup' version 1", now::get)) {
+      for (int round = 0; round < OnnxBatchExecutor.WHOLE_FAILURES_AFTER + 1; round++) {
+        Answer a = new Answer();
+        Answer b = new Answer();
+        executor.execute(Batch.of(request(ids(99), sig, a), request(ids(-50), sig, b)));
+        for (Answer answer : new Answer[] {a, b}) {
+          assertThatThrownBy(() -> answer.result.get(5, TimeUnit.SECONDS))
+              .cause()
+              .isInstanceOfSatisfying(InferenceException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.INVALID_ARGUMENT));
+        }
+      }
+      Answer good = new Answer();
+      Answer bad = new Answer();
+      executor.execute(Batch.of(request(ids(4), sig, good), request(ids(77), sig, bad)));
+      InferenceResult result = good.result.get(5, TimeUnit.SECONDS);
+      assertThat(Requests.floats(result.outputs()[0].data())).containsExactly(4, 40);
+      assertThat(result.batchRows()).as("it ran alone").isEqualTo(1);
+      assertThat(bad.result).isCompletedExceptionally();
+    }
+  }
+
+  /**
    * Requests a model takes alone but not together (its batch axis is not one) are each answered;
    * and where every request of two failing batches in a row fails alone too, failing batches then
    * fail whole, without being run again, until a request is answered or the pause is over.
