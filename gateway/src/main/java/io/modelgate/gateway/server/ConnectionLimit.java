@@ -36,7 +36,8 @@ import java.util.concurrent.atomic.LongAdder;
  * of those after it at most every {@value #LOG_EVERY_SECONDS} s.
  *
  * <p>The handler sits in the port's listening channel, ahead of Netty's acceptor: {@link #factory}
- * makes listening channels that carry it.
+ * makes listening channels that carry it. Being the one place that sees each connection taken, it
+ * also puts the port's {@link ConnectionErrors} watcher, if any, on each ({@link #watchedBy}).
  *
  * <p>Threads: {@link #channelRead} runs on the port's acceptor thread (the boss event loop) only,
  * once per connection accepted, and owns the token buckets and the log's state; a connection's end
@@ -92,6 +93,8 @@ final class ConnectionLimit extends ChannelInboundHandlerAdapter {
   private java.net.SocketAddress lastRefused;
   private long loggedAt;
   private boolean logScheduled;
+  /** What watches each connection taken for HTTP/2 errors; null for none (the metrics port). Set before the port opens. */
+  private ConnectionErrors errors;
 
   ConnectionLimit(String port, int limit) {
     this(port, limit, 0);
@@ -199,6 +202,12 @@ final class ConnectionLimit extends ChannelInboundHandlerAdapter {
     };
   }
 
+  /** Has {@code errors} watch each connection this port takes from now on; returns this. */
+  ConnectionLimit watchedBy(ConnectionErrors errors) {
+    this.errors = errors;
+    return this;
+  }
+
   /** Connections the port holds now: accepted and not yet ended. */
   int held() {
     return held.get();
@@ -240,6 +249,10 @@ final class ConnectionLimit extends ChannelInboundHandlerAdapter {
       return;
     }
     connection.pipeline().addFirst(new Release(address));
+    if (errors != null) {
+      // Ahead of the server's own handlers, which its acceptor adds next.
+      connection.pipeline().addLast(errors.watcher());
+    }
     ctx.fireChannelRead(msg);
   }
 

@@ -240,6 +240,7 @@ public final class GatewayServer {
             .channelFactory(new ConnectionLimit("inference", connections.maxConnections(), connections.maxConnectionRate(),
                     connections.maxConnectionsPerAddress(), settings.tls() == null ? RefusalReply.GRPC : RefusalReply.NONE)
                     .bindTo(stats.prometheus())
+                    .watchedBy(new ConnectionErrors("inference").bindTo(stats.prometheus()))
                 .factory(channel))
             .bossEventLoopGroup(boss)
             .workerEventLoopGroup(workers)
@@ -268,6 +269,7 @@ public final class GatewayServer {
             .channelFactory(new ConnectionLimit("admin", connections.maxConnections(), connections.maxConnectionRate(),
                     connections.maxConnectionsPerAddress(), adminSettings.tls() == null ? RefusalReply.GRPC : RefusalReply.NONE)
                     .bindTo(stats.prometheus())
+                    .watchedBy(new ConnectionErrors("admin").bindTo(stats.prometheus()))
                 .factory(channel))
             .bossEventLoopGroup(boss)
             .workerEventLoopGroup(workers)

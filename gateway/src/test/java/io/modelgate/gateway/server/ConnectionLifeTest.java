@@ -424,12 +424,62 @@ class ConnectionLifeTest {
     GatewayServer server = start(stats, ConnectionSettings.DEFAULTS.withMaxStreamResets(20));
     try {
       assertThat(resetCalls(server.port(), 20)).as("20 calls reset, the limit").isEqualTo(-1);
+      assertThat(connectionErrors(stats, "inference", "enhance_your_calm")).as("not counted within the limit").isZero();
       assertThat(resetCalls(server.port(), 100)).as("100 calls reset").isEqualTo(0xb);
       assertThat(resetCalls(server.adminPort(), 100)).as("100 admin calls reset").isEqualTo(0xb);
+      // Each counted on its port as it is ended (the GOAWAY is read once it has been sent).
+      assertThat(connectionErrors(stats, "inference", "enhance_your_calm")).isEqualTo(1);
+      assertThat(connectionErrors(stats, "admin", "enhance_your_calm")).isEqualTo(1);
     } finally {
       server.stop();
       stats.close();
     }
+  }
+
+  /**
+   * A client pinging more often than {@code --permit-keepalive-time} permits has its connection
+   * ended ({@code ENHANCE_YOUR_CALM}, "too_many_pings"), counted on its port: what an operator
+   * looks for when a client's keepalive is set shorter than the server allows.
+   */
+  @Test
+  void aClientPingingTooOften_hasItsConnectionEnded_andItIsCounted() throws Exception {
+    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
+    GatewayServer server = start(stats, ConnectionSettings.DEFAULTS);
+    try (java.net.Socket socket = speak(server.port())) {
+      java.io.ByteArrayOutputStream frames = new java.io.ByteArrayOutputStream();
+      for (int i = 0; i < 4; i++) {
+        writeFrame(frames, 6, 0, 0, new byte[8]); // PING, well within the 10 s permitted
+      }
+      socket.getOutputStream().write(frames.toByteArray());
+      socket.getOutputStream().flush();
+      java.io.DataInputStream in = new java.io.DataInputStream(socket.getInputStream());
+      Frame frame;
+      do {
+        frame = Frame.read(in);
+      } while (frame.type() != 7);
+      java.nio.ByteBuffer goAway = java.nio.ByteBuffer.wrap(frame.payload());
+      assertThat(goAway.getInt(4)).as("GOAWAY's error code").isEqualTo(0xb);
+      assertThat(new String(frame.payload(), 8, frame.payload().length - 8, java.nio.charset.StandardCharsets.US_ASCII))
+          .isEqualTo("too_many_pings");
+      assertThat(connectionErrors(stats, "inference", "enhance_your_calm")).isEqualTo(1);
+      assertThat(connectionErrors(stats, "admin", "enhance_your_calm")).isZero();
+    } finally {
+      server.stop();
+      stats.close();
+    }
+  }
+
+  /** {@code modelgate_connection_errors_total{port}}, whatever the code. */
+  private static double connectionErrors(StatsRegistry stats, String port) {
+    return stats.prometheus().find("modelgate.connection.errors").tag("port", port).functionCounters().stream()
+        .mapToDouble(io.micrometer.core.instrument.FunctionCounter::count).sum();
+  }
+
+  /** {@code modelgate_connection_errors_total{port,code}} (0 for a code without a series of its own). */
+  private static double connectionErrors(StatsRegistry stats, String port, String code) {
+    io.micrometer.core.instrument.FunctionCounter counter =
+        stats.prometheus().find("modelgate.connection.errors").tags("port", port, "code", code).functionCounter();
+    return counter == null ? 0 : counter.count();
   }
 
   /**
@@ -492,6 +542,7 @@ class ConnectionLifeTest {
       try (java.net.Socket idle = speak(server.port())) {
         assertThat(goAwayCode(idle)).as("the GOAWAY error code on the idle connection").isZero();
       }
+      assertThat(connectionErrors(stats, "inference")).as("a graceful GOAWAY is no error").isZero();
       // The stream's connection had its call open all that time: still served.
       stream.onNext(Tensors.affine(1, 2, 3).setModelName("m").setId("after").build());
       assertThat(collector.next().getInferResponse().getId()).isEqualTo("after");
