@@ -161,6 +161,15 @@ abstract class RecordedAnswer implements InferenceCallback {
 
   /** End-to-end time (ns) as {@link #answered} took it; -1 before. */
   private long latencyNanos = -1;
+  /** The model's time a failed request is charged ({@link #onFailure(InferenceException, long)}); the answering thread's. */
+  private long failedComputeNanos;
+
+  /** Notes the model's time the request cost though it failed, then answers it as {@link #onFailure(InferenceException)}. */
+  @Override
+  public final void onFailure(InferenceException error, long computeNanos) {
+    failedComputeNanos = computeNanos;
+    onFailure(error);
+  }
 
   /**
    * The request is answered with {@code code} ({@code result} null: not executed): records it on
@@ -188,8 +197,9 @@ abstract class RecordedAnswer implements InferenceCallback {
       place = null;
     }
     if (usage != null) {
+      // A failed request pays for the failed runs it was charged, its rows its whole share.
       usage.record(tenant, usageVersion.model(), usageVersion.numberText(), code, refusal, rows,
-          result == null ? 0 : result.batchRows(), result == null ? 0 : result.computeNanos(), bytesIn,
+          result == null ? rows : result.batchRows(), result == null ? failedComputeNanos : result.computeNanos(), bytesIn,
           result == null ? 0 : result.outputBytes(), requestId, latencyNanos);
     }
   }

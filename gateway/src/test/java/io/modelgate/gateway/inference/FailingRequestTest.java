@@ -64,7 +64,27 @@ class FailingRequestTest {
       }
       double executions = gateway.stats.prometheus().get("modelgate.batch.rows").tags("model", "lookup", "version", "1").summary().count();
       assertThat(executions).as("batches formed, so good and bad requests shared them").isLessThan(200);
+
+      // The usage charged adds up to the model's measured time, the failed runs included: each bad
+      // request pays for the runs that failed because of it. (An execution is recorded once all its
+      // requests are answered: read again until the last is.)
+      long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+      double charged;
+      double executed;
+      do {
+        executed = gateway.blocking()
+            .modelStatistics(io.modelgate.proto.inference.ModelStatisticsRequest.newBuilder().setName("lookup").setVersion("1").build())
+            .getModelStats(0).getBatchStatsList().stream().mapToLong(b -> b.getComputeInfer().getNs()).sum() / 1e9;
+        charged = gateway.admin().getUsage(io.modelgate.proto.admin.v1.GetUsageRequest.newBuilder().setSince("2000-01-01").build())
+            .getRecordsList().stream().mapToDouble(io.modelgate.proto.admin.v1.UsageRecord::getComputeSeconds).sum();
+      } while (Math.abs(charged - executed) > executed * 0.01 && System.nanoTime() < until && sleep());
+      assertThat(charged).as("compute charged to callers, s").isCloseTo(executed, org.assertj.core.api.Assertions.within(executed * 0.01));
     }
+  }
+
+  private static boolean sleep() throws InterruptedException {
+    Thread.sleep(20);
+    return true;
   }
 
   /** On a stream the same: each bad request answered in-band with its error, each good one with its rows. */

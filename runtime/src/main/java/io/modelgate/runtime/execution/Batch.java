@@ -15,6 +15,7 @@ public final class Batch {
   private int rows;
   private long computeStart;
   private long computeEnd;
+  private long computeNanos;
 
   /** @param capacity the most requests one batch may hold */
   public Batch(int capacity) {
@@ -39,6 +40,7 @@ public final class Batch {
     rows = 0;
     computeStart = 0;
     computeEnd = 0;
+    computeNanos = 0;
   }
 
   void add(InferenceRequest request) {
@@ -78,8 +80,24 @@ public final class Batch {
    * comes after is output handling.
    */
   public void ran(long startNanos, long endNanos) {
-    this.computeStart = startNanos;
-    this.computeEnd = endNanos;
+    ranInParts(startNanos, endNanos, endNanos - startNanos);
+  }
+
+  /**
+   * As {@link #ran}, for an execution that ran the model several times (a failing batch run again
+   * in parts): when the first run started, when the last ended, and the runs' time, {@code
+   * modelNanos}, which the time between them (inputs prepared again, answers) is not part of. A
+   * {@code firstStartNanos} of 0 says the model was never reached.
+   */
+  public void ranInParts(long firstStartNanos, long lastEndNanos, long modelNanos) {
+    this.computeStart = firstStartNanos;
+    this.computeEnd = firstStartNanos == 0 ? 0 : lastEndNanos;
+    this.computeNanos = firstStartNanos == 0 ? 0 : modelNanos;
+  }
+
+  /** The model's time running this batch, ns; meaningful only if {@link #hasComputeTimes()}. */
+  public long computeNanos() {
+    return computeNanos;
   }
 
   /** Whether the executor recorded the model's run ({@link #ran}). */

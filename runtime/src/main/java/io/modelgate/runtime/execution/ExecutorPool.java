@@ -324,7 +324,7 @@ final class ExecutorPool {
       runningSince = 0;
       // The model's own run when the executor measured it; else the whole execution.
       boolean timed = work.hasComputeTimes();
-      long compute = timed ? work.computeEndNanos() - work.computeStartNanos() : execution;
+      long compute = timed ? work.computeNanos() : execution;
       long input = timed ? work.computeStartNanos() - start : 0;
       long output = timed ? end - work.computeEndNanos() : 0;
       for (int i = 0; i < work.size(); i++) {

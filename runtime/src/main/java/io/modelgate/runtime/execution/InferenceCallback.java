@@ -12,6 +12,16 @@ public interface InferenceCallback {
 
   void onFailure(InferenceException error);
 
+  /**
+   * As {@link #onFailure(InferenceException)}, for a request that cost the model {@code
+   * computeNanos} though it failed: its share, by rows, of runs that failed because of it (its
+   * values refused, the batch run again in parts to find it), so that usage counts what each
+   * caller's requests made the model do. By default the time is not used.
+   */
+  default void onFailure(InferenceException error, long computeNanos) {
+    onFailure(error);
+  }
+
   /** A callback that completes {@code answer} with the result, or exceptionally with the failure. */
   static InferenceCallback completing(java.util.concurrent.CompletableFuture<InferenceResult> answer) {
     return new InferenceCallback() {

@@ -177,8 +177,16 @@ public final class InferenceRequest {
 
   /** Delivers the error unless the request was answered already; returns whether it did. */
   public boolean fail(InferenceException error) {
+    return fail(error, 0);
+  }
+
+  /**
+   * As {@link #fail(InferenceException)}, charging the request {@code computeNanos} of the model's
+   * time: runs it was in that failed ({@link InferenceCallback#onFailure(InferenceException, long)}).
+   */
+  public boolean fail(InferenceException error, long computeNanos) {
     if (ANSWERED.compareAndSet(this, false, true)) {
-      callback.onFailure(error);
+      callback.onFailure(error, computeNanos);
       return true;
     }
     return false;

@@ -74,6 +74,15 @@ public final class OnnxBatchExecutor implements BatchExecutor {
    */
   private int failedWhole;
   private long failWholeUntil;
+  /**
+   * The model's last run's time in ns (0 where the model was not reached); and, over the runs of
+   * the execution in hand, when the first started, when the last ended and their sum. This
+   * executor's thread only.
+   */
+  private long lastRunNanos;
+  private long firstRunStart;
+  private long lastRunEnd;
+  private long modelNanos;
 
   /**
    * @param label names the version in error messages, e.g. {@code "model 'm' version 1"}
@@ -101,22 +110,40 @@ public final class OnnxBatchExecutor implements BatchExecutor {
 
   @Override
   public void execute(Batch batch) {
+    firstRunStart = 0;
+    lastRunEnd = 0;
+    modelNanos = 0;
     InferenceException failure = run(batch);
     if (failure == null) {
       failedWhole = 0;
       return;
     }
+    long failedNanos = lastRunNanos;
     if (batch.size() == 1
         || (failure.code() != ErrorCode.INVALID_ARGUMENT
             && failedWhole >= WHOLE_FAILURES_AFTER
             && nanoTime.getAsLong() - failWholeUntil < 0)) {
-      failAll(batch, failure);
+      failAll(batch, failure, failedNanos);
+      batch.ranInParts(firstRunStart, lastRunEnd, modelNanos);
       return;
     }
-    int failedByModel = split(batch, 0, batch.size(), failure);
+    int n = batch.size();
+    InferenceException[] errors = new InferenceException[n];
+    long[] charges = new long[n];
+    split(batch, 0, n, failure, failedNanos, errors, charges);
+    batch.ranInParts(firstRunStart, lastRunEnd, modelNanos);
+    int failedByModel = 0;
+    for (int i = 0; i < n; i++) {
+      if (errors[i] != null) {
+        batch.get(i).fail(errors[i], charges[i]);
+        if (errors[i].code() != ErrorCode.INVALID_ARGUMENT) {
+          failedByModel++;
+        }
+      }
+    }
     // Every one failed alone, none refused as an invalid argument: the model's fault, perhaps, if
     // the next does too before a request is answered.
-    failedWhole = failedByModel == batch.size() ? failedWhole + 1 : 0;
+    failedWhole = failedByModel == n ? failedWhole + 1 : 0;
     if (failedWhole >= WHOLE_FAILURES_AFTER) {
       failWholeUntil = nanoTime.getAsLong() + java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(WHOLE_FAILURES_MILLIS);
     }
@@ -124,50 +151,88 @@ public final class OnnxBatchExecutor implements BatchExecutor {
 
   /**
    * Runs the requests {@code [from, to)} of {@code batch}, which failed together with {@code
-   * failure}, again in two halves, and each half that fails in two again, down to single requests,
-   * which fail with their own error: one bad request among n costs about 2 log2(n) runs of shrinking
-   * size, the good part of each half answered in one. Returns how many requests failed with an
-   * error other than {@code INVALID_ARGUMENT} (a failure ONNX Runtime puts on the request's values
-   * says nothing against the model).
+   * failure} in a run of the model that took {@code failedNanos}, again in two halves, and each half
+   * that fails in two again, down to single requests, which fail with their own error: one bad
+   * request among n costs about 2 log2(n) runs of shrinking size, the good part of each half
+   * answered in one. Each request that fails in the end gets its error in {@code errors} and, in
+   * {@code charges}, the model's time of the failed runs it was in, shared by rows among the
+   * requests of each run that failed in the end (a run whose requests failed only together is
+   * charged to none of them: each was answered, with its own run's time).
    */
-  private int split(Batch batch, int from, int to, InferenceException failure) {
+  private void split(Batch batch, int from, int to, InferenceException failure, long failedNanos,
+      InferenceException[] errors, long[] charges) {
     if (to - from == 1) {
-      batch.get(from).fail(failure);
-      return failure.code() == ErrorCode.INVALID_ARGUMENT ? 0 : 1;
+      errors[from] = failure;
+      charges[from] += failedNanos;
+      return;
     }
     int middle = (from + to) >>> 1;
-    return retry(batch, from, middle) + retry(batch, middle, to);
+    retry(batch, from, middle, errors, charges);
+    retry(batch, middle, to, errors, charges);
+    long failedRows = 0;
+    int last = -1;
+    for (int i = from; i < to; i++) {
+      if (errors[i] != null) {
+        failedRows += rows(batch.get(i));
+        last = i;
+      }
+    }
+    long left = failedNanos;
+    for (int i = from; i <= last; i++) {
+      if (errors[i] != null) {
+        long share = i == last ? left : failedNanos * rows(batch.get(i)) / failedRows;
+        charges[i] += share;
+        left -= share;
+      }
+    }
   }
 
-  private int retry(Batch batch, int from, int to) {
+  private void retry(Batch batch, int from, int to, InferenceException[] errors, long[] charges) {
     InferenceRequest[] part = new InferenceRequest[to - from];
     for (int i = 0; i < part.length; i++) {
       part[i] = batch.get(from + i);
     }
     InferenceException failure = run(Batch.of(part));
-    return failure == null ? 0 : split(batch, from, to, failure);
+    if (failure != null) {
+      split(batch, from, to, failure, lastRunNanos, errors, charges);
+    }
   }
 
-  /** Runs {@code batch} and answers every request of it; or answers none and returns why. */
+  private static int rows(InferenceRequest request) {
+    return Math.max(1, request.decoded().rows());
+  }
+
+  /**
+   * Runs {@code batch} and answers every request of it; or answers none and returns why. Either way
+   * notes the model's run: {@link #lastRunNanos} (0 where it was not reached) and the execution's
+   * totals.
+   */
   private InferenceException run(Batch batch) {
+    long runStart = 0;
+    lastRunNanos = 0;
     try {
       for (int i = 0; i < tensors.length; i++) {
         tensors[i] = input(i, batch);
         feed.put(signature.inputs().get(i).name(), tensors[i]);
       }
-      long runStart = System.nanoTime();
+      runStart = System.nanoTime();
       try (OrtSession.Result result = model.run(feed, outputNames(batch), batch.rows())) {
-        batch.ran(runStart, System.nanoTime());
+        long runEnd = System.nanoTime();
+        batch.ran(runStart, runEnd);
+        noteRun(runStart, runEnd);
+        runStart = 0;
         answer(batch, result);
       }
       return null;
     } catch (OrtException e) {
+      noteFailedRun(runStart);
       if (e.getCode() == OrtException.OrtErrorCode.ORT_INVALID_ARGUMENT) {
         // ONNX Runtime's own verdict on the values it was given: the request's fault once it fails alone.
         return InferenceException.invalidArgument("ONNX Runtime refused the inputs of " + label + ": " + e.getMessage());
       }
       return InferenceException.internal("ONNX Runtime failed running " + label + ": " + e.getMessage(), e);
     } catch (InferenceException e) {
+      noteFailedRun(runStart);
       return e;
     } finally {
       for (int i = 0; i < tensors.length; i++) {
@@ -178,6 +243,22 @@ public final class OnnxBatchExecutor implements BatchExecutor {
       }
       feed.clear();
     }
+  }
+
+  /** A run of the model that failed, started at {@code runStart} (0: not reached, or noted already). */
+  private void noteFailedRun(long runStart) {
+    if (runStart != 0) {
+      noteRun(runStart, System.nanoTime());
+    }
+  }
+
+  private void noteRun(long runStart, long runEnd) {
+    lastRunNanos = runEnd - runStart;
+    modelNanos += lastRunNanos;
+    if (firstRunStart == 0) {
+      firstRunStart = runStart;
+    }
+    lastRunEnd = runEnd;
   }
 
   private OnnxTensor input(int index, Batch batch) throws OrtException {
@@ -282,7 +363,7 @@ public final class OnnxBatchExecutor implements BatchExecutor {
       }
     }
     int rows = batch.rows();
-    long compute = batch.hasComputeTimes() ? batch.computeEndNanos() - batch.computeStartNanos() : 0;
+    long compute = batch.hasComputeTimes() ? batch.computeNanos() : 0;
     for (int r = 0; r < n; r++) {
       batch.get(r).succeed(new InferenceResult(perRequest[r], rows, compute));
     }
@@ -333,9 +414,13 @@ public final class OnnxBatchExecutor implements BatchExecutor {
     }
   }
 
-  private static void failAll(Batch batch, InferenceException error) {
+  /** Fails every request of {@code batch} with {@code error}, sharing {@code nanos} of the model's time among them by rows. */
+  private static void failAll(Batch batch, InferenceException error, long nanos) {
+    long left = nanos;
     for (int r = 0; r < batch.size(); r++) {
-      batch.get(r).fail(error);
+      long share = r == batch.size() - 1 ? left : nanos * rows(batch.get(r)) / batch.rows();
+      left -= share;
+      batch.get(r).fail(error, share);
     }
   }
 

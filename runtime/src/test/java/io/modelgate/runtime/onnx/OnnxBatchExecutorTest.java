@@ -194,9 +194,19 @@ class OnnxBatchExecutorTest {
       eight[i] = new Answer();
       requests[i] = request(ids(i == 5 ? -100 : i), sig, eight[i]);
     }
+    Batch batch = Batch.of(requests);
     try (OnnxBatchExecutor executor = new OnnxBatchExecutor(model, sig, "model 'lookup' version 1")) {
-      executor.execute(Batch.of(requests));
+      executor.execute(batch);
     }
+    // The model's time over the runs adds up to what the requests are charged: the bad one pays for
+    // the runs that failed because of it (the whole batch's, then 4-7's, then 4-5's, then its own).
+    double charged = 0;
+    for (Answer answer : eight) {
+      charged += answer.charged(1);
+    }
+    assertThat(eight[5].charged(1)).as("the bad request's charge").isPositive();
+    assertThat(batch.computeNanos()).isPositive();
+    assertThat(charged).isCloseTo(batch.computeNanos(), org.assertj.core.api.Assertions.within(8.0));
     for (int i = 0; i < 8; i++) {
       if (i == 5) {
         assertThat(eight[i].result).isCompletedExceptionally();

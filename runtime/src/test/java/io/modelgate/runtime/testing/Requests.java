@@ -70,14 +70,34 @@ public final class Requests {
       result.complete(value);
     }
 
+    private long charged;
+
     @Override
     public synchronized void onFailure(InferenceException error) {
       answers++;
       result.completeExceptionally(error);
     }
 
+    @Override
+    public synchronized void onFailure(InferenceException error, long computeNanos) {
+      charged = computeNanos;
+      onFailure(error);
+    }
+
     public synchronized int answers() {
       return answers;
+    }
+
+    /**
+     * The model's time this request was charged, ns: for a result, its share by rows of its run's;
+     * for a failure, what the executor charged it.
+     */
+    public synchronized double charged(int rows) {
+      if (result.isDone() && !result.isCompletedExceptionally()) {
+        InferenceResult value = result.join();
+        return value.computeNanos() * (double) rows / value.batchRows();
+      }
+      return charged;
     }
   }
 }
