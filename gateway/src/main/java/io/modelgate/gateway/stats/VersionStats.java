@@ -83,6 +83,8 @@ public final class VersionStats implements StageRecorder {
   private final Timer computeTimer;
   private final DistributionSummary rowsSummary;
   private final Counter[] answerCounters = new Counter[CODES];
+  /** Runs of the model beyond the first, for executions run again in parts. */
+  private final Counter rerunsCounter;
 
   private final Windows windows;
 
@@ -155,9 +157,15 @@ public final class VersionStats implements StageRecorder {
               .tags("model", model, "version", v, "code", code.name())
               .register(registry);
     }
+    this.rerunsCounter =
+        Counter.builder("modelgate.batch.reruns")
+            .description("Runs of the model beyond the first for batches that failed and were run again in parts,"
+                + " to find the requests at fault")
+            .tags("model", model, "version", v)
+            .register(registry);
     this.windows = new Windows(intervalsPerMinute, COUNTS, nowMillis);
     this.registry = registry;
-    owned.addAll(List.of(endToEndTimer, queueTimer, computeTimer, rowsSummary));
+    owned.addAll(List.of(endToEndTimer, queueTimer, computeTimer, rowsSummary, rerunsCounter));
     owned.addAll(List.of(answerCounters));
     for (int i = 0; i < SHADOW_SAMPLES; i++) {
       shadowSamples.setPlain(i, Long.MIN_VALUE);
@@ -233,6 +241,11 @@ public final class VersionStats implements StageRecorder {
     queueTimer.record(queueNanos, TimeUnit.NANOSECONDS);
     compute.recordValue(clamp(computeNanos / 1000));
     computeTimer.record(computeNanos, TimeUnit.NANOSECONDS);
+  }
+
+  @Override
+  public void recordReruns(int runs) {
+    rerunsCounter.increment(runs);
   }
 
   @Override

@@ -64,6 +64,8 @@ class FailingRequestTest {
       }
       double executions = gateway.stats.prometheus().get("modelgate.batch.rows").tags("model", "lookup", "version", "1").summary().count();
       assertThat(executions).as("batches formed, so good and bad requests shared them").isLessThan(200);
+      assertThat(gateway.stats.prometheus().get("modelgate.batch.reruns").tags("model", "lookup", "version", "1").counter().count())
+          .as("runs beyond the first of batches run again in parts").isPositive();
 
       // The usage charged adds up to the model's measured time, the failed runs included: each bad
       // request pays for the runs that failed because of it. (An execution is recorded once all its

@@ -16,6 +16,7 @@ public final class Batch {
   private long computeStart;
   private long computeEnd;
   private long computeNanos;
+  private int runs;
 
   /** @param capacity the most requests one batch may hold */
   public Batch(int capacity) {
@@ -41,6 +42,7 @@ public final class Batch {
     computeStart = 0;
     computeEnd = 0;
     computeNanos = 0;
+    runs = 0;
   }
 
   void add(InferenceRequest request) {
@@ -80,19 +82,25 @@ public final class Batch {
    * comes after is output handling.
    */
   public void ran(long startNanos, long endNanos) {
-    ranInParts(startNanos, endNanos, endNanos - startNanos);
+    ranInParts(startNanos, endNanos, endNanos - startNanos, 1);
   }
 
   /**
    * As {@link #ran}, for an execution that ran the model several times (a failing batch run again
    * in parts): when the first run started, when the last ended, and the runs' time, {@code
-   * modelNanos}, which the time between them (inputs prepared again, answers) is not part of. A
-   * {@code firstStartNanos} of 0 says the model was never reached.
+   * modelNanos}, which the time between them (inputs prepared again, answers) is not part of, over
+   * {@code runs} runs. A {@code firstStartNanos} of 0 says the model was never reached.
    */
-  public void ranInParts(long firstStartNanos, long lastEndNanos, long modelNanos) {
+  public void ranInParts(long firstStartNanos, long lastEndNanos, long modelNanos, int runs) {
     this.computeStart = firstStartNanos;
     this.computeEnd = firstStartNanos == 0 ? 0 : lastEndNanos;
     this.computeNanos = firstStartNanos == 0 ? 0 : modelNanos;
+    this.runs = firstStartNanos == 0 ? 0 : runs;
+  }
+
+  /** How many times the model ran for this batch: 1, or more for a failing batch run again in parts. */
+  public int runs() {
+    return runs;
   }
 
   /** The model's time running this batch, ns; meaningful only if {@link #hasComputeTimes()}. */

@@ -337,6 +337,9 @@ final class ExecutorPool {
         recorder.recordRequest(start - request.arrivalNanos(), compute);
       }
       recorder.recordExecution(work.size(), work.rows(), input, compute, output);
+      if (work.runs() > 1) {
+        recorder.recordReruns(work.runs() - 1);
+      }
     }
   }
 }

@@ -38,6 +38,14 @@ public interface StageRecorder {
     recordBatch(requests, rows, inputNanos + inferNanos + outputNanos);
   }
 
+  /**
+   * An execution that ran the model more than once: its batch failed and was run again in parts, to
+   * find the requests at fault (or each was answered alone, the requests failing only together).
+   *
+   * @param runs runs of the model beyond the first
+   */
+  default void recordReruns(int runs) {}
+
   /** Creates the recorder of each version when it loads. */
   @FunctionalInterface
   interface Factory {

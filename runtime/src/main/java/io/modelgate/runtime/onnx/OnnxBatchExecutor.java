@@ -76,13 +76,14 @@ public final class OnnxBatchExecutor implements BatchExecutor {
   private long failWholeUntil;
   /**
    * The model's last run's time in ns (0 where the model was not reached); and, over the runs of
-   * the execution in hand, when the first started, when the last ended and their sum. This
-   * executor's thread only.
+   * the execution in hand, when the first started, when the last ended, their sum and their number.
+   * This executor's thread only.
    */
   private long lastRunNanos;
   private long firstRunStart;
   private long lastRunEnd;
   private long modelNanos;
+  private int runs;
 
   /**
    * @param label names the version in error messages, e.g. {@code "model 'm' version 1"}
@@ -113,6 +114,7 @@ public final class OnnxBatchExecutor implements BatchExecutor {
     firstRunStart = 0;
     lastRunEnd = 0;
     modelNanos = 0;
+    runs = 0;
     InferenceException failure = run(batch);
     if (failure == null) {
       failedWhole = 0;
@@ -124,14 +126,14 @@ public final class OnnxBatchExecutor implements BatchExecutor {
             && failedWhole >= WHOLE_FAILURES_AFTER
             && nanoTime.getAsLong() - failWholeUntil < 0)) {
       failAll(batch, failure, failedNanos);
-      batch.ranInParts(firstRunStart, lastRunEnd, modelNanos);
+      batch.ranInParts(firstRunStart, lastRunEnd, modelNanos, runs);
       return;
     }
     int n = batch.size();
     InferenceException[] errors = new InferenceException[n];
     long[] charges = new long[n];
     split(batch, 0, n, failure, failedNanos, errors, charges);
-    batch.ranInParts(firstRunStart, lastRunEnd, modelNanos);
+    batch.ranInParts(firstRunStart, lastRunEnd, modelNanos, runs);
     int failedByModel = 0;
     for (int i = 0; i < n; i++) {
       if (errors[i] != null) {
@@ -255,6 +257,7 @@ public final class OnnxBatchExecutor implements BatchExecutor {
   private void noteRun(long runStart, long runEnd) {
     lastRunNanos = runEnd - runStart;
     modelNanos += lastRunNanos;
+    runs++;
     if (firstRunStart == 0) {
       firstRunStart = runStart;
     }

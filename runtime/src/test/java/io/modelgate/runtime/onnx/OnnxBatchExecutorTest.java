@@ -206,6 +206,8 @@ class OnnxBatchExecutorTest {
     }
     assertThat(eight[5].charged(1)).as("the bad request's charge").isPositive();
     assertThat(batch.computeNanos()).isPositive();
+    // All 8 (failed), 0-3, 4-7 (failed), 4-5 (failed), 4, 5 (failed), 6-7.
+    assertThat(batch.runs()).as("runs of the model").isEqualTo(7);
     assertThat(charged).isCloseTo(batch.computeNanos(), org.assertj.core.api.Assertions.within(8.0));
     for (int i = 0; i < 8; i++) {
       if (i == 5) {
