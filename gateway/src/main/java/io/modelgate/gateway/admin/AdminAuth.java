@@ -88,7 +88,8 @@ public final class AdminAuth implements ServerInterceptor {
         io.modelgate.proto.admin.v1.AdminServiceGrpc.getGetFleetStatsMethod(),
         io.modelgate.proto.admin.v1.AdminServiceGrpc.getGetRolloutMethod(),
         io.modelgate.proto.admin.v1.AdminServiceGrpc.getGetDriftMethod(),
-        io.modelgate.proto.admin.v1.AdminServiceGrpc.getGetUsageMethod())) {
+        io.modelgate.proto.admin.v1.AdminServiceGrpc.getGetUsageMethod(),
+        io.modelgate.proto.admin.v1.AdminServiceGrpc.getGetConnectionsMethod())) {
       roles.put(method.getFullMethodName(), AdminTokens.Role.VIEWER);
     }
     for (var method : java.util.List.of(

@@ -52,6 +52,8 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
   private final io.modelgate.gateway.usage.Usage usage;
   private final AccessControl access;
   private final StatsRegistry stats;
+  /** What each port holds, with the client addresses holding the most; any thread. */
+  private final java.util.function.IntFunction<java.util.List<io.modelgate.proto.admin.v1.PortConnections>> connections;
   private final VersionControl versions;
   private final ScheduledExecutorService watchers =
       Executors.newSingleThreadScheduledExecutor(
@@ -70,7 +72,8 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
       io.modelgate.gateway.usage.Usage usage,
       AccessControl access,
       StatsRegistry stats,
-      VersionControl versions) {
+      VersionControl versions,
+      java.util.function.IntFunction<java.util.List<io.modelgate.proto.admin.v1.PortConnections>> connections) {
     this.drift = drift;
     this.usage = usage;
     this.access = access;
@@ -80,6 +83,7 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
     this.golden = golden;
     this.stats = stats;
     this.versions = versions;
+    this.connections = connections;
   }
 
   private static <T> void answer(StreamObserver<T> observer, Supplier<T> action) {
@@ -352,6 +356,23 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
       return io.modelgate.gateway.usage.Usage.fleetReport(
           control.store().usage(io.modelgate.gateway.usage.Usage.hour(since, false), io.modelgate.gateway.usage.Usage.hour(until, true)),
           since, until, request.getTenant(), request.getModel());
+    });
+  }
+
+  /** Addresses listed per port unless asked otherwise, and the most that may be asked. */
+  static final int CONNECTIONS_TOP = 10;
+  static final int CONNECTIONS_TOP_MOST = 1000;
+
+  @Override
+  public void getConnections(io.modelgate.proto.admin.v1.GetConnectionsRequest request,
+      StreamObserver<io.modelgate.proto.admin.v1.ConnectionsReport> observer) {
+    answer(observer, () -> {
+      int top = request.getTop() == 0 ? CONNECTIONS_TOP : request.getTop();
+      if (top < 0 || top > CONNECTIONS_TOP_MOST) {
+        throw io.modelgate.runtime.error.InferenceException.invalidArgument(
+            "top: " + request.getTop() + " (expected: 1 to " + CONNECTIONS_TOP_MOST + ", or 0 for " + CONNECTIONS_TOP + ")");
+      }
+      return io.modelgate.proto.admin.v1.ConnectionsReport.newBuilder().addAllPorts(connections.apply(top)).build();
     });
   }
 

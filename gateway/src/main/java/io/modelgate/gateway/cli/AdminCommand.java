@@ -62,7 +62,8 @@ import picocli.CommandLine.Spec;
       AdminCommand.UsageCommand.class,
       AdminCommand.Access.class,
       AdminCommand.TokenCommand.class,
-      AdminCommand.QuotaCommand.class
+      AdminCommand.QuotaCommand.class,
+      AdminCommand.Connections.class
     })
 final class AdminCommand implements Runnable {
   @Spec CommandSpec spec;
@@ -157,6 +158,40 @@ final class AdminCommand implements Runnable {
           out.printf("%-20s routing revision %d: %s%n", "", policy.getRevision(), weights(policy));
           if (!model.getRoutingDegraded().isEmpty()) {
             out.printf("%-20s ROUTING IN PART, %s%n", "", model.getRoutingDegraded());
+          }
+        }
+      });
+    }
+  }
+
+  @Command(name = "connections", description = {
+      "The connections each port of the replica holds, against its limits, and the client addresses holding the most."})
+  static final class Connections implements Callable<Integer> {
+    @ParentCommand AdminCommand admin;
+    @Spec CommandSpec spec;
+    @Mixin HelpOption help;
+
+    @Option(names = "--top", defaultValue = "10",
+        description = "Client addresses listed per port, those holding the most first (1 to 1000). Default: ${DEFAULT-VALUE}.")
+    int top;
+
+    @Override
+    public Integer call() throws Exception {
+      if (top < 1 || top > 1000) {
+        throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--top: " + top + " (expected: 1 to 1000)");
+      }
+      return execute(admin, spec, (client, out) -> {
+        io.modelgate.proto.admin.v1.ConnectionsReport report = client.call()
+            .getConnections(io.modelgate.proto.admin.v1.GetConnectionsRequest.newBuilder().setTop(top).build());
+        out.printf("%-10s %6s %6s %11s %9s  %s%n", "PORT", "HELD", "LIMIT", "PER ADDRESS", "ADDRESSES", "REFUSED");
+        for (io.modelgate.proto.admin.v1.PortConnections port : report.getPortsList()) {
+          StringBuilder refused = new StringBuilder();
+          port.getRefusedMap().entrySet().stream().sorted(java.util.Map.Entry.comparingByKey())
+              .forEach(e -> refused.append(refused.length() == 0 ? "" : ", ").append(e.getKey()).append(' ').append(e.getValue()));
+          out.printf("%-10s %6d %6d %11s %9d  %s%n", port.getPort(), port.getHeld(), port.getLimit(),
+              port.getPerAddressLimit() == 0 ? "-" : Integer.toString(port.getPerAddressLimit()), port.getAddresses(), refused);
+          for (io.modelgate.proto.admin.v1.AddressConnections address : port.getTopList()) {
+            out.printf("  %-39s %6d%n", address.getAddress(), address.getHeld());
           }
         }
       });

@@ -30,8 +30,10 @@ import java.util.concurrent.atomic.LongAdder;
  * checker gone wild) hands the event loops, which set up and take down each connection taken
  * between the calls they serve.
  *
- * <p>{@code modelgate_connections_held{port}} and {@code modelgate_connections_limit{port}} show how
- * near a port is to its limit; {@code modelgate_connections_refused_total{port,reason}} counts the
+ * <p>It counts the connections each client address (its IP) holds, whether or not {@code
+ * perAddress} limits them, so that {@link #report} can say who holds a port's connections (the
+ * admin API's {@code GetConnections}). {@code modelgate_connections_held{port}} and {@code
+ * modelgate_connections_limit{port}} show how near a port is to its limit; {@code modelgate_connections_refused_total{port,reason}} counts the
  * refusals ({@code reason}: {@code limit}, {@code rate} or {@code address}); the log tells of the first at once and
  * of those after it at most every {@value #LOG_EVERY_SECONDS} s.
  *
@@ -76,7 +78,8 @@ final class ConnectionLimit extends ChannelInboundHandlerAdapter {
   /**
    * Connections held by each client address (its IP; any port), while it holds any: incremented on
    * the acceptor thread, decremented on the connections' event loops, each by an atomic step on its
-   * key; absent when {@code perAddress} is 0.
+   * key; at most {@code limit} entries. Kept whether or not {@code perAddress} limits them, for
+   * {@link #report}.
    */
   private final java.util.concurrent.ConcurrentHashMap<Object, Integer> byAddress;
   /** Refusals by reason, in {@link Reason} order. */
@@ -143,7 +146,7 @@ final class ConnectionLimit extends ChannelInboundHandlerAdapter {
     this.limit = limit;
     this.ratePerSecond = ratePerSecond;
     this.perAddress = perAddress;
-    this.byAddress = perAddress == 0 ? null : new java.util.concurrent.ConcurrentHashMap<>();
+    this.byAddress = new java.util.concurrent.ConcurrentHashMap<>();
     for (int i = 0; i < refused.length; i++) {
       refused[i] = new LongAdder();
     }
@@ -216,14 +219,15 @@ final class ConnectionLimit extends ChannelInboundHandlerAdapter {
   @Override
   public void channelRead(ChannelHandlerContext ctx, Object msg) {
     Channel connection = (Channel) msg;
-    Object address = byAddress == null ? null : address(connection);
+    Object address = address(connection);
     Reason refusal = null;
     if (connections != null && !connections.take(nanoTime.getAsLong())) {
       refusal = Reason.RATE;
     } else if (held.incrementAndGet() > limit) {
       held.decrementAndGet();
       refusal = Reason.LIMIT;
-    } else if (address != null && byAddress.merge(address, 1, Integer::sum) > perAddress) {
+    } else if (byAddress.merge(address, 1, Integer::sum) > perAddress && perAddress > 0) {
+      // Counted whether or not a limit applies to it, for the report.
       releaseAddress(address);
       held.decrementAndGet();
       refusal = Reason.ADDRESS;
@@ -259,6 +263,9 @@ final class ConnectionLimit extends ChannelInboundHandlerAdapter {
   /** What a connection's client address counts under: its IP, whatever its port (the address itself where it has none). */
   private static Object address(Channel connection) {
     java.net.SocketAddress remote = connection.remoteAddress();
+    if (remote == null) {
+      return "unknown";
+    }
     return remote instanceof java.net.InetSocketAddress inet && inet.getAddress() != null ? inet.getAddress() : remote;
   }
 
@@ -269,7 +276,41 @@ final class ConnectionLimit extends ChannelInboundHandlerAdapter {
 
   /** Client addresses holding connections now (tests). */
   int addresses() {
-    return byAddress == null ? 0 : byAddress.size();
+    return byAddress.size();
+  }
+
+  /**
+   * What the port holds now: its connections and limits, the {@code top} client addresses holding
+   * the most (most first), and its refusals so far. Any thread: a moment's reading of counts that
+   * move meanwhile (an address counted as it holds, the totals as they are).
+   */
+  io.modelgate.proto.admin.v1.PortConnections report(int top) {
+    io.modelgate.proto.admin.v1.PortConnections.Builder report = io.modelgate.proto.admin.v1.PortConnections.newBuilder()
+        .setPort(port)
+        .setHeld(held.get())
+        .setLimit(limit)
+        .setPerAddressLimit(perAddress)
+        .setAddresses(byAddress.size());
+    java.util.PriorityQueue<java.util.Map.Entry<Object, Integer>> most =
+        new java.util.PriorityQueue<>(java.util.Map.Entry.comparingByValue());
+    for (java.util.Map.Entry<Object, Integer> entry : byAddress.entrySet()) {
+      most.add(java.util.Map.entry(entry.getKey(), entry.getValue()));
+      if (most.size() > top) {
+        most.poll();
+      }
+    }
+    java.util.List<java.util.Map.Entry<Object, Integer>> listed = new java.util.ArrayList<>(most);
+    listed.sort(java.util.Map.Entry.<Object, Integer>comparingByValue().reversed());
+    for (java.util.Map.Entry<Object, Integer> entry : listed) {
+      Object address = entry.getKey();
+      report.addTop(io.modelgate.proto.admin.v1.AddressConnections.newBuilder()
+          .setAddress(address instanceof java.net.InetAddress inet ? inet.getHostAddress() : String.valueOf(address))
+          .setHeld(entry.getValue()));
+    }
+    for (Reason reason : REASONS) {
+      report.putRefused(reason.name().toLowerCase(java.util.Locale.ROOT), refused[reason.ordinal()].sum());
+    }
+    return report.build();
   }
 
   /**
@@ -340,7 +381,7 @@ final class ConnectionLimit extends ChannelInboundHandlerAdapter {
 
   /** Gives a connection's place back when it ends (its pipeline is taken down after it closes). */
   private final class Release extends ChannelInboundHandlerAdapter {
-    /** The client address it counts under; null where addresses are not counted. */
+    /** The client address it counts under. */
     private final Object address;
     private boolean released;
 
@@ -353,9 +394,7 @@ final class ConnectionLimit extends ChannelInboundHandlerAdapter {
       if (!released) {
         released = true;
         held.decrementAndGet();
-        if (address != null) {
-          releaseAddress(address);
-        }
+        releaseAddress(address);
       }
     }
   }

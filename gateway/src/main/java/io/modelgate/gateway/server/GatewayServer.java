@@ -80,12 +80,15 @@ public final class GatewayServer {
    *
    * @param metricsConnections the most connections the metrics and health port holds at once
    * @param metricsConnectionRate the most new connections it takes a second; 0 for any
+   * @param connections what the inference and admin ports hold, with the {@code top} client
+   *     addresses holding the most (none for in-process transports)
    */
   public record Transports(ServerBuilder<?> inference, ServerBuilder<?> admin, Runnable release, int metricsConnections,
-      int metricsConnectionRate) {
+      int metricsConnectionRate, java.util.function.IntFunction<List<io.modelgate.proto.admin.v1.PortConnections>> connections) {
     /** With the default connection limits on the metrics port. */
     public Transports(ServerBuilder<?> inference, ServerBuilder<?> admin, Runnable release) {
-      this(inference, admin, release, ConnectionSettings.DEFAULT_MAX_CONNECTIONS, ConnectionSettings.DEFAULT_MAX_CONNECTION_RATE);
+      this(inference, admin, release, ConnectionSettings.DEFAULT_MAX_CONNECTIONS, ConnectionSettings.DEFAULT_MAX_CONNECTION_RATE,
+          top -> List.of());
     }
   }
 
@@ -235,13 +238,17 @@ public final class GatewayServer {
     // grpc-java takes any count as a positive one, Integer.MAX_VALUE for none.
     int resets = connections.maxStreamResets() == 0 ? Integer.MAX_VALUE : connections.maxStreamResets();
     // Each port holds at most its connections; one that does not finish its handshake in time ends.
+    ConnectionLimit inferenceLimit = new ConnectionLimit("inference", connections.maxConnections(), connections.maxConnectionRate(),
+            connections.maxConnectionsPerAddress(), settings.tls() == null ? RefusalReply.GRPC : RefusalReply.NONE)
+        .bindTo(stats.prometheus())
+        .watchedBy(new ConnectionErrors("inference").bindTo(stats.prometheus()));
+    ConnectionLimit adminLimit = new ConnectionLimit("admin", connections.maxConnections(), connections.maxConnectionRate(),
+            connections.maxConnectionsPerAddress(), adminSettings.tls() == null ? RefusalReply.GRPC : RefusalReply.NONE)
+        .bindTo(stats.prometheus())
+        .watchedBy(new ConnectionErrors("admin").bindTo(stats.prometheus()));
     NettyServerBuilder inference =
         NettyServerBuilder.forAddress(new InetSocketAddress(settings.host(), settings.port()))
-            .channelFactory(new ConnectionLimit("inference", connections.maxConnections(), connections.maxConnectionRate(),
-                    connections.maxConnectionsPerAddress(), settings.tls() == null ? RefusalReply.GRPC : RefusalReply.NONE)
-                    .bindTo(stats.prometheus())
-                    .watchedBy(new ConnectionErrors("inference").bindTo(stats.prometheus()))
-                .factory(channel))
+            .channelFactory(inferenceLimit.factory(channel))
             .bossEventLoopGroup(boss)
             .workerEventLoopGroup(workers)
             .handshakeTimeout(connections.handshakeTimeout().toNanos(), TimeUnit.NANOSECONDS)
@@ -266,11 +273,7 @@ public final class GatewayServer {
         .addTransportFilter(CallerAuth.PEER_CERTIFICATES);
     NettyServerBuilder admin =
         NettyServerBuilder.forAddress(new InetSocketAddress(adminSettings.host(), adminSettings.port()))
-            .channelFactory(new ConnectionLimit("admin", connections.maxConnections(), connections.maxConnectionRate(),
-                    connections.maxConnectionsPerAddress(), adminSettings.tls() == null ? RefusalReply.GRPC : RefusalReply.NONE)
-                    .bindTo(stats.prometheus())
-                    .watchedBy(new ConnectionErrors("admin").bindTo(stats.prometheus()))
-                .factory(channel))
+            .channelFactory(adminLimit.factory(channel))
             .bossEventLoopGroup(boss)
             .workerEventLoopGroup(workers)
             .handshakeTimeout(connections.handshakeTimeout().toNanos(), TimeUnit.NANOSECONDS)
@@ -305,7 +308,8 @@ public final class GatewayServer {
     try {
       GatewayServer gateway =
           start(
-              new Transports(inference, admin, release, connections.maxConnections(), connections.maxConnectionRate()),
+              new Transports(inference, admin, release, connections.maxConnections(), connections.maxConnectionRate(),
+                  top -> List.of(inferenceLimit.report(top), adminLimit.report(top))),
               settings.drainTimeout(),
               settings.shutdownDelay(),
               adminSettings,
@@ -426,7 +430,17 @@ public final class GatewayServer {
     new VersionRetirement(stats, b.usage, b.gatewayMetrics, VersionRetirement.AFTER).start(repository);
     b.versions = new io.modelgate.gateway.admin.VersionControl(repository, b.control, drainTimeout);
     b.fleet = new io.modelgate.gateway.control.Fleet(b.control, stats, stats.clock(), stats.background());
-    b.admin = new AdminService(repository, b.control, b.fleet, b.golden, b.drift, b.usage, b.access, stats, b.versions);
+    ConnectionLimit metricsLimit = adminSettings.metricsPort() < 0 ? null
+        : new ConnectionLimit("metrics", transports.metricsConnections(), transports.metricsConnectionRate(), RefusalReply.HTTP)
+            .bindTo(stats.prometheus());
+    java.util.function.IntFunction<List<io.modelgate.proto.admin.v1.PortConnections>> held = top -> {
+      List<io.modelgate.proto.admin.v1.PortConnections> ports = new ArrayList<>(transports.connections().apply(top));
+      if (metricsLimit != null) {
+        ports.add(metricsLimit.report(top));
+      }
+      return ports;
+    };
+    b.admin = new AdminService(repository, b.control, b.fleet, b.golden, b.drift, b.usage, b.access, stats, b.versions, held);
     b.requestMemory = new io.modelgate.gateway.inference.RequestMemory(adminSettings.requestMemoryBytes(),
             adminSettings.receiveTimeout(), System::nanoTime)
         .bindTo(stats.prometheus()).startSweeping();
@@ -489,8 +503,7 @@ public final class GatewayServer {
               () -> self[0] == null
                   ? new HttpEndpoints.Readiness(false, "starting")
                   : self[0].readiness(),
-              new ConnectionLimit("metrics", transports.metricsConnections(), transports.metricsConnectionRate(), RefusalReply.HTTP)
-                  .bindTo(stats.prometheus()));
+              metricsLimit);
     }
     GatewayServer gateway = new GatewayServer(b);
     if (adminSettings.warmupRounds() > 0) {

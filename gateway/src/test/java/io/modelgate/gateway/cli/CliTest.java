@@ -142,6 +142,24 @@ class CliTest {
     return all;
   }
 
+  /** {@code admin connections}: each port's connections and limits, and the addresses holding them. */
+  @Test
+  void admin_connections_listsThePorts_andTheAddressesHoldingTheMost() throws Exception {
+    // A call on the inference port first: the gateway's own client holds a connection there.
+    run("infer", "--target", target(), "--model", "cnn_mnist", "--digit", "7");
+    Run connections = run(admin("connections", "--top", "3"));
+    assertThat(connections.exitCode()).as(connections.err()).isZero();
+    assertThat(connections.out()).contains("PORT").contains("HELD").contains("LIMIT").contains("REFUSED");
+    assertThat(connections.out().lines().filter(l -> l.matches("(inference|admin|metrics) .*")).map(l -> l.split(" ")[0]))
+        .containsExactly("inference", "admin", "metrics");
+    assertThat(connections.out()).as("the loopback address, listed under a port").containsPattern("\\n  127\\.0\\.0\\.1 +\\d+\\n");
+    assertThat(connections.out()).contains("address 0, limit 0, rate 0");
+
+    Run none = run(admin("connections", "--top", "0"));
+    assertThat(none.exitCode()).isEqualTo(2);
+    assertThat(none.err()).contains("--top: 0 (expected: 1 to 1000)");
+  }
+
   @Test
   void admin_models_routes_stats_rollout() throws Exception {
     Run models = run(admin("models"));

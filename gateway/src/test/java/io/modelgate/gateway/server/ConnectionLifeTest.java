@@ -13,6 +13,11 @@ import io.modelgate.gateway.testing.FleetResolver;
 import io.modelgate.gateway.testing.Gateway;
 import io.modelgate.gateway.testing.StreamCollector;
 import io.modelgate.gateway.testing.Tensors;
+import io.modelgate.proto.admin.v1.AddressConnections;
+import io.modelgate.proto.admin.v1.AdminServiceGrpc;
+import io.modelgate.proto.admin.v1.ConnectionsReport;
+import io.modelgate.proto.admin.v1.GetConnectionsRequest;
+import io.modelgate.proto.admin.v1.PortConnections;
 import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
 import io.modelgate.proto.inference.ModelInferRequest;
 import io.modelgate.proto.inference.ModelStreamInferResponse;
@@ -431,6 +436,60 @@ class ConnectionLifeTest {
       assertThat(connectionErrors(stats, "inference", "enhance_your_calm")).isEqualTo(1);
       assertThat(connectionErrors(stats, "admin", "enhance_your_calm")).isEqualTo(1);
     } finally {
+      server.stop();
+      stats.close();
+    }
+  }
+
+  /**
+   * {@code GetConnections} (role viewer) says what each port holds and which client addresses hold
+   * the most, most first, as many as asked, with the port's refusals; a place given back shows.
+   */
+  @Test
+  void getConnections_listsThePortsAndTheAddressesHoldingTheMost() throws Exception {
+    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
+    GatewayServer server = start(stats, ConnectionSettings.DEFAULTS.withMaxConnectionsPerAddress(3));
+    List<java.net.Socket> sockets = new ArrayList<>();
+    ManagedChannel admin = NettyChannelBuilder.forAddress("127.0.0.1", server.adminPort()).usePlaintext().build();
+    try {
+      for (int i = 0; i < 3; i++) {
+        sockets.add(speak(server.port()));
+      }
+      sockets.add(speak(server.port(), java.net.InetAddress.getByName("127.0.0.3")));
+      for (java.net.Socket socket : sockets) {
+        assertThat(answersPreface(socket)).isTrue();
+      }
+      assertCallRefused(server.port(), "modelgate: the inference port holds 3 connections from your address, its most"
+          + " for one (--max-connections-per-address); use fewer connections, or try again once some have closed");
+      AdminServiceGrpc.AdminServiceBlockingStub stub =
+          AdminServiceGrpc.newBlockingStub(admin).withCallCredentials(Gateway.bearer(Gateway.ADMIN_TOKEN));
+      ConnectionsReport report = stub.getConnections(GetConnectionsRequest.newBuilder().setTop(1).build());
+      assertThat(report.getPortsList()).extracting(PortConnections::getPort).containsExactly("inference", "admin", "metrics");
+      PortConnections inference = report.getPorts(0);
+      assertThat(inference.getHeld()).isEqualTo(4);
+      assertThat(inference.getLimit()).isEqualTo(ConnectionSettings.DEFAULTS.maxConnections());
+      assertThat(inference.getPerAddressLimit()).isEqualTo(3);
+      assertThat(inference.getAddresses()).isEqualTo(2);
+      assertThat(inference.getTopList()).as("one asked, the most first")
+          .containsExactly(AddressConnections.newBuilder().setAddress("127.0.0.1").setHeld(3).build());
+      assertThat(inference.getRefusedMap()).containsEntry("address", 1L).containsEntry("limit", 0L).containsEntry("rate", 0L);
+      assertThat(report.getPorts(1).getHeld()).as("the admin port: this call's connection at least").isPositive();
+
+      sockets.remove(0).close();
+      sockets.remove(0).close();
+      eventually("two places given back", () -> {
+        PortConnections now = stub.getConnections(GetConnectionsRequest.getDefaultInstance()).getPorts(0);
+        return now.getHeld() == 2 && now.getTopCount() == 2 && now.getTop(0).getHeld() == 1 && now.getTop(1).getHeld() == 1;
+      });
+      assertThat(stub.getConnections(GetConnectionsRequest.getDefaultInstance()).getPorts(0).getTopList())
+          .extracting(AddressConnections::getAddress).containsExactlyInAnyOrder("127.0.0.1", "127.0.0.3");
+      assertThatThrownBy(() -> stub.getConnections(GetConnectionsRequest.newBuilder().setTop(-1).build()))
+          .hasMessageContaining("INVALID_ARGUMENT: top: -1 (expected: 1 to 1000, or 0 for 10)");
+    } finally {
+      for (java.net.Socket socket : sockets) {
+        socket.close();
+      }
+      admin.shutdownNow().awaitTermination(10, TimeUnit.SECONDS);
       server.stop();
       stats.close();
     }
