@@ -171,18 +171,27 @@ public final class OnnxBatchExecutor implements BatchExecutor {
     int middle = (from + to) >>> 1;
     retry(batch, from, middle, errors, charges);
     retry(batch, middle, to, errors, charges);
-    long failedRows = 0;
+    apportion(batch, from, to, failedNanos, errors, charges);
+  }
+
+  /**
+   * Adds {@code nanos} to {@code charges} of the requests {@code [from, to)} of {@code batch} that
+   * have an error in {@code failed} (all of them where {@code failed} is null), shared by rows, the
+   * last taking what division leaves; none where none has.
+   */
+  private static void apportion(Batch batch, int from, int to, long nanos, InferenceException[] failed, long[] charges) {
+    long rows = 0;
     int last = -1;
     for (int i = from; i < to; i++) {
-      if (errors[i] != null) {
-        failedRows += rows(batch.get(i));
+      if (failed == null || failed[i] != null) {
+        rows += rows(batch.get(i));
         last = i;
       }
     }
-    long left = failedNanos;
+    long left = nanos;
     for (int i = from; i <= last; i++) {
-      if (errors[i] != null) {
-        long share = i == last ? left : failedNanos * rows(batch.get(i)) / failedRows;
+      if (failed == null || failed[i] != null) {
+        long share = i == last ? left : nanos * rows(batch.get(i)) / rows;
         charges[i] += share;
         left -= share;
       }
@@ -419,11 +428,10 @@ public final class OnnxBatchExecutor implements BatchExecutor {
 
   /** Fails every request of {@code batch} with {@code error}, sharing {@code nanos} of the model's time among them by rows. */
   private static void failAll(Batch batch, InferenceException error, long nanos) {
-    long left = nanos;
+    long[] charges = new long[batch.size()];
+    apportion(batch, 0, batch.size(), nanos, null, charges);
     for (int r = 0; r < batch.size(); r++) {
-      long share = r == batch.size() - 1 ? left : nanos * rows(batch.get(r)) / batch.rows();
-      left -= share;
-      batch.get(r).fail(error, share);
+      batch.get(r).fail(error, charges[r]);
     }
   }
 

@@ -280,10 +280,15 @@ class OnnxBatchExecutorTest {
       now.addAndGet(java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(OnnxBatchExecutor.WHOLE_FAILURES_MILLIS - 1));
       Answer wouldPassAlone = new Answer();
       Answer twoRows = new Answer();
-      executor.execute(Batch.of(request(Requests.fp32("x", new long[] {1, 4}, 1, 2, 3, 4), sig, wouldPassAlone),
-          request(Requests.fp32("x", new long[] {2, 4}, new float[8]), sig, twoRows)));
+      Batch paused = Batch.of(request(Requests.fp32("x", new long[] {1, 4}, 1, 2, 3, 4), sig, wouldPassAlone),
+          request(Requests.fp32("x", new long[] {2, 4}, new float[8]), sig, twoRows));
+      executor.execute(paused);
       assertThat(wouldPassAlone.result).as("failed with its batch").isCompletedExceptionally();
       assertThat(twoRows.result).isCompletedExceptionally();
+      // One run, its time shared by rows between the two.
+      assertThat(paused.runs()).isEqualTo(1);
+      assertThat(wouldPassAlone.charged(1) + twoRows.charged(2)).isEqualTo(paused.computeNanos());
+      assertThat(twoRows.charged(2)).isCloseTo(2 * wouldPassAlone.charged(1), org.assertj.core.api.Assertions.within(2.0));
       // After it, request by request again.
       now.addAndGet(java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(1));
       assertFailingBatchIsRunRequestByRequest(executor, sig);
