@@ -62,7 +62,12 @@ final class ConnectionLimit extends ChannelInboundHandlerAdapter {
     /** Faster than the rate. */
     RATE,
     /** The client's address held its most connections on the port. */
-    ADDRESS
+    ADDRESS;
+
+    /** Its name in the counter's {@code reason} label and in {@link #report}. */
+    String label() {
+      return name().toLowerCase(java.util.Locale.ROOT);
+    }
   }
 
   private static final Reason[] REASONS = Reason.values();
@@ -170,7 +175,7 @@ final class ConnectionLimit extends ChannelInboundHandlerAdapter {
           .description("Connections refused as they were accepted: the port held its most (--max-connections), took"
               + " new ones faster than --max-connection-rate, or held the most from the client's address"
               + " (--max-connections-per-address)")
-          .tags("port", port, "reason", reason.name().toLowerCase(java.util.Locale.ROOT))
+          .tags("port", port, "reason", reason.label())
           .register(registry);
     }
     Gauge.builder("modelgate.connections.held", held, AtomicInteger::get)
@@ -308,7 +313,7 @@ final class ConnectionLimit extends ChannelInboundHandlerAdapter {
           .setHeld(entry.getValue()));
     }
     for (Reason reason : REASONS) {
-      report.putRefused(reason.name().toLowerCase(java.util.Locale.ROOT), refused[reason.ordinal()].sum());
+      report.putRefused(reason.label(), refused[reason.ordinal()].sum());
     }
     return report.build();
   }

@@ -238,14 +238,8 @@ public final class GatewayServer {
     // grpc-java takes any count as a positive one, Integer.MAX_VALUE for none.
     int resets = connections.maxStreamResets() == 0 ? Integer.MAX_VALUE : connections.maxStreamResets();
     // Each port holds at most its connections; one that does not finish its handshake in time ends.
-    ConnectionLimit inferenceLimit = new ConnectionLimit("inference", connections.maxConnections(), connections.maxConnectionRate(),
-            connections.maxConnectionsPerAddress(), settings.tls() == null ? RefusalReply.GRPC : RefusalReply.NONE)
-        .bindTo(stats.prometheus())
-        .watchedBy(new ConnectionErrors("inference").bindTo(stats.prometheus()));
-    ConnectionLimit adminLimit = new ConnectionLimit("admin", connections.maxConnections(), connections.maxConnectionRate(),
-            connections.maxConnectionsPerAddress(), adminSettings.tls() == null ? RefusalReply.GRPC : RefusalReply.NONE)
-        .bindTo(stats.prometheus())
-        .watchedBy(new ConnectionErrors("admin").bindTo(stats.prometheus()));
+    ConnectionLimit inferenceLimit = grpcPortLimit("inference", connections, settings.tls() != null, stats);
+    ConnectionLimit adminLimit = grpcPortLimit("admin", connections, adminSettings.tls() != null, stats);
     NettyServerBuilder inference =
         NettyServerBuilder.forAddress(new InetSocketAddress(settings.host(), settings.port()))
             .channelFactory(inferenceLimit.factory(channel))
@@ -329,6 +323,17 @@ public final class GatewayServer {
       release.run();
       throw e;
     }
+  }
+
+  /**
+   * The connection limit of a gRPC port named {@code port}: its limits from {@code connections}, a
+   * refused client told why unless the port speaks TLS, its connections watched for HTTP/2 errors.
+   */
+  private static ConnectionLimit grpcPortLimit(String port, ConnectionSettings connections, boolean tls, StatsRegistry stats) {
+    return new ConnectionLimit(port, connections.maxConnections(), connections.maxConnectionRate(),
+            connections.maxConnectionsPerAddress(), tls ? RefusalReply.NONE : RefusalReply.GRPC)
+        .bindTo(stats.prometheus())
+        .watchedBy(new ConnectionErrors(port).bindTo(stats.prometheus()));
   }
 
   private static EventLoopGroup group(boolean epoll, int threads, List<EventLoopGroup> groups) {
