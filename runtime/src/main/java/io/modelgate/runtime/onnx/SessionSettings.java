@@ -17,6 +17,9 @@ import java.util.Objects;
  *     session for every batch
  * @param largeBatchIntraOpThreads the second session's intra-op threads, more than {@code
  *     intraOpThreads}; 0 when {@code largeBatchRows} is 0
+ * @param cudaTf32 for {@link ExecutionProvider#CUDA}: let ONNX Runtime's CUDA provider do FP32
+ *     matrix products on TF32 tensor cores (faster; inputs rounded to a 10-bit mantissa, so answers
+ *     differ from the CPU's by about 1e-3 of their magnitude). False: full FP32, as on the CPU.
  */
 public record SessionSettings(
     int intraOpThreads,
@@ -25,7 +28,8 @@ public record SessionSettings(
     int deviceId,
     boolean allowCpuFallback,
     int largeBatchRows,
-    int largeBatchIntraOpThreads) {
+    int largeBatchIntraOpThreads,
+    boolean cudaTf32) {
   public static final int MAX_THREADS = 256;
 
   /** One thread each on the CPU: right for the small machines modelgate is measured on. */
@@ -60,6 +64,10 @@ public record SessionSettings(
               + largeBatchIntraOpThreads
               + "; set both, or neither)");
     }
+    if (cudaTf32 && provider != ExecutionProvider.CUDA) {
+      throw new IllegalArgumentException(
+          "cuda_tf32: true is for the cuda execution provider, not " + provider.configName());
+    }
     if (largeBatchRows > 0) {
       if (largeBatchRows < 2) {
         throw new IllegalArgumentException(
@@ -90,7 +98,20 @@ public record SessionSettings(
     }
   }
 
-  /** One session for every batch. */
+  /** Full FP32 on CUDA (no TF32). */
+  public SessionSettings(
+      int intraOpThreads,
+      int interOpThreads,
+      ExecutionProvider provider,
+      int deviceId,
+      boolean allowCpuFallback,
+      int largeBatchRows,
+      int largeBatchIntraOpThreads) {
+    this(intraOpThreads, interOpThreads, provider, deviceId, allowCpuFallback, largeBatchRows,
+        largeBatchIntraOpThreads, false);
+  }
+
+  /** One session for every batch, full FP32 on CUDA. */
   public SessionSettings(
       int intraOpThreads,
       int interOpThreads,
@@ -108,7 +129,7 @@ public record SessionSettings(
   /** These settings with batches of {@code rows} or more on a second session of {@code threads}. */
   public SessionSettings withLargeBatches(int rows, int threads) {
     return new SessionSettings(
-        intraOpThreads, interOpThreads, provider, deviceId, allowCpuFallback, rows, threads);
+        intraOpThreads, interOpThreads, provider, deviceId, allowCpuFallback, rows, threads, cudaTf32);
   }
 
   /** CPU execution with the given threads, one session for every batch. */

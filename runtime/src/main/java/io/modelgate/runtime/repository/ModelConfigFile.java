@@ -40,7 +40,8 @@ import org.yaml.snakeyaml.error.YAMLException;
  *       tenant has one (see {@link SchedulerSettings#reservedInstances()}). Default from the
  *       server (0).
  *   <li>{@code execution_provider}: {@code cpu} or {@code cuda}; {@code device_id} for cuda;
- *       {@code allow_cpu_fallback}: run on the CPU when CUDA is not available instead of failing.
+ *       {@code allow_cpu_fallback}: run on the CPU when CUDA is not available instead of failing;
+ *       {@code cuda_tf32}: let CUDA do FP32 matrix products in TF32 (default false: full FP32).
  *   <li>{@code intra_op_threads}, {@code inter_op_threads}: ONNX Runtime threads per session.
  *       Default from the server.
  *   <li>{@code large_batch_rows}, {@code large_batch_intra_op_threads} (together, cpu only): batches
@@ -75,6 +76,7 @@ public final class ModelConfigFile {
           "execution_provider",
           "device_id",
           "allow_cpu_fallback",
+          "cuda_tf32",
           "intra_op_threads",
           "inter_op_threads",
           "large_batch_rows",
@@ -142,7 +144,8 @@ public final class ModelConfigFile {
                   ? bool(values, "allow_cpu_fallback")
                   : base.allowCpuFallback(),
               integerOr(values, "large_batch_rows", 0, base.largeBatchRows()),
-              integerOr(values, "large_batch_intra_op_threads", 0, base.largeBatchIntraOpThreads()));
+              integerOr(values, "large_batch_intra_op_threads", 0, base.largeBatchIntraOpThreads()),
+              values.containsKey("cuda_tf32") ? bool(values, "cuda_tf32") : base.cudaTf32());
       SchedulerSettings scheduler =
           new SchedulerSettings(
               integerOr(values, "queue_capacity", 1, defaults.scheduler().queueCapacity()),

@@ -68,6 +68,17 @@ class ModelConfigFileTest {
   }
 
   @Test
+  void cudaTf32_isOffUnlessAsked_andOnlyForCuda() throws Exception {
+    assertThat(read("execution_provider: cuda\n").session().cudaTf32()).isFalse();
+    assertThat(read("execution_provider: cuda\ncuda_tf32: true\n").session().cudaTf32()).isTrue();
+    assertThat(read("execution_provider: cuda\ncuda_tf32: false\n").session().cudaTf32()).isFalse();
+    assertThatThrownBy(() -> read("cuda_tf32: true\n"))
+        .hasMessage("model.yaml: cuda_tf32: true is for the cuda execution provider, not cpu");
+    assertThatThrownBy(() -> read("execution_provider: cuda\ncuda_tf32: fast\n"))
+        .hasMessageStartingWith("model.yaml: cuda_tf32: 'fast'");
+  }
+
+  @Test
   void largeBatches_areOffWithoutTheKeys_andReadTogether() throws Exception {
     assertThat(read("max_batch_size: 8\n").session().largeBatches()).isFalse();
     SessionSettings session = read("large_batch_rows: 16\nlarge_batch_intra_op_threads: 2\n").session();
