@@ -175,7 +175,7 @@ final class BatchingBenchmark implements Callable<Integer> {
     return 0;
   }
 
-  private static void writeVersion(Path root, String name, byte[] onnx, String yaml) throws IOException {
+  static void writeVersion(Path root, String name, byte[] onnx, String yaml) throws IOException {
     Path dir = Files.createDirectories(root.resolve(name).resolve("1"));
     Files.write(dir.resolve("model.onnx"), onnx);
     Files.writeString(root.resolve(name).resolve("model.yaml"), yaml);
@@ -246,7 +246,7 @@ final class BatchingBenchmark implements Callable<Integer> {
     return md.toString();
   }
 
-  private static void deleteTree(Path root) throws IOException {
+  static void deleteTree(Path root) throws IOException {
     try (var paths = Files.walk(root)) {
       paths.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
     }

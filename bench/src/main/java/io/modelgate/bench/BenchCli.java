@@ -18,6 +18,7 @@ import picocli.CommandLine.Command;
       FairnessBenchmark.class,
       SoakCommand.class,
       CeilingCommand.class,
+      GpuBenchmark.class,
       BenchCli.Jmh.class,
       CommandLine.HelpCommand.class
     })

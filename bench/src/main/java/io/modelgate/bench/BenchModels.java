@@ -46,6 +46,8 @@ final class BenchModels {
     switch (name) {
       case "mlp":
         return mlp();
+      case "mlp_large":
+        return mlpLarge();
       case "cnn_mnist":
         return new BenchModel(
             "cnn_mnist",
@@ -57,18 +59,32 @@ final class BenchModels {
         return new BenchModel("minilm", minilm(), "input_ids", new long[] {128}, new float[0]);
       default:
         throw new IllegalArgumentException(
-            "unknown benchmark model '" + name + "' (expected: mlp, cnn_mnist, minilm)");
+            "unknown benchmark model '" + name + "' (expected: mlp, mlp_large, cnn_mnist, minilm)");
     }
   }
 
   /** MLP 256→1024→1024→16, FP32, ReLU between layers, random weights from a fixed seed. */
   static BenchModel mlp() {
-    Random random = new Random(20261127);
-    int[] widths = {256, 1024, 1024, 16};
+    return mlp("mlp", new int[] {256, 1024, 1024, 16}, 20261127);
+  }
+
+  /**
+   * MLP 1024→4096→4096→1024, FP32 (96 MB of weights), ReLU between layers, random weights from a
+   * fixed seed: the GPU benchmark's model, large enough that a GPU's batching shows.
+   */
+  static BenchModel mlpLarge() {
+    return mlp("mlp_large", new int[] {1024, 4096, 4096, 1024}, 20261204);
+  }
+
+  /** An MLP of {@code widths}, Gemm and ReLU, He-scaled Gaussian weights from {@code seed}. */
+  private static BenchModel mlp(String name, int[] widths, long seed) {
+    Random random = new Random(seed);
+    int first = widths[0];
+    int last = widths[widths.length - 1];
     OnnxGraphBuilder graph =
-        OnnxGraphBuilder.create("mlp", 17)
-            .input("x", OnnxGraphBuilder.FLOAT, -1, 256)
-            .output("y", OnnxGraphBuilder.FLOAT, -1, 16);
+        OnnxGraphBuilder.create(name, 17)
+            .input("x", OnnxGraphBuilder.FLOAT, -1, first)
+            .output("y", OnnxGraphBuilder.FLOAT, -1, last);
     String previous = "x";
     for (int layer = 0; layer < widths.length - 1; layer++) {
       int in = widths[layer];
@@ -76,15 +92,15 @@ final class BenchModels {
       float scale = (float) Math.sqrt(2.0 / in);
       graph.initializer("w" + layer, gaussian(random, in * out, scale), in, out);
       graph.initializer("b" + layer, gaussian(random, out, 0.01f), out);
-      boolean last = layer == widths.length - 2;
-      String gemm = last ? "y" : "h" + layer;
+      boolean lastLayer = layer == widths.length - 2;
+      String gemm = lastLayer ? "y" : "h" + layer;
       graph.node("Gemm", List.of(previous, "w" + layer, "b" + layer), List.of(gemm));
-      if (!last) {
+      if (!lastLayer) {
         graph.node("Relu", List.of(gemm), List.of("r" + layer));
         previous = "r" + layer;
       }
     }
-    return new BenchModel("mlp", graph.build(), "x", new long[] {256}, gaussian(random, 256, 1f));
+    return new BenchModel(name, graph.build(), "x", new long[] {first}, gaussian(random, first, 1f));
   }
 
   /** all-MiniLM-L6-v2, int8-quantized (from langchain4j's Maven Central artifact, Apache-2.0). */
@@ -109,6 +125,9 @@ final class BenchModels {
     }
     if (name.equals("cnn_mnist")) {
       return java.util.Map.of("input_image", new long[] {rows, 1, 28, 28});
+    }
+    if (name.equals("mlp_large")) {
+      return java.util.Map.of("x", new long[] {rows, 1024});
     }
     return java.util.Map.of("x", new long[] {rows, 256});
   }
