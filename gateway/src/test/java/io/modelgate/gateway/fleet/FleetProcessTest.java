@@ -117,6 +117,36 @@ class FleetProcessTest {
     }
   }
 
+  /**
+   * {@code replica} once it is ready. Its ports were free when chosen, but another process's
+   * connection can take one before the replica binds it: a replica that exits for that is started
+   * again on new ports (at most twice); one that exits for anything else fails the test with its log.
+   */
+  private Replica ready(Replica replica, String store) throws Exception {
+    for (int attempt = 1; ; attempt++) {
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(90);
+      while (!replica.ready() && replica.process.isAlive() && System.nanoTime() < deadline) {
+        Thread.sleep(25);
+      }
+      if (replica.ready()) {
+        return replica;
+      }
+      Path logFile = dir.resolve(replica.name + ".log");
+      String log = Files.exists(logFile) ? Files.readString(logFile) : "";
+      String tail = log.substring(Math.max(0, log.length() - 4000));
+      boolean portTaken = log.contains("Address already in use");
+      if (replica.process.isAlive() || !portTaken || attempt == 3) {
+        throw new AssertionError("not within 90 s: " + replica.name + " ready (process "
+            + (replica.process.isAlive() ? "running" : "exited " + replica.process.exitValue()) + "); its log ends:\n" + tail);
+      }
+      say("%s: a port was taken before it bound it; started again on new ports", replica.name);
+      replica.close();
+      Files.delete(logFile);
+      replica = new Replica(replica.name);
+      replica.start(store);
+    }
+  }
+
   private static int freePort() throws IOException {
     try (ServerSocket socket = new ServerSocket(0)) {
       return socket.getLocalPort();
@@ -273,8 +303,8 @@ class FleetProcessTest {
         r.start(etcd.store());
         replicas.add(r);
       }
-      for (Replica r : replicas) {
-        eventually(r.name + " ready", r::ready);
+      for (int i = 0; i < replicas.size(); i++) {
+        replicas.set(i, ready(replicas.get(i), etcd.store()));
       }
       Replica r1 = replicas.get(0);
       set(r1, Map.of(1L, 1));
