@@ -22,24 +22,33 @@ final class BenchModels {
     }
 
     ModelInferRequest batchRequest(String modelName, int rows) {
-      InferInputTensor.Builder tensor =
-          InferInputTensor.newBuilder().setName(input).setDatatype("FP32").addShape(rows);
-      for (long dim : rowShape) {
-        tensor.addShape(dim);
-      }
-      ByteBuffer bytes = ByteBuffer.allocate(rows * row.length * 4).order(ByteOrder.LITTLE_ENDIAN);
+      long[] shape = new long[rowShape.length + 1];
+      shape[0] = rows;
+      System.arraycopy(rowShape, 0, shape, 1, rowShape.length);
+      float[] values = new float[rows * row.length];
       for (int r = 0; r < rows; r++) {
-        for (float value : row) {
-          bytes.putFloat(value);
-        }
+        System.arraycopy(row, 0, values, r * row.length, row.length);
       }
-      bytes.flip();
-      return ModelInferRequest.newBuilder()
-          .setModelName(modelName)
-          .addInputs(tensor)
-          .addRawInputContents(ByteString.copyFrom(bytes))
-          .build();
+      return fp32Request(modelName, input, shape, values);
     }
+  }
+
+  /** A request for {@code modelName} with one FP32 input of {@code shape}, its values raw. */
+  static ModelInferRequest fp32Request(String modelName, String input, long[] shape, float[] values) {
+    InferInputTensor.Builder tensor = InferInputTensor.newBuilder().setName(input).setDatatype("FP32");
+    for (long dim : shape) {
+      tensor.addShape(dim);
+    }
+    ByteBuffer bytes = ByteBuffer.allocate(values.length * 4).order(ByteOrder.LITTLE_ENDIAN);
+    for (float value : values) {
+      bytes.putFloat(value);
+    }
+    bytes.flip();
+    return ModelInferRequest.newBuilder()
+        .setModelName(modelName)
+        .addInputs(tensor)
+        .addRawInputContents(ByteString.copyFrom(bytes))
+        .build();
   }
 
   static BenchModel byName(String name) {

@@ -17,7 +17,6 @@ import io.modelgate.gateway.server.ServerSettings;
 import io.modelgate.gateway.stats.StatsRegistry;
 import io.modelgate.proto.admin.v1.WindowStats;
 import io.modelgate.proto.inference.GRPCInferenceServiceGrpc;
-import io.modelgate.proto.inference.ModelInferRequest;
 import io.modelgate.proto.inference.ModelInferResponse;
 import io.modelgate.runtime.execution.SchedulerSettings;
 import io.modelgate.runtime.onnx.ExecutionProvider;
@@ -29,7 +28,6 @@ import io.modelgate.runtime.repository.ModelSettings;
 import io.modelgate.runtime.repository.ModelVersion;
 import java.io.IOException;
 import java.io.PrintWriter;
-import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
 import java.nio.charset.StandardCharsets;
@@ -465,7 +463,7 @@ final class GpuBenchmark implements Callable<Integer> {
         for (int r = 0; r < CHECK_ROWS; r++) {
           float[] row = Arrays.copyOfRange(rows, r * width, (r + 1) * width);
           answers.add(callers.submit(() -> floats(stub.withDeadlineAfter(60, TimeUnit.SECONDS)
-              .modelInfer(request(served, "x", new long[] {1, width}, row)))));
+              .modelInfer(BenchModels.fp32Request(served, "x", new long[] {1, width}, row)))));
         }
         double diff = 0;
         int out = cpu.length / CHECK_ROWS;
@@ -492,9 +490,9 @@ final class GpuBenchmark implements Callable<Integer> {
       for (MnistDigits.Digit digit : all) {
         long[] shape = {1, 1, 28, 28};
         float[] logits = floats(stub.withDeadlineAfter(60, TimeUnit.SECONDS)
-            .modelInfer(request(served, "input_image", shape, digit.pixels())));
+            .modelInfer(BenchModels.fp32Request(served, "input_image", shape, digit.pixels())));
         float[] reference = floats(stub.withDeadlineAfter(60, TimeUnit.SECONDS)
-            .modelInfer(request("cnn_mnist_cpu_reference", "input_image", shape, digit.pixels())));
+            .modelInfer(BenchModels.fp32Request("cnn_mnist_cpu_reference", "input_image", shape, digit.pixels())));
         diff = Math.max(diff, maxAbsDiff(reference, logits));
         if (argmax(logits) == digit.label()) {
           right++;
@@ -562,21 +560,6 @@ final class GpuBenchmark implements Callable<Integer> {
 
   private static int outputWidth(BenchModels.BenchModel mlp) {
     return mlp.name().equals("mlp") ? 16 : 1024;
-  }
-
-  private static ModelInferRequest request(String model, String input, long[] shape, float[] values) {
-    ByteBuffer bytes = ByteBuffer.allocate(values.length * 4).order(ByteOrder.LITTLE_ENDIAN);
-    for (float value : values) {
-      bytes.putFloat(value);
-    }
-    bytes.flip();
-    ModelInferRequest.InferInputTensor.Builder tensor =
-        ModelInferRequest.InferInputTensor.newBuilder().setName(input).setDatatype("FP32");
-    for (long dim : shape) {
-      tensor.addShape(dim);
-    }
-    return ModelInferRequest.newBuilder().setModelName(model).addInputs(tensor)
-        .addRawInputContents(ByteString.copyFrom(bytes)).build();
   }
 
   private static float[] floats(ModelInferResponse response) {
