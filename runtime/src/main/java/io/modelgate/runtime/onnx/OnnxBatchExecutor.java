@@ -60,6 +60,8 @@ public final class OnnxBatchExecutor implements BatchExecutor {
   private final OnnxTensor[] tensors;
   private final Map<String, OnnxTensor> feed;
   private final Set<String> allOutputNames;
+  /** Where each request's rows start in the batch in hand; grown to the largest batch, reused. */
+  private int[] firstRows = new int[1];
   /** How long at most failing batches fail whole once they do, in milliseconds. */
   static final long WHOLE_FAILURES_MILLIS = 1_000;
 
@@ -361,7 +363,9 @@ public final class OnnxBatchExecutor implements BatchExecutor {
     Encoded[] encoded = new Encoded[outputCount];
     OutputTensor[][] perRequest = new OutputTensor[n][];
     // Where each request's rows start in the batch: once, not once a request (512 requests: 131k sums).
-    int[] firstRows = new int[n];
+    if (firstRows.length < n) {
+      firstRows = new int[Math.max(n, 2 * firstRows.length)];
+    }
     for (int r = 1; r < n; r++) {
       firstRows[r] = firstRows[r - 1] + batch.get(r - 1).decoded().rows();
     }
