@@ -61,6 +61,8 @@ final class GatewayMetrics implements AutoCloseable {
     new ClassLoaderMetrics().bindTo(registry);
     new ProcessorMetrics().bindTo(registry);
     new UptimeMetrics().bindTo(registry);
+    // jvm_info{runtime,vendor,version}: which JDK each replica runs on (the JDK moves throughput).
+    new io.micrometer.core.instrument.binder.jvm.JvmInfoMetrics().bindTo(registry);
     new FileDescriptorMetrics().bindTo(registry);
     Gauge.builder("modelgate.state.store.healthy", state, s -> s.healthy() ? 1 : 0)
         .description("1 when the last write of the state directory (routing, rollouts, audit) succeeded")

@@ -311,13 +311,14 @@ public final class GatewayServer {
               stats);
       log.info(
           "listening on {}:{} ({}{} transport, {} event loop{}; at most {} connections a port, {} new a second, {} from an"
-              + " address); admin on {}:{}{}{}",
+              + " address); admin on {}:{}{}{}; Java {}",
           settings.host(), gateway.port(), epoll ? "epoll" : "nio", settings.tls() == null ? "" : ", TLS",
           settings.eventLoopThreads(), settings.eventLoopThreads() == 1 ? "" : "s", connections.maxConnections(),
           connections.maxConnectionRate() == 0 ? "any" : connections.maxConnectionRate(),
           connections.maxConnectionsPerAddress() == 0 ? "any" : connections.maxConnectionsPerAddress(), adminSettings.host(), gateway.adminPort(),
           adminSettings.tls() == null ? "" : " (TLS)",
-          settings.tls() == null && adminSettings.tls() == null ? "" : "; TLS through " + TlsSettings.engine());
+          settings.tls() == null && adminSettings.tls() == null ? "" : "; TLS through " + TlsSettings.engine(),
+          Runtime.version());
       return gateway;
     } catch (IOException | RuntimeException e) {
       release.run();

@@ -165,6 +165,15 @@ class DeployArtifactsTest {
   }
 
   @Test
+  void theScrape_saysWhichJavaRuntimeServes() throws Exception {
+    assertThat(scrapeText().lines().filter(line -> line.startsWith("jvm_info{")).toList())
+        .singleElement()
+        .asString()
+        .contains("version=\"" + System.getProperty("java.runtime.version") + "\"")
+        .endsWith(" 1");
+  }
+
+  @Test
   void theDashboard_isWellFormed_andUsesOnlyExportedMetrics() throws Exception {
     Struct dashboard = dashboard();
     for (String field : List.of("uid", "title", "panels", "templating", "schemaVersion")) {
