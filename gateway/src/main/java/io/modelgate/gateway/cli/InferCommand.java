@@ -196,7 +196,6 @@ final class InferCommand implements Callable<Integer> {
     return invert ? MnistDigits.inverted(pixels) : pixels;
   }
 
-  /** Sends {@code requests} in turn, {@link #repeat} in all. */
   /** The channel the calls go through: with the API key, when one is given. */
   private io.grpc.Channel calls(ManagedChannel channel) {
     if (apiKey == null) {

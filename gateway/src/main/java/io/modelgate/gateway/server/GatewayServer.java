@@ -623,7 +623,6 @@ public final class GatewayServer {
     return router;
   }
 
-  /** The versions' golden-set results. */
   /** The callers file in force, or null when the inference port is open. */
   public io.modelgate.gateway.config.WatchedFile<io.modelgate.gateway.callers.CallerPolicy> callers() {
     return callers;

@@ -165,7 +165,6 @@ public final class StatsRegistry implements StageRecorder.Factory, AutoCloseable
     rejected[code.value()].increment();
   }
 
-  /** The statistics of a version that has loaded at least once, or null. */
   /** Every version's statistics, by model and version. */
   public List<VersionStats> all() {
     List<VersionStats> all = new ArrayList<>(stats.values());
