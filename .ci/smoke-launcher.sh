@@ -23,6 +23,12 @@ for _ in $(seq 1 120); do
 done
 grep -q "serving KServe v2 gRPC" "$log" || { cat "$log"; echo "smoke: no banner after 60 s" >&2; exit 1; }
 
+# SMOKE_JAVA_FEATURE=25 (or later): the launcher gave that JDK its options (bin/jvm-options.sh).
+if [ "${SMOKE_JAVA_FEATURE:-0}" -ge 25 ]; then
+  tr '\0' ' ' </proc/"$pid"/cmdline | grep -q -- '-XX:+UseCompactObjectHeaders' ||
+    { tr '\0' ' ' </proc/"$pid"/cmdline; echo "smoke: the launcher did not give JDK 25 its options" >&2; exit 1; }
+fi
+
 out=$(bin/modelgate infer --target "localhost:$port" --model cnn_mnist --digit 7)
 echo "$out"
 grep -q "model cnn_mnist version 2 answered" <<<"$out"
@@ -43,6 +49,14 @@ rm -rf "$bench_out"
 kill -TERM "$pid"
 wait "$pid" || true
 grep -q '"formattedMessage":"stopped"' "$logs" || { cat "$log" "$logs"; echo "smoke: no clean stop" >&2; exit 1; }
+# SMOKE_JAVA_FEATURE=N: the server must say it ran on Java N or later (its start-up line names the
+# runtime); the log's every line a JSON object (below) also says that JDK warned of nothing.
+if [ -n "${SMOKE_JAVA_FEATURE:-}" ]; then
+  feature=$(grep -o '; Java [0-9]*' "$logs" | head -1 | tr -dc '0-9')
+  [ -n "$feature" ] && [ "$feature" -ge "$SMOKE_JAVA_FEATURE" ] ||
+    { cat "$logs"; echo "smoke: the server did not run on Java $SMOKE_JAVA_FEATURE or later (said: ${feature:-nothing})" >&2; exit 1; }
+  echo "smoke: served on Java $feature"
+fi
 # --log-format json: every line one JSON object; the request is in the access log.
 if grep -v '^{.*}$' "$logs"; then echo "smoke: a log line is not a JSON object" >&2; exit 1; fi
 if command -v python3 >/dev/null; then

@@ -55,6 +55,13 @@ for dir in lib lib64; do
   fi
 done
 
+# The JVM options the entrypoint gives this runtime (an argument file, `@/opt/java/modelgate-jvm-options`),
+# chosen for its JDK as bin/modelgate chooses them: bin/jvm-options.sh.
+# shellcheck source=../../bin/jvm-options.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../bin/jvm-options.sh"
+modelgate_jvm_options "$java_home/bin/java"
+printf '%s\n' "${jvm_options[@]}" >"$out/opt/java/modelgate-jvm-options"
+
 # A user to run as (uid 10001), and the name-service defaults.
 cat >"$out/etc/passwd" <<'PASSWD'
 root:x:0:0:root:/root:/sbin/nologin

@@ -54,7 +54,7 @@ final class FloodProcess implements AutoCloseable {
     if (nice > 0) {
       command.addAll(List.of("nice", "-n", Integer.toString(nice)));
     }
-    command.add(ProcessHandle.current().info().command().orElse("java"));
+    command.addAll(ChildJvm.command());
     command.addAll(List.of("-Xms512m", "-Xmx512m", "-cp", System.getProperty("java.class.path"),
         BenchCli.class.getName(), "load", "--target", target, "--model", request.getModelName(),
         "--input-file", input.toString(), "--concurrency", Integer.toString(callers), "--back-off",

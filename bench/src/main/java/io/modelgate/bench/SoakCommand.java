@@ -492,10 +492,10 @@ final class SoakCommand implements Callable<Integer> {
         throws IOException, InterruptedException {
       int[] ports = freePorts(3);
       Path log = dir.resolve("server.log");
-      List<String> command = new ArrayList<>(List.of(ProcessHandle.current().info().command().orElse("java"),
-          // Every page of the heap made resident at start: the resident memory's changes are then
-          // the server's native memory, not G1 touching heap regions for the first time.
-          "-Xms" + heap, "-Xmx" + heap, "-XX:+AlwaysPreTouch", "-XX:MaxTenuringThreshold=2"));
+      List<String> command = ChildJvm.command();
+      // Every page of the heap made resident at start: the resident memory's changes are then
+      // the server's native memory, not G1 touching heap regions for the first time.
+      command.addAll(List.of("-Xms" + heap, "-Xmx" + heap, "-XX:+AlwaysPreTouch", "-XX:MaxTenuringThreshold=2"));
       command.addAll(javaOptions);
       command.addAll(List.of("-cp", System.getProperty("java.class.path"),
           io.modelgate.gateway.cli.ModelgateCli.class.getName(), "serve",

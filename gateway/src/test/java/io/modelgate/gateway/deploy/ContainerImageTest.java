@@ -63,9 +63,15 @@ class ContainerImageTest {
       run(List.of("tar", "-xzf", blob(oci, layer.getAsJsonObject()).toString(), "-C", rootfs.toString()));
     }
     assertThat(config.get("User").getAsString()).isEqualTo("10001:10001");
-    // The collector setting the launcher passes too (README, JVM options); the JVM refuses to
-    // start below if the image's runtime does not take it.
-    assertThat(strings(config.getAsJsonArray("Entrypoint"))).contains("-XX:MaxTenuringThreshold=2");
+    // The JVM options the launcher gives the same JDK (README, JVM options), in an argument file the
+    // entrypoint names; the JVM refuses to start below if the image's runtime does not take them.
+    assertThat(strings(config.getAsJsonArray("Entrypoint"))).contains("@/opt/java/modelgate-jvm-options");
+    List<String> jvmOptions = Files.readAllLines(rootfs.resolve("opt/java/modelgate-jvm-options"));
+    assertThat(jvmOptions).contains("-XX:MaxTenuringThreshold=2");
+    if (Runtime.version().feature() >= 25) {  // the image's runtime is the building JDK's, this one
+      assertThat(jvmOptions).contains("--enable-native-access=ALL-UNNAMED", "--sun-misc-unsafe-memory-access=allow",
+          "-XX:+UseCompactObjectHeaders");
+    }
     assertThat(config.getAsJsonObject("ExposedPorts").keySet()).containsExactlyInAnyOrder("8001/tcp", "8002/tcp", "8003/tcp");
     assertThat(config.getAsJsonObject("Volumes").keySet()).contains("/models");
     // Nothing but the runtime, its libraries, the application and a user: no shell, no package manager.
@@ -110,6 +116,9 @@ class ContainerImageTest {
       String status = Files.readString(Path.of("/proc", Long.toString(process.pid()), "status"));
       assertThat(status).containsPattern("Uid:\\s+10001\\s");
       assertThat(Files.readString(log)).contains("Picked up JAVA_TOOL_OPTIONS: -Xmx512m");
+      // and a runtime told what the application does: no JVM warnings (native access, sun.misc.Unsafe
+      // on JDK 24 and later) among the log's lines.
+      assertThat(Files.readString(log)).doesNotContain("WARNING: ");
       // TLS runs on BoringSSL: its native library and what it links load from the image.
       assertThat(Files.readString(log)).contains("TLS through BoringSSL");
 
