@@ -41,12 +41,18 @@ record BenchGateway(Path root, StatsRegistry stats, GatewayServer server, io.mod
   /** As {@link #start(Path, int, boolean, Path)}, every version scheduled with {@code scheduler}. */
   static BenchGateway start(Path root, int connections, boolean background, Path callersFile,
       SchedulerSettings scheduler) throws IOException {
+    return start(root, connections, background, callersFile, scheduler, 1);
+  }
+
+  /** As {@link #start(Path, int, boolean, Path, SchedulerSettings)}, on {@code eventLoops} event loops. */
+  static BenchGateway start(Path root, int connections, boolean background, Path callersFile,
+      SchedulerSettings scheduler, int eventLoops) throws IOException {
     StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), background);
     ModelRepository repository =
         ModelRepository.load(root, new ModelSettings(null, new SessionSettings(1, 1), scheduler), stats);
     GatewayServer server =
         GatewayServer.start(
-            new ServerSettings("127.0.0.1", 0, 64 << 20, 1, Duration.ofSeconds(10)),
+            new ServerSettings("127.0.0.1", 0, 64 << 20, eventLoops, Duration.ofSeconds(10)),
             new AdminSettings("127.0.0.1", 0, java.util.UUID.randomUUID().toString(), null, "127.0.0.1", -1,
                 root.resolve(".state")).withCallers(callersFile),
             repository,

@@ -45,6 +45,16 @@ final class FairnessBenchmark implements Callable<Integer> {
       description = "With --flood-process: run the flood under nice -n N (Linux), so that on a small machine its"
           + " client takes the cores only when the server and the measured tenant leave them. Default: ${DEFAULT-VALUE}.")
   int floodNice;
+  @Option(names = "--flood-cpus", paramLabel = "LIST",
+      description = "With --flood-process: run the flood's JVM on these CPUs (a taskset -c list, Linux), e.g. 8-15;"
+          + " run this benchmark itself under taskset -c on others (0-7), so that the server and the measured"
+          + " tenant's light client have cores the flood's client does not use, as with a flood from other machines."
+          + " Default: the CPUs of this JVM.")
+  String floodCpus;
+  @Option(names = "--flood-connections", defaultValue = "2",
+      description = "Connections of the flood's load generator. Default: ${DEFAULT-VALUE}.") int floodConnections;
+  @Option(names = "--event-loops", defaultValue = "1",
+      description = "The server's event loops (serve --event-loop-threads). Default: ${DEFAULT-VALUE}.") int eventLoops;
   @Option(names = "--instances", defaultValue = "1", description = "Executors of the version. Default: ${DEFAULT-VALUE}.") int instances;
   @Option(names = "--reserved-instances", defaultValue = "0",
       description = "Executors kept for tenants without a backlog (model.yaml reserved_instances). Default: ${DEFAULT-VALUE}.")
@@ -75,6 +85,14 @@ final class FairnessBenchmark implements Callable<Integer> {
     if (floodNice < 0 || floodNice > 19) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--flood-nice " + floodNice + " (expected: 0 to 19)");
     }
+    if (floodCpus != null && (!floodProcess || !floodCpus.matches("[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*"))) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--flood-cpus " + floodCpus
+          + " (expected: a CPU list such as 8-15 or 2,3, with --flood-process)");
+    }
+    if (floodConnections < 1 || eventLoops < 1) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--flood-connections " + floodConnections
+          + ", --event-loops " + eventLoops + " (expected: 1 or more each)");
+    }
     io.modelgate.runtime.execution.SchedulerSettings scheduler;
     try {
       scheduler = new io.modelgate.runtime.execution.SchedulerSettings(1024, instances, 0, List.of(), reservedInstances);
@@ -82,7 +100,7 @@ final class FairnessBenchmark implements Callable<Integer> {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--instances " + instances
           + ", --reserved-instances " + reservedInstances + ": " + e.getMessage());
     }
-    try (BenchGateway gateway = BenchGateway.start(root, 2, true, root.resolve("callers.yaml"), scheduler)) {
+    try (BenchGateway gateway = BenchGateway.start(root, 2, true, root.resolve("callers.yaml"), scheduler, eventLoops)) {
       String target = "127.0.0.1:" + gateway.server().port();
       Connections bigChannels = Connections.open(target, 2, big);
       Connections smallChannels = Connections.open(target, 1, small);
@@ -96,9 +114,11 @@ final class FairnessBenchmark implements Callable<Integer> {
             out);
         LoadGenerator.Result capacity = capacityLoad.run(LoadGenerator.Options.closed(64, false, warmup, duration), line -> {});
         double rate = capacity.throughput() * smallShare;
-        out.printf("fairness: model %s (%d executor(s), %d reserved), capacity %.0f calls/s (64 closed-loop callers), small tenant at %.0f calls/s, flood of %d callers sending %d row(s) a request, %s%n",
-            model, instances, reservedInstances, capacity.throughput(), rate, floodCallers, floodRows,
-            !floodProcess ? "from this JVM" : "from a JVM of its own" + (floodNice > 0 ? " under nice -n " + floodNice : ""));
+        out.printf("fairness: model %s (%d executor(s), %d reserved, %d event loop(s)), capacity %.0f calls/s (64 closed-loop callers), small tenant at %.0f calls/s, flood of %d callers sending %d row(s) a request, %s; server and measured tenant on CPUs %s%n",
+            model, instances, reservedInstances, eventLoops, capacity.throughput(), rate, floodCallers, floodRows,
+            !floodProcess ? "from this JVM" : "from a JVM of its own" + (floodNice > 0 ? " under nice -n " + floodNice : "")
+                + (floodCpus != null ? " on CPUs " + floodCpus : ""),
+            allowedCpus());
         ModelInferRequest floodRequest = floodRows == 1 ? request : bench.batchRequest("m", floodRows);
         // The flood takes paths the capacity run did not (refusals, lanes, the light tenant's own
         // batches): the JIT settles on them too before anything is measured.
@@ -128,8 +148,8 @@ final class FairnessBenchmark implements Callable<Integer> {
         Duration floodLength = warmup.plus(duration).plusSeconds(floodProcess ? 5 : 1 + 2);
         CompletableFuture<LoadGenerator.Result> flood = null;
         if (floodProcess) {
-          floodChild = FloodProcess.start(root, target, big, floodRequest, floodCallers, 2,
-              (int) floodLength.toSeconds(), jitSettle.seconds, floodNice); // returns flooding, its JIT settled
+          floodChild = FloodProcess.start(root, target, big, floodRequest, floodCallers, floodConnections,
+              (int) floodLength.toSeconds(), jitSettle.seconds, floodNice, floodCpus); // returns flooding, its JIT settled
           if (jitSettle.enabled()) {
             out.printf("  the flood's load generator: %s%n", floodChild.settling());
             out.flush();
@@ -186,6 +206,20 @@ final class FairnessBenchmark implements Callable<Integer> {
       }
     }
     return 0;
+  }
+
+  /** The CPUs this JVM may run on (Linux: its Cpus_allowed_list), or how many where that is not known. */
+  static String allowedCpus() {
+    try {
+      for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
+        if (line.startsWith("Cpus_allowed_list:")) {
+          return line.substring(line.indexOf(':') + 1).trim();
+        }
+      }
+    } catch (java.io.IOException | RuntimeException e) {
+      // not Linux: say how many
+    }
+    return "(" + Runtime.getRuntime().availableProcessors() + ")";
   }
 
   private static void row(PrintWriter out, String run, String tenant, Reports.Summary r,

@@ -43,14 +43,19 @@ final class FloodProcess implements AutoCloseable {
    * @param seconds how long the flood records once settled, warm-up none
    * @param settleSeconds the most its settling may take ({@code load --jit-settle}); 0: none
    * @param nice the {@code nice -n} increment, 0 for none
+   * @param cpus the CPUs it runs on ({@code taskset -c} list, Linux), null for those of this JVM
    */
   static FloodProcess start(Path dir, String target, String apiKey, ModelInferRequest request,
-      int callers, int connections, int seconds, int settleSeconds, int nice) throws IOException, InterruptedException {
+      int callers, int connections, int seconds, int settleSeconds, int nice, String cpus)
+      throws IOException, InterruptedException {
     Path input = dir.resolve("flood-request.json");
     Files.writeString(input, JsonFormat.printer().print(request));
     Path out = dir.resolve("flood-out");
     Path log = dir.resolve("flood.log");
     List<String> command = new ArrayList<>();
+    if (cpus != null) {
+      command.addAll(List.of("taskset", "-c", cpus));
+    }
     if (nice > 0) {
       command.addAll(List.of("nice", "-n", Integer.toString(nice)));
     }
