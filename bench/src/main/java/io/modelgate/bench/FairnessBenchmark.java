@@ -125,13 +125,8 @@ final class FairnessBenchmark implements Callable<Integer> {
         LoadGenerator settleFlood = new LoadGenerator(bigChannels, floodRequest);
         LoadGenerator settleQuiet = new LoadGenerator(warmChannels, request); // a tenant of its own: no figure counts it
         jitSettle.settle(() -> {
-          CompletableFuture<LoadGenerator.Result> slice = CompletableFuture.supplyAsync(() -> {
-            try {
-              return settleFlood.run(LoadGenerator.Options.closed(floodCallers, false, Duration.ofSeconds(1), Duration.ZERO).backingOff(), line -> {});
-            } catch (Exception e) {
-              throw new IllegalStateException(e);
-            }
-          });
+          CompletableFuture<LoadGenerator.Result> slice = OwnThread.supply("fairness-settle-flood", () ->
+              settleFlood.run(LoadGenerator.Options.closed(floodCallers, false, Duration.ofSeconds(1), Duration.ZERO).backingOff(), line -> {}));
           try {
             settleQuiet.run(LoadGenerator.Options.open(rate, false, Duration.ofSeconds(1), Duration.ZERO), line -> {});
             slice.join();
@@ -155,14 +150,8 @@ final class FairnessBenchmark implements Callable<Integer> {
             out.flush();
           }
         } else {
-          flood = CompletableFuture.supplyAsync(() -> {
-            try {
-              return new LoadGenerator(bigChannels, floodRequest)
-                  .run(LoadGenerator.Options.closed(floodCallers, false, Duration.ZERO, floodLength).backingOff(), line -> {});
-            } catch (Exception e) {
-              throw new IllegalStateException(e);
-            }
-          });
+          flood = OwnThread.supply("fairness-flood", () -> new LoadGenerator(bigChannels, floodRequest)
+              .run(LoadGenerator.Options.closed(floodCallers, false, Duration.ZERO, floodLength).backingOff(), line -> {}));
           Thread.sleep(1000);
         }
         var before = gateway.stats().find("m", 1).statistics();

@@ -192,24 +192,19 @@ final class SoakCommand implements Callable<Integer> {
         for (int w = 1; w <= windows; w++) {
           adminFailures += change(adminStub, callers, callersText, w);
           boolean flooding = w % 2 == 0;
-          CompletableFuture<LoadGenerator.Result> streamed = CompletableFuture.supplyAsync(() -> {
+          // Each on a thread of its own, beside the probe this thread runs (OwnThread says why).
+          CompletableFuture<LoadGenerator.Result> streamed = OwnThread.supply("soak-stream", () -> {
             try (Connections fresh = Connections.open(target, 2, streamKey, overTls)) {
               return new LoadGenerator(fresh, request).run(LoadGenerator.Options.open(streamRate, true, Duration.ZERO, window), line -> {});
-            } catch (InterruptedException e) {
-              Thread.currentThread().interrupt();
-              throw new IllegalStateException(e);
             }
           });
-          CompletableFuture<LoadGenerator.Result> flooded = !flooding ? null : CompletableFuture.supplyAsync(() -> {
-            try {
-              return flood.run(LoadGenerator.Options.closed(floodCallers, false, Duration.ZERO,
-                  Duration.ofSeconds(Math.max(1, windowSeconds / 3))).backingOff(), line -> {});
-            } catch (InterruptedException e) {
-              Thread.currentThread().interrupt();
-              throw new IllegalStateException(e);
-            }
+          CompletableFuture<LoadGenerator.Result> flooded = !flooding ? null : OwnThread.supply("soak-flood", () ->
+              flood.run(LoadGenerator.Options.closed(floodCallers, false, Duration.ZERO,
+                  Duration.ofSeconds(Math.max(1, windowSeconds / 3))).backingOff(), line -> {}));
+          CompletableFuture<Void> failing = OwnThread.supply("soak-failing-connections", () -> {
+            failConnections(server.grpcPort, window);
+            return null;
           });
-          CompletableFuture<Void> failing = CompletableFuture.runAsync(() -> failConnections(server.grpcPort, window));
           abandonCalls(server.grpcPort, overTls, streamKey, request);
           LoadGenerator.Result probed = probe.run(LoadGenerator.Options.open(rate, false, Duration.ZERO, window), line -> {});
           LoadGenerator.Result stream = streamed.get(windowSeconds + 60L, TimeUnit.SECONDS);

@@ -159,13 +159,19 @@ class EtcdControlStoreTest {
           return false;
         }
       });
-      // Two replicas making tokens at once: compare-and-swap keeps both.
-      java.util.concurrent.CompletableFuture<?> one = java.util.concurrent.CompletableFuture.runAsync(() ->
-          a.admin().createToken(io.modelgate.proto.admin.v1.CreateTokenRequest.newBuilder().setName("one").setRole("viewer").build()));
-      java.util.concurrent.CompletableFuture<?> two = java.util.concurrent.CompletableFuture.runAsync(() ->
-          b.admin().createToken(io.modelgate.proto.admin.v1.CreateTokenRequest.newBuilder().setName("two").setRole("viewer").build()));
-      one.get(30, TimeUnit.SECONDS);
-      two.get(30, TimeUnit.SECONDS);
+      // Two replicas making tokens at once (a thread each: the common pool has one thread on two
+      // cores from JDK 25 on): compare-and-swap keeps both.
+      java.util.concurrent.ExecutorService both = java.util.concurrent.Executors.newFixedThreadPool(2);
+      try {
+        java.util.concurrent.Future<?> one = both.submit(() ->
+            a.admin().createToken(io.modelgate.proto.admin.v1.CreateTokenRequest.newBuilder().setName("one").setRole("viewer").build()));
+        java.util.concurrent.Future<?> two = both.submit(() ->
+            b.admin().createToken(io.modelgate.proto.admin.v1.CreateTokenRequest.newBuilder().setName("two").setRole("viewer").build()));
+        one.get(30, TimeUnit.SECONDS);
+        two.get(30, TimeUnit.SECONDS);
+      } finally {
+        both.shutdownNow();
+      }
       b.admin().revokeToken(io.modelgate.proto.admin.v1.RevokeTokenRequest.newBuilder().setName("dashboards").build());
       eventually("a refuses the token revoked on b", () -> {
         try {
