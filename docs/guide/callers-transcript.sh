@@ -40,7 +40,8 @@ echo
 "$repo/bin/modelgate" callers new-key --tenant grafana --admin-role viewer >grafana.txt
 sed -n 's/^key: *//p' grafana.txt >grafana.token
 printf 'tokens:\n  grafana: {hash: %s, role: viewer}\n' "$(sed -n 's/^hash: *//p' grafana.txt)" >admin-tokens.yaml
-"$repo/bin/modelgate" serve --callers callers.yaml --admin-tokens admin-tokens.yaml --replica gw1 --access-log-rate 0.05 --grpc-port "$port" --metrics-port $((port + 1)) \
+# (A 1 s inference warm-up, not the default 10 s: CI runs this script, and the warm-up only delays it.)
+"$repo/bin/modelgate" serve --warmup-inference 1s --callers callers.yaml --admin-tokens admin-tokens.yaml --replica gw1 --access-log-rate 0.05 --grpc-port "$port" --metrics-port $((port + 1)) \
   --admin-port $((port + 2)) --state-dir state >serve.log 2>&1 &
 pid=$!
 for _ in $(seq 1 240); do grep -q "serving KServe v2 gRPC" serve.log && break; sleep 0.5; done
@@ -140,7 +141,7 @@ echo "\$ tail -n 2 callers.yaml"
 tail -n 2 callers.yaml
 echo "\$ openssl x509 -in scorer.pem -noout -subject -nameopt RFC2253 -ext subjectAltName"
 openssl x509 -in scorer.pem -noout -subject -nameopt RFC2253 -ext subjectAltName
-"$repo/bin/modelgate" serve --callers callers.yaml --tls-cert server.pem --tls-key server.key --tls-client-ca ca.pem \
+"$repo/bin/modelgate" serve --warmup-inference 1s --callers callers.yaml --tls-cert server.pem --tls-key server.key --tls-client-ca ca.pem \
   --tls-client-auth optional --replica gw1 --grpc-port "$port" --metrics-port $((port + 1)) --admin-port $((port + 2)) --state-dir state \
   >serve-tls.log 2>&1 &
 pid=$!

@@ -34,7 +34,8 @@ echo "fleet-transcript-admin-token-0123456789" >"$work/token"
 # Replica rN listens on base+10N+1 (gRPC), +2 (metrics), +3 (admin).
 for n in 1 2; do
   p=$((base + 10 * n))
-  bin/modelgate serve --replica "r$n" --control-store "etcd://127.0.0.1:$etcd_port" --judge-lease 3s \
+  # (A 1 s inference warm-up, not the default 10 s: CI runs this script, and the warm-up only delays it.)
+  bin/modelgate serve --warmup-inference 1s --replica "r$n" --control-store "etcd://127.0.0.1:$etcd_port" --judge-lease 3s \
     --grpc-port $((p + 1)) --metrics-port $((p + 2)) --admin-port $((p + 3)) \
     --admin-token-file "$work/token" --state-dir "$work/state-r$n" >"$work/r$n.log" 2>&1 &
   pids+=("$!")

@@ -22,7 +22,8 @@ printf 'payload_log:\n  sample_rate: 0.1\n  drop: [input_image]\n' >>models/cnn_
 echo "\$ cat models/cnn_mnist/model.yaml"
 cat models/cnn_mnist/model.yaml
 echo
-"$repo/bin/modelgate" serve --model-repository models --replica gw1 --grpc-port "$port" \
+# (A 1 s inference warm-up, not the default 10 s: CI runs this script, and the warm-up only delays it.)
+"$repo/bin/modelgate" serve --warmup-inference 1s --model-repository models --replica gw1 --grpc-port "$port" \
   --metrics-port $((port + 1)) --admin-port $((port + 2)) >serve.log 2>&1 &
 pid=$!
 for _ in $(seq 1 240); do grep -q "serving KServe v2 gRPC" serve.log && break; sleep 0.5; done

@@ -30,7 +30,8 @@ issue other 90
 mkdir tls
 cp current.pem tls/tls.crt
 cp current.key tls/tls.key
-"$repo/bin/modelgate" serve --tls-cert tls/tls.crt --tls-key tls/tls.key --grpc-port "$port" --metrics-port $((port + 1)) \
+# (A 1 s inference warm-up, not the default 10 s: CI runs this script, and the warm-up only delays it.)
+"$repo/bin/modelgate" serve --warmup-inference 1s --tls-cert tls/tls.crt --tls-key tls/tls.key --grpc-port "$port" --metrics-port $((port + 1)) \
   --admin-port $((port + 2)) --state-dir state >serve.log 2>&1 &
 pid=$!
 for _ in $(seq 1 240); do grep -q "serving KServe v2 gRPC" serve.log && break; sleep 0.5; done

@@ -15,7 +15,8 @@ work=$(mktemp -d)
 state=$work/modelgate-state
 log=$work/serve.log
 cd "$work"
-"$repo/bin/modelgate" serve --grpc-port "$port" --admin-port "$admin_port" --metrics-port "$metrics_port" \
+# (A 1 s inference warm-up, not the default 10 s: CI runs this script, and the warm-up only delays it.)
+"$repo/bin/modelgate" serve --warmup-inference 1s --grpc-port "$port" --admin-port "$admin_port" --metrics-port "$metrics_port" \
   --replica gw1 >"$log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
