@@ -157,6 +157,15 @@ final class GatewayMetrics implements AutoCloseable {
         .description("Golden examples the version was last scored on (0 until run, or without a golden set)")
         .tags("model", model, "version", number)
         .register(registry));
+    for (boolean second : new boolean[] {true, false}) {
+      meters.add(io.micrometer.core.instrument.FunctionCounter.builder("modelgate.batch.large", version,
+              v -> largeBatches(v, second))
+          .description("Batches of large_batch_rows rows or more, by the session that ran them: second (more intra-op"
+              + " threads) or first (where the second measured no faster a row); 0 without a second session."
+              + " Counts the version's current load")
+          .tags("model", model, "version", number, "session", second ? "second" : "first")
+          .register(registry));
+    }
     meters.add(Gauge.builder("modelgate.queue.depth", version, GatewayMetrics::queued)
         .description("Requests waiting for execution (in the queue or a forming batch)")
         .tags("model", model, "version", number)
@@ -190,6 +199,11 @@ final class GatewayMetrics implements AutoCloseable {
   private static double queued(ModelVersion version) {
     LoadedVersion loaded = version.loadedOrNull();
     return loaded == null ? 0 : loaded.scheduler().queuedCount();
+  }
+
+  private static double largeBatches(ModelVersion version, boolean second) {
+    LoadedVersion loaded = version.loadedOrNull();
+    return loaded == null ? 0 : loaded.largeBatches(second);
   }
 
   private static double capacity(ModelVersion version) {

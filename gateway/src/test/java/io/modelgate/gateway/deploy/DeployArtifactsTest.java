@@ -132,6 +132,7 @@ class DeployArtifactsTest {
         .contains(
             "modelgate_version_state",
             "modelgate_queue_depth",
+            "modelgate_batch_large_total",
             "modelgate_queue_capacity",
             "modelgate_routing_weight",
             "modelgate_routing_revision",

@@ -31,7 +31,9 @@ import java.util.Set;
 /**
  * Runs batches on one {@link OnnxModel}: concatenates each input of the batch's requests along the
  * first dimension into a direct buffer (the one copy of the request's bytes), calls ONNX Runtime,
- * and splits each output back by the requests' row counts.
+ * and splits each output back by the requests' row counts. Where the model has a second session for
+ * large batches, each executor sends a large batch to whichever session measured the shorter time a
+ * row on such batches ({@link SessionChoice}).
  *
  * <p>One request's values can make a whole batch fail (an index past the end of a table the model
  * looks it up in, a shape the model takes alone but not beside others). A request ONNX Runtime
@@ -60,6 +62,8 @@ public final class OnnxBatchExecutor implements BatchExecutor {
   private final OnnxTensor[] tensors;
   private final Map<String, OnnxTensor> feed;
   private final Set<String> allOutputNames;
+  /** Which session large batches run on, where the model has two; null where it has one. */
+  private final SessionChoice sessions;
   /** Where each request's rows start in the batch in hand; grown to the largest batch, reused. */
   private int[] firstRows = new int[1];
   /** How long at most failing batches fail whole once they do, in milliseconds. */
@@ -100,6 +104,7 @@ public final class OnnxBatchExecutor implements BatchExecutor {
     this.model = model;
     this.signature = signature;
     this.label = label;
+    this.sessions = model.largeBatchRows() > 0 ? new SessionChoice() : null;
     int inputs = signature.inputs().size();
     this.buffers = new ByteBuffer[inputs];
     this.tensors = new OnnxTensor[inputs];
@@ -228,9 +233,15 @@ public final class OnnxBatchExecutor implements BatchExecutor {
         tensors[i] = input(i, batch);
         feed.put(signature.inputs().get(i).name(), tensors[i]);
       }
+      int rows = batch.rows();
+      boolean large = sessions != null && rows >= model.largeBatchRows();
+      boolean second = large && sessions.second();
       runStart = System.nanoTime();
-      try (OrtSession.Result result = model.run(feed, outputNames(batch), batch.rows())) {
+      try (OrtSession.Result result = model.run(feed, outputNames(batch), rows, second)) {
         long runEnd = System.nanoTime();
+        if (large) {
+          sessions.ran(second, rows, runEnd - runStart);
+        }
         batch.ran(runStart, runEnd);
         noteRun(runStart, runEnd);
         runStart = 0;

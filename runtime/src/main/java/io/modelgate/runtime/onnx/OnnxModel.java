@@ -31,7 +31,8 @@ import org.slf4j.LoggerFactory;
 /**
  * One ONNX Runtime session and the tensors it takes and returns — and, where the settings ask for
  * it ({@link SessionSettings#largeBatches()}), a second session of the same model with more
- * intra-op threads for batches of {@link SessionSettings#largeBatchRows()} rows or more. Created
+ * intra-op threads that batches of {@link SessionSettings#largeBatchRows()} rows or more may run on
+ * (each executor chooses, by what it measures: {@link SessionChoice}). Created
  * once per model version; {@link #run} is thread-safe, so every executor of the version shares the
  * sessions.
  */
@@ -46,6 +47,7 @@ public final class OnnxModel implements AutoCloseable {
   private final OrtSession large;
   private final int largeBatchRows;
   private final LongAdder largeRuns = new LongAdder();
+  private final LongAdder largeOnFirst = new LongAdder();
   private final List<TensorSpec> inputs;
   private final List<TensorSpec> outputs;
   private final ExecutionProvider provider;
@@ -280,21 +282,32 @@ public final class OnnxModel implements AutoCloseable {
     return largeBatchRows;
   }
 
-  /** How many runs the second session has made (for tests and diagnostics). */
+  /** How many runs the second session has made. */
   public long largeBatchRuns() {
     return largeRuns.sum();
   }
 
   /**
-   * Runs the model on a batch of {@code rows} rows: on the second session when there is one and
-   * the batch has at least {@link #largeBatchRows} rows, else on the first. Thread-safe. The caller
-   * owns {@code feed}'s tensors and the result, and must close both.
+   * How many batches of {@link #largeBatchRows} rows or more ran on the first session, where the
+   * second measured no faster ({@link SessionChoice}).
    */
-  public OrtSession.Result run(Map<String, OnnxTensor> feed, Set<String> outputNames, int rows)
+  public long largeBatchRunsOnFirst() {
+    return largeOnFirst.sum();
+  }
+
+  /**
+   * Runs the model on a batch of {@code rows} rows: on the second session when there is one, the
+   * batch has at least {@link #largeBatchRows} rows and {@code second} asks for it; else on the
+   * first. Thread-safe. The caller owns {@code feed}'s tensors and the result, and must close both.
+   */
+  public OrtSession.Result run(Map<String, OnnxTensor> feed, Set<String> outputNames, int rows, boolean second)
       throws OrtException {
     if (large != null && rows >= largeBatchRows) {
-      largeRuns.increment();
-      return large.run(feed, outputNames);
+      if (second) {
+        largeRuns.increment();
+        return large.run(feed, outputNames);
+      }
+      largeOnFirst.increment();
     }
     return session.run(feed, outputNames);
   }

@@ -12,8 +12,8 @@ import java.util.Objects;
  * @param deviceId the CUDA device, for {@link ExecutionProvider#CUDA}
  * @param allowCpuFallback whether a CUDA version that cannot get CUDA runs on the CPU instead of
  *     failing to load
- * @param largeBatchRows batches of at least this many rows run on a second session with {@code
- *     largeBatchIntraOpThreads} intra-op threads; 0 (with {@code largeBatchIntraOpThreads} 0): one
+ * @param largeBatchRows batches of at least this many rows may run on a second session with {@code
+ *     largeBatchIntraOpThreads} intra-op threads (while it measures faster: {@link SessionChoice}); 0 (with {@code largeBatchIntraOpThreads} 0): one
  *     session for every batch
  * @param largeBatchIntraOpThreads the second session's intra-op threads, more than {@code
  *     intraOpThreads}; 0 when {@code largeBatchRows} is 0
@@ -121,7 +121,7 @@ public record SessionSettings(
     this(intraOpThreads, interOpThreads, provider, deviceId, allowCpuFallback, 0, 0);
   }
 
-  /** Whether batches of {@link #largeBatchRows} or more run on a second session. */
+  /** Whether there is a second session that batches of {@link #largeBatchRows} or more may run on. */
   public boolean largeBatches() {
     return largeBatchRows > 0;
   }

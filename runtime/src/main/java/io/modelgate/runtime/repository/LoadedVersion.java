@@ -82,6 +82,15 @@ public final class LoadedVersion {
     return onnx.fallbackReason();
   }
 
+  /**
+   * Batches of {@code large_batch_rows} rows or more this load has run on its second session
+   * ({@code second}), or on its first where the second measured no faster; 0 without a second
+   * session.
+   */
+  public long largeBatches(boolean second) {
+    return second ? onnx.largeBatchRuns() : onnx.largeBatchRunsOnFirst();
+  }
+
   OnnxModel onnx() {
     return onnx;
   }

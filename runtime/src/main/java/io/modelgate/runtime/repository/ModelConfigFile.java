@@ -45,8 +45,9 @@ import org.yaml.snakeyaml.error.YAMLException;
  *   <li>{@code intra_op_threads}, {@code inter_op_threads}: ONNX Runtime threads per session.
  *       Default from the server.
  *   <li>{@code large_batch_rows}, {@code large_batch_intra_op_threads} (together, cpu only): batches
- *       of at least that many rows run on a second session of the model with that many intra-op
- *       threads (more than {@code intra_op_threads}); smaller ones on the first. Default: off.
+ *       of at least that many rows may run on a second session of the model with that many
+ *       intra-op threads (more than {@code intra_op_threads}), while it measures faster a row than
+ *       the first; smaller ones on the first. Default: off.
  *   <li>{@code payload_log}: a mapping: {@code sample_rate} (0 to 1, required), {@code tensors}
  *       (the tensors whose data is logged; default all), {@code drop} (tensors never logged),
  *       {@code max_file_kb} (default 65536), {@code max_files} (default 10). See {@link

@@ -113,6 +113,25 @@ class OnnxBatchExecutorTest {
   }
 
   @Test
+  void largeBatches_alsoRunOnTheFirstSession_fourInSixtyFour_withTheSameAnswers() throws Exception {
+    Path file = Files.write(dir.resolve("model.onnx"), TestModels.affine());
+    model = OnnxModel.open(file, SessionSettings.DEFAULTS.withLargeBatches(3, 2));
+    ModelSignature sig = new ModelSignature(model.inputs(), model.outputs(), 8);
+    int batches = 2 * SessionChoice.EXPLORE_PERIOD;
+    try (OnnxBatchExecutor executor = new OnnxBatchExecutor(model, sig, "affine")) {
+      for (int i = 0; i < batches; i++) {
+        Answer answer = new Answer();
+        executor.execute(Batch.of(request(Requests.fp32("x", new long[] {3, 3}, i, 1, 2, 3, 4, 5, 6, 7, 8), sig, answer)));
+        assertThat(Requests.floats(answer.result.get(5, TimeUnit.SECONDS).outputs()[0].data()))
+            .containsExactly(2 * i + 1, 3, 5, 7, 9, 11, 13, 15, 17);
+      }
+    }
+    // Too few runs to compare the sessions: the second keeps them, but for those that try the first.
+    assertThat(model.largeBatchRunsOnFirst()).isEqualTo(2 * SessionChoice.EXPLORE_RUNS);
+    assertThat(model.largeBatchRuns()).isEqualTo(batches - 2 * SessionChoice.EXPLORE_RUNS);
+  }
+
+  @Test
   void withoutLargeBatches_everyBatchRunsOnTheOneSession() throws Exception {
     ModelSignature sig = open(TestModels.affine(), 64);
     assertThat(model.largeBatchRows()).isZero();
