@@ -118,6 +118,9 @@ public final class LoadGenerator {
    *     (µs; 0 on time, recorded as 1): the client's own lateness, which its latencies include.
    *     A lag near the latencies says the client, not the server, was the limit. Empty in a
    *     closed loop.
+   * @param hiccupMicros open loop: over the measured period, how late a thread of this JVM that
+   *     asks to sleep 1 ms at a time woke, each time (µs; {@link Hiccups}): the platform's stalls,
+   *     which every latency measured meanwhile includes. Empty in a closed loop.
    */
   public record Result(
       long sent,
@@ -129,7 +132,8 @@ public final class LoadGenerator {
       Map<String, Histogram> errorLatencyMicros,
       double processCpuMicrosPerCall,
       double processHeapBytesPerCall,
-      Histogram sendLagMicros) {
+      Histogram sendLagMicros,
+      Histogram hiccupMicros) {
     public Result(
         long sent,
         long completed,
@@ -137,7 +141,7 @@ public final class LoadGenerator {
         Histogram latencyMicros,
         Map<String, Histogram> byVersion,
         Map<String, Long> errors) {
-      this(sent, completed, seconds, latencyMicros, byVersion, errors, Map.of(), 0, 0, new Histogram(3));
+      this(sent, completed, seconds, latencyMicros, byVersion, errors, Map.of(), 0, 0, new Histogram(3), new Histogram(3));
     }
 
     public double throughput() {
@@ -172,8 +176,10 @@ public final class LoadGenerator {
           : (processHeapBytesPerCall * sent + other.processHeapBytesPerCall * other.sent) / (sent + other.sent);
       Histogram lag = sendLagMicros.copy();
       lag.add(other.sendLagMicros);
+      Histogram hiccups = hiccupMicros.copy();
+      hiccups.add(other.hiccupMicros);
       return new Result(sent + other.sent, completed + other.completed, seconds + other.seconds, latency,
-          versions, errorCounts, errorLatency, cpu, heap, lag);
+          versions, errorCounts, errorLatency, cpu, heap, lag, hiccups);
     }
   }
 
@@ -254,20 +260,22 @@ public final class LoadGenerator {
    */
   public Result run(Options options, Consumer<String> progress, Runnable onMeasure, Runnable onMeasured)
       throws InterruptedException {
-    Run run = new Run(options, onMeasure, onMeasured);
-    Thread reporter = new Thread(() -> run.report(progress), "modelgate-bench-progress");
-    reporter.setDaemon(true);
-    reporter.start();
-    try {
-      if (options.mode() == Mode.OPEN) {
-        run.open();
-      } else {
-        run.closed();
+    try (Hiccups hiccups = options.mode() == Mode.OPEN ? new Hiccups() : null) {
+      Run run = new Run(options, hiccups, onMeasure, onMeasured);
+      Thread reporter = new Thread(() -> run.report(progress), "modelgate-bench-progress");
+      reporter.setDaemon(true);
+      reporter.start();
+      try {
+        if (options.mode() == Mode.OPEN) {
+          run.open();
+        } else {
+          run.closed();
+        }
+      } finally {
+        reporter.interrupt();
       }
-    } finally {
-      reporter.interrupt();
+      return run.result();
     }
-    return run.result();
   }
 
   /** The state of one run, shared by the sender and the response threads. */
@@ -287,6 +295,12 @@ public final class LoadGenerator {
 
     final Runnable onMeasure;
     final Runnable onMeasured;
+    /**
+     * The platform's stalls (open loop only; null in a closed loop): the interval taken as the
+     * measured period closes is the result's.
+     */
+    final Hiccups hiccups;
+    volatile Histogram measuredHiccups;
     /** This process's CPU time (ns) as the measured period opened and closed. */
     volatile long cpuStart;
     volatile long cpuEnd;
@@ -297,17 +311,22 @@ public final class LoadGenerator {
     void measureOpens() {
       heapStart = threadHeapBytes();
       cpuStart = processCpuNanos();
+      if (hiccups != null) {
+        hiccups.interval();
+      }
       onMeasure.run();
     }
 
     void measureCloses() {
+      measuredHiccups = hiccups == null ? null : hiccups.interval();
       cpuEnd = processCpuNanos();
       heapEnd = threadHeapBytes();
       onMeasured.run();
     }
 
-    Run(Options options, Runnable onMeasure, Runnable onMeasured) {
+    Run(Options options, Hiccups hiccups, Runnable onMeasure, Runnable onMeasured) {
       this.options = options;
+      this.hiccups = hiccups;
       this.onMeasure = onMeasure;
       this.onMeasured = onMeasured;
       this.startNanos = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(20);
@@ -486,7 +505,8 @@ public final class LoadGenerator {
       double heapPerCall = calls == 0 ? 0 : Math.max(0, heapBytesBetween(heapStart, heapEnd)) / (double) calls;
       return new Result(
           calls, completed.sum(), options.duration().toNanos() / 1e9, all.getIntervalHistogram(),
-          byVersion, errorCounts, errorLatencies, cpuPerCall, heapPerCall, sendLag.getIntervalHistogram());
+          byVersion, errorCounts, errorLatencies, cpuPerCall, heapPerCall, sendLag.getIntervalHistogram(),
+          measuredHiccups == null ? new Histogram(3) : measuredHiccups);
     }
   }
 

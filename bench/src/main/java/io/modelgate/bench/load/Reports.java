@@ -36,7 +36,10 @@ public final class Reports {
       double processCpuMicrosPerCall,
       double processHeapBytesPerCall,
       double sendLagP99Ms,
-      double sendLagP999Ms) {}
+      double sendLagP999Ms,
+      double hiccupP99Ms,
+      double hiccupP999Ms,
+      double hiccupMaxMs) {}
 
   public static Summary summarize(String label, String load, LoadGenerator.Result r) {
     Map<String, Map<String, Double>> versions = new LinkedHashMap<>();
@@ -56,7 +59,9 @@ public final class Reports {
         h.getValueAtPercentile(50) / 1000.0, h.getValueAtPercentile(90) / 1000.0,
         h.getValueAtPercentile(99) / 1000.0, h.getValueAtPercentile(99.9) / 1000.0,
         h.getMaxValue() / 1000.0, r.errors(), versions, errorLatency, r.processCpuMicrosPerCall(), r.processHeapBytesPerCall(),
-        r.sendLagMicros().getValueAtPercentile(99) / 1000.0, r.sendLagMicros().getValueAtPercentile(99.9) / 1000.0);
+        r.sendLagMicros().getValueAtPercentile(99) / 1000.0, r.sendLagMicros().getValueAtPercentile(99.9) / 1000.0,
+        r.hiccupMicros().getValueAtPercentile(99) / 1000.0, r.hiccupMicros().getValueAtPercentile(99.9) / 1000.0,
+        r.hiccupMicros().getMaxValue() / 1000.0);
   }
 
   public static String header() {
@@ -102,6 +107,15 @@ public final class Reports {
     s.errorLatency().forEach((code, e) -> out.append(String.format(format,
         "  " + shorten(code, 32), String.format("%.0f ans", e.get("count")), ms(e.get("p50Ms")), "",
         ms(e.get("p99Ms")), ms(e.get("p999Ms")), "", "")));
+    if (s.hiccupMaxMs() > 0 || s.hiccupP99Ms() > 0) {
+      out.append(String.format("stalls of the client's JVM (a thread sleeping 1 ms at a time, how late it woke): "
+          + "p99 %.3f ms, p99.9 %.3f ms, max %.3f ms%n", s.hiccupP99Ms(), s.hiccupP999Ms(), s.hiccupMaxMs()));
+    }
+    if (platformStalled(s)) {
+      out.append(String.format("the machine stalled while measuring: a thread that does no work woke up to %.3f ms late, "
+          + "against a p99.9 latency of %.3f ms, so the tail is at least partly the platform's (its collector, "
+          + "its scheduler or its host), not only the server's%n", s.hiccupMaxMs(), s.p999Ms()));
+    }
     if (clientLate(s)) {
       out.append(String.format("the client itself was late: it sent 1%% of the calls %.3f ms or more after their time, "
           + "against a p99 latency of %.3f ms, so these latencies are partly its own (give it more CPU, or lower the rate)%n",
@@ -116,6 +130,14 @@ public final class Reports {
    */
   public static boolean clientLate(Summary s) {
     return s.sendLagP99Ms() >= 1.0 && s.sendLagP99Ms() >= 0.25 * s.p99Ms();
+  }
+
+  /**
+   * Whether the platform's stalls while measuring were long enough to set a good part of the
+   * tail: the longest at least 1 ms and at least half the latency's p99.9.
+   */
+  public static boolean platformStalled(Summary s) {
+    return s.hiccupMaxMs() >= 1.0 && s.hiccupMaxMs() >= 0.5 * s.p999Ms();
   }
 
   private static String ms(double value) {

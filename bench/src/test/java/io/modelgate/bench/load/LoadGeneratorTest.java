@@ -67,6 +67,8 @@ class LoadGeneratorTest {
     assertThat(r.byVersion()).containsOnlyKeys("1", "2");
     assertThat(r.byVersion().values().stream().mapToLong(Histogram::getTotalCount).sum())
         .isEqualTo(r.completed());
+    // The platform's stalls, sampled while measuring: a sleep of at least 1 ms each, in one second.
+    assertThat(r.hiccupMicros().getTotalCount()).isBetween(1L, 1000L);
 
     Path hgrm = dir.resolve("run.hgrm");
     Reports.writeHgrm(hgrm, r.latencyMicros());
@@ -266,6 +268,7 @@ class LoadGeneratorTest {
     LoadGenerator.Result lean = new LoadGenerator(channel, request).run(options, s -> {});
     assertThat(lean.errors()).isEmpty();
     assertThat(lean.completed()).isPositive();
+    assertThat(lean.hiccupMicros().getTotalCount()).as("no stall meter in a closed loop: its wakes cost a full machine").isZero();
     List<String> progress = new java.util.concurrent.CopyOnWriteArrayList<>();
     LoadGenerator.Result checked = new LoadGenerator(channel, request, true).run(options, progress::add);
     assertThat(checked.errors()).containsOnlyKeys("CHECK_FAILED");

@@ -36,7 +36,7 @@ class PlotsTest {
     LoadGenerator.Result result =
         new LoadGenerator.Result(10, 9, 1.0, new org.HdrHistogram.Histogram(3), java.util.Map.of(),
             java.util.Map.of("RESOURCE_EXHAUSTED", 1L),
-            java.util.Map.of("RESOURCE_EXHAUSTED", new org.HdrHistogram.Histogram(3)), 12.5, 2048, lag(1_500));
+            java.util.Map.of("RESOURCE_EXHAUSTED", new org.HdrHistogram.Histogram(3)), 12.5, 2048, lag(1_500), new org.HdrHistogram.Histogram(3));
     String text = Reports.text(Reports.summarize("m closed loop", "closed loop", result));
     assertThat(text).doesNotContain("|").doesNotContain("&nbsp;").contains("RESOURCE_EXHAUSTED")
         .contains("process CPU per call sent: 12.5 us, heap allocated per call: 2048 bytes; calls sent late by the client: p99 1.500 ms");
@@ -49,13 +49,44 @@ class PlotsTest {
       latency.recordValue(2_000);
     }
     LoadGenerator.Result late = new LoadGenerator.Result(100, 100, 1.0, latency, java.util.Map.of(), java.util.Map.of(),
-        java.util.Map.of(), 10, 0, lag(1_500));
+        java.util.Map.of(), 10, 0, lag(1_500), new org.HdrHistogram.Histogram(3));
     LoadGenerator.Result onTime = new LoadGenerator.Result(100, 100, 1.0, latency, java.util.Map.of(), java.util.Map.of(),
-        java.util.Map.of(), 10, 0, lag(200));
+        java.util.Map.of(), 10, 0, lag(200), new org.HdrHistogram.Histogram(3));
 
     // 1.5 ms late against a 2 ms p99: the client's share is too large to ignore.
     assertThat(Reports.text(Reports.summarize("late", "open loop", late)))
         .contains("the client itself was late: it sent 1% of the calls 1.500 ms or more after their time, against a p99 latency of 2.000 ms");
     assertThat(Reports.text(Reports.summarize("on time", "open loop", onTime))).doesNotContain("the client itself was late");
+  }
+
+  @Test
+  void aMachineThatStalledWhileMeasuring_saysTheTailIsPartlyItsOwn() {
+    org.HdrHistogram.Histogram latency = new org.HdrHistogram.Histogram(3);
+    for (int i = 0; i < 1000; i++) {
+      latency.recordValue(i < 990 ? 300 : 20_000);
+    }
+    org.HdrHistogram.Histogram stalls = new org.HdrHistogram.Histogram(3);
+    org.HdrHistogram.Histogram quiet = new org.HdrHistogram.Histogram(3);
+    for (int i = 0; i < 1000; i++) {
+      stalls.recordValue(i == 0 ? 15_000 : 60);
+      quiet.recordValue(i == 0 ? 900 : 60);
+    }
+    LoadGenerator.Result stalled = new LoadGenerator.Result(1000, 1000, 1.0, latency, java.util.Map.of(), java.util.Map.of(),
+        java.util.Map.of(), 10, 0, lag(100), stalls);
+    LoadGenerator.Result steady = new LoadGenerator.Result(1000, 1000, 1.0, latency, java.util.Map.of(), java.util.Map.of(),
+        java.util.Map.of(), 10, 0, lag(100), quiet);
+
+    // A 15 ms stall of a thread that does no work, against a 20 ms p99.9: the machine's share.
+    String text = Reports.text(Reports.summarize("stalled", "open loop", stalled));
+    assertThat(text)
+        .contains("stalls of the client's JVM (a thread sleeping 1 ms at a time, how late it woke): p99 0.060 ms")
+        .contains("max 15.007 ms")
+        .contains("the machine stalled while measuring: a thread that does no work woke up to 15.007 ms late, "
+            + "against a p99.9 latency of 20.015 ms");
+    // Under a millisecond: not worth a warning, whatever the tail.
+    assertThat(Reports.text(Reports.summarize("steady", "open loop", steady))).doesNotContain("the machine stalled");
+    // Rounds add up their stalls as they do their latencies.
+    assertThat(stalled.plus(steady).hiccupMicros().getTotalCount()).isEqualTo(2000);
+    assertThat(stalled.plus(steady).hiccupMicros().getMaxValue()).isEqualTo(stalls.getMaxValue());
   }
 }
