@@ -175,6 +175,12 @@ final class FairnessBenchmark implements Callable<Integer> {
         out.printf("%nsmall tenant's p99 under the flood / alone: %.2f at the client, %.2f at the server%n",
             under.latencyMicros().getValueAtPercentile(99) / (double) Math.max(1, alone.latencyMicros().getValueAtPercentile(99)),
             usage.latency("quiet", "m", "1", 0.99) / Math.max(1e-9, usage.latency("small", "m", "1", 0.99)));
+        // The machine's own stalls while the small tenant was measured (its load generator's 1 ms
+        // sleeper): on cores the flood saturates, a quiet request waits for a core as that thread does.
+        out.printf("stalls of the machine while the small tenant was measured (a thread sleeping 1 ms, how late it woke):"
+                + " alone p99 %.3f ms, max %.3f ms; under the flood p99 %.3f ms, max %.3f ms%n",
+            alone.hiccupMicros().getValueAtPercentile(99) / 1000.0, alone.hiccupMicros().getMaxValue() / 1000.0,
+            under.hiccupMicros().getValueAtPercentile(99) / 1000.0, under.hiccupMicros().getMaxValue() / 1000.0);
         long executions = after.getExecutionCount() - before.getExecutionCount();
         long rows = after.getInferenceCount() - before.getInferenceCount();
         // compute_infer, as in Triton, counts every request with its whole batch's run: its ns over
