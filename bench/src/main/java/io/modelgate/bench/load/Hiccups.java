@@ -1,6 +1,7 @@
 package io.modelgate.bench.load;
 
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.LockSupport;
 import java.util.function.LongConsumer;
 import org.HdrHistogram.Histogram;
@@ -27,6 +28,8 @@ public final class Hiccups implements AutoCloseable {
   public static final long INTERVAL_MICROS = 1_000;
 
   private final Recorder late = new Recorder(3);
+  /** The latest wake since {@link #takeLongest} last looked, µs. */
+  private final AtomicLong longest = new AtomicLong();
   private final LongConsumer sleep;
   private final Thread thread;
   private volatile boolean running = true;
@@ -50,8 +53,20 @@ public final class Hiccups implements AutoCloseable {
       long start = System.nanoTime();
       sleep.accept(interval);
       long woke = System.nanoTime();
-      late.recordValue(Math.max(0, (woke - start - interval) / 1000));
+      long micros = Math.max(0, (woke - start - interval) / 1000);
+      late.recordValue(micros);
+      if (micros > longest.get()) {
+        longest.accumulateAndGet(micros, Math::max);
+      }
     }
+  }
+
+  /**
+   * The latest the thread woke since the previous call (µs), for a once-a-second progress line;
+   * the next look starts from 0. Independent of {@link #interval}.
+   */
+  public long takeLongest() {
+    return longest.getAndSet(0);
   }
 
   /**

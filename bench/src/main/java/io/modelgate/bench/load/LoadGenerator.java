@@ -483,9 +483,10 @@ public final class LoadGenerator {
           String phase = now < measureFrom ? "warm-up" : now < endNanos ? "measuring" : "draining";
           long done = completed.sum();
           progress.accept(String.format(
-              "  %-9s %5.1f s  completed %d (+%d)  in flight %d  errors %d",
+              "  %-9s %5.1f s  completed %d (+%d)  in flight %d  errors %d%s",
               phase, (now - startNanos) / 1e9, done, done - last, outstanding.get(),
-              errors.values().stream().mapToLong(LongAdder::sum).sum()));
+              errors.values().stream().mapToLong(LongAdder::sum).sum(),
+              hiccups == null ? "" : String.format("  longest stall %.1f ms", hiccups.takeLongest() / 1000.0)));
           last = done;
         }
       } catch (InterruptedException e) {
