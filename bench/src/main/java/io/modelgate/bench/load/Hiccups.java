@@ -28,7 +28,7 @@ public final class Hiccups implements AutoCloseable {
   public static final long INTERVAL_MICROS = 1_000;
 
   private final Recorder late = new Recorder(3);
-  /** The latest wake since {@link #takeLongest} last looked, µs. */
+  /** The most late the thread woke since {@link #takeLongest} last looked, µs. */
   private final AtomicLong longest = new AtomicLong();
   private final LongConsumer sleep;
   private final Thread thread;
@@ -62,8 +62,8 @@ public final class Hiccups implements AutoCloseable {
   }
 
   /**
-   * The latest the thread woke since the previous call (µs), for a once-a-second progress line;
-   * the next look starts from 0. Independent of {@link #interval}.
+   * The most late the thread woke since the previous call (µs), for a once-a-second progress
+   * line; the next look starts from 0. Independent of {@link #interval}.
    */
   public long takeLongest() {
     return longest.getAndSet(0);

@@ -309,18 +309,18 @@ public final class LoadGenerator {
     volatile Map<Long, Long> heapEnd;
 
     void measureOpens() {
+      if (hiccups != null) {
+        hiccups.interval(); // outside the heap's window: the histogram it returns is the meter's, not a call's
+      }
       heapStart = threadHeapBytes();
       cpuStart = processCpuNanos();
-      if (hiccups != null) {
-        hiccups.interval();
-      }
       onMeasure.run();
     }
 
     void measureCloses() {
-      measuredHiccups = hiccups == null ? null : hiccups.interval();
       cpuEnd = processCpuNanos();
       heapEnd = threadHeapBytes();
+      measuredHiccups = hiccups == null ? null : hiccups.interval();
       onMeasured.run();
     }
 
