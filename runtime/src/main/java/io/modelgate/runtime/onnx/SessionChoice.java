@@ -48,11 +48,21 @@ final class SessionChoice {
   /** Nanoseconds a row on large batches: [0] the first session, [1] the second; NaN until counted. */
   private final double[] nanosPerRow = {Double.NaN, Double.NaN};
   private final long[] runs = new long[2];
-  private boolean second = true;
+  private boolean second;
   /** Where the next large batch falls in the cycle of {@link #EXPLORE_PERIOD}. */
   private int position;
   /** The session of the last large batch: 0 the first, 1 the second, -1 none yet. */
   private int last = -1;
+
+  /** Large batches on the second session until the figures say otherwise. */
+  SessionChoice() {
+    this(true);
+  }
+
+  /** Large batches on the second session ({@code second}) or the first until the figures say otherwise. */
+  SessionChoice(boolean second) {
+    this.second = second;
+  }
 
   /** Whether the next large batch runs on the second session. */
   boolean second() {

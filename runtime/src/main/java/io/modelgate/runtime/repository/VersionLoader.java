@@ -69,9 +69,10 @@ final class VersionLoader {
       }
       ModelSettings effective = settings.withMaxBatchSize(signature.maxBatchSize());
       OnnxModel session = onnx;
-      warmUp(version, onnx, signature, 1);
+      warmUp(version, onnx, signature, 1, false);
       if (onnx.largeBatchRows() > 0) {
-        warmUp(version, onnx, signature, onnx.largeBatchRows());
+        warmUp(version, onnx, signature, onnx.largeBatchRows(), false);
+        warmUp(version, onnx, signature, onnx.largeBatchRows(), true);
       }
       StageRecorder recorder = recorders.create(version.model(), version.number());
       LoadedVersion[] serving = new LoadedVersion[1];
@@ -135,10 +136,12 @@ final class VersionLoader {
   /**
    * Runs a batch of {@code copies} requests of zeros (empty strings for BYTES), every variable
    * dimension 1, so that the first client request does not pay for ONNX Runtime's first-run
-   * allocations (a batch of {@link OnnxModel#largeBatchRows} warms the second session). A model
-   * that rejects zeros still loads; the warning says so.
+   * allocations. With a second session, a batch of {@link OnnxModel#largeBatchRows} warms it, and
+   * another ({@code largeOnFirst}) the first session's run of so large a batch, which the executors
+   * try there too. A model that rejects zeros still loads; the warning says so.
    */
-  private static void warmUp(ModelVersion version, OnnxModel onnx, ModelSignature signature, int copies) {
+  private static void warmUp(ModelVersion version, OnnxModel onnx, ModelSignature signature, int copies,
+      boolean largeOnFirst) {
     ModelInferRequest.Builder request = ModelInferRequest.newBuilder();
     for (TensorSpec input : signature.inputs()) {
       ModelInferRequest.InferInputTensor.Builder tensor =
@@ -153,7 +156,9 @@ final class VersionLoader {
           (int) Math.min(Integer.MAX_VALUE, elements * (input.dataType().isVariableSize() ? 4 : input.dataType().elementSize()));
       request.addRawInputContents(ByteString.copyFrom(new byte[bytes]));
     }
-    try (OnnxBatchExecutor executor = new OnnxBatchExecutor(onnx, signature, version.label())) {
+    try (OnnxBatchExecutor executor = largeOnFirst
+        ? OnnxBatchExecutor.startingOnFirstSession(onnx, signature, version.label())
+        : new OnnxBatchExecutor(onnx, signature, version.label())) {
       ModelInferRequest built = request.build();
       InferenceRequest[] requests = new InferenceRequest[copies];
       CompletableFuture<?>[] done = new CompletableFuture<?>[copies];

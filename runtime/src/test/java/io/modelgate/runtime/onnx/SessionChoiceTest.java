@@ -96,4 +96,21 @@ class SessionChoiceTest {
     }
     assertThat(choice.choosesSecond()).isTrue();
   }
+
+  @Test
+  void startedOnTheFirst_runsLargeBatchesThereUntilTheSecondMeasuresClearlyFaster() {
+    SessionChoice choice = new SessionChoice(false);
+    assertThat(choice.choosesSecond()).isFalse();
+    // The first batch goes to the first session, and a cycle tries the second only on its last 4.
+    int onSecond = 0;
+    for (int i = 0; i < SessionChoice.EXPLORE_PERIOD; i++) {
+      if (choice.second()) {
+        onSecond++;
+      }
+    }
+    assertThat(onSecond).isEqualTo(SessionChoice.EXPLORE_RUNS);
+    // A second session at 55% of the first's time a row takes them once both have run enough.
+    run(choice, 25 * SessionChoice.EXPLORE_PERIOD, 20_000, 11_000);
+    assertThat(choice.choosesSecond()).isTrue();
+  }
 }
