@@ -178,9 +178,11 @@ final class FairnessBenchmark implements Callable<Integer> {
         // The machine's own stalls while the small tenant was measured (its load generator's 1 ms
         // sleeper): on cores the flood saturates, a quiet request waits for a core as that thread does.
         out.printf("stalls of the machine while the small tenant was measured (a thread sleeping 1 ms, how late it woke):"
-                + " alone p99 %.3f ms, max %.3f ms; under the flood p99 %.3f ms, max %.3f ms%n",
+                + " alone p99 %.3f ms, max %.3f ms%s; under the flood p99 %.3f ms, max %.3f ms%s%n",
             alone.hiccupMicros().getValueAtPercentile(99) / 1000.0, alone.hiccupMicros().getMaxValue() / 1000.0,
-            under.hiccupMicros().getValueAtPercentile(99) / 1000.0, under.hiccupMicros().getMaxValue() / 1000.0);
+            Reports.stallsSplit(Reports.summarize("alone", "", alone)),
+            under.hiccupMicros().getValueAtPercentile(99) / 1000.0, under.hiccupMicros().getMaxValue() / 1000.0,
+            Reports.stallsSplit(Reports.summarize("quiet", "", under)));
         long executions = after.getExecutionCount() - before.getExecutionCount();
         long rows = after.getInferenceCount() - before.getInferenceCount();
         // compute_infer, as in Triton, counts every request with its whole batch's run: its ns over

@@ -296,6 +296,8 @@ final class SuiteCommand implements Callable<Integer> {
         : List.of(halfRun.hiccupP999Ms(), halfRun.hiccupMaxMs(), bareHalf.hiccupP999Ms(), bareHalf.hiccupMaxMs());
     targets.put("stalls of this process at half the highest rate, ms (a thread sleeping 1 ms woke this late): "
         + "(d) p99.9, (d) max, (b) p99.9, (b) max", halfStalls);
+    targets.put("share of those stalls (wakes 1 ms or more late) spent waiting for a core, (d), (b); -1 unknown or none",
+        halfRun == null || bareHalf == null ? null : List.of(halfRun.stallsWaitingShare(), bareHalf.stallsWaitingShare()));
     targets.put("P1 throughput at " + concurrency + " callers / transport ceiling", p1);
     targets.put("P3 added p50 at 1 caller, us", added);
     targets.put("P3 bound, us (50 + batch-1 compute)", 50 + b1);
@@ -370,9 +372,10 @@ final class SuiteCommand implements Callable<Integer> {
     if (halfStalls != null) {
       boolean stalled = Reports.platformStalled(halfRun) || Reports.platformStalled(bareHalf);
       md.append(String.format("While the two ran at that rate, a thread of this process that asks to sleep 1 ms at a time"
-              + " woke up to %.3f ms late during (d) (p99.9 of its wakes %.3f ms; (d)'s latency p99.9 %.3f ms) and up to"
-              + " %.3f ms during (b) (%.3f ms; (b)'s latency p99.9 %.3f ms)%s%n",
-          halfStalls.get(1), halfStalls.get(0), halfRun.p999Ms(), halfStalls.get(3), halfStalls.get(2), bareHalf.p999Ms(),
+              + " woke up to %.3f ms late during (d) (p99.9 of its wakes %.3f ms; (d)'s latency p99.9 %.3f ms%s) and up to"
+              + " %.3f ms during (b) (%.3f ms; (b)'s latency p99.9 %.3f ms%s)%s%n",
+          halfStalls.get(1), halfStalls.get(0), halfRun.p999Ms(), Reports.stallsSplit(halfRun),
+          halfStalls.get(3), halfStalls.get(2), bareHalf.p999Ms(), Reports.stallsSplit(bareHalf),
           stalled ? ": stalls of the machine as long as half a p99.9, so the ratio compares the platform's stalls"
               + " as much as the servers."
               : "."));

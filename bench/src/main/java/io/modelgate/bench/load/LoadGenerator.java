@@ -121,6 +121,10 @@ public final class LoadGenerator {
    * @param hiccupMicros open loop: over the measured period, how late a thread of this JVM that
    *     asks to sleep 1 ms at a time woke, each time (µs; {@link Hiccups}): the platform's stalls,
    *     which every latency measured meanwhile includes. Empty in a closed loop.
+   * @param stallWaitMicros open loop: for each of those wakes at least {@value Hiccups#STALL_MICROS}
+   *     µs late, how long of it the thread was runnable and waiting for a core, by the kernel's
+   *     count (µs; {@link Hiccups.Interval#waitingForCore}): the part of the stalls the machine's
+   *     other threads made. Empty in a closed loop, and where the kernel does not say.
    */
   public record Result(
       long sent,
@@ -133,7 +137,25 @@ public final class LoadGenerator {
       double processCpuMicrosPerCall,
       double processHeapBytesPerCall,
       Histogram sendLagMicros,
-      Histogram hiccupMicros) {
+      Histogram hiccupMicros,
+      Histogram stallWaitMicros) {
+    /** A result whose stalls' time waiting for a core is not known. */
+    public Result(
+        long sent,
+        long completed,
+        double seconds,
+        Histogram latencyMicros,
+        Map<String, Histogram> byVersion,
+        Map<String, Long> errors,
+        Map<String, Histogram> errorLatencyMicros,
+        double processCpuMicrosPerCall,
+        double processHeapBytesPerCall,
+        Histogram sendLagMicros,
+        Histogram hiccupMicros) {
+      this(sent, completed, seconds, latencyMicros, byVersion, errors, errorLatencyMicros, processCpuMicrosPerCall,
+          processHeapBytesPerCall, sendLagMicros, hiccupMicros, new Histogram(3));
+    }
+
     public Result(
         long sent,
         long completed,
@@ -178,8 +200,10 @@ public final class LoadGenerator {
       lag.add(other.sendLagMicros);
       Histogram hiccups = hiccupMicros.copy();
       hiccups.add(other.hiccupMicros);
+      Histogram stallWait = stallWaitMicros.copy();
+      stallWait.add(other.stallWaitMicros);
       return new Result(sent + other.sent, completed + other.completed, seconds + other.seconds, latency,
-          versions, errorCounts, errorLatency, cpu, heap, lag, hiccups);
+          versions, errorCounts, errorLatency, cpu, heap, lag, hiccups, stallWait);
     }
   }
 
@@ -300,7 +324,7 @@ public final class LoadGenerator {
      * measured period closes is the result's.
      */
     final Hiccups hiccups;
-    volatile Histogram measuredHiccups;
+    volatile Hiccups.Interval measuredHiccups;
     /** This process's CPU time (ns) as the measured period opened and closed. */
     volatile long cpuStart;
     volatile long cpuEnd;
@@ -310,7 +334,7 @@ public final class LoadGenerator {
 
     void measureOpens() {
       if (hiccups != null) {
-        hiccups.interval(); // outside the heap's window: the histogram it returns is the meter's, not a call's
+        hiccups.interval(); // outside the heap's window: the histograms it returns are the meter's, not a call's
       }
       heapStart = threadHeapBytes();
       cpuStart = processCpuNanos();
@@ -507,7 +531,8 @@ public final class LoadGenerator {
       return new Result(
           calls, completed.sum(), options.duration().toNanos() / 1e9, all.getIntervalHistogram(),
           byVersion, errorCounts, errorLatencies, cpuPerCall, heapPerCall, sendLag.getIntervalHistogram(),
-          measuredHiccups == null ? new Histogram(3) : measuredHiccups);
+          measuredHiccups == null ? new Histogram(3) : measuredHiccups.late(),
+          measuredHiccups == null ? new Histogram(3) : measuredHiccups.waitingForCore());
     }
   }
 

@@ -17,7 +17,13 @@ import org.HdrHistogram.Histogram;
 public final class Reports {
   private Reports() {}
 
-  /** One labelled result, in the form written to JSON. */
+  /**
+   * One labelled result, in the form written to JSON. The stall meter's figures ({@link Hiccups}):
+   * {@code hiccup*} how late its thread woke; {@code stalls} how many times it woke at least
+   * {@value Hiccups#STALL_MICROS} µs late, {@code stallsMs} their lateness summed, and {@code
+   * stallsWaitingShare} the part of that the thread spent runnable and waiting for a core (0 to 1;
+   * -1 where the kernel does not say, or there was no stall).
+   */
   public record Summary(
       String label,
       String load,
@@ -39,7 +45,10 @@ public final class Reports {
       double sendLagP999Ms,
       double hiccupP99Ms,
       double hiccupP999Ms,
-      double hiccupMaxMs) {}
+      double hiccupMaxMs,
+      long stalls,
+      double stallsMs,
+      double stallsWaitingShare) {}
 
   public static Summary summarize(String label, String load, LoadGenerator.Result r) {
     Map<String, Map<String, Double>> versions = new LinkedHashMap<>();
@@ -61,7 +70,56 @@ public final class Reports {
         h.getMaxValue() / 1000.0, r.errors(), versions, errorLatency, r.processCpuMicrosPerCall(), r.processHeapBytesPerCall(),
         r.sendLagMicros().getValueAtPercentile(99) / 1000.0, r.sendLagMicros().getValueAtPercentile(99.9) / 1000.0,
         r.hiccupMicros().getValueAtPercentile(99) / 1000.0, r.hiccupMicros().getValueAtPercentile(99.9) / 1000.0,
-        r.hiccupMicros().getMaxValue() / 1000.0);
+        r.hiccupMicros().getMaxValue() / 1000.0, stalls(r.hiccupMicros()), stallsMicros(r.hiccupMicros()) / 1000.0,
+        waitingShare(r.hiccupMicros(), r.stallWaitMicros()));
+  }
+
+  /** The wakes of the stall meter at least {@value Hiccups#STALL_MICROS} µs late. */
+  static long stalls(Histogram late) {
+    long count = 0;
+    for (org.HdrHistogram.HistogramIterationValue v : late.recordedValues()) {
+      if (v.getValueIteratedTo() >= Hiccups.STALL_MICROS) {
+        count += v.getCountAtValueIteratedTo();
+      }
+    }
+    return count;
+  }
+
+  /** Those wakes' lateness summed, µs. */
+  static double stallsMicros(Histogram late) {
+    double sum = 0;
+    for (org.HdrHistogram.HistogramIterationValue v : late.recordedValues()) {
+      if (v.getValueIteratedTo() >= Hiccups.STALL_MICROS) {
+        sum += (double) late.medianEquivalentValue(v.getValueIteratedTo()) * v.getCountAtValueIteratedTo();
+      }
+    }
+    return sum;
+  }
+
+  /**
+   * The part of the stalls' lateness their thread spent waiting for a core (0 to 1), from {@code
+   * waiting} (one value a stall); -1 where there was no stall or no count of the waits.
+   */
+  static double waitingShare(Histogram late, Histogram waiting) {
+    double stalled = stallsMicros(late);
+    if (stalled <= 0 || waiting.getTotalCount() == 0) {
+      return -1;
+    }
+    return Math.min(1.0, waiting.getMean() * waiting.getTotalCount() / stalled);
+  }
+
+  /**
+   * How the stalls split, for a report's line: "; 12 of 1 ms or more, 40.2 ms in all, 95% of it
+   * waiting for a core ..." — empty without a stall.
+   */
+  public static String stallsSplit(Summary s) {
+    if (s.stalls() == 0) {
+      return "";
+    }
+    return String.format("; %d of 1 ms or more, %.1f ms in all%s", s.stalls(), s.stallsMs(),
+        s.stallsWaitingShare() < 0 ? ""
+            : String.format(", %.0f%% of it waiting for a core (the machine's other threads held the cores; the rest"
+                + " is the JVM's pauses or the host's)", 100 * s.stallsWaitingShare()));
   }
 
   public static String header() {
@@ -109,7 +167,7 @@ public final class Reports {
         ms(e.get("p99Ms")), ms(e.get("p999Ms")), "", "")));
     if (s.hiccupMaxMs() > 0 || s.hiccupP99Ms() > 0) {
       out.append(String.format("stalls of the client's JVM (a thread sleeping 1 ms at a time, how late it woke): "
-          + "p99 %.3f ms, p99.9 %.3f ms, max %.3f ms%n", s.hiccupP99Ms(), s.hiccupP999Ms(), s.hiccupMaxMs()));
+          + "p99 %.3f ms, p99.9 %.3f ms, max %.3f ms%s%n", s.hiccupP99Ms(), s.hiccupP999Ms(), s.hiccupMaxMs(), stallsSplit(s)));
     }
     if (platformStalled(s)) {
       out.append(String.format("the machine stalled while measuring: a thread that does no work woke up to %.3f ms late, "

@@ -20,9 +20,9 @@ class HiccupsTest {
       while (System.nanoTime() < until) {
         Thread.onSpinWait();
       }
-    })) {
+    }, () -> null)) {
       while (seen.getTotalCount() < 5) {
-        seen.add(hiccups.interval());
+        seen.add(hiccups.interval().late());
         longestLooked = Math.max(longestLooked, hiccups.takeLongest());
         Thread.sleep(10);
       }
@@ -33,5 +33,48 @@ class HiccupsTest {
     assertThat(longestLooked).isGreaterThanOrEqualTo(29_000);
     // The others were held the 1 ms asked (a busy wait that cannot end early): late by about nothing.
     assertThat(seen.getValueAtPercentile(50)).isLessThan(500);
+  }
+
+  @Test
+  void aStall_recordsHowMuchOfItTheThreadWaitedForACore_andOnlyAStall() throws Exception {
+    // The kernel's counter, faked: the third sleep is held 30 ms, of which it says 20 ms were spent
+    // waiting for a core; the other sleeps add 1 ms of waiting each, which being no stall is not recorded.
+    AtomicInteger sleeps = new AtomicInteger();
+    java.util.concurrent.atomic.AtomicLong waitedNanos = new java.util.concurrent.atomic.AtomicLong(5_000_000);
+    Histogram late = new Histogram(3);
+    Histogram waiting = new Histogram(3);
+    try (Hiccups hiccups = new Hiccups(nanos -> {
+      boolean stall = sleeps.incrementAndGet() == 3;
+      long until = System.nanoTime() + (stall ? TimeUnit.MILLISECONDS.toNanos(30) : nanos);
+      while (System.nanoTime() < until) {
+        Thread.onSpinWait();
+      }
+      waitedNanos.addAndGet(stall ? 20_000_000 : 1_000_000);
+    }, () -> waitedNanos::get)) {
+      while (late.getTotalCount() < 5) {
+        Hiccups.Interval interval = hiccups.interval();
+        late.add(interval.late());
+        waiting.add(interval.waitingForCore());
+        Thread.sleep(10);
+      }
+    }
+    assertThat(late.getMaxValue()).isGreaterThanOrEqualTo(29_000);
+    assertThat(waiting.getTotalCount()).isEqualTo(1);
+    assertThat(waiting.getMaxValue()).isBetween(19_900L, 20_100L);
+  }
+
+  @Test
+  void theKernelsCount_ofTheThreadsWaitsForACore_isReadFromSchedstat() {
+    java.nio.ByteBuffer text = java.nio.ByteBuffer.wrap("4286757 1315069 16\n".getBytes(java.nio.charset.StandardCharsets.US_ASCII));
+    assertThat(Hiccups.RunQueueWait.secondField(text, text.limit())).isEqualTo(1_315_069);
+    assertThat(Hiccups.RunQueueWait.secondField(text, 8)).isEqualTo(-1);
+
+    // On Linux with scheduler statistics (the CI machines), the real counter: read, and never going back.
+    java.util.function.LongSupplier counter = Hiccups.RunQueueWait.open();
+    org.junit.jupiter.api.Assumptions.assumeTrue(counter != null, "no /proc/thread-self/schedstat here");
+    long first = counter.getAsLong();
+    long second = counter.getAsLong();
+    assertThat(first).isNotNegative();
+    assertThat(second).isGreaterThanOrEqualTo(first);
   }
 }

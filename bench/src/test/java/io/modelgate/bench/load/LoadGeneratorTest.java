@@ -69,6 +69,8 @@ class LoadGeneratorTest {
         .isEqualTo(r.completed());
     // The platform's stalls, sampled while measuring: a sleep of at least 1 ms each, in one second.
     assertThat(r.hiccupMicros().getTotalCount()).isBetween(1L, 1000L);
+    // The split of each stall, one value a stall at most.
+    assertThat(r.stallWaitMicros().getTotalCount()).isLessThanOrEqualTo(Reports.stalls(r.hiccupMicros()));
 
     Path hgrm = dir.resolve("run.hgrm");
     Reports.writeHgrm(hgrm, r.latencyMicros());

@@ -71,8 +71,10 @@ class PlotsTest {
       stalls.recordValue(i == 0 ? 15_000 : 60);
       quiet.recordValue(i == 0 ? 900 : 60);
     }
+    org.HdrHistogram.Histogram waited = new org.HdrHistogram.Histogram(3);
+    waited.recordValue(12_000);
     LoadGenerator.Result stalled = new LoadGenerator.Result(1000, 1000, 1.0, latency, java.util.Map.of(), java.util.Map.of(),
-        java.util.Map.of(), 10, 0, lag(100), stalls);
+        java.util.Map.of(), 10, 0, lag(100), stalls, waited);
     LoadGenerator.Result steady = new LoadGenerator.Result(1000, 1000, 1.0, latency, java.util.Map.of(), java.util.Map.of(),
         java.util.Map.of(), 10, 0, lag(100), quiet);
 
@@ -80,7 +82,7 @@ class PlotsTest {
     String text = Reports.text(Reports.summarize("stalled", "open loop", stalled));
     assertThat(text)
         .contains("stalls of the client's JVM (a thread sleeping 1 ms at a time, how late it woke): p99 0.060 ms")
-        .contains("max 15.007 ms")
+        .contains("max 15.007 ms; 1 of 1 ms or more, 15.0 ms in all, 80% of it waiting for a core")
         .contains("the machine stalled while measuring: a thread that does no work woke up to 15.007 ms late, "
             + "against a p99.9 latency of 20.015 ms");
     // Under a millisecond: not worth a warning, whatever the tail.
@@ -88,5 +90,12 @@ class PlotsTest {
     // Rounds add up their stalls as they do their latencies.
     assertThat(stalled.plus(steady).hiccupMicros().getTotalCount()).isEqualTo(2000);
     assertThat(stalled.plus(steady).hiccupMicros().getMaxValue()).isEqualTo(stalls.getMaxValue());
+    assertThat(stalled.plus(steady).stallWaitMicros().getTotalCount()).isEqualTo(1);
+    // Without the kernel's count, the stalls are told without a split.
+    assertThat(Reports.text(Reports.summarize("steady", "open loop", steady))).doesNotContain("waiting for a core");
+    Reports.Summary unknown = Reports.summarize("stalled", "open loop", new LoadGenerator.Result(1000, 1000, 1.0, latency,
+        java.util.Map.of(), java.util.Map.of(), java.util.Map.of(), 10, 0, lag(100), stalls));
+    assertThat(unknown.stallsWaitingShare()).isEqualTo(-1);
+    assertThat(Reports.text(unknown)).contains("1 of 1 ms or more, 15.0 ms in all").doesNotContain("waiting for a core");
   }
 }
