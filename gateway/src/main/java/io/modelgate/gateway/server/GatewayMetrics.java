@@ -42,6 +42,8 @@ final class GatewayMetrics implements AutoCloseable {
   /** Each version's gauges, by model and number; guarded by this. */
   private final java.util.Map<String, List<io.micrometer.core.instrument.Meter>> registered = new java.util.HashMap<>();
   private final JvmGcMetrics gc = new JvmGcMetrics();
+  /** Held here: Micrometer's function counters keep only a weak reference to it. Null off Linux. */
+  private final ThreadScheduling threads;
 
   GatewayMetrics(
       MeterRegistry registry,
@@ -64,6 +66,11 @@ final class GatewayMetrics implements AutoCloseable {
     // jvm_info{runtime,vendor,version}: which JDK each replica runs on (the JDK moves throughput).
     new io.micrometer.core.instrument.binder.jvm.JvmInfoMetrics().bindTo(registry);
     new FileDescriptorMetrics().bindTo(registry);
+    // CPU and waits for a core of the server's threads, by what they do (Linux).
+    threads = ThreadScheduling.ofThisProcess();
+    if (threads != null) {
+      threads.bindTo(registry);
+    }
     Gauge.builder("modelgate.state.store.healthy", state, s -> s.healthy() ? 1 : 0)
         .description("1 when the last write of the state directory (routing, rollouts, audit) succeeded")
         .register(registry);

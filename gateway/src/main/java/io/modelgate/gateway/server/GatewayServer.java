@@ -231,8 +231,9 @@ public final class GatewayServer {
       throws IOException {
     boolean epoll = Epoll.isAvailable();
     List<EventLoopGroup> groups = new ArrayList<>();
-    EventLoopGroup boss = group(epoll, 1, groups);
-    EventLoopGroup workers = group(epoll, settings.eventLoopThreads(), groups);
+    // Named modelgate-io-*, which the kernel keeps as the threads' names too (ThreadScheduling's event_loop).
+    EventLoopGroup boss = group(epoll, 1, "modelgate-io-accept", groups);
+    EventLoopGroup workers = group(epoll, settings.eventLoopThreads(), "modelgate-io", groups);
     Class<? extends ServerChannel> channel = epoll ? EpollServerSocketChannel.class : NioServerSocketChannel.class;
     ConnectionSettings connections = settings.connections();
     // grpc-java takes any count as a positive one, Integer.MAX_VALUE for none.
@@ -337,8 +338,9 @@ public final class GatewayServer {
         .watchedBy(new ConnectionErrors(port).bindTo(stats.prometheus()));
   }
 
-  private static EventLoopGroup group(boolean epoll, int threads, List<EventLoopGroup> groups) {
-    EventLoopGroup group = epoll ? new EpollEventLoopGroup(threads) : new NioEventLoopGroup(threads);
+  private static EventLoopGroup group(boolean epoll, int threads, String name, List<EventLoopGroup> groups) {
+    io.netty.util.concurrent.DefaultThreadFactory factory = new io.netty.util.concurrent.DefaultThreadFactory(name);
+    EventLoopGroup group = epoll ? new EpollEventLoopGroup(threads, factory) : new NioEventLoopGroup(threads, factory);
     groups.add(group);
     return group;
   }

@@ -160,9 +160,25 @@ class DeployArtifactsTest {
             "modelgate_connections_opened_total",
             "modelgate_connections_open",
             "modelgate_config_reload_failures_total",
+            "modelgate_threads_cpu_seconds_total",
+            "modelgate_threads_run_queue_wait_seconds_total",
             "jvm_memory_used_bytes",
             "process_cpu_usage",
             "grpc_server_processing_duration_seconds_count");
+  }
+
+  @Test
+  void theScrape_hasTheEventLoopsCpuAndWaits_byWhatTheThreadsDo() throws Exception {
+    // The call above was read and answered by the gateway's event loop (modelgate-io-*): its CPU is
+    // more than none. Every group has both series, whatever ran.
+    List<String> lines = scrapeText().lines().filter(line -> line.startsWith("modelgate_threads_")).toList();
+    for (String group : List.of("event_loop", "model", "drift", "gc", "jit", "other")) {
+      assertThat(lines).anyMatch(line -> line.startsWith("modelgate_threads_cpu_seconds_total{threads=\"" + group + "\"}"));
+      assertThat(lines).anyMatch(line -> line.startsWith("modelgate_threads_run_queue_wait_seconds_total{threads=\"" + group + "\"}"));
+    }
+    String eventLoop = lines.stream().filter(line -> line.startsWith("modelgate_threads_cpu_seconds_total{threads=\"event_loop\"}"))
+        .findFirst().orElseThrow();
+    assertThat(Double.parseDouble(eventLoop.substring(eventLoop.lastIndexOf(' ') + 1))).isPositive();
   }
 
   @Test
