@@ -136,8 +136,10 @@ final class FairnessBenchmark implements Callable<Integer> {
             throw new IllegalStateException(e);
           }
         }, out);
+        ServerThreads threadsBeforeAlone = ServerThreads.read(gateway.stats().prometheus());
         LoadGenerator.Result alone = new LoadGenerator(smallChannels, request)
             .run(LoadGenerator.Options.open(rate, false, warmup, duration), line -> {});
+        ServerThreads threadsAfterAlone = ServerThreads.read(gateway.stats().prometheus());
         // The flood outlasts the measured tenant's run, which starts once the flood floods (and,
         // from its own JVM, has settled its JIT): by a margin, and in this JVM by its first second.
         Duration floodLength = warmup.plus(duration).plusSeconds(floodProcess ? 5 : 1 + 2);
@@ -155,8 +157,10 @@ final class FairnessBenchmark implements Callable<Integer> {
           Thread.sleep(1000);
         }
         var before = gateway.stats().find("m", 1).statistics();
+        ServerThreads threadsBeforeUnder = ServerThreads.read(gateway.stats().prometheus());
         LoadGenerator.Result under = new LoadGenerator(quietChannels, request)
             .run(LoadGenerator.Options.open(rate, false, warmup, duration), line -> {});
+        ServerThreads threadsAfterUnder = ServerThreads.read(gateway.stats().prometheus());
         var after = gateway.stats().find("m", 1).statistics();
         Reports.Summary flooded;
         if (floodChild != null) {
@@ -183,6 +187,12 @@ final class FairnessBenchmark implements Callable<Integer> {
             Reports.stallsSplit(Reports.summarize("alone", "", alone)),
             under.hiccupMicros().getValueAtPercentile(99) / 1000.0, under.hiccupMicros().getMaxValue() / 1000.0,
             Reports.stallsSplit(Reports.summarize("quiet", "", under)));
+        // The server's own threads over the same runs (its scrape's counters): under the flood its
+        // event loop and model threads wait for a core as the sleeper does.
+        out.printf("the server's threads during the small tenant's run alone: %s%n",
+            ServerThreads.between(threadsBeforeAlone, threadsAfterAlone));
+        out.printf("the server's threads during the small tenant's run under the flood: %s%n",
+            ServerThreads.between(threadsBeforeUnder, threadsAfterUnder));
         long executions = after.getExecutionCount() - before.getExecutionCount();
         long rows = after.getInferenceCount() - before.getInferenceCount();
         // compute_infer, as in Triton, counts every request with its whole batch's run: its ns over
