@@ -108,9 +108,13 @@ final class SoakCommand implements Callable<Integer> {
    *     "Total" first); empty without {@code --native-memory}
    * @param cpuSeconds the server's CPU time since it started (every thread, user and system)
    * @param served the inference requests it answered OK since it started
+   * @param eventLoopCpuSeconds its event loops' CPU time since it started ({@code
+   *     modelgate_threads_cpu_seconds_total}; 0 where it exports none)
+   * @param eventLoopWaitSeconds their time waiting for a core since it started
    */
   record Sample(double heapMiB, double rssMiB, double directMiB, int threads, int openFiles, int connections,
-      double heldBytes, Map<String, Double> nativeMiB, double cpuSeconds, double served) {
+      double heldBytes, Map<String, Double> nativeMiB, double cpuSeconds, double served, double eventLoopCpuSeconds,
+      double eventLoopWaitSeconds) {
     /** The JVM's native memory beyond the heap (MiB); NaN without tracking. */
     double jvmNativeMiB() {
       return nativeMiB.isEmpty() ? Double.NaN : nativeMiB.get(TOTAL) - nativeMiB.getOrDefault("Java Heap", 0.0);
@@ -166,9 +170,9 @@ final class SoakCommand implements Callable<Integer> {
           tls ? "every connection over TLS" : "plaintext");
       out.println();
       out.println("| window | probe calls/s | p50 ms | p99 ms | p99.9 ms | probe errors | server p99 ms | streamed /s | flood served /s"
-          + " | server CPU µs a served call | flood refused | heap after GC MiB | RSS MiB | direct MiB | threads | open files"
+          + " | server CPU µs a served call | event loop waiting for a core | flood refused | heap after GC MiB | RSS MiB | direct MiB | threads | open files"
           + " | held at idle B" + (nativeMemory ? " | JVM native MiB | RSS beyond the JVM's MiB |" : " |"));
-      out.println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + (nativeMemory ? "---|---|" : ""));
+      out.println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + (nativeMemory ? "---|---|" : ""));
       out.flush();
       String target = "127.0.0.1:" + server.grpcPort;
       ManagedChannel admin = io.grpc.netty.NettyChannelBuilder.forAddress("127.0.0.1", server.adminPort).usePlaintext().build();
@@ -219,13 +223,17 @@ final class SoakCommand implements Callable<Integer> {
           // The server's CPU over the window (its load, refusals and admin calls, the collection
           // forced after it) for each call it answered OK.
           double micros = (sample.cpuSeconds() - before[0]) * 1e6 / Math.max(1, sample.served() - before[1]);
-          before = new double[] {sample.cpuSeconds(), sample.served()};
+          // Of the event loops' busy time over the window, the share spent waiting for a core.
+          double loopCpu = sample.eventLoopCpuSeconds() - before[2];
+          double loopWait = sample.eventLoopWaitSeconds() - before[3];
+          String loopWaiting = loopCpu + loopWait <= 0 ? "–" : String.format(Locale.ROOT, "%.0f%%", 100 * loopWait / (loopCpu + loopWait));
+          before = new double[] {sample.cpuSeconds(), sample.served(), sample.eventLoopCpuSeconds(), sample.eventLoopWaitSeconds()};
           cpuPerCall.add(micros);
-          out.printf(Locale.ROOT, "| %d%s | %.0f | %.3f | %.3f | %.3f | %d | %.3f | %.0f | %s | %.1f | %s | %.1f | %.1f | %.1f | %d | %d | %.0f |%s%n",
+          out.printf(Locale.ROOT, "| %d%s | %.0f | %.3f | %.3f | %.3f | %d | %.3f | %.0f | %s | %.1f | %s | %s | %.1f | %.1f | %.1f | %d | %d | %.0f |%s%n",
               w, w <= settleWindows ? " (settling)" : "", probed.throughput(),
               probed.latencyMicros().getValueAtPercentile(50) / 1000.0, p99,
               probed.latencyMicros().getValueAtPercentile(99.9) / 1000.0, probed.errorCount(), serverP99, stream.throughput(),
-              floodResult == null ? "–" : String.format(Locale.ROOT, "%.0f", floodResult.throughput()), micros,
+              floodResult == null ? "–" : String.format(Locale.ROOT, "%.0f", floodResult.throughput()), micros, loopWaiting,
               floodResult == null ? "–" : String.valueOf(floodResult.errorCount()),
               sample.heapMiB(), sample.rssMiB(), sample.directMiB(), sample.threads(), sample.openFiles(), sample.heldBytes(),
               nativeMemory ? String.format(Locale.ROOT, " %.1f | %.1f |", sample.jvmNativeMiB(), sample.untrackedMiB()) : "");
@@ -589,17 +597,20 @@ final class SoakCommand implements Callable<Integer> {
         }
       }
       return new Sample(heap / (1 << 20), rss, direct / (1 << 20), threads, files, connections, held, nativeMiB,
-          sum(metrics, CPU) / 1e9, sum(metrics, SERVED));
+          sum(metrics, CPU) / 1e9, sum(metrics, SERVED), sum(metrics, LOOP_CPU), sum(metrics, LOOP_WAIT));
     }
 
     /** The server's CPU time a call and its calls answered OK are read from these series. */
     private static final String CPU = "process_cpu_time_ns_total";
     private static final String SERVED = "modelgate_requests_total{code=\"OK\"";
+    /** Its event loops' CPU and waits for a core (seconds), from these. */
+    private static final String LOOP_CPU = "modelgate_threads_cpu_seconds_total{threads=\"event_loop\"";
+    private static final String LOOP_WAIT = "modelgate_threads_run_queue_wait_seconds_total{threads=\"event_loop\"";
 
-    /** The server's CPU seconds and calls answered OK so far, without a collection. */
+    /** The server's CPU seconds, calls answered OK, and its event loops' CPU and waits so far, without a collection. */
     double[] counters() throws IOException, InterruptedException {
       String metrics = scrape();
-      return new double[] {sum(metrics, CPU) / 1e9, sum(metrics, SERVED)};
+      return new double[] {sum(metrics, CPU) / 1e9, sum(metrics, SERVED), sum(metrics, LOOP_CPU), sum(metrics, LOOP_WAIT)};
     }
 
     private String scrape() throws IOException, InterruptedException {

@@ -67,10 +67,10 @@ class SoakCommandTest {
     assertThat(committed.keySet()).containsExactly("Total", "Java Heap", "Class", "Thread", "Native Memory Tracking");
     assertThat(committed.get("Total")).isCloseTo(484749 / 1024.0, within(1e-9));
     assertThat(committed.get("Class")).isCloseTo(1361 / 1024.0, within(1e-9));
-    SoakCommand.Sample sample = new SoakCommand.Sample(20, 600, 12, 22, 115, 4, 0, committed, 1, 1);
+    SoakCommand.Sample sample = new SoakCommand.Sample(20, 600, 12, 22, 115, 4, 0, committed, 1, 1, 0, 0);
     assertThat(sample.jvmNativeMiB()).isCloseTo((484749 - 397312) / 1024.0, within(1e-9));
     assertThat(sample.untrackedMiB()).isCloseTo(600 - 484749 / 1024.0, within(1e-9));
-    assertThat(new SoakCommand.Sample(20, 600, 12, 22, 115, 4, 0, Map.of(), 1, 1).untrackedMiB()).isNaN();
+    assertThat(new SoakCommand.Sample(20, 600, 12, 22, 115, 4, 0, Map.of(), 1, 1, 0, 0).untrackedMiB()).isNaN();
     assertThatThrownBy(() -> SoakCommand.ServerProcess.nativeCommitted("Native memory tracking is not enabled"))
         .isInstanceOf(IllegalStateException.class).hasMessageContaining("not enabled");
   }
