@@ -32,6 +32,7 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.atomic.AtomicReference;
 import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
 import org.HdrHistogram.Histogram;
@@ -155,6 +156,9 @@ final class SuiteCommand implements Callable<Integer> {
     // (d) at many callers: its executions and rows, for the batch size it reached.
     long executionsOn = 0;
     long rowsOn = 0;
+    // (d) at many callers: the server's threads' CPU and waits over its rounds (the scrape's counters).
+    ServerThreads threadsOn = null;
+    long callsOn = 0;
     try {
       console.printf("== %s%n", name);
       console.flush();
@@ -182,8 +186,18 @@ final class SuiteCommand implements Callable<Integer> {
         run(raw, loads, round, closedMany.get(0), bare, many, console);
         run(raw, loads, round, closedMany.get(1), off, many, console);
         io.modelgate.proto.inference.ModelStatistics before = batched.statistics();
-        run(raw, loads, round, closedMany.get(2), on, many, console);
+        // The server's threads over the measured period only (not the round's warm-up), as its calls are.
+        AtomicReference<ServerThreads> threadsBefore = new AtomicReference<>();
+        AtomicReference<ServerThreads> threadsAfter = new AtomicReference<>();
+        long callsBefore = raw.containsKey(closedMany.get(2)) ? raw.get(closedMany.get(2)).completed() : 0;
+        run(raw, loads, round, closedMany.get(2), on, many, console,
+            () -> threadsBefore.set(ServerThreads.read(stats.prometheus())),
+            () -> threadsAfter.set(ServerThreads.read(stats.prometheus())));
         io.modelgate.proto.inference.ModelStatistics after = batched.statistics();
+        if (threadsAfter.get() != null && threadsBefore.get() != null) {
+          threadsOn = threadsAfter.get().since(threadsBefore.get()).plus(threadsOn);
+          callsOn += raw.get(closedMany.get(2)).completed() - callsBefore;
+        }
         executionsOn += after.getExecutionCount() - before.getExecutionCount();
         rowsOn += after.getInferenceCount() - before.getInferenceCount();
         run(raw, loads, round, closedMany.get(3), split, many, console);
@@ -360,6 +374,13 @@ final class SuiteCommand implements Callable<Integer> {
             + " per core at once): %.1f µs per row (%.2f× the figure on one core), B_busy = %.0f calls/s; (d) made **%.2f ×"
             + " B_busy** (%s). Where cores share execution units, B overstates the machine and B_busy is its bound.%n",
         busyComputePerRow, busyComputePerRow / computePerRow, busyBound, ofBusyBound, ofBusyBound >= 0.8 ? "met" : "missed"));
+    // Where (d)'s CPU went, from the server's own scrape (its threads by what they do).
+    String spentOn = ServerThreads.perCall(threadsOn, callsOn);
+    targets.put("(d) at " + concurrency + " callers: CPU a call by the server's threads, and the share of their busy time"
+        + " spent waiting for a core", spentOn);
+    md.append(String.format("%nWhere (d)'s CPU went at %d callers, a call, by the server's threads (its scrape's"
+            + " `modelgate_threads_*`; `other` holds this process's load generator and ONNX Runtime's pool threads; in"
+            + " brackets the share of each group's busy time spent waiting for a core): %s.%n", concurrency, spentOn));
     md.append(String.format("%nHeap allocated per call at %d callers (this process: client and server): (b) %.0f bytes,"
             + " (d) %.0f bytes; modelgate allocates **%.0f bytes** per call beyond the bare server (target ≤ 1 KB: %s).%n",
         concurrency, bareHeap, gatewayHeap, gatewayHeap - bareHeap, gatewayHeap - bareHeap <= 1024 ? "met" : "missed"));
@@ -398,9 +419,19 @@ final class SuiteCommand implements Callable<Integer> {
   /** Runs one scenario once and adds its result to the scenario's rounds so far. */
   private void run(Map<String, LoadGenerator.Result> raw, Map<String, String> loads, int round, String label,
       LoadGenerator generator, LoadGenerator.Options options, PrintWriter console) throws InterruptedException {
+    run(raw, loads, round, label, generator, options, console, () -> {}, () -> {});
+  }
+
+  /**
+   * As {@link #run(Map, Map, int, String, LoadGenerator, LoadGenerator.Options, PrintWriter)}, with
+   * {@code onMeasure} and {@code onMeasured} called as the measured period opens and closes.
+   */
+  private void run(Map<String, LoadGenerator.Result> raw, Map<String, String> loads, int round, String label,
+      LoadGenerator generator, LoadGenerator.Options options, PrintWriter console, Runnable onMeasure, Runnable onMeasured)
+      throws InterruptedException {
     console.printf("  round %d %s: %s%n", round, label, options.describe());
     console.flush();
-    LoadGenerator.Result result = generator.run(options, line -> {});
+    LoadGenerator.Result result = generator.run(options, line -> {}, onMeasure, onMeasured);
     raw.merge(label, result, LoadGenerator.Result::plus);
     loads.put(label, options.describe());
     Reports.Summary summary = Reports.summarize(label, options.describe(), result);

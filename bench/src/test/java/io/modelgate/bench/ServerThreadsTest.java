@@ -23,17 +23,37 @@ class ServerThreadsTest {
     counter(registry, "modelgate.threads.run.queue.wait", "event_loop", loopWait);
     counter(registry, "modelgate.threads.cpu", "model", modelCpu);
     counter(registry, "modelgate.threads.run.queue.wait", "model", modelWait);
-    counter(registry, "modelgate.threads.cpu", "gc", new AtomicLong(9_000));
+    AtomicLong gcCpu = new AtomicLong(9_000);
+    for (String group : java.util.List.of("drift", "gc", "jit", "other")) {
+      counter(registry, "modelgate.threads.cpu", group, group.equals("gc") ? gcCpu : new AtomicLong());
+      counter(registry, "modelgate.threads.run.queue.wait", group, new AtomicLong());
+    }
 
     ServerThreads before = ServerThreads.read(registry);
     loopCpu.addAndGet(3_000);
     loopWait.addAndGet(1_000);
     modelCpu.addAndGet(4_000);
+    gcCpu.addAndGet(100);
     ServerThreads after = ServerThreads.read(registry);
 
     assertThat(ServerThreads.between(before, after)).isEqualTo(
         "event loop 3.00 s on a core, 1.00 s waiting for one (25% of its busy time); "
             + "model threads 4.00 s on a core, 0.00 s waiting for one (0% of its busy time)");
+    // 100,000 calls over that span: 30 µs of the event loop's a call. Groups that did not run are left out.
+    assertThat(ServerThreads.perCall(after.since(before), 100_000)).isEqualTo(
+        "event loop 30.0 µs (25% waiting), model 40.0 µs (0% waiting), gc 1.0 µs (0% waiting)");
+    assertThat(ServerThreads.perCall(after.since(null), 100_000)).startsWith("not counted");
+    // Two runs' spans added: twice the time for twice the calls.
+    assertThat(ServerThreads.perCall(after.since(before).plus(after.since(before)), 200_000)).isEqualTo(
+        "event loop 30.0 µs (25% waiting), model 40.0 µs (0% waiting), gc 1.0 µs (0% waiting)");
+  }
+
+  @Test
+  void aServerThatExportsOnlySomeGroups_isNotCounted() {
+    SimpleMeterRegistry registry = new SimpleMeterRegistry();
+    counter(registry, "modelgate.threads.cpu", "event_loop", new AtomicLong());
+    counter(registry, "modelgate.threads.run.queue.wait", "event_loop", new AtomicLong());
+    assertThat(ServerThreads.read(registry)).isNull();
   }
 
   private static void counter(SimpleMeterRegistry registry, String name, String threads, AtomicLong millis) {
