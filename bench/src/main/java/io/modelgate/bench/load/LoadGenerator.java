@@ -139,23 +139,6 @@ public final class LoadGenerator {
       Histogram sendLagMicros,
       Histogram hiccupMicros,
       Histogram stallWaitMicros) {
-    /** A result whose stalls' time waiting for a core is not known. */
-    public Result(
-        long sent,
-        long completed,
-        double seconds,
-        Histogram latencyMicros,
-        Map<String, Histogram> byVersion,
-        Map<String, Long> errors,
-        Map<String, Histogram> errorLatencyMicros,
-        double processCpuMicrosPerCall,
-        double processHeapBytesPerCall,
-        Histogram sendLagMicros,
-        Histogram hiccupMicros) {
-      this(sent, completed, seconds, latencyMicros, byVersion, errors, errorLatencyMicros, processCpuMicrosPerCall,
-          processHeapBytesPerCall, sendLagMicros, hiccupMicros, new Histogram(3));
-    }
-
     public Result(
         long sent,
         long completed,
@@ -163,7 +146,8 @@ public final class LoadGenerator {
         Histogram latencyMicros,
         Map<String, Histogram> byVersion,
         Map<String, Long> errors) {
-      this(sent, completed, seconds, latencyMicros, byVersion, errors, Map.of(), 0, 0, new Histogram(3), new Histogram(3));
+      this(sent, completed, seconds, latencyMicros, byVersion, errors, Map.of(), 0, 0, new Histogram(3), new Histogram(3),
+          new Histogram(3));
     }
 
     public double throughput() {

@@ -36,7 +36,8 @@ class PlotsTest {
     LoadGenerator.Result result =
         new LoadGenerator.Result(10, 9, 1.0, new org.HdrHistogram.Histogram(3), java.util.Map.of(),
             java.util.Map.of("RESOURCE_EXHAUSTED", 1L),
-            java.util.Map.of("RESOURCE_EXHAUSTED", new org.HdrHistogram.Histogram(3)), 12.5, 2048, lag(1_500), new org.HdrHistogram.Histogram(3));
+            java.util.Map.of("RESOURCE_EXHAUSTED", new org.HdrHistogram.Histogram(3)), 12.5, 2048, lag(1_500), new org.HdrHistogram.Histogram(3),
+            new org.HdrHistogram.Histogram(3));
     String text = Reports.text(Reports.summarize("m closed loop", "closed loop", result));
     assertThat(text).doesNotContain("|").doesNotContain("&nbsp;").contains("RESOURCE_EXHAUSTED")
         .contains("process CPU per call sent: 12.5 us, heap allocated per call: 2048 bytes; calls sent late by the client: p99 1.500 ms");
@@ -49,9 +50,9 @@ class PlotsTest {
       latency.recordValue(2_000);
     }
     LoadGenerator.Result late = new LoadGenerator.Result(100, 100, 1.0, latency, java.util.Map.of(), java.util.Map.of(),
-        java.util.Map.of(), 10, 0, lag(1_500), new org.HdrHistogram.Histogram(3));
+        java.util.Map.of(), 10, 0, lag(1_500), new org.HdrHistogram.Histogram(3), new org.HdrHistogram.Histogram(3));
     LoadGenerator.Result onTime = new LoadGenerator.Result(100, 100, 1.0, latency, java.util.Map.of(), java.util.Map.of(),
-        java.util.Map.of(), 10, 0, lag(200), new org.HdrHistogram.Histogram(3));
+        java.util.Map.of(), 10, 0, lag(200), new org.HdrHistogram.Histogram(3), new org.HdrHistogram.Histogram(3));
 
     // 1.5 ms late against a 2 ms p99: the client's share is too large to ignore.
     assertThat(Reports.text(Reports.summarize("late", "open loop", late)))
@@ -76,7 +77,7 @@ class PlotsTest {
     LoadGenerator.Result stalled = new LoadGenerator.Result(1000, 1000, 1.0, latency, java.util.Map.of(), java.util.Map.of(),
         java.util.Map.of(), 10, 0, lag(100), stalls, waited);
     LoadGenerator.Result steady = new LoadGenerator.Result(1000, 1000, 1.0, latency, java.util.Map.of(), java.util.Map.of(),
-        java.util.Map.of(), 10, 0, lag(100), quiet);
+        java.util.Map.of(), 10, 0, lag(100), quiet, new org.HdrHistogram.Histogram(3));
 
     // A 15 ms stall of a thread that does no work, against a 20 ms p99.9: the machine's share.
     String text = Reports.text(Reports.summarize("stalled", "open loop", stalled));
@@ -94,7 +95,7 @@ class PlotsTest {
     // Without the kernel's count, the stalls are told without a split.
     assertThat(Reports.text(Reports.summarize("steady", "open loop", steady))).doesNotContain("waiting for a core");
     Reports.Summary unknown = Reports.summarize("stalled", "open loop", new LoadGenerator.Result(1000, 1000, 1.0, latency,
-        java.util.Map.of(), java.util.Map.of(), java.util.Map.of(), 10, 0, lag(100), stalls));
+        java.util.Map.of(), java.util.Map.of(), java.util.Map.of(), 10, 0, lag(100), stalls, new org.HdrHistogram.Histogram(3)));
     assertThat(unknown.stallsWaitingShare()).isEqualTo(-1);
     assertThat(Reports.text(unknown)).contains("1 of 1 ms or more, 15.0 ms in all").doesNotContain("waiting for a core");
   }
