@@ -30,9 +30,10 @@ import java.util.function.LongSupplier;
  * where a session has more than one intra-op thread, the admin API, logging, timers). A fixed set
  * of label values, whatever the models.
  *
- * <p>The counters only grow: a thread that ends keeps its last figures in its group, and a thread
- * id the kernel gives again to a new thread is told apart by its figures going back or its group
- * changing. A thread that starts and ends between two reads is not counted. Linux only (nothing is
+ * <p>The counters only grow: a thread that ends keeps its last figures in its group, a thread that
+ * renames itself stays in the group it was first read in, and a thread id the kernel gives again to
+ * a new thread is told apart by its figures going back. A thread that starts and ends between two
+ * reads is not counted. Linux only (nothing is
  * exported where {@code /proc/self/task} has no scheduler statistics).
  *
  * <p>Threads: read on the scraping thread, at most once every {@link #REFRESH_NANOS} ns whatever
@@ -174,16 +175,18 @@ final class ThreadScheduling {
     } catch (IOException e) {
       return; // the last reading stands
     }
-    // Threads gone since, or whose id now names another thread: their last figures stay in their group.
+    // Threads gone since, or whose id now names another thread (its figures went back): their last
+    // figures stay in their group. A thread that renamed itself stays in the group it was first read in.
     for (Iterator<Map.Entry<Long, Seen>> it = seen.entrySet().iterator(); it.hasNext(); ) {
       Map.Entry<Long, Seen> entry = it.next();
       Seen before = entry.getValue();
       Seen current = found.get(entry.getKey());
-      if (current == null || current.group() != before.group() || current.cpuNanos() < before.cpuNanos()
-          || current.waitNanos() < before.waitNanos()) {
+      if (current == null || current.cpuNanos() < before.cpuNanos() || current.waitNanos() < before.waitNanos()) {
         endedCpu[before.group().ordinal()] += before.cpuNanos();
         endedWait[before.group().ordinal()] += before.waitNanos();
         it.remove();
+      } else if (current.group() != before.group()) {
+        found.put(entry.getKey(), new Seen(before.group(), current.cpuNanos(), current.waitNanos()));
       }
     }
     seen.putAll(found);

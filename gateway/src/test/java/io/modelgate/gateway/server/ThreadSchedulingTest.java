@@ -90,6 +90,18 @@ class ThreadSchedulingTest {
   }
 
   @Test
+  void aThreadThatRenamesItself_staysInItsGroup_andIsNotCountedTwice() throws Exception {
+    thread(501, "java", 2_000_000_000L, 100_000_000L);
+    ThreadScheduling threads = new ThreadScheduling(tasks, clock::get);
+    assertThat(threads.cpuSeconds(Group.OTHER)).isCloseTo(2.0, within(1e-9));
+
+    thread(501, "modelgate-model", 3_000_000_000L, 100_000_000L);
+    later();
+    assertThat(threads.cpuSeconds(Group.OTHER)).isCloseTo(3.0, within(1e-9));
+    assertThat(threads.cpuSeconds(Group.MODEL)).isZero();
+  }
+
+  @Test
   void oneReadingServesEveryCounter_untilItIsOld() throws Exception {
     thread(401, "modelgate-io-2-", 1_000_000_000L, 0);
     ThreadScheduling threads = new ThreadScheduling(tasks, clock::get);
