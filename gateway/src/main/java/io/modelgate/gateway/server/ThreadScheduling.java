@@ -25,7 +25,8 @@ import java.util.function.LongSupplier;
  * <p>Threads are grouped by their name as the kernel keeps it (its first 15 characters): {@code
  * event_loop} the gateway's Netty threads (reading requests, writing answers, accepting
  * connections; named {@code modelgate-io}), {@code model} every version's batcher and executors
- * (ONNX Runtime's calls run on them), {@code drift} the drift profiler, {@code gc} the collector's
+ * (ONNX Runtime's calls run on them; {@code modelgate-model-...}, from the version's label, which
+ * {@code DeployArtifactsTest} checks against a real scrape), {@code drift} the drift profiler, {@code gc} the collector's
  * threads, {@code jit} the JIT compilers, {@code other} the rest (ONNX Runtime's own pool threads
  * where a session has more than one intra-op thread, the admin API, logging, timers). A fixed set
  * of label values, whatever the models.
