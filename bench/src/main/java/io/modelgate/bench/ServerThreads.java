@@ -81,15 +81,18 @@ record ServerThreads(Map<String, Double> cpu, Map<String, Double> waited) {
   /**
    * Every group's CPU in {@code spent} (differences, {@link #since}) for each of {@code calls}, µs,
    * with the share of its busy time spent waiting for a core: "event loop 14.6 µs (31% waiting),
-   * model 19.2 µs (40% waiting), ...". Groups that ran less than 0.05 µs a call are left out.
+   * model 19.2 µs (40% waiting), ...". Groups that ran less than 0.05 µs a call are left out. Where
+   * the load generator runs in the server's process, {@code clientCpuSeconds} (its threads' CPU over
+   * the same span, {@link #loadGeneratorCpuSeconds}) is taken out of {@code other}, where the
+   * server counts it, and named apart; 0 otherwise.
    */
-  static String perCall(ServerThreads spent, long calls) {
+  static String perCall(ServerThreads spent, long calls, double clientCpuSeconds) {
     if (spent == null || calls <= 0) {
       return NOT_COUNTED;
     }
     StringBuilder text = new StringBuilder();
     for (String group : GROUPS) {
-      double cpu = spent.cpu.get(group);
+      double cpu = spent.cpu.get(group) - (group.equals("other") ? Math.min(clientCpuSeconds, spent.cpu.get(group)) : 0);
       double waited = spent.waited.get(group);
       if (cpu * 1e6 / calls < 0.05) {
         continue;
@@ -97,7 +100,30 @@ record ServerThreads(Map<String, Double> cpu, Map<String, Double> waited) {
       text.append(text.length() == 0 ? "" : ", ").append(String.format("%s %.1f µs (%.0f%% waiting)", group.replace('_', ' '),
           cpu * 1e6 / calls, 100 * waited / (cpu + waited)));
     }
+    if (clientCpuSeconds * 1e6 / calls >= 0.05) {
+      text.append(text.length() == 0 ? "" : "; ").append(String.format("and the load generator in the same process %.1f µs",
+          clientCpuSeconds * 1e6 / calls));
+    }
     return text.length() == 0 ? "none counted" : text.toString();
+  }
+
+  /**
+   * Seconds on a core of this process's load-generator threads (named {@code modelgate-bench-*}:
+   * its connections' event loops, its pacing and progress threads), from the JVM's per-thread CPU
+   * time, which the kernel counts as it counts the server's; 0 where the JVM does not measure it.
+   */
+  static double loadGeneratorCpuSeconds() {
+    java.lang.management.ThreadMXBean threads = java.lang.management.ManagementFactory.getThreadMXBean();
+    if (!threads.isThreadCpuTimeSupported() || !threads.isThreadCpuTimeEnabled()) {
+      return 0;
+    }
+    long nanos = 0;
+    for (java.lang.management.ThreadInfo info : threads.getThreadInfo(threads.getAllThreadIds())) {
+      if (info != null && info.getThreadName().startsWith("modelgate-bench")) {
+        nanos += Math.max(0, threads.getThreadCpuTime(info.getThreadId()));
+      }
+    }
+    return nanos / 1e9;
   }
 
   private static final String NOT_COUNTED = "not counted (the kernel's per-thread statistics are Linux's)";

@@ -159,6 +159,7 @@ final class SuiteCommand implements Callable<Integer> {
     // (d) at many callers: the server's threads' CPU and waits over its rounds (the scrape's counters).
     ServerThreads threadsOn = null;
     long callsOn = 0;
+    double clientOn = 0;
     try {
       console.printf("== %s%n", name);
       console.flush();
@@ -189,13 +190,22 @@ final class SuiteCommand implements Callable<Integer> {
         // The server's threads over the measured period only (not the round's warm-up), as its calls are.
         AtomicReference<ServerThreads> threadsBefore = new AtomicReference<>();
         AtomicReference<ServerThreads> threadsAfter = new AtomicReference<>();
+        AtomicReference<Double> clientBefore = new AtomicReference<>(0.0);
+        AtomicReference<Double> clientAfter = new AtomicReference<>(0.0);
         long callsBefore = raw.containsKey(closedMany.get(2)) ? raw.get(closedMany.get(2)).completed() : 0;
         run(raw, loads, round, closedMany.get(2), on, many, console,
-            () -> threadsBefore.set(ServerThreads.read(stats.prometheus())),
-            () -> threadsAfter.set(ServerThreads.read(stats.prometheus())));
+            () -> {
+              threadsBefore.set(ServerThreads.read(stats.prometheus()));
+              clientBefore.set(ServerThreads.loadGeneratorCpuSeconds());
+            },
+            () -> {
+              threadsAfter.set(ServerThreads.read(stats.prometheus()));
+              clientAfter.set(ServerThreads.loadGeneratorCpuSeconds());
+            });
         io.modelgate.proto.inference.ModelStatistics after = batched.statistics();
         if (threadsAfter.get() != null && threadsBefore.get() != null) {
           threadsOn = threadsAfter.get().since(threadsBefore.get()).plus(threadsOn);
+          clientOn += clientAfter.get() - clientBefore.get();
           callsOn += raw.get(closedMany.get(2)).completed() - callsBefore;
         }
         executionsOn += after.getExecutionCount() - before.getExecutionCount();
@@ -375,11 +385,11 @@ final class SuiteCommand implements Callable<Integer> {
             + " B_busy** (%s). Where cores share execution units, B overstates the machine and B_busy is its bound.%n",
         busyComputePerRow, busyComputePerRow / computePerRow, busyBound, ofBusyBound, ofBusyBound >= 0.8 ? "met" : "missed"));
     // Where (d)'s CPU went, from the server's own scrape (its threads by what they do).
-    String spentOn = ServerThreads.perCall(threadsOn, callsOn);
+    String spentOn = ServerThreads.perCall(threadsOn, callsOn, clientOn);
     targets.put("(d) at " + concurrency + " callers: CPU a call by the server's threads, and the share of their busy time"
         + " spent waiting for a core", spentOn);
     md.append(String.format("%nWhere (d)'s CPU went at %d callers, a call, by the server's threads (its scrape's"
-            + " `modelgate_threads_*`; `other` holds this process's load generator and ONNX Runtime's pool threads; in"
+            + " `modelgate_threads_*`; `other` holds ONNX Runtime's pool threads, the load generator is named apart; in"
             + " brackets the share of each group's busy time spent waiting for a core): %s.%n", concurrency, spentOn));
     md.append(String.format("%nHeap allocated per call at %d callers (this process: client and server): (b) %.0f bytes,"
             + " (d) %.0f bytes; modelgate allocates **%.0f bytes** per call beyond the bare server (target ≤ 1 KB: %s).%n",
