@@ -389,7 +389,7 @@ final class SuiteCommand implements Callable<Integer> {
     targets.put("(d) at " + concurrency + " callers: CPU a call by the server's threads, and the share of their busy time"
         + " spent waiting for a core", spentOn);
     md.append(String.format("%nWhere (d)'s CPU went at %d callers, a call, by the server's threads (its scrape's"
-            + " `modelgate_threads_*`; `other` holds ONNX Runtime's pool threads, the load generator is named apart; in"
+            + " `modelgate_threads_*`; `model` holds ONNX Runtime's pool threads too, the load generator is named apart; in"
             + " brackets the share of each group's busy time spent waiting for a core): %s.%n", concurrency, spentOn));
     md.append(String.format("%nHeap allocated per call at %d callers (this process: client and server): (b) %.0f bytes,"
             + " (d) %.0f bytes; modelgate allocates **%.0f bytes** per call beyond the bare server (target ≤ 1 KB: %s).%n",

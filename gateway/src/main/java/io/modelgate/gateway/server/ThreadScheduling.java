@@ -26,10 +26,11 @@ import java.util.function.LongSupplier;
  * event_loop} the gateway's Netty threads (reading requests, writing answers, accepting
  * connections; named {@code modelgate-io}), {@code model} every version's batcher and executors
  * (ONNX Runtime's calls run on them; {@code modelgate-model-...}, from the version's label, which
- * {@code DeployArtifactsTest} checks against a real scrape), {@code drift} the drift profiler, {@code gc} the collector's
- * threads, {@code jit} the JIT compilers, {@code other} the rest (ONNX Runtime's own pool threads
- * where a session has more than one intra-op thread, the admin API, logging, timers). A fixed set
- * of label values, whatever the models.
+ * {@code DeployArtifactsTest} checks against a real scrape) and ONNX Runtime's own pool threads
+ * where a session has more than one intra-op thread (named so by the kernel after the thread that
+ * opened the session, which the loader names for the version), {@code drift} the drift profiler,
+ * {@code gc} the collector's threads, {@code jit} the JIT compilers, {@code other} the rest (the
+ * admin API, logging, timers, the JVM's own). A fixed set of label values, whatever the models.
  *
  * <p>The counters only grow: a thread that ends keeps its last figures in its group, a thread that
  * renames itself stays in the group it was first read in, and a thread id the kernel gives again to

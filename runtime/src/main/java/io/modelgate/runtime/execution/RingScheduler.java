@@ -106,6 +106,16 @@ public final class RingScheduler implements VersionScheduler {
   private boolean formedRestricted;
 
   /**
+   * The start of the names of the threads that serve {@code name} (its batcher and executors, and
+   * the thread that opens its sessions): {@code "modelgate-"} and the name, each run of characters
+   * other than letters, digits, {@code _ . -} made one {@code -}; e.g. {@code
+   * "modelgate-model-m-version-1"}.
+   */
+  public static String threadPrefix(String name) {
+    return "modelgate-" + name.replaceAll("[^A-Za-z0-9_.-]+", "-");
+  }
+
+  /**
    * Starts the batcher and executor threads.
    *
    * @param name names the threads and appears in messages, e.g. {@code "model 'm' version 1"}
@@ -149,7 +159,7 @@ public final class RingScheduler implements VersionScheduler {
     this.refusedDraining = name + " is unloading and accepts no new requests";
     int batchCapacity = Math.max(1, policy.maxBatchSize());
     this.pending = new PendingRequests(policy, batchCapacity, capacity);
-    String threadPrefix = "modelgate-" + name.replaceAll("[^A-Za-z0-9_.-]+", "-");
+    String threadPrefix = threadPrefix(name);
     this.reserved = settings.reservedInstances();
     this.unreservedInstances = settings.instances() - reserved;
     this.runsReservedBatchesItself = reserved == 1;

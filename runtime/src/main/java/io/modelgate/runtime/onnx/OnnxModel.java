@@ -115,6 +115,60 @@ public final class OnnxModel implements AutoCloseable {
    * tensors of a type modelgate can pass.
    */
   public static OnnxModel open(Path file, SessionSettings settings) throws ModelLoadException {
+    return open(file, settings, null);
+  }
+
+  /**
+   * As {@link #open(Path, SessionSettings)}, the sessions created on a thread named {@code
+   * threadName} that the caller waits for (none: on the calling thread). ONNX Runtime starts a
+   * session's pool threads (a session of more than one intra-op or inter-op thread) from the thread
+   * that creates it, and Linux gives a new thread its creator's name: so named, they carry the
+   * version's name in the kernel's per-thread counts (the gateway's {@code
+   * modelgate_threads_cpu_seconds_total{threads="model"}}) instead of the loading thread's.
+   */
+  public static OnnxModel open(Path file, SessionSettings settings, String threadName)
+      throws ModelLoadException {
+    if (threadName == null) {
+      return openHere(file, settings);
+    }
+    Object[] outcome = new Object[1];
+    Thread opener =
+        new Thread(
+            () -> {
+              try {
+                outcome[0] = openHere(file, settings);
+              } catch (ModelLoadException | RuntimeException | Error e) {
+                outcome[0] = e;
+              }
+            },
+            threadName);
+    opener.start();
+    // The sessions are the caller's to close: wait for them even when interrupted.
+    boolean interrupted = false;
+    while (true) {
+      try {
+        opener.join();
+        break;
+      } catch (InterruptedException e) {
+        interrupted = true;
+      }
+    }
+    if (interrupted) {
+      Thread.currentThread().interrupt();
+    }
+    if (outcome[0] instanceof OnnxModel model) {
+      return model;
+    }
+    if (outcome[0] instanceof ModelLoadException e) {
+      throw e;
+    }
+    if (outcome[0] instanceof Error e) {
+      throw e;
+    }
+    throw (RuntimeException) outcome[0];
+  }
+
+  private static OnnxModel openHere(Path file, SessionSettings settings) throws ModelLoadException {
     if (ByteOrder.nativeOrder() != ByteOrder.LITTLE_ENDIAN) {
       // Raw tensor data is little-endian on the wire and handed to ONNX Runtime as it is.
       throw new ModelLoadException("modelgate requires a little-endian platform");

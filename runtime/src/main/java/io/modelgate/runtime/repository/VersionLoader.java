@@ -28,8 +28,9 @@ import org.slf4j.LoggerFactory;
  * {@code model.yaml}, a warm-up run, and its scheduler with a statistics recorder from the
  * repository's factory. Also what happens when a READY version's scheduler stops serving.
  *
- * <p>Threads: whichever loads (startup, or the admin executor); one load per version at a time,
- * which the repository ensures.
+ * <p>Threads: whichever loads (startup, or the admin executor), which waits while the sessions are
+ * opened on a thread named for the version (so that ONNX Runtime's pool threads carry its name);
+ * one load per version at a time, which the repository ensures.
  */
 final class VersionLoader {
   private static final Logger log = LoggerFactory.getLogger(VersionLoader.class);
@@ -48,7 +49,9 @@ final class VersionLoader {
     long start = System.nanoTime();
     OnnxModel onnx = null;
     try {
-      onnx = OnnxModel.open(version.directory().resolve(ModelRepository.MODEL_FILE), settings.session());
+      // On a thread of the version's name, which ONNX Runtime's pool threads then carry.
+      onnx = OnnxModel.open(version.directory().resolve(ModelRepository.MODEL_FILE), settings.session(),
+          RingScheduler.threadPrefix(version.label()) + "-open");
       ModelSignature signature = signature(onnx, settings);
       BatchPolicy policy;
       try {

@@ -191,6 +191,45 @@ class ModelRepositoryTest {
   }
 
   @Test
+  void onnxRuntimesPoolThreads_carryTheVersionsName_inTheKernel() throws Exception {
+    // Linux names a new thread after the thread that starts it; ONNX Runtime starts a session's pool
+    // threads (intra_op_threads - 1 of them) from the thread that creates the session.
+    Path tasks = Path.of("/proc/self/task");
+    org.junit.jupiter.api.Assumptions.assumeTrue(Files.isDirectory(tasks), "no /proc/self/task here");
+    TestModels.write(root, "m", 1, TestModels.affine());
+    Files.writeString(root.resolve("m/model.yaml"), "intra_op_threads: 3\n");
+    long before = nativeThreadsNamed("modelgate-model");
+    load();
+    assertThat(version("m", 1).state()).isEqualTo(VersionState.READY);
+    assertThat(nativeThreadsNamed("modelgate-model") - before).isEqualTo(2);
+    // They end with the session. (A thread Java has seen end may still be leaving the kernel's list
+    // for a moment: read again until it has.)
+    repository.close(Duration.ofSeconds(5));
+    repository = null;
+    long giveUp = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+    while (nativeThreadsNamed("modelgate-model") != before && System.nanoTime() - giveUp < 0) {
+      Thread.sleep(10);
+    }
+    assertThat(nativeThreadsNamed("modelgate-model")).isEqualTo(before);
+  }
+
+  /** Threads the kernel names {@code prefix}... (its first 15 characters) that are not Java threads. */
+  private static long nativeThreadsNamed(String prefix) throws IOException {
+    long kernel;
+    try (java.util.stream.Stream<Path> tasks = Files.list(Path.of("/proc/self/task"))) {
+      kernel = tasks.filter(task -> {
+        try {
+          return Files.readString(task.resolve("comm")).startsWith(prefix);
+        } catch (IOException gone) {
+          return false;
+        }
+      }).count();
+    }
+    long java = Thread.getAllStackTraces().keySet().stream().filter(t -> t.getName().startsWith(prefix)).count();
+    return kernel - java;
+  }
+
+  @Test
   void config_largeBatches_openASecondSessionWarmedUp_orFailWhereNoBatchCouldUseIt() throws Exception {
     String large = "large_batch_rows: %d\nlarge_batch_intra_op_threads: 2\n";
     TestModels.write(root, "large", 1, TestModels.affine());
