@@ -18,7 +18,7 @@ import java.util.Map;
  */
 record ServerThreads(Map<String, Double> cpu, Map<String, Double> waited) {
   /** The groups a report names, in its order. */
-  static final List<String> GROUPS = List.of("event_loop", "model", "drift", "gc", "jit", "other");
+  static final List<String> GROUPS = List.of("event_loop", "model", "drift", "admin", "gc", "jit", "other");
   private static final String CPU = "modelgate.threads.cpu";
   private static final String WAIT = "modelgate.threads.run.queue.wait";
 

@@ -24,7 +24,7 @@ class ServerThreadsTest {
     counter(registry, "modelgate.threads.cpu", "model", modelCpu);
     counter(registry, "modelgate.threads.run.queue.wait", "model", modelWait);
     AtomicLong gcCpu = new AtomicLong(9_000);
-    for (String group : java.util.List.of("drift", "gc", "jit", "other")) {
+    for (String group : java.util.List.of("drift", "admin", "gc", "jit", "other")) {
       counter(registry, "modelgate.threads.cpu", group, group.equals("gc") ? gcCpu : new AtomicLong());
       counter(registry, "modelgate.threads.run.queue.wait", group, new AtomicLong());
     }

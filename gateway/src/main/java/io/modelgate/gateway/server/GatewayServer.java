@@ -266,13 +266,17 @@ public final class GatewayServer {
         .maxRstFramesPerWindow(resets, (int) ConnectionSettings.STREAM_RESET_WINDOW.toSeconds())
         .addTransportFilter(new ConnectionCount("inference").bindTo(stats.prometheus()))
         .addTransportFilter(CallerAuth.PEER_CERTIFICATES);
+    java.util.concurrent.ExecutorService adminCalls =
+        java.util.concurrent.Executors.newCachedThreadPool(new io.netty.util.concurrent.DefaultThreadFactory("modelgate-admin", true));
     NettyServerBuilder admin =
         NettyServerBuilder.forAddress(new InetSocketAddress(adminSettings.host(), adminSettings.port()))
             .channelFactory(adminLimit.factory(channel))
             .bossEventLoopGroup(boss)
             .workerEventLoopGroup(workers)
             .handshakeTimeout(connections.handshakeTimeout().toNanos(), TimeUnit.NANOSECONDS)
-            // Admin calls run on threads of their own, which a client's open calls (watches) hold.
+            // Admin calls (some block: a write to etcd, loading a model) run on threads of their own,
+            // named for the thread metrics' admin group; as many as calls run at once, idle ones end.
+            .executor(adminCalls)
             .maxConcurrentCallsPerConnection(connections.maxConcurrentStreams())
             .maxRstFramesPerWindow(resets, (int) ConnectionSettings.STREAM_RESET_WINDOW.toSeconds());
     if (!connections.maxIdle().isZero()) {
@@ -283,6 +287,7 @@ public final class GatewayServer {
     Runnable release =
         () -> {
           tls.forEach(ReloadingSslContext::close);
+          adminCalls.shutdown();
           for (EventLoopGroup group : groups) {
             group.shutdownGracefully(0, 1, TimeUnit.SECONDS);
           }

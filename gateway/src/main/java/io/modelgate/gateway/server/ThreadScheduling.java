@@ -29,8 +29,9 @@ import java.util.function.LongSupplier;
  * {@code DeployArtifactsTest} checks against a real scrape) and ONNX Runtime's own pool threads
  * where a session has more than one intra-op thread (named so by the kernel after the thread that
  * opened the session, which the loader names for the version), {@code drift} the drift profiler,
- * {@code gc} the collector's threads, {@code jit} the JIT compilers, {@code other} the rest (the
- * admin API, logging, timers, the JVM's own). A fixed set of label values, whatever the models.
+ * {@code admin} the admin API's calls ({@code modelgate-admin}), {@code gc} the collector's threads,
+ * {@code jit} the JIT compilers, {@code other} the rest (metrics and health endpoints, logging,
+ * timers, the JVM's own). A fixed set of label values, whatever the models.
  *
  * <p>The counters only grow: a thread that ends keeps its last figures in its group, a thread that
  * renames itself stays in the group it was first read in, and a thread id the kernel gives again to
@@ -53,6 +54,7 @@ final class ThreadScheduling {
     EVENT_LOOP("event_loop"),
     MODEL("model"),
     DRIFT("drift"),
+    ADMIN("admin"),
     GC("gc"),
     JIT("jit"),
     OTHER("other");
@@ -73,6 +75,9 @@ final class ThreadScheduling {
       }
       if (comm.startsWith("modelgate-drift")) {
         return DRIFT;
+      }
+      if (comm.startsWith("modelgate-admin")) {
+        return ADMIN;
       }
       if (comm.startsWith("GC Thread") || comm.startsWith("G1 ") || comm.startsWith("ZWorker")
           || comm.startsWith("ZDriver") || comm.startsWith("ZDirector") || comm.startsWith("Shenandoah")) {

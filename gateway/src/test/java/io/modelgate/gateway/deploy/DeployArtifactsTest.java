@@ -63,6 +63,8 @@ class DeployArtifactsTest {
     } catch (io.grpc.StatusRuntimeException expected) {
       // Counted as rejected before routing.
     }
+    // An admin call, on the admin port's own threads (modelgate-admin-*).
+    gateway.admin().listModels(io.modelgate.proto.admin.v1.ListModelsRequest.getDefaultInstance());
     // The drift gauges appear once the profiler has seen the first request.
     gateway.server.drift().flush().get(10, TimeUnit.SECONDS);
     // jvm_gc_pause_seconds appears with the first collection, reported asynchronously.
@@ -171,13 +173,14 @@ class DeployArtifactsTest {
   void theScrape_hasTheEventLoopsCpuAndWaits_byWhatTheThreadsDo() throws Exception {
     // Every group has both series, whatever ran.
     List<String> lines = scrapeText().lines().filter(line -> line.startsWith("modelgate_threads_")).toList();
-    for (String group : List.of("event_loop", "model", "drift", "gc", "jit", "other")) {
+    for (String group : List.of("event_loop", "model", "drift", "admin", "gc", "jit", "other")) {
       assertThat(lines).anyMatch(line -> line.startsWith("modelgate_threads_cpu_seconds_total{threads=\"" + group + "\"}"));
       assertThat(lines).anyMatch(line -> line.startsWith("modelgate_threads_run_queue_wait_seconds_total{threads=\"" + group + "\"}"));
     }
     // The call was read and answered on an event loop (modelgate-io-*) and batched and run on the
-    // version's threads (modelgate-model-*): both groups ran, by their names as the kernel keeps them.
-    for (String group : List.of("event_loop", "model")) {
+    // version's threads (modelgate-model-*), the admin call on the admin port's (modelgate-admin-*):
+    // each group ran, by their names as the kernel keeps them.
+    for (String group : List.of("event_loop", "model", "admin")) {
       String line = lines.stream().filter(l -> l.startsWith("modelgate_threads_cpu_seconds_total{threads=\"" + group + "\"}"))
           .findFirst().orElseThrow();
       assertThat(Double.parseDouble(line.substring(line.lastIndexOf(' ') + 1))).as(group).isPositive();

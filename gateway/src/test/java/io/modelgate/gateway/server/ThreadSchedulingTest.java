@@ -119,6 +119,7 @@ class ThreadSchedulingTest {
     assertThat(Group.of("modelgate-io-accept".substring(0, 15))).isEqualTo(Group.EVENT_LOOP);
     assertThat(Group.of("modelgate-model-cnn_mnist-1-batcher".substring(0, 15))).isEqualTo(Group.MODEL);
     assertThat(Group.of("modelgate-drift")).isEqualTo(Group.DRIFT);
+    assertThat(Group.of("modelgate-admin-7-1")).isEqualTo(Group.ADMIN);
     assertThat(Group.of("G1 Conc#0")).isEqualTo(Group.GC);
     assertThat(Group.of("ZWorker#1")).isEqualTo(Group.GC);
     assertThat(Group.of("C1 CompilerThre")).isEqualTo(Group.JIT);
