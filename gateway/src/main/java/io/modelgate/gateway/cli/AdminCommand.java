@@ -297,6 +297,25 @@ final class AdminCommand implements Runnable {
     }
   }
 
+  /**
+   * When the report's windows end, against when it was made: statistics intervals close every 5 s,
+   * and a call answered since the last close is in no window yet. Empty where nothing says.
+   */
+  static String windowsEnd(StatsResponse stats) {
+    long through = 0;
+    for (VersionStats v : stats.getVersionsList()) {
+      for (WindowStats w : v.getWindowsList()) {
+        through = Math.max(through, w.getThroughMs());
+      }
+    }
+    if (through == 0) {
+      return "";
+    }
+    return String.format("; windows end %s, %.1f s before this report (intervals close every 5 s)",
+        Instant.ofEpochMilli(through).truncatedTo(java.time.temporal.ChronoUnit.SECONDS),
+        Math.max(0, stats.getTimeMs() - through) / 1000.0);
+  }
+
   static void printStats(PrintWriter out, StatsResponse stats, String window) {
     out.printf("%-16s %-4s %-6s %9s %9s %7s %9s %9s %9s %9s %9s %10s %10s %6s%n",
         "MODEL", "VER", "WINDOW", "REQUESTS", "REQ/S", "ERRORS", "P50 MS", "P90 MS", "P99 MS", "P99.9 MS",
@@ -365,7 +384,7 @@ final class AdminCommand implements Runnable {
           return;
         }
         StatsResponse stats = client.call().getStats(GetStatsRequest.newBuilder().setModel(model).setVersion(version).build());
-        out.printf("replica %s%n", stats.getReplica());
+        out.printf("replica %s%s%n", stats.getReplica(), windowsEnd(stats));
         printStats(out, stats, window);
       });
     }
@@ -417,8 +436,8 @@ final class AdminCommand implements Runnable {
             // Cursor home and clear the screen: the report redraws in place.
             out.print("\033[H\033[2J");
           }
-          out.printf("-- %s from replica %s (every %s, Ctrl-C to stop)%n", Instant.ofEpochMilli(report.getTimeMs()),
-              report.getReplica(), interval);
+          out.printf("-- %s from replica %s (every %s, Ctrl-C to stop)%s%n", Instant.ofEpochMilli(report.getTimeMs()),
+              report.getReplica(), interval, windowsEnd(report));
           printStats(out, report, window);
           out.flush();
         }

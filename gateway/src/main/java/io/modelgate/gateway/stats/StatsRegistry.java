@@ -322,7 +322,7 @@ public final class StatsRegistry implements StageRecorder.Factory, AutoCloseable
   private static WindowStats window(String name, Windows.Window w, VersionStats shadowSource) {
     long requests = 0;
     long errors = 0;
-    WindowStats.Builder out = WindowStats.newBuilder().setWindow(name).setSeconds(w.seconds());
+    WindowStats.Builder out = WindowStats.newBuilder().setWindow(name).setSeconds(w.seconds()).setThroughMs(w.throughMillis());
     for (Status.Code code : Status.Code.values()) {
       long n = w.answers()[code.value()];
       requests += n;

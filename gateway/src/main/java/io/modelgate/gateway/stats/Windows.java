@@ -26,8 +26,14 @@ final class Windows {
   /** Whole minutes kept: the longest window reported is 15 minutes. */
   static final int MINUTES = 15;
 
-  /** Figures over a span of time; the histograms are copies the caller owns. */
+  /**
+   * Figures over a span of time; the histograms are copies the caller owns.
+   *
+   * @param throughMillis when the span ends: the close of the last interval it sums (or the start,
+   *     when none has closed), ms since the epoch on the rotator's clock
+   */
   record Window(
+      long throughMillis,
       double seconds,
       Histogram endToEnd,
       Histogram queue,
@@ -175,18 +181,18 @@ final class Windows {
         span += fine.length;
       }
     }
-    return window(sum);
+    return window(sum, lastClose);
   }
 
   /** Everything since the version first loaded, up to the last closed interval. */
   synchronized Window total() {
     Interval copy = Interval.empty(codes);
     total.addTo(copy);
-    return window(copy);
+    return window(copy, lastClose);
   }
 
-  private static Window window(Interval sum) {
-    return new Window(sum.millis / 1000.0, sum.endToEnd, sum.queue, sum.compute, sum.rows, sum.answers);
+  private static Window window(Interval sum, long throughMillis) {
+    return new Window(throughMillis, sum.millis / 1000.0, sum.endToEnd, sum.queue, sum.compute, sum.rows, sum.answers);
   }
 
   /** The bytes its histograms and counts take once every ring is full. */

@@ -177,7 +177,8 @@ class CliTest {
     gateway.stats.rotate();
     Run stats = run(admin("stats", "--model", "cnn_mnist", "--window", "1m"));
     assertThat(stats.exitCode()).as(stats.err()).isZero();
-    assertThat(stats.out()).contains("P99 MS").contains("cnn_mnist        1    1m");
+    assertThat(stats.out()).contains("P99 MS").contains("cnn_mnist        1    1m")
+        .containsPattern("windows end \\S+Z, \\d+\\.\\d s before this report \\(intervals close every 5 s\\)");
 
     run(admin("routes", "set", "--model", "cnn_mnist", "--weights", "1=100"));
     Run rollout = run(admin("rollout", "start", "--model", "cnn_mnist", "--baseline", "1", "--candidate", "2",

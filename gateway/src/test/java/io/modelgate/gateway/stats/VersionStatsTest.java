@@ -9,6 +9,7 @@ import io.modelgate.proto.admin.v1.StatsResponse;
 import io.modelgate.proto.admin.v1.WindowStats;
 import io.modelgate.gateway.testing.TestClock;
 import java.time.Clock;
+import java.util.List;
 import java.time.Duration;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
@@ -64,6 +65,20 @@ class VersionStatsTest {
       assertThat(window(report, "15m").getErrorsByCodeMap()).containsEntry("UNAVAILABLE", 180L);
       assertThat(window(report, "all").getRequests()).isEqualTo(240 * 10);
       assertThat(window(report, "all").getEndToEndMs().getCount()).isEqualTo(240 * 9);
+      // Every window ends at the last close; an answer since is in none of them until the next.
+      long closed = clock.millis;
+      for (String name : List.of("1m", "5m", "15m", "all")) {
+        assertThat(window(report, name).getThroughMs()).as(name).isEqualTo(closed);
+      }
+      clock.millis += 2_000;
+      stats.recordAnswer(Status.Code.OK, 1_000_000, clock.millis());
+      StatsResponse later = registry.report("m", 1);
+      assertThat(later.getTimeMs() - window(later, "1m").getThroughMs()).isEqualTo(2_000);
+      assertThat(window(later, "all").getRequests()).isEqualTo(240 * 10);
+      clock.millis += 3_000;
+      registry.rotate();
+      assertThat(window(registry.report("m", 1), "all").getThroughMs()).isEqualTo(closed + 5_000);
+      assertThat(window(registry.report("m", 1), "all").getRequests()).isEqualTo(240 * 10 + 1);
     }
   }
 
