@@ -915,11 +915,11 @@ final class AdminCommand implements Runnable {
     static void print(PrintWriter out, Rollout r) {
       RolloutSpec s = r.getSpec();
       out.printf("rollout of model %s: candidate v%d against baseline v%d, %s%n", r.getModel(), s.getCandidate(), s.getBaseline(), r.getState());
-      out.printf("  steps %s%%, %d s each; thresholds: min %d samples, p99 <= %.2fx, error rate <= +%.2f%%, significance %.3g,"
-              + " golden score >= baseline's - %.4f%n",
+      out.printf("  steps %s%%, %d s each; thresholds: min %d samples, p99 <= %.2fx, error rate <= +%.2f%%, significance %.3g"
+              + " of latencies above the baseline's + %s, golden score >= baseline's - %.4f%n",
           s.getStepsList(), s.getIntervalS(), s.getThresholds().getMinSamples(), s.getThresholds().getMaxP99Ratio(),
           s.getThresholds().getMaxErrorRateIncrease() * 100, s.getThresholds().getSignificance(),
-          s.getThresholds().getMaxAccuracyDrop());
+          io.modelgate.gateway.rollout.RolloutJudge.percent(s.getThresholds().getLatencyMargin()), s.getThresholds().getMaxAccuracyDrop());
       if (s.getThresholds().getMinShadowAgreement() > 0) {
         out.printf("  shadow phase first: %.0f%% of requests copied to the candidate; live once %.2f%% of %d copies agree%n",
             s.getShadowRate() * 100, s.getThresholds().getMinShadowAgreement() * 100, s.getThresholds().getMinSamples());
@@ -968,6 +968,10 @@ final class AdminCommand implements Runnable {
       @Option(names = "--max-p99-ratio", defaultValue = "1.10") double maxP99Ratio;
       @Option(names = "--max-error-rate-increase", defaultValue = "0.01") double maxErrorRateIncrease;
       @Option(names = "--significance", defaultValue = "0.01") double significance;
+      @Option(names = "--latency-margin", defaultValue = "0.05", paramLabel = "SHARE",
+          description = {"The slowdown the rank test allows: the candidate counts as slower only where its latencies",
+              "tend to exceed the baseline's times (1 + SHARE). Default: ${DEFAULT-VALUE}."})
+      double latencyMargin;
       @Option(names = "--max-accuracy-drop", defaultValue = "0",
           description = "With a golden set: how far the candidate's score may fall below the baseline's (0 to 1). Default: ${DEFAULT-VALUE}.")
       double maxAccuracyDrop;
@@ -987,6 +991,7 @@ final class AdminCommand implements Runnable {
                 .setShadowRate(shadowAgreement > 0 ? shadowRate : 0)
                 .setThresholds(Thresholds.newBuilder().setMinSamples(minSamples).setMaxP99Ratio(maxP99Ratio)
                     .setMaxErrorRateIncrease(maxErrorRateIncrease).setSignificance(significance)
+                    .setLatencyMargin(latencyMargin)
                     .setMaxAccuracyDrop(maxAccuracyDrop).setMinShadowAgreement(shadowAgreement))).build())));
       }
     }

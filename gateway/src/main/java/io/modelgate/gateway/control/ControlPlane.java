@@ -412,7 +412,10 @@ public final class ControlPlane implements AutoCloseable {
 
   // ---- rollouts ----
 
-  /** Thresholds a spec leaves at 0 take these. */
+  /** The rank test's allowed slowdown where a spec sets none: 5%. */
+  public static final double DEFAULT_LATENCY_MARGIN = 0.05;
+
+  /** Thresholds a spec leaves at 0 (the latency margin: unset) take these. */
   public static Thresholds withDefaults(Thresholds t) {
     Thresholds.Builder b = t.toBuilder();
     if (t.getMinSamples() == 0) {
@@ -426,6 +429,9 @@ public final class ControlPlane implements AutoCloseable {
     }
     if (t.getSignificance() == 0) {
       b.setSignificance(0.01);
+    }
+    if (!t.hasLatencyMargin()) {
+      b.setLatencyMargin(DEFAULT_LATENCY_MARGIN);
     }
     return b.build();
   }
@@ -745,12 +751,13 @@ public final class ControlPlane implements AutoCloseable {
     Thresholds t = spec.getThresholds();
     if (t.getMaxP99Ratio() < 1 || t.getSignificance() <= 0 || t.getSignificance() >= 1 || t.getMaxErrorRateIncrease() < 0
         || t.getMaxAccuracyDrop() < 0 || t.getMaxAccuracyDrop() > 1
+        || t.getLatencyMargin() < 0 || t.getLatencyMargin() > 1
         || t.getMinShadowAgreement() < 0 || t.getMinShadowAgreement() > 1
         || spec.getShadowRate() < 0 || spec.getShadowRate() > 1
         || (t.getMinShadowAgreement() > 0 && spec.getShadowRate() == 0)) {
       throw InferenceException.invalidArgument(
           "thresholds " + t.toString().replace('\n', ' ')
-              + " (expected: max_p99_ratio >= 1, 0 < significance < 1, max_error_rate_increase >= 0,"
+              + " (expected: max_p99_ratio >= 1, 0 < significance < 1, max_error_rate_increase >= 0, 0 <= latency_margin <= 1,"
               + " 0 <= max_accuracy_drop <= 1, 0 <= min_shadow_agreement <= 1, 0 < shadow_rate <= 1)");
     }
   }

@@ -13,9 +13,13 @@ import java.util.Arrays;
  *   <li>Fail when the candidate's error rate exceeds the baseline's by more than {@code
  *       max_error_rate_increase}.
  *   <li>Fail when the candidate is slower in both senses: its p99 exceeds {@code max_p99_ratio}
- *       times the baseline's, and a one-sided Mann-Whitney U test finds its latencies larger at
- *       the {@code significance} level. Requiring both keeps a noisy p99 from a small window, and
- *       a real but negligible slowdown, from failing a rollout.
+ *       times the baseline's, and a one-sided Mann-Whitney U test finds its latencies larger than
+ *       the baseline's times (1 + {@code latency_margin}) at the {@code significance} level.
+ *       Requiring both keeps a noisy p99 from a small window from failing a rollout; the margin
+ *       keeps a real but negligible slowdown from doing so, which without it a test on thousands
+ *       of samples finds significant (a candidate 1% slower at the median, and a p99 that a few
+ *       wake-ups of a quiet batcher made 1.7 times the baseline's, once rolled back the guide's
+ *       equal candidate).
  *   <li>Pass otherwise.
  * </ul>
  */
@@ -66,7 +70,8 @@ public final class RolloutJudge {
     }
     double baseP99 = Math.max(percentile(b, 99), 1);
     double ratio = percentile(c, 99) / baseP99;
-    MannWhitney.Result test = MannWhitney.secondGreater(b, c);
+    double margin = thresholds.getLatencyMargin();
+    MannWhitney.Result test = MannWhitney.secondGreater(scaled(b, 1 + margin), c);
     evidence.setP99Ratio(ratio).setMannWhitneyU(test.u()).setZ(test.z()).setPValue(test.pValue());
     boolean slower = ratio > thresholds.getMaxP99Ratio();
     boolean significant = test.pValue() < thresholds.getSignificance();
@@ -75,18 +80,38 @@ public final class RolloutJudge {
           Verdict.FAIL,
           String.format(
               "candidate p99 %.3f ms is %.2fx the baseline's %.3f ms (limit %.2fx) and its latencies"
-                  + " are significantly larger (Mann-Whitney p = %.2g < %.2g)",
+                  + " are significantly larger%s (Mann-Whitney p = %.2g < %.2g)",
               percentile(c, 99) / 1000.0, ratio, baseP99 / 1000.0, thresholds.getMaxP99Ratio(),
+              margin > 0 ? " than the baseline's + " + percent(margin) : "",
               test.pValue(), thresholds.getSignificance()),
           evidence.build());
     }
     return new Judgement(
         Verdict.PASS,
         String.format(
-            "within thresholds: p99 ratio %.2f (limit %.2f), Mann-Whitney p = %.2g, error rates %.2f%%"
+            "within thresholds: p99 ratio %.2f (limit %.2f), Mann-Whitney p = %.2g%s, error rates %.2f%%"
                 + " vs %.2f%%",
-            ratio, thresholds.getMaxP99Ratio(), test.pValue(), candErrors * 100, baseErrors * 100),
+            ratio, thresholds.getMaxP99Ratio(), test.pValue(),
+            margin > 0 ? " (against the baseline's + " + percent(margin) + ")" : "",
+            candErrors * 100, baseErrors * 100),
         evidence.build());
+  }
+
+  /** A share as a percentage, without trailing zeros: 0.05 is "5%", 0.025 "2.5%". */
+  public static String percent(double share) {
+    return java.math.BigDecimal.valueOf(share * 100).round(new java.math.MathContext(4)).stripTrailingZeros().toPlainString() + "%";
+  }
+
+  /** Each value times {@code factor}, rounded: the baseline the candidate must not exceed. */
+  private static long[] scaled(long[] values, double factor) {
+    if (factor == 1) {
+      return values;
+    }
+    long[] out = new long[values.length];
+    for (int i = 0; i < values.length; i++) {
+      out[i] = Math.round(values[i] * factor);
+    }
+    return out;
   }
 
   private static double rate(long errors, long total) {

@@ -234,6 +234,12 @@ class RolloutTest {
         .isInstanceOfSatisfying(StatusRuntimeException.class,
             e -> assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.INVALID_ARGUMENT))
         .hasMessageContaining("increasing percentages");
+    RolloutSpec negativeMargin = RolloutSpec.newBuilder().setModel("m").setBaseline(1).setCandidate(2).addSteps(50)
+        .addSteps(100).setThresholds(Thresholds.newBuilder().setLatencyMargin(-0.1)).build();
+    assertThatThrownBy(() -> gateway.admin().startRollout(StartRolloutRequest.newBuilder().setSpec(negativeMargin).build()))
+        .isInstanceOfSatisfying(StatusRuntimeException.class,
+            e -> assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.INVALID_ARGUMENT))
+        .hasMessageContaining("latency_margin: -0.1").hasMessageContaining("0 <= latency_margin <= 1");
     startRollout(50, 100);
     assertThatThrownBy(() -> startRollout(50, 100))
         .isInstanceOfSatisfying(StatusRuntimeException.class,
