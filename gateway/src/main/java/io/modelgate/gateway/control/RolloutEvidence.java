@@ -70,6 +70,9 @@ final class RolloutEvidence {
             ? judgeShadow(spec, shadowAgreement(spec, since, replicas))
             : RolloutJudge.judge(spec.getThresholds(), baseline, candidate);
     Evidence.Builder evidence = judged.evidence().toBuilder().setReplicas(replicas.size());
+    if (!rollout.getShadowPhase()) {
+      stages(spec, since, evidence);
+    }
     // Predictive validity first: a candidate that answers wrongly fails however fast it is.
     Validity validity = validity(spec, evidence);
     return
@@ -80,6 +83,21 @@ final class RolloutEvidence {
                 judged.reason() + validity.reason()
                     + (store.shared() ? " (samples of " + replicas.size() + " replicas: " + String.join(", ", replicas) + ")" : ""),
                 evidence.build());
+  }
+
+  /**
+   * This replica's queue and compute times of both versions over the step's closed intervals:
+   * whether a slower candidate is slower in its model's run or in the gateway's queue.
+   */
+  private void stages(RolloutSpec spec, long since, Evidence.Builder evidence) {
+    io.modelgate.proto.admin.v1.WindowStats b = stats.closedSince(spec.getModel(), spec.getBaseline(), since);
+    io.modelgate.proto.admin.v1.WindowStats c = stats.closedSince(spec.getModel(), spec.getCandidate(), since);
+    if (b == null || c == null) {
+      return;
+    }
+    evidence.setBaselineQueueMs(b.getQueueMs()).setCandidateQueueMs(c.getQueueMs())
+        .setBaselineComputeMs(b.getComputeMs()).setCandidateComputeMs(c.getComputeMs())
+        .setStageSeconds(Math.min(b.getSeconds(), c.getSeconds()));
   }
 
   /** Whether the candidate keeps its predictive validity, with a reason (appended to a pass). */

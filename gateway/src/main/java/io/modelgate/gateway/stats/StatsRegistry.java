@@ -256,6 +256,15 @@ public final class StatsRegistry implements StageRecorder.Factory, AutoCloseable
     return response.build();
   }
 
+  /**
+   * One version's figures over the statistics intervals that closed in the last minute and began
+   * at or after {@code sinceMillis} (a rollout step's start), or null when it never loaded.
+   */
+  public WindowStats closedSince(String model, long version, long sinceMillis) {
+    VersionStats s = find(model, version);
+    return s == null ? null : window("since", s.closedSince(sinceMillis), null);
+  }
+
   /** The last closed interval of one version, or null when it never loaded. */
   public WindowStats latest(String model, long version) {
     VersionStats s = find(model, version);

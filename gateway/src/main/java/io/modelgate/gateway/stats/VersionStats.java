@@ -496,6 +496,11 @@ public final class VersionStats implements StageRecorder {
     return windows.last(intervals);
   }
 
+  /** The fine intervals closed in the last minute that began at or after {@code sinceMillis}. */
+  Windows.Window closedSince(long sinceMillis) {
+    return windows.since(sinceMillis);
+  }
+
   Windows.Window sinceStart() {
     return windows.total();
   }

@@ -184,6 +184,26 @@ final class Windows {
     return window(sum, lastClose);
   }
 
+  /**
+   * The fine intervals that closed within the last minute and began at or after {@code
+   * sinceMillis}: a span that starts no earlier than it (empty when none has closed since).
+   */
+  synchronized Window since(long sinceMillis) {
+    Interval sum = Interval.empty(codes);
+    long end = lastClose;
+    int n = Math.min(closedFine, fine.length);
+    for (int i = 0; i < n; i++) {
+      Interval interval = fine[(closedFine - 1 - i) % fine.length];
+      long start = end - interval.millis;
+      if (start < sinceMillis) {
+        break;
+      }
+      interval.addTo(sum);
+      end = start;
+    }
+    return window(sum, lastClose);
+  }
+
   /** Everything since the version first loaded, up to the last closed interval. */
   synchronized Window total() {
     Interval copy = Interval.empty(codes);

@@ -141,7 +141,13 @@ class RolloutTest {
     // candidate now takes four times as long.
     traffic(20);
     startRollout(5, 25, 50, 100);
+    // A statistics interval closes as the step starts, and the next one ends with the step: its
+    // queue and compute times are the step's.
+    gateway.stats.rotate();
     traffic(600);
+    clock.millis += 61_000;
+    gateway.stats.rotate();
+    clock.millis -= 61_000;
     Rollout rolledBack = endStep();
     assertThat(rolledBack.getState()).as(last(rolledBack).toString()).isEqualTo("ROLLED_BACK");
     Decision decision = last(rolledBack);
@@ -151,6 +157,12 @@ class RolloutTest {
     assertThat(evidence.getCandidateP99Ms()).isGreaterThan(evidence.getBaselineP99Ms());
     assertThat(evidence.getP99Ratio()).isGreaterThan(1.10);
     assertThat(evidence.getPValue()).isLessThan(1e-6);
+    // Where it is slower: in the model's run, each of its 600 requests measured in the step.
+    assertThat(evidence.getStageSeconds()).isEqualTo(61);
+    assertThat(evidence.getCandidateComputeMs().getCount()).isGreaterThanOrEqualTo(600);
+    assertThat(evidence.getBaselineComputeMs().getCount()).isGreaterThanOrEqualTo(600);
+    assertThat(evidence.getCandidateComputeMs().getP50()).isGreaterThan(4 * evidence.getBaselineComputeMs().getP50());
+    assertThat(evidence.getCandidateQueueMs().getCount()).isGreaterThanOrEqualTo(600);
     // The baseline takes all traffic again.
     assertThat(routing().getWeightsMap()).containsOnlyKeys(1L);
     assertThat(gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()).getModelVersion())

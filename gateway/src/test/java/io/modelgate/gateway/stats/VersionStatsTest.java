@@ -9,8 +9,8 @@ import io.modelgate.proto.admin.v1.StatsResponse;
 import io.modelgate.proto.admin.v1.WindowStats;
 import io.modelgate.gateway.testing.TestClock;
 import java.time.Clock;
-import java.util.List;
 import java.time.Duration;
+import java.util.List;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 
@@ -79,6 +79,39 @@ class VersionStatsTest {
       registry.rotate();
       assertThat(window(registry.report("m", 1), "all").getThroughMs()).isEqualTo(closed + 5_000);
       assertThat(window(registry.report("m", 1), "all").getRequests()).isEqualTo(240 * 10 + 1);
+    }
+  }
+
+  @Test
+  void closedSince_sumsTheIntervalsThatBeganAtOrAfterAStepsStart_withinTheLastMinute() {
+    TestClock clock = new TestClock();
+    try (StatsRegistry registry = new StatsRegistry(Duration.ofSeconds(5), clock, false)) {
+      VersionStats stats = registry.create("m", 1);
+      // Intervals of 5 s with 1, 2, 3, ... answers; the step starts at the close of the third.
+      long stepStart = 0;
+      for (int interval = 1; interval <= 20; interval++) {
+        for (int i = 0; i < interval; i++) {
+          stats.recordAnswer(Status.Code.OK, 1_000_000, clock.millis());
+        }
+        clock.millis += 5_000;
+        registry.rotate();
+        if (interval == 3) {
+          stepStart = clock.millis;
+        }
+        if (interval == 6) {
+          // Three intervals since the step started: 4 + 5 + 6 answers over 15 s.
+          WindowStats since = registry.closedSince("m", 1, stepStart);
+          assertThat(since.getRequests()).isEqualTo(15);
+          assertThat(since.getSeconds()).isEqualTo(15);
+          // A start within an interval leaves that interval out.
+          assertThat(registry.closedSince("m", 1, stepStart + 1).getRequests()).isEqualTo(11);
+          assertThat(registry.closedSince("m", 1, clock.millis + 1).getRequests()).isZero();
+        }
+      }
+      // Seventeen intervals later, the last minute's twelve: 9 + ... + 20.
+      assertThat(registry.closedSince("m", 1, stepStart).getRequests()).isEqualTo((9 + 20) * 12 / 2);
+      assertThat(registry.closedSince("m", 1, stepStart).getSeconds()).isEqualTo(60);
+      assertThat(registry.closedSince("nowhere", 1, stepStart)).isNull();
     }
   }
 
