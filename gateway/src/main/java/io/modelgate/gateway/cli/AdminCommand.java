@@ -942,6 +942,11 @@ final class AdminCommand implements Runnable {
                 e.getCandidateErrorRate() * 100, e.getMannWhitneyU(), e.getZ(), e.getPValue());
             label = "";
           }
+          if (e.getSamplesFromMs() > 0) {
+            out.printf("  %-24s       %-9s samples from %s, the step's last %.1f s (a version's last 16,384 answers)%n", "", label,
+                Instant.ofEpochMilli(e.getSamplesFromMs()), Math.max(0, d.getTimeMs() - e.getSamplesFromMs()) / 1000.0);
+            label = "";
+          }
           if (e.getBaselineQueueMs().getCount() + e.getCandidateQueueMs().getCount() > 0) {
             out.printf("  %-24s       %-9s queue p50 %.3f vs %.3f ms, p99 %.3f vs %.3f ms; compute p50 %.3f vs %.3f ms, p99 %.3f vs %.3f ms"
                     + " (this replica, the step's last %.0f s)%n", "", label,

@@ -8,6 +8,7 @@ import io.modelgate.proto.admin.v1.FleetVersionStats;
 import io.modelgate.proto.admin.v1.ReplicaSnapshot;
 import io.modelgate.proto.admin.v1.ReplicaWindowStats;
 import io.modelgate.proto.admin.v1.Rollout;
+import io.modelgate.proto.admin.v1.RolloutSpec;
 import io.modelgate.proto.admin.v1.StepSamples;
 import io.modelgate.runtime.error.InferenceException;
 import java.time.Clock;
@@ -123,7 +124,12 @@ public final class Fleet implements AutoCloseable {
         && rollout.getState().equals("RUNNING")
         && (rollout.getSpec().getBaseline() == version.version() || rollout.getSpec().getCandidate() == version.version())) {
       VersionStats.ShadowAgreement shadow = version.shadowSince(rollout.getStepStartedAtMs());
-      snapshot.setStep(step(version.samplesSince(rollout.getStepStartedAtMs()), rollout.getStepStartedAtMs()).toBuilder()
+      // This replica's pair over the same span, as the judge takes its own (RolloutEvidence).
+      RolloutSpec spec = rollout.getSpec();
+      VersionStats.Samples[] pair = VersionStats.alignedSince(stats.find(spec.getModel(), spec.getBaseline()),
+          stats.find(spec.getModel(), spec.getCandidate()), rollout.getStepStartedAtMs());
+      VersionStats.Samples mine = pair[spec.getBaseline() == version.version() ? 0 : 1];
+      snapshot.setStep(step(mine, rollout.getStepStartedAtMs()).toBuilder()
           .setShadowCompared(shadow.compared())
           .setShadowAgreed(shadow.agreed()));
     }

@@ -46,8 +46,11 @@ final class RolloutEvidence {
   RolloutJudge.Judgement judge(Rollout rollout) {
     RolloutSpec spec = rollout.getSpec();
     long since = rollout.getStepStartedAtMs();
-    VersionStats.Samples baseline = local(spec.getModel(), spec.getBaseline(), since);
-    VersionStats.Samples candidate = local(spec.getModel(), spec.getCandidate(), since);
+    // Both over the same span: the step, or its end where a version's ring did not reach back.
+    VersionStats.Samples[] local = VersionStats.alignedSince(
+        stats.find(spec.getModel(), spec.getBaseline()), stats.find(spec.getModel(), spec.getCandidate()), since);
+    VersionStats.Samples baseline = local[0];
+    VersionStats.Samples candidate = local[1];
     java.util.Set<String> replicas = new java.util.TreeSet<>(List.of(replica));
     if (store.shared()) {
       // The other replicas' samples of the same step, as they last published them.
@@ -70,6 +73,9 @@ final class RolloutEvidence {
             ? judgeShadow(spec, shadowAgreement(spec, since, replicas))
             : RolloutJudge.judge(spec.getThresholds(), baseline, candidate);
     Evidence.Builder evidence = judged.evidence().toBuilder().setReplicas(replicas.size());
+    if (!rollout.getShadowPhase() && baseline.fromMillis() > since) {
+      evidence.setSamplesFromMs(baseline.fromMillis());
+    }
     if (!rollout.getShadowPhase()) {
       stages(spec, since, evidence);
     }
@@ -187,16 +193,11 @@ final class RolloutEvidence {
         measured + String.format(", at least %.2f%% required", t.getMinShadowAgreement() * 100), evidence);
   }
 
-  private VersionStats.Samples local(String model, long version, long since) {
-    VersionStats stats = this.stats.find(model, version);
-    return stats == null ? new VersionStats.Samples(new long[0], 0) : stats.samplesSince(since);
-  }
-
   /** {@code samples} and another replica's samples of the same step. */
   private static VersionStats.Samples plus(VersionStats.Samples samples, StepSamples other) {
     long[] theirs = Histograms.values(Histograms.decode(other.getLatenciesUs()));
     long[] both = java.util.Arrays.copyOf(samples.latenciesMicros(), samples.latenciesMicros().length + theirs.length);
     System.arraycopy(theirs, 0, both, samples.latenciesMicros().length, theirs.length);
-    return new VersionStats.Samples(both, samples.errors() + other.getErrors());
+    return new VersionStats.Samples(both, samples.errors() + other.getErrors(), samples.fromMillis());
   }
 }

@@ -431,7 +431,11 @@ public final class VersionStats implements StageRecorder {
     return counts;
   }
 
-  /** Latencies (µs) and errors recorded at or after {@code sinceMillis}, newest first, at most the ring. */
+  /**
+   * Latencies (µs) and errors recorded at or after {@code sinceMillis}, newest first, at most the
+   * ring ({@value #SAMPLES} answers): where the ring no longer reaches back to {@code sinceMillis},
+   * the samples are complete only from a later time, which {@link Samples#fromMillis} says.
+   */
   public Samples samplesSince(long sinceMillis) {
     long since = sinceMillis - epochMillis;
     long end = sampleCursor.get();
@@ -439,11 +443,13 @@ public final class VersionStats implements StageRecorder {
     long[] latencies = new long[(int) (end - start)];
     int n = 0;
     long errors = 0;
+    long oldest = Long.MAX_VALUE;
     for (long i = end - 1; i >= start; i--) {
       long sample = samples.getAcquire((int) (i & (SAMPLES - 1)));
       if (sample == Long.MIN_VALUE || (sample >>> 32) < since) {
         continue;
       }
+      oldest = Math.min(oldest, sample >>> 32);
       long micros = sample & 0xFFFFFFFFL;
       if (micros == 0xFFFFFFFFL) {
         errors++;
@@ -451,11 +457,44 @@ public final class VersionStats implements StageRecorder {
         latencies[n++] = micros;
       }
     }
-    return new Samples(java.util.Arrays.copyOf(latencies, n), errors);
+    // Answers of the ring's oldest millisecond may have been overwritten: complete after it.
+    long from = start > 0 && oldest != Long.MAX_VALUE && n + errors == end - start ? epochMillis + oldest + 1 : sinceMillis;
+    return new Samples(java.util.Arrays.copyOf(latencies, n), errors, Math.max(from, sinceMillis));
   }
 
-  /** Recent latencies in µs of successful requests, and how many failed, in a time range. */
-  public record Samples(long[] latenciesMicros, long errors) {
+  /**
+   * Two versions' samples over the same span (a rollout's baseline and candidate): since {@code
+   * sinceMillis}, or, where either's ring does not reach back that far, since the later of the
+   * times from which each is complete — so that neither is judged on a period the other's
+   * samples leave out. Either may be null (no statistics: no samples).
+   */
+  public static Samples[] alignedSince(VersionStats first, VersionStats second, long sinceMillis) {
+    Samples a = first == null ? Samples.none(sinceMillis) : first.samplesSince(sinceMillis);
+    Samples b = second == null ? Samples.none(sinceMillis) : second.samplesSince(sinceMillis);
+    long common = Math.max(a.fromMillis(), b.fromMillis());
+    if (common > sinceMillis) {
+      a = first == null ? Samples.none(common) : first.samplesSince(common);
+      b = second == null ? Samples.none(common) : second.samplesSince(common);
+    }
+    return new Samples[] {a, b};
+  }
+
+  /**
+   * Recent latencies in µs of successful requests, and how many failed, in a time range.
+   *
+   * @param fromMillis the time from which these are every answer recorded (ms since the epoch):
+   *     the range's start, or later where the ring did not reach back to it
+   */
+  public record Samples(long[] latenciesMicros, long errors, long fromMillis) {
+    /** Samples of a range whose start is not known (made by hand). */
+    public Samples(long[] latenciesMicros, long errors) {
+      this(latenciesMicros, errors, 0);
+    }
+
+    static Samples none(long fromMillis) {
+      return new Samples(new long[0], 0, fromMillis);
+    }
+
     public long total() {
       return latenciesMicros.length + errors;
     }

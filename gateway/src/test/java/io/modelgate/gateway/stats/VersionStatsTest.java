@@ -83,6 +83,43 @@ class VersionStatsTest {
   }
 
   @Test
+  void aRolloutsTwoVersions_areSampledOverTheSameSpan_whenOnesRingDoesNotReachBackToTheStepsStart() {
+    TestClock clock = new TestClock();
+    try (StatsRegistry registry = new StatsRegistry(Duration.ofSeconds(5), clock, false)) {
+      VersionStats busy = registry.create("m", 1);
+      VersionStats quiet = registry.create("m", 2);
+      long stepStart = clock.millis;
+      // 20 s: the busy version answers every millisecond (20,000: more than its ring keeps), the
+      // quiet one every tenth.
+      for (int ms = 0; ms < 20_000; ms++) {
+        busy.recordAnswer(Status.Code.OK, 1_000_000, stepStart + ms);
+        if (ms % 10 == 0) {
+          quiet.recordAnswer(Status.Code.OK, 2_000_000, stepStart + ms);
+        }
+      }
+      // Alone, the busy version's samples start at its ring's oldest (its 3,616th millisecond,
+      // whose answer may share a millisecond with overwritten ones: from the next); the quiet
+      // one's cover the whole step.
+      VersionStats.Samples busyAlone = busy.samplesSince(stepStart);
+      assertThat(busyAlone.fromMillis()).isEqualTo(stepStart + 3_617);
+      assertThat(quiet.samplesSince(stepStart).fromMillis()).isEqualTo(stepStart);
+      assertThat(quiet.samplesSince(stepStart).total()).isEqualTo(2_000);
+
+      // Together, both from there.
+      VersionStats.Samples[] pair = VersionStats.alignedSince(busy, quiet, stepStart);
+      assertThat(pair[0].fromMillis()).isEqualTo(stepStart + 3_617);
+      assertThat(pair[0].total()).isEqualTo(20_000 - 3_617);
+      assertThat(pair[1].fromMillis()).isEqualTo(stepStart + 3_617);
+      assertThat(pair[1].total()).isEqualTo((19_990 - 3_620) / 10 + 1);
+      // Neither reaching back past the step: the step itself, whoever is missing.
+      VersionStats.Samples[] late = VersionStats.alignedSince(quiet, null, stepStart + 19_000);
+      assertThat(late[0].fromMillis()).isEqualTo(stepStart + 19_000);
+      assertThat(late[0].total()).isEqualTo(100);
+      assertThat(late[1].total()).isZero();
+    }
+  }
+
+  @Test
   void closedSince_sumsTheIntervalsThatBeganAtOrAfterAStepsStart_withinTheLastMinute() {
     TestClock clock = new TestClock();
     try (StatsRegistry registry = new StatsRegistry(Duration.ofSeconds(5), clock, false)) {
