@@ -157,12 +157,13 @@ class RolloutTest {
     assertThat(evidence.getCandidateP99Ms()).isGreaterThan(evidence.getBaselineP99Ms());
     assertThat(evidence.getP99Ratio()).isGreaterThan(1.10);
     assertThat(evidence.getPValue()).isLessThan(1e-6);
-    // Where it is slower: in the model's run, each of its 600 requests measured in the step.
+    // Where it is slower: in the model's run, its 600 requests measured in the step. (An executor
+    // records a run's times after it answers, so the last may fall in the next interval.)
     assertThat(evidence.getStageSeconds()).isEqualTo(61);
-    assertThat(evidence.getCandidateComputeMs().getCount()).isGreaterThanOrEqualTo(600);
-    assertThat(evidence.getBaselineComputeMs().getCount()).isGreaterThanOrEqualTo(600);
+    assertThat(evidence.getCandidateComputeMs().getCount()).isBetween(590L, 601L);
+    assertThat(evidence.getBaselineComputeMs().getCount()).isBetween(590L, 601L);
     assertThat(evidence.getCandidateComputeMs().getP50()).isGreaterThan(4 * evidence.getBaselineComputeMs().getP50());
-    assertThat(evidence.getCandidateQueueMs().getCount()).isGreaterThanOrEqualTo(600);
+    assertThat(evidence.getCandidateQueueMs().getCount()).isBetween(590L, 601L);
     // The baseline takes all traffic again.
     assertThat(routing().getWeightsMap()).containsOnlyKeys(1L);
     assertThat(gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()).getModelVersion())
