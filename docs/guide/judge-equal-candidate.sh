@@ -15,7 +15,8 @@ trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
 mg() { "$repo/bin/modelgate" "$@"; }
 admin() { mg admin --target "localhost:$((port + 2))" "$@"; }
 cd "$work"
-mg serve --replica gw1 --grpc-port "$port" --metrics-port $((port + 1)) --admin-port $((port + 2)) >serve.log 2>&1 &
+# Started directly (not through a function, whose subshell's pid the trap would stop instead of the server).
+"$repo/bin/modelgate" serve --replica gw1 --grpc-port "$port" --metrics-port $((port + 1)) --admin-port $((port + 2)) >serve.log 2>&1 &
 pid=$!
 for _ in $(seq 1 240); do grep -q "serving KServe v2 gRPC" serve.log && break; sleep 0.5; done
 mg infer --target "localhost:$port" --model cnn_mnist --every-digit --repeat 5000 >/dev/null
