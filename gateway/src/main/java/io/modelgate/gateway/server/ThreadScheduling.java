@@ -31,12 +31,15 @@ import java.util.function.LongSupplier;
  * opened the session, which the loader names for the version), {@code drift} the drift profiler,
  * {@code admin} the admin API's calls ({@code modelgate-admin}), {@code gc} the collector's threads,
  * {@code jit} the JIT compilers, {@code other} the rest (metrics and health endpoints, logging,
- * timers, the JVM's own). A fixed set of label values, whatever the models.
+ * timers, the JVM's own) and, for CPU, the process's time that no reading of a thread saw. A fixed
+ * set of label values, whatever the models.
  *
  * <p>The counters only grow: a thread that ends keeps its last figures in its group, a thread that
  * renames itself stays in the group it was first read in, and a thread id the kernel gives again to
  * a new thread is told apart by its figures going back. A thread that starts and ends between two
- * reads is not counted. Linux only (nothing is
+ * reads is not seen: its CPU time (and an ended thread's after its last reading) is counted in
+ * {@code other}, from the process's CPU time beyond the threads' sum; its waits are not counted.
+ * Linux only (nothing is
  * exported where {@code /proc/self/task} has no scheduler statistics).
  *
  * <p>Threads: read on the scraping thread, at most once every {@link #REFRESH_NANOS} ns whatever
@@ -101,6 +104,9 @@ final class ThreadScheduling {
   private final long[] endedWait = new long[Group.values().length];
   private final long[] cpu = new long[Group.values().length];
   private final long[] waited = new long[Group.values().length];
+  private final LongSupplier processCpuNanos;
+  /** The process's CPU time that no reading of a thread saw (threads that ended unseen), ns; only grows. */
+  private long unseenCpu;
   private long readAt;
   private boolean everRead;
 
@@ -109,8 +115,17 @@ final class ThreadScheduling {
    * @param nanoTime the clock the readings are spaced by
    */
   ThreadScheduling(Path tasks, LongSupplier nanoTime) {
+    this(tasks, nanoTime, null);
+  }
+
+  /**
+   * @param processCpuNanos the whole process's CPU time, ended threads included (ns), read after
+   *     the threads: what exceeds their sum is counted in {@code other}; null: none
+   */
+  ThreadScheduling(Path tasks, LongSupplier nanoTime, LongSupplier processCpuNanos) {
     this.tasks = tasks;
     this.nanoTime = nanoTime;
+    this.processCpuNanos = processCpuNanos;
   }
 
   /** The process's threads, or null where the kernel keeps no scheduler statistics for them. */
@@ -119,7 +134,11 @@ final class ThreadScheduling {
     if (!Files.isReadable(self) || readTwo(self) == null) {
       return null;
     }
-    return new ThreadScheduling(Path.of("/proc/self/task"), System::nanoTime);
+    java.lang.management.OperatingSystemMXBean os = java.lang.management.ManagementFactory.getOperatingSystemMXBean();
+    LongSupplier processCpu = os instanceof com.sun.management.OperatingSystemMXBean process && process.getProcessCpuTime() >= 0
+        ? process::getProcessCpuTime
+        : null;
+    return new ThreadScheduling(Path.of("/proc/self/task"), System::nanoTime, processCpu);
   }
 
   /**
@@ -202,6 +221,19 @@ final class ThreadScheduling {
     for (Seen thread : seen.values()) {
       cpu[thread.group().ordinal()] += thread.cpuNanos();
       waited[thread.group().ordinal()] += thread.waitNanos();
+    }
+    if (processCpuNanos != null) {
+      // Threads that started and ended between two readings (a version's session-opening thread,
+      // a pool's short-lived worker), and ended threads' last moments: the process's CPU time
+      // beyond the threads' sum. Read after them, it also holds what the live threads ran since
+      // their reading, which the next reading counts as theirs: kept only where it grows, so the
+      // counter never goes back and over-counts at most the largest such gap (a reading's length).
+      long counted = 0;
+      for (long nanos : cpu) {
+        counted += nanos;
+      }
+      unseenCpu = Math.max(unseenCpu, processCpuNanos.getAsLong() - counted);
+      cpu[Group.OTHER.ordinal()] += unseenCpu;
     }
   }
 

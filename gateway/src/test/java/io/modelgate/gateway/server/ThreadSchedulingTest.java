@@ -54,6 +54,32 @@ class ThreadSchedulingTest {
   }
 
   @Test
+  void theProcesssCpuThatNoThreadReadingSaw_isCountedInOther_andNeverGoesBack() throws Exception {
+    thread(301, "modelgate-model", 2_000_000_000L, 0);
+    thread(302, "java", 1_000_000_000L, 0);
+    // The process ran 3.5 s: 0.5 s in threads no reading saw (one that opened a session and ended).
+    AtomicLong process = new AtomicLong(3_500_000_000L);
+    ThreadScheduling threads = new ThreadScheduling(tasks, clock::get, process::get);
+    assertThat(threads.cpuSeconds(Group.MODEL)).isCloseTo(2.0, within(1e-9));
+    assertThat(threads.cpuSeconds(Group.OTHER)).isCloseTo(1.5, within(1e-9));
+
+    // A reading whose process figure ran ahead of the threads' (read after them) and one that did
+    // not: what was counted stays counted.
+    later();
+    thread(301, "modelgate-model", 2_600_000_000L, 0);
+    process.set(4_200_000_000L);
+    assertThat(threads.cpuSeconds(Group.MODEL)).isCloseTo(2.6, within(1e-9));
+    assertThat(threads.cpuSeconds(Group.OTHER)).isCloseTo(1.6, within(1e-9));
+    later();
+    thread(301, "modelgate-model", 2_700_000_000L, 0);
+    process.set(4_200_000_000L);
+    assertThat(threads.cpuSeconds(Group.MODEL)).isCloseTo(2.7, within(1e-9));
+    assertThat(threads.cpuSeconds(Group.OTHER)).isCloseTo(1.6, within(1e-9));
+    // Waits are the threads' own: nothing is added to them.
+    assertThat(threads.waitSeconds(Group.OTHER)).isZero();
+  }
+
+  @Test
   void aThreadThatEnds_keepsItsFiguresInItsGroup_soTheCountersNeverGoBack() throws Exception {
     thread(201, "modelgate-model", 2_000_000_000L, 1_000_000_000L);
     thread(202, "modelgate-model", 1_000_000_000L, 0);
@@ -131,11 +157,27 @@ class ThreadSchedulingTest {
   void thisProcess_onLinux_countsItsOwnThreads() {
     ThreadScheduling threads = ThreadScheduling.ofThisProcess();
     org.junit.jupiter.api.Assumptions.assumeTrue(threads != null, "no scheduler statistics here");
-    // This test's thread has run: the process's CPU, in some group, is more than none.
+    // A thread that starts, works and ends before the reading: no reading sees it, yet its CPU
+    // time is counted (in other), so the groups add up to at least the process's CPU time before.
+    Thread shortLived = new Thread(() -> {
+      long until = System.nanoTime() + 300_000_000L;
+      while (System.nanoTime() < until) {
+        Thread.onSpinWait();
+      }
+    }, "short-lived");
+    shortLived.start();
+    try {
+      shortLived.join();
+    } catch (InterruptedException e) {
+      throw new AssertionError(e);
+    }
+    long processBefore = ((com.sun.management.OperatingSystemMXBean)
+        java.lang.management.ManagementFactory.getOperatingSystemMXBean()).getProcessCpuTime();
     double cpu = 0;
     for (Group group : Group.values()) {
       cpu += threads.cpuSeconds(group);
     }
     assertThat(cpu).isPositive();
+    assertThat(cpu * 1e9).isGreaterThanOrEqualTo(processBefore);
   }
 }
