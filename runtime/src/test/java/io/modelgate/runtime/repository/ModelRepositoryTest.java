@@ -198,19 +198,27 @@ class ModelRepositoryTest {
     org.junit.jupiter.api.Assumptions.assumeTrue(Files.isDirectory(tasks), "no /proc/self/task here");
     TestModels.write(root, "m", 1, TestModels.affine());
     Files.writeString(root.resolve("m/model.yaml"), "intra_op_threads: 3\n");
-    long before = nativeThreadsNamed("modelgate-model");
+    // A thread Java has seen end (an earlier test's, the session-opening one) may still be leaving
+    // the kernel's list for a moment: each count is read again until it settles, or gives up.
+    long before = settled(0);
     load();
     assertThat(version("m", 1).state()).isEqualTo(VersionState.READY);
-    assertThat(nativeThreadsNamed("modelgate-model") - before).isEqualTo(2);
-    // They end with the session. (A thread Java has seen end may still be leaving the kernel's list
-    // for a moment: read again until it has.)
+    assertThat(settled(before + 2) - before).isEqualTo(2);
+    // They end with the session.
     repository.close(Duration.ofSeconds(5));
     repository = null;
+    assertThat(settled(before)).isEqualTo(before);
+  }
+
+  /** {@link #nativeThreadsNamed} of modelgate-model, read until it is {@code expected} or 10 s pass. */
+  private static long settled(long expected) throws Exception {
     long giveUp = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-    while (nativeThreadsNamed("modelgate-model") != before && System.nanoTime() - giveUp < 0) {
+    long count = nativeThreadsNamed("modelgate-model");
+    while (count != expected && System.nanoTime() - giveUp < 0) {
       Thread.sleep(10);
+      count = nativeThreadsNamed("modelgate-model");
     }
-    assertThat(nativeThreadsNamed("modelgate-model")).isEqualTo(before);
+    return count;
   }
 
   /** Threads the kernel names {@code prefix}... (its first 15 characters) that are not Java threads. */
