@@ -76,13 +76,7 @@ public final class Reports {
 
   /** The wakes of the stall meter at least {@value Hiccups#STALL_MICROS} µs late. */
   static long stalls(Histogram late) {
-    long count = 0;
-    for (org.HdrHistogram.HistogramIterationValue v : late.recordedValues()) {
-      if (v.getValueIteratedTo() >= Hiccups.STALL_MICROS) {
-        count += v.getCountAtValueIteratedTo();
-      }
-    }
-    return count;
+    return late.getMaxValue() < Hiccups.STALL_MICROS ? 0 : late.getCountBetweenValues(Hiccups.STALL_MICROS, late.getMaxValue());
   }
 
   /** Those wakes' lateness summed, µs. */
