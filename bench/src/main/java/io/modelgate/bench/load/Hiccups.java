@@ -123,6 +123,12 @@ public final class Hiccups implements AutoCloseable {
   public void close() {
     running = false;
     LockSupport.unpark(thread);
+    // Once closed, nothing more is recorded: a last interval() holds the rest, late and waiting alike.
+    try {
+      thread.join(TimeUnit.SECONDS.toMillis(5));
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
   }
 
   /**
