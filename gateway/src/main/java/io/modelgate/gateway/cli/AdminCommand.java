@@ -908,6 +908,11 @@ final class AdminCommand implements Runnable {
       spec.commandLine().usage(spec.commandLine().getOut());
     }
 
+    /** A version's samples, and the answers they stand for where those are more (one in N sampled). */
+    static String samples(long samples, long answers) {
+      return answers > samples ? String.format("%d (of ~%d answers)", samples, answers) : Long.toString(samples);
+    }
+
     private static String golden(double score) {
       return score < 0 ? "-" : String.format("%.4f", score);
     }
@@ -936,14 +941,15 @@ final class AdminCommand implements Runnable {
           Evidence e = d.getEvidence();
           String label = "evidence";
           if (e.getBaselineSamples() + e.getCandidateSamples() > 0 || e.getShadowCompared() == 0) {
-            out.printf("  %-24s       %-9s samples %d vs %d; p50 %.3f vs %.3f ms; p99 %.3f vs %.3f ms (ratio %.2f); errors %.2f%% vs %.2f%%; U %.0f, z %.2f, p %.3g%n",
-                "", label, e.getBaselineSamples(), e.getCandidateSamples(), e.getBaselineP50Ms(), e.getCandidateP50Ms(),
+            out.printf("  %-24s       %-9s samples %s vs %s; p50 %.3f vs %.3f ms; p99 %.3f vs %.3f ms (ratio %.2f); errors %.2f%% vs %.2f%%; U %.0f, z %.2f, p %.3g%n",
+                "", label, samples(e.getBaselineSamples(), e.getBaselineAnswers()), samples(e.getCandidateSamples(), e.getCandidateAnswers()),
+                e.getBaselineP50Ms(), e.getCandidateP50Ms(),
                 e.getBaselineP99Ms(), e.getCandidateP99Ms(), e.getP99Ratio(), e.getBaselineErrorRate() * 100,
                 e.getCandidateErrorRate() * 100, e.getMannWhitneyU(), e.getZ(), e.getPValue());
             label = "";
           }
           if (e.getSamplesFromMs() > 0) {
-            out.printf("  %-24s       %-9s samples from %s, the step's last %.1f s (a version's last 16,384 answers)%n", "", label,
+            out.printf("  %-24s       %-9s samples from %s, the step's last %.1f s (as far back as a version's samples reach)%n", "", label,
                 Instant.ofEpochMilli(e.getSamplesFromMs()), Math.max(0, d.getTimeMs() - e.getSamplesFromMs()) / 1000.0);
             label = "";
           }

@@ -145,6 +145,7 @@ public final class Fleet implements AutoCloseable {
         .setSinceMs(sinceMs)
         .setLatenciesUs(Histograms.encode(latencies))
         .setErrors(samples.errors())
+        .setAnswers(samples.answers())
         .build();
   }
 

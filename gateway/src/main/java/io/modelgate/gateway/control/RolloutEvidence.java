@@ -46,7 +46,7 @@ final class RolloutEvidence {
   RolloutJudge.Judgement judge(Rollout rollout) {
     RolloutSpec spec = rollout.getSpec();
     long since = rollout.getStepStartedAtMs();
-    // Both over the same span: the step, or its end where a version's ring did not reach back.
+    // Both over the same span: the step, or its end where a version's samples did not reach back.
     VersionStats.Samples[] local = VersionStats.alignedSince(
         stats.find(spec.getModel(), spec.getBaseline()), stats.find(spec.getModel(), spec.getCandidate()), since);
     VersionStats.Samples baseline = local[0];
@@ -193,11 +193,16 @@ final class RolloutEvidence {
         measured + String.format(", at least %.2f%% required", t.getMinShadowAgreement() * 100), evidence);
   }
 
-  /** {@code samples} and another replica's samples of the same step. */
-  private static VersionStats.Samples plus(VersionStats.Samples samples, StepSamples other) {
+  /**
+   * {@code samples} and another replica's samples of the same step, with the answers each stands
+   * for (a replica of before {@link StepSamples#getAnswers}: one each).
+   */
+  static VersionStats.Samples plus(VersionStats.Samples samples, StepSamples other) {
     long[] theirs = Histograms.values(Histograms.decode(other.getLatenciesUs()));
     long[] both = java.util.Arrays.copyOf(samples.latenciesMicros(), samples.latenciesMicros().length + theirs.length);
     System.arraycopy(theirs, 0, both, samples.latenciesMicros().length, theirs.length);
-    return new VersionStats.Samples(both, samples.errors() + other.getErrors(), samples.fromMillis());
+    long answers = other.getAnswers() > 0 ? other.getAnswers() : theirs.length + other.getErrors();
+    return new VersionStats.Samples(both, samples.errors() + other.getErrors(), samples.fromMillis(),
+        samples.answers() + answers);
   }
 }

@@ -45,6 +45,8 @@ public final class RolloutJudge {
         Evidence.newBuilder()
             .setBaselineSamples(baseline.total())
             .setCandidateSamples(candidate.total())
+            .setBaselineAnswers(baseline.answers())
+            .setCandidateAnswers(candidate.answers())
             .setBaselineP50Ms(percentile(b, 50) / 1000.0)
             .setCandidateP50Ms(percentile(c, 50) / 1000.0)
             .setBaselineP99Ms(percentile(b, 99) / 1000.0)
@@ -52,12 +54,14 @@ public final class RolloutJudge {
             .setBaselineErrorRate(baseErrors)
             .setCandidateErrorRate(candErrors);
     long min = thresholds.getMinSamples();
-    if (baseline.total() < min || candidate.total() < min) {
+    // Answers, not samples: a busy version's samples are one in N of its answers (at least about
+    // a thousand of them), and a minimum above what it keeps one by one must still be reached.
+    if (baseline.answers() < min || candidate.answers() < min) {
       return new Judgement(
           Verdict.WAIT,
           String.format(
               "waiting for samples: baseline %d/%d, candidate %d/%d",
-              baseline.total(), min, candidate.total(), min),
+              baseline.answers(), min, candidate.answers(), min),
           evidence.build());
     }
     if (candErrors > baseErrors + thresholds.getMaxErrorRateIncrease()) {

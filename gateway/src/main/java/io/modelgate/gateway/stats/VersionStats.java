@@ -25,7 +25,7 @@ import org.HdrHistogram.Recorder;
  * <p>Recording ({@link #recordRequest}, {@link #recordBatch}, {@link #recordAnswer}, {@link
  * #recordShadow}) is called from executor and event-loop threads, concurrently, and allocates
  * nothing: HdrHistogram {@link Recorder}s, {@link LongAdder}s, Micrometer meters created at load
- * time, and a fixed ring of samples. Latencies are kept in microseconds.
+ * time, and fixed rings of samples. Latencies are kept in microseconds.
  *
  * <p>Windows: {@link StatsRegistry}'s rotator thread calls {@link #rotate} at a fixed interval;
  * each call closes one interval. Window queries add up the last intervals, so a window's figures
@@ -48,7 +48,6 @@ public final class VersionStats implements StageRecorder {
   static final int SHADOW_COMPARED = CODES;
   static final int SHADOW_AGREED = CODES + 1;
   static final int SHADOW_FAILED = CODES + 2;
-  private static final int SAMPLES = 1 << 14;
 
   private final String model;
   private final long version;
@@ -69,14 +68,13 @@ public final class VersionStats implements StageRecorder {
   /** Recent shadow comparisons: (ms since {@code epochMillis}) << 1 | agreed. */
   private static final int SHADOW_SAMPLES = 1 << 12;
   private final AtomicLongArray shadowSamples = new AtomicLongArray(SHADOW_SAMPLES);
-  private final java.util.concurrent.atomic.AtomicLong shadowCursor = new java.util.concurrent.atomic.AtomicLong();
+  private final AtomicLong shadowCursor = new AtomicLong();
   private final LongAdder shadowAgreed = new LongAdder();
   private final LongAdder shadowFailed = new LongAdder();
   private final DoubleAccumulator shadowMaxDiff = new DoubleAccumulator(Math::max, 0);
 
-  /** (milliseconds since epochMillis) << 32 | latency micros, or -1 for an error; newest wins. */
-  private final AtomicLongArray samples = new AtomicLongArray(SAMPLES);
-  private final AtomicLong sampleCursor = new AtomicLong();
+  /** Live answers for rollout decisions, at several rates. */
+  private final SampleLevels samples = new SampleLevels();
 
   private final Timer endToEndTimer;
   private final Timer queueTimer;
@@ -136,9 +134,6 @@ public final class VersionStats implements StageRecorder {
     this.epochMillis = nowMillis;
     for (int i = 0; i < CODES; i++) {
       answers[i] = new LongAdder();
-    }
-    for (int i = 0; i < SAMPLES; i++) {
-      samples.setPlain(i, Long.MIN_VALUE);
     }
     String v = Long.toString(version);
     this.endToEndTimer = timer(registry, model, v, "end_to_end");
@@ -331,8 +326,7 @@ public final class VersionStats implements StageRecorder {
     }
     if (!shadowCopy) {
       long at = (nowMillis - epochMillis) << 32;
-      long sample = code == Status.Code.OK ? at | micros : at | 0xFFFFFFFFL;
-      samples.setRelease((int) (sampleCursor.getAndIncrement() & (SAMPLES - 1)), sample);
+      samples.record(code == Status.Code.OK ? at | micros : at | SampleLevels.ERROR);
     }
   }
 
@@ -432,39 +426,22 @@ public final class VersionStats implements StageRecorder {
   }
 
   /**
-   * Latencies (µs) and errors recorded at or after {@code sinceMillis}, newest first, at most the
-   * ring ({@value #SAMPLES} answers): where the ring no longer reaches back to {@code sinceMillis},
-   * the samples are complete only from a later time, which {@link Samples#fromMillis} says.
+   * Latencies (µs) and errors of live answers recorded at or after {@code sinceMillis}: every
+   * answer where the last {@value SampleLevels#FINE} reach back that far, otherwise a uniform
+   * random sample of them (one in 16, 256 or 4,096: {@link Samples#answers} says how many answers
+   * they stand for). Where not even the sparsest reaches back to {@code sinceMillis} (hours at
+   * thousands of answers a second), the samples are complete only from a later time, which {@link
+   * Samples#fromMillis} says.
    */
   public Samples samplesSince(long sinceMillis) {
-    long since = sinceMillis - epochMillis;
-    long end = sampleCursor.get();
-    long start = Math.max(0, end - SAMPLES);
-    long[] latencies = new long[(int) (end - start)];
-    int n = 0;
-    long errors = 0;
-    long oldest = Long.MAX_VALUE;
-    for (long i = end - 1; i >= start; i--) {
-      long sample = samples.getAcquire((int) (i & (SAMPLES - 1)));
-      if (sample == Long.MIN_VALUE || (sample >>> 32) < since) {
-        continue;
-      }
-      oldest = Math.min(oldest, sample >>> 32);
-      long micros = sample & 0xFFFFFFFFL;
-      if (micros == 0xFFFFFFFFL) {
-        errors++;
-      } else {
-        latencies[n++] = micros;
-      }
-    }
-    // Answers of the ring's oldest millisecond may have been overwritten: complete after it.
-    long from = start > 0 && oldest != Long.MAX_VALUE && n + errors == end - start ? epochMillis + oldest + 1 : sinceMillis;
-    return new Samples(java.util.Arrays.copyOf(latencies, n), errors, Math.max(from, sinceMillis));
+    SampleLevels.Read read = samples.since(sinceMillis - epochMillis, epochMillis);
+    long kept = read.latenciesMicros().length + read.errors();
+    return new Samples(read.latenciesMicros(), read.errors(), read.fromMillis(), kept * read.oneIn());
   }
 
   /**
    * Two versions' samples over the same span (a rollout's baseline and candidate): since {@code
-   * sinceMillis}, or, where either's ring does not reach back that far, since the later of the
+   * sinceMillis}, or, where either's samples do not reach back that far, since the later of the
    * times from which each is complete — so that neither is judged on a period the other's
    * samples leave out. Either may be null (no statistics: no samples).
    */
@@ -480,13 +457,21 @@ public final class VersionStats implements StageRecorder {
   }
 
   /**
-   * Recent latencies in µs of successful requests, and how many failed, in a time range.
+   * Recent latencies in µs of successful requests, and how many failed, in a time range: every
+   * answer, or a uniform random sample of them.
    *
-   * @param fromMillis the time from which these are every answer recorded (ms since the epoch):
-   *     the range's start, or later where the ring did not reach back to it
+   * @param fromMillis the time from which these sample every answer recorded (ms since the epoch):
+   *     the range's start, or later where the samples kept did not reach back to it
+   * @param answers how many answers these samples stand for: {@link #total} where they are every
+   *     answer, an estimate (samples times the rate they were taken at) otherwise
    */
-  public record Samples(long[] latenciesMicros, long errors, long fromMillis) {
-    /** Samples of a range whose start is not known (made by hand). */
+  public record Samples(long[] latenciesMicros, long errors, long fromMillis, long answers) {
+    /** Every answer of the range: each sample stands for one. */
+    public Samples(long[] latenciesMicros, long errors, long fromMillis) {
+      this(latenciesMicros, errors, fromMillis, latenciesMicros.length + errors);
+    }
+
+    /** Every answer of a range whose start is not known (made by hand). */
     public Samples(long[] latenciesMicros, long errors) {
       this(latenciesMicros, errors, 0);
     }
@@ -495,6 +480,7 @@ public final class VersionStats implements StageRecorder {
       return new Samples(new long[0], 0, fromMillis);
     }
 
+    /** How many samples these are. */
     public long total() {
       return latenciesMicros.length + errors;
     }
@@ -523,12 +509,12 @@ public final class VersionStats implements StageRecorder {
 
   /**
    * The bytes this version's statistics hold once every window is full: the windows, the four
-   * recorders (two histograms each) and the sample ring. Fixed at creation; it never grows.
+   * recorders (two histograms each) and the samples. Fixed at creation; it never grows.
    */
   public long footprintBytes() {
     long recorders = 2L * (3 * latencyHistogram().getEstimatedFootprintInBytes()
         + rowsHistogram().getEstimatedFootprintInBytes());
-    return windows.footprintBytes() + recorders + 8L * SAMPLES + 8L * SHADOW_SAMPLES;
+    return windows.footprintBytes() + recorders + SampleLevels.footprintBytes() + 8L * SHADOW_SAMPLES;
   }
 
   Windows.Window window(int intervals) {

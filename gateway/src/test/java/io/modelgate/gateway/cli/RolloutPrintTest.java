@@ -28,7 +28,8 @@ class RolloutPrintTest {
   @Test
   void aDecision_showsItsMargin_whereTheSamplesStart_andTheQueueAndComputeOfBothVersions() {
     Evidence evidence = Evidence.newBuilder()
-        .setBaselineSamples(16_384).setCandidateSamples(3_000).setP99Ratio(7.7)
+        .setBaselineSamples(8_190).setBaselineAnswers(131_040).setCandidateSamples(3_000).setCandidateAnswers(3_000)
+        .setP99Ratio(7.7)
         .setSamplesFromMs(1_800_000_050_000L)
         .setBaselineQueueMs(p50p99(0.01, 0.1)).setCandidateQueueMs(p50p99(0.05, 1.2))
         .setBaselineComputeMs(p50p99(0.04, 0.09)).setCandidateComputeMs(p50p99(0.041, 0.095))
@@ -45,8 +46,8 @@ class RolloutPrintTest {
 
     String text = print(rollout);
     assertThat(text).contains("significance 0.0100 of latencies above the baseline's + 5%");
-    assertThat(text).contains("evidence  samples 16384 vs 3000;");
-    assertThat(text).contains("samples from 2027-01-15T08:00:50Z, the step's last 10.0 s (a version's last 16,384 answers)");
+    assertThat(text).contains("evidence  samples 8190 (of ~131040 answers) vs 3000;");
+    assertThat(text).contains("samples from 2027-01-15T08:00:50Z, the step's last 10.0 s (as far back as a version's samples reach)");
     assertThat(text).contains("queue p50 0.010 vs 0.050 ms, p99 0.100 vs 1.200 ms; compute p50 0.040 vs 0.041 ms,"
         + " p99 0.090 vs 0.095 ms (this replica, the step's last 55 s)");
     // Each line of the evidence labelled once.

@@ -446,6 +446,8 @@ class EtcdControlStoreTest {
       assertThat(last.getEvidence().getReplicas()).isEqualTo(2);
       assertThat(last.getEvidence().getBaselineSamples()).isEqualTo(60);
       assertThat(last.getEvidence().getCandidateSamples()).isEqualTo(60);
+      assertThat(last.getEvidence().getBaselineAnswers()).isEqualTo(60);
+      assertThat(last.getEvidence().getCandidateAnswers()).isEqualTo(60);
       assertThat(last.getReason()).contains("samples of 2 replicas: a, b");
       eventually("the other replica routes to the promoted candidate",
           () -> other.server.router().route("m").policy().getWeightsMap().equals(java.util.Map.of(2L, 1)));

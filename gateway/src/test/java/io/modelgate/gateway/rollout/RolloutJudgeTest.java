@@ -74,4 +74,22 @@ class RolloutJudgeTest {
     assertThat(RolloutJudge.percent(0.025)).isEqualTo("2.5%");
     assertThat(RolloutJudge.percent(0)).isEqualTo("0%");
   }
+
+  @Test
+  void theMinimum_countsTheAnswersSamplesStandFor_soThatOneAboveWhatAVersionKeepsOneByOne_isReached() {
+    Thresholds many = defaults().toBuilder().setMinSamples(50_000).build();
+    VersionStats.Samples every = samples(1, 3_000, 100, 0);
+    // 3,200 samples, one in 16 of 51,200 answers.
+    VersionStats.Samples oneInSixteen = samples(2, 3_200, 100, 0);
+    VersionStats.Samples sampled = new VersionStats.Samples(oneInSixteen.latenciesMicros(), 0, 0, 3_200L * 16);
+
+    RolloutJudge.Judgement waiting = RolloutJudge.judge(many, sampled, every);
+    assertThat(waiting.verdict()).isEqualTo(RolloutJudge.Verdict.WAIT);
+    assertThat(waiting.reason()).isEqualTo("waiting for samples: baseline 51200/50000, candidate 3000/50000");
+    assertThat(waiting.evidence().getBaselineSamples()).isEqualTo(3_200);
+    assertThat(waiting.evidence().getBaselineAnswers()).isEqualTo(51_200);
+
+    RolloutJudge.Judgement judged = RolloutJudge.judge(many, sampled, sampled);
+    assertThat(judged.verdict()).as(judged.reason()).isEqualTo(RolloutJudge.Verdict.PASS);
+  }
 }

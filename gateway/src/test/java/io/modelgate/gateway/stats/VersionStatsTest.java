@@ -83,37 +83,69 @@ class VersionStatsTest {
   }
 
   @Test
-  void aRolloutsTwoVersions_areSampledOverTheSameSpan_whenOnesRingDoesNotReachBackToTheStepsStart() {
+  void aBusyVersionsSamples_coverTheWholeStep_oneInSixteen_whereItsEveryAnswerDoNot() {
     TestClock clock = new TestClock();
     try (StatsRegistry registry = new StatsRegistry(Duration.ofSeconds(5), clock, false)) {
       VersionStats busy = registry.create("m", 1);
       VersionStats quiet = registry.create("m", 2);
       long stepStart = clock.millis;
-      // 20 s: the busy version answers every millisecond (20,000: more than its ring keeps), the
-      // quiet one every tenth.
+      // 20 s: the busy version answers every millisecond (20,000: more than it keeps one by one),
+      // slowly in the step's first half; the quiet one every tenth millisecond.
       for (int ms = 0; ms < 20_000; ms++) {
-        busy.recordAnswer(Status.Code.OK, 1_000_000, stepStart + ms);
+        busy.recordAnswer(Status.Code.OK, ms < 10_000 ? 9_000_000 : 1_000_000, stepStart + ms);
         if (ms % 10 == 0) {
           quiet.recordAnswer(Status.Code.OK, 2_000_000, stepStart + ms);
         }
       }
-      // Alone, the busy version's samples start at its ring's oldest (its 3,616th millisecond,
-      // whose answer may share a millisecond with overwritten ones: from the next); the quiet
-      // one's cover the whole step.
-      VersionStats.Samples busyAlone = busy.samplesSince(stepStart);
-      assertThat(busyAlone.fromMillis()).isEqualTo(stepStart + 3_617);
-      assertThat(quiet.samplesSince(stepStart).fromMillis()).isEqualTo(stepStart);
-      assertThat(quiet.samplesSince(stepStart).total()).isEqualTo(2_000);
-
-      // Together, both from there.
       VersionStats.Samples[] pair = VersionStats.alignedSince(busy, quiet, stepStart);
-      assertThat(pair[0].fromMillis()).isEqualTo(stepStart + 3_617);
-      assertThat(pair[0].total()).isEqualTo(20_000 - 3_617);
-      assertThat(pair[1].fromMillis()).isEqualTo(stepStart + 3_617);
-      assertThat(pair[1].total()).isEqualTo((19_990 - 3_620) / 10 + 1);
+      VersionStats.Samples sampled = pair[0];
+      assertThat(sampled.fromMillis()).isEqualTo(stepStart);
+      // One in 16 of 20,000: about 1,250 (a standard deviation of 34), standing for about 20,000.
+      assertThat(sampled.total()).isBetween(1_000L, 1_500L);
+      assertThat(sampled.answers()).isEqualTo(sampled.total() * 16);
+      // The slow first half is in them (before, the last 16,384 answers held 6,384 of its 10,000).
+      long slow = java.util.Arrays.stream(sampled.latenciesMicros()).filter(micros -> micros == 9_000).count();
+      assertThat((double) slow / sampled.total()).isBetween(0.4, 0.6);
+      // The quiet one: every answer, over the same whole step.
+      assertThat(pair[1].fromMillis()).isEqualTo(stepStart);
+      assertThat(pair[1].total()).isEqualTo(2_000);
+      assertThat(pair[1].answers()).isEqualTo(2_000);
+      // A later start that every answer reaches: every answer.
+      VersionStats.Samples late = busy.samplesSince(stepStart + 19_000);
+      assertThat(late.total()).isEqualTo(1_000);
+      assertThat(late.answers()).isEqualTo(1_000);
+    }
+  }
+
+  @Test
+  void aRolloutsTwoVersions_areSampledOverTheSameSpan_whereOnesSamplesDoNotReachBackToTheStepsStart() {
+    TestClock clock = new TestClock();
+    try (StatsRegistry registry = new StatsRegistry(Duration.ofSeconds(5), clock, false)) {
+      VersionStats busy = registry.create("m", 1);
+      VersionStats quiet = registry.create("m", 2);
+      long stepStart = clock.millis;
+      // 40 million answers over 4,000 s (10 a millisecond): one in 4,096 keeps about 9,800, more
+      // than its 8,192 places, so not even it reaches back to the start.
+      for (long i = 0; i < 40_000_000L; i++) {
+        busy.recordAnswer(Status.Code.OK, 1_000_000, stepStart + i / 10);
+        if (i % 10_000 == 0) {
+          quiet.recordAnswer(Status.Code.OK, 2_000_000, stepStart + i / 10);
+        }
+      }
+      VersionStats.Samples busyAlone = busy.samplesSince(stepStart);
+      assertThat(busyAlone.fromMillis()).isGreaterThan(stepStart);
+      long from = busyAlone.fromMillis();
+      assertThat(quiet.samplesSince(stepStart).fromMillis()).isEqualTo(stepStart);
+      assertThat(quiet.samplesSince(stepStart).total()).isEqualTo(4_000);
+
+      // Together, both from where the busy one's samples are complete.
+      VersionStats.Samples[] pair = VersionStats.alignedSince(busy, quiet, stepStart);
+      assertThat(pair[0].fromMillis()).isEqualTo(from);
+      assertThat(pair[1].fromMillis()).isEqualTo(from);
+      assertThat(pair[1].total()).isEqualTo(4_000 - (from - stepStart + 999) / 1_000);
       // Neither reaching back past the step: the step itself, whoever is missing.
-      VersionStats.Samples[] late = VersionStats.alignedSince(quiet, null, stepStart + 19_000);
-      assertThat(late[0].fromMillis()).isEqualTo(stepStart + 19_000);
+      VersionStats.Samples[] late = VersionStats.alignedSince(quiet, null, stepStart + 3_900_000);
+      assertThat(late[0].fromMillis()).isEqualTo(stepStart + 3_900_000);
       assertThat(late[0].total()).isEqualTo(100);
       assertThat(late[1].total()).isZero();
     }
