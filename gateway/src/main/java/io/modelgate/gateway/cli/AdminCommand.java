@@ -925,6 +925,10 @@ final class AdminCommand implements Runnable {
           s.getStepsList(), s.getIntervalS(), s.getThresholds().getMinSamples(), s.getThresholds().getMaxP99Ratio(),
           s.getThresholds().getMaxErrorRateIncrease() * 100, s.getThresholds().getSignificance(),
           io.modelgate.gateway.rollout.RolloutJudge.percent(s.getThresholds().getLatencyMargin()), s.getThresholds().getMaxAccuracyDrop());
+      if (s.getControl() != 0) {
+        out.printf("  control v%d (the baseline's model) takes the candidate's share at steps up to %d%%; the candidate is judged against it there%n",
+            s.getControl(), io.modelgate.gateway.control.ControlPlane.MAX_CONTROLLED_STEP);
+      }
       if (s.getThresholds().getMinShadowAgreement() > 0) {
         out.printf("  shadow phase first: %.0f%% of requests copied to the candidate; live once %.2f%% of %d copies agree%n",
             s.getShadowRate() * 100, s.getThresholds().getMinShadowAgreement() * 100, s.getThresholds().getMinSamples());
@@ -940,6 +944,11 @@ final class AdminCommand implements Runnable {
         if (d.hasEvidence()) {
           Evidence e = d.getEvidence();
           String label = "evidence";
+          if (e.getReference() != 0 && e.getReference() != s.getBaseline()) {
+            out.printf("  %-24s       %-9s against control v%d (the baseline's model at the candidate's share): its figures first%n",
+                "", label, e.getReference());
+            label = "";
+          }
           if (e.getBaselineSamples() + e.getCandidateSamples() > 0 || e.getShadowCompared() == 0) {
             out.printf("  %-24s       %-9s samples %s vs %s; p50 %.3f vs %.3f ms; p99 %.3f vs %.3f ms (ratio %.2f); errors %.2f%% vs %.2f%%; U %.0f, z %.2f, p %.3g%n",
                 "", label, samples(e.getBaselineSamples(), e.getBaselineAnswers()), samples(e.getCandidateSamples(), e.getCandidateAnswers()),
@@ -1000,12 +1009,17 @@ final class AdminCommand implements Runnable {
       double shadowAgreement;
       @Option(names = "--shadow-rate", defaultValue = "1", description = "Share of requests copied in the shadow phase. Default: ${DEFAULT-VALUE}.")
       double shadowRate;
+      @Option(names = "--control", defaultValue = "0", paramLabel = "VERSION",
+          description = {"A version whose model file is the baseline's (loaded as another version). At steps of 50% or",
+              "less it takes the candidate's share from the baseline and the candidate is judged against it:",
+              "both run as often. 0: none. Default: ${DEFAULT-VALUE}."})
+      long control;
 
       @Override
       public Integer call() throws Exception {
         return execute(rollout.admin, spec, (client, out) -> print(out, client.call().startRollout(
             StartRolloutRequest.newBuilder().setSpec(RolloutSpec.newBuilder()
-                .setModel(model).setBaseline(baseline).setCandidate(candidate).addAllSteps(steps)
+                .setModel(model).setBaseline(baseline).setCandidate(candidate).setControl(control).addAllSteps(steps)
                 .setIntervalS((int) Math.max(1, interval.toSeconds()))
                 .setShadowRate(shadowAgreement > 0 ? shadowRate : 0)
                 .setThresholds(Thresholds.newBuilder().setMinSamples(minSamples).setMaxP99Ratio(maxP99Ratio)

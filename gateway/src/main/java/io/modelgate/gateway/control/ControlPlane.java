@@ -16,8 +16,11 @@ import io.modelgate.proto.admin.v1.ShadowRouting;
 import io.modelgate.proto.admin.v1.Thresholds;
 import io.modelgate.runtime.error.InferenceException;
 import io.modelgate.runtime.repository.Model;
+import io.modelgate.runtime.repository.ModelRepository;
 import io.modelgate.runtime.repository.ModelVersion;
 import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.time.Clock;
 import java.util.ArrayList;
 import java.util.List;
@@ -463,6 +466,10 @@ public final class ControlPlane implements AutoCloseable {
     Model model = router.route(spec.getModel()).model();
     ready(model, spec.getBaseline(), "baseline");
     ready(model, spec.getCandidate(), "candidate");
+    if (spec.getControl() != 0) {
+      ready(model, spec.getControl(), "control");
+      sameModel(model, spec.getBaseline(), spec.getControl());
+    }
     Rollout existing = current(spec.getModel());
     if (existing != null && existing.getState().equals("RUNNING")) {
       throw InferenceException.failedPrecondition(
@@ -478,6 +485,11 @@ public final class ControlPlane implements AutoCloseable {
               + " routing revision " + current.getRevision() + " is " + current.getWeightsMap()
               + (current.getWeightsCount() == 0 ? " (the default: the highest READY version)" : "")
               + ". Route the traffic to the baseline first");
+    }
+    if (spec.getControl() != 0 && route.weightOf(spec.getControl()) > 0) {
+      throw InferenceException.failedPrecondition(
+          "the control (version " + spec.getControl() + ") takes traffic in routing revision " + current.getRevision()
+              + " " + current.getWeightsMap() + "; a rollout gives it the candidate's share, from none");
     }
     RolloutEvidence.Validity validity = evidence.validity(spec, Evidence.newBuilder());
     if (validity.verdict() != RolloutJudge.Verdict.PASS) {
@@ -511,7 +523,9 @@ public final class ControlPlane implements AutoCloseable {
                                 spec.getCandidate(), spec.getShadowRate() * 100, spec.getSteps(0),
                                 spec.getThresholds().getMinShadowAgreement() * 100, spec.getThresholds().getMinSamples())
                             : "candidate " + spec.getCandidate() + " at " + spec.getSteps(0) + "%")
-                        + ", baseline " + spec.getBaseline()))
+                        + ", baseline " + spec.getBaseline()
+                        + (spec.getControl() == 0 ? "" : ", control " + spec.getControl()
+                            + " (the baseline's model) at the candidate's share up to " + MAX_CONTROLLED_STEP + "%")))
             .build();
     AuditRecord started =
         AuditRecord.newBuilder()
@@ -701,8 +715,13 @@ public final class ControlPlane implements AutoCloseable {
     int percent = spec.getSteps(step);
     RoutingPolicy.Builder policy =
         rollout.getBaselinePolicy().toBuilder().clearWeights().putWeights(spec.getCandidate(), percent);
-    if (percent < 100) {
-      policy.putWeights(spec.getBaseline(), 100 - percent);
+    boolean controlled = spec.getControl() != 0 && percent <= MAX_CONTROLLED_STEP;
+    if (controlled) {
+      policy.putWeights(spec.getControl(), percent);
+    }
+    int baseline = 100 - percent - (controlled ? percent : 0);
+    if (baseline > 0) {
+      policy.putWeights(spec.getBaseline(), baseline);
     }
     apply(
         policy.build(),
@@ -735,6 +754,12 @@ public final class ControlPlane implements AutoCloseable {
       throw InferenceException.invalidArgument(
           "baseline and candidate are both version " + spec.getBaseline() + " (expected: two versions)");
     }
+    if (spec.getControl() < 0 || (spec.getControl() != 0
+        && (spec.getControl() == spec.getBaseline() || spec.getControl() == spec.getCandidate()))) {
+      throw InferenceException.invalidArgument(
+          "control version " + spec.getControl() + " (expected: a third version, a copy of the baseline's model,"
+              + " neither baseline " + spec.getBaseline() + " nor candidate " + spec.getCandidate() + ")");
+    }
     int previous = 0;
     for (int step : spec.getStepsList()) {
       if (step <= previous || step > 100) {
@@ -759,6 +784,33 @@ public final class ControlPlane implements AutoCloseable {
           "thresholds " + t.toString().replace('\n', ' ')
               + " (expected: max_p99_ratio >= 1, 0 < significance < 1, max_error_rate_increase >= 0, 0 <= latency_margin <= 1,"
               + " 0 <= max_accuracy_drop <= 1, 0 <= min_shadow_agreement <= 1, 0 < shadow_rate <= 1)");
+    }
+  }
+
+  /**
+   * The largest step at which a rollout's control takes the candidate's share (from the baseline,
+   * which keeps the rest): above it, the candidate is judged against the baseline.
+   */
+  public static final int MAX_CONTROLLED_STEP = 50;
+
+  /**
+   * That {@code control}'s model file is {@code baseline}'s, byte for byte: both read once, when a
+   * rollout starts (to the first difference; a file's whole length where they are the same).
+   */
+  private static void sameModel(Model model, long baseline, long control) {
+    Path a = model.version(baseline).orElseThrow().directory().resolve(ModelRepository.MODEL_FILE);
+    Path b = model.version(control).orElseThrow().directory().resolve(ModelRepository.MODEL_FILE);
+    long mismatch;
+    try {
+      mismatch = Files.mismatch(a, b);
+    } catch (IOException e) {
+      throw InferenceException.failedPrecondition("the control's model file (version " + control
+          + ") could not be compared with the baseline's (version " + baseline + "): " + e.getClass().getSimpleName());
+    }
+    if (mismatch != -1) {
+      throw InferenceException.failedPrecondition("control version " + control + " of model '" + model.name()
+          + "' is not a copy of baseline version " + baseline + ": their " + ModelRepository.MODEL_FILE
+          + " files differ from byte " + mismatch + " (expected: the baseline's file, loaded as another version)");
     }
   }
 

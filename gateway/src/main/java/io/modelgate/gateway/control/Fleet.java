@@ -120,15 +120,16 @@ public final class Fleet implements AutoCloseable {
   private ReplicaSnapshot snapshot(VersionStats version, long now) {
     ReplicaSnapshot.Builder snapshot = stats.lastMinute(version).setReplica(control.replica()).setTimeMs(now);
     Rollout rollout = control.current(version.model());
-    if (rollout != null
-        && rollout.getState().equals("RUNNING")
-        && (rollout.getSpec().getBaseline() == version.version() || rollout.getSpec().getCandidate() == version.version())) {
+    boolean running = rollout != null && rollout.getState().equals("RUNNING");
+    long reference = running ? RolloutEvidence.reference(rollout) : 0;
+    if (running && (reference == version.version() || rollout.getSpec().getCandidate() == version.version())) {
       VersionStats.ShadowAgreement shadow = version.shadowSince(rollout.getStepStartedAtMs());
-      // This replica's pair over the same span, as the judge takes its own (RolloutEvidence).
+      // This replica's pair over the same span, as the judge takes its own (RolloutEvidence): the
+      // candidate and the version it is judged against at this step.
       RolloutSpec spec = rollout.getSpec();
-      VersionStats.Samples[] pair = VersionStats.alignedSince(stats.find(spec.getModel(), spec.getBaseline()),
+      VersionStats.Samples[] pair = VersionStats.alignedSince(stats.find(spec.getModel(), reference),
           stats.find(spec.getModel(), spec.getCandidate()), rollout.getStepStartedAtMs());
-      VersionStats.Samples mine = pair[spec.getBaseline() == version.version() ? 0 : 1];
+      VersionStats.Samples mine = pair[reference == version.version() ? 0 : 1];
       snapshot.setStep(step(mine, rollout.getStepStartedAtMs()).toBuilder()
           .setShadowCompared(shadow.compared())
           .setShadowAgreed(shadow.agreed()));

@@ -42,13 +42,29 @@ final class RolloutEvidence {
     this.replica = replica;
   }
 
-  /** Judges {@code rollout}'s current step (or its shadow phase) on the samples since it started. */
+  /**
+   * The version {@code rollout}'s candidate is judged against at its current step: its control
+   * where it has one and the step is at most {@link ControlPlane#MAX_CONTROLLED_STEP}%, otherwise
+   * the baseline.
+   */
+  static long reference(Rollout rollout) {
+    RolloutSpec spec = rollout.getSpec();
+    boolean controlled = spec.getControl() != 0 && !rollout.getShadowPhase()
+        && spec.getSteps(rollout.getStepIndex()) <= ControlPlane.MAX_CONTROLLED_STEP;
+    return controlled ? spec.getControl() : spec.getBaseline();
+  }
+
+  /**
+   * Judges {@code rollout}'s current step (or its shadow phase) on the samples since it started:
+   * the candidate's against its {@link #reference}'s.
+   */
   RolloutJudge.Judgement judge(Rollout rollout) {
     RolloutSpec spec = rollout.getSpec();
     long since = rollout.getStepStartedAtMs();
+    long reference = reference(rollout);
     // Both over the same span: the step, or its end where a version's samples did not reach back.
     VersionStats.Samples[] local = VersionStats.alignedSince(
-        stats.find(spec.getModel(), spec.getBaseline()), stats.find(spec.getModel(), spec.getCandidate()), since);
+        stats.find(spec.getModel(), reference), stats.find(spec.getModel(), spec.getCandidate()), since);
     VersionStats.Samples baseline = local[0];
     VersionStats.Samples candidate = local[1];
     java.util.Set<String> replicas = new java.util.TreeSet<>(List.of(replica));
@@ -58,7 +74,7 @@ final class RolloutEvidence {
         if (snapshot.getReplica().equals(replica) || !snapshot.hasStep() || snapshot.getStep().getSinceMs() != since) {
           continue;
         }
-        if (snapshot.getVersion() == spec.getBaseline()) {
+        if (snapshot.getVersion() == reference) {
           baseline = plus(baseline, snapshot.getStep());
         } else if (snapshot.getVersion() == spec.getCandidate()) {
           candidate = plus(candidate, snapshot.getStep());
@@ -72,12 +88,12 @@ final class RolloutEvidence {
         rollout.getShadowPhase()
             ? judgeShadow(spec, shadowAgreement(spec, since, replicas))
             : RolloutJudge.judge(spec.getThresholds(), baseline, candidate);
-    Evidence.Builder evidence = judged.evidence().toBuilder().setReplicas(replicas.size());
+    Evidence.Builder evidence = judged.evidence().toBuilder().setReplicas(replicas.size()).setReference(reference);
     if (!rollout.getShadowPhase() && baseline.fromMillis() > since) {
       evidence.setSamplesFromMs(baseline.fromMillis());
     }
     if (!rollout.getShadowPhase()) {
-      stages(spec, since, evidence);
+      stages(spec, reference, since, evidence);
     }
     // Predictive validity first: a candidate that answers wrongly fails however fast it is.
     Validity validity = validity(spec, evidence);
@@ -95,8 +111,8 @@ final class RolloutEvidence {
    * This replica's queue and compute times of both versions over the step's closed intervals:
    * whether a slower candidate is slower in its model's run or in the gateway's queue.
    */
-  private void stages(RolloutSpec spec, long since, Evidence.Builder evidence) {
-    io.modelgate.proto.admin.v1.WindowStats b = stats.closedSince(spec.getModel(), spec.getBaseline(), since);
+  private void stages(RolloutSpec spec, long reference, long since, Evidence.Builder evidence) {
+    io.modelgate.proto.admin.v1.WindowStats b = stats.closedSince(spec.getModel(), reference, since);
     io.modelgate.proto.admin.v1.WindowStats c = stats.closedSince(spec.getModel(), spec.getCandidate(), since);
     if (b == null || c == null) {
       return;

@@ -53,4 +53,25 @@ class RolloutPrintTest {
     // Each line of the evidence labelled once.
     assertThat(text.split("evidence", -1)).hasSize(2);
   }
+
+  @Test
+  void aControlledRollout_namesItsControl_andTheVersionEachDecisionJudgedAgainst() {
+    Rollout rollout = Rollout.newBuilder().setModel("m").setState("RUNNING").setStepIndex(1)
+        .setSpec(RolloutSpec.newBuilder().setBaseline(1).setCandidate(2).setControl(3).addSteps(10).addSteps(75)
+            .addSteps(100).setIntervalS(60)
+            .setThresholds(Thresholds.newBuilder().setMinSamples(200).setMaxP99Ratio(1.1).setSignificance(0.01)))
+        .addDecisions(Decision.newBuilder().setTimeMs(1_800_000_060_000L).setStepPercent(10).setVerdict("ADVANCE")
+            .setReason("within thresholds").setEvidence(Evidence.newBuilder().setReference(3)
+                .setBaselineSamples(900).setCandidateSamples(910).setBaselineGoldenScore(-1).setCandidateGoldenScore(-1)))
+        .addDecisions(Decision.newBuilder().setTimeMs(1_800_000_120_000L).setStepPercent(75).setVerdict("WAIT")
+            .setReason("waiting").setEvidence(Evidence.newBuilder().setReference(1)
+                .setBaselineSamples(10).setCandidateSamples(30).setBaselineGoldenScore(-1).setCandidateGoldenScore(-1)))
+        .build();
+
+    String text = print(rollout);
+    assertThat(text).contains("control v3 (the baseline's model) takes the candidate's share at steps up to 50%");
+    assertThat(text).contains("evidence  against control v3 (the baseline's model at the candidate's share): its figures first");
+    // Once, at the step judged against the control.
+    assertThat(text.split("against control", -1)).hasSize(2);
+  }
 }

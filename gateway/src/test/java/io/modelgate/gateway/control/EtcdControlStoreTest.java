@@ -414,14 +414,9 @@ class EtcdControlStoreTest {
     io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
     try (Gateway a = Gateway.inProcess(root, root.resolve("state-fleet-a"), clock, settings("/fleet/", "a", etcd.endpoints(), PROBES));
         Gateway b = Gateway.inProcess(root, root.resolve("state-fleet-b"), clock, settings("/fleet/", "b", etcd.endpoints(), PROBES))) {
-      eventually("a judge is elected", () -> judges(a) || judges(b));
-      Gateway judge = judges(a) ? a : b;
-      Gateway other = judge == a ? b : a;
-      // Its scheduler would do this within a second: it starts judging (steps are judged after a
-      // whole interval of its own).
-      judge.server.control().tick();
-      RoutingPolicy baseline = set(other, policy(1, 0), 0);
-      eventually("the judge applies it", () -> revision(judge) == baseline.getRevision());
+      Gateway[] pair = judgeAndOther(a, b);
+      Gateway judge = pair[0];
+      Gateway other = pair[1];
       other.admin().startRollout(io.modelgate.proto.admin.v1.StartRolloutRequest.newBuilder()
           .setSpec(io.modelgate.proto.admin.v1.RolloutSpec.newBuilder()
               .setModel("m").setBaseline(1).setCandidate(2).addSteps(50).addSteps(100).setIntervalS(60)
@@ -470,6 +465,49 @@ class EtcdControlStoreTest {
   }
 
   @Test
+  void aControlledStep_isJudgedOnEveryReplicasSamplesOfTheControl(@TempDir Path models) throws Exception {
+    // Version 3: the baseline's model file loaded again, the rollout's control.
+    for (int version = 1; version <= 3; version++) {
+      Gateway.write(models, "m", version, Gateway.affine());
+    }
+    Files.writeString(models.resolve("m/model.yaml"), "max_batch_size: 0\n");
+    io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
+    try (Gateway a = Gateway.inProcess(models, root.resolve("state-control-a"), clock, settings("/control/", "a", etcd.endpoints(), PROBES));
+        Gateway b = Gateway.inProcess(models, root.resolve("state-control-b"), clock, settings("/control/", "b", etcd.endpoints(), PROBES))) {
+      Gateway[] pair = judgeAndOther(a, b);
+      Gateway judge = pair[0];
+      Gateway other = pair[1];
+      other.admin().startRollout(io.modelgate.proto.admin.v1.StartRolloutRequest.newBuilder()
+          .setSpec(io.modelgate.proto.admin.v1.RolloutSpec.newBuilder()
+              .setModel("m").setBaseline(1).setCandidate(2).setControl(3).addSteps(20).addSteps(100).setIntervalS(60)
+              .setThresholds(io.modelgate.proto.admin.v1.Thresholds.newBuilder()
+                  .setMinSamples(40).setMaxP99Ratio(100).setSignificance(1e-9)))
+          .build());
+      eventually("the judge routes the step", () -> judge.server.router().route("m").policy().getWeightsMap()
+          .equals(java.util.Map.of(1L, 60, 2L, 20, 3L, 20)));
+      // Traffic only on the replica that does not judge, and only to the candidate and the control.
+      for (int i = 0; i < 50; i++) {
+        for (String version : List.of("2", "3")) {
+          other.blocking().modelInfer(Tensors.affine(i, 1, 2).setModelName("m").setModelVersion(version).build());
+        }
+      }
+      eventually("the other replica publishes its samples", () -> publishes(other));
+      assertThat(judge.server.control().store().snapshots("m"))
+          .filteredOn(snapshot -> snapshot.getReplica().equals(other.server.control().replica()) && snapshot.hasStep())
+          .extracting(snapshot -> snapshot.getVersion()).containsExactlyInAnyOrder(2L, 3L);
+      clock.millis += 61_000;
+      judge.server.control().tick();
+      io.modelgate.proto.admin.v1.Rollout done = judge.server.control().rollout("m");
+      io.modelgate.proto.admin.v1.Decision last = done.getDecisions(done.getDecisionsCount() - 1);
+      assertThat(done.getState()).as(last.getReason()).isEqualTo("PROMOTED");
+      assertThat(last.getEvidence().getReference()).isEqualTo(3);
+      assertThat(last.getEvidence().getReplicas()).isEqualTo(2);
+      assertThat(last.getEvidence().getBaselineSamples()).isEqualTo(50);
+      assertThat(last.getEvidence().getCandidateSamples()).isEqualTo(50);
+    }
+  }
+
+  @Test
   void aVersionAReplicaForgets_leavesTheFleetsSnapshots_whileTheReplicaLives() throws Exception {
     io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
     try (Gateway a = Gateway.inProcess(root, root.resolve("state-forget-a"), clock, settings("/forget/", "a", etcd.endpoints(), PROBES));
@@ -488,6 +526,22 @@ class EtcdControlStoreTest {
       assertThat(b.server.control().store().snapshots("m")).extracting(s -> s.getReplica() + "/" + s.getVersion())
           .doesNotContain("a/1").contains("a/2");
     }
+  }
+
+  /**
+   * Once one of {@code a} and {@code b} is elected judge: the judge and the other, the judge
+   * judging, and the baseline (version 1) taking all traffic as a rollout needs.
+   */
+  private static Gateway[] judgeAndOther(Gateway a, Gateway b) throws Exception {
+    eventually("a judge is elected", () -> judges(a) || judges(b));
+    Gateway judge = judges(a) ? a : b;
+    Gateway other = judge == a ? b : a;
+    // Its scheduler would do this within a second: it starts judging (steps are judged after a
+    // whole interval of its own).
+    judge.server.control().tick();
+    RoutingPolicy baseline = set(other, policy(1, 0), 0);
+    eventually("the judge applies it", () -> revision(judge) == baseline.getRevision());
+    return new Gateway[] {judge, other};
   }
 
   /** Whether {@code replica} published its snapshots: false until it holds its replica lease. */

@@ -260,6 +260,126 @@ class RolloutTest {
         .hasMessageContaining("already running");
   }
 
+  /** Versions 1 and 2 as {@link #start}, and version 3 with {@code control}'s bytes. */
+  private void startWithControl(byte[] candidate, byte[] control) throws Exception {
+    Gateway.write(root, "m", 3, control);
+    start(candidate);
+  }
+
+  private void startWithControl(byte[] control) throws Exception {
+    startWithControl(Gateway.affine(), control);
+  }
+
+  private Rollout startControlled(long control, int... steps) {
+    RolloutSpec.Builder spec = RolloutSpec.newBuilder().setModel("m").setBaseline(1).setCandidate(2).setControl(control)
+        .setIntervalS(60)
+        .setThresholds(Thresholds.newBuilder().setMinSamples(40).setMaxP99Ratio(2.0).setSignificance(1e-6));
+    for (int step : steps) {
+      spec.addSteps(step);
+    }
+    return gateway.admin().startRollout(StartRolloutRequest.newBuilder().setSpec(spec).build());
+  }
+
+  /** Traffic pinned to {@code versions} in turn, {@code each} calls to each. */
+  private void pinned(int each, String... versions) {
+    for (int i = 0; i < each; i++) {
+      for (String version : versions) {
+        gateway.blocking().modelInfer(Tensors.affine(i, 1, 2).setModelName("m").setModelVersion(version).build());
+      }
+    }
+  }
+
+  @Test
+  void aControl_takesTheCandidatesShareUpToHalf_andTheCandidateIsJudgedAgainstIt_thenAgainstTheBaseline() throws Exception {
+    startWithControl(Gateway.affine());
+    Rollout started = startControlled(3, 10, 50, 60, 100);
+    assertThat(last(started).getReason()).contains("control 3 (the baseline's model) at the candidate's share up to 50%");
+    assertThat(routing().getWeightsMap()).containsExactlyInAnyOrderEntriesOf(java.util.Map.of(1L, 80, 2L, 10, 3L, 10));
+
+    // Only the control and the candidate answer in this step: judged against the baseline, the
+    // step would wait for its samples.
+    pinned(50, "2", "3");
+    Rollout first = endStep();
+    assertThat(last(first).getVerdict()).as(last(first).getReason()).isEqualTo("ADVANCE");
+    assertThat(last(first).getEvidence().getReference()).isEqualTo(3);
+    assertThat(last(first).getEvidence().getBaselineSamples()).isEqualTo(50);
+    // At 50% the control takes the other half: the baseline none.
+    assertThat(routing().getWeightsMap()).containsExactlyInAnyOrderEntriesOf(java.util.Map.of(2L, 50, 3L, 50));
+
+    pinned(50, "2", "3");
+    Rollout second = endStep();
+    assertThat(last(second).getVerdict()).as(last(second).getReason()).isEqualTo("ADVANCE");
+    assertThat(last(second).getEvidence().getReference()).isEqualTo(3);
+    // Above half: no control; the candidate is judged against the baseline again.
+    assertThat(routing().getWeightsMap()).containsExactlyInAnyOrderEntriesOf(java.util.Map.of(1L, 40, 2L, 60));
+
+    pinned(50, "3", "2");
+    Rollout waiting = endStep();
+    assertThat(last(waiting).getVerdict()).isEqualTo("WAIT");
+    assertThat(last(waiting).getReason()).contains("baseline 0/40");
+    pinned(50, "1", "2");
+    Rollout promoted = endStep();
+    assertThat(promoted.getState()).as(last(promoted).getReason()).isEqualTo("PROMOTED");
+    assertThat(last(promoted).getEvidence().getReference()).isEqualTo(1);
+    assertThat(routing().getWeightsMap()).containsOnlyKeys(2L);
+  }
+
+  @Test
+  void aSlowerCandidate_isRolledBackAgainstTheControl_atALowStep() throws Exception {
+    startWithControl(Gateway.slowAffine(240), Gateway.affine());
+    pinned(20, "1", "2", "3");
+    startControlled(3, 5, 25, 100);
+    pinned(300, "2", "3");
+    Rollout rolledBack = endStep();
+    assertThat(rolledBack.getState()).as(last(rolledBack).toString()).isEqualTo("ROLLED_BACK");
+    Evidence evidence = last(rolledBack).getEvidence();
+    assertThat(evidence.getReference()).isEqualTo(3);
+    assertThat(evidence.getP99Ratio()).isGreaterThan(2.0);
+    assertThat(evidence.getPValue()).isLessThan(1e-6);
+    assertThat(routing().getWeightsMap()).containsOnlyKeys(1L);
+  }
+
+  @Test
+  void aRolledBackOrAbortedRollout_leavesTheControlWithoutTraffic() throws Exception {
+    startWithControl(Gateway.affine());
+    startControlled(3, 25, 100);
+    assertThat(routing().getWeightsMap()).containsExactlyInAnyOrderEntriesOf(java.util.Map.of(1L, 50, 2L, 25, 3L, 25));
+    gateway.admin().abortRollout(AbortRolloutRequest.newBuilder().setModel("m").build());
+    assertThat(routing().getWeightsMap()).containsOnlyKeys(1L);
+  }
+
+  @Test
+  void aControl_mustBeAReadyCopyOfTheBaseline_takingNoTraffic() throws Exception {
+    startWithControl(Gateway.slowAffine(2));
+    assertThatThrownBy(() -> startControlled(3, 10, 100))
+        .isInstanceOfSatisfying(StatusRuntimeException.class,
+            e -> assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.FAILED_PRECONDITION))
+        .hasMessageContaining("control version 3 of model 'm' is not a copy of baseline version 1: their model.onnx files differ");
+    assertThatThrownBy(() -> startControlled(2, 10, 100))
+        .isInstanceOfSatisfying(StatusRuntimeException.class,
+            e -> assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.INVALID_ARGUMENT))
+        .hasMessageContaining("control version 2 (expected: a third version");
+    assertThatThrownBy(() -> startControlled(7, 10, 100))
+        .isInstanceOfSatisfying(StatusRuntimeException.class,
+            e -> assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.NOT_FOUND))
+        .hasMessageContaining("control version 7 of model 'm' does not exist");
+    // None started: the policy is the baseline's.
+    assertThatThrownBy(() -> gateway.admin().getRollout(GetRolloutRequest.newBuilder().setModel("m").build()))
+        .hasMessageContaining("model 'm' has no rollout");
+    assertThat(routing().getWeightsMap()).containsOnlyKeys(1L);
+  }
+
+  @Test
+  void aControlTakingTraffic_isRefused() throws Exception {
+    startWithControl(Gateway.affine());
+    gateway.admin().setRouting(SetRoutingRequest.newBuilder()
+        .setPolicy(RoutingPolicy.newBuilder().setModel("m").putWeights(1, 3).putWeights(3, 1)).setExpectedRevision(1).build());
+    assertThatThrownBy(() -> startControlled(3, 10, 100))
+        .isInstanceOfSatisfying(StatusRuntimeException.class,
+            e -> assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.FAILED_PRECONDITION))
+        .hasMessageContaining("the control (version 3) takes traffic");
+  }
+
   private static Decision last(Rollout rollout) {
     return rollout.getDecisions(rollout.getDecisionsCount() - 1);
   }
