@@ -1010,7 +1010,7 @@ final class AdminCommand implements Runnable {
       @Option(names = "--shadow-rate", defaultValue = "1", description = "Share of requests copied in the shadow phase. Default: ${DEFAULT-VALUE}.")
       double shadowRate;
       @Option(names = "--control", defaultValue = "0", paramLabel = "VERSION",
-          description = {"A version whose model file is the baseline's (loaded as another version). At steps of 50% or",
+          description = {"A version whose model file is the baseline's (loaded as another version). At steps of 50%% or",
               "less it takes the candidate's share from the baseline and the candidate is judged against it:",
               "both run as often. 0: none. Default: ${DEFAULT-VALUE}."})
       long control;

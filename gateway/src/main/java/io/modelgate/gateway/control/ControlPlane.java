@@ -525,7 +525,11 @@ public final class ControlPlane implements AutoCloseable {
                             : "candidate " + spec.getCandidate() + " at " + spec.getSteps(0) + "%")
                         + ", baseline " + spec.getBaseline()
                         + (spec.getControl() == 0 ? "" : ", control " + spec.getControl()
-                            + " (the baseline's model) at the candidate's share up to " + MAX_CONTROLLED_STEP + "%")))
+                            + " (the baseline's model) at the candidate's share up to " + MAX_CONTROLLED_STEP + "%")
+                        + (spec.getControl() == 0 && spec.getSteps(0) < LOW_STEP
+                            ? "; note: at a first step below " + LOW_STEP + "% without a control the candidate runs rarely"
+                                + " and computes slower than the busy baseline, whatever its model (see --control)"
+                            : "")))
             .build();
     AuditRecord started =
         AuditRecord.newBuilder()
@@ -792,6 +796,12 @@ public final class ControlPlane implements AutoCloseable {
    * which keeps the rest): above it, the candidate is judged against the baseline.
    */
   public static final int MAX_CONTROLLED_STEP = 50;
+
+  /**
+   * A first step below this share, without a control, is noted when the rollout starts: the
+   * candidate then runs rarely, which alone makes a model compute slower.
+   */
+  static final int LOW_STEP = 25;
 
   /**
    * That {@code control}'s model file is {@code baseline}'s, byte for byte: both read once, when a

@@ -193,7 +193,10 @@ class RolloutTest {
   @Test
   void anOperatorChange_stopsTheRollout() throws Exception {
     start(Gateway.affine());
-    startRollout(5, 100);
+    Rollout started = startRollout(5, 100);
+    // A low first step without a control is noted where it starts.
+    assertThat(last(started).getReason()).contains("note: at a first step below 25% without a control the candidate"
+        + " runs rarely and computes slower than the busy baseline, whatever its model (see --control)");
     long revision = routing().getRevision();
     gateway.admin().setRouting(SetRoutingRequest.newBuilder()
         .setPolicy(RoutingPolicy.newBuilder().setModel("m").putWeights(1, 1)).setExpectedRevision(revision).build());
@@ -294,6 +297,7 @@ class RolloutTest {
     startWithControl(Gateway.affine());
     Rollout started = startControlled(3, 10, 50, 60, 100);
     assertThat(last(started).getReason()).contains("control 3 (the baseline's model) at the candidate's share up to 50%");
+    assertThat(last(started).getReason()).doesNotContain("note:");
     assertThat(routing().getWeightsMap()).containsExactlyInAnyOrderEntriesOf(java.util.Map.of(1L, 80, 2L, 10, 3L, 10));
 
     // Only the control and the candidate answer in this step: judged against the baseline, the

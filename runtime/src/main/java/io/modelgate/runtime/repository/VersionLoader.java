@@ -1,6 +1,6 @@
 package io.modelgate.runtime.repository;
 
-import com.google.protobuf.ByteString;
+import com.google.protobuf.UnsafeByteOperations;
 import io.modelgate.proto.inference.ModelInferRequest;
 import io.modelgate.runtime.error.ModelLoadException;
 import io.modelgate.runtime.execution.Batch;
@@ -34,6 +34,9 @@ import org.slf4j.LoggerFactory;
  */
 final class VersionLoader {
   private static final Logger log = LoggerFactory.getLogger(VersionLoader.class);
+
+  /** The most bytes of inputs a warm-up batch may hold: 64 MiB. */
+  static final long WARM_UP_MAX_BYTES = 64L << 20;
 
   private final StageRecorder.Factory recorders;
 
@@ -141,23 +144,45 @@ final class VersionLoader {
    * dimension 1, so that the first client request does not pay for ONNX Runtime's first-run
    * allocations. With a second session, a batch of {@link OnnxModel#largeBatchRows} warms it, and
    * another ({@code largeOnFirst}) the first session's run of so large a batch, which the executors
-   * try there too. A model that rejects zeros still loads; the warning says so.
+   * try there too. A model that rejects zeros still loads; the warning says so. A model whose
+   * warm-up batch would hold more than {@value #WARM_UP_MAX_BYTES} bytes of inputs is not warmed
+   * (a large fixed input shape would otherwise take the heap the server serves from); the warning
+   * says so.
    */
   private static void warmUp(ModelVersion version, OnnxModel onnx, ModelSignature signature, int copies,
       boolean largeOnFirst) {
+    long[] bytes = new long[signature.inputs().size()];
+    long total = 0;
+    try {
+      for (int i = 0; i < bytes.length; i++) {
+        TensorSpec input = signature.inputs().get(i);
+        long elements = 1;
+        for (long dim : input.shape()) {
+          elements = Math.multiplyExact(elements, dim < 0 ? 1 : dim);
+        }
+        bytes[i] = Math.multiplyExact(elements, input.dataType().isVariableSize() ? 4 : input.dataType().elementSize());
+        total = Math.addExact(total, bytes[i]);
+      }
+      total = Math.multiplyExact(total, copies);
+    } catch (ArithmeticException overflow) {
+      total = Long.MAX_VALUE;
+    }
+    if (total > WARM_UP_MAX_BYTES) {
+      log.warn("{}: not warmed up: {} row{} of zeros would be {} MiB of inputs (at most {} MiB are warmed);"
+              + " the first requests pay for ONNX Runtime's first-run allocations",
+          version.label(), copies, copies == 1 ? "" : "s", total >> 20, WARM_UP_MAX_BYTES >> 20);
+      return;
+    }
     ModelInferRequest.Builder request = ModelInferRequest.newBuilder();
-    for (TensorSpec input : signature.inputs()) {
+    for (int i = 0; i < bytes.length; i++) {
+      TensorSpec input = signature.inputs().get(i);
       ModelInferRequest.InferInputTensor.Builder tensor =
           request.addInputsBuilder().setName(input.name()).setDatatype(input.dataType().wireName());
-      long elements = 1;
       for (long dim : input.shape()) {
-        long size = dim < 0 ? 1 : dim;
-        tensor.addShape(size);
-        elements *= size;
+        tensor.addShape(dim < 0 ? 1 : dim);
       }
-      int bytes =
-          (int) Math.min(Integer.MAX_VALUE, elements * (input.dataType().isVariableSize() ? 4 : input.dataType().elementSize()));
-      request.addRawInputContents(ByteString.copyFrom(new byte[bytes]));
+      // Zeros never written to: wrapped, not copied.
+      request.addRawInputContents(UnsafeByteOperations.unsafeWrap(new byte[(int) bytes[i]]));
     }
     try (OnnxBatchExecutor executor = largeOnFirst
         ? OnnxBatchExecutor.startingOnFirstSession(onnx, signature, version.label())

@@ -273,6 +273,33 @@ class ModelRepositoryTest {
   }
 
   @Test
+  void aModelWhoseWarmUpWouldTakeGigabytes_loadsUnwarmed_besideTheOthers() throws Exception {
+    TestModels.write(root, "good", 1, TestModels.affine());
+    // 600 million floats a row: 2.4 GB of zeros to warm it, more than a Java array holds (the
+    // warm-up had thrown OutOfMemoryError out of the load, leaving the version LOADING).
+    Path dir = Files.createDirectories(root.resolve("huge/1"));
+    Files.write(
+        dir.resolve("model.onnx"),
+        io.modelgate.runtime.onnx.OnnxGraphBuilder.create("huge", 17)
+            .input("x", io.modelgate.runtime.onnx.OnnxGraphBuilder.FLOAT, -1, 600_000_000)
+            .output("y", io.modelgate.runtime.onnx.OnnxGraphBuilder.FLOAT, -1, 600_000_000)
+            .node("Identity", java.util.List.of("x"), java.util.List.of("y"))
+            .build());
+    java.io.PrintStream original = System.err;
+    java.io.ByteArrayOutputStream captured = new java.io.ByteArrayOutputStream();
+    System.setErr(new java.io.PrintStream(captured, true, java.nio.charset.StandardCharsets.UTF_8));
+    try {
+      load();
+    } finally {
+      System.setErr(original);
+    }
+    assertThat(version("huge", 1).state()).isEqualTo(VersionState.READY);
+    assertThat(version("good", 1).state()).isEqualTo(VersionState.READY);
+    assertThat(captured.toString(java.nio.charset.StandardCharsets.UTF_8)).contains(
+        "not warmed up: 1 row of zeros would be 2288 MiB of inputs (at most 64 MiB are warmed)");
+  }
+
+  @Test
   void aFixedBatchDimension_meansNoBatching_soRequestsAreNeverMerged() throws Exception {
     Path dir = Files.createDirectories(root.resolve("fixed/1"));
     Files.write(
