@@ -87,7 +87,8 @@ final class RolloutEvidence {
     RolloutJudge.Judgement judged =
         rollout.getShadowPhase()
             ? judgeShadow(spec, shadowAgreement(spec, since, replicas))
-            : RolloutJudge.judge(spec.getThresholds(), baseline, candidate);
+            : RolloutJudge.judge(spec.getThresholds(), baseline, candidate,
+                reference == spec.getBaseline() ? "baseline" : "control");
     Evidence.Builder evidence = judged.evidence().toBuilder().setReplicas(replicas.size()).setReference(reference);
     if (!rollout.getShadowPhase() && baseline.fromMillis() > since) {
       evidence.setSamplesFromMs(baseline.fromMillis());

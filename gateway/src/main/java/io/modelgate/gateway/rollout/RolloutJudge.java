@@ -35,6 +35,16 @@ public final class RolloutJudge {
   private RolloutJudge() {}
 
   public static Judgement judge(Thresholds thresholds, VersionStats.Samples baseline, VersionStats.Samples candidate) {
+    return judge(thresholds, baseline, candidate, "baseline");
+  }
+
+  /**
+   * As {@link #judge(Thresholds, VersionStats.Samples, VersionStats.Samples)}, the reasons naming
+   * what the candidate is compared with: {@code "baseline"}, or {@code "control"} where a rollout's
+   * control took the candidate's share.
+   */
+  public static Judgement judge(Thresholds thresholds, VersionStats.Samples baseline, VersionStats.Samples candidate,
+      String reference) {
     long[] b = baseline.latenciesMicros().clone();
     long[] c = candidate.latenciesMicros().clone();
     Arrays.sort(b);
@@ -60,16 +70,16 @@ public final class RolloutJudge {
       return new Judgement(
           Verdict.WAIT,
           String.format(
-              "waiting for samples: baseline %d/%d, candidate %d/%d",
-              baseline.answers(), min, candidate.answers(), min),
+              "waiting for samples: %s %d/%d, candidate %d/%d",
+              reference, baseline.answers(), min, candidate.answers(), min),
           evidence.build());
     }
     if (candErrors > baseErrors + thresholds.getMaxErrorRateIncrease()) {
       return new Judgement(
           Verdict.FAIL,
           String.format(
-              "candidate error rate %.2f%% exceeds the baseline's %.2f%% by more than %.2f%%",
-              candErrors * 100, baseErrors * 100, thresholds.getMaxErrorRateIncrease() * 100),
+              "candidate error rate %.2f%% exceeds the %s's %.2f%% by more than %.2f%%",
+              candErrors * 100, reference, baseErrors * 100, thresholds.getMaxErrorRateIncrease() * 100),
           evidence.build());
     }
     double baseP99 = Math.max(percentile(b, 99), 1);
@@ -83,10 +93,10 @@ public final class RolloutJudge {
       return new Judgement(
           Verdict.FAIL,
           String.format(
-              "candidate p99 %.3f ms is %.2fx the baseline's %.3f ms (limit %.2fx) and its latencies"
+              "candidate p99 %.3f ms is %.2fx the %s's %.3f ms (limit %.2fx) and its latencies"
                   + " are significantly larger%s (Mann-Whitney p = %.2g < %.2g)",
-              percentile(c, 99) / 1000.0, ratio, baseP99 / 1000.0, thresholds.getMaxP99Ratio(),
-              margin > 0 ? " than the baseline's + " + percent(margin) : "",
+              percentile(c, 99) / 1000.0, ratio, reference, baseP99 / 1000.0, thresholds.getMaxP99Ratio(),
+              margin > 0 ? " than the " + reference + "'s + " + percent(margin) : "",
               test.pValue(), thresholds.getSignificance()),
           evidence.build());
     }
@@ -96,7 +106,7 @@ public final class RolloutJudge {
             "within thresholds: p99 ratio %.2f (limit %.2f), Mann-Whitney p = %.2g%s, error rates %.2f%%"
                 + " vs %.2f%%",
             ratio, thresholds.getMaxP99Ratio(), test.pValue(),
-            margin > 0 ? " (against the baseline's + " + percent(margin) + ")" : "",
+            margin > 0 ? " (against the " + reference + "'s + " + percent(margin) + ")" : "",
             candErrors * 100, baseErrors * 100),
         evidence.build());
   }
