@@ -35,6 +35,19 @@ class ModelRepositoryTest {
     return repository;
   }
 
+  /** {@link #load()}, and what it logged (the log goes to the process's standard error). */
+  private String loadLogging() throws IOException {
+    java.io.PrintStream original = System.err;
+    java.io.ByteArrayOutputStream captured = new java.io.ByteArrayOutputStream();
+    System.setErr(new java.io.PrintStream(captured, true, java.nio.charset.StandardCharsets.UTF_8));
+    try {
+      load();
+    } finally {
+      System.setErr(original);
+    }
+    return captured.toString(java.nio.charset.StandardCharsets.UTF_8);
+  }
+
   private ModelVersion version(String model, long number) {
     return repository.model(model).orElseThrow().version(number).orElseThrow();
   }
@@ -130,16 +143,9 @@ class ModelRepositoryTest {
 
   @Test
   void anEmptyRepositoryFolder_warns() throws Exception {
-    java.io.PrintStream original = System.err;
-    java.io.ByteArrayOutputStream captured = new java.io.ByteArrayOutputStream();
-    System.setErr(new java.io.PrintStream(captured, true, java.nio.charset.StandardCharsets.UTF_8));
-    try {
-      load();
-    } finally {
-      System.setErr(original);
-    }
+    String logged = loadLogging();
     assertThat(repository.models()).isEmpty();
-    assertThat(captured.toString(java.nio.charset.StandardCharsets.UTF_8)).contains("holds no model folders");
+    assertThat(logged).contains("holds no model folders");
   }
 
   @Test
@@ -285,17 +291,10 @@ class ModelRepositoryTest {
             .output("y", io.modelgate.runtime.onnx.OnnxGraphBuilder.FLOAT, -1, 600_000_000)
             .node("Identity", java.util.List.of("x"), java.util.List.of("y"))
             .build());
-    java.io.PrintStream original = System.err;
-    java.io.ByteArrayOutputStream captured = new java.io.ByteArrayOutputStream();
-    System.setErr(new java.io.PrintStream(captured, true, java.nio.charset.StandardCharsets.UTF_8));
-    try {
-      load();
-    } finally {
-      System.setErr(original);
-    }
+    String logged = loadLogging();
     assertThat(version("huge", 1).state()).isEqualTo(VersionState.READY);
     assertThat(version("good", 1).state()).isEqualTo(VersionState.READY);
-    assertThat(captured.toString(java.nio.charset.StandardCharsets.UTF_8)).contains(
+    assertThat(logged).contains(
         "not warmed up: 1 row of zeros would be 2288 MiB of inputs (at most 64 MiB are warmed)");
   }
 
