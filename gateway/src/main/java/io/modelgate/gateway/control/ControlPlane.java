@@ -460,15 +460,24 @@ public final class ControlPlane implements AutoCloseable {
    * @throws InferenceException INVALID_ARGUMENT for a malformed spec, NOT_FOUND for an unknown
    *     model, FAILED_PRECONDITION when a version is not READY or a rollout already runs
    */
-  public synchronized Rollout startRollout(RolloutSpec requested, String caller) {
+  public Rollout startRollout(RolloutSpec requested, String caller) {
     RolloutSpec spec = withDefaults(requested);
     validate(spec);
+    if (spec.getControl() != 0) {
+      // The model files are read before this plane's lock is taken: a large model's take seconds.
+      Model model = router.route(spec.getModel()).model();
+      ready(model, spec.getControl(), "control");
+      sameModel(model, spec.getBaseline(), spec.getControl());
+    }
+    return startValidated(spec, caller);
+  }
+
+  private synchronized Rollout startValidated(RolloutSpec spec, String caller) {
     Model model = router.route(spec.getModel()).model();
     ready(model, spec.getBaseline(), "baseline");
     ready(model, spec.getCandidate(), "candidate");
     if (spec.getControl() != 0) {
       ready(model, spec.getControl(), "control");
-      sameModel(model, spec.getBaseline(), spec.getControl());
     }
     Rollout existing = current(spec.getModel());
     if (existing != null && existing.getState().equals("RUNNING")) {

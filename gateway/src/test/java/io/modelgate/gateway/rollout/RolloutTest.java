@@ -71,11 +71,17 @@ class RolloutTest {
   }
 
   private Rollout startRollout(double maxP99Ratio, double significance, int... steps) {
+    return startJudged(maxP99Ratio, significance, 0, steps);
+  }
+
+  /** Version 2 against version 1, with {@code control} (0: none), 40 samples a step at least. */
+  private Rollout startJudged(double maxP99Ratio, double significance, long control, int... steps) {
     RolloutSpec.Builder spec =
         RolloutSpec.newBuilder()
             .setModel("m")
             .setBaseline(1)
             .setCandidate(2)
+            .setControl(control)
             .setIntervalS(60)
             .setThresholds(
                 Thresholds.newBuilder().setMinSamples(40).setMaxP99Ratio(maxP99Ratio).setSignificance(significance));
@@ -288,17 +294,7 @@ class RolloutTest {
   }
 
   private Rollout startControlled(long control, int... steps) {
-    return startControlled(2.0, EQUAL_SIGNIFICANCE, control, steps);
-  }
-
-  private Rollout startControlled(double maxP99Ratio, double significance, long control, int... steps) {
-    RolloutSpec.Builder spec = RolloutSpec.newBuilder().setModel("m").setBaseline(1).setCandidate(2).setControl(control)
-        .setIntervalS(60)
-        .setThresholds(Thresholds.newBuilder().setMinSamples(40).setMaxP99Ratio(maxP99Ratio).setSignificance(significance));
-    for (int step : steps) {
-      spec.addSteps(step);
-    }
-    return gateway.admin().startRollout(StartRolloutRequest.newBuilder().setSpec(spec).build());
+    return startJudged(2.0, EQUAL_SIGNIFICANCE, control, steps);
   }
 
   /** Traffic pinned to {@code versions} in turn, {@code each} calls to each. */
@@ -356,7 +352,7 @@ class RolloutTest {
     // of this shared machine cannot make it the candidate's).
     startWithControl(Gateway.slowAffine(240), Gateway.affine());
     pinned(20, "1", "2", "3");
-    startControlled(1.10, 1e-6, 3, 5, 25, 100);
+    startJudged(1.10, 1e-6, 3, 5, 25, 100);
     pinned(600, "2", "3");
     Rollout rolledBack = endStep();
     assertThat(rolledBack.getState()).as(last(rolledBack).toString()).isEqualTo("ROLLED_BACK");
