@@ -46,7 +46,8 @@ final class VersionLoader {
 
   /**
    * Opens the version's session, resolves its signature and batch policy, warms it up and starts
-   * its scheduler; the version becomes READY, or FAILED with the reason. Never throws.
+   * its scheduler; the version becomes READY, or FAILED with the reason. Throws only an {@link Error}
+   * that is not {@linkplain #survivable survivable}, after the version is FAILED.
    */
   void load(ModelVersion version, ModelSettings settings) {
     long start = System.nanoTime();
@@ -115,13 +116,34 @@ final class VersionLoader {
       version.failed(e.getMessage());
       log.error("{} FAILED: {}", version.label(), e.getMessage());
     } catch (RuntimeException e) {
-      if (onnx != null) {
-        onnx.close();
+      failed(version, onnx, e);
+    } catch (Error e) {
+      // A version too large for the heap, a model deep enough to overflow the stack, a native
+      // library missing: this version fails, and is not left LOADING (which no later load could
+      // leave) nor takes the server's start down with it.
+      failed(version, onnx, e);
+      if (!survivable(e)) {
+        throw e;
       }
-      String reason = "unexpected error while loading: " + e;
-      version.failed(reason);
-      log.error("{} FAILED: {}", version.label(), reason, e);
     }
+  }
+
+  /**
+   * Errors that a failed load leaves behind it: what this load allocated, recursed into or linked
+   * against is gone when its frames are. Other errors (the JVM's internal ones) are thrown on,
+   * after the version is FAILED.
+   */
+  static boolean survivable(Error e) {
+    return e instanceof OutOfMemoryError || e instanceof StackOverflowError || e instanceof LinkageError;
+  }
+
+  private static void failed(ModelVersion version, OnnxModel onnx, Throwable e) {
+    if (onnx != null) {
+      onnx.close();
+    }
+    String reason = "unexpected error while loading: " + e;
+    version.failed(reason);
+    log.error("{} FAILED: {}", version.label(), reason, e);
   }
 
   /**

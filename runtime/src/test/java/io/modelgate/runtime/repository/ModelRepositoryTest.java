@@ -6,6 +6,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import io.modelgate.runtime.error.ErrorCode;
 import io.modelgate.runtime.error.InferenceException;
 import io.modelgate.runtime.execution.InferenceRequest;
+import io.modelgate.runtime.execution.StageRecorder;
 import io.modelgate.runtime.onnx.SessionSettings;
 import io.modelgate.runtime.tensor.RequestDecoder;
 import io.modelgate.runtime.testing.Requests;
@@ -15,6 +16,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -443,6 +445,47 @@ class ModelRepositoryTest {
     assertThat(lenient.fallbackReason()).contains("no CUDA execution provider");
     assertThat(version("typo", 1).reason())
         .isEqualTo("model.yaml: execution_provider: 'gpu' (expected: cpu or cuda)");
+  }
+
+  /** Recorders whose {@code n}th creation (from 1) throws {@code error}, the others record nothing. */
+  private static StageRecorder.Factory throwingOnCreation(int n, Error error) {
+    AtomicInteger created = new AtomicInteger();
+    return (model, version) -> {
+      if (created.incrementAndGet() == n) {
+        throw error;
+      }
+      return StageRecorder.NONE;
+    };
+  }
+
+  @Test
+  void anOutOfMemoryErrorWhileLoading_failsTheVersionWithItsReason_andItLoadsAgainLater() throws Exception {
+    TestModels.write(root, "m", 1, TestModels.affine());
+    TestModels.write(root, "other", 1, TestModels.affine());
+    // The first version loaded ("m", in name order) runs out of heap; the start goes on.
+    repository = ModelRepository.load(root, ModelSettings.defaults(SessionSettings.DEFAULTS),
+        throwingOnCreation(1, new OutOfMemoryError("Java heap space")));
+    assertThat(version("m", 1).state()).isEqualTo(VersionState.FAILED);
+    assertThat(version("m", 1).reason())
+        .isEqualTo("unexpected error while loading: java.lang.OutOfMemoryError: Java heap space");
+    assertThat(version("other", 1).state()).isEqualTo(VersionState.READY);
+    assertThat(repository.loadVersion("m", 1).state()).isEqualTo(VersionState.READY);
+  }
+
+  @Test
+  void anErrorTheLoadCannotSurvive_isThrownOn_leavingTheVersionFailedNotLoading() throws Exception {
+    TestModels.write(root, "m", 1, TestModels.affine());
+    repository = ModelRepository.load(root, ModelSettings.defaults(SessionSettings.DEFAULTS),
+        throwingOnCreation(2, new InternalError("the JVM's own")));
+    TestModels.write(root, "m", 2, TestModels.affine());
+    assertThatThrownBy(() -> repository.loadVersion("m", 2))
+        .isInstanceOf(InternalError.class)
+        .hasMessage("the JVM's own");
+    assertThat(version("m", 2).state()).isEqualTo(VersionState.FAILED);
+    assertThat(version("m", 2).reason()).isEqualTo("unexpected error while loading: java.lang.InternalError: the JVM's own");
+    // Not stuck in LOADING: a later load is taken, and serves.
+    assertThat(repository.loadVersion("m", 2).state()).isEqualTo(VersionState.READY);
+    assertThat(version("m", 1).state()).isEqualTo(VersionState.READY);
   }
 
   @Test
