@@ -19,7 +19,7 @@ import java.util.List;
 /**
  * What a rollout's step is judged on, and the judgement: both versions' latencies and errors since
  * the step started — this replica's, and in a fleet the other replicas' samples of the same step
- * as they last published them — or, in a shadow phase, the candidate's shadow agreement; then
+ * as they last published them, each replica's weighed by the answers they stand for — or, in a shadow phase, the candidate's shadow agreement; then
  * both versions' golden-set scores, which fail a candidate that answers wrongly however fast it
  * is. The {@link ControlPlane} acts on the verdict (wait, roll back, advance, promote).
  *
@@ -65,8 +65,8 @@ final class RolloutEvidence {
     // Both over the same span: the step, or its end where a version's samples did not reach back.
     VersionStats.Samples[] local = VersionStats.alignedSince(
         stats.find(spec.getModel(), reference), stats.find(spec.getModel(), spec.getCandidate()), since);
-    VersionStats.Samples baseline = local[0];
-    VersionStats.Samples candidate = local[1];
+    List<VersionStats.Samples> baselines = new java.util.ArrayList<>(List.of(local[0]));
+    List<VersionStats.Samples> candidates = new java.util.ArrayList<>(List.of(local[1]));
     java.util.Set<String> replicas = new java.util.TreeSet<>(List.of(replica));
     if (store.shared()) {
       // The other replicas' samples of the same step, as they last published them.
@@ -75,15 +75,18 @@ final class RolloutEvidence {
           continue;
         }
         if (snapshot.getVersion() == reference) {
-          baseline = plus(baseline, snapshot.getStep());
+          baselines.add(samples(snapshot.getStep()));
         } else if (snapshot.getVersion() == spec.getCandidate()) {
-          candidate = plus(candidate, snapshot.getStep());
+          candidates.add(samples(snapshot.getStep()));
         } else {
           continue;
         }
         replicas.add(snapshot.getReplica());
       }
     }
+    // Each replica's samples weighed by the answers they stand for.
+    VersionStats.Samples baseline = VersionStats.Samples.pooled(baselines);
+    VersionStats.Samples candidate = VersionStats.Samples.pooled(candidates);
     RolloutJudge.Judgement judged =
         rollout.getShadowPhase()
             ? judgeShadow(spec, shadowAgreement(spec, since, replicas))
@@ -210,16 +213,11 @@ final class RolloutEvidence {
         measured + String.format(", at least %.2f%% required", t.getMinShadowAgreement() * 100), evidence);
   }
 
-  /**
-   * {@code samples} and another replica's samples of the same step, with the answers each stands
-   * for (a replica of before {@link StepSamples#getAnswers}: one each).
-   */
-  static VersionStats.Samples plus(VersionStats.Samples samples, StepSamples other) {
-    long[] theirs = Histograms.values(Histograms.decode(other.getLatenciesUs()));
-    long[] both = java.util.Arrays.copyOf(samples.latenciesMicros(), samples.latenciesMicros().length + theirs.length);
-    System.arraycopy(theirs, 0, both, samples.latenciesMicros().length, theirs.length);
-    long answers = other.getAnswers() > 0 ? other.getAnswers() : theirs.length + other.getErrors();
-    return new VersionStats.Samples(both, samples.errors() + other.getErrors(), samples.fromMillis(),
-        samples.answers() + answers);
+  /** Another replica's samples of a step, as it published them. */
+  static VersionStats.Samples samples(StepSamples published) {
+    long[] latencies = Histograms.values(Histograms.decode(published.getLatenciesUs()));
+    // A replica of before the field: each of its samples one answer.
+    long answers = published.getAnswers() > 0 ? published.getAnswers() : latencies.length + published.getErrors();
+    return new VersionStats.Samples(latencies, published.getErrors(), published.getSinceMs(), answers);
   }
 }

@@ -484,6 +484,66 @@ public final class VersionStats implements StageRecorder {
     public long total() {
       return latenciesMicros.length + errors;
     }
+
+    /**
+     * Samples of one range from several sources (a fleet's replicas, {@code sources.get(0)} this
+     * one), pooled so that every sample stands for as many answers as every other: each source
+     * keeps the share of its samples that the sparsest source's rate allows — an evenly spaced
+     * part of its latencies in sorted order (its distribution's shape kept) and its errors in the
+     * same proportion. Put side by side as they are, a quiet replica's every answer would weigh
+     * as much as one sampled answer of a busy one, and where the two serve at different speeds,
+     * the pool's latencies would be the quiet one's more than its answers are: a candidate whose
+     * share of the quiet replica's answers is larger would look slower than it is.
+     *
+     * @return the pooled samples: from the first source's {@code fromMillis}, standing for the
+     *     sum of the sources' answers
+     */
+    public static Samples pooled(List<Samples> sources) {
+      if (sources.size() == 1) {
+        return sources.get(0);
+      }
+      double sparsest = 1;
+      long answers = 0;
+      for (Samples source : sources) {
+        sparsest = Math.max(sparsest, answersPerSample(source));
+        answers += source.answers();
+      }
+      long[][] kept = new long[sources.size()][];
+      long errors = 0;
+      int length = 0;
+      for (int i = 0; i < kept.length; i++) {
+        Samples source = sources.get(i);
+        double share = answersPerSample(source) / sparsest;
+        kept[i] = evenlySpaced(source.latenciesMicros(), (int) Math.round(source.latenciesMicros().length * share));
+        errors += Math.round(source.errors() * share);
+        length += kept[i].length;
+      }
+      long[] latencies = new long[length];
+      int at = 0;
+      for (long[] part : kept) {
+        System.arraycopy(part, 0, latencies, at, part.length);
+        at += part.length;
+      }
+      return new Samples(latencies, errors, sources.get(0).fromMillis(), answers);
+    }
+
+    private static double answersPerSample(Samples samples) {
+      return samples.total() == 0 ? 1 : Math.max(1, samples.answers() / (double) samples.total());
+    }
+
+    /** {@code count} of {@code values}, evenly spaced in their sorted order: the middle of each of {@code count} equal parts. */
+    private static long[] evenlySpaced(long[] values, int count) {
+      if (count >= values.length) {
+        return values;
+      }
+      long[] sorted = values.clone();
+      java.util.Arrays.sort(sorted);
+      long[] out = new long[count];
+      for (int j = 0; j < count; j++) {
+        out[j] = sorted[(int) ((j + 0.5) * sorted.length / count)];
+      }
+      return out;
+    }
   }
 
   /** Closes the current interval. Rotator thread only. */
