@@ -118,7 +118,8 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
             .setModel(version.model())
             .setVersion(version.number())
             .setState(version.state().name())
-            .setReason(version.reason());
+            .setReason(version.reason())
+            .setCopyOf(version.copyOf());
     LoadedVersion loaded = version.loadedOrNull();
     if (loaded != null) {
       info.setExecutionProvider(loaded.executionProvider().configName())
@@ -247,7 +248,7 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
           }
         }
       }
-      return control.startRollout(request.getSpec(), AdminAuth.caller());
+      return versions.startRollout(request.getSpec(), AdminAuth.caller());
     });
   }
 

@@ -3,6 +3,8 @@ package io.modelgate.gateway.admin;
 import io.modelgate.gateway.control.ControlPlane;
 import io.modelgate.gateway.inference.RepositoryControl;
 import io.modelgate.gateway.routing.Route;
+import io.modelgate.proto.admin.v1.Rollout;
+import io.modelgate.proto.admin.v1.RolloutSpec;
 import io.modelgate.proto.inference.RepositoryIndexRequest;
 import io.modelgate.proto.inference.RepositoryIndexResponse;
 import io.modelgate.runtime.error.InferenceException;
@@ -12,30 +14,46 @@ import io.modelgate.runtime.repository.ModelVersion;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.ExecutorService;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * The one way versions are loaded and unloaded at run time, for the admin API and for the model
  * repository extension on the inference port: load (then let the routing policy serve whole again),
- * unload (draining first), each audited.
+ * unload (draining first), each audited; and the copies of a baseline's model that rollouts with
+ * {@code copy_control} run as their control: loaded before such a rollout starts, loaded on
+ * every other replica once it sees the rollout, unloaded once it ends ({@link #reconcileCopies}).
  *
  * <p>Loading and unloading block (an ONNX Runtime session loads, a queue drains). The admin API
- * calls them on its own executor; the inference port's repository calls run on this component's
- * single thread, one at a time, never on an event loop.
+ * calls them on its own executor; the inference port's repository calls and the copies'
+ * reconciling run on this component's single thread, one at a time, never on an event loop.
  */
 public final class VersionControl implements RepositoryControl, AutoCloseable {
+  private static final Logger log = LoggerFactory.getLogger(VersionControl.class);
+
+  /** What requests to a copy that is unloading are told. */
+  static final String COPY_UNLOADING = "the rollout it was the control of has ended";
+
   private final ModelRepository repository;
   private final ControlPlane policies;
   private final Duration drainTimeout;
-  private final ExecutorService worker =
-      Executors.newSingleThreadExecutor(
+  private final ScheduledExecutorService worker =
+      Executors.newSingleThreadScheduledExecutor(
           r -> {
             Thread t = new Thread(r, "modelgate-repository");
             t.setDaemon(true);
             return t;
           });
+  /** Per model, the copy a rollout's start has loaded and is starting with: not unloaded meanwhile. */
+  private final Map<String, Long> starting = new ConcurrentHashMap<>();
+  /** Per model, the start time of the rollout whose copy this replica last loaded or tried to. */
+  private final Map<String, Long> copied = new ConcurrentHashMap<>();
 
   public VersionControl(ModelRepository repository, ControlPlane policies, Duration drainTimeout) {
     this.repository = repository;
@@ -72,6 +90,121 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
     ModelVersion version = repository.unloadVersion(model, number, drainTimeout);
     policies.audit(caller, action, model, number, "unloaded after draining");
     return version;
+  }
+
+  /** Reconciles the copies every second from now on ({@link #reconcileCopies}); returns this. */
+  public VersionControl start() {
+    worker.scheduleWithFixedDelay(this::reconcileQuietly, 1, 1, TimeUnit.SECONDS);
+    return this;
+  }
+
+  /**
+   * Starts a rollout; one with {@code copy_control} after loading its control, the baseline's
+   * model file as version {@code control} (0: one above every version the model has, on disk or
+   * loaded, copies aside), the number the rollout then names. Blocks while the copy loads.
+   *
+   * @throws InferenceException as {@link ControlPlane#startRollout}, and FAILED_PRECONDITION when
+   *     the copy cannot be made or does not load
+   */
+  public Rollout startRollout(RolloutSpec requested, String caller) {
+    RolloutSpec spec = ControlPlane.validated(requested);
+    if (!spec.getCopyControl()) {
+      return policies.startRollout(spec, caller);
+    }
+    String name = spec.getModel();
+    Model model = repository.model(name).orElseThrow(() -> InferenceException.notFound("unknown model '" + name + "'"));
+    ControlPlane.requireReady(model, spec.getBaseline(), "baseline");
+    long number = spec.getControl() != 0 ? spec.getControl() : copyNumber(model);
+    if (starting.putIfAbsent(name, number) != null) {
+      throw InferenceException.failedPrecondition("a rollout of model '" + name + "' is being started; wait for it");
+    }
+    try {
+      ModelVersion copy = repository.loadCopy(name, number, spec.getBaseline());
+      policies.audit(caller, "LoadControl", name, number,
+          copy.state() + " as a copy of version " + spec.getBaseline() + " " + copy.reason());
+      if (!copy.isReady()) {
+        throw InferenceException.failedPrecondition("the control, baseline version " + spec.getBaseline()
+            + "'s model loaded again as version " + number + ", is " + copy.state() + ": " + copy.reason());
+      }
+      return policies.startRollout(spec.toBuilder().setControl(number).build(), caller);
+    } finally {
+      starting.remove(name, number);
+    }
+  }
+
+  /** One above every version of {@code model} that is not a copy, and every version folder it has. */
+  private long copyNumber(Model model) {
+    long highest = 0;
+    for (ModelVersion version : model.versions()) {
+      if (!version.isCopy()) {
+        highest = Math.max(highest, version.number());
+      }
+    }
+    for (long number : repository.versionsOnDisk(model.name())) {
+      highest = Math.max(highest, number);
+    }
+    return highest + 1;
+  }
+
+  private void reconcileQuietly() {
+    try {
+      reconcileCopies();
+    } catch (RuntimeException e) {
+      log.error("copies of rollouts' controls not reconciled (tried again in 1 s)", e);
+    }
+  }
+
+  /**
+   * Makes this replica's copies what its models' rollouts want: the control of a RUNNING rollout
+   * with {@code copy_control} loaded (tried once a rollout: a replica where it cannot load serves
+   * the rollout without it, the control's share going to the others it names), and every other
+   * READY copy unloaded after draining. Runs on this component's thread every second (see {@link
+   * #start}); tests call it directly.
+   */
+  public void reconcileCopies() {
+    for (Model model : repository.models()) {
+      String name = model.name();
+      Rollout rollout = policies.current(name);
+      // A running rollout's control is kept whoever made it (an operator may name a copy left
+      // READY); only one with copy_control has it loaded here.
+      boolean controlled = rollout != null && rollout.getState().equals("RUNNING") && rollout.getSpec().getControl() != 0;
+      boolean running = controlled && rollout.getSpec().getCopyControl();
+      Long pending = starting.get(name);
+      long wanted = controlled ? rollout.getSpec().getControl() : pending != null ? pending : 0;
+      long of = running ? rollout.getSpec().getBaseline() : 0;
+      for (ModelVersion version : model.versions()) {
+        if (version.isCopy() && version.isReady()
+            && (version.number() != wanted || (running && version.copyOf() != of))) {
+          try {
+            repository.unloadVersion(name, version.number(), drainTimeout, COPY_UNLOADING);
+            policies.audit(ControlPlane.ROLLOUT_CALLER, "UnloadControl", name, version.number(),
+                "the copy of version " + version.copyOf() + " unloaded: " + COPY_UNLOADING);
+          } catch (RuntimeException e) {
+            log.warn("{}: the copy not unloaded: {}", version.label(), e.getMessage());
+          }
+        }
+      }
+      if (running && !Long.valueOf(rollout.getStartedAtMs()).equals(copied.get(name))) {
+        copied.put(name, rollout.getStartedAtMs());
+        ModelVersion existing = model.version(wanted).orElse(null);
+        if (existing != null && existing.isReady() && existing.copyOf() == of) {
+          continue;
+        }
+        try {
+          ModelVersion copy = repository.loadCopy(name, wanted, of);
+          policies.refresh(name);
+          policies.audit(ControlPlane.ROLLOUT_CALLER, "LoadControl", name, wanted,
+              copy.state() + " as a copy of version " + of + " " + copy.reason());
+          if (!copy.isReady()) {
+            log.error("{}: the rollout's control did not load on this replica ({}); the rollout goes on here without it",
+                copy.label(), copy.reason());
+          }
+        } catch (RuntimeException e) {
+          log.error("model '{}': the rollout's control (version {}, a copy of version {}) not loaded on this replica: {};"
+              + " the rollout goes on here without it", name, wanted, of, e.getMessage());
+        }
+      }
+    }
   }
 
   @Override

@@ -153,7 +153,9 @@ final class AdminCommand implements Runnable {
                     : Long.toString(Integer.toUnsignedLong(policy.getWeightsOrDefault(v.getVersion(), 0)));
             out.printf("%-20s %-8d %-12s %-8s %-9s %-5s %-15s %s%n", model.getName(), v.getVersion(), v.getState(), weight,
                 v.getExecutionProvider().isEmpty() ? "-" : v.getExecutionProvider(),
-                v.getState().equals("READY") ? Integer.toString(v.getMaxBatchSize()) : "-", golden(v.getGolden()), v.getReason());
+                v.getState().equals("READY") ? Integer.toString(v.getMaxBatchSize()) : "-", golden(v.getGolden()),
+                v.getCopyOf() == 0 ? v.getReason()
+                    : (v.getReason().isEmpty() ? "" : v.getReason() + "; ") + "a copy of v" + v.getCopyOf() + " (a rollout's control)");
           }
           out.printf("%-20s routing revision %d: %s%n", "", policy.getRevision(), weights(policy));
           if (!model.getRoutingDegraded().isEmpty()) {
@@ -926,8 +928,9 @@ final class AdminCommand implements Runnable {
           s.getThresholds().getMaxErrorRateIncrease() * 100, s.getThresholds().getSignificance(),
           io.modelgate.gateway.rollout.RolloutJudge.percent(s.getThresholds().getLatencyMargin()), s.getThresholds().getMaxAccuracyDrop());
       if (s.getControl() != 0) {
-        out.printf("  control v%d (the baseline's model) takes the candidate's share at steps up to %d%%; the candidate is judged against it there%n",
-            s.getControl(), io.modelgate.gateway.control.ControlPlane.MAX_CONTROLLED_STEP);
+        out.printf("  control v%d (the baseline's model%s) takes the candidate's share at steps up to %d%%; the candidate is judged against it there%n",
+            s.getControl(), s.getCopyControl() ? ", loaded again by the gateway until the rollout ends" : "",
+            io.modelgate.gateway.control.ControlPlane.MAX_CONTROLLED_STEP);
       }
       if (s.getThresholds().getMinShadowAgreement() > 0) {
         out.printf("  shadow phase first: %.0f%% of requests copied to the candidate; live once %.2f%% of %d copies agree%n",
@@ -1009,17 +1012,27 @@ final class AdminCommand implements Runnable {
       double shadowAgreement;
       @Option(names = "--shadow-rate", defaultValue = "1", description = "Share of requests copied in the shadow phase. Default: ${DEFAULT-VALUE}.")
       double shadowRate;
-      @Option(names = "--control", defaultValue = "0", paramLabel = "VERSION",
+      @Option(names = "--control", defaultValue = "0", paramLabel = "VERSION|copy",
           description = {"A version whose model file is the baseline's (loaded as another version). At steps of 50%% or",
               "less it takes the candidate's share from the baseline and the candidate is judged against it:",
-              "both run as often. 0: none. Default: ${DEFAULT-VALUE}."})
-      long control;
+              "both run as often. copy: the gateway loads the baseline's model again itself, on every replica,",
+              "as the version above every other, and unloads it when the rollout ends. 0: none. Default: ${DEFAULT-VALUE}."})
+      String control;
 
       @Override
       public Integer call() throws Exception {
+        boolean copyControl = control.equals("copy");
+        long controlNumber;
+        try {
+          controlNumber = copyControl ? 0 : Long.parseLong(control);
+        } catch (NumberFormatException e) {
+          throw new picocli.CommandLine.ParameterException(spec.commandLine(),
+              "Invalid value for option '--control': '" + control + "' (expected: a version number, 0 for none, or copy)");
+        }
         return execute(rollout.admin, spec, (client, out) -> print(out, client.call().startRollout(
             StartRolloutRequest.newBuilder().setSpec(RolloutSpec.newBuilder()
-                .setModel(model).setBaseline(baseline).setCandidate(candidate).setControl(control).addAllSteps(steps)
+                .setModel(model).setBaseline(baseline).setCandidate(candidate)
+                .setControl(controlNumber).setCopyControl(copyControl).addAllSteps(steps)
                 .setIntervalS((int) Math.max(1, interval.toSeconds()))
                 .setShadowRate(shadowAgreement > 0 ? shadowRate : 0)
                 .setThresholds(Thresholds.newBuilder().setMinSamples(minSamples).setMaxP99Ratio(maxP99Ratio)

@@ -57,7 +57,7 @@ public final class ControlPlane implements AutoCloseable {
   /** Earlier policies kept per model for rollback. */
   static final int HISTORY = 32;
   /** The caller rollouts record in policies and the audit log. */
-  static final String ROLLOUT_CALLER = "rollout";
+  public static final String ROLLOUT_CALLER = "rollout";
 
   private final Router router;
   private final ControlStore store;
@@ -461,23 +461,45 @@ public final class ControlPlane implements AutoCloseable {
    *     model, FAILED_PRECONDITION when a version is not READY or a rollout already runs
    */
   public Rollout startRollout(RolloutSpec requested, String caller) {
-    RolloutSpec spec = withDefaults(requested);
-    validate(spec);
+    RolloutSpec spec = validated(requested);
+    if (spec.getCopyControl() && spec.getControl() == 0) {
+      throw InferenceException.invalidArgument(
+          "copy_control without the control's number (the admin service loads the copy and names it)");
+    }
     if (spec.getControl() != 0) {
-      // The model files are read before this plane's lock is taken: a large model's take seconds.
       Model model = router.route(spec.getModel()).model();
-      ready(model, spec.getControl(), "control");
-      sameModel(model, spec.getBaseline(), spec.getControl());
+      requireReady(model, spec.getControl(), "control");
+      ModelVersion control = model.version(spec.getControl()).orElseThrow();
+      if (spec.getCopyControl() && control.copyOf() != spec.getBaseline()) {
+        throw InferenceException.failedPrecondition("control version " + spec.getControl() + " of model '"
+            + model.name() + "' is not the gateway's copy of baseline version " + spec.getBaseline());
+      }
+      if (control.copyOf() != spec.getBaseline()) {
+        // The model files are read before this plane's lock is taken: a large model's take seconds.
+        sameModel(model, spec.getBaseline(), spec.getControl());
+      }
     }
     return startValidated(spec, caller);
   }
 
+  /**
+   * {@code requested} with its defaults filled in ({@link #withDefaults(RolloutSpec)}), checked
+   * for what it says on its own (the versions' states are checked when it starts).
+   *
+   * @throws InferenceException INVALID_ARGUMENT for a malformed spec
+   */
+  public static RolloutSpec validated(RolloutSpec requested) {
+    RolloutSpec spec = withDefaults(requested);
+    validate(spec);
+    return spec;
+  }
+
   private synchronized Rollout startValidated(RolloutSpec spec, String caller) {
     Model model = router.route(spec.getModel()).model();
-    ready(model, spec.getBaseline(), "baseline");
-    ready(model, spec.getCandidate(), "candidate");
+    requireReady(model, spec.getBaseline(), "baseline");
+    requireReady(model, spec.getCandidate(), "candidate");
     if (spec.getControl() != 0) {
-      ready(model, spec.getControl(), "control");
+      requireReady(model, spec.getControl(), "control");
     }
     Rollout existing = current(spec.getModel());
     if (existing != null && existing.getState().equals("RUNNING")) {
@@ -534,7 +556,8 @@ public final class ControlPlane implements AutoCloseable {
                             : "candidate " + spec.getCandidate() + " at " + spec.getSteps(0) + "%")
                         + ", baseline " + spec.getBaseline()
                         + (spec.getControl() == 0 ? "" : ", control " + spec.getControl()
-                            + " (the baseline's model) at the candidate's share up to " + MAX_CONTROLLED_STEP + "%")
+                            + (spec.getCopyControl() ? " (the baseline's model, loaded again by the gateway)" : " (the baseline's model)")
+                            + " at the candidate's share up to " + MAX_CONTROLLED_STEP + "%")
                         + (spec.getControl() == 0 && spec.getSteps(0) < LOW_STEP
                             ? "; note: at a first step below " + LOW_STEP + "% without a control the candidate runs rarely"
                                 + " and computes slower than the busy baseline, whatever its model (see --control)"
@@ -833,7 +856,14 @@ public final class ControlPlane implements AutoCloseable {
     }
   }
 
-  private static void ready(Model model, long number, String role) {
+  /**
+   * That version {@code number} of {@code model}, a rollout's {@code role} (baseline, candidate,
+   * control), is READY.
+   *
+   * @throws InferenceException NOT_FOUND where it does not exist, FAILED_PRECONDITION where it is
+   *     not READY
+   */
+  public static void requireReady(Model model, long number, String role) {
     ModelVersion version =
         model
             .version(number)

@@ -442,6 +442,9 @@ public final class GatewayServer {
     b.gatewayMetrics = new GatewayMetrics(stats.prometheus(), repository, b.router, b.control, state, b.golden);
     new VersionRetirement(stats, b.usage, b.gatewayMetrics, VersionRetirement.AFTER).start(repository);
     b.versions = new io.modelgate.gateway.admin.VersionControl(repository, b.control, drainTimeout);
+    if (stats.background()) {
+      b.versions.start();
+    }
     b.fleet = new io.modelgate.gateway.control.Fleet(b.control, stats, stats.clock(), stats.background());
     ConnectionLimit metricsLimit = adminSettings.metricsPort() < 0 ? null
         : new ConnectionLimit("metrics", transports.metricsConnections(), transports.metricsConnectionRate(), RefusalReply.HTTP)
@@ -658,6 +661,11 @@ public final class GatewayServer {
   }
 
   /** The owner of routing policies, rollouts and their persistence. */
+  /** How versions are loaded and unloaded at run time, and rollouts' copied controls reconciled. */
+  public io.modelgate.gateway.admin.VersionControl versions() {
+    return versions;
+  }
+
   public ControlPlane control() {
     return control;
   }

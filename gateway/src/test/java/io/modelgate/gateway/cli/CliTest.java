@@ -194,6 +194,21 @@ class CliTest {
     // Leave version 2 with all traffic, as the other tests expect.
     Run promote = run(admin("promote", "--model", "cnn_mnist", "--version", "2"));
     assertThat(promote.out()).contains("weights: v2=1 (100.0%)");
+
+    // A control the gateway makes: the baseline's model loaded again, as version 3.
+    Run badControl = run(admin("rollout", "start", "--model", "cnn_mnist", "--baseline", "2", "--candidate", "1",
+        "--steps", "10,100", "--control", "three"));
+    assertThat(badControl.exitCode()).isEqualTo(2);
+    assertThat(badControl.err()).contains("Invalid value for option '--control': 'three' (expected: a version number, 0 for none, or copy)");
+    Run copied = run(admin("rollout", "start", "--model", "cnn_mnist", "--baseline", "2", "--candidate", "1",
+        "--steps", "10,100", "--interval", "60s", "--control", "copy"));
+    assertThat(copied.exitCode()).as(copied.err()).isZero();
+    assertThat(copied.out()).contains("control v3 (the baseline's model, loaded again by the gateway until the rollout ends)");
+    Run listed = run(admin("models"));
+    assertThat(listed.out()).containsPattern("cnn_mnist +3 +READY +10 .*a copy of v2 \\(a rollout's control\\)");
+    run(admin("rollout", "abort", "--model", "cnn_mnist"));
+    gateway.server.versions().reconcileCopies();
+    assertThat(run(admin("models")).out()).containsPattern("cnn_mnist +3 +UNAVAILABLE .*unloaded; a copy of v2");
   }
 
   @Test

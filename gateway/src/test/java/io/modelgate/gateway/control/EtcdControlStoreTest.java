@@ -508,6 +508,63 @@ class EtcdControlStoreTest {
   }
 
   @Test
+  void aCopiedControl_isLoadedOnEveryReplica_andUnloadedOnEveryOneWhenTheRolloutEnds(@TempDir Path models) throws Exception {
+    for (int version = 1; version <= 2; version++) {
+      Gateway.write(models, "m", version, Gateway.affine());
+    }
+    Files.writeString(models.resolve("m/model.yaml"), "max_batch_size: 0\n");
+    io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
+    try (Gateway a = Gateway.inProcess(models, root.resolve("state-copy-a"), clock, settings("/copy/", "a", etcd.endpoints(), PROBES));
+        Gateway b = Gateway.inProcess(models, root.resolve("state-copy-b"), clock, settings("/copy/", "b", etcd.endpoints(), PROBES))) {
+      Gateway[] pair = judgeAndOther(a, b);
+      Gateway judge = pair[0];
+      Gateway other = pair[1];
+      io.modelgate.proto.admin.v1.Rollout started = other.admin().startRollout(io.modelgate.proto.admin.v1.StartRolloutRequest.newBuilder()
+          .setSpec(io.modelgate.proto.admin.v1.RolloutSpec.newBuilder()
+              .setModel("m").setBaseline(1).setCandidate(2).setCopyControl(true).addSteps(20).addSteps(100).setIntervalS(60)
+              .setThresholds(io.modelgate.proto.admin.v1.Thresholds.newBuilder()
+                  .setMinSamples(40).setMaxP99Ratio(100).setSignificance(1e-9)))
+          .build());
+      assertThat(started.getSpec().getControl()).isEqualTo(3);
+      // The judge has the step's routing, but no copy yet: its route leaves version 3 out.
+      eventually("the judge routes the step", () -> judge.server.router().route("m").policy().getWeightsMap()
+          .equals(java.util.Map.of(1L, 60, 2L, 20, 3L, 20)));
+      assertThat(judge.server.router().route("m").degraded()).contains("version 3");
+      judge.server.versions().reconcileCopies();
+      io.modelgate.runtime.repository.ModelVersion copy = judge.server.router().route("m").model().version(3).orElseThrow();
+      assertThat(copy.isReady()).isTrue();
+      assertThat(copy.copyOf()).isEqualTo(1);
+      assertThat(judge.server.router().route("m").degraded()).isNull();
+
+      // Each replica's copy answers its share.
+      for (Gateway replica : List.of(judge, other)) {
+        for (int i = 0; i < 25; i++) {
+          for (String version : List.of("2", "3")) {
+            replica.blocking().modelInfer(Tensors.affine(i, 1, 2).setModelName("m").setModelVersion(version).build());
+          }
+        }
+      }
+      eventually("the other replica publishes its samples", () -> publishes(other));
+      clock.millis += 61_000;
+      judge.server.control().tick();
+      io.modelgate.proto.admin.v1.Rollout done = judge.server.control().rollout("m");
+      io.modelgate.proto.admin.v1.Decision last = done.getDecisions(done.getDecisionsCount() - 1);
+      assertThat(done.getState()).as(last.getReason()).isEqualTo("PROMOTED");
+      assertThat(last.getEvidence().getReference()).isEqualTo(3);
+      assertThat(last.getEvidence().getReplicas()).isEqualTo(2);
+      assertThat(last.getEvidence().getBaselineSamples()).isEqualTo(50);
+
+      // Once each replica sees the rollout ended, its copy goes.
+      eventually("the other replica sees the promotion", () -> other.server.control().rollout("m").getState().equals("PROMOTED"));
+      for (Gateway replica : List.of(judge, other)) {
+        replica.server.versions().reconcileCopies();
+        assertThat(replica.server.router().route("m").model().version(3).orElseThrow().state())
+            .isEqualTo(io.modelgate.runtime.repository.VersionState.UNAVAILABLE);
+      }
+    }
+  }
+
+  @Test
   void aVersionAReplicaForgets_leavesTheFleetsSnapshots_whileTheReplicaLives() throws Exception {
     io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
     try (Gateway a = Gateway.inProcess(root, root.resolve("state-forget-a"), clock, settings("/forget/", "a", etcd.endpoints(), PROBES));

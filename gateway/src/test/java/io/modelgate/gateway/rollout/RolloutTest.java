@@ -406,6 +406,89 @@ class RolloutTest {
         .hasMessageContaining("the control (version 3) takes traffic");
   }
 
+  /** As {@link #startJudged}, the control a copy of the baseline that the gateway loads. */
+  private Rollout startCopied(int... steps) {
+    RolloutSpec.Builder spec = RolloutSpec.newBuilder().setModel("m").setBaseline(1).setCandidate(2).setCopyControl(true)
+        .setIntervalS(60)
+        .setThresholds(Thresholds.newBuilder().setMinSamples(40).setMaxP99Ratio(2.0).setSignificance(EQUAL_SIGNIFICANCE));
+    for (int step : steps) {
+      spec.addSteps(step);
+    }
+    return gateway.admin().startRollout(StartRolloutRequest.newBuilder().setSpec(spec).build());
+  }
+
+  private io.modelgate.runtime.repository.ModelVersion version(long number) {
+    return gateway.server.router().route("m").model().version(number).orElseThrow();
+  }
+
+  @Test
+  void aCopiedControl_isLoadedForTheRollout_judgedAgainst_andUnloadedWhenItEnds() throws Exception {
+    start(Gateway.affine());
+    Rollout started = startCopied(10, 100);
+    // Version 3: one above the model's two, the baseline's file loaded again.
+    assertThat(started.getSpec().getControl()).isEqualTo(3);
+    assertThat(version(3).isReady()).isTrue();
+    assertThat(version(3).copyOf()).isEqualTo(1);
+    assertThat(last(started).getReason()).contains("control 3 (the baseline's model, loaded again by the gateway)");
+    assertThat(routing().getWeightsMap()).containsExactlyInAnyOrderEntriesOf(java.util.Map.of(1L, 80, 2L, 10, 3L, 10));
+    var listed = gateway.admin().listModels(io.modelgate.proto.admin.v1.ListModelsRequest.getDefaultInstance())
+        .getModelsList().get(0).getVersionsList();
+    assertThat(listed).extracting(v -> v.getVersion() + "/" + v.getState() + "/" + v.getCopyOf())
+        .containsExactly("1/READY/0", "2/READY/0", "3/READY/1");
+    // While the rollout runs, reconciling keeps it.
+    gateway.server.versions().reconcileCopies();
+    assertThat(version(3).isReady()).isTrue();
+
+    pinned(50, "2", "3");
+    Rollout promoted = endStep();
+    assertThat(promoted.getState()).as(last(promoted).getReason()).isEqualTo("PROMOTED");
+    assertThat(last(promoted).getEvidence().getReference()).isEqualTo(3);
+    // Once the rollout has ended, the copy goes (the server reconciles every second).
+    assertThat(version(3).isReady()).isTrue();
+    gateway.server.versions().reconcileCopies();
+    assertThat(version(3).state()).isEqualTo(io.modelgate.runtime.repository.VersionState.UNAVAILABLE);
+    assertThat(routing().getWeightsMap()).containsOnlyKeys(2L);
+
+    // The next rollout's copy takes the same number again: a copy of the new baseline, 2.
+    gateway.admin().setRouting(SetRoutingRequest.newBuilder()
+        .setPolicy(RoutingPolicy.newBuilder().setModel("m").putWeights(2, 1)).setExpectedRevision(routing().getRevision()).build());
+    Rollout back = gateway.admin().startRollout(StartRolloutRequest.newBuilder().setSpec(started.getSpec().toBuilder()
+        .setBaseline(2).setCandidate(1).setControl(0)).build());
+    assertThat(back.getSpec().getControl()).isEqualTo(3);
+    assertThat(version(3).copyOf()).isEqualTo(2);
+    assertThat(routing().getWeightsMap()).containsExactlyInAnyOrderEntriesOf(java.util.Map.of(2L, 80, 1L, 10, 3L, 10));
+    gateway.admin().abortRollout(AbortRolloutRequest.newBuilder().setModel("m").build());
+    gateway.server.versions().reconcileCopies();
+    assertThat(version(3).isReady()).isFalse();
+  }
+
+  @Test
+  void aCopiedControl_whoseRolloutDoesNotStart_isUnloaded() throws Exception {
+    start(Gateway.affine());
+    // The candidate already takes traffic: the start is refused after the copy loaded.
+    gateway.admin().setRouting(SetRoutingRequest.newBuilder()
+        .setPolicy(RoutingPolicy.newBuilder().setModel("m").putWeights(1, 1).putWeights(2, 1)).setExpectedRevision(1).build());
+    assertThatThrownBy(() -> startCopied(10, 100))
+        .isInstanceOfSatisfying(StatusRuntimeException.class,
+            e -> assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.FAILED_PRECONDITION))
+        .hasMessageContaining("Route the traffic to the baseline first");
+    assertThat(version(3).isReady()).isTrue();
+    gateway.server.versions().reconcileCopies();
+    assertThat(version(3).isReady()).isFalse();
+    // A version folder of the number asked for is not copied over.
+    Gateway.write(root, "m", 4, Gateway.affine());
+    assertThatThrownBy(() -> gateway.admin().startRollout(StartRolloutRequest.newBuilder().setSpec(
+            RolloutSpec.newBuilder().setModel("m").setBaseline(1).setCandidate(2).setCopyControl(true).setControl(4)
+                .addSteps(10).addSteps(100)).build()))
+        .isInstanceOfSatisfying(StatusRuntimeException.class,
+            e -> assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.FAILED_PRECONDITION))
+        .hasMessageContaining("model 'm' has a version folder m/4; a copy takes a number that no folder has");
+    // Without a number, the copy takes one above that folder's.
+    gateway.admin().setRouting(SetRoutingRequest.newBuilder()
+        .setPolicy(RoutingPolicy.newBuilder().setModel("m").putWeights(1, 1)).setExpectedRevision(routing().getRevision()).build());
+    assertThat(startCopied(10, 100).getSpec().getControl()).isEqualTo(5);
+  }
+
   private static Decision last(Rollout rollout) {
     return rollout.getDecisions(rollout.getDecisionsCount() - 1);
   }

@@ -60,7 +60,7 @@ public final class Model {
     return Optional.ofNullable(snapshot.byNumber().get(number));
   }
 
-  /** The highest-numbered READY version, if any. */
+  /** The highest-numbered READY version, if any, copies aside ({@link ModelVersion#copyOf}). */
   public Optional<ModelVersion> latestReady() {
     return Optional.ofNullable(latestReadyOrNull());
   }
@@ -68,7 +68,7 @@ public final class Model {
   /** The highest-numbered READY version, or null: {@link #latestReady} without allocating. */
   public ModelVersion latestReadyOrNull() {
     for (ModelVersion version : snapshot.newestFirst()) {
-      if (version.isReady()) {
+      if (version.isReady() && !version.isCopy()) {
         return version;
       }
     }

@@ -142,8 +142,9 @@ public final class ModelRepository {
 
   /**
    * Loads version {@code number} of {@code modelName} from its folder, re-reading the model's
-   * {@code model.yaml}: a new version, or one that was unloaded or failed. A READY version is left
-   * as it is. Blocks while the session loads; never call it on the request path.
+   * {@code model.yaml}: a new version, or one that was unloaded or failed (a copy that was, loaded
+   * now from its own folder). A READY version is left as it is. Blocks while the session loads;
+   * never call it on the request path.
    *
    * @throws InferenceException NOT_FOUND for an unknown model or a missing folder,
    *     FAILED_PRECONDITION for a version that is loading or unloading
@@ -153,28 +154,67 @@ public final class ModelRepository {
     Path dir = root.resolve(modelName).resolve(Long.toString(number));
     synchronized (model) {
       ModelVersion existing = model.version(number).orElse(null);
-      if (existing == null && !Files.isDirectory(dir)) {
+      if (existing != null && existing.isReady()) {
+        return existing;
+      }
+      if (!Files.isDirectory(dir) && (existing == null || existing.isCopy())) {
         throw InferenceException.notFound(
             "model '" + modelName + "' has no version folder " + modelName + "/" + number
                 + " in the repository");
       }
-      ModelVersion version = existing != null ? existing : model.versionOrAdd(number, dir);
-      VersionState state = version.state();
-      if (state == VersionState.READY) {
-        return version;
-      }
-      if (state == VersionState.UNLOADING || (state == VersionState.LOADING && existing != null)) {
-        throw InferenceException.failedPrecondition(version.label() + " is " + state);
-      }
-      version.loading();
-      try {
-        new VersionLoader(recorders).load(version, ModelConfigFile.read(root.resolve(modelName), defaults));
-      } catch (InvalidConfigException e) {
-        version.failed(e.getMessage());
-        log.error("{} FAILED: {}", version.label(), e.getMessage());
-      }
-      return version;
+      return load(model, number, existing, dir, 0);
     }
+  }
+
+  /**
+   * Loads the model file of version {@code of} of {@code modelName} a second time, as version
+   * {@code number}, which no folder of the repository has: a rollout's control, the baseline's
+   * model run at the candidate's share. It is served, counted and unloaded like any version, but
+   * is never the model's latest READY version (a request naming no version, the default routing).
+   * A READY copy of {@code of} is left as it is. Blocks while the session loads; never call it on
+   * the request path.
+   *
+   * @throws InferenceException NOT_FOUND for an unknown model or source version,
+   *     FAILED_PRECONDITION where {@code number} has a folder, is a version of its own, is loading
+   *     or unloading, or is a copy of another version
+   */
+  public ModelVersion loadCopy(String modelName, long number, long of) {
+    Model model = model(modelName).orElseThrow(() -> unknownModel(modelName));
+    synchronized (model) {
+      ModelVersion source = model.version(of).filter(v -> !v.isCopy()).orElseThrow(
+          () -> InferenceException.notFound("model '" + modelName + "' has no version " + of + " to copy"));
+      if (Files.isDirectory(root.resolve(modelName).resolve(Long.toString(number)))) {
+        throw InferenceException.failedPrecondition(
+            "model '" + modelName + "' has a version folder " + modelName + "/" + number
+                + "; a copy takes a number that no folder has");
+      }
+      ModelVersion existing = model.version(number).orElse(null);
+      if (existing != null && existing.isReady() && existing.copyOf() == of) {
+        return existing;
+      }
+      if (existing != null && existing.isReady()) {
+        throw InferenceException.failedPrecondition(
+            existing.label() + " is READY" + (existing.isCopy() ? " as a copy of version " + existing.copyOf() : "")
+                + "; unload it first");
+      }
+      return load(model, number, existing, source.directory(), of);
+    }
+  }
+
+  /** Loads a version that is not READY from {@code dir}; under {@code model}'s lock. */
+  private ModelVersion load(Model model, long number, ModelVersion existing, Path dir, long copyOf) {
+    if (existing != null && (existing.state() == VersionState.UNLOADING || existing.state() == VersionState.LOADING)) {
+      throw InferenceException.failedPrecondition(existing.label() + " is " + existing.state());
+    }
+    ModelVersion version = existing != null ? existing : model.versionOrAdd(number, dir);
+    version.loading(dir, copyOf);
+    try {
+      new VersionLoader(recorders).load(version, ModelConfigFile.read(root.resolve(model.name()), defaults));
+    } catch (InvalidConfigException e) {
+      version.failed(e.getMessage());
+      log.error("{} FAILED: {}", version.label(), e.getMessage());
+    }
+    return version;
   }
 
   /**
@@ -210,6 +250,14 @@ public final class ModelRepository {
    *     version that is not READY
    */
   public ModelVersion unloadVersion(String modelName, long number, Duration drainTimeout) {
+    return unloadVersion(modelName, number, drainTimeout, "it is being unloaded by an operator");
+  }
+
+  /**
+   * As {@link #unloadVersion(String, long, Duration)}, requests refused meanwhile told {@code why}
+   * the version is unloading.
+   */
+  public ModelVersion unloadVersion(String modelName, long number, Duration drainTimeout, String why) {
     Model model = model(modelName).orElseThrow(() -> unknownModel(modelName));
     ModelVersion version;
     LoadedVersion loaded;
@@ -224,7 +272,7 @@ public final class ModelRepository {
         throw InferenceException.failedPrecondition(
             version.label() + " is " + version.state() + ", not READY");
       }
-      version.unloading(loaded, "it is being unloaded by an operator");
+      version.unloading(loaded, why);
     }
     loaded.scheduler().drain(drainTimeout);
     LoadedVersion closing = version.unloaded();

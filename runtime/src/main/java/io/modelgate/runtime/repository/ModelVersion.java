@@ -14,7 +14,8 @@ public final class ModelVersion {
   private final long number;
   private final String numberText;
   private final String label;
-  private final Path directory;
+  private volatile Path directory;
+  private volatile long copyOf;
   private final VersionEvents events;
   private volatile Snapshot snapshot;
   private LoadedVersion unloading;
@@ -49,8 +50,22 @@ public final class ModelVersion {
     return label;
   }
 
+  /** The folder its model file is read from: its own, or for a {@linkplain #copyOf copy} the source's. */
   public Path directory() {
     return directory;
+  }
+
+  /**
+   * The version whose model file this one loads (a rollout's control, made by the gateway), or 0
+   * for a version of its own folder. A copy is never the model's latest READY version.
+   */
+  public long copyOf() {
+    return copyOf;
+  }
+
+  /** Whether this version is a {@linkplain #copyOf copy} of another. */
+  public boolean isCopy() {
+    return copyOf != 0;
   }
 
   public VersionState state() {
@@ -94,8 +109,13 @@ public final class ModelVersion {
     return snapshot.loaded();
   }
 
-  /** Back to LOADING, for a version loaded again after it was unloaded or failed. */
-  synchronized void loading() {
+  /**
+   * Back to LOADING, for a version loaded again after it was unloaded or failed: from {@code
+   * directory}, as a copy of version {@code copyOf} (0: of its own folder). Under the model's lock.
+   */
+  synchronized void loading(Path directory, long copyOf) {
+    this.directory = directory;
+    this.copyOf = copyOf;
     change(new Snapshot(VersionState.LOADING, "", null));
   }
 

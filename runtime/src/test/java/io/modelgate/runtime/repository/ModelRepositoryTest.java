@@ -447,6 +447,57 @@ class ModelRepositoryTest {
         .isEqualTo("model.yaml: execution_provider: 'gpu' (expected: cpu or cuda)");
   }
 
+  @Test
+  void aCopy_loadsAnotherVersionsModelFile_underANumberNoFolderHas_andIsNeverTheLatest() throws Exception {
+    TestModels.write(root, "m", 1, TestModels.affine());
+    TestModels.write(root, "m", 2, TestModels.affine());
+    load();
+    ModelVersion copy = repository.loadCopy("m", 3, 1);
+    assertThat(copy.state()).isEqualTo(VersionState.READY);
+    assertThat(copy.copyOf()).isEqualTo(1);
+    assertThat(copy.directory()).isEqualTo(version("m", 1).directory());
+    // Served like any version, with its source's answers.
+    for (long number : new long[] {1, 3}) {
+      LoadedVersion serving = version("m", number).serving();
+      Requests.Answer answer = new Requests.Answer();
+      serving.scheduler().submit(InferenceRequest.of(
+          RequestDecoder.decode(Requests.fp32("x", new long[] {1, 3}, 1, 2, 3), serving.signature()),
+          System.nanoTime(), null, answer));
+      assertThat(Requests.floats(answer.result.get(10, TimeUnit.SECONDS).outputs()[0].data()))
+          .as("version %d", number)
+          .containsExactly(3, 5, 7);
+    }
+    // Never the latest READY version: a request naming none goes to version 2.
+    assertThat(repository.model("m").orElseThrow().latestReady()).contains(version("m", 2));
+    // Loading the same copy again leaves it as it is.
+    assertThat(repository.loadCopy("m", 3, 1)).isSameAs(copy);
+
+    assertThatThrownBy(() -> repository.loadCopy("m", 2, 1))
+        .isInstanceOf(InferenceException.class)
+        .hasMessage("model 'm' has a version folder m/2; a copy takes a number that no folder has");
+    assertThatThrownBy(() -> repository.loadCopy("m", 3, 2))
+        .isInstanceOf(InferenceException.class)
+        .hasMessage("model 'm' version 3 is READY as a copy of version 1; unload it first");
+    assertThatThrownBy(() -> repository.loadCopy("m", 4, 3))
+        .isInstanceOf(InferenceException.class)
+        .hasMessage("model 'm' has no version 3 to copy");
+    // A READY version is left as it is, a copy too.
+    assertThat(repository.loadVersion("m", 3)).isSameAs(copy);
+
+    // Unloaded, it stays a copy (listed, UNAVAILABLE) until a folder of its number is loaded.
+    repository.unloadVersion("m", 3, Duration.ofSeconds(5), "the rollout it was a control of ended");
+    assertThat(copy.state()).isEqualTo(VersionState.UNAVAILABLE);
+    assertThatThrownBy(() -> repository.loadVersion("m", 3))
+        .isInstanceOf(InferenceException.class)
+        .hasMessage("model 'm' has no version folder m/3 in the repository");
+    TestModels.write(root, "m", 3, TestModels.affine());
+    assertThat(repository.loadVersion("m", 3)).isSameAs(copy);
+    assertThat(copy.state()).isEqualTo(VersionState.READY);
+    assertThat(copy.isCopy()).isFalse();
+    assertThat(copy.directory()).isEqualTo(root.resolve("m/3"));
+    assertThat(repository.model("m").orElseThrow().latestReady()).contains(copy);
+  }
+
   /** Recorders whose {@code n}th creation (from 1) throws {@code error}, the others record nothing. */
   private static StageRecorder.Factory throwingOnCreation(int n, Error error) {
     AtomicInteger created = new AtomicInteger();
