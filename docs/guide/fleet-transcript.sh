@@ -85,3 +85,21 @@ run_on 1 routes get --model cnn_mnist
 echo "## fleet 5. the audit log in etcd"
 echo "\$ etcdctl get --prefix /modelgate/audit/ --print-value-only | tail -n 1"
 ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$etcd_port" get --prefix /modelgate/audit/ --print-value-only | tail -n 1
+
+echo "## fleet 6. a rollout's control on every replica"
+run_on 1 rollout start --model cnn_mnist --baseline 1 --candidate 2 --control copy --steps 10,100 --interval 60s
+# r2 loads its own copy within a second of seeing the rollout.
+for _ in $(seq 1 30); do
+  admin 2 models 2>/dev/null | grep -E '^cnn_mnist +3 +READY' >/dev/null && break
+  sleep 0.5
+done
+run_on 2 models
+run_on 2 rollout abort --model cnn_mnist
+# Every replica unloads its copy within a second of the rollout's end.
+for n in 1 2; do
+  for _ in $(seq 1 30); do
+    admin "$n" models 2>/dev/null | grep -E '^cnn_mnist +3 +UNAVAILABLE' >/dev/null && break
+    sleep 0.5
+  done
+done
+run_on 1 models
