@@ -442,6 +442,9 @@ public final class GatewayServer {
     b.gatewayMetrics = new GatewayMetrics(stats.prometheus(), repository, b.router, b.control, state, b.golden);
     new VersionRetirement(stats, b.usage, b.gatewayMetrics, VersionRetirement.AFTER).start(repository);
     b.versions = new io.modelgate.gateway.admin.VersionControl(repository, b.control, drainTimeout);
+    // A rollout that was running with a copied control when the server stopped has it again
+    // before the first request, as the versions of the repository.
+    b.versions.reconcileCopies();
     if (stats.background()) {
       b.versions.start();
     }

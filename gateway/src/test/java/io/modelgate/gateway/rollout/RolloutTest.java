@@ -463,6 +463,19 @@ class RolloutTest {
   }
 
   @Test
+  void aCopiedControl_isLoadedAgainWhenTheServerRestartsDuringItsRollout() throws Exception {
+    start(Gateway.affine());
+    startCopied(10, 100);
+    gateway.close();
+    gateway = Gateway.inProcess(root, Duration.ofSeconds(10), root.resolve(".state"), clock);
+    assertThat(gateway.admin().getRollout(GetRolloutRequest.newBuilder().setModel("m").build()).getState()).isEqualTo("RUNNING");
+    assertThat(version(3).isReady()).isTrue();
+    assertThat(version(3).copyOf()).isEqualTo(1);
+    assertThat(gateway.server.router().route("m").degraded()).isNull();
+    assertThat(routing().getWeightsMap()).containsExactlyInAnyOrderEntriesOf(java.util.Map.of(1L, 80, 2L, 10, 3L, 10));
+  }
+
+  @Test
   void aCopiedControl_whoseRolloutDoesNotStart_isUnloaded() throws Exception {
     start(Gateway.affine());
     // The candidate already takes traffic: the start is refused after the copy loaded.
