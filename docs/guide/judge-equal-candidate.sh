@@ -5,8 +5,9 @@
 # latency margin and control. BENCHMARKS.md, "Rollouts judging an equal candidate" and "A control
 # for low steps".
 #   docs/guide/judge-equal-candidate.sh [RUNS [CASE...]] > /tmp/judge.txt
-# A CASE is STEP:MARGIN:CONTROL, CONTROL 0 (none) or 3 (version 1's model file loaded again as
-# version 3). Default cases: 50:0:0 50:0.05:0 10:0:0 10:0.05:0.
+# A CASE is STEP:MARGIN:CONTROL, CONTROL 0 (none), 3 (version 1's model file loaded again as
+# version 3, from a folder of its own, for the whole run) or copy (the gateway's copy, loaded for
+# each rollout and unloaded after it). Default cases: 50:0:0 50:0.05:0 10:0:0 10:0.05:0.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 repo=$(pwd)
