@@ -406,11 +406,15 @@ class RolloutTest {
         .hasMessageContaining("the control (version 3) takes traffic");
   }
 
-  /** As {@link #startJudged}, the control a copy of the baseline that the gateway loads. */
+  /**
+   * Version 2 against version 1 with a control the gateway copies from the baseline, 40 samples a
+   * step at least. The checks are of the copy's life, not of statistics (the tests above): a p99
+   * limit no stall of this shared machine reaches.
+   */
   private Rollout startCopied(int... steps) {
     RolloutSpec.Builder spec = RolloutSpec.newBuilder().setModel("m").setBaseline(1).setCandidate(2).setCopyControl(true)
         .setIntervalS(60)
-        .setThresholds(Thresholds.newBuilder().setMinSamples(40).setMaxP99Ratio(2.0).setSignificance(EQUAL_SIGNIFICANCE));
+        .setThresholds(Thresholds.newBuilder().setMinSamples(40).setMaxP99Ratio(100).setSignificance(EQUAL_SIGNIFICANCE));
     for (int step : steps) {
       spec.addSteps(step);
     }
@@ -439,7 +443,8 @@ class RolloutTest {
     gateway.server.versions().reconcileCopies();
     assertThat(version(3).isReady()).isTrue();
 
-    pinned(50, "2", "3");
+    pinned(25, "2", "3");
+    pinned(25, "3", "2");
     Rollout promoted = endStep();
     assertThat(promoted.getState()).as(last(promoted).getReason()).isEqualTo("PROMOTED");
     assertThat(last(promoted).getEvidence().getReference()).isEqualTo(3);
