@@ -967,10 +967,11 @@ final class AdminCommand implements Runnable {
           }
           if (e.getBaselineQueueMs().getCount() + e.getCandidateQueueMs().getCount() > 0) {
             out.printf("  %-24s       %-9s queue p50 %.3f vs %.3f ms, p99 %.3f vs %.3f ms; compute p50 %.3f vs %.3f ms, p99 %.3f vs %.3f ms"
-                    + " (this replica, the step's last %.0f s)%n", "", label,
+                    + " (%s, the step's last %.0f s)%n", "", label,
                 e.getBaselineQueueMs().getP50(), e.getCandidateQueueMs().getP50(), e.getBaselineQueueMs().getP99(),
                 e.getCandidateQueueMs().getP99(), e.getBaselineComputeMs().getP50(), e.getCandidateComputeMs().getP50(),
-                e.getBaselineComputeMs().getP99(), e.getCandidateComputeMs().getP99(), e.getStageSeconds());
+                e.getBaselineComputeMs().getP99(), e.getCandidateComputeMs().getP99(),
+                e.getStageReplicas() > 1 ? e.getStageReplicas() + " replicas" : "this replica", e.getStageSeconds());
             label = "";
           }
           if (e.getShadowCompared() > 0) {

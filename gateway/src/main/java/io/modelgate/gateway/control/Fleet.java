@@ -130,9 +130,16 @@ public final class Fleet implements AutoCloseable {
       VersionStats.Samples[] pair = VersionStats.alignedSince(stats.find(spec.getModel(), reference),
           stats.find(spec.getModel(), spec.getCandidate()), rollout.getStepStartedAtMs());
       VersionStats.Samples mine = pair[reference == version.version() ? 0 : 1];
-      snapshot.setStep(step(mine, rollout.getStepStartedAtMs()).toBuilder()
+      StepSamples.Builder step = step(mine, rollout.getStepStartedAtMs()).toBuilder()
           .setShadowCompared(shadow.compared())
-          .setShadowAgreed(shadow.agreed()));
+          .setShadowAgreed(shadow.agreed());
+      StatsRegistry.Stages stages = stats.stagesSince(version.model(), version.version(), rollout.getStepStartedAtMs());
+      if (stages != null) {
+        step.setQueueUs(Histograms.encode(stages.queueMicros()))
+            .setComputeUs(Histograms.encode(stages.computeMicros()))
+            .setStageSeconds(stages.seconds());
+      }
+      snapshot.setStep(step);
     }
     return snapshot.build();
   }

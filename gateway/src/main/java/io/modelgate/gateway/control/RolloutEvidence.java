@@ -112,18 +112,49 @@ final class RolloutEvidence {
   }
 
   /**
-   * This replica's queue and compute times of both versions over the step's closed intervals:
-   * whether a slower candidate is slower in its model's run or in the gateway's queue.
+   * Both versions' queue and compute times over the step's closed intervals, this replica's and
+   * every other's that published them for the same step, added up: whether a slower candidate is
+   * slower in its model's run or in the gateway's queue.
    */
   private void stages(RolloutSpec spec, long reference, long since, Evidence.Builder evidence) {
-    io.modelgate.proto.admin.v1.WindowStats b = stats.closedSince(spec.getModel(), reference, since);
-    io.modelgate.proto.admin.v1.WindowStats c = stats.closedSince(spec.getModel(), spec.getCandidate(), since);
+    StatsRegistry.Stages b = stats.stagesSince(spec.getModel(), reference, since);
+    StatsRegistry.Stages c = stats.stagesSince(spec.getModel(), spec.getCandidate(), since);
     if (b == null || c == null) {
       return;
     }
-    evidence.setBaselineQueueMs(b.getQueueMs()).setCandidateQueueMs(c.getQueueMs())
-        .setBaselineComputeMs(b.getComputeMs()).setCandidateComputeMs(c.getComputeMs())
-        .setStageSeconds(Math.min(b.getSeconds(), c.getSeconds()));
+    // The shortest span of those that have one (a replica with no interval closed in the step
+    // adds nothing, and shortens nothing).
+    double seconds = Math.min(b.seconds(), c.seconds());
+    java.util.Set<String> replicas = new java.util.TreeSet<>(List.of(replica));
+    if (store.shared()) {
+      for (ReplicaSnapshot snapshot : store.snapshots(spec.getModel())) {
+        StepSamples step = snapshot.getStep();
+        if (snapshot.getReplica().equals(replica) || !snapshot.hasStep() || step.getSinceMs() != since
+            || step.getQueueUs().isEmpty() || step.getStageSeconds() == 0) {
+          continue;
+        }
+        StatsRegistry.Stages into = snapshot.getVersion() == reference ? b : snapshot.getVersion() == spec.getCandidate() ? c : null;
+        if (into == null) {
+          continue;
+        }
+        org.HdrHistogram.Histogram queue = Histograms.decode(step.getQueueUs());
+        org.HdrHistogram.Histogram compute = Histograms.decode(step.getComputeUs());
+        if (queue.getMaxValue() > into.queueMicros().getHighestTrackableValue()
+            || compute.getMaxValue() > into.computeMicros().getHighestTrackableValue()) {
+          continue; // beyond what this replica's histograms hold (another build's): left out
+        }
+        into.queueMicros().add(queue);
+        into.computeMicros().add(compute);
+        seconds = seconds == 0 ? step.getStageSeconds() : Math.min(seconds, step.getStageSeconds());
+        replicas.add(snapshot.getReplica());
+      }
+    }
+    evidence.setBaselineQueueMs(StatsRegistry.distribution(b.queueMicros(), 1000.0))
+        .setCandidateQueueMs(StatsRegistry.distribution(c.queueMicros(), 1000.0))
+        .setBaselineComputeMs(StatsRegistry.distribution(b.computeMicros(), 1000.0))
+        .setCandidateComputeMs(StatsRegistry.distribution(c.computeMicros(), 1000.0))
+        .setStageSeconds(seconds)
+        .setStageReplicas(replicas.size());
   }
 
   /** Whether the candidate keeps its predictive validity, with a reason (appended to a pass). */

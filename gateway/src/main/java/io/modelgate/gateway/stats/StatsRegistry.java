@@ -257,12 +257,20 @@ public final class StatsRegistry implements StageRecorder.Factory, AutoCloseable
   }
 
   /**
-   * One version's figures over the statistics intervals that closed in the last minute and began
-   * at or after {@code sinceMillis} (a rollout step's start), or null when it never loaded.
+   * One version's queue and compute times (µs, every answer) over the statistics intervals that
+   * closed in the last minute and began at or after {@code sinceMillis}, {@code seconds} long.
+   * Histograms of the caller's own, to add to.
    */
-  public WindowStats closedSince(String model, long version, long sinceMillis) {
+  public record Stages(Histogram queueMicros, Histogram computeMicros, double seconds) {}
+
+  /** {@link Stages} of one version since {@code sinceMillis}, or null when it never loaded. */
+  public Stages stagesSince(String model, long version, long sinceMillis) {
     VersionStats s = find(model, version);
-    return s == null ? null : window("since", s.closedSince(sinceMillis), null);
+    if (s == null) {
+      return null;
+    }
+    Windows.Window w = s.closedSince(sinceMillis);
+    return new Stages(w.queue(), w.compute(), w.seconds());
   }
 
   /** The last closed interval of one version, or null when it never loaded. */

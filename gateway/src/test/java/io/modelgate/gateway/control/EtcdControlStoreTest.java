@@ -485,17 +485,21 @@ class EtcdControlStoreTest {
           .build());
       eventually("the judge routes the step", () -> judge.server.router().route("m").policy().getWeightsMap()
           .equals(java.util.Map.of(1L, 60, 2L, 20, 3L, 20)));
-      // Traffic only on the replica that does not judge, and only to the candidate and the control.
+      // Traffic only on the replica that does not judge, and only to the candidate and the control,
+      // in an interval of its statistics that closes within the step.
       for (int i = 0; i < 50; i++) {
         for (String version : List.of("2", "3")) {
           other.blocking().modelInfer(Tensors.affine(i, 1, 2).setModelName("m").setModelVersion(version).build());
         }
       }
+      clock.millis += 5_000;
+      other.stats.rotate();
       eventually("the other replica publishes its samples", () -> publishes(other));
       assertThat(judge.server.control().store().snapshots("m"))
           .filteredOn(snapshot -> snapshot.getReplica().equals(other.server.control().replica()) && snapshot.hasStep())
           .extracting(snapshot -> snapshot.getVersion()).containsExactlyInAnyOrder(2L, 3L);
-      clock.millis += 61_000;
+      long since = judge.server.control().rollout("m").getStepStartedAtMs();
+      clock.millis += 56_000;
       judge.server.control().tick();
       io.modelgate.proto.admin.v1.Rollout done = judge.server.control().rollout("m");
       io.modelgate.proto.admin.v1.Decision last = done.getDecisions(done.getDecisionsCount() - 1);
@@ -504,6 +508,17 @@ class EtcdControlStoreTest {
       assertThat(last.getEvidence().getReplicas()).isEqualTo(2);
       assertThat(last.getEvidence().getBaselineSamples()).isEqualTo(50);
       assertThat(last.getEvidence().getCandidateSamples()).isEqualTo(50);
+      // Where the time went: the other replica's queue and compute times, published with its
+      // samples (the judge's own intervals hold none), over its 5 s — as many as its closed
+      // interval holds (a request's stages are recorded just after its answer is sent, so the last
+      // may fall in the next interval).
+      assertThat(last.getEvidence().getStageReplicas()).isEqualTo(2);
+      long controlRuns = other.stats.stagesSince("m", 3, since).computeMicros().getTotalCount();
+      long candidateRuns = other.stats.stagesSince("m", 2, since).queueMicros().getTotalCount();
+      assertThat(controlRuns).isGreaterThanOrEqualTo(45);
+      assertThat(last.getEvidence().getBaselineComputeMs().getCount()).isEqualTo(controlRuns);
+      assertThat(last.getEvidence().getCandidateQueueMs().getCount()).isEqualTo(candidateRuns);
+      assertThat(last.getEvidence().getStageSeconds()).isEqualTo(5);
     }
   }
 

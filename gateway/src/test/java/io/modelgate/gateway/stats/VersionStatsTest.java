@@ -152,15 +152,16 @@ class VersionStatsTest {
   }
 
   @Test
-  void closedSince_sumsTheIntervalsThatBeganAtOrAfterAStepsStart_withinTheLastMinute() {
+  void stagesSince_sumTheIntervalsThatBeganAtOrAfterAStepsStart_withinTheLastMinute() {
     TestClock clock = new TestClock();
     try (StatsRegistry registry = new StatsRegistry(Duration.ofSeconds(5), clock, false)) {
       VersionStats stats = registry.create("m", 1);
-      // Intervals of 5 s with 1, 2, 3, ... answers; the step starts at the close of the third.
+      // Intervals of 5 s with 1, 2, 3, ... requests (queue 100 µs, compute 2 ms); the step starts
+      // at the close of the third.
       long stepStart = 0;
       for (int interval = 1; interval <= 20; interval++) {
         for (int i = 0; i < interval; i++) {
-          stats.recordAnswer(Status.Code.OK, 1_000_000, clock.millis());
+          stats.recordRequest(100_000, 2_000_000);
         }
         clock.millis += 5_000;
         registry.rotate();
@@ -168,19 +169,23 @@ class VersionStatsTest {
           stepStart = clock.millis;
         }
         if (interval == 6) {
-          // Three intervals since the step started: 4 + 5 + 6 answers over 15 s.
-          WindowStats since = registry.closedSince("m", 1, stepStart);
-          assertThat(since.getRequests()).isEqualTo(15);
-          assertThat(since.getSeconds()).isEqualTo(15);
+          // Three intervals since the step started: 4 + 5 + 6 requests over 15 s.
+          StatsRegistry.Stages since = registry.stagesSince("m", 1, stepStart);
+          assertThat(since.queueMicros().getTotalCount()).isEqualTo(15);
+          assertThat(since.computeMicros().getTotalCount()).isEqualTo(15);
+          // Within the histograms' precision (3 significant digits).
+          assertThat(since.computeMicros().getValueAtPercentile(50)).isBetween(1_995L, 2_010L);
+          assertThat(since.queueMicros().getValueAtPercentile(50)).isEqualTo(100);
+          assertThat(since.seconds()).isEqualTo(15);
           // A start within an interval leaves that interval out.
-          assertThat(registry.closedSince("m", 1, stepStart + 1).getRequests()).isEqualTo(11);
-          assertThat(registry.closedSince("m", 1, clock.millis + 1).getRequests()).isZero();
+          assertThat(registry.stagesSince("m", 1, stepStart + 1).queueMicros().getTotalCount()).isEqualTo(11);
+          assertThat(registry.stagesSince("m", 1, clock.millis + 1).queueMicros().getTotalCount()).isZero();
         }
       }
       // Seventeen intervals later, the last minute's twelve: 9 + ... + 20.
-      assertThat(registry.closedSince("m", 1, stepStart).getRequests()).isEqualTo((9 + 20) * 12 / 2);
-      assertThat(registry.closedSince("m", 1, stepStart).getSeconds()).isEqualTo(60);
-      assertThat(registry.closedSince("nowhere", 1, stepStart)).isNull();
+      assertThat(registry.stagesSince("m", 1, stepStart).queueMicros().getTotalCount()).isEqualTo((9 + 20) * 12 / 2);
+      assertThat(registry.stagesSince("m", 1, stepStart).seconds()).isEqualTo(60);
+      assertThat(registry.stagesSince("nowhere", 1, stepStart)).isNull();
     }
   }
 
