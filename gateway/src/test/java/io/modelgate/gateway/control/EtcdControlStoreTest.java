@@ -417,25 +417,15 @@ class EtcdControlStoreTest {
       Gateway[] pair = judgeAndOther(a, b);
       Gateway judge = pair[0];
       Gateway other = pair[1];
-      other.admin().startRollout(io.modelgate.proto.admin.v1.StartRolloutRequest.newBuilder()
-          .setSpec(io.modelgate.proto.admin.v1.RolloutSpec.newBuilder()
-              .setModel("m").setBaseline(1).setCandidate(2).addSteps(50).addSteps(100).setIntervalS(60)
-              .setThresholds(io.modelgate.proto.admin.v1.Thresholds.newBuilder()
-                  .setMinSamples(40).setMaxP99Ratio(100).setSignificance(1e-9)))
-          .build());
+      startJudged(other, 50, io.modelgate.proto.admin.v1.RolloutSpec.newBuilder());
       eventually("the judge sees the rollout",
           () -> judge.server.control().current("m") != null && judge.server.control().current("m").getState().equals("RUNNING"));
       // Traffic only on the replica that does not judge: the judge has no samples of its own.
-      for (int i = 0; i < 60; i++) {
-        for (String version : List.of("1", "2")) {
-          other.blocking().modelInfer(Tensors.affine(i, 1, 2).setModelName("m").setModelVersion(version).build());
-        }
-      }
+      pinned(other, 60, "1", "2");
       // Published once the other replica has its lease (its first probe may come after the judge's election).
       eventually("the other replica publishes its samples", () -> publishes(other));
       clock.millis += 61_000;
-      judge.server.control().tick();
-      io.modelgate.proto.admin.v1.Rollout done = judge.server.control().rollout("m");
+      io.modelgate.proto.admin.v1.Rollout done = judged(judge);
       io.modelgate.proto.admin.v1.Decision last = done.getDecisions(done.getDecisionsCount() - 1);
       assertThat(done.getState()).as(last.getReason()).isEqualTo("PROMOTED");
       assertThat(last.getEvidence().getReplicas()).isEqualTo(2);
@@ -467,31 +457,19 @@ class EtcdControlStoreTest {
   @Test
   void aControlledStep_isJudgedOnEveryReplicasSamplesOfTheControl(@TempDir Path models) throws Exception {
     // Version 3: the baseline's model file loaded again, the rollout's control.
-    for (int version = 1; version <= 3; version++) {
-      Gateway.write(models, "m", version, Gateway.affine());
-    }
-    Files.writeString(models.resolve("m/model.yaml"), "max_batch_size: 0\n");
+    writeEqualVersions(models, 3);
     io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
     try (Gateway a = Gateway.inProcess(models, root.resolve("state-control-a"), clock, settings("/control/", "a", etcd.endpoints(), PROBES));
         Gateway b = Gateway.inProcess(models, root.resolve("state-control-b"), clock, settings("/control/", "b", etcd.endpoints(), PROBES))) {
       Gateway[] pair = judgeAndOther(a, b);
       Gateway judge = pair[0];
       Gateway other = pair[1];
-      other.admin().startRollout(io.modelgate.proto.admin.v1.StartRolloutRequest.newBuilder()
-          .setSpec(io.modelgate.proto.admin.v1.RolloutSpec.newBuilder()
-              .setModel("m").setBaseline(1).setCandidate(2).setControl(3).addSteps(20).addSteps(100).setIntervalS(60)
-              .setThresholds(io.modelgate.proto.admin.v1.Thresholds.newBuilder()
-                  .setMinSamples(40).setMaxP99Ratio(100).setSignificance(1e-9)))
-          .build());
+      startJudged(other, 20, io.modelgate.proto.admin.v1.RolloutSpec.newBuilder().setControl(3));
       eventually("the judge routes the step", () -> judge.server.router().route("m").policy().getWeightsMap()
           .equals(java.util.Map.of(1L, 60, 2L, 20, 3L, 20)));
       // Traffic only on the replica that does not judge, and only to the candidate and the control,
       // in an interval of its statistics that closes within the step.
-      for (int i = 0; i < 50; i++) {
-        for (String version : List.of("2", "3")) {
-          other.blocking().modelInfer(Tensors.affine(i, 1, 2).setModelName("m").setModelVersion(version).build());
-        }
-      }
+      pinned(other, 50, "2", "3");
       clock.millis += 5_000;
       other.stats.rotate();
       eventually("the other replica publishes its samples", () -> publishes(other));
@@ -500,8 +478,7 @@ class EtcdControlStoreTest {
           .extracting(snapshot -> snapshot.getVersion()).containsExactlyInAnyOrder(2L, 3L);
       long since = judge.server.control().rollout("m").getStepStartedAtMs();
       clock.millis += 56_000;
-      judge.server.control().tick();
-      io.modelgate.proto.admin.v1.Rollout done = judge.server.control().rollout("m");
+      io.modelgate.proto.admin.v1.Rollout done = judged(judge);
       io.modelgate.proto.admin.v1.Decision last = done.getDecisions(done.getDecisionsCount() - 1);
       assertThat(done.getState()).as(last.getReason()).isEqualTo("PROMOTED");
       assertThat(last.getEvidence().getReference()).isEqualTo(3);
@@ -524,22 +501,15 @@ class EtcdControlStoreTest {
 
   @Test
   void aCopiedControl_isLoadedOnEveryReplica_andUnloadedOnEveryOneWhenTheRolloutEnds(@TempDir Path models) throws Exception {
-    for (int version = 1; version <= 2; version++) {
-      Gateway.write(models, "m", version, Gateway.affine());
-    }
-    Files.writeString(models.resolve("m/model.yaml"), "max_batch_size: 0\n");
+    writeEqualVersions(models, 2);
     io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
     try (Gateway a = Gateway.inProcess(models, root.resolve("state-copy-a"), clock, settings("/copy/", "a", etcd.endpoints(), PROBES));
         Gateway b = Gateway.inProcess(models, root.resolve("state-copy-b"), clock, settings("/copy/", "b", etcd.endpoints(), PROBES))) {
       Gateway[] pair = judgeAndOther(a, b);
       Gateway judge = pair[0];
       Gateway other = pair[1];
-      io.modelgate.proto.admin.v1.Rollout started = other.admin().startRollout(io.modelgate.proto.admin.v1.StartRolloutRequest.newBuilder()
-          .setSpec(io.modelgate.proto.admin.v1.RolloutSpec.newBuilder()
-              .setModel("m").setBaseline(1).setCandidate(2).setCopyControl(true).addSteps(20).addSteps(100).setIntervalS(60)
-              .setThresholds(io.modelgate.proto.admin.v1.Thresholds.newBuilder()
-                  .setMinSamples(40).setMaxP99Ratio(100).setSignificance(1e-9)))
-          .build());
+      io.modelgate.proto.admin.v1.Rollout started =
+          startJudged(other, 20, io.modelgate.proto.admin.v1.RolloutSpec.newBuilder().setCopyControl(true));
       assertThat(started.getSpec().getControl()).isEqualTo(3);
       // The judge has the step's routing, but no copy yet: its route leaves version 3 out.
       eventually("the judge routes the step", () -> judge.server.router().route("m").policy().getWeightsMap()
@@ -553,16 +523,11 @@ class EtcdControlStoreTest {
 
       // Each replica's copy answers its share.
       for (Gateway replica : List.of(judge, other)) {
-        for (int i = 0; i < 25; i++) {
-          for (String version : List.of("2", "3")) {
-            replica.blocking().modelInfer(Tensors.affine(i, 1, 2).setModelName("m").setModelVersion(version).build());
-          }
-        }
+        pinned(replica, 25, "2", "3");
       }
       eventually("the other replica publishes its samples", () -> publishes(other));
       clock.millis += 61_000;
-      judge.server.control().tick();
-      io.modelgate.proto.admin.v1.Rollout done = judge.server.control().rollout("m");
+      io.modelgate.proto.admin.v1.Rollout done = judged(judge);
       io.modelgate.proto.admin.v1.Decision last = done.getDecisions(done.getDecisionsCount() - 1);
       assertThat(done.getState()).as(last.getReason()).isEqualTo("PROMOTED");
       assertThat(last.getEvidence().getReference()).isEqualTo(3);
@@ -614,6 +579,44 @@ class EtcdControlStoreTest {
     RoutingPolicy baseline = set(other, policy(1, 0), 0);
     eventually("the judge applies it", () -> revision(judge) == baseline.getRevision());
     return new Gateway[] {judge, other};
+  }
+
+  /** Model m's versions 1 to {@code count} in {@code models}, each the same model, not batched. */
+  private static void writeEqualVersions(Path models, int count) throws Exception {
+    for (int version = 1; version <= count; version++) {
+      Gateway.write(models, "m", version, Gateway.affine());
+    }
+    Files.writeString(models.resolve("m/model.yaml"), "max_batch_size: 0\n");
+  }
+
+  /**
+   * Starts on {@code replica} a rollout of model m's version 2 against version 1 at {@code
+   * firstStep}% then 100%, with what {@code spec} sets (a control), judged on 40 samples at least
+   * with a p99 limit no stall of this shared machine reaches (these tests check what is merged, not
+   * statistics).
+   */
+  private static io.modelgate.proto.admin.v1.Rollout startJudged(Gateway replica, int firstStep,
+      io.modelgate.proto.admin.v1.RolloutSpec.Builder spec) {
+    return replica.admin().startRollout(io.modelgate.proto.admin.v1.StartRolloutRequest.newBuilder()
+        .setSpec(spec.setModel("m").setBaseline(1).setCandidate(2).addSteps(firstStep).addSteps(100).setIntervalS(60)
+            .setThresholds(io.modelgate.proto.admin.v1.Thresholds.newBuilder()
+                .setMinSamples(40).setMaxP99Ratio(100).setSignificance(1e-9)))
+        .build());
+  }
+
+  /** {@code each} calls to each of {@code versions} of model m on {@code replica}, in turn. */
+  private static void pinned(Gateway replica, int each, String... versions) {
+    for (int i = 0; i < each; i++) {
+      for (String version : versions) {
+        replica.blocking().modelInfer(Tensors.affine(i, 1, 2).setModelName("m").setModelVersion(version).build());
+      }
+    }
+  }
+
+  /** The judge's tick (its scheduler's, once a second), and model m's rollout after it. */
+  private static io.modelgate.proto.admin.v1.Rollout judged(Gateway judge) {
+    judge.server.control().tick();
+    return judge.server.control().rollout("m");
   }
 
   /** Whether {@code replica} published its snapshots: false until it holds its replica lease. */
