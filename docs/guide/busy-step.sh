@@ -7,6 +7,8 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 repo=$(pwd)
+# shellcheck source=docs/guide/show.sh
+source "$repo/docs/guide/show.sh"
 rate=${1:-4000}
 interval=${2:-30}
 port=${JUDGE_PORT:-19011}
@@ -18,7 +20,7 @@ cd "$work"
 # Started directly (not through a function, whose subshell's pid the trap would stop instead of the server).
 "$repo/bin/modelgate" serve --replica gw1 --grpc-port "$port" --metrics-port $((port + 1)) --admin-port $((port + 2)) >serve.log 2>&1 &
 pid=$!
-for _ in $(seq 1 240); do grep -q "serving KServe v2 gRPC" serve.log && break; sleep 0.5; done
+wait_serving serve.log
 # Both versions warmed, then version 1 alone, as before a rollout.
 for v in 1 2; do
   "$repo/bin/modelgate-bench" load --target "localhost:$port" --model cnn_mnist --version "$v" --rate "$rate" \

@@ -44,8 +44,7 @@ printf 'tokens:\n  grafana: {hash: %s, role: viewer}\n' "$(sed -n 's/^hash: *//p
 "$repo/bin/modelgate" serve --warmup-inference 1s --callers callers.yaml --admin-tokens admin-tokens.yaml --replica gw1 --access-log-rate 0.05 --grpc-port "$port" --metrics-port $((port + 1)) \
   --admin-port $((port + 2)) --state-dir state >serve.log 2>&1 &
 pid=$!
-for _ in $(seq 1 240); do grep -q "serving KServe v2 gRPC" serve.log && break; sleep 0.5; done
-grep -q "serving KServe v2 gRPC" serve.log || { echo "the server did not start within 120 s:" >&2; tail -n 30 serve.log >&2; exit 1; }
+wait_serving serve.log
 infer() { show infer "$@"; "$repo/bin/modelgate" infer --target "localhost:$port" "$@" 2>&1 | sed "s/$fraud_key/\$FRAUD_KEY/g; s/$search_key/\$SEARCH_KEY/g" || true; echo; }
 
 echo "## callers 2. who may call"
@@ -145,8 +144,7 @@ openssl x509 -in scorer.pem -noout -subject -nameopt RFC2253 -ext subjectAltName
   --tls-client-auth optional --replica gw1 --grpc-port "$port" --metrics-port $((port + 1)) --admin-port $((port + 2)) --state-dir state \
   >serve-tls.log 2>&1 &
 pid=$!
-for _ in $(seq 1 240); do grep -q "serving KServe v2 gRPC" serve-tls.log && break; sleep 0.5; done
-grep -q "serving KServe v2 gRPC" serve-tls.log || { echo "the server did not start within 120 s:" >&2; tail -n 30 serve-tls.log >&2; exit 1; }
+wait_serving serve-tls.log
 echo "\$ bin/modelgate serve --callers callers.yaml --tls-cert server.pem --tls-key server.key --tls-client-ca ca.pem --tls-client-auth optional --replica gw1"
 echo
 tls_infer() { show infer --tls-ca ca.pem "$@"; "$repo/bin/modelgate" infer --target "localhost:$port" --tls-ca ca.pem "$@" 2>&1 || true; echo; }

@@ -26,10 +26,7 @@ echo "\$ bin/modelgate serve"
   --metrics-port "$metrics_port" --replica gw1 >"$log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 1 120); do
-  grep -q "serving KServe v2 gRPC" "$log" && break
-  sleep 0.5
-done
+wait_serving "$log"
 grep -E '^  cnn_mnist ' "$log"
 # Each version's first calls, before any is judged.
 for v in 1 2; do

@@ -18,6 +18,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# shellcheck source=docs/guide/show.sh
+source docs/guide/show.sh
+
 start_etcd() {
   etcd --name guide --data-dir "$work/etcd" --listen-client-urls "http://127.0.0.1:$etcd_port" \
     --advertise-client-urls "http://127.0.0.1:$etcd_port" --listen-peer-urls "http://127.0.0.1:$((etcd_port + 1))" \
@@ -41,13 +44,10 @@ for n in 1 2; do
   pids+=("$!")
 done
 for n in 1 2; do
-  for _ in $(seq 1 240); do grep -q "serving KServe v2 gRPC" "$work/r$n.log" && break; sleep 0.5; done
-  grep -q "serving KServe v2 gRPC" "$work/r$n.log" || { echo "replica r$n did not start within 120 s:" >&2; tail -n 30 "$work/r$n.log" >&2; exit 1; }
+  wait_serving "$work/r$n.log" "replica r$n"
 done
 
 admin() { local n=$1; shift; bin/modelgate admin --target "localhost:$((base + 10 * n + 3))" --token-file "$work/token" "$@"; }
-# shellcheck source=docs/guide/show.sh
-source docs/guide/show.sh
 # run_on N ARGS...: an admin command against replica rN, shown with that replica's admin address.
 run_on() { local n=$1; shift; show admin --target "r$n:8003" "$@"; admin "$n" "$@" 2>&1 || true; echo; }
 

@@ -26,8 +26,7 @@ echo
 "$repo/bin/modelgate" serve --warmup-inference 1s --model-repository models --replica gw1 --grpc-port "$port" \
   --metrics-port $((port + 1)) --admin-port $((port + 2)) >serve.log 2>&1 &
 pid=$!
-for _ in $(seq 1 240); do grep -q "serving KServe v2 gRPC" serve.log && break; sleep 0.5; done
-grep -q "serving KServe v2 gRPC" serve.log || { echo "the server did not start within 120 s:" >&2; tail -n 30 serve.log >&2; exit 1; }
+wait_serving serve.log
 admin() { "$repo/bin/modelgate" admin --target "localhost:$((port + 2))" "$@"; }
 # Each version runs the golden set once it is READY: wait until all three have their score.
 for _ in $(seq 1 60); do

@@ -11,6 +11,8 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 repo=$(pwd)
+# shellcheck source=docs/guide/show.sh
+source "$repo/docs/guide/show.sh"
 runs=${1:-5}
 shift || true
 cases=("$@")
@@ -31,7 +33,7 @@ fi
 "$repo/bin/modelgate" serve --model-repository repo --replica gw1 --grpc-port "$port" --metrics-port $((port + 1)) \
   --admin-port $((port + 2)) >serve.log 2>&1 &
 pid=$!
-for _ in $(seq 1 240); do grep -q "serving KServe v2 gRPC" serve.log && break; sleep 0.5; done
+wait_serving serve.log
 for v in 1 2 3; do
   [ -d "repo/cnn_mnist/$v" ] && mg infer --target "localhost:$port" --model cnn_mnist --version "$v" --every-digit --repeat 2000 >/dev/null
 done

@@ -34,8 +34,7 @@ cp current.key tls/tls.key
 "$repo/bin/modelgate" serve --warmup-inference 1s --tls-cert tls/tls.crt --tls-key tls/tls.key --grpc-port "$port" --metrics-port $((port + 1)) \
   --admin-port $((port + 2)) --state-dir state >serve.log 2>&1 &
 pid=$!
-for _ in $(seq 1 240); do grep -q "serving KServe v2 gRPC" serve.log && break; sleep 0.5; done
-grep -q "serving KServe v2 gRPC" serve.log || { echo "the server did not start within 120 s:" >&2; tail -n 30 serve.log >&2; exit 1; }
+wait_serving serve.log
 expiry() {
   echo "\$ curl -s localhost:8002/metrics | grep tls_certificate_expiry"
   curl -s "localhost:$((port + 1))/metrics" | grep '^modelgate_tls_certificate_expiry'

@@ -9,8 +9,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 port=${GUIDE_PORT:-28001}
 admin_port=$((port + 2))
 metrics_port=$((port + 1))
-# As an operator would: from a working directory of its own, state in ./modelgate-state.
 repo=$(pwd)
+# shellcheck source=docs/guide/show.sh
+source "$repo/docs/guide/show.sh"
+# As an operator would: from a working directory of its own, state in ./modelgate-state.
 work=$(mktemp -d)
 state=$work/modelgate-state
 log=$work/serve.log
@@ -20,15 +22,10 @@ cd "$work"
   --replica gw1 >"$log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 1 120); do
-  grep -q "serving KServe v2 gRPC" "$log" && break
-  sleep 0.5
-done
+wait_serving "$log"
 
 mg() { "$repo/bin/modelgate" "$@"; }
 admin() { "$repo/bin/modelgate" admin --target "localhost:$admin_port" "$@"; }
-# shellcheck source=docs/guide/show.sh
-source "$repo/docs/guide/show.sh"
 run_admin() { show admin "$@"; admin "$@" || true; echo; }
 run_infer() { show infer "$@"; mg infer --target "localhost:$port" "$@" || true; echo; }
 
