@@ -663,12 +663,12 @@ public final class GatewayServer {
     return fleet;
   }
 
-  /** The owner of routing policies, rollouts and their persistence. */
   /** How versions are loaded and unloaded at run time, and rollouts' copied controls reconciled. */
   public io.modelgate.gateway.admin.VersionControl versions() {
     return versions;
   }
 
+  /** The owner of routing policies, rollouts and their persistence. */
   public ControlPlane control() {
     return control;
   }
