@@ -123,7 +123,8 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
     LoadedVersion loaded = version.loadedOrNull();
     if (loaded != null) {
       info.setExecutionProvider(loaded.executionProvider().configName())
-          .setMaxBatchSize(loaded.signature().maxBatchSize());
+          .setMaxBatchSize(loaded.signature().maxBatchSize())
+          .setModelSha256(loaded.modelSha256());
     }
     info.setGolden(golden.result(version));
     return info.build();

@@ -143,7 +143,8 @@ final class AdminCommand implements Runnable {
         io.modelgate.proto.admin.v1.ListModelsResponse response = client.call().listModels(ListModelsRequest.getDefaultInstance());
         List<ModelInfo> models = response.getModelsList();
         printControlStore(out, response.getReplica(), response.getControlStore());
-        out.printf("%-20s %-8s %-12s %-8s %-9s %-5s %-15s %s%n", "MODEL", "VERSION", "STATE", "WEIGHT", "PROVIDER", "MBS", "GOLDEN", "REASON");
+        out.printf("%-20s %-8s %-12s %-8s %-9s %-5s %-12s %-15s %s%n", "MODEL", "VERSION", "STATE", "WEIGHT", "PROVIDER", "MBS",
+            "SHA-256", "GOLDEN", "REASON");
         for (ModelInfo model : models) {
           RoutingPolicy policy = model.getRouting();
           for (VersionInfo v : model.getVersionsList()) {
@@ -151,9 +152,11 @@ final class AdminCommand implements Runnable {
                 policy.getWeightsCount() == 0
                     ? "-"
                     : Long.toString(Integer.toUnsignedLong(policy.getWeightsOrDefault(v.getVersion(), 0)));
-            out.printf("%-20s %-8d %-12s %-8s %-9s %-5s %-15s %s%n", model.getName(), v.getVersion(), v.getState(), weight,
+            out.printf("%-20s %-8d %-12s %-8s %-9s %-5s %-12s %-15s %s%n", model.getName(), v.getVersion(), v.getState(), weight,
                 v.getExecutionProvider().isEmpty() ? "-" : v.getExecutionProvider(),
-                v.getState().equals("READY") ? Integer.toString(v.getMaxBatchSize()) : "-", golden(v.getGolden()),
+                v.getState().equals("READY") ? Integer.toString(v.getMaxBatchSize()) : "-",
+                v.getModelSha256().isEmpty() ? "-" : v.getModelSha256().substring(0, Math.min(12, v.getModelSha256().length())),
+                golden(v.getGolden()),
                 v.getCopyOf() == 0 ? v.getReason()
                     : (v.getReason().isEmpty() ? "" : v.getReason() + "; ") + "a copy of v" + v.getCopyOf() + " (a rollout's control)");
           }

@@ -15,12 +15,11 @@ import io.modelgate.proto.admin.v1.RoutingPolicy;
 import io.modelgate.proto.admin.v1.ShadowRouting;
 import io.modelgate.proto.admin.v1.Thresholds;
 import io.modelgate.runtime.error.InferenceException;
+import io.modelgate.runtime.repository.LoadedVersion;
 import io.modelgate.runtime.repository.Model;
 import io.modelgate.runtime.repository.ModelRepository;
 import io.modelgate.runtime.repository.ModelVersion;
 import java.io.IOException;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.time.Clock;
 import java.util.ArrayList;
 import java.util.List;
@@ -474,10 +473,7 @@ public final class ControlPlane implements AutoCloseable {
         throw InferenceException.failedPrecondition("control version " + spec.getControl() + " of model '"
             + model.name() + "' is not the gateway's copy of baseline version " + spec.getBaseline());
       }
-      if (control.copyOf() != spec.getBaseline()) {
-        // The model files are read before this plane's lock is taken: a large model's take seconds.
-        sameModel(model, spec.getBaseline(), spec.getControl());
-      }
+      sameModel(model, spec.getBaseline(), spec.getControl());
     }
     return startValidated(spec, caller);
   }
@@ -836,23 +832,16 @@ public final class ControlPlane implements AutoCloseable {
   static final int LOW_STEP = 25;
 
   /**
-   * That {@code control}'s model file is {@code baseline}'s, byte for byte: both read once, when a
-   * rollout starts (to the first difference; a file's whole length where they are the same).
+   * That {@code control} loaded the model file {@code baseline} loaded: the same SHA-256, taken
+   * as each loaded (both READY).
    */
   private static void sameModel(Model model, long baseline, long control) {
-    Path a = model.version(baseline).orElseThrow().directory().resolve(ModelRepository.MODEL_FILE);
-    Path b = model.version(control).orElseThrow().directory().resolve(ModelRepository.MODEL_FILE);
-    long mismatch;
-    try {
-      mismatch = Files.mismatch(a, b);
-    } catch (IOException e) {
-      throw InferenceException.failedPrecondition("the control's model file (version " + control
-          + ") could not be compared with the baseline's (version " + baseline + "): " + e.getClass().getSimpleName());
-    }
-    if (mismatch != -1) {
+    String a = model.version(baseline).map(ModelVersion::loadedOrNull).map(LoadedVersion::modelSha256).orElse("");
+    String b = model.version(control).map(ModelVersion::loadedOrNull).map(LoadedVersion::modelSha256).orElse("");
+    if (a.isEmpty() || !a.equals(b)) {
       throw InferenceException.failedPrecondition("control version " + control + " of model '" + model.name()
-          + "' is not a copy of baseline version " + baseline + ": their " + ModelRepository.MODEL_FILE
-          + " files differ from byte " + mismatch + " (expected: the baseline's file, loaded as another version)");
+          + "' is not a copy of baseline version " + baseline + ": it loaded a " + ModelRepository.MODEL_FILE
+          + " of sha256 " + b + ", the baseline one of sha256 " + a + " (expected: the baseline's file, loaded as another version)");
     }
   }
 

@@ -165,6 +165,9 @@ class CliTest {
     Run models = run(admin("models"));
     assertThat(models.exitCode()).as(models.err()).isZero();
     assertThat(models.out()).contains("MODEL").contains("cnn_mnist").contains("READY").contains("routing revision");
+    // The file each version loaded: its SHA-256's first 12 hex digits, as the server's log gives it whole.
+    String sha256 = gateway.server.router().route("cnn_mnist").model().version(1).orElseThrow().serving().modelSha256();
+    assertThat(models.out()).contains("SHA-256").containsPattern("cnn_mnist +1 +READY +\\S+ +cpu +\\d+ +" + sha256.substring(0, 12) + " ");
 
     Run set = run(admin("routes", "set", "--model", "cnn_mnist", "--weights", "1=80,2=20", "--reason", "canary"));
     assertThat(set.exitCode()).as(set.err()).isZero();

@@ -384,7 +384,8 @@ class RolloutTest {
     assertThatThrownBy(() -> startControlled(3, 10, 100))
         .isInstanceOfSatisfying(StatusRuntimeException.class,
             e -> assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.FAILED_PRECONDITION))
-        .hasMessageContaining("control version 3 of model 'm' is not a copy of baseline version 1: their model.onnx files differ");
+        .hasMessageContaining("control version 3 of model 'm' is not a copy of baseline version 1: it loaded a model.onnx of sha256 "
+            + version(3).loadedOrNull().modelSha256() + ", the baseline one of sha256 " + version(1).loadedOrNull().modelSha256());
     assertThatThrownBy(() -> startControlled(2, 10, 100))
         .isInstanceOfSatisfying(StatusRuntimeException.class,
             e -> assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.INVALID_ARGUMENT))

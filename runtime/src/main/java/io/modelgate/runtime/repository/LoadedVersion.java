@@ -18,6 +18,7 @@ public final class LoadedVersion {
   private final BatchPolicy policy;
   private final StageRecorder recorder;
   private final OnnxModel onnx;
+  private final String modelSha256;
 
   LoadedVersion(
       ModelSignature signature,
@@ -25,13 +26,23 @@ public final class LoadedVersion {
       ModelSettings settings,
       BatchPolicy policy,
       StageRecorder recorder,
-      OnnxModel onnx) {
+      OnnxModel onnx,
+      String modelSha256) {
     this.signature = signature;
     this.scheduler = scheduler;
     this.settings = settings;
     this.policy = policy;
     this.recorder = recorder;
     this.onnx = onnx;
+    this.modelSha256 = modelSha256;
+  }
+
+  /**
+   * The SHA-256 of the {@code model.onnx} it loaded, 64 lowercase hex digits (read just before
+   * ONNX Runtime read it): which file a version serves, the same on every replica that serves it.
+   */
+  public String modelSha256() {
+    return modelSha256;
   }
 
   /** The recorder its scheduler reports stage timings to (from the repository's factory). */

@@ -128,7 +128,7 @@ public final class ModelRepository {
       return new Model(name, versions, events);
     }
     for (ModelVersion version : versions) {
-      new VersionLoader(recorders).load(version, settings);
+      new VersionLoader(recorders).load(version, settings, null);
     }
     return new Model(name, versions, events);
   }
@@ -162,7 +162,7 @@ public final class ModelRepository {
             "model '" + modelName + "' has no version folder " + modelName + "/" + number
                 + " in the repository");
       }
-      return load(model, number, existing, dir, 0);
+      return load(model, number, existing, dir, 0, null);
     }
   }
 
@@ -197,19 +197,24 @@ public final class ModelRepository {
             existing.label() + " is READY" + (existing.isCopy() ? " as a copy of version " + existing.copyOf() : "")
                 + "; unload it first");
       }
-      return load(model, number, existing, source.directory(), of);
+      // The file the source loaded: a copy of anything else would not be the source's model.
+      LoadedVersion sourceLoaded = source.loadedOrNull();
+      return load(model, number, existing, source.directory(), of, sourceLoaded == null ? null : sourceLoaded.modelSha256());
     }
   }
 
-  /** Loads a version that is not READY from {@code dir}; under {@code model}'s lock. */
-  private ModelVersion load(Model model, long number, ModelVersion existing, Path dir, long copyOf) {
+  /**
+   * Loads a version that is not READY from {@code dir}, its model file's SHA-256 {@code
+   * expectedSha256} (null: any); under {@code model}'s lock.
+   */
+  private ModelVersion load(Model model, long number, ModelVersion existing, Path dir, long copyOf, String expectedSha256) {
     if (existing != null && (existing.state() == VersionState.UNLOADING || existing.state() == VersionState.LOADING)) {
       throw InferenceException.failedPrecondition(existing.label() + " is " + existing.state());
     }
     ModelVersion version = existing != null ? existing : model.versionOrAdd(number, dir);
     version.loading(dir, copyOf);
     try {
-      new VersionLoader(recorders).load(version, ModelConfigFile.read(root.resolve(model.name()), defaults));
+      new VersionLoader(recorders).load(version, ModelConfigFile.read(root.resolve(model.name()), defaults), expectedSha256);
     } catch (InvalidConfigException e) {
       version.failed(e.getMessage());
       log.error("{} FAILED: {}", version.label(), e.getMessage());

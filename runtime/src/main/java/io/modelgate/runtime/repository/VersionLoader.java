@@ -16,6 +16,15 @@ import io.modelgate.runtime.tensor.DecodedRequest;
 import io.modelgate.runtime.tensor.ModelSignature;
 import io.modelgate.runtime.tensor.RequestDecoder;
 import io.modelgate.runtime.tensor.TensorSpec;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
@@ -48,14 +57,24 @@ final class VersionLoader {
    * Opens the version's session, resolves its signature and batch policy, warms it up and starts
    * its scheduler; the version becomes READY, or FAILED with the reason. Throws only an {@link Error}
    * that is not {@linkplain #survivable survivable}, after the version is FAILED.
+   *
+   * @param expectedSha256 the SHA-256 its {@code model.onnx} must have (a copy's: its source's as
+   *     loaded), or null for any
    */
-  void load(ModelVersion version, ModelSettings settings) {
+  void load(ModelVersion version, ModelSettings settings, String expectedSha256) {
     long start = System.nanoTime();
     OnnxModel onnx = null;
     try {
+      Path file = version.directory().resolve(ModelRepository.MODEL_FILE);
+      // Before ONNX Runtime reads it (a missing file is left to it to report).
+      String sha256 = Files.isRegularFile(file) ? sha256(file) : "";
+      if (expectedSha256 != null && !expectedSha256.equals(sha256)) {
+        throw new ModelLoadException(ModelRepository.MODEL_FILE + " (sha256 " + abbreviated(sha256)
+            + ") is not the file version " + version.copyOf() + " loaded (sha256 " + abbreviated(expectedSha256)
+            + "): it has changed on disk since, and a copy would not be that version's model");
+      }
       // On a thread of the version's name, which ONNX Runtime's pool threads then carry.
-      onnx = OnnxModel.open(version.directory().resolve(ModelRepository.MODEL_FILE), settings.session(),
-          RingScheduler.threadPrefix(version.label()) + "-open");
+      onnx = OnnxModel.open(file, settings.session(), RingScheduler.threadPrefix(version.label()) + "-open");
       ModelSignature signature = signature(onnx, settings);
       BatchPolicy policy;
       try {
@@ -91,13 +110,14 @@ final class VersionLoader {
               () -> new OnnxBatchExecutor(session, signature, version.label()),
               recorder,
               error -> stoppedServing(version, serving[0], error));
-      serving[0] = new LoadedVersion(signature, scheduler, effective, policy, recorder, onnx);
+      serving[0] = new LoadedVersion(signature, scheduler, effective, policy, recorder, onnx, sha256);
       version.ready(serving[0]);
       log.info(
-          "{} READY in {} ms on {}: inputs {}, outputs {}, max_batch_size {}, max_queue_delay_us {}{}",
+          "{} READY in {} ms on {}, model.onnx sha256 {}: inputs {}, outputs {}, max_batch_size {}, max_queue_delay_us {}{}",
           version.label(),
           (System.nanoTime() - start) / 1_000_000,
           onnx.provider().configName(),
+          sha256,
           signature.inputs(),
           signature.outputs(),
           signature.maxBatchSize(),
@@ -126,6 +146,30 @@ final class VersionLoader {
         throw e;
       }
     }
+  }
+
+  /** The SHA-256 of {@code file}, 64 lowercase hex digits, read in 1 MiB pieces. */
+  static String sha256(Path file) throws ModelLoadException {
+    MessageDigest digest;
+    try {
+      digest = MessageDigest.getInstance("SHA-256");
+    } catch (NoSuchAlgorithmException e) {
+      throw new IllegalStateException("every Java platform has SHA-256", e);
+    }
+    ByteBuffer buffer = ByteBuffer.allocate(1 << 20);
+    try (FileChannel channel = FileChannel.open(file, StandardOpenOption.READ)) {
+      while (channel.read(buffer.clear()) >= 0) {
+        digest.update(buffer.flip());
+      }
+    } catch (IOException e) {
+      throw new ModelLoadException("cannot read " + file + ": " + e.getMessage());
+    }
+    return HexFormat.of().formatHex(digest.digest());
+  }
+
+  /** The first 12 hex digits of a SHA-256, as the CLI shows it. */
+  static String abbreviated(String sha256) {
+    return sha256.length() > 12 ? sha256.substring(0, 12) : sha256;
   }
 
   /**

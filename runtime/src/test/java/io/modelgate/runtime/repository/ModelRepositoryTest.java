@@ -484,6 +484,12 @@ class ModelRepositoryTest {
     // A READY version is left as it is, a copy too.
     assertThat(repository.loadVersion("m", 3)).isSameAs(copy);
 
+    // The file its source loaded: the same SHA-256, that of the file's bytes.
+    String sha256 = java.util.HexFormat.of().formatHex(java.security.MessageDigest.getInstance("SHA-256")
+        .digest(Files.readAllBytes(root.resolve("m/1/model.onnx"))));
+    assertThat(version("m", 1).serving().modelSha256()).isEqualTo(sha256);
+    assertThat(copy.serving().modelSha256()).isEqualTo(sha256);
+
     // Unloaded, it stays a copy (listed, UNAVAILABLE) until a folder of its number is loaded.
     repository.unloadVersion("m", 3, Duration.ofSeconds(5), "the rollout it was a control of ended");
     assertThat(copy.state()).isEqualTo(VersionState.UNAVAILABLE);
@@ -496,6 +502,22 @@ class ModelRepositoryTest {
     assertThat(copy.isCopy()).isFalse();
     assertThat(copy.directory()).isEqualTo(root.resolve("m/3"));
     assertThat(repository.model("m").orElseThrow().latestReady()).contains(copy);
+  }
+
+  @Test
+  void aCopy_ofAVersionWhoseFileChangedOnDiskSinceItLoaded_fails() throws Exception {
+    TestModels.write(root, "m", 1, TestModels.affine());
+    load();
+    String loaded = version("m", 1).serving().modelSha256();
+    // Another model written over version 1's file while it serves the one it loaded.
+    TestModels.write(root, "m", 1, TestModels.lrMnist());
+    ModelVersion copy = repository.loadCopy("m", 2, 1);
+    assertThat(copy.state()).isEqualTo(VersionState.FAILED);
+    assertThat(copy.reason())
+        .startsWith("model.onnx (sha256 ")
+        .contains(") is not the file version 1 loaded (sha256 " + loaded.substring(0, 12) + ")")
+        .endsWith("it has changed on disk since, and a copy would not be that version's model");
+    assertThat(version("m", 1).isReady()).isTrue();
   }
 
   /** Recorders whose {@code n}th creation (from 1) throws {@code error}, the others record nothing. */
