@@ -359,6 +359,9 @@ final class AdminCommand implements Runnable {
       for (io.modelgate.proto.admin.v1.ReplicaWindowStats r : v.getReplicasList()) {
         printFleetRow(out, "", v.getVersion(), r.getReplica(), r.getWindow());
       }
+      if (!v.getDifferentFiles().isEmpty()) {
+        out.printf("%-16s %-4d DIFFERENT MODEL FILES (sha256): %s%n", "", v.getVersion(), v.getDifferentFiles());
+      }
     }
   }
 

@@ -119,6 +119,9 @@ public final class Fleet implements AutoCloseable {
 
   private ReplicaSnapshot snapshot(VersionStats version, long now) {
     ReplicaSnapshot.Builder snapshot = stats.lastMinute(version).setReplica(control.replica()).setTimeMs(now);
+    control.router().route(version.model()).model().version(version.version())
+        .map(io.modelgate.runtime.repository.ModelVersion::loadedOrNull)
+        .ifPresent(loaded -> snapshot.setModelSha256(loaded.modelSha256()));
     Rollout rollout = control.current(version.model());
     boolean running = rollout != null && rollout.getState().equals("RUNNING");
     long reference = running ? RolloutEvidence.reference(rollout) : 0;
@@ -188,11 +191,21 @@ public final class Fleet implements AutoCloseable {
               .setModel(first.getModel())
               .setVersion(first.getVersion())
               .setFleet(StatsRegistry.merged("1m", snapshots));
+      java.util.Set<String> files = new java.util.TreeSet<>();
       for (ReplicaSnapshot snapshot : snapshots) {
         row.addReplicas(ReplicaWindowStats.newBuilder()
             .setReplica(snapshot.getReplica())
             .setTimeMs(snapshot.getTimeMs())
-            .setWindow(StatsRegistry.merged("1m", List.of(snapshot))));
+            .setWindow(StatsRegistry.merged("1m", List.of(snapshot)))
+            .setModelSha256(snapshot.getModelSha256()));
+        if (!snapshot.getModelSha256().isEmpty()) {
+          files.add(snapshot.getModelSha256());
+        }
+      }
+      if (files.size() > 1) {
+        row.setDifferentFiles(snapshots.stream().filter(s -> !s.getModelSha256().isEmpty())
+            .map(s -> s.getReplica() + " " + s.getModelSha256().substring(0, 12))
+            .collect(java.util.stream.Collectors.joining(", ")));
       }
     }
     return response.build();

@@ -215,6 +215,23 @@ class CliTest {
   }
 
   @Test
+  void fleetStats_nameTheReplicasThatLoadedDifferentFilesForAVersion() {
+    io.modelgate.proto.admin.v1.FleetStatsResponse stats = io.modelgate.proto.admin.v1.FleetStatsResponse.newBuilder()
+        .setReplica("r1")
+        .addVersions(io.modelgate.proto.admin.v1.FleetVersionStats.newBuilder().setModel("cnn_mnist").setVersion(2)
+            .addReplicas(io.modelgate.proto.admin.v1.ReplicaWindowStats.newBuilder().setReplica("r1"))
+            .addReplicas(io.modelgate.proto.admin.v1.ReplicaWindowStats.newBuilder().setReplica("r2"))
+            .setDifferentFiles("r1 8907e772ed92, r2 0c1d2e3f4a5b"))
+        .addVersions(io.modelgate.proto.admin.v1.FleetVersionStats.newBuilder().setModel("cnn_mnist").setVersion(1)
+            .addReplicas(io.modelgate.proto.admin.v1.ReplicaWindowStats.newBuilder().setReplica("r1")))
+        .build();
+    StringWriter text = new StringWriter();
+    AdminCommand.printFleetStats(new PrintWriter(text, true), stats);
+    assertThat(text.toString().lines().filter(l -> l.contains("DIFFERENT")))
+        .containsExactly("                 2    DIFFERENT MODEL FILES (sha256): r1 8907e772ed92, r2 0c1d2e3f4a5b");
+  }
+
+  @Test
   void admin_usage_asCsv_quotesAFieldThatHoldsACommaOrAQuote() throws Exception {
     run("infer", "--target", target(), "--model", "cnn_mnist", "--digit", "3");
     Run usage = run(admin("usage", "--since", "2000-01-01", "--format", "csv"));

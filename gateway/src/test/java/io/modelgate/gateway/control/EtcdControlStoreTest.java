@@ -450,7 +450,31 @@ class EtcdControlStoreTest {
         assertThat(v.getFleet().getRequests()).isEqualTo(60);
         assertThat(v.getFleet().getEndToEndMs().getCount()).isEqualTo(60);
         assertThat(v.getReplicasList().stream().mapToLong(r -> r.getWindow().getRequests()).sum()).isEqualTo(60);
+        // Both replicas read one repository: the same file, named by each.
+        String sha256 = judge.server.router().route("m").model().version(v.getVersion()).orElseThrow().serving().modelSha256();
+        assertThat(v.getReplicasList()).extracting(r -> r.getModelSha256()).containsExactly(sha256, sha256);
+        assertThat(v.getDifferentFiles()).isEmpty();
       }
+    }
+  }
+
+  @Test
+  void replicasServingAVersionFromDifferentFiles_areNamedInTheFleetView(@TempDir Path repoA, @TempDir Path repoB) throws Exception {
+    // A deployment gone wrong: replica b's version 1 is another model than a's.
+    Gateway.write(repoA, "m", 1, Gateway.affine());
+    Gateway.write(repoB, "m", 1, Gateway.slowAffine(2));
+    io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
+    try (Gateway a = Gateway.inProcess(repoA, root.resolve("state-files-a"), clock, settings("/files/", "a", etcd.endpoints(), PROBES));
+        Gateway b = Gateway.inProcess(repoB, root.resolve("state-files-b"), clock, settings("/files/", "b", etcd.endpoints(), PROBES))) {
+      eventually("b publishes", () -> publishes(b));
+      io.modelgate.proto.admin.v1.FleetVersionStats v1 =
+          a.admin().getFleetStats(io.modelgate.proto.admin.v1.GetStatsRequest.newBuilder().setModel("m").build()).getVersions(0);
+      String fileA = a.server.router().route("m").model().version(1).orElseThrow().serving().modelSha256();
+      String fileB = b.server.router().route("m").model().version(1).orElseThrow().serving().modelSha256();
+      assertThat(fileA).isNotEqualTo(fileB);
+      assertThat(v1.getReplicasList()).extracting(r -> r.getReplica() + " " + r.getModelSha256())
+          .containsExactly("a " + fileA, "b " + fileB);
+      assertThat(v1.getDifferentFiles()).isEqualTo("a " + fileA.substring(0, 12) + ", b " + fileB.substring(0, 12));
     }
   }
 
