@@ -103,3 +103,19 @@ for n in 1 2; do
   done
 done
 run_on 1 models
+
+echo "## fleet 7. a replica that loaded another file"
+# Replica r3's repository has another model.onnx as version 2 (the demo's faulty version copied
+# over it): a deployment that went wrong on one node.
+bin/modelgate demo "$work/r3-repo" --faulty-version 3 >/dev/null
+cp "$work/r3-repo/cnn_mnist/3/model.onnx" "$work/r3-repo/cnn_mnist/2/model.onnx"
+rm -r "$work/r3-repo/cnn_mnist/3"
+p=$((base + 30))
+bin/modelgate serve --warmup-inference 1s --replica r3 --control-store "etcd://127.0.0.1:$etcd_port" --judge-lease 3s \
+  --model-repository "$work/r3-repo" --grpc-port $((p + 1)) --metrics-port $((p + 2)) --admin-port $((p + 3)) \
+  --admin-token-file "$work/token" --state-dir "$work/state-r3" >"$work/r3.log" 2>&1 &
+pids+=("$!")
+wait_serving "$work/r3.log" "replica r3"
+# Each replica publishes its versions every few seconds.
+sleep 6
+run_on 1 stats --fleet --model cnn_mnist
