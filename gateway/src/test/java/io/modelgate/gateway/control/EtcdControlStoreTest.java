@@ -425,9 +425,7 @@ class EtcdControlStoreTest {
       // Published once the other replica has its lease (its first probe may come after the judge's election).
       eventually("the other replica publishes its samples", () -> publishes(other));
       clock.millis += 61_000;
-      io.modelgate.proto.admin.v1.Rollout done = judged(judge);
-      io.modelgate.proto.admin.v1.Decision last = done.getDecisions(done.getDecisionsCount() - 1);
-      assertThat(done.getState()).as(last.getReason()).isEqualTo("PROMOTED");
+      io.modelgate.proto.admin.v1.Decision last = promoted(judge);
       assertThat(last.getEvidence().getReplicas()).isEqualTo(2);
       assertThat(last.getEvidence().getBaselineSamples()).isEqualTo(60);
       assertThat(last.getEvidence().getCandidateSamples()).isEqualTo(60);
@@ -502,9 +500,7 @@ class EtcdControlStoreTest {
           .extracting(snapshot -> snapshot.getVersion()).containsExactlyInAnyOrder(2L, 3L);
       long since = judge.server.control().rollout("m").getStepStartedAtMs();
       clock.millis += 56_000;
-      io.modelgate.proto.admin.v1.Rollout done = judged(judge);
-      io.modelgate.proto.admin.v1.Decision last = done.getDecisions(done.getDecisionsCount() - 1);
-      assertThat(done.getState()).as(last.getReason()).isEqualTo("PROMOTED");
+      io.modelgate.proto.admin.v1.Decision last = promoted(judge);
       assertThat(last.getEvidence().getReference()).isEqualTo(3);
       assertThat(last.getEvidence().getReplicas()).isEqualTo(2);
       assertThat(last.getEvidence().getBaselineSamples()).isEqualTo(50);
@@ -551,9 +547,7 @@ class EtcdControlStoreTest {
       }
       eventually("the other replica publishes its samples", () -> publishes(other));
       clock.millis += 61_000;
-      io.modelgate.proto.admin.v1.Rollout done = judged(judge);
-      io.modelgate.proto.admin.v1.Decision last = done.getDecisions(done.getDecisionsCount() - 1);
-      assertThat(done.getState()).as(last.getReason()).isEqualTo("PROMOTED");
+      io.modelgate.proto.admin.v1.Decision last = promoted(judge);
       assertThat(last.getEvidence().getReference()).isEqualTo(3);
       assertThat(last.getEvidence().getReplicas()).isEqualTo(2);
       assertThat(last.getEvidence().getBaselineSamples()).isEqualTo(50);
@@ -637,10 +631,16 @@ class EtcdControlStoreTest {
     }
   }
 
-  /** The judge's tick (its scheduler's, once a second), and model m's rollout after it. */
-  private static io.modelgate.proto.admin.v1.Rollout judged(Gateway judge) {
+  /**
+   * The judge's tick (its scheduler's, once a second), after which model m's rollout must be
+   * PROMOTED: its last decision.
+   */
+  private static io.modelgate.proto.admin.v1.Decision promoted(Gateway judge) {
     judge.server.control().tick();
-    return judge.server.control().rollout("m");
+    io.modelgate.proto.admin.v1.Rollout done = judge.server.control().rollout("m");
+    io.modelgate.proto.admin.v1.Decision last = done.getDecisions(done.getDecisionsCount() - 1);
+    assertThat(done.getState()).as(last.getReason()).isEqualTo("PROMOTED");
+    return last;
   }
 
   /** Whether {@code replica} published its snapshots: false until it holds its replica lease. */
