@@ -39,6 +39,9 @@ final class GatewayMetrics implements AutoCloseable {
   private final Router router;
   private final ControlPlane rollouts;
   private final io.modelgate.gateway.health.GoldenSets golden;
+  /** Each version's model-file gauge and the SHA-256 it is tagged with, by model and number; guarded by this. */
+  private final java.util.Map<String, java.util.Map.Entry<String, io.micrometer.core.instrument.Meter>> modelFiles =
+      new java.util.HashMap<>();
   /** Each version's gauges, by model and number; guarded by this. */
   private final java.util.Map<String, List<io.micrometer.core.instrument.Meter>> registered = new java.util.HashMap<>();
   private final JvmGcMetrics gc = new JvmGcMetrics();
@@ -102,10 +105,43 @@ final class GatewayMetrics implements AutoCloseable {
     for (Model model : repository.models()) {
       registerModel(model);
       for (ModelVersion version : model.versions()) {
-        registerVersion(version);
+        versionChanged(version);
       }
     }
-    repository.events().subscribe(this::registerVersion);
+    repository.events().subscribe(this::versionChanged);
+  }
+
+  /** A version's state changed: its gauges, made at its first change, and its model file's. */
+  private synchronized void versionChanged(ModelVersion version) {
+    registerVersion(version);
+    registerModelFile(version);
+  }
+
+  /**
+   * {@code modelgate_version_model_file{sha256}} for the file a READY version loaded: made when it
+   * loads a file it was not tagged with (the gauge of the file before goes), kept while it is not
+   * READY (reading 0).
+   */
+  private synchronized void registerModelFile(ModelVersion version) {
+    LoadedVersion loaded = version.loadedOrNull();
+    if (loaded == null) {
+      return;
+    }
+    String key = version.model() + '\u0000' + version.number();
+    String sha256 = loaded.modelSha256();
+    java.util.Map.Entry<String, io.micrometer.core.instrument.Meter> current = modelFiles.get(key);
+    if (current != null && current.getKey().equals(sha256)) {
+      return;
+    }
+    if (current != null) {
+      registry.remove(current.getValue());
+    }
+    modelFiles.put(key, java.util.Map.entry(sha256, Gauge.builder("modelgate.version.model.file", version,
+            v -> v.loadedOrNull() != null && v.loadedOrNull().modelSha256().equals(sha256) ? 1 : 0)
+        .description("1 while the version is READY with the model.onnx of this SHA-256 (sha256), else 0: which"
+            + " file each replica serves")
+        .tags("model", version.model(), "version", version.numberText(), "sha256", sha256)
+        .register(registry)));
   }
 
   private void registerModel(Model model) {
@@ -200,6 +236,10 @@ final class GatewayMetrics implements AutoCloseable {
     registered.remove(key);
     for (io.micrometer.core.instrument.Meter meter : meters) {
       registry.remove(meter);
+    }
+    java.util.Map.Entry<String, io.micrometer.core.instrument.Meter> file = modelFiles.remove(key);
+    if (file != null) {
+      registry.remove(file.getValue());
     }
   }
 

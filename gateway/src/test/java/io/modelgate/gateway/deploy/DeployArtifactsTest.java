@@ -133,6 +133,7 @@ class DeployArtifactsTest {
     assertThat(exported)
         .contains(
             "modelgate_version_state",
+            "modelgate_version_model_file",
             "modelgate_queue_depth",
             "modelgate_batch_large_total",
             "modelgate_queue_capacity",

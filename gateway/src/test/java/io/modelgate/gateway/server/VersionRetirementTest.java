@@ -44,6 +44,7 @@ class VersionRetirementTest {
       assertThat(series(gateway)).anyMatch(line -> line.startsWith("modelgate_requests_total{code=\"OK\""))
           .anyMatch(line -> line.startsWith("modelgate_request_duration_seconds_bucket"))
           .anyMatch(line -> line.startsWith("modelgate_version_state"))
+          .anyMatch(line -> line.startsWith("modelgate_version_model_file{model=\"affine\",sha256=\""))
           .anyMatch(line -> line.startsWith("modelgate_usage_requests_total"))
           .anyMatch(line -> line.startsWith("modelgate_stats_memory_bytes"));
 
@@ -69,6 +70,32 @@ class VersionRetirementTest {
       VersionStats after = gateway.stats.find("affine", 1);
       assertThat(after).isNotNull().isNotSameAs(before);
       assertThat(series(gateway)).contains("modelgate_requests_total{code=\"OK\",model=\"affine\",version=\"1\"} 1.0");
+    }
+  }
+
+  /** The model-file series of affine's version 1 in a scrape, without their HELP and TYPE. */
+  private static List<String> modelFiles(Gateway gateway) {
+    return series(gateway).stream().filter(line -> line.startsWith("modelgate_version_model_file")).toList();
+  }
+
+  @Test
+  void aVersionsModelFile_isASeriesBySha256_readingZeroWhileUnloaded_andReplacedWhenAnotherFileLoads() throws Exception {
+    Gateway.standardRepository(root);
+    TestClock clock = new TestClock();
+    try (Gateway gateway = Gateway.inProcess(root, Duration.ofSeconds(10), root.resolve(".state"), clock)) {
+      String first = gateway.repository.model("affine").orElseThrow().version(1).orElseThrow().serving().modelSha256();
+      assertThat(modelFiles(gateway)).containsExactly(
+          "modelgate_version_model_file{model=\"affine\",sha256=\"" + first + "\",version=\"1\"} 1.0");
+      gateway.repository.unloadVersion("affine", 1, Duration.ofSeconds(5));
+      assertThat(modelFiles(gateway)).containsExactly(
+          "modelgate_version_model_file{model=\"affine\",sha256=\"" + first + "\",version=\"1\"} 0.0");
+
+      // Another model.onnx in the version's folder, loaded: a new series, the old one gone.
+      Gateway.write(root, "affine", 1, Gateway.slowAffine(2));
+      String second = gateway.repository.loadVersion("affine", 1).serving().modelSha256();
+      assertThat(second).isNotEqualTo(first);
+      assertThat(modelFiles(gateway)).containsExactly(
+          "modelgate_version_model_file{model=\"affine\",sha256=\"" + second + "\",version=\"1\"} 1.0");
     }
   }
 
