@@ -137,7 +137,7 @@ final class GatewayMetrics implements AutoCloseable {
       registry.remove(current.getValue());
     }
     modelFiles.put(key, java.util.Map.entry(sha256, Gauge.builder("modelgate.version.model.file", version,
-            v -> v.loadedOrNull() != null && v.loadedOrNull().modelSha256().equals(sha256) ? 1 : 0)
+            v -> servesFile(v, sha256) ? 1 : 0)
         .description("1 while the version is READY with the model.onnx of this SHA-256 (sha256), else 0: which"
             + " file each replica serves")
         .tags("model", version.model(), "version", version.numberText(), "sha256", sha256)
@@ -241,6 +241,12 @@ final class GatewayMetrics implements AutoCloseable {
     if (file != null) {
       registry.remove(file.getValue());
     }
+  }
+
+  /** Whether {@code version} is READY with the model file of {@code sha256}: one read of what it serves with. */
+  private static boolean servesFile(ModelVersion version, String sha256) {
+    LoadedVersion loaded = version.loadedOrNull();
+    return loaded != null && loaded.modelSha256().equals(sha256);
   }
 
   private static double queued(ModelVersion version) {
