@@ -169,7 +169,9 @@ public final class ModelRepository {
   /**
    * Loads the model file of version {@code of} of {@code modelName} a second time, as version
    * {@code number}, which no folder of the repository has: a rollout's control, the baseline's
-   * model run at the candidate's share. It is served, counted and unloaded like any version, but
+   * model run at the candidate's share. A READY source is copied as it serves: the file it loaded
+   * (a file changed on disk since fails the copy) under the settings it loaded with, whatever
+   * {@code model.yaml} says now. It is served, counted and unloaded like any version, but
    * is never the model's latest READY version (a request naming no version, the default routing).
    * A READY copy of {@code of} is left as it is. Blocks while the session loads; never call it on
    * the request path.
@@ -197,24 +199,26 @@ public final class ModelRepository {
             existing.label() + " is READY" + (existing.isCopy() ? " as a copy of version " + existing.copyOf() : "")
                 + "; unload it first");
       }
-      // The file the source loaded: a copy of anything else would not be the source's model.
-      LoadedVersion sourceLoaded = source.loadedOrNull();
-      return load(model, number, existing, source.directory(), of, sourceLoaded == null ? null : sourceLoaded.modelSha256());
+      // What the source loaded: the same file, and the settings it runs under (model.yaml may have
+      // changed since); a copy of anything else would not be the source's model as it serves.
+      return load(model, number, existing, source.directory(), of, source.loadedOrNull());
     }
   }
 
   /**
-   * Loads a version that is not READY from {@code dir}, its model file's SHA-256 {@code
-   * expectedSha256} (null: any); under {@code model}'s lock.
+   * Loads a version that is not READY from {@code dir}, under {@code model}'s lock: with {@code
+   * model.yaml}'s settings as they are now, or for a copy of a loaded {@code source}, with the
+   * settings it loaded with, and only from the model file it loaded (by SHA-256).
    */
-  private ModelVersion load(Model model, long number, ModelVersion existing, Path dir, long copyOf, String expectedSha256) {
+  private ModelVersion load(Model model, long number, ModelVersion existing, Path dir, long copyOf, LoadedVersion source) {
     if (existing != null && (existing.state() == VersionState.UNLOADING || existing.state() == VersionState.LOADING)) {
       throw InferenceException.failedPrecondition(existing.label() + " is " + existing.state());
     }
     ModelVersion version = existing != null ? existing : model.versionOrAdd(number, dir);
     version.loading(dir, copyOf);
     try {
-      new VersionLoader(recorders).load(version, ModelConfigFile.read(root.resolve(model.name()), defaults), expectedSha256);
+      ModelSettings settings = source != null ? source.settings() : ModelConfigFile.read(root.resolve(model.name()), defaults);
+      new VersionLoader(recorders).load(version, settings, source != null ? source.modelSha256() : null);
     } catch (InvalidConfigException e) {
       version.failed(e.getMessage());
       log.error("{} FAILED: {}", version.label(), e.getMessage());

@@ -520,6 +520,30 @@ class ModelRepositoryTest {
     assertThat(version("m", 1).isReady()).isTrue();
   }
 
+  @Test
+  void aCopy_runsUnderTheSettingsItsSourceLoadedWith_notModelYamlEditedSince() throws Exception {
+    TestModels.write(root, "m", 1, TestModels.affine());
+    Files.writeString(root.resolve("m/model.yaml"), "max_batch_size: 8\nmax_queue_delay_us: 700\nintra_op_threads: 1\n");
+    load();
+    LoadedVersion source = version("m", 1).serving();
+    // Edited while version 1 serves under what it loaded.
+    Files.writeString(root.resolve("m/model.yaml"), "max_batch_size: 2\nmax_queue_delay_us: 100\nintra_op_threads: 2\n");
+
+    LoadedVersion copy = repository.loadCopy("m", 2, 1).serving();
+    assertThat(copy.settings().maxBatchSize()).isEqualTo(8);
+    assertThat(copy.settings().scheduler()).isEqualTo(source.settings().scheduler());
+    assertThat(copy.settings().scheduler().maxQueueDelayMicros()).isEqualTo(700);
+    assertThat(copy.settings().session().intraOpThreads()).isEqualTo(1);
+    assertThat(copy.batchPolicy()).isEqualTo(source.batchPolicy());
+
+    // A version loaded from its folder reads model.yaml as it is now.
+    TestModels.write(root, "m", 3, TestModels.affine());
+    LoadedVersion third = repository.loadVersion("m", 3).serving();
+    assertThat(third.settings().maxBatchSize()).isEqualTo(2);
+    assertThat(third.settings().scheduler().maxQueueDelayMicros()).isEqualTo(100);
+    assertThat(third.settings().session().intraOpThreads()).isEqualTo(2);
+  }
+
   /** Recorders whose {@code n}th creation (from 1) throws {@code error}, the others record nothing. */
   private static StageRecorder.Factory throwingOnCreation(int n, Error error) {
     AtomicInteger created = new AtomicInteger();
