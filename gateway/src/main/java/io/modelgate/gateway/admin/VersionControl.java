@@ -11,6 +11,7 @@ import io.modelgate.runtime.error.InferenceException;
 import io.modelgate.runtime.repository.Model;
 import io.modelgate.runtime.repository.ModelRepository;
 import io.modelgate.runtime.repository.ModelVersion;
+import java.time.Clock;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -39,6 +40,10 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
 
   /** What requests to a copy that is unloading are told. */
   static final String COPY_UNLOADING = "the rollout it was the control of has ended";
+  /** How long after a copy's first failed load it is tried again (ms); doubled after each. */
+  static final long FIRST_RETRY_MS = 1_000;
+  /** The longest wait between two tries of a copy that does not load (ms). */
+  static final long LAST_RETRY_MS = 60_000;
 
   private final ModelRepository repository;
   private final ControlPlane policies;
@@ -52,13 +57,30 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
           });
   /** Per model, the copy a rollout's start has loaded and is starting with: not unloaded meanwhile. */
   private final Map<String, Long> starting = new ConcurrentHashMap<>();
-  /** Per model, the start time of the rollout whose copy this replica last loaded or tried to. */
-  private final Map<String, Long> copied = new ConcurrentHashMap<>();
+  /** Per model, this replica's failed loads of its running rollout's copy (none: try at once). */
+  private final Map<String, CopyRetry> retries = new ConcurrentHashMap<>();
+  private final Clock clock;
 
-  public VersionControl(ModelRepository repository, ControlPlane policies, Duration drainTimeout) {
+  /**
+   * The loads of a running rollout's copy that failed on this replica in a row, and when (ms of
+   * the clock) to try again.
+   */
+  private record CopyRetry(long rolloutStartedAtMs, int failures, long nextTryMs) {
+    /** After one more failure at {@code nowMs}: the wait doubles from 1 s up to 60 s. */
+    CopyRetry failedAgain(long nowMs) {
+      return new CopyRetry(rolloutStartedAtMs, failures + 1,
+          nowMs + Math.min(LAST_RETRY_MS, FIRST_RETRY_MS << Math.min(failures, 16)));
+    }
+  }
+
+  /**
+   * @param clock the time of the copies' retries (a test's, to try them again without waiting)
+   */
+  public VersionControl(ModelRepository repository, ControlPlane policies, Duration drainTimeout, Clock clock) {
     this.repository = repository;
     this.policies = policies;
     this.drainTimeout = drainTimeout;
+    this.clock = clock;
   }
 
   /** Loads one version (new, unloaded or failed; a READY one is left as it is). Blocks. */
@@ -156,10 +178,11 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
 
   /**
    * Makes this replica's copies what its models' rollouts want: the control of a RUNNING rollout
-   * with {@code copy_control} loaded (tried once a rollout: a replica where it cannot load serves
-   * the rollout without it, the control's share going to the others it names), and every other
-   * READY copy unloaded after draining. Runs on this component's thread every second (see {@link
-   * #start}); tests call it directly.
+   * with {@code copy_control} loaded while its baseline is READY here, and every other READY copy
+   * unloaded after draining. A copy that does not load, or stops serving, is tried again 1 s after
+   * its first failure, the wait doubling up to {@value #LAST_RETRY_MS} ms; meanwhile this replica
+   * serves the rollout without it (the control's share goes to the others it names). Runs on this
+   * component's thread every second (see {@link #start}); tests call it directly.
    */
   public void reconcileCopies() {
     for (Model model : repository.models()) {
@@ -184,27 +207,55 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
           }
         }
       }
-      if (running && !Long.valueOf(rollout.getStartedAtMs()).equals(copied.get(name))) {
-        copied.put(name, rollout.getStartedAtMs());
-        ModelVersion existing = model.version(wanted).orElse(null);
-        if (existing != null && existing.isReady() && existing.copyOf() == of) {
-          continue;
-        }
-        try {
-          ModelVersion copy = repository.loadCopy(name, wanted, of);
-          policies.refresh(name);
-          policies.audit(ControlPlane.ROLLOUT_CALLER, "LoadControl", name, wanted,
-              copy.state() + " as a copy of version " + of + " " + copy.reason());
-          if (!copy.isReady()) {
-            log.error("{}: the rollout's control did not load on this replica ({}); the rollout goes on here without it",
-                copy.label(), copy.reason());
-          }
-        } catch (RuntimeException e) {
-          log.error("model '{}': the rollout's control (version {}, a copy of version {}) not loaded on this replica: {};"
-              + " the rollout goes on here without it", name, wanted, of, e.getMessage());
-        }
+      if (!running) {
+        retries.remove(name);
+      } else {
+        loadCopy(model, rollout.getStartedAtMs(), wanted, of);
       }
     }
+  }
+
+  /**
+   * Loads the copy {@code number} of version {@code of}, a running rollout's control, unless it is
+   * READY, its baseline is not, or its last failure is too recent.
+   */
+  private void loadCopy(Model model, long rolloutStartedAtMs, long number, long of) {
+    String name = model.name();
+    ModelVersion existing = model.version(number).orElse(null);
+    if (existing != null && existing.isReady() && existing.copyOf() == of) {
+      retries.remove(name);
+      return;
+    }
+    if (!model.version(of).map(ModelVersion::isReady).orElse(false)) {
+      return;  // no control without the baseline it copies; tried once the baseline is READY again
+    }
+    long now = clock.millis();
+    CopyRetry retry = retries.get(name);
+    if (retry == null || retry.rolloutStartedAtMs() != rolloutStartedAtMs) {
+      retry = new CopyRetry(rolloutStartedAtMs, 0, now);
+    }
+    if (now < retry.nextTryMs()) {
+      return;
+    }
+    String reason;
+    try {
+      ModelVersion copy = repository.loadCopy(name, number, of);
+      policies.refresh(name);
+      policies.audit(ControlPlane.ROLLOUT_CALLER, "LoadControl", name, number,
+          copy.state() + " as a copy of version " + of + " " + copy.reason());
+      if (copy.isReady()) {
+        retries.remove(name);
+        return;
+      }
+      reason = copy.state() + ": " + copy.reason();
+    } catch (RuntimeException e) {
+      reason = e.getMessage();
+    }
+    retry = retry.failedAgain(now);
+    retries.put(name, retry);
+    log.error("model '{}': the rollout's control (version {}, a copy of version {}) not loaded on this replica ({});"
+        + " the rollout goes on here without it, the copy tried again in {} s (failure {} in a row)",
+        name, number, of, reason, (retry.nextTryMs() - now) / 1000, retry.failures());
   }
 
   @Override

@@ -441,7 +441,7 @@ public final class GatewayServer {
     }
     b.gatewayMetrics = new GatewayMetrics(stats.prometheus(), repository, b.router, b.control, state, b.golden);
     new VersionRetirement(stats, b.usage, b.gatewayMetrics, VersionRetirement.AFTER).start(repository);
-    b.versions = new io.modelgate.gateway.admin.VersionControl(repository, b.control, drainTimeout);
+    b.versions = new io.modelgate.gateway.admin.VersionControl(repository, b.control, drainTimeout, stats.clock());
     // A rollout that was running with a copied control when the server stopped has it again
     // before the first request, as the versions of the repository.
     b.versions.reconcileCopies();

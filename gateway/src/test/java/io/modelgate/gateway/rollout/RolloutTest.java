@@ -426,6 +426,11 @@ class RolloutTest {
     return gateway.admin().startRollout(StartRolloutRequest.newBuilder().setSpec(spec).build());
   }
 
+  /** The audit log's lines of {@code action}. */
+  private java.util.List<String> audited(String action) throws java.io.IOException {
+    return Files.readAllLines(root.resolve(".state/audit.log")).stream().filter(line -> line.contains(action)).toList();
+  }
+
   private io.modelgate.runtime.repository.ModelVersion version(long number) {
     return gateway.server.router().route("m").model().version(number).orElseThrow();
   }
@@ -483,6 +488,48 @@ class RolloutTest {
     assertThat(version(3).copyOf()).isEqualTo(1);
     assertThat(gateway.server.router().route("m").degraded()).isNull();
     assertThat(routing().getWeightsMap()).containsExactlyInAnyOrderEntriesOf(java.util.Map.of(1L, 80, 2L, 10, 3L, 10));
+  }
+
+  @Test
+  void aCopiedControl_thatStopsServing_isLoadedAgain_triedAgainAfterAWaitThatDoublesWhileItDoesNotLoad() throws Exception {
+    start(Gateway.affine());
+    startCopied(10, 100);
+    // The copy stops serving while the baseline's model file is away from its folder (a deployment
+    // tool replacing it, say): it cannot load again until the file is back.
+    Path file = root.resolve("m/1/model.onnx");
+    Path aside = root.resolve("model.onnx.aside");
+    Files.move(file, aside);
+    gateway.repository.unloadVersion("m", 3, Duration.ofSeconds(5), "its batcher failed");
+    gateway.server.versions().reconcileCopies();
+    assertThat(version(3).state()).isEqualTo(io.modelgate.runtime.repository.VersionState.FAILED);
+    assertThat(version(3).reason()).startsWith("missing model file ").endsWith("m/1/model.onnx (expected: an ONNX model)");
+    // Tried again 1 s after its first failure, then 2 s after its second.
+    clock.millis += 999;
+    gateway.server.versions().reconcileCopies();
+    clock.millis += 1;
+    gateway.server.versions().reconcileCopies();
+    Files.move(aside, file);
+    clock.millis += 1_999;
+    gateway.server.versions().reconcileCopies();
+    assertThat(version(3).state()).as("not tried again within 2 s of the second failure")
+        .isEqualTo(io.modelgate.runtime.repository.VersionState.FAILED);
+    assertThat(audited("LoadControl")).as("one start and two failed tries").hasSize(3);
+    clock.millis += 1;
+    gateway.server.versions().reconcileCopies();
+    assertThat(version(3).isReady()).isTrue();
+    assertThat(version(3).copyOf()).isEqualTo(1);
+    assertThat(audited("LoadControl")).hasSize(4);
+    // Judged against it as before.
+    pinned(25, "2", "3");
+    pinned(25, "3", "2");
+    Rollout promoted = endStep();
+    assertThat(promoted.getState()).as(last(promoted).getReason()).isEqualTo("PROMOTED");
+    assertThat(last(promoted).getEvidence().getReference()).isEqualTo(3);
+    // Once the rollout has ended, a copy that stopped serving is not loaded again.
+    gateway.server.versions().reconcileCopies();
+    gateway.repository.unloadVersion("m", 2, Duration.ofSeconds(5), "a test");
+    gateway.server.versions().reconcileCopies();
+    assertThat(version(3).isReady()).isFalse();
   }
 
   @Test
