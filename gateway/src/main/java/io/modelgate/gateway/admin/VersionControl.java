@@ -11,6 +11,7 @@ import io.modelgate.runtime.error.InferenceException;
 import io.modelgate.runtime.repository.Model;
 import io.modelgate.runtime.repository.ModelRepository;
 import io.modelgate.runtime.repository.ModelVersion;
+import io.modelgate.runtime.repository.VersionState;
 import java.time.Clock;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -38,6 +39,8 @@ import org.slf4j.LoggerFactory;
 public final class VersionControl implements RepositoryControl, AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(VersionControl.class);
 
+  /** The repository index's reason for a model folder added since the start, not loaded yet. */
+  static final String NOT_LOADED = "not loaded: its folder has appeared in the repository since the server started";
   /** What requests to a copy that is unloading are told. */
   static final String COPY_UNLOADING = "the rollout it was the control of has ended";
   /** How long after a copy's first failed load it is tried again (ms); doubled after each. */
@@ -273,6 +276,12 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
             .setReason(version.reason());
       }
     }
+    if (!request.getReady()) {
+      // Folders an operator has added since the start: loadable by RepositoryModelLoad.
+      for (String name : repository.modelsNotAdded()) {
+        response.addModelsBuilder().setName(name).setState(VersionState.UNAVAILABLE.name()).setReason(NOT_LOADED);
+      }
+    }
     return response.build();
   }
 
@@ -281,6 +290,7 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
     return CompletableFuture.runAsync(
         () -> {
           List<String> failed = new ArrayList<>();
+          repository.modelOrAdd(model);
           for (long number : repository.versionsOnDisk(model)) {
             ModelVersion version = load(model, number, caller, "RepositoryModelLoad");
             if (!version.isReady()) {

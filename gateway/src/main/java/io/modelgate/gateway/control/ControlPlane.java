@@ -378,6 +378,22 @@ public final class ControlPlane implements AutoCloseable {
       return;
     }
     records.put(model, stored);
+    install(model, stored);
+  }
+
+  /**
+   * A model added to the repository since the start: the routing its record in the store gives it
+   * (kept, not applied, while the model was unknown here), if any. On the thread adding it.
+   */
+  public synchronized void modelAdded(String model) {
+    ControlStore.Stored stored = records.get(model);
+    if (stored != null && stored.control().hasPolicy()) {
+      install(model, stored);
+    }
+  }
+
+  /** Installs {@code stored}'s routing policy for {@code model}, logging the outcome. Under the lock. */
+  private void install(String model, ControlStore.Stored stored) {
     RoutingPolicy policy = stored.control().getPolicy().toBuilder().setModel(model).build();
     try {
       Route compiled = router.compileKeeping(policy);

@@ -346,7 +346,10 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
             "parameters " + request.getParametersMap().keySet()
                 + " (expected: none; modelgate loads a model's files and model.yaml from its repository folder)");
       }
-      LatestReadyVersionSelector.model(repository, request.getModelName());
+      if (request.getModelName().isEmpty()) {
+        throw InferenceException.invalidArgument("model_name is empty (expected: a model name)");
+      }
+      // A model whose folder has appeared since the start is added by the load itself.
       answerWhenDone(
           repositoryControl.load(request.getModelName(), caller.get()),
           io.modelgate.proto.inference.RepositoryModelLoadResponse.getDefaultInstance(),

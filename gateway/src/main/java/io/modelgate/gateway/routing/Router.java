@@ -46,9 +46,10 @@ public final class Router {
   public Route route(String model) {
     Route route = routes.get(model);
     if (route == null) {
-      // Builds the message listing the models there are.
-      LatestReadyVersionSelector.model(repository, model);
-      throw InferenceException.notFound("unknown model " + InferenceException.quote(model));
+      // A model added since the start routes to its latest READY version until a policy is set;
+      // an unknown one is NOT_FOUND with the models there are.
+      Model added = LatestReadyVersionSelector.model(repository, model);
+      route = routes.computeIfAbsent(model, name -> Route.latestReady(added));
     }
     return route;
   }

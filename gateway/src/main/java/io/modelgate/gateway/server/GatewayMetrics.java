@@ -103,11 +103,12 @@ final class GatewayMetrics implements AutoCloseable {
         .description("1 on the replica that judges rollouts (always 1 with a file store)")
         .register(registry);
     for (Model model : repository.models()) {
-      registerModel(model);
+      registerModel(model.name());
       for (ModelVersion version : model.versions()) {
         versionChanged(version);
       }
     }
+    repository.onModelAdded(this::registerModel);
     repository.events().subscribe(this::versionChanged);
   }
 
@@ -144,8 +145,8 @@ final class GatewayMetrics implements AutoCloseable {
         .register(registry)));
   }
 
-  private void registerModel(Model model) {
-    String name = model.name();
+  /** The model's routing and rollout gauges: for each model at the start, and each added since. */
+  private void registerModel(String name) {
     Gauge.builder("modelgate.routing.revision", router, r -> r.route(name).policy().getRevision())
         .description("Revision of the model's routing policy (0: the default, highest READY version)")
         .tags("model", name)

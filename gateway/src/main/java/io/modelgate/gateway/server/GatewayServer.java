@@ -432,6 +432,7 @@ public final class GatewayServer {
     b.payloadLog = new io.modelgate.gateway.health.PayloadLog(adminSettings.payloadLogDirectory(), stats.prometheus(), stats.clock())
         .follow(repository);
     b.control = new ControlPlane(b.router, store, stats, b.golden, stats.clock(), stats.background(), controlSettings.replica());
+    repository.onModelAdded(b.control::modelAdded);
     b.control.start();
     b.access = new io.modelgate.gateway.admin.AccessControl(adminSettings.token(), b.adminTokens, b.callers, b.control,
         stats.clock()).start(store.shared());

@@ -8,7 +8,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Collections;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
@@ -27,7 +26,12 @@ import org.slf4j.LoggerFactory;
  * non-tensor output, an invalid config — is FAILED with its reason, and the other models load and
  * serve regardless.
  *
- * <p>Thread-safe: loaded once, then read by request threads without locking.
+ * <p>A model whose folder appears after the start is added when an operator loads it ({@link
+ * #modelOrAdd}); models are never removed (an unloaded model stays listed, its versions
+ * UNAVAILABLE).
+ *
+ * <p>Thread-safe: request threads read it without locking; adding a model takes the repository's
+ * lock, loading or unloading a version its model's.
  */
 public final class ModelRepository {
   /** Folders of a model that are not versions: its golden set. */
@@ -39,7 +43,9 @@ public final class ModelRepository {
   public static final String MODEL_FILE = "model.onnx";
 
   private final Path root;
-  private final Map<String, Model> models;
+  /** By name; written only under its own lock, by {@link #modelOrAdd}. */
+  private final java.util.concurrent.ConcurrentSkipListMap<String, Model> models;
+  private final List<java.util.function.Consumer<String>> modelListeners = new java.util.concurrent.CopyOnWriteArrayList<>();
   private final ModelSettings defaults;
   private final StageRecorder.Factory recorders;
   private final VersionEvents events;
@@ -52,7 +58,7 @@ public final class ModelRepository {
       VersionEvents events) {
     this.root = root;
     this.events = events;
-    this.models = Collections.unmodifiableMap(models);
+    this.models = new java.util.concurrent.ConcurrentSkipListMap<>(models);
     this.defaults = defaults;
     this.recorders = recorders;
   }
@@ -146,11 +152,11 @@ public final class ModelRepository {
    * now from its own folder). A READY version is left as it is. Blocks while the session loads;
    * never call it on the request path.
    *
-   * @throws InferenceException NOT_FOUND for an unknown model or a missing folder,
-   *     FAILED_PRECONDITION for a version that is loading or unloading
+   * @throws InferenceException NOT_FOUND for a model the repository has no folder of, or a
+   *     missing version folder, FAILED_PRECONDITION for a version that is loading or unloading
    */
   public ModelVersion loadVersion(String modelName, long number) {
-    Model model = model(modelName).orElseThrow(() -> unknownModel(modelName));
+    Model model = modelOrAdd(modelName);
     Path dir = root.resolve(modelName).resolve(Long.toString(number));
     synchronized (model) {
       ModelVersion existing = model.version(number).orElse(null);
@@ -294,6 +300,73 @@ public final class ModelRepository {
 
   private static InferenceException unknownModel(String name) {
     return InferenceException.notFound("unknown model '" + name + "'");
+  }
+
+  /**
+   * The model {@code name}: one the repository has, or one whose folder has appeared in the
+   * repository since the server started, added now with no version loaded (its versions are then
+   * loaded one by one, as any version is); each listener of {@link #onModelAdded} has been told
+   * of it before this returns. Takes the repository's lock only to add; never call it on the
+   * request path.
+   *
+   * @throws InferenceException NOT_FOUND where the repository has no folder {@code name}, or the
+   *     name is not a model's
+   */
+  public Model modelOrAdd(String name) {
+    Model known = models.get(name);
+    if (known != null) {
+      return known;
+    }
+    synchronized (models) {
+      known = models.get(name);
+      if (known != null) {
+        return known;
+      }
+      // The name's pattern keeps it one folder below the root (no separator, no leading dot).
+      Path dir = root.resolve(name);
+      if (!MODEL_NAME.matcher(name).matches() || !Files.isDirectory(dir)) {
+        throw InferenceException.notFound("unknown model '" + name + "': the repository has no folder " + name);
+      }
+      Model added = new Model(name, List.of(), events);
+      models.put(name, added);
+      log.info("model '{}' added: its folder {} has appeared in the repository since the server started", name, dir);
+      for (java.util.function.Consumer<String> listener : modelListeners) {
+        try {
+          listener.accept(name);
+        } catch (RuntimeException e) {
+          log.error("model '{}': a listener of added models failed", name, e);
+        }
+      }
+      return added;
+    }
+  }
+
+  /**
+   * Calls {@code listener} with the name of each model added after the start, on the thread
+   * adding it, under the repository's lock (so it must not add a model itself) and before the
+   * model's versions load.
+   */
+  public void onModelAdded(java.util.function.Consumer<String> listener) {
+    modelListeners.add(listener);
+  }
+
+  /**
+   * The names of the model folders in the repository now that it has not added yet: models an
+   * operator may load. Sorted.
+   */
+  public List<String> modelsNotAdded() {
+    List<String> names = new ArrayList<>();
+    try {
+      for (Path dir : list(root)) {
+        String name = dir.getFileName().toString();
+        if (Files.isDirectory(dir) && MODEL_NAME.matcher(name).matches() && !models.containsKey(name)) {
+          names.add(name);
+        }
+      }
+    } catch (IOException e) {
+      log.warn("cannot list the repository {}: {}", root, e.getMessage());
+    }
+    return names;
   }
 
   /** Where each version's scheduler records its stage timings. */

@@ -544,6 +544,39 @@ class ModelRepositoryTest {
     assertThat(third.settings().session().intraOpThreads()).isEqualTo(2);
   }
 
+  @Test
+  void aModelFolderAddedAfterTheStart_isAddedWhenAVersionOfItLoads_itsListenersToldBeforeItsVersionsLoad() throws Exception {
+    TestModels.write(root, "b", 1, TestModels.affine());
+    load();
+    TestModels.write(root, "a", 1, TestModels.affine());
+    TestModels.write(root, "a", 2, TestModels.affine());
+    Files.createDirectories(root.resolve(".hidden"));
+    Files.writeString(root.resolve("a-file"), "not a folder");
+    assertThat(repository.model("a")).isEmpty();
+    assertThat(repository.modelsNotAdded()).containsExactly("a");
+    java.util.List<String> told = new java.util.ArrayList<>();
+    repository.onModelAdded(name -> told.add(name + " with " + repository.model(name).orElseThrow().versions().size() + " versions"));
+
+    assertThat(repository.loadVersion("a", 2).state()).isEqualTo(VersionState.READY);
+    assertThat(told).containsExactly("a with 0 versions");
+    assertThat(repository.models()).extracting(Model::name).containsExactly("a", "b");
+    assertThat(repository.model("a").orElseThrow().versions()).extracting(ModelVersion::number).containsExactly(2L);
+    assertThat(repository.model("a").orElseThrow().latestReady()).contains(version("a", 2));
+    assertThat(repository.modelsNotAdded()).isEmpty();
+    // Added once: the same model from then on.
+    assertThat(repository.modelOrAdd("a")).isSameAs(repository.model("a").orElseThrow());
+    assertThat(repository.loadVersion("a", 1).isReady()).isTrue();
+    assertThat(told).hasSize(1);
+
+    for (String name : new String[] {"c", "..", ".hidden", "a-file", "a/1"}) {
+      assertThatThrownBy(() -> repository.loadVersion(name, 1))
+          .as(name)
+          .isInstanceOf(InferenceException.class)
+          .hasMessage("unknown model '" + name + "': the repository has no folder " + name);
+    }
+    assertThat(repository.models()).extracting(Model::name).containsExactly("a", "b");
+  }
+
   /** Recorders whose {@code n}th creation (from 1) throws {@code error}, the others record nothing. */
   private static StageRecorder.Factory throwingOnCreation(int n, Error error) {
     AtomicInteger created = new AtomicInteger();
