@@ -5,6 +5,7 @@ import io.modelgate.gateway.inference.RepositoryControl;
 import io.modelgate.gateway.routing.Route;
 import io.modelgate.proto.admin.v1.Rollout;
 import io.modelgate.proto.admin.v1.RolloutSpec;
+import io.modelgate.proto.admin.v1.VersionLoad;
 import io.modelgate.proto.inference.RepositoryIndexRequest;
 import io.modelgate.proto.inference.RepositoryIndexResponse;
 import io.modelgate.runtime.error.InferenceException;
@@ -41,6 +42,8 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
 
   /** The repository index's reason for a model folder added since the start, not loaded yet. */
   static final String NOT_LOADED = "not loaded: its folder has appeared in the repository since the server started";
+  /** The caller of the loads and unloads a replica makes as a fleet's operators asked, in the audit log. */
+  public static final String FLEET_CALLER = "fleet";
   /** What requests to a copy that is unloading are told. */
   static final String COPY_UNLOADING = "the rollout it was the control of has ended";
   /** How long after a copy's first failed load it is tried again (ms); doubled after each. */
@@ -61,17 +64,24 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
   /** Per model, the copy a rollout's start has loaded and is starting with: not unloaded meanwhile. */
   private final Map<String, Long> starting = new ConcurrentHashMap<>();
   /** Per model, this replica's failed loads of its running rollout's copy (none: try at once). */
-  private final Map<String, CopyRetry> retries = new ConcurrentHashMap<>();
+  private final Map<String, Retry> retries = new ConcurrentHashMap<>();
+  /** Per model and version ("model/version"), this replica's failed loads of a fleet's ask. */
+  private final Map<String, Retry> fleetRetries = new ConcurrentHashMap<>();
   private final Clock clock;
 
   /**
-   * The loads of a running rollout's copy that failed on this replica in a row, and when (ms of
-   * the clock) to try again.
+   * The loads that failed on this replica in a row since what asked for them (a rollout's start,
+   * an operator's ask, at {@code askedAtMs}), and when (ms of the clock) to try again.
    */
-  private record CopyRetry(long rolloutStartedAtMs, int failures, long nextTryMs) {
+  private record Retry(long askedAtMs, int failures, long nextTryMs) {
+    /** The retry of the ask made at {@code askedAtMs}: {@code known}, or a first try now. */
+    static Retry of(Retry known, long askedAtMs, long nowMs) {
+      return known != null && known.askedAtMs() == askedAtMs ? known : new Retry(askedAtMs, 0, nowMs);
+    }
+
     /** After one more failure at {@code nowMs}: the wait doubles from 1 s up to 60 s. */
-    CopyRetry failedAgain(long nowMs) {
-      return new CopyRetry(rolloutStartedAtMs, failures + 1,
+    Retry failedAgain(long nowMs) {
+      return new Retry(askedAtMs, failures + 1,
           nowMs + Math.min(LAST_RETRY_MS, FIRST_RETRY_MS << Math.min(failures, 16)));
     }
   }
@@ -86,11 +96,23 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
     this.clock = clock;
   }
 
-  /** Loads one version (new, unloaded or failed; a READY one is left as it is). Blocks. */
+  /**
+   * Loads one version (new, unloaded or failed; a READY one is left as it is), of a model the
+   * repository has or one whose folder has appeared since the start. In a fleet, one that is READY
+   * is then loaded by every replica ({@link #reconcileLoads}). Blocks.
+   *
+   * @throws InferenceException as {@link ModelRepository#loadVersion}, and UNAVAILABLE when the
+   *     version is READY here but a fleet's control store could not be told
+   */
   public ModelVersion load(String model, long number, String caller, String action) {
     ModelVersion version = repository.loadVersion(model, number);
     policies.refresh(model);
-    policies.audit(caller, action, model, number, version.state() + " " + version.reason());
+    String detail = version.state() + " " + version.reason();
+    if (version.isReady() && !version.isCopy()) {
+      policies.recordLoad(model, number, true, caller, action, detail);
+    } else {
+      policies.audit(caller, action, model, number, detail);
+    }
     return version;
   }
 
@@ -113,7 +135,11 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
       }
     }
     ModelVersion version = repository.unloadVersion(model, number, drainTimeout);
-    policies.audit(caller, action, model, number, "unloaded after draining");
+    if (version.isCopy()) {
+      policies.audit(caller, action, model, number, "unloaded after draining");
+    } else {
+      policies.recordLoad(model, number, false, caller, action, "unloaded after draining");
+    }
     return version;
   }
 
@@ -173,10 +199,84 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
 
   private void reconcileQuietly() {
     try {
+      reconcileLoads();
+    } catch (RuntimeException e) {
+      log.error("the fleet's loads not reconciled (tried again in 1 s)", e);
+    }
+    try {
       reconcileCopies();
     } catch (RuntimeException e) {
       log.error("copies of rollouts' controls not reconciled (tried again in 1 s)", e);
     }
+  }
+
+  /**
+   * In a fleet, makes this replica's versions what operators asked on any replica ({@link
+   * ControlPlane#loads}): each version asked loaded is loaded here (its model added if its folder
+   * appeared since the start), each asked unloaded is drained and unloaded here. A load that
+   * fails is tried again 1 s later, the wait doubling up to {@value #LAST_RETRY_MS} ms, until it
+   * loads or another ask replaces it; meanwhile routing that names it serves in part here. Runs
+   * on this component's thread every second (see {@link #start}), and once as the server starts,
+   * before it serves; tests call it directly.
+   */
+  public void reconcileLoads() {
+    for (Map.Entry<String, List<VersionLoad>> entry : policies.loads().entrySet()) {
+      String name = entry.getKey();
+      for (VersionLoad ask : entry.getValue()) {
+        ModelVersion here = repository.model(name).flatMap(m -> m.version(ask.getVersion())).orElse(null);
+        String key = name + "/" + ask.getVersion();
+        if (!ask.getLoaded()) {
+          fleetRetries.remove(key);
+          if (here != null && here.isReady() && !here.isCopy()) {
+            try {
+              follow(name, ask, () -> repository.unloadVersion(name, ask.getVersion(), drainTimeout,
+                  "it is being unloaded on every replica, as " + ask.getCaller() + " asked on replica " + ask.getReplica()));
+            } catch (RuntimeException e) {
+              log.error("model '{}' version {}: not unloaded on this replica as {} asked on replica {}: {}; tried"
+                  + " again in 1 s", name, ask.getVersion(), ask.getCaller(), ask.getReplica(), e.getMessage());
+            }
+          }
+          continue;
+        }
+        if (here != null && (here.isReady() || here.state() == VersionState.LOADING
+            || here.state() == VersionState.UNLOADING)) {
+          fleetRetries.remove(key);
+          continue;
+        }
+        long now = clock.millis();
+        Retry retry = Retry.of(fleetRetries.get(key), ask.getAtMs(), now);
+        if (now < retry.nextTryMs()) {
+          continue;
+        }
+        String reason;
+        try {
+          ModelVersion loaded = follow(name, ask, () -> repository.loadVersion(name, ask.getVersion()));
+          policies.refresh(name);
+          if (loaded.isReady()) {
+            fleetRetries.remove(key);
+            continue;
+          }
+          reason = loaded.state() + ": " + loaded.reason();
+        } catch (RuntimeException e) {
+          reason = e.getMessage();
+        }
+        retry = retry.failedAgain(now);
+        fleetRetries.put(key, retry);
+        log.error("model '{}' version {}: not loaded on this replica as {} asked on replica {} ({}); the routing that"
+            + " names it serves in part here meanwhile; tried again in {} s (failure {} in a row)", name,
+            ask.getVersion(), ask.getCaller(), ask.getReplica(), reason, (retry.nextTryMs() - now) / 1000,
+            retry.failures());
+      }
+    }
+  }
+
+  /** Does what {@code ask} asks on this replica (the version after it) and audits what it did. */
+  private ModelVersion follow(String model, VersionLoad ask, java.util.function.Supplier<ModelVersion> action) {
+    ModelVersion version = action.get();
+    policies.audit(FLEET_CALLER, ask.getLoaded() ? "FleetLoad" : "FleetUnload", model, ask.getVersion(),
+        version.state() + " " + version.reason() + ": " + (ask.getLoaded() ? "loaded" : "unloaded") + " as "
+            + ask.getCaller() + " asked on replica " + ask.getReplica());
+    return version;
   }
 
   /**
@@ -233,10 +333,7 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
       return;  // no control without the baseline it copies; tried once the baseline is READY again
     }
     long now = clock.millis();
-    CopyRetry retry = retries.get(name);
-    if (retry == null || retry.rolloutStartedAtMs() != rolloutStartedAtMs) {
-      retry = new CopyRetry(rolloutStartedAtMs, 0, now);
-    }
+    Retry retry = Retry.of(retries.get(name), rolloutStartedAtMs, now);
     if (now < retry.nextTryMs()) {
       return;
     }

@@ -14,6 +14,7 @@ import io.modelgate.proto.admin.v1.RolloutSpec;
 import io.modelgate.proto.admin.v1.RoutingPolicy;
 import io.modelgate.proto.admin.v1.ShadowRouting;
 import io.modelgate.proto.admin.v1.Thresholds;
+import io.modelgate.proto.admin.v1.VersionLoad;
 import io.modelgate.runtime.error.InferenceException;
 import io.modelgate.runtime.repository.LoadedVersion;
 import io.modelgate.runtime.repository.Model;
@@ -317,6 +318,62 @@ public final class ControlPlane implements AutoCloseable {
         .build();
   }
 
+  /**
+   * Records that an operator's {@code version} of {@code model} is now loaded ({@code loaded}) or
+   * unloaded on this replica, audited as {@code action} by {@code caller}. In a fleet (a shared
+   * store) the ask is written to the model's record with its audit record, in one change, for
+   * every replica to follow ({@link #loads}); with a store of this replica's own it is audited.
+   *
+   * @throws InferenceException UNAVAILABLE when a fleet's store cannot be written (the version is
+   *     as asked on this replica only; the message says so)
+   */
+  public synchronized void recordLoad(
+      String model, long version, boolean loaded, String caller, String action, String detail) {
+    if (!store.shared()) {
+      audit(caller, action, model, version, detail);
+      return;
+    }
+    VersionLoad ask = VersionLoad.newBuilder().setVersion(version).setLoaded(loaded).setCaller(caller)
+        .setReplica(replica).setAtMs(clock.millis()).build();
+    AuditRecord audit = auditRecord(caller, action, model, version, detail + " (every replica of the fleet follows)");
+    for (int attempt = 1; ; attempt++) {
+      ModelControl.Builder next = record(model).control().toBuilder().setModel(model);
+      next.clearLoads();
+      for (VersionLoad earlier : record(model).control().getLoadsList()) {
+        if (earlier.getVersion() != version) {
+          next.addLoads(earlier);
+        }
+      }
+      next.addLoads(ask);
+      try {
+        write(next.build(), List.of(audit));
+        return;
+      } catch (InferenceException e) {
+        if (e.code() == io.modelgate.runtime.error.ErrorCode.ABORTED && attempt < 3) {
+          continue;  // another replica wrote the record first; it is adopted now: ask again on top of it
+        }
+        throw InferenceException.unavailable("version " + version + " of model '" + model + "' is "
+            + (loaded ? "loaded" : "unloaded") + " on this replica, but the fleet was not told (" + e.getMessage()
+            + "); ask again once the control store is back");
+      }
+    }
+  }
+
+  /**
+   * In a fleet, each model's operator asks of its versions ({@link #recordLoad}, on any replica),
+   * the latest per version: what every replica's versions are to be. Empty with a store of this
+   * replica's own. Never blocks.
+   */
+  public Map<String, List<VersionLoad>> loads() {
+    Map<String, List<VersionLoad>> loads = new java.util.TreeMap<>();
+    for (ControlStore.Stored stored : records.values()) {
+      if (stored.control().getLoadsCount() > 0) {
+        loads.put(stored.control().getModel(), stored.control().getLoadsList());
+      }
+    }
+    return loads;
+  }
+
   /** Records an admin action that is not a routing change (load, unload). */
   public synchronized void audit(String caller, String action, String model, long version, String detail) {
     AuditRecord record = auditRecord(caller, action, model, version, detail);
@@ -387,13 +444,19 @@ public final class ControlPlane implements AutoCloseable {
    */
   public synchronized void modelAdded(String model) {
     ControlStore.Stored stored = records.get(model);
-    if (stored != null && stored.control().hasPolicy()) {
+    if (stored != null) {
       install(model, stored);
     }
   }
 
-  /** Installs {@code stored}'s routing policy for {@code model}, logging the outcome. Under the lock. */
+  /**
+   * Installs {@code stored}'s routing policy for {@code model}, logging the outcome; a record with
+   * no policy (only a fleet's loads) leaves the routing as it is. Under the lock.
+   */
   private void install(String model, ControlStore.Stored stored) {
+    if (!stored.control().hasPolicy()) {
+      return;
+    }
     RoutingPolicy policy = stored.control().getPolicy().toBuilder().setModel(model).build();
     try {
       Route compiled = router.compileKeeping(policy);

@@ -443,8 +443,10 @@ public final class GatewayServer {
     b.gatewayMetrics = new GatewayMetrics(stats.prometheus(), repository, b.router, b.control, state, b.golden);
     new VersionRetirement(stats, b.usage, b.gatewayMetrics, VersionRetirement.AFTER).start(repository);
     b.versions = new io.modelgate.gateway.admin.VersionControl(repository, b.control, drainTimeout, stats.clock());
-    // A rollout that was running with a copied control when the server stopped has it again
-    // before the first request, as the versions of the repository.
+    // Before the first request: in a fleet, the versions its operators loaded or unloaded since
+    // (a replica that was away, or new); and a rollout that was running with a copied control
+    // when the server stopped has it again, as the versions of the repository.
+    b.versions.reconcileLoads();
     b.versions.reconcileCopies();
     if (stats.background()) {
       b.versions.start();

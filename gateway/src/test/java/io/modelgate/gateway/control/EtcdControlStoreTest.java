@@ -562,6 +562,78 @@ class EtcdControlStoreTest {
     }
   }
 
+  private static io.modelgate.runtime.repository.VersionState state(Gateway replica, String model, long version) {
+    return replica.repository.model(model).flatMap(m -> m.version(version))
+        .map(io.modelgate.runtime.repository.ModelVersion::state).orElse(null);
+  }
+
+  private static io.modelgate.proto.admin.v1.VersionInfo load(Gateway replica, String model, long version) {
+    return replica.admin().loadVersion(io.modelgate.proto.admin.v1.LoadVersionRequest.newBuilder()
+        .setModel(model).setVersion(version).build());
+  }
+
+  @Test
+  void versionsLoadedAndUnloadedOnOneReplica_areOnEvery_aReplicaWithoutTheFolderTriesAgain_andOneStartingLaterFollows(
+      @TempDir Path repoA, @TempDir Path repoB) throws Exception {
+    for (Path repo : List.of(repoA, repoB)) {
+      Gateway.write(repo, "m", 1, Gateway.affine());
+      Gateway.write(repo, "m", 2, Gateway.affine());
+    }
+    io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
+    ControlSettings forB = settings("/loads/", "b", etcd.endpoints(), PROBES);
+    try (Gateway a = Gateway.inProcess(repoA, root.resolve("state-loads-a"), clock, settings("/loads/", "a", etcd.endpoints(), PROBES))) {
+      Gateway b = Gateway.inProcess(repoB, root.resolve("state-loads-b"), clock, forB);
+      try {
+        // Version 3 and a new model, in both repositories; a third version only in a's.
+        for (Path repo : List.of(repoA, repoB)) {
+          Gateway.write(repo, "m", 3, Gateway.affine());
+          Gateway.write(repo, "n", 1, Gateway.affine());
+        }
+        Gateway.write(repoA, "m", 4, Gateway.affine());
+        assertThat(load(a, "m", 3).getState()).isEqualTo("READY");
+        assertThat(load(a, "n", 1).getState()).isEqualTo("READY");
+        assertThat(load(a, "m", 4).getState()).isEqualTo("READY");
+        a.admin().unloadVersion(io.modelgate.proto.admin.v1.UnloadVersionRequest.newBuilder().setModel("m").setVersion(1).build());
+        eventually("b sees the asks", () -> b.server.control().loads().getOrDefault("m", List.of()).size() == 3
+            && b.server.control().loads().containsKey("n"));
+        assertThat(a.server.control().loads().get("m"))
+            .extracting(l -> l.getVersion() + " " + l.getLoaded() + " " + l.getReplica())
+            .containsExactly("3 true a", "4 true a", "1 false a");
+
+        b.server.versions().reconcileLoads();
+        assertThat(state(b, "m", 3)).isEqualTo(io.modelgate.runtime.repository.VersionState.READY);
+        assertThat(state(b, "n", 1)).isEqualTo(io.modelgate.runtime.repository.VersionState.READY);
+        assertThat(state(b, "m", 1)).isEqualTo(io.modelgate.runtime.repository.VersionState.UNAVAILABLE);
+        // b has no folder m/4: it tries again 1 s later, then 2 s after that, meanwhile without it.
+        assertThat(state(b, "m", 4)).isNull();
+        clock.millis += 999;
+        b.server.versions().reconcileLoads();
+        Gateway.write(repoB, "m", 4, Gateway.affine());
+        b.server.versions().reconcileLoads();
+        assertThat(state(b, "m", 4)).as("not tried again within 1 s").isNull();
+        clock.millis += 1;
+        b.server.versions().reconcileLoads();
+        assertThat(state(b, "m", 4)).isEqualTo(io.modelgate.runtime.repository.VersionState.READY);
+        // What a did, a does not do again; b's loads are audited as the fleet's.
+        a.server.versions().reconcileLoads();
+        assertThat(state(a, "m", 1)).isEqualTo(io.modelgate.runtime.repository.VersionState.UNAVAILABLE);
+        assertThat(b.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("n").build()).getModelVersion()).isEqualTo("1");
+      } finally {
+        b.close();
+      }
+
+      // A replica starting after the asks follows them before it serves.
+      a.admin().unloadVersion(io.modelgate.proto.admin.v1.UnloadVersionRequest.newBuilder().setModel("m").setVersion(2).build());
+      try (Gateway restarted = Gateway.inProcess(repoB, root.resolve("state-loads-b"), clock, forB)) {
+        assertThat(state(restarted, "m", 1)).isEqualTo(io.modelgate.runtime.repository.VersionState.UNAVAILABLE);
+        assertThat(state(restarted, "m", 2)).isEqualTo(io.modelgate.runtime.repository.VersionState.UNAVAILABLE);
+        assertThat(state(restarted, "m", 4)).isEqualTo(io.modelgate.runtime.repository.VersionState.READY);
+        assertThat(restarted.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()).getModelVersion())
+            .isEqualTo("4");
+      }
+    }
+  }
+
   @Test
   void aVersionAReplicaForgets_leavesTheFleetsSnapshots_whileTheReplicaLives() throws Exception {
     io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
