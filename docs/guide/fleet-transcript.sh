@@ -119,3 +119,21 @@ wait_serving "$work/r3.log" "replica r3"
 # Each replica publishes its versions every few seconds.
 sleep 6
 run_on 1 stats --fleet --model cnn_mnist
+
+echo "## fleet 8. a version unloaded and loaded again, on every replica"
+run_on 1 routes set --model cnn_mnist --weights 2=1 --reason "v2 everywhere"
+run_on 1 unload --model cnn_mnist --version 1
+# Every other replica follows within a second or two.
+for n in 2 3; do
+  for _ in $(seq 1 30); do
+    admin "$n" models 2>/dev/null | grep -E '^cnn_mnist +1 +UNAVAILABLE' >/dev/null && break
+    sleep 0.5
+  done
+done
+run_on 2 models
+run_on 2 load --model cnn_mnist --version 1
+for _ in $(seq 1 30); do
+  admin 1 models 2>/dev/null | grep -E '^cnn_mnist +1 +READY' >/dev/null && break
+  sleep 0.5
+done
+run_on 1 models
