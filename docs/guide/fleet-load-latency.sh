@@ -23,12 +23,7 @@ trap cleanup EXIT
 # shellcheck source=docs/guide/show.sh
 source docs/guide/show.sh
 
-etcd --name latency --data-dir "$work/etcd" --listen-client-urls "http://127.0.0.1:$etcd_port" \
-  --advertise-client-urls "http://127.0.0.1:$etcd_port" --listen-peer-urls "http://127.0.0.1:$((etcd_port + 1))" \
-  --initial-advertise-peer-urls "http://127.0.0.1:$((etcd_port + 1))" \
-  --initial-cluster "latency=http://127.0.0.1:$((etcd_port + 1))" --log-level error >>"$work/etcd.log" 2>&1 &
-pids+=("$!")
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$etcd_port/health" >/dev/null && break; sleep 0.1; done
+start_etcd "$etcd_port" "$work"
 echo "fleet-latency-admin-token-0123456789" >"$work/token"
 for n in 1 2; do
   p=$((base + 10 * n))

@@ -21,17 +21,7 @@ trap cleanup EXIT
 # shellcheck source=docs/guide/show.sh
 source docs/guide/show.sh
 
-start_etcd() {
-  etcd --name guide --data-dir "$work/etcd" --listen-client-urls "http://127.0.0.1:$etcd_port" \
-    --advertise-client-urls "http://127.0.0.1:$etcd_port" --listen-peer-urls "http://127.0.0.1:$((etcd_port + 1))" \
-    --initial-advertise-peer-urls "http://127.0.0.1:$((etcd_port + 1))" \
-    --initial-cluster "guide=http://127.0.0.1:$((etcd_port + 1))" --log-level error >>"$work/etcd.log" 2>&1 &
-  etcd_pid=$!
-  pids+=("$etcd_pid")
-  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$etcd_port/health" >/dev/null && return; sleep 0.1; done
-  echo "etcd did not start" >&2; cat "$work/etcd.log" >&2; exit 1
-}
-start_etcd
+start_etcd "$etcd_port" "$work"
 echo "fleet-transcript-admin-token-0123456789" >"$work/token"
 
 # Replica rN listens on base+10N+1 (gRPC), +2 (metrics), +3 (admin).
@@ -50,6 +40,15 @@ done
 admin() { local n=$1; shift; bin/modelgate admin --target "localhost:$((base + 10 * n + 3))" --token-file "$work/token" "$@"; }
 # run_on N ARGS...: an admin command against replica rN, shown with that replica's admin address.
 run_on() { local n=$1; shift; show admin --target "r$n:8003" "$@"; admin "$n" "$@" 2>&1 || true; echo; }
+# wait_models N PATTERN: waits up to 15 s for a line of replica rN's `admin models` to match PATTERN.
+wait_models() {
+  local _
+  for _ in $(seq 1 30); do
+    admin "$1" models 2>/dev/null | grep -E "$2" >/dev/null && return 0
+    sleep 0.5
+  done
+  return 0  # the checks of what the transcript shows say whether it came
+}
 
 echo "## fleet 1. every replica, one routing"
 run_on 1 models
@@ -76,7 +75,7 @@ run_on 2 routes set --model cnn_mnist --weights 1=100 --reason "while etcd is do
 show infer --target r2:8001 --model cnn_mnist --digit 7
 bin/modelgate infer --target "localhost:$((base + 21))" --model cnn_mnist --digit 7
 echo
-start_etcd
+start_etcd "$etcd_port" "$work"
 sleep 3
 run_on 2 routes set --model cnn_mnist --weights 1=100 --reason "etcd is back"
 sleep 0.2
@@ -97,10 +96,7 @@ run_on 2 models
 run_on 2 rollout abort --model cnn_mnist
 # Every replica unloads its copy within a second of the rollout's end.
 for n in 1 2; do
-  for _ in $(seq 1 30); do
-    admin "$n" models 2>/dev/null | grep -E '^cnn_mnist +3 +UNAVAILABLE' >/dev/null && break
-    sleep 0.5
-  done
+  wait_models "$n" '^cnn_mnist +3 +UNAVAILABLE'
 done
 run_on 1 models
 
@@ -125,15 +121,9 @@ run_on 1 routes set --model cnn_mnist --weights 2=1 --reason "v2 everywhere"
 run_on 1 unload --model cnn_mnist --version 1
 # Every other replica follows within a second or two.
 for n in 2 3; do
-  for _ in $(seq 1 30); do
-    admin "$n" models 2>/dev/null | grep -E '^cnn_mnist +1 +UNAVAILABLE' >/dev/null && break
-    sleep 0.5
-  done
+  wait_models "$n" '^cnn_mnist +1 +UNAVAILABLE'
 done
 run_on 2 models
 run_on 2 load --model cnn_mnist --version 1
-for _ in $(seq 1 30); do
-  admin 1 models 2>/dev/null | grep -E '^cnn_mnist +1 +READY' >/dev/null && break
-  sleep 0.5
-done
+wait_models 1 '^cnn_mnist +1 +READY'
 run_on 1 models

@@ -20,3 +20,18 @@ wait_serving() {
   tail -n 30 "$1" >&2
   exit 1
 }
+
+# start_etcd PORT DIR: starts a one-member etcd serving clients on loopback PORT (its peers on
+# PORT+1), its data and log in DIR; sets etcd_pid and adds it to the caller's pids array; waits up
+# to 10 s for it to answer, else says so with its log and exits. (Debian: etcd-server.)
+start_etcd() {
+  etcd --name guide --data-dir "$2/etcd" --listen-client-urls "http://127.0.0.1:$1" \
+    --advertise-client-urls "http://127.0.0.1:$1" --listen-peer-urls "http://127.0.0.1:$(($1 + 1))" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$(($1 + 1))" \
+    --initial-cluster "guide=http://127.0.0.1:$(($1 + 1))" --log-level error >>"$2/etcd.log" 2>&1 &
+  etcd_pid=$!
+  pids+=("$etcd_pid")
+  local _
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$1/health" >/dev/null && return 0; sleep 0.1; done
+  echo "etcd did not start" >&2; cat "$2/etcd.log" >&2; exit 1
+}

@@ -243,29 +243,14 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
           fleetRetries.remove(key);
           continue;
         }
-        long now = clock.millis();
-        Retry retry = Retry.of(fleetRetries.get(key), ask.getAtMs(), now);
-        if (now < retry.nextTryMs()) {
-          continue;
+        Failure failure = tryLoad(fleetRetries, key, ask.getAtMs(), name,
+            () -> follow(name, ask, () -> repository.loadVersion(name, ask.getVersion())));
+        if (failure != null) {
+          log.error("model '{}' version {}: not loaded on this replica as {} asked on replica {} ({}); the routing"
+              + " that names it serves in part here meanwhile; tried again in {} s (failure {} in a row)", name,
+              ask.getVersion(), ask.getCaller(), ask.getReplica(), failure.reason(), failure.nextTryS(),
+              failure.inARow());
         }
-        String reason;
-        try {
-          ModelVersion loaded = follow(name, ask, () -> repository.loadVersion(name, ask.getVersion()));
-          policies.refresh(name);
-          if (loaded.isReady()) {
-            fleetRetries.remove(key);
-            continue;
-          }
-          reason = loaded.state() + ": " + loaded.reason();
-        } catch (RuntimeException e) {
-          reason = e.getMessage();
-        }
-        retry = retry.failedAgain(now);
-        fleetRetries.put(key, retry);
-        log.error("model '{}' version {}: not loaded on this replica as {} asked on replica {} ({}); the routing that"
-            + " names it serves in part here meanwhile; tried again in {} s (failure {} in a row)", name,
-            ask.getVersion(), ask.getCaller(), ask.getReplica(), reason, (retry.nextTryMs() - now) / 1000,
-            retry.failures());
       }
     }
   }
@@ -332,30 +317,50 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
     if (!model.version(of).map(ModelVersion::isReady).orElse(false)) {
       return;  // no control without the baseline it copies; tried once the baseline is READY again
     }
+    Failure failure = tryLoad(retries, name, rolloutStartedAtMs, name, () -> {
+      ModelVersion copy = repository.loadCopy(name, number, of);
+      policies.audit(ControlPlane.ROLLOUT_CALLER, "LoadControl", name, number,
+          copy.state() + " as a copy of version " + of + " " + copy.reason());
+      return copy;
+    });
+    if (failure != null) {
+      log.error("model '{}': the rollout's control (version {}, a copy of version {}) not loaded on this replica ({});"
+          + " the rollout goes on here without it, the copy tried again in {} s (failure {} in a row)",
+          name, number, of, failure.reason(), failure.nextTryS(), failure.inARow());
+    }
+  }
+
+  /** A try that did not load: why, in how many seconds the next, and how many failed in a row. */
+  private record Failure(String reason, long nextTryS, int inARow) {}
+
+  /**
+   * Loads by {@code load} what was asked at {@code askedAtMs}, unless the last failure of that ask
+   * ({@code retries} under {@code key}) is too recent, then lets routing serve whole again; a load
+   * that throws or ends not READY sets the next try after a longer wait. Null when it loaded or it
+   * was not yet time to try; else the failure.
+   */
+  private Failure tryLoad(Map<String, Retry> retries, String key, long askedAtMs, String model,
+      java.util.function.Supplier<ModelVersion> load) {
     long now = clock.millis();
-    Retry retry = Retry.of(retries.get(name), rolloutStartedAtMs, now);
+    Retry retry = Retry.of(retries.get(key), askedAtMs, now);
     if (now < retry.nextTryMs()) {
-      return;
+      return null;
     }
     String reason;
     try {
-      ModelVersion copy = repository.loadCopy(name, number, of);
-      policies.refresh(name);
-      policies.audit(ControlPlane.ROLLOUT_CALLER, "LoadControl", name, number,
-          copy.state() + " as a copy of version " + of + " " + copy.reason());
-      if (copy.isReady()) {
-        retries.remove(name);
-        return;
+      ModelVersion version = load.get();
+      policies.refresh(model);
+      if (version.isReady()) {
+        retries.remove(key);
+        return null;
       }
-      reason = copy.state() + ": " + copy.reason();
+      reason = version.state() + ": " + version.reason();
     } catch (RuntimeException e) {
       reason = e.getMessage();
     }
     retry = retry.failedAgain(now);
-    retries.put(name, retry);
-    log.error("model '{}': the rollout's control (version {}, a copy of version {}) not loaded on this replica ({});"
-        + " the rollout goes on here without it, the copy tried again in {} s (failure {} in a row)",
-        name, number, of, reason, (retry.nextTryMs() - now) / 1000, retry.failures());
+    retries.put(key, retry);
+    return new Failure(reason, (retry.nextTryMs() - now) / 1000, retry.failures());
   }
 
   @Override
