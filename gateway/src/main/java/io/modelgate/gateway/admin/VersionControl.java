@@ -220,11 +220,13 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
    * before it serves; tests call it directly.
    */
   public void reconcileLoads() {
+    java.util.Set<String> asked = new java.util.HashSet<>();
     for (Map.Entry<String, List<VersionLoad>> entry : policies.loads().entrySet()) {
       String name = entry.getKey();
       for (VersionLoad ask : entry.getValue()) {
         ModelVersion here = repository.model(name).flatMap(m -> m.version(ask.getVersion())).orElse(null);
         String key = name + "/" + ask.getVersion();
+        asked.add(key);
         if (!ask.getLoaded()) {
           fleetRetries.remove(key);
           if (here != null && here.isReady() && !here.isCopy()) {
@@ -253,6 +255,8 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
         }
       }
     }
+    // An ask gone from the records (its model's record deleted) is owed no more.
+    fleetRetries.keySet().retainAll(asked);
   }
 
   /** Does what {@code ask} asks on this replica (the version after it) and audits what it did. */
@@ -328,6 +332,14 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
           + " the rollout goes on here without it, the copy tried again in {} s (failure {} in a row)",
           name, number, of, failure.reason(), failure.nextTryS(), failure.inARow());
     }
+  }
+
+  /**
+   * How many loads this replica owes and tries again after failing: a fleet's asks ({@code
+   * fleet}), or rollouts' copies. Any thread.
+   */
+  public int retrying(boolean fleet) {
+    return fleet ? fleetRetries.size() : retries.size();
   }
 
   /** A try that did not load: why, in how many seconds the next, and how many failed in a row. */

@@ -54,7 +54,8 @@ final class GatewayMetrics implements AutoCloseable {
       Router router,
       ControlPlane rollouts,
       StateStore state,
-      io.modelgate.gateway.health.GoldenSets golden) {
+      io.modelgate.gateway.health.GoldenSets golden,
+      io.modelgate.gateway.admin.VersionControl versions) {
     this.registry = registry;
     this.golden = golden;
     this.repository = repository;
@@ -74,6 +75,16 @@ final class GatewayMetrics implements AutoCloseable {
     if (threads != null) {
       threads.bindTo(registry);
     }
+    Gauge.builder("modelgate.loads.retrying", versions, v -> v.retrying(true))
+        .description("Loads this replica owes and tries again after failing: versions a fleet's operators loaded on"
+            + " another replica (asks=fleet), rollouts' copied controls (asks=control); 0 while it has all")
+        .tags("asks", "fleet")
+        .register(registry);
+    Gauge.builder("modelgate.loads.retrying", versions, v -> v.retrying(false))
+        .description("Loads this replica owes and tries again after failing: versions a fleet's operators loaded on"
+            + " another replica (asks=fleet), rollouts' copied controls (asks=control); 0 while it has all")
+        .tags("asks", "control")
+        .register(registry);
     Gauge.builder("modelgate.state.store.healthy", state, s -> s.healthy() ? 1 : 0)
         .description("1 when the last write of the state directory (routing, rollouts, audit) succeeded")
         .register(registry);

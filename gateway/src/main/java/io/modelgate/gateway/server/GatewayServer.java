@@ -440,9 +440,9 @@ public final class GatewayServer {
       // A fleet's usage adds up in etcd: each replica shares its hours as it writes its ledger.
       b.usage.shareWith(store::putUsage, store::deleteUsageBefore);
     }
-    b.gatewayMetrics = new GatewayMetrics(stats.prometheus(), repository, b.router, b.control, state, b.golden);
-    new VersionRetirement(stats, b.usage, b.gatewayMetrics, VersionRetirement.AFTER).start(repository);
     b.versions = new io.modelgate.gateway.admin.VersionControl(repository, b.control, drainTimeout, stats.clock());
+    b.gatewayMetrics = new GatewayMetrics(stats.prometheus(), repository, b.router, b.control, state, b.golden, b.versions);
+    new VersionRetirement(stats, b.usage, b.gatewayMetrics, VersionRetirement.AFTER).start(repository);
     // Before the first request: in a fleet, the versions its operators loaded or unloaded since
     // (a replica that was away, or new); and a rollout that was running with a copied control
     // when the server stopped has it again, as the versions of the repository.

@@ -611,9 +611,12 @@ class EtcdControlStoreTest {
         Gateway.write(repoB, "m", 4, Gateway.affine());
         b.server.versions().reconcileLoads();
         assertThat(state(b, "m", 4)).as("not tried again within 1 s").isNull();
+        assertThat(b.stats.prometheus().scrape()).contains("modelgate_loads_retrying{asks=\"fleet\"} 1.0")
+            .contains("modelgate_loads_retrying{asks=\"control\"} 0.0");
         clock.millis += 1;
         b.server.versions().reconcileLoads();
         assertThat(state(b, "m", 4)).isEqualTo(io.modelgate.runtime.repository.VersionState.READY);
+        assertThat(b.stats.prometheus().scrape()).contains("modelgate_loads_retrying{asks=\"fleet\"} 0.0");
         // What a did, a does not do again; b's loads are audited as the fleet's.
         a.server.versions().reconcileLoads();
         assertThat(state(a, "m", 1)).isEqualTo(io.modelgate.runtime.repository.VersionState.UNAVAILABLE);

@@ -514,11 +514,13 @@ class RolloutTest {
     assertThat(version(3).state()).as("not tried again within 2 s of the second failure")
         .isEqualTo(io.modelgate.runtime.repository.VersionState.FAILED);
     assertThat(audited("LoadControl")).as("one start and two failed tries").hasSize(3);
+    assertThat(gateway.stats.prometheus().scrape()).contains("modelgate_loads_retrying{asks=\"control\"} 1.0");
     clock.millis += 1;
     gateway.server.versions().reconcileCopies();
     assertThat(version(3).isReady()).isTrue();
     assertThat(version(3).copyOf()).isEqualTo(1);
     assertThat(audited("LoadControl")).hasSize(4);
+    assertThat(gateway.stats.prometheus().scrape()).contains("modelgate_loads_retrying{asks=\"control\"} 0.0");
     // Judged against it as before.
     pinned(25, "2", "3");
     pinned(25, "3", "2");
