@@ -127,3 +127,10 @@ run_on 2 models
 run_on 2 load --model cnn_mnist --version 1
 wait_models 1 '^cnn_mnist +1 +READY'
 run_on 1 models
+# A version only r1's repository has: the others cannot follow, and say so.
+r1_models=$(sed -n 's/^model repository: \(.*\) (embedded demo)$/\1/p' "$work/r1.log" | head -n 1)
+mkdir -p "$r1_models/cnn_mnist/4" && cp "$r1_models/cnn_mnist/1/model.onnx" "$r1_models/cnn_mnist/4/"
+run_on 1 load --model cnn_mnist --version 4
+sleep 2
+run_on 2 models
+run_on 1 unload --model cnn_mnist --version 4

@@ -108,7 +108,7 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
               info.addVersions(info(version));
             }
           }
-          return response.build();
+          return response.addAllOwedLoads(versions.owed()).build();
         });
   }
 

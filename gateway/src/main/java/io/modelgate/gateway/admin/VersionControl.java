@@ -3,6 +3,7 @@ package io.modelgate.gateway.admin;
 import io.modelgate.gateway.control.ControlPlane;
 import io.modelgate.gateway.inference.RepositoryControl;
 import io.modelgate.gateway.routing.Route;
+import io.modelgate.proto.admin.v1.OwedLoad;
 import io.modelgate.proto.admin.v1.Rollout;
 import io.modelgate.proto.admin.v1.RolloutSpec;
 import io.modelgate.proto.admin.v1.VersionLoad;
@@ -73,16 +74,18 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
    * The loads that failed on this replica in a row since what asked for them (a rollout's start,
    * an operator's ask, at {@code askedAtMs}), and when (ms of the clock) to try again.
    */
-  private record Retry(long askedAtMs, int failures, long nextTryMs) {
+  private record Retry(OwedLoad owed, long askedAtMs) {
     /** The retry of the ask made at {@code askedAtMs}: {@code known}, or a first try now. */
-    static Retry of(Retry known, long askedAtMs, long nowMs) {
-      return known != null && known.askedAtMs() == askedAtMs ? known : new Retry(askedAtMs, 0, nowMs);
+    static Retry of(Retry known, OwedLoad asked, long askedAtMs, long nowMs) {
+      return known != null && known.askedAtMs() == askedAtMs
+          ? known : new Retry(asked.toBuilder().setNextTryMs(nowMs).build(), askedAtMs);
     }
 
-    /** After one more failure at {@code nowMs}: the wait doubles from 1 s up to 60 s. */
-    Retry failedAgain(long nowMs) {
-      return new Retry(askedAtMs, failures + 1,
-          nowMs + Math.min(LAST_RETRY_MS, FIRST_RETRY_MS << Math.min(failures, 16)));
+    /** After one more failure at {@code nowMs} for {@code reason}: the wait doubles from 1 s up to 60 s. */
+    Retry failedAgain(long nowMs, String reason) {
+      int failures = owed.getFailures();
+      return new Retry(owed.toBuilder().setFailures(failures + 1).setReason(reason)
+          .setNextTryMs(nowMs + Math.min(LAST_RETRY_MS, FIRST_RETRY_MS << Math.min(failures, 16))).build(), askedAtMs);
     }
   }
 
@@ -245,7 +248,9 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
           fleetRetries.remove(key);
           continue;
         }
-        Failure failure = tryLoad(fleetRetries, key, ask.getAtMs(), name,
+        OwedLoad owed = OwedLoad.newBuilder().setModel(name).setVersion(ask.getVersion()).setAsks("fleet")
+            .setAskedBy(ask.getCaller()).setReplica(ask.getReplica()).build();
+        Failure failure = tryLoad(fleetRetries, key, owed, ask.getAtMs(),
             () -> follow(name, ask, () -> repository.loadVersion(name, ask.getVersion())));
         if (failure != null) {
           log.error("model '{}' version {}: not loaded on this replica as {} asked on replica {} ({}); the routing"
@@ -321,7 +326,9 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
     if (!model.version(of).map(ModelVersion::isReady).orElse(false)) {
       return;  // no control without the baseline it copies; tried once the baseline is READY again
     }
-    Failure failure = tryLoad(retries, name, rolloutStartedAtMs, name, () -> {
+    OwedLoad owed = OwedLoad.newBuilder().setModel(name).setVersion(number).setAsks("control")
+        .setAskedBy(ControlPlane.ROLLOUT_CALLER).build();
+    Failure failure = tryLoad(retries, name, owed, rolloutStartedAtMs, () -> {
       ModelVersion copy = repository.loadCopy(name, number, of);
       policies.audit(ControlPlane.ROLLOUT_CALLER, "LoadControl", name, number,
           copy.state() + " as a copy of version " + of + " " + copy.reason());
@@ -342,6 +349,19 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
     return fleet ? fleetRetries.size() : retries.size();
   }
 
+  /** The loads this replica owes and tries again, by model and version. Any thread. */
+  public List<OwedLoad> owed() {
+    List<OwedLoad> owed = new ArrayList<>();
+    for (Retry retry : retries.values()) {
+      owed.add(retry.owed());
+    }
+    for (Retry retry : fleetRetries.values()) {
+      owed.add(retry.owed());
+    }
+    owed.sort(java.util.Comparator.comparing(OwedLoad::getModel).thenComparingLong(OwedLoad::getVersion));
+    return owed;
+  }
+
   /** A try that did not load: why, in how many seconds the next, and how many failed in a row. */
   private record Failure(String reason, long nextTryS, int inARow) {}
 
@@ -351,11 +371,12 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
    * that throws or ends not READY sets the next try after a longer wait. Null when it loaded or it
    * was not yet time to try; else the failure.
    */
-  private Failure tryLoad(Map<String, Retry> retries, String key, long askedAtMs, String model,
+  private Failure tryLoad(Map<String, Retry> retries, String key, OwedLoad owed, long askedAtMs,
       java.util.function.Supplier<ModelVersion> load) {
+    String model = owed.getModel();
     long now = clock.millis();
-    Retry retry = Retry.of(retries.get(key), askedAtMs, now);
-    if (now < retry.nextTryMs()) {
+    Retry retry = Retry.of(retries.get(key), owed, askedAtMs, now);
+    if (now < retry.owed().getNextTryMs()) {
       return null;
     }
     String reason;
@@ -370,9 +391,9 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
     } catch (RuntimeException e) {
       reason = e.getMessage();
     }
-    retry = retry.failedAgain(now);
+    retry = retry.failedAgain(now, reason);
     retries.put(key, retry);
-    return new Failure(reason, (retry.nextTryMs() - now) / 1000, retry.failures());
+    return new Failure(reason, (retry.owed().getNextTryMs() - now) / 1000, retry.owed().getFailures());
   }
 
   @Override

@@ -165,8 +165,21 @@ final class AdminCommand implements Runnable {
             out.printf("%-20s ROUTING IN PART, %s%n", "", model.getRoutingDegraded());
           }
         }
+        for (io.modelgate.proto.admin.v1.OwedLoad owed : response.getOwedLoadsList()) {
+          out.println(owedLine(owed, System.currentTimeMillis()));
+        }
       });
     }
+  }
+
+  /** One line of a load the replica owes, for {@code admin models}; {@code nowMs} to say when it tries next. */
+  static String owedLine(io.modelgate.proto.admin.v1.OwedLoad owed, long nowMs) {
+    String asked = owed.getAsks().equals("control")
+        ? "the copied control of its running rollout"
+        : "loaded by " + owed.getAskedBy() + " on replica " + owed.getReplica();
+    return String.format("NOT LOADED HERE: model %s version %d (%s): failure %d in a row, next try in %d s: %s",
+        owed.getModel(), owed.getVersion(), asked, owed.getFailures(),
+        Math.max(0, (owed.getNextTryMs() - nowMs + 999) / 1000), owed.getReason());
   }
 
   @Command(name = "connections", description = {

@@ -46,6 +46,21 @@ class CliTest {
   }
 
   @Test
+  void aLoadTheReplicaOwes_isOneLineOfAdminModels_sayingWhoAskedWhyItFailedAndWhenItTriesNext() {
+    io.modelgate.proto.admin.v1.OwedLoad fleet = io.modelgate.proto.admin.v1.OwedLoad.newBuilder().setModel("m")
+        .setVersion(4).setAsks("fleet").setAskedBy("/10.0.0.7:5123 operator:ana").setReplica("r1").setFailures(3)
+        .setNextTryMs(10_500).setReason("model 'm' has no version folder m/4 in the repository").build();
+    assertThat(AdminCommand.owedLine(fleet, 2_000)).isEqualTo("NOT LOADED HERE: model m version 4 (loaded by"
+        + " /10.0.0.7:5123 operator:ana on replica r1): failure 3 in a row, next try in 9 s: model 'm' has no version"
+        + " folder m/4 in the repository");
+    io.modelgate.proto.admin.v1.OwedLoad control = fleet.toBuilder().setVersion(3).setAsks("control").setAskedBy("rollout")
+        .clearReplica().setFailures(1).setReason("FAILED: missing model file m/1/model.onnx").build();
+    // A try that is due says 0 s.
+    assertThat(AdminCommand.owedLine(control, 11_000)).isEqualTo("NOT LOADED HERE: model m version 3 (the copied"
+        + " control of its running rollout): failure 1 in a row, next try in 0 s: FAILED: missing model file m/1/model.onnx");
+  }
+
+  @Test
   void infer_sendsADigit_andPrintsTheVersionAndThePrediction() {
     MnistDigits.Digit digit = MnistDigits.get(7);
     Run run = run("infer", "--target", target(), "--model", "cnn_mnist", "--digit", "7");

@@ -613,10 +613,19 @@ class EtcdControlStoreTest {
         assertThat(state(b, "m", 4)).as("not tried again within 1 s").isNull();
         assertThat(b.stats.prometheus().scrape()).contains("modelgate_loads_retrying{asks=\"fleet\"} 1.0")
             .contains("modelgate_loads_retrying{asks=\"control\"} 0.0");
+        // admin models says what b owes.
+        assertThat(b.admin().listModels(ListModelsRequest.getDefaultInstance()).getOwedLoadsList())
+            .singleElement().satisfies(owed -> {
+              assertThat(owed.getModel() + " " + owed.getVersion() + " " + owed.getAsks() + " " + owed.getReplica()
+                  + " " + owed.getFailures()).isEqualTo("m 4 fleet a 1");
+              assertThat(owed.getReason()).isEqualTo("model 'm' has no version folder m/4 in the repository");
+              assertThat(owed.getNextTryMs()).isEqualTo(clock.millis() + 1);
+            });
         clock.millis += 1;
         b.server.versions().reconcileLoads();
         assertThat(state(b, "m", 4)).isEqualTo(io.modelgate.runtime.repository.VersionState.READY);
         assertThat(b.stats.prometheus().scrape()).contains("modelgate_loads_retrying{asks=\"fleet\"} 0.0");
+        assertThat(b.admin().listModels(ListModelsRequest.getDefaultInstance()).getOwedLoadsList()).isEmpty();
         // What a did, a does not do again; b's loads are audited as the fleet's.
         a.server.versions().reconcileLoads();
         assertThat(state(a, "m", 1)).isEqualTo(io.modelgate.runtime.repository.VersionState.UNAVAILABLE);
