@@ -30,13 +30,15 @@ import org.slf4j.LoggerFactory;
 /**
  * The one way versions are loaded and unloaded at run time, for the admin API and for the model
  * repository extension on the inference port: load (then let the routing policy serve whole again),
- * unload (draining first), each audited; and the copies of a baseline's model that rollouts with
- * {@code copy_control} run as their control: loaded before such a rollout starts, loaded on
- * every other replica once it sees the rollout, unloaded once it ends ({@link #reconcileCopies}).
+ * unload (draining first), each audited — in a fleet, asked of every replica, which follow
+ * ({@link #reconcileLoads}); and the copies of a baseline's model that rollouts with {@code
+ * copy_control} run as their control: loaded before such a rollout starts, loaded on every other
+ * replica once it sees the rollout, unloaded once it ends ({@link #reconcileCopies}).
  *
  * <p>Loading and unloading block (an ONNX Runtime session loads, a queue drains). The admin API
- * calls them on its own executor; the inference port's repository calls and the copies'
- * reconciling run on this component's single thread, one at a time, never on an event loop.
+ * calls them on its own executor; the inference port's repository calls and the reconciling of
+ * a fleet's asks and of copies run on this component's single thread, one at a time, never on an
+ * event loop.
  */
 public final class VersionControl implements RepositoryControl, AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(VersionControl.class);
@@ -47,9 +49,9 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
   public static final String FLEET_CALLER = "fleet";
   /** What requests to a copy that is unloading are told. */
   static final String COPY_UNLOADING = "the rollout it was the control of has ended";
-  /** How long after a copy's first failed load it is tried again (ms); doubled after each. */
+  /** How long after a load's first failure (a copy, a fleet's ask) it is tried again (ms); doubled after each. */
   static final long FIRST_RETRY_MS = 1_000;
-  /** The longest wait between two tries of a copy that does not load (ms). */
+  /** The longest wait between two tries of a load that fails (ms). */
   static final long LAST_RETRY_MS = 60_000;
 
   private final ModelRepository repository;
@@ -90,7 +92,8 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
   }
 
   /**
-   * @param clock the time of the copies' retries (a test's, to try them again without waiting)
+   * @param clock the time of the retries of copies and of a fleet's asks (a test's, to try them
+   *     again without waiting)
    */
   public VersionControl(ModelRepository repository, ControlPlane policies, Duration drainTimeout, Clock clock) {
     this.repository = repository;
