@@ -149,9 +149,20 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
     return version;
   }
 
-  /** Reconciles the copies every second from now on ({@link #reconcileCopies}); returns this. */
+  /**
+   * Reconciles a fleet's asks and the copies every second from now on ({@link #reconcileLoads},
+   * {@link #reconcileCopies}), and at once when another replica's write changes the asks; returns
+   * this.
+   */
   public VersionControl start() {
     worker.scheduleWithFixedDelay(this::reconcileQuietly, 1, 1, TimeUnit.SECONDS);
+    policies.onLoadsChanged(() -> {
+      try {
+        worker.execute(this::reconcileQuietly);
+      } catch (java.util.concurrent.RejectedExecutionException closing) {
+        // The server is stopping: nothing more to follow.
+      }
+    });
     return this;
   }
 
@@ -222,8 +233,9 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
    * appeared since the start), each asked unloaded is drained and unloaded here. A load that
    * fails is tried again 1 s later, the wait doubling up to {@value #LAST_RETRY_MS} ms, until it
    * loads or another ask replaces it; meanwhile routing that names it serves in part here. Runs
-   * on this component's thread every second (see {@link #start}), and once as the server starts,
-   * before it serves; tests call it directly.
+   * on this component's thread every second and when the store's watch brings another replica's
+   * ask (see {@link #start}), and once as the server starts, before it serves; tests call it
+   * directly.
    */
   public void reconcileLoads() {
     java.util.Set<String> asked = new java.util.HashSet<>();

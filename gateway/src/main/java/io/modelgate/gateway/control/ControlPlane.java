@@ -69,6 +69,8 @@ public final class ControlPlane implements AutoCloseable {
    * lock; read without it only by {@link #current} (metrics).
    */
   private final Map<String, ControlStore.Stored> records = new ConcurrentSkipListMap<>();
+  /** Told when another replica's write changes a model's loads; null until set. Under the lock. */
+  private Runnable loadsListener;
   /** Since when this replica judges rollouts (-1: it does not); steps are judged on samples since. */
   private long judgingSinceMs;
   private final ScheduledExecutorService scheduler;
@@ -436,6 +438,21 @@ public final class ControlPlane implements AutoCloseable {
     }
     records.put(model, stored);
     install(model, stored);
+    boolean loadsChanged = known == null
+        ? stored.control().getLoadsCount() > 0
+        : !known.control().getLoadsList().equals(stored.control().getLoadsList());
+    if (loadsChanged && loadsListener != null) {
+      loadsListener.run();
+    }
+  }
+
+  /**
+   * Calls {@code listener} whenever a record read from the store (another replica's write) changes
+   * a model's {@link #loads}: on the store's watch thread, under this object's lock, so it must
+   * only hand the work to a thread of its own.
+   */
+  public synchronized void onLoadsChanged(Runnable listener) {
+    this.loadsListener = listener;
   }
 
   /**

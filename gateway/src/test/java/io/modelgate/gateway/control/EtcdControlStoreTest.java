@@ -590,6 +590,9 @@ class EtcdControlStoreTest {
           Gateway.write(repo, "n", 1, Gateway.affine());
         }
         Gateway.write(repoA, "m", 4, Gateway.affine());
+        // b is told when a's writes change the asks (its server then follows at once).
+        java.util.concurrent.atomic.AtomicInteger told = new java.util.concurrent.atomic.AtomicInteger();
+        b.server.control().onLoadsChanged(told::incrementAndGet);
         assertThat(load(a, "m", 3).getState()).isEqualTo("READY");
         assertThat(load(a, "n", 1).getState()).isEqualTo("READY");
         assertThat(load(a, "m", 4).getState()).isEqualTo("READY");
@@ -599,11 +602,18 @@ class EtcdControlStoreTest {
         assertThat(a.server.control().loads().get("m"))
             .extracting(l -> l.getVersion() + " " + l.getLoaded() + " " + l.getReplica())
             .containsExactly("3 true a", "4 true a", "1 false a");
+        assertThat(told.get()).isPositive();
 
         b.server.versions().reconcileLoads();
         assertThat(state(b, "m", 3)).isEqualTo(io.modelgate.runtime.repository.VersionState.READY);
         assertThat(state(b, "n", 1)).isEqualTo(io.modelgate.runtime.repository.VersionState.READY);
         assertThat(state(b, "m", 1)).isEqualTo(io.modelgate.runtime.repository.VersionState.UNAVAILABLE);
+        // Not told when a's writes change only the routing.
+        int before = told.get();
+        a.admin().setRouting(SetRoutingRequest.newBuilder()
+            .setPolicy(RoutingPolicy.newBuilder().setModel("n").putWeights(1, 1)).setExpectedRevision(0).build());
+        eventually("b applies n's routing", () -> b.server.router().route("n").policy().getRevision() == 1);
+        assertThat(told).hasValue(before);
         // b has no folder m/4: it tries again 1 s later, then 2 s after that, meanwhile without it.
         assertThat(state(b, "m", 4)).isNull();
         clock.millis += 999;
