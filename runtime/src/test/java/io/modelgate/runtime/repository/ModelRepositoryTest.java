@@ -577,6 +577,37 @@ class ModelRepositoryTest {
     assertThat(repository.models()).extracting(Model::name).containsExactly("a", "b");
   }
 
+  @Test
+  void twoVersionsOfANewModelLoadedAtOnce_addTheModelOnce_andBothLoad() throws Exception {
+    TestModels.write(root, "b", 1, TestModels.affine());
+    load();
+    for (int version = 1; version <= 4; version++) {
+      TestModels.write(root, "a", version, TestModels.affine());
+    }
+    java.util.concurrent.atomic.AtomicInteger told = new java.util.concurrent.atomic.AtomicInteger();
+    repository.onModelAdded(name -> told.incrementAndGet());
+    java.util.concurrent.CyclicBarrier together = new java.util.concurrent.CyclicBarrier(4);
+    java.util.concurrent.ExecutorService threads = java.util.concurrent.Executors.newFixedThreadPool(4);
+    try {
+      java.util.List<java.util.concurrent.Future<ModelVersion>> loads = new java.util.ArrayList<>();
+      for (long version = 1; version <= 4; version++) {
+        long number = version;
+        loads.add(threads.submit(() -> {
+          together.await();
+          return repository.loadVersion("a", number);
+        }));
+      }
+      for (java.util.concurrent.Future<ModelVersion> load : loads) {
+        assertThat(load.get(30, TimeUnit.SECONDS).state()).isEqualTo(VersionState.READY);
+      }
+    } finally {
+      threads.shutdownNow();
+    }
+    assertThat(told).hasValue(1);
+    assertThat(repository.model("a").orElseThrow().versions()).extracting(ModelVersion::number)
+        .containsExactly(1L, 2L, 3L, 4L);
+  }
+
   /** Recorders whose {@code n}th creation (from 1) throws {@code error}, the others record nothing. */
   private static StageRecorder.Factory throwingOnCreation(int n, Error error) {
     AtomicInteger created = new AtomicInteger();
