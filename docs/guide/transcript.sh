@@ -80,6 +80,7 @@ echo "## 7. a model added while serving"
 models=$(sed -n 's/^model repository: \(.*\) (embedded demo)$/\1/p' "$log" | head -n 1)
 echo "\$ mkdir -p \$REPOSITORY/digits/1 && cp \$REPOSITORY/cnn_mnist/1/model.onnx \$REPOSITORY/digits/1/"
 mkdir -p "$models/digits/1" && cp "$models/cnn_mnist/1/model.onnx" "$models/digits/1/"
+run_admin models
 run_admin load --model digits --version 1
 run_infer --model digits --digit 7
 run_admin models

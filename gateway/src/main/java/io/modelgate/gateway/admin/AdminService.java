@@ -108,7 +108,7 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
               info.addVersions(info(version));
             }
           }
-          return response.addAllOwedLoads(versions.owed()).build();
+          return response.addAllOwedLoads(versions.owed()).addAllModelsNotLoaded(repository.modelsNotAdded()).build();
         });
   }
 

@@ -168,6 +168,10 @@ final class AdminCommand implements Runnable {
         for (io.modelgate.proto.admin.v1.OwedLoad owed : response.getOwedLoadsList()) {
           out.println(owedLine(owed, System.currentTimeMillis()));
         }
+        for (String name : response.getModelsNotLoadedList()) {
+          out.printf("NOT LOADED: model %s, a folder added to the repository since the start (admin load --model %s"
+              + " --version N loads it)%n", name, name);
+        }
       });
     }
   }

@@ -72,6 +72,8 @@ class ModelsAddedWhileServingTest {
     assertThat(index.getModelsList()).extracting(e -> e.getName() + "/" + e.getVersion() + "/" + e.getState())
         .containsExactly("m/1/READY", "added//UNAVAILABLE");
     assertThat(index.getModels(1).getReason()).isEqualTo(VersionControl.NOT_LOADED);
+    assertThat(gateway.admin().listModels(ListModelsRequest.getDefaultInstance()).getModelsNotLoadedList())
+        .containsExactly("added");
     assertThat(gateway.blocking().repositoryIndex(RepositoryIndexRequest.newBuilder().setReady(true).build())
         .getModelsList()).extracting(e -> e.getName()).containsExactly("m");
 
@@ -81,6 +83,7 @@ class ModelsAddedWhileServingTest {
         .containsExactly(1L, 3L);
     assertThat(listed("added").getVersionsList()).extracting(v -> v.getVersion() + "/" + v.getState())
         .containsExactly("1/READY", "2/READY");
+    assertThat(gateway.admin().listModels(ListModelsRequest.getDefaultInstance()).getModelsNotLoadedList()).isEmpty();
     assertThat(gateway.blocking().repositoryIndex(RepositoryIndexRequest.getDefaultInstance()).getModelsList())
         .extracting(e -> e.getName() + "/" + e.getVersion() + "/" + e.getState())
         .containsExactly("added/1/READY", "added/2/READY", "m/1/READY");
