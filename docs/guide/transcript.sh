@@ -81,6 +81,6 @@ models=$(sed -n 's/^model repository: \(.*\) (embedded demo)$/\1/p' "$log" | hea
 echo "\$ mkdir -p \$REPOSITORY/digits/1 && cp \$REPOSITORY/cnn_mnist/1/model.onnx \$REPOSITORY/digits/1/"
 mkdir -p "$models/digits/1" && cp "$models/cnn_mnist/1/model.onnx" "$models/digits/1/"
 run_admin models
-run_admin load --model digits --version 1
+run_admin load --model digits
 run_infer --model digits --digit 7
 run_admin models

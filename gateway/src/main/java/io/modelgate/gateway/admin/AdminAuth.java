@@ -95,6 +95,7 @@ public final class AdminAuth implements ServerInterceptor {
     for (var method : java.util.List.of(
         io.modelgate.proto.admin.v1.AdminServiceGrpc.getSetRoutingMethod(),
         io.modelgate.proto.admin.v1.AdminServiceGrpc.getLoadVersionMethod(),
+        io.modelgate.proto.admin.v1.AdminServiceGrpc.getLoadModelMethod(),
         io.modelgate.proto.admin.v1.AdminServiceGrpc.getUnloadVersionMethod(),
         io.modelgate.proto.admin.v1.AdminServiceGrpc.getPromoteMethod(),
         io.modelgate.proto.admin.v1.AdminServiceGrpc.getRollbackMethod(),

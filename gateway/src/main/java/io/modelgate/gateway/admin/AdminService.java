@@ -98,18 +98,23 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
           ListModelsResponse.Builder response =
               ListModelsResponse.newBuilder().setReplica(control.replica()).setControlStore(control.status());
           for (Model model : repository.models()) {
-            Route route = control.router().route(model.name());
-            ModelInfo.Builder info =
-                response.addModelsBuilder().setName(model.name()).setRouting(route.policy());
-            if (route.degraded() != null) {
-              info.setRoutingDegraded(route.degraded());
-            }
-            for (ModelVersion version : model.versions()) {
-              info.addVersions(info(version));
-            }
+            response.addModels(info(model));
           }
           return response.addAllOwedLoads(versions.owed()).addAllModelsNotLoaded(repository.modelsNotAdded()).build();
         });
+  }
+
+  /** A model as {@code admin models} shows it: its routing and its versions. */
+  private ModelInfo info(Model model) {
+    Route route = control.router().route(model.name());
+    ModelInfo.Builder info = ModelInfo.newBuilder().setName(model.name()).setRouting(route.policy());
+    if (route.degraded() != null) {
+      info.setRoutingDegraded(route.degraded());
+    }
+    for (ModelVersion version : model.versions()) {
+      info.addVersions(info(version));
+    }
+    return info.build();
   }
 
   VersionInfo info(ModelVersion version) {
@@ -169,6 +174,11 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
     answer(
         observer,
         () -> info(versions.load(request.getModel(), request.getVersion(), AdminAuth.caller(), "LoadVersion")));
+  }
+
+  @Override
+  public void loadModel(io.modelgate.proto.admin.v1.LoadModelRequest request, StreamObserver<ModelInfo> observer) {
+    answer(observer, () -> info(versions.loadModel(request.getModel(), AdminAuth.caller(), "LoadModel")));
   }
 
   @Override

@@ -435,24 +435,32 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
     return response.build();
   }
 
+  /**
+   * Loads every version folder of {@code model} that is not READY (in a fleet, on every replica),
+   * the model added first if its folder has appeared since the start. Blocks.
+   *
+   * @throws InferenceException NOT_FOUND where the repository has no such folder,
+   *     FAILED_PRECONDITION naming the versions that did not load (the others did)
+   */
+  public Model loadModel(String model, String caller, String action) {
+    Model found = repository.modelOrAdd(model);
+    List<String> failed = new ArrayList<>();
+    for (long number : repository.versionsOnDisk(model)) {
+      ModelVersion version = load(model, number, caller, action);
+      if (!version.isReady()) {
+        failed.add("version " + number + " is " + version.state() + ": " + version.reason());
+      }
+    }
+    if (!failed.isEmpty()) {
+      throw InferenceException.failedPrecondition(
+          "model '" + model + "' did not load whole: " + String.join("; ", failed));
+    }
+    return found;
+  }
+
   @Override
   public CompletableFuture<Void> load(String model, String caller) {
-    return CompletableFuture.runAsync(
-        () -> {
-          List<String> failed = new ArrayList<>();
-          repository.modelOrAdd(model);
-          for (long number : repository.versionsOnDisk(model)) {
-            ModelVersion version = load(model, number, caller, "RepositoryModelLoad");
-            if (!version.isReady()) {
-              failed.add("version " + number + " is " + version.state() + ": " + version.reason());
-            }
-          }
-          if (!failed.isEmpty()) {
-            throw InferenceException.failedPrecondition(
-                "model '" + model + "' did not load whole: " + String.join("; ", failed));
-          }
-        },
-        worker);
+    return CompletableFuture.runAsync(() -> loadModel(model, caller, "RepositoryModelLoad"), worker);
   }
 
   @Override

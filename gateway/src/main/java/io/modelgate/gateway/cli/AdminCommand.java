@@ -170,7 +170,7 @@ final class AdminCommand implements Runnable {
         }
         for (String name : response.getModelsNotLoadedList()) {
           out.printf("NOT LOADED: model %s, a folder added to the repository since the start (admin load --model %s"
-              + " --version N loads it)%n", name, name);
+              + " loads it)%n", name, name);
         }
       });
     }
@@ -887,19 +887,26 @@ final class AdminCommand implements Runnable {
     }
   }
 
-  @Command(name = "load", description = "Load a version from the model repository.")
+  @Command(name = "load", description = "Load a version from the model repository, or without --version every"
+      + " version folder of the model that is not READY (a model folder added since the start included).")
   static final class Load implements Callable<Integer> {
     @ParentCommand AdminCommand admin;
     @Spec CommandSpec spec;
     @Mixin HelpOption help;
     @Option(names = "--model", required = true) String model;
-    @Option(names = "--version", required = true) long version;
+    @Option(names = "--version", description = "The version; without it, every version folder of the model.")
+    Long version;
 
     @Override
     public Integer call() throws Exception {
       return execute(admin, spec, (client, out) -> {
-        VersionInfo info = client.call().loadVersion(LoadVersionRequest.newBuilder().setModel(model).setVersion(version).build());
-        out.printf("model %s version %d: %s %s%n", info.getModel(), info.getVersion(), info.getState(), info.getReason());
+        List<VersionInfo> loaded = version != null
+            ? List.of(client.call().loadVersion(LoadVersionRequest.newBuilder().setModel(model).setVersion(version).build()))
+            : client.call().loadModel(io.modelgate.proto.admin.v1.LoadModelRequest.newBuilder().setModel(model).build())
+                .getVersionsList();
+        for (VersionInfo info : loaded) {
+          out.printf("model %s version %d: %s %s%n", info.getModel(), info.getVersion(), info.getState(), info.getReason());
+        }
       });
     }
   }

@@ -123,6 +123,26 @@ class ModelsAddedWhileServingTest {
   }
 
   @Test
+  void aModelLoadedWhole_byTheAdminApi_answersItsVersions_andNamesTheOnesThatDidNotLoad() throws Exception {
+    Gateway.write(root, "m", 1, Gateway.affine());
+    gateway = Gateway.inProcess(root);
+    Gateway.write(root, "whole", 1, Gateway.affine());
+    Gateway.write(root, "whole", 2, Gateway.affine());
+    ModelInfo loaded = gateway.admin().loadModel(
+        io.modelgate.proto.admin.v1.LoadModelRequest.newBuilder().setModel("whole").build());
+    assertThat(loaded.getName()).isEqualTo("whole");
+    assertThat(loaded.getVersionsList()).extracting(v -> v.getVersion() + "/" + v.getState())
+        .containsExactly("1/READY", "2/READY");
+    assertThat(loaded.getRouting().getRevision()).isZero();
+
+    Gateway.write(root, "whole", 3, "not an ONNX model".getBytes(java.nio.charset.StandardCharsets.UTF_8));
+    failsWith(Status.Code.FAILED_PRECONDITION, "model 'whole' did not load whole: version 3 is FAILED: ",
+        () -> gateway.admin().loadModel(io.modelgate.proto.admin.v1.LoadModelRequest.newBuilder().setModel("whole").build()));
+    assertThat(listed("whole").getVersionsList()).extracting(v -> v.getVersion() + "/" + v.getState())
+        .containsExactly("1/READY", "2/READY", "3/FAILED");
+  }
+
+  @Test
   void aModelsRoutingKeptFromBeforeARestartWithoutItsFolder_appliesWhenItIsAddedAgain() throws Exception {
     Gateway.write(root, "m", 1, Gateway.affine());
     Gateway.write(root, "added", 1, Gateway.affine());
