@@ -14,7 +14,7 @@ interval=${2:-30}
 port=${JUDGE_PORT:-19011}
 work=$(mktemp -d)
 pid=""
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'stop_then_remove "$pid" "$work"' EXIT
 admin() { "$repo/bin/modelgate" admin --target "localhost:$((port + 2))" "$@"; }
 cd "$work"
 # Started directly (not through a function, whose subshell's pid the trap would stop instead of the server).

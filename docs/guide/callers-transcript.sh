@@ -11,7 +11,7 @@ repo=$(pwd)
 port=${GUIDE_CALLERS_PORT:-26001}
 work=$(mktemp -d)
 pid=""
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'stop_then_remove "$pid" "$work"' EXIT
 # shellcheck source=docs/guide/show.sh
 source docs/guide/show.sh
 cd "$work"

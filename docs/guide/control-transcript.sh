@@ -25,7 +25,7 @@ echo "\$ bin/modelgate serve"
 "$repo/bin/modelgate" serve --warmup-inference 1s --grpc-port "$port" --admin-port "$admin_port" \
   --metrics-port "$metrics_port" --replica gw1 >"$log" 2>&1 &
 pid=$!
-trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'stop_then_remove "$pid" "$work"' EXIT
 wait_serving "$log"
 grep -E '^  cnn_mnist ' "$log"
 # Each version's first calls, before any is judged.

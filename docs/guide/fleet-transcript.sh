@@ -9,17 +9,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 base=${GUIDE_FLEET_PORT:-24000}
 etcd_port=$((base + 79))
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
 
 # shellcheck source=docs/guide/show.sh
 source docs/guide/show.sh
+with_cleanup
 
 start_etcd "$etcd_port" "$work"
 echo "fleet-transcript-admin-token-0123456789" >"$work/token"

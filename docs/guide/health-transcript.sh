@@ -9,7 +9,7 @@ repo=$(pwd)
 port=${GUIDE_HEALTH_PORT:-25001}
 work=$(mktemp -d)
 pid=""
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'stop_then_remove "$pid" "$work"' EXIT
 # shellcheck source=docs/guide/show.sh
 source docs/guide/show.sh
 cd "$work"

@@ -20,7 +20,7 @@ cases=("$@")
 port=${JUDGE_PORT:-19001}
 work=$(mktemp -d)
 pid=""
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'stop_then_remove "$pid" "$work"' EXIT
 mg() { "$repo/bin/modelgate" "$@"; }
 admin() { mg admin --target "localhost:$((port + 2))" "$@"; }
 cd "$work"

@@ -35,3 +35,21 @@ start_etcd() {
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$1/health" >/dev/null && return 0; sleep 0.1; done
   echo "etcd did not start" >&2; cat "$2/etcd.log" >&2; exit 1
 }
+
+# with_cleanup: makes the temporary folder $work and the list pids of processes to stop; on exit,
+# stops them and removes $work.
+with_cleanup() {
+  work=$(mktemp -d)
+  pids=()
+  trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+}
+
+# stop_then_remove PID DIR: stops the server PID (if any) and waits for it to exit — it writes its
+# state and usage as it stops — then removes DIR. For a script's EXIT trap.
+stop_then_remove() {
+  if [ -n "$1" ]; then
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+  fi
+  rm -rf "$2"
+}

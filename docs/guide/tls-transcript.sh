@@ -10,7 +10,7 @@ repo=$(pwd)
 port=${GUIDE_TLS_PORT:-26101}
 work=$(mktemp -d)
 pid=""
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'stop_then_remove "$pid" "$work"' EXIT
 # shellcheck source=docs/guide/show.sh
 source docs/guide/show.sh
 cd "$work"

@@ -21,7 +21,7 @@ cd "$work"
 "$repo/bin/modelgate" serve --warmup-inference 1s --grpc-port "$port" --admin-port "$admin_port" --metrics-port "$metrics_port" \
   --replica gw1 >"$log" 2>&1 &
 pid=$!
-trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'stop_then_remove "$pid" "$work"' EXIT
 wait_serving "$log"
 
 mg() { "$repo/bin/modelgate" "$@"; }

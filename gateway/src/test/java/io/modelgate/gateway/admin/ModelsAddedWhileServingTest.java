@@ -43,6 +43,15 @@ class ModelsAddedWhileServingTest {
     }
   }
 
+  /** A gateway started with model m, then {@code versions} version folders of {@code model} written. */
+  private void startThenAdd(String model, int versions) throws Exception {
+    Gateway.write(root, "m", 1, Gateway.affine());
+    gateway = Gateway.inProcess(root);
+    for (int version = 1; version <= versions; version++) {
+      Gateway.write(root, model, version, Gateway.affine());
+    }
+  }
+
   private GRPCInferenceServiceBlockingStub operator() {
     return gateway.blocking().withCallCredentials(Gateway.bearer(Gateway.ADMIN_TOKEN));
   }
@@ -60,12 +69,8 @@ class ModelsAddedWhileServingTest {
 
   @Test
   void aModelFolderAddedWhileServing_isListedAsLoadable_thenLoadedByTheRepositoryExtension_andServed() throws Exception {
-    Gateway.write(root, "m", 1, Gateway.affine());
-    gateway = Gateway.inProcess(root);
+    startThenAdd("added", 2);
     ModelInferRequest request = Tensors.affine(1, 2, 3).setModelName("added").build();
-
-    Gateway.write(root, "added", 1, Gateway.affine());
-    Gateway.write(root, "added", 2, Gateway.affine());
     // Not served until an operator loads it; the index lists it as loadable.
     failsWith(Status.Code.NOT_FOUND, "unknown model 'added' (available: m)", () -> gateway.blocking().modelInfer(request));
     RepositoryIndexResponse index = gateway.blocking().repositoryIndex(RepositoryIndexRequest.getDefaultInstance());
@@ -109,10 +114,7 @@ class ModelsAddedWhileServingTest {
 
   @Test
   void aModelAddedByLoadingOneVersion_loadsOnlyThatOne() throws Exception {
-    Gateway.write(root, "m", 1, Gateway.affine());
-    gateway = Gateway.inProcess(root);
-    Gateway.write(root, "added", 1, Gateway.affine());
-    Gateway.write(root, "added", 2, Gateway.affine());
+    startThenAdd("added", 2);
 
     assertThat(gateway.admin().loadVersion(LoadVersionRequest.newBuilder().setModel("added").setVersion(1).build())
         .getState()).isEqualTo("READY");
@@ -124,10 +126,7 @@ class ModelsAddedWhileServingTest {
 
   @Test
   void aModelLoadedWhole_byTheAdminApi_answersItsVersions_andNamesTheOnesThatDidNotLoad() throws Exception {
-    Gateway.write(root, "m", 1, Gateway.affine());
-    gateway = Gateway.inProcess(root);
-    Gateway.write(root, "whole", 1, Gateway.affine());
-    Gateway.write(root, "whole", 2, Gateway.affine());
+    startThenAdd("whole", 2);
     ModelInfo loaded = gateway.admin().loadModel(
         io.modelgate.proto.admin.v1.LoadModelRequest.newBuilder().setModel("whole").build());
     assertThat(loaded.getName()).isEqualTo("whole");
