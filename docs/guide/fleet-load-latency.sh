@@ -19,11 +19,7 @@ with_cleanup
 start_etcd "$etcd_port" "$work"
 echo "fleet-latency-admin-token-0123456789" >"$work/token"
 for n in 1 2; do
-  p=$((base + 10 * n))
-  bin/modelgate serve --warmup-inference 1s --replica "r$n" --control-store "etcd://127.0.0.1:$etcd_port" \
-    --grpc-port $((p + 1)) --metrics-port $((p + 2)) --admin-port $((p + 3)) \
-    --admin-token-file "$work/token" --state-dir "$work/state-r$n" >"$work/r$n.log" 2>&1 &
-  pids+=("$!")
+  start_replica "$n" "$base" "$etcd_port"
 done
 for n in 1 2; do
   wait_serving "$work/r$n.log" "replica r$n"

@@ -17,14 +17,10 @@ with_cleanup
 start_etcd "$etcd_port" "$work"
 echo "fleet-transcript-admin-token-0123456789" >"$work/token"
 
-# Replica rN listens on base+10N+1 (gRPC), +2 (metrics), +3 (admin).
+# Replica rN listens on base+10N+1 (gRPC), +2 (metrics), +3 (admin); a 1 s inference warm-up, not
+# the default 10 s: CI runs this script, and the warm-up only delays it.
 for n in 1 2; do
-  p=$((base + 10 * n))
-  # (A 1 s inference warm-up, not the default 10 s: CI runs this script, and the warm-up only delays it.)
-  bin/modelgate serve --warmup-inference 1s --replica "r$n" --control-store "etcd://127.0.0.1:$etcd_port" --judge-lease 3s \
-    --grpc-port $((p + 1)) --metrics-port $((p + 2)) --admin-port $((p + 3)) \
-    --admin-token-file "$work/token" --state-dir "$work/state-r$n" >"$work/r$n.log" 2>&1 &
-  pids+=("$!")
+  start_replica "$n" "$base" "$etcd_port" --judge-lease 3s
 done
 for n in 1 2; do
   wait_serving "$work/r$n.log" "replica r$n"
@@ -99,11 +95,7 @@ echo "## fleet 7. a replica that loaded another file"
 bin/modelgate demo "$work/r3-repo" --faulty-version 3 >/dev/null
 cp "$work/r3-repo/cnn_mnist/3/model.onnx" "$work/r3-repo/cnn_mnist/2/model.onnx"
 rm -r "$work/r3-repo/cnn_mnist/3"
-p=$((base + 30))
-bin/modelgate serve --warmup-inference 1s --replica r3 --control-store "etcd://127.0.0.1:$etcd_port" --judge-lease 3s \
-  --model-repository "$work/r3-repo" --grpc-port $((p + 1)) --metrics-port $((p + 2)) --admin-port $((p + 3)) \
-  --admin-token-file "$work/token" --state-dir "$work/state-r3" >"$work/r3.log" 2>&1 &
-pids+=("$!")
+start_replica 3 "$base" "$etcd_port" --judge-lease 3s --model-repository "$work/r3-repo"
 wait_serving "$work/r3.log" "replica r3"
 # Each replica publishes its versions every few seconds.
 sleep 6
