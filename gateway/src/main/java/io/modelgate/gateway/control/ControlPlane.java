@@ -339,9 +339,9 @@ public final class ControlPlane implements AutoCloseable {
         .setReplica(replica).setAtMs(clock.millis()).build();
     AuditRecord audit = auditRecord(caller, action, model, version, detail + " (every replica of the fleet follows)");
     for (int attempt = 1; ; attempt++) {
-      ModelControl.Builder next = record(model).control().toBuilder().setModel(model);
-      next.clearLoads();
-      for (VersionLoad earlier : record(model).control().getLoadsList()) {
+      ModelControl current = record(model).control();
+      ModelControl.Builder next = current.toBuilder().setModel(model).clearLoads();
+      for (VersionLoad earlier : current.getLoadsList()) {
         if (earlier.getVersion() != version) {
           next.addLoads(earlier);
         }
