@@ -119,3 +119,15 @@ run_on 1 load --model cnn_mnist --version 4
 sleep 2
 run_on 2 models
 run_on 1 unload --model cnn_mnist --version 4
+
+echo "## fleet 9. a replica that starts after an unload"
+run_on 1 unload --model cnn_mnist --version 1
+wait_models 2 '^cnn_mnist +1 +UNAVAILABLE'
+# r2 restarts: it reads the fleet's asks before it loads its repository.
+kill "${replica_pid[2]}"; wait "${replica_pid[2]}" 2>/dev/null || true
+start_replica 2 "$base" "$etcd_port" --judge-lease 3s
+wait_serving "$work/r2.log" "replica r2"
+echo "\$ grep 'cnn_mnist.*left unloaded' r2.log"
+grep -o "model 'cnn_mnist' version 1 left unloaded.*" "$work/r2.log" | sed 's/ *$//' || true
+echo
+run_on 2 models

@@ -57,7 +57,7 @@ stop_then_remove() {
 # start_replica N BASE ETCD_PORT [ARGS...]: starts replica rN of `bin/modelgate serve` (with a 1 s
 # inference warm-up) sharing the etcd on loopback ETCD_PORT, listening on BASE+10N+1 (gRPC), +2
 # (metrics) and +3 (admin), its admin token $work/token, its state and log (rN.log) in $work; adds
-# it to pids. ARGS go to serve.
+# it to pids and sets replica_pid[N]. ARGS go to serve.
 start_replica() {
   local n=$1 p=$(($2 + 10 * $1)) etcd=$3
   shift 3
@@ -65,4 +65,5 @@ start_replica() {
     --grpc-port $((p + 1)) --metrics-port $((p + 2)) --admin-port $((p + 3)) \
     --admin-token-file "$work/token" --state-dir "$work/state-r$n" "$@" >"$work/r$n.log" 2>&1 &
   pids+=("$!")
+  replica_pid[n]=$!
 }

@@ -103,6 +103,23 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
   }
 
   /**
+   * The versions a replica that starts leaves unloaded though its repository has their folders:
+   * those its fleet's operators last asked unloaded on every replica ({@code loads}, as {@link
+   * ControlPlane#loads(java.util.Collection)} reads them from the store before the repository
+   * loads). Any thread.
+   */
+  public static ModelRepository.LeftUnloaded leftUnloaded(Map<String, List<VersionLoad>> loads) {
+    return (model, version) -> {
+      for (VersionLoad ask : loads.getOrDefault(model, List.of())) {
+        if (ask.getVersion() == version && !ask.getLoaded()) {
+          return "unloaded on every replica, as " + ask.getCaller() + " asked on replica " + ask.getReplica();
+        }
+      }
+      return null;
+    };
+  }
+
+  /**
    * Loads one version (new, unloaded or failed; a READY one is left as it is), of a model the
    * repository has or one whose folder has appeared since the start. In a fleet, one that is READY
    * is then loaded by every replica ({@link #reconcileLoads}). Blocks.

@@ -4,6 +4,7 @@ import io.modelgate.gateway.control.ControlSettings;
 import io.modelgate.gateway.demo.DemoRepository;
 import io.modelgate.gateway.server.AdminSettings;
 import io.modelgate.gateway.server.InferenceWarmup;
+import io.modelgate.gateway.server.RepositoryAtStart;
 import io.modelgate.gateway.server.GatewayServer;
 import io.modelgate.gateway.server.ServerSettings;
 import io.modelgate.gateway.server.ServerVersion;
@@ -501,8 +502,20 @@ final class ServeCommand implements Callable<Integer> {
     if (demo) {
       root = DemoRepository.materialize(Files.createTempDirectory("modelgate-demo-"));
     }
+    Path demoRoot = demo ? root : null;
     StatsRegistry stats = StatsRegistry.standard();
-    ModelRepository repository = ModelRepository.load(root, defaults, stats);
+    // In a fleet, the versions its operators unloaded on every replica stay unloaded here from the
+    // start (the server then owns the store). A repository or store that cannot be read: exit code
+    // 3, as for any file or server out of reach.
+    RepositoryAtStart loaded;
+    try {
+      loaded = RepositoryAtStart.load(root, defaults, admin, stats);
+    } catch (IOException | RuntimeException e) {
+      stats.close();
+      deleteQuietly(demoRoot);
+      throw e;
+    }
+    ModelRepository repository = loaded.repository();
     if (!warmupInference.isZero()) {
       try {
         InferenceWarmup.Summary warm = InferenceWarmup.run(warmupInference, settings.eventLoopThreads(), WARMUP_IN_FLIGHT);
@@ -515,25 +528,20 @@ final class ServeCommand implements Callable<Integer> {
     }
     GatewayServer server;
     try {
-      server = GatewayServer.start(settings, admin, repository, stats);
+      server = GatewayServer.start(settings, admin, repository, stats, loaded.store());
     } catch (IOException e) {
       repository.close(Duration.ZERO);
       stats.close();
-      String cause = rootCause(e);
-      String message = e.getMessage() == null || e.getMessage().contains(cause) ? cause : e.getMessage() + ": " + cause;
-      spec.commandLine().getErr().println("modelgate: cannot start: " + message);
-      return 1;
+      deleteQuietly(demoRoot);
+      return cannotStart(e);
     }
-    Path demoRoot = demo ? root : null;
     Runtime.getRuntime()
         .addShutdownHook(
             new Thread(
                 () -> {
                   server.stop();
                   stats.close();
-                  if (demoRoot != null) {
-                    deleteQuietly(demoRoot);
-                  }
+                  deleteQuietly(demoRoot);
                   Logging.flush();
                 },
                 "modelgate-shutdown"));
@@ -666,6 +674,14 @@ final class ServeCommand implements Callable<Integer> {
     return new TlsSettings(cert, key, clientCa, clientOptional);
   }
 
+  /** Says on standard error why the server cannot start ({@code e} and its root cause); returns the exit code, 1. */
+  private int cannotStart(IOException e) {
+    String cause = rootCause(e);
+    String message = e.getMessage() == null || e.getMessage().contains(cause) ? cause : e.getMessage() + ": " + cause;
+    spec.commandLine().getErr().println("modelgate: cannot start: " + message);
+    return 1;
+  }
+
   private static String rootCause(Throwable t) {
     Throwable cause = t;
     while (cause.getCause() != null) {
@@ -674,7 +690,11 @@ final class ServeCommand implements Callable<Integer> {
     return cause.getMessage() == null ? cause.toString() : cause.getMessage();
   }
 
+  /** Deletes the folder {@code root} (the embedded demo's copy) and what it holds; nothing when null. */
   private static void deleteQuietly(Path root) {
+    if (root == null) {
+      return;
+    }
     try (Stream<Path> paths = Files.walk(root)) {
       paths.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
     } catch (IOException e) {

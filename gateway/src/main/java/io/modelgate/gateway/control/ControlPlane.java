@@ -367,8 +367,17 @@ public final class ControlPlane implements AutoCloseable {
    * replica's own. Never blocks.
    */
   public Map<String, List<VersionLoad>> loads() {
+    return loads(records.values());
+  }
+
+  /**
+   * The operator asks that {@code records} (as a store's {@link ControlStore#load} reads them) hold,
+   * by model: what {@link #loads()} gives once they are installed; for a replica that starts, before
+   * it loads its repository.
+   */
+  public static Map<String, List<VersionLoad>> loads(java.util.Collection<ControlStore.Stored> records) {
     Map<String, List<VersionLoad>> loads = new java.util.TreeMap<>();
-    for (ControlStore.Stored stored : records.values()) {
+    for (ControlStore.Stored stored : records) {
       if (stored.control().getLoadsCount() > 0) {
         loads.put(stored.control().getModel(), stored.control().getLoadsList());
       }

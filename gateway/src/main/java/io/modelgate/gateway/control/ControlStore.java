@@ -21,6 +21,17 @@ import java.util.function.Consumer;
  * be a thread a blocking store call waits on.
  */
 public interface ControlStore extends AutoCloseable {
+  /**
+   * The store {@code settings} name: etcd where they list endpoints (connected, not read yet),
+   * else this replica's own files in {@code files}.
+   *
+   * @throws IOException when etcd's password file or TLS files cannot be read
+   */
+  static ControlStore open(ControlSettings settings, StateStore files, io.micrometer.core.instrument.MeterRegistry registry,
+      java.time.Clock clock) throws IOException {
+    return settings.etcd() ? new EtcdControlStore(settings, registry, clock) : new FileControlStore(files, settings.replica());
+  }
+
   /** A model's record and the store revision it was written at (0: never written). */
   record Stored(ModelControl control, long revision) {}
 

@@ -14,8 +14,6 @@ import io.modelgate.gateway.callers.CallerAuth;
 import io.modelgate.gateway.control.ControlPlane;
 import io.modelgate.gateway.control.ControlSettings;
 import io.modelgate.gateway.control.ControlStore;
-import io.modelgate.gateway.control.EtcdControlStore;
-import io.modelgate.gateway.control.FileControlStore;
 import io.modelgate.gateway.control.StateStore;
 import io.modelgate.gateway.inference.InferenceService;
 import io.modelgate.gateway.routing.LatestReadyVersionSelector;
@@ -229,6 +227,16 @@ public final class GatewayServer {
   public static GatewayServer start(
       ServerSettings settings, AdminSettings adminSettings, ModelRepository repository, StatsRegistry stats)
       throws IOException {
+    return start(settings, adminSettings, repository, stats, null);
+  }
+
+  /**
+   * As above, with the control store {@code store} opened already ({@link RepositoryAtStart}; null:
+   * opened here): the server owns it from this call on, and closes it when it stops or fails to start.
+   */
+  public static GatewayServer start(
+      ServerSettings settings, AdminSettings adminSettings, ModelRepository repository, StatsRegistry stats,
+      ControlStore store) throws IOException {
     boolean epoll = Epoll.isAvailable();
     List<EventLoopGroup> groups = new ArrayList<>();
     // Named modelgate-io-*, which the kernel keeps as the threads' names too (ThreadScheduling's event_loop).
@@ -314,7 +322,8 @@ public final class GatewayServer {
               settings.shutdownDelay(),
               adminSettings,
               repository,
-              stats);
+              stats,
+              store);
       log.info(
           "listening on {}:{} ({}{} transport, {} event loop{}; at most {} connections a port, {} new a second, {} from an"
               + " address); admin on {}:{}{}{}; Java {}",
@@ -374,7 +383,26 @@ public final class GatewayServer {
       ModelRepository repository,
       StatsRegistry stats)
       throws IOException {
+    return start(transports, drainTimeout, shutdownDelay, adminSettings, repository, stats, null);
+  }
+
+  /**
+   * As above, with the control store {@code store} opened already ({@link RepositoryAtStart}; null:
+   * opened here): the server owns it from this call on, and closes it when it stops or fails to start.
+   */
+  public static GatewayServer start(
+      Transports transports,
+      Duration drainTimeout,
+      Duration shutdownDelay,
+      AdminSettings adminSettings,
+      ModelRepository repository,
+      StatsRegistry stats,
+      ControlStore store)
+      throws IOException {
     if (repository.recorders() != stats) {
+      if (store != null) {
+        store.close();
+      }
       throw new IllegalArgumentException("the repository records to " + repository.recorders()
           + ", not to this server's statistics: load it with ModelRepository.load(root, defaults, stats)");
     }
@@ -383,6 +411,7 @@ public final class GatewayServer {
     b.stats = stats;
     b.drainTimeout = drainTimeout;
     b.shutdownDelay = shutdownDelay;
+    b.store = store;
     try {
       return start(b, transports, adminSettings);
     } catch (IOException | RuntimeException e) {
@@ -420,10 +449,10 @@ public final class GatewayServer {
     b.router = new Router(repository);
     ControlSettings controlSettings = adminSettings.control();
     StateStore state = new StateStore(adminSettings.stateDirectory());
-    ControlStore store = b.store =
-        controlSettings.etcd()
-            ? new EtcdControlStore(controlSettings, stats.prometheus(), stats.clock())
-            : new FileControlStore(state, controlSettings.replica());
+    if (b.store == null) {
+      b.store = ControlStore.open(controlSettings, state, stats.prometheus(), stats.clock());
+    }
+    ControlStore store = b.store;
     b.usage = new io.modelgate.gateway.usage.Usage(stats.prometheus(), stats.clock(), controlSettings.replica(),
         adminSettings.stateDirectory().resolve("usage"), new io.modelgate.gateway.usage.AccessLog(adminSettings.accessLogRate()),
         adminSettings.usageRetention());

@@ -327,6 +327,15 @@ class CliTest {
     assertThat(refused.exitCode()).isEqualTo(CliErrors.UNREACHABLE);
     assertThat(refused.err()).startsWith("modelgate infer: UNAVAILABLE: cannot reach the server");
     assertThat(refused.err().lines().count()).isEqualTo(1);
+    // A replica whose etcd cannot be reached does not start: it is read before the repository loads.
+    Run noEtcd = run("serve", "--model-repository", root.toString(), "--state-dir", root.resolve(".state-no-etcd").toString(),
+        "--control-store", "etcd://127.0.0.1:" + port, "--replica", "r1", "--grpc-port", "0", "--admin-port", "0",
+        "--metrics-port", "-1", "--warmup-inference", "0s");
+    assertThat(noEtcd.exitCode()).isEqualTo(CliErrors.UNREACHABLE);
+    assertThat(noEtcd.err().strip()).startsWith("modelgate: the control store etcd http://127.0.0.1:" + port
+        + " prefix /modelgate/ cannot be read: ").endsWith("(a replica starts only with the fleet's routing; start etcd,"
+        + " or check --control-store)");
+    assertThat(noEtcd.err().lines().count()).isEqualTo(1);
 
     Run unknown = run(admin("routes", "get", "--model", "nope"));
     assertThat(unknown.exitCode()).isEqualTo(CliErrors.FAILED);

@@ -644,11 +644,15 @@ class EtcdControlStoreTest {
         b.close();
       }
 
-      // A replica starting after the asks follows them before it serves.
+      // A replica starting after the asks follows them before it serves; those unloaded everywhere
+      // it never loads (an unloaded version's reason would be "unloaded").
       a.admin().unloadVersion(io.modelgate.proto.admin.v1.UnloadVersionRequest.newBuilder().setModel("m").setVersion(2).build());
       try (Gateway restarted = Gateway.inProcess(repoB, root.resolve("state-loads-b"), clock, forB)) {
-        assertThat(state(restarted, "m", 1)).isEqualTo(io.modelgate.runtime.repository.VersionState.UNAVAILABLE);
-        assertThat(state(restarted, "m", 2)).isEqualTo(io.modelgate.runtime.repository.VersionState.UNAVAILABLE);
+        for (long version : new long[] {1, 2}) {
+          io.modelgate.runtime.repository.ModelVersion left = restarted.repository.model("m").orElseThrow().version(version).orElseThrow();
+          assertThat(left.state()).isEqualTo(io.modelgate.runtime.repository.VersionState.UNAVAILABLE);
+          assertThat(left.reason()).startsWith("unloaded on every replica, as ").endsWith(" asked on replica a");
+        }
         assertThat(state(restarted, "m", 4)).isEqualTo(io.modelgate.runtime.repository.VersionState.READY);
         assertThat(restarted.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()).getModelVersion())
             .isEqualTo("4");

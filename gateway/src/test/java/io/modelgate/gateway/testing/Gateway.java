@@ -5,6 +5,7 @@ import io.grpc.inprocess.InProcessChannelBuilder;
 import io.grpc.inprocess.InProcessServerBuilder;
 import io.modelgate.gateway.demo.DemoRepository;
 import io.modelgate.gateway.server.GatewayServer;
+import io.modelgate.gateway.server.RepositoryAtStart;
 import io.modelgate.gateway.server.AdminSettings;
 import io.modelgate.gateway.server.ServerSettings;
 import io.modelgate.gateway.stats.StatsRegistry;
@@ -115,7 +116,8 @@ public final class Gateway implements AutoCloseable {
       Path root, Duration drainTimeout, Duration shutdownDelay, AdminSettings adminSettings, Clock clock)
       throws IOException {
     StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), clock, false);
-    ModelRepository repository = load(root, stats);
+    RepositoryAtStart loaded = load(root, adminSettings, stats);
+    ModelRepository repository = loaded.repository();
     String name = InProcessServerBuilder.generateName();
     String adminName = name + "-admin";
     GatewayServer server =
@@ -126,7 +128,8 @@ public final class Gateway implements AutoCloseable {
             shutdownDelay,
             adminSettings,
             repository,
-            stats);
+            stats,
+            loaded.store());
     return new Gateway(
         root,
         repository,
@@ -160,18 +163,20 @@ public final class Gateway implements AutoCloseable {
   /** On Netty, the admin port with server-only TLS from {@code adminTls} when not null. */
   public static Gateway netty(Path root, int maxInboundMessageBytes, TestCertificates adminTls) throws IOException {
     StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
-    ModelRepository repository = load(root, stats);
     AdminSettings admin = adminTls == null
         ? adminSettings(root.resolve(".state"), 0)
         : new AdminSettings("127.0.0.1", 0, ADMIN_TOKEN,
             new io.modelgate.gateway.tls.TlsSettings(adminTls.serverChain, adminTls.serverKey, null),
             "127.0.0.1", 0, root.resolve(".state"));
+    RepositoryAtStart loaded = load(root, admin, stats);
+    ModelRepository repository = loaded.repository();
     GatewayServer server =
         GatewayServer.start(
             new ServerSettings("127.0.0.1", 0, maxInboundMessageBytes, 1, Duration.ofSeconds(10)),
             admin,
             repository,
-            stats);
+            stats,
+            loaded.store());
     ManagedChannel channel =
         io.grpc.netty.NettyChannelBuilder.forAddress("127.0.0.1", server.port())
             .usePlaintext()
@@ -188,15 +193,17 @@ public final class Gateway implements AutoCloseable {
 
   /** A server on Netty with {@code settings} and {@code admin}, serving {@code root}'s models, recording to {@code stats}. */
   public static GatewayServer server(Path root, StatsRegistry stats, ServerSettings settings, AdminSettings admin) throws IOException {
-    return GatewayServer.start(settings, admin, load(root, stats), stats);
+    RepositoryAtStart loaded = load(root, admin, stats);
+    return GatewayServer.start(settings, admin, loaded.repository(), stats, loaded.store());
   }
 
   public static AdminSettings adminSettings(Path stateDir, int metricsPort) {
     return new AdminSettings("127.0.0.1", 0, ADMIN_TOKEN, null, "127.0.0.1", metricsPort, stateDir);
   }
 
-  private static ModelRepository load(Path root, StatsRegistry stats) throws IOException {
-    return ModelRepository.load(root, ModelSettings.defaults(SessionSettings.DEFAULTS), stats);
+  /** The repository at {@code root} and the control store {@code admin} names, as a server that starts loads them. */
+  private static RepositoryAtStart load(Path root, AdminSettings admin, StatsRegistry stats) throws IOException {
+    return RepositoryAtStart.load(root, ModelSettings.defaults(SessionSettings.DEFAULTS), admin, stats);
   }
 
   /** An admin stub that presents the token. */

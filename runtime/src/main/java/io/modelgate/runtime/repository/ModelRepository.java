@@ -79,6 +79,33 @@ public final class ModelRepository {
    */
   public static ModelRepository load(
       Path root, ModelSettings defaults, StageRecorder.Factory recorders) throws IOException {
+    return load(root, defaults, recorders, LeftUnloaded.NONE);
+  }
+
+  /**
+   * Which versions a repository leaves unloaded as it starts, though their folders are there: in a
+   * fleet, those its operators unloaded on every replica (a replica that starts after loads none
+   * of them, not even for a moment). Called once per version folder, on the loading thread.
+   */
+  @FunctionalInterface
+  public interface LeftUnloaded {
+    /** Every version loads. */
+    LeftUnloaded NONE = (model, version) -> null;
+
+    /**
+     * Why version {@code version} of {@code model} is left UNAVAILABLE, in the words its
+     * {@link ModelVersion#reason()} then gives; null to load it.
+     */
+    String why(String model, long version);
+  }
+
+  /**
+   * As {@link #load(Path, ModelSettings, StageRecorder.Factory)}, each version for which {@code
+   * leftUnloaded} gives a reason left UNAVAILABLE with it (loaded later as an unloaded one is).
+   */
+  public static ModelRepository load(
+      Path root, ModelSettings defaults, StageRecorder.Factory recorders, LeftUnloaded leftUnloaded)
+      throws IOException {
     if (!Files.isDirectory(root)) {
       throw new IOException("model repository " + root + " is not a folder");
     }
@@ -96,14 +123,14 @@ public final class ModelRepository {
         log.warn("ignoring {}: a model name may hold only letters, digits, '_', '.' and '-'", dir);
         continue;
       }
-      models.put(name, loadModel(name, dir, defaults, recorders, events));
+      models.put(name, loadModel(name, dir, defaults, recorders, events, leftUnloaded));
     }
     return new ModelRepository(root, models, defaults, recorders, events);
   }
 
   private static Model loadModel(
-      String name, Path dir, ModelSettings defaults, StageRecorder.Factory recorders, VersionEvents events)
-      throws IOException {
+      String name, Path dir, ModelSettings defaults, StageRecorder.Factory recorders, VersionEvents events,
+      LeftUnloaded leftUnloaded) throws IOException {
     List<ModelVersion> versions = new ArrayList<>();
     for (Path versionDir : list(dir)) {
       if (!Files.isDirectory(versionDir)) {
@@ -134,7 +161,13 @@ public final class ModelRepository {
       return new Model(name, versions, events);
     }
     for (ModelVersion version : versions) {
-      new VersionLoader(recorders).load(version, settings, null);
+      String why = leftUnloaded.why(name, version.number());
+      if (why == null) {
+        new VersionLoader(recorders).load(version, settings, null);
+      } else {
+        version.leftUnloaded(why);
+        log.info("{} left unloaded: {}", version.label(), why);
+      }
     }
     return new Model(name, versions, events);
   }

@@ -123,6 +123,11 @@ public final class ModelVersion {
     change(new Snapshot(VersionState.READY, "", Objects.requireNonNull(loaded)));
   }
 
+  /** LOADING → UNAVAILABLE without loading, as the repository starts: {@link ModelRepository.LeftUnloaded}. */
+  void leftUnloaded(String why) {
+    change(new Snapshot(VersionState.UNAVAILABLE, why, null));
+  }
+
   void failed(String reason) {
     change(new Snapshot(VersionState.FAILED, withoutServerPaths(reason), null));
   }

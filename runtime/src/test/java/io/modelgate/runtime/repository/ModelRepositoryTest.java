@@ -608,6 +608,34 @@ class ModelRepositoryTest {
         .containsExactly(1L, 2L, 3L, 4L);
   }
 
+  @Test
+  void versionsLeftUnloadedAtTheStart_areNeverBuilt_areUnavailableWithTheReason_andLoadLater() throws Exception {
+    TestModels.write(root, "m", 1, TestModels.affine());
+    TestModels.write(root, "m", 2, TestModels.affine());
+    TestModels.write(root, "other", 1, TestModels.affine());
+    java.util.List<String> built = new java.util.concurrent.CopyOnWriteArrayList<>();
+    java.util.List<String> asked = new java.util.ArrayList<>();
+    repository = ModelRepository.load(root, ModelSettings.defaults(SessionSettings.DEFAULTS),
+        (model, version) -> {
+          built.add(model + "/" + version);
+          return StageRecorder.NONE;
+        },
+        (model, version) -> {
+          asked.add(model + "/" + version);
+          return model.equals("m") && version == 2 ? "unloaded on every replica" : null;
+        });
+    assertThat(asked).containsExactly("m/1", "m/2", "other/1");
+    assertThat(built).containsExactly("m/1", "other/1");
+    assertThat(version("m", 2).state()).isEqualTo(VersionState.UNAVAILABLE);
+    assertThat(version("m", 2).reason()).isEqualTo("unloaded on every replica");
+    assertThatThrownBy(() -> version("m", 2).serving())
+        .isInstanceOfSatisfying(InferenceException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.UNAVAILABLE))
+        .hasMessageContaining("unloaded on every replica");
+    assertThat(version("m", 1).state()).isEqualTo(VersionState.READY);
+    assertThat(repository.loadVersion("m", 2).state()).isEqualTo(VersionState.READY);
+    assertThat(built).containsExactly("m/1", "other/1", "m/2");
+  }
+
   /** Recorders whose {@code n}th creation (from 1) throws {@code error}, the others record nothing. */
   private static StageRecorder.Factory throwingOnCreation(int n, Error error) {
     AtomicInteger created = new AtomicInteger();

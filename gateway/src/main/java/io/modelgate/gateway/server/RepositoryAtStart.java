@@ -1,0 +1,46 @@
+package io.modelgate.gateway.server;
+
+import io.modelgate.gateway.admin.VersionControl;
+import io.modelgate.gateway.control.ControlPlane;
+import io.modelgate.gateway.control.ControlStore;
+import io.modelgate.gateway.control.StateStore;
+import io.modelgate.gateway.stats.StatsRegistry;
+import io.modelgate.runtime.repository.ModelRepository;
+import io.modelgate.runtime.repository.ModelSettings;
+import java.io.IOException;
+import java.nio.file.Path;
+
+/**
+ * A server's model repository, loaded as the server starts, and its control store, opened for it
+ * first: in a fleet (a shared store), the versions the fleet's operators last asked unloaded on
+ * every replica are left unloaded ({@link VersionControl#leftUnloaded}), so that a replica that
+ * starts (or restarts) never loads them, not even until its first reconciling unloads them again.
+ * The one way a server's repository is loaded; hand both to {@link GatewayServer#start}, which
+ * then owns the store.
+ *
+ * @param repository loaded: every version READY, FAILED, or UNAVAILABLE as the fleet asked
+ * @param store opened, read once; not yet watched
+ */
+public record RepositoryAtStart(ModelRepository repository, ControlStore store) {
+  /**
+   * Opens the control store {@code admin} names and loads the repository at {@code root}, each
+   * model's settings over {@code defaults}, recording to {@code stats}. Blocks while versions load.
+   *
+   * @throws IOException when the store cannot be opened or read (etcd unreachable: a replica starts
+   *     only with its fleet's records), or {@code root} is not a readable folder; nothing is left open
+   */
+  public static RepositoryAtStart load(Path root, ModelSettings defaults, AdminSettings admin, StatsRegistry stats)
+      throws IOException {
+    ControlStore store = ControlStore.open(admin.control(), new StateStore(admin.stateDirectory()), stats.prometheus(),
+        stats.clock());
+    try {
+      ModelRepository.LeftUnloaded left = store.shared()
+          ? VersionControl.leftUnloaded(ControlPlane.loads(store.load().values()))
+          : ModelRepository.LeftUnloaded.NONE;
+      return new RepositoryAtStart(ModelRepository.load(root, defaults, stats, left), store);
+    } catch (IOException | RuntimeException | Error e) {
+      store.close();
+      throw e;
+    }
+  }
+}
