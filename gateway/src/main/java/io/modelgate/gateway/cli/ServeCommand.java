@@ -185,6 +185,23 @@ final class ServeCommand implements Callable<Integer> {
   String logFormat;
 
   @Option(
+      names = "--audit-retention",
+      defaultValue = "400d",
+      converter = Converters.TimeSpan.class,
+      paramLabel = "DURATION",
+      description = "In a fleet, how long etcd keeps an audit record: older ones are deleted (hourly, by every"
+          + " replica). 0 keeps every record. The state directory's audit.log is yours to rotate. Default: ${DEFAULT-VALUE}.")
+  java.time.Duration auditRetention;
+
+  @Option(
+      names = "--audit-max-records",
+      defaultValue = "1000000",
+      paramLabel = "N",
+      description = "In a fleet, the most audit records etcd keeps: past it the oldest are deleted (hourly, by"
+          + " every replica). 0 sets no limit. Default: ${DEFAULT-VALUE}.")
+  long auditMaxRecords;
+
+  @Option(
       names = "--usage-retention",
       defaultValue = "400d",
       converter = Converters.TimeSpan.class,
@@ -579,7 +596,9 @@ final class ServeCommand implements Callable<Integer> {
           etcdKey,
           judgeLease,
           Duration.ofSeconds(3),
-          Duration.ofMillis(500));
+          Duration.ofMillis(500),
+          auditRetention,
+          auditMaxRecords);
     } catch (IllegalArgumentException e) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(), e.getMessage());
     }

@@ -29,6 +29,11 @@ import java.util.Objects;
  *     takes over within this time (plus its next attempt, every {@link #probeInterval})
  * @param timeout how long one etcd request may take before the store is taken as down
  * @param probeInterval how often the store's reachability is checked and the judge's lease renewed
+ * @param auditRetention how long etcd keeps an audit record: older ones are deleted (hourly, by
+ *     every replica); zero keeps them all. The file store's {@code audit.log} is the operator's to
+ *     rotate.
+ * @param auditMaxRecords the most audit records etcd keeps: past it the oldest are deleted (hourly,
+ *     as above); zero sets no limit
  */
 public record ControlSettings(
     List<URI> etcdEndpoints,
@@ -42,8 +47,17 @@ public record ControlSettings(
     Path clientKey,
     Duration judgeLease,
     Duration timeout,
-    Duration probeInterval) {
+    Duration probeInterval,
+    Duration auditRetention,
+    long auditMaxRecords) {
   public static final String DEFAULT_PREFIX = "/modelgate/";
+  /** The audit log's retention in etcd by default: 400 days, as the usage ledger's. */
+  public static final Duration DEFAULT_AUDIT_RETENTION = Duration.ofDays(400);
+  /**
+   * The most audit records etcd keeps by default: a million, 0.3 to 0.6 GB of etcd's space (its
+   * default quota is 2 GB) however fast records come.
+   */
+  public static final long DEFAULT_AUDIT_MAX_RECORDS = 1_000_000;
 
   public ControlSettings {
     etcdEndpoints = List.copyOf(etcdEndpoints);
@@ -52,6 +66,13 @@ public record ControlSettings(
     Objects.requireNonNull(judgeLease, "judge lease");
     Objects.requireNonNull(timeout, "timeout");
     Objects.requireNonNull(probeInterval, "probe interval");
+    Objects.requireNonNull(auditRetention, "audit retention");
+    if (auditRetention.isNegative() || (!auditRetention.isZero() && auditRetention.compareTo(Duration.ofHours(1)) < 0)) {
+      throw new IllegalArgumentException("audit retention: " + auditRetention + " (expected: at least an hour, or 0 to keep every record)");
+    }
+    if (auditMaxRecords < 0) {
+      throw new IllegalArgumentException("audit max records: " + auditMaxRecords + " (expected: at least 1, or 0 for no limit)");
+    }
     if (!prefix.startsWith("/") || !prefix.endsWith("/")) {
       throw new IllegalArgumentException("control prefix " + prefix + " (expected: starts and ends with /, e.g. " + DEFAULT_PREFIX + ")");
     }
@@ -73,6 +94,20 @@ public record ControlSettings(
     if ((clientCertificate == null) != (clientKey == null)) {
       throw new IllegalArgumentException("an etcd client certificate needs its key, and a key its certificate");
     }
+  }
+
+  /** With the audit log's retention and limit in etcd by default. */
+  public ControlSettings(List<URI> etcdEndpoints, String prefix, String replica, String user, String password,
+      Path passwordFile, Path trustedCa, Path clientCertificate, Path clientKey, Duration judgeLease, Duration timeout,
+      Duration probeInterval) {
+    this(etcdEndpoints, prefix, replica, user, password, passwordFile, trustedCa, clientCertificate, clientKey, judgeLease,
+        timeout, probeInterval, DEFAULT_AUDIT_RETENTION, DEFAULT_AUDIT_MAX_RECORDS);
+  }
+
+  /** These settings with etcd keeping audit records for {@code retention} (zero: all), at most {@code maxRecords} (zero: any number). */
+  public ControlSettings withAuditLimits(Duration retention, long maxRecords) {
+    return new ControlSettings(etcdEndpoints, prefix, replica, user, password, passwordFile, trustedCa, clientCertificate,
+        clientKey, judgeLease, timeout, probeInterval, retention, maxRecords);
   }
 
   /** The state directory, this process alone. */

@@ -58,7 +58,9 @@ import org.slf4j.LoggerFactory;
  *       record and the change's audit records; else read the key (the change lost to another
  *       replica's).
  *   <li>{@code audit/<time ms, 13 digits>-<replica>-<n>}: one {@link AuditRecord} each, as JSON, so
- *       that {@code etcdctl get --prefix /modelgate/audit/} reads the audit log.
+ *       that {@code etcdctl get --prefix /modelgate/audit/} reads the audit log. Keys sort by
+ *       time: every replica deletes, once an hour, those older than the retention and the oldest
+ *       past the most kept ({@link #applyAuditLimits}).
  *   <li>{@code judge}: the name of the replica that judges rollouts, put under that replica's
  *       lease; it expires when that replica stops renewing it (dies, or loses etcd).
  * </ul>
@@ -100,6 +102,10 @@ public final class EtcdControlStore implements ControlStore {
   /** The TLS context that follows the CA and client certificate files; null without those. */
   private final ReloadingSslContext tls;
   private final AtomicLong auditSequence = new AtomicLong();
+  private final Clock clock;
+  /** Audit records deleted past the retention, and as the oldest past the most kept. */
+  private final io.micrometer.core.instrument.Counter auditExpired;
+  private final io.micrometer.core.instrument.Counter auditOverLimit;
 
   private volatile long downSinceMs;
   private volatile String error = "";
@@ -148,6 +154,15 @@ public final class EtcdControlStore implements ControlStore {
       throw new IllegalArgumentException("no etcd endpoints");
     }
     this.settings = settings;
+    this.clock = clock;
+    this.auditExpired = io.micrometer.core.instrument.Counter.builder("modelgate.audit.records.deleted")
+        .description("Audit records deleted from etcd by this replica: older than the retention (reason=retention), or"
+            + " the oldest past the most kept (reason=limit)")
+        .tag("reason", "retention").register(registry);
+    this.auditOverLimit = io.micrometer.core.instrument.Counter.builder("modelgate.audit.records.deleted")
+        .description("Audit records deleted from etcd by this replica: older than the retention (reason=retention), or"
+            + " the oldest past the most kept (reason=limit)")
+        .tag("reason", "limit").register(registry);
     this.target =
         settings.etcdEndpoints().stream().map(URI::toString).collect(Collectors.joining(",")) + " prefix " + settings.prefix();
     this.timeoutMs = settings.timeout().toMillis();
@@ -355,6 +370,70 @@ public final class EtcdControlStore implements ControlStore {
     });
     long every = settings.probeInterval().toMillis();
     thread.scheduleWithFixedDelay(this::probe, every, every, TimeUnit.MILLISECONDS);
+    long hour = AUDIT_LIMITS_EVERY.toMillis();
+    thread.scheduleWithFixedDelay(this::applyAuditLimitsQuietly, AUDIT_LIMITS_FIRST.toMillis(), hour, TimeUnit.MILLISECONDS);
+  }
+
+  /** How long after the start the audit log's limits are first applied. */
+  static final java.time.Duration AUDIT_LIMITS_FIRST = java.time.Duration.ofMinutes(1);
+  /** How often they are applied after that, by every replica (what one deleted, another finds gone). */
+  static final java.time.Duration AUDIT_LIMITS_EVERY = java.time.Duration.ofHours(1);
+
+  private void applyAuditLimitsQuietly() {
+    try {
+      applyAuditLimits();
+    } catch (InferenceException e) {
+      log.warn("audit log in etcd: its retention not applied ({}); tried again in an hour", e.getMessage());
+    }
+  }
+
+  /**
+   * Deletes the audit records older than the retention ({@link ControlSettings#auditRetention},
+   * by the time in their keys), then, while more than the most kept ({@link
+   * ControlSettings#auditMaxRecords}) remain, the oldest; returns how many were deleted (counted in
+   * {@code modelgate_audit_records_deleted_total}, by {@code reason}: {@code retention}, {@code limit}). The store's thread once an hour (see {@link
+   * #watch}); tests call it directly. Blocks for at most three etcd requests.
+   *
+   * @throws InferenceException UNAVAILABLE when etcd cannot be reached (nothing is lost: the next
+   *     pass deletes what this one did not)
+   */
+  public long applyAuditLimits() {
+    long expired = 0;
+    long overLimit = 0;
+    try {
+      ByteSequence from = bytes(auditPrefix);
+      if (!settings.auditRetention().isZero()) {
+        long before = clock.millis() - settings.auditRetention().toMillis();
+        // Keys sort by time: [audit/, audit/<before>) holds exactly the records written before it.
+        expired = await(connection.kv().delete(from, io.etcd.jetcd.options.DeleteOption.builder()
+            .withRange(bytes(String.format("%s%013d", auditPrefix, Math.max(0, before)))).build())).getDeleted();
+      }
+      if (settings.auditMaxRecords() > 0) {
+        long count = await(connection.kv().get(from, GetOption.builder().isPrefix(true).withCountOnly(true).build()))
+            .getCount();
+        long excess = count - settings.auditMaxRecords();
+        if (excess > 0) {
+          GetResponse oldest = await(connection.kv().get(from, GetOption.builder().isPrefix(true).withKeysOnly(true)
+              .withSortField(GetOption.SortTarget.KEY).withSortOrder(GetOption.SortOrder.ASCEND).withLimit(excess).build()));
+          if (!oldest.getKvs().isEmpty()) {
+            // Up to the last of them, included: the key with a zero byte after it is the range's end.
+            ByteSequence last = oldest.getKvs().get(oldest.getKvs().size() - 1).getKey();
+            overLimit = await(connection.kv().delete(from, io.etcd.jetcd.options.DeleteOption.builder()
+                .withRange(last.concat(ByteSequence.from(new byte[] {0}))).build())).getDeleted();
+          }
+        }
+      }
+    } catch (IOException e) {
+      throw InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage());
+    } finally {
+      auditExpired.increment(expired);
+      auditOverLimit.increment(overLimit);
+      if (expired + overLimit > 0) {
+        log.info("audit log in etcd: {} records older than {} h deleted, and {} oldest past the {} kept", expired,
+            settings.auditRetention().toHours(), overLimit, settings.auditMaxRecords());
+      }
+    }
+    return expired + overLimit;
   }
 
   /** Watches the records from the revision after the last one delivered. Store thread. */

@@ -354,6 +354,13 @@ class CliTest {
     assertThat(inference.exitCode()).isEqualTo(CliErrors.USAGE);
     assertThat(inference.err()).contains("--warmup-inference: PT2M (expected: 0s to 1m)");
 
+    Run auditRetention = run("serve", "--audit-retention", "30m", "--grpc-port", "0");
+    assertThat(auditRetention.exitCode()).isEqualTo(CliErrors.USAGE);
+    assertThat(auditRetention.err()).contains("audit retention: PT30M (expected: at least an hour, or 0 to keep every record)");
+    Run auditRecords = run("serve", "--audit-max-records", "-1", "--grpc-port", "0");
+    assertThat(auditRecords.exitCode()).isEqualTo(CliErrors.USAGE);
+    assertThat(auditRecords.err()).contains("audit max records: -1 (expected: at least 1, or 0 for no limit)");
+
     Run age = run("serve", "--max-connection-age", "500ms", "--grpc-port", "0");
     assertThat(age.exitCode()).isEqualTo(CliErrors.USAGE);
     assertThat(age.err()).contains("max connection age: PT0.5S (expected: 0 for no limit, or at least 1s)");

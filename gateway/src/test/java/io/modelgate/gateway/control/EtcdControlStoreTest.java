@@ -364,6 +364,59 @@ class EtcdControlStoreTest {
   }
 
   @Test
+  void auditRecordsPastTheRetention_andTheOldestPastTheMostKept_areDeleted_byAnyReplica() throws Exception {
+    io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
+    long now = Duration.ofDays(10).toMillis();
+    clock.millis = now;
+    long hour = Duration.ofHours(1).toMillis();
+    ControlSettings keeping = settings("/auditlimits/", "a", etcd.endpoints(), PROBES).withAuditLimits(Duration.ofDays(1), 3);
+    ControlSettings keepingAll = settings("/auditlimits/", "b", etcd.endpoints(), PROBES).withAuditLimits(Duration.ZERO, 0);
+    io.micrometer.prometheusmetrics.PrometheusMeterRegistry registry =
+        new io.micrometer.prometheusmetrics.PrometheusMeterRegistry(io.micrometer.prometheusmetrics.PrometheusConfig.DEFAULT);
+    try (EtcdControlStore a = new EtcdControlStore(keeping, registry, clock);
+        EtcdControlStore b = new EtcdControlStore(keepingAll, new io.micrometer.core.instrument.simple.SimpleMeterRegistry(), clock)) {
+      // Eight records from two replicas, from 3 days ago to now.
+      long[] ages = {72 * hour, 48 * hour, 25 * hour, 23 * hour, 2 * hour, hour, hour / 2, 0};
+      for (int i = 0; i < ages.length; i++) {
+        (i % 2 == 0 ? a : b).audit(io.modelgate.proto.admin.v1.AuditRecord.newBuilder().setTimeMs(now - ages[i])
+            .setCaller("test").setAction("Record" + i).build());
+      }
+      assertThat(b.applyAuditLimits()).as("keeping every record").isZero();
+      assertThat(auditActions()).hasSize(8);
+
+      // Three older than a day; then two more, the oldest, past the three kept.
+      assertThat(a.applyAuditLimits()).isEqualTo(5);
+      assertThat(auditActions()).containsExactly("Record5", "Record6", "Record7");
+      assertThat(registry.scrape()).contains("modelgate_audit_records_deleted_total{reason=\"retention\"} 3.0")
+          .contains("modelgate_audit_records_deleted_total{reason=\"limit\"} 2.0");
+      assertThat(a.applyAuditLimits()).as("what is gone is not deleted again").isZero();
+
+      // A day later the newest is a day old, not older: kept; a millisecond later it goes too.
+      clock.millis += 24 * hour;
+      assertThat(a.applyAuditLimits()).isEqualTo(2);
+      assertThat(auditActions()).containsExactly("Record7");
+      clock.millis += 1;
+      assertThat(a.applyAuditLimits()).isEqualTo(1);
+      assertThat(auditActions()).isEmpty();
+    }
+  }
+
+  /** The actions of the audit records under {@code /auditlimits/audit/} in etcd, in key order. */
+  private static List<String> auditActions() throws Exception {
+    try (io.etcd.jetcd.Client client = io.etcd.jetcd.Client.builder().endpoints(etcd.endpoints().toArray(URI[]::new)).build()) {
+      List<String> actions = new ArrayList<>();
+      for (io.etcd.jetcd.KeyValue kv : client.getKVClient().get(
+          io.etcd.jetcd.ByteSequence.from("/auditlimits/audit/", java.nio.charset.StandardCharsets.UTF_8),
+          io.etcd.jetcd.options.GetOption.builder().isPrefix(true).build()).get(10, TimeUnit.SECONDS).getKvs()) {
+        io.modelgate.proto.admin.v1.AuditRecord.Builder record = io.modelgate.proto.admin.v1.AuditRecord.newBuilder();
+        com.google.protobuf.util.JsonFormat.parser().merge(kv.getValue().toString(java.nio.charset.StandardCharsets.UTF_8), record);
+        actions.add(record.getAction());
+      }
+      return actions;
+    }
+  }
+
+  @Test
   void theClientsChannel_isReachable_soThatItCanReconnectAtOnce() throws Exception {
     try (io.etcd.jetcd.Client client = io.etcd.jetcd.Client.builder().endpoints(etcd.endpoints().toArray(URI[]::new)).build()) {
       client.getKVClient().get(io.etcd.jetcd.ByteSequence.from("/reach/", java.nio.charset.StandardCharsets.UTF_8))
