@@ -185,10 +185,19 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
   public void unloadVersion(UnloadVersionRequest request, StreamObserver<VersionInfo> observer) {
     answer(
         observer,
-        () ->
-            info(
-                versions.unload(
-                    request.getModel(), request.getVersion(), AdminAuth.caller(), "UnloadVersion", false)));
+        () -> {
+          String model = request.getModel();
+          long number = request.getVersion();
+          // In a fleet, a version not READY here that every replica is asked to load: its ask withdrawn.
+          String withdrawn = versions.withdrawLoad(model, number, AdminAuth.caller(), "UnloadVersion");
+          if (withdrawn == null) {
+            return info(versions.unload(model, number, AdminAuth.caller(), "UnloadVersion", false));
+          }
+          return repository.model(model).flatMap(m -> m.version(number)).map(this::info)
+              .orElseGet(() -> VersionInfo.newBuilder().setModel(model).setVersion(number)
+                  .setState(io.modelgate.runtime.repository.VersionState.UNAVAILABLE.name()).build())
+              .toBuilder().setReason(withdrawn).build();
+        });
   }
 
   @Override

@@ -147,15 +147,7 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
    */
   public ModelVersion unload(String model, long number, String caller, String action, boolean whileRouted) {
     if (!whileRouted) {
-      Route route = policies.router().route(model);
-      long weight = route.weightOf(number);
-      if (weight > 0 || route.policy().getShadow().getVersion() == number) {
-        throw InferenceException.failedPrecondition(
-            "version " + number + " of model '" + model + "' still takes traffic under routing revision "
-                + route.policy().getRevision()
-                + (weight > 0 ? " (weight " + weight + ")" : " (as the shadow)")
-                + "; move its traffic away first");
-      }
+      refuseWhileRouted(model, number);
     }
     ModelVersion version = repository.unloadVersion(model, number, drainTimeout);
     if (version.isCopy()) {
@@ -164,6 +156,62 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
       policies.recordLoad(model, number, false, caller, action, "unloaded after draining");
     }
     return version;
+  }
+
+  /** FAILED_PRECONDITION while routing gives version {@code number} of {@code model} weight or makes it the shadow. */
+  private void refuseWhileRouted(String model, long number) {
+    Route route = policies.router().route(model);
+    long weight = route.weightOf(number);
+    if (weight > 0 || route.policy().getShadow().getVersion() == number) {
+      throw InferenceException.failedPrecondition(
+          "version " + number + " of model '" + model + "' still takes traffic under routing revision "
+              + route.policy().getRevision()
+              + (weight > 0 ? " (weight " + weight + ")" : " (as the shadow)")
+              + "; move its traffic away first");
+    }
+  }
+
+  /**
+   * An operator's unload of a version that this replica does not have READY (its folder gone here,
+   * or it fails to load) while its fleet still asks every replica to load it: withdraws that ask
+   * instead, as an unload ask, audited — every replica that owes the load stops trying, every one
+   * that has it READY unloads it. Without it, a version loaded on a replica that has since gone,
+   * from a folder no other replica has, would be owed (and alerted on) by every replica for good,
+   * with no replica able to unload it. Blocks while the store is written.
+   *
+   * @return what this replica has of the version, in words (the withdrawal's detail in the audit
+   *     log), or null where there is nothing to withdraw: the version is READY here (unload it),
+   *     or no load of it is asked (no fleet, or not asked)
+   * @throws InferenceException FAILED_PRECONDITION while routing still names it; UNAVAILABLE when
+   *     the store could not be written (nothing was withdrawn)
+   */
+  public String withdrawLoad(String model, long number, String caller, String action) {
+    ModelVersion here = repository.model(model).flatMap(m -> m.version(number)).orElse(null);
+    if (here != null && here.isReady()) {
+      return null;
+    }
+    boolean asked = policies.loads().getOrDefault(model, List.of()).stream()
+        .anyMatch(ask -> ask.getVersion() == number && ask.getLoaded());
+    if (!asked) {
+      return null;
+    }
+    refuseWhileRouted(model, number);
+    String detail = "not loaded on this replica ("
+        + (here == null ? "no version folder " + model + "/" + number + " here"
+            : here.state() + (here.reason().isEmpty() ? "" : ": " + here.reason()))
+        + "): the load asked of every replica withdrawn, an unload asked instead";
+    try {
+      policies.recordLoad(model, number, false, caller, action, detail);
+    } catch (InferenceException e) {
+      if (e.code() != io.modelgate.runtime.error.ErrorCode.UNAVAILABLE) {
+        throw e;
+      }
+      throw InferenceException.unavailable("version " + number + " of model '" + model + "' is not loaded on this"
+          + " replica, and the load asked of every replica was not withdrawn: the control store cannot be written ("
+          + e.getMessage() + "); ask again once it is back");
+    }
+    fleetRetries.remove(model + "/" + number);
+    return detail;
   }
 
   /**

@@ -911,7 +911,9 @@ final class AdminCommand implements Runnable {
     }
   }
 
-  @Command(name = "unload", description = "Drain, then unload a version that takes no traffic.")
+  @Command(name = "unload", description = {"Drain, then unload a version that takes no traffic.",
+      "In a fleet, every replica unloads it; a version this replica does not have READY that every replica is asked"
+          + " to load has that ask withdrawn."})
   static final class Unload implements Callable<Integer> {
     @ParentCommand AdminCommand admin;
     @Spec CommandSpec spec;

@@ -626,6 +626,57 @@ class EtcdControlStoreTest {
   }
 
   @Test
+  void aLoadAskedOfEveryReplica_thatNoReplicaLeftHas_isWithdrawnByAnUnloadOnAnyReplica(
+      @TempDir Path repoA, @TempDir Path repoB) throws Exception {
+    for (Path repo : List.of(repoA, repoB)) {
+      Gateway.write(repo, "m", 1, Gateway.affine());
+    }
+    Gateway.write(repoA, "m", 4, Gateway.affine());
+    io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
+    try (Gateway b = Gateway.inProcess(repoB, root.resolve("state-withdraw-b"), clock, settings("/withdraw/", "b", etcd.endpoints(), PROBES))) {
+      // a loads version 4, which only its repository has, and goes away for good.
+      try (Gateway a = Gateway.inProcess(repoA, root.resolve("state-withdraw-a"), clock, settings("/withdraw/", "a", etcd.endpoints(), PROBES))) {
+        assertThat(load(a, "m", 4).getState()).isEqualTo("READY");
+        a.admin().setRouting(SetRoutingRequest.newBuilder()
+            .setPolicy(RoutingPolicy.newBuilder().setModel("m").putWeights(1, 9).putWeights(4, 1)).setExpectedRevision(0).build());
+      }
+      eventually("b sees the ask and the routing", () -> b.server.control().loads().containsKey("m")
+          && b.server.router().route("m").policy().getRevision() == 1);
+      b.server.versions().reconcileLoads();
+      assertThat(b.admin().listModels(ListModelsRequest.getDefaultInstance()).getOwedLoadsList())
+          .extracting(owed -> owed.getModel() + "/" + owed.getVersion()).containsExactly("m/4");
+
+      // While routing names it, it is refused like any unload.
+      assertThatThrownBy(() -> b.admin().unloadVersion(io.modelgate.proto.admin.v1.UnloadVersionRequest.newBuilder()
+              .setModel("m").setVersion(4).build()))
+          .isInstanceOfSatisfying(StatusRuntimeException.class,
+              e -> assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.FAILED_PRECONDITION))
+          .hasMessageContaining("still takes traffic");
+      b.admin().setRouting(SetRoutingRequest.newBuilder()
+          .setPolicy(RoutingPolicy.newBuilder().setModel("m").putWeights(1, 1)).setExpectedRevision(1).build());
+
+      // b has no version 4 to unload: the ask is withdrawn, and b owes nothing more.
+      io.modelgate.proto.admin.v1.VersionInfo withdrawn = b.admin().unloadVersion(
+          io.modelgate.proto.admin.v1.UnloadVersionRequest.newBuilder().setModel("m").setVersion(4).build());
+      assertThat(withdrawn.getState()).isEqualTo("UNAVAILABLE");
+      assertThat(withdrawn.getReason()).isEqualTo("not loaded on this replica (no version folder m/4 here): the load"
+          + " asked of every replica withdrawn, an unload asked instead");
+      assertThat(b.server.control().loads().get("m")).extracting(l -> l.getVersion() + " " + l.getLoaded() + " " + l.getReplica())
+          .containsExactly("4 false b");
+      b.server.versions().reconcileLoads();
+      assertThat(b.admin().listModels(ListModelsRequest.getDefaultInstance()).getOwedLoadsList()).isEmpty();
+      assertThat(b.stats.prometheus().scrape()).contains("modelgate_loads_retrying{asks=\"fleet\"} 0.0");
+
+      // An unload with nothing to withdraw is refused as before.
+      assertThatThrownBy(() -> b.admin().unloadVersion(io.modelgate.proto.admin.v1.UnloadVersionRequest.newBuilder()
+              .setModel("m").setVersion(4).build()))
+          .isInstanceOfSatisfying(StatusRuntimeException.class,
+              e -> assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.NOT_FOUND))
+          .hasMessageContaining("model 'm' has no version 4");
+    }
+  }
+
+  @Test
   void versionsLoadedAndUnloadedOnOneReplica_areOnEvery_aReplicaWithoutTheFolderTriesAgain_andOneStartingLaterFollows(
       @TempDir Path repoA, @TempDir Path repoB) throws Exception {
     for (Path repo : List.of(repoA, repoB)) {
