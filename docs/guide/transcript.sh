@@ -84,3 +84,16 @@ run_admin models
 run_admin load --model digits
 run_infer --model digits --digit 7
 run_admin models
+
+echo "## 8. an unload kept across a restart"
+run_admin unload --model cnn_mnist --version 1
+# The server stops and starts again on the same state directory.
+kill "$pid"; wait "$pid" 2>/dev/null || true
+"$repo/bin/modelgate" serve --warmup-inference 1s --grpc-port "$port" --admin-port "$admin_port" --metrics-port "$metrics_port" \
+  --replica gw1 >"$log" 2>&1 &
+pid=$!
+wait_serving "$log"
+echo "\$ grep 'left unloaded' serve.log"
+grep -o "model 'cnn_mnist' version 1 left unloaded.*" "$log" | sed 's/ *$//' || true
+echo
+run_admin models

@@ -103,16 +103,19 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
   }
 
   /**
-   * The versions a replica that starts leaves unloaded though its repository has their folders:
-   * those its fleet's operators last asked unloaded on every replica ({@code loads}, as {@link
+   * The versions a server that starts leaves unloaded though its repository has their folders:
+   * those its operators last asked unloaded ({@code loads}, as {@link
    * ControlPlane#loads(java.util.Collection)} reads them from the store before the repository
-   * loads). Any thread.
+   * loads) — in a fleet ({@code fleet}), on every replica; else in this process's state directory.
+   * Any thread.
    */
-  public static ModelRepository.LeftUnloaded leftUnloaded(Map<String, List<VersionLoad>> loads) {
+  public static ModelRepository.LeftUnloaded leftUnloaded(Map<String, List<VersionLoad>> loads, boolean fleet) {
     return (model, version) -> {
       for (VersionLoad ask : loads.getOrDefault(model, List.of())) {
         if (ask.getVersion() == version && !ask.getLoaded()) {
-          return "unloaded on every replica, as " + ask.getCaller() + " asked on replica " + ask.getReplica();
+          return fleet ? "unloaded on every replica, as " + ask.getCaller() + " asked on replica " + ask.getReplica()
+              : "unloaded, as " + ask.getCaller() + " asked at " + java.time.Instant.ofEpochMilli(ask.getAtMs())
+                  + " (kept in the state directory; admin load loads it)";
         }
       }
       return null;
@@ -181,11 +184,14 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
    *
    * @return what this replica has of the version, in words (the withdrawal's detail in the audit
    *     log), or null where there is nothing to withdraw: the version is READY here (unload it),
-   *     or no load of it is asked (no fleet, or not asked)
+   *     or no load of it is asked of a fleet (no fleet, or not asked)
    * @throws InferenceException FAILED_PRECONDITION while routing still names it; UNAVAILABLE when
    *     the store could not be written (nothing was withdrawn)
    */
   public String withdrawLoad(String model, long number, String caller, String action) {
+    if (!policies.store().shared()) {
+      return null;
+    }
     ModelVersion here = repository.model(model).flatMap(m -> m.version(number)).orElse(null);
     if (here != null && here.isReady()) {
       return null;
@@ -294,7 +300,7 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
 
   /**
    * In a fleet, makes this replica's versions what operators asked on any replica ({@link
-   * ControlPlane#loads}): each version asked loaded is loaded here (its model added if its folder
+   * ControlPlane#loads}; nothing with a store of this process's own): each version asked loaded is loaded here (its model added if its folder
    * appeared since the start), each asked unloaded is drained and unloaded here. A load that
    * fails is tried again 1 s later, the wait doubling up to {@value #LAST_RETRY_MS} ms, until it
    * loads or another ask replaces it; meanwhile routing that names it serves in part here. Runs
@@ -303,6 +309,10 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
    * directly.
    */
   public void reconcileLoads() {
+    if (!policies.store().shared()) {
+      // One process: its asks are its own, already done; they matter again only at its next start.
+      return;
+    }
     java.util.Set<String> asked = new java.util.HashSet<>();
     for (Map.Entry<String, List<VersionLoad>> entry : policies.loads().entrySet()) {
       String name = entry.getKey();

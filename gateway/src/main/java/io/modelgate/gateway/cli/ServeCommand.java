@@ -521,7 +521,7 @@ final class ServeCommand implements Callable<Integer> {
     }
     Path demoRoot = demo ? root : null;
     StatsRegistry stats = StatsRegistry.standard();
-    // In a fleet, the versions its operators unloaded on every replica stay unloaded here from the
+    // The versions its operators unloaded (in a fleet, on every replica) stay unloaded from the
     // start (the server then owns the store). A repository or store that cannot be read: exit code
     // 3, as for any file or server out of reach.
     RepositoryAtStart loaded;

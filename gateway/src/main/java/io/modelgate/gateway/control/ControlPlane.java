@@ -322,22 +322,20 @@ public final class ControlPlane implements AutoCloseable {
 
   /**
    * Records that an operator's {@code version} of {@code model} is now loaded ({@code loaded}) or
-   * unloaded on this replica, audited as {@code action} by {@code caller}. In a fleet (a shared
-   * store) the ask is written to the model's record with its audit record, in one change, for
-   * every replica to follow ({@link #loads}); with a store of this replica's own it is audited.
+   * unloaded on this replica, audited as {@code action} by {@code caller}: the ask is written to
+   * the model's record with its audit record, in one change ({@link #loads}). In a fleet (a shared
+   * store) every replica follows it; in one process's state directory it is kept for the process's
+   * next start (a version unloaded stays unloaded).
    *
-   * @throws InferenceException UNAVAILABLE when a fleet's store cannot be written (the version is
-   *     as asked on this replica only; the message says so)
+   * @throws InferenceException UNAVAILABLE when the store cannot be written (the version is as
+   *     asked on this replica, not recorded; the message says so)
    */
   public synchronized void recordLoad(
       String model, long version, boolean loaded, String caller, String action, String detail) {
-    if (!store.shared()) {
-      audit(caller, action, model, version, detail);
-      return;
-    }
     VersionLoad ask = VersionLoad.newBuilder().setVersion(version).setLoaded(loaded).setCaller(caller)
         .setReplica(replica).setAtMs(clock.millis()).build();
-    AuditRecord audit = auditRecord(caller, action, model, version, detail + " (every replica of the fleet follows)");
+    AuditRecord audit = auditRecord(caller, action, model, version,
+        store.shared() ? detail + " (every replica of the fleet follows)" : detail);
     for (int attempt = 1; ; attempt++) {
       ModelControl current = record(model).control();
       ModelControl.Builder next = current.toBuilder().setModel(model).clearLoads();
@@ -355,16 +353,17 @@ public final class ControlPlane implements AutoCloseable {
           continue;  // another replica wrote the record first; it is adopted now: ask again on top of it
         }
         throw InferenceException.unavailable("version " + version + " of model '" + model + "' is "
-            + (loaded ? "loaded" : "unloaded") + " on this replica, but the fleet was not told (" + e.getMessage()
-            + "); ask again once the control store is back");
+            + (loaded ? "loaded" : "unloaded") + " on this replica, but "
+            + (store.shared() ? "the fleet was not told" : "the state directory does not keep it for the next start")
+            + " (" + e.getMessage() + "); ask again once the control store is back");
       }
     }
   }
 
   /**
-   * In a fleet, each model's operator asks of its versions ({@link #recordLoad}, on any replica),
-   * the latest per version: what every replica's versions are to be. Empty with a store of this
-   * replica's own. Never blocks.
+   * Each model's operator asks of its versions ({@link #recordLoad}), the latest per version: in a
+   * fleet, asked on any replica, what every replica's versions are to be; with a store of this
+   * replica's own, its own. Never blocks.
    */
   public Map<String, List<VersionLoad>> loads() {
     return loads(records.values());

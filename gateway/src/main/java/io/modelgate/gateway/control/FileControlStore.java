@@ -55,6 +55,9 @@ public final class FileControlStore implements ControlStore {
     for (Rollout rollout : saved.getRolloutsList()) {
       models.computeIfAbsent(rollout.getModel(), m -> ModelControl.newBuilder().setModel(m)).setRollout(rollout);
     }
+    for (ModelControl loads : saved.getLoadsList()) {
+      models.computeIfAbsent(loads.getModel(), m -> ModelControl.newBuilder().setModel(m)).addAllLoads(loads.getLoadsList());
+    }
     if (saved.hasAccess()) {
       access = new StoredAccess(saved.getAccess(), 1);
     }
@@ -134,6 +137,9 @@ public final class FileControlStore implements ControlStore {
       state.addAllHistory(control.getHistoryList());
       if (control.hasRollout()) {
         state.addRollouts(control.getRollout());
+      }
+      if (control.getLoadsCount() > 0) {
+        state.addLoads(ModelControl.newBuilder().setModel(control.getModel()).addAllLoads(control.getLoadsList()));
       }
     }
     return state.build();

@@ -12,13 +12,14 @@ import java.nio.file.Path;
 
 /**
  * A server's model repository, loaded as the server starts, and its control store, opened for it
- * first: in a fleet (a shared store), the versions the fleet's operators last asked unloaded on
- * every replica are left unloaded ({@link VersionControl#leftUnloaded}), so that a replica that
- * starts (or restarts) never loads them, not even until its first reconciling unloads them again.
+ * first: the versions its operators last asked unloaded are left unloaded ({@link
+ * VersionControl#leftUnloaded}) — in a fleet (a shared store), those asked unloaded on every
+ * replica, so that a replica that starts (or restarts) never loads them, not even until its first
+ * reconciling unloads them again; in one process, those it unloaded before it stopped.
  * The one way a server's repository is loaded; hand both to {@link GatewayServer#start}, which
  * then owns the store.
  *
- * @param repository loaded: every version READY, FAILED, or UNAVAILABLE as the fleet asked
+ * @param repository loaded: every version READY, FAILED, or UNAVAILABLE as its operators asked
  * @param store opened, read once; not yet watched
  */
 public record RepositoryAtStart(ModelRepository repository, ControlStore store) {
@@ -34,9 +35,8 @@ public record RepositoryAtStart(ModelRepository repository, ControlStore store) 
     ControlStore store = ControlStore.open(admin.control(), new StateStore(admin.stateDirectory()), stats.prometheus(),
         stats.clock());
     try {
-      ModelRepository.LeftUnloaded left = store.shared()
-          ? VersionControl.leftUnloaded(ControlPlane.loads(store.load().values()))
-          : ModelRepository.LeftUnloaded.NONE;
+      ModelRepository.LeftUnloaded left = VersionControl.leftUnloaded(ControlPlane.loads(store.load().values()),
+          store.shared());
       return new RepositoryAtStart(ModelRepository.load(root, defaults, stats, left), store);
     } catch (IOException | RuntimeException | Error e) {
       store.close();
