@@ -185,6 +185,16 @@ final class ServeCommand implements Callable<Integer> {
   String logFormat;
 
   @Option(
+      names = "--etcd-compaction",
+      defaultValue = "5m",
+      converter = Converters.TimeSpan.class,
+      paramLabel = "DURATION",
+      description = "In a fleet, how often the replica that judges rollouts compacts etcd's history, keeping at least"
+          + " this much of it (as the Kubernetes API server does). 0 leaves it to etcd (--auto-compaction-retention)."
+          + " Default: ${DEFAULT-VALUE}.")
+  java.time.Duration etcdCompaction;
+
+  @Option(
       names = "--audit-retention",
       defaultValue = "400d",
       converter = Converters.TimeSpan.class,
@@ -598,7 +608,8 @@ final class ServeCommand implements Callable<Integer> {
           Duration.ofSeconds(3),
           Duration.ofMillis(500),
           auditRetention,
-          auditMaxRecords);
+          auditMaxRecords,
+          etcdCompaction);
     } catch (IllegalArgumentException e) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(), e.getMessage());
     }

@@ -25,7 +25,7 @@ import java.util.Objects;
  * @param trustedCa CA certificate (PEM) for etcd's TLS; null: the JVM's trust store
  * @param clientCertificate client certificate (PEM) for etcd's mutual TLS; null: none
  * @param clientKey its PKCS#8 private key (PEM)
- * @param judgeLease TTL of the lease by which one replica judges rollouts: when it dies, another
+ * @param judgeLease TTL of the lease by which one replica judges rollouts (and compacts etcd): when it dies, another
  *     takes over within this time (plus its next attempt, every {@link #probeInterval})
  * @param timeout how long one etcd request may take before the store is taken as down
  * @param probeInterval how often the store's reachability is checked and the judge's lease renewed
@@ -34,6 +34,9 @@ import java.util.Objects;
  *     rotate.
  * @param auditMaxRecords the most audit records etcd keeps: past it the oldest are deleted (hourly,
  *     as above); zero sets no limit
+ * @param compaction how often the replica that judges rollouts compacts etcd's history, to the
+ *     revision it saw one interval before (so that at least that much history stays, for watches
+ *     that resume); zero leaves compaction to etcd ({@code --auto-compaction-retention})
  */
 public record ControlSettings(
     List<URI> etcdEndpoints,
@@ -49,7 +52,8 @@ public record ControlSettings(
     Duration timeout,
     Duration probeInterval,
     Duration auditRetention,
-    long auditMaxRecords) {
+    long auditMaxRecords,
+    Duration compaction) {
   public static final String DEFAULT_PREFIX = "/modelgate/";
   /** The audit log's retention in etcd by default: 400 days, as the usage ledger's. */
   public static final Duration DEFAULT_AUDIT_RETENTION = Duration.ofDays(400);
@@ -58,6 +62,12 @@ public record ControlSettings(
    * default quota is 2 GB) however fast records come.
    */
   public static final long DEFAULT_AUDIT_MAX_RECORDS = 1_000_000;
+  /**
+   * How often etcd's history is compacted by default: every 5 minutes, as the Kubernetes API server
+   * compacts its own etcd. Without compaction etcd keeps every revision; the replicas' statistics
+   * alone, rewritten every 2 s, fill its default 2 GB quota in days.
+   */
+  public static final Duration DEFAULT_COMPACTION = Duration.ofMinutes(5);
 
   public ControlSettings {
     etcdEndpoints = List.copyOf(etcdEndpoints);
@@ -69,6 +79,11 @@ public record ControlSettings(
     Objects.requireNonNull(auditRetention, "audit retention");
     if (auditRetention.isNegative() || (!auditRetention.isZero() && auditRetention.compareTo(Duration.ofHours(1)) < 0)) {
       throw new IllegalArgumentException("audit retention: " + auditRetention + " (expected: at least an hour, or 0 to keep every record)");
+    }
+    Objects.requireNonNull(compaction, "compaction interval");
+    if (compaction.isNegative() || (!compaction.isZero() && compaction.compareTo(Duration.ofMinutes(1)) < 0)) {
+      throw new IllegalArgumentException("etcd compaction interval: " + compaction
+          + " (expected: at least 1m, or 0 to leave compaction to etcd)");
     }
     if (auditMaxRecords < 0) {
       throw new IllegalArgumentException("audit max records: " + auditMaxRecords + " (expected: at least 1, or 0 for no limit)");
@@ -101,13 +116,19 @@ public record ControlSettings(
       Path passwordFile, Path trustedCa, Path clientCertificate, Path clientKey, Duration judgeLease, Duration timeout,
       Duration probeInterval) {
     this(etcdEndpoints, prefix, replica, user, password, passwordFile, trustedCa, clientCertificate, clientKey, judgeLease,
-        timeout, probeInterval, DEFAULT_AUDIT_RETENTION, DEFAULT_AUDIT_MAX_RECORDS);
+        timeout, probeInterval, DEFAULT_AUDIT_RETENTION, DEFAULT_AUDIT_MAX_RECORDS, DEFAULT_COMPACTION);
   }
 
   /** These settings with etcd keeping audit records for {@code retention} (zero: all), at most {@code maxRecords} (zero: any number). */
   public ControlSettings withAuditLimits(Duration retention, long maxRecords) {
     return new ControlSettings(etcdEndpoints, prefix, replica, user, password, passwordFile, trustedCa, clientCertificate,
-        clientKey, judgeLease, timeout, probeInterval, retention, maxRecords);
+        clientKey, judgeLease, timeout, probeInterval, retention, maxRecords, compaction);
+  }
+
+  /** These settings with etcd's history compacted every {@code interval} (zero: by etcd itself). */
+  public ControlSettings withCompaction(Duration interval) {
+    return new ControlSettings(etcdEndpoints, prefix, replica, user, password, passwordFile, trustedCa, clientCertificate,
+        clientKey, judgeLease, timeout, probeInterval, auditRetention, auditMaxRecords, interval);
   }
 
   /** The state directory, this process alone. */

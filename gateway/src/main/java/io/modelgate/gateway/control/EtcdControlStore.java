@@ -102,6 +102,10 @@ public final class EtcdControlStore implements ControlStore {
   /** The TLS context that follows the CA and client certificate files; null without those. */
   private final ReloadingSslContext tls;
   private final AtomicLong auditSequence = new AtomicLong();
+  /** The revision seen at the last {@link #compactHistory} as the judge (0: none). Store thread. */
+  private long compactMark;
+  /** The revision this replica last compacted etcd's history to (0: none). */
+  private volatile long compactedRevision;
   private final Clock clock;
   /** Audit records deleted past the retention, and as the oldest past the most kept. */
   private final io.micrometer.core.instrument.Counter auditExpired;
@@ -163,6 +167,10 @@ public final class EtcdControlStore implements ControlStore {
         .description("Audit records deleted from etcd by this replica: older than the retention (reason=retention), or"
             + " the oldest past the most kept (reason=limit)")
         .tag("reason", "limit").register(registry);
+    io.micrometer.core.instrument.Gauge.builder("modelgate.etcd.compacted.revision", this, store -> store.compactedRevision)
+        .description("The etcd revision this replica last compacted the history to, as the replica that judges"
+            + " rollouts (0: none since it started)")
+        .register(registry);
     this.target =
         settings.etcdEndpoints().stream().map(URI::toString).collect(Collectors.joining(",")) + " prefix " + settings.prefix();
     this.timeoutMs = settings.timeout().toMillis();
@@ -372,6 +380,58 @@ public final class EtcdControlStore implements ControlStore {
     thread.scheduleWithFixedDelay(this::probe, every, every, TimeUnit.MILLISECONDS);
     long hour = AUDIT_LIMITS_EVERY.toMillis();
     thread.scheduleWithFixedDelay(this::applyAuditLimitsQuietly, AUDIT_LIMITS_FIRST.toMillis(), hour, TimeUnit.MILLISECONDS);
+    if (!settings.compaction().isZero()) {
+      long interval = settings.compaction().toMillis();
+      thread.scheduleWithFixedDelay(this::compactQuietly, interval, interval, TimeUnit.MILLISECONDS);
+    }
+  }
+
+  private void compactQuietly() {
+    try {
+      compactHistory();
+    } catch (InferenceException e) {
+      log.warn("etcd's history not compacted ({}); tried again in {} s", e.getMessage(), settings.compaction().toSeconds());
+    }
+  }
+
+  /**
+   * On the replica that judges rollouts, compacts etcd's history to the revision this replica saw
+   * at its call before (as the Kubernetes API server compacts its etcd), then notes the current
+   * revision for the next call: at least one interval of history stays, for watches that resume
+   * after a short outage; a replica away longer finds its watch's revision compacted and reads
+   * every record again, as after any watch error. A replica that does not judge only forgets its
+   * mark (the judge may change). The store's thread every {@link ControlSettings#compaction} (see
+   * {@link #watch}); tests call it directly.
+   *
+   * @return the revision compacted to, or 0 when nothing was (not the judge, or no mark yet)
+   * @throws InferenceException UNAVAILABLE when etcd cannot be reached
+   */
+  public long compactHistory() {
+    if (!judge) {
+      compactMark = 0;
+      return 0;
+    }
+    try {
+      long current = await(connection.kv().get(judgeKey)).getHeader().getRevision();
+      long to = compactMark;
+      compactMark = current;
+      if (to == 0) {
+        return 0;
+      }
+      try {
+        await(connection.kv().compact(to));
+      } catch (IOException e) {
+        if (!String.valueOf(e.getMessage()).contains("has been compacted")) {
+          throw e;
+        }
+        // etcd (its own auto-compaction) or an earlier judge has compacted past it already.
+      }
+      compactedRevision = to;
+      log.debug("etcd's history compacted to revision {} (now at {})", to, current);
+      return to;
+    } catch (IOException e) {
+      throw InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage());
+    }
   }
 
   /** How long after the start the audit log's limits are first applied. */

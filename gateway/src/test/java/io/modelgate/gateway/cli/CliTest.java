@@ -357,6 +357,9 @@ class CliTest {
     Run auditRetention = run("serve", "--audit-retention", "30m", "--grpc-port", "0");
     assertThat(auditRetention.exitCode()).isEqualTo(CliErrors.USAGE);
     assertThat(auditRetention.err()).contains("audit retention: PT30M (expected: at least an hour, or 0 to keep every record)");
+    Run compaction = run("serve", "--etcd-compaction", "30s", "--grpc-port", "0");
+    assertThat(compaction.exitCode()).isEqualTo(CliErrors.USAGE);
+    assertThat(compaction.err()).contains("etcd compaction interval: PT30S (expected: at least 1m, or 0 to leave compaction to etcd)");
     Run auditRecords = run("serve", "--audit-max-records", "-1", "--grpc-port", "0");
     assertThat(auditRecords.exitCode()).isEqualTo(CliErrors.USAGE);
     assertThat(auditRecords.err()).contains("audit max records: -1 (expected: at least 1, or 0 for no limit)");

@@ -305,6 +305,53 @@ class EtcdControlStoreTest {
   }
 
   @Test
+  void theJudgeCompactsEtcdsHistory_keepingAnInterval_andAReplicaAwayLongerCatchesUpOnEveryChange() throws Exception {
+    try (TcpProxy proxy = new TcpProxy(etcd.clientPort());
+        Gateway a = replica("/compact/", "a");
+        Gateway b = replica("/compact/", "b", List.of(URI.create("http://127.0.0.1:" + proxy.port())))) {
+      RoutingPolicy first = set(a, policy(1, 0), 0);
+      eventually("b applies the first change", () -> revision(b) == first.getRevision());
+      long seenByB = etcdRevision();
+
+      proxy.cut();
+      eventually("b finds its store down", () -> !b.server.control().status().getUp());
+      // b cannot renew a judge's lease while cut off: a judges (within the lease's 2 s).
+      eventually("a judges", () -> judges(a));
+      EtcdControlStore store = (EtcdControlStore) a.server.control().store();
+      RoutingPolicy last = first;
+      for (int i = 0; i < 5; i++) {
+        last = set(a, i == 4 ? policy(0, 1) : policy(10 + i, 1), last.getRevision());
+      }
+      // The first call marks the revision now; the next compacts to it.
+      long before = etcdRevision();
+      assertThat(store.compactHistory()).isZero();
+      assertThat(before).isGreaterThan(seenByB);
+      long compacted = store.compactHistory();
+      assertThat(compacted).isGreaterThanOrEqualTo(before);
+      assertThat(b.server.control().store().judges()).isFalse();
+      assertThat(((EtcdControlStore) b.server.control().store()).compactHistory()).as("only the judge compacts").isZero();
+      // Etcd no longer has the revisions b would resume its watch from.
+      try (io.etcd.jetcd.Client client = io.etcd.jetcd.Client.builder().endpoints(etcd.endpoints().toArray(URI[]::new)).build()) {
+        assertThatThrownBy(() -> client.getKVClient().get(
+                io.etcd.jetcd.ByteSequence.from("/compact/models/m", java.nio.charset.StandardCharsets.UTF_8),
+                io.etcd.jetcd.options.GetOption.builder().withRevision(seenByB + 1).build()).get(10, TimeUnit.SECONDS))
+            .hasMessageContaining("compacted");
+      }
+      assertThat(a.stats.prometheus().scrape()).contains("modelgate_etcd_compacted_revision " + compacted + ".0");
+
+      proxy.mend();
+      RoutingPolicy expected = last;
+      eventually("b reads every record again and applies the last change", () -> b.server.router().route("m").policy().equals(expected));
+      RoutingPolicy again = set(b, policy(1, 1), expected.getRevision());
+      eventually("a applies b's change", () -> revision(a) == again.getRevision());
+      // Compacting to a revision etcd has compacted already is no failure (nothing was written
+      // between the last two calls: the mark is the revision compacted to).
+      assertThat(store.compactHistory()).isEqualTo(compacted);
+      assertThat(store.compactHistory()).as("b's change is after the mark").isGreaterThan(compacted);
+    }
+  }
+
+  @Test
   void etcdDownForAWhile_noRequestFails_changesAreRefused_andResumeWhenItReturns() throws Exception {
     try (Gateway a = replica("/outage/", "a"); Gateway b = replica("/outage/", "b")) {
       RoutingPolicy first = set(a, policy(1, 0), 0);
@@ -398,6 +445,14 @@ class EtcdControlStoreTest {
       clock.millis += 1;
       assertThat(a.applyAuditLimits()).isEqualTo(1);
       assertThat(auditActions()).isEmpty();
+    }
+  }
+
+  /** Etcd's revision now. */
+  private static long etcdRevision() throws Exception {
+    try (io.etcd.jetcd.Client client = io.etcd.jetcd.Client.builder().endpoints(etcd.endpoints().toArray(URI[]::new)).build()) {
+      return client.getKVClient().get(io.etcd.jetcd.ByteSequence.from("/", java.nio.charset.StandardCharsets.UTF_8))
+          .get(10, TimeUnit.SECONDS).getHeader().getRevision();
     }
   }
 
