@@ -300,8 +300,9 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
 
   /**
    * In a fleet, makes this replica's versions what operators asked on any replica ({@link
-   * ControlPlane#loads}; nothing with a store of this process's own): each version asked loaded is loaded here (its model added if its folder
-   * appeared since the start), each asked unloaded is drained and unloaded here. A load that
+   * ControlPlane#loads}; nothing with a store of this process's own): each version asked loaded is
+   * loaded here (its model added if its folder appeared since the start), each asked unloaded is
+   * drained and unloaded here. A load that
    * fails is tried again 1 s later, the wait doubling up to {@value #LAST_RETRY_MS} ms, until it
    * loads or another ask replaces it; meanwhile routing that names it serves in part here. Runs
    * on this component's thread every second and when the store's watch brings another replica's
