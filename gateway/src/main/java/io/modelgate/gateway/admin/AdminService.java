@@ -186,17 +186,16 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
     answer(
         observer,
         () -> {
-          String model = request.getModel();
-          long number = request.getVersion();
-          // In a fleet, a version not READY here that every replica is asked to load: its ask withdrawn.
-          String withdrawn = versions.withdrawLoad(model, number, AdminAuth.caller(), "UnloadVersion");
-          if (withdrawn == null) {
-            return info(versions.unload(model, number, AdminAuth.caller(), "UnloadVersion", false));
+          VersionControl.Unloaded done =
+              versions.unloadAsked(request.getModel(), request.getVersion(), AdminAuth.caller(), "UnloadVersion");
+          if (done.withdrawn() == null) {
+            return info(done.version());
           }
-          return repository.model(model).flatMap(m -> m.version(number)).map(this::info)
-              .orElseGet(() -> VersionInfo.newBuilder().setModel(model).setVersion(number)
-                  .setState(io.modelgate.runtime.repository.VersionState.UNAVAILABLE.name()).build())
-              .toBuilder().setReason(withdrawn).build();
+          // In a fleet, a version not READY here that every replica was asked to load: its ask withdrawn.
+          VersionInfo here = done.version() != null ? info(done.version())
+              : VersionInfo.newBuilder().setModel(request.getModel()).setVersion(request.getVersion())
+                  .setState(io.modelgate.runtime.repository.VersionState.UNAVAILABLE.name()).build();
+          return here.toBuilder().setReason(done.withdrawn()).build();
         });
   }
 

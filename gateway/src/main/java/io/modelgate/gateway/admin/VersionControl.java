@@ -161,6 +161,30 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
     return version;
   }
 
+  /**
+   * What an operator's unload of one version did.
+   *
+   * @param version the version unloaded here; or, where {@code withdrawn} is set, what this replica
+   *     has of it (null: no such version here)
+   * @param withdrawn null, or the detail of the fleet's load withdrawn instead ({@link #withdrawLoad})
+   */
+  public record Unloaded(ModelVersion version, String withdrawn) {}
+
+  /**
+   * The admin API's unload of one version: drained and unloaded ({@link #unload}, refused while
+   * routing names it) where it is READY here; in a fleet, where it is not but every replica is asked
+   * to load it, that ask withdrawn ({@link #withdrawLoad}). Blocks.
+   *
+   * @throws InferenceException as {@link #unload}, or {@link #withdrawLoad}
+   */
+  public Unloaded unloadAsked(String model, long number, String caller, String action) {
+    String withdrawn = withdrawLoad(model, number, caller, action);
+    if (withdrawn != null) {
+      return new Unloaded(repository.model(model).flatMap(m -> m.version(number)).orElse(null), withdrawn);
+    }
+    return new Unloaded(unload(model, number, caller, action, false), null);
+  }
+
   /** FAILED_PRECONDITION while routing gives version {@code number} of {@code model} weight or makes it the shadow. */
   private void refuseWhileRouted(String model, long number) {
     Route route = policies.router().route(model);
@@ -188,7 +212,7 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
    * @throws InferenceException FAILED_PRECONDITION while routing still names it; UNAVAILABLE when
    *     the store could not be written (nothing was withdrawn)
    */
-  public String withdrawLoad(String model, long number, String caller, String action) {
+  private String withdrawLoad(String model, long number, String caller, String action) {
     if (!policies.store().shared()) {
       return null;
     }
