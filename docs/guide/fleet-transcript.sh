@@ -131,3 +131,13 @@ echo "\$ grep 'cnn_mnist.*left unloaded' r2.log"
 grep -o "model 'cnn_mnist' version 1 left unloaded.*" "$work/r2.log" | sed 's/ *$//' || true
 echo
 run_on 2 models
+
+echo "## fleet 10. a load no replica left can follow, withdrawn"
+# r1 loads version 4 again (only its repository has the folder), then goes away for good.
+run_on 1 load --model cnn_mnist --version 4
+wait_models 2 '^NOT LOADED HERE: model cnn_mnist version 4'
+kill "${replica_pid[1]}"; wait "${replica_pid[1]}" 2>/dev/null || true
+run_on 2 models
+run_on 2 unload --model cnn_mnist --version 4
+sleep 1
+run_on 3 models
