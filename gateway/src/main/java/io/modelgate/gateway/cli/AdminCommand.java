@@ -232,7 +232,8 @@ final class AdminCommand implements Runnable {
   /** Which replica answered, and its control store as that replica sees it. */
   static void printControlStore(PrintWriter out, String replica, io.modelgate.proto.admin.v1.ControlStoreStatus store) {
     String state = store.getUp()
-        ? "up"
+        ? store.getOutOfSpace() ? "up, but OUT OF SPACE: etcd refuses every write, so changes are refused (free it:"
+            + " etcdctl compact, etcdctl defrag, etcdctl alarm disarm); traffic keeps the routing last applied" : "up"
         : "DOWN since " + Instant.ofEpochMilli(store.getDownSinceMs()) + " (" + store.getError()
             + "); changes are refused, traffic keeps the routing last applied";
     out.printf("replica %s; control store %s %s: %s; applied revision %d; rollouts judged by %s%n",

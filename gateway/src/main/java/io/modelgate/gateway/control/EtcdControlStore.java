@@ -104,6 +104,8 @@ public final class EtcdControlStore implements ControlStore {
   private final AtomicLong auditSequence = new AtomicLong();
   /** The revision seen at the last {@link #compactHistory} as the judge (0: none). Store thread. */
   private long compactMark;
+  /** Whether etcd refused this replica's last write for want of space (its NOSPACE alarm). */
+  private volatile boolean outOfSpace;
   /** The revision this replica last compacted etcd's history to (0: none). */
   private volatile long compactedRevision;
   private final Clock clock;
@@ -332,14 +334,12 @@ public final class EtcdControlStore implements ControlStore {
     try {
       response = await(connection.kv().txn().If(unchanged).Then(puts.toArray(Op[]::new)).Else(Op.get(key, GetOption.DEFAULT)).commit());
     } catch (IOException e) {
-      down(e);
-      throw InferenceException.unavailable(
-          "the control store (etcd " + target + ") cannot be reached: " + e.getMessage()
-              + "; changes are refused until it returns (if this one reached etcd before the failure, it"
+      throw writeFailed(e, outOfSpace(e) ? "; traffic keeps the routing last applied"
+          : "; changes are refused until it returns (if this one reached etcd before the failure, it"
               + " is applied when the store returns: read the routing again before retrying); traffic"
               + " keeps the routing last applied");
     }
-    up();
+    wrote();
     if (response.isSucceeded()) {
       return response.getHeader().getRevision();
     }
@@ -363,10 +363,9 @@ public final class EtcdControlStore implements ControlStore {
     reconnectBeforeChange();
     try {
       await(connection.kv().txn().Then(auditPut(record)).commit());
-      up();
+      wrote();
     } catch (IOException e) {
-      down(e);
-      throw InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage());
+      throw writeFailed(e, "");
     }
   }
 
@@ -577,7 +576,12 @@ public final class EtcdControlStore implements ControlStore {
       renewReplicaLease();
       campaign(judgeRecord);
     } catch (IOException | RuntimeException e) {
-      down(e);
+      if (e instanceof IOException io && outOfSpace(io)) {
+        // Etcd answers but takes no write (a new judge's lease, say): not down.
+        writeFailed(io, "");
+      } else {
+        down(e);
+      }
       judge = false;
     } catch (Error e) {
       // A scheduled task that throws is never run again: keep probing unless the JVM is failing.
@@ -741,6 +745,40 @@ public final class EtcdControlStore implements ControlStore {
     }
   }
 
+  /** Whether {@code e} is etcd refusing a write for want of space (its NOSPACE alarm is raised). */
+  private static boolean outOfSpace(IOException e) {
+    return String.valueOf(e.getMessage()).contains("database space exceeded");
+  }
+
+  /** A write succeeded: etcd is up, and has room. */
+  private void wrote() {
+    outOfSpace = false;
+    up();
+  }
+
+  /**
+   * The failure a write that failed with {@code e} is answered with (UNAVAILABLE), {@code after}
+   * appended to its message. Etcd out of space answers: the store is up but takes no write until
+   * an operator frees it, and says how; anything else is the store found down.
+   */
+  private InferenceException writeFailed(IOException e, String after) {
+    if (!outOfSpace(e)) {
+      down(e);
+      return InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage() + after);
+    }
+    if (!outOfSpace) {
+      outOfSpace = true;
+      log.error("control store etcd {} is out of space and refuses every write: {}", target, OUT_OF_SPACE);
+    }
+    return InferenceException.unavailable("the control store (etcd " + target + ") is out of space and refuses every"
+        + " write (" + e.getMessage() + "): " + OUT_OF_SPACE + after);
+  }
+
+  /** What an operator does about etcd out of space. */
+  static final String OUT_OF_SPACE = "its database reached its quota (--quota-backend-bytes) and its NOSPACE alarm is"
+      + " raised; changes are refused until an operator frees it: etcdctl compact, etcdctl defrag, etcdctl alarm"
+      + " disarm (the operator's guide, Operating etcd)";
+
   private void up() {
     if (downSinceMs != 0) {
       log.info("control store etcd {} reachable again after {} ms", target, System.currentTimeMillis() - downSinceMs);
@@ -772,6 +810,7 @@ public final class EtcdControlStore implements ControlStore {
         .setError(error)
         .setAppliedRevision(appliedRevision)
         .setJudge(judgeName)
+        .setOutOfSpace(outOfSpace)
         .build();
   }
 
@@ -784,8 +823,11 @@ public final class EtcdControlStore implements ControlStore {
     try {
       await(connection.kv().put(snapshotKey(snapshot.getModel(), snapshot.getVersion()),
           ByteSequence.from(snapshot.toByteArray()), PutOption.builder().withLeaseId(lease).build()));
+      // Every 2 s a version: this write finds etcd out of space, and finds it freed, within seconds.
+      outOfSpace = false;
     } catch (IOException e) {
-      throw InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage());
+      throw outOfSpace(e) ? writeFailed(e, "")
+          : InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage());
     }
   }
 
@@ -835,11 +877,9 @@ public final class EtcdControlStore implements ControlStore {
           .Then(Op.put(accessKey, ByteSequence.from(next.toByteArray()), PutOption.DEFAULT), auditPut(audit))
           .commit());
     } catch (IOException e) {
-      down(e);
-      throw InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached, so the change"
-          + " was not made: " + e.getMessage());
+      throw writeFailed(e, outOfSpace(e) ? "; the change was not made" : ", so the change was not made");
     }
-    up();
+    wrote();
     if (!response.isSucceeded()) {
       throw new AccessConflict();
     }
@@ -851,7 +891,8 @@ public final class EtcdControlStore implements ControlStore {
     try {
       await(connection.kv().put(bytes(usagePrefix + hour + "/" + settings.replica()), ByteSequence.from(report.toByteArray())));
     } catch (IOException e) {
-      throw InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage());
+      throw outOfSpace(e) ? writeFailed(e, "")
+          : InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage());
     }
   }
 

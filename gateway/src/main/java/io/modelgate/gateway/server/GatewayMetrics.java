@@ -101,6 +101,11 @@ final class GatewayMetrics implements AutoCloseable {
         .baseUnit("seconds")
         .tags("kind", kind)
         .register(registry);
+    Gauge.builder("modelgate.control.store.out.of.space", rollouts, c -> c.status().getOutOfSpace() ? 1 : 0)
+        .description("1 while etcd refuses this replica's writes for want of space (its NOSPACE alarm): changes are"
+            + " refused until an operator frees it")
+        .tags("kind", kind)
+        .register(registry);
     Gauge.builder("modelgate.control.store.applied.revision", rollouts, c -> c.status().getAppliedRevision())
         .description("The newest control store revision this replica has applied")
         .tags("kind", kind)

@@ -61,6 +61,18 @@ class CliTest {
   }
 
   @Test
+  void aControlStoreOutOfSpace_isUpButSaysChangesAreRefusedAndHowToFreeIt() {
+    io.modelgate.proto.admin.v1.ControlStoreStatus full = io.modelgate.proto.admin.v1.ControlStoreStatus.newBuilder()
+        .setKind("etcd").setTarget("http://e:2379 prefix /modelgate/").setUp(true).setOutOfSpace(true)
+        .setAppliedRevision(7).setJudge("r1").build();
+    java.io.StringWriter text = new java.io.StringWriter();
+    AdminCommand.printControlStore(new java.io.PrintWriter(text, true), "r2", full);
+    assertThat(text.toString().strip()).isEqualTo("replica r2; control store etcd http://e:2379 prefix /modelgate/: up,"
+        + " but OUT OF SPACE: etcd refuses every write, so changes are refused (free it: etcdctl compact, etcdctl defrag,"
+        + " etcdctl alarm disarm); traffic keeps the routing last applied; applied revision 7; rollouts judged by r1");
+  }
+
+  @Test
   void infer_sendsADigit_andPrintsTheVersionAndThePrediction() {
     MnistDigits.Digit digit = MnistDigits.get(7);
     Run run = run("infer", "--target", target(), "--model", "cnn_mnist", "--digit", "7");

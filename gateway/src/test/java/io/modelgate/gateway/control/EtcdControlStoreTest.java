@@ -352,6 +352,53 @@ class EtcdControlStoreTest {
   }
 
   @Test
+  void etcdOutOfSpace_isUpButRefusesChanges_sayingHowToFreeIt_andChangesResumeOnceFreed() throws Exception {
+    try (EtcdServer small = EtcdServer.startWithQuota(root.resolve("etcd-nospace"), 2L << 20);
+        io.etcd.jetcd.Client client = io.etcd.jetcd.Client.builder().endpoints(small.endpoints().toArray(URI[]::new)).build();
+        Gateway a = replica("/nospace/", "a", small.endpoints())) {
+      RoutingPolicy first = set(a, policy(1, 0), 0);
+      // Another application fills etcd until it raises its NOSPACE alarm.
+      io.etcd.jetcd.ByteSequence filler = io.etcd.jetcd.ByteSequence.from(new byte[100_000]);
+      int put = 0;
+      try {
+        for (; put < 100; put++) {
+          client.getKVClient().put(io.etcd.jetcd.ByteSequence.from("/filler/" + put, java.nio.charset.StandardCharsets.UTF_8),
+              filler).get(10, TimeUnit.SECONDS);
+        }
+      } catch (java.util.concurrent.ExecutionException e) {
+        assertThat(e).hasMessageContaining("database space exceeded");
+      }
+      assertThat(put).isLessThan(100);
+
+      assertThatThrownBy(() -> set(a, policy(0, 1), first.getRevision()))
+          .isInstanceOfSatisfying(StatusRuntimeException.class, e -> {
+            assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.UNAVAILABLE);
+            assertThat(e.getStatus().getDescription()).contains("is out of space and refuses every write")
+                .contains("etcdctl compact, etcdctl defrag, etcdctl alarm disarm").doesNotContain("cannot be reached");
+          });
+      ListModelsResponse models = a.admin().listModels(ListModelsRequest.getDefaultInstance());
+      assertThat(models.getControlStore().getUp()).as("etcd answers").isTrue();
+      assertThat(models.getControlStore().getOutOfSpace()).isTrue();
+      assertThat(a.stats.prometheus().scrape()).contains("modelgate_control_store_out_of_space{kind=\"etcd\"} 1.0");
+      assertThat(a.blocking().modelInfer(Tensors.affine(1, 1, 2).setModelName("m").build()).getModelVersion()).isEqualTo("1");
+
+      // Freed as the message says (the filler deleted: etcd takes deletes while out of space).
+      client.getKVClient().delete(io.etcd.jetcd.ByteSequence.from("/filler/", java.nio.charset.StandardCharsets.UTF_8),
+          io.etcd.jetcd.options.DeleteOption.builder().isPrefix(true).build()).get(10, TimeUnit.SECONDS);
+      long now = client.getKVClient().get(io.etcd.jetcd.ByteSequence.from("/", java.nio.charset.StandardCharsets.UTF_8))
+          .get(10, TimeUnit.SECONDS).getHeader().getRevision();
+      client.getKVClient().compact(now).get(10, TimeUnit.SECONDS);
+      client.getMaintenanceClient().defragmentMember(small.endpoints().get(0).toString()).get(30, TimeUnit.SECONDS);
+      for (io.etcd.jetcd.maintenance.AlarmMember alarm : client.getMaintenanceClient().listAlarms().get(10, TimeUnit.SECONDS).getAlarms()) {
+        client.getMaintenanceClient().alarmDisarm(alarm).get(10, TimeUnit.SECONDS);
+      }
+      RoutingPolicy after = set(a, policy(0, 1), first.getRevision());
+      assertThat(after.getRevision()).isGreaterThan(first.getRevision());
+      assertThat(a.admin().listModels(ListModelsRequest.getDefaultInstance()).getControlStore().getOutOfSpace()).isFalse();
+    }
+  }
+
+  @Test
   void etcdDownForAWhile_noRequestFails_changesAreRefused_andResumeWhenItReturns() throws Exception {
     try (Gateway a = replica("/outage/", "a"); Gateway b = replica("/outage/", "b")) {
       RoutingPolicy first = set(a, policy(1, 0), 0);

@@ -23,6 +23,8 @@ public final class EtcdServer implements AutoCloseable {
   /** Null for plaintext; else etcd serves clients over TLS and requires their certificates. */
   private TestCertificates tls;
   private Process process;
+  /** Etcd's database quota in bytes (0: its default, 2 GB). */
+  private long quotaBytes;
 
   private EtcdServer(Path dataDir, int clientPort, int peerPort, TestCertificates tls) {
     this.tls = tls;
@@ -53,6 +55,14 @@ public final class EtcdServer implements AutoCloseable {
 
   public static EtcdServer start(Path directory) throws IOException {
     EtcdServer etcd = new EtcdServer(Files.createDirectories(directory).resolve("etcd-data"), freePort(), freePort(), null);
+    etcd.start();
+    return etcd;
+  }
+
+  /** An etcd whose database quota is {@code bytes} (its NOSPACE alarm raised past it). */
+  public static EtcdServer startWithQuota(Path directory, long bytes) throws IOException {
+    EtcdServer etcd = new EtcdServer(Files.createDirectories(directory).resolve("etcd-data"), freePort(), freePort(), null);
+    etcd.quotaBytes = bytes;
     etcd.start();
     return etcd;
   }
@@ -97,6 +107,9 @@ public final class EtcdServer implements AutoCloseable {
         "--initial-advertise-peer-urls", peer,
         "--initial-cluster", "test=" + peer,
         "--log-level", "warn"));
+    if (quotaBytes > 0) {
+      command.add("--quota-backend-bytes=" + quotaBytes);
+    }
     if (tls != null) {
       command.addAll(List.of(
           "--cert-file", tls.serverChain.toString(),
