@@ -433,6 +433,8 @@ public final class EtcdControlStore implements ControlStore {
     }
   }
 
+  /** The most audit keys one request of {@link #applyAuditLimits} reads and deletes (about 60 bytes each). */
+  static final long AUDIT_DELETE_CHUNK = 10_000;
   /** How long after the start the audit log's limits are first applied. */
   static final java.time.Duration AUDIT_LIMITS_FIRST = java.time.Duration.ofMinutes(1);
   /** How often they are applied after that, by every replica (what one deleted, another finds gone). */
@@ -449,14 +451,20 @@ public final class EtcdControlStore implements ControlStore {
   /**
    * Deletes the audit records older than the retention ({@link ControlSettings#auditRetention},
    * by the time in their keys), then, while more than the most kept ({@link
-   * ControlSettings#auditMaxRecords}) remain, the oldest; returns how many were deleted (counted in
-   * {@code modelgate_audit_records_deleted_total}, by {@code reason}: {@code retention}, {@code limit}). The store's thread once an hour (see {@link
-   * #watch}); tests call it directly. Blocks for at most three etcd requests.
+   * ControlSettings#auditMaxRecords}) remain, the oldest, {@value #AUDIT_DELETE_CHUNK} a request;
+   * returns how many were deleted (counted in {@code modelgate_audit_records_deleted_total}, by
+   * {@code reason}: {@code retention}, {@code limit}). The store's thread once an hour (see {@link
+   * #watch}); tests call it directly. Blocks while etcd answers.
    *
    * @throws InferenceException UNAVAILABLE when etcd cannot be reached (nothing is lost: the next
    *     pass deletes what this one did not)
    */
   public long applyAuditLimits() {
+    return applyAuditLimits(AUDIT_DELETE_CHUNK);
+  }
+
+  /** {@link #applyAuditLimits()}, reading and deleting at most {@code chunk} keys a request. */
+  long applyAuditLimits(long chunk) {
     long expired = 0;
     long overLimit = 0;
     try {
@@ -471,15 +479,20 @@ public final class EtcdControlStore implements ControlStore {
         long count = await(connection.kv().get(from, GetOption.builder().isPrefix(true).withCountOnly(true).build()))
             .getCount();
         long excess = count - settings.auditMaxRecords();
-        if (excess > 0) {
+        // The oldest, chunk keys a request at most (each request's answer stays small).
+        while (excess > 0) {
           GetResponse oldest = await(connection.kv().get(from, GetOption.builder().isPrefix(true).withKeysOnly(true)
-              .withSortField(GetOption.SortTarget.KEY).withSortOrder(GetOption.SortOrder.ASCEND).withLimit(excess).build()));
-          if (!oldest.getKvs().isEmpty()) {
-            // Up to the last of them, included: the key with a zero byte after it is the range's end.
-            ByteSequence last = oldest.getKvs().get(oldest.getKvs().size() - 1).getKey();
-            overLimit = await(connection.kv().delete(from, io.etcd.jetcd.options.DeleteOption.builder()
-                .withRange(last.concat(ByteSequence.from(new byte[] {0}))).build())).getDeleted();
+              .withSortField(GetOption.SortTarget.KEY).withSortOrder(GetOption.SortOrder.ASCEND)
+              .withLimit(Math.min(excess, chunk)).build()));
+          if (oldest.getKvs().isEmpty()) {
+            break;
           }
+          // Up to the last of them, included: the key with a zero byte after it is the range's end.
+          ByteSequence last = oldest.getKvs().get(oldest.getKvs().size() - 1).getKey();
+          long deleted = await(connection.kv().delete(from, io.etcd.jetcd.options.DeleteOption.builder()
+              .withRange(last.concat(ByteSequence.from(new byte[] {0}))).build())).getDeleted();
+          overLimit += deleted;
+          excess -= Math.max(1, deleted);
         }
       }
     } catch (IOException e) {
