@@ -429,7 +429,7 @@ public final class EtcdControlStore implements ControlStore {
       log.debug("etcd's history compacted to revision {} (now at {})", to, current);
       return to;
     } catch (IOException e) {
-      throw InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage());
+      throw unreachable(e, "");
     }
   }
 
@@ -496,7 +496,7 @@ public final class EtcdControlStore implements ControlStore {
         }
       }
     } catch (IOException e) {
-      throw InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage());
+      throw unreachable(e, "");
     } finally {
       auditExpired.increment(expired);
       auditOverLimit.increment(overLimit);
@@ -777,7 +777,7 @@ public final class EtcdControlStore implements ControlStore {
   private InferenceException writeFailed(IOException e, String after) {
     if (!outOfSpace(e)) {
       down(e);
-      return InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage() + after);
+      return unreachable(e, after);
     }
     if (!outOfSpace) {
       outOfSpace = true;
@@ -785,6 +785,11 @@ public final class EtcdControlStore implements ControlStore {
     }
     return InferenceException.unavailable("the control store (etcd " + target + ") is out of space and refuses every"
         + " write (" + e.getMessage() + "): " + OUT_OF_SPACE + after);
+  }
+
+  /** UNAVAILABLE: etcd could not be reached for a request that failed with {@code e}, {@code after} appended. */
+  private InferenceException unreachable(IOException e, String after) {
+    return InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage() + after);
   }
 
   /** What an operator does about etcd out of space. */
@@ -840,7 +845,7 @@ public final class EtcdControlStore implements ControlStore {
       outOfSpace = false;
     } catch (IOException e) {
       throw outOfSpace(e) ? writeFailed(e, "")
-          : InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage());
+          : unreachable(e, "");
     }
   }
 
@@ -849,7 +854,7 @@ public final class EtcdControlStore implements ControlStore {
     try {
       await(connection.kv().delete(snapshotKey(model, version)));
     } catch (IOException e) {
-      throw InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage());
+      throw unreachable(e, "");
     }
   }
 
@@ -864,7 +869,7 @@ public final class EtcdControlStore implements ControlStore {
     try {
       response = await(connection.kv().get(accessKey));
     } catch (IOException e) {
-      throw InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage());
+      throw unreachable(e, "");
     }
     if (response.getKvs().isEmpty()) {
       return StoredAccess.NONE;
@@ -905,7 +910,7 @@ public final class EtcdControlStore implements ControlStore {
       await(connection.kv().put(bytes(usagePrefix + hour + "/" + settings.replica()), ByteSequence.from(report.toByteArray())));
     } catch (IOException e) {
       throw outOfSpace(e) ? writeFailed(e, "")
-          : InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage());
+          : unreachable(e, "");
     }
   }
 
@@ -916,7 +921,7 @@ public final class EtcdControlStore implements ControlStore {
       return await(connection.kv().delete(bytes(usagePrefix),
           io.etcd.jetcd.options.DeleteOption.builder().withRange(bytes(usagePrefix + hour)).build())).getDeleted();
     } catch (IOException e) {
-      throw InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage());
+      throw unreachable(e, "");
     }
   }
 
@@ -927,7 +932,7 @@ public final class EtcdControlStore implements ControlStore {
       // Keys sort by hour: the range [usage/<from>, usage/<to>) holds exactly those hours.
       response = await(connection.kv().get(bytes(usagePrefix + fromHour), GetOption.builder().withRange(bytes(usagePrefix + toHour)).build()));
     } catch (IOException e) {
-      throw InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage());
+      throw unreachable(e, "");
     }
     List<io.modelgate.proto.admin.v1.UsageReport> reports = new ArrayList<>();
     for (KeyValue kv : response.getKvs()) {
@@ -946,7 +951,7 @@ public final class EtcdControlStore implements ControlStore {
     try {
       response = await(connection.kv().get(bytes(statsPrefix + (model.isEmpty() ? "" : model + "/")), GetOption.builder().isPrefix(true).build()));
     } catch (IOException e) {
-      throw InferenceException.unavailable("the control store (etcd " + target + ") cannot be reached: " + e.getMessage());
+      throw unreachable(e, "");
     }
     List<ReplicaSnapshot> snapshots = new ArrayList<>();
     for (KeyValue kv : response.getKvs()) {
