@@ -371,24 +371,13 @@ public final class GatewayServer {
       ModelRepository repository,
       StatsRegistry stats)
       throws IOException {
-    return start(transports, drainTimeout, Duration.ZERO, adminSettings, repository, stats);
-  }
-
-  /** As above, reporting NOT_SERVING for {@code shutdownDelay} before it stops accepting. */
-  public static GatewayServer start(
-      Transports transports,
-      Duration drainTimeout,
-      Duration shutdownDelay,
-      AdminSettings adminSettings,
-      ModelRepository repository,
-      StatsRegistry stats)
-      throws IOException {
-    return start(transports, drainTimeout, shutdownDelay, adminSettings, repository, stats, null);
+    return start(transports, drainTimeout, Duration.ZERO, adminSettings, repository, stats, null);
   }
 
   /**
-   * As above, with the control store {@code store} opened already ({@link RepositoryAtStart}; null:
-   * opened here): the server owns it from this call on, and closes it when it stops or fails to start.
+   * As above, reporting NOT_SERVING for {@code shutdownDelay} before it stops accepting, with the
+   * control store {@code store} opened already ({@link RepositoryAtStart}; null: opened here): the
+   * server owns it from this call on, and closes it when it stops or fails to start.
    */
   public static GatewayServer start(
       Transports transports,

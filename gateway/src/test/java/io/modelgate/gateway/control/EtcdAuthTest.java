@@ -43,14 +43,23 @@ class EtcdAuthTest {
   }
 
   private ControlSettings settings(EtcdServer etcd, String name, String password) {
-    return new ControlSettings(etcd.endpoints(), "/auth/", name, "root", password, null, null, null, null,
+    return settings(etcd, name, "root", password);
+  }
+
+  private ControlSettings settings(EtcdServer etcd, String name, String user, String password) {
+    return new ControlSettings(etcd.endpoints(), "/auth/", name, user, password, null, null, null, null,
         Duration.ofSeconds(2), Duration.ofSeconds(2), Duration.ofMillis(200));
+  }
+
+  /** Model m, version 1, unbatched, in the repository every test serves. */
+  private void writeModel() throws Exception {
+    Gateway.write(root, "m", 1, Gateway.affine());
+    Files.writeString(root.resolve("m/model.yaml"), "max_batch_size: 0\n");
   }
 
   @Test
   void withTheRightPassword_changesGoThrough_withAWrongOne_theReplicaDoesNotStart() throws Exception {
-    Gateway.write(root, "m", 1, Gateway.affine());
-    Files.writeString(root.resolve("m/model.yaml"), "max_batch_size: 0\n");
+    writeModel();
     try (EtcdServer etcd = EtcdServer.start(root.resolve("etcd"))) {
       etcdctl(etcd, "user", "add", "root:s3cret-pass");
       etcdctl(etcd, "auth", "enable");
@@ -69,8 +78,7 @@ class EtcdAuthTest {
 
   @Test
   void aUserWithARoleOnlyOnThePrefix_changesRouting_andCompactsEtcdsHistory() throws Exception {
-    Gateway.write(root, "m", 1, Gateway.affine());
-    Files.writeString(root.resolve("m/model.yaml"), "max_batch_size: 0\n");
+    writeModel();
     try (EtcdServer etcd = EtcdServer.start(root.resolve("etcd-roles"))) {
       etcdctl(etcd, "user", "add", "root:s3cret-pass");
       etcdctl(etcd, "role", "add", "gateway");
@@ -78,9 +86,8 @@ class EtcdAuthTest {
       etcdctl(etcd, "user", "add", "gw:gw-s3cret-pass");
       etcdctl(etcd, "user", "grant-role", "gw", "gateway");
       etcdctl(etcd, "auth", "enable");
-      ControlSettings asGateway = new ControlSettings(etcd.endpoints(), "/auth/", "a", "gw", "gw-s3cret-pass", null, null,
-          null, null, Duration.ofSeconds(2), Duration.ofSeconds(2), Duration.ofMillis(200));
-      try (Gateway a = Gateway.inProcess(root, root.resolve("state-roles"), Clock.systemUTC(), asGateway)) {
+      try (Gateway a = Gateway.inProcess(root, root.resolve("state-roles"), Clock.systemUTC(),
+          settings(etcd, "a", "gw", "gw-s3cret-pass"))) {
         RoutingPolicy set = a.admin().setRouting(SetRoutingRequest.newBuilder()
             .setPolicy(RoutingPolicy.newBuilder().setModel("m").putWeights(1, 1)).setExpectedRevision(0).build());
         assertThat(set.getRevision()).isEqualTo(1);
@@ -96,8 +103,7 @@ class EtcdAuthTest {
 
   @Test
   void overMutualTls_withTheCaAndAClientCertificate_changesGoThrough_withoutTheCertificate_theReplicaDoesNotStart() throws Exception {
-    Gateway.write(root, "m", 1, Gateway.affine());
-    Files.writeString(root.resolve("m/model.yaml"), "max_batch_size: 0\n");
+    writeModel();
     io.modelgate.gateway.testing.TestCertificates certs =
         io.modelgate.gateway.testing.TestCertificates.create(Files.createDirectories(root.resolve("certs")));
     try (EtcdServer etcd = EtcdServer.startTls(root.resolve("etcd"), certs)) {
@@ -125,8 +131,7 @@ class EtcdAuthTest {
    */
   @Test
   void overMutualTls_renewedCaAndClientCertificate_areUsedWhenEtcdComesBackWithThem_withoutARestart() throws Exception {
-    Gateway.write(root, "m", 1, Gateway.affine());
-    Files.writeString(root.resolve("m/model.yaml"), "max_batch_size: 0\n");
+    writeModel();
     TestCertificates a = TestCertificates.create(Files.createDirectories(root.resolve("certs-a")));
     TestCertificates b = TestCertificates.create(Files.createDirectories(root.resolve("certs-b")));
     Path live = Files.createDirectories(root.resolve("etcd-client"));
@@ -170,8 +175,7 @@ class EtcdAuthTest {
    */
   @Test
   void aRotatedPassword_isUsedWithoutARestart_whetherTheFileOrEtcdChangesFirst() throws Exception {
-    Gateway.write(root, "m", 1, Gateway.affine());
-    Files.writeString(root.resolve("m/model.yaml"), "max_batch_size: 0\n");
+    writeModel();
     Path passwordFile = root.resolve("etcd-password");
     Files.writeString(passwordFile, "first-pass\n");
     try (EtcdServer etcd = EtcdServer.start(root.resolve("etcd"))) {
