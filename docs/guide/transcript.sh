@@ -84,6 +84,11 @@ run_admin models
 run_admin load --model digits
 run_infer --model digits --digit 7
 run_admin models
+# Retired: its folder deleted, the model taken down (removed from the lists 15 minutes later).
+echo "\$ rm -r \$REPOSITORY/digits"
+rm -r "$models/digits"
+run_admin unload --model digits
+run_admin models
 
 echo "## 8. an unload kept across a restart"
 run_admin unload --model cnn_mnist --version 1

@@ -97,6 +97,7 @@ public final class AdminAuth implements ServerInterceptor {
         io.modelgate.proto.admin.v1.AdminServiceGrpc.getLoadVersionMethod(),
         io.modelgate.proto.admin.v1.AdminServiceGrpc.getLoadModelMethod(),
         io.modelgate.proto.admin.v1.AdminServiceGrpc.getUnloadVersionMethod(),
+        io.modelgate.proto.admin.v1.AdminServiceGrpc.getUnloadModelMethod(),
         io.modelgate.proto.admin.v1.AdminServiceGrpc.getPromoteMethod(),
         io.modelgate.proto.admin.v1.AdminServiceGrpc.getRollbackMethod(),
         io.modelgate.proto.admin.v1.AdminServiceGrpc.getStartRolloutMethod(),

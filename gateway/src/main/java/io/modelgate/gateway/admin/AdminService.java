@@ -182,6 +182,11 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
   }
 
   @Override
+  public void unloadModel(io.modelgate.proto.admin.v1.UnloadModelRequest request, StreamObserver<ModelInfo> observer) {
+    answer(observer, () -> info(versions.unloadModel(request.getModel(), AdminAuth.caller(), "UnloadModel")));
+  }
+
+  @Override
   public void unloadVersion(UnloadVersionRequest request, StreamObserver<VersionInfo> observer) {
     answer(
         observer,

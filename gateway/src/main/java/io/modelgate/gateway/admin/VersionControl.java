@@ -565,17 +565,24 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
 
   @Override
   public CompletableFuture<Void> unload(String model, String caller) {
-    return CompletableFuture.runAsync(
-        () -> {
-          Model found = repository.model(model).orElseThrow(
-              () -> InferenceException.notFound("unknown model " + InferenceException.quote(model)));
-          for (ModelVersion version : found.versions()) {
-            if (version.isReady()) {
-              unload(model, version.number(), caller, "RepositoryModelUnload", true);
-            }
-          }
-        },
-        worker);
+    return CompletableFuture.runAsync(() -> unloadModel(model, caller, "RepositoryModelUnload"), worker);
+  }
+
+  /**
+   * Takes {@code model} down: unloads every READY version of it (in a fleet, on every replica),
+   * those that take traffic included, each drained first. Blocks.
+   *
+   * @throws InferenceException NOT_FOUND for an unknown model
+   */
+  public Model unloadModel(String model, String caller, String action) {
+    Model found = repository.model(model).orElseThrow(
+        () -> InferenceException.notFound("unknown model " + InferenceException.quote(model)));
+    for (ModelVersion version : found.versions()) {
+      if (version.isReady()) {
+        unload(model, version.number(), caller, action, true);
+      }
+    }
+    return found;
   }
 
   @Override

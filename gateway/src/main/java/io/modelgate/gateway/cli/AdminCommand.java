@@ -888,6 +888,13 @@ final class AdminCommand implements Runnable {
     }
   }
 
+  /** One line a version: {@code model M version N: STATE reason}. */
+  private static void printVersions(PrintWriter out, List<VersionInfo> versions) {
+    for (VersionInfo info : versions) {
+      out.printf("model %s version %d: %s %s%n", info.getModel(), info.getVersion(), info.getState(), info.getReason());
+    }
+  }
+
   @Command(name = "load", description = "Load a version from the model repository, or without --version every"
       + " version folder of the model that is not READY (a model folder added since the start included).")
   static final class Load implements Callable<Integer> {
@@ -905,28 +912,32 @@ final class AdminCommand implements Runnable {
             ? List.of(client.call().loadVersion(LoadVersionRequest.newBuilder().setModel(model).setVersion(version).build()))
             : client.call().loadModel(io.modelgate.proto.admin.v1.LoadModelRequest.newBuilder().setModel(model).build())
                 .getVersionsList();
-        for (VersionInfo info : loaded) {
-          out.printf("model %s version %d: %s %s%n", info.getModel(), info.getVersion(), info.getState(), info.getReason());
-        }
+        printVersions(out, loaded);
       });
     }
   }
 
-  @Command(name = "unload", description = {"Drain, then unload a version that takes no traffic.",
+  @Command(name = "unload", description = {"Drain, then unload a version that takes no traffic; or without --version"
+      + " take the whole model down (every READY version, those that take traffic included).",
       "In a fleet, every replica unloads it; a version this replica does not have READY that every replica is asked"
-          + " to load has that ask withdrawn."})
+          + " to load has that ask withdrawn. A model taken down whose folder has gone from the repository is"
+          + " removed 15 minutes later."})
   static final class Unload implements Callable<Integer> {
     @ParentCommand AdminCommand admin;
     @Spec CommandSpec spec;
     @Mixin HelpOption help;
     @Option(names = "--model", required = true) String model;
-    @Option(names = "--version", required = true) long version;
+    @Option(names = "--version", description = "The version; without it, every READY version of the model.")
+    Long version;
 
     @Override
     public Integer call() throws Exception {
       return execute(admin, spec, (client, out) -> {
-        VersionInfo info = client.call().unloadVersion(UnloadVersionRequest.newBuilder().setModel(model).setVersion(version).build());
-        out.printf("model %s version %d: %s %s%n", info.getModel(), info.getVersion(), info.getState(), info.getReason());
+        List<VersionInfo> unloaded = version != null
+            ? List.of(client.call().unloadVersion(UnloadVersionRequest.newBuilder().setModel(model).setVersion(version).build()))
+            : client.call().unloadModel(io.modelgate.proto.admin.v1.UnloadModelRequest.newBuilder().setModel(model).build())
+                .getVersionsList();
+        printVersions(out, unloaded);
       });
     }
   }

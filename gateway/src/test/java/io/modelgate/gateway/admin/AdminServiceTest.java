@@ -174,6 +174,35 @@ class AdminServiceTest {
   }
 
   @Test
+  void unloadModel_takesEveryReadyVersionDown_thoseTakingTrafficIncluded_auditsEach_andLoadModelBringsItBack() throws Exception {
+    set(0, 1, 50, 2, 50);
+    io.modelgate.proto.admin.v1.ModelInfo down =
+        gateway.admin().unloadModel(io.modelgate.proto.admin.v1.UnloadModelRequest.newBuilder().setModel("m").build());
+    assertThat(down.getVersionsList()).extracting(VersionInfo::getVersion, VersionInfo::getState)
+        .containsExactly(org.assertj.core.groups.Tuple.tuple(1L, "UNAVAILABLE"), org.assertj.core.groups.Tuple.tuple(2L, "UNAVAILABLE"),
+            org.assertj.core.groups.Tuple.tuple(3L, "FAILED"));
+    failsWith(Status.Code.UNAVAILABLE, () -> gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()));
+    List<String> audit = Files.readAllLines(root.resolve(".state").resolve(io.modelgate.gateway.control.StateStore.AUDIT_FILE));
+    assertThat(audit.stream().filter(line -> line.contains("\"action\":\"UnloadModel\"")).toList()).hasSize(2)
+        .allMatch(line -> line.contains("\"model\":\"m\"") && line.contains("unloaded after draining"));
+    // Nothing READY is left to unload: the same answer, nothing audited.
+    assertThat(gateway.admin().unloadModel(io.modelgate.proto.admin.v1.UnloadModelRequest.newBuilder().setModel("m").build())
+        .getVersionsCount()).isEqualTo(3);
+    assertThat(Files.readAllLines(root.resolve(".state").resolve(io.modelgate.gateway.control.StateStore.AUDIT_FILE)))
+        .hasSameSizeAs(audit);
+    failsWith(Status.Code.NOT_FOUND,
+        () -> gateway.admin().unloadModel(io.modelgate.proto.admin.v1.UnloadModelRequest.newBuilder().setModel("nope").build()))
+        .hasMessageContaining("unknown model 'nope'");
+
+    // Version 3's folder holds no model: it fails again, the others load.
+    failsWith(Status.Code.FAILED_PRECONDITION,
+        () -> gateway.admin().loadModel(io.modelgate.proto.admin.v1.LoadModelRequest.newBuilder().setModel("m").build()))
+        .hasMessageContaining("did not load whole: version 3 is FAILED");
+    assertThat(gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").setModelVersion("2").build())
+        .getModelVersion()).isEqualTo("2");
+  }
+
+  @Test
   void everyChange_isAuditedWithCallerAndOldAndNewPolicies() throws Exception {
     set(0, 1, 100);
     set(1, 2, 100);

@@ -242,6 +242,17 @@ class CliTest {
   }
 
   @Test
+  void admin_unloadWithoutAVersion_takesTheModelDown_andLoadWithoutOneBringsItBack() throws Exception {
+    Run down = run(admin("unload", "--model", "unbatched"));
+    assertThat(down.exitCode()).as(down.err()).isZero();
+    assertThat(down.out()).isEqualTo("model unbatched version 1: UNAVAILABLE unloaded" + System.lineSeparator());
+    assertThat(run(admin("models")).out()).containsPattern("unbatched +1 +UNAVAILABLE");
+    Run up = run(admin("load", "--model", "unbatched"));
+    assertThat(up.exitCode()).as(up.err()).isZero();
+    assertThat(up.out()).startsWith("model unbatched version 1: READY");
+  }
+
+  @Test
   void fleetStats_nameTheReplicasThatLoadedDifferentFilesForAVersion() {
     io.modelgate.proto.admin.v1.FleetStatsResponse stats = io.modelgate.proto.admin.v1.FleetStatsResponse.newBuilder()
         .setReplica("r1")
