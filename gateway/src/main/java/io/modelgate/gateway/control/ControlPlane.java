@@ -475,6 +475,14 @@ public final class ControlPlane implements AutoCloseable {
   }
 
   /**
+   * A model the repository has removed (its folder gone, nothing of it in memory): its route goes;
+   * its record in the store stays, for a model of that name added later. On the thread removing it.
+   */
+  public synchronized void modelRemoved(String model) {
+    router.forget(model);
+  }
+
+  /**
    * Installs {@code stored}'s routing policy for {@code model}, logging the outcome; a record with
    * no policy (only a fleet's loads) leaves the routing as it is. Under the lock.
    */

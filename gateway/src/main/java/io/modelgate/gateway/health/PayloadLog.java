@@ -64,6 +64,8 @@ public final class PayloadLog implements AutoCloseable {
   private final Map<String, Counter[]> counters = new ConcurrentHashMap<>();
   /** Writer thread only. */
   private final Map<String, ModelFile> files = new HashMap<>();
+  /** Models removed from the repository, whose open files the writer closes. */
+  private final java.util.Queue<String> removed = new java.util.concurrent.ConcurrentLinkedQueue<>();
   private final Thread writer;
   private volatile boolean closed;
   private long lastFailureLog;
@@ -115,8 +117,24 @@ public final class PayloadLog implements AutoCloseable {
    */
   public PayloadLog follow(io.modelgate.runtime.repository.ModelRepository repository) {
     repository.events().subscribe(v -> active = anyLogging(repository));
+    repository.onModelRemoved(this::modelRemoved);
     active = anyLogging(repository);
     return this;
+  }
+
+  /**
+   * A model its repository removed (none of its versions has been in memory for a while, so none
+   * of its records waits): its counters go now, its open file when the writer next wakes. Its files
+   * on disk stay.
+   */
+  private void modelRemoved(String model) {
+    Counter[] gone = counters.remove(model);
+    if (gone != null) {
+      for (Counter counter : gone) {
+        registry.remove(counter);
+      }
+    }
+    removed.add(model);
   }
 
   private static boolean anyLogging(io.modelgate.runtime.repository.ModelRepository repository) {
@@ -179,6 +197,16 @@ public final class PayloadLog implements AutoCloseable {
   private void write() {
     JsonFormat.Printer printer = JsonFormat.printer().omittingInsignificantWhitespace().preservingProtoFieldNames();
     while (!closed || !queue.isEmpty()) {
+      for (String model = removed.poll(); model != null; model = removed.poll()) {
+        ModelFile file = files.remove(model);
+        if (file != null) {
+          try {
+            file.out.close();
+          } catch (IOException e) {
+            log.warn("payload log of model '{}' (removed) did not close cleanly: {}", model, e.toString());
+          }
+        }
+      }
       Entry entry;
       try {
         entry = queue.poll(200, TimeUnit.MILLISECONDS);

@@ -59,6 +59,15 @@ public final class Router {
     return java.util.Collections.unmodifiableSet(new java.util.TreeSet<>(routes.keySet()));
   }
 
+  /**
+   * Drops the route of a model its repository has removed: a request naming it is NOT_FOUND from
+   * now on, and a model of that name added later routes afresh (by the policy kept for it, if any).
+   */
+  public synchronized void forget(String model) {
+    routes.remove(model);
+    refreshHeaderFlag();
+  }
+
   /** Installs a route restored from the state directory, whatever the current revision. */
   public synchronized void installRestored(Route route) {
     routes.put(route.policy().getModel(), route);

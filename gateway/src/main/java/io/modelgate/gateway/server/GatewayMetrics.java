@@ -42,6 +42,8 @@ final class GatewayMetrics implements AutoCloseable {
   /** Each version's model-file gauge and the SHA-256 it is tagged with, by model and number; guarded by this. */
   private final java.util.Map<String, java.util.Map.Entry<String, io.micrometer.core.instrument.Meter>> modelFiles =
       new java.util.HashMap<>();
+  /** Each model's routing and rollout gauges, by name; guarded by this. */
+  private final java.util.Map<String, List<io.micrometer.core.instrument.Meter>> modelMeters = new java.util.HashMap<>();
   /** Each version's gauges, by model and number; guarded by this. */
   private final java.util.Map<String, List<io.micrometer.core.instrument.Meter>> registered = new java.util.HashMap<>();
   private final JvmGcMetrics gc = new JvmGcMetrics();
@@ -125,6 +127,7 @@ final class GatewayMetrics implements AutoCloseable {
       }
     }
     repository.onModelAdded(this::registerModel);
+    repository.onModelRemoved(this::removeModel);
     repository.events().subscribe(this::versionChanged);
   }
 
@@ -162,23 +165,33 @@ final class GatewayMetrics implements AutoCloseable {
   }
 
   /** The model's routing and rollout gauges: for each model at the start, and each added since. */
-  private void registerModel(String name) {
-    Gauge.builder("modelgate.routing.revision", router, r -> r.route(name).policy().getRevision())
+  private synchronized void registerModel(String name) {
+    List<io.micrometer.core.instrument.Meter> meters = new ArrayList<>();
+    modelMeters.put(name, meters);
+    meters.add(Gauge.builder("modelgate.routing.revision", router, r -> r.route(name).policy().getRevision())
         .description("Revision of the model's routing policy (0: the default, highest READY version)")
         .tags("model", name)
-        .register(registry);
-    Gauge.builder("modelgate.routing.degraded", router, r -> r.route(name).degraded() == null ? 0 : 1)
+        .register(registry));
+    meters.add(Gauge.builder("modelgate.routing.degraded", router, r -> r.route(name).degraded() == null ? 0 : 1)
         .description("1 when the routing policy names versions that are not READY and serves only in part")
         .tags("model", name)
-        .register(registry);
-    Gauge.builder("modelgate.rollout.running", rollouts, c -> running(c.current(name)) ? 1 : 0)
+        .register(registry));
+    meters.add(Gauge.builder("modelgate.rollout.running", rollouts, c -> running(c.current(name)) ? 1 : 0)
         .description("1 while a rollout of the model runs")
         .tags("model", name)
-        .register(registry);
-    Gauge.builder("modelgate.rollout.step.percent", rollouts, c -> stepPercent(c.current(name)))
+        .register(registry));
+    meters.add(Gauge.builder("modelgate.rollout.step.percent", rollouts, c -> stepPercent(c.current(name)))
         .description("The candidate's share of traffic in the running rollout's current step, in percent")
         .tags("model", name)
-        .register(registry);
+        .register(registry));
+  }
+
+  /** A model its repository removed: its routing and rollout gauges go (its versions' went before). */
+  private synchronized void removeModel(String name) {
+    List<io.micrometer.core.instrument.Meter> meters = modelMeters.remove(name);
+    if (meters != null) {
+      meters.forEach(registry::remove);
+    }
   }
 
   private double goldenScore(ModelVersion version) {

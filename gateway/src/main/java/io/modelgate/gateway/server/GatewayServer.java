@@ -451,6 +451,7 @@ public final class GatewayServer {
         .follow(repository);
     b.control = new ControlPlane(b.router, store, stats, b.golden, stats.clock(), stats.background(), controlSettings.replica());
     repository.onModelAdded(b.control::modelAdded);
+    repository.onModelRemoved(b.control::modelRemoved);
     b.control.start();
     b.access = new io.modelgate.gateway.admin.AccessControl(adminSettings.token(), b.adminTokens, b.callers, b.control,
         stats.clock()).start(store.shared());

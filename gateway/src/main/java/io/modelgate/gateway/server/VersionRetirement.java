@@ -24,7 +24,10 @@ import org.slf4j.LoggerFactory;
  * <p>A version is out of memory while {@link VersionState#UNAVAILABLE} (unloaded, or never loaded)
  * or {@link VersionState#FAILED}. One that loads again in time keeps everything; one that loads
  * later gets new statistics and series (Prometheus reads the counters' restart as a reset). The
- * usage ledger keeps its hours, and the model's list of versions keeps it, with its state.
+ * usage ledger keeps its hours, and the model's list of versions keeps it, with its state — until
+ * the model itself goes: a model whose folder has gone from the repository is removed once each of
+ * its versions has been forgotten ({@link ModelRepository#removeIfGone}), and with it its route and
+ * its model-wide series.
  *
  * <p>Threads: {@link #changed} on whichever thread changed a version's state (a subscriber to the
  * repository's events: it never blocks); {@link #sweep} on the statistics rotator after each
@@ -46,6 +49,8 @@ public final class VersionRetirement {
   private final GatewayMetrics metrics;
   private final Clock clock;
   private final long afterMillis;
+  /** Set once by {@link #start}, before the first sweep. */
+  private volatile ModelRepository repository;
   /** Versions out of memory, and since when (epoch ms). */
   private final Map<ModelVersion, Long> outSince = new ConcurrentHashMap<>();
 
@@ -59,6 +64,7 @@ public final class VersionRetirement {
 
   /** Follows {@code repository}'s versions from now on and sweeps after each rotation; returns this. */
   VersionRetirement start(ModelRepository repository) {
+    this.repository = repository;
     repository.events().subscribe(this::changed);
     for (Model model : repository.models()) {
       for (ModelVersion version : model.versions()) {
@@ -83,8 +89,28 @@ public final class VersionRetirement {
     }
   }
 
-  /** Forgets the versions out of memory for {@link #AFTER} or longer. */
+  /**
+   * Forgets the versions out of memory for {@link #AFTER} or longer, then removes from the
+   * repository each model whose folder has gone and whose versions have all been forgotten.
+   */
   void sweep() {
+    forgetVersions();
+    for (Model model : repository.models()) {
+      repository.removeIfGone(model.name(), this::forgotten);
+    }
+  }
+
+  /** Whether no version of {@code model} waits here to be forgotten. */
+  private boolean forgotten(Model model) {
+    for (ModelVersion version : model.versions()) {
+      if (outSince.containsKey(version)) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  private void forgetVersions() {
     long now = clock.millis();
     for (Map.Entry<ModelVersion, Long> entry : outSince.entrySet()) {
       ModelVersion version = entry.getKey();

@@ -105,6 +105,52 @@ class PayloadLogTest {
     assertThat(records(logs("none"))).isEmpty();
   }
 
+  /** Whether this process holds {@code file} open (Linux: its descriptors in /proc). */
+  private static boolean heldOpen(Path file) {
+    try (Stream<Path> fds = Files.list(Path.of("/proc/self/fd"))) {
+      return fds.anyMatch(fd -> {
+        try {
+          return Files.readSymbolicLink(fd).equals(file.toAbsolutePath());
+        } catch (Exception gone) {
+          return false; // closed meanwhile, or the listing's own
+        }
+      });
+    } catch (java.io.IOException e) {
+      throw new java.io.UncheckedIOException(e);
+    }
+  }
+
+  @Test
+  void aModelRemovedFromTheRepository_closesItsFile_andTakesItsCounters_itsRecordsStay() throws Exception {
+    org.junit.jupiter.api.Assumptions.assumeTrue(Files.isDirectory(Path.of("/proc/self/fd")), "Linux: open files in /proc");
+    model("gone", "  sample_rate: 1.0\n");
+    model("kept", "  sample_rate: 1.0\n");
+    io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
+    try (Gateway gateway = Gateway.inProcess(root, java.time.Duration.ofSeconds(10), root.resolve(".state"), clock)) {
+      for (int i = 0; i < 3; i++) {
+        gateway.blocking().modelInfer(request("gone", i));
+        gateway.blocking().modelInfer(request("kept", i));
+      }
+      Path current = logs("gone").resolve(PayloadLog.CURRENT);
+      io.modelgate.gateway.testing.Eventually.eventually("three records of each model written", () ->
+          gateway.stats.scrape().contains("modelgate_payload_log_records_total{model=\"gone\",outcome=\"written\"} 3.0")
+              && gateway.stats.scrape().contains("modelgate_payload_log_records_total{model=\"kept\",outcome=\"written\"} 3.0"));
+      assertThat(heldOpen(current)).isTrue();
+
+      Gateway.deleteModel(root, "gone");
+      gateway.blocking().withCallCredentials(Gateway.bearer(Gateway.ADMIN_TOKEN)).repositoryModelUnload(
+          io.modelgate.proto.inference.RepositoryModelUnloadRequest.newBuilder().setModelName("gone").build());
+      clock.millis += io.modelgate.gateway.server.VersionRetirement.AFTER.toMillis();
+      gateway.stats.rotate();
+      assertThat(gateway.repository.model("gone")).isEmpty();
+      assertThat(gateway.stats.scrape()).doesNotContain("modelgate_payload_log_records_total{model=\"gone\"")
+          .contains("modelgate_payload_log_records_total{model=\"kept\",outcome=\"written\"} 3.0");
+      io.modelgate.gateway.testing.Eventually.eventually("the removed model's file closed", () -> !heldOpen(current));
+      assertThat(heldOpen(logs("kept").resolve(PayloadLog.CURRENT))).isTrue();
+      assertThat(records(logs("gone"))).extracting(PayloadRecord::getId).containsExactly("r0", "r1", "r2");
+    }
+  }
+
   @Test
   void streamedAnswers_areLoggedAsUnaryOnesAre_failuresWithTheirStatus() throws Exception {
     model("streamed", "  sample_rate: 1.0\n");

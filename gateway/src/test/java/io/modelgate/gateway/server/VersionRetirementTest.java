@@ -1,6 +1,7 @@
 package io.modelgate.gateway.server;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.modelgate.gateway.stats.VersionStats;
 import io.modelgate.gateway.testing.Gateway;
@@ -149,6 +150,62 @@ class VersionRetirementTest {
       String scrape = gateway.stats.scrape();
       assertThat(scrape).doesNotContain("primary=\"1\"").doesNotContain("model=\"m\",version=\"1\"")
           .contains("modelgate_requests_total{code=\"OK\",model=\"m\",version=\"2\"} 5.0");
+    }
+  }
+
+  @Test
+  void aModelWhoseFolderIsGone_isRemovedOnceItsVersionsAreForgotten_andComesBackWithItsKeptRoutingWhenItsFolderDoes() throws Exception {
+    Gateway.standardRepository(root);
+    Gateway.write(root, "m", 1, Gateway.affine());
+    Gateway.write(root, "m", 2, Gateway.affine());
+    TestClock clock = new TestClock();
+    try (Gateway gateway = Gateway.inProcess(root, Duration.ofSeconds(10), root.resolve(".state"), clock)) {
+      var admin = gateway.admin();
+      // A policy kept for it: the default (highest READY version), at revision 1.
+      admin.setRouting(io.modelgate.proto.admin.v1.SetRoutingRequest.newBuilder()
+          .setPolicy(io.modelgate.proto.admin.v1.RoutingPolicy.newBuilder().setModel("m")).setExpectedRevision(0).build());
+      assertThat(gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()).getModelVersion()).isEqualTo("2");
+      String revision = "modelgate_routing_revision{model=\"m\"} 1.0";
+      assertThat(gateway.stats.scrape()).contains(revision);
+
+      // Its folder deleted, then the model taken down (both versions unloaded).
+      Gateway.deleteModel(root, "m");
+      admin.unloadModel(io.modelgate.proto.admin.v1.UnloadModelRequest.newBuilder().setModel("m").build());
+      // Within the window it is listed, its versions UNAVAILABLE, its requests refused as such.
+      clock.millis += VersionRetirement.AFTER.toMillis() - 1_000;
+      gateway.stats.rotate();
+      assertThat(gateway.repository.model("m")).isPresent();
+      assertThat(admin.listModels(io.modelgate.proto.admin.v1.ListModelsRequest.getDefaultInstance()).getModelsList())
+          .extracting(io.modelgate.proto.admin.v1.ModelInfo::getName).contains("m");
+      assertThatThrownBy(() -> gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()))
+          .hasMessageStartingWith("UNAVAILABLE");
+
+      // After it: gone from every list, NOT_FOUND as any unknown model, and no series names it.
+      clock.millis += 1_000;
+      gateway.stats.rotate();
+      assertThat(gateway.repository.model("m")).isEmpty();
+      assertThat(admin.listModels(io.modelgate.proto.admin.v1.ListModelsRequest.getDefaultInstance()).getModelsList())
+          .extracting(io.modelgate.proto.admin.v1.ModelInfo::getName).doesNotContain("m").contains("affine");
+      assertThat(gateway.blocking().repositoryIndex(io.modelgate.proto.inference.RepositoryIndexRequest.getDefaultInstance())
+          .getModelsList()).extracting(io.modelgate.proto.inference.RepositoryIndexResponse.ModelIndex::getName)
+          .doesNotContain("m").contains("affine");
+      assertThatThrownBy(() -> gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()))
+          .hasMessageStartingWith("NOT_FOUND: unknown model 'm'");
+      assertThatThrownBy(() -> gateway.blocking().modelMetadata(
+              io.modelgate.proto.inference.ModelMetadataRequest.newBuilder().setName("m").build()))
+          .hasMessageStartingWith("NOT_FOUND");
+      assertThat(gateway.blocking().modelReady(io.modelgate.proto.inference.ModelReadyRequest.newBuilder().setName("m").build())
+          .getReady()).isFalse();
+      assertThat(gateway.stats.scrape().lines().filter(line -> !line.startsWith("#") && line.contains("model=\"m\""))
+          .toList()).isEmpty();
+      assertThat(gateway.stats.scrape()).contains("model=\"affine\"");
+
+      // Its folder back and loaded: served again under the policy kept for it.
+      Gateway.write(root, "m", 1, Gateway.affine());
+      admin.loadModel(io.modelgate.proto.admin.v1.LoadModelRequest.newBuilder().setModel("m").build());
+      assertThat(gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()).getModelVersion()).isEqualTo("1");
+      assertThat(gateway.stats.scrape()).contains(revision)
+          .contains("modelgate_requests_total{code=\"OK\",model=\"m\",version=\"1\"} 1.0");
     }
   }
 }

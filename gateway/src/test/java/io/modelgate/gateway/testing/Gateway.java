@@ -311,6 +311,17 @@ public final class Gateway implements AutoCloseable {
     }
   }
 
+  /** Deletes a model's folder and everything in it, as an operator retiring the model does. */
+  public static void deleteModel(Path root, String model) {
+    try (java.util.stream.Stream<Path> paths = Files.walk(root.resolve(model))) {
+      for (Path path : paths.sorted(java.util.Comparator.reverseOrder()).toList()) {
+        Files.delete(path);
+      }
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
   public static void config(Path root, String model, String yaml) {
     try {
       Files.writeString(root.resolve(model).resolve("model.yaml"), yaml);

@@ -15,6 +15,12 @@ public final class Model {
   private final String name;
   private volatile Snapshot snapshot;
   private final VersionEvents events;
+  /**
+   * Set, under this model's lock, when its repository has removed it ({@link
+   * ModelRepository#removeIfGone}): no version may be loaded on it any more (a load that reached it
+   * just before looks the model up again).
+   */
+  private boolean removed;
 
   /** The versions by number, and the same newest first (for the lookup every routed request makes). */
   private record Snapshot(NavigableMap<Long, ModelVersion> byNumber, ModelVersion[] newestFirst) {
@@ -45,6 +51,27 @@ public final class Model {
     copy.put(number, added);
     snapshot = Snapshot.of(copy);
     return added;
+  }
+
+  /** Under this model's lock. */
+  void markRemoved() {
+    removed = true;
+  }
+
+  /** Whether its repository has removed it; under this model's lock. */
+  boolean removed() {
+    return removed;
+  }
+
+  /** Whether every version is out of memory: UNAVAILABLE (unloaded, or never loaded) or FAILED. */
+  public boolean allOut() {
+    for (ModelVersion version : snapshot.newestFirst()) {
+      VersionState state = version.state();
+      if (state != VersionState.UNAVAILABLE && state != VersionState.FAILED) {
+        return false;
+      }
+    }
+    return true;
   }
 
   public String name() {

@@ -27,11 +27,12 @@ import org.slf4j.LoggerFactory;
  * serve regardless.
  *
  * <p>A model whose folder appears after the start is added when an operator loads it ({@link
- * #modelOrAdd}); models are never removed (an unloaded model stays listed, its versions
- * UNAVAILABLE).
+ * #modelOrAdd}). An unloaded model stays listed, its versions UNAVAILABLE, while its folder is
+ * there; one whose folder has gone is removed once nothing of it is left in memory ({@link
+ * #removeIfGone}).
  *
- * <p>Thread-safe: request threads read it without locking; adding a model takes the repository's
- * lock, loading or unloading a version its model's.
+ * <p>Thread-safe: request threads read it without locking; adding or removing a model takes the
+ * repository's lock (then, to remove, the model's), loading or unloading a version its model's.
  */
 public final class ModelRepository {
   /** Folders of a model that are not versions: its golden set. */
@@ -46,6 +47,7 @@ public final class ModelRepository {
   /** By name; written only under its own lock, by {@link #modelOrAdd}. */
   private final java.util.concurrent.ConcurrentSkipListMap<String, Model> models;
   private final List<java.util.function.Consumer<String>> modelListeners = new java.util.concurrent.CopyOnWriteArrayList<>();
+  private final List<java.util.function.Consumer<String>> removedListeners = new java.util.concurrent.CopyOnWriteArrayList<>();
   private final ModelSettings defaults;
   private final StageRecorder.Factory recorders;
   private final VersionEvents events;
@@ -189,19 +191,24 @@ public final class ModelRepository {
    *     missing version folder, FAILED_PRECONDITION for a version that is loading or unloading
    */
   public ModelVersion loadVersion(String modelName, long number) {
-    Model model = modelOrAdd(modelName);
     Path dir = root.resolve(modelName).resolve(Long.toString(number));
-    synchronized (model) {
-      ModelVersion existing = model.version(number).orElse(null);
-      if (existing != null && existing.isReady()) {
-        return existing;
+    while (true) {
+      Model model = modelOrAdd(modelName);
+      synchronized (model) {
+        if (model.removed()) {
+          continue; // removed since it was looked up: look it up again (its folder may be back)
+        }
+        ModelVersion existing = model.version(number).orElse(null);
+        if (existing != null && existing.isReady()) {
+          return existing;
+        }
+        if (!Files.isDirectory(dir) && (existing == null || existing.isCopy())) {
+          throw InferenceException.notFound(
+              "model '" + modelName + "' has no version folder " + modelName + "/" + number
+                  + " in the repository");
+        }
+        return load(model, number, existing, dir, 0, null);
       }
-      if (!Files.isDirectory(dir) && (existing == null || existing.isCopy())) {
-        throw InferenceException.notFound(
-            "model '" + modelName + "' has no version folder " + modelName + "/" + number
-                + " in the repository");
-      }
-      return load(model, number, existing, dir, 0, null);
     }
   }
 
@@ -222,6 +229,9 @@ public final class ModelRepository {
   public ModelVersion loadCopy(String modelName, long number, long of) {
     Model model = model(modelName).orElseThrow(() -> unknownModel(modelName));
     synchronized (model) {
+      if (model.removed()) {
+        throw unknownModel(modelName);
+      }
       ModelVersion source = model.version(of).filter(v -> !v.isCopy()).orElseThrow(
           () -> InferenceException.notFound("model '" + modelName + "' has no version " + of + " to copy"));
       if (Files.isDirectory(root.resolve(modelName).resolve(Long.toString(number)))) {
@@ -363,15 +373,62 @@ public final class ModelRepository {
       Model added = new Model(name, List.of(), events);
       models.put(name, added);
       log.info("model '{}' added: its folder {} has appeared in the repository since the server started", name, dir);
-      for (java.util.function.Consumer<String> listener : modelListeners) {
-        try {
-          listener.accept(name);
-        } catch (RuntimeException e) {
-          log.error("model '{}': a listener of added models failed", name, e);
-        }
-      }
+      tell(modelListeners, name, "added");
       return added;
     }
+  }
+
+  /**
+   * Removes the model {@code name} once it has gone from the disk and from memory: its folder is no
+   * longer in the repository, none of its versions is in memory (each UNAVAILABLE or FAILED), and
+   * {@code forgotten} says that what the server keeps for its versions elsewhere has gone too. From
+   * then on it is listed nowhere, a request naming it is NOT_FOUND as for any unknown model, and a
+   * folder of that name appearing later is a model added anew ({@link #modelOrAdd}). Each listener
+   * of {@link #onModelRemoved} has been told before this returns, under the repository's lock (as
+   * for an added model). Reads the disk (one look for the folder, only once the rest holds); never
+   * call it on the request path.
+   *
+   * @return whether the model was removed now
+   */
+  public boolean removeIfGone(String name, java.util.function.Predicate<Model> forgotten) {
+    Model model = models.get(name);
+    if (model == null || !model.allOut() || !forgotten.test(model) || Files.isDirectory(root.resolve(name))) {
+      return false;
+    }
+    synchronized (models) {
+      synchronized (model) {
+        // Checked again under the locks a load takes: no version of it loads meanwhile.
+        if (models.get(name) != model || !model.allOut() || !forgotten.test(model)
+            || Files.isDirectory(root.resolve(name))) {
+          return false;
+        }
+        model.markRemoved();
+        models.remove(name);
+      }
+      log.info("model '{}' removed: its folder has gone from the repository and none of its versions is in memory"
+          + " ({})", name, model.describeVersions());
+      tell(removedListeners, name, "removed");
+      return true;
+    }
+  }
+
+  /** Tells each of {@code listeners} of {@code name}, one failing not keeping it from the others. */
+  private static void tell(List<java.util.function.Consumer<String>> listeners, String name, String what) {
+    for (java.util.function.Consumer<String> listener : listeners) {
+      try {
+        listener.accept(name);
+      } catch (RuntimeException e) {
+        log.error("model '{}': a listener of {} models failed", name, what, e);
+      }
+    }
+  }
+
+  /**
+   * Calls {@code listener} with the name of each model removed ({@link #removeIfGone}), on the
+   * thread removing it, under the repository's lock (so it must not add a model itself).
+   */
+  public void onModelRemoved(java.util.function.Consumer<String> listener) {
+    removedListeners.add(listener);
   }
 
   /**

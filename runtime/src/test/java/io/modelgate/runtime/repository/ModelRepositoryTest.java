@@ -608,6 +608,79 @@ class ModelRepositoryTest {
         .containsExactly(1L, 2L, 3L, 4L);
   }
 
+  /** Deletes {@code dir} and everything in it. */
+  private static void delete(Path dir) throws IOException {
+    try (java.util.stream.Stream<Path> paths = Files.walk(dir)) {
+      for (Path path : paths.sorted(java.util.Comparator.reverseOrder()).toList()) {
+        Files.delete(path);
+      }
+    }
+  }
+
+  @Test
+  void aModelIsRemovedOnlyOnceItsFolderHasGone_noVersionIsInMemory_andTheCallerHasForgottenIt_thenComesBackAnew() throws Exception {
+    TestModels.write(root, "a", 1, TestModels.affine());
+    TestModels.write(root, "a", 2, TestModels.affine());
+    TestModels.write(root, "b", 1, TestModels.affine());
+    load();
+    java.util.List<String> told = new java.util.ArrayList<>();
+    repository.onModelRemoved(told::add);
+    Model before = repository.model("a").orElseThrow();
+
+    // Folder there, versions unloaded: kept (listed, its versions UNAVAILABLE).
+    repository.unloadVersion("a", 1, Duration.ofSeconds(5));
+    repository.unloadVersion("a", 2, Duration.ofSeconds(5));
+    assertThat(repository.removeIfGone("a", model -> true)).isFalse();
+    // Folder gone, one version still READY: kept, and it still serves.
+    repository.loadVersion("a", 2);
+    delete(root.resolve("a"));
+    assertThat(repository.removeIfGone("a", model -> true)).isFalse();
+    assertThat(version("a", 2).isReady()).isTrue();
+    // Folder gone, nothing in memory, but the caller still keeps something of it: kept.
+    repository.unloadVersion("a", 2, Duration.ofSeconds(5));
+    assertThat(repository.removeIfGone("a", model -> false)).isFalse();
+    assertThat(told).isEmpty();
+
+    assertThat(repository.removeIfGone("a", model -> model == before)).isTrue();
+    assertThat(told).containsExactly("a");
+    assertThat(repository.model("a")).isEmpty();
+    assertThat(repository.models()).extracting(Model::name).containsExactly("b");
+    assertThat(repository.modelsNotAdded()).isEmpty();
+    assertThatThrownBy(() -> repository.loadVersion("a", 1))
+        .isInstanceOf(InferenceException.class)
+        .hasMessage("unknown model 'a': the repository has no folder a");
+    assertThatThrownBy(() -> repository.loadCopy("a", 9, 1))
+        .isInstanceOf(InferenceException.class)
+        .hasMessage("unknown model 'a'");
+    assertThat(repository.removeIfGone("a", model -> true)).isFalse();
+    assertThat(repository.removeIfGone("b", model -> true)).isFalse();
+
+    // Its folder put back: a model added anew, with only the versions loaded since.
+    TestModels.write(root, "a", 1, TestModels.affine());
+    assertThat(repository.modelsNotAdded()).containsExactly("a");
+    assertThat(repository.loadVersion("a", 1).isReady()).isTrue();
+    assertThat(repository.model("a").orElseThrow()).isNotSameAs(before);
+    assertThat(repository.model("a").orElseThrow().versions()).extracting(ModelVersion::number).containsExactly(1L);
+  }
+
+  @Test
+  void aModelWithAFailedVersionAndNoneInMemory_isRemoved_theCallersCheckSeeingTheStatesTwice_beforeAndUnderTheLocks() throws Exception {
+    TestModels.write(root, "a", 1, TestModels.affine());
+    Files.createDirectories(root.resolve("a").resolve("2"));
+    Files.writeString(root.resolve("a").resolve("2").resolve(ModelRepository.MODEL_FILE), "not a model");
+    load();
+    assertThat(version("a", 2).state()).isEqualTo(VersionState.FAILED);
+    repository.unloadVersion("a", 1, Duration.ofSeconds(5));
+    delete(root.resolve("a"));
+    // The caller's check runs once before the locks and once under them (where no load can start).
+    java.util.List<String> seen = new java.util.ArrayList<>();
+    assertThat(repository.removeIfGone("a", model -> {
+      seen.add(model.describeVersions());
+      return true;
+    })).isTrue();
+    assertThat(seen).hasSize(2).allMatch(line -> line.startsWith("1: UNAVAILABLE") && line.contains("2: FAILED"));
+  }
+
   @Test
   void versionsLeftUnloadedAtTheStart_areNeverBuilt_areUnavailableWithTheReason_andLoadLater() throws Exception {
     TestModels.write(root, "m", 1, TestModels.affine());
