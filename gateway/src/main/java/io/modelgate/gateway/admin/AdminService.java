@@ -98,7 +98,14 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
           ListModelsResponse.Builder response =
               ListModelsResponse.newBuilder().setReplica(control.replica()).setControlStore(control.status());
           for (Model model : repository.models()) {
-            response.addModels(info(model));
+            try {
+              response.addModels(info(model));
+            } catch (InferenceException e) {
+              if (e.code() != io.modelgate.runtime.error.ErrorCode.NOT_FOUND) {
+                throw e;
+              }
+              // Removed from the repository since it was listed: not listed.
+            }
           }
           return response.addAllOwedLoads(versions.owed()).addAllModelsNotLoaded(repository.modelsNotAdded()).build();
         });
@@ -111,6 +118,7 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
     if (route.degraded() != null) {
       info.setRoutingDegraded(route.degraded());
     }
+    info.setFolderGone(!java.nio.file.Files.isDirectory(repository.root().resolve(model.name())));
     for (ModelVersion version : model.versions()) {
       info.addVersions(info(version));
     }

@@ -164,6 +164,11 @@ final class AdminCommand implements Runnable {
           if (!model.getRoutingDegraded().isEmpty()) {
             out.printf("%-20s ROUTING IN PART, %s%n", "", model.getRoutingDegraded());
           }
+          if (model.getFolderGone()) {
+            out.printf("%-20s FOLDER GONE from the repository: removed once no version of it has been in memory for 15"
+                + " minutes%s%n", "", model.getVersionsList().stream().anyMatch(v -> v.getState().equals("READY"))
+                    ? " (admin unload --model " + model.getName() + " takes it down)" : "");
+          }
         }
         for (io.modelgate.proto.admin.v1.OwedLoad owed : response.getOwedLoadsList()) {
           out.println(owedLine(owed, System.currentTimeMillis()));

@@ -45,11 +45,20 @@ public final class Router {
    */
   public Route route(String model) {
     Route route = routes.get(model);
+    return route != null ? route : defaultRoute(model);
+  }
+
+  /**
+   * The route of a model that has none yet: one added since the start routes to its latest READY
+   * version until a policy is set; an unknown one is NOT_FOUND with the models there are. Under
+   * this router's lock, as {@link #forget} is: a route made for a model being removed is either
+   * made before it goes (and forgotten with it) or not at all.
+   */
+  private synchronized Route defaultRoute(String model) {
+    Route route = routes.get(model);
     if (route == null) {
-      // A model added since the start routes to its latest READY version until a policy is set;
-      // an unknown one is NOT_FOUND with the models there are.
-      Model added = LatestReadyVersionSelector.model(repository, model);
-      route = routes.computeIfAbsent(model, name -> Route.latestReady(added));
+      route = Route.latestReady(LatestReadyVersionSelector.model(repository, model));
+      routes.put(model, route);
     }
     return route;
   }

@@ -250,6 +250,17 @@ class CliTest {
     Run up = run(admin("load", "--model", "unbatched"));
     assertThat(up.exitCode()).as(up.err()).isZero();
     assertThat(up.out()).startsWith("model unbatched version 1: READY");
+
+    // A model whose folder is deleted says so, and how to take it down while it is loaded.
+    Gateway.write(root, "retired", 1, Gateway.affine());
+    assertThat(run(admin("load", "--model", "retired")).out()).startsWith("model retired version 1: READY");
+    Gateway.deleteModel(root, "retired");
+    String gone = "FOLDER GONE from the repository: removed once no version of it has been in memory for 15 minutes";
+    assertThat(run(admin("models")).out()).containsPattern("(?m)^retired +1 +READY .*\\n +routing revision 0: .*\\n +"
+        + gone + " \\(admin unload --model retired takes it down\\)$");
+    assertThat(run(admin("unload", "--model", "retired")).out()).startsWith("model retired version 1: UNAVAILABLE");
+    assertThat(run(admin("models")).out()).containsPattern("(?m)^ +" + gone + "$").doesNotContain("takes it down")
+        .containsPattern("(?m)^unbatched +1 +READY").doesNotContainPattern("(?m)^unbatched.*\\n.*\\n +FOLDER GONE");
   }
 
   @Test

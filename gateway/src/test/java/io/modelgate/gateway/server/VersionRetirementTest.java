@@ -176,7 +176,8 @@ class VersionRetirementTest {
       gateway.stats.rotate();
       assertThat(gateway.repository.model("m")).isPresent();
       assertThat(admin.listModels(io.modelgate.proto.admin.v1.ListModelsRequest.getDefaultInstance()).getModelsList())
-          .extracting(io.modelgate.proto.admin.v1.ModelInfo::getName).contains("m");
+          .extracting(io.modelgate.proto.admin.v1.ModelInfo::getName, io.modelgate.proto.admin.v1.ModelInfo::getFolderGone)
+          .contains(org.assertj.core.groups.Tuple.tuple("m", true), org.assertj.core.groups.Tuple.tuple("affine", false));
       assertThatThrownBy(() -> gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()))
           .hasMessageStartingWith("UNAVAILABLE");
 
