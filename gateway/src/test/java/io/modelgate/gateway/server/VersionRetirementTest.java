@@ -209,4 +209,55 @@ class VersionRetirementTest {
           .contains("modelgate_requests_total{code=\"OK\",model=\"m\",version=\"1\"} 1.0");
     }
   }
+
+  /** Every meter's name and tags, those of the JVM's collections (made by what the JVM does) aside. */
+  private static java.util.Set<String> meterIds(Gateway gateway) {
+    java.util.Set<String> ids = new java.util.TreeSet<>();
+    for (io.micrometer.core.instrument.Meter meter : gateway.stats.prometheus().getMeters()) {
+      if (!meter.getId().getName().startsWith("jvm.gc.")) {
+        ids.add(meter.getId().getName() + meter.getId().getTags());
+      }
+    }
+    return ids;
+  }
+
+  /** One model added, served and retired: its folder written, loaded, called, deleted, taken down, forgotten. */
+  private static void retireOne(Gateway gateway, TestClock clock, String name) throws Exception {
+    Gateway.write(root(gateway), name, 1, Gateway.affine());
+    gateway.admin().loadModel(io.modelgate.proto.admin.v1.LoadModelRequest.newBuilder().setModel(name).build());
+    assertThat(gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName(name).build()).getModelVersion())
+        .isEqualTo("1");
+    assertThat(gateway.stats.find(name, 1)).isNotNull();
+    assertThat(meterIds(gateway)).anyMatch(id -> id.contains("model=" + name + ")"));
+    Gateway.deleteModel(root(gateway), name);
+    gateway.admin().unloadModel(io.modelgate.proto.admin.v1.UnloadModelRequest.newBuilder().setModel(name).build());
+    clock.millis += VersionRetirement.AFTER.toMillis();
+    gateway.stats.rotate();
+    assertThat(gateway.stats.find(name, 1)).isNull();
+    assertThat(gateway.repository.model(name)).isEmpty();
+  }
+
+  private static Path root(Gateway gateway) {
+    return gateway.repository.root();
+  }
+
+  @Test
+  void modelsAddedServedAndRetiredOverAndOver_leaveNoMeterNoModelAndNoStatisticsBehind() throws Exception {
+    Gateway.standardRepository(root);
+    TestClock clock = new TestClock();
+    try (Gateway gateway = Gateway.inProcess(root, Duration.ofSeconds(10), root.resolve(".state"), clock)) {
+      call(gateway);
+      // One round first: the repository's failed versions are forgotten, and the admin calls'
+      // own meters (one set a method) made.
+      retireOne(gateway, clock, "first");
+      java.util.Set<String> before = meterIds(gateway);
+      int models = gateway.repository.models().size();
+      for (int i = 0; i < 20; i++) {
+        retireOne(gateway, clock, "retired" + i);
+      }
+      assertThat(gateway.repository.models()).hasSize(models);
+      assertThat(meterIds(gateway)).isEqualTo(before);
+      call(gateway);
+    }
+  }
 }
