@@ -34,11 +34,20 @@ class VersionRetirementTest {
         .getModelVersion()).isEqualTo("1");
   }
 
+  /** The standard repository, and each of {@code twoVersions} with versions 1 and 2, served on the test's clock. */
+  private Gateway serve(TestClock clock, String... twoVersions) throws java.io.IOException {
+    Gateway.standardRepository(root);
+    for (String model : twoVersions) {
+      Gateway.write(root, model, 1, Gateway.affine());
+      Gateway.write(root, model, 2, Gateway.affine());
+    }
+    return Gateway.inProcess(root, Duration.ofSeconds(10), root.resolve(".state"), clock);
+  }
+
   @Test
   void aVersionUnloadedForTheLongestWindow_isForgotten_andLoadingItAgainStartsAfresh() throws Exception {
-    Gateway.standardRepository(root);
     TestClock clock = new TestClock();
-    try (Gateway gateway = Gateway.inProcess(root, Duration.ofSeconds(10), root.resolve(".state"), clock)) {
+    try (Gateway gateway = serve(clock)) {
       call(gateway);
       VersionStats before = gateway.stats.find("affine", 1);
       assertThat(before).isNotNull();
@@ -81,9 +90,8 @@ class VersionRetirementTest {
 
   @Test
   void aVersionsModelFile_isASeriesBySha256_readingZeroWhileUnloaded_andReplacedWhenAnotherFileLoads() throws Exception {
-    Gateway.standardRepository(root);
     TestClock clock = new TestClock();
-    try (Gateway gateway = Gateway.inProcess(root, Duration.ofSeconds(10), root.resolve(".state"), clock)) {
+    try (Gateway gateway = serve(clock)) {
       String first = gateway.repository.model("affine").orElseThrow().version(1).orElseThrow().serving().modelSha256();
       assertThat(modelFiles(gateway)).containsExactly(
           "modelgate_version_model_file{model=\"affine\",sha256=\"" + first + "\",version=\"1\"} 1.0");
@@ -102,9 +110,8 @@ class VersionRetirementTest {
 
   @Test
   void aVersionLoadedAgainInTime_keepsItsStatistics_andIsForgottenOnlyAfterItLeavesAgainForTheWholeWindow() throws Exception {
-    Gateway.standardRepository(root);
     TestClock clock = new TestClock();
-    try (Gateway gateway = Gateway.inProcess(root, Duration.ofSeconds(10), root.resolve(".state"), clock)) {
+    try (Gateway gateway = serve(clock)) {
       call(gateway);
       VersionStats kept = gateway.stats.find("affine", 1);
       gateway.repository.unloadVersion("affine", 1, Duration.ofSeconds(5));
@@ -123,13 +130,11 @@ class VersionRetirementTest {
     }
   }
 
+
   @Test
   void aForgottenPrimary_takesTheShadowsComparisonSeriesNamingIt_theShadowKeepsItsOwn() throws Exception {
-    Gateway.standardRepository(root);
-    Gateway.write(root, "m", 1, Gateway.affine());
-    Gateway.write(root, "m", 2, Gateway.affine());
     TestClock clock = new TestClock();
-    try (Gateway gateway = Gateway.inProcess(root, Duration.ofSeconds(10), root.resolve(".state"), clock)) {
+    try (Gateway gateway = serve(clock, "m")) {
       gateway.admin().setRouting(io.modelgate.proto.admin.v1.SetRoutingRequest.newBuilder()
           .setPolicy(io.modelgate.proto.admin.v1.RoutingPolicy.newBuilder().setModel("m").putWeights(1, 1)
               .setShadow(io.modelgate.proto.admin.v1.ShadowRouting.newBuilder().setVersion(2).setSampleRate(1.0)))
@@ -155,11 +160,8 @@ class VersionRetirementTest {
 
   @Test
   void aModelWhoseFolderIsGone_isRemovedOnceItsVersionsAreForgotten_andComesBackWithItsKeptRoutingWhenItsFolderDoes() throws Exception {
-    Gateway.standardRepository(root);
-    Gateway.write(root, "m", 1, Gateway.affine());
-    Gateway.write(root, "m", 2, Gateway.affine());
     TestClock clock = new TestClock();
-    try (Gateway gateway = Gateway.inProcess(root, Duration.ofSeconds(10), root.resolve(".state"), clock)) {
+    try (Gateway gateway = serve(clock, "m")) {
       var admin = gateway.admin();
       // A policy kept for it: the default (highest READY version), at revision 1.
       admin.setRouting(io.modelgate.proto.admin.v1.SetRoutingRequest.newBuilder()
@@ -243,9 +245,8 @@ class VersionRetirementTest {
 
   @Test
   void modelsAddedServedAndRetiredOverAndOver_leaveNoMeterNoModelAndNoStatisticsBehind() throws Exception {
-    Gateway.standardRepository(root);
     TestClock clock = new TestClock();
-    try (Gateway gateway = Gateway.inProcess(root, Duration.ofSeconds(10), root.resolve(".state"), clock)) {
+    try (Gateway gateway = serve(clock)) {
       call(gateway);
       // One round first: the repository's failed versions are forgotten, and the admin calls'
       // own meters (one set a method) made.
