@@ -98,13 +98,9 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
           ListModelsResponse.Builder response =
               ListModelsResponse.newBuilder().setReplica(control.replica()).setControlStore(control.status());
           for (Model model : repository.models()) {
-            try {
-              response.addModels(info(model));
-            } catch (InferenceException e) {
-              if (e.code() != io.modelgate.runtime.error.ErrorCode.NOT_FOUND) {
-                throw e;
-              }
-              // Removed from the repository since it was listed: not listed.
+            Route route = control.router().routeOrNull(model.name());
+            if (route != null) { // else removed from the repository since it was listed
+              response.addModels(info(model, route));
             }
           }
           return response.addAllOwedLoads(versions.owed()).addAllModelsNotLoaded(repository.modelsNotAdded()).build();
@@ -113,7 +109,10 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
 
   /** A model as {@code admin models} shows it: its routing and its versions. */
   private ModelInfo info(Model model) {
-    Route route = control.router().route(model.name());
+    return info(model, control.router().route(model.name()));
+  }
+
+  private ModelInfo info(Model model, Route route) {
     ModelInfo.Builder info = ModelInfo.newBuilder().setName(model.name()).setRouting(route.policy());
     if (route.degraded() != null) {
       info.setRoutingDegraded(route.degraded());

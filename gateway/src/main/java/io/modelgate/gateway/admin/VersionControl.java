@@ -569,14 +569,17 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
   }
 
   /**
-   * Takes {@code model} down: unloads every READY version of it (in a fleet, on every replica),
-   * those that take traffic included, each drained first. Blocks.
+   * Takes {@code model} down: aborts its running rollout, if any, then unloads every READY version
+   * of it (in a fleet, on every replica), those that take traffic included, each drained first.
+   * Blocks.
    *
    * @throws InferenceException NOT_FOUND for an unknown model
    */
   public Model unloadModel(String model, String caller, String action) {
     Model found = repository.model(model).orElseThrow(
         () -> InferenceException.notFound("unknown model " + InferenceException.quote(model)));
+    // Its rollout cannot go on without its versions: ended first, its routing restored.
+    policies.abortRunningRollout(model, caller);
     for (ModelVersion version : found.versions()) {
       if (version.isReady()) {
         unload(model, version.number(), caller, action, true);

@@ -923,7 +923,7 @@ final class AdminCommand implements Runnable {
   }
 
   @Command(name = "unload", description = {"Drain, then unload a version that takes no traffic; or without --version"
-      + " take the whole model down (every READY version, those that take traffic included).",
+      + " take the whole model down (its rollout aborted, then every READY version, those that take traffic included).",
       "In a fleet, every replica unloads it; a version this replica does not have READY that every replica is asked"
           + " to load has that ask withdrawn. A model taken down whose folder has gone from the repository is"
           + " removed 15 minutes later."})

@@ -69,6 +69,8 @@ public final class ControlPlane implements AutoCloseable {
    * lock; read without it only by {@link #current} (metrics).
    */
   private final Map<String, ControlStore.Stored> records = new ConcurrentSkipListMap<>();
+  /** Models with a running rollout this replica has warned it cannot judge (it lacks them); under the lock. */
+  private final java.util.Set<String> unjudged = new java.util.HashSet<>();
   /** Told when another replica's write changes a model's loads; null until set. Under the lock. */
   private Runnable loadsListener;
   /** Since when this replica judges rollouts (-1: it does not); steps are judged on samples since. */
@@ -720,6 +722,19 @@ public final class ControlPlane implements AutoCloseable {
     return restoreBaseline(rollout, "ABORTED", "ABORT", "aborted by " + caller, null, List.of(aborted));
   }
 
+  /**
+   * Aborts the model's rollout if one runs, audited as {@link #abortRollout} is: a model being
+   * taken down ends it (its versions go, so no step of it could be judged). Whether one ran.
+   */
+  public synchronized boolean abortRunningRollout(String model, String caller) {
+    Rollout rollout = current(model);
+    if (rollout == null || !rollout.getState().equals("RUNNING")) {
+      return false;
+    }
+    abortRollout(model, caller);
+    return true;
+  }
+
   private void tickQuietly() {
     try {
       tick();
@@ -750,7 +765,18 @@ public final class ControlPlane implements AutoCloseable {
         continue;
       }
       String model = rollout.getModel();
-      long current = router.route(model).policy().getRevision();
+      Route route = router.routeOrNull(model);
+      if (route == null) {
+        // A model this replica does not have (never, or removed since: its folder gone) has no
+        // route here to judge against; its rollout waits for a replica that has it to judge it.
+        if (unjudged.add(model)) {
+          log.warn("rollout of model '{}' not judged on this replica, which does not have the model (no folder"
+              + " {} in its repository): it waits for a judge that has it", model, model);
+        }
+        continue;
+      }
+      unjudged.remove(model);
+      long current = route.policy().getRevision();
       long own = rollout.getPolicyRevision();
       if (own != 0 && current != own) {
         Rollout stopped = rollout.toBuilder()

@@ -49,6 +49,25 @@ public final class Router {
   }
 
   /**
+   * The route of a model, or null for a model the repository does not have (never, or removed
+   * since): for callers that go through every model, one of which may be removed meanwhile.
+   */
+  public Route routeOrNull(String model) {
+    Route route = routes.get(model);
+    if (route != null) {
+      return route;
+    }
+    try {
+      return defaultRoute(model);
+    } catch (InferenceException e) {
+      if (e.code() == io.modelgate.runtime.error.ErrorCode.NOT_FOUND) {
+        return null;
+      }
+      throw e;
+    }
+  }
+
+  /**
    * The route of a model that has none yet: one added since the start routes to its latest READY
    * version until a policy is set; an unknown one is NOT_FOUND with the models there are. Under
    * this router's lock, as {@link #forget} is: a route made for a model being removed is either

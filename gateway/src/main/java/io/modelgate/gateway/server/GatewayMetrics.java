@@ -168,11 +168,11 @@ final class GatewayMetrics implements AutoCloseable {
   private synchronized void registerModel(String name) {
     List<io.micrometer.core.instrument.Meter> meters = new ArrayList<>();
     modelMeters.put(name, meters);
-    meters.add(Gauge.builder("modelgate.routing.revision", router, r -> r.route(name).policy().getRevision())
+    meters.add(Gauge.builder("modelgate.routing.revision", router, r -> revision(r.routeOrNull(name)))
         .description("Revision of the model's routing policy (0: the default, highest READY version)")
         .tags("model", name)
         .register(registry));
-    meters.add(Gauge.builder("modelgate.routing.degraded", router, r -> r.route(name).degraded() == null ? 0 : 1)
+    meters.add(Gauge.builder("modelgate.routing.degraded", router, r -> degraded(r.routeOrNull(name)))
         .description("1 when the routing policy names versions that are not READY and serves only in part")
         .tags("model", name)
         .register(registry));
@@ -184,6 +184,15 @@ final class GatewayMetrics implements AutoCloseable {
         .description("The candidate's share of traffic in the running rollout's current step, in percent")
         .tags("model", name)
         .register(registry));
+  }
+
+  /** A route's revision; NaN for a model removed a moment before its gauges. */
+  private static double revision(io.modelgate.gateway.routing.Route route) {
+    return route == null ? Double.NaN : route.policy().getRevision();
+  }
+
+  private static double degraded(io.modelgate.gateway.routing.Route route) {
+    return route == null ? Double.NaN : route.degraded() == null ? 0 : 1;
   }
 
   /** A model its repository removed: its routing and rollout gauges go (its versions' went before). */

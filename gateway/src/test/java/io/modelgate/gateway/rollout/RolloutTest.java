@@ -239,6 +239,39 @@ class RolloutTest {
   }
 
   @Test
+  void takingTheModelDown_abortsItsRollout_first() throws Exception {
+    start(Gateway.affine());
+    startRollout(50, 100);
+    gateway.admin().unloadModel(io.modelgate.proto.admin.v1.UnloadModelRequest.newBuilder().setModel("m").build());
+    Rollout aborted = gateway.admin().getRollout(GetRolloutRequest.newBuilder().setModel("m").build());
+    assertThat(aborted.getState()).isEqualTo("ABORTED");
+    assertThat(last(aborted).getReason()).startsWith("aborted by ");
+    assertThat(routing().getWeightsMap()).containsOnlyKeys(1L);
+    List<String> audit = Files.readAllLines(root.resolve(".state").resolve(io.modelgate.gateway.control.StateStore.AUDIT_FILE));
+    assertThat(audit.stream().map(line -> line.replaceAll(".*\"action\":\"([A-Za-z]+)\".*", "$1")).toList())
+        .containsSubsequence("StartRollout", "AbortRollout", "UnloadModel", "UnloadModel");
+  }
+
+  @Test
+  void aRolloutOfAModelRemovedFromTheRepository_isPassedByTheJudge_whoseTickGoesOnToTheOthers() throws Exception {
+    start(Gateway.affine());
+    startRollout(2.0, EQUAL_SIGNIFICANCE, 50, 100);
+    // Its versions gone without the rollout being ended (as a replica following another's unloads
+    // may see it), then its folder: after the retirement window the model is removed here.
+    gateway.repository.unloadVersion("m", 1, Duration.ofSeconds(5));
+    gateway.repository.unloadVersion("m", 2, Duration.ofSeconds(5));
+    Gateway.deleteModel(root, "m");
+    clock.millis += io.modelgate.gateway.server.VersionRetirement.AFTER.toMillis();
+    gateway.stats.rotate();
+    assertThat(gateway.repository.model("m")).isEmpty();
+    // A tick passes it by (it threw NOT_FOUND before, every second, judging none after it).
+    clock.millis += 61_000;
+    gateway.server.control().tick();
+    assertThat(gateway.admin().getRollout(GetRolloutRequest.newBuilder().setModel("m").build()).getState())
+        .isEqualTo("RUNNING");
+  }
+
+  @Test
   void aRunningRollout_survivesARestart() throws Exception {
     start(Gateway.affine());
     startRollout(2.0, EQUAL_SIGNIFICANCE, 25, 50, 100);
