@@ -867,6 +867,55 @@ class EtcdControlStoreTest {
   }
 
   @Test
+  void aModelTakenDownOnOneReplica_isDownOnEvery_routedVersionsIncluded_andRemovedOnlyWhereItsFolderHasGone(
+      @TempDir Path repoA, @TempDir Path repoB) throws Exception {
+    for (Path repo : List.of(repoA, repoB)) {
+      Gateway.write(repo, "m", 1, Gateway.affine());
+      Gateway.write(repo, "m", 2, Gateway.affine());
+      Gateway.write(repo, "kept", 1, Gateway.affine());
+    }
+    io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
+    try (Gateway a = Gateway.inProcess(repoA, root.resolve("state-down-a"), clock, settings("/down/", "a", etcd.endpoints(), PROBES));
+        Gateway b = Gateway.inProcess(repoB, root.resolve("state-down-b"), clock, settings("/down/", "b", etcd.endpoints(), PROBES))) {
+      a.admin().setRouting(SetRoutingRequest.newBuilder()
+          .setPolicy(RoutingPolicy.newBuilder().setModel("m").putWeights(1, 1).putWeights(2, 1)).setExpectedRevision(0).build());
+      eventually("b applies m's routing", () -> b.server.router().route("m").policy().getRevision() == 1);
+
+      // Retired on a's machine only: its folder deleted there, the model taken down from a.
+      Gateway.deleteModel(repoA, "m");
+      a.admin().unloadModel(io.modelgate.proto.admin.v1.UnloadModelRequest.newBuilder().setModel("m").build());
+      eventually("b sees both unloads", () -> b.server.control().loads().getOrDefault("m", List.of()).stream()
+          .filter(ask -> !ask.getLoaded()).count() == 2);
+      b.server.versions().reconcileLoads();
+      for (Gateway replica : List.of(a, b)) {
+        for (long version : new long[] {1, 2}) {
+          assertThat(state(replica, "m", version)).isEqualTo(io.modelgate.runtime.repository.VersionState.UNAVAILABLE);
+        }
+      }
+
+      // Fifteen minutes on: a, whose folder has gone, removes it; b, whose folder is there, keeps
+      // it listed (to be loaded again), saying nothing of a folder gone.
+      clock.millis += io.modelgate.gateway.server.VersionRetirement.AFTER.toMillis();
+      a.stats.rotate();
+      b.stats.rotate();
+      assertThat(a.repository.model("m")).isEmpty();
+      assertThat(a.admin().listModels(ListModelsRequest.getDefaultInstance()).getModelsList())
+          .extracting(io.modelgate.proto.admin.v1.ModelInfo::getName).containsExactly("kept");
+      assertThat(b.admin().listModels(ListModelsRequest.getDefaultInstance()).getModelsList())
+          .extracting(io.modelgate.proto.admin.v1.ModelInfo::getName, io.modelgate.proto.admin.v1.ModelInfo::getFolderGone)
+          .containsExactly(org.assertj.core.groups.Tuple.tuple("kept", false), org.assertj.core.groups.Tuple.tuple("m", false));
+      // b loads it again for the fleet; a, without the folder, owes it.
+      assertThat(load(b, "m", 1).getState()).isEqualTo("READY");
+      eventually("a sees the load", () -> a.server.control().loads().get("m").stream()
+          .anyMatch(ask -> ask.getVersion() == 1 && ask.getLoaded()));
+      a.server.versions().reconcileLoads();
+      assertThat(a.admin().listModels(ListModelsRequest.getDefaultInstance()).getOwedLoadsList())
+          .singleElement().satisfies(owed -> assertThat(owed.getReason())
+              .isEqualTo("unknown model 'm': the repository has no folder m"));
+    }
+  }
+
+  @Test
   void aVersionAReplicaForgets_leavesTheFleetsSnapshots_whileTheReplicaLives() throws Exception {
     io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
     try (Gateway a = Gateway.inProcess(root, root.resolve("state-forget-a"), clock, settings("/forget/", "a", etcd.endpoints(), PROBES));
