@@ -69,17 +69,21 @@ public final class Router {
 
   /**
    * The route of a model that has none yet: one added since the start routes to its latest READY
-   * version until a policy is set; an unknown one is NOT_FOUND with the models there are. Under
-   * this router's lock, as {@link #forget} is: a route made for a model being removed is either
-   * made before it goes (and forgotten with it) or not at all.
+   * version until a policy is set; an unknown one is NOT_FOUND with the models there are. Made
+   * under this router's lock, as {@link #forget} is: a route made for a model being removed is
+   * either made before it goes (and forgotten with it) or not at all.
    */
-  private synchronized Route defaultRoute(String model) {
-    Route route = routes.get(model);
-    if (route == null) {
-      route = Route.latestReady(LatestReadyVersionSelector.model(repository, model));
-      routes.put(model, route);
+  private Route defaultRoute(String model) {
+    // An unknown name is refused before the lock: clients may send many.
+    LatestReadyVersionSelector.model(repository, model);
+    synchronized (this) {
+      Route route = routes.get(model);
+      if (route == null) {
+        route = Route.latestReady(LatestReadyVersionSelector.model(repository, model));
+        routes.put(model, route);
+      }
+      return route;
     }
-    return route;
   }
 
   /** The names of the models it routes. */
