@@ -64,7 +64,7 @@ public final class Model {
   }
 
   /** Whether every version is out of memory: UNAVAILABLE (unloaded, or never loaded) or FAILED. */
-  public boolean allOut() {
+  boolean allOut() {
     for (ModelVersion version : snapshot.newestFirst()) {
       VersionState state = version.state();
       if (state != VersionState.UNAVAILABLE && state != VersionState.FAILED) {
