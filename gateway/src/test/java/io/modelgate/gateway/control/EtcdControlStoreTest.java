@@ -267,7 +267,7 @@ class EtcdControlStoreTest {
   void aReplicaCutOffFromEtcd_keepsServing_refusesChanges_andCatchesUpOnEveryChangeWhenBack() throws Exception {
     try (TcpProxy proxy = new TcpProxy(etcd.clientPort());
         Gateway a = replica("/cut/", "a");
-        Gateway b = replica("/cut/", "b", List.of(URI.create("http://127.0.0.1:" + proxy.port())))) {
+        Gateway b = throughProxy("/cut/", "b", proxy)) {
       RoutingPolicy first = set(a, policy(1, 0), 0);
       eventually("b applies the first change", () -> revision(b) == first.getRevision());
 
@@ -308,7 +308,7 @@ class EtcdControlStoreTest {
   void theJudgeCompactsEtcdsHistory_keepingAnInterval_andAReplicaAwayLongerCatchesUpOnEveryChange() throws Exception {
     try (TcpProxy proxy = new TcpProxy(etcd.clientPort());
         Gateway a = replica("/compact/", "a");
-        Gateway b = replica("/compact/", "b", List.of(URI.create("http://127.0.0.1:" + proxy.port())))) {
+        Gateway b = throughProxy("/compact/", "b", proxy)) {
       RoutingPolicy first = set(a, policy(1, 0), 0);
       eventually("b applies the first change", () -> revision(b) == first.getRevision());
       long seenByB = etcdRevision();
@@ -537,8 +537,8 @@ class EtcdControlStoreTest {
   void exactlyOneReplicaJudges_andAnotherTakesOverWhenItIsCutOff() throws Exception {
     try (TcpProxy proxyA = new TcpProxy(etcd.clientPort());
         TcpProxy proxyB = new TcpProxy(etcd.clientPort());
-        Gateway a = replica("/judge/", "a", List.of(URI.create("http://127.0.0.1:" + proxyA.port())));
-        Gateway b = replica("/judge/", "b", List.of(URI.create("http://127.0.0.1:" + proxyB.port())))) {
+        Gateway a = throughProxy("/judge/", "a", proxyA);
+        Gateway b = throughProxy("/judge/", "b", proxyB)) {
       eventually("a judge is elected", () -> judges(a) || judges(b));
       // Never two at once, over a while.
       for (int i = 0; i < 50; i++) {
@@ -567,8 +567,8 @@ class EtcdControlStoreTest {
   @Test
   void theJudge_decidesOnTheSamplesOfEveryReplica_andTheFleetViewMergesThem() throws Exception {
     io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
-    try (Gateway a = Gateway.inProcess(root, root.resolve("state-fleet-a"), clock, settings("/fleet/", "a", etcd.endpoints(), PROBES));
-        Gateway b = Gateway.inProcess(root, root.resolve("state-fleet-b"), clock, settings("/fleet/", "b", etcd.endpoints(), PROBES))) {
+    try (Gateway a = replica(root, "fleet", "a", clock);
+        Gateway b = replica(root, "fleet", "b", clock)) {
       Gateway[] pair = judgeAndOther(a, b);
       Gateway judge = pair[0];
       Gateway other = pair[1];
@@ -617,8 +617,8 @@ class EtcdControlStoreTest {
     Gateway.write(repoA, "m", 1, Gateway.affine());
     Gateway.write(repoB, "m", 1, Gateway.slowAffine(2));
     io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
-    try (Gateway a = Gateway.inProcess(repoA, root.resolve("state-files-a"), clock, settings("/files/", "a", etcd.endpoints(), PROBES));
-        Gateway b = Gateway.inProcess(repoB, root.resolve("state-files-b"), clock, settings("/files/", "b", etcd.endpoints(), PROBES))) {
+    try (Gateway a = replica(repoA, "files", "a", clock);
+        Gateway b = replica(repoB, "files", "b", clock)) {
       eventually("b publishes", () -> publishes(b));
       io.modelgate.proto.admin.v1.FleetVersionStats v1 =
           a.admin().getFleetStats(io.modelgate.proto.admin.v1.GetStatsRequest.newBuilder().setModel("m").build()).getVersions(0);
@@ -636,8 +636,8 @@ class EtcdControlStoreTest {
     // Version 3: the baseline's model file loaded again, the rollout's control.
     writeEqualVersions(models, 3);
     io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
-    try (Gateway a = Gateway.inProcess(models, root.resolve("state-control-a"), clock, settings("/control/", "a", etcd.endpoints(), PROBES));
-        Gateway b = Gateway.inProcess(models, root.resolve("state-control-b"), clock, settings("/control/", "b", etcd.endpoints(), PROBES))) {
+    try (Gateway a = replica(models, "control", "a", clock);
+        Gateway b = replica(models, "control", "b", clock)) {
       Gateway[] pair = judgeAndOther(a, b);
       Gateway judge = pair[0];
       Gateway other = pair[1];
@@ -678,8 +678,8 @@ class EtcdControlStoreTest {
   void aCopiedControl_isLoadedOnEveryReplica_andUnloadedOnEveryOneWhenTheRolloutEnds(@TempDir Path models) throws Exception {
     writeEqualVersions(models, 2);
     io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
-    try (Gateway a = Gateway.inProcess(models, root.resolve("state-copy-a"), clock, settings("/copy/", "a", etcd.endpoints(), PROBES));
-        Gateway b = Gateway.inProcess(models, root.resolve("state-copy-b"), clock, settings("/copy/", "b", etcd.endpoints(), PROBES))) {
+    try (Gateway a = replica(models, "copy", "a", clock);
+        Gateway b = replica(models, "copy", "b", clock)) {
       Gateway[] pair = judgeAndOther(a, b);
       Gateway judge = pair[0];
       Gateway other = pair[1];
@@ -717,6 +717,17 @@ class EtcdControlStoreTest {
     }
   }
 
+  /** Replica {@code name} of the fleet under {@code /prefix/}, serving {@code repo} on the test's {@code clock}. */
+  private static Gateway replica(Path repo, String prefix, String name, java.time.Clock clock) throws Exception {
+    return Gateway.inProcess(repo, root.resolve("state-" + prefix + "-" + name), clock,
+        settings("/" + prefix + "/", name, etcd.endpoints(), PROBES));
+  }
+
+  /** A replica under {@code prefix} reaching etcd only through {@code proxy}, which the test can cut. */
+  private static Gateway throughProxy(String prefix, String name, TcpProxy proxy) throws Exception {
+    return replica(prefix, name, List.of(URI.create("http://127.0.0.1:" + proxy.port())));
+  }
+
   private static io.modelgate.runtime.repository.VersionState state(Gateway replica, String model, long version) {
     return replica.repository.model(model).flatMap(m -> m.version(version))
         .map(io.modelgate.runtime.repository.ModelVersion::state).orElse(null);
@@ -735,9 +746,9 @@ class EtcdControlStoreTest {
     }
     Gateway.write(repoA, "m", 4, Gateway.affine());
     io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
-    try (Gateway b = Gateway.inProcess(repoB, root.resolve("state-withdraw-b"), clock, settings("/withdraw/", "b", etcd.endpoints(), PROBES))) {
+    try (Gateway b = replica(repoB, "withdraw", "b", clock)) {
       // a loads version 4, which only its repository has, and goes away for good.
-      try (Gateway a = Gateway.inProcess(repoA, root.resolve("state-withdraw-a"), clock, settings("/withdraw/", "a", etcd.endpoints(), PROBES))) {
+      try (Gateway a = replica(repoA, "withdraw", "a", clock)) {
         assertThat(load(a, "m", 4).getState()).isEqualTo("READY");
         a.admin().setRouting(SetRoutingRequest.newBuilder()
             .setPolicy(RoutingPolicy.newBuilder().setModel("m").putWeights(1, 9).putWeights(4, 1)).setExpectedRevision(0).build());
@@ -787,7 +798,7 @@ class EtcdControlStoreTest {
     }
     io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
     ControlSettings forB = settings("/loads/", "b", etcd.endpoints(), PROBES);
-    try (Gateway a = Gateway.inProcess(repoA, root.resolve("state-loads-a"), clock, settings("/loads/", "a", etcd.endpoints(), PROBES))) {
+    try (Gateway a = replica(repoA, "loads", "a", clock)) {
       Gateway b = Gateway.inProcess(repoB, root.resolve("state-loads-b"), clock, forB);
       try {
         // Version 3 and a new model, in both repositories; a third version only in a's.
@@ -875,8 +886,8 @@ class EtcdControlStoreTest {
       Gateway.write(repo, "kept", 1, Gateway.affine());
     }
     io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
-    try (Gateway a = Gateway.inProcess(repoA, root.resolve("state-down-a"), clock, settings("/down/", "a", etcd.endpoints(), PROBES));
-        Gateway b = Gateway.inProcess(repoB, root.resolve("state-down-b"), clock, settings("/down/", "b", etcd.endpoints(), PROBES))) {
+    try (Gateway a = replica(repoA, "down", "a", clock);
+        Gateway b = replica(repoB, "down", "b", clock)) {
       a.admin().setRouting(SetRoutingRequest.newBuilder()
           .setPolicy(RoutingPolicy.newBuilder().setModel("m").putWeights(1, 1).putWeights(2, 1)).setExpectedRevision(0).build());
       eventually("b applies m's routing", () -> b.server.router().route("m").policy().getRevision() == 1);
@@ -918,8 +929,8 @@ class EtcdControlStoreTest {
   @Test
   void aVersionAReplicaForgets_leavesTheFleetsSnapshots_whileTheReplicaLives() throws Exception {
     io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
-    try (Gateway a = Gateway.inProcess(root, root.resolve("state-forget-a"), clock, settings("/forget/", "a", etcd.endpoints(), PROBES));
-        Gateway b = Gateway.inProcess(root, root.resolve("state-forget-b"), clock, settings("/forget/", "b", etcd.endpoints(), PROBES))) {
+    try (Gateway a = replica(root, "forget", "a", clock);
+        Gateway b = replica(root, "forget", "b", clock)) {
       a.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").setModelVersion("1").build());
       // Published once a has its replica lease.
       eventually("a publishes", () -> publishes(a));
