@@ -55,6 +55,11 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
   /** What each port holds, with the client addresses holding the most; any thread. */
   private final java.util.function.IntFunction<java.util.List<io.modelgate.proto.admin.v1.PortConnections>> connections;
   private final VersionControl versions;
+  /**
+   * When a model whose folder has gone will be removed (epoch ms), or -1 while a version of it is
+   * in memory; any thread.
+   */
+  private final java.util.function.ToLongFunction<Model> removalDue;
   private final ScheduledExecutorService watchers =
       Executors.newSingleThreadScheduledExecutor(
           r -> {
@@ -73,7 +78,8 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
       AccessControl access,
       StatsRegistry stats,
       VersionControl versions,
-      java.util.function.IntFunction<java.util.List<io.modelgate.proto.admin.v1.PortConnections>> connections) {
+      java.util.function.IntFunction<java.util.List<io.modelgate.proto.admin.v1.PortConnections>> connections,
+      java.util.function.ToLongFunction<Model> removalDue) {
     this.drift = drift;
     this.usage = usage;
     this.access = access;
@@ -84,6 +90,7 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
     this.stats = stats;
     this.versions = versions;
     this.connections = connections;
+    this.removalDue = removalDue;
   }
 
   private static <T> void answer(StreamObserver<T> observer, Supplier<T> action) {
@@ -117,7 +124,9 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
     if (route.degraded() != null) {
       info.setRoutingDegraded(route.degraded());
     }
-    info.setFolderGone(!java.nio.file.Files.isDirectory(repository.root().resolve(model.name())));
+    if (!java.nio.file.Files.isDirectory(repository.root().resolve(model.name()))) {
+      info.setFolderGone(true).setRemovalDueUnixMs(Math.max(0, removalDue.applyAsLong(model)));
+    }
     for (ModelVersion version : model.versions()) {
       info.addVersions(info(version));
     }

@@ -165,9 +165,7 @@ final class AdminCommand implements Runnable {
             out.printf("%-20s ROUTING IN PART, %s%n", "", model.getRoutingDegraded());
           }
           if (model.getFolderGone()) {
-            out.printf("%-20s FOLDER GONE from the repository: removed once no version of it has been in memory for 15"
-                + " minutes%s%n", "", model.getVersionsList().stream().anyMatch(v -> v.getState().equals("READY"))
-                    ? " (admin unload --model " + model.getName() + " takes it down)" : "");
+            out.printf("%-20s %s%n", "", folderGoneLine(model, System.currentTimeMillis()));
           }
         }
         for (io.modelgate.proto.admin.v1.OwedLoad owed : response.getOwedLoadsList()) {
@@ -179,6 +177,22 @@ final class AdminCommand implements Runnable {
         }
       });
     }
+  }
+
+  /**
+   * What {@code admin models} says of a model whose folder has gone: when it is removed, or that
+   * the wait starts when its last version leaves memory; {@code nowMs} to say how long from now.
+   */
+  static String folderGoneLine(io.modelgate.proto.admin.v1.ModelInfo model, long nowMs) {
+    String line = "FOLDER GONE from the repository: ";
+    if (model.getRemovalDueUnixMs() == 0) {
+      return line + "removed once no version of it has been in memory for 15 minutes (admin unload --model "
+          + model.getName() + " takes it down)";
+    }
+    long minutes = Math.max(0, (model.getRemovalDueUnixMs() - nowMs + 59_999) / 60_000);
+    return line + "removed at " + java.time.Instant.ofEpochMilli(model.getRemovalDueUnixMs()).truncatedTo(
+        java.time.temporal.ChronoUnit.SECONDS) + (minutes == 0 ? ", within the minute" : ", in " + minutes + " min")
+        + " (none of its versions in memory)";
   }
 
   /** One line of a load the replica owes, for {@code admin models}; {@code nowMs} to say when it tries next. */

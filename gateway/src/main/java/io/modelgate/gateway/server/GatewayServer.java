@@ -461,7 +461,8 @@ public final class GatewayServer {
     }
     b.versions = new io.modelgate.gateway.admin.VersionControl(repository, b.control, drainTimeout, stats.clock());
     b.gatewayMetrics = new GatewayMetrics(stats.prometheus(), repository, b.router, b.control, state, b.golden, b.versions);
-    new VersionRetirement(stats, b.usage, b.gatewayMetrics, VersionRetirement.AFTER).start(repository);
+    VersionRetirement retirement = new VersionRetirement(stats, b.usage, b.gatewayMetrics, VersionRetirement.AFTER)
+        .start(repository);
     // Before the first request: in a fleet, the versions its operators loaded or unloaded since
     // (a replica that was away, or new); and a rollout that was running with a copied control
     // when the server stopped has it again, as the versions of the repository.
@@ -481,7 +482,8 @@ public final class GatewayServer {
       }
       return ports;
     };
-    b.admin = new AdminService(repository, b.control, b.fleet, b.golden, b.drift, b.usage, b.access, stats, b.versions, held);
+    b.admin = new AdminService(repository, b.control, b.fleet, b.golden, b.drift, b.usage, b.access, stats, b.versions, held,
+        retirement::removalDue);
     b.requestMemory = new io.modelgate.gateway.inference.RequestMemory(adminSettings.requestMemoryBytes(),
             adminSettings.receiveTimeout(), System::nanoTime)
         .bindTo(stats.prometheus()).startSweeping();

@@ -100,6 +100,26 @@ public final class VersionRetirement {
     }
   }
 
+  /**
+   * When {@code model} is removed if its folder stays gone (epoch ms): {@link #AFTER} after the
+   * last of its versions left memory, at the first sweep from then (within one statistics
+   * interval); now, if each has already been forgotten; {@code -1} while a version of it is in
+   * memory (the wait starts when the last one leaves). Any thread.
+   */
+  public long removalDue(Model model) {
+    long due = clock.millis();
+    for (ModelVersion version : model.versions()) {
+      if (!out(version)) {
+        return -1;
+      }
+      Long since = outSince.get(version);
+      if (since != null) {
+        due = Math.max(due, since + afterMillis);
+      }
+    }
+    return due;
+  }
+
   /** Whether no version of {@code model} waits here to be forgotten. */
   private boolean forgotten(Model model) {
     for (ModelVersion version : model.versions()) {

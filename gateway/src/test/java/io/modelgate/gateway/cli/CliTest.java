@@ -255,12 +255,29 @@ class CliTest {
     Gateway.write(root, "retired", 1, Gateway.affine());
     assertThat(run(admin("load", "--model", "retired")).out()).startsWith("model retired version 1: READY");
     Gateway.deleteModel(root, "retired");
-    String gone = "FOLDER GONE from the repository: removed once no version of it has been in memory for 15 minutes";
+    String gone = "FOLDER GONE from the repository: removed ";
     assertThat(run(admin("models")).out()).containsPattern("(?m)^retired +1 +READY .*\\n +routing revision 0: .*\\n +"
-        + gone + " \\(admin unload --model retired takes it down\\)$");
+        + gone + "once no version of it has been in memory for 15 minutes \\(admin unload --model retired takes it down\\)$");
     assertThat(run(admin("unload", "--model", "retired")).out()).startsWith("model retired version 1: UNAVAILABLE");
-    assertThat(run(admin("models")).out()).containsPattern("(?m)^ +" + gone + "$").doesNotContain("takes it down")
+    assertThat(run(admin("models")).out())
+        .containsPattern("(?m)^ +" + gone + "at 20\\d\\d-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ, in 1[45] min \\(none of its versions in memory\\)$")
+        .doesNotContain("takes it down")
         .containsPattern("(?m)^unbatched +1 +READY").doesNotContainPattern("(?m)^unbatched.*\\n.*\\n +FOLDER GONE");
+  }
+
+  @Test
+  void folderGoneLine_saysWhenTheModelIsRemoved_inWholeMinutesRoundedUp() {
+    var model = io.modelgate.proto.admin.v1.ModelInfo.newBuilder().setName("m").setFolderGone(true);
+    long now = java.time.Instant.parse("2026-12-05T23:00:00Z").toEpochMilli();
+    assertThat(AdminCommand.folderGoneLine(model.build(), now)).isEqualTo("FOLDER GONE from the repository: removed once no"
+        + " version of it has been in memory for 15 minutes (admin unload --model m takes it down)");
+    assertThat(AdminCommand.folderGoneLine(model.setRemovalDueUnixMs(now + 14 * 60_000 + 1).build(), now)).isEqualTo(
+        "FOLDER GONE from the repository: removed at 2026-12-05T23:14:00Z, in 15 min (none of its versions in memory)");
+    assertThat(AdminCommand.folderGoneLine(model.setRemovalDueUnixMs(now + 60_000).build(), now)).endsWith("23:01:00Z, in 1 min"
+        + " (none of its versions in memory)");
+    assertThat(AdminCommand.folderGoneLine(model.setRemovalDueUnixMs(now - 5_000).build(), now))
+        .isEqualTo("FOLDER GONE from the repository: removed at 2026-12-05T22:59:55Z, within the minute (none of its versions"
+            + " in memory)");
   }
 
   @Test

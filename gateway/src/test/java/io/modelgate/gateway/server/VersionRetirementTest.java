@@ -170,16 +170,25 @@ class VersionRetirementTest {
       String revision = "modelgate_routing_revision{model=\"m\"} 1.0";
       assertThat(gateway.stats.scrape()).contains(revision);
 
-      // Its folder deleted, then the model taken down (both versions unloaded).
+      // Its folder deleted: listed as such, with no time for its removal while a version is READY.
       Gateway.deleteModel(root, "m");
+      var listModels = io.modelgate.proto.admin.v1.ListModelsRequest.getDefaultInstance();
+      assertThat(admin.listModels(listModels).getModelsList())
+          .extracting(io.modelgate.proto.admin.v1.ModelInfo::getName, io.modelgate.proto.admin.v1.ModelInfo::getFolderGone,
+              io.modelgate.proto.admin.v1.ModelInfo::getRemovalDueUnixMs)
+          .contains(org.assertj.core.groups.Tuple.tuple("m", true, 0L), org.assertj.core.groups.Tuple.tuple("affine", false, 0L));
+      // Taken down (both versions unloaded): its removal is due AFTER from now.
+      long unloadedAt = clock.millis;
       admin.unloadModel(io.modelgate.proto.admin.v1.UnloadModelRequest.newBuilder().setModel("m").build());
       // Within the window it is listed, its versions UNAVAILABLE, its requests refused as such.
       clock.millis += VersionRetirement.AFTER.toMillis() - 1_000;
       gateway.stats.rotate();
       assertThat(gateway.repository.model("m")).isPresent();
-      assertThat(admin.listModels(io.modelgate.proto.admin.v1.ListModelsRequest.getDefaultInstance()).getModelsList())
-          .extracting(io.modelgate.proto.admin.v1.ModelInfo::getName, io.modelgate.proto.admin.v1.ModelInfo::getFolderGone)
-          .contains(org.assertj.core.groups.Tuple.tuple("m", true), org.assertj.core.groups.Tuple.tuple("affine", false));
+      assertThat(admin.listModels(listModels).getModelsList())
+          .extracting(io.modelgate.proto.admin.v1.ModelInfo::getName, io.modelgate.proto.admin.v1.ModelInfo::getFolderGone,
+              io.modelgate.proto.admin.v1.ModelInfo::getRemovalDueUnixMs)
+          .contains(org.assertj.core.groups.Tuple.tuple("m", true, unloadedAt + VersionRetirement.AFTER.toMillis()),
+              org.assertj.core.groups.Tuple.tuple("affine", false, 0L));
       assertThatThrownBy(() -> gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()))
           .hasMessageStartingWith("UNAVAILABLE");
 
