@@ -98,6 +98,7 @@ public final class AdminAuth implements ServerInterceptor {
         io.modelgate.proto.admin.v1.AdminServiceGrpc.getLoadModelMethod(),
         io.modelgate.proto.admin.v1.AdminServiceGrpc.getUnloadVersionMethod(),
         io.modelgate.proto.admin.v1.AdminServiceGrpc.getUnloadModelMethod(),
+        io.modelgate.proto.admin.v1.AdminServiceGrpc.getForgetModelMethod(),
         io.modelgate.proto.admin.v1.AdminServiceGrpc.getPromoteMethod(),
         io.modelgate.proto.admin.v1.AdminServiceGrpc.getRollbackMethod(),
         io.modelgate.proto.admin.v1.AdminServiceGrpc.getStartRolloutMethod(),

@@ -203,6 +203,13 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
   }
 
   @Override
+  public void forgetModel(io.modelgate.proto.admin.v1.ForgetModelRequest request,
+      StreamObserver<io.modelgate.proto.admin.v1.ForgetModelResponse> observer) {
+    answer(observer, () -> io.modelgate.proto.admin.v1.ForgetModelResponse.newBuilder().setModel(request.getModel())
+        .setForgotten(control.forget(request.getModel(), AdminAuth.caller())).build());
+  }
+
+  @Override
   public void unloadVersion(UnloadVersionRequest request, StreamObserver<VersionInfo> observer) {
     answer(
         observer,

@@ -57,6 +57,7 @@ import picocli.CommandLine.Spec;
       AdminCommand.RolloutCommand.class,
       AdminCommand.Load.class,
       AdminCommand.Unload.class,
+      AdminCommand.Forget.class,
       AdminCommand.Validate.class,
       AdminCommand.DriftCommand.class,
       AdminCommand.UsageCommand.class,
@@ -958,6 +959,24 @@ final class AdminCommand implements Runnable {
                 .getVersionsList();
         printVersions(out, unloaded);
       });
+    }
+  }
+
+  @Command(name = "forget", description = {"Forget what the control store keeps for a model removed from the repository"
+      + " (its routing, their history, its last rollout, its versions' last loads and unloads), so that a model added"
+      + " later under its name starts afresh.",
+      "Refused while this replica's repository has the model (admin models says when a model whose folder has gone is"
+      + " removed) or while its rollout runs. In a fleet, every replica that lacks the model forgets it too."})
+  static final class Forget implements Callable<Integer> {
+    @ParentCommand AdminCommand admin;
+    @Spec CommandSpec spec;
+    @Mixin HelpOption help;
+    @Option(names = "--model", required = true) String model;
+
+    @Override
+    public Integer call() throws Exception {
+      return execute(admin, spec, (client, out) -> out.printf("model %s: %s%n", model, client.call().forgetModel(
+          io.modelgate.proto.admin.v1.ForgetModelRequest.newBuilder().setModel(model).build()).getForgotten()));
     }
   }
 

@@ -71,7 +71,7 @@ public final class ControlPlane implements AutoCloseable {
   private final Map<String, ControlStore.Stored> records = new ConcurrentSkipListMap<>();
   /** Models with a running rollout this replica has warned it cannot judge (it lacks them); under the lock. */
   private final java.util.Set<String> unjudged = new java.util.HashSet<>();
-  /** Told when another replica's write changes a model's loads; null until set. Under the lock. */
+  /** Told when another replica's write, or a forgetting, changes a model's loads; null until set. Under the lock. */
   private Runnable loadsListener;
   /** Since when this replica judges rollouts (-1: it does not); steps are judged on samples since. */
   private long judgingSinceMs;
@@ -386,6 +386,74 @@ public final class ControlPlane implements AutoCloseable {
     return loads;
   }
 
+  /**
+   * Forgets what the control store keeps for a model that this replica's repository no longer has
+   * (removed, its folder gone; or never here): its routing policy and their history, its latest
+   * rollout and its versions' last loads and unloads, in the store and here, audited ({@code
+   * ForgetModel}). A model of that name added later starts with the default routing and every
+   * version loaded. In a fleet every replica that lacks the model forgets it too; one whose
+   * repository still has it keeps the routing in force (it writes a new record at its next change).
+   *
+   * @return what was forgotten, in words (the audit record's detail)
+   * @throws InferenceException FAILED_PRECONDITION while this replica's repository has the model, or
+   *     while its rollout is RUNNING; NOT_FOUND when nothing is kept for it; ABORTED when another
+   *     replica changed its record first; UNAVAILABLE when the store cannot be written
+   */
+  public synchronized String forget(String model, String caller) {
+    if (router.routeOrNull(model) != null) {
+      throw InferenceException.failedPrecondition("model '" + model + "' is in this replica's repository; what is kept"
+          + " for a model is forgotten only once it has been removed (its folder deleted, then no version of it in"
+          + " memory for 15 minutes: admin models says when)");
+    }
+    ControlStore.Stored known = records.get(model);
+    if (known == null) {
+      throw InferenceException.notFound("nothing is kept for model '" + model + "' in the control store");
+    }
+    ModelControl control = known.control();
+    if (control.getRollout().getState().equals("RUNNING")) {
+      throw InferenceException.failedPrecondition("model '" + model + "' has a RUNNING rollout; abort it first (admin"
+          + " rollout abort, on a replica that has the model)");
+    }
+    String detail = forgotten(control);
+    AuditRecord audit = AuditRecord.newBuilder().setTimeMs(clock.millis()).setCaller(caller).setAction("ForgetModel")
+        .setModel(model).setDetail(detail).setOldPolicy(control.getPolicy()).build();
+    if (known.revision() == 0) {
+      store.audit(audit); // already gone from the store: forgotten here
+    } else {
+      try {
+        store.forget(model, known.revision(), audit);
+      } catch (ControlStore.Conflict lost) {
+        adopt(lost.current());
+        throw InferenceException.aborted("model '" + model + "''s record was changed on another replica first; retry");
+      }
+    }
+    records.remove(model);
+    if (control.getLoadsCount() > 0 && loadsListener != null) {
+      loadsListener.run(); // a fleet's load this replica owes of it is owed no more
+    }
+    log.info("model '{}' forgotten by {}: {}", model, caller, detail);
+    return detail;
+  }
+
+  /** What forgetting {@code control} drops, in words. */
+  private static String forgotten(ModelControl control) {
+    List<String> parts = new ArrayList<>();
+    if (control.hasPolicy()) {
+      parts.add("routing revision " + control.getPolicy().getRevision() + " " + control.getPolicy().getWeightsMap());
+    }
+    if (control.getHistoryCount() > 0) {
+      parts.add(control.getHistoryCount() + " earlier polic" + (control.getHistoryCount() == 1 ? "y" : "ies"));
+    }
+    if (control.hasRollout()) {
+      parts.add("its last rollout (" + control.getRollout().getState() + ")");
+    }
+    if (control.getLoadsCount() > 0) {
+      parts.add("the last load or unload of " + control.getLoadsCount() + " version"
+          + (control.getLoadsCount() == 1 ? "" : "s"));
+    }
+    return parts.isEmpty() ? "forgot an empty record" : "forgot " + String.join(", ", parts);
+  }
+
   /** Records an admin action that is not a routing change (load, unload). */
   public synchronized void audit(String caller, String action, String model, long version, String detail) {
     AuditRecord record = auditRecord(caller, action, model, version, detail);
@@ -436,10 +504,22 @@ public final class ControlPlane implements AutoCloseable {
     String model = stored.control().getModel();
     ControlStore.Stored known = records.get(model);
     if (stored.revision() == 0) {
-      // The record is gone from the store (deleted by hand): keep the routing in force and write
-      // the next change as a new record.
-      if (known != null) {
+      if (known == null) {
+        return;
+      }
+      if (router.routeOrNull(model) == null) {
+        // Forgotten (ForgetModel on another replica, or deleted by hand) while this replica's
+        // repository lacks the model: a model of that name added later starts afresh here too.
+        records.remove(model);
+        log.info("model '{}': the control store forgot its record; nothing of it is kept here either", model);
+        if (known.control().getLoadsCount() > 0 && loadsListener != null) {
+          loadsListener.run();
+        }
+      } else {
+        // Gone from the store while this replica serves the model: keep the routing in force and
+        // write the next change as a new record.
         records.put(model, new ControlStore.Stored(known.control(), 0));
+        log.warn("model '{}': its record was deleted from the control store; the routing in force stays", model);
       }
       return;
     }

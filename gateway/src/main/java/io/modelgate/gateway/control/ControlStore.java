@@ -53,6 +53,16 @@ public interface ControlStore extends AutoCloseable {
    */
   long commit(ModelControl next, long expectedRevision, List<AuditRecord> audit);
 
+  /**
+   * Deletes {@code model}'s record if it is still at {@code expectedRevision}, and appends {@code
+   * audit}, in one step: the store keeps nothing of the model from then on (other replicas are told
+   * as of any change, by a record at revision 0).
+   *
+   * @throws Conflict when the record has changed since (another replica wrote it)
+   * @throws io.modelgate.runtime.error.InferenceException UNAVAILABLE as {@link #commit}
+   */
+  void forget(String model, long expectedRevision, AuditRecord audit);
+
   /** Appends an audit record that changes no model's record (a version loaded, say). */
   void audit(AuditRecord record);
 

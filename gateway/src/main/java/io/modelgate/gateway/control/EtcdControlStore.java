@@ -13,6 +13,7 @@ import io.etcd.jetcd.kv.TxnResponse;
 import io.etcd.jetcd.op.Cmp;
 import io.etcd.jetcd.op.CmpTarget;
 import io.etcd.jetcd.op.Op;
+import io.etcd.jetcd.options.DeleteOption;
 import io.etcd.jetcd.options.GetOption;
 import io.etcd.jetcd.options.PutOption;
 import io.etcd.jetcd.options.WatchOption;
@@ -117,6 +118,12 @@ public final class EtcdControlStore implements ControlStore {
   private volatile String error = "";
   /** The newest etcd revision whose changes this replica has delivered. Store thread. */
   private volatile long appliedRevision;
+  /**
+   * The models whose records this replica has been given (by a read or the watch) and not told
+   * deleted since: a full read tells it of those deleted while it was not watching. Read and
+   * written by {@link #load} before the watch starts, then on the store's thread only.
+   */
+  private final java.util.Set<String> given = new java.util.HashSet<>();
   private volatile boolean judge;
   private volatile String judgeName = "";
   /** Store thread only from here on. */
@@ -303,6 +310,18 @@ public final class EtcdControlStore implements ControlStore {
       }
     }
     appliedRevision = Math.max(appliedRevision, response.getHeader().getRevision());
+    for (String model : given) {
+      if (!records.containsKey(model)) {
+        // Deleted while this replica was not watching (an outage, a failed watch).
+        records.put(model, new Stored(ModelControl.newBuilder().setModel(model).build(), 0));
+      }
+    }
+    given.clear();
+    for (Map.Entry<String, Stored> record : records.entrySet()) {
+      if (record.getValue().revision() != 0) {
+        given.add(record.getKey());
+      }
+    }
     return records;
   }
 
@@ -319,20 +338,33 @@ public final class EtcdControlStore implements ControlStore {
 
   @Override
   public long commit(ModelControl next, long expectedRevision, List<AuditRecord> audit) {
-    ByteSequence key = bytes(settings.prefix() + "models/" + next.getModel());
+    return replace(next.getModel(), next, expectedRevision, audit);
+  }
+
+  @Override
+  public void forget(String model, long expectedRevision, AuditRecord audit) {
+    replace(model, null, expectedRevision, List.of(audit));
+  }
+
+  /**
+   * Writes ({@code next}) or deletes (null) {@code model}'s record by compare-and-swap, with its
+   * audit records in the same transaction; the store revision written at.
+   */
+  private long replace(String model, ModelControl next, long expectedRevision, List<AuditRecord> audit) {
+    ByteSequence key = bytes(settings.prefix() + "models/" + model);
     Cmp unchanged =
         expectedRevision == 0
             ? new Cmp(key, Cmp.Op.EQUAL, CmpTarget.version(0))
             : new Cmp(key, Cmp.Op.EQUAL, CmpTarget.modRevision(expectedRevision));
-    List<Op> puts = new ArrayList<>(audit.size() + 1);
-    puts.add(Op.put(key, ByteSequence.from(next.toByteArray()), PutOption.DEFAULT));
+    List<Op> ops = new ArrayList<>(audit.size() + 1);
+    ops.add(next == null ? Op.delete(key, DeleteOption.DEFAULT) : Op.put(key, ByteSequence.from(next.toByteArray()), PutOption.DEFAULT));
     for (AuditRecord record : audit) {
-      puts.add(auditPut(record));
+      ops.add(auditPut(record));
     }
     TxnResponse response;
     reconnectBeforeChange();
     try {
-      response = await(connection.kv().txn().If(unchanged).Then(puts.toArray(Op[]::new)).Else(Op.get(key, GetOption.DEFAULT)).commit());
+      response = await(connection.kv().txn().If(unchanged).Then(ops.toArray(Op[]::new)).Else(Op.get(key, GetOption.DEFAULT)).commit());
     } catch (IOException e) {
       throw writeFailed(e, outOfSpace(e) ? "; traffic keeps the routing last applied"
           : "; changes are refused until it returns (if this one reached etcd before the failure, it"
@@ -345,7 +377,7 @@ public final class EtcdControlStore implements ControlStore {
     }
     List<KeyValue> kvs = response.getGetResponses().get(0).getKvs();
     Stored current = kvs.isEmpty() ? null : parse(kvs.get(0));
-    throw new Conflict(current != null ? current : new Stored(ModelControl.newBuilder().setModel(next.getModel()).build(), 0));
+    throw new Conflict(current != null ? current : new Stored(ModelControl.newBuilder().setModel(model).build(), 0));
   }
 
   private Op auditPut(AuditRecord record) {
@@ -548,11 +580,12 @@ public final class EtcdControlStore implements ControlStore {
       }
       if (event.getEventType() == WatchEvent.EventType.DELETE) {
         String model = model(kv.getKey());
-        log.warn("etcd record of model '{}' was deleted; the routing in force stays", model);
+        given.remove(model);
         changed.put(model, new Stored(ModelControl.newBuilder().setModel(model).build(), 0));
       } else if (event.getEventType() == WatchEvent.EventType.PUT) {
         Stored stored = parse(kv);
         if (stored != null) {
+          given.add(stored.control().getModel());
           changed.put(stored.control().getModel(), stored);
         }
       }

@@ -70,13 +70,27 @@ public final class FileControlStore implements ControlStore {
 
   @Override
   public long commit(ModelControl next, long expectedRevision, List<AuditRecord> audit) {
-    Stored current = records.get(next.getModel());
+    return replace(next.getModel(), next, expectedRevision, audit);
+  }
+
+  @Override
+  public void forget(String model, long expectedRevision, AuditRecord audit) {
+    replace(model, null, expectedRevision, List.of(audit));
+  }
+
+  /** Writes ({@code next}) or deletes (null) {@code model}'s record by compare-and-swap; its new revision. */
+  private long replace(String model, ModelControl next, long expectedRevision, List<AuditRecord> audit) {
+    Stored current = records.get(model);
     long at = current == null ? 0 : current.revision();
     if (at != expectedRevision) {
-      throw new Conflict(current == null ? new Stored(ModelControl.newBuilder().setModel(next.getModel()).build(), 0) : current);
+      throw new Conflict(current == null ? new Stored(ModelControl.newBuilder().setModel(model).build(), 0) : current);
     }
-    Stored written = new Stored(next, ++revision);
-    records.put(next.getModel(), written);
+    long written = ++revision;
+    if (next == null) {
+      records.remove(model);
+    } else {
+      records.put(model, new Stored(next, written));
+    }
     try {
       files.save(state());
       for (AuditRecord record : audit) {
@@ -85,15 +99,15 @@ public final class FileControlStore implements ControlStore {
       up();
     } catch (UncheckedIOException e) {
       if (current == null) {
-        records.remove(next.getModel());
+        records.remove(model);
       } else {
-        records.put(next.getModel(), current);
+        records.put(model, current);
       }
       down(e);
       throw InferenceException.unavailable(
           "the state directory cannot be written, so the change was not made: " + e.getMessage());
     }
-    return written.revision();
+    return written;
   }
 
   @Override

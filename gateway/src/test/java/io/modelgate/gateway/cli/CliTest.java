@@ -263,6 +263,13 @@ class CliTest {
         .containsPattern("(?m)^ +" + gone + "at 20\\d\\d-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ, in 1[45] min \\(none of its versions in memory\\)$")
         .doesNotContain("takes it down")
         .containsPattern("(?m)^unbatched +1 +READY").doesNotContainPattern("(?m)^unbatched.*\\n.*\\n +FOLDER GONE");
+    // Listed still: what is kept for it cannot be forgotten yet; a name never seen has nothing kept.
+    Run early = run(admin("forget", "--model", "retired"));
+    assertThat(early.exitCode()).isEqualTo(1);
+    assertThat(early.err()).contains("FAILED_PRECONDITION: model 'retired' is in this replica's repository");
+    Run never = run(admin("forget", "--model", "never"));
+    assertThat(never.exitCode()).isEqualTo(1);
+    assertThat(never.err()).contains("NOT_FOUND: nothing is kept for model 'never' in the control store");
   }
 
   @Test

@@ -719,8 +719,14 @@ class EtcdControlStoreTest {
 
   /** Replica {@code name} of the fleet under {@code /prefix/}, serving {@code repo} on the test's {@code clock}. */
   private static Gateway replica(Path repo, String prefix, String name, java.time.Clock clock) throws Exception {
+    return replica(repo, prefix, name, clock, etcd.endpoints());
+  }
+
+  /** As {@link #replica(Path, String, String, java.time.Clock)}, reaching etcd at {@code endpoints}. */
+  private static Gateway replica(Path repo, String prefix, String name, java.time.Clock clock, List<URI> endpoints)
+      throws Exception {
     return Gateway.inProcess(repo, root.resolve("state-" + prefix + "-" + name), clock,
-        settings("/" + prefix + "/", name, etcd.endpoints(), PROBES));
+        settings("/" + prefix + "/", name, endpoints, PROBES));
   }
 
   /** A replica under {@code prefix} reaching etcd only through {@code proxy}, which the test can cut. */
@@ -923,6 +929,66 @@ class EtcdControlStoreTest {
       assertThat(a.admin().listModels(ListModelsRequest.getDefaultInstance()).getOwedLoadsList())
           .singleElement().satisfies(owed -> assertThat(owed.getReason())
               .isEqualTo("unknown model 'm': the repository has no folder m"));
+    }
+  }
+
+  @Test
+  void aRemovedModelForgotten_isForgottenByEveryReplicaLackingIt_oneCutOffMeanwhileIncluded_andKeptInForceWhereServed(
+      @TempDir Path repoA, @TempDir Path repoB, @TempDir Path repoC) throws Exception {
+    for (Path repo : List.of(repoA, repoB, repoC)) {
+      Gateway.write(repo, "m", 1, Gateway.affine());
+      Gateway.write(repo, "m", 2, Gateway.affine());
+      Gateway.write(repo, "kept", 1, Gateway.affine());
+    }
+    io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
+    try (TcpProxy proxy = new TcpProxy(etcd.clientPort());
+        Gateway a = replica(repoA, "forgetm", "a", clock);
+        Gateway b = replica(repoB, "forgetm", "b", clock, List.of(URI.create("http://127.0.0.1:" + proxy.port())));
+        Gateway c = replica(repoC, "forgetm", "c", clock)) {
+      RoutingPolicy half = a.admin().setRouting(SetRoutingRequest.newBuilder()
+          .setPolicy(RoutingPolicy.newBuilder().setModel("m").putWeights(1, 1).putWeights(2, 1)).setExpectedRevision(0).build());
+      // Retired on a's and b's machines, kept on c's: taken down, then removed where its folder has gone.
+      Gateway.deleteModel(repoA, "m");
+      Gateway.deleteModel(repoB, "m");
+      a.admin().unloadModel(io.modelgate.proto.admin.v1.UnloadModelRequest.newBuilder().setModel("m").build());
+      for (Gateway other : List.of(b, c)) {
+        eventually("the others see both unloads", () -> other.server.control().loads().getOrDefault("m", List.of()).stream()
+            .filter(ask -> !ask.getLoaded()).count() == 2);
+        other.server.versions().reconcileLoads();
+      }
+      clock.millis += io.modelgate.gateway.server.VersionRetirement.AFTER.toMillis();
+      for (Gateway replica : List.of(a, b, c)) {
+        replica.stats.rotate();
+      }
+      assertThat(a.repository.model("m")).isEmpty();
+      assertThat(b.repository.model("m")).isEmpty();
+      assertThat(c.repository.model("m")).isPresent();
+
+      // Forgotten from a while b is cut off from etcd.
+      proxy.cut();
+      eventually("b finds its store down", () -> !b.server.control().status().getUp());
+      assertThat(a.admin().forgetModel(io.modelgate.proto.admin.v1.ForgetModelRequest.newBuilder().setModel("m").build())
+          .getForgotten()).startsWith("forgot routing revision 1 {1=1, 2=1}, ").endsWith(", the last load or unload of 2 versions");
+      assertThat(a.server.control().loads()).doesNotContainKey("m");
+      assertThat(b.server.control().loads()).containsKey("m");
+
+      // b, back, reads every record again: m's is not among them, and b, which lacks the model,
+      // forgets it too.
+      proxy.mend();
+      eventually("b forgets it once back", () -> !b.server.control().loads().containsKey("m"));
+
+      // c, whose repository has the model, keeps it under the routing in force, and writes its next
+      // changes as a new record (a write naming the old one, before c has the deletion, is taken
+      // again on top of what the store has).
+      assertThat(c.server.router().route("m").policy()).isEqualTo(half);
+      assertThat(load(c, "m", 1).getState()).isEqualTo("READY");
+      RoutingPolicy next = c.admin().setRouting(SetRoutingRequest.newBuilder()
+          .setPolicy(RoutingPolicy.newBuilder().setModel("m").putWeights(1, 1)).setExpectedRevision(1).build());
+      assertThat(next.getRevision()).isEqualTo(2);
+      assertThat(c.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()).getModelVersion()).isEqualTo("1");
+      eventually("a has c's new record", () -> a.server.control().loads().get("m") != null
+          && a.server.control().loads().get("m").stream().anyMatch(ask -> ask.getReplica().equals("c") && ask.getLoaded()));
+      assertThat(c.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()).getModelVersion()).isEqualTo("1");
     }
   }
 

@@ -221,6 +221,56 @@ class VersionRetirementTest {
     }
   }
 
+  @Test
+  void aRemovedModel_isForgottenWhenAsked_andItsNameReusedStartsAfresh_acrossARestart() throws Exception {
+    TestClock clock = new TestClock();
+    var forget = io.modelgate.proto.admin.v1.ForgetModelRequest.newBuilder().setModel("m").build();
+    try (Gateway gateway = serve(clock, "m")) {
+      var admin = gateway.admin();
+      admin.setRouting(io.modelgate.proto.admin.v1.SetRoutingRequest.newBuilder()
+          .setPolicy(io.modelgate.proto.admin.v1.RoutingPolicy.newBuilder().setModel("m").putWeights(1, 1).putWeights(2, 1))
+          .setExpectedRevision(0).build());
+      // Not while the repository has it, its folder there or not.
+      assertThatThrownBy(() -> admin.forgetModel(forget)).hasMessageStartingWith("FAILED_PRECONDITION: model 'm' is in"
+          + " this replica's repository");
+      Gateway.deleteModel(root, "m");
+      admin.unloadModel(io.modelgate.proto.admin.v1.UnloadModelRequest.newBuilder().setModel("m").build());
+      assertThatThrownBy(() -> admin.forgetModel(forget)).hasMessageStartingWith("FAILED_PRECONDITION");
+      clock.millis += VersionRetirement.AFTER.toMillis();
+      gateway.stats.rotate();
+      assertThat(gateway.repository.model("m")).isEmpty();
+
+      // Removed: forgotten when asked, audited; a second time there is nothing to forget.
+      assertThat(admin.forgetModel(forget).getForgotten()).isEqualTo(
+          "forgot routing revision 1 {1=1, 2=1}, 1 earlier policy, the last load or unload of 2 versions");
+      assertThat(java.nio.file.Files.readAllLines(root.resolve(".state").resolve(
+              io.modelgate.gateway.control.StateStore.AUDIT_FILE)).stream()
+          .filter(line -> line.contains("\"action\":\"ForgetModel\"") && line.contains("\"model\":\"m\"")).toList())
+          .hasSize(1);
+      assertThatThrownBy(() -> admin.forgetModel(forget))
+          .hasMessage("NOT_FOUND: nothing is kept for model 'm' in the control store");
+      assertThatThrownBy(() -> admin.forgetModel(io.modelgate.proto.admin.v1.ForgetModelRequest.newBuilder()
+          .setModel("never").build())).hasMessageStartingWith("NOT_FOUND");
+
+      // A new model of that name, one version only: the default routing, not the old policy in part.
+      Gateway.write(root, "m", 1, Gateway.affine());
+      admin.loadModel(io.modelgate.proto.admin.v1.LoadModelRequest.newBuilder().setModel("m").build());
+      assertThat(admin.getRouting(io.modelgate.proto.admin.v1.GetRoutingRequest.newBuilder().setModel("m").build())
+          .getRevision()).isZero();
+      assertThat(gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()).getModelVersion())
+          .isEqualTo("1");
+    }
+    // Started again on the same state directory: nothing of the old model's (its version 1 was
+    // last unloaded, which would keep it unloaded), only the new one's load.
+    try (Gateway again = Gateway.inProcess(root, Duration.ofSeconds(10), root.resolve(".state"), clock)) {
+      var listed = again.admin().listModels(io.modelgate.proto.admin.v1.ListModelsRequest.getDefaultInstance()).getModelsList()
+          .stream().filter(model -> model.getName().equals("m")).findFirst().orElseThrow();
+      assertThat(listed.getVersionsList()).extracting(io.modelgate.proto.admin.v1.VersionInfo::getState).containsExactly("READY");
+      assertThat(listed.getRouting().getRevision()).isZero();
+      assertThat(listed.getRoutingDegraded()).isEmpty();
+    }
+  }
+
   /** Every meter's name and tags, those of the JVM's collections (made by what the JVM does) aside. */
   private static java.util.Set<String> meterIds(Gateway gateway) {
     java.util.Set<String> ids = new java.util.TreeSet<>();
