@@ -215,9 +215,29 @@ public final class ControlPlane implements AutoCloseable {
       Memory memory,
       java.util.function.Function<RoutingPolicy, Rollout> rolloutAfter,
       List<AuditRecord> alsoAudit) {
+    return apply(requested, expectedRevision, caller, action, reason, memory, rolloutAfter, alsoAudit, false);
+  }
+
+  /**
+   * As {@link #apply(RoutingPolicy, long, String, String, String, Memory, java.util.function.Function,
+   * List)}; with {@code evenWhereAbsent}, on a replica whose repository lacks the model too: the
+   * change is written to the store, unchecked against versions this replica does not have, for the
+   * replicas that have the model to install (a rollout's baseline restored by an abort asked here).
+   */
+  private RoutingPolicy apply(
+      RoutingPolicy requested,
+      long expectedRevision,
+      String caller,
+      String action,
+      String reason,
+      Memory memory,
+      java.util.function.Function<RoutingPolicy, Rollout> rolloutAfter,
+      List<AuditRecord> alsoAudit,
+      boolean evenWhereAbsent) {
     String model = requested.getModel();
-    Route current = router.route(model);
-    long revision = current.policy().getRevision();
+    Route route = evenWhereAbsent ? router.routeOrNull(model) : router.route(model);
+    RoutingPolicy currentPolicy = route != null ? route.policy() : record(model).control().getPolicy();
+    long revision = currentPolicy.getRevision();
     if (revision != expectedRevision) {
       throw InferenceException.aborted(
           "routing of model '" + model + "' is at revision " + revision + ", not " + expectedRevision
@@ -230,12 +250,12 @@ public final class ControlPlane implements AutoCloseable {
             .setUpdatedAtMs(clock.millis())
             .setReason(reason)
             .build();
-    Route compiled = router.compile(next);
+    Route compiled = route != null ? router.compile(next) : null;
     ModelControl record = record(model).control();
     ModelControl.Builder written = record.toBuilder().setModel(model).setPolicy(next);
     switch (memory) {
       case REMEMBER -> {
-        written.addHistory(current.policy());
+        written.addHistory(currentPolicy);
         while (written.getHistoryCount() > HISTORY) {
           written.removeHistory(0);
         }
@@ -254,12 +274,14 @@ public final class ControlPlane implements AutoCloseable {
             .setAction(action)
             .setModel(model)
             .setDetail(reason)
-            .setOldPolicy(current.policy())
+            .setOldPolicy(currentPolicy)
             .setNewPolicy(next)
             .build());
     audit.addAll(alsoAudit);
     write(written.build(), audit);
-    router.install(compiled, revision);
+    if (compiled != null) {
+      router.install(compiled, revision);
+    }
     log.info("model '{}' routing revision {} by {}: {} {}", model, next.getRevision(), caller, reason, next.getWeightsMap());
     return next;
   }
@@ -412,7 +434,7 @@ public final class ControlPlane implements AutoCloseable {
     ModelControl control = known.control();
     if (control.getRollout().getState().equals("RUNNING")) {
       throw InferenceException.failedPrecondition("model '" + model + "' has a RUNNING rollout; abort it first (admin"
-          + " rollout abort, on a replica that has the model)");
+          + " rollout abort --model " + model + ")");
     }
     String detail = forgotten(control);
     AuditRecord audit = AuditRecord.newBuilder().setTimeMs(clock.millis()).setCaller(caller).setAction("ForgetModel")
@@ -783,7 +805,11 @@ public final class ControlPlane implements AutoCloseable {
     return rollout;
   }
 
-  /** Stops a running rollout and restores the policy it started from. */
+  /**
+   * Stops a running rollout and restores the policy it started from. Asked on a replica whose
+   * repository lacks the model (a fleet's judge may, or the model was removed here since), it is
+   * written all the same: the replicas that have the model install the restored policy.
+   */
   public synchronized Rollout abortRollout(String model, String caller) {
     Rollout rollout = rollout(model);
     if (!rollout.getState().equals("RUNNING")) {
@@ -941,7 +967,8 @@ public final class ControlPlane implements AutoCloseable {
       List<AuditRecord> alsoAudit) {
     String model = rollout.getModel();
     long now = clock.millis();
-    long revision = router.route(model).policy().getRevision();
+    Route route = router.routeOrNull(model);
+    long revision = (route != null ? route.policy() : record(model).control().getPolicy()).getRevision();
     Rollout done =
         rollout.toBuilder()
             .setState(state)
@@ -955,7 +982,8 @@ public final class ControlPlane implements AutoCloseable {
         "rollout " + state.toLowerCase(java.util.Locale.ROOT) + ": " + reason,
         Memory.REMEMBER,
         policy -> done.toBuilder().setPolicyRevision(policy.getRevision()).build(),
-        alsoAudit);
+        alsoAudit,
+        true);
     return current(model);
   }
 

@@ -993,6 +993,35 @@ class EtcdControlStoreTest {
   }
 
   @Test
+  void aRolloutAbortedOnAReplicaLackingTheModel_restoresTheBaselineOnTheReplicasThatHaveIt(
+      @TempDir Path repoA, @TempDir Path repoB) throws Exception {
+    Gateway.write(repoA, "m", 1, Gateway.affine());
+    Gateway.write(repoA, "m", 2, Gateway.affine());
+    Gateway.write(repoB, "kept", 1, Gateway.affine());
+    io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
+    try (Gateway a = replica(repoA, "abortelsewhere", "a", clock);
+        Gateway b = replica(repoB, "abortelsewhere", "b", clock)) {
+      RoutingPolicy baseline = set(a, policy(1, 0), 0);
+      assertThat(startJudged(a, 25, io.modelgate.proto.admin.v1.RolloutSpec.newBuilder()).getState()).isEqualTo("RUNNING");
+      assertThat(a.server.router().route("m").policy().getWeightsMap()).containsExactlyInAnyOrderEntriesOf(java.util.Map.of(1L, 75, 2L, 25));
+      eventually("b sees the rollout", () -> b.server.control().current("m") != null);
+
+      io.modelgate.proto.admin.v1.Rollout aborted = b.admin().abortRollout(
+          io.modelgate.proto.admin.v1.AbortRolloutRequest.newBuilder().setModel("m").build());
+      assertThat(aborted.getState()).isEqualTo("ABORTED");
+      eventually("a installs the baseline's routing", () -> a.server.router().route("m").policy().getRevision() == 3);
+      assertThat(a.server.router().route("m").policy().getWeightsMap()).isEqualTo(baseline.getWeightsMap());
+      assertThat(a.admin().getRollout(io.modelgate.proto.admin.v1.GetRolloutRequest.newBuilder().setModel("m").build())
+          .getState()).isEqualTo("ABORTED");
+      for (int i = 0; i < 20; i++) {
+        assertThat(a.blocking().modelInfer(Tensors.affine(i, 1, 2).setModelName("m").build()).getModelVersion()).isEqualTo("1");
+      }
+      // Other changes still need the model here.
+      assertThatThrownBy(() -> set(b, policy(0, 1), 3)).hasMessageStartingWith("NOT_FOUND: unknown model 'm'");
+    }
+  }
+
+  @Test
   void aVersionAReplicaForgets_leavesTheFleetsSnapshots_whileTheReplicaLives() throws Exception {
     io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
     try (Gateway a = replica(root, "forget", "a", clock);

@@ -253,7 +253,8 @@ class RolloutTest {
   }
 
   @Test
-  void aRolloutOfAModelRemovedFromTheRepository_isPassedByTheJudge_whoseTickGoesOnToTheOthers() throws Exception {
+  void aRolloutOfAModelRemovedFromTheRepository_isPassedByTheJudge_andAbortedAllTheSame_thenTheModelForgotten()
+      throws Exception {
     start(Gateway.affine());
     startRollout(2.0, EQUAL_SIGNIFICANCE, 50, 100);
     // Its versions gone without the rollout being ended (as a replica following another's unloads
@@ -269,6 +270,22 @@ class RolloutTest {
     gateway.server.control().tick();
     assertThat(gateway.admin().getRollout(GetRolloutRequest.newBuilder().setModel("m").build()).getState())
         .isEqualTo("RUNNING");
+    var forget = io.modelgate.proto.admin.v1.ForgetModelRequest.newBuilder().setModel("m").build();
+    assertThatThrownBy(() -> gateway.admin().forgetModel(forget))
+        .hasMessage("FAILED_PRECONDITION: model 'm' has a RUNNING rollout; abort it first (admin rollout abort --model m)");
+
+    // Aborted though the model is not here (it was NOT_FOUND): the baseline's routing written back.
+    Rollout aborted = gateway.admin().abortRollout(
+        io.modelgate.proto.admin.v1.AbortRolloutRequest.newBuilder().setModel("m").build());
+    assertThat(aborted.getState()).isEqualTo("ABORTED");
+    assertThat(last(aborted).getReason()).startsWith("aborted by ");
+    List<String> audit = Files.readAllLines(root.resolve(".state").resolve(io.modelgate.gateway.control.StateStore.AUDIT_FILE));
+    assertThat(audit.subList(audit.size() - 2, audit.size())).satisfiesExactly(
+        restore -> assertThat(restore).contains("\"action\":\"RolloutRestore\"")
+            .containsPattern("\"newPolicy\":\\{\"model\":\"m\",\"revision\":\"3\",\"weights\":\\{\"1\":1\\}"),
+        abort -> assertThat(abort).contains("\"action\":\"AbortRollout\""));
+    assertThat(gateway.admin().forgetModel(forget).getForgotten())
+        .isEqualTo("forgot routing revision 3 {1=1}, 3 earlier policies, its last rollout (ABORTED)");
   }
 
   @Test
