@@ -69,8 +69,13 @@ public final class ControlPlane implements AutoCloseable {
    * lock; read without it only by {@link #current} (metrics).
    */
   private final Map<String, ControlStore.Stored> records = new ConcurrentSkipListMap<>();
-  /** Models with a running rollout this replica has warned it cannot judge (it lacks them); under the lock. */
-  private final java.util.Set<String> unjudged = new java.util.HashSet<>();
+  /**
+   * The models whose running rollouts this replica, judging, passed by at its last tick (it lacks
+   * them), each warned of once while it stays so; under the lock.
+   */
+  private java.util.Set<String> unjudged = java.util.Set.of();
+  /** {@code unjudged}'s size, for metrics (read without the lock). */
+  private volatile int unjudgedCount;
   /** Told when another replica's write, or a forgetting, changes a model's loads; null until set. Under the lock. */
   private Runnable loadsListener;
   /** Since when this replica judges rollouts (-1: it does not); steps are judged on samples since. */
@@ -859,12 +864,43 @@ public final class ControlPlane implements AutoCloseable {
     long now = clock.millis();
     if (!store.judges()) {
       judgingSinceMs = -1;
+      passedBy(java.util.Set.of());
       return;
     }
     if (judgingSinceMs < 0) {
       judgingSinceMs = now;
       log.info("this replica ({}) judges rollouts from now on", replica);
     }
+    java.util.Set<String> passed = new java.util.TreeSet<>();
+    try {
+      judgeEach(now, passed);
+    } finally {
+      passedBy(passed);
+    }
+  }
+
+  /** Notes the rollouts this tick passed by, warning once of each newly passed by. Under the lock. */
+  private void passedBy(java.util.Set<String> passed) {
+    for (String model : passed) {
+      if (!unjudged.contains(model)) {
+        log.warn("rollout of model '{}' not judged on this replica, which does not have the model (no folder"
+            + " {} in its repository): it waits for a judge that has it, or an abort on any replica", model, model);
+      }
+    }
+    unjudged = passed;
+    unjudgedCount = passed.size();
+  }
+
+  /**
+   * Running rollouts that this replica, judging, passes by because its repository lacks their
+   * model (as of its last tick; 0 while it does not judge): they do not advance. Any thread.
+   */
+  public int unjudgedRollouts() {
+    return unjudgedCount;
+  }
+
+  /** {@link #tick}'s judging of each running rollout; adds to {@code passed} those it lacks. Under the lock. */
+  private void judgeEach(long now, java.util.Set<String> passed) {
     for (ControlStore.Stored stored : new ArrayList<>(records.values())) {
       Rollout rollout = stored.control().getRollout();
       if (!rollout.getState().equals("RUNNING")) {
@@ -875,13 +911,9 @@ public final class ControlPlane implements AutoCloseable {
       if (route == null) {
         // A model this replica does not have (never, or removed since: its folder gone) has no
         // route here to judge against; its rollout waits for a replica that has it to judge it.
-        if (unjudged.add(model)) {
-          log.warn("rollout of model '{}' not judged on this replica, which does not have the model (no folder"
-              + " {} in its repository): it waits for a judge that has it", model, model);
-        }
+        passed.add(model);
         continue;
       }
-      unjudged.remove(model);
       long current = route.policy().getRevision();
       long own = rollout.getPolicyRevision();
       if (own != 0 && current != own) {

@@ -120,6 +120,10 @@ final class GatewayMetrics implements AutoCloseable {
     Gauge.builder("modelgate.control.judge", rollouts, c -> c.store().judges() ? 1 : 0)
         .description("1 on the replica that judges rollouts (always 1 with a file store)")
         .register(registry);
+    Gauge.builder("modelgate.rollouts.unjudged", rollouts, ControlPlane::unjudgedRollouts)
+        .description("Running rollouts that this replica, judging, passes by because its repository lacks their"
+            + " model: they do not advance (0 on a replica that does not judge)")
+        .register(registry);
     for (Model model : repository.models()) {
       registerModel(model.name());
       for (ModelVersion version : model.versions()) {

@@ -147,6 +147,7 @@ class DeployArtifactsTest {
             "modelgate_control_store_down_since_seconds",
             "modelgate_control_store_applied_revision",
             "modelgate_control_judge",
+            "modelgate_rollouts_unjudged",
             "modelgate_requests_rejected_total",
             "modelgate_stats_memory_bytes",
             "modelgate_stats_rotation_failures_total",

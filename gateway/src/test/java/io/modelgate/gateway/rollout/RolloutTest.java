@@ -270,6 +270,7 @@ class RolloutTest {
     gateway.server.control().tick();
     assertThat(gateway.admin().getRollout(GetRolloutRequest.newBuilder().setModel("m").build()).getState())
         .isEqualTo("RUNNING");
+    assertThat(gateway.stats.scrape()).contains("modelgate_rollouts_unjudged 1.0");
     var forget = io.modelgate.proto.admin.v1.ForgetModelRequest.newBuilder().setModel("m").build();
     assertThatThrownBy(() -> gateway.admin().forgetModel(forget))
         .hasMessage("FAILED_PRECONDITION: model 'm' has a RUNNING rollout; abort it first (admin rollout abort --model m)");
@@ -284,6 +285,8 @@ class RolloutTest {
         restore -> assertThat(restore).contains("\"action\":\"RolloutRestore\"")
             .containsPattern("\"newPolicy\":\\{\"model\":\"m\",\"revision\":\"3\",\"weights\":\\{\"1\":1\\}"),
         abort -> assertThat(abort).contains("\"action\":\"AbortRollout\""));
+    gateway.server.control().tick();
+    assertThat(gateway.stats.scrape()).contains("modelgate_rollouts_unjudged 0.0");
     assertThat(gateway.admin().forgetModel(forget).getForgotten())
         .isEqualTo("forgot routing revision 3 {1=1}, 3 earlier policies, its last rollout (ABORTED)");
   }
