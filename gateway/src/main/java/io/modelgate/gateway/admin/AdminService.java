@@ -110,7 +110,8 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
               response.addModels(info(model, route));
             }
           }
-          return response.addAllOwedLoads(versions.owed()).addAllModelsNotLoaded(repository.modelsNotAdded()).build();
+          return response.addAllOwedLoads(versions.owed()).addAllModelsNotLoaded(repository.modelsNotAdded())
+              .addAllModelsKept(control.keptWithoutModel()).build();
         });
   }
 

@@ -176,8 +176,28 @@ final class AdminCommand implements Runnable {
           out.printf("NOT LOADED: model %s, a folder added to the repository since the start (admin load --model %s"
               + " loads it)%n", name, name);
         }
+        for (io.modelgate.proto.admin.v1.KeptModel kept : response.getModelsKeptList()) {
+          out.println(keptLine(kept));
+        }
       });
     }
+  }
+
+  /** What {@code admin models} says of a record the control store keeps for a model this replica does not have. */
+  static String keptLine(io.modelgate.proto.admin.v1.KeptModel kept) {
+    List<String> parts = new java.util.ArrayList<>();
+    if (kept.getRoutingRevision() > 0) {
+      parts.add("routing revision " + kept.getRoutingRevision());
+    }
+    if (!kept.getRolloutState().isEmpty()) {
+      parts.add("a rollout " + kept.getRolloutState());
+    }
+    if (kept.getVersionLoads() > 0) {
+      parts.add("the last load or unload of " + kept.getVersionLoads() + " version" + (kept.getVersionLoads() == 1 ? "" : "s"));
+    }
+    return "KEPT: model " + kept.getModel() + ", not in this replica's repository: the control store keeps "
+        + (parts.isEmpty() ? "an empty record" : String.join(", ", parts)) + ", for a folder of that name (admin forget --model "
+        + kept.getModel() + " drops it)";
   }
 
   /**

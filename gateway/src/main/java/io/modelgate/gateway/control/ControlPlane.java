@@ -462,6 +462,24 @@ public final class ControlPlane implements AutoCloseable {
     return detail;
   }
 
+  /**
+   * What the store keeps for models this replica's repository does not have (removed here, or
+   * another replica's), by name: what {@link #forget} would drop. Any thread (reads the records
+   * without the lock, as metrics do).
+   */
+  public List<io.modelgate.proto.admin.v1.KeptModel> keptWithoutModel() {
+    List<io.modelgate.proto.admin.v1.KeptModel> kept = new ArrayList<>();
+    for (ControlStore.Stored stored : records.values()) {
+      ModelControl control = stored.control();
+      if (router.routeOrNull(control.getModel()) == null) {
+        kept.add(io.modelgate.proto.admin.v1.KeptModel.newBuilder().setModel(control.getModel())
+            .setRoutingRevision(control.getPolicy().getRevision()).setRolloutState(control.getRollout().getState())
+            .setVersionLoads(control.getLoadsCount()).build());
+      }
+    }
+    return kept;
+  }
+
   /** What forgetting {@code control} drops, in words. */
   private static String forgotten(ModelControl control) {
     List<String> parts = new ArrayList<>();

@@ -273,6 +273,18 @@ class CliTest {
   }
 
   @Test
+  void keptLine_saysWhatTheStoreKeepsForAModelNotHere_andHowToDropIt() {
+    var kept = io.modelgate.proto.admin.v1.KeptModel.newBuilder().setModel("digits");
+    assertThat(AdminCommand.keptLine(kept.setRoutingRevision(3).setRolloutState("ABORTED").setVersionLoads(1).build()))
+        .isEqualTo("KEPT: model digits, not in this replica's repository: the control store keeps routing revision 3,"
+            + " a rollout ABORTED, the last load or unload of 1 version, for a folder of that name (admin forget --model"
+            + " digits drops it)");
+    assertThat(AdminCommand.keptLine(kept.clear().setModel("m").setVersionLoads(2).build())).isEqualTo("KEPT: model m,"
+        + " not in this replica's repository: the control store keeps the last load or unload of 2 versions, for a folder"
+        + " of that name (admin forget --model m drops it)");
+  }
+
+  @Test
   void folderGoneLine_saysWhenTheModelIsRemoved_inWholeMinutesRoundedUp() {
     var model = io.modelgate.proto.admin.v1.ModelInfo.newBuilder().setName("m").setFolderGone(true);
     long now = java.time.Instant.parse("2026-12-05T23:00:00Z").toEpochMilli();

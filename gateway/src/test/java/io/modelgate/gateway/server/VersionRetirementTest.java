@@ -240,13 +240,18 @@ class VersionRetirementTest {
       gateway.stats.rotate();
       assertThat(gateway.repository.model("m")).isEmpty();
 
-      // Removed: forgotten when asked, audited; a second time there is nothing to forget.
+      // Removed: listed as kept in the control store until forgotten.
+      var listModels = io.modelgate.proto.admin.v1.ListModelsRequest.getDefaultInstance();
+      assertThat(admin.listModels(listModels).getModelsKeptList()).containsExactly(io.modelgate.proto.admin.v1.KeptModel
+          .newBuilder().setModel("m").setRoutingRevision(1).setVersionLoads(2).build());
+      // Forgotten when asked, audited; a second time there is nothing to forget.
       assertThat(admin.forgetModel(forget).getForgotten()).isEqualTo(
           "forgot routing revision 1 {1=1, 2=1}, 1 earlier policy, the last load or unload of 2 versions");
       assertThat(java.nio.file.Files.readAllLines(root.resolve(".state").resolve(
               io.modelgate.gateway.control.StateStore.AUDIT_FILE)).stream()
           .filter(line -> line.contains("\"action\":\"ForgetModel\"") && line.contains("\"model\":\"m\"")).toList())
           .hasSize(1);
+      assertThat(admin.listModels(listModels).getModelsKeptList()).isEmpty();
       assertThatThrownBy(() -> admin.forgetModel(forget))
           .hasMessage("NOT_FOUND: nothing is kept for model 'm' in the control store");
       assertThatThrownBy(() -> admin.forgetModel(io.modelgate.proto.admin.v1.ForgetModelRequest.newBuilder()
