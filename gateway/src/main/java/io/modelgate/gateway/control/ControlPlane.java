@@ -241,7 +241,7 @@ public final class ControlPlane implements AutoCloseable {
       boolean evenWhereAbsent) {
     String model = requested.getModel();
     Route route = evenWhereAbsent ? router.routeOrNull(model) : router.route(model);
-    RoutingPolicy currentPolicy = route != null ? route.policy() : record(model).control().getPolicy();
+    RoutingPolicy currentPolicy = policyNow(model, route);
     long revision = currentPolicy.getRevision();
     if (revision != expectedRevision) {
       throw InferenceException.aborted(
@@ -289,6 +289,14 @@ public final class ControlPlane implements AutoCloseable {
     }
     log.info("model '{}' routing revision {} by {}: {} {}", model, next.getRevision(), caller, reason, next.getWeightsMap());
     return next;
+  }
+
+  /**
+   * The policy in force for {@code model}: its {@code route}'s, or where this replica lacks the
+   * model (null), the one its record keeps. Under the lock.
+   */
+  private RoutingPolicy policyNow(String model, Route route) {
+    return route != null ? route.policy() : record(model).control().getPolicy();
   }
 
   /**
@@ -1017,8 +1025,7 @@ public final class ControlPlane implements AutoCloseable {
       List<AuditRecord> alsoAudit) {
     String model = rollout.getModel();
     long now = clock.millis();
-    Route route = router.routeOrNull(model);
-    long revision = (route != null ? route.policy() : record(model).control().getPolicy()).getRevision();
+    long revision = policyNow(model, router.routeOrNull(model)).getRevision();
     Rollout done =
         rollout.toBuilder()
             .setState(state)
