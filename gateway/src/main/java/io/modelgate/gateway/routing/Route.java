@@ -30,6 +30,8 @@ public final class Route {
   private final String refusal;
   /** What the policy names that this route leaves out, or null. */
   private final String degraded;
+  /** Whether everything {@code degraded} names was UNAVAILABLE (unloaded) when compiled. */
+  private final boolean degradedByUnloads;
 
   private Route(
       Model model,
@@ -38,10 +40,11 @@ public final class Route {
       long[] weights,
       ModelVersion shadow,
       String refusal,
-      String degraded) {
+      Missing missing) {
     this.model = model;
     this.refusal = refusal;
-    this.degraded = degraded;
+    this.degraded = missing == null ? null : missing.note();
+    this.degradedByUnloads = missing != null && missing.unloadedOnly();
     this.policy = policy;
     this.versions = versions;
     if (versions == null) {
@@ -76,9 +79,16 @@ public final class Route {
   }
 
   /**
+   * What a policy names that a route leaves out because it is not READY, in words ({@code note}),
+   * and whether each of those versions was UNAVAILABLE — unloaded by an operator, as when a model
+   * is taken down — rather than FAILED, loading, unloading or missing.
+   */
+  record Missing(String note, boolean unloadedOnly) {}
+
+  /**
    * A compiled explicit policy; the caller validated it.
    *
-   * @param degraded what the policy names that {@code versions} leave out, or null
+   * @param missing what the policy names that {@code versions} leave out, or null
    */
   static Route weighted(
       Model model,
@@ -86,18 +96,18 @@ public final class Route {
       ModelVersion[] versions,
       long[] weights,
       ModelVersion shadow,
-      String degraded) {
-    return new Route(model, policy, versions, weights, shadow, null, degraded);
+      Missing missing) {
+    return new Route(model, policy, versions, weights, shadow, null, missing);
   }
 
   /** A policy none of whose weighted versions can serve: requests are refused with {@code refusal}. */
-  static Route refusing(Model model, RoutingPolicy policy, ModelVersion shadow, String refusal, String degraded) {
-    return new Route(model, policy, null, null, shadow, refusal, degraded);
+  static Route refusing(Model model, RoutingPolicy policy, ModelVersion shadow, String refusal, Missing missing) {
+    return new Route(model, policy, null, null, shadow, refusal, missing);
   }
 
   /** The default route noting what its policy names that is not READY (null: nothing). */
-  static Route latestReady(Model model, RoutingPolicy policy, ModelVersion shadow, String degraded) {
-    return new Route(model, policy, null, null, shadow, null, degraded);
+  static Route latestReady(Model model, RoutingPolicy policy, ModelVersion shadow, Missing missing) {
+    return new Route(model, policy, null, null, shadow, null, missing);
   }
 
   /**
@@ -106,6 +116,14 @@ public final class Route {
    */
   public String degraded() {
     return degraded;
+  }
+
+  /**
+   * Whether the route is {@link #degraded()} only by versions that were unloaded (UNAVAILABLE), as
+   * a model taken down is: an operator's doing rather than a fault.
+   */
+  public boolean degradedByUnloads() {
+    return degradedByUnloads;
   }
 
   public RoutingPolicy policy() {

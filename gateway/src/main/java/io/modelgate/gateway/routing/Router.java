@@ -161,17 +161,19 @@ public final class Router {
   public Route compileKeeping(RoutingPolicy policy) {
     Model model = LatestReadyVersionSelector.model(repository, policy.getModel());
     List<String> missing = new ArrayList<>();
+    boolean unloadedOnly = true;
     ModelVersion shadow = null;
     if (hasShadow(policy)) {
       validateShadow(model, policy);
       shadow = model.version(policy.getShadow().getVersion()).orElse(null);
       if (shadow == null || !shadow.isReady()) {
         missing.add("shadow version " + policy.getShadow().getVersion() + " (" + describe(model, policy.getShadow().getVersion()) + ")");
+        unloadedOnly &= unloaded(shadow);
       }
     }
     Map<Long, Integer> weights = policy.getWeightsMap();
     if (weights.isEmpty()) {
-      return Route.latestReady(model, policy, shadow, note(missing));
+      return Route.latestReady(model, policy, shadow, note(missing, unloadedOnly));
     }
     long[] numbers = weights.keySet().stream().mapToLong(Long::longValue).sorted().toArray();
     long[] values = new long[numbers.length];
@@ -191,16 +193,17 @@ public final class Router {
         }
       } else if (values[i] > 0 || version == null) {
         missing.add("version " + numbers[i] + " (" + describe(model, numbers[i]) + ", weight " + values[i] + ")");
+        unloadedOnly &= unloaded(version);
       }
     }
-    String note = note(missing);
+    Route.Missing note = note(missing, unloadedOnly);
     if (ready.isEmpty()) {
       return Route.refusing(
           model,
           policy,
           shadow,
           "model '" + model.name() + "': routing revision " + policy.getRevision()
-              + " sends traffic only to versions that are not READY: " + note
+              + " sends traffic only to versions that are not READY: " + note.note()
               + "; load them, or set a routing policy that names READY versions",
           note);
     }
@@ -219,8 +222,13 @@ public final class Router {
         .orElse("no such version");
   }
 
-  private static String note(List<String> missing) {
-    return missing.isEmpty() ? null : "not READY: " + String.join("; ", missing);
+  private static Route.Missing note(List<String> missing, boolean unloadedOnly) {
+    return missing.isEmpty() ? null : new Route.Missing("not READY: " + String.join("; ", missing), unloadedOnly);
+  }
+
+  /** Whether {@code version} is there and UNAVAILABLE: unloaded, rather than failed or in between. */
+  private static boolean unloaded(ModelVersion version) {
+    return version != null && version.state() == io.modelgate.runtime.repository.VersionState.UNAVAILABLE;
   }
 
   private static void validateWeights(Model model, RoutingPolicy policy, long[] values) {

@@ -177,7 +177,8 @@ final class GatewayMetrics implements AutoCloseable {
         .tags("model", name)
         .register(registry));
     meters.add(Gauge.builder("modelgate.routing.degraded", router, r -> degraded(r.routeOrNull(name)))
-        .description("1 when the routing policy names versions that are not READY and serves only in part")
+        .description("1 when the routing policy names versions that are not READY (FAILED, loading, unloading or"
+            + " missing) and serves only in part; 0 when those it names are only unloaded (a model taken down)")
         .tags("model", name)
         .register(registry));
     meters.add(Gauge.builder("modelgate.rollout.running", rollouts, c -> running(c.current(name)) ? 1 : 0)
@@ -195,8 +196,16 @@ final class GatewayMetrics implements AutoCloseable {
     return route == null ? Double.NaN : route.policy().getRevision();
   }
 
-  private static double degraded(io.modelgate.gateway.routing.Route route) {
-    return route == null ? Double.NaN : route.degraded() == null ? 0 : 1;
+  /**
+   * 1 when the route serves its policy in part for a fault (a version it names FAILED, loading,
+   * unloading or missing); 0 when it serves it whole, or leaves out only versions an operator
+   * unloaded (a model taken down: not a fault to alert on).
+   */
+  static double degraded(io.modelgate.gateway.routing.Route route) {
+    if (route == null) {
+      return Double.NaN;
+    }
+    return route.degraded() == null || route.degradedByUnloads() ? 0 : 1;
   }
 
   /** A model its repository removed: its routing and rollout gauges go (its versions' went before). */

@@ -182,6 +182,7 @@ class AdminServiceTest {
         .containsExactly(org.assertj.core.groups.Tuple.tuple(1L, "UNAVAILABLE"), org.assertj.core.groups.Tuple.tuple(2L, "UNAVAILABLE"),
             org.assertj.core.groups.Tuple.tuple(3L, "FAILED"));
     failsWith(Status.Code.UNAVAILABLE, () -> gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()));
+    assertThat(gateway.stats.scrape()).contains("modelgate_routing_degraded{model=\"m\"} 0.0");
     List<String> audit = Files.readAllLines(root.resolve(".state").resolve(io.modelgate.gateway.control.StateStore.AUDIT_FILE));
     assertThat(audit.stream().filter(line -> line.contains("\"action\":\"UnloadModel\"")).toList()).hasSize(2)
         .allMatch(line -> line.contains("\"model\":\"m\"") && line.contains("unloaded after draining"));
@@ -193,6 +194,15 @@ class AdminServiceTest {
     failsWith(Status.Code.NOT_FOUND,
         () -> gateway.admin().unloadModel(io.modelgate.proto.admin.v1.UnloadModelRequest.newBuilder().setModel("nope").build()))
         .hasMessageContaining("unknown model 'nope'");
+
+    // Started again, it stays down (its versions left unloaded): its policy serves in part, as admin
+    // models says, but only unloaded versions are missing — an operator's doing, which the routing
+    // gauge (and its alert) leaves alone.
+    gateway.close();
+    gateway = Gateway.inProcess(root);
+    assertThat(gateway.admin().listModels(ListModelsRequest.getDefaultInstance()).getModels(0).getRoutingDegraded())
+        .contains("version 1 (UNAVAILABLE: unloaded, as").contains("version 2 (UNAVAILABLE");
+    assertThat(gateway.stats.scrape()).contains("modelgate_routing_degraded{model=\"m\"} 0.0");
 
     // Version 3's folder holds no model: it fails again, the others load.
     failsWith(Status.Code.FAILED_PRECONDITION,
@@ -255,6 +265,8 @@ class AdminServiceTest {
     }
     assertThat(gateway.admin().listModels(ListModelsRequest.getDefaultInstance()).getModels(0).getRoutingDegraded())
         .contains("shadow version 2").contains("FAILED");
+    // A fault: the gauge (and its alert) says so.
+    assertThat(gateway.stats.scrape()).contains("modelgate_routing_degraded{model=\"m\"} 1.0");
   }
 
   @Test
