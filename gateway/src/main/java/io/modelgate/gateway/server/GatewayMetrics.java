@@ -181,6 +181,12 @@ final class GatewayMetrics implements AutoCloseable {
             + " missing) and serves only in part; 0 when those it names are only unloaded (a model taken down)")
         .tags("model", name)
         .register(registry));
+    java.nio.file.Path folder = repository.root().resolve(name);
+    meters.add(Gauge.builder("modelgate.model.folder.gone", folder, f -> java.nio.file.Files.isDirectory(f) ? 0 : 1)
+        .description("1 while the model's folder is not in the repository (served from memory until it is taken"
+            + " down, then removed 15 minutes later, this series with it)")
+        .tags("model", name)
+        .register(registry));
     meters.add(Gauge.builder("modelgate.rollout.running", rollouts, c -> running(c.current(name)) ? 1 : 0)
         .description("1 while a rollout of the model runs")
         .tags("model", name)

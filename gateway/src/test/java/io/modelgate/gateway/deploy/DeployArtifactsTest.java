@@ -140,6 +140,7 @@ class DeployArtifactsTest {
             "modelgate_routing_weight",
             "modelgate_routing_revision",
             "modelgate_routing_degraded",
+            "modelgate_model_folder_gone",
             "modelgate_rollout_running",
             "modelgate_rollout_step_percent",
             "modelgate_state_store_healthy",

@@ -171,7 +171,10 @@ class VersionRetirementTest {
       assertThat(gateway.stats.scrape()).contains(revision);
 
       // Its folder deleted: listed as such, with no time for its removal while a version is READY.
+      assertThat(gateway.stats.scrape()).contains("modelgate_model_folder_gone{model=\"m\"} 0.0");
       Gateway.deleteModel(root, "m");
+      assertThat(gateway.stats.scrape()).contains("modelgate_model_folder_gone{model=\"m\"} 1.0")
+          .contains("modelgate_model_folder_gone{model=\"affine\"} 0.0");
       var listModels = io.modelgate.proto.admin.v1.ListModelsRequest.getDefaultInstance();
       assertThat(admin.listModels(listModels).getModelsList())
           .extracting(io.modelgate.proto.admin.v1.ModelInfo::getName, io.modelgate.proto.admin.v1.ModelInfo::getFolderGone,
