@@ -717,6 +717,15 @@ class EtcdControlStoreTest {
     }
   }
 
+  /** Model m's versions 1 and 2, and model kept's version 1, into each of {@code repos}. */
+  private static void writeMAndKept(Path... repos) {
+    for (Path repo : repos) {
+      Gateway.write(repo, "m", 1, Gateway.affine());
+      Gateway.write(repo, "m", 2, Gateway.affine());
+      Gateway.write(repo, "kept", 1, Gateway.affine());
+    }
+  }
+
   /** Replica {@code name} of the fleet under {@code /prefix/}, serving {@code repo} on the test's {@code clock}. */
   private static Gateway replica(Path repo, String prefix, String name, java.time.Clock clock) throws Exception {
     return replica(repo, prefix, name, clock, etcd.endpoints());
@@ -886,11 +895,7 @@ class EtcdControlStoreTest {
   @Test
   void aModelTakenDownOnOneReplica_isDownOnEvery_routedVersionsIncluded_andRemovedOnlyWhereItsFolderHasGone(
       @TempDir Path repoA, @TempDir Path repoB) throws Exception {
-    for (Path repo : List.of(repoA, repoB)) {
-      Gateway.write(repo, "m", 1, Gateway.affine());
-      Gateway.write(repo, "m", 2, Gateway.affine());
-      Gateway.write(repo, "kept", 1, Gateway.affine());
-    }
+    writeMAndKept(repoA, repoB);
     io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
     try (Gateway a = replica(repoA, "down", "a", clock);
         Gateway b = replica(repoB, "down", "b", clock)) {
@@ -929,17 +934,18 @@ class EtcdControlStoreTest {
       assertThat(a.admin().listModels(ListModelsRequest.getDefaultInstance()).getOwedLoadsList())
           .singleElement().satisfies(owed -> assertThat(owed.getReason())
               .isEqualTo("unknown model 'm': the repository has no folder m"));
+      // Forgotten from a (b still serves it): the load a owed goes with the record.
+      a.admin().forgetModel(io.modelgate.proto.admin.v1.ForgetModelRequest.newBuilder().setModel("m").build());
+      a.server.versions().reconcileLoads();
+      assertThat(a.admin().listModels(ListModelsRequest.getDefaultInstance()).getOwedLoadsList()).isEmpty();
+      assertThat(load(b, "m", 2).getState()).isEqualTo("READY");
     }
   }
 
   @Test
   void aRemovedModelForgotten_isForgottenByEveryReplicaLackingIt_oneCutOffMeanwhileIncluded_andKeptInForceWhereServed(
       @TempDir Path repoA, @TempDir Path repoB, @TempDir Path repoC) throws Exception {
-    for (Path repo : List.of(repoA, repoB, repoC)) {
-      Gateway.write(repo, "m", 1, Gateway.affine());
-      Gateway.write(repo, "m", 2, Gateway.affine());
-      Gateway.write(repo, "kept", 1, Gateway.affine());
-    }
+    writeMAndKept(repoA, repoB, repoC);
     io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
     try (TcpProxy proxy = new TcpProxy(etcd.clientPort());
         Gateway a = replica(repoA, "forgetm", "a", clock);
