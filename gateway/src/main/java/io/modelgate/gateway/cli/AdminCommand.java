@@ -986,7 +986,8 @@ final class AdminCommand implements Runnable {
       + " (its routing, their history, its last rollout, its versions' last loads and unloads), so that a model added"
       + " later under its name starts afresh.",
       "Refused while this replica's repository has the model (admin models says when a model whose folder has gone is"
-      + " removed) or while its rollout runs. In a fleet, every replica that lacks the model forgets it too."})
+      + " removed), while its rollout runs, or while another replica has it loaded. In a fleet, every replica that"
+      + " lacks the model forgets it too."})
   static final class Forget implements Callable<Integer> {
     @ParentCommand AdminCommand admin;
     @Spec CommandSpec spec;

@@ -430,9 +430,10 @@ public final class ControlPlane implements AutoCloseable {
    * repository still has it keeps the routing in force (it writes a new record at its next change).
    *
    * @return what was forgotten, in words (the audit record's detail)
-   * @throws InferenceException FAILED_PRECONDITION while this replica's repository has the model, or
-   *     while its rollout is RUNNING; NOT_FOUND when nothing is kept for it; ABORTED when another
-   *     replica changed its record first; UNAVAILABLE when the store cannot be written
+   * @throws InferenceException FAILED_PRECONDITION while this replica's repository has the model,
+   *     while its rollout is RUNNING, or while another replica of the fleet has a version of it loaded
+   *     (as its published snapshots say); NOT_FOUND when nothing is kept for it; ABORTED when another
+   *     replica changed its record first; UNAVAILABLE when the store cannot be written or read
    */
   public synchronized String forget(String model, String caller) {
     if (router.routeOrNull(model) != null) {
@@ -448,6 +449,12 @@ public final class ControlPlane implements AutoCloseable {
     if (control.getRollout().getState().equals("RUNNING")) {
       throw InferenceException.failedPrecondition("model '" + model + "' has a RUNNING rollout; abort it first (admin"
           + " rollout abort --model " + model + ")");
+    }
+    List<String> serving = servingElsewhere(model);
+    if (!serving.isEmpty()) {
+      throw InferenceException.failedPrecondition("model '" + model + "' is loaded on " + String.join(", ", serving)
+          + ", which route it by this record; take it down there first (admin unload --model " + model + "), or forget"
+          + " it once they have removed it");
     }
     String detail = forgotten(control);
     AuditRecord audit = AuditRecord.newBuilder().setTimeMs(clock.millis()).setCaller(caller).setAction("ForgetModel")
@@ -468,6 +475,24 @@ public final class ControlPlane implements AutoCloseable {
     }
     log.info("model '{}' forgotten by {}: {}", model, caller, detail);
     return detail;
+  }
+
+  /**
+   * The other replicas of a fleet that have a version of {@code model} loaded, as their last
+   * published snapshots say ("replica r2 (version 1)"), by name; none with a store of this
+   * replica's own. Reads the store.
+   */
+  private List<String> servingElsewhere(String model) {
+    if (!store.shared()) {
+      return List.of();
+    }
+    java.util.Set<String> serving = new java.util.TreeSet<>();
+    for (io.modelgate.proto.admin.v1.ReplicaSnapshot snapshot : store.snapshots(model)) {
+      if (!snapshot.getReplica().equals(replica) && !snapshot.getModelSha256().isEmpty()) {
+        serving.add("replica " + snapshot.getReplica() + " (version " + snapshot.getVersion() + ")");
+      }
+    }
+    return List.copyOf(serving);
   }
 
   /**

@@ -934,10 +934,19 @@ class EtcdControlStoreTest {
       assertThat(a.admin().listModels(ListModelsRequest.getDefaultInstance()).getOwedLoadsList())
           .singleElement().satisfies(owed -> assertThat(owed.getReason())
               .isEqualTo("unknown model 'm': the repository has no folder m"));
-      // Forgotten from a (b still serves it): the load a owed goes with the record.
-      a.admin().forgetModel(io.modelgate.proto.admin.v1.ForgetModelRequest.newBuilder().setModel("m").build());
+      // Not forgotten from a while b, as its snapshots say, has it loaded.
+      var forget = io.modelgate.proto.admin.v1.ForgetModelRequest.newBuilder().setModel("m").build();
+      eventually("b publishes", () -> publishes(b));
+      assertThatThrownBy(() -> a.admin().forgetModel(forget)).hasMessage("FAILED_PRECONDITION: model 'm' is loaded on"
+          + " replica b (version 1), which route it by this record; take it down there first (admin unload --model m),"
+          + " or forget it once they have removed it");
+      // Taken down on b (its folder kept): forgotten from a, and the load a owed goes with the record.
+      b.admin().unloadModel(io.modelgate.proto.admin.v1.UnloadModelRequest.newBuilder().setModel("m").build());
+      b.server.fleet().publish();
+      a.admin().forgetModel(forget);
       a.server.versions().reconcileLoads();
       assertThat(a.admin().listModels(ListModelsRequest.getDefaultInstance()).getOwedLoadsList()).isEmpty();
+      // b, whose repository has the model, loads it again: a new record.
       assertThat(load(b, "m", 2).getState()).isEqualTo("READY");
     }
   }
