@@ -195,9 +195,13 @@ final class AdminCommand implements Runnable {
     if (kept.getVersionLoads() > 0) {
       parts.add("the last load or unload of " + kept.getVersionLoads() + " version" + (kept.getVersionLoads() == 1 ? "" : "s"));
     }
-    return "KEPT: model " + kept.getModel() + ", not in this replica's repository: the control store keeps "
-        + (parts.isEmpty() ? "an empty record" : String.join(", ", parts)) + ", for a folder of that name (admin forget --model "
-        + kept.getModel() + " drops it)";
+    String keeps = parts.isEmpty() ? "an empty record" : String.join(", ", parts);
+    if (kept.getLoadedOnCount() > 0) {
+      return "KEPT: model " + kept.getModel() + ", not in this replica's repository, loaded on replica "
+          + String.join(", ", kept.getLoadedOnList()) + ": the control store keeps " + keeps + ", by which they route it";
+    }
+    return "KEPT: model " + kept.getModel() + ", not in this replica's repository: the control store keeps " + keeps
+        + ", for a folder of that name (admin forget --model " + kept.getModel() + " drops it)";
   }
 
   /**

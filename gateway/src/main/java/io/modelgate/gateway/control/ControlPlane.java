@@ -450,9 +450,9 @@ public final class ControlPlane implements AutoCloseable {
       throw InferenceException.failedPrecondition("model '" + model + "' has a RUNNING rollout; abort it first (admin"
           + " rollout abort --model " + model + ")");
     }
-    List<String> serving = servingElsewhere(model);
+    List<String> serving = loadedElsewhere(model).getOrDefault(model, List.of());
     if (!serving.isEmpty()) {
-      throw InferenceException.failedPrecondition("model '" + model + "' is loaded on " + String.join(", ", serving)
+      throw InferenceException.failedPrecondition("model '" + model + "' is loaded on replica " + String.join(", ", serving)
           + ", which route it by this record; take it down there first (admin unload --model " + model + "), or forget"
           + " it once they have removed it");
     }
@@ -478,37 +478,53 @@ public final class ControlPlane implements AutoCloseable {
   }
 
   /**
-   * The other replicas of a fleet that have a version of {@code model} loaded, as their last
-   * published snapshots say ("replica r2 (version 1)"), by name; none with a store of this
+   * The other replicas of a fleet that have a version of {@code model} loaded ("" for every model),
+   * as their last published snapshots say — "r2 (version 1)" — by model; empty with a store of this
    * replica's own. Reads the store.
+   *
+   * @throws InferenceException UNAVAILABLE when the store cannot be read
    */
-  private List<String> servingElsewhere(String model) {
+  private Map<String, List<String>> loadedElsewhere(String model) {
     if (!store.shared()) {
-      return List.of();
+      return Map.of();
     }
-    java.util.Set<String> serving = new java.util.TreeSet<>();
+    Map<String, java.util.SortedSet<String>> loaded = new java.util.TreeMap<>();
     for (io.modelgate.proto.admin.v1.ReplicaSnapshot snapshot : store.snapshots(model)) {
       if (!snapshot.getReplica().equals(replica) && !snapshot.getModelSha256().isEmpty()) {
-        serving.add("replica " + snapshot.getReplica() + " (version " + snapshot.getVersion() + ")");
+        loaded.computeIfAbsent(snapshot.getModel(), m -> new java.util.TreeSet<>())
+            .add(snapshot.getReplica() + " (version " + snapshot.getVersion() + ")");
       }
     }
-    return List.copyOf(serving);
+    Map<String, List<String>> lists = new java.util.TreeMap<>();
+    loaded.forEach((name, replicas) -> lists.put(name, List.copyOf(replicas)));
+    return lists;
   }
 
   /**
    * What the store keeps for models this replica's repository does not have (removed here, or
-   * another replica's), by name: what {@link #forget} would drop. Any thread (reads the records
-   * without the lock, as metrics do).
+   * another replica's), by name: what {@link #forget} would drop, with the other replicas that
+   * have them loaded where the store answers. Any thread (reads the records without the lock, as
+   * metrics do).
    */
   public List<io.modelgate.proto.admin.v1.KeptModel> keptWithoutModel() {
     List<io.modelgate.proto.admin.v1.KeptModel> kept = new ArrayList<>();
+    Map<String, List<String>> loaded = null;
     for (ControlStore.Stored stored : records.values()) {
       ModelControl control = stored.control();
-      if (router.routeOrNull(control.getModel()) == null) {
-        kept.add(io.modelgate.proto.admin.v1.KeptModel.newBuilder().setModel(control.getModel())
-            .setRoutingRevision(control.getPolicy().getRevision()).setRolloutState(control.getRollout().getState())
-            .setVersionLoads(control.getLoadsCount()).build());
+      if (router.routeOrNull(control.getModel()) != null) {
+        continue;
       }
+      if (loaded == null) {
+        try {
+          loaded = loadedElsewhere("");
+        } catch (InferenceException e) {
+          loaded = Map.of(); // etcd down: the records are listed without where they are loaded
+        }
+      }
+      kept.add(io.modelgate.proto.admin.v1.KeptModel.newBuilder().setModel(control.getModel())
+          .setRoutingRevision(control.getPolicy().getRevision()).setRolloutState(control.getRollout().getState())
+          .setVersionLoads(control.getLoadsCount()).addAllLoadedOn(loaded.getOrDefault(control.getModel(), List.of()))
+          .build());
     }
     return kept;
   }

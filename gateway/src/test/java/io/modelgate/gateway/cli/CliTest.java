@@ -282,6 +282,10 @@ class CliTest {
     assertThat(AdminCommand.keptLine(kept.clear().setModel("m").setVersionLoads(2).build())).isEqualTo("KEPT: model m,"
         + " not in this replica's repository: the control store keeps the last load or unload of 2 versions, for a folder"
         + " of that name (admin forget --model m drops it)");
+    assertThat(AdminCommand.keptLine(kept.setRoutingRevision(2).addLoadedOn("r2 (version 1)").addLoadedOn("r3 (version 1)")
+        .build())).isEqualTo("KEPT: model m, not in this replica's repository, loaded on replica r2 (version 1), r3"
+        + " (version 1): the control store keeps routing revision 2, the last load or unload of 2 versions, by which they"
+        + " route it");
   }
 
   @Test

@@ -937,12 +937,16 @@ class EtcdControlStoreTest {
       // Not forgotten from a while b, as its snapshots say, has it loaded.
       var forget = io.modelgate.proto.admin.v1.ForgetModelRequest.newBuilder().setModel("m").build();
       eventually("b publishes", () -> publishes(b));
+      assertThat(a.admin().listModels(ListModelsRequest.getDefaultInstance()).getModelsKeptList()).singleElement()
+          .satisfies(kept -> assertThat(kept.getLoadedOnList()).containsExactly("b (version 1)"));
       assertThatThrownBy(() -> a.admin().forgetModel(forget)).hasMessage("FAILED_PRECONDITION: model 'm' is loaded on"
           + " replica b (version 1), which route it by this record; take it down there first (admin unload --model m),"
           + " or forget it once they have removed it");
       // Taken down on b (its folder kept): forgotten from a, and the load a owed goes with the record.
       b.admin().unloadModel(io.modelgate.proto.admin.v1.UnloadModelRequest.newBuilder().setModel("m").build());
       b.server.fleet().publish();
+      assertThat(a.admin().listModels(ListModelsRequest.getDefaultInstance()).getModelsKeptList()).singleElement()
+          .satisfies(kept -> assertThat(kept.getLoadedOnList()).isEmpty());
       a.admin().forgetModel(forget);
       a.server.versions().reconcileLoads();
       assertThat(a.admin().listModels(ListModelsRequest.getDefaultInstance()).getOwedLoadsList()).isEmpty();
