@@ -516,9 +516,10 @@ public final class ControlPlane implements AutoCloseable {
       }
       if (loaded == null) {
         try {
-          loaded = loadedElsewhere("");
+          // A store known to be down is not waited for: the records are listed without where they are loaded.
+          loaded = store.status().getUp() ? loadedElsewhere("") : Map.of();
         } catch (InferenceException e) {
-          loaded = Map.of(); // etcd down: the records are listed without where they are loaded
+          loaded = Map.of();
         }
       }
       kept.add(io.modelgate.proto.admin.v1.KeptModel.newBuilder().setModel(control.getModel())
