@@ -149,13 +149,13 @@ public final class ControlPlane implements AutoCloseable {
    */
   public synchronized RoutingPolicy set(
       RoutingPolicy requested, long expectedRevision, String caller, String action, String reason) {
-    return apply(requested, expectedRevision, caller, action, reason, Memory.REMEMBER, null, List.of());
+    return apply(requested, expectedRevision, caller, action, reason, Memory.REMEMBER, null, List.of(), Where.HERE);
   }
 
   /** Sends all weighted traffic to {@code version}, keeping the sticky and shadow settings. */
   public synchronized RoutingPolicy promote(String model, long version, long expectedRevision, String caller) {
     return apply(promoted(model, version), expectedRevision, caller, "Promote",
-        "promote version " + version + " to 100%", Memory.REMEMBER, null, List.of());
+        "promote version " + version + " to 100%", Memory.REMEMBER, null, List.of(), Where.HERE);
   }
 
   private RoutingPolicy promoted(String model, long version) {
@@ -189,7 +189,8 @@ public final class ControlPlane implements AutoCloseable {
             "rollback to the policy of revision " + previous.getRevision(),
             Memory.FORGET_LAST,
             null,
-            List.of());
+            List.of(),
+            Where.HERE);
     log.info("model '{}' rolled back from revision {}", model, current.policy().getRevision());
     return restored;
   }
@@ -202,6 +203,17 @@ public final class ControlPlane implements AutoCloseable {
     FORGET_LAST,
     /** The history stays as it is. */
     KEEP
+  }
+
+  /** Where a change may be made. */
+  private enum Where {
+    /** Only on a replica whose repository has the model: the policy is checked against its versions. */
+    HERE,
+    /**
+     * Also on a replica whose repository lacks the model: written to the store unchecked, for the
+     * replicas that have it to install (a rollout's baseline restored by an abort asked there).
+     */
+    EVEN_WHERE_ABSENT
   }
 
   /**
@@ -219,28 +231,10 @@ public final class ControlPlane implements AutoCloseable {
       String reason,
       Memory memory,
       java.util.function.Function<RoutingPolicy, Rollout> rolloutAfter,
-      List<AuditRecord> alsoAudit) {
-    return apply(requested, expectedRevision, caller, action, reason, memory, rolloutAfter, alsoAudit, false);
-  }
-
-  /**
-   * As {@link #apply(RoutingPolicy, long, String, String, String, Memory, java.util.function.Function,
-   * List)}; with {@code evenWhereAbsent}, on a replica whose repository lacks the model too: the
-   * change is written to the store, unchecked against versions this replica does not have, for the
-   * replicas that have the model to install (a rollout's baseline restored by an abort asked here).
-   */
-  private RoutingPolicy apply(
-      RoutingPolicy requested,
-      long expectedRevision,
-      String caller,
-      String action,
-      String reason,
-      Memory memory,
-      java.util.function.Function<RoutingPolicy, Rollout> rolloutAfter,
       List<AuditRecord> alsoAudit,
-      boolean evenWhereAbsent) {
+      Where where) {
     String model = requested.getModel();
-    Route route = evenWhereAbsent ? router.routeOrNull(model) : router.route(model);
+    Route route = where == Where.EVEN_WHERE_ABSENT ? router.routeOrNull(model) : router.route(model);
     RoutingPolicy currentPolicy = policyNow(model, route);
     long revision = currentPolicy.getRevision();
     if (revision != expectedRevision) {
@@ -863,7 +857,7 @@ public final class ControlPlane implements AutoCloseable {
           .build();
       apply(shadowed, current.getRevision(), ROLLOUT_CALLER, "RolloutShadow",
           "rollout shadow phase: candidate " + spec.getCandidate() + " as the shadow", Memory.REMEMBER,
-          next -> rollout.toBuilder().setPolicyRevision(next.getRevision()).build(), List.of(started));
+          next -> rollout.toBuilder().setPolicyRevision(next.getRevision()).build(), List.of(started), Where.HERE);
     } else {
       applyStep(rollout, 0, current.getRevision(), List.of(started));
     }
@@ -1046,7 +1040,7 @@ public final class ControlPlane implements AutoCloseable {
               .build();
           apply(promoted(model, spec.getCandidate()), revision, ROLLOUT_CALLER, "Promote",
               "promote version " + spec.getCandidate() + " to 100%", Memory.REMEMBER,
-              policy -> done.toBuilder().setPolicyRevision(policy.getRevision()).build(), List.of());
+              policy -> done.toBuilder().setPolicyRevision(policy.getRevision()).build(), List.of(), Where.HERE);
           log.info("rollout of model '{}' promoted version {}: {}", model, spec.getCandidate(), judgement.reason());
         } else {
           Rollout advanced = rollout.toBuilder()
@@ -1082,7 +1076,7 @@ public final class ControlPlane implements AutoCloseable {
         Memory.REMEMBER,
         policy -> done.toBuilder().setPolicyRevision(policy.getRevision()).build(),
         alsoAudit,
-        true);
+        Where.EVEN_WHERE_ABSENT);
     return current(model);
   }
 
@@ -1109,7 +1103,8 @@ public final class ControlPlane implements AutoCloseable {
             + percent + "%",
         Memory.REMEMBER,
         next -> rollout.toBuilder().setPolicyRevision(next.getRevision()).build(),
-        alsoAudit);
+        alsoAudit,
+        Where.HERE);
   }
 
   private static Decision decision(
