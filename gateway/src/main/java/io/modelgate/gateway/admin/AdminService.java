@@ -125,7 +125,7 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
     if (route.degraded() != null) {
       info.setRoutingDegraded(route.degraded());
     }
-    if (!java.nio.file.Files.isDirectory(repository.root().resolve(model.name()))) {
+    if (repository.folderGone(model.name())) {
       info.setFolderGone(true).setRemovalDueUnixMs(Math.max(0, removalDue.applyAsLong(model)));
     }
     for (ModelVersion version : model.versions()) {

@@ -181,8 +181,7 @@ final class GatewayMetrics implements AutoCloseable {
             + " missing) and serves only in part; 0 when those it names are only unloaded (a model taken down)")
         .tags("model", name)
         .register(registry));
-    java.nio.file.Path folder = repository.root().resolve(name);
-    meters.add(Gauge.builder("modelgate.model.folder.gone", folder, f -> java.nio.file.Files.isDirectory(f) ? 0 : 1)
+    meters.add(Gauge.builder("modelgate.model.folder.gone", repository, r -> r.folderGone(name) ? 1 : 0)
         .description("1 while the model's folder is not in the repository (served from memory until it is taken"
             + " down, then removed 15 minutes later, this series with it)")
         .tags("model", name)
@@ -207,7 +206,7 @@ final class GatewayMetrics implements AutoCloseable {
    * unloading or missing); 0 when it serves it whole, or leaves out only versions an operator
    * unloaded (a model taken down: not a fault to alert on).
    */
-  static double degraded(io.modelgate.gateway.routing.Route route) {
+  private static double degraded(io.modelgate.gateway.routing.Route route) {
     if (route == null) {
       return Double.NaN;
     }

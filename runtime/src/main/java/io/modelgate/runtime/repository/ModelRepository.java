@@ -392,14 +392,13 @@ public final class ModelRepository {
    */
   public boolean removeIfGone(String name, java.util.function.Predicate<Model> forgotten) {
     Model model = models.get(name);
-    if (model == null || !model.allOut() || !forgotten.test(model) || Files.isDirectory(root.resolve(name))) {
+    if (model == null || !model.allOut() || !forgotten.test(model) || !folderGone(name)) {
       return false;
     }
     synchronized (models) {
       synchronized (model) {
         // Checked again under the locks a load takes: no version of it loads meanwhile.
-        if (models.get(name) != model || !model.allOut() || !forgotten.test(model)
-            || Files.isDirectory(root.resolve(name))) {
+        if (models.get(name) != model || !model.allOut() || !forgotten.test(model) || !folderGone(name)) {
           return false;
         }
         model.markRemoved();
@@ -466,6 +465,14 @@ public final class ModelRepository {
 
   public Path root() {
     return root;
+  }
+
+  /**
+   * Whether the repository has no folder named {@code name} (any more): the one look at the disk
+   * that removal, {@code admin models} and the metrics share. Any thread; never on the request path.
+   */
+  public boolean folderGone(String name) {
+    return !Files.isDirectory(root.resolve(name));
   }
 
   /** Where version state changes are announced. */
