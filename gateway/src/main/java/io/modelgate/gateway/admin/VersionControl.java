@@ -153,6 +153,8 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
       refuseWhileRouted(model, number);
     }
     ModelVersion version = repository.unloadVersion(model, number, drainTimeout);
+    // A version routed to (a model taken down) leaves its policy served in part, and says so.
+    policies.refresh(model);
     if (version.isCopy()) {
       policies.audit(caller, action, model, number, "unloaded after draining");
     } else {
@@ -382,6 +384,8 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
   /** Does what {@code ask} asks on this replica (the version after it) and audits what it did. */
   private ModelVersion follow(String model, VersionLoad ask, java.util.function.Supplier<ModelVersion> action) {
     ModelVersion version = action.get();
+    // Routing that names it serves whole again, or (unloaded while routed: taken down) in part.
+    policies.refresh(model);
     policies.audit(FLEET_CALLER, ask.getLoaded() ? "FleetLoad" : "FleetUnload", model, ask.getVersion(),
         version.state() + " " + version.reason() + ": " + (ask.getLoaded() ? "loaded" : "unloaded") + " as "
             + ask.getCaller() + " asked on replica " + ask.getReplica());

@@ -126,6 +126,29 @@ public final class Route {
     return degradedByUnloads;
   }
 
+  /**
+   * Whether this route, compiled whole, sends traffic to a version (or shadows one) that is no
+   * longer READY — unloaded since, as when its model is taken down — so that recompiling it ({@link
+   * Router#compileKeeping}) would serve it in part or refuse. False for a route already {@link
+   * #degraded()} and for the default, which follows the READY versions by itself. Any thread.
+   */
+  public boolean namesUnready() {
+    if (degraded != null) {
+      return false;
+    }
+    if (shadow != null && !shadow.isReady()) {
+      return true;
+    }
+    if (versions != null) {
+      for (ModelVersion version : versions) {
+        if (!version.isReady()) {
+          return true;
+        }
+      }
+    }
+    return false;
+  }
+
   public RoutingPolicy policy() {
     return policy;
   }

@@ -181,7 +181,13 @@ class AdminServiceTest {
     assertThat(down.getVersionsList()).extracting(VersionInfo::getVersion, VersionInfo::getState)
         .containsExactly(org.assertj.core.groups.Tuple.tuple(1L, "UNAVAILABLE"), org.assertj.core.groups.Tuple.tuple(2L, "UNAVAILABLE"),
             org.assertj.core.groups.Tuple.tuple(3L, "FAILED"));
-    failsWith(Status.Code.UNAVAILABLE, () -> gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()));
+    // Its policy now serves in part, as after a restart: admin models says so, a request is told
+    // what to load, and the gauge stays 0 (only unloaded versions are missing).
+    failsWith(Status.Code.UNAVAILABLE, () -> gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()))
+        .hasMessageContaining("routing revision 1 sends traffic only to versions that are not READY")
+        .hasMessageContaining("version 1 (UNAVAILABLE");
+    assertThat(gateway.admin().listModels(ListModelsRequest.getDefaultInstance()).getModels(0).getRoutingDegraded())
+        .contains("version 1 (UNAVAILABLE").contains("version 2 (UNAVAILABLE");
     assertThat(gateway.stats.scrape()).contains("modelgate_routing_degraded{model=\"m\"} 0.0");
     List<String> audit = Files.readAllLines(root.resolve(".state").resolve(io.modelgate.gateway.control.StateStore.AUDIT_FILE));
     assertThat(audit.stream().filter(line -> line.contains("\"action\":\"UnloadModel\"")).toList()).hasSize(2)
@@ -210,6 +216,13 @@ class AdminServiceTest {
         .hasMessageContaining("did not load whole: version 3 is FAILED");
     assertThat(gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").setModelVersion("2").build())
         .getModelVersion()).isEqualTo("2");
+    // Loaded again, the policy serves whole: both versions take requests unpinned.
+    assertThat(gateway.admin().listModels(ListModelsRequest.getDefaultInstance()).getModels(0).getRoutingDegraded()).isEmpty();
+    java.util.Set<String> served = new java.util.HashSet<>();
+    for (int i = 0; i < 64 && served.size() < 2; i++) {
+      served.add(gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()).getModelVersion());
+    }
+    assertThat(served).containsExactlyInAnyOrder("1", "2");
   }
 
   @Test

@@ -913,6 +913,10 @@ class EtcdControlStoreTest {
         for (long version : new long[] {1, 2}) {
           assertThat(state(replica, "m", version)).isEqualTo(io.modelgate.runtime.repository.VersionState.UNAVAILABLE);
         }
+        // Each serves its policy in part, saying so, and tells a request what to load.
+        assertThat(replica.server.router().route("m").degraded()).contains("version 1 (UNAVAILABLE").contains("version 2 (UNAVAILABLE");
+        assertThatThrownBy(() -> replica.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()))
+            .hasMessageContaining("sends traffic only to versions that are not READY");
       }
 
       // Fifteen minutes on: a, whose folder has gone, removes it; b, whose folder is there, keeps
