@@ -157,7 +157,7 @@ final class AdminCommand implements Runnable {
                 v.getExecutionProvider().isEmpty() ? "-" : v.getExecutionProvider(),
                 v.getState().equals("READY") ? Integer.toString(v.getMaxBatchSize()) : "-",
                 v.getModelSha256().isEmpty() ? "-" : v.getModelSha256().substring(0, Math.min(12, v.getModelSha256().length())),
-                golden(v.getGolden()),
+                golden(v),
                 v.getCopyOf() == 0 ? v.getReason()
                     : (v.getReason().isEmpty() ? "" : v.getReason() + "; ") + "a copy of v" + v.getCopyOf() + " (a rollout's control)");
           }
@@ -264,10 +264,16 @@ final class AdminCommand implements Runnable {
     }
   }
 
-  /** A version's golden-set result in a column: score (passed/examples), its state, or "-". */
-  static String golden(io.modelgate.proto.admin.v1.GoldenResult g) {
+  /**
+   * A version's golden-set result in a column: score (passed/examples), its state, or "-" (no
+   * golden set; or none to run, the version not in memory nor loading: a result belongs to a load).
+   */
+  static String golden(VersionInfo v) {
+    io.modelgate.proto.admin.v1.GoldenResult g = v.getGolden();
+    boolean loadable = v.getState().equals("READY") || v.getState().equals("LOADING");
     return switch (g.getState()) {
       case "", "NONE" -> "-";
+      case "PENDING" -> loadable ? "PENDING" : "-";
       case "DONE" -> String.format("%.3f (%d/%d)", g.getScore(), g.getPassed(), g.getExamples());
       default -> g.getState();
     };

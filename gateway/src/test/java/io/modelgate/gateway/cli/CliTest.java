@@ -289,6 +289,19 @@ class CliTest {
   }
 
   @Test
+  void goldenColumn_pendingOnlyForAVersionInMemoryOrLoading() {
+    var pending = io.modelgate.proto.admin.v1.GoldenResult.newBuilder().setState("PENDING");
+    var version = io.modelgate.proto.admin.v1.VersionInfo.newBuilder().setGolden(pending);
+    assertThat(AdminCommand.golden(version.setState("READY").build())).isEqualTo("PENDING");
+    assertThat(AdminCommand.golden(version.setState("LOADING").build())).isEqualTo("PENDING");
+    assertThat(AdminCommand.golden(version.setState("UNAVAILABLE").build())).isEqualTo("-");
+    assertThat(AdminCommand.golden(version.setState("FAILED").build())).isEqualTo("-");
+    assertThat(AdminCommand.golden(version.setState("READY")
+        .setGolden(pending.setState("DONE").setScore(1).setPassed(62).setExamples(62)).build())).isEqualTo("1.000 (62/62)");
+    assertThat(AdminCommand.golden(version.setGolden(pending.setState("NONE")).build())).isEqualTo("-");
+  }
+
+  @Test
   void folderGoneLine_saysWhenTheModelIsRemoved_inWholeMinutesRoundedUp() {
     var model = io.modelgate.proto.admin.v1.ModelInfo.newBuilder().setName("m").setFolderGone(true);
     long now = java.time.Instant.parse("2026-12-05T23:00:00Z").toEpochMilli();
