@@ -31,11 +31,11 @@ import picocli.CommandLine.Spec;
 final class FairnessBenchmark implements Callable<Integer> {
   @Spec CommandSpec spec;
 
-  @Option(names = "--model", defaultValue = "cnn_mnist") String model;
-  @Option(names = "--flood-callers", defaultValue = "512", description = "Closed-loop callers of the flooding tenant.") int floodCallers;
-  @Option(names = "--flood-rows", defaultValue = "1", description = "Rows in each of the flood's requests.") int floodRows;
-  @Option(names = "--small-share", defaultValue = "0.1", description = "The small tenant's rate, as a share of capacity.") double smallShare;
-  @Option(names = "--duration", defaultValue = "10") int durationSeconds;
+  @Option(names = "--model", defaultValue = "cnn_mnist", description = "The model: mlp, mlp_large, cnn_mnist or minilm. Default: ${DEFAULT-VALUE}.") String model;
+  @Option(names = "--flood-callers", defaultValue = "512", description = "Closed-loop callers of the flooding tenant. Default: ${DEFAULT-VALUE}.") int floodCallers;
+  @Option(names = "--flood-rows", defaultValue = "1", description = "Rows in each of the flood's requests. Default: ${DEFAULT-VALUE}.") int floodRows;
+  @Option(names = "--small-share", defaultValue = "0.1", description = "The small tenant's rate, as a share of capacity. Default: ${DEFAULT-VALUE}.") double smallShare;
+  @Option(names = "--duration", defaultValue = "10", description = "Seconds measured, alone and under the flood. Default: ${DEFAULT-VALUE}.") int durationSeconds;
   @Option(names = "--flood-process", negatable = true, defaultValue = "true", fallbackValue = "true",
       description = "Run the flood's load generator in a JVM of its own (the default), as a flood from other"
           + " machines would be; --no-flood-process runs it in this JVM, sharing the client's event loop and the"
@@ -60,7 +60,7 @@ final class FairnessBenchmark implements Callable<Integer> {
       description = "Executors kept for tenants without a backlog (model.yaml reserved_instances). Default: ${DEFAULT-VALUE}.")
   int reservedInstances;
   @picocli.CommandLine.Mixin JitSettleOption jitSettle;
-  @Option(names = "--warmup", defaultValue = "5") int warmupSeconds;
+  @Option(names = "--warmup", defaultValue = "5", description = "Seconds of unrecorded load before each measurement. Default: ${DEFAULT-VALUE}.") int warmupSeconds;
 
   @Override
   public Integer call() throws Exception {

@@ -62,14 +62,14 @@ final class LoadCommand implements Callable<Integer> {
   @Option(names = "--connections", defaultValue = "2", description = "HTTP/2 connections. Default: ${DEFAULT-VALUE}.") int connections;
   @Option(names = "--streaming", description = "Use ModelStreamInfer, one stream per connection.") boolean streaming;
   @Option(names = "--check", description = {
-      "Checking mode (unary): parse every answer whole and check it against the request (model, id,",
-      "outputs present, raw contents as long as shape and datatype say); failures count as CHECK_FAILED.",
+      "Checking mode (unary): parse every answer whole and check it against the request (model, id,"
+          + " outputs present, raw contents as long as shape and datatype say); failures count as CHECK_FAILED.",
       "It costs client CPU: measure peak rates without it."}) boolean check;
   @Option(names = "--warmup", defaultValue = "5", description = "Seconds not recorded. Default: ${DEFAULT-VALUE}.") int warmup;
   @Option(names = "--jit-settle", defaultValue = "0", paramLabel = "SECONDS", description = {
-      "Before the warm-up, at most this many seconds of the same load, unrecorded, in 1 s slices, until this",
-      "client's own JIT compilers were busy under " + JitSettleOption.QUIET_PERCENT + "%% of a slice (a freshly started client",
-      "compiles for tens of seconds on a small machine, on the cores it shares with a local server). 0: none.",
+      "Before the warm-up, at most this many seconds of the same load, unrecorded, in 1 s slices, until this"
+          + " client's own JIT compilers were busy under " + JitSettleOption.QUIET_PERCENT + "%% of a slice (a freshly started client"
+          + " compiles for tens of seconds on a small machine, on the cores it shares with a local server). 0: none.",
       "Default: ${DEFAULT-VALUE}."}) int jitSettle;
   @Option(names = "--duration", defaultValue = "20", description = "Seconds recorded. Default: ${DEFAULT-VALUE}.") int duration;
   @Option(names = "--shape", description = "Shape of an input with variable dimensions, e.g. input_ids:1,128. Repeatable.") List<String> shapes = new ArrayList<>();

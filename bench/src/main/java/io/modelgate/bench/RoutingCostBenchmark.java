@@ -35,13 +35,13 @@ import picocli.CommandLine.Spec;
 final class RoutingCostBenchmark implements Callable<Integer> {
   @Spec CommandSpec spec;
 
-  @Option(names = "--model", defaultValue = "cnn_mnist") String model;
-  @Option(names = "--concurrency", defaultValue = "16") int concurrency;
-  @Option(names = "--connections", defaultValue = "2") int connections;
-  @Option(names = "--duration", defaultValue = "8") int durationSeconds;
+  @Option(names = "--model", defaultValue = "cnn_mnist", description = "The model: mlp, mlp_large, cnn_mnist or minilm. Default: ${DEFAULT-VALUE}.") String model;
+  @Option(names = "--concurrency", defaultValue = "16", description = "Closed-loop callers. Default: ${DEFAULT-VALUE}.") int concurrency;
+  @Option(names = "--connections", defaultValue = "2", description = "HTTP/2 connections they share. Default: ${DEFAULT-VALUE}.") int connections;
+  @Option(names = "--duration", defaultValue = "8", description = "Seconds measured, per scenario and round. Default: ${DEFAULT-VALUE}.") int durationSeconds;
   @picocli.CommandLine.Mixin JitSettleOption jitSettle;
-  @Option(names = "--warmup", defaultValue = "6") int warmupSeconds;
-  @Option(names = "--rounds", defaultValue = "3") int rounds;
+  @Option(names = "--warmup", defaultValue = "6", description = "Seconds of unrecorded load before each measurement. Default: ${DEFAULT-VALUE}.") int warmupSeconds;
+  @Option(names = "--rounds", defaultValue = "3", description = "Rounds, each running every scenario once, in turn. Default: ${DEFAULT-VALUE}.") int rounds;
 
   @Override
   public Integer call() throws Exception {

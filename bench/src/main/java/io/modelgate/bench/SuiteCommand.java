@@ -59,12 +59,12 @@ final class SuiteCommand implements Callable<Integer> {
   @Spec CommandSpec spec;
 
   @Option(names = "--models", split = ",", defaultValue = "cnn_mnist,mlp", description = "mlp, cnn_mnist, minilm. Default: ${DEFAULT-VALUE}.") List<String> models;
-  @Option(names = "--concurrency", defaultValue = "64") int concurrency;
-  @Option(names = "--connections", defaultValue = "4") int connections;
+  @Option(names = "--concurrency", defaultValue = "64", description = "Closed-loop callers of the throughput scenarios. Default: ${DEFAULT-VALUE}.") int concurrency;
+  @Option(names = "--connections", defaultValue = "4", description = "HTTP/2 connections they share. Default: ${DEFAULT-VALUE}.") int connections;
   @Option(names = "--jit-warmup", defaultValue = "20", description = "Seconds of unrecorded load, per model, before the first scenario, so that the JIT has compiled the hot paths of client and servers (short runs otherwise measure the compiler). Default: ${DEFAULT-VALUE}.") int jitWarmup;
   @picocli.CommandLine.Mixin JitSettleOption jitSettle;
-  @Option(names = "--warmup", defaultValue = "3", description = "Seconds, per scenario.") int warmup;
-  @Option(names = "--duration", defaultValue = "8", description = "Seconds, per scenario.") int duration;
+  @Option(names = "--warmup", defaultValue = "3", description = "Seconds, per scenario. Default: ${DEFAULT-VALUE}.") int warmup;
+  @Option(names = "--duration", defaultValue = "8", description = "Seconds, per scenario. Default: ${DEFAULT-VALUE}.") int duration;
   @Option(names = "--p99-target", description = "Rate sweep target, ms. Default: per model, the larger of 5 ms and five times its batch-1 compute time.") Double p99TargetOption;
   @Option(names = "--streaming", description = "ModelStreamInfer instead of ModelInfer.") boolean streaming;
   @Option(names = "--rounds", defaultValue = "2", description = "Rounds of the closed- and open-loop scenarios, interleaved and added up. Default: ${DEFAULT-VALUE}.") int rounds;

@@ -25,4 +25,12 @@ class BenchCliTest {
     BenchCli.configureJvm();
     assertThat(Security.getProperty("networkaddress.cache.ttl")).as("the user's setting wins").isEqualTo("7");
   }
+
+  @Test
+  void everyCommandsHelp_describesEachOption_itsDefault_andSplitsOnlyBetweenSentences() {
+    picocli.CommandLine cli = new picocli.CommandLine(new BenchCli());
+    assertThat(io.modelgate.gateway.testing.HelpText.undescribed(cli)).isEmpty();
+    assertThat(io.modelgate.gateway.testing.HelpText.unmentionedDefaults(cli)).isEmpty();
+    assertThat(io.modelgate.gateway.testing.HelpText.sentencesSplit(cli)).isEmpty();
+  }
 }

@@ -308,7 +308,7 @@ final class AdminCommand implements Runnable {
       @ParentCommand Routes routes;
       @Spec CommandSpec spec;
       @Mixin HelpOption help;
-      @Option(names = "--model", required = true) String model;
+      @Option(names = "--model", required = true, description = "The model.") String model;
 
       @Override
       public Integer call() throws Exception {
@@ -322,7 +322,7 @@ final class AdminCommand implements Runnable {
       @ParentCommand Routes routes;
       @Spec CommandSpec spec;
       @Mixin HelpOption help;
-      @Option(names = "--model", required = true) String model;
+      @Option(names = "--model", required = true, description = "The model whose policy is replaced.") String model;
 
       @Option(names = "--weights", required = true, split = ",", paramLabel = "VERSION=WEIGHT",
           description = "Relative weights, e.g. 1=90,2=10. Empty (\"\") returns to the default.")
@@ -445,8 +445,8 @@ final class AdminCommand implements Runnable {
     @ParentCommand AdminCommand admin;
     @Spec CommandSpec spec;
     @Mixin HelpOption help;
-    @Option(names = "--model", defaultValue = "") String model;
-    @Option(names = "--version", defaultValue = "0") long version;
+    @Option(names = "--model", defaultValue = "", description = "One model (default: every model).") String model;
+    @Option(names = "--version", defaultValue = "0", description = "With --model: one version (default 0: every version).") long version;
     @Option(names = "--window", defaultValue = "all-windows", description = "1m, 5m, 15m, all, or all-windows. Default: ${DEFAULT-VALUE}.")
     String window;
     @Option(names = "--fleet", description = "The last minute of every replica sharing the control store, merged, with a row per replica.")
@@ -476,10 +476,11 @@ final class AdminCommand implements Runnable {
     @ParentCommand AdminCommand admin;
     @Spec CommandSpec spec;
     @Mixin HelpOption help;
-    @Option(names = "--model", defaultValue = "") String model;
-    @Option(names = "--window", defaultValue = "1m") String window;
-    @Option(names = "--interval", defaultValue = "5s", converter = Converters.TimeSpan.class) java.time.Duration interval;
-    @Option(names = "--count", defaultValue = "0", description = "Stop after this many reports (0: never).") int count;
+    @Option(names = "--model", defaultValue = "", description = "One model (default: every model).") String model;
+    @Option(names = "--window", defaultValue = "1m", description = "1m, 5m, 15m, all, or all-windows. Default: ${DEFAULT-VALUE}.") String window;
+    @Option(names = "--interval", defaultValue = "5s", converter = Converters.TimeSpan.class,
+        description = "Time between reports (e.g. 500ms, 5s, 1m). Default: ${DEFAULT-VALUE}.") java.time.Duration interval;
+    @Option(names = "--count", defaultValue = "0", description = "Stop after this many reports (0: never). Default: ${DEFAULT-VALUE}.") int count;
     @Option(names = "--fleet", description = "The fleet view (every replica's last minute, merged, and a row per replica).")
     boolean fleet;
 
@@ -528,7 +529,7 @@ final class AdminCommand implements Runnable {
     @ParentCommand AdminCommand admin;
     @Spec CommandSpec spec;
     @Mixin HelpOption help;
-    @Option(names = "--model", required = true) String model;
+    @Option(names = "--model", required = true, description = "The model whose golden set runs.") String model;
     @Option(names = "--version", defaultValue = "0", description = "One version (default: every READY one).") long version;
 
     @Override
@@ -644,8 +645,8 @@ final class AdminCommand implements Runnable {
       @ParentCommand DriftCommand drift;
       @Spec CommandSpec spec;
       @Mixin HelpOption help;
-      @Option(names = "--model", required = true) String model;
-      @Option(names = "--version", required = true) long version;
+      @Option(names = "--model", required = true, description = "The model.") String model;
+      @Option(names = "--version", required = true, description = "The version whose reference is replaced (READY).") long version;
       @Option(names = "--window", defaultValue = "15m", description = "The window taken: 1m, 5m or 15m. Default: ${DEFAULT-VALUE}.") String window;
       @Option(names = "--golden", description = "Run the golden set again and take it instead of a window.") boolean golden;
 
@@ -670,8 +671,9 @@ final class AdminCommand implements Runnable {
   }
 
   @Command(name = "usage", description = {
-      "Usage for chargeback: per tenant, model and version, requests, errors, rows, bytes and compute seconds",
-      "(each request's share of its batch's run of the model, by rows), over whole hours (UTC) of the ledger in this replica's state directory."})
+      "Usage for chargeback: per tenant, model and version, requests, errors, rows, bytes and compute seconds.",
+      "Compute is each request's share of its batch's run of the model, by rows. Over whole hours (UTC) of the ledger"
+          + " in this replica's state directory."})
   static final class UsageCommand implements Callable<Integer> {
     @ParentCommand AdminCommand admin;
     @Spec CommandSpec spec;
@@ -828,7 +830,7 @@ final class AdminCommand implements Runnable {
       @ParentCommand TokenCommand parent;
       @Spec CommandSpec spec;
       @Mixin HelpOption help;
-      @Parameters(index = "0", paramLabel = "NAME") String name;
+      @Parameters(index = "0", paramLabel = "NAME", description = "The token's name, as 'admin access' lists it.") String name;
 
       @Override
       public Integer call() throws Exception {
@@ -856,7 +858,7 @@ final class AdminCommand implements Runnable {
       @ParentCommand QuotaCommand parent;
       @Spec CommandSpec spec;
       @Mixin HelpOption help;
-      @Parameters(index = "0", paramLabel = "TENANT") String tenant;
+      @Parameters(index = "0", paramLabel = "TENANT", description = "The tenant, as the callers file names it.") String tenant;
       @Option(names = "--requests-per-second", description = "Requests a second (0: no limit; left out: the callers file's).")
       Double requests;
       @Option(names = "--rows-per-second", description = "Rows a second (0: no limit; left out: the callers file's).")
@@ -893,7 +895,7 @@ final class AdminCommand implements Runnable {
       @ParentCommand QuotaCommand parent;
       @Spec CommandSpec spec;
       @Mixin HelpOption help;
-      @Parameters(index = "0", paramLabel = "TENANT") String tenant;
+      @Parameters(index = "0", paramLabel = "TENANT", description = "The tenant whose quota goes back to the callers file's.") String tenant;
 
       @Override
       public Integer call() throws Exception {
@@ -908,8 +910,8 @@ final class AdminCommand implements Runnable {
     @ParentCommand AdminCommand admin;
     @Spec CommandSpec spec;
     @Mixin HelpOption help;
-    @Option(names = "--model", required = true) String model;
-    @Option(names = "--version", required = true) long version;
+    @Option(names = "--model", required = true, description = "The model.") String model;
+    @Option(names = "--version", required = true, description = "The READY version that takes every request.") long version;
 
     @Override
     public Integer call() throws Exception {
@@ -926,7 +928,7 @@ final class AdminCommand implements Runnable {
     @ParentCommand AdminCommand admin;
     @Spec CommandSpec spec;
     @Mixin HelpOption help;
-    @Option(names = "--model", required = true) String model;
+    @Option(names = "--model", required = true, description = "The model.") String model;
 
     @Override
     public Integer call() throws Exception {
@@ -951,7 +953,7 @@ final class AdminCommand implements Runnable {
     @ParentCommand AdminCommand admin;
     @Spec CommandSpec spec;
     @Mixin HelpOption help;
-    @Option(names = "--model", required = true) String model;
+    @Option(names = "--model", required = true, description = "The model (its folder in the repository).") String model;
     @Option(names = "--version", description = "The version; without it, every version folder of the model.")
     Long version;
 
@@ -976,7 +978,7 @@ final class AdminCommand implements Runnable {
     @ParentCommand AdminCommand admin;
     @Spec CommandSpec spec;
     @Mixin HelpOption help;
-    @Option(names = "--model", required = true) String model;
+    @Option(names = "--model", required = true, description = "The model.") String model;
     @Option(names = "--version", description = "The version; without it, every READY version of the model.")
     Long version;
 
@@ -1002,7 +1004,7 @@ final class AdminCommand implements Runnable {
     @ParentCommand AdminCommand admin;
     @Spec CommandSpec spec;
     @Mixin HelpOption help;
-    @Option(names = "--model", required = true) String model;
+    @Option(names = "--model", required = true, description = "The model removed from this replica's repository.") String model;
 
     @Override
     public Integer call() throws Exception {
@@ -1104,33 +1106,37 @@ final class AdminCommand implements Runnable {
       @ParentCommand RolloutCommand rollout;
       @Spec CommandSpec spec;
       @Mixin HelpOption help;
-      @Option(names = "--model", required = true) String model;
-      @Option(names = "--baseline", required = true) long baseline;
-      @Option(names = "--candidate", required = true) long candidate;
+      @Option(names = "--model", required = true, description = "The model; one rollout at a time.") String model;
+      @Option(names = "--baseline", required = true, description = "The READY version serving today, restored if the candidate fails.") long baseline;
+      @Option(names = "--candidate", required = true, description = "The READY version traffic moves to, step by step.") long candidate;
       @Option(names = "--steps", split = ",", defaultValue = "5,25,50,100", description = "Candidate share per step, percent. Default: ${DEFAULT-VALUE}.") List<Integer> steps;
       @Option(names = "--interval", defaultValue = "60s", converter = Converters.TimeSpan.class, description = "Length of each step. Default: ${DEFAULT-VALUE}.") java.time.Duration interval;
-      @Option(names = "--min-samples", defaultValue = "200") long minSamples;
-      @Option(names = "--max-p99-ratio", defaultValue = "1.10") double maxP99Ratio;
-      @Option(names = "--max-error-rate-increase", defaultValue = "0.01") double maxErrorRateIncrease;
-      @Option(names = "--significance", defaultValue = "0.01") double significance;
+      @Option(names = "--min-samples", defaultValue = "200",
+          description = "Calls each version must have answered in a step before it is judged (the step is extended until then). Default: ${DEFAULT-VALUE}.") long minSamples;
+      @Option(names = "--max-p99-ratio", defaultValue = "1.10",
+          description = "The candidate's p99 latency over the baseline's (or control's) above which it is rolled back. Default: ${DEFAULT-VALUE}.") double maxP99Ratio;
+      @Option(names = "--max-error-rate-increase", defaultValue = "0.01",
+          description = "How far the candidate's error rate may exceed the baseline's, as a share (0.01: one point). Default: ${DEFAULT-VALUE}.") double maxErrorRateIncrease;
+      @Option(names = "--significance", defaultValue = "0.01",
+          description = "The rank test's p-value below which the candidate counts as slower. Default: ${DEFAULT-VALUE}.") double significance;
       @Option(names = "--latency-margin", defaultValue = "0.05", paramLabel = "SHARE",
-          description = {"The slowdown the rank test allows: the candidate counts as slower only where its latencies",
-              "tend to exceed the baseline's times (1 + SHARE). Default: ${DEFAULT-VALUE}."})
+          description = "The slowdown the rank test allows: the candidate counts as slower only where its latencies"
+              + " tend to exceed the baseline's times (1 + SHARE). Default: ${DEFAULT-VALUE}.")
       double latencyMargin;
       @Option(names = "--max-accuracy-drop", defaultValue = "0",
           description = "With a golden set: how far the candidate's score may fall below the baseline's (0 to 1). Default: ${DEFAULT-VALUE}.")
       double maxAccuracyDrop;
       @Option(names = "--shadow-agreement", defaultValue = "0", paramLabel = "SHARE",
-          description = {"Above 0: start with a shadow phase, the candidate getting copies of the baseline's traffic;",
-              "it goes live only if at least this share of --min-samples copies agree with the primary's argmax. Default: ${DEFAULT-VALUE}."})
+          description = "Above 0: start with a shadow phase, the candidate getting copies of the baseline's traffic;"
+              + " it goes live only if at least this share of --min-samples copies agree with the primary's argmax. Default: ${DEFAULT-VALUE}.")
       double shadowAgreement;
       @Option(names = "--shadow-rate", defaultValue = "1", description = "Share of requests copied in the shadow phase. Default: ${DEFAULT-VALUE}.")
       double shadowRate;
       @Option(names = "--control", defaultValue = "0", paramLabel = "VERSION|copy",
-          description = {"A version whose model file is the baseline's (loaded as another version). At steps of 50%% or",
-              "less it takes the candidate's share from the baseline and the candidate is judged against it:",
-              "both run as often. copy: the gateway loads the baseline's model again itself, on every replica,",
-              "as the version above every other, and unloads it when the rollout ends. 0: none. Default: ${DEFAULT-VALUE}."})
+          description = "A version whose model file is the baseline's (loaded as another version). At steps of 50%% or"
+              + " less it takes the candidate's share from the baseline and the candidate is judged against it:"
+              + " both run as often. copy: the gateway loads the baseline's model again itself, on every replica,"
+              + " as the version above every other, and unloads it when the rollout ends. 0: none. Default: ${DEFAULT-VALUE}.")
       String control;
 
       @Override
@@ -1161,7 +1167,7 @@ final class AdminCommand implements Runnable {
       @ParentCommand RolloutCommand rollout;
       @Spec CommandSpec spec;
       @Mixin HelpOption help;
-      @Option(names = "--model", required = true) String model;
+      @Option(names = "--model", required = true, description = "The model.") String model;
 
       @Override
       public Integer call() throws Exception {
@@ -1175,7 +1181,7 @@ final class AdminCommand implements Runnable {
       @ParentCommand RolloutCommand rollout;
       @Spec CommandSpec spec;
       @Mixin HelpOption help;
-      @Option(names = "--model", required = true) String model;
+      @Option(names = "--model", required = true, description = "The model whose running rollout stops.") String model;
 
       @Override
       public Integer call() throws Exception {

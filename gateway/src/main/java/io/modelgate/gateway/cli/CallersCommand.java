@@ -28,8 +28,9 @@ final class CallersCommand implements Runnable {
    * it: for a pipeline that checks a change before it reaches the servers.
    */
   @Command(name = "check", description = {
-      "Reads a callers file (and the JWKS file it names) as the server does, and prints its tenants: how each is",
-      "identified, its models, quota and weight. Exit 0 when a server would take it; 1, with the reason, when not."})
+      "Reads a callers file (and the JWKS file it names) as the server does, and prints its tenants.",
+      "For each: how it is identified, its models, quota and weight. Exit 0 when a server would take it; 1, with the"
+          + " reason, when not."})
   static final class Check implements java.util.concurrent.Callable<Integer> {
     @Spec CommandSpec spec;
     @picocli.CommandLine.Parameters(paramLabel = "FILE", description = "The callers file.") java.nio.file.Path file;
@@ -79,7 +80,7 @@ final class CallersCommand implements Runnable {
       "Give the key to the tenant; keep only the hash: the server never needs the key itself."})
   static final class NewKey implements Runnable {
     @Spec CommandSpec spec;
-    @Option(names = "--tenant", defaultValue = "<tenant>", description = "The tenant, for the printed line.") String tenant;
+    @Option(names = "--tenant", defaultValue = "<tenant>", description = "The tenant, for the printed line. Default: ${DEFAULT-VALUE}, to fill in.") String tenant;
     @Option(names = "--admin-role", description = "Print the line for the admin tokens file (--admin-tokens) instead,"
         + " for a token named by --tenant with this role: viewer, operator or admin.") String adminRole;
 

@@ -16,8 +16,8 @@ import picocli.CommandLine.Model.CommandSpec;
 @Command(
     name = "demo",
     description = {
-      "Write the embedded demo repository (cnn_mnist versions 1 and 2, model.yaml, its golden set of",
-      "62 labelled digits) to a folder, to read its format or serve it with --model-repository."
+      "Write the embedded demo repository to a folder, to read its format or serve it with --model-repository.",
+      "It holds cnn_mnist versions 1 and 2, model.yaml and its golden set of 62 labelled digits."
     })
 final class DemoCommand implements Callable<Integer> {
   @Spec CommandSpec spec;
@@ -30,8 +30,8 @@ final class DemoCommand implements Callable<Integer> {
       names = "--faulty-version",
       paramLabel = "N",
       description = {
-        "Also write version N: version 1 with classes 3 and 5 swapped. It serves and is as fast, but",
-        "answers 3 for a 5: its golden score is lower and rollouts to it are refused."
+        "Also write version N: version 1 with classes 3 and 5 swapped. It serves and is as fast, but"
+            + " answers 3 for a 5: its golden score is lower and rollouts to it are refused."
       })
   Long faultyVersion;
 

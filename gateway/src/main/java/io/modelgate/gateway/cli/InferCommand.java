@@ -72,7 +72,7 @@ final class InferCommand implements Callable<Integer> {
   @Option(names = "--seed", defaultValue = "1", description = "Seed for random inputs. Default: ${DEFAULT-VALUE}.")
   long seed;
 
-  @Option(names = "--id", defaultValue = "modelgate-cli", description = "Request id, echoed by the server.")
+  @Option(names = "--id", defaultValue = "modelgate-cli", description = "Request id, echoed by the server. Default: ${DEFAULT-VALUE}.")
   String id;
 
   @Option(names = "--timeout", defaultValue = "10s", converter = Converters.TimeSpan.class, description = "Deadline. Default: ${DEFAULT-VALUE}.")

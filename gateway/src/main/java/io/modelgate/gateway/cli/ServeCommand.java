@@ -113,8 +113,8 @@ final class ServeCommand implements Callable<Integer> {
       paramLabel = "require|optional",
       defaultValue = "require",
       description = {
-        "With --tls-client-ca: whether every client must present a certificate (require), or a client may connect",
-        "without one (optional: the callers file then identifies it by API key, token or proxy). Default: ${DEFAULT-VALUE}."
+        "With --tls-client-ca: whether every client must present a certificate (require), or a client may connect"
+            + " without one (optional: the callers file then identifies it by API key, token or proxy). Default: ${DEFAULT-VALUE}."
       })
   String tlsClientAuth;
 
@@ -281,9 +281,9 @@ final class ServeCommand implements Callable<Integer> {
       defaultValue = "file",
       paramLabel = "STORE",
       description = {
-        "Where routing policies, rollouts and the audit log live: file (the state directory, one",
-        "process), or etcd://HOST:PORT[,HOST:PORT...] (etcds:// for TLS), shared by a fleet of",
-        "replicas. Default: ${DEFAULT-VALUE}."
+        "Where routing policies, rollouts and the audit log live: file (the state directory, one"
+            + " process), or etcd://HOST:PORT[,HOST:PORT...] (etcds:// for TLS), shared by a fleet of"
+            + " replicas. Default: ${DEFAULT-VALUE}."
       })
   String controlStore;
 
