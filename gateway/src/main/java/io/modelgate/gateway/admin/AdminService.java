@@ -387,8 +387,10 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
           : instant(request.getSince(), "since");
       java.time.Instant until = request.getUntil().isEmpty() ? now : instant(request.getUntil(), "until");
       if (!until.isAfter(since)) {
-        throw io.modelgate.runtime.error.InferenceException.invalidArgument(
-            "until " + until + " is not after since " + since);
+        throw io.modelgate.runtime.error.InferenceException.invalidArgument(request.getUntil().isEmpty()
+            ? "since " + since + " is not before now (" + now.truncatedTo(java.time.temporal.ChronoUnit.SECONDS)
+                + "): usage is kept for the hours gone by"
+            : "until " + until + " is not after since " + since);
       }
       if (!request.getFleet()) {
         return usage.report(since, until, request.getTenant(), request.getModel());

@@ -133,6 +133,15 @@ class UsageTest {
       // A tenant narrows the report.
       assertThat(again.admin().getUsage(GetUsageRequest.newBuilder().setSince("2000-01-01").setTenant("b").build())
           .getRecordsList()).extracting(UsageRecord::getTenant).containsExactly("b");
+      // A span that is empty is refused, saying which end is wrong.
+      org.assertj.core.api.Assertions.assertThatThrownBy(() -> again.admin().getUsage(
+              GetUsageRequest.newBuilder().setSince("2999-01-01").build()))
+          .hasMessageStartingWith("INVALID_ARGUMENT: since 2999-01-01T00:00:00Z is not before now (")
+          .hasMessageEndingWith("Z): usage is kept for the hours gone by")
+          .hasMessageNotContaining(".");
+      org.assertj.core.api.Assertions.assertThatThrownBy(() -> again.admin().getUsage(
+              GetUsageRequest.newBuilder().setSince("2026-12-02").setUntil("2026-12-01T10:00:00Z").build()))
+          .hasMessage("INVALID_ARGUMENT: until 2026-12-01T10:00:00Z is not after since 2026-12-02T00:00:00Z");
     }
   }
 
