@@ -799,7 +799,8 @@ public final class ControlPlane implements AutoCloseable {
               + ") takes traffic and the candidate (version " + spec.getCandidate() + ") takes none;"
               + " routing revision " + current.getRevision() + " is " + current.getWeightsMap()
               + (current.getWeightsCount() == 0 ? " (the default: the highest READY version)" : "")
-              + ". Route the traffic to the baseline first");
+              + ". Route the traffic to the baseline first (admin promote --model " + spec.getModel() + " --version "
+              + spec.getBaseline() + ", or admin routes set)");
     }
     if (spec.getControl() != 0 && route.weightOf(spec.getControl()) > 0) {
       throw InferenceException.failedPrecondition(

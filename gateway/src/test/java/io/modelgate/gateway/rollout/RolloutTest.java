@@ -596,7 +596,7 @@ class RolloutTest {
     assertThatThrownBy(() -> startCopied(10, 100))
         .isInstanceOfSatisfying(StatusRuntimeException.class,
             e -> assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.FAILED_PRECONDITION))
-        .hasMessageContaining("Route the traffic to the baseline first");
+        .hasMessageContaining("Route the traffic to the baseline first (admin promote --model m --version 1, or admin routes set)");
     assertThat(version(3).isReady()).isTrue();
     gateway.server.versions().reconcileCopies();
     assertThat(version(3).isReady()).isFalse();
