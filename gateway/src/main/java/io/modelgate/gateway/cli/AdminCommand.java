@@ -91,7 +91,7 @@ final class AdminCommand implements Runnable {
       out.flush();
       return 0;
     } catch (StatusRuntimeException | java.io.IOException e) {
-      err.printf("modelgate admin: %s%n", CliErrors.describe(e));
+      err.printf("modelgate admin: %s%n", CliErrors.describe(e, admin.connection.target));
       err.flush();
       return CliErrors.exitCode(e);
     }

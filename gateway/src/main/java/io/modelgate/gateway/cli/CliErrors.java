@@ -46,11 +46,19 @@ public final class CliErrors implements CommandLine.IExecutionExceptionHandler {
 
   /** One line for {@code e}: a gRPC status as "CODE: message", a missing file by its name. */
   public static String describe(Throwable e) {
+    return describe(e, null);
+  }
+
+  /**
+   * As {@link #describe(Throwable)}; a server that could not be reached named by {@code target}, the
+   * address the command was given (null: not named).
+   */
+  public static String describe(Throwable e, String target) {
     if (e instanceof StatusRuntimeException s) {
-      return s.getStatus().getCode() + ": " + unreachable(s);
+      return s.getStatus().getCode() + ": " + unreachable(s, target);
     }
     if (e instanceof UncheckedIOException && e.getCause() != null) {
-      return describe(e.getCause());
+      return describe(e.getCause(), target);
     }
     if (e instanceof NoSuchFileException) {
       return "no such file: " + e.getMessage();
@@ -61,14 +69,14 @@ public final class CliErrors implements CommandLine.IExecutionExceptionHandler {
     return e.getClass().getSimpleName() + ": " + e.getMessage() + " (MODELGATE_DEBUG=1 shows where)";
   }
 
-  private static String unreachable(StatusRuntimeException e) {
+  private static String unreachable(StatusRuntimeException e, String target) {
     String description = e.getStatus().getDescription();
     Throwable cause = e.getCause();
     while (cause != null && cause.getCause() != null) {
       cause = cause.getCause();
     }
     if (e.getStatus().getCode() == io.grpc.Status.Code.UNAVAILABLE && cause != null) {
-      return "cannot reach the server: " + cause.getMessage();
+      return "cannot reach the server" + (target == null ? "" : " at " + target) + ": " + cause.getMessage();
     }
     return description;
   }

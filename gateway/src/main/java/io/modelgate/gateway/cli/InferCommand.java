@@ -117,7 +117,7 @@ final class InferCommand implements Callable<Integer> {
       err.flush();
       return CliErrors.USAGE;
     } catch (java.io.IOException e) {
-      err.printf("modelgate infer: %s%n", CliErrors.describe(e));
+      err.printf("modelgate infer: %s%n", CliErrors.describe(e, target));
       err.flush();
       return CliErrors.exitCode(e);
     }
@@ -175,7 +175,7 @@ final class InferCommand implements Callable<Integer> {
       out.flush();
       return 0;
     } catch (StatusRuntimeException e) {
-      err.printf("modelgate infer: %s%n", CliErrors.describe(e));
+      err.printf("modelgate infer: %s%n", CliErrors.describe(e, target));
       err.flush();
       return CliErrors.exitCode(e);
     } catch (IllegalArgumentException e) {

@@ -412,8 +412,12 @@ class CliTest {
     }
     Run refused = run("infer", "--target", "localhost:" + port, "--model", "cnn_mnist");
     assertThat(refused.exitCode()).isEqualTo(CliErrors.UNREACHABLE);
-    assertThat(refused.err()).startsWith("modelgate infer: UNAVAILABLE: cannot reach the server");
+    assertThat(refused.err()).startsWith("modelgate infer: UNAVAILABLE: cannot reach the server at localhost:" + port + ": ");
     assertThat(refused.err().lines().count()).isEqualTo(1);
+    java.nio.file.Path token = java.nio.file.Files.writeString(root.resolve("unreached-admin-token"), "not-used-by-any-server");
+    Run adminRefused = run("admin", "--target", "localhost:" + port, "--token-file", token.toString(), "models");
+    assertThat(adminRefused.exitCode()).isEqualTo(CliErrors.UNREACHABLE);
+    assertThat(adminRefused.err()).startsWith("modelgate admin: UNAVAILABLE: cannot reach the server at localhost:" + port + ": ");
     // A replica whose etcd cannot be reached does not start: it is read before the repository loads.
     Run noEtcd = run("serve", "--model-repository", root.toString(), "--state-dir", root.resolve(".state-no-etcd").toString(),
         "--control-store", "etcd://127.0.0.1:" + port, "--replica", "r1", "--grpc-port", "0", "--admin-port", "0",
