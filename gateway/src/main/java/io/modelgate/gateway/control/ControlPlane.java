@@ -71,7 +71,7 @@ public final class ControlPlane implements AutoCloseable {
   private final Map<String, ControlStore.Stored> records = new ConcurrentSkipListMap<>();
   /**
    * The models whose running rollouts this replica, judging, passed by at its last tick (it lacks
-   * them), each warned of once while it stays so; under the lock.
+   * them, and no replica publishes statistics of them), each warned of once while it stays so; under the lock.
    */
   private java.util.Set<String> unjudged = java.util.Set.of();
   /** {@code unjudged}'s size, for metrics (read without the lock). */
@@ -158,8 +158,9 @@ public final class ControlPlane implements AutoCloseable {
         "promote version " + version + " to 100%", Memory.REMEMBER, null, List.of(), Where.HERE);
   }
 
+  /** The policy in force for {@code model} with {@code version} taking all weighted traffic. Under the lock. */
   private RoutingPolicy promoted(String model, long version) {
-    RoutingPolicy current = router.route(model).policy();
+    RoutingPolicy current = policyNow(model, router.routeOrNull(model));
     RoutingPolicy.Builder next = current.toBuilder().clearWeights().putWeights(version, 1);
     if (current.getShadow().getVersion() == version) {
       next.clearShadow();
@@ -211,7 +212,8 @@ public final class ControlPlane implements AutoCloseable {
     HERE,
     /**
      * Also on a replica whose repository lacks the model: written to the store unchecked, for the
-     * replicas that have it to install (a rollout's baseline restored by an abort asked there).
+     * replicas that have it to install (a rollout's baseline restored by an abort asked there, a
+     * rollout's step or promotion by a judge that lacks the model). Checked where it has it.
      */
     EVEN_WHERE_ABSENT
   }
@@ -951,8 +953,9 @@ public final class ControlPlane implements AutoCloseable {
   private void passedBy(java.util.Set<String> passed) {
     for (String model : passed) {
       if (!unjudged.contains(model)) {
-        log.warn("rollout of model '{}' not judged on this replica, which does not have the model (no folder"
-            + " {} in its repository): it waits for a judge that has it, or an abort on any replica", model, model);
+        log.warn("rollout of model '{}' not judged: this replica does not have the model (no folder {} in its"
+            + " repository) and no other replica publishes statistics of it; it waits for one that does, or an abort"
+            + " on any replica", model, model);
       }
     }
     unjudged = passed;
@@ -961,7 +964,8 @@ public final class ControlPlane implements AutoCloseable {
 
   /**
    * Running rollouts that this replica, judging, passes by because its repository lacks their
-   * model (as of its last tick; 0 while it does not judge): they do not advance. Any thread.
+   * model and no other replica publishes statistics of it (as of its last tick; 0 while it does not
+   * judge): they do not advance. Any thread.
    */
   public int unjudgedRollouts() {
     return unjudgedCount;
@@ -976,13 +980,15 @@ public final class ControlPlane implements AutoCloseable {
       }
       String model = rollout.getModel();
       Route route = router.routeOrNull(model);
-      if (route == null) {
-        // A model this replica does not have (never, or removed since: its folder gone) has no
-        // route here to judge against; its rollout waits for a replica that has it to judge it.
+      if (route == null && (!store.shared() || store.snapshots(model).isEmpty())) {
+        // A model this replica does not have (never, or removed since: its folder gone), of which
+        // no other replica publishes statistics either: nothing to judge it on; it waits.
         passed.add(model);
         continue;
       }
-      long current = route.policy().getRevision();
+      // Where this replica lacks the model, it judges on what the replicas that have it publish,
+      // against the policy in force as the record keeps it.
+      long current = policyNow(model, route).getRevision();
       long own = rollout.getPolicyRevision();
       if (own != 0 && current != own) {
         Rollout stopped = rollout.toBuilder()
@@ -1031,12 +1037,12 @@ public final class ControlPlane implements AutoCloseable {
               .addDecisions(decision(now, rollout, "ADVANCE",
                   judgement.reason() + "; first live step " + spec.getSteps(0) + "%", judgement))
               .build();
-          applyStep(live, 0, router.route(model).policy().getRevision(), List.of());
+          applyStep(live, 0, policyNow(model, router.routeOrNull(model)).getRevision(), List.of());
           log.info("rollout of model '{}' leaves its shadow phase for {}%: {}", model, spec.getSteps(0), judgement.reason());
           return;
         }
         int nextStep = rollout.getStepIndex() + 1;
-        long revision = router.route(model).policy().getRevision();
+        long revision = policyNow(model, router.routeOrNull(model)).getRevision();
         // A step can be judged only while the baseline still takes traffic: passing the last step
         // below 100% promotes the candidate.
         if (nextStep >= spec.getStepsCount() || spec.getSteps(nextStep) >= 100) {
@@ -1046,7 +1052,8 @@ public final class ControlPlane implements AutoCloseable {
               .build();
           apply(promoted(model, spec.getCandidate()), revision, ROLLOUT_CALLER, "Promote",
               "promote version " + spec.getCandidate() + " to 100%", Memory.REMEMBER,
-              policy -> done.toBuilder().setPolicyRevision(policy.getRevision()).build(), List.of(), Where.HERE);
+              policy -> done.toBuilder().setPolicyRevision(policy.getRevision()).build(), List.of(),
+              Where.EVEN_WHERE_ABSENT);
           log.info("rollout of model '{}' promoted version {}: {}", model, spec.getCandidate(), judgement.reason());
         } else {
           Rollout advanced = rollout.toBuilder()
@@ -1110,7 +1117,7 @@ public final class ControlPlane implements AutoCloseable {
         Memory.REMEMBER,
         next -> rollout.toBuilder().setPolicyRevision(next.getRevision()).build(),
         alsoAudit,
-        Where.HERE);
+        Where.EVEN_WHERE_ABSENT);
   }
 
   private static Decision decision(

@@ -42,14 +42,20 @@ public final class Fleet implements AutoCloseable {
 
   private final ControlPlane control;
   private final StatsRegistry stats;
+  private final io.modelgate.gateway.health.GoldenSets golden;
   private final Clock clock;
   private final ScheduledExecutorService thread;
   private volatile long lastFailureLogMs;
 
-  /** @param schedule whether to publish on a background thread (tests call {@link #publish}) */
-  public Fleet(ControlPlane control, StatsRegistry stats, Clock clock, boolean schedule) {
+  /**
+   * @param golden the versions' golden-set results, published for a judge that lacks the model
+   * @param schedule whether to publish on a background thread (tests call {@link #publish})
+   */
+  public Fleet(ControlPlane control, StatsRegistry stats, io.modelgate.gateway.health.GoldenSets golden, Clock clock,
+      boolean schedule) {
     this.control = control;
     this.stats = stats;
+    this.golden = golden;
     this.clock = clock;
     if (schedule && control.store().shared()) {
       thread =
@@ -119,9 +125,15 @@ public final class Fleet implements AutoCloseable {
 
   private ReplicaSnapshot snapshot(VersionStats version, long now) {
     ReplicaSnapshot.Builder snapshot = stats.lastMinute(version).setReplica(control.replica()).setTimeMs(now);
-    control.router().route(version.model()).model().version(version.version())
-        .map(io.modelgate.runtime.repository.ModelVersion::loadedOrNull)
-        .ifPresent(loaded -> snapshot.setModelSha256(loaded.modelSha256()));
+    control.router().route(version.model()).model().version(version.version()).ifPresent(v -> {
+      io.modelgate.runtime.repository.LoadedVersion loaded = v.loadedOrNull();
+      if (loaded != null) {
+        snapshot.setModelSha256(loaded.modelSha256());
+      }
+      io.modelgate.proto.admin.v1.GoldenResult result = golden.result(v);
+      snapshot.setGolden(result.getFailingCount() <= 3 ? result
+          : result.toBuilder().clearFailing().addAllFailing(result.getFailingList().subList(0, 3)).build());
+    });
     Rollout rollout = control.current(version.model());
     boolean running = rollout != null && rollout.getState().equals("RUNNING");
     long reference = running ? RolloutEvidence.reference(rollout) : 0;

@@ -2,6 +2,7 @@ package io.modelgate.gateway.control;
 
 import io.modelgate.gateway.health.GoldenSets;
 import io.modelgate.gateway.rollout.RolloutJudge;
+import io.modelgate.gateway.routing.Route;
 import io.modelgate.gateway.routing.Router;
 import io.modelgate.gateway.stats.Histograms;
 import io.modelgate.gateway.stats.StatsRegistry;
@@ -21,7 +22,9 @@ import java.util.List;
  * the step started — this replica's, and in a fleet the other replicas' samples of the same step
  * as they last published them, each replica's weighed by the answers they stand for — or, in a shadow phase, the candidate's shadow agreement; then
  * both versions' golden-set scores, which fail a candidate that answers wrongly however fast it
- * is. The {@link ControlPlane} acts on the verdict (wait, roll back, advance, promote).
+ * is. The {@link ControlPlane} acts on the verdict (wait, roll back, advance, promote). A judge
+ * whose repository lacks the model judges on the other replicas' samples and golden-set results
+ * alone, as they publish them.
  *
  * <p>Threading: called by the control plane under its lock; reads statistics, the store's
  * published snapshots, golden-set results and routes, each safe to read from any thread, and
@@ -67,7 +70,11 @@ final class RolloutEvidence {
         stats.find(spec.getModel(), reference), stats.find(spec.getModel(), spec.getCandidate()), since);
     List<VersionStats.Samples> baselines = new java.util.ArrayList<>(List.of(local[0]));
     List<VersionStats.Samples> candidates = new java.util.ArrayList<>(List.of(local[1]));
-    java.util.Set<String> replicas = new java.util.TreeSet<>(List.of(replica));
+    // This replica counts where it has the model (a judge lacking it has no samples of its own).
+    java.util.Set<String> replicas = new java.util.TreeSet<>();
+    if (router.routeOrNull(spec.getModel()) != null) {
+      replicas.add(replica);
+    }
     if (store.shared()) {
       // The other replicas' samples of the same step, as they last published them.
       for (ReplicaSnapshot snapshot : store.snapshots(spec.getModel())) {
@@ -119,13 +126,17 @@ final class RolloutEvidence {
   private void stages(RolloutSpec spec, long reference, long since, Evidence.Builder evidence) {
     StatsRegistry.Stages b = stats.stagesSince(spec.getModel(), reference, since);
     StatsRegistry.Stages c = stats.stagesSince(spec.getModel(), spec.getCandidate(), since);
-    if (b == null || c == null) {
-      return;
+    java.util.Set<String> replicas = new java.util.TreeSet<>();
+    if (b != null && c != null) {
+      replicas.add(replica);
+    } else {
+      // One of them never loaded here (the model absent, say): this replica adds nothing.
+      b = StatsRegistry.Stages.none();
+      c = StatsRegistry.Stages.none();
     }
     // The shortest span of those that have one (a replica with no interval closed in the step
     // adds nothing, and shortens nothing).
     double seconds = Math.min(b.seconds(), c.seconds());
-    java.util.Set<String> replicas = new java.util.TreeSet<>(List.of(replica));
     if (store.shared()) {
       for (ReplicaSnapshot snapshot : store.snapshots(spec.getModel())) {
         StepSamples step = snapshot.getStep();
@@ -149,6 +160,9 @@ final class RolloutEvidence {
         replicas.add(snapshot.getReplica());
       }
     }
+    if (replicas.isEmpty()) {
+      return;
+    }
     evidence.setBaselineQueueMs(StatsRegistry.distribution(b.queueMicros(), 1000.0))
         .setCandidateQueueMs(StatsRegistry.distribution(c.queueMicros(), 1000.0))
         .setBaselineComputeMs(StatsRegistry.distribution(b.computeMicros(), 1000.0))
@@ -166,9 +180,10 @@ final class RolloutEvidence {
    * its set could not be run, WAIT while either has not been run on its current load.
    */
   Validity validity(RolloutSpec spec, Evidence.Builder evidence) {
-    Model model = router.route(spec.getModel()).model();
-    GoldenResult b = goldenOf(model, spec.getBaseline());
-    GoldenResult c = goldenOf(model, spec.getCandidate());
+    Route route = router.routeOrNull(spec.getModel());
+    List<ReplicaSnapshot> published = route != null || !store.shared() ? List.of() : store.snapshots(spec.getModel());
+    GoldenResult b = route != null ? goldenOf(route.model(), spec.getBaseline()) : published(published, spec.getBaseline());
+    GoldenResult c = route != null ? goldenOf(route.model(), spec.getCandidate()) : published(published, spec.getCandidate());
     evidence.setBaselineGoldenScore(b.getState().equals("DONE") ? b.getScore() : -1)
         .setCandidateGoldenScore(c.getState().equals("DONE") ? c.getScore() : -1);
     if (b.getState().equals("NONE") && c.getState().equals("NONE")) {
@@ -199,6 +214,35 @@ final class RolloutEvidence {
 
   private GoldenResult goldenOf(Model model, long number) {
     return model.version(number).map(golden::result).orElse(GoldenResult.newBuilder().setState("NONE").build());
+  }
+
+  /**
+   * A version's golden-set result as the replicas that have it published it, for a judge that
+   * lacks the model: a score where one replica has one (each runs the same set on the same file,
+   * as the fleet view's file check shows), else a failure to run it, else NONE where they say
+   * the model has no set; PENDING while none has said (not run yet, or no replica publishes it).
+   */
+  static GoldenResult published(List<ReplicaSnapshot> snapshots, long version) {
+    GoldenResult best = null;
+    for (ReplicaSnapshot snapshot : snapshots) {
+      if (snapshot.getVersion() != version || !snapshot.hasGolden()) {
+        continue;
+      }
+      GoldenResult r = snapshot.getGolden();
+      if (best == null || rank(r) > rank(best)) {
+        best = r;
+      }
+    }
+    return best == null || rank(best) == 0 ? GoldenResult.newBuilder().setState("PENDING").build() : best;
+  }
+
+  private static int rank(GoldenResult r) {
+    return switch (r.getState()) {
+      case "DONE" -> 3;
+      case "FAILED" -> 2;
+      case "NONE" -> 1;
+      default -> 0;
+    };
   }
 
   /**

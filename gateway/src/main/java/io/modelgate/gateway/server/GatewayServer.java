@@ -471,7 +471,7 @@ public final class GatewayServer {
     if (stats.background()) {
       b.versions.start();
     }
-    b.fleet = new io.modelgate.gateway.control.Fleet(b.control, stats, stats.clock(), stats.background());
+    b.fleet = new io.modelgate.gateway.control.Fleet(b.control, stats, b.golden, stats.clock(), stats.background());
     ConnectionLimit metricsLimit = adminSettings.metricsPort() < 0 ? null
         : new ConnectionLimit("metrics", transports.metricsConnections(), transports.metricsConnectionRate(), RefusalReply.HTTP)
             .bindTo(stats.prometheus());

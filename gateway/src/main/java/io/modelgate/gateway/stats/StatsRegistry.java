@@ -261,7 +261,12 @@ public final class StatsRegistry implements StageRecorder.Factory, AutoCloseable
    * closed in the last minute and began at or after {@code sinceMillis}, {@code seconds} long.
    * Histograms of the caller's own, to add to.
    */
-  public record Stages(Histogram queueMicros, Histogram computeMicros, double seconds) {}
+  public record Stages(Histogram queueMicros, Histogram computeMicros, double seconds) {
+    /** None: empty histograms of a version's range, over no time, to add other replicas' to. */
+    public static Stages none() {
+      return new Stages(VersionStats.latencyHistogram(), VersionStats.latencyHistogram(), 0);
+    }
+  }
 
   /** {@link Stages} of one version since {@code sinceMillis}, or null when it never loaded. */
   public Stages stagesSince(String model, long version, long sinceMillis) {

@@ -1045,6 +1045,59 @@ class EtcdControlStoreTest {
   }
 
   @Test
+  void aJudgeLackingTheModel_judgesItsRollout_onTheSamplesAndGoldenResultsTheOthersPublish(
+      @TempDir Path repoA, @TempDir Path repoB) throws Exception {
+    // a serves the demo (two versions of cnn_mnist, a golden set); b, elected judge, lacks it.
+    io.modelgate.gateway.demo.DemoRepository.materialize(repoA);
+    Gateway.write(repoB, "kept", 1, Gateway.affine());
+    io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
+    try (Gateway b = replica(repoB, "absentjudge", "b", clock)) {
+      eventually("b is elected judge", () -> judges(b));
+      b.server.control().tick();
+      try (Gateway a = replica(repoA, "absentjudge", "a", clock)) {
+        a.admin().setRouting(SetRoutingRequest.newBuilder().setPolicy(RoutingPolicy.newBuilder()
+            .setModel("cnn_mnist").putWeights(1, 100)).setExpectedRevision(0).build());
+        // The start runs both versions' golden sets on a.
+        a.admin().startRollout(io.modelgate.proto.admin.v1.StartRolloutRequest.newBuilder()
+            .setSpec(io.modelgate.proto.admin.v1.RolloutSpec.newBuilder().setModel("cnn_mnist").setBaseline(1)
+                .setCandidate(2).addSteps(50).addSteps(100).setIntervalS(60)
+                .setThresholds(io.modelgate.proto.admin.v1.Thresholds.newBuilder()
+                    .setMinSamples(40).setMaxP99Ratio(100).setSignificance(1e-9)))
+            .build());
+        eventually("b sees the rollout", () -> b.server.control().current("cnn_mnist") != null);
+        for (int i = 0; i < 60; i++) {
+          for (String version : List.of("1", "2")) {
+            a.blocking().modelInfer(Tensors.digit(io.modelgate.gateway.demo.MnistDigits.get(i)).setModelVersion(version).build());
+          }
+        }
+        clock.millis += 61_000;
+        // Nothing published yet: nothing to judge on, passed by and counted.
+        b.server.control().tick();
+        assertThat(b.server.control().rollout("cnn_mnist").getState()).isEqualTo("RUNNING");
+        assertThat(b.server.control().unjudgedRollouts()).isEqualTo(1);
+
+        // Once a publishes its samples and golden results, b judges on them alone, and promotes.
+        eventually("a publishes", () -> publishes(a));
+        assertThat(b.server.control().store().snapshots("cnn_mnist")).extracting(snapshot -> snapshot.getGolden().getState())
+            .containsOnly("DONE");
+        b.server.control().tick();
+        io.modelgate.proto.admin.v1.Rollout done = b.server.control().rollout("cnn_mnist");
+        io.modelgate.proto.admin.v1.Decision last = done.getDecisions(done.getDecisionsCount() - 1);
+        assertThat(done.getState()).as(last.getReason()).isEqualTo("PROMOTED");
+        assertThat(last.getReason()).contains("golden scores: baseline 1.0000, candidate 1.0000")
+            .endsWith("(samples of 1 replicas: a)");
+        assertThat(last.getEvidence().getReplicas()).isEqualTo(1);
+        assertThat(last.getEvidence().getBaselineSamples()).isEqualTo(60);
+        assertThat(last.getEvidence().getCandidateSamples()).isEqualTo(60);
+        assertThat(last.getEvidence().getCandidateGoldenScore()).isEqualTo(1.0);
+        assertThat(b.server.control().unjudgedRollouts()).isZero();
+        eventually("a routes everything to the candidate",
+            () -> a.server.router().route("cnn_mnist").policy().getWeightsMap().equals(java.util.Map.of(2L, 1)));
+      }
+    }
+  }
+
+  @Test
   void aVersionAReplicaForgets_leavesTheFleetsSnapshots_whileTheReplicaLives() throws Exception {
     io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
     try (Gateway a = replica(root, "forget", "a", clock);

@@ -13,6 +13,29 @@ import org.junit.jupiter.api.Test;
 
 class RolloutEvidenceTest {
   @Test
+  void aVersionsPublishedGoldenResult_isAScoreWhereAnyReplicaHasOne_elseAFailure_elseNone_elsePending() {
+    io.modelgate.proto.admin.v1.GoldenResult done = io.modelgate.proto.admin.v1.GoldenResult.newBuilder()
+        .setState("DONE").setScore(0.5).setPassed(1).setExamples(2).build();
+    io.modelgate.proto.admin.v1.GoldenResult failed =
+        io.modelgate.proto.admin.v1.GoldenResult.newBuilder().setState("FAILED").setError("unreadable").build();
+    io.modelgate.proto.admin.v1.GoldenResult none = io.modelgate.proto.admin.v1.GoldenResult.newBuilder().setState("NONE").build();
+    io.modelgate.proto.admin.v1.GoldenResult pending = io.modelgate.proto.admin.v1.GoldenResult.newBuilder().setState("PENDING").build();
+    java.util.function.BiFunction<Long, io.modelgate.proto.admin.v1.GoldenResult, io.modelgate.proto.admin.v1.ReplicaSnapshot> of =
+        (version, golden) -> {
+          var snapshot = io.modelgate.proto.admin.v1.ReplicaSnapshot.newBuilder().setModel("m").setVersion(version);
+          return (golden == null ? snapshot : snapshot.setGolden(golden)).build();
+        };
+    assertThat(RolloutEvidence.published(List.of(of.apply(2L, pending), of.apply(2L, done), of.apply(2L, failed)), 2))
+        .isEqualTo(done);
+    assertThat(RolloutEvidence.published(List.of(of.apply(2L, none), of.apply(2L, failed)), 2)).isEqualTo(failed);
+    assertThat(RolloutEvidence.published(List.of(of.apply(2L, pending), of.apply(2L, none)), 2)).isEqualTo(none);
+    // Another version's, a replica of before the field, or one that has not run it: not yet known.
+    assertThat(RolloutEvidence.published(List.of(of.apply(1L, done), of.apply(2L, null), of.apply(2L, pending)), 2)
+        .getState()).isEqualTo("PENDING");
+    assertThat(RolloutEvidence.published(List.of(), 2).getState()).isEqualTo("PENDING");
+  }
+
+  @Test
   void anotherReplicasSamples_addTheAnswersTheyStandFor() {
     // This replica: every answer (32). Another: 2 latencies and an error, one in 16 of 48
     // answers, published through the fleet's snapshot as the judge reads them.
