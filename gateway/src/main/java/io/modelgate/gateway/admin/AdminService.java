@@ -230,21 +230,57 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
 
   @Override
   public void getStats(GetStatsRequest request, StreamObserver<StatsResponse> observer) {
-    answer(observer, () -> report(request.getModel(), request.getVersion()));
+    answer(observer, () -> {
+      requireKnown(request.getModel(), request.getVersion());
+      return report(request.getModel(), request.getVersion());
+    });
   }
 
   @Override
   public void getFleetStats(GetStatsRequest request, StreamObserver<io.modelgate.proto.admin.v1.FleetStatsResponse> observer) {
-    answer(observer, () -> fleet.report(request.getModel(), request.getVersion()));
+    answer(observer, () -> {
+      io.modelgate.proto.admin.v1.FleetStatsResponse report = fleet.report(request.getModel(), request.getVersion());
+      // A model this replica lacks may be on others: unknown only where no replica reports it.
+      if (report.getVersionsCount() == 0 && !request.getModel().isEmpty()) {
+        requireKnown(request.getModel(), request.getVersion());
+        if (request.getVersion() == 0) {
+          throw io.modelgate.runtime.error.InferenceException.notFound(
+              "no replica has statistics of model '" + request.getModel() + "'");
+        }
+      }
+      return report;
+    });
   }
 
   private StatsResponse report(String model, long version) {
     return stats.report(model, version).toBuilder().setReplica(control.replica()).build();
   }
 
+  /**
+   * Checks what a statistics call names: a model this replica's repository has (NOT_FOUND with the
+   * models there are, as every admin call says), and a version it lists; lest a mistyped name
+   * read as a model that served nothing. Nothing named: every model.
+   */
+  private void requireKnown(String model, long version) {
+    if (model.isEmpty()) {
+      return;
+    }
+    io.modelgate.runtime.repository.Model found = control.router().route(model).model();
+    if (version != 0 && found.version(version).isEmpty()) {
+      throw io.modelgate.runtime.error.InferenceException.notFound(
+          "model '" + found.name() + "' has no version " + version + " (" + found.describeVersions() + ")");
+    }
+  }
+
   @Override
   public void watchStats(WatchStatsRequest request, StreamObserver<StatsResponse> observer) {
     ServerCallStreamObserver<StatsResponse> call = (ServerCallStreamObserver<StatsResponse>) observer;
+    try {
+      requireKnown(request.getModel(), 0);
+    } catch (RuntimeException e) {
+      call.onError(ErrorStatus.exception(e, ErrorStatus.of(e)));
+      return;
+    }
     long interval = Math.max(500, request.getIntervalMs() == 0 ? 5000 : request.getIntervalMs());
     ScheduledFuture<?>[] task = new ScheduledFuture<?>[1];
     call.setOnCancelHandler(() -> {

@@ -497,7 +497,8 @@ final class AdminCommand implements Runnable {
           if (redrawFleet) {
             out.print("\033[H\033[2J");
           }
-          out.printf("-- %s (every %s, Ctrl-C to stop)%n", Instant.ofEpochMilli(report.getTimeMs()), interval);
+          out.printf("-- %s (every %s, Ctrl-C to stop)%n", Instant.ofEpochMilli(report.getTimeMs()),
+              io.modelgate.gateway.config.TimeSpans.format(interval));
           printFleetStats(out, report);
           out.flush();
         }
@@ -514,7 +515,7 @@ final class AdminCommand implements Runnable {
             out.print("\033[H\033[2J");
           }
           out.printf("-- %s from replica %s (every %s, Ctrl-C to stop)%s%n", Instant.ofEpochMilli(report.getTimeMs()),
-              report.getReplica(), interval, windowsEnd(report));
+              report.getReplica(), io.modelgate.gateway.config.TimeSpans.format(interval), windowsEnd(report));
           printStats(out, report, window);
           out.flush();
         }

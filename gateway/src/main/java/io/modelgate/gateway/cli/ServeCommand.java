@@ -460,7 +460,7 @@ final class ServeCommand implements Callable<Integer> {
     }
     if (warmupInference.isNegative() || warmupInference.compareTo(InferenceWarmup.MAX_DURATION) > 0) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(),
-          "--warmup-inference: " + warmupInference + " (expected: 0s to 1m)");
+          "--warmup-inference: " + io.modelgate.gateway.config.TimeSpans.format(warmupInference) + " (expected: 0s to 1m)");
     }
     io.modelgate.gateway.inference.ReceiveTimeout receive;
     try {

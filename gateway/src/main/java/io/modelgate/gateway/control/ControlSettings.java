@@ -78,11 +78,11 @@ public record ControlSettings(
     Objects.requireNonNull(probeInterval, "probe interval");
     Objects.requireNonNull(auditRetention, "audit retention");
     if (auditRetention.isNegative() || (!auditRetention.isZero() && auditRetention.compareTo(Duration.ofHours(1)) < 0)) {
-      throw new IllegalArgumentException("audit retention: " + auditRetention + " (expected: at least an hour, or 0 to keep every record)");
+      throw new IllegalArgumentException("audit retention: " + io.modelgate.gateway.config.TimeSpans.format(auditRetention) + " (expected: at least an hour, or 0 to keep every record)");
     }
     Objects.requireNonNull(compaction, "compaction interval");
     if (compaction.isNegative() || (!compaction.isZero() && compaction.compareTo(Duration.ofMinutes(1)) < 0)) {
-      throw new IllegalArgumentException("etcd compaction interval: " + compaction
+      throw new IllegalArgumentException("etcd compaction interval: " + io.modelgate.gateway.config.TimeSpans.format(compaction)
           + " (expected: at least 1m, or 0 to leave compaction to etcd)");
     }
     if (auditMaxRecords < 0) {

@@ -34,7 +34,7 @@ public record ReceiveTimeout(Duration window, long minBytesPerSecond) {
     Objects.requireNonNull(window, "receive timeout");
     if (window.isNegative() || (!window.isZero() && (window.compareTo(Duration.ofSeconds(1)) < 0
         || window.compareTo(Duration.ofHours(1)) > 0))) {
-      throw new IllegalArgumentException("receive timeout: " + window + " (expected: 0 for none, or 1s to 1h)");
+      throw new IllegalArgumentException("receive timeout: " + io.modelgate.gateway.config.TimeSpans.format(window) + " (expected: 0 for none, or 1s to 1h)");
     }
     if (minBytesPerSecond < 0 || minBytesPerSecond > Integer.MAX_VALUE) {
       throw new IllegalArgumentException(

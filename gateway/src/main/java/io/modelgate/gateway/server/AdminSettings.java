@@ -66,7 +66,7 @@ public record AdminSettings(
     Objects.requireNonNull(usageRetention, "usage retention");
     Objects.requireNonNull(receiveTimeout, "receive timeout");
     if (usageRetention.isNegative() || (!usageRetention.isZero() && usageRetention.compareTo(java.time.Duration.ofHours(1)) < 0)) {
-      throw new IllegalArgumentException("usage retention: " + usageRetention + " (expected: at least an hour, or 0 to keep every hour)");
+      throw new IllegalArgumentException("usage retention: " + io.modelgate.gateway.config.TimeSpans.format(usageRetention) + " (expected: at least an hour, or 0 to keep every hour)");
     }
     if (port < 0 || port > 65535) {
       throw new IllegalArgumentException("admin port: " + port + " (expected: 0 to 65535)");

@@ -123,16 +123,16 @@ public record ConnectionSettings(
     Objects.requireNonNull(keepAliveTime, "keepalive time");
     Objects.requireNonNull(permitKeepAliveTime, "permitted keepalive time");
     if (maxAge.isNegative() || (!maxAge.isZero() && maxAge.compareTo(Duration.ofSeconds(1)) < 0)) {
-      throw new IllegalArgumentException("max connection age: " + maxAge + " (expected: 0 for no limit, or at least 1s)");
+      throw new IllegalArgumentException("max connection age: " + io.modelgate.gateway.config.TimeSpans.format(maxAge) + " (expected: 0 for no limit, or at least 1s)");
     }
     if (maxAgeGrace != null && maxAgeGrace.isNegative()) {
-      throw new IllegalArgumentException("max connection age grace: " + maxAgeGrace + " (expected: >= 0)");
+      throw new IllegalArgumentException("max connection age grace: " + io.modelgate.gateway.config.TimeSpans.format(maxAgeGrace) + " (expected: >= 0)");
     }
     if (keepAliveTime.compareTo(Duration.ofSeconds(10)) < 0) {
-      throw new IllegalArgumentException("keepalive time: " + keepAliveTime + " (expected: at least 10s)");
+      throw new IllegalArgumentException("keepalive time: " + io.modelgate.gateway.config.TimeSpans.format(keepAliveTime) + " (expected: at least 10s)");
     }
     if (permitKeepAliveTime.isNegative()) {
-      throw new IllegalArgumentException("permitted keepalive time: " + permitKeepAliveTime + " (expected: >= 0)");
+      throw new IllegalArgumentException("permitted keepalive time: " + io.modelgate.gateway.config.TimeSpans.format(permitKeepAliveTime) + " (expected: >= 0)");
     }
     if (maxConcurrentStreams < 1) {
       throw new IllegalArgumentException("max concurrent streams: " + maxConcurrentStreams + " (expected: at least 1)");
@@ -148,11 +148,11 @@ public record ConnectionSettings(
     }
     Objects.requireNonNull(maxIdle, "max connection idle");
     if (maxIdle.isNegative() || (!maxIdle.isZero() && maxIdle.compareTo(Duration.ofSeconds(1)) < 0)) {
-      throw new IllegalArgumentException("max connection idle: " + maxIdle + " (expected: 0 for no limit, or at least 1s)");
+      throw new IllegalArgumentException("max connection idle: " + io.modelgate.gateway.config.TimeSpans.format(maxIdle) + " (expected: 0 for no limit, or at least 1s)");
     }
     Objects.requireNonNull(handshakeTimeout, "handshake timeout");
     if (handshakeTimeout.compareTo(Duration.ofMillis(100)) < 0) {
-      throw new IllegalArgumentException("handshake timeout: " + handshakeTimeout + " (expected: at least 100ms)");
+      throw new IllegalArgumentException("handshake timeout: " + io.modelgate.gateway.config.TimeSpans.format(handshakeTimeout) + " (expected: at least 100ms)");
     }
     if (maxConnectionsPerAddress < 0) {
       throw new IllegalArgumentException(

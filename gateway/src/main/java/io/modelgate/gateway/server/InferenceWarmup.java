@@ -83,7 +83,8 @@ public final class InferenceWarmup {
   /** As above, with the throwaway's temporary folder under {@code parent}. */
   static Summary run(Duration duration, int eventLoopThreads, int inFlight, Path parent) throws IOException {
     if (duration.isNegative() || duration.compareTo(MAX_DURATION) > 0) {
-      throw new IllegalArgumentException("warm-up duration: " + duration + " (expected: 0 to " + MAX_DURATION + ")");
+      throw new IllegalArgumentException("warm-up duration: " + io.modelgate.gateway.config.TimeSpans.format(duration)
+          + " (expected: 0 to " + io.modelgate.gateway.config.TimeSpans.format(MAX_DURATION) + ")");
     }
     if (inFlight < 1 || inFlight > 1024) {
       throw new IllegalArgumentException("warm-up calls in flight: " + inFlight + " (expected: 1 to 1024)");

@@ -50,7 +50,7 @@ public record ServerSettings(
           "event loop threads: " + eventLoopThreads + " (expected: 1 to 256)");
     }
     if (drainTimeout.isNegative()) {
-      throw new IllegalArgumentException("drain timeout: " + drainTimeout + " (expected: >= 0)");
+      throw new IllegalArgumentException("drain timeout: " + io.modelgate.gateway.config.TimeSpans.format(drainTimeout) + " (expected: >= 0)");
     }
     if (shutdownDelay.isNegative() || shutdownDelay.compareTo(Duration.ofMinutes(10)) > 0) {
       throw new IllegalArgumentException(

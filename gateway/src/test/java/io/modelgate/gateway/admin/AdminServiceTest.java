@@ -348,6 +348,27 @@ class AdminServiceTest {
   }
 
   @Test
+  void statsOfAModelOrVersionTheReplicaDoesNotHave_areNotFound_notAnEmptyReport() {
+    failsWith(Status.Code.NOT_FOUND, () -> gateway.admin().getStats(GetStatsRequest.newBuilder().setModel("mm").build()))
+        .hasMessageContaining("unknown model 'mm'").hasMessageContaining("m");
+    failsWith(Status.Code.NOT_FOUND,
+            () -> gateway.admin().getStats(GetStatsRequest.newBuilder().setModel("m").setVersion(9).build()))
+        .hasMessageContaining("model 'm' has no version 9 (1: READY");
+    // A file store has no other replicas: nowhere else could have it.
+    failsWith(Status.Code.NOT_FOUND, () -> gateway.admin().getFleetStats(GetStatsRequest.newBuilder().setModel("mm").build()))
+        .hasMessageContaining("unknown model 'mm'");
+    var reports = io.modelgate.proto.admin.v1.AdminServiceGrpc.newBlockingStub(gateway.adminChannel)
+        .withCallCredentials(Gateway.bearer(Gateway.ADMIN_TOKEN))
+        .withDeadlineAfter(30, java.util.concurrent.TimeUnit.SECONDS)
+        .watchStats(io.modelgate.proto.admin.v1.WatchStatsRequest.newBuilder().setModel("mm").setIntervalMs(500).build());
+    failsWith(Status.Code.NOT_FOUND, reports::next).hasMessageContaining("unknown model 'mm'");
+    // Every model, or every model's version 1, as before.
+    assertThat(gateway.admin().getStats(GetStatsRequest.getDefaultInstance()).getVersionsCount()).isPositive();
+    assertThat(gateway.admin().getStats(GetStatsRequest.newBuilder().setVersion(1).build()).getVersionsList())
+        .allMatch(v -> v.getVersion() == 1);
+  }
+
+  @Test
   void watchStats_streamsReports() {
     var reports = io.modelgate.proto.admin.v1.AdminServiceGrpc.newBlockingStub(gateway.adminChannel)
         .withCallCredentials(Gateway.bearer(Gateway.ADMIN_TOKEN))
