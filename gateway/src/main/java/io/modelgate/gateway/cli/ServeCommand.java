@@ -271,7 +271,7 @@ final class ServeCommand implements Callable<Integer> {
       defaultValue = "10s",
       converter = Converters.TimeSpan.class,
       paramLabel = "DURATION",
-      description = "Before loading the repository, serve the embedded demo model to itself on loopback for this"
+      description = "Once the repository has loaded, serve the embedded demo model to itself on loopback for this"
           + " long (a throwaway gateway, nothing of it kept), so that the serving path is compiled before the"
           + " first caller arrives. 0s: none; at most 1m. Default: ${DEFAULT-VALUE}.")
   Duration warmupInference;
