@@ -70,6 +70,25 @@ final class ServeCommand implements Callable<Integer> {
   Integer eventLoopThreads;
 
   @Option(
+      names = "--load-threads",
+      defaultValue = "0",
+      paramLabel = "N",
+      description = "Models loaded at once as the server starts, each model's versions in turn (a session's graph"
+          + " optimization runs on one thread): more bring a repository of many models to serving sooner, and hold"
+          + " the memory of as many loads at once. 0: one per core, at most " + ServeCommand.AUTO_LOAD_THREADS_MAX
+          + ". Default: ${DEFAULT-VALUE}.")
+  int loadThreads;
+
+  /** The most models {@code --load-threads 0} loads at once, whatever the cores. */
+  static final int AUTO_LOAD_THREADS_MAX = 4;
+
+  /** {@code --load-threads}, 0 resolved: one per core this JVM may use, at most {@link #AUTO_LOAD_THREADS_MAX}. */
+  int loadThreads() {
+    return loadThreads > 0 ? loadThreads
+        : Math.max(1, Math.min(AUTO_LOAD_THREADS_MAX, Runtime.getRuntime().availableProcessors()));
+  }
+
+  @Option(
       names = "--intra-op-threads",
       defaultValue = "1",
       description = "ONNX Runtime threads per operator, per version (0: one per core). Default: ${DEFAULT-VALUE}.")
@@ -458,6 +477,10 @@ final class ServeCommand implements Callable<Integer> {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(),
           "--warmup-rounds: " + warmupRounds + " (expected: 0 to " + AdminSettings.MAX_WARMUP_ROUNDS + ")");
     }
+    if (loadThreads < 0) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(),
+          "--load-threads: " + loadThreads + " (expected: 0 for one per core, or at least 1)");
+    }
     if (warmupInference.isNegative() || warmupInference.compareTo(InferenceWarmup.MAX_DURATION) > 0) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(),
           "--warmup-inference: " + io.modelgate.gateway.config.TimeSpans.format(warmupInference) + " (expected: 0s to 1m)");
@@ -536,7 +559,7 @@ final class ServeCommand implements Callable<Integer> {
     // 3, as for any file or server out of reach.
     RepositoryAtStart loaded;
     try {
-      loaded = RepositoryAtStart.load(root, defaults, admin, stats);
+      loaded = RepositoryAtStart.load(root, defaults, admin, stats, loadThreads());
     } catch (IOException | RuntimeException e) {
       stats.close();
       deleteQuietly(demoRoot);

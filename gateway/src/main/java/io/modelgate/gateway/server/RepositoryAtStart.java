@@ -25,19 +25,35 @@ import java.nio.file.Path;
 public record RepositoryAtStart(ModelRepository repository, ControlStore store) {
   /**
    * Opens the control store {@code admin} names and loads the repository at {@code root}, each
-   * model's settings over {@code defaults}, recording to {@code stats}. Blocks while versions load.
+   * model's settings over {@code defaults}, recording to {@code stats}, up to {@code loadThreads}
+   * models at once ({@link ModelRepository#load(Path, ModelSettings,
+   * io.modelgate.runtime.execution.StageRecorder.Factory, ModelRepository.LeftUnloaded, int)}).
+   * Blocks while versions load.
    *
    * @throws IOException when the store cannot be opened or read (etcd unreachable: a replica starts
    *     only with its fleet's records), or {@code root} is not a readable folder; nothing is left open
    */
-  public static RepositoryAtStart load(Path root, ModelSettings defaults, AdminSettings admin, StatsRegistry stats)
-      throws IOException {
+  public static RepositoryAtStart load(Path root, ModelSettings defaults, AdminSettings admin, StatsRegistry stats,
+      int loadThreads) throws IOException {
     ControlStore store = ControlStore.open(admin.control(), new StateStore(admin.stateDirectory()), stats.prometheus(),
         stats.clock());
     try {
       ModelRepository.LeftUnloaded left = VersionControl.leftUnloaded(ControlPlane.loads(store.load().values()),
           store.shared());
-      return new RepositoryAtStart(ModelRepository.load(root, defaults, stats, left), store);
+      long started = System.nanoTime();
+      ModelRepository repository = ModelRepository.load(root, defaults, stats, left, loadThreads);
+      int versions = 0;
+      int ready = 0;
+      for (io.modelgate.runtime.repository.Model model : repository.models()) {
+        for (io.modelgate.runtime.repository.ModelVersion version : model.versions()) {
+          versions++;
+          ready += version.isReady() ? 1 : 0;
+        }
+      }
+      org.slf4j.LoggerFactory.getLogger(RepositoryAtStart.class).info(
+          "model repository loaded in {} ms, up to {} models at once: {} models, {} versions, {} READY",
+          (System.nanoTime() - started) / 1_000_000, loadThreads, repository.models().size(), versions, ready);
+      return new RepositoryAtStart(repository, store);
     } catch (IOException | RuntimeException | Error e) {
       store.close();
       throw e;

@@ -494,6 +494,9 @@ class CliTest {
     assertThat(certificateAlone.exitCode()).isEqualTo(CliErrors.USAGE);
     assertThat(certificateAlone.err()).contains("--tls-cert and --tls-key go together");
 
+    Run loadThreads = run("serve", "--load-threads", "-1", "--grpc-port", "0");
+    assertThat(loadThreads.exitCode()).isEqualTo(CliErrors.USAGE);
+    assertThat(loadThreads.err()).contains("--load-threads: -1 (expected: 0 for one per core, or at least 1)");
     Run retention = run("serve", "--usage-retention", "30m", "--grpc-port", "0");
     assertThat(retention.exitCode()).isEqualTo(CliErrors.USAGE);
     assertThat(retention.err()).contains("usage retention: 30m (expected: at least an hour, or 0 to keep every hour)");

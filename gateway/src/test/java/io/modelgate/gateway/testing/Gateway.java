@@ -203,7 +203,7 @@ public final class Gateway implements AutoCloseable {
 
   /** The repository at {@code root} and the control store {@code admin} names, as a server that starts loads them. */
   private static RepositoryAtStart load(Path root, AdminSettings admin, StatsRegistry stats) throws IOException {
-    return RepositoryAtStart.load(root, ModelSettings.defaults(SessionSettings.DEFAULTS), admin, stats);
+    return RepositoryAtStart.load(root, ModelSettings.defaults(SessionSettings.DEFAULTS), admin, stats, 1);
   }
 
   /** An admin stub that presents the token. */

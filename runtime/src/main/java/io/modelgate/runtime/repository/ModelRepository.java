@@ -108,6 +108,24 @@ public final class ModelRepository {
   public static ModelRepository load(
       Path root, ModelSettings defaults, StageRecorder.Factory recorders, LeftUnloaded leftUnloaded)
       throws IOException {
+    return load(root, defaults, recorders, leftUnloaded, 1);
+  }
+
+  /**
+   * As {@link #load(Path, ModelSettings, StageRecorder.Factory, LeftUnloaded)}, up to {@code
+   * threads} models loading at once, each model's versions in turn on one thread (1: every model
+   * on the calling thread, in name order). More threads bring a server with many models to serving
+   * sooner where it has the cores (a session's graph optimization runs on one thread), and hold the
+   * memory of as many loads in progress at once.
+   *
+   * @throws IllegalArgumentException for {@code threads} below 1
+   */
+  public static ModelRepository load(
+      Path root, ModelSettings defaults, StageRecorder.Factory recorders, LeftUnloaded leftUnloaded, int threads)
+      throws IOException {
+    if (threads < 1) {
+      throw new IllegalArgumentException("load threads: " + threads + " (expected: at least 1)");
+    }
     if (!Files.isDirectory(root)) {
       throw new IOException("model repository " + root + " is not a folder");
     }
@@ -115,7 +133,7 @@ public final class ModelRepository {
       log.warn("model repository {} holds no model folders (expected: {}/<model>/<version>/{})", root, root, MODEL_FILE);
     }
     VersionEvents events = new VersionEvents();
-    Map<String, Model> models = new TreeMap<>();
+    Map<String, Path> folders = new TreeMap<>();
     for (Path dir : list(root)) {
       String name = dir.getFileName().toString();
       if (!Files.isDirectory(dir) || name.startsWith(".")) {
@@ -125,7 +143,59 @@ public final class ModelRepository {
         log.warn("ignoring {}: a model name may hold only letters, digits, '_', '.' and '-'", dir);
         continue;
       }
-      models.put(name, loadModel(name, dir, defaults, recorders, events, leftUnloaded));
+      folders.put(name, dir);
+    }
+    Map<String, Model> models = new TreeMap<>();
+    if (threads == 1 || folders.size() < 2) {
+      for (Map.Entry<String, Path> folder : folders.entrySet()) {
+        models.put(folder.getKey(), loadModel(folder.getKey(), folder.getValue(), defaults, recorders, events, leftUnloaded));
+      }
+      return new ModelRepository(root, models, defaults, recorders, events);
+    }
+    java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(
+        Math.min(threads, folders.size()), new java.util.concurrent.ThreadFactory() {
+          private final java.util.concurrent.atomic.AtomicInteger n = new java.util.concurrent.atomic.AtomicInteger();
+
+          @Override
+          public Thread newThread(Runnable r) {
+            return new Thread(r, "modelgate-load-" + n.incrementAndGet());
+          }
+        });
+    Map<String, java.util.concurrent.Future<Model>> loading = new TreeMap<>();
+    try {
+      for (Map.Entry<String, Path> folder : folders.entrySet()) {
+        loading.put(folder.getKey(), pool.submit(
+            () -> loadModel(folder.getKey(), folder.getValue(), defaults, recorders, events, leftUnloaded)));
+      }
+      Throwable failed = null;
+      for (Map.Entry<String, java.util.concurrent.Future<Model>> model : loading.entrySet()) {
+        try {
+          models.put(model.getKey(), model.getValue().get());
+        } catch (java.util.concurrent.ExecutionException e) {
+          failed = failed == null ? e.getCause() : failed;
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+          failed = failed == null ? e : failed;
+          break;
+        }
+      }
+      if (failed != null) {
+        // What loaded goes too: the caller gets no repository to close.
+        pool.shutdownNow();
+        new ModelRepository(root, models, defaults, recorders, events).close(java.time.Duration.ZERO);
+        if (failed instanceof IOException io) {
+          throw io;
+        }
+        if (failed instanceof RuntimeException runtime) {
+          throw runtime;
+        }
+        if (failed instanceof Error error) {
+          throw error;
+        }
+        throw new IOException("loading the model repository " + root + " was interrupted", failed);
+      }
+    } finally {
+      pool.shutdown();
     }
     return new ModelRepository(root, models, defaults, recorders, events);
   }

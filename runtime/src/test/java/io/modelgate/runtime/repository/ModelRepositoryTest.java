@@ -94,6 +94,33 @@ class ModelRepositoryTest {
   }
 
   @Test
+  void modelsLoadedOnSeveralThreads_endAsOnOne_eachModelsVersionsInTurn_brokenOnesFailedBesideTheOthers() throws Exception {
+    for (int model = 1; model <= 5; model++) {
+      TestModels.write(root, "m" + model, 1, TestModels.affine());
+      TestModels.write(root, "m" + model, 2, TestModels.affine());
+    }
+    TestModels.write(root, "corrupt", 1, "this is not an ONNX model".getBytes());
+    java.util.Set<String> loaders = java.util.concurrent.ConcurrentHashMap.newKeySet();
+    repository = ModelRepository.load(root, ModelSettings.defaults(SessionSettings.DEFAULTS),
+        StageRecorder.Factory.NONE, (model, version) -> {
+          loaders.add(Thread.currentThread().getName());
+          return model.equals("m3") && version == 2 ? "left unloaded by the test" : null;
+        }, 3);
+    assertThat(repository.models()).extracting(Model::name).containsExactly("corrupt", "m1", "m2", "m3", "m4", "m5");
+    for (int model = 1; model <= 5; model++) {
+      assertThat(version("m" + model, 1).state()).isEqualTo(VersionState.READY);
+      assertThat(version("m" + model, 2).state()).isEqualTo(model == 3 ? VersionState.UNAVAILABLE : VersionState.READY);
+    }
+    assertThat(version("m3", 2).reason()).isEqualTo("left unloaded by the test");
+    assertThat(version("corrupt", 1).state()).isEqualTo(VersionState.FAILED);
+    // On the pool's threads, not the caller's; as many as asked at most.
+    assertThat(loaders).allMatch(name -> name.startsWith("modelgate-load-")).hasSizeBetween(1, 3);
+    org.assertj.core.api.Assertions.assertThatThrownBy(() -> ModelRepository.load(root,
+            ModelSettings.defaults(SessionSettings.DEFAULTS), StageRecorder.Factory.NONE, ModelRepository.LeftUnloaded.NONE, 0))
+        .isInstanceOf(IllegalArgumentException.class).hasMessage("load threads: 0 (expected: at least 1)");
+  }
+
+  @Test
   void aVersionWhoseBatcherFails_becomesFailedWithTheReason_andCanBeLoadedAgain() throws Exception {
     TestModels.write(root, "good", 1, TestModels.affine());
     load();
