@@ -71,8 +71,10 @@ public final class CliErrors implements CommandLine.IExecutionExceptionHandler {
 
   private static String unreachable(StatusRuntimeException e, String target) {
     String description = e.getStatus().getDescription();
+    // Named by the command's target where given, the innermost cause says why; else the transport's
+    // own (Netty's names the address: "Connection refused: localhost/127.0.0.1:8003").
     Throwable cause = e.getCause();
-    while (cause != null && cause.getCause() != null) {
+    while (target != null && cause != null && cause.getCause() != null) {
       cause = cause.getCause();
     }
     if (e.getStatus().getCode() == io.grpc.Status.Code.UNAVAILABLE && cause != null) {

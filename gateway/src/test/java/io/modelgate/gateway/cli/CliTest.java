@@ -289,6 +289,20 @@ class CliTest {
   }
 
   @Test
+  void anUnreachableServer_isNamed_byTheCommandsTarget_orElseByTheTransportsOwnMessage() {
+    Exception why = new java.net.ConnectException("finishConnect(..) failed: Connection refused");
+    Exception annotated = new java.net.ConnectException("finishConnect(..) failed: Connection refused: localhost/127.0.0.1:9");
+    annotated.initCause(why);
+    io.grpc.StatusRuntimeException refused = io.grpc.Status.UNAVAILABLE.withDescription("io exception").withCause(annotated)
+        .asRuntimeException();
+    assertThat(CliErrors.describe(refused, "localhost:9"))
+        .isEqualTo("UNAVAILABLE: cannot reach the server at localhost:9: finishConnect(..) failed: Connection refused");
+    assertThat(CliErrors.describe(refused))
+        .isEqualTo("UNAVAILABLE: cannot reach the server: finishConnect(..) failed: Connection refused: localhost/127.0.0.1:9");
+    assertThat(CliErrors.exitCode(refused)).isEqualTo(CliErrors.UNREACHABLE);
+  }
+
+  @Test
   void goldenColumn_pendingOnlyForAVersionInMemoryOrLoading() {
     var pending = io.modelgate.proto.admin.v1.GoldenResult.newBuilder().setState("PENDING");
     var version = io.modelgate.proto.admin.v1.VersionInfo.newBuilder().setGolden(pending);
