@@ -132,7 +132,6 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
    */
   public ModelVersion load(String model, long number, String caller, String action) {
     ModelVersion version = repository.loadVersion(model, number);
-    policies.refresh(model);
     String detail = version.state() + " " + version.reason();
     if (version.isReady() && !version.isCopy()) {
       policies.recordLoad(model, number, true, caller, action, detail);
@@ -153,8 +152,6 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
       refuseWhileRouted(model, number);
     }
     ModelVersion version = repository.unloadVersion(model, number, drainTimeout);
-    // A version routed to (a model taken down) leaves its policy served in part, and says so.
-    policies.refresh(model);
     if (version.isCopy()) {
       policies.audit(caller, action, model, number, "unloaded after draining");
     } else {
@@ -384,8 +381,6 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
   /** Does what {@code ask} asks on this replica (the version after it) and audits what it did. */
   private ModelVersion follow(String model, VersionLoad ask, java.util.function.Supplier<ModelVersion> action) {
     ModelVersion version = action.get();
-    // Routing that names it serves whole again, or (unloaded while routed: taken down) in part.
-    policies.refresh(model);
     policies.audit(FLEET_CALLER, ask.getLoaded() ? "FleetLoad" : "FleetUnload", model, ask.getVersion(),
         version.state() + " " + version.reason() + ": " + (ask.getLoaded() ? "loaded" : "unloaded") + " as "
             + ask.getCaller() + " asked on replica " + ask.getReplica());
@@ -486,13 +481,12 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
 
   /**
    * Loads by {@code load} what was asked at {@code askedAtMs}, unless the last failure of that ask
-   * ({@code retries} under {@code key}) is too recent, then lets routing serve whole again; a load
-   * that throws or ends not READY sets the next try after a longer wait. Null when it loaded or it
+   * ({@code retries} under {@code key}) is too recent (routing that names it serves whole again as
+   * it becomes READY: {@link io.modelgate.gateway.routing.Router#refresh}); a load that throws or ends not READY sets the next try after a longer wait. Null when it loaded or it
    * was not yet time to try; else the failure.
    */
   private Failure tryLoad(Map<String, Retry> retries, String key, OwedLoad owed, long askedAtMs,
       java.util.function.Supplier<ModelVersion> load) {
-    String model = owed.getModel();
     long now = clock.millis();
     Retry retry = Retry.of(retries.get(key), owed, askedAtMs, now);
     if (now < retry.owed().getNextTryMs()) {
@@ -501,7 +495,6 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
     String reason;
     try {
       ModelVersion version = load.get();
-      policies.refresh(model);
       if (version.isReady()) {
         retries.remove(key);
         return null;

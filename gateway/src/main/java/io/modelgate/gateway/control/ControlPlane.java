@@ -680,28 +680,6 @@ public final class ControlPlane implements AutoCloseable {
     }
   }
 
-  /**
-   * Recompiles the current policy of {@code model} against its versions' states, keeping its
-   * revision: after a version it names was loaded again, the policy serves whole again; after one
-   * it routes to was unloaded (the model taken down), it serves in part — among the READY versions
-   * it names, or refusing UNAVAILABLE with what to load — as after a restart, and says so ({@code
-   * admin models}' ROUTING IN PART). A no-op for a policy that serves whole versions all READY.
-   */
-  public synchronized void refresh(String model) {
-    Route current = router.route(model);
-    if (current.degraded() == null && !current.namesUnready()) {
-      return;
-    }
-    Route compiled = router.compileKeeping(current.policy());
-    router.install(compiled, current.policy().getRevision());
-    if (compiled.degraded() == null) {
-      log.info("model '{}' routing revision {} serves whole again", model, current.policy().getRevision());
-    } else if (current.degraded() == null) {
-      log.info("model '{}' routing revision {} serves in part until its versions load again: {}",
-          model, current.policy().getRevision(), compiled.degraded());
-    }
-  }
-
   // ---- rollouts ----
 
   /** The rank test's allowed slowdown where a spec sets none: 5%. */

@@ -17,9 +17,14 @@ import java.util.regex.Pattern;
  * Every model's current {@link Route}. Request threads read a route with one map lookup and one
  * volatile read; the admin path validates a new policy ({@link #compile}) and swaps it in whole
  * ({@link #install}). Until a policy is set, a model's route is the default: the highest READY
- * version takes every request.
+ * version takes every request. Routes follow their versions' states ({@link #refresh}): a policy
+ * naming a version that stops serving serves in part, and whole again once it is READY.
+ *
+ * <p>Locking: this router's own lock, held only for compiling and swapping routes (CPU work, no
+ * I/O), and never while taking another lock; the control plane takes it under its own.
  */
 public final class Router {
+  private static final org.slf4j.Logger log = org.slf4j.LoggerFactory.getLogger(Router.class);
   /** The gRPC headers of the current call, present while some policy routes by a header. */
   public static final Context.Key<Metadata> HEADERS = Context.key("modelgate-headers");
 
@@ -30,6 +35,8 @@ public final class Router {
   private final ModelRepository repository;
   private final Map<String, Route> routes = new ConcurrentHashMap<>();
   private volatile boolean routesByHeader;
+  /** Set as the server stops: its versions drain and unload, and the routes stay as they were. */
+  private volatile boolean stopping;
 
   public Router(ModelRepository repository) {
     this.repository = repository;
@@ -102,7 +109,7 @@ public final class Router {
 
   /** Installs a route restored from the state directory, whatever the current revision. */
   public synchronized void installRestored(Route route) {
-    routes.put(route.policy().getModel(), route);
+    routes.put(route.policy().getModel(), current(route));
     refreshHeaderFlag();
   }
 
@@ -309,7 +316,8 @@ public final class Router {
   }
 
   /**
-   * Makes {@code route} its model's route if the current one has {@code expectedRevision}.
+   * Makes {@code route} its model's route if the current one has {@code expectedRevision} —
+   * recompiled to serve in part where a version it names stopped serving since it was compiled.
    *
    * @throws InferenceException ABORTED when another change came first
    */
@@ -321,7 +329,66 @@ public final class Router {
           "routing of model '" + model + "' is at revision " + current.policy().getRevision()
               + ", not " + expectedRevision + "; read it again and retry");
     }
-    routes.put(model, route);
+    routes.put(model, current(route));
     refreshHeaderFlag();
+  }
+
+  /**
+   * Recompiles the route of {@code model} against its versions' states as they are now, keeping
+   * its policy and revision ({@link #compileKeeping}): a version it routes to (or shadows) that
+   * stopped serving — unloaded, taken down, failed while serving — takes no more traffic, the
+   * READY ones it names keep their relative weights (or requests are refused UNAVAILABLE, saying
+   * what to load, when none is), and the route says so ({@link Route#degraded()}); once the
+   * version is READY again, the policy serves whole. A no-op for a route that serves whole
+   * versions that are all READY, or a model without a route.
+   *
+   * <p>Called after every change of a version's state (the server subscribes it to the
+   * repository's events), on the thread that made it — a loader, an admin call, a failing batcher
+   * — under this router's lock alone, which nothing holds for long.
+   */
+  public synchronized void refresh(String model) {
+    if (stopping) {
+      return;
+    }
+    Route current = routes.get(model);
+    if (current == null || (current.degraded() == null && !current.namesUnready())) {
+      return;
+    }
+    Route compiled;
+    try {
+      compiled = compileKeeping(current.policy());
+    } catch (RuntimeException e) {
+      log.error("model '{}': routing revision {} not recompiled after a version's change: {}", model,
+          current.policy().getRevision(), e.getMessage());
+      return;
+    }
+    routes.put(model, compiled);
+    if (compiled.degraded() == null) {
+      log.info("model '{}' routing revision {} serves whole again", model, current.policy().getRevision());
+    } else if (!compiled.degraded().equals(current.degraded())) {
+      log.warn("model '{}' routing revision {} serves in part, {}; traffic goes only to the READY versions it names"
+          + " (refused UNAVAILABLE when none is) until they serve again", model, current.policy().getRevision(),
+          compiled.degraded());
+    }
+  }
+
+  /**
+   * Stops {@link #refresh}: the server is stopping, its versions drain and unload, and the
+   * requests that still arrive are refused as stopping, not as routed to unloaded versions.
+   */
+  public void stopFollowingVersions() {
+    stopping = true;
+  }
+
+  /** {@code route}, or where a version it names stopped serving since it was compiled, recompiled. Under the lock. */
+  private Route current(Route route) {
+    if (!route.namesUnready()) {
+      return route;
+    }
+    try {
+      return compileKeeping(route.policy());
+    } catch (RuntimeException e) {
+      return route; // the model gone meanwhile: its route goes with it (forget)
+    }
   }
 }

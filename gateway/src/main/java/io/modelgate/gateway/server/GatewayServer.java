@@ -436,6 +436,10 @@ public final class GatewayServer {
     // Not serving until started (and warmed up): HealthStatusManager starts "" as SERVING.
     b.health.setStatus(HealthStatusManager.SERVICE_NAME_ALL_SERVICES, ServingStatus.NOT_SERVING);
     b.router = new Router(repository);
+    // Routes follow their versions' states from here on: a policy naming a version that stops
+    // serving serves in part, and whole again once it is READY.
+    Router router = b.router;
+    repository.events().subscribe(version -> router.refresh(version.model()));
     ControlSettings controlSettings = adminSettings.control();
     StateStore state = new StateStore(adminSettings.stateDirectory());
     if (b.store == null) {
@@ -787,6 +791,7 @@ public final class GatewayServer {
     admin.close();
     versions.close();
     phases.add(Phase.STOPPED_ACCEPTING);
+    router.stopFollowingVersions();
     repository.drain(drainTimeout);
     // Every queued request is answered: end the streams still open, each once it has answered
     // all it received, instead of resetting them with answers in flight.

@@ -226,6 +226,46 @@ class AdminServiceTest {
   }
 
   @Test
+  void aRoutedVersionThatFailsWhileServing_takesNoMoreTraffic_thePolicyServedInPartAndAlerted_thenWholeOnceLoaded()
+      throws Exception {
+    set(0, 1, 50, 2, 50);
+    // Version 2's batcher fails (a defect in its path): it answers its queue and turns FAILED.
+    io.modelgate.runtime.repository.LoadedVersion two = gateway.repository.model("m").orElseThrow().version(2).orElseThrow().serving();
+    io.modelgate.runtime.testing.Requests.Answer answer = new io.modelgate.runtime.testing.Requests.Answer();
+    two.scheduler().submit(io.modelgate.runtime.execution.InferenceRequest.of(
+        io.modelgate.runtime.tensor.RequestDecoder.decode(
+            io.modelgate.runtime.testing.Requests.fp32("x", new long[] {1, 3}, 1, 2, 3), two.signature()),
+        System.nanoTime(), () -> {
+          throw new IllegalStateException("defect in the batcher's path");
+        }, answer));
+    io.modelgate.gateway.testing.Eventually.eventually("version 2 fails",
+        () -> gateway.repository.model("m").orElseThrow().version(2).orElseThrow().state()
+            == io.modelgate.runtime.repository.VersionState.FAILED);
+    // Its traffic goes to version 1 alone, as after a restart without it; a fault, so the gauge says 1.
+    for (int i = 0; i < 40; i++) {
+      assertThat(gateway.blocking().modelInfer(Tensors.affine(i, 2, 3).setModelName("m").build()).getModelVersion())
+          .isEqualTo("1");
+    }
+    assertThat(gateway.admin().listModels(ListModelsRequest.getDefaultInstance()).getModels(0).getRoutingDegraded())
+        .contains("version 2 (FAILED").contains("defect in the batcher's path");
+    assertThat(gateway.stats.scrape()).contains("modelgate_routing_degraded{model=\"m\"} 1.0");
+    assertThat(routingRevision()).isEqualTo(1);
+    // Loaded again: the policy serves whole, both versions answering.
+    assertThat(gateway.admin().loadVersion(LoadVersionRequest.newBuilder().setModel("m").setVersion(2).build()).getState())
+        .isEqualTo("READY");
+    assertThat(gateway.stats.scrape()).contains("modelgate_routing_degraded{model=\"m\"} 0.0");
+    java.util.Set<String> served = new java.util.HashSet<>();
+    for (int i = 0; i < 64 && served.size() < 2; i++) {
+      served.add(gateway.blocking().modelInfer(Tensors.affine(i, 2, 3).setModelName("m").build()).getModelVersion());
+    }
+    assertThat(served).containsExactlyInAnyOrder("1", "2");
+  }
+
+  private long routingRevision() {
+    return gateway.admin().getRouting(GetRoutingRequest.newBuilder().setModel("m").build()).getRevision();
+  }
+
+  @Test
   void everyChange_isAuditedWithCallerAndOldAndNewPolicies() throws Exception {
     set(0, 1, 100);
     set(1, 2, 100);
