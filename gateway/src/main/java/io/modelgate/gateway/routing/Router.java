@@ -366,9 +366,14 @@ public final class Router {
     if (compiled.degraded() == null) {
       log.info("model '{}' routing revision {} serves whole again", model, current.policy().getRevision());
     } else if (!compiled.degraded().equals(current.degraded())) {
-      log.warn("model '{}' routing revision {} serves in part, {}; traffic goes only to the READY versions it names"
-          + " (refused UNAVAILABLE when none is) until they serve again", model, current.policy().getRevision(),
-          compiled.degraded());
+      // A fault is a warning; versions an operator unloaded (a model taken down) are news.
+      String line = "model '{}' routing revision {} serves in part, {}; traffic goes only to the READY versions it"
+          + " names (refused UNAVAILABLE when none is) until they serve again";
+      if (compiled.degradedByUnloads()) {
+        log.info(line, model, current.policy().getRevision(), compiled.degraded());
+      } else {
+        log.warn(line, model, current.policy().getRevision(), compiled.degraded());
+      }
     }
   }
 
