@@ -128,8 +128,8 @@ public final class Route {
 
   /**
    * Whether this route, compiled whole, sends traffic to a version (or shadows one) that is no
-   * longer READY — unloaded since, as when its model is taken down — so that recompiling it ({@link
-   * Router#compileKeeping}) would serve it in part or refuse. False for a route already {@link
+   * longer READY — unloaded since (its model taken down, say), or failed while serving — so that
+   * recompiling it ({@link Router#compileKeeping}) would serve it in part or refuse. False for a route already {@link
    * #degraded()} and for the default, which follows the READY versions by itself. Any thread.
    */
   public boolean namesUnready() {
