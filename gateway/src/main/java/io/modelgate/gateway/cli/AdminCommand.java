@@ -97,6 +97,16 @@ final class AdminCommand implements Runnable {
     }
   }
 
+  /**
+   * A model's routing for {@code admin models}: its weights, and where the default finds no READY
+   * version, that requests are refused.
+   */
+  static String routingLine(ModelInfo model) {
+    RoutingPolicy policy = model.getRouting();
+    boolean noneReady = model.getVersionsList().stream().noneMatch(v -> v.getState().equals("READY"));
+    return weights(policy) + (policy.getWeightsCount() == 0 && noneReady ? "; none is READY: requests are refused UNAVAILABLE" : "");
+  }
+
   static String weights(RoutingPolicy policy) {
     if (policy.getWeightsCount() == 0) {
       return "default (highest READY version takes 100%)";
@@ -161,7 +171,7 @@ final class AdminCommand implements Runnable {
                 v.getCopyOf() == 0 ? v.getReason()
                     : (v.getReason().isEmpty() ? "" : v.getReason() + "; ") + "a copy of v" + v.getCopyOf() + " (a rollout's control)");
           }
-          out.printf("%-20s routing revision %d: %s%n", "", policy.getRevision(), weights(policy));
+          out.printf("%-20s routing revision %d: %s%n", "", policy.getRevision(), routingLine(model));
           if (!model.getRoutingDegraded().isEmpty()) {
             out.printf("%-20s ROUTING IN PART, %s%n", "", model.getRoutingDegraded());
           }

@@ -303,6 +303,17 @@ class CliTest {
   }
 
   @Test
+  void routingLine_saysWhenTheDefaultFindsNoReadyVersion() {
+    var model = io.modelgate.proto.admin.v1.ModelInfo.newBuilder().setName("m")
+        .setRouting(io.modelgate.proto.admin.v1.RoutingPolicy.newBuilder().setModel("m"))
+        .addVersions(io.modelgate.proto.admin.v1.VersionInfo.newBuilder().setVersion(1).setState("UNAVAILABLE"));
+    assertThat(AdminCommand.routingLine(model.build()))
+        .isEqualTo("default (highest READY version takes 100%); none is READY: requests are refused UNAVAILABLE");
+    model.addVersions(io.modelgate.proto.admin.v1.VersionInfo.newBuilder().setVersion(2).setState("READY"));
+    assertThat(AdminCommand.routingLine(model.build())).isEqualTo("default (highest READY version takes 100%)");
+  }
+
+  @Test
   void goldenColumn_pendingOnlyForAVersionInMemoryOrLoading() {
     var pending = io.modelgate.proto.admin.v1.GoldenResult.newBuilder().setState("PENDING");
     var version = io.modelgate.proto.admin.v1.VersionInfo.newBuilder().setGolden(pending);
