@@ -12,7 +12,6 @@ final class Converters {
   private Converters() {}
 
   private static final Pattern SIZE = Pattern.compile("(\\d+)\\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?");
-  private static final Pattern DURATION = Pattern.compile("(\\d+)\\s*(ms|s|m|h|d)");
 
   /** {@code 128MiB}, {@code 64m}, {@code 1048576}: a byte count (binary units). */
   static final class ByteSize implements ITypeConverter<Integer> {
@@ -70,21 +69,11 @@ final class Converters {
   static final class TimeSpan implements ITypeConverter<Duration> {
     @Override
     public Duration convert(String value) {
-      if (value.trim().equals("0")) {
-        return Duration.ZERO;
+      try {
+        return io.modelgate.gateway.config.TimeSpans.parse(value);
+      } catch (IllegalArgumentException e) {
+        throw new TypeConversionException(e.getMessage());
       }
-      Matcher m = DURATION.matcher(value.trim().toLowerCase(Locale.ROOT));
-      if (!m.matches()) {
-        throw new TypeConversionException("'" + value + "' (expected: a duration such as 500ms, 30s, 2m, 12h or 400d)");
-      }
-      long n = Long.parseLong(m.group(1));
-      return switch (m.group(2)) {
-        case "ms" -> Duration.ofMillis(n);
-        case "s" -> Duration.ofSeconds(n);
-        case "h" -> Duration.ofHours(n);
-        case "d" -> Duration.ofDays(n);
-        default -> Duration.ofMinutes(n);
-      };
     }
   }
 }

@@ -4,7 +4,34 @@ import java.time.Duration;
 
 /** Time spans as the command line writes them ({@code 500ms}, {@code 30s}, {@code 2m}, {@code 12h}, {@code 400d}). */
 public final class TimeSpans {
+  private static final java.util.regex.Pattern SPAN = java.util.regex.Pattern.compile("(\\d+)\\s*(ms|s|m|h|d)");
+
   private TimeSpans() {}
+
+  /**
+   * A span as the command line writes one: {@code 500ms}, {@code 30s}, {@code 2m}, {@code 12h},
+   * {@code 400d}, or {@code 0}.
+   *
+   * @throws IllegalArgumentException naming the value and the forms expected
+   */
+  public static Duration parse(String value) {
+    String trimmed = value.trim().toLowerCase(java.util.Locale.ROOT);
+    if (trimmed.equals("0")) {
+      return Duration.ZERO;
+    }
+    java.util.regex.Matcher m = SPAN.matcher(trimmed);
+    if (!m.matches()) {
+      throw new IllegalArgumentException("'" + value + "' (expected: a duration such as 500ms, 30s, 2m, 12h or 400d)");
+    }
+    long n = Long.parseLong(m.group(1));
+    return switch (m.group(2)) {
+      case "ms" -> Duration.ofMillis(n);
+      case "s" -> Duration.ofSeconds(n);
+      case "h" -> Duration.ofHours(n);
+      case "d" -> Duration.ofDays(n);
+      default -> Duration.ofMinutes(n);
+    };
+  }
 
   /**
    * {@code span} in the largest unit that holds it whole, as {@code serve}'s options take it: 500ms,

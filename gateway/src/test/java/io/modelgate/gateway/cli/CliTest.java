@@ -528,6 +528,9 @@ class CliTest {
     assertThat(new Converters.TimeSpan().convert("400d")).isEqualTo(java.time.Duration.ofDays(400));
     assertThat(new Converters.TimeSpan().convert("12h")).isEqualTo(java.time.Duration.ofHours(12));
     assertThat(new Converters.TimeSpan().convert("0")).isZero();
+    Run badSpan = run("serve", "--drain-timeout", "5 minutes", "--grpc-port", "0");
+    assertThat(badSpan.exitCode()).isEqualTo(CliErrors.USAGE);
+    assertThat(badSpan.err()).contains("'5 minutes' (expected: a duration such as 500ms, 30s, 2m, 12h or 400d)");
     // Written back as read, in the largest whole unit.
     for (String span : List.of("500ms", "1500ms", "5s", "90s", "2m", "12h", "400d", "0ms")) {
       assertThat(io.modelgate.gateway.config.TimeSpans.format(new Converters.TimeSpan().convert(span))).isEqualTo(span);
