@@ -90,6 +90,29 @@ rm -r "$models/digits"
 run_admin unload --model digits
 run_admin models
 
+echo "## 7b. a version loaded again while it serves"
+# 16 callers on version 2 for 10 s; meanwhile model.yaml is edited and version 2 loaded again.
+"$repo/bin/modelgate-bench" load --target "localhost:$port" --model cnn_mnist --version 2 --concurrency 16 \
+  --warmup 1 --duration 10 >"$work/bench.txt" 2>&1 &
+bench=$!
+sleep 3
+echo "\$ sed -i 's/^large_batch_rows: 16/large_batch_rows: 32/' \$REPOSITORY/cnn_mnist/model.yaml"
+sed -i 's/^large_batch_rows: 16/large_batch_rows: 32/' "$models/cnn_mnist/model.yaml"
+run_admin load --model cnn_mnist --version 2 --reload
+echo "\$ grep -E \"version 2 (loaded again|reloaded)\" serve.log"
+grep -E "version 2 (loaded again|reloaded)" "$log" | sed -E 's/^[^ ]+ +[A-Z]+ +[A-Za-z]+ - //; s/ *$//' || true
+echo
+# A model.yaml the new load cannot take: refused, the version serving as before.
+echo "\$ sed -i 's/^max_batch_size: 64/max_batch_size: lots/' \$REPOSITORY/cnn_mnist/model.yaml"
+cp "$models/cnn_mnist/model.yaml" "$work/model.yaml"
+sed -i 's/^max_batch_size: 64/max_batch_size: lots/' "$models/cnn_mnist/model.yaml"
+run_admin load --model cnn_mnist --version 2 --reload
+cp "$work/model.yaml" "$models/cnn_mnist/model.yaml"
+wait "$bench" || true
+echo "\$ bin/modelgate-bench load --model cnn_mnist --version 2 --concurrency 16 --warmup 1 --duration 10   # meanwhile"
+tail -n 2 "$work/bench.txt"
+echo
+
 echo "## 8. an unload kept across a restart"
 run_admin unload --model cnn_mnist --version 1
 # The server stops and starts again on the same state directory.

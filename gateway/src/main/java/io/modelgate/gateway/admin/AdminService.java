@@ -190,7 +190,9 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
   public void loadVersion(LoadVersionRequest request, StreamObserver<VersionInfo> observer) {
     answer(
         observer,
-        () -> info(versions.load(request.getModel(), request.getVersion(), AdminAuth.caller(), "LoadVersion")));
+        () -> info(request.getReload()
+            ? versions.reload(request.getModel(), request.getVersion(), AdminAuth.caller(), "ReloadVersion")
+            : versions.load(request.getModel(), request.getVersion(), AdminAuth.caller(), "LoadVersion")));
   }
 
   @Override

@@ -70,6 +70,12 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
   private final Map<String, Retry> retries = new ConcurrentHashMap<>();
   /** Per model and version ("model/version"), this replica's failed loads of a fleet's ask. */
   private final Map<String, Retry> fleetRetries = new ConcurrentHashMap<>();
+  /**
+   * Per model and version ("model/version"), the last reload asked of a fleet ({@link
+   * VersionLoad#getReloadedAtMs}) this replica has followed (or that found it loading its folder as
+   * it is then); at the start, every one asked before it, which its repository's loads have seen.
+   */
+  private final Map<String, Long> reloadsFollowed = new ConcurrentHashMap<>();
   private final Clock clock;
 
   /**
@@ -100,6 +106,13 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
     this.policies = policies;
     this.drainTimeout = drainTimeout;
     this.clock = clock;
+    for (Map.Entry<String, List<VersionLoad>> entry : policies.loads().entrySet()) {
+      for (VersionLoad ask : entry.getValue()) {
+        if (ask.getReloadedAtMs() != 0) {
+          reloadsFollowed.put(entry.getKey() + "/" + ask.getVersion(), ask.getReloadedAtMs());
+        }
+      }
+    }
   }
 
   /**
@@ -138,6 +151,47 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
     } else {
       policies.audit(caller, action, model, number, detail);
     }
+    return version;
+  }
+
+  /**
+   * Loads a READY version again while it serves, from its folder and {@code model.yaml} as they are
+   * now, swapping the new load in ({@link ModelRepository#reloadVersion}), audited; in a fleet,
+   * every replica that has it READY then does the same ({@link #reconcileLoads}). A new load that
+   * fails leaves the version serving as before, is audited, and is refused with its reason; the
+   * fleet is not asked. Blocks while the version loads and its old load drains.
+   *
+   * @throws InferenceException as {@link ModelRepository#reloadVersion}; FAILED_PRECONDITION for a
+   *     version a RUNNING rollout names, or a new load that failed; UNAVAILABLE when it reloaded here
+   *     but a fleet's control store could not be told
+   */
+  public ModelVersion reload(String model, long number, String caller, String action) {
+    Rollout rollout = policies.current(model);
+    if (rollout != null && rollout.getState().equals("RUNNING")) {
+      RolloutSpec spec = rollout.getSpec();
+      String role = spec.getBaseline() == number ? "baseline" : spec.getCandidate() == number ? "candidate"
+          : spec.getControl() == number ? "control" : null;
+      if (role != null) {
+        throw InferenceException.failedPrecondition("version " + number + " of model '" + model + "' is the " + role
+            + " of its RUNNING rollout, whose evidence would mix two loads of it; abort the rollout first (admin"
+            + " rollout abort --model " + model + ")");
+      }
+    }
+    String key = model + "/" + number;
+    ModelRepository.Reload reload = repository.reloadVersion(model, number, drainTimeout);
+    ModelVersion version = reload.version();
+    if (!reload.reloaded()) {
+      policies.audit(caller, action, model, number, "not loaded again, serving as before: " + reload.failure());
+      throw InferenceException.failedPrecondition(
+          version.label() + " not loaded again: " + reload.failure() + "; it serves as before");
+    }
+    long previous = policies.loads().getOrDefault(model, List.of()).stream()
+        .filter(ask -> ask.getVersion() == number).mapToLong(VersionLoad::getReloadedAtMs).max().orElse(0);
+    long stamp = Math.max(clock.millis(), previous + 1);
+    // Followed here before the fleet hears of it: this replica's own ask does not reload it twice.
+    reloadsFollowed.put(key, stamp);
+    policies.recordLoad(model, number, true, stamp, caller, action, "READY, loaded again while it served: model.onnx"
+        + " sha256 " + version.serving().modelSha256());
     return version;
   }
 
@@ -357,6 +411,13 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
           }
           continue;
         }
+        if (here != null && here.isReady() && !here.isCopy()) {
+          fleetRetries.remove(key);
+          followReload(name, ask, here);
+          continue;
+        }
+        // Not serving here: a load reads the folder as it is then, which any reload asked so far saw.
+        reloadsFollowed.put(key, ask.getReloadedAtMs());
         if (here != null && (here.isReady() || here.state() == VersionState.LOADING
             || here.state() == VersionState.UNLOADING)) {
           fleetRetries.remove(key);
@@ -376,6 +437,36 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
     }
     // An ask gone from the records (its model's record deleted) is owed no more.
     fleetRetries.keySet().retainAll(asked);
+    reloadsFollowed.keySet().retainAll(asked);
+  }
+
+  /**
+   * Loads {@code here}, READY, again as {@code ask} asks where it holds a reload this replica has
+   * not followed yet; once per reload, whether it loads or not (a new load that fails leaves the
+   * version serving as before, logged and audited: the operator mends the files and asks again).
+   */
+  private void followReload(String model, VersionLoad ask, ModelVersion here) {
+    String key = model + "/" + ask.getVersion();
+    long stamp = ask.getReloadedAtMs();
+    Long followed = reloadsFollowed.put(key, stamp);
+    if (stamp == 0 || (followed != null && followed == stamp)) {
+      return;
+    }
+    String detail;
+    try {
+      ModelRepository.Reload reload = repository.reloadVersion(model, ask.getVersion(), drainTimeout);
+      detail = reload.reloaded()
+          ? "READY, loaded again while it served: model.onnx sha256 " + here.serving().modelSha256()
+          : "not loaded again, serving as before: " + reload.failure();
+    } catch (RuntimeException e) {
+      detail = "not loaded again: " + e.getMessage();
+    }
+    if (!detail.startsWith("READY")) {
+      log.error("model '{}' version {}: {} (as {} asked on replica {})", model, ask.getVersion(), detail,
+          ask.getCaller(), ask.getReplica());
+    }
+    policies.audit(FLEET_CALLER, "FleetReload", model, ask.getVersion(),
+        detail + ": as " + ask.getCaller() + " asked on replica " + ask.getReplica());
   }
 
   /** Does what {@code ask} asks on this replica (the version after it) and audits what it did. */

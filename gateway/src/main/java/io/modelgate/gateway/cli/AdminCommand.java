@@ -166,7 +166,7 @@ final class AdminCommand implements Runnable {
             out.printf("%-20s %-8d %-12s %-8s %-9s %-5s %-12s %-15s %s%n", model.getName(), v.getVersion(), v.getState(), weight,
                 v.getExecutionProvider().isEmpty() ? "-" : v.getExecutionProvider(),
                 v.getState().equals("READY") ? Integer.toString(v.getMaxBatchSize()) : "-",
-                v.getModelSha256().isEmpty() ? "-" : v.getModelSha256().substring(0, Math.min(12, v.getModelSha256().length())),
+                abbreviated(v.getModelSha256()),
                 golden(v),
                 v.getCopyOf() == 0 ? v.getReason()
                     : (v.getReason().isEmpty() ? "" : v.getReason() + "; ") + "a copy of v" + v.getCopyOf() + " (a rollout's control)");
@@ -951,6 +951,11 @@ final class AdminCommand implements Runnable {
     }
   }
 
+  /** The first 12 hex digits of a model file's SHA-256, as the CLI shows it; {@code -} for none. */
+  static String abbreviated(String sha256) {
+    return sha256.isEmpty() ? "-" : sha256.substring(0, Math.min(12, sha256.length()));
+  }
+
   /** One line a version: {@code model M version N: STATE reason}. */
   private static void printVersions(PrintWriter out, List<VersionInfo> versions) {
     for (VersionInfo info : versions) {
@@ -958,8 +963,12 @@ final class AdminCommand implements Runnable {
     }
   }
 
-  @Command(name = "load", description = "Load a version from the model repository, or without --version every"
-      + " version folder of the model that is not READY (a model folder added since the start included).")
+  @Command(name = "load", description = {"Load a version from the model repository, or without --version every"
+      + " version folder of the model that is not READY (a model folder added since the start included).",
+      "With --reload, load a READY version again while it serves, from its folder and model.yaml as they are now (an"
+          + " edited model.yaml, a replaced model.onnx): the new load is swapped in once warmed up, the old one"
+          + " completes what it accepted; no request is refused. Where the new load fails, the version serves as"
+          + " before. In a fleet, every replica that has the version READY reloads it."})
   static final class Load implements Callable<Integer> {
     @ParentCommand AdminCommand admin;
     @Spec CommandSpec spec;
@@ -967,10 +976,25 @@ final class AdminCommand implements Runnable {
     @Option(names = "--model", required = true, description = "The model (its folder in the repository).") String model;
     @Option(names = "--version", description = "The version; without it, every version folder of the model.")
     Long version;
+    @Option(names = "--reload", description = "Load the READY version --version again while it serves (refused for a"
+        + " version a running rollout names).")
+    boolean reload;
 
     @Override
     public Integer call() throws Exception {
+      if (reload && version == null) {
+        throw new picocli.CommandLine.ParameterException(spec.commandLine(),
+            "--reload needs --version: a reload is of one READY version");
+      }
       return execute(admin, spec, (client, out) -> {
+        if (reload) {
+          VersionInfo info = client.call().loadVersion(
+              LoadVersionRequest.newBuilder().setModel(model).setVersion(version).setReload(true).build());
+          out.printf("model %s version %d: %s, loaded again: model.onnx sha256 %s, max_batch_size %d%n",
+              info.getModel(), info.getVersion(), info.getState(), abbreviated(info.getModelSha256()),
+              info.getMaxBatchSize());
+          return;
+        }
         List<VersionInfo> loaded = version != null
             ? List.of(client.call().loadVersion(LoadVersionRequest.newBuilder().setModel(model).setVersion(version).build()))
             : client.call().loadModel(io.modelgate.proto.admin.v1.LoadModelRequest.newBuilder().setModel(model).build())

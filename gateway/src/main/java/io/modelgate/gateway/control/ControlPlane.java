@@ -363,10 +363,20 @@ public final class ControlPlane implements AutoCloseable {
    * @throws InferenceException UNAVAILABLE when the store cannot be written (the version is as
    *     asked on this replica, not recorded; the message says so)
    */
-  public synchronized void recordLoad(
+  public void recordLoad(
       String model, long version, boolean loaded, String caller, String action, String detail) {
+    recordLoad(model, version, loaded, 0, caller, action, detail);
+  }
+
+  /**
+   * As {@link #recordLoad(String, long, boolean, String, String, String)}, the version loaded and
+   * {@code reloadedAtMs} (not 0) the stamp of its reload while it served ({@link
+   * VersionLoad#getReloadedAtMs}): in a fleet, every replica that has it READY loads it again once.
+   */
+  public synchronized void recordLoad(
+      String model, long version, boolean loaded, long reloadedAtMs, String caller, String action, String detail) {
     VersionLoad ask = VersionLoad.newBuilder().setVersion(version).setLoaded(loaded).setCaller(caller)
-        .setReplica(replica).setAtMs(clock.millis()).build();
+        .setReplica(replica).setAtMs(clock.millis()).setReloadedAtMs(reloadedAtMs).build();
     AuditRecord audit = auditRecord(caller, action, model, version,
         store.shared() ? detail + " (every replica of the fleet follows)" : detail);
     for (int attempt = 1; ; attempt++) {

@@ -463,7 +463,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     answer.shadow = ShadowComparison.of(target.shadow(), target.version(), clock);
     // Without a callers file every request waits in the one shared lane.
     String lane = tenant.entry() == null ? null : tenant.tenant();
-    submit(request, target.loaded(), arrival, cancelled, deadline, lane, answer.weight(), answer);
+    submit(request, target.version(), target.loaded(), arrival, cancelled, deadline, lane, answer.weight(), answer);
     if (answer.shadow != null) {
       startShadow(request, target.shadow(), answer.shadow);
     }
@@ -490,8 +490,34 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
     return loaded == null ? null : loaded.recorder(VersionStats.class);
   }
 
-  /** Decodes against the version's signature and publishes in {@code lane}; throws on refusal. */
+  /**
+   * Decodes against the version's signature and publishes in {@code lane} to {@code loaded}, the
+   * load routing took; or, where that load is refused {@code UNAVAILABLE} because the version was
+   * loaded again meanwhile ({@link io.modelgate.runtime.repository.ModelRepository#reloadVersion}:
+   * the old load drains), to the version's current load, once. Throws on refusal.
+   */
   private static void submit(
+      ModelInferRequest request,
+      ModelVersion version,
+      LoadedVersion loaded,
+      long arrival,
+      BooleanSupplier cancelled,
+      Deadline deadline,
+      String lane,
+      int weight,
+      RecordedAnswer callback) {
+    try {
+      publish(request, loaded, arrival, cancelled, deadline, lane, weight, callback);
+    } catch (InferenceException e) {
+      LoadedVersion current = version.loadedOrNull();
+      if (e.code() != io.modelgate.runtime.error.ErrorCode.UNAVAILABLE || current == null || current == loaded) {
+        throw e;
+      }
+      publish(request, current, arrival, cancelled, deadline, lane, weight, callback);
+    }
+  }
+
+  private static void publish(
       ModelInferRequest request,
       LoadedVersion loaded,
       long arrival,

@@ -226,6 +226,106 @@ class AdminServiceTest {
   }
 
   @Test
+  void aReload_swapsInTheEditedModelWhileClientsCallIt_refusingNone_andEachCallerSeesTheOldThenTheNew() throws Exception {
+    // Four callers call version 2 (the default route) without pause while it is loaded again five
+    // times, each time from a new file: y[0] for x = 1 is 3 (the first file), then 4, 5, 6, 7, 8.
+    AtomicBooleanHolder stop = new AtomicBooleanHolder();
+    List<List<Float>> seen = new java.util.ArrayList<>();
+    List<Throwable> failures = new java.util.concurrent.CopyOnWriteArrayList<>();
+    java.util.concurrent.atomic.AtomicInteger answered = new java.util.concurrent.atomic.AtomicInteger();
+    List<Thread> callers = new java.util.ArrayList<>();
+    for (int t = 0; t < 4; t++) {
+      List<Float> mine = new java.util.ArrayList<>();
+      seen.add(mine);
+      Thread caller = new Thread(() -> {
+        while (!stop.value) {
+          try {
+            float y = Tensors.floats(gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build())
+                .getRawOutputContents(0))[0];
+            if (mine.isEmpty() || mine.get(mine.size() - 1) != y) {
+              mine.add(y);
+            }
+            answered.incrementAndGet();
+          } catch (RuntimeException e) {
+            failures.add(e);
+          }
+        }
+      });
+      caller.start();
+      callers.add(caller);
+    }
+    try {
+      for (int k = 3; k <= 7; k++) {
+        int before = answered.get();
+        io.modelgate.gateway.testing.Eventually.eventually("50 more answers", () -> answered.get() > before + 50);
+        Gateway.write(root, "m", 2, Gateway.affineTimes(k));
+        VersionInfo info = gateway.admin().loadVersion(
+            LoadVersionRequest.newBuilder().setModel("m").setVersion(2).setReload(true).build());
+        assertThat(info.getState()).isEqualTo("READY");
+        assertThat(info.getModelSha256()).isEqualTo(sha256(root.resolve("m/2/model.onnx")));
+      }
+      int before = answered.get();
+      io.modelgate.gateway.testing.Eventually.eventually("50 more answers", () -> answered.get() > before + 50);
+    } finally {
+      stop.value = true;
+      for (Thread caller : callers) {
+        caller.join();
+      }
+    }
+    assertThat(failures).isEmpty();
+    for (List<Float> mine : seen) {
+      // Each caller's answers: the files in the order they were swapped in, never an older one after a newer.
+      assertThat(mine).isSorted().startsWith(3f).endsWith(8f);
+    }
+    assertThat(Tensors.floats(gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build())
+        .getRawOutputContents(0))[0]).isEqualTo(8f);
+    // The version's statistics go on across its loads: every call counted on version 2, the last one too.
+    gateway.stats.rotate();
+    StatsResponse stats = gateway.admin().getStats(GetStatsRequest.newBuilder().setModel("m").setVersion(2).build());
+    assertThat(stats.getVersions(0).getWindowsList().stream().filter(w -> w.getWindow().equals("1m")).findFirst()
+        .orElseThrow().getRequests()).isEqualTo(answered.get() + 1L);
+    List<String> audit = Files.readAllLines(root.resolve(".state").resolve(io.modelgate.gateway.control.StateStore.AUDIT_FILE));
+    assertThat(audit.stream().filter(line -> line.contains("\"action\":\"ReloadVersion\"")).toList()).hasSize(5)
+        .allMatch(line -> line.contains("READY, loaded again while it served"));
+  }
+
+  private static final class AtomicBooleanHolder {
+    volatile boolean value;
+  }
+
+  private static String sha256(Path file) throws Exception {
+    return java.util.HexFormat.of().formatHex(
+        java.security.MessageDigest.getInstance("SHA-256").digest(Files.readAllBytes(file)));
+  }
+
+  @Test
+  void aReloadThatFails_leavesTheVersionServing_andOnlyAReadyVersionOfItsOwnFolderThatNoRunningRolloutNamesReloads()
+      throws Exception {
+    LoadVersionRequest.Builder reload = LoadVersionRequest.newBuilder().setModel("m").setReload(true);
+    Gateway.write(root, "m", 2, "not a model any more".getBytes());
+    failsWith(Status.Code.FAILED_PRECONDITION, () -> gateway.admin().loadVersion(reload.setVersion(2).build()))
+        .hasMessageContaining("model 'm' version 2 not loaded again: ")
+        .hasMessageContaining("m/2/model.onnx")
+        .hasMessageEndingWith("; it serves as before");
+    assertThat(answeringVersion()).isEqualTo("2");
+    assertThat(Files.readAllLines(root.resolve(".state").resolve(io.modelgate.gateway.control.StateStore.AUDIT_FILE)))
+        .anyMatch(line -> line.contains("\"action\":\"ReloadVersion\"") && line.contains("not loaded again, serving as before"));
+    failsWith(Status.Code.FAILED_PRECONDITION, () -> gateway.admin().loadVersion(reload.setVersion(3).build()))
+        .hasMessageContaining("model 'm' version 3 is FAILED, not READY: load it");
+    failsWith(Status.Code.NOT_FOUND, () -> gateway.admin().loadVersion(reload.setVersion(9).build()))
+        .hasMessageContaining("model 'm' has no version 9");
+
+    Gateway.write(root, "m", 2, Gateway.affine());
+    set(0, 1, 100);
+    gateway.admin().startRollout(io.modelgate.proto.admin.v1.StartRolloutRequest.newBuilder()
+        .setSpec(io.modelgate.proto.admin.v1.RolloutSpec.newBuilder().setModel("m").setBaseline(1).setCandidate(2)
+            .addSteps(10).addSteps(100).setIntervalS(3600)).build());
+    failsWith(Status.Code.FAILED_PRECONDITION, () -> gateway.admin().loadVersion(reload.setVersion(2).build()))
+        .hasMessage("FAILED_PRECONDITION: version 2 of model 'm' is the candidate of its RUNNING rollout, whose evidence"
+            + " would mix two loads of it; abort the rollout first (admin rollout abort --model m)");
+  }
+
+  @Test
   void aRoutedVersionThatFailsWhileServing_takesNoMoreTraffic_thePolicyServedInPartAndAlerted_thenWholeOnceLoaded()
       throws Exception {
     set(0, 1, 50, 2, 50);

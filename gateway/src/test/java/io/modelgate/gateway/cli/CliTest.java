@@ -242,6 +242,34 @@ class CliTest {
   }
 
   @Test
+  void admin_loadReload_loadsAReadyVersionAgainFromItsEditedFolder_andNeedsAVersion() throws Exception {
+    Run bare = run(admin("load", "--model", "unbatched", "--reload"));
+    assertThat(bare.exitCode()).isEqualTo(2);
+    assertThat(bare.err()).contains("--reload needs --version: a reload is of one READY version");
+
+    Gateway.config(root, "unbatched", "max_batch_size: 0\nmax_queue_delay_us: 50\n");
+    Run reloaded = run(admin("load", "--model", "unbatched", "--version", "1", "--reload"));
+    assertThat(reloaded.exitCode()).as(reloaded.err()).isZero();
+    String sha = gateway.repository.model("unbatched").orElseThrow().version(1).orElseThrow().serving().modelSha256();
+    assertThat(reloaded.out()).isEqualTo("model unbatched version 1: READY, loaded again: model.onnx sha256 "
+        + sha.substring(0, 12) + ", max_batch_size 0" + System.lineSeparator());
+    assertThat(gateway.repository.model("unbatched").orElseThrow().version(1).orElseThrow().serving().settings()
+        .scheduler().maxQueueDelayMicros()).isEqualTo(50);
+
+    Gateway.config(root, "unbatched", "max_batch_size: lots\n");
+    try {
+      Run refused = run(admin("load", "--model", "unbatched", "--version", "1", "--reload"));
+      assertThat(refused.exitCode()).isEqualTo(1);
+      assertThat(refused.err()).contains("model 'unbatched' version 1 not loaded again: model.yaml: max_batch_size: 'lots'")
+          .contains("; it serves as before");
+    } finally {
+      // The server is the class's: its repository as the other tests expect it.
+      Gateway.config(root, "unbatched", "max_batch_size: 0\n");
+      run(admin("load", "--model", "unbatched", "--version", "1", "--reload"));
+    }
+  }
+
+  @Test
   void admin_unloadWithoutAVersion_takesTheModelDown_andLoadWithoutOneBringsItBack() throws Exception {
     Run down = run(admin("unload", "--model", "unbatched"));
     assertThat(down.exitCode()).as(down.err()).isZero();

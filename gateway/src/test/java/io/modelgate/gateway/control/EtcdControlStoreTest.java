@@ -12,6 +12,7 @@ import io.modelgate.gateway.testing.TcpProxy;
 import io.modelgate.gateway.testing.Tensors;
 import io.modelgate.proto.admin.v1.ListModelsRequest;
 import io.modelgate.proto.admin.v1.ListModelsResponse;
+import io.modelgate.proto.admin.v1.LoadVersionRequest;
 import io.modelgate.proto.admin.v1.RoutingPolicy;
 import io.modelgate.proto.admin.v1.SetRoutingRequest;
 import java.net.URI;
@@ -505,18 +506,24 @@ class EtcdControlStoreTest {
 
   /** The actions of the audit records under {@code /auditlimits/audit/} in etcd, in key order. */
   private static List<String> auditActions() throws Exception {
+    return auditRecords("/auditlimits/").stream().map(io.modelgate.proto.admin.v1.AuditRecord::getAction).toList();
+  }
+
+  /** The audit records under {@code <prefix>audit/} in etcd, in key order. */
+  private static List<io.modelgate.proto.admin.v1.AuditRecord> auditRecords(String prefix) throws Exception {
     try (io.etcd.jetcd.Client client = io.etcd.jetcd.Client.builder().endpoints(etcd.endpoints().toArray(URI[]::new)).build()) {
-      List<String> actions = new ArrayList<>();
+      List<io.modelgate.proto.admin.v1.AuditRecord> records = new ArrayList<>();
       for (io.etcd.jetcd.KeyValue kv : client.getKVClient().get(
-          io.etcd.jetcd.ByteSequence.from("/auditlimits/audit/", java.nio.charset.StandardCharsets.UTF_8),
+          io.etcd.jetcd.ByteSequence.from(prefix + "audit/", java.nio.charset.StandardCharsets.UTF_8),
           io.etcd.jetcd.options.GetOption.builder().isPrefix(true).build()).get(10, TimeUnit.SECONDS).getKvs()) {
         io.modelgate.proto.admin.v1.AuditRecord.Builder record = io.modelgate.proto.admin.v1.AuditRecord.newBuilder();
         com.google.protobuf.util.JsonFormat.parser().merge(kv.getValue().toString(java.nio.charset.StandardCharsets.UTF_8), record);
-        actions.add(record.getAction());
+        records.add(record.build());
       }
-      return actions;
+      return records;
     }
   }
+
 
   @Test
   void theClientsChannel_isReachable_soThatItCanReconnectAtOnce() throws Exception {
@@ -888,6 +895,80 @@ class EtcdControlStoreTest {
         assertThat(state(restarted, "m", 4)).isEqualTo(io.modelgate.runtime.repository.VersionState.READY);
         assertThat(restarted.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()).getModelVersion())
             .isEqualTo("4");
+      }
+    }
+  }
+
+  private static float y0(Gateway replica) {
+    return Tensors.floats(replica.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build())
+        .getRawOutputContents(0))[0];
+  }
+
+  private static List<io.modelgate.proto.admin.v1.AuditRecord> fleetReloads() throws Exception {
+    return auditRecords("/reloads/").stream().filter(r -> r.getAction().equals("FleetReload")).toList();
+  }
+
+  private static io.modelgate.runtime.repository.LoadedVersion serving(Gateway replica) {
+    return replica.repository.model("m").orElseThrow().version(1).orElseThrow().serving();
+  }
+
+  @Test
+  void aReloadOnOneReplica_reloadsTheVersionOnEveryReplicaOnce_andAReplicaStartingLaterDoesNotReloadIt(
+      @TempDir Path repoA, @TempDir Path repoB) throws Exception {
+    for (Path repo : List.of(repoA, repoB)) {
+      Gateway.write(repo, "m", 1, Gateway.affine());
+    }
+    io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
+    ControlSettings forB = settings("/reloads/", "b", etcd.endpoints(), PROBES);
+    LoadVersionRequest reload = LoadVersionRequest.newBuilder().setModel("m").setVersion(1).setReload(true).build();
+    try (Gateway a = replica(repoA, "reloads", "a", clock)) {
+      try (Gateway b = Gateway.inProcess(repoB, root.resolve("state-reloads-b"), clock, forB)) {
+        assertThat(y0(a)).isEqualTo(3f);
+        // The model file replaced on both replicas' disks, then reloaded on a.
+        for (Path repo : List.of(repoA, repoB)) {
+          Gateway.write(repo, "m", 1, Gateway.affineTimes(3));
+        }
+        assertThat(a.admin().loadVersion(reload).getState()).isEqualTo("READY");
+        assertThat(y0(a)).isEqualTo(4f);
+        eventually("b sees the reload", () -> b.server.control().loads().getOrDefault("m", List.of()).stream()
+            .anyMatch(ask -> ask.getReloadedAtMs() != 0));
+        assertThat(y0(b)).isEqualTo(3f);
+        io.modelgate.runtime.repository.LoadedVersion onA = serving(a);
+        b.server.versions().reconcileLoads();
+        assertThat(y0(b)).isEqualTo(4f);
+        // Once per reload: neither b again, nor a, which did it as asked.
+        io.modelgate.runtime.repository.LoadedVersion onB = serving(b);
+        b.server.versions().reconcileLoads();
+        a.server.versions().reconcileLoads();
+        assertThat(serving(b)).isSameAs(onB);
+        assertThat(serving(a)).isSameAs(onA);
+        assertThat(fleetReloads()).singleElement().satisfies(r -> assertThat(r.getReplica() + ": " + r.getDetail())
+            .startsWith("b: READY, loaded again while it served: model.onnx sha256 " + onB.modelSha256())
+            .endsWith(" asked on replica a"));
+
+        // A reload whose new load fails on b (its file broken there): b serves as before, and says so.
+        Gateway.write(repoA, "m", 1, Gateway.affineTimes(4));
+        Gateway.write(repoB, "m", 1, "broken on b".getBytes());
+        clock.millis += 1;
+        a.admin().loadVersion(reload);
+        assertThat(y0(a)).isEqualTo(5f);
+        long stamp = a.server.control().loads().get("m").get(0).getReloadedAtMs();
+        eventually("b sees the second reload", () -> b.server.control().loads().get("m").get(0).getReloadedAtMs() == stamp);
+        b.server.versions().reconcileLoads();
+        assertThat(y0(b)).isEqualTo(4f);
+        assertThat(serving(b)).isSameAs(onB);
+        assertThat(fleetReloads()).hasSize(2).last().satisfies(r -> assertThat(r.getDetail())
+            .startsWith("not loaded again, serving as before: ").contains("m/1/model.onnx"));
+        Gateway.write(repoB, "m", 1, Gateway.affineTimes(4));
+      }
+      // b, started again, loads the file as it is: the reloads asked before are not done again.
+      try (Gateway restarted = Gateway.inProcess(repoB, root.resolve("state-reloads-b"), clock, forB)) {
+        io.modelgate.runtime.repository.LoadedVersion loaded = serving(restarted);
+        restarted.server.versions().reconcileLoads();
+        assertThat(serving(restarted)).isSameAs(loaded);
+        assertThat(y0(restarted)).isEqualTo(5f);
+        // Nor as it started (it reconciles once before it serves).
+        assertThat(fleetReloads()).hasSize(2);
       }
     }
   }

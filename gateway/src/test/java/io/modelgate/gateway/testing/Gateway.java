@@ -255,6 +255,19 @@ public final class Gateway implements AutoCloseable {
     return TestModels.affine();
   }
 
+  /** x FP32 [-1,3] → y = x * k + 1 and z = x * k: {@link #affine}'s signature (k = 2) with another factor. */
+  public static byte[] affineTimes(float k) {
+    return OnnxGraphBuilder.create("affine" + k, 17)
+        .input("x", OnnxGraphBuilder.FLOAT, -1, 3)
+        .output("y", OnnxGraphBuilder.FLOAT, -1, 3)
+        .output("z", OnnxGraphBuilder.FLOAT, -1, 3)
+        .initializer("k", new float[] {k})
+        .initializer("one", new float[] {1f})
+        .node("Mul", List.of("x", "k"), List.of("z"))
+        .node("Add", List.of("z", "one"), List.of("y"), java.util.Map.of())
+        .build();
+  }
+
   public static byte[] reshapeToTwoByTwo() {
     return TestModels.reshapeToTwoByTwo();
   }

@@ -346,6 +346,89 @@ public final class ModelRepository {
   }
 
   /**
+   * What {@link #reloadVersion} did.
+   *
+   * @param version the version, READY: with its new load, or as before where {@code failure} is set
+   * @param failure why the new load failed, in the words of a version's reason (no server paths);
+   *     null when it was swapped in
+   */
+  public record Reload(ModelVersion version, String failure) {
+    public boolean reloaded() {
+      return failure == null;
+    }
+  }
+
+  /**
+   * Loads a READY version again while it serves, from its folder with {@code model.yaml} as it is
+   * now — an edited file or a replaced {@code model.onnx} — and swaps the new load in once it is
+   * warmed up: requests routed to the version from then on run on the new load; those the old one
+   * had accepted are completed on it ({@code drainTimeout}, as an unload drains), then its session
+   * closes. The version stays READY throughout: a request is refused for the reload only where
+   * its caller took the old load just before the swap and published to it after its drain began
+   * ({@code UNAVAILABLE}); a caller that then takes the version's {@linkplain
+   * ModelVersion#loadedOrNull current load} and publishes again loses nothing. The statistics
+   * recorder is the version's, as before. Both loads are in memory until the old one has drained.
+   * Where the new load fails, it is closed and the version serves as before ({@link
+   * Reload#failure}). Blocks while the session loads and the old one drains; never call it on the
+   * request path.
+   *
+   * @throws InferenceException NOT_FOUND for an unknown model or version, or a version whose folder
+   *     has gone; FAILED_PRECONDITION for a version that is not READY (load it) or a copy
+   */
+  public Reload reloadVersion(String modelName, long number, Duration drainTimeout) {
+    Model model = model(modelName).orElseThrow(() -> unknownModel(modelName));
+    ModelVersion version;
+    LoadedVersion serving;
+    synchronized (model) {
+      if (model.removed()) {
+        throw unknownModel(modelName);
+      }
+      version = model.version(number).orElseThrow(
+          () -> InferenceException.notFound("model '" + modelName + "' has no version " + number));
+      serving = version.loaded();
+      if (serving == null) {
+        throw InferenceException.failedPrecondition(version.label() + " is " + version.state()
+            + ", not READY: load it (a load reads its folder and model.yaml as they are now)");
+      }
+      if (version.isCopy()) {
+        throw InferenceException.failedPrecondition(version.label() + " is a copy of version " + version.copyOf()
+            + ", serving that version's file as it loaded; reload version " + version.copyOf() + " instead");
+      }
+      if (!Files.isDirectory(version.directory())) {
+        throw InferenceException.notFound(version.label() + " has no version folder " + modelName + "/" + number
+            + " in the repository any more; it serves as before");
+      }
+      LoadedVersion fresh;
+      try {
+        ModelSettings settings = ModelConfigFile.read(root.resolve(modelName), defaults);
+        fresh = new VersionLoader(recorders).open(version, settings, null, "loaded again");
+      } catch (InvalidConfigException | io.modelgate.runtime.error.ModelLoadException | RuntimeException e) {
+        return notReloaded(version, VersionLoader.reason(e));
+      } catch (Error e) {
+        if (!VersionLoader.survivable(e)) {
+          throw e;
+        }
+        return notReloaded(version, VersionLoader.reason(e));
+      }
+      if (!version.reloaded(serving, fresh)) {
+        fresh.scheduler().drain(Duration.ZERO);
+        fresh.onnx().close();
+        return notReloaded(version, "it stopped serving with its load before while the new one loaded (now "
+            + version.state() + ")");
+      }
+    }
+    serving.scheduler().drain(drainTimeout);
+    serving.onnx().close();
+    log.info("{} reloaded: the load before drained and closed", version.label());
+    return new Reload(version, null);
+  }
+
+  private static Reload notReloaded(ModelVersion version, String reason) {
+    log.error("{} not loaded again, serving as before: {}", version.label(), reason);
+    return new Reload(version, version.withoutServerPaths(reason));
+  }
+
+  /**
    * The version numbers of {@code modelName} that have a folder in the repository now, lowest
    * first; folders added since the server started are included.
    *

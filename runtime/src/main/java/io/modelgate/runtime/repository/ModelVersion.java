@@ -167,6 +167,21 @@ public final class ModelVersion {
   }
 
   /**
+   * READY with {@code serving} → READY with {@code fresh}, a load of the same folder made while it
+   * served ({@link ModelRepository#reloadVersion}): from here on requests get {@code fresh}.
+   * Returns false (changing nothing) when the version no longer serves with {@code serving}
+   * (failed or unloaded meanwhile).
+   */
+  synchronized boolean reloaded(LoadedVersion serving, LoadedVersion fresh) {
+    Snapshot current = snapshot;
+    if (current.state() != VersionState.READY || current.loaded() != serving) {
+      return false;
+    }
+    change(new Snapshot(VersionState.READY, "", Objects.requireNonNull(fresh)));
+    return true;
+  }
+
+  /**
    * READY → UNLOADING; keeps what it served with until {@link #unloaded}.
    *
    * @param why what requests refused meanwhile are told, e.g. "the server is stopping"

@@ -62,6 +62,37 @@ final class VersionLoader {
    *     loaded), or null for any
    */
   void load(ModelVersion version, ModelSettings settings, String expectedSha256) {
+    try {
+      version.ready(open(version, settings, expectedSha256, "READY"));
+    } catch (ModelLoadException e) {
+      version.failed(e.getMessage());
+      log.error("{} FAILED: {}", version.label(), e.getMessage());
+    } catch (RuntimeException e) {
+      failed(version, e);
+    } catch (Error e) {
+      // A version too large for the heap, a model deep enough to overflow the stack, a native
+      // library missing: this version fails, and is not left LOADING (which no later load could
+      // leave) nor takes the server's start down with it.
+      failed(version, e);
+      if (!survivable(e)) {
+        throw e;
+      }
+    }
+  }
+
+  /**
+   * What {@link #load} does short of changing the version's state: opens a session of the model
+   * file in {@link ModelVersion#directory}, resolves the signature and batch policy under {@code
+   * settings}, warms it up and starts a scheduler, whose failure while serving fails the version
+   * only while it serves with this load. Logs the load as {@code done} ("READY"; "loaded again").
+   * A load that throws leaves nothing open.
+   *
+   * @param expectedSha256 the SHA-256 its {@code model.onnx} must have, or null for any
+   * @throws ModelLoadException what is wrong with the file or the settings, in words for the
+   *     version's reason
+   */
+  LoadedVersion open(ModelVersion version, ModelSettings settings, String expectedSha256, String done)
+      throws ModelLoadException {
     long start = System.nanoTime();
     OnnxModel onnx = null;
     try {
@@ -111,10 +142,10 @@ final class VersionLoader {
               recorder,
               error -> stoppedServing(version, serving[0], error));
       serving[0] = new LoadedVersion(signature, scheduler, effective, policy, recorder, onnx, sha256);
-      version.ready(serving[0]);
       log.info(
-          "{} READY in {} ms on {}, model.onnx sha256 {}: inputs {}, outputs {}, max_batch_size {}, max_queue_delay_us {}{}",
+          "{} {} in {} ms on {}, model.onnx sha256 {}: inputs {}, outputs {}, max_batch_size {}, max_queue_delay_us {}{}",
           version.label(),
+          done,
           (System.nanoTime() - start) / 1_000_000,
           onnx.provider().configName(),
           sha256,
@@ -129,23 +160,19 @@ final class VersionLoader {
                   + " rows or more on a second session of "
                   + settings.session().largeBatchIntraOpThreads()
                   + " intra-op threads");
-    } catch (ModelLoadException e) {
+      return serving[0];
+    } catch (ModelLoadException | RuntimeException | Error e) {
       if (onnx != null) {
         onnx.close();
       }
-      version.failed(e.getMessage());
-      log.error("{} FAILED: {}", version.label(), e.getMessage());
-    } catch (RuntimeException e) {
-      failed(version, onnx, e);
-    } catch (Error e) {
-      // A version too large for the heap, a model deep enough to overflow the stack, a native
-      // library missing: this version fails, and is not left LOADING (which no later load could
-      // leave) nor takes the server's start down with it.
-      failed(version, onnx, e);
-      if (!survivable(e)) {
-        throw e;
-      }
+      throw e;
     }
+  }
+
+  /** Why a load that threw {@code e} failed, as the version's reason gives it. */
+  static String reason(Throwable e) {
+    return e instanceof ModelLoadException || e instanceof ModelConfigFile.InvalidConfigException
+        ? e.getMessage() : "unexpected error while loading: " + e;
   }
 
   /** The SHA-256 of {@code file}, 64 lowercase hex digits, read in 1 MiB pieces. */
@@ -181,11 +208,8 @@ final class VersionLoader {
     return e instanceof OutOfMemoryError || e instanceof StackOverflowError || e instanceof LinkageError;
   }
 
-  private static void failed(ModelVersion version, OnnxModel onnx, Throwable e) {
-    if (onnx != null) {
-      onnx.close();
-    }
-    String reason = "unexpected error while loading: " + e;
+  private static void failed(ModelVersion version, Throwable e) {
+    String reason = reason(e);
     version.failed(reason);
     log.error("{} FAILED: {}", version.label(), reason, e);
   }

@@ -153,6 +153,118 @@ class ModelRepositoryTest {
   }
 
   @Test
+  void aReload_swapsInANewLoadOfTheFolderAsItIsNow_whileTheVersionStaysReady_andTheOldOneCompletesWhatItAccepted()
+      throws Exception {
+    TestModels.write(root, "m", 1, TestModels.affine());
+    Files.writeString(root.resolve("m/model.yaml"), "max_batch_size: 8\nmax_queue_delay_us: 700\n");
+    load();
+    LoadedVersion before = version("m", 1).serving();
+    java.util.List<String> changes = new java.util.concurrent.CopyOnWriteArrayList<>();
+    java.util.concurrent.CountDownLatch swapped = new java.util.concurrent.CountDownLatch(1);
+    repository.events().subscribe(v -> {
+      changes.add(v.state() + (v.loadedOrNull() == before ? " before" : " new"));
+      if (v.isReady() && v.loadedOrNull() != before) {
+        swapped.countDown();
+      }
+    });
+    // A request the old load accepted, held in its batcher until the new load is swapped in.
+    Requests.Answer held = new Requests.Answer();
+    before.scheduler().submit(InferenceRequest.of(
+        RequestDecoder.decode(Requests.fp32("x", new long[] {1, 3}, 1, 2, 3), before.signature()),
+        System.nanoTime(),
+        () -> {
+          try {
+            return !swapped.await(10, TimeUnit.SECONDS);
+          } catch (InterruptedException e) {
+            throw new IllegalStateException(e);
+          }
+        },
+        held));
+    // Edited while it serves: another model file, other settings.
+    TestModels.write(root, "m", 1, TestModels.mlp(7));
+    Files.writeString(root.resolve("m/model.yaml"), "max_batch_size: 4\nmax_queue_delay_us: 100\n");
+
+    ModelRepository.Reload reload = repository.reloadVersion("m", 1, Duration.ofSeconds(5));
+    assertThat(reload.failure()).isNull();
+    ModelVersion reloaded = reload.version();
+
+    assertThat(changes).containsExactly("READY new");
+    assertThat(held.result.get(10, TimeUnit.SECONDS).outputs()[0].shape()).containsExactly(1, 3);
+    assertThat(held.answers()).isEqualTo(1);
+    LoadedVersion after = reloaded.serving();
+    assertThat(after).isNotSameAs(before);
+    assertThat(after.modelSha256()).isNotEqualTo(before.modelSha256());
+    assertThat(after.signature().inputs().get(0).shape()).containsExactly(-1, 8);
+    assertThat(after.settings().maxBatchSize()).isEqualTo(4);
+    assertThat(after.settings().scheduler().maxQueueDelayMicros()).isEqualTo(100);
+    // The same statistics go on across the reload.
+    assertThat(after.recorder()).isSameAs(before.recorder());
+    // The old load was drained: it takes nothing more.
+    assertThatThrownBy(() -> before.scheduler().submit(InferenceRequest.of(
+            RequestDecoder.decode(Requests.fp32("x", new long[] {1, 3}, 1, 2, 3), before.signature()),
+            System.nanoTime(), null, new Requests.Answer())))
+        .isInstanceOfSatisfying(InferenceException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.UNAVAILABLE));
+  }
+
+  @Test
+  void aReloadThatCannotLoad_leavesTheVersionServingAsBefore_andSaysWhy() throws Exception {
+    TestModels.write(root, "m", 1, TestModels.affine());
+    load();
+    LoadedVersion before = version("m", 1).serving();
+
+    Files.writeString(root.resolve("m/model.yaml"), "max_batch_size: many\n");
+    ModelRepository.Reload reload = repository.reloadVersion("m", 1, Duration.ofSeconds(5));
+    assertThat(reload.reloaded()).isFalse();
+    assertThat(reload.failure()).startsWith("model.yaml: max_batch_size: 'many'");
+    assertThat(version("m", 1).serving()).isSameAs(before);
+
+    Files.delete(root.resolve("m/model.yaml"));
+    TestModels.write(root, "m", 1, "this is not an ONNX model".getBytes());
+    reload = repository.reloadVersion("m", 1, Duration.ofSeconds(5));
+    assertThat(reload.failure()).contains("m/1/model.onnx").doesNotContain(root.toString());
+    assertThat(version("m", 1).serving()).isSameAs(before);
+    Requests.Answer answer = new Requests.Answer();
+    before.scheduler().submit(InferenceRequest.of(
+        RequestDecoder.decode(Requests.fp32("x", new long[] {1, 3}, 1, 2, 3), before.signature()),
+        System.nanoTime(), null, answer));
+    assertThat(answer.result.get(10, TimeUnit.SECONDS).outputs()).hasSize(2);
+  }
+
+  @Test
+  void onlyAReadyVersionOfItsOwnFolderReloads() throws Exception {
+    TestModels.write(root, "m", 1, TestModels.affine());
+    TestModels.write(root, "m", 2, TestModels.affine());
+    load();
+    repository.unloadVersion("m", 2, Duration.ofSeconds(5));
+    repository.loadCopy("m", 3, 1);
+
+    assertThatThrownBy(() -> repository.reloadVersion("m", 2, Duration.ofSeconds(5)))
+        .isInstanceOfSatisfying(InferenceException.class, e -> {
+          assertThat(e.code()).isEqualTo(ErrorCode.FAILED_PRECONDITION);
+          assertThat(e.getMessage()).isEqualTo("model 'm' version 2 is UNAVAILABLE, not READY: load it (a load reads its"
+              + " folder and model.yaml as they are now)");
+        });
+    assertThatThrownBy(() -> repository.reloadVersion("m", 3, Duration.ofSeconds(5)))
+        .isInstanceOfSatisfying(InferenceException.class, e -> {
+          assertThat(e.code()).isEqualTo(ErrorCode.FAILED_PRECONDITION);
+          assertThat(e.getMessage()).isEqualTo("model 'm' version 3 is a copy of version 1, serving that version's"
+              + " file as it loaded; reload version 1 instead");
+        });
+    assertThatThrownBy(() -> repository.reloadVersion("m", 4, Duration.ofSeconds(5)))
+        .isInstanceOfSatisfying(InferenceException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.NOT_FOUND));
+    assertThatThrownBy(() -> repository.reloadVersion("other", 1, Duration.ofSeconds(5)))
+        .isInstanceOfSatisfying(InferenceException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.NOT_FOUND));
+    delete(root.resolve("m/1"));
+    assertThatThrownBy(() -> repository.reloadVersion("m", 1, Duration.ofSeconds(5)))
+        .isInstanceOfSatisfying(InferenceException.class, e -> {
+          assertThat(e.code()).isEqualTo(ErrorCode.NOT_FOUND);
+          assertThat(e.getMessage()).isEqualTo("model 'm' version 1 has no version folder m/1 in the repository any"
+              + " more; it serves as before");
+        });
+    assertThat(version("m", 1).isReady()).isTrue();
+  }
+
+  @Test
   void anOperatorsUnload_tellsClientsSo_andNotThatTheServerIsStopping() throws Exception {
     TestModels.write(root, "good", 1, TestModels.affine());
     load();
