@@ -120,6 +120,20 @@ sleep 2
 run_on 2 models
 run_on 1 unload --model cnn_mnist --version 4
 
+echo "## fleet 8b. a version loaded again on every replica"
+run_on 1 load --model cnn_mnist --version 2 --reload
+# Every other replica with it READY follows within a second or two, each from its own folder.
+for n in 2 3; do
+  for _ in $(seq 1 30); do grep -q "version 2 reloaded" "$work/r$n.log" && break; sleep 0.5; done
+done
+echo "\$ grep -E \"version 2 (loaded again|reloaded)\" r2.log r3.log   # the start of each line"
+for n in 2 3; do
+  grep -E "version 2 (loaded again|reloaded)" "$work/r$n.log" | sed -E "s/^[^ ]+ +[A-Z]+ +[A-Za-z]+ - /r$n.log: /; s/ *\$//" | cut -c1-124
+done
+echo "\$ etcdctl get --prefix /modelgate/audit/ --print-value-only | grep FleetReload"
+ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$etcd_port" get --prefix /modelgate/audit/ --print-value-only | grep FleetReload || true
+echo
+
 echo "## fleet 9. a replica that starts after an unload"
 run_on 1 unload --model cnn_mnist --version 1
 wait_models 2 '^cnn_mnist +1 +UNAVAILABLE'

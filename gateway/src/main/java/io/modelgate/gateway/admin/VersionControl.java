@@ -181,7 +181,7 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
     ModelRepository.Reload reload = repository.reloadVersion(model, number, drainTimeout);
     ModelVersion version = reload.version();
     if (!reload.reloaded()) {
-      policies.audit(caller, action, model, number, "not loaded again, serving as before: " + reload.failure());
+      policies.audit(caller, action, model, number, reloadDetail(reload));
       throw InferenceException.failedPrecondition(
           version.label() + " not loaded again: " + reload.failure() + "; it serves as before");
     }
@@ -190,9 +190,17 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
     long stamp = Math.max(clock.millis(), previous + 1);
     // Followed here before the fleet hears of it: this replica's own ask does not reload it twice.
     reloadsFollowed.put(key, stamp);
-    policies.recordLoad(model, number, true, stamp, caller, action, "READY, loaded again while it served: model.onnx"
-        + " sha256 " + version.serving().modelSha256());
+    policies.recordLoad(model, number, true, stamp, caller, action, reloadDetail(reload));
     return version;
+  }
+
+  /** What a reload did, for the audit log. */
+  private static String reloadDetail(ModelRepository.Reload reload) {
+    if (!reload.reloaded()) {
+      return "not loaded again, serving as before: " + reload.failure();
+    }
+    io.modelgate.runtime.repository.LoadedVersion loaded = reload.version().loadedOrNull();
+    return "READY, loaded again while it served: model.onnx sha256 " + (loaded == null ? "-" : loaded.modelSha256());
   }
 
   /**
@@ -413,7 +421,7 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
         }
         if (here != null && here.isReady() && !here.isCopy()) {
           fleetRetries.remove(key);
-          followReload(name, ask, here);
+          followReload(name, ask);
           continue;
         }
         // Not serving here: a load reads the folder as it is then, which any reload asked so far saw.
@@ -441,11 +449,11 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
   }
 
   /**
-   * Loads {@code here}, READY, again as {@code ask} asks where it holds a reload this replica has
+   * Loads the version {@code ask} names, READY here, again where the ask holds a reload this replica has
    * not followed yet; once per reload, whether it loads or not (a new load that fails leaves the
    * version serving as before, logged and audited: the operator mends the files and asks again).
    */
-  private void followReload(String model, VersionLoad ask, ModelVersion here) {
+  private void followReload(String model, VersionLoad ask) {
     String key = model + "/" + ask.getVersion();
     long stamp = ask.getReloadedAtMs();
     Long followed = reloadsFollowed.put(key, stamp);
@@ -453,15 +461,15 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
       return;
     }
     String detail;
+    boolean reloaded = false;
     try {
       ModelRepository.Reload reload = repository.reloadVersion(model, ask.getVersion(), drainTimeout);
-      detail = reload.reloaded()
-          ? "READY, loaded again while it served: model.onnx sha256 " + here.serving().modelSha256()
-          : "not loaded again, serving as before: " + reload.failure();
+      reloaded = reload.reloaded();
+      detail = reloadDetail(reload);
     } catch (RuntimeException e) {
       detail = "not loaded again: " + e.getMessage();
     }
-    if (!detail.startsWith("READY")) {
+    if (!reloaded) {
       log.error("model '{}' version {}: {} (as {} asked on replica {})", model, ask.getVersion(), detail,
           ask.getCaller(), ask.getReplica());
     }
