@@ -506,33 +506,25 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       String lane,
       int weight,
       RecordedAnswer callback) {
-    try {
-      publish(request, loaded, arrival, cancelled, deadline, lane, weight, callback);
-    } catch (InferenceException e) {
-      LoadedVersion current = version.loadedOrNull();
-      if (e.code() != io.modelgate.runtime.error.ErrorCode.UNAVAILABLE || current == null || current == loaded) {
-        throw e;
+    for (LoadedVersion target = loaded; ; ) {
+      try {
+        // Overload is refused before the request's tensors are decoded and copied.
+        target.scheduler().refuseIfFull();
+        DecodedRequest decoded = RequestDecoder.decode(request, target.signature());
+        callback.decoded(decoded);
+        long deadlineNanos =
+            deadline == null ? Long.MAX_VALUE : System.nanoTime() + deadline.timeRemaining(TimeUnit.NANOSECONDS);
+        target.scheduler().submit(InferenceRequest.inLane(lane, weight, decoded, arrival, deadlineNanos, cancelled, callback));
+        return;
+      } catch (InferenceException e) {
+        LoadedVersion current = version.loadedOrNull();
+        if (target != loaded || e.code() != io.modelgate.runtime.error.ErrorCode.UNAVAILABLE || current == null
+            || current == loaded) {
+          throw e;
+        }
+        target = current;
       }
-      publish(request, current, arrival, cancelled, deadline, lane, weight, callback);
     }
-  }
-
-  private static void publish(
-      ModelInferRequest request,
-      LoadedVersion loaded,
-      long arrival,
-      BooleanSupplier cancelled,
-      Deadline deadline,
-      String lane,
-      int weight,
-      RecordedAnswer callback) {
-    // Overload is refused before the request's tensors are decoded and copied.
-    loaded.scheduler().refuseIfFull();
-    DecodedRequest decoded = RequestDecoder.decode(request, loaded.signature());
-    callback.decoded(decoded);
-    long deadlineNanos =
-        deadline == null ? Long.MAX_VALUE : System.nanoTime() + deadline.timeRemaining(TimeUnit.NANOSECONDS);
-    loaded.scheduler().submit(InferenceRequest.inLane(lane, weight, decoded, arrival, deadlineNanos, cancelled, callback));
   }
 
   /**
