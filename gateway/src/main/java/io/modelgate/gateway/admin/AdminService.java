@@ -197,7 +197,9 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
 
   @Override
   public void loadModel(io.modelgate.proto.admin.v1.LoadModelRequest request, StreamObserver<ModelInfo> observer) {
-    answer(observer, () -> info(versions.loadModel(request.getModel(), AdminAuth.caller(), "LoadModel")));
+    answer(observer, () -> info(request.getReload()
+        ? versions.reloadModel(request.getModel(), AdminAuth.caller(), "ReloadModel")
+        : versions.loadModel(request.getModel(), AdminAuth.caller(), "LoadModel")));
   }
 
   @Override

@@ -177,6 +177,47 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
             + " rollout abort --model " + model + ")");
       }
     }
+    return reloadUnchecked(model, number, caller, action);
+  }
+
+  /**
+   * Loads every READY version of {@code model}'s own folders again while it serves, one after
+   * another, as {@link #reload} does each (versions not READY, and copies, are left as they are).
+   * Blocks.
+   *
+   * @throws InferenceException NOT_FOUND for an unknown model; FAILED_PRECONDITION while a rollout
+   *     of it is RUNNING (it names some of them), or naming the versions whose new load failed (they
+   *     serve as before; the others were reloaded)
+   */
+  public Model reloadModel(String model, String caller, String action) {
+    Model found = repository.model(model).orElseThrow(
+        () -> InferenceException.notFound("unknown model " + InferenceException.quote(model)));
+    Rollout rollout = policies.current(model);
+    if (rollout != null && rollout.getState().equals("RUNNING")) {
+      throw InferenceException.failedPrecondition("model '" + model + "' has a RUNNING rollout, whose evidence would"
+          + " mix two loads of its versions; abort it first (admin rollout abort --model " + model + "), or reload"
+          + " the versions it does not name one by one (--version)");
+    }
+    List<String> failed = new ArrayList<>();
+    for (ModelVersion version : found.versions()) {
+      if (!version.isReady() || version.isCopy()) {
+        continue;
+      }
+      try {
+        reloadUnchecked(model, version.number(), caller, action);
+      } catch (InferenceException e) {
+        failed.add(e.getMessage());
+      }
+    }
+    if (!failed.isEmpty()) {
+      throw InferenceException.failedPrecondition(
+          "model '" + model + "' was not loaded again whole: " + String.join("; ", failed));
+    }
+    return found;
+  }
+
+  /** {@link #reload} once the rollout's versions are ruled out. */
+  private ModelVersion reloadUnchecked(String model, long number, String caller, String action) {
     String key = model + "/" + number;
     ModelRepository.Reload reload = repository.reloadVersion(model, number, drainTimeout);
     ModelVersion version = reload.version();

@@ -968,7 +968,8 @@ final class AdminCommand implements Runnable {
       "With --reload, load a READY version again while it serves, from its folder and model.yaml as they are now (an"
           + " edited model.yaml, a replaced model.onnx): the new load is swapped in once warmed up, the old one"
           + " completes what it accepted; no request is refused. Where the new load fails, the version serves as"
-          + " before. In a fleet, every replica that has the version READY reloads it."})
+          + " before. Without --version, every READY version of the model in turn. In a fleet, every replica that"
+          + " has the version READY reloads it."})
   static final class Load implements Callable<Integer> {
     @ParentCommand AdminCommand admin;
     @Spec CommandSpec spec;
@@ -976,30 +977,32 @@ final class AdminCommand implements Runnable {
     @Option(names = "--model", required = true, description = "The model (its folder in the repository).") String model;
     @Option(names = "--version", description = "The version; without it, every version folder of the model.")
     Long version;
-    @Option(names = "--reload", description = "Load the READY version --version again while it serves (refused for a"
-        + " version a running rollout names).")
+    @Option(names = "--reload", description = "Load READY versions again while they serve (refused for a version a"
+        + " running rollout names; without --version, while a rollout of the model runs).")
     boolean reload;
 
     @Override
     public Integer call() throws Exception {
-      if (reload && version == null) {
-        throw new picocli.CommandLine.ParameterException(spec.commandLine(),
-            "--reload needs --version: a reload is of one READY version");
-      }
       return execute(admin, spec, (client, out) -> {
-        if (reload) {
-          VersionInfo info = client.call().loadVersion(
-              LoadVersionRequest.newBuilder().setModel(model).setVersion(version).setReload(true).build());
-          out.printf("model %s version %d: %s, loaded again: model.onnx sha256 %s, max_batch_size %d%n",
-              info.getModel(), info.getVersion(), info.getState(), abbreviated(info.getModelSha256()),
-              info.getMaxBatchSize());
+        List<VersionInfo> loaded = version != null
+            ? List.of(client.call().loadVersion(
+                LoadVersionRequest.newBuilder().setModel(model).setVersion(version).setReload(reload).build()))
+            : client.call().loadModel(io.modelgate.proto.admin.v1.LoadModelRequest.newBuilder().setModel(model)
+                .setReload(reload).build()).getVersionsList();
+        if (!reload) {
+          printVersions(out, loaded);
           return;
         }
-        List<VersionInfo> loaded = version != null
-            ? List.of(client.call().loadVersion(LoadVersionRequest.newBuilder().setModel(model).setVersion(version).build()))
-            : client.call().loadModel(io.modelgate.proto.admin.v1.LoadModelRequest.newBuilder().setModel(model).build())
-                .getVersionsList();
-        printVersions(out, loaded);
+        for (VersionInfo info : loaded) {
+          if (info.getState().equals("READY") && info.getCopyOf() == 0) {
+            out.printf("model %s version %d: %s, loaded again: model.onnx sha256 %s, max_batch_size %d%n",
+                info.getModel(), info.getVersion(), info.getState(), abbreviated(info.getModelSha256()),
+                info.getMaxBatchSize());
+          } else {
+            out.printf("model %s version %d: %s %s (not reloaded)%n", info.getModel(), info.getVersion(),
+                info.getState(), info.getReason());
+          }
+        }
       });
     }
   }

@@ -299,6 +299,45 @@ class AdminServiceTest {
   }
 
   @Test
+  void aModelsReload_loadsEachReadyVersionAgain_leavesTheOthers_andNamesThoseThatFailed() throws Exception {
+    io.modelgate.runtime.repository.Model m = gateway.repository.model("m").orElseThrow();
+    io.modelgate.runtime.repository.LoadedVersion one = m.version(1).orElseThrow().serving();
+    io.modelgate.runtime.repository.LoadedVersion two = m.version(2).orElseThrow().serving();
+    io.modelgate.proto.admin.v1.LoadModelRequest reload =
+        io.modelgate.proto.admin.v1.LoadModelRequest.newBuilder().setModel("m").setReload(true).build();
+
+    io.modelgate.proto.admin.v1.ModelInfo info = gateway.admin().loadModel(reload);
+    assertThat(info.getVersionsList()).extracting(VersionInfo::getVersion, VersionInfo::getState).containsExactly(
+        org.assertj.core.groups.Tuple.tuple(1L, "READY"), org.assertj.core.groups.Tuple.tuple(2L, "READY"),
+        org.assertj.core.groups.Tuple.tuple(3L, "FAILED"));
+    assertThat(m.version(1).orElseThrow().serving()).isNotSameAs(one);
+    assertThat(m.version(2).orElseThrow().serving()).isNotSameAs(two);
+
+    // Version 2's file broken: version 1 is loaded again, version 2 serves as before, and the answer says so.
+    one = m.version(1).orElseThrow().serving();
+    two = m.version(2).orElseThrow().serving();
+    Gateway.write(root, "m", 2, "broken now".getBytes());
+    failsWith(Status.Code.FAILED_PRECONDITION, () -> gateway.admin().loadModel(reload))
+        .hasMessageStartingWith("FAILED_PRECONDITION: model 'm' was not loaded again whole: model 'm' version 2 not"
+            + " loaded again: ")
+        .hasMessageEndingWith("; it serves as before");
+    assertThat(m.version(1).orElseThrow().serving()).isNotSameAs(one);
+    assertThat(m.version(2).orElseThrow().serving()).isSameAs(two);
+    assertThat(Files.readAllLines(root.resolve(".state").resolve(io.modelgate.gateway.control.StateStore.AUDIT_FILE)))
+        .filteredOn(line -> line.contains("\"action\":\"ReloadModel\"")).hasSize(4);
+
+    // Not while a rollout of it runs.
+    Gateway.write(root, "m", 2, Gateway.affine());
+    set(0, 1, 100);
+    gateway.admin().startRollout(io.modelgate.proto.admin.v1.StartRolloutRequest.newBuilder()
+        .setSpec(io.modelgate.proto.admin.v1.RolloutSpec.newBuilder().setModel("m").setBaseline(1).setCandidate(2)
+            .addSteps(10).addSteps(100).setIntervalS(3600)).build());
+    failsWith(Status.Code.FAILED_PRECONDITION, () -> gateway.admin().loadModel(reload))
+        .hasMessageContaining("model 'm' has a RUNNING rollout");
+    failsWith(Status.Code.NOT_FOUND, () -> gateway.admin().loadModel(reload.toBuilder().setModel("nope").build()));
+  }
+
+  @Test
   void aReloadThatFails_leavesTheVersionServing_andOnlyAReadyVersionOfItsOwnFolderThatNoRunningRolloutNamesReloads()
       throws Exception {
     LoadVersionRequest.Builder reload = LoadVersionRequest.newBuilder().setModel("m").setReload(true);

@@ -242,11 +242,7 @@ class CliTest {
   }
 
   @Test
-  void admin_loadReload_loadsAReadyVersionAgainFromItsEditedFolder_andNeedsAVersion() throws Exception {
-    Run bare = run(admin("load", "--model", "unbatched", "--reload"));
-    assertThat(bare.exitCode()).isEqualTo(2);
-    assertThat(bare.err()).contains("--reload needs --version: a reload is of one READY version");
-
+  void admin_loadReload_loadsAReadyVersionAgainFromItsEditedFolder_orEveryReadyVersionOfTheModel() throws Exception {
     Gateway.config(root, "unbatched", "max_batch_size: 0\nmax_queue_delay_us: 50\n");
     Run reloaded = run(admin("load", "--model", "unbatched", "--version", "1", "--reload"));
     assertThat(reloaded.exitCode()).as(reloaded.err()).isZero();
@@ -265,8 +261,13 @@ class CliTest {
     } finally {
       // The server is the class's: its repository as the other tests expect it.
       Gateway.config(root, "unbatched", "max_batch_size: 0\n");
-      run(admin("load", "--model", "unbatched", "--version", "1", "--reload"));
     }
+    // Without --version: every READY version of the model (here its one).
+    Run whole = run(admin("load", "--model", "unbatched", "--reload"));
+    assertThat(whole.exitCode()).as(whole.err()).isZero();
+    assertThat(whole.out()).startsWith("model unbatched version 1: READY, loaded again: model.onnx sha256 " + sha.substring(0, 12));
+    assertThat(gateway.repository.model("unbatched").orElseThrow().version(1).orElseThrow().serving().settings()
+        .scheduler().maxQueueDelayMicros()).isNotEqualTo(50);
   }
 
   @Test
