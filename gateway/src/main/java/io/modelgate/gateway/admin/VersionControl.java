@@ -76,6 +76,9 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
    * it is then); at the start, every one asked before it, which its repository's loads have seen.
    */
   private final Map<String, Long> reloadsFollowed = new ConcurrentHashMap<>();
+  /** Reloads done on this replica (an operator's or a fleet's ask): swapped in, and those whose new load failed. */
+  private final java.util.concurrent.atomic.AtomicLong reloaded = new java.util.concurrent.atomic.AtomicLong();
+  private final java.util.concurrent.atomic.AtomicLong reloadsFailed = new java.util.concurrent.atomic.AtomicLong();
   private final Clock clock;
 
   /**
@@ -219,7 +222,7 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
   /** {@link #reload} once the rollout's versions are ruled out. */
   private ModelVersion reloadUnchecked(String model, long number, String caller, String action) {
     String key = model + "/" + number;
-    ModelRepository.Reload reload = repository.reloadVersion(model, number, drainTimeout);
+    ModelRepository.Reload reload = counted(repository.reloadVersion(model, number, drainTimeout));
     ModelVersion version = reload.version();
     if (!reload.reloaded()) {
       policies.audit(caller, action, model, number, reloadDetail(reload));
@@ -233,6 +236,19 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
     reloadsFollowed.put(key, stamp);
     policies.recordLoad(model, number, true, stamp, caller, action, reloadDetail(reload));
     return version;
+  }
+
+  private ModelRepository.Reload counted(ModelRepository.Reload reload) {
+    (reload.reloaded() ? reloaded : reloadsFailed).incrementAndGet();
+    return reload;
+  }
+
+  /**
+   * Versions this replica has loaded again while they served since it started ({@code failed}:
+   * whose new load failed, the version serving as before). Any thread.
+   */
+  public long reloads(boolean failed) {
+    return failed ? reloadsFailed.get() : reloaded.get();
   }
 
   /** What a reload did, for the audit log. */
@@ -504,7 +520,7 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
     String detail;
     boolean reloaded = false;
     try {
-      ModelRepository.Reload reload = repository.reloadVersion(model, ask.getVersion(), drainTimeout);
+      ModelRepository.Reload reload = counted(repository.reloadVersion(model, ask.getVersion(), drainTimeout));
       reloaded = reload.reloaded();
       detail = reloadDetail(reload);
     } catch (RuntimeException e) {

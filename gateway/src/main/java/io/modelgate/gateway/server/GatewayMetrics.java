@@ -87,6 +87,14 @@ final class GatewayMetrics implements AutoCloseable {
             + " another replica (asks=fleet), rollouts' copied controls (asks=control); 0 while it has all")
         .tags("asks", "control")
         .register(registry);
+    for (boolean failed : new boolean[] {false, true}) {
+      io.micrometer.core.instrument.FunctionCounter.builder("modelgate.version.reloads", versions,
+              v -> v.reloads(failed))
+          .description("Versions loaded again while they served (admin load --reload, or a fleet's ask of it):"
+              + " result=reloaded, swapped in; result=failed, the new load failed and the version serves as before")
+          .tags("result", failed ? "failed" : "reloaded")
+          .register(registry);
+    }
     Gauge.builder("modelgate.state.store.healthy", state, s -> s.healthy() ? 1 : 0)
         .description("1 when the last write of the state directory (routing, rollouts, audit) succeeded")
         .register(registry);

@@ -287,6 +287,8 @@ class AdminServiceTest {
     List<String> audit = Files.readAllLines(root.resolve(".state").resolve(io.modelgate.gateway.control.StateStore.AUDIT_FILE));
     assertThat(audit.stream().filter(line -> line.contains("\"action\":\"ReloadVersion\"")).toList()).hasSize(5)
         .allMatch(line -> line.contains("READY, loaded again while it served"));
+    assertThat(gateway.stats.scrape()).contains("modelgate_version_reloads_total{result=\"reloaded\"} 5.0")
+        .contains("modelgate_version_reloads_total{result=\"failed\"} 0.0");
   }
 
   private static final class AtomicBooleanHolder {
@@ -349,6 +351,7 @@ class AdminServiceTest {
     assertThat(answeringVersion()).isEqualTo("2");
     assertThat(Files.readAllLines(root.resolve(".state").resolve(io.modelgate.gateway.control.StateStore.AUDIT_FILE)))
         .anyMatch(line -> line.contains("\"action\":\"ReloadVersion\"") && line.contains("not loaded again, serving as before"));
+    assertThat(gateway.stats.scrape()).contains("modelgate_version_reloads_total{result=\"failed\"} 1.0");
     failsWith(Status.Code.FAILED_PRECONDITION, () -> gateway.admin().loadVersion(reload.setVersion(3).build()))
         .hasMessageContaining("model 'm' version 3 is FAILED, not READY: load it");
     failsWith(Status.Code.NOT_FOUND, () -> gateway.admin().loadVersion(reload.setVersion(9).build()))

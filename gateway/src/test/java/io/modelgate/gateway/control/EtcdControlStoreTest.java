@@ -959,6 +959,8 @@ class EtcdControlStoreTest {
         assertThat(serving(b)).isSameAs(onB);
         assertThat(fleetReloads()).hasSize(2).last().satisfies(r -> assertThat(r.getDetail())
             .startsWith("not loaded again, serving as before: ").contains("m/1/model.onnx"));
+        assertThat(b.stats.prometheus().scrape()).contains("modelgate_version_reloads_total{result=\"reloaded\"} 1.0")
+            .contains("modelgate_version_reloads_total{result=\"failed\"} 1.0");
         Gateway.write(repoB, "m", 1, Gateway.affineTimes(4));
       }
       // b, started again, loads the file as it is: the reloads asked before are not done again.
