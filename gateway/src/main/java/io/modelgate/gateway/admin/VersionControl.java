@@ -518,15 +518,11 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
       return;
     }
     String detail;
-    boolean reloaded = false;
     try {
-      ModelRepository.Reload reload = counted(repository.reloadVersion(model, ask.getVersion(), drainTimeout));
-      reloaded = reload.reloaded();
-      detail = reloadDetail(reload);
+      // A new load that fails is logged by the repository, with its reason.
+      detail = reloadDetail(counted(repository.reloadVersion(model, ask.getVersion(), drainTimeout)));
     } catch (RuntimeException e) {
       detail = "not loaded again: " + e.getMessage();
-    }
-    if (!reloaded) {
       log.error("model '{}' version {}: {} (as {} asked on replica {})", model, ask.getVersion(), detail,
           ask.getCaller(), ask.getReplica());
     }
