@@ -494,9 +494,10 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
    * Decodes against the version's signature and publishes in {@code lane} to {@code loaded}, the
    * load routing took; or, where that load is refused {@code UNAVAILABLE} because the version was
    * loaded again meanwhile ({@link io.modelgate.runtime.repository.ModelRepository#reloadVersion}:
-   * the old load drains), to the version's current load, once. Throws on refusal.
+   * the old load drains), to the version's current load, once. Throws on refusal. Package-private
+   * for its test.
    */
-  private static void submit(
+  static void submit(
       ModelInferRequest request,
       ModelVersion version,
       LoadedVersion loaded,
