@@ -40,6 +40,14 @@ echo "## health 1. every version's golden score"
 run_admin models
 run_admin validate --model cnn_mnist --version 3
 
+echo "## health 1b. a reload that would serve a less accurate file"
+# Version 3's file (two digits swapped) written over version 2's, as a botched deploy would.
+cp models/cnn_mnist/2/model.onnx "$work/v2.onnx"
+echo "\$ cp models/cnn_mnist/3/model.onnx models/cnn_mnist/2/model.onnx.new && mv models/cnn_mnist/2/model.onnx.new models/cnn_mnist/2/model.onnx"
+cp models/cnn_mnist/3/model.onnx models/cnn_mnist/2/model.onnx.new && mv models/cnn_mnist/2/model.onnx.new models/cnn_mnist/2/model.onnx
+run_admin load --model cnn_mnist --version 2 --reload
+cp "$work/v2.onnx" models/cnn_mnist/2/model.onnx
+
 echo "## health 2. a rollout to a less accurate candidate"
 run_admin routes set --model cnn_mnist --weights 1=100 --reason "v1 serves; v3 is the candidate"
 run_admin rollout start --model cnn_mnist --baseline 1 --candidate 3 --steps 10,50,100 --interval 60s

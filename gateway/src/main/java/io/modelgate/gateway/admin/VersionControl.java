@@ -55,6 +55,8 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
   static final long LAST_RETRY_MS = 60_000;
 
   private final ModelRepository repository;
+  /** Each reload's new load must score as well on the model's golden set as the load serving. */
+  private final io.modelgate.gateway.health.GoldenSets golden;
   private final ControlPlane policies;
   private final Duration drainTimeout;
   private final ScheduledExecutorService worker =
@@ -103,9 +105,12 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
   /**
    * @param clock the time of the retries of copies and of a fleet's asks (a test's, to try them
    *     again without waiting)
+   * @param golden the golden sets a reload's new load is checked on before it is swapped in
    */
-  public VersionControl(ModelRepository repository, ControlPlane policies, Duration drainTimeout, Clock clock) {
+  public VersionControl(ModelRepository repository, ControlPlane policies, Duration drainTimeout, Clock clock,
+      io.modelgate.gateway.health.GoldenSets golden) {
     this.repository = repository;
+    this.golden = golden;
     this.policies = policies;
     this.drainTimeout = drainTimeout;
     this.clock = clock;
@@ -222,7 +227,8 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
   /** {@link #reload} once the rollout's versions are ruled out. */
   private ModelVersion reloadUnchecked(String model, long number, String caller, String action) {
     String key = model + "/" + number;
-    ModelRepository.Reload reload = counted(repository.reloadVersion(model, number, drainTimeout));
+    ModelRepository.Reload reload =
+        counted(repository.reloadVersion(model, number, drainTimeout, golden::refusesReload));
     ModelVersion version = reload.version();
     if (!reload.reloaded()) {
       policies.audit(caller, action, model, number, reloadDetail(reload));
@@ -520,7 +526,8 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
     String detail;
     try {
       // A new load that fails is logged by the repository, with its reason.
-      detail = reloadDetail(counted(repository.reloadVersion(model, ask.getVersion(), drainTimeout)));
+      detail = reloadDetail(
+          counted(repository.reloadVersion(model, ask.getVersion(), drainTimeout, golden::refusesReload)));
     } catch (RuntimeException e) {
       detail = "not loaded again: " + e.getMessage();
       log.error("model '{}' version {}: {} (as {} asked on replica {})", model, ask.getVersion(), detail,

@@ -186,7 +186,7 @@ public final class GoldenSets implements AutoCloseable {
     results.put(key(version), new Entry(loaded, GoldenResult.newBuilder().setState("RUNNING").setTimeMs(clock.millis()).build()));
     GoldenResult result;
     try {
-      result = run(GoldenSet.read(modelDirectory(version.model())), version, loaded, started);
+      result = run(GoldenSet.read(modelDirectory(version.model())), version, loaded, started, observer);
     } catch (IOException e) {
       observer.goldenFinished(version, loaded, 0, false);
       result = GoldenResult.newBuilder()
@@ -208,6 +208,39 @@ public final class GoldenSets implements AutoCloseable {
   }
 
   /**
+   * Why {@code fresh}, a new load of {@code version} that does not serve yet (a reload), must not
+   * replace {@code serving}: its score on the model's golden set is below the serving load's. Null
+   * when it may: the model has no golden set, the set cannot be read (the run after the swap says
+   * so), or the new load scores as well or better. Runs the set on {@code fresh}, and on {@code
+   * serving} when it has no result yet, on the calling thread; keeps neither result and tells the
+   * observer nothing (the run once the new load serves does both, as for any load).
+   */
+  public String refusesReload(ModelVersion version, LoadedVersion serving, LoadedVersion fresh) {
+    if (!hasGoldenSet(version.model())) {
+      return null;
+    }
+    GoldenSet set;
+    try {
+      set = GoldenSet.read(modelDirectory(version.model()));
+    } catch (IOException e) {
+      log.warn("{}: the new load not checked on the golden set, which cannot be read: {}", version.label(),
+          e.getMessage());
+      return null;
+    }
+    GoldenResult after = run(set, version, fresh, System.nanoTime(), NO_OBSERVER);
+    Entry kept = results.get(key(version));
+    GoldenResult before = kept != null && kept.loaded() == serving && kept.result().getState().equals("DONE")
+        ? kept.result() : run(set, version, serving, System.nanoTime(), NO_OBSERVER);
+    if (after.getScore() >= before.getScore()) {
+      return null;
+    }
+    return String.format(java.util.Locale.ROOT, "its golden set scored %.4f (%d/%d) on the new load against %.4f (%d/%d) on the load"
+            + " serving, so it was not swapped in%s", after.getScore(), after.getPassed(), after.getExamples(),
+        before.getScore(), before.getPassed(), before.getExamples(),
+        after.getFailingCount() == 0 ? "" : "; failing: " + String.join("; ", after.getFailingList()));
+  }
+
+  /**
    * Waits (up to {@code timeout}) for the background validation of the version's current load,
    * running it on the calling thread when none has been started; the result as it stands then.
    */
@@ -224,7 +257,7 @@ public final class GoldenSets implements AutoCloseable {
     return result;
   }
 
-  private GoldenResult run(GoldenSet set, ModelVersion version, LoadedVersion loaded, long started) {
+  private GoldenResult run(GoldenSet set, ModelVersion version, LoadedVersion loaded, long started, Observer observer) {
     List<GoldenExample> examples = set.examples();
     List<String> failing = new ArrayList<>();
     int passed = 0;
@@ -238,7 +271,7 @@ public final class GoldenSets implements AutoCloseable {
           answers.add(submit(examples.get(i), loaded));
         }
         for (int i = from; i < to; i++) {
-          if (check(examples.get(i), answers.get(i - from), version, loaded, failing)) {
+          if (check(examples.get(i), answers.get(i - from), version, loaded, failing, observer)) {
             passed++;
           }
         }
@@ -263,7 +296,7 @@ public final class GoldenSets implements AutoCloseable {
 
   /** Waits for one example's answer and checks it: whether it passed; lists it in {@code failing} if not. */
   private boolean check(GoldenExample example, Submitted submitted, ModelVersion version, LoadedVersion loaded,
-      List<String> failing) {
+      List<String> failing, Observer observer) {
         String failure;
         try {
           InferenceResult result = submitted.answer().get(EXAMPLE_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);

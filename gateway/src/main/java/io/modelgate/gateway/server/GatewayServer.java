@@ -463,7 +463,8 @@ public final class GatewayServer {
       // A fleet's usage adds up in etcd: each replica shares its hours as it writes its ledger.
       b.usage.shareWith(store::putUsage, store::deleteUsageBefore);
     }
-    b.versions = new io.modelgate.gateway.admin.VersionControl(repository, b.control, drainTimeout, stats.clock());
+    b.versions = new io.modelgate.gateway.admin.VersionControl(repository, b.control, drainTimeout, stats.clock(),
+        b.golden);
     b.gatewayMetrics = new GatewayMetrics(stats.prometheus(), repository, b.router, b.control, state, b.golden, b.versions);
     VersionRetirement retirement = new VersionRetirement(stats, b.usage, b.gatewayMetrics, VersionRetirement.AFTER)
         .start(repository);

@@ -60,6 +60,36 @@ class GoldenSetTest {
   }
 
   @Test
+  void aReloadWhoseNewLoadScoresLowerOnTheGoldenSet_isNotSwappedIn_andOneThatScoresAsWellIs() throws Exception {
+    try (Gateway gateway = demoWithSwappedVersion3(new TestClock())) {
+      io.modelgate.runtime.repository.ModelVersion two =
+          gateway.repository.model("cnn_mnist").orElseThrow().version(2).orElseThrow();
+      io.modelgate.runtime.repository.LoadedVersion serving = two.serving();
+      Path file = root.resolve("cnn_mnist/2/model.onnx");
+      byte[] good = Files.readAllBytes(file);
+      // Version 3's faulty file written over version 2's while it serves, then reloaded.
+      Files.copy(root.resolve("cnn_mnist/3/model.onnx"), file, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+      io.modelgate.proto.admin.v1.LoadVersionRequest reload = io.modelgate.proto.admin.v1.LoadVersionRequest.newBuilder()
+          .setModel("cnn_mnist").setVersion(2).setReload(true).build();
+      long swapped = labelled(3) + labelled(5);
+      assertThatThrownBy(() -> gateway.admin().loadVersion(reload))
+          .isInstanceOfSatisfying(StatusRuntimeException.class,
+              e -> assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.FAILED_PRECONDITION))
+          .hasMessageContaining(String.format(java.util.Locale.ROOT, "model 'cnn_mnist' version 2 not loaded again: its golden set scored"
+              + " %.4f (%d/62) on the new load against 1.0000 (62/62) on the load serving, so it was not swapped in;"
+              + " failing: ", (62 - swapped) / 62.0, 62 - swapped))
+          .hasMessageEndingWith("; it serves as before");
+      assertThat(two.serving()).isSameAs(serving);
+      assertThat(gateway.stats.scrape()).contains("modelgate_version_reloads_total{result=\"failed\"} 1.0");
+
+      // The file put back: it scores as well, and is swapped in.
+      Files.write(file, good);
+      assertThat(gateway.admin().loadVersion(reload).getState()).isEqualTo("READY");
+      assertThat(two.serving()).isNotSameAs(serving);
+    }
+  }
+
+  @Test
   void everyVersionIsScored_theSwappedOneLower_andItsFailuresNamed() throws Exception {
     try (Gateway gateway = demoWithSwappedVersion3(new TestClock())) {
       assertThat(golden(gateway).values()).extracting(GoldenResult::getState).containsOnly("PENDING");

@@ -376,6 +376,28 @@ public final class ModelRepository {
    *     has gone; FAILED_PRECONDITION for a version that is not READY (load it) or a copy
    */
   public Reload reloadVersion(String modelName, long number, Duration drainTimeout) {
+    return reloadVersion(modelName, number, drainTimeout, ReloadCheck.NONE);
+  }
+
+  /** What a new load must pass before it replaces the one serving ({@link #reloadVersion}). */
+  @FunctionalInterface
+  public interface ReloadCheck {
+    /** Every new load that loads is swapped in. */
+    ReloadCheck NONE = (version, serving, fresh) -> null;
+
+    /**
+     * Why {@code fresh} (warmed up, its scheduler running, not serving) must not replace {@code
+     * serving} as {@code version}'s load, in words for the operator; null to swap it in. Runs on the
+     * reloading thread under the model's lock; may run requests on either load.
+     */
+    String refuses(ModelVersion version, LoadedVersion serving, LoadedVersion fresh);
+  }
+
+  /**
+   * As {@link #reloadVersion(String, long, Duration)}, the new load swapped in only if {@code check}
+   * lets it (else closed, the version serving as before, {@link Reload#failure} saying why).
+   */
+  public Reload reloadVersion(String modelName, long number, Duration drainTimeout, ReloadCheck check) {
     Model model = model(modelName).orElseThrow(() -> unknownModel(modelName));
     ModelVersion version;
     LoadedVersion serving;
@@ -410,11 +432,19 @@ public final class ModelRepository {
         }
         return notReloaded(version, VersionLoader.reason(e));
       }
-      if (!version.reloaded(serving, fresh)) {
+      String refused;
+      try {
+        refused = check.refuses(version, serving, fresh);
+      } catch (RuntimeException e) {
+        refused = "the check of the new load failed: " + e.getMessage();
+      }
+      if (refused == null && !version.reloaded(serving, fresh)) {
+        refused = "it stopped serving with its load before while the new one loaded (now " + version.state() + ")";
+      }
+      if (refused != null) {
         fresh.scheduler().drain(Duration.ZERO);
         fresh.onnx().close();
-        return notReloaded(version, "it stopped serving with its load before while the new one loaded (now "
-            + version.state() + ")");
+        return notReloaded(version, refused);
       }
     }
     serving.scheduler().drain(drainTimeout);

@@ -231,6 +231,31 @@ class ModelRepositoryTest {
   }
 
   @Test
+  void aReloadsCheck_seesBothLoads_andARefusalOrAFailureOfItKeepsTheOldLoadServing() throws Exception {
+    TestModels.write(root, "m", 1, TestModels.affine());
+    load();
+    LoadedVersion before = version("m", 1).serving();
+    java.util.List<String> seen = new java.util.ArrayList<>();
+    ModelRepository.Reload refused = repository.reloadVersion("m", 1, Duration.ofSeconds(5), (v, serving, fresh) -> {
+      seen.add(v.label() + ": " + (serving == before) + ", " + (fresh != before && fresh.scheduler().queuedCount() == 0));
+      return "not as good";
+    });
+    assertThat(seen).containsExactly("model 'm' version 1: true, true");
+    assertThat(refused.failure()).isEqualTo("not as good");
+    assertThat(version("m", 1).serving()).isSameAs(before);
+
+    ModelRepository.Reload failed = repository.reloadVersion("m", 1, Duration.ofSeconds(5), (v, serving, fresh) -> {
+      throw new IllegalStateException("the check broke");
+    });
+    assertThat(failed.failure()).isEqualTo("the check of the new load failed: the check broke");
+    assertThat(version("m", 1).serving()).isSameAs(before);
+
+    assertThat(repository.reloadVersion("m", 1, Duration.ofSeconds(5), ModelRepository.ReloadCheck.NONE).reloaded())
+        .isTrue();
+    assertThat(version("m", 1).serving()).isNotSameAs(before);
+  }
+
+  @Test
   void onlyAReadyVersionOfItsOwnFolderReloads() throws Exception {
     TestModels.write(root, "m", 1, TestModels.affine());
     TestModels.write(root, "m", 2, TestModels.affine());
