@@ -211,9 +211,9 @@ public final class GoldenSets implements AutoCloseable {
    * Why {@code fresh}, a new load of {@code version} that does not serve yet (a reload), must not
    * replace {@code serving}: its score on the model's golden set is below the serving load's. Null
    * when it may: the model has no golden set, the set cannot be read (the run after the swap says
-   * so), or the new load scores as well or better. Runs the set on {@code fresh}, and on {@code
-   * serving} when it has no result yet, on the calling thread; keeps neither result and tells the
-   * observer nothing (the run once the new load serves does both, as for any load).
+   * so), or the new load scores as well or better. Runs the set as it is now on both loads, on the
+   * calling thread; keeps neither result and tells the observer nothing (the run once the new load
+   * serves does both, as for any load).
    */
   public String refusesReload(ModelVersion version, LoadedVersion serving, LoadedVersion fresh) {
     if (!hasGoldenSet(version.model())) {
@@ -228,9 +228,8 @@ public final class GoldenSets implements AutoCloseable {
       return null;
     }
     GoldenResult after = run(set, version, fresh, System.nanoTime(), NO_OBSERVER);
-    Entry kept = results.get(key(version));
-    GoldenResult before = kept != null && kept.loaded() == serving && kept.result().getState().equals("DONE")
-        ? kept.result() : run(set, version, serving, System.nanoTime(), NO_OBSERVER);
+    // The serving load on the set as it is now (not its kept result, which an edited set has outdated).
+    GoldenResult before = run(set, version, serving, System.nanoTime(), NO_OBSERVER);
     if (after.getScore() >= before.getScore()) {
       return null;
     }
