@@ -174,18 +174,28 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
    *     but a fleet's control store could not be told
    */
   public ModelVersion reload(String model, long number, String caller, String action) {
-    Rollout rollout = policies.current(model);
-    if (rollout != null && rollout.getState().equals("RUNNING")) {
-      RolloutSpec spec = rollout.getSpec();
-      String role = spec.getBaseline() == number ? "baseline" : spec.getCandidate() == number ? "candidate"
-          : spec.getControl() == number ? "control" : null;
-      if (role != null) {
-        throw InferenceException.failedPrecondition("version " + number + " of model '" + model + "' is the " + role
-            + " of its RUNNING rollout, whose evidence would mix two loads of it; abort the rollout first (admin"
-            + " rollout abort --model " + model + ")");
-      }
+    String role = rolloutRole(model, number);
+    if (role != null) {
+      throw InferenceException.failedPrecondition("version " + number + " of model '" + model + "' is the " + role
+          + " of its RUNNING rollout, whose evidence would mix two loads of it; abort the rollout first (admin"
+          + " rollout abort --model " + model + ")");
     }
     return reloadUnchecked(model, number, caller, action);
+  }
+
+  /**
+   * What version {@code number} of {@code model} is in the model's RUNNING rollout ({@code
+   * baseline}, {@code candidate} or {@code control}), or null where no running rollout names it:
+   * a version {@link #reload} refuses to load again. Any thread.
+   */
+  public String rolloutRole(String model, long number) {
+    Rollout rollout = policies.current(model);
+    if (rollout == null || !rollout.getState().equals("RUNNING")) {
+      return null;
+    }
+    RolloutSpec spec = rollout.getSpec();
+    return spec.getBaseline() == number ? "baseline" : spec.getCandidate() == number ? "candidate"
+        : spec.getControl() == number ? "control" : null;
   }
 
   /**

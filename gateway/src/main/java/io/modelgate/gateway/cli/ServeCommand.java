@@ -79,6 +79,19 @@ final class ServeCommand implements Callable<Integer> {
           + ". Default: ${DEFAULT-VALUE}.")
   int loadThreads;
 
+  @Option(
+      names = "--repository-poll",
+      defaultValue = "0s",
+      converter = Converters.TimeSpan.class,
+      paramLabel = "DURATION",
+      description = "Look at the model repository folder this often and do what its changes ask: a version folder"
+          + " that appears is loaded, a serving version whose files or model.yaml change is loaded again while it"
+          + " serves (checked on its golden set), one whose folder has gone is drained and unloaded unless routing"
+          + " names it; each change once it has held still for one look, audited as 'repository poll'. A version an"
+          + " operator unloaded stays unloaded. In a fleet, the replica judging rollouts acts for all. At least 1s;"
+          + " 0s: never (admin load). Default: ${DEFAULT-VALUE}.")
+  java.time.Duration repositoryPoll;
+
   /** The most models {@code --load-threads 0} loads at once, whatever the cores. */
   static final int AUTO_LOAD_THREADS_MAX = 4;
 
@@ -538,7 +551,8 @@ final class ServeCommand implements Callable<Integer> {
           warmupRounds,
           usageRetention,
           requestMemory,
-          receive);
+          receive,
+          repositoryPoll);
     } catch (IllegalArgumentException e) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(), e.getMessage());
     }

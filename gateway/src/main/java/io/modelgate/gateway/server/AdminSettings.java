@@ -31,6 +31,9 @@ import java.util.Objects;
  *     answer, across versions (see {@link io.modelgate.gateway.inference.RequestMemory})
  * @param receiveTimeout how slowly a request message may arrive on the inference port before it is
  *     cancelled and what it gathered freed
+ * @param repositoryPoll how often the model repository folder is looked at for changes, which are
+ *     then loaded, loaded again or unloaded (see {@link io.modelgate.gateway.admin.RepositoryPoll});
+ *     zero: never (changes wait for an operator's load)
  */
 public record AdminSettings(
     String host,
@@ -48,13 +51,16 @@ public record AdminSettings(
     int warmupRounds,
     java.time.Duration usageRetention,
     long requestMemoryBytes,
-    io.modelgate.gateway.inference.ReceiveTimeout receiveTimeout) {
+    io.modelgate.gateway.inference.ReceiveTimeout receiveTimeout,
+    java.time.Duration repositoryPoll) {
   public static final int DEFAULT_PORT = 8003;
   /** The most warm-up rounds. */
   public static final int MAX_WARMUP_ROUNDS = 100_000;
   public static final int DEFAULT_METRICS_PORT = 8002;
   /** The usage ledger's retention by default: 400 days, a year and a month to compare it with. */
   public static final java.time.Duration DEFAULT_USAGE_RETENTION = java.time.Duration.ofDays(400);
+  /** The shortest time between two looks at the repository folder. */
+  public static final java.time.Duration MIN_REPOSITORY_POLL = java.time.Duration.ofSeconds(1);
 
   public AdminSettings {
     Objects.requireNonNull(host, "admin host");
@@ -65,6 +71,11 @@ public record AdminSettings(
     Objects.requireNonNull(payloadLogDirectory, "payload log directory");
     Objects.requireNonNull(usageRetention, "usage retention");
     Objects.requireNonNull(receiveTimeout, "receive timeout");
+    Objects.requireNonNull(repositoryPoll, "repository poll");
+    if (repositoryPoll.isNegative() || (!repositoryPoll.isZero() && repositoryPoll.compareTo(MIN_REPOSITORY_POLL) < 0)) {
+      throw new IllegalArgumentException("repository poll: " + io.modelgate.gateway.config.TimeSpans.format(repositoryPoll)
+          + " (expected: at least " + io.modelgate.gateway.config.TimeSpans.format(MIN_REPOSITORY_POLL) + ", or 0 not to poll)");
+    }
     if (usageRetention.isNegative() || (!usageRetention.isZero() && usageRetention.compareTo(java.time.Duration.ofHours(1)) < 0)) {
       throw new IllegalArgumentException("usage retention: " + io.modelgate.gateway.config.TimeSpans.format(usageRetention) + " (expected: at least an hour, or 0 to keep every hour)");
     }
@@ -108,48 +119,55 @@ public record AdminSettings(
       io.modelgate.gateway.control.ControlSettings control, Path payloadLogDirectory) {
     this(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory, null,
         io.modelgate.gateway.usage.AccessLog.DEFAULT_RATE, null, 0, DEFAULT_USAGE_RETENTION,
-        io.modelgate.gateway.inference.RequestMemory.defaultLimit(), io.modelgate.gateway.inference.ReceiveTimeout.DEFAULT);
+        io.modelgate.gateway.inference.RequestMemory.defaultLimit(), io.modelgate.gateway.inference.ReceiveTimeout.DEFAULT,
+        java.time.Duration.ZERO);
   }
 
   /** These settings with the admin tokens of {@code file} besides the server's own. */
   public AdminSettings withAdminTokens(Path file) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
-        callersFile, accessLogRate, file, warmupRounds, usageRetention, requestMemoryBytes, receiveTimeout);
+        callersFile, accessLogRate, file, warmupRounds, usageRetention, requestMemoryBytes, receiveTimeout, repositoryPoll);
   }
 
   /** These settings with {@code file} as the callers file. */
   public AdminSettings withCallers(Path file) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory, file,
-        accessLogRate, tokensFile, warmupRounds, usageRetention, requestMemoryBytes, receiveTimeout);
+        accessLogRate, tokensFile, warmupRounds, usageRetention, requestMemoryBytes, receiveTimeout, repositoryPoll);
   }
 
   /** These settings with {@code rate} of requests in the access log. */
   public AdminSettings withAccessLog(double rate) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
-        callersFile, rate, tokensFile, warmupRounds, usageRetention, requestMemoryBytes, receiveTimeout);
+        callersFile, rate, tokensFile, warmupRounds, usageRetention, requestMemoryBytes, receiveTimeout, repositoryPoll);
   }
 
   /** These settings with {@code rounds} of start-up warm-up (0: none). */
   public AdminSettings withWarmup(int rounds) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
-        callersFile, accessLogRate, tokensFile, rounds, usageRetention, requestMemoryBytes, receiveTimeout);
+        callersFile, accessLogRate, tokensFile, rounds, usageRetention, requestMemoryBytes, receiveTimeout, repositoryPoll);
   }
 
   /** These settings with the usage ledger keeping each hour for {@code retention} (zero: for ever). */
   public AdminSettings withUsageRetention(java.time.Duration retention) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
-        callersFile, accessLogRate, tokensFile, warmupRounds, retention, requestMemoryBytes, receiveTimeout);
+        callersFile, accessLogRate, tokensFile, warmupRounds, retention, requestMemoryBytes, receiveTimeout, repositoryPoll);
   }
 
   /** These settings with at most {@code bytes} of request messages held at once, across versions. */
   public AdminSettings withRequestMemory(long bytes) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
-        callersFile, accessLogRate, tokensFile, warmupRounds, usageRetention, bytes, receiveTimeout);
+        callersFile, accessLogRate, tokensFile, warmupRounds, usageRetention, bytes, receiveTimeout, repositoryPoll);
   }
 
   /** These settings with request messages on the inference port cancelled when they arrive slower than {@code timeout}. */
   public AdminSettings withReceiveTimeout(io.modelgate.gateway.inference.ReceiveTimeout timeout) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
-        callersFile, accessLogRate, tokensFile, warmupRounds, usageRetention, requestMemoryBytes, timeout);
+        callersFile, accessLogRate, tokensFile, warmupRounds, usageRetention, requestMemoryBytes, timeout, repositoryPoll);
+  }
+
+  /** These settings with the repository folder looked at for changes every {@code every} (zero: never). */
+  public AdminSettings withRepositoryPoll(java.time.Duration every) {
+    return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
+        callersFile, accessLogRate, tokensFile, warmupRounds, usageRetention, requestMemoryBytes, receiveTimeout, every);
   }
 }

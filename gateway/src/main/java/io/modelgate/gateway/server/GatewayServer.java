@@ -110,6 +110,8 @@ public final class GatewayServer {
   private final InferenceService inference;
   private final GatewayMetrics gatewayMetrics;
   private final io.modelgate.gateway.admin.VersionControl versions;
+  /** Null unless the repository folder is polled ({@code --repository-poll}). */
+  private final io.modelgate.gateway.admin.RepositoryPoll poll;
   private final io.modelgate.gateway.admin.DeniedAudit deniedAudit;
   private final io.modelgate.gateway.inference.RequestMemory requestMemory;
   private final Duration drainTimeout;
@@ -142,6 +144,7 @@ public final class GatewayServer {
     this.inference = b.inference;
     this.gatewayMetrics = b.gatewayMetrics;
     this.versions = b.versions;
+    this.poll = b.poll;
     this.deniedAudit = b.deniedAudit;
     this.requestMemory = b.requestMemory;
     this.drainTimeout = b.drainTimeout;
@@ -171,6 +174,7 @@ public final class GatewayServer {
     io.modelgate.gateway.inference.RequestMemory requestMemory;
     GatewayMetrics gatewayMetrics;
     io.modelgate.gateway.admin.VersionControl versions;
+    io.modelgate.gateway.admin.RepositoryPoll poll;
     io.modelgate.gateway.admin.DeniedAudit deniedAudit;
     Duration drainTimeout;
     Duration shutdownDelay = Duration.ZERO;
@@ -208,6 +212,7 @@ public final class GatewayServer {
         deniedAudit == null ? null : deniedAudit::close,
         access == null ? null : access::close,
         requestMemory == null ? null : requestMemory::close,
+        poll == null ? null : poll::close,
         versions == null ? null : versions::close,
         gatewayMetrics == null ? null : gatewayMetrics::close,
       };
@@ -476,6 +481,15 @@ public final class GatewayServer {
     if (stats.background()) {
       b.versions.start();
     }
+    if (!adminSettings.repositoryPoll().isZero()) {
+      // The first look, here, notes what the repository holds as it has just been loaded.
+      b.poll = new io.modelgate.gateway.admin.RepositoryPoll(repository, b.versions, b.control,
+          adminSettings.repositoryPoll()).bindTo(stats.prometheus());
+      b.poll.poll();
+      if (stats.background()) {
+        b.poll.start();
+      }
+    }
     b.fleet = new io.modelgate.gateway.control.Fleet(b.control, stats, b.golden, stats.clock(), stats.background());
     ConnectionLimit metricsLimit = adminSettings.metricsPort() < 0 ? null
         : new ConnectionLimit("metrics", transports.metricsConnections(), transports.metricsConnectionRate(), RefusalReply.HTTP)
@@ -697,6 +711,11 @@ public final class GatewayServer {
     return versions;
   }
 
+  /** The poll of the repository folder for changes, or null where it is not polled. */
+  public io.modelgate.gateway.admin.RepositoryPoll repositoryPoll() {
+    return poll;
+  }
+
   /** The owner of routing policies, rollouts and their persistence. */
   public ControlPlane control() {
     return control;
@@ -790,6 +809,9 @@ public final class GatewayServer {
     control.close();
     golden.close();
     admin.close();
+    if (poll != null) {
+      poll.close();
+    }
     versions.close();
     phases.add(Phase.STOPPED_ACCEPTING);
     router.stopFollowingVersions();

@@ -554,6 +554,9 @@ class CliTest {
     Run retention = run("serve", "--usage-retention", "30m", "--grpc-port", "0");
     assertThat(retention.exitCode()).isEqualTo(CliErrors.USAGE);
     assertThat(retention.err()).contains("usage retention: 30m (expected: at least an hour, or 0 to keep every hour)");
+    Run poll = run("serve", "--repository-poll", "500ms", "--grpc-port", "0");
+    assertThat(poll.exitCode()).isEqualTo(CliErrors.USAGE);
+    assertThat(poll.err()).contains("repository poll: 500ms (expected: at least 1s, or 0 not to poll)");
     assertThat(new Converters.TimeSpan().convert("400d")).isEqualTo(java.time.Duration.ofDays(400));
     assertThat(new Converters.TimeSpan().convert("12h")).isEqualTo(java.time.Duration.ofHours(12));
     assertThat(new Converters.TimeSpan().convert("0")).isZero();

@@ -975,6 +975,54 @@ class EtcdControlStoreTest {
     }
   }
 
+  /** Replica {@code name} of the fleet under {@code /prefix/} serving {@code repo}, which it polls for changes. */
+  private static Gateway polling(Path repo, String prefix, String name) throws Exception {
+    io.modelgate.gateway.server.AdminSettings plain = Gateway.adminSettings(root.resolve("state-" + prefix + "-" + name), -1);
+    return Gateway.inProcess(repo, Duration.ofSeconds(10), Duration.ZERO, new io.modelgate.gateway.server.AdminSettings(
+        plain.host(), plain.port(), plain.token(), plain.tls(), plain.metricsHost(), plain.metricsPort(),
+        plain.stateDirectory(), settings("/" + prefix + "/", name, etcd.endpoints(), PROBES))
+        .withRepositoryPoll(Duration.ofSeconds(1)), Clock.systemUTC());
+  }
+
+  @Test
+  void aPolledRepository_inAFleet_isActedOnByTheJudgeAlone_andEveryReplicaFollowsAsItDoesAnOperatorsAsk(
+      @TempDir Path repoA, @TempDir Path repoB) throws Exception {
+    for (Path repo : List.of(repoA, repoB)) {
+      Gateway.write(repo, "m", 1, Gateway.affine());
+    }
+    try (Gateway a = polling(repoA, "polls", "a");
+        Gateway b = polling(repoB, "polls", "b")) {
+      eventually("one replica judges", () -> judges(a) || judges(b));
+      Gateway judge = judges(a) ? a : b;
+      Gateway other = judge == a ? b : a;
+      // A new version folder reaches both replicas' disks (a shared volume, or a sync to each).
+      for (Path repo : List.of(repoA, repoB)) {
+        Gateway.write(repo, "m", 2, Gateway.affineTimes(3));
+      }
+      for (int look = 0; look < 3; look++) {
+        other.server.repositoryPoll().poll();
+      }
+      assertThat(state(other, "m", 2)).as("the other replica acts only as the fleet asks").isNull();
+      judge.server.repositoryPoll().poll();
+      judge.server.repositoryPoll().poll();
+      assertThat(state(judge, "m", 2)).isEqualTo(io.modelgate.runtime.repository.VersionState.READY);
+      eventually("the other replica sees the load asked", () -> other.server.control().loads().getOrDefault("m", List.of())
+          .stream().anyMatch(ask -> ask.getVersion() == 2 && ask.getLoaded()));
+      other.server.versions().reconcileLoads();
+      assertThat(state(other, "m", 2)).isEqualTo(io.modelgate.runtime.repository.VersionState.READY);
+      assertThat(y0(other)).isEqualTo(4f);
+      List<io.modelgate.proto.admin.v1.AuditRecord> audit = auditRecords("/polls/");
+      assertThat(audit).filteredOn(r -> r.getAction().equals("PollLoad")).singleElement()
+          .satisfies(r -> assertThat(r.getCaller() + " on " + r.getReplica())
+              .isEqualTo(io.modelgate.gateway.admin.RepositoryPoll.CALLER + " on " + judge.server.control().replica()));
+      assertThat(audit).filteredOn(r -> r.getAction().equals("FleetLoad")).singleElement()
+          .satisfies(r -> assertThat(r.getReplica()).isEqualTo(other.server.control().replica()));
+      // Its later looks see nothing new to do: the change happened while it did not judge.
+      other.server.repositoryPoll().poll();
+      assertThat(other.server.repositoryPoll().actions(io.modelgate.gateway.admin.RepositoryPoll.Action.LOAD, true)).isZero();
+    }
+  }
+
   @Test
   void aModelTakenDownOnOneReplica_isDownOnEvery_routedVersionsIncluded_andRemovedOnlyWhereItsFolderHasGone(
       @TempDir Path repoA, @TempDir Path repoB) throws Exception {

@@ -160,14 +160,17 @@ public final class Gateway implements AutoCloseable {
     return netty(root, maxInboundMessageBytes, null);
   }
 
-  /** On Netty, the admin port with server-only TLS from {@code adminTls} when not null. */
+  /**
+   * On Netty, the admin port with server-only TLS from {@code adminTls} when not null, the
+   * repository then polled every minute (its metrics exported; the test makes no look itself).
+   */
   public static Gateway netty(Path root, int maxInboundMessageBytes, TestCertificates adminTls) throws IOException {
     StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
     AdminSettings admin = adminTls == null
         ? adminSettings(root.resolve(".state"), 0)
         : new AdminSettings("127.0.0.1", 0, ADMIN_TOKEN,
             new io.modelgate.gateway.tls.TlsSettings(adminTls.serverChain, adminTls.serverKey, null),
-            "127.0.0.1", 0, root.resolve(".state"));
+            "127.0.0.1", 0, root.resolve(".state")).withRepositoryPoll(Duration.ofMinutes(1));
     RepositoryAtStart loaded = load(root, admin, stats);
     ModelRepository repository = loaded.repository();
     GatewayServer server =

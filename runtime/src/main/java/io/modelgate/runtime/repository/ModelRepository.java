@@ -466,20 +466,49 @@ public final class ModelRepository {
    */
   public List<Long> versionsOnDisk(String modelName) {
     model(modelName).orElseThrow(() -> unknownModel(modelName));
-    List<Long> numbers = new ArrayList<>();
     try {
-      for (Path dir : list(root.resolve(modelName))) {
-        String folder = dir.getFileName().toString();
-        if (Files.isDirectory(dir) && VERSION.matcher(folder).matches()) {
-          numbers.add(Long.parseLong(folder));
-        }
-      }
+      return versionFolders(root.resolve(modelName));
     } catch (IOException e) {
       throw InferenceException.unavailable(
           "cannot list the versions of model '" + modelName + "' in the repository: " + e.getMessage());
     }
+  }
+
+  /** The numbers of the version folders in {@code modelDir}, lowest first. */
+  private static List<Long> versionFolders(Path modelDir) throws IOException {
+    List<Long> numbers = new ArrayList<>();
+    for (Path dir : list(modelDir)) {
+      String folder = dir.getFileName().toString();
+      if (Files.isDirectory(dir) && VERSION.matcher(folder).matches()) {
+        numbers.add(Long.parseLong(folder));
+      }
+    }
     numbers.sort(null);
     return numbers;
+  }
+
+  /**
+   * Every model folder in the repository now (added or not; a name that is not a model's left
+   * out), each with the numbers of its version folders, lowest first: what a poll of the disk
+   * compares from one look to the next. Reads the disk; never call it on the request path.
+   *
+   * @throws IOException when the repository folder, or a model folder in it, cannot be listed (a
+   *     model folder gone between the two looks is left out)
+   */
+  public java.util.SortedMap<String, List<Long>> onDisk() throws IOException {
+    java.util.SortedMap<String, List<Long>> found = new TreeMap<>();
+    for (Path dir : list(root)) {
+      String name = dir.getFileName().toString();
+      if (!Files.isDirectory(dir) || !MODEL_NAME.matcher(name).matches()) {
+        continue;
+      }
+      try {
+        found.put(name, versionFolders(dir));
+      } catch (java.nio.file.NoSuchFileException gone) {
+        // Removed since the root was listed: as if it had not been there.
+      }
+    }
+    return found;
   }
 
   /**

@@ -1,0 +1,430 @@
+package io.modelgate.gateway.admin;
+
+import io.modelgate.gateway.control.ControlPlane;
+import io.modelgate.gateway.routing.Route;
+import io.modelgate.gateway.status.LogThrottle;
+import io.modelgate.runtime.error.ErrorCode;
+import io.modelgate.runtime.error.InferenceException;
+import io.modelgate.runtime.repository.Model;
+import io.modelgate.runtime.repository.ModelConfigFile;
+import io.modelgate.runtime.repository.ModelRepository;
+import io.modelgate.runtime.repository.ModelVersion;
+import io.modelgate.runtime.repository.VersionState;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.FileVisitOption;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.nio.file.attribute.BasicFileAttributes;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.TreeSet;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.stream.Stream;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Looks at the model repository folder every interval and does what its changes ask, as an
+ * operator would through the admin API ({@code serve --repository-poll}; Triton's poll mode, with
+ * the decisions of operators and of routing kept):
+ *
+ * <ul>
+ *   <li>a version folder that appears is loaded (its model added first where its folder is new too);
+ *   <li>a READY version whose files change (a file under its folder added, removed, or of another
+ *       size or modification time), or whose model's {@code model.yaml} changes, is loaded again
+ *       while it serves ({@link VersionControl#reload}: checked on the model's golden set, no
+ *       request refused); a FAILED one whose files change is loaded again;
+ *   <li>a READY version whose folder has gone is drained and unloaded, unless routing names it (a
+ *       weight of a policy, the shadow, a running rollout): it serves from memory until its traffic
+ *       is moved, then goes; a model whose folder has gone is taken down whole ({@link
+ *       VersionControl#unloadModel}: its rollout aborted), and removed 15 minutes later;
+ *   <li>a version an operator unloaded stays unloaded whatever its files do ({@code admin load}
+ *       loads it), and a version's golden set ({@code <model>/golden/}) is read as it is whenever
+ *       it runs, so its changes ask for nothing.
+ * </ul>
+ *
+ * <p>A change is acted on once the folder has looked the same at two polls in a row, so that files
+ * still being copied in are not loaded half-written; what was acted on is not tried again until
+ * its files change again (a load that failed waits for a new file). A change that cannot be acted
+ * on yet — routing names a version whose folder has gone, a running rollout names a version whose
+ * files changed — is tried again at each poll and logged once. Each action is audited with the
+ * caller {@value #CALLER}. The first look, as the poll starts, only notes what the repository
+ * holds: the server has just loaded it.
+ *
+ * <p>In a fleet, only the replica that judges rollouts acts, and does it as a fleet's operator
+ * would: every replica then loads, loads again or unloads as it follows the asks ({@link
+ * VersionControl#reconcileLoads}). The others look too, so that one that becomes the judge acts on
+ * what changes from then on.
+ *
+ * <p>Threading: {@link #poll} runs on this component's single thread, one look at a time; loads
+ * block it (never an event loop), and interleave with the admin API's as any two loads do, each
+ * under its model's lock. Counters and {@link #waiting} may be read on any thread.
+ */
+public final class RepositoryPoll implements AutoCloseable {
+  private static final Logger log = LoggerFactory.getLogger(RepositoryPoll.class);
+  /** The caller of the poll's loads, reloads and unloads in the audit log. */
+  public static final String CALLER = "repository poll";
+  /** How deep under a version folder files are looked at. */
+  private static final int DEPTH = 8;
+
+  /** What a poll does to a version, for the counters. */
+  public enum Action {
+    LOAD, RELOAD, UNLOAD;
+
+    String label() {
+      return name().toLowerCase(java.util.Locale.ROOT);
+    }
+  }
+
+  private final ModelRepository repository;
+  private final VersionControl versions;
+  private final ControlPlane policies;
+  private final Duration every;
+  private final ScheduledExecutorService thread =
+      Executors.newSingleThreadScheduledExecutor(
+          r -> {
+            Thread t = new Thread(r, "modelgate-repository-poll");
+            t.setDaemon(true);
+            return t;
+          });
+  /** What the last look found: per model its {@code model.yaml}, per version ("model/N") its files. Poll thread only. */
+  private Map<String, String> seen;
+  /** The same, as last acted on (or as first seen): a key whose look differs is a change. Poll thread only. */
+  private final Map<String, String> settled = new TreeMap<>();
+  /** The changes seen that cannot be acted on yet, each with why. */
+  private final Map<String, String> waiting = new ConcurrentHashMap<>();
+  private final AtomicLong[] done = newCounters();
+  private final AtomicLong[] failed = newCounters();
+  private final AtomicLong looks = new AtomicLong();
+  private final AtomicLong looksFailed = new AtomicLong();
+  private final LogThrottle lookFailures = new LogThrottle(Duration.ofMinutes(1));
+
+  /**
+   * @param every how often the repository folder is looked at
+   * @throws IllegalArgumentException where {@code every} is not positive
+   */
+  public RepositoryPoll(ModelRepository repository, VersionControl versions, ControlPlane policies, Duration every) {
+    if (every.isNegative() || every.isZero()) {
+      throw new IllegalArgumentException("repository poll: " + every + " (expected: more than zero)");
+    }
+    this.repository = repository;
+    this.versions = versions;
+    this.policies = policies;
+    this.every = every;
+  }
+
+  private static AtomicLong[] newCounters() {
+    AtomicLong[] counters = new AtomicLong[Action.values().length];
+    for (int i = 0; i < counters.length; i++) {
+      counters[i] = new AtomicLong();
+    }
+    return counters;
+  }
+
+  /**
+   * Looks at the repository every interval from now on, on this component's thread; returns this.
+   * The first look (noting what the repository holds) is the caller's {@link #poll}, made before.
+   */
+  public RepositoryPoll start() {
+    thread.scheduleWithFixedDelay(this::pollQuietly, every.toMillis(), every.toMillis(), TimeUnit.MILLISECONDS);
+    log.info("the model repository {} is looked at every {} for changes to load, load again or unload",
+        repository.root(), io.modelgate.gateway.config.TimeSpans.format(every));
+    return this;
+  }
+
+  private void pollQuietly() {
+    try {
+      poll();
+    } catch (RuntimeException e) {
+      log.error("the model repository's poll failed (tried again in {})",
+          io.modelgate.gateway.config.TimeSpans.format(every), e);
+    }
+  }
+
+  /**
+   * One look at the repository folder, acting on every change that has held still since the last
+   * look (see the class). Blocks while versions load and drain. On this component's thread; tests
+   * call it directly (one caller at a time).
+   */
+  public void poll() {
+    Map<String, String> now;
+    try {
+      now = look();
+    } catch (IOException | UncheckedIOException e) {
+      looksFailed.incrementAndGet();
+      long heldBack = lookFailures.pass();
+      if (heldBack >= 0) {
+        log.error("cannot look at the model repository {} for changes: {}; nothing is loaded or unloaded until it"
+            + " can be{}", repository.root(), e.getMessage(), LogThrottle.since(heldBack));
+      }
+      return;
+    }
+    looks.incrementAndGet();
+    if (seen == null) {
+      seen = now;
+      settled.putAll(now);
+      return;
+    }
+    boolean acting = !policies.store().shared() || policies.store().judges();
+    Set<String> reloadedWhole = new HashSet<>();
+    Set<String> keys = new TreeSet<>(settled.keySet());
+    keys.addAll(now.keySet());
+    // A model's key sorts before its versions' ("m" before "m/1"): model.yaml, or the model gone, first.
+    for (String key : keys) {
+      String looks = now.get(key);
+      if (Objects.equals(looks, settled.get(key))) {
+        waiting.remove(key);
+        continue;
+      }
+      if (!Objects.equals(looks, seen.get(key))) {
+        continue; // changed since the last look: acted on once it holds still
+      }
+      if (!acting || act(key, looks, now, reloadedWhole)) {
+        waiting.remove(key);
+        if (looks == null) {
+          settled.remove(key);
+        } else {
+          settled.put(key, looks);
+        }
+      }
+    }
+    seen = now;
+  }
+
+  /** Does what the change of {@code key} (now looking as {@code looks}; null: gone) asks; false: not yet. */
+  private boolean act(String key, String looks, Map<String, String> now, Set<String> reloadedWhole) {
+    int slash = key.indexOf('/');
+    try {
+      if (slash < 0) {
+        return actOnModel(key, looks, reloadedWhole);
+      }
+      String model = key.substring(0, slash);
+      long number = Long.parseLong(key.substring(slash + 1));
+      if (looks == null) {
+        // A model whose whole folder has gone was taken down by its own key.
+        return !now.containsKey(model) || unloadGone(model, number);
+      }
+      return loadChanged(model, number, reloadedWhole.contains(model));
+    } catch (RuntimeException e) {
+      log.error("the change to {} in the model repository was not acted on (it is when it changes again)", key, e);
+      return true;
+    }
+  }
+
+  /** The folder of {@code model} has gone ({@code looks} null), appeared, or its {@code model.yaml} changed. */
+  private boolean actOnModel(String model, String looks, Set<String> reloadedWhole) {
+    Model found = repository.model(model).orElse(null);
+    if (found == null) {
+      return true; // a new folder: its versions load by their own keys
+    }
+    if (looks == null) {
+      if (found.versions().stream().noneMatch(ModelVersion::isReady)) {
+        return true;
+      }
+      log.info("model '{}': its folder has gone from the repository; taking it down", model);
+      count(Action.UNLOAD, guard(() -> versions.unloadModel(model, CALLER, "PollUnload"), "model '" + model + "'"));
+      return true;
+    }
+    List<Long> ready = new ArrayList<>();
+    for (ModelVersion version : found.versions()) {
+      if (version.isReady() && !version.isCopy()) {
+        ready.add(version.number());
+      }
+    }
+    if (ready.isEmpty()) {
+      return true; // model.yaml is read again as each version loads
+    }
+    for (long number : ready) {
+      String role = versions.rolloutRole(model, number);
+      if (role != null) {
+        return wait(model, "its model.yaml changed, but version " + number + " is the " + role + " of its RUNNING"
+            + " rollout; its versions are loaded again once the rollout ends");
+      }
+    }
+    log.info("model '{}': its model.yaml changed; loading versions {} again", model, ready);
+    count(Action.RELOAD, guard(() -> versions.reloadModel(model, CALLER, "PollReload"), "model '" + model + "'"));
+    reloadedWhole.add(model);
+    return true;
+  }
+
+  /** Version {@code number}'s folder appeared or its files changed. */
+  private boolean loadChanged(String model, long number, boolean reloaded) {
+    ModelVersion version = repository.model(model).flatMap(m -> m.version(number)).orElse(null);
+    String label = "version " + number + " of model '" + model + "'";
+    if (version == null || version.state() == VersionState.FAILED) {
+      log.info("{}: {}; loading it", label, version == null ? "its folder has appeared" : "its files changed");
+      count(Action.LOAD, guard(() -> {
+        ModelVersion loaded = versions.load(model, number, CALLER, "PollLoad");
+        if (!loaded.isReady()) {
+          throw InferenceException.failedPrecondition(loaded.state() + ": " + loaded.reason());
+        }
+      }, label));
+      return true;
+    }
+    if (version.isCopy()) {
+      log.warn("{}: a folder has appeared with the number of a rollout's copied control; it is left as it is", label);
+      return true;
+    }
+    if (version.isReady()) {
+      if (reloaded) {
+        return true; // loaded again whole for its model.yaml, with these files
+      }
+      String role = versions.rolloutRole(model, number);
+      if (role != null) {
+        return wait(model + "/" + number, "its files changed, but it is the " + role + " of its model's RUNNING"
+            + " rollout; it is loaded again once the rollout ends");
+      }
+      log.info("{}: its files changed; loading it again while it serves", label);
+      count(Action.RELOAD, guard(() -> versions.reload(model, number, CALLER, "PollReload"), label));
+      return true;
+    }
+    if (version.state() == VersionState.UNAVAILABLE) {
+      log.info("{}: its files changed; it stays unloaded, as an operator asked (admin load loads it)", label);
+      return true;
+    }
+    return wait(model + "/" + number, "its files changed while it is " + version.state());
+  }
+
+  /** Version {@code number}'s folder has gone while its model's is there. */
+  private boolean unloadGone(String model, long number) {
+    ModelVersion version = repository.model(model).flatMap(m -> m.version(number)).orElse(null);
+    if (version == null || !version.isReady() || version.isCopy()) {
+      return true;
+    }
+    Route route = policies.router().route(model);
+    long weight = route.policy().getWeightsOrDefault(number, 0);
+    if (weight > 0 || (route.policy().hasShadow() && route.policy().getShadow().getVersion() == number)) {
+      return wait(model + "/" + number, "its folder has gone, but routing revision " + route.policy().getRevision()
+          + (weight > 0 ? " gives it weight " + weight : " makes it the shadow")
+          + "; it serves from memory until its traffic is moved away, then it is unloaded");
+    }
+    String label = "version " + number + " of model '" + model + "'";
+    log.info("{}: its folder has gone from the repository; draining and unloading it", label);
+    count(Action.UNLOAD, guard(() -> versions.unload(model, number, CALLER, "PollUnload", true), label));
+    return true;
+  }
+
+  /** Runs {@code action}; false, logged, where it throws. */
+  private static boolean guard(Runnable action, String what) {
+    try {
+      action.run();
+      return true;
+    } catch (InferenceException e) {
+      log.error("{}: {} (tried again when its files change)", what, e.getMessage());
+      return false;
+    }
+  }
+
+  private void count(Action action, boolean succeeded) {
+    (succeeded ? done : failed)[action.ordinal()].incrementAndGet();
+  }
+
+  /** Notes {@code key}'s change as waiting for {@code why}, logged when the reason is new; false. */
+  private boolean wait(String key, String why) {
+    if (!why.equals(waiting.put(key, why))) {
+      log.warn("{} in the model repository: {}", key, why);
+    }
+    return false;
+  }
+
+  /**
+   * What the repository folder holds now: per model folder, how its {@code model.yaml} looks (size
+   * and modification time, or none); per version folder ("model/N"), how every file under it looks.
+   */
+  private Map<String, String> look() throws IOException {
+    Map<String, String> found = new TreeMap<>();
+    for (Map.Entry<String, List<Long>> model : repository.onDisk().entrySet()) {
+      Path dir = repository.root().resolve(model.getKey());
+      found.put(model.getKey(), fileLooks(dir.resolve(ModelConfigFile.FILE_NAME)));
+      for (long number : model.getValue()) {
+        found.put(model.getKey() + "/" + number, folderLooks(dir.resolve(Long.toString(number))));
+      }
+    }
+    return found;
+  }
+
+  private static String fileLooks(Path file) throws IOException {
+    try {
+      BasicFileAttributes attributes = Files.readAttributes(file, BasicFileAttributes.class);
+      return attributes.size() + "@" + attributes.lastModifiedTime().toInstant();
+    } catch (NoSuchFileException absent) {
+      return "none";
+    }
+  }
+
+  /** Every file under {@code folder} (links followed), in order, with its size and modification time. */
+  private static String folderLooks(Path folder) throws IOException {
+    StringBuilder looks = new StringBuilder();
+    try (Stream<Path> files = Files.walk(folder, DEPTH, FileVisitOption.FOLLOW_LINKS)) {
+      for (Path file : (Iterable<Path>) files.sorted()::iterator) {
+        BasicFileAttributes attributes = Files.readAttributes(file, BasicFileAttributes.class);
+        if (attributes.isRegularFile()) {
+          looks.append(folder.relativize(file)).append(' ').append(attributes.size()).append('@')
+              .append(attributes.lastModifiedTime().toInstant()).append('\n');
+        }
+      }
+    } catch (NoSuchFileException | UncheckedIOException changing) {
+      // Something under it went while it was looked at: it is changing, and is looked at again next time.
+      return "changing " + System.nanoTime();
+    }
+    return looks.toString();
+  }
+
+  /** Changes of the repository seen but not acted on yet, by model ("m") or version ("m/N"), each with why. Any thread. */
+  public Map<String, String> waiting() {
+    return Map.copyOf(waiting);
+  }
+
+  /** Actions of this poll that succeeded ({@code succeeded}) or failed since the start. Any thread. */
+  public long actions(Action action, boolean succeeded) {
+    return (succeeded ? done : failed)[action.ordinal()].get();
+  }
+
+  /** Looks at the repository folder since the start ({@code failed}: those that could not list it). Any thread. */
+  public long looks(boolean failed) {
+    return failed ? looksFailed.get() : looks.get();
+  }
+
+  /** Registers this poll's counters and gauge with {@code registry}; returns this. */
+  public RepositoryPoll bindTo(io.micrometer.core.instrument.MeterRegistry registry) {
+    for (Action action : Action.values()) {
+      for (boolean succeeded : new boolean[] {true, false}) {
+        io.micrometer.core.instrument.FunctionCounter.builder("modelgate.repository.poll.actions", this,
+                p -> p.actions(action, succeeded))
+            .description("Versions the repository poll loaded, loaded again or unloaded as their folders changed"
+                + " (result failed: the version serves, or stays failed, as before)")
+            .tag("action", action.label())
+            .tag("result", succeeded ? "done" : "failed")
+            .register(registry);
+      }
+    }
+    for (boolean lookFailed : new boolean[] {false, true}) {
+      io.micrometer.core.instrument.FunctionCounter.builder("modelgate.repository.polls", this, p -> p.looks(lookFailed))
+          .description("Looks at the model repository folder for changes (result failed: it could not be listed)")
+          .tag("result", lookFailed ? "failed" : "ok")
+          .register(registry);
+    }
+    io.micrometer.core.instrument.Gauge.builder("modelgate.repository.poll.waiting", waiting, Map::size)
+        .description("Changes of the repository seen but not acted on yet: a version whose folder has gone that routing"
+            + " still names, or one a running rollout names whose files changed")
+        .register(registry);
+    return this;
+  }
+
+  @Override
+  public void close() {
+    thread.shutdownNow();
+  }
+}

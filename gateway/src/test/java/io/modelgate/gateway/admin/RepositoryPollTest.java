@@ -1,0 +1,198 @@
+package io.modelgate.gateway.admin;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.modelgate.gateway.admin.RepositoryPoll.Action;
+import io.modelgate.gateway.control.StateStore;
+import io.modelgate.gateway.testing.Gateway;
+import io.modelgate.gateway.testing.Tensors;
+import io.modelgate.proto.admin.v1.RoutingPolicy;
+import io.modelgate.proto.admin.v1.SetRoutingRequest;
+import io.modelgate.runtime.repository.ModelVersion;
+import io.modelgate.runtime.repository.VersionState;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.FileTime;
+import java.time.Clock;
+import java.time.Duration;
+import java.util.List;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The repository folder polled ({@code serve --repository-poll}): each change is acted on once it
+ * has held still for one look, as an operator's load, reload or unload would be, audited; what an
+ * operator or routing decided is kept. The test makes each look itself ({@link RepositoryPoll#poll}).
+ */
+class RepositoryPollTest {
+  @TempDir Path root;
+  Gateway gateway;
+  RepositoryPoll poll;
+
+  @BeforeEach
+  void start() throws IOException {
+    Gateway.write(root, "m", 1, Gateway.affine());
+    Gateway.write(root, "m", 2, Gateway.affineTimes(2));
+    gateway = Gateway.inProcess(root, Duration.ofSeconds(10), Duration.ZERO,
+        Gateway.adminSettings(root.resolve(".state"), -1).withRepositoryPoll(Duration.ofSeconds(1)), Clock.systemUTC());
+    poll = gateway.server.repositoryPoll();
+  }
+
+  @AfterEach
+  void stop() {
+    gateway.close();
+  }
+
+  /** Writes version {@code version}'s model file, dated a second after what was there (a file system's coarse clock aside). */
+  private void write(String model, int version, byte[] bytes) throws IOException {
+    Path file = root.resolve(model).resolve(Integer.toString(version)).resolve("model.onnx");
+    FileTime before = Files.exists(file) ? Files.getLastModifiedTime(file) : FileTime.fromMillis(0);
+    Gateway.write(root, model, version, bytes);
+    Files.setLastModifiedTime(file, FileTime.fromMillis(Math.max(before.toMillis() + 1000, System.currentTimeMillis())));
+  }
+
+  private ModelVersion version(String model, long number) {
+    return gateway.repository.model(model).flatMap(m -> m.version(number)).orElse(null);
+  }
+
+  private float y0(String model, String version) {
+    return Tensors.floats(gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName(model)
+        .setModelVersion(version).build()).getRawOutputContents(0))[0];
+  }
+
+  private List<String> audit(String action) throws IOException {
+    return Files.readAllLines(root.resolve(".state").resolve(StateStore.AUDIT_FILE)).stream()
+        .filter(line -> line.contains("\"action\":\"" + action + "\"")).toList();
+  }
+
+  private void route(long expected, long version, int weight) {
+    gateway.admin().setRouting(SetRoutingRequest.newBuilder().setExpectedRevision(expected)
+        .setPolicy(RoutingPolicy.newBuilder().setModel("m").putWeights(version, weight)).build());
+  }
+
+  @Test
+  void aVersionFolderThatAppears_isLoadedOnceItHoldsStill_audited_andNotLoadedAgain() throws Exception {
+    write("m", 3, Gateway.affineTimes(3));
+    poll.poll();
+    assertThat(version("m", 3)).as("seen once: it may still be being copied").isNull();
+    // Changed again before the next look: still not loaded.
+    write("m", 3, Gateway.affineTimes(4));
+    poll.poll();
+    assertThat(version("m", 3)).isNull();
+    poll.poll();
+    assertThat(version("m", 3).state()).isEqualTo(VersionState.READY);
+    assertThat(y0("m", "3")).isEqualTo(5f);
+    poll.poll();
+    poll.poll();
+    assertThat(poll.actions(Action.LOAD, true)).isEqualTo(1);
+    assertThat(audit("PollLoad")).singleElement().satisfies(line -> assertThat(line)
+        .contains("\"caller\":\"" + RepositoryPoll.CALLER + "\"").contains("\"version\":\"3\"").contains("READY"));
+    assertThat(gateway.stats.scrape())
+        .contains("modelgate_repository_poll_actions_total{action=\"load\",result=\"done\"} 1.0")
+        .contains("modelgate_repository_polls_total{result=\"ok\"} 6.0")
+        .contains("modelgate_repository_poll_waiting 0.0");
+  }
+
+  @Test
+  void aServingVersionWhoseFileChanges_isLoadedAgainWhileItServes_andAModelYamlChangeLoadsEachServingVersionOnce()
+      throws Exception {
+    assertThat(y0("m", "2")).isEqualTo(3f);
+    write("m", 2, Gateway.affineTimes(5));
+    poll.poll();
+    assertThat(y0("m", "2")).isEqualTo(3f);
+    poll.poll();
+    assertThat(y0("m", "2")).isEqualTo(6f);
+    assertThat(poll.actions(Action.RELOAD, true)).isEqualTo(1);
+    assertThat(audit("PollReload")).singleElement().satisfies(line -> assertThat(line)
+        .contains("READY, loaded again while it served"));
+
+    // model.yaml and version 1's file change together: each serving version is loaded again once.
+    long reloads = gateway.server.versions().reloads(false);
+    Gateway.config(root, "m", "max_batch_size: 4\n");
+    write("m", 1, Gateway.affineTimes(7));
+    poll.poll();
+    poll.poll();
+    assertThat(gateway.server.versions().reloads(false)).isEqualTo(reloads + 2);
+    assertThat(y0("m", "1")).isEqualTo(8f);
+    assertThat(version("m", 1).serving().settings().maxBatchSize()).isEqualTo(4);
+    assertThat(version("m", 2).serving().settings().maxBatchSize()).isEqualTo(4);
+    poll.poll();
+    assertThat(gateway.server.versions().reloads(false)).isEqualTo(reloads + 2);
+  }
+
+  @Test
+  void aBrokenFile_failsOnce_isNotTriedAgainUntilItChanges_andAServingVersionKeepsServingWhenItsNewFileIsBroken()
+      throws Exception {
+    write("m", 3, "not a model".getBytes());
+    poll.poll();
+    poll.poll();
+    assertThat(version("m", 3).state()).isEqualTo(VersionState.FAILED);
+    poll.poll();
+    poll.poll();
+    assertThat(poll.actions(Action.LOAD, false)).isEqualTo(1);
+    write("m", 3, Gateway.affineTimes(3));
+    poll.poll();
+    poll.poll();
+    assertThat(version("m", 3).state()).isEqualTo(VersionState.READY);
+    assertThat(poll.actions(Action.LOAD, true)).isEqualTo(1);
+
+    write("m", 3, "broken now".getBytes());
+    poll.poll();
+    poll.poll();
+    assertThat(version("m", 3).state()).isEqualTo(VersionState.READY);
+    assertThat(y0("m", "3")).isEqualTo(4f);
+    assertThat(poll.actions(Action.RELOAD, false)).isEqualTo(1);
+    assertThat(gateway.stats.scrape()).contains("modelgate_version_reloads_total{result=\"failed\"} 1.0");
+  }
+
+  @Test
+  void aVersionAnOperatorUnloaded_staysUnloadedWhateverItsFilesDo() throws Exception {
+    gateway.server.versions().unload("m", 1, "test", "UnloadVersion", false);
+    write("m", 1, Gateway.affineTimes(9));
+    poll.poll();
+    poll.poll();
+    assertThat(version("m", 1).state()).isEqualTo(VersionState.UNAVAILABLE);
+    assertThat(poll.actions(Action.LOAD, true) + poll.actions(Action.LOAD, false)).isZero();
+  }
+
+  @Test
+  void aVersionWhoseFolderGoes_isUnloaded_butOneRoutingNamesServesUntilItsTrafficMoves() throws Exception {
+    route(0, 1, 100);
+    Gateway.deleteModel(root, "m/1");
+    poll.poll();
+    poll.poll();
+    poll.poll();
+    assertThat(version("m", 1).state()).isEqualTo(VersionState.READY);
+    assertThat(poll.waiting()).containsOnlyKeys("m/1");
+    assertThat(poll.waiting().get("m/1")).contains("its folder has gone, but routing revision 1 gives it weight 100");
+    assertThat(gateway.stats.scrape()).contains("modelgate_repository_poll_waiting 1.0");
+
+    route(1, 2, 100);
+    poll.poll();
+    assertThat(version("m", 1).state()).isEqualTo(VersionState.UNAVAILABLE);
+    assertThat(poll.waiting()).isEmpty();
+    assertThat(audit("PollUnload")).singleElement().satisfies(line -> assertThat(line).contains("\"version\":\"1\""));
+    assertThat(y0("m", "")).isEqualTo(3f);
+  }
+
+  @Test
+  void aModelFolderThatAppears_isAddedAndLoaded_andOneThatGoes_isTakenDownWhole() throws Exception {
+    write("n", 1, Gateway.affineTimes(3));
+    write("n", 2, Gateway.affineTimes(4));
+    poll.poll();
+    poll.poll();
+    assertThat(version("n", 1).state()).isEqualTo(VersionState.READY);
+    assertThat(y0("n", "")).isEqualTo(5f);
+
+    Gateway.deleteModel(root, "m");
+    poll.poll();
+    poll.poll();
+    assertThat(version("m", 1).state()).isEqualTo(VersionState.UNAVAILABLE);
+    assertThat(version("m", 2).state()).isEqualTo(VersionState.UNAVAILABLE);
+    assertThat(audit("PollUnload")).hasSize(2);
+    assertThat(poll.actions(Action.UNLOAD, true)).isEqualTo(1);
+  }
+}
