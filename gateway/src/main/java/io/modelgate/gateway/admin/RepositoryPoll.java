@@ -175,6 +175,16 @@ public final class RepositoryPoll implements AutoCloseable {
     if (seen == null) {
       seen = now;
       settled.putAll(now);
+      // A version this poll unloaded when its folder went, whose folder is back: loaded at the next look.
+      for (Model model : repository.models()) {
+        for (ModelVersion version : model.versions()) {
+          String key = model.name() + "/" + version.number();
+          if (version.state() == VersionState.UNAVAILABLE && now.containsKey(key)
+              && unloadedByPoll(model.name(), version.number())) {
+            settled.remove(key);
+          }
+        }
+      }
       return;
     }
     boolean acting = !policies.store().shared() || policies.store().judges();
@@ -265,12 +275,7 @@ public final class RepositoryPoll implements AutoCloseable {
     String label = "version " + number + " of model '" + model + "'";
     if (version == null || version.state() == VersionState.FAILED) {
       log.info("{}: {}; loading it", label, version == null ? "its folder has appeared" : "its files changed");
-      count(Action.LOAD, guard(() -> {
-        ModelVersion loaded = versions.load(model, number, CALLER, "PollLoad");
-        if (!loaded.isReady()) {
-          throw InferenceException.failedPrecondition(loaded.state() + ": " + loaded.reason());
-        }
-      }, label));
+      load(model, number, label);
       return true;
     }
     if (version.isCopy()) {
@@ -291,10 +296,31 @@ public final class RepositoryPoll implements AutoCloseable {
       return true;
     }
     if (version.state() == VersionState.UNAVAILABLE) {
+      if (unloadedByPoll(model, number)) {
+        log.info("{}: its folder is back; loading it", label);
+        load(model, number, label);
+        return true;
+      }
       log.info("{}: its files changed; it stays unloaded, as an operator asked (admin load loads it)", label);
       return true;
     }
     return wait(model + "/" + number, "its files changed while it is " + version.state());
+  }
+
+  /** Loads version {@code number} of {@code model} as an operator's load does, counted. */
+  private void load(String model, long number, String label) {
+    count(Action.LOAD, guard(() -> {
+      ModelVersion loaded = versions.load(model, number, CALLER, "PollLoad");
+      if (!loaded.isReady()) {
+        throw InferenceException.failedPrecondition(loaded.state() + ": " + loaded.reason());
+      }
+    }, label));
+  }
+
+  /** Whether the last load or unload asked of version {@code number} of {@code model} is this poll's unload. */
+  private boolean unloadedByPoll(String model, long number) {
+    return policies.loads().getOrDefault(model, List.of()).stream().anyMatch(
+        ask -> ask.getVersion() == number && !ask.getLoaded() && ask.getCaller().equals(CALLER));
   }
 
   /** Version {@code number}'s folder has gone while its model's is there. */

@@ -127,12 +127,19 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
    * The versions a server that starts leaves unloaded though its repository has their folders:
    * those its operators last asked unloaded ({@code loads}, as {@link
    * ControlPlane#loads(java.util.Collection)} reads them from the store before the repository
-   * loads) — in a fleet ({@code fleet}), on every replica; else in this process's state directory.
+   * loads) — in a fleet ({@code fleet}), on every replica; else in this process's state directory,
+   * where an unload by the {@link RepositoryPoll} (its folder had gone) is not kept: the folder is
+   * there again.
    * Any thread.
    */
   public static ModelRepository.LeftUnloaded leftUnloaded(Map<String, List<VersionLoad>> loads, boolean fleet) {
     return (model, version) -> {
       for (VersionLoad ask : loads.getOrDefault(model, List.of())) {
+        // The repository poll unloads a version because its folder went; the folder is there now.
+        // (In a fleet it is kept: the fleet's ask stands until the judge's poll sees the folder back.)
+        if (!fleet && ask.getCaller().equals(RepositoryPoll.CALLER)) {
+          continue;
+        }
         if (ask.getVersion() == version && !ask.getLoaded()) {
           return fleet ? "unloaded on every replica, as " + ask.getCaller() + " asked on replica " + ask.getReplica()
               : "unloaded, as " + ask.getCaller() + " asked at " + java.time.Instant.ofEpochMilli(ask.getAtMs())

@@ -36,6 +36,11 @@ class RepositoryPollTest {
   void start() throws IOException {
     Gateway.write(root, "m", 1, Gateway.affine());
     Gateway.write(root, "m", 2, Gateway.affineTimes(2));
+    open();
+  }
+
+  /** Starts the gateway on the repository as it is, polled every second (the test makes the looks). */
+  private void open() throws IOException {
     gateway = Gateway.inProcess(root, Duration.ofSeconds(10), Duration.ZERO,
         Gateway.adminSettings(root.resolve(".state"), -1).withRepositoryPoll(Duration.ofSeconds(1)), Clock.systemUTC());
     poll = gateway.server.repositoryPoll();
@@ -176,6 +181,26 @@ class RepositoryPollTest {
     assertThat(poll.waiting()).isEmpty();
     assertThat(audit("PollUnload")).singleElement().satisfies(line -> assertThat(line).contains("\"version\":\"1\""));
     assertThat(y0("m", "")).isEqualTo(3f);
+
+    // Its folder back: loaded again, the poll having unloaded it (not an operator).
+    write("m", 1, Gateway.affineTimes(6));
+    poll.poll();
+    poll.poll();
+    assertThat(version("m", 1).state()).isEqualTo(VersionState.READY);
+    assertThat(y0("m", "1")).isEqualTo(7f);
+  }
+
+  @Test
+  void aVersionThePollUnloaded_isLoadedAtTheNextStartWhereItsFolderIsBack() throws Exception {
+    Gateway.deleteModel(root, "m/1");
+    poll.poll();
+    poll.poll();
+    assertThat(version("m", 1).state()).isEqualTo(VersionState.UNAVAILABLE);
+    gateway.close();
+    write("m", 1, Gateway.affineTimes(6));
+    open();
+    assertThat(version("m", 1).state()).isEqualTo(VersionState.READY);
+    assertThat(y0("m", "1")).isEqualTo(7f);
   }
 
   @Test

@@ -1020,6 +1020,28 @@ class EtcdControlStoreTest {
       // Its later looks see nothing new to do: the change happened while it did not judge.
       other.server.repositoryPoll().poll();
       assertThat(other.server.repositoryPoll().actions(io.modelgate.gateway.admin.RepositoryPoll.Action.LOAD, true)).isZero();
+
+      // The folder gone from both disks: the judge unloads it, the other follows.
+      for (Path repo : List.of(repoA, repoB)) {
+        Gateway.deleteModel(repo, "m/2");
+      }
+      judge.server.repositoryPoll().poll();
+      judge.server.repositoryPoll().poll();
+      assertThat(state(judge, "m", 2)).isEqualTo(io.modelgate.runtime.repository.VersionState.UNAVAILABLE);
+      eventually("the other replica sees the unload asked", () -> other.server.control().loads().get("m").stream()
+          .anyMatch(ask -> ask.getVersion() == 2 && !ask.getLoaded()));
+      other.server.versions().reconcileLoads();
+      assertThat(state(other, "m", 2)).isEqualTo(io.modelgate.runtime.repository.VersionState.UNAVAILABLE);
+    }
+    // The folder back while the fleet was down: a replica starting alone keeps the fleet's unload
+    // as it starts, and, judging, loads the version at its first look after.
+    Gateway.write(repoA, "m", 2, Gateway.affineTimes(3));
+    try (Gateway a = polling(repoA, "polls", "a")) {
+      assertThat(state(a, "m", 2)).isEqualTo(io.modelgate.runtime.repository.VersionState.UNAVAILABLE);
+      eventually("a judges", () -> judges(a));
+      a.server.repositoryPoll().poll();
+      assertThat(state(a, "m", 2)).isEqualTo(io.modelgate.runtime.repository.VersionState.READY);
+      assertThat(y0(a)).isEqualTo(4f);
     }
   }
 
