@@ -342,13 +342,15 @@ public final class RepositoryPoll implements AutoCloseable {
     return true;
   }
 
-  /** Runs {@code action}; false, logged, where it throws. */
+  /** Runs {@code action}; false, logged (the reason cut short: the load's own line gives it whole), where it throws. */
   private static boolean guard(Runnable action, String what) {
     try {
       action.run();
       return true;
     } catch (InferenceException e) {
-      log.error("{}: {} (tried again when its files change)", what, e.getMessage());
+      String reason = e.getMessage();
+      log.error("{}: not done, tried again when its files change: {}", what,
+          reason.length() <= 200 ? reason : reason.substring(0, 200) + "...");
       return false;
     }
   }
