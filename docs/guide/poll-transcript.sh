@@ -37,6 +37,18 @@ wait_log() {
   for _ in $(seq 1 120); do grep -qE "$1" serve.log && return 0; sleep 0.25; done
   echo "the server did not log '$1' within 30 s" >&2; tail -n 20 serve.log >&2; exit 1
 }
+# replace_version_2 FILE LOGGED: renames a copy of FILE over version 2's model file, as a deployment
+# would, then shows what the server logged once it logs LOGGED.
+replace_version_2() {
+  local mark to=models/cnn_mnist/2/model.onnx
+  mark=$(($(wc -l <serve.log) + 1))
+  echo "\$ cp $1 $to.new && mv $to.new $to"
+  cp "$1" "$to.new" && mv "$to.new" "$to"
+  wait_log "$2"
+  echo "\$ grep -E 'RepositoryPoll|VersionLoader|ModelRepository|GoldenSets' serve.log"
+  polled "$mark"
+  echo
+}
 # Every version has its golden score before the changes begin.
 for _ in $(seq 1 60); do admin models 2>/dev/null | grep -qE "PENDING|RUNNING" || break; sleep 0.5; done
 
@@ -51,22 +63,10 @@ for _ in $(seq 1 40); do admin models 2>/dev/null | grep -qE "PENDING|RUNNING" |
 run_admin models
 
 echo "## poll 2. version 2's file replaced by one that confuses 3 and 5: refused on its golden set"
-mark=$(($(wc -l <serve.log) + 1))
-echo "\$ cp faulty/cnn_mnist/3/model.onnx models/cnn_mnist/2/model.onnx.new && mv models/cnn_mnist/2/model.onnx.new models/cnn_mnist/2/model.onnx"
-cp faulty/cnn_mnist/3/model.onnx models/cnn_mnist/2/model.onnx.new && mv models/cnn_mnist/2/model.onnx.new models/cnn_mnist/2/model.onnx
-wait_log "version 2 not loaded again"
-echo "\$ grep -E 'RepositoryPoll|VersionLoader|ModelRepository|GoldenSets' serve.log"
-polled "$mark"
-echo
+replace_version_2 faulty/cnn_mnist/3/model.onnx "version 2 not loaded again"
 
 echo "## poll 3. and by a good one: loaded again while it serves"
-mark=$(($(wc -l <serve.log) + 1))
-echo "\$ cp models/cnn_mnist/1/model.onnx models/cnn_mnist/2/model.onnx.new && mv models/cnn_mnist/2/model.onnx.new models/cnn_mnist/2/model.onnx"
-cp models/cnn_mnist/1/model.onnx models/cnn_mnist/2/model.onnx.new && mv models/cnn_mnist/2/model.onnx.new models/cnn_mnist/2/model.onnx
-wait_log "version 2 reloaded"
-echo "\$ grep -E 'RepositoryPoll|VersionLoader|ModelRepository|GoldenSets' serve.log"
-polled "$mark"
-echo
+replace_version_2 models/cnn_mnist/1/model.onnx "version 2 reloaded"
 
 echo "## poll 4. a folder deleted while routing names it"
 run_admin routes set --model cnn_mnist --weights 1=100 --reason "v1 serves"
