@@ -31,10 +31,10 @@ polled() {  # the poll's lines in the server log since line $1
   tail -n +"$1" serve.log | grep -E 'RepositoryPoll|VersionLoader|ModelRepository|GoldenSets' \
     | sed "s#$work/##g; s/^[0-9T:.+-]* //; s/ *$//" || true
 }
-# wait_log PATTERN: waits up to 30 s for PATTERN in the server log (the poll looks every 2 s, and
-# acts on a change once it has held still for one look).
+# wait_log PATTERN FROM: waits up to 30 s for PATTERN in the server log from line FROM on (the poll
+# looks every 2 s, and acts on a change once it has held still for one look).
 wait_log() {
-  for _ in $(seq 1 120); do grep -qE "$1" serve.log && return 0; sleep 0.25; done
+  for _ in $(seq 1 120); do tail -n +"$2" serve.log | grep -qE "$1" && return 0; sleep 0.25; done
   echo "the server did not log '$1' within 30 s" >&2; tail -n 20 serve.log >&2; exit 1
 }
 # replace_version_2 FILE LOGGED: renames a copy of FILE over version 2's model file, as a deployment
@@ -44,7 +44,7 @@ replace_version_2() {
   mark=$(($(wc -l <serve.log) + 1))
   echo "\$ cp $1 $to.new && mv $to.new $to"
   cp "$1" "$to.new" && mv "$to.new" "$to"
-  wait_log "$2"
+  wait_log "$2" "$mark"
   echo "\$ grep -E 'RepositoryPoll|VersionLoader|ModelRepository|GoldenSets' serve.log"
   polled "$mark"
   echo
@@ -56,7 +56,7 @@ echo "## poll 1. a new version folder, copied beside the repository's and rename
 mark=$(($(wc -l <serve.log) + 1))
 echo "\$ mkdir models/cnn_mnist/.3 && cp models/cnn_mnist/1/model.onnx models/cnn_mnist/.3/ && mv models/cnn_mnist/.3 models/cnn_mnist/3"
 mkdir models/cnn_mnist/.3 && cp models/cnn_mnist/1/model.onnx models/cnn_mnist/.3/ && mv models/cnn_mnist/.3 models/cnn_mnist/3
-wait_log "version 3: golden set"
+wait_log "version 3: golden set" "$mark"
 echo "\$ grep -E 'RepositoryPoll|VersionLoader|ModelRepository|GoldenSets' serve.log   # about 2 to 4 s later"
 polled "$mark"
 for _ in $(seq 1 40); do admin models 2>/dev/null | grep -qE "PENDING|RUNNING" || break; sleep 0.25; done
@@ -73,15 +73,16 @@ run_admin routes set --model cnn_mnist --weights 1=100 --reason "v1 serves"
 mark=$(($(wc -l <serve.log) + 1))
 echo "\$ rm -r models/cnn_mnist/1"
 rm -r models/cnn_mnist/1
-wait_log "its folder has gone, but routing"
+wait_log "its folder has gone, but routing" "$mark"
 echo "\$ grep -E 'RepositoryPoll|VersionLoader|ModelRepository|GoldenSets' serve.log"
 polled "$mark"
 echo "\$ curl -s localhost:8002/metrics | grep '^modelgate_repository_poll_waiting'"
 curl -s "localhost:$((port + 1))/metrics" | grep '^modelgate_repository_poll_waiting'
 echo
+run_admin models
 mark=$(($(wc -l <serve.log) + 1))
 run_admin routes set --model cnn_mnist --weights 3=100 --reason "v3 serves"
-wait_log "version 1 unloaded"
+wait_log "version 1 unloaded" "$mark"
 echo "\$ grep -E 'RepositoryPoll|VersionLoader|ModelRepository|GoldenSets' serve.log"
 polled "$mark"
 echo

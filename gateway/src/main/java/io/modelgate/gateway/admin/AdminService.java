@@ -60,6 +60,8 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
    * in memory; any thread.
    */
   private final java.util.function.ToLongFunction<Model> removalDue;
+  /** The poll of the repository folder, or null where it is not polled. */
+  private final RepositoryPoll poll;
   private final ScheduledExecutorService watchers =
       Executors.newSingleThreadScheduledExecutor(
           r -> {
@@ -79,7 +81,9 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
       StatsRegistry stats,
       VersionControl versions,
       java.util.function.IntFunction<java.util.List<io.modelgate.proto.admin.v1.PortConnections>> connections,
-      java.util.function.ToLongFunction<Model> removalDue) {
+      java.util.function.ToLongFunction<Model> removalDue,
+      RepositoryPoll poll) {
+    this.poll = poll;
     this.drift = drift;
     this.usage = usage;
     this.access = access;
@@ -109,6 +113,11 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
             if (route != null) { // else removed from the repository since it was listed
               response.addModels(info(model, route));
             }
+          }
+          if (poll != null) {
+            response.setRepositoryPollMs(poll.every().toMillis());
+            poll.waiting().entrySet().stream().sorted(java.util.Map.Entry.comparingByKey())
+                .forEach(change -> response.addPollWaiting(change.getKey() + ": " + change.getValue()));
           }
           return response.addAllOwedLoads(versions.owed()).addAllModelsNotLoaded(repository.modelsNotAdded())
               .addAllModelsKept(control.keptWithoutModel()).build();

@@ -110,6 +110,8 @@ public final class RepositoryPoll implements AutoCloseable {
   private final AtomicLong looks = new AtomicLong();
   private final AtomicLong looksFailed = new AtomicLong();
   private final LogThrottle lookFailures = new LogThrottle(Duration.ofMinutes(1));
+  /** How long each look that succeeded took; null until {@link #bindTo}. */
+  private volatile io.micrometer.core.instrument.Timer lookTime;
 
   /**
    * @param every how often the repository folder is looked at
@@ -161,7 +163,12 @@ public final class RepositoryPoll implements AutoCloseable {
   public void poll() {
     Map<String, String> now;
     try {
-      now = look();
+      long began = System.nanoTime();
+      now = look(repository);
+      io.micrometer.core.instrument.Timer timer = lookTime;
+      if (timer != null) {
+        timer.record(System.nanoTime() - began, TimeUnit.NANOSECONDS);
+      }
     } catch (IOException | UncheckedIOException e) {
       looksFailed.incrementAndGet();
       long heldBack = lookFailures.pass();
@@ -368,10 +375,14 @@ public final class RepositoryPoll implements AutoCloseable {
   }
 
   /**
-   * What the repository folder holds now: per model folder, how its {@code model.yaml} looks (size
-   * and modification time, or none); per version folder ("model/N"), how every file under it looks.
+   * What the folder of {@code repository} holds now, as a poll compares it from one look to the
+   * next: per model folder, how its {@code model.yaml} looks (size and modification time, or
+   * none); per version folder ("model/N"), how every file under it looks. Reads the disk (one
+   * listing per model folder, one per version folder, and each file's attributes); any thread.
+   *
+   * @throws IOException when the repository folder cannot be listed
    */
-  private Map<String, String> look() throws IOException {
+  public static Map<String, String> look(ModelRepository repository) throws IOException {
     Map<String, String> found = new TreeMap<>();
     for (Map.Entry<String, List<Long>> model : repository.onDisk().entrySet()) {
       Path dir = repository.root().resolve(model.getKey());
@@ -386,28 +397,47 @@ public final class RepositoryPoll implements AutoCloseable {
   private static String fileLooks(Path file) throws IOException {
     try {
       BasicFileAttributes attributes = Files.readAttributes(file, BasicFileAttributes.class);
-      return attributes.size() + "@" + attributes.lastModifiedTime().toInstant();
+      return attributes.size() + "@" + attributes.lastModifiedTime().to(TimeUnit.NANOSECONDS);
     } catch (NoSuchFileException absent) {
       return "none";
     }
   }
 
-  /** Every file under {@code folder} (links followed), in order, with its size and modification time. */
+  /**
+   * Every file under {@code folder} (links followed), in name order, with its size and modification
+   * time (ns): one walk, each entry's attributes read once, as the walk reads them.
+   */
   private static String folderLooks(Path folder) throws IOException {
-    StringBuilder looks = new StringBuilder();
-    try (Stream<Path> files = Files.walk(folder, DEPTH, FileVisitOption.FOLLOW_LINKS)) {
-      for (Path file : (Iterable<Path>) files.sorted()::iterator) {
-        BasicFileAttributes attributes = Files.readAttributes(file, BasicFileAttributes.class);
-        if (attributes.isRegularFile()) {
-          looks.append(folder.relativize(file)).append(' ').append(attributes.size()).append('@')
-              .append(attributes.lastModifiedTime().toInstant()).append('\n');
-        }
-      }
-    } catch (NoSuchFileException | UncheckedIOException changing) {
-      // Something under it went while it was looked at: it is changing, and is looked at again next time.
+    List<String> files = new ArrayList<>();
+    boolean[] changing = {false};
+    Files.walkFileTree(folder, java.util.EnumSet.of(FileVisitOption.FOLLOW_LINKS), DEPTH,
+        new java.nio.file.SimpleFileVisitor<>() {
+          @Override
+          public java.nio.file.FileVisitResult visitFile(Path file, BasicFileAttributes attributes) {
+            if (attributes.isRegularFile()) {
+              files.add(folder.relativize(file) + " " + attributes.size() + "@"
+                  + attributes.lastModifiedTime().to(TimeUnit.NANOSECONDS));
+            }
+            return java.nio.file.FileVisitResult.CONTINUE;
+          }
+
+          @Override
+          public java.nio.file.FileVisitResult visitFileFailed(Path file, IOException e) {
+            // Gone while it was looked at, or a link loop: it is changing, and is looked at again next time.
+            changing[0] = true;
+            return java.nio.file.FileVisitResult.TERMINATE;
+          }
+        });
+    if (changing[0]) {
       return "changing " + System.nanoTime();
     }
-    return looks.toString();
+    files.sort(null);
+    return String.join("\n", files);
+  }
+
+  /** How often the repository folder is looked at. */
+  public Duration every() {
+    return every;
   }
 
   /** Changes of the repository seen but not acted on yet, by model ("m") or version ("m/N"), each with why. Any thread. */
@@ -444,6 +474,10 @@ public final class RepositoryPoll implements AutoCloseable {
           .tag("result", lookFailed ? "failed" : "ok")
           .register(registry);
     }
+    lookTime = io.micrometer.core.instrument.Timer.builder("modelgate.repository.poll.look")
+        .description("How long a look at the repository folder took: listing its folders and reading every file's size"
+            + " and modification time (slow on a network file system with many files)")
+        .register(registry);
     io.micrometer.core.instrument.Gauge.builder("modelgate.repository.poll.waiting", waiting, Map::size)
         .description("Changes of the repository seen but not acted on yet: a version whose folder has gone that routing"
             + " still names, or one a running rollout names whose files changed")

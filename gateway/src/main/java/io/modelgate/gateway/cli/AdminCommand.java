@@ -186,6 +186,10 @@ final class AdminCommand implements Runnable {
           out.printf("NOT LOADED: model %s, a folder added to the repository since the start (admin load --model %s"
               + " loads it)%n", name, name);
         }
+        for (String waiting : response.getPollWaitingList()) {
+          out.printf("WAITING: %s (the repository poll, every %s, acts on it once it can)%n", waiting,
+              io.modelgate.gateway.config.TimeSpans.format(java.time.Duration.ofMillis(response.getRepositoryPollMs())));
+        }
         for (io.modelgate.proto.admin.v1.KeptModel kept : response.getModelsKeptList()) {
           out.println(keptLine(kept));
         }

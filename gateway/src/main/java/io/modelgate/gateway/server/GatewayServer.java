@@ -502,7 +502,7 @@ public final class GatewayServer {
       return ports;
     };
     b.admin = new AdminService(repository, b.control, b.fleet, b.golden, b.drift, b.usage, b.access, stats, b.versions, held,
-        retirement::removalDue);
+        retirement::removalDue, b.poll);
     b.requestMemory = new io.modelgate.gateway.inference.RequestMemory(adminSettings.requestMemoryBytes(),
             adminSettings.receiveTimeout(), System::nanoTime)
         .bindTo(stats.prometheus()).startSweeping();

@@ -174,6 +174,11 @@ class RepositoryPollTest {
     assertThat(poll.waiting()).containsOnlyKeys("m/1");
     assertThat(poll.waiting().get("m/1")).contains("its folder has gone, but routing revision 1 gives it weight 100");
     assertThat(gateway.stats.scrape()).contains("modelgate_repository_poll_waiting 1.0");
+    io.modelgate.proto.admin.v1.ListModelsResponse listed =
+        gateway.admin().listModels(io.modelgate.proto.admin.v1.ListModelsRequest.getDefaultInstance());
+    assertThat(listed.getRepositoryPollMs()).isEqualTo(1000);
+    assertThat(listed.getPollWaitingList()).singleElement().asString()
+        .startsWith("m/1: its folder has gone, but routing revision 1 gives it weight 100");
 
     route(1, 2, 100);
     poll.poll();
