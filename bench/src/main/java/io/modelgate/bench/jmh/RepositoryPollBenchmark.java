@@ -1,10 +1,7 @@
 package io.modelgate.bench.jmh;
 
 import io.modelgate.gateway.admin.RepositoryPoll;
-import io.modelgate.runtime.execution.SchedulerSettings;
-import io.modelgate.runtime.onnx.SessionSettings;
 import io.modelgate.runtime.repository.ModelRepository;
-import io.modelgate.runtime.repository.ModelSettings;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -30,8 +27,7 @@ import org.openjdk.jmh.annotations.Warmup;
  * One look of {@code serve --repository-poll} at a repository folder of {@code models} models of
  * three versions each (a {@code model.onnx} and a second file per version, a {@code model.yaml}
  * per model), on the local disk: what the poll's thread spends every interval while nothing
- * changes ({@link RepositoryPoll#look}). The repository is loaded empty and the folders written
- * after, so that no session loads. The baseline, {@link #listingOnly}, walks the same tree without
+ * changes ({@link RepositoryPoll#look}); no session loads. The baseline, {@link #listingOnly}, walks the same tree without
  * reading any file's attributes.
  */
 @BenchmarkMode(Mode.AverageTime)
@@ -45,12 +41,10 @@ public class RepositoryPollBenchmark {
   public int models;
 
   private Path root;
-  private ModelRepository repository;
 
   @Setup(Level.Trial)
   public void write() throws IOException {
     root = Files.createTempDirectory("modelgate-poll-bench");
-    repository = ModelRepository.load(root, new ModelSettings(null, new SessionSettings(1, 1), new SchedulerSettings(16, 1)));
     byte[] model = new byte[4096];
     for (int m = 0; m < models; m++) {
       Path dir = Files.createDirectories(root.resolve("model-" + m));
@@ -65,7 +59,7 @@ public class RepositoryPollBenchmark {
 
   @Benchmark
   public Map<String, String> look() throws IOException {
-    return RepositoryPoll.look(repository);
+    return RepositoryPoll.look(root);
   }
 
   /**
@@ -75,7 +69,7 @@ public class RepositoryPollBenchmark {
   @Benchmark
   public long listingOnly() throws IOException {
     long files = 0;
-    for (Map.Entry<String, java.util.List<Long>> model : repository.onDisk().entrySet()) {
+    for (Map.Entry<String, java.util.List<Long>> model : ModelRepository.onDisk(root).entrySet()) {
       Path dir = root.resolve(model.getKey());
       files += Files.exists(dir.resolve("model.yaml")) ? 1 : 0;
       for (long version : model.getValue()) {
@@ -89,7 +83,6 @@ public class RepositoryPollBenchmark {
 
   @TearDown(Level.Trial)
   public void remove() throws IOException {
-    repository.close(java.time.Duration.ZERO);
     try (Stream<Path> paths = Files.walk(root)) {
       for (Path path : paths.sorted(Comparator.reverseOrder()).toList()) {
         Files.delete(path);

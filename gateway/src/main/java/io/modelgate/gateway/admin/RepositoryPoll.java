@@ -60,8 +60,9 @@ import org.slf4j.LoggerFactory;
  * its files change again (a load that failed waits for a new file). A change that cannot be acted
  * on yet — routing names a version whose folder has gone, a running rollout names a version whose
  * files changed — is tried again at each poll and logged once. Each action is audited with the
- * caller {@value #CALLER}. The first look, as the poll starts, only notes what the repository
- * holds: the server has just loaded it.
+ * caller {@value #CALLER}. The first look, as the server starts, compares the folder with a look
+ * taken just before the repository loaded it ({@link io.modelgate.gateway.server.RepositoryAtStart}):
+ * what changed while the server loaded and warmed up is acted on as any change.
  *
  * <p>In a fleet, only the replica that judges rollouts acts, and does it as a fleet's operator
  * would: every replica then loads, loads again or unloads as it follows the asks ({@link
@@ -99,6 +100,8 @@ public final class RepositoryPoll implements AutoCloseable {
             t.setDaemon(true);
             return t;
           });
+  /** The look taken before the repository loaded, or null. */
+  private final Map<String, String> before;
   /** What the last look found: per model its {@code model.yaml}, per version ("model/N") its files. Poll thread only. */
   private Map<String, String> seen;
   /** The same, as last acted on (or as first seen): a key whose look differs is a change. Poll thread only. */
@@ -118,9 +121,20 @@ public final class RepositoryPoll implements AutoCloseable {
    * @throws IllegalArgumentException where {@code every} is not positive
    */
   public RepositoryPoll(ModelRepository repository, VersionControl versions, ControlPlane policies, Duration every) {
+    this(repository, versions, policies, every, null);
+  }
+
+  /**
+   * @param before the {@link #look} at the repository folder taken just before {@code repository}
+   *     loaded it ({@link io.modelgate.gateway.server.RepositoryAtStart}), so that what changed
+   *     while it loaded is acted on; null: what the first {@link #poll} finds is taken as loaded
+   */
+  public RepositoryPoll(ModelRepository repository, VersionControl versions, ControlPlane policies, Duration every,
+      Map<String, String> before) {
     if (every.isNegative() || every.isZero()) {
       throw new IllegalArgumentException("repository poll: " + every + " (expected: more than zero)");
     }
+    this.before = before == null ? null : Map.copyOf(before);
     this.repository = repository;
     this.versions = versions;
     this.policies = policies;
@@ -164,7 +178,7 @@ public final class RepositoryPoll implements AutoCloseable {
     Map<String, String> now;
     try {
       long began = System.nanoTime();
-      now = look(repository);
+      now = look(repository.root());
       io.micrometer.core.instrument.Timer timer = lookTime;
       if (timer != null) {
         timer.record(System.nanoTime() - began, TimeUnit.NANOSECONDS);
@@ -180,19 +194,11 @@ public final class RepositoryPoll implements AutoCloseable {
     }
     looks.incrementAndGet();
     if (seen == null) {
-      seen = now;
-      settled.putAll(now);
-      // A version this poll unloaded when its folder went, whose folder is back: loaded at the next look.
-      for (Model model : repository.models()) {
-        for (ModelVersion version : model.versions()) {
-          String key = model.name() + "/" + version.number();
-          if (version.state() == VersionState.UNAVAILABLE && now.containsKey(key)
-              && unloadedByPoll(model.name(), version.number())) {
-            settled.remove(key);
-          }
-        }
-      }
-      return;
+      // The first look: the repository as it was loaded is what it holds. A change since the look
+      // taken before it loaded, if any, is a change like any other (acted on once it holds still).
+      Map<String, String> loaded = before == null ? now : before;
+      seen = loaded;
+      settled.putAll(loaded);
     }
     boolean acting = !policies.store().shared() || policies.store().judges();
     Set<String> reloadedWhole = new HashSet<>();
@@ -217,7 +223,35 @@ public final class RepositoryPoll implements AutoCloseable {
         }
       }
     }
+    if (acting) {
+      loadWhatThisPollUnloaded(now);
+    }
     seen = now;
+  }
+
+  /**
+   * Loads each version this poll unloaded when its folder went (in a fleet, the judge's poll, on
+   * any replica) whose folder is back and held still: whether it came back while the server ran,
+   * while it was down (a server alone loads it as it starts: {@link VersionControl#leftUnloaded}),
+   * or before this replica became the judge.
+   */
+  private void loadWhatThisPollUnloaded(Map<String, String> now) {
+    Map<String, List<io.modelgate.proto.admin.v1.VersionLoad>> asks = null; // read once, if any version needs it
+    for (Model model : repository.models()) {
+      for (ModelVersion version : model.versions()) {
+        String key = model.name() + "/" + version.number();
+        String looks = now.get(key);
+        if (version.state() != VersionState.UNAVAILABLE || looks == null || !looks.equals(seen.get(key))) {
+          continue;
+        }
+        asks = asks == null ? policies.loads() : asks;
+        if (unloadedByPoll(asks, model.name(), version.number())) {
+          log.info("version {} of model '{}': its folder is back; loading it", version.number(), model.name());
+          load(model.name(), version.number(), "version " + version.number() + " of model '" + model.name() + "'");
+          settled.put(key, looks);
+        }
+      }
+    }
   }
 
   /** Does what the change of {@code key} (now looking as {@code looks}; null: gone) asks; false: not yet. */
@@ -303,10 +337,8 @@ public final class RepositoryPoll implements AutoCloseable {
       return true;
     }
     if (version.state() == VersionState.UNAVAILABLE) {
-      if (unloadedByPoll(model, number)) {
-        log.info("{}: its folder is back; loading it", label);
-        load(model, number, label);
-        return true;
+      if (unloadedByPoll(policies.loads(), model, number)) {
+        return true; // loaded as its folder is back, by loadWhatThisPollUnloaded
       }
       log.info("{}: its files changed; it stays unloaded, as an operator asked (admin load loads it)", label);
       return true;
@@ -324,9 +356,10 @@ public final class RepositoryPoll implements AutoCloseable {
     }, label));
   }
 
-  /** Whether the last load or unload asked of version {@code number} of {@code model} is this poll's unload. */
-  private boolean unloadedByPoll(String model, long number) {
-    return policies.loads().getOrDefault(model, List.of()).stream().anyMatch(
+  /** Whether the last load or unload {@code asks} hold for version {@code number} of {@code model} is this poll's unload. */
+  private static boolean unloadedByPoll(Map<String, List<io.modelgate.proto.admin.v1.VersionLoad>> asks, String model,
+      long number) {
+    return asks.getOrDefault(model, List.of()).stream().anyMatch(
         ask -> ask.getVersion() == number && !ask.getLoaded() && ask.getCaller().equals(CALLER));
   }
 
@@ -375,17 +408,17 @@ public final class RepositoryPoll implements AutoCloseable {
   }
 
   /**
-   * What the folder of {@code repository} holds now, as a poll compares it from one look to the
+   * What the repository folder {@code root} holds now, as a poll compares it from one look to the
    * next: per model folder, how its {@code model.yaml} looks (size and modification time, or
    * none); per version folder ("model/N"), how every file under it looks. Reads the disk (one
    * listing per model folder, one per version folder, and each file's attributes); any thread.
    *
    * @throws IOException when the repository folder cannot be listed
    */
-  public static Map<String, String> look(ModelRepository repository) throws IOException {
+  public static Map<String, String> look(Path root) throws IOException {
     Map<String, String> found = new TreeMap<>();
-    for (Map.Entry<String, List<Long>> model : repository.onDisk().entrySet()) {
-      Path dir = repository.root().resolve(model.getKey());
+    for (Map.Entry<String, List<Long>> model : ModelRepository.onDisk(root).entrySet()) {
+      Path dir = root.resolve(model.getKey());
       found.put(model.getKey(), fileLooks(dir.resolve(ModelConfigFile.FILE_NAME)));
       for (long number : model.getValue()) {
         found.put(model.getKey() + "/" + number, folderLooks(dir.resolve(Long.toString(number))));

@@ -592,7 +592,7 @@ final class ServeCommand implements Callable<Integer> {
     }
     GatewayServer server;
     try {
-      server = GatewayServer.start(settings, admin, repository, stats, loaded.store());
+      server = GatewayServer.start(settings, admin, loaded, stats);
     } catch (IOException e) {
       repository.close(Duration.ZERO);
       stats.close();

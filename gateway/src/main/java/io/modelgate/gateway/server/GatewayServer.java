@@ -181,6 +181,8 @@ public final class GatewayServer {
     Runnable release;
     /** The control store, until the control plane owns it (which closes it). */
     ControlStore store;
+    /** The poll's look at the repository folder before it loaded, or null. */
+    java.util.Map<String, String> before;
 
     /**
      * Closes whatever has been made, in the order a stop closes it: the one way out of a start that
@@ -236,12 +238,28 @@ public final class GatewayServer {
   }
 
   /**
+   * As above, with the repository and the control store of {@code loaded} (the server owns the store
+   * from this call on, and closes it when it stops or fails to start), and its look before it loaded.
+   */
+  public static GatewayServer start(
+      ServerSettings settings, AdminSettings adminSettings, RepositoryAtStart loaded, StatsRegistry stats)
+      throws IOException {
+    return start(settings, adminSettings, loaded.repository(), stats, loaded.store(), loaded.before());
+  }
+
+  /**
    * As above, with the control store {@code store} opened already ({@link RepositoryAtStart}; null:
    * opened here): the server owns it from this call on, and closes it when it stops or fails to start.
    */
   public static GatewayServer start(
       ServerSettings settings, AdminSettings adminSettings, ModelRepository repository, StatsRegistry stats,
       ControlStore store) throws IOException {
+    return start(settings, adminSettings, repository, stats, store, null);
+  }
+
+  private static GatewayServer start(
+      ServerSettings settings, AdminSettings adminSettings, ModelRepository repository, StatsRegistry stats,
+      ControlStore store, java.util.Map<String, String> before) throws IOException {
     boolean epoll = Epoll.isAvailable();
     List<EventLoopGroup> groups = new ArrayList<>();
     // Named modelgate-io-*, which the kernel keeps as the threads' names too (ThreadScheduling's event_loop).
@@ -326,9 +344,8 @@ public final class GatewayServer {
               settings.drainTimeout(),
               settings.shutdownDelay(),
               adminSettings,
-              repository,
-              stats,
-              store);
+              new RepositoryAtStart(repository, store, before),
+              stats);
       log.info(
           "listening on {}:{} ({}{} transport, {} event loop{}; at most {} connections a port, {} new a second, {} from an"
               + " address); admin on {}:{}{}{}; Java {}",
@@ -393,6 +410,24 @@ public final class GatewayServer {
       StatsRegistry stats,
       ControlStore store)
       throws IOException {
+    return start(transports, drainTimeout, shutdownDelay, adminSettings, new RepositoryAtStart(repository, store, null),
+        stats);
+  }
+
+  /**
+   * As above, with the repository and the control store of {@code loaded}, and its look before it
+   * loaded: what changed in the repository folder meanwhile is then polled as any change.
+   */
+  public static GatewayServer start(
+      Transports transports,
+      Duration drainTimeout,
+      Duration shutdownDelay,
+      AdminSettings adminSettings,
+      RepositoryAtStart loaded,
+      StatsRegistry stats)
+      throws IOException {
+    ModelRepository repository = loaded.repository();
+    ControlStore store = loaded.store();
     if (repository.recorders() != stats) {
       if (store != null) {
         store.close();
@@ -406,6 +441,7 @@ public final class GatewayServer {
     b.drainTimeout = drainTimeout;
     b.shutdownDelay = shutdownDelay;
     b.store = store;
+    b.before = loaded.before();
     try {
       return start(b, transports, adminSettings);
     } catch (IOException | RuntimeException e) {
@@ -482,9 +518,10 @@ public final class GatewayServer {
       b.versions.start();
     }
     if (!adminSettings.repositoryPoll().isZero()) {
-      // The first look, here, notes what the repository holds as it has just been loaded.
+      // The first look, here: what the repository held as it loaded is taken as loaded, and what has
+      // changed since the look before it loaded is acted on as any change.
       b.poll = new io.modelgate.gateway.admin.RepositoryPoll(repository, b.versions, b.control,
-          adminSettings.repositoryPoll()).bindTo(stats.prometheus());
+          adminSettings.repositoryPoll(), b.before).bindTo(stats.prometheus());
       b.poll.poll();
       if (stats.background()) {
         b.poll.start();

@@ -21,8 +21,11 @@ import java.nio.file.Path;
  *
  * @param repository loaded: every version READY, FAILED, or UNAVAILABLE as its operators asked
  * @param store opened, read once; not yet watched
+ * @param before where the repository folder is polled ({@link AdminSettings#repositoryPoll}), the
+ *     poll's look at it taken just before it loaded ({@link io.modelgate.gateway.admin.RepositoryPoll#look}):
+ *     what changes while it loads is then acted on; else null
  */
-public record RepositoryAtStart(ModelRepository repository, ControlStore store) {
+public record RepositoryAtStart(ModelRepository repository, ControlStore store, java.util.Map<String, String> before) {
   /**
    * Opens the control store {@code admin} names and loads the repository at {@code root}, each
    * model's settings over {@code defaults}, recording to {@code stats}, up to {@code loadThreads}
@@ -40,6 +43,8 @@ public record RepositoryAtStart(ModelRepository repository, ControlStore store) 
     try {
       ModelRepository.LeftUnloaded left = VersionControl.leftUnloaded(ControlPlane.loads(store.load().values()),
           store.shared());
+      java.util.Map<String, String> before = admin.repositoryPoll().isZero() ? null
+          : io.modelgate.gateway.admin.RepositoryPoll.look(root);
       long started = System.nanoTime();
       ModelRepository repository = ModelRepository.load(root, defaults, stats, left, loadThreads);
       int versions = 0;
@@ -53,7 +58,7 @@ public record RepositoryAtStart(ModelRepository repository, ControlStore store) 
       org.slf4j.LoggerFactory.getLogger(RepositoryAtStart.class).info(
           "model repository loaded in {} ms, up to {} models at once: {} models, {} versions, {} READY",
           (System.nanoTime() - started) / 1_000_000, loadThreads, repository.models().size(), versions, ready);
-      return new RepositoryAtStart(repository, store);
+      return new RepositoryAtStart(repository, store, before);
     } catch (IOException | RuntimeException | Error e) {
       store.close();
       throw e;

@@ -196,6 +196,29 @@ class RepositoryPollTest {
   }
 
   @Test
+  void whatChangesWhileTheServerStarts_isActedOnLikeAnyChange() throws Exception {
+    gateway.close();
+    // The repository loads, then (the start-up warm-up, say) version 3 appears and version 2's file
+    // is replaced, before the server and its poll start.
+    gateway = Gateway.inProcess(root, Duration.ofSeconds(10), Duration.ZERO,
+        Gateway.adminSettings(root.resolve(".state"), -1).withRepositoryPoll(Duration.ofSeconds(1)), Clock.systemUTC(),
+        () -> {
+          try {
+            write("m", 3, Gateway.affineTimes(3));
+            write("m", 2, Gateway.affineTimes(5));
+          } catch (IOException e) {
+            throw new java.io.UncheckedIOException(e);
+          }
+        });
+    poll = gateway.server.repositoryPoll();
+    assertThat(version("m", 3)).isNull();
+    assertThat(y0("m", "2")).isEqualTo(3f);
+    poll.poll();
+    assertThat(version("m", 3).state()).isEqualTo(VersionState.READY);
+    assertThat(y0("m", "2")).isEqualTo(6f);
+  }
+
+  @Test
   void aVersionThePollUnloaded_isLoadedAtTheNextStartWhereItsFolderIsBack() throws Exception {
     Gateway.deleteModel(root, "m/1");
     poll.poll();

@@ -115,8 +115,16 @@ public final class Gateway implements AutoCloseable {
   public static Gateway inProcess(
       Path root, Duration drainTimeout, Duration shutdownDelay, AdminSettings adminSettings, Clock clock)
       throws IOException {
+    return inProcess(root, drainTimeout, shutdownDelay, adminSettings, clock, () -> {});
+  }
+
+  /** As above, {@code afterLoad} run once the repository has loaded, before the server starts on it. */
+  public static Gateway inProcess(
+      Path root, Duration drainTimeout, Duration shutdownDelay, AdminSettings adminSettings, Clock clock,
+      Runnable afterLoad) throws IOException {
     StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), clock, false);
     RepositoryAtStart loaded = load(root, adminSettings, stats);
+    afterLoad.run();
     ModelRepository repository = loaded.repository();
     String name = InProcessServerBuilder.generateName();
     String adminName = name + "-admin";
@@ -127,9 +135,8 @@ public final class Gateway implements AutoCloseable {
             drainTimeout,
             shutdownDelay,
             adminSettings,
-            repository,
-            stats,
-            loaded.store());
+            loaded,
+            stats);
     return new Gateway(
         root,
         repository,
@@ -177,9 +184,8 @@ public final class Gateway implements AutoCloseable {
         GatewayServer.start(
             new ServerSettings("127.0.0.1", 0, maxInboundMessageBytes, 1, Duration.ofSeconds(10)),
             admin,
-            repository,
-            stats,
-            loaded.store());
+            loaded,
+            stats);
     ManagedChannel channel =
         io.grpc.netty.NettyChannelBuilder.forAddress("127.0.0.1", server.port())
             .usePlaintext()
@@ -197,7 +203,7 @@ public final class Gateway implements AutoCloseable {
   /** A server on Netty with {@code settings} and {@code admin}, serving {@code root}'s models, recording to {@code stats}. */
   public static GatewayServer server(Path root, StatsRegistry stats, ServerSettings settings, AdminSettings admin) throws IOException {
     RepositoryAtStart loaded = load(root, admin, stats);
-    return GatewayServer.start(settings, admin, loaded.repository(), stats, loaded.store());
+    return GatewayServer.start(settings, admin, loaded, stats);
   }
 
   public static AdminSettings adminSettings(Path stateDir, int metricsPort) {

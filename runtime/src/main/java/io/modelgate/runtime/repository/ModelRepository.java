@@ -496,6 +496,11 @@ public final class ModelRepository {
    *     model folder gone between the two looks is left out)
    */
   public java.util.SortedMap<String, List<Long>> onDisk() throws IOException {
+    return onDisk(root);
+  }
+
+  /** As {@link #onDisk()}, of the repository folder {@code root}, loaded or not. */
+  public static java.util.SortedMap<String, List<Long>> onDisk(Path root) throws IOException {
     java.util.SortedMap<String, List<Long>> found = new TreeMap<>();
     for (Path dir : list(root)) {
       String name = dir.getFileName().toString();
