@@ -110,7 +110,7 @@ public final class RepositoryPoll implements AutoCloseable {
   private final Map<String, String> waiting = new ConcurrentHashMap<>();
   private final AtomicLong[] done = newCounters();
   private final AtomicLong[] failed = newCounters();
-  private final AtomicLong looks = new AtomicLong();
+  private final AtomicLong looksDone = new AtomicLong();
   private final AtomicLong looksFailed = new AtomicLong();
   private final LogThrottle lookFailures = new LogThrottle(Duration.ofMinutes(1));
   /** How long each look that succeeded took; null until {@link #bindTo}. */
@@ -151,7 +151,8 @@ public final class RepositoryPoll implements AutoCloseable {
 
   /**
    * Looks at the repository every interval from now on, on this component's thread; returns this.
-   * The first look (noting what the repository holds) is the caller's {@link #poll}, made before.
+   * The first look (comparing the folder with the look before the repository loaded) is the
+   * caller's {@link #poll}, made before.
    */
   public RepositoryPoll start() {
     thread.scheduleWithFixedDelay(this::pollQuietly, every.toMillis(), every.toMillis(), TimeUnit.MILLISECONDS);
@@ -192,7 +193,7 @@ public final class RepositoryPoll implements AutoCloseable {
       }
       return;
     }
-    looks.incrementAndGet();
+    looksDone.incrementAndGet();
     if (seen == null) {
       // The first look: the repository as it was loaded is what it holds. A change since the look
       // taken before it loaded, if any, is a change like any other (acted on once it holds still).
@@ -485,7 +486,7 @@ public final class RepositoryPoll implements AutoCloseable {
 
   /** Looks at the repository folder since the start ({@code failed}: those that could not list it). Any thread. */
   public long looks(boolean failed) {
-    return failed ? looksFailed.get() : looks.get();
+    return failed ? looksFailed.get() : looksDone.get();
   }
 
   /** Registers this poll's counters and gauge with {@code registry}; returns this. */
