@@ -73,6 +73,12 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
   /** Per model and version ("model/version"), this replica's failed loads of a fleet's ask. */
   private final Map<String, Retry> fleetRetries = new ConcurrentHashMap<>();
   /**
+   * Per model and version ("model/version"), the fleet's reload this replica followed with a model
+   * file other than the one the asker loaded (its copy of the repository not there yet), tried
+   * again until its file is that one.
+   */
+  private final Map<String, Retry> reloadRetries = new ConcurrentHashMap<>();
+  /**
    * Per model and version ("model/version"), the last reload asked of a fleet ({@link
    * VersionLoad#getReloadedAtMs}) this replica has followed (or that found it loading its folder as
    * it is then); at the start, every one asked before it, which its repository's loads have seen.
@@ -257,7 +263,9 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
     long stamp = Math.max(clock.millis(), previous + 1);
     // Followed here before the fleet hears of it: this replica's own ask does not reload it twice.
     reloadsFollowed.put(key, stamp);
-    policies.recordLoad(model, number, true, stamp, caller, action, reloadDetail(reload));
+    io.modelgate.runtime.repository.LoadedVersion loaded = version.loadedOrNull();
+    policies.recordLoad(model, number, true, stamp, loaded == null ? "" : loaded.modelSha256(), caller, action,
+        reloadDetail(reload));
     return version;
   }
 
@@ -526,6 +534,7 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
     // An ask gone from the records (its model's record deleted) is owed no more.
     fleetRetries.keySet().retainAll(asked);
     reloadsFollowed.keySet().retainAll(asked);
+    reloadRetries.keySet().retainAll(asked);
   }
 
   /**
@@ -537,8 +546,21 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
     String key = model + "/" + ask.getVersion();
     long stamp = ask.getReloadedAtMs();
     Long followed = reloadsFollowed.put(key, stamp);
-    if (stamp == 0 || (followed != null && followed == stamp)) {
+    if (stamp == 0) {
       return;
+    }
+    long now = clock.millis();
+    Retry retry = reloadRetries.get(key);
+    if (followed != null && followed == stamp) {
+      // Followed once: again only while its file was another than the asker's, when it is due.
+      if (retry == null || retry.askedAtMs() != stamp || now < retry.owed().getNextTryMs()) {
+        return;
+      }
+      String differs = fileDiffers(model, ask);
+      if (differs != null) {
+        reloadRetries.put(key, retry.failedAgain(now, differs));
+        return;
+      }
     }
     String detail;
     try {
@@ -550,8 +572,43 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
       log.error("model '{}' version {}: {} (as {} asked on replica {})", model, ask.getVersion(), detail,
           ask.getCaller(), ask.getReplica());
     }
+    String differs = fileDiffers(model, ask);
+    if (differs == null) {
+      reloadRetries.remove(key);
+    } else {
+      OwedLoad owed = OwedLoad.newBuilder().setModel(model).setVersion(ask.getVersion()).setAsks("reload")
+          .setAskedBy(ask.getCaller()).setReplica(ask.getReplica()).build();
+      Retry next = Retry.of(retry, owed, stamp, now).failedAgain(now, differs);
+      reloadRetries.put(key, next);
+      detail += "; " + differs + ": loaded again once it is, tried in " + (next.owed().getNextTryMs() - now) / 1000 + " s";
+      log.warn("model '{}' version {}: {}", model, ask.getVersion(), detail);
+    }
     policies.audit(FLEET_CALLER, "FleetReload", model, ask.getVersion(),
         detail + ": as " + ask.getCaller() + " asked on replica " + ask.getReplica());
+  }
+
+  /**
+   * Why this replica's model file of the version {@code ask} reloads is not the one the asking
+   * replica loaded ({@link VersionLoad#getModelSha256}), or null where it is (or the ask does not
+   * say). Reads the whole file.
+   */
+  private String fileDiffers(String model, VersionLoad ask) {
+    String expected = ask.getModelSha256();
+    if (expected.isEmpty()) {
+      return null;
+    }
+    String here;
+    try {
+      here = repository.fileSha256(model, ask.getVersion());
+    } catch (InferenceException e) {
+      return e.getMessage();
+    }
+    return here.equals(expected) ? null : "the model.onnx here (sha256 " + abbreviated(here)
+        + ") is not the one replica " + ask.getReplica() + " loaded (sha256 " + abbreviated(expected) + ")";
+  }
+
+  private static String abbreviated(String sha256) {
+    return sha256.length() > 12 ? sha256.substring(0, 12) : sha256;
   }
 
   /** Does what {@code ask} asks on this replica (the version after it) and audits what it did. */
@@ -633,10 +690,11 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
 
   /**
    * How many loads this replica owes and tries again after failing: a fleet's asks ({@code
-   * fleet}), or rollouts' copies. Any thread.
+   * fleet}: loads, and reloads followed with another model file than the asker's), or rollouts'
+   * copies. Any thread.
    */
   public int retrying(boolean fleet) {
-    return fleet ? fleetRetries.size() : retries.size();
+    return fleet ? fleetRetries.size() + reloadRetries.size() : retries.size();
   }
 
   /** The loads this replica owes and tries again, by model and version. Any thread. */
@@ -646,6 +704,9 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
       owed.add(retry.owed());
     }
     for (Retry retry : fleetRetries.values()) {
+      owed.add(retry.owed());
+    }
+    for (Retry retry : reloadRetries.values()) {
       owed.add(retry.owed());
     }
     owed.sort(java.util.Comparator.comparing(OwedLoad::getModel).thenComparingLong(OwedLoad::getVersion));

@@ -236,11 +236,13 @@ final class AdminCommand implements Runnable {
 
   /** One line of a load the replica owes, for {@code admin models}; {@code nowMs} to say when it tries next. */
   static String owedLine(io.modelgate.proto.admin.v1.OwedLoad owed, long nowMs) {
-    String asked = owed.getAsks().equals("control")
-        ? "the copied control of its running rollout"
-        : "loaded by " + owed.getAskedBy() + " on replica " + owed.getReplica();
-    return String.format("NOT LOADED HERE: model %s version %d (%s): failure %d in a row, next try in %d s: %s",
-        owed.getModel(), owed.getVersion(), asked, owed.getFailures(),
+    String asked = switch (owed.getAsks()) {
+      case "control" -> "the copied control of its running rollout";
+      case "reload" -> "loaded again by " + owed.getAskedBy() + " on replica " + owed.getReplica();
+      default -> "loaded by " + owed.getAskedBy() + " on replica " + owed.getReplica();
+    };
+    return String.format("NOT LOADED %sHERE: model %s version %d (%s): failure %d in a row, next try in %d s: %s",
+        owed.getAsks().equals("reload") ? "AGAIN " : "", owed.getModel(), owed.getVersion(), asked, owed.getFailures(),
         Math.max(0, (owed.getNextTryMs() - nowMs + 999) / 1000), owed.getReason());
   }
 

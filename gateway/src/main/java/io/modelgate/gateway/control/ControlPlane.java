@@ -365,18 +365,19 @@ public final class ControlPlane implements AutoCloseable {
    */
   public void recordLoad(
       String model, long version, boolean loaded, String caller, String action, String detail) {
-    recordLoad(model, version, loaded, 0, caller, action, detail);
+    recordLoad(model, version, loaded, 0, "", caller, action, detail);
   }
 
   /**
    * As {@link #recordLoad(String, long, boolean, String, String, String)}, the version loaded and
    * {@code reloadedAtMs} (not 0) the stamp of its reload while it served ({@link
-   * VersionLoad#getReloadedAtMs}): in a fleet, every replica that has it READY loads it again once.
+   * VersionLoad#getReloadedAtMs}), which loaded the model file of SHA-256 {@code modelSha256}: in a
+   * fleet, every replica that has it READY loads it again once, and again until its file is that one.
    */
-  public synchronized void recordLoad(
-      String model, long version, boolean loaded, long reloadedAtMs, String caller, String action, String detail) {
+  public synchronized void recordLoad(String model, long version, boolean loaded, long reloadedAtMs,
+      String modelSha256, String caller, String action, String detail) {
     VersionLoad ask = VersionLoad.newBuilder().setVersion(version).setLoaded(loaded).setCaller(caller)
-        .setReplica(replica).setAtMs(clock.millis()).setReloadedAtMs(reloadedAtMs).build();
+        .setReplica(replica).setAtMs(clock.millis()).setReloadedAtMs(reloadedAtMs).setModelSha256(modelSha256).build();
     AuditRecord audit = auditRecord(caller, action, model, version,
         store.shared() ? detail + " (every replica of the fleet follows)" : detail);
     for (int attempt = 1; ; attempt++) {

@@ -78,13 +78,15 @@ final class GatewayMetrics implements AutoCloseable {
       threads.bindTo(registry);
     }
     Gauge.builder("modelgate.loads.retrying", versions, v -> v.retrying(true))
-        .description("Loads this replica owes and tries again after failing: versions a fleet's operators loaded on"
-            + " another replica (asks=fleet), rollouts' copied controls (asks=control); 0 while it has all")
+        .description("Loads this replica owes and tries again after failing: versions a fleet's operators loaded (or"
+            + " loaded again, while this replica's model file is not the one they loaded) on another replica"
+            + " (asks=fleet), rollouts' copied controls (asks=control); 0 while it has all")
         .tags("asks", "fleet")
         .register(registry);
     Gauge.builder("modelgate.loads.retrying", versions, v -> v.retrying(false))
-        .description("Loads this replica owes and tries again after failing: versions a fleet's operators loaded on"
-            + " another replica (asks=fleet), rollouts' copied controls (asks=control); 0 while it has all")
+        .description("Loads this replica owes and tries again after failing: versions a fleet's operators loaded (or"
+            + " loaded again, while this replica's model file is not the one they loaded) on another replica"
+            + " (asks=fleet), rollouts' copied controls (asks=control); 0 while it has all")
         .tags("asks", "control")
         .register(registry);
     for (boolean failed : new boolean[] {false, true}) {

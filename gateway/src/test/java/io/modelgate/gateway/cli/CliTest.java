@@ -58,6 +58,12 @@ class CliTest {
     // A try that is due says 0 s.
     assertThat(AdminCommand.owedLine(control, 11_000)).isEqualTo("NOT LOADED HERE: model m version 3 (the copied"
         + " control of its running rollout): failure 1 in a row, next try in 0 s: FAILED: missing model file m/1/model.onnx");
+    io.modelgate.proto.admin.v1.OwedLoad reload = fleet.toBuilder().setAsks("reload").setFailures(2)
+        .setReason("the model.onnx here (sha256 81602d5ede13) is not the one replica r1 loaded (sha256 8907e772ed92)")
+        .build();
+    assertThat(AdminCommand.owedLine(reload, 2_000)).isEqualTo("NOT LOADED AGAIN HERE: model m version 4 (loaded again"
+        + " by /10.0.0.7:5123 operator:ana on replica r1): failure 2 in a row, next try in 9 s: the model.onnx here"
+        + " (sha256 81602d5ede13) is not the one replica r1 loaded (sha256 8907e772ed92)");
   }
 
   @Test

@@ -975,6 +975,56 @@ class EtcdControlStoreTest {
     }
   }
 
+  @Test
+  void aReplicaWhoseCopyOfTheFileHasNotArrived_loadsTheVersionAgainOnceItHas(@TempDir Path repoA, @TempDir Path repoB)
+      throws Exception {
+    for (Path repo : List.of(repoA, repoB)) {
+      Gateway.write(repo, "m", 1, Gateway.affine());
+    }
+    io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
+    LoadVersionRequest reload = LoadVersionRequest.newBuilder().setModel("m").setVersion(1).setReload(true).build();
+    try (Gateway a = replica(repoA, "copies", "a", clock);
+        Gateway b = replica(repoB, "copies", "b", clock)) {
+      // The new file reaches a's disk; b's copy is late.
+      Gateway.write(repoA, "m", 1, Gateway.affineTimes(3));
+      a.admin().loadVersion(reload);
+      eventually("b sees the reload", () -> b.server.control().loads().getOrDefault("m", List.of()).stream()
+          .anyMatch(ask -> ask.getReloadedAtMs() != 0));
+      b.server.versions().reconcileLoads();
+      assertThat(y0(b)).as("b loaded its own file again, the old one").isEqualTo(3f);
+      assertThat(b.server.versions().owed()).singleElement().satisfies(owed -> {
+        assertThat(owed.getAsks()).isEqualTo("reload");
+        assertThat(owed.getFailures()).isEqualTo(1);
+        assertThat(owed.getReason()).startsWith("the model.onnx here (sha256 ").contains(") is not the one replica a loaded");
+      });
+      assertThat(b.server.versions().retrying(true)).isEqualTo(1);
+      assertThat(fleetReloadsUnder("/copies/")).singleElement().satisfies(r -> assertThat(r.getDetail())
+          .contains("is not the one replica a loaded").contains("loaded again once it is, tried in 1 s"));
+      // Due again, the file still the old one: not loaded again (its file is read, not a session), the wait doubles.
+      io.modelgate.runtime.repository.LoadedVersion old = serving(b);
+      clock.millis += 1_000;
+      b.server.versions().reconcileLoads();
+      assertThat(serving(b)).isSameAs(old);
+      assertThat(b.server.versions().owed().get(0).getFailures()).isEqualTo(2);
+      // The copy arrives: loaded again at the next try, and owed no more.
+      Gateway.write(repoB, "m", 1, Gateway.affineTimes(3));
+      b.server.versions().reconcileLoads();
+      assertThat(serving(b)).as("not before the next try").isSameAs(old);
+      clock.millis += 2_000;
+      b.server.versions().reconcileLoads();
+      assertThat(y0(b)).isEqualTo(4f);
+      assertThat(b.server.versions().owed()).isEmpty();
+      assertThat(fleetReloadsUnder("/copies/")).hasSize(2).last().satisfies(r -> assertThat(r.getDetail())
+          .startsWith("READY, loaded again while it served: model.onnx sha256 " + serving(b).modelSha256()));
+      b.server.versions().reconcileLoads();
+      assertThat(fleetReloadsUnder("/copies/")).hasSize(2);
+    }
+  }
+
+  private static List<io.modelgate.proto.admin.v1.AuditRecord> fleetReloadsUnder(String prefix) throws Exception {
+    return auditRecords(prefix).stream().filter(r -> r.getAction().equals("FleetReload")).toList();
+  }
+
   /** Replica {@code name} of the fleet under {@code /prefix/} serving {@code repo}, which it polls for changes. */
   private static Gateway polling(Path repo, String prefix, String name) throws Exception {
     io.modelgate.gateway.server.AdminSettings plain = Gateway.adminSettings(root.resolve("state-" + prefix + "-" + name), -1);

@@ -1,6 +1,7 @@
 package io.modelgate.runtime.repository;
 
 import io.modelgate.runtime.error.InferenceException;
+import io.modelgate.runtime.error.ModelLoadException;
 import io.modelgate.runtime.execution.StageRecorder;
 import io.modelgate.runtime.repository.ModelConfigFile.InvalidConfigException;
 import java.io.IOException;
@@ -471,6 +472,21 @@ public final class ModelRepository {
     } catch (IOException e) {
       throw InferenceException.unavailable(
           "cannot list the versions of model '" + modelName + "' in the repository: " + e.getMessage());
+    }
+  }
+
+  /**
+   * The SHA-256 (hex) of the model file of version {@code number} of {@code modelName} in the
+   * repository now, as a load would find it. Reads the whole file; never call it on the request path.
+   *
+   * @throws InferenceException UNAVAILABLE where the file is missing or cannot be read
+   */
+  public String fileSha256(String modelName, long number) {
+    try {
+      return VersionLoader.sha256(root.resolve(modelName).resolve(Long.toString(number)).resolve(MODEL_FILE));
+    } catch (ModelLoadException e) {
+      throw InferenceException.unavailable(
+          "model '" + modelName + "' version " + number + ": " + MODEL_FILE + " cannot be read");
     }
   }
 
