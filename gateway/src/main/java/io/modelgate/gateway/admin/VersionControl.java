@@ -79,6 +79,12 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
    */
   private final Map<String, Retry> reloadRetries = new ConcurrentHashMap<>();
   /**
+   * For each of {@link #reloadRetries}, the size and modification time of its model file when it
+   * was last read whole: a try finding them the same reads it no more (a large file is not read
+   * every minute while nothing lands).
+   */
+  private final Map<String, String> reloadFilesRead = new ConcurrentHashMap<>();
+  /**
    * Per model and version ("model/version"), the last reload asked of a fleet ({@link
    * VersionLoad#getReloadedAtMs}) this replica has followed (or that found it loading its folder as
    * it is then); at the start, every one asked before it, which its repository's loads have seen.
@@ -535,6 +541,7 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
     fleetRetries.keySet().retainAll(asked);
     reloadsFollowed.keySet().retainAll(asked);
     reloadRetries.keySet().retainAll(asked);
+    reloadFilesRead.keySet().retainAll(reloadRetries.keySet());
   }
 
   /**
@@ -556,6 +563,12 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
       if (retry == null || retry.askedAtMs() != stamp || now < retry.owed().getNextTryMs()) {
         return;
       }
+      String file = fileLooks(model, ask.getVersion());
+      if (file.equals(reloadFilesRead.get(key))) {
+        reloadRetries.put(key, retry.failedAgain(now, retry.owed().getReason()));
+        return;
+      }
+      reloadFilesRead.put(key, file);
       String differs = fileDiffers(model, ask);
       if (differs != null) {
         reloadRetries.put(key, retry.failedAgain(now, differs));
@@ -572,10 +585,13 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
       log.error("model '{}' version {}: {} (as {} asked on replica {})", model, ask.getVersion(), detail,
           ask.getCaller(), ask.getReplica());
     }
+    String file = fileLooks(model, ask.getVersion());
     String differs = fileDiffers(model, ask);
     if (differs == null) {
       reloadRetries.remove(key);
+      reloadFilesRead.remove(key);
     } else {
+      reloadFilesRead.put(key, file);
       OwedLoad owed = OwedLoad.newBuilder().setModel(model).setVersion(ask.getVersion()).setAsks("reload")
           .setAskedBy(ask.getCaller()).setReplica(ask.getReplica()).build();
       Retry next = Retry.of(retry, owed, stamp, now).failedAgain(now, differs);
@@ -605,6 +621,18 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
     }
     return here.equals(expected) ? null : "the model.onnx here (sha256 " + abbreviated(here)
         + ") is not the one replica " + ask.getReplica() + " loaded (sha256 " + abbreviated(expected) + ")";
+  }
+
+  /** The size and modification time of version {@code number}'s model file here ("" where it cannot be read). */
+  private String fileLooks(String model, long number) {
+    try {
+      java.nio.file.attribute.BasicFileAttributes attributes = java.nio.file.Files.readAttributes(
+          repository.root().resolve(model).resolve(Long.toString(number)).resolve(ModelRepository.MODEL_FILE),
+          java.nio.file.attribute.BasicFileAttributes.class);
+      return attributes.size() + "@" + attributes.lastModifiedTime().to(TimeUnit.NANOSECONDS);
+    } catch (java.io.IOException e) {
+      return "";
+    }
   }
 
   private static String abbreviated(String sha256) {
