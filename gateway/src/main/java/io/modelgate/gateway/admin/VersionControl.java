@@ -569,24 +569,28 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
         return;
       }
       reloadFilesRead.put(key, file);
-      String differs = fileDiffers(model, ask);
+      String differs = fileDiffers(model, ask, null);
       if (differs != null) {
         reloadRetries.put(key, retry.failedAgain(now, differs));
         return;
       }
     }
     String detail;
+    String loaded = null;
     try {
       // A new load that fails is logged by the repository, with its reason.
-      detail = reloadDetail(
-          counted(repository.reloadVersion(model, ask.getVersion(), drainTimeout, golden::refusesReload)));
+      ModelRepository.Reload reload =
+          counted(repository.reloadVersion(model, ask.getVersion(), drainTimeout, golden::refusesReload));
+      detail = reloadDetail(reload);
+      io.modelgate.runtime.repository.LoadedVersion serving = reload.version().loadedOrNull();
+      loaded = reload.reloaded() && serving != null ? serving.modelSha256() : null;
     } catch (RuntimeException e) {
       detail = "not loaded again: " + e.getMessage();
       log.error("model '{}' version {}: {} (as {} asked on replica {})", model, ask.getVersion(), detail,
           ask.getCaller(), ask.getReplica());
     }
     String file = fileLooks(model, ask.getVersion());
-    String differs = fileDiffers(model, ask);
+    String differs = fileDiffers(model, ask, loaded);
     if (differs == null) {
       reloadRetries.remove(key);
       reloadFilesRead.remove(key);
@@ -606,18 +610,20 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
   /**
    * Why this replica's model file of the version {@code ask} reloads is not the one the asking
    * replica loaded ({@link VersionLoad#getModelSha256}), or null where it is (or the ask does not
-   * say). Reads the whole file.
+   * say). Reads the whole file, unless {@code loaded} gives its SHA-256 (a load of it just made).
    */
-  private String fileDiffers(String model, VersionLoad ask) {
+  private String fileDiffers(String model, VersionLoad ask, String loaded) {
     String expected = ask.getModelSha256();
     if (expected.isEmpty()) {
       return null;
     }
-    String here;
-    try {
-      here = repository.fileSha256(model, ask.getVersion());
-    } catch (InferenceException e) {
-      return e.getMessage();
+    String here = loaded;
+    if (here == null) {
+      try {
+        here = repository.fileSha256(model, ask.getVersion());
+      } catch (InferenceException e) {
+        return e.getMessage();
+      }
     }
     return here.equals(expected) ? null : "the model.onnx here (sha256 " + abbreviated(here)
         + ") is not the one replica " + ask.getReplica() + " loaded (sha256 " + abbreviated(expected) + ")";
