@@ -428,7 +428,8 @@ public final class RepositoryPoll implements AutoCloseable {
     return found;
   }
 
-  private static String fileLooks(Path file) throws IOException {
+  /** How {@code file} looks to a poll: its size and modification time (ns), or "none" where there is none. */
+  static String fileLooks(Path file) throws IOException {
     try {
       BasicFileAttributes attributes = Files.readAttributes(file, BasicFileAttributes.class);
       return attributes.size() + "@" + attributes.lastModifiedTime().to(TimeUnit.NANOSECONDS);

@@ -629,13 +629,11 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
         + ") is not the one replica " + ask.getReplica() + " loaded (sha256 " + abbreviated(expected) + ")";
   }
 
-  /** The size and modification time of version {@code number}'s model file here ("" where it cannot be read). */
+  /** How version {@code number}'s model file here looks, as to the repository poll ("" where it cannot be read). */
   private String fileLooks(String model, long number) {
     try {
-      java.nio.file.attribute.BasicFileAttributes attributes = java.nio.file.Files.readAttributes(
-          repository.root().resolve(model).resolve(Long.toString(number)).resolve(ModelRepository.MODEL_FILE),
-          java.nio.file.attribute.BasicFileAttributes.class);
-      return attributes.size() + "@" + attributes.lastModifiedTime().to(TimeUnit.NANOSECONDS);
+      return RepositoryPoll.fileLooks(
+          repository.root().resolve(model).resolve(Long.toString(number)).resolve(ModelRepository.MODEL_FILE));
     } catch (java.io.IOException e) {
       return "";
     }
