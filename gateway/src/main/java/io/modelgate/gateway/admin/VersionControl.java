@@ -77,13 +77,14 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
    * file other than the one the asker loaded (its copy of the repository not there yet), tried
    * again until its file is that one.
    */
-  private final Map<String, Retry> reloadRetries = new ConcurrentHashMap<>();
+  private final Map<String, OwedReload> reloadRetries = new ConcurrentHashMap<>();
+
   /**
-   * For each of {@link #reloadRetries}, the size and modification time of its model file when it
-   * was last read whole: a try finding them the same reads it no more (a large file is not read
+   * A fleet's reload owed: its retry, and the size and modification time of the model file when it
+   * was last read whole — a try finding them the same reads it no more (a large file is not read
    * every minute while nothing lands).
    */
-  private final Map<String, String> reloadFilesRead = new ConcurrentHashMap<>();
+  private record OwedReload(Retry retry, String fileRead) {}
   /**
    * Per model and version ("model/version"), the last reload asked of a fleet ({@link
    * VersionLoad#getReloadedAtMs}) this replica has followed (or that found it loading its folder as
@@ -541,7 +542,6 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
     fleetRetries.keySet().retainAll(asked);
     reloadsFollowed.keySet().retainAll(asked);
     reloadRetries.keySet().retainAll(asked);
-    reloadFilesRead.keySet().retainAll(reloadRetries.keySet());
   }
 
   /**
@@ -557,21 +557,21 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
       return;
     }
     long now = clock.millis();
-    Retry retry = reloadRetries.get(key);
+    OwedReload owing = reloadRetries.get(key);
+    Retry retry = owing == null ? null : owing.retry();
     if (followed != null && followed == stamp) {
       // Followed once: again only while its file was another than the asker's, when it is due.
       if (retry == null || retry.askedAtMs() != stamp || now < retry.owed().getNextTryMs()) {
         return;
       }
       String file = fileLooks(model, ask.getVersion());
-      if (file.equals(reloadFilesRead.get(key))) {
-        reloadRetries.put(key, retry.failedAgain(now, retry.owed().getReason()));
+      if (file.equals(owing.fileRead())) {
+        reloadRetries.put(key, new OwedReload(retry.failedAgain(now, retry.owed().getReason()), file));
         return;
       }
-      reloadFilesRead.put(key, file);
       String differs = fileDiffers(model, ask, null);
       if (differs != null) {
-        reloadRetries.put(key, retry.failedAgain(now, differs));
+        reloadRetries.put(key, new OwedReload(retry.failedAgain(now, differs), file));
         return;
       }
     }
@@ -593,13 +593,11 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
     String differs = fileDiffers(model, ask, loaded);
     if (differs == null) {
       reloadRetries.remove(key);
-      reloadFilesRead.remove(key);
     } else {
-      reloadFilesRead.put(key, file);
       OwedLoad owed = OwedLoad.newBuilder().setModel(model).setVersion(ask.getVersion()).setAsks("reload")
           .setAskedBy(ask.getCaller()).setReplica(ask.getReplica()).build();
       Retry next = Retry.of(retry, owed, stamp, now).failedAgain(now, differs);
-      reloadRetries.put(key, next);
+      reloadRetries.put(key, new OwedReload(next, file));
       detail += "; " + differs + ": loaded again once it is, tried in " + (next.owed().getNextTryMs() - now) / 1000 + " s";
       log.warn("model '{}' version {}: {}", model, ask.getVersion(), detail);
     }
@@ -738,8 +736,8 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
     for (Retry retry : fleetRetries.values()) {
       owed.add(retry.owed());
     }
-    for (Retry retry : reloadRetries.values()) {
-      owed.add(retry.owed());
+    for (OwedReload owing : reloadRetries.values()) {
+      owed.add(owing.retry().owed());
     }
     owed.sort(java.util.Comparator.comparing(OwedLoad::getModel).thenComparingLong(OwedLoad::getVersion));
     return owed;
