@@ -82,6 +82,9 @@ run_admin drift --model cnn_mnist --version 2
 infer --version 2 --every-digit --invert --repeat 620
 run_admin drift --model cnn_mnist --version 2
 run_admin drift baseline --model cnn_mnist --version 2 --window 1m
+# A reload (an edited model.yaml, a replaced file) keeps the profile: windows and reference.
+run_admin load --model cnn_mnist --version 2 --reload
+run_admin drift --model cnn_mnist --version 2
 
 echo "## health 6. metrics"
 echo "\$ curl -s localhost:8002/metrics | grep -E '^modelgate_(golden|shadow_comparisons|payload_log|drift_drifted)' | grep -v ' 0.0\$'"

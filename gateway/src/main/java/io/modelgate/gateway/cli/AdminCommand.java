@@ -608,6 +608,9 @@ final class AdminCommand implements Runnable {
         if (!v.getForming().isEmpty()) {
           out.printf("  forming a reference from %s%n", v.getForming());
         }
+        if (!v.getReload().isEmpty()) {
+          out.printf("  profile %s%n", v.getReload());
+        }
         if (v.getFeaturesCount() == 0) {
           continue;
         }

@@ -48,8 +48,14 @@ import org.slf4j.LoggerFactory;
  * answers the admin calls, which reach it as commands.
  *
  * <p>The reference of a version comes from its golden set (this is a {@link GoldenSets.Observer}:
- * each golden run of a version forms its reference), from its first {@code reference_requests}
- * profiled requests, or from an operator's {@link #baseline}.
+ * each golden run of a version forms its reference, unless an operator set one from a window), from
+ * its first {@code reference_requests} profiled requests, or from an operator's {@link #baseline}.
+ *
+ * <p>A profile is the version's, not one load's: a version loaded again while it serves (a reload:
+ * an edited {@code model.yaml}, a replaced {@code model.onnx}) keeps its windows and its reference,
+ * with the new load's settings, unless the new load's inputs or outputs, or its {@code
+ * max_features}, lay its features out otherwise; then it starts anew, and {@code admin drift} says
+ * why ({@link #carry}). An unloaded version's profile goes.
  */
 public final class Drift implements GoldenSets.Observer, AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(Drift.class);
@@ -71,10 +77,10 @@ public final class Drift implements GoldenSets.Observer, AutoCloseable {
   private final BlockingQueue<Observation> queue = new ArrayBlockingQueue<>(QUEUE);
   private final AtomicLong queuedBytes = new AtomicLong();
   private final ConcurrentLinkedQueue<Runnable> commands = new ConcurrentLinkedQueue<>();
-  /** (profiled, dropped) counters per load; any thread. */
-  private final Map<LoadedVersion, Counter[]> counters = new ConcurrentHashMap<>();
-  /** Drift thread only. */
-  private final Map<LoadedVersion, Entry> entries = new HashMap<>();
+  /** (profiled, dropped) counters per version; any thread. */
+  private final Map<ModelVersion, Counter[]> counters = new ConcurrentHashMap<>();
+  /** Per version, with the load it profiles now. Drift thread only. */
+  private final Map<ModelVersion, Entry> entries = new HashMap<>();
   private final Thread thread;
   private volatile boolean closed;
   private long lastFailureLog;
@@ -82,12 +88,19 @@ public final class Drift implements GoldenSets.Observer, AutoCloseable {
 
   private record Observation(ModelVersion version, LoadedVersion loaded, InputTensor[] inputs, OutputTensor[] outputs, long bytes) {}
 
-  /** A load's profile, with what is exported of it. Drift thread only. */
+  /** A version's profile, with what is exported of it. Drift thread only (but {@link #settings}). */
   private static final class Entry {
     final ModelVersion version;
-    final LoadedVersion loaded;
-    final DriftSettings settings;
-    final boolean goldenReference;
+    /** The load profiled: the version's current one (a reload hands the entry over, {@link #carry}). */
+    LoadedVersion loaded;
+    /** The load's drift settings; read by the threshold gauges on a scrape's thread too. */
+    volatile DriftSettings settings;
+    /** Whether golden runs form the reference (the model's {@code drift.reference}, or its golden set). */
+    boolean goldenReference;
+    /** The reference is a window an operator set: golden runs keep it (but one asked for by {@link #goldenOnce}). */
+    boolean operatorReference;
+    /** What the last reload did to the profile ("" when the version has not been loaded again). */
+    String reload = "";
     DriftProfile profile;
     /** Golden examples seen before the first request laid the profile out. */
     List<Observation> earlyGolden = new ArrayList<>();
@@ -103,6 +116,11 @@ public final class Drift implements GoldenSets.Observer, AutoCloseable {
       this.loaded = loaded;
       this.settings = settings;
       this.goldenReference = goldenReference;
+    }
+
+    /** Whether the next golden run forms the reference. */
+    boolean goldenForms() {
+      return goldenOnce || (goldenReference && !operatorReference);
     }
   }
 
@@ -123,7 +141,7 @@ public final class Drift implements GoldenSets.Observer, AutoCloseable {
     this.thread = new Thread(this::run, "modelgate-drift");
     thread.setDaemon(true);
     thread.start();
-    repository.events().subscribe(version -> commands.add(this::forgetUnloaded));
+    repository.events().subscribe(version -> commands.add(this::followLoads));
   }
 
   // ---- the request side (any thread, never blocks) ----
@@ -155,12 +173,12 @@ public final class Drift implements GoldenSets.Observer, AutoCloseable {
     if (closed || queuedBytes.addAndGet(bytes) > MAX_QUEUED_BYTES
         || !queue.offer(new Observation(version, loaded, inputs, outputs, bytes))) {
       queuedBytes.addAndGet(-bytes);
-      counters(version, loaded)[1].increment();
+      counters(version)[1].increment();
     }
   }
 
-  private Counter[] counters(ModelVersion version, LoadedVersion loaded) {
-    return counters.computeIfAbsent(loaded, l -> {
+  private Counter[] counters(ModelVersion version) {
+    return counters.computeIfAbsent(version, v -> {
       Counter[] made = new Counter[2];
       String[] outcomes = {"profiled", "dropped"};
       for (int i = 0; i < 2; i++) {
@@ -179,7 +197,7 @@ public final class Drift implements GoldenSets.Observer, AutoCloseable {
   public void goldenStarted(ModelVersion version, LoadedVersion loaded, int examples) {
     commands.add(() -> {
       Entry entry = entry(version, loaded);
-      if (entry != null && (entry.goldenReference || entry.goldenOnce)) {
+      if (entry != null && entry.goldenForms()) {
         entry.goldenRunning = true;
         entry.earlyGolden.clear();
         if (entry.profile != null) {
@@ -232,6 +250,7 @@ public final class Drift implements GoldenSets.Observer, AutoCloseable {
       }
       if (entry.profile != null) {
         entry.profile.completeReference();
+        entry.operatorReference = false;
         log.info("{}: drift reference set from the golden set ({} examples)", version.label(), examples);
       }
     });
@@ -269,6 +288,7 @@ public final class Drift implements GoldenSets.Observer, AutoCloseable {
         throw InferenceException.failedPrecondition(version.label() + " has profiled no request in the last " + window);
       }
       entry.profile.setReference(sketches, "the " + window + " window set by an operator at " + java.time.Instant.ofEpochMilli(clock.millis()));
+      entry.operatorReference = true;
       log.info("{}: drift reference set from its {} window ({} requests)", version.label(), window, sketches.count);
       score(entry, clock.millis());
       answer.complete(build(version.model(), version.number()));
@@ -395,22 +415,114 @@ public final class Drift implements GoldenSets.Observer, AutoCloseable {
     entry.profiled.increment();
   }
 
-  /** The entry of a load, made on first use; null when the model has no drift profiling or it is not loaded now. */
+  /**
+   * The entry of a version's load: null when that load is not the version's current one (an
+   * observation of a load before a reload, a golden run checking a load not yet serving) or the
+   * model has no drift profiling. Made on first use; the entry of the load before is handed over
+   * ({@link #carry}) when the version was loaded again in place.
+   */
   private Entry entry(ModelVersion version, LoadedVersion loaded) {
-    Entry entry = entries.get(loaded);
-    if (entry != null) {
+    Entry entry = entries.get(version);
+    if (entry != null && entry.loaded == loaded) {
       return entry;
     }
+    if (version.loadedOrNull() != loaded) {
+      return null;
+    }
     DriftSettings settings = loaded.settings().drift();
-    if (settings == null || version.loadedOrNull() != loaded) {
+    if (settings == null) {
+      if (entry != null) {
+        forget(entry);
+      }
       return null;
     }
     boolean golden = settings.reference() == DriftSettings.Reference.GOLDEN
         || (settings.reference() == null && GoldenSet.exists(repository.root().resolve(version.model())));
-    entry = new Entry(version, loaded, settings, golden);
-    entry.profiled = counters(version, loaded)[0];
-    entries.put(loaded, entry);
+    if (entry != null) {
+      return carry(entry, loaded, settings, golden);
+    }
+    return add(new Entry(version, loaded, settings, golden));
+  }
+
+  private Entry add(Entry entry) {
+    entry.profiled = counters(entry.version)[0];
+    entries.put(entry.version, entry);
     return entry;
+  }
+
+  /**
+   * Hands {@code entry} over to {@code loaded}, the load its version serves with since a reload:
+   * the windows and the reference go on, read with the new load's settings (thresholds, window,
+   * minimum samples), when the new load lays the features out as the old one did (the same inputs
+   * and outputs, the same {@code max_features}); otherwise the profile starts anew. A change of
+   * where the reference comes from takes effect: to the golden set, by the golden run the reload
+   * makes on the new load; to requests, by forming it from the next {@code reference_requests}
+   * (the old reference scores meanwhile). An operator's window stays the reference.
+   */
+  private Entry carry(Entry entry, LoadedVersion loaded, DriftSettings settings, boolean golden) {
+    String at = java.time.Instant.ofEpochMilli(clock.millis()).toString();
+    String change = layoutChange(entry, loaded, settings);
+    if (change != null) {
+      forget(entry);
+      Entry fresh = add(new Entry(entry.version, loaded, settings, golden));
+      fresh.reload = "started anew at its reload at " + at + ": " + change;
+      log.info("{}: drift profile {}", entry.version.label(), fresh.reload);
+      return fresh;
+    }
+    entry.loaded = loaded;
+    entry.settings = settings;
+    if (entry.goldenRunning) {
+      // A golden run of the load before, cut short by the swap: the new load's run forms the reference.
+      entry.goldenRunning = false;
+      entry.earlyGolden.clear();
+      if (entry.profile != null) {
+        entry.profile.abandonReference();
+      }
+    }
+    DriftProfile profile = entry.profile;
+    if (profile != null) {
+      profile.settings(settings);
+      if (golden != entry.goldenReference && !entry.operatorReference) {
+        if (golden) {
+          profile.abandonReference();
+        } else {
+          profile.referenceFromRequests(settings.referenceRequests());
+        }
+      }
+    }
+    entry.goldenReference = golden;
+    entry.reload = "kept across its reload at " + at;
+    log.info("{}: drift profile {} (windows and reference go on)", entry.version.label(), entry.reload);
+    return entry;
+  }
+
+  /** Why a profile of the load {@code entry} has cannot go on for {@code loaded}; null when it can. */
+  private static String layoutChange(Entry entry, LoadedVersion loaded, DriftSettings settings) {
+    if (entry.profile == null) {
+      return null;
+    }
+    String before = layout(entry.loaded.signature());
+    String now = layout(loaded.signature());
+    if (!before.equals(now)) {
+      return "its inputs or outputs changed (were " + before + "; now " + now + ")";
+    }
+    if (settings.maxFeatures() != entry.settings.maxFeatures()) {
+      return "drift.max_features changed from " + entry.settings.maxFeatures() + " to " + settings.maxFeatures();
+    }
+    return null;
+  }
+
+  /** What lays a profile's features out: each tensor's name, type, shape and batch axis. */
+  private static String layout(io.modelgate.runtime.tensor.ModelSignature signature) {
+    StringBuilder text = new StringBuilder("inputs");
+    for (int i = 0; i < signature.inputs().size(); i++) {
+      text.append(' ').append(signature.inputs().get(i)).append(signature.batches() ? " axis " + signature.inputAxis(i) : "");
+    }
+    text.append(", outputs");
+    for (int i = 0; i < signature.outputs().size(); i++) {
+      text.append(' ').append(signature.outputs().get(i)).append(signature.batches() ? " axis " + signature.outputAxis(i) : "");
+    }
+    return text.toString();
   }
 
   /** Lays the profile out from the shapes of its first observation and registers its gauges. */
@@ -438,8 +550,8 @@ public final class Drift implements GoldenSets.Observer, AutoCloseable {
           .description("1 while the feature's drift score is over its threshold (and, for ks, significant)")
           .tags(tags)
           .register(registry));
-      entry.meters.add(Gauge.builder("modelgate.drift.threshold", entry.settings,
-              s -> feature.classes() ? s.psiThreshold() : s.ksThreshold())
+      entry.meters.add(Gauge.builder("modelgate.drift.threshold", entry,
+              e -> feature.classes() ? e.settings.psiThreshold() : e.settings.ksThreshold())
           .description("The threshold of a feature's drift score, from model.yaml")
           .tags(tags)
           .register(registry));
@@ -458,18 +570,35 @@ public final class Drift implements GoldenSets.Observer, AutoCloseable {
     }
   }
 
-  private void forgetUnloaded() {
-    var gone = entries.values().stream().filter(e -> e.version.loadedOrNull() != e.loaded).toList();
-    for (Entry entry : gone) {
-      entries.remove(entry.loaded);
-      removeMeters(entry);
-      Counter[] made = counters.remove(entry.loaded);
-      if (made != null) {
-        for (Counter c : made) {
-          registry.remove(c);
-        }
+  /**
+   * After a version changed: the profile of a version no longer loaded goes, with its series; that
+   * of a version loaded again in place is handed to its new load ({@link #carry}).
+   */
+  private void followLoads() {
+    var moved = entries.values().stream().filter(e -> e.version.loadedOrNull() != e.loaded).toList();
+    for (Entry entry : moved) {
+      LoadedVersion now = entry.version.loadedOrNull();
+      if (now == null || entry(entry.version, now) == null) {
+        forget(entry);
       }
     }
+    // The counters of a version unloaded, or loaded again without drift profiling.
+    counters.keySet().removeIf(version -> {
+      LoadedVersion loaded = version.loadedOrNull();
+      if (entries.containsKey(version) || (loaded != null && loaded.settings().drift() != null)) {
+        return false;
+      }
+      for (Counter c : counters.get(version)) {
+        registry.remove(c);
+      }
+      return true;
+    });
+  }
+
+  /** Removes a version's profile and its gauges ({@link #followLoads} removes its counters). */
+  private void forget(Entry entry) {
+    entries.remove(entry.version, entry);
+    removeMeters(entry);
   }
 
   private void removeMeters(Entry entry) {
@@ -502,11 +631,12 @@ public final class Drift implements GoldenSets.Observer, AutoCloseable {
     if (entry == null) {
       return out.setState("OFF").build();
     }
-    Counter[] made = counters(version, loaded);
+    Counter[] made = counters(version);
     out.setSampleRate(entry.settings.sampleRate())
         .setWindow(entry.settings.window())
         .setProfiled((long) made[0].count())
-        .setDropped((long) made[1].count());
+        .setDropped((long) made[1].count())
+        .setReload(entry.reload);
     DriftProfile profile = entry.profile;
     if (profile == null) {
       return out.setState("WAITING").build();

@@ -114,7 +114,8 @@ final class DriftProfile {
   /** A feature's comparison with the reference over one window. NaN score: not enough samples. */
   record Score(Feature feature, String window, long samples, double score, double significant, boolean drifted) {}
 
-  final DriftSettings settings;
+  /** Thresholds and minimum samples are read from it; a reload may replace it ({@link #settings(DriftSettings)}). */
+  private DriftSettings settings;
   final List<Feature> features;
   private final List<Plan> plans;
   private final int numericCount;
@@ -231,6 +232,17 @@ final class DriftProfile {
       product *= d;
     }
     return product;
+  }
+
+  /**
+   * The settings of a new load of the same version (a reload); its {@code max_features} must be
+   * this profile's, which laid its features out.
+   */
+  void settings(DriftSettings next) {
+    if (next.maxFeatures() != settings.maxFeatures()) {
+      throw new IllegalArgumentException("max_features " + next.maxFeatures() + " (the profile's: " + settings.maxFeatures() + ")");
+    }
+    settings = next;
   }
 
   // ---- observing ----

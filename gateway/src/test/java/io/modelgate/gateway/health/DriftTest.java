@@ -13,6 +13,7 @@ import io.modelgate.gateway.testing.Tensors;
 import io.modelgate.proto.admin.v1.DriftReport;
 import io.modelgate.proto.admin.v1.FeatureDrift;
 import io.modelgate.proto.admin.v1.GetDriftRequest;
+import io.modelgate.proto.admin.v1.LoadVersionRequest;
 import io.modelgate.proto.admin.v1.SetDriftBaselineRequest;
 import io.modelgate.proto.admin.v1.ValidateRequest;
 import io.modelgate.proto.admin.v1.VersionDrift;
@@ -202,6 +203,15 @@ class DriftTest {
       send(gateway, clock, random, 1_000, MnistDigits::inverted);
       assertThat(drifted(drift(gateway), "1m")).isEmpty();
 
+      // The operator's reference stays through a golden run, and through a reload with its run.
+      gateway.admin().validate(ValidateRequest.newBuilder().setModel("cnn_mnist").setVersion(1).build());
+      gateway.admin().loadVersion(LoadVersionRequest.newBuilder().setModel("cnn_mnist").setVersion(1).setReload(true).build());
+      gateway.admin().validate(ValidateRequest.newBuilder().setModel("cnn_mnist").setVersion(1).build());
+      VersionDrift kept = drift(gateway);
+      assertThat(kept.getReference()).isEqualTo(set.getReference());
+      assertThat(kept.getReload()).startsWith("kept across its reload at ");
+      assertThat(drifted(kept, "1m")).isEmpty();
+
       // Back to the golden set: the inverted digits drift again.
       gateway.admin().setDriftBaseline(
           SetDriftBaselineRequest.newBuilder().setModel("cnn_mnist").setVersion(1).setGolden(true).build());
@@ -258,6 +268,97 @@ class DriftTest {
       gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("plain").build());
       assertThat(gateway.admin().getDrift(GetDriftRequest.newBuilder().setModel("plain").build()).getVersions(0).getState())
           .isEqualTo("OFF");
+    }
+  }
+
+  private static final String AFFINE_DRIFT = "max_batch_size: 0\ndrift:\n  sample_rate: 1.0\n  reference_requests: 200\n  window: 1m\n";
+
+  /** {@code count} affine requests whose first element is a standard normal plus {@code shift}. */
+  private static void sendAffine(Gateway gateway, Random random, int count, float shift) {
+    for (int i = 0; i < count; i++) {
+      gateway.blocking().modelInfer(Tensors.affine((float) random.nextGaussian() + shift, 1, 2).build());
+    }
+  }
+
+  private static VersionDrift affineDrift(Gateway gateway) throws Exception {
+    gateway.server.drift().flush().get(10, TimeUnit.SECONDS);
+    return gateway.admin().getDrift(GetDriftRequest.newBuilder().setModel("affine").build()).getVersions(0);
+  }
+
+  private static void reload(Gateway gateway, String model) {
+    gateway.admin().loadVersion(LoadVersionRequest.newBuilder().setModel(model).setVersion(1).setReload(true).build());
+  }
+
+  @Test
+  void aVersionLoadedAgainInPlace_keepsItsWindowsAndReference_soItsDriftStaysSeen_andReadsItsNewThresholds() throws Exception {
+    Gateway.write(root, "affine", 1, Gateway.affine());
+    Gateway.config(root, "affine", AFFINE_DRIFT);
+    TestClock clock = new TestClock();
+    Random random = new Random(7);
+    try (Gateway gateway = Gateway.inProcess(root, Duration.ofSeconds(10), root.resolve(".state"), clock)) {
+      sendAffine(gateway, random, 500, 0);
+      sendAffine(gateway, random, 300, 2);
+      VersionDrift before = affineDrift(gateway);
+      assertThat(before.getReload()).isEmpty();
+      assertThat(drifted(before, "1m")).contains("x.[0]");
+
+      // A reload (here of the same files) keeps the profile: the reference is not formed again from
+      // the moved traffic, which would hide the drift.
+      reload(gateway, "affine");
+      sendAffine(gateway, random, 300, 2);
+      VersionDrift after = affineDrift(gateway);
+      assertThat(after.getReload()).startsWith("kept across its reload at ");
+      assertThat(after.getState()).isEqualTo("READY");
+      assertThat(after.getReference()).isEqualTo(before.getReference()).isEqualTo("the first 200 profiled requests");
+      assertThat(after.getReferenceSamples()).isEqualTo(200);
+      assertThat(after.getProfiled()).isEqualTo(1_100);
+      assertThat(drifted(after, "1m")).contains("x.[0]").doesNotContain("x.[1]");
+
+      // model.yaml's thresholds raised and loaded again: the same windows, judged by the new thresholds.
+      Gateway.config(root, "affine", AFFINE_DRIFT + "  ks_threshold: 0.99\n  psi_threshold: 50\n");
+      reload(gateway, "affine");
+      VersionDrift relaxed = affineDrift(gateway);
+      assertThat(relaxed.getFeaturesList()).allSatisfy(f -> {
+        assertThat(f.getThreshold()).isEqualTo(f.getStatistic().equals("ks") ? 0.99 : 50);
+      });
+      assertThat(relaxed.getProfiled()).isEqualTo(1_100);
+      assertThat(drifted(relaxed, "1m")).isEmpty();
+      assertThat(gateway.stats.prometheus().scrape())
+          .contains("modelgate_drift_threshold{feature=\"[0]\",model=\"affine\",statistic=\"ks\",tensor=\"x\",version=\"1\"} 0.99")
+          .contains("modelgate_drift_samples_total{model=\"affine\",outcome=\"profiled\",version=\"1\"} 1100.0");
+    }
+  }
+
+  @Test
+  void aReloadThatLaysTheFeaturesOutOtherwise_startsTheProfileAnew_andSaysWhy() throws Exception {
+    Gateway.write(root, "affine", 1, Gateway.affine());
+    Gateway.config(root, "affine", AFFINE_DRIFT);
+    TestClock clock = new TestClock();
+    Random random = new Random(9);
+    try (Gateway gateway = Gateway.inProcess(root, Duration.ofSeconds(10), root.resolve(".state"), clock)) {
+      sendAffine(gateway, random, 300, 0);
+      assertThat(affineDrift(gateway).getFeaturesList()).extracting(FeatureDrift::getFeature).contains("[0]");
+
+      // Rows of 3 elements are now profiled by their summary statistics.
+      Gateway.config(root, "affine", AFFINE_DRIFT + "  max_features: 2\n");
+      reload(gateway, "affine");
+      VersionDrift anew = affineDrift(gateway);
+      assertThat(anew.getReload()).startsWith("started anew at its reload at ")
+          .endsWith(": drift.max_features changed from 32 to 2");
+      assertThat(anew.getState()).isEqualTo("WAITING");
+      assertThat(anew.getProfiled()).isEqualTo(300);
+      assertThat(gateway.stats.prometheus().scrape()).doesNotContain("feature=\"[0]\"");
+      sendAffine(gateway, random, 250, 0);
+      VersionDrift summarized = affineDrift(gateway);
+      assertThat(summarized.getState()).isEqualTo("READY");
+      assertThat(summarized.getFeaturesList()).extracting(f -> f.getTensor() + "." + f.getFeature())
+          .contains("x.mean", "x.std", "x.l2_norm").doesNotContain("x.[0]");
+
+      // Another model file with other inputs: started anew too.
+      Gateway.write(root, "affine", 1, Gateway.floatIdentity());
+      reload(gateway, "affine");
+      assertThat(affineDrift(gateway).getReload())
+          .contains(": its inputs or outputs changed (were inputs x FP32 [-1,3], outputs y FP32 [-1,3] z FP32 [-1,3]; now inputs x FP32 [-1,-1], outputs y FP32 [-1,-1])");
     }
   }
 
