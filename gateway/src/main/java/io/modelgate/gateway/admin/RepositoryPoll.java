@@ -8,6 +8,7 @@ import io.modelgate.runtime.error.InferenceException;
 import io.modelgate.runtime.repository.Model;
 import io.modelgate.runtime.repository.ModelConfigFile;
 import io.modelgate.runtime.repository.ModelRepository;
+import io.modelgate.runtime.repository.ModelSettings;
 import io.modelgate.runtime.repository.ModelVersion;
 import io.modelgate.runtime.repository.VersionState;
 import java.io.IOException;
@@ -66,8 +67,10 @@ import org.slf4j.LoggerFactory;
  *
  * <p>In a fleet, only the replica that judges rollouts acts, and does it as a fleet's operator
  * would: every replica then loads, loads again or unloads as it follows the asks ({@link
- * VersionControl#reconcileLoads}). The others look too, so that one that becomes the judge acts on
- * what changes from then on.
+ * VersionControl#reconcileLoads}). The others look too, and keep each change they saw: one that
+ * becomes the judge acts on what changes from then on, and, at its first look as the judge, on each
+ * change it saw meanwhile that has not reached it ({@link #catchUp}: the judge before stopped
+ * before acting on it, or no replica judged then).
  *
  * <p>Threading: {@link #poll} runs on this component's single thread, one look at a time; loads
  * block it (never an event loop), and interleave with the admin API's as any two loads do, each
@@ -79,6 +82,8 @@ public final class RepositoryPoll implements AutoCloseable {
   public static final String CALLER = "repository poll";
   /** How deep under a version folder files are looked at. */
   private static final int DEPTH = 8;
+  /** Settled as no look ever is: a key settled so differs from its look, and is acted on. */
+  private static final String NOT_ACTED = "\0not acted on";
 
   /** What a poll does to a version, for the counters. */
   public enum Action {
@@ -106,6 +111,11 @@ public final class RepositoryPoll implements AutoCloseable {
   private Map<String, String> seen;
   /** The same, as last acted on (or as first seen): a key whose look differs is a change. Poll thread only. */
   private final Map<String, String> settled = new TreeMap<>();
+  /**
+   * Keys whose change held still while this replica followed another's judging: checked at its
+   * first look as the judge ({@link #catchUp}). Poll thread only.
+   */
+  private final Set<String> followed = new TreeSet<>();
   /** The changes seen that cannot be acted on yet, each with why. */
   private final Map<String, String> waiting = new ConcurrentHashMap<>();
   private final AtomicLong[] done = newCounters();
@@ -202,6 +212,9 @@ public final class RepositoryPoll implements AutoCloseable {
       settled.putAll(loaded);
     }
     boolean acting = !policies.store().shared() || policies.store().judges();
+    if (acting && !followed.isEmpty()) {
+      catchUp(now);
+    }
     Set<String> reloadedWhole = new HashSet<>();
     Set<String> keys = new TreeSet<>(settled.keySet());
     keys.addAll(now.keySet());
@@ -214,6 +227,9 @@ public final class RepositoryPoll implements AutoCloseable {
       }
       if (!Objects.equals(looks, seen.get(key))) {
         continue; // changed since the last look: acted on once it holds still
+      }
+      if (!acting) {
+        followed.add(key);
       }
       if (!acting || act(key, looks, now, reloadedWhole)) {
         waiting.remove(key);
@@ -228,6 +244,73 @@ public final class RepositoryPoll implements AutoCloseable {
       loadWhatThisPollUnloaded(now);
     }
     seen = now;
+  }
+
+  /**
+   * As this replica starts to judge: each change it saw while it followed, and that has not
+   * reached it, is made a change again, acted on by this look. A change the judge acted on has
+   * reached every replica that follows (it loaded, loaded again or unloaded as asked), and is left;
+   * one it did not act on — it stopped before its next look, or no replica judged then — would
+   * otherwise wait until the files change again. What has reached this replica is read from what
+   * it serves: a version folder there, the version loaded (or unloaded as asked, or loading); a
+   * changed {@code model.onnx}, the version's load made from the file (its SHA-256); a changed
+   * {@code model.yaml}, every READY version's load made with its settings; a folder gone, nothing
+   * of it READY. Other files of a version folder are not compared.
+   */
+  private void catchUp(Map<String, String> now) {
+    for (String key : followed) {
+      String looks = now.get(key);
+      if (Objects.equals(looks, settled.get(key)) && !reached(key, looks)) {
+        log.info("{} in the model repository changed while another replica judged, and no replica acted on it; acting"
+            + " on it now", key);
+        settled.put(key, NOT_ACTED);
+      }
+    }
+    followed.clear();
+  }
+
+  /** Whether what the change of {@code key} (now looking as {@code looks}; null: gone) asks is what this replica holds. */
+  private boolean reached(String key, String looks) {
+    int slash = key.indexOf('/');
+    String model = slash < 0 ? key : key.substring(0, slash);
+    Model found = repository.model(model).orElse(null);
+    if (slash < 0) {
+      if (found == null) {
+        return true; // a new model's versions load by their own keys; a gone one is not here
+      }
+      List<ModelVersion> ready = found.versions().stream().filter(v -> v.isReady() && !v.isCopy()).toList();
+      if (looks == null || ready.isEmpty()) {
+        return ready.isEmpty();
+      }
+      try {
+        ModelSettings onDisk = repository.settingsOnDisk(model);
+        for (ModelVersion version : ready) {
+          ModelSettings loaded = version.serving().settings();
+          if (!(onDisk.maxBatchSize() == null ? onDisk.withMaxBatchSize(loaded.maxBatchSize()) : onDisk).equals(loaded)) {
+            return false;
+          }
+        }
+        return true;
+      } catch (ModelConfigFile.InvalidConfigException | RuntimeException e) {
+        return false; // acted on: the reload says what is wrong
+      }
+    }
+    long number = Long.parseLong(key.substring(slash + 1));
+    ModelVersion version = found == null ? null : found.version(number).orElse(null);
+    if (looks == null) {
+      return version == null || !version.isReady() || version.isCopy();
+    }
+    if (version == null || version.state() == VersionState.FAILED) {
+      return false;
+    }
+    if (!version.isReady() || version.isCopy()) {
+      return true; // unloaded (an operator's is kept; the poll's is loaded when its folder is back), or loading
+    }
+    try {
+      return repository.fileSha256(model, number).equals(version.serving().modelSha256());
+    } catch (RuntimeException e) {
+      return false;
+    }
   }
 
   /**

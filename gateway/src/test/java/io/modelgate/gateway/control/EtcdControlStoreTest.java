@@ -1096,6 +1096,76 @@ class EtcdControlStoreTest {
   }
 
   @Test
+  void aChangeSeenWhileAnotherReplicaJudged_isActedOnWhenThisOneJudges_unlessItHasReachedIt(
+      @TempDir Path repoA, @TempDir Path repoB) throws Exception {
+    for (Path repo : List.of(repoA, repoB)) {
+      Gateway.write(repo, "m", 1, Gateway.affine());
+    }
+    List<Gateway> open = new ArrayList<>();
+    try {
+      Gateway a = polling(repoA, "catchup", "a");
+      open.add(a);
+      Gateway b = polling(repoB, "catchup", "b");
+      open.add(b);
+      eventually("one replica judges", () -> judges(a) || judges(b));
+      Gateway judge = judges(a) ? a : b;
+      Gateway other = judge == a ? b : a;
+      io.modelgate.gateway.admin.RepositoryPoll otherPoll = other.server.repositoryPoll();
+
+      // Version 2 appears and model.yaml is edited: the judge loads version 2 and loads version 1
+      // again; the other follows (it saw the changes too).
+      for (Path repo : List.of(repoA, repoB)) {
+        Gateway.write(repo, "m", 2, Gateway.affineTimes(3));
+        Gateway.config(repo, "m", "max_batch_size: 8\n");
+      }
+      otherPoll.poll();
+      otherPoll.poll();
+      judge.server.repositoryPoll().poll();
+      judge.server.repositoryPoll().poll();
+      eventually("the other replica sees the load asked", () -> other.server.control().loads().getOrDefault("m", List.of())
+          .stream().anyMatch(ask -> ask.getVersion() == 2 && ask.getLoaded()));
+      eventually("the other replica sees the reload asked", () -> other.server.control().loads().get("m")
+          .stream().anyMatch(ask -> ask.getVersion() == 1 && ask.getReloadedAtMs() > 0));
+      other.server.versions().reconcileLoads();
+      assertThat(state(other, "m", 2)).isEqualTo(io.modelgate.runtime.repository.VersionState.READY);
+      assertThat(other.repository.model("m").orElseThrow().version(1).orElseThrow().serving().settings().maxBatchSize())
+          .isEqualTo(8);
+
+      // Version 3 appears and version 1's file is replaced; the judge stops before it looks again.
+      for (Path repo : List.of(repoA, repoB)) {
+        Gateway.write(repo, "m", 3, Gateway.affineTimes(5));
+        Gateway.write(repo, "m", 1, Gateway.affineTimes(7));
+      }
+      otherPoll.poll();
+      otherPoll.poll();
+      assertThat(state(other, "m", 3)).as("it acts only as the fleet asks while another judges").isNull();
+      judge.close();
+      open.remove(judge);
+      eventually("the other takes over", () -> judges(other));
+
+      // Its first look as the judge acts on what it saw and what has not reached it: version 2 is
+      // left as it is, version 3 loaded, version 1 loaded again.
+      otherPoll.poll();
+      assertThat(state(other, "m", 3)).isEqualTo(io.modelgate.runtime.repository.VersionState.READY);
+      assertThat(Tensors.floats(other.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").setModelVersion("1").build())
+          .getRawOutputContents(0))[0]).isEqualTo(8f);
+      assertThat(otherPoll.actions(io.modelgate.gateway.admin.RepositoryPoll.Action.LOAD, true)).isEqualTo(1);
+      assertThat(otherPoll.actions(io.modelgate.gateway.admin.RepositoryPoll.Action.RELOAD, true)).isEqualTo(1);
+      assertThat(auditRecords("/catchup/")).filteredOn(r -> r.getReplica().equals(other.server.control().replica()))
+          .extracting(r -> r.getAction() + " " + r.getModel() + "/" + r.getVersion())
+          .contains("PollLoad m/3", "PollReload m/1").doesNotContain("PollReload m/2");
+      // Acted on once: the next look finds nothing to do.
+      otherPoll.poll();
+      assertThat(otherPoll.actions(io.modelgate.gateway.admin.RepositoryPoll.Action.LOAD, true)).isEqualTo(1);
+      assertThat(otherPoll.actions(io.modelgate.gateway.admin.RepositoryPoll.Action.RELOAD, true)).isEqualTo(1);
+    } finally {
+      for (Gateway g : open) {
+        g.close();
+      }
+    }
+  }
+
+  @Test
   void aModelTakenDownOnOneReplica_isDownOnEvery_routedVersionsIncluded_andRemovedOnlyWhereItsFolderHasGone(
       @TempDir Path repoA, @TempDir Path repoB) throws Exception {
     writeMAndKept(repoA, repoB);

@@ -490,6 +490,16 @@ public final class ModelRepository {
     }
   }
 
+  /**
+   * The settings a load of {@code modelName} would run under now: its {@code model.yaml} as it is,
+   * over the server's defaults. Reads the disk; never call it on the request path.
+   *
+   * @throws ModelConfigFile.InvalidConfigException where its {@code model.yaml} cannot be read or used
+   */
+  public ModelSettings settingsOnDisk(String modelName) throws ModelConfigFile.InvalidConfigException {
+    return ModelConfigFile.read(root.resolve(modelName), defaults);
+  }
+
   /** The numbers of the version folders in {@code modelDir}, lowest first. */
   private static List<Long> versionFolders(Path modelDir) throws IOException {
     List<Long> numbers = new ArrayList<>();
