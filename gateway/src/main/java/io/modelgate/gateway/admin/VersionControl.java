@@ -271,7 +271,14 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
     // Followed here before the fleet hears of it: this replica's own ask does not reload it twice.
     reloadsFollowed.put(key, stamp);
     io.modelgate.runtime.repository.LoadedVersion loaded = version.loadedOrNull();
-    policies.recordLoad(model, number, true, stamp, loaded == null ? "" : loaded.modelSha256(), caller, action,
+    // The model.yaml as the reload read it, but for an edit in the last instants (then a change again).
+    String config;
+    try {
+      config = repository.configSha256(model);
+    } catch (InferenceException e) {
+      config = "";
+    }
+    policies.recordLoad(model, number, true, stamp, loaded == null ? "" : loaded.modelSha256(), config, caller, action,
         reloadDetail(reload));
     return version;
   }
@@ -569,7 +576,7 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
         reloadRetries.put(key, new OwedReload(retry.failedAgain(now, retry.owed().getReason()), file));
         return;
       }
-      String differs = fileDiffers(model, ask, null);
+      String differs = filesDiffer(model, ask, null);
       if (differs != null) {
         reloadRetries.put(key, new OwedReload(retry.failedAgain(now, differs), file));
         return;
@@ -590,7 +597,7 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
           ask.getCaller(), ask.getReplica());
     }
     String file = fileLooks(model, ask.getVersion());
-    String differs = fileDiffers(model, ask, loaded);
+    String differs = filesDiffer(model, ask, loaded);
     if (differs == null) {
       reloadRetries.remove(key);
     } else {
@@ -606,32 +613,58 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
   }
 
   /**
-   * Why this replica's model file of the version {@code ask} reloads is not the one the asking
-   * replica loaded ({@link VersionLoad#getModelSha256}), or null where it is (or the ask does not
-   * say). Reads the whole file, unless {@code loaded} gives its SHA-256 (a load of it just made).
+   * Why this replica's model file of the version {@code ask} reloads, or its model's {@code
+   * model.yaml}, is not the one the asking replica loaded ({@link VersionLoad#getModelSha256},
+   * {@link VersionLoad#getModelYamlSha256}), or null where both are (or the ask does not say). Reads
+   * the whole model file, unless {@code loaded} gives its SHA-256 (a load of it just made).
    */
-  private String fileDiffers(String model, VersionLoad ask, String loaded) {
+  private String filesDiffer(String model, VersionLoad ask, String loaded) {
     String expected = ask.getModelSha256();
-    if (expected.isEmpty()) {
-      return null;
-    }
-    String here = loaded;
-    if (here == null) {
-      try {
-        here = repository.fileSha256(model, ask.getVersion());
-      } catch (InferenceException e) {
-        return e.getMessage();
+    if (!expected.isEmpty()) {
+      String here = loaded;
+      if (here == null) {
+        try {
+          here = repository.fileSha256(model, ask.getVersion());
+        } catch (InferenceException e) {
+          return e.getMessage();
+        }
+      }
+      if (!here.equals(expected)) {
+        return "the model.onnx here (sha256 " + abbreviated(here) + ") is not the one replica " + ask.getReplica()
+            + " loaded (sha256 " + abbreviated(expected) + ")";
       }
     }
-    return here.equals(expected) ? null : "the model.onnx here (sha256 " + abbreviated(here)
-        + ") is not the one replica " + ask.getReplica() + " loaded (sha256 " + abbreviated(expected) + ")";
+    String expectedConfig = ask.getModelYamlSha256();
+    if (expectedConfig.isEmpty()) {
+      return null;
+    }
+    String config;
+    try {
+      config = repository.configSha256(model);
+    } catch (InferenceException e) {
+      return e.getMessage();
+    }
+    return config.equals(expectedConfig) ? null : "the model.yaml here (" + configText(config)
+        + ") is not the one replica " + ask.getReplica() + " loaded with (" + configText(expectedConfig) + ")";
   }
 
-  /** How version {@code number}'s model file here looks, as to the repository poll ("" where it cannot be read). */
+  private static String configText(String sha256) {
+    return sha256.equals(ModelRepository.NO_CONFIG) ? "none" : "sha256 " + abbreviated(sha256);
+  }
+
+  /**
+   * How version {@code number}'s model file and its model's {@code model.yaml} here look, as to the
+   * repository poll ("" for one that cannot be read).
+   */
   private String fileLooks(String model, long number) {
+    java.nio.file.Path modelDir = repository.root().resolve(model);
+    return looks(modelDir.resolve(Long.toString(number)).resolve(ModelRepository.MODEL_FILE)) + " "
+        + looks(modelDir.resolve(io.modelgate.runtime.repository.ModelConfigFile.FILE_NAME));
+  }
+
+  private static String looks(java.nio.file.Path file) {
     try {
-      return RepositoryPoll.fileLooks(
-          repository.root().resolve(model).resolve(Long.toString(number)).resolve(ModelRepository.MODEL_FILE));
+      return RepositoryPoll.fileLooks(file);
     } catch (java.io.IOException e) {
       return "";
     }

@@ -365,19 +365,22 @@ public final class ControlPlane implements AutoCloseable {
    */
   public void recordLoad(
       String model, long version, boolean loaded, String caller, String action, String detail) {
-    recordLoad(model, version, loaded, 0, "", caller, action, detail);
+    recordLoad(model, version, loaded, 0, "", "", caller, action, detail);
   }
 
   /**
    * As {@link #recordLoad(String, long, boolean, String, String, String)}, the version loaded and
    * {@code reloadedAtMs} (not 0) the stamp of its reload while it served ({@link
-   * VersionLoad#getReloadedAtMs}), which loaded the model file of SHA-256 {@code modelSha256}: in a
-   * fleet, every replica that has it READY loads it again once, and again until its file is that one.
+   * VersionLoad#getReloadedAtMs}), which loaded the model file of SHA-256 {@code modelSha256} with
+   * the {@code model.yaml} of SHA-256 {@code modelYamlSha256} ({@link VersionLoad#getModelYamlSha256}):
+   * in a fleet, every replica that has it READY loads it again once, and again until its files are
+   * those.
    */
   public synchronized void recordLoad(String model, long version, boolean loaded, long reloadedAtMs,
-      String modelSha256, String caller, String action, String detail) {
+      String modelSha256, String modelYamlSha256, String caller, String action, String detail) {
     VersionLoad ask = VersionLoad.newBuilder().setVersion(version).setLoaded(loaded).setCaller(caller)
-        .setReplica(replica).setAtMs(clock.millis()).setReloadedAtMs(reloadedAtMs).setModelSha256(modelSha256).build();
+        .setReplica(replica).setAtMs(clock.millis()).setReloadedAtMs(reloadedAtMs).setModelSha256(modelSha256)
+        .setModelYamlSha256(modelYamlSha256).build();
     AuditRecord audit = auditRecord(caller, action, model, version,
         store.shared() ? detail + " (every replica of the fleet follows)" : detail);
     for (int attempt = 1; ; attempt++) {

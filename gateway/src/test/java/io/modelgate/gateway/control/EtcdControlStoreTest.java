@@ -1018,6 +1018,25 @@ class EtcdControlStoreTest {
           .startsWith("READY, loaded again while it served: model.onnx sha256 " + serving(b).modelSha256()));
       b.server.versions().reconcileLoads();
       assertThat(fleetReloadsUnder("/copies/")).hasSize(2);
+
+      // Likewise model.yaml: edited on a's disk and loaded again there; b's copy is late.
+      Gateway.config(repoA, "m", "max_batch_size: 8\n");
+      a.admin().loadVersion(reload);
+      eventually("b sees the second reload", () -> b.server.control().loads().get("m").stream()
+          .anyMatch(ask -> !ask.getModelYamlSha256().isEmpty()));
+      b.server.versions().reconcileLoads();
+      assertThat(serving(b).settings().maxBatchSize()).isNotEqualTo(8);
+      assertThat(b.server.versions().owed()).singleElement().satisfies(owed -> assertThat(owed.getReason())
+          .startsWith("the model.yaml here (none) is not the one replica a loaded with (sha256 "));
+      old = serving(b);
+      clock.millis += 1_000;
+      b.server.versions().reconcileLoads();
+      assertThat(serving(b)).as("its model.yaml unchanged: not loaded again").isSameAs(old);
+      Gateway.config(repoB, "m", "max_batch_size: 8\n");
+      clock.millis += 2_000;
+      b.server.versions().reconcileLoads();
+      assertThat(serving(b).settings().maxBatchSize()).isEqualTo(8);
+      assertThat(b.server.versions().owed()).isEmpty();
     }
   }
 

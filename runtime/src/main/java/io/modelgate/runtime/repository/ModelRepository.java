@@ -490,6 +490,27 @@ public final class ModelRepository {
     }
   }
 
+  /** What {@link #configSha256} answers for a model without a {@code model.yaml}. */
+  public static final String NO_CONFIG = "none";
+
+  /**
+   * The SHA-256 (hex) of {@code modelName}'s {@code model.yaml} in the repository now, or {@link
+   * #NO_CONFIG} where it has none. Reads the file; never call it on the request path.
+   *
+   * @throws InferenceException UNAVAILABLE where the file is there but cannot be read
+   */
+  public String configSha256(String modelName) {
+    Path file = root.resolve(modelName).resolve(ModelConfigFile.FILE_NAME);
+    if (!Files.exists(file)) {
+      return NO_CONFIG;
+    }
+    try {
+      return VersionLoader.sha256(file);
+    } catch (ModelLoadException e) {
+      throw InferenceException.unavailable("model '" + modelName + "': " + ModelConfigFile.FILE_NAME + " cannot be read");
+    }
+  }
+
   /**
    * The settings a load of {@code modelName} would run under now: its {@code model.yaml} as it is,
    * over the server's defaults. Reads the disk; never call it on the request path.
