@@ -1020,10 +1020,12 @@ class EtcdControlStoreTest {
       assertThat(fleetReloadsUnder("/copies/")).hasSize(2);
 
       // Likewise model.yaml: edited on a's disk and loaded again there; b's copy is late.
+      long firstStamp = b.server.control().loads().get("m").get(0).getReloadedAtMs();
       Gateway.config(repoA, "m", "max_batch_size: 8\n");
       a.admin().loadVersion(reload);
       eventually("b sees the second reload", () -> b.server.control().loads().get("m").stream()
-          .anyMatch(ask -> !ask.getModelYamlSha256().isEmpty()));
+          .anyMatch(ask -> ask.getReloadedAtMs() > firstStamp
+              && !ask.getModelYamlSha256().equals(io.modelgate.runtime.repository.ModelRepository.NO_CONFIG)));
       b.server.versions().reconcileLoads();
       assertThat(serving(b).settings().maxBatchSize()).isNotEqualTo(8);
       assertThat(b.server.versions().owed()).singleElement().satisfies(owed -> assertThat(owed.getReason())
