@@ -541,9 +541,16 @@ public final class RepositoryPoll implements AutoCloseable {
 
           @Override
           public java.nio.file.FileVisitResult visitFileFailed(Path file, IOException e) {
-            // Gone while it was looked at, or a link loop: it is changing, and is looked at again next time.
-            changing[0] = true;
-            return java.nio.file.FileVisitResult.TERMINATE;
+            if (e instanceof NoSuchFileException) {
+              // Gone while it was looked at: it is changing, and is looked at again next time.
+              changing[0] = true;
+              return java.nio.file.FileVisitResult.TERMINATE;
+            }
+            // A link back to a folder above it, a file or folder that cannot be read: it stays so
+            // from one look to the next (a load says what it makes of it), not a change.
+            files.add(folder.relativize(file) + " " + (e instanceof java.nio.file.FileSystemLoopException
+                ? "link loop" : "unreadable (" + e.getClass().getSimpleName() + ")"));
+            return java.nio.file.FileVisitResult.CONTINUE;
           }
         });
     if (changing[0]) {

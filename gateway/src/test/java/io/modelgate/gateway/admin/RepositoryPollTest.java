@@ -102,6 +102,20 @@ class RepositoryPollTest {
   }
 
   @Test
+  void aVersionFolderWithALinkLoop_holdsStill_andIsLoaded() throws Exception {
+    write("m", 3, Gateway.affineTimes(3));
+    Path folder = root.resolve("m").resolve("3");
+    Files.createDirectories(folder.resolve("assets"));
+    Files.createSymbolicLink(folder.resolve("assets").resolve("up"), folder);
+    poll.poll();
+    poll.poll();
+    assertThat(version("m", 3).state()).isEqualTo(VersionState.READY);
+    poll.poll();
+    assertThat(poll.actions(Action.LOAD, true)).isEqualTo(1);
+    assertThat(poll.actions(Action.RELOAD, true)).isZero();
+  }
+
+  @Test
   void aServingVersionWhoseFileChanges_isLoadedAgainWhileItServes_andAModelYamlChangeLoadsEachServingVersionOnce()
       throws Exception {
     assertThat(y0("m", "2")).isEqualTo(3f);
