@@ -15,6 +15,7 @@ import picocli.CommandLine.Command;
       BatchingBenchmark.class,
       RoutingCostBenchmark.class,
       DriftCostBenchmark.class,
+      PollCostBenchmark.class,
       FairnessBenchmark.class,
       SoakCommand.class,
       CeilingCommand.class,

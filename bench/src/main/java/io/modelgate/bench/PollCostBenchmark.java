@@ -1,0 +1,158 @@
+package io.modelgate.bench;
+
+import io.modelgate.bench.load.LoadGenerator;
+import io.modelgate.gateway.admin.RepositoryPoll;
+import io.modelgate.proto.inference.ModelInferRequest;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledFuture;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+/**
+ * What {@code serve --repository-poll} costs the requests a server answers while nothing changes:
+ * one gateway serving a model under closed-loop load, with and without the poll's look ({@link
+ * RepositoryPoll#look}, what the poll's thread does every interval) running beside it on a thread of
+ * its own at the interval, over a repository folder of a given number of version folders. The
+ * folders looked at are a tree of their own, as large as asked, whose versions are not loaded (a
+ * look reads the same for a version loaded or not; loading thousands would measure memory, not the
+ * poll). Scenarios interleave over rounds, so that each sees the same machine; reports throughput
+ * and p99 as ratios against the poll off, and the looks' own time.
+ */
+@Command(
+    name = "poll",
+    mixinStandardHelpOptions = true,
+    description = "End-to-end cost of the repository poll's looks beside served requests, against none.")
+final class PollCostBenchmark implements Callable<Integer> {
+  @Spec CommandSpec spec;
+
+  @Option(names = "--model", defaultValue = "cnn_mnist", description = "The model served: mlp, mlp_large, cnn_mnist or minilm. Default: ${DEFAULT-VALUE}.") String model;
+  @Option(names = "--concurrency", defaultValue = "64", description = "Closed-loop callers. Default: ${DEFAULT-VALUE}.") int concurrency;
+  @Option(names = "--connections", defaultValue = "2", description = "HTTP/2 connections they share. Default: ${DEFAULT-VALUE}.") int connections;
+  @Option(names = "--duration", defaultValue = "8", description = "Seconds measured, per scenario and round. Default: ${DEFAULT-VALUE}.") int durationSeconds;
+  @Option(names = "--warmup", defaultValue = "4", description = "Seconds of unrecorded load before each measurement. Default: ${DEFAULT-VALUE}.") int warmupSeconds;
+  @Option(names = "--rounds", defaultValue = "5", description = "Rounds, each running every scenario, in rotating order. Default: ${DEFAULT-VALUE}.") int rounds;
+  @picocli.CommandLine.Mixin JitSettleOption jitSettle;
+
+  @Option(names = "--jit-warmup", defaultValue = "20",
+      description = "Seconds of unrecorded load before the first round. Default: ${DEFAULT-VALUE}.")
+  int jitWarmupSeconds;
+  @Option(names = "--folders", split = ",", defaultValue = "300,3000",
+      description = "The version folders looked at in each polled scenario (models of three versions, two files each). Default: ${DEFAULT-VALUE}.")
+  List<Integer> folders;
+  @Option(names = "--every", defaultValue = "1s",
+      description = "How often the poll looks (the server's shortest --repository-poll is 1s). Default: ${DEFAULT-VALUE}.")
+  String every;
+
+  @Override
+  public Integer call() throws Exception {
+    PrintWriter out = spec.commandLine().getOut();
+    Duration interval = io.modelgate.gateway.config.TimeSpans.parse(every);
+    BenchModels.BenchModel bench = BenchModels.byName(model);
+    Path root = Files.createTempDirectory("modelgate-bench-poll-");
+    Path served = Files.createDirectories(root.resolve("served"));
+    Files.write(Files.createDirectories(served.resolve(model).resolve("1")).resolve("model.onnx"), bench.onnx());
+    Map<String, Path> trees = new LinkedHashMap<>();
+    trees.put("poll off (baseline)", null);
+    for (int count : folders) {
+      trees.put(String.format("poll every %s over %d version folders", every, count), tree(root.resolve("tree-" + count), count));
+    }
+    ModelInferRequest request = bench.request(model);
+    ScheduledExecutorService thread = Executors.newSingleThreadScheduledExecutor(r -> {
+      Thread t = new Thread(r, "modelgate-repository-poll");
+      t.setDaemon(true);
+      return t;
+    });
+    Map<String, List<LoadGenerator.Result>> results = new LinkedHashMap<>();
+    Map<String, AtomicLong[]> looks = new LinkedHashMap<>();
+    try (BenchGateway gateway = BenchGateway.start(served, connections, true)) {
+      io.modelgate.bench.load.Connections channels = gateway.channels();
+      out.printf("poll cost: model %s, %d callers over %d connections, %d s JIT warm-up, then %d rounds of %d s warm-up + %d s"
+          + " per scenario, in rotating order%n", model, concurrency, connections, jitWarmupSeconds, rounds, warmupSeconds,
+          durationSeconds);
+      out.flush();
+      new LoadGenerator(channels, request).run(LoadGenerator.Options.closed(concurrency, false, Duration.ZERO,
+          Duration.ofSeconds(jitWarmupSeconds)), line -> {});
+      jitSettle.settle(() -> new LoadGenerator(channels, request)
+          .run(LoadGenerator.Options.closed(concurrency, false, Duration.ofSeconds(1), Duration.ZERO), line -> {}), out);
+      for (String name : trees.keySet()) {
+        results.put(name, new ArrayList<>());
+        looks.put(name, new AtomicLong[] {new AtomicLong(), new AtomicLong(), new AtomicLong()});
+      }
+      List<String> order = new ArrayList<>(trees.keySet());
+      for (int round = 1; round <= rounds; round++) {
+        java.util.Collections.rotate(order, 1);
+        for (String name : order) {
+          Path tree = trees.get(name);
+          AtomicLong[] counted = looks.get(name);
+          ScheduledFuture<?> polling = tree == null ? null : thread.scheduleWithFixedDelay(() -> {
+            long began = System.nanoTime();
+            try {
+              RepositoryPoll.look(tree);
+            } catch (IOException e) {
+              throw new java.io.UncheckedIOException(e);
+            }
+            long took = System.nanoTime() - began;
+            counted[0].incrementAndGet();
+            counted[1].addAndGet(took);
+            counted[2].accumulateAndGet(took, Math::max);
+          }, 0, interval.toNanos(), TimeUnit.NANOSECONDS);
+          try {
+            LoadGenerator.Result result = new LoadGenerator(channels, request)
+                .run(LoadGenerator.Options.closed(concurrency, false, Duration.ofSeconds(warmupSeconds),
+                    Duration.ofSeconds(durationSeconds)), line -> {});
+            results.get(name).add(result);
+            ScenarioTable.printRound(out, round, name, result);
+          } finally {
+            if (polling != null) {
+              polling.cancel(false);
+            }
+          }
+        }
+      }
+    } finally {
+      thread.shutdownNow();
+      try (var paths = Files.walk(root)) {
+        paths.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+      }
+    }
+    for (Map.Entry<String, AtomicLong[]> entry : looks.entrySet()) {
+      AtomicLong[] counted = entry.getValue();
+      if (counted[0].get() > 0) {
+        out.printf("  %s: %d looks, %.2f ms each on average, %.2f ms at most%n", entry.getKey(), counted[0].get(),
+            counted[1].get() / 1e6 / counted[0].get(), counted[2].get() / 1e6);
+      }
+    }
+    ScenarioTable.print(out, results, "off");
+    return 0;
+  }
+
+  /** A repository folder of {@code versions} version folders: models of three, each a model.onnx and a second file of 4 KB. */
+  private static Path tree(Path root, int versions) throws IOException {
+    byte[] bytes = new byte[4096];
+    for (int v = 0; v < versions; v++) {
+      Path dir = Files.createDirectories(root.resolve("model-" + v / 3));
+      if (v % 3 == 0) {
+        Files.writeString(dir.resolve("model.yaml"), "max_batch_size: 8\n");
+      }
+      Path version = Files.createDirectories(dir.resolve(Integer.toString(v % 3 + 1)));
+      Files.write(version.resolve("model.onnx"), bytes);
+      Files.write(version.resolve("model.onnx.data"), bytes);
+    }
+    return root;
+  }
+}
