@@ -493,8 +493,8 @@ public final class RepositoryPoll implements AutoCloseable {
 
   /**
    * What the repository folder {@code root} holds now, as a poll compares it from one look to the
-   * next: per model folder, how its {@code model.yaml} looks (size and modification time, or
-   * none); per version folder ("model/N"), how every file under it looks. Reads the disk (one
+   * next: per model folder, how its {@code model.yaml} looks ({@link #attributesLook}, or none);
+   * per version folder ("model/N"), how every file under it looks. Reads the disk (one
    * listing per model folder, one per version folder, and each file's attributes); any thread.
    *
    * @throws IOException when the repository folder cannot be listed
@@ -511,14 +511,23 @@ public final class RepositoryPoll implements AutoCloseable {
     return found;
   }
 
-  /** How {@code file} looks to a poll: its size and modification time (ns), or "none" where there is none. */
+  /** How {@code file} looks to a poll ({@link #attributesLook}), or "none" where there is none. */
   static String fileLooks(Path file) throws IOException {
     try {
-      BasicFileAttributes attributes = Files.readAttributes(file, BasicFileAttributes.class);
-      return attributes.size() + "@" + attributes.lastModifiedTime().to(TimeUnit.NANOSECONDS);
+      return attributesLook(Files.readAttributes(file, BasicFileAttributes.class));
     } catch (NoSuchFileException absent) {
       return "none";
     }
+  }
+
+  /**
+   * A file as a poll compares it: its size, its modification time (ns) and its file key (on Linux
+   * and other Unix systems its device and inode: a file replaced by a rename over it, or deleted
+   * and written again, is another file even where its size and time are the same — a copy that
+   * keeps the source's time, say). Read from the attributes a listing returns, at no further cost.
+   */
+  private static String attributesLook(BasicFileAttributes attributes) {
+    return attributes.size() + "@" + attributes.lastModifiedTime().to(TimeUnit.NANOSECONDS) + "#" + attributes.fileKey();
   }
 
   /**
@@ -533,8 +542,7 @@ public final class RepositoryPoll implements AutoCloseable {
           @Override
           public java.nio.file.FileVisitResult visitFile(Path file, BasicFileAttributes attributes) {
             if (attributes.isRegularFile()) {
-              files.add(folder.relativize(file) + " " + attributes.size() + "@"
-                  + attributes.lastModifiedTime().to(TimeUnit.NANOSECONDS));
+              files.add(folder.relativize(file) + " " + attributesLook(attributes));
             }
             return java.nio.file.FileVisitResult.CONTINUE;
           }

@@ -102,6 +102,24 @@ class RepositoryPollTest {
   }
 
   @Test
+  void aFileReplacedByOneOfTheSameSizeAndTime_isStillSeen_andLoadedAgain() throws Exception {
+    Path file = root.resolve("m").resolve("2").resolve("model.onnx");
+    FileTime time = Files.getLastModifiedTime(file);
+    long size = Files.size(file);
+    // A copy that keeps its source's time (cp -p, rsync -a), renamed over the file.
+    Path copy = root.resolve("m").resolve(".model.onnx.new");
+    Files.write(copy, Gateway.affineTimes(5));
+    Files.setLastModifiedTime(copy, time);
+    Files.move(copy, file, java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+    assertThat(Files.size(file)).isEqualTo(size);
+    assertThat(Files.getLastModifiedTime(file)).isEqualTo(time);
+    poll.poll();
+    poll.poll();
+    assertThat(y0("m", "2")).isEqualTo(6f);
+    assertThat(poll.actions(Action.RELOAD, true)).isEqualTo(1);
+  }
+
+  @Test
   void aVersionFolderWithALinkLoop_holdsStill_andIsLoaded() throws Exception {
     write("m", 3, Gateway.affineTimes(3));
     Path folder = root.resolve("m").resolve("3");
