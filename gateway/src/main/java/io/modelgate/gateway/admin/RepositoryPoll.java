@@ -123,6 +123,7 @@ public final class RepositoryPoll implements AutoCloseable {
   private final AtomicLong looksDone = new AtomicLong();
   private final AtomicLong looksFailed = new AtomicLong();
   private final LogThrottle lookFailures = new LogThrottle(Duration.ofMinutes(1));
+  private final LogThrottle slowLooks = new LogThrottle(Duration.ofMinutes(10));
   /** How long each look that succeeded took; null until {@link #bindTo}. */
   private volatile io.micrometer.core.instrument.Timer lookTime;
 
@@ -190,9 +191,17 @@ public final class RepositoryPoll implements AutoCloseable {
     try {
       long began = System.nanoTime();
       now = look(repository.root());
+      long took = System.nanoTime() - began;
       io.micrometer.core.instrument.Timer timer = lookTime;
       if (timer != null) {
-        timer.record(System.nanoTime() - began, TimeUnit.NANOSECONDS);
+        timer.record(took, TimeUnit.NANOSECONDS);
+      }
+      String slow = slowLook(took, every, now.size());
+      if (slow != null) {
+        long heldBack = slowLooks.pass();
+        if (heldBack >= 0) {
+          log.warn("{}{}", slow, LogThrottle.since(heldBack));
+        }
       }
     } catch (IOException | UncheckedIOException e) {
       looksFailed.incrementAndGet();
@@ -489,6 +498,25 @@ public final class RepositoryPoll implements AutoCloseable {
       log.warn("{} in the model repository: {}", key, why);
     }
     return false;
+  }
+
+  /** A look over this share of the interval is logged: it takes that share of a core from serving. */
+  static final int SLOW_LOOK_SHARE_PERCENT = 5;
+
+  /**
+   * What to say of a look that took {@code tookNanos} every {@code every} over {@code entries}
+   * model and version folders, or null where it took under {@value #SLOW_LOOK_SHARE_PERCENT}% of
+   * the interval.
+   */
+  static String slowLook(long tookNanos, Duration every, int entries) {
+    double share = 100.0 * tookNanos / every.toNanos();
+    if (share < SLOW_LOOK_SHARE_PERCENT) {
+      return null;
+    }
+    return String.format(java.util.Locale.ROOT, "a look at the model repository (%d model and version folders) took %.0f ms,"
+        + " %.0f%% of the poll's interval of %s: the poll takes that share of a core from serving; a longer"
+        + " --repository-poll takes less (logged at most every 10 minutes)", entries, tookNanos / 1e6, share,
+        io.modelgate.gateway.config.TimeSpans.format(every));
   }
 
   /**

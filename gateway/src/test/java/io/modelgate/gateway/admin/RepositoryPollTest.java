@@ -120,6 +120,16 @@ class RepositoryPollTest {
   }
 
   @Test
+  void aLookTakingAShareOfTheIntervalWorthSaying_isSaid() {
+    assertThat(RepositoryPoll.slowLook(40_000_000, Duration.ofSeconds(1), 120)).isNull();
+    assertThat(RepositoryPoll.slowLook(184_000_000, Duration.ofSeconds(1), 4_000)).isEqualTo(
+        "a look at the model repository (4000 model and version folders) took 184 ms, 18% of the poll's interval of 1s:"
+            + " the poll takes that share of a core from serving; a longer --repository-poll takes less (logged at most"
+            + " every 10 minutes)");
+    assertThat(RepositoryPoll.slowLook(184_000_000, Duration.ofSeconds(30), 4_000)).isNull();
+  }
+
+  @Test
   void aVersionFolderWithALinkLoop_holdsStill_andIsLoaded() throws Exception {
     write("m", 3, Gateway.affineTimes(3));
     Path folder = root.resolve("m").resolve("3");
