@@ -251,6 +251,10 @@ public final class RepositoryPoll implements AutoCloseable {
     }
     if (acting) {
       loadWhatThisPollUnloaded(now);
+    } else {
+      // A folder gone whose version or model serves nothing here has nothing left to reach: kept
+      // only while it might, so that months of folders coming and going leave no keys behind.
+      followed.removeIf(key -> !now.containsKey(key) && reached(key, null));
     }
     seen = now;
   }
@@ -594,6 +598,14 @@ public final class RepositoryPoll implements AutoCloseable {
     }
     files.sort(null);
     return String.join("\n", files);
+  }
+
+  /**
+   * The changes this replica saw while another judged that it keeps for when it judges (by key:
+   * "m" or "m/N"). Poll thread only (tests make the looks themselves).
+   */
+  public Set<String> changesFollowed() {
+    return Set.copyOf(followed);
   }
 
   /** How often the repository folder is looked at. */

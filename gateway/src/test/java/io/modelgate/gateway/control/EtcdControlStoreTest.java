@@ -1103,6 +1103,11 @@ class EtcdControlStoreTest {
           .anyMatch(ask -> ask.getVersion() == 2 && !ask.getLoaded()));
       other.server.versions().reconcileLoads();
       assertThat(state(other, "m", 2)).isEqualTo(io.modelgate.runtime.repository.VersionState.UNAVAILABLE);
+      // What the other keeps of the changes it saw: not a folder gone that serves nothing here.
+      assertThat(other.server.repositoryPoll().changesFollowed()).contains("m/2");
+      other.server.repositoryPoll().poll();
+      other.server.repositoryPoll().poll();
+      assertThat(other.server.repositoryPoll().changesFollowed()).doesNotContain("m/2");
     }
     // The folder back while the fleet was down: a replica starting alone keeps the fleet's unload
     // as it starts, and, judging, loads the version at its first look after.
