@@ -32,17 +32,9 @@ import picocli.CommandLine.Spec;
 final class DriftCostBenchmark implements Callable<Integer> {
   @Spec CommandSpec spec;
 
-  @Option(names = "--model", defaultValue = "cnn_mnist", description = "The model: mlp, mlp_large, cnn_mnist or minilm. Default: ${DEFAULT-VALUE}.") String model;
-  @Option(names = "--concurrency", defaultValue = "64", description = "Closed-loop callers. Default: ${DEFAULT-VALUE}.") int concurrency;
-  @Option(names = "--connections", defaultValue = "2", description = "HTTP/2 connections they share. Default: ${DEFAULT-VALUE}.") int connections;
-  @Option(names = "--duration", defaultValue = "8", description = "Seconds measured, per scenario and round. Default: ${DEFAULT-VALUE}.") int durationSeconds;
-  @Option(names = "--warmup", defaultValue = "6", description = "Seconds of unrecorded load before each measurement. Default: ${DEFAULT-VALUE}.") int warmupSeconds;
-  @Option(names = "--rounds", defaultValue = "5", description = "Rounds, each running both scenarios, in rotating order. Default: ${DEFAULT-VALUE}.") int rounds;
+  @picocli.CommandLine.Mixin ClosedLoopRounds load;
   @picocli.CommandLine.Mixin JitSettleOption jitSettle;
 
-  @Option(names = "--jit-warmup", defaultValue = "20",
-      description = "Seconds of unrecorded load over every scenario before the first round. Default: ${DEFAULT-VALUE}.")
-  int jitWarmupSeconds;
   @Option(names = "--sample-rates", split = ",", defaultValue = "1.0,0.1",
       description = "The drift.sample_rate of each profiled scenario. Default: ${DEFAULT-VALUE}.")
   List<Double> sampleRates;
@@ -50,7 +42,7 @@ final class DriftCostBenchmark implements Callable<Integer> {
   @Override
   public Integer call() throws Exception {
     PrintWriter out = spec.commandLine().getOut();
-    BenchModels.BenchModel bench = BenchModels.byName(model);
+    BenchModels.BenchModel bench = BenchModels.byName(load.model);
     Path root = Files.createTempDirectory("modelgate-bench-drift-");
     Map<String, String> models = new LinkedHashMap<>();
     models.put("drift off (baseline)", "off");
@@ -66,41 +58,41 @@ final class DriftCostBenchmark implements Callable<Integer> {
             "drift:\n  sample_rate: " + rate + "\n  reference: requests\n  window: 1m\n");
       }
     }
-    BenchGateway gateway = BenchGateway.start(root, connections, true);
+    BenchGateway gateway = BenchGateway.start(root, load.connections, true);
     GatewayServer server = gateway.server();
     io.modelgate.bench.load.Connections channels = gateway.channels();
     Map<String, List<LoadGenerator.Result>> results = new LinkedHashMap<>();
     try {
       out.printf("drift cost: model %s, %d callers over %d connections, %d s JIT warm-up, then %d rounds of %d s warm-up + %d s"
-          + " per scenario, in rotating order%n", model, concurrency, connections, jitWarmupSeconds, rounds, warmupSeconds,
-          durationSeconds);
+          + " per scenario, in rotating order%n", load.model, load.concurrency, load.connections, load.jitWarmupSeconds,
+          load.rounds, load.warmupSeconds, load.durationSeconds);
       out.flush();
       long processStart = ((com.sun.management.OperatingSystemMXBean)
           java.lang.management.ManagementFactory.getOperatingSystemMXBean()).getProcessCpuTime();
       List<Map.Entry<String, String>> order = new ArrayList<>(models.entrySet());
       for (Map.Entry<String, String> entry : order) {
         new LoadGenerator(channels, bench.request(entry.getValue()))
-            .run(LoadGenerator.Options.closed(concurrency, false, Duration.ZERO,
-                Duration.ofSeconds(Math.max(1, jitWarmupSeconds / order.size()))), line -> {});
+            .run(LoadGenerator.Options.closed(load.concurrency, false, Duration.ZERO,
+                Duration.ofSeconds(Math.max(1, load.jitWarmupSeconds / order.size()))), line -> {});
       }
       jitSettle.settle(() -> {
         for (Map.Entry<String, String> entry : order) {
           new LoadGenerator(channels, bench.request(entry.getValue()))
-              .run(LoadGenerator.Options.closed(concurrency, false, Duration.ofSeconds(1), Duration.ZERO), line -> {});
+              .run(LoadGenerator.Options.closed(load.concurrency, false, Duration.ofSeconds(1), Duration.ZERO), line -> {});
         }
       }, out);
       for (String name : models.keySet()) {
         results.put(name, new ArrayList<>());
       }
-      for (int round = 1; round <= rounds; round++) {
+      for (int round = 1; round <= load.rounds; round++) {
         // Each round starts with another scenario, so that none is always first after a pause.
         java.util.Collections.rotate(order, 1);
         for (Map.Entry<String, String> entry : order) {
           ModelInferRequest request = bench.request(entry.getValue());
           LoadGenerator.Result result =
               new LoadGenerator(channels, request)
-                  .run(LoadGenerator.Options.closed(concurrency, false, Duration.ofSeconds(warmupSeconds),
-                      Duration.ofSeconds(durationSeconds)), line -> {});
+                  .run(LoadGenerator.Options.closed(load.concurrency, false, Duration.ofSeconds(load.warmupSeconds),
+                      Duration.ofSeconds(load.durationSeconds)), line -> {});
           results.get(entry.getKey()).add(result);
           ScenarioTable.printRound(out, round, entry.getKey(), result);
         }

@@ -40,17 +40,9 @@ import picocli.CommandLine.Spec;
 final class PollCostBenchmark implements Callable<Integer> {
   @Spec CommandSpec spec;
 
-  @Option(names = "--model", defaultValue = "cnn_mnist", description = "The model served: mlp, mlp_large, cnn_mnist or minilm. Default: ${DEFAULT-VALUE}.") String model;
-  @Option(names = "--concurrency", defaultValue = "64", description = "Closed-loop callers. Default: ${DEFAULT-VALUE}.") int concurrency;
-  @Option(names = "--connections", defaultValue = "2", description = "HTTP/2 connections they share. Default: ${DEFAULT-VALUE}.") int connections;
-  @Option(names = "--duration", defaultValue = "8", description = "Seconds measured, per scenario and round. Default: ${DEFAULT-VALUE}.") int durationSeconds;
-  @Option(names = "--warmup", defaultValue = "4", description = "Seconds of unrecorded load before each measurement. Default: ${DEFAULT-VALUE}.") int warmupSeconds;
-  @Option(names = "--rounds", defaultValue = "5", description = "Rounds, each running every scenario, in rotating order. Default: ${DEFAULT-VALUE}.") int rounds;
+  @picocli.CommandLine.Mixin ClosedLoopRounds load;
   @picocli.CommandLine.Mixin JitSettleOption jitSettle;
 
-  @Option(names = "--jit-warmup", defaultValue = "20",
-      description = "Seconds of unrecorded load before the first round. Default: ${DEFAULT-VALUE}.")
-  int jitWarmupSeconds;
   @Option(names = "--folders", split = ",", defaultValue = "300,3000",
       description = "The version folders looked at in each polled scenario (models of three versions, two files each). Default: ${DEFAULT-VALUE}.")
   List<Integer> folders;
@@ -62,16 +54,16 @@ final class PollCostBenchmark implements Callable<Integer> {
   public Integer call() throws Exception {
     PrintWriter out = spec.commandLine().getOut();
     Duration interval = io.modelgate.gateway.config.TimeSpans.parse(every);
-    BenchModels.BenchModel bench = BenchModels.byName(model);
+    BenchModels.BenchModel bench = BenchModels.byName(load.model);
     Path root = Files.createTempDirectory("modelgate-bench-poll-");
     Path served = Files.createDirectories(root.resolve("served"));
-    Files.write(Files.createDirectories(served.resolve(model).resolve("1")).resolve("model.onnx"), bench.onnx());
+    Files.write(Files.createDirectories(served.resolve(load.model).resolve("1")).resolve("model.onnx"), bench.onnx());
     Map<String, Path> trees = new LinkedHashMap<>();
     trees.put("poll off (baseline)", null);
     for (int count : folders) {
       trees.put(String.format("poll every %s over %d version folders", every, count), tree(root.resolve("tree-" + count), count));
     }
-    ModelInferRequest request = bench.request(model);
+    ModelInferRequest request = bench.request(load.model);
     ScheduledExecutorService thread = Executors.newSingleThreadScheduledExecutor(r -> {
       Thread t = new Thread(r, "modelgate-repository-poll");
       t.setDaemon(true);
@@ -79,22 +71,22 @@ final class PollCostBenchmark implements Callable<Integer> {
     });
     Map<String, List<LoadGenerator.Result>> results = new LinkedHashMap<>();
     Map<String, AtomicLong[]> looks = new LinkedHashMap<>();
-    try (BenchGateway gateway = BenchGateway.start(served, connections, true)) {
+    try (BenchGateway gateway = BenchGateway.start(served, load.connections, true)) {
       io.modelgate.bench.load.Connections channels = gateway.channels();
       out.printf("poll cost: model %s, %d callers over %d connections, %d s JIT warm-up, then %d rounds of %d s warm-up + %d s"
-          + " per scenario, in rotating order%n", model, concurrency, connections, jitWarmupSeconds, rounds, warmupSeconds,
-          durationSeconds);
+          + " per scenario, in rotating order%n", load.model, load.concurrency, load.connections, load.jitWarmupSeconds,
+          load.rounds, load.warmupSeconds, load.durationSeconds);
       out.flush();
-      new LoadGenerator(channels, request).run(LoadGenerator.Options.closed(concurrency, false, Duration.ZERO,
-          Duration.ofSeconds(jitWarmupSeconds)), line -> {});
+      new LoadGenerator(channels, request).run(LoadGenerator.Options.closed(load.concurrency, false, Duration.ZERO,
+          Duration.ofSeconds(load.jitWarmupSeconds)), line -> {});
       jitSettle.settle(() -> new LoadGenerator(channels, request)
-          .run(LoadGenerator.Options.closed(concurrency, false, Duration.ofSeconds(1), Duration.ZERO), line -> {}), out);
+          .run(LoadGenerator.Options.closed(load.concurrency, false, Duration.ofSeconds(1), Duration.ZERO), line -> {}), out);
       for (String name : trees.keySet()) {
         results.put(name, new ArrayList<>());
         looks.put(name, new AtomicLong[] {new AtomicLong(), new AtomicLong(), new AtomicLong()});
       }
       List<String> order = new ArrayList<>(trees.keySet());
-      for (int round = 1; round <= rounds; round++) {
+      for (int round = 1; round <= load.rounds; round++) {
         java.util.Collections.rotate(order, 1);
         for (String name : order) {
           Path tree = trees.get(name);
@@ -113,8 +105,8 @@ final class PollCostBenchmark implements Callable<Integer> {
           }, 0, interval.toNanos(), TimeUnit.NANOSECONDS);
           try {
             LoadGenerator.Result result = new LoadGenerator(channels, request)
-                .run(LoadGenerator.Options.closed(concurrency, false, Duration.ofSeconds(warmupSeconds),
-                    Duration.ofSeconds(durationSeconds)), line -> {});
+                .run(LoadGenerator.Options.closed(load.concurrency, false, Duration.ofSeconds(load.warmupSeconds),
+                    Duration.ofSeconds(load.durationSeconds)), line -> {});
             results.get(name).add(result);
             ScenarioTable.printRound(out, round, name, result);
           } finally {

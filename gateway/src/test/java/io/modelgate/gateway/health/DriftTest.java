@@ -289,13 +289,17 @@ class DriftTest {
     gateway.admin().loadVersion(LoadVersionRequest.newBuilder().setModel(model).setVersion(1).setReload(true).build());
   }
 
-  @Test
-  void aVersionLoadedAgainInPlace_keepsItsWindowsAndReference_soItsDriftStaysSeen_andReadsItsNewThresholds() throws Exception {
+  /** The affine model profiled with {@link #AFFINE_DRIFT}, served on a clock of the test's. */
+  private Gateway affineWithDrift() throws Exception {
     Gateway.write(root, "affine", 1, Gateway.affine());
     Gateway.config(root, "affine", AFFINE_DRIFT);
-    TestClock clock = new TestClock();
+    return Gateway.inProcess(root, Duration.ofSeconds(10), root.resolve(".state"), new TestClock());
+  }
+
+  @Test
+  void aVersionLoadedAgainInPlace_keepsItsWindowsAndReference_soItsDriftStaysSeen_andReadsItsNewThresholds() throws Exception {
     Random random = new Random(7);
-    try (Gateway gateway = Gateway.inProcess(root, Duration.ofSeconds(10), root.resolve(".state"), clock)) {
+    try (Gateway gateway = affineWithDrift()) {
       sendAffine(gateway, random, 500, 0);
       sendAffine(gateway, random, 300, 2);
       VersionDrift before = affineDrift(gateway);
@@ -331,11 +335,8 @@ class DriftTest {
 
   @Test
   void aReloadThatLaysTheFeaturesOutOtherwise_startsTheProfileAnew_andSaysWhy() throws Exception {
-    Gateway.write(root, "affine", 1, Gateway.affine());
-    Gateway.config(root, "affine", AFFINE_DRIFT);
-    TestClock clock = new TestClock();
     Random random = new Random(9);
-    try (Gateway gateway = Gateway.inProcess(root, Duration.ofSeconds(10), root.resolve(".state"), clock)) {
+    try (Gateway gateway = affineWithDrift()) {
       sendAffine(gateway, random, 300, 0);
       assertThat(affineDrift(gateway).getFeaturesList()).extracting(FeatureDrift::getFeature).contains("[0]");
 
