@@ -469,6 +469,7 @@ public final class Drift implements GoldenSets.Observer, AutoCloseable {
       log.info("{}: drift profile {}", entry.version.label(), fresh.reload);
       return fresh;
     }
+    boolean fileChanged = !entry.loaded.modelSha256().equals(loaded.modelSha256());
     entry.loaded = loaded;
     entry.settings = settings;
     if (entry.goldenRunning) {
@@ -482,16 +483,24 @@ public final class Drift implements GoldenSets.Observer, AutoCloseable {
     DriftProfile profile = entry.profile;
     if (profile != null) {
       profile.settings(settings);
-      if (golden != entry.goldenReference && !entry.operatorReference) {
+      boolean sourceChanged = golden != entry.goldenReference && !entry.operatorReference;
+      if (sourceChanged) {
         if (golden) {
           profile.abandonReference();
         } else {
           profile.referenceFromRequests(settings.referenceRequests());
         }
       }
+      if (fileChanged) {
+        // The outputs' reference forms again: from requests, or (golden set) by the reload's golden
+        // run; an operator's window is kept for the inputs, its outputs formed from requests.
+        profile.outputsChanged(clock.millis(), settings.referenceRequests(),
+            !sourceChanged && (!golden || entry.operatorReference));
+      }
     }
     entry.goldenReference = golden;
-    entry.reload = "kept across its reload at " + at;
+    entry.reload = "kept across its reload at " + at + (fileChanged ? " to another model file: its outputs are scored"
+        + " again once their reference has formed anew and a window no longer holds the old file's answers" : "");
     log.info("{}: drift profile {} (windows and reference go on)", entry.version.label(), entry.reload);
     return entry;
   }

@@ -119,6 +119,8 @@ final class DriftProfile {
   final List<Feature> features;
   private final List<Plan> plans;
   private final int numericCount;
+  /** Numeric slots from this one on are outputs' (inputs' come first); every class slot is an output's. */
+  private final int firstOutputSlot;
   private final int[] classWidths;
   private final double[] values;
 
@@ -133,6 +135,19 @@ final class DriftProfile {
   /** The reference, once complete; null before. */
   private Sketches reference;
   private String referenceSource = "";
+  /**
+   * The outputs are another model file's than the reference's and the windows' ({@link
+   * #outputsChanged}): not scored until a reference forms again ({@link #completeReference}) and
+   * each window no longer reaches back before the change.
+   */
+  private boolean outputsPending;
+  /** Ends the source of a reference formed for the outputs alone. */
+  private static final String FOR_OUTPUTS = ", for the outputs";
+  /** When the outputs changed (epoch ms), with {@link #outputsPending} or after it. */
+  private long outputsChangedAt;
+  private boolean outputsChangedEver;
+  /** The reference being formed is for the outputs only: the inputs' stays ({@link #outputsChanged}). */
+  private boolean formingOutputs;
   /** Sketches being filled as a reference (from requests or a golden run); null when none is. */
   private Sketches forming;
   private long formingTarget;
@@ -174,6 +189,7 @@ final class DriftProfile {
         numeric += count;
       }
     }
+    int outputsFrom = numeric;
     for (OutputTensor output : outputs) {
       if (!output.isFloatingPoint()) {
         continue;
@@ -196,6 +212,7 @@ final class DriftProfile {
     this.features = List.copyOf(laid);
     this.plans = List.copyOf(planned);
     this.numericCount = numeric;
+    this.firstOutputSlot = outputsFrom;
     this.classWidths = widths.stream().mapToInt(Integer::intValue).toArray();
     this.values = new double[Math.max(numeric, 1)];
     for (int i = 0; i < FINE; i++) {
@@ -498,6 +515,7 @@ final class DriftProfile {
     forming = newSketches();
     formingTarget = requests;
     formingSource = "the first " + requests + " profiled requests";
+    formingOutputs = false;
   }
 
   /** Starts forming a reference from a golden run's examples; {@link #completeReference} ends it. */
@@ -505,20 +523,65 @@ final class DriftProfile {
     forming = newSketches();
     formingTarget = 0;
     formingSource = source;
+    formingOutputs = false;
+  }
+
+  /**
+   * The version now answers from another model file (a reload): what the windows and the reference
+   * hold of its outputs is the old file's. The outputs are not scored until a reference forms again
+   * — from the next {@code requests} observations for the outputs alone (the inputs' reference
+   * stays: the traffic is the same world's) where {@code fromRequests}, else by the golden run the
+   * caller expects — and, in each window, until the window no longer reaches back to {@code
+   * nowMillis}. Without a reference yet, the one being formed starts again.
+   */
+  void outputsChanged(long nowMillis, long requests, boolean fromRequests) {
+    outputsChangedAt = nowMillis;
+    outputsChangedEver = true;
+    if (reference == null) {
+      if (fromRequests) {
+        referenceFromRequests(requests);
+      }
+      return;
+    }
+    outputsPending = true;
+    if (fromRequests) {
+      forming = newSketches();
+      formingTarget = requests;
+      formingSource = "the first " + requests + " profiled requests since the model file changed" + FOR_OUTPUTS;
+      formingOutputs = true;
+    }
   }
 
   /** The reference being formed becomes the reference (if it has any observation). */
   void completeReference() {
     if (forming != null && forming.count > 0) {
-      reference = forming;
-      referenceSource = formingSource;
+      if (formingOutputs && reference != null) {
+        // The inputs' reference stays; the outputs' is the new file's.
+        Sketches merged = newSketches();
+        for (int i = 0; i < numericCount; i++) {
+          merged.numeric[i] = i < firstOutputSlot ? reference.numeric[i] : forming.numeric[i];
+        }
+        for (int i = 0; i < classWidths.length; i++) {
+          merged.classes[i] = forming.classes[i];
+        }
+        merged.count = reference.count;
+        reference = merged;
+        String outputs = formingSource.substring(0, formingSource.length() - FOR_OUTPUTS.length());
+        referenceSource = referenceSource.replaceAll("; outputs: .*$", "") + "; outputs: " + outputs + " (" + forming.count + ")";
+      } else {
+        reference = forming;
+        referenceSource = formingSource;
+      }
+      outputsPending = false;
     }
     forming = null;
+    formingOutputs = false;
   }
 
   /** Abandons the reference being formed (a golden run that failed). */
   void abandonReference() {
     forming = null;
+    formingOutputs = false;
   }
 
   /** Makes {@code sketches} (a window) the reference. */
@@ -526,6 +589,7 @@ final class DriftProfile {
     reference = sketches;
     referenceSource = source;
     forming = null;
+    formingOutputs = false;
   }
 
   boolean formingReference() {
@@ -556,11 +620,28 @@ final class DriftProfile {
       return List.of();
     }
     Sketches current = window(window, nowMillis);
+    // After a change of model file: outputs unscored while their reference forms again, or while
+    // the window still holds the old file's answers.
+    boolean outputsUnscored = outputsPending
+        || (outputsChangedEver && nowMillis - outputsChangedAt < windowMillis(window));
     List<Score> scores = new ArrayList<>(features.size());
     for (Feature feature : features) {
-      scores.add(score(feature, window, current));
+      if (outputsUnscored && (feature.classes() || feature.slot() >= firstOutputSlot)) {
+        scores.add(new Score(feature, window, current.count, Double.NaN, Double.NaN, false));
+      } else {
+        scores.add(score(feature, window, current));
+      }
     }
     return scores;
+  }
+
+  /** How far back a window ({@code 1m}, {@code 5m}, {@code 15m}) reaches, ms. */
+  private static long windowMillis(String window) {
+    return switch (window) {
+      case "1m" -> 60_000L;
+      case "5m" -> 300_000L;
+      default -> 900_000L;
+    };
   }
 
   private Score score(Feature feature, String window, Sketches current) {

@@ -334,6 +334,52 @@ class DriftTest {
   }
 
   @Test
+  void aReloadToAnotherModelFile_keepsTheInputsReference_andScoresTheOutputsOnlyAgainstTheNewFilesAnswers() throws Exception {
+    Random random = new Random(11);
+    try (Gateway gateway = affineWithDrift()) {
+      TestClock clock = (TestClock) gateway.stats.clock();
+      sendAffine(gateway, random, 500, 0);
+      assertThat(affineDrift(gateway).getReference()).isEqualTo("the first 200 profiled requests");
+
+      // The same traffic, answered by a file that multiplies by 5 instead of 2: its outputs differ
+      // from every answer the reference and the windows hold, its inputs do not.
+      Gateway.write(root, "affine", 1, Gateway.affineTimes(5));
+      reload(gateway, "affine");
+      sendAffine(gateway, random, 100, 0);
+      VersionDrift forming = affineDrift(gateway);
+      assertThat(forming.getReload()).startsWith("kept across its reload at ").contains("to another model file");
+      assertThat(forming.getForming()).isEqualTo(
+          "the first 200 profiled requests since the model file changed, for the outputs (100 so far)");
+      assertThat(scored(forming, "1m")).containsOnly("x.[0]", "x.[1]", "x.[2]");
+      assertThat(drifted(forming, "1m")).isEmpty();
+
+      // Its reference formed, and a minute on (the 1m window holds only the new file's answers):
+      // nothing drifts, and a move of the inputs still does.
+      sendAffine(gateway, random, 150, 0);
+      clock.millis += 61_000;
+      sendAffine(gateway, random, 300, 0);
+      VersionDrift settled = affineDrift(gateway);
+      assertThat(settled.getForming()).isEmpty();
+      assertThat(settled.getReference()).isEqualTo(
+          "the first 200 profiled requests; outputs: the first 200 profiled requests since the model file changed (200)");
+      assertThat(scored(settled, "1m")).contains("y.top_score", "z.top_score", "x.[0]");
+      assertThat(drifted(settled, "1m")).isEmpty();
+      sendAffine(gateway, random, 300, 2);
+      assertThat(drifted(affineDrift(gateway), "1m")).contains("x.[0]");
+    }
+  }
+
+  private static List<String> scored(VersionDrift drift, String windowName) {
+    List<String> scored = new ArrayList<>();
+    for (FeatureDrift feature : drift.getFeaturesList()) {
+      if (window(feature, windowName).getScored()) {
+        scored.add(feature.getTensor() + "." + feature.getFeature());
+      }
+    }
+    return scored;
+  }
+
+  @Test
   void aReloadThatLaysTheFeaturesOutOtherwise_startsTheProfileAnew_andSaysWhy() throws Exception {
     Random random = new Random(9);
     try (Gateway gateway = affineWithDrift()) {
