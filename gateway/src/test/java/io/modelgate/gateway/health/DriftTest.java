@@ -84,14 +84,23 @@ class DriftTest {
     return feature.getWindowsList().stream().filter(w -> w.getWindow().equals(name)).findFirst().orElseThrow();
   }
 
-  private static List<String> drifted(VersionDrift drift, String windowName) {
-    List<String> drifted = new ArrayList<>();
+  /** The features ("tensor.feature") whose window {@code windowName} is as {@code which} asks. */
+  private static List<String> features(VersionDrift drift, String windowName, java.util.function.Predicate<WindowDrift> which) {
+    List<String> found = new ArrayList<>();
     for (FeatureDrift feature : drift.getFeaturesList()) {
-      if (window(feature, windowName).getDrifted()) {
-        drifted.add(feature.getTensor() + "." + feature.getFeature());
+      if (which.test(window(feature, windowName))) {
+        found.add(feature.getTensor() + "." + feature.getFeature());
       }
     }
-    return drifted;
+    return found;
+  }
+
+  private static List<String> drifted(VersionDrift drift, String windowName) {
+    return features(drift, windowName, WindowDrift::getDrifted);
+  }
+
+  private static List<String> scored(VersionDrift drift, String windowName) {
+    return features(drift, windowName, WindowDrift::getScored);
   }
 
   @Test
@@ -367,16 +376,6 @@ class DriftTest {
       sendAffine(gateway, random, 300, 2);
       assertThat(drifted(affineDrift(gateway), "1m")).contains("x.[0]");
     }
-  }
-
-  private static List<String> scored(VersionDrift drift, String windowName) {
-    List<String> scored = new ArrayList<>();
-    for (FeatureDrift feature : drift.getFeaturesList()) {
-      if (window(feature, windowName).getScored()) {
-        scored.add(feature.getTensor() + "." + feature.getFeature());
-      }
-    }
-    return scored;
   }
 
   @Test
