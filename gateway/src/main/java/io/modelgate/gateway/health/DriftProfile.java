@@ -143,9 +143,10 @@ final class DriftProfile {
   private boolean outputsPending;
   /** Ends the source of a reference formed for the outputs alone. */
   private static final String FOR_OUTPUTS = ", for the outputs";
-  /** When the outputs changed (epoch ms), with {@link #outputsPending} or after it. */
-  private long outputsChangedAt;
-  private boolean outputsChangedEver;
+  /** {@link #outputsChangedAt} of a profile whose outputs have always been its first load's. */
+  private static final long NEVER = Long.MIN_VALUE;
+  /** When the outputs last changed (epoch ms), or {@link #NEVER}. */
+  private long outputsChangedAt = NEVER;
   /** The reference being formed is for the outputs only: the inputs' stays ({@link #outputsChanged}). */
   private boolean formingOutputs;
   /** Sketches being filled as a reference (from requests or a golden run); null when none is. */
@@ -536,7 +537,6 @@ final class DriftProfile {
    */
   void outputsChanged(long nowMillis, long requests, boolean fromRequests) {
     outputsChangedAt = nowMillis;
-    outputsChangedEver = true;
     if (reference == null) {
       if (fromRequests) {
         referenceFromRequests(requests);
@@ -623,7 +623,7 @@ final class DriftProfile {
     // After a change of model file: outputs unscored while their reference forms again, or while
     // the window still holds the old file's answers.
     boolean outputsUnscored = outputsPending
-        || (outputsChangedEver && nowMillis - outputsChangedAt < windowMillis(window));
+        || (outputsChangedAt != NEVER && nowMillis - outputsChangedAt < windowMillis(window));
     List<Score> scores = new ArrayList<>(features.size());
     for (Feature feature : features) {
       if (outputsUnscored && (feature.classes() || feature.slot() >= firstOutputSlot)) {
