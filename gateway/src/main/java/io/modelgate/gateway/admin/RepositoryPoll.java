@@ -44,7 +44,7 @@ import org.slf4j.LoggerFactory;
  * <ul>
  *   <li>a version folder that appears is loaded (its model added first where its folder is new too);
  *   <li>a READY version whose files change (a file under its folder added, removed, or of another
- *       size or modification time), or whose model's {@code model.yaml} changes, is loaded again
+ *       size, modification time, inode or change time), or whose model's {@code model.yaml} changes, is loaded again
  *       while it serves ({@link VersionControl#reload}: checked on the model's golden set, no
  *       request refused); a FAILED one whose files change is loaded again;
  *   <li>a READY version whose folder has gone is drained and unloaded, unless routing names it (a
@@ -546,25 +546,38 @@ public final class RepositoryPoll implements AutoCloseable {
   /** How {@code file} looks to a poll ({@link #attributesLook}), or "none" where there is none. */
   static String fileLooks(Path file) throws IOException {
     try {
-      return attributesLook(Files.readAttributes(file, BasicFileAttributes.class));
+      return attributesLook(file, Files.readAttributes(file, BasicFileAttributes.class));
     } catch (NoSuchFileException absent) {
       return "none";
     }
   }
 
+  /** Whether the default file system tells a file's change time ({@code unix:ctime}: Linux, macOS and other Unix systems). */
+  private static final boolean CHANGE_TIMES =
+      java.nio.file.FileSystems.getDefault().supportedFileAttributeViews().contains("unix");
+
   /**
-   * A file as a poll compares it: its size, its modification time (ns) and its file key (on Linux
+   * A file as a poll compares it: its size, its modification time (ns), its file key (on Linux
    * and other Unix systems its device and inode: a file replaced by a rename over it, or deleted
    * and written again, is another file even where its size and time are the same — a copy that
-   * keeps the source's time, say). Read from the attributes a listing returns, at no further cost.
+   * keeps the source's time, say), and where the file system tells it its change time (ns; Unix's
+   * {@code ctime}, which no program can set: a file written again in place with its size kept and
+   * its modification time set back, as {@code cp -p} or {@code rsync --inplace -t} over it do, has
+   * changed it; so has a change of its owner or permissions). The first three are read from the
+   * attributes a listing returns; the change time costs one more {@code stat} of the file.
    */
-  private static String attributesLook(BasicFileAttributes attributes) {
-    return attributes.size() + "@" + attributes.lastModifiedTime().to(TimeUnit.NANOSECONDS) + "#" + attributes.fileKey();
+  private static String attributesLook(Path file, BasicFileAttributes attributes) throws IOException {
+    String look = attributes.size() + "@" + attributes.lastModifiedTime().to(TimeUnit.NANOSECONDS) + "#"
+        + attributes.fileKey();
+    if (!CHANGE_TIMES) {
+      return look;
+    }
+    return look + "~" + ((java.nio.file.attribute.FileTime) Files.getAttribute(file, "unix:ctime")).to(TimeUnit.NANOSECONDS);
   }
 
   /**
-   * Every file under {@code folder} (links followed), in name order, with its size and modification
-   * time (ns): one walk, each entry's attributes read once, as the walk reads them.
+   * Every file under {@code folder} (links followed), in name order, with how it looks ({@link
+   * #attributesLook}): one walk, each entry's attributes as the walk reads them, and its change time.
    */
   private static String folderLooks(Path folder) throws IOException {
     List<String> files = new ArrayList<>();
@@ -574,7 +587,11 @@ public final class RepositoryPoll implements AutoCloseable {
           @Override
           public java.nio.file.FileVisitResult visitFile(Path file, BasicFileAttributes attributes) {
             if (attributes.isRegularFile()) {
-              files.add(folder.relativize(file) + " " + attributesLook(attributes));
+              try {
+                files.add(folder.relativize(file) + " " + attributesLook(file, attributes));
+              } catch (IOException e) {
+                return visitFileFailed(file, e);
+              }
             }
             return java.nio.file.FileVisitResult.CONTINUE;
           }
@@ -648,8 +665,8 @@ public final class RepositoryPoll implements AutoCloseable {
           .register(registry);
     }
     lookTime = io.micrometer.core.instrument.Timer.builder("modelgate.repository.poll.look")
-        .description("How long a look at the repository folder took: listing its folders and reading every file's size"
-            + " and modification time (slow on a network file system with many files)")
+        .description("How long a look at the repository folder took: listing its folders and reading every file's size,"
+            + " times and inode (slow on a network file system with many files)")
         .register(registry);
     io.micrometer.core.instrument.Gauge.builder("modelgate.repository.poll.waiting", waiting, Map::size)
         .description("Changes of the repository seen but not acted on yet: a version whose folder has gone that routing"

@@ -120,6 +120,28 @@ class RepositoryPollTest {
   }
 
   @Test
+  void aFileWrittenAgainInPlace_withItsSizeKeptAndItsTimeSetBack_isStillSeen_andLoadedAgain() throws Exception {
+    org.junit.jupiter.api.Assumptions.assumeTrue(
+        java.nio.file.FileSystems.getDefault().supportedFileAttributeViews().contains("unix"),
+        "a file's change time is told by Unix file systems only");
+    Path file = root.resolve("m").resolve("2").resolve("model.onnx");
+    FileTime time = Files.getLastModifiedTime(file);
+    Object inode = Files.readAttributes(file, java.nio.file.attribute.BasicFileAttributes.class).fileKey();
+    long size = Files.size(file);
+    // cp -p or rsync --inplace -t over it: the same file truncated and written, its time set back.
+    Thread.sleep(20); // a file system's change-time clock is coarse (the kernel's tick)
+    Files.write(file, Gateway.affineTimes(5));
+    Files.setLastModifiedTime(file, time);
+    assertThat(Files.size(file)).isEqualTo(size);
+    assertThat(Files.getLastModifiedTime(file)).isEqualTo(time);
+    assertThat(Files.readAttributes(file, java.nio.file.attribute.BasicFileAttributes.class).fileKey()).isEqualTo(inode);
+    poll.poll();
+    poll.poll();
+    assertThat(y0("m", "2")).isEqualTo(6f);
+    assertThat(poll.actions(Action.RELOAD, true)).isEqualTo(1);
+  }
+
+  @Test
   void aLookTakingAShareOfTheIntervalWorthSaying_isSaid() {
     assertThat(RepositoryPoll.slowLook(40_000_000, Duration.ofSeconds(1), 120)).isNull();
     assertThat(RepositoryPoll.slowLook(184_000_000, Duration.ofSeconds(1), 4_000)).isEqualTo(
