@@ -15,7 +15,6 @@ import java.util.Map;
 import java.util.concurrent.Callable;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
-import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import picocli.CommandLine.Command;
@@ -27,7 +26,9 @@ import picocli.CommandLine.Spec;
  * What {@code serve --repository-poll} costs the requests a server answers while nothing changes:
  * one gateway serving a model under closed-loop load, with and without the poll's look ({@link
  * RepositoryPoll#look}, what the poll's thread does every interval) running beside it on a thread of
- * its own at the interval, over a repository folder of a given number of version folders. The
+ * its own, over a repository folder of a given number of version folders: spaced as the server
+ * spaces its looks ({@link RepositoryPoll#spacing}: the interval, or 20 times a look's time where
+ * that is longer), or, for comparison, at the interval whatever a look takes. The
  * folders looked at are a tree of their own, as large as asked, whose versions are not loaded (a
  * look reads the same for a version loaded or not; loading thousands would measure memory, not the
  * poll). Scenarios interleave over rounds, so that each sees the same machine; reports throughput
@@ -49,6 +50,10 @@ final class PollCostBenchmark implements Callable<Integer> {
   @Option(names = "--every", defaultValue = "1s",
       description = "How often the poll looks (the server's shortest --repository-poll is 1s). Default: ${DEFAULT-VALUE}.")
   String every;
+  @Option(names = "--spacing", split = ",", defaultValue = "server",
+      description = "How looks are spaced, one scenario each: server (as the server does: the interval, or 20 times a"
+          + " look's time where longer), fixed (every interval, whatever a look takes). Default: ${DEFAULT-VALUE}.")
+  List<String> spacings;
 
   @Override
   public Integer call() throws Exception {
@@ -58,10 +63,23 @@ final class PollCostBenchmark implements Callable<Integer> {
     Path root = Files.createTempDirectory("modelgate-bench-poll-");
     Path served = Files.createDirectories(root.resolve("served"));
     Files.write(Files.createDirectories(served.resolve(load.model).resolve("1")).resolve("model.onnx"), bench.onnx());
+    for (String spacing : spacings) {
+      if (!spacing.equals("server") && !spacing.equals("fixed")) {
+        throw new picocli.CommandLine.ParameterException(spec.commandLine(),
+            "--spacing " + spacing + " (expected: server, fixed)");
+      }
+    }
     Map<String, Path> trees = new LinkedHashMap<>();
+    Map<String, Boolean> fixed = new LinkedHashMap<>();
     trees.put("poll off (baseline)", null);
     for (int count : folders) {
-      trees.put(String.format("poll every %s over %d version folders", every, count), tree(root.resolve("tree-" + count), count));
+      Path tree = tree(root.resolve("tree-" + count), count);
+      for (String spacing : spacings) {
+        String name = String.format("poll every %s%s over %d version folders", every,
+            spacing.equals("fixed") ? " (fixed)" : "", count);
+        trees.put(name, tree);
+        fixed.put(name, spacing.equals("fixed"));
+      }
     }
     ModelInferRequest request = bench.request(load.model);
     ScheduledExecutorService thread = Executors.newSingleThreadScheduledExecutor(r -> {
@@ -91,18 +109,30 @@ final class PollCostBenchmark implements Callable<Integer> {
         for (String name : order) {
           Path tree = trees.get(name);
           AtomicLong[] counted = looks.get(name);
-          ScheduledFuture<?> polling = tree == null ? null : thread.scheduleWithFixedDelay(() -> {
-            long began = System.nanoTime();
-            try {
-              RepositoryPoll.look(tree);
-            } catch (IOException e) {
-              throw new java.io.UncheckedIOException(e);
-            }
-            long took = System.nanoTime() - began;
-            counted[0].incrementAndGet();
-            counted[1].addAndGet(took);
-            counted[2].accumulateAndGet(took, Math::max);
-          }, 0, interval.toNanos(), TimeUnit.NANOSECONDS);
+          java.util.concurrent.atomic.AtomicBoolean stopped = new java.util.concurrent.atomic.AtomicBoolean();
+          if (tree != null) {
+            thread.execute(new Runnable() {
+              @Override
+              public void run() {
+                if (stopped.get()) {
+                  return;
+                }
+                long began = System.nanoTime();
+                try {
+                  RepositoryPoll.look(tree);
+                } catch (IOException e) {
+                  throw new java.io.UncheckedIOException(e);
+                }
+                long took = System.nanoTime() - began;
+                counted[0].incrementAndGet();
+                counted[1].addAndGet(took);
+                counted[2].accumulateAndGet(took, Math::max);
+                // Fixed: the next look starts an interval after this one ended, as before the server spaced them.
+                long wait = fixed.get(name) ? interval.toNanos() : RepositoryPoll.spacing(took, interval);
+                thread.schedule(this, wait, TimeUnit.NANOSECONDS);
+              }
+            });
+          }
           try {
             LoadGenerator.Result result = new LoadGenerator(channels, request)
                 .run(LoadGenerator.Options.closed(load.concurrency, false, Duration.ofSeconds(load.warmupSeconds),
@@ -110,9 +140,7 @@ final class PollCostBenchmark implements Callable<Integer> {
             results.get(name).add(result);
             ScenarioTable.printRound(out, round, name, result);
           } finally {
-            if (polling != null) {
-              polling.cancel(false);
-            }
+            stopped.set(true);
           }
         }
       }

@@ -115,7 +115,7 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
             }
           }
           if (poll != null) {
-            response.setRepositoryPollMs(poll.every().toMillis());
+            response.setRepositoryPollMs(poll.spacing().toMillis());
             poll.waiting().entrySet().stream().sorted(java.util.Map.Entry.comparingByKey())
                 .forEach(change -> response.addPollWaiting(change.getKey() + ": " + change.getValue()));
           }

@@ -72,6 +72,10 @@ import org.slf4j.LoggerFactory;
  * change it saw meanwhile that has not reached it ({@link #catchUp}: the judge before stopped
  * before acting on it, or no replica judged then).
  *
+ * <p>Looks take at most {@value #LOOK_SHARE_PERCENT}% of a core: after a look that took longer than
+ * that share of the interval, the next waits 20 times as long as it took ({@link #spacing}), and
+ * the server says so.
+ *
  * <p>Threading: {@link #poll} runs on this component's single thread, one look at a time; loads
  * block it (never an event loop), and interleave with the admin API's as any two loads do, each
  * under its model's lock. Counters and {@link #waiting} may be read on any thread.
@@ -124,6 +128,11 @@ public final class RepositoryPoll implements AutoCloseable {
   private final AtomicLong looksFailed = new AtomicLong();
   private final LogThrottle lookFailures = new LogThrottle(Duration.ofMinutes(1));
   private final LogThrottle slowLooks = new LogThrottle(Duration.ofMinutes(10));
+  /**
+   * The wait before the next look (ns): {@link #every}, or longer where the last look took over
+   * {@value #LOOK_SHARE_PERCENT}% of it ({@link #spacing}). Written on the poll thread.
+   */
+  private volatile long spacingNanos;
   /** How long each look that succeeded took; null until {@link #bindTo}. */
   private volatile io.micrometer.core.instrument.Timer lookTime;
 
@@ -150,6 +159,7 @@ public final class RepositoryPoll implements AutoCloseable {
     this.versions = versions;
     this.policies = policies;
     this.every = every;
+    this.spacingNanos = every.toNanos();
   }
 
   private static AtomicLong[] newCounters() {
@@ -166,10 +176,19 @@ public final class RepositoryPoll implements AutoCloseable {
    * caller's {@link #poll}, made before.
    */
   public RepositoryPoll start() {
-    thread.scheduleWithFixedDelay(this::pollQuietly, every.toMillis(), every.toMillis(), TimeUnit.MILLISECONDS);
+    next();
     log.info("the model repository {} is looked at every {} for changes to load, load again or unload",
         repository.root(), io.modelgate.gateway.config.TimeSpans.format(every));
     return this;
+  }
+
+  /** Schedules the next look, {@link #spacingNanos} from now (none once closed). */
+  private void next() {
+    try {
+      thread.schedule(this::pollQuietly, spacingNanos, TimeUnit.NANOSECONDS);
+    } catch (java.util.concurrent.RejectedExecutionException closed) {
+      // closed: no more looks
+    }
   }
 
   private void pollQuietly() {
@@ -177,7 +196,9 @@ public final class RepositoryPoll implements AutoCloseable {
       poll();
     } catch (RuntimeException e) {
       log.error("the model repository's poll failed (tried again in {})",
-          io.modelgate.gateway.config.TimeSpans.format(every), e);
+          io.modelgate.gateway.config.TimeSpans.format(Duration.ofNanos(spacingNanos)), e);
+    } finally {
+      next();
     }
   }
 
@@ -196,6 +217,7 @@ public final class RepositoryPoll implements AutoCloseable {
       if (timer != null) {
         timer.record(took, TimeUnit.NANOSECONDS);
       }
+      spacingNanos = spacing(took, every);
       String slow = slowLook(took, every, now.size());
       if (slow != null) {
         long heldBack = slowLooks.pass();
@@ -504,23 +526,38 @@ public final class RepositoryPoll implements AutoCloseable {
     return false;
   }
 
-  /** A look over this share of the interval is logged: it takes that share of a core from serving. */
-  static final int SLOW_LOOK_SHARE_PERCENT = 5;
+  /**
+   * The most of a core the looks take from serving, in percent: a look that took longer than this
+   * share of the interval spaces the next one out, and is logged.
+   */
+  static final int LOOK_SHARE_PERCENT = 5;
+
+  /**
+   * The wait (ns) after a look that took {@code tookNanos} before the next: {@code every}, or
+   * {@code 100 / }{@value #LOOK_SHARE_PERCENT} times the look's time where that is longer, so that
+   * looks take at most that share of a core however large or slow the repository folder is.
+   */
+  public static long spacing(long tookNanos, Duration every) {
+    return Math.max(every.toNanos(), tookNanos * (100 / LOOK_SHARE_PERCENT));
+  }
 
   /**
    * What to say of a look that took {@code tookNanos} every {@code every} over {@code entries}
-   * model and version folders, or null where it took under {@value #SLOW_LOOK_SHARE_PERCENT}% of
+   * model and version folders, or null where it took under {@value #LOOK_SHARE_PERCENT}% of
    * the interval.
    */
   static String slowLook(long tookNanos, Duration every, int entries) {
     double share = 100.0 * tookNanos / every.toNanos();
-    if (share < SLOW_LOOK_SHARE_PERCENT) {
+    if (share < LOOK_SHARE_PERCENT) {
       return null;
     }
     return String.format(java.util.Locale.ROOT, "a look at the model repository (%d model and version folders) took %.0f ms,"
-        + " %.0f%% of the poll's interval of %s: the poll takes that share of a core from serving; a longer"
-        + " --repository-poll takes less (logged at most every 10 minutes)", entries, tookNanos / 1e6, share,
-        io.modelgate.gateway.config.TimeSpans.format(every));
+        + " %.0f%% of the poll's interval of %s: the next look waits %s instead, so that looks take at most %d%% of a"
+        + " core from serving, and changes are found that much later; a shorter look needs fewer files or a faster"
+        + " disk (logged at most every 10 minutes)", entries, tookNanos / 1e6, share,
+        io.modelgate.gateway.config.TimeSpans.format(every),
+        io.modelgate.gateway.config.TimeSpans.format(Duration.ofMillis(spacing(tookNanos, every) / 1_000_000)),
+        LOOK_SHARE_PERCENT);
   }
 
   /**
@@ -625,9 +662,17 @@ public final class RepositoryPoll implements AutoCloseable {
     return Set.copyOf(followed);
   }
 
-  /** How often the repository folder is looked at. */
+  /** How often the repository folder is looked at, as configured ({@code --repository-poll}). */
   public Duration every() {
     return every;
+  }
+
+  /**
+   * The wait between looks now: {@link #every}, or {@code 100 / }{@value #LOOK_SHARE_PERCENT}
+   * times the last look's time where that is longer. Any thread.
+   */
+  public Duration spacing() {
+    return Duration.ofNanos(spacingNanos);
   }
 
   /** Changes of the repository seen but not acted on yet, by model ("m") or version ("m/N"), each with why. Any thread. */
@@ -667,6 +712,12 @@ public final class RepositoryPoll implements AutoCloseable {
     lookTime = io.micrometer.core.instrument.Timer.builder("modelgate.repository.poll.look")
         .description("How long a look at the repository folder took: listing its folders and reading every file's size,"
             + " times and inode (slow on a network file system with many files)")
+        .register(registry);
+    io.micrometer.core.instrument.Gauge.builder("modelgate.repository.poll.spacing", this,
+            p -> p.spacingNanos / 1e9)
+        .description("The wait between looks at the repository folder now: --repository-poll, or 20 times the last"
+            + " look's time where that is longer (looks take at most 5% of a core)")
+        .baseUnit("seconds")
         .register(registry);
     io.micrometer.core.instrument.Gauge.builder("modelgate.repository.poll.waiting", waiting, Map::size)
         .description("Changes of the repository seen but not acted on yet: a version whose folder has gone that routing"

@@ -142,13 +142,18 @@ class RepositoryPollTest {
   }
 
   @Test
-  void aLookTakingAShareOfTheIntervalWorthSaying_isSaid() {
+  void aLookTakingOverAShareOfTheInterval_spacesTheNextOut_andIsSaid() {
     assertThat(RepositoryPoll.slowLook(40_000_000, Duration.ofSeconds(1), 120)).isNull();
+    assertThat(RepositoryPoll.spacing(40_000_000, Duration.ofSeconds(1))).isEqualTo(1_000_000_000L);
+    assertThat(RepositoryPoll.spacing(184_000_000, Duration.ofSeconds(1))).as("20 times the look: 5% of a core")
+        .isEqualTo(3_680_000_000L);
     assertThat(RepositoryPoll.slowLook(184_000_000, Duration.ofSeconds(1), 4_000)).isEqualTo(
         "a look at the model repository (4000 model and version folders) took 184 ms, 18% of the poll's interval of 1s:"
-            + " the poll takes that share of a core from serving; a longer --repository-poll takes less (logged at most"
-            + " every 10 minutes)");
+            + " the next look waits 3680ms instead, so that looks take at most 5% of a core from serving, and changes are"
+            + " found that much later; a shorter look needs fewer files or a faster disk (logged at most every 10"
+            + " minutes)");
     assertThat(RepositoryPoll.slowLook(184_000_000, Duration.ofSeconds(30), 4_000)).isNull();
+    assertThat(RepositoryPoll.spacing(184_000_000, Duration.ofSeconds(30))).isEqualTo(30_000_000_000L);
   }
 
   @Test
