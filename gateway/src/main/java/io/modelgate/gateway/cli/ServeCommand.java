@@ -290,6 +290,22 @@ final class ServeCommand implements Callable<Integer> {
   double accessLogRate;
 
   @Option(
+      names = "--trace-endpoint",
+      paramLabel = "URL",
+      description = "Record inference calls as OpenTelemetry spans and send them over OTLP/HTTP to this address (an"
+          + " OpenTelemetry Collector's, e.g. http://otel-collector:4318; /v1/traces is added to one without a path)."
+          + " A call whose W3C traceparent header is sampled is traced as a child of the caller's span; see"
+          + " --trace-sample-rate for calls without one. Default: none (no call traced).")
+  java.net.URI traceEndpoint;
+
+  @Option(
+      names = "--trace-sample-rate",
+      defaultValue = "0",
+      description = "With --trace-endpoint: the share of calls arriving without a sampled traceparent that start a"
+          + " trace of their own, 0 to 1 (a traceparent not sampled is never traced). Default: ${DEFAULT-VALUE}.")
+  double traceSampleRate;
+
+  @Option(
       names = "--warmup-rounds",
       defaultValue = "200",
       paramLabel = "N",
@@ -552,7 +568,8 @@ final class ServeCommand implements Callable<Integer> {
           usageRetention,
           requestMemory,
           receive,
-          repositoryPoll);
+          repositoryPoll,
+          new io.modelgate.gateway.tracing.TraceSettings(traceEndpoint, traceSampleRate, java.time.Duration.ofSeconds(1)));
     } catch (IllegalArgumentException e) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(), e.getMessage());
     }

@@ -151,6 +151,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
   private final io.modelgate.gateway.health.Drift drift;
   private final io.modelgate.gateway.usage.Usage usage;
   private final io.modelgate.gateway.callers.Quotas quotas;
+  private final io.modelgate.gateway.tracing.Tracing tracing;
   /** Bytes of requests admitted and not yet answered, across versions, and their limit. */
   private final RequestMemory requestMemory;
   private final io.modelgate.gateway.callers.FairShare fairShare = new io.modelgate.gateway.callers.FairShare();
@@ -188,8 +189,10 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       io.modelgate.gateway.health.Drift drift,
       io.modelgate.gateway.usage.Usage usage,
       io.modelgate.gateway.callers.Quotas quotas,
-      RequestMemory requestMemory) {
+      RequestMemory requestMemory,
+      io.modelgate.gateway.tracing.Tracing tracing) {
     this.requestMemory = java.util.Objects.requireNonNull(requestMemory, "request memory");
+    this.tracing = java.util.Objects.requireNonNull(tracing, "tracing");
     this.drift = drift;
     this.usage = usage;
     this.quotas = quotas;
@@ -415,7 +418,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       call.setOnCloseHandler(answer);
       enqueue(request, tenant, target, answer, arrival, call::isCancelled, Context.current().getDeadline());
     } catch (RuntimeException e) {
-      call.onError(ErrorStatus.exception(e, refused(answer, e)));
+      call.onError(ErrorStatus.exception(e, refused(answer, e, request, arrival, UnaryAnswer.METHOD)));
     }
   }
 
@@ -453,6 +456,10 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       long arrival,
       BooleanSupplier cancelled,
       Deadline deadline) {
+    io.modelgate.gateway.tracing.Tracing.Traced traced = tracing.current();
+    if (traced != null) {
+      answer.trace(tracing, traced);
+    }
     answer.payload(payloadLog, payloadLog.sample(target.loaded(), request, caller, tenant.tenant()));
     answer.drift(drift, target.version(), target.loaded());
     answer.usage(usage, tenant.tenant(), target.version(), request.getSerializedSize(), request.getId());
@@ -473,7 +480,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
    * Records a refused request — on its answer's version when it got that far, else as refused
    * before routing — and returns the status to answer it with.
    */
-  private Status refused(RecordedAnswer answer, RuntimeException e) {
+  private Status refused(RecordedAnswer answer, RuntimeException e, ModelInferRequest request, long arrival, String method) {
     Status status = ErrorStatus.of(e);
     if (answer != null) {
       answer.refusedFor(e);
@@ -481,6 +488,11 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       answer.logPayload(status);
     } else {
       stats.recordRejected(status.getCode());
+      io.modelgate.gateway.tracing.Tracing.Traced traced = tracing.current();
+      if (traced != null) {
+        tracing.record(traced, method, System.nanoTime() - arrival, request.getModelName(), null, null, request.getId(),
+            status.getCode(), 0, 0, 0);
+      }
     }
     return status;
   }
@@ -636,7 +648,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
             arrival, clock);
         enqueue(request, tenant, target, answer, arrival, call::isCancelled, context.getDeadline());
       } catch (RuntimeException e) {
-        Status status = refused(answer, e);
+        Status status = refused(answer, e, request, arrival, StreamAnswer.METHOD);
         fail(request.getId(), request.getModelName(), answer == null ? null : answer.version, e, status);
       }
       readNext();

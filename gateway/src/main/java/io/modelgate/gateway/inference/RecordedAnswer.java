@@ -90,6 +90,20 @@ abstract class RecordedAnswer implements InferenceCallback {
     this.bytesIn = bytesIn;
   }
 
+  private io.modelgate.gateway.tracing.Tracing tracing;
+  private io.modelgate.gateway.tracing.Tracing.Traced traced;
+
+  /** Records this request as a span of {@code traced} when it is answered. */
+  final void trace(io.modelgate.gateway.tracing.Tracing tracing, io.modelgate.gateway.tracing.Tracing.Traced traced) {
+    this.tracing = tracing;
+    this.traced = traced;
+  }
+
+  /** The RPC this answer answers, as a span names it. */
+  String method() {
+    return UnaryAnswer.METHOD;
+  }
+
   /** Called with the decoded request before it is queued (so before any answer). */
   final void decoded(DecodedRequest decoded) {
     rows = Math.max(1, decoded.rows());
@@ -201,6 +215,11 @@ abstract class RecordedAnswer implements InferenceCallback {
       usage.record(tenant, usageVersion.model(), usageVersion.numberText(), code, refusal, rows,
           result == null ? rows : result.batchRows(), result == null ? failedComputeNanos : result.computeNanos(), bytesIn,
           result == null ? 0 : result.outputBytes(), requestId, latencyNanos);
+    }
+    if (traced != null) {
+      tracing.record(traced, method(), latencyNanos, usageVersion == null ? null : usageVersion.model(),
+          usageVersion == null ? null : usageVersion.numberText(), tenant, requestId, code, rows,
+          result == null ? 0 : result.batchRows(), result == null ? failedComputeNanos : result.computeNanos());
     }
   }
 

@@ -10,6 +10,13 @@ import java.time.Clock;
 
 /** Writes one answer into its stream, from whichever thread produces it. */
 final class StreamAnswer extends RecordedAnswer {
+  /** The RPC, as a span names it. */
+  static final String METHOD = "ModelStreamInfer";
+
+  @Override
+  String method() {
+    return METHOD;
+  }
   private final InferenceService.Stream stream;
   private final String id;
   private final String modelName;

@@ -21,6 +21,8 @@ import java.time.Clock;
  * exactly what was held.
  */
 final class UnaryAnswer extends RecordedAnswer implements Runnable {
+  /** The RPC, as a span names it. */
+  static final String METHOD = "ModelInfer";
   private static final int PENDING = 0;
   private static final int HELD = 1;
   private static final int DONE = 2;

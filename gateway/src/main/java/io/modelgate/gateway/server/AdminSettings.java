@@ -34,6 +34,8 @@ import java.util.Objects;
  * @param repositoryPoll how often the model repository folder is looked at for changes, which are
  *     then loaded, loaded again or unloaded (see {@link io.modelgate.gateway.admin.RepositoryPoll});
  *     zero: never (changes wait for an operator's load)
+ * @param traces where and how often inference calls are recorded as spans (see {@link
+ *     io.modelgate.gateway.tracing.Tracing}); {@link io.modelgate.gateway.tracing.TraceSettings#OFF}: none
  */
 public record AdminSettings(
     String host,
@@ -52,7 +54,8 @@ public record AdminSettings(
     java.time.Duration usageRetention,
     long requestMemoryBytes,
     io.modelgate.gateway.inference.ReceiveTimeout receiveTimeout,
-    java.time.Duration repositoryPoll) {
+    java.time.Duration repositoryPoll,
+    io.modelgate.gateway.tracing.TraceSettings traces) {
   public static final int DEFAULT_PORT = 8003;
   /** The most warm-up rounds. */
   public static final int MAX_WARMUP_ROUNDS = 100_000;
@@ -72,6 +75,7 @@ public record AdminSettings(
     Objects.requireNonNull(usageRetention, "usage retention");
     Objects.requireNonNull(receiveTimeout, "receive timeout");
     Objects.requireNonNull(repositoryPoll, "repository poll");
+    Objects.requireNonNull(traces, "traces");
     if (repositoryPoll.isNegative() || (!repositoryPoll.isZero() && repositoryPoll.compareTo(MIN_REPOSITORY_POLL) < 0)) {
       throw new IllegalArgumentException("repository poll: " + io.modelgate.gateway.config.TimeSpans.format(repositoryPoll)
           + " (expected: at least " + io.modelgate.gateway.config.TimeSpans.format(MIN_REPOSITORY_POLL) + ", or 0 not to poll)");
@@ -120,54 +124,61 @@ public record AdminSettings(
     this(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory, null,
         io.modelgate.gateway.usage.AccessLog.DEFAULT_RATE, null, 0, DEFAULT_USAGE_RETENTION,
         io.modelgate.gateway.inference.RequestMemory.defaultLimit(), io.modelgate.gateway.inference.ReceiveTimeout.DEFAULT,
-        java.time.Duration.ZERO);
+        java.time.Duration.ZERO, io.modelgate.gateway.tracing.TraceSettings.OFF);
   }
 
   /** These settings with the admin tokens of {@code file} besides the server's own. */
   public AdminSettings withAdminTokens(Path file) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
-        callersFile, accessLogRate, file, warmupRounds, usageRetention, requestMemoryBytes, receiveTimeout, repositoryPoll);
+        callersFile, accessLogRate, file, warmupRounds, usageRetention, requestMemoryBytes, receiveTimeout, repositoryPoll, traces);
   }
 
   /** These settings with {@code file} as the callers file. */
   public AdminSettings withCallers(Path file) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory, file,
-        accessLogRate, tokensFile, warmupRounds, usageRetention, requestMemoryBytes, receiveTimeout, repositoryPoll);
+        accessLogRate, tokensFile, warmupRounds, usageRetention, requestMemoryBytes, receiveTimeout, repositoryPoll, traces);
   }
 
   /** These settings with {@code rate} of requests in the access log. */
   public AdminSettings withAccessLog(double rate) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
-        callersFile, rate, tokensFile, warmupRounds, usageRetention, requestMemoryBytes, receiveTimeout, repositoryPoll);
+        callersFile, rate, tokensFile, warmupRounds, usageRetention, requestMemoryBytes, receiveTimeout, repositoryPoll, traces);
   }
 
   /** These settings with {@code rounds} of start-up warm-up (0: none). */
   public AdminSettings withWarmup(int rounds) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
-        callersFile, accessLogRate, tokensFile, rounds, usageRetention, requestMemoryBytes, receiveTimeout, repositoryPoll);
+        callersFile, accessLogRate, tokensFile, rounds, usageRetention, requestMemoryBytes, receiveTimeout, repositoryPoll, traces);
   }
 
   /** These settings with the usage ledger keeping each hour for {@code retention} (zero: for ever). */
   public AdminSettings withUsageRetention(java.time.Duration retention) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
-        callersFile, accessLogRate, tokensFile, warmupRounds, retention, requestMemoryBytes, receiveTimeout, repositoryPoll);
+        callersFile, accessLogRate, tokensFile, warmupRounds, retention, requestMemoryBytes, receiveTimeout, repositoryPoll, traces);
   }
 
   /** These settings with at most {@code bytes} of request messages held at once, across versions. */
   public AdminSettings withRequestMemory(long bytes) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
-        callersFile, accessLogRate, tokensFile, warmupRounds, usageRetention, bytes, receiveTimeout, repositoryPoll);
+        callersFile, accessLogRate, tokensFile, warmupRounds, usageRetention, bytes, receiveTimeout, repositoryPoll, traces);
   }
 
   /** These settings with request messages on the inference port cancelled when they arrive slower than {@code timeout}. */
   public AdminSettings withReceiveTimeout(io.modelgate.gateway.inference.ReceiveTimeout timeout) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
-        callersFile, accessLogRate, tokensFile, warmupRounds, usageRetention, requestMemoryBytes, timeout, repositoryPoll);
+        callersFile, accessLogRate, tokensFile, warmupRounds, usageRetention, requestMemoryBytes, timeout, repositoryPoll, traces);
   }
 
   /** These settings with the repository folder looked at for changes every {@code every} (zero: never). */
   public AdminSettings withRepositoryPoll(java.time.Duration every) {
     return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
-        callersFile, accessLogRate, tokensFile, warmupRounds, usageRetention, requestMemoryBytes, receiveTimeout, every);
+        callersFile, accessLogRate, tokensFile, warmupRounds, usageRetention, requestMemoryBytes, receiveTimeout, every, traces);
+  }
+
+  /** These settings with inference calls traced as {@code settings} say. */
+  public AdminSettings withTraces(io.modelgate.gateway.tracing.TraceSettings settings) {
+    return new AdminSettings(host, port, token, tls, metricsHost, metricsPort, stateDirectory, control, payloadLogDirectory,
+        callersFile, accessLogRate, tokensFile, warmupRounds, usageRetention, requestMemoryBytes, receiveTimeout,
+        repositoryPoll, settings);
   }
 }

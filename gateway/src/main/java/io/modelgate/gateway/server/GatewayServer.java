@@ -102,6 +102,7 @@ public final class GatewayServer {
   private final io.modelgate.gateway.health.Drift drift;
   private final io.modelgate.gateway.config.WatchedFile<io.modelgate.gateway.callers.CallerPolicy> callers;
   private final io.modelgate.gateway.usage.Usage usage;
+  private final io.modelgate.gateway.tracing.Tracing tracing;
   private final io.modelgate.gateway.config.WatchedFile<io.modelgate.gateway.admin.AdminTokens> adminTokens;
   private final io.modelgate.gateway.admin.AccessControl access;
   private final AdminService admin;
@@ -136,6 +137,7 @@ public final class GatewayServer {
     this.drift = b.drift;
     this.callers = b.callers;
     this.usage = b.usage;
+    this.tracing = b.tracing;
     this.adminTokens = b.adminTokens;
     this.admin = b.admin;
     this.access = b.access;
@@ -167,6 +169,7 @@ public final class GatewayServer {
     io.modelgate.gateway.config.WatchedFile<io.modelgate.gateway.admin.AdminTokens> adminTokens;
     io.modelgate.gateway.admin.AccessControl access;
     io.modelgate.gateway.usage.Usage usage;
+    io.modelgate.gateway.tracing.Tracing tracing;
     AdminService admin;
     HttpEndpoints metrics;
     HealthStatusManager health;
@@ -208,6 +211,7 @@ public final class GatewayServer {
         payloadLog == null ? null : payloadLog::close,
         drift == null ? null : drift::close,
         usage == null ? null : usage::close,
+        tracing == null ? null : tracing::close,
         callers == null ? null : callers::close,
         adminTokens == null ? null : adminTokens::close,
         admin == null ? null : admin::close,
@@ -491,6 +495,8 @@ public final class GatewayServer {
         adminSettings.stateDirectory().resolve("usage"), new io.modelgate.gateway.usage.AccessLog(adminSettings.accessLogRate()),
         adminSettings.usageRetention());
     b.drift = new io.modelgate.gateway.health.Drift(repository, stats.prometheus(), stats.clock(), controlSettings.replica());
+    b.tracing = io.modelgate.gateway.tracing.Tracing.start(adminSettings.traces(), controlSettings.replica(),
+        ServerVersion.current()).bindTo(stats.prometheus());
     b.golden = new io.modelgate.gateway.health.GoldenSets(repository, stats.clock(), stats.background(), b.drift);
     b.payloadLog = new io.modelgate.gateway.health.PayloadLog(adminSettings.payloadLogDirectory(), stats.prometheus(), stats.clock())
         .follow(repository);
@@ -560,7 +566,8 @@ public final class GatewayServer {
             b.usage,
             new io.modelgate.gateway.callers.Quotas(stats.clock(), b.access::quota, b.access::weight,
                 callersFile == null ? () -> null : () -> callersFile.get().tenants()),
-            b.requestMemory);
+            b.requestMemory,
+            b.tracing);
     java.util.function.Supplier<io.modelgate.gateway.admin.AdminTokens> tokens = b.access::tokens;
     ControlPlane control = b.control;
     // A call refused for its role is audited, off the transport's thread (the store may be etcd),
@@ -575,10 +582,10 @@ public final class GatewayServer {
             .addService(
                 ServerInterceptors.intercept(
                     ServerInterceptors.intercept(
-                        b.callers == null
+                        traced(b.tracing, b.callers == null
                             ? inference.definition()
                             : ServerInterceptors.intercept(inference.definition(),
-                                new io.modelgate.gateway.callers.CallerAuth(b.callers, InferenceService.CALLER_METHODS)),
+                                new io.modelgate.gateway.callers.CallerAuth(b.callers, InferenceService.CALLER_METHODS))),
                         AdminAuth.forMethods(tokens, InferenceService.GUARDED_METHODS, b.payloadLog::active, denied)),
                     grpcMetrics(stats)))
             .addService(b.health.getHealthService())
@@ -684,6 +691,12 @@ public final class GatewayServer {
    * grpc_server_responses_sent_messages_total}); its cost per call is measured in {@code
    * GrpcMetricsBenchmark}.
    */
+  /** {@code service} with calls marked for tracing as they arrive, where calls are traced; else as it is. */
+  private static io.grpc.ServerServiceDefinition traced(io.modelgate.gateway.tracing.Tracing tracing,
+      io.grpc.ServerServiceDefinition service) {
+    return tracing.on() ? ServerInterceptors.intercept(service, tracing.interceptor()) : service;
+  }
+
   private static io.grpc.ServerInterceptor grpcMetrics(StatsRegistry stats) {
     return new io.micrometer.core.instrument.binder.grpc.MetricCollectingServerInterceptor(stats.prometheus());
   }
@@ -751,6 +764,11 @@ public final class GatewayServer {
   /** The poll of the repository folder for changes, or null where it is not polled. */
   public io.modelgate.gateway.admin.RepositoryPoll repositoryPoll() {
     return poll;
+  }
+
+  /** How inference calls are traced (off unless {@code --trace-endpoint}). */
+  public io.modelgate.gateway.tracing.Tracing tracing() {
+    return tracing;
   }
 
   /** The owner of routing policies, rollouts and their persistence. */
@@ -862,6 +880,8 @@ public final class GatewayServer {
     drift.close();
     // Every answer is counted: the ledger is written one last time.
     usage.close();
+    // Every answer's span is recorded: what waits is sent.
+    tracing.close();
     if (callers != null) {
       callers.close();
     }

@@ -1,0 +1,323 @@
+package io.modelgate.gateway.tracing;
+
+import io.grpc.Contexts;
+import io.grpc.Metadata;
+import io.grpc.ServerCall;
+import io.grpc.ServerCallHandler;
+import io.grpc.ServerInterceptor;
+import io.grpc.Status;
+import io.opentelemetry.api.common.AttributeKey;
+import io.opentelemetry.api.trace.Span;
+import io.opentelemetry.api.trace.SpanBuilder;
+import io.opentelemetry.api.trace.SpanContext;
+import io.opentelemetry.api.trace.SpanKind;
+import io.opentelemetry.api.trace.StatusCode;
+import io.opentelemetry.api.trace.Tracer;
+import io.opentelemetry.api.trace.propagation.W3CTraceContextPropagator;
+import io.opentelemetry.context.Context;
+import io.opentelemetry.context.propagation.TextMapGetter;
+import io.opentelemetry.exporter.otlp.http.trace.OtlpHttpSpanExporter;
+import io.opentelemetry.sdk.common.CompletableResultCode;
+import io.opentelemetry.sdk.resources.Resource;
+import io.opentelemetry.sdk.trace.SdkTracerProvider;
+import io.opentelemetry.sdk.trace.data.SpanData;
+import io.opentelemetry.sdk.trace.export.BatchSpanProcessor;
+import io.opentelemetry.sdk.trace.export.SpanExporter;
+import io.opentelemetry.sdk.trace.samplers.Sampler;
+import java.time.Duration;
+import java.util.Collection;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * Distributed tracing of inference calls ({@code serve --trace-endpoint}): a call that arrives in
+ * a sampled W3C trace ({@code traceparent} header) — or, at {@link TraceSettings#sampleRate}, one
+ * that arrives in none — is recorded as an OpenTelemetry server span, a child of the caller's span,
+ * named {@code inference.GRPCInferenceService/ModelInfer} (or {@code ModelStreamInfer}, one span
+ * per message), from the call's arrival to its answer, with the model and version that served it,
+ * the tenant, the gRPC status, the rows and the batch it ran in. Spans are sent in batches over
+ * OTLP/HTTP by the OpenTelemetry SDK's exporter, on its own thread.
+ *
+ * <p>Off the request path for calls not traced: the interceptor reads the {@code traceparent}
+ * header (a look-up in the call's headers) and attaches nothing; a traced call carries one small
+ * object, and its span is built when it is answered. At most {@value #MOST_WAITING} spans wait to
+ * be sent: past that, spans are dropped (counted) rather than built, so a collector that is slow
+ * or gone costs neither memory nor time beyond that.
+ *
+ * <p>Threading: the interceptor runs on the transport's threads; {@link #record} on whichever
+ * thread answers a call (an executor's, or an event loop's for a refusal); the counters may be
+ * read on any thread. {@link #close} sends what is waiting, once every call has been answered.
+ */
+public final class Tracing implements AutoCloseable {
+  /** The W3C Trace Context headers. */
+  public static final Metadata.Key<String> TRACEPARENT = Metadata.Key.of("traceparent", Metadata.ASCII_STRING_MARSHALLER);
+  public static final Metadata.Key<String> TRACESTATE = Metadata.Key.of("tracestate", Metadata.ASCII_STRING_MARSHALLER);
+  /** The service name spans are sent under. */
+  public static final String SERVICE_NAME = "modelgate";
+  /** The most spans that wait to be sent; more are dropped. */
+  public static final int MOST_WAITING = 2048;
+  /** The gRPC service whose calls are traced, as spans name it. */
+  static final String RPC_SERVICE = "inference.GRPCInferenceService";
+
+  private static final io.grpc.Context.Key<Traced> TRACED = io.grpc.Context.key("modelgate-trace");
+  private static final AttributeKey<String> RPC_SYSTEM = AttributeKey.stringKey("rpc.system");
+  private static final AttributeKey<String> RPC_SERVICE_KEY = AttributeKey.stringKey("rpc.service");
+  private static final AttributeKey<String> RPC_METHOD = AttributeKey.stringKey("rpc.method");
+  private static final AttributeKey<Long> RPC_STATUS = AttributeKey.longKey("rpc.grpc.status_code");
+  static final AttributeKey<String> MODEL = AttributeKey.stringKey("modelgate.model");
+  static final AttributeKey<String> VERSION = AttributeKey.stringKey("modelgate.version");
+  static final AttributeKey<String> TENANT = AttributeKey.stringKey("modelgate.tenant");
+  static final AttributeKey<String> REQUEST_ID = AttributeKey.stringKey("modelgate.request_id");
+  static final AttributeKey<Long> ROWS = AttributeKey.longKey("modelgate.rows");
+  static final AttributeKey<Long> BATCH_ROWS = AttributeKey.longKey("modelgate.batch_rows");
+  static final AttributeKey<Double> BATCH_COMPUTE_MS = AttributeKey.doubleKey("modelgate.batch_compute_ms");
+
+  /** Reads the two W3C headers from a call's headers. */
+  private static final TextMapGetter<Metadata> HEADERS = new TextMapGetter<>() {
+    @Override
+    public String get(Metadata carrier, String key) {
+      if (carrier == null) {
+        return null;
+      }
+      return switch (key) {
+        case "traceparent" -> carrier.get(TRACEPARENT);
+        case "tracestate" -> carrier.get(TRACESTATE);
+        default -> null;
+      };
+    }
+  };
+
+  /**
+   * A call to be recorded as a span: the context its span is a child of (the caller's span, or
+   * none for a trace the gateway starts). Immutable.
+   */
+  public static final class Traced {
+    private final Context parent;
+
+    Traced(Context parent) {
+      this.parent = parent;
+    }
+
+    /** The caller's span this call's span is a child of; invalid where the gateway started the trace. */
+    public SpanContext parent() {
+      return Span.fromContext(parent).getSpanContext();
+    }
+  }
+
+  private final TraceSettings settings;
+  private final SdkTracerProvider provider;
+  private final Tracer tracer;
+  private final io.opentelemetry.sdk.common.Clock clock = io.opentelemetry.sdk.common.Clock.getDefault();
+  private final AtomicLong recorded = new AtomicLong();
+  private final AtomicLong dropped = new AtomicLong();
+  private final AtomicLong exported = new AtomicLong();
+  private final AtomicLong failed = new AtomicLong();
+
+  private Tracing(TraceSettings settings, String replica, String version) {
+    this.settings = settings;
+    if (!settings.on()) {
+      provider = null;
+      tracer = null;
+      return;
+    }
+    SpanExporter otlp = OtlpHttpSpanExporter.builder()
+        .setEndpoint(settings.endpoint().toString())
+        .setTimeout(Duration.ofSeconds(10))
+        .build();
+    provider = SdkTracerProvider.builder()
+        .setResource(Resource.getDefault().merge(Resource.create(io.opentelemetry.api.common.Attributes.of(
+            AttributeKey.stringKey("service.name"), SERVICE_NAME,
+            AttributeKey.stringKey("service.instance.id"), replica,
+            AttributeKey.stringKey("service.version"), version))))
+        .setSampler(Sampler.alwaysOn()) // the interceptor chose the calls: each one traced is recorded
+        .addSpanProcessor(BatchSpanProcessor.builder(new Counted(otlp))
+            .setScheduleDelay(settings.exportDelay())
+            // Twice what this class lets wait: the processor itself never drops.
+            .setMaxQueueSize(2 * MOST_WAITING)
+            .setMaxExportBatchSize(512)
+            .build())
+        .build();
+    tracer = provider.get("io.modelgate.gateway", version);
+  }
+
+  /**
+   * Tracing as {@code settings} say; off (no thread, nothing recorded) where they name no
+   * endpoint.
+   *
+   * @param replica this replica's name, sent as the spans' {@code service.instance.id}
+   * @param version the server's version, sent as {@code service.version}
+   */
+  public static Tracing start(TraceSettings settings, String replica, String version) {
+    return new Tracing(settings, replica, version);
+  }
+
+  /** No call traced. */
+  public static Tracing off() {
+    return new Tracing(TraceSettings.OFF, "", "");
+  }
+
+  /** Whether calls are traced. */
+  public boolean on() {
+    return provider != null;
+  }
+
+  /**
+   * The interceptor that decides, as each call arrives, whether it is traced, and marks it so
+   * (installed on the inference service only where {@link #on}).
+   */
+  public ServerInterceptor interceptor() {
+    return new ServerInterceptor() {
+      @Override
+      public <Q, R> ServerCall.Listener<Q> interceptCall(ServerCall<Q, R> call, Metadata headers,
+          ServerCallHandler<Q, R> next) {
+        Traced traced = decide(headers);
+        if (traced == null) {
+          return next.startCall(call, headers);
+        }
+        return Contexts.interceptCall(io.grpc.Context.current().withValue(TRACED, traced), call, headers, next);
+      }
+    };
+  }
+
+  /**
+   * Whether a call with {@code headers} is traced, and as whose child: a valid {@code traceparent}
+   * decides (sampled: traced, as its child; not sampled: not traced); without one (or with one
+   * that does not parse, which W3C Trace Context says to treat as none) a draw at the sample rate,
+   * a trace of its own. Null: not traced.
+   */
+  Traced decide(Metadata headers) {
+    if (headers.get(TRACEPARENT) != null) {
+      Context parent = W3CTraceContextPropagator.getInstance().extract(Context.root(), headers, HEADERS);
+      SpanContext context = Span.fromContext(parent).getSpanContext();
+      if (context.isValid()) {
+        return context.isSampled() ? new Traced(parent) : null;
+      }
+    }
+    double rate = settings.sampleRate();
+    if (rate > 0 && (rate >= 1 || ThreadLocalRandom.current().nextDouble() < rate)) {
+      return new Traced(Context.root());
+    }
+    return null;
+  }
+
+  /** The current call's trace, or null where it is not traced. On the call's thread, while its context is current. */
+  public Traced current() {
+    return provider == null ? null : TRACED.get();
+  }
+
+  /**
+   * Records a traced call's span: from its arrival ({@code arrivalNanos}, {@link System#nanoTime})
+   * to now, {@code latencyNanos} later. {@code model}, {@code version}, {@code tenant}, {@code
+   * requestId} may be null (a call refused before it was routed), {@code batchRows} and {@code
+   * computeNanos} 0 (none ran). Any thread; dropped when {@value #MOST_WAITING} spans wait.
+   *
+   * @param method {@code ModelInfer} or {@code ModelStreamInfer}
+   */
+  public void record(Traced traced, String method, long latencyNanos, String model, String version, String tenant,
+      String requestId, Status.Code code, int rows, int batchRows, long computeNanos) {
+    if (recorded.get() - exported.get() - failed.get() >= MOST_WAITING) {
+      dropped.incrementAndGet();
+      return;
+    }
+    recorded.incrementAndGet();
+    long end = clock.now();
+    SpanBuilder span = tracer.spanBuilder(RPC_SERVICE + "/" + method)
+        .setParent(traced.parent)
+        .setSpanKind(SpanKind.SERVER)
+        .setStartTimestamp(end - latencyNanos, TimeUnit.NANOSECONDS)
+        .setAttribute(RPC_SYSTEM, "grpc")
+        .setAttribute(RPC_SERVICE_KEY, RPC_SERVICE)
+        .setAttribute(RPC_METHOD, method)
+        .setAttribute(RPC_STATUS, (long) code.value())
+        .setAttribute(ROWS, (long) rows);
+    if (model != null) {
+      span.setAttribute(MODEL, model);
+    }
+    if (version != null) {
+      span.setAttribute(VERSION, version);
+    }
+    if (tenant != null) {
+      span.setAttribute(TENANT, tenant);
+    }
+    if (requestId != null && !requestId.isEmpty()) {
+      span.setAttribute(REQUEST_ID, requestId);
+    }
+    if (batchRows > 0) {
+      span.setAttribute(BATCH_ROWS, (long) batchRows);
+      span.setAttribute(BATCH_COMPUTE_MS, computeNanos / 1e6);
+    }
+    Span started = span.startSpan();
+    if (code != Status.Code.OK) {
+      started.setStatus(StatusCode.ERROR, code.name());
+    }
+    started.end(end, TimeUnit.NANOSECONDS);
+  }
+
+  /** Spans recorded, dropped (too many waiting), sent, or lost in a failed send, since the start. Any thread. */
+  public long spans(String result) {
+    return switch (result) {
+      case "recorded" -> recorded.get();
+      case "dropped" -> dropped.get();
+      case "exported" -> exported.get();
+      case "failed" -> failed.get();
+      default -> throw new IllegalArgumentException(result);
+    };
+  }
+
+  /** Registers the spans' counters with {@code registry} (where {@link #on}); returns this. */
+  public Tracing bindTo(io.micrometer.core.instrument.MeterRegistry registry) {
+    if (!on()) {
+      return this;
+    }
+    for (String result : new String[] {"exported", "failed", "dropped"}) {
+      io.micrometer.core.instrument.FunctionCounter.builder("modelgate.trace.spans", this, t -> t.spans(result))
+          .description("Spans of traced calls: sent to the trace endpoint (exported), lost because a send failed"
+              + " (failed: the endpoint unreachable or refusing), or not recorded because "
+              + MOST_WAITING + " waited to be sent (dropped)")
+          .tag("result", result)
+          .register(registry);
+    }
+    return this;
+  }
+
+  /** Sends what waits (for up to 10 s) and stops the exporter's thread. */
+  @Override
+  public void close() {
+    if (provider != null) {
+      provider.shutdown().join(10, TimeUnit.SECONDS);
+    }
+  }
+
+  /** Sends everything recorded so far; true once sent (or failed), false after {@code timeout}. Tests and shutdown. */
+  public boolean flush(Duration timeout) {
+    return provider == null || provider.forceFlush().join(timeout.toMillis(), TimeUnit.MILLISECONDS).isDone();
+  }
+
+  /** The exporter, counting what it sent and what it lost. */
+  private final class Counted implements SpanExporter {
+    private final SpanExporter exporter;
+
+    Counted(SpanExporter exporter) {
+      this.exporter = exporter;
+    }
+
+    @Override
+    public CompletableResultCode export(Collection<SpanData> spans) {
+      int count = spans.size();
+      CompletableResultCode result = exporter.export(spans);
+      result.whenComplete(() -> (result.isSuccess() ? exported : failed).addAndGet(count));
+      return result;
+    }
+
+    @Override
+    public CompletableResultCode flush() {
+      return exporter.flush();
+    }
+
+    @Override
+    public CompletableResultCode shutdown() {
+      return exporter.shutdown();
+    }
+  }
+}

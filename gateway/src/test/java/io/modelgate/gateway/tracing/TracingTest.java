@@ -1,0 +1,217 @@
+package io.modelgate.gateway.tracing;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import com.sun.net.httpserver.HttpServer;
+import io.grpc.Metadata;
+import io.grpc.StatusRuntimeException;
+import io.grpc.stub.MetadataUtils;
+import io.grpc.stub.StreamObserver;
+import io.modelgate.gateway.testing.Gateway;
+import io.modelgate.gateway.testing.Tensors;
+import io.modelgate.proto.inference.ModelStreamInferResponse;
+import io.opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest;
+import io.opentelemetry.proto.collector.trace.v1.ExportTraceServiceResponse;
+import io.opentelemetry.proto.common.v1.KeyValue;
+import io.opentelemetry.proto.trace.v1.ResourceSpans;
+import io.opentelemetry.proto.trace.v1.ScopeSpans;
+import io.opentelemetry.proto.trace.v1.Span;
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.net.URI;
+import java.nio.file.Path;
+import java.time.Clock;
+import java.time.Duration;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Inference calls traced end to end: a gateway sending its spans over OTLP/HTTP, by the
+ * OpenTelemetry SDK's own exporter, to a receiver that decodes them as a collector does (the OTLP
+ * protobuf messages).
+ */
+class TracingTest {
+  private static final String TRACE = "4bf92f3577b34da6a3ce929d0e0e4736";
+  private static final String CALLER_SPAN = "00f067aa0ba902b7";
+
+  @TempDir Path root;
+  HttpServer collector;
+  final List<ResourceSpans> received = new CopyOnWriteArrayList<>();
+  Gateway gateway;
+
+  @BeforeEach
+  void start() throws IOException {
+    collector = HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 0);
+    collector.createContext(TraceSettings.TRACES_PATH, exchange -> {
+      byte[] body = exchange.getRequestBody().readAllBytes();
+      received.addAll(ExportTraceServiceRequest.parseFrom(body).getResourceSpansList());
+      byte[] answer = ExportTraceServiceResponse.getDefaultInstance().toByteArray();
+      exchange.getResponseHeaders().add("Content-Type", "application/x-protobuf");
+      exchange.sendResponseHeaders(200, answer.length);
+      exchange.getResponseBody().write(answer);
+      exchange.close();
+    });
+    collector.start();
+    Gateway.write(root, "m", 1, Gateway.affine());
+  }
+
+  private void open(double sampleRate) throws IOException {
+    URI endpoint = URI.create("http://127.0.0.1:" + collector.getAddress().getPort());
+    gateway = Gateway.inProcess(root, Duration.ofSeconds(10), Duration.ZERO,
+        Gateway.adminSettings(root.resolve(".state"), -1).withTraces(TraceSettings.to(endpoint, sampleRate)),
+        Clock.systemUTC());
+  }
+
+  @AfterEach
+  void stop() {
+    if (gateway != null) {
+      gateway.close();
+    }
+    collector.stop(0);
+  }
+
+  private static Metadata traceparent(String value) {
+    Metadata headers = new Metadata();
+    headers.put(Tracing.TRACEPARENT, value);
+    return headers;
+  }
+
+  /** The spans received so far, once every span recorded has been sent. */
+  private List<Span> spans() {
+    assertThat(gateway.server.tracing().flush(Duration.ofSeconds(30))).isTrue();
+    return received.stream().flatMap(r -> r.getScopeSpansList().stream()).flatMap(s -> s.getSpansList().stream()).toList();
+  }
+
+  private static String attribute(Span span, String key) {
+    for (KeyValue pair : span.getAttributesList()) {
+      if (pair.getKey().equals(key)) {
+        var value = pair.getValue();
+        return switch (value.getValueCase()) {
+          case STRING_VALUE -> value.getStringValue();
+          case INT_VALUE -> Long.toString(value.getIntValue());
+          case DOUBLE_VALUE -> Double.toString(value.getDoubleValue());
+          default -> value.toString();
+        };
+      }
+    }
+    return null;
+  }
+
+  @Test
+  void aCallInASampledTrace_isAChildSpanOfTheCallers_withWhatServedIt() throws IOException {
+    open(0);
+    gateway.blocking().withInterceptors(MetadataUtils.newAttachHeadersInterceptor(
+            traceparent("00-" + TRACE + "-" + CALLER_SPAN + "-01")))
+        .modelInfer(Tensors.affine(1, 2, 3).setModelName("m").setId("call-1").build());
+
+    assertThat(spans()).singleElement().satisfies(span -> {
+      assertThat(HexFormat.of().formatHex(span.getTraceId().toByteArray())).isEqualTo(TRACE);
+      assertThat(HexFormat.of().formatHex(span.getParentSpanId().toByteArray())).isEqualTo(CALLER_SPAN);
+      assertThat(span.getName()).isEqualTo("inference.GRPCInferenceService/ModelInfer");
+      assertThat(span.getKind()).isEqualTo(Span.SpanKind.SPAN_KIND_SERVER);
+      assertThat(span.getStatus().getCode()).isEqualTo(io.opentelemetry.proto.trace.v1.Status.StatusCode.STATUS_CODE_UNSET);
+      assertThat(span.getEndTimeUnixNano()).isGreaterThanOrEqualTo(span.getStartTimeUnixNano());
+      assertThat(attribute(span, "rpc.system")).isEqualTo("grpc");
+      assertThat(attribute(span, "rpc.grpc.status_code")).isEqualTo("0");
+      assertThat(attribute(span, "modelgate.model")).isEqualTo("m");
+      assertThat(attribute(span, "modelgate.version")).isEqualTo("1");
+      assertThat(attribute(span, "modelgate.tenant")).isEqualTo("anonymous");
+      assertThat(attribute(span, "modelgate.request_id")).isEqualTo("call-1");
+      assertThat(attribute(span, "modelgate.rows")).isEqualTo("1");
+      assertThat(attribute(span, "modelgate.batch_rows")).isEqualTo("1");
+      assertThat(attribute(span, "modelgate.batch_compute_ms")).isNotNull();
+    });
+    assertThat(received).singleElement().satisfies(resource -> assertThat(resource.getResource().getAttributesList())
+        .anySatisfy(pair -> {
+          assertThat(pair.getKey()).isEqualTo("service.name");
+          assertThat(pair.getValue().getStringValue()).isEqualTo("modelgate");
+        }));
+    assertThat(gateway.stats.scrape()).contains("modelgate_trace_spans_total{result=\"exported\"} 1.0")
+        .contains("modelgate_trace_spans_total{result=\"dropped\"} 0.0");
+  }
+
+  @Test
+  void callsNotSampled_orInNoTraceAtRateZero_areNotTraced_andARefusalIsTracedAsAnError() throws IOException {
+    open(0);
+    gateway.blocking().withInterceptors(MetadataUtils.newAttachHeadersInterceptor(
+            traceparent("00-" + TRACE + "-" + CALLER_SPAN + "-00")))
+        .modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build());
+    gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build());
+    assertThat(spans()).isEmpty();
+
+    assertThatThrownBy(() -> gateway.blocking().withInterceptors(MetadataUtils.newAttachHeadersInterceptor(
+            traceparent("00-" + TRACE + "-" + CALLER_SPAN + "-01")))
+        .modelInfer(Tensors.affine(1, 2, 3).setModelName("nope").build()))
+        .isInstanceOf(StatusRuntimeException.class).hasMessageContaining("NOT_FOUND");
+    assertThat(spans()).singleElement().satisfies(span -> {
+      assertThat(span.getStatus().getCode()).isEqualTo(io.opentelemetry.proto.trace.v1.Status.StatusCode.STATUS_CODE_ERROR);
+      assertThat(span.getStatus().getMessage()).isEqualTo("NOT_FOUND");
+      assertThat(attribute(span, "rpc.grpc.status_code")).isEqualTo("5");
+      assertThat(attribute(span, "modelgate.model")).isEqualTo("nope");
+      assertThat(attribute(span, "modelgate.version")).isNull();
+    });
+  }
+
+  @Test
+  void atRateOne_aCallWithoutATrace_orWithATraceparentThatDoesNotParse_startsATraceOfItsOwn() throws IOException {
+    open(1);
+    gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build());
+    gateway.blocking().withInterceptors(MetadataUtils.newAttachHeadersInterceptor(traceparent("00-zz-not-a-trace-01")))
+        .modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build());
+    List<Span> spans = spans();
+    assertThat(spans).hasSize(2).allSatisfy(span -> assertThat(span.getParentSpanId().isEmpty()).isTrue());
+    assertThat(spans.get(0).getTraceId()).isNotEqualTo(spans.get(1).getTraceId());
+  }
+
+  @Test
+  void aStreamInASampledTrace_isASpanPerMessage() throws Exception {
+    open(0);
+    CountDownLatch answered = new CountDownLatch(2);
+    List<ModelStreamInferResponse> answers = new CopyOnWriteArrayList<>();
+    StreamObserver<io.modelgate.proto.inference.ModelInferRequest> requests = gateway.async()
+        .withInterceptors(MetadataUtils.newAttachHeadersInterceptor(traceparent("00-" + TRACE + "-" + CALLER_SPAN + "-01")))
+        .modelStreamInfer(new StreamObserver<>() {
+          @Override
+          public void onNext(ModelStreamInferResponse value) {
+            answers.add(value);
+            answered.countDown();
+          }
+
+          @Override
+          public void onError(Throwable t) {}
+
+          @Override
+          public void onCompleted() {}
+        });
+    requests.onNext(Tensors.affine(1, 2, 3).setModelName("m").setId("a").build());
+    requests.onNext(Tensors.affine(1, 2, 3).setModelName("m").setId("b").build());
+    assertThat(answered.await(30, TimeUnit.SECONDS)).isTrue();
+    requests.onCompleted();
+    assertThat(spans()).hasSize(2).allSatisfy(span -> {
+      assertThat(span.getName()).isEqualTo("inference.GRPCInferenceService/ModelStreamInfer");
+      assertThat(HexFormat.of().formatHex(span.getParentSpanId().toByteArray())).isEqualTo(CALLER_SPAN);
+    }).extracting(span -> attribute(span, "modelgate.request_id")).containsExactlyInAnyOrder("a", "b");
+  }
+
+  @Test
+  void settingsAreChecked() {
+    assertThatThrownBy(() -> TraceSettings.to(URI.create("ftp://collector:4318"), 0))
+        .hasMessageContaining("expected: an OTLP/HTTP address");
+    assertThatThrownBy(() -> TraceSettings.to(URI.create("http://collector:4318"), 1.5))
+        .hasMessage("trace sample rate: 1.5 (expected: 0 to 1)");
+    assertThatThrownBy(() -> new TraceSettings(null, 0.1, Duration.ofSeconds(1)))
+        .hasMessageContaining("without a trace endpoint");
+    assertThat(TraceSettings.to(URI.create("http://collector:4318"), 0).endpoint())
+        .isEqualTo(URI.create("http://collector:4318/v1/traces"));
+    assertThat(TraceSettings.to(URI.create("https://collector:4318/custom/traces"), 0).endpoint())
+        .isEqualTo(URI.create("https://collector:4318/custom/traces"));
+  }
+}
