@@ -685,18 +685,18 @@ public final class GatewayServer {
     return warmup;
   }
 
-  /**
-   * gRPC server meters per method and status ({@code grpc_server_processing_duration_seconds},
-   * {@code grpc_server_requests_received_messages_total}, {@code
-   * grpc_server_responses_sent_messages_total}); its cost per call is measured in {@code
-   * GrpcMetricsBenchmark}.
-   */
   /** {@code service} with calls marked for tracing as they arrive, where calls are traced; else as it is. */
   private static io.grpc.ServerServiceDefinition traced(io.modelgate.gateway.tracing.Tracing tracing,
       io.grpc.ServerServiceDefinition service) {
     return tracing.on() ? ServerInterceptors.intercept(service, tracing.interceptor()) : service;
   }
 
+  /**
+   * gRPC server meters per method and status ({@code grpc_server_processing_duration_seconds},
+   * {@code grpc_server_requests_received_messages_total}, {@code
+   * grpc_server_responses_sent_messages_total}); its cost per call is measured in {@code
+   * GrpcMetricsBenchmark}.
+   */
   private static io.grpc.ServerInterceptor grpcMetrics(StatsRegistry stats) {
     return new io.micrometer.core.instrument.binder.grpc.MetricCollectingServerInterceptor(stats.prometheus());
   }
