@@ -16,6 +16,8 @@ import picocli.CommandLine.Command;
       RoutingCostBenchmark.class,
       DriftCostBenchmark.class,
       PollCostBenchmark.class,
+      TracingCostBenchmark.class,
+      TraceSinkCommand.class,
       FairnessBenchmark.class,
       SoakCommand.class,
       CeilingCommand.class,

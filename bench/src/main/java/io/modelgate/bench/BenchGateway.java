@@ -47,14 +47,21 @@ record BenchGateway(Path root, StatsRegistry stats, GatewayServer server, io.mod
   /** As {@link #start(Path, int, boolean, Path, SchedulerSettings)}, on {@code eventLoops} event loops. */
   static BenchGateway start(Path root, int connections, boolean background, Path callersFile,
       SchedulerSettings scheduler, int eventLoops) throws IOException {
+    return start(root, connections, background, callersFile, scheduler, eventLoops, settings -> settings);
+  }
+
+  /** As {@link #start(Path, int, boolean, Path, SchedulerSettings, int)}, its admin settings changed by {@code admin}. */
+  static BenchGateway start(Path root, int connections, boolean background, Path callersFile,
+      SchedulerSettings scheduler, int eventLoops, java.util.function.UnaryOperator<AdminSettings> admin)
+      throws IOException {
     StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), background);
     ModelRepository repository =
         ModelRepository.load(root, new ModelSettings(null, new SessionSettings(1, 1), scheduler), stats);
     GatewayServer server =
         GatewayServer.start(
             new ServerSettings("127.0.0.1", 0, 64 << 20, eventLoops, Duration.ofSeconds(10)),
-            new AdminSettings("127.0.0.1", 0, java.util.UUID.randomUUID().toString(), null, "127.0.0.1", -1,
-                root.resolve(".state")).withCallers(callersFile),
+            admin.apply(new AdminSettings("127.0.0.1", 0, java.util.UUID.randomUUID().toString(), null, "127.0.0.1", -1,
+                root.resolve(".state")).withCallers(callersFile)),
             repository,
             stats);
     return new BenchGateway(root, stats, server,

@@ -89,6 +89,11 @@ final class InferCommand implements Callable<Integer> {
       description = "Send this API key (authorization: Bearer KEY), for a server with a callers file.")
   String apiKey;
 
+  @Option(names = "--trace",
+      description = "Send the calls in a new sampled W3C trace (a traceparent header) and print its trace id: a server"
+          + " with --trace-endpoint records each call as a span of it.")
+  boolean trace;
+
   @Option(names = "--tls-ca", paramLabel = "PEM", description = "Use TLS, trusting this CA for the server's certificate.")
   java.nio.file.Path tlsCa;
 
@@ -122,8 +127,9 @@ final class InferCommand implements Callable<Integer> {
       return CliErrors.exitCode(e);
     }
     try {
+      io.grpc.Channel calls = calls(channel, out);
       GRPCInferenceServiceBlockingStub stub =
-          GRPCInferenceServiceGrpc.newBlockingStub(calls(channel))
+          GRPCInferenceServiceGrpc.newBlockingStub(calls)
               .withDeadlineAfter(timeout.toMillis(), TimeUnit.MILLISECONDS);
       ModelMetadataResponse metadata =
           stub.modelMetadata(ModelMetadataRequest.newBuilder().setName(model).setVersion(version).build());
@@ -154,7 +160,7 @@ final class InferCommand implements Callable<Integer> {
             "user", io.modelgate.proto.inference.InferParameter.newBuilder().setStringParam(stickyKey).build());
       }
       if (repeat > 1) {
-        return repeat(out, calls(channel), cycle == null ? java.util.List.of(request.build()) : cycle);
+        return repeat(out, calls, cycle == null ? java.util.List.of(request.build()) : cycle);
       }
       long start = System.nanoTime();
       ModelInferResponse response = stub.modelInfer(request.build());
@@ -196,13 +202,26 @@ final class InferCommand implements Callable<Integer> {
     return invert ? MnistDigits.inverted(pixels) : pixels;
   }
 
-  /** The channel the calls go through: with the API key, when one is given. */
-  private io.grpc.Channel calls(ManagedChannel channel) {
-    if (apiKey == null) {
+  /** The channel the calls go through: with the API key, and in a trace, when asked. */
+  private io.grpc.Channel calls(ManagedChannel channel, PrintWriter out) {
+    if (apiKey == null && !trace) {
       return channel;
     }
     io.grpc.Metadata headers = new io.grpc.Metadata();
-    headers.put(io.grpc.Metadata.Key.of("authorization", io.grpc.Metadata.ASCII_STRING_MARSHALLER), "Bearer " + apiKey);
+    if (apiKey != null) {
+      headers.put(io.grpc.Metadata.Key.of("authorization", io.grpc.Metadata.ASCII_STRING_MARSHALLER), "Bearer " + apiKey);
+    }
+    if (trace) {
+      java.security.SecureRandom random = new java.security.SecureRandom();
+      byte[] traceId = new byte[16];
+      byte[] spanId = new byte[8];
+      random.nextBytes(traceId);
+      random.nextBytes(spanId);
+      java.util.HexFormat hex = java.util.HexFormat.of();
+      headers.put(io.modelgate.gateway.tracing.Tracing.TRACEPARENT,
+          "00-" + hex.formatHex(traceId) + "-" + hex.formatHex(spanId) + "-01");
+      out.printf("trace %s (the calls' parent span %s)%n", hex.formatHex(traceId), hex.formatHex(spanId));
+    }
     return io.grpc.ClientInterceptors.intercept(channel, io.grpc.stub.MetadataUtils.newAttachHeadersInterceptor(headers));
   }
 

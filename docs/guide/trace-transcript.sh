@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Regenerates the outputs of "Tracing calls across services" (section 18 of docs/operators-guide.md):
+# starts a trace sink (bin/modelgate-bench trace-sink: an OTLP/HTTP receiver that prints each span),
+# serves the demo with --trace-endpoint pointing at it, makes calls in a trace and out of one, and
+# prints each command and what the sink received ("$ cmd").
+#   docs/guide/trace-transcript.sh > /tmp/trace.txt
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+repo=$(pwd)
+port=${GUIDE_TRACE_PORT:-25301}
+sink_port=$((port + 3))
+work=$(mktemp -d)
+pid=""
+sink=""
+trap '[ -n "$sink" ] && kill "$sink" 2>/dev/null; stop_then_remove "$pid" "$work"' EXIT
+# shellcheck source=docs/guide/show.sh
+source docs/guide/show.sh
+cd "$work"
+
+echo "\$ bin/modelgate-bench trace-sink --port 4318 > sink.log &   # or an OpenTelemetry Collector's OTLP/HTTP receiver"
+"$repo/bin/modelgate-bench" trace-sink --port "$sink_port" >sink.log 2>&1 &
+sink=$!
+for _ in $(seq 1 120); do grep -q "listening" sink.log && break; sleep 0.5; done
+grep -q "listening" sink.log || { echo "the trace sink did not start" >&2; cat sink.log >&2; exit 1; }
+
+"$repo/bin/modelgate" demo models >/dev/null
+show serve --model-repository models --trace-endpoint http://127.0.0.1:4318
+"$repo/bin/modelgate" serve --warmup-inference 1s --model-repository models --replica gw1 \
+  --trace-endpoint "http://127.0.0.1:$sink_port" \
+  --grpc-port "$port" --metrics-port $((port + 1)) --admin-port $((port + 2)) >serve.log 2>&1 &
+pid=$!
+wait_serving serve.log
+infer() { show infer "$@"; "$repo/bin/modelgate" infer --target "localhost:$port" "$@" 2>&1 || true; echo; }
+
+echo "## trace 1. a call in the caller's trace, and one in none"
+infer --model cnn_mnist --digit 7 --trace
+infer --model cnn_mnist --digit 7
+# Spans are sent within a second of their calls' answers.
+for _ in $(seq 1 40); do grep -q '^span ' sink.log && break; sleep 0.25; done
+sleep 1.5
+echo "\$ cat sink.log"
+sed "s/:$sink_port/:4318/" sink.log
+echo
+echo "\$ curl -s localhost:8002/metrics | grep '^modelgate_trace'"
+curl -s "localhost:$((port + 1))/metrics" | grep '^modelgate_trace' || true
