@@ -24,9 +24,9 @@ for _ in $(seq 1 120); do grep -q "listening" sink.log && break; sleep 0.5; done
 grep -q "listening" sink.log || { echo "the trace sink did not start" >&2; cat sink.log >&2; exit 1; }
 
 "$repo/bin/modelgate" demo models >/dev/null
-show serve --model-repository models --trace-endpoint http://127.0.0.1:4318
+show serve --model-repository models --trace-endpoint http://127.0.0.1:4318 --access-log-rate 1
 "$repo/bin/modelgate" serve --warmup-inference 1s --model-repository models --replica gw1 \
-  --trace-endpoint "http://127.0.0.1:$sink_port" \
+  --trace-endpoint "http://127.0.0.1:$sink_port" --access-log-rate 1 \
   --grpc-port "$port" --metrics-port $((port + 1)) --admin-port $((port + 2)) >serve.log 2>&1 &
 pid=$!
 wait_serving serve.log
@@ -40,6 +40,9 @@ for _ in $(seq 1 40); do grep -q '^span ' sink.log && break; sleep 0.25; done
 sleep 1.5
 echo "\$ cat sink.log"
 sed "s/:$sink_port/:4318/" sink.log
+echo
+echo "\$ grep ' access - ' serve.log   # the access log (logger modelgate.access) names the trace of a call traced"
+grep ' access - ' serve.log | sed 's/^[0-9T:.+-]* //' || true
 echo
 echo "\$ curl -s localhost:8002/metrics | grep '^modelgate_trace'"
 curl -s "localhost:$((port + 1))/metrics" | grep '^modelgate_trace' || true

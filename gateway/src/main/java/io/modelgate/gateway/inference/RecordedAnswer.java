@@ -210,16 +210,18 @@ abstract class RecordedAnswer implements InferenceCallback {
       place.release();
       place = null;
     }
+    // The span first: a trace the gateway starts has its id once its span is made, for the access log.
+    String traceId = null;
+    if (traced != null) {
+      traceId = tracing.record(traced, method(), latencyNanos, usageVersion == null ? null : usageVersion.model(),
+          usageVersion == null ? null : usageVersion.numberText(), tenant, requestId, code, rows,
+          result == null ? 0 : result.batchRows(), result == null ? failedComputeNanos : result.computeNanos());
+    }
     if (usage != null) {
       // A failed request pays for the failed runs it was charged, its rows its whole share.
       usage.record(tenant, usageVersion.model(), usageVersion.numberText(), code, refusal, rows,
           result == null ? rows : result.batchRows(), result == null ? failedComputeNanos : result.computeNanos(), bytesIn,
-          result == null ? 0 : result.outputBytes(), requestId, latencyNanos);
-    }
-    if (traced != null) {
-      tracing.record(traced, method(), latencyNanos, usageVersion == null ? null : usageVersion.model(),
-          usageVersion == null ? null : usageVersion.numberText(), tenant, requestId, code, rows,
-          result == null ? 0 : result.batchRows(), result == null ? failedComputeNanos : result.computeNanos());
+          result == null ? 0 : result.outputBytes(), requestId, latencyNanos, traceId);
     }
   }
 

@@ -211,14 +211,17 @@ public final class Tracing implements AutoCloseable {
    * to now, {@code latencyNanos} later. {@code model}, {@code version}, {@code tenant}, {@code
    * requestId} may be null (a call refused before it was routed), {@code batchRows} and {@code
    * computeNanos} 0 (none ran). Any thread; dropped when {@value #MOST_WAITING} spans wait.
+   * Without a caller's span, the span is the root of a trace of its own (each message of a stream
+   * too).
    *
    * @param method {@code ModelInfer} or {@code ModelStreamInfer}
+   * @return the span's trace id (32 hex digits), or null where it was dropped
    */
-  public void record(Traced traced, String method, long latencyNanos, String model, String version, String tenant,
+  public String record(Traced traced, String method, long latencyNanos, String model, String version, String tenant,
       String requestId, Status.Code code, int rows, int batchRows, long computeNanos) {
     if (recorded.get() - exported.get() - failed.get() >= MOST_WAITING) {
       dropped.incrementAndGet();
-      return;
+      return null;
     }
     recorded.incrementAndGet();
     long end = clock.now();
@@ -252,6 +255,7 @@ public final class Tracing implements AutoCloseable {
       started.setStatus(StatusCode.ERROR, code.name());
     }
     started.end(end, TimeUnit.NANOSECONDS);
+    return started.getSpanContext().getTraceId();
   }
 
   /** Spans recorded, dropped (too many waiting), sent, or lost in a failed send, since the start. Any thread. */

@@ -8,7 +8,8 @@ import org.slf4j.LoggerFactory;
 /**
  * The access log: a sampled share of requests, one line each on the logger {@code modelgate.access}
  * with the request's id, tenant, model, version, status, latency, rows and bytes as key-value
- * pairs (fields of their own with {@code --log-format json}). The command line's logging hands
+ * pairs (fields of their own with {@code --log-format json}), and the trace of a call traced
+ * ({@code trace_id}, first, where there is one). The command line's logging hands
  * lines to a background appender that drops rather than blocks, so a slow terminal or pipe never
  * holds an answering thread.
  */
@@ -37,8 +38,12 @@ public final class AccessLog {
   }
 
   void log(String id, String tenant, String model, String version, Status.Code code, long latencyNanos, int rows,
-      long bytesIn, long bytesOut) {
-    log.atInfo()
+      long bytesIn, long bytesOut, String traceId) {
+    org.slf4j.spi.LoggingEventBuilder line = log.atInfo();
+    if (traceId != null) {
+      line = line.addKeyValue("trace_id", traceId);
+    }
+    line
         .addKeyValue("id", id)
         .addKeyValue("tenant", tenant)
         .addKeyValue("model", model)

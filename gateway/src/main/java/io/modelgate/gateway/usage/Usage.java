@@ -172,8 +172,20 @@ public final class Usage implements AutoCloseable {
   public void record(String tenant, String model, String version, Status.Code code,
       io.modelgate.runtime.error.Refusal refusal, int rows, int batchRows, long batchComputeNanos, long bytesIn,
       long bytesOut, String id, long latencyNanos) {
+    record(tenant, model, version, code, refusal, rows, batchRows, batchComputeNanos, bytesIn, bytesOut, id, latencyNanos,
+        null);
+  }
+
+  /**
+   * As {@link #record(String, String, String, Status.Code, io.modelgate.runtime.error.Refusal, int, int, long, long,
+   * long, String, long)}, for a request traced in {@code traceId} (32 hex digits; null: not traced),
+   * which its access log line, if it has one, names.
+   */
+  public void record(String tenant, String model, String version, Status.Code code,
+      io.modelgate.runtime.error.Refusal refusal, int rows, int batchRows, long batchComputeNanos, long bytesIn,
+      long bytesOut, String id, long latencyNanos, String traceId) {
     if (access.sampled()) {
-      access.log(id, tenant, model, version, code, latencyNanos, rows, bytesIn, bytesOut);
+      access.log(id, tenant, model, version, code, latencyNanos, rows, bytesIn, bytesOut, traceId);
     }
     double share = batchRows > 0 ? batchComputeNanos * (double) rows / batchRows : 0;
     Key key = new Key(tenant, model, version);
