@@ -39,7 +39,7 @@ infer --model cnn_mnist --digit 7
 for _ in $(seq 1 40); do grep -q '^span ' sink.log && break; sleep 0.25; done
 sleep 1.5
 echo "\$ cat sink.log"
-sed "s/:$sink_port/:4318/" sink.log
+grep -E '^(trace sink:|span )' sink.log | sed "s/:$sink_port/:4318/"
 echo
 echo "\$ grep ' access - ' serve.log   # the access log (logger modelgate.access) names the trace of a call traced"
 grep ' access - ' serve.log | sed 's/^[0-9T:.+-]* //' || true

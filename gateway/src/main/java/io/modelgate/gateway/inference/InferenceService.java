@@ -491,7 +491,7 @@ public final class InferenceService extends GRPCInferenceServiceGrpc.GRPCInferen
       io.modelgate.gateway.tracing.Tracing.Traced traced = tracing.current();
       if (traced != null) {
         tracing.record(traced, method, System.nanoTime() - arrival, request.getModelName(), null, null, request.getId(),
-            status.getCode(), 0, 0, 0);
+            status.getCode(), 0, 0, 0, -1);
       }
     }
     return status;

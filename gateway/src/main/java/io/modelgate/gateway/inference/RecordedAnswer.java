@@ -215,7 +215,8 @@ abstract class RecordedAnswer implements InferenceCallback {
     if (traced != null) {
       traceId = tracing.record(traced, method(), latencyNanos, usageVersion == null ? null : usageVersion.model(),
           usageVersion == null ? null : usageVersion.numberText(), tenant, requestId, code, rows,
-          result == null ? 0 : result.batchRows(), result == null ? failedComputeNanos : result.computeNanos());
+          result == null ? 0 : result.batchRows(), result == null ? failedComputeNanos : result.computeNanos(),
+          result == null || result.computeStartNanos() == 0 ? -1 : result.computeStartNanos() - arrival);
     }
     if (usage != null) {
       // A failed request pays for the failed runs it was charged, its rows its whole share.

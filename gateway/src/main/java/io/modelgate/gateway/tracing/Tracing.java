@@ -72,6 +72,9 @@ public final class Tracing implements AutoCloseable {
   static final AttributeKey<Long> ROWS = AttributeKey.longKey("modelgate.rows");
   static final AttributeKey<Long> BATCH_ROWS = AttributeKey.longKey("modelgate.batch_rows");
   static final AttributeKey<Double> BATCH_COMPUTE_MS = AttributeKey.doubleKey("modelgate.batch_compute_ms");
+  static final AttributeKey<Double> WAITED_MS = AttributeKey.doubleKey("modelgate.waited_ms");
+  /** The child span of a traced call's run of the model. */
+  static final String RUN_SPAN = "onnxruntime.run";
 
   /** Reads the two W3C headers from a call's headers. */
   private static final TextMapGetter<Metadata> HEADERS = new TextMapGetter<>() {
@@ -207,28 +210,34 @@ public final class Tracing implements AutoCloseable {
   }
 
   /**
-   * Records a traced call's span: from its arrival ({@code arrivalNanos}, {@link System#nanoTime})
-   * to now, {@code latencyNanos} later. {@code model}, {@code version}, {@code tenant}, {@code
+   * Records a traced call's span: from its arrival to now, {@code latencyNanos} later; and, where
+   * the model ran for it ({@code computeNanos} over 0 and {@code computeOffsetNanos} known), a
+   * child span {@value #RUN_SPAN} over that run: from {@code computeOffsetNanos} after the call's
+   * arrival, {@code computeNanos} long. {@code model}, {@code version}, {@code tenant}, {@code
    * requestId} may be null (a call refused before it was routed), {@code batchRows} and {@code
    * computeNanos} 0 (none ran). Any thread; dropped when {@value #MOST_WAITING} spans wait.
    * Without a caller's span, the span is the root of a trace of its own (each message of a stream
    * too).
    *
    * @param method {@code ModelInfer} or {@code ModelStreamInfer}
+   * @param computeOffsetNanos from the call's arrival to the start of the run of the model that
+   *     answered it (its wait in the version's queue and batch), ns; negative: not known
    * @return the span's trace id (32 hex digits), or null where it was dropped
    */
   public String record(Traced traced, String method, long latencyNanos, String model, String version, String tenant,
-      String requestId, Status.Code code, int rows, int batchRows, long computeNanos) {
+      String requestId, Status.Code code, int rows, int batchRows, long computeNanos, long computeOffsetNanos) {
     if (recorded.get() - exported.get() - failed.get() >= MOST_WAITING) {
       dropped.incrementAndGet();
       return null;
     }
-    recorded.incrementAndGet();
+    boolean ran = computeNanos > 0 && computeOffsetNanos >= 0;
+    recorded.addAndGet(ran ? 2 : 1);
     long end = clock.now();
+    long start = end - latencyNanos;
     SpanBuilder span = tracer.spanBuilder(RPC_SERVICE + "/" + method)
         .setParent(traced.parent)
         .setSpanKind(SpanKind.SERVER)
-        .setStartTimestamp(end - latencyNanos, TimeUnit.NANOSECONDS)
+        .setStartTimestamp(start, TimeUnit.NANOSECONDS)
         .setAttribute(RPC_SYSTEM, "grpc")
         .setAttribute(RPC_SERVICE_KEY, RPC_SERVICE)
         .setAttribute(RPC_METHOD, method)
@@ -250,7 +259,20 @@ public final class Tracing implements AutoCloseable {
       span.setAttribute(BATCH_ROWS, (long) batchRows);
       span.setAttribute(BATCH_COMPUTE_MS, computeNanos / 1e6);
     }
+    if (ran) {
+      span.setAttribute(WAITED_MS, computeOffsetNanos / 1e6);
+    }
     Span started = span.startSpan();
+    if (ran) {
+      long runStart = start + computeOffsetNanos;
+      tracer.spanBuilder(RUN_SPAN)
+          .setParent(started.storeInContext(Context.root()))
+          .setSpanKind(SpanKind.INTERNAL)
+          .setStartTimestamp(runStart, TimeUnit.NANOSECONDS)
+          .setAttribute(BATCH_ROWS, (long) batchRows)
+          .startSpan()
+          .end(Math.min(end, runStart + computeNanos), TimeUnit.NANOSECONDS);
+    }
     if (code != Status.Code.OK) {
       started.setStatus(StatusCode.ERROR, code.name());
     }

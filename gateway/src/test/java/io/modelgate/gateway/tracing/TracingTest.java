@@ -85,9 +85,14 @@ class TracingTest {
   }
 
   /** The spans received so far, once every span recorded has been sent. */
-  private List<Span> spans() {
+  private List<Span> allSpans() {
     assertThat(gateway.server.tracing().flush(Duration.ofSeconds(30))).isTrue();
     return received.stream().flatMap(r -> r.getScopeSpansList().stream()).flatMap(s -> s.getSpansList().stream()).toList();
+  }
+
+  /** The calls' server spans received so far (not their runs of the model). */
+  private List<Span> spans() {
+    return allSpans().stream().filter(span -> span.getKind() == Span.SpanKind.SPAN_KIND_SERVER).toList();
   }
 
   private static String attribute(Span span, String key) {
@@ -128,13 +133,24 @@ class TracingTest {
       assertThat(attribute(span, "modelgate.rows")).isEqualTo("1");
       assertThat(attribute(span, "modelgate.batch_rows")).isEqualTo("1");
       assertThat(attribute(span, "modelgate.batch_compute_ms")).isNotNull();
+      assertThat(Double.parseDouble(attribute(span, "modelgate.waited_ms"))).isGreaterThanOrEqualTo(0);
     });
+    Span call = spans().get(0);
+    assertThat(allSpans()).hasSize(2).filteredOn(span -> span.getKind() == Span.SpanKind.SPAN_KIND_INTERNAL)
+        .singleElement().satisfies(run -> {
+          assertThat(run.getName()).isEqualTo("onnxruntime.run");
+          assertThat(run.getTraceId()).isEqualTo(call.getTraceId());
+          assertThat(run.getParentSpanId()).isEqualTo(call.getSpanId());
+          assertThat(run.getStartTimeUnixNano()).isBetween(call.getStartTimeUnixNano(), call.getEndTimeUnixNano());
+          assertThat(run.getEndTimeUnixNano()).isBetween(run.getStartTimeUnixNano(), call.getEndTimeUnixNano());
+          assertThat(attribute(run, "modelgate.batch_rows")).isEqualTo("1");
+        });
     assertThat(received).singleElement().satisfies(resource -> assertThat(resource.getResource().getAttributesList())
         .anySatisfy(pair -> {
           assertThat(pair.getKey()).isEqualTo("service.name");
           assertThat(pair.getValue().getStringValue()).isEqualTo("modelgate");
         }));
-    assertThat(gateway.stats.scrape()).contains("modelgate_trace_spans_total{result=\"exported\"} 1.0")
+    assertThat(gateway.stats.scrape()).contains("modelgate_trace_spans_total{result=\"exported\"} 2.0")
         .contains("modelgate_trace_spans_total{result=\"dropped\"} 0.0");
   }
 
@@ -145,13 +161,13 @@ class TracingTest {
             traceparent("00-" + TRACE + "-" + CALLER_SPAN + "-00")))
         .modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build());
     gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build());
-    assertThat(spans()).isEmpty();
+    assertThat(allSpans()).isEmpty();
 
     assertThatThrownBy(() -> gateway.blocking().withInterceptors(MetadataUtils.newAttachHeadersInterceptor(
             traceparent("00-" + TRACE + "-" + CALLER_SPAN + "-01")))
         .modelInfer(Tensors.affine(1, 2, 3).setModelName("nope").build()))
         .isInstanceOf(StatusRuntimeException.class).hasMessageContaining("NOT_FOUND");
-    assertThat(spans()).singleElement().satisfies(span -> {
+    assertThat(allSpans()).as("no run of the model").singleElement().satisfies(span -> {
       assertThat(span.getStatus().getCode()).isEqualTo(io.opentelemetry.proto.trace.v1.Status.StatusCode.STATUS_CODE_ERROR);
       assertThat(span.getStatus().getMessage()).isEqualTo("NOT_FOUND");
       assertThat(attribute(span, "rpc.grpc.status_code")).isEqualTo("5");

@@ -10,21 +10,29 @@ public final class InferenceResult {
   private final OutputTensor[] outputs;
   private final int batchRows;
   private final long computeNanos;
+  private final long computeStartNanos;
 
   /**
    * @param outputs the outputs in response order; the array is taken, not copied
    * @param batchRows rows in the execution that computed this result (1 when not batched)
    * @param computeNanos that execution's run of the model (ONNX Runtime's call), for all its rows
+   * @param computeStartNanos when that run began ({@link System#nanoTime()}); 0: not known
    */
-  public InferenceResult(OutputTensor[] outputs, int batchRows, long computeNanos) {
+  public InferenceResult(OutputTensor[] outputs, int batchRows, long computeNanos, long computeStartNanos) {
     this.outputs = outputs;
     this.batchRows = batchRows;
     this.computeNanos = computeNanos;
+    this.computeStartNanos = computeStartNanos;
   }
 
   /** A result whose execution time is not known (0). */
   public InferenceResult(OutputTensor[] outputs, int batchRows) {
-    this(outputs, batchRows, 0);
+    this(outputs, batchRows, 0, 0);
+  }
+
+  /** When the run of the model that computed this result began ({@link System#nanoTime()}); 0 where not known. */
+  public long computeStartNanos() {
+    return computeStartNanos;
   }
 
   /** The run of the model of the execution that computed this result, for all its rows, in ns. */

@@ -410,8 +410,9 @@ public final class OnnxBatchExecutor implements BatchExecutor {
     }
     int rows = batch.rows();
     long compute = batch.hasComputeTimes() ? batch.computeNanos() : 0;
+    long computeStart = batch.hasComputeTimes() ? batch.computeStartNanos() : 0;
     for (int r = 0; r < n; r++) {
-      batch.get(r).succeed(new InferenceResult(perRequest[r], rows, compute));
+      batch.get(r).succeed(new InferenceResult(perRequest[r], rows, compute, computeStart));
     }
   }
 
