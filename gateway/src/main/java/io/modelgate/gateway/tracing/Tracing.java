@@ -226,12 +226,13 @@ public final class Tracing implements AutoCloseable {
    */
   public String record(Traced traced, String method, long latencyNanos, String model, String version, String tenant,
       String requestId, Status.Code code, int rows, int batchRows, long computeNanos, long computeOffsetNanos) {
+    boolean ran = computeNanos > 0 && computeOffsetNanos >= 0;
+    int spans = ran ? 2 : 1;
     if (recorded.get() - exported.get() - failed.get() >= MOST_WAITING) {
-      dropped.incrementAndGet();
+      dropped.addAndGet(spans);
       return null;
     }
-    boolean ran = computeNanos > 0 && computeOffsetNanos >= 0;
-    recorded.addAndGet(ran ? 2 : 1);
+    recorded.addAndGet(spans);
     long end = clock.now();
     long start = end - latencyNanos;
     SpanBuilder span = tracer.spanBuilder(RPC_SERVICE + "/" + method)
