@@ -218,6 +218,20 @@ class TracingTest {
   }
 
   @Test
+  void aCollectorThatIsGone_losesTheSpans_countedAsFailed_andTheCallIsAnsweredAsEver() throws IOException {
+    open(0);
+    collector.stop(0);
+    assertThat(gateway.blocking().withInterceptors(MetadataUtils.newAttachHeadersInterceptor(
+            traceparent("00-" + TRACE + "-" + CALLER_SPAN + "-01")))
+        .modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build()).getModelVersion()).isEqualTo("1");
+    // The exporter tries the send again a few times before it gives up (seconds).
+    assertThat(gateway.server.tracing().flush(Duration.ofSeconds(60))).isTrue();
+    assertThat(gateway.server.tracing().spans("failed")).isEqualTo(2);
+    assertThat(gateway.server.tracing().spans("exported")).isZero();
+    assertThat(received).isEmpty();
+  }
+
+  @Test
   void settingsAreChecked() {
     assertThatThrownBy(() -> TraceSettings.to(URI.create("ftp://collector:4318"), 0))
         .hasMessageContaining("expected: an OTLP/HTTP address");
