@@ -61,7 +61,7 @@ final class DriftCostBenchmark implements Callable<Integer> {
     BenchGateway gateway = BenchGateway.start(root, load.connections, true);
     GatewayServer server = gateway.server();
     io.modelgate.bench.load.Connections channels = gateway.channels();
-    Map<String, List<LoadGenerator.Result>> results = new LinkedHashMap<>();
+    Map<String, List<LoadGenerator.Result>> results;
     try {
       out.printf("drift cost: model %s, %d callers over %d connections, %d s JIT warm-up, then %d rounds of %d s warm-up + %d s"
           + " per scenario, in rotating order%n", load.model, load.concurrency, load.connections, load.jitWarmupSeconds,
@@ -81,22 +81,12 @@ final class DriftCostBenchmark implements Callable<Integer> {
               .run(LoadGenerator.Options.closed(load.concurrency, false, Duration.ofSeconds(1), Duration.ZERO), line -> {});
         }
       }, out);
-      for (String name : models.keySet()) {
-        results.put(name, new ArrayList<>());
+      Map<String, ClosedLoopRounds.Scenario> scenarios = new LinkedHashMap<>();
+      for (Map.Entry<String, String> entry : models.entrySet()) {
+        ModelInferRequest request = bench.request(entry.getValue());
+        scenarios.put(entry.getKey(), options -> new LoadGenerator(channels, request).run(options, line -> {}));
       }
-      for (int round = 1; round <= load.rounds; round++) {
-        // Each round starts with another scenario, so that none is always first after a pause.
-        java.util.Collections.rotate(order, 1);
-        for (Map.Entry<String, String> entry : order) {
-          ModelInferRequest request = bench.request(entry.getValue());
-          LoadGenerator.Result result =
-              new LoadGenerator(channels, request)
-                  .run(LoadGenerator.Options.closed(load.concurrency, false, Duration.ofSeconds(load.warmupSeconds),
-                      Duration.ofSeconds(load.durationSeconds)), line -> {});
-          results.get(entry.getKey()).add(result);
-          ScenarioTable.printRound(out, round, entry.getKey(), result);
-        }
-      }
+      results = load.rounds(out, scenarios);
       server.drift().flush().get(30, TimeUnit.SECONDS);
       long profilerNanos = profilerCpuNanos();
       long processNanos = ((com.sun.management.OperatingSystemMXBean)

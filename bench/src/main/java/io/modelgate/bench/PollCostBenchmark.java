@@ -87,7 +87,7 @@ final class PollCostBenchmark implements Callable<Integer> {
       t.setDaemon(true);
       return t;
     });
-    Map<String, List<LoadGenerator.Result>> results = new LinkedHashMap<>();
+    Map<String, List<LoadGenerator.Result>> results;
     Map<String, AtomicLong[]> looks = new LinkedHashMap<>();
     try (BenchGateway gateway = BenchGateway.start(served, load.connections, true)) {
       io.modelgate.bench.load.Connections channels = gateway.channels();
@@ -99,14 +99,10 @@ final class PollCostBenchmark implements Callable<Integer> {
           Duration.ofSeconds(load.jitWarmupSeconds)), line -> {});
       jitSettle.settle(() -> new LoadGenerator(channels, request)
           .run(LoadGenerator.Options.closed(load.concurrency, false, Duration.ofSeconds(1), Duration.ZERO), line -> {}), out);
+      Map<String, ClosedLoopRounds.Scenario> scenarios = new LinkedHashMap<>();
       for (String name : trees.keySet()) {
-        results.put(name, new ArrayList<>());
         looks.put(name, new AtomicLong[] {new AtomicLong(), new AtomicLong(), new AtomicLong()});
-      }
-      List<String> order = new ArrayList<>(trees.keySet());
-      for (int round = 1; round <= load.rounds; round++) {
-        java.util.Collections.rotate(order, 1);
-        for (String name : order) {
+        scenarios.put(name, options -> {
           Path tree = trees.get(name);
           AtomicLong[] counted = looks.get(name);
           java.util.concurrent.atomic.AtomicBoolean stopped = new java.util.concurrent.atomic.AtomicBoolean();
@@ -134,16 +130,13 @@ final class PollCostBenchmark implements Callable<Integer> {
             });
           }
           try {
-            LoadGenerator.Result result = new LoadGenerator(channels, request)
-                .run(LoadGenerator.Options.closed(load.concurrency, false, Duration.ofSeconds(load.warmupSeconds),
-                    Duration.ofSeconds(load.durationSeconds)), line -> {});
-            results.get(name).add(result);
-            ScenarioTable.printRound(out, round, name, result);
+            return new LoadGenerator(channels, request).run(options, line -> {});
           } finally {
             stopped.set(true);
           }
-        }
+        });
       }
+      results = load.rounds(out, scenarios);
     } finally {
       thread.shutdownNow();
       try (var paths = Files.walk(root)) {

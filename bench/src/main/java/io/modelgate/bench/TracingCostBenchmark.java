@@ -64,7 +64,7 @@ final class TracingCostBenchmark implements Callable<Integer> {
     sink.start();
     URI endpoint = URI.create("http://127.0.0.1:" + sink.getAddress().getPort());
     Map<String, BenchGateway> gateways = new LinkedHashMap<>();
-    Map<String, List<LoadGenerator.Result>> results = new LinkedHashMap<>();
+    Map<String, List<LoadGenerator.Result>> results;
     try {
       gateways.put("tracing off (baseline)", gateway(TraceSettings.OFF));
       for (double rate : sampleRates) {
@@ -79,7 +79,6 @@ final class TracingCostBenchmark implements Callable<Integer> {
       for (String name : order) {
         new LoadGenerator(gateways.get(name).channels(), request).run(LoadGenerator.Options.closed(load.concurrency, false,
             Duration.ZERO, Duration.ofSeconds(Math.max(1, load.jitWarmupSeconds / order.size()))), line -> {});
-        results.put(name, new ArrayList<>());
       }
       jitSettle.settle(() -> {
         for (String name : order) {
@@ -87,16 +86,11 @@ final class TracingCostBenchmark implements Callable<Integer> {
               .run(LoadGenerator.Options.closed(load.concurrency, false, Duration.ofSeconds(1), Duration.ZERO), line -> {});
         }
       }, out);
-      for (int round = 1; round <= load.rounds; round++) {
-        java.util.Collections.rotate(order, 1);
-        for (String name : order) {
-          LoadGenerator.Result result = new LoadGenerator(gateways.get(name).channels(), request)
-              .run(LoadGenerator.Options.closed(load.concurrency, false, Duration.ofSeconds(load.warmupSeconds),
-                  Duration.ofSeconds(load.durationSeconds)), line -> {});
-          results.get(name).add(result);
-          ScenarioTable.printRound(out, round, name, result);
-        }
+      Map<String, ClosedLoopRounds.Scenario> scenarios = new LinkedHashMap<>();
+      for (String name : order) {
+        scenarios.put(name, options -> new LoadGenerator(gateways.get(name).channels(), request).run(options, line -> {}));
       }
+      results = load.rounds(out, scenarios);
       for (Map.Entry<String, BenchGateway> entry : gateways.entrySet()) {
         Tracing tracing = entry.getValue().server().tracing();
         if (tracing.on()) {
