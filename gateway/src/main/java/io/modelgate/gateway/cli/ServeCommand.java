@@ -305,6 +305,28 @@ final class ServeCommand implements Callable<Integer> {
           + " trace of their own, 0 to 1 (a traceparent not sampled is never traced). Default: ${DEFAULT-VALUE}.")
   double traceSampleRate;
 
+  /**
+   * Where and how often calls are traced: {@code --trace-endpoint}, {@code --trace-sample-rate},
+   * and the headers each export carries from {@code OTEL_EXPORTER_OTLP_TRACES_HEADERS} (or {@code
+   * OTEL_EXPORTER_OTLP_HEADERS}), as OpenTelemetry's SDKs read them.
+   */
+  private io.modelgate.gateway.tracing.TraceSettings traceSettings() {
+    java.util.Map<String, String> headers = java.util.Map.of();
+    for (String variable : io.modelgate.gateway.tracing.TraceSettings.HEADERS_VARIABLES) {
+      String value = System.getenv(variable);
+      if (value != null && !value.isBlank()) {
+        try {
+          headers = io.modelgate.gateway.tracing.TraceSettings.parseHeaders(value);
+        } catch (IllegalArgumentException e) {
+          throw new IllegalArgumentException("$" + variable + ": " + e.getMessage(), e);
+        }
+        break;
+      }
+    }
+    return new io.modelgate.gateway.tracing.TraceSettings(traceEndpoint, traceSampleRate, java.time.Duration.ofSeconds(1),
+        headers);
+  }
+
   @Option(
       names = "--warmup-rounds",
       defaultValue = "200",
@@ -569,7 +591,7 @@ final class ServeCommand implements Callable<Integer> {
           requestMemory,
           receive,
           repositoryPoll,
-          new io.modelgate.gateway.tracing.TraceSettings(traceEndpoint, traceSampleRate, java.time.Duration.ofSeconds(1)));
+          traceSettings());
     } catch (IllegalArgumentException e) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(), e.getMessage());
     }

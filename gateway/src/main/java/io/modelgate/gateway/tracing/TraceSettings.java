@@ -14,14 +14,22 @@ import java.time.Duration;
  *     start a trace of their own, 0 to 1; a call whose {@code traceparent} is sampled is always
  *     traced, one whose {@code traceparent} is not sampled never is
  * @param exportDelay how long a finished span may wait before it is sent with others
+ * @param headers sent with every export (a backend's API key, say), by name; never logged
  */
-public record TraceSettings(URI endpoint, double sampleRate, Duration exportDelay) {
+public record TraceSettings(URI endpoint, double sampleRate, Duration exportDelay, java.util.Map<String, String> headers) {
   /** No call traced. */
-  public static final TraceSettings OFF = new TraceSettings(null, 0, Duration.ofSeconds(1));
+  public static final TraceSettings OFF = new TraceSettings(null, 0, Duration.ofSeconds(1), java.util.Map.of());
+  /**
+   * The environment variables whose headers exports carry, as OpenTelemetry's SDKs read them: the
+   * first one set is taken.
+   */
+  public static final java.util.List<String> HEADERS_VARIABLES =
+      java.util.List.of("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS");
   /** The path an OTLP/HTTP collector takes traces at. */
   public static final String TRACES_PATH = "/v1/traces";
 
   public TraceSettings {
+    headers = java.util.Map.copyOf(headers);
     if (!(sampleRate >= 0 && sampleRate <= 1)) {
       throw new IllegalArgumentException("trace sample rate: " + sampleRate + " (expected: 0 to 1)");
     }
@@ -43,9 +51,43 @@ public record TraceSettings(URI endpoint, double sampleRate, Duration exportDela
     }
   }
 
-  /** Calls traced, spans sent to {@code endpoint}, a second's wait before a batch is sent. */
+  /** Calls traced, spans sent to {@code endpoint}, a second's wait before a batch is sent, no headers. */
   public static TraceSettings to(URI endpoint, double sampleRate) {
-    return new TraceSettings(endpoint, sampleRate, Duration.ofSeconds(1));
+    return new TraceSettings(endpoint, sampleRate, Duration.ofSeconds(1), java.util.Map.of());
+  }
+
+  /** These settings with {@code headers} sent with every export. */
+  public TraceSettings withHeaders(java.util.Map<String, String> headers) {
+    return new TraceSettings(endpoint, sampleRate, exportDelay, headers);
+  }
+
+  /**
+   * The headers of OpenTelemetry's {@code OTEL_EXPORTER_OTLP_HEADERS} format: {@code
+   * name=value} pairs separated by commas, each value percent-encoded (RFC 3986: {@code %20} for a
+   * space, {@code %2C} for a comma); spaces around each are dropped.
+   *
+   * @throws IllegalArgumentException where a pair has no name or no {@code =} (the message names
+   *     the pair's place, never its value)
+   */
+  public static java.util.Map<String, String> parseHeaders(String text) {
+    java.util.Map<String, String> headers = new java.util.LinkedHashMap<>();
+    if (text == null || text.isBlank()) {
+      return headers;
+    }
+    String[] pairs = text.split(",", -1);
+    for (int i = 0; i < pairs.length; i++) {
+      String pair = pairs[i].strip();
+      int equals = pair.indexOf('=');
+      if (equals <= 0) {
+        throw new IllegalArgumentException("trace export headers: pair " + (i + 1) + " of " + pairs.length
+            + " is not name=value");
+      }
+      String name = pair.substring(0, equals).strip();
+      String value = java.net.URLDecoder.decode(pair.substring(equals + 1).strip().replace("+", "%2B"),
+          java.nio.charset.StandardCharsets.UTF_8);
+      headers.put(name, value);
+    }
+    return headers;
   }
 
   /** Whether any call is traced. */

@@ -124,10 +124,11 @@ public final class Tracing implements AutoCloseable {
       tracer = null;
       return;
     }
-    SpanExporter otlp = OtlpHttpSpanExporter.builder()
+    var exporter = OtlpHttpSpanExporter.builder()
         .setEndpoint(settings.endpoint().toString())
-        .setTimeout(Duration.ofSeconds(10))
-        .build();
+        .setTimeout(Duration.ofSeconds(10));
+    settings.headers().forEach(exporter::addHeader);
+    SpanExporter otlp = exporter.build();
     provider = SdkTracerProvider.builder()
         .setResource(Resource.getDefault().merge(Resource.create(io.opentelemetry.api.common.Attributes.of(
             AttributeKey.stringKey("service.name"), SERVICE_NAME,

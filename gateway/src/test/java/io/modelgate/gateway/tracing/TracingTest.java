@@ -45,6 +45,8 @@ class TracingTest {
   @TempDir Path root;
   HttpServer collector;
   final List<ResourceSpans> received = new CopyOnWriteArrayList<>();
+  /** Each export's {@code x-api-key} header (or "none"). */
+  final List<String> apiKeys = new CopyOnWriteArrayList<>();
   Gateway gateway;
 
   @BeforeEach
@@ -52,6 +54,8 @@ class TracingTest {
     collector = HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 0);
     collector.createContext(TraceSettings.TRACES_PATH, exchange -> {
       byte[] body = exchange.getRequestBody().readAllBytes();
+      String key = exchange.getRequestHeaders().getFirst("x-api-key");
+      apiKeys.add(key == null ? "none" : key);
       received.addAll(ExportTraceServiceRequest.parseFrom(body).getResourceSpansList());
       byte[] answer = ExportTraceServiceResponse.getDefaultInstance().toByteArray();
       exchange.getResponseHeaders().add("Content-Type", "application/x-protobuf");
@@ -64,9 +68,14 @@ class TracingTest {
   }
 
   private void open(double sampleRate) throws IOException {
+    open(sampleRate, java.util.Map.of());
+  }
+
+  private void open(double sampleRate, java.util.Map<String, String> headers) throws IOException {
     URI endpoint = URI.create("http://127.0.0.1:" + collector.getAddress().getPort());
     gateway = Gateway.inProcess(root, Duration.ofSeconds(10), Duration.ZERO,
-        Gateway.adminSettings(root.resolve(".state"), -1).withTraces(TraceSettings.to(endpoint, sampleRate)),
+        Gateway.adminSettings(root.resolve(".state"), -1)
+            .withTraces(TraceSettings.to(endpoint, sampleRate).withHeaders(headers)),
         Clock.systemUTC());
   }
 
@@ -232,12 +241,25 @@ class TracingTest {
   }
 
   @Test
+  void exportsCarryTheHeadersGiven_asOpenTelemetrysVariableWritesThem() throws IOException {
+    assertThat(TraceSettings.parseHeaders(" x-api-key = a%2Cb+c%20d , tenant=t1")).containsExactly(
+        java.util.Map.entry("x-api-key", "a,b+c d"), java.util.Map.entry("tenant", "t1"));
+    assertThat(TraceSettings.parseHeaders("")).isEmpty();
+    assertThatThrownBy(() -> TraceSettings.parseHeaders("x-api-key=secret,oops"))
+        .hasMessage("trace export headers: pair 2 of 2 is not name=value").hasMessageNotContaining("secret");
+    open(1, TraceSettings.parseHeaders("x-api-key=s3cret"));
+    gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build());
+    assertThat(spans()).hasSize(1);
+    assertThat(apiKeys).isNotEmpty().containsOnly("s3cret");
+  }
+
+  @Test
   void settingsAreChecked() {
     assertThatThrownBy(() -> TraceSettings.to(URI.create("ftp://collector:4318"), 0))
         .hasMessageContaining("expected: an OTLP/HTTP address");
     assertThatThrownBy(() -> TraceSettings.to(URI.create("http://collector:4318"), 1.5))
         .hasMessage("trace sample rate: 1.5 (expected: 0 to 1)");
-    assertThatThrownBy(() -> new TraceSettings(null, 0.1, Duration.ofSeconds(1)))
+    assertThatThrownBy(() -> new TraceSettings(null, 0.1, Duration.ofSeconds(1), java.util.Map.of()))
         .hasMessageContaining("without a trace endpoint");
     assertThat(TraceSettings.to(URI.create("http://collector:4318"), 0).endpoint())
         .isEqualTo(URI.create("http://collector:4318/v1/traces"));
