@@ -101,11 +101,6 @@ public final class Tracing implements AutoCloseable {
     Traced(Context parent) {
       this.parent = parent;
     }
-
-    /** The caller's span this call's span is a child of; invalid where the gateway started the trace. */
-    public SpanContext parent() {
-      return Span.fromContext(parent).getSpanContext();
-    }
   }
 
   private final TraceSettings settings;
@@ -236,7 +231,7 @@ public final class Tracing implements AutoCloseable {
     recorded.addAndGet(spans);
     long end = clock.now();
     long start = end - latencyNanos;
-    SpanBuilder span = tracer.spanBuilder(RPC_SERVICE + "/" + method)
+    SpanBuilder span = tracer.spanBuilder(spanName(method))
         .setParent(traced.parent)
         .setSpanKind(SpanKind.SERVER)
         .setStartTimestamp(start, TimeUnit.NANOSECONDS)
@@ -280,6 +275,18 @@ public final class Tracing implements AutoCloseable {
     }
     started.end(end, TimeUnit.NANOSECONDS);
     return started.getSpanContext().getTraceId();
+  }
+
+  private static final String UNARY_SPAN = RPC_SERVICE + "/ModelInfer";
+  private static final String STREAM_SPAN = RPC_SERVICE + "/ModelStreamInfer";
+
+  /** The span's name for {@code method}: the RPC's full name, made once. */
+  private static String spanName(String method) {
+    return switch (method) {
+      case "ModelInfer" -> UNARY_SPAN;
+      case "ModelStreamInfer" -> STREAM_SPAN;
+      default -> RPC_SERVICE + "/" + method;
+    };
   }
 
   /** Spans recorded, dropped (too many waiting), sent, or lost in a failed send, since the start. Any thread. */
