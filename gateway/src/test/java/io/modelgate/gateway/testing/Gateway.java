@@ -169,7 +169,8 @@ public final class Gateway implements AutoCloseable {
 
   /**
    * On Netty, the admin port with server-only TLS from {@code adminTls} when not null, the
-   * repository then polled every minute (its metrics exported; the test makes no look itself).
+   * repository then polled every minute (its metrics exported; the test makes no look itself) and
+   * tracing on (its metrics exported; at rate 0, no call traced unless it comes in a sampled trace).
    */
   public static Gateway netty(Path root, int maxInboundMessageBytes, TestCertificates adminTls) throws IOException {
     StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), Clock.systemUTC(), false);
@@ -177,7 +178,8 @@ public final class Gateway implements AutoCloseable {
         ? adminSettings(root.resolve(".state"), 0)
         : new AdminSettings("127.0.0.1", 0, ADMIN_TOKEN,
             new io.modelgate.gateway.tls.TlsSettings(adminTls.serverChain, adminTls.serverKey, null),
-            "127.0.0.1", 0, root.resolve(".state")).withRepositoryPoll(Duration.ofMinutes(1));
+            "127.0.0.1", 0, root.resolve(".state")).withRepositoryPoll(Duration.ofMinutes(1))
+            .withTraces(io.modelgate.gateway.tracing.TraceSettings.to(java.net.URI.create("http://127.0.0.1:9"), 0));
     RepositoryAtStart loaded = load(root, admin, stats);
     ModelRepository repository = loaded.repository();
     GatewayServer server =
