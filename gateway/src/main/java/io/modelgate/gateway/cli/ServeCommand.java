@@ -301,8 +301,9 @@ final class ServeCommand implements Callable<Integer> {
   @Option(
       names = "--trace-sample-rate",
       defaultValue = "0",
-      description = "With --trace-endpoint: the share of calls arriving without a sampled traceparent that start a"
-          + " trace of their own, 0 to 1 (a traceparent not sampled is never traced). Default: ${DEFAULT-VALUE}.")
+      description = "With --trace-endpoint: the share of requests arriving without a traceparent (a stream's messages"
+          + " each drawn) that start a trace of their own, 0 to 1 (a traceparent not sampled is never traced)."
+          + " Default: ${DEFAULT-VALUE}.")
   double traceSampleRate;
 
   /**

@@ -10,9 +10,10 @@ import java.time.Duration;
  * @param endpoint the OTLP/HTTP traces endpoint spans are sent to (an OpenTelemetry Collector's,
  *     say {@code http://otel-collector:4318/v1/traces}; {@code /v1/traces} is added to an address
  *     given without a path); null: no call is traced
- * @param sampleRate the share of calls that arrive without a sampled W3C {@code traceparent} that
- *     start a trace of their own, 0 to 1; a call whose {@code traceparent} is sampled is always
- *     traced, one whose {@code traceparent} is not sampled never is
+ * @param sampleRate the share of requests that arrive without a W3C {@code traceparent} (or with
+ *     one that does not parse) that start a trace of their own, 0 to 1, each message of a stream
+ *     drawn; a call whose {@code traceparent} is sampled is always traced, one whose {@code
+ *     traceparent} is not sampled never is
  * @param exportDelay how long a finished span may wait before it is sent with others
  * @param headers sent with every export (a backend's API key, say), by name; never logged
  */

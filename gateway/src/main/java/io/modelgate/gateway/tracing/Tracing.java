@@ -32,16 +32,17 @@ import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * Distributed tracing of inference calls ({@code serve --trace-endpoint}): a call that arrives in
- * a sampled W3C trace ({@code traceparent} header) — or, at {@link TraceSettings#sampleRate}, one
- * that arrives in none — is recorded as an OpenTelemetry server span, a child of the caller's span,
+ * a sampled W3C trace ({@code traceparent} header) — or, at {@link TraceSettings#sampleRate}, a
+ * request that arrives in none — is recorded as an OpenTelemetry server span, a child of the caller's span,
  * named {@code inference.GRPCInferenceService/ModelInfer} (or {@code ModelStreamInfer}, one span
  * per message), from the call's arrival to its answer, with the model and version that served it,
  * the tenant, the gRPC status, the rows and the batch it ran in. Spans are sent in batches over
  * OTLP/HTTP by the OpenTelemetry SDK's exporter, on its own thread.
  *
  * <p>Off the request path for calls not traced: the interceptor reads the {@code traceparent}
- * header (a look-up in the call's headers) and attaches nothing; a traced call carries one small
- * object, and its span is built when it is answered. At most {@value #MOST_WAITING} spans wait to
+ * header (a look-up in the call's headers) and attaches nothing, and a request in no trace draws a
+ * random number where the rate is above 0; a call in its caller's trace carries one small object,
+ * and a traced request's span is built when it is answered. At most {@value #MOST_WAITING} spans wait to
  * be sent: past that, spans are dropped (counted) rather than built, so a collector that is slow
  * or gone costs neither memory nor time beyond that.
  *
@@ -172,7 +173,7 @@ public final class Tracing implements AutoCloseable {
           ServerCallHandler<Q, R> next) {
         Traced traced = decide(headers);
         if (traced == null) {
-          return next.startCall(call, headers);
+          return next.startCall(call, headers); // nothing of the caller's: each request drawn at the rate
         }
         return Contexts.interceptCall(io.grpc.Context.current().withValue(TRACED, traced), call, headers, next);
       }
@@ -180,29 +181,44 @@ public final class Tracing implements AutoCloseable {
   }
 
   /**
-   * Whether a call with {@code headers} is traced, and as whose child: a valid {@code traceparent}
-   * decides (sampled: traced, as its child; not sampled: not traced); without one (or with one
-   * that does not parse, which W3C Trace Context says to treat as none) a draw at the sample rate,
-   * a trace of its own. Null: not traced.
+   * What a call's {@code headers} decide for all its requests: a valid {@code traceparent} that is
+   * sampled, traced as its child; one not sampled, {@link #UNSAMPLED} (never traced; null where
+   * the rate is 0, where no request is drawn anyway). Null: no trace of the caller's (none, or one
+   * that does not parse, which W3C Trace Context says to treat as none): each request is drawn at
+   * the rate ({@link #current}).
    */
   Traced decide(Metadata headers) {
     if (headers.get(TRACEPARENT) != null) {
       Context parent = W3CTraceContextPropagator.getInstance().extract(Context.root(), headers, HEADERS);
       SpanContext context = Span.fromContext(parent).getSpanContext();
       if (context.isValid()) {
-        return context.isSampled() ? new Traced(parent) : null;
+        return context.isSampled() ? new Traced(parent) : settings.sampleRate() > 0 ? UNSAMPLED : null;
       }
-    }
-    double rate = settings.sampleRate();
-    if (rate > 0 && (rate >= 1 || ThreadLocalRandom.current().nextDouble() < rate)) {
-      return new Traced(Context.root());
     }
     return null;
   }
 
-  /** The current call's trace, or null where it is not traced. On the call's thread, while its context is current. */
+  /** A call its caller's trace says not to sample. */
+  private static final Traced UNSAMPLED = new Traced(Context.root());
+  /** A request traced in a trace of its own. */
+  private static final Traced ROOT = new Traced(Context.root());
+
+  /**
+   * The trace the current request is recorded in, or null where it is not traced: its call's
+   * caller's, as {@link #decide} found it; or, in none, a draw at the sample rate, a trace of its
+   * own (each request: each message of a stream is drawn, not the stream once). On the call's
+   * thread, while its context is current; once per request.
+   */
   public Traced current() {
-    return provider == null ? null : TRACED.get();
+    if (provider == null) {
+      return null;
+    }
+    Traced traced = TRACED.get();
+    if (traced != null) {
+      return traced == UNSAMPLED ? null : traced;
+    }
+    double rate = settings.sampleRate();
+    return rate > 0 && (rate >= 1 || ThreadLocalRandom.current().nextDouble() < rate) ? ROOT : null;
   }
 
   /**

@@ -186,40 +186,53 @@ class TracingTest {
   }
 
   @Test
-  void atRateOne_aCallWithoutATrace_orWithATraceparentThatDoesNotParse_startsATraceOfItsOwn() throws IOException {
+  void atRateOne_aCallWithoutATrace_orWithATraceparentThatDoesNotParse_startsATraceOfItsOwn_butOneNotSampledIsNot()
+      throws Exception {
     open(1);
     gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build());
     gateway.blocking().withInterceptors(MetadataUtils.newAttachHeadersInterceptor(traceparent("00-zz-not-a-trace-01")))
         .modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build());
+    gateway.blocking().withInterceptors(MetadataUtils.newAttachHeadersInterceptor(
+            traceparent("00-" + TRACE + "-" + CALLER_SPAN + "-00")))
+        .modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build());
     List<Span> spans = spans();
     assertThat(spans).hasSize(2).allSatisfy(span -> assertThat(span.getParentSpanId().isEmpty()).isTrue());
     assertThat(spans.get(0).getTraceId()).isNotEqualTo(spans.get(1).getTraceId());
+    // A stream in no trace: each message drawn, each a trace of its own.
+    streamTwo(null);
+    assertThat(spans()).hasSize(4).filteredOn(span -> span.getName().endsWith("/ModelStreamInfer")).hasSize(2)
+        .extracting(Span::getTraceId).doesNotHaveDuplicates();
+  }
+
+  /** Sends two messages on one stream (in the trace {@code traceparent}, or none where null), and waits for both answers. */
+  private void streamTwo(String traceparent) throws InterruptedException {
+    CountDownLatch answered = new CountDownLatch(2);
+    var stub = gateway.async();
+    if (traceparent != null) {
+      stub = stub.withInterceptors(MetadataUtils.newAttachHeadersInterceptor(traceparent(traceparent)));
+    }
+    StreamObserver<io.modelgate.proto.inference.ModelInferRequest> requests = stub.modelStreamInfer(new StreamObserver<>() {
+      @Override
+      public void onNext(ModelStreamInferResponse value) {
+        answered.countDown();
+      }
+
+      @Override
+      public void onError(Throwable t) {}
+
+      @Override
+      public void onCompleted() {}
+    });
+    requests.onNext(Tensors.affine(1, 2, 3).setModelName("m").setId("a").build());
+    requests.onNext(Tensors.affine(1, 2, 3).setModelName("m").setId("b").build());
+    assertThat(answered.await(30, TimeUnit.SECONDS)).isTrue();
+    requests.onCompleted();
   }
 
   @Test
   void aStreamInASampledTrace_isASpanPerMessage() throws Exception {
     open(0);
-    CountDownLatch answered = new CountDownLatch(2);
-    List<ModelStreamInferResponse> answers = new CopyOnWriteArrayList<>();
-    StreamObserver<io.modelgate.proto.inference.ModelInferRequest> requests = gateway.async()
-        .withInterceptors(MetadataUtils.newAttachHeadersInterceptor(traceparent("00-" + TRACE + "-" + CALLER_SPAN + "-01")))
-        .modelStreamInfer(new StreamObserver<>() {
-          @Override
-          public void onNext(ModelStreamInferResponse value) {
-            answers.add(value);
-            answered.countDown();
-          }
-
-          @Override
-          public void onError(Throwable t) {}
-
-          @Override
-          public void onCompleted() {}
-        });
-    requests.onNext(Tensors.affine(1, 2, 3).setModelName("m").setId("a").build());
-    requests.onNext(Tensors.affine(1, 2, 3).setModelName("m").setId("b").build());
-    assertThat(answered.await(30, TimeUnit.SECONDS)).isTrue();
-    requests.onCompleted();
+    streamTwo("00-" + TRACE + "-" + CALLER_SPAN + "-01");
     assertThat(spans()).hasSize(2).allSatisfy(span -> {
       assertThat(span.getName()).isEqualTo("inference.GRPCInferenceService/ModelStreamInfer");
       assertThat(HexFormat.of().formatHex(span.getParentSpanId().toByteArray())).isEqualTo(CALLER_SPAN);
