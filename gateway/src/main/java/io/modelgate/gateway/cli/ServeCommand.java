@@ -324,8 +324,7 @@ final class ServeCommand implements Callable<Integer> {
         break;
       }
     }
-    return new io.modelgate.gateway.tracing.TraceSettings(traceEndpoint, traceSampleRate, java.time.Duration.ofSeconds(1),
-        headers);
+    return new io.modelgate.gateway.tracing.TraceSettings(traceEndpoint, traceSampleRate, headers);
   }
 
   @Option(

@@ -1,7 +1,6 @@
 package io.modelgate.gateway.tracing;
 
 import java.net.URI;
-import java.time.Duration;
 
 /**
  * Where and how often the gateway records spans of the inference calls it serves. Immutable and
@@ -14,12 +13,11 @@ import java.time.Duration;
  *     one that does not parse) that start a trace of their own, 0 to 1, each message of a stream
  *     drawn; a call whose {@code traceparent} is sampled is always traced, one whose {@code
  *     traceparent} is not sampled never is
- * @param exportDelay how long a finished span may wait before it is sent with others
  * @param headers sent with every export (a backend's API key, say), by name; never logged
  */
-public record TraceSettings(URI endpoint, double sampleRate, Duration exportDelay, java.util.Map<String, String> headers) {
+public record TraceSettings(URI endpoint, double sampleRate, java.util.Map<String, String> headers) {
   /** No call traced. */
-  public static final TraceSettings OFF = new TraceSettings(null, 0, Duration.ofSeconds(1), java.util.Map.of());
+  public static final TraceSettings OFF = new TraceSettings(null, 0, java.util.Map.of());
   /**
    * The environment variables whose headers exports carry, as OpenTelemetry's SDKs read them: the
    * first one set is taken.
@@ -33,9 +31,6 @@ public record TraceSettings(URI endpoint, double sampleRate, Duration exportDela
     headers = java.util.Map.copyOf(headers);
     if (!(sampleRate >= 0 && sampleRate <= 1)) {
       throw new IllegalArgumentException("trace sample rate: " + sampleRate + " (expected: 0 to 1)");
-    }
-    if (exportDelay.isNegative() || exportDelay.isZero()) {
-      throw new IllegalArgumentException("trace export delay: " + exportDelay + " (expected: more than zero)");
     }
     if (endpoint != null) {
       String scheme = endpoint.getScheme();
@@ -52,14 +47,14 @@ public record TraceSettings(URI endpoint, double sampleRate, Duration exportDela
     }
   }
 
-  /** Calls traced, spans sent to {@code endpoint}, a second's wait before a batch is sent, no headers. */
+  /** Calls traced, spans sent to {@code endpoint}, no headers. */
   public static TraceSettings to(URI endpoint, double sampleRate) {
-    return new TraceSettings(endpoint, sampleRate, Duration.ofSeconds(1), java.util.Map.of());
+    return new TraceSettings(endpoint, sampleRate, java.util.Map.of());
   }
 
   /** These settings with {@code headers} sent with every export. */
   public TraceSettings withHeaders(java.util.Map<String, String> headers) {
-    return new TraceSettings(endpoint, sampleRate, exportDelay, headers);
+    return new TraceSettings(endpoint, sampleRate, headers);
   }
 
   /**

@@ -56,6 +56,8 @@ public final class Tracing implements AutoCloseable {
   public static final Metadata.Key<String> TRACESTATE = Metadata.Key.of("tracestate", Metadata.ASCII_STRING_MARSHALLER);
   /** The service name spans are sent under. */
   public static final String SERVICE_NAME = "modelgate";
+  /** The longest a finished span waits before it is sent with others (or sooner, at 512). */
+  static final Duration EXPORT_DELAY = Duration.ofSeconds(1);
   /** The most spans that wait to be sent; more are dropped. */
   public static final int MOST_WAITING = 2048;
   /** The gRPC service whose calls are traced, as spans name it. */
@@ -132,7 +134,7 @@ public final class Tracing implements AutoCloseable {
             AttributeKey.stringKey("service.version"), version))))
         .setSampler(Sampler.alwaysOn()) // the interceptor chose the calls: each one traced is recorded
         .addSpanProcessor(BatchSpanProcessor.builder(new Counted(otlp))
-            .setScheduleDelay(settings.exportDelay())
+            .setScheduleDelay(EXPORT_DELAY)
             // Twice what this class lets wait: the processor itself never drops.
             .setMaxQueueSize(2 * MOST_WAITING)
             .setMaxExportBatchSize(512)

@@ -272,7 +272,7 @@ class TracingTest {
         .hasMessageContaining("expected: an OTLP/HTTP address");
     assertThatThrownBy(() -> TraceSettings.to(URI.create("http://collector:4318"), 1.5))
         .hasMessage("trace sample rate: 1.5 (expected: 0 to 1)");
-    assertThatThrownBy(() -> new TraceSettings(null, 0.1, Duration.ofSeconds(1), java.util.Map.of()))
+    assertThatThrownBy(() -> new TraceSettings(null, 0.1, java.util.Map.of()))
         .hasMessageContaining("without a trace endpoint");
     assertThat(TraceSettings.to(URI.create("http://collector:4318"), 0).endpoint())
         .isEqualTo(URI.create("http://collector:4318/v1/traces"));
