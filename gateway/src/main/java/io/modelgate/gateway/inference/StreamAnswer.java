@@ -13,14 +13,15 @@ final class StreamAnswer extends RecordedAnswer {
   /** The RPC, as a span names it. */
   static final String METHOD = "ModelStreamInfer";
 
-  @Override
-  String method() {
-    return METHOD;
-  }
   private final InferenceService.Stream stream;
   private final String id;
   private final String modelName;
   final ModelVersion version;
+
+  @Override
+  String method() {
+    return METHOD;
+  }
 
   StreamAnswer(
       InferenceService.Stream stream,
