@@ -254,6 +254,22 @@ class TracingTest {
   }
 
   @Test
+  void aFlushAskedForAsTheLastEnds_stillWaitsForTheSpansRecordedSince() {
+    // The SDK's processor answers a flush asked for in the instant after another ended with the
+    // one that ended; flush counts instead. Many rounds, each a span then a flush: each round's
+    // span must be sent by its flush's return.
+    try (Tracing tracing = Tracing.start(
+        TraceSettings.to(URI.create("http://127.0.0.1:" + collector.getAddress().getPort()), 1), "r", "v")) {
+      for (int round = 1; round <= 300; round++) {
+        tracing.record(tracing.current(), "ModelInfer", 1_000, "m", "1", null, null, io.grpc.Status.Code.OK, 1, 0, 0, -1);
+        assertThat(tracing.flush(Duration.ofSeconds(30))).isTrue();
+        assertThat(tracing.spans("exported")).as("sent after round %d's flush", round).isEqualTo(round);
+      }
+    }
+    assertThat(received).hasSize(300);
+  }
+
+  @Test
   void exportsCarryTheHeadersGiven_asOpenTelemetrysVariableWritesThem() throws IOException {
     assertThat(TraceSettings.parseHeaders(" x-api-key = a%2Cb+c%20d , tenant=t1")).containsExactly(
         java.util.Map.entry("x-api-key", "a,b+c d"), java.util.Map.entry("tenant", "t1"));
