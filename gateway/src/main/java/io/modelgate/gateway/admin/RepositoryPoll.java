@@ -46,7 +46,8 @@ import org.slf4j.LoggerFactory;
  *   <li>a READY version whose files change (a file under its folder added, removed, or of another
  *       size, modification time, inode or change time), or whose model's {@code model.yaml} changes, is loaded again
  *       while it serves ({@link VersionControl#reload}: checked on the model's golden set, no
- *       request refused); a FAILED one whose files change is loaded again;
+ *       request refused) — but not where only change times changed and what serves was made from
+ *       what the files hold ({@link #contentServes}); a FAILED one whose files change is loaded again;
  *   <li>a READY version whose folder has gone is drained and unloaded, unless routing names it (a
  *       weight of a policy, the shadow, a running rollout): it serves from memory until its traffic
  *       is moved, then goes; a model whose folder has gone is taken down whole ({@link
@@ -262,7 +263,7 @@ public final class RepositoryPoll implements AutoCloseable {
       if (!acting) {
         followed.add(key);
       }
-      if (!acting || act(key, looks, now, reloadedWhole)) {
+      if (!acting || contentServes(key, settled.get(key), looks) || act(key, looks, now, reloadedWhole)) {
         waiting.remove(key);
         if (looks == null) {
           settled.remove(key);
@@ -346,6 +347,60 @@ public final class RepositoryPoll implements AutoCloseable {
     } catch (RuntimeException e) {
       return false;
     }
+  }
+
+  /**
+   * Whether the change of {@code key} from {@code was} to {@code looks} is in change times only —
+   * a file's owner, permissions or links changed (chmod, chown, a hard link made to it), or it was
+   * written again in place with its size and time kept — and what serves was made from what the
+   * files hold now, so that nothing is to be loaded again: for a version's {@code model.onnx}, the
+   * READY version's load made from a file of the same SHA-256 (read again, once per such change);
+   * for a model's {@code model.yaml}, every READY version's load made with its settings. A change
+   * of any other file, or in anything else, is acted on (false). Poll thread.
+   */
+  private boolean contentServes(String key, String was, String looks) {
+    if (was == null || looks == null || !withoutChangeTimes(was).equals(withoutChangeTimes(looks))) {
+      return false;
+    }
+    int slash = key.indexOf('/');
+    String file;
+    if (slash < 0) {
+      file = ModelConfigFile.FILE_NAME;
+      if (repository.model(key).map(m -> m.versions().stream().noneMatch(v -> v.isReady() && !v.isCopy()))
+          .orElse(true)) {
+        return false; // nothing serves: acting on it costs nothing, and may load what failed
+      }
+    } else {
+      String[] before = was.split("\n");
+      String[] after = looks.split("\n");
+      for (int i = 0; i < before.length; i++) {
+        if (!before[i].equals(after[i]) && !before[i].startsWith(ModelRepository.MODEL_FILE + " ")) {
+          return false; // a file whose content no load records
+        }
+      }
+      file = ModelRepository.MODEL_FILE;
+      ModelVersion version = repository.model(key.substring(0, slash))
+          .flatMap(m -> m.version(Long.parseLong(key.substring(slash + 1)))).orElse(null);
+      if (version == null || !version.isReady() || version.isCopy()) {
+        return false; // not serving (a failed load, say, that a permission fixed may now load)
+      }
+    }
+    if (!reached(key, looks)) {
+      return false;
+    }
+    log.info("{}: {} changed in its owner, permissions or links, not in what it holds (what serves was made from it);"
+        + " not loaded again", key, file);
+    return true;
+  }
+
+  /** A look with each file's change time taken out: its size, modification time and file key, per file. */
+  private static String withoutChangeTimes(String looks) {
+    StringBuilder kept = new StringBuilder(looks.length());
+    for (String line : looks.split("\n")) {
+      int tilde = line.lastIndexOf('~');
+      kept.append(tilde < 0 ? line : line.substring(0, tilde)).append('\n');
+    }
+    return kept.toString();
   }
 
   /**
@@ -600,7 +655,8 @@ public final class RepositoryPoll implements AutoCloseable {
    * keeps the source's time, say), and where the file system tells it its change time (ns; Unix's
    * {@code ctime}, which no program can set: a file written again in place with its size kept and
    * its modification time set back, as {@code cp -p} or {@code rsync --inplace -t} over it do, has
-   * changed it; so has a change of its owner or permissions). The first three are read from the
+   * changed it; so has a change of its owner, permissions or links, which {@link #contentServes} tells
+   * apart where it can). The first three are read from the
    * attributes a listing returns; the change time costs one more {@code stat} of the file.
    */
   private static String attributesLook(Path file, BasicFileAttributes attributes) throws IOException {

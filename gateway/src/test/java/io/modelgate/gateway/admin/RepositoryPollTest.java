@@ -17,6 +17,7 @@ import java.nio.file.attribute.FileTime;
 import java.time.Clock;
 import java.time.Duration;
 import java.util.List;
+import java.util.Map;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -139,6 +140,56 @@ class RepositoryPollTest {
     poll.poll();
     assertThat(y0("m", "2")).isEqualTo(6f);
     assertThat(poll.actions(Action.RELOAD, true)).isEqualTo(1);
+  }
+
+  @Test
+  void aFileWhoseOwnerPermissionsOrLinksChange_butNotWhatItHolds_isNotLoadedAgain_butAnyOtherFileOfTheFolderIs()
+      throws Exception {
+    org.junit.jupiter.api.Assumptions.assumeTrue(
+        java.nio.file.FileSystems.getDefault().supportedFileAttributeViews().contains("posix"),
+        "permissions and hard links as Unix file systems have them");
+    Path file = root.resolve("m").resolve("2").resolve("model.onnx");
+    Gateway.config(root, "m", "max_batch_size: 4\n");
+    poll.poll();
+    poll.poll();
+    long reloads = gateway.server.versions().reloads(false);
+    assertThat(reloads).as("model.yaml written: each serving version loaded again").isEqualTo(2);
+    Map<String, String> before = RepositoryPoll.look(root);
+    Thread.sleep(20); // a file system's change-time clock is coarse (the kernel's tick)
+    Files.setPosixFilePermissions(file, java.nio.file.attribute.PosixFilePermissions.fromString("r--r-----"));
+    Files.setPosixFilePermissions(root.resolve("m").resolve("model.yaml"),
+        java.nio.file.attribute.PosixFilePermissions.fromString("r--r-----"));
+    Files.createLink(root.resolve("m").resolve(".model.onnx.backup"), root.resolve("m").resolve("1").resolve("model.onnx"));
+    assertThat(RepositoryPoll.look(root)).as("each change time changed").doesNotContainEntry("m", before.get("m"))
+        .doesNotContainEntry("m/1", before.get("m/1")).doesNotContainEntry("m/2", before.get("m/2"));
+    poll.poll();
+    poll.poll();
+    poll.poll();
+    assertThat(gateway.server.versions().reloads(false)).isEqualTo(reloads);
+    assertThat(poll.waiting()).isEmpty();
+    assertThat(y0("m", "2")).isEqualTo(3f);
+
+    // The same bytes written again in place, its time set back: what serves was made from them.
+    FileTime time = Files.getLastModifiedTime(file);
+    Files.setPosixFilePermissions(file, java.nio.file.attribute.PosixFilePermissions.fromString("rw-r-----"));
+    Thread.sleep(20);
+    Files.write(file, Gateway.affineTimes(2));
+    Files.setLastModifiedTime(file, time);
+    poll.poll();
+    poll.poll();
+    assertThat(gateway.server.versions().reloads(false)).isEqualTo(reloads);
+
+    // Another file of the folder: its content is not what a load records, so the version is loaded again.
+    Path labels = root.resolve("m").resolve("2").resolve("labels.txt");
+    Files.writeString(labels, "zero\n");
+    poll.poll();
+    poll.poll();
+    assertThat(gateway.server.versions().reloads(false)).isEqualTo(reloads + 1);
+    Thread.sleep(20);
+    Files.setPosixFilePermissions(labels, java.nio.file.attribute.PosixFilePermissions.fromString("r--------"));
+    poll.poll();
+    poll.poll();
+    assertThat(gateway.server.versions().reloads(false)).isEqualTo(reloads + 2);
   }
 
   @Test
