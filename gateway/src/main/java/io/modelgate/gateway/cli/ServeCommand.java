@@ -306,9 +306,26 @@ final class ServeCommand implements Callable<Integer> {
           + " Default: ${DEFAULT-VALUE}.")
   double traceSampleRate;
 
+  @Option(
+      names = "--trace-ca",
+      paramLabel = "PEM",
+      description = "With an https:// --trace-endpoint: the CA certificates that sign the collector's certificate."
+          + " Read again when it changes. Default: the JVM's trust store.")
+  Path traceCa;
+
+  @Option(
+      names = "--trace-cert",
+      paramLabel = "PEM",
+      description = "With an https:// --trace-endpoint: the certificate chain presented to the collector (mutual TLS;"
+          + " needs --trace-key). Read again when it changes, and used from the next connection to the collector.")
+  Path traceCert;
+
+  @Option(names = "--trace-key", paramLabel = "PEM", description = "PKCS#8 private key for --trace-cert.")
+  Path traceKey;
+
   /**
    * Where and how often calls are traced: {@code --trace-endpoint}, {@code --trace-sample-rate},
-   * and the headers each export carries from {@code OTEL_EXPORTER_OTLP_TRACES_HEADERS} (or {@code
+   * {@code --trace-ca}, {@code --trace-cert}, {@code --trace-key}, and the headers each export carries from {@code OTEL_EXPORTER_OTLP_TRACES_HEADERS} (or {@code
    * OTEL_EXPORTER_OTLP_HEADERS}), as OpenTelemetry's SDKs read them.
    */
   private io.modelgate.gateway.tracing.TraceSettings traceSettings() {
@@ -324,7 +341,8 @@ final class ServeCommand implements Callable<Integer> {
         break;
       }
     }
-    return new io.modelgate.gateway.tracing.TraceSettings(traceEndpoint, traceSampleRate, headers);
+    return new io.modelgate.gateway.tracing.TraceSettings(traceEndpoint, traceSampleRate, headers, traceCa, traceCert,
+        traceKey);
   }
 
   @Option(

@@ -496,7 +496,7 @@ public final class GatewayServer {
         adminSettings.usageRetention());
     b.drift = new io.modelgate.gateway.health.Drift(repository, stats.prometheus(), stats.clock(), controlSettings.replica());
     b.tracing = io.modelgate.gateway.tracing.Tracing.start(adminSettings.traces(), controlSettings.replica(),
-        ServerVersion.current()).bindTo(stats.prometheus());
+        ServerVersion.current(), stats.clock()).bindTo(stats.prometheus());
     b.golden = new io.modelgate.gateway.health.GoldenSets(repository, stats.clock(), stats.background(), b.drift);
     b.payloadLog = new io.modelgate.gateway.health.PayloadLog(adminSettings.payloadLogDirectory(), stats.prometheus(), stats.clock())
         .follow(repository);

@@ -22,14 +22,15 @@ import javax.net.ssl.SSLSessionContext;
  * Renewal files that cannot be used (half written, a key of another certificate, an expired
  * certificate) are logged and counted, and the material in force stays. The server side is a
  * port's ({@link #open}); the client side is the etcd client's ({@link #openClient}), whose
- * channel makes a new connection, with the material then in force, whenever the one it had ends.
+ * channel makes a new connection, with the material then in force, whenever the one it had ends,
+ * and the trace exporter's, over the JDK's own TLS ({@link #jdkContext}), whose connections do too.
  *
  * <p>Threads: event loops call {@link #newEngine} for each new connection and read one volatile
  * field; the {@code modelgate-watch-<name>-TLS} thread reads the files and builds the next context.
  */
 public final class ReloadingSslContext extends SslContext implements AutoCloseable {
   /** The material in force and the context built from it. */
-  private record Current(TlsCredentials credentials, SslContext context) {
+  private record Current(TlsCredentials credentials, SslContext context, TlsCredentials.JdkManagers jdk) {
     @Override
     public String toString() {
       return credentials.toString();
@@ -39,6 +40,9 @@ public final class ReloadingSslContext extends SslContext implements AutoCloseab
   private final String port;
   private final boolean client;
   private final WatchedFile<Current> files;
+  /** {@link #jdkContext}'s managers: made once, each reading the material in force at each call. */
+  private final Keys keys = new Keys();
+  private final Trust trust = new Trust();
 
   private ReloadingSslContext(String port, boolean client, WatchedFile<Current> files) {
     this.port = port;
@@ -93,8 +97,10 @@ public final class ReloadingSslContext extends SslContext implements AutoCloseab
       return new ReloadingSslContext(name, client, WatchedFile.open(name + " TLS", paths, () -> {
         TlsCredentials credentials = reader.read();
         try {
-          return new Current(credentials, client ? credentials.clientContext() : credentials.serverContext());
-        } catch (SSLException e) {
+          return client
+              ? new Current(credentials, credentials.clientContext(), credentials.jdkManagers())
+              : new Current(credentials, credentials.serverContext(), null);
+        } catch (java.security.GeneralSecurityException | SSLException e) {
           throw new WatchedFile.InvalidFileException("cannot make a TLS context of " + credentials + ": " + e.getMessage(), e);
         }
       }));
@@ -164,6 +170,126 @@ public final class ReloadingSslContext extends SslContext implements AutoCloseab
   @Override
   public SSLSessionContext sessionContext() {
     return current().sessionContext();
+  }
+
+  /**
+   * A client's context for the JDK's own TLS ({@code java.net.http}), following these files as
+   * this context does: each handshake takes the key and CAs in force then. Made once per client.
+   *
+   * @throws IllegalStateException for a server's context
+   */
+  public javax.net.ssl.SSLContext jdkContext() throws java.security.GeneralSecurityException {
+    if (!client) {
+      throw new IllegalStateException("a JDK context is a client's");
+    }
+    javax.net.ssl.SSLContext context = javax.net.ssl.SSLContext.getInstance("TLS");
+    context.init(new javax.net.ssl.KeyManager[] {keys}, new javax.net.ssl.TrustManager[] {trust}, null);
+    return context;
+  }
+
+  /** The key manager of {@link #jdkContext}: the certificate in force at each handshake (none without one). Tests. */
+  javax.net.ssl.X509ExtendedKeyManager jdkKeyManager() {
+    return keys;
+  }
+
+  /** The trust manager of {@link #jdkContext}: the CAs in force at each handshake (the JVM's store's without any). */
+  public javax.net.ssl.X509TrustManager jdkTrustManager() {
+    return trust;
+  }
+
+  /** The key manager in force; a client without a certificate offers none. */
+  private final class Keys extends javax.net.ssl.X509ExtendedKeyManager {
+    private javax.net.ssl.X509ExtendedKeyManager current() {
+      return files.get().jdk().keys();
+    }
+
+    @Override
+    public String[] getClientAliases(String keyType, java.security.Principal[] issuers) {
+      var keys = current();
+      return keys == null ? null : keys.getClientAliases(keyType, issuers);
+    }
+
+    @Override
+    public String chooseClientAlias(String[] keyType, java.security.Principal[] issuers, java.net.Socket socket) {
+      var keys = current();
+      return keys == null ? null : keys.chooseClientAlias(keyType, issuers, socket);
+    }
+
+    @Override
+    public String chooseEngineClientAlias(String[] keyType, java.security.Principal[] issuers, SSLEngine engine) {
+      var keys = current();
+      return keys == null ? null : keys.chooseEngineClientAlias(keyType, issuers, engine);
+    }
+
+    @Override
+    public String[] getServerAliases(String keyType, java.security.Principal[] issuers) {
+      return null;
+    }
+
+    @Override
+    public String chooseServerAlias(String keyType, java.security.Principal[] issuers, java.net.Socket socket) {
+      return null;
+    }
+
+    @Override
+    public java.security.cert.X509Certificate[] getCertificateChain(String alias) {
+      var keys = current();
+      return keys == null ? null : keys.getCertificateChain(alias);
+    }
+
+    @Override
+    public java.security.PrivateKey getPrivateKey(String alias) {
+      var keys = current();
+      return keys == null ? null : keys.getPrivateKey(alias);
+    }
+  }
+
+  /** The trust manager in force. */
+  private final class Trust extends javax.net.ssl.X509ExtendedTrustManager {
+    private javax.net.ssl.X509ExtendedTrustManager current() {
+      return files.get().jdk().trust();
+    }
+
+    @Override
+    public void checkClientTrusted(java.security.cert.X509Certificate[] chain, String authType, java.net.Socket socket)
+        throws java.security.cert.CertificateException {
+      current().checkClientTrusted(chain, authType, socket);
+    }
+
+    @Override
+    public void checkServerTrusted(java.security.cert.X509Certificate[] chain, String authType, java.net.Socket socket)
+        throws java.security.cert.CertificateException {
+      current().checkServerTrusted(chain, authType, socket);
+    }
+
+    @Override
+    public void checkClientTrusted(java.security.cert.X509Certificate[] chain, String authType, SSLEngine engine)
+        throws java.security.cert.CertificateException {
+      current().checkClientTrusted(chain, authType, engine);
+    }
+
+    @Override
+    public void checkServerTrusted(java.security.cert.X509Certificate[] chain, String authType, SSLEngine engine)
+        throws java.security.cert.CertificateException {
+      current().checkServerTrusted(chain, authType, engine);
+    }
+
+    @Override
+    public void checkClientTrusted(java.security.cert.X509Certificate[] chain, String authType)
+        throws java.security.cert.CertificateException {
+      current().checkClientTrusted(chain, authType);
+    }
+
+    @Override
+    public void checkServerTrusted(java.security.cert.X509Certificate[] chain, String authType)
+        throws java.security.cert.CertificateException {
+      current().checkServerTrusted(chain, authType);
+    }
+
+    @Override
+    public java.security.cert.X509Certificate[] getAcceptedIssuers() {
+      return current().getAcceptedIssuers();
+    }
   }
 
   @Override

@@ -17,7 +17,12 @@ import java.security.PublicKey;
 import java.security.Signature;
 import java.security.cert.X509Certificate;
 import java.time.Instant;
+import java.security.KeyStore;
+import javax.net.ssl.KeyManagerFactory;
 import javax.net.ssl.SSLException;
+import javax.net.ssl.TrustManagerFactory;
+import javax.net.ssl.X509ExtendedKeyManager;
+import javax.net.ssl.X509ExtendedTrustManager;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -178,6 +183,49 @@ final class TlsCredentials {
       builder.keyManager(key, chain);
     }
     return builder.build();
+  }
+
+  /**
+   * The JDK's key and trust managers for this material, for a client over the JDK's own TLS
+   * ({@code java.net.http}): {@code keys} null without a certificate; {@code trust} the JVM's
+   * store's where no CA was given.
+   */
+  record JdkManagers(X509ExtendedKeyManager keys, X509ExtendedTrustManager trust) {}
+
+  /** A password for key stores that live in memory only, never written. */
+  private static final char[] IN_MEMORY = "modelgate".toCharArray();
+
+  /** This material's {@link JdkManagers}, made now. */
+  JdkManagers jdkManagers() throws GeneralSecurityException, IOException {
+    X509ExtendedKeyManager keys = null;
+    if (chain != null) {
+      KeyStore store = KeyStore.getInstance("PKCS12");
+      store.load(null, null);
+      store.setKeyEntry("modelgate", key, IN_MEMORY, chain);
+      KeyManagerFactory factory = KeyManagerFactory.getInstance(KeyManagerFactory.getDefaultAlgorithm());
+      factory.init(store, IN_MEMORY);
+      keys = only(factory.getKeyManagers(), X509ExtendedKeyManager.class);
+    }
+    KeyStore cas = null;
+    if (trusted != null) {
+      cas = KeyStore.getInstance("PKCS12");
+      cas.load(null, null);
+      for (int i = 0; i < trusted.length; i++) {
+        cas.setCertificateEntry("ca-" + i, trusted[i]);
+      }
+    }
+    TrustManagerFactory factory = TrustManagerFactory.getInstance(TrustManagerFactory.getDefaultAlgorithm());
+    factory.init(cas);
+    return new JdkManagers(keys, only(factory.getTrustManagers(), X509ExtendedTrustManager.class));
+  }
+
+  private static <T> T only(Object[] managers, Class<T> type) throws GeneralSecurityException {
+    for (Object manager : managers) {
+      if (type.isInstance(manager)) {
+        return type.cast(manager);
+      }
+    }
+    throw new GeneralSecurityException("the JDK made no " + type.getSimpleName());
   }
 
   /** What a log line says of it: the certificate, its serial and expiry, the trusted CAs; no key. */

@@ -14,10 +14,16 @@ import java.net.URI;
  *     drawn; a call whose {@code traceparent} is sampled is always traced, one whose {@code
  *     traceparent} is not sampled never is
  * @param headers sent with every export (a backend's API key, say), by name; never logged
+ * @param ca for an {@code https} endpoint, the PEM CA certificates that sign the collector's
+ *     certificate; null: the JVM's trust store. Read again when it changes
+ * @param cert for an {@code https} endpoint, the PEM certificate chain the gateway presents
+ *     (mutual TLS), with {@code key}; null: none. Read again when it changes
+ * @param key the PKCS#8 PEM private key of {@code cert}
  */
-public record TraceSettings(URI endpoint, double sampleRate, java.util.Map<String, String> headers) {
+public record TraceSettings(URI endpoint, double sampleRate, java.util.Map<String, String> headers,
+    java.nio.file.Path ca, java.nio.file.Path cert, java.nio.file.Path key) {
   /** No call traced. */
-  public static final TraceSettings OFF = new TraceSettings(null, 0, java.util.Map.of());
+  public static final TraceSettings OFF = new TraceSettings(null, 0, java.util.Map.of(), null, null, null);
   /**
    * The environment variables whose headers exports carry, as OpenTelemetry's SDKs read them: the
    * first one set is taken.
@@ -45,16 +51,38 @@ public record TraceSettings(URI endpoint, double sampleRate, java.util.Map<Strin
     } else if (sampleRate > 0) {
       throw new IllegalArgumentException("trace sample rate " + sampleRate + " without a trace endpoint to send spans to");
     }
+    if ((cert == null) != (key == null)) {
+      throw new IllegalArgumentException("--trace-cert and --trace-key go together (mutual TLS with the collector)");
+    }
+    if ((ca != null || cert != null) && (endpoint == null || !"https".equals(endpoint.getScheme()))) {
+      throw new IllegalArgumentException("--trace-ca, --trace-cert and --trace-key are for an https:// trace endpoint"
+          + (endpoint == null ? " (none given)" : " (given: " + endpoint + ")"));
+    }
+    for (java.nio.file.Path file : new java.nio.file.Path[] {ca, cert, key}) {
+      if (file != null && !java.nio.file.Files.isReadable(file)) {
+        throw new IllegalArgumentException("trace TLS file " + file + " is not readable");
+      }
+    }
   }
 
   /** Calls traced, spans sent to {@code endpoint}, no headers. */
   public static TraceSettings to(URI endpoint, double sampleRate) {
-    return new TraceSettings(endpoint, sampleRate, java.util.Map.of());
+    return new TraceSettings(endpoint, sampleRate, java.util.Map.of(), null, null, null);
   }
 
   /** These settings with {@code headers} sent with every export. */
   public TraceSettings withHeaders(java.util.Map<String, String> headers) {
-    return new TraceSettings(endpoint, sampleRate, headers);
+    return new TraceSettings(endpoint, sampleRate, headers, ca, cert, key);
+  }
+
+  /** These settings with the collector's certificate checked against {@code ca}, and {@code cert} and {@code key} presented (each may be null). */
+  public TraceSettings withTls(java.nio.file.Path ca, java.nio.file.Path cert, java.nio.file.Path key) {
+    return new TraceSettings(endpoint, sampleRate, headers, ca, cert, key);
+  }
+
+  /** Whether the exporter's TLS is set by files of the operator's (a CA, a client certificate), not the JVM's defaults. */
+  public boolean tlsFiles() {
+    return ca != null || cert != null;
   }
 
   /**

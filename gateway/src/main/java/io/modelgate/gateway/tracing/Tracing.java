@@ -24,6 +24,7 @@ import io.opentelemetry.sdk.trace.data.SpanData;
 import io.opentelemetry.sdk.trace.export.BatchSpanProcessor;
 import io.opentelemetry.sdk.trace.export.SpanExporter;
 import io.opentelemetry.sdk.trace.samplers.Sampler;
+import java.io.IOException;
 import java.time.Duration;
 import java.util.Collection;
 import java.util.concurrent.ThreadLocalRandom;
@@ -115,17 +116,33 @@ public final class Tracing implements AutoCloseable {
   private final AtomicLong exported = new AtomicLong();
   private final AtomicLong failed = new AtomicLong();
 
-  private Tracing(TraceSettings settings, String replica, String version) {
+  /** The exporter's TLS files, followed; null where the JVM's defaults serve (or no call is traced). */
+  private final io.modelgate.gateway.tls.ReloadingSslContext tls;
+
+  private Tracing(TraceSettings settings, String replica, String version, java.time.Clock clock) throws IOException {
     this.settings = settings;
     if (!settings.on()) {
       provider = null;
       tracer = null;
+      tls = null;
       return;
     }
     var exporter = OtlpHttpSpanExporter.builder()
         .setEndpoint(settings.endpoint().toString())
         .setTimeout(Duration.ofSeconds(10));
     settings.headers().forEach(exporter::addHeader);
+    if (settings.tlsFiles()) {
+      tls = io.modelgate.gateway.tls.ReloadingSslContext.openClient("trace", settings.ca(), settings.cert(),
+          settings.key(), clock);
+      try {
+        exporter.setSslContext(tls.jdkContext(), tls.jdkTrustManager());
+      } catch (java.security.GeneralSecurityException e) {
+        tls.close();
+        throw new IOException("cannot make the trace exporter's TLS context: " + e.getMessage(), e);
+      }
+    } else {
+      tls = null;
+    }
     SpanExporter otlp = exporter.build();
     provider = SdkTracerProvider.builder()
         .setResource(Resource.getDefault().merge(Resource.create(io.opentelemetry.api.common.Attributes.of(
@@ -149,14 +166,21 @@ public final class Tracing implements AutoCloseable {
    *
    * @param replica this replica's name, sent as the spans' {@code service.instance.id}
    * @param version the server's version, sent as {@code service.version}
+   * @param clock checks the TLS files' certificates are in date
+   * @throws IOException where a TLS file of {@code settings} cannot be read or used, saying which and why
    */
-  public static Tracing start(TraceSettings settings, String replica, String version) {
-    return new Tracing(settings, replica, version);
+  public static Tracing start(TraceSettings settings, String replica, String version, java.time.Clock clock)
+      throws IOException {
+    return new Tracing(settings, replica, version, clock);
   }
 
   /** No call traced. */
   public static Tracing off() {
-    return new Tracing(TraceSettings.OFF, "", "");
+    try {
+      return new Tracing(TraceSettings.OFF, "", "", java.time.Clock.systemUTC());
+    } catch (IOException e) {
+      throw new java.io.UncheckedIOException(e); // no file is read without an endpoint
+    }
   }
 
   /** Whether calls are traced. */
@@ -323,6 +347,9 @@ public final class Tracing implements AutoCloseable {
     if (!on()) {
       return this;
     }
+    if (tls != null) {
+      tls.bindTo(registry);
+    }
     for (String result : new String[] {"exported", "failed", "dropped"}) {
       io.micrometer.core.instrument.FunctionCounter.builder("modelgate.trace.spans", this, t -> t.spans(result))
           .description("Spans of traced calls: sent to the trace endpoint (exported), lost because a send failed"
@@ -339,6 +366,9 @@ public final class Tracing implements AutoCloseable {
   public void close() {
     if (provider != null) {
       provider.shutdown().join(10, TimeUnit.SECONDS);
+    }
+    if (tls != null) {
+      tls.close();
     }
   }
 

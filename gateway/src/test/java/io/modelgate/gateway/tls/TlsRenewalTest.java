@@ -117,6 +117,55 @@ class TlsRenewalTest {
         .hasMessageContaining(notAKey.toString());
   }
 
+  @Test
+  void aClientsJdkContext_followsItsRenewedFiles_asItsNettyContextDoes() throws Exception {
+    TestCertificates a = TestCertificates.create(Files.createDirectories(pki.resolve("a")));
+    TestCertificates b = TestCertificates.create(Files.createDirectories(pki.resolve("b")));
+    Path live = Files.createDirectories(pki.resolve("live"));
+    Path ca = live.resolve("ca.crt");
+    Path chain = live.resolve("tls.crt");
+    Path key = live.resolve("tls.key");
+    TestCertificates.renew(a.caCert, ca);
+    TestCertificates.renew(a.clientChain, chain);
+    TestCertificates.renew(a.clientKey, key);
+    try (ReloadingSslContext tls = ReloadingSslContext.openClient("trace", ca, chain, key, Clock.systemUTC())) {
+      assertThat(tls.jdkContext().getProtocol()).isEqualTo("TLS");
+      javax.net.ssl.X509ExtendedKeyManager keys = tls.jdkKeyManager();
+      String alias = keys.chooseEngineClientAlias(new String[] {"EC"}, null, null);
+      assertThat(keys.getCertificateChain(alias)[0].getSerialNumber()).isEqualTo(serial(a.clientChain));
+      assertThat(tls.jdkTrustManager().getAcceptedIssuers()).singleElement()
+          .satisfies(issuer -> assertThat(issuer.getSerialNumber()).isEqualTo(serial(a.caCert)));
+
+      TestCertificates.renew(b.caCert, ca);
+      TestCertificates.renew(b.clientChain, chain);
+      TestCertificates.renew(b.clientKey, key);
+      java.math.BigInteger renewed = serial(b.clientChain);
+      eventually("the renewed files in force", () -> {
+        tls.reload(); // or its watching thread did
+        return keys.getCertificateChain(keys.chooseEngineClientAlias(new String[] {"EC"}, null, null))[0]
+            .getSerialNumber().equals(renewed);
+      });
+      alias = keys.chooseEngineClientAlias(new String[] {"EC"}, null, null);
+      assertThat(keys.getPrivateKey(alias)).isNotNull();
+      assertThat(tls.jdkTrustManager().getAcceptedIssuers()).singleElement()
+          .satisfies(issuer -> assertThat(issuer.getSerialNumber()).isEqualTo(serial(b.caCert)));
+    }
+    // Without a CA the JVM's store is trusted; without a certificate none is offered.
+    try (ReloadingSslContext tls = ReloadingSslContext.openClient("trace", null, a.clientChain, a.clientKey,
+        Clock.systemUTC())) {
+      assertThat(tls.jdkTrustManager().getAcceptedIssuers()).hasSizeGreaterThan(10);
+    }
+    try (ReloadingSslContext tls = ReloadingSslContext.openClient("trace", a.caCert, null, null, Clock.systemUTC())) {
+      assertThat(tls.jdkKeyManager().chooseEngineClientAlias(new String[] {"EC"}, null, null)).isNull();
+    }
+  }
+
+  private static java.math.BigInteger serial(Path pem) throws IOException, java.security.GeneralSecurityException {
+    try (var in = Files.newInputStream(pem)) {
+      return io.grpc.util.CertificateUtils.getX509Certificates(in)[0].getSerialNumber();
+    }
+  }
+
   /** A new connection that trusts {@code trusted}'s CA and presents {@code client}'s client certificate. */
   private ManagedChannel channel(GatewayServer server, TestCertificates trusted, TestCertificates client) {
     ManagedChannel channel;

@@ -4,6 +4,12 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import com.sun.net.httpserver.HttpServer;
+import com.sun.net.httpserver.HttpsConfigurator;
+import com.sun.net.httpserver.HttpsExchange;
+import com.sun.net.httpserver.HttpsParameters;
+import com.sun.net.httpserver.HttpsServer;
+import io.grpc.util.CertificateUtils;
+import io.modelgate.gateway.testing.TestCertificates;
 import io.grpc.Metadata;
 import io.grpc.StatusRuntimeException;
 import io.grpc.stub.MetadataUtils;
@@ -20,6 +26,7 @@ import io.opentelemetry.proto.trace.v1.Span;
 import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.net.URI;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Clock;
 import java.time.Duration;
@@ -52,19 +59,22 @@ class TracingTest {
   @BeforeEach
   void start() throws IOException {
     collector = HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 0);
-    collector.createContext(TraceSettings.TRACES_PATH, exchange -> {
-      byte[] body = exchange.getRequestBody().readAllBytes();
-      String key = exchange.getRequestHeaders().getFirst("x-api-key");
-      apiKeys.add(key == null ? "none" : key);
-      received.addAll(ExportTraceServiceRequest.parseFrom(body).getResourceSpansList());
-      byte[] answer = ExportTraceServiceResponse.getDefaultInstance().toByteArray();
-      exchange.getResponseHeaders().add("Content-Type", "application/x-protobuf");
-      exchange.sendResponseHeaders(200, answer.length);
-      exchange.getResponseBody().write(answer);
-      exchange.close();
-    });
+    collector.createContext(TraceSettings.TRACES_PATH, this::receive);
     collector.start();
     Gateway.write(root, "m", 1, Gateway.affine());
+  }
+
+  /** What a collector does with an export: decodes its spans, and answers that it took them. */
+  private void receive(com.sun.net.httpserver.HttpExchange exchange) throws IOException {
+    byte[] body = exchange.getRequestBody().readAllBytes();
+    String key = exchange.getRequestHeaders().getFirst("x-api-key");
+    apiKeys.add(key == null ? "none" : key);
+    received.addAll(ExportTraceServiceRequest.parseFrom(body).getResourceSpansList());
+    byte[] answer = ExportTraceServiceResponse.getDefaultInstance().toByteArray();
+    exchange.getResponseHeaders().add("Content-Type", "application/x-protobuf");
+    exchange.sendResponseHeaders(200, answer.length);
+    exchange.getResponseBody().write(answer);
+    exchange.close();
   }
 
   private void open(double sampleRate) throws IOException {
@@ -72,11 +82,13 @@ class TracingTest {
   }
 
   private void open(double sampleRate, java.util.Map<String, String> headers) throws IOException {
-    URI endpoint = URI.create("http://127.0.0.1:" + collector.getAddress().getPort());
+    open(TraceSettings.to(URI.create("http://127.0.0.1:" + collector.getAddress().getPort()), sampleRate)
+        .withHeaders(headers));
+  }
+
+  private void open(TraceSettings settings) throws IOException {
     gateway = Gateway.inProcess(root, Duration.ofSeconds(10), Duration.ZERO,
-        Gateway.adminSettings(root.resolve(".state"), -1)
-            .withTraces(TraceSettings.to(endpoint, sampleRate).withHeaders(headers)),
-        Clock.systemUTC());
+        Gateway.adminSettings(root.resolve(".state"), -1).withTraces(settings), Clock.systemUTC());
   }
 
   @AfterEach
@@ -254,12 +266,13 @@ class TracingTest {
   }
 
   @Test
-  void aFlushAskedForAsTheLastEnds_stillWaitsForTheSpansRecordedSince() {
+  void aFlushAskedForAsTheLastEnds_stillWaitsForTheSpansRecordedSince() throws IOException {
     // The SDK's processor answers a flush asked for in the instant after another ended with the
     // one that ended; flush counts instead. Many rounds, each a span then a flush: each round's
     // span must be sent by its flush's return.
     try (Tracing tracing = Tracing.start(
-        TraceSettings.to(URI.create("http://127.0.0.1:" + collector.getAddress().getPort()), 1), "r", "v")) {
+        TraceSettings.to(URI.create("http://127.0.0.1:" + collector.getAddress().getPort()), 1), "r", "v",
+        Clock.systemUTC())) {
       for (int round = 1; round <= 300; round++) {
         tracing.record(tracing.current(), "ModelInfer", 1_000, "m", "1", null, null, io.grpc.Status.Code.OK, 1, 0, 0, -1);
         assertThat(tracing.flush(Duration.ofSeconds(30))).isTrue();
@@ -283,13 +296,74 @@ class TracingTest {
   }
 
   @Test
+  void toAnHttpsCollector_spansGoOverTls_trustingTheCaGiven_andPresentingTheClientCertificate() throws Exception {
+    TestCertificates pki = TestCertificates.create(Files.createDirectories(root.resolve(".pki")));
+    javax.net.ssl.SSLContext tls = javax.net.ssl.SSLContext.getInstance("TLS");
+    java.security.KeyStore keys = java.security.KeyStore.getInstance("PKCS12");
+    keys.load(null, null);
+    try (var chain = Files.newInputStream(pki.serverChain); var key = Files.newInputStream(pki.serverKey)) {
+      keys.setKeyEntry("server", CertificateUtils.getPrivateKey(key), "k".toCharArray(),
+          CertificateUtils.getX509Certificates(chain));
+    }
+    java.security.KeyStore cas = java.security.KeyStore.getInstance("PKCS12");
+    cas.load(null, null);
+    try (var ca = Files.newInputStream(pki.caCert)) {
+      cas.setCertificateEntry("ca", CertificateUtils.getX509Certificates(ca)[0]);
+    }
+    var keyFactory = javax.net.ssl.KeyManagerFactory.getInstance(javax.net.ssl.KeyManagerFactory.getDefaultAlgorithm());
+    keyFactory.init(keys, "k".toCharArray());
+    var trustFactory = javax.net.ssl.TrustManagerFactory.getInstance(javax.net.ssl.TrustManagerFactory.getDefaultAlgorithm());
+    trustFactory.init(cas);
+    tls.init(keyFactory.getKeyManagers(), trustFactory.getTrustManagers(), null);
+    HttpsServer secure = HttpsServer.create(new InetSocketAddress("127.0.0.1", 0), 0);
+    secure.setHttpsConfigurator(new HttpsConfigurator(tls) {
+      @Override
+      public void configure(HttpsParameters parameters) {
+        javax.net.ssl.SSLParameters ssl = tls.getDefaultSSLParameters();
+        ssl.setNeedClientAuth(true); // mutual TLS: a client without a certificate of this CA is turned away
+        parameters.setSSLParameters(ssl);
+      }
+    });
+    List<String> clients = new CopyOnWriteArrayList<>();
+    secure.createContext(TraceSettings.TRACES_PATH, exchange -> {
+      clients.add(((HttpsExchange) exchange).getSSLSession().getPeerPrincipal().getName());
+      receive(exchange);
+    });
+    secure.start();
+    try {
+      open(TraceSettings.to(URI.create("https://localhost:" + secure.getAddress().getPort()), 1)
+          .withTls(pki.caCert, pki.clientChain, pki.clientKey));
+      gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build());
+      assertThat(spans()).hasSize(1);
+      assertThat(clients).isNotEmpty().containsOnly("CN=operator-alice");
+      assertThat(gateway.stats.scrape()).contains("modelgate_tls_certificate_expiry_timestamp_seconds{port=\"trace\"}");
+    } finally {
+      secure.stop(0);
+    }
+    // Files that cannot be used stop the start, saying which.
+    Path notACa = Files.writeString(root.resolve("not-a-ca.pem"), "no certificate here\n");
+    assertThatThrownBy(() -> Tracing.start(TraceSettings.to(URI.create("https://localhost:4318"), 0)
+        .withTls(notACa, null, null), "r", "v", Clock.systemUTC()).close())
+        .isInstanceOf(IOException.class).hasMessageContaining("trace TLS").hasMessageContaining(notACa.toString());
+  }
+
+  @Test
   void settingsAreChecked() {
     assertThatThrownBy(() -> TraceSettings.to(URI.create("ftp://collector:4318"), 0))
         .hasMessageContaining("expected: an OTLP/HTTP address");
     assertThatThrownBy(() -> TraceSettings.to(URI.create("http://collector:4318"), 1.5))
         .hasMessage("trace sample rate: 1.5 (expected: 0 to 1)");
-    assertThatThrownBy(() -> new TraceSettings(null, 0.1, java.util.Map.of()))
+    assertThatThrownBy(() -> TraceSettings.to(null, 0.1))
         .hasMessageContaining("without a trace endpoint");
+    assertThatThrownBy(() -> TraceSettings.to(URI.create("https://collector:4318"), 0)
+        .withTls(root.resolve("no-such-ca.pem"), null, null))
+        .hasMessage("trace TLS file " + root.resolve("no-such-ca.pem") + " is not readable");
+    assertThatThrownBy(() -> TraceSettings.to(URI.create("http://collector:4318"), 0).withTls(Path.of("ca.pem"), null, null))
+        .hasMessage("--trace-ca, --trace-cert and --trace-key are for an https:// trace endpoint"
+            + " (given: http://collector:4318/v1/traces)");
+    assertThatThrownBy(() -> TraceSettings.to(URI.create("https://collector:4318"), 0)
+        .withTls(null, Path.of("client.pem"), null))
+        .hasMessageContaining("--trace-cert and --trace-key go together");
     assertThat(TraceSettings.to(URI.create("http://collector:4318"), 0).endpoint())
         .isEqualTo(URI.create("http://collector:4318/v1/traces"));
     assertThat(TraceSettings.to(URI.create("https://collector:4318/custom/traces"), 0).endpoint())
