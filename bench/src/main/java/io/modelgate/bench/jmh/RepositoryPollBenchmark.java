@@ -69,7 +69,7 @@ public class RepositoryPollBenchmark {
   @Benchmark
   public long listingOnly() throws IOException {
     long files = 0;
-    for (Map.Entry<String, java.util.List<Long>> model : ModelRepository.onDisk(root).entrySet()) {
+    for (Map.Entry<String, java.util.List<Long>> model : io.modelgate.runtime.repository.RepositoryFolder.onDisk(root).entrySet()) {
       Path dir = root.resolve(model.getKey());
       files += Files.exists(dir.resolve("model.yaml")) ? 1 : 0;
       for (long version : model.getValue()) {

@@ -8,6 +8,7 @@ import io.modelgate.runtime.error.InferenceException;
 import io.modelgate.runtime.repository.Model;
 import io.modelgate.runtime.repository.ModelConfigFile;
 import io.modelgate.runtime.repository.ModelRepository;
+import io.modelgate.runtime.repository.RepositoryFolder;
 import io.modelgate.runtime.repository.ModelSettings;
 import io.modelgate.runtime.repository.ModelVersion;
 import io.modelgate.runtime.repository.VersionState;
@@ -319,7 +320,7 @@ public final class RepositoryPoll implements AutoCloseable {
         return ready.isEmpty();
       }
       try {
-        ModelSettings onDisk = repository.settingsOnDisk(model);
+        ModelSettings onDisk = repository.folder().settings(model);
         for (ModelVersion version : ready) {
           ModelSettings loaded = version.serving().settings();
           if (!(onDisk.maxBatchSize() == null ? onDisk.withMaxBatchSize(loaded.maxBatchSize()) : onDisk).equals(loaded)) {
@@ -343,7 +344,7 @@ public final class RepositoryPoll implements AutoCloseable {
       return true; // unloaded (an operator's is kept; the poll's is loaded when its folder is back), or loading
     }
     try {
-      return repository.fileSha256(model, number).equals(version.serving().modelSha256());
+      return repository.folder().fileSha256(model, number).equals(version.serving().modelSha256());
     } catch (RuntimeException e) {
       return false;
     }
@@ -374,11 +375,11 @@ public final class RepositoryPoll implements AutoCloseable {
       String[] before = was.split("\n");
       String[] after = looks.split("\n");
       for (int i = 0; i < before.length; i++) {
-        if (!before[i].equals(after[i]) && !before[i].startsWith(ModelRepository.MODEL_FILE + " ")) {
+        if (!before[i].equals(after[i]) && !before[i].startsWith(RepositoryFolder.MODEL_FILE + " ")) {
           return false; // a file whose content no load records
         }
       }
-      file = ModelRepository.MODEL_FILE;
+      file = RepositoryFolder.MODEL_FILE;
       ModelVersion version = repository.model(key.substring(0, slash))
           .flatMap(m -> m.version(Long.parseLong(key.substring(slash + 1)))).orElse(null);
       if (version == null || !version.isReady() || version.isCopy()) {
@@ -625,7 +626,7 @@ public final class RepositoryPoll implements AutoCloseable {
    */
   public static Map<String, String> look(Path root) throws IOException {
     Map<String, String> found = new TreeMap<>();
-    for (Map.Entry<String, List<Long>> model : ModelRepository.onDisk(root).entrySet()) {
+    for (Map.Entry<String, List<Long>> model : RepositoryFolder.onDisk(root).entrySet()) {
       Path dir = root.resolve(model.getKey());
       found.put(model.getKey(), fileLooks(dir.resolve(ModelConfigFile.FILE_NAME)));
       for (long number : model.getValue()) {

@@ -12,6 +12,7 @@ import io.modelgate.proto.inference.RepositoryIndexResponse;
 import io.modelgate.runtime.error.InferenceException;
 import io.modelgate.runtime.repository.Model;
 import io.modelgate.runtime.repository.ModelRepository;
+import io.modelgate.runtime.repository.RepositoryFolder;
 import io.modelgate.runtime.repository.ModelVersion;
 import io.modelgate.runtime.repository.VersionState;
 import java.time.Clock;
@@ -274,7 +275,7 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
     // The model.yaml as the reload read it, but for an edit in the last instants (then a change again).
     String config;
     try {
-      config = repository.configSha256(model);
+      config = repository.folder().configSha256(model);
     } catch (InferenceException e) {
       config = "";
     }
@@ -624,7 +625,7 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
       String here = loaded;
       if (here == null) {
         try {
-          here = repository.fileSha256(model, ask.getVersion());
+          here = repository.folder().fileSha256(model, ask.getVersion());
         } catch (InferenceException e) {
           return e.getMessage();
         }
@@ -640,7 +641,7 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
     }
     String config;
     try {
-      config = repository.configSha256(model);
+      config = repository.folder().configSha256(model);
     } catch (InferenceException e) {
       return e.getMessage();
     }
@@ -649,7 +650,7 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
   }
 
   private static String configText(String sha256) {
-    return sha256.equals(ModelRepository.NO_CONFIG) ? "none" : "sha256 " + abbreviated(sha256);
+    return sha256.equals(RepositoryFolder.NO_CONFIG) ? "none" : "sha256 " + abbreviated(sha256);
   }
 
   /**
@@ -658,7 +659,7 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
    */
   private String fileLooks(String model, long number) {
     java.nio.file.Path modelDir = repository.root().resolve(model);
-    return looks(modelDir.resolve(Long.toString(number)).resolve(ModelRepository.MODEL_FILE)) + " "
+    return looks(modelDir.resolve(Long.toString(number)).resolve(RepositoryFolder.MODEL_FILE)) + " "
         + looks(modelDir.resolve(io.modelgate.runtime.repository.ModelConfigFile.FILE_NAME));
   }
 

@@ -19,6 +19,7 @@ import io.modelgate.runtime.error.InferenceException;
 import io.modelgate.runtime.repository.LoadedVersion;
 import io.modelgate.runtime.repository.Model;
 import io.modelgate.runtime.repository.ModelRepository;
+import io.modelgate.runtime.repository.RepositoryFolder;
 import io.modelgate.runtime.repository.ModelVersion;
 import java.io.IOException;
 import java.time.Clock;
@@ -1185,7 +1186,7 @@ public final class ControlPlane implements AutoCloseable {
     String b = model.version(control).map(ModelVersion::loadedOrNull).map(LoadedVersion::modelSha256).orElse("");
     if (a.isEmpty() || !a.equals(b)) {
       throw InferenceException.failedPrecondition("control version " + control + " of model '" + model.name()
-          + "' is not a copy of baseline version " + baseline + ": it loaded a " + ModelRepository.MODEL_FILE
+          + "' is not a copy of baseline version " + baseline + ": it loaded a " + RepositoryFolder.MODEL_FILE
           + " of sha256 " + b + ", the baseline one of sha256 " + a + " (expected: the baseline's file, loaded as another version)");
     }
   }

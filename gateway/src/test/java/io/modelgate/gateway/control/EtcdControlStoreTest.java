@@ -1025,7 +1025,7 @@ class EtcdControlStoreTest {
       a.admin().loadVersion(reload);
       eventually("b sees the second reload", () -> b.server.control().loads().get("m").stream()
           .anyMatch(ask -> ask.getReloadedAtMs() > firstStamp
-              && !ask.getModelYamlSha256().equals(io.modelgate.runtime.repository.ModelRepository.NO_CONFIG)));
+              && !ask.getModelYamlSha256().equals(io.modelgate.runtime.repository.RepositoryFolder.NO_CONFIG)));
       b.server.versions().reconcileLoads();
       assertThat(serving(b).settings().maxBatchSize()).isNotEqualTo(8);
       assertThat(b.server.versions().owed()).singleElement().satisfies(owed -> assertThat(owed.getReason())

@@ -13,15 +13,14 @@ import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.TreeMap;
-import java.util.regex.Pattern;
-import java.util.stream.Stream;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The models in a repository folder, laid out as {@code <root>/<model>/<version>/model.onnx} with
- * an optional {@code <root>/<model>/model.yaml} (see {@link ModelConfigFile}). Versions are
- * positive integers; other folders are ignored with a warning.
+ * The models loaded from a repository folder ({@link RepositoryFolder}: {@code
+ * <root>/<model>/<version>/model.onnx} with an optional {@code <root>/<model>/model.yaml}), and
+ * their versions' states. Versions are positive integers; other folders are ignored with a
+ * warning. What the folder holds now, loaded or not, is {@link #folder}'s to say.
  *
  * <p>Every version gets a visible state. One that cannot load — missing or corrupt file, a
  * non-tensor output, an invalid config — is FAILED with its reason, and the other models load and
@@ -36,33 +35,25 @@ import org.slf4j.LoggerFactory;
  * repository's lock (then, to remove, the model's), loading or unloading a version its model's.
  */
 public final class ModelRepository {
-  /** Folders of a model that are not versions: its golden set. */
-  public static final java.util.Set<String> MODEL_FOLDERS = java.util.Set.of("golden");
-
   private static final Logger log = LoggerFactory.getLogger(ModelRepository.class);
-  private static final Pattern MODEL_NAME = Pattern.compile("[A-Za-z0-9_][A-Za-z0-9_.-]*");
-  private static final Pattern VERSION = Pattern.compile("[1-9][0-9]{0,17}");
-  public static final String MODEL_FILE = "model.onnx";
 
-  private final Path root;
+  /** The folder on disk, read as it is whenever asked. */
+  private final RepositoryFolder folder;
   /** By name; written only under its own lock, by {@link #modelOrAdd}. */
   private final java.util.concurrent.ConcurrentSkipListMap<String, Model> models;
   private final List<java.util.function.Consumer<String>> modelListeners = new java.util.concurrent.CopyOnWriteArrayList<>();
   private final List<java.util.function.Consumer<String>> removedListeners = new java.util.concurrent.CopyOnWriteArrayList<>();
-  private final ModelSettings defaults;
   private final StageRecorder.Factory recorders;
   private final VersionEvents events;
 
   private ModelRepository(
-      Path root,
+      RepositoryFolder folder,
       Map<String, Model> models,
-      ModelSettings defaults,
       StageRecorder.Factory recorders,
       VersionEvents events) {
-    this.root = root;
+    this.folder = folder;
     this.events = events;
     this.models = new java.util.concurrent.ConcurrentSkipListMap<>(models);
-    this.defaults = defaults;
     this.recorders = recorders;
   }
 
@@ -130,17 +121,19 @@ public final class ModelRepository {
     if (!Files.isDirectory(root)) {
       throw new IOException("model repository " + root + " is not a folder");
     }
-    if (list(root).stream().noneMatch(Files::isDirectory)) {
-      log.warn("model repository {} holds no model folders (expected: {}/<model>/<version>/{})", root, root, MODEL_FILE);
+    RepositoryFolder disk = new RepositoryFolder(root, defaults);
+    if (RepositoryFolder.list(root).stream().noneMatch(Files::isDirectory)) {
+      log.warn("model repository {} holds no model folders (expected: {}/<model>/<version>/{})", root, root,
+          RepositoryFolder.MODEL_FILE);
     }
     VersionEvents events = new VersionEvents();
     Map<String, Path> folders = new TreeMap<>();
-    for (Path dir : list(root)) {
+    for (Path dir : RepositoryFolder.list(root)) {
       String name = dir.getFileName().toString();
       if (!Files.isDirectory(dir) || name.startsWith(".")) {
         continue;
       }
-      if (!MODEL_NAME.matcher(name).matches()) {
+      if (!RepositoryFolder.isModelName(name)) {
         log.warn("ignoring {}: a model name may hold only letters, digits, '_', '.' and '-'", dir);
         continue;
       }
@@ -151,7 +144,7 @@ public final class ModelRepository {
       for (Map.Entry<String, Path> folder : folders.entrySet()) {
         models.put(folder.getKey(), loadModel(folder.getKey(), folder.getValue(), defaults, recorders, events, leftUnloaded));
       }
-      return new ModelRepository(root, models, defaults, recorders, events);
+      return new ModelRepository(disk, models, recorders, events);
     }
     java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(
         Math.min(threads, folders.size()), new java.util.concurrent.ThreadFactory() {
@@ -183,7 +176,7 @@ public final class ModelRepository {
       if (failed != null) {
         // What loaded goes too: the caller gets no repository to close.
         pool.shutdownNow();
-        new ModelRepository(root, models, defaults, recorders, events).close(java.time.Duration.ZERO);
+        new ModelRepository(disk, models, recorders, events).close(java.time.Duration.ZERO);
         if (failed instanceof IOException io) {
           throw io;
         }
@@ -198,22 +191,22 @@ public final class ModelRepository {
     } finally {
       pool.shutdown();
     }
-    return new ModelRepository(root, models, defaults, recorders, events);
+    return new ModelRepository(disk, models, recorders, events);
   }
 
   private static Model loadModel(
       String name, Path dir, ModelSettings defaults, StageRecorder.Factory recorders, VersionEvents events,
       LeftUnloaded leftUnloaded) throws IOException {
     List<ModelVersion> versions = new ArrayList<>();
-    for (Path versionDir : list(dir)) {
+    for (Path versionDir : RepositoryFolder.list(dir)) {
       if (!Files.isDirectory(versionDir)) {
         continue;
       }
       String folder = versionDir.getFileName().toString();
-      if (MODEL_FOLDERS.contains(folder)) {
+      if (RepositoryFolder.MODEL_FOLDERS.contains(folder)) {
         continue;
       }
-      if (!VERSION.matcher(folder).matches()) {
+      if (!RepositoryFolder.isVersionName(folder)) {
         log.warn(
             "ignoring {}: a version folder is named by a positive integer, e.g. {}/1", versionDir, dir);
         continue;
@@ -221,7 +214,7 @@ public final class ModelRepository {
       versions.add(new ModelVersion(name, Long.parseLong(folder), versionDir, events));
     }
     if (versions.isEmpty()) {
-      log.warn("model '{}' in {} has no version folders (expected: {}/1/{})", name, dir, dir, MODEL_FILE);
+      log.warn("model '{}' in {} has no version folders (expected: {}/1/{})", name, dir, dir, RepositoryFolder.MODEL_FILE);
     }
     ModelSettings settings;
     try {
@@ -245,13 +238,6 @@ public final class ModelRepository {
     return new Model(name, versions, events);
   }
 
-
-  private static List<Path> list(Path dir) throws IOException {
-    try (Stream<Path> entries = Files.list(dir)) {
-      return entries.sorted().toList();
-    }
-  }
-
   /**
    * Loads version {@code number} of {@code modelName} from its folder, re-reading the model's
    * {@code model.yaml}: a new version, or one that was unloaded or failed (a copy that was, loaded
@@ -262,7 +248,7 @@ public final class ModelRepository {
    *     missing version folder, FAILED_PRECONDITION for a version that is loading or unloading
    */
   public ModelVersion loadVersion(String modelName, long number) {
-    Path dir = root.resolve(modelName).resolve(Long.toString(number));
+    Path dir = folder.versionFolder(modelName, number);
     while (true) {
       Model model = modelOrAdd(modelName);
       synchronized (model) {
@@ -305,7 +291,7 @@ public final class ModelRepository {
       }
       ModelVersion source = model.version(of).filter(v -> !v.isCopy()).orElseThrow(
           () -> InferenceException.notFound("model '" + modelName + "' has no version " + of + " to copy"));
-      if (Files.isDirectory(root.resolve(modelName).resolve(Long.toString(number)))) {
+      if (Files.isDirectory(folder.versionFolder(modelName, number))) {
         throw InferenceException.failedPrecondition(
             "model '" + modelName + "' has a version folder " + modelName + "/" + number
                 + "; a copy takes a number that no folder has");
@@ -337,7 +323,7 @@ public final class ModelRepository {
     ModelVersion version = existing != null ? existing : model.versionOrAdd(number, dir);
     version.loading(dir, copyOf);
     try {
-      ModelSettings settings = source != null ? source.settings() : ModelConfigFile.read(root.resolve(model.name()), defaults);
+      ModelSettings settings = source != null ? source.settings() : folder.settings(model.name());
       new VersionLoader(recorders).load(version, settings, source != null ? source.modelSha256() : null);
     } catch (InvalidConfigException e) {
       version.failed(e.getMessage());
@@ -423,9 +409,9 @@ public final class ModelRepository {
       }
       LoadedVersion fresh;
       try {
-        ModelSettings settings = ModelConfigFile.read(root.resolve(modelName), defaults);
+        ModelSettings settings = folder.settings(modelName);
         fresh = new VersionLoader(recorders).open(version, settings, null, "loaded again");
-      } catch (InvalidConfigException | io.modelgate.runtime.error.ModelLoadException | RuntimeException e) {
+      } catch (InvalidConfigException | ModelLoadException | RuntimeException e) {
         return notReloaded(version, VersionLoader.reason(e));
       } catch (Error e) {
         if (!VersionLoader.survivable(e)) {
@@ -468,99 +454,11 @@ public final class ModelRepository {
   public List<Long> versionsOnDisk(String modelName) {
     model(modelName).orElseThrow(() -> unknownModel(modelName));
     try {
-      return versionFolders(root.resolve(modelName));
+      return folder.versions(modelName);
     } catch (IOException e) {
       throw InferenceException.unavailable(
           "cannot list the versions of model '" + modelName + "' in the repository: " + e.getMessage());
     }
-  }
-
-  /**
-   * The SHA-256 (hex) of the model file of version {@code number} of {@code modelName} in the
-   * repository now, as a load would find it. Reads the whole file; never call it on the request path.
-   *
-   * @throws InferenceException UNAVAILABLE where the file is missing or cannot be read
-   */
-  public String fileSha256(String modelName, long number) {
-    try {
-      return VersionLoader.sha256(root.resolve(modelName).resolve(Long.toString(number)).resolve(MODEL_FILE));
-    } catch (ModelLoadException e) {
-      throw InferenceException.unavailable(
-          "model '" + modelName + "' version " + number + ": " + MODEL_FILE + " cannot be read");
-    }
-  }
-
-  /** What {@link #configSha256} answers for a model without a {@code model.yaml}. */
-  public static final String NO_CONFIG = "none";
-
-  /**
-   * The SHA-256 (hex) of {@code modelName}'s {@code model.yaml} in the repository now, or {@link
-   * #NO_CONFIG} where it has none. Reads the file; never call it on the request path.
-   *
-   * @throws InferenceException UNAVAILABLE where the file is there but cannot be read
-   */
-  public String configSha256(String modelName) {
-    Path file = root.resolve(modelName).resolve(ModelConfigFile.FILE_NAME);
-    if (!Files.exists(file)) {
-      return NO_CONFIG;
-    }
-    try {
-      return VersionLoader.sha256(file);
-    } catch (ModelLoadException e) {
-      throw InferenceException.unavailable("model '" + modelName + "': " + ModelConfigFile.FILE_NAME + " cannot be read");
-    }
-  }
-
-  /**
-   * The settings a load of {@code modelName} would run under now: its {@code model.yaml} as it is,
-   * over the server's defaults. Reads the disk; never call it on the request path.
-   *
-   * @throws ModelConfigFile.InvalidConfigException where its {@code model.yaml} cannot be read or used
-   */
-  public ModelSettings settingsOnDisk(String modelName) throws ModelConfigFile.InvalidConfigException {
-    return ModelConfigFile.read(root.resolve(modelName), defaults);
-  }
-
-  /** The numbers of the version folders in {@code modelDir}, lowest first. */
-  private static List<Long> versionFolders(Path modelDir) throws IOException {
-    List<Long> numbers = new ArrayList<>();
-    for (Path dir : list(modelDir)) {
-      String folder = dir.getFileName().toString();
-      if (Files.isDirectory(dir) && VERSION.matcher(folder).matches()) {
-        numbers.add(Long.parseLong(folder));
-      }
-    }
-    numbers.sort(null);
-    return numbers;
-  }
-
-  /**
-   * Every model folder in the repository now (added or not; a name that is not a model's left
-   * out), each with the numbers of its version folders, lowest first: what a poll of the disk
-   * compares from one look to the next. Reads the disk; never call it on the request path.
-   *
-   * @throws IOException when the repository folder, or a model folder in it, cannot be listed (a
-   *     model folder gone between the two looks is left out)
-   */
-  public java.util.SortedMap<String, List<Long>> onDisk() throws IOException {
-    return onDisk(root);
-  }
-
-  /** As {@link #onDisk()}, of the repository folder {@code root}, loaded or not. */
-  public static java.util.SortedMap<String, List<Long>> onDisk(Path root) throws IOException {
-    java.util.SortedMap<String, List<Long>> found = new TreeMap<>();
-    for (Path dir : list(root)) {
-      String name = dir.getFileName().toString();
-      if (!Files.isDirectory(dir) || !MODEL_NAME.matcher(name).matches()) {
-        continue;
-      }
-      try {
-        found.put(name, versionFolders(dir));
-      } catch (java.nio.file.NoSuchFileException gone) {
-        // Removed since the root was listed: as if it had not been there.
-      }
-    }
-    return found;
   }
 
   /**
@@ -630,8 +528,8 @@ public final class ModelRepository {
         return known;
       }
       // The name's pattern keeps it one folder below the root (no separator, no leading dot).
-      Path dir = root.resolve(name);
-      if (!MODEL_NAME.matcher(name).matches() || !Files.isDirectory(dir)) {
+      Path dir = folder.modelFolder(name);
+      if (!RepositoryFolder.isModelName(name) || !Files.isDirectory(dir)) {
         throw InferenceException.notFound("unknown model '" + name + "': the repository has no folder " + name);
       }
       Model added = new Model(name, List.of(), events);
@@ -710,14 +608,14 @@ public final class ModelRepository {
   public List<String> modelsNotAdded() {
     List<String> names = new ArrayList<>();
     try {
-      for (Path dir : list(root)) {
+      for (Path dir : RepositoryFolder.list(folder.root())) {
         String name = dir.getFileName().toString();
-        if (Files.isDirectory(dir) && MODEL_NAME.matcher(name).matches() && !models.containsKey(name)) {
+        if (Files.isDirectory(dir) && RepositoryFolder.isModelName(name) && !models.containsKey(name)) {
           names.add(name);
         }
       }
     } catch (IOException e) {
-      log.warn("cannot list the repository {}: {}", root, e.getMessage());
+      log.warn("cannot list the repository {}: {}", folder.root(), e.getMessage());
     }
     return names;
   }
@@ -727,8 +625,13 @@ public final class ModelRepository {
     return recorders;
   }
 
+  /** The repository folder as it is on disk now (what a load reads). */
+  public RepositoryFolder folder() {
+    return folder;
+  }
+
   public Path root() {
-    return root;
+    return folder.root();
   }
 
   /**
@@ -736,7 +639,7 @@ public final class ModelRepository {
    * that removal, {@code admin models} and the metrics share. Any thread; never on the request path.
    */
   public boolean folderGone(String name) {
-    return !Files.isDirectory(root.resolve(name));
+    return folder.modelFolderGone(name);
   }
 
   /** Where version state changes are announced. */

@@ -96,11 +96,11 @@ final class VersionLoader {
     long start = System.nanoTime();
     OnnxModel onnx = null;
     try {
-      Path file = version.directory().resolve(ModelRepository.MODEL_FILE);
+      Path file = version.directory().resolve(RepositoryFolder.MODEL_FILE);
       // Before ONNX Runtime reads it (a missing file is left to it to report).
       String sha256 = Files.isRegularFile(file) ? sha256(file) : "";
       if (expectedSha256 != null && !sha256.isEmpty() && !expectedSha256.equals(sha256)) {
-        throw new ModelLoadException(ModelRepository.MODEL_FILE + " (sha256 " + abbreviated(sha256)
+        throw new ModelLoadException(RepositoryFolder.MODEL_FILE + " (sha256 " + abbreviated(sha256)
             + ") is not the file version " + version.copyOf() + " loaded (sha256 " + abbreviated(expectedSha256)
             + "): it has changed on disk since, and a copy would not be that version's model");
       }

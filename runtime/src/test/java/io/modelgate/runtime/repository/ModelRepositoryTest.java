@@ -831,7 +831,7 @@ class ModelRepositoryTest {
   void aModelWithAFailedVersionAndNoneInMemory_isRemoved_theCallersCheckSeeingTheStatesTwice_beforeAndUnderTheLocks() throws Exception {
     TestModels.write(root, "a", 1, TestModels.affine());
     Files.createDirectories(root.resolve("a").resolve("2"));
-    Files.writeString(root.resolve("a").resolve("2").resolve(ModelRepository.MODEL_FILE), "not a model");
+    Files.writeString(root.resolve("a").resolve("2").resolve(RepositoryFolder.MODEL_FILE), "not a model");
     load();
     assertThat(version("a", 2).state()).isEqualTo(VersionState.FAILED);
     repository.unloadVersion("a", 1, Duration.ofSeconds(5));
