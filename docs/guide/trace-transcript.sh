@@ -46,3 +46,19 @@ grep ' access - ' serve.log | sed 's/^[0-9T:.+-]* //' || true
 echo
 echo "\$ curl -s localhost:8002/metrics | grep '^modelgate_trace'"
 curl -s "localhost:$((port + 1))/metrics" | grep '^modelgate_trace' || true
+echo
+
+admin() { show admin "$@"; "$repo/bin/modelgate" admin --target "localhost:$((port + 2))" "$@" 2>&1 || true; echo; }
+echo "## trace 2. every call traced for a while, and a logger's level, from the admin API"
+admin trace --sample-rate 1 --for 10m
+infer --model cnn_mnist --digit 3
+admin trace --restore
+admin log --logger io.modelgate.gateway.tracing --level DEBUG --for 30m
+admin log --logger io.modelgate.gateway.tracing --restore
+for _ in $(seq 1 40); do [ "$(grep -c '^span ' sink.log)" -ge 4 ] && break; sleep 0.25; done
+sleep 1.5
+echo "\$ grep -c '^span ' sink.log   # the call in no trace, traced while the rate was 1, and its run of the model"
+grep -c '^span ' sink.log || true
+echo
+echo "\$ grep -E 'SetTraceSampleRate|SetLogLevel' modelgate-state/audit.log | cut -c1-160"
+grep -E 'SetTraceSampleRate|SetLogLevel' modelgate-state/audit.log | cut -c1-160 || true

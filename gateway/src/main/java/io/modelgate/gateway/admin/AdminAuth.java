@@ -89,7 +89,8 @@ public final class AdminAuth implements ServerInterceptor {
         io.modelgate.proto.admin.v1.AdminServiceGrpc.getGetRolloutMethod(),
         io.modelgate.proto.admin.v1.AdminServiceGrpc.getGetDriftMethod(),
         io.modelgate.proto.admin.v1.AdminServiceGrpc.getGetUsageMethod(),
-        io.modelgate.proto.admin.v1.AdminServiceGrpc.getGetConnectionsMethod())) {
+        io.modelgate.proto.admin.v1.AdminServiceGrpc.getGetConnectionsMethod(),
+        io.modelgate.proto.admin.v1.AdminServiceGrpc.getGetDiagnosticsMethod())) {
       roles.put(method.getFullMethodName(), AdminTokens.Role.VIEWER);
     }
     for (var method : java.util.List.of(
@@ -105,6 +106,8 @@ public final class AdminAuth implements ServerInterceptor {
         io.modelgate.proto.admin.v1.AdminServiceGrpc.getAbortRolloutMethod(),
         io.modelgate.proto.admin.v1.AdminServiceGrpc.getValidateMethod(),
         io.modelgate.proto.admin.v1.AdminServiceGrpc.getSetDriftBaselineMethod(),
+        io.modelgate.proto.admin.v1.AdminServiceGrpc.getSetLogLevelMethod(),
+        io.modelgate.proto.admin.v1.AdminServiceGrpc.getSetTraceSampleRateMethod(),
         io.modelgate.proto.inference.GRPCInferenceServiceGrpc.getRepositoryModelLoadMethod(),
         io.modelgate.proto.inference.GRPCInferenceServiceGrpc.getRepositoryModelUnloadMethod())) {
       roles.put(method.getFullMethodName(), AdminTokens.Role.OPERATOR);

@@ -62,6 +62,8 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
   private final java.util.function.ToLongFunction<Model> removalDue;
   /** The poll of the repository folder, or null where it is not polled. */
   private final RepositoryPoll poll;
+  /** Log levels and the trace sample rate set for a while; this service's, closed with it. */
+  private final io.modelgate.gateway.diagnostics.Diagnostics diagnostics;
   private final ScheduledExecutorService watchers =
       Executors.newSingleThreadScheduledExecutor(
           r -> {
@@ -82,8 +84,10 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
       VersionControl versions,
       java.util.function.IntFunction<java.util.List<io.modelgate.proto.admin.v1.PortConnections>> connections,
       java.util.function.ToLongFunction<Model> removalDue,
-      RepositoryPoll poll) {
+      RepositoryPoll poll,
+      io.modelgate.gateway.diagnostics.Diagnostics diagnostics) {
     this.poll = poll;
+    this.diagnostics = diagnostics;
     this.drift = drift;
     this.usage = usage;
     this.access = access;
@@ -542,5 +546,26 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
   @Override
   public void close() {
     watchers.shutdownNow();
+    diagnostics.close();
+  }
+
+  @Override
+  public void setLogLevel(io.modelgate.proto.admin.v1.SetLogLevelRequest request,
+      StreamObserver<io.modelgate.proto.admin.v1.Diagnostics> observer) {
+    answer(observer, () -> diagnostics.setLogLevel(request.getLogger(), request.getLevel(),
+        java.time.Duration.ofMillis(request.getForMs()), AdminAuth.caller()));
+  }
+
+  @Override
+  public void setTraceSampleRate(io.modelgate.proto.admin.v1.SetTraceSampleRateRequest request,
+      StreamObserver<io.modelgate.proto.admin.v1.Diagnostics> observer) {
+    answer(observer, () -> diagnostics.setTraceSampleRate(request.getSampleRate(), request.getRestore(),
+        java.time.Duration.ofMillis(request.getForMs()), AdminAuth.caller()));
+  }
+
+  @Override
+  public void getDiagnostics(io.modelgate.proto.admin.v1.GetDiagnosticsRequest request,
+      StreamObserver<io.modelgate.proto.admin.v1.Diagnostics> observer) {
+    answer(observer, diagnostics::report);
   }
 }

@@ -64,7 +64,9 @@ import picocli.CommandLine.Spec;
       AdminCommand.Access.class,
       AdminCommand.TokenCommand.class,
       AdminCommand.QuotaCommand.class,
-      AdminCommand.Connections.class
+      AdminCommand.Connections.class,
+      AdminCommand.LogCommand.class,
+      AdminCommand.TraceCommand.class
     })
 final class AdminCommand implements Runnable {
   @Spec CommandSpec spec;
@@ -277,6 +279,99 @@ final class AdminCommand implements Runnable {
           }
         }
       });
+    }
+  }
+
+  @Command(name = "log", description = {
+      "A logger's level on the replica, for a while: it is what it was again when the time runs out (audited).",
+      "Without --level, lists the levels set so."})
+  static final class LogCommand implements Callable<Integer> {
+    @ParentCommand AdminCommand admin;
+    @Spec CommandSpec spec;
+    @Mixin HelpOption help;
+
+    @Option(names = "--logger", defaultValue = "ROOT",
+        description = "A logger or package: io.modelgate.gateway.admin.RepositoryPoll, io.grpc, ROOT. Default: ${DEFAULT-VALUE}.")
+    String logger;
+
+    @Option(names = "--level", description = "TRACE, DEBUG, INFO, WARN, ERROR or OFF.")
+    String level;
+
+    @Option(names = "--for", defaultValue = "15m", converter = Converters.TimeSpan.class,
+        description = "How long the level holds, at most 24h. Default: ${DEFAULT-VALUE}.")
+    java.time.Duration forHow;
+
+    @Option(names = "--restore", description = "Set the logger back now to what it was before.")
+    boolean restore;
+
+    @Override
+    public Integer call() throws Exception {
+      if (restore && level != null) {
+        throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--level and --restore: one or the other");
+      }
+      return execute(admin, spec, (client, out) -> {
+        io.modelgate.proto.admin.v1.Diagnostics report = level == null && !restore
+            ? client.call().getDiagnostics(io.modelgate.proto.admin.v1.GetDiagnosticsRequest.getDefaultInstance())
+            : client.call().setLogLevel(io.modelgate.proto.admin.v1.SetLogLevelRequest.newBuilder()
+                .setLogger(logger).setLevel(restore ? "" : level).setForMs(forHow.toMillis()).build());
+        printDiagnostics(out, report);
+      });
+    }
+  }
+
+  @Command(name = "trace", description = {
+      "The share of calls arriving in no trace that start one (serve --trace-sample-rate) on the replica, for a while:",
+      "it is the server's own again when the time runs out (audited). Without --sample-rate, shows it."})
+  static final class TraceCommand implements Callable<Integer> {
+    @ParentCommand AdminCommand admin;
+    @Spec CommandSpec spec;
+    @Mixin HelpOption help;
+
+    @Option(names = "--sample-rate", description = "0 to 1.")
+    Double sampleRate;
+
+    @Option(names = "--for", defaultValue = "15m", converter = Converters.TimeSpan.class,
+        description = "How long the rate holds, at most 24h. Default: ${DEFAULT-VALUE}.")
+    java.time.Duration forHow;
+
+    @Option(names = "--restore", description = "The server's own rate again, now.")
+    boolean restore;
+
+    @Override
+    public Integer call() throws Exception {
+      if (restore && sampleRate != null) {
+        throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--sample-rate and --restore: one or the other");
+      }
+      return execute(admin, spec, (client, out) -> {
+        io.modelgate.proto.admin.v1.Diagnostics report = sampleRate == null && !restore
+            ? client.call().getDiagnostics(io.modelgate.proto.admin.v1.GetDiagnosticsRequest.getDefaultInstance())
+            : client.call().setTraceSampleRate(io.modelgate.proto.admin.v1.SetTraceSampleRateRequest.newBuilder()
+                .setSampleRate(sampleRate == null ? 0 : sampleRate).setRestore(restore).setForMs(forHow.toMillis()).build());
+        printDiagnostics(out, report);
+      });
+    }
+  }
+
+  /** What a replica has set for a while: its log levels and its trace sample rate. */
+  static void printDiagnostics(PrintWriter out, io.modelgate.proto.admin.v1.Diagnostics report) {
+    out.printf("replica %s%n", report.getReplica());
+    if (report.getLogLevelsCount() == 0) {
+      out.println("log levels: the server's own (none set for a while)");
+    } else {
+      out.printf("%-50s %-6s %-9s %-25s %s%n", "LOGGER", "LEVEL", "THEN", "UNTIL", "SET BY");
+      for (io.modelgate.proto.admin.v1.LogLevelSet set : report.getLogLevelsList()) {
+        out.printf("%-50s %-6s %-9s %-25s %s%n", set.getLogger(), set.getLevel(), set.getWas(),
+            java.time.Instant.ofEpochMilli(set.getUntilMs()), set.getSetBy());
+      }
+    }
+    if (!report.getTracing()) {
+      out.println("trace sample rate: none (no --trace-endpoint: no call is traced)");
+    } else if (report.hasTraceSampleRateSet()) {
+      io.modelgate.proto.admin.v1.TraceSampleRateSet set = report.getTraceSampleRateSet();
+      out.printf("trace sample rate: %s until %s (set by %s), then %s%n", set.getSampleRate(),
+          java.time.Instant.ofEpochMilli(set.getUntilMs()), set.getSetBy(), report.getTraceSampleRateConfigured());
+    } else {
+      out.printf("trace sample rate: %s (the server's own)%n", report.getTraceSampleRate());
     }
   }
 

@@ -115,12 +115,18 @@ public final class Tracing implements AutoCloseable {
   private final AtomicLong dropped = new AtomicLong();
   private final AtomicLong exported = new AtomicLong();
   private final AtomicLong failed = new AtomicLong();
+  /**
+   * The share of requests in no trace that start one: {@link TraceSettings#sampleRate} unless set
+   * for a while ({@link #sampleRate(double)}); read per request.
+   */
+  private volatile double sampleRate;
 
   /** The exporter's TLS files, followed; null where the JVM's defaults serve (or no call is traced). */
   private final io.modelgate.gateway.tls.ReloadingSslContext tls;
 
   private Tracing(TraceSettings settings, String replica, String version, java.time.Clock clock) throws IOException {
     this.settings = settings;
+    this.sampleRate = settings.sampleRate();
     if (!settings.on()) {
       provider = null;
       tracer = null;
@@ -183,6 +189,33 @@ public final class Tracing implements AutoCloseable {
     }
   }
 
+  /** The share of requests in no trace that start one, in force now. Any thread. */
+  public double sampleRate() {
+    return sampleRate;
+  }
+
+  /** The share the server started with ({@code --trace-sample-rate}). */
+  public double configuredSampleRate() {
+    return settings.sampleRate();
+  }
+
+  /**
+   * Puts {@code rate} in force for the requests that arrive from now on: the admin API's, which
+   * sets it for a while ({@link io.modelgate.gateway.diagnostics.Diagnostics}, its one caller).
+   *
+   * @throws IllegalStateException where no call is traced (no endpoint)
+   * @throws IllegalArgumentException for a rate outside 0 to 1
+   */
+  public void sampleRate(double rate) {
+    if (!on()) {
+      throw new IllegalStateException("no trace endpoint");
+    }
+    if (!(rate >= 0 && rate <= 1)) {
+      throw new IllegalArgumentException("trace sample rate: " + rate + " (expected: 0 to 1)");
+    }
+    sampleRate = rate;
+  }
+
   /** Whether calls are traced. */
   public boolean on() {
     return provider != null;
@@ -218,7 +251,7 @@ public final class Tracing implements AutoCloseable {
       Context parent = W3CTraceContextPropagator.getInstance().extract(Context.root(), headers, HEADERS);
       SpanContext context = Span.fromContext(parent).getSpanContext();
       if (context.isValid()) {
-        return context.isSampled() ? new Traced(parent) : settings.sampleRate() > 0 ? UNSAMPLED : null;
+        return context.isSampled() ? new Traced(parent) : sampleRate > 0 ? UNSAMPLED : null;
       }
     }
     return null;
@@ -243,7 +276,7 @@ public final class Tracing implements AutoCloseable {
     if (traced != null) {
       return traced == UNSAMPLED ? null : traced;
     }
-    double rate = settings.sampleRate();
+    double rate = sampleRate;
     return rate > 0 && (rate >= 1 || ThreadLocalRandom.current().nextDouble() < rate) ? ROOT : null;
   }
 
@@ -350,6 +383,10 @@ public final class Tracing implements AutoCloseable {
     if (tls != null) {
       tls.bindTo(registry);
     }
+    io.micrometer.core.instrument.Gauge.builder("modelgate.trace.sample.rate", this, Tracing::sampleRate)
+        .description("The share of requests arriving in no trace that start one, in force now (--trace-sample-rate,"
+            + " or the admin API's for a while)")
+        .register(registry);
     for (String result : new String[] {"exported", "failed", "dropped"}) {
       io.micrometer.core.instrument.FunctionCounter.builder("modelgate.trace.spans", this, t -> t.spans(result))
           .description("Spans of traced calls: sent to the trace endpoint (exported), lost because a send failed"

@@ -193,6 +193,32 @@ class CliTest {
     assertThat(none.err()).contains("--top: 0 (expected: 1 to 1000)");
   }
 
+  /** {@code admin log} and {@code admin trace}: a level set for a while, listed, set back; a rate without tracing refused. */
+  @Test
+  void admin_log_setsALevelForAWhile_andTrace_saysWhenNoCallIsTraced() throws Exception {
+    Run set = run(admin("log", "--logger", "io.modelgate.gateway.stats", "--level", "DEBUG", "--for", "10m"));
+    assertThat(set.exitCode()).as(set.err()).isZero();
+    assertThat(set.out()).contains("LOGGER").containsPattern("io\\.modelgate\\.gateway\\.stats +DEBUG +INHERITED +20\\d\\d-");
+    Run listed = run(admin("log"));
+    assertThat(listed.out()).contains("io.modelgate.gateway.stats");
+    Run back = run(admin("log", "--logger", "io.modelgate.gateway.stats", "--restore"));
+    assertThat(back.exitCode()).as(back.err()).isZero();
+    assertThat(back.out()).contains("log levels: the server's own (none set for a while)");
+    Run again = run(admin("log", "--logger", "io.modelgate.gateway.stats", "--restore"));
+    assertThat(again.exitCode()).isNotZero();
+    assertThat(again.err()).contains("has no level set through the admin API");
+    Run both = run(admin("log", "--level", "DEBUG", "--restore"));
+    assertThat(both.exitCode()).isEqualTo(2);
+    assertThat(both.err()).contains("--level and --restore: one or the other");
+
+    Run trace = run(admin("trace"));
+    assertThat(trace.exitCode()).as(trace.err()).isZero();
+    assertThat(trace.out()).contains("trace sample rate: none (no --trace-endpoint: no call is traced)");
+    Run refused = run(admin("trace", "--sample-rate", "0.5"));
+    assertThat(refused.exitCode()).isNotZero();
+    assertThat(refused.err()).contains("FAILED_PRECONDITION").contains("started without --trace-endpoint");
+  }
+
   @Test
   void admin_models_routes_stats_rollout() throws Exception {
     Run models = run(admin("models"));
