@@ -53,8 +53,8 @@ echo "## trace 2. every call traced for a while, and a logger's level, from the 
 admin trace --sample-rate 1 --for 10m
 infer --model cnn_mnist --digit 3
 admin trace --restore
-admin log --logger io.modelgate.gateway.tracing --level DEBUG --for 30m
-admin log --logger io.modelgate.gateway.tracing --restore
+admin log --logger io.grpc --level DEBUG --for 30m
+admin log --logger io.grpc --restore
 for _ in $(seq 1 40); do [ "$(grep -c '^span ' sink.log)" -ge 4 ] && break; sleep 0.25; done
 sleep 1.5
 echo "\$ grep -c '^span ' sink.log   # the call in no trace, traced while the rate was 1, and its run of the model"

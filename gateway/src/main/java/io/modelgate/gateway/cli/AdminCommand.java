@@ -362,6 +362,9 @@ final class AdminCommand implements Runnable {
       for (io.modelgate.proto.admin.v1.LogLevelSet set : report.getLogLevelsList()) {
         out.printf("%-50s %-6s %-9s %-25s %s%n", set.getLogger(), set.getLevel(), set.getWas(),
             java.time.Instant.ofEpochMilli(set.getUntilMs()), set.getSetBy());
+        if (!set.getNote().isEmpty()) {
+          out.printf("  %s%n", set.getNote());
+        }
       }
     }
     if (!report.getTracing()) {

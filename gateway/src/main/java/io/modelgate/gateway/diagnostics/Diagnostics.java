@@ -57,7 +57,10 @@ public final class Diagnostics implements AutoCloseable {
   }
 
   /** A logger's level set for a while: what it was before, and the timer that sets that back. */
-  private record LevelSet(Level level, Level was, Instant until, String setBy, ScheduledFuture<?> end) {}
+  private record LevelSet(Level level, Level was, Instant until, String setBy, String note, ScheduledFuture<?> end) {}
+
+  /** What {@link LogLevelSet#getNote} says of a name no logger had when it was set. */
+  static final String NEW_LOGGER = "no logger had this name: nothing in this server had written under it yet (a typo?)";
 
   /** The rate set for a while, and the timer that sets the configured one back. */
   private record RateSet(double rate, Instant until, String setBy, ScheduledFuture<?> end) {}
@@ -106,6 +109,8 @@ public final class Diagnostics implements AutoCloseable {
           + " (expected: a logger's or package's name, such as io.modelgate.gateway.admin.RepositoryPoll or io.grpc;"
           + " empty or ROOT for the root logger)");
     }
+    // A name no logger has yet (a typo, or a library that has not written) is taken, and said so.
+    boolean known = context().exists(name) != null;
     ch.qos.logback.classic.Logger target = context().getLogger(name);
     LevelSet set = levels.get(name);
     if (level.isEmpty()) {
@@ -123,6 +128,7 @@ public final class Diagnostics implements AutoCloseable {
     }
     Duration span = span(forHow);
     Level was = set == null ? target.getLevel() : set.was();
+    String note = set == null ? (known ? "" : NEW_LOGGER) : set.note();
     if (set != null) {
       set.end().cancel(false);
     }
@@ -130,10 +136,11 @@ public final class Diagnostics implements AutoCloseable {
     target.setLevel(chosen);
     Instant until = clock.instant().plus(span);
     LevelSet[] made = new LevelSet[1];
-    made[0] = new LevelSet(chosen, was, until, caller, timer.schedule(() -> ranOut(name, made[0]), span.toMillis(),
+    made[0] = new LevelSet(chosen, was, until, caller, note, timer.schedule(() -> ranOut(name, made[0]), span.toMillis(),
         TimeUnit.MILLISECONDS));
     levels.put(name, made[0]);
-    String detail = name + " " + upper + " for " + text(span) + " (until " + until + "; then " + describe(was) + ")";
+    String detail = name + " " + upper + " for " + text(span) + " (until " + until + "; then " + describe(was) + ")"
+        + (note.isEmpty() ? "" : "; " + note);
     log.info("log level of {} set by {}", detail, caller);
     audit.record(caller, "SetLogLevel", detail);
     return report();
@@ -193,7 +200,8 @@ public final class Diagnostics implements AutoCloseable {
         .setLevel(set.level().toString())
         .setWas(describe(set.was()))
         .setUntilMs(set.until().toEpochMilli())
-        .setSetBy(set.setBy())));
+        .setSetBy(set.setBy())
+        .setNote(set.note())));
     if (rate != null) {
       report.setTraceSampleRateSet(TraceSampleRateSet.newBuilder()
           .setSampleRate(rate.rate())
