@@ -42,6 +42,8 @@ public final class Diagnostics implements AutoCloseable {
   public static final Duration DEFAULT_FOR = Duration.ofMinutes(15);
   /** The longest a level or rate may be set for. */
   public static final Duration MOST_FOR = Duration.ofHours(24);
+  /** The most loggers set at once: what they hold stays bounded whoever calls. */
+  public static final int MOST_LOGGERS = 100;
   /** The caller the audit log names for a level or rate that ran out. */
   public static final String TIMER = "modelgate-diagnostics";
   /** How {@link LogLevelSet#getWas} names a logger that had no level of its own (its parent's applied). */
@@ -97,7 +99,7 @@ public final class Diagnostics implements AutoCloseable {
    *
    * @throws InferenceException INVALID_ARGUMENT for a name or level that is not one, or a time
    *     outside 0 to {@link #MOST_FOR}; FAILED_PRECONDITION to set back a logger not set, or where
-   *     the logging is not Logback's
+   *     the logging is not Logback's, or for a logger more than {@link #MOST_LOGGERS}
    */
   public synchronized io.modelgate.proto.admin.v1.Diagnostics setLogLevel(String logger, String level, Duration forHow,
       String caller) {
@@ -108,6 +110,10 @@ public final class Diagnostics implements AutoCloseable {
       throw InferenceException.invalidArgument("logger: " + InferenceException.quote(logger)
           + " (expected: a logger's or package's name, such as io.modelgate.gateway.admin.RepositoryPoll or io.grpc;"
           + " empty or ROOT for the root logger)");
+    }
+    if (!levels.containsKey(name) && levels.size() >= MOST_LOGGERS) {
+      throw InferenceException.failedPrecondition(MOST_LOGGERS + " loggers have a level set for a while, the most"
+          + " at once: set one back (--restore) first");
     }
     // A name no logger has yet (a typo, or a library that has not written) is taken, and said so.
     boolean known = context().exists(name) != null;

@@ -120,6 +120,15 @@ class DiagnosticsTest {
           .satisfies(level -> assertThat(level.getNote()).isEqualTo(
               io.modelgate.gateway.diagnostics.Diagnostics.NEW_LOGGER));
       gateway.admin().setLogLevel(SetLogLevelRequest.newBuilder().setLogger("io.modelgate.gatway").build());
+      // At most 100 at once.
+      for (int i = 0; i < io.modelgate.gateway.diagnostics.Diagnostics.MOST_LOGGERS; i++) {
+        gateway.admin().setLogLevel(SetLogLevelRequest.newBuilder().setLogger("test.many.l" + i).setLevel("DEBUG").build());
+      }
+      refused(() -> gateway.admin().setLogLevel(SetLogLevelRequest.newBuilder().setLogger("test.many.more").setLevel("DEBUG")
+          .build()), Status.Code.FAILED_PRECONDITION, "100 loggers have a level set for a while, the most at once");
+      for (int i = 0; i < io.modelgate.gateway.diagnostics.Diagnostics.MOST_LOGGERS; i++) {
+        gateway.admin().setLogLevel(SetLogLevelRequest.newBuilder().setLogger("test.many.l" + i).build());
+      }
       refused(() -> gateway.admin().setLogLevel(SetLogLevelRequest.newBuilder().setLogger("a..b").setLevel("DEBUG").build()),
           Status.Code.INVALID_ARGUMENT, "logger: 'a..b' (expected: a logger's or package's name");
       refused(() -> gateway.admin().setLogLevel(SetLogLevelRequest.newBuilder().setLogger(LOGGER).setLevel("DEBUG")
