@@ -553,14 +553,14 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
   public void setLogLevel(io.modelgate.proto.admin.v1.SetLogLevelRequest request,
       StreamObserver<io.modelgate.proto.admin.v1.Diagnostics> observer) {
     answer(observer, () -> diagnostics.setLogLevel(request.getLogger(), request.getLevel(),
-        java.time.Duration.ofMillis(request.getForMs()), AdminAuth.caller()));
+        java.time.Duration.ofMillis(request.getForMs()), request.getFleet(), AdminAuth.caller()));
   }
 
   @Override
   public void setTraceSampleRate(io.modelgate.proto.admin.v1.SetTraceSampleRateRequest request,
       StreamObserver<io.modelgate.proto.admin.v1.Diagnostics> observer) {
     answer(observer, () -> diagnostics.setTraceSampleRate(request.getSampleRate(), request.getRestore(),
-        java.time.Duration.ofMillis(request.getForMs()), AdminAuth.caller()));
+        java.time.Duration.ofMillis(request.getForMs()), request.getFleet(), AdminAuth.caller()));
   }
 
   @Override

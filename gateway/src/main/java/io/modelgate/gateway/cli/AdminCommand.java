@@ -304,6 +304,9 @@ final class AdminCommand implements Runnable {
     @Option(names = "--restore", description = "Set the logger back now to what it was before.")
     boolean restore;
 
+    @Option(names = "--fleet", description = "For every replica of the fleet (kept in etcd), not this one alone.")
+    boolean fleet;
+
     @Override
     public Integer call() throws Exception {
       if (restore && level != null) {
@@ -313,7 +316,7 @@ final class AdminCommand implements Runnable {
         io.modelgate.proto.admin.v1.Diagnostics report = level == null && !restore
             ? client.call().getDiagnostics(io.modelgate.proto.admin.v1.GetDiagnosticsRequest.getDefaultInstance())
             : client.call().setLogLevel(io.modelgate.proto.admin.v1.SetLogLevelRequest.newBuilder()
-                .setLogger(logger).setLevel(restore ? "" : level).setForMs(forHow.toMillis()).build());
+                .setLogger(logger).setLevel(restore ? "" : level).setForMs(forHow.toMillis()).setFleet(fleet).build());
         printDiagnostics(out, report);
       });
     }
@@ -337,6 +340,9 @@ final class AdminCommand implements Runnable {
     @Option(names = "--restore", description = "The server's own rate again, now.")
     boolean restore;
 
+    @Option(names = "--fleet", description = "For every replica of the fleet (kept in etcd), not this one alone.")
+    boolean fleet;
+
     @Override
     public Integer call() throws Exception {
       if (restore && sampleRate != null) {
@@ -346,22 +352,36 @@ final class AdminCommand implements Runnable {
         io.modelgate.proto.admin.v1.Diagnostics report = sampleRate == null && !restore
             ? client.call().getDiagnostics(io.modelgate.proto.admin.v1.GetDiagnosticsRequest.getDefaultInstance())
             : client.call().setTraceSampleRate(io.modelgate.proto.admin.v1.SetTraceSampleRateRequest.newBuilder()
-                .setSampleRate(sampleRate == null ? 0 : sampleRate).setRestore(restore).setForMs(forHow.toMillis()).build());
+                .setSampleRate(sampleRate == null ? 0 : sampleRate).setRestore(restore).setForMs(forHow.toMillis())
+                .setFleet(fleet).build());
         printDiagnostics(out, report);
       });
     }
   }
 
-  /** What a replica has set for a while: its log levels and its trace sample rate. */
+  /** What a replica has set for a while: its log levels and its trace sample rate, and what is set for its fleet. */
   static void printDiagnostics(PrintWriter out, io.modelgate.proto.admin.v1.Diagnostics report) {
     out.printf("replica %s%n", report.getReplica());
+    io.modelgate.proto.admin.v1.FleetDiagnostics fleet = report.getFleet();
+    if (fleet.getLogLevelsCount() > 0 || fleet.hasTraceSampleRateSet()) {
+      out.println("set for the fleet:");
+      for (io.modelgate.proto.admin.v1.LogLevelSet set : fleet.getLogLevelsList()) {
+        out.printf("  log level %s %s until %s (set by %s)%n", set.getLogger(), set.getLevel(),
+            java.time.Instant.ofEpochMilli(set.getUntilMs()), set.getSetBy());
+      }
+      if (fleet.hasTraceSampleRateSet()) {
+        io.modelgate.proto.admin.v1.TraceSampleRateSet set = fleet.getTraceSampleRateSet();
+        out.printf("  trace sample rate %s until %s (set by %s)%n", set.getSampleRate(),
+            java.time.Instant.ofEpochMilli(set.getUntilMs()), set.getSetBy());
+      }
+    }
     if (report.getLogLevelsCount() == 0) {
       out.println("log levels: the server's own (none set for a while)");
     } else {
       out.printf("%-50s %-6s %-9s %-25s %s%n", "LOGGER", "LEVEL", "THEN", "UNTIL", "SET BY");
       for (io.modelgate.proto.admin.v1.LogLevelSet set : report.getLogLevelsList()) {
-        out.printf("%-50s %-6s %-9s %-25s %s%n", set.getLogger(), set.getLevel(), set.getWas(),
-            java.time.Instant.ofEpochMilli(set.getUntilMs()), set.getSetBy());
+        out.printf("%-50s %-6s %-9s %-25s %s%s%n", set.getLogger(), set.getLevel(), set.getWas(),
+            java.time.Instant.ofEpochMilli(set.getUntilMs()), set.getSetBy(), set.getFleet() ? " (for the fleet)" : "");
         if (!set.getNote().isEmpty()) {
           out.printf("  %s%n", set.getNote());
         }
@@ -371,8 +391,9 @@ final class AdminCommand implements Runnable {
       out.println("trace sample rate: none (no --trace-endpoint: no call is traced)");
     } else if (report.hasTraceSampleRateSet()) {
       io.modelgate.proto.admin.v1.TraceSampleRateSet set = report.getTraceSampleRateSet();
-      out.printf("trace sample rate: %s until %s (set by %s), then %s%n", set.getSampleRate(),
-          java.time.Instant.ofEpochMilli(set.getUntilMs()), set.getSetBy(), report.getTraceSampleRateConfigured());
+      out.printf("trace sample rate: %s until %s (set by %s%s), then %s%n", set.getSampleRate(),
+          java.time.Instant.ofEpochMilli(set.getUntilMs()), set.getSetBy(), set.getFleet() ? " for the fleet" : "",
+          report.getTraceSampleRateConfigured());
     } else {
       out.printf("trace sample rate: %s (the server's own)%n", report.getTraceSampleRate());
     }

@@ -343,6 +343,22 @@ public final class ControlPlane implements AutoCloseable {
     return store.commitAccess(next, expectedRevision, auditRecord(caller, action, "", 0, detail));
   }
 
+  /** What is set for every replica for a while, as the store holds it now (none without a fleet). Any thread. */
+  public ControlStore.StoredDiagnostics diagnostics() {
+    return store.diagnostics();
+  }
+
+  /**
+   * Replaces what is set for every replica, audited as {@code caller}'s {@code action}, if it is
+   * still at {@code expectedRevision}.
+   *
+   * @throws ControlStore.DiagnosticsConflict when another change came first
+   */
+  public synchronized long commitDiagnostics(io.modelgate.proto.admin.v1.FleetDiagnostics next, long expectedRevision,
+      String caller, String action, String detail) {
+    return store.commitDiagnostics(next, expectedRevision, auditRecord(caller, action, "", 0, detail));
+  }
+
   private AuditRecord auditRecord(String caller, String action, String model, long version, String detail) {
     return AuditRecord.newBuilder()
         .setTimeMs(clock.millis())

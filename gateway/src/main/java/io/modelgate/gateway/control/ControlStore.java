@@ -158,6 +158,45 @@ public interface ControlStore extends AutoCloseable {
    */
   long commitAccess(io.modelgate.proto.admin.v1.ManagedAccess next, long expectedRevision, AuditRecord audit);
 
+  /** What is set for every replica for a while ({@code admin log --fleet}), and its revision (0: never written). */
+  record StoredDiagnostics(io.modelgate.proto.admin.v1.FleetDiagnostics diagnostics, long revision) {
+    public static final StoredDiagnostics NONE =
+        new StoredDiagnostics(io.modelgate.proto.admin.v1.FleetDiagnostics.getDefaultInstance(), 0);
+  }
+
+  /**
+   * What is set for every replica of the fleet for a while, as the store holds it now. Any thread;
+   * a store that is not {@link #shared} has none.
+   *
+   * @throws io.modelgate.runtime.error.InferenceException UNAVAILABLE when the store cannot be read
+   */
+  default StoredDiagnostics diagnostics() {
+    return StoredDiagnostics.NONE;
+  }
+
+  /**
+   * Replaces what is set for every replica with {@code next} if it is still at {@code
+   * expectedRevision}, with {@code audit}, atomically; returns the new revision.
+   *
+   * @throws DiagnosticsConflict when another change came first
+   * @throws io.modelgate.runtime.error.InferenceException UNAVAILABLE when the store cannot be
+   *     written; FAILED_PRECONDITION for a store that is not {@link #shared}
+   */
+  default long commitDiagnostics(io.modelgate.proto.admin.v1.FleetDiagnostics next, long expectedRevision,
+      AuditRecord audit) {
+    throw io.modelgate.runtime.error.InferenceException.failedPrecondition(
+        "this replica has no fleet (its control store is its state directory): ask without --fleet");
+  }
+
+  /** A compare-and-swap of the fleet's diagnostics that lost: someone else changed them first. */
+  final class DiagnosticsConflict extends RuntimeException {
+    private static final long serialVersionUID = 1L;
+
+    public DiagnosticsConflict() {
+      super("the fleet's diagnostics changed since they were read", null, false, false);
+    }
+  }
+
   /** A compare-and-swap of the managed access that lost: someone else changed it first. */
   final class AccessConflict extends RuntimeException {
     private static final long serialVersionUID = 1L;

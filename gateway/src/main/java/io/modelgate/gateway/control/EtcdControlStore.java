@@ -97,6 +97,7 @@ public final class EtcdControlStore implements ControlStore {
   private final String statsPrefix;
   private final String usagePrefix;
   private final ByteSequence accessKey;
+  private final ByteSequence diagnosticsKey;
   private final String target;
   private final long timeoutMs;
   private final ScheduledExecutorService thread;
@@ -233,6 +234,7 @@ public final class EtcdControlStore implements ControlStore {
     this.statsPrefix = settings.prefix() + "stats/";
     this.usagePrefix = settings.prefix() + "usage/";
     this.accessKey = bytes(settings.prefix() + "access");
+    this.diagnosticsKey = bytes(settings.prefix() + "diagnostics");
     this.thread =
         Executors.newSingleThreadScheduledExecutor(
             r -> {
@@ -898,16 +900,10 @@ public final class EtcdControlStore implements ControlStore {
 
   @Override
   public StoredAccess access() {
-    GetResponse response;
-    try {
-      response = await(connection.kv().get(accessKey));
-    } catch (IOException e) {
-      throw unreachable(e, "");
-    }
-    if (response.getKvs().isEmpty()) {
+    KeyValue value = read(accessKey);
+    if (value == null) {
       return StoredAccess.NONE;
     }
-    KeyValue value = response.getKvs().get(0);
     try {
       return new StoredAccess(io.modelgate.proto.admin.v1.ManagedAccess.parseFrom(value.getValue().getBytes()),
           value.getModRevision());
@@ -918,23 +914,69 @@ public final class EtcdControlStore implements ControlStore {
 
   @Override
   public long commitAccess(io.modelgate.proto.admin.v1.ManagedAccess next, long expectedRevision, AuditRecord audit) {
+    long revision = compareAndPut(accessKey, next.toByteArray(), expectedRevision, audit);
+    if (revision < 0) {
+      throw new AccessConflict();
+    }
+    return revision;
+  }
+
+  @Override
+  public StoredDiagnostics diagnostics() {
+    KeyValue value = read(diagnosticsKey);
+    if (value == null) {
+      return StoredDiagnostics.NONE;
+    }
+    try {
+      return new StoredDiagnostics(io.modelgate.proto.admin.v1.FleetDiagnostics.parseFrom(value.getValue().getBytes()),
+          value.getModRevision());
+    } catch (InvalidProtocolBufferException e) {
+      throw InferenceException.internal("etcd key " + diagnosticsKey + " is not modelgate's fleet diagnostics: "
+          + e.getMessage(), e);
+    }
+  }
+
+  @Override
+  public long commitDiagnostics(io.modelgate.proto.admin.v1.FleetDiagnostics next, long expectedRevision,
+      AuditRecord audit) {
+    long revision = compareAndPut(diagnosticsKey, next.toByteArray(), expectedRevision, audit);
+    if (revision < 0) {
+      throw new DiagnosticsConflict();
+    }
+    return revision;
+  }
+
+  /** {@code key}'s value now, or null where it has none. */
+  private KeyValue read(ByteSequence key) {
+    GetResponse response;
+    try {
+      response = await(connection.kv().get(key));
+    } catch (IOException e) {
+      throw unreachable(e, "");
+    }
+    return response.getKvs().isEmpty() ? null : response.getKvs().get(0);
+  }
+
+  /**
+   * Puts {@code value} at {@code key} with {@code audit}, in one transaction, if the key is still
+   * at {@code expectedRevision} (0: absent); returns the new revision, or -1 where another change
+   * came first.
+   */
+  private long compareAndPut(ByteSequence key, byte[] value, long expectedRevision, AuditRecord audit) {
     Cmp unchanged = expectedRevision == 0
-        ? new Cmp(accessKey, Cmp.Op.EQUAL, CmpTarget.version(0))
-        : new Cmp(accessKey, Cmp.Op.EQUAL, CmpTarget.modRevision(expectedRevision));
+        ? new Cmp(key, Cmp.Op.EQUAL, CmpTarget.version(0))
+        : new Cmp(key, Cmp.Op.EQUAL, CmpTarget.modRevision(expectedRevision));
     TxnResponse response;
     reconnectBeforeChange();
     try {
       response = await(connection.kv().txn().If(unchanged)
-          .Then(Op.put(accessKey, ByteSequence.from(next.toByteArray()), PutOption.DEFAULT), auditPut(audit))
+          .Then(Op.put(key, ByteSequence.from(value), PutOption.DEFAULT), auditPut(audit))
           .commit());
     } catch (IOException e) {
       throw writeFailed(e, outOfSpace(e) ? "; the change was not made" : ", so the change was not made");
     }
     wrote();
-    if (!response.isSucceeded()) {
-      throw new AccessConflict();
-    }
-    return response.getHeader().getRevision();
+    return response.isSucceeded() ? response.getHeader().getRevision() : -1;
   }
 
   @Override

@@ -2,7 +2,11 @@ package io.modelgate.gateway.diagnostics;
 
 import ch.qos.logback.classic.Level;
 import ch.qos.logback.classic.LoggerContext;
+import io.modelgate.gateway.control.ControlPlane;
+import io.modelgate.gateway.control.ControlStore;
+import io.modelgate.gateway.status.LogThrottle;
 import io.modelgate.gateway.tracing.Tracing;
+import io.modelgate.proto.admin.v1.FleetDiagnostics;
 import io.modelgate.proto.admin.v1.LogLevelSet;
 import io.modelgate.proto.admin.v1.TraceSampleRateSet;
 import io.modelgate.runtime.error.InferenceException;
@@ -53,56 +57,68 @@ public final class Diagnostics implements AutoCloseable {
   /** A logger's name as code names them: dotted words, or ROOT. */
   private static final Pattern LOGGER = Pattern.compile("[A-Za-z_$][A-Za-z0-9_$-]*(\\.[A-Za-z_$][A-Za-z0-9_$-]*)*");
 
-  /** Records an audited change: caller, action, detail. */
-  public interface Audit {
-    void record(String caller, String action, String detail);
-  }
-
   /** A logger's level set for a while: what it was before, and the timer that sets that back. */
-  private record LevelSet(Level level, Level was, Instant until, String setBy, String note, ScheduledFuture<?> end) {}
+  private record LevelSet(Level level, Level was, Instant until, String setBy, String note, boolean fleet,
+      ScheduledFuture<?> end) {}
+
+  /** The rate set for a while, and the timer that sets the configured one back. */
+  private record RateSet(double rate, Instant until, String setBy, boolean fleet, ScheduledFuture<?> end) {}
 
   /** What {@link LogLevelSet#getNote} says of a name no logger had when it was set. */
   static final String NEW_LOGGER = "no logger had this name: nothing in this server had written under it yet (a typo?)";
-
-  /** The rate set for a while, and the timer that sets the configured one back. */
-  private record RateSet(double rate, Instant until, String setBy, ScheduledFuture<?> end) {}
+  /** How often a replica of a fleet reads what is set for every replica. */
+  static final Duration FOLLOW_EVERY = Duration.ofSeconds(2);
+  /** Tries of a fleet-wide change that other changes got in before. */
+  private static final int FLEET_TRIES = 5;
 
   private final Tracing tracing;
   private final Clock clock;
   private final String replica;
-  private final Audit audit;
+  private final ControlPlane control;
   private final ScheduledExecutorService timer = Executors.newSingleThreadScheduledExecutor(r -> {
     Thread t = new Thread(r, "modelgate-diagnostics");
     t.setDaemon(true);
     return t;
   });
+  private final LogThrottle unreadable = new LogThrottle(Duration.ofMinutes(1));
   /** By logger name (ROOT for the root); guarded by this. */
   private final Map<String, LevelSet> levels = new TreeMap<>();
   /** Guarded by this; null while the configured rate is in force. */
   private RateSet rate;
+  /** What was set for the fleet at the last read of it; guarded by this. */
+  private FleetDiagnostics fleet = FleetDiagnostics.getDefaultInstance();
 
   /**
+   * Follows, in a fleet, what is set for every replica (read every {@link #FOLLOW_EVERY}).
+   *
    * @param tracing whose sample rate is set (one that is off refuses it)
    * @param replica names this replica in reports
-   * @param audit where each change is recorded
+   * @param control audits each change, and holds what is set for the fleet
    */
-  public Diagnostics(Tracing tracing, Clock clock, String replica, Audit audit) {
+  public Diagnostics(Tracing tracing, Clock clock, String replica, ControlPlane control) {
     this.tracing = tracing;
     this.clock = clock;
     this.replica = replica;
-    this.audit = audit;
+    this.control = control;
+    if (control.store().shared()) {
+      timer.scheduleWithFixedDelay(this::follow, FOLLOW_EVERY.toMillis(), FOLLOW_EVERY.toMillis(), TimeUnit.MILLISECONDS);
+    }
   }
 
   /**
    * Sets {@code logger}'s level to {@code level} for {@code forHow} (zero: {@link #DEFAULT_FOR}),
-   * or, with {@code level} empty, sets it back now to what it was before the admin API set it.
+   * or, with {@code level} empty, sets it back now to what it was before the admin API set it; on
+   * this replica, or with {@code forFleet} on every replica of the fleet (a replica's own level for
+   * the logger holding over the fleet's while it lasts).
    *
    * @throws InferenceException INVALID_ARGUMENT for a name or level that is not one, or a time
-   *     outside 0 to {@link #MOST_FOR}; FAILED_PRECONDITION to set back a logger not set, or where
-   *     the logging is not Logback's, or for a logger more than {@link #MOST_LOGGERS}
+   *     outside 0 to {@link #MOST_FOR}; FAILED_PRECONDITION to set back a logger not set (or, on
+   *     this replica alone, one set for the fleet), where the logging is not Logback's, for a
+   *     logger more than {@link #MOST_LOGGERS}, or for the fleet without one; ABORTED where other
+   *     fleet-wide changes kept coming first
    */
-  public synchronized io.modelgate.proto.admin.v1.Diagnostics setLogLevel(String logger, String level, Duration forHow,
-      String caller) {
+  public io.modelgate.proto.admin.v1.Diagnostics setLogLevel(String logger, String level, Duration forHow,
+      boolean forFleet, String caller) {
     String name = logger.isEmpty() || logger.equalsIgnoreCase(org.slf4j.Logger.ROOT_LOGGER_NAME)
         ? org.slf4j.Logger.ROOT_LOGGER_NAME
         : logger;
@@ -111,6 +127,251 @@ public final class Diagnostics implements AutoCloseable {
           + " (expected: a logger's or package's name, such as io.modelgate.gateway.admin.RepositoryPoll or io.grpc;"
           + " empty or ROOT for the root logger)");
     }
+    Level chosen = null;
+    if (!level.isEmpty()) {
+      String upper = level.toUpperCase(Locale.ROOT);
+      if (!LEVELS.contains(upper)) {
+        throw InferenceException.invalidArgument("level: " + InferenceException.quote(level) + " (expected: one of "
+            + String.join(", ", LEVELS) + ", or empty to set the logger back)");
+      }
+      chosen = Level.toLevel(upper);
+    }
+    Duration span = span(forHow);
+    if (forFleet) {
+      Level fleetLevel = chosen;
+      editFleet(caller, "SetLogLevel", (record, now) -> {
+        int at = -1;
+        for (int i = 0; i < record.getLogLevelsCount(); i++) {
+          if (record.getLogLevels(i).getLogger().equals(name)) {
+            at = i;
+          }
+        }
+        if (fleetLevel == null) {
+          if (at < 0) {
+            throw InferenceException.failedPrecondition("logger " + name + " has no level set for the fleet");
+          }
+          record.removeLogLevels(at);
+          return "for the fleet: " + name + " set back";
+        }
+        if (at < 0 && record.getLogLevelsCount() >= MOST_LOGGERS) {
+          throw InferenceException.failedPrecondition(MOST_LOGGERS + " loggers have a level set for the fleet, the"
+              + " most at once: set one back (--fleet --restore) first");
+        }
+        Instant until = now.plus(span);
+        LogLevelSet entry = LogLevelSet.newBuilder().setLogger(name).setLevel(fleetLevel.toString())
+            .setUntilMs(until.toEpochMilli()).setSetBy(caller).setFleet(true).build();
+        if (at < 0) {
+          record.addLogLevels(entry);
+        } else {
+          record.setLogLevels(at, entry);
+        }
+        return "for the fleet: " + name + " " + fleetLevel + " for " + text(span) + " (until " + until + ")";
+      });
+      follow();
+      return report();
+    }
+    synchronized (this) {
+      LevelSet set = levels.get(name);
+      if (chosen == null) {
+        if (set == null || set.fleet()) {
+          throw InferenceException.failedPrecondition("logger " + name + " has no level set through the admin API"
+              + " on this replica" + (set == null
+                  ? " (its level is the server's own: " + describe(context().getLogger(name).getLevel()) + ")"
+                  : " (it is the fleet's: set it back with --fleet --restore)"));
+        }
+        setBack(name, set, caller, "set back by " + caller, true);
+        return report();
+      }
+      install(name, chosen, span, caller, false, true);
+      return report();
+    }
+  }
+
+  /**
+   * Puts {@code sampleRate} in force for {@code forHow} (zero: {@link #DEFAULT_FOR}), or, with
+   * {@code restore}, the rate the server started with, now; on this replica, or with {@code
+   * forFleet} on every replica of the fleet that traces calls (a replica's own rate holding over the
+   * fleet's while it lasts).
+   *
+   * @throws InferenceException FAILED_PRECONDITION where this replica traces no call (no {@code
+   *     --trace-endpoint}), to restore where no rate is set (or, on this replica alone, where the
+   *     fleet's is), or for the fleet without one; INVALID_ARGUMENT for a rate outside 0 to 1 or a
+   *     time outside 0 to {@link #MOST_FOR}; ABORTED where other fleet-wide changes kept coming first
+   */
+  public io.modelgate.proto.admin.v1.Diagnostics setTraceSampleRate(double sampleRate, boolean restore,
+      Duration forHow, boolean forFleet, String caller) {
+    if (!tracing.on()) {
+      throw InferenceException.failedPrecondition(
+          "this server traces no call: it was started without --trace-endpoint, so there is no rate to set");
+    }
+    if (!restore && !(sampleRate >= 0 && sampleRate <= 1)) {
+      throw InferenceException.invalidArgument("sample_rate: " + sampleRate + " (expected: 0 to 1)");
+    }
+    Duration span = span(forHow);
+    if (forFleet) {
+      editFleet(caller, "SetTraceSampleRate", (record, now) -> {
+        if (restore) {
+          if (!record.hasTraceSampleRateSet()) {
+            throw InferenceException.failedPrecondition("no trace sample rate is set for the fleet: nothing to set back");
+          }
+          record.clearTraceSampleRateSet();
+          return "for the fleet: set back";
+        }
+        Instant until = now.plus(span);
+        record.setTraceSampleRateSet(TraceSampleRateSet.newBuilder().setSampleRate(sampleRate)
+            .setUntilMs(until.toEpochMilli()).setSetBy(caller).setFleet(true));
+        return "for the fleet: " + sampleRate + " for " + text(span) + " (until " + until + ")";
+      });
+      follow();
+      return report();
+    }
+    synchronized (this) {
+      if (restore) {
+        if (rate == null || rate.fleet()) {
+          throw InferenceException.failedPrecondition(rate == null
+              ? "the trace sample rate is the one the server started with (" + tracing.configuredSampleRate()
+                  + "): nothing to set back"
+              : "the trace sample rate in force is the fleet's: set it back with --fleet --restore");
+        }
+        rateBack(rate, caller, "set back by " + caller, true);
+        return report();
+      }
+      installRate(sampleRate, span, caller, false, true);
+      return report();
+    }
+  }
+
+  /** What is set for a while now: on this replica, and for the fleet as last read. */
+  public synchronized io.modelgate.proto.admin.v1.Diagnostics report() {
+    io.modelgate.proto.admin.v1.Diagnostics.Builder report = io.modelgate.proto.admin.v1.Diagnostics.newBuilder()
+        .setReplica(replica)
+        .setTracing(tracing.on())
+        .setTraceSampleRate(tracing.sampleRate())
+        .setTraceSampleRateConfigured(tracing.configuredSampleRate())
+        .setFleet(fleet);
+    levels.forEach((name, set) -> report.addLogLevels(LogLevelSet.newBuilder()
+        .setLogger(name)
+        .setLevel(set.level().toString())
+        .setWas(describe(set.was()))
+        .setUntilMs(set.until().toEpochMilli())
+        .setSetBy(set.setBy())
+        .setNote(set.note())
+        .setFleet(set.fleet())));
+    if (rate != null) {
+      report.setTraceSampleRateSet(TraceSampleRateSet.newBuilder()
+          .setSampleRate(rate.rate())
+          .setUntilMs(rate.until().toEpochMilli())
+          .setSetBy(rate.setBy())
+          .setFleet(rate.fleet()));
+    }
+    return report.build();
+  }
+
+  /** An edit of what is set for the fleet (its entries that ran out already taken out); returns what it did, for the audit. */
+  private interface FleetEdit {
+    String apply(FleetDiagnostics.Builder record, Instant now);
+  }
+
+  /** Reads what is set for the fleet, edits it and writes it back, again while other changes come first. */
+  private void editFleet(String caller, String action, FleetEdit edit) {
+    if (!control.store().shared()) {
+      throw InferenceException.failedPrecondition(
+          "this replica has no fleet (its control store is its state directory): ask without --fleet");
+    }
+    for (int attempt = 0; attempt < FLEET_TRIES; attempt++) {
+      ControlStore.StoredDiagnostics stored = control.diagnostics();
+      Instant now = clock.instant();
+      FleetDiagnostics.Builder record = current(stored.diagnostics(), now.toEpochMilli()).toBuilder();
+      String detail = edit.apply(record, now);
+      try {
+        control.commitDiagnostics(record.build(), stored.revision(), caller, action, detail);
+        log.info("{} set by {}", detail, caller);
+        return;
+      } catch (ControlStore.DiagnosticsConflict conflict) {
+        // Another change came first: read it, and edit again.
+      }
+    }
+    throw InferenceException.aborted("what is set for the fleet changed " + FLEET_TRIES + " times while this change"
+        + " was made: ask again");
+  }
+
+  /** {@code record} without what ran out by {@code nowMillis}. */
+  private static FleetDiagnostics current(FleetDiagnostics record, long nowMillis) {
+    FleetDiagnostics.Builder kept = FleetDiagnostics.newBuilder();
+    for (LogLevelSet set : record.getLogLevelsList()) {
+      if (set.getUntilMs() > nowMillis) {
+        kept.addLogLevels(set);
+      }
+    }
+    if (record.hasTraceSampleRateSet() && record.getTraceSampleRateSet().getUntilMs() > nowMillis) {
+      kept.setTraceSampleRateSet(record.getTraceSampleRateSet());
+    }
+    return kept.build();
+  }
+
+  /**
+   * Reads what is set for the fleet and follows it: each level or rate set for the fleet in force
+   * here (unless this replica set its own for the logger, or its own rate), each one no longer set
+   * for it set back. On the timer thread every {@link #FOLLOW_EVERY}, and after a fleet-wide change;
+   * the read is made outside the lock.
+   */
+  void follow() {
+    if (!control.store().shared()) {
+      return;
+    }
+    FleetDiagnostics record;
+    try {
+      record = control.diagnostics().diagnostics();
+    } catch (RuntimeException e) {
+      long heldBack = unreadable.pass();
+      if (heldBack >= 0) {
+        log.warn("cannot read what is set for the fleet's log levels and trace sample rate ({}); what is in force"
+            + " stays{}", e.getMessage(), LogThrottle.since(heldBack));
+      }
+      return;
+    }
+    apply(record);
+  }
+
+  private synchronized void apply(FleetDiagnostics read) {
+    Instant now = clock.instant();
+    fleet = current(read, now.toEpochMilli());
+    Map<String, LogLevelSet> wanted = new TreeMap<>();
+    for (LogLevelSet set : fleet.getLogLevelsList()) {
+      wanted.put(set.getLogger(), set);
+    }
+    for (Map.Entry<String, LevelSet> set : new TreeMap<>(levels).entrySet()) {
+      if (set.getValue().fleet() && !wanted.containsKey(set.getKey())) {
+        setBack(set.getKey(), set.getValue(), TIMER, "set back for the fleet", false);
+      }
+    }
+    wanted.forEach((name, set) -> {
+      LevelSet here = levels.get(name);
+      Level level = Level.toLevel(set.getLevel());
+      Instant until = Instant.ofEpochMilli(set.getUntilMs());
+      if (here == null || here.fleet() && (!here.level().equals(level) || !here.until().equals(until))) {
+        if (here != null || levels.size() < MOST_LOGGERS) {
+          install(name, level, Duration.between(now, until), set.getSetBy(), true, false);
+        }
+      }
+    });
+    if (!tracing.on()) {
+      return; // no rate to follow (said where it was set)
+    }
+    TraceSampleRateSet wantedRate = fleet.hasTraceSampleRateSet() ? fleet.getTraceSampleRateSet() : null;
+    if (rate != null && rate.fleet() && wantedRate == null) {
+      rateBack(rate, TIMER, "set back for the fleet", false);
+    }
+    if (wantedRate != null) {
+      Instant until = Instant.ofEpochMilli(wantedRate.getUntilMs());
+      if (rate == null || rate.fleet() && (rate.rate() != wantedRate.getSampleRate() || !rate.until().equals(until))) {
+        installRate(wantedRate.getSampleRate(), Duration.between(now, until), wantedRate.getSetBy(), true, false);
+      }
+    }
+  }
+
+  /** Puts {@code level} in force for {@code name} for {@code span}, keeping what was there before any. Under the lock. */
+  private void install(String name, Level level, Duration span, String setBy, boolean forFleet, boolean audited) {
     if (!levels.containsKey(name) && levels.size() >= MOST_LOGGERS) {
       throw InferenceException.failedPrecondition(MOST_LOGGERS + " loggers have a level set for a while, the most"
           + " at once: set one back (--restore) first");
@@ -119,102 +380,44 @@ public final class Diagnostics implements AutoCloseable {
     boolean known = context().exists(name) != null;
     ch.qos.logback.classic.Logger target = context().getLogger(name);
     LevelSet set = levels.get(name);
-    if (level.isEmpty()) {
-      if (set == null) {
-        throw InferenceException.failedPrecondition("logger " + name + " has no level set through the admin API"
-            + " (its level is the server's own: " + describe(target.getLevel()) + ")");
-      }
-      setBack(name, set, caller, "set back by " + caller);
-      return report();
-    }
-    String upper = level.toUpperCase(Locale.ROOT);
-    if (!LEVELS.contains(upper)) {
-      throw InferenceException.invalidArgument("level: " + InferenceException.quote(level) + " (expected: one of "
-          + String.join(", ", LEVELS) + ", or empty to set the logger back)");
-    }
-    Duration span = span(forHow);
     Level was = set == null ? target.getLevel() : set.was();
     String note = set == null ? (known ? "" : NEW_LOGGER) : set.note();
     if (set != null) {
       set.end().cancel(false);
     }
-    Level chosen = Level.toLevel(upper);
-    target.setLevel(chosen);
+    target.setLevel(level);
     Instant until = clock.instant().plus(span);
+    long delay = Math.max(0, span.toMillis());
     LevelSet[] made = new LevelSet[1];
-    made[0] = new LevelSet(chosen, was, until, caller, note, timer.schedule(() -> ranOut(name, made[0]), span.toMillis(),
-        TimeUnit.MILLISECONDS));
+    made[0] = new LevelSet(level, was, until, setBy, note, forFleet,
+        timer.schedule(() -> ranOut(name, made[0]), delay, TimeUnit.MILLISECONDS));
     levels.put(name, made[0]);
-    String detail = name + " " + upper + " for " + text(span) + " (until " + until + "; then " + describe(was) + ")"
-        + (note.isEmpty() ? "" : "; " + note);
-    log.info("log level of {} set by {}", detail, caller);
-    audit.record(caller, "SetLogLevel", detail);
-    return report();
+    String detail = name + " " + level + " for " + text(span) + (forFleet ? " for the fleet" : "") + " (until " + until
+        + "; then " + describe(was) + ")" + (note.isEmpty() ? "" : "; " + note);
+    log.info("log level of {} set by {}", detail, setBy);
+    if (audited) {
+      control.audit(setBy, "SetLogLevel", "", 0, detail);
+    }
   }
 
-  /**
-   * Puts {@code sampleRate} in force for {@code forHow} (zero: {@link #DEFAULT_FOR}), or, with
-   * {@code restore}, the rate the server started with, now.
-   *
-   * @throws InferenceException FAILED_PRECONDITION where no call is traced (no {@code
-   *     --trace-endpoint}) or, to restore, no rate is set; INVALID_ARGUMENT for a rate outside 0 to
-   *     1 or a time outside 0 to {@link #MOST_FOR}
-   */
-  public synchronized io.modelgate.proto.admin.v1.Diagnostics setTraceSampleRate(double sampleRate, boolean restore,
-      Duration forHow, String caller) {
-    if (!tracing.on()) {
-      throw InferenceException.failedPrecondition(
-          "this server traces no call: it was started without --trace-endpoint, so there is no rate to set");
-    }
-    if (restore) {
-      if (rate == null) {
-        throw InferenceException.failedPrecondition("the trace sample rate is the one the server started with ("
-            + tracing.configuredSampleRate() + "): nothing to set back");
-      }
-      rateBack(rate, caller, "set back by " + caller);
-      return report();
-    }
-    if (!(sampleRate >= 0 && sampleRate <= 1)) {
-      throw InferenceException.invalidArgument("sample_rate: " + sampleRate + " (expected: 0 to 1)");
-    }
-    Duration span = span(forHow);
+  /** Puts {@code sampleRate} in force for {@code span}. Under the lock. */
+  private void installRate(double sampleRate, Duration span, String setBy, boolean forFleet, boolean audited) {
     if (rate != null) {
       rate.end().cancel(false);
     }
     tracing.sampleRate(sampleRate);
     Instant until = clock.instant().plus(span);
+    long delay = Math.max(0, span.toMillis());
     RateSet[] made = new RateSet[1];
-    made[0] = new RateSet(sampleRate, until, caller, timer.schedule(() -> rateRanOut(made[0]), span.toMillis(),
-        TimeUnit.MILLISECONDS));
+    made[0] = new RateSet(sampleRate, until, setBy, forFleet,
+        timer.schedule(() -> rateRanOut(made[0]), delay, TimeUnit.MILLISECONDS));
     rate = made[0];
-    String detail = sampleRate + " for " + text(span) + " (until " + until + "; then " + tracing.configuredSampleRate()
-        + ", the server's --trace-sample-rate)";
-    log.info("trace sample rate {} set by {}", detail, caller);
-    audit.record(caller, "SetTraceSampleRate", detail);
-    return report();
-  }
-
-  /** What is set for a while now. */
-  public synchronized io.modelgate.proto.admin.v1.Diagnostics report() {
-    io.modelgate.proto.admin.v1.Diagnostics.Builder report = io.modelgate.proto.admin.v1.Diagnostics.newBuilder()
-        .setReplica(replica)
-        .setTracing(tracing.on())
-        .setTraceSampleRate(tracing.sampleRate())
-        .setTraceSampleRateConfigured(tracing.configuredSampleRate());
-    levels.forEach((name, set) -> report.addLogLevels(LogLevelSet.newBuilder()
-        .setLogger(name)
-        .setLevel(set.level().toString())
-        .setWas(describe(set.was()))
-        .setUntilMs(set.until().toEpochMilli())
-        .setSetBy(set.setBy())
-        .setNote(set.note())));
-    if (rate != null) {
-      report.setTraceSampleRateSet(TraceSampleRateSet.newBuilder()
-          .setSampleRate(rate.rate())
-          .setUntilMs(rate.until().toEpochMilli())
-          .setSetBy(rate.setBy()));
+    String detail = sampleRate + " for " + text(span) + (forFleet ? " for the fleet" : "")
+        + " (until " + until + "; then " + tracing.configuredSampleRate() + ", the server's --trace-sample-rate)";
+    log.info("trace sample rate {} set by {}", detail, setBy);
+    if (audited) {
+      control.audit(setBy, "SetTraceSampleRate", "", 0, detail);
     }
-    return report.build();
   }
 
   /** Levels set for a while, now. Any thread. */
@@ -232,32 +435,37 @@ public final class Diagnostics implements AutoCloseable {
 
   private synchronized void ranOut(String name, LevelSet set) {
     if (levels.get(name) == set) {
-      setBack(name, set, TIMER, "ran out (set by " + set.setBy() + ")");
+      // A fleet's level ran out on every replica at once: the change was audited where it was made.
+      setBack(name, set, TIMER, "ran out (set by " + set.setBy() + (set.fleet() ? " for the fleet)" : ")"), !set.fleet());
     }
   }
 
   private synchronized void rateRanOut(RateSet set) {
     if (rate == set) {
-      rateBack(set, TIMER, "ran out (set by " + set.setBy() + ")");
+      rateBack(set, TIMER, "ran out (set by " + set.setBy() + (set.fleet() ? " for the fleet)" : ")"), !set.fleet());
     }
   }
 
-  private void setBack(String name, LevelSet set, String caller, String why) {
+  private void setBack(String name, LevelSet set, String caller, String why, boolean audited) {
     set.end().cancel(false);
     levels.remove(name);
     context().getLogger(name).setLevel(set.was());
     String detail = name + " back to " + describe(set.was()) + " from " + set.level() + ": " + why;
     log.info("log level of {}", detail);
-    audit.record(caller, "SetLogLevel", detail);
+    if (audited) {
+      control.audit(caller, "SetLogLevel", "", 0, detail);
+    }
   }
 
-  private void rateBack(RateSet set, String caller, String why) {
+  private void rateBack(RateSet set, String caller, String why, boolean audited) {
     set.end().cancel(false);
     rate = null;
     tracing.sampleRate(tracing.configuredSampleRate());
     String detail = "back to " + tracing.configuredSampleRate() + " from " + set.rate() + ": " + why;
     log.info("trace sample rate {}", detail);
-    audit.record(caller, "SetTraceSampleRate", detail);
+    if (audited) {
+      control.audit(caller, "SetTraceSampleRate", "", 0, detail);
+    }
   }
 
   private static Duration span(Duration forHow) {

@@ -544,10 +544,8 @@ public final class GatewayServer {
       }
       return ports;
     };
-    ControlPlane audited = b.control;
     io.modelgate.gateway.diagnostics.Diagnostics diagnostics = new io.modelgate.gateway.diagnostics.Diagnostics(
-        b.tracing, stats.clock(), controlSettings.replica(),
-        (caller, action, detail) -> audited.audit(caller, action, "", 0, detail)).bindTo(stats.prometheus());
+        b.tracing, stats.clock(), controlSettings.replica(), b.control).bindTo(stats.prometheus());
     b.admin = new AdminService(repository, b.control, b.fleet, b.golden, b.drift, b.usage, b.access, stats, b.versions, held,
         retirement::removalDue, b.poll, diagnostics);
     b.requestMemory = new io.modelgate.gateway.inference.RequestMemory(adminSettings.requestMemoryBytes(),

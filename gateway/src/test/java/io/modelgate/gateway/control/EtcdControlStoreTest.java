@@ -99,6 +99,77 @@ class EtcdControlStoreTest {
     return replica.server.router().route("m").policy().getRevision();
   }
 
+  /** A replica of the fleet under {@code prefix} that traces calls (to an address nothing listens at; none is made). */
+  private static Gateway traced(String prefix, String name) throws Exception {
+    var plain = Gateway.adminSettings(root.resolve("state-" + prefix.replace("/", "") + "-" + name), -1);
+    var settings = new io.modelgate.gateway.server.AdminSettings(plain.host(), plain.port(), plain.token(), plain.tls(),
+        plain.metricsHost(), plain.metricsPort(), plain.stateDirectory(), settings(prefix, name, etcd.endpoints(), PROBES))
+        .withTraces(io.modelgate.gateway.tracing.TraceSettings.to(URI.create("http://127.0.0.1:9"), 0));
+    return Gateway.inProcess(root, Duration.ofSeconds(10), Duration.ZERO, settings, Clock.systemUTC());
+  }
+
+  private static io.modelgate.proto.admin.v1.Diagnostics diagnostics(Gateway replica) {
+    return replica.admin().getDiagnostics(io.modelgate.proto.admin.v1.GetDiagnosticsRequest.getDefaultInstance());
+  }
+
+  @Test
+  void whatIsSetForTheFleet_everyReplicaFollows_aReplicasOwnHoldsOverIt_andItIsSetBackEverywhere() throws Exception {
+    var rate = io.modelgate.proto.admin.v1.SetTraceSampleRateRequest.newBuilder();
+    var level = io.modelgate.proto.admin.v1.SetLogLevelRequest.newBuilder().setLogger("io.modelgate.gateway.control");
+    try (Gateway a = traced("/diagnostics/", "a"); Gateway b = traced("/diagnostics/", "b")) {
+      a.admin().setTraceSampleRate(rate.clone().setSampleRate(0.25).setForMs(Duration.ofHours(1).toMillis()).setFleet(true)
+          .build());
+      assertThat(a.server.tracing().sampleRate()).as("at once where it was asked").isEqualTo(0.25);
+      eventually("b follows the fleet's rate", () -> b.server.tracing().sampleRate() == 0.25);
+      assertThat(diagnostics(b).getTraceSampleRateSet()).satisfies(set -> {
+        assertThat(set.getFleet()).isTrue();
+        assertThat(set.getSetBy()).endsWith("admin");
+      });
+      assertThat(diagnostics(b).getFleet().getTraceSampleRateSet().getSampleRate()).isEqualTo(0.25);
+      assertThatThrownBy(() -> a.admin().setTraceSampleRate(rate.clone().setRestore(true).build()))
+          .hasMessageContaining("FAILED_PRECONDITION: the trace sample rate in force is the fleet's: set it back with"
+              + " --fleet --restore");
+
+      // b's own rate holds over the fleet's; the fleet's set back goes everywhere it is in force.
+      b.admin().setTraceSampleRate(rate.clone().setSampleRate(1).setForMs(Duration.ofHours(1).toMillis()).build());
+      a.admin().setTraceSampleRate(rate.clone().setRestore(true).setFleet(true).build());
+      assertThat(a.server.tracing().sampleRate()).isZero();
+      eventually("b reads the fleet's set back", () -> !diagnostics(b).getFleet().hasTraceSampleRateSet());
+      assertThat(b.server.tracing().sampleRate()).as("b's own").isEqualTo(1.0);
+      b.admin().setTraceSampleRate(rate.clone().setRestore(true).build());
+
+      // A level for the fleet, listed by each replica as the fleet's, set back by any.
+      a.admin().setLogLevel(level.clone().setLevel("DEBUG").setForMs(Duration.ofHours(1).toMillis()).setFleet(true).build());
+      eventually("b lists the fleet's level", () -> diagnostics(b).getLogLevelsList().stream()
+          .anyMatch(set -> set.getFleet() && set.getLogger().equals("io.modelgate.gateway.control")));
+      b.admin().setLogLevel(level.clone().setFleet(true).build());
+      eventually("a's level set back", () -> diagnostics(a).getLogLevelsCount() == 0);
+      eventually("b's level set back", () -> diagnostics(b).getLogLevelsCount() == 0);
+
+      // One that runs out, on every replica.
+      a.admin().setTraceSampleRate(rate.clone().setSampleRate(0.5).setForMs(1500).setFleet(true).build());
+      eventually("b follows", () -> b.server.tracing().sampleRate() == 0.5);
+      eventually("a's ran out", () -> a.server.tracing().sampleRate() == 0);
+      eventually("b's ran out", () -> b.server.tracing().sampleRate() == 0);
+    }
+    // Each fleet-wide change audited once, where it was made.
+    assertThat(auditRecords("/diagnostics/")).extracting(record -> record.getReplica() + " " + record.getAction() + " "
+        + record.getDetail().replaceAll(" \\(until .*", "")).containsExactly(
+            "a SetTraceSampleRate for the fleet: 0.25 for 1h",
+            "b SetTraceSampleRate 1.0 for 1h",
+            "a SetTraceSampleRate for the fleet: set back",
+            "b SetTraceSampleRate back to 0.0 from 1.0: set back by " + auditRecords("/diagnostics/").get(3).getCaller(),
+            "a SetLogLevel for the fleet: io.modelgate.gateway.control DEBUG for 1h",
+            "b SetLogLevel for the fleet: io.modelgate.gateway.control set back",
+            "a SetTraceSampleRate for the fleet: 0.5 for 1500ms");
+    // A replica without a fleet refuses it.
+    try (Gateway alone = Gateway.inProcess(root, Duration.ofSeconds(10), Duration.ZERO,
+        Gateway.adminSettings(root.resolve("state-alone"), -1), Clock.systemUTC())) {
+      assertThatThrownBy(() -> alone.admin().setLogLevel(level.clone().setLevel("DEBUG").setFleet(true).build()))
+          .hasMessageContaining("FAILED_PRECONDITION: this replica has no fleet");
+    }
+  }
+
   @Test
   void aFleetsUsage_addsUpEveryReplicasLedger_andOutlivesAReplica() throws Exception {
     io.modelgate.proto.admin.v1.GetUsageRequest fleet = io.modelgate.proto.admin.v1.GetUsageRequest.newBuilder()
