@@ -155,3 +155,11 @@ run_on 2 models
 run_on 2 unload --model cnn_mnist --version 4
 sleep 1
 run_on 3 models
+
+echo "## fleet 11. a logger's level on every replica, for a while"
+run_on 2 log --logger io.etcd --level DEBUG --for 10m --fleet
+sleep 3
+run_on 3 log
+run_on 3 log --logger io.etcd --restore --fleet
+sleep 3
+run_on 2 log
