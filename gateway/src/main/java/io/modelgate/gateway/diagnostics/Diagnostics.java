@@ -30,8 +30,14 @@ import org.slf4j.LoggerFactory;
  * {@code admin trace}): each goes back to what it was when its time runs out, so that the debug
  * logging or the tracing turned on for an incident does not outlive it. A level or rate set again
  * before it ran out replaces the first, and still goes back to what was there before either.
- * Every change — set, set back, run out — is audited and logged. Nothing is kept across a restart:
- * a server starts with its flags' levels and rate.
+ * Every change — set, set back, run out — is audited and logged. Nothing of a replica's own is kept
+ * across a restart: a server starts with its flags' levels and rate.
+ *
+ * <p>In a fleet, a level or rate may be set for every replica ({@code --fleet}): one record in the
+ * control store ({@link ControlStore#diagnostics}), changed by compare-and-swap and audited once
+ * where it is asked; each replica reads it every {@link #FOLLOW_EVERY} ({@link #follow}) and puts in
+ * force what it holds, and sets back what it no longer holds or what ran out (logged, not audited
+ * again). A replica's own level for a logger, or its own rate, holds over the fleet's while it lasts.
  *
  * <p>The one owner of these changes: Logback's levels are otherwise set only as the server starts
  * ({@code Logging}), and the rate in force is {@link Tracing}'s, set only from here.
