@@ -134,13 +134,10 @@ class EtcdAuthTest {
     writeModel();
     TestCertificates a = TestCertificates.create(Files.createDirectories(root.resolve("certs-a")));
     TestCertificates b = TestCertificates.create(Files.createDirectories(root.resolve("certs-b")));
-    Path live = Files.createDirectories(root.resolve("etcd-client"));
-    Path ca = live.resolve("ca.crt");
-    Path chain = live.resolve("tls.crt");
-    Path key = live.resolve("tls.key");
-    TestCertificates.renew(a.caCert, ca);
-    TestCertificates.renew(a.clientChain, chain);
-    TestCertificates.renew(a.clientKey, key);
+    TestCertificates.ClientFiles files = a.installClient(Files.createDirectories(root.resolve("etcd-client")));
+    Path ca = files.ca();
+    Path chain = files.chain();
+    Path key = files.key();
     try (EtcdServer etcd = EtcdServer.startTls(root.resolve("etcd"), a)) {
       ControlSettings settings = new ControlSettings(etcd.endpoints(), "/rotate/", "a", null, null, null,
           ca, chain, key, Duration.ofSeconds(2), Duration.ofSeconds(5), Duration.ofMillis(200));

@@ -122,6 +122,22 @@ public final class TestCertificates {
     Files.move(next, target, java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
   }
 
+  /** A client's TLS files as a renewal tool keeps them in one folder. */
+  public record ClientFiles(Path ca, Path chain, Path key) {}
+
+  /**
+   * This PKI's CA, client certificate chain and key written into {@code dir} as {@code ca.crt},
+   * {@code tls.crt} and {@code tls.key}, each replaced at once ({@link #renew}); called again with
+   * another PKI, a renewal of all three.
+   */
+  public ClientFiles installClient(Path dir) throws IOException {
+    ClientFiles files = new ClientFiles(dir.resolve("ca.crt"), dir.resolve("tls.crt"), dir.resolve("tls.key"));
+    renew(caCert, files.ca());
+    renew(clientChain, files.chain());
+    renew(clientKey, files.key());
+    return files;
+  }
+
   /** When the first certificate of the PEM chain {@code chain} expires, as Unix seconds. */
   public static double notAfter(Path chain) throws Exception {
     try (var in = Files.newInputStream(chain)) {

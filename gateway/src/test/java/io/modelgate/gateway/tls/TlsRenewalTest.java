@@ -122,13 +122,9 @@ class TlsRenewalTest {
     TestCertificates a = TestCertificates.create(Files.createDirectories(pki.resolve("a")));
     TestCertificates b = TestCertificates.create(Files.createDirectories(pki.resolve("b")));
     Path live = Files.createDirectories(pki.resolve("live"));
-    Path ca = live.resolve("ca.crt");
-    Path chain = live.resolve("tls.crt");
-    Path key = live.resolve("tls.key");
-    TestCertificates.renew(a.caCert, ca);
-    TestCertificates.renew(a.clientChain, chain);
-    TestCertificates.renew(a.clientKey, key);
-    try (ReloadingSslContext tls = ReloadingSslContext.openClient("trace", ca, chain, key, Clock.systemUTC())) {
+    TestCertificates.ClientFiles files = a.installClient(live);
+    try (ReloadingSslContext tls = ReloadingSslContext.openClient("trace", files.ca(), files.chain(), files.key(),
+        Clock.systemUTC())) {
       assertThat(tls.jdkContext().getProtocol()).isEqualTo("TLS");
       javax.net.ssl.X509ExtendedKeyManager keys = tls.jdkKeyManager();
       String alias = keys.chooseEngineClientAlias(new String[] {"EC"}, null, null);
@@ -136,9 +132,7 @@ class TlsRenewalTest {
       assertThat(tls.jdkTrustManager().getAcceptedIssuers()).singleElement()
           .satisfies(issuer -> assertThat(issuer.getSerialNumber()).isEqualTo(serial(a.caCert)));
 
-      TestCertificates.renew(b.caCert, ca);
-      TestCertificates.renew(b.clientChain, chain);
-      TestCertificates.renew(b.clientKey, key);
+      b.installClient(live);
       java.math.BigInteger renewed = serial(b.clientChain);
       eventually("the renewed files in force", () -> {
         tls.reload(); // or its watching thread did
