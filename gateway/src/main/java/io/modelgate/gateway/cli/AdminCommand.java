@@ -297,28 +297,13 @@ final class AdminCommand implements Runnable {
     @Option(names = "--level", description = "TRACE, DEBUG, INFO, WARN, ERROR or OFF.")
     String level;
 
-    @Option(names = "--for", defaultValue = "15m", converter = Converters.TimeSpan.class,
-        description = "How long the level holds, at most 24h. Default: ${DEFAULT-VALUE}.")
-    java.time.Duration forHow;
-
-    @Option(names = "--restore", description = "Set the logger back now to what it was before.")
-    boolean restore;
-
-    @Option(names = "--fleet", description = "For every replica of the fleet (kept in etcd), not this one alone.")
-    boolean fleet;
+    @Mixin ForAWhile time;
 
     @Override
     public Integer call() throws Exception {
-      if (restore && level != null) {
-        throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--level and --restore: one or the other");
-      }
-      return execute(admin, spec, (client, out) -> {
-        io.modelgate.proto.admin.v1.Diagnostics report = level == null && !restore
-            ? client.call().getDiagnostics(io.modelgate.proto.admin.v1.GetDiagnosticsRequest.getDefaultInstance())
-            : client.call().setLogLevel(io.modelgate.proto.admin.v1.SetLogLevelRequest.newBuilder()
-                .setLogger(logger).setLevel(restore ? "" : level).setForMs(forHow.toMillis()).setFleet(fleet).build());
-        printDiagnostics(out, report);
-      });
+      return time.setOrShow(admin, spec, "--level", level != null,
+          client -> client.setLogLevel(io.modelgate.proto.admin.v1.SetLogLevelRequest.newBuilder().setLogger(logger)
+              .setLevel(time.restore ? "" : level).setForMs(time.forHow.toMillis()).setFleet(time.fleet).build()));
     }
   }
 
@@ -333,29 +318,42 @@ final class AdminCommand implements Runnable {
     @Option(names = "--sample-rate", description = "0 to 1.")
     Double sampleRate;
 
+    @Mixin ForAWhile time;
+
+    @Override
+    public Integer call() throws Exception {
+      return time.setOrShow(admin, spec, "--sample-rate", sampleRate != null,
+          client -> client.setTraceSampleRate(io.modelgate.proto.admin.v1.SetTraceSampleRateRequest.newBuilder()
+              .setSampleRate(sampleRate == null ? 0 : sampleRate).setRestore(time.restore)
+              .setForMs(time.forHow.toMillis()).setFleet(time.fleet).build()));
+    }
+  }
+
+  /**
+   * What {@code admin log} and {@code admin trace} share: how long a setting holds, setting it
+   * back, for the fleet; and the one path that either sets and shows what is set, or only shows.
+   */
+  static final class ForAWhile {
     @Option(names = "--for", defaultValue = "15m", converter = Converters.TimeSpan.class,
-        description = "How long the rate holds, at most 24h. Default: ${DEFAULT-VALUE}.")
+        description = "How long it holds, at most 24h. Default: ${DEFAULT-VALUE}.")
     java.time.Duration forHow;
 
-    @Option(names = "--restore", description = "The server's own rate again, now.")
+    @Option(names = "--restore", description = "Set it back now to what it was before (the server's own).")
     boolean restore;
 
     @Option(names = "--fleet", description = "For every replica of the fleet (kept in etcd), not this one alone.")
     boolean fleet;
 
-    @Override
-    public Integer call() throws Exception {
-      if (restore && sampleRate != null) {
-        throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--sample-rate and --restore: one or the other");
+    /** Sets ({@code set}) where {@code value} or {@link #restore} is given, else shows; prints what is set. */
+    int setOrShow(AdminCommand admin, CommandSpec spec, String valueOption, boolean value,
+        java.util.function.Function<io.modelgate.proto.admin.v1.AdminServiceGrpc.AdminServiceBlockingStub,
+            io.modelgate.proto.admin.v1.Diagnostics> set) throws Exception {
+      if (restore && value) {
+        throw new picocli.CommandLine.ParameterException(spec.commandLine(), valueOption + " and --restore: one or the other");
       }
-      return execute(admin, spec, (client, out) -> {
-        io.modelgate.proto.admin.v1.Diagnostics report = sampleRate == null && !restore
-            ? client.call().getDiagnostics(io.modelgate.proto.admin.v1.GetDiagnosticsRequest.getDefaultInstance())
-            : client.call().setTraceSampleRate(io.modelgate.proto.admin.v1.SetTraceSampleRateRequest.newBuilder()
-                .setSampleRate(sampleRate == null ? 0 : sampleRate).setRestore(restore).setForMs(forHow.toMillis())
-                .setFleet(fleet).build());
-        printDiagnostics(out, report);
-      });
+      return execute(admin, spec, (client, out) -> printDiagnostics(out, value || restore
+          ? set.apply(client.call())
+          : client.call().getDiagnostics(io.modelgate.proto.admin.v1.GetDiagnosticsRequest.getDefaultInstance())));
     }
   }
 
