@@ -158,8 +158,8 @@ run_on 3 models
 
 echo "## fleet 11. a logger's level on every replica, for a while"
 run_on 2 log --logger io.etcd --level DEBUG --for 10m --fleet
-sleep 3
+sleep 5  # replicas look every 2 s
 run_on 3 log
 run_on 3 log --logger io.etcd --restore --fleet
-sleep 3
+sleep 5
 run_on 2 log

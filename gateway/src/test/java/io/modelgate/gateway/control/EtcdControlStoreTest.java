@@ -146,8 +146,9 @@ class EtcdControlStoreTest {
       eventually("a's level set back", () -> diagnostics(a).getLogLevelsCount() == 0);
       eventually("b's level set back", () -> diagnostics(b).getLogLevelsCount() == 0);
 
-      // One that runs out, on every replica.
-      a.admin().setTraceSampleRate(rate.clone().setSampleRate(0.5).setForMs(1500).setFleet(true).build());
+      // One that runs out, on every replica. It lasts three of b's looks (one each 2 s), so that b reads it before it
+      // runs out however the looks fall against the set.
+      a.admin().setTraceSampleRate(rate.clone().setSampleRate(0.5).setForMs(6000).setFleet(true).build());
       eventually("b follows", () -> b.server.tracing().sampleRate() == 0.5);
       eventually("a's ran out", () -> a.server.tracing().sampleRate() == 0);
       eventually("b's ran out", () -> b.server.tracing().sampleRate() == 0);
@@ -161,7 +162,7 @@ class EtcdControlStoreTest {
             "b SetTraceSampleRate back to 0.0 from 1.0: set back by " + auditRecords("/diagnostics/").get(3).getCaller(),
             "a SetLogLevel for the fleet: io.modelgate.gateway.control DEBUG for 1h",
             "b SetLogLevel for the fleet: io.modelgate.gateway.control set back",
-            "a SetTraceSampleRate for the fleet: 0.5 for 1500ms");
+            "a SetTraceSampleRate for the fleet: 0.5 for 6s");
     // A replica without a fleet refuses it.
     try (Gateway alone = Gateway.inProcess(root, Duration.ofSeconds(10), Duration.ZERO,
         Gateway.adminSettings(root.resolve("state-alone"), -1), Clock.systemUTC())) {
