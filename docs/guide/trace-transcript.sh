@@ -12,7 +12,8 @@ sink_port=$((port + 3))
 work=$(mktemp -d)
 pid=""
 sink=""
-trap '[ -n "$sink" ] && kill "$sink" 2>/dev/null; stop_then_remove "$pid" "$work"' EXIT
+grpc_sink=""
+trap '[ -n "$sink" ] && kill "$sink" 2>/dev/null; [ -n "$grpc_sink" ] && kill "$grpc_sink" 2>/dev/null; stop_then_remove "$pid" "$work"' EXIT
 # shellcheck source=docs/guide/show.sh
 source docs/guide/show.sh
 cd "$work"
@@ -62,3 +63,23 @@ grep -c '^span ' sink.log || true
 echo
 echo "\$ grep -E 'SetTraceSampleRate|SetLogLevel' modelgate-state/audit.log | cut -c1-160"
 grep -E 'SetTraceSampleRate|SetLogLevel' modelgate-state/audit.log | cut -c1-160 || true
+echo
+
+echo "## trace 3. over OTLP/gRPC, to a collector's port 4317"
+echo "\$ bin/modelgate-bench trace-sink --protocol grpc --port 4317 > grpc-sink.log &"
+"$repo/bin/modelgate-bench" trace-sink --protocol grpc --port $((port + 4)) >grpc-sink.log 2>&1 &
+grpc_sink=$!
+for _ in $(seq 1 120); do grep -q "listening" grpc-sink.log && break; sleep 0.5; done
+grep -q "listening" grpc-sink.log || { echo "the gRPC trace sink did not start" >&2; cat grpc-sink.log >&2; exit 1; }
+# The server of sections 1 and 2 stops; one sending over gRPC takes its ports.
+kill "$pid"; wait "$pid" 2>/dev/null || true
+show serve --model-repository models --trace-endpoint http://127.0.0.1:4317 --trace-protocol grpc
+"$repo/bin/modelgate" serve --warmup-inference 1s --model-repository models --replica gw1 \
+  --trace-endpoint "http://127.0.0.1:$((port + 4))" --trace-protocol grpc \
+  --grpc-port "$port" --metrics-port $((port + 1)) --admin-port $((port + 2)) >serve-grpc.log 2>&1 &
+pid=$!
+wait_serving serve-grpc.log "the server sending spans over gRPC"
+infer --model cnn_mnist --digit 4 --trace
+for _ in $(seq 1 40); do [ "$(grep -c '^span ' grpc-sink.log)" -ge 2 ] && break; sleep 0.25; done
+echo "\$ cat grpc-sink.log"
+grep -E '^(trace sink:|span )' grpc-sink.log | sed "s/:$((port + 4))/:4317/"

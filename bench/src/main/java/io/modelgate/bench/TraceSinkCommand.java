@@ -22,19 +22,25 @@ import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
 
 /**
- * An OTLP/HTTP trace receiver that prints each span it is sent, one line each: a way to see what
- * {@code serve --trace-endpoint} sends without running a collector (and the operator's guide's
- * transcript). Decodes OTLP's protobuf messages as a collector does; keeps nothing.
+ * An OTLP trace receiver, over HTTP or gRPC, that prints each span it is sent, one line each: a way
+ * to see what {@code serve --trace-endpoint} sends without running a collector (and the operator's
+ * guide's transcript). Decodes OTLP's protobuf messages as a collector does; keeps nothing.
  */
 @Command(
     name = "trace-sink",
     mixinStandardHelpOptions = true,
-    description = "Receive spans over OTLP/HTTP (POST /v1/traces) and print each one, until stopped.")
+    description = "Receive spans over OTLP/HTTP (POST /v1/traces) or OTLP/gRPC (TraceService/Export) and print each"
+        + " one, until stopped.")
 final class TraceSinkCommand implements Callable<Integer> {
   @Spec CommandSpec spec;
 
   @Option(names = "--port", defaultValue = "4318", description = "Port to listen on (0: any free one). Default: ${DEFAULT-VALUE}.")
   int port;
+
+  @Option(names = "--protocol", defaultValue = "http/protobuf",
+      description = "http/protobuf (OTLP/HTTP, a collector's port 4318) or grpc (OTLP/gRPC, its port 4317). Default:"
+          + " ${DEFAULT-VALUE}.")
+  String protocol;
 
   @Option(names = "--host", defaultValue = "127.0.0.1", description = "Address to listen on. Default: ${DEFAULT-VALUE}.")
   String host;
@@ -46,21 +52,33 @@ final class TraceSinkCommand implements Callable<Integer> {
   @Override
   public Integer call() throws Exception {
     PrintWriter out = spec.commandLine().getOut();
+    Runnable stop;
+    if (TraceSettings.Protocol.named(protocol) == TraceSettings.Protocol.GRPC) {
+      io.grpc.Server server = grpc(out);
+      out.printf("trace sink: listening on http://%s:%d (OTLP/gRPC)%n", host, server.getPort());
+      stop = server::shutdownNow;
+    } else {
+      HttpServer server = http(out);
+      out.printf("trace sink: listening on http://%s:%d%s%n", host, server.getAddress().getPort(), TraceSettings.TRACES_PATH);
+      stop = () -> server.stop(0);
+    }
+    out.flush();
+    CountDownLatch stopped = new CountDownLatch(1);
+    Runtime.getRuntime().addShutdownHook(new Thread(stopped::countDown));
+    if (seconds > 0) {
+      stopped.await(seconds, TimeUnit.SECONDS);
+    } else {
+      stopped.await();
+    }
+    stop.run();
+    return 0;
+  }
+
+  private HttpServer http(PrintWriter out) throws java.io.IOException {
     HttpServer server = HttpServer.create(new InetSocketAddress(host, port), 0);
     server.createContext(TraceSettings.TRACES_PATH, exchange -> {
       try {
-        ExportTraceServiceRequest request = ExportTraceServiceRequest.parseFrom(exchange.getRequestBody().readAllBytes());
-        synchronized (out) {
-          for (ResourceSpans resource : request.getResourceSpansList()) {
-            String service = attributes(resource.getResource().getAttributesList(), "service.name", "service.instance.id");
-            for (ScopeSpans scope : resource.getScopeSpansList()) {
-              for (Span span : scope.getSpansList()) {
-                out.println(line(service, span));
-              }
-            }
-          }
-          out.flush();
-        }
+        print(out, ExportTraceServiceRequest.parseFrom(exchange.getRequestBody().readAllBytes()));
         byte[] answer = ExportTraceServiceResponse.getDefaultInstance().toByteArray();
         exchange.getResponseHeaders().add("Content-Type", "application/x-protobuf");
         exchange.sendResponseHeaders(200, answer.length);
@@ -72,17 +90,41 @@ final class TraceSinkCommand implements Callable<Integer> {
       }
     });
     server.start();
-    out.printf("trace sink: listening on http://%s:%d%s%n", host, server.getAddress().getPort(), TraceSettings.TRACES_PATH);
-    out.flush();
-    CountDownLatch stopped = new CountDownLatch(1);
-    Runtime.getRuntime().addShutdownHook(new Thread(stopped::countDown));
-    if (seconds > 0) {
-      stopped.await(seconds, TimeUnit.SECONDS);
-    } else {
-      stopped.await();
+    return server;
+  }
+
+  /** OTLP's {@code TraceService/Export}, served by grpc-java as a collector's gRPC receiver serves it. */
+  private io.grpc.Server grpc(PrintWriter out) throws java.io.IOException {
+    var export = io.grpc.MethodDescriptor.<ExportTraceServiceRequest, ExportTraceServiceResponse>newBuilder()
+        .setType(io.grpc.MethodDescriptor.MethodType.UNARY)
+        .setFullMethodName("opentelemetry.proto.collector.trace.v1.TraceService/Export")
+        .setRequestMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(ExportTraceServiceRequest.getDefaultInstance()))
+        .setResponseMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(ExportTraceServiceResponse.getDefaultInstance()))
+        .build();
+    return io.grpc.netty.NettyServerBuilder.forAddress(new InetSocketAddress(host, port))
+        .addService(io.grpc.ServerServiceDefinition.builder("opentelemetry.proto.collector.trace.v1.TraceService")
+            .addMethod(export, io.grpc.stub.ServerCalls.asyncUnaryCall((request, answer) -> {
+              print(out, request);
+              answer.onNext(ExportTraceServiceResponse.getDefaultInstance());
+              answer.onCompleted();
+            }))
+            .build())
+        .build()
+        .start();
+  }
+
+  private static void print(PrintWriter out, ExportTraceServiceRequest request) {
+    synchronized (out) {
+      for (ResourceSpans resource : request.getResourceSpansList()) {
+        String service = attributes(resource.getResource().getAttributesList(), "service.name", "service.instance.id");
+        for (ScopeSpans scope : resource.getScopeSpansList()) {
+          for (Span span : scope.getSpansList()) {
+            out.println(line(service, span));
+          }
+        }
+      }
+      out.flush();
     }
-    server.stop(0);
-    return 0;
   }
 
   /** A span as one line: its name, trace, parent, duration, status and attributes. */

@@ -27,15 +27,17 @@ import picocli.CommandLine.Spec;
  * What {@code serve --trace-endpoint} costs the requests a server answers: one gateway per
  * scenario, each serving the same model — tracing off (the baseline), and tracing on at each
  * sample rate asked (calls arrive without a {@code traceparent}, so the rate decides: 0 measures
- * the interceptor alone, 1 a span for every call) — sending its spans over OTLP/HTTP to a sink in
- * this JVM that reads and discards them, as a collector on the same machine would take them.
+ * the interceptor alone, 1 a span for every call) — sending its spans over OTLP/HTTP, or OTLP/gRPC,
+ * to a sink in this JVM that reads and discards them, as a collector on the same machine would take
+ * them.
  * Scenarios interleave over rounds on the same machine; reports throughput and p99 as ratios
  * against tracing off, and the spans each scenario sent and dropped.
  */
 @Command(
     name = "tracing",
     mixinStandardHelpOptions = true,
-    description = "End-to-end cost of tracing inference calls (OpenTelemetry spans over OTLP/HTTP), against none.")
+    description = "End-to-end cost of tracing inference calls (OpenTelemetry spans over OTLP/HTTP or OTLP/gRPC), against"
+        + " none.")
 final class TracingCostBenchmark implements Callable<Integer> {
   @Spec CommandSpec spec;
 
@@ -45,6 +47,11 @@ final class TracingCostBenchmark implements Callable<Integer> {
   @Option(names = "--sample-rates", split = ",", defaultValue = "0,0.01,1",
       description = "The --trace-sample-rate of each traced scenario. Default: ${DEFAULT-VALUE}.")
   List<Double> sampleRates;
+
+  @Option(names = "--protocols", split = ",", defaultValue = "http/protobuf",
+      description = "How each traced scenario sends its spans, http/protobuf and/or grpc: a scenario per rate and"
+          + " protocol. Default: ${DEFAULT-VALUE}.")
+  List<String> protocols;
 
   @Override
   public Integer call() throws Exception {
@@ -62,14 +69,21 @@ final class TracingCostBenchmark implements Callable<Integer> {
       exchange.close();
     });
     sink.start();
-    URI endpoint = URI.create("http://127.0.0.1:" + sink.getAddress().getPort());
+    io.grpc.Server grpcSink = grpcSink(exports, exportedBytes);
+    Map<TraceSettings.Protocol, URI> endpoints = Map.of(
+        TraceSettings.Protocol.HTTP, URI.create("http://127.0.0.1:" + sink.getAddress().getPort()),
+        TraceSettings.Protocol.GRPC, URI.create("http://127.0.0.1:" + grpcSink.getPort()));
     Map<String, BenchGateway> gateways = new LinkedHashMap<>();
     Map<String, List<LoadGenerator.Result>> results;
     try {
       gateways.put("tracing off (baseline)", gateway(TraceSettings.OFF));
       for (double rate : sampleRates) {
-        gateways.put(String.format(java.util.Locale.ROOT, "traced at rate %s", rate),
-            gateway(TraceSettings.to(endpoint, rate)));
+        for (String name : protocols) {
+          TraceSettings.Protocol protocol = TraceSettings.Protocol.named(name);
+          gateways.put(String.format(java.util.Locale.ROOT, "traced at rate %s%s", rate,
+                  protocols.size() > 1 ? " over " + protocol : ""),
+              gateway(TraceSettings.to(protocol, endpoints.get(protocol), rate)));
+        }
       }
       out.printf("tracing cost: model %s, %d callers over %d connections, a gateway per scenario, %d s JIT warm-up, then %d"
           + " rounds of %d s warm-up + %d s per scenario, in rotating order%n", load.model, load.concurrency,
@@ -105,9 +119,46 @@ final class TracingCostBenchmark implements Callable<Integer> {
         gateway.close();
       }
       sink.stop(0);
+      grpcSink.shutdownNow();
     }
     ScenarioTable.print(out, results, "off");
     return 0;
+  }
+
+  /** OTLP/gRPC's {@code TraceService/Export}, counting what it is sent and answering an empty message. */
+  private static io.grpc.Server grpcSink(AtomicLong exports, AtomicLong exportedBytes) throws java.io.IOException {
+    io.grpc.MethodDescriptor.Marshaller<byte[]> bytes = new io.grpc.MethodDescriptor.Marshaller<>() {
+      @Override
+      public java.io.InputStream stream(byte[] value) {
+        return new java.io.ByteArrayInputStream(value);
+      }
+
+      @Override
+      public byte[] parse(java.io.InputStream stream) {
+        try {
+          return stream.readAllBytes();
+        } catch (java.io.IOException e) {
+          throw new java.io.UncheckedIOException(e);
+        }
+      }
+    };
+    var export = io.grpc.MethodDescriptor.<byte[], byte[]>newBuilder()
+        .setType(io.grpc.MethodDescriptor.MethodType.UNARY)
+        .setFullMethodName("opentelemetry.proto.collector.trace.v1.TraceService/Export")
+        .setRequestMarshaller(bytes)
+        .setResponseMarshaller(bytes)
+        .build();
+    return io.grpc.netty.NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", 0))
+        .addService(io.grpc.ServerServiceDefinition.builder("opentelemetry.proto.collector.trace.v1.TraceService")
+            .addMethod(export, io.grpc.stub.ServerCalls.asyncUnaryCall((request, answer) -> {
+              exportedBytes.addAndGet(request.length);
+              exports.incrementAndGet();
+              answer.onNext(new byte[0]);
+              answer.onCompleted();
+            }))
+            .build())
+        .build()
+        .start();
   }
 
   /** A gateway of its own serving the benchmark's model, traced as {@code traces} say. */

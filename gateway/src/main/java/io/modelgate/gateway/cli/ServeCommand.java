@@ -292,11 +292,21 @@ final class ServeCommand implements Callable<Integer> {
   @Option(
       names = "--trace-endpoint",
       paramLabel = "URL",
-      description = "Record inference calls as OpenTelemetry spans and send them over OTLP/HTTP to this address (an"
-          + " OpenTelemetry Collector's, e.g. http://otel-collector:4318; /v1/traces is added to one without a path)."
+      description = "Record inference calls as OpenTelemetry spans and send them over OTLP to this address (an"
+          + " OpenTelemetry Collector's: over HTTP e.g. http://otel-collector:4318, /v1/traces added to one without a"
+          + " path; over gRPC, --trace-protocol grpc, e.g. http://otel-collector:4317; https:// for TLS)."
           + " A call whose W3C traceparent header is sampled is traced as a child of the caller's span; see"
           + " --trace-sample-rate for calls without one. Default: none (no call traced).")
   java.net.URI traceEndpoint;
+
+  @Option(
+      names = "--trace-protocol",
+      defaultValue = "http/protobuf",
+      paramLabel = "PROTOCOL",
+      description = "With --trace-endpoint: how spans are sent, OTLP over HTTP (http/protobuf, a collector's port"
+          + " 4318) or over gRPC (grpc, port 4317), as OpenTelemetry's OTEL_EXPORTER_OTLP_PROTOCOL names them."
+          + " Default: ${DEFAULT-VALUE}.")
+  String traceProtocol;
 
   @Option(
       names = "--trace-sample-rate",
@@ -324,7 +334,7 @@ final class ServeCommand implements Callable<Integer> {
   Path traceKey;
 
   /**
-   * Where and how often calls are traced: {@code --trace-endpoint}, {@code --trace-sample-rate},
+   * Where, how and how often calls are traced: {@code --trace-endpoint}, {@code --trace-protocol}, {@code --trace-sample-rate},
    * {@code --trace-ca}, {@code --trace-cert}, {@code --trace-key}, and the headers each export carries from {@code OTEL_EXPORTER_OTLP_TRACES_HEADERS} (or {@code
    * OTEL_EXPORTER_OTLP_HEADERS}), as OpenTelemetry's SDKs read them.
    */
@@ -341,8 +351,9 @@ final class ServeCommand implements Callable<Integer> {
         break;
       }
     }
-    return new io.modelgate.gateway.tracing.TraceSettings(traceEndpoint, traceSampleRate, headers, traceCa, traceCert,
-        traceKey);
+    return new io.modelgate.gateway.tracing.TraceSettings(traceEndpoint,
+        io.modelgate.gateway.tracing.TraceSettings.Protocol.named(traceProtocol), traceSampleRate, headers, traceCa,
+        traceCert, traceKey);
   }
 
   @Option(

@@ -131,6 +131,14 @@ public final class ReloadingSslContext extends SslContext implements AutoCloseab
     return files.get().credentials().notAfter();
   }
 
+  /**
+   * What is in force now, as a token: another object each time new files are put in force, so a
+   * client that keeps its connections (a gRPC channel) can tell when to make new ones. Any thread.
+   */
+  public Object inForce() {
+    return files.get();
+  }
+
   /** Reads the files again if they changed (the watching thread does this every 2 s); true when new material is in force. */
   public boolean reload() {
     return files.reload();

@@ -6,9 +6,11 @@ import java.net.URI;
  * Where and how often the gateway records spans of the inference calls it serves. Immutable and
  * validated on construction.
  *
- * @param endpoint the OTLP/HTTP traces endpoint spans are sent to (an OpenTelemetry Collector's,
- *     say {@code http://otel-collector:4318/v1/traces}; {@code /v1/traces} is added to an address
- *     given without a path); null: no call is traced
+ * @param endpoint the OTLP endpoint spans are sent to, an OpenTelemetry Collector's: over HTTP
+ *     its traces path (say {@code http://otel-collector:4318/v1/traces}; {@code /v1/traces} is added
+ *     to an address given without a path), over gRPC its address ({@code
+ *     http://otel-collector:4317}, no path); null: no call is traced
+ * @param protocol how spans are sent: OTLP over HTTP (protobuf bodies) or over gRPC
  * @param sampleRate the share of requests that arrive without a W3C {@code traceparent} (or with
  *     one that does not parse) that start a trace of their own, 0 to 1, each message of a stream
  *     drawn; a call whose {@code traceparent} is sampled is always traced, one whose {@code
@@ -20,10 +22,11 @@ import java.net.URI;
  *     (mutual TLS), with {@code key}; null: none. Read again when it changes
  * @param key the PKCS#8 PEM private key of {@code cert}
  */
-public record TraceSettings(URI endpoint, double sampleRate, java.util.Map<String, String> headers,
+public record TraceSettings(URI endpoint, Protocol protocol, double sampleRate, java.util.Map<String, String> headers,
     java.nio.file.Path ca, java.nio.file.Path cert, java.nio.file.Path key) {
   /** No call traced. */
-  public static final TraceSettings OFF = new TraceSettings(null, 0, java.util.Map.of(), null, null, null);
+  public static final TraceSettings OFF = new TraceSettings(null, Protocol.HTTP, 0, java.util.Map.of(), null, null,
+      null);
   /**
    * The environment variables whose headers exports carry, as OpenTelemetry's SDKs read them: the
    * first one set is taken.
@@ -33,23 +36,61 @@ public record TraceSettings(URI endpoint, double sampleRate, java.util.Map<Strin
   /** The path an OTLP/HTTP collector takes traces at. */
   public static final String TRACES_PATH = "/v1/traces";
 
+  /** How spans are sent, by the names OpenTelemetry's {@code OTEL_EXPORTER_OTLP_PROTOCOL} gives them. */
+  public enum Protocol {
+    /** OTLP/HTTP with protobuf bodies, a collector's port 4318. */
+    HTTP("http/protobuf"),
+    /** OTLP/gRPC, a collector's port 4317. */
+    GRPC("grpc");
+
+    private final String text;
+
+    Protocol(String text) {
+      this.text = text;
+    }
+
+    /** The protocol {@code text} names ({@code http/protobuf} or {@code grpc}). */
+    public static Protocol named(String text) {
+      for (Protocol protocol : values()) {
+        if (protocol.text.equals(text)) {
+          return protocol;
+        }
+      }
+      throw new IllegalArgumentException("trace protocol: " + text + " (expected: http/protobuf or grpc)");
+    }
+
+    @Override
+    public String toString() {
+      return text;
+    }
+  }
+
   public TraceSettings {
     headers = java.util.Map.copyOf(headers);
+    java.util.Objects.requireNonNull(protocol, "protocol");
     if (!(sampleRate >= 0 && sampleRate <= 1)) {
       throw new IllegalArgumentException("trace sample rate: " + sampleRate + " (expected: 0 to 1)");
     }
     if (endpoint != null) {
       String scheme = endpoint.getScheme();
       if (!"http".equals(scheme) && !"https".equals(scheme) || endpoint.getHost() == null) {
-        throw new IllegalArgumentException("trace endpoint: " + endpoint
-            + " (expected: an OTLP/HTTP address, http://host:4318 or https://host:4318, with or without a path)");
+        throw new IllegalArgumentException("trace endpoint: " + endpoint + (protocol == Protocol.GRPC
+            ? " (expected: an OTLP/gRPC address, http://host:4317 or https://host:4317)"
+            : " (expected: an OTLP/HTTP address, http://host:4318 or https://host:4318, with or without a path)"));
       }
       String path = endpoint.getRawPath();
-      if (path == null || path.isEmpty() || path.equals("/")) {
+      boolean noPath = path == null || path.isEmpty() || path.equals("/");
+      if (protocol == Protocol.GRPC && (!noPath || endpoint.getRawQuery() != null)) {
+        throw new IllegalArgumentException("trace endpoint: " + endpoint + " (expected: an OTLP/gRPC address,"
+            + " http://host:4317 or https://host:4317, without a path: the path is gRPC's method)");
+      }
+      if (protocol == Protocol.HTTP && noPath) {
         endpoint = endpoint.resolve(TRACES_PATH);
       }
     } else if (sampleRate > 0) {
       throw new IllegalArgumentException("trace sample rate " + sampleRate + " without a trace endpoint to send spans to");
+    } else if (protocol != Protocol.HTTP) {
+      throw new IllegalArgumentException("trace protocol " + protocol + " without a trace endpoint to send spans to");
     }
     if ((cert == null) != (key == null)) {
       throw new IllegalArgumentException("--trace-cert and --trace-key go together (mutual TLS with the collector)");
@@ -65,19 +106,24 @@ public record TraceSettings(URI endpoint, double sampleRate, java.util.Map<Strin
     }
   }
 
-  /** Calls traced, spans sent to {@code endpoint}, no headers. */
+  /** Calls traced, spans sent to {@code endpoint} over OTLP/HTTP, no headers. */
   public static TraceSettings to(URI endpoint, double sampleRate) {
-    return new TraceSettings(endpoint, sampleRate, java.util.Map.of(), null, null, null);
+    return to(Protocol.HTTP, endpoint, sampleRate);
+  }
+
+  /** Calls traced, spans sent to {@code endpoint} over {@code protocol}, no headers. */
+  public static TraceSettings to(Protocol protocol, URI endpoint, double sampleRate) {
+    return new TraceSettings(endpoint, protocol, sampleRate, java.util.Map.of(), null, null, null);
   }
 
   /** These settings with {@code headers} sent with every export. */
   public TraceSettings withHeaders(java.util.Map<String, String> headers) {
-    return new TraceSettings(endpoint, sampleRate, headers, ca, cert, key);
+    return new TraceSettings(endpoint, protocol, sampleRate, headers, ca, cert, key);
   }
 
   /** These settings with the collector's certificate checked against {@code ca}, and {@code cert} and {@code key} presented (each may be null). */
   public TraceSettings withTls(java.nio.file.Path ca, java.nio.file.Path cert, java.nio.file.Path key) {
-    return new TraceSettings(endpoint, sampleRate, headers, ca, cert, key);
+    return new TraceSettings(endpoint, protocol, sampleRate, headers, ca, cert, key);
   }
 
   /** Whether the exporter's TLS is set by files of the operator's (a CA, a client certificate), not the JVM's defaults. */

@@ -17,6 +17,7 @@ import io.opentelemetry.api.trace.propagation.W3CTraceContextPropagator;
 import io.opentelemetry.context.Context;
 import io.opentelemetry.context.propagation.TextMapGetter;
 import io.opentelemetry.exporter.otlp.http.trace.OtlpHttpSpanExporter;
+import io.opentelemetry.exporter.otlp.trace.OtlpGrpcSpanExporter;
 import io.opentelemetry.sdk.common.CompletableResultCode;
 import io.opentelemetry.sdk.resources.Resource;
 import io.opentelemetry.sdk.trace.SdkTracerProvider;
@@ -38,7 +39,8 @@ import java.util.concurrent.atomic.AtomicLong;
  * named {@code inference.GRPCInferenceService/ModelInfer} (or {@code ModelStreamInfer}, one span
  * per message), from the call's arrival to its answer, with the model and version that served it,
  * the tenant, the gRPC status, the rows and the batch it ran in. Spans are sent in batches over
- * OTLP/HTTP by the OpenTelemetry SDK's exporter, on its own thread.
+ * OTLP/HTTP (the JDK's HTTP client) or OTLP/gRPC ({@link GrpcExportSender}, grpc-java) by the
+ * OpenTelemetry SDK's exporter, on its own thread.
  *
  * <p>Off the request path for calls not traced: the interceptor reads the {@code traceparent}
  * header (a look-up in the call's headers) and attaches nothing, and a request in no trace draws a
@@ -59,6 +61,8 @@ public final class Tracing implements AutoCloseable {
   public static final String SERVICE_NAME = "modelgate";
   /** The longest a finished span waits before it is sent with others (or sooner, at 512). */
   static final Duration EXPORT_DELAY = Duration.ofSeconds(1);
+  /** The longest one export waits for the collector (each try; the SDK's default retry policy tries up to 5 times). */
+  static final Duration EXPORT_TIMEOUT = Duration.ofSeconds(10);
   /** The most spans that wait to be sent; more are dropped. */
   public static final int MOST_WAITING = 2048;
   /** The gRPC service whose calls are traced, as spans name it. */
@@ -133,23 +137,35 @@ public final class Tracing implements AutoCloseable {
       tls = null;
       return;
     }
-    var exporter = OtlpHttpSpanExporter.builder()
-        .setEndpoint(settings.endpoint().toString())
-        .setTimeout(Duration.ofSeconds(10));
-    settings.headers().forEach(exporter::addHeader);
-    if (settings.tlsFiles()) {
-      tls = io.modelgate.gateway.tls.ReloadingSslContext.openClient("trace", settings.ca(), settings.cert(),
-          settings.key(), clock);
-      try {
-        exporter.setSslContext(tls.jdkContext(), tls.jdkTrustManager());
-      } catch (java.security.GeneralSecurityException e) {
-        tls.close();
-        throw new IOException("cannot make the trace exporter's TLS context: " + e.getMessage(), e);
+    tls = settings.tlsFiles()
+        ? io.modelgate.gateway.tls.ReloadingSslContext.openClient("trace", settings.ca(), settings.cert(), settings.key(), clock)
+        : null;
+    SpanExporter otlp;
+    try {
+      if (settings.protocol() == TraceSettings.Protocol.GRPC) {
+        var exporter = OtlpGrpcSpanExporter.builder()
+            .setComponentLoader(GrpcExportSender.loader(tls)) // the files' TLS, followed, for grpc-java's Netty
+            .setEndpoint(settings.endpoint().toString())
+            .setTimeout(EXPORT_TIMEOUT);
+        settings.headers().forEach(exporter::addHeader);
+        otlp = exporter.build();
+      } else {
+        var exporter = OtlpHttpSpanExporter.builder()
+            .setEndpoint(settings.endpoint().toString())
+            .setTimeout(EXPORT_TIMEOUT);
+        settings.headers().forEach(exporter::addHeader);
+        if (tls != null) {
+          exporter.setSslContext(tls.jdkContext(), tls.jdkTrustManager());
+        }
+        otlp = exporter.build();
       }
-    } else {
-      tls = null;
+    } catch (java.security.GeneralSecurityException | RuntimeException e) {
+      if (tls != null) {
+        tls.close();
+      }
+      throw new IOException("cannot make the trace exporter" + (tls != null ? "'s TLS context" : "") + ": "
+          + e.getMessage(), e);
     }
-    SpanExporter otlp = exporter.build();
     provider = SdkTracerProvider.builder()
         .setResource(Resource.getDefault().merge(Resource.create(io.opentelemetry.api.common.Attributes.of(
             AttributeKey.stringKey("service.name"), SERVICE_NAME,
