@@ -327,7 +327,7 @@ final class ServeCommand implements Callable<Integer> {
       names = "--trace-cert",
       paramLabel = "PEM",
       description = "With an https:// --trace-endpoint: the certificate chain presented to the collector (mutual TLS;"
-          + " needs --trace-key). Read again when it changes, and used from the next connection to the collector.")
+          + " needs --trace-key). Read again when it changes, and presented from the next export on.")
   Path traceCert;
 
   @Option(names = "--trace-key", paramLabel = "PEM", description = "PKCS#8 private key for --trace-cert.")

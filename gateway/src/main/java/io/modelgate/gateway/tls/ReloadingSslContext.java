@@ -182,7 +182,8 @@ public final class ReloadingSslContext extends SslContext implements AutoCloseab
 
   /**
    * A client's context for the JDK's own TLS ({@code java.net.http}), following these files as
-   * this context does: each handshake takes the key and CAs in force then. Made once per client.
+   * this context does: each handshake takes the key and CAs in force then. A new context each call
+   * (its own session cache: a client made again after a renewal resumes no session of the old files).
    *
    * @throws IllegalStateException for a server's context
    */

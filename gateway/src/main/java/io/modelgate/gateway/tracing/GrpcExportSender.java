@@ -22,13 +22,11 @@ import io.netty.handler.ssl.ClientAuth;
 import io.netty.handler.ssl.IdentityCipherSuiteFilter;
 import io.netty.handler.ssl.JdkSslContext;
 import io.netty.handler.ssl.SslContext;
-import io.opentelemetry.common.ComponentLoader;
 import io.opentelemetry.sdk.common.CompletableResultCode;
 import io.opentelemetry.sdk.common.export.Compressor;
 import io.opentelemetry.sdk.common.export.GrpcResponse;
 import io.opentelemetry.sdk.common.export.GrpcSender;
 import io.opentelemetry.sdk.common.export.GrpcSenderConfig;
-import io.opentelemetry.sdk.common.export.GrpcSenderProvider;
 import io.opentelemetry.sdk.common.export.GrpcStatusCode;
 import io.opentelemetry.sdk.common.export.MessageWriter;
 import io.opentelemetry.sdk.common.export.RetryPolicy;
@@ -73,28 +71,6 @@ final class GrpcExportSender implements GrpcSender {
 
   /** The largest export kept to be sent again if its first try fails. */
   static final long RETRIED_BYTES = 4L << 20;
-
-  /**
-   * Hands the SDK's exporter this sender, whatever other senders the class path holds.
-   *
-   * @param tls the TLS files the operator gave ({@code --trace-ca}, {@code --trace-cert}), followed:
-   *     each connection takes what is in force when it is made, with a session cache of its own
-   *     (no session made with an old certificate is resumed), and when new files are put in force the
-   *     next export opens a new connection; null: the exporter's TLS context, or the JVM's defaults
-   */
-  static ComponentLoader loader(io.modelgate.gateway.tls.ReloadingSslContext tls) {
-    ComponentLoader others = ComponentLoader.forClassLoader(GrpcExportSender.class.getClassLoader());
-    return new ComponentLoader() {
-      @Override
-      @SuppressWarnings("unchecked")
-      public <T> Iterable<T> load(Class<T> type) {
-        if (type == GrpcSenderProvider.class) {
-          return List.of((T) (GrpcSenderProvider) config -> new GrpcExportSender(config, tls));
-        }
-        return others.load(type);
-      }
-    };
-  }
 
   private static final MethodDescriptor.Marshaller<byte[]> ANSWER = new MethodDescriptor.Marshaller<>() {
     @Override

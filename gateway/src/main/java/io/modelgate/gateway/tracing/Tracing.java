@@ -144,27 +144,24 @@ public final class Tracing implements AutoCloseable {
     try {
       if (settings.protocol() == TraceSettings.Protocol.GRPC) {
         var exporter = OtlpGrpcSpanExporter.builder()
-            .setComponentLoader(GrpcExportSender.loader(tls)) // the files' TLS, followed, for grpc-java's Netty
+            .setComponentLoader(ExportSenders.loader(tls)) // grpc-java, with the files' TLS followed
             .setEndpoint(settings.endpoint().toString())
             .setTimeout(EXPORT_TIMEOUT);
         settings.headers().forEach(exporter::addHeader);
         otlp = exporter.build();
       } else {
         var exporter = OtlpHttpSpanExporter.builder()
+            .setComponentLoader(ExportSenders.loader(tls)) // the JDK's HTTP client, made again when the files are renewed
             .setEndpoint(settings.endpoint().toString())
             .setTimeout(EXPORT_TIMEOUT);
         settings.headers().forEach(exporter::addHeader);
-        if (tls != null) {
-          exporter.setSslContext(tls.jdkContext(), tls.jdkTrustManager());
-        }
         otlp = exporter.build();
       }
-    } catch (java.security.GeneralSecurityException | RuntimeException e) {
+    } catch (RuntimeException e) {
       if (tls != null) {
         tls.close();
       }
-      throw new IOException("cannot make the trace exporter" + (tls != null ? "'s TLS context" : "") + ": "
-          + e.getMessage(), e);
+      throw new IOException("cannot make the trace exporter: " + e.getMessage(), e);
     }
     provider = SdkTracerProvider.builder()
         .setResource(Resource.getDefault().merge(Resource.create(io.opentelemetry.api.common.Attributes.of(

@@ -233,7 +233,7 @@ class OtlpGrpcTracingTest {
   void whatTheExporterCompresses_isSentCompressed() throws Exception {
     collector = plainCollector();
     OtlpGrpcSpanExporter exporter = OtlpGrpcSpanExporter.builder()
-        .setComponentLoader(GrpcExportSender.loader(null))
+        .setComponentLoader(ExportSenders.loader(null))
         .setEndpoint(plain().toString())
         .setCompression("gzip")
         .build();

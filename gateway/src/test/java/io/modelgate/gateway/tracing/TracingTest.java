@@ -298,6 +298,10 @@ class TracingTest {
   @Test
   void toAnHttpsCollector_spansGoOverTls_trustingTheCaGiven_andPresentingTheClientCertificate() throws Exception {
     TestCertificates pki = TestCertificates.create(Files.createDirectories(root.resolve(".pki")));
+    Path[] bob = pki.client("bob", "CN=operator-bob", null);
+    Path live = Files.createDirectories(root.resolve("trace-client"));
+    TestCertificates.renew(pki.clientChain, live.resolve("tls.crt"));
+    TestCertificates.renew(pki.clientKey, live.resolve("tls.key"));
     javax.net.ssl.SSLContext tls = javax.net.ssl.SSLContext.getInstance("TLS");
     java.security.KeyStore keys = java.security.KeyStore.getInstance("PKCS12");
     keys.load(null, null);
@@ -332,10 +336,18 @@ class TracingTest {
     secure.start();
     try {
       open(TraceSettings.to(URI.create("https://localhost:" + secure.getAddress().getPort()), 1)
-          .withTls(pki.caCert, pki.clientChain, pki.clientKey));
+          .withTls(pki.caCert, live.resolve("tls.crt"), live.resolve("tls.key")));
       gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build());
       assertThat(spans()).hasSize(1);
       assertThat(clients).isNotEmpty().containsOnly("CN=operator-alice");
+      // Renewed as a renewal tool does: an export presents the new certificate, not a session of the old.
+      TestCertificates.renew(bob[0], live.resolve("tls.crt"));
+      TestCertificates.renew(bob[1], live.resolve("tls.key"));
+      io.modelgate.gateway.testing.Eventually.eventually("an export presents the renewed certificate", () -> {
+        gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build());
+        spans();
+        return clients.get(clients.size() - 1).equals("CN=operator-bob");
+      });
       assertThat(gateway.stats.scrape()).contains("modelgate_tls_certificate_expiry_timestamp_seconds{port=\"trace\"}");
     } finally {
       secure.stop(0);
