@@ -93,18 +93,26 @@ final class TraceSinkCommand implements Callable<Integer> {
     return server;
   }
 
-  /** OTLP's {@code TraceService/Export}, served by grpc-java as a collector's gRPC receiver serves it. */
   private io.grpc.Server grpc(PrintWriter out) throws java.io.IOException {
+    return grpcReceiver(new InetSocketAddress(host, port), request -> print(out, request));
+  }
+
+  /**
+   * OTLP's {@code TraceService/Export}, served by grpc-java at {@code address} as a collector's gRPC
+   * receiver serves it: each export handed to {@code receive} (on grpc-java's threads), then answered.
+   */
+  static io.grpc.Server grpcReceiver(InetSocketAddress address, java.util.function.Consumer<ExportTraceServiceRequest> receive)
+      throws java.io.IOException {
     var export = io.grpc.MethodDescriptor.<ExportTraceServiceRequest, ExportTraceServiceResponse>newBuilder()
         .setType(io.grpc.MethodDescriptor.MethodType.UNARY)
         .setFullMethodName("opentelemetry.proto.collector.trace.v1.TraceService/Export")
         .setRequestMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(ExportTraceServiceRequest.getDefaultInstance()))
         .setResponseMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(ExportTraceServiceResponse.getDefaultInstance()))
         .build();
-    return io.grpc.netty.NettyServerBuilder.forAddress(new InetSocketAddress(host, port))
+    return io.grpc.netty.NettyServerBuilder.forAddress(address)
         .addService(io.grpc.ServerServiceDefinition.builder("opentelemetry.proto.collector.trace.v1.TraceService")
             .addMethod(export, io.grpc.stub.ServerCalls.asyncUnaryCall((request, answer) -> {
-              print(out, request);
+              receive.accept(request);
               answer.onNext(ExportTraceServiceResponse.getDefaultInstance());
               answer.onCompleted();
             }))

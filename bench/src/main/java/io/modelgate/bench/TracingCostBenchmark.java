@@ -69,7 +69,10 @@ final class TracingCostBenchmark implements Callable<Integer> {
       exchange.close();
     });
     sink.start();
-    io.grpc.Server grpcSink = grpcSink(exports, exportedBytes);
+    io.grpc.Server grpcSink = TraceSinkCommand.grpcReceiver(new InetSocketAddress("127.0.0.1", 0), export -> {
+      exportedBytes.addAndGet(export.getSerializedSize());
+      exports.incrementAndGet();
+    });
     Map<TraceSettings.Protocol, URI> endpoints = Map.of(
         TraceSettings.Protocol.HTTP, URI.create("http://127.0.0.1:" + sink.getAddress().getPort()),
         TraceSettings.Protocol.GRPC, URI.create("http://127.0.0.1:" + grpcSink.getPort()));
@@ -123,42 +126,6 @@ final class TracingCostBenchmark implements Callable<Integer> {
     }
     ScenarioTable.print(out, results, "off");
     return 0;
-  }
-
-  /** OTLP/gRPC's {@code TraceService/Export}, counting what it is sent and answering an empty message. */
-  private static io.grpc.Server grpcSink(AtomicLong exports, AtomicLong exportedBytes) throws java.io.IOException {
-    io.grpc.MethodDescriptor.Marshaller<byte[]> bytes = new io.grpc.MethodDescriptor.Marshaller<>() {
-      @Override
-      public java.io.InputStream stream(byte[] value) {
-        return new java.io.ByteArrayInputStream(value);
-      }
-
-      @Override
-      public byte[] parse(java.io.InputStream stream) {
-        try {
-          return stream.readAllBytes();
-        } catch (java.io.IOException e) {
-          throw new java.io.UncheckedIOException(e);
-        }
-      }
-    };
-    var export = io.grpc.MethodDescriptor.<byte[], byte[]>newBuilder()
-        .setType(io.grpc.MethodDescriptor.MethodType.UNARY)
-        .setFullMethodName("opentelemetry.proto.collector.trace.v1.TraceService/Export")
-        .setRequestMarshaller(bytes)
-        .setResponseMarshaller(bytes)
-        .build();
-    return io.grpc.netty.NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", 0))
-        .addService(io.grpc.ServerServiceDefinition.builder("opentelemetry.proto.collector.trace.v1.TraceService")
-            .addMethod(export, io.grpc.stub.ServerCalls.asyncUnaryCall((request, answer) -> {
-              exportedBytes.addAndGet(request.length);
-              exports.incrementAndGet();
-              answer.onNext(new byte[0]);
-              answer.onCompleted();
-            }))
-            .build())
-        .build()
-        .start();
   }
 
   /** A gateway of its own serving the benchmark's model, traced as {@code traces} say. */
