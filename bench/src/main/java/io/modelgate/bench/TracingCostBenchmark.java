@@ -53,6 +53,11 @@ final class TracingCostBenchmark implements Callable<Integer> {
           + " protocol. Default: ${DEFAULT-VALUE}.")
   List<String> protocols;
 
+  @Option(names = "--compression", defaultValue = "none", paramLabel = "none|gzip",
+      description = "Each traced scenario's --trace-compression; the OTLP/HTTP sink counts the bytes as sent (compressed),"
+          + " the OTLP/gRPC one as decoded. Default: ${DEFAULT-VALUE}.")
+  String compression;
+
   @Override
   public Integer call() throws Exception {
     PrintWriter out = spec.commandLine().getOut();
@@ -85,7 +90,7 @@ final class TracingCostBenchmark implements Callable<Integer> {
           TraceSettings.Protocol protocol = TraceSettings.Protocol.named(name);
           gateways.put(String.format(java.util.Locale.ROOT, "traced at rate %s%s", rate,
                   protocols.size() > 1 ? " over " + protocol : ""),
-              gateway(TraceSettings.to(protocol, endpoints.get(protocol), rate)));
+              gateway(TraceSettings.to(protocol, endpoints.get(protocol), rate).withGzip(TraceSettings.gzip(compression))));
         }
       }
       out.printf("tracing cost: model %s, %d callers over %d connections, a gateway per scenario, %d s JIT warm-up, then %d"

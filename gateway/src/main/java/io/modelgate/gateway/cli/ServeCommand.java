@@ -309,6 +309,15 @@ final class ServeCommand implements Callable<Integer> {
   String traceProtocol;
 
   @Option(
+      names = "--trace-compression",
+      defaultValue = "none",
+      paramLabel = "none|gzip",
+      description = "With --trace-endpoint: compress each export with gzip (fewer bytes to a collector across a"
+          + " network or a backend billed by them, for some CPU on the exporter's thread), or not. Default:"
+          + " ${DEFAULT-VALUE}.")
+  String traceCompression;
+
+  @Option(
       names = "--trace-sample-rate",
       defaultValue = "0",
       description = "With --trace-endpoint: the share of requests arriving without a traceparent (a stream's messages"
@@ -334,7 +343,7 @@ final class ServeCommand implements Callable<Integer> {
   Path traceKey;
 
   /**
-   * Where, how and how often calls are traced: {@code --trace-endpoint}, {@code --trace-protocol}, {@code --trace-sample-rate},
+   * Where, how and how often calls are traced: {@code --trace-endpoint}, {@code --trace-protocol}, {@code --trace-compression}, {@code --trace-sample-rate},
    * {@code --trace-ca}, {@code --trace-cert}, {@code --trace-key}, and the headers each export carries from {@code OTEL_EXPORTER_OTLP_TRACES_HEADERS} (or {@code
    * OTEL_EXPORTER_OTLP_HEADERS}), as OpenTelemetry's SDKs read them.
    */
@@ -352,8 +361,9 @@ final class ServeCommand implements Callable<Integer> {
       }
     }
     return new io.modelgate.gateway.tracing.TraceSettings(traceEndpoint,
-        io.modelgate.gateway.tracing.TraceSettings.Protocol.named(traceProtocol), traceSampleRate, headers, traceCa,
-        traceCert, traceKey);
+        io.modelgate.gateway.tracing.TraceSettings.Protocol.named(traceProtocol),
+        io.modelgate.gateway.tracing.TraceSettings.gzip(traceCompression), traceSampleRate, headers, traceCa, traceCert,
+        traceKey);
   }
 
   @Option(

@@ -11,6 +11,7 @@ import java.net.URI;
  *     to an address given without a path), over gRPC its address ({@code
  *     http://otel-collector:4317}, no path); null: no call is traced
  * @param protocol how spans are sent: OTLP over HTTP (protobuf bodies) or over gRPC
+ * @param gzip whether each export is compressed with gzip (OTLP's one compression besides none)
  * @param sampleRate the share of requests that arrive without a W3C {@code traceparent} (or with
  *     one that does not parse) that start a trace of their own, 0 to 1, each message of a stream
  *     drawn; a call whose {@code traceparent} is sampled is always traced, one whose {@code
@@ -22,10 +23,10 @@ import java.net.URI;
  *     (mutual TLS), with {@code key}; null: none. Read again when it changes
  * @param key the PKCS#8 PEM private key of {@code cert}
  */
-public record TraceSettings(URI endpoint, Protocol protocol, double sampleRate, java.util.Map<String, String> headers,
+public record TraceSettings(URI endpoint, Protocol protocol, boolean gzip, double sampleRate, java.util.Map<String, String> headers,
     java.nio.file.Path ca, java.nio.file.Path cert, java.nio.file.Path key) {
   /** No call traced. */
-  public static final TraceSettings OFF = new TraceSettings(null, Protocol.HTTP, 0, java.util.Map.of(), null, null,
+  public static final TraceSettings OFF = new TraceSettings(null, Protocol.HTTP, false, 0, java.util.Map.of(), null, null,
       null);
   /**
    * The environment variables whose headers exports carry, as OpenTelemetry's SDKs read them: the
@@ -91,6 +92,8 @@ public record TraceSettings(URI endpoint, Protocol protocol, double sampleRate, 
       throw new IllegalArgumentException("trace sample rate " + sampleRate + " without a trace endpoint to send spans to");
     } else if (protocol != Protocol.HTTP) {
       throw new IllegalArgumentException("trace protocol " + protocol + " without a trace endpoint to send spans to");
+    } else if (gzip) {
+      throw new IllegalArgumentException("trace compression gzip without a trace endpoint to send spans to");
     }
     if ((cert == null) != (key == null)) {
       throw new IllegalArgumentException("--trace-cert and --trace-key go together (mutual TLS with the collector)");
@@ -113,17 +116,31 @@ public record TraceSettings(URI endpoint, Protocol protocol, double sampleRate, 
 
   /** Calls traced, spans sent to {@code endpoint} over {@code protocol}, no headers. */
   public static TraceSettings to(Protocol protocol, URI endpoint, double sampleRate) {
-    return new TraceSettings(endpoint, protocol, sampleRate, java.util.Map.of(), null, null, null);
+    return new TraceSettings(endpoint, protocol, false, sampleRate, java.util.Map.of(), null, null, null);
   }
 
   /** These settings with {@code headers} sent with every export. */
   public TraceSettings withHeaders(java.util.Map<String, String> headers) {
-    return new TraceSettings(endpoint, protocol, sampleRate, headers, ca, cert, key);
+    return new TraceSettings(endpoint, protocol, gzip, sampleRate, headers, ca, cert, key);
   }
 
   /** These settings with the collector's certificate checked against {@code ca}, and {@code cert} and {@code key} presented (each may be null). */
   public TraceSettings withTls(java.nio.file.Path ca, java.nio.file.Path cert, java.nio.file.Path key) {
-    return new TraceSettings(endpoint, protocol, sampleRate, headers, ca, cert, key);
+    return new TraceSettings(endpoint, protocol, gzip, sampleRate, headers, ca, cert, key);
+  }
+
+  /** These settings with each export compressed with gzip, or not. */
+  public TraceSettings withGzip(boolean gzip) {
+    return new TraceSettings(endpoint, protocol, gzip, sampleRate, headers, ca, cert, key);
+  }
+
+  /** The compression {@code text} names, as OpenTelemetry's {@code OTEL_EXPORTER_OTLP_COMPRESSION} does: true for gzip. */
+  public static boolean gzip(String text) {
+    return switch (text) {
+      case "gzip" -> true;
+      case "none" -> false;
+      default -> throw new IllegalArgumentException("trace compression: " + text + " (expected: none or gzip)");
+    };
   }
 
   /** Whether the exporter's TLS is set by files of the operator's (a CA, a client certificate), not the JVM's defaults. */

@@ -146,6 +146,7 @@ public final class Tracing implements AutoCloseable {
         var exporter = OtlpGrpcSpanExporter.builder()
             .setComponentLoader(ExportSenders.loader(tls)) // grpc-java, with the files' TLS followed
             .setEndpoint(settings.endpoint().toString())
+            .setCompression(settings.gzip() ? "gzip" : "none")
             .setTimeout(EXPORT_TIMEOUT);
         settings.headers().forEach(exporter::addHeader);
         otlp = exporter.build();
@@ -153,6 +154,7 @@ public final class Tracing implements AutoCloseable {
         var exporter = OtlpHttpSpanExporter.builder()
             .setComponentLoader(ExportSenders.loader(tls)) // the JDK's HTTP client, made again when the files are renewed
             .setEndpoint(settings.endpoint().toString())
+            .setCompression(settings.gzip() ? "gzip" : "none")
             .setTimeout(EXPORT_TIMEOUT);
         settings.headers().forEach(exporter::addHeader);
         otlp = exporter.build();

@@ -22,13 +22,10 @@ import io.modelgate.gateway.testing.Gateway;
 import io.modelgate.gateway.testing.Tensors;
 import io.modelgate.gateway.testing.TestCertificates;
 import io.netty.handler.ssl.ClientAuth;
-import io.opentelemetry.exporter.otlp.trace.OtlpGrpcSpanExporter;
 import io.opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest;
 import io.opentelemetry.proto.collector.trace.v1.ExportTraceServiceResponse;
 import io.opentelemetry.proto.trace.v1.ResourceSpans;
 import io.opentelemetry.proto.trace.v1.Span;
-import io.opentelemetry.sdk.trace.SdkTracerProvider;
-import io.opentelemetry.sdk.trace.export.SimpleSpanProcessor;
 import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.net.URI;
@@ -230,20 +227,12 @@ class OtlpGrpcTracingTest {
   }
 
   @Test
-  void whatTheExporterCompresses_isSentCompressed() throws Exception {
+  void withGzip_eachExportIsSentCompressed() throws Exception {
     collector = plainCollector();
-    OtlpGrpcSpanExporter exporter = OtlpGrpcSpanExporter.builder()
-        .setComponentLoader(ExportSenders.loader(null))
-        .setEndpoint(plain().toString())
-        .setCompression("gzip")
-        .build();
-    try (SdkTracerProvider provider = SdkTracerProvider.builder()
-        .addSpanProcessor(SimpleSpanProcessor.create(exporter)).build()) {
-      provider.get("test").spanBuilder("compressed").startSpan().end();
-      assertThat(provider.forceFlush().join(30, TimeUnit.SECONDS).isSuccess()).isTrue();
-    }
-    assertThat(calls).containsExactly("null gzip none");
-    assertThat(received.get(0).getScopeSpans(0).getSpans(0).getName()).isEqualTo("compressed");
+    open(TraceSettings.to(TraceSettings.Protocol.GRPC, plain(), 0).withGzip(true));
+    tracedCall();
+    assertThat(spans()).hasSize(1);
+    assertThat(calls).isNotEmpty().containsOnly("null gzip none");
   }
 
   @Test
@@ -259,5 +248,10 @@ class OtlpGrpcTracingTest {
         .hasMessage("trace protocol grpc without a trace endpoint to send spans to");
     assertThat(GrpcExportSender.seconds(Duration.ofMillis(1500))).isEqualTo("1.5s");
     assertThat(GrpcExportSender.seconds(Duration.ofSeconds(5))).isEqualTo("5s");
+    assertThat(TraceSettings.gzip("gzip")).isTrue();
+    assertThat(TraceSettings.gzip("none")).isFalse();
+    assertThatThrownBy(() -> TraceSettings.gzip("zstd")).hasMessage("trace compression: zstd (expected: none or gzip)");
+    assertThatThrownBy(() -> TraceSettings.OFF.withGzip(true))
+        .hasMessage("trace compression gzip without a trace endpoint to send spans to");
   }
 }

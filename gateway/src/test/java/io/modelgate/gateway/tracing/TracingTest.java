@@ -54,6 +54,8 @@ class TracingTest {
   final List<ResourceSpans> received = new CopyOnWriteArrayList<>();
   /** Each export's {@code x-api-key} header (or "none"). */
   final List<String> apiKeys = new CopyOnWriteArrayList<>();
+  /** Each export's {@code Content-Encoding} ("identity" without one). */
+  final List<String> encodings = new CopyOnWriteArrayList<>();
   Gateway gateway;
 
   @BeforeEach
@@ -66,7 +68,11 @@ class TracingTest {
 
   /** What a collector does with an export: decodes its spans, and answers that it took them. */
   private void receive(com.sun.net.httpserver.HttpExchange exchange) throws IOException {
-    byte[] body = exchange.getRequestBody().readAllBytes();
+    String encoding = exchange.getRequestHeaders().getFirst("Content-Encoding");
+    encodings.add(encoding == null ? "identity" : encoding);
+    byte[] body = "gzip".equals(encoding)
+        ? new java.util.zip.GZIPInputStream(exchange.getRequestBody()).readAllBytes()
+        : exchange.getRequestBody().readAllBytes();
     String key = exchange.getRequestHeaders().getFirst("x-api-key");
     apiKeys.add(key == null ? "none" : key);
     received.addAll(ExportTraceServiceRequest.parseFrom(body).getResourceSpansList());
@@ -293,6 +299,15 @@ class TracingTest {
     gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build());
     assertThat(spans()).hasSize(1);
     assertThat(apiKeys).isNotEmpty().containsOnly("s3cret");
+    assertThat(encodings).isNotEmpty().containsOnly("identity");
+  }
+
+  @Test
+  void withGzip_eachExportIsSentCompressed() throws IOException {
+    open(TraceSettings.to(URI.create("http://127.0.0.1:" + collector.getAddress().getPort()), 1).withGzip(true));
+    gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build());
+    assertThat(spans()).hasSize(1);
+    assertThat(encodings).isNotEmpty().containsOnly("gzip");
   }
 
   @Test
