@@ -163,3 +163,17 @@ run_on 3 log
 run_on 3 log --logger io.etcd --restore --fleet
 sleep 5
 run_on 2 log
+
+echo "## fleet 12. a drift reference asked of every replica"
+# Inverted digits to both replicas: each version 2 drifts from its golden set, then an operator makes
+# this traffic the reference everywhere; each replica takes its own last minute.
+for n in 2 3; do
+  bin/modelgate infer --target "localhost:$((base + 10 * n + 1))" --model cnn_mnist --version 2 --every-digit \
+    --invert --repeat 124 >/dev/null
+done
+run_on 2 drift baseline --model cnn_mnist --version 2 --window 1m --fleet
+sleep 5  # replicas look every 2 s
+run_on 3 drift --model cnn_mnist --version 2
+echo "\$ etcdctl get --prefix /modelgate/audit/ --print-value-only | grep SetDriftBaseline"
+ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$etcd_port" get --prefix /modelgate/audit/ --print-value-only |
+  grep SetDriftBaseline || true

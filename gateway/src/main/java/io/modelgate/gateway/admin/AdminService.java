@@ -64,6 +64,8 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
   private final RepositoryPoll poll;
   /** Log levels and the trace sample rate set for a while; this service's, closed with it. */
   private final io.modelgate.gateway.diagnostics.Diagnostics diagnostics;
+  /** Drift references set by operators, here or on every replica; follows the fleet's. */
+  private final DriftBaselines baselines;
   private final ScheduledExecutorService watchers =
       Executors.newSingleThreadScheduledExecutor(
           r -> {
@@ -99,6 +101,7 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
     this.versions = versions;
     this.connections = connections;
     this.removalDue = removalDue;
+    this.baselines = new DriftBaselines(control, drift, golden, control.clock());
   }
 
   private static <T> void answer(StreamObserver<T> observer, Supplier<T> action) {
@@ -402,33 +405,8 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
   @Override
   public void setDriftBaseline(io.modelgate.proto.admin.v1.SetDriftBaselineRequest request,
       StreamObserver<io.modelgate.proto.admin.v1.DriftReport> observer) {
-    answer(observer, () -> {
-      io.modelgate.runtime.repository.Model model = control.router().route(request.getModel()).model();
-      ModelVersion version = model.versions().stream()
-          .filter(v -> v.number() == request.getVersion())
-          .findFirst()
-          .orElseThrow(() -> io.modelgate.runtime.error.InferenceException.notFound(
-              "model '" + model.name() + "' has no version " + request.getVersion()));
-      if (request.getGolden()) {
-        if (!golden.hasGoldenSet(model.name())) {
-          throw io.modelgate.runtime.error.InferenceException.failedPrecondition(
-              "model '" + model.name() + "' has no golden set to take a drift reference from");
-        }
-        if (version.serving().settings().drift() == null) {
-          throw io.modelgate.runtime.error.InferenceException.failedPrecondition("model '" + model.name()
-              + "' has no drift profiling (add drift to its model.yaml)");
-        }
-        // The golden run forms the reference (Drift observes it); the report is made after it.
-        drift.takeReferenceFromNextGoldenRun(version);
-        golden.validate(version);
-        return awaitDrift(drift.report(model.name(), version.number()));
-      }
-      String window = request.getWindow().isEmpty() ? "15m" : request.getWindow();
-      io.modelgate.proto.admin.v1.DriftReport report = awaitDrift(drift.baseline(version, window));
-      org.slf4j.LoggerFactory.getLogger(AdminService.class)
-          .info("{}: drift reference set by {} from its {} window", version.label(), AdminAuth.caller(), window);
-      return report;
-    });
+    answer(observer, () -> baselines.set(request.getModel(), request.getVersion(), request.getWindow(),
+        request.getGolden(), request.getFleet(), AdminAuth.caller()));
   }
 
   @Override
@@ -516,7 +494,7 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
     }
   }
 
-  private static <T> T awaitDrift(java.util.concurrent.CompletableFuture<T> answer) {
+  static <T> T awaitDrift(java.util.concurrent.CompletableFuture<T> answer) {
     try {
       return answer.get(DRIFT_WAIT.toMillis(), java.util.concurrent.TimeUnit.MILLISECONDS);
     } catch (java.util.concurrent.ExecutionException e) {
@@ -547,6 +525,7 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
   public void close() {
     watchers.shutdownNow();
     diagnostics.close();
+    baselines.close();
   }
 
   @Override

@@ -786,12 +786,19 @@ final class AdminCommand implements Runnable {
       @Option(names = "--version", required = true, description = "The version whose reference is replaced (READY).") long version;
       @Option(names = "--window", defaultValue = "15m", description = "The window taken: 1m, 5m or 15m. Default: ${DEFAULT-VALUE}.") String window;
       @Option(names = "--golden", description = "Run the golden set again and take it instead of a window.") boolean golden;
+      @Option(names = "--fleet", description = {"On every replica of the fleet: this one at once, each other within"
+          + " seconds from its own window (or golden run); each audits what it did."}) boolean fleet;
 
       @Override
       public Integer call() throws Exception {
-        return execute(drift.admin, spec, (client, out) -> print(out, client.call().setDriftBaseline(
-            io.modelgate.proto.admin.v1.SetDriftBaselineRequest.newBuilder()
-                .setModel(model).setVersion(version).setWindow(window).setGolden(golden).build()), 10));
+        return execute(drift.admin, spec, (client, out) -> {
+          print(out, client.call().setDriftBaseline(io.modelgate.proto.admin.v1.SetDriftBaselineRequest.newBuilder()
+              .setModel(model).setVersion(version).setWindow(window).setGolden(golden).setFleet(fleet).build()), 10);
+          if (fleet) {
+            out.println("asked of every replica of the fleet: each other sets it from its own "
+                + (golden ? "golden run" : window + " window") + " within seconds (its audit log says so, or why not)");
+          }
+        });
       }
     }
   }

@@ -359,6 +359,17 @@ public final class ControlPlane implements AutoCloseable {
     return store.commitDiagnostics(next, expectedRevision, auditRecord(caller, action, "", 0, detail));
   }
 
+  /**
+   * Keeps {@code asked} in the store for every replica to follow, with its audit record (action
+   * {@code SetDriftBaseline}), atomically.
+   *
+   * @throws InferenceException UNAVAILABLE when the store cannot be written; FAILED_PRECONDITION without a fleet
+   */
+  public synchronized void putDriftBaseline(io.modelgate.proto.admin.v1.DriftBaselineAsked asked, String detail) {
+    store.putDriftBaseline(asked, auditRecord(asked.getAskedBy(), "SetDriftBaseline", asked.getModel(),
+        asked.getVersion(), detail));
+  }
+
   private AuditRecord auditRecord(String caller, String action, String model, long version, String detail) {
     return AuditRecord.newBuilder()
         .setTimeMs(clock.millis())

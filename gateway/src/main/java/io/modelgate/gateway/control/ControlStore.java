@@ -188,6 +188,28 @@ public interface ControlStore extends AutoCloseable {
         "this replica has no fleet (its control store is its state directory): ask without --fleet");
   }
 
+  /**
+   * Keeps {@code asked} as the latest drift reference asked of every replica for its version,
+   * with {@code audit}, atomically.
+   *
+   * @throws io.modelgate.runtime.error.InferenceException UNAVAILABLE when the store cannot be
+   *     written; FAILED_PRECONDITION for a store that is not {@link #shared}
+   */
+  default void putDriftBaseline(io.modelgate.proto.admin.v1.DriftBaselineAsked asked, AuditRecord audit) {
+    throw io.modelgate.runtime.error.InferenceException.failedPrecondition(
+        "this replica has no fleet (its control store is its state directory): ask without --fleet");
+  }
+
+  /**
+   * The drift references asked of every replica, the latest per version; empty for a store that is
+   * not {@link #shared}. Any thread.
+   *
+   * @throws io.modelgate.runtime.error.InferenceException UNAVAILABLE when the store cannot be read
+   */
+  default List<io.modelgate.proto.admin.v1.DriftBaselineAsked> driftBaselines() {
+    return List.of();
+  }
+
   /** A compare-and-swap of the fleet's diagnostics that lost: someone else changed them first. */
   final class DiagnosticsConflict extends RuntimeException {
     private static final long serialVersionUID = 1L;

@@ -98,6 +98,8 @@ public final class EtcdControlStore implements ControlStore {
   private final String usagePrefix;
   private final ByteSequence accessKey;
   private final ByteSequence diagnosticsKey;
+  /** {@code <prefix>drift-baselines/<model>/<version>}: the latest drift reference asked of every replica. */
+  private final String driftBaselinesPrefix;
   private final String target;
   private final long timeoutMs;
   private final ScheduledExecutorService thread;
@@ -235,6 +237,7 @@ public final class EtcdControlStore implements ControlStore {
     this.usagePrefix = settings.prefix() + "usage/";
     this.accessKey = bytes(settings.prefix() + "access");
     this.diagnosticsKey = bytes(settings.prefix() + "diagnostics");
+    this.driftBaselinesPrefix = settings.prefix() + "drift-baselines/";
     this.thread =
         Executors.newSingleThreadScheduledExecutor(
             r -> {
@@ -977,6 +980,39 @@ public final class EtcdControlStore implements ControlStore {
     }
     wrote();
     return response.isSucceeded() ? response.getHeader().getRevision() : -1;
+  }
+
+  @Override
+  public void putDriftBaseline(io.modelgate.proto.admin.v1.DriftBaselineAsked asked, AuditRecord audit) {
+    reconnectBeforeChange();
+    try {
+      await(connection.kv().txn()
+          .Then(Op.put(bytes(driftBaselinesPrefix + asked.getModel() + "/" + asked.getVersion()),
+              ByteSequence.from(asked.toByteArray()), PutOption.DEFAULT), auditPut(audit))
+          .commit());
+    } catch (IOException e) {
+      throw writeFailed(e, outOfSpace(e) ? "; the change was not made" : ", so the change was not made");
+    }
+    wrote();
+  }
+
+  @Override
+  public List<io.modelgate.proto.admin.v1.DriftBaselineAsked> driftBaselines() {
+    GetResponse response;
+    try {
+      response = await(connection.kv().get(bytes(driftBaselinesPrefix), GetOption.builder().isPrefix(true).build()));
+    } catch (IOException e) {
+      throw unreachable(e, "");
+    }
+    List<io.modelgate.proto.admin.v1.DriftBaselineAsked> asked = new ArrayList<>();
+    for (KeyValue kv : response.getKvs()) {
+      try {
+        asked.add(io.modelgate.proto.admin.v1.DriftBaselineAsked.parseFrom(kv.getValue().getBytes()));
+      } catch (InvalidProtocolBufferException e) {
+        log.warn("etcd key {} is not a drift reference asked of the fleet; ignored", kv.getKey());
+      }
+    }
+    return asked;
   }
 
   @Override

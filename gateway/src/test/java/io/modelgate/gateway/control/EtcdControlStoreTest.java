@@ -171,6 +171,80 @@ class EtcdControlStoreTest {
     }
   }
 
+  /** A replica under {@code /drift/} serving {@code repository}. */
+  private static Gateway driftReplica(Path repository, String name) throws Exception {
+    return Gateway.inProcess(repository, root.resolve("state-drift-" + name), Clock.systemUTC(),
+        settings("/drift/", name, etcd.endpoints(), PROBES));
+  }
+
+  private static io.modelgate.proto.admin.v1.VersionDrift drift(Gateway replica) {
+    try {
+      replica.server.drift().flush().get(10, TimeUnit.SECONDS);
+    } catch (Exception e) {
+      throw new IllegalStateException("the drift profiler did not flush", e);
+    }
+    return replica.admin().getDrift(io.modelgate.proto.admin.v1.GetDriftRequest.newBuilder().setModel("d").build())
+        .getVersions(0);
+  }
+
+  private static void send(Gateway replica, int count) {
+    java.util.Random random = new java.util.Random(count);
+    for (int i = 0; i < count; i++) {
+      replica.blocking().modelInfer(Tensors.affine((float) random.nextGaussian(), 1, 2).setModelName("d").build());
+    }
+  }
+
+  @Test
+  void aDriftReferenceAskedOfTheFleet_isSetByEveryReplicaFromItsOwnWindow_andEachSaysWhatItDid() throws Exception {
+    Path repository = Files.createDirectories(root.resolve("drift-repository"));
+    Gateway.write(repository, "d", 1, Gateway.affine());
+    Files.writeString(repository.resolve("d/model.yaml"),
+        "max_batch_size: 0\ndrift:\n  sample_rate: 1.0\n  reference_requests: 10000\n  window: 1m\n");
+    var ask = io.modelgate.proto.admin.v1.SetDriftBaselineRequest.newBuilder().setModel("d").setVersion(1).setWindow("1m")
+        .setFleet(true).build();
+    try (Gateway a = driftReplica(repository, "a"); Gateway b = driftReplica(repository, "b")) {
+      send(a, 300);
+      send(b, 250);
+      assertThat(drift(b).getState()).isEqualTo("FORMING");
+      assertThat(drift(a).getReferenceSamples()).isZero();
+
+      var here = a.admin().setDriftBaseline(ask).getVersions(0);
+      assertThat(here.getReference()).startsWith("the 1m window set by an operator at ");
+      assertThat(here.getReferenceSamples()).isEqualTo(300);
+      eventually("b takes its own last minute as the reference", () -> drift(b).getReferenceSamples() == 250);
+      assertThat(drift(b).getReference()).startsWith("the 1m window set by an operator at ");
+
+      // A replica that served nothing in the window cannot: it says so where it is read, the audit log.
+      try (Gateway c = driftReplica(repository, "c")) {
+        b.admin().setDriftBaseline(ask);
+        eventually("c audits why it did not set it", () -> {
+          try {
+            return auditRecords("/drift/").stream()
+                .anyMatch(record -> record.getReplica().equals("c") && record.getDetail().startsWith("NOT SET HERE"));
+          } catch (Exception e) {
+            throw new IllegalStateException(e);
+          }
+        });
+        assertThat(drift(c).getReferenceSamples()).isZero();
+      }
+    }
+    assertThat(auditRecords("/drift/")).extracting(record -> record.getReplica() + " " + record.getCaller()
+            .replaceAll(".*admin$", "OPERATOR") + " " + record.getDetail().replaceAll(", as .*? asked of", ", as OPERATOR asked of"))
+        .containsExactlyInAnyOrder( // a and c follow b's ask at once, each at its own look
+            "a OPERATOR reference from the 1m window, here and on every other replica from its own",
+            "b fleet reference from the 1m window, as OPERATOR asked of every replica on replica a",
+            "b OPERATOR reference from the 1m window, here and on every other replica from its own",
+            "a fleet reference from the 1m window, as OPERATOR asked of every replica on replica b",
+            "c fleet NOT SET HERE: model 'd' version 1 has profiled no request in the last 1m (reference from the 1m"
+                + " window, as OPERATOR asked of every replica on replica b)");
+    // A replica without a fleet refuses it, and sets nothing.
+    try (Gateway alone = Gateway.inProcess(root.resolve("drift-repository"), Duration.ofSeconds(10),
+        root.resolve("state-drift-alone"), Clock.systemUTC())) {
+      assertThatThrownBy(() -> alone.admin().setDriftBaseline(ask))
+          .hasMessageContaining("FAILED_PRECONDITION: this replica has no fleet");
+    }
+  }
+
   @Test
   void aFleetsUsage_addsUpEveryReplicasLedger_andOutlivesAReplica() throws Exception {
     io.modelgate.proto.admin.v1.GetUsageRequest fleet = io.modelgate.proto.admin.v1.GetUsageRequest.newBuilder()

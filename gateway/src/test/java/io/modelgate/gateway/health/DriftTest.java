@@ -227,6 +227,13 @@ class DriftTest {
       VersionDrift golden = drift(gateway);
       assertThat(golden.getReference()).isEqualTo("the golden set (62 examples)");
       assertThat(drifted(golden, "1m")).contains("input_image.mean");
+      // Each reference an operator set is audited.
+      assertThat(java.nio.file.Files.readAllLines(root.resolve(".state").resolve(
+              io.modelgate.gateway.control.StateStore.AUDIT_FILE)).stream()
+          .filter(line -> line.contains("\"action\":\"SetDriftBaseline\"")).toList())
+          .satisfiesExactly(
+              line -> assertThat(line).contains("\"detail\":\"reference from the 1m window\""),
+              line -> assertThat(line).contains("\"detail\":\"reference from a run of the golden set\""));
 
       assertThatThrownBy(() -> gateway.admin().setDriftBaseline(
               SetDriftBaselineRequest.newBuilder().setModel("cnn_mnist").setVersion(1).setWindow("2h").build()))
