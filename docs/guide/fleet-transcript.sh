@@ -177,3 +177,7 @@ run_on 3 drift --model cnn_mnist --version 2
 echo "\$ etcdctl get --prefix /modelgate/audit/ --print-value-only | grep SetDriftBaseline"
 ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$etcd_port" get --prefix /modelgate/audit/ --print-value-only |
   grep SetDriftBaseline || true
+# Every replica's drift in one report; digits the right way up again, on r3 alone, drift there.
+bin/modelgate infer --target "localhost:$((base + 31))" --model cnn_mnist --version 2 --every-digit --repeat 124 >/dev/null
+sleep 3  # r3 publishes every 2 s
+run_on 2 drift --model cnn_mnist --version 2 --fleet

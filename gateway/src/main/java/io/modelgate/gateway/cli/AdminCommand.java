@@ -701,6 +701,8 @@ final class AdminCommand implements Runnable {
     @Option(names = "--model", description = "The model (required).") String model;
     @Option(names = "--version", defaultValue = "0", description = "One version (default: every loaded one).") long version;
     @Option(names = "--all", description = "Every feature (default: the 10 most drifted of each version).") boolean all;
+    @Option(names = "--fleet", description = "Every replica's, as each last published it (every 2 s): each version"
+        + " once per replica.") boolean fleet;
 
     @Override
     public Integer call() throws Exception {
@@ -708,12 +710,19 @@ final class AdminCommand implements Runnable {
         throw new picocli.CommandLine.ParameterException(spec.commandLine(), "Missing required option: '--model=<model>'");
       }
       return execute(admin, spec, (client, out) -> print(out, client.call().getDrift(
-          io.modelgate.proto.admin.v1.GetDriftRequest.newBuilder().setModel(model).setVersion(version).build()), all ? Integer.MAX_VALUE : 10));
+          io.modelgate.proto.admin.v1.GetDriftRequest.newBuilder().setModel(model).setVersion(version).setFleet(fleet)
+              .build()), all ? Integer.MAX_VALUE : 10));
     }
 
     static void print(PrintWriter out, io.modelgate.proto.admin.v1.DriftReport report, int most) {
+      if (report.getReplica().startsWith("fleet of ")) {
+        out.printf("%s%n", report.getReplica());
+      }
       for (io.modelgate.proto.admin.v1.VersionDrift v : report.getVersionsList()) {
-        out.printf("model %s version %d: drift %s", report.getModel(), v.getVersion(), v.getState());
+        out.printf("model %s version %d%s: drift %s", report.getModel(), v.getVersion(),
+            v.getReplica().isEmpty() ? "" : " on replica " + v.getReplica() + " (as of "
+                + java.time.Instant.ofEpochMilli(v.getAsOfMs()).truncatedTo(java.time.temporal.ChronoUnit.SECONDS) + ")",
+            v.getState());
         if (v.getState().equals("OFF")) {
           out.printf(" (no drift in its model.yaml)%n");
           continue;

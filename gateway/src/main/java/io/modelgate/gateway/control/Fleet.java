@@ -43,19 +43,22 @@ public final class Fleet implements AutoCloseable {
   private final ControlPlane control;
   private final StatsRegistry stats;
   private final io.modelgate.gateway.health.GoldenSets golden;
+  private final io.modelgate.gateway.health.Drift drift;
   private final Clock clock;
   private final ScheduledExecutorService thread;
   private volatile long lastFailureLogMs;
 
   /**
    * @param golden the versions' golden-set results, published for a judge that lacks the model
+   * @param drift the versions' drift, published for {@code admin drift --fleet}
    * @param schedule whether to publish on a background thread (tests call {@link #publish})
    */
-  public Fleet(ControlPlane control, StatsRegistry stats, io.modelgate.gateway.health.GoldenSets golden, Clock clock,
-      boolean schedule) {
+  public Fleet(ControlPlane control, StatsRegistry stats, io.modelgate.gateway.health.GoldenSets golden,
+      io.modelgate.gateway.health.Drift drift, Clock clock, boolean schedule) {
     this.control = control;
     this.stats = stats;
     this.golden = golden;
+    this.drift = drift;
     this.clock = clock;
     if (schedule && control.store().shared()) {
       thread =
@@ -101,8 +104,15 @@ public final class Fleet implements AutoCloseable {
     }
     long now = clock.millis();
     Set<Published> kept = new HashSet<>();
+    Map<String, Map<Long, io.modelgate.proto.admin.v1.VersionDrift>> drifts = new java.util.HashMap<>();
     for (VersionStats version : stats.all()) {
-      control.store().publish(snapshot(version, now));
+      ReplicaSnapshot.Builder snapshot = snapshot(version, now);
+      io.modelgate.proto.admin.v1.VersionDrift drifted =
+          drifts.computeIfAbsent(version.model(), this::drift).get(version.version());
+      if (drifted != null) {
+        snapshot.setDrift(drifted);
+      }
+      control.store().publish(snapshot.build());
       kept.add(new Published(version.model(), version.version()));
     }
     Set<Published> next = new HashSet<>(kept);
@@ -123,7 +133,64 @@ public final class Fleet implements AutoCloseable {
     }
   }
 
-  private ReplicaSnapshot snapshot(VersionStats version, long now) {
+  /**
+   * The drift of {@code model}'s loaded versions that profile it, by version; empty where the drift
+   * thread does not answer within a second (the snapshot then goes without it).
+   */
+  private Map<Long, io.modelgate.proto.admin.v1.VersionDrift> drift(String model) {
+    Map<Long, io.modelgate.proto.admin.v1.VersionDrift> byVersion = new java.util.HashMap<>();
+    try {
+      for (io.modelgate.proto.admin.v1.VersionDrift version : drift.report(model, 0).get(1, TimeUnit.SECONDS)
+          .getVersionsList()) {
+        if (!version.getState().equals("OFF")) {
+          byVersion.put(version.getVersion(), version);
+        }
+      }
+    } catch (java.util.concurrent.ExecutionException | java.util.concurrent.TimeoutException e) {
+      log.debug("model '{}': drift not published this time: {}", model, e.toString());
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+    return byVersion;
+  }
+
+  /**
+   * Every replica's drift of {@code model}'s versions that profile it ({@code version} 0: all),
+   * each version once per replica: this replica's as it is now, every other's as it last published
+   * it (every {@link #PUBLISH_INTERVAL_MS} while it lives), by version, then replica.
+   *
+   * @throws InferenceException FAILED_PRECONDITION without a fleet; UNAVAILABLE when the store cannot be read
+   */
+  public io.modelgate.proto.admin.v1.DriftReport driftReport(String model, long version) {
+    if (!control.store().shared()) {
+      throw InferenceException.failedPrecondition(
+          "this replica has no fleet (its control store is its state directory): ask without --fleet");
+    }
+    long now = clock.millis();
+    List<io.modelgate.proto.admin.v1.VersionDrift> all = new ArrayList<>();
+    drift(model).forEach((number, here) -> {
+      if (version == 0 || number == version) {
+        all.add(here.toBuilder().setReplica(control.replica()).setAsOfMs(now).build());
+      }
+    });
+    for (ReplicaSnapshot snapshot : control.store().snapshots(model)) {
+      if (!snapshot.getReplica().equals(control.replica()) && snapshot.hasDrift()
+          && (version == 0 || snapshot.getVersion() == version)) {
+        all.add(snapshot.getDrift().toBuilder().setReplica(snapshot.getReplica()).setAsOfMs(snapshot.getTimeMs()).build());
+      }
+    }
+    all.sort(java.util.Comparator.comparingLong(io.modelgate.proto.admin.v1.VersionDrift::getVersion)
+        .thenComparing(io.modelgate.proto.admin.v1.VersionDrift::getReplica));
+    java.util.SortedSet<String> replicas = new java.util.TreeSet<>();
+    all.forEach(entry -> replicas.add(entry.getReplica()));
+    return io.modelgate.proto.admin.v1.DriftReport.newBuilder()
+        .setModel(model)
+        .setReplica("fleet of " + replicas.size() + ": " + String.join(", ", replicas))
+        .addAllVersions(all)
+        .build();
+  }
+
+  private ReplicaSnapshot.Builder snapshot(VersionStats version, long now) {
     ReplicaSnapshot.Builder snapshot = stats.lastMinute(version).setReplica(control.replica()).setTimeMs(now);
     control.router().route(version.model()).model().version(version.version()).ifPresent(v -> {
       io.modelgate.runtime.repository.LoadedVersion loaded = v.loadedOrNull();
@@ -156,7 +223,7 @@ public final class Fleet implements AutoCloseable {
       }
       snapshot.setStep(step);
     }
-    return snapshot.build();
+    return snapshot;
   }
 
   static StepSamples step(VersionStats.Samples samples, long sinceMs) {
@@ -188,7 +255,7 @@ public final class Fleet implements AutoCloseable {
     }
     for (VersionStats local : stats.all()) {
       if (model.isEmpty() || local.model().equals(model)) {
-        byVersion.computeIfAbsent(key(local.model(), local.version()), k -> new ArrayList<>()).add(snapshot(local, now));
+        byVersion.computeIfAbsent(key(local.model(), local.version()), k -> new ArrayList<>()).add(snapshot(local, now).build());
       }
     }
     FleetStatsResponse.Builder response = FleetStatsResponse.newBuilder().setTimeMs(now).setReplica(control.replica());

@@ -533,7 +533,7 @@ public final class GatewayServer {
         b.poll.start();
       }
     }
-    b.fleet = new io.modelgate.gateway.control.Fleet(b.control, stats, b.golden, stats.clock(), stats.background());
+    b.fleet = new io.modelgate.gateway.control.Fleet(b.control, stats, b.golden, b.drift, stats.clock(), stats.background());
     ConnectionLimit metricsLimit = adminSettings.metricsPort() < 0 ? null
         : new ConnectionLimit("metrics", transports.metricsConnections(), transports.metricsConnectionRate(), RefusalReply.HTTP)
             .bindTo(stats.prometheus());

@@ -214,6 +214,15 @@ class EtcdControlStoreTest {
       eventually("b takes its own last minute as the reference", () -> drift(b).getReferenceSamples() == 250);
       assertThat(drift(b).getReference()).startsWith("the 1m window set by an operator at ");
 
+      // Every replica's drift in one report: a's own as it is now, b's as b published it.
+      b.server.fleet().publish();
+      var fleet = a.admin().getDrift(io.modelgate.proto.admin.v1.GetDriftRequest.newBuilder().setModel("d").setFleet(true)
+          .build());
+      assertThat(fleet.getReplica()).isEqualTo("fleet of 2: a, b");
+      assertThat(fleet.getVersionsList()).extracting(v -> v.getVersion() + " " + v.getReplica() + " " + v.getProfiled()
+          + " " + v.getReferenceSamples()).containsExactly("1 a 300 300", "1 b 250 250");
+      assertThat(fleet.getVersions(1).getAsOfMs()).isPositive();
+
       // A replica that served nothing in the window cannot: it says so where it is read, the audit log.
       try (Gateway c = driftReplica(repository, "c")) {
         b.admin().setDriftBaseline(ask);
@@ -241,6 +250,9 @@ class EtcdControlStoreTest {
     try (Gateway alone = Gateway.inProcess(root.resolve("drift-repository"), Duration.ofSeconds(10),
         root.resolve("state-drift-alone"), Clock.systemUTC())) {
       assertThatThrownBy(() -> alone.admin().setDriftBaseline(ask))
+          .hasMessageContaining("FAILED_PRECONDITION: this replica has no fleet");
+      assertThatThrownBy(() -> alone.admin().getDrift(io.modelgate.proto.admin.v1.GetDriftRequest.newBuilder()
+              .setModel("d").setFleet(true).build()))
           .hasMessageContaining("FAILED_PRECONDITION: this replica has no fleet");
     }
   }
