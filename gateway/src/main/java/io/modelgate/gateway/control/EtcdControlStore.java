@@ -998,21 +998,8 @@ public final class EtcdControlStore implements ControlStore {
 
   @Override
   public List<io.modelgate.proto.admin.v1.DriftBaselineAsked> driftBaselines() {
-    GetResponse response;
-    try {
-      response = await(connection.kv().get(bytes(driftBaselinesPrefix), GetOption.builder().isPrefix(true).build()));
-    } catch (IOException e) {
-      throw unreachable(e, "");
-    }
-    List<io.modelgate.proto.admin.v1.DriftBaselineAsked> asked = new ArrayList<>();
-    for (KeyValue kv : response.getKvs()) {
-      try {
-        asked.add(io.modelgate.proto.admin.v1.DriftBaselineAsked.parseFrom(kv.getValue().getBytes()));
-      } catch (InvalidProtocolBufferException e) {
-        log.warn("etcd key {} is not a drift reference asked of the fleet; ignored", kv.getKey());
-      }
-    }
-    return asked;
+    return readAll(bytes(driftBaselinesPrefix), GetOption.builder().isPrefix(true).build(),
+        io.modelgate.proto.admin.v1.DriftBaselineAsked.parser(), "a drift reference asked of the fleet");
   }
 
   @Override
@@ -1038,43 +1025,40 @@ public final class EtcdControlStore implements ControlStore {
 
   @Override
   public List<io.modelgate.proto.admin.v1.UsageReport> usage(String fromHour, String toHour) {
+    // Keys sort by hour: the range [usage/<from>, usage/<to>) holds exactly those hours.
+    return readAll(bytes(usagePrefix + fromHour), GetOption.builder().withRange(bytes(usagePrefix + toHour)).build(),
+        io.modelgate.proto.admin.v1.UsageReport.parser(), "a usage report");
+  }
+
+  /**
+   * Every value in the keys {@code option} reads from {@code key}, parsed by {@code parser}; a
+   * value that does not parse is logged ({@code what} it should have been) and left out.
+   *
+   * @throws InferenceException UNAVAILABLE when etcd cannot be read
+   */
+  private <T> List<T> readAll(ByteSequence key, GetOption option, com.google.protobuf.Parser<T> parser, String what) {
     GetResponse response;
     try {
-      // Keys sort by hour: the range [usage/<from>, usage/<to>) holds exactly those hours.
-      response = await(connection.kv().get(bytes(usagePrefix + fromHour), GetOption.builder().withRange(bytes(usagePrefix + toHour)).build()));
+      response = await(connection.kv().get(key, option));
     } catch (IOException e) {
       throw unreachable(e, "");
     }
-    List<io.modelgate.proto.admin.v1.UsageReport> reports = new ArrayList<>();
+    List<T> values = new ArrayList<>();
     for (KeyValue kv : response.getKvs()) {
       try {
-        reports.add(io.modelgate.proto.admin.v1.UsageReport.parseFrom(kv.getValue().getBytes()));
+        values.add(parser.parseFrom(kv.getValue().getBytes()));
       } catch (InvalidProtocolBufferException e) {
-        log.warn("etcd key {} is not a usage report; ignored", kv.getKey());
+        log.warn("etcd key {} is not {}; ignored", kv.getKey(), what);
       }
     }
-    return reports;
+    return values;
   }
 
   @Override
   public List<ReplicaSnapshot> snapshots(String model) {
-    GetResponse response;
-    try {
-      response = await(connection.kv().get(bytes(statsPrefix + (model.isEmpty() ? "" : model + "/")), GetOption.builder().isPrefix(true).build()));
-    } catch (IOException e) {
-      throw unreachable(e, "");
-    }
-    List<ReplicaSnapshot> snapshots = new ArrayList<>();
-    for (KeyValue kv : response.getKvs()) {
-      try {
-        ReplicaSnapshot snapshot = ReplicaSnapshot.parseFrom(kv.getValue().getBytes());
-        if (model.isEmpty() || snapshot.getModel().equals(model)) {
-          snapshots.add(snapshot);
-        }
-      } catch (InvalidProtocolBufferException e) {
-        log.warn("etcd key {} is not a replica snapshot; ignored", kv.getKey());
-      }
-    }
+    List<ReplicaSnapshot> snapshots = readAll(bytes(statsPrefix + (model.isEmpty() ? "" : model + "/")),
+        GetOption.builder().isPrefix(true).build(), ReplicaSnapshot.parser(), "a replica snapshot");
+    snapshots.removeIf(snapshot -> !model.isEmpty() && !snapshot.getModel().equals(model));
     return snapshots;
   }
 
