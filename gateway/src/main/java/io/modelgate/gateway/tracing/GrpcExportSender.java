@@ -131,8 +131,10 @@ final class GrpcExportSender implements GrpcSender {
     int port = endpoint.getPort() != -1 ? endpoint.getPort() : plaintext ? 80 : 443;
     NettyChannelBuilder builder = NettyChannelBuilder.forAddress(endpoint.getHost(), port)
         .withOption(ChannelOption.CONNECT_TIMEOUT_MILLIS,
-            (int) Math.min(Integer.MAX_VALUE, Math.max(1, config.getConnectTimeout().toMillis())))
-        .maxInboundMessageSize((int) Math.min(Integer.MAX_VALUE, config.getMaxResponseBodySize()));
+            (int) Math.min(Integer.MAX_VALUE, Math.max(1, config.getConnectTimeout().toMillis())));
+    if (config.getMaxResponseBodySize() > 0) {
+      builder.maxInboundMessageSize((int) Math.min(Integer.MAX_VALUE, config.getMaxResponseBodySize()));
+    }
     if (plaintext) {
       builder.usePlaintext();
     } else {
