@@ -258,6 +258,30 @@ class EtcdControlStoreTest {
   }
 
   @Test
+  void aGoldenRunAskedOfTheFleet_isRunByEveryReplica() throws Exception {
+    Path demo = Files.createDirectories(root.resolve("drift-demo"));
+    io.modelgate.gateway.demo.DemoRepository.materialize(demo);
+    var ask = io.modelgate.proto.admin.v1.SetDriftBaselineRequest.newBuilder().setModel("cnn_mnist").setVersion(2)
+        .setGolden(true).setFleet(true).build();
+    try (Gateway a = Gateway.inProcess(demo, root.resolve("state-golden-a"), Clock.systemUTC(),
+            settings("/golden/", "a", etcd.endpoints(), PROBES));
+        Gateway b = Gateway.inProcess(demo, root.resolve("state-golden-b"), Clock.systemUTC(),
+            settings("/golden/", "b", etcd.endpoints(), PROBES))) {
+      assertThat(a.admin().setDriftBaseline(ask).getVersions(0).getReference()).isEqualTo("the golden set (62 examples)");
+      eventually("b runs its golden set for the fleet", () -> {
+        try {
+          return auditRecords("/golden/").stream().anyMatch(record -> record.getReplica().equals("b")
+              && record.getDetail().startsWith("reference from a run of the golden set, as "));
+        } catch (Exception e) {
+          throw new IllegalStateException(e);
+        }
+      });
+      assertThat(b.admin().getDrift(io.modelgate.proto.admin.v1.GetDriftRequest.newBuilder().setModel("cnn_mnist")
+          .setVersion(2).build()).getVersions(0).getReference()).isEqualTo("the golden set (62 examples)");
+    }
+  }
+
+  @Test
   void aFleetsUsage_addsUpEveryReplicasLedger_andOutlivesAReplica() throws Exception {
     io.modelgate.proto.admin.v1.GetUsageRequest fleet = io.modelgate.proto.admin.v1.GetUsageRequest.newBuilder()
         .setSince("2000-01-01").setFleet(true).build();
