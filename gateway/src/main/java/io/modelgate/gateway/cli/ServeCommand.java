@@ -296,25 +296,25 @@ final class ServeCommand implements Callable<Integer> {
           + " OpenTelemetry Collector's: over HTTP e.g. http://otel-collector:4318, /v1/traces added to one without a"
           + " path; over gRPC, --trace-protocol grpc, e.g. http://otel-collector:4317; https:// for TLS)."
           + " A call whose W3C traceparent header is sampled is traced as a child of the caller's span; see"
-          + " --trace-sample-rate for calls without one. Default: none (no call traced).")
+          + " --trace-sample-rate for calls without one. Default: $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else"
+          + " $OTEL_EXPORTER_OTLP_ENDPOINT (a base: /v1/traces added over HTTP), as OpenTelemetry's SDKs read them"
+          + " (not with OTEL_SDK_DISABLED=true); else none (no call traced).")
   java.net.URI traceEndpoint;
 
   @Option(
       names = "--trace-protocol",
-      defaultValue = "http/protobuf",
       paramLabel = "PROTOCOL",
       description = "With --trace-endpoint: how spans are sent, OTLP over HTTP (http/protobuf, a collector's port"
           + " 4318) or over gRPC (grpc, port 4317), as OpenTelemetry's OTEL_EXPORTER_OTLP_PROTOCOL names them."
-          + " Default: ${DEFAULT-VALUE}.")
+          + " Default: $OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else $OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf.")
   String traceProtocol;
 
   @Option(
       names = "--trace-compression",
-      defaultValue = "none",
       paramLabel = "none|gzip",
       description = "With --trace-endpoint: compress each export with gzip (fewer bytes to a collector across a"
           + " network or a backend billed by them, for some CPU on the exporter's thread), or not. Default:"
-          + " ${DEFAULT-VALUE}.")
+          + " $OTEL_EXPORTER_OTLP_TRACES_COMPRESSION, else $OTEL_EXPORTER_OTLP_COMPRESSION, else none.")
   String traceCompression;
 
   @Option(
@@ -348,22 +348,8 @@ final class ServeCommand implements Callable<Integer> {
    * OTEL_EXPORTER_OTLP_HEADERS}), as OpenTelemetry's SDKs read them.
    */
   private io.modelgate.gateway.tracing.TraceSettings traceSettings() {
-    java.util.Map<String, String> headers = java.util.Map.of();
-    for (String variable : io.modelgate.gateway.tracing.TraceSettings.HEADERS_VARIABLES) {
-      String value = System.getenv(variable);
-      if (value != null && !value.isBlank()) {
-        try {
-          headers = io.modelgate.gateway.tracing.TraceSettings.parseHeaders(value);
-        } catch (IllegalArgumentException e) {
-          throw new IllegalArgumentException("$" + variable + ": " + e.getMessage(), e);
-        }
-        break;
-      }
-    }
-    return new io.modelgate.gateway.tracing.TraceSettings(traceEndpoint,
-        io.modelgate.gateway.tracing.TraceSettings.Protocol.named(traceProtocol),
-        io.modelgate.gateway.tracing.TraceSettings.gzip(traceCompression), traceSampleRate, headers, traceCa, traceCert,
-        traceKey);
+    return io.modelgate.gateway.tracing.TraceSettings.resolve(System.getenv(), traceEndpoint, traceProtocol,
+        traceCompression, traceSampleRate, traceCa, traceCert, traceKey);
   }
 
   @Option(

@@ -34,6 +34,13 @@ public record TraceSettings(URI endpoint, Protocol protocol, boolean gzip, doubl
    */
   public static final java.util.List<String> HEADERS_VARIABLES =
       java.util.List.of("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS");
+  /** The environment variables of the endpoint, the traces' own first (taken as it is), then the base one. */
+  public static final java.util.List<String> ENDPOINT_VARIABLES =
+      java.util.List.of("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT");
+  public static final java.util.List<String> PROTOCOL_VARIABLES =
+      java.util.List.of("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL");
+  public static final java.util.List<String> COMPRESSION_VARIABLES =
+      java.util.List.of("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION");
   /** The path an OTLP/HTTP collector takes traces at. */
   public static final String TRACES_PATH = "/v1/traces";
 
@@ -117,6 +124,76 @@ public record TraceSettings(URI endpoint, Protocol protocol, boolean gzip, doubl
   /** Calls traced, spans sent to {@code endpoint} over {@code protocol}, no headers. */
   public static TraceSettings to(Protocol protocol, URI endpoint, double sampleRate) {
     return new TraceSettings(endpoint, protocol, false, sampleRate, java.util.Map.of(), null, null, null);
+  }
+
+  /**
+   * The settings of the flags, each one not given ({@code null}) taken from OpenTelemetry's SDK
+   * environment variables as its SDKs read them, the traces' own before the general one: the
+   * endpoint ({@code OTEL_EXPORTER_OTLP_TRACES_ENDPOINT} as it is, or {@code
+   * OTEL_EXPORTER_OTLP_ENDPOINT} as a base: over HTTP {@code v1/traces} is added to its path), the
+   * protocol, the compression; the headers come from the environment alone. With {@code
+   * OTEL_SDK_DISABLED=true} the environment turns no tracing on.
+   *
+   * @throws IllegalArgumentException naming the flag or variable whose value is not one
+   */
+  public static TraceSettings resolve(java.util.Map<String, String> environment, URI endpoint, String protocol,
+      String compression, double sampleRate, java.nio.file.Path ca, java.nio.file.Path cert, java.nio.file.Path key) {
+    String protocolText = protocol != null ? protocol : first(environment, PROTOCOL_VARIABLES, "http/protobuf");
+    Protocol chosen = named(protocol != null ? "--trace-protocol" : variable(environment, PROTOCOL_VARIABLES),
+        () -> Protocol.named(protocolText));
+    String compressionText = compression != null ? compression : first(environment, COMPRESSION_VARIABLES, "none");
+    boolean gzip = named(compression != null ? "--trace-compression" : variable(environment, COMPRESSION_VARIABLES),
+        () -> gzip(compressionText));
+    if (endpoint == null && !"true".equalsIgnoreCase(environment.getOrDefault("OTEL_SDK_DISABLED", "").strip())) {
+      String own = environment.get(ENDPOINT_VARIABLES.get(0));
+      String base = environment.get(ENDPOINT_VARIABLES.get(1));
+      if (own != null && !own.isBlank()) {
+        endpoint = named("$" + ENDPOINT_VARIABLES.get(0), () -> URI.create(own.strip()));
+      } else if (base != null && !base.isBlank()) {
+        URI at = named("$" + ENDPOINT_VARIABLES.get(1), () -> URI.create(base.strip()));
+        if (chosen == Protocol.HTTP) {
+          String path = at.getRawPath() == null ? "" : at.getRawPath();
+          at = at.resolve((path.endsWith("/") ? path : path + "/") + TRACES_PATH.substring(1));
+        }
+        endpoint = at;
+      }
+    }
+    if (endpoint == null) {
+      // Nothing traced: what the environment says of how to send is moot (a flag saying it is refused).
+      chosen = protocol != null ? chosen : Protocol.HTTP;
+      gzip = compression != null && gzip;
+    }
+    java.util.Map<String, String> headers = java.util.Map.of();
+    String headersVariable = variable(environment, HEADERS_VARIABLES);
+    if (headersVariable != null) {
+      headers = named(headersVariable, () -> parseHeaders(environment.get(headersVariable.substring(1))));
+    }
+    return new TraceSettings(endpoint, chosen, gzip, sampleRate, headers, ca, cert, key);
+  }
+
+  /** The first of {@code variables} set (not blank) in {@code environment}, as {@code $NAME}; null for none. */
+  private static String variable(java.util.Map<String, String> environment, java.util.List<String> variables) {
+    for (String variable : variables) {
+      String value = environment.get(variable);
+      if (value != null && !value.isBlank()) {
+        return "$" + variable;
+      }
+    }
+    return null;
+  }
+
+  private static String first(java.util.Map<String, String> environment, java.util.List<String> variables, String otherwise) {
+    String variable = variable(environment, variables);
+    return variable == null ? otherwise : environment.get(variable.substring(1)).strip();
+  }
+
+  /** {@code parse}'s value; its error prefixed with where the text came from (none: as it is). */
+  private static <T> T named(String where, java.util.function.Supplier<T> parse) {
+    try {
+      return parse.get();
+    } catch (IllegalArgumentException e) {
+      throw where == null ? e : new IllegalArgumentException(where + ": " + e.getMessage(), e);
+    }
   }
 
   /** These settings with {@code headers} sent with every export. */

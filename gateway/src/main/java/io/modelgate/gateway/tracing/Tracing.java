@@ -179,6 +179,10 @@ public final class Tracing implements AutoCloseable {
             .build())
         .build();
     tracer = provider.get("io.modelgate.gateway", version);
+    // Said at the start: the endpoint may have come from OpenTelemetry's environment variables, not a flag.
+    org.slf4j.LoggerFactory.getLogger(Tracing.class).info("tracing calls: spans sent over OTLP/{} to {}{}{}, calls in no"
+        + " trace sampled at {}", settings.protocol() == TraceSettings.Protocol.GRPC ? "gRPC" : "HTTP", settings.endpoint(),
+        settings.gzip() ? ", gzip" : "", tls != null ? ", TLS with the files given" : "", settings.sampleRate());
   }
 
   /**

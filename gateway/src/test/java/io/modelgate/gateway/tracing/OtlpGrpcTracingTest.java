@@ -236,6 +236,54 @@ class OtlpGrpcTracingTest {
   }
 
   @Test
+  void flagsNotGiven_areTakenFromOpenTelemetrysEnvironmentVariables_asItsSdksReadThem() {
+    java.util.Map<String, String> none = java.util.Map.of();
+    assertThat(TraceSettings.resolve(none, null, null, null, 0, null, null, null).on()).isFalse();
+    // The base endpoint: /v1/traces added over HTTP, to its path; as it is over gRPC.
+    assertThat(TraceSettings.resolve(java.util.Map.of("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"), null, null,
+        null, 0, null, null, null)).satisfies(settings -> {
+          assertThat(settings.endpoint()).isEqualTo(URI.create("http://collector:4318/v1/traces"));
+          assertThat(settings.protocol()).isEqualTo(TraceSettings.Protocol.HTTP);
+          assertThat(settings.gzip()).isFalse();
+        });
+    assertThat(TraceSettings.resolve(java.util.Map.of("OTEL_EXPORTER_OTLP_ENDPOINT", "https://gw.example:443/otlp/"), null,
+        null, null, 0, null, null, null).endpoint()).isEqualTo(URI.create("https://gw.example:443/otlp/v1/traces"));
+    assertThat(TraceSettings.resolve(java.util.Map.of("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317",
+        "OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", "OTEL_EXPORTER_OTLP_COMPRESSION", "gzip",
+        "OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=k"), null, null, null, 0, null, null, null)).satisfies(settings -> {
+          assertThat(settings.endpoint()).isEqualTo(URI.create("http://collector:4317"));
+          assertThat(settings.protocol()).isEqualTo(TraceSettings.Protocol.GRPC);
+          assertThat(settings.gzip()).isTrue();
+          assertThat(settings.headers()).containsExactly(java.util.Map.entry("x-api-key", "k"));
+        });
+    // The traces' own variable first, taken as it is; the flags over both.
+    java.util.Map<String, String> both = java.util.Map.of("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://traces:4318/t",
+        "OTEL_EXPORTER_OTLP_ENDPOINT", "http://base:4318", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf",
+        "OTEL_EXPORTER_OTLP_PROTOCOL", "grpc");
+    assertThat(TraceSettings.resolve(both, null, null, null, 0, null, null, null).endpoint())
+        .isEqualTo(URI.create("http://traces:4318/t"));
+    assertThat(TraceSettings.resolve(both, URI.create("http://flag:4317"), "grpc", "none", 0, null, null, null))
+        .satisfies(settings -> {
+          assertThat(settings.endpoint()).isEqualTo(URI.create("http://flag:4317"));
+          assertThat(settings.protocol()).isEqualTo(TraceSettings.Protocol.GRPC);
+        });
+    // OTEL_SDK_DISABLED: the environment turns nothing on; nor does a protocol with no endpoint refuse a start.
+    assertThat(TraceSettings.resolve(java.util.Map.of("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318",
+        "OTEL_SDK_DISABLED", "true"), null, null, null, 0, null, null, null).on()).isFalse();
+    assertThat(TraceSettings.resolve(java.util.Map.of("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc",
+        "OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"), null, null, null, 0, null, null, null).on()).isFalse();
+    // A value that is not one says where it came from.
+    assertThatThrownBy(() -> TraceSettings.resolve(java.util.Map.of("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"), null,
+        null, null, 0, null, null, null))
+        .hasMessage("$OTEL_EXPORTER_OTLP_PROTOCOL: trace protocol: http/json (expected: http/protobuf or grpc)");
+    assertThatThrownBy(() -> TraceSettings.resolve(none, null, "carrier-pigeon", null, 0, null, null, null))
+        .hasMessage("--trace-protocol: trace protocol: carrier-pigeon (expected: http/protobuf or grpc)");
+    assertThatThrownBy(() -> TraceSettings.resolve(java.util.Map.of("OTEL_EXPORTER_OTLP_HEADERS", "oops"), null, null,
+        null, 0, null, null, null)).hasMessage("$OTEL_EXPORTER_OTLP_HEADERS: trace export headers: pair 1 of 1 is not"
+            + " name=value");
+  }
+
+  @Test
   void aGrpcEndpointIsAnAddress_notAPath() {
     assertThatThrownBy(() -> TraceSettings.to(TraceSettings.Protocol.GRPC, URI.create("http://collector:4317/v1/traces"), 0))
         .hasMessageContaining("without a path: the path is gRPC's method");
