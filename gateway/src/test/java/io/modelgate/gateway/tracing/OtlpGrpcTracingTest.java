@@ -201,24 +201,22 @@ class OtlpGrpcTracingTest {
   void overMutualTls_theGatewaysCertificateIsPresented_andARenewedOneFromTheNextExport() throws Exception {
     TestCertificates pki = TestCertificates.create(Files.createDirectories(root.resolve(".pki")));
     Path[] bob = pki.client("bob", "CN=operator-bob", null);
-    Path live = Files.createDirectories(root.resolve("trace-client"));
-    TestCertificates.renew(pki.clientChain, live.resolve("tls.crt"));
-    TestCertificates.renew(pki.clientKey, live.resolve("tls.key"));
+    TestCertificates.ClientFiles live = pki.installClient(Files.createDirectories(root.resolve("trace-client")));
     collector = collector(NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", 0))
         .sslContext(GrpcSslContexts.forServer(pki.serverChain.toFile(), pki.serverKey.toFile())
             .trustManager(pki.caCert.toFile())
             .clientAuth(ClientAuth.REQUIRE) // a client without a certificate of this CA is turned away
             .build()));
     open(TraceSettings.to(TraceSettings.Protocol.GRPC, URI.create("https://localhost:" + collector.getPort()), 0)
-        .withTls(pki.caCert, live.resolve("tls.crt"), live.resolve("tls.key")));
+        .withTls(live.ca(), live.chain(), live.key()));
     tracedCall();
     assertThat(spans()).hasSize(1);
     assertThat(calls).isNotEmpty().containsOnly("null null CN=operator-alice");
 
     // Renewed as a renewal tool does (another certificate and key in the same files): the channel's
     // connection was made with the old one, so the next export opens another.
-    TestCertificates.renew(bob[0], live.resolve("tls.crt"));
-    TestCertificates.renew(bob[1], live.resolve("tls.key"));
+    TestCertificates.renew(bob[0], live.chain());
+    TestCertificates.renew(bob[1], live.key());
     io.modelgate.gateway.testing.Eventually.eventually("an export presents the renewed certificate", () -> {
       tracedCall();
       spans();

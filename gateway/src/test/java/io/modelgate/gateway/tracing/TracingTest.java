@@ -314,9 +314,7 @@ class TracingTest {
   void toAnHttpsCollector_spansGoOverTls_trustingTheCaGiven_andPresentingTheClientCertificate() throws Exception {
     TestCertificates pki = TestCertificates.create(Files.createDirectories(root.resolve(".pki")));
     Path[] bob = pki.client("bob", "CN=operator-bob", null);
-    Path live = Files.createDirectories(root.resolve("trace-client"));
-    TestCertificates.renew(pki.clientChain, live.resolve("tls.crt"));
-    TestCertificates.renew(pki.clientKey, live.resolve("tls.key"));
+    TestCertificates.ClientFiles live = pki.installClient(Files.createDirectories(root.resolve("trace-client")));
     javax.net.ssl.SSLContext tls = javax.net.ssl.SSLContext.getInstance("TLS");
     java.security.KeyStore keys = java.security.KeyStore.getInstance("PKCS12");
     keys.load(null, null);
@@ -351,13 +349,13 @@ class TracingTest {
     secure.start();
     try {
       open(TraceSettings.to(URI.create("https://localhost:" + secure.getAddress().getPort()), 1)
-          .withTls(pki.caCert, live.resolve("tls.crt"), live.resolve("tls.key")));
+          .withTls(live.ca(), live.chain(), live.key()));
       gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build());
       assertThat(spans()).hasSize(1);
       assertThat(clients).isNotEmpty().containsOnly("CN=operator-alice");
       // Renewed as a renewal tool does: an export presents the new certificate, not a session of the old.
-      TestCertificates.renew(bob[0], live.resolve("tls.crt"));
-      TestCertificates.renew(bob[1], live.resolve("tls.key"));
+      TestCertificates.renew(bob[0], live.chain());
+      TestCertificates.renew(bob[1], live.key());
       io.modelgate.gateway.testing.Eventually.eventually("an export presents the renewed certificate", () -> {
         gateway.blocking().modelInfer(Tensors.affine(1, 2, 3).setModelName("m").build());
         spans();
