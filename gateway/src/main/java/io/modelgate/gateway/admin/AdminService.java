@@ -429,10 +429,7 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
       if (!request.getFleet()) {
         return usage.report(since, until, request.getTenant(), request.getModel());
       }
-      if (!control.store().shared()) {
-        throw io.modelgate.runtime.error.InferenceException.failedPrecondition(
-            "this replica has no fleet (its control store is its state directory): ask without --fleet");
-      }
+      control.store().requireFleet();
       try {
         usage.flush();
       } catch (java.io.IOException e) {

@@ -81,9 +81,8 @@ public final class DriftBaselines implements AutoCloseable {
    *     reference is then set here alone, and the message says so)
    */
   public DriftReport set(String model, long version, String window, boolean fromGolden, boolean fleet, String caller) {
-    if (fleet && !control.store().shared()) {
-      throw InferenceException.failedPrecondition(
-          "this replica has no fleet (its control store is its state directory): ask without --fleet");
+    if (fleet) {
+      control.store().requireFleet();
     }
     String taken = fromGolden ? "" : window.isEmpty() ? "15m" : window;
     DriftReport report = apply(versionOf(model, version), taken, fromGolden);

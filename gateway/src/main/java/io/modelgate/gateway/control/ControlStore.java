@@ -184,8 +184,7 @@ public interface ControlStore extends AutoCloseable {
    */
   default long commitDiagnostics(io.modelgate.proto.admin.v1.FleetDiagnostics next, long expectedRevision,
       AuditRecord audit) {
-    throw io.modelgate.runtime.error.InferenceException.failedPrecondition(
-        "this replica has no fleet (its control store is its state directory): ask without --fleet");
+    throw noFleet();
   }
 
   /**
@@ -196,8 +195,7 @@ public interface ControlStore extends AutoCloseable {
    *     written; FAILED_PRECONDITION for a store that is not {@link #shared}
    */
   default void putDriftBaseline(io.modelgate.proto.admin.v1.DriftBaselineAsked asked, AuditRecord audit) {
-    throw io.modelgate.runtime.error.InferenceException.failedPrecondition(
-        "this replica has no fleet (its control store is its state directory): ask without --fleet");
+    throw noFleet();
   }
 
   /**
@@ -230,6 +228,23 @@ public interface ControlStore extends AutoCloseable {
 
   /** Whether other replicas share this store (and publish snapshots). */
   boolean shared();
+
+  /** The refusal of a fleet-wide ask on a replica whose store is not {@link #shared}. */
+  static io.modelgate.runtime.error.InferenceException noFleet() {
+    return io.modelgate.runtime.error.InferenceException.failedPrecondition(
+        "this replica has no fleet (its control store is its state directory): ask without --fleet");
+  }
+
+  /**
+   * Refuses a fleet-wide ask where this store is not {@link #shared}.
+   *
+   * @throws io.modelgate.runtime.error.InferenceException FAILED_PRECONDITION, saying to ask without --fleet
+   */
+  default void requireFleet() {
+    if (!shared()) {
+      throw noFleet();
+    }
+  }
 
   /** The replica whose judge runs rollouts: a fleet elects one; one process is its own. */
   boolean judges();

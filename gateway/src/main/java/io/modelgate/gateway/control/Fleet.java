@@ -162,10 +162,7 @@ public final class Fleet implements AutoCloseable {
    * @throws InferenceException FAILED_PRECONDITION without a fleet; UNAVAILABLE when the store cannot be read
    */
   public io.modelgate.proto.admin.v1.DriftReport driftReport(String model, long version) {
-    if (!control.store().shared()) {
-      throw InferenceException.failedPrecondition(
-          "this replica has no fleet (its control store is its state directory): ask without --fleet");
-    }
+    control.store().requireFleet();
     long now = clock.millis();
     List<io.modelgate.proto.admin.v1.VersionDrift> all = new ArrayList<>();
     drift(model).forEach((number, here) -> {

@@ -280,10 +280,7 @@ public final class Diagnostics implements AutoCloseable {
 
   /** Reads what is set for the fleet, edits it and writes it back, again while other changes come first. */
   private void editFleet(String caller, String action, FleetEdit edit) {
-    if (!control.store().shared()) {
-      throw InferenceException.failedPrecondition(
-          "this replica has no fleet (its control store is its state directory): ask without --fleet");
-    }
+    control.store().requireFleet();
     for (int attempt = 0; attempt < FLEET_TRIES; attempt++) {
       ControlStore.StoredDiagnostics stored = control.diagnostics();
       Instant now = clock.instant();
