@@ -181,3 +181,16 @@ ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$etcd_port" get --prefix /modelgate
 bin/modelgate infer --target "localhost:$((base + 31))" --model cnn_mnist --version 2 --every-digit --repeat 124 >/dev/null
 sleep 3  # r3 publishes every 2 s
 run_on 2 drift --model cnn_mnist --version 2 --fleet
+
+echo "## fleet 13. the fleet's drift as one"
+# A fourth replica on the demo, as r2 (r3's version 2 is another model file). Upright digits to r2
+# and r4; then r4 asks every replica for its sketches (each answers at its next publish, within
+# 2 s) and merges those of the same model file with its own.
+start_replica 4 "$base" "$etcd_port" --judge-lease 3s
+wait_serving "$work/r4.log" "replica r4"
+for n in 2 4; do
+  bin/modelgate infer --target "localhost:$((base + 10 * n + 1))" --model cnn_mnist --version 2 --every-digit \
+    --repeat 124 >/dev/null
+done
+sleep 3  # r4 publishes every 2 s: r2 and r3 know it
+run_on 4 drift --model cnn_mnist --version 2 --merged

@@ -398,6 +398,9 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
       StreamObserver<io.modelgate.proto.admin.v1.DriftReport> observer) {
     answer(observer, () -> {
       io.modelgate.runtime.repository.Model model = control.router().route(request.getModel()).model();
+      if (request.getMerged()) {
+        return fleet.mergedDriftReport(model.name(), request.getVersion());
+      }
       if (request.getFleet()) {
         return fleet.driftReport(model.name(), request.getVersion());
       }

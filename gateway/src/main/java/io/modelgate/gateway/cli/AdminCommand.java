@@ -703,6 +703,8 @@ final class AdminCommand implements Runnable {
     @Option(names = "--all", description = "Every feature (default: the 10 most drifted of each version).") boolean all;
     @Option(names = "--fleet", description = "Every replica's, as each last published it (every 2 s): each version"
         + " once per replica.") boolean fleet;
+    @Option(names = "--merged", description = "The fleet's as one: every replica's sketches of each window, and of its"
+        + " reference, merged and scored (each replica is asked for them; a few seconds).") boolean merged;
 
     @Override
     public Integer call() throws Exception {
@@ -710,24 +712,35 @@ final class AdminCommand implements Runnable {
         throw new picocli.CommandLine.ParameterException(spec.commandLine(), "Missing required option: '--model=<model>'");
       }
       return execute(admin, spec, (client, out) -> print(out, client.call().getDrift(
-          io.modelgate.proto.admin.v1.GetDriftRequest.newBuilder().setModel(model).setVersion(version).setFleet(fleet)
-              .build()), all ? Integer.MAX_VALUE : 10));
+          io.modelgate.proto.admin.v1.GetDriftRequest.newBuilder().setModel(model).setVersion(version)
+              .setFleet(fleet || merged).setMerged(merged).build()), all ? Integer.MAX_VALUE : 10));
     }
 
     static void print(PrintWriter out, io.modelgate.proto.admin.v1.DriftReport report, int most) {
       if (report.getReplica().startsWith("fleet of ")) {
+        // Side by side ("fleet of 2: a, b") or merged ("fleet of 2 (a, b), merged on a").
         out.printf("%s%n", report.getReplica());
       }
       for (io.modelgate.proto.admin.v1.VersionDrift v : report.getVersionsList()) {
+        String asOf = java.time.Instant.ofEpochMilli(v.getAsOfMs()).truncatedTo(java.time.temporal.ChronoUnit.SECONDS).toString();
         out.printf("model %s version %d%s: drift %s", report.getModel(), v.getVersion(),
-            v.getReplica().isEmpty() ? "" : " on replica " + v.getReplica() + " (as of "
-                + java.time.Instant.ofEpochMilli(v.getAsOfMs()).truncatedTo(java.time.temporal.ChronoUnit.SECONDS) + ")",
+            v.getReplica().isEmpty() ? ""
+                : v.getReplica().equals(io.modelgate.gateway.health.DriftMerge.FLEET) ? " across the fleet (as of " + asOf + ")"
+                : " on replica " + v.getReplica() + " (as of " + asOf + ")",
             v.getState());
+
         if (v.getState().equals("OFF")) {
           out.printf(" (no drift in its model.yaml)%n");
           continue;
         }
         out.printf(", sampling %s%% of requests: %d profiled, %d dropped%n", trim(v.getSampleRate() * 100), v.getProfiled(), v.getDropped());
+        if (v.getReplica().equals(io.modelgate.gateway.health.DriftMerge.FLEET)) {
+          out.printf("  merged from %s: %s%n", v.getMergedFromCount() == 1 ? "1 replica" : v.getMergedFromCount() + " replicas",
+              v.getMergedFromCount() == 0 ? "none" : String.join(", ", v.getMergedFromList()));
+          for (String left : v.getNotMergedList()) {
+            out.printf("  not merged: %s%n", left);
+          }
+        }
         if (!v.getReference().isEmpty()) {
           out.printf("  reference: %s, %d requests%n", v.getReference(), v.getReferenceSamples());
         }

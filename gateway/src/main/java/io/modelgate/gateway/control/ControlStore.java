@@ -208,6 +208,47 @@ public interface ControlStore extends AutoCloseable {
     return List.of();
   }
 
+  /**
+   * Asks every replica for its drift sketches of {@code asked}'s model, to merge: kept {@code
+   * keep}.
+   *
+   * @throws io.modelgate.runtime.error.InferenceException UNAVAILABLE when the store cannot be
+   *     written; FAILED_PRECONDITION for a store that is not {@link #shared}
+   */
+  default void askDriftSketches(io.modelgate.proto.admin.v1.DriftSketchesAsked asked, java.time.Duration keep) {
+    throw noFleet();
+  }
+
+  /**
+   * Every replica's asks for drift sketches still kept; empty for a store that is not {@link #shared}.
+   *
+   * @throws io.modelgate.runtime.error.InferenceException UNAVAILABLE when the store cannot be read
+   */
+  default List<io.modelgate.proto.admin.v1.DriftSketchesAsked> driftSketchAsks() {
+    return List.of();
+  }
+
+  /**
+   * This replica's answer to {@code asked}, kept {@code keep} for the asking replica.
+   *
+   * @throws io.modelgate.runtime.error.InferenceException UNAVAILABLE when the store cannot be
+   *     written; FAILED_PRECONDITION for a store that is not {@link #shared}
+   */
+  default void answerDriftSketches(io.modelgate.proto.admin.v1.DriftSketchesAsked asked,
+      io.modelgate.proto.admin.v1.DriftSketchesAnswer answer, java.time.Duration keep) {
+    throw noFleet();
+  }
+
+  /**
+   * The answers kept to this replica's asks for {@code model}'s drift sketches (each names the ask
+   * it answers by its {@code asked_at_ms}).
+   *
+   * @throws io.modelgate.runtime.error.InferenceException UNAVAILABLE when the store cannot be read
+   */
+  default List<io.modelgate.proto.admin.v1.DriftSketchesAnswer> driftSketchAnswers(String model) {
+    return List.of();
+  }
+
   /** A compare-and-swap of the fleet's diagnostics that lost: someone else changed them first. */
   final class DiagnosticsConflict extends RuntimeException {
     private static final long serialVersionUID = 1L;

@@ -100,6 +100,8 @@ public final class EtcdControlStore implements ControlStore {
   private final ByteSequence diagnosticsKey;
   /** {@code <prefix>drift-baselines/<model>/<version>}: the latest drift reference asked of every replica. */
   private final String driftBaselinesPrefix;
+  private final String driftAsksPrefix;
+  private final String driftSketchesPrefix;
   private final String target;
   private final long timeoutMs;
   private final ScheduledExecutorService thread;
@@ -238,6 +240,8 @@ public final class EtcdControlStore implements ControlStore {
     this.accessKey = bytes(settings.prefix() + "access");
     this.diagnosticsKey = bytes(settings.prefix() + "diagnostics");
     this.driftBaselinesPrefix = settings.prefix() + "drift-baselines/";
+    this.driftAsksPrefix = settings.prefix() + "drift-sketch-asks/";
+    this.driftSketchesPrefix = settings.prefix() + "drift-sketches/";
     this.thread =
         Executors.newSingleThreadScheduledExecutor(
             r -> {
@@ -1000,6 +1004,41 @@ public final class EtcdControlStore implements ControlStore {
   public List<io.modelgate.proto.admin.v1.DriftBaselineAsked> driftBaselines() {
     return readAll(bytes(driftBaselinesPrefix), GetOption.builder().isPrefix(true).build(),
         io.modelgate.proto.admin.v1.DriftBaselineAsked.parser(), "a drift reference asked of the fleet");
+  }
+
+  @Override
+  public void askDriftSketches(io.modelgate.proto.admin.v1.DriftSketchesAsked asked, java.time.Duration keep) {
+    // One key per ask: two asks at once from one replica each get their answers.
+    putKept(driftAsksPrefix + asked.getModel() + "/" + settings.replica() + "/" + asked.getAskedAtMs(), asked.toByteArray(), keep);
+  }
+
+  @Override
+  public List<io.modelgate.proto.admin.v1.DriftSketchesAsked> driftSketchAsks() {
+    return readAll(bytes(driftAsksPrefix), GetOption.builder().isPrefix(true).build(),
+        io.modelgate.proto.admin.v1.DriftSketchesAsked.parser(), "an ask for drift sketches");
+  }
+
+  @Override
+  public void answerDriftSketches(io.modelgate.proto.admin.v1.DriftSketchesAsked asked,
+      io.modelgate.proto.admin.v1.DriftSketchesAnswer answer, java.time.Duration keep) {
+    putKept(driftSketchesPrefix + asked.getModel() + "/" + asked.getReplica() + "/" + asked.getAskedAtMs() + "/"
+        + settings.replica(), answer.toByteArray(), keep);
+  }
+
+  @Override
+  public List<io.modelgate.proto.admin.v1.DriftSketchesAnswer> driftSketchAnswers(String model) {
+    return readAll(bytes(driftSketchesPrefix + model + "/" + settings.replica() + "/"), GetOption.builder().isPrefix(true).build(),
+        io.modelgate.proto.admin.v1.DriftSketchesAnswer.parser(), "drift sketches");
+  }
+
+  /** Puts {@code value} at {@code key} under a lease of its own that ends after {@code keep}. */
+  private void putKept(String key, byte[] value, java.time.Duration keep) {
+    try {
+      long lease = await(connection.client().getLeaseClient().grant(Math.max(1, keep.toSeconds()))).getID();
+      await(connection.kv().put(bytes(key), ByteSequence.from(value), PutOption.builder().withLeaseId(lease).build()));
+    } catch (IOException e) {
+      throw outOfSpace(e) ? writeFailed(e, "") : unreachable(e, "");
+    }
   }
 
   @Override

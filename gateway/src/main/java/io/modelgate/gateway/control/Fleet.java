@@ -84,6 +84,96 @@ public final class Fleet implements AutoCloseable {
         log.warn("fleet snapshots not published (logged once a minute): {}", e.getMessage());
       }
     }
+    try {
+      answerDriftAsks();
+    } catch (RuntimeException e) {
+      long heldBack = unanswered.pass();
+      if (heldBack >= 0) {
+        log.warn("asks for this replica's drift sketches not answered ({})"
+            + io.modelgate.gateway.status.LogThrottle.since(heldBack), e.getMessage());
+      }
+    }
+  }
+
+  // ---- a merged drift report: asked of every replica, answered by each, merged by the asker ----
+
+  /** How long an ask for drift sketches, and each answer, is kept in the store. */
+  static final java.time.Duration ASK_KEPT = java.time.Duration.ofSeconds(30);
+  /** How long the asking replica waits for every other replica's answer (each answers at its next publish). */
+  static final long ANSWERS_WAIT_MS = 3 * PUBLISH_INTERVAL_MS;
+  /** How long a replica waits for its drift thread's sketches. */
+  private static final long SKETCHES_WAIT_MS = 5000;
+
+  private final io.modelgate.gateway.status.LogThrottle unanswered =
+      new io.modelgate.gateway.status.LogThrottle(java.time.Duration.ofMinutes(1));
+  /** The asks answered here ("model/asker@time"), pruned to those still kept; the fleet thread's. */
+  private final Set<String> answered = new HashSet<>();
+
+  /**
+   * Answers every other replica's ask for this replica's drift sketches not yet answered: with
+   * what the drift thread holds of the model's versions asked. On the fleet thread, after a publish.
+   */
+  void answerDriftAsks() {
+    List<io.modelgate.proto.admin.v1.DriftSketchesAsked> asks = control.store().driftSketchAsks();
+    Set<String> kept = new HashSet<>();
+    for (io.modelgate.proto.admin.v1.DriftSketchesAsked ask : asks) {
+      String key = ask.getModel() + "/" + ask.getReplica() + "@" + ask.getAskedAtMs();
+      kept.add(key);
+      if (ask.getReplica().equals(control.replica()) || answered.contains(key)) {
+        continue;
+      }
+      control.store().answerDriftSketches(ask, bounded(sketches(ask.getModel(), ask.getVersion(), ask.getAskedAtMs())),
+          ASK_KEPT);
+      answered.add(key);
+    }
+    answered.retainAll(kept);
+  }
+
+  /** This replica's sketches of {@code model} ({@code version} 0: all), or why it has none, as an answer. */
+  private io.modelgate.proto.admin.v1.DriftSketchesAnswer sketches(String model, long version, long askedAtMs) {
+    io.modelgate.proto.admin.v1.DriftSketchesAnswer answer;
+    try {
+      answer = drift.sketches(model, version).get(SKETCHES_WAIT_MS, TimeUnit.MILLISECONDS);
+    } catch (java.util.concurrent.ExecutionException e) {
+      answer = io.modelgate.proto.admin.v1.DriftSketchesAnswer.newBuilder()
+          .addMissing((version == 0 ? "every version" : String.valueOf(version)) + ": "
+              + (e.getCause() == null ? e.toString() : e.getCause().getMessage()))
+          .build();
+    } catch (java.util.concurrent.TimeoutException e) {
+      answer = io.modelgate.proto.admin.v1.DriftSketchesAnswer.newBuilder()
+          .addMissing((version == 0 ? "every version" : String.valueOf(version))
+              + ": the drift thread did not answer within " + SKETCHES_WAIT_MS + " ms")
+          .build();
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw InferenceException.unavailable("interrupted");
+    }
+    return answer.toBuilder().setReplica(control.replica()).setAskedAtMs(askedAtMs).build();
+  }
+
+  /**
+   * Bytes an answer may take: etcd refuses a request over 1.5 MiB by default. Sketches are about
+   * 3.5 KB each at most (KLL, k = 128), four per numeric feature (the reference and three
+   * windows), so a version of up to some 70 numeric features fits.
+   */
+  static final int ANSWER_LIMIT_BYTES = 1 << 20;
+
+  /** {@code answer} with the versions that would take it over {@link #ANSWER_LIMIT_BYTES} left out, saying so. */
+  static io.modelgate.proto.admin.v1.DriftSketchesAnswer bounded(io.modelgate.proto.admin.v1.DriftSketchesAnswer answer) {
+    if (answer.getSerializedSize() <= ANSWER_LIMIT_BYTES) {
+      return answer;
+    }
+    io.modelgate.proto.admin.v1.DriftSketchesAnswer.Builder out = answer.toBuilder().clearVersions();
+    for (io.modelgate.proto.admin.v1.DriftSketches version : answer.getVersionsList()) {
+      int size = version.getSerializedSize();
+      if (out.build().getSerializedSize() + size + 16 <= ANSWER_LIMIT_BYTES) {
+        out.addVersions(version);
+      } else {
+        out.addMissing(version.getVersion() + ": its sketches take " + (size + 1023) / 1024 + " KB, more than an answer"
+            + " may carry through etcd (" + ANSWER_LIMIT_BYTES / 1024 + " KB with the versions before it)");
+      }
+    }
+    return out.build();
   }
 
   /** A version this replica has published a snapshot of. */
@@ -152,6 +242,96 @@ public final class Fleet implements AutoCloseable {
       Thread.currentThread().interrupt();
     }
     return byVersion;
+  }
+
+  /**
+   * The fleet's drift of {@code model}'s versions that profile it ({@code version} 0: all) as one
+   * per version ({@link io.modelgate.gateway.health.DriftMerge}): asks every replica that publishes
+   * snapshots of the model for its sketches, waits up to {@link #ANSWERS_WAIT_MS} for their
+   * answers, and merges them with this replica's own. A replica that did not answer in time is
+   * named among those not merged.
+   *
+   * <p>On the admin caller's thread, which it holds for up to {@link #ANSWERS_WAIT_MS}.
+   *
+   * @throws InferenceException FAILED_PRECONDITION without a fleet; UNAVAILABLE when the store
+   *     cannot be read or written
+   */
+  public io.modelgate.proto.admin.v1.DriftReport mergedDriftReport(String model, long version) {
+    control.store().requireFleet();
+    long askedAt = clock.millis();
+    io.modelgate.proto.admin.v1.DriftSketchesAsked ask = io.modelgate.proto.admin.v1.DriftSketchesAsked.newBuilder()
+        .setModel(model).setVersion(version).setReplica(control.replica()).setAskedAtMs(askedAt).build();
+    java.util.SortedSet<String> others = new java.util.TreeSet<>();
+    for (ReplicaSnapshot snapshot : control.store().snapshots(model)) {
+      if (!snapshot.getReplica().equals(control.replica())) {
+        others.add(snapshot.getReplica());
+      }
+    }
+    if (!others.isEmpty()) {
+      control.store().askDriftSketches(ask, ASK_KEPT);
+    }
+    io.modelgate.proto.admin.v1.DriftSketchesAnswer mine = sketches(model, version, askedAt);
+    Map<String, io.modelgate.proto.admin.v1.DriftSketchesAnswer> answers = new TreeMap<>();
+    long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(ANSWERS_WAIT_MS);
+    while (!answers.keySet().containsAll(others)) {
+      for (io.modelgate.proto.admin.v1.DriftSketchesAnswer answer : control.store().driftSketchAnswers(model)) {
+        if (answer.getAskedAtMs() == askedAt && others.contains(answer.getReplica())) {
+          answers.put(answer.getReplica(), answer);
+        }
+      }
+      if (answers.keySet().containsAll(others) || System.nanoTime() > deadline) {
+        break;
+      }
+      try {
+        Thread.sleep(200);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw InferenceException.unavailable("interrupted while waiting for the replicas' drift sketches");
+      }
+    }
+    // Per version: this replica's sketches first (its layout is the one merged), then the others' by name.
+    Map<Long, Map<String, io.modelgate.proto.admin.v1.DriftSketches>> byVersion = new TreeMap<>();
+    Map<Long, List<String>> notMerged = new TreeMap<>();
+    List<io.modelgate.proto.admin.v1.DriftSketchesAnswer> all = new ArrayList<>();
+    all.add(mine);
+    all.addAll(answers.values());
+    for (io.modelgate.proto.admin.v1.DriftSketchesAnswer answer : all) {
+      for (io.modelgate.proto.admin.v1.DriftSketches sketches : answer.getVersionsList()) {
+        byVersion.computeIfAbsent(sketches.getVersion(), v -> new java.util.LinkedHashMap<>()).put(answer.getReplica(), sketches);
+      }
+      for (String missing : answer.getMissingList()) {
+        int colon = missing.indexOf(": ");
+        try {
+          long number = Long.parseLong(missing.substring(0, colon));
+          notMerged.computeIfAbsent(number, v -> new ArrayList<>()).add(answer.getReplica() + ": " + missing.substring(colon + 2));
+        } catch (RuntimeException e) {
+          // "every version: why": the replica's whole answer.
+          notMerged.computeIfAbsent(version, v -> new ArrayList<>()).add(answer.getReplica() + ": " + missing);
+        }
+      }
+    }
+    java.util.SortedSet<String> silent = new java.util.TreeSet<>(others);
+    silent.removeAll(answers.keySet());
+    java.util.Set<Long> numbers = new java.util.TreeSet<>(byVersion.keySet());
+    numbers.addAll(notMerged.keySet());
+    numbers.remove(0L);
+    if (version != 0) {
+      numbers.add(version);
+    }
+    io.modelgate.proto.admin.v1.DriftReport.Builder report = io.modelgate.proto.admin.v1.DriftReport.newBuilder()
+        .setModel(model)
+        .setReplica("fleet of " + (1 + others.size()) + " (" + control.replica() + (others.isEmpty() ? "" : ", ")
+            + String.join(", ", others) + "), merged on " + control.replica());
+    for (long number : numbers) {
+      List<String> left = new ArrayList<>(notMerged.getOrDefault(number, List.of()));
+      left.addAll(notMerged.getOrDefault(0L, List.of()));
+      for (String replica : silent) {
+        left.add(replica + ": did not answer within " + ANSWERS_WAIT_MS + " ms");
+      }
+      report.addVersions(io.modelgate.gateway.health.DriftMerge.merge(number,
+          byVersion.getOrDefault(number, Map.of()), left).toBuilder().setAsOfMs(askedAt));
+    }
+    return report.build();
   }
 
   /**

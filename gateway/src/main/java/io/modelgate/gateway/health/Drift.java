@@ -658,16 +658,26 @@ public final class Drift implements GoldenSets.Observer, AutoCloseable {
       return out.setState("FORMING").build();
     }
     out.setState("READY");
-    Map<DriftProfile.Feature, FeatureDrift.Builder> features = new java.util.LinkedHashMap<>();
-    for (DriftProfile.Feature feature : profile.features) {
-      features.put(feature, FeatureDrift.newBuilder()
+    addFeatures(out, profile.features, entry.settings, window -> profile.scores(window, now));
+    return out.build();
+  }
+
+  /**
+   * Adds every feature of {@code features}, with its scores in each window ({@code scores} of the
+   * window), to {@code out}: one path for a replica's report and a fleet's merged one ({@link DriftMerge}).
+   */
+  static void addFeatures(VersionDrift.Builder out, List<DriftProfile.Feature> features, DriftSettings settings,
+      java.util.function.Function<String, List<DriftProfile.Score>> scores) {
+    Map<DriftProfile.Feature, FeatureDrift.Builder> built = new java.util.LinkedHashMap<>();
+    for (DriftProfile.Feature feature : features) {
+      built.put(feature, FeatureDrift.newBuilder()
           .setTensor(feature.tensor())
           .setFeature(feature.name())
           .setStatistic(feature.statistic())
-          .setThreshold(feature.classes() ? entry.settings.psiThreshold() : entry.settings.ksThreshold()));
+          .setThreshold(feature.classes() ? settings.psiThreshold() : settings.ksThreshold()));
     }
     for (String window : DriftSettings.WINDOWS) {
-      for (DriftProfile.Score score : profile.scores(window, now)) {
+      for (DriftProfile.Score score : scores.apply(window)) {
         WindowDrift.Builder w = WindowDrift.newBuilder()
             .setWindow(window)
             .setSamples(score.samples())
@@ -679,13 +689,53 @@ public final class Drift implements GoldenSets.Observer, AutoCloseable {
         if (!Double.isNaN(score.significant())) {
           w.setSignificant(score.significant());
         }
-        features.get(score.feature()).addWindows(w);
+        built.get(score.feature()).addWindows(w);
       }
     }
-    for (FeatureDrift.Builder feature : features.values()) {
+    for (FeatureDrift.Builder feature : built.values()) {
       out.addFeatures(feature);
     }
-    return out.build();
+  }
+
+  /**
+   * What this replica's profiles of {@code model}'s loaded versions ({@code version} 0: all) hold,
+   * for another replica to merge with its own ({@link DriftMerge}): one entry per version with a
+   * profile, and why each other has none.
+   */
+  public CompletableFuture<io.modelgate.proto.admin.v1.DriftSketchesAnswer> sketches(String model, long version) {
+    CompletableFuture<io.modelgate.proto.admin.v1.DriftSketchesAnswer> answer = new CompletableFuture<>();
+    command(answer, () -> {
+      var found = io.modelgate.gateway.routing.LatestReadyVersionSelector.model(repository, model);
+      io.modelgate.proto.admin.v1.DriftSketchesAnswer.Builder out =
+          io.modelgate.proto.admin.v1.DriftSketchesAnswer.newBuilder().setReplica(replica);
+      long now = clock.millis();
+      for (ModelVersion v : found.versions()) {
+        if (version != 0 && v.number() != version) {
+          continue;
+        }
+        LoadedVersion loaded = v.loadedOrNull();
+        Entry entry = loaded == null ? null : entry(v, loaded);
+        if (loaded == null) {
+          out.addMissing(v.number() + ": not loaded");
+        } else if (entry == null) {
+          out.addMissing(v.number() + ": no drift profiling");
+        } else if (entry.profile == null) {
+          out.addMissing(v.number() + ": no request profiled yet");
+        } else {
+          Counter[] made = counters(v);
+          out.addVersions(entry.profile.sketches(now).setVersion(v.number())
+              .setSampleRate(entry.settings.sampleRate())
+              .setProfiled((long) made[0].count())
+              .setDropped((long) made[1].count())
+              .setModelSha256(loaded.modelSha256()));
+        }
+      }
+      if (version != 0 && out.getVersionsCount() == 0 && out.getMissingCount() == 0) {
+        throw InferenceException.notFound("model " + InferenceException.quote(model) + " has no version " + version);
+      }
+      answer.complete(out.build());
+    });
+    return answer;
   }
 
   /** Stops the drift thread (what is queued is dropped) and removes the gauges. */

@@ -63,6 +63,12 @@ final class DriftProfile {
     final long[][] classes;
     long count;
 
+    private Sketches(KllDoublesSketch[] numeric, long[][] classes, long count) {
+      this.numeric = numeric;
+      this.classes = classes;
+      this.count = count;
+    }
+
     Sketches(int numericFeatures, int[] classWidths) {
       numeric = new KllDoublesSketch[numericFeatures];
       for (int i = 0; i < numericFeatures; i++) {
@@ -96,6 +102,54 @@ final class DriftProfile {
         }
       }
       target.count += count;
+    }
+
+    /** These sketches as sent to another replica ({@link DriftMerge}). */
+    io.modelgate.proto.admin.v1.DriftSketchSet toProto(boolean outputsUnscored) {
+      io.modelgate.proto.admin.v1.DriftSketchSet.Builder out =
+          io.modelgate.proto.admin.v1.DriftSketchSet.newBuilder().setCount(count).setOutputsUnscored(outputsUnscored);
+      for (KllDoublesSketch sketch : numeric) {
+        out.addNumeric(com.google.protobuf.ByteString.copyFrom(sketch.toByteArray()));
+      }
+      for (long[] histogram : classes) {
+        io.modelgate.proto.admin.v1.DriftClassCounts.Builder counts = io.modelgate.proto.admin.v1.DriftClassCounts.newBuilder();
+        for (long c : histogram) {
+          counts.addCounts(c);
+        }
+        out.addClasses(counts);
+      }
+      return out.build();
+    }
+
+    /**
+     * Sketches another replica sent ({@link #toProto}), laid out as {@code numericFeatures} sketches
+     * and classes of {@code classWidths}.
+     *
+     * @throws IllegalArgumentException when they are laid out otherwise, or a sketch does not parse
+     */
+    static Sketches fromProto(io.modelgate.proto.admin.v1.DriftSketchSet set, int numericFeatures, int[] classWidths) {
+      if (set.getNumericCount() != numericFeatures || set.getClassesCount() != classWidths.length) {
+        throw new IllegalArgumentException(set.getNumericCount() + " numeric and " + set.getClassesCount()
+            + " class features, where " + numericFeatures + " and " + classWidths.length + " were laid out");
+      }
+      Sketches out = new Sketches(0, new int[0]);
+      KllDoublesSketch[] numeric = new KllDoublesSketch[numericFeatures];
+      for (int i = 0; i < numericFeatures; i++) {
+        try {
+          numeric[i] = KllDoublesSketch.heapify(org.apache.datasketches.memory.Memory.wrap(set.getNumeric(i).toByteArray()));
+        } catch (RuntimeException e) {
+          throw new IllegalArgumentException("numeric feature " + i + "'s sketch does not parse: " + e.getMessage(), e);
+        }
+      }
+      long[][] classes = new long[classWidths.length][];
+      for (int i = 0; i < classWidths.length; i++) {
+        if (set.getClasses(i).getCountsCount() != classWidths[i]) {
+          throw new IllegalArgumentException("class feature " + i + " has " + set.getClasses(i).getCountsCount()
+              + " classes, where " + classWidths[i] + " were laid out");
+        }
+        classes[i] = set.getClasses(i).getCountsList().stream().mapToLong(Long::longValue).toArray();
+      }
+      return new Sketches(numeric, classes, set.getCount());
     }
 
     /** Bytes these sketches would take serialized (their retained items), for the memory bound. */
@@ -619,17 +673,31 @@ final class DriftProfile {
     if (reference == null) {
       return List.of();
     }
-    Sketches current = window(window, nowMillis);
-    // After a change of model file: outputs unscored while their reference forms again, or while
-    // the window still holds the old file's answers.
-    boolean outputsUnscored = outputsPending
-        || (outputsChangedAt != NEVER && nowMillis - outputsChangedAt < windowMillis(window));
+    return scores(features, firstOutputSlot, window, reference, window(window, nowMillis), outputsUnscored(window, nowMillis), settings);
+  }
+
+  /**
+   * Whether the outputs are left unscored over {@code window}: after a change of model file, while
+   * their reference forms again, or while the window still holds the old file's answers.
+   */
+  boolean outputsUnscored(String window, long nowMillis) {
+    return outputsPending || (outputsChangedAt != NEVER && nowMillis - outputsChangedAt < windowMillis(window));
+  }
+
+  /**
+   * Every feature's score over {@code window}: {@code current} against {@code reference} (both laid
+   * out as {@code features}, numeric slots from {@code firstOutputSlot} on the outputs'), by {@code
+   * settings}' thresholds and minimum samples; the outputs' NaN where {@code outputsUnscored}. One
+   * path for a profile's own scores and a fleet's merged ones ({@link DriftMerge}).
+   */
+  static List<Score> scores(List<Feature> features, int firstOutputSlot, String window, Sketches reference,
+      Sketches current, boolean outputsUnscored, DriftSettings settings) {
     List<Score> scores = new ArrayList<>(features.size());
     for (Feature feature : features) {
       if (outputsUnscored && (feature.classes() || feature.slot() >= firstOutputSlot)) {
         scores.add(new Score(feature, window, current.count, Double.NaN, Double.NaN, false));
       } else {
-        scores.add(score(feature, window, current));
+        scores.add(score(feature, window, reference, current, settings));
       }
     }
     return scores;
@@ -644,7 +712,7 @@ final class DriftProfile {
     };
   }
 
-  private Score score(Feature feature, String window, Sketches current) {
+  private static Score score(Feature feature, String window, Sketches reference, Sketches current, DriftSettings settings) {
     long samples = current.count;
     if (samples < settings.minSamples()) {
       return new Score(feature, window, samples, Double.NaN, Double.NaN, false);
@@ -708,6 +776,31 @@ final class DriftProfile {
       psi += (q - p) * Math.log(q / p);
     }
     return psi;
+  }
+
+  /**
+   * What this profile holds, for another replica to merge with its own ({@link DriftMerge}): its
+   * layout, thresholds, reference (if any) and the 1m, 5m and 15m windows ending at {@code
+   * nowMillis}.
+   */
+  io.modelgate.proto.admin.v1.DriftSketches.Builder sketches(long nowMillis) {
+    io.modelgate.proto.admin.v1.DriftSketches.Builder out = io.modelgate.proto.admin.v1.DriftSketches.newBuilder()
+        .setFirstOutputSlot(firstOutputSlot)
+        .setWindow(settings.window())
+        .setKsThreshold(settings.ksThreshold())
+        .setPsiThreshold(settings.psiThreshold())
+        .setMinSamples(settings.minSamples());
+    for (Feature feature : features) {
+      out.addFeatures(io.modelgate.proto.admin.v1.DriftFeatureSlot.newBuilder().setTensor(feature.tensor())
+          .setFeature(feature.name()).setClasses(feature.classes()).setSlot(feature.slot()).setWidth(feature.width()));
+    }
+    if (reference != null) {
+      out.setReference(reference.toProto(outputsPending)).setReferenceSource(referenceSource);
+    }
+    for (String window : DriftSettings.WINDOWS) {
+      out.addWindows(window(window, nowMillis).toProto(outputsUnscored(window, nowMillis)));
+    }
+    return out;
   }
 
   /** Bytes held by every set of sketches (the serialized size of their retained items). */

@@ -420,6 +420,28 @@ class CliTest {
   }
 
   @Test
+  void aMergedDriftReport_saysWhichReplicasItMergedAndWhichNot() {
+    io.modelgate.proto.admin.v1.DriftReport report = io.modelgate.proto.admin.v1.DriftReport.newBuilder()
+        .setModel("cnn_mnist")
+        .setReplica("fleet of 3 (r1, r2, r3), merged on r1")
+        .addVersions(io.modelgate.proto.admin.v1.VersionDrift.newBuilder().setVersion(2).setState("READY")
+            .setReplica(io.modelgate.gateway.health.DriftMerge.FLEET).setAsOfMs(1_800_000_000_000L).setSampleRate(1)
+            .setProfiled(300).addMergedFrom("r1").addMergedFrom("r2")
+            .addNotMerged("r3: did not answer within 6000 ms").setReference("merged from 2 replicas' references: ...")
+            .setReferenceSamples(186))
+        .build();
+    StringWriter text = new StringWriter();
+    AdminCommand.DriftCommand.print(new PrintWriter(text, true), report, 10);
+    assertThat(text.toString().lines()).containsExactly(
+        "fleet of 3 (r1, r2, r3), merged on r1",
+        "model cnn_mnist version 2 across the fleet (as of 2027-01-15T08:00:00Z): drift READY, sampling 100% of requests:"
+            + " 300 profiled, 0 dropped",
+        "  merged from 2 replicas: r1, r2",
+        "  not merged: r3: did not answer within 6000 ms",
+        "  reference: merged from 2 replicas' references: ..., 186 requests");
+  }
+
+  @Test
   void admin_usage_asCsv_quotesAFieldThatHoldsACommaOrAQuote() throws Exception {
     run("infer", "--target", target(), "--model", "cnn_mnist", "--digit", "3");
     Run usage = run(admin("usage", "--since", "2000-01-01", "--format", "csv"));

@@ -194,6 +194,96 @@ class EtcdControlStoreTest {
     }
   }
 
+  /**
+   * {@code asking}'s merged report; the {@code answering} replicas answer at their fleet threads'
+   * next publish, a thread that is off in tests: here by hand until the report comes.
+   */
+  private static io.modelgate.proto.admin.v1.DriftReport askMerged(Gateway asking,
+      io.modelgate.proto.admin.v1.GetDriftRequest request, Gateway... answering) throws Exception {
+    var asked = java.util.concurrent.CompletableFuture.supplyAsync(() -> asking.admin().getDrift(request));
+    eventually("the replicas answer", () -> {
+      for (Gateway replica : answering) {
+        replica.server.fleet().answerDriftAsks();
+      }
+      return asked.isDone();
+    });
+    return asked.get();
+  }
+
+  @Test
+  void aMergedDriftReport_asksEveryReplicaForItsSketches_mergesEachAnswer_andNamesAReplicaThatDoesNotAnswer() throws Exception {
+    Path repository = Files.createDirectories(root.resolve("merge-repository"));
+    Gateway.write(repository, "d", 1, Gateway.affine());
+    Files.writeString(repository.resolve("d/model.yaml"),
+        "max_batch_size: 0\ndrift:\n  sample_rate: 1.0\n  reference_requests: 100\n  window: 1m\n");
+    var merged = io.modelgate.proto.admin.v1.GetDriftRequest.newBuilder().setModel("d").setMerged(true).build();
+    java.util.function.Function<String, Gateway> replica = name -> {
+      try {
+        return Gateway.inProcess(repository, root.resolve("state-merge-" + name), Clock.systemUTC(),
+            settings("/merge/", name, etcd.endpoints(), PROBES));
+      } catch (java.io.IOException e) {
+        throw new java.io.UncheckedIOException(e);
+      }
+    };
+    try (Gateway a = replica.apply("a"); Gateway b = replica.apply("b"); Gateway c = replica.apply("c")) {
+      send(a, 300);
+      send(b, 250);
+      send(c, 40);
+      assertThat(drift(c).getState()).isEqualTo("FORMING");
+      assertThat(drift(b).getReferenceSamples()).isEqualTo(100);
+      for (Gateway other : List.of(b, c)) {
+        eventually("a replica publishes once it holds its lease", () -> {
+          try {
+            other.server.fleet().publish();
+            return true;
+          } catch (RuntimeException e) {
+            return false;
+          }
+        });
+      }
+
+      var report = askMerged(a, merged, b, c);
+      assertThat(report.getReplica()).isEqualTo("fleet of 3 (a, b, c), merged on a");
+      var fleet = report.getVersions(0);
+      assertThat(fleet.getReplica()).isEqualTo(io.modelgate.gateway.health.DriftMerge.FLEET);
+      assertThat(fleet.getState()).isEqualTo("READY");
+      assertThat(fleet.getMergedFromList()).containsExactly("a", "b", "c");
+      assertThat(fleet.getNotMergedList()).isEmpty();
+      assertThat(fleet.getProfiled()).isEqualTo(590);
+      assertThat(fleet.getReferenceSamples()).isEqualTo(200);
+      assertThat(fleet.getReference()).isEqualTo("merged from 2 replicas' references: a: the first 100 profiled"
+          + " requests (100); b: the first 100 profiled requests (100)");
+      assertThat(fleet.getForming()).isEqualTo("the reference of 1 replica still forming (its windows are merged)");
+      assertThat(fleet.getFeatures(0).getWindowsList()).extracting(w -> w.getWindow() + " " + w.getSamples())
+          .containsExactly("1m 590", "5m 590", "15m 590");
+
+      // A replica that publishes snapshots but does not answer (here a store alone, no server):
+      // named once the wait is over; the others are merged all the same.
+      try (EtcdControlStore ghost = new EtcdControlStore(settings("/merge/", "ghost", etcd.endpoints(), PROBES),
+          new io.micrometer.core.instrument.simple.SimpleMeterRegistry(), Clock.systemUTC())) {
+        ghost.watch(changes -> { });
+        eventually("the ghost publishes", () -> {
+          try {
+            ghost.publish(io.modelgate.proto.admin.v1.ReplicaSnapshot.newBuilder().setReplica("ghost").setModel("d")
+                .setVersion(1).setTimeMs(System.currentTimeMillis()).build());
+            return true;
+          } catch (RuntimeException e) {
+            return false;
+          }
+        });
+        var withGhost = askMerged(a, merged, b, c).getVersions(0);
+        assertThat(withGhost.getMergedFromList()).containsExactly("a", "b", "c");
+        assertThat(withGhost.getNotMergedList()).containsExactly("ghost: did not answer within 6000 ms");
+      }
+    }
+    // Without a fleet: refused.
+    try (Gateway alone = Gateway.inProcess(root.resolve("merge-repository"), Duration.ofSeconds(10),
+        root.resolve("state-merge-alone"), Clock.systemUTC())) {
+      assertThatThrownBy(() -> alone.admin().getDrift(merged))
+          .hasMessageContaining("FAILED_PRECONDITION: this replica has no fleet");
+    }
+  }
+
   @Test
   void aDriftReferenceAskedOfTheFleet_isSetByEveryReplicaFromItsOwnWindow_andEachSaysWhatItDid() throws Exception {
     Path repository = Files.createDirectories(root.resolve("drift-repository"));
