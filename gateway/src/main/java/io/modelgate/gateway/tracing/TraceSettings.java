@@ -80,12 +80,7 @@ public record TraceSettings(URI endpoint, Protocol protocol, boolean gzip, doubl
       throw new IllegalArgumentException("trace sample rate: " + sampleRate + " (expected: 0 to 1)");
     }
     if (endpoint != null) {
-      String scheme = endpoint.getScheme();
-      if (!"http".equals(scheme) && !"https".equals(scheme) || endpoint.getHost() == null) {
-        throw new IllegalArgumentException("trace endpoint: " + endpoint + (protocol == Protocol.GRPC
-            ? " (expected: an OTLP/gRPC address, http://host:4317 or https://host:4317)"
-            : " (expected: an OTLP/HTTP address, http://host:4318 or https://host:4318, with or without a path)"));
-      }
+      checkAddress(endpoint, protocol);
       String path = endpoint.getRawPath();
       boolean noPath = path == null || path.isEmpty() || path.equals("/");
       if (protocol == Protocol.GRPC && (!noPath || endpoint.getRawQuery() != null)) {
@@ -144,13 +139,22 @@ public record TraceSettings(URI endpoint, Protocol protocol, boolean gzip, doubl
     String compressionText = compression != null ? compression : first(environment, COMPRESSION_VARIABLES, "none");
     boolean gzip = named(compression != null ? "--trace-compression" : variable(environment, COMPRESSION_VARIABLES),
         () -> gzip(compressionText));
+    String endpointFrom = "--trace-endpoint";
     if (endpoint == null && !"true".equalsIgnoreCase(environment.getOrDefault("OTEL_SDK_DISABLED", "").strip())) {
       String own = environment.get(ENDPOINT_VARIABLES.get(0));
       String base = environment.get(ENDPOINT_VARIABLES.get(1));
       if (own != null && !own.isBlank()) {
-        endpoint = named("$" + ENDPOINT_VARIABLES.get(0), () -> URI.create(own.strip()));
+        endpointFrom = "$" + ENDPOINT_VARIABLES.get(0);
+        endpoint = named(endpointFrom, () -> URI.create(own.strip()));
       } else if (base != null && !base.isBlank()) {
-        URI at = named("$" + ENDPOINT_VARIABLES.get(1), () -> URI.create(base.strip()));
+        endpointFrom = "$" + ENDPOINT_VARIABLES.get(1);
+        URI at = named(endpointFrom, () -> URI.create(base.strip()));
+        Protocol sending = chosen;
+        URI address = at;
+        named(endpointFrom, () -> {
+          checkAddress(address, sending); // before the path is added: the message shows the value as given
+          return address;
+        });
         if (chosen == Protocol.HTTP) {
           String path = at.getRawPath() == null ? "" : at.getRawPath();
           at = at.resolve((path.endsWith("/") ? path : path + "/") + TRACES_PATH.substring(1));
@@ -168,7 +172,29 @@ public record TraceSettings(URI endpoint, Protocol protocol, boolean gzip, doubl
     if (headersVariable != null) {
       headers = named(headersVariable, () -> parseHeaders(environment.get(headersVariable.substring(1))));
     }
-    return new TraceSettings(endpoint, chosen, gzip, sampleRate, headers, ca, cert, key);
+    URI resolved = endpoint;
+    boolean finalGzip = gzip;
+    Protocol finalProtocol = chosen;
+    java.util.Map<String, String> finalHeaders = headers;
+    try {
+      return new TraceSettings(resolved, finalProtocol, finalGzip, sampleRate, finalHeaders, ca, cert, key);
+    } catch (IllegalArgumentException e) {
+      // An endpoint that is no collector's address says where it came from, as other values do.
+      if (resolved != null && e.getMessage().startsWith("trace endpoint: ")) {
+        throw new IllegalArgumentException(endpointFrom + ": " + e.getMessage(), e);
+      }
+      throw e;
+    }
+  }
+
+  /** Refuses an {@code endpoint} that is not an http:// or https:// address of a host. */
+  private static void checkAddress(URI endpoint, Protocol protocol) {
+    String scheme = endpoint.getScheme();
+    if (!"http".equals(scheme) && !"https".equals(scheme) || endpoint.getHost() == null) {
+      throw new IllegalArgumentException("trace endpoint: " + endpoint + (protocol == Protocol.GRPC
+          ? " (expected: an OTLP/gRPC address, http://host:4317 or https://host:4317)"
+          : " (expected: an OTLP/HTTP address, http://host:4318 or https://host:4318, with or without a path)"));
+    }
   }
 
   /** The first of {@code variables} set (not blank) in {@code environment}, as {@code $NAME}; null for none. */

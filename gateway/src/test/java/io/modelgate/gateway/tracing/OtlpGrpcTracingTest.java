@@ -274,6 +274,15 @@ class OtlpGrpcTracingTest {
     assertThatThrownBy(() -> TraceSettings.resolve(java.util.Map.of("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"), null,
         null, null, 0, null, null, null))
         .hasMessage("$OTEL_EXPORTER_OTLP_PROTOCOL: trace protocol: http/json (expected: http/protobuf or grpc)");
+    assertThatThrownBy(() -> TraceSettings.resolve(java.util.Map.of("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"), null,
+        null, null, 0, null, null, null))
+        .hasMessageStartingWith("$OTEL_EXPORTER_OTLP_ENDPOINT: trace endpoint: collector:4318 (expected: an"
+            + " OTLP/HTTP address");
+    assertThatThrownBy(() -> TraceSettings.resolve(java.util.Map.of("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "http://collector:4317/v1/traces", "OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"), null, null, null, 0, null, null, null))
+        .hasMessageStartingWith("$OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: trace endpoint: http://collector:4317/v1/traces");
+    assertThatThrownBy(() -> TraceSettings.resolve(none, URI.create("ftp://collector"), null, null, 0, null, null, null))
+        .hasMessageStartingWith("--trace-endpoint: trace endpoint: ftp://collector");
     assertThatThrownBy(() -> TraceSettings.resolve(none, null, "carrier-pigeon", null, 0, null, null, null))
         .hasMessage("--trace-protocol: trace protocol: carrier-pigeon (expected: http/protobuf or grpc)");
     assertThatThrownBy(() -> TraceSettings.resolve(java.util.Map.of("OTEL_EXPORTER_OTLP_HEADERS", "oops"), null, null,
