@@ -132,7 +132,6 @@ final class DriftProfile {
         throw new IllegalArgumentException(set.getNumericCount() + " numeric and " + set.getClassesCount()
             + " class features, where " + numericFeatures + " and " + classWidths.length + " were laid out");
       }
-      Sketches out = new Sketches(0, new int[0]);
       KllDoublesSketch[] numeric = new KllDoublesSketch[numericFeatures];
       for (int i = 0; i < numericFeatures; i++) {
         try {

@@ -132,6 +132,17 @@ class DriftMergeTest {
     assertThat(without.getMergedFromList()).containsExactly("r0", "r1", "r2");
     assertThat(without.getNotMergedList()).singleElement().asString().startsWith("r3: its sketches do not read (numeric feature 0's sketch");
 
+    // One replica's model file changed within the last minute (its outputs unscored there): the
+    // fleet's outputs are unscored in that window too, its inputs still scored.
+    Map<String, DriftSketches> reloaded = new LinkedHashMap<>(byReplica);
+    reloaded.put("r1", byReplica.get("r1").toBuilder().setWindows(0,
+        byReplica.get("r1").getWindows(0).toBuilder().setOutputsUnscored(true)).build());
+    VersionDrift afterReload = DriftMerge.merge(1, reloaded, List.of());
+    assertThat(lastMinute(afterReload, "x.[0]").getScored()).isTrue();
+    assertThat(lastMinute(afterReload, "y.top_score").getScored()).isFalse();
+    assertThat(lastMinute(afterReload, "y.class").getScored()).isFalse();
+    assertThat(lastMinute(merged, "y.top_score").getScored()).isTrue();
+
     // Nothing to merge: waiting, with why.
     VersionDrift none = DriftMerge.merge(1, Map.of(), List.of("r0: no request profiled yet"));
     assertThat(none.getState()).isEqualTo("WAITING");
