@@ -194,3 +194,12 @@ for n in 2 4; do
 done
 sleep 3  # r4 publishes every 2 s: r2 and r3 know it
 run_on 4 drift --model cnn_mnist --version 2 --merged
+# One reference for the fleet: r4 merges every replica's last minute of version 2 (r3's is another
+# file: left out) and keeps it in etcd; r2 takes it within 2 s, as would a replica started later;
+# r3 says why it does not.
+run_on 4 drift baseline --model cnn_mnist --version 2 --window 1m --merged
+sleep 5  # replicas look every 2 s
+run_on 2 drift --model cnn_mnist --version 2
+echo "\$ etcdctl get --prefix /modelgate/audit/ --print-value-only | grep '1m window, merged from'"
+ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$etcd_port" get --prefix /modelgate/audit/ --print-value-only |
+  grep '1m window, merged from' || true

@@ -101,7 +101,7 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
     this.versions = versions;
     this.connections = connections;
     this.removalDue = removalDue;
-    this.baselines = new DriftBaselines(control, drift, golden, control.clock());
+    this.baselines = new DriftBaselines(control, fleet, drift, golden, control.clock());
   }
 
   private static <T> void answer(StreamObserver<T> observer, Supplier<T> action) {
@@ -412,7 +412,7 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
   public void setDriftBaseline(io.modelgate.proto.admin.v1.SetDriftBaselineRequest request,
       StreamObserver<io.modelgate.proto.admin.v1.DriftReport> observer) {
     answer(observer, () -> baselines.set(request.getModel(), request.getVersion(), request.getWindow(),
-        request.getGolden(), request.getFleet(), AdminAuth.caller()));
+        request.getGolden(), request.getFleet(), request.getMerged(), AdminAuth.caller()));
   }
 
   @Override

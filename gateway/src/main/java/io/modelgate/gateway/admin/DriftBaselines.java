@@ -30,7 +30,9 @@ import org.slf4j.LoggerFactory;
  * there (a replica that served no request in the window, say).
  *
  * <p>A replica follows the asks made after it started: one started later forms its reference as
- * its {@code model.yaml} says (its golden set, or its first requests).
+ * its {@code model.yaml} says (its golden set, or its first requests). With {@code --merged} the
+ * ask carries the fleet's reference itself — every replica's window merged — which every replica
+ * takes as it is, one started later as well (once its first request has laid its features out).
  *
  * <p>Threading: {@link #set} on the admin caller's thread, waiting for the drift thread; the
  * follower on its own thread ({@code modelgate-drift-baselines}).
@@ -41,20 +43,27 @@ public final class DriftBaselines implements AutoCloseable {
   static final Duration FOLLOW_EVERY = Duration.ofSeconds(2);
 
   private final ControlPlane control;
+  private final io.modelgate.gateway.control.Fleet fleet;
   private final Drift drift;
   private final GoldenSets golden;
   private final long startedMs;
   private final ScheduledExecutorService follower;
-  /** The asks this replica has followed (model/version@time replica), pruned to those still kept; the follower's. */
-  private final Set<String> followed = new HashSet<>();
+  /**
+   * The asks this replica has followed (model/version@time replica), pruned to those still kept:
+   * the follower's, and {@link #set}'s for a fleet's reference taken here at once.
+   */
+  private final Set<String> followed = java.util.concurrent.ConcurrentHashMap.newKeySet();
   private final LogThrottle unreadable = new LogThrottle(Duration.ofMinutes(1));
 
   /**
    * @param control the fleet's asks are kept and read there, and every reference set audited
+   * @param fleet gathers every replica's sketches for a fleet's merged reference
    * @param clock when this replica started: asks before it are not followed
    */
-  public DriftBaselines(ControlPlane control, Drift drift, GoldenSets golden, Clock clock) {
+  public DriftBaselines(ControlPlane control, io.modelgate.gateway.control.Fleet fleet, Drift drift, GoldenSets golden,
+      Clock clock) {
     this.control = control;
+    this.fleet = fleet;
     this.drift = drift;
     this.golden = golden;
     this.startedMs = clock.millis();
@@ -73,14 +82,23 @@ public final class DriftBaselines implements AutoCloseable {
   /**
    * Makes {@code window} (1m, 5m or 15m; empty: 15m) of {@code model}'s {@code version}, or with
    * {@code fromGolden} a run of its golden set, its drift reference here, and with {@code fleet} asks
-   * every other replica to do the same from its own. Returns this replica's report.
+   * every other replica to do the same from its own; with {@code merged} makes the fleet's window,
+   * every replica's merged, the reference of every replica (kept for those started later). Returns
+   * this replica's report.
    *
    * @throws InferenceException NOT_FOUND for a model or version there is not; FAILED_PRECONDITION
    *     for a model without drift profiling (or golden set, with {@code fromGolden}), a window with
    *     no request, or a fleet without one; UNAVAILABLE where the fleet could not be asked (the
    *     reference is then set here alone, and the message says so)
    */
-  public DriftReport set(String model, long version, String window, boolean fromGolden, boolean fleet, String caller) {
+  public DriftReport set(String model, long version, String window, boolean fromGolden, boolean fleet, boolean merged,
+      String caller) {
+    if (merged) {
+      if (fromGolden) {
+        throw InferenceException.invalidArgument("a merged reference is the fleet's window: --merged takes --window, not --golden");
+      }
+      return setMerged(model, version, window.isEmpty() ? "15m" : window, caller);
+    }
     if (fleet) {
       control.store().requireFleet();
     }
@@ -102,6 +120,52 @@ public final class DriftBaselines implements AutoCloseable {
     log.info("model '{}' version {}: drift {} as {} asked{}", model, version, detail, caller,
         fleet ? " of every replica" : "");
     return report;
+  }
+
+  /**
+   * One reference for the fleet: every replica's {@code window} of the version merged ({@link
+   * io.modelgate.gateway.control.Fleet#sketchesOfTheFleet}, {@link io.modelgate.gateway.health.DriftMerge#reference}),
+   * kept in the control store (audited) for every replica to take as it is, and taken here.
+   */
+  private DriftReport setMerged(String model, long number, String window, String caller) {
+    control.store().requireFleet();
+    if (!io.modelgate.runtime.repository.DriftSettings.WINDOWS.contains(window)) {
+      throw InferenceException.invalidArgument("window " + InferenceException.quote(window) + " (expected one of: "
+          + io.modelgate.runtime.repository.DriftSettings.WINDOWS + ")");
+    }
+    ModelVersion version = versionOf(model, number);
+    io.modelgate.gateway.control.Fleet.FleetSketches gathered = fleet.sketchesOfTheFleet(model, number);
+    List<String> left = gathered.notMerged(number);
+    long now = control.clock().millis();
+    io.modelgate.proto.admin.v1.DriftSketches reference = io.modelgate.gateway.health.DriftMerge.reference(number,
+        gathered.of(number), window, left, "the fleet's " + window + " window set by an operator at "
+            + java.time.Instant.ofEpochMilli(now));
+    String detail = reference.getReferenceSource().replaceFirst(" set by an operator at [^,]*", "")
+        + ", on every replica of the same model file, each that starts later too"
+        + (left.isEmpty() ? "" : "; left out: " + String.join("; ", left));
+    DriftBaselineAsked asked = DriftBaselineAsked.newBuilder().setModel(model).setVersion(number).setWindow(window)
+        .setAskedBy(caller).setReplica(control.replica()).setAskedAtMs(now).setReference(reference).build();
+    if (asked.getSerializedSize() > io.modelgate.gateway.control.Fleet.ANSWER_LIMIT_BYTES) {
+      throw InferenceException.failedPrecondition("the fleet's reference takes " + asked.getSerializedSize() / 1024
+          + " KB, more than etcd is given in one value (" + io.modelgate.gateway.control.Fleet.ANSWER_LIMIT_BYTES / 1024 + " KB)");
+    }
+    control.putDriftBaseline(asked, "reference from " + detail);
+    log.info("model '{}' version {}: drift reference from {} as {} asked", model, number, detail, caller);
+    try {
+      DriftReport report = AdminService.awaitDrift(drift.adoptReference(version, reference));
+      followed.add(key(asked));
+      return report;
+    } catch (InferenceException e) {
+      if (e.code() == io.modelgate.runtime.error.ErrorCode.UNAVAILABLE) {
+        // Not laid out here yet: the follower takes it once it is.
+        return AdminService.awaitDrift(drift.report(model, number));
+      }
+      throw e;
+    }
+  }
+
+  private static String key(DriftBaselineAsked ask) {
+    return ask.getModel() + "/" + ask.getVersion() + "@" + ask.getAskedAtMs() + " " + ask.getReplica();
   }
 
   private ModelVersion versionOf(String model, long number) {
@@ -150,8 +214,12 @@ public final class DriftBaselines implements AutoCloseable {
     }
     Set<String> kept = new HashSet<>();
     for (DriftBaselineAsked ask : asks) {
-      String key = ask.getModel() + "/" + ask.getVersion() + "@" + ask.getAskedAtMs() + " " + ask.getReplica();
+      String key = key(ask);
       kept.add(key);
+      if (ask.hasReference()) {
+        take(ask, key);
+        continue;
+      }
       if (ask.getReplica().equals(control.replica()) || ask.getAskedAtMs() < startedMs || !followed.add(key)) {
         continue;
       }
@@ -169,6 +237,42 @@ public final class DriftBaselines implements AutoCloseable {
       }
     }
     followed.retainAll(kept);
+  }
+
+  /**
+   * Takes a fleet's reference ({@code admin drift baseline --merged}) not yet taken here, whenever
+   * it was asked: a replica started since takes it too, once its first request has laid its
+   * features out (until then it looks again). Audited here (but on the replica that asked, which
+   * audited the ask), or why it was not taken. Follower's thread.
+   */
+  private void take(DriftBaselineAsked ask, String key) {
+    if (followed.contains(key)) {
+      return;
+    }
+    String asked = ", as " + ask.getAskedBy() + " asked of every replica on replica " + ask.getReplica();
+    String detail = "reference from " + ask.getReference().getReferenceSource().replaceFirst(" set by an operator at [^,]*", "");
+    ModelVersion version;
+    try {
+      version = versionOf(ask.getModel(), ask.getVersion());
+      AdminService.awaitDrift(drift.adoptReference(version, ask.getReference()));
+    } catch (InferenceException e) {
+      if (e.code() == io.modelgate.runtime.error.ErrorCode.UNAVAILABLE) {
+        return; // no request profiled yet here: taken at a later look
+      }
+      followed.add(key);
+      if (e.code() != io.modelgate.runtime.error.ErrorCode.NOT_FOUND) {
+        control.audit(VersionControl.FLEET_CALLER, "SetDriftBaseline", ask.getModel(), ask.getVersion(),
+            "NOT SET HERE: " + e.getMessage() + " (" + detail + asked + ")");
+        log.warn("model '{}' version {}: the fleet's drift reference not taken here{}: {}", ask.getModel(), ask.getVersion(),
+            asked, e.getMessage());
+      }
+      return;
+    }
+    followed.add(key);
+    if (!ask.getReplica().equals(control.replica())) {
+      control.audit(VersionControl.FLEET_CALLER, "SetDriftBaseline", ask.getModel(), ask.getVersion(), detail + asked);
+    }
+    log.info("model '{}' version {}: drift {}{}", ask.getModel(), ask.getVersion(), detail, asked);
   }
 
   @Override

@@ -810,13 +810,19 @@ final class AdminCommand implements Runnable {
       @Option(names = "--golden", description = "Run the golden set again and take it instead of a window.") boolean golden;
       @Option(names = "--fleet", description = {"On every replica of the fleet: this one at once, each other within"
           + " seconds from its own window (or golden run); each audits what it did."}) boolean fleet;
+      @Option(names = "--merged", description = {"One reference for the whole fleet: every replica's window merged,"
+          + " kept in etcd and taken by every replica of the same model file, each that starts later too."}) boolean merged;
 
       @Override
       public Integer call() throws Exception {
         return execute(drift.admin, spec, (client, out) -> {
           print(out, client.call().setDriftBaseline(io.modelgate.proto.admin.v1.SetDriftBaselineRequest.newBuilder()
-              .setModel(model).setVersion(version).setWindow(window).setGolden(golden).setFleet(fleet).build()), 10);
-          if (fleet) {
+              .setModel(model).setVersion(version).setWindow(window).setGolden(golden).setFleet(fleet || merged)
+              .setMerged(merged).build()), 10);
+          if (merged) {
+            out.println("the fleet's reference, kept in etcd: every replica of the same model file takes it within seconds,"
+                + " each that starts later once it has served (its audit log says so, or why not)");
+          } else if (fleet) {
             out.println("asked of every replica of the fleet: each other sets it from its own "
                 + (golden ? "golden run" : window + " window") + " within seconds (its audit log says so, or why not)");
           }

@@ -156,7 +156,7 @@ public final class Fleet implements AutoCloseable {
    * 3.5 KB each at most (KLL, k = 128), four per numeric feature (the reference and three
    * windows), so a version of up to some 70 numeric features fits.
    */
-  static final int ANSWER_LIMIT_BYTES = 1 << 20;
+  public static final int ANSWER_LIMIT_BYTES = 1 << 20;
 
   /** {@code answer} with the versions that would take it over {@link #ANSWER_LIMIT_BYTES} left out, saying so. */
   static io.modelgate.proto.admin.v1.DriftSketchesAnswer bounded(io.modelgate.proto.admin.v1.DriftSketchesAnswer answer) {
@@ -257,6 +257,59 @@ public final class Fleet implements AutoCloseable {
    *     cannot be read or written
    */
   public io.modelgate.proto.admin.v1.DriftReport mergedDriftReport(String model, long version) {
+    FleetSketches fleet = sketchesOfTheFleet(model, version);
+    io.modelgate.proto.admin.v1.DriftReport.Builder report = io.modelgate.proto.admin.v1.DriftReport.newBuilder()
+        .setModel(model)
+        .setReplica("fleet of " + fleet.replicas().size() + " (" + String.join(", ", fleet.replicas()) + "), merged on "
+            + control.replica());
+    for (long number : fleet.versions()) {
+      report.addVersions(io.modelgate.gateway.health.DriftMerge.merge(number, fleet.of(number), fleet.notMerged(number))
+          .toBuilder().setAsOfMs(fleet.askedAtMs()));
+    }
+    return report.build();
+  }
+
+  /**
+   * Every replica's drift sketches of a model's versions, as one ask gathered them: this replica's
+   * first, then each other's that answered, by name.
+   *
+   * @param replicas every replica asked, this one first
+   * @param byVersion per version, each replica's sketches of it
+   * @param notMerged per version (0: all), each replica without sketches of it and why, "replica: why"
+   */
+  public record FleetSketches(long askedAtMs, List<String> replicas,
+      Map<Long, Map<String, io.modelgate.proto.admin.v1.DriftSketches>> byVersion, Map<Long, List<String>> notMerged) {
+    /** The versions asked of that any replica has or named. */
+    public java.util.SortedSet<Long> versions() {
+      java.util.SortedSet<Long> numbers = new java.util.TreeSet<>(byVersion.keySet());
+      numbers.addAll(notMerged.keySet());
+      numbers.remove(0L);
+      return numbers;
+    }
+
+    /** Each replica's sketches of {@code version}, this replica's first. */
+    public Map<String, io.modelgate.proto.admin.v1.DriftSketches> of(long version) {
+      return byVersion.getOrDefault(version, Map.of());
+    }
+
+    /** The replicas without sketches of {@code version}, and why. */
+    public List<String> notMerged(long version) {
+      List<String> left = new ArrayList<>(notMerged.getOrDefault(version, List.of()));
+      left.addAll(notMerged.getOrDefault(0L, List.of()));
+      return left;
+    }
+  }
+
+  /**
+   * Asks every replica that publishes snapshots of {@code model} for its drift sketches of its
+   * versions ({@code version} 0: all), waits up to {@link #ANSWERS_WAIT_MS} for their answers, and
+   * gathers them with this replica's own. A replica that did not answer in time is named among
+   * those not merged. On the admin caller's thread, which it holds for up to {@link #ANSWERS_WAIT_MS}.
+   *
+   * @throws InferenceException FAILED_PRECONDITION without a fleet; UNAVAILABLE when the store
+   *     cannot be read or written
+   */
+  public FleetSketches sketchesOfTheFleet(String model, long version) {
     control.store().requireFleet();
     long askedAt = clock.millis();
     io.modelgate.proto.admin.v1.DriftSketchesAsked ask = io.modelgate.proto.admin.v1.DriftSketchesAsked.newBuilder()
@@ -312,26 +365,16 @@ public final class Fleet implements AutoCloseable {
     }
     java.util.SortedSet<String> silent = new java.util.TreeSet<>(others);
     silent.removeAll(answers.keySet());
-    java.util.Set<Long> numbers = new java.util.TreeSet<>(byVersion.keySet());
-    numbers.addAll(notMerged.keySet());
-    numbers.remove(0L);
+    for (String replica : silent) {
+      notMerged.computeIfAbsent(0L, v -> new ArrayList<>()).add(replica + ": did not answer within " + ANSWERS_WAIT_MS + " ms");
+    }
     if (version != 0) {
-      numbers.add(version);
+      byVersion.computeIfAbsent(version, v -> new java.util.LinkedHashMap<>());
     }
-    io.modelgate.proto.admin.v1.DriftReport.Builder report = io.modelgate.proto.admin.v1.DriftReport.newBuilder()
-        .setModel(model)
-        .setReplica("fleet of " + (1 + others.size()) + " (" + control.replica() + (others.isEmpty() ? "" : ", ")
-            + String.join(", ", others) + "), merged on " + control.replica());
-    for (long number : numbers) {
-      List<String> left = new ArrayList<>(notMerged.getOrDefault(number, List.of()));
-      left.addAll(notMerged.getOrDefault(0L, List.of()));
-      for (String replica : silent) {
-        left.add(replica + ": did not answer within " + ANSWERS_WAIT_MS + " ms");
-      }
-      report.addVersions(io.modelgate.gateway.health.DriftMerge.merge(number,
-          byVersion.getOrDefault(number, Map.of()), left).toBuilder().setAsOfMs(askedAt));
-    }
-    return report.build();
+    List<String> replicas = new ArrayList<>();
+    replicas.add(control.replica());
+    replicas.addAll(others);
+    return new FleetSketches(askedAt, List.copyOf(replicas), byVersion, notMerged);
   }
 
   /**

@@ -278,11 +278,7 @@ public final class Drift implements GoldenSets.Observer, AutoCloseable {
     LoadedVersion loaded = version.serving();
     CompletableFuture<DriftReport> answer = new CompletableFuture<>();
     command(answer, () -> {
-      Entry entry = entry(version, loaded);
-      if (entry == null) {
-        throw InferenceException.failedPrecondition("model " + InferenceException.quote(version.model())
-            + " has no drift profiling (add drift to its model.yaml)");
-      }
+      Entry entry = profiled(version, loaded);
       DriftProfile.Sketches sketches = entry.profile == null ? null : entry.profile.window(window, clock.millis());
       if (sketches == null || sketches.count == 0) {
         throw InferenceException.failedPrecondition(version.label() + " has profiled no request in the last " + window);
@@ -290,6 +286,64 @@ public final class Drift implements GoldenSets.Observer, AutoCloseable {
       entry.profile.setReference(sketches, "the " + window + " window set by an operator at " + java.time.Instant.ofEpochMilli(clock.millis()));
       entry.operatorReference = true;
       log.info("{}: drift reference set from its {} window ({} requests)", version.label(), window, sketches.count);
+      score(entry, clock.millis());
+      answer.complete(build(version.model(), version.number()));
+    });
+    return answer;
+  }
+
+  /**
+   * The entry of {@code loaded}, a load of {@code version}. Drift thread.
+   *
+   * @throws InferenceException FAILED_PRECONDITION where its model has no drift profiling
+   */
+  private Entry profiled(ModelVersion version, LoadedVersion loaded) {
+    Entry entry = entry(version, loaded);
+    if (entry == null) {
+      throw InferenceException.failedPrecondition("model " + InferenceException.quote(version.model())
+          + " has no drift profiling (add drift to its model.yaml)");
+    }
+    return entry;
+  }
+
+  /**
+   * Makes {@code reference} — a fleet's, merged from every replica's window ({@link
+   * DriftMerge#reference}) — the drift reference of {@code version} here, as it is; golden runs
+   * keep it, as an operator's window.
+   *
+   * @throws InferenceException (in the future) FAILED_PRECONDITION where the model has no drift
+   *     profiling, the version serves another model file than the reference's, or lays its
+   *     features out otherwise; UNAVAILABLE where it has profiled no request yet (its first lays its
+   *     features out): the caller asks again later
+   */
+  public CompletableFuture<DriftReport> adoptReference(ModelVersion version, io.modelgate.proto.admin.v1.DriftSketches reference) {
+    LoadedVersion loaded = version.serving();
+    CompletableFuture<DriftReport> answer = new CompletableFuture<>();
+    command(answer, () -> {
+      Entry entry = profiled(version, loaded);
+      if (!reference.getModelSha256().isEmpty() && !loaded.modelSha256().isEmpty()
+          && !reference.getModelSha256().equals(loaded.modelSha256())) {
+        throw InferenceException.failedPrecondition(version.label() + " serves another model.onnx (sha256 "
+            + loaded.modelSha256().substring(0, Math.min(12, loaded.modelSha256().length())) + ") than the reference's ("
+            + reference.getModelSha256().substring(0, Math.min(12, reference.getModelSha256().length())) + ")");
+      }
+      if (entry.profile == null) {
+        throw InferenceException.unavailable(version.label() + " has profiled no request yet (its first lays its"
+            + " features out); the reference is taken once it has");
+      }
+      if (!entry.profile.slots().equals(reference.getFeaturesList())
+          || entry.profile.firstOutputSlot() != reference.getFirstOutputSlot()) {
+        throw InferenceException.failedPrecondition(version.label() + " lays its features out otherwise than the"
+            + " reference (rows of another shape)");
+      }
+      try {
+        entry.profile.setReference(reference.getReference(), reference.getReferenceSource());
+      } catch (IllegalArgumentException e) {
+        throw InferenceException.failedPrecondition("the reference's sketches do not read: " + e.getMessage());
+      }
+      entry.operatorReference = true;
+      log.info("{}: drift reference taken: {} ({} requests)", version.label(), reference.getReferenceSource(),
+          entry.profile.referenceSamples());
       score(entry, clock.millis());
       answer.complete(build(version.model(), version.number()));
     });

@@ -36,24 +36,8 @@ public final class DriftMerge {
   public static VersionDrift merge(long version, Map<String, DriftSketches> byReplica, List<String> notMerged) {
     VersionDrift.Builder out = VersionDrift.newBuilder().setVersion(version).setReplica(FLEET);
     List<String> left = new ArrayList<>(notMerged);
-    Map<String, DriftSketches> alike = new LinkedHashMap<>();
-    DriftSketches first = null;
-    for (Map.Entry<String, DriftSketches> e : byReplica.entrySet()) {
-      DriftSketches s = e.getValue();
-      if (first == null) {
-        first = s;
-        alike.put(e.getKey(), s);
-      } else if (!s.getFeaturesList().equals(first.getFeaturesList()) || s.getFirstOutputSlot() != first.getFirstOutputSlot()) {
-        left.add(e.getKey() + ": its features are laid out otherwise than " + byReplica.keySet().iterator().next()
-            + "'s (another model file, or rows of another shape)");
-      } else if (!s.getModelSha256().isEmpty() && !first.getModelSha256().isEmpty()
-          && !s.getModelSha256().equals(first.getModelSha256())) {
-        left.add(e.getKey() + ": it serves another model.onnx (sha256 " + abbreviated(s.getModelSha256()) + ", not "
-            + abbreviated(first.getModelSha256()) + ")");
-      } else {
-        alike.put(e.getKey(), s);
-      }
-    }
+    Map<String, DriftSketches> alike = alike(byReplica, left);
+    DriftSketches first = alike.isEmpty() ? null : alike.values().iterator().next();
     if (first == null) {
       return out.setState("WAITING").addAllNotMerged(left).build();
     }
@@ -67,18 +51,10 @@ public final class DriftMerge {
           .addNotMerged(byReplica.keySet().iterator().next() + ": its drift settings are not valid (" + e.getMessage() + ")")
           .build();
     }
-    List<DriftProfile.Feature> features = new ArrayList<>();
-    int numeric = 0;
-    List<Integer> widths = new ArrayList<>();
-    for (DriftFeatureSlot slot : first.getFeaturesList()) {
-      features.add(new DriftProfile.Feature(slot.getTensor(), slot.getFeature(), slot.getClasses(), slot.getSlot(), slot.getWidth()));
-      if (slot.getClasses()) {
-        widths.add(slot.getWidth());
-      } else {
-        numeric = Math.max(numeric, slot.getSlot() + 1);
-      }
-    }
-    int[] classWidths = widths.stream().mapToInt(Integer::intValue).toArray();
+    Layout layout = Layout.of(first);
+    List<DriftProfile.Feature> features = layout.features();
+    int numeric = layout.numeric();
+    int[] classWidths = layout.classWidths();
     DriftProfile.Sketches reference = new DriftProfile.Sketches(numeric, classWidths);
     DriftProfile.Sketches[] windows = new DriftProfile.Sketches[DriftSettings.WINDOWS.size()];
     boolean[] outputsUnscored = new boolean[windows.length];
@@ -149,6 +125,114 @@ public final class DriftMerge {
           outputsUnscored[i] || pending, settings);
     });
     return out.build();
+  }
+
+  /**
+   * The fleet's {@code window} (1m, 5m or 15m) of a version as one reference: every replica's of
+   * {@code byReplica} laid out alike merged, with the first's layout and model file, for every
+   * replica to take ({@code admin drift baseline --merged}). Those left out are added to {@code
+   * left}, each "replica: why".
+   *
+   * @throws io.modelgate.runtime.error.InferenceException FAILED_PRECONDITION when no replica's
+   *     window holds a request
+   */
+  public static DriftSketches reference(long version, Map<String, DriftSketches> byReplica, String window,
+      List<String> left, String source) {
+    int index = DriftSettings.WINDOWS.indexOf(window);
+    Map<String, DriftSketches> alike = alike(byReplica, left);
+    DriftSketches first = alike.isEmpty() ? null : alike.values().iterator().next();
+    if (first == null) {
+      throw io.modelgate.runtime.error.InferenceException.failedPrecondition("version " + version + " has no drift"
+          + " sketches on any replica" + (left.isEmpty() ? "" : " (" + String.join("; ", left) + ")"));
+    }
+    Layout layout = Layout.of(first);
+    DriftProfile.Sketches merged = new DriftProfile.Sketches(layout.numeric(), layout.classWidths());
+    boolean outputsUnscored = false;
+    List<String> from = new ArrayList<>();
+    for (Map.Entry<String, DriftSketches> e : alike.entrySet()) {
+      DriftSketches s = e.getValue();
+      DriftProfile.Sketches mine;
+      try {
+        if (s.getWindowsCount() != DriftSettings.WINDOWS.size()) {
+          throw new IllegalArgumentException(s.getWindowsCount() + " windows, where " + DriftSettings.WINDOWS.size() + " were expected");
+        }
+        mine = DriftProfile.Sketches.fromProto(s.getWindows(index), layout.numeric(), layout.classWidths());
+      } catch (IllegalArgumentException bad) {
+        left.add(e.getKey() + ": its sketches do not read (" + bad.getMessage() + ")");
+        continue;
+      }
+      if (mine.count == 0) {
+        left.add(e.getKey() + ": no request in its last " + window);
+        continue;
+      }
+      mine.addTo(merged);
+      outputsUnscored |= s.getWindows(index).getOutputsUnscored();
+      from.add(e.getKey() + " (" + mine.count + ")");
+    }
+    if (merged.count == 0) {
+      throw io.modelgate.runtime.error.InferenceException.failedPrecondition("version " + version
+          + " has profiled no request in the last " + window + " on any replica" + (left.isEmpty() ? "" : " (" + String.join("; ", left) + ")"));
+    }
+    return DriftSketches.newBuilder()
+        .setVersion(version)
+        .addAllFeatures(first.getFeaturesList())
+        .setFirstOutputSlot(first.getFirstOutputSlot())
+        .setModelSha256(first.getModelSha256())
+        .setReference(merged.toProto(outputsUnscored))
+        .setReferenceSource(source + ", merged from " + from.size() + (from.size() == 1 ? " replica: " : " replicas: ")
+            + String.join(", ", from))
+        .build();
+  }
+
+  /**
+   * The sketches of {@code byReplica} laid out as the first's, of the same model file; each other
+   * added to {@code left} with why.
+   */
+  private static Map<String, DriftSketches> alike(Map<String, DriftSketches> byReplica, List<String> left) {
+    Map<String, DriftSketches> alike = new LinkedHashMap<>();
+    DriftSketches first = null;
+    String firstName = null;
+    for (Map.Entry<String, DriftSketches> e : byReplica.entrySet()) {
+      DriftSketches s = e.getValue();
+      if (first == null) {
+        first = s;
+        firstName = e.getKey();
+        alike.put(e.getKey(), s);
+      } else if (!sameLayout(s, first)) {
+        left.add(e.getKey() + ": its features are laid out otherwise than " + firstName
+            + "'s (another model file, or rows of another shape)");
+      } else if (!s.getModelSha256().isEmpty() && !first.getModelSha256().isEmpty()
+          && !s.getModelSha256().equals(first.getModelSha256())) {
+        left.add(e.getKey() + ": it serves another model.onnx (sha256 " + abbreviated(s.getModelSha256()) + ", not "
+            + abbreviated(first.getModelSha256()) + ")");
+      } else {
+        alike.put(e.getKey(), s);
+      }
+    }
+    return alike;
+  }
+
+  /** Whether two replicas' sketches are laid out alike (the same features in the same slots). */
+  static boolean sameLayout(DriftSketches a, DriftSketches b) {
+    return a.getFeaturesList().equals(b.getFeaturesList()) && a.getFirstOutputSlot() == b.getFirstOutputSlot();
+  }
+
+  /** Features and slot counts as a replica's sketches lay them out. */
+  record Layout(List<DriftProfile.Feature> features, int numeric, int[] classWidths) {
+    static Layout of(DriftSketches sketches) {
+      List<DriftProfile.Feature> features = new ArrayList<>();
+      int numeric = 0;
+      List<Integer> widths = new ArrayList<>();
+      for (DriftFeatureSlot slot : sketches.getFeaturesList()) {
+        features.add(new DriftProfile.Feature(slot.getTensor(), slot.getFeature(), slot.getClasses(), slot.getSlot(), slot.getWidth()));
+        if (slot.getClasses()) {
+          widths.add(slot.getWidth());
+        } else {
+          numeric = Math.max(numeric, slot.getSlot() + 1);
+        }
+      }
+      return new Layout(List.copyOf(features), numeric, widths.stream().mapToInt(Integer::intValue).toArray());
+    }
   }
 
   private static String abbreviated(String sha256) {

@@ -788,11 +788,8 @@ final class DriftProfile {
         .setWindow(settings.window())
         .setKsThreshold(settings.ksThreshold())
         .setPsiThreshold(settings.psiThreshold())
-        .setMinSamples(settings.minSamples());
-    for (Feature feature : features) {
-      out.addFeatures(io.modelgate.proto.admin.v1.DriftFeatureSlot.newBuilder().setTensor(feature.tensor())
-          .setFeature(feature.name()).setClasses(feature.classes()).setSlot(feature.slot()).setWidth(feature.width()));
-    }
+        .setMinSamples(settings.minSamples())
+        .addAllFeatures(slots());
     if (reference != null) {
       out.setReference(reference.toProto(outputsPending)).setReferenceSource(referenceSource);
     }
@@ -800,6 +797,29 @@ final class DriftProfile {
       out.addWindows(window(window, nowMillis).toProto(outputsUnscored(window, nowMillis)));
     }
     return out;
+  }
+
+  /** This profile's features as {@link #sketches} sends them: to compare another's layout with. */
+  List<io.modelgate.proto.admin.v1.DriftFeatureSlot> slots() {
+    List<io.modelgate.proto.admin.v1.DriftFeatureSlot> slots = new ArrayList<>(features.size());
+    for (Feature feature : features) {
+      slots.add(io.modelgate.proto.admin.v1.DriftFeatureSlot.newBuilder().setTensor(feature.tensor())
+          .setFeature(feature.name()).setClasses(feature.classes()).setSlot(feature.slot()).setWidth(feature.width()).build());
+    }
+    return slots;
+  }
+
+  int firstOutputSlot() {
+    return firstOutputSlot;
+  }
+
+  /**
+   * Makes {@code set} (sketches laid out as this profile's, another replica's or a fleet's) the reference.
+   *
+   * @throws IllegalArgumentException when they are laid out otherwise, or do not parse
+   */
+  void setReference(io.modelgate.proto.admin.v1.DriftSketchSet set, String source) {
+    setReference(Sketches.fromProto(set, numericCount, classWidths), source);
   }
 
   /** Bytes held by every set of sketches (the serialized size of their retained items). */

@@ -200,7 +200,12 @@ class EtcdControlStoreTest {
    */
   private static io.modelgate.proto.admin.v1.DriftReport askMerged(Gateway asking,
       io.modelgate.proto.admin.v1.GetDriftRequest request, Gateway... answering) throws Exception {
-    var asked = java.util.concurrent.CompletableFuture.supplyAsync(() -> asking.admin().getDrift(request));
+    return answered(() -> asking.admin().getDrift(request), answering);
+  }
+
+  /** What {@code call} returns, while the {@code answering} replicas answer asks for sketches by hand. */
+  private static <T> T answered(java.util.function.Supplier<T> call, Gateway... answering) throws Exception {
+    var asked = java.util.concurrent.CompletableFuture.supplyAsync(call);
     eventually("the replicas answer", () -> {
       for (Gateway replica : answering) {
         replica.server.fleet().answerDriftAsks();
@@ -208,6 +213,68 @@ class EtcdControlStoreTest {
       return asked.isDone();
     });
     return asked.get();
+  }
+
+  @Test
+  void aFleetsMergedReference_isTakenByEveryReplica_andByOneStartedAfterIt() throws Exception {
+    Path repository = Files.createDirectories(root.resolve("fleetref-repository"));
+    Gateway.write(repository, "d", 1, Gateway.affine());
+    Files.writeString(repository.resolve("d/model.yaml"),
+        "max_batch_size: 0\ndrift:\n  sample_rate: 1.0\n  reference_requests: 10000\n  window: 1m\n");
+    java.util.function.Function<String, Gateway> replica = name -> {
+      try {
+        return Gateway.inProcess(repository, root.resolve("state-fleetref-" + name), Clock.systemUTC(),
+            settings("/fleetref/", name, etcd.endpoints(), PROBES));
+      } catch (java.io.IOException e) {
+        throw new java.io.UncheckedIOException(e);
+      }
+    };
+    var ask = io.modelgate.proto.admin.v1.SetDriftBaselineRequest.newBuilder().setModel("d").setVersion(1).setWindow("1m")
+        .setMerged(true).build();
+    try (Gateway a = replica.apply("a"); Gateway b = replica.apply("b")) {
+      send(a, 300);
+      send(b, 200);
+      assertThat(drift(b).getState()).isEqualTo("FORMING");
+      eventually("b publishes once it holds its lease", () -> {
+        try {
+          b.server.fleet().publish();
+          return true;
+        } catch (RuntimeException e) {
+          return false;
+        }
+      });
+
+      var here = answered(() -> a.admin().setDriftBaseline(ask), b).getVersions(0);
+      assertThat(here.getReferenceSamples()).isEqualTo(500);
+      assertThat(here.getReference()).matches("the fleet's 1m window set by an operator at .*, merged from 2 replicas:"
+          + " a \\(300\\), b \\(200\\)");
+      eventually("b takes the fleet's reference", () -> drift(b).getReferenceSamples() == 500);
+      assertThat(drift(b).getReference()).isEqualTo(here.getReference());
+
+      // A replica started since takes it too, once its first request has laid its features out.
+      try (Gateway c = replica.apply("c")) {
+        send(c, 5);
+        eventually("c takes the fleet's reference", () -> drift(c).getReferenceSamples() == 500);
+        assertThat(drift(c).getReference()).isEqualTo(here.getReference());
+      }
+      // Not from a golden run; not without a fleet.
+      assertThatThrownBy(() -> a.admin().setDriftBaseline(ask.toBuilder().setGolden(true).build()))
+          .hasMessageContaining("INVALID_ARGUMENT: a merged reference is the fleet's window");
+    }
+    assertThat(auditRecords("/fleetref/")).extracting(record -> record.getReplica() + " " + record.getCaller()
+            .replaceAll(".*admin$", "OPERATOR") + " " + record.getDetail().replaceAll(", as .*? asked of", ", as OPERATOR asked of"))
+        .containsExactlyInAnyOrder(
+            "a OPERATOR reference from the fleet's 1m window, merged from 2 replicas: a (300), b (200), on every replica of"
+                + " the same model file, each that starts later too",
+            "b fleet reference from the fleet's 1m window, merged from 2 replicas: a (300), b (200), as OPERATOR asked of"
+                + " every replica on replica a",
+            "c fleet reference from the fleet's 1m window, merged from 2 replicas: a (300), b (200), as OPERATOR asked of"
+                + " every replica on replica a");
+    try (Gateway alone = Gateway.inProcess(root.resolve("fleetref-repository"), Duration.ofSeconds(10),
+        root.resolve("state-fleetref-alone"), Clock.systemUTC())) {
+      assertThatThrownBy(() -> alone.admin().setDriftBaseline(ask))
+          .hasMessageContaining("FAILED_PRECONDITION: this replica has no fleet");
+    }
   }
 
   @Test

@@ -124,6 +124,14 @@ class DriftMergeTest {
         "r2: it serves another model.onnx (sha256 0123456789ab..., not " + byReplica.get("r0").getModelSha256().substring(0, 12) + "...)");
     assertThat(lastMinute(partly, "x.[0]").getSamples()).isEqualTo(120);
 
+    // The fleet's last minute as one reference (admin drift baseline --merged): the like replicas' merged.
+    List<String> left = new ArrayList<>();
+    DriftSketches reference = DriftMerge.reference(1, unlike, "1m", left, "the fleet's 1m window");
+    assertThat(reference.getReference().getCount()).isEqualTo(120);
+    assertThat(reference.getReferenceSource()).isEqualTo("the fleet's 1m window, merged from 2 replicas: r0 (60), r3 (60)");
+    assertThat(reference.getFeaturesList()).isEqualTo(byReplica.get("r0").getFeaturesList());
+    assertThat(left).hasSize(2);
+
     // Sketches that do not read are left out, not merged in part.
     Map<String, DriftSketches> broken = new LinkedHashMap<>(byReplica);
     broken.put("r3", byReplica.get("r3").toBuilder().setWindows(0,
