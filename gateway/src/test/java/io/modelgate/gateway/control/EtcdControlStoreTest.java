@@ -171,11 +171,6 @@ class EtcdControlStoreTest {
     }
   }
 
-  /** A replica under {@code /drift/} serving {@code repository}. */
-  private static Gateway driftReplica(Path repository, String name) throws Exception {
-    return Gateway.inProcess(repository, root.resolve("state-drift-" + name), Clock.systemUTC(),
-        settings("/drift/", name, etcd.endpoints(), PROBES));
-  }
 
   private static io.modelgate.proto.admin.v1.VersionDrift drift(Gateway replica) {
     try {
@@ -192,6 +187,24 @@ class EtcdControlStoreTest {
     for (int i = 0; i < count; i++) {
       replica.blocking().modelInfer(Tensors.affine((float) random.nextGaussian(), 1, 2).setModelName("d").build());
     }
+  }
+
+  /** A replica of {@code repository} under {@code prefix}, named {@code name}. */
+  private static Gateway fleetReplica(Path repository, String prefix, String name) throws Exception {
+    return Gateway.inProcess(repository, root.resolve("state" + prefix.replace("/", "-") + name), Clock.systemUTC(),
+        settings(prefix, name, etcd.endpoints(), PROBES));
+  }
+
+  /** Publishes {@code replica}'s snapshots once it holds its lease (its fleet thread is off in tests). */
+  private static void published(Gateway replica) throws InterruptedException {
+    eventually("the replica publishes once it holds its lease", () -> {
+      try {
+        replica.server.fleet().publish();
+        return true;
+      } catch (RuntimeException e) {
+        return false;
+      }
+    });
   }
 
   /**
@@ -221,28 +234,13 @@ class EtcdControlStoreTest {
     Gateway.write(repository, "d", 1, Gateway.affine());
     Files.writeString(repository.resolve("d/model.yaml"),
         "max_batch_size: 0\ndrift:\n  sample_rate: 1.0\n  reference_requests: 10000\n  window: 1m\n");
-    java.util.function.Function<String, Gateway> replica = name -> {
-      try {
-        return Gateway.inProcess(repository, root.resolve("state-fleetref-" + name), Clock.systemUTC(),
-            settings("/fleetref/", name, etcd.endpoints(), PROBES));
-      } catch (java.io.IOException e) {
-        throw new java.io.UncheckedIOException(e);
-      }
-    };
     var ask = io.modelgate.proto.admin.v1.SetDriftBaselineRequest.newBuilder().setModel("d").setVersion(1).setWindow("1m")
         .setMerged(true).build();
-    try (Gateway a = replica.apply("a"); Gateway b = replica.apply("b")) {
+    try (Gateway a = fleetReplica(repository, "/fleetref/", "a"); Gateway b = fleetReplica(repository, "/fleetref/", "b")) {
       send(a, 300);
       send(b, 200);
       assertThat(drift(b).getState()).isEqualTo("FORMING");
-      eventually("b publishes once it holds its lease", () -> {
-        try {
-          b.server.fleet().publish();
-          return true;
-        } catch (RuntimeException e) {
-          return false;
-        }
-      });
+      published(b);
 
       var here = answered(() -> a.admin().setDriftBaseline(ask), b).getVersions(0);
       assertThat(here.getReferenceSamples()).isEqualTo(500);
@@ -252,7 +250,7 @@ class EtcdControlStoreTest {
       assertThat(drift(b).getReference()).isEqualTo(here.getReference());
 
       // A replica started since takes it too, once its first request has laid its features out.
-      try (Gateway c = replica.apply("c")) {
+      try (Gateway c = fleetReplica(repository, "/fleetref/", "c")) {
         send(c, 5);
         eventually("c takes the fleet's reference", () -> drift(c).getReferenceSamples() == 500);
         assertThat(drift(c).getReference()).isEqualTo(here.getReference());
@@ -284,30 +282,15 @@ class EtcdControlStoreTest {
     Files.writeString(repository.resolve("d/model.yaml"),
         "max_batch_size: 0\ndrift:\n  sample_rate: 1.0\n  reference_requests: 100\n  window: 1m\n");
     var merged = io.modelgate.proto.admin.v1.GetDriftRequest.newBuilder().setModel("d").setMerged(true).build();
-    java.util.function.Function<String, Gateway> replica = name -> {
-      try {
-        return Gateway.inProcess(repository, root.resolve("state-merge-" + name), Clock.systemUTC(),
-            settings("/merge/", name, etcd.endpoints(), PROBES));
-      } catch (java.io.IOException e) {
-        throw new java.io.UncheckedIOException(e);
-      }
-    };
-    try (Gateway a = replica.apply("a"); Gateway b = replica.apply("b"); Gateway c = replica.apply("c")) {
+    try (Gateway a = fleetReplica(repository, "/merge/", "a"); Gateway b = fleetReplica(repository, "/merge/", "b");
+        Gateway c = fleetReplica(repository, "/merge/", "c")) {
       send(a, 300);
       send(b, 250);
       send(c, 40);
       assertThat(drift(c).getState()).isEqualTo("FORMING");
       assertThat(drift(b).getReferenceSamples()).isEqualTo(100);
-      for (Gateway other : List.of(b, c)) {
-        eventually("a replica publishes once it holds its lease", () -> {
-          try {
-            other.server.fleet().publish();
-            return true;
-          } catch (RuntimeException e) {
-            return false;
-          }
-        });
-      }
+      published(b);
+      published(c);
 
       var report = askMerged(a, merged, b, c);
       assertThat(report.getReplica()).isEqualTo("fleet of 3 (a, b, c), merged on a");
@@ -359,7 +342,7 @@ class EtcdControlStoreTest {
         "max_batch_size: 0\ndrift:\n  sample_rate: 1.0\n  reference_requests: 10000\n  window: 1m\n");
     var ask = io.modelgate.proto.admin.v1.SetDriftBaselineRequest.newBuilder().setModel("d").setVersion(1).setWindow("1m")
         .setFleet(true).build();
-    try (Gateway a = driftReplica(repository, "a"); Gateway b = driftReplica(repository, "b")) {
+    try (Gateway a = fleetReplica(repository, "/drift/", "a"); Gateway b = fleetReplica(repository, "/drift/", "b")) {
       send(a, 300);
       send(b, 250);
       assertThat(drift(b).getState()).isEqualTo("FORMING");
@@ -381,7 +364,7 @@ class EtcdControlStoreTest {
       assertThat(fleet.getVersions(1).getAsOfMs()).isPositive();
 
       // A replica that served nothing in the window cannot: it says so where it is read, the audit log.
-      try (Gateway c = driftReplica(repository, "c")) {
+      try (Gateway c = fleetReplica(repository, "/drift/", "c")) {
         b.admin().setDriftBaseline(ask);
         eventually("c audits why it did not set it", () -> {
           try {
