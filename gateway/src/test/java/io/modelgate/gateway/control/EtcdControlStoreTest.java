@@ -189,6 +189,18 @@ class EtcdControlStoreTest {
     }
   }
 
+  /**
+   * A repository {@code name} of the affine model as {@code d}, every request profiled, its
+   * reference from its first {@code referenceRequests}, alerting on the last minute.
+   */
+  private static Path driftRepository(String name, int referenceRequests) throws java.io.IOException {
+    Path repository = Files.createDirectories(root.resolve(name));
+    Gateway.write(repository, "d", 1, Gateway.affine());
+    Files.writeString(repository.resolve("d/model.yaml"), "max_batch_size: 0\ndrift:\n  sample_rate: 1.0\n"
+        + "  reference_requests: " + referenceRequests + "\n  window: 1m\n");
+    return repository;
+  }
+
   /** A replica of {@code repository} under {@code prefix}, named {@code name}. */
   private static Gateway fleetReplica(Path repository, String prefix, String name) throws Exception {
     return Gateway.inProcess(repository, root.resolve("state" + prefix.replace("/", "-") + name), Clock.systemUTC(),
@@ -230,10 +242,7 @@ class EtcdControlStoreTest {
 
   @Test
   void aFleetsMergedReference_isTakenByEveryReplica_andByOneStartedAfterIt() throws Exception {
-    Path repository = Files.createDirectories(root.resolve("fleetref-repository"));
-    Gateway.write(repository, "d", 1, Gateway.affine());
-    Files.writeString(repository.resolve("d/model.yaml"),
-        "max_batch_size: 0\ndrift:\n  sample_rate: 1.0\n  reference_requests: 10000\n  window: 1m\n");
+    Path repository = driftRepository("fleetref-repository", 10000);
     var ask = io.modelgate.proto.admin.v1.SetDriftBaselineRequest.newBuilder().setModel("d").setVersion(1).setWindow("1m")
         .setMerged(true).build();
     try (Gateway a = fleetReplica(repository, "/fleetref/", "a"); Gateway b = fleetReplica(repository, "/fleetref/", "b")) {
@@ -277,10 +286,7 @@ class EtcdControlStoreTest {
 
   @Test
   void aMergedDriftReport_asksEveryReplicaForItsSketches_mergesEachAnswer_andNamesAReplicaThatDoesNotAnswer() throws Exception {
-    Path repository = Files.createDirectories(root.resolve("merge-repository"));
-    Gateway.write(repository, "d", 1, Gateway.affine());
-    Files.writeString(repository.resolve("d/model.yaml"),
-        "max_batch_size: 0\ndrift:\n  sample_rate: 1.0\n  reference_requests: 100\n  window: 1m\n");
+    Path repository = driftRepository("merge-repository", 100);
     var merged = io.modelgate.proto.admin.v1.GetDriftRequest.newBuilder().setModel("d").setMerged(true).build();
     try (Gateway a = fleetReplica(repository, "/merge/", "a"); Gateway b = fleetReplica(repository, "/merge/", "b");
         Gateway c = fleetReplica(repository, "/merge/", "c")) {
@@ -336,10 +342,7 @@ class EtcdControlStoreTest {
 
   @Test
   void aDriftReferenceAskedOfTheFleet_isSetByEveryReplicaFromItsOwnWindow_andEachSaysWhatItDid() throws Exception {
-    Path repository = Files.createDirectories(root.resolve("drift-repository"));
-    Gateway.write(repository, "d", 1, Gateway.affine());
-    Files.writeString(repository.resolve("d/model.yaml"),
-        "max_batch_size: 0\ndrift:\n  sample_rate: 1.0\n  reference_requests: 10000\n  window: 1m\n");
+    Path repository = driftRepository("drift-repository", 10000);
     var ask = io.modelgate.proto.admin.v1.SetDriftBaselineRequest.newBuilder().setModel("d").setVersion(1).setWindow("1m")
         .setFleet(true).build();
     try (Gateway a = fleetReplica(repository, "/drift/", "a"); Gateway b = fleetReplica(repository, "/drift/", "b")) {
