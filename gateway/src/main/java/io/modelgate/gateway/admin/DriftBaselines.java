@@ -7,11 +7,14 @@ import io.modelgate.gateway.status.LogThrottle;
 import io.modelgate.proto.admin.v1.DriftBaselineAsked;
 import io.modelgate.proto.admin.v1.DriftReport;
 import io.modelgate.runtime.error.InferenceException;
+import io.modelgate.runtime.repository.LoadedVersion;
 import io.modelgate.runtime.repository.ModelVersion;
 import java.time.Clock;
 import java.time.Duration;
 import java.util.HashSet;
+import java.lang.ref.WeakReference;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
@@ -31,8 +34,10 @@ import org.slf4j.LoggerFactory;
  *
  * <p>A replica follows the asks made after it started: one started later forms its reference as
  * its {@code model.yaml} says (its golden set, or its first requests). With {@code --merged} the
- * ask carries the fleet's reference itself — every replica's window merged — which every replica
- * takes as it is, one started later as well (once its first request has laid its features out).
+ * ask carries the fleet's reference itself — every replica's window merged — which every load of
+ * the version takes as it is, once its first request has laid its features out: on every replica,
+ * one started later, and one where the version was loaded again (unloaded and loaded, or reloaded in
+ * place).
  *
  * <p>Threading: {@link #set} on the admin caller's thread, waiting for the drift thread; the
  * follower on its own thread ({@code modelgate-drift-baselines}).
@@ -50,9 +55,13 @@ public final class DriftBaselines implements AutoCloseable {
   private final ScheduledExecutorService follower;
   /**
    * The asks this replica has followed (model/version@time replica), pruned to those still kept:
-   * the follower's, and {@link #set}'s for a fleet's reference taken here at once.
+   * the follower's, and {@link #set}'s for a fleet's reference taken here at once. For a fleet's
+   * reference, the load that took it (or would not), weakly: a later load of the version takes it
+   * again; for an ask of each replica's own window, {@link #ONCE}.
    */
-  private final Set<String> followed = java.util.concurrent.ConcurrentHashMap.newKeySet();
+  private final Map<String, WeakReference<LoadedVersion>> followed = new java.util.concurrent.ConcurrentHashMap<>();
+  /** An ask followed once, whatever the version's load. */
+  private static final WeakReference<LoadedVersion> ONCE = new WeakReference<>(null);
   private final LogThrottle unreadable = new LogThrottle(Duration.ofMinutes(1));
 
   /**
@@ -152,8 +161,9 @@ public final class DriftBaselines implements AutoCloseable {
     control.putDriftBaseline(asked, "reference from " + detail);
     log.info("model '{}' version {}: drift reference from {} as {} asked", model, number, detail, caller);
     try {
+      LoadedVersion loaded = version.loadedOrNull();
       DriftReport report = AdminService.awaitDrift(drift.adoptReference(version, reference));
-      followed.add(key(asked));
+      followed.put(key(asked), new WeakReference<>(loaded));
       return report;
     } catch (InferenceException e) {
       if (e.code() == io.modelgate.runtime.error.ErrorCode.UNAVAILABLE) {
@@ -203,7 +213,7 @@ public final class DriftBaselines implements AutoCloseable {
   private void follow() {
     List<DriftBaselineAsked> asks;
     try {
-      asks = control.store().driftBaselines();
+      asks = control.store().driftBaselines("");
     } catch (RuntimeException e) {
       long heldBack = unreadable.pass();
       if (heldBack >= 0) {
@@ -220,7 +230,8 @@ public final class DriftBaselines implements AutoCloseable {
         take(ask, key);
         continue;
       }
-      if (ask.getReplica().equals(control.replica()) || ask.getAskedAtMs() < startedMs || !followed.add(key)) {
+      if (ask.getReplica().equals(control.replica()) || ask.getAskedAtMs() < startedMs
+          || followed.putIfAbsent(key, ONCE) != null) {
         continue;
       }
       String asked = ", as " + ask.getAskedBy() + " asked of every replica on replica " + ask.getReplica();
@@ -236,39 +247,40 @@ public final class DriftBaselines implements AutoCloseable {
             e.getMessage());
       }
     }
-    followed.retainAll(kept);
+    followed.keySet().retainAll(kept);
   }
 
   /**
-   * Takes a fleet's reference ({@code admin drift baseline --merged}) not yet taken here, whenever
-   * it was asked: a replica started since takes it too, once its first request has laid its
-   * features out (until then it looks again). Audited here (but on the replica that asked, which
-   * audited the ask), or why it was not taken. Follower's thread.
+   * Takes a fleet's reference ({@code admin drift baseline --merged}) on the version's load that has
+   * not taken it yet, whenever it was asked: on a replica started since, and again on a version
+   * loaded again since, once its first request has laid its features out (until then, and while
+   * the version is not loaded here, it looks again). Audited here (but on the replica that asked,
+   * which audited the ask), or why it was not taken. Follower's thread.
    */
   private void take(DriftBaselineAsked ask, String key) {
-    if (followed.contains(key)) {
-      return;
+    io.modelgate.gateway.routing.Route route = control.router().routeOrNull(ask.getModel());
+    ModelVersion version = route == null ? null : route.model().version(ask.getVersion()).orElse(null);
+    LoadedVersion loaded = version == null ? null : version.loadedOrNull();
+    WeakReference<LoadedVersion> took = followed.get(key);
+    if (loaded == null || (took != null && took.get() == loaded)) {
+      return; // not here, or not loaded: looked at again; or this load has taken it (or would not)
     }
     String asked = ", as " + ask.getAskedBy() + " asked of every replica on replica " + ask.getReplica();
     String detail = "reference from " + ask.getReference().getReferenceSource().replaceFirst(" set by an operator at [^,]*", "");
-    ModelVersion version;
     try {
-      version = versionOf(ask.getModel(), ask.getVersion());
       AdminService.awaitDrift(drift.adoptReference(version, ask.getReference()));
     } catch (InferenceException e) {
       if (e.code() == io.modelgate.runtime.error.ErrorCode.UNAVAILABLE) {
-        return; // no request profiled yet here: taken at a later look
+        return; // no request profiled yet here (or unloaded since): taken at a later look
       }
-      followed.add(key);
-      if (e.code() != io.modelgate.runtime.error.ErrorCode.NOT_FOUND) {
-        control.audit(VersionControl.FLEET_CALLER, "SetDriftBaseline", ask.getModel(), ask.getVersion(),
-            "NOT SET HERE: " + e.getMessage() + " (" + detail + asked + ")");
-        log.warn("model '{}' version {}: the fleet's drift reference not taken here{}: {}", ask.getModel(), ask.getVersion(),
-            asked, e.getMessage());
-      }
+      followed.put(key, new WeakReference<>(loaded));
+      control.audit(VersionControl.FLEET_CALLER, "SetDriftBaseline", ask.getModel(), ask.getVersion(),
+          "NOT SET HERE: " + e.getMessage() + " (" + detail + asked + ")");
+      log.warn("model '{}' version {}: the fleet's drift reference not taken here{}: {}", ask.getModel(), ask.getVersion(),
+          asked, e.getMessage());
       return;
     }
-    followed.add(key);
+    followed.put(key, new WeakReference<>(loaded));
     if (!ask.getReplica().equals(control.replica())) {
       control.audit(VersionControl.FLEET_CALLER, "SetDriftBaseline", ask.getModel(), ask.getVersion(), detail + asked);
     }

@@ -1194,7 +1194,8 @@ final class AdminCommand implements Runnable {
   }
 
   @Command(name = "forget", description = {"Forget what the control store keeps for a model removed from the repository"
-      + " (its routing, their history, its last rollout, its versions' last loads and unloads), so that a model added"
+      + " (its routing, their history, its last rollout, its versions' last loads and unloads; in a fleet, its versions'"
+      + " drift references), so that a model added"
       + " later under its name starts afresh.",
       "Refused while this replica's repository has the model (admin models says when a model whose folder has gone is"
       + " removed), while its rollout runs, or while another replica has it loaded. In a fleet, every replica that"

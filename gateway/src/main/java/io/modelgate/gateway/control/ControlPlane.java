@@ -462,8 +462,8 @@ public final class ControlPlane implements AutoCloseable {
   /**
    * Forgets what the control store keeps for a model that this replica's repository no longer has
    * (removed, its folder gone; or never here): its routing policy and their history, its latest
-   * rollout and its versions' last loads and unloads, in the store and here, audited ({@code
-   * ForgetModel}). A model of that name added later starts with the default routing and every
+   * rollout, its versions' last loads and unloads, and in a fleet the drift references asked of
+   * every replica for its versions, in the store and here, audited ({@code ForgetModel}). A model of that name added later starts with the default routing and every
    * version loaded. In a fleet every replica that lacks the model forgets it too; one whose
    * repository still has it keeps the routing in force (it writes a new record at its next change).
    *
@@ -480,10 +480,12 @@ public final class ControlPlane implements AutoCloseable {
           + " memory for 15 minutes: admin models says when)");
     }
     ControlStore.Stored known = records.get(model);
-    if (known == null) {
+    List<Long> driftReferences = store.driftBaselines(model).stream()
+        .map(io.modelgate.proto.admin.v1.DriftBaselineAsked::getVersion).sorted().toList();
+    if (known == null && driftReferences.isEmpty()) {
       throw InferenceException.notFound("nothing is kept for model '" + model + "' in the control store");
     }
-    ModelControl control = known.control();
+    ModelControl control = known != null ? known.control() : ModelControl.newBuilder().setModel(model).build();
     if (control.getRollout().getState().equals("RUNNING")) {
       throw InferenceException.failedPrecondition("model '" + model + "' has a RUNNING rollout; abort it first (admin"
           + " rollout abort --model " + model + ")");
@@ -494,18 +496,15 @@ public final class ControlPlane implements AutoCloseable {
           + ", which route it by this record; take it down there first (admin unload --model " + model + "), or forget"
           + " it once they have removed it");
     }
-    String detail = forgotten(control);
+    String detail = forgotten(control, driftReferences);
     AuditRecord audit = AuditRecord.newBuilder().setTimeMs(clock.millis()).setCaller(caller).setAction("ForgetModel")
         .setModel(model).setDetail(detail).setOldPolicy(control.getPolicy()).build();
-    if (known.revision() == 0) {
-      store.audit(audit); // already gone from the store: forgotten here
-    } else {
-      try {
-        store.forget(model, known.revision(), audit);
-      } catch (ControlStore.Conflict lost) {
-        adopt(lost.current());
-        throw InferenceException.aborted("model '" + model + "''s record was changed on another replica first; retry");
-      }
+    try {
+      // At revision 0 (no record, or one already gone from the store): only if there is still none.
+      store.forget(model, known != null ? known.revision() : 0, audit);
+    } catch (ControlStore.Conflict lost) {
+      adopt(lost.current());
+      throw InferenceException.aborted("model '" + model + "''s record was changed on another replica first; retry");
     }
     records.remove(model);
     if (control.getLoadsCount() > 0 && loadsListener != null) {
@@ -569,7 +568,7 @@ public final class ControlPlane implements AutoCloseable {
   }
 
   /** What forgetting {@code control} drops, in words. */
-  private static String forgotten(ModelControl control) {
+  private static String forgotten(ModelControl control, List<Long> driftReferences) {
     List<String> parts = new ArrayList<>();
     if (control.hasPolicy()) {
       parts.add("routing revision " + control.getPolicy().getRevision() + " " + control.getPolicy().getWeightsMap());
@@ -583,6 +582,11 @@ public final class ControlPlane implements AutoCloseable {
     if (control.getLoadsCount() > 0) {
       parts.add("the last load or unload of " + control.getLoadsCount() + " version"
           + (control.getLoadsCount() == 1 ? "" : "s"));
+    }
+    if (!driftReferences.isEmpty()) {
+      parts.add("the fleet's drift reference" + (driftReferences.size() == 1 ? "" : "s") + " of version"
+          + (driftReferences.size() == 1 ? " " : "s ") + driftReferences.stream().map(String::valueOf)
+              .collect(java.util.stream.Collectors.joining(", ")));
     }
     return parts.isEmpty() ? "forgot an empty record" : "forgot " + String.join(", ", parts);
   }

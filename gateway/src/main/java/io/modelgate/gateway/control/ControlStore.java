@@ -54,9 +54,10 @@ public interface ControlStore extends AutoCloseable {
   long commit(ModelControl next, long expectedRevision, List<AuditRecord> audit);
 
   /**
-   * Deletes {@code model}'s record if it is still at {@code expectedRevision}, and appends {@code
-   * audit}, in one step: the store keeps nothing of the model from then on (other replicas are told
-   * as of any change, by a record at revision 0).
+   * Deletes {@code model}'s record if it is still at {@code expectedRevision} (0: if there is none),
+   * with the drift references asked of every replica for its versions, and appends {@code audit},
+   * in one step: the store keeps nothing of the model from then on but its usage (other replicas are
+   * told as of any change, by a record at revision 0).
    *
    * @throws Conflict when the record has changed since (another replica wrote it)
    * @throws io.modelgate.runtime.error.InferenceException UNAVAILABLE as {@link #commit}
@@ -199,12 +200,12 @@ public interface ControlStore extends AutoCloseable {
   }
 
   /**
-   * The drift references asked of every replica, the latest per version; empty for a store that is
-   * not {@link #shared}. Any thread.
+   * The drift references asked of every replica, the latest per version, of {@code model} ("": of
+   * every model); empty for a store that is not {@link #shared}. Any thread.
    *
    * @throws io.modelgate.runtime.error.InferenceException UNAVAILABLE when the store cannot be read
    */
-  default List<io.modelgate.proto.admin.v1.DriftBaselineAsked> driftBaselines() {
+  default List<io.modelgate.proto.admin.v1.DriftBaselineAsked> driftBaselines(String model) {
     return List.of();
   }
 

@@ -366,7 +366,14 @@ public final class EtcdControlStore implements ControlStore {
             ? new Cmp(key, Cmp.Op.EQUAL, CmpTarget.version(0))
             : new Cmp(key, Cmp.Op.EQUAL, CmpTarget.modRevision(expectedRevision));
     List<Op> ops = new ArrayList<>(audit.size() + 1);
-    ops.add(next == null ? Op.delete(key, DeleteOption.DEFAULT) : Op.put(key, ByteSequence.from(next.toByteArray()), PutOption.DEFAULT));
+    if (next == null) {
+      ops.add(Op.delete(key, DeleteOption.DEFAULT));
+      // A model forgotten takes its versions' fleet drift references with it (a model of that name
+      // added later is another model).
+      ops.add(Op.delete(bytes(driftBaselinesPrefix(model)), DeleteOption.builder().isPrefix(true).build()));
+    } else {
+      ops.add(Op.put(key, ByteSequence.from(next.toByteArray()), PutOption.DEFAULT));
+    }
     for (AuditRecord record : audit) {
       ops.add(auditPut(record));
     }
@@ -1001,9 +1008,14 @@ public final class EtcdControlStore implements ControlStore {
   }
 
   @Override
-  public List<io.modelgate.proto.admin.v1.DriftBaselineAsked> driftBaselines() {
-    return readAll(bytes(driftBaselinesPrefix), GetOption.builder().isPrefix(true).build(),
+  public List<io.modelgate.proto.admin.v1.DriftBaselineAsked> driftBaselines(String model) {
+    return readAll(bytes(driftBaselinesPrefix(model)), GetOption.builder().isPrefix(true).build(),
         io.modelgate.proto.admin.v1.DriftBaselineAsked.parser(), "a drift reference asked of the fleet");
+  }
+
+  /** Where the fleet's drift references of {@code model} are kept ("": of every model). */
+  private String driftBaselinesPrefix(String model) {
+    return model.isEmpty() ? driftBaselinesPrefix : driftBaselinesPrefix + model + "/";
   }
 
   @Override

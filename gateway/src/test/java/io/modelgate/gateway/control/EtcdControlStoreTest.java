@@ -263,6 +263,13 @@ class EtcdControlStoreTest {
         send(c, 5);
         eventually("c takes the fleet's reference", () -> drift(c).getReferenceSamples() == 500);
         assertThat(drift(c).getReference()).isEqualTo(here.getReference());
+
+        // The version unloaded there (its profile goes) and loaded again: the new load takes it again.
+        c.repository.unloadVersion("d", 1, Duration.ofSeconds(5));
+        c.server.drift().flush().get(10, TimeUnit.SECONDS);
+        c.repository.loadVersion("d", 1);
+        send(c, 5);
+        eventually("c's new load takes the fleet's reference", () -> drift(c).getReferenceSamples() == 500);
       }
       // Not from a golden run; not without a fleet.
       assertThatThrownBy(() -> a.admin().setDriftBaseline(ask.toBuilder().setGolden(true).build()))
@@ -276,7 +283,21 @@ class EtcdControlStoreTest {
             "b fleet reference from the fleet's 1m window, merged from 2 replicas: a (300), b (200), as OPERATOR asked of"
                 + " every replica on replica a",
             "c fleet reference from the fleet's 1m window, merged from 2 replicas: a (300), b (200), as OPERATOR asked of"
+                + " every replica on replica a",
+            "c fleet reference from the fleet's 1m window, merged from 2 replicas: a (300), b (200), as OPERATOR asked of"
                 + " every replica on replica a");
+
+    // The model removed from the fleet: forgetting it drops its fleet reference from etcd, audited.
+    Path without = Files.createDirectories(root.resolve("fleetref-without"));
+    Gateway.write(without, "other", 1, Gateway.affine());
+    try (Gateway d = fleetReplica(without, "/fleetref/", "d")) {
+      assertThat(etcdKeys("/fleetref/drift-baselines/")).containsExactly("/fleetref/drift-baselines/d/1");
+      assertThat(d.admin().forgetModel(io.modelgate.proto.admin.v1.ForgetModelRequest.newBuilder().setModel("d").build())
+          .getForgotten()).isEqualTo("forgot the fleet's drift reference of version 1");
+      assertThat(etcdKeys("/fleetref/drift-baselines/")).isEmpty();
+      assertThatThrownBy(() -> d.admin().forgetModel(io.modelgate.proto.admin.v1.ForgetModelRequest.newBuilder()
+          .setModel("d").build())).hasMessageContaining("NOT_FOUND: nothing is kept for model 'd'");
+    }
     try (Gateway alone = Gateway.inProcess(root.resolve("fleetref-repository"), Duration.ofSeconds(10),
         root.resolve("state-fleetref-alone"), Clock.systemUTC())) {
       assertThatThrownBy(() -> alone.admin().setDriftBaseline(ask))
@@ -836,16 +857,30 @@ class EtcdControlStoreTest {
 
   /** The audit records under {@code <prefix>audit/} in etcd, in key order. */
   private static List<io.modelgate.proto.admin.v1.AuditRecord> auditRecords(String prefix) throws Exception {
+    List<io.modelgate.proto.admin.v1.AuditRecord> records = new ArrayList<>();
+    for (byte[] value : etcdRead(prefix + "audit/").values()) {
+      io.modelgate.proto.admin.v1.AuditRecord.Builder record = io.modelgate.proto.admin.v1.AuditRecord.newBuilder();
+      com.google.protobuf.util.JsonFormat.parser().merge(new String(value, java.nio.charset.StandardCharsets.UTF_8), record);
+      records.add(record.build());
+    }
+    return records;
+  }
+
+  /** The keys under {@code prefix} in etcd, in key order. */
+  private static List<String> etcdKeys(String prefix) throws Exception {
+    return new ArrayList<>(etcdRead(prefix).keySet());
+  }
+
+  /** The keys under {@code prefix} in etcd and their values, in key order. */
+  private static java.util.SortedMap<String, byte[]> etcdRead(String prefix) throws Exception {
     try (io.etcd.jetcd.Client client = io.etcd.jetcd.Client.builder().endpoints(etcd.endpoints().toArray(URI[]::new)).build()) {
-      List<io.modelgate.proto.admin.v1.AuditRecord> records = new ArrayList<>();
+      java.util.SortedMap<String, byte[]> read = new java.util.TreeMap<>();
       for (io.etcd.jetcd.KeyValue kv : client.getKVClient().get(
-          io.etcd.jetcd.ByteSequence.from(prefix + "audit/", java.nio.charset.StandardCharsets.UTF_8),
+          io.etcd.jetcd.ByteSequence.from(prefix, java.nio.charset.StandardCharsets.UTF_8),
           io.etcd.jetcd.options.GetOption.builder().isPrefix(true).build()).get(10, TimeUnit.SECONDS).getKvs()) {
-        io.modelgate.proto.admin.v1.AuditRecord.Builder record = io.modelgate.proto.admin.v1.AuditRecord.newBuilder();
-        com.google.protobuf.util.JsonFormat.parser().merge(kv.getValue().toString(java.nio.charset.StandardCharsets.UTF_8), record);
-        records.add(record.build());
+        read.put(kv.getKey().toString(java.nio.charset.StandardCharsets.UTF_8), kv.getValue().getBytes());
       }
-      return records;
+      return read;
     }
   }
 
