@@ -100,6 +100,8 @@ public final class EtcdControlStore implements ControlStore {
   private final ByteSequence diagnosticsKey;
   /** {@code <prefix>drift-baselines/<model>/<version>}: the latest drift reference asked of every replica. */
   private final String driftBaselinesPrefix;
+  /** The fleet's drift references as last read, by key: each read again once written again. Any thread. */
+  private final Map<String, ReadAsk> driftBaselinesRead = new java.util.concurrent.ConcurrentHashMap<>();
   private final String driftAsksPrefix;
   private final String driftSketchesPrefix;
   private final String target;
@@ -1007,10 +1009,54 @@ public final class EtcdControlStore implements ControlStore {
     wrote();
   }
 
+  /**
+   * {@inheritDoc}
+   *
+   * <p>Reads the keys alone with the revisions they were written at, and the value of a key only
+   * where it is new or written again since this replica last read it ({@link #driftBaselinesRead}):
+   * a merged reference runs to some 20 KB and every replica looks every 2 s.
+   */
   @Override
   public List<io.modelgate.proto.admin.v1.DriftBaselineAsked> driftBaselines(String model) {
-    return readAll(bytes(driftBaselinesPrefix(model)), GetOption.builder().isPrefix(true).build(),
-        io.modelgate.proto.admin.v1.DriftBaselineAsked.parser(), "a drift reference asked of the fleet");
+    String prefix = driftBaselinesPrefix(model);
+    List<io.modelgate.proto.admin.v1.DriftBaselineAsked> asks = new ArrayList<>();
+    java.util.Set<String> present = new java.util.HashSet<>();
+    try {
+      Connection using = connection;
+      GetResponse keys = await(using.kv().get(bytes(prefix), GetOption.builder().isPrefix(true).withKeysOnly(true).build()));
+      for (KeyValue listed : keys.getKvs()) {
+        String key = listed.getKey().toString(StandardCharsets.UTF_8);
+        present.add(key);
+        ReadAsk read = driftBaselinesRead.get(key);
+        if (read == null || read.revision() != listed.getModRevision()) {
+          List<KeyValue> value = await(using.kv().get(listed.getKey())).getKvs();
+          if (value.isEmpty()) {
+            continue; // deleted since the keys were read
+          }
+          read = new ReadAsk(value.get(0).getModRevision(), parseAsk(value.get(0)));
+          driftBaselinesRead.put(key, read);
+        }
+        if (read.ask() != null) {
+          asks.add(read.ask());
+        }
+      }
+    } catch (IOException e) {
+      throw unreachable(e, "");
+    }
+    driftBaselinesRead.keySet().removeIf(key -> key.startsWith(prefix) && !present.contains(key));
+    return asks;
+  }
+
+  /** A drift reference asked of the fleet as read, at the revision it was written at; null where it does not parse. */
+  private record ReadAsk(long revision, io.modelgate.proto.admin.v1.DriftBaselineAsked ask) {}
+
+  private static io.modelgate.proto.admin.v1.DriftBaselineAsked parseAsk(KeyValue kv) {
+    try {
+      return io.modelgate.proto.admin.v1.DriftBaselineAsked.parseFrom(kv.getValue().getBytes());
+    } catch (InvalidProtocolBufferException e) {
+      log.warn("etcd key {} is not a drift reference asked of the fleet; ignored until it is written again", kv.getKey());
+      return null;
+    }
   }
 
   /** Where the fleet's drift references of {@code model} are kept ("": of every model). */

@@ -805,6 +805,45 @@ class EtcdControlStoreTest {
   }
 
   @Test
+  void theFleetsDriftReferences_areReadByModel_andEachReadAgainOnceWrittenAgain() throws Exception {
+    var first = io.modelgate.proto.admin.v1.DriftBaselineAsked.newBuilder().setModel("m").setVersion(1).setWindow("1m")
+        .setAskedBy("test").setReplica("a").setAskedAtMs(1).build();
+    var other = first.toBuilder().setModel("m2").build();
+    var audit = io.modelgate.proto.admin.v1.AuditRecord.newBuilder().setTimeMs(1).setCaller("test")
+        .setAction("SetDriftBaseline").build();
+    try (EtcdControlStore a = new EtcdControlStore(settings("/refread/", "a", etcd.endpoints(), PROBES),
+            new io.micrometer.core.instrument.simple.SimpleMeterRegistry(), Clock.systemUTC());
+        EtcdControlStore b = new EtcdControlStore(settings("/refread/", "b", etcd.endpoints(), PROBES),
+            new io.micrometer.core.instrument.simple.SimpleMeterRegistry(), Clock.systemUTC())) {
+      a.putDriftBaseline(first, audit);
+      a.putDriftBaseline(other, audit);
+      assertThat(b.driftBaselines("")).containsExactly(first, other);
+      assertThat(b.driftBaselines("m")).containsExactly(first);
+
+      // Written again (on another replica): read again, whoever read it before.
+      var second = first.toBuilder().setWindow("5m").setAskedAtMs(2).build();
+      a.putDriftBaseline(second, audit);
+      assertThat(b.driftBaselines("m")).containsExactly(second);
+      assertThat(b.driftBaselines("")).containsExactly(second, other);
+
+      // A value that is not a reference is left out, and read once written again as one.
+      try (io.etcd.jetcd.Client client = io.etcd.jetcd.Client.builder().endpoints(etcd.endpoints().toArray(URI[]::new)).build()) {
+        client.getKVClient().put(io.etcd.jetcd.ByteSequence.from("/refread/drift-baselines/m/2", java.nio.charset.StandardCharsets.UTF_8),
+            io.etcd.jetcd.ByteSequence.from(new byte[] {(byte) 0xff, 1})).get(10, TimeUnit.SECONDS);
+        assertThat(b.driftBaselines("m")).containsExactly(second);
+        var two = first.toBuilder().setVersion(2).build();
+        a.putDriftBaseline(two, audit);
+        assertThat(b.driftBaselines("m")).containsExactly(second, two);
+      }
+
+      // The model's record forgotten (there is none: revision 0) takes its references, not m2's.
+      a.forget("m", 0, audit);
+      assertThat(b.driftBaselines("")).containsExactly(other);
+      assertThat(etcdKeys("/refread/drift-baselines/")).containsExactly("/refread/drift-baselines/m2/1");
+    }
+  }
+
+  @Test
   void auditRecordsPastTheRetention_andTheOldestPastTheMostKept_areDeleted_byAnyReplica() throws Exception {
     io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
     long now = Duration.ofDays(10).toMillis();
