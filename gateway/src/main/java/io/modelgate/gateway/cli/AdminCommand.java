@@ -211,6 +211,10 @@ final class AdminCommand implements Runnable {
     if (kept.getVersionLoads() > 0) {
       parts.add("the last load or unload of " + kept.getVersionLoads() + " version" + (kept.getVersionLoads() == 1 ? "" : "s"));
     }
+    if (kept.getDriftReferenceVersionsCount() > 0) {
+      parts.add("the fleet's drift reference" + (kept.getDriftReferenceVersionsCount() == 1 ? " of version " : "s of versions ")
+          + kept.getDriftReferenceVersionsList().stream().map(String::valueOf).collect(java.util.stream.Collectors.joining(", ")));
+    }
     String keeps = parts.isEmpty() ? "an empty record" : String.join(", ", parts);
     if (kept.getLoadedOnCount() > 0) {
       return "KEPT: model " + kept.getModel() + ", not in this replica's repository, loaded on replica "

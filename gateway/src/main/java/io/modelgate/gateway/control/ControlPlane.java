@@ -544,25 +544,38 @@ public final class ControlPlane implements AutoCloseable {
    * metrics do).
    */
   public List<io.modelgate.proto.admin.v1.KeptModel> keptWithoutModel() {
-    List<io.modelgate.proto.admin.v1.KeptModel> kept = new ArrayList<>();
-    Map<String, List<String>> loaded = null;
-    for (ControlStore.Stored stored : records.values()) {
-      ModelControl control = stored.control();
-      if (router.routeOrNull(control.getModel()) != null) {
-        continue;
-      }
-      if (loaded == null) {
-        try {
-          // A store known to be down is not waited for: the records are listed without where they are loaded.
-          loaded = store.status().getUp() ? loadedElsewhere("") : Map.of();
-        } catch (InferenceException e) {
-          loaded = Map.of();
+    // A store known to be down is not waited for: what it keeps is listed without the fleet's drift
+    // references, and without where the models are loaded.
+    boolean up = store.status().getUp();
+    Map<String, java.util.TreeSet<Long>> references = new java.util.TreeMap<>();
+    if (up) {
+      try {
+        for (io.modelgate.proto.admin.v1.DriftBaselineAsked ask : store.driftBaselines("")) {
+          references.computeIfAbsent(ask.getModel(), m -> new java.util.TreeSet<>()).add(ask.getVersion());
         }
+      } catch (InferenceException e) {
+        up = false;
       }
-      kept.add(io.modelgate.proto.admin.v1.KeptModel.newBuilder().setModel(control.getModel())
+    }
+    java.util.Set<String> models = new java.util.TreeSet<>(records.keySet());
+    models.addAll(references.keySet());
+    models.removeIf(model -> router.routeOrNull(model) != null);
+    Map<String, List<String>> loaded = Map.of();
+    if (up && !models.isEmpty()) {
+      try {
+        loaded = loadedElsewhere("");
+      } catch (InferenceException e) {
+        // listed without where they are loaded
+      }
+    }
+    List<io.modelgate.proto.admin.v1.KeptModel> kept = new ArrayList<>();
+    for (String model : models) {
+      ControlStore.Stored stored = records.get(model);
+      ModelControl control = stored != null ? stored.control() : ModelControl.getDefaultInstance();
+      kept.add(io.modelgate.proto.admin.v1.KeptModel.newBuilder().setModel(model)
           .setRoutingRevision(control.getPolicy().getRevision()).setRolloutState(control.getRollout().getState())
-          .setVersionLoads(control.getLoadsCount()).addAllLoadedOn(loaded.getOrDefault(control.getModel(), List.of()))
-          .build());
+          .setVersionLoads(control.getLoadsCount()).addAllLoadedOn(loaded.getOrDefault(model, List.of()))
+          .addAllDriftReferenceVersions(references.getOrDefault(model, new java.util.TreeSet<>())).build());
     }
     return kept;
   }

@@ -347,6 +347,12 @@ class CliTest {
         .build())).isEqualTo("KEPT: model m, not in this replica's repository, loaded on replica r2 (version 1), r3"
         + " (version 1): the control store keeps routing revision 2, the last load or unload of 2 versions, by which they"
         + " route it");
+    assertThat(AdminCommand.keptLine(kept.clear().setModel("d").addDriftReferenceVersions(1).build())).isEqualTo("KEPT:"
+        + " model d, not in this replica's repository: the control store keeps the fleet's drift reference of version 1,"
+        + " for a folder of that name (admin forget --model d drops it)");
+    assertThat(AdminCommand.keptLine(kept.setVersionLoads(1).addDriftReferenceVersions(3).build())).isEqualTo("KEPT:"
+        + " model d, not in this replica's repository: the control store keeps the last load or unload of 1 version, the"
+        + " fleet's drift references of versions 1, 3, for a folder of that name (admin forget --model d drops it)");
   }
 
   @Test

@@ -292,6 +292,9 @@ class EtcdControlStoreTest {
     Gateway.write(without, "other", 1, Gateway.affine());
     try (Gateway d = fleetReplica(without, "/fleetref/", "d")) {
       assertThat(etcdKeys("/fleetref/drift-baselines/")).containsExactly("/fleetref/drift-baselines/d/1");
+      assertThat(d.admin().listModels(io.modelgate.proto.admin.v1.ListModelsRequest.getDefaultInstance())
+          .getModelsKeptList()).extracting(kept -> kept.getModel() + " " + kept.getDriftReferenceVersionsList())
+          .containsExactly("d [1]");
       assertThat(d.admin().forgetModel(io.modelgate.proto.admin.v1.ForgetModelRequest.newBuilder().setModel("d").build())
           .getForgotten()).isEqualTo("forgot the fleet's drift reference of version 1");
       assertThat(etcdKeys("/fleetref/drift-baselines/")).isEmpty();
