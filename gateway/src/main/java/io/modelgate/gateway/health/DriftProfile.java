@@ -10,7 +10,6 @@ import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.List;
 import org.apache.datasketches.kll.KllDoublesSketch;
-import org.apache.datasketches.quantilescommon.KolmogorovSmirnov;
 import org.apache.datasketches.quantilescommon.QuantileSearchCriteria;
 
 /**
@@ -729,8 +728,32 @@ final class DriftProfile {
       return new Score(feature, window, samples, Double.NaN, Double.NaN, false);
     }
     double ks = ks(ref, cur);
-    double significant = KolmogorovSmirnov.computeKSThreshold(ref, cur, SIGNIFICANCE);
+    double significant = significantKs(ref, cur);
     return new Score(feature, window, samples, ks, significant, ks > settings.ksThreshold() && ks > significant);
+  }
+
+  /**
+   * The Kolmogorov–Smirnov statistic two sketches must exceed to differ at p = {@link
+   * #SIGNIFICANCE}: c(α)·√((n₁ + n₂)/(n₁·n₂)) over the values each has seen, c(α) = √(−ln(α/2)/2)
+   * (1.95), plus each sketch's rank error ({@code getNormalizedRankError(false)}, about 0.02 at
+   * {@link #K}) where it has compacted — one that still holds every value it has seen is exact.
+   * A sketch's distribution is within its rank error of its values', so the statistic of the
+   * values themselves is at least the sketches' less both errors. (DataSketches' own {@code
+   * KolmogorovSmirnov.computeKSThreshold} counts the values a sketch retains where this counts those
+   * it has seen: at most about 400 at {@code K}, which holds its threshold above about 0.18 however
+   * many requests the windows hold, and made any {@code ks_threshold} below that unreachable.)
+   */
+  static double significantKs(KllDoublesSketch a, KllDoublesSketch b) {
+    double n1 = a.getN();
+    double n2 = b.getN();
+    return KS_FACTOR * Math.sqrt((n1 + n2) / (n1 * n2)) + rankError(a) + rankError(b);
+  }
+
+  /** c(α) of {@link #significantKs} at {@link #SIGNIFICANCE}. */
+  private static final double KS_FACTOR = Math.sqrt(-0.5 * Math.log(0.5 * SIGNIFICANCE));
+
+  private static double rankError(KllDoublesSketch sketch) {
+    return sketch.isEstimationMode() ? sketch.getNormalizedRankError(false) : 0;
   }
 
   /**

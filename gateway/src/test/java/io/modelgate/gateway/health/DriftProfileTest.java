@@ -42,6 +42,30 @@ class DriftProfileTest {
   }
 
   @Test
+  void theKsNeededToDiffer_shrinksWithTheValuesSeen_toTheSketchesRankErrors() {
+    // Sketches that hold every value they saw are exact: c(α)·√((n₁ + n₂)/(n₁·n₂)) alone.
+    double[] fifty = java.util.stream.IntStream.range(0, 50).mapToDouble(i -> i).toArray();
+    KllDoublesSketch a = sketch(fifty);
+    assertThat(a.isEstimationMode()).isFalse();
+    assertThat(DriftProfile.significantKs(a, sketch(fifty))).isCloseTo(1.9495 * Math.sqrt(2.0 / 50), within(1e-3));
+
+    // 100,000 values each, compacted: the rank errors (about 0.02 each) are most of it.
+    java.util.Random random = new java.util.Random(7);
+    KllDoublesSketch reference = sketch(random.doubles(100_000).map(u -> random.nextGaussian()).toArray());
+    KllDoublesSketch same = sketch(random.doubles(100_000).map(u -> random.nextGaussian()).toArray());
+    KllDoublesSketch shifted = sketch(random.doubles(100_000).map(u -> random.nextGaussian() + 0.3).toArray());
+    double needed = DriftProfile.significantKs(reference, same);
+    assertThat(needed).isBetween(0.045, 0.06);
+    // The same distribution does not differ; one shifted by 0.3 standard deviations (KS 0.12) does,
+    // where DataSketches' own threshold, which counts the values each sketch retains, needs 0.18.
+    assertThat(DriftProfile.ks(reference, same)).isLessThan(needed);
+    double dataSketches = org.apache.datasketches.quantilescommon.KolmogorovSmirnov.computeKSThreshold(reference, shifted,
+        DriftProfile.SIGNIFICANCE);
+    assertThat(dataSketches).isGreaterThan(0.17);
+    assertThat(DriftProfile.ks(reference, shifted)).isCloseTo(0.119, within(0.02)).isGreaterThan(needed).isLessThan(dataSketches);
+  }
+
+  @Test
   void psi_isZeroForTheSameShares_andGrowsWithTheirDifference() {
     assertThat(DriftProfile.psi(new long[] {10, 20, 30}, new long[] {100, 200, 300})).isCloseTo(0, within(1e-3));
     // Half and half against all in the first class (smoothed by half an observation).
