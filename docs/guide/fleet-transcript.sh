@@ -20,7 +20,7 @@ echo "fleet-transcript-admin-token-0123456789" >"$work/token"
 # Replica rN listens on base+10N+1 (gRPC), +2 (metrics), +3 (admin); a 1 s inference warm-up, not
 # the default 10 s: CI runs this script, and the warm-up only delays it.
 for n in 1 2; do
-  start_replica "$n" "$base" "$etcd_port" --judge-lease 3s
+  start_replica "$n" "$base" "$etcd_port" --judge-lease 3s --fleet-drift-every 10s
 done
 for n in 1 2; do
   wait_serving "$work/r$n.log" "replica r$n"
@@ -95,7 +95,7 @@ echo "## fleet 7. a replica that loaded another file"
 bin/modelgate demo "$work/r3-repo" --faulty-version 3 >/dev/null
 cp "$work/r3-repo/cnn_mnist/3/model.onnx" "$work/r3-repo/cnn_mnist/2/model.onnx"
 rm -r "$work/r3-repo/cnn_mnist/3"
-start_replica 3 "$base" "$etcd_port" --judge-lease 3s --model-repository "$work/r3-repo"
+start_replica 3 "$base" "$etcd_port" --judge-lease 3s --fleet-drift-every 10s --model-repository "$work/r3-repo"
 wait_serving "$work/r3.log" "replica r3"
 # Each replica publishes its versions every few seconds.
 sleep 6
@@ -139,7 +139,7 @@ run_on 1 unload --model cnn_mnist --version 1
 wait_models 2 '^cnn_mnist +1 +UNAVAILABLE'
 # r2 restarts: it reads the fleet's asks before it loads its repository.
 kill "${replica_pid[2]}"; wait "${replica_pid[2]}" 2>/dev/null || true
-start_replica 2 "$base" "$etcd_port" --judge-lease 3s
+start_replica 2 "$base" "$etcd_port" --judge-lease 3s --fleet-drift-every 10s
 wait_serving "$work/r2.log" "replica r2"
 echo "\$ grep 'cnn_mnist.*left unloaded' r2.log"
 grep -o "model 'cnn_mnist' version 1 left unloaded.*" "$work/r2.log" | sed 's/ *$//' || true
@@ -186,7 +186,7 @@ echo "## fleet 13. the fleet's drift as one"
 # A fourth replica on the demo, as r2 (r3's version 2 is another model file). Upright digits to r2
 # and r4; then r4 asks every replica for its sketches (each answers at its next publish, within
 # 2 s) and merges those of the same model file with its own.
-start_replica 4 "$base" "$etcd_port" --judge-lease 3s
+start_replica 4 "$base" "$etcd_port" --judge-lease 3s --fleet-drift-every 10s
 wait_serving "$work/r4.log" "replica r4"
 for n in 2 4; do
   bin/modelgate infer --target "localhost:$((base + 10 * n + 1))" --model cnn_mnist --version 2 --every-digit \
@@ -203,3 +203,23 @@ run_on 2 drift --model cnn_mnist --version 2
 echo "\$ etcdctl get --prefix /modelgate/audit/ --print-value-only | grep '1m window, merged from'"
 ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$etcd_port" get --prefix /modelgate/audit/ --print-value-only |
   grep '1m window, merged from' || true
+
+echo "## fleet 14. the fleet's drift watched"
+# Every replica runs with --fleet-drift-every 10s: the one that judges rollouts merges every
+# replica's sketches each 10 s (as drift --merged) and exports the fleet's scores. Inverted digits
+# to r2 and r4; then the judge's series of version 2.
+judge=$(admin 4 models | sed -n 's/.*rollouts judged by r\([0-9]*\).*/\1/p' | head -n 1)
+for n in 2 4; do
+  bin/modelgate infer --target "localhost:$((base + 10 * n + 1))" --model cnn_mnist --version 2 --every-digit \
+    --invert --repeat 62 >/dev/null
+done
+fleet_series() {
+  curl -s "localhost:$((base + 10 * judge + 2))/metrics" |
+    grep -E '^modelgate_drift_fleet_(replicas|left_out|drifted)\{.*model="cnn_mnist".*version="2"' || true
+}
+for _ in $(seq 1 40); do
+  fleet_series | grep -E 'drifted\{.*tensor="input_image".* 1\.0$' >/dev/null && break
+  sleep 0.5
+done
+echo "\$ curl -s r$judge:8002/metrics | grep -E '^modelgate_drift_fleet_(replicas|left_out|drifted)\\{.*model=\"cnn_mnist\".*version=\"2\"'"
+fleet_series

@@ -227,6 +227,17 @@ final class ServeCommand implements Callable<Integer> {
   java.time.Duration etcdCompaction;
 
   @Option(
+      names = "--fleet-drift-every",
+      defaultValue = "0",
+      converter = Converters.TimeSpan.class,
+      paramLabel = "DURATION",
+      description = "In a fleet, how often the replica that judges rollouts merges every replica's drift sketches of"
+          + " each profiled model (as admin drift --merged) and exports the fleet's scores as modelgate_drift_fleet_*"
+          + " (alert ModelgateFleetDrift); at least 10s. Each round asks every replica for its sketches through etcd"
+          + " (about 60 KB each for the demo's model). 0: never. Default: ${DEFAULT-VALUE}.")
+  java.time.Duration fleetDriftEvery;
+
+  @Option(
       names = "--audit-retention",
       defaultValue = "400d",
       converter = Converters.TimeSpan.class,
@@ -710,7 +721,8 @@ final class ServeCommand implements Callable<Integer> {
           Duration.ofMillis(500),
           auditRetention,
           auditMaxRecords,
-          etcdCompaction);
+          etcdCompaction,
+          fleetDriftEvery);
     } catch (IllegalArgumentException e) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(), e.getMessage());
     }

@@ -37,6 +37,8 @@ import java.util.Objects;
  * @param compaction how often the replica that judges rollouts compacts etcd's history, to the
  *     revision it saw one interval before (so that at least that much history stays, for watches
  *     that resume); zero leaves compaction to etcd ({@code --auto-compaction-retention})
+ * @param fleetDriftEvery how often the replica that judges rollouts merges the fleet's drift and
+ *     exports it ({@link FleetDrift}), at least {@link FleetDrift#LEAST_EVERY}; zero: never
  */
 public record ControlSettings(
     List<URI> etcdEndpoints,
@@ -53,7 +55,8 @@ public record ControlSettings(
     Duration probeInterval,
     Duration auditRetention,
     long auditMaxRecords,
-    Duration compaction) {
+    Duration compaction,
+    Duration fleetDriftEvery) {
   public static final String DEFAULT_PREFIX = "/modelgate/";
   /** The audit log's retention in etcd by default: 400 days, as the usage ledger's. */
   public static final Duration DEFAULT_AUDIT_RETENTION = Duration.ofDays(400);
@@ -84,6 +87,12 @@ public record ControlSettings(
     if (compaction.isNegative() || (!compaction.isZero() && compaction.compareTo(Duration.ofMinutes(1)) < 0)) {
       throw new IllegalArgumentException("etcd compaction interval: " + io.modelgate.gateway.config.TimeSpans.format(compaction)
           + " (expected: at least 1m, or 0 to leave compaction to etcd)");
+    }
+    Objects.requireNonNull(fleetDriftEvery, "fleet drift interval");
+    if (fleetDriftEvery.isNegative() || (!fleetDriftEvery.isZero() && fleetDriftEvery.compareTo(FleetDrift.LEAST_EVERY) < 0)) {
+      throw new IllegalArgumentException("fleet drift interval: " + io.modelgate.gateway.config.TimeSpans.format(fleetDriftEvery)
+          + " (expected: at least " + io.modelgate.gateway.config.TimeSpans.format(FleetDrift.LEAST_EVERY)
+          + ", or 0 for never)");
     }
     if (auditMaxRecords < 0) {
       throw new IllegalArgumentException("audit max records: " + auditMaxRecords + " (expected: at least 1, or 0 for no limit)");
@@ -116,19 +125,25 @@ public record ControlSettings(
       Path passwordFile, Path trustedCa, Path clientCertificate, Path clientKey, Duration judgeLease, Duration timeout,
       Duration probeInterval) {
     this(etcdEndpoints, prefix, replica, user, password, passwordFile, trustedCa, clientCertificate, clientKey, judgeLease,
-        timeout, probeInterval, DEFAULT_AUDIT_RETENTION, DEFAULT_AUDIT_MAX_RECORDS, DEFAULT_COMPACTION);
+        timeout, probeInterval, DEFAULT_AUDIT_RETENTION, DEFAULT_AUDIT_MAX_RECORDS, DEFAULT_COMPACTION, Duration.ZERO);
   }
 
   /** These settings with etcd keeping audit records for {@code retention} (zero: all), at most {@code maxRecords} (zero: any number). */
   public ControlSettings withAuditLimits(Duration retention, long maxRecords) {
     return new ControlSettings(etcdEndpoints, prefix, replica, user, password, passwordFile, trustedCa, clientCertificate,
-        clientKey, judgeLease, timeout, probeInterval, retention, maxRecords, compaction);
+        clientKey, judgeLease, timeout, probeInterval, retention, maxRecords, compaction, fleetDriftEvery);
   }
 
   /** These settings with etcd's history compacted every {@code interval} (zero: by etcd itself). */
   public ControlSettings withCompaction(Duration interval) {
     return new ControlSettings(etcdEndpoints, prefix, replica, user, password, passwordFile, trustedCa, clientCertificate,
-        clientKey, judgeLease, timeout, probeInterval, auditRetention, auditMaxRecords, interval);
+        clientKey, judgeLease, timeout, probeInterval, auditRetention, auditMaxRecords, interval, fleetDriftEvery);
+  }
+
+  /** These settings with the fleet's drift merged and exported by the judge every {@code interval} (zero: never). */
+  public ControlSettings withFleetDrift(Duration interval) {
+    return new ControlSettings(etcdEndpoints, prefix, replica, user, password, passwordFile, trustedCa, clientCertificate,
+        clientKey, judgeLease, timeout, probeInterval, auditRetention, auditMaxRecords, compaction, interval);
   }
 
   /** The state directory, this process alone. */

@@ -97,6 +97,7 @@ public final class GatewayServer {
   private final Router router;
   private final ControlPlane control;
   private final io.modelgate.gateway.control.Fleet fleet;
+  private final io.modelgate.gateway.control.FleetDrift fleetDrift;
   private final io.modelgate.gateway.health.GoldenSets golden;
   private final io.modelgate.gateway.health.PayloadLog payloadLog;
   private final io.modelgate.gateway.health.Drift drift;
@@ -132,6 +133,7 @@ public final class GatewayServer {
     this.router = b.router;
     this.control = b.control;
     this.fleet = b.fleet;
+    this.fleetDrift = b.fleetDrift;
     this.golden = b.golden;
     this.payloadLog = b.payloadLog;
     this.drift = b.drift;
@@ -162,6 +164,7 @@ public final class GatewayServer {
     Router router;
     ControlPlane control;
     io.modelgate.gateway.control.Fleet fleet;
+    io.modelgate.gateway.control.FleetDrift fleetDrift;
     io.modelgate.gateway.health.GoldenSets golden;
     io.modelgate.gateway.health.PayloadLog payloadLog;
     io.modelgate.gateway.health.Drift drift;
@@ -197,6 +200,9 @@ public final class GatewayServer {
       }
       if (adminServer != null) {
         adminServer.shutdownNow();
+      }
+      if (fleetDrift != null) {
+        fleetDrift.close();
       }
       if (fleet != null) {
         fleet.close();
@@ -534,6 +540,8 @@ public final class GatewayServer {
       }
     }
     b.fleet = new io.modelgate.gateway.control.Fleet(b.control, stats, b.golden, b.drift, stats.clock(), stats.background());
+    b.fleetDrift = new io.modelgate.gateway.control.FleetDrift(b.control, b.fleet, stats.prometheus(),
+        controlSettings.fleetDriftEvery(), stats.background());
     ConnectionLimit metricsLimit = adminSettings.metricsPort() < 0 ? null
         : new ConnectionLimit("metrics", transports.metricsConnections(), transports.metricsConnectionRate(), RefusalReply.HTTP)
             .bindTo(stats.prometheus());
@@ -758,6 +766,11 @@ public final class GatewayServer {
     return fleet;
   }
 
+  /** The fleet's drift merged and exported by the replica that judges rollouts ({@code --fleet-drift-every}). */
+  public io.modelgate.gateway.control.FleetDrift fleetDrift() {
+    return fleetDrift;
+  }
+
   /** How versions are loaded and unloaded at run time, and rollouts' copied controls reconciled. */
   public io.modelgate.gateway.admin.VersionControl versions() {
     return versions;
@@ -861,6 +874,7 @@ public final class GatewayServer {
     health.enterTerminalState();
     server.shutdown();
     adminServer.shutdown();
+    fleetDrift.close();
     fleet.close();
     deniedAudit.close();
     control.close();

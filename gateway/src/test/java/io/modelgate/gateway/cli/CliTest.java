@@ -565,6 +565,9 @@ class CliTest {
     Run compaction = run("serve", "--etcd-compaction", "30s", "--grpc-port", "0");
     assertThat(compaction.exitCode()).isEqualTo(CliErrors.USAGE);
     assertThat(compaction.err()).contains("etcd compaction interval: 30s (expected: at least 1m, or 0 to leave compaction to etcd)");
+    Run fleetDrift = run("serve", "--fleet-drift-every", "5s", "--grpc-port", "0");
+    assertThat(fleetDrift.exitCode()).isEqualTo(CliErrors.USAGE);
+    assertThat(fleetDrift.err()).contains("fleet drift interval: 5s (expected: at least 10s, or 0 for never)");
     Run auditRecords = run("serve", "--audit-max-records", "-1", "--grpc-port", "0");
     assertThat(auditRecords.exitCode()).isEqualTo(CliErrors.USAGE);
     assertThat(auditRecords.err()).contains("audit max records: -1 (expected: at least 1, or 0 for no limit)");

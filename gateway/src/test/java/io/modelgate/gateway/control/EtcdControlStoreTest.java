@@ -240,6 +240,72 @@ class EtcdControlStoreTest {
     return asked.get();
   }
 
+  /** {@code count} requests to d whose first element is (i + 0.5) / count + shift, i = 0 .. count − 1. */
+  private static void sendGrid(Gateway replica, int count, double shift) throws Exception {
+    for (int i = 0; i < count; i++) {
+      replica.blocking().modelInfer(Tensors.affine((float) ((i + 0.5) / count + shift), 1, 2).setModelName("d").build());
+    }
+    replica.server.drift().flush().get(10, TimeUnit.SECONDS);
+  }
+
+  @Test
+  void theJudge_mergesTheFleetsDriftEachRound_andExportsWhatNoReplicaAloneCanTell() throws Exception {
+    Path repository = driftRepository("fleetdrift-repository", 200);
+    io.modelgate.gateway.testing.TestClock clock = new io.modelgate.gateway.testing.TestClock();
+    clock.millis = System.currentTimeMillis();
+    try (Gateway a = Gateway.inProcess(repository, root.resolve("state-fleetdrift-a"), clock,
+            settings("/fleetdrift/", "a", etcd.endpoints(), PROBES));
+        Gateway b = Gateway.inProcess(repository, root.resolve("state-fleetdrift-b"), clock,
+            settings("/fleetdrift/", "b", etcd.endpoints(), PROBES))) {
+      eventually("a replica judges", () -> a.server.control().store().judges() || b.server.control().store().judges());
+      Gateway judge = a.server.control().store().judges() ? a : b;
+      Gateway other = judge == a ? b : a;
+      // Each replica's reference: 200 requests on a grid; then, once they have left the last minute,
+      // 60 shifted by 0.27 — under the 0.31 either replica's own would need to tell it from chance.
+      for (Gateway replica : List.of(a, b)) {
+        sendGrid(replica, 200, 0);
+      }
+      clock.millis += 120_000;
+      for (Gateway replica : List.of(a, b)) {
+        sendGrid(replica, 60, 0.27);
+        assertThat(drift(replica).getFeaturesList()).noneMatch(f -> f.getWindowsList().stream()
+            .anyMatch(io.modelgate.proto.admin.v1.WindowDrift::getDrifted));
+        published(replica);
+      }
+      assertThat(judge.stats.prometheus().scrape()).doesNotContain("modelgate_drift_fleet");
+
+      // The fleet's 120 against its 400 tell it (0.22 needed); the judge exports it, the other nothing.
+      assertThat(answered(() -> judge.server.fleetDrift().round(), other)).containsExactly("d");
+      String scrape = judge.stats.prometheus().scrape();
+      for (String series : FleetDrift.SERIES) {
+        assertThat(scrape).contains(series + "{");
+      }
+      assertThat(scrape).contains("modelgate_drift_fleet_drifted{feature=\"[0]\",model=\"d\",statistic=\"ks\",tensor=\"x\",version=\"1\"} 1.0")
+          .contains("modelgate_drift_fleet_drifted{feature=\"[1]\",model=\"d\",statistic=\"ks\",tensor=\"x\",version=\"1\"} 0.0")
+          .contains("modelgate_drift_fleet_threshold{feature=\"[0]\",model=\"d\",statistic=\"ks\",tensor=\"x\",version=\"1\"} 0.2")
+          .contains("modelgate_drift_fleet_replicas{model=\"d\",version=\"1\"} 2.0")
+          .contains("modelgate_drift_fleet_left_out{model=\"d\",version=\"1\"} 0.0");
+      java.util.regex.Matcher score = java.util.regex.Pattern.compile(
+          "modelgate_drift_fleet_score\\{feature=\"\\[0\\]\",model=\"d\",statistic=\"ks\",tensor=\"x\",version=\"1\"\\} ([0-9.]+)")
+          .matcher(scrape);
+      assertThat(score.find()).isTrue();
+      assertThat(Double.parseDouble(score.group(1))).isBetween(0.25, 0.31);
+      assertThat(other.server.fleetDrift().round()).isEmpty();
+      assertThat(other.stats.prometheus().scrape()).doesNotContain("modelgate_drift_fleet");
+
+      // A model no replica profiles any more: its series go at the next round.
+      other.close();
+      judge.repository.unloadVersion("d", 1, Duration.ofSeconds(5));
+      judge.server.drift().flush().get(10, TimeUnit.SECONDS);
+      eventually("no snapshot of d carries drift: the judge's version unloaded, the other's gone with it", () -> {
+        judge.server.fleet().publish();
+        return judge.server.control().store().snapshots("d").stream().noneMatch(io.modelgate.proto.admin.v1.ReplicaSnapshot::hasDrift);
+      });
+      assertThat(judge.server.fleetDrift().round()).isEmpty();
+      assertThat(judge.stats.prometheus().scrape()).doesNotContain("modelgate_drift_fleet");
+    }
+  }
+
   @Test
   void aFleetsMergedReference_isTakenByEveryReplica_andByOneStartedAfterIt() throws Exception {
     Path repository = driftRepository("fleetref-repository", 10000);
