@@ -191,12 +191,10 @@ public final class FleetDrift implements AutoCloseable {
     Exported version = versions.computeIfAbsent(versionKey, k -> {
       Exported made = new Exported();
       Tags tags = Tags.of("model", model, "version", Long.toString(k.version()));
-      made.meters.add(Gauge.builder("modelgate.drift.fleet.replicas", made, e -> e.replicas)
-          .description("Replicas whose drift sketches of the version the last merge of the fleet's drift took in (on the replica that judges rollouts)")
-          .tags(tags).register(registry));
-      made.meters.add(Gauge.builder("modelgate.drift.fleet.left.out", made, e -> e.leftOut)
-          .description("Replicas the last merge of the fleet's drift left out: they did not answer, serve another model file, or have profiled nothing")
-          .tags(tags).register(registry));
+      made.meters.add(gauge("modelgate.drift.fleet.replicas", tags, made, e -> e.replicas,
+          "Replicas whose drift sketches of the version the last merge of the fleet's drift took in (on the replica that judges rollouts)"));
+      made.meters.add(gauge("modelgate.drift.fleet.left.out", tags, made, e -> e.leftOut,
+          "Replicas the last merge of the fleet's drift left out: they did not answer, serve another model file, or have profiled nothing"));
       return made;
     });
     version.replicas = drift.getMergedFromCount();
@@ -209,15 +207,12 @@ public final class FleetDrift implements AutoCloseable {
         Exported made = new Exported();
         Tags tags = Tags.of("model", model, "version", Long.toString(k.version()), "tensor", k.tensor(),
             "feature", k.feature(), "statistic", k.statistic());
-        made.meters.add(Gauge.builder("modelgate.drift.fleet.score", made, e -> e.score)
-            .description("Drift of a feature over the fleet, every replica's window merged, against the fleet's merged reference (on the replica that judges rollouts); NaN while unscored")
-            .tags(tags).register(registry));
-        made.meters.add(Gauge.builder("modelgate.drift.fleet.drifted", made, e -> e.drifted)
-            .description("1 while the fleet's merged drift score of the feature is over its threshold (and, for ks, significant)")
-            .tags(tags).register(registry));
-        made.meters.add(Gauge.builder("modelgate.drift.fleet.threshold", made, e -> e.threshold)
-            .description("The threshold of the fleet's merged drift score, from model.yaml")
-            .tags(tags).register(registry));
+        made.meters.add(gauge("modelgate.drift.fleet.score", tags, made, e -> e.score,
+            "Drift of a feature over the fleet, every replica's window merged, against the fleet's merged reference (on the replica that judges rollouts); NaN while unscored"));
+        made.meters.add(gauge("modelgate.drift.fleet.drifted", tags, made, e -> e.drifted,
+            "1 while the fleet's merged drift score of the feature is over its threshold (and, for ks, significant)"));
+        made.meters.add(gauge("modelgate.drift.fleet.threshold", tags, made, e -> e.threshold,
+            "The threshold of the fleet's merged drift score, from model.yaml"));
         return made;
       });
       WindowDrift window = feature.getWindowsList().stream().filter(w -> w.getWindow().equals(drift.getWindow()))
@@ -226,6 +221,11 @@ public final class FleetDrift implements AutoCloseable {
       exported.drifted = window.getDrifted() ? 1 : 0;
       exported.threshold = feature.getThreshold();
     }
+  }
+
+  private Meter gauge(String name, Tags tags, Exported made, java.util.function.ToDoubleFunction<Exported> value,
+      String description) {
+    return Gauge.builder(name, made, value).description(description).tags(tags).register(registry);
   }
 
   /** Removes the series of the features and versions not in these sets. */
