@@ -241,12 +241,22 @@ public interface ControlStore extends AutoCloseable {
   }
 
   /**
-   * The answers kept to this replica's asks for {@code model}'s drift sketches (each names the ask
-   * it answers by its {@code asked_at_ms}).
+   * The replicas that have answered this replica's ask for {@code model}'s drift sketches made at
+   * {@code askedAtMs}: what the asker waits on, read without the answers themselves.
    *
    * @throws io.modelgate.runtime.error.InferenceException UNAVAILABLE when the store cannot be read
    */
-  default List<io.modelgate.proto.admin.v1.DriftSketchesAnswer> driftSketchAnswers(String model) {
+  default java.util.Set<String> driftSketchAnswerers(String model, long askedAtMs) {
+    return java.util.Set.of();
+  }
+
+  /**
+   * The answers kept to this replica's ask for {@code model}'s drift sketches made at {@code
+   * askedAtMs}.
+   *
+   * @throws io.modelgate.runtime.error.InferenceException UNAVAILABLE when the store cannot be read
+   */
+  default List<io.modelgate.proto.admin.v1.DriftSketchesAnswer> driftSketchAnswers(String model, long askedAtMs) {
     return List.of();
   }
 

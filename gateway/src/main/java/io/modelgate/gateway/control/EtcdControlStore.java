@@ -1080,13 +1080,33 @@ public final class EtcdControlStore implements ControlStore {
   public void answerDriftSketches(io.modelgate.proto.admin.v1.DriftSketchesAsked asked,
       io.modelgate.proto.admin.v1.DriftSketchesAnswer answer, java.time.Duration keep) {
     putKept(driftSketchesPrefix + asked.getModel() + "/" + asked.getReplica() + "/" + asked.getAskedAtMs() + "/"
-        + settings.replica(), answer.toByteArray(), keep);
+        + settings.replica(), answer.toByteArray(), keep); // read by the asker at its answersPrefix
   }
 
   @Override
-  public List<io.modelgate.proto.admin.v1.DriftSketchesAnswer> driftSketchAnswers(String model) {
-    return readAll(bytes(driftSketchesPrefix + model + "/" + settings.replica() + "/"), GetOption.builder().isPrefix(true).build(),
+  public java.util.Set<String> driftSketchAnswerers(String model, long askedAtMs) {
+    String prefix = answersPrefix(model, askedAtMs);
+    java.util.Set<String> replicas = new java.util.TreeSet<>();
+    try {
+      for (KeyValue kv : await(connection.kv().get(bytes(prefix), GetOption.builder().isPrefix(true).withKeysOnly(true)
+          .build())).getKvs()) {
+        replicas.add(kv.getKey().toString(StandardCharsets.UTF_8).substring(prefix.length()));
+      }
+    } catch (IOException e) {
+      throw unreachable(e, "");
+    }
+    return replicas;
+  }
+
+  @Override
+  public List<io.modelgate.proto.admin.v1.DriftSketchesAnswer> driftSketchAnswers(String model, long askedAtMs) {
+    return readAll(bytes(answersPrefix(model, askedAtMs)), GetOption.builder().isPrefix(true).build(),
         io.modelgate.proto.admin.v1.DriftSketchesAnswer.parser(), "drift sketches");
+  }
+
+  /** Where the answers to this replica's ask for {@code model}'s drift sketches made at {@code askedAtMs} are kept. */
+  private String answersPrefix(String model, long askedAtMs) {
+    return driftSketchesPrefix + model + "/" + settings.replica() + "/" + askedAtMs + "/";
   }
 
   /** Puts {@code value} at {@code key} under a lease of its own that ends after {@code keep}. */

@@ -326,13 +326,9 @@ public final class Fleet implements AutoCloseable {
     io.modelgate.proto.admin.v1.DriftSketchesAnswer mine = sketches(model, version, askedAt);
     Map<String, io.modelgate.proto.admin.v1.DriftSketchesAnswer> answers = new TreeMap<>();
     long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(ANSWERS_WAIT_MS);
-    while (!answers.keySet().containsAll(others)) {
-      for (io.modelgate.proto.admin.v1.DriftSketchesAnswer answer : control.store().driftSketchAnswers(model)) {
-        if (answer.getAskedAtMs() == askedAt && others.contains(answer.getReplica())) {
-          answers.put(answer.getReplica(), answer);
-        }
-      }
-      if (answers.keySet().containsAll(others) || System.nanoTime() > deadline) {
+    while (!others.isEmpty()) {
+      // Who has answered, by the answers' keys alone (each answer is some 60 KB): read once all have.
+      if (control.store().driftSketchAnswerers(model, askedAt).containsAll(others) || System.nanoTime() > deadline) {
         break;
       }
       try {
@@ -340,6 +336,13 @@ public final class Fleet implements AutoCloseable {
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
         throw InferenceException.unavailable("interrupted while waiting for the replicas' drift sketches");
+      }
+    }
+    if (!others.isEmpty()) {
+      for (io.modelgate.proto.admin.v1.DriftSketchesAnswer answer : control.store().driftSketchAnswers(model, askedAt)) {
+        if (answer.getAskedAtMs() == askedAt && others.contains(answer.getReplica())) {
+          answers.put(answer.getReplica(), answer);
+        }
       }
     }
     // Per version: this replica's sketches first (its layout is the one merged), then the others' by name.
