@@ -303,13 +303,36 @@ public final class Fleet implements AutoCloseable {
   /**
    * Asks every replica that publishes snapshots of {@code model} for its drift sketches of its
    * versions ({@code version} 0: all), waits up to {@link #ANSWERS_WAIT_MS} for their answers, and
-   * gathers them with this replica's own. A replica that did not answer in time is named among
-   * those not merged. On the admin caller's thread, which it holds for up to {@link #ANSWERS_WAIT_MS}.
+   * gathers them with this replica's own ({@link #askSketches}, then {@link #gather}). On the
+   * admin caller's thread, which it holds for up to {@link #ANSWERS_WAIT_MS}.
    *
    * @throws InferenceException FAILED_PRECONDITION without a fleet; UNAVAILABLE when the store
    *     cannot be read or written
    */
   public FleetSketches sketchesOfTheFleet(String model, long version) {
+    return gather(askSketches(model, version));
+  }
+
+  /**
+   * An ask for every replica's drift sketches of a model, made ({@link #askSketches}) and not yet
+   * gathered ({@link #gather}): several asked at once are answered at the replicas' same publish.
+   *
+   * @param others the replicas asked: those that publish snapshots of the model, this one aside
+   * @param mine this replica's own sketches, taken as it asked
+   * @param deadlineNanos until when ({@link System#nanoTime}) their answers are waited for
+   */
+  public record SketchesAsked(String model, long version, long askedAtMs, java.util.SortedSet<String> others,
+      io.modelgate.proto.admin.v1.DriftSketchesAnswer mine, long deadlineNanos) {}
+
+  /**
+   * Asks every replica that publishes snapshots of {@code model} for its drift sketches of its
+   * versions ({@code version} 0: all), and takes this replica's own; their answers are waited for
+   * by {@link #gather}, up to {@link #ANSWERS_WAIT_MS} from now.
+   *
+   * @throws InferenceException FAILED_PRECONDITION without a fleet; UNAVAILABLE when the store
+   *     cannot be read or written
+   */
+  public SketchesAsked askSketches(String model, long version) {
     control.store().requireFleet();
     long askedAt = clock.millis();
     io.modelgate.proto.admin.v1.DriftSketchesAsked ask = io.modelgate.proto.admin.v1.DriftSketchesAsked.newBuilder()
@@ -323,9 +346,25 @@ public final class Fleet implements AutoCloseable {
     if (!others.isEmpty()) {
       control.store().askDriftSketches(ask, ASK_KEPT);
     }
-    io.modelgate.proto.admin.v1.DriftSketchesAnswer mine = sketches(model, version, askedAt);
-    Map<String, io.modelgate.proto.admin.v1.DriftSketchesAnswer> answers = new TreeMap<>();
     long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(ANSWERS_WAIT_MS);
+    return new SketchesAsked(model, version, askedAt, others, sketches(model, version, askedAt), deadline);
+  }
+
+  /**
+   * Every replica's sketches as {@code asked} gathers them, waiting until each replica asked has
+   * answered or the ask's deadline: this replica's first, then each other's that answered, by name.
+   * A replica that did not answer in time is named among those not merged. Blocks the caller.
+   *
+   * @throws InferenceException UNAVAILABLE when the store cannot be read
+   */
+  public FleetSketches gather(SketchesAsked asked) {
+    String model = asked.model();
+    long version = asked.version();
+    long askedAt = asked.askedAtMs();
+    java.util.SortedSet<String> others = asked.others();
+    io.modelgate.proto.admin.v1.DriftSketchesAnswer mine = asked.mine();
+    long deadline = asked.deadlineNanos();
+    Map<String, io.modelgate.proto.admin.v1.DriftSketchesAnswer> answers = new TreeMap<>();
     while (!others.isEmpty()) {
       // Who has answered, by the answers' keys alone (each answer is some 60 KB): read once all have.
       if (control.store().driftSketchAnswerers(model, askedAt).containsAll(others) || System.nanoTime() > deadline) {

@@ -38,7 +38,7 @@ import org.slf4j.LoggerFactory;
  *
  * <p>What a round costs: each other replica that publishes statistics of the model answers the ask
  * at its next publish with its sketches (about 60 KB for the demo's model, at most 1 MiB), kept in
- * etcd for 30 s; the judge waits up to 6 s for them, model by model.
+ * etcd for 30 s; the judge asks for every model at once and waits up to 6 s for the answers.
  *
  * <p>Threading: {@link #round} on its own thread ({@code modelgate-fleet-drift}), one round at a
  * time; the gauges are read by the metrics scrape (volatile values).
@@ -135,16 +135,23 @@ public final class FleetDrift implements AutoCloseable {
     }
     Set<FeatureKey> seenFeatures = new HashSet<>();
     Set<VersionKey> seenVersions = new HashSet<>();
+    // Every model asked at once, so that the replicas answer all at their next publish, and a
+    // replica that does not answer costs the round one wait, not one a model.
+    List<Fleet.SketchesAsked> asked = new ArrayList<>();
     for (String model : models) {
+      try {
+        asked.add(fleet.askSketches(model, 0));
+      } catch (RuntimeException e) {
+        notMerged(model, e);
+      }
+    }
+    for (Fleet.SketchesAsked ask : asked) {
+      String model = ask.model();
       Fleet.FleetSketches gathered;
       try {
-        gathered = fleet.sketchesOfTheFleet(model, 0);
+        gathered = fleet.gather(ask);
       } catch (RuntimeException e) {
-        long heldBack = failing.pass();
-        if (heldBack >= 0) {
-          log.warn("model '{}': the fleet's drift not merged this round ({}){}", model, e.getMessage(),
-              LogThrottle.since(heldBack));
-        }
+        notMerged(model, e);
         continue;
       }
       for (long number : gathered.versions()) {
@@ -155,6 +162,13 @@ public final class FleetDrift implements AutoCloseable {
     }
     retain(seenFeatures, seenVersions);
     return merged;
+  }
+
+  private void notMerged(String model, RuntimeException e) {
+    long heldBack = failing.pass();
+    if (heldBack >= 0) {
+      log.warn("model '{}': the fleet's drift not merged this round ({}){}", model, e.getMessage(), LogThrottle.since(heldBack));
+    }
   }
 
   /**
