@@ -47,7 +47,8 @@ public final class FleetDrift implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(FleetDrift.class);
   /** The series the judge exports, as Prometheus names them (alert rules and dashboards read them). */
   public static final List<String> SERIES = List.of("modelgate_drift_fleet_score", "modelgate_drift_fleet_drifted",
-      "modelgate_drift_fleet_threshold", "modelgate_drift_fleet_replicas", "modelgate_drift_fleet_left_out");
+      "modelgate_drift_fleet_threshold", "modelgate_drift_fleet_replicas", "modelgate_drift_fleet_left_out",
+      "modelgate_drift_fleet_merges_total");
   /** The shortest interval between rounds: each asks every replica for its sketches. */
   public static final Duration LEAST_EVERY = Duration.ofSeconds(10);
 
@@ -76,6 +77,8 @@ public final class FleetDrift implements AutoCloseable {
   /** Round's thread only (rounds are synchronized). */
   private final Map<FeatureKey, Exported> features = new HashMap<>();
   private final Map<VersionKey, Exported> versions = new HashMap<>();
+  /** Each profiled model's merges by outcome, {merged, failed}; round's thread only. */
+  private final Map<String, io.micrometer.core.instrument.Counter[]> merges = new HashMap<>();
 
   /**
    * @param every how often a round runs ({@link ControlSettings#fleetDriftEvery}, validated there);
@@ -120,6 +123,7 @@ public final class FleetDrift implements AutoCloseable {
     SortedSet<String> merged = new TreeSet<>();
     if (!control.store().shared() || !control.store().judges()) {
       retain(Set.of(), Set.of());
+      retainMerges(Set.of());
       return merged;
     }
     SortedSet<String> models = new TreeSet<>();
@@ -159,12 +163,15 @@ public final class FleetDrift implements AutoCloseable {
         export(model, drift, seenFeatures, seenVersions);
       }
       merged.add(model);
+      count(model, true);
     }
     retain(seenFeatures, seenVersions);
+    retainMerges(models);
     return merged;
   }
 
   private void notMerged(String model, RuntimeException e) {
+    count(model, false);
     long heldBack = failing.pass();
     if (heldBack >= 0) {
       log.warn("model '{}': the fleet's drift not merged this round ({}){}", model, e.getMessage(), LogThrottle.since(heldBack));
@@ -240,6 +247,31 @@ public final class FleetDrift implements AutoCloseable {
   private Meter gauge(String name, Tags tags, Exported made, java.util.function.ToDoubleFunction<Exported> value,
       String description) {
     return Gauge.builder(name, made, value).description(description).tags(tags).register(registry);
+  }
+
+  private void count(String model, boolean merged) {
+    merges.computeIfAbsent(model, m -> new io.micrometer.core.instrument.Counter[] {merges(m, "merged"), merges(m, "failed")})
+        [merged ? 0 : 1].increment();
+  }
+
+  private io.micrometer.core.instrument.Counter merges(String model, String outcome) {
+    return io.micrometer.core.instrument.Counter.builder("modelgate.drift.fleet.merges")
+        .description("Rounds of the fleet's drift of a model on the replica that judges rollouts, by outcome: merged, or"
+            + " failed (the store could not be read or written; logged): its series go while they fail")
+        .tags("model", model, "outcome", outcome).register(registry);
+  }
+
+  /** Removes the merge counters of the models not in {@code models}. */
+  private void retainMerges(Set<String> models) {
+    merges.entrySet().removeIf(e -> {
+      if (models.contains(e.getKey())) {
+        return false;
+      }
+      for (io.micrometer.core.instrument.Counter counter : e.getValue()) {
+        registry.remove(counter);
+      }
+      return true;
+    });
   }
 
   /** Removes the series of the features and versions not in these sets. */

@@ -284,7 +284,9 @@ class EtcdControlStoreTest {
           .contains("modelgate_drift_fleet_drifted{feature=\"[1]\",model=\"d\",statistic=\"ks\",tensor=\"x\",version=\"1\"} 0.0")
           .contains("modelgate_drift_fleet_threshold{feature=\"[0]\",model=\"d\",statistic=\"ks\",tensor=\"x\",version=\"1\"} 0.2")
           .contains("modelgate_drift_fleet_replicas{model=\"d\",version=\"1\"} 2.0")
-          .contains("modelgate_drift_fleet_left_out{model=\"d\",version=\"1\"} 0.0");
+          .contains("modelgate_drift_fleet_left_out{model=\"d\",version=\"1\"} 0.0")
+          .contains("modelgate_drift_fleet_merges_total{model=\"d\",outcome=\"merged\"} 1.0")
+          .contains("modelgate_drift_fleet_merges_total{model=\"d\",outcome=\"failed\"} 0.0");
       java.util.regex.Matcher score = java.util.regex.Pattern.compile(
           "modelgate_drift_fleet_score\\{feature=\"\\[0\\]\",model=\"d\",statistic=\"ks\",tensor=\"x\",version=\"1\"\\} ([0-9.]+)")
           .matcher(scrape);
