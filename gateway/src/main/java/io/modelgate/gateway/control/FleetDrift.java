@@ -134,6 +134,10 @@ public final class FleetDrift implements AutoCloseable {
         }
       }
     } catch (RuntimeException e) {
+      // Not merged this round: each model merged before counts a failure, and its series go.
+      for (String model : merges.keySet()) {
+        count(model, false);
+      }
       retain(Set.of(), Set.of());
       throw e;
     }
