@@ -207,17 +207,20 @@ ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$etcd_port" get --prefix /modelgate
 echo "## fleet 14. the fleet's drift watched"
 # Every replica runs with --fleet-drift-every 10s: the one that judges rollouts merges every
 # replica's sketches each 10 s (as drift --merged) and exports the fleet's scores. Inverted digits
-# to r2 and r4; then the judge's series of version 2.
+# to r2 and r4, ten times as many as the upright ones of section 13 still in their last minute
+# (the fleet's reference holds a third of inverted ones, r2's of section 12); then the judge's
+# series of version 2.
 judge=$(admin 4 models | sed -n 's/.*rollouts judged by r\([0-9]*\).*/\1/p' | head -n 1)
 for n in 2 4; do
   bin/modelgate infer --target "localhost:$((base + 10 * n + 1))" --model cnn_mnist --version 2 --every-digit \
-    --invert --repeat 62 >/dev/null
+    --invert --repeat 620 >/dev/null
 done
 fleet_series() {
   curl -s "localhost:$((base + 10 * judge + 2))/metrics" |
     grep -E '^modelgate_drift_fleet_(replicas|left_out|drifted)\{.*model="cnn_mnist".*version="2"' || true
 }
-for _ in $(seq 1 40); do
+# A round every 10 s after the last ended, each waiting up to 6 s for the answers: within 45 s.
+for _ in $(seq 1 90); do
   fleet_series | grep -E 'drifted\{.*tensor="input_image".* 1\.0$' >/dev/null && break
   sleep 0.5
 done
