@@ -369,10 +369,14 @@ class EtcdControlStoreTest {
       assertThatThrownBy(() -> d.admin().forgetModel(io.modelgate.proto.admin.v1.ForgetModelRequest.newBuilder()
           .setModel("d").build())).hasMessageContaining("NOT_FOUND: nothing is kept for model 'd'");
     }
-    try (Gateway alone = Gateway.inProcess(root.resolve("fleetref-repository"), Duration.ofSeconds(10),
-        root.resolve("state-fleetref-alone"), Clock.systemUTC())) {
-      assertThatThrownBy(() -> alone.admin().setDriftBaseline(ask))
-          .hasMessageContaining("FAILED_PRECONDITION: this replica has no fleet");
+    refusedWithoutFleet("fleetref-repository", alone -> alone.admin().setDriftBaseline(ask));
+  }
+
+  /** What {@code call} does on a replica of the repository {@code name} without a fleet: refused, saying why. */
+  private static void refusedWithoutFleet(String name, java.util.function.Consumer<Gateway> call) throws Exception {
+    try (Gateway alone = Gateway.inProcess(root.resolve(name), Duration.ofSeconds(10), root.resolve("state-" + name + "-alone"),
+        Clock.systemUTC())) {
+      assertThatThrownBy(() -> call.accept(alone)).hasMessageContaining("FAILED_PRECONDITION: this replica has no fleet");
     }
   }
 
@@ -424,12 +428,7 @@ class EtcdControlStoreTest {
         assertThat(withGhost.getNotMergedList()).containsExactly("ghost: did not answer within 6000 ms");
       }
     }
-    // Without a fleet: refused.
-    try (Gateway alone = Gateway.inProcess(root.resolve("merge-repository"), Duration.ofSeconds(10),
-        root.resolve("state-merge-alone"), Clock.systemUTC())) {
-      assertThatThrownBy(() -> alone.admin().getDrift(merged))
-          .hasMessageContaining("FAILED_PRECONDITION: this replica has no fleet");
-    }
+    refusedWithoutFleet("merge-repository", alone -> alone.admin().getDrift(merged));
   }
 
   @Test
