@@ -1,5 +1,6 @@
 package io.modelgate.bench;
 
+import io.modelgate.runtime.threads.DaemonThreads;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CompletableFuture;
 
@@ -16,15 +17,13 @@ final class OwnThread {
   /** Starts {@code task} on a new daemon thread named {@code name}; its result or failure completes the future. */
   static <T> CompletableFuture<T> supply(String name, Callable<T> task) {
     CompletableFuture<T> result = new CompletableFuture<>();
-    Thread thread = new Thread(() -> {
+    DaemonThreads.thread(name, () -> {
       try {
         result.complete(task.call());
       } catch (Throwable e) {
         result.completeExceptionally(e);
       }
-    }, name);
-    thread.setDaemon(true);
-    thread.start();
+    }).start();
     return result;
   }
 }

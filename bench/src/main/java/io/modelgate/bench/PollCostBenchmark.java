@@ -3,6 +3,7 @@ package io.modelgate.bench;
 import io.modelgate.bench.load.LoadGenerator;
 import io.modelgate.gateway.admin.RepositoryPoll;
 import io.modelgate.proto.inference.ModelInferRequest;
+import io.modelgate.runtime.threads.DaemonThreads;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.file.Files;
@@ -13,7 +14,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
-import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
@@ -82,11 +82,7 @@ final class PollCostBenchmark implements Callable<Integer> {
       }
     }
     ModelInferRequest request = bench.request(load.model);
-    ScheduledExecutorService thread = Executors.newSingleThreadScheduledExecutor(r -> {
-      Thread t = new Thread(r, "modelgate-repository-poll");
-      t.setDaemon(true);
-      return t;
-    });
+    ScheduledExecutorService thread = DaemonThreads.scheduled("modelgate-repository-poll");
     Map<String, List<LoadGenerator.Result>> results;
     Map<String, AtomicLong[]> looks = new LinkedHashMap<>();
     try (BenchGateway gateway = BenchGateway.start(served, load.connections, true)) {

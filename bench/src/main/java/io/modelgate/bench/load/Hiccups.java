@@ -1,5 +1,6 @@
 package io.modelgate.bench.load;
 
+import io.modelgate.runtime.threads.DaemonThreads;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
@@ -74,8 +75,7 @@ public final class Hiccups implements AutoCloseable {
   Hiccups(LongConsumer sleep, Supplier<LongSupplier> runQueueWait) {
     this.sleep = sleep;
     this.runQueueWait = runQueueWait;
-    thread = new Thread(this::measure, "modelgate-bench-hiccups");
-    thread.setDaemon(true);
+    thread = DaemonThreads.thread("modelgate-bench-hiccups", this::measure);
     thread.start();
   }
 

@@ -6,6 +6,7 @@ import io.grpc.stub.ClientCallStreamObserver;
 import io.grpc.stub.ClientResponseObserver;
 import io.grpc.stub.StreamObserver;
 import io.modelgate.proto.inference.ModelInferRequest;
+import io.modelgate.runtime.threads.DaemonThreads;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -270,8 +271,7 @@ public final class LoadGenerator {
       throws InterruptedException {
     try (Hiccups hiccups = options.mode() == Mode.OPEN ? new Hiccups() : null) {
       Run run = new Run(options, hiccups, onMeasure, onMeasured);
-      Thread reporter = new Thread(() -> run.report(progress), "modelgate-bench-progress");
-      reporter.setDaemon(true);
+      Thread reporter = DaemonThreads.thread("modelgate-bench-progress", () -> run.report(progress));
       reporter.start();
       try {
         if (options.mode() == Mode.OPEN) {

@@ -1,5 +1,6 @@
 package io.modelgate.bench.load;
 
+import io.modelgate.runtime.threads.DaemonThreads;
 import io.netty.bootstrap.Bootstrap;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.ByteBufAllocator;
@@ -211,11 +212,7 @@ final class WireConnection implements AutoCloseable {
 
   /** The thread that looks destinations up, shared by every connection; started on first use. */
   private static final class Lookups {
-    static final java.util.concurrent.ExecutorService THREAD = java.util.concurrent.Executors.newSingleThreadExecutor(r -> {
-      Thread t = new Thread(r, "modelgate-bench-lookup");
-      t.setDaemon(true);
-      return t;
-    });
+    static final java.util.concurrent.ExecutorService THREAD = DaemonThreads.single("modelgate-bench-lookup");
   }
 
   private final EventLoop loop;

@@ -15,6 +15,7 @@ import io.modelgate.proto.admin.v1.ManagedToken;
 import io.modelgate.proto.admin.v1.QuotaMeasure;
 import io.modelgate.proto.admin.v1.SetQuotaRequest;
 import io.modelgate.runtime.error.InferenceException;
+import io.modelgate.runtime.threads.DaemonThreads;
 import java.security.SecureRandom;
 import java.time.Clock;
 import java.util.ArrayList;
@@ -24,7 +25,6 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.TreeMap;
-import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.function.UnaryOperator;
@@ -108,11 +108,7 @@ public final class AccessControl implements AutoCloseable {
   public AccessControl start(boolean shared) {
     refresh();
     if (shared) {
-      refresher = Executors.newSingleThreadScheduledExecutor(r -> {
-        Thread thread = new Thread(r, "modelgate-access-refresh");
-        thread.setDaemon(true);
-        return thread;
-      });
+      refresher = DaemonThreads.scheduled("modelgate-access-refresh");
       boolean[] failing = new boolean[1];
       refresher.scheduleWithFixedDelay(() -> {
         try {

@@ -31,7 +31,7 @@ import io.modelgate.runtime.repository.LoadedVersion;
 import io.modelgate.runtime.repository.Model;
 import io.modelgate.runtime.repository.ModelRepository;
 import io.modelgate.runtime.repository.ModelVersion;
-import java.util.concurrent.Executors;
+import io.modelgate.runtime.threads.DaemonThreads;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
@@ -67,12 +67,7 @@ public final class AdminService extends AdminServiceGrpc.AdminServiceImplBase im
   /** Drift references set by operators, here or on every replica; follows the fleet's. */
   private final DriftBaselines baselines;
   private final ScheduledExecutorService watchers =
-      Executors.newSingleThreadScheduledExecutor(
-          r -> {
-            Thread t = new Thread(r, "modelgate-admin-watch");
-            t.setDaemon(true);
-            return t;
-          });
+      DaemonThreads.scheduled("modelgate-admin-watch");
 
   public AdminService(
       ModelRepository repository,

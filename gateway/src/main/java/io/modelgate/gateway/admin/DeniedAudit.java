@@ -1,10 +1,10 @@
 package io.modelgate.gateway.admin;
 
+import io.modelgate.runtime.threads.DaemonThreads;
 import java.time.Clock;
-import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.Executor;
+import java.util.concurrent.ExecutorService;
 import java.util.concurrent.RejectedExecutionException;
-import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.LongAdder;
 import java.util.function.BiConsumer;
@@ -34,7 +34,7 @@ public final class DeniedAudit implements BiConsumer<String, String>, AutoClosea
   private final BiConsumer<String, String> record;
   private final Clock clock;
   private final Executor writer;
-  private final ThreadPoolExecutor ownWriter;
+  private final ExecutorService ownWriter;
   private final LongAdder unaudited = new LongAdder();
   // Guarded by this.
   private long minuteStart;
@@ -55,11 +55,7 @@ public final class DeniedAudit implements BiConsumer<String, String>, AutoClosea
     this.clock = clock;
     this.minuteStart = clock.millis();
     if (writer == null) {
-      this.ownWriter = new ThreadPoolExecutor(1, 1, 0, TimeUnit.MILLISECONDS, new ArrayBlockingQueue<>(PER_MINUTE), r -> {
-        Thread thread = new Thread(r, "modelgate-denied-audit");
-        thread.setDaemon(true);
-        return thread;
-      });
+      this.ownWriter = DaemonThreads.single("modelgate-denied-audit", PER_MINUTE);
       this.writer = ownWriter;
     } else {
       this.ownWriter = null;

@@ -9,6 +9,7 @@ import io.modelgate.proto.admin.v1.DriftReport;
 import io.modelgate.runtime.error.InferenceException;
 import io.modelgate.runtime.repository.LoadedVersion;
 import io.modelgate.runtime.repository.ModelVersion;
+import io.modelgate.runtime.threads.DaemonThreads;
 import java.time.Clock;
 import java.time.Duration;
 import java.util.HashSet;
@@ -16,7 +17,6 @@ import java.lang.ref.WeakReference;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
@@ -77,11 +77,7 @@ public final class DriftBaselines implements AutoCloseable {
     this.golden = golden;
     this.startedMs = clock.millis();
     if (control.store().shared()) {
-      follower = Executors.newSingleThreadScheduledExecutor(r -> {
-        Thread t = new Thread(r, "modelgate-drift-baselines");
-        t.setDaemon(true);
-        return t;
-      });
+      follower = DaemonThreads.scheduled("modelgate-drift-baselines");
       follower.scheduleWithFixedDelay(this::follow, FOLLOW_EVERY.toMillis(), FOLLOW_EVERY.toMillis(), TimeUnit.MILLISECONDS);
     } else {
       follower = null;

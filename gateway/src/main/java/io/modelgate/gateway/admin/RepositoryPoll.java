@@ -12,6 +12,7 @@ import io.modelgate.runtime.repository.RepositoryFolder;
 import io.modelgate.runtime.repository.ModelSettings;
 import io.modelgate.runtime.repository.ModelVersion;
 import io.modelgate.runtime.repository.VersionState;
+import io.modelgate.runtime.threads.DaemonThreads;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.FileVisitOption;
@@ -29,7 +30,6 @@ import java.util.Set;
 import java.util.TreeMap;
 import java.util.TreeSet;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
@@ -105,12 +105,7 @@ public final class RepositoryPoll implements AutoCloseable {
   private final ControlPlane policies;
   private final Duration every;
   private final ScheduledExecutorService thread =
-      Executors.newSingleThreadScheduledExecutor(
-          r -> {
-            Thread t = new Thread(r, "modelgate-repository-poll");
-            t.setDaemon(true);
-            return t;
-          });
+      DaemonThreads.scheduled("modelgate-repository-poll");
   /** The look taken before the repository loaded, or null. */
   private final Map<String, String> before;
   /** What the last look found: per model its {@code model.yaml}, per version ("model/N") its files. Poll thread only. */

@@ -15,6 +15,7 @@ import io.modelgate.runtime.repository.ModelRepository;
 import io.modelgate.runtime.repository.RepositoryFolder;
 import io.modelgate.runtime.repository.ModelVersion;
 import io.modelgate.runtime.repository.VersionState;
+import io.modelgate.runtime.threads.DaemonThreads;
 import java.time.Clock;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -22,7 +23,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
@@ -61,12 +61,7 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
   private final ControlPlane policies;
   private final Duration drainTimeout;
   private final ScheduledExecutorService worker =
-      Executors.newSingleThreadScheduledExecutor(
-          r -> {
-            Thread t = new Thread(r, "modelgate-repository");
-            t.setDaemon(true);
-            return t;
-          });
+      DaemonThreads.scheduled("modelgate-repository");
   /** Per model, the copy a rollout's start has loaded and is starting with: not unloaded meanwhile. */
   private final Map<String, Long> starting = new ConcurrentHashMap<>();
   /** Per model, this replica's failed loads of its running rollout's copy (none: try at once). */

@@ -1,11 +1,11 @@
 package io.modelgate.gateway.config;
 
+import io.modelgate.runtime.threads.DaemonThreads;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Supplier;
@@ -72,11 +72,7 @@ public final class WatchedFile<T> implements Supplier<T>, AutoCloseable {
     this.loader = loader;
     this.value = value;
     this.read = read;
-    this.checker = Executors.newSingleThreadScheduledExecutor(r -> {
-      Thread t = new Thread(r, "modelgate-watch-" + what.replace(' ', '-'));
-      t.setDaemon(true);
-      return t;
-    });
+    this.checker = DaemonThreads.scheduled("modelgate-watch-" + what.replace(' ', '-'));
     checker.scheduleWithFixedDelay(this::check, CHECK_MILLIS, CHECK_MILLIS, TimeUnit.MILLISECONDS);
   }
 

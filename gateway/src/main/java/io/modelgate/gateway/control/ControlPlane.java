@@ -21,13 +21,13 @@ import io.modelgate.runtime.repository.Model;
 import io.modelgate.runtime.repository.ModelRepository;
 import io.modelgate.runtime.repository.RepositoryFolder;
 import io.modelgate.runtime.repository.ModelVersion;
+import io.modelgate.runtime.threads.DaemonThreads;
 import java.io.IOException;
 import java.time.Clock;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentSkipListMap;
-import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
@@ -106,12 +106,7 @@ public final class ControlPlane implements AutoCloseable {
     this.judgingSinceMs = store.judges() ? clock.millis() : -1;
     if (schedule) {
       scheduler =
-          Executors.newSingleThreadScheduledExecutor(
-              r -> {
-                Thread t = new Thread(r, "modelgate-rollouts");
-                t.setDaemon(true);
-                return t;
-              });
+          DaemonThreads.scheduled("modelgate-rollouts");
       scheduler.scheduleWithFixedDelay(this::tickQuietly, 1, 1, TimeUnit.SECONDS);
     } else {
       scheduler = null;

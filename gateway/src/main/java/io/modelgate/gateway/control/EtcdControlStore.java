@@ -27,6 +27,7 @@ import io.modelgate.proto.admin.v1.ControlStoreStatus;
 import io.modelgate.proto.admin.v1.ModelControl;
 import io.modelgate.proto.admin.v1.ReplicaSnapshot;
 import io.modelgate.runtime.error.InferenceException;
+import io.modelgate.runtime.threads.DaemonThreads;
 import java.io.IOException;
 import java.net.URI;
 import java.nio.charset.StandardCharsets;
@@ -39,7 +40,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
-import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
@@ -245,12 +245,7 @@ public final class EtcdControlStore implements ControlStore {
     this.driftAsksPrefix = settings.prefix() + "drift-sketch-asks/";
     this.driftSketchesPrefix = settings.prefix() + "drift-sketches/";
     this.thread =
-        Executors.newSingleThreadScheduledExecutor(
-            r -> {
-              Thread t = new Thread(r, "modelgate-control-store");
-              t.setDaemon(true);
-              return t;
-            });
+        DaemonThreads.scheduled("modelgate-control-store");
   }
 
   private static Password readPassword(Path file) throws IOException, WatchedFile.InvalidFileException {

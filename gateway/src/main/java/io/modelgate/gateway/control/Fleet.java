@@ -11,6 +11,7 @@ import io.modelgate.proto.admin.v1.Rollout;
 import io.modelgate.proto.admin.v1.RolloutSpec;
 import io.modelgate.proto.admin.v1.StepSamples;
 import io.modelgate.runtime.error.InferenceException;
+import io.modelgate.runtime.threads.DaemonThreads;
 import java.time.Clock;
 import java.util.ArrayList;
 import java.util.HashSet;
@@ -18,7 +19,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
-import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import org.HdrHistogram.Histogram;
@@ -62,12 +62,7 @@ public final class Fleet implements AutoCloseable {
     this.clock = clock;
     if (schedule && control.store().shared()) {
       thread =
-          Executors.newSingleThreadScheduledExecutor(
-              r -> {
-                Thread t = new Thread(r, "modelgate-fleet");
-                t.setDaemon(true);
-                return t;
-              });
+          DaemonThreads.scheduled("modelgate-fleet");
       thread.scheduleWithFixedDelay(this::publishQuietly, PUBLISH_INTERVAL_MS, PUBLISH_INTERVAL_MS, TimeUnit.MILLISECONDS);
     } else {
       thread = null;

@@ -10,6 +10,7 @@ import io.modelgate.proto.admin.v1.FeatureDrift;
 import io.modelgate.proto.admin.v1.ReplicaSnapshot;
 import io.modelgate.proto.admin.v1.VersionDrift;
 import io.modelgate.proto.admin.v1.WindowDrift;
+import io.modelgate.runtime.threads.DaemonThreads;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -19,7 +20,6 @@ import java.util.Map;
 import java.util.Set;
 import java.util.SortedSet;
 import java.util.TreeSet;
-import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
@@ -90,11 +90,7 @@ public final class FleetDrift implements AutoCloseable {
     this.fleet = fleet;
     this.registry = registry;
     if (schedule && !every.isZero() && control.store().shared()) {
-      thread = Executors.newSingleThreadScheduledExecutor(r -> {
-        Thread t = new Thread(r, "modelgate-fleet-drift");
-        t.setDaemon(true);
-        return t;
-      });
+      thread = DaemonThreads.scheduled("modelgate-fleet-drift");
       thread.scheduleWithFixedDelay(this::roundQuietly, every.toMillis(), every.toMillis(), TimeUnit.MILLISECONDS);
     } else {
       thread = null;

@@ -10,6 +10,7 @@ import io.modelgate.proto.admin.v1.FleetDiagnostics;
 import io.modelgate.proto.admin.v1.LogLevelSet;
 import io.modelgate.proto.admin.v1.TraceSampleRateSet;
 import io.modelgate.runtime.error.InferenceException;
+import io.modelgate.runtime.threads.DaemonThreads;
 import java.time.Clock;
 import java.time.Duration;
 import java.time.Instant;
@@ -17,7 +18,6 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.TreeMap;
-import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
@@ -81,11 +81,7 @@ public final class Diagnostics implements AutoCloseable {
   private final Clock clock;
   private final String replica;
   private final ControlPlane control;
-  private final ScheduledExecutorService timer = Executors.newSingleThreadScheduledExecutor(r -> {
-    Thread t = new Thread(r, "modelgate-diagnostics");
-    t.setDaemon(true);
-    return t;
-  });
+  private final ScheduledExecutorService timer = DaemonThreads.scheduled("modelgate-diagnostics");
   private final LogThrottle unreadable = new LogThrottle(Duration.ofMinutes(1));
   /** By logger name (ROOT for the root); guarded by this. */
   private final Map<String, LevelSet> levels = new TreeMap<>();

@@ -18,6 +18,7 @@ import io.modelgate.runtime.repository.ModelVersion;
 import io.modelgate.runtime.tensor.DecodedRequest;
 import io.modelgate.runtime.tensor.InputTensor;
 import io.modelgate.runtime.tensor.OutputTensor;
+import io.modelgate.runtime.threads.DaemonThreads;
 import java.time.Clock;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -138,8 +139,7 @@ public final class Drift implements GoldenSets.Observer, AutoCloseable {
     this.registry = registry;
     this.clock = clock;
     this.replica = replica;
-    this.thread = new Thread(this::run, "modelgate-drift");
-    thread.setDaemon(true);
+    this.thread = DaemonThreads.thread("modelgate-drift", this::run);
     thread.start();
     repository.events().subscribe(version -> commands.add(this::followLoads));
   }

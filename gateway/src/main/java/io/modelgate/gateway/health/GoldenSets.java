@@ -12,6 +12,7 @@ import io.modelgate.runtime.repository.ModelRepository;
 import io.modelgate.runtime.repository.ModelVersion;
 import io.modelgate.runtime.tensor.OutputTensor;
 import io.modelgate.runtime.tensor.RequestDecoder;
+import io.modelgate.runtime.threads.DaemonThreads;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.time.Clock;
@@ -23,7 +24,6 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import org.slf4j.Logger;
@@ -103,12 +103,7 @@ public final class GoldenSets implements AutoCloseable {
     repository.events().subscribe(this::forgetStale);
     if (background) {
       thread =
-          Executors.newSingleThreadExecutor(
-              r -> {
-                Thread t = new Thread(r, "modelgate-golden");
-                t.setDaemon(true);
-                return t;
-              });
+          DaemonThreads.single("modelgate-golden");
       repository.events().subscribe(this::onStateChange);
       for (var model : repository.models()) {
         for (ModelVersion version : model.versions()) {

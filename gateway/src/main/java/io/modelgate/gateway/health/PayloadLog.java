@@ -11,6 +11,7 @@ import io.modelgate.proto.inference.ModelInferRequest;
 import io.modelgate.proto.inference.ModelInferResponse;
 import io.modelgate.runtime.repository.LoadedVersion;
 import io.modelgate.runtime.repository.PayloadLogSettings;
+import io.modelgate.runtime.threads.DaemonThreads;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
@@ -102,8 +103,7 @@ public final class PayloadLog implements AutoCloseable {
     this.directory = directory;
     this.registry = registry;
     this.clock = clock;
-    this.writer = new Thread(this::write, "modelgate-payload-log");
-    writer.setDaemon(true);
+    this.writer = DaemonThreads.thread("modelgate-payload-log", this::write);
     writer.start();
   }
 

@@ -1,6 +1,7 @@
 package io.modelgate.gateway.inference;
 
 import io.modelgate.runtime.error.InferenceException;
+import io.modelgate.runtime.threads.DaemonThreads;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
@@ -119,11 +120,7 @@ public final class RequestMemory implements AutoCloseable {
   public synchronized RequestMemory startSweeping() {
     if (watched != null && sweeper == null) {
       long every = Math.max(100, Math.min(1000, receiveTimeout.window().toMillis() / 4));
-      sweeper = java.util.concurrent.Executors.newSingleThreadScheduledExecutor(r -> {
-        Thread thread = new Thread(r, "modelgate-receive-timeouts");
-        thread.setDaemon(true);
-        return thread;
-      });
+      sweeper = DaemonThreads.scheduled("modelgate-receive-timeouts");
       sweeper.scheduleWithFixedDelay(this::sweepQuietly, every, every, java.util.concurrent.TimeUnit.MILLISECONDS);
     }
     return this;

@@ -1,5 +1,6 @@
 package io.modelgate.gateway.server;
 
+import io.modelgate.runtime.threads.DaemonThreads;
 import io.netty.bootstrap.ServerBootstrap;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.Unpooled;
@@ -84,11 +85,7 @@ public final class HttpEndpoints implements AutoCloseable {
     EventLoopGroup group =
         new NioEventLoopGroup(
             1,
-            r -> {
-              Thread t = new Thread(r, "modelgate-http");
-              t.setDaemon(true);
-              return t;
-            });
+            DaemonThreads.named("modelgate-http"));
     try {
       Channel channel =
           new ServerBootstrap()

@@ -10,6 +10,7 @@ import io.modelgate.proto.admin.v1.ShadowStats;
 import io.modelgate.proto.admin.v1.StatsResponse;
 import io.modelgate.proto.admin.v1.WindowStats;
 import io.modelgate.runtime.execution.StageRecorder;
+import io.modelgate.runtime.threads.DaemonThreads;
 import java.time.Clock;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -17,7 +18,6 @@ import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import org.HdrHistogram.Histogram;
@@ -83,12 +83,7 @@ public final class StatsRegistry implements StageRecorder.Factory, AutoCloseable
     }
     if (background) {
       rotator =
-          Executors.newSingleThreadScheduledExecutor(
-              r -> {
-                Thread t = new Thread(r, "modelgate-stats-rotator");
-                t.setDaemon(true);
-                return t;
-              });
+          DaemonThreads.scheduled("modelgate-stats-rotator");
       rotator.scheduleAtFixedRate(
           this::rotate, interval.toMillis(), interval.toMillis(), TimeUnit.MILLISECONDS);
     } else {

@@ -7,6 +7,7 @@ import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Tags;
 import io.modelgate.proto.admin.v1.UsageRecord;
 import io.modelgate.proto.admin.v1.UsageReport;
+import io.modelgate.runtime.threads.DaemonThreads;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -22,7 +23,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.DoubleAdder;
@@ -138,11 +138,7 @@ public final class Usage implements AutoCloseable {
     this.directory = directory;
     if (directory != null) {
       load();
-      writer = Executors.newSingleThreadScheduledExecutor(r -> {
-        Thread t = new Thread(r, "modelgate-usage");
-        t.setDaemon(true);
-        return t;
-      });
+      writer = DaemonThreads.scheduled("modelgate-usage");
       writer.scheduleWithFixedDelay(this::flushQuietly, FLUSH_SECONDS, FLUSH_SECONDS, TimeUnit.SECONDS);
     } else {
       writer = null;

@@ -1,6 +1,7 @@
 package io.modelgate.runtime.execution;
 
 import io.modelgate.runtime.error.InferenceException;
+import io.modelgate.runtime.threads.DaemonThreads;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Objects;
@@ -262,8 +263,7 @@ final class ExecutorPool {
     Worker(BatchExecutor executor, Batch batch, String threadName) {
       this.executor = Objects.requireNonNull(executor, "executor");
       this.batch = batch;
-      this.thread = new Thread(this, threadName);
-      thread.setDaemon(true);
+      this.thread = DaemonThreads.thread(threadName, this);
     }
 
     @Override

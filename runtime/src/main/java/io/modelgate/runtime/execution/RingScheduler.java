@@ -7,6 +7,7 @@ import com.lmax.disruptor.Sequence;
 import com.lmax.disruptor.SequenceBarrier;
 import com.lmax.disruptor.TimeoutException;
 import io.modelgate.runtime.error.InferenceException;
+import io.modelgate.runtime.threads.DaemonThreads;
 import java.time.Duration;
 import java.util.Objects;
 import java.util.concurrent.TimeUnit;
@@ -167,8 +168,7 @@ public final class RingScheduler implements VersionScheduler {
         new ExecutorPool(name, threadPrefix, settings.instances(), batchCapacity, executors, recorder,
             reserved > 0 ? wait::wake : () -> {});
     this.batcher =
-        new Thread(this::runBatcher, threadPrefix + (this.executors.inline() ? "-batcher-exec" : "-batcher"));
-    batcher.setDaemon(true);
+        DaemonThreads.thread(threadPrefix + (this.executors.inline() ? "-batcher-exec" : "-batcher"), this::runBatcher);
     this.executors.start();
     batcher.start();
   }

@@ -16,6 +16,7 @@ import ai.onnxruntime.providers.OrtCUDAProviderOptions;
 import io.modelgate.runtime.error.ModelLoadException;
 import io.modelgate.runtime.tensor.DataType;
 import io.modelgate.runtime.tensor.TensorSpec;
+import io.modelgate.runtime.threads.DaemonThreads;
 import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -133,15 +134,15 @@ public final class OnnxModel implements AutoCloseable {
     }
     Object[] outcome = new Object[1];
     Thread opener =
-        new Thread(
+        DaemonThreads.thread(
+            threadName,
             () -> {
               try {
                 outcome[0] = openHere(file, settings);
               } catch (ModelLoadException | RuntimeException | Error e) {
                 outcome[0] = e;
               }
-            },
-            threadName);
+            });
     opener.start();
     // The sessions are the caller's to close: wait for them even when interrupted.
     boolean interrupted = false;

@@ -4,6 +4,7 @@ import io.modelgate.runtime.error.InferenceException;
 import io.modelgate.runtime.error.ModelLoadException;
 import io.modelgate.runtime.execution.StageRecorder;
 import io.modelgate.runtime.repository.ModelConfigFile.InvalidConfigException;
+import io.modelgate.runtime.threads.DaemonThreads;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -147,14 +148,7 @@ public final class ModelRepository {
       return new ModelRepository(disk, models, recorders, events);
     }
     java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(
-        Math.min(threads, folders.size()), new java.util.concurrent.ThreadFactory() {
-          private final java.util.concurrent.atomic.AtomicInteger n = new java.util.concurrent.atomic.AtomicInteger();
-
-          @Override
-          public Thread newThread(Runnable r) {
-            return new Thread(r, "modelgate-load-" + n.incrementAndGet());
-          }
-        });
+        Math.min(threads, folders.size()), DaemonThreads.numbered("modelgate-load"));
     Map<String, java.util.concurrent.Future<Model>> loading = new TreeMap<>();
     try {
       for (Map.Entry<String, Path> folder : folders.entrySet()) {
@@ -695,7 +689,7 @@ public final class ModelRepository {
     List<Thread> drainers = new ArrayList<>();
     for (LoadedVersion loaded : draining) {
       Duration remaining = Duration.ofNanos(Math.max(0, deadline - System.nanoTime()));
-      Thread drainer = new Thread(() -> loaded.scheduler().drain(remaining), "modelgate-drain");
+      Thread drainer = DaemonThreads.thread("modelgate-drain", () -> loaded.scheduler().drain(remaining));
       drainer.start();
       drainers.add(drainer);
     }

@@ -1,0 +1,139 @@
+package io.modelgate.runtime.threads;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledFuture;
+import java.util.concurrent.ScheduledThreadPoolExecutor;
+import java.util.concurrent.ThreadFactory;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicReference;
+import org.junit.jupiter.api.Test;
+
+class DaemonThreadsTest {
+
+  @Test
+  void aPeriodicTaskThatThrows_runsAgainAtItsNextTurn_bothKindsOfSchedule() throws Exception {
+    ScheduledExecutorService scheduler = DaemonThreads.scheduled("modelgate-test-periodic");
+    try {
+      for (boolean fixedRate : new boolean[] {true, false}) {
+        AtomicInteger runs = new AtomicInteger();
+        CountDownLatch thirdRun = new CountDownLatch(1);
+        Runnable throwingTwice = () -> {
+          int run = runs.incrementAndGet();
+          if (run == 1) {
+            throw new IllegalStateException("first run fails");
+          }
+          if (run == 2) {
+            throw new AssertionError("an Error other than the JVM's own is kept through too");
+          }
+          thirdRun.countDown();
+        };
+        ScheduledFuture<?> task = fixedRate
+            ? scheduler.scheduleAtFixedRate(throwingTwice, 0, 1, TimeUnit.MILLISECONDS)
+            : scheduler.scheduleWithFixedDelay(throwingTwice, 0, 1, TimeUnit.MILLISECONDS);
+        assertThat(thirdRun.await(30, TimeUnit.SECONDS)).as("ran a third time (fixed rate: %s)", fixedRate).isTrue();
+        assertThat(task.isDone()).isFalse();
+        task.cancel(false);
+      }
+    } finally {
+      scheduler.shutdownNow();
+    }
+  }
+
+  @Test
+  void aPlainScheduler_wouldHaveEndedThatTaskForGood() throws Exception {
+    // What the wrapper guards against, shown on the JDK's own executor: the test above fails
+    // without it in the same way.
+    ScheduledThreadPoolExecutor plain = new ScheduledThreadPoolExecutor(1, DaemonThreads.named("modelgate-test-plain"));
+    try {
+      ScheduledFuture<?> task = plain.scheduleWithFixedDelay(() -> {
+        throw new IllegalStateException("first run fails");
+      }, 0, 1, TimeUnit.MILLISECONDS);
+      assertThatThrownBy(() -> task.get(30, TimeUnit.SECONDS)).hasCauseInstanceOf(IllegalStateException.class);
+      assertThat(task.isDone()).isTrue();
+    } finally {
+      plain.shutdownNow();
+    }
+  }
+
+  @Test
+  void theJvmsOwnErrors_stillEndATask() {
+    Runnable kept = DaemonThreads.kept(() -> {
+      throw new OutOfMemoryError("test");
+    });
+    assertThatThrownBy(kept::run).isInstanceOf(OutOfMemoryError.class);
+    DaemonThreads.kept(() -> {
+      throw new IllegalArgumentException("logged, not thrown");
+    }).run();
+  }
+
+  @Test
+  void cancelledTasks_leaveTheQueueAtOnce() {
+    ScheduledExecutorService scheduler = DaemonThreads.scheduled("modelgate-test-cancel");
+    try {
+      List<ScheduledFuture<?>> tasks = new ArrayList<>();
+      for (int i = 0; i < 100; i++) {
+        tasks.add(scheduler.scheduleAtFixedRate(() -> {}, 1, 1, TimeUnit.HOURS));
+      }
+      assertThat(((ScheduledThreadPoolExecutor) scheduler).getQueue()).hasSize(100);
+      tasks.forEach(task -> task.cancel(false));
+      assertThat(((ScheduledThreadPoolExecutor) scheduler).getQueue()).isEmpty();
+    } finally {
+      scheduler.shutdownNow();
+    }
+  }
+
+  @Test
+  void threads_areDaemonsNamedAsAsked_andLogWhatEndsThem() throws Exception {
+    Thread thread = DaemonThreads.thread("modelgate-test-one", () -> {});
+    assertThat(thread.isDaemon()).isTrue();
+    assertThat(thread.getName()).isEqualTo("modelgate-test-one");
+    assertThat(thread.getUncaughtExceptionHandler()).isNotSameAs(thread.getThreadGroup());
+
+    ThreadFactory numbered = DaemonThreads.numbered("modelgate-test-load");
+    assertThat(numbered.newThread(() -> {}).getName()).isEqualTo("modelgate-test-load-1");
+    assertThat(numbered.newThread(() -> {}).getName()).isEqualTo("modelgate-test-load-2");
+    assertThat(DaemonThreads.named("modelgate-test-same").newThread(() -> {}).getName()).isEqualTo("modelgate-test-same");
+
+    AtomicReference<String> ranOn = new AtomicReference<>();
+    ExecutorService single = DaemonThreads.single("modelgate-test-single");
+    try {
+      single.submit(() -> ranOn.set(Thread.currentThread().getName() + " daemon=" + Thread.currentThread().isDaemon()))
+          .get(30, TimeUnit.SECONDS);
+    } finally {
+      single.shutdownNow();
+    }
+    assertThat(ranOn.get()).isEqualTo("modelgate-test-single daemon=true");
+  }
+
+  @Test
+  void aBoundedSingle_refusesATaskBeyondItsQueue() throws Exception {
+    ExecutorService single = DaemonThreads.single("modelgate-test-bounded", 1);
+    CountDownLatch release = new CountDownLatch(1);
+    CountDownLatch running = new CountDownLatch(1);
+    try {
+      single.execute(() -> {
+        running.countDown();
+        try {
+          release.await();
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+        }
+      });
+      assertThat(running.await(30, TimeUnit.SECONDS)).isTrue();
+      single.execute(() -> {});
+      assertThatThrownBy(() -> single.execute(() -> {})).isInstanceOf(RejectedExecutionException.class);
+    } finally {
+      release.countDown();
+      single.shutdownNow();
+    }
+  }
+}
