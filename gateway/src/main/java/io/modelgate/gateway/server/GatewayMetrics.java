@@ -19,6 +19,7 @@ import io.modelgate.runtime.repository.Model;
 import io.modelgate.runtime.repository.ModelRepository;
 import io.modelgate.runtime.repository.ModelVersion;
 import io.modelgate.runtime.repository.VersionState;
+import io.modelgate.runtime.threads.DaemonThreads;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -49,6 +50,8 @@ final class GatewayMetrics implements AutoCloseable {
   private final JvmGcMetrics gc = new JvmGcMetrics();
   /** Held here: Micrometer's function counters keep only a weak reference to it. Null off Linux. */
   private final ThreadScheduling threads;
+  /** Registers a failures counter for each background job made; closed with this. */
+  private final DaemonThreads.Watching backgroundJobs;
 
   GatewayMetrics(
       MeterRegistry registry,
@@ -77,6 +80,15 @@ final class GatewayMetrics implements AutoCloseable {
     if (threads != null) {
       threads.bindTo(registry);
     }
+    // Background jobs that fail: a periodic task that threw (and runs again at its next turn), a
+    // thread ended by a throwable; from 0 for every job the process has made.
+    backgroundJobs = DaemonThreads.onJobs(job ->
+        io.micrometer.core.instrument.FunctionCounter.builder("modelgate.background.failures", job, DaemonThreads::failures)
+            .description("Failures of the server's background jobs, by thread (modelgate-stats-rotator,"
+                + " modelgate-control-store, ...; every version's threads are modelgate-model): a periodic task"
+                + " that threw, which runs again at its next turn, or a thread ended by a throwable; see the log")
+            .tag("thread", job)
+            .register(registry));
     Gauge.builder("modelgate.loads.retrying", versions, v -> v.retrying(true))
         .description("Loads this replica owes and tries again after failing: versions a fleet's operators loaded (or"
             + " loaded again, while this replica's model file is not the one they loaded) on another replica"
@@ -342,6 +354,7 @@ final class GatewayMetrics implements AutoCloseable {
 
   @Override
   public void close() {
+    backgroundJobs.close();
     gc.close();
   }
 }

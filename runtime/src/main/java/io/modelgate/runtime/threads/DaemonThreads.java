@@ -1,6 +1,8 @@
 package io.modelgate.runtime.threads;
 
 import java.util.Objects;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.ScheduledExecutorService;
@@ -10,6 +12,9 @@ import java.util.concurrent.ThreadFactory;
 import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.LongAdder;
+import java.util.function.Consumer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -29,32 +34,107 @@ import org.slf4j.LoggerFactory;
  *       a task scheduled and cancelled per call (a watch) holds nothing after it.
  * </ul>
  *
+ * <p>Failures are counted per <em>job</em>, a thread's name folded so that there are few: every
+ * {@code modelgate-model-...} thread (a version's batcher, executors and opener) is {@code
+ * modelgate-model}, and a trailing {@code -N} goes ({@code modelgate-load-2} is {@code
+ * modelgate-load}); past {@link #MOST_JOBS} names, {@code other}. A job is known, with none counted,
+ * from when its first thread or executor is made, so that a counter exported for it starts at 0 and
+ * its first failure shows as an increase ({@link #onJobs}). A periodic task's failures are logged at
+ * most once a minute each, saying how many were held back.
+ *
  * <p>Threads: every method may be called from any thread; what they return is the caller's to
- * start (threads) or shut down (executors).
+ * start (threads) or shut down (executors). The counts are the process's, as the JVM's own meters.
  */
 public final class DaemonThreads {
   private static final Logger log = LoggerFactory.getLogger(DaemonThreads.class);
 
-  private static final Thread.UncaughtExceptionHandler LOG_UNCAUGHT =
-      (thread, t) -> log.error("thread {} ended by {}", thread.getName(), t.toString(), t);
+  /** The most jobs counted apart; later ones count as {@code other}. */
+  static final int MOST_JOBS = 64;
+  static final String OTHER = "other";
+  private static final long LOG_EVERY_NANOS = 60_000_000_000L;
+
+  /** Failures per job; written by any thread, bounded by {@link #MOST_JOBS} + 1. */
+  private static final ConcurrentHashMap<String, LongAdder> FAILURES = new ConcurrentHashMap<>();
+  private static final CopyOnWriteArrayList<Consumer<String>> WATCHERS = new CopyOnWriteArrayList<>();
+
+  private static final Thread.UncaughtExceptionHandler LOG_UNCAUGHT = (thread, t) -> {
+    failuresOf(job(thread.getName())).increment();
+    log.error("thread {} ended by {}", thread.getName(), t.toString(), t);
+  };
 
   private DaemonThreads() {}
 
+  /** The job a thread named {@code threadName} counts under (see the class). */
+  public static String job(String threadName) {
+    if (threadName.startsWith("modelgate-model-")) {
+      return "modelgate-model";
+    }
+    int end = threadName.length();
+    while (end > 0 && Character.isDigit(threadName.charAt(end - 1))) {
+      end--;
+    }
+    return end < threadName.length() && end > 1 && threadName.charAt(end - 1) == '-'
+        ? threadName.substring(0, end - 1) : threadName;
+  }
+
+  /** Failures counted for {@code job} so far in this process: periodic tasks that threw, threads ended by a throwable. */
+  public static long failures(String job) {
+    LongAdder count = FAILURES.get(job);
+    return count == null ? 0 : count.sum();
+  }
+
+  /**
+   * Tells {@code each} every job known now and, until the returned handle is closed, every job
+   * made later, once each, on the thread that makes it: for a registry to export a counter per job
+   * ({@link #failures}).
+   */
+  public static Watching onJobs(Consumer<String> each) {
+    Objects.requireNonNull(each, "each");
+    WATCHERS.add(each);
+    FAILURES.keySet().forEach(each);
+    return () -> WATCHERS.remove(each);
+  }
+
+  /** A watcher of jobs made, until closed. */
+  public interface Watching extends AutoCloseable {
+    @Override
+    void close();
+  }
+
+  /** The count of {@code job}, made (and told to the watchers) the first time. */
+  private static LongAdder failuresOf(String job) {
+    LongAdder count = FAILURES.get(job);
+    if (count != null) {
+      return count;
+    }
+    String kept = FAILURES.size() < MOST_JOBS ? job : OTHER;
+    LongAdder made = new LongAdder();
+    LongAdder was = FAILURES.putIfAbsent(kept, made);
+    if (was != null) {
+      return was;
+    }
+    for (Consumer<String> watcher : WATCHERS) {
+      watcher.accept(kept);
+    }
+    return made;
+  }
+
   /** Makes daemon threads all named {@code name}: for an executor of one thread. */
   public static ThreadFactory named(String name) {
-    Objects.requireNonNull(name, "name");
+    failuresOf(job(Objects.requireNonNull(name, "name")));
     return body -> thread(name, body);
   }
 
   /** Makes daemon threads named {@code prefix-1}, {@code prefix-2}, ... in the order made. */
   public static ThreadFactory numbered(String prefix) {
-    Objects.requireNonNull(prefix, "prefix");
+    failuresOf(job(Objects.requireNonNull(prefix, "prefix")));
     AtomicInteger made = new AtomicInteger();
     return body -> thread(prefix + "-" + made.incrementAndGet(), body);
   }
 
   /** A daemon thread, not yet started, that runs {@code body} and logs what it throws. */
   public static Thread thread(String name, Runnable body) {
+    failuresOf(job(name));
     Thread thread = new Thread(body, name);
     thread.setDaemon(true);
     thread.setUncaughtExceptionHandler(LOG_UNCAUGHT);
@@ -66,7 +146,7 @@ public final class DaemonThreads {
    * throw (above). Tasks run one at a time in the order of their times.
    */
   public static ScheduledExecutorService scheduled(String name) {
-    return new KeepingScheduler(named(name));
+    return new KeepingScheduler(named(name), failuresOf(job(name)));
   }
 
   /** An executor of one daemon thread named {@code name}, tasks queued without bound in order. */
@@ -83,35 +163,52 @@ public final class DaemonThreads {
         named(name));
   }
 
-  /** Runs {@code task}; logs what it throws, unless the JVM itself is failing. */
-  static Runnable kept(Runnable task) {
+  /**
+   * Runs {@code task}; counts in {@code failures} and logs what it throws (the first at once, then
+   * at most once a minute), unless the JVM itself is failing.
+   */
+  static Runnable kept(Runnable task, LongAdder failures) {
     Objects.requireNonNull(task, "task");
+    AtomicLong nextLogAt = new AtomicLong(System.nanoTime());
+    LongAdder heldBack = new LongAdder();
     return () -> {
       try {
         task.run();
       } catch (VirtualMachineError e) {
         throw e;
       } catch (Throwable t) {
-        log.error("a periodic task on {} failed; it runs again at its next turn", Thread.currentThread().getName(), t);
+        failures.increment();
+        long now = System.nanoTime();
+        long next = nextLogAt.get();
+        if (now - next >= 0 && nextLogAt.compareAndSet(next, now + LOG_EVERY_NANOS)) {
+          long held = heldBack.sumThenReset();
+          log.error("a periodic task on {} failed{}; it runs again at its next turn", Thread.currentThread().getName(),
+              held == 0 ? "" : " (and " + held + " times since it was last told)", t);
+        } else {
+          heldBack.increment();
+        }
       }
     };
   }
 
   /** One thread; periodic tasks wrapped by {@link #kept}; cancelled tasks removed at once. */
   private static final class KeepingScheduler extends ScheduledThreadPoolExecutor {
-    KeepingScheduler(ThreadFactory threads) {
+    private final LongAdder failures;
+
+    KeepingScheduler(ThreadFactory threads, LongAdder failures) {
       super(1, threads);
+      this.failures = failures;
       setRemoveOnCancelPolicy(true);
     }
 
     @Override
     public ScheduledFuture<?> scheduleAtFixedRate(Runnable task, long initialDelay, long period, TimeUnit unit) {
-      return super.scheduleAtFixedRate(kept(task), initialDelay, period, unit);
+      return super.scheduleAtFixedRate(kept(task, failures), initialDelay, period, unit);
     }
 
     @Override
     public ScheduledFuture<?> scheduleWithFixedDelay(Runnable task, long initialDelay, long delay, TimeUnit unit) {
-      return super.scheduleWithFixedDelay(kept(task), initialDelay, delay, unit);
+      return super.scheduleWithFixedDelay(kept(task, failures), initialDelay, delay, unit);
     }
   }
 }

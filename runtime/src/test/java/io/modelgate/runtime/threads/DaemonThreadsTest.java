@@ -65,14 +65,70 @@ class DaemonThreadsTest {
   }
 
   @Test
-  void theJvmsOwnErrors_stillEndATask() {
+  void theJvmsOwnErrors_stillEndATask_othersAreCountedEachTime() {
+    java.util.concurrent.atomic.LongAdder failures = new java.util.concurrent.atomic.LongAdder();
     Runnable kept = DaemonThreads.kept(() -> {
       throw new OutOfMemoryError("test");
-    });
+    }, failures);
     assertThatThrownBy(kept::run).isInstanceOf(OutOfMemoryError.class);
-    DaemonThreads.kept(() -> {
-      throw new IllegalArgumentException("logged, not thrown");
-    }).run();
+    Runnable logged = DaemonThreads.kept(() -> {
+      throw new IllegalArgumentException("logged (the first), not thrown");
+    }, failures);
+    for (int i = 0; i < 5; i++) {
+      logged.run();
+    }
+    assertThat(failures.sum()).isEqualTo(5);
+  }
+
+  @Test
+  void failures_areCountedPerJob_aPeriodicTasksAndAThreadsEnd_fromZero() throws Exception {
+    List<String> told = new java.util.concurrent.CopyOnWriteArrayList<>();
+    DaemonThreads.Watching watching = DaemonThreads.onJobs(told::add);
+    try {
+      ScheduledExecutorService scheduler = DaemonThreads.scheduled("modelgate-test-counted");
+      assertThat(told).contains("modelgate-test-counted");
+      assertThat(DaemonThreads.failures("modelgate-test-counted")).isZero();
+      try {
+        CountDownLatch thirdRun = new CountDownLatch(3);
+        scheduler.scheduleWithFixedDelay(() -> {
+          thirdRun.countDown();
+          throw new IllegalStateException("fails every time");
+        }, 0, 1, TimeUnit.MILLISECONDS);
+        assertThat(thirdRun.await(30, TimeUnit.SECONDS)).isTrue();
+      } finally {
+        scheduler.shutdownNow();
+        scheduler.awaitTermination(30, TimeUnit.SECONDS);
+      }
+      assertThat(DaemonThreads.failures("modelgate-test-counted")).isGreaterThanOrEqualTo(2);
+
+      Thread ended = DaemonThreads.thread("modelgate-test-ended-7", () -> {
+        throw new IllegalStateException("nothing catches this");
+      });
+      assertThat(told).contains("modelgate-test-ended");
+      ended.start();
+      ended.join();
+      assertThat(DaemonThreads.failures("modelgate-test-ended")).isEqualTo(1);
+    } finally {
+      watching.close();
+    }
+    // Closed: not told any more.
+    DaemonThreads.thread("modelgate-test-after-close", () -> {});
+    assertThat(told).doesNotContain("modelgate-test-after-close");
+    // Known before: told at once to a new watcher, each once.
+    List<String> late = new ArrayList<>();
+    DaemonThreads.onJobs(late::add).close();
+    assertThat(late).contains("modelgate-test-counted", "modelgate-test-after-close").doesNotHaveDuplicates();
+  }
+
+  @Test
+  void jobs_foldAVersionsThreadsAndNumbers() {
+    assertThat(DaemonThreads.job("modelgate-model-cnn_mnist-version-2-batcher")).isEqualTo("modelgate-model");
+    assertThat(DaemonThreads.job("modelgate-model-m-1-version-3-exec-2")).isEqualTo("modelgate-model");
+    assertThat(DaemonThreads.job("modelgate-load-12")).isEqualTo("modelgate-load");
+    assertThat(DaemonThreads.job("modelgate-stats-rotator")).isEqualTo("modelgate-stats-rotator");
+    assertThat(DaemonThreads.job("modelgate-watch-tls-certificate")).isEqualTo("modelgate-watch-tls-certificate");
+    assertThat(DaemonThreads.job("worker2")).isEqualTo("worker2");
+    assertThat(DaemonThreads.job("-1")).isEqualTo("-1");
   }
 
   @Test
