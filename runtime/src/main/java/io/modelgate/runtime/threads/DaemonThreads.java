@@ -30,6 +30,10 @@ import org.slf4j.LoggerFactory;
  *       throw, so that one unexpected exception would silently end a poll, a probe or a rotation
  *       for the life of the server. Only a {@link VirtualMachineError} (out of memory, say) ends
  *       it, as it ends everything else.
+ *   <li>A task handed to such an executor's {@code execute} or {@code schedule(Runnable, ...)}
+ *       that throws is logged too: Java's scheduler keeps the throwable in a future no one reads
+ *       (a watch's delivery, a timer that sets a log level back). {@code submit} leaves it to the
+ *       future the caller holds, as ever.
  *   <li>Cancelled tasks leave the scheduled executor's queue at once rather than at their time, so
  *       a task scheduled and cancelled per call (a watch) holds nothing after it.
  * </ul>
@@ -165,7 +169,8 @@ public final class DaemonThreads {
 
   /**
    * Runs {@code task}; counts in {@code failures} and logs what it throws (the first at once, then
-   * at most once a minute), unless the JVM itself is failing.
+   * at most once a minute), unless the JVM itself is failing. For a task run once, the same: it
+   * ends either way.
    */
   static Runnable kept(Runnable task, LongAdder failures) {
     Objects.requireNonNull(task, "task");
@@ -182,7 +187,7 @@ public final class DaemonThreads {
         long next = nextLogAt.get();
         if (now - next >= 0 && nextLogAt.compareAndSet(next, now + LOG_EVERY_NANOS)) {
           long held = heldBack.sumThenReset();
-          log.error("a periodic task on {} failed{}; it runs again at its next turn", Thread.currentThread().getName(),
+          log.error("a task on {} failed{}; a periodic one runs again at its next turn", Thread.currentThread().getName(),
               held == 0 ? "" : " (and " + held + " times since it was last told)", t);
         } else {
           heldBack.increment();
@@ -191,7 +196,12 @@ public final class DaemonThreads {
     };
   }
 
-  /** One thread; periodic tasks wrapped by {@link #kept}; cancelled tasks removed at once. */
+  /**
+   * One thread; periodic tasks wrapped by {@link #kept}, and so are tasks handed to {@code execute}
+   * or {@code schedule(Runnable, ...)}, whose throwable Java's scheduler would keep in a future no
+   * one reads (a task given to {@code submit}, or a {@code Callable}, leaves its throwable to the
+   * future the caller holds); cancelled tasks removed at once.
+   */
   private static final class KeepingScheduler extends ScheduledThreadPoolExecutor {
     private final LongAdder failures;
 
@@ -209,6 +219,27 @@ public final class DaemonThreads {
     @Override
     public ScheduledFuture<?> scheduleWithFixedDelay(Runnable task, long initialDelay, long delay, TimeUnit unit) {
       return super.scheduleWithFixedDelay(kept(task, failures), initialDelay, delay, unit);
+    }
+
+    @Override
+    public ScheduledFuture<?> schedule(Runnable task, long delay, TimeUnit unit) {
+      return super.schedule(kept(task, failures), delay, unit);
+    }
+
+    @Override
+    public void execute(Runnable task) {
+      super.schedule(kept(task, failures), 0, TimeUnit.NANOSECONDS);
+    }
+
+    // The JDK's submit(Runnable) is schedule(Runnable): kept unwrapped, its future tells.
+    @Override
+    public java.util.concurrent.Future<?> submit(Runnable task) {
+      return super.schedule(java.util.concurrent.Executors.callable(task), 0, TimeUnit.NANOSECONDS);
+    }
+
+    @Override
+    public <T> java.util.concurrent.Future<T> submit(Runnable task, T result) {
+      return super.schedule(java.util.concurrent.Executors.callable(task, result), 0, TimeUnit.NANOSECONDS);
     }
   }
 }

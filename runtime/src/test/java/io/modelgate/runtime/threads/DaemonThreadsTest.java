@@ -49,6 +49,34 @@ class DaemonThreadsTest {
   }
 
   @Test
+  void aTaskRunOnceThatThrows_isCounted_butASubmittedOnesFutureStillTells() throws Exception {
+    ScheduledExecutorService scheduler = DaemonThreads.scheduled("modelgate-test-once");
+    try {
+      long before = DaemonThreads.failures("modelgate-test-once");
+      scheduler.execute(() -> {
+        throw new IllegalStateException("executed, and nothing reads a future");
+      });
+      Runnable once = () -> {
+        throw new IllegalStateException("scheduled once");
+      };
+      ScheduledFuture<?> scheduled = scheduler.schedule(once, 1, TimeUnit.MILLISECONDS);
+      scheduled.get(30, TimeUnit.SECONDS); // logged and counted, not kept in the future
+      Runnable submittedTask = () -> {
+        throw new IllegalStateException("submitted: the caller's future tells");
+      };
+      java.util.concurrent.Future<?> submitted = scheduler.submit(submittedTask);
+      assertThatThrownBy(() -> submitted.get(30, TimeUnit.SECONDS)).hasCauseInstanceOf(IllegalStateException.class);
+      assertThatThrownBy(() -> scheduler.submit(submittedTask, "result").get(30, TimeUnit.SECONDS))
+          .hasCauseInstanceOf(IllegalStateException.class);
+      assertThat(scheduler.submit(() -> {}, "result").get(30, TimeUnit.SECONDS)).isEqualTo("result");
+      // One thread, in order: the executed task ran before the last submitted one.
+      assertThat(DaemonThreads.failures("modelgate-test-once") - before).isEqualTo(2);
+    } finally {
+      scheduler.shutdownNow();
+    }
+  }
+
+  @Test
   void aPlainScheduler_wouldHaveEndedThatTaskForGood() throws Exception {
     // What the wrapper guards against, shown on the JDK's own executor: the test above fails
     // without it in the same way.
