@@ -1256,11 +1256,22 @@ public final class ControlPlane implements AutoCloseable {
     return stored == null || !stored.control().hasRollout() ? null : stored.control().getRollout();
   }
 
-  @Override
-  public void close() {
+  /**
+   * Stops judging rollouts and leaves the fleet ({@link ControlStore#leave}): the first step of a
+   * stopping server, whose components may still audit and share their last usage until {@link
+   * #close}. Idempotent.
+   */
+  public void leave() {
     if (scheduler != null) {
       scheduler.shutdownNow();
     }
+    store.leave();
+  }
+
+  /** Leaves (above) if it has not, then closes the store. Idempotent. */
+  @Override
+  public void close() {
+    leave();
     store.close();
   }
 }

@@ -301,6 +301,15 @@ public interface ControlStore extends AutoCloseable {
   /** The replica whose judge runs rollouts: a fleet elects one; one process is its own. */
   boolean judges();
 
+  /**
+   * Stops taking part in the fleet as a stopping replica does first: no more probing, watching or
+   * campaigning, and its leases revoked, so that another replica judges rollouts at once and this
+   * one leaves the fleet's views; what it still writes (its last usage, an audit record) goes
+   * through until {@link #close}. Idempotent; nothing for a store of one process.
+   */
+  default void leave() {}
+
+  /** Leaves (above) if it has not, then closes the connection. Idempotent. */
   @Override
   void close();
 

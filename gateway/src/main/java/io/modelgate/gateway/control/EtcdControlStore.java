@@ -140,7 +140,10 @@ public final class EtcdControlStore implements ControlStore {
   private long leaseId;
   /** This replica's lease for its published snapshots (0: none yet). Written on the store thread. */
   private volatile long replicaLease;
+  /** Set by {@link #leave}: the store thread stops and nothing more is handed to it. */
   private volatile boolean closed;
+  /** Set by {@link #close}; guarded by this. */
+  private boolean connectionsClosed;
 
   /** A password; its text is never shown (the file watcher logs what it reads). */
   private record Password(String text) {
@@ -1191,7 +1194,10 @@ public final class EtcdControlStore implements ControlStore {
 
   /** Gives up the judge's key (so that another replica takes over at once) and disconnects. */
   @Override
-  public void close() {
+  public synchronized void leave() {
+    if (closed) {
+      return;
+    }
     closed = true;
     thread.shutdownNow();
     try {
@@ -1199,6 +1205,7 @@ public final class EtcdControlStore implements ControlStore {
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     }
+    judge = false;
     if (watcher != null) {
       watcher.close();
     }
@@ -1207,10 +1214,20 @@ public final class EtcdControlStore implements ControlStore {
         try {
           connection.client().getLeaseClient().revoke(lease).get(timeoutMs, TimeUnit.MILLISECONDS);
         } catch (Exception e) {
-          log.warn("lease not revoked on close ({}); it expires within {} s", e.getMessage(), settings.judgeLease().toSeconds());
+          log.warn("lease not revoked as the replica stops ({}); it expires within {} s", e.getMessage(),
+              settings.judgeLease().toSeconds());
         }
       }
     }
+  }
+
+  @Override
+  public synchronized void close() {
+    if (connectionsClosed) {
+      return;
+    }
+    leave();
+    connectionsClosed = true;
     for (Connection open : new Connection[] {connection, pending, retired}) {
       if (open != null) {
         open.close();

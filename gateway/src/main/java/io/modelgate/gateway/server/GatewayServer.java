@@ -877,7 +877,9 @@ public final class GatewayServer {
     fleetDrift.close();
     fleet.close();
     deniedAudit.close();
-    control.close();
+    // Another replica judges rollouts from now on, and this one leaves the fleet's views; the
+    // store stays open for what the steps below still write (audit records, the last usage).
+    control.leave();
     golden.close();
     admin.close();
     if (poll != null) {
@@ -905,6 +907,8 @@ public final class GatewayServer {
       adminTokens.close();
     }
     access.close();
+    // Everything that writes to the control store has written.
+    control.close();
     repository.closeSessions();
     phases.add(Phase.SESSIONS_CLOSED);
     try {

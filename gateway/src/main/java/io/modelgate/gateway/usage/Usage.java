@@ -77,6 +77,8 @@ public final class Usage implements AutoCloseable {
   private final Map<Key, Cell> totals = new ConcurrentHashMap<>();
   private final Map<String, String> tenantLabels = new ConcurrentHashMap<>();
   private final ScheduledExecutorService writer;
+  /** Set as the server stops: the flush then is the last. */
+  private volatile boolean stopping;
   /** Hours written at least once since they last changed; the writer's own. */
   private final Map<Long, Long> written = new ConcurrentHashMap<>();
 
@@ -461,7 +463,13 @@ public final class Usage implements AutoCloseable {
           fleet.accept(name, shared.build());
           published.put(hour.getKey(), changes);
         } catch (RuntimeException e) {
-          log.warn("usage of {} not shared with the fleet (tried again in {} s): {}", name, FLUSH_SECONDS, e.getMessage());
+          if (stopping) {
+            log.warn("usage of {} not shared with the fleet as the replica stops: {}; the ledger in the state directory"
+                + " keeps it, shared when a replica of the same --replica starts within {} hours", name, e.getMessage(),
+                LIVE_HOURS);
+          } else {
+            log.warn("usage of {} not shared with the fleet (tried again in {} s): {}", name, FLUSH_SECONDS, e.getMessage());
+          }
         }
       }
       Path file = directory.resolve(name + "-" + replica + ".jsonl");
@@ -622,6 +630,7 @@ public final class Usage implements AutoCloseable {
   public void close() {
     if (writer != null) {
       writer.shutdownNow();
+      stopping = true;
       flushQuietly();
     }
   }

@@ -535,9 +535,13 @@ class EtcdControlStoreTest {
             .containsExactly("anonymous/m:50:50");
         // Without --fleet, a replica's own ledger.
         assertThat(a.admin().getUsage(fleet.toBuilder().setFleet(false).build()).getRecords(0).getRequests()).isEqualTo(30);
+        // Served after b's last write: shared as b stops (its store is closed after its last usage).
+        for (int i = 0; i < 5; i++) {
+          b.blocking().modelInfer(io.modelgate.gateway.testing.Tensors.affine(1, 2, 3).setModelName("m").build());
+        }
       }
-      // b is gone; what it served is still counted.
-      assertThat(a.admin().getUsage(fleet).getRecords(0).getRequests()).isEqualTo(50);
+      // b is gone; what it served is still counted, to its last call.
+      assertThat(a.admin().getUsage(fleet).getRecords(0).getRequests()).isEqualTo(55);
     }
   }
 
