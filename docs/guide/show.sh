@@ -37,20 +37,29 @@ start_etcd() {
 }
 
 # with_cleanup: makes the temporary folder $work and the list pids of processes to stop; on exit,
-# stops them and removes $work.
+# stops them and removes $work — first copying its logs (*.log) into $GUIDE_KEEP_LOGS, where that
+# names a folder: to read what the servers logged while a transcript ran.
 with_cleanup() {
   work=$(mktemp -d)
   pids=()
-  trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+  trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; keep_logs; rm -rf "$work"' EXIT
+}
+
+keep_logs() {
+  if [ -n "${GUIDE_KEEP_LOGS:-}" ]; then
+    mkdir -p "$GUIDE_KEEP_LOGS" && find "$work" -maxdepth 2 -name '*.log' -exec cp {} "$GUIDE_KEEP_LOGS/" \; || true
+  fi
 }
 
 # stop_then_remove PID DIR: stops the server PID (if any) and waits for it to exit — it writes its
-# state and usage as it stops — then removes DIR. For a script's EXIT trap.
+# state and usage as it stops — then removes DIR (its logs kept as with_cleanup's). For a script's
+# EXIT trap.
 stop_then_remove() {
   if [ -n "$1" ]; then
     kill "$1" 2>/dev/null || true
     wait "$1" 2>/dev/null || true
   fi
+  work=$2 keep_logs
   rm -rf "$2"
 }
 
