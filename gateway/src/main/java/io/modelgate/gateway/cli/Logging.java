@@ -13,7 +13,8 @@ import org.slf4j.LoggerFactory;
  * Where the command line's log lines go: standard error, one line per event, as text (the
  * default: time, level, logger, message and its key-value pairs such as an access line's tenant)
  * or as JSON (Logback's {@link JsonEncoder}: one object per line with timestamp, level, logger,
- * message, key-value pairs and the throwable). gRPC and Netty log warnings only.
+ * message, key-value pairs and the throwable). gRPC and Netty log warnings only; the etcd client's
+ * warnings of each failed attempt, at most once a minute ({@link EtcdRetryLines}).
  */
 final class Logging {
   static final String TEXT_PATTERN = "%d{yyyy-MM-dd'T'HH:mm:ss.SSSZ} %-5level %logger{0} - %msg %kvp%n";
@@ -80,6 +81,11 @@ final class Logging {
     context.getLogger("io.grpc.netty.NettyServerStream").setLevel(Level.ERROR);
     context.getLogger("io.netty").setLevel(Level.WARN);
     context.getLogger("io.etcd").setLevel(Level.WARN);
+    // The etcd client warns of every failed attempt while etcd is down: once a minute is plenty.
+    EtcdRetryLines etcdRetries = new EtcdRetryLines();
+    etcdRetries.setContext(context);
+    etcdRetries.start();
+    context.addTurboFilter(etcdRetries);
     context.getLogger("io.vertx").setLevel(Level.WARN);
   }
 }

@@ -1,0 +1,64 @@
+package io.modelgate.gateway.cli;
+
+import ch.qos.logback.classic.Level;
+import ch.qos.logback.classic.Logger;
+import ch.qos.logback.classic.turbo.TurboFilter;
+import ch.qos.logback.core.spi.FilterReply;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.LongSupplier;
+import org.slf4j.Marker;
+
+/**
+ * Lets the etcd client's retry warnings through at most once a minute each: jetcd warns of every
+ * failed attempt of every operation ({@code retry failure (attempt: N, error: ...)}, then {@code
+ * maximum number of auto retries reached ...}), about four lines a second per replica while etcd is
+ * down — some 14,000 an hour of an outage — where the control store already says, once, that etcd
+ * cannot be reached and when it is again, and the metrics say so throughout. Every other line of
+ * the etcd client passes, and so does every retry line while {@code io.etcd} logs at DEBUG (an
+ * operator looking into it: {@code modelgate admin log --logger io.etcd --level DEBUG}).
+ *
+ * <p>Threads: any; {@link #decide} runs for every log call, so it looks at the level and the
+ * format's first characters before anything else, and holds no lock.
+ */
+final class EtcdRetryLines extends TurboFilter {
+  static final String RETRY = "retry failure (attempt: ";
+  static final String RETRIES_EXCEEDED = "maximum number of auto retries reached";
+  static final long EVERY_NANOS = 60_000_000_000L;
+
+  private final LongSupplier nanoTime;
+  private final AtomicLong nextRetry;
+  private final AtomicLong nextExceeded;
+
+  EtcdRetryLines() {
+    this(System::nanoTime);
+  }
+
+  /** With {@code nanoTime} for the clock (tests). */
+  EtcdRetryLines(LongSupplier nanoTime) {
+    this.nanoTime = nanoTime;
+    long now = nanoTime.getAsLong();
+    this.nextRetry = new AtomicLong(now);
+    this.nextExceeded = new AtomicLong(now);
+  }
+
+  @Override
+  public FilterReply decide(Marker marker, Logger logger, Level level, String format, Object[] params, Throwable t) {
+    if (level != Level.WARN || format == null || logger == null) {
+      return FilterReply.NEUTRAL;
+    }
+    AtomicLong next;
+    if (format.startsWith(RETRY)) {
+      next = nextRetry;
+    } else if (format.startsWith(RETRIES_EXCEEDED)) {
+      next = nextExceeded;
+    } else {
+      return FilterReply.NEUTRAL;
+    }
+    if (!logger.getName().startsWith("io.etcd.") || logger.isDebugEnabled()) {
+      return FilterReply.NEUTRAL;
+    }
+    long now = nanoTime.getAsLong();
+    long at = next.get();
+    return now - at >= 0 && next.compareAndSet(at, now + EVERY_NANOS) ? FilterReply.NEUTRAL : FilterReply.DENY;
+  }
+}
