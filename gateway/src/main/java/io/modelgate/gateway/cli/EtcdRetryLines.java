@@ -4,7 +4,8 @@ import ch.qos.logback.classic.Level;
 import ch.qos.logback.classic.Logger;
 import ch.qos.logback.classic.turbo.TurboFilter;
 import ch.qos.logback.core.spi.FilterReply;
-import java.util.concurrent.atomic.AtomicLong;
+import io.modelgate.gateway.status.LogThrottle;
+import java.time.Duration;
 import java.util.function.LongSupplier;
 import org.slf4j.Marker;
 
@@ -23,11 +24,10 @@ import org.slf4j.Marker;
 final class EtcdRetryLines extends TurboFilter {
   static final String RETRY = "retry failure (attempt: ";
   static final String RETRIES_EXCEEDED = "maximum number of auto retries reached";
-  static final long EVERY_NANOS = 60_000_000_000L;
+  static final Duration EVERY = Duration.ofMinutes(1);
 
-  private final LongSupplier nanoTime;
-  private final AtomicLong nextRetry;
-  private final AtomicLong nextExceeded;
+  private final LogThrottle retries;
+  private final LogThrottle exceeded;
 
   EtcdRetryLines() {
     this(System::nanoTime);
@@ -35,10 +35,8 @@ final class EtcdRetryLines extends TurboFilter {
 
   /** With {@code nanoTime} for the clock (tests). */
   EtcdRetryLines(LongSupplier nanoTime) {
-    this.nanoTime = nanoTime;
-    long now = nanoTime.getAsLong();
-    this.nextRetry = new AtomicLong(now);
-    this.nextExceeded = new AtomicLong(now);
+    this.retries = new LogThrottle(EVERY, nanoTime);
+    this.exceeded = new LogThrottle(EVERY, nanoTime);
   }
 
   @Override
@@ -46,19 +44,17 @@ final class EtcdRetryLines extends TurboFilter {
     if (level != Level.WARN || format == null || logger == null) {
       return FilterReply.NEUTRAL;
     }
-    AtomicLong next;
+    LogThrottle throttle;
     if (format.startsWith(RETRY)) {
-      next = nextRetry;
+      throttle = retries;
     } else if (format.startsWith(RETRIES_EXCEEDED)) {
-      next = nextExceeded;
+      throttle = exceeded;
     } else {
       return FilterReply.NEUTRAL;
     }
     if (!logger.getName().startsWith("io.etcd.") || logger.isDebugEnabled()) {
       return FilterReply.NEUTRAL;
     }
-    long now = nanoTime.getAsLong();
-    long at = next.get();
-    return now - at >= 0 && next.compareAndSet(at, now + EVERY_NANOS) ? FilterReply.NEUTRAL : FilterReply.DENY;
+    return throttle.pass() >= 0 ? FilterReply.NEUTRAL : FilterReply.DENY;
   }
 }

@@ -26,7 +26,7 @@ public final class LogThrottle {
   }
 
   /** With {@code nanoTime} for the clock (tests). */
-  LogThrottle(Duration every, LongSupplier nanoTime) {
+  public LogThrottle(Duration every, LongSupplier nanoTime) {
     if (every.isNegative() || every.isZero()) {
       throw new IllegalArgumentException("interval: " + every + " (expected: positive)");
     }

@@ -45,10 +45,10 @@ class EtcdRetryLinesTest {
     kv.error("retry failure (attempt: {}, error: {})", 1, "an error, not a warning");
     assertThat(lines.list).hasSize(5);
     // A minute on: one of each again.
-    nanos[0] += EtcdRetryLines.EVERY_NANOS;
+    nanos[0] += EtcdRetryLines.EVERY.toNanos();
     outage(kv, 10);
     assertThat(lines.list).hasSize(7);
-    nanos[0] += EtcdRetryLines.EVERY_NANOS - 1;
+    nanos[0] += EtcdRetryLines.EVERY.toNanos() - 1;
     outage(kv, 10);
     assertThat(lines.list).hasSize(7);
   }
