@@ -96,6 +96,8 @@ public final class RingScheduler implements VersionScheduler {
   private volatile long stopAt = Long.MAX_VALUE;
   /** Set when the drain timeout passed: the rest is answered UNAVAILABLE. */
   private volatile boolean abandoned;
+  /** Requests answered UNAVAILABLE because a drain's time ran out; batcher thread, read after it ends. */
+  private long abandonedRequests;
   private volatile boolean drained;
 
   // Batcher thread only.
@@ -338,7 +340,9 @@ public final class RingScheduler implements VersionScheduler {
         continue;
       }
       if (abandoned) {
-        waiting.addAndGet(-pending.failAll(InferenceException.unavailable(abandonMessage())));
+        int failed = pending.failAll(InferenceException.unavailable(abandonMessage()));
+        abandonedRequests += failed;
+        waiting.addAndGet(-failed);
         continue;
       }
       long due = pending.oldest().arrivalNanos() + policy.maxQueueDelayNanos();
@@ -427,7 +431,9 @@ public final class RingScheduler implements VersionScheduler {
 
   private void failRemaining() {
     InferenceException error = InferenceException.unavailable(abandonMessage());
-    waiting.addAndGet(-pending.failAll(error));
+    int failed = pending.failAll(error);
+    abandonedRequests += failed;
+    waiting.addAndGet(-failed);
     long last = Math.min(stopAt, ring.getCursor());
     for (long seq = next; seq <= last; seq++) {
       Slot slot = ring.get(seq);
@@ -435,6 +441,7 @@ public final class RingScheduler implements VersionScheduler {
       slot.request = null;
       if (request != null) {
         request.fail(error);
+        abandonedRequests++;
         waiting.decrementAndGet();
       }
       consumed.set(seq);
@@ -472,10 +479,12 @@ public final class RingScheduler implements VersionScheduler {
           batcher.interrupt();
         }
         batcher.join();
-        log.warn(
-            "{}: drain timeout of {} ms passed; queued requests were answered UNAVAILABLE",
-            name,
-            timeout.toMillis());
+        // Said only where it failed a request: a load closed unserved (a reload refused) drains
+        // with no time and nothing queued.
+        if (abandonedRequests > 0) {
+          log.warn("{}: drain timeout of {} ms passed; {} queued requests were answered UNAVAILABLE",
+              name, timeout.toMillis(), abandonedRequests);
+        }
       }
       executors.stop();
       executors.join();

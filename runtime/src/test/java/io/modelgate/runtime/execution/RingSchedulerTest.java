@@ -434,6 +434,45 @@ class RingSchedulerTest {
   }
 
   @Test
+  void drainTimeout_saysHowManyItFailed_andNothingWhereNothingWasQueued() throws Exception {
+    ch.qos.logback.classic.Logger logger =
+        (ch.qos.logback.classic.Logger) org.slf4j.LoggerFactory.getLogger(RingScheduler.class);
+    ch.qos.logback.core.read.ListAppender<ch.qos.logback.classic.spi.ILoggingEvent> lines =
+        new ch.qos.logback.core.read.ListAppender<>();
+    lines.start();
+    logger.addAppender(lines);
+    try {
+      // A load closed unserved (a reload refused): no time to drain, nothing queued, nothing said.
+      GatedExecutor idle = new GatedExecutor();
+      idle.gated = false;
+      RingScheduler unserved = scheduler(16, idle);
+      unserved.drain(Duration.ZERO);
+      assertThat(lines.list).extracting(e -> e.getFormattedMessage()).noneMatch(m -> m.contains("drain timeout"));
+
+      GatedExecutor executor = new GatedExecutor();
+      RingScheduler scheduler = scheduler(16, executor);
+      Answer running = new Answer();
+      scheduler.submit(request(running));
+      executor.started.poll(10, TimeUnit.SECONDS);
+      for (int i = 0; i < 3; i++) {
+        scheduler.submit(request(new Answer()));
+      }
+      Thread drainer = new Thread(() -> scheduler.drain(Duration.ZERO));
+      drainer.start();
+      while (drainer.getState() != Thread.State.WAITING) {
+        Thread.onSpinWait();
+      }
+      executor.gated = false;
+      executor.release();
+      drainer.join(10_000);
+      assertThat(lines.list).extracting(e -> e.getFormattedMessage())
+          .containsOnlyOnce("model 'm' version 1: drain timeout of 0 ms passed; 3 queued requests were answered UNAVAILABLE");
+    } finally {
+      logger.detachAppender(lines);
+    }
+  }
+
+  @Test
   void drainTimeout_withOneInstance_answersTheQueueUnavailableWhenTheRunningBatchEnds()
       throws Exception {
     GatedExecutor executor = new GatedExecutor();
