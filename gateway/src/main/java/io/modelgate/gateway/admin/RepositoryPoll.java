@@ -182,18 +182,20 @@ public final class RepositoryPoll implements AutoCloseable {
   /** Schedules the next look, {@link #spacingNanos} from now (none once closed). */
   private void next() {
     try {
-      thread.schedule(this::pollQuietly, spacingNanos, TimeUnit.NANOSECONDS);
+      thread.schedule(this::pollThenNext, spacingNanos, TimeUnit.NANOSECONDS);
     } catch (java.util.concurrent.RejectedExecutionException closed) {
       // closed: no more looks
     }
   }
 
-  private void pollQuietly() {
+  /**
+   * One look, then the next scheduled whatever it did; what it throws past its own handling goes to
+   * the poll thread's executor, which logs it (once a minute) and counts it in {@code
+   * modelgate_background_failures_total}.
+   */
+  private void pollThenNext() {
     try {
       poll();
-    } catch (RuntimeException e) {
-      log.error("the model repository's poll failed (tried again in {})",
-          io.modelgate.gateway.config.TimeSpans.format(Duration.ofNanos(spacingNanos)), e);
     } finally {
       next();
     }

@@ -409,10 +409,10 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
    * this.
    */
   public VersionControl start() {
-    worker.scheduleWithFixedDelay(this::reconcileQuietly, 1, 1, TimeUnit.SECONDS);
+    worker.scheduleWithFixedDelay(this::reconcileBoth, 1, 1, TimeUnit.SECONDS);
     policies.onLoadsChanged(() -> {
       try {
-        worker.execute(this::reconcileQuietly);
+        worker.execute(this::reconcileBoth);
       } catch (java.util.concurrent.RejectedExecutionException closing) {
         // The server is stopping: nothing more to follow.
       }
@@ -468,16 +468,30 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
     return highest + 1;
   }
 
-  private void reconcileQuietly() {
+  /**
+   * Both reconciliations, each whatever the other did; what either throws is thrown after both, to
+   * the repository thread's executor, which logs it (once a minute), counts it in {@code
+   * modelgate_background_failures_total} and runs this again in 1 s.
+   */
+  private void reconcileBoth() {
+    RuntimeException failed = null;
     try {
       reconcileLoads();
     } catch (RuntimeException e) {
-      log.error("the fleet's loads not reconciled (tried again in 1 s)", e);
+      failed = new IllegalStateException("the fleet's loads not reconciled", e);
     }
     try {
       reconcileCopies();
     } catch (RuntimeException e) {
-      log.error("copies of rollouts' controls not reconciled (tried again in 1 s)", e);
+      RuntimeException copies = new IllegalStateException("copies of rollouts' controls not reconciled", e);
+      if (failed == null) {
+        failed = copies;
+      } else {
+        failed.addSuppressed(copies);
+      }
+    }
+    if (failed != null) {
+      throw failed;
     }
   }
 

@@ -948,11 +948,16 @@ public final class ControlPlane implements AutoCloseable {
     return true;
   }
 
+  /**
+   * A tick; a refusal of the store (etcd down, say) is logged without a stack. Anything else it
+   * throws goes to the thread's executor, which logs it (once a minute) and counts it in {@code
+   * modelgate_background_failures_total}; the next tick comes in 1 s either way.
+   */
   private void tickQuietly() {
     try {
       tick();
-    } catch (RuntimeException e) {
-      log.error("rollout tick failed: {}", e.getMessage(), e instanceof InferenceException ? null : e);
+    } catch (InferenceException e) {
+      log.error("rollout tick failed: {}", e.getMessage());
     }
   }
 

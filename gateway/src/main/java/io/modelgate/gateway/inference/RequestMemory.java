@@ -121,7 +121,8 @@ public final class RequestMemory implements AutoCloseable {
     if (watched != null && sweeper == null) {
       long every = Math.max(100, Math.min(1000, receiveTimeout.window().toMillis() / 4));
       sweeper = DaemonThreads.scheduled("modelgate-receive-timeouts");
-      sweeper.scheduleWithFixedDelay(this::sweepQuietly, every, every, java.util.concurrent.TimeUnit.MILLISECONDS);
+      // What a sweep throws is logged (once a minute) and counted by the thread's executor; it sweeps on.
+      sweeper.scheduleWithFixedDelay(this::sweep, every, every, java.util.concurrent.TimeUnit.MILLISECONDS);
     }
     return this;
   }
@@ -132,14 +133,6 @@ public final class RequestMemory implements AutoCloseable {
     if (sweeper != null) {
       sweeper.shutdownNow();
       sweeper = null;
-    }
-  }
-
-  private void sweepQuietly() {
-    try {
-      sweep();
-    } catch (RuntimeException e) {
-      log.warn("looking for request messages arriving too slowly failed", e);
     }
   }
 

@@ -5,6 +5,7 @@ import io.grpc.Status;
 import io.micrometer.core.instrument.FunctionCounter;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Tags;
+import io.modelgate.gateway.status.LogThrottle;
 import io.modelgate.proto.admin.v1.UsageRecord;
 import io.modelgate.proto.admin.v1.UsageReport;
 import io.modelgate.runtime.threads.DaemonThreads;
@@ -79,6 +80,10 @@ public final class Usage implements AutoCloseable {
   private final ScheduledExecutorService writer;
   /** Set as the server stops: the flush then is the last. */
   private volatile boolean stopping;
+  /** A failing disk or fleet is retried every flush (10 s), and said once a minute. */
+  private final LogThrottle notWritten = new LogThrottle(java.time.Duration.ofMinutes(1));
+  private final LogThrottle notShared = new LogThrottle(java.time.Duration.ofMinutes(1));
+  private final LogThrottle notDeleted = new LogThrottle(java.time.Duration.ofMinutes(1));
   /** Hours written at least once since they last changed; the writer's own. */
   private final Map<Long, Long> written = new ConcurrentHashMap<>();
 
@@ -429,7 +434,11 @@ public final class Usage implements AutoCloseable {
     try {
       flush();
     } catch (IOException | RuntimeException e) {
-      log.warn("usage ledger not written (it is tried again in {} s): {}", FLUSH_SECONDS, e.toString());
+      long heldBack = notWritten.pass();
+      if (heldBack >= 0) {
+        log.warn("usage ledger not written (it is tried again in {} s; said once a minute): {}{}", FLUSH_SECONDS,
+            e.toString(), LogThrottle.since(heldBack));
+      }
     }
   }
 
@@ -468,7 +477,11 @@ public final class Usage implements AutoCloseable {
                 + " keeps it, shared when a replica of the same --replica starts within {} hours", name, e.getMessage(),
                 LIVE_HOURS);
           } else {
-            log.warn("usage of {} not shared with the fleet (tried again in {} s): {}", name, FLUSH_SECONDS, e.getMessage());
+            long heldBack = notShared.pass();
+            if (heldBack >= 0) {
+              log.warn("usage of {} not shared with the fleet (tried again in {} s; said once a minute): {}{}", name,
+                  FLUSH_SECONDS, e.getMessage(), LogThrottle.since(heldBack));
+            }
           }
         }
       }
@@ -523,7 +536,11 @@ public final class Usage implements AutoCloseable {
     try {
       keys = fleetDelete.applyAsLong(cutoff);
     } catch (RuntimeException e) {
-      log.warn("the fleet's usage before {} not deleted (tried again in {} s): {}", cutoff, FLUSH_SECONDS, e.getMessage());
+      long heldBack = notDeleted.pass();
+      if (heldBack >= 0) {
+        log.warn("the fleet's usage before {} not deleted (tried again in {} s; said once a minute): {}{}", cutoff,
+            FLUSH_SECONDS, e.getMessage(), LogThrottle.since(heldBack));
+      }
       return;
     }
     retainedAt = now;

@@ -43,8 +43,9 @@ import org.slf4j.LoggerFactory;
  * modelgate-model}, and a trailing {@code -N} goes ({@code modelgate-load-2} is {@code
  * modelgate-load}); past {@link #MOST_JOBS} names, {@code other}. A job is known, with none counted,
  * from when its first thread or executor is made, so that a counter exported for it starts at 0 and
- * its first failure shows as an increase ({@link #onJobs}). A periodic task's failures are logged at
- * most once a minute each, saying how many were held back.
+ * its first failure shows as an increase ({@link #onJobs}). A job's tasks' failures are logged at
+ * most once a minute, saying how many were held back (a task that schedules itself again, as the
+ * repository poll does, is a new task each time).
  *
  * <p>Threads: every method may be called from any thread; what they return is the caller's to
  * start (threads) or shut down (executors). The counts are the process's, as the JVM's own meters.
@@ -58,11 +59,11 @@ public final class DaemonThreads {
   private static final long LOG_EVERY_NANOS = 60_000_000_000L;
 
   /** Failures per job; written by any thread, bounded by {@link #MOST_JOBS} + 1. */
-  private static final ConcurrentHashMap<String, LongAdder> FAILURES = new ConcurrentHashMap<>();
+  private static final ConcurrentHashMap<String, Job> FAILURES = new ConcurrentHashMap<>();
   private static final CopyOnWriteArrayList<Consumer<String>> WATCHERS = new CopyOnWriteArrayList<>();
 
   private static final Thread.UncaughtExceptionHandler LOG_UNCAUGHT = (thread, t) -> {
-    failuresOf(job(thread.getName())).increment();
+    jobOf(job(thread.getName())).failures.increment();
     log.error("thread {} ended by {}", thread.getName(), t.toString(), t);
   };
 
@@ -83,8 +84,8 @@ public final class DaemonThreads {
 
   /** Failures counted for {@code job} so far in this process: periodic tasks that threw, threads ended by a throwable. */
   public static long failures(String job) {
-    LongAdder count = FAILURES.get(job);
-    return count == null ? 0 : count.sum();
+    Job known = FAILURES.get(job);
+    return known == null ? 0 : known.failures.sum();
   }
 
   /**
@@ -106,14 +107,14 @@ public final class DaemonThreads {
   }
 
   /** The count of {@code job}, made (and told to the watchers) the first time. */
-  private static LongAdder failuresOf(String job) {
-    LongAdder count = FAILURES.get(job);
-    if (count != null) {
-      return count;
+  private static Job jobOf(String job) {
+    Job known = FAILURES.get(job);
+    if (known != null) {
+      return known;
     }
     String kept = FAILURES.size() < MOST_JOBS ? job : OTHER;
-    LongAdder made = new LongAdder();
-    LongAdder was = FAILURES.putIfAbsent(kept, made);
+    Job made = new Job();
+    Job was = FAILURES.putIfAbsent(kept, made);
     if (was != null) {
       return was;
     }
@@ -125,20 +126,20 @@ public final class DaemonThreads {
 
   /** Makes daemon threads all named {@code name}: for an executor of one thread. */
   public static ThreadFactory named(String name) {
-    failuresOf(job(Objects.requireNonNull(name, "name")));
+    jobOf(job(Objects.requireNonNull(name, "name")));
     return body -> thread(name, body);
   }
 
   /** Makes daemon threads named {@code prefix-1}, {@code prefix-2}, ... in the order made. */
   public static ThreadFactory numbered(String prefix) {
-    failuresOf(job(Objects.requireNonNull(prefix, "prefix")));
+    jobOf(job(Objects.requireNonNull(prefix, "prefix")));
     AtomicInteger made = new AtomicInteger();
     return body -> thread(prefix + "-" + made.incrementAndGet(), body);
   }
 
   /** A daemon thread, not yet started, that runs {@code body} and logs what it throws. */
   public static Thread thread(String name, Runnable body) {
-    failuresOf(job(name));
+    jobOf(job(name));
     Thread thread = new Thread(body, name);
     thread.setDaemon(true);
     thread.setUncaughtExceptionHandler(LOG_UNCAUGHT);
@@ -150,7 +151,7 @@ public final class DaemonThreads {
    * throw (above). Tasks run one at a time in the order of their times.
    */
   public static ScheduledExecutorService scheduled(String name) {
-    return new KeepingScheduler(named(name), failuresOf(job(name)));
+    return new KeepingScheduler(named(name), jobOf(job(name)));
   }
 
   /** An executor of one daemon thread named {@code name}, tasks queued without bound in order. */
@@ -168,32 +169,45 @@ public final class DaemonThreads {
   }
 
   /**
-   * Runs {@code task}; counts in {@code failures} and logs what it throws (the first at once, then
-   * at most once a minute), unless the JVM itself is failing. For a task run once, the same: it
-   * ends either way.
+   * Runs {@code task}; counts what it throws in {@code job} and logs it (the job's first at once,
+   * then at most once a minute, whichever of its tasks threw: a task that schedules itself again
+   * is a new task each time), unless the JVM itself is failing. A periodic task runs again at its
+   * next turn; one run once ends either way.
    */
-  static Runnable kept(Runnable task, LongAdder failures) {
+  static Runnable kept(Runnable task, Job job) {
     Objects.requireNonNull(task, "task");
-    AtomicLong nextLogAt = new AtomicLong(System.nanoTime());
-    LongAdder heldBack = new LongAdder();
     return () -> {
       try {
         task.run();
       } catch (VirtualMachineError e) {
         throw e;
       } catch (Throwable t) {
-        failures.increment();
-        long now = System.nanoTime();
-        long next = nextLogAt.get();
-        if (now - next >= 0 && nextLogAt.compareAndSet(next, now + LOG_EVERY_NANOS)) {
-          long held = heldBack.sumThenReset();
-          log.error("a task on {} failed{}; a periodic one runs again at its next turn", Thread.currentThread().getName(),
-              held == 0 ? "" : " (and " + held + " times since it was last told)", t);
-        } else {
-          heldBack.increment();
+        long held = job.failed();
+        if (held >= 0) {
+          log.error("a task on {} failed{}; a periodic one runs again at its next turn (said once a minute)",
+              Thread.currentThread().getName(), held == 0 ? "" : " (and " + held + " times since it was last told)", t);
         }
       }
     };
+  }
+
+  /** One job's failures: counted, and told at most once a minute. Any thread; lock-free. */
+  static final class Job {
+    final LongAdder failures = new LongAdder();
+    private final AtomicLong nextLogAt = new AtomicLong(System.nanoTime());
+    private final LongAdder heldBack = new LongAdder();
+
+    /** Counts one; how many were held back since the last told when this one is to be told, else -1. */
+    long failed() {
+      failures.increment();
+      long now = System.nanoTime();
+      long next = nextLogAt.get();
+      if (now - next >= 0 && nextLogAt.compareAndSet(next, now + LOG_EVERY_NANOS)) {
+        return heldBack.sumThenReset();
+      }
+      heldBack.increment();
+      return -1;
+    }
   }
 
   /**
@@ -203,32 +217,32 @@ public final class DaemonThreads {
    * future the caller holds); cancelled tasks removed at once.
    */
   private static final class KeepingScheduler extends ScheduledThreadPoolExecutor {
-    private final LongAdder failures;
+    private final Job job;
 
-    KeepingScheduler(ThreadFactory threads, LongAdder failures) {
+    KeepingScheduler(ThreadFactory threads, Job job) {
       super(1, threads);
-      this.failures = failures;
+      this.job = job;
       setRemoveOnCancelPolicy(true);
     }
 
     @Override
     public ScheduledFuture<?> scheduleAtFixedRate(Runnable task, long initialDelay, long period, TimeUnit unit) {
-      return super.scheduleAtFixedRate(kept(task, failures), initialDelay, period, unit);
+      return super.scheduleAtFixedRate(kept(task, job), initialDelay, period, unit);
     }
 
     @Override
     public ScheduledFuture<?> scheduleWithFixedDelay(Runnable task, long initialDelay, long delay, TimeUnit unit) {
-      return super.scheduleWithFixedDelay(kept(task, failures), initialDelay, delay, unit);
+      return super.scheduleWithFixedDelay(kept(task, job), initialDelay, delay, unit);
     }
 
     @Override
     public ScheduledFuture<?> schedule(Runnable task, long delay, TimeUnit unit) {
-      return super.schedule(kept(task, failures), delay, unit);
+      return super.schedule(kept(task, job), delay, unit);
     }
 
     @Override
     public void execute(Runnable task) {
-      super.schedule(kept(task, failures), 0, TimeUnit.NANOSECONDS);
+      super.schedule(kept(task, job), 0, TimeUnit.NANOSECONDS);
     }
 
     // The JDK's submit(Runnable) is schedule(Runnable): kept unwrapped, its future tells.

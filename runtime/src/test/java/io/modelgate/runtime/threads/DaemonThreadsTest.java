@@ -94,7 +94,7 @@ class DaemonThreadsTest {
 
   @Test
   void theJvmsOwnErrors_stillEndATask_othersAreCountedEachTime() {
-    java.util.concurrent.atomic.LongAdder failures = new java.util.concurrent.atomic.LongAdder();
+    DaemonThreads.Job failures = new DaemonThreads.Job();
     Runnable kept = DaemonThreads.kept(() -> {
       throw new OutOfMemoryError("test");
     }, failures);
@@ -105,7 +105,7 @@ class DaemonThreadsTest {
     for (int i = 0; i < 5; i++) {
       logged.run();
     }
-    assertThat(failures.sum()).isEqualTo(5);
+    assertThat(failures.failures.sum()).isEqualTo(5);
   }
 
   @Test
