@@ -1192,7 +1192,11 @@ public final class EtcdControlStore implements ControlStore {
     return judge && downSinceMs == 0;
   }
 
-  /** Gives up the judge's key (so that another replica takes over at once) and disconnects. */
+  /**
+   * Stops the store thread (probe, watch, campaign), then gives up the judge's key and the
+   * replica's lease, so that another replica takes over at once and this one's snapshots go; the
+   * client stays connected for the writes still to come until {@link #close}. Idempotent.
+   */
   @Override
   public synchronized void leave() {
     if (closed) {
@@ -1221,6 +1225,7 @@ public final class EtcdControlStore implements ControlStore {
     }
   }
 
+  /** Leaves (above) if it has not, then disconnects. Idempotent. */
   @Override
   public synchronized void close() {
     if (connectionsClosed) {
