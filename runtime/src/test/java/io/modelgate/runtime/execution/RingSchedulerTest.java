@@ -433,42 +433,37 @@ class RingSchedulerTest {
     assertThat(executor.executed.get()).isEqualTo(2);
   }
 
-  @Test
-  void drainTimeout_saysHowManyItFailed_andNothingWhereNothingWasQueued() throws Exception {
-    ch.qos.logback.classic.Logger logger =
+  /** What {@link RingScheduler} logs from its making until closed. */
+  private static final class CapturedLog implements AutoCloseable {
+    private final ch.qos.logback.classic.Logger logger =
         (ch.qos.logback.classic.Logger) org.slf4j.LoggerFactory.getLogger(RingScheduler.class);
-    ch.qos.logback.core.read.ListAppender<ch.qos.logback.classic.spi.ILoggingEvent> lines =
+    private final ch.qos.logback.core.read.ListAppender<ch.qos.logback.classic.spi.ILoggingEvent> appender =
         new ch.qos.logback.core.read.ListAppender<>();
-    lines.start();
-    logger.addAppender(lines);
-    try {
-      // A load closed unserved (a reload refused): no time to drain, nothing queued, nothing said.
-      GatedExecutor idle = new GatedExecutor();
-      idle.gated = false;
-      RingScheduler unserved = scheduler(16, idle);
-      unserved.drain(Duration.ZERO);
-      assertThat(lines.list).extracting(e -> e.getFormattedMessage()).noneMatch(m -> m.contains("drain timeout"));
 
-      GatedExecutor executor = new GatedExecutor();
-      RingScheduler scheduler = scheduler(16, executor);
-      Answer running = new Answer();
-      scheduler.submit(request(running));
-      executor.started.poll(10, TimeUnit.SECONDS);
-      for (int i = 0; i < 3; i++) {
-        scheduler.submit(request(new Answer()));
-      }
-      Thread drainer = new Thread(() -> scheduler.drain(Duration.ZERO));
-      drainer.start();
-      while (drainer.getState() != Thread.State.WAITING) {
-        Thread.onSpinWait();
-      }
-      executor.gated = false;
-      executor.release();
-      drainer.join(10_000);
-      assertThat(lines.list).extracting(e -> e.getFormattedMessage())
-          .containsOnlyOnce("model 'm' version 1: drain timeout of 0 ms passed; 3 queued requests were answered UNAVAILABLE");
-    } finally {
-      logger.detachAppender(lines);
+    CapturedLog() {
+      appender.start();
+      logger.addAppender(appender);
+    }
+
+    List<String> lines() {
+      return appender.list.stream().map(ch.qos.logback.classic.spi.ILoggingEvent::getFormattedMessage).toList();
+    }
+
+    @Override
+    public void close() {
+      logger.detachAppender(appender);
+    }
+  }
+
+  @Test
+  void drainTimeout_withNothingQueued_saysNothing() {
+    // A load closed unserved (a reload refused): no time to drain, nothing queued, nothing said.
+    GatedExecutor idle = new GatedExecutor();
+    idle.gated = false;
+    RingScheduler unserved = scheduler(16, idle);
+    try (CapturedLog log = new CapturedLog()) {
+      unserved.drain(Duration.ZERO);
+      assertThat(log.lines()).noneMatch(line -> line.contains("drain timeout"));
     }
   }
 
@@ -486,16 +481,21 @@ class RingSchedulerTest {
       queued.add(answer);
       scheduler.submit(request(answer));
     }
-    Thread drainer = new Thread(() -> scheduler.drain(Duration.ZERO));
-    drainer.start();
-    // The drain gives up at once and waits for the batcher, which runs the held batch itself.
-    while (drainer.getState() != Thread.State.WAITING) {
-      Thread.onSpinWait();
+    try (CapturedLog log = new CapturedLog()) {
+      Thread drainer = new Thread(() -> scheduler.drain(Duration.ZERO));
+      drainer.start();
+      // The drain gives up at once and waits for the batcher, which runs the held batch itself.
+      while (drainer.getState() != Thread.State.WAITING) {
+        Thread.onSpinWait();
+      }
+      executor.gated = false;
+      executor.release();
+      drainer.join(10_000);
+      assertThat(drainer.isAlive()).isFalse();
+      // Said once, with how many it failed.
+      assertThat(log.lines()).containsOnlyOnce(
+          "model 'm' version 1: drain timeout of 0 ms passed; 5 queued requests were answered UNAVAILABLE");
     }
-    executor.gated = false;
-    executor.release();
-    drainer.join(10_000);
-    assertThat(drainer.isAlive()).isFalse();
     running.result.get(10, TimeUnit.SECONDS);
     for (Answer answer : queued) {
       assertThat(errorCode(answer.result)).isEqualTo(ErrorCode.UNAVAILABLE);
