@@ -2,9 +2,9 @@ package io.modelgate.gateway.admin;
 
 import io.modelgate.gateway.control.ControlPlane;
 import io.modelgate.gateway.routing.Route;
-import io.modelgate.gateway.status.LogThrottle;
 import io.modelgate.runtime.error.ErrorCode;
 import io.modelgate.runtime.error.InferenceException;
+import io.modelgate.runtime.logging.LogThrottle;
 import io.modelgate.runtime.repository.Model;
 import io.modelgate.runtime.repository.ModelConfigFile;
 import io.modelgate.runtime.repository.ModelRepository;

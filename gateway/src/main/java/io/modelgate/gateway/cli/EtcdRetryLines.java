@@ -4,7 +4,7 @@ import ch.qos.logback.classic.Level;
 import ch.qos.logback.classic.Logger;
 import ch.qos.logback.classic.turbo.TurboFilter;
 import ch.qos.logback.core.spi.FilterReply;
-import io.modelgate.gateway.status.LogThrottle;
+import io.modelgate.runtime.logging.LogThrottle;
 import java.time.Duration;
 import java.util.function.LongSupplier;
 import org.slf4j.Marker;

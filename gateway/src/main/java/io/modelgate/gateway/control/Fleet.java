@@ -85,7 +85,7 @@ public final class Fleet implements AutoCloseable {
       long heldBack = unanswered.pass();
       if (heldBack >= 0) {
         log.warn("asks for this replica's drift sketches not answered ({})"
-            + io.modelgate.gateway.status.LogThrottle.since(heldBack), e.getMessage());
+            + io.modelgate.runtime.logging.LogThrottle.since(heldBack), e.getMessage());
       }
     }
   }
@@ -99,8 +99,8 @@ public final class Fleet implements AutoCloseable {
   /** How long a replica waits for its drift thread's sketches. */
   private static final long SKETCHES_WAIT_MS = 5000;
 
-  private final io.modelgate.gateway.status.LogThrottle unanswered =
-      new io.modelgate.gateway.status.LogThrottle(java.time.Duration.ofMinutes(1));
+  private final io.modelgate.runtime.logging.LogThrottle unanswered =
+      new io.modelgate.runtime.logging.LogThrottle(java.time.Duration.ofMinutes(1));
   /** The asks answered here ("model/asker@time"), pruned to those still kept; the fleet thread's. */
   private final Set<String> answered = new HashSet<>();
 

@@ -32,8 +32,8 @@ final class LenientRequests {
   /** The unknown field that carries the parse failure (the highest field numbers are unused). */
   static final int INVALID_FIELD = 536_870_000;
   private static final AtomicLong invalid = new AtomicLong();
-  private static final io.modelgate.gateway.status.LogThrottle invalidLog =
-      new io.modelgate.gateway.status.LogThrottle(java.time.Duration.ofMinutes(1));
+  private static final io.modelgate.runtime.logging.LogThrottle invalidLog =
+      new io.modelgate.runtime.logging.LogThrottle(java.time.Duration.ofMinutes(1));
 
   private LenientRequests() {}
 

@@ -2,7 +2,7 @@ package io.modelgate.gateway.server;
 
 import io.micrometer.core.instrument.FunctionCounter;
 import io.micrometer.core.instrument.MeterRegistry;
-import io.modelgate.gateway.status.LogThrottle;
+import io.modelgate.runtime.logging.LogThrottle;
 import io.netty.buffer.ByteBuf;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelHandlerContext;

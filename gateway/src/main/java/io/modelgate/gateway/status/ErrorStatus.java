@@ -6,6 +6,7 @@ import io.grpc.StatusException;
 import io.grpc.StatusRuntimeException;
 import io.modelgate.runtime.error.ErrorCode;
 import io.modelgate.runtime.error.InferenceException;
+import io.modelgate.runtime.logging.LogThrottle;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 

@@ -1,4 +1,4 @@
-package io.modelgate.gateway.status;
+package io.modelgate.runtime.logging;
 
 import java.time.Duration;
 import java.util.concurrent.atomic.AtomicLong;

@@ -1,5 +1,6 @@
 package io.modelgate.runtime.threads;
 
+import io.modelgate.runtime.logging.LogThrottle;
 import java.util.Objects;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
@@ -12,7 +13,6 @@ import java.util.concurrent.ThreadFactory;
 import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
-import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.LongAdder;
 import java.util.function.Consumer;
 import org.slf4j.Logger;
@@ -56,7 +56,7 @@ public final class DaemonThreads {
   /** The most jobs counted apart; later ones count as {@code other}. */
   static final int MOST_JOBS = 64;
   static final String OTHER = "other";
-  private static final long LOG_EVERY_NANOS = 60_000_000_000L;
+  private static final java.time.Duration LOG_EVERY = java.time.Duration.ofMinutes(1);
 
   /** Failures per job; written by any thread, bounded by {@link #MOST_JOBS} + 1. */
   private static final ConcurrentHashMap<String, Job> FAILURES = new ConcurrentHashMap<>();
@@ -185,7 +185,7 @@ public final class DaemonThreads {
         long held = job.failed();
         if (held >= 0) {
           log.error("a task on {} failed{}; a periodic one runs again at its next turn (said once a minute)",
-              Thread.currentThread().getName(), held == 0 ? "" : " (and " + held + " times since it was last told)", t);
+              Thread.currentThread().getName(), LogThrottle.since(held), t);
         }
       }
     };
@@ -194,19 +194,12 @@ public final class DaemonThreads {
   /** One job's failures: counted, and told at most once a minute. Any thread; lock-free. */
   static final class Job {
     final LongAdder failures = new LongAdder();
-    private final AtomicLong nextLogAt = new AtomicLong(System.nanoTime());
-    private final LongAdder heldBack = new LongAdder();
+    private final LogThrottle told = new LogThrottle(LOG_EVERY);
 
     /** Counts one; how many were held back since the last told when this one is to be told, else -1. */
     long failed() {
       failures.increment();
-      long now = System.nanoTime();
-      long next = nextLogAt.get();
-      if (now - next >= 0 && nextLogAt.compareAndSet(next, now + LOG_EVERY_NANOS)) {
-        return heldBack.sumThenReset();
-      }
-      heldBack.increment();
-      return -1;
+      return told.pass();
     }
   }
 

@@ -1,4 +1,4 @@
-package io.modelgate.gateway.status;
+package io.modelgate.runtime.logging;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
