@@ -86,7 +86,8 @@ final class GatewayMetrics implements AutoCloseable {
         io.micrometer.core.instrument.FunctionCounter.builder("modelgate.background.failures", job, DaemonThreads::failures)
             .description("Failures of the server's background jobs, by thread (modelgate-stats-rotator,"
                 + " modelgate-control-store, ...; every version's threads are modelgate-model): a periodic task"
-                + " that threw, which runs again at its next turn, or a thread ended by a throwable; see the log")
+                + " that threw (it runs again at its next turn), a task run once that threw, or a thread ended by a"
+                + " throwable; see the log")
             .tag("thread", job)
             .register(registry));
     Gauge.builder("modelgate.loads.retrying", versions, v -> v.retrying(true))
