@@ -184,7 +184,7 @@ public final class Diagnostics implements AutoCloseable {
         setBack(name, set, caller, "set back by " + caller, true);
         return report();
       }
-      install(name, chosen, span, caller, false, true);
+      install(name, chosen, clock.instant().plus(span), span, caller, false, true);
       return report();
     }
   }
@@ -238,7 +238,7 @@ public final class Diagnostics implements AutoCloseable {
         rateBack(rate, caller, "set back by " + caller, true);
         return report();
       }
-      installRate(sampleRate, span, caller, false, true);
+      installRate(sampleRate, clock.instant().plus(span), span, caller, false, true);
       return report();
     }
   }
@@ -350,7 +350,7 @@ public final class Diagnostics implements AutoCloseable {
       Instant until = Instant.ofEpochMilli(set.getUntilMs());
       if (here == null || here.fleet() && (!here.level().equals(level) || !here.until().equals(until))) {
         if (here != null || levels.size() < MOST_LOGGERS) {
-          install(name, level, Duration.between(now, until), set.getSetBy(), true, false);
+          install(name, level, until, Duration.between(now, until), set.getSetBy(), true, false);
         }
       }
     });
@@ -364,13 +364,19 @@ public final class Diagnostics implements AutoCloseable {
     if (wantedRate != null) {
       Instant until = Instant.ofEpochMilli(wantedRate.getUntilMs());
       if (rate == null || rate.fleet() && (rate.rate() != wantedRate.getSampleRate() || !rate.until().equals(until))) {
-        installRate(wantedRate.getSampleRate(), Duration.between(now, until), wantedRate.getSetBy(), true, false);
+        installRate(wantedRate.getSampleRate(), until, Duration.between(now, until), wantedRate.getSetBy(), true, false);
       }
     }
   }
 
-  /** Puts {@code level} in force for {@code name} for {@code span}, keeping what was there before any. Under the lock. */
-  private void install(String name, Level level, Duration span, String setBy, boolean forFleet, boolean audited) {
+  /**
+   * Puts {@code level} in force for {@code name} until {@code until}, keeping what was there before
+   * any; {@code span}, how long from now, as the log and audit say it. The fleet's is put in force
+   * with the record's own {@code until}, so that a later read of the same record finds it in force
+   * as it is and puts nothing in force again. Under the lock.
+   */
+  private void install(String name, Level level, Instant until, Duration span, String setBy, boolean forFleet,
+      boolean audited) {
     if (!levels.containsKey(name) && levels.size() >= MOST_LOGGERS) {
       throw InferenceException.failedPrecondition(MOST_LOGGERS + " loggers have a level set for a while, the most"
           + " at once: set one back (--restore) first");
@@ -385,8 +391,7 @@ public final class Diagnostics implements AutoCloseable {
       set.end().cancel(false);
     }
     target.setLevel(level);
-    Instant until = clock.instant().plus(span);
-    long delay = Math.max(0, span.toMillis());
+    long delay = Math.max(0, Duration.between(clock.instant(), until).toMillis());
     LevelSet[] made = new LevelSet[1];
     made[0] = new LevelSet(level, was, until, setBy, note, forFleet,
         timer.schedule(() -> ranOut(name, made[0]), delay, TimeUnit.MILLISECONDS));
@@ -399,14 +404,14 @@ public final class Diagnostics implements AutoCloseable {
     }
   }
 
-  /** Puts {@code sampleRate} in force for {@code span}. Under the lock. */
-  private void installRate(double sampleRate, Duration span, String setBy, boolean forFleet, boolean audited) {
+  /** Puts {@code sampleRate} in force until {@code until} (as {@link #install} a level). Under the lock. */
+  private void installRate(double sampleRate, Instant until, Duration span, String setBy, boolean forFleet,
+      boolean audited) {
     if (rate != null) {
       rate.end().cancel(false);
     }
     tracing.sampleRate(sampleRate);
-    Instant until = clock.instant().plus(span);
-    long delay = Math.max(0, span.toMillis());
+    long delay = Math.max(0, Duration.between(clock.instant(), until).toMillis());
     RateSet[] made = new RateSet[1];
     made[0] = new RateSet(sampleRate, until, setBy, forFleet,
         timer.schedule(() -> rateRanOut(made[0]), delay, TimeUnit.MILLISECONDS));

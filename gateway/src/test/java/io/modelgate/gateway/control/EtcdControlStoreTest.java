@@ -116,6 +116,14 @@ class EtcdControlStoreTest {
   void whatIsSetForTheFleet_everyReplicaFollows_aReplicasOwnHoldsOverIt_andItIsSetBackEverywhere() throws Exception {
     var rate = io.modelgate.proto.admin.v1.SetTraceSampleRateRequest.newBuilder();
     var level = io.modelgate.proto.admin.v1.SetLogLevelRequest.newBuilder().setLogger("io.modelgate.gateway.control");
+    // What Diagnostics logs (both replicas, one JVM): each level it puts in force.
+    var diagnosticsLog = (ch.qos.logback.classic.Logger) org.slf4j.LoggerFactory.getLogger(
+        io.modelgate.gateway.diagnostics.Diagnostics.class);
+    var lines = new ch.qos.logback.core.read.ListAppender<ch.qos.logback.classic.spi.ILoggingEvent>();
+    lines.start();
+    diagnosticsLog.addAppender(lines);
+    ch.qos.logback.classic.Level logged = diagnosticsLog.getLevel();
+    diagnosticsLog.setLevel(ch.qos.logback.classic.Level.INFO);
     try (Gateway a = traced("/diagnostics/", "a"); Gateway b = traced("/diagnostics/", "b")) {
       a.admin().setTraceSampleRate(rate.clone().setSampleRate(0.25).setForMs(Duration.ofHours(1).toMillis()).setFleet(true)
           .build());
@@ -142,6 +150,17 @@ class EtcdControlStoreTest {
       a.admin().setLogLevel(level.clone().setLevel("DEBUG").setForMs(Duration.ofHours(1).toMillis()).setFleet(true).build());
       eventually("b lists the fleet's level", () -> diagnostics(b).getLogLevelsList().stream()
           .anyMatch(set -> set.getFleet() && set.getLogger().equals("io.modelgate.gateway.control")));
+      // The record read again (as the fleet's rate changes, twice): the level in force stays as it is, not put in force anew.
+      a.admin().setTraceSampleRate(rate.clone().setSampleRate(0.75).setForMs(Duration.ofHours(1).toMillis()).setFleet(true)
+          .build());
+      eventually("b follows the fleet's new rate", () -> b.server.tracing().sampleRate() == 0.75);
+      a.admin().setTraceSampleRate(rate.clone().setRestore(true).setFleet(true).build());
+      eventually("b follows the rate set back", () -> b.server.tracing().sampleRate() == 0);
+      synchronized (lines) {
+        assertThat(lines.list).extracting(ch.qos.logback.classic.spi.ILoggingEvent::getFormattedMessage)
+            .filteredOn(line -> line.startsWith("log level of io.modelgate.gateway.control DEBUG"))
+            .as("the fleet's level put in force once on each replica").hasSize(2);
+      }
       b.admin().setLogLevel(level.clone().setFleet(true).build());
       eventually("a's level set back", () -> diagnostics(a).getLogLevelsCount() == 0);
       eventually("b's level set back", () -> diagnostics(b).getLogLevelsCount() == 0);
@@ -152,6 +171,9 @@ class EtcdControlStoreTest {
       eventually("b follows", () -> b.server.tracing().sampleRate() == 0.5);
       eventually("a's ran out", () -> a.server.tracing().sampleRate() == 0);
       eventually("b's ran out", () -> b.server.tracing().sampleRate() == 0);
+    } finally {
+      diagnosticsLog.detachAppender(lines);
+      diagnosticsLog.setLevel(logged);
     }
     // Each fleet-wide change audited once, where it was made.
     assertThat(auditRecords("/diagnostics/")).extracting(record -> record.getReplica() + " " + record.getAction() + " "
@@ -161,6 +183,8 @@ class EtcdControlStoreTest {
             "a SetTraceSampleRate for the fleet: set back",
             "b SetTraceSampleRate back to 0.0 from 1.0: set back by " + auditRecords("/diagnostics/").get(3).getCaller(),
             "a SetLogLevel for the fleet: io.modelgate.gateway.control DEBUG for 1h",
+            "a SetTraceSampleRate for the fleet: 0.75 for 1h",
+            "a SetTraceSampleRate for the fleet: set back",
             "b SetLogLevel for the fleet: io.modelgate.gateway.control set back",
             "a SetTraceSampleRate for the fleet: 0.5 for 6s");
     // A replica without a fleet refuses it.
