@@ -158,10 +158,10 @@ run_on 3 models
 
 echo "## fleet 11. a logger's level on every replica, for a while"
 run_on 2 log --logger io.etcd --level DEBUG --for 10m --fleet
-sleep 5  # replicas look every 2 s
+sleep 1  # etcd's watch tells every replica at once
 run_on 3 log
 run_on 3 log --logger io.etcd --restore --fleet
-sleep 5
+sleep 1
 run_on 2 log
 
 echo "## fleet 12. a drift reference asked of every replica"
@@ -172,7 +172,7 @@ for n in 2 3; do
     --invert --repeat 124 >/dev/null
 done
 run_on 2 drift baseline --model cnn_mnist --version 2 --window 1m --fleet
-sleep 5  # replicas look every 2 s
+sleep 2  # etcd's watch tells every replica at once; each sets it from its own window
 run_on 3 drift --model cnn_mnist --version 2
 echo "\$ etcdctl get --prefix /modelgate/audit/ --print-value-only | grep SetDriftBaseline"
 ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$etcd_port" get --prefix /modelgate/audit/ --print-value-only |
@@ -184,8 +184,8 @@ run_on 2 drift --model cnn_mnist --version 2 --fleet
 
 echo "## fleet 13. the fleet's drift as one"
 # A fourth replica on the demo, as r2 (r3's version 2 is another model file). Upright digits to r2
-# and r4; then r4 asks every replica for its sketches (each answers at its next publish, within
-# 2 s) and merges those of the same model file with its own.
+# and r4; then r4 asks every replica for its sketches (each answers as soon as etcd's watch tells
+# it of the ask) and merges those of the same model file with its own.
 start_replica 4 "$base" "$etcd_port" --judge-lease 3s --fleet-drift-every 10s
 wait_serving "$work/r4.log" "replica r4"
 for n in 2 4; do
@@ -195,10 +195,10 @@ done
 sleep 3  # r4 publishes every 2 s: r2 and r3 know it
 run_on 4 drift --model cnn_mnist --version 2 --merged
 # One reference for the fleet: r4 merges every replica's last minute of version 2 (r3's is another
-# file: left out) and keeps it in etcd; r2 takes it within 2 s, as would a replica started later;
+# file: left out) and keeps it in etcd; r2 takes it at once, as would a replica started later;
 # r3 says why it does not.
 run_on 4 drift baseline --model cnn_mnist --version 2 --window 1m --merged
-sleep 5  # replicas look every 2 s
+sleep 2  # etcd's watch tells every replica at once
 run_on 2 drift --model cnn_mnist --version 2
 echo "\$ etcdctl get --prefix /modelgate/audit/ --print-value-only | grep '1m window, merged from'"
 ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$etcd_port" get --prefix /modelgate/audit/ --print-value-only |

@@ -25,8 +25,6 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.TreeMap;
-import java.util.concurrent.ScheduledExecutorService;
-import java.util.concurrent.TimeUnit;
 import java.util.function.UnaryOperator;
 import java.util.regex.Pattern;
 import org.slf4j.Logger;
@@ -39,16 +37,15 @@ import org.slf4j.LoggerFactory;
  *
  * <p>What the admin API changes ({@link ManagedAccess}) lives in the control store, changed by
  * compare-and-swap and audited: the state directory of one process, or etcd, where every replica of
- * a fleet reads it (each checks for changes every {@link #REFRESH_SECONDS} s). The files stay the
- * operator's: the server never writes them.
+ * a fleet reads it again as soon as etcd's watch tells it of a change ({@link
+ * ControlStore#follow}): a token revoked on one replica is refused by every other within moments.
+ * The files stay the operator's: the server never writes them.
  *
  * <p>Threads: the admin executor changes access; request threads read {@link #tokens}, {@link
  * #quota} and {@link #weight}, which read a volatile snapshot and never block.
  */
 public final class AccessControl implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(AccessControl.class);
-  /** How often a replica sharing a control store reads the managed access again. */
-  public static final int REFRESH_SECONDS = 2;
   private static final Pattern TOKEN_NAME = Pattern.compile("[A-Za-z0-9._-]{1,64}");
   private static final int ATTEMPTS = 5;
 
@@ -85,7 +82,9 @@ public final class AccessControl implements AutoCloseable {
   private final SecureRandom random = new SecureRandom();
   private final AdminTokens primaryOnly;
   private volatile Snapshot current = Snapshot.of(ControlStore.StoredAccess.NONE);
-  private ScheduledExecutorService refresher;
+  private java.util.concurrent.ExecutorService refresher;
+  /** Whether the last read failed (once per outage it is logged); the refresher's. */
+  private boolean failing;
 
   /**
    * @param primarySecret the server's own admin token
@@ -102,31 +101,35 @@ public final class AccessControl implements AutoCloseable {
   }
 
   /**
-   * Reads the managed access from the store, and, when other replicas share it, again every
-   * {@link #REFRESH_SECONDS} s on a thread of its own.
+   * Reads the managed access from the store, and, when other replicas share it, again on a thread
+   * of its own ({@code modelgate-access-refresh}) whenever the store says it may have changed.
    */
   public AccessControl start(boolean shared) {
     refresh();
     if (shared) {
-      refresher = DaemonThreads.scheduled("modelgate-access-refresh");
-      boolean[] failing = new boolean[1];
-      refresher.scheduleWithFixedDelay(() -> {
-        try {
-          refresh();
-          if (failing[0]) {
-            failing[0] = false;
-            log.info("managed access read again from the control store");
-          }
-        } catch (RuntimeException e) {
-          // Once per outage, not every 2 s.
-          if (!failing[0]) {
-            failing[0] = true;
-            log.warn("managed access cannot be read ({}); the last read stays in force until it can", e.getMessage());
-          }
-        }
-      }, REFRESH_SECONDS, REFRESH_SECONDS, TimeUnit.SECONDS);
+      refresher = DaemonThreads.single("modelgate-access-refresh");
+      control.store().follow(ControlStore.Topic.ACCESS, refresher, this::refreshQuietly);
     }
     return this;
+  }
+
+  /** Reads the managed access again, saying once per outage that it cannot. The refresher's. */
+  private void refreshQuietly() {
+    try {
+      refresh();
+      if (failing) {
+        failing = false;
+        log.info("managed access read again from the control store");
+      }
+    } catch (RuntimeException e) {
+      if (Thread.currentThread().isInterrupted()) {
+        return; // stopping: the read was cut short, not refused
+      }
+      if (!failing) {
+        failing = true;
+        log.warn("managed access cannot be read ({}); the last read stays in force until it can", e.getMessage());
+      }
+    }
   }
 
   /** Reads the managed access from the store now. */

@@ -1,6 +1,7 @@
 package io.modelgate.gateway.admin;
 
 import io.modelgate.gateway.control.ControlPlane;
+import io.modelgate.gateway.control.ControlStore;
 import io.modelgate.gateway.health.Drift;
 import io.modelgate.gateway.health.GoldenSets;
 import io.modelgate.proto.admin.v1.DriftBaselineAsked;
@@ -17,8 +18,6 @@ import java.lang.ref.WeakReference;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.concurrent.ScheduledExecutorService;
-import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -26,7 +25,7 @@ import org.slf4j.LoggerFactory;
  * Drift references an operator sets ({@code admin drift baseline}): on this replica, or with
  * {@code --fleet} on every replica of the fleet. One path for both: {@link #set} is what the admin
  * API calls here; a fleet's ask is kept in the control store (the latest per version), and each
- * other replica, looking every {@link #FOLLOW_EVERY}, sets it on itself through the same steps, from
+ * other replica, told of it by etcd's watch ({@link ControlStore#follow}), sets it on itself through the same steps, from
  * its own window or its own golden run — each replica's reference is of what it serves. Every
  * reference set is audited: where it was asked with the operator's name, on each other replica as
  * the fleet's ({@link VersionControl#FLEET_CALLER}), naming who asked where, or why it was not set
@@ -40,19 +39,21 @@ import org.slf4j.LoggerFactory;
  * place).
  *
  * <p>Threading: {@link #set} on the admin caller's thread, waiting for the drift thread; the
- * follower on its own thread ({@code modelgate-drift-baselines}).
+ * follower on its own thread ({@code modelgate-drift-baselines}): it reads the asks whenever the
+ * store says they may have changed, and looks every {@link #LOOK_EVERY}, without reading the store,
+ * for a load here that has not taken the fleet's reference.
  */
 public final class DriftBaselines implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(DriftBaselines.class);
-  /** How often a replica of a fleet reads the references asked of every replica. */
-  static final Duration FOLLOW_EVERY = Duration.ofSeconds(2);
 
   private final ControlPlane control;
   private final io.modelgate.gateway.control.Fleet fleet;
   private final Drift drift;
   private final GoldenSets golden;
   private final long startedMs;
-  private final ScheduledExecutorService follower;
+  private final java.util.concurrent.ScheduledExecutorService follower;
+  /** The fleet's references ({@code --merged} asks) as last read from the store; the follower's. */
+  private List<DriftBaselineAsked> references = List.of();
   /**
    * The asks this replica has followed (model/version@time replica), pruned to those still kept:
    * the follower's, and {@link #set}'s for a fleet's reference taken here at once. For a fleet's
@@ -63,6 +64,12 @@ public final class DriftBaselines implements AutoCloseable {
   /** An ask followed once, whatever the version's load. */
   private static final WeakReference<LoadedVersion> ONCE = new WeakReference<>(null);
   private final LogThrottle unreadable = new LogThrottle(Duration.ofMinutes(1));
+  /**
+   * How often the follower looks, without reading the store, whether a load of a version has not
+   * taken the fleet's reference it was asked to (a replica's new load, once its first request has
+   * laid its features out): map lookups but for such a load.
+   */
+  static final Duration LOOK_EVERY = Duration.ofSeconds(2);
 
   /**
    * @param control the fleet's asks are kept and read there, and every reference set audited
@@ -78,7 +85,9 @@ public final class DriftBaselines implements AutoCloseable {
     this.startedMs = clock.millis();
     if (control.store().shared()) {
       follower = DaemonThreads.scheduled("modelgate-drift-baselines");
-      follower.scheduleWithFixedDelay(this::follow, FOLLOW_EVERY.toMillis(), FOLLOW_EVERY.toMillis(), TimeUnit.MILLISECONDS);
+      control.store().follow(ControlStore.Topic.DRIFT_BASELINES, follower, this::follow);
+      follower.scheduleWithFixedDelay(this::lookAgain, LOOK_EVERY.toMillis(), LOOK_EVERY.toMillis(),
+          java.util.concurrent.TimeUnit.MILLISECONDS);
     } else {
       follower = null;
     }
@@ -211,6 +220,9 @@ public final class DriftBaselines implements AutoCloseable {
     try {
       asks = control.store().driftBaselines("");
     } catch (RuntimeException e) {
+      if (Thread.currentThread().isInterrupted()) {
+        return; // stopping: the read was cut short, not refused
+      }
       long heldBack = unreadable.pass();
       if (heldBack >= 0) {
         log.warn("cannot read the drift references asked of the fleet ({}); asked ones are set once it can"
@@ -219,10 +231,12 @@ public final class DriftBaselines implements AutoCloseable {
       return;
     }
     Set<String> kept = new HashSet<>();
+    List<DriftBaselineAsked> merged = new java.util.ArrayList<>();
     for (DriftBaselineAsked ask : asks) {
       String key = key(ask);
       kept.add(key);
       if (ask.hasReference()) {
+        merged.add(ask);
         take(ask, key);
         continue;
       }
@@ -244,13 +258,21 @@ public final class DriftBaselines implements AutoCloseable {
       }
     }
     followed.keySet().retainAll(kept);
+    references = List.copyOf(merged);
+  }
+
+  /** Offers the fleet's references last read to any load of their versions that has not taken them. Follower's thread. */
+  private void lookAgain() {
+    for (DriftBaselineAsked ask : references) {
+      take(ask, key(ask));
+    }
   }
 
   /**
    * Takes a fleet's reference ({@code admin drift baseline --merged}) on the version's load that has
    * not taken it yet, whenever it was asked: on a replica started since, and again on a version
    * loaded again since, once its first request has laid its features out (until then, and while
-   * the version is not loaded here, it looks again). Audited here (but on the replica that asked,
+   * the version is not loaded here, it looks again every {@link #LOOK_EVERY}). Audited here (but on the replica that asked,
    * which audited the ask), or why it was not taken. Follower's thread.
    */
   private void take(DriftBaselineAsked ask, String key) {

@@ -722,7 +722,8 @@ final class ServeCommand implements Callable<Integer> {
           auditRetention,
           auditMaxRecords,
           etcdCompaction,
-          fleetDriftEvery);
+          fleetDriftEvery,
+          ControlSettings.DEFAULT_REREAD);
     } catch (IllegalArgumentException e) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(), e.getMessage());
     }

@@ -39,6 +39,9 @@ import java.util.Objects;
  *     that resume); zero leaves compaction to etcd ({@code --auto-compaction-retention})
  * @param fleetDriftEvery how often the replica that judges rollouts merges the fleet's drift and
  *     exports it ({@link FleetDrift}), at least {@link FleetDrift#LEAST_EVERY}; zero: never
+ * @param rereadEvery how often a replica reads again, without being told of a change, what it
+ *     follows of the fleet besides the models' records ({@link ControlStore.Topic}): etcd's watches
+ *     tell it of each change at once, so this is only a safety net, at least a second
  */
 public record ControlSettings(
     List<URI> etcdEndpoints,
@@ -56,7 +59,8 @@ public record ControlSettings(
     Duration auditRetention,
     long auditMaxRecords,
     Duration compaction,
-    Duration fleetDriftEvery) {
+    Duration fleetDriftEvery,
+    Duration rereadEvery) {
   public static final String DEFAULT_PREFIX = "/modelgate/";
   /** The audit log's retention in etcd by default: 400 days, as the usage ledger's. */
   public static final Duration DEFAULT_AUDIT_RETENTION = Duration.ofDays(400);
@@ -71,6 +75,11 @@ public record ControlSettings(
    * alone, rewritten every 2 s, fill its default 2 GB quota in days.
    */
   public static final Duration DEFAULT_COMPACTION = Duration.ofMinutes(5);
+  /**
+   * How often a replica reads the fleet's access, diagnostics and drift asks again by default
+   * without a watch's word of a change: every 30 s, in case a watch missed one.
+   */
+  public static final Duration DEFAULT_REREAD = Duration.ofSeconds(30);
 
   public ControlSettings {
     etcdEndpoints = List.copyOf(etcdEndpoints);
@@ -93,6 +102,11 @@ public record ControlSettings(
       throw new IllegalArgumentException("fleet drift interval: " + io.modelgate.gateway.config.TimeSpans.format(fleetDriftEvery)
           + " (expected: at least " + io.modelgate.gateway.config.TimeSpans.format(FleetDrift.LEAST_EVERY)
           + ", or 0 for never)");
+    }
+    Objects.requireNonNull(rereadEvery, "reread interval");
+    if (rereadEvery.compareTo(Duration.ofSeconds(1)) < 0) {
+      throw new IllegalArgumentException("reread interval: " + io.modelgate.gateway.config.TimeSpans.format(rereadEvery)
+          + " (expected: at least 1s)");
     }
     if (auditMaxRecords < 0) {
       throw new IllegalArgumentException("audit max records: " + auditMaxRecords + " (expected: at least 1, or 0 for no limit)");
@@ -125,25 +139,32 @@ public record ControlSettings(
       Path passwordFile, Path trustedCa, Path clientCertificate, Path clientKey, Duration judgeLease, Duration timeout,
       Duration probeInterval) {
     this(etcdEndpoints, prefix, replica, user, password, passwordFile, trustedCa, clientCertificate, clientKey, judgeLease,
-        timeout, probeInterval, DEFAULT_AUDIT_RETENTION, DEFAULT_AUDIT_MAX_RECORDS, DEFAULT_COMPACTION, Duration.ZERO);
+        timeout, probeInterval, DEFAULT_AUDIT_RETENTION, DEFAULT_AUDIT_MAX_RECORDS, DEFAULT_COMPACTION, Duration.ZERO,
+        DEFAULT_REREAD);
   }
 
   /** These settings with etcd keeping audit records for {@code retention} (zero: all), at most {@code maxRecords} (zero: any number). */
   public ControlSettings withAuditLimits(Duration retention, long maxRecords) {
     return new ControlSettings(etcdEndpoints, prefix, replica, user, password, passwordFile, trustedCa, clientCertificate,
-        clientKey, judgeLease, timeout, probeInterval, retention, maxRecords, compaction, fleetDriftEvery);
+        clientKey, judgeLease, timeout, probeInterval, retention, maxRecords, compaction, fleetDriftEvery, rereadEvery);
   }
 
   /** These settings with etcd's history compacted every {@code interval} (zero: by etcd itself). */
   public ControlSettings withCompaction(Duration interval) {
     return new ControlSettings(etcdEndpoints, prefix, replica, user, password, passwordFile, trustedCa, clientCertificate,
-        clientKey, judgeLease, timeout, probeInterval, auditRetention, auditMaxRecords, interval, fleetDriftEvery);
+        clientKey, judgeLease, timeout, probeInterval, auditRetention, auditMaxRecords, interval, fleetDriftEvery, rereadEvery);
   }
 
   /** These settings with the fleet's drift merged and exported by the judge every {@code interval} (zero: never). */
   public ControlSettings withFleetDrift(Duration interval) {
     return new ControlSettings(etcdEndpoints, prefix, replica, user, password, passwordFile, trustedCa, clientCertificate,
-        clientKey, judgeLease, timeout, probeInterval, auditRetention, auditMaxRecords, compaction, interval);
+        clientKey, judgeLease, timeout, probeInterval, auditRetention, auditMaxRecords, compaction, interval, rereadEvery);
+  }
+
+  /** These settings with what a replica follows of the fleet read again every {@code interval} besides each change's word. */
+  public ControlSettings withRereadEvery(Duration interval) {
+    return new ControlSettings(etcdEndpoints, prefix, replica, user, password, passwordFile, trustedCa, clientCertificate,
+        clientKey, judgeLease, timeout, probeInterval, auditRetention, auditMaxRecords, compaction, fleetDriftEvery, interval);
   }
 
   /** The state directory, this process alone. */

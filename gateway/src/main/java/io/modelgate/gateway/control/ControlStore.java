@@ -73,6 +73,30 @@ public interface ControlStore extends AutoCloseable {
    */
   void watch(Consumer<Map<String, Stored>> changes);
 
+  /** What a replica follows of the fleet besides the models' records ({@link #watch}), each read whole when it changes. */
+  enum Topic {
+    /** The managed admin tokens and caller keys ({@link #access}). */
+    ACCESS,
+    /** What is set for every replica for a while: log levels, the trace sample rate ({@link #diagnostics}). */
+    DIAGNOSTICS,
+    /** The drift references asked of every replica ({@link #driftBaselines}). */
+    DRIFT_BASELINES,
+    /** Replicas' asks for every other's drift sketches ({@link #driftSketchAsks}). */
+    DRIFT_SKETCH_ASKS
+  }
+
+  /**
+   * Has {@code reread} run on {@code executor} whenever {@code topic} may have changed: at once
+   * when another replica (or this one) changes it (etcd: a watch of its keys), once its watch is
+   * set up, after this replica was cut off from the store and is back, and otherwise every {@link
+   * ControlSettings#rereadEvery} in case a word was lost. A word that comes while {@code reread}
+   * is queued and not yet running is folded into it; {@code reread} reads the topic whole (the
+   * word says only that it may have changed). A store no other replica shares never runs it: its
+   * only writer is this replica. Any thread; {@code reread} must not block {@code executor}'s
+   * other work for long.
+   */
+  default void follow(Topic topic, java.util.concurrent.Executor executor, Runnable reread) {}
+
   /** What the store is, whether it is reachable now, and since when not. Never blocks. */
   ControlStoreStatus status();
 

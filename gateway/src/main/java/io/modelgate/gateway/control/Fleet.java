@@ -64,6 +64,7 @@ public final class Fleet implements AutoCloseable {
       thread =
           DaemonThreads.scheduled("modelgate-fleet");
       thread.scheduleWithFixedDelay(this::publishQuietly, PUBLISH_INTERVAL_MS, PUBLISH_INTERVAL_MS, TimeUnit.MILLISECONDS);
+      control.store().follow(ControlStore.Topic.DRIFT_SKETCH_ASKS, thread, this::answerDriftAsksQuietly);
     } else {
       thread = null;
     }
@@ -73,15 +74,24 @@ public final class Fleet implements AutoCloseable {
     try {
       publish();
     } catch (RuntimeException e) {
+      if (Thread.currentThread().isInterrupted()) {
+        return; // stopping: the write was cut short, not refused
+      }
       long now = System.currentTimeMillis();
       if (now - lastFailureLogMs > 60_000) {
         lastFailureLogMs = now;
         log.warn("fleet snapshots not published (logged once a minute): {}", e.getMessage());
       }
     }
+  }
+
+  private void answerDriftAsksQuietly() {
     try {
       answerDriftAsks();
     } catch (RuntimeException e) {
+      if (Thread.currentThread().isInterrupted()) {
+        return; // stopping: cut short, not refused
+      }
       long heldBack = unanswered.pass();
       if (heldBack >= 0) {
         log.warn("asks for this replica's drift sketches not answered ({})"
@@ -94,8 +104,12 @@ public final class Fleet implements AutoCloseable {
 
   /** How long an ask for drift sketches, and each answer, is kept in the store. */
   static final java.time.Duration ASK_KEPT = java.time.Duration.ofSeconds(30);
-  /** How long the asking replica waits for every other replica's answer (each answers at its next publish). */
-  static final long ANSWERS_WAIT_MS = 3 * PUBLISH_INTERVAL_MS;
+  /**
+   * How long the asking replica waits for every other replica's answer: each answers as soon as
+   * etcd's watch tells it of the ask, in tens of milliseconds, but waits up to {@link
+   * #SKETCHES_WAIT_MS} for its drift thread's sketches.
+   */
+  static final long ANSWERS_WAIT_MS = 6000;
   /** How long a replica waits for its drift thread's sketches. */
   private static final long SKETCHES_WAIT_MS = 5000;
 
@@ -106,7 +120,8 @@ public final class Fleet implements AutoCloseable {
 
   /**
    * Answers every other replica's ask for this replica's drift sketches not yet answered: with
-   * what the drift thread holds of the model's versions asked. On the fleet thread, after a publish.
+   * what the drift thread holds of the model's versions asked. On the fleet thread, whenever the
+   * store says an ask may have come ({@link ControlStore#follow}).
    */
   void answerDriftAsks() {
     List<io.modelgate.proto.admin.v1.DriftSketchesAsked> asks = control.store().driftSketchAsks();

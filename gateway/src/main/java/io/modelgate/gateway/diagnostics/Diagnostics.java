@@ -35,8 +35,8 @@ import org.slf4j.LoggerFactory;
  *
  * <p>In a fleet, a level or rate may be set for every replica ({@code --fleet}): one record in the
  * control store ({@link ControlStore#diagnostics}), changed by compare-and-swap and audited once
- * where it is asked; each replica reads it every {@link #FOLLOW_EVERY} ({@link #follow}) and puts in
- * force what it holds, and sets back what it no longer holds or what ran out (logged, not audited
+ * where it is asked; each replica reads it as soon as etcd's watch tells it of a change ({@link
+ * ControlStore#follow}, {@link #follow}) and puts in force what it holds, and sets back what it no longer holds or what ran out (logged, not audited
  * again). A replica's own level for a logger, or its own rate, holds over the fleet's while it lasts.
  *
  * <p>The one owner of these changes: Logback's levels are otherwise set only as the server starts
@@ -72,8 +72,6 @@ public final class Diagnostics implements AutoCloseable {
 
   /** What {@link LogLevelSet#getNote} says of a name no logger had when it was set. */
   static final String NEW_LOGGER = "no logger had this name: nothing in this server had written under it yet (a typo?)";
-  /** How often a replica of a fleet reads what is set for every replica. */
-  static final Duration FOLLOW_EVERY = Duration.ofSeconds(2);
   /** Tries of a fleet-wide change that other changes got in before. */
   private static final int FLEET_TRIES = 5;
 
@@ -91,7 +89,7 @@ public final class Diagnostics implements AutoCloseable {
   private FleetDiagnostics fleet = FleetDiagnostics.getDefaultInstance();
 
   /**
-   * Follows, in a fleet, what is set for every replica (read every {@link #FOLLOW_EVERY}).
+   * Follows, in a fleet, what is set for every replica (read again whenever the store says it may have changed).
    *
    * @param tracing whose sample rate is set (one that is off refuses it)
    * @param replica names this replica in reports
@@ -102,9 +100,7 @@ public final class Diagnostics implements AutoCloseable {
     this.clock = clock;
     this.replica = replica;
     this.control = control;
-    if (control.store().shared()) {
-      timer.scheduleWithFixedDelay(this::follow, FOLLOW_EVERY.toMillis(), FOLLOW_EVERY.toMillis(), TimeUnit.MILLISECONDS);
-    }
+    control.store().follow(ControlStore.Topic.DIAGNOSTICS, timer, this::follow);
   }
 
   /**
@@ -311,7 +307,7 @@ public final class Diagnostics implements AutoCloseable {
   /**
    * Reads what is set for the fleet and follows it: each level or rate set for the fleet in force
    * here (unless this replica set its own for the logger, or its own rate), each one no longer set
-   * for it set back. On the timer thread every {@link #FOLLOW_EVERY}, and after a fleet-wide change;
+   * for it set back. On the timer thread whenever the store says it may have changed, and after a fleet-wide change here;
    * the read is made outside the lock.
    */
   void follow() {
@@ -322,6 +318,9 @@ public final class Diagnostics implements AutoCloseable {
     try {
       record = control.diagnostics().diagnostics();
     } catch (RuntimeException e) {
+      if (Thread.currentThread().isInterrupted()) {
+        return; // stopping: the read was cut short, not refused
+      }
       long heldBack = unreadable.pass();
       if (heldBack >= 0) {
         log.warn("cannot read what is set for the fleet's log levels and trace sample rate ({}); what is in force"

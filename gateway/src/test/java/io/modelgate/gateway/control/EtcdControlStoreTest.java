@@ -23,6 +23,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.CyclicBarrier;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -63,8 +64,9 @@ class EtcdControlStoreTest {
   private static final Duration PROBES = Duration.ofMillis(200);
 
   private static ControlSettings settings(String prefix, String replica, List<URI> endpoints, Duration probeInterval) {
+    // No reread but the ones etcd's watches ask for: a topic whose watch failed would never reach another replica.
     return new ControlSettings(endpoints, prefix, replica, null, null, null, null, null, null,
-        Duration.ofSeconds(2), Duration.ofSeconds(2), probeInterval);
+        Duration.ofSeconds(2), Duration.ofSeconds(2), probeInterval).withRereadEvery(Duration.ofHours(1));
   }
 
   private static Gateway replica(String prefix, String name) throws Exception {
@@ -165,8 +167,7 @@ class EtcdControlStoreTest {
       eventually("a's level set back", () -> diagnostics(a).getLogLevelsCount() == 0);
       eventually("b's level set back", () -> diagnostics(b).getLogLevelsCount() == 0);
 
-      // One that runs out, on every replica. It lasts three of b's looks (one each 2 s), so that b reads it before it
-      // runs out however the looks fall against the set.
+      // One that runs out, on every replica (b is told of it by etcd's watch at once, and reads it before it runs out).
       a.admin().setTraceSampleRate(rate.clone().setSampleRate(0.5).setForMs(6000).setFleet(true).build());
       eventually("b follows", () -> b.server.tracing().sampleRate() == 0.5);
       eventually("a's ran out", () -> a.server.tracing().sampleRate() == 0);
@@ -473,7 +474,7 @@ class EtcdControlStoreTest {
       assertThat(drift(b).getReference()).startsWith("the 1m window set by an operator at ");
 
       // Every replica's drift in one report: a's own as it is now, b's as b published it.
-      b.server.fleet().publish();
+      published(b);
       var fleet = a.admin().getDrift(io.modelgate.proto.admin.v1.GetDriftRequest.newBuilder().setModel("d").setFleet(true)
           .build());
       assertThat(fleet.getReplica()).isEqualTo("fleet of 2: a, b");
@@ -595,7 +596,7 @@ class EtcdControlStoreTest {
     try (Gateway a = replica("/access/", "a"); Gateway b = replica("/access/", "b")) {
       String secret = a.admin().createToken(io.modelgate.proto.admin.v1.CreateTokenRequest.newBuilder()
           .setName("dashboards").setRole("viewer").build()).getToken();
-      // b reads the fleet's access again every 2 s.
+      // b reads the fleet's access again as etcd's watch tells it of the change (no other reread: settings above).
       eventually("b admits the token made on a", () -> {
         try {
           return b.adminAs(secret).listModels(io.modelgate.proto.admin.v1.ListModelsRequest.getDefaultInstance())
@@ -900,6 +901,80 @@ class EtcdControlStoreTest {
       assertThat(after.getRevision()).isGreaterThan(first.getRevision());
       assertThat(a.server.control().status().getUp()).isTrue();
     }
+  }
+
+  @Test
+  void whatAReplicaFollows_isReadAgainAtEachChangeByEtcdsWatch_onlyItsOwnTopics_andAllOnceBackFromAnOutage() throws Exception {
+    var audit = io.modelgate.proto.admin.v1.AuditRecord.newBuilder().setTimeMs(1).setCaller("test").setAction("Follow").build();
+    var registry = new io.micrometer.core.instrument.simple.SimpleMeterRegistry();
+    java.util.concurrent.ExecutorService reader = java.util.concurrent.Executors.newSingleThreadExecutor();
+    try (TcpProxy proxy = new TcpProxy(etcd.clientPort());
+        EtcdControlStore a = new EtcdControlStore(settings("/follow/", "a", etcd.endpoints(), PROBES), registry, Clock.systemUTC());
+        EtcdControlStore b = new EtcdControlStore(settings("/follow/", "b",
+            List.of(URI.create("http://127.0.0.1:" + proxy.port())), PROBES), registry, Clock.systemUTC())) {
+      b.load();
+      b.watch(changes -> {});
+      Map<ControlStore.Topic, java.util.concurrent.atomic.AtomicInteger> told = new java.util.EnumMap<>(ControlStore.Topic.class);
+      for (ControlStore.Topic topic : ControlStore.Topic.values()) {
+        told.put(topic, new java.util.concurrent.atomic.AtomicInteger());
+        b.follow(topic, reader, told.get(topic)::incrementAndGet);
+      }
+      eventually("each follower is told once its topic is watched", () -> told.values().stream().allMatch(n -> n.get() > 0));
+
+      // Each topic changed on a: b's followers of it are told, and only they (no reread here but
+      // those the watches ask for: the settings' reread is an hour).
+      java.util.function.Consumer<ControlStore.Topic> change = topic -> {
+        switch (topic) {
+          case ACCESS -> a.commitAccess(io.modelgate.proto.admin.v1.ManagedAccess.newBuilder()
+              .putTokens("t" + System.nanoTime(), io.modelgate.proto.admin.v1.ManagedToken.newBuilder().setRole("viewer").build())
+              .build(), a.access().revision(), audit);
+          case DIAGNOSTICS -> a.commitDiagnostics(io.modelgate.proto.admin.v1.FleetDiagnostics.newBuilder()
+              .addLogLevels(io.modelgate.proto.admin.v1.LogLevelSet.newBuilder().setLogger("x").setLevel("DEBUG")
+                  .setUntilMs(System.currentTimeMillis() + 60_000))
+              .build(), a.diagnostics().revision(), audit);
+          case DRIFT_BASELINES -> a.putDriftBaseline(io.modelgate.proto.admin.v1.DriftBaselineAsked.newBuilder().setModel("m")
+              .setVersion(1).setWindow("1m").setAskedBy("test").setReplica("a").setAskedAtMs(System.currentTimeMillis()).build(), audit);
+          case DRIFT_SKETCH_ASKS -> a.askDriftSketches(io.modelgate.proto.admin.v1.DriftSketchesAsked.newBuilder().setModel("m")
+              .setReplica("a").setAskedAtMs(System.currentTimeMillis()).build(), Duration.ofSeconds(30));
+        }
+      };
+      for (ControlStore.Topic topic : ControlStore.Topic.values()) {
+        Map<ControlStore.Topic, Integer> before = counts(told);
+        change.accept(topic);
+        eventually(topic + "'s follower is told of a's change", () -> told.get(topic).get() > before.get(topic));
+        Map<ControlStore.Topic, Integer> others = counts(told);
+        others.remove(topic);
+        before.remove(topic);
+        assertThat(others).as("the followers of the other topics").isEqualTo(before);
+      }
+
+      // Cut off, b hears of no change; back, it watches every topic again and tells every follower.
+      proxy.cut();
+      eventually("b finds its store down", () -> !b.status().getUp());
+      long accessBefore = a.access().revision();
+      change.accept(ControlStore.Topic.ACCESS);
+      change.accept(ControlStore.Topic.DIAGNOSTICS);
+      Map<ControlStore.Topic, Integer> cut = counts(told);
+      proxy.mend();
+      eventually("b, back, tells every follower to read again", () -> {
+        Map<ControlStore.Topic, Integer> now = counts(told);
+        return java.util.Arrays.stream(ControlStore.Topic.values()).allMatch(t -> now.get(t) > cut.get(t));
+      });
+      assertThat(b.access().revision()).isGreaterThan(accessBefore).isEqualTo(a.access().revision());
+      // and hears of the next change as it happens.
+      Map<ControlStore.Topic, Integer> back = counts(told);
+      change.accept(ControlStore.Topic.DRIFT_SKETCH_ASKS);
+      eventually("b hears of a's ask once back", () -> told.get(ControlStore.Topic.DRIFT_SKETCH_ASKS).get()
+          > back.get(ControlStore.Topic.DRIFT_SKETCH_ASKS));
+    } finally {
+      reader.shutdownNow();
+    }
+  }
+
+  private static Map<ControlStore.Topic, Integer> counts(Map<ControlStore.Topic, java.util.concurrent.atomic.AtomicInteger> told) {
+    Map<ControlStore.Topic, Integer> counts = new java.util.EnumMap<>(ControlStore.Topic.class);
+    told.forEach((topic, n) -> counts.put(topic, n.get()));
+    return counts;
   }
 
   @Test
