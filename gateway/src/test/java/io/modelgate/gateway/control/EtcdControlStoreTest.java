@@ -245,8 +245,9 @@ class EtcdControlStoreTest {
   }
 
   /**
-   * {@code asking}'s merged report; the {@code answering} replicas answer at their fleet threads'
-   * next publish, a thread that is off in tests: here by hand until the report comes.
+   * {@code asking}'s merged report; the {@code answering} replicas answer on their fleet threads
+   * once etcd's watch tells them of the ask, a thread that is off in these tests (but the one
+   * above): here by hand until the report comes.
    */
   private static io.modelgate.proto.admin.v1.DriftReport askMerged(Gateway asking,
       io.modelgate.proto.admin.v1.GetDriftRequest request, Gateway... answering) throws Exception {
@@ -402,6 +403,28 @@ class EtcdControlStoreTest {
     try (Gateway alone = Gateway.inProcess(root.resolve(name), Duration.ofSeconds(10), root.resolve("state-" + name + "-alone"),
         Clock.systemUTC())) {
       assertThatThrownBy(() -> call.accept(alone)).hasMessageContaining("FAILED_PRECONDITION: this replica has no fleet");
+    }
+  }
+
+  @Test
+  void aMergedDriftReport_isAnsweredByEachReplicasFleetThread_toldOfTheAskByEtcdsWatch() throws Exception {
+    Path repository = driftRepository("told-repository", 100);
+    var merged = io.modelgate.proto.admin.v1.GetDriftRequest.newBuilder().setModel("d").setMerged(true).build();
+    // Served as `serve` does, the fleet thread on; no reread but the watches' (the settings'): an ask
+    // that no watch told b of would go unanswered within the asker's wait.
+    try (Gateway a = Gateway.inProcessWithBackground(repository, root.resolve("state-told-a"),
+            settings("/told/", "a", etcd.endpoints(), PROBES));
+        Gateway b = Gateway.inProcessWithBackground(repository, root.resolve("state-told-b"),
+            settings("/told/", "b", etcd.endpoints(), PROBES))) {
+      send(a, 150);
+      send(b, 120);
+      eventually("b's statistics of d are published", () -> a.server.control().store().snapshots("d").stream()
+          .anyMatch(snapshot -> snapshot.getReplica().equals("b")));
+
+      var fleet = a.admin().getDrift(merged).getVersions(0);
+      assertThat(fleet.getMergedFromList()).containsExactly("a", "b");
+      assertThat(fleet.getNotMergedList()).isEmpty();
+      assertThat(fleet.getProfiled()).isEqualTo(270);
     }
   }
 

@@ -122,7 +122,26 @@ public final class Gateway implements AutoCloseable {
   public static Gateway inProcess(
       Path root, Duration drainTimeout, Duration shutdownDelay, AdminSettings adminSettings, Clock clock,
       Runnable afterLoad) throws IOException {
-    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), clock, false);
+    return inProcess(root, drainTimeout, shutdownDelay, adminSettings, clock, afterLoad, false);
+  }
+
+  /**
+   * In-process, with the control store {@code control}, and its background threads running as a
+   * served one's do (statistics rotation, the fleet's publish and answers, golden runs, the rollout
+   * judge...): the tests above drive those by hand.
+   */
+  public static Gateway inProcessWithBackground(Path root, Path stateDir, io.modelgate.gateway.control.ControlSettings control)
+      throws IOException {
+    AdminSettings plain = adminSettings(stateDir, -1);
+    return inProcess(root, Duration.ofSeconds(10), Duration.ZERO,
+        new AdminSettings(plain.host(), plain.port(), plain.token(), plain.tls(), plain.metricsHost(), plain.metricsPort(), stateDir, control),
+        Clock.systemUTC(), () -> {}, true);
+  }
+
+  private static Gateway inProcess(
+      Path root, Duration drainTimeout, Duration shutdownDelay, AdminSettings adminSettings, Clock clock,
+      Runnable afterLoad, boolean background) throws IOException {
+    StatsRegistry stats = new StatsRegistry(Duration.ofSeconds(5), clock, background);
     RepositoryAtStart loaded = load(root, adminSettings, stats);
     afterLoad.run();
     ModelRepository repository = loaded.repository();
