@@ -378,7 +378,7 @@ class RolloutTest {
     assertThat(last(first).getVerdict()).as(last(first).getReason()).isEqualTo("ADVANCE");
     assertThat(last(first).getEvidence().getReference()).isEqualTo(3);
     assertThat(last(first).getEvidence().getBaselineSamples()).isEqualTo(50);
-    assertThat(last(first).getReason()).contains("(against the control's + 5%)");
+    assertThat(last(first).getReason()).contains("the control's + 5%");
     // At 50% the control takes the other half: the baseline none.
     assertThat(routing().getWeightsMap()).containsExactlyInAnyOrderEntriesOf(java.util.Map.of(2L, 50, 3L, 50));
 
@@ -394,7 +394,7 @@ class RolloutTest {
     assertThat(last(waiting).getVerdict()).isEqualTo("WAIT");
     assertThat(last(waiting).getReason()).contains("baseline 0/40");
     // The control's figures named as such while it is the reference.
-    assertThat(last(second).getReason()).contains("against the control's");
+    assertThat(last(second).getReason()).contains("the control's + 5%");
     pinned(50, "1", "2");
     Rollout promoted = endStep();
     assertThat(promoted.getState()).as(last(promoted).getReason()).isEqualTo("PROMOTED");
