@@ -75,8 +75,8 @@ import org.slf4j.LoggerFactory;
  * once per operation. While etcd cannot be reached, {@link #status} says so and since when, changes
  * are refused with UNAVAILABLE, and traffic keeps the routing last applied.
  *
- * <p>What a replica follows besides ({@link #follow}: {@code access}, {@code diagnostics}, {@code
- * drift-baselines/}, {@code drift-sketch-asks/}) is watched too, each topic from the revision of a
+ * <p>What a replica follows besides ({@link #follow}, {@link EtcdTopics}: {@code access}, {@code
+ * diagnostics}, {@code drift-baselines/}, {@code drift-sketch-asks/}) is watched too, each topic from the revision of a
  * read made as its watch starts, and its followers told of each change at once; they read it whole
  * on their own threads. The store thread starts these watches again, and tells every follower,
  * whenever it watches {@code models/} anew (after an outage, a watch error or a new password), and
@@ -144,10 +144,8 @@ public final class EtcdControlStore implements ControlStore {
   /** Store thread only from here on. */
   private Consumer<Map<String, Stored>> listener;
   private Watch.Watcher watcher;
-  /** The watch of each topic followed; store thread. */
-  private final Map<Topic, Watch.Watcher> topicWatchers = new java.util.EnumMap<>(Topic.class);
-  /** Who follows each topic; any thread adds, the store thread and etcd's watch threads tell. */
-  private final Map<Topic, List<Follower>> followers = new java.util.concurrent.ConcurrentHashMap<>();
+  /** What this replica follows besides the models' records, and its watches ({@link #follow}). */
+  private final EtcdTopics topics;
   private boolean resync;
   private long leaseId;
   /** This replica's lease for its published snapshots (0: none yet). Written on the store thread. */
@@ -156,35 +154,6 @@ public final class EtcdControlStore implements ControlStore {
   private volatile boolean closed;
   /** Set by {@link #close}; guarded by this. */
   private boolean connectionsClosed;
-
-  /**
-   * One follower of a topic: its reread, handed to its executor when told, a word that comes while
-   * one is queued folded into it. Thread-safe.
-   */
-  private static final class Follower {
-    private final java.util.concurrent.Executor executor;
-    private final Runnable reread;
-    private final java.util.concurrent.atomic.AtomicBoolean queued = new java.util.concurrent.atomic.AtomicBoolean();
-
-    Follower(java.util.concurrent.Executor executor, Runnable reread) {
-      this.executor = executor;
-      this.reread = reread;
-    }
-
-    void tell() {
-      if (!queued.compareAndSet(false, true)) {
-        return;
-      }
-      try {
-        executor.execute(() -> {
-          queued.set(false);
-          reread.run();
-        });
-      } catch (java.util.concurrent.RejectedExecutionException e) {
-        queued.set(false); // its owner has stopped
-      }
-    }
-  }
 
   /** A password; its text is never shown (the file watcher logs what it reads). */
   private record Password(String text) {
@@ -288,6 +257,11 @@ public final class EtcdControlStore implements ControlStore {
     this.driftBaselinesPrefix = settings.prefix() + "drift-baselines/";
     this.driftAsksPrefix = settings.prefix() + "drift-sketch-asks/";
     this.driftSketchesPrefix = settings.prefix() + "drift-sketches/";
+    this.topics = new EtcdTopics(Map.of(
+        Topic.ACCESS, new EtcdTopics.Key(accessKey, false),
+        Topic.DIAGNOSTICS, new EtcdTopics.Key(diagnosticsKey, false),
+        Topic.DRIFT_BASELINES, new EtcdTopics.Key(bytes(driftBaselinesPrefix), true),
+        Topic.DRIFT_SKETCH_ASKS, new EtcdTopics.Key(bytes(driftAsksPrefix), true)));
     this.thread =
         DaemonThreads.scheduled("modelgate-control-store");
   }
@@ -618,10 +592,9 @@ public final class EtcdControlStore implements ControlStore {
 
   @Override
   public void follow(Topic topic, java.util.concurrent.Executor executor, Runnable reread) {
-    Follower follower = new Follower(executor, reread);
-    followers.computeIfAbsent(topic, t -> new java.util.concurrent.CopyOnWriteArrayList<>()).add(follower);
+    EtcdTopics.Follower follower = topics.add(topic, executor, reread);
     onStoreThread(() -> {
-      if (topicWatchers.containsKey(topic)) {
+      if (topics.watching(topic)) {
         follower.tell();
       } else {
         startFollowing(topic);
@@ -629,82 +602,42 @@ public final class EtcdControlStore implements ControlStore {
     });
   }
 
-  /** The key, or prefix, of {@code topic}'s records. */
-  private ByteSequence topicKey(Topic topic) {
-    return switch (topic) {
-      case ACCESS -> accessKey;
-      case DIAGNOSTICS -> diagnosticsKey;
-      case DRIFT_BASELINES -> bytes(driftBaselinesPrefix);
-      case DRIFT_SKETCH_ASKS -> bytes(driftAsksPrefix);
-    };
-  }
-
   /**
-   * Watches {@code topic} from the revision after a read made now (a count of its keys, no values)
-   * and tells its followers, who read it then: no change after that read is missed. Where etcd
-   * does not answer, the probe starts it again once etcd is back (false). Store thread.
+   * Watches {@code topic} from the revision of a read made now (a count of its keys, no values)
+   * and tells its followers. Where etcd does not answer, the probe starts it again once etcd is back
+   * (false). Store thread.
    */
   private boolean startFollowing(Topic topic) {
-    Watch.Watcher before = topicWatchers.remove(topic);
-    if (before != null) {
-      before.close();
-    }
-    boolean single = topic == Topic.ACCESS || topic == Topic.DIAGNOSTICS;
-    ByteSequence key = topicKey(topic);
     long revision;
     try {
-      GetOption count = single ? GetOption.builder().withCountOnly(true).build()
-          : GetOption.builder().isPrefix(true).withCountOnly(true).build();
-      revision = await(connection.kv().get(key, count)).getHeader().getRevision();
+      revision = await(connection.kv().get(topics.key(topic), topics.count(topic))).getHeader().getRevision();
     } catch (IOException | RuntimeException e) {
       resync = true; // watched from the probe that finds etcd answering
       return false;
     }
-    WatchOption.Builder option = WatchOption.builder().withRevision(revision + 1);
-    if (!single) {
-      option.isPrefix(true);
-    }
-    topicWatchers.put(topic, connection.client().getWatchClient().watch(key, option.build(), Watch.listener(
-        response -> {
-          if (!response.getEvents().isEmpty()) {
-            tell(topic);
-          }
-        },
-        failure -> onStoreThread(() -> {
-          if (!resync) {
-            log.warn("watch of the control store's {} failed ({}); it will be watched again", topicKey(topic)
-                .toString(StandardCharsets.UTF_8).substring(settings.prefix().length()), failure.toString());
-          }
-          resync = true;
-        }))));
-    tell(topic);
+    topics.watch(topic, connection.client().getWatchClient(), revision, failure -> onStoreThread(() -> {
+      if (!resync) {
+        log.warn("watch of the control store's {} failed ({}); it will be watched again",
+            topics.key(topic).toString(StandardCharsets.UTF_8).substring(settings.prefix().length()), failure.toString());
+      }
+      resync = true;
+    }));
     return true;
   }
 
   /** Starts the watch of every topic followed, and tells every follower. Store thread. */
   private void startFollowingAll() {
-    for (Topic topic : followers.keySet()) {
+    for (Topic topic : topics.followed()) {
       if (!startFollowing(topic)) {
         return; // the rest with it, once etcd answers
       }
     }
   }
 
-  private void tell(Topic topic) {
-    if (closed) {
-      return;
-    }
-    for (Follower follower : followers.getOrDefault(topic, List.of())) {
-      follower.tell();
-    }
-  }
-
   /** Tells every follower to read again, while etcd answers (once it is back, it is told anyway). Store thread. */
   private void tellWhileUp() {
     if (downSinceMs == 0) {
-      for (Topic topic : followers.keySet()) {
-        tell(topic);
-      }
+      topics.tellAll();
     }
   }
 
@@ -1350,8 +1283,7 @@ public final class EtcdControlStore implements ControlStore {
     if (watcher != null) {
       watcher.close();
     }
-    topicWatchers.values().forEach(Watch.Watcher::close);
-    topicWatchers.clear();
+    topics.close();
     for (long lease : new long[] {leaseId, replicaLease}) {
       if (lease != 0) {
         try {
