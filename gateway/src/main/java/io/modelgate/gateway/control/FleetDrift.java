@@ -37,7 +37,7 @@ import org.slf4j.LoggerFactory;
  * longer merged and of a model whose merge failed (etcd down, say), rather than leave a stale score.
  *
  * <p>What a round costs: each other replica that publishes statistics of the model answers the ask
- * at its next publish with its sketches (about 60 KB for the demo's model, at most 1 MiB), kept in
+ * as soon as etcd's watch tells it of it, with its sketches (about 60 KB for the demo's model, at most 1 MiB), kept in
  * etcd for 30 s; the judge asks for every model at once and waits up to 6 s for the answers.
  *
  * <p>Threading: {@link #round} on its own thread ({@code modelgate-fleet-drift}), one round at a
@@ -139,8 +139,8 @@ public final class FleetDrift implements AutoCloseable {
     }
     Set<FeatureKey> seenFeatures = new HashSet<>();
     Set<VersionKey> seenVersions = new HashSet<>();
-    // Every model asked at once, so that the replicas answer all at their next publish, and a
-    // replica that does not answer costs the round one wait, not one a model.
+    // Every model asked at once, so that the replicas answer all as they are told of the asks, and
+    // a replica that does not answer costs the round one wait, not one a model.
     List<Fleet.SketchesAsked> asked = new ArrayList<>();
     for (String model : models) {
       try {
