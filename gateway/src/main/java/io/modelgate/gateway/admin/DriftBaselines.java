@@ -25,8 +25,9 @@ import org.slf4j.LoggerFactory;
  * Drift references an operator sets ({@code admin drift baseline}): on this replica, or with
  * {@code --fleet} on every replica of the fleet. One path for both: {@link #set} is what the admin
  * API calls here; a fleet's ask is kept in the control store (the latest per version), and each
- * other replica, told of it by etcd's watch ({@link ControlStore#follow}), sets it on itself through the same steps, from
- * its own window or its own golden run — each replica's reference is of what it serves. Every
+ * other replica, told of it by etcd's watch ({@link ControlStore#follow}), sets it on itself
+ * through the same steps, from its own window or its own golden run — each replica's reference is
+ * of what it serves. Every
  * reference set is audited: where it was asked with the operator's name, on each other replica as
  * the fleet's ({@link VersionControl#FLEET_CALLER}), naming who asked where, or why it was not set
  * there (a replica that served no request in the window, say).
@@ -261,7 +262,7 @@ public final class DriftBaselines implements AutoCloseable {
     references = List.copyOf(merged);
   }
 
-  /** Offers the fleet's references last read to any load of their versions that has not taken them. Follower's thread. */
+  /** Offers the fleet's references last read to each load of their versions not yet given them. Follower's thread. */
   private void lookAgain() {
     for (DriftBaselineAsked ask : references) {
       take(ask, key(ask));
@@ -272,8 +273,8 @@ public final class DriftBaselines implements AutoCloseable {
    * Takes a fleet's reference ({@code admin drift baseline --merged}) on the version's load that has
    * not taken it yet, whenever it was asked: on a replica started since, and again on a version
    * loaded again since, once its first request has laid its features out (until then, and while
-   * the version is not loaded here, it looks again every {@link #LOOK_EVERY}). Audited here (but on the replica that asked,
-   * which audited the ask), or why it was not taken. Follower's thread.
+   * the version is not loaded here, it looks again every {@link #LOOK_EVERY}). Audited here (but on
+   * the replica that asked, which audited the ask), or why it was not taken. Follower's thread.
    */
   private void take(DriftBaselineAsked ask, String key) {
     io.modelgate.gateway.routing.Route route = control.router().routeOrNull(ask.getModel());

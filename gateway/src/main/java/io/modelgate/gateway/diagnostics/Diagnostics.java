@@ -36,8 +36,8 @@ import org.slf4j.LoggerFactory;
  * <p>In a fleet, a level or rate may be set for every replica ({@code --fleet}): one record in the
  * control store ({@link ControlStore#diagnostics}), changed by compare-and-swap and audited once
  * where it is asked; each replica reads it as soon as etcd's watch tells it of a change ({@link
- * ControlStore#follow}, {@link #follow}) and puts in force what it holds, and sets back what it no longer holds or what ran out (logged, not audited
- * again). A replica's own level for a logger, or its own rate, holds over the fleet's while it lasts.
+ * ControlStore#follow}, {@link #follow}) and puts in force what it holds, and sets back what it no
+ * longer holds or what ran out (logged, not audited again). A replica's own level for a logger, or its own rate, holds over the fleet's while it lasts.
  *
  * <p>The one owner of these changes: Logback's levels are otherwise set only as the server starts
  * ({@code Logging}), and the rate in force is {@link Tracing}'s, set only from here.
@@ -307,8 +307,8 @@ public final class Diagnostics implements AutoCloseable {
   /**
    * Reads what is set for the fleet and follows it: each level or rate set for the fleet in force
    * here (unless this replica set its own for the logger, or its own rate), each one no longer set
-   * for it set back. On the timer thread whenever the store says it may have changed, and after a fleet-wide change here;
-   * the read is made outside the lock.
+   * for it set back. On the timer thread whenever the store says it may have changed, and after a
+   * fleet-wide change here; the read is made outside the lock.
    */
   void follow() {
     if (!control.store().shared()) {
