@@ -39,7 +39,8 @@ import org.slf4j.LoggerFactory;
  * one started later, and one where the version was loaded again (unloaded and loaded, or reloaded in
  * place).
  *
- * <p>Threading: {@link #set} on the admin caller's thread, waiting for the drift thread; the
+ * <p>Threading: {@link #set} on the admin caller's thread, waiting for the drift thread (with
+ * {@code merged}, for the follower's, which writes the fleet's reference and takes it here); the
  * follower on its own thread ({@code modelgate-drift-baselines}): it reads the asks whenever the
  * store says they may have changed, and looks every {@link #LOOK_EVERY}, without reading the store,
  * for a load here that has not taken the fleet's reference.
@@ -56,12 +57,12 @@ public final class DriftBaselines implements AutoCloseable {
   /** The fleet's references ({@code --merged} asks) as last read from the store; the follower's. */
   private List<DriftBaselineAsked> references = List.of();
   /**
-   * The asks this replica has followed (model/version@time replica), pruned to those still kept:
-   * the follower's, and {@link #set}'s for a fleet's reference taken here at once. For a fleet's
+   * The asks this replica has followed (model/version@time replica), pruned to those still kept;
+   * the follower's thread alone (a fleet's reference asked here is taken there too). For a fleet's
    * reference, the load that took it (or would not), weakly: a later load of the version takes it
    * again; for an ask of each replica's own window, {@link #ONCE}.
    */
-  private final Map<String, WeakReference<LoadedVersion>> followed = new java.util.concurrent.ConcurrentHashMap<>();
+  private final Map<String, WeakReference<LoadedVersion>> followed = new java.util.HashMap<>();
   /** An ask followed once, whatever the version's load. */
   private static final WeakReference<LoadedVersion> ONCE = new WeakReference<>(null);
   private final LogThrottle unreadable = new LogThrottle(Duration.ofMinutes(1));
@@ -164,19 +165,53 @@ public final class DriftBaselines implements AutoCloseable {
       throw InferenceException.failedPrecondition("the fleet's reference takes " + asked.getSerializedSize() / 1024
           + " KB, more than etcd is given in one value (" + io.modelgate.gateway.control.Fleet.ANSWER_LIMIT_BYTES / 1024 + " KB)");
     }
-    control.putDriftBaseline(asked, "reference from " + detail);
-    log.info("model '{}' version {}: drift reference from {} as {} asked", model, number, detail, caller);
+    // Written and taken here on the follower's thread, as one task: the watch's word of the write
+    // reaches the follower after it, which finds the reference taken by this load already.
+    return onFollower(() -> {
+      control.putDriftBaseline(asked, "reference from " + detail);
+      log.info("model '{}' version {}: drift reference from {} as {} asked", model, number, detail, caller);
+      return takeAsked(version, asked);
+    });
+  }
+
+  /**
+   * This replica's load of {@code version} takes the fleet's reference asked here; returns the
+   * report after it. Follower's thread.
+   */
+  private DriftReport takeAsked(ModelVersion version, DriftBaselineAsked asked) {
+    LoadedVersion loaded = version.loadedOrNull();
     try {
-      LoadedVersion loaded = version.loadedOrNull();
-      DriftReport report = AdminService.awaitDrift(drift.adoptReference(version, reference));
+      DriftReport report = AdminService.awaitDrift(drift.adoptReference(version, asked.getReference()));
       followed.put(key(asked), new WeakReference<>(loaded));
       return report;
     } catch (InferenceException e) {
       if (e.code() == io.modelgate.runtime.error.ErrorCode.UNAVAILABLE) {
         // Not laid out here yet: the follower takes it once it is.
-        return AdminService.awaitDrift(drift.report(model, number));
+        return AdminService.awaitDrift(drift.report(version.model(), version.number()));
       }
+      followed.put(key(asked), new WeakReference<>(loaded)); // the caller is told why, not the log again
       throw e;
+    }
+  }
+
+  /** Runs {@code task} on the follower's thread and waits for it; its exception is thrown here. */
+  private <T> T onFollower(java.util.concurrent.Callable<T> task) {
+    java.util.concurrent.Future<T> done;
+    try {
+      done = follower.submit(task);
+    } catch (java.util.concurrent.RejectedExecutionException e) {
+      throw InferenceException.unavailable("this replica is stopping");
+    }
+    try {
+      return done.get();
+    } catch (java.util.concurrent.ExecutionException e) {
+      if (e.getCause() instanceof RuntimeException cause) {
+        throw cause;
+      }
+      throw InferenceException.internal("setting the fleet's drift reference failed", e.getCause());
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw InferenceException.unavailable("interrupted");
     }
   }
 

@@ -8,6 +8,7 @@ import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.modelgate.gateway.testing.EtcdServer;
 import io.modelgate.gateway.testing.Gateway;
+import io.modelgate.gateway.testing.LogLines;
 import io.modelgate.gateway.testing.TcpProxy;
 import io.modelgate.gateway.testing.Tensors;
 import io.modelgate.proto.admin.v1.ListModelsRequest;
@@ -119,14 +120,8 @@ class EtcdControlStoreTest {
     var rate = io.modelgate.proto.admin.v1.SetTraceSampleRateRequest.newBuilder();
     var level = io.modelgate.proto.admin.v1.SetLogLevelRequest.newBuilder().setLogger("io.modelgate.gateway.control");
     // What Diagnostics logs (both replicas, one JVM): each level it puts in force.
-    var diagnosticsLog = (ch.qos.logback.classic.Logger) org.slf4j.LoggerFactory.getLogger(
-        io.modelgate.gateway.diagnostics.Diagnostics.class);
-    var lines = new ch.qos.logback.core.read.ListAppender<ch.qos.logback.classic.spi.ILoggingEvent>();
-    lines.start();
-    diagnosticsLog.addAppender(lines);
-    ch.qos.logback.classic.Level logged = diagnosticsLog.getLevel();
-    diagnosticsLog.setLevel(ch.qos.logback.classic.Level.INFO);
-    try (Gateway a = traced("/diagnostics/", "a"); Gateway b = traced("/diagnostics/", "b")) {
+    try (var lines = new LogLines(io.modelgate.gateway.diagnostics.Diagnostics.class);
+        Gateway a = traced("/diagnostics/", "a"); Gateway b = traced("/diagnostics/", "b")) {
       a.admin().setTraceSampleRate(rate.clone().setSampleRate(0.25).setForMs(Duration.ofHours(1).toMillis()).setFleet(true)
           .build());
       assertThat(a.server.tracing().sampleRate()).as("at once where it was asked").isEqualTo(0.25);
@@ -158,11 +153,8 @@ class EtcdControlStoreTest {
       eventually("b follows the fleet's new rate", () -> b.server.tracing().sampleRate() == 0.75);
       a.admin().setTraceSampleRate(rate.clone().setRestore(true).setFleet(true).build());
       eventually("b follows the rate set back", () -> b.server.tracing().sampleRate() == 0);
-      synchronized (lines) {
-        assertThat(lines.list).extracting(ch.qos.logback.classic.spi.ILoggingEvent::getFormattedMessage)
-            .filteredOn(line -> line.startsWith("log level of io.modelgate.gateway.control DEBUG"))
-            .as("the fleet's level put in force once on each replica").hasSize(2);
-      }
+      assertThat(lines.startingWith("log level of io.modelgate.gateway.control DEBUG"))
+          .as("the fleet's level put in force once on each replica").hasSize(2);
       b.admin().setLogLevel(level.clone().setFleet(true).build());
       eventually("a's level set back", () -> diagnostics(a).getLogLevelsCount() == 0);
       eventually("b's level set back", () -> diagnostics(b).getLogLevelsCount() == 0);
@@ -172,9 +164,6 @@ class EtcdControlStoreTest {
       eventually("b follows", () -> b.server.tracing().sampleRate() == 0.5);
       eventually("a's ran out", () -> a.server.tracing().sampleRate() == 0);
       eventually("b's ran out", () -> b.server.tracing().sampleRate() == 0);
-    } finally {
-      diagnosticsLog.detachAppender(lines);
-      diagnosticsLog.setLevel(logged);
     }
     // Each fleet-wide change audited once, where it was made.
     assertThat(auditRecords("/diagnostics/")).extracting(record -> record.getReplica() + " " + record.getAction() + " "
@@ -339,7 +328,8 @@ class EtcdControlStoreTest {
     Path repository = driftRepository("fleetref-repository", 10000);
     var ask = io.modelgate.proto.admin.v1.SetDriftBaselineRequest.newBuilder().setModel("d").setVersion(1).setWindow("1m")
         .setMerged(true).build();
-    try (Gateway a = fleetReplica(repository, "/fleetref/", "a"); Gateway b = fleetReplica(repository, "/fleetref/", "b")) {
+    try (var taken = new LogLines(io.modelgate.gateway.health.Drift.class);
+        Gateway a = fleetReplica(repository, "/fleetref/", "a"); Gateway b = fleetReplica(repository, "/fleetref/", "b")) {
       send(a, 300);
       send(b, 200);
       assertThat(drift(b).getState()).isEqualTo("FORMING");
@@ -351,6 +341,8 @@ class EtcdControlStoreTest {
           + " a \\(300\\), b \\(200\\)");
       eventually("b takes the fleet's reference", () -> drift(b).getReferenceSamples() == 500);
       assertThat(drift(b).getReference()).isEqualTo(here.getReference());
+      // Once on each: a's follower, told of a's own write by the watch, finds it taken by a's load already.
+      assertThat(taken.startingWith("model 'd' version 1: drift reference taken: the fleet's 1m window")).hasSize(2);
 
       // A replica started since takes it too, once its first request has laid its features out.
       try (Gateway c = fleetReplica(repository, "/fleetref/", "c")) {
