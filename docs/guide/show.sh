@@ -37,12 +37,25 @@ start_etcd() {
 }
 
 # with_cleanup: makes the temporary folder $work and the list pids of processes to stop; on exit,
-# stops them and removes $work — first copying its logs (*.log) into $GUIDE_KEEP_LOGS, where that
-# names a folder: to read what the servers logged while a transcript ran.
+# stops them (the servers first, then etcd: replicas leave the fleet as they would in production)
+# and removes $work — first copying its logs (*.log) into $GUIDE_KEEP_LOGS, where that names a
+# folder: to read what the servers logged while a transcript ran.
 with_cleanup() {
   work=$(mktemp -d)
   pids=()
-  trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; keep_logs; rm -rf "$work"' EXIT
+  trap 'stop_all; keep_logs; rm -rf "$work"' EXIT
+}
+
+stop_all() {
+  local p
+  for p in "${pids[@]}"; do
+    [ "$p" = "${etcd_pid:-}" ] || kill "$p" 2>/dev/null || true
+  done
+  for p in "${pids[@]}"; do
+    [ "$p" = "${etcd_pid:-}" ] || wait "$p" 2>/dev/null || true
+  done
+  [ -z "${etcd_pid:-}" ] || kill "$etcd_pid" 2>/dev/null || true
+  wait 2>/dev/null || true
 }
 
 keep_logs() {

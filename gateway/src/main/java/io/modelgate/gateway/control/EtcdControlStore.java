@@ -144,6 +144,11 @@ public final class EtcdControlStore implements ControlStore {
   /** Store thread only from here on. */
   private Consumer<Map<String, Stored>> listener;
   private Watch.Watcher watcher;
+  /**
+   * How many watches of the records have been started: what a watch replaced since tells (an error
+   * as etcd came back, a response already read whole) is dropped. Store thread.
+   */
+  private long watchesStarted;
   /** What this replica follows besides the models' records, and its watches ({@link #follow}). */
   private final EtcdTopics topics;
   private boolean resync;
@@ -573,16 +578,27 @@ public final class EtcdControlStore implements ControlStore {
     return expired + overLimit;
   }
 
-  /** Watches the records from the revision after the last one delivered. Store thread. */
+  /**
+   * Watches the records from the revision after the last one delivered, in place of the watch
+   * before. Store thread.
+   */
   private void startWatch() {
     if (watcher != null) {
       watcher.close();
     }
     WatchOption option = WatchOption.builder().isPrefix(true).withRevision(appliedRevision + 1).build();
+    long number = ++watchesStarted;
     watcher =
         connection.client().getWatchClient().watch(modelsPrefix, option, Watch.listener(
-            response -> onStoreThread(() -> deliver(response)),
+            response -> onStoreThread(() -> {
+              if (number == watchesStarted) {
+                deliver(response);
+              }
+            }),
             failure -> onStoreThread(() -> {
+              if (number != watchesStarted) {
+                return; // told by a watch replaced since (as etcd came back, say): no news
+              }
               if (!resync) {
                 log.warn("watch of the control store failed ({}); it will be read again whole", failure.toString());
               }
@@ -615,13 +631,13 @@ public final class EtcdControlStore implements ControlStore {
       resync = true; // watched from the probe that finds etcd answering
       return false;
     }
-    topics.watch(topic, connection.client().getWatchClient(), revision, failure -> onStoreThread(() -> {
+    topics.watch(topic, connection.client().getWatchClient(), revision, this::onStoreThread, failure -> {
       if (!resync) {
         log.warn("watch of the control store's {} failed ({}); it will be watched again",
             topics.key(topic).toString(StandardCharsets.UTF_8).substring(settings.prefix().length()), failure.toString());
       }
       resync = true;
-    }));
+    });
     return true;
   }
 
@@ -1284,16 +1300,35 @@ public final class EtcdControlStore implements ControlStore {
       watcher.close();
     }
     topics.close();
+    // Both at once, waited for together: where etcd does not answer, the stop waits one timeout, not two.
+    // A lease etcd no longer has (it expired while the replica was cut off) is revoked as much as it can be.
+    List<CompletableFuture<Throwable>> revoked = new ArrayList<>();
     for (long lease : new long[] {leaseId, replicaLease}) {
       if (lease != 0) {
-        try {
-          connection.client().getLeaseClient().revoke(lease).get(timeoutMs, TimeUnit.MILLISECONDS);
-        } catch (Exception e) {
-          log.warn("lease not revoked as the replica stops ({}); it expires within {} s", e.getMessage(),
-              settings.judgeLease().toSeconds());
-        }
+        revoked.add(connection.client().getLeaseClient().revoke(lease).handle((done, failure) ->
+            failure == null || io.grpc.Status.fromThrowable(failure).getCode() == io.grpc.Status.Code.NOT_FOUND
+                ? null : failure));
       }
     }
+    String cause;
+    try {
+      CompletableFuture.allOf(revoked.toArray(CompletableFuture[]::new)).get(timeoutMs, TimeUnit.MILLISECONDS);
+      Throwable failed = revoked.stream().map(CompletableFuture::join).filter(java.util.Objects::nonNull).findFirst()
+          .orElse(null);
+      if (failed == null) {
+        return;
+      }
+      cause = (failed instanceof java.util.concurrent.CompletionException && failed.getCause() != null
+          ? failed.getCause() : failed).toString();
+    } catch (InterruptedException | ExecutionException | TimeoutException e) {
+      if (e instanceof InterruptedException) {
+        Thread.currentThread().interrupt();
+      }
+      cause = e instanceof TimeoutException ? "no answer within " + timeoutMs + " ms" : e.toString();
+    }
+    log.warn("{} not revoked as the replica stops ({}); {} within {} s", leaseId != 0 ? "this replica's leases (as judge"
+        + " and replica)" : "this replica's lease", cause, leaseId != 0 ? "the judge's key and its snapshots expire"
+        : "its snapshots expire", settings.judgeLease().toSeconds());
   }
 
   /** Leaves (above) if it has not, then disconnects. Idempotent. */

@@ -40,6 +40,9 @@ final class EtcdTopics {
   private final Map<Topic, List<Follower>> followers = new ConcurrentHashMap<>();
   /** The watch of each topic followed; store thread. */
   private final Map<Topic, Watch.Watcher> watchers = new EnumMap<>(Topic.class);
+  /** How many watches have been started, the number of each topic's current one among them; store thread. */
+  private long started;
+  private final Map<Topic, Long> current = new EnumMap<>(Topic.class);
   private volatile boolean closed;
 
   /** @param keys each topic's key or prefix */
@@ -108,13 +111,17 @@ final class EtcdTopics {
   /**
    * Watches {@code topic} with {@code client} from the revision after {@code revision} (that of a
    * read made just before: no change after it is missed), in place of any watch before, and tells
-   * its followers, who read it then. {@code failed} is told of the watch's error. Store thread.
+   * its followers, who read it then. {@code failed} is told of the watch's error on {@code
+   * storeThread}, unless a watch of the topic started since (an error that the watch before it
+   * told as it was being replaced is no news). Store thread.
    */
-  void watch(Topic topic, Watch client, long revision, Consumer<Throwable> failed) {
+  void watch(Topic topic, Watch client, long revision, Executor storeThread, Consumer<Throwable> failed) {
     Watch.Watcher before = watchers.remove(topic);
     if (before != null) {
       before.close();
     }
+    long number = ++started;
+    current.put(topic, number);
     WatchOption.Builder option = WatchOption.builder().withRevision(revision + 1);
     if (keys.get(topic).prefix()) {
       option.isPrefix(true);
@@ -125,7 +132,11 @@ final class EtcdTopics {
             tell(topic);
           }
         },
-        failed)));
+        failure -> storeThread.execute(() -> {
+          if (!closed && current.get(topic) == number) {
+            failed.accept(failure);
+          }
+        }))));
     tell(topic);
   }
 

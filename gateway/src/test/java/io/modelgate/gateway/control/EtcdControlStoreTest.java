@@ -1155,6 +1155,14 @@ class EtcdControlStoreTest {
           () -> judge.server.control().status().getUp()
               && judge.server.control().status().getJudge().equals(other.server.control().replica()));
       assertThat(judges(judge)).isFalse();
+
+      // The judge leaves cut off: its leases, revoked together, are said not revoked once.
+      try (var lines = new LogLines(EtcdControlStore.class)) {
+        (judge == a ? proxyB : proxyA).cut();
+        other.server.control().leave();
+        assertThat(lines.startingWith("this replica's lease")).singleElement().asString()
+            .contains("not revoked as the replica stops");
+      }
     }
   }
 

@@ -84,4 +84,58 @@ class EtcdTopicsTest {
         new EtcdTopics.Key(ByteSequence.from("/t/access", StandardCharsets.UTF_8), false))))
         .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("a key for every topic");
   }
+
+  /** A watch client that starts nothing: it keeps each watch's listener, for the test to speak as etcd. */
+  private static final class Listeners implements io.etcd.jetcd.Watch {
+    final java.util.List<io.etcd.jetcd.Watch.Listener> started = new java.util.ArrayList<>();
+
+    @Override
+    public Watcher watch(ByteSequence key, io.etcd.jetcd.options.WatchOption option, Listener listener) {
+      started.add(listener);
+      return new Watcher() {
+        @Override
+        public void close() {}
+
+        @Override
+        public boolean isClosed() {
+          return false;
+        }
+
+        @Override
+        public void requestProgress() {}
+      };
+    }
+
+    @Override
+    public void requestProgress() {}
+  }
+
+  @Test
+  void aWatchsError_isToldOnTheStoresThread_butNotOnceAnotherWatchOfTheTopicReplacedIt() {
+    EtcdTopics topics = topics();
+    ArrayDeque<Runnable> storeThread = new ArrayDeque<>();
+    java.util.List<String> told = new java.util.ArrayList<>();
+    Listeners etcd = new Listeners();
+    topics.watch(Topic.ACCESS, etcd, 7, storeThread::add, failure -> told.add("access " + failure.getMessage()));
+    topics.watch(Topic.DIAGNOSTICS, etcd, 7, storeThread::add, failure -> told.add("diagnostics " + failure.getMessage()));
+
+    etcd.started.get(0).onError(new RuntimeException("first"));
+    assertThat(told).as("not on etcd's thread").isEmpty();
+    storeThread.poll().run();
+    assertThat(told).containsExactly("access first");
+
+    // The access watch replaced (as etcd comes back, say) while an error of the one before is on its way.
+    etcd.started.get(0).onError(new RuntimeException("before"));
+    topics.watch(Topic.ACCESS, etcd, 9, storeThread::add, failure -> told.add("access " + failure.getMessage()));
+    etcd.started.get(2).onError(new RuntimeException("now"));
+    etcd.started.get(1).onError(new RuntimeException("other topic"));
+    storeThread.forEach(Runnable::run);
+    storeThread.clear();
+    assertThat(told).containsExactly("access first", "access now", "diagnostics other topic");
+
+    etcd.started.get(2).onError(new RuntimeException("closing"));
+    topics.close();
+    storeThread.forEach(Runnable::run);
+    assertThat(told).as("none once closed").hasSize(3);
+  }
 }
