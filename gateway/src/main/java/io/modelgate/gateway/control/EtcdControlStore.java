@@ -68,7 +68,8 @@ import org.slf4j.LoggerFactory;
  *
  * <p>Every replica watches {@code models/} from the revision of its full read. Its own thread
  * ({@code modelgate-control-store}) delivers the watch's changes, checks every {@code
- * probeInterval} that etcd answers, renews or campaigns for the judge's key, and after any outage
+ * probeInterval} that etcd answers (a read of the judge's key), campaigns for that key when it is
+ * free, renews the judge's lease and the replica's at a third of their TTL, and after any outage
  * (or a watch error) reads every record again and watches from that read's revision, so that no
  * change is missed. The same thread tries a password newly read from the password file and, once
  * etcd accepts it, replaces the client: other threads read the client in use (a volatile field)
@@ -155,6 +156,16 @@ public final class EtcdControlStore implements ControlStore {
   private long leaseId;
   /** This replica's lease for its published snapshots (0: none yet). Written on the store thread. */
   private volatile long replicaLease;
+  /**
+   * When ({@link System#nanoTime}) the replica's lease and the judge's were last renewed; 0: to be
+   * renewed at the next probe (after an outage, say). Each is renewed at a third of its TTL, as
+   * etcd's own clients do, not at every probe: the probe's read finds an outage. Renewed on the
+   * store thread; set to 0 by whichever thread finds etcd down.
+   */
+  private volatile long replicaLeaseRenewed;
+  private volatile long judgeLeaseRenewed;
+  /** A third of the leases' TTL, in nanoseconds. */
+  private final long renewEveryNanos;
   /** Set by {@link #leave}: the store thread stops and nothing more is handed to it. */
   private volatile boolean closed;
   /** Set by {@link #close}; guarded by this. */
@@ -262,6 +273,7 @@ public final class EtcdControlStore implements ControlStore {
     this.driftBaselinesPrefix = settings.prefix() + "drift-baselines/";
     this.driftAsksPrefix = settings.prefix() + "drift-sketch-asks/";
     this.driftSketchesPrefix = settings.prefix() + "drift-sketches/";
+    this.renewEveryNanos = settings.judgeLease().toNanos() / 3;
     this.topics = new EtcdTopics(Map.of(
         Topic.ACCESS, new EtcdTopics.Key(accessKey, false),
         Topic.DIAGNOSTICS, new EtcdTopics.Key(diagnosticsKey, false),
@@ -803,8 +815,12 @@ public final class EtcdControlStore implements ControlStore {
     if (!holder.isEmpty()) {
       judgeName = holder.get(0).getValue().toString(StandardCharsets.UTF_8);
       if (leaseId != 0 && holder.get(0).getLease() == leaseId) {
+        if (judge && !due(judgeLeaseRenewed)) {
+          return; // the key is this replica's, under a lease renewed less than a third of its TTL ago
+        }
         try {
           await(connection.client().getLeaseClient().keepAliveOnce(leaseId));
+          judgeLeaseRenewed = System.nanoTime();
           judge = true;
         } catch (IOException e) {
           log.warn("judge lease {} could not be renewed ({}); this replica stops judging", leaseId, e.getMessage());
@@ -830,6 +846,7 @@ public final class EtcdControlStore implements ControlStore {
             .commit());
     leaseId = lease;
     if (won.isSucceeded()) {
+      judgeLeaseRenewed = System.nanoTime();
       judge = true;
       judgeName = settings.replica();
       log.info("this replica ({}) was elected to judge rollouts (lease TTL {} s)", settings.replica(),
@@ -845,8 +862,12 @@ public final class EtcdControlStore implements ControlStore {
    */
   private void renewReplicaLease() throws IOException {
     if (replicaLease != 0) {
+      if (!due(replicaLeaseRenewed)) {
+        return;
+      }
       try {
         await(connection.client().getLeaseClient().keepAliveOnce(replicaLease));
+        replicaLeaseRenewed = System.nanoTime();
         return;
       } catch (IOException e) {
         if (downSinceMs != 0) {
@@ -856,6 +877,12 @@ public final class EtcdControlStore implements ControlStore {
       }
     }
     replicaLease = await(connection.client().getLeaseClient().grant(settings.judgeLease().toSeconds())).getID();
+    replicaLeaseRenewed = System.nanoTime();
+  }
+
+  /** Whether a lease last renewed at {@code renewed} ({@link System#nanoTime}; 0: not since an outage) is due. */
+  private boolean due(long renewed) {
+    return renewed == 0 || System.nanoTime() - renewed >= renewEveryNanos;
   }
 
   /** Revokes the lease this replica holds, if any, without waiting. Store thread. */
@@ -944,6 +971,8 @@ public final class EtcdControlStore implements ControlStore {
     if (closed) {
       return;
     }
+    replicaLeaseRenewed = 0;
+    judgeLeaseRenewed = 0;
     if (downSinceMs == 0) {
       downSinceMs = System.currentTimeMillis();
       log.error("control store etcd {} unreachable: {}; changes are refused, traffic keeps the routing last applied",
