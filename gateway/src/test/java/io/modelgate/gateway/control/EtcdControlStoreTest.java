@@ -1129,17 +1129,23 @@ class EtcdControlStoreTest {
 
   @Test
   void exactlyOneReplicaJudges_andAnotherTakesOverWhenItIsCutOff() throws Exception {
-    try (TcpProxy proxyA = new TcpProxy(etcd.clientPort());
+    try (var storeLines = new LogLines(EtcdControlStore.class);
+        TcpProxy proxyA = new TcpProxy(etcd.clientPort());
         TcpProxy proxyB = new TcpProxy(etcd.clientPort());
         Gateway a = throughProxy("/judge/", "a", proxyA);
         Gateway b = throughProxy("/judge/", "b", proxyB)) {
       eventually("a judge is elected", () -> judges(a) || judges(b));
-      // Never two at once, over a while.
-      for (int i = 0; i < 50; i++) {
+      Gateway elected = judges(a) ? a : b;
+      // Never two at once, and the same one all along, over longer than the lease's TTL (2 s): its
+      // lease is renewed (at a third of the TTL).
+      for (int i = 0; i < 150; i++) {
         assertThat(judges(a) && judges(b)).isFalse();
+        assertThat(judges(elected)).isTrue();
         Thread.sleep(20);
       }
-      Gateway judge = judges(a) ? a : b;
+      assertThat(storeLines.startingWith("this replica")).as("elected once, its key never lost").singleElement().asString()
+          .contains("was elected to judge rollouts");
+      Gateway judge = elected;
       Gateway other = judge == a ? b : a;
       TcpProxy judgesLink = judge == a ? proxyA : proxyB;
       eventually("the other knows who judges",
