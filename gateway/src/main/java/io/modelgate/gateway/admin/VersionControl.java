@@ -2,6 +2,7 @@ package io.modelgate.gateway.admin;
 
 import io.modelgate.gateway.control.ControlPlane;
 import io.modelgate.gateway.inference.RepositoryControl;
+import io.modelgate.gateway.rollout.RolloutSpecs;
 import io.modelgate.gateway.routing.Route;
 import io.modelgate.proto.admin.v1.OwedLoad;
 import io.modelgate.proto.admin.v1.Rollout;
@@ -429,13 +430,13 @@ public final class VersionControl implements RepositoryControl, AutoCloseable {
    *     the copy cannot be made or does not load
    */
   public Rollout startRollout(RolloutSpec requested, String caller) {
-    RolloutSpec spec = ControlPlane.validated(requested);
+    RolloutSpec spec = RolloutSpecs.validated(requested);
     if (!spec.getCopyControl()) {
       return policies.startRollout(spec, caller);
     }
     String name = spec.getModel();
     Model model = repository.model(name).orElseThrow(() -> InferenceException.notFound("unknown model '" + name + "'"));
-    ControlPlane.requireReady(model, spec.getBaseline(), "baseline");
+    RolloutSpecs.requireReady(model, spec.getBaseline(), "baseline");
     long number = spec.getControl() != 0 ? spec.getControl() : copyNumber(model);
     if (starting.putIfAbsent(name, number) != null) {
       throw InferenceException.failedPrecondition("a rollout of model '" + name + "' is being started; wait for it");

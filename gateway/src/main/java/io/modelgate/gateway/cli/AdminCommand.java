@@ -1,6 +1,7 @@
 package io.modelgate.gateway.cli;
 
 import io.grpc.StatusRuntimeException;
+import io.modelgate.gateway.rollout.RolloutSpecs;
 import io.modelgate.proto.admin.v1.AbortRolloutRequest;
 import io.modelgate.proto.admin.v1.Decision;
 import io.modelgate.proto.admin.v1.Distribution;
@@ -1249,7 +1250,7 @@ final class AdminCommand implements Runnable {
       if (s.getControl() != 0) {
         out.printf("  control v%d (the baseline's model%s) takes the candidate's share at steps up to %d%%; the candidate is judged against it there%n",
             s.getControl(), s.getCopyControl() ? ", loaded again by the gateway until the rollout ends" : "",
-            io.modelgate.gateway.control.ControlPlane.MAX_CONTROLLED_STEP);
+            RolloutSpecs.MAX_CONTROLLED_STEP);
       }
       if (s.getThresholds().getMinShadowAgreement() > 0) {
         out.printf("  shadow phase first: %.0f%% of requests copied to the candidate; live once %.2f%% of %d copies agree%n",

@@ -2,6 +2,7 @@ package io.modelgate.gateway.control;
 
 import io.modelgate.gateway.health.GoldenSets;
 import io.modelgate.gateway.rollout.RolloutJudge;
+import io.modelgate.gateway.rollout.RolloutSpecs;
 import io.modelgate.gateway.routing.Route;
 import io.modelgate.gateway.routing.Router;
 import io.modelgate.gateway.stats.Histograms;
@@ -47,13 +48,13 @@ final class RolloutEvidence {
 
   /**
    * The version {@code rollout}'s candidate is judged against at its current step: its control
-   * where it has one and the step is at most {@link ControlPlane#MAX_CONTROLLED_STEP}%, otherwise
+   * where it has one and the step is at most {@link RolloutSpecs#MAX_CONTROLLED_STEP}%, otherwise
    * the baseline.
    */
   static long reference(Rollout rollout) {
     RolloutSpec spec = rollout.getSpec();
     boolean controlled = spec.getControl() != 0 && !rollout.getShadowPhase()
-        && spec.getSteps(rollout.getStepIndex()) <= ControlPlane.MAX_CONTROLLED_STEP;
+        && spec.getSteps(rollout.getStepIndex()) <= RolloutSpecs.MAX_CONTROLLED_STEP;
     return controlled ? spec.getControl() : spec.getBaseline();
   }
 

@@ -24,7 +24,7 @@ class RolloutJudgeTest {
   }
 
   private static Thresholds defaults() {
-    return ControlPlane.withDefaults(Thresholds.getDefaultInstance());
+    return RolloutSpecs.withDefaults(Thresholds.getDefaultInstance());
   }
 
   @Test
