@@ -204,6 +204,8 @@ public final class DriftBaselines implements AutoCloseable {
     }
     try {
       return done.get();
+    } catch (java.util.concurrent.CancellationException e) {
+      throw InferenceException.unavailable("this replica is stopping");
     } catch (java.util.concurrent.ExecutionException e) {
       if (e.getCause() instanceof RuntimeException cause) {
         throw cause;
@@ -344,7 +346,12 @@ public final class DriftBaselines implements AutoCloseable {
   @Override
   public void close() {
     if (follower != null) {
-      follower.shutdownNow();
+      // A task not yet run is cancelled, so that an admin call waiting for it is answered.
+      for (Runnable queued : follower.shutdownNow()) {
+        if (queued instanceof java.util.concurrent.Future<?> task) {
+          task.cancel(false);
+        }
+      }
     }
   }
 }
