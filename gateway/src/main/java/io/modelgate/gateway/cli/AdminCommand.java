@@ -585,7 +585,8 @@ final class AdminCommand implements Runnable {
     @Mixin HelpOption help;
     @Option(names = "--model", defaultValue = "", description = "One model (default: every model).") String model;
     @Option(names = "--version", defaultValue = "0", description = "With --model: one version (default 0: every version).") long version;
-    @Option(names = "--window", defaultValue = "all-windows", description = "1m, 5m, 15m, all, or all-windows. Default: ${DEFAULT-VALUE}.")
+    @Option(names = "--window", defaultValue = "all-windows", converter = Converters.StatsWindow.class,
+        description = "1m, 5m, 15m, all, or all-windows. Default: ${DEFAULT-VALUE}.")
     String window;
     @Option(names = "--fleet", description = "The last minute of every replica sharing the control store, merged, with a row per replica.")
     boolean fleet;
@@ -615,7 +616,8 @@ final class AdminCommand implements Runnable {
     @Spec CommandSpec spec;
     @Mixin HelpOption help;
     @Option(names = "--model", defaultValue = "", description = "One model (default: every model).") String model;
-    @Option(names = "--window", defaultValue = "1m", description = "1m, 5m, 15m, all, or all-windows. Default: ${DEFAULT-VALUE}.") String window;
+    @Option(names = "--window", defaultValue = "1m", converter = Converters.StatsWindow.class,
+        description = "1m, 5m, 15m, all, or all-windows. Default: ${DEFAULT-VALUE}.") String window;
     @Option(names = "--interval", defaultValue = "5s", converter = Converters.TimeSpan.class,
         description = "Time between reports (e.g. 500ms, 5s, 1m). Default: ${DEFAULT-VALUE}.") java.time.Duration interval;
     @Option(names = "--count", defaultValue = "0", description = "Stop after this many reports (0: never). Default: ${DEFAULT-VALUE}.") int count;

@@ -76,4 +76,23 @@ final class Converters {
       }
     }
   }
+
+  /**
+   * A statistics window to show: one the server reports ({@link
+   * io.modelgate.gateway.stats.StatsRegistry#WINDOWS}, and {@code all}: since the version loaded),
+   * or {@code all-windows}.
+   */
+  static final class StatsWindow implements ITypeConverter<String> {
+    static final java.util.List<String> NAMES = java.util.stream.Stream.concat(
+        io.modelgate.gateway.stats.StatsRegistry.WINDOWS.stream().map(java.util.Map.Entry::getKey),
+        java.util.stream.Stream.of("all", "all-windows")).toList();
+
+    @Override
+    public String convert(String value) {
+      if (!NAMES.contains(value)) {
+        throw new TypeConversionException("'" + value + "' (expected one of: " + String.join(", ", NAMES) + ")");
+      }
+      return value;
+    }
+  }
 }

@@ -241,6 +241,11 @@ class CliTest {
     assertThat(stats.exitCode()).as(stats.err()).isZero();
     assertThat(stats.out()).contains("P99 MS").contains("cnn_mnist        1    1m")
         .containsPattern("windows end \\S+Z, \\d+\\.\\d s before this report \\(intervals close every 5 s\\)");
+    // A window the server does not report is refused, naming those it does (it printed an empty table).
+    Run noWindow = run(admin("stats", "--model", "cnn_mnist", "--window", "7m"));
+    assertThat(noWindow.exitCode()).isEqualTo(2);
+    assertThat(noWindow.err()).contains("Invalid value for option '--window': '7m' (expected one of: 1m, 5m, 15m, all,"
+        + " all-windows)");
 
     run(admin("routes", "set", "--model", "cnn_mnist", "--weights", "1=100"));
     Run rollout = run(admin("rollout", "start", "--model", "cnn_mnist", "--baseline", "1", "--candidate", "2",
