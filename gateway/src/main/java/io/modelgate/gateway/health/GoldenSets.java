@@ -319,7 +319,7 @@ public final class GoldenSets implements AutoCloseable {
     while (true) {
       try {
         decoded = RequestDecoder.decode(example.getRequest(), loaded.signature());
-        loaded.scheduler().submit(InferenceRequest.of(decoded, System.nanoTime(), null, callback));
+        loaded.scheduler().submit(InferenceRequest.ofTheGateway(decoded, callback));
         return new Submitted(decoded, answer);
       } catch (InferenceException e) {
         if (e.code() != ErrorCode.RESOURCE_EXHAUSTED || System.nanoTime() > deadline) {

@@ -112,6 +112,13 @@ class GoldenSetTest {
       String scrape = gateway.stats.scrape();
       assertThat(scrape).contains("modelgate_golden_score{model=\"cnn_mnist\",version=\"1\"} 1.0");
       assertThat(scrape).contains("modelgate_golden_examples{model=\"cnn_mnist\",version=\"3\"} 62.0");
+      // The golden runs are the gateway's own requests: not in the callers' statistics, queue and compute included.
+      assertThat(allWindow(gateway, 1)).satisfies(all -> {
+        assertThat(all.getRequests()).isZero();
+        assertThat(all.getQueueMs().getP99()).isZero();
+        assertThat(all.getComputeMs().getP99()).isZero();
+        assertThat(all.getBatchRows().getMean()).isZero();
+      });
 
       // Version 3 serves fine: it just answers 3 for a 5.
       MnistDigits.Digit five = MnistDigits.all().stream().filter(d -> d.label() == 5).findFirst().orElseThrow();
@@ -123,6 +130,7 @@ class GoldenSetTest {
           .addInputs(ModelInferRequest.InferInputTensor.newBuilder().setName("input_image").setDatatype("FP32")
               .addAllShape(List.of(1L, 1L, 28L, 28L)).setContents(pixels)).build());
       assertThat(Tensors.argmax(Tensors.floats(answer.getRawOutputContents(0)))).isEqualTo(3);
+      assertThat(allWindow(gateway, 3).getComputeMs().getP99()).as("a caller's request is recorded").isPositive();
 
       // Validating one version that is not there, or a model without a golden set, says so.
       assertThatThrownBy(() -> gateway.admin().validate(ValidateRequest.newBuilder().setModel("cnn_mnist").setVersion(9).build()))
@@ -200,5 +208,13 @@ class GoldenSetTest {
       assertThat(last.getEvidence().getCandidateGoldenScore()).isLessThan(1.0);
       assertThat(gateway.server.router().route("cnn_mnist").policy().getWeightsMap()).isEqualTo(Map.of(1L, 1));
     }
+  }
+
+  /** The "all" window of {@code version}'s statistics (since it loaded), its current interval closed. */
+  private static io.modelgate.proto.admin.v1.WindowStats allWindow(Gateway gateway, long version) {
+    gateway.stats.rotate();
+    return gateway.admin().getStats(io.modelgate.proto.admin.v1.GetStatsRequest.newBuilder().setModel("cnn_mnist")
+            .setVersion(version).build()).getVersionsList().get(0).getWindowsList().stream()
+        .filter(w -> w.getWindow().equals("all")).findFirst().orElseThrow();
   }
 }

@@ -327,6 +327,7 @@ final class ExecutorPool {
       long compute = timed ? work.computeNanos() : execution;
       long input = timed ? work.computeStartNanos() - start : 0;
       long output = timed ? end - work.computeEndNanos() : 0;
+      boolean callers = false;
       for (int i = 0; i < work.size(); i++) {
         InferenceRequest request = work.get(i);
         if (!request.isAnswered()) {
@@ -334,7 +335,13 @@ final class ExecutorPool {
               InferenceException.internal(
                   name + ": the executor left this request unanswered", null));
         }
-        recorder.recordRequest(start - request.arrivalNanos(), compute);
+        if (request.recorded()) {
+          callers = true;
+          recorder.recordRequest(start - request.arrivalNanos(), compute);
+        }
+      }
+      if (!callers) {
+        return; // the gateway's own requests alone (a golden run): not the callers' statistics
       }
       recorder.recordExecution(work.size(), work.rows(), input, compute, output);
       if (work.runs() > 1) {

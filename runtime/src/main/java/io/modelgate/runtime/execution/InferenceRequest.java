@@ -38,6 +38,7 @@ public final class InferenceRequest {
   private final InferenceCallback callback;
   private final String lane;
   private final int laneWeight;
+  private final boolean recorded;
 
   @SuppressWarnings("unused") // accessed through ANSWERED
   private volatile boolean answered;
@@ -50,7 +51,8 @@ public final class InferenceRequest {
       BooleanSupplier cancelled,
       InferenceCallback callback,
       String lane,
-      int laneWeight) {
+      int laneWeight,
+      boolean recorded) {
     if (laneWeight < 1) {
       throw new IllegalArgumentException("lane weight must be at least 1, got " + laneWeight);
     }
@@ -62,6 +64,7 @@ public final class InferenceRequest {
     this.callback = Objects.requireNonNull(callback, "callback");
     this.lane = lane;
     this.laneWeight = laneWeight;
+    this.recorded = recorded;
   }
 
   /**
@@ -75,7 +78,16 @@ public final class InferenceRequest {
       long arrivalNanos,
       BooleanSupplier cancelled,
       InferenceCallback callback) {
-    return new InferenceRequest(decoded, arrivalNanos, 0, false, cancelled, callback, null, 1);
+    return new InferenceRequest(decoded, arrivalNanos, 0, false, cancelled, callback, null, 1, true);
+  }
+
+  /**
+   * A request the gateway makes of a version itself (a golden example), arrived now: executed as
+   * any other, but its queue and compute times are not recorded with the callers' ({@link
+   * StageRecorder#recordRequest}), nor an execution made of such requests alone.
+   */
+  public static InferenceRequest ofTheGateway(DecodedRequest decoded, InferenceCallback callback) {
+    return new InferenceRequest(decoded, System.nanoTime(), 0, false, null, callback, null, 1, false);
   }
 
   /**
@@ -112,7 +124,7 @@ public final class InferenceRequest {
       InferenceCallback callback) {
     boolean hasDeadline = deadlineNanos != Long.MAX_VALUE;
     return new InferenceRequest(
-        decoded, arrivalNanos, hasDeadline ? deadlineNanos : 0, hasDeadline, cancelled, callback, lane, weight);
+        decoded, arrivalNanos, hasDeadline ? deadlineNanos : 0, hasDeadline, cancelled, callback, lane, weight, true);
   }
 
   /** A request that must be executed before {@code deadlineNanos} ({@link System#nanoTime()}). */
@@ -122,12 +134,17 @@ public final class InferenceRequest {
       long deadlineNanos,
       BooleanSupplier cancelled,
       InferenceCallback callback) {
-    return new InferenceRequest(decoded, arrivalNanos, deadlineNanos, true, cancelled, callback, null, 1);
+    return new InferenceRequest(decoded, arrivalNanos, deadlineNanos, true, cancelled, callback, null, 1, true);
   }
 
   /** The lane the request waits in (its caller's tenant), or null for the shared lane. */
   public String lane() {
     return lane;
+  }
+
+  /** Whether its times are recorded with the callers' (false: the gateway's own, {@link #ofTheGateway}). */
+  public boolean recorded() {
+    return recorded;
   }
 
   /** The weight of its lane's share of a batch, at least 1 (1 for the shared lane). */

@@ -7,7 +7,8 @@ package io.modelgate.runtime.execution;
  */
 public interface StageRecorder {
   /**
-   * One request that was executed.
+   * One caller's request that was executed (the gateway's own, {@link
+   * InferenceRequest#ofTheGateway}, are not recorded, nor an execution of them alone).
    *
    * @param queueNanos from its arrival to the start of its execution
    * @param computeNanos the model's run of the batch it was part of (ONNX Runtime's call alone,

@@ -937,4 +937,36 @@ class RingSchedulerTest {
         .hasMessageContaining("batcher failed");
     assertThat(scheduler.queuedCount()).isZero();
   }
+
+  @Test
+  void theGatewaysOwnRequests_areExecutedButNotRecorded_withTheCallers() throws Exception {
+    GatedExecutor executor = new GatedExecutor();
+    executor.gated = false;
+    BlockingQueue<String> recorded = new LinkedBlockingQueue<>();
+    StageRecorder recorder = new StageRecorder() {
+      @Override
+      public void recordRequest(long queueNanos, long computeNanos) {
+        recorded.add("request");
+      }
+
+      @Override
+      public void recordBatch(int requests, int rows, long computeNanos) {
+        recorded.add("execution of " + requests);
+      }
+    };
+    RingScheduler scheduler = new RingScheduler(
+        "model 'm' version 1", new SchedulerSettings(64, 1), new BatchPolicy(8, 0, List.of()), () -> executor, recorder);
+    schedulers.add(scheduler);
+    Answer own = new Answer();
+    scheduler.submit(InferenceRequest.ofTheGateway(decoded(), own));
+    assertThat(own.result.get(10, TimeUnit.SECONDS)).isNotNull();
+    Answer caller = new Answer();
+    scheduler.submit(request(caller));
+    assertThat(caller.result.get(10, TimeUnit.SECONDS)).isNotNull();
+    // One executor thread: the caller's records come after the first execution has ended.
+    assertThat(recorded.poll(10, TimeUnit.SECONDS)).isEqualTo("request");
+    assertThat(recorded.poll(10, TimeUnit.SECONDS)).isEqualTo("execution of 1");
+    assertThat(recorded).isEmpty();
+    assertThat(executor.executed).hasValue(2);
+  }
 }
