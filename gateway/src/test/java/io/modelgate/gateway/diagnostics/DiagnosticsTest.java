@@ -53,6 +53,15 @@ class DiagnosticsTest {
         .filter(line -> line.contains("\"action\":\"" + action + "\"")).toList();
   }
 
+  /** How many audit records of {@code action} there are so far (0 before the log exists). */
+  private long auditLines(String action) {
+    try {
+      return audit(action).size();
+    } catch (IOException e) {
+      return 0;
+    }
+  }
+
   private static void refused(Runnable call, Status.Code code, String message) {
     assertThatThrownBy(call::run).isInstanceOfSatisfying(StatusRuntimeException.class, e -> {
       assertThat(e.getStatus().getCode()).isEqualTo(code);
@@ -103,8 +112,9 @@ class DiagnosticsTest {
       gateway.admin().setLogLevel(SetLogLevelRequest.newBuilder().setLogger("ROOT").setLevel("WARN").setForMs(300).build());
       assertThat(logger("ROOT").getLevel()).isEqualTo(Level.WARN);
       eventually("the root's level back to what it was", () -> logger("ROOT").getLevel() == root);
-      eventually("the report empty", () ->
-          gateway.admin().getDiagnostics(GetDiagnosticsRequest.getDefaultInstance()).getLogLevelsCount() == 0);
+      eventually("the report empty, and the level that ran out audited", () ->
+          gateway.admin().getDiagnostics(GetDiagnosticsRequest.getDefaultInstance()).getLogLevelsCount() == 0
+              && auditLines("SetLogLevel") >= 5);
       assertThat(audit("SetLogLevel")).hasSizeGreaterThanOrEqualTo(5).satisfies(lines -> {
         assertThat(lines.get(0)).contains(LOGGER + " DEBUG for 1h").contains("then INHERITED").contains("admin\"");
         assertThat(lines.get(2)).contains(LOGGER + " back to INHERITED from TRACE: set back by ");
@@ -189,7 +199,9 @@ class DiagnosticsTest {
           Status.Code.INVALID_ARGUMENT, "sample_rate: 2.0 (expected: 0 to 1)");
 
       gateway.admin().setTraceSampleRate(SetTraceSampleRateRequest.newBuilder().setSampleRate(0.5).setForMs(200).build());
-      eventually("the rate back to the server's", () -> gateway.server.tracing().sampleRate() == 0);
+      // The rate goes back first, then the audit record is written: waited for both.
+      eventually("the rate back to the server's, audited", () -> gateway.server.tracing().sampleRate() == 0
+          && auditLines("SetTraceSampleRate") == 4);
       assertThat(audit("SetTraceSampleRate")).hasSize(4).satisfies(lines -> {
         assertThat(lines.get(0)).contains("1.0 for 1h").contains("then 0.0, the server").contains("--trace-sample-rate");
         assertThat(lines.get(1)).contains("back to 0.0 from 1.0: set back by ");
