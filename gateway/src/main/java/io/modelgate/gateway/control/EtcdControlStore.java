@@ -140,8 +140,8 @@ public final class EtcdControlStore implements ControlStore {
    * written by {@link #load} before the watch starts, then on the store's thread only.
    */
   private final java.util.Set<String> given = new java.util.HashSet<>();
-  private volatile boolean judge;
-  private volatile String judgeName = "";
+  /** This replica's lease and, while it judges, the judge's; the campaign for the judge's key. */
+  private final EtcdLeases leases;
   /** Store thread only from here on. */
   private Consumer<Map<String, Stored>> listener;
   private Watch.Watcher watcher;
@@ -153,19 +153,6 @@ public final class EtcdControlStore implements ControlStore {
   /** What this replica follows besides the models' records, and its watches ({@link #follow}). */
   private final EtcdTopics topics;
   private boolean resync;
-  private long leaseId;
-  /** This replica's lease for its published snapshots (0: none yet). Written on the store thread. */
-  private volatile long replicaLease;
-  /**
-   * When ({@link System#nanoTime}) the replica's lease and the judge's were last renewed; 0: to be
-   * renewed at the next probe (after an outage, say). Each is renewed at a third of its TTL, as
-   * etcd's own clients do, not at every probe: the probe's read finds an outage. Renewed on the
-   * store thread; set to 0 by whichever thread finds etcd down.
-   */
-  private volatile long replicaLeaseRenewed;
-  private volatile long judgeLeaseRenewed;
-  /** A third of the leases' TTL, in nanoseconds. */
-  private final long renewEveryNanos;
   /** Set by {@link #leave}: the store thread stops and nothing more is handed to it. */
   private volatile boolean closed;
   /** Set by {@link #close}; guarded by this. */
@@ -273,7 +260,7 @@ public final class EtcdControlStore implements ControlStore {
     this.driftBaselinesPrefix = settings.prefix() + "drift-baselines/";
     this.driftAsksPrefix = settings.prefix() + "drift-sketch-asks/";
     this.driftSketchesPrefix = settings.prefix() + "drift-sketches/";
-    this.renewEveryNanos = settings.judgeLease().toNanos() / 3;
+    this.leases = new EtcdLeases(settings, judgeKey, this::await, () -> downSinceMs != 0);
     this.topics = new EtcdTopics(Map.of(
         Topic.ACCESS, new EtcdTopics.Key(accessKey, false),
         Topic.DIAGNOSTICS, new EtcdTopics.Key(diagnosticsKey, false),
@@ -488,7 +475,7 @@ public final class EtcdControlStore implements ControlStore {
    * @throws InferenceException UNAVAILABLE when etcd cannot be reached
    */
   public long compactHistory() {
-    if (!judge) {
+    if (!leases.judges()) {
       compactMark = 0;
       return 0;
     }
@@ -732,8 +719,8 @@ public final class EtcdControlStore implements ControlStore {
         }
         log.info("control store etcd {} reached again: {} records read whole at revision {}", target, all.size(), appliedRevision);
       }
-      renewReplicaLease();
-      campaign(judgeRecord);
+      leases.renewReplicaLease(connection.client());
+      leases.campaign(connection.client(), connection.kv(), judgeRecord);
     } catch (IOException | RuntimeException e) {
       if (e instanceof IOException io && outOfSpace(io)) {
         // Etcd answers but takes no write (a new judge's lease, say): not down.
@@ -741,7 +728,7 @@ public final class EtcdControlStore implements ControlStore {
       } else {
         down(e);
       }
-      judge = false;
+      leases.stepDown();
     } catch (Error e) {
       // A scheduled task that throws is never run again: keep probing unless the JVM is failing.
       if (e instanceof VirtualMachineError) {
@@ -749,7 +736,7 @@ public final class EtcdControlStore implements ControlStore {
       }
       log.error("control store probe failed", e);
       down(new IOException(e.toString(), e));
-      judge = false;
+      leases.stepDown();
     }
   }
 
@@ -807,90 +794,6 @@ public final class EtcdControlStore implements ControlStore {
         before.close();
       }
     }, 2 * timeoutMs, TimeUnit.MILLISECONDS);
-  }
-
-  /** Takes the judge's key when it is free, renews the lease while holding it. Store thread. */
-  private void campaign(GetResponse judgeRecord) throws IOException {
-    List<KeyValue> holder = judgeRecord.getKvs();
-    if (!holder.isEmpty()) {
-      judgeName = holder.get(0).getValue().toString(StandardCharsets.UTF_8);
-      if (leaseId != 0 && holder.get(0).getLease() == leaseId) {
-        if (judge && !due(judgeLeaseRenewed)) {
-          return; // the key is this replica's, under a lease renewed less than a third of its TTL ago
-        }
-        try {
-          await(connection.client().getLeaseClient().keepAliveOnce(leaseId));
-          judgeLeaseRenewed = System.nanoTime();
-          judge = true;
-        } catch (IOException e) {
-          log.warn("judge lease {} could not be renewed ({}); this replica stops judging", leaseId, e.getMessage());
-          judge = false;
-          leaseId = 0;
-        }
-        return;
-      }
-      if (judge) {
-        log.warn("replica {} judges rollouts now; this replica ({}) stops", judgeName, settings.replica());
-      }
-      judge = false;
-      dropLease();
-      return;
-    }
-    judge = false;
-    dropLease();
-    long lease = await(connection.client().getLeaseClient().grant(settings.judgeLease().toSeconds())).getID();
-    TxnResponse won =
-        await(connection.kv().txn()
-            .If(new Cmp(judgeKey, Cmp.Op.EQUAL, CmpTarget.createRevision(0)))
-            .Then(Op.put(judgeKey, bytes(settings.replica()), PutOption.builder().withLeaseId(lease).build()))
-            .commit());
-    leaseId = lease;
-    if (won.isSucceeded()) {
-      judgeLeaseRenewed = System.nanoTime();
-      judge = true;
-      judgeName = settings.replica();
-      log.info("this replica ({}) was elected to judge rollouts (lease TTL {} s)", settings.replica(),
-          settings.judgeLease().toSeconds());
-    } else {
-      dropLease();
-    }
-  }
-
-  /**
-   * Keeps this replica's lease alive, or takes a new one when it expired (after an outage longer
-   * than its TTL). Its snapshots expire with it. Store thread.
-   */
-  private void renewReplicaLease() throws IOException {
-    if (replicaLease != 0) {
-      if (!due(replicaLeaseRenewed)) {
-        return;
-      }
-      try {
-        await(connection.client().getLeaseClient().keepAliveOnce(replicaLease));
-        replicaLeaseRenewed = System.nanoTime();
-        return;
-      } catch (IOException e) {
-        if (downSinceMs != 0) {
-          throw e;
-        }
-        log.info("replica lease expired ({}); taking a new one", e.getMessage());
-      }
-    }
-    replicaLease = await(connection.client().getLeaseClient().grant(settings.judgeLease().toSeconds())).getID();
-    replicaLeaseRenewed = System.nanoTime();
-  }
-
-  /** Whether a lease last renewed at {@code renewed} ({@link System#nanoTime}; 0: not since an outage) is due. */
-  private boolean due(long renewed) {
-    return renewed == 0 || System.nanoTime() - renewed >= renewEveryNanos;
-  }
-
-  /** Revokes the lease this replica holds, if any, without waiting. Store thread. */
-  private void dropLease() {
-    if (leaseId != 0) {
-      connection.client().getLeaseClient().revoke(leaseId);
-      leaseId = 0;
-    }
   }
 
   /**
@@ -971,8 +874,7 @@ public final class EtcdControlStore implements ControlStore {
     if (closed) {
       return;
     }
-    replicaLeaseRenewed = 0;
-    judgeLeaseRenewed = 0;
+    leases.renewAtNextProbe();
     if (downSinceMs == 0) {
       downSinceMs = System.currentTimeMillis();
       log.error("control store etcd {} unreachable: {}; changes are refused, traffic keeps the routing last applied",
@@ -991,14 +893,14 @@ public final class EtcdControlStore implements ControlStore {
         .setDownSinceMs(since)
         .setError(error)
         .setAppliedRevision(appliedRevision)
-        .setJudge(judgeName)
+        .setJudge(leases.judgeName())
         .setOutOfSpace(outOfSpace)
         .build();
   }
 
   @Override
   public void publish(ReplicaSnapshot snapshot) {
-    long lease = replicaLease;
+    long lease = leases.replicaLease();
     if (lease == 0) {
       throw InferenceException.unavailable("no replica lease yet (the control store etcd " + target + " was not reached)");
     }
@@ -1304,7 +1206,7 @@ public final class EtcdControlStore implements ControlStore {
 
   @Override
   public boolean judges() {
-    return judge && downSinceMs == 0;
+    return leases.judges() && downSinceMs == 0;
   }
 
   /**
@@ -1324,40 +1226,11 @@ public final class EtcdControlStore implements ControlStore {
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     }
-    judge = false;
     if (watcher != null) {
       watcher.close();
     }
     topics.close();
-    // Both at once, waited for together: where etcd does not answer, the stop waits one timeout, not two.
-    // A lease etcd no longer has (it expired while the replica was cut off) is revoked as much as it can be.
-    List<CompletableFuture<Throwable>> revoked = new ArrayList<>();
-    for (long lease : new long[] {leaseId, replicaLease}) {
-      if (lease != 0) {
-        revoked.add(connection.client().getLeaseClient().revoke(lease).handle((done, failure) ->
-            failure == null || io.grpc.Status.fromThrowable(failure).getCode() == io.grpc.Status.Code.NOT_FOUND
-                ? null : failure));
-      }
-    }
-    String cause;
-    try {
-      CompletableFuture.allOf(revoked.toArray(CompletableFuture[]::new)).get(timeoutMs, TimeUnit.MILLISECONDS);
-      Throwable failed = revoked.stream().map(CompletableFuture::join).filter(java.util.Objects::nonNull).findFirst()
-          .orElse(null);
-      if (failed == null) {
-        return;
-      }
-      cause = (failed instanceof java.util.concurrent.CompletionException && failed.getCause() != null
-          ? failed.getCause() : failed).toString();
-    } catch (InterruptedException | ExecutionException | TimeoutException e) {
-      if (e instanceof InterruptedException) {
-        Thread.currentThread().interrupt();
-      }
-      cause = e instanceof TimeoutException ? "no answer within " + timeoutMs + " ms" : e.toString();
-    }
-    log.warn("{} not revoked as the replica stops ({}); {} within {} s", leaseId != 0 ? "this replica's leases (as judge"
-        + " and replica)" : "this replica's lease", cause, leaseId != 0 ? "the judge's key and its snapshots expire"
-        : "its snapshots expire", settings.judgeLease().toSeconds());
+    leases.revokeAll(connection.client(), timeoutMs);
   }
 
   /** Leaves (above) if it has not, then disconnects. Idempotent. */
