@@ -100,6 +100,17 @@ final class SoakCommand implements Callable<Integer> {
       description = "Calls a window whose client goes away before the answer: sent on a connection of their own, which is"
           + " closed at once (the server answers into a connection that is gone). Default: ${DEFAULT-VALUE}.")
   int abandonedCalls;
+  @Option(names = "--etcd",
+      description = "Run the server as a replica of a fleet whose control store is a real etcd (the etcd on the PATH),"
+          + " started by the soak: the routing and quota changes go through it, and every --etcd-outage-every windows"
+          + " etcd is stopped in the middle of the window and started again.")
+  boolean etcd;
+  @Option(names = "--etcd-outage-every", defaultValue = "2",
+      description = "With --etcd: every this many windows, an outage of etcd (0: none). Default: ${DEFAULT-VALUE}.")
+  int etcdOutageEvery;
+  @Option(names = "--etcd-outage-seconds", defaultValue = "5",
+      description = "With --etcd: how long each outage lasts. Default: ${DEFAULT-VALUE}.")
+  int etcdOutageSeconds;
 
   /**
    * What the server holds after a window, with its load stopped and a full collection done.
@@ -132,6 +143,11 @@ final class SoakCommand implements Callable<Integer> {
   @Override
   public Integer call() throws Exception {
     PrintWriter out = spec.commandLine().getOut();
+    if (etcd && (etcdOutageEvery < 0 || etcdOutageSeconds < 1 || etcdOutageSeconds > windowSeconds / 2)) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--etcd-outage-every " + etcdOutageEvery
+          + ", --etcd-outage-seconds " + etcdOutageSeconds + " (expected: 0 or more windows, and an outage of 1 s to half a"
+          + " window)");
+    }
     if (windowSeconds < 3 || durationSeconds < windowSeconds || settleWindows < 0) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--window " + windowSeconds + ", --duration "
           + durationSeconds + ", --settle-windows " + settleWindows
@@ -161,7 +177,17 @@ final class SoakCommand implements Callable<Integer> {
       serveOptions.addAll(List.of("--tls-cert", pem[0].toString(), "--tls-key", pem[1].toString()));
       clientTls = io.modelgate.gateway.tls.ClientTls.context(pem[0], null, null);
     }
-    try (ServerProcess server = ServerProcess.start(root, callers, serverHeap, javaOptions, serveOptions)) {
+    EtcdProcess store = etcd ? EtcdProcess.start(root.resolve("etcd")) : null;
+    if (store != null) {
+      serveOptions.addAll(List.of("--control-store", "etcd://" + store.endpoint(), "--replica", "soak"));
+    }
+    try (store; ServerProcess server = ServerProcess.start(root, callers, serverHeap, javaOptions, serveOptions)) {
+      if (store != null) {
+        out.printf("soak: the server is replica 'soak' of a fleet whose control store is etcd %s (pid %d)%s%n", store.endpoint(),
+            store.pid(), etcdOutageEvery == 0 ? "" : String.format(Locale.ROOT,
+                "; every %d windows etcd stops a third into the window for %d s and starts again", etcdOutageEvery,
+                etcdOutageSeconds));
+      }
       out.printf("soak: the demo (cnn_mnist, versions 1 and 2) served by a JVM of its own (pid %d, -Xmx%s), %d windows of %d s;"
               + " probe %.0f calls/s, streams %.0f calls/s on new connections each window, a flood of %d callers every other"
               + " window, %d connections ending without a call, %d calls abandoned by their client; each window a routing"
@@ -185,6 +211,7 @@ final class SoakCommand implements Callable<Integer> {
       List<Double> cpuPerCall = new ArrayList<>();
       double[] before = server.counters();
       int adminFailures = 0;
+      List<Long> etcdBackMs = new ArrayList<>();
       try {
         var adminStub = AdminServiceGrpc.newBlockingStub(admin).withCallCredentials(bearer(server.adminToken()));
         ModelInferRequest request = Inputs.random(GRPCInferenceServiceGrpc.newBlockingStub(probeChannels.channels().get(0))
@@ -209,11 +236,18 @@ final class SoakCommand implements Callable<Integer> {
             failConnections(server.grpcPort, window);
             return null;
           });
+          CompletableFuture<Long> outage = store == null || etcdOutageEvery == 0 || w % etcdOutageEvery != 0 ? null
+              : OwnThread.supply("soak-etcd-outage", () -> store.outage(window.dividedBy(3),
+                  Duration.ofSeconds(etcdOutageSeconds), server));
           abandonCalls(server.grpcPort, overTls, streamKey, request);
           LoadGenerator.Result probed = probe.run(LoadGenerator.Options.open(rate, false, Duration.ZERO, window), line -> {});
           LoadGenerator.Result stream = streamed.get(windowSeconds + 60L, TimeUnit.SECONDS);
           LoadGenerator.Result floodResult = flooded == null ? null : flooded.get(windowSeconds + 60L, TimeUnit.SECONDS);
           failing.get(windowSeconds + 60L, TimeUnit.SECONDS);
+          Long backMs = outage == null ? null : outage.get(windowSeconds + 60L, TimeUnit.SECONDS);
+          if (backMs != null) {
+            etcdBackMs.add(backMs);
+          }
           Sample sample = server.sample(nativeMemory);
           samples.add(sample);
           double p99 = probed.latencyMicros().getValueAtPercentile(99) / 1000.0;
@@ -230,7 +264,8 @@ final class SoakCommand implements Callable<Integer> {
           before = new double[] {sample.cpuSeconds(), sample.served(), sample.eventLoopCpuSeconds(), sample.eventLoopWaitSeconds()};
           cpuPerCall.add(micros);
           out.printf(Locale.ROOT, "| %d%s | %.0f | %.3f | %.3f | %.3f | %d | %.3f | %.0f | %s | %.1f | %s | %s | %.1f | %.1f | %.1f | %d | %d | %.0f |%s%n",
-              w, w <= settleWindows ? " (settling)" : "", probed.throughput(),
+              w, (w <= settleWindows ? " (settling)" : "") + (backMs == null ? "" : String.format(Locale.ROOT,
+                  " (etcd down %d s)", etcdOutageSeconds)), probed.throughput(),
               probed.latencyMicros().getValueAtPercentile(50) / 1000.0, p99,
               probed.latencyMicros().getValueAtPercentile(99.9) / 1000.0, probed.errorCount(), serverP99, stream.throughput(),
               floodResult == null ? "–" : String.format(Locale.ROOT, "%.0f", floodResult.throughput()), micros, loopWaiting,
@@ -245,6 +280,11 @@ final class SoakCommand implements Callable<Integer> {
         admin.shutdownNow();
       }
       summarize(out, samples, p99s, serverP99s, cpuPerCall, adminFailures);
+      if (store != null) {
+        out.printf(Locale.ROOT, "etcd outages: %d; the replica found etcd back %s after its return%n", etcdBackMs.size(),
+            etcdBackMs.isEmpty() ? "–" : etcdBackMs.stream().mapToLong(Long::longValue).min().orElse(0) + " to "
+                + etcdBackMs.stream().mapToLong(Long::longValue).max().orElse(0) + " ms");
+      }
       out.flush();
     }
     return 0;
@@ -520,7 +560,7 @@ final class SoakCommand implements Callable<Integer> {
       return server;
     }
 
-    private static int[] freePorts(int n) throws IOException {
+    static int[] freePorts(int n) throws IOException {
       int[] ports = new int[n];
       List<java.net.ServerSocket> sockets = new ArrayList<>();
       try {
@@ -607,6 +647,11 @@ final class SoakCommand implements Callable<Integer> {
     private static final String LOOP_CPU = "modelgate_threads_cpu_seconds_total{threads=\"event_loop\"";
     private static final String LOOP_WAIT = "modelgate_threads_run_queue_wait_seconds_total{threads=\"event_loop\"";
 
+    /** Whether the server finds its etcd control store up ({@code modelgate_control_store_up}). */
+    boolean controlStoreUp() throws IOException, InterruptedException {
+      return sum(scrape(), "modelgate_control_store_up{kind=\"etcd\"") == 1;
+    }
+
     /** The server's CPU seconds, calls answered OK, and its event loops' CPU and waits so far, without a collection. */
     double[] counters() throws IOException, InterruptedException {
       String metrics = scrape();
@@ -666,6 +711,105 @@ final class SoakCommand implements Callable<Integer> {
       process.destroy();
       try {
         if (!process.waitFor(60, TimeUnit.SECONDS)) {
+          process.destroyForcibly();
+        }
+      } catch (InterruptedException e) {
+        process.destroyForcibly();
+        Thread.currentThread().interrupt();
+      }
+    }
+  }
+
+  /**
+   * One etcd member on loopback (the {@code etcd} on the PATH, Debian's {@code etcd-server}), its
+   * data in a folder of its own, on free ports; stopped and started again on the same data for an
+   * outage, as a restart of the control store's member would be.
+   */
+  static final class EtcdProcess implements AutoCloseable {
+    private final Path dir;
+    private final int clientPort;
+    private final int peerPort;
+    private Process process;
+
+    private EtcdProcess(Path dir, int clientPort, int peerPort) {
+      this.dir = dir;
+      this.clientPort = clientPort;
+      this.peerPort = peerPort;
+    }
+
+    static EtcdProcess start(Path dir) throws IOException, InterruptedException {
+      Files.createDirectories(dir);
+      int[] ports = ServerProcess.freePorts(2);
+      EtcdProcess etcd = new EtcdProcess(dir, ports[0], ports[1]);
+      etcd.run();
+      return etcd;
+    }
+
+    String endpoint() {
+      return "127.0.0.1:" + clientPort;
+    }
+
+    long pid() {
+      return process.pid();
+    }
+
+    /** Starts the member on its data folder and waits until it answers its health check. */
+    private void run() throws IOException, InterruptedException {
+      String client = "http://" + endpoint();
+      String peer = "http://127.0.0.1:" + peerPort;
+      process = new ProcessBuilder("etcd", "--name", "soak", "--data-dir", dir.resolve("data").toString(),
+          "--listen-client-urls", client, "--advertise-client-urls", client, "--listen-peer-urls", peer,
+          "--initial-advertise-peer-urls", peer, "--initial-cluster", "soak=" + peer, "--log-level", "error")
+          .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.appendTo(dir.resolve("etcd.log").toFile()))
+          .start();
+      HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(2)).build();
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+      while (true) {
+        try {
+          if (http.send(HttpRequest.newBuilder(URI.create(client + "/health")).timeout(Duration.ofSeconds(2)).build(),
+              HttpResponse.BodyHandlers.discarding()).statusCode() == 200) {
+            return;
+          }
+        } catch (IOException e) {
+          // not yet listening
+        }
+        if (!process.isAlive() || System.nanoTime() - deadline > 0) {
+          close();
+          throw new IllegalStateException("etcd did not start: " + Files.readString(dir.resolve("etcd.log")));
+        }
+        Thread.sleep(100);
+      }
+    }
+
+    /**
+     * After {@code after}, stops etcd for {@code lasting} and starts it again; returns how long
+     * after its return {@code server} found it up (ms).
+     */
+    long outage(Duration after, Duration lasting, ServerProcess server) throws Exception {
+      Thread.sleep(after.toMillis());
+      close();
+      Thread.sleep(lasting.toMillis());
+      run();
+      long back = System.nanoTime();
+      long deadline = back + TimeUnit.SECONDS.toNanos(30);
+      while (!server.controlStoreUp()) {
+        if (System.nanoTime() - deadline > 0) {
+          throw new IllegalStateException("the server did not find etcd back within 30 s of its return");
+        }
+        Thread.sleep(20);
+      }
+      return TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - back);
+    }
+
+    /** Stops the member (SIGTERM), forcibly after 10 s. */
+    @Override
+    public void close() {
+      if (process == null) {
+        return;
+      }
+      process.destroy();
+      try {
+        if (!process.waitFor(10, TimeUnit.SECONDS)) {
           process.destroyForcibly();
         }
       } catch (InterruptedException e) {
