@@ -58,6 +58,15 @@ stop_all() {
   wait 2>/dev/null || true
 }
 
+# keep_earlier_log FILE: moves a server's log of an earlier run aside (FILE.before-K.log), so that
+# a server started again on the same name neither overwrites it nor is found serving by its lines.
+keep_earlier_log() {
+  local k=1
+  [ -f "$1" ] || return 0
+  while [ -f "${1%.log}.before-$k.log" ]; do k=$((k + 1)); done
+  mv "$1" "${1%.log}.before-$k.log"
+}
+
 keep_logs() {
   if [ -n "${GUIDE_KEEP_LOGS:-}" ]; then
     mkdir -p "$GUIDE_KEEP_LOGS" && find "$work" -maxdepth 2 -name '*.log' -exec cp {} "$GUIDE_KEEP_LOGS/" \; || true
@@ -79,10 +88,12 @@ stop_then_remove() {
 # start_replica N BASE ETCD_PORT [ARGS...]: starts replica rN of `bin/modelgate serve` (with a 1 s
 # inference warm-up) sharing the etcd on loopback ETCD_PORT, listening on BASE+10N+1 (gRPC), +2
 # (metrics) and +3 (admin), its admin token $work/token, its state and log (rN.log) in $work; adds
-# it to pids and sets replica_pid[N]. ARGS go to serve.
+# it to pids and sets replica_pid[N]. ARGS go to serve. A replica started again keeps the log of
+# its run before as rN.before-K.log (read with the rest).
 start_replica() {
   local n=$1 p=$(($2 + 10 * $1)) etcd=$3
   shift 3
+  keep_earlier_log "$work/r$n.log"
   bin/modelgate serve --warmup-inference 1s --replica "r$n" --control-store "etcd://127.0.0.1:$etcd" \
     --grpc-port $((p + 1)) --metrics-port $((p + 2)) --admin-port $((p + 3)) \
     --admin-token-file "$work/token" --state-dir "$work/state-r$n" "$@" >"$work/r$n.log" 2>&1 &

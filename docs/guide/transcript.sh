@@ -117,6 +117,7 @@ echo "## 8. an unload kept across a restart"
 run_admin unload --model cnn_mnist --version 1
 # The server stops and starts again on the same state directory.
 kill "$pid"; wait "$pid" 2>/dev/null || true
+keep_earlier_log "$log"
 "$repo/bin/modelgate" serve --warmup-inference 1s --grpc-port "$port" --admin-port "$admin_port" --metrics-port "$metrics_port" \
   --replica gw1 >"$log" 2>&1 &
 pid=$!
