@@ -708,15 +708,20 @@ final class SoakCommand implements Callable<Integer> {
     /** Stops the server as an operator would (SIGTERM: it drains), forcibly after 60 s. */
     @Override
     public void close() {
-      process.destroy();
-      try {
-        if (!process.waitFor(60, TimeUnit.SECONDS)) {
-          process.destroyForcibly();
-        }
-      } catch (InterruptedException e) {
+      stop(process, Duration.ofSeconds(60));
+    }
+  }
+
+  /** Stops {@code process} with SIGTERM, and forcibly where it has not ended within {@code patience}. */
+  static void stop(Process process, Duration patience) {
+    process.destroy();
+    try {
+      if (!process.waitFor(patience.toMillis(), TimeUnit.MILLISECONDS)) {
         process.destroyForcibly();
-        Thread.currentThread().interrupt();
       }
+    } catch (InterruptedException e) {
+      process.destroyForcibly();
+      Thread.currentThread().interrupt();
     }
   }
 
@@ -804,17 +809,8 @@ final class SoakCommand implements Callable<Integer> {
     /** Stops the member (SIGTERM), forcibly after 10 s. */
     @Override
     public void close() {
-      if (process == null) {
-        return;
-      }
-      process.destroy();
-      try {
-        if (!process.waitFor(10, TimeUnit.SECONDS)) {
-          process.destroyForcibly();
-        }
-      } catch (InterruptedException e) {
-        process.destroyForcibly();
-        Thread.currentThread().interrupt();
+      if (process != null) {
+        stop(process, Duration.ofSeconds(10));
       }
     }
   }
