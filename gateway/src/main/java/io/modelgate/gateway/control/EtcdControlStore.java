@@ -119,16 +119,11 @@ public final class EtcdControlStore implements ControlStore {
   /** The TLS context that follows the CA and client certificate files; null without those. */
   private final ReloadingSslContext tls;
   private final AtomicLong auditSequence = new AtomicLong();
-  /** The revision seen at the last {@link #compactHistory} as the judge (0: none). Store thread. */
-  private long compactMark;
   /** Whether etcd refused this replica's last write for want of space (its NOSPACE alarm). */
   private volatile boolean outOfSpace;
-  /** The revision this replica last compacted etcd's history to (0: none). */
-  private volatile long compactedRevision;
   private final Clock clock;
-  /** Audit records deleted past the retention, and as the oldest past the most kept. */
-  private final io.micrometer.core.instrument.Counter auditExpired;
-  private final io.micrometer.core.instrument.Counter auditOverLimit;
+  /** The judge's compaction of etcd's history, and every replica's deletion of old audit records. */
+  private final EtcdUpkeep upkeep;
 
   private volatile long downSinceMs;
   private volatile String error = "";
@@ -191,18 +186,6 @@ public final class EtcdControlStore implements ControlStore {
     }
     this.settings = settings;
     this.clock = clock;
-    this.auditExpired = io.micrometer.core.instrument.Counter.builder("modelgate.audit.records.deleted")
-        .description("Audit records deleted from etcd by this replica: older than the retention (reason=retention), or"
-            + " the oldest past the most kept (reason=limit)")
-        .tag("reason", "retention").register(registry);
-    this.auditOverLimit = io.micrometer.core.instrument.Counter.builder("modelgate.audit.records.deleted")
-        .description("Audit records deleted from etcd by this replica: older than the retention (reason=retention), or"
-            + " the oldest past the most kept (reason=limit)")
-        .tag("reason", "limit").register(registry);
-    io.micrometer.core.instrument.Gauge.builder("modelgate.etcd.compacted.revision", this, store -> store.compactedRevision)
-        .description("The etcd revision this replica last compacted the history to, as the replica that judges"
-            + " rollouts (0: none since it started)")
-        .register(registry);
     this.target =
         settings.etcdEndpoints().stream().map(URI::toString).collect(Collectors.joining(",")) + " prefix " + settings.prefix();
     this.timeoutMs = settings.timeout().toMillis();
@@ -261,6 +244,8 @@ public final class EtcdControlStore implements ControlStore {
     this.driftAsksPrefix = settings.prefix() + "drift-sketch-asks/";
     this.driftSketchesPrefix = settings.prefix() + "drift-sketches/";
     this.leases = new EtcdLeases(settings, judgeKey, this::await, () -> downSinceMs != 0);
+    this.upkeep = new EtcdUpkeep(settings, clock, registry, () -> connection.kv(), this::await, e -> unreachable(e, ""),
+        leases::judges, judgeKey, auditPrefix);
     this.topics = new EtcdTopics(Map.of(
         Topic.ACCESS, new EtcdTopics.Key(accessKey, false),
         Topic.DIAGNOSTICS, new EtcdTopics.Key(diagnosticsKey, false),
@@ -294,6 +279,11 @@ public final class EtcdControlStore implements ControlStore {
 
   private String model(ByteSequence key) {
     return key.toString(StandardCharsets.UTF_8).substring(settings.prefix().length() + "models/".length());
+  }
+
+  /** One request to etcd waited for within the store's timeout, its failure said as an IOException. */
+  interface Await {
+    <T> T await(CompletableFuture<T> request) throws IOException;
   }
 
   private <T> T await(CompletableFuture<T> future) throws IOException {
@@ -446,135 +436,22 @@ public final class EtcdControlStore implements ControlStore {
     thread.scheduleWithFixedDelay(this::probe, every, every, TimeUnit.MILLISECONDS);
     long reread = settings.rereadEvery().toMillis();
     thread.scheduleWithFixedDelay(this::tellWhileUp, reread, reread, TimeUnit.MILLISECONDS);
-    long hour = AUDIT_LIMITS_EVERY.toMillis();
-    thread.scheduleWithFixedDelay(this::applyAuditLimitsQuietly, AUDIT_LIMITS_FIRST.toMillis(), hour, TimeUnit.MILLISECONDS);
-    if (!settings.compaction().isZero()) {
-      long interval = settings.compaction().toMillis();
-      thread.scheduleWithFixedDelay(this::compactQuietly, interval, interval, TimeUnit.MILLISECONDS);
-    }
+    upkeep.scheduleOn(thread);
   }
 
-  private void compactQuietly() {
-    try {
-      compactHistory();
-    } catch (InferenceException e) {
-      log.warn("etcd's history not compacted ({}); tried again in {} s", e.getMessage(), settings.compaction().toSeconds());
-    }
-  }
-
-  /**
-   * On the replica that judges rollouts, compacts etcd's history to the revision this replica saw
-   * at its call before (as the Kubernetes API server compacts its etcd), then notes the current
-   * revision for the next call: at least one interval of history stays, for watches that resume
-   * after a short outage; a replica away longer finds its watch's revision compacted and reads
-   * every record again, as after any watch error. A replica that does not judge only forgets its
-   * mark (the judge may change). The store's thread every {@link ControlSettings#compaction} (see
-   * {@link #watch}); tests call it directly.
-   *
-   * @return the revision compacted to, or 0 when nothing was (not the judge, or no mark yet)
-   * @throws InferenceException UNAVAILABLE when etcd cannot be reached
-   */
+  /** {@link EtcdUpkeep#compactHistory}: the judge compacts etcd's history (the store's thread on its schedule; tests). */
   public long compactHistory() {
-    if (!leases.judges()) {
-      compactMark = 0;
-      return 0;
-    }
-    try {
-      long current = await(connection.kv().get(judgeKey)).getHeader().getRevision();
-      long to = compactMark;
-      compactMark = current;
-      if (to == 0) {
-        return 0;
-      }
-      try {
-        await(connection.kv().compact(to));
-      } catch (IOException e) {
-        if (!String.valueOf(e.getMessage()).contains("has been compacted")) {
-          throw e;
-        }
-        // etcd (its own auto-compaction) or an earlier judge has compacted past it already.
-      }
-      compactedRevision = to;
-      log.debug("etcd's history compacted to revision {} (now at {})", to, current);
-      return to;
-    } catch (IOException e) {
-      throw unreachable(e, "");
-    }
+    return upkeep.compactHistory();
   }
 
-  /** The most audit keys one request of {@link #applyAuditLimits} reads and deletes (about 60 bytes each). */
-  static final long AUDIT_DELETE_CHUNK = 10_000;
-  /** How long after the start the audit log's limits are first applied. */
-  static final java.time.Duration AUDIT_LIMITS_FIRST = java.time.Duration.ofMinutes(1);
-  /** How often they are applied after that, by every replica (what one deleted, another finds gone). */
-  static final java.time.Duration AUDIT_LIMITS_EVERY = java.time.Duration.ofHours(1);
-
-  private void applyAuditLimitsQuietly() {
-    try {
-      applyAuditLimits();
-    } catch (InferenceException e) {
-      log.warn("audit log in etcd: its retention not applied ({}); tried again in an hour", e.getMessage());
-    }
-  }
-
-  /**
-   * Deletes the audit records older than the retention ({@link ControlSettings#auditRetention},
-   * by the time in their keys), then, while more than the most kept ({@link
-   * ControlSettings#auditMaxRecords}) remain, the oldest, {@value #AUDIT_DELETE_CHUNK} a request;
-   * returns how many were deleted (counted in {@code modelgate_audit_records_deleted_total}, by
-   * {@code reason}: {@code retention}, {@code limit}). The store's thread once an hour (see {@link
-   * #watch}); tests call it directly. Blocks while etcd answers.
-   *
-   * @throws InferenceException UNAVAILABLE when etcd cannot be reached (nothing is lost: the next
-   *     pass deletes what this one did not)
-   */
+  /** {@link EtcdUpkeep#applyAuditLimits}: the audit records past the retention and the most kept deleted (tests). */
   public long applyAuditLimits() {
-    return applyAuditLimits(AUDIT_DELETE_CHUNK);
+    return upkeep.applyAuditLimits(EtcdUpkeep.AUDIT_DELETE_CHUNK);
   }
 
   /** {@link #applyAuditLimits()}, reading and deleting at most {@code chunk} keys a request. */
   long applyAuditLimits(long chunk) {
-    long expired = 0;
-    long overLimit = 0;
-    try {
-      ByteSequence from = bytes(auditPrefix);
-      if (!settings.auditRetention().isZero()) {
-        long before = clock.millis() - settings.auditRetention().toMillis();
-        // Keys sort by time: [audit/, audit/<before>) holds exactly the records written before it.
-        expired = await(connection.kv().delete(from, io.etcd.jetcd.options.DeleteOption.builder()
-            .withRange(bytes(String.format("%s%013d", auditPrefix, Math.max(0, before)))).build())).getDeleted();
-      }
-      if (settings.auditMaxRecords() > 0) {
-        long count = await(connection.kv().get(from, GetOption.builder().isPrefix(true).withCountOnly(true).build()))
-            .getCount();
-        long excess = count - settings.auditMaxRecords();
-        // The oldest, chunk keys a request at most (each request's answer stays small).
-        while (excess > 0) {
-          GetResponse oldest = await(connection.kv().get(from, GetOption.builder().isPrefix(true).withKeysOnly(true)
-              .withSortField(GetOption.SortTarget.KEY).withSortOrder(GetOption.SortOrder.ASCEND)
-              .withLimit(Math.min(excess, chunk)).build()));
-          if (oldest.getKvs().isEmpty()) {
-            break;
-          }
-          // Up to the last of them, included: the key with a zero byte after it is the range's end.
-          ByteSequence last = oldest.getKvs().get(oldest.getKvs().size() - 1).getKey();
-          long deleted = await(connection.kv().delete(from, io.etcd.jetcd.options.DeleteOption.builder()
-              .withRange(last.concat(ByteSequence.from(new byte[] {0}))).build())).getDeleted();
-          overLimit += deleted;
-          excess -= Math.max(1, deleted);
-        }
-      }
-    } catch (IOException e) {
-      throw unreachable(e, "");
-    } finally {
-      auditExpired.increment(expired);
-      auditOverLimit.increment(overLimit);
-      if (expired + overLimit > 0) {
-        log.info("audit log in etcd: {} records older than {} h deleted, and {} oldest past the {} kept", expired,
-            settings.auditRetention().toHours(), overLimit, settings.auditMaxRecords());
-      }
-    }
-    return expired + overLimit;
+    return upkeep.applyAuditLimits(chunk);
   }
 
   /**

@@ -37,14 +37,9 @@ import org.slf4j.LoggerFactory;
 final class EtcdLeases {
   private static final Logger log = LoggerFactory.getLogger(EtcdControlStore.class);
 
-  /** One request to etcd waited for within the store's timeout, its failure said as an IOException. */
-  interface Await {
-    <T> T await(CompletableFuture<T> request) throws IOException;
-  }
-
   private final ControlSettings settings;
   private final ByteSequence judgeKey;
-  private final Await etcd;
+  private final EtcdControlStore.Await etcd;
   /** Whether the store finds etcd down now. */
   private final BooleanSupplier down;
   /** A third of the leases' TTL, in nanoseconds. */
@@ -59,7 +54,7 @@ final class EtcdLeases {
   private volatile long replicaRenewed;
   private volatile long judgeRenewed;
 
-  EtcdLeases(ControlSettings settings, ByteSequence judgeKey, Await etcd, BooleanSupplier down) {
+  EtcdLeases(ControlSettings settings, ByteSequence judgeKey, EtcdControlStore.Await etcd, BooleanSupplier down) {
     this.settings = settings;
     this.judgeKey = judgeKey;
     this.etcd = etcd;
