@@ -17,7 +17,6 @@ import io.modelgate.proto.admin.v1.ShadowRouting;
 import io.modelgate.proto.admin.v1.VersionLoad;
 import io.modelgate.runtime.error.InferenceException;
 import io.modelgate.runtime.repository.Model;
-import io.modelgate.runtime.repository.ModelRepository;
 import io.modelgate.runtime.threads.DaemonThreads;
 import java.io.IOException;
 import java.time.Clock;
